@@ -1,0 +1,233 @@
+/*
+ * model.h - the clustermgmt data model: clusters, nodes, status, users,
+ * tokens, change sets and the audit entries a change produces.
+ *
+ * Pure C, no I/O. A struct model is a plain value: the engine keeps one
+ * current model, and to change it copies it (model_copy), applies a
+ * mutation to the copy, persists the difference and publishes the copy as
+ * the new immutable snapshot. Readers (the probe, GET handlers) only ever
+ * see complete, immutable models, so they need no locks.
+ *
+ * All arrays are kept sorted by name (id for tokens) with strcmp order, so
+ * lookups are binary searches. All strings are owned by the model and freed
+ * by model_free. Times are milliseconds since the Unix epoch (UTC).
+ */
+#ifndef CM_MODEL_H
+#define CM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "error.h"
+
+#define NODE_NAME_MAX 64
+#define REASON_MAX 256
+#define DEFAULT_CLUSTER "default"
+#define DEFAULT_MOUNT "/health"
+
+enum node_status {
+	NODE_ONLINE = 0,
+	NODE_OFFLINE = 1,
+	NODE_DRAIN = 2,
+};
+
+enum role {
+	ROLE_NONE = 0, /* anonymous */
+	ROLE_VIEWER = 1,
+	ROLE_OPERATOR = 2,
+	ROLE_ADMIN = 3,
+};
+
+struct node {
+	char *name;
+	enum node_status status;
+	char *reason;       /* never NULL; "" when none */
+	char *changed_by;   /* never NULL; "" for a node never changed */
+	int64_t changed_at; /* ms; when the status last changed (or node was added) */
+	int64_t expires_at; /* ms; 0 = the status does not expire */
+	char *address;      /* "host:port" or NULL */
+	char *check;        /* http URL or NULL */
+};
+
+struct cluster {
+	char *name;
+	char *path;      /* mount path: starts with '/', no trailing '/' */
+	int64_t version; /* incremented by every change to the cluster */
+	size_t n_nodes;
+	struct node *nodes; /* sorted by name */
+};
+
+struct user {
+	char *name;
+	enum role role;
+	char *password_hash; /* libsodium crypto_pwhash_str (argon2id) string */
+	int64_t created_at;
+};
+
+struct token {
+	char *id;   /* public identifier, shown in lists */
+	enum role role;
+	char *description;
+	char *hash; /* lowercase hex of the BLAKE2b-256 of the secret token */
+	char *created_by;
+	int64_t created_at;
+};
+
+struct model {
+	size_t n_clusters;
+	struct cluster *clusters; /* sorted by name */
+	size_t n_users;
+	struct user *users; /* sorted by name */
+	size_t n_tokens;
+	struct token *tokens; /* sorted by id */
+};
+
+/* Who makes a change, for changed_by and the audit log. Borrowed strings. */
+struct actor {
+	const char *name;    /* user name, "token:ID", or "ttl" */
+	const char *address; /* client address, "" for the daemon itself */
+};
+
+/* One audit record. Strings owned by the entry; "" where not applicable. */
+struct audit_entry {
+	int64_t id; /* assigned by the store; 0 before it is saved */
+	int64_t at; /* ms */
+	char *cluster;
+	char *node;
+	char *actor;
+	char *address;
+	char *action;     /* "status", "node-add", "node-remove", "node-update",
+			     "cluster-add", "cluster-remove", "user-add",
+			     "user-remove", "token-create", "token-revoke" */
+	char *old_status; /* for "status": the status names; else "" */
+	char *new_status;
+	char *reason;
+};
+
+struct audit_log {
+	size_t n, cap;
+	struct audit_entry *entries;
+};
+
+/* One requested status change of a change set. */
+struct status_change {
+	char *node;
+	enum node_status status;
+	char *reason;   /* never NULL */
+	int64_t ttl_ms; /* 0 = no TTL */
+};
+
+struct change_set {
+	size_t n;
+	struct status_change *changes; /* sorted by node name, unique */
+};
+
+/* --- names and enums ------------------------------------------------- */
+
+/* 1-64 characters of A-Z a-z 0-9 . _ - ; len excludes any terminator. */
+int node_name_is_valid(const char *s, size_t len);
+/* Cluster names follow the node name rule. */
+int cluster_name_is_valid(const char *s);
+/* "/x[/y...]": starts with '/', segments of A-Z a-z 0-9 . _ - , no
+ * trailing '/', not "/v1" or below it, at most 128 characters. */
+int mount_path_is_valid(const char *s);
+
+const char *node_status_name(enum node_status s); /* "online", ... */
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+int node_status_from_string(const char *s, enum node_status *out);
+const char *role_name(enum role r); /* "viewer", ...; "anonymous" for NONE */
+int role_from_string(const char *s, enum role *out); /* NONE is not accepted */
+
+/* --- whole models ---------------------------------------------------- */
+
+/* A new empty model (no clusters). Never NULL (aborts on OOM). */
+struct model *model_new(void);
+/* A deep copy; the caller owns it. */
+struct model *model_copy(const struct model *m);
+void model_free(struct model *m);
+
+const struct cluster *model_find_cluster(const struct model *m, const char *name);
+struct cluster *model_find_cluster_mut(struct model *m, const char *name);
+/* The cluster mounted exactly at path[0..len), or NULL. */
+const struct cluster *model_find_cluster_by_path(const struct model *m, const char *path,
+						 size_t len);
+const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
+struct node *cluster_find_node_mut(struct cluster *c, const char *name);
+const struct user *model_find_user(const struct model *m, const char *name);
+const struct token *model_find_token(const struct model *m, const char *id);
+const struct token *model_find_token_by_hash(const struct model *m, const char *hash);
+
+/* Number of nodes with status online. */
+size_t cluster_count_online(const struct cluster *c);
+
+/* Earliest expires_at over all nodes of all clusters, 0 when none. */
+int64_t model_next_expiry(const struct model *m);
+
+/* --- mutations (on a private copy; on error nothing has changed) ----- */
+
+int model_add_cluster(struct model *m, const char *name, const char *path,
+		      const struct actor *who, int64_t now, struct audit_log *audit,
+		      struct error *err);
+int model_remove_cluster(struct model *m, const char *name, const struct actor *who,
+			 int64_t now, struct audit_log *audit, struct error *err);
+
+/* Replaces the node list: duplicates collapse, removed nodes are forgotten,
+ * new nodes start online, kept nodes keep their status. Any invalid name
+ * rejects the whole list (err->entry names it). */
+int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
+			  const struct actor *who, int64_t now, struct audit_log *audit,
+			  struct error *err);
+/* Adds a node (online) or updates address/check of an existing one. A NULL
+ * address/check leaves it as it is; "" clears it. */
+int cluster_put_node(struct cluster *c, const char *name, const char *address,
+		     const char *check, const struct actor *who, int64_t now,
+		     struct audit_log *audit, struct error *err);
+int cluster_remove_node(struct cluster *c, const char *name, const struct actor *who,
+			int64_t now, struct audit_log *audit, struct error *err);
+
+/* Applies a change set atomically. if_version < 0 and min_online < 0 mean
+ * "not given". Unknown node -> 404 naming it; if_version mismatch or fewer
+ * than min_online nodes online afterwards -> 409. Increments the version
+ * once when anything was applied. */
+int cluster_apply_changes(struct cluster *c, const struct change_set *cs,
+			  const struct actor *who, int64_t now, int64_t if_version,
+			  int64_t min_online, struct audit_log *audit, struct error *err);
+
+/* Returns every node whose TTL is due (expires_at <= now) to online, as
+ * done by actor "ttl". Returns the number of nodes changed. */
+size_t model_expire(struct model *m, int64_t now, struct audit_log *audit);
+
+int model_put_user(struct model *m, const char *name, enum role role,
+		   const char *password_hash, const struct actor *who, int64_t now,
+		   struct audit_log *audit, struct error *err);
+int model_remove_user(struct model *m, const char *name, const struct actor *who,
+		      int64_t now, struct audit_log *audit, struct error *err);
+int model_add_token(struct model *m, const char *id, enum role role,
+		    const char *description, const char *hash, const struct actor *who,
+		    int64_t now, struct audit_log *audit, struct error *err);
+int model_remove_token(struct model *m, const char *id, const struct actor *who,
+		       int64_t now, struct audit_log *audit, struct error *err);
+
+/* --- change sets ----------------------------------------------------- */
+
+/* Parses {NAME: {"status": "online"|"offline"|"drain", "reason"?: str,
+ * "ttl"?: seconds}, ...}. Rejects (400, err->entry = NAME) invalid names,
+ * non-object entries, unknown or mistyped fields, unknown statuses,
+ * reasons over 256 characters, ttl that is not a positive integer of at
+ * most 30 days, a ttl on "online", and an empty object. On success the
+ * caller owns *out and frees it with change_set_free. */
+int change_set_from_json(const json_t *obj, struct change_set *out, struct error *err);
+void change_set_free(struct change_set *cs);
+
+/* --- audit logs ------------------------------------------------------ */
+
+/* Appends a copy of the given strings (NULL becomes ""). */
+void audit_log_add(struct audit_log *log, int64_t at, const char *cluster, const char *node,
+		   const struct actor *who, const char *action, const char *old_status,
+		   const char *new_status, const char *reason);
+void audit_log_free(struct audit_log *log);
+void audit_entry_free(struct audit_entry *e);
+
+#endif

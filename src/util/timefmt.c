@@ -1,0 +1,55 @@
+/*
+ * timefmt.c - clock and time formatting; see timefmt.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "timefmt.h"
+
+int64_t
+time_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *
+time_format_rfc3339(int64_t ms, char *buf, size_t size)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+int
+duration_parse_ms(const char *s, int64_t *out)
+{
+	char *end;
+	long long n;
+	int64_t unit = 1000;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return -1;
+	n = strtoll(s, &end, 10);
+	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+		unit = 1000;
+	else if (strcmp(end, "m") == 0)
+		unit = 60 * 1000;
+	else if (strcmp(end, "h") == 0)
+		unit = 3600 * 1000;
+	else if (strcmp(end, "d") == 0)
+		unit = 86400 * 1000;
+	else
+		return -1;
+	if (n <= 0 || n > 366LL * 86400)
+		return -1;
+	*out = (int64_t)n * unit;
+	return 0;
+}
