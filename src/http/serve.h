@@ -1,0 +1,11 @@
+/*
+ * serve.h - `clustermgmt serve`: the daemon.
+ */
+#ifndef CM_SERVE_H
+#define CM_SERVE_H
+
+/* Parses the serve options (argv[0] is "serve"), starts the daemon and
+ * runs it until SIGTERM/SIGINT. Returns the exit code. */
+int serve_main(int argc, char **argv);
+
+#endif
