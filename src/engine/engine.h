@@ -61,6 +61,7 @@ struct engine_job {
 
 	/* engine-private */
 	struct engine_job *next;
+	void *sync;
 };
 
 /* Loads the model from store (creating the default cluster mounted at

@@ -1,0 +1,409 @@
+/*
+ * engine.c - the single writer thread; see engine.h for the why.
+ *
+ * One mutex guards the job queue and nothing else: workers hold it only to
+ * link a job. The current model is an atomic pointer, so readers never
+ * touch the mutex. The engine thread sleeps on a condition variable until
+ * a job arrives, the next TTL is due, or retired snapshots may be freed.
+ *
+ * Snapshot reclamation: each reader owns a counter it bumps at every
+ * quiescent point. A replaced snapshot remembers the counters at the time
+ * of the swap and is freed once each active reader's counter has moved.
+ * Readers that are idle in their event loop wake at least once a second
+ * (server.c caps the loop's wait), so reclamation lags by about that.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/log.h"
+#include "../util/timefmt.h"
+#include "engine.h"
+
+#define MAX_READERS 64
+#define RECLAIM_INTERVAL_MS 200
+
+struct reader {
+	_Atomic uint64_t quiescent;
+	_Atomic int is_active;
+};
+
+struct retired {
+	struct model *model;
+	uint64_t seen[MAX_READERS];
+	struct retired *next;
+};
+
+struct engine {
+	struct store *store;
+	_Atomic(struct model *) current;
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct engine_job *head, *tail;
+	int is_stopping;
+
+	struct reader readers[MAX_READERS];
+	_Atomic int n_readers;
+	struct retired *retired; /* engine thread only */
+
+	void (*on_change)(void *arg, const struct model *m);
+	void *on_change_arg;
+};
+
+struct sync_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int is_done;
+};
+
+static void
+retire(struct engine *e, struct model *old)
+{
+	struct retired *r = calloc(1, sizeof(*r));
+	int i, n = atomic_load(&e->n_readers);
+
+	if (r == NULL)
+		abort();
+	r->model = old;
+	for (i = 0; i < n; i++)
+		r->seen[i] = atomic_load(&e->readers[i].quiescent);
+	r->next = e->retired;
+	e->retired = r;
+}
+
+static int
+is_reclaimable(struct engine *e, const struct retired *r)
+{
+	int i, n = atomic_load(&e->n_readers);
+
+	for (i = 0; i < n; i++)
+		if (atomic_load(&e->readers[i].is_active) &&
+		    atomic_load(&e->readers[i].quiescent) == r->seen[i])
+			return 0;
+	return 1;
+}
+
+static void
+reclaim(struct engine *e)
+{
+	struct retired **p = &e->retired, *r;
+
+	while ((r = *p) != NULL) {
+		if (is_reclaimable(e, r)) {
+			*p = r->next;
+			model_free(r->model);
+			free(r);
+		} else {
+			p = &r->next;
+		}
+	}
+}
+
+static void
+publish(struct engine *e, struct model *next)
+{
+	struct model *old = atomic_exchange(&e->current, next);
+
+	retire(e, old);
+	if (e->on_change != NULL)
+		e->on_change(e->on_change_arg, next);
+}
+
+/* Persists after (a changed copy of the current model) with its audit
+ * entries and publishes it. On failure after is freed and nothing is
+ * visible. */
+static int
+commit(struct engine *e, struct model *after, struct audit_log *audit, struct error *err)
+{
+	struct model *before = atomic_load(&e->current);
+
+	if (store_save(e->store, before, after, audit, err) != 0) {
+		model_free(after);
+		return -1;
+	}
+	publish(e, after);
+	return 0;
+}
+
+static void
+log_audit(const struct audit_log *audit)
+{
+	size_t i;
+
+	for (i = 0; i < audit->n; i++) {
+		const struct audit_entry *a = &audit->entries[i];
+		log_kv(LOG_INFO, "change", "cluster", a->cluster, "node", a->node, "action",
+		       a->action, "old", a->old_status, "new", a->new_status, "reason", a->reason,
+		       "by", a->actor, "from", a->address, NULL);
+	}
+}
+
+static void
+run_job(struct engine *e, struct engine_job *job)
+{
+	struct actor who = {job->who_name, job->who_address};
+	struct engine_tx tx = {.store = e->store, .who = &who, .now = time_now_ms()};
+	struct audit_log audit = {0};
+
+	error_clear(&job->err);
+	job->changed = 0;
+	if (!job->is_write) {
+		tx.model = atomic_load(&e->current);
+		job->rc = job->run(&tx, job, &job->err);
+		return;
+	}
+	tx.model = model_copy(atomic_load(&e->current));
+	tx.audit = &audit;
+	job->rc = job->run(&tx, job, &job->err);
+	if (job->rc != 0 || audit.n == 0) {
+		model_free(tx.model);
+	} else if (commit(e, tx.model, &audit, &job->err) == 0) {
+		job->changed = 1;
+		log_audit(&audit);
+	} else {
+		job->rc = -1;
+		log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+	}
+	audit_log_free(&audit);
+}
+
+/* Returns nodes whose TTL is due to online. */
+static void
+expire_due(struct engine *e, int64_t now)
+{
+	struct model *next;
+	struct audit_log audit = {0};
+	struct error err;
+	int64_t due = model_next_expiry(atomic_load(&e->current));
+
+	if (due == 0 || due > now)
+		return;
+	next = model_copy(atomic_load(&e->current));
+	if (model_expire(next, now, &audit) == 0) {
+		model_free(next);
+	} else if (commit(e, next, &audit, &err) == 0) {
+		log_audit(&audit);
+	} else {
+		log_kv(LOG_ERROR, "store write failed; ttl expiry retried", "error", err.what,
+		       NULL);
+	}
+	audit_log_free(&audit);
+}
+
+/* The time (ms) the engine must wake up at without a job, 0 for never. */
+static int64_t
+next_wakeup(struct engine *e)
+{
+	int64_t due = model_next_expiry(atomic_load(&e->current));
+	int64_t reclaim_at = e->retired != NULL ? time_now_ms() + RECLAIM_INTERVAL_MS : 0;
+
+	if (due == 0 || (reclaim_at != 0 && reclaim_at < due))
+		return reclaim_at;
+	return due;
+}
+
+static void
+wait_for_work(struct engine *e)
+{
+	int64_t wake_at = next_wakeup(e);
+	struct timespec ts;
+
+	if (wake_at == 0) {
+		pthread_cond_wait(&e->wake, &e->lock);
+		return;
+	}
+	ts.tv_sec = wake_at / 1000;
+	ts.tv_nsec = (wake_at % 1000) * 1000000;
+	pthread_cond_timedwait(&e->wake, &e->lock, &ts);
+}
+
+static void *
+engine_thread(void *arg)
+{
+	struct engine *e = arg;
+	struct engine_job *job;
+
+	pthread_mutex_lock(&e->lock);
+	for (;;) {
+		if (e->head == NULL && !e->is_stopping)
+			wait_for_work(e);
+		job = e->head;
+		if (job != NULL) {
+			e->head = job->next;
+			if (e->head == NULL)
+				e->tail = NULL;
+		} else if (e->is_stopping) {
+			break;
+		}
+		pthread_mutex_unlock(&e->lock);
+		if (job != NULL) {
+			run_job(e, job);
+			job->done(job);
+		}
+		expire_due(e, time_now_ms());
+		reclaim(e);
+		pthread_mutex_lock(&e->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* Brings a freshly loaded model up to date: the default cluster on an
+ * empty store, and TTLs that ran out while the daemon was down. */
+static int
+prepare_model(struct engine *e, struct model *m, struct error *err)
+{
+	struct actor daemon = {"clustermgmt", ""};
+	struct audit_log audit = {0};
+	struct model *before = model_copy(m);
+	int rc = 0;
+
+	if (m->n_clusters == 0 &&
+	    model_add_cluster(m, DEFAULT_CLUSTER, DEFAULT_MOUNT, &daemon, time_now_ms(), &audit,
+			      err) != 0)
+		rc = -1;
+	if (rc == 0)
+		model_expire(m, time_now_ms(), &audit);
+	if (rc == 0 && audit.n > 0)
+		rc = store_save(e->store, before, m, &audit, err);
+	if (rc == 0)
+		log_audit(&audit);
+	audit_log_free(&audit);
+	model_free(before);
+	return rc;
+}
+
+struct engine *
+engine_start(struct store *store, struct error *err)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	struct model *m = NULL;
+
+	if (e == NULL)
+		abort();
+	e->store = store;
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->wake, NULL);
+	if (store_load(store, &m, err) != 0 || prepare_model(e, m, err) != 0)
+		goto bad;
+	atomic_store(&e->current, m);
+	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
+		error_set(err, 500, "cannot start the engine thread");
+		goto bad;
+	}
+	return e;
+bad:
+	if (m != NULL)
+		model_free(m);
+	store_close(store);
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->wake);
+	free(e);
+	return NULL;
+}
+
+void
+engine_stop(struct engine *e)
+{
+	struct retired *r;
+
+	pthread_mutex_lock(&e->lock);
+	e->is_stopping = 1;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->thread, NULL);
+	while ((r = e->retired) != NULL) {
+		e->retired = r->next;
+		model_free(r->model);
+		free(r);
+	}
+	model_free(atomic_load(&e->current));
+	store_close(e->store);
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->wake);
+	free(e);
+}
+
+void
+engine_submit(struct engine *e, struct engine_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&e->lock);
+	if (e->tail != NULL)
+		e->tail->next = job;
+	else
+		e->head = job;
+	e->tail = job;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void
+sync_done(struct engine_job *job)
+{
+	struct sync_wait *w = job->sync;
+
+	pthread_mutex_lock(&w->lock);
+	w->is_done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int
+engine_run_sync(struct engine *e, struct engine_job *job)
+{
+	struct sync_wait w = {.is_done = 0};
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_cond_init(&w.cond, NULL);
+	job->sync = &w;
+	job->done = sync_done;
+	engine_submit(e, job);
+	pthread_mutex_lock(&w.lock);
+	while (!w.is_done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	return job->rc;
+}
+
+void
+engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m), void *arg)
+{
+	e->on_change = cb;
+	e->on_change_arg = arg;
+}
+
+int
+engine_reader_register(struct engine *e)
+{
+	int id = atomic_fetch_add(&e->n_readers, 1);
+
+	if (id >= MAX_READERS)
+		abort();
+	atomic_store(&e->readers[id].is_active, 1);
+	return id;
+}
+
+void
+engine_reader_quiescent(struct engine *e, int reader_id)
+{
+	atomic_fetch_add(&e->readers[reader_id].quiescent, 1);
+}
+
+void
+engine_reader_unregister(struct engine *e, int reader_id)
+{
+	atomic_store(&e->readers[reader_id].is_active, 0);
+}
+
+const struct model *
+engine_snapshot(struct engine *e)
+{
+	return atomic_load(&e->current);
+}

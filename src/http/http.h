@@ -1,0 +1,153 @@
+/*
+ * http.h - what the HTTP surfaces (probe.c, compat.c, api_v1.c, ui.c)
+ * share: the per-request context, authentication, handing work to the
+ * engine thread and getting it back, long polls, and replies.
+ *
+ * Threading: every function here runs on the worker thread that owns the
+ * request. A struct request lives in the h2o request's memory pool; when
+ * the client goes away before a job or a long poll finishes, the
+ * continuation is simply never called.
+ *
+ * Snapshots: request_snapshot() is valid until the handler returns to the
+ * event loop; never keep the pointer (or pointers into it) in a
+ * continuation: call request_snapshot() again there.
+ */
+#ifndef CM_HTTP_H
+#define CM_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <h2o.h>
+#include <jansson.h>
+
+#include "../core/error.h"
+#include "../core/model.h"
+#include "../engine/engine.h"
+
+#define BODY_MAX (64 * 1024)
+
+struct server;
+struct worker;
+
+struct request {
+	h2o_req_t *req;
+	struct worker *worker;
+	struct server *server;
+	h2o_iovec_t path;  /* without the query string */
+	h2o_iovec_t query; /* after '?', empty when none */
+	char address[64];  /* client IP address */
+	enum role role;    /* ROLE_NONE until authenticated */
+	char who[96];      /* "alice", "token:ab12cd34"; "" when anonymous */
+	int is_session;    /* authenticated by the web page's session cookie */
+	int is_gone;       /* the client went away: nothing will be sent */
+	struct pending *pending; /* job or long poll in progress, if any */
+};
+
+typedef void (*request_handler)(struct request *r);
+typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
+
+/* --- server.c ------------------------------------------------------- */
+
+/* The current snapshot (see the lifetime rule above). */
+const struct model *request_snapshot(struct request *r);
+
+int request_method_is(const struct request *r, const char *method);
+/* The first value of the header, or {NULL, 0}. */
+h2o_iovec_t request_header(const struct request *r, const h2o_token_t *token);
+/* The first value of a header by lowercase name (e.g. "cookie"). */
+h2o_iovec_t request_header_by_name(const struct request *r, const char *name);
+/* Copies the URL-decoded value of query parameter name into buf. Returns
+ * 1 when present, 0 when absent, -1 when it does not fit or is malformed. */
+int request_query_param(const struct request *r, const char *name, char *buf, size_t size);
+/* Is the request served over TLS? */
+int request_is_https(const struct request *r);
+
+/* A job for the engine thread whose data area (job->data) is data_size
+ * zeroed bytes owned by the job. The actor is r's. */
+struct engine_job *request_job_new(struct request *r, engine_job_fn fn, int is_write,
+				   size_t data_size);
+/* Queues job; when it is done, then(r, job) runs on r's worker thread
+ * (unless the client went away); the job is freed after then returns.
+ * Put anything then needs to respond into job->data during fn. */
+void request_job_submit(struct request *r, struct engine_job *job, request_job_handler then);
+
+/* Calls then(r) as soon as cluster's version is above after, or after
+ * wait_ms, or at shutdown, whichever comes first (at once when it already
+ * is above). then reads request_snapshot(r) to see what happened. */
+void request_wait_for_change(struct request *r, const char *cluster, int64_t after,
+			     int64_t wait_ms, request_handler then);
+
+/* --- auth.c --------------------------------------------------------- */
+
+/* Authenticates r (Basic, Bearer, or the web session cookie when
+ * allow_session) and calls then(r) when r->role >= min_role. Otherwise
+ * replies 401 (with WWW-Authenticate; delayed for an address with recent
+ * failures) or 403 itself. May finish asynchronously. */
+void auth_require(struct request *r, enum role min_role, int allow_session,
+		  request_handler then);
+
+/* Hashes a password for storage (argon2id). Returns a malloc'd string,
+ * or NULL when hashing failed (out of memory). Slow: call it on the
+ * engine thread or at start-up, never on a worker. */
+char *auth_hash_password(const char *password);
+
+/* Creates a token secret for id; fills token (the string the user gets,
+ * "cmt_<id>_<secret>") and hash_hex (what is stored). */
+void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
+		    size_t hash_size);
+
+/* Forgets cached credentials (after users change). Any thread. */
+void auth_cache_clear(struct server *s);
+
+/* --- reply.c -------------------------------------------------------- */
+
+/* Every reply carries Cache-Control: no-store. Bodies are copied. */
+void reply_text(struct request *r, int status, const char *body);
+void reply_bytes(struct request *r, int status, const char *content_type, const char *body,
+		 size_t len);
+/* Serialises doc (compact, keys in insertion order) and decrefs it. */
+void reply_json(struct request *r, int status, json_t *doc);
+/* {"error": sentence, "detail": detail or null}; steals detail. */
+void reply_error(struct request *r, int status, json_t *detail, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* reply_error from a struct error; detail {"entry": ...} when set. */
+void reply_from_error(struct request *r, const struct error *err);
+void reply_unauthorized(struct request *r);
+void reply_method_not_allowed(struct request *r, const char *allow);
+void reply_redirect(struct request *r, int status, const char *location);
+
+/* Parses the request body as a JSON object (at most BODY_MAX bytes).
+ * Returns NULL and fills err (400 or 413) otherwise. Caller decrefs. */
+json_t *request_json_body(struct request *r, struct error *err);
+
+/* --- the surfaces --------------------------------------------------- */
+
+/* probe.c: GET/HEAD {mount}?node=NAME for cluster c. Synchronous. */
+void probe_handle(struct request *r, const struct cluster *c);
+
+/* compat.c: {mount}/++rest++nodestatus and ++rest++setstatus; action is
+ * the segment after the mount ("++rest++nodestatus"). */
+void compat_handle(struct request *r, const struct cluster *c, h2o_iovec_t action);
+
+/* api_v1.c: everything under /v1. */
+void api_v1_handle(struct request *r);
+/* The node object of docs/API.md. */
+json_t *api_node_json(const struct node *n);
+/* The node list document of docs/API.md. */
+json_t *api_node_list_json(const struct cluster *c);
+
+/* ui.c: the web page. ui_handle_root serves "/" and the page's own paths
+ * ("/login", "/logout", "/static/..."); ui_handle_cluster serves
+ * {mount}/managenodes and {mount}/manage_main. Both return 0 when they
+ * answered, -1 when the path is not theirs. */
+int ui_handle_root(struct request *r);
+int ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action);
+
+/* form.c: application/x-www-form-urlencoded and multipart/form-data. */
+/* Copies the decoded value of field name from the request body into a
+ * malloc'd string (*out), or sets *out = NULL when absent. Returns -1 and
+ * fills err for an unreadable body. */
+int form_field(struct request *r, const char *name, char **out, struct error *err);
+
+#endif
