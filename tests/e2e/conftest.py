@@ -1,0 +1,463 @@
+"""
+Black-box end-to-end fixtures for clustermgmt.
+
+Everything here talks to the real binary over HTTP, as a load balancer, a
+deploy script or an operator would. The tests are written against
+/work/shared/PRODUCT.md and docs/API.md, not against the daemon's code.
+
+Public interface (other test files, e.g. test_cli.py, rely on these names):
+
+  cm_bin                      fixture: path of the binary (env CLUSTERMGMT_BIN,
+                              else <repo>/build/clustermgmt)
+  Daemon(tmp_path, extra_args=None, ...)
+                              starts `cm_bin serve --listen 127.0.0.1:PORT
+                              --db TMP/cm.db --admin-password-file TMP/pw`
+                              and waits (bounded) for GET /v1/health.
+      .url .port .db .admin .proc .password .tmp .log_path .scheme .verify
+      .request(method, path, auth=None|("user","pw")|("bearer", token),
+               source=None, **requests_kwargs) -> requests.Response
+      .get/.post/.put/.delete(path, **kw)   shorthands for .request
+      .make_user(name, role) -> (name, password)
+      .make_token(role, description="") -> (id, token)
+      .set_nodes(names, cluster="default") / .nodes(cluster) / .set_status(...)
+      .stop()   SIGTERM, bounded wait, asserts exit code 0
+      .kill9()  SIGKILL, bounded wait
+      .start()  (re)start on the same db and port
+      .log_text(since=0) / .log_mark() / .log_lines(since=0)
+  daemon                      fixture (function scope): a started Daemon
+  make_daemon                 fixture: factory make_daemon(extra_args=None, **kw)
+                              -> a started Daemon in its own directory
+  session_from(ip)            a requests.Session whose connections come from
+                              the local address ip (e.g. "127.0.0.7"), so
+                              that failed logins in one test do not slow down
+                              the next (the daemon throttles per address)
+  parse_logfmt(line) -> dict  logfmt parser
+
+Every wait in this file is bounded.
+"""
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 10.0  # seconds until /v1/health must answer
+STOP_TIMEOUT = 10.0  # seconds until SIGTERM must have ended the process
+REQUEST_TIMEOUT = 10.0  # default per-request timeout
+
+BEARER = "bearer"
+
+
+def binary_path():
+    env = os.environ.get("CLUSTERMGMT_BIN")
+    if env:
+        return str(Path(env).resolve())
+    return str(REPO / "build" / "clustermgmt")
+
+
+@pytest.fixture(scope="session")
+def cm_bin():
+    return binary_path()
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class SourceAdapter(HTTPAdapter):
+    """An adapter whose connections are bound to one local address."""
+
+    def __init__(self, source_ip, **kw):
+        self._source = (source_ip, 0)
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = self._source
+        return super().init_poolmanager(*args, **kw)
+
+
+def session_from(ip):
+    s = requests.Session()
+    a = SourceAdapter(ip)
+    s.mount("http://", a)
+    s.mount("https://", a)
+    return s
+
+
+_source_counter = [10]
+
+
+def fresh_source_ip():
+    """A loopback address not used before in this test run (127.0.N.M)."""
+    _source_counter[0] += 1
+    n = _source_counter[0]
+    return "127.0.%d.%d" % (n // 250 + 1, n % 250 + 2)
+
+
+_LOGFMT_RE = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|[^\s]*)')
+
+
+def parse_logfmt(line):
+    """Parses one logfmt line into a dict; values are unquoted/unescaped."""
+    out = {}
+    for key, value in _LOGFMT_RE.findall(line):
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = value[1:-1]
+            value = re.sub(r'\\x([0-9a-fA-F]{2})', lambda m: chr(int(m.group(1), 16)), value)
+            value = value.replace('\\n', '\n').replace('\\"', '"').replace('\\\\', '\\')
+        out[key] = value
+    return out
+
+
+def auth_kwargs(auth):
+    """Turns the auth argument of Daemon.request into requests kwargs."""
+    if auth is None:
+        return {}, {}
+    if isinstance(auth, (tuple, list)) and len(auth) == 2 and auth[0] == BEARER:
+        return {}, {"Authorization": "Bearer " + auth[1]}
+    return {"auth": tuple(auth)}, {}
+
+
+class Daemon:
+    """One `clustermgmt serve` process on a private store and port."""
+
+    def __init__(self, tmp_path, extra_args=None, bin_path=None, start=True,
+                 password_file=True, listen_host="127.0.0.1", tls=None,
+                 port=None, db=None):
+        self.tmp = Path(tmp_path)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.bin = bin_path or binary_path()
+        self.extra_args = list(extra_args or [])
+        self.listen_host = listen_host
+        self.port = port or free_port()
+        self.db = str(db or (self.tmp / "cm.db"))
+        self.log_path = self.tmp / "daemon.log"
+        self.out_path = self.tmp / "daemon.out"
+        self.tls = tls  # None or (cert, key)
+        self.scheme = "https" if tls else "http"
+        self.verify = str(tls[0]) if tls else True
+        self.password = None
+        self.pw_file = None
+        if password_file:
+            self.password = secrets.token_urlsafe(18)
+            self.pw_file = self.tmp / "pw"
+            self.pw_file.write_text(self.password)
+        self.proc = None
+        self._expected_exit = False
+        self._sessions = {}
+        if start:
+            self.start()
+
+    # --- addresses and credentials ---------------------------------------
+
+    @property
+    def url(self):
+        return "%s://127.0.0.1:%d" % (self.scheme, self.port)
+
+    @property
+    def admin(self):
+        return ("admin", self.password)
+
+    @property
+    def listen(self):
+        return "%s:%d" % (self.listen_host, self.port)
+
+    def argv(self):
+        args = [self.bin, "serve", "--listen", self.listen, "--db", self.db]
+        if self.pw_file is not None:
+            args += ["--admin-password-file", str(self.pw_file)]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        return args + self.extra_args
+
+    # --- process control -------------------------------------------------
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, wait=True):
+        assert not self.running(), "daemon already running"
+        if not os.path.exists(self.bin):
+            pytest.fail("clustermgmt binary not found at %s (set CLUSTERMGMT_BIN)" % self.bin)
+        with open(self.log_path, "ab") as err, open(self.out_path, "ab") as out:
+            self._start_mark = self.log_mark()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err, cwd=str(self.tmp))
+        self._expected_exit = False
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail("daemon exited with %s before answering /v1/health; stderr:\n%s"
+                            % (self.proc.returncode, self.log_text(self._start_mark)))
+            try:
+                r = requests.get(self.url + "/v1/health", timeout=1, verify=self.verify)
+                if r.status_code == 200:
+                    return
+                last = "HTTP %d %r" % (r.status_code, r.text[:200])
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.05)
+        self._terminate()
+        pytest.fail("daemon did not answer /v1/health within %.0f s (last: %s); stderr:\n%s"
+                    % (timeout, last, self.log_text(self._start_mark)))
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, bounded wait, asserts a clean exit (code 0)."""
+        assert self.running(), "daemon not running; stderr:\n" + self.log_text()
+        self._expected_exit = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            pytest.fail("daemon did not exit within %.0f s of SIGTERM; stderr:\n%s"
+                        % (timeout, self.log_text()))
+        assert rc == 0, "daemon exit code %s after SIGTERM; stderr:\n%s" % (rc, self.log_text())
+        return rc
+
+    def kill9(self):
+        assert self.running(), "daemon not running; stderr:\n" + self.log_text()
+        self._expected_exit = True
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=5)
+
+    def _terminate(self):
+        if not self.running():
+            return None
+        self._expected_exit = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            return "killed after SIGTERM timeout"
+
+    def close(self):
+        """Teardown: stops the process (bounded); returns a problem or None."""
+        for s in self._sessions.values():
+            s.close()
+        if self.proc is None:
+            return None
+        if not self.running():
+            if not self._expected_exit:
+                return "daemon died during the test (exit %s); stderr:\n%s" % (
+                    self.proc.returncode, self.log_text()[-4000:])
+            return None
+        rc = self._terminate()
+        if rc != 0:
+            return "daemon exit %s at teardown SIGTERM; stderr:\n%s" % (rc, self.log_text()[-4000:])
+        return None
+
+    # --- logs --------------------------------------------------------------
+
+    def log_mark(self):
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_text(self, since=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self, since=0):
+        return [l for l in self.log_text(since).splitlines() if l.strip()]
+
+    def wait_log(self, pattern, since=0, timeout=3.0):
+        """Waits (bounded) until a log line matching regex pattern appears."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while True:
+            for line in self.log_lines(since):
+                if rx.search(line):
+                    return line
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+    # --- HTTP ----------------------------------------------------------------
+
+    def request(self, method, path, auth=None, source=None, **kw):
+        kw.setdefault("timeout", REQUEST_TIMEOUT)
+        kw.setdefault("allow_redirects", False)
+        kw.setdefault("verify", self.verify)
+        extra, headers = auth_kwargs(auth)
+        kw.update(extra)
+        if headers:
+            h = dict(kw.pop("headers", None) or {})
+            h.update(headers)
+            kw["headers"] = h
+        url = path if path.startswith("http") else self.url + path
+        if source is not None:
+            s = self._sessions.get(source)
+            if s is None:
+                s = self._sessions[source] = session_from(source)
+            return s.request(method, url, **kw)
+        return requests.request(method, url, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def head(self, path, **kw):
+        return self.request("HEAD", path, **kw)
+
+    # --- convenience (as admin) ---------------------------------------------
+
+    def _ok(self, r, *codes):
+        codes = codes or (200, 201)
+        assert r.status_code in codes, "%s %s -> %d %s" % (
+            r.request.method, r.request.url, r.status_code, r.text[:500])
+        return r.json() if r.content else None
+
+    def make_user(self, name, role):
+        pw = "pw-" + secrets.token_urlsafe(12)
+        r = self.post("/v1/users", auth=self.admin,
+                      json={"name": name, "password": pw, "role": role})
+        self._ok(r, 201)
+        return (name, pw)
+
+    def make_token(self, role, description=""):
+        r = self.post("/v1/tokens", auth=self.admin,
+                      json={"role": role, "description": description})
+        body = self._ok(r, 201)
+        return body["id"], body["token"]
+
+    def set_nodes(self, names, cluster="default"):
+        r = self.put("/v1/clusters/%s/nodes" % cluster, auth=self.admin, json={"nodes": list(names)})
+        return self._ok(r, 200)
+
+    def nodes(self, cluster="default", auth=None):
+        r = self.get("/v1/clusters/%s/nodes" % cluster, auth=auth or self.admin)
+        return self._ok(r, 200)
+
+    def node_states(self, cluster="default"):
+        """{name: (status, reason)} of every node of the cluster."""
+        return {n["name"]: (n["status"], n["reason"]) for n in self.nodes(cluster)["nodes"]}
+
+    def set_status(self, changes, cluster="default", auth=None, **extra):
+        body = {"changes": changes}
+        body.update(extra)
+        r = self.post("/v1/clusters/%s/status" % cluster, auth=auth or self.admin, json=body)
+        return self._ok(r, 200)
+
+    def audit(self, cluster="default", limit=None, auth=None):
+        path = "/v1/clusters/%s/audit" % cluster
+        if limit is not None:
+            path += "?limit=%d" % limit
+        return self._ok(self.get(path, auth=auth or self.admin), 200)["entries"]
+
+    def probe(self, node, mount="/health", method="GET", **kw):
+        return self.request(method, "%s?node=%s" % (mount, node), **kw)
+
+    def alive(self):
+        """True when the process runs and /v1/health answers 200."""
+        if not self.running():
+            return False
+        try:
+            return self.get("/v1/health", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
+
+
+def _close_all(daemons):
+    problems = [p for p in (d.close() for d in daemons) if p]
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def daemon(tmp_path, cm_bin):
+    d = Daemon(tmp_path / "daemon", bin_path=cm_bin, start=False)
+    try:
+        d.start()
+        yield d
+    finally:
+        _close_all([d])
+
+
+@pytest.fixture
+def make_daemon(tmp_path, cm_bin):
+    made = []
+
+    def factory(extra_args=None, **kw):
+        kw.setdefault("bin_path", cm_bin)
+        d = Daemon(tmp_path / ("d%d" % len(made)), extra_args=extra_args, start=False, **kw)
+        made.append(d)
+        d.start()
+        return d
+
+    try:
+        yield factory
+    finally:
+        _close_all(made)
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory, cm_bin):
+    """One daemon for a whole module, for read-mostly matrices."""
+    d = Daemon(tmp_path_factory.mktemp("shared"), bin_path=cm_bin, start=False)
+    try:
+        d.start()
+        yield d
+    finally:
+        _close_all([d])
+
+
+# --- assertion helpers shared by the test files ----------------------------
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def assert_json_error(r, *codes):
+    """r is a JSON error {"error": sentence, "detail": ...} with one of codes."""
+    assert r.status_code in codes, "expected %s, got %d %r" % (codes, r.status_code, r.text[:300])
+    ctype = r.headers.get("Content-Type", "")
+    assert ctype.startswith("application/json"), "error Content-Type %r body %r" % (ctype, r.text[:200])
+    body = r.json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert "detail" in body, "error without detail key: %r" % body
+    return body
+
+
+def assert_401(r):
+    assert r.status_code == 401, "expected 401, got %d %r" % (r.status_code, r.text[:200])
+    assert r.headers.get("WWW-Authenticate") == 'Basic realm="clustermgmt"', r.headers
+
+
+def timed(fn, *a, **kw):
+    t0 = time.monotonic()
+    res = fn(*a, **kw)
+    return res, time.monotonic() - t0
