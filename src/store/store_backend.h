@@ -1,0 +1,65 @@
+/*
+ * store_backend.h - the primitive operations a storage backend provides.
+ *
+ * Internal to src/store/. store.c owns everything that is the same for
+ * every database: it computes the difference between two models and turns
+ * it into the calls below, inside begin ... commit. A backend only knows
+ * how to run one primitive against its database, so adding PostgreSQL
+ * later means writing postgres.c with this table and one line in
+ * store_open, nothing else.
+ *
+ * Every operation takes the backend's own handle (returned by open) and,
+ * where it can fail, returns 0 or returns -1 with err filled: status 503
+ * when the database is busy, locked, full or unreachable (retrying may
+ * help), 500 otherwise; the sentence includes the database's own message.
+ * Strings passed in are borrowed for the duration of the call.
+ */
+#ifndef CM_STORE_BACKEND_H
+#define CM_STORE_BACKEND_H
+
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "../core/model.h"
+
+struct store_backend {
+	const char *scheme; /* "sqlite", used in store_describe */
+
+	/* Opens spec, creating the schema or migrating it forward. Sets
+	 * *schema_version to the version the database is at afterwards.
+	 * Returns the backend handle, or NULL with err filled (400 for a
+	 * database this build cannot use: not a database, newer schema). */
+	void *(*open)(const char *spec, int *schema_version, struct error *err);
+	void (*close)(void *db);
+
+	/* One write transaction; rollback is also safe after a failed commit
+	 * and when no transaction is open. */
+	int (*begin)(void *db, struct error *err);
+	int (*commit)(void *db, struct error *err);
+	void (*rollback)(void *db);
+
+	/* Insert, or overwrite path and version; never touches the nodes. */
+	int (*upsert_cluster)(void *db, const struct cluster *c, struct error *err);
+	/* Deletes the cluster and all its nodes (not its audit entries). */
+	int (*delete_cluster)(void *db, const char *name, struct error *err);
+	int (*upsert_node)(void *db, const char *cluster, const struct node *n, struct error *err);
+	int (*delete_node)(void *db, const char *cluster, const char *name, struct error *err);
+	int (*upsert_user)(void *db, const struct user *u, struct error *err);
+	int (*delete_user)(void *db, const char *name, struct error *err);
+	int (*insert_token)(void *db, const struct token *t, struct error *err);
+	int (*delete_token)(void *db, const char *id, struct error *err);
+	/* Appends e and sets *id to the id the database gave it. */
+	int (*insert_audit)(void *db, const struct audit_entry *e, int64_t *id, struct error *err);
+
+	/* Fills the empty model m with everything stored, every array sorted
+	 * in strcmp order. On error m may be partly filled (model_free it). */
+	int (*load)(void *db, struct model *m, struct error *err);
+	/* Appends to out the newest entries first: at most limit (a negative
+	 * limit means all), of one cluster or of all when cluster is NULL. */
+	int (*read_audit)(void *db, const char *cluster, int64_t limit, struct audit_log *out,
+	                  struct error *err);
+};
+
+extern const struct store_backend store_sqlite_backend;
+
+#endif
