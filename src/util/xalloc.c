@@ -31,9 +31,12 @@ xcalloc(size_t n, size_t size)
 void *
 xreallocarray(void *p, size_t n, size_t size)
 {
+	size_t bytes;
+
 	if (size != 0 && n > SIZE_MAX / size)
 		abort();
-	p = realloc(p, n * size ? n * size : 1);
+	bytes = n * size;
+	p = realloc(p, bytes != 0 ? bytes : 1);
 	if (p == NULL)
 		abort();
 	return p;
