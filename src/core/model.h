@@ -26,6 +26,8 @@
 #define REASON_MAX 256
 #define DEFAULT_CLUSTER "default"
 #define DEFAULT_MOUNT "/health"
+/* The node name rule in words, for error messages. */
+#define NODE_NAME_RULE "1-64 characters of A-Z a-z 0-9 . _ -"
 
 enum node_status {
 	NODE_ONLINE = 0,
@@ -67,7 +69,7 @@ struct user {
 };
 
 struct token {
-	char *id;   /* public identifier, shown in lists */
+	char *id; /* public identifier, shown in lists */
 	enum role role;
 	char *description;
 	char *hash; /* lowercase hex of the BLAKE2b-256 of the secret token */
@@ -95,12 +97,13 @@ struct audit_entry {
 	int64_t id; /* assigned by the store; 0 before it is saved */
 	int64_t at; /* ms */
 	char *cluster;
-	char *node;
+	char *node; /* for user-* and token-*: the user name or token id
+	               (and cluster is "") */
 	char *actor;
 	char *address;
 	char *action;     /* "status", "node-add", "node-remove", "node-update",
-			     "cluster-add", "cluster-remove", "user-add",
-			     "user-remove", "token-create", "token-revoke" */
+	                     "cluster-add", "cluster-remove", "user-add",
+	                     "user-remove", "token-create", "token-revoke" */
 	char *old_status; /* for "status": the status names; else "" */
 	char *new_status;
 	char *reason;
@@ -131,13 +134,21 @@ int node_name_is_valid(const char *s, size_t len);
 /* Cluster names follow the node name rule. */
 int cluster_name_is_valid(const char *s);
 /* "/x[/y...]": starts with '/', segments of A-Z a-z 0-9 . _ - , no
- * trailing '/', not "/v1" or below it, at most 128 characters. */
+ * trailing '/', not "/v1" or below it, at most 128 characters. Also
+ * rejected: "/" alone, empty segments ("//") and "." or ".." segments. */
 int mount_path_is_valid(const char *s);
+/* "host:port": a host name or IPv4 address (A-Z a-z 0-9 . _ -) or an IPv6
+ * address in brackets ("[::1]:8080"), port 1-65535, at most 255
+ * characters. */
+int node_address_is_valid(const char *s);
+/* An http:// or https:// URL of printable ASCII without spaces, at most
+ * 2048 characters. */
+int node_check_is_valid(const char *s);
 
 const char *node_status_name(enum node_status s); /* "online", ... */
 /* Returns 0 and sets *out, or -1 for an unknown name. */
 int node_status_from_string(const char *s, enum node_status *out);
-const char *role_name(enum role r); /* "viewer", ...; "anonymous" for NONE */
+const char *role_name(enum role r);                  /* "viewer", ...; "anonymous" for NONE */
 int role_from_string(const char *s, enum role *out); /* NONE is not accepted */
 
 /* --- whole models ---------------------------------------------------- */
@@ -152,7 +163,7 @@ const struct cluster *model_find_cluster(const struct model *m, const char *name
 struct cluster *model_find_cluster_mut(struct model *m, const char *name);
 /* The cluster mounted exactly at path[0..len), or NULL. */
 const struct cluster *model_find_cluster_by_path(const struct model *m, const char *path,
-						 size_t len);
+                                                 size_t len);
 const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
 struct node *cluster_find_node_mut(struct cluster *c, const char *name);
 const struct user *model_find_user(const struct model *m, const char *name);
@@ -167,48 +178,78 @@ int64_t model_next_expiry(const struct model *m);
 
 /* --- mutations (on a private copy; on error nothing has changed) ----- */
 
-int model_add_cluster(struct model *m, const char *name, const char *path,
-		      const struct actor *who, int64_t now, struct audit_log *audit,
-		      struct error *err);
-int model_remove_cluster(struct model *m, const char *name, const struct actor *who,
-			 int64_t now, struct audit_log *audit, struct error *err);
+/* Common to all mutations: they return 0, or -1 with err filled (the
+ * offending name in err->entry where there is one) and the model exactly
+ * as it was. They append what they did to audit, which may be NULL (then
+ * nothing is recorded); who may be NULL (then changed_by is ""). A
+ * mutation that would change nothing (the same node list, the same
+ * address and check) succeeds without incrementing the version or adding
+ * an audit entry; every other successful change to a cluster increments
+ * its version exactly once. */
+
+/* Adds an empty cluster at version 1. Name: the node name rule (400);
+ * path: mount_path_is_valid (400). 409 when the name is taken, or the path
+ * equals, lies below or above another cluster's mount ("/a" and "/a/b"
+ * would make "{mount}/..." routes ambiguous). */
+int model_add_cluster(struct model *m, const char *name, const char *path, const struct actor *who,
+                      int64_t now, struct audit_log *audit, struct error *err);
+/* 404 when unknown. Removing the last cluster is allowed. */
+int model_remove_cluster(struct model *m, const char *name, const struct actor *who, int64_t now,
+                         struct audit_log *audit, struct error *err);
 
 /* Replaces the node list: duplicates collapse, removed nodes are forgotten,
  * new nodes start online, kept nodes keep their status. Any invalid name
  * rejects the whole list (err->entry names it). */
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
-			  const struct actor *who, int64_t now, struct audit_log *audit,
-			  struct error *err);
+                          const struct actor *who, int64_t now, struct audit_log *audit,
+                          struct error *err);
 /* Adds a node (online) or updates address/check of an existing one. A NULL
- * address/check leaves it as it is; "" clears it. */
-int cluster_put_node(struct cluster *c, const char *name, const char *address,
-		     const char *check, const struct actor *who, int64_t now,
-		     struct audit_log *audit, struct error *err);
-int cluster_remove_node(struct cluster *c, const char *name, const struct actor *who,
-			int64_t now, struct audit_log *audit, struct error *err);
+ * address/check leaves it as it is; "" clears it. Invalid name, address
+ * (node_address_is_valid) or check (node_check_is_valid) -> 400. Audit
+ * action "node-add" or "node-update". */
+int cluster_put_node(struct cluster *c, const char *name, const char *address, const char *check,
+                     const struct actor *who, int64_t now, struct audit_log *audit,
+                     struct error *err);
+/* Unknown node -> 404 naming it. */
+int cluster_remove_node(struct cluster *c, const char *name, const struct actor *who, int64_t now,
+                        struct audit_log *audit, struct error *err);
 
 /* Applies a change set atomically. if_version < 0 and min_online < 0 mean
  * "not given". Unknown node -> 404 naming it; if_version mismatch or fewer
  * than min_online nodes online afterwards -> 409. Increments the version
- * once when anything was applied. */
-int cluster_apply_changes(struct cluster *c, const struct change_set *cs,
-			  const struct actor *who, int64_t now, int64_t if_version,
-			  int64_t min_online, struct audit_log *audit, struct error *err);
+ * once when anything was applied. The changes need not be sorted, but a
+ * node named twice, or an empty set, is 400. Checks come in this order:
+ * names, unknown nodes, if_version, min_online. Each node gets the new
+ * status and reason, changed_by = who, changed_at = now, expires_at =
+ * now + ttl_ms (0 without a TTL); one audit entry "status" per node. */
+int cluster_apply_changes(struct cluster *c, const struct change_set *cs, const struct actor *who,
+                          int64_t now, int64_t if_version, int64_t min_online,
+                          struct audit_log *audit, struct error *err);
 
 /* Returns every node whose TTL is due (expires_at <= now) to online, as
- * done by actor "ttl". Returns the number of nodes changed. */
+ * done by actor "ttl" (reason "", audit reason "ttl expired"). Increments
+ * the version of each cluster it touched once. Returns the number of
+ * nodes changed. */
 size_t model_expire(struct model *m, int64_t now, struct audit_log *audit);
 
-int model_put_user(struct model *m, const char *name, enum role role,
-		   const char *password_hash, const struct actor *who, int64_t now,
-		   struct audit_log *audit, struct error *err);
-int model_remove_user(struct model *m, const char *name, const struct actor *who,
-		      int64_t now, struct audit_log *audit, struct error *err);
-int model_add_token(struct model *m, const char *id, enum role role,
-		    const char *description, const char *hash, const struct actor *who,
-		    int64_t now, struct audit_log *audit, struct error *err);
-int model_remove_token(struct model *m, const char *id, const struct actor *who,
-		       int64_t now, struct audit_log *audit, struct error *err);
+/* Adds a user (created_at = now) or replaces the role and hash of an
+ * existing one (audit "user-add" either way, reason "replaced" for the
+ * latter). Name: the node name rule; role: not ROLE_NONE; hash: opaque,
+ * not empty (400). Demoting the only admin user -> 409. */
+int model_put_user(struct model *m, const char *name, enum role role, const char *password_hash,
+                   const struct actor *who, int64_t now, struct audit_log *audit,
+                   struct error *err);
+/* 404 when unknown; 409 for the only admin user (so nobody is locked out). */
+int model_remove_user(struct model *m, const char *name, const struct actor *who, int64_t now,
+                      struct audit_log *audit, struct error *err);
+/* Id: the node name rule; role: not ROLE_NONE; hash not empty (400);
+ * 409 when the id exists. A NULL description becomes "". */
+int model_add_token(struct model *m, const char *id, enum role role, const char *description,
+                    const char *hash, const struct actor *who, int64_t now, struct audit_log *audit,
+                    struct error *err);
+/* 404 when unknown. */
+int model_remove_token(struct model *m, const char *id, const struct actor *who, int64_t now,
+                       struct audit_log *audit, struct error *err);
 
 /* --- change sets ----------------------------------------------------- */
 
@@ -217,17 +258,23 @@ int model_remove_token(struct model *m, const char *id, const struct actor *who,
  * non-object entries, unknown or mistyped fields, unknown statuses,
  * reasons over 256 characters, ttl that is not a positive integer of at
  * most 30 days, a ttl on "online", and an empty object. On success the
- * caller owns *out and frees it with change_set_free. */
+ * caller owns *out and frees it with change_set_free. On error *out is
+ * empty (nothing to free). Reasons are counted in UTF-8 characters; a
+ * missing reason is "". "ttl": 60.0 is not an integer and is rejected. */
 int change_set_from_json(const json_t *obj, struct change_set *out, struct error *err);
 void change_set_free(struct change_set *cs);
 
 /* --- audit logs ------------------------------------------------------ */
 
-/* Appends a copy of the given strings (NULL becomes ""). */
+/* Appends a copy of the given strings (NULL becomes ""; a NULL who gives
+ * actor and address ""). A NULL log is allowed and records nothing. */
 void audit_log_add(struct audit_log *log, int64_t at, const char *cluster, const char *node,
-		   const struct actor *who, const char *action, const char *old_status,
-		   const char *new_status, const char *reason);
+                   const struct actor *who, const char *action, const char *old_status,
+                   const char *new_status, const char *reason);
+/* Frees the entries and resets *log to empty; the struct itself is the
+ * caller's (usually on the stack) and may be reused. */
 void audit_log_free(struct audit_log *log);
+/* Frees the strings of *e (not e itself) and zeroes it. */
 void audit_entry_free(struct audit_entry *e);
 
 #endif
