@@ -1,0 +1,549 @@
+"""
+The v1 JSON API (PRODUCT.md §5, API.md "v1"): success shapes, clusters,
+nodes, atomic status changes with if_version / min_online, audit, users,
+tokens and the events long poll (which must never block the event loop).
+"""
+
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import BEARER, RFC3339_UTC, assert_401, assert_json_error
+
+NODE_KEYS = {"name", "status", "reason", "changed_by", "changed_at", "expires_at",
+             "address", "check"}
+
+
+@pytest.fixture
+def seeded(daemon):
+    daemon.set_nodes(["zope1", "zope2", "zope3"])
+    return daemon
+
+
+def node_by_name(body, name):
+    for n in body["nodes"]:
+        if n["name"] == name:
+            return n
+    raise AssertionError("node %s not in %r" % (name, body))
+
+
+# --- health ----------------------------------------------------------------
+
+
+def test_health_shape(daemon, cm_bin):
+    r = daemon.get("/v1/health")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    body = r.json()
+    assert body["status"] == "ok"
+    out = subprocess.run([cm_bin, "--version"], capture_output=True, text=True, timeout=10)
+    assert body["version"] == out.stdout.split()[-1], (body, out.stdout)
+
+
+# --- clusters ----------------------------------------------------------------
+
+
+def test_fresh_store_has_default_cluster_at_health(daemon):
+    r = daemon.get("/v1/clusters", auth=daemon.admin)
+    assert r.status_code == 200
+    clusters = r.json()["clusters"]
+    assert [(c["name"], c["path"]) for c in clusters] == [("default", "/health")]
+    assert {"name", "path", "version", "nodes", "online"} <= set(clusters[0])
+
+
+def count(v):
+    return v if isinstance(v, int) else len(v)
+
+
+def test_clusters_list_counts_nodes_and_online(seeded):
+    seeded.set_status({"zope1": {"status": "offline"}, "zope2": {"status": "drain"}})
+    c = seeded.get("/v1/clusters", auth=seeded.admin).json()["clusters"][0]
+    assert count(c["nodes"]) == 3
+    assert c["online"] == 1
+    assert c["version"] == seeded.nodes()["version"]
+
+
+def test_cluster_add_shape(daemon):
+    r = daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["name"] == "shop" and body["path"] == "/shophealth"
+    assert isinstance(body["version"], int)
+    names = [c["name"] for c in daemon.get("/v1/clusters", auth=daemon.admin).json()["clusters"]]
+    assert names == ["default", "shop"]
+
+
+def test_cluster_add_taken_name_409(daemon):
+    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shop"})
+    r = daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/other"})
+    assert_json_error(r, 409)
+
+
+def test_cluster_add_taken_path_409(daemon):
+    r = daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/health"})
+    assert_json_error(r, 409)
+
+
+def test_new_cluster_probe_answers_at_its_mount(daemon):
+    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    daemon.set_nodes(["web1", "web2"], cluster="shop")
+    daemon.set_status({"web2": {"status": "offline"}}, cluster="shop")
+    r = daemon.probe("web1", mount="/shophealth")
+    assert (r.status_code, r.text) == (200, "OK")
+    r = daemon.probe("web2", mount="/shophealth")
+    assert (r.status_code, r.text) == (503, "node is offline")
+    r = daemon.get("/shophealth/++rest++nodestatus", auth=daemon.admin)
+    assert r.content == b'{"web1": {"status": "online"}, "web2": {"status": "offline"}}'
+
+
+def test_clusters_are_independent(daemon):
+    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    daemon.set_nodes(["zope1"])
+    daemon.set_nodes(["zope1"], cluster="shop")
+    v_default = daemon.nodes()["version"]
+    daemon.set_status({"zope1": {"status": "offline"}}, cluster="shop")
+    assert daemon.probe("zope1").status_code == 200
+    assert daemon.probe("zope1", mount="/shophealth").status_code == 503
+    assert daemon.nodes()["version"] == v_default
+    # a node of one cluster is unknown in the other
+    daemon.set_nodes(["only-shop"], cluster="shop")
+    assert daemon.probe("only-shop").status_code == 404
+
+
+def test_cluster_delete(daemon):
+    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    daemon.set_nodes(["web1"], cluster="shop")
+    r = daemon.delete("/v1/clusters/shop", auth=daemon.admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"deleted": "shop"}
+    names = [c["name"] for c in daemon.get("/v1/clusters", auth=daemon.admin).json()["clusters"]]
+    assert names == ["default"]
+    assert daemon.probe("web1", mount="/shophealth").status_code == 404
+    assert_json_error(daemon.get("/v1/clusters/shop/nodes", auth=daemon.admin), 404)
+
+
+# --- nodes -----------------------------------------------------------------------
+
+
+def test_nodes_list_shape(seeded):
+    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.admin)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["cluster"] == "default"
+    assert isinstance(body["version"], int) and body["version"] >= 1
+    assert [n["name"] for n in body["nodes"]] == ["zope1", "zope2", "zope3"]
+    for n in body["nodes"]:
+        assert NODE_KEYS <= set(n), n
+        assert n["status"] == "online"
+        assert n["expires_at"] is None
+        assert n["address"] is None and n["check"] is None
+        assert RFC3339_UTC.match(n["changed_at"]), n
+
+
+def test_nodes_put_replaces_list(seeded):
+    seeded.set_status({"zope2": {"status": "offline", "reason": "keep me"}})
+    body = seeded.set_nodes(["zope2", "zope4"])
+    assert [n["name"] for n in body["nodes"]] == ["zope2", "zope4"]
+    z2 = node_by_name(body, "zope2")
+    assert (z2["status"], z2["reason"]) == ("offline", "keep me")
+    assert node_by_name(body, "zope4")["status"] == "online"
+    assert seeded.probe("zope1").status_code == 404
+
+
+def test_nodes_put_forgets_removed_node_state(seeded):
+    seeded.set_status({"zope1": {"status": "offline"}})
+    seeded.set_nodes(["zope2"])
+    seeded.set_nodes(["zope1", "zope2"])
+    assert seeded.node_states()["zope1"][0] == "online"
+
+
+def test_nodes_put_increments_version(seeded):
+    v = seeded.nodes()["version"]
+    body = seeded.set_nodes(["zope1"])
+    assert body["version"] > v
+
+
+def test_node_get_shape(seeded):
+    r = seeded.get("/v1/clusters/default/nodes/zope2", auth=seeded.admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["cluster"] == "default"
+    assert isinstance(body["version"], int)
+    node = body["node"]
+    assert NODE_KEYS <= set(node)
+    assert node["name"] == "zope2"
+    assert "probes" in node and isinstance(node["probes"], list)
+    assert "check_state" in node
+
+
+def test_node_get_records_observed_probes(seeded):
+    seeded.probe("zope2")
+    seeded.probe("zope2")
+    node = seeded.get("/v1/clusters/default/nodes/zope2", auth=seeded.admin).json()["node"]
+    assert len(node["probes"]) >= 1, node
+
+
+def test_node_put_new_is_201(seeded):
+    r = seeded.put("/v1/clusters/default/nodes/zope9", auth=seeded.admin,
+                   json={"address": "10.0.0.9:8080", "check": "http://10.0.0.9:8080/ok"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["cluster"] == "default" and isinstance(body["version"], int)
+    n = body["node"]
+    assert (n["name"], n["status"], n["address"], n["check"]) == (
+        "zope9", "online", "10.0.0.9:8080", "http://10.0.0.9:8080/ok")
+    assert seeded.probe("zope9").status_code == 200
+
+
+def test_node_put_existing_is_200_and_keeps_status(seeded):
+    seeded.set_status({"zope1": {"status": "offline", "reason": "r1"}})
+    r = seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.admin,
+                   json={"address": "10.0.0.1:8080"})
+    assert r.status_code == 200, r.text
+    n = r.json()["node"]
+    assert (n["status"], n["reason"], n["address"]) == ("offline", "r1", "10.0.0.1:8080")
+
+
+def test_node_put_empty_string_clears_field(seeded):
+    seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.admin,
+               json={"address": "10.0.0.1:8080", "check": "http://10.0.0.1:8080/"})
+    r = seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.admin, json={"address": ""})
+    assert r.status_code == 200, r.text
+    n = r.json()["node"]
+    assert n["address"] is None
+    assert n["check"] == "http://10.0.0.1:8080/"
+
+
+def test_node_delete(seeded):
+    r = seeded.delete("/v1/clusters/default/nodes/zope3", auth=seeded.admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["cluster"] == "default" and body["deleted"] == "zope3"
+    assert isinstance(body["version"], int)
+    assert [n["name"] for n in seeded.nodes()["nodes"]] == ["zope1", "zope2"]
+    assert seeded.probe("zope3").status_code == 404
+
+
+# --- status changes ------------------------------------------------------------
+
+
+def test_status_change_returns_node_list(seeded):
+    op = seeded.make_user("alice", "operator")
+    v = seeded.nodes()["version"]
+    r = seeded.post("/v1/clusters/default/status", auth=op,
+                    json={"changes": {"zope1": {"status": "offline", "reason": "deploy 42"}}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["cluster"] == "default"
+    assert body["version"] == v + 1
+    z1 = node_by_name(body, "zope1")
+    assert (z1["status"], z1["reason"], z1["changed_by"]) == ("offline", "deploy 42", "alice")
+    assert RFC3339_UTC.match(z1["changed_at"])
+    assert z1["expires_at"] is None
+
+
+def test_status_change_is_one_version_for_several_nodes(seeded):
+    v = seeded.nodes()["version"]
+    body = seeded.set_status({"zope1": {"status": "offline"}, "zope2": {"status": "drain"}})
+    assert body["version"] == v + 1
+
+
+def test_status_change_with_ttl_sets_expires_at(seeded):
+    body = seeded.set_status({"zope1": {"status": "offline", "ttl": 600}})
+    z1 = node_by_name(body, "zope1")
+    assert z1["expires_at"] is not None and RFC3339_UTC.match(z1["expires_at"])
+    assert z1["expires_at"] > z1["changed_at"]
+
+
+def test_status_change_by_token_names_token(seeded):
+    tid, tok = seeded.make_token("operator", "deploy bot")
+    body = seeded.set_status({"zope1": {"status": "offline"}}, auth=(BEARER, tok))
+    assert node_by_name(body, "zope1")["changed_by"] == "token:" + tid
+
+
+def test_if_version_match_applies(seeded):
+    v = seeded.nodes()["version"]
+    body = seeded.set_status({"zope1": {"status": "offline"}}, if_version=v)
+    assert body["version"] == v + 1
+
+
+def test_if_version_mismatch_409_nothing_changed(seeded):
+    before = seeded.nodes()
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+                    json={"changes": {"zope1": {"status": "offline"}},
+                          "if_version": before["version"] - 1})
+    assert_json_error(r, 409)
+    assert seeded.nodes() == before
+
+
+def test_min_online_violation_409_nothing_changed(seeded):
+    seeded.set_status({"zope3": {"status": "offline"}})
+    before = seeded.nodes()
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+                    json={"changes": {"zope1": {"status": "offline"}}, "min_online": 2})
+    assert_json_error(r, 409)
+    assert seeded.nodes() == before
+    assert seeded.probe("zope1").status_code == 200
+
+
+def test_min_online_satisfied_applies(seeded):
+    body = seeded.set_status({"zope1": {"status": "offline"}}, min_online=2)
+    assert node_by_name(body, "zope1")["status"] == "offline"
+
+
+def test_min_online_counts_drain_as_not_online(seeded):
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+                    json={"changes": {"zope1": {"status": "drain"}, "zope2": {"status": "drain"}},
+                          "min_online": 2})
+    assert_json_error(r, 409)
+
+
+def test_status_unknown_node_atomic_404(seeded):
+    before = seeded.nodes()
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+                    json={"changes": {"zope1": {"status": "offline"}, "ghost": {"status": "offline"}}})
+    body = assert_json_error(r, 404)
+    assert body["detail"]["entry"] == "ghost"
+    assert seeded.nodes() == before
+
+
+# --- audit -----------------------------------------------------------------------
+
+
+def test_audit_newest_first_with_fields(seeded):
+    op = seeded.make_user("alice", "operator")
+    seeded.set_status({"zope1": {"status": "offline", "reason": "first"}}, auth=op)
+    seeded.set_status({"zope1": {"status": "drain", "reason": "second"}}, auth=op)
+    r = seeded.get("/v1/clusters/default/audit", auth=seeded.admin)
+    assert r.status_code == 200
+    entries = r.json()["entries"]
+    keys = {"id", "at", "cluster", "node", "actor", "address", "action", "old_status",
+            "new_status", "reason"}
+    for e in entries:
+        assert keys <= set(e), e
+    first, second = entries[1], entries[0]
+    assert (second["node"], second["actor"], second["old_status"], second["new_status"],
+            second["reason"]) == ("zope1", "alice", "offline", "drain", "second")
+    assert (first["old_status"], first["new_status"], first["reason"]) == ("online", "offline", "first")
+    assert second["action"] == "status" and second["cluster"] == "default"
+    assert second["address"] == "127.0.0.1"
+    assert RFC3339_UTC.match(second["at"])
+    ids = [e["id"] for e in entries]
+    assert ids == sorted(ids, reverse=True)
+
+
+def test_audit_limit(seeded):
+    for i in range(6):
+        seeded.set_status({"zope1": {"status": "offline" if i % 2 == 0 else "online"}})
+    entries = seeded.audit(limit=3)
+    assert len(entries) == 3
+    assert entries == seeded.audit()[:3]
+
+
+def test_audit_records_node_list_changes(daemon):
+    daemon.set_nodes(["zope1", "zope2"])
+    actions = {(e["action"], e["node"]) for e in daemon.audit()}
+    assert ("node-add", "zope1") in actions and ("node-add", "zope2") in actions
+    daemon.set_nodes(["zope2"])
+    assert ("node-remove", "zope1") in {(e["action"], e["node"]) for e in daemon.audit(limit=5)}
+
+
+# --- users -----------------------------------------------------------------------
+
+
+def test_user_create_shape_and_login(daemon):
+    r = daemon.post("/v1/users", auth=daemon.admin,
+                    json={"name": "bob", "password": "bob-password", "role": "viewer"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["name"], body["role"]) == ("bob", "viewer")
+    assert RFC3339_UTC.match(body["created_at"])
+    assert "password" not in body and "password_hash" not in body
+    assert daemon.get("/v1/clusters", auth=("bob", "bob-password")).status_code == 200
+
+
+def test_user_create_existing_409(daemon):
+    daemon.make_user("bob", "viewer")
+    r = daemon.post("/v1/users", auth=daemon.admin,
+                    json={"name": "bob", "password": "another-pass", "role": "admin"})
+    assert_json_error(r, 409)
+
+
+def test_users_list_shape_has_no_secrets(daemon):
+    _, pw = daemon.make_user("bob", "operator")
+    r = daemon.get("/v1/users", auth=daemon.admin)
+    assert r.status_code == 200
+    users = r.json()["users"]
+    assert {(u["name"], u["role"]) for u in users} == {("admin", "admin"), ("bob", "operator")}
+    for u in users:
+        assert set(u) >= {"name", "role", "created_at"}
+        assert not any("pass" in k or "hash" in k for k in u), u
+    assert pw not in r.text and "argon2" not in r.text
+
+
+def test_user_delete_revokes_login(daemon):
+    name, pw = daemon.make_user("bob", "viewer")
+    assert daemon.get("/v1/clusters", auth=(name, pw)).status_code == 200
+    r = daemon.delete("/v1/users/bob", auth=daemon.admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"deleted": "bob"}
+    assert_401(daemon.get("/v1/clusters", auth=(name, pw), source="127.0.3.1"))
+
+
+# --- tokens ----------------------------------------------------------------------
+
+
+def test_token_create_shape(daemon):
+    r = daemon.post("/v1/tokens", auth=daemon.admin, json={"role": "operator", "description": "ci"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["role"], body["description"]) == ("operator", "ci")
+    assert body["token"].startswith("cmt_%s_" % body["id"]), body
+    assert len(body["token"]) > len("cmt_%s_" % body["id"]) + 16
+
+
+def test_token_works_as_bearer(daemon):
+    _, tok = daemon.make_token("viewer")
+    assert daemon.get("/v1/clusters", auth=(BEARER, tok)).status_code == 200
+
+
+def test_token_list_never_shows_token(daemon):
+    tid, tok = daemon.make_token("operator", "ci")
+    r = daemon.get("/v1/tokens", auth=daemon.admin)
+    assert r.status_code == 200
+    tokens = r.json()["tokens"]
+    assert len(tokens) == 1
+    t = tokens[0]
+    assert (t["id"], t["role"], t["description"], t["created_by"]) == (tid, "operator", "ci", "admin")
+    assert RFC3339_UTC.match(t["created_at"])
+    assert "token" not in t and "hash" not in t
+    secret = tok.split("_", 2)[2]
+    assert secret not in r.text
+
+
+def test_revoked_token_401(daemon):
+    tid, tok = daemon.make_token("admin")
+    assert daemon.get("/v1/users", auth=(BEARER, tok)).status_code == 200
+    r = daemon.delete("/v1/tokens/" + tid, auth=daemon.admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"deleted": tid}
+    assert_401(daemon.get("/v1/users", auth=(BEARER, tok), source="127.0.3.2"))
+    assert daemon.get("/v1/tokens", auth=daemon.admin).json()["tokens"] == []
+
+
+def test_token_with_wrong_secret_401(daemon):
+    tid, tok = daemon.make_token("admin")
+    forged = "cmt_%s_%s" % (tid, "A" * len(tok.split("_", 2)[2]))
+    assert_401(daemon.get("/v1/users", auth=(BEARER, forged), source="127.0.3.3"))
+
+
+# --- events long poll ----------------------------------------------------------
+
+
+def events(d, after, wait, **kw):
+    kw.setdefault("timeout", wait + 10)
+    return d.get("/v1/clusters/default/events?after=%d&wait=%s" % (after, wait),
+                 auth=kw.pop("auth", d.admin), **kw)
+
+
+def test_events_returns_at_once_when_version_above_after(seeded):
+    v = seeded.nodes()["version"]
+    t0 = time.monotonic()
+    r = events(seeded, v - 1, 10)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    assert elapsed < 1.0, elapsed
+    body = r.json()
+    assert body["changed"] is True
+    assert body["version"] == v
+    assert [n["name"] for n in body["nodes"]] == ["zope1", "zope2", "zope3"]
+
+
+def test_events_times_out_with_changed_false(seeded):
+    v = seeded.nodes()["version"]
+    t0 = time.monotonic()
+    r = events(seeded, v, 2)
+    elapsed = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    assert 1.5 <= elapsed < 4.0, elapsed
+    body = r.json()
+    assert body["changed"] is False
+    assert body["version"] == v
+
+
+def test_events_returns_promptly_on_change(seeded):
+    v = seeded.nodes()["version"]
+    result = {}
+
+    def poll():
+        t0 = time.monotonic()
+        result["r"] = events(seeded, v, 20)
+        result["t"] = time.monotonic()
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    time.sleep(0.5)
+    changed_at = time.monotonic()
+    seeded.set_status({"zope2": {"status": "offline"}})
+    th.join(timeout=15)
+    assert not th.is_alive(), "long poll did not return within 15 s of a change"
+    assert result["t"] - changed_at < 2.0, result["t"] - changed_at
+    body = result["r"].json()
+    assert body["changed"] is True and body["version"] == v + 1
+    assert node_by_name(body, "zope2")["status"] == "offline"
+
+
+def test_events_held_polls_do_not_block_other_requests(seeded):
+    v = seeded.nodes()["version"]
+    n = 20
+    done = []
+
+    def poll():
+        try:
+            r = events(seeded, v, 4)
+            done.append(r.status_code)
+        except requests.RequestException as e:
+            done.append(repr(e))
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.7)  # let them all be held
+    for _ in range(3):
+        t0 = time.monotonic()
+        r = seeded.probe("zope1", timeout=5)
+        assert (r.status_code, r.text) == (200, "OK")
+        assert time.monotonic() - t0 < 0.5, "probe took %.3f s while polls held" % (time.monotonic() - t0)
+    t0 = time.monotonic()
+    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.admin, timeout=5)
+    assert r.status_code == 200
+    assert time.monotonic() - t0 < 1.0, time.monotonic() - t0
+    for t in threads:
+        t.join(timeout=15)
+    assert done == [200] * n, done
+
+
+def test_events_many_held_polls_all_wake_on_change(seeded):
+    v = seeded.nodes()["version"]
+    n = 10
+    results = []
+
+    def poll():
+        r = events(seeded, v, 20)
+        results.append((time.monotonic(), r.json().get("changed")))
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    time.sleep(0.7)
+    changed_at = time.monotonic()
+    seeded.set_status({"zope1": {"status": "drain"}})
+    for t in threads:
+        t.join(timeout=15)
+    assert len(results) == n, results
+    for t, changed in results:
+        assert changed is True
+        assert t - changed_at < 2.0
