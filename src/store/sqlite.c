@@ -36,48 +36,58 @@ struct migration {
 	const char *sql;
 };
 
-/* Append only: a released step is never edited, a change is a new step. */
+/* Statuses and roles are stored by name, readable in the sqlite3 shell.
+ * Times are ms since the epoch; expires_at 0 means none. The audit log has
+ * no foreign keys: it outlives the clusters and nodes it tells about. */
+static const char step1_create_tables[] =
+    "CREATE TABLE clusters ("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " path TEXT NOT NULL UNIQUE,"
+    " version INTEGER NOT NULL);"
+    "CREATE TABLE nodes ("
+    " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('online', 'offline', 'drain')),"
+    " reason TEXT NOT NULL,"
+    " changed_by TEXT NOT NULL,"
+    " changed_at INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL DEFAULT 0,"
+    " address TEXT,"
+    " check_url TEXT,"
+    " PRIMARY KEY (cluster, name));"
+    "CREATE TABLE users ("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
+    " password_hash TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE tokens ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
+    " description TEXT NOT NULL,"
+    " hash TEXT NOT NULL UNIQUE,"
+    " created_by TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE audit ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " at INTEGER NOT NULL,"
+    " cluster TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " old_status TEXT NOT NULL,"
+    " new_status TEXT NOT NULL,"
+    " reason TEXT NOT NULL);";
+
+/* The audit page of one cluster reads its newest entries. */
+static const char step2_index_audit_by_cluster[] =
+    "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
+
+/* Applied in order; PRAGMA user_version counts the steps done. Append
+ * only: a released step is never edited, a change is a new step. */
 static const struct migration migrations[] = {
-    {"create the tables", "CREATE TABLE clusters ("
-                          " name TEXT PRIMARY KEY NOT NULL,"
-                          " path TEXT NOT NULL UNIQUE,"
-                          " version INTEGER NOT NULL);"
-                          "CREATE TABLE nodes ("
-                          " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
-                          " name TEXT NOT NULL,"
-                          " status TEXT NOT NULL CHECK (status IN ('online', 'offline', 'drain')),"
-                          " reason TEXT NOT NULL,"
-                          " changed_by TEXT NOT NULL,"
-                          " changed_at INTEGER NOT NULL,"
-                          " expires_at INTEGER NOT NULL DEFAULT 0,"
-                          " address TEXT,"
-                          " check_url TEXT,"
-                          " PRIMARY KEY (cluster, name));"
-                          "CREATE TABLE users ("
-                          " name TEXT PRIMARY KEY NOT NULL,"
-                          " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
-                          " password_hash TEXT NOT NULL,"
-                          " created_at INTEGER NOT NULL);"
-                          "CREATE TABLE tokens ("
-                          " id TEXT PRIMARY KEY NOT NULL,"
-                          " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
-                          " description TEXT NOT NULL,"
-                          " hash TEXT NOT NULL UNIQUE,"
-                          " created_by TEXT NOT NULL,"
-                          " created_at INTEGER NOT NULL);"
-                          "CREATE TABLE audit ("
-                          " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-                          " at INTEGER NOT NULL,"
-                          " cluster TEXT NOT NULL,"
-                          " node TEXT NOT NULL,"
-                          " actor TEXT NOT NULL,"
-                          " address TEXT NOT NULL,"
-                          " action TEXT NOT NULL,"
-                          " old_status TEXT NOT NULL,"
-                          " new_status TEXT NOT NULL,"
-                          " reason TEXT NOT NULL);"},
-    /* The audit page of one cluster reads its newest entries. */
-    {"index the audit log by cluster", "CREATE INDEX audit_by_cluster ON audit (cluster, id);"},
+    {"create the tables", step1_create_tables},
+    {"index the audit log by cluster", step2_index_audit_by_cluster},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -261,7 +271,8 @@ read_user_version(struct sqlite_store *db, int *version, struct error *err)
 		return 0;
 	if ((sqlite3_extended_errcode(db->handle) & 0xff) == SQLITE_NOTADB)
 		return error_set(err, 400, "%s is not an SQLite database", db->path);
-	*err = why;
+	if (err != NULL)
+		*err = why;
 	return -1;
 }
 
@@ -294,11 +305,14 @@ static int
 configure(struct sqlite_store *db, struct error *err)
 {
 	sqlite3_stmt *st = NULL;
+	const unsigned char *mode;
 	int rc, is_wal = 0;
 
 	rc = sqlite3_prepare_v2(db->handle, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		is_wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		mode = sqlite3_column_text(st, 0);
+		is_wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW)
 		return fail(db, rc, "switch to WAL mode", err);
