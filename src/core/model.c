@@ -899,7 +899,8 @@ compare_changes(const void *a, const void *b)
 	const struct status_change *x = *(const struct status_change *const *)a;
 	const struct status_change *y = *(const struct status_change *const *)b;
 
-	return strcmp(x->node, y->node);
+	/* A hand-built set may hold a NULL name; check_change rejects it. */
+	return strcmp(x->node ? x->node : "", y->node ? y->node : "");
 }
 
 /* The changes in node order. A change set from change_set_from_json is
