@@ -1,0 +1,513 @@
+/*
+ * cli.c - `clustermgmt COMMAND ...`: global options, credentials, help,
+ * dispatch to the command files and the exit code.
+ *
+ * The command line is parsed in one pass with getopt_long over a table
+ * holding every option of every command, so global options may come
+ * before or after the command and option values are never mistaken for
+ * command words. Each command then rejects the options that do not apply
+ * to it (cli_only_options). This file is the only place that prints an
+ * error: handlers return an enum cli_exit and fill a struct error.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "command.h"
+#include "output.h"
+
+#define DEFAULT_SERVER "http://127.0.0.1:8080"
+#define PASSWORD_MAX 1024 /* the API's limit */
+
+static const char main_help[] =
+    "usage: clustermgmt [OPTIONS] COMMAND [ARGS] [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  serve                       run the daemon (clustermgmt serve --help)\n"
+    "  status                      show the cluster's nodes and their status\n"
+    "  offline NAME...             take nodes out of service\n"
+    "  online NAME...              put nodes back in service\n"
+    "  drain NAME...               take no new sessions on nodes\n"
+    "  nodes list|set|add|rm       manage the cluster's nodes\n"
+    "  cluster list|add|rm         manage clusters\n"
+    "  user list|add|rm            manage users\n"
+    "  token create|list|revoke    manage API tokens\n"
+    "\n"
+    "Global options (before or after the command):\n"
+    "  --server URL      the daemon; default $CLUSTERMGMT_URL, else " DEFAULT_SERVER "\n"
+    "  --cluster NAME    the cluster to work on (default \"default\")\n"
+    "  --user NAME       log in as NAME, with the password from --password-stdin\n"
+    "                    or $CLUSTERMGMT_PASSWORD\n"
+    "  --password-stdin  read the password from the first line of stdin\n"
+    "  --cacert FILE     trust the CA certificate(s) in FILE (PEM) for https\n"
+    "  --insecure        do not verify the server's TLS certificate (testing only)\n"
+    "  --json            print the server's JSON answer instead of a table\n"
+    "  --help            show help; `clustermgmt COMMAND --help` for a command\n"
+    "  --version         show the version\n"
+    "\n"
+    "Credentials, the first that is set: --user; $CLUSTERMGMT_TOKEN (bearer\n"
+    "token); $CLUSTERMGMT_USER with $CLUSTERMGMT_PASSWORD; the server's host in\n"
+    "~/.netrc (or the file named by $NETRC).\n"
+    "\n"
+    "Exit codes: 0 done, 1 refused by the server, 2 usage error, 3 server\n"
+    "unreachable, 4 timed out waiting.\n";
+
+static const char status_help[] =
+    "usage: clustermgmt status [--cluster NAME] [--json]\n"
+    "\n"
+    "Shows every node of the cluster: NAME, STATUS (online, offline, drain),\n"
+    "REASON, SINCE (when the status last changed, e.g. \"5m ago\") and EXPIRES\n"
+    "(when a status with a TTL returns to online, e.g. \"in 9m\"; \"-\" for\n"
+    "never). --json prints the server's document with exact RFC 3339 times.\n";
+
+#define SET_STATUS_HELP(verb, what)                                                                \
+	"usage: clustermgmt " verb " NAME... [--reason R] [--ttl DURATION] [--min-online K]\n"     \
+	"\n" what "\n"                                                                             \
+	"\n"                                                                                       \
+	"  --reason R        why (shown in status and the audit log; up to 256 characters)\n"      \
+	"  --ttl DURATION    return to online by itself after DURATION: 90, 90s, 10m, 2h,\n"       \
+	"                    1d (not with online)\n"                                               \
+	"  --min-online K    refuse the change if fewer than K nodes would stay online\n"          \
+	"\n"                                                                                       \
+	"The change is atomic: if any NAME is unknown, nothing changes. Prints the\n"              \
+	"resulting status table (or the server's JSON with --json).\n"
+
+static const char offline_help[] =
+    SET_STATUS_HELP("offline", "Takes nodes out of service: the probe answers 503.");
+static const char online_help[] = SET_STATUS_HELP("online", "Puts nodes back in service.");
+static const char drain_help[] =
+    SET_STATUS_HELP("drain", "Lets nodes finish existing sessions but take no new ones (for plain\n"
+                             "HTTP probes the same as offline).");
+
+static const char nodes_help[] =
+    "usage: clustermgmt nodes list\n"
+    "       clustermgmt nodes set NAME...\n"
+    "       clustermgmt nodes add NAME [--address HOST:PORT] [--check URL]\n"
+    "       clustermgmt nodes rm NAME\n"
+    "\n"
+    "  list   the cluster's nodes: NAME, ADDRESS, CHECK, STATUS\n"
+    "  set    replace the node list (new nodes start online, missing ones are\n"
+    "         forgotten, duplicates collapse)\n"
+    "  add    add a node, or update its address and check (\"\" clears one)\n"
+    "  rm     remove a node\n";
+
+static const char cluster_help[] = "usage: clustermgmt cluster list\n"
+                                   "       clustermgmt cluster add NAME --path /PATH\n"
+                                   "       clustermgmt cluster rm NAME\n"
+                                   "\n"
+                                   "  list   every cluster: NAME, PATH, VERSION, NODES, ONLINE\n"
+                                   "  add    add a cluster whose probe is served at /PATH\n"
+                                   "  rm     remove a cluster and its nodes\n";
+
+static const char user_help[] =
+    "usage: clustermgmt user list\n"
+    "       clustermgmt user add NAME --role viewer|operator|admin --password-stdin\n"
+    "       clustermgmt user rm NAME\n"
+    "\n"
+    "user add reads the new user's password from stdin. If you log in with --user\n"
+    "and $CLUSTERMGMT_PASSWORD is not set, stdin holds two lines: your password,\n"
+    "then the new user's.\n";
+
+static const char token_help[] =
+    "usage: clustermgmt token create --role viewer|operator|admin [--description D]\n"
+    "       clustermgmt token list\n"
+    "       clustermgmt token revoke ID\n"
+    "\n"
+    "token create prints the new token on stdout; it is shown only once. Use it\n"
+    "as CLUSTERMGMT_TOKEN=TOKEN, or as `Authorization: Bearer TOKEN`.\n";
+
+/* The commands; wait, rollout and lbconfig will be added here. */
+static const struct command {
+	const char *name;
+	cli_handler handler;
+	const char *help;
+} commands[] = {
+    {"status", cmd_status, status_help}, {"offline", cmd_offline, offline_help},
+    {"online", cmd_online, online_help}, {"drain", cmd_drain, drain_help},
+    {"nodes", cmd_nodes, nodes_help},    {"cluster", cmd_cluster, cluster_help},
+    {"user", cmd_user, user_help},       {"token", cmd_token, token_help},
+};
+
+/* Global options that are not in enum cli_option. */
+enum {
+	OPT_SERVER = 1 << 16,
+	OPT_CLUSTER = 1 << 17,
+	OPT_USER = 1 << 18,
+	OPT_CACERT = 1 << 19,
+	OPT_INSECURE = 1 << 20,
+	OPT_JSON = 1 << 21,
+	OPT_HELP = 1 << 22,
+};
+
+static const struct option options[] = {
+    {"server", required_argument, NULL, OPT_SERVER},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
+    {"user", required_argument, NULL, OPT_USER},
+    {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"reason", required_argument, NULL, OPT_REASON},
+    {"ttl", required_argument, NULL, OPT_TTL},
+    {"min-online", required_argument, NULL, OPT_MIN_ONLINE},
+    {"address", required_argument, NULL, OPT_ADDRESS},
+    {"check", required_argument, NULL, OPT_CHECK},
+    {"path", required_argument, NULL, OPT_PATH},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"description", required_argument, NULL, OPT_DESCRIPTION},
+    {NULL, 0, NULL, 0},
+};
+
+/* The command line as parsed: struct cli plus what only cli.c needs. */
+struct parsed {
+	struct cli cli;
+	const char *server;
+	const char *user;
+	int wants_help;
+};
+
+static const char *
+option_name(int val)
+{
+	const struct option *o;
+
+	for (o = options; o->name != NULL; o++)
+		if (o->val == val)
+			return o->name;
+	return "?";
+}
+
+static void
+store_option(struct parsed *p, int opt, const char *value)
+{
+	struct cli *cli = &p->cli;
+
+	cli->given |= (unsigned)opt & 0xffffu;
+	switch (opt) {
+	case OPT_SERVER:
+		p->server = value;
+		break;
+	case OPT_CLUSTER:
+		cli->cluster = value;
+		break;
+	case OPT_USER:
+		p->user = value;
+		break;
+	case OPT_CACERT:
+		cli->client.cacert = value;
+		break;
+	case OPT_INSECURE:
+		cli->client.is_insecure = 1;
+		break;
+	case OPT_JSON:
+		cli->is_json = 1;
+		break;
+	case OPT_HELP:
+		p->wants_help = 1;
+		break;
+	case OPT_REASON:
+		cli->reason = value;
+		break;
+	case OPT_TTL:
+		cli->ttl = value;
+		break;
+	case OPT_MIN_ONLINE:
+		cli->min_online = value;
+		break;
+	case OPT_ADDRESS:
+		cli->address = value;
+		break;
+	case OPT_CHECK:
+		cli->check = value;
+		break;
+	case OPT_PATH:
+		cli->path = value;
+		break;
+	case OPT_ROLE:
+		cli->role = value;
+		break;
+	case OPT_DESCRIPTION:
+		cli->description = value;
+		break;
+	}
+}
+
+/* Parses every option; on return argv[*first_word..argc) are the command
+ * and its words. */
+static int
+parse_options(int argc, char **argv, struct parsed *p, int *first_word, struct error *err)
+{
+	int opt;
+
+	optind = 0; /* GNU: full reset, permute non-options to the end */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+		if (opt == 'h')
+			opt = OPT_HELP;
+		if (opt == ':') {
+			return cli_usage_error(err, "option '--%s' needs a value",
+			                       option_name(optopt));
+		}
+		if (opt == '?') {
+			if (optopt != 0)
+				return cli_usage_error(
+				    err, "unknown option '-%c'; see clustermgmt --help", optopt);
+			return cli_usage_error(err, "unknown option '%s'; see clustermgmt --help",
+			                       argv[optind - 1]);
+		}
+		store_option(p, opt, optarg);
+	}
+	*first_word = optind;
+	return 0;
+}
+
+static int
+is_http_url(const char *s)
+{
+	return strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0;
+}
+
+/* `user add` reads the new user's password from stdin, so stdin holds the
+ * caller's password only when it has no other source. */
+static int
+login_password_from_stdin(const struct parsed *p, int is_user_add)
+{
+	if (!(p->cli.given & OPT_PASSWORD_STDIN))
+		return 0;
+	if (!is_user_add)
+		return 1;
+	return p->user != NULL && getenv("CLUSTERMGMT_PASSWORD") == NULL;
+}
+
+static const char *
+nonempty(const char *s)
+{
+	return s != NULL && *s != '\0' ? s : NULL;
+}
+
+/* Picks the credentials (see main_help); password is the caller's buffer
+ * for a password read from stdin. */
+static int
+resolve_credentials(struct parsed *p, int is_user_add, char *password, size_t size,
+                    struct error *err)
+{
+	struct client *c = &p->cli.client;
+	int from_stdin = login_password_from_stdin(p, is_user_add);
+	const char *token = nonempty(getenv("CLUSTERMGMT_TOKEN"));
+
+	c->user = p->user;
+	if (c->user == NULL && (from_stdin || token == NULL))
+		c->user = nonempty(getenv("CLUSTERMGMT_USER"));
+	if (c->user == NULL) {
+		if (from_stdin)
+			return error_set(err, 0, "--password-stdin needs --user NAME");
+		c->token = token; /* or NULL: ~/.netrc */
+		return 0;
+	}
+	if (from_stdin) {
+		if (cli_read_stdin_line(password, size, "password", err) != 0)
+			return -1;
+		c->password = password;
+		return 0;
+	}
+	if ((c->password = getenv("CLUSTERMGMT_PASSWORD")) == NULL)
+		return error_set(err, 0,
+		                 "no password for user '%s': give --password-stdin or set "
+		                 "CLUSTERMGMT_PASSWORD",
+		                 c->user);
+	return 0;
+}
+
+static const struct command *
+find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Everything between parsing and the handler: the command, help, the
+ * server URL and the credentials. */
+static int
+prepare(struct parsed *p, int nwords, char **words, const struct command **cmd, char *password,
+        size_t size, struct error *err)
+{
+	int is_user_add;
+
+	if (nwords == 0)
+		return cli_usage_error(err, "missing command; see clustermgmt --help");
+	if (strcmp(words[0], "serve") == 0)
+		return cli_usage_error(err,
+		                       "serve takes its options after it: clustermgmt serve ...");
+	if ((*cmd = find_command(words[0])) == NULL)
+		return cli_usage_error(err, "unknown command '%s'; see clustermgmt --help",
+		                       words[0]);
+	if (p->wants_help)
+		return CLI_OK;
+	if (p->server == NULL && (p->server = getenv("CLUSTERMGMT_URL")) == NULL)
+		p->server = DEFAULT_SERVER;
+	if (!is_http_url(p->server))
+		return cli_usage_error(err, "--server must be an http:// or https:// URL, not '%s'",
+		                       p->server);
+	p->cli.client.base_url = p->server;
+	is_user_add = strcmp(words[0], "user") == 0 && nwords > 1 && strcmp(words[1], "add") == 0;
+	if (resolve_credentials(p, is_user_add, password, size, err) < 0)
+		return CLI_USAGE;
+	return CLI_OK;
+}
+
+int
+cli_main(int argc, char **argv)
+{
+	struct parsed p;
+	struct error err;
+	const struct command *cmd = NULL;
+	char password[PASSWORD_MAX + 2];
+	int first_word = argc, rc;
+
+	memset(&p, 0, sizeof(p));
+	error_clear(&err);
+	p.cli.cluster = "default";
+	p.cli.client.timeout_s = 30;
+	rc = parse_options(argc, argv, &p, &first_word, &err);
+	if (rc == CLI_OK && p.wants_help && first_word == argc) {
+		fputs(main_help, stdout);
+		return CLI_OK;
+	}
+	if (rc == CLI_OK)
+		rc = prepare(&p, argc - first_word, argv + first_word, &cmd, password,
+		             sizeof(password), &err);
+	if (rc == CLI_OK && p.wants_help) {
+		fputs(cmd->help, stdout);
+		return CLI_OK;
+	}
+	if (rc == CLI_OK && (rc = client_global_init(&err)) == 0) {
+		rc = cmd->handler(&p.cli, argc - first_word - 1, argv + first_word + 1, &err);
+		client_global_cleanup();
+	}
+	explicit_bzero(password, sizeof(password));
+	if (rc != CLI_OK && err.what[0] != '\0')
+		fprintf(stderr, "clustermgmt: %s\n", err.what);
+	return rc;
+}
+
+int
+cli_dispatch(struct cli *cli, const char *group, const struct subcommand *subs, size_t n, int nargs,
+             char **args, struct error *err)
+{
+	size_t i;
+
+	if (nargs == 0)
+		return cli_usage_error(err, "'%s' needs a subcommand; see clustermgmt %s --help",
+		                       group, group);
+	for (i = 0; i < n; i++)
+		if (strcmp(subs[i].name, args[0]) == 0)
+			return subs[i].handler(cli, nargs - 1, args + 1, err);
+	return cli_usage_error(err, "unknown %s command '%s'; see clustermgmt %s --help", group,
+	                       args[0], group);
+}
+
+int
+cli_call(struct cli *cli, const char *method, char *path, json_t *body, struct client_reply *reply,
+         struct error *err)
+{
+	int rc;
+
+	if (path == NULL) {
+		error_set(err, 0, "out of memory");
+		rc = CLI_UNREACHABLE;
+	} else
+		rc = client_call(&cli->client, method, path, body, reply, err);
+	free(path);
+	json_decref(body);
+	return rc;
+}
+
+int
+cli_print(const struct cli *cli, const struct client_reply *reply,
+          void (*print_table)(const json_t *answer))
+{
+	if (cli->is_json)
+		output_json(reply->body, stdout);
+	else
+		print_table(reply->json);
+	return CLI_OK;
+}
+
+int
+cli_print_done(const struct cli *cli, const struct client_reply *reply, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli->is_json) {
+		output_json(reply->body, stdout);
+		return CLI_OK;
+	}
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	return CLI_OK;
+}
+
+int
+cli_only_options(const struct cli *cli, unsigned allowed, const char *command, struct error *err)
+{
+	unsigned extra = cli->given & ~allowed & ~(unsigned)OPT_PASSWORD_STDIN;
+	int bit;
+
+	if (extra == 0)
+		return 0;
+	for (bit = 0; !(extra & (1u << bit)); bit++)
+		;
+	return cli_usage_error(err, "option '--%s' does not apply to '%s'", option_name(1 << bit),
+	                       command);
+}
+
+int
+cli_usage_error(struct error *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = 0;
+	err->entry[0] = '\0';
+	va_start(ap, fmt);
+	vsnprintf(err->what, sizeof(err->what), fmt, ap);
+	va_end(ap);
+	return CLI_USAGE;
+}
+
+int
+cli_check_args(int nargs, int min, int max, const char *usage, struct error *err)
+{
+	if (nargs >= min && (max < 0 || nargs <= max))
+		return 0;
+	return cli_usage_error(err, "usage: clustermgmt %s", usage);
+}
+
+int
+cli_read_stdin_line(char *buf, size_t size, const char *what, struct error *err)
+{
+	size_t len;
+
+	if (fgets(buf, (int)size, stdin) == NULL)
+		return cli_usage_error(err, "expected a %s on stdin", what);
+	len = strlen(buf);
+	if (len > 0 && buf[len - 1] == '\n')
+		buf[--len] = '\0';
+	else if (!feof(stdin))
+		return cli_usage_error(err, "the %s on stdin is too long", what);
+	if (len > 0 && buf[len - 1] == '\r')
+		buf[--len] = '\0';
+	if (len == 0)
+		return cli_usage_error(err, "expected a %s on stdin, got an empty line", what);
+	return 0;
+}

@@ -1,0 +1,101 @@
+/*
+ * command.h - what cli.c shares with the command files (cmd_*.c).
+ *
+ * cli.c parses the whole command line once, global and command options
+ * alike, into a struct cli; it then calls the command's handler with the
+ * words that follow the command. A handler checks which options apply
+ * (cli_only_options), talks to the server through cli->client, prints its
+ * result on stdout and returns an enum cli_exit; on failure it fills err
+ * and cli_main prints err->what.
+ *
+ * Adding a command (wait, rollout, lbconfig): write cmd_NAME.c with a
+ * handler below, add its options to enum cli_option and the option table
+ * in cli.c if it has new ones, and add one line to the command table in
+ * cli.c (name, handler, help text).
+ */
+#ifndef CM_COMMAND_H
+#define CM_COMMAND_H
+
+#include "client.h"
+#include "core/error.h"
+
+/* Command options, as bits of struct cli.given. Global options are not
+ * listed: every command accepts them. */
+enum cli_option {
+	OPT_REASON = 1 << 0,
+	OPT_TTL = 1 << 1,
+	OPT_MIN_ONLINE = 1 << 2,
+	OPT_ADDRESS = 1 << 3,
+	OPT_CHECK = 1 << 4,
+	OPT_PATH = 1 << 5,
+	OPT_ROLE = 1 << 6,
+	OPT_DESCRIPTION = 1 << 7,
+	OPT_PASSWORD_STDIN = 1 << 8, /* global too, but meaningful to user add */
+};
+
+struct cli {
+	struct client client;
+	const char *cluster; /* --cluster, default "default" */
+	int is_json;         /* --json: print the server's document */
+	unsigned given;      /* enum cli_option bits seen on the command line */
+	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;
+};
+
+/* A command: args are the words after the command name (for groups such
+ * as `nodes`, args[0] is the subcommand). */
+typedef int (*cli_handler)(struct cli *cli, int nargs, char **args, struct error *err);
+
+int cmd_status(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_offline(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_online(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_drain(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_nodes(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_cluster(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_user(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_token(struct cli *cli, int nargs, char **args, struct error *err);
+
+/* A subcommand of a group such as `nodes`: args[0] is its name. */
+struct subcommand {
+	const char *name;
+	cli_handler handler;
+};
+
+/* Runs the subcommand named by args[0] from subs (n entries) with
+ * args[1..]; group names the group in messages. A missing or unknown
+ * subcommand is CLI_USAGE. */
+int cli_dispatch(struct cli *cli, const char *group, const struct subcommand *subs, size_t n,
+                 int nargs, char **args, struct error *err);
+
+/* Calls the server (client_call) and takes ownership of path and body,
+ * which may be NULL for "out of memory" (path) or "no body". */
+int cli_call(struct cli *cli, const char *method, char *path, json_t *body,
+             struct client_reply *reply, struct error *err);
+
+/* Prints reply on stdout as the server's JSON when --json was given, else
+ * with print_table. Returns CLI_OK. */
+int cli_print(const struct cli *cli, const struct client_reply *reply,
+              void (*print_table)(const json_t *answer));
+
+/* Prints reply on stdout as the server's JSON when --json was given, else
+ * the one-line message fmt (a newline is added). Returns CLI_OK. */
+int cli_print_done(const struct cli *cli, const struct client_reply *reply, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Returns 0 when the command options given are all in allowed, else
+ * CLI_USAGE with err naming the first option that does not apply to
+ * command (e.g. "nodes list"). */
+int cli_only_options(const struct cli *cli, unsigned allowed, const char *command,
+                     struct error *err);
+
+/* Fills err with the sentence fmt and returns CLI_USAGE. */
+int cli_usage_error(struct error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Returns 0 when nargs is within [min, max] (max < 0: no limit), else
+ * CLI_USAGE with err saying "usage: clustermgmt USAGE". */
+int cli_check_args(int nargs, int min, int max, const char *usage, struct error *err);
+
+/* Reads one line from stdin (without its newline) into buf. Returns 0,
+ * or CLI_USAGE with err saying what was expected (what = "password"). */
+int cli_read_stdin_line(char *buf, size_t size, const char *what, struct error *err);
+
+#endif
