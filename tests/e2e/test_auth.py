@@ -1,0 +1,250 @@
+"""
+Authentication (PRODUCT.md §6): 401 with the Basic challenge, Basic and
+Bearer credentials, throttling of repeated failures per address, the first
+admin's password, HTTPS, and the warning for credentials over plain HTTP on
+a non-loopback address.
+"""
+
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import BEARER, assert_401, fresh_source_ip, parse_logfmt
+
+
+def test_anonymous_gets_basic_challenge(daemon):
+    r = daemon.get("/v1/clusters")
+    assert_401(r)
+
+
+def test_basic_auth_works(daemon):
+    r = daemon.get("/v1/clusters", auth=daemon.admin)
+    assert r.status_code == 200
+
+
+def test_bearer_token_works(daemon):
+    _, tok = daemon.make_token("admin")
+    assert daemon.get("/v1/users", auth=(BEARER, tok)).status_code == 200
+
+
+def test_bad_password_is_401(daemon):
+    assert_401(daemon.get("/v1/clusters", auth=("admin", "wrong-password"), source=fresh_source_ip()))
+
+
+def test_unknown_user_is_401(daemon):
+    assert_401(daemon.get("/v1/clusters", auth=("nobody", "wrong-password"), source=fresh_source_ip()))
+
+
+def test_malformed_authorization_header_is_401(daemon):
+    for value in ("Basic !!!notbase64", "Basic " + "QUJD", "Bearer", "Digest x=y", "Basic"):
+        r = daemon.get("/v1/clusters", headers={"Authorization": value}, source=fresh_source_ip())
+        assert_401(r)
+    assert daemon.alive()
+
+
+def test_bad_bearer_token_is_401(daemon):
+    assert_401(daemon.get("/v1/clusters", auth=(BEARER, "cmt_x_y"), source=fresh_source_ip()))
+
+
+def test_password_is_case_sensitive(daemon):
+    assert_401(daemon.get("/v1/clusters", auth=("admin", daemon.password.swapcase()),
+                          source=fresh_source_ip()))
+
+
+def failed_login_time(d, source):
+    t0 = time.monotonic()
+    r = d.get("/v1/clusters", auth=("admin", "wrong-password"), source=source, timeout=20)
+    return r, time.monotonic() - t0
+
+
+def test_repeated_failures_from_one_address_are_slowed_down(daemon):
+    src = fresh_source_ip()
+    _, first = failed_login_time(daemon, src)
+    slowest = 0.0
+    deadline = time.monotonic() + 60
+    for _ in range(12):
+        r, took = failed_login_time(daemon, src)
+        assert r.status_code in (401, 429), r.status_code
+        slowest = max(slowest, took)
+        if time.monotonic() > deadline:
+            break
+    assert slowest >= 0.5, "12 failures from one address, slowest answer %.2f s (first %.2f s)" % (
+        slowest, first)
+    assert slowest > first + 0.3
+
+
+def test_slowdown_does_not_affect_other_addresses(daemon):
+    src = fresh_source_ip()
+    for _ in range(12):
+        failed_login_time(daemon, src)
+    t0 = time.monotonic()
+    r = daemon.get("/v1/clusters", auth=daemon.admin, source=fresh_source_ip())
+    assert r.status_code == 200
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_slowed_down_failure_does_not_block_probe(daemon):
+    daemon.set_nodes(["zope1"])
+    src = fresh_source_ip()
+    for _ in range(12):
+        failed_login_time(daemon, src)
+    # one more failure is now being delayed: the probe must not wait for it
+    th = threading.Thread(target=failed_login_time, args=(daemon, src), daemon=True)
+    th.start()
+    time.sleep(0.1)
+    t0 = time.monotonic()
+    r = daemon.probe("zope1", timeout=5)
+    assert (r.status_code, r.text) == (200, "OK")
+    assert time.monotonic() - t0 < 0.5
+    th.join(timeout=25)
+
+
+def test_correct_password_still_works_after_failures(daemon):
+    src = fresh_source_ip()
+    for _ in range(3):
+        failed_login_time(daemon, src)
+    r = daemon.get("/v1/clusters", auth=daemon.admin, source=src, timeout=20)
+    assert r.status_code == 200
+
+
+# --- first admin ---------------------------------------------------------------
+
+
+def generated_password_candidates(log):
+    """Values that look like the generated admin password in the log."""
+    out = []
+    for line in log.splitlines():
+        if "pass" not in line.lower():
+            continue
+        kv = parse_logfmt(line)
+        for k, v in kv.items():
+            if "pass" in k.lower() and v:
+                out.append(v)
+        out += [w for w in re.findall(r"[A-Za-z0-9_\-+/=.~!@#$%^&*]{12,}", line)
+                if w not in out and not w.startswith("ts=")]
+    return out
+
+
+def test_first_start_without_password_file_prints_working_password(make_daemon):
+    d = make_daemon(password_file=False)
+    log = d.log_text()
+    candidates = generated_password_candidates(log)
+    assert candidates, "no generated password on stderr:\n" + log
+    working = None
+    for c in candidates[:10]:
+        r = d.get("/v1/users", auth=("admin", c), source=fresh_source_ip())
+        if r.status_code == 200:
+            working = c
+            break
+    assert working, "none of %r works as the admin password; log:\n%s" % (candidates, log)
+    d.password = working
+    assert log.count(working) == 1, "password printed more than once"
+
+
+def test_generated_password_not_printed_again_on_restart(make_daemon):
+    d = make_daemon(password_file=False)
+    first = d.log_text()
+    candidates = generated_password_candidates(first)
+    assert candidates, first
+    mark = d.log_mark()
+    d.stop()
+    d.start()
+    later = d.log_text(mark)
+    for c in candidates:
+        assert c not in later, "password %r printed again on restart" % c
+
+
+def test_generated_password_is_not_stored_in_clear(make_daemon):
+    d = make_daemon(password_file=False)
+    candidates = generated_password_candidates(d.log_text())
+    d.stop()
+    data = b""
+    import glob
+    for f in glob.glob(d.db + "*"):
+        with open(f, "rb") as fh:
+            data += fh.read()
+    for c in candidates:
+        if len(c) >= 12:
+            assert c.encode() not in data, "password stored in clear in the database"
+
+
+def test_admin_password_from_file_works(daemon):
+    assert daemon.get("/v1/users", auth=("admin", daemon.password)).status_code == 200
+    users = daemon.get("/v1/users", auth=daemon.admin).json()["users"]
+    assert [(u["name"], u["role"]) for u in users] == [("admin", "admin")]
+
+
+# --- TLS -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cert(tmp_path):
+    crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-days", "1", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+def test_https_serves_with_given_certificate(make_daemon, cert):
+    d = make_daemon(tls=cert)
+    assert d.url.startswith("https://")
+    r = requests.get(d.url + "/v1/health", verify=str(cert[0]), timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    r = d.get("/v1/users", auth=d.admin)
+    assert r.status_code == 200
+
+
+def test_https_probe_works(make_daemon, cert):
+    d = make_daemon(tls=cert)
+    d.set_nodes(["zope1"])
+    r = d.probe("zope1")
+    assert (r.status_code, r.text) == (200, "OK")
+
+
+def test_https_refuses_plain_http(make_daemon, cert):
+    d = make_daemon(tls=cert)
+    try:
+        r = requests.get("http://127.0.0.1:%d/v1/health" % d.port, timeout=5)
+        assert r.status_code != 200
+    except requests.RequestException:
+        pass
+    assert d.alive()
+
+
+def warning_about_plain_http(lines):
+    out = []
+    for line in lines:
+        kv = parse_logfmt(line)
+        if kv.get("level") not in ("warn", "warning", "error"):
+            continue
+        if re.search(r"tls|https|plain|clear|unencrypted|insecure|0\.0\.0\.0|loopback", line, re.I):
+            out.append(line)
+    return out
+
+
+def test_warning_for_plain_http_on_non_loopback(make_daemon):
+    d = make_daemon(listen_host="0.0.0.0")
+    try:
+        lines = d.log_lines()
+    finally:
+        d.stop()
+    assert warning_about_plain_http(lines), "no warning logged:\n" + "\n".join(lines)
+
+
+def test_no_plain_http_warning_on_loopback(daemon):
+    assert not warning_about_plain_http(daemon.log_lines()), daemon.log_text()
+
+
+def test_no_plain_http_warning_with_tls_on_non_loopback(make_daemon, cert):
+    d = make_daemon(listen_host="0.0.0.0", tls=cert)
+    try:
+        lines = d.log_lines()
+    finally:
+        d.stop()
+    assert not warning_about_plain_http(lines), "\n".join(lines)

@@ -1,0 +1,229 @@
+"""
+Durability and lifecycle (PRODUCT.md §2, ARCHITECTURE.md "a write is
+answered only after its commit"): restarts keep everything, kill -9 after
+an acknowledged write loses nothing, SIGTERM is a clean exit, TTLs expire
+by themselves, also across a restart.
+"""
+
+import time
+
+import pytest
+
+from conftest import BEARER, assert_401
+
+
+def wait_until(fn, timeout, interval=0.05):
+    """Calls fn until it returns a true value or timeout passes (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+def snapshot(d):
+    return {
+        "nodes": d.get("/v1/clusters/default/nodes", auth=d.admin).json(),
+        "shop": d.get("/v1/clusters/shop/nodes", auth=d.admin).json(),
+        "clusters": d.get("/v1/clusters", auth=d.admin).json(),
+        "users": d.get("/v1/users", auth=d.admin).json(),
+        "tokens": d.get("/v1/tokens", auth=d.admin).json(),
+        "audit": d.get("/v1/clusters/default/audit?limit=1000", auth=d.admin).json(),
+        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.admin).content,
+    }
+
+
+@pytest.fixture
+def populated(daemon):
+    d = daemon
+    d.set_nodes(["zope1", "zope2", "zope3"])
+    d.put("/v1/clusters/default/nodes/zope1", auth=d.admin,
+          json={"address": "10.0.0.1:8080", "check": "http://10.0.0.1:8080/ok"})
+    d.set_status({"zope1": {"status": "offline", "reason": "kernel update"},
+                  "zope2": {"status": "drain", "reason": "deploy", "ttl": 3600}})
+    r = d.post("/v1/clusters", auth=d.admin, json={"name": "shop", "path": "/shophealth"})
+    assert r.status_code == 201
+    d.set_nodes(["web1"], cluster="shop")
+    d.set_status({"web1": {"status": "offline", "reason": "shop down"}}, cluster="shop")
+    d.user = d.make_user("carol", "operator")
+    d.token = d.make_token("viewer", "dashboard")
+    return d
+
+
+def test_restart_keeps_everything(populated):
+    d = populated
+    before = snapshot(d)
+    d.stop()
+    d.start()
+    after = snapshot(d)
+    assert after == before
+
+
+def test_restart_keeps_probe_answers(populated):
+    d = populated
+    d.stop()
+    d.start()
+    assert (d.probe("zope1").status_code, d.probe("zope1").text) == (503, "node is offline")
+    assert d.probe("zope2").text == "node is draining"
+    assert d.probe("zope3").text == "OK"
+    assert d.probe("web1", mount="/shophealth").text == "node is offline"
+
+
+def test_restart_keeps_user_login_and_token(populated):
+    d = populated
+    d.stop()
+    d.start()
+    assert d.get("/v1/clusters", auth=d.user).status_code == 200
+    assert d.get("/v1/clusters", auth=(BEARER, d.token[1])).status_code == 200
+    assert d.get("/v1/clusters", auth=d.admin).status_code == 200
+
+
+def test_restart_keeps_revocations(populated):
+    d = populated
+    assert d.delete("/v1/tokens/" + d.token[0], auth=d.admin).status_code == 200
+    assert d.delete("/v1/users/carol", auth=d.admin).status_code == 200
+    d.stop()
+    d.start()
+    assert_401(d.get("/v1/clusters", auth=(BEARER, d.token[1]), source="127.0.4.1"))
+    assert_401(d.get("/v1/clusters", auth=d.user, source="127.0.4.2"))
+
+
+def test_restart_ignores_admin_password_file_for_existing_store(populated):
+    d = populated
+    old = d.password
+    d.pw_file.write_text("a-completely-different-password")
+    d.stop()
+    d.start()
+    assert d.get("/v1/users", auth=("admin", old)).status_code == 200
+
+
+def test_kill9_after_acknowledged_writes_loses_nothing(daemon):
+    d = daemon
+    d.set_nodes(["n%d" % i for i in range(10)])
+    expected = {}
+    for i in range(50):
+        node = "n%d" % (i % 10)
+        status = ("offline", "drain", "online")[i % 3]
+        reason = "write %d" % i if status != "online" else ""
+        d.set_status({node: {"status": status, "reason": reason}} if reason else
+                     {node: {"status": status}})
+        expected[node] = status
+    d.make_user("lastuser", "viewer")
+    version = d.nodes()["version"]
+    d.kill9()
+    d.start()
+    states = {n["name"]: n["status"] for n in d.nodes()["nodes"]}
+    for node, status in expected.items():
+        assert states[node] == status, (node, states)
+    assert d.nodes()["version"] == version
+    entries = d.audit(limit=1000)
+    assert sum(1 for e in entries if e["action"] == "status") >= 50
+    assert "lastuser" in [u["name"] for u in d.get("/v1/users", auth=d.admin).json()["users"]]
+
+
+def test_kill9_right_after_single_write(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    d.set_status({"zope1": {"status": "offline", "reason": "last words"}})
+    d.kill9()
+    d.start()
+    assert d.node_states()["zope1"] == ("offline", "last words")
+
+
+def test_sigterm_exits_zero_and_logs(daemon):
+    mark = daemon.log_mark()
+    daemon.stop()  # asserts exit code 0 within a bounded time
+    lines = daemon.log_lines(mark)
+    assert lines, "nothing logged on SIGTERM"
+    assert any(("stop" in l.lower() or "shut" in l.lower() or "exit" in l.lower()
+                or "signal" in l.lower() or "term" in l.lower()) for l in lines), lines
+
+
+def test_sigterm_with_held_long_polls_exits_promptly(daemon):
+    import threading
+    d = daemon
+    d.set_nodes(["zope1"])
+    v = d.nodes()["version"]
+
+    def poll():
+        try:
+            d.get("/v1/clusters/default/events?after=%d&wait=30" % v, auth=d.admin, timeout=35)
+        except Exception:
+            pass
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    d.stop(timeout=10)
+    assert time.monotonic() - t0 < 10
+
+
+def test_ttl_returns_node_online(daemon):
+    d = daemon
+    d.set_nodes(["zope1", "zope2"])
+    t0 = time.monotonic()
+    d.set_status({"zope1": {"status": "offline", "reason": "short", "ttl": 1}})
+    assert d.probe("zope1").status_code == 503
+    ok = wait_until(lambda: d.probe("zope1").status_code == 200, timeout=1 + 1.5)
+    assert ok, "node still out %.1f s after a 1 s ttl" % (time.monotonic() - t0)
+    n = [n for n in d.nodes()["nodes"] if n["name"] == "zope1"][0]
+    assert n["status"] == "online" and n["expires_at"] is None
+
+
+def test_ttl_expiry_is_audited_as_ttl(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    d.set_status({"zope1": {"status": "drain", "ttl": 1}})
+    assert wait_until(lambda: d.probe("zope1").status_code == 200, timeout=2.5)
+    e = d.audit(limit=1)[0]
+    assert (e["node"], e["actor"], e["old_status"], e["new_status"]) == ("zope1", "ttl", "drain", "online")
+    n = [n for n in d.nodes()["nodes"] if n["name"] == "zope1"][0]
+    assert n["changed_by"] == "ttl"
+
+
+def test_ttl_expiry_bumps_version_and_wakes_long_poll(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    body = d.set_status({"zope1": {"status": "offline", "ttl": 1}})
+    t0 = time.monotonic()
+    r = d.get("/v1/clusters/default/events?after=%d&wait=10" % body["version"], auth=d.admin, timeout=15)
+    assert r.json()["changed"] is True
+    assert r.json()["version"] > body["version"]
+    assert time.monotonic() - t0 < 1 + 1.5
+
+
+def test_ttl_expiry_survives_restart(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    d.set_status({"zope1": {"status": "offline", "ttl": 2}})
+    d.stop()
+    time.sleep(3)
+    d.start()
+    r = d.probe("zope1")
+    assert (r.status_code, r.text) == (200, "OK")
+    e = d.audit(limit=1)[0]
+    assert (e["actor"], e["new_status"]) == ("ttl", "online")
+
+
+def test_ttl_still_pending_after_restart(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    d.set_status({"zope1": {"status": "offline", "ttl": 3}})
+    d.stop()
+    d.start()
+    assert d.probe("zope1").status_code == 503
+    assert wait_until(lambda: d.probe("zope1").status_code == 200, timeout=3 + 1.5)
+
+
+def test_new_status_without_ttl_cancels_ttl(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    d.set_status({"zope1": {"status": "offline", "ttl": 1}})
+    d.set_status({"zope1": {"status": "offline", "reason": "for good"}})
+    time.sleep(2.0)
+    assert d.probe("zope1").status_code == 503
