@@ -344,6 +344,10 @@ test_find_node_takes_unterminated_slice(void **state)
 	assert_non_null(n);
 	assert_string_equal(n->name, "b");
 	assert_null(cluster_find_node(default_cluster(m), "bb", 2));
+	assert_int_equal(
+	    cluster_put_node(default_cluster(m), "app1", NULL, NULL, &alice, T0, NULL, NULL), 0);
+	assert_null(cluster_find_node(default_cluster(m), "app1", 3));
+	assert_non_null(cluster_find_node(default_cluster(m), "app1", 4));
 	assert_null(cluster_find_node(default_cluster(m), "", 0));
 	model_free(m);
 }
