@@ -53,6 +53,10 @@ struct engine_job {
 	char who_address[64];
 	void (*done)(struct engine_job *job); /* called on the engine thread */
 	void *data;                           /* submitter's */
+	void *data_owner;                     /* submitter's, free for use */
+	void (*free_data)(void *data); /* if set, called by the submitter's
+					  side once the job is finished with,
+					  also when nobody waits for it */
 
 	/* filled by the engine */
 	int rc;               /* 0 or -1 */

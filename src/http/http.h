@@ -29,6 +29,9 @@
 
 struct server;
 struct worker;
+struct request;
+
+typedef void (*request_handler)(struct request *r);
 
 struct request {
 	h2o_req_t *req;
@@ -42,9 +45,12 @@ struct request {
 	int is_session;    /* authenticated by the web page's session cookie */
 	int is_gone;       /* the client went away: nothing will be sent */
 	struct pending *pending; /* job or long poll in progress, if any */
+	const char *server_default_node; /* serve --node, or NULL */
+	/* auth.c's own, while authentication is in progress */
+	enum role auth_min_role;
+	request_handler auth_then;
 };
 
-typedef void (*request_handler)(struct request *r);
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
 
 /* --- server.c ------------------------------------------------------- */
@@ -69,7 +75,9 @@ struct engine_job *request_job_new(struct request *r, engine_job_fn fn, int is_w
 				   size_t data_size);
 /* Queues job; when it is done, then(r, job) runs on r's worker thread
  * (unless the client went away); the job is freed after then returns.
- * Put anything then needs to respond into job->data during fn. */
+ * Put anything then needs to respond into job->data during fn; set
+ * job->free_data to release what data points to (it runs whether or not
+ * then ran). */
 void request_job_submit(struct request *r, struct engine_job *job, request_job_handler then);
 
 /* Calls then(r) as soon as cluster's version is above after, or after
@@ -77,6 +85,9 @@ void request_job_submit(struct request *r, struct engine_job *job, request_job_h
  * is above). then reads request_snapshot(r) to see what happened. */
 void request_wait_for_change(struct request *r, const char *cluster, int64_t after,
 			     int64_t wait_ms, request_handler then);
+
+/* Calls then(r) after delay_ms (or at shutdown). */
+void request_after(struct request *r, int64_t delay_ms, request_handler then);
 
 /* --- auth.c --------------------------------------------------------- */
 
@@ -143,6 +154,10 @@ json_t *api_node_list_json(const struct cluster *c);
  * answered, -1 when the path is not theirs. */
 int ui_handle_root(struct request *r);
 int ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action);
+/* Identifies r by the web page's session cookie: fills r->role, r->who
+ * and r->is_session and returns 1, or returns 0 when there is no valid
+ * session. Synchronous. */
+int ui_session_identify(struct request *r);
 
 /* form.c: application/x-www-form-urlencoded and multipart/form-data. */
 /* Copies the decoded value of field name from the request body into a

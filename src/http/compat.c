@@ -1,0 +1,187 @@
+/*
+ * compat.c - the seed product's REST API, byte-compatible:
+ *
+ *   GET  {mount}/++rest++nodestatus   {"a": {"status": "online"}, ...}
+ *   POST {mount}/++rest++setstatus    change set as form field `change`
+ *                                     or as a JSON body
+ *
+ * The nodestatus document is jansson's default (non-compact) encoding with
+ * sorted keys, which gives exactly the seed's ", " and ": " separators.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+struct setstatus_job {
+	char cluster[NODE_NAME_MAX + 1];
+	struct change_set changes;
+};
+
+static int
+action_is(h2o_iovec_t action, const char *name)
+{
+	return h2o_memis(action.base, action.len, name, strlen(name));
+}
+
+/* The cluster the request's mount path names, looked up again in the
+ * current snapshot (continuations must not keep snapshot pointers). */
+static const struct cluster *
+mounted_cluster(struct request *r)
+{
+	const struct model *m = request_snapshot(r);
+	const char *end = memmem(r->path.base, r->path.len, "/++rest++", 9);
+
+	if (end == NULL)
+		return NULL;
+	return model_find_cluster_by_path(m, r->path.base, (size_t)(end - r->path.base));
+}
+
+static void
+reply_nodestatus(struct request *r, const struct cluster *c)
+{
+	json_t *doc = json_object();
+	char *text;
+	size_t i;
+
+	for (i = 0; i < c->n_nodes; i++)
+		json_object_set_new(doc, c->nodes[i].name,
+				    json_pack("{s:s}", "status",
+					      node_status_name(c->nodes[i].status)));
+	text = json_dumps(doc, JSON_SORT_KEYS);
+	json_decref(doc);
+	if (text == NULL) {
+		reply_text(r, 500, "cannot encode the response");
+		return;
+	}
+	reply_bytes(r, 200, "application/json", text, strlen(text));
+	free(text);
+}
+
+static void
+nodestatus(struct request *r)
+{
+	const struct cluster *c = mounted_cluster(r);
+
+	if (c == NULL) {
+		reply_error(r, 404, NULL, "cluster not found");
+		return;
+	}
+	reply_nodestatus(r, c);
+}
+
+static void
+setstatus_free(void *data)
+{
+	struct setstatus_job *a = data;
+
+	change_set_free(&a->changes);
+}
+
+static int
+setstatus_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct setstatus_job *a = job->data;
+	struct cluster *c = model_find_cluster_mut(tx->model, a->cluster);
+
+	if (c == NULL)
+		return error_set(err, 404, "cluster '%s' no longer exists", a->cluster);
+	return cluster_apply_changes(c, &a->changes, tx->who, tx->now, -1, -1, tx->audit, err);
+}
+
+static void
+setstatus_done(struct request *r, struct engine_job *job)
+{
+	struct setstatus_job *a = job->data;
+	const struct cluster *c = model_find_cluster(request_snapshot(r), a->cluster);
+
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else if (c == NULL)
+		reply_error(r, 404, NULL, "cluster '%s' no longer exists", a->cluster);
+	else
+		reply_nodestatus(r, c);
+}
+
+static int
+is_json_body(struct request *r)
+{
+	h2o_iovec_t type = request_header(r, H2O_TOKEN_CONTENT_TYPE);
+
+	return type.len >= 16 && strncasecmp(type.base, "application/json", 16) == 0;
+}
+
+/* The change set document from the `change` field or the JSON body. */
+static json_t *
+read_change_document(struct request *r, struct error *err)
+{
+	json_error_t jerr;
+	char *field = NULL;
+	json_t *doc;
+
+	if (is_json_body(r))
+		return request_json_body(r, err);
+	if (form_field(r, "change", &field, err) != 0)
+		return NULL;
+	if (field == NULL) {
+		error_set(err, 400, "form field 'change' is missing");
+		return NULL;
+	}
+	doc = json_loads(field, JSON_REJECT_DUPLICATES, &jerr);
+	free(field);
+	if (doc == NULL)
+		error_set(err, 400, "field 'change' is not valid JSON: %s", jerr.text);
+	return doc;
+}
+
+static void
+setstatus(struct request *r)
+{
+	const struct cluster *c = mounted_cluster(r);
+	struct setstatus_job *a;
+	struct engine_job *job;
+	struct error err;
+	json_t *doc;
+
+	if (c == NULL) {
+		reply_error(r, 404, NULL, "cluster not found");
+		return;
+	}
+	if ((doc = read_change_document(r, &err)) == NULL) {
+		reply_from_error(r, &err);
+		return;
+	}
+	job = request_job_new(r, setstatus_run, 1, sizeof(*a));
+	a = job->data;
+	snprintf(a->cluster, sizeof(a->cluster), "%s", c->name);
+	if (change_set_from_json(doc, &a->changes, &err) != 0) {
+		json_decref(doc);
+		free(job);
+		reply_from_error(r, &err);
+		return;
+	}
+	json_decref(doc);
+	job->free_data = setstatus_free;
+	request_job_submit(r, job, setstatus_done);
+}
+
+void
+compat_handle(struct request *r, const struct cluster *c, h2o_iovec_t action)
+{
+	(void)c;
+	if (action_is(action, "++rest++nodestatus")) {
+		if (!request_method_is(r, "GET") && !request_method_is(r, "HEAD"))
+			reply_method_not_allowed(r, "GET, HEAD");
+		else
+			auth_require(r, ROLE_VIEWER, 1, nodestatus);
+	} else if (action_is(action, "++rest++setstatus")) {
+		if (!request_method_is(r, "POST"))
+			reply_method_not_allowed(r, "POST");
+		else
+			auth_require(r, ROLE_OPERATOR, 0, setstatus);
+	} else {
+		reply_error(r, 404, NULL, "unknown REST action '%.*s'", (int)action.len,
+			    action.base);
+	}
+}

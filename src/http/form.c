@@ -1,0 +1,162 @@
+/*
+ * form.c - reading one field of an HTML form body, urlencoded or
+ * multipart/form-data (the seed's setstatus accepts both, and so do the
+ * web page's forms).
+ *
+ * Neither h2o nor the other libraries here parse form bodies, so this is
+ * the one small parser we keep: it looks for a single field by name and
+ * copies its value out; it never builds a tree of the whole body.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "http.h"
+
+static char *
+dup_range(const char *p, size_t n)
+{
+	char *s = malloc(n + 1);
+
+	if (s == NULL)
+		abort();
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* Decodes an urlencoded value: '+' is a space, %XX a byte. */
+static char *
+urldecode(const char *p, size_t n)
+{
+	char *plus = dup_range(p, n), *decoded, *out;
+	size_t i;
+	int len = 0;
+
+	for (i = 0; i < n; i++)
+		if (plus[i] == '+')
+			plus[i] = ' ';
+	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
+	free(plus);
+	if (decoded == NULL)
+		return NULL;
+	out = dup_range(decoded, (size_t)len);
+	curl_free(decoded);
+	if (strlen(out) != (size_t)len) { /* an encoded NUL */
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+static int
+urlencoded_field(h2o_iovec_t body, const char *name, char **out, struct error *err)
+{
+	const char *p = body.base, *end = body.base + body.len;
+	size_t name_len = strlen(name);
+
+	while (p != NULL && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp != NULL ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(stop - p));
+		const char *key_end = eq != NULL ? eq : stop;
+
+		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
+			const char *v = eq != NULL ? eq + 1 : stop;
+			*out = urldecode(v, (size_t)(stop - v));
+			return *out != NULL ? 0 : error_set(err, 400, "field '%s' is not properly encoded", name);
+		}
+		p = amp != NULL ? amp + 1 : NULL;
+	}
+	return 0;
+}
+
+/* The boundary parameter of a multipart Content-Type, into buf. */
+static int
+multipart_boundary(h2o_iovec_t type, char *buf, size_t size)
+{
+	char *ct = dup_range(type.base, type.len), *b = strcasestr(ct, "boundary="), *end;
+	int rc = -1;
+
+	if (b != NULL) {
+		b += 9;
+		if (*b == '"') {
+			b++;
+			end = strchr(b, '"');
+		} else {
+			end = b + strcspn(b, "; \t");
+		}
+		if (end != NULL && end > b && (size_t)(end - b) + 3 < size) {
+			buf[0] = '-';
+			buf[1] = '-';
+			memcpy(buf + 2, b, (size_t)(end - b));
+			buf[end - b + 2] = '\0';
+			rc = 0;
+		}
+	}
+	free(ct);
+	return rc;
+}
+
+/* Does a part's header block name the field? */
+static int
+part_is_field(const char *headers, size_t len, const char *name)
+{
+	char *h = dup_range(headers, len), needle[160];
+	int yes;
+
+	snprintf(needle, sizeof(needle), "name=\"%s\"", name);
+	yes = strcasestr(h, "content-disposition:") != NULL && strstr(h, needle) != NULL;
+	free(h);
+	return yes;
+}
+
+static int
+multipart_field(h2o_iovec_t body, h2o_iovec_t type, const char *name, char **out,
+		struct error *err)
+{
+	char boundary[128];
+	const char *p, *end = body.base + body.len;
+	size_t blen;
+
+	if (multipart_boundary(type, boundary, sizeof(boundary)) != 0)
+		return error_set(err, 400, "multipart body without a boundary");
+	blen = strlen(boundary);
+	p = memmem(body.base, body.len, boundary, blen);
+	while (p != NULL) {
+		const char *head = p + blen, *head_end, *next;
+		if (head + 2 > end || memcmp(head, "--", 2) == 0)
+			break;
+		head += 2; /* CRLF after the boundary */
+		head_end = memmem(head, (size_t)(end - head), "\r\n\r\n", 4);
+		if (head_end == NULL)
+			break;
+		next = memmem(head_end + 4, (size_t)(end - head_end - 4), boundary, blen);
+		if (next == NULL || next - 2 < head_end + 4)
+			break;
+		if (part_is_field(head, (size_t)(head_end - head), name)) {
+			*out = dup_range(head_end + 4, (size_t)(next - 2 - (head_end + 4)));
+			return 0;
+		}
+		p = next;
+	}
+	return 0;
+}
+
+int
+form_field(struct request *r, const char *name, char **out, struct error *err)
+{
+	h2o_iovec_t type = request_header(r, H2O_TOKEN_CONTENT_TYPE);
+	h2o_iovec_t body = r->req->entity;
+
+	*out = NULL;
+	if (body.len > BODY_MAX)
+		return error_set(err, 413, "request body is larger than %d bytes", BODY_MAX);
+	if (body.base == NULL)
+		return 0;
+	if (type.len >= 19 && strncasecmp(type.base, "multipart/form-data", 19) == 0)
+		return multipart_field(body, type, name, out, err);
+	return urlencoded_field(body, name, out, err);
+}

@@ -1,0 +1,56 @@
+/*
+ * probe.c - the load balancers' health probe: GET/HEAD {mount}?node=NAME.
+ *
+ * This is the hot path. It reads the published snapshot only: one atomic
+ * pointer load, a binary search for the node, and a static answer. No
+ * lock, no database, no allocation outside h2o's request pool. The node
+ * name is taken from the raw query string without decoding, since a valid
+ * name never needs percent-encoding (an encoded one is simply unknown).
+ */
+#include <string.h>
+
+#include "http.h"
+
+/* The value of node= in the query, or {NULL, 0} when absent. */
+static h2o_iovec_t
+query_node(h2o_iovec_t query)
+{
+	const char *p = query.base, *end = query.base + query.len;
+
+	while (p != NULL && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp != NULL ? amp : end;
+		if (stop - p >= 5 && memcmp(p, "node=", 5) == 0)
+			return h2o_iovec_init(p + 5, (size_t)(stop - p - 5));
+		p = amp != NULL ? amp + 1 : NULL;
+	}
+	return h2o_iovec_init(NULL, 0);
+}
+
+void
+probe_handle(struct request *r, const struct cluster *c)
+{
+	h2o_iovec_t name = query_node(r->query);
+	const char *fallback = r->server_default_node;
+	const struct node *n;
+
+	if (!request_method_is(r, "GET") && !request_method_is(r, "HEAD")) {
+		reply_method_not_allowed(r, "GET, HEAD");
+		return;
+	}
+	if (name.base == NULL && fallback != NULL)
+		name = h2o_iovec_init(fallback, strlen(fallback));
+	if (name.base == NULL) {
+		reply_text(r, 400, "node not present in request");
+		return;
+	}
+	n = cluster_find_node(c, name.base, name.len);
+	if (n == NULL)
+		reply_text(r, 404, "specified node not found");
+	else if (n->status == NODE_OFFLINE)
+		reply_text(r, 503, "node is offline");
+	else if (n->status == NODE_DRAIN)
+		reply_text(r, 503, "node is draining");
+	else
+		reply_text(r, 200, "OK");
+}

@@ -1,0 +1,407 @@
+/*
+ * serve.c - `clustermgmt serve`: options, start-up, signals, shutdown.
+ *
+ * Start-up order: open the store, start the engine (which loads the model,
+ * creates the default cluster and applies TTLs that ran out while we were
+ * down), create the first admin if there is no user, bind every listening
+ * address (so a port in use fails before anything is served), then start
+ * the workers. SIGTERM/SIGINT: stop accepting, answer what is in flight,
+ * stop the engine (which closes the store), exit 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sodium.h>
+
+#include "../util/log.h"
+#include "server_internal.h"
+#include "serve.h"
+
+#define MAX_THREADS 32
+#define PASSWORD_MIN 8
+
+static const char usage[] =
+    "usage: clustermgmt serve [options]\n"
+    "\n"
+    "Runs the clustermgmt daemon.\n"
+    "\n"
+    "  --listen ADDR:PORT         listen there (repeatable; IPv6 as [::1]:8080);\n"
+    "                             default 127.0.0.1:8080\n"
+    "  --db PATH                  SQLite database file (default ./clustermgmt.db)\n"
+    "  --node NAME                answer probes without ?node= for this node\n"
+    "  --admin-password-file F    on an empty store, create user admin with the\n"
+    "                             password in F (else one is generated and printed)\n"
+    "  --tls-cert F --tls-key F   serve HTTPS with this certificate and key\n"
+    "  --threads N                HTTP worker threads (default 1)\n"
+    "  --demo                     on an empty default cluster, add node1..node3\n"
+    "  --help                     this text\n";
+
+/* --- options ----------------------------------------------------------- */
+
+static int
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
+
+/* Splits "host:port" or "[v6]:port" into host and port. */
+static int
+split_host_port(const char *text, char *host, size_t host_size, char *port, size_t port_size)
+{
+	const char *colon;
+
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (close == NULL || close[1] != ':' || (size_t)(close - text - 1) >= host_size)
+			return -1;
+		memcpy(host, text + 1, (size_t)(close - text - 1));
+		host[close - text - 1] = '\0';
+		colon = close + 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL || (size_t)(colon - text) >= host_size)
+			return -1;
+		memcpy(host, text, (size_t)(colon - text));
+		host[colon - text] = '\0';
+	}
+	if (strlen(colon + 1) == 0 || strlen(colon + 1) >= port_size ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return -1;
+	snprintf(port, port_size, "%s", colon + 1);
+	return 0;
+}
+
+/* Binds and listens on one address; fills l->fd. */
+static int
+listen_bind(struct listen_addr *l, struct error *err)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+	char host[64], port[8];
+	int fd = -1, on = 1, rc;
+
+	if (split_host_port(l->text, host, sizeof(host), port, sizeof(port)) != 0)
+		return error_set(err, 400, "--listen %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+				 l->text);
+	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0)
+		return error_set(err, 400, "--listen %s: %s", l->text, gai_strerror(rc));
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		goto bad;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0)
+		goto bad;
+	l->is_loopback = is_loopback(ai->ai_addr);
+	l->fd = fd;
+	freeaddrinfo(ai);
+	return 0;
+bad:
+	error_set(err, 500, "cannot listen on %s: %s", l->text, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	freeaddrinfo(ai);
+	return -1;
+}
+
+static int
+parse_options(int argc, char **argv, struct server_options *o, struct error *err)
+{
+	static const struct option longopts[] = {
+	    {"listen", required_argument, NULL, 'l'},
+	    {"db", required_argument, NULL, 'd'},
+	    {"node", required_argument, NULL, 'n'},
+	    {"agent-listen", required_argument, NULL, 'a'},
+	    {"admin-password-file", required_argument, NULL, 'p'},
+	    {"tls-cert", required_argument, NULL, 'c'},
+	    {"tls-key", required_argument, NULL, 'k'},
+	    {"threads", required_argument, NULL, 't'},
+	    {"demo", no_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	int ch;
+	char *end;
+
+	o->db = "clustermgmt.db";
+	o->threads = 1;
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'l':
+			if (o->n_listens == sizeof(o->listens) / sizeof(o->listens[0]))
+				return error_set(err, 400, "too many --listen addresses");
+			snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
+				 optarg);
+			break;
+		case 'd': o->db = optarg; break;
+		case 'n': o->default_node = optarg; break;
+		case 'a': o->agent_listen = optarg; break;
+		case 'p': o->admin_password_file = optarg; break;
+		case 'c': o->tls_cert = optarg; break;
+		case 'k': o->tls_key = optarg; break;
+		case 'D': o->is_demo = 1; break;
+		case 't':
+			o->threads = (int)strtol(optarg, &end, 10);
+			if (*end != '\0' || o->threads < 1 || o->threads > MAX_THREADS)
+				return error_set(err, 400, "--threads must be a number from 1 to %d",
+						 MAX_THREADS);
+			break;
+		case 'h': return error_set(err, 0, "help");
+		default:
+			return error_set(err, 400, "unknown or incomplete option '%s'",
+					 argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return error_set(err, 400, "unexpected argument '%s'", argv[optind]);
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+		return error_set(err, 400, "--tls-cert and --tls-key go together");
+	if (o->default_node != NULL && !node_name_is_valid(o->default_node, strlen(o->default_node)))
+		return error_set(err, 400, "--node '%s' is not a valid node name", o->default_node);
+	if (o->agent_listen != NULL)
+		return error_set(err, 400, "--agent-listen is not available in this build yet");
+	if (o->n_listens == 0)
+		snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
+			 "127.0.0.1:8080");
+	return 0;
+}
+
+/* --- start-up jobs ------------------------------------------------------ */
+
+struct admin_job {
+	char password[1025];
+};
+
+static int
+create_admin_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct admin_job *a = job->data;
+	char *hash;
+	int rc;
+
+	if (tx->model->n_users > 0)
+		return 0;
+	if ((hash = auth_hash_password(a->password)) == NULL)
+		return error_set(err, 500, "cannot hash the admin password (out of memory?)");
+	rc = model_put_user(tx->model, "admin", ROLE_ADMIN, hash, tx->who, tx->now, tx->audit, err);
+	free(hash);
+	return rc;
+}
+
+/* Reads the first line of path as the admin password. */
+static int
+read_password_file(const char *path, char *buf, size_t size, struct error *err)
+{
+	FILE *f = fopen(path, "r");
+
+	if (f == NULL)
+		return error_set(err, 400, "cannot read %s: %s", path, strerror(errno));
+	if (fgets(buf, (int)size, f) == NULL)
+		buf[0] = '\0';
+	fclose(f);
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (strlen(buf) < PASSWORD_MIN)
+		return error_set(err, 400, "the password in %s is shorter than %d characters", path,
+				 PASSWORD_MIN);
+	return 0;
+}
+
+static int
+ensure_admin(struct server *s, struct error *err)
+{
+	struct engine_job job = {.run = create_admin_run, .is_write = 1};
+	struct admin_job a;
+	unsigned char random[18];
+	int is_generated = 0;
+
+	if (engine_snapshot(s->engine)->n_users > 0)
+		return 0;
+	if (s->opts.admin_password_file != NULL) {
+		if (read_password_file(s->opts.admin_password_file, a.password, sizeof(a.password),
+				       err) != 0)
+			return -1;
+	} else {
+		randombytes_buf(random, sizeof(random));
+		sodium_bin2base64(a.password, sizeof(a.password), random, sizeof(random),
+				  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		is_generated = 1;
+	}
+	snprintf(job.who_name, sizeof(job.who_name), "clustermgmt");
+	job.data = &a;
+	if (engine_run_sync(s->engine, &job) != 0) {
+		*err = job.err;
+		return -1;
+	}
+	if (is_generated)
+		log_kv(LOG_WARN, "created user admin with a generated password; it is shown only once",
+		       "user", "admin", "password", a.password, NULL);
+	sodium_memzero(&a, sizeof(a));
+	return 0;
+}
+
+static int
+demo_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	static const char *const names[] = {"node1", "node2", "node3"};
+	struct cluster *c = model_find_cluster_mut(tx->model, DEFAULT_CLUSTER);
+
+	(void)job;
+	if (c == NULL || c->n_nodes > 0)
+		return 0;
+	return cluster_set_node_list(c, names, 3, tx->who, tx->now, tx->audit, err);
+}
+
+static int
+seed_demo(struct server *s, struct error *err)
+{
+	struct engine_job job = {.run = demo_run, .is_write = 1};
+
+	snprintf(job.who_name, sizeof(job.who_name), "demo");
+	if (engine_run_sync(s->engine, &job) != 0) {
+		*err = job.err;
+		return -1;
+	}
+	return 0;
+}
+
+/* --- TLS ---------------------------------------------------------------- */
+
+static int
+tls_setup(struct server *s, struct error *err)
+{
+	SSL_CTX *ctx;
+
+	if (s->opts.tls_cert == NULL)
+		return 0;
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL)
+		return error_set(err, 500, "cannot create a TLS context");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, s->opts.tls_cert) != 1) {
+		SSL_CTX_free(ctx);
+		return error_set(err, 400, "cannot load the TLS certificate %s", s->opts.tls_cert);
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, s->opts.tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		SSL_CTX_free(ctx);
+		return error_set(err, 400, "cannot load the TLS key %s (or it does not match the certificate)",
+				 s->opts.tls_key);
+	}
+	s->ssl_ctx = ctx;
+	return 0;
+}
+
+/* --- main --------------------------------------------------------------- */
+
+static int
+start(struct server *s, struct error *err)
+{
+	struct store *store;
+	size_t i;
+
+	if (tls_setup(s, err) != 0)
+		return -1;
+	for (i = 0; i < s->opts.n_listens; i++)
+		if (listen_bind(&s->opts.listens[i], err) != 0)
+			return -1;
+	if ((store = store_open(s->opts.db, err)) == NULL)
+		return -1;
+	log_kv(LOG_INFO, "store opened", "store", store_describe(store), NULL);
+	if ((s->engine = engine_start(store, err)) == NULL)
+		return -1;
+	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0))
+		return -1;
+	return server_start(s, err);
+}
+
+static void
+log_listening(const struct server *s)
+{
+	char threads[16];
+	size_t i;
+
+	snprintf(threads, sizeof(threads), "%d", s->opts.threads);
+	for (i = 0; i < s->opts.n_listens; i++) {
+		const struct listen_addr *l = &s->opts.listens[i];
+		log_kv(LOG_INFO, "listening", "listen", l->text, "scheme",
+		       s->ssl_ctx != NULL ? "https" : "http", NULL);
+		if (!l->is_loopback && s->ssl_ctx == NULL)
+			log_kv(LOG_WARN,
+			       "credentials will cross the network in clear text: serve HTTPS with --tls-cert/--tls-key on non-loopback addresses",
+			       "listen", l->text, NULL);
+	}
+	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "store", s->opts.db,
+	       "threads", threads, NULL);
+}
+
+static void
+shutdown_all(struct server *s)
+{
+	size_t i;
+
+	if (s->workers != NULL)
+		server_stop(s);
+	if (s->engine != NULL)
+		engine_stop(s->engine);
+	for (i = 0; i < s->opts.n_listens; i++)
+		if (s->opts.listens[i].fd > 0)
+			close(s->opts.listens[i].fd);
+	if (s->ssl_ctx != NULL)
+		SSL_CTX_free(s->ssl_ctx);
+	auth_state_free(s->auth);
+}
+
+int
+serve_main(int argc, char **argv)
+{
+	struct server s = {0};
+	struct error err = {0};
+	sigset_t sigs;
+	int sig = 0;
+
+	if (parse_options(argc, argv, &s.opts, &err) != 0) {
+		if (err.status == 0) {
+			fputs(usage, stdout);
+			return 0;
+		}
+		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "clustermgmt serve: cannot initialise libsodium\n");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	s.auth = auth_state_new();
+	if (start(&s, &err) != 0) {
+		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
+		shutdown_all(&s);
+		return 1;
+	}
+	log_listening(&s);
+	sigwait(&sigs, &sig);
+	log_kv(LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	shutdown_all(&s);
+	log_kv(LOG_INFO, "stopped", NULL);
+	return 0;
+}

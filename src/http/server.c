@@ -1,0 +1,596 @@
+/*
+ * server.c - HTTP workers on libh2o-evloop, routing, and the hand-off of
+ * work between a worker's event loop and the engine thread.
+ *
+ * Each worker is a thread with its own evloop and h2o context, accepting
+ * on its own dup of every listening socket. A request is routed on its
+ * normalised path:
+ *
+ *   /v1, /v1/...                  api_v1.c
+ *   {mount}                       probe.c  (synchronous, from the snapshot)
+ *   {mount}/++rest++...           compat.c
+ *   {mount}/managenodes|manage_main, /, /login, /static/...   ui.c
+ *
+ * The probe is answered with a struct request on the stack: no allocation
+ * outside h2o's own request pool and no lock. Anything that must outlive
+ * on_req (an engine job, a long poll, a delayed 401) gets a struct pending,
+ * malloc'd, linked from the request; if the client goes away first, the
+ * request's pool disposal unlinks it and the continuation never runs.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "../util/log.h"
+#include "../util/timefmt.h"
+#include "server_internal.h"
+
+#define TICK_MS 250
+#define LOOP_MAX_WAIT_MS 1000
+#define STOP_GRACE_MS 10000
+
+struct pending {
+	struct request *r; /* NULL once the client went away */
+	struct worker *worker;
+	/* an engine job */
+	struct engine_job *job;
+	request_job_handler then_job;
+	h2o_multithread_message_t message;
+	/* a wait (long poll or delay) */
+	h2o_linklist_t link;
+	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
+	int64_t after;
+	int64_t deadline; /* ms */
+	request_handler then;
+};
+
+static __thread struct worker *current_worker;
+
+/* --- request helpers ------------------------------------------------ */
+
+const struct model *
+request_snapshot(struct request *r)
+{
+	return engine_snapshot(r->server->engine);
+}
+
+int
+request_method_is(const struct request *r, const char *method)
+{
+	return h2o_memis(r->req->method.base, r->req->method.len, method, strlen(method));
+}
+
+h2o_iovec_t
+request_header(const struct request *r, const h2o_token_t *token)
+{
+	ssize_t i = h2o_find_header(&r->req->headers, token, -1);
+
+	if (i == -1)
+		return h2o_iovec_init(NULL, 0);
+	return r->req->headers.entries[i].value;
+}
+
+h2o_iovec_t
+request_header_by_name(const struct request *r, const char *name)
+{
+	ssize_t i = h2o_find_header_by_str(&r->req->headers, name, strlen(name), -1);
+
+	if (i == -1)
+		return h2o_iovec_init(NULL, 0);
+	return r->req->headers.entries[i].value;
+}
+
+int
+request_is_https(const struct request *r)
+{
+	return r->req->scheme == &H2O_URL_SCHEME_HTTPS;
+}
+
+/* Decodes %XX and '+' of src[0..len) into buf. Returns -1 when it does not
+ * fit or an escape is malformed. */
+static int
+query_decode(const char *src, size_t len, char *buf, size_t size)
+{
+	char *decoded;
+	int n = 0;
+	size_t i;
+	char *copy = malloc(len + 1);
+
+	if (copy == NULL)
+		return -1;
+	for (i = 0; i < len; i++)
+		copy[i] = src[i] == '+' ? ' ' : src[i];
+	decoded = curl_easy_unescape(NULL, copy, (int)len, &n);
+	free(copy);
+	if (decoded == NULL || (size_t)n >= size || memchr(decoded, '\0', (size_t)n) != NULL) {
+		curl_free(decoded);
+		return -1;
+	}
+	memcpy(buf, decoded, (size_t)n);
+	buf[n] = '\0';
+	curl_free(decoded);
+	return 0;
+}
+
+int
+request_query_param(const struct request *r, const char *name, char *buf, size_t size)
+{
+	const char *p = r->query.base, *end = r->query.base + r->query.len;
+	size_t name_len = strlen(name);
+
+	while (p != NULL && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p));
+		const char *stop = amp != NULL ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(stop - p));
+		const char *key_end = eq != NULL ? eq : stop;
+
+		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
+			const char *v = eq != NULL ? eq + 1 : stop;
+			return query_decode(v, (size_t)(stop - v), buf, size) == 0 ? 1 : -1;
+		}
+		p = amp != NULL ? amp + 1 : NULL;
+	}
+	return 0;
+}
+
+/* --- pending work ---------------------------------------------------- */
+
+static void
+request_dispose(void *p)
+{
+	struct request *r = p;
+	struct pending *pd = r->pending;
+
+	r->is_gone = 1;
+	if (pd == NULL)
+		return;
+	pd->r = NULL;
+	if (pd->then != NULL) { /* a wait: nothing else refers to it */
+		h2o_linklist_unlink(&pd->link);
+		pd->worker->n_pending--;
+		free(pd);
+	}
+	/* a job: freed when the engine hands it back */
+}
+
+static struct pending *
+pending_new(struct request *r)
+{
+	struct pending *pd = calloc(1, sizeof(*pd));
+
+	if (pd == NULL)
+		abort();
+	pd->r = r;
+	pd->worker = r->worker;
+	r->pending = pd;
+	r->worker->n_pending++;
+	return pd;
+}
+
+static void
+pending_finish(struct pending *pd)
+{
+	if (pd->r != NULL)
+		pd->r->pending = NULL;
+	pd->worker->n_pending--;
+	free(pd);
+}
+
+struct engine_job *
+request_job_new(struct request *r, engine_job_fn fn, int is_write, size_t data_size)
+{
+	struct engine_job *job = calloc(1, sizeof(*job) + data_size);
+
+	if (job == NULL)
+		abort();
+	job->run = fn;
+	job->is_write = is_write;
+	job->data = job + 1;
+	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
+	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
+	return job;
+}
+
+/* Engine thread: hand the job back to the worker that submitted it. */
+static void
+job_done(struct engine_job *job)
+{
+	struct pending *pd = job->sync;
+
+	h2o_multithread_send_message(&pd->worker->done_receiver, &pd->message);
+}
+
+void
+request_job_submit(struct request *r, struct engine_job *job, request_job_handler then)
+{
+	struct pending *pd = pending_new(r);
+
+	pd->job = job;
+	pd->then_job = then;
+	job->done = job_done;
+	job->sync = pd;
+	engine_submit(r->server->engine, job);
+}
+
+/* Worker thread: jobs the engine finished. */
+static void
+on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	(void)receiver;
+	while (!h2o_linklist_is_empty(messages)) {
+		h2o_multithread_message_t *m =
+		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, message, m);
+		struct request *r = pd->r;
+		struct engine_job *job = pd->job;
+
+		h2o_linklist_unlink(&m->link);
+		pending_finish(pd);
+		if (r != NULL)
+			pd->then_job(r, job);
+		if (job->free_data != NULL)
+			job->free_data(job->data);
+		free(job);
+	}
+}
+
+static void
+wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
+	 request_handler then)
+{
+	struct pending *pd = pending_new(r);
+
+	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
+	pd->after = after;
+	pd->deadline = time_now_ms() + wait_ms;
+	pd->then = then;
+	h2o_linklist_insert(&r->worker->waiters, &pd->link);
+}
+
+static void
+wait_fire(struct pending *pd)
+{
+	struct request *r = pd->r;
+	request_handler then = pd->then;
+
+	h2o_linklist_unlink(&pd->link);
+	pending_finish(pd);
+	then(r);
+}
+
+/* Has the cluster a waiter follows moved past its version (or gone)? */
+static int
+wait_is_satisfied(const struct model *m, const struct pending *pd)
+{
+	const struct cluster *c;
+
+	if (pd->cluster[0] == '\0')
+		return 0;
+	c = model_find_cluster(m, pd->cluster);
+	return c == NULL || c->version > pd->after;
+}
+
+void
+request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
+			request_handler then)
+{
+	const struct cluster *c = model_find_cluster(request_snapshot(r), cluster);
+
+	if (c == NULL || c->version > after || wait_ms <= 0 ||
+	    atomic_load(&r->server->is_stopping)) {
+		then(r);
+		return;
+	}
+	wait_add(r, cluster, after, wait_ms, then);
+}
+
+void
+request_after(struct request *r, int64_t delay_ms, request_handler then)
+{
+	if (delay_ms <= 0) {
+		then(r);
+		return;
+	}
+	wait_add(r, "", 0, delay_ms, then);
+}
+
+/* Fires the waiters that are due: changed clusters, deadlines, or all of
+ * them when the daemon stops. */
+static void
+waiters_check(struct worker *w)
+{
+	const struct model *m = engine_snapshot(w->server->engine);
+	int is_stopping = atomic_load(&w->server->is_stopping);
+	int64_t now = time_now_ms();
+	h2o_linklist_t *node = w->waiters.next, *next;
+
+	for (; node != &w->waiters; node = next) {
+		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, link, node);
+		next = node->next;
+		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd))
+			wait_fire(pd);
+	}
+}
+
+static void
+on_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, change_receiver, receiver);
+
+	while (!h2o_linklist_is_empty(messages))
+		h2o_linklist_unlink(messages->next);
+	atomic_store(&w->is_change_pending, 0);
+	waiters_check(w);
+}
+
+/* Engine thread: tell every worker the model changed (coalesced). */
+static void
+broadcast_change(void *arg, const struct model *m)
+{
+	struct server *s = arg;
+	int i;
+
+	(void)m;
+	for (i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+		if (atomic_exchange(&w->is_change_pending, 1) == 0)
+			h2o_multithread_send_message(&w->change_receiver, &w->change_message);
+	}
+}
+
+static void
+on_tick(h2o_timeout_entry_t *entry)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
+
+	waiters_check(w);
+	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
+}
+
+/* --- routing ---------------------------------------------------------- */
+
+static void
+peer_address(h2o_req_t *req, char *buf, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+
+	buf[0] = '\0';
+	if (len == 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, size);
+	else if (ss.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
+}
+
+/* The cluster mounted at a prefix of path, and what follows the mount:
+ * {NULL,0} for the mount itself, else the one segment after it. */
+static const struct cluster *
+route_cluster(const struct model *m, h2o_iovec_t path, h2o_iovec_t *action)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_clusters; i++) {
+		const struct cluster *c = &m->clusters[i];
+		size_t n = strlen(c->path);
+		if (path.len < n || memcmp(path.base, c->path, n) != 0)
+			continue;
+		if (path.len == n) {
+			*action = h2o_iovec_init(NULL, 0);
+			return c;
+		}
+		if (path.base[n] == '/' && memchr(path.base + n + 1, '/', path.len - n - 1) == NULL) {
+			*action = h2o_iovec_init(path.base + n + 1, path.len - n - 1);
+			return c;
+		}
+	}
+	return NULL;
+}
+
+static int
+is_api_path(h2o_iovec_t path)
+{
+	return (path.len == 3 && memcmp(path.base, "/v1", 3) == 0) ||
+	       (path.len > 3 && memcmp(path.base, "/v1/", 4) == 0);
+}
+
+static struct request *
+request_keep(h2o_req_t *req, const struct request *on_stack)
+{
+	struct request *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), request_dispose);
+
+	*r = *on_stack;
+	return r;
+}
+
+static void
+route(struct request *stack_r)
+{
+	const struct model *m = engine_snapshot(stack_r->server->engine);
+	h2o_iovec_t action;
+	const struct cluster *c;
+
+	if (is_api_path(stack_r->path)) {
+		api_v1_handle(request_keep(stack_r->req, stack_r));
+		return;
+	}
+	c = route_cluster(m, stack_r->path, &action);
+	if (c != NULL && action.base == NULL) {
+		probe_handle(stack_r, c);
+		return;
+	}
+	if (c != NULL && action.len > 8 && memcmp(action.base, "++rest++", 8) == 0) {
+		compat_handle(request_keep(stack_r->req, stack_r), c, action);
+		return;
+	}
+	if (c != NULL) {
+		struct request *r = request_keep(stack_r->req, stack_r);
+		if (ui_handle_cluster(r, c, action) != 0)
+			reply_text(r, 404, "not found");
+		return;
+	}
+	{
+		struct request *r = request_keep(stack_r->req, stack_r);
+		if (ui_handle_root(r) != 0)
+			reply_text(r, 404, "not found");
+	}
+}
+
+static int
+on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct worker *w = current_worker;
+	struct request r = {.req = req, .worker = w, .server = w->server};
+
+	(void)self;
+	r.path = req->path_normalized;
+	if (req->query_at != SIZE_MAX)
+		r.query = h2o_iovec_init(req->path.base + req->query_at + 1,
+					 req->path.len - req->query_at - 1);
+	r.server_default_node = w->server->opts.default_node;
+	peer_address(req, r.address, sizeof(r.address));
+	route(&r);
+	return 0;
+}
+
+/* --- workers ---------------------------------------------------------- */
+
+static void
+on_accept(h2o_socket_t *listener, const char *err)
+{
+	struct worker *w = listener->data;
+	h2o_socket_t *sock;
+
+	if (err != NULL)
+		return;
+	if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+		return;
+	h2o_accept(&w->accept_ctx, sock);
+}
+
+static void
+listeners_close(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_listeners; i++) {
+		if (w->listeners[i] == NULL)
+			continue;
+		h2o_socket_read_stop(w->listeners[i]);
+		h2o_socket_close(w->listeners[i]);
+		w->listeners[i] = NULL;
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct server *s = w->server;
+	int64_t stop_deadline = 0;
+
+	current_worker = w;
+	while (1) {
+		h2o_evloop_run(w->ctx.loop, LOOP_MAX_WAIT_MS);
+		engine_reader_quiescent(s->engine, w->reader_id);
+		if (!atomic_load(&s->is_stopping))
+			continue;
+		if (stop_deadline == 0) {
+			stop_deadline = time_now_ms() + STOP_GRACE_MS;
+			listeners_close(w);
+			waiters_check(w);
+		}
+		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
+			break;
+	}
+	engine_reader_unregister(s->engine, w->reader_id);
+	return NULL;
+}
+
+static int
+worker_init(struct server *s, struct worker *w, int id, struct error *err)
+{
+	size_t i;
+
+	w->id = id;
+	w->server = s;
+	h2o_context_init(&w->ctx, h2o_evloop_create(), &s->config);
+	w->accept_ctx.ctx = &w->ctx;
+	w->accept_ctx.hosts = s->config.hosts;
+	w->accept_ctx.ssl_ctx = s->ssl_ctx;
+	h2o_linklist_init_anchor(&w->waiters);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, on_jobs_done);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver, on_change_message);
+	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
+	w->tick.cb = on_tick;
+	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
+	w->reader_id = engine_reader_register(s->engine);
+	w->n_listeners = s->opts.n_listens;
+	w->listeners = calloc(w->n_listeners, sizeof(*w->listeners));
+	if (w->listeners == NULL)
+		abort();
+	for (i = 0; i < w->n_listeners; i++) {
+		int fd = dup(s->opts.listens[i].fd);
+		if (fd == -1)
+			return error_set(err, 500, "cannot share the listening socket: %s",
+					 strerror(errno));
+		w->listeners[i] = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+		w->listeners[i]->data = w;
+		h2o_socket_read_start(w->listeners[i], on_accept);
+	}
+	return 0;
+}
+
+int
+server_start(struct server *s, struct error *err)
+{
+	h2o_hostconf_t *host;
+	h2o_pathconf_t *path;
+	h2o_handler_t *handler;
+	int i;
+
+	h2o_config_init(&s->config);
+	/* Bodies over BODY_MAX get a JSON 413 from request_json_body; h2o's own
+	 * (plain text) 413 only catches the absurd. */
+	s->config.max_request_entity_size = 1024 * 1024;
+	s->config.http1.req_timeout = 10000;
+	s->config.http2.idle_timeout = 10000;
+	host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	path = h2o_config_register_path(host, "/", 0);
+	handler = h2o_create_handler(path, sizeof(*handler));
+	handler->on_req = on_req;
+
+	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
+	if (s->workers == NULL)
+		abort();
+	for (i = 0; i < s->n_workers; i++)
+		if (worker_init(s, &s->workers[i], i, err) != 0)
+			return -1;
+	engine_on_change(s->engine, broadcast_change, s);
+	for (i = 0; i < s->n_workers; i++)
+		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
+			return error_set(err, 500, "cannot start worker thread %d", i);
+	return 0;
+}
+
+void
+server_stop(struct server *s)
+{
+	int i;
+
+	atomic_store(&s->is_stopping, 1);
+	for (i = 0; i < s->n_workers; i++)
+		pthread_join(s->workers[i].thread, NULL);
+	for (i = 0; i < s->n_workers; i++)
+		free(s->workers[i].listeners);
+	free(s->workers);
+	s->workers = NULL;
+}

@@ -1,0 +1,75 @@
+/*
+ * server_internal.h - the daemon's runtime state, shared by serve.c,
+ * server.c and auth.c only. The API surfaces see struct request alone.
+ */
+#ifndef CM_SERVER_INTERNAL_H
+#define CM_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "http.h"
+
+struct auth_state;
+
+struct worker {
+	int id;
+	int reader_id; /* engine reader registration */
+	pthread_t thread;
+	struct server *server;
+	h2o_context_t ctx;
+	h2o_accept_ctx_t accept_ctx;
+	h2o_socket_t **listeners;
+	size_t n_listeners;
+	h2o_multithread_receiver_t done_receiver;   /* finished engine jobs */
+	h2o_multithread_receiver_t change_receiver; /* the model changed */
+	h2o_multithread_message_t change_message;   /* at most one in flight */
+	_Atomic int is_change_pending;
+	h2o_linklist_t waiters;     /* long polls and delays */
+	h2o_timeout_t tick_timeout; /* drives waiter deadlines */
+	h2o_timeout_entry_t tick;
+	size_t n_pending; /* jobs and waits not answered yet */
+};
+
+struct listen_addr {
+	char text[80]; /* as given, for logs */
+	int fd;
+	int is_loopback;
+};
+
+struct server_options {
+	struct listen_addr listens[16];
+	size_t n_listens;
+	const char *db;
+	const char *default_node;
+	const char *agent_listen;
+	const char *admin_password_file;
+	const char *tls_cert;
+	const char *tls_key;
+	int threads;
+	int is_demo;
+};
+
+struct server {
+	struct server_options opts;
+	struct engine *engine;
+	h2o_globalconf_t config;
+	SSL_CTX *ssl_ctx;
+	struct worker *workers;
+	int n_workers;
+	_Atomic int is_stopping;
+	struct auth_state *auth;
+};
+
+/* Sets up h2o, the workers and their loops (listening sockets must be
+ * bound already). Returns -1 with err filled. */
+int server_start(struct server *s, struct error *err);
+/* Stops accepting, answers pending long polls, waits (bounded) for the
+ * requests in flight, and joins the workers. */
+void server_stop(struct server *s);
+
+/* auth.c */
+struct auth_state *auth_state_new(void);
+void auth_state_free(struct auth_state *a);
+
+#endif
