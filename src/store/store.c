@@ -348,6 +348,8 @@ forget_audit_ids(struct audit_log *audit)
 		audit->entries[i].id = 0;
 }
 
+/* Beyond store.h: a NULL model stands for the empty one, and before ==
+ * after (the same pointer) writes only the audit entries. */
 int
 store_save(struct store *s, const struct model *before, const struct model *after,
            struct audit_log *audit, struct error *err)
