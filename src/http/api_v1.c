@@ -1,0 +1,1375 @@
+/*
+ * api_v1.c - the v1 JSON API: everything under /v1 (docs/API.md).
+ *
+ * Map of this file:
+ *
+ *   routing     api_v1_handle matches the path against the endpoint table,
+ *               answers 404 (no such path), 405 (method) and 400 (a name in
+ *               the path that cannot be a name), asks auth.c for the role of
+ *               the endpoint and calls its handler. auth_require may finish
+ *               later, so its continuation parses the path again instead of
+ *               keeping anything between the two.
+ *   documents   api_node_json, api_node_list_json and the other shapes,
+ *               built from a snapshot.
+ *   bodies      request bodies: unknown fields, types, required fields.
+ *   reads       GET handlers answer from request_snapshot() at once; the
+ *               audit log comes from the store through a read job.
+ *   writes      one engine job per mutation. The worker validates the body
+ *               and copies what the job needs into job->data as plain
+ *               bytes, so nothing leaks when the client goes away and the
+ *               continuation is never called. The job mutates tx->model;
+ *               the continuation answers from request_snapshot(), which
+ *               already holds the committed change.
+ *   long poll   /events waits with request_wait_for_change.
+ *
+ * r->path is h2o's normalised path, already percent-decoded, so a name in
+ * the path is only validated here, never decoded a second time.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/timefmt.h"
+#include "../util/xalloc.h"
+#include "http.h"
+
+#define NAME_SIZE (NODE_NAME_MAX + 1)
+#define MOUNT_PATH_SIZE 129 /* mount_path_is_valid: at most 128 characters */
+#define MAX_SEGMENTS 4
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+#define DESCRIPTION_MAX 256
+#define UTF8_MAX 4 /* bytes per character */
+#define AUDIT_LIMIT_DEFAULT 50
+#define AUDIT_LIMIT_MAX 1000
+#define WAIT_DEFAULT_S 30
+#define WAIT_MAX_S 60
+#define TOKEN_ID_SIZE 64
+#define TOKEN_SIZE 256
+#define TOKEN_HASH_SIZE 65 /* hex of 32 bytes */
+
+/* --- routing --------------------------------------------------------- */
+
+struct route;
+typedef void (*endpoint_handler)(struct request *r, const struct route *rt);
+
+struct method {
+	const char *name;
+	enum role role; /* ROLE_NONE: public */
+	endpoint_handler handle;
+};
+
+/* A pattern segment "{cluster}" captures the cluster name, "{node}",
+ * "{user}" and "{token}" capture the name of what the path is about. */
+struct endpoint {
+	const char *pattern[MAX_SEGMENTS];
+	const char *allow;
+	struct method methods[3];
+};
+
+struct route {
+	const struct endpoint *endpoint;
+	const struct method *method;
+	char cluster[NAME_SIZE];
+	char name[NAME_SIZE]; /* node, user or token id */
+};
+
+static void health_get(struct request *r, const struct route *rt);
+static void clusters_get(struct request *r, const struct route *rt);
+static void clusters_post(struct request *r, const struct route *rt);
+static void cluster_get(struct request *r, const struct route *rt);
+static void cluster_delete(struct request *r, const struct route *rt);
+static void nodes_get(struct request *r, const struct route *rt);
+static void nodes_put(struct request *r, const struct route *rt);
+static void node_get(struct request *r, const struct route *rt);
+static void node_put(struct request *r, const struct route *rt);
+static void node_delete(struct request *r, const struct route *rt);
+static void status_post(struct request *r, const struct route *rt);
+static void events_get(struct request *r, const struct route *rt);
+static void audit_get(struct request *r, const struct route *rt);
+static void users_get(struct request *r, const struct route *rt);
+static void users_post(struct request *r, const struct route *rt);
+static void user_delete(struct request *r, const struct route *rt);
+static void tokens_get(struct request *r, const struct route *rt);
+static void tokens_post(struct request *r, const struct route *rt);
+static void token_delete(struct request *r, const struct route *rt);
+
+static const struct endpoint endpoints[] = {
+    {{"health"}, "GET", {{"GET", ROLE_NONE, health_get}}},
+    {{"clusters"},
+     "GET, POST",
+     {{"GET", ROLE_VIEWER, clusters_get}, {"POST", ROLE_ADMIN, clusters_post}}},
+    {{"clusters", "{cluster}"},
+     "GET, DELETE",
+     {{"GET", ROLE_VIEWER, cluster_get}, {"DELETE", ROLE_ADMIN, cluster_delete}}},
+    {{"clusters", "{cluster}", "nodes"},
+     "GET, PUT",
+     {{"GET", ROLE_VIEWER, nodes_get}, {"PUT", ROLE_ADMIN, nodes_put}}},
+    {{"clusters", "{cluster}", "nodes", "{node}"},
+     "GET, PUT, DELETE",
+     {{"GET", ROLE_VIEWER, node_get},
+      {"PUT", ROLE_ADMIN, node_put},
+      {"DELETE", ROLE_ADMIN, node_delete}}},
+    {{"clusters", "{cluster}", "status"}, "POST", {{"POST", ROLE_OPERATOR, status_post}}},
+    {{"clusters", "{cluster}", "events"}, "GET", {{"GET", ROLE_VIEWER, events_get}}},
+    {{"clusters", "{cluster}", "audit"}, "GET", {{"GET", ROLE_VIEWER, audit_get}}},
+    {{"users"}, "GET, POST", {{"GET", ROLE_ADMIN, users_get}, {"POST", ROLE_ADMIN, users_post}}},
+    {{"users", "{user}"}, "DELETE", {{"DELETE", ROLE_ADMIN, user_delete}}},
+    {{"tokens"}, "GET, POST", {{"GET", ROLE_ADMIN, tokens_get}, {"POST", ROLE_ADMIN, tokens_post}}},
+    {{"tokens", "{token}"}, "DELETE", {{"DELETE", ROLE_ADMIN, token_delete}}},
+};
+
+struct segments {
+	size_t n;
+	h2o_iovec_t s[MAX_SEGMENTS];
+};
+
+/* Splits the path after "/v1" into segments. Returns -1 for an empty
+ * segment ("//", a trailing '/') or too many of them. */
+static int
+segments_split(h2o_iovec_t path, struct segments *out)
+{
+	const char *p = path.base + 3, *end = path.base + path.len;
+
+	out->n = 0;
+	if (p >= end)
+		return -1;
+	while (p < end) {
+		const char *start = p + 1, *slash;
+
+		slash = memchr(start, '/', (size_t)(end - start));
+		if (slash == NULL)
+			slash = end;
+		if (slash == start || out->n == MAX_SEGMENTS)
+			return -1;
+		out->s[out->n++] = h2o_iovec_init(start, (size_t)(slash - start));
+		p = slash;
+	}
+	return 0;
+}
+
+static int
+endpoint_matches(const struct endpoint *e, const struct segments *segs)
+{
+	size_t i;
+
+	for (i = 0; i < segs->n; i++) {
+		const char *want = e->pattern[i];
+		if (want == NULL)
+			return 0;
+		if (want[0] != '{' &&
+		    !h2o_memis(segs->s[i].base, segs->s[i].len, want, strlen(want)))
+			return 0;
+	}
+	return i == MAX_SEGMENTS || e->pattern[i] == NULL;
+}
+
+/* Copies the names the endpoint's pattern captures into rt. */
+static int
+route_capture_names(struct route *rt, const struct segments *segs, struct error *err)
+{
+	size_t i;
+
+	for (i = 0; i < segs->n; i++) {
+		const char *kind = rt->endpoint->pattern[i];
+		h2o_iovec_t s = segs->s[i];
+		char *dst = strcmp(kind, "{cluster}") == 0 ? rt->cluster : rt->name;
+
+		if (kind[0] != '{')
+			continue;
+		if (!node_name_is_valid(s.base, s.len))
+			return error_set(
+			    err, 400,
+			    "\"%.*s\" is not a valid %.*s name (1-64 of A-Z a-z 0-9 . _ -)",
+			    (int)(s.len > 96 ? 96 : s.len), s.base, (int)strlen(kind) - 2,
+			    kind + 1);
+		memcpy(dst, s.base, s.len);
+		dst[s.len] = '\0';
+	}
+	return 0;
+}
+
+/* Finds the endpoint and method of r and the names in its path. Fails
+ * with 404 (no such path), 405 (rt->endpoint set) or 400 (bad name). */
+static int
+route_parse(struct request *r, struct route *rt, struct error *err)
+{
+	struct segments segs;
+	size_t i;
+
+	memset(rt, 0, sizeof(*rt));
+	if (segments_split(r->path, &segs) != 0)
+		goto not_found;
+	for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++)
+		if (endpoint_matches(&endpoints[i], &segs))
+			rt->endpoint = &endpoints[i];
+	if (rt->endpoint == NULL)
+		goto not_found;
+	for (i = 0; i < 3 && rt->endpoint->methods[i].name != NULL; i++)
+		if (request_method_is(r, rt->endpoint->methods[i].name))
+			rt->method = &rt->endpoint->methods[i];
+	if (rt->method == NULL)
+		return error_set(err, 405, "method not allowed");
+	return route_capture_names(rt, &segs, err);
+not_found:
+	return error_set(err, 404, "no such API path: %.*s",
+	                 (int)(r->path.len > 200 ? 200 : r->path.len), r->path.base);
+}
+
+static void
+reply_route_error(struct request *r, const struct route *rt, const struct error *err)
+{
+	if (err->status == 405)
+		reply_method_not_allowed(r, rt->endpoint->allow);
+	else
+		reply_from_error(r, err);
+}
+
+/* auth_require's continuation: may run after the handler returned. */
+static void
+route_authorized(struct request *r)
+{
+	struct route rt;
+	struct error err;
+
+	if (route_parse(r, &rt, &err) != 0) {
+		reply_route_error(r, &rt, &err);
+		return;
+	}
+	rt.method->handle(r, &rt);
+}
+
+void
+api_v1_handle(struct request *r)
+{
+	struct route rt;
+	struct error err;
+
+	if (route_parse(r, &rt, &err) != 0)
+		reply_route_error(r, &rt, &err);
+	else if (rt.method->role == ROLE_NONE)
+		rt.method->handle(r, &rt);
+	else
+		auth_require(r, rt.method->role, 0, route_authorized);
+}
+
+/* --- documents ------------------------------------------------------- */
+
+/* RFC 3339 UTC, or null for 0 ("never"). */
+static json_t *
+time_json(int64_t ms)
+{
+	char buf[40];
+
+	if (ms == 0)
+		return json_null();
+	return json_string(time_format_rfc3339(ms, buf, sizeof(buf)));
+}
+
+/* A string, or null when s is absent (NULL or ""). */
+static json_t *
+optional_string_json(const char *s)
+{
+	return s == NULL || s[0] == '\0' ? json_null() : json_string(s);
+}
+
+json_t *
+api_node_json(const struct node *n)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "name", n->name, "status",
+	                 node_status_name(n->status), "reason", n->reason, "changed_by",
+	                 n->changed_by, "changed_at", time_json(n->changed_at), "expires_at",
+	                 time_json(n->expires_at), "address", optional_string_json(n->address),
+	                 "check", optional_string_json(n->check));
+}
+
+json_t *
+api_node_list_json(const struct cluster *c)
+{
+	json_t *nodes = json_array();
+	size_t i;
+
+	for (i = 0; i < c->n_nodes; i++)
+		json_array_append_new(nodes, api_node_json(&c->nodes[i]));
+	return json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version", (json_int_t)c->version,
+	                 "nodes", nodes);
+}
+
+/* {"cluster", "version", "node"}: what the single-node endpoints answer. */
+static json_t *
+node_document_json(const struct cluster *c, json_t *node)
+{
+	return json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version", (json_int_t)c->version,
+	                 "node", node);
+}
+
+static json_t *
+cluster_summary_json(const struct cluster *c)
+{
+	return json_pack("{s:s, s:s, s:I, s:I, s:I}", "name", c->name, "path", c->path, "version",
+	                 (json_int_t)c->version, "nodes", (json_int_t)c->n_nodes, "online",
+	                 (json_int_t)cluster_count_online(c));
+}
+
+static json_t *
+user_json(const char *name, enum role role, int64_t created_at)
+{
+	return json_pack("{s:s, s:s, s:o}", "name", name, "role", role_name(role), "created_at",
+	                 time_json(created_at));
+}
+
+static json_t *
+token_json(const struct token *t)
+{
+	return json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", t->id, "role", role_name(t->role),
+	                 "description", t->description, "created_by", t->created_by, "created_at",
+	                 time_json(t->created_at));
+}
+
+static json_t *
+audit_entry_json(const struct audit_entry *e)
+{
+	return json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:s}", "id",
+	                 (json_int_t)e->id, "at", time_json(e->at), "cluster",
+	                 optional_string_json(e->cluster), "node", optional_string_json(e->node),
+	                 "actor", e->actor, "address", optional_string_json(e->address), "action",
+	                 e->action, "old_status", optional_string_json(e->old_status), "new_status",
+	                 optional_string_json(e->new_status), "reason", e->reason);
+}
+
+/* The cluster of the snapshot, or NULL after replying 404. */
+static const struct cluster *
+find_cluster_or_reply(struct request *r, const char *name)
+{
+	const struct cluster *c = model_find_cluster(request_snapshot(r), name);
+
+	if (c == NULL)
+		reply_error(r, 404, NULL, "cluster %s not found", name);
+	return c;
+}
+
+/* The node list of cluster name from the current snapshot. */
+static void
+reply_node_list(struct request *r, const char *cluster)
+{
+	const struct cluster *c = find_cluster_or_reply(r, cluster);
+
+	if (c != NULL)
+		reply_json(r, 200, api_node_list_json(c));
+}
+
+/* --- bodies and query parameters ------------------------------------- */
+
+/* Characters (not bytes) of the UTF-8 string s. */
+static size_t
+utf8_length(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* The request body as a JSON object holding only allowed fields
+ * (NULL-terminated), or NULL after replying 4xx. An empty body is {}
+ * when is_optional. */
+static json_t *
+read_body(struct request *r, const char *const allowed[], int is_optional)
+{
+	struct error err;
+	const char *key;
+	json_t *body, *value;
+	size_t i;
+
+	if (is_optional && r->req->entity.len == 0)
+		return json_object();
+	if ((body = request_json_body(r, &err)) == NULL)
+		goto bad;
+	json_object_foreach(body, key, value)
+	{
+		for (i = 0; allowed[i] != NULL && strcmp(allowed[i], key) != 0; i++)
+			;
+		if (allowed[i] == NULL) {
+			error_set(&err, 400, "unknown field \"%s\"", key);
+			json_decref(body);
+			goto bad;
+		}
+	}
+	return body;
+bad:
+	reply_from_error(r, &err);
+	return NULL;
+}
+
+/* Field key as a C string in *out; NULL when absent and optional. */
+static int
+body_string(const json_t *body, const char *key, int is_required, const char **out,
+            struct error *err)
+{
+	json_t *v = json_object_get(body, key);
+
+	*out = NULL;
+	if (v == NULL && is_required)
+		return error_set(err, 400, "field \"%s\" is required", key);
+	if (v == NULL)
+		return 0;
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return error_set(err, 400, "field \"%s\" must be a string", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* Optional non-negative integer field key; *out = -1 when absent. */
+static int
+body_count(const json_t *body, const char *key, int64_t *out, struct error *err)
+{
+	json_t *v = json_object_get(body, key);
+
+	*out = -1;
+	if (v == NULL)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return error_set(err, 400, "field \"%s\" must be a non-negative integer", key);
+	*out = json_integer_value(v);
+	return 0;
+}
+
+static int
+body_role(const json_t *body, enum role *out, struct error *err)
+{
+	const char *s;
+
+	if (body_string(body, "role", 1, &s, err) != 0)
+		return -1;
+	if (role_from_string(s, out) != 0)
+		return error_set(err, 400, "role must be viewer, operator or admin");
+	return 0;
+}
+
+/* Decimal integer 0..max, nothing else. */
+static int
+parse_count(const char *s, int64_t max, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		int digit = *s - '0';
+		if (digit < 0 || digit > 9 || v > (max - digit) / 10)
+			return -1;
+		v = v * 10 + digit;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Query parameter name as an integer 0..max: 1 present, 0 absent, -1
+ * invalid (err filled). */
+static int
+query_count(struct request *r, const char *name, int64_t max, int64_t *out, struct error *err)
+{
+	char buf[32];
+	int found = request_query_param(r, name, buf, sizeof(buf));
+
+	if (found == 0)
+		return 0;
+	if (found < 0 || parse_count(buf, max, out) != 0) {
+		if (max == INT64_MAX)
+			return error_set(err, 400, "%s must be a non-negative integer", name);
+		return error_set(err, 400, "%s must be an integer from 0 to %lld", name,
+		                 (long long)max);
+	}
+	return 1;
+}
+
+/* --- reads ----------------------------------------------------------- */
+
+static void
+health_get(struct request *r, const struct route *rt)
+{
+	(void)rt;
+	reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", CM_VERSION));
+}
+
+static void
+clusters_get(struct request *r, const struct route *rt)
+{
+	const struct model *m = request_snapshot(r);
+	json_t *list = json_array();
+	size_t i;
+
+	(void)rt;
+	for (i = 0; i < m->n_clusters; i++)
+		json_array_append_new(list, cluster_summary_json(&m->clusters[i]));
+	reply_json(r, 200, json_pack("{s:o}", "clusters", list));
+}
+
+static void
+cluster_get(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+
+	if (c != NULL)
+		reply_json(r, 200, cluster_summary_json(c));
+}
+
+static void
+nodes_get(struct request *r, const struct route *rt)
+{
+	reply_node_list(r, rt->cluster);
+}
+
+static void
+node_get(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	const struct node *n;
+	json_t *node;
+
+	if (c == NULL)
+		return;
+	n = cluster_find_node(c, rt->name, strlen(rt->name));
+	if (n == NULL) {
+		reply_error(r, 404, json_pack("{s:s}", "entry", rt->name),
+		            "node %s not found in cluster %s", rt->name, c->name);
+		return;
+	}
+	node = api_node_json(n);
+	/* Probe activity and the application check are filled in elsewhere. */
+	json_object_set_new(node, "probes", json_array());
+	json_object_set_new(node, "check_state", json_null());
+	reply_json(r, 200, node_document_json(c, node));
+}
+
+static void
+users_get(struct request *r, const struct route *rt)
+{
+	const struct model *m = request_snapshot(r);
+	json_t *list = json_array();
+	size_t i;
+
+	(void)rt;
+	for (i = 0; i < m->n_users; i++) {
+		const struct user *u = &m->users[i];
+		json_array_append_new(list, user_json(u->name, u->role, u->created_at));
+	}
+	reply_json(r, 200, json_pack("{s:o}", "users", list));
+}
+
+static void
+tokens_get(struct request *r, const struct route *rt)
+{
+	const struct model *m = request_snapshot(r);
+	json_t *list = json_array();
+	size_t i;
+
+	(void)rt;
+	for (i = 0; i < m->n_tokens; i++)
+		json_array_append_new(list, token_json(&m->tokens[i]));
+	reply_json(r, 200, json_pack("{s:o}", "tokens", list));
+}
+
+/* The audit log lives in the store only: a read job fetches it. The log
+ * is owned by the job's data until audit_done frees it (it leaks when the
+ * client goes away first: see the note to the framework in the report). */
+struct audit_args {
+	char cluster[NAME_SIZE];
+	int64_t limit;
+	struct audit_log log;
+};
+
+static int
+audit_read(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct audit_args *a = job->data;
+
+	return store_read_audit(tx->store, a->cluster, a->limit, &a->log, err);
+}
+
+static void
+audit_done(struct request *r, struct engine_job *job)
+{
+	struct audit_args *a = job->data;
+	json_t *entries = json_array();
+	size_t i;
+
+	for (i = 0; job->rc == 0 && i < a->log.n; i++)
+		json_array_append_new(entries, audit_entry_json(&a->log.entries[i]));
+	audit_log_free(&a->log);
+	if (job->rc != 0) {
+		json_decref(entries);
+		reply_from_error(r, &job->err);
+		return;
+	}
+	reply_json(r, 200, json_pack("{s:o}", "entries", entries));
+}
+
+static void
+audit_get(struct request *r, const struct route *rt)
+{
+	struct engine_job *job;
+	struct audit_args *a;
+	struct error err;
+	int64_t limit = AUDIT_LIMIT_DEFAULT;
+	int has_limit = query_count(r, "limit", INT64_MAX, &limit, &err);
+
+	if (has_limit < 0 || (has_limit > 0 && limit == 0)) {
+		reply_error(r, 400, NULL, "limit must be a positive integer");
+		return;
+	}
+	if (find_cluster_or_reply(r, rt->cluster) == NULL)
+		return;
+	job = request_job_new(r, audit_read, 0, sizeof(*a));
+	a = job->data;
+	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
+	a->limit = limit > AUDIT_LIMIT_MAX ? AUDIT_LIMIT_MAX : limit;
+	request_job_submit(r, job, audit_done);
+}
+
+/* --- long poll ------------------------------------------------------- */
+
+/* The wait's continuation gets only r. When the client gave no "after",
+ * the version at arrival is written into r->query, so that the
+ * continuation reads the same value it was waiting on. */
+static void
+query_append_after(struct request *r, int64_t after)
+{
+	char buf[48];
+	int len = snprintf(buf, sizeof(buf), "%safter=%lld", r->query.len > 0 ? "&" : "",
+	                   (long long)after);
+
+	r->query = h2o_concat(&r->req->pool, r->query, h2o_iovec_init(buf, (size_t)len));
+}
+
+static void
+events_ready(struct request *r)
+{
+	struct route rt;
+	struct error err;
+	const struct cluster *c;
+	int64_t after = 0;
+	json_t *doc;
+
+	if (route_parse(r, &rt, &err) != 0 ||
+	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
+		reply_from_error(r, &err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, rt.cluster)) == NULL)
+		return;
+	doc = api_node_list_json(c);
+	json_object_set_new(doc, "changed", json_boolean(c->version > after));
+	reply_json(r, 200, doc);
+}
+
+static void
+events_get(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	struct error err;
+	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
+	int has_after;
+
+	if (c == NULL)
+		return;
+	if ((has_after = query_count(r, "after", INT64_MAX, &after, &err)) < 0 ||
+	    query_count(r, "wait", WAIT_MAX_S, &wait_s, &err) < 0) {
+		reply_from_error(r, &err);
+		return;
+	}
+	if (!has_after) {
+		after = c->version;
+		query_append_after(r, after);
+	}
+	request_wait_for_change(r, rt->cluster, after, wait_s * 1000, events_ready);
+}
+
+/* --- writes: clusters ------------------------------------------------ */
+
+struct cluster_args {
+	char name[NAME_SIZE];
+	char path[MOUNT_PATH_SIZE];
+	int64_t version; /* after the change */
+};
+
+static int
+cluster_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct cluster_args *a = job->data;
+
+	if (model_add_cluster(tx->model, a->name, a->path, tx->who, tx->now, tx->audit, err) != 0)
+		return -1;
+	a->version = model_find_cluster(tx->model, a->name)->version;
+	return 0;
+}
+
+static void
+cluster_added(struct request *r, struct engine_job *job)
+{
+	struct cluster_args *a = job->data;
+
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else
+		reply_json(r, 201,
+		           json_pack("{s:s, s:s, s:I}", "name", a->name, "path", a->path, "version",
+		                     (json_int_t)a->version));
+}
+
+static void
+clusters_post(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"name", "path", NULL};
+	json_t *body = read_body(r, fields, 0);
+	const char *name, *path;
+	struct engine_job *job;
+	struct cluster_args *a;
+	struct error err;
+
+	(void)rt;
+	if (body == NULL)
+		return;
+	if (body_string(body, "name", 1, &name, &err) != 0 ||
+	    body_string(body, "path", 1, &path, &err) != 0)
+		goto bad;
+	if (!cluster_name_is_valid(name)) {
+		error_set_entry(&err, 400, name, "cluster name must be 1-64 of A-Z a-z 0-9 . _ -");
+		goto bad;
+	}
+	if (!mount_path_is_valid(path)) {
+		error_set(&err, 400,
+		          "path must look like /x or /x/y (segments of A-Z a-z 0-9 . _ -, at most "
+		          "128 characters, not under /v1)");
+		goto bad;
+	}
+	job = request_job_new(r, cluster_add, 1, sizeof(*a));
+	a = job->data;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	snprintf(a->path, sizeof(a->path), "%s", path);
+	json_decref(body);
+	request_job_submit(r, job, cluster_added);
+	return;
+bad:
+	json_decref(body);
+	reply_from_error(r, &err);
+}
+
+static int
+cluster_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct cluster_args *a = job->data;
+
+	return model_remove_cluster(tx->model, a->name, tx->who, tx->now, tx->audit, err);
+}
+
+static void
+cluster_removed(struct request *r, struct engine_job *job)
+{
+	struct cluster_args *a = job->data;
+
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else
+		reply_json(r, 200, json_pack("{s:s}", "deleted", a->name));
+}
+
+static void
+cluster_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job = request_job_new(r, cluster_remove, 1, sizeof(struct cluster_args));
+	struct cluster_args *a = job->data;
+
+	snprintf(a->name, sizeof(a->name), "%s", rt->cluster);
+	request_job_submit(r, job, cluster_removed);
+}
+
+/* The cluster of a write job, or NULL with a 404. */
+static struct cluster *
+job_cluster(struct engine_tx *tx, const char *name, struct error *err)
+{
+	struct cluster *c = model_find_cluster_mut(tx->model, name);
+
+	if (c == NULL)
+		error_set(err, 404, "cluster %s not found", name);
+	return c;
+}
+
+/* Answers a write whose reply is the cluster's node list. */
+static void
+node_list_changed(struct request *r, struct engine_job *job)
+{
+	const char *cluster = job->data; /* every such job's data starts with it */
+
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else
+		reply_node_list(r, cluster);
+}
+
+/* --- writes: nodes --------------------------------------------------- */
+
+struct node_list_args {
+	char cluster[NAME_SIZE];
+	size_t n;
+	char names[]; /* n NUL-terminated names, one after the other */
+};
+
+static int
+node_list_set(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct node_list_args *a = job->data;
+	struct cluster *c = job_cluster(tx, a->cluster, err);
+	const char **names;
+	const char *p = a->names;
+	size_t i;
+	int rc;
+
+	if (c == NULL)
+		return -1;
+	names = xcalloc(a->n + 1, sizeof(*names));
+	for (i = 0; i < a->n; p += strlen(p) + 1, i++)
+		names[i] = p;
+	rc = cluster_set_node_list(c, names, a->n, tx->who, tx->now, tx->audit, err);
+	free(names);
+	return rc;
+}
+
+/* The names of {"nodes": [...]} checked; *bytes is what they take as
+ * NUL-terminated strings. */
+static int
+node_list_check(const json_t *list, size_t *bytes, struct error *err)
+{
+	const json_t *v;
+	size_t i;
+
+	*bytes = 0;
+	if (!json_is_array(list))
+		return error_set(err, 400, "field \"nodes\" must be an array of node names");
+	json_array_foreach(list, i, v)
+	{
+		if (!json_is_string(v))
+			return error_set(err, 400,
+			                 "field \"nodes\" must be an array of node names");
+		if (!node_name_is_valid(json_string_value(v), json_string_length(v)))
+			return error_set_entry(err, 400, json_string_value(v),
+			                       "\"%s\" is not a valid node name (1-64 of A-Z a-z "
+			                       "0-9 . _ -)",
+			                       json_string_value(v));
+		*bytes += json_string_length(v) + 1;
+	}
+	return 0;
+}
+
+static void
+nodes_put(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"nodes", NULL};
+	json_t *body = read_body(r, fields, 0), *list, *v;
+	struct node_list_args *a;
+	struct engine_job *job;
+	struct error err;
+	size_t bytes, i;
+	char *p;
+
+	if (body == NULL)
+		return;
+	list = json_object_get(body, "nodes");
+	if (list == NULL) {
+		error_set(&err, 400, "field \"nodes\" is required");
+		goto bad;
+	}
+	if (node_list_check(list, &bytes, &err) != 0)
+		goto bad;
+	job = request_job_new(r, node_list_set, 1, sizeof(*a) + bytes);
+	a = job->data;
+	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
+	a->n = json_array_size(list);
+	p = a->names;
+	json_array_foreach(list, i, v)
+	{
+		memcpy(p, json_string_value(v), json_string_length(v) + 1);
+		p += json_string_length(v) + 1;
+	}
+	json_decref(body);
+	request_job_submit(r, job, node_list_changed);
+	return;
+bad:
+	json_decref(body);
+	reply_from_error(r, &err);
+}
+
+struct node_put_args {
+	char cluster[NAME_SIZE];
+	char node[NAME_SIZE];
+	int is_new;
+	const char *address; /* into text; NULL: leave as it is */
+	const char *check;
+	char text[];
+};
+
+static int
+node_put_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct node_put_args *a = job->data;
+	struct cluster *c = job_cluster(tx, a->cluster, err);
+
+	if (c == NULL)
+		return -1;
+	a->is_new = cluster_find_node(c, a->node, strlen(a->node)) == NULL;
+	return cluster_put_node(c, a->node, a->address, a->check, tx->who, tx->now, tx->audit, err);
+}
+
+static void
+node_put_done(struct request *r, struct engine_job *job)
+{
+	struct node_put_args *a = job->data;
+	const struct cluster *c;
+	const struct node *n;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, a->cluster)) == NULL)
+		return;
+	if ((n = cluster_find_node(c, a->node, strlen(a->node))) == NULL) {
+		reply_error(r, 404, json_pack("{s:s}", "entry", a->node),
+		            "node %s was removed meanwhile", a->node);
+		return;
+	}
+	reply_json(r, a->is_new ? 201 : 200, node_document_json(c, api_node_json(n)));
+}
+
+/* Optional "address"/"check": a string; "" or null clears the field. */
+static int
+body_node_field(const json_t *body, const char *key, const char **out, struct error *err)
+{
+	if (json_is_null(json_object_get(body, key))) {
+		*out = "";
+		return 0;
+	}
+	return body_string(body, key, 0, out, err);
+}
+
+/* Copies s (when given) into *p, advancing it; returns the copy. */
+static const char *
+copy_text(char **p, const char *s)
+{
+	char *copy = *p;
+
+	if (s == NULL)
+		return NULL;
+	memcpy(copy, s, strlen(s) + 1);
+	*p += strlen(s) + 1;
+	return copy;
+}
+
+static void
+node_put(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"address", "check", NULL};
+	json_t *body = read_body(r, fields, 1);
+	const char *address, *check;
+	struct node_put_args *a;
+	struct engine_job *job;
+	struct error err;
+	size_t bytes = 0;
+	char *p;
+
+	if (body == NULL)
+		return;
+	if (body_node_field(body, "address", &address, &err) != 0 ||
+	    body_node_field(body, "check", &check, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
+	}
+	bytes = (address ? strlen(address) + 1 : 0) + (check ? strlen(check) + 1 : 0);
+	job = request_job_new(r, node_put_run, 1, sizeof(*a) + bytes);
+	a = job->data;
+	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
+	snprintf(a->node, sizeof(a->node), "%s", rt->name);
+	p = a->text;
+	a->address = copy_text(&p, address);
+	a->check = copy_text(&p, check);
+	json_decref(body);
+	request_job_submit(r, job, node_put_done);
+}
+
+struct node_remove_args {
+	char cluster[NAME_SIZE];
+	char node[NAME_SIZE];
+	int64_t version; /* after the change */
+};
+
+static int
+node_remove_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct node_remove_args *a = job->data;
+	struct cluster *c = job_cluster(tx, a->cluster, err);
+
+	if (c == NULL || cluster_remove_node(c, a->node, tx->who, tx->now, tx->audit, err) != 0)
+		return -1;
+	a->version = c->version;
+	return 0;
+}
+
+static void
+node_remove_done(struct request *r, struct engine_job *job)
+{
+	struct node_remove_args *a = job->data;
+
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else
+		reply_json(r, 200,
+		           json_pack("{s:s, s:I, s:s}", "cluster", a->cluster, "version",
+		                     (json_int_t)a->version, "deleted", a->node));
+}
+
+static void
+node_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job =
+	    request_job_new(r, node_remove_run, 1, sizeof(struct node_remove_args));
+	struct node_remove_args *a = job->data;
+
+	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
+	snprintf(a->node, sizeof(a->node), "%s", rt->name);
+	request_job_submit(r, job, node_remove_done);
+}
+
+/* --- writes: status -------------------------------------------------- */
+
+struct status_args {
+	char cluster[NAME_SIZE];
+	int64_t if_version; /* -1: not given */
+	int64_t min_online;
+	char changes[]; /* the change set as JSON text, checked on the worker */
+};
+
+static int
+status_apply(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct status_args *a = job->data;
+	struct cluster *c = job_cluster(tx, a->cluster, err);
+	struct change_set cs = {0};
+	json_t *changes;
+	int rc;
+
+	if (c == NULL)
+		return -1;
+	if ((changes = json_loads(a->changes, 0, NULL)) == NULL)
+		return error_set(err, 500, "the change set could not be read back");
+	rc = change_set_from_json(changes, &cs, err);
+	json_decref(changes);
+	if (rc == 0)
+		rc = cluster_apply_changes(c, &cs, tx->who, tx->now, a->if_version, a->min_online,
+		                           tx->audit, err);
+	change_set_free(&cs);
+	return rc;
+}
+
+/* The "changes" object checked as a change set, and its size as text. */
+static int
+status_check_changes(const json_t *changes, size_t *bytes, struct error *err)
+{
+	struct change_set cs = {0};
+
+	if (changes == NULL)
+		return error_set(err, 400, "field \"changes\" is required");
+	if (!json_is_object(changes))
+		return error_set(err, 400, "field \"changes\" must be an object of node names");
+	if (change_set_from_json(changes, &cs, err) != 0)
+		return -1;
+	change_set_free(&cs);
+	*bytes = json_dumpb(changes, NULL, 0, JSON_COMPACT);
+	return 0;
+}
+
+static void
+status_post(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
+	json_t *body = read_body(r, fields, 0), *changes;
+	int64_t if_version, min_online;
+	struct status_args *a;
+	struct engine_job *job;
+	struct error err;
+	size_t bytes = 0;
+
+	if (body == NULL)
+		return;
+	changes = json_object_get(body, "changes");
+	if (status_check_changes(changes, &bytes, &err) != 0 ||
+	    body_count(body, "if_version", &if_version, &err) != 0 ||
+	    body_count(body, "min_online", &min_online, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
+	}
+	job = request_job_new(r, status_apply, 1, sizeof(*a) + bytes + 1);
+	a = job->data;
+	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
+	a->if_version = if_version;
+	a->min_online = min_online;
+	json_dumpb(changes, a->changes, bytes, JSON_COMPACT);
+	json_decref(body);
+	request_job_submit(r, job, node_list_changed);
+}
+
+/* --- writes: users --------------------------------------------------- */
+
+struct user_args {
+	char name[NAME_SIZE];
+	enum role role;
+	int64_t created_at;
+	char password[PASSWORD_MAX * UTF8_MAX + 1]; /* wiped once hashed */
+};
+
+static int
+user_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct user_args *a = job->data;
+	char *hash = NULL;
+	int rc = -1;
+
+	if (model_find_user(tx->model, a->name) != NULL) {
+		error_set_entry(err, 409, a->name, "user %s already exists", a->name);
+		goto done;
+	}
+	if ((hash = auth_hash_password(a->password)) == NULL) {
+		error_set(err, 500, "the password could not be hashed");
+		goto done;
+	}
+	rc = model_put_user(tx->model, a->name, a->role, hash, tx->who, tx->now, tx->audit, err);
+	a->created_at = tx->now;
+done:
+	explicit_bzero(a->password, sizeof(a->password));
+	free(hash);
+	return rc;
+}
+
+static void
+user_added(struct request *r, struct engine_job *job)
+{
+	struct user_args *a = job->data;
+
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else
+		reply_json(r, 201, user_json(a->name, a->role, a->created_at));
+}
+
+static int
+user_check_body(const json_t *body, const char **name, const char **password, enum role *role,
+                struct error *err)
+{
+	size_t length;
+
+	if (body_string(body, "name", 1, name, err) != 0 ||
+	    body_string(body, "password", 1, password, err) != 0 || body_role(body, role, err) != 0)
+		return -1;
+	if (!node_name_is_valid(*name, strlen(*name)))
+		return error_set_entry(err, 400, *name,
+		                       "user name must be 1-64 of A-Z a-z 0-9 . _ -");
+	length = utf8_length(*password);
+	if (length < PASSWORD_MIN || length > PASSWORD_MAX)
+		return error_set(err, 400, "password must be %d to %d characters", PASSWORD_MIN,
+		                 PASSWORD_MAX);
+	return 0;
+}
+
+static void
+users_post(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"name", "password", "role", NULL};
+	json_t *body = read_body(r, fields, 0);
+	const char *name, *password;
+	struct engine_job *job;
+	struct user_args *a;
+	struct error err;
+	enum role role;
+
+	(void)rt;
+	if (body == NULL)
+		return;
+	if (user_check_body(body, &name, &password, &role, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
+	}
+	if (model_find_user(request_snapshot(r), name) != NULL) {
+		/* Spares the slow hash; user_add checks again. */
+		reply_error(r, 409, json_pack("{s:s}", "entry", name), "user %s already exists",
+		            name);
+		json_decref(body);
+		return;
+	}
+	job = request_job_new(r, user_add, 1, sizeof(*a));
+	a = job->data;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	snprintf(a->password, sizeof(a->password), "%s", password);
+	a->role = role;
+	json_decref(body);
+	request_job_submit(r, job, user_added);
+}
+
+struct user_remove_args {
+	char name[NAME_SIZE];
+};
+
+static size_t
+model_count_admins(const struct model *m)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < m->n_users; i++)
+		n += m->users[i].role == ROLE_ADMIN;
+	return n;
+}
+
+/* Removing oneself is allowed; removing the last admin is not, since
+ * nobody could manage users any more. */
+static int
+user_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct user_remove_args *a = job->data;
+	const struct user *u = model_find_user(tx->model, a->name);
+
+	if (u != NULL && u->role == ROLE_ADMIN && model_count_admins(tx->model) == 1)
+		return error_set_entry(err, 409, a->name,
+		                       "%s is the last admin and cannot be deleted", a->name);
+	return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
+}
+
+static void
+user_removed(struct request *r, struct engine_job *job)
+{
+	struct user_remove_args *a = job->data;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	auth_cache_clear(r->server);
+	reply_json(r, 200, json_pack("{s:s}", "deleted", a->name));
+}
+
+static void
+user_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job =
+	    request_job_new(r, user_remove, 1, sizeof(struct user_remove_args));
+	struct user_remove_args *a = job->data;
+
+	snprintf(a->name, sizeof(a->name), "%s", rt->name);
+	request_job_submit(r, job, user_removed);
+}
+
+/* --- writes: tokens -------------------------------------------------- */
+
+struct token_args {
+	char id[TOKEN_ID_SIZE];
+	enum role role;
+	char description[DESCRIPTION_MAX * UTF8_MAX + 1];
+	char token[TOKEN_SIZE]; /* shown once, wiped after the reply */
+};
+
+static int
+token_create(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct token_args *a = job->data;
+	char hash[TOKEN_HASH_SIZE];
+
+	auth_new_token(a->id, sizeof(a->id), a->token, sizeof(a->token), hash, sizeof(hash));
+	return model_add_token(tx->model, a->id, a->role, a->description, hash, tx->who, tx->now,
+	                       tx->audit, err);
+}
+
+static void
+token_created(struct request *r, struct engine_job *job)
+{
+	struct token_args *a = job->data;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	reply_json(r, 201,
+	           json_pack("{s:s, s:s, s:s, s:s}", "id", a->id, "token", a->token, "role",
+	                     role_name(a->role), "description", a->description));
+	explicit_bzero(a->token, sizeof(a->token));
+}
+
+static void
+tokens_post(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"role", "description", NULL};
+	json_t *body = read_body(r, fields, 0);
+	const char *description;
+	struct engine_job *job;
+	struct token_args *a;
+	struct error err;
+	enum role role;
+
+	(void)rt;
+	if (body == NULL)
+		return;
+	if (body_role(body, &role, &err) != 0 ||
+	    body_string(body, "description", 0, &description, &err) != 0)
+		goto bad;
+	if (description != NULL && utf8_length(description) > DESCRIPTION_MAX) {
+		error_set(&err, 400, "description must be at most %d characters", DESCRIPTION_MAX);
+		goto bad;
+	}
+	job = request_job_new(r, token_create, 1, sizeof(*a));
+	a = job->data;
+	a->role = role;
+	snprintf(a->description, sizeof(a->description), "%s", description ? description : "");
+	json_decref(body);
+	request_job_submit(r, job, token_created);
+	return;
+bad:
+	json_decref(body);
+	reply_from_error(r, &err);
+}
+
+struct token_remove_args {
+	char id[NAME_SIZE];
+};
+
+static int
+token_revoke(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct token_remove_args *a = job->data;
+
+	return model_remove_token(tx->model, a->id, tx->who, tx->now, tx->audit, err);
+}
+
+static void
+token_revoked(struct request *r, struct engine_job *job)
+{
+	struct token_remove_args *a = job->data;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	auth_cache_clear(r->server);
+	reply_json(r, 200, json_pack("{s:s}", "deleted", a->id));
+}
+
+static void
+token_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job =
+	    request_job_new(r, token_revoke, 1, sizeof(struct token_remove_args));
+	struct token_remove_args *a = job->data;
+
+	snprintf(a->id, sizeof(a->id), "%s", rt->name);
+	request_job_submit(r, job, token_revoked);
+}
