@@ -19,7 +19,8 @@
 #include "client.h"
 #include "core/error.h"
 
-/* Command options, as bits of struct cli.given. Global options are not
+/* Command options, as bits of struct cli.given; they must stay below
+ * 1 << 16, where cli.c keeps the global options. Global options are not
  * listed: every command accepts them. */
 enum cli_option {
 	OPT_REASON = 1 << 0,
