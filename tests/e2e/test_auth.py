@@ -123,18 +123,21 @@ def test_correct_password_still_works_after_failures(daemon):
 
 
 def generated_password_candidates(log):
-    """Values that look like the generated admin password in the log."""
-    out = []
+    """Values that look like the generated admin password in the log: the
+    value of a logfmt key naming a password, else long bare words on a line
+    that mentions a password."""
+    keyed, loose = [], []
     for line in log.splitlines():
         if "pass" not in line.lower():
             continue
         kv = parse_logfmt(line)
         for k, v in kv.items():
-            if "pass" in k.lower() and v:
-                out.append(v)
-        out += [w for w in re.findall(r"[A-Za-z0-9_\-+/=.~!@#$%^&*]{12,}", line)
-                if w not in out and not w.startswith("ts=")]
-    return out
+            if "pass" in k.lower() and v and v not in keyed:
+                keyed.append(v)
+        for w in re.findall(r"(?<![=\w/:.-])[A-Za-z0-9_\-+/=.~!@#$%^&*]{12,}", line):
+            if "=" not in w and "/" not in w and w not in loose:
+                loose.append(w)
+    return keyed or loose
 
 
 def test_first_start_without_password_file_prints_working_password(make_daemon):
