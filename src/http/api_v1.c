@@ -34,7 +34,6 @@
 #include "http.h"
 
 #define NAME_SIZE (NODE_NAME_MAX + 1)
-#define MOUNT_PATH_SIZE 129 /* mount_path_is_valid: at most 128 characters */
 #define MAX_SEGMENTS 4
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 1024
@@ -174,15 +173,16 @@ route_capture_names(struct route *rt, const struct segments *segs, struct error 
 		const char *kind = rt->endpoint->pattern[i];
 		h2o_iovec_t s = segs->s[i];
 		char *dst = strcmp(kind, "{cluster}") == 0 ? rt->cluster : rt->name;
+		char shown[101];
 
 		if (kind[0] != '{')
 			continue;
-		if (!node_name_is_valid(s.base, s.len))
-			return error_set(
-			    err, 400,
-			    "\"%.*s\" is not a valid %.*s name (1-64 of A-Z a-z 0-9 . _ -)",
-			    (int)(s.len > 96 ? 96 : s.len), s.base, (int)strlen(kind) - 2,
-			    kind + 1);
+		if (!node_name_is_valid(s.base, s.len)) {
+			snprintf(shown, sizeof(shown), "%.*s", (int)s.len, s.base);
+			return error_set_entry(err, 400, shown,
+			                       "%.*s '%s': invalid name (" NODE_NAME_RULE ")",
+			                       (int)strlen(kind) - 2, kind + 1, shown);
+		}
 		memcpy(dst, s.base, s.len);
 		dst[s.len] = '\0';
 	}
@@ -344,7 +344,8 @@ find_cluster_or_reply(struct request *r, const char *name)
 	const struct cluster *c = model_find_cluster(request_snapshot(r), name);
 
 	if (c == NULL)
-		reply_error(r, 404, NULL, "cluster %s not found", name);
+		reply_error(r, 404, json_pack("{s:s}", "entry", name), "cluster '%s' not found",
+		            name);
 	return c;
 }
 
@@ -534,7 +535,7 @@ node_get(struct request *r, const struct route *rt)
 	n = cluster_find_node(c, rt->name, strlen(rt->name));
 	if (n == NULL) {
 		reply_error(r, 404, json_pack("{s:s}", "entry", rt->name),
-		            "node %s not found in cluster %s", rt->name, c->name);
+		            "node '%s' not found in cluster '%s'", rt->name, c->name);
 		return;
 	}
 	node = api_node_json(n);
@@ -572,9 +573,8 @@ tokens_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, json_pack("{s:o}", "tokens", list));
 }
 
-/* The audit log lives in the store only: a read job fetches it. The log
- * is owned by the job's data until audit_done frees it (it leaks when the
- * client goes away first: see the note to the framework in the report). */
+/* The audit log lives in the store only: a read job fetches it into the
+ * job's data; audit_free releases it, also when the client went away. */
 struct audit_args {
 	char cluster[NAME_SIZE];
 	int64_t limit;
@@ -590,20 +590,27 @@ audit_read(struct engine_tx *tx, struct engine_job *job, struct error *err)
 }
 
 static void
+audit_free(void *data)
+{
+	struct audit_args *a = data;
+
+	audit_log_free(&a->log);
+}
+
+static void
 audit_done(struct request *r, struct engine_job *job)
 {
 	struct audit_args *a = job->data;
-	json_t *entries = json_array();
+	json_t *entries;
 	size_t i;
 
-	for (i = 0; job->rc == 0 && i < a->log.n; i++)
-		json_array_append_new(entries, audit_entry_json(&a->log.entries[i]));
-	audit_log_free(&a->log);
 	if (job->rc != 0) {
-		json_decref(entries);
 		reply_from_error(r, &job->err);
 		return;
 	}
+	entries = json_array();
+	for (i = 0; i < a->log.n; i++)
+		json_array_append_new(entries, audit_entry_json(&a->log.entries[i]));
 	reply_json(r, 200, json_pack("{s:o}", "entries", entries));
 }
 
@@ -623,6 +630,7 @@ audit_get(struct request *r, const struct route *rt)
 	if (find_cluster_or_reply(r, rt->cluster) == NULL)
 		return;
 	job = request_job_new(r, audit_read, 0, sizeof(*a));
+	job->free_data = audit_free;
 	a = job->data;
 	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
 	a->limit = limit > AUDIT_LIMIT_MAX ? AUDIT_LIMIT_MAX : limit;
@@ -689,16 +697,31 @@ events_get(struct request *r, const struct route *rt)
 
 /* --- writes: clusters ------------------------------------------------ */
 
-struct cluster_args {
-	char name[NAME_SIZE];
-	char path[MOUNT_PATH_SIZE];
+/* Copies s (when given) into *p, advancing it; returns the copy. */
+static const char *
+copy_text(char **p, const char *s)
+{
+	char *copy = *p;
+
+	if (s == NULL)
+		return NULL;
+	memcpy(copy, s, strlen(s) + 1);
+	*p += strlen(s) + 1;
+	return copy;
+}
+
+/* The name and path are checked by model_add_cluster, hence any length. */
+struct cluster_add_args {
+	const char *name; /* into text */
+	const char *path;
 	int64_t version; /* after the change */
+	char text[];
 };
 
 static int
 cluster_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
-	struct cluster_args *a = job->data;
+	struct cluster_add_args *a = job->data;
 
 	if (model_add_cluster(tx->model, a->name, a->path, tx->who, tx->now, tx->audit, err) != 0)
 		return -1;
@@ -709,7 +732,7 @@ cluster_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
 static void
 cluster_added(struct request *r, struct engine_job *job)
 {
-	struct cluster_args *a = job->data;
+	struct cluster_add_args *a = job->data;
 
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
@@ -725,42 +748,37 @@ clusters_post(struct request *r, const struct route *rt)
 	static const char *const fields[] = {"name", "path", NULL};
 	json_t *body = read_body(r, fields, 0);
 	const char *name, *path;
+	struct cluster_add_args *a;
 	struct engine_job *job;
-	struct cluster_args *a;
 	struct error err;
+	char *p;
 
 	(void)rt;
 	if (body == NULL)
 		return;
 	if (body_string(body, "name", 1, &name, &err) != 0 ||
-	    body_string(body, "path", 1, &path, &err) != 0)
-		goto bad;
-	if (!cluster_name_is_valid(name)) {
-		error_set_entry(&err, 400, name, "cluster name must be 1-64 of A-Z a-z 0-9 . _ -");
-		goto bad;
+	    body_string(body, "path", 1, &path, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
 	}
-	if (!mount_path_is_valid(path)) {
-		error_set(&err, 400,
-		          "path must look like /x or /x/y (segments of A-Z a-z 0-9 . _ -, at most "
-		          "128 characters, not under /v1)");
-		goto bad;
-	}
-	job = request_job_new(r, cluster_add, 1, sizeof(*a));
+	job = request_job_new(r, cluster_add, 1, sizeof(*a) + strlen(name) + strlen(path) + 2);
 	a = job->data;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	snprintf(a->path, sizeof(a->path), "%s", path);
+	p = a->text;
+	a->name = copy_text(&p, name);
+	a->path = copy_text(&p, path);
 	json_decref(body);
 	request_job_submit(r, job, cluster_added);
-	return;
-bad:
-	json_decref(body);
-	reply_from_error(r, &err);
 }
+
+struct cluster_remove_args {
+	char name[NAME_SIZE];
+};
 
 static int
 cluster_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
-	struct cluster_args *a = job->data;
+	struct cluster_remove_args *a = job->data;
 
 	return model_remove_cluster(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 }
@@ -768,7 +786,7 @@ cluster_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
 static void
 cluster_removed(struct request *r, struct engine_job *job)
 {
-	struct cluster_args *a = job->data;
+	struct cluster_remove_args *a = job->data;
 
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
@@ -779,8 +797,9 @@ cluster_removed(struct request *r, struct engine_job *job)
 static void
 cluster_delete(struct request *r, const struct route *rt)
 {
-	struct engine_job *job = request_job_new(r, cluster_remove, 1, sizeof(struct cluster_args));
-	struct cluster_args *a = job->data;
+	struct engine_job *job =
+	    request_job_new(r, cluster_remove, 1, sizeof(struct cluster_remove_args));
+	struct cluster_remove_args *a = job->data;
 
 	snprintf(a->name, sizeof(a->name), "%s", rt->cluster);
 	request_job_submit(r, job, cluster_removed);
@@ -793,7 +812,7 @@ job_cluster(struct engine_tx *tx, const char *name, struct error *err)
 	struct cluster *c = model_find_cluster_mut(tx->model, name);
 
 	if (c == NULL)
-		error_set(err, 404, "cluster %s not found", name);
+		error_set_entry(err, 404, name, "cluster '%s' not found", name);
 	return c;
 }
 
@@ -855,8 +874,7 @@ node_list_check(const json_t *list, size_t *bytes, struct error *err)
 			                 "field \"nodes\" must be an array of node names");
 		if (!node_name_is_valid(json_string_value(v), json_string_length(v)))
 			return error_set_entry(err, 400, json_string_value(v),
-			                       "\"%s\" is not a valid node name (1-64 of A-Z a-z "
-			                       "0-9 . _ -)",
+			                       "node '%.100s': invalid name (" NODE_NAME_RULE ")",
 			                       json_string_value(v));
 		*bytes += json_string_length(v) + 1;
 	}
@@ -937,7 +955,7 @@ node_put_done(struct request *r, struct engine_job *job)
 		return;
 	if ((n = cluster_find_node(c, a->node, strlen(a->node))) == NULL) {
 		reply_error(r, 404, json_pack("{s:s}", "entry", a->node),
-		            "node %s was removed meanwhile", a->node);
+		            "node '%s' was removed meanwhile", a->node);
 		return;
 	}
 	reply_json(r, a->is_new ? 201 : 200, node_document_json(c, api_node_json(n)));
@@ -952,19 +970,6 @@ body_node_field(const json_t *body, const char *key, const char **out, struct er
 		return 0;
 	}
 	return body_string(body, key, 0, out, err);
-}
-
-/* Copies s (when given) into *p, advancing it; returns the copy. */
-static const char *
-copy_text(char **p, const char *s)
-{
-	char *copy = *p;
-
-	if (s == NULL)
-		return NULL;
-	memcpy(copy, s, strlen(s) + 1);
-	*p += strlen(s) + 1;
-	return copy;
 }
 
 static void
@@ -1138,7 +1143,7 @@ user_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
 	int rc = -1;
 
 	if (model_find_user(tx->model, a->name) != NULL) {
-		error_set_entry(err, 409, a->name, "user %s already exists", a->name);
+		error_set_entry(err, 409, a->name, "user '%s' already exists", a->name);
 		goto done;
 	}
 	if ((hash = auth_hash_password(a->password)) == NULL) {
@@ -1175,7 +1180,7 @@ user_check_body(const json_t *body, const char **name, const char **password, en
 		return -1;
 	if (!node_name_is_valid(*name, strlen(*name)))
 		return error_set_entry(err, 400, *name,
-		                       "user name must be 1-64 of A-Z a-z 0-9 . _ -");
+		                       "user '%.100s': invalid name (" NODE_NAME_RULE ")", *name);
 	length = utf8_length(*password);
 	if (length < PASSWORD_MIN || length > PASSWORD_MAX)
 		return error_set(err, 400, "password must be %d to %d characters", PASSWORD_MIN,
@@ -1204,7 +1209,7 @@ users_post(struct request *r, const struct route *rt)
 	}
 	if (model_find_user(request_snapshot(r), name) != NULL) {
 		/* Spares the slow hash; user_add checks again. */
-		reply_error(r, 409, json_pack("{s:s}", "entry", name), "user %s already exists",
+		reply_error(r, 409, json_pack("{s:s}", "entry", name), "user '%s' already exists",
 		            name);
 		json_decref(body);
 		return;
@@ -1242,7 +1247,8 @@ user_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
 
 	if (u != NULL && u->role == ROLE_ADMIN && model_count_admins(tx->model) == 1)
 		return error_set_entry(err, 409, a->name,
-		                       "%s is the last admin and cannot be deleted", a->name);
+		                       "user '%s' is the last admin and cannot be deleted",
+		                       a->name);
 	return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 }
 
