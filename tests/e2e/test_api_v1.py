@@ -547,3 +547,40 @@ def test_events_many_held_polls_all_wake_on_change(seeded):
     for t, changed in results:
         assert changed is True
         assert t - changed_at < 2.0
+
+
+# --- several HTTP workers (serve --threads N) ------------------------------------
+
+
+def test_change_is_seen_by_every_worker(make_daemon):
+    d = make_daemon(["--threads", "4"])
+    d.set_nodes(["zope1"])
+    d.set_status({"zope1": {"status": "offline"}})
+    # each probe on a fresh connection: SO_REUSEPORT spreads them over workers
+    answers = {(r.status_code, r.text) for r in (d.probe("zope1") for _ in range(40))}
+    assert answers == {(503, "node is offline")}
+    d.set_status({"zope1": {"status": "online"}})
+    answers = {(r.status_code, r.text) for r in (d.probe("zope1") for _ in range(40))}
+    assert answers == {(200, "OK")}
+
+
+def test_long_polls_on_every_worker_wake_on_change(make_daemon):
+    d = make_daemon(["--threads", "4"])
+    d.set_nodes(["zope1"])
+    v = d.nodes()["version"]
+    results = []
+
+    def poll():
+        r = d.get("/v1/clusters/default/events?after=%d&wait=20" % v, auth=d.admin, timeout=30)
+        results.append((time.monotonic(), r.json().get("changed")))
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(12)]
+    for t in threads:
+        t.start()
+    time.sleep(0.7)
+    changed_at = time.monotonic()
+    d.set_status({"zope1": {"status": "drain"}})
+    for t in threads:
+        t.join(timeout=25)
+    assert len(results) == 12, results
+    assert all(c is True and t - changed_at < 2.0 for t, c in results), (changed_at, results)

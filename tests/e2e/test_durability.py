@@ -227,3 +227,77 @@ def test_new_status_without_ttl_cancels_ttl(daemon):
     d.set_status({"zope1": {"status": "offline", "reason": "for good"}})
     time.sleep(2.0)
     assert d.probe("zope1").status_code == 503
+
+
+# --- the probe never waits on the database (PRODUCT.md §3) ----------------------
+
+
+def lock_database(path):
+    """Opens the SQLite store from outside and takes the write lock."""
+    import sqlite3
+    con = sqlite3.connect(path, timeout=1, isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")
+    return con
+
+
+def test_probe_answers_while_database_is_locked(daemon):
+    import threading
+    d = daemon
+    d.set_nodes(["zope1", "zope2"])
+    d.set_status({"zope2": {"status": "offline"}})
+    con = lock_database(d.db)
+    writer = threading.Thread(
+        target=lambda: d.post("/v1/clusters/default/status", auth=d.admin, timeout=30,
+                              json={"changes": {"zope1": {"status": "drain"}}}),
+        daemon=True)
+    try:
+        writer.start()  # this write has to wait for (or fail on) the lock
+        time.sleep(0.3)
+        for _ in range(5):
+            t0 = time.monotonic()
+            r1, r2 = d.probe("zope1", timeout=5), d.probe("zope2", timeout=5)
+            assert time.monotonic() - t0 < 0.5, "probe waited on the locked database"
+            assert (r1.status_code, r1.text) == (200, "OK")
+            assert (r2.status_code, r2.text) == (503, "node is offline")
+    finally:
+        con.rollback()
+        con.close()
+    writer.join(timeout=30)
+    assert d.alive()
+
+
+def test_write_on_locked_database_is_not_acknowledged_unless_durable(daemon):
+    import threading
+    d = daemon
+    d.set_nodes(["zope1", "zope2"])
+    con = lock_database(d.db)
+    result = {}
+
+    def write():
+        try:
+            result["r"] = d.post("/v1/clusters/default/status", auth=d.admin, timeout=40,
+                                 json={"changes": {"zope1": {"status": "offline", "reason": "locked"}}})
+        except Exception as e:  # noqa: BLE001 - reported below
+            result["e"] = e
+
+    writer = threading.Thread(target=write, daemon=True)
+    try:
+        writer.start()
+        writer.join(timeout=1.0)
+        if "r" in result:
+            # answered while the lock was held: must be a failure, not a fake success
+            assert result["r"].status_code >= 500, result["r"].text
+    finally:
+        con.rollback()
+        con.close()
+    writer.join(timeout=40)
+    assert "e" not in result, result
+    r = result["r"]
+    d.kill9()
+    d.start()
+    state = d.node_states()["zope1"]
+    if r.status_code == 200:
+        assert state == ("offline", "locked")
+    else:
+        assert r.status_code in (500, 503), r.text
+        assert state[0] == "online"
