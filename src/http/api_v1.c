@@ -35,6 +35,7 @@
 
 #define NAME_SIZE (NODE_NAME_MAX + 1)
 #define MAX_SEGMENTS 4
+#define MAX_METHODS 3
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 1024
 #define DESCRIPTION_MAX 256
@@ -63,7 +64,7 @@ struct method {
 struct endpoint {
 	const char *pattern[MAX_SEGMENTS];
 	const char *allow;
-	struct method methods[3];
+	struct method methods[MAX_METHODS];
 };
 
 struct route {
@@ -205,7 +206,7 @@ route_parse(struct request *r, struct route *rt, struct error *err)
 			rt->endpoint = &endpoints[i];
 	if (rt->endpoint == NULL)
 		goto not_found;
-	for (i = 0; i < 3 && rt->endpoint->methods[i].name != NULL; i++)
+	for (i = 0; i < MAX_METHODS && rt->endpoint->methods[i].name != NULL; i++)
 		if (request_method_is(r, rt->endpoint->methods[i].name))
 			rt->method = &rt->endpoint->methods[i];
 	if (rt->method == NULL)
