@@ -204,6 +204,7 @@ class Daemon:
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self._expected_exit = True  # reported here, not again at teardown
                 pytest.fail("daemon exited with %s before answering /v1/health; stderr:\n%s"
                             % (self.proc.returncode, self.log_text(self._start_mark)))
             try:
