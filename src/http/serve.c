@@ -327,6 +327,7 @@ start(struct server *s, struct error *err)
 		return -1;
 	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0))
 		return -1;
+	s->n_workers = s->opts.threads;
 	return server_start(s, err);
 }
 

@@ -230,11 +230,12 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, message, m);
 		struct request *r = pd->r;
 		struct engine_job *job = pd->job;
+		request_job_handler then = pd->then_job;
 
 		h2o_linklist_unlink(&m->link);
 		pending_finish(pd);
 		if (r != NULL)
-			pd->then_job(r, job);
+			then(r, job);
 		if (job->free_data != NULL)
 			job->free_data(job->data);
 		free(job);
