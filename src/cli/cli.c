@@ -134,13 +134,13 @@ static const struct command {
 
 /* Global options that are not in enum cli_option. */
 enum {
-	OPT_SERVER = 1 << 16,
-	OPT_CLUSTER = 1 << 17,
-	OPT_USER = 1 << 18,
-	OPT_CACERT = 1 << 19,
-	OPT_INSECURE = 1 << 20,
-	OPT_JSON = 1 << 21,
-	OPT_HELP = 1 << 22,
+	OPT_SERVER = 1 << 24,
+	OPT_CLUSTER = 1 << 25,
+	OPT_USER = 1 << 26,
+	OPT_CACERT = 1 << 27,
+	OPT_INSECURE = 1 << 28,
+	OPT_JSON = 1 << 29,
+	OPT_HELP = 1 << 30,
 };
 
 static const struct option options[] = {
@@ -187,7 +187,7 @@ store_option(struct parsed *p, int opt, const char *value)
 {
 	struct cli *cli = &p->cli;
 
-	cli->given |= (unsigned)opt & 0xffffu;
+	cli->given |= (unsigned)opt & 0xffffffu;
 	switch (opt) {
 	case OPT_SERVER:
 		p->server = value;

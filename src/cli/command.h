@@ -20,7 +20,7 @@
 #include "core/error.h"
 
 /* Command options, as bits of struct cli.given; they must stay below
- * 1 << 16, where cli.c keeps the global options. Global options are not
+ * 1 << 24, where cli.c keeps the global options. Global options are not
  * listed: every command accepts them. */
 enum cli_option {
 	OPT_REASON = 1 << 0,
