@@ -160,6 +160,14 @@ static const struct option options[] = {
     {"path", required_argument, NULL, OPT_PATH},
     {"role", required_argument, NULL, OPT_ROLE},
     {"description", required_argument, NULL, OPT_DESCRIPTION},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"fall", required_argument, NULL, OPT_FALL},
+    {"rise", required_argument, NULL, OPT_RISE},
+    {"interval", required_argument, NULL, OPT_INTERVAL},
+    {"agent", required_argument, NULL, OPT_AGENT},
+    {"probe-via", required_argument, NULL, OPT_PROBE_VIA},
+    {"probe-url", required_argument, NULL, OPT_PROBE_URL},
+    {"listen", required_argument, NULL, OPT_LISTEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -233,6 +241,30 @@ store_option(struct parsed *p, int opt, const char *value)
 		break;
 	case OPT_DESCRIPTION:
 		cli->description = value;
+		break;
+	case OPT_TIMEOUT:
+		cli->timeout = value;
+		break;
+	case OPT_FALL:
+		cli->fall = value;
+		break;
+	case OPT_RISE:
+		cli->rise = value;
+		break;
+	case OPT_INTERVAL:
+		cli->interval = value;
+		break;
+	case OPT_AGENT:
+		cli->agent = value;
+		break;
+	case OPT_PROBE_VIA:
+		cli->probe_via = value;
+		break;
+	case OPT_PROBE_URL:
+		cli->probe_url = value;
+		break;
+	case OPT_LISTEN:
+		cli->listen = value;
 		break;
 	}
 }

@@ -32,6 +32,14 @@ enum cli_option {
 	OPT_ROLE = 1 << 6,
 	OPT_DESCRIPTION = 1 << 7,
 	OPT_PASSWORD_STDIN = 1 << 8, /* global too, but meaningful to user add */
+	OPT_TIMEOUT = 1 << 9,        /* wait: how long; lbconfig: probe timeout */
+	OPT_FALL = 1 << 10,          /* failures in a row that count as "out" */
+	OPT_RISE = 1 << 11,          /* lbconfig: successes in a row to come back */
+	OPT_INTERVAL = 1 << 12,      /* lbconfig: probe interval */
+	OPT_AGENT = 1 << 13,         /* lbconfig: HAProxy agent address */
+	OPT_PROBE_VIA = 1 << 14,     /* lbconfig: where probes are sent */
+	OPT_PROBE_URL = 1 << 15,     /* lbconfig: the probe's path and query */
+	OPT_LISTEN = 1 << 16,        /* lbconfig: the load balancer's front address */
 };
 
 struct cli {
@@ -40,6 +48,7 @@ struct cli {
 	int is_json;         /* --json: print the server's document */
 	unsigned given;      /* enum cli_option bits seen on the command line */
 	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;
+	const char *timeout, *fall, *rise, *interval, *agent, *probe_via, *probe_url, *listen;
 };
 
 /* A command: args are the words after the command name (for groups such
