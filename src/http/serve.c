@@ -309,10 +309,33 @@ tls_setup(struct server *s, struct error *err)
 
 /* --- main --------------------------------------------------------------- */
 
+static void
+log_listening(const struct server *s, const char *store)
+{
+	char threads[16], listens[sizeof(s->opts.listens)];
+	size_t i, len = 0;
+
+	snprintf(threads, sizeof(threads), "%d", s->opts.threads);
+	listens[0] = '\0';
+	for (i = 0; i < s->opts.n_listens; i++)
+		len += (size_t)snprintf(listens + len, sizeof(listens) - len, "%s%s", i ? "," : "",
+					s->opts.listens[i].text);
+	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
+	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, NULL);
+	for (i = 0; i < s->opts.n_listens; i++) {
+		const struct listen_addr *l = &s->opts.listens[i];
+		if (!l->is_loopback && s->ssl_ctx == NULL)
+			log_kv(LOG_WARN,
+			       "credentials will cross the network in clear text: serve HTTPS with --tls-cert/--tls-key on non-loopback addresses",
+			       "listen", l->text, NULL);
+	}
+}
+
 static int
 start(struct server *s, struct error *err)
 {
 	struct store *store;
+	char store_text[1100];
 	size_t i;
 
 	if (tls_setup(s, err) != 0)
@@ -322,33 +345,14 @@ start(struct server *s, struct error *err)
 			return -1;
 	if ((store = store_open(s->opts.db, err)) == NULL)
 		return -1;
-	log_kv(LOG_INFO, "store opened", "store", store_describe(store), NULL);
+	snprintf(store_text, sizeof(store_text), "%s", store_describe(store));
 	if ((s->engine = engine_start(store, err)) == NULL)
 		return -1;
 	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0))
 		return -1;
 	s->n_workers = s->opts.threads;
+	log_listening(s, store_text);
 	return server_start(s, err);
-}
-
-static void
-log_listening(const struct server *s)
-{
-	char threads[16];
-	size_t i;
-
-	snprintf(threads, sizeof(threads), "%d", s->opts.threads);
-	for (i = 0; i < s->opts.n_listens; i++) {
-		const struct listen_addr *l = &s->opts.listens[i];
-		log_kv(LOG_INFO, "listening", "listen", l->text, "scheme",
-		       s->ssl_ctx != NULL ? "https" : "http", NULL);
-		if (!l->is_loopback && s->ssl_ctx == NULL)
-			log_kv(LOG_WARN,
-			       "credentials will cross the network in clear text: serve HTTPS with --tls-cert/--tls-key on non-loopback addresses",
-			       "listen", l->text, NULL);
-	}
-	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "store", s->opts.db,
-	       "threads", threads, NULL);
 }
 
 static void
@@ -399,7 +403,6 @@ serve_main(int argc, char **argv)
 		shutdown_all(&s);
 		return 1;
 	}
-	log_listening(&s);
 	sigwait(&sigs, &sig);
 	log_kv(LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
 	shutdown_all(&s);
