@@ -357,6 +357,24 @@ on_tick(h2o_timeout_entry_t *entry)
 
 /* --- routing ---------------------------------------------------------- */
 
+/* a.b.c.d into buf (at least INET_ADDRSTRLEN bytes). inet_ntop formats
+ * IPv4 with sprintf: a fifth of the probe's user-space instructions. */
+static void
+ipv4_format(const struct in_addr *a, char *buf)
+{
+	const unsigned char *b = (const unsigned char *)&a->s_addr;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		if (b[i] >= 100)
+			*buf++ = (char)('0' + b[i] / 100);
+		if (b[i] >= 10)
+			*buf++ = (char)('0' + b[i] / 10 % 10);
+		*buf++ = (char)('0' + b[i] % 10);
+		*buf++ = i < 3 ? '.' : '\0';
+	}
+}
+
 static void
 peer_address(h2o_req_t *req, char *buf, size_t size)
 {
@@ -366,8 +384,8 @@ peer_address(h2o_req_t *req, char *buf, size_t size)
 	buf[0] = '\0';
 	if (len == 0)
 		return;
-	if (ss.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, size);
+	if (ss.ss_family == AF_INET && size >= INET_ADDRSTRLEN)
+		ipv4_format(&((struct sockaddr_in *)&ss)->sin_addr, buf);
 	else if (ss.ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
