@@ -36,6 +36,7 @@ static const char main_help[] =
     "  cluster list|add|rm         manage clusters\n"
     "  user list|add|rm            manage users\n"
     "  token create|list|revoke    manage API tokens\n"
+    "  lbconfig varnish|haproxy|nginx  print a load balancer configuration\n"
     "\n"
     "Global options (before or after the command):\n"
     "  --server URL      the daemon; default $CLUSTERMGMT_URL, else " DEFAULT_SERVER "\n"
@@ -120,16 +121,49 @@ static const char token_help[] =
     "token create prints the new token on stdout; it is shown only once. Use it\n"
     "as CLUSTERMGMT_TOKEN=TOKEN, or as `Authorization: Bearer TOKEN`.\n";
 
-/* The commands; wait, rollout and lbconfig will be added here. */
+static const char lbconfig_help[] =
+    "usage: clustermgmt lbconfig varnish|haproxy|nginx [OPTIONS]\n"
+    "\n"
+    "Prints a complete configuration that balances over the cluster's nodes\n"
+    "(each needs an address: nodes add NAME --address HOST:PORT) and asks\n"
+    "clustermgmt which of them are in service. See docs/LOADBALANCERS.md.\n"
+    "\n"
+    "  --interval D      probe interval (default 1s; 500ms, 2s, ...)\n"
+    "  --timeout D       probe timeout (default 500ms)\n"
+    "  --fall K          failed probes in a row that take a node out (default 2)\n"
+    "  --rise K          good probes in a row that bring it back (default 2);\n"
+    "                    Varnish: .threshold = K, .window = rise + fall - 1\n"
+    "  --probe-via node  probes go to each node's address, whose front server\n"
+    "                    passes the probe path to clustermgmt (default; the only\n"
+    "                    way for Varnish)\n"
+    "  --probe-via daemon|HOST:PORT\n"
+    "                    haproxy: checks go to the daemon directly (daemon: the\n"
+    "                    host and port of --server)\n"
+    "  --probe-url URL   the probe's path (default {mount}?node={node}; also\n"
+    "                    {cluster})\n"
+    "  --agent HOST:PORT|PORT|none\n"
+    "                    haproxy: where `serve --agent-listen` answers the\n"
+    "                    agent-check (default: the --server host, port 8081)\n"
+    "  --listen ADDR     the load balancer's own address: PORT, *:PORT or\n"
+    "                    HOST:PORT (default 80)\n"
+    "\n"
+    "Exit 1 when the cluster has no nodes or a node has no address.\n";
+
+/* The commands; wait and rollout will be added here. */
 static const struct command {
 	const char *name;
 	cli_handler handler;
 	const char *help;
 } commands[] = {
-    {"status", cmd_status, status_help}, {"offline", cmd_offline, offline_help},
-    {"online", cmd_online, online_help}, {"drain", cmd_drain, drain_help},
-    {"nodes", cmd_nodes, nodes_help},    {"cluster", cmd_cluster, cluster_help},
-    {"user", cmd_user, user_help},       {"token", cmd_token, token_help},
+    {"status", cmd_status, status_help},
+    {"offline", cmd_offline, offline_help},
+    {"online", cmd_online, online_help},
+    {"drain", cmd_drain, drain_help},
+    {"nodes", cmd_nodes, nodes_help},
+    {"cluster", cmd_cluster, cluster_help},
+    {"user", cmd_user, user_help},
+    {"token", cmd_token, token_help},
+    {"lbconfig", cmd_lbconfig, lbconfig_help},
 };
 
 /* Global options that are not in enum cli_option. */

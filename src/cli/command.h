@@ -63,6 +63,7 @@ int cmd_nodes(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_cluster(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_user(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_token(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err);
 
 /* A subcommand of a group such as `nodes`: args[0] is its name. */
 struct subcommand {

@@ -350,17 +350,20 @@ write_haproxy(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 	duration(o->interval_ms, interval, sizeof(interval));
 	duration(o->timeout_ms, timeout, sizeof(timeout));
 	write_header(f, "#", "haproxy", o);
+	fputs("#\n# Needs HAProxy 2.2 or later. Each server is checked with\n#   GET ", f);
+	write_probe_url(f, o, "NAME");
+	fputs("\n# (%[srv_name] below: the server names are the node names)", f);
+	if (o->probe_via == LB_PROBE_VIA_DAEMON)
+		fprintf(f, ",\n# sent straight to clustermgmt at %s:%d (addr, port).\n",
+		        o->daemon_host, o->daemon_port);
+	else
+		fprintf(f,
+		        ",\n# sent to the server's own address: its front server must pass %s\n"
+		        "# through to clustermgmt.\n",
+		        o->mount);
 	fprintf(f,
-	        "#\n"
-	        "# Needs HAProxy 2.2 or later. Each server is checked with GET %s\n"
-	        "# (%%[srv_name] is the server's name, which is the node's name), %s.\n"
 	        "# A server is out after %d failed checks in a row (inter %s) and back\n"
 	        "# after %d good ones.\n",
-	        o->mount,
-	        o->probe_via == LB_PROBE_VIA_DAEMON
-	            ? "sent straight to clustermgmt (addr/port on default-server)"
-	            : "sent to the server's own address: its front server must pass\n"
-	              "# the probe path through to clustermgmt",
 	        o->fall, interval, o->rise);
 	if (o->agent_port != 0)
 		fprintf(f,
