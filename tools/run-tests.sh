@@ -47,7 +47,7 @@ e2e ($label): $(tail -n 1 "$LOGDIR/e2e-$label.log")"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tools/lsan.supp}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tools/lsan.supp:print_suppressions=0}
 
 unit "$ROOT/$BUILD" release
 e2e "$ROOT/$BUILD/clustermgmt" release
