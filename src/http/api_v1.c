@@ -250,8 +250,8 @@ api_v1_handle(struct request *r)
 		reply_route_error(r, &rt, &err);
 	else if (rt.method->role == ROLE_NONE)
 		rt.method->handle(r, &rt);
-	else
-		auth_require(r, rt.method->role, 0, route_authorized);
+	else /* the web page's session may read (its live view), never write */
+		auth_require(r, rt.method->role, request_method_is(r, "GET"), route_authorized);
 }
 
 /* --- documents ------------------------------------------------------- */

@@ -187,13 +187,26 @@ failure_record(struct auth_state *a, const char *address, int is_failure)
 	pthread_mutex_unlock(&a->lock);
 }
 
+int64_t
+auth_failure_delay_ms(struct request *r)
+{
+	return failure_delay(r->server->auth, r->address);
+}
+
+void
+auth_failure_note(struct request *r, int is_failure)
+{
+	failure_record(r->server->auth, r->address, is_failure);
+}
+
 /* --- outcomes -------------------------------------------------------- */
 
 static void
 grant(struct request *r, enum role role, const char *who)
 {
 	r->role = role;
-	snprintf(r->who, sizeof(r->who), "%s", who);
+	if (who != r->who)
+		snprintf(r->who, sizeof(r->who), "%s", who);
 	if (role < r->auth_min_role) {
 		reply_error(r, 403, NULL, "role %s may not do this (needs %s)", role_name(role),
 			    role_name(r->auth_min_role));

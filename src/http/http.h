@@ -68,6 +68,8 @@ h2o_iovec_t request_header_by_name(const struct request *r, const char *name);
 int request_query_param(const struct request *r, const char *name, char *buf, size_t size);
 /* Is the request served over TLS? */
 int request_is_https(const struct request *r);
+/* The daemon's observed probes and check states (observe/observe.h). */
+struct observe *request_observe(const struct request *r);
 
 /* A job for the engine thread whose data area (job->data) is data_size
  * zeroed bytes owned by the job. The actor is r's. */
@@ -110,6 +112,12 @@ void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, ch
 
 /* Forgets cached credentials (after users change). Any thread. */
 void auth_cache_clear(struct server *s);
+
+/* Guessing, for the web page's login form (which checks passwords in its
+ * own engine job): the delay (ms) an attempt from r's address must wait
+ * now, and recording an attempt's outcome; counted together with Basic. */
+int64_t auth_failure_delay_ms(struct request *r);
+void auth_failure_note(struct request *r, int is_failure);
 
 /* --- reply.c -------------------------------------------------------- */
 

@@ -1,9 +1,40 @@
 /*
- * ui.c - the management web page (PRODUCT §7).
+ * ui.c - the management web page (PRODUCT §7): routing, the sign-in gate,
+ * the page frame, and the cluster list.
+ *
+ * Map of this file:
+ *
+ *   routing    ui_handle_root ("/", /login, /logout, /admin, /clusters,
+ *              /static/...) and ui_handle_cluster ({mount}/managenodes,
+ *              {mount}/manage_main, which redirects).
+ *   gates      ui_page_auth for pages (session cookie, else Basic/Bearer,
+ *              else a redirect to /login); ui_post_guard for forms
+ *              (session + CSRF token + same origin + role).
+ *   frame      ui_page_begin/ui_page_end and ui_reply_message.
+ *   forms      ui_field, ui_field_each: urlencoded bodies as the page's
+ *              forms send them.
+ *   clusters   "/" (name, mount, online/total, links) and, for admins,
+ *              adding and removing clusters (POST /clusters).
+ *
+ * Decisions: pages are server-rendered and work without JavaScript; the
+ * script only makes the status table live and asks for confirmations.
+ * Form POSTs always need a signed-in session and its CSRF token, also
+ * when the browser sends HTTP Basic credentials: scripts use the API,
+ * and a form that Basic alone could submit would be open to cross-site
+ * requests. Every POST answers with a redirect (303) on success, or with
+ * the page again, what was typed kept and the problem next to it.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include <curl/curl.h>
+
+#include "../util/xalloc.h"
+#include "ui.h"
+
+#define NEXT_MAX 512
+#define CLUSTER_PATH_MAX 128
 
 static int
 action_is(h2o_iovec_t action, const char *name)
@@ -11,11 +42,60 @@ action_is(h2o_iovec_t action, const char *name)
 	return h2o_memis(action.base, action.len, name, strlen(name));
 }
 
+static int
+path_is(const struct request *r, const char *path)
+{
+	return h2o_memis(r->path.base, r->path.len, path, strlen(path));
+}
+
+static int
+is_read(const struct request *r)
+{
+	return request_method_is(r, "GET") || request_method_is(r, "HEAD");
+}
+
+/* --- routing ------------------------------------------------------------- */
+
+static void
+reply_method(struct request *r, const char *allow)
+{
+	ui_header(r, "allow", allow);
+	ui_reply_message(r, 405, "Method not allowed", "This address does not take that method.",
+	                 "/", "Go to the clusters");
+}
+
+/* A page that answers GET (then) and, when post is set, POST. */
+static void
+page_route(struct request *r, request_handler get, request_handler post)
+{
+	if (is_read(r) && get != NULL)
+		ui_page_auth(r, get);
+	else if (request_method_is(r, "POST") && post != NULL)
+		post(r);
+	else
+		reply_method(r, get && post ? "GET, HEAD, POST" : get ? "GET, HEAD" : "POST");
+}
+
 int
 ui_handle_root(struct request *r)
 {
-	(void)r;
-	return -1;
+	if (r->path.len > 8 && memcmp(r->path.base, "/static/", 8) == 0)
+		return ui_asset_serve(r, h2o_iovec_init(r->path.base + 8, r->path.len - 8));
+	if (path_is(r, "/"))
+		page_route(r, ui_root_page, NULL);
+	else if (path_is(r, "/clusters"))
+		page_route(r, NULL, ui_clusters_post);
+	else if (path_is(r, "/admin"))
+		page_route(r, ui_admin_page, ui_admin_post);
+	else if (path_is(r, "/login") && is_read(r))
+		ui_login_page(r);
+	else if (path_is(r, "/login"))
+		page_route(r, NULL, ui_login_post);
+	else if (path_is(r, "/logout"))
+		page_route(r, NULL, ui_logout_post);
+	else
+		return -1;
+	return 0;
 }
 
 int
@@ -28,12 +108,419 @@ ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action
 		reply_redirect(r, 302, location);
 		return 0;
 	}
+	if (action_is(action, "managenodes")) {
+		page_route(r, ui_nodes_page, ui_nodes_post);
+		return 0;
+	}
 	return -1;
 }
 
-int
-ui_session_identify(struct request *r)
+/* --- gates --------------------------------------------------------------- */
+
+/* Percent-encodes everything but unreserved characters and '/'. */
+static void
+url_encode(const char *s, size_t len, char *out, size_t size)
 {
-	(void)r;
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, o = 0;
+
+	for (i = 0; i < len && o + 4 < size; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
+static void
+redirect_to_login(struct request *r)
+{
+	char next[NEXT_MAX], location[NEXT_MAX * 3 + 32];
+	int n = snprintf(next, sizeof(next), "%.*s%s%.*s", (int)r->path.len, r->path.base,
+	                 r->query.len ? "?" : "", (int)r->query.len, r->query.base);
+
+	if (n < 0 || (size_t)n >= sizeof(next))
+		snprintf(next, sizeof(next), "%.*s", (int)r->path.len, r->path.base);
+	snprintf(location, sizeof(location), "/login?next=");
+	url_encode(next, strlen(next), location + strlen(location),
+	           sizeof(location) - strlen(location));
+	reply_redirect(r, 303, location);
+}
+
+void
+ui_page_auth(struct request *r, request_handler then)
+{
+	if (ui_session_identify(r))
+		then(r);
+	else if (request_header(r, H2O_TOKEN_AUTHORIZATION).base != NULL)
+		auth_require(r, ROLE_VIEWER, 0, then);
+	else
+		redirect_to_login(r);
+}
+
+int
+ui_post_guard(struct request *r, enum role min_role)
+{
+	char *csrf = NULL, why[200];
+
+	if (!r->is_session && !ui_session_identify(r)) {
+		ui_reply_message(r, 403, "Sign in first",
+		                 "Forms need a signed-in session (scripts use the API). "
+		                 "Nothing was changed.",
+		                 "/login", "Sign in");
+		return -1;
+	}
+	if (r->req->entity.len > BODY_MAX) {
+		ui_reply_message(r, 413, "Too large",
+		                 "The form is larger than the daemon accepts. Nothing was changed.",
+		                 "/", "Go to the clusters");
+		return -1;
+	}
+	if (!ui_origin_is_same(r)) {
+		ui_reply_message(r, 403, "Refused",
+		                 "This form was sent from another site. Nothing was changed.", "/",
+		                 "Go to the clusters");
+		return -1;
+	}
+	csrf = ui_field(r, "csrf");
+	if (!ui_csrf_is_valid(r, csrf)) {
+		free(csrf);
+		ui_reply_message(r, 403, "Refused",
+		                 "The form's security token is missing or out of date. Nothing was "
+		                 "changed. Reload the page and try again.",
+		                 "/", "Go to the clusters");
+		return -1;
+	}
+	free(csrf);
+	if (r->role < min_role) {
+		snprintf(why, sizeof(why),
+		         "Your role (%s) may not do this; it needs %s. Nothing was "
+		         "changed.",
+		         role_name(r->role), role_name(min_role));
+		ui_reply_message(r, 403, "Not allowed", why, "/", "Go to the clusters");
+		return -1;
+	}
 	return 0;
+}
+
+void
+ui_csrf_input(struct request *r, struct ui_buf *b)
+{
+	char token[UI_CSRF_SIZE];
+
+	if (ui_csrf_token(r, token) == 0)
+		ui_printf(b, "<input type=\"hidden\" name=\"csrf\" value=\"%s\">", token);
+}
+
+/* --- frame --------------------------------------------------------------- */
+
+void
+ui_page_begin(struct request *r, struct ui_buf *b, const char *title, const struct cluster *cluster)
+{
+	ui_printf(b,
+	          "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+	          "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+	          "<title>%s · clustermgmt</title>"
+	          "<link rel=\"stylesheet\" href=\"/static/ui.css\">"
+	          "<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">"
+	          "<script src=\"/static/ui.js\" defer></script></head><body>"
+	          "<a class=\"skip\" href=\"#main\">Skip to content</a>"
+	          "<header class=\"top\"><a class=\"brand\" href=\"/\">clustermgmt</a>",
+	          title);
+	if (r->role != ROLE_NONE) {
+		ui_raw(b, "<nav aria-label=\"Main\"><a href=\"/\">Clusters</a>");
+		if (cluster != NULL)
+			ui_printf(b, "<a href=\"%s/managenodes\" aria-current=\"page\">%s</a>",
+			          cluster->path, cluster->name);
+		if (r->role >= ROLE_ADMIN)
+			ui_raw(b, "<a href=\"/admin\">Users &amp; tokens</a>");
+		ui_printf(b,
+		          "</nav><div class=\"who\"><span>%s <span class=\"role\">%s</span></span>",
+		          r->who, role_name(r->role));
+		if (r->is_session) {
+			ui_raw(b, "<form method=\"post\" action=\"/logout\">");
+			ui_csrf_input(r, b);
+			ui_raw(b,
+			       "<button type=\"submit\" class=\"link\">Sign out</button></form>");
+		}
+		ui_raw(b, "</div>");
+	}
+	ui_raw(b, "</header><main id=\"main\">");
+	if (r->role >= ROLE_OPERATOR && !r->is_session)
+		ui_raw(b,
+		       "<p class=\"flash note\">You came in with HTTP credentials, so this page is "
+		       "read-only. <a href=\"/login\">Sign in</a> to change things.</p>");
+}
+
+void
+ui_page_end(struct ui_buf *b)
+{
+	ui_raw(b, "</main><footer>clustermgmt " CM_VERSION "</footer></body></html>\n");
+}
+
+void
+ui_reply_message(struct request *r, int status, const char *title, const char *text,
+                 const char *link, const char *link_text)
+{
+	struct ui_buf b;
+
+	ui_buf_init(&b, 2048);
+	ui_page_begin(r, &b, title, NULL);
+	ui_printf(&b, "<section class=\"card narrow\"><h1>%s</h1><p class=\"message\">%s</p>",
+	          title, text);
+	if (link != NULL)
+		ui_printf(&b, "<p><a href=\"%s\">%s</a></p>", link, link_text);
+	ui_raw(&b, "</section>");
+	ui_page_end(&b);
+	ui_reply_html(r, status, &b);
+}
+
+/* --- forms --------------------------------------------------------------- */
+
+static char *
+field_decode(const char *p, size_t n)
+{
+	char *plus = xstrndup(p, n), *decoded, *out = NULL;
+	int len = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (plus[i] == '+')
+			plus[i] = ' ';
+	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
+	free(plus);
+	if (decoded == NULL)
+		return NULL;
+	if (memchr(decoded, '\0', (size_t)len) == NULL)
+		out = xstrndup(decoded, (size_t)len);
+	curl_free(decoded);
+	return out;
+}
+
+int
+ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const char *value),
+              void *arg)
+{
+	h2o_iovec_t body = r->req->entity;
+	const char *p = body.base, *end = body.base + body.len;
+	size_t name_len = strlen(name);
+
+	if (body.len > BODY_MAX)
+		return -1;
+	while (p != NULL && p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
+		const char *eq = memchr(p, '=', (size_t)(stop - p)), *key_end = eq ? eq : stop;
+
+		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
+			const char *v = eq ? eq + 1 : stop;
+			char *value = field_decode(v, (size_t)(stop - v));
+			if (value == NULL)
+				return -1;
+			fn(arg, value);
+			free(value);
+		}
+		p = amp ? amp + 1 : NULL;
+	}
+	return 0;
+}
+
+char *
+ui_field(struct request *r, const char *name)
+{
+	struct error err;
+	char *value = NULL;
+
+	if (form_field(r, name, &value, &err) != 0)
+		return NULL;
+	return value;
+}
+
+int
+ui_field_is(struct request *r, const char *name, const char *value)
+{
+	char *v = ui_field(r, name);
+	int yes = v != NULL && strcmp(v, value) == 0;
+
+	free(v);
+	return yes;
+}
+
+/* --- clusters ------------------------------------------------------------ */
+
+static const char *
+done_notice(struct request *r)
+{
+	char done[32];
+
+	if (request_query_param(r, "done", done, sizeof(done)) != 1)
+		return NULL;
+	if (strcmp(done, "cluster-added") == 0)
+		return "Cluster added.";
+	if (strcmp(done, "cluster-removed") == 0)
+		return "Cluster removed.";
+	return NULL;
+}
+
+static void
+cluster_rows(struct request *r, struct ui_buf *b, const struct model *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_clusters; i++) {
+		const struct cluster *c = &m->clusters[i];
+		size_t online = cluster_count_online(c);
+		const char *state = c->n_nodes == 0        ? "none"
+		                    : online == c->n_nodes ? "online"
+		                    : online == 0          ? "offline"
+		                                           : "partial";
+
+		ui_printf(b,
+		          "<tr><td data-label=\"Cluster\"><a href=\"%s/managenodes\">%s</a></td>"
+		          "<td data-label=\"Mount path\"><code>%s</code></td>"
+		          "<td data-label=\"Online\"><span class=\"count count-%r\">%L / %L "
+		          "online</span></td>",
+		          c->path, c->name, c->path, state, (int64_t)online, (int64_t)c->n_nodes);
+		if (r->role >= ROLE_ADMIN && r->is_session) {
+			ui_printf(
+			    b,
+			    "<td><form method=\"post\" action=\"/clusters\" data-confirm=\"Remove "
+			    "cluster %s and forget its nodes?\"><input type=\"hidden\" "
+			    "name=\"form\" value=\"remove\"><input type=\"hidden\" name=\"name\" "
+			    "value=\"%s\">",
+			    c->name, c->name);
+			ui_csrf_input(r, b);
+			ui_printf(b,
+			          "<button type=\"submit\" class=\"danger small\">Remove "
+			          "<span class=\"vh\">cluster %s</span></button></form></td>",
+			          c->name);
+		}
+		ui_raw(b, "</tr>");
+	}
+}
+
+static void
+cluster_add_form(struct request *r, struct ui_buf *b, const char *error, const char *name,
+                 const char *path)
+{
+	ui_raw(b, "<section class=\"card\"><h2>Add a cluster</h2>"
+	          "<form method=\"post\" action=\"/clusters\" class=\"inline-form\">"
+	          "<input type=\"hidden\" name=\"form\" value=\"add\">");
+	ui_csrf_input(r, b);
+	ui_printf(
+	    b,
+	    "<div class=\"field\"><label for=\"cl-name\">Name</label><input id=\"cl-name\" "
+	    "name=\"name\" required maxlength=\"64\" value=\"%s\"></div>"
+	    "<div class=\"field\"><label for=\"cl-path\">Mount path</label><input "
+	    "id=\"cl-path\" name=\"path\" required maxlength=\"128\" placeholder=\"/shop\" "
+	    "value=\"%s\"></div><button type=\"submit\" class=\"primary\">Add cluster</button>"
+	    "</form>",
+	    name ? name : "", path ? path : "");
+	if (error != NULL)
+		ui_printf(b, "<p class=\"field-error\" role=\"alert\">%s</p>", error);
+	ui_raw(b, "</section>");
+}
+
+static void
+root_render(struct request *r, int status, const char *error, const char *name, const char *path)
+{
+	const struct model *m = request_snapshot(r);
+	const char *notice = done_notice(r);
+	int is_admin = r->role >= ROLE_ADMIN && r->is_session;
+	struct ui_buf b;
+
+	ui_buf_init(&b, 4096 + m->n_clusters * 400);
+	ui_page_begin(r, &b, "Clusters", NULL);
+	ui_raw(&b, "<h1>Clusters</h1>");
+	if (notice != NULL)
+		ui_printf(&b, "<p class=\"flash ok\" role=\"status\">%s</p>", notice);
+	ui_raw(&b, "<section class=\"card\"><table class=\"list\"><thead><tr><th "
+	           "scope=\"col\">Cluster</th><th scope=\"col\">Mount path</th><th "
+	           "scope=\"col\">Nodes</th>");
+	if (is_admin)
+		ui_raw(&b, "<th scope=\"col\"><span class=\"vh\">Actions</span></th>");
+	ui_raw(&b, "</tr></thead><tbody>");
+	cluster_rows(r, &b, m);
+	ui_raw(&b, "</tbody></table>");
+	if (m->n_clusters == 0)
+		ui_raw(&b, "<p class=\"empty\">There are no clusters.</p>");
+	ui_raw(&b, "</section>");
+	if (is_admin)
+		cluster_add_form(r, &b, error, name, path);
+	ui_page_end(&b);
+	ui_reply_html(r, status, &b);
+}
+
+void
+ui_root_page(struct request *r)
+{
+	root_render(r, 200, NULL, NULL, NULL);
+}
+
+struct cluster_job {
+	int is_add;
+	char name[NODE_NAME_MAX + 1];
+	char path[CLUSTER_PATH_MAX + 1];
+};
+
+static int
+cluster_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct cluster_job *a = job->data;
+
+	if (a->is_add)
+		return model_add_cluster(tx->model, a->name, a->path, tx->who, tx->now, tx->audit,
+		                         err);
+	return model_remove_cluster(tx->model, a->name, tx->who, tx->now, tx->audit, err);
+}
+
+static void
+cluster_job_done(struct request *r, struct engine_job *job)
+{
+	struct cluster_job *a = job->data;
+
+	if (job->rc == 0)
+		reply_redirect(r, 303,
+		               a->is_add ? "/?done=cluster-added" : "/?done=cluster-removed");
+	else if (a->is_add)
+		root_render(r, job->err.status, job->err.what, a->name, a->path);
+	else
+		root_render(r, job->err.status, job->err.what, NULL, NULL);
+}
+
+void
+ui_clusters_post(struct request *r)
+{
+	char *name, *path;
+	struct engine_job *job;
+	struct cluster_job *a;
+	int is_add;
+
+	if (ui_post_guard(r, ROLE_ADMIN) != 0)
+		return;
+	is_add = ui_field_is(r, "form", "add");
+	name = ui_field(r, "name");
+	path = is_add ? ui_field(r, "path") : NULL;
+	if (name == NULL || strlen(name) > NODE_NAME_MAX || (is_add && path == NULL) ||
+	    (path != NULL && strlen(path) > CLUSTER_PATH_MAX)) {
+		root_render(r, 400,
+		            "The name must be 1-64 characters of A-Z a-z 0-9 . _ - and the mount "
+		            "path at most 128 characters, like /shop.",
+		            name, path);
+		goto done;
+	}
+	job = request_job_new(r, cluster_job_run, 1, sizeof(*a));
+	a = job->data;
+	a->is_add = is_add;
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	snprintf(a->path, sizeof(a->path), "%s", path ? path : "");
+	request_job_submit(r, job, cluster_job_done);
+done:
+	free(name);
+	free(path);
 }

@@ -1,0 +1,228 @@
+/*
+ * clustermgmt web page script. The page works without it; with it:
+ *  - the status table follows changes made elsewhere (CLI, API, another
+ *    browser) through the events long poll, updating cells in place and
+ *    never touching what the user is typing or has ticked;
+ *  - the "Offline Nodes" form asks before taking the last online node out,
+ *    and forms with data-confirm ask before removing things;
+ *  - "Expires in" counts down.
+ * Everything from the server is written with textContent, never as HTML.
+ */
+(function () {
+	'use strict';
+
+	var WAIT_S = 25, RETRY_MS = 2000;
+	var table = document.getElementById('nodes');
+	var shown = document.getElementById('shown');
+
+	function rows() {
+		return table ? Array.prototype.slice.call(table.tBodies[0].rows) : [];
+	}
+	function checkbox(tr) {
+		return tr.querySelector('input[name=off]');
+	}
+	function statusOf(tr) {
+		return tr.className.replace(/.*row-(\w+).*/, '$1');
+	}
+
+	/* --- confirmations ------------------------------------------------- */
+
+	function onlineAfter(form, submitter) {
+		var n = 0;
+		rows().forEach(function (tr) {
+			var cb = checkbox(tr), st = statusOf(tr);
+			if (st === 'removed') return;
+			if (submitter && submitter.name === 'drain')
+				n += st === 'online' && tr.dataset.node !== submitter.value ? 1 : 0;
+			else
+				n += cb && !cb.checked ? 1 : 0;
+		});
+		return n;
+	}
+
+	document.addEventListener('submit', function (e) {
+		var form = e.target, ask = form.getAttribute('data-confirm');
+		if (ask && !window.confirm(ask)) {
+			e.preventDefault();
+			return;
+		}
+		if (form.id !== 'offline-form' || form.querySelector('input[name=confirm]')) return;
+		var online = rows().filter(function (tr) { return statusOf(tr) === 'online'; }).length;
+		if (online > 0 && onlineAfter(form, e.submitter) === 0) {
+			if (!window.confirm('This takes the last online node out of service: the load ' +
+					'balancers will have nowhere to send requests. Continue?')) {
+				e.preventDefault();
+				return;
+			}
+			var yes = document.createElement('input');
+			yes.type = 'hidden';
+			yes.name = 'confirm';
+			yes.value = 'yes';
+			form.appendChild(yes);
+		}
+	});
+
+	if (!table) return;
+
+	/* --- formatting, as the server does it ------------------------------- */
+
+	function when(iso) {
+		return iso ? iso.replace('T', ' ').replace('Z', ' UTC') : '';
+	}
+	function duration(ms) {
+		var s = Math.ceil(ms / 1000);
+		if (s < 60) return s + 's';
+		if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+		if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor(s % 3600 / 60) + 'm';
+		return Math.floor(s / 86400) + 'd ' + Math.floor(s % 86400 / 3600) + 'h';
+	}
+	function tickExpiry() {
+		var now = Date.now();
+		rows().forEach(function (tr) {
+			var td = tr.querySelector('.c-exp'), at = td ? Number(td.dataset.expires) : 0;
+			if (at > 0) td.textContent = at > now ? duration(at - now) : 'due';
+		});
+	}
+
+	/* --- the live table ------------------------------------------------- */
+
+	var version = Number(table.dataset.version), cluster = table.dataset.cluster;
+	var live = document.getElementById('live');
+
+	function say(text) {
+		if (!live) return;
+		live.textContent = text;
+		live.hidden = !text;
+	}
+
+	/* The baseline of each checkbox ("was out") follows the server until
+	 * the user touches it; "shown" tells the server those baselines. */
+	rows().forEach(function (tr) {
+		var cb = checkbox(tr);
+		if (cb) tr.dataset.was = cb.defaultChecked ? '1' : '0';
+	});
+	table.addEventListener('change', function (e) {
+		if (e.target.name === 'off') e.target.dataset.touched = '1';
+	});
+	function updateShown() {
+		if (!shown) return;
+		shown.value = rows().filter(function (tr) { return tr.dataset.was === '1'; })
+			.map(function (tr) { return tr.dataset.node; }).join(' ');
+	}
+
+	function setCell(tr, cls, text) {
+		var td = tr.querySelector('.' + cls);
+		if (td && td.textContent !== text) td.textContent = text;
+	}
+
+	function updateRow(tr, n) {
+		var before = tr.className, cb = checkbox(tr), out = n.status !== 'online';
+		tr.className = 'row-' + n.status;
+		var st = tr.querySelector('.c-status .st');
+		st.className = 'st st-' + n.status;
+		st.textContent = n.status;
+		setCell(tr, 'c-reason', n.reason || '');
+		setCell(tr, 'c-by', n.changed_by || '');
+		var time = tr.querySelector('.c-since time');
+		if (time) {
+			time.dateTime = n.changed_at || '';
+			time.textContent = when(n.changed_at);
+		}
+		var exp = tr.querySelector('.c-exp');
+		exp.dataset.expires = n.expires_at ? Date.parse(n.expires_at) : 0;
+		if (!n.expires_at) exp.textContent = '';
+		var drain = tr.querySelector('button[name=drain]');
+		if (drain) drain.hidden = n.status === 'drain';
+		if (cb && !cb.dataset.touched) {
+			cb.checked = out;
+			tr.dataset.was = out ? '1' : '0';
+		}
+		if (before !== tr.className) {
+			tr.classList.add('changed');
+			setTimeout(function () { tr.classList.remove('changed'); }, 2000);
+		}
+	}
+
+	function newRow(n) {
+		var tr = document.createElement('tr'), edit = table.dataset.edit === '1';
+		tr.dataset.node = n.name;
+		var cells = edit ? ['c-off'] : [];
+		cells.push('c-name', 'c-status', 'c-reason', 'c-by', 'c-since', 'c-exp');
+		if (edit) cells.push('c-act');
+		cells.forEach(function (cls) {
+			var td = document.createElement(cls === 'c-name' ? 'th' : 'td');
+			td.className = cls;
+			tr.appendChild(td);
+		});
+		tr.querySelector('.c-name').textContent = n.name;
+		tr.querySelector('.c-status').appendChild(document.createElement('span'));
+		tr.querySelector('.c-since').appendChild(document.createElement('time'));
+		table.tBodies[0].appendChild(tr);
+		return tr;
+	}
+
+	function apply(doc) {
+		var byName = {}, added = false, online = 0;
+		doc.nodes.forEach(function (n) { byName[n.name] = n; });
+		rows().forEach(function (tr) {
+			var n = byName[tr.dataset.node];
+			if (!n) {
+				tr.className = 'row-removed';
+				var st = tr.querySelector('.c-status .st');
+				st.className = 'st st-removed';
+				st.textContent = 'removed';
+				var cb = checkbox(tr);
+				if (cb) cb.disabled = true;
+				tr.dataset.was = '0';
+				return;
+			}
+			updateRow(tr, n);
+			delete byName[tr.dataset.node];
+		});
+		Object.keys(byName).forEach(function (name) {
+			updateRow(newRow(byName[name]), byName[name]);
+			added = true;
+		});
+		doc.nodes.forEach(function (n) { online += n.status === 'online' ? 1 : 0; });
+		var count = document.querySelector('#summary .count');
+		if (count) {
+			count.textContent = online + ' of ' + doc.nodes.length + ' nodes online';
+			count.className = 'count count-' + (doc.nodes.length === 0 ? 'none' :
+				online === doc.nodes.length ? 'online' : online === 0 ? 'offline' : 'partial');
+		}
+		updateShown();
+		tickExpiry();
+		return added;
+	}
+
+	function poll() {
+		var url = '/v1/clusters/' + encodeURIComponent(cluster) + '/events?after=' + version +
+			'&wait=' + WAIT_S;
+		fetch(url, {credentials: 'same-origin', cache: 'no-store',
+			headers: {'Accept': 'application/json'}})
+			.then(function (r) {
+				if (r.status === 401 || r.status === 403 || r.status === 404)
+					throw {stop: r.status};
+				if (!r.ok) throw {};
+				return r.json();
+			})
+			.then(function (doc) {
+				var added = apply(doc);
+				version = doc.version;
+				say(added ? 'Nodes were added elsewhere; reload the page to change them.' : '');
+				poll();
+			})
+			.catch(function (err) {
+				if (err && err.stop) {
+					say(err.stop === 404 ? 'This cluster was removed.' :
+						'Live updates stopped: sign in again to follow changes.');
+					return;
+				}
+				say('Live updates interrupted; retrying…');
+				setTimeout(poll, RETRY_MS);
+			});
+	}
+
+	setInterval(tickExpiry, 1000);
+	poll();
+})();

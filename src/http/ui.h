@@ -1,0 +1,138 @@
+/*
+ * ui.h - what the web page's own files share; the other HTTP surfaces see
+ * only http.h (ui_handle_root, ui_handle_cluster, ui_session_identify).
+ *
+ *   ui.c          routing of the page's paths, the sign-in gate for pages,
+ *                 the page frame (header, navigation, footer), message
+ *                 pages (403, 404, 405), reading form fields, and the
+ *                 cluster list "/" with its admin forms.
+ *   ui_html.c     an HTML buffer that escapes every string it is given
+ *                 unless told the string is markup, and the HTML reply
+ *                 with the page's security headers.
+ *   ui_session.c  sessions (in memory), the session cookie, CSRF tokens,
+ *                 the same-origin check, /login and /logout.
+ *   ui_nodes.c    {mount}/managenodes: status table, offline form, drain,
+ *                 node list form, audit log, confirmation step.
+ *   ui_admin.c    /admin: users and tokens.
+ *   ui_assets.c   /static/...: the CSS, the JS and the icon, embedded.
+ *
+ * Every function here runs on the worker thread that owns the request.
+ */
+#ifndef CM_UI_H
+#define CM_UI_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+
+#define UI_CSRF_SIZE 64 /* a CSRF token as text, with its NUL */
+
+/* --- ui_html.c: building pages ------------------------------------------ */
+
+struct ui_buf {
+	char *data;
+	size_t len, cap;
+};
+
+/* An empty buffer with room for about cap bytes; never fails (aborts on
+ * out of memory, like xmalloc). */
+void ui_buf_init(struct ui_buf *b, size_t cap);
+void ui_buf_free(struct ui_buf *b);
+
+/* Appends s as it is: for markup the page itself wrote, never for data. */
+void ui_raw(struct ui_buf *b, const char *s);
+/* Appends s HTML-escaped (& < > " '), so it is safe as text and inside a
+ * quoted attribute value. NULL appends nothing. */
+void ui_esc(struct ui_buf *b, const char *s);
+/* Appends fmt, which is markup, with its arguments:
+ *   %s  a string, HTML-escaped (NULL as "")
+ *   %r  a string appended raw: markup the caller built, never data
+ *   %d  an int      %L  an int64_t      %%  a '%'
+ * Nothing else is understood (an unknown directive is copied as is). */
+void ui_printf(struct ui_buf *b, const char *fmt, ...);
+
+/* Adds a response header (name lowercase) before the reply is sent. */
+void ui_header(struct request *r, const char *name, const char *value);
+/* Replies with the page in b as text/html, with the page's headers
+ * (Content-Security-Policy default-src 'self', no framing, nosniff,
+ * same-origin referrers), and frees b's data. */
+void ui_reply_html(struct request *r, int status, struct ui_buf *b);
+
+/* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
+const char *ui_time(int64_t ms, char *buf, size_t size);
+/* "4m 10s", "2h 5m", "3d 4h" into buf; "" for 0 (never). */
+const char *ui_duration(int64_t ms, char *buf, size_t size);
+
+/* --- ui.c: the frame, gates and forms ----------------------------------- */
+
+/* Opens a page: doctype, head, the top bar with navigation and, for a
+ * signed-in user, who they are and the sign-out button. cluster (may be
+ * NULL) names the cluster the page is about, for the navigation. */
+void ui_page_begin(struct request *r, struct ui_buf *b, const char *title,
+                   const struct cluster *cluster);
+void ui_page_end(struct ui_buf *b);
+/* A whole page with a heading and one sentence (escaped); for refusals
+ * and errors. link/link_text (may be NULL) offer a way on. */
+void ui_reply_message(struct request *r, int status, const char *title, const char *text,
+                      const char *link, const char *link_text);
+
+/* Runs then(r) once r is authenticated for a page (session cookie, HTTP
+ * Basic or Bearer) with at least the viewer role. Without credentials a
+ * GET is redirected (303) to /login?next=...; bad credentials get 401. */
+void ui_page_auth(struct request *r, request_handler then);
+
+/* For a form POST: r must carry a live session of at least min_role, a
+ * valid CSRF token (field "csrf") and, when the browser sent Origin or
+ * Referer, the same origin. Returns 0 when the POST may proceed; else it
+ * has replied (a 403 page that says why; nothing changed) and returns -1. */
+int ui_post_guard(struct request *r, enum role min_role);
+
+/* The decoded value of form field name (malloc'd; the caller frees), or
+ * NULL when absent or unreadable. */
+char *ui_field(struct request *r, const char *name);
+/* Calls fn for each value of the urlencoded form field name, in order.
+ * Returns -1 when the body cannot be read. */
+int ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const char *value),
+                  void *arg);
+
+/* Does the string field name hold exactly value? */
+int ui_field_is(struct request *r, const char *name, const char *value);
+
+/* The hidden CSRF input for r's session ("" when r has no session). */
+void ui_csrf_input(struct request *r, struct ui_buf *b);
+
+/* Routing of the cluster list page ("/", POST /clusters). */
+void ui_root_page(struct request *r);
+void ui_clusters_post(struct request *r);
+
+/* --- ui_session.c ------------------------------------------------------- */
+
+/* Fills token with the CSRF token of r's session; returns -1 (token "")
+ * when r has no session cookie. */
+int ui_csrf_token(struct request *r, char token[UI_CSRF_SIZE]);
+/* Is token the CSRF token of r's session? Constant time. */
+int ui_csrf_is_valid(struct request *r, const char *token);
+/* Does the request come from the page's own origin? Origin, else
+ * Referer, must name the Host the request was sent to; a request with
+ * neither passes (older browsers, privacy settings); "null" fails. */
+int ui_origin_is_same(struct request *r);
+/* Ends every session of user name (after the user was removed). */
+void ui_session_drop_user(const char *name);
+
+/* GET and POST /login, POST /logout. */
+void ui_login_page(struct request *r);
+void ui_login_post(struct request *r);
+void ui_logout_post(struct request *r);
+
+/* --- ui_nodes.c, ui_admin.c, ui_assets.c -------------------------------- */
+
+void ui_nodes_page(struct request *r);
+void ui_nodes_post(struct request *r);
+void ui_admin_page(struct request *r);
+void ui_admin_post(struct request *r);
+/* Serves /static/NAME; returns -1 when there is no such asset. */
+int ui_asset_serve(struct request *r, h2o_iovec_t name);
+
+#endif

@@ -1,0 +1,481 @@
+/*
+ * ui_session.c - signing in to the web page: sessions, the session
+ * cookie, CSRF tokens, the same-origin check, /login and /logout.
+ *
+ * Sessions live in memory only, in one small table shared by the workers
+ * (a mutex; a lookup is a scan of at most SESSION_SLOTS entries). A
+ * restart signs everybody out; that is the price of keeping no secrets in
+ * the store. A session is a 256-bit random id (libsodium randombytes)
+ * sent as the cookie cm_session (HttpOnly, SameSite=Strict, Secure under
+ * HTTPS) and lives SESSION_TTL_MS from sign-in, not extended by use.
+ *
+ * A session remembers only the user name and a tag of the user record
+ * (BLAKE2b of the password hash and the creation time). Every request
+ * checks it against the current snapshot: the role is the user's role
+ * now, and a removed user, a re-created one or a changed password ends
+ * the session at once.
+ *
+ * Signing in checks the password with argon2id, which is slow on purpose,
+ * so it runs as a read job on the engine thread, never on a worker; an
+ * unknown user costs the same as a wrong password. Failures are counted
+ * and slowed down per address exactly like HTTP Basic (auth.c).
+ *
+ * CSRF: every form carries a token that is a keyed BLAKE2b of the session
+ * id (key random per process), compared in constant time. Origin, or
+ * else Referer, when the browser sends one, must name the Host.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "../util/log.h"
+#include "../util/timefmt.h"
+#include "ui.h"
+
+#define SESSION_SLOTS 1024
+#define SESSION_TTL_MS (12LL * 3600 * 1000)
+#define SESSION_ID_BYTES 32
+#define SESSION_ID_TEXT 44 /* base64url without padding of 32 bytes, + NUL */
+#define COOKIE_NAME "cm_session"
+#define PASSWORD_MAX 4096
+#define NEXT_MAX 512
+
+struct session {
+	unsigned char id[SESSION_ID_BYTES];
+	char user[NODE_NAME_MAX + 1];
+	unsigned char tag[32]; /* of the user record at sign-in */
+	int64_t expires_at;    /* 0: free slot */
+};
+
+static struct {
+	unsigned char csrf_key[crypto_generichash_KEYBYTES];
+	struct session slots[SESSION_SLOTS];
+} sessions;
+static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t sessions_once = PTHREAD_ONCE_INIT;
+
+static void
+sessions_init(void)
+{
+	randombytes_buf(sessions.csrf_key, sizeof(sessions.csrf_key));
+}
+
+/* What ties a session to one incarnation of a user. */
+static void
+user_tag(const struct user *u, unsigned char tag[32])
+{
+	crypto_generichash_state st;
+	int64_t created = u->created_at;
+
+	crypto_generichash_init(&st, NULL, 0, 32);
+	crypto_generichash_update(&st, (const unsigned char *)u->password_hash,
+	                          strlen(u->password_hash) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)&created, sizeof(created));
+	crypto_generichash_final(&st, tag, 32);
+}
+
+/* --- the table ---------------------------------------------------------- */
+
+/* The slot of id, or NULL. Caller holds the lock. */
+static struct session *
+slot_find(const unsigned char id[SESSION_ID_BYTES])
+{
+	size_t i;
+
+	for (i = 0; i < SESSION_SLOTS; i++) {
+		struct session *s = &sessions.slots[i];
+		if (s->expires_at != 0 && sodium_memcmp(s->id, id, SESSION_ID_BYTES) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* A free or expired slot, else the one that would expire first. */
+static struct session *
+slot_take(int64_t now)
+{
+	struct session *best = &sessions.slots[0];
+	size_t i;
+
+	for (i = 0; i < SESSION_SLOTS; i++) {
+		struct session *s = &sessions.slots[i];
+		if (s->expires_at <= now)
+			return s;
+		if (s->expires_at < best->expires_at)
+			best = s;
+	}
+	return best;
+}
+
+static void
+session_create(const char *user, const unsigned char tag[32], unsigned char id[SESSION_ID_BYTES])
+{
+	struct session *s;
+
+	randombytes_buf(id, SESSION_ID_BYTES);
+	pthread_mutex_lock(&sessions_lock);
+	s = slot_take(time_now_ms());
+	memcpy(s->id, id, SESSION_ID_BYTES);
+	snprintf(s->user, sizeof(s->user), "%s", user);
+	memcpy(s->tag, tag, 32);
+	s->expires_at = time_now_ms() + SESSION_TTL_MS;
+	pthread_mutex_unlock(&sessions_lock);
+}
+
+static void
+session_drop(const unsigned char id[SESSION_ID_BYTES])
+{
+	struct session *s;
+
+	pthread_mutex_lock(&sessions_lock);
+	if ((s = slot_find(id)) != NULL)
+		sodium_memzero(s, sizeof(*s));
+	pthread_mutex_unlock(&sessions_lock);
+}
+
+void
+ui_session_drop_user(const char *name)
+{
+	size_t i;
+
+	pthread_mutex_lock(&sessions_lock);
+	for (i = 0; i < SESSION_SLOTS; i++)
+		if (sessions.slots[i].expires_at != 0 && strcmp(sessions.slots[i].user, name) == 0)
+			sodium_memzero(&sessions.slots[i], sizeof(sessions.slots[i]));
+	pthread_mutex_unlock(&sessions_lock);
+}
+
+/* --- the cookie --------------------------------------------------------- */
+
+/* Finds cm_session in one Cookie header value. */
+static int
+cookie_value_find(h2o_iovec_t v, unsigned char id[SESSION_ID_BYTES])
+{
+	const char *p = v.base, *end = v.base + v.len;
+	size_t name_len = strlen(COOKIE_NAME), n = 0;
+
+	while (p < end) {
+		const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
+		while (p < stop && *p == ' ')
+			p++;
+		if ((size_t)(stop - p) > name_len && memcmp(p, COOKIE_NAME, name_len) == 0 &&
+		    p[name_len] == '=') {
+			p += name_len + 1;
+			return sodium_base642bin(id, SESSION_ID_BYTES, p, (size_t)(stop - p), NULL,
+			                         &n, NULL,
+			                         sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 &&
+			               n == SESSION_ID_BYTES
+			           ? 0
+			           : -1;
+		}
+		p = stop + 1;
+	}
+	return -1;
+}
+
+/* The session id the request's cookies carry (HTTP/2 may split them over
+ * several Cookie headers). */
+static int
+cookie_session_id(struct request *r, unsigned char id[SESSION_ID_BYTES])
+{
+	ssize_t i = -1;
+
+	while ((i = h2o_find_header(&r->req->headers, H2O_TOKEN_COOKIE, i)) != -1)
+		if (cookie_value_find(r->req->headers.entries[i].value, id) == 0)
+			return 0;
+	return -1;
+}
+
+static void
+cookie_set(struct request *r, const unsigned char id[SESSION_ID_BYTES])
+{
+	char text[SESSION_ID_TEXT], cookie[200];
+
+	sodium_bin2base64(text, sizeof(text), id, SESSION_ID_BYTES,
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s",
+	         COOKIE_NAME, text, SESSION_TTL_MS / 1000, request_is_https(r) ? "; Secure" : "");
+	ui_header(r, "set-cookie", cookie);
+}
+
+static void
+cookie_clear(struct request *r)
+{
+	char cookie[120];
+
+	snprintf(cookie, sizeof(cookie), "%s=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict%s",
+	         COOKIE_NAME, request_is_https(r) ? "; Secure" : "");
+	ui_header(r, "set-cookie", cookie);
+}
+
+int
+ui_session_identify(struct request *r)
+{
+	unsigned char id[SESSION_ID_BYTES], tag[32], now_tag[32];
+	char user[NODE_NAME_MAX + 1];
+	const struct session *s;
+	const struct user *u;
+	int64_t expires_at = 0;
+
+	if (cookie_session_id(r, id) != 0)
+		return 0;
+	pthread_mutex_lock(&sessions_lock);
+	if ((s = slot_find(id)) != NULL) {
+		memcpy(user, s->user, sizeof(user));
+		memcpy(tag, s->tag, sizeof(tag));
+		expires_at = s->expires_at;
+	}
+	pthread_mutex_unlock(&sessions_lock);
+	if (s == NULL)
+		return 0;
+	u = model_find_user(request_snapshot(r), user);
+	if (u != NULL)
+		user_tag(u, now_tag);
+	if (u == NULL || expires_at <= time_now_ms() || sodium_memcmp(tag, now_tag, 32) != 0) {
+		session_drop(id);
+		return 0;
+	}
+	r->role = u->role;
+	snprintf(r->who, sizeof(r->who), "%s", u->name);
+	r->is_session = 1;
+	return 1;
+}
+
+/* --- CSRF and origin ---------------------------------------------------- */
+
+static void
+csrf_of(const unsigned char id[SESSION_ID_BYTES], char token[UI_CSRF_SIZE])
+{
+	unsigned char mac[32];
+
+	pthread_once(&sessions_once, sessions_init);
+	crypto_generichash(mac, sizeof(mac), id, SESSION_ID_BYTES, sessions.csrf_key,
+	                   sizeof(sessions.csrf_key));
+	sodium_bin2base64(token, UI_CSRF_SIZE, mac, sizeof(mac),
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+int
+ui_csrf_token(struct request *r, char token[UI_CSRF_SIZE])
+{
+	unsigned char id[SESSION_ID_BYTES];
+
+	token[0] = '\0';
+	if (!r->is_session || cookie_session_id(r, id) != 0)
+		return -1;
+	csrf_of(id, token);
+	return 0;
+}
+
+int
+ui_csrf_is_valid(struct request *r, const char *token)
+{
+	char want[UI_CSRF_SIZE];
+
+	if (token == NULL || ui_csrf_token(r, want) != 0 || strlen(token) != strlen(want))
+		return 0;
+	return sodium_memcmp(token, want, strlen(want)) == 0;
+}
+
+/* Does "scheme://authority[/...]" name authority? */
+static int
+url_names_authority(h2o_iovec_t url, h2o_iovec_t authority)
+{
+	const char *p = memmem(url.base, url.len, "://", 3), *end = url.base + url.len, *stop;
+
+	if (p == NULL)
+		return 0;
+	p += 3;
+	stop = memchr(p, '/', (size_t)(end - p));
+	if (stop == NULL)
+		stop = end;
+	return (size_t)(stop - p) == authority.len &&
+	       strncasecmp(p, authority.base, authority.len) == 0;
+}
+
+int
+ui_origin_is_same(struct request *r)
+{
+	h2o_iovec_t origin = request_header_by_name(r, "origin");
+	h2o_iovec_t referer = request_header(r, H2O_TOKEN_REFERER);
+
+	if (origin.base != NULL)
+		return url_names_authority(origin, r->req->authority);
+	if (referer.base != NULL)
+		return url_names_authority(referer, r->req->authority);
+	return 1;
+}
+
+/* --- /login ------------------------------------------------------------- */
+
+/* A local path to go to after signing in: "/..." but not "//...", and
+ * nothing that could make a header or a URL of another host. */
+static int
+next_is_safe(const char *next)
+{
+	const char *p;
+
+	if (next == NULL || next[0] != '/' || next[1] == '/' || strlen(next) > NEXT_MAX)
+		return 0;
+	for (p = next; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f || *p == '\\')
+			return 0;
+	return 1;
+}
+
+static void
+login_render(struct request *r, int status, const char *next, const char *user, const char *problem)
+{
+	struct ui_buf b;
+
+	ui_buf_init(&b, 4096);
+	ui_page_begin(r, &b, "Sign in", NULL);
+	ui_raw(&b, "<section class=\"card narrow\"><h1>Sign in</h1>");
+	if (problem != NULL)
+		ui_printf(&b, "<p class=\"flash error\" role=\"alert\">%s</p>", problem);
+	ui_printf(&b,
+	          "<form method=\"post\" action=\"/login\" class=\"stack\">"
+	          "<input type=\"hidden\" name=\"next\" value=\"%s\">"
+	          "<label for=\"login-user\">User name</label>"
+	          "<input id=\"login-user\" name=\"user\" autocomplete=\"username\" required "
+	          "autofocus value=\"%s\" maxlength=\"64\">"
+	          "<label for=\"login-password\">Password</label>"
+	          "<input id=\"login-password\" name=\"password\" type=\"password\" "
+	          "autocomplete=\"current-password\" required>"
+	          "<button type=\"submit\" class=\"primary\">Sign in</button></form>"
+	          "<p class=\"hint\">A session lasts 12 hours, or until you sign out.</p>"
+	          "</section>",
+	          next_is_safe(next) ? next : "/", user ? user : "");
+	ui_page_end(&b);
+	ui_reply_html(r, status, &b);
+}
+
+void
+ui_login_page(struct request *r)
+{
+	char next[NEXT_MAX + 1] = "/";
+
+	if (request_query_param(r, "next", next, sizeof(next)) != 1)
+		snprintf(next, sizeof(next), "/");
+	login_render(r, 200, next, NULL, NULL);
+}
+
+struct login_job {
+	char user[NODE_NAME_MAX + 1];
+	char password[PASSWORD_MAX + 1];
+	/* result */
+	int is_valid;
+	unsigned char tag[32];
+};
+
+/* Engine thread only: the hash an unknown user is checked against. */
+static char dummy_hash[crypto_pwhash_STRBYTES];
+
+static int
+login_verify(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct login_job *a = job->data;
+	const struct user *u = model_find_user(tx->model, a->user);
+
+	(void)err;
+	if (dummy_hash[0] == '\0' &&
+	    crypto_pwhash_str(dummy_hash, "no such user", 12, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+	                      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+		dummy_hash[0] = '\0';
+	a->is_valid = crypto_pwhash_str_verify(u ? u->password_hash : dummy_hash, a->password,
+	                                       strlen(a->password)) == 0 &&
+	              u != NULL;
+	if (a->is_valid)
+		user_tag(u, a->tag);
+	sodium_memzero(a->password, sizeof(a->password));
+	return 0;
+}
+
+static void
+login_job_wipe(void *data)
+{
+	sodium_memzero(data, sizeof(struct login_job));
+}
+
+static void
+login_done(struct request *r, struct engine_job *job)
+{
+	struct login_job *a = job->data;
+	unsigned char id[SESSION_ID_BYTES];
+	char *next = ui_field(r, "next");
+
+	if (!a->is_valid) {
+		log_kv(LOG_WARN, "authentication failed", "from", r->address, "via", "login form",
+		       NULL);
+		auth_failure_note(r, 1);
+		login_render(r, 401, next, a->user, "The user name or the password is wrong.");
+		goto done;
+	}
+	auth_failure_note(r, 0);
+	session_create(a->user, a->tag, id);
+	log_kv(LOG_INFO, "signed in", "user", a->user, "from", r->address, NULL);
+	cookie_set(r, id);
+	sodium_memzero(id, sizeof(id));
+	reply_redirect(r, 303, next_is_safe(next) ? next : "/");
+done:
+	free(next);
+}
+
+/* After the guessing delay: read the form and queue the check. */
+static void
+login_check(struct request *r)
+{
+	char *user = ui_field(r, "user"), *password = ui_field(r, "password");
+	struct engine_job *job;
+	struct login_job *a;
+
+	if (user == NULL || password == NULL || user[0] == '\0' || strlen(user) > NODE_NAME_MAX ||
+	    strlen(password) > PASSWORD_MAX) {
+		char *next = ui_field(r, "next");
+		login_render(r, 400, next, NULL, "Enter a user name and a password.");
+		free(next);
+		goto done;
+	}
+	job = request_job_new(r, login_verify, 0, sizeof(*a));
+	job->free_data = login_job_wipe;
+	a = job->data;
+	snprintf(a->user, sizeof(a->user), "%s", user);
+	snprintf(a->password, sizeof(a->password), "%s", password);
+	request_job_submit(r, job, login_done);
+done:
+	if (password != NULL)
+		sodium_memzero(password, strlen(password));
+	free(user);
+	free(password);
+}
+
+void
+ui_login_post(struct request *r)
+{
+	if (!ui_origin_is_same(r)) {
+		ui_reply_message(r, 403, "Refused",
+		                 "This sign-in came from another site. Nothing was changed.",
+		                 "/login", "Sign in here");
+		return;
+	}
+	request_after(r, auth_failure_delay_ms(r), login_check);
+}
+
+void
+ui_logout_post(struct request *r)
+{
+	unsigned char id[SESSION_ID_BYTES];
+
+	/* Signing out needs no role, but the same proof as any form. */
+	if (ui_session_identify(r) && ui_post_guard(r, ROLE_VIEWER) != 0)
+		return;
+	if (cookie_session_id(r, id) == 0)
+		session_drop(id);
+	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
+	cookie_clear(r);
+	reply_redirect(r, 303, "/login");
+}
