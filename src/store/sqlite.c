@@ -334,7 +334,7 @@ static int
 migrate_one_step(struct sqlite_store *db, int *version, struct error *err)
 {
 	char set_version[64];
-	int current;
+	int current = -1;
 
 	if (exec(db, "BEGIN IMMEDIATE", "start a schema migration", err) != 0)
 		return -1;

@@ -22,11 +22,14 @@ struct line {
 	size_t len;
 };
 
+/* Appends what fits, always keeping room for the final newline. */
 static void
 line_put(struct line *l, const char *s, size_t n)
 {
-	if (l->len + n > sizeof(l->buf) - 2)
-		n = sizeof(l->buf) - 2 - l->len;
+	size_t room = l->len < sizeof(l->buf) - 1 ? sizeof(l->buf) - 1 - l->len : 0;
+
+	if (n > room)
+		n = room;
 	memcpy(l->buf + l->len, s, n);
 	l->len += n;
 }
