@@ -86,7 +86,8 @@ users_section(struct request *r, struct ui_buf *b, const struct model *m,
 		          u->name, role_name(u->role),
 		          ui_time(u->created_at, created, sizeof(created)));
 		snprintf(confirm_text, sizeof(confirm_text), "Remove user %s?", u->name);
-		remove_button(r, b, "user-remove", u->name, "Remove", confirm_text);
+		if (r->is_session)
+			remove_button(r, b, "user-remove", u->name, "Remove", confirm_text);
 		ui_raw(b, "</td></tr>");
 	}
 	ui_raw(b,
@@ -139,12 +140,17 @@ tokens_section(struct request *r, struct ui_buf *b, const struct model *m,
 		          t->id, role_name(t->role), t->description, t->created_by,
 		          ui_time(t->created_at, created, sizeof(created)));
 		snprintf(confirm_text, sizeof(confirm_text), "Revoke token %s?", t->id);
-		remove_button(r, b, "token-revoke", t->id, "Revoke", confirm_text);
+		if (r->is_session)
+			remove_button(r, b, "token-revoke", t->id, "Revoke", confirm_text);
 		ui_raw(b, "</td></tr>");
 	}
 	ui_raw(b, "</tbody></table></div>");
 	if (m->n_tokens == 0)
 		ui_raw(b, "<p class=\"empty\">No tokens.</p>");
+	if (!r->is_session) {
+		ui_raw(b, "</section>");
+		return;
+	}
 	ui_raw(b, "<h3>Create a token</h3><form method=\"post\" action=\"/admin\" "
 	          "class=\"inline-form\"><input type=\"hidden\" name=\"form\" "
 	          "value=\"token-create\">");
