@@ -90,9 +90,13 @@ users_section(struct request *r, struct ui_buf *b, const struct model *m,
 			remove_button(r, b, "user-remove", u->name, "Remove", confirm_text);
 		ui_raw(b, "</td></tr>");
 	}
-	ui_raw(b,
-	       "</tbody></table></div><h3>Add a user</h3><form method=\"post\" action=\"/admin\" "
-	       "class=\"inline-form\"><input type=\"hidden\" name=\"form\" value=\"user-add\">");
+	ui_raw(b, "</tbody></table></div>");
+	if (!r->is_session) {
+		ui_raw(b, "</section>");
+		return;
+	}
+	ui_raw(b, "<h3>Add a user</h3><form method=\"post\" action=\"/admin\" "
+	          "class=\"inline-form\"><input type=\"hidden\" name=\"form\" value=\"user-add\">");
 	ui_csrf_input(r, b);
 	ui_printf(b,
 	          "<div class=\"field\"><label for=\"u-name\">Name</label><input id=\"u-name\" "
@@ -199,9 +203,6 @@ admin_render(struct request *r, const struct admin_state *st)
 	ui_raw(&b, "<h1>Users and tokens</h1>");
 	if (st->notice != NULL)
 		ui_printf(&b, "<p class=\"flash ok\" role=\"status\">%s</p>", st->notice);
-	if (!r->is_session)
-		ui_raw(&b, "<p class=\"hint\">Changes need a signed-in session: <a "
-		           "href=\"/login?next=/admin\">sign in</a> to use these forms.</p>");
 	users_section(r, &b, m, st);
 	tokens_section(r, &b, m, st);
 	ui_page_end(&b);
