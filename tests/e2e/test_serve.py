@@ -1,0 +1,134 @@
+"""
+`clustermgmt serve` itself: listening on several addresses (IPv4 and IPv6),
+worker threads, the default node, start-up errors, and graceful shutdown
+with requests in flight (PRODUCT §9, issue 2 point 2).
+"""
+
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import free_port
+
+
+def ipv6_loopback_available():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def serve(cm_bin, tmp_path, *args, timeout=10):
+    return subprocess.run([cm_bin, "serve", "--db", str(tmp_path / "x.db"), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")
+def test_listens_on_ipv4_and_ipv6_at_once(make_daemon):
+    port6 = free_port()
+    d = make_daemon(extra_args=["--listen", "[::1]:%d" % port6])
+    d.set_nodes(["web1"])
+    v4 = requests.get(d.url + "/health?node=web1", timeout=5)
+    v6 = requests.get("http://[::1]:%d/health?node=web1" % port6, timeout=5)
+    assert (v4.status_code, v4.text) == (200, "OK")
+    assert (v6.status_code, v6.text) == (200, "OK")
+
+
+def test_several_threads_answer_concurrent_probes(make_daemon):
+    d = make_daemon(extra_args=["--threads", "4"])
+    d.set_nodes(["web1", "web2"])
+    d.set_status({"web2": {"status": "offline"}})
+    failures = []
+
+    def probe_many():
+        s = requests.Session()
+        for _ in range(100):
+            r1 = s.get(d.url + "/health?node=web1", timeout=5)
+            r2 = s.get(d.url + "/health?node=web2", timeout=5)
+            if (r1.status_code, r2.status_code) != (200, 503):
+                failures.append((r1.status_code, r2.status_code))
+
+    workers = [threading.Thread(target=probe_many) for _ in range(8)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(30)
+    assert not failures
+
+
+def test_change_on_one_thread_is_seen_by_probes_on_all(make_daemon):
+    d = make_daemon(extra_args=["--threads", "4"])
+    d.set_nodes(["web1"])
+    d.set_status({"web1": {"status": "offline"}})
+    # New connections are spread over the workers; every one must see it.
+    for _ in range(40):
+        r = requests.get(d.url + "/health?node=web1", timeout=5,
+                         headers={"Connection": "close"})
+        assert (r.status_code, r.text) == (503, "node is offline")
+
+
+def test_default_node_answers_probe_without_node(make_daemon):
+    d = make_daemon(extra_args=["--node", "web1"])
+    d.set_nodes(["web1", "web2"])
+    d.set_status({"web1": {"status": "drain"}})
+    r = requests.get(d.url + "/health", timeout=5)
+    assert (r.status_code, r.text) == (503, "node is draining")
+    r = requests.get(d.url + "/health?node=web2", timeout=5)
+    assert (r.status_code, r.text) == (200, "OK")
+
+
+def test_port_in_use_fails_with_clear_message(cm_bin, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        p = serve(cm_bin, tmp_path, "--listen", "127.0.0.1:%d" % port)
+    assert p.returncode == 1
+    assert "cannot listen on 127.0.0.1:%d" % port in p.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--listen", "nonsense"], "expected ADDR:PORT"),
+    (["--threads", "0"], "--threads"),
+    (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
+    (["--node", "bad name"], "not a valid node name"),
+    (["--bogus"], "unknown"),
+])
+def test_bad_options_are_usage_errors(cm_bin, tmp_path, args, needle):
+    p = serve(cm_bin, tmp_path, *args)
+    assert p.returncode == 2
+    assert needle in p.stderr
+    assert not (tmp_path / "x.db").exists(), "a usage error must not create a store"
+
+
+def test_help_prints_usage(cm_bin, tmp_path):
+    p = serve(cm_bin, tmp_path, "--help")
+    assert p.returncode == 0
+    assert "usage: clustermgmt serve" in p.stdout
+
+
+def test_sigterm_answers_write_in_flight(daemon):
+    """A write that reached the daemon before SIGTERM is answered and kept."""
+    daemon.set_nodes(["web1"])
+    results = []
+
+    def write():
+        r = daemon.post("/v1/clusters/default/status", auth=daemon.admin,
+                        json={"changes": {"web1": {"status": "offline"}}})
+        results.append(r.status_code)
+
+    t = threading.Thread(target=write)
+    t.start()
+    time.sleep(0.05)
+    daemon.stop()
+    t.join(10)
+    daemon.start()
+    assert results == [200]
+    assert daemon.node_states()["web1"][0] == "offline"
