@@ -18,7 +18,7 @@ unit() {
 	dir=$1
 	label=$2
 	for t in "$dir"/tests/unit/test_*; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] && [ -x "$t" ] || continue
 		name=$(basename "$t")
 		echo "== unit ($label): $name"
 		if "$t" >"$LOGDIR/unit-$label-$name.log" 2>&1; then
