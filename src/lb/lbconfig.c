@@ -374,8 +374,8 @@ write_haproxy(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 		        "# agent, use --agent none and drain counts as down.\n",
 		        o->agent_host, o->agent_port);
 	fputs("\nglobal\n"
-	      "    # add your usual settings: log, user/group, stats socket, ...\n"
-	      "    maxconn 20000\n"
+	      "    # add your usual settings: log, user/group, stats socket, maxconn\n"
+	      "    # (by default derived from the file descriptor limit), ...\n"
 	      "\ndefaults\n"
 	      "    mode http\n"
 	      "    timeout connect 2s\n"

@@ -1,0 +1,293 @@
+"""
+A small load-balanced web cluster on loopback, for tests/e2e/test_lb_real.py.
+
+Everything here is a real process started by the test and stopped at
+teardown, on 127.0.0.1 only:
+
+  AppNode    nginx answering "NAME\\n" on / and passing the probe path
+             (/health) through to the clustermgmt daemon with proxy_pass,
+             the way the original application servers answered the probe
+             themselves.
+  HAProxy    `haproxy -f GENERATED -f STATS -db`, configured by
+             `clustermgmt lbconfig haproxy`; its stats socket is read with
+             `show stat`.
+  Varnish    `varnishd -F` configured by `clustermgmt lbconfig varnish`.
+  Traffic    a thread sending steady GETs (default 20/s) through one load
+             balancer and recording who answered, or the failure.
+
+Every wait is bounded; every process is stopped (SIGTERM, then SIGKILL) by
+its stop() method, which teardown always calls.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+STOP_TIMEOUT = 5.0
+
+
+def cli(cm_bin, daemon, *args, timeout=60, check=False):
+    """Runs `clustermgmt ARGS` as admin against daemon; returns CompletedProcess."""
+    env = dict(os.environ)
+    for k in ("CLUSTERMGMT_TOKEN", "NETRC"):
+        env.pop(k, None)
+    env.update(CLUSTERMGMT_URL=daemon.url, CLUSTERMGMT_USER="admin",
+               CLUSTERMGMT_PASSWORD=daemon.password)
+    r = subprocess.run([cm_bin] + list(args), env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert r.returncode == 0, "clustermgmt %s -> %d\nstdout: %s\nstderr: %s" % (
+            " ".join(args), r.returncode, r.stdout, r.stderr)
+    return r
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate() until it is true; returns its value or raises."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class Process:
+    """A foreground server process with its output in a log file."""
+
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, name, directory):
+        self.name = name
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / (name + ".log")
+        self.proc = None
+
+    def argv(self):
+        raise NotImplementedError
+
+    def start(self):
+        assert not self.running(), "%s already running" % self.name
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=log, cwd=str(self.dir), start_new_session=True)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=None):
+        """Stops the process (bounded); safe to call when not running."""
+        if not self.running():
+            return
+        self.proc.send_signal(sig or self.stop_signal)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=STOP_TIMEOUT)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def assert_alive(self):
+        assert self.running(), "%s exited (%s); log:\n%s" % (
+            self.name, self.proc and self.proc.returncode, self.log_text()[-3000:])
+
+
+def wait_port(port, proc, timeout=15.0):
+    """Waits until 127.0.0.1:port accepts connections."""
+    def accepts():
+        proc.assert_alive()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+    wait_until(accepts, timeout, what="%s to listen on port %d" % (proc.name, port))
+
+
+class AppNode(Process):
+    """One application node: nginx answering its own name."""
+
+    def __init__(self, name, directory, port, daemon_port, mount="/health"):
+        super().__init__(name, directory)
+        self.port = port
+        self.address = "127.0.0.1:%d" % port
+        conf = self.dir / "nginx.conf"
+        d = self.dir
+        conf.write_text("""
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        # the probe goes to the daemon, query string and User-Agent included
+        location = {mount} {{
+            proxy_pass http://127.0.0.1:{daemon_port};
+        }}
+        location / {{
+            default_type text/plain;
+            add_header Cache-Control "no-store" always;
+            return 200 "{name}\\n";
+        }}
+    }}
+}}
+""".format(d=d, port=port, mount=mount, daemon_port=daemon_port, name=name))
+        self.conf = conf
+
+    def argv(self):
+        return ["nginx", "-p", str(self.dir), "-c", str(self.conf), "-e", str(self.dir / "error.log"),
+                "-g", "daemon off;"]
+
+    def start(self):
+        super().start()
+        wait_port(self.port, self)
+        return self
+
+
+class HAProxy(Process):
+    def __init__(self, directory, config_text, port):
+        super().__init__("haproxy", directory)
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        self.cfg = self.dir / "haproxy.cfg"
+        self.cfg.write_text(config_text)
+        self.stats_path = self.dir / "stats.sock"
+        self.stats_cfg = self.dir / "stats.cfg"
+        self.stats_cfg.write_text("global\n    stats socket %s mode 600 level admin\n"
+                                  % self.stats_path)
+
+    def argv(self):
+        return ["haproxy", "-f", str(self.cfg), "-f", str(self.stats_cfg), "-db"]
+
+    def start(self):
+        super().start()
+        wait_port(self.port, self)
+        return self
+
+    def stats_command(self, command):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(self.stats_path))
+            s.sendall(command.encode() + b"\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode(errors="replace")
+
+    def server_status(self):
+        """{server name: status} from `show stat` ("UP", "DOWN", "DRAIN", "MAINT", ...)."""
+        lines = self.stats_command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        out = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(",")))
+            if row.get("svname") not in (None, "FRONTEND", "BACKEND"):
+                out[row["svname"]] = row["status"]
+        return out
+
+
+class Varnish(Process):
+    def __init__(self, directory, vcl_text, port):
+        super().__init__("varnish", directory)
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        self.vcl = self.dir / "cluster.vcl"
+        self.vcl.write_text(vcl_text)
+        self.workdir = self.dir / "varnish"
+
+    def argv(self):
+        return ["varnishd", "-F", "-j", "none", "-n", str(self.workdir),
+                "-a", "127.0.0.1:%d" % self.port, "-f", str(self.vcl),
+                "-s", "malloc,32m", "-T", "none", "-p", "vsl_space=1M"]
+
+    def start(self):
+        super().start()
+        wait_port(self.port, self, timeout=30.0)
+        return self
+
+
+class Traffic(threading.Thread):
+    """Steady GETs through one load balancer, each on a new connection.
+
+    records: (started, ended, node or None, failure or None), times from
+    time.monotonic(). A failure is anything but a 200 carrying a node name.
+    """
+
+    def __init__(self, name, url, rate=20.0, timeout=5.0):
+        super().__init__(name="traffic-" + name, daemon=True)
+        self.lb = name
+        self.url = url
+        self.period = 1.0 / rate
+        self.timeout = timeout
+        self.records = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._n = 0
+
+    def run(self):
+        next_at = time.monotonic()
+        while not self._halt.is_set():
+            self._n += 1
+            started = time.monotonic()
+            node = failure = None
+            try:
+                r = requests.get("%s/?r=%d" % (self.url, self._n), timeout=self.timeout,
+                                 headers={"Connection": "close"})
+                body = r.text.strip()
+                if r.status_code == 200 and body.startswith("app"):
+                    node = body
+                else:
+                    failure = "HTTP %d %r" % (r.status_code, body[:80])
+            except requests.RequestException as e:
+                failure = repr(e)
+            with self._lock:
+                self.records.append((started, time.monotonic(), node, failure))
+            next_at += self.period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._halt.wait(delay)
+            else:
+                next_at = time.monotonic()
+
+    def stop(self):
+        self._halt.set()
+        self.join(timeout=self.timeout + 2)
+
+    def snapshot(self, since=0.0, until=None):
+        with self._lock:
+            return [r for r in self.records
+                    if r[0] >= since and (until is None or r[0] <= until)]
+
+    def failures(self, since=0.0, until=None):
+        return [r for r in self.snapshot(since, until) if r[3] is not None]
+
+    def served(self, node, since=0.0, until=None):
+        """Start times of the requests node answered."""
+        return [r[0] for r in self.snapshot(since, until) if r[2] == node]
+
+    def nodes_seen(self, since=0.0):
+        return {r[2] for r in self.snapshot(since) if r[2] is not None}

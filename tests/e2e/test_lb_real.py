@@ -1,0 +1,359 @@
+"""
+Real load balancers, end to end (PRODUCT.md §8, issue 4 points 5 and 6).
+
+The configurations come from `clustermgmt lbconfig`; first they are
+checked by the servers' own config checkers (varnishd -C, haproxy -c,
+nginx -t). Then a module-wide farm runs on loopback: the daemon, three
+application nodes (nginx, answering their name and passing /health through
+to the daemon), real HAProxy and real Varnish in front of them, configured
+by lbconfig with short probe intervals, and steady client traffic through
+each (20 requests/s). The scenarios follow the product's deploy sequence:
+offline -> wait --drained -> stop the application -> start it -> online ->
+wait --serving, and across all of them no client request may fail.
+
+`wait` and `serve --agent-listen` are probed for; the tests that need them
+are skipped, saying why, when the binary does not have them yet.
+"""
+
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import Daemon, free_port
+from lbharness import AppNode, HAProxy, Traffic, Varnish, cli, wait_until
+
+INTERVAL = 0.2  # probe interval given to lbconfig (s)
+TIMEOUT = 0.15  # probe timeout (s)
+FALL = 2
+RISE = 2
+# A node is out of a load balancer at most this long after its status
+# changed: FALL probes, the last one possibly timing out, plus scheduling
+# slack for a loaded test machine.
+FALL_WINDOW = FALL * INTERVAL + TIMEOUT + 0.8
+RISE_WINDOW = RISE * INTERVAL + TIMEOUT + 1.0
+NODES = ("app1", "app2", "app3")
+LB_OPTIONS = ["--interval", "200ms", "--timeout", "150ms", "--fall", str(FALL),
+              "--rise", str(RISE)]
+
+
+# --- what the binary supports --------------------------------------------
+
+def _supports_wait(cm_bin):
+    r = subprocess.run([cm_bin, "wait", "--help"], capture_output=True, text=True, timeout=10)
+    return r.returncode == 0 and "--drained" in r.stdout
+
+
+def _supports_agent(cm_bin, tmp):
+    """Starts a throwaway daemon with --agent-listen; True when it stays up."""
+    port, agent_port = free_port(), free_port()
+    (tmp / "pw").write_text("agent-probe-password")
+    proc = subprocess.Popen([cm_bin, "serve", "--listen", "127.0.0.1:%d" % port,
+                             "--agent-listen", "127.0.0.1:%d" % agent_port,
+                             "--db", str(tmp / "cm.db"), "--admin-password-file",
+                             str(tmp / "pw")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=str(tmp))
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if requests.get("http://127.0.0.1:%d/v1/health" % port, timeout=1).ok:
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        return False
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def features(cm_bin, tmp_path_factory):
+    return {"wait": _supports_wait(cm_bin),
+            "agent": _supports_agent(cm_bin, tmp_path_factory.mktemp("agentprobe"))}
+
+
+def need(features, name):
+    if not features[name]:
+        pytest.skip({"wait": "this clustermgmt has no `wait` command yet",
+                     "agent": "this clustermgmt has no `serve --agent-listen` yet"}[name])
+
+
+# --- lbconfig output, checked by the servers' own checkers ------------------
+
+@pytest.fixture
+def addressed(daemon):
+    for i, name in enumerate(NODES):
+        r = daemon.put("/v1/clusters/default/nodes/" + name, auth=daemon.admin,
+                       json={"address": "127.0.0.1:%d" % (18100 + i)})
+        assert r.status_code in (200, 201), r.text
+    return daemon
+
+
+def lbconfig(cm_bin, daemon, *args):
+    r = cli(cm_bin, daemon, "lbconfig", *args)
+    assert r.returncode == 0, "lbconfig %s -> %d: %s" % (args, r.returncode, r.stderr)
+    return r.stdout
+
+
+def test_lbconfig_varnish_compiles_in_varnishd(cm_bin, addressed, tmp_path):
+    vcl = tmp_path / "cluster.vcl"
+    vcl.write_text(lbconfig(cm_bin, addressed, "varnish", *LB_OPTIONS))
+    r = subprocess.run(["varnishd", "-C", "-j", "none", "-f", str(vcl), "-n", str(tmp_path / "vn")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for name in NODES:
+        assert "GET /health?node=%s HTTP/1.1" % name in vcl.read_text()
+
+
+@pytest.mark.parametrize("extra", [[], ["--agent", "none"], ["--probe-via", "daemon"],
+                                   ["--agent", "127.0.0.1:9101", "--listen", "127.0.0.1:9100"]])
+def test_lbconfig_haproxy_passes_haproxy_check(cm_bin, addressed, tmp_path, extra):
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(lbconfig(cm_bin, addressed, "haproxy", *(LB_OPTIONS + extra)))
+    r = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[WARNING]" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_lbconfig_nginx_passes_nginx_check(cm_bin, addressed, tmp_path):
+    addressed.set_status({"app2": {"status": "offline"}})
+    inc = tmp_path / "cluster.conf"
+    inc.write_text(lbconfig(cm_bin, addressed, "nginx", "--listen", "127.0.0.1:9102"))
+    assert "down; # app2: offline" in inc.read_text()
+    wrapper = tmp_path / "nginx.conf"
+    wrapper.write_text("pid %s/nginx.pid;\nevents {}\nhttp {\n    include %s;\n}\n"
+                       % (tmp_path, inc))
+    r = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(wrapper),
+                        "-e", str(tmp_path / "error.log")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def test_lbconfig_node_without_address_exits_1_naming_it(cm_bin, daemon):
+    daemon.set_nodes(["app1", "app2"])
+    r = cli(cm_bin, daemon, "lbconfig", "haproxy")
+    assert r.returncode == 1, r
+    assert "app1" in r.stderr and "address" in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+def test_lbconfig_unknown_load_balancer_is_a_usage_error(cm_bin, addressed):
+    r = cli(cm_bin, addressed, "lbconfig", "f5")
+    assert r.returncode == 2 and "varnish, haproxy or nginx" in r.stderr, r
+
+
+def test_lbconfig_varnish_probes_cannot_go_to_the_daemon(cm_bin, addressed):
+    r = cli(cm_bin, addressed, "lbconfig", "varnish", "--probe-via", "daemon")
+    assert r.returncode == 2 and "own address" in r.stderr, r
+
+
+# --- the farm ------------------------------------------------------------------
+
+class Farm:
+    def __init__(self, root, cm_bin, with_agent):
+        self.root = root
+        self.cm_bin = cm_bin
+        self.with_agent = with_agent
+        self.agent_port = free_port()
+        extra = ["--agent-listen", "127.0.0.1:%d" % self.agent_port] if with_agent else []
+        self.daemon = Daemon(root / "daemon", bin_path=cm_bin, extra_args=extra, start=False)
+        self.apps = {}
+        self.haproxy = self.varnish = None
+        self.traffic = []
+
+    def cli(self, *args, **kw):
+        return cli(self.cm_bin, self.daemon, *args, **kw)
+
+    def start(self):
+        self.daemon.start()
+        for name in NODES:
+            self.apps[name] = AppNode(name, self.root / name, free_port(), self.daemon.port)
+            r = self.daemon.put("/v1/clusters/default/nodes/" + name, auth=self.daemon.admin,
+                                json={"address": self.apps[name].address})
+            assert r.status_code in (200, 201), r.text
+        for app in self.apps.values():
+            app.start()
+            r = requests.get("http://%s/health?node=%s" % (app.address, app.name), timeout=5)
+            assert r.status_code == 200 and r.text.strip() == "OK", r.text
+        agent = ["--agent", "127.0.0.1:%d" % self.agent_port] if self.with_agent else [
+            "--agent", "none"]
+        hport, vport = free_port(), free_port()
+        self.haproxy = HAProxy(self.root / "haproxy", self.cli(
+            "lbconfig", "haproxy", "--listen", "127.0.0.1:%d" % hport, *(LB_OPTIONS + agent),
+            check=True).stdout, hport).start()
+        self.varnish = Varnish(self.root / "varnish", self.cli(
+            "lbconfig", "varnish", *LB_OPTIONS, check=True).stdout, vport).start()
+        self.wait_all_serving()
+        self.traffic = [Traffic("haproxy", self.haproxy.url), Traffic("varnish", self.varnish.url)]
+        for t in self.traffic:
+            t.start()
+        wait_until(lambda: all(t.nodes_seen() == set(NODES) for t in self.traffic), 10,
+                   what="traffic through both load balancers to reach every node")
+
+    def wait_all_serving(self, timeout=15):
+        """Until a burst of requests through each LB reaches every node."""
+        def every_node_answers(lb):
+            seen = set()
+            for i in range(12):
+                try:
+                    r = requests.get("%s/?probe=%d" % (lb.url, i), timeout=2,
+                                     headers={"Connection": "close"})
+                    seen.add(r.text.strip())
+                except requests.RequestException:
+                    pass
+            return seen >= set(NODES)
+        for lb in (self.haproxy, self.varnish):
+            wait_until(lambda: lb.assert_alive() or every_node_answers(lb), timeout, interval=0.2,
+                       what="%s to send requests to every node" % lb.name)
+
+    def reset(self):
+        """Every node online with its application running, both LBs using all."""
+        for app in self.apps.values():
+            if not app.running():
+                app.start()
+        self.daemon.set_status({n: {"status": "online"} for n in NODES})
+        wait_until(lambda: all(t.nodes_seen(time.monotonic() - 1.0) == set(NODES)
+                               for t in self.traffic), 10, interval=0.2,
+                   what="both load balancers to send traffic to every node")
+
+    def assert_no_failures(self, since):
+        for t in self.traffic:
+            failed = t.failures(since)
+            total = len(t.snapshot(since))
+            assert not failed, "%d of %d requests through %s failed, e.g. %s" % (
+                len(failed), total, t.lb, failed[:3])
+            assert total > 0, "no traffic through %s" % t.lb
+
+    def close(self):
+        """Stops everything, each step on its own so that none is left over."""
+        problems = []
+        for step in ([t.stop for t in self.traffic] +
+                     [p.stop for p in [self.varnish, self.haproxy] + list(self.apps.values())
+                      if p is not None]):
+            try:
+                step()
+            except Exception as e:  # keep stopping the others
+                problems.append(repr(e))
+        problem = self.daemon.close()
+        if problem:
+            problems.append(problem)
+        return "\n".join(problems) or None
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory, cm_bin, features):
+    f = Farm(tmp_path_factory.mktemp("lbfarm"), cm_bin, features["agent"])
+    problem = None
+    try:
+        f.start()
+        yield f
+    finally:
+        problem = f.close()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def fresh(farm):
+    """The farm, reset; checks at the end that no request failed meanwhile."""
+    farm.reset()
+    t0 = time.monotonic()
+    yield farm
+    time.sleep(0.3)  # requests in flight at the end
+    farm.assert_no_failures(t0)
+
+
+def status(farm, verb, *nodes):
+    farm.cli(verb, *nodes, "--reason", "test_lb_real", check=True)
+    return time.monotonic()
+
+
+def test_traffic_reaches_every_node_through_haproxy_and_varnish(fresh):
+    t0 = time.monotonic()
+    time.sleep(1.5)
+    for t in fresh.traffic:
+        assert t.nodes_seen(t0) == set(NODES), (t.lb, t.nodes_seen(t0))
+
+
+def test_offline_stops_traffic_within_fall_window_and_online_brings_it_back(fresh):
+    t_off = status(fresh, "offline", "app2")
+    time.sleep(FALL_WINDOW + 1.0)
+    for t in fresh.traffic:
+        late = [s - t_off for s in t.served("app2", since=t_off + FALL_WINDOW)]
+        assert not late, "%s still sent requests to app2 %s s after offline" % (t.lb, late)
+        assert t.nodes_seen(t_off + FALL_WINDOW) == {"app1", "app3"}
+    t_on = status(fresh, "online", "app2")
+    for t in fresh.traffic:
+        first = wait_until(lambda: t.served("app2", since=t_on), RISE_WINDOW + 2,
+                           what="%s to send traffic to app2 again" % t.lb)[0]
+        assert first - t_on <= RISE_WINDOW, (t.lb, first - t_on)
+
+
+def test_wait_drained_returns_after_lbs_stopped_and_serving_after_they_resumed(fresh, features):
+    need(features, "wait")
+    app = fresh.apps["app1"]
+    t_off = status(fresh, "offline", "app1")
+    r = fresh.cli("wait", "app1", "--drained", "--timeout", "20s")
+    t_drained = time.monotonic()
+    assert r.returncode == 0, r.stdout + r.stderr
+    time.sleep(0.5)
+    for t in fresh.traffic:
+        after = [s - t_drained for s in t.served("app1", since=t_drained)]
+        assert not after, "%s sent app1 requests after wait --drained: %s" % (t.lb, after)
+    # the deploy: stop the application, start it again
+    app.stop(sig=15)
+    time.sleep(0.5)
+    app.start()
+    t_on = status(fresh, "online", "app1")
+    r = fresh.cli("wait", "app1", "--serving", "--timeout", "20s")
+    t_serving = time.monotonic()
+    assert r.returncode == 0, r.stdout + r.stderr
+    for t in fresh.traffic:
+        first = wait_until(lambda: t.served("app1", since=t_on), 3,
+                           what="%s to send traffic to app1 again" % t.lb)[0]
+        assert first <= t_serving + 1.0, (
+            "%s sent app1 its first request %.2f s after wait --serving returned"
+            % (t.lb, first - t_serving))
+    assert t_drained - t_off < 20
+
+
+def test_drain_through_the_agent_puts_the_haproxy_server_in_drain(fresh, features):
+    need(features, "agent")
+    status(fresh, "drain", "app3")
+    state = wait_until(lambda: fresh.haproxy.server_status()["app3"].startswith("DRAIN")
+                       and fresh.haproxy.server_status()["app3"], FALL_WINDOW + 2,
+                       what="HAProxy to put app3 in DRAIN")
+    assert state.startswith("DRAIN"), state
+    t_drain = time.monotonic()
+    time.sleep(1.0)
+    for t in fresh.traffic:
+        assert not t.served("app3", since=t_drain + 0.2), "%s still sends app3 new requests" % t.lb
+    status(fresh, "online", "app3")
+    wait_until(lambda: fresh.haproxy.server_status()["app3"] == "UP", RISE_WINDOW + 2,
+               what="HAProxy to put app3 back UP")
+
+
+def test_stopping_a_node_application_takes_it_out_without_failed_requests(fresh):
+    app = fresh.apps["app2"]
+    t_stop = time.monotonic()
+    app.stop(sig=15)  # nginx fast shutdown; clustermgmt still says online
+    wait_until(lambda: fresh.haproxy.server_status()["app2"].startswith("DOWN"),
+               FALL_WINDOW + 2, what="HAProxy to mark app2 DOWN")
+    time.sleep(FALL_WINDOW)
+    for t in fresh.traffic:
+        assert not t.served("app2", since=t_stop), t.lb
+        assert t.nodes_seen(t_stop) == {"app1", "app3"}, (t.lb, t.nodes_seen(t_stop))
+    t_start = time.monotonic()
+    app.start()
+    for t in fresh.traffic:
+        wait_until(lambda: t.served("app2", since=t_start), RISE_WINDOW + 2,
+                   what="%s to send traffic to app2 again" % t.lb)
