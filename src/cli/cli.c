@@ -37,6 +37,7 @@ static const char main_help[] =
     "  user list|add|rm            manage users\n"
     "  token create|list|revoke    manage API tokens\n"
     "  lbconfig varnish|haproxy|nginx  print a load balancer configuration\n"
+    "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
     "\n"
     "Global options (before or after the command):\n"
     "  --server URL      the daemon; default $CLUSTERMGMT_URL, else " DEFAULT_SERVER "\n"
@@ -149,7 +150,29 @@ static const char lbconfig_help[] =
     "\n"
     "Exit 1 when the cluster has no nodes or a node has no address.\n";
 
-/* The commands; wait and rollout will be added here. */
+static const char wait_help[] =
+    "usage: clustermgmt wait NAME... --drained|--serving [--fall K] [--timeout D]\n"
+    "                        [--window D] [--no-probers-delay D | --require-probers]\n"
+    "\n"
+    "Waits until every load balancer that probes the nodes has seen their current\n"
+    "state: each client that probed a node within the window (HTTP probes and\n"
+    "HAProxy agent-checks alike) has been answered K times in a row with failure\n"
+    "(--drained) or success (--serving) since the node's last status change.\n"
+    "An HTTP prober whose address also runs an agent-check that answered maint K\n"
+    "times counts as drained: HAProxy stops health checks on a server in MAINT.\n"
+    "\n"
+    "  --fall K               answers in a row that count (default 3; use the\n"
+    "                         load balancers' fall/threshold)\n"
+    "  --timeout D            give up after D (default 60s): exit 4, naming the\n"
+    "                         probers that have not seen it yet\n"
+    "  --window D             probers seen within D count (default 30s)\n"
+    "  --no-probers-delay D   when nothing probed a node within the window, say so\n"
+    "                         and wait D instead (default 5s), then exit 0\n"
+    "  --require-probers      when nothing probed a node, fail (exit 1) instead\n"
+    "\n"
+    "Durations: 90, 90s, 10m, 2h. Prints one line per node as it is done.\n";
+
+/* The commands; rollout will be added here. */
 static const struct command {
 	const char *name;
 	cli_handler handler;
@@ -164,6 +187,7 @@ static const struct command {
     {"user", cmd_user, user_help},
     {"token", cmd_token, token_help},
     {"lbconfig", cmd_lbconfig, lbconfig_help},
+    {"wait", cmd_wait, wait_help},
 };
 
 /* Global options that are not in enum cli_option. */
@@ -202,6 +226,11 @@ static const struct option options[] = {
     {"probe-via", required_argument, NULL, OPT_PROBE_VIA},
     {"probe-url", required_argument, NULL, OPT_PROBE_URL},
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"drained", no_argument, NULL, OPT_DRAINED},
+    {"serving", no_argument, NULL, OPT_SERVING},
+    {"window", required_argument, NULL, OPT_WINDOW},
+    {"no-probers-delay", required_argument, NULL, OPT_NO_PROBERS_DELAY},
+    {"require-probers", no_argument, NULL, OPT_REQUIRE_PROBERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -299,6 +328,12 @@ store_option(struct parsed *p, int opt, const char *value)
 		break;
 	case OPT_LISTEN:
 		cli->listen = value;
+		break;
+	case OPT_WINDOW:
+		cli->window = value;
+		break;
+	case OPT_NO_PROBERS_DELAY:
+		cli->no_probers_delay = value;
 		break;
 	}
 }

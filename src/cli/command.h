@@ -31,15 +31,20 @@ enum cli_option {
 	OPT_PATH = 1 << 5,
 	OPT_ROLE = 1 << 6,
 	OPT_DESCRIPTION = 1 << 7,
-	OPT_PASSWORD_STDIN = 1 << 8, /* global too, but meaningful to user add */
-	OPT_TIMEOUT = 1 << 9,        /* wait: how long; lbconfig: probe timeout */
-	OPT_FALL = 1 << 10,          /* failures in a row that count as "out" */
-	OPT_RISE = 1 << 11,          /* lbconfig: successes in a row to come back */
-	OPT_INTERVAL = 1 << 12,      /* lbconfig: probe interval */
-	OPT_AGENT = 1 << 13,         /* lbconfig: HAProxy agent address */
-	OPT_PROBE_VIA = 1 << 14,     /* lbconfig: where probes are sent */
-	OPT_PROBE_URL = 1 << 15,     /* lbconfig: the probe's path and query */
-	OPT_LISTEN = 1 << 16,        /* lbconfig: the load balancer's front address */
+	OPT_PASSWORD_STDIN = 1 << 8,    /* global too, but meaningful to user add */
+	OPT_TIMEOUT = 1 << 9,           /* wait: how long; lbconfig: probe timeout */
+	OPT_FALL = 1 << 10,             /* failures in a row that count as "out" */
+	OPT_RISE = 1 << 11,             /* lbconfig: successes in a row to come back */
+	OPT_INTERVAL = 1 << 12,         /* lbconfig: probe interval */
+	OPT_AGENT = 1 << 13,            /* lbconfig: HAProxy agent address */
+	OPT_PROBE_VIA = 1 << 14,        /* lbconfig: where probes are sent */
+	OPT_PROBE_URL = 1 << 15,        /* lbconfig: the probe's path and query */
+	OPT_LISTEN = 1 << 16,           /* lbconfig: the load balancer's front address */
+	OPT_DRAINED = 1 << 17,          /* wait: until every prober saw the node out */
+	OPT_SERVING = 1 << 18,          /* wait: until every prober saw it in again */
+	OPT_WINDOW = 1 << 19,           /* wait: probers seen this recently count */
+	OPT_NO_PROBERS_DELAY = 1 << 20, /* wait: how long to wait when nobody probes */
+	OPT_REQUIRE_PROBERS = 1 << 21,  /* wait: fail when nobody probes */
 };
 
 struct cli {
@@ -49,6 +54,7 @@ struct cli {
 	unsigned given;      /* enum cli_option bits seen on the command line */
 	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;
 	const char *timeout, *fall, *rise, *interval, *agent, *probe_via, *probe_url, *listen;
+	const char *window, *no_probers_delay;
 };
 
 /* A command: args are the words after the command name (for groups such
@@ -64,6 +70,7 @@ int cmd_cluster(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_user(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_token(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_wait(struct cli *cli, int nargs, char **args, struct error *err);
 
 /* A subcommand of a group such as `nodes`: args[0] is its name. */
 struct subcommand {

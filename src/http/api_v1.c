@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../observe/observe.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "http.h"
@@ -524,10 +525,54 @@ nodes_get(struct request *r, const struct route *rt)
 	reply_node_list(r, rt->cluster);
 }
 
+/* The clients that probed a node, as docs/API.md describes them. */
+static json_t *
+probes_json(const struct observe_node_view *v)
+{
+	json_t *list = json_array();
+	size_t i;
+
+	for (i = 0; i < v->n_clients; i++) {
+		const struct observe_client_view *p = &v->clients[i];
+		json_array_append_new(
+		    list,
+		    json_pack(
+		        "{s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:I, s:I}", "protocol",
+		        observe_protocol_name(p->protocol), "address", p->address, "user_agent",
+		        p->has_user_agent ? json_string(p->user_agent) : json_null(), "first_at",
+		        time_json(p->first_at), "last_at", time_json(p->last_at), "last_answer",
+		        observe_answer_text(p->protocol, p->last_answer), "serving",
+		        observe_answer_is_serving(p->last_answer), "consecutive",
+		        (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change));
+	}
+	return list;
+}
+
+/* How many answers went to clients beyond the per-node cap (in the
+ * window when one is given). */
+static json_t *
+untracked_json(const struct observe_node_view *v, int64_t now, int64_t window_s)
+{
+	if (window_s > 0 && v->untracked_at < now - window_s * 1000)
+		return json_integer(0);
+	return json_integer((json_int_t)v->n_untracked);
+}
+
+json_t *
+api_check_state_json(const struct observe_check *s)
+{
+	return json_pack("{s:b, s:o, s:o, s:I}", "up", s->is_up, "last_at", time_json(s->last_at),
+	                 "last_error", optional_string_json(s->last_error), "consecutive",
+	                 (json_int_t)s->consecutive);
+}
+
 static void
 node_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	struct observe_node_view view;
+	struct error err;
+	int64_t window_s = 0, now;
 	const struct node *n;
 	json_t *node;
 
@@ -539,10 +584,18 @@ node_get(struct request *r, const struct route *rt)
 		            "node '%s' not found in cluster '%s'", rt->name, c->name);
 		return;
 	}
+	if (query_count(r, "window", OBSERVE_FORGET_MS / 1000, &window_s, &err) < 0) {
+		reply_from_error(r, &err);
+		return;
+	}
+	now = time_now_ms();
+	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
+	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
 	node = api_node_json(n);
-	/* Probe activity and the application check are filled in elsewhere. */
-	json_object_set_new(node, "probes", json_array());
-	json_object_set_new(node, "check_state", json_null());
+	json_object_set_new(node, "probes", probes_json(&view));
+	json_object_set_new(node, "probes_untracked", untracked_json(&view, now, window_s));
+	json_object_set_new(node, "check_state",
+	                    view.has_check ? api_check_state_json(&view.check) : json_null());
 	reply_json(r, 200, node_document_json(c, node));
 }
 

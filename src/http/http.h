@@ -153,6 +153,9 @@ void compat_handle(struct request *r, const struct cluster *c, h2o_iovec_t actio
 void api_v1_handle(struct request *r);
 /* The node object of docs/API.md. */
 json_t *api_node_json(const struct node *n);
+/* The "check_state" object of docs/API.md. */
+struct observe_check;
+json_t *api_check_state_json(const struct observe_check *s);
 /* The node list document of docs/API.md. */
 json_t *api_node_list_json(const struct cluster *c);
 

@@ -20,16 +20,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sodium.h>
 
+#include "../observe/checker.h"
+#include "../observe/observe.h"
 #include "../util/log.h"
+#include "../util/timefmt.h"
 #include "server_internal.h"
 #include "serve.h"
 
 #define MAX_THREADS 32
 #define PASSWORD_MIN 8
+#define CHECK_COUNT_MAX 100
 
 static const char usage[] =
     "usage: clustermgmt serve [options]\n"
@@ -40,6 +45,13 @@ static const char usage[] =
     "                             default 127.0.0.1:8080\n"
     "  --db PATH                  SQLite database file (default ./clustermgmt.db)\n"
     "  --node NAME                answer probes without ?node= for this node\n"
+    "                             (and agent-checks that send no node name)\n"
+    "  --agent-listen ADDR:PORT   answer HAProxy agent-checks there\n"
+    "  --check-interval D         application checks: time between rounds\n"
+    "                             (default 2s; D like 500ms, 2s, 1m)\n"
+    "  --check-timeout D          ... time a check may take (default 1s)\n"
+    "  --check-fall K             ... failures in a row to answer down (default 3)\n"
+    "  --check-rise K             ... passes in a row to come back (default 2)\n"
     "  --admin-password-file F    on an empty store, create user admin with the\n"
     "                             password in F (else one is generated and printed)\n"
     "  --tls-cert F --tls-key F   serve HTTPS with this certificate and key\n"
@@ -86,19 +98,19 @@ split_host_port(const char *text, char *host, size_t host_size, char *port, size
 	return 0;
 }
 
-/* Binds and listens on one address; fills l->fd. */
+/* Binds and listens on one address (given as option --what); fills l->fd. */
 static int
-listen_bind(struct listen_addr *l, struct error *err)
+listen_bind(struct listen_addr *l, const char *what, struct error *err)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
 	char host[64], port[8];
 	int fd = -1, on = 1, rc;
 
 	if (split_host_port(l->text, host, sizeof(host), port, sizeof(port)) != 0)
-		return error_set(err, 400, "--listen %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
-				 l->text);
+		return error_set(err, 400, "--%s %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+				 what, l->text);
 	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0)
-		return error_set(err, 400, "--listen %s: %s", l->text, gai_strerror(rc));
+		return error_set(err, 400, "--%s %s: %s", what, l->text, gai_strerror(rc));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto bad;
@@ -119,6 +131,41 @@ bad:
 	return -1;
 }
 
+/* A duration option: "500ms", or what duration_parse_ms takes ("2", "2s",
+ * "1m"). */
+static int
+parse_duration_option(const char *name, const char *text, int64_t *out, struct error *err)
+{
+	size_t len = strlen(text);
+	char *end;
+	long long n;
+
+	if (len > 2 && strcmp(text + len - 2, "ms") == 0) {
+		n = strtoll(text, &end, 10);
+		if (text[0] >= '0' && text[0] <= '9' && end == text + len - 2 && n > 0 &&
+		    n <= 3600 * 1000) {
+			*out = n;
+			return 0;
+		}
+	} else if (duration_parse_ms(text, out) == 0 && *out <= 3600 * 1000)
+		return 0;
+	return error_set(err, 400, "--%s must be a duration like 500ms, 2s or 1m, not '%s'", name,
+			 text);
+}
+
+static int
+parse_count_option(const char *name, const char *text, int *out, struct error *err)
+{
+	char *end;
+	long n = strtol(text, &end, 10);
+
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || n < 1 || n > CHECK_COUNT_MAX)
+		return error_set(err, 400, "--%s must be a number from 1 to %d", name,
+				 CHECK_COUNT_MAX);
+	*out = (int)n;
+	return 0;
+}
+
 static int
 parse_options(int argc, char **argv, struct server_options *o, struct error *err)
 {
@@ -131,6 +178,10 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"tls-cert", required_argument, NULL, 'c'},
 	    {"tls-key", required_argument, NULL, 'k'},
 	    {"threads", required_argument, NULL, 't'},
+	    {"check-interval", required_argument, NULL, 'I'},
+	    {"check-timeout", required_argument, NULL, 'T'},
+	    {"check-fall", required_argument, NULL, 'F'},
+	    {"check-rise", required_argument, NULL, 'R'},
 	    {"demo", no_argument, NULL, 'D'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
@@ -139,6 +190,10 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 
 	o->db = "clustermgmt.db";
 	o->threads = 1;
+	o->check_interval_ms = 2000;
+	o->check_timeout_ms = 1000;
+	o->check_fall = 3;
+	o->check_rise = 2;
 	optind = 1;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -151,7 +206,29 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			break;
 		case 'd': o->db = optarg; break;
 		case 'n': o->default_node = optarg; break;
-		case 'a': o->agent_listen = optarg; break;
+		case 'a':
+			if (optarg[0] == '\0')
+				return error_set(err, 400, "--agent-listen needs ADDR:PORT");
+			snprintf(o->agent_listen.text, sizeof(o->agent_listen.text), "%s", optarg);
+			break;
+		case 'I':
+			if (parse_duration_option("check-interval", optarg, &o->check_interval_ms,
+						  err) != 0)
+				return -1;
+			break;
+		case 'T':
+			if (parse_duration_option("check-timeout", optarg, &o->check_timeout_ms,
+						  err) != 0)
+				return -1;
+			break;
+		case 'F':
+			if (parse_count_option("check-fall", optarg, &o->check_fall, err) != 0)
+				return -1;
+			break;
+		case 'R':
+			if (parse_count_option("check-rise", optarg, &o->check_rise, err) != 0)
+				return -1;
+			break;
 		case 'p': o->admin_password_file = optarg; break;
 		case 'c': o->tls_cert = optarg; break;
 		case 'k': o->tls_key = optarg; break;
@@ -174,8 +251,6 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
 	if (o->default_node != NULL && !node_name_is_valid(o->default_node, strlen(o->default_node)))
 		return error_set(err, 400, "--node '%s' is not a valid node name", o->default_node);
-	if (o->agent_listen != NULL)
-		return error_set(err, 400, "--agent-listen is not available in this build yet");
 	if (o->n_listens == 0)
 		snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
 			 "127.0.0.1:8080");
@@ -320,6 +395,8 @@ log_listening(const struct server *s, const char *store)
 	for (i = 0; i < s->opts.n_listens; i++)
 		len += (size_t)snprintf(listens + len, sizeof(listens) - len, "%s%s", i ? "," : "",
 					s->opts.listens[i].text);
+	if (s->opts.agent_listen.text[0] != '\0')
+		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text, NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
 	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, NULL);
 	for (i = 0; i < s->opts.n_listens; i++) {
@@ -334,21 +411,31 @@ log_listening(const struct server *s, const char *store)
 static int
 start(struct server *s, struct error *err)
 {
+	struct checker_options checks = {s->opts.check_interval_ms, s->opts.check_timeout_ms,
+					 s->opts.check_fall, s->opts.check_rise};
 	struct store *store;
 	char store_text[1100];
 	size_t i;
 
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return error_set(err, 500, "cannot initialise libcurl");
 	if (tls_setup(s, err) != 0)
 		return -1;
 	for (i = 0; i < s->opts.n_listens; i++)
-		if (listen_bind(&s->opts.listens[i], err) != 0)
+		if (listen_bind(&s->opts.listens[i], "listen", err) != 0)
 			return -1;
+	if (s->opts.agent_listen.text[0] != '\0' &&
+	    listen_bind(&s->opts.agent_listen, "agent-listen", err) != 0)
+		return -1;
 	if ((store = store_open(s->opts.db, err)) == NULL)
 		return -1;
 	snprintf(store_text, sizeof(store_text), "%s", store_describe(store));
 	if ((s->engine = engine_start(store, err)) == NULL)
 		return -1;
 	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0))
+		return -1;
+	s->observe = observe_new();
+	if ((s->checker = checker_start(s->engine, s->observe, &checks, err)) == NULL)
 		return -1;
 	s->n_workers = s->opts.threads;
 	log_listening(s, store_text);
@@ -362,14 +449,19 @@ shutdown_all(struct server *s)
 
 	if (s->workers != NULL)
 		server_stop(s);
+	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
 		engine_stop(s->engine);
+	observe_free(s->observe);
 	for (i = 0; i < s->opts.n_listens; i++)
 		if (s->opts.listens[i].fd > 0)
 			close(s->opts.listens[i].fd);
+	if (s->opts.agent_listen.fd > 0)
+		close(s->opts.agent_listen.fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx);
 	auth_state_free(s->auth);
+	curl_global_cleanup();
 }
 
 int

@@ -28,6 +28,8 @@
 
 #include <curl/curl.h>
 
+#include "../agent/agent.h"
+#include "../observe/observe.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "server_internal.h"
@@ -35,6 +37,7 @@
 #define TICK_MS 250
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
+#define SWEEP_EVERY_MS 10000
 
 struct pending {
 	struct request *r; /* NULL once the client went away */
@@ -85,6 +88,12 @@ request_header_by_name(const struct request *r, const char *name)
 	if (i == -1)
 		return h2o_iovec_init(NULL, 0);
 	return r->req->headers.entries[i].value;
+}
+
+struct observe *
+request_observe(const struct request *r)
+{
+	return r->server->observe;
 }
 
 int
@@ -352,6 +361,10 @@ on_tick(h2o_timeout_entry_t *entry)
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
 
 	waiters_check(w);
+	if (w->id == 0 && time_now_ms() >= w->next_sweep_at) {
+		observe_sweep(w->server->observe, time_now_ms());
+		w->next_sweep_at = time_now_ms() + SWEEP_EVERY_MS;
+	}
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 }
 
@@ -507,6 +520,8 @@ listeners_close(struct worker *w)
 		h2o_socket_close(w->listeners[i]);
 		w->listeners[i] = NULL;
 	}
+	agent_stop(w->agent);
+	w->agent = NULL;
 }
 
 static void *
@@ -564,6 +579,13 @@ worker_init(struct server *s, struct worker *w, int id, struct error *err)
 		w->listeners[i] = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
 		w->listeners[i]->data = w;
 		h2o_socket_read_start(w->listeners[i], on_accept);
+	}
+	if (w->id == 0 && s->opts.agent_listen.text[0] != '\0') {
+		int fd = dup(s->opts.agent_listen.fd);
+		if (fd == -1)
+			return error_set(err, 500, "cannot share the agent socket: %s",
+					 strerror(errno));
+		w->agent = agent_start(w->ctx.loop, fd, s->engine, s->observe, s->opts.default_node);
 	}
 	return 0;
 }

@@ -11,6 +11,9 @@
 #include "http.h"
 
 struct auth_state;
+struct agent;
+struct checker;
+struct observe;
 
 struct worker {
 	int id;
@@ -29,6 +32,8 @@ struct worker {
 	h2o_timeout_t tick_timeout; /* drives waiter deadlines */
 	h2o_timeout_entry_t tick;
 	size_t n_pending; /* jobs and waits not answered yet */
+	struct agent *agent;   /* worker 0 only, with --agent-listen */
+	int64_t next_sweep_at; /* worker 0: when to sweep observed probes */
 };
 
 struct listen_addr {
@@ -42,7 +47,9 @@ struct server_options {
 	size_t n_listens;
 	const char *db;
 	const char *default_node;
-	const char *agent_listen;
+	struct listen_addr agent_listen; /* text "" when not given */
+	int64_t check_interval_ms, check_timeout_ms;
+	int check_fall, check_rise;
 	const char *admin_password_file;
 	const char *tls_cert;
 	const char *tls_key;
@@ -59,6 +66,8 @@ struct server {
 	int n_workers;
 	_Atomic int is_stopping;
 	struct auth_state *auth;
+	struct observe *observe; /* observed probes and check states */
+	struct checker *checker; /* application checks */
 };
 
 /* Sets up h2o, the workers and their loops (listening sockets must be

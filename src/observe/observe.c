@@ -1,0 +1,476 @@
+/*
+ * observe.c - observed probes and check states (see observe.h).
+ *
+ * A fixed hash table of BUCKETS chains of node entries; bucket b is
+ * guarded by stripe lock b % STRIPES. A probe hashes "cluster/node",
+ * takes one stripe lock, reads the check state, updates (or adds) its
+ * client slot and lets go: no allocation once the node entry and the
+ * client slot exist (a node entry is allocated at its first probe, its
+ * client array grows 2, 4, 8, 16). Everything else (the API, the checker,
+ * the sweep) takes the same locks and copies out, so no pointer into the
+ * table ever leaves a critical section.
+ *
+ * Why stripes and not per-worker tables written lock-free: a load
+ * balancer usually opens a new connection per check, and with several
+ * workers consecutive checks land on different workers; answers "in a
+ * row" would then have to be stitched together from several tables. One
+ * table keeps them exact, and an uncontended mutex costs a few tens of
+ * nanoseconds, well below what parsing the request costs.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "observe.h"
+
+#define BUCKETS 4096
+#define STRIPES 64
+#define CLIENTS_FIRST 2
+
+struct client {
+	enum observe_protocol protocol;
+	char address[OBSERVE_ADDRESS_MAX + 1];
+	char user_agent[OBSERVE_USER_AGENT_MAX + 1];
+	int has_user_agent;
+	int64_t first_at, last_at;
+	int64_t changed_at; /* the node's changed_at when last answered */
+	enum observe_answer last_answer;
+	uint32_t consecutive, since_change;
+};
+
+struct entry {
+	struct entry *next;
+	uint64_t hash;
+	char cluster[NODE_NAME_MAX + 1];
+	char node[NODE_NAME_MAX + 1];
+	size_t n_clients, cap_clients;
+	struct client *clients;
+	uint64_t n_untracked;
+	int64_t untracked_at;
+	int has_check;
+	struct observe_check check;
+};
+
+struct observe {
+	pthread_mutex_t locks[STRIPES];
+	struct entry *buckets[BUCKETS];
+};
+
+/* --- answers --------------------------------------------------------- */
+
+static const struct {
+	int http_status;
+	const char *http_body;
+	const char *http_text;
+	const char *agent_line;
+} answers[] = {
+    [OBSERVE_SERVING] = {200, "OK", "200 OK", "up ready"},
+    [OBSERVE_DOWN] = {503, "node is down", "503 node is down",
+                      "ready down #application check failing"},
+    [OBSERVE_DRAIN] = {503, "node is draining", "503 node is draining", "up drain"},
+    [OBSERVE_DRAIN_DOWN] = {503, "node is draining", "503 node is draining",
+                            "drain down #application check failing"},
+    [OBSERVE_OFFLINE] = {503, "node is offline", "503 node is offline", "maint"},
+};
+
+int
+observe_answer_is_serving(enum observe_answer a)
+{
+	return a == OBSERVE_SERVING;
+}
+
+int
+observe_answer_http_status(enum observe_answer a)
+{
+	return answers[a].http_status;
+}
+
+const char *
+observe_answer_http_body(enum observe_answer a)
+{
+	return answers[a].http_body;
+}
+
+const char *
+observe_answer_agent_line(enum observe_answer a)
+{
+	return answers[a].agent_line;
+}
+
+const char *
+observe_answer_text(enum observe_protocol p, enum observe_answer a)
+{
+	return p == OBSERVE_AGENT ? answers[a].agent_line : answers[a].http_text;
+}
+
+const char *
+observe_protocol_name(enum observe_protocol p)
+{
+	return p == OBSERVE_AGENT ? "agent" : "http";
+}
+
+/* --- the table -------------------------------------------------------- */
+
+struct observe *
+observe_new(void)
+{
+	struct observe *o = calloc(1, sizeof(*o));
+	int i;
+
+	if (o == NULL)
+		abort();
+	for (i = 0; i < STRIPES; i++)
+		pthread_mutex_init(&o->locks[i], NULL);
+	return o;
+}
+
+static void
+entry_free(struct entry *e)
+{
+	free(e->clients);
+	free(e);
+}
+
+void
+observe_free(struct observe *o)
+{
+	size_t b;
+	int i;
+
+	if (o == NULL)
+		return;
+	for (b = 0; b < BUCKETS; b++) {
+		struct entry *e = o->buckets[b], *next;
+		for (; e != NULL; e = next) {
+			next = e->next;
+			entry_free(e);
+		}
+	}
+	for (i = 0; i < STRIPES; i++)
+		pthread_mutex_destroy(&o->locks[i]);
+	free(o);
+}
+
+/* FNV-1a of "cluster/node". */
+static uint64_t
+key_hash(const char *cluster, const char *node, size_t node_len)
+{
+	uint64_t h = 14695981039346656037ULL;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)cluster; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	h = (h ^ '/') * 1099511628211ULL;
+	for (p = (const unsigned char *)node; p < (const unsigned char *)node + node_len; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return h;
+}
+
+static pthread_mutex_t *
+lock_for(struct observe *o, uint64_t hash)
+{
+	return &o->locks[(hash % BUCKETS) % STRIPES];
+}
+
+/* The entry of the node (caller holds its lock), or NULL. */
+static struct entry *
+entry_find(struct observe *o, uint64_t hash, const char *cluster, const char *node, size_t node_len)
+{
+	struct entry *e = o->buckets[hash % BUCKETS];
+
+	for (; e != NULL; e = e->next)
+		if (e->hash == hash && strncmp(e->node, node, node_len) == 0 &&
+		    e->node[node_len] == '\0' && strcmp(e->cluster, cluster) == 0)
+			return e;
+	return NULL;
+}
+
+/* The entry of the node, added when absent (caller holds its lock); NULL
+ * for names too long to be real (never for names from a snapshot). */
+static struct entry *
+entry_get(struct observe *o, uint64_t hash, const char *cluster, const char *node, size_t node_len)
+{
+	struct entry *e = entry_find(o, hash, cluster, node, node_len);
+
+	if (e != NULL)
+		return e;
+	if (strlen(cluster) > NODE_NAME_MAX || node_len > NODE_NAME_MAX)
+		return NULL;
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		abort();
+	e->hash = hash;
+	memcpy(e->cluster, cluster, strlen(cluster) + 1);
+	memcpy(e->node, node, node_len);
+	e->node[node_len] = '\0';
+	e->next = o->buckets[hash % BUCKETS];
+	o->buckets[hash % BUCKETS] = e;
+	return e;
+}
+
+static int
+client_matches(const struct client *c, const struct observe_client *who)
+{
+	size_t ua_len = who->user_agent_len;
+
+	if (c->protocol != who->protocol || strcmp(c->address, who->address) != 0)
+		return 0;
+	if (who->user_agent == NULL)
+		return !c->has_user_agent;
+	if (ua_len > OBSERVE_USER_AGENT_MAX)
+		ua_len = OBSERVE_USER_AGENT_MAX;
+	return c->has_user_agent && strncmp(c->user_agent, who->user_agent, ua_len) == 0 &&
+	       c->user_agent[ua_len] == '\0';
+}
+
+static void
+client_init(struct client *c, const struct observe_client *who, int64_t now)
+{
+	size_t ua_len = who->user_agent_len;
+
+	memset(c, 0, sizeof(*c));
+	c->protocol = who->protocol;
+	snprintf(c->address, sizeof(c->address), "%s", who->address);
+	if (who->user_agent != NULL) {
+		if (ua_len > OBSERVE_USER_AGENT_MAX)
+			ua_len = OBSERVE_USER_AGENT_MAX;
+		memcpy(c->user_agent, who->user_agent, ua_len);
+		c->user_agent[ua_len] = '\0';
+		c->has_user_agent = 1;
+	}
+	c->first_at = now;
+}
+
+/* The slot of client who in e (caller holds the lock): its own, a free
+ * one, or the least recently seen one when that is stale; NULL when every
+ * slot is in recent use. */
+static struct client *
+client_slot(struct entry *e, const struct observe_client *who, int64_t now)
+{
+	struct client *oldest = NULL;
+	size_t i;
+
+	for (i = 0; i < e->n_clients; i++) {
+		if (client_matches(&e->clients[i], who))
+			return &e->clients[i];
+		if (oldest == NULL || e->clients[i].last_at < oldest->last_at)
+			oldest = &e->clients[i];
+	}
+	if (e->n_clients == e->cap_clients && e->cap_clients < OBSERVE_CLIENTS_MAX) {
+		size_t cap = e->cap_clients == 0 ? CLIENTS_FIRST : e->cap_clients * 2;
+		struct client *grown = realloc(e->clients, cap * sizeof(*grown));
+		if (grown == NULL)
+			abort();
+		e->clients = grown;
+		e->cap_clients = cap;
+		oldest = NULL;
+	}
+	if (e->n_clients < e->cap_clients) {
+		client_init(&e->clients[e->n_clients], who, now);
+		return &e->clients[e->n_clients++];
+	}
+	if (oldest != NULL && oldest->last_at < now - OBSERVE_STALE_MS) {
+		client_init(oldest, who, now);
+		return oldest;
+	}
+	return NULL;
+}
+
+static void
+client_record(struct client *c, enum observe_answer a, int64_t changed_at, int64_t now)
+{
+	int is_first = c->last_at == 0;
+	int same_kind =
+	    !is_first && observe_answer_is_serving(c->last_answer) == observe_answer_is_serving(a);
+
+	c->consecutive = !is_first && c->last_answer == a ? c->consecutive + 1 : 1;
+	c->since_change = same_kind && c->changed_at == changed_at ? c->since_change + 1 : 1;
+	c->last_answer = a;
+	c->changed_at = changed_at;
+	c->last_at = now;
+}
+
+static enum observe_answer
+answer_for(const struct node *n, int is_down)
+{
+	if (n->status == NODE_OFFLINE)
+		return OBSERVE_OFFLINE;
+	if (n->status == NODE_DRAIN)
+		return is_down ? OBSERVE_DRAIN_DOWN : OBSERVE_DRAIN;
+	return is_down ? OBSERVE_DOWN : OBSERVE_SERVING;
+}
+
+enum observe_answer
+observe_answer_probe(struct observe *o, const char *cluster, const struct node *n,
+                     const struct observe_client *client, int64_t now)
+{
+	size_t len = strlen(n->name);
+	uint64_t hash = key_hash(cluster, n->name, len);
+	pthread_mutex_t *lock = lock_for(o, hash);
+	enum observe_answer a;
+	struct entry *e;
+	struct client *c;
+
+	pthread_mutex_lock(lock);
+	e = entry_get(o, hash, cluster, n->name, len);
+	a = answer_for(n, e != NULL && e->has_check && !e->check.is_up);
+	if (e != NULL && (c = client_slot(e, client, now)) != NULL)
+		client_record(c, a, n->changed_at, now);
+	else if (e != NULL) {
+		e->n_untracked++;
+		e->untracked_at = now;
+	}
+	pthread_mutex_unlock(lock);
+	return a;
+}
+
+static void
+client_view(const struct client *c, int64_t changed_at, struct observe_client_view *v)
+{
+	v->protocol = c->protocol;
+	memcpy(v->address, c->address, sizeof(v->address));
+	memcpy(v->user_agent, c->user_agent, sizeof(v->user_agent));
+	v->has_user_agent = c->has_user_agent;
+	v->first_at = c->first_at;
+	v->last_at = c->last_at;
+	v->last_answer = c->last_answer;
+	v->consecutive = c->consecutive;
+	v->since_change = c->changed_at == changed_at ? c->since_change : 0;
+}
+
+static int
+client_view_cmp(const void *a, const void *b)
+{
+	const struct observe_client_view *x = a, *y = b;
+	int d;
+
+	if (x->protocol != y->protocol)
+		return (int)x->protocol - (int)y->protocol;
+	if ((d = strcmp(x->address, y->address)) != 0)
+		return d;
+	if (x->has_user_agent != y->has_user_agent)
+		return x->has_user_agent - y->has_user_agent;
+	return strcmp(x->user_agent, y->user_agent);
+}
+
+int
+observe_node_view(struct observe *o, const char *cluster, const char *node, int64_t changed_at,
+                  int64_t since, struct observe_node_view *out)
+{
+	size_t len = strlen(node), i;
+	uint64_t hash = key_hash(cluster, node, len);
+	pthread_mutex_t *lock = lock_for(o, hash);
+	struct entry *e;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(lock);
+	if ((e = entry_find(o, hash, cluster, node, len)) != NULL) {
+		for (i = 0; i < e->n_clients; i++)
+			if (e->clients[i].last_at >= since)
+				client_view(&e->clients[i], changed_at,
+				            &out->clients[out->n_clients++]);
+		out->n_untracked = e->n_untracked;
+		out->untracked_at = e->untracked_at;
+		out->has_check = e->has_check;
+		out->check = e->check;
+	}
+	pthread_mutex_unlock(lock);
+	qsort(out->clients, out->n_clients, sizeof(out->clients[0]), client_view_cmp);
+	return e != NULL;
+}
+
+int
+observe_check_state(struct observe *o, const char *cluster, const char *node,
+                    struct observe_check *out)
+{
+	size_t len = strlen(node);
+	uint64_t hash = key_hash(cluster, node, len);
+	pthread_mutex_t *lock = lock_for(o, hash);
+	struct entry *e;
+	int has_check = 0;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(lock);
+	if ((e = entry_find(o, hash, cluster, node, len)) != NULL && e->has_check) {
+		*out = e->check;
+		has_check = 1;
+	}
+	pthread_mutex_unlock(lock);
+	return has_check;
+}
+
+void
+observe_check_set(struct observe *o, const char *cluster, const char *node,
+                  const struct observe_check *state)
+{
+	size_t len = strlen(node);
+	uint64_t hash = key_hash(cluster, node, len);
+	pthread_mutex_t *lock = lock_for(o, hash);
+	struct entry *e;
+
+	pthread_mutex_lock(lock);
+	if ((e = entry_get(o, hash, cluster, node, len)) != NULL) {
+		e->has_check = 1;
+		e->check = *state;
+	}
+	pthread_mutex_unlock(lock);
+}
+
+void
+observe_check_clear(struct observe *o, const char *cluster, const char *node)
+{
+	size_t len = strlen(node);
+	uint64_t hash = key_hash(cluster, node, len);
+	pthread_mutex_t *lock = lock_for(o, hash);
+	struct entry *e;
+
+	pthread_mutex_lock(lock);
+	if ((e = entry_find(o, hash, cluster, node, len)) != NULL) {
+		e->has_check = 0;
+		memset(&e->check, 0, sizeof(e->check));
+	}
+	pthread_mutex_unlock(lock);
+}
+
+/* Drops e's clients unseen since cutoff; returns 1 when e is now empty. */
+static int
+entry_sweep(struct entry *e, int64_t cutoff)
+{
+	size_t i = 0;
+
+	while (i < e->n_clients) {
+		if (e->clients[i].last_at < cutoff)
+			e->clients[i] = e->clients[--e->n_clients];
+		else
+			i++;
+	}
+	if (e->untracked_at < cutoff) {
+		e->n_untracked = 0;
+		e->untracked_at = 0;
+	}
+	return e->n_clients == 0 && !e->has_check && e->n_untracked == 0;
+}
+
+void
+observe_sweep(struct observe *o, int64_t now)
+{
+	int64_t cutoff = now - OBSERVE_FORGET_MS;
+	size_t b;
+
+	for (b = 0; b < BUCKETS; b++) {
+		pthread_mutex_t *lock = &o->locks[b % STRIPES];
+		struct entry **link;
+
+		pthread_mutex_lock(lock);
+		link = &o->buckets[b];
+		while (*link != NULL) {
+			struct entry *e = *link;
+			if (entry_sweep(e, cutoff)) {
+				*link = e->next;
+				entry_free(e);
+			} else
+				link = &e->next;
+		}
+		pthread_mutex_unlock(lock);
+	}
+}

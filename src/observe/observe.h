@@ -1,0 +1,148 @@
+/*
+ * observe.h - what the daemon knows about the load balancers that probe
+ * it, and about each node's application check, at run time.
+ *
+ * Two things are kept per node (keyed by cluster and node name):
+ *
+ *   probes   every client that asked about the node (HTTP probe or
+ *            HAProxy agent-check), told apart by protocol, address and
+ *            User-Agent: when it first and last asked, what it was
+ *            answered, how many times in a row it got that answer, and how
+ *            many answers of the same kind (serving or not) in a row it got
+ *            since the node's last status change. That is what
+ *            `clustermgmt wait` reads to know every load balancer has seen
+ *            a change.
+ *   check    the state of the node's application check (check.c writes
+ *            it), which turns an online node's answer into "down".
+ *
+ * None of it is persisted: it starts empty at every start of the daemon.
+ * Memory is bounded: at most OBSERVE_CLIENTS_MAX clients per node (a new
+ * client beyond that takes the slot of one unseen for OBSERVE_STALE_MS, or
+ * is counted as untracked), clients unseen for OBSERVE_FORGET_MS are
+ * forgotten, and only nodes that exist are recorded.
+ *
+ * Threading: every function may be called from any thread. The table is
+ * split into stripes, each with its own mutex held for a few hundred
+ * nanoseconds at most (never across I/O or allocation of more than one
+ * node entry), so HTTP workers probing different nodes do not contend and
+ * a probe does not allocate once its node and client are known.
+ */
+#ifndef CM_OBSERVE_H
+#define CM_OBSERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/model.h"
+
+#define OBSERVE_CLIENTS_MAX 16
+#define OBSERVE_FORGET_MS (10 * 60 * 1000)
+#define OBSERVE_STALE_MS (60 * 1000)
+#define OBSERVE_ADDRESS_MAX 63
+#define OBSERVE_USER_AGENT_MAX 127 /* longer ones are cut */
+#define OBSERVE_ERROR_MAX 159
+
+enum observe_protocol {
+	OBSERVE_HTTP = 0,  /* the probe, GET/HEAD {mount}?node= */
+	OBSERVE_AGENT = 1, /* the HAProxy agent-check listener */
+};
+
+/* What a load balancer is told about a node. Only OBSERVE_SERVING asks
+ * it to send traffic. */
+enum observe_answer {
+	OBSERVE_SERVING = 0,    /* online, check passing or none */
+	OBSERVE_DOWN = 1,       /* online, check failing */
+	OBSERVE_DRAIN = 2,      /* drain */
+	OBSERVE_DRAIN_DOWN = 3, /* drain, check failing */
+	OBSERVE_OFFLINE = 4,    /* offline (whatever the check says) */
+};
+
+/* Who asks. Borrowed strings; user_agent may be NULL (none sent) and need
+ * not be terminated (user_agent_len bytes). */
+struct observe_client {
+	enum observe_protocol protocol;
+	const char *address;
+	const char *user_agent;
+	size_t user_agent_len;
+};
+
+/* One remembered client of a node, as copied out by observe_node_view. */
+struct observe_client_view {
+	enum observe_protocol protocol;
+	char address[OBSERVE_ADDRESS_MAX + 1];
+	char user_agent[OBSERVE_USER_AGENT_MAX + 1]; /* "" when none was sent */
+	int has_user_agent;
+	int64_t first_at, last_at; /* ms */
+	enum observe_answer last_answer;
+	uint32_t consecutive;  /* answers equal to last_answer in a row */
+	uint32_t since_change; /* answers of last_answer's kind (serving or
+	                          not) in a row since the node's last status
+	                          change; 0 when the last answer is older */
+};
+
+/* The application check of a node, as published by the checker. */
+struct observe_check {
+	int is_up;
+	int64_t last_at;      /* ms of the last result; 0 before the first */
+	uint32_t consecutive; /* results of the last kind (pass or fail) in a row */
+	char last_error[OBSERVE_ERROR_MAX + 1]; /* "" after a pass */
+};
+
+/* Everything known about one node. */
+struct observe_node_view {
+	size_t n_clients;
+	struct observe_client_view clients[OBSERVE_CLIENTS_MAX]; /* by protocol, address, agent */
+	uint64_t n_untracked; /* answers to clients beyond the cap */
+	int64_t untracked_at; /* ms of the last one, 0 when none */
+	int has_check;        /* a check state has been published */
+	struct observe_check check;
+};
+
+struct observe;
+
+/* A new empty table. Never NULL (aborts when out of memory). */
+struct observe *observe_new(void);
+void observe_free(struct observe *o);
+
+/* The answer for node n of cluster (its status and its check state), which
+ * is recorded as given to client at now (ms). Call it only for a node that
+ * exists in the current snapshot. */
+enum observe_answer observe_answer_probe(struct observe *o, const char *cluster,
+                                         const struct node *n, const struct observe_client *client,
+                                         int64_t now);
+
+/* Copies what is known about the node into *out (zeroed first): the
+ * clients seen at or after since (ms; 0 for all remembered), and the
+ * check state. changed_at is the node's current changed_at, which decides
+ * since_change. Returns 1 when anything is known, else 0. */
+int observe_node_view(struct observe *o, const char *cluster, const char *node, int64_t changed_at,
+                      int64_t since, struct observe_node_view *out);
+
+/* The node's check state into *out; returns 1, or 0 when the node has no
+ * check (or none has run yet). For the web page and `status`. */
+int observe_check_state(struct observe *o, const char *cluster, const char *node,
+                        struct observe_check *out);
+
+/* Publishes (check.c) or forgets (the check was removed) a node's check
+ * state. */
+void observe_check_set(struct observe *o, const char *cluster, const char *node,
+                       const struct observe_check *state);
+void observe_check_clear(struct observe *o, const char *cluster, const char *node);
+
+/* Forgets clients unseen since now - OBSERVE_FORGET_MS and frees nodes
+ * with nothing left to remember. Call it now and then (every few s). */
+void observe_sweep(struct observe *o, int64_t now);
+
+/* Does the answer tell a load balancer to send new traffic? */
+int observe_answer_is_serving(enum observe_answer a);
+/* How each protocol words an answer: the probe's status code and body,
+ * the agent's reply line (without newline). Static strings. */
+int observe_answer_http_status(enum observe_answer a);
+const char *observe_answer_http_body(enum observe_answer a);
+const char *observe_answer_agent_line(enum observe_answer a);
+/* The answer as shown in the API: "200 OK", "503 node is offline",
+ * "up ready", ... Static strings. */
+const char *observe_answer_text(enum observe_protocol p, enum observe_answer a);
+const char *observe_protocol_name(enum observe_protocol p); /* "http", "agent" */
+
+#endif
