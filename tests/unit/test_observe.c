@@ -1,0 +1,347 @@
+/*
+ * test_observe.c - observed probes and check states (src/observe/observe.h),
+ * one behaviour per test: what a prober is answered, how answers in a row
+ * and answers since the last status change are counted, the caps that
+ * keep memory bounded, and forgetting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../src/observe/observe.h"
+
+#define T0 1700000000000LL
+
+static struct node
+node_with(const char *name, enum node_status status, int64_t changed_at)
+{
+	struct node n = {0};
+
+	n.name = (char *)name;
+	n.status = status;
+	n.changed_at = changed_at;
+	return n;
+}
+
+static struct observe_client
+http_client(const char *address, const char *user_agent)
+{
+	struct observe_client c = {OBSERVE_HTTP, address, user_agent,
+	                           user_agent != NULL ? strlen(user_agent) : 0};
+	return c;
+}
+
+static struct observe_node_view
+view_of(struct observe *o, const char *node, int64_t changed_at, int64_t since)
+{
+	struct observe_node_view v;
+
+	observe_node_view(o, "default", node, changed_at, since, &v);
+	return v;
+}
+
+static void
+test_online_node_is_served_and_recorded(void **state)
+{
+	struct observe *o = observe_new();
+	struct node n = node_with("a", NODE_ONLINE, T0);
+	struct observe_client lb = http_client("10.0.0.1", "lb/1");
+	struct observe_node_view v;
+
+	(void)state;
+	assert_int_equal(observe_answer_probe(o, "default", &n, &lb, T0 + 1000), OBSERVE_SERVING);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 1);
+	assert_string_equal(v.clients[0].address, "10.0.0.1");
+	assert_string_equal(v.clients[0].user_agent, "lb/1");
+	assert_int_equal(v.clients[0].last_at, T0 + 1000);
+	assert_int_equal(v.clients[0].consecutive, 1);
+	assert_int_equal(v.clients[0].since_change, 1);
+	observe_free(o);
+}
+
+static void
+test_status_decides_answer(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct node off = node_with("a", NODE_OFFLINE, T0), drain = node_with("b", NODE_DRAIN, T0);
+
+	(void)state;
+	assert_int_equal(observe_answer_probe(o, "default", &off, &lb, T0), OBSERVE_OFFLINE);
+	assert_int_equal(observe_answer_probe(o, "default", &drain, &lb, T0), OBSERVE_DRAIN);
+	assert_int_equal(observe_answer_http_status(OBSERVE_OFFLINE), 503);
+	assert_string_equal(observe_answer_http_body(OBSERVE_DRAIN), "node is draining");
+	assert_string_equal(observe_answer_agent_line(OBSERVE_OFFLINE), "maint");
+	assert_string_equal(observe_answer_agent_line(OBSERVE_SERVING), "up ready");
+	observe_free(o);
+}
+
+static void
+test_failing_check_makes_online_node_down(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_check down = {.is_up = 0, .last_at = T0, .consecutive = 3};
+
+	(void)state;
+	observe_check_set(o, "default", "a", &down);
+	assert_int_equal(observe_answer_probe(o, "default", &a, &lb, T0), OBSERVE_DOWN);
+	assert_string_equal(observe_answer_http_body(OBSERVE_DOWN), "node is down");
+	observe_check_clear(o, "default", "a");
+	assert_int_equal(observe_answer_probe(o, "default", &a, &lb, T0), OBSERVE_SERVING);
+	observe_free(o);
+}
+
+static void
+test_offline_wins_over_failing_check(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct node a = node_with("a", NODE_OFFLINE, T0);
+	struct observe_check down = {.is_up = 0, .last_at = T0};
+
+	(void)state;
+	observe_check_set(o, "default", "a", &down);
+	assert_int_equal(observe_answer_probe(o, "default", &a, &lb, T0), OBSERVE_OFFLINE);
+	observe_free(o);
+}
+
+static void
+test_consecutive_counts_same_answers_in_a_row(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		observe_answer_probe(o, "default", &a, &lb, T0 + i);
+	assert_int_equal(view_of(o, "a", T0, 0).clients[0].consecutive, 4);
+	a = node_with("a", NODE_OFFLINE, T0 + 10);
+	observe_answer_probe(o, "default", &a, &lb, T0 + 11);
+	assert_int_equal(view_of(o, "a", T0 + 10, 0).clients[0].consecutive, 1);
+	observe_free(o);
+}
+
+static void
+test_since_change_restarts_at_status_change(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct node a = node_with("a", NODE_OFFLINE, T0);
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &lb, T0 + 1);
+	observe_answer_probe(o, "default", &a, &lb, T0 + 2);
+	/* offline -> drain: still failing, but a new change */
+	a = node_with("a", NODE_DRAIN, T0 + 5);
+	assert_int_equal(view_of(o, "a", T0 + 5, 0).clients[0].since_change, 0);
+	observe_answer_probe(o, "default", &a, &lb, T0 + 6);
+	assert_int_equal(view_of(o, "a", T0 + 5, 0).clients[0].since_change, 1);
+	assert_int_equal(view_of(o, "a", T0 + 5, 0).clients[0].consecutive, 1);
+	observe_free(o);
+}
+
+static void
+test_since_change_counts_kind_not_exact_answer(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct node a = node_with("a", NODE_DRAIN, T0);
+	struct observe_check down = {.is_up = 0};
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &lb, T0 + 1); /* drain */
+	observe_check_set(o, "default", "a", &down);
+	observe_answer_probe(o, "default", &a, &lb, T0 + 2); /* drain, down */
+	assert_int_equal(view_of(o, "a", T0, 0).clients[0].since_change, 2);
+	assert_int_equal(view_of(o, "a", T0, 0).clients[0].consecutive, 1);
+	observe_free(o);
+}
+
+static void
+test_clients_told_apart_by_address_agent_and_protocol(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client c1 = http_client("10.0.0.1", "x"), c2 = http_client("10.0.0.2", "x"),
+	                      c3 = http_client("10.0.0.1", "y"), c4 = http_client("10.0.0.1", NULL),
+	                      c5 = {OBSERVE_AGENT, "10.0.0.1", "x", 1};
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &c1, T0);
+	observe_answer_probe(o, "default", &a, &c2, T0);
+	observe_answer_probe(o, "default", &a, &c3, T0);
+	observe_answer_probe(o, "default", &a, &c4, T0);
+	observe_answer_probe(o, "default", &a, &c5, T0);
+	observe_answer_probe(o, "default", &a, &c1, T0 + 1);
+	assert_int_equal(view_of(o, "a", T0, 0).n_clients, 5);
+	observe_free(o);
+}
+
+static void
+test_clients_per_node_are_capped(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_node_view v;
+	char ua[32];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 100; i++) {
+		struct observe_client c;
+		snprintf(ua, sizeof(ua), "agent-%d", i);
+		c = http_client("10.0.0.1", ua);
+		observe_answer_probe(o, "default", &a, &c, T0 + i);
+	}
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, OBSERVE_CLIENTS_MAX);
+	assert_int_equal(v.n_untracked, 100 - OBSERVE_CLIENTS_MAX);
+	observe_free(o);
+}
+
+static void
+test_stale_client_makes_room_for_a_new_one(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client newcomer = http_client("10.0.0.99", NULL);
+	struct observe_node_view v;
+	char ua[32];
+	int i;
+
+	(void)state;
+	for (i = 0; i < OBSERVE_CLIENTS_MAX; i++) {
+		struct observe_client c;
+		snprintf(ua, sizeof(ua), "agent-%d", i);
+		c = http_client("10.0.0.1", ua);
+		observe_answer_probe(o, "default", &a, &c, T0);
+	}
+	observe_answer_probe(o, "default", &a, &newcomer, T0 + OBSERVE_STALE_MS + 1);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, OBSERVE_CLIENTS_MAX);
+	assert_int_equal(v.n_untracked, 0);
+	observe_free(o);
+}
+
+static void
+test_long_user_agent_is_cut_and_still_matches(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	char ua[400];
+	struct observe_client c;
+	struct observe_node_view v;
+
+	(void)state;
+	memset(ua, 'u', sizeof(ua) - 1);
+	ua[sizeof(ua) - 1] = '\0';
+	c = http_client("10.0.0.1", ua);
+	observe_answer_probe(o, "default", &a, &c, T0);
+	observe_answer_probe(o, "default", &a, &c, T0 + 1);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 1);
+	assert_int_equal(strlen(v.clients[0].user_agent), OBSERVE_USER_AGENT_MAX);
+	assert_int_equal(v.clients[0].consecutive, 2);
+	observe_free(o);
+}
+
+static void
+test_view_since_leaves_out_older_clients(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client old = http_client("10.0.0.1", NULL),
+	                      recent = http_client("10.0.0.2", NULL);
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &old, T0);
+	observe_answer_probe(o, "default", &a, &recent, T0 + 40000);
+	assert_int_equal(view_of(o, "a", T0, T0 + 10000).n_clients, 1);
+	assert_string_equal(view_of(o, "a", T0, T0 + 10000).clients[0].address, "10.0.0.2");
+	observe_free(o);
+}
+
+static void
+test_sweep_forgets_clients_unseen_for_ten_minutes(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client old = http_client("10.0.0.1", NULL),
+	                      recent = http_client("10.0.0.2", NULL);
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &old, T0);
+	observe_answer_probe(o, "default", &a, &recent, T0 + OBSERVE_FORGET_MS);
+	observe_sweep(o, T0 + OBSERVE_FORGET_MS + 1);
+	assert_int_equal(view_of(o, "a", T0, 0).n_clients, 1);
+	observe_sweep(o, T0 + 3 * OBSERVE_FORGET_MS);
+	assert_int_equal(
+	    observe_node_view(o, "default", "a", T0, 0, &(struct observe_node_view){0}), 0);
+	observe_free(o);
+}
+
+static void
+test_sweep_keeps_check_state(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_check up = {.is_up = 1, .last_at = T0, .consecutive = 1};
+	struct observe_check got;
+
+	(void)state;
+	observe_check_set(o, "default", "a", &up);
+	observe_sweep(o, T0 + 3 * OBSERVE_FORGET_MS);
+	assert_int_equal(observe_check_state(o, "default", "a", &got), 1);
+	assert_int_equal(got.is_up, 1);
+	observe_free(o);
+}
+
+static void
+test_clusters_are_kept_apart(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+	struct observe_check down = {.is_up = 0};
+	struct observe_node_view v;
+
+	(void)state;
+	observe_check_set(o, "shop", "a", &down);
+	assert_int_equal(observe_answer_probe(o, "default", &a, &lb, T0), OBSERVE_SERVING);
+	assert_int_equal(observe_answer_probe(o, "shop", &a, &lb, T0), OBSERVE_DOWN);
+	assert_int_equal(observe_node_view(o, "other", "a", T0, 0, &v), 0);
+	observe_free(o);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_online_node_is_served_and_recorded),
+	    cmocka_unit_test(test_status_decides_answer),
+	    cmocka_unit_test(test_failing_check_makes_online_node_down),
+	    cmocka_unit_test(test_offline_wins_over_failing_check),
+	    cmocka_unit_test(test_consecutive_counts_same_answers_in_a_row),
+	    cmocka_unit_test(test_since_change_restarts_at_status_change),
+	    cmocka_unit_test(test_since_change_counts_kind_not_exact_answer),
+	    cmocka_unit_test(test_clients_told_apart_by_address_agent_and_protocol),
+	    cmocka_unit_test(test_clients_per_node_are_capped),
+	    cmocka_unit_test(test_stale_client_makes_room_for_a_new_one),
+	    cmocka_unit_test(test_long_user_agent_is_cut_and_still_matches),
+	    cmocka_unit_test(test_view_since_leaves_out_older_clients),
+	    cmocka_unit_test(test_sweep_forgets_clients_unseen_for_ten_minutes),
+	    cmocka_unit_test(test_sweep_keeps_check_state),
+	    cmocka_unit_test(test_clusters_are_kept_apart),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
