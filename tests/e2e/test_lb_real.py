@@ -180,10 +180,10 @@ class Farm:
             r = self.daemon.put("/v1/clusters/default/nodes/" + name, auth=self.daemon.admin,
                                 json={"address": self.apps[name].address})
             assert r.status_code in (200, 201), r.text
+        # No probe of our own through the nodes: the daemon would count this
+        # test as one more load balancer that `wait` has to hear from.
         for app in self.apps.values():
             app.start()
-            r = requests.get("http://%s/health?node=%s" % (app.address, app.name), timeout=5)
-            assert r.status_code == 200 and r.text.strip() == "OK", r.text
         agent = ["--agent", "127.0.0.1:%d" % self.agent_port] if self.with_agent else [
             "--agent", "none"]
         hport, vport = free_port(), free_port()
