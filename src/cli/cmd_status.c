@@ -17,21 +17,47 @@
 
 #define MAX_TTL_S (30 * 86400) /* the API's limit */
 
-/* NAME STATUS REASON SINCE EXPIRES, times relative to now. */
+/* The CHECK cell of a node: "-" without a check, "pending" before its
+ * first result, "ok", or "down (why)". */
+static const char *
+check_cell(const json_t *node, char *buf, size_t size)
+{
+	const json_t *state = json_object_get(node, "check_state");
+	const char *why;
+
+	if (output_field(node, "check") == NULL)
+		return NULL;
+	if (!json_is_object(state))
+		return "pending";
+	if (json_is_true(json_object_get(state, "up")))
+		return "ok";
+	why = output_field(state, "last_error");
+	snprintf(buf, size, "down (%s)", why != NULL ? why : "failing");
+	return buf;
+}
+
+/* NAME STATUS REASON SINCE EXPIRES, times relative to now; and CHECK
+ * when any node has an application check. */
 static void
 print_status_table(const json_t *answer)
 {
-	static const char *const header[] = {"NAME", "STATUS", "REASON", "SINCE", "EXPIRES"};
-	struct table *t = table_new(5, header);
+	static const char *const header[] = {"NAME",  "STATUS",  "REASON",
+	                                     "SINCE", "EXPIRES", "CHECK"};
+	const json_t *nodes = json_object_get(answer, "nodes"), *node;
+	size_t i, ncols = 5;
+	struct table *t;
 	int64_t now = time_now_ms();
-	char since[48], expires[48];
-	const char *row[5];
-	json_t *node;
-	size_t i;
+	char since[48], expires[48], check[200];
+	const char *row[6];
 
-	if (t == NULL)
+	json_array_foreach(nodes, i, node)
+	{
+		if (output_field(node, "check") != NULL)
+			ncols = 6;
+	}
+	if ((t = table_new(ncols, header)) == NULL)
 		return;
-	json_array_foreach(json_object_get(answer, "nodes"), i, node)
+	json_array_foreach(nodes, i, node)
 	{
 		row[0] = output_field(node, "name");
 		row[1] = output_field(node, "status");
@@ -40,11 +66,39 @@ print_status_table(const json_t *answer)
 		                              sizeof(since));
 		row[4] = output_relative_time(output_field(node, "expires_at"), now, expires,
 		                              sizeof(expires));
+		row[5] = check_cell(node, check, sizeof(check));
 		if (table_add_row(t, row) < 0)
 			break;
 	}
 	table_print(t, stdout);
 	table_free(t);
+}
+
+/* The node list carries no check state: fetch it, for the nodes that
+ * have a check, from their own documents. */
+static int
+add_check_states(struct cli *cli, json_t *answer, struct error *err)
+{
+	struct client_reply one;
+	json_t *node;
+	size_t i;
+	int rc;
+
+	json_array_foreach(json_object_get(answer, "nodes"), i, node)
+	{
+		if (output_field(node, "check") == NULL)
+			continue;
+		rc = cli_call(cli, "GET",
+		              client_path("v1", "clusters", cli->cluster, "nodes",
+		                          output_field(node, "name"), NULL),
+		              NULL, &one, err);
+		if (rc != CLI_OK)
+			return rc;
+		json_object_set(node, "check_state",
+		                json_object_get(json_object_get(one.json, "node"), "check_state"));
+		client_reply_free(&one);
+	}
+	return CLI_OK;
 }
 
 int
@@ -61,6 +115,10 @@ cmd_status(struct cli *cli, int nargs, char **args, struct error *err)
 	              &reply, err);
 	if (rc != CLI_OK)
 		return rc;
+	if (!cli->is_json && (rc = add_check_states(cli, reply.json, err)) != CLI_OK) {
+		client_reply_free(&reply);
+		return rc;
+	}
 	cli_print(cli, &reply, print_status_table);
 	client_reply_free(&reply);
 	return CLI_OK;
