@@ -200,13 +200,13 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 	if (can_change)
 		ui_printf(
 		    b,
-		    "<div class=\"form-row\"><div class=\"field\"><label for=\"reason\">Reason"
+		    "<div class=\"form-row\"><div class=\"field\"><label for=\"reason\">Reason "
+		    "<span class=\"hint\">(for the nodes taken out)</span>"
 		    "</label><input id=\"reason\" name=\"reason\" maxlength=\"256\" "
 		    "value=\"%s\" placeholder=\"e.g. kernel update\"></div><div "
-		    "class=\"field\"><label for=\"ttl\">Back online after</label><input "
-		    "id=\"ttl\" name=\"ttl\" value=\"%s\" placeholder=\"e.g. 30m, 2h\" "
-		    "aria-describedby=\"ttl-hint\"><span id=\"ttl-hint\" class=\"hint\">"
-		    "optional; empty = until put back</span></div><button type=\"submit\" "
+		    "class=\"field\"><label for=\"ttl\">Back online after <span "
+		    "class=\"hint\">(optional)</span></label><input id=\"ttl\" name=\"ttl\" "
+		    "value=\"%s\" placeholder=\"e.g. 30m, 2h\"></div><button type=\"submit\" "
 		    "class=\"primary\">Save Offline Nodes</button></div></form>",
 		    st->reason ? st->reason : "", st->ttl ? st->ttl : "");
 	ui_raw(b, "</section>");
