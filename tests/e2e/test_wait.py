@@ -1,0 +1,191 @@
+"""
+`clustermgmt wait NAME... --drained|--serving` (PRODUCT.md §9, issue 4):
+returns 0 once every client that probed the node within the window has
+been answered K times in a row with failure (--drained) or success
+(--serving) since the node's last status change; exit 4 on timeout naming
+who has not seen it; with nothing probing, it says so and waits
+--no-probers-delay, or fails (exit 1) with --require-probers.
+
+The load balancers are fake: threads that probe on an interval from their
+own loopback address.
+"""
+
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import session_from
+
+CLI_TIMEOUT = 60
+
+
+class Prober:
+    """A fake load balancer probing one node every `interval` seconds."""
+
+    def __init__(self, d, node, ip, interval=0.1, user_agent="fake-lb"):
+        self.d, self.node, self.ip, self.interval = d, node, ip, interval
+        self.user_agent = user_agent
+        self.answers = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        s = session_from(self.ip)
+        try:
+            while not self._stop.is_set():
+                try:
+                    r = s.get(self.d.url + "/health?node=" + self.node,
+                              headers={"User-Agent": self.user_agent}, timeout=2)
+                    self.answers.append((time.monotonic(), r.status_code))
+                except Exception:  # noqa: BLE001 - a fake LB keeps going
+                    pass
+                self._stop.wait(self.interval)
+        finally:
+            s.close()
+
+    def __enter__(self):
+        self._thread.start()
+        deadline = time.monotonic() + 5
+        while not self.answers and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def answers_after(self, t):
+        return [code for (at, code) in self.answers if at >= t]
+
+
+def run_wait(d, *args, timeout=CLI_TIMEOUT):
+    env = dict(os.environ)
+    env.update({"CLUSTERMGMT_URL": d.url, "CLUSTERMGMT_USER": "admin",
+                "CLUSTERMGMT_PASSWORD": d.password})
+    env.pop("CLUSTERMGMT_TOKEN", None)
+    return subprocess.run([d.bin, "wait"] + list(args), env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def nodes(daemon):
+    daemon.set_nodes(["zope1", "zope2"])
+    return daemon
+
+
+def test_drained_returns_after_every_prober_saw_k_failures(nodes):
+    with Prober(nodes, "zope1", "127.0.1.2") as a, Prober(nodes, "zope1", "127.0.1.3",
+                                                          interval=0.3) as b:
+        nodes.set_status({"zope1": {"status": "offline"}})
+        changed = time.monotonic()
+        r = run_wait(nodes, "zope1", "--drained", "--fall", "3", "--timeout", "20")
+        assert r.returncode == 0, r.stderr
+        assert len([c for c in a.answers_after(changed) if c == 503]) >= 3
+        assert len([c for c in b.answers_after(changed) if c == 503]) >= 3
+    assert "zope1" in r.stdout and "drained" in r.stdout
+
+
+def test_drained_does_not_return_before_the_slow_prober_saw_it(nodes):
+    with Prober(nodes, "zope1", "127.0.1.4", interval=0.05), \
+            Prober(nodes, "zope1", "127.0.1.5", interval=1.0) as slow:
+        time.sleep(0.2)
+        nodes.set_status({"zope1": {"status": "drain"}})
+        t0 = time.monotonic()
+        r = run_wait(nodes, "zope1", "--drained", "--fall", "2", "--timeout", "20")
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert len(slow.answers_after(t0)) >= 2
+        assert elapsed >= 1.0, elapsed
+
+
+def test_serving_returns_after_k_successes(nodes):
+    nodes.set_status({"zope1": {"status": "offline"}})
+    with Prober(nodes, "zope1", "127.0.1.6") as p:
+        time.sleep(0.3)
+        nodes.set_status({"zope1": {"status": "online"}})
+        changed = time.monotonic()
+        r = run_wait(nodes, "zope1", "--serving", "--fall", "3", "--timeout", "20")
+        assert r.returncode == 0, r.stderr
+        assert len([c for c in p.answers_after(changed) if c == 200]) >= 3
+
+
+def test_several_nodes_all_must_be_done(nodes):
+    with Prober(nodes, "zope1", "127.0.1.7"), Prober(nodes, "zope2", "127.0.1.7"):
+        nodes.set_status({"zope1": {"status": "offline"}, "zope2": {"status": "offline"}})
+        r = run_wait(nodes, "zope1", "zope2", "--drained", "--timeout", "20")
+        assert r.returncode == 0, r.stderr
+        assert "zope1" in r.stdout and "zope2" in r.stdout
+
+
+def test_timeout_exits_4_and_names_the_prober(nodes):
+    with Prober(nodes, "zope1", "127.0.1.8", user_agent="stubborn-lb"):
+        # the node stays online: the prober never sees it out
+        t0 = time.monotonic()
+        r = run_wait(nodes, "zope1", "--drained", "--timeout", "2")
+        elapsed = time.monotonic() - t0
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    assert "127.0.1.8" in r.stderr and "stubborn-lb" in r.stderr, r.stderr
+    assert "timed out" in r.stderr
+    assert 1.5 <= elapsed < 10, elapsed
+
+
+def test_answers_before_the_change_do_not_count(nodes):
+    nodes.set_status({"zope1": {"status": "offline"}})
+    with Prober(nodes, "zope1", "127.0.1.9"):
+        time.sleep(0.5)  # many 503s for "offline"
+    # a new change (offline -> drain): the old failures are not "since the change"
+    nodes.set_status({"zope1": {"status": "drain"}})
+    r = run_wait(nodes, "zope1", "--drained", "--timeout", "2", "--window", "30")
+    assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)
+
+
+def test_no_probers_says_so_and_waits_the_delay(nodes):
+    nodes.set_status({"zope1": {"status": "offline"}})
+    t0 = time.monotonic()
+    r = run_wait(nodes, "zope1", "--drained", "--no-probers-delay", "2")
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert "nothing probed zope1" in r.stderr, r.stderr
+    assert 1.8 <= elapsed < 8, elapsed
+
+
+def test_no_probers_with_require_probers_fails(nodes):
+    t0 = time.monotonic()
+    r = run_wait(nodes, "zope1", "--drained", "--require-probers")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "nothing probed zope1" in r.stderr
+    assert time.monotonic() - t0 < 5
+
+
+def test_unknown_node_is_refused(nodes):
+    r = run_wait(nodes, "ghost", "--drained", "--timeout", "2")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "ghost" in r.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["zope1"],
+    ["zope1", "--drained", "--serving"],
+    ["--drained"],
+    ["zope1", "--drained", "--fall", "0"],
+    ["zope1", "--drained", "--timeout", "soon"],
+    ["zope1", "--drained", "--require-probers", "--no-probers-delay", "3"],
+    ["zope1", "--drained", "--reason", "x"],
+])
+def test_usage_errors_exit_2(nodes, args):
+    r = run_wait(nodes, *args)
+    assert r.returncode == 2, (args, r.returncode, r.stderr)
+
+
+def test_json_output(nodes):
+    with Prober(nodes, "zope1", "127.0.1.10"):
+        nodes.set_status({"zope1": {"status": "offline"}})
+        r = run_wait(nodes, "zope1", "--drained", "--json", "--timeout", "20")
+    assert r.returncode == 0, r.stderr
+    import json
+    doc = json.loads(r.stdout)
+    assert doc["nodes"]["zope1"]["done"] is True
+    assert doc["nodes"]["zope1"]["probers"] >= 1
