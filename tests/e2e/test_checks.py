@@ -109,3 +109,137 @@ def test_offline_wins_over_passing_check(checked, app):
     checked.set_status({"zope1": {"status": "offline"}})
     time.sleep(0.5)
     assert (checked.probe("zope1").status_code, checked.probe("zope1").text) == (503, "node is offline")
+
+
+# --- thresholds, state and the agent, with a fast checker ---------------------
+
+import os
+import socket
+import subprocess
+
+from conftest import free_port
+
+
+@pytest.fixture
+def fast(make_daemon, app):
+    agent_port = free_port()
+    d = make_daemon(["--check-interval", "200ms", "--check-timeout", "150ms",
+                     "--agent-listen", "127.0.0.1:%d" % agent_port])
+    d.agent_port = agent_port
+    d.set_nodes(["zope1", "zope2"])
+    r = d.put("/v1/clusters/default/nodes/zope1", auth=d.admin, json={"check": app.url})
+    assert r.status_code == 200, r.text
+    wait_hits(app, 2)
+    return d
+
+
+def wait_hits(app, n, timeout=CHECK_WAIT):
+    deadline = time.monotonic() + timeout
+    start = app.hits
+    while app.hits < start + n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return app.hits - start
+
+
+def check_state(d, node="zope1"):
+    return d.get("/v1/clusters/default/nodes/%s" % node, auth=d.admin).json()["node"]["check_state"]
+
+
+def agent_says(d, node="zope1"):
+    with socket.create_connection(("127.0.0.1", d.agent_port), timeout=5) as s:
+        s.sendall(node.encode() + b"\n")
+        return s.recv(1024).decode().strip()
+
+
+def test_down_only_after_three_failures(fast, app):
+    app.code = 500
+    wait_hits(app, 1)
+    time.sleep(0.05)
+    st = check_state(fast)
+    if st["consecutive"] < 3:
+        assert st["up"] is True and fast.probe("zope1").text == "OK", st
+    assert wait_probe(fast, "zope1", (503, "node is down")) == (503, "node is down")
+    st = check_state(fast)
+    assert st["up"] is False and st["consecutive"] >= 3
+    assert st["last_error"] == "HTTP 500"
+
+
+def test_back_only_after_two_successes(fast, app):
+    app.code = 500
+    assert wait_probe(fast, "zope1", (503, "node is down")) == (503, "node is down")
+    app.code = 200
+    assert wait_probe(fast, "zope1", (200, "OK")) == (200, "OK")
+    st = check_state(fast)
+    assert st["up"] is True and st["consecutive"] >= 2 and st["last_error"] is None
+
+
+def test_check_timeout_counts_as_failure(fast, app):
+    app.code = 200
+    # a port that accepts and never answers
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        r = fast.put("/v1/clusters/default/nodes/zope2", auth=fast.admin,
+                     json={"check": "http://127.0.0.1:%d/" % silent.getsockname()[1]})
+        assert r.status_code == 200
+        assert wait_probe(fast, "zope2", (503, "node is down")) == (503, "node is down")
+        assert "150 ms" in check_state(fast, "zope2")["last_error"]
+        assert fast.probe("zope1").text == "OK"  # one slow check delays nobody
+    finally:
+        silent.close()
+
+
+def test_agent_says_down_while_check_fails(fast, app):
+    assert agent_says(fast) == "up ready"
+    app.code = 503
+    wait_probe(fast, "zope1", (503, "node is down"))
+    reply = agent_says(fast)
+    assert reply.split("#")[0].split() == ["ready", "down"], reply
+    fast.set_status({"zope1": {"status": "drain"}})
+    assert agent_says(fast).split("#")[0].split() == ["drain", "down"]
+    fast.set_status({"zope1": {"status": "offline"}})
+    assert agent_says(fast) == "maint"
+
+
+def test_removing_the_check_clears_its_state(fast, app):
+    app.code = 500
+    wait_probe(fast, "zope1", (503, "node is down"))
+    r = fast.put("/v1/clusters/default/nodes/zope1", auth=fast.admin, json={"check": ""})
+    assert r.status_code == 200
+    assert wait_probe(fast, "zope1", (200, "OK")) == (200, "OK")
+    assert check_state(fast) is None
+
+
+def test_node_without_check_has_null_check_state(fast):
+    assert check_state(fast, "zope2") is None
+
+
+def test_down_node_keeps_admin_status_and_audit(fast, app):
+    before = len(fast.audit())
+    app.code = 500
+    wait_probe(fast, "zope1", (503, "node is down"))
+    assert fast.node_states()["zope1"] == ("online", "")
+    assert len(fast.audit()) == before
+
+
+def test_status_shows_check_column(fast, app):
+    env = dict(os.environ, CLUSTERMGMT_URL=fast.url, CLUSTERMGMT_USER="admin",
+               CLUSTERMGMT_PASSWORD=fast.password)
+    r = subprocess.run([fast.bin, "status"], env=env, capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[-1] == "CHECK", lines
+    assert [l for l in lines if l.startswith("zope1")][0].split()[-1] == "ok"
+    app.code = 500
+    wait_probe(fast, "zope1", (503, "node is down"))
+    r = subprocess.run([fast.bin, "status"], env=env, capture_output=True, text=True, timeout=20)
+    assert "down (HTTP 500)" in [l for l in r.stdout.splitlines() if l.startswith("zope1")][0]
+
+
+@pytest.mark.parametrize("args", [["--check-interval", "0"], ["--check-timeout", "fast"],
+                                  ["--check-fall", "0"], ["--check-rise", "x"]])
+def test_bad_check_options_are_usage_errors(cm_bin, tmp_path, args):
+    r = subprocess.run([cm_bin, "serve", "--db", str(tmp_path / "x.db")] + args,
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, (r.returncode, r.stderr)
