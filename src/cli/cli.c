@@ -64,7 +64,9 @@ static const char status_help[] =
     "Shows every node of the cluster: NAME, STATUS (online, offline, drain),\n"
     "REASON, SINCE (when the status last changed, e.g. \"5m ago\") and EXPIRES\n"
     "(when a status with a TTL returns to online, e.g. \"in 9m\"; \"-\" for\n"
-    "never). --json prints the server's document with exact RFC 3339 times.\n";
+    "never), and CHECK when a node has an application check (ok, pending, or\n"
+    "down (why): probes then answer \"node is down\"). --json prints the\n"
+    "server's document with exact RFC 3339 times.\n";
 
 #define SET_STATUS_HELP(verb, what)                                                                \
 	"usage: clustermgmt " verb " NAME... [--reason R] [--ttl DURATION] [--min-online K]\n"     \
