@@ -53,7 +53,7 @@ void ui_esc(struct ui_buf *b, const char *s);
  * Nothing else is understood (an unknown directive is copied as is). */
 void ui_printf(struct ui_buf *b, const char *fmt, ...);
 
-/* Adds a response header (name lowercase) before the reply is sent. */
+/* Adds a response header (name lowercase; both copied) before the reply. */
 void ui_header(struct request *r, const char *name, const char *value);
 /* Replies with the page in b as text/html, with the page's headers
  * (Content-Security-Policy default-src 'self', no framing, nosniff,

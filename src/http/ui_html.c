@@ -141,9 +141,12 @@ void
 ui_header(struct request *r, const char *name, const char *value)
 {
 	h2o_req_t *req = r->req;
+	/* h2o keeps pointers to the name and value: copy them into the
+	 * request's pool, callers pass stack buffers. */
+	h2o_iovec_t n = h2o_strdup(&req->pool, name, strlen(name));
+	h2o_iovec_t v = h2o_strdup(&req->pool, value, strlen(value));
 
-	h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value,
-	                      strlen(value));
+	h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
 void
