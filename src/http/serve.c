@@ -186,7 +186,8 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0}};
 	int ch;
-	char *end;
+	char *end, host[64], port[8];
+	size_t i;
 
 	o->db = "clustermgmt.db";
 	o->threads = 1;
@@ -251,6 +252,11 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
 	if (o->default_node != NULL && !node_name_is_valid(o->default_node, strlen(o->default_node)))
 		return error_set(err, 400, "--node '%s' is not a valid node name", o->default_node);
+	for (i = 0; i < o->n_listens; i++)
+		if (split_host_port(o->listens[i].text, host, sizeof(host), port, sizeof(port)) != 0)
+			return error_set(err, 400,
+					 "--listen %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+					 o->listens[i].text);
 	if (o->n_listens == 0)
 		snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
 			 "127.0.0.1:8080");

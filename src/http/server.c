@@ -524,38 +524,13 @@ listeners_close(struct worker *w)
 	w->agent = NULL;
 }
 
-static void *
-worker_main(void *arg)
-{
-	struct worker *w = arg;
-	struct server *s = w->server;
-	int64_t stop_deadline = 0;
-
-	current_worker = w;
-	while (1) {
-		h2o_evloop_run(w->ctx.loop, LOOP_MAX_WAIT_MS);
-		engine_reader_quiescent(s->engine, w->reader_id);
-		if (!atomic_load(&s->is_stopping))
-			continue;
-		if (stop_deadline == 0) {
-			stop_deadline = time_now_ms() + STOP_GRACE_MS;
-			listeners_close(w);
-			waiters_check(w);
-		}
-		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
-			break;
-	}
-	engine_reader_unregister(s->engine, w->reader_id);
-	return NULL;
-}
-
+/* Runs on the worker's own thread: h2o keeps per-thread buffer pools,
+ * so every socket of a loop must be created by the thread that runs it. */
 static int
-worker_init(struct server *s, struct worker *w, int id, struct error *err)
+worker_init(struct server *s, struct worker *w, struct error *err)
 {
 	size_t i;
 
-	w->id = id;
-	w->server = s;
 	h2o_context_init(&w->ctx, h2o_evloop_create(), &s->config);
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = s->config.hosts;
@@ -590,6 +565,35 @@ worker_init(struct server *s, struct worker *w, int id, struct error *err)
 	return 0;
 }
 
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct server *s = w->server;
+	int64_t stop_deadline = 0;
+
+	current_worker = w;
+	w->init_rc = worker_init(s, w, &w->init_err);
+	pthread_barrier_wait(&s->ready);
+	if (w->init_rc != 0 || atomic_load(&s->is_stopping))
+		return NULL;
+	while (1) {
+		h2o_evloop_run(w->ctx.loop, LOOP_MAX_WAIT_MS);
+		engine_reader_quiescent(s->engine, w->reader_id);
+		if (!atomic_load(&s->is_stopping))
+			continue;
+		if (stop_deadline == 0) {
+			stop_deadline = time_now_ms() + STOP_GRACE_MS;
+			listeners_close(w);
+			waiters_check(w);
+		}
+		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
+			break;
+	}
+	engine_reader_unregister(s->engine, w->reader_id);
+	return NULL;
+}
+
 int
 server_start(struct server *s, struct error *err)
 {
@@ -612,13 +616,22 @@ server_start(struct server *s, struct error *err)
 	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
 	if (s->workers == NULL)
 		abort();
-	for (i = 0; i < s->n_workers; i++)
-		if (worker_init(s, &s->workers[i], i, err) != 0)
-			return -1;
-	engine_on_change(s->engine, broadcast_change, s);
-	for (i = 0; i < s->n_workers; i++)
+	pthread_barrier_init(&s->ready, NULL, (unsigned)s->n_workers + 1);
+	for (i = 0; i < s->n_workers; i++) {
+		s->workers[i].id = i;
+		s->workers[i].server = s;
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
-			return error_set(err, 500, "cannot start worker thread %d", i);
+			abort(); /* the barrier would wait forever */
+	}
+	pthread_barrier_wait(&s->ready);
+	pthread_barrier_destroy(&s->ready);
+	for (i = 0; i < s->n_workers; i++) {
+		if (s->workers[i].init_rc != 0) {
+			*err = s->workers[i].init_err;
+			return -1;
+		}
+	}
+	engine_on_change(s->engine, broadcast_change, s);
 	return 0;
 }
 

@@ -34,6 +34,8 @@ struct worker {
 	size_t n_pending; /* jobs and waits not answered yet */
 	struct agent *agent;   /* worker 0 only, with --agent-listen */
 	int64_t next_sweep_at; /* worker 0: when to sweep observed probes */
+	int init_rc;           /* worker_init's result, read after the barrier */
+	struct error init_err;
 };
 
 struct listen_addr {
@@ -65,6 +67,7 @@ struct server {
 	struct worker *workers;
 	int n_workers;
 	_Atomic int is_stopping;
+	pthread_barrier_t ready; /* workers have set up their loops */
 	struct auth_state *auth;
 	struct observe *observe; /* observed probes and check states */
 	struct checker *checker; /* application checks */
