@@ -51,12 +51,13 @@ urldecode(const char *p, size_t n)
 	return out;
 }
 
-static int
-urlencoded_field(h2o_iovec_t body, const char *name, char **out, struct error *err)
+int
+form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
 {
-	const char *p = body.base, *end = body.base + body.len;
+	const char *p = text.base, *end = text.base + text.len;
 	size_t name_len = strlen(name);
 
+	*out = NULL;
 	while (p != NULL && p < end) {
 		const char *amp = memchr(p, '&', (size_t)(end - p));
 		const char *stop = amp != NULL ? amp : end;
@@ -66,7 +67,7 @@ urlencoded_field(h2o_iovec_t body, const char *name, char **out, struct error *e
 		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq != NULL ? eq + 1 : stop;
 			*out = urldecode(v, (size_t)(stop - v));
-			return *out != NULL ? 0 : error_set(err, 400, "field '%s' is not properly encoded", name);
+			return *out != NULL ? 1 : -1;
 		}
 		p = amp != NULL ? amp + 1 : NULL;
 	}
@@ -158,5 +159,7 @@ form_field(struct request *r, const char *name, char **out, struct error *err)
 		return 0;
 	if (type.len >= 19 && strncasecmp(type.base, "multipart/form-data", 19) == 0)
 		return multipart_field(body, type, name, out, err);
-	return urlencoded_field(body, name, out, err);
+	if (form_urlencoded_value(body, name, out) < 0)
+		return error_set(err, 400, "field '%s' is not properly encoded", name);
+	return 0;
 }

@@ -26,8 +26,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "../agent/agent.h"
 #include "../observe/observe.h"
 #include "../util/log.h"
@@ -102,51 +100,18 @@ request_is_https(const struct request *r)
 	return r->req->scheme == &H2O_URL_SCHEME_HTTPS;
 }
 
-/* Decodes %XX and '+' of src[0..len) into buf. Returns -1 when it does not
- * fit or an escape is malformed. */
-static int
-query_decode(const char *src, size_t len, char *buf, size_t size)
-{
-	char *decoded;
-	int n = 0;
-	size_t i;
-	char *copy = malloc(len + 1);
-
-	if (copy == NULL)
-		return -1;
-	for (i = 0; i < len; i++)
-		copy[i] = src[i] == '+' ? ' ' : src[i];
-	decoded = curl_easy_unescape(NULL, copy, (int)len, &n);
-	free(copy);
-	if (decoded == NULL || (size_t)n >= size || memchr(decoded, '\0', (size_t)n) != NULL) {
-		curl_free(decoded);
-		return -1;
-	}
-	memcpy(buf, decoded, (size_t)n);
-	buf[n] = '\0';
-	curl_free(decoded);
-	return 0;
-}
-
 int
 request_query_param(const struct request *r, const char *name, char *buf, size_t size)
 {
-	const char *p = r->query.base, *end = r->query.base + r->query.len;
-	size_t name_len = strlen(name);
+	char *value = NULL;
+	int found = form_urlencoded_value(r->query, name, &value);
 
-	while (p != NULL && p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp != NULL ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(stop - p));
-		const char *key_end = eq != NULL ? eq : stop;
-
-		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-			const char *v = eq != NULL ? eq + 1 : stop;
-			return query_decode(v, (size_t)(stop - v), buf, size) == 0 ? 1 : -1;
-		}
-		p = amp != NULL ? amp + 1 : NULL;
-	}
-	return 0;
+	if (found == 1 && strlen(value) >= size)
+		found = -1;
+	if (found == 1)
+		memcpy(buf, value, strlen(value) + 1);
+	free(value);
+	return found;
 }
 
 /* --- pending work ---------------------------------------------------- */
