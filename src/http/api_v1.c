@@ -1281,28 +1281,13 @@ struct user_remove_args {
 	char name[NAME_SIZE];
 };
 
-static size_t
-model_count_admins(const struct model *m)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < m->n_users; i++)
-		n += m->users[i].role == ROLE_ADMIN;
-	return n;
-}
-
-/* Removing oneself is allowed; removing the last admin is not, since
- * nobody could manage users any more. */
+/* Removing oneself is allowed; the model refuses to remove the last
+ * admin, since nobody could manage users any more. */
 static int
 user_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct user_remove_args *a = job->data;
-	const struct user *u = model_find_user(tx->model, a->name);
 
-	if (u != NULL && u->role == ROLE_ADMIN && model_count_admins(tx->model) == 1)
-		return error_set_entry(err, 409, a->name,
-		                       "user '%s' is the last admin and cannot be deleted",
-		                       a->name);
 	return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 }
 

@@ -235,16 +235,6 @@ struct admin_job {
 	char token[TOKEN_SIZE];           /* shown once, then wiped */
 };
 
-static size_t
-model_count_admins(const struct model *m)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < m->n_users; i++)
-		n += m->users[i].role == ROLE_ADMIN;
-	return n;
-}
-
 static int
 user_add_run(struct engine_tx *tx, struct admin_job *a, struct error *err)
 {
@@ -266,7 +256,6 @@ static int
 admin_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct admin_job *a = job->data;
-	const struct user *u;
 	char hash[65];
 	int rc;
 
@@ -276,10 +265,6 @@ admin_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 		return rc;
 	}
 	if (strcmp(a->form, "user-remove") == 0) {
-		u = model_find_user(tx->model, a->name);
-		if (u != NULL && u->role == ROLE_ADMIN && model_count_admins(tx->model) == 1)
-			return error_set(
-			    err, 409, "User %s is the last admin and cannot be removed.", a->name);
 		return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 	}
 	if (strcmp(a->form, "token-create") == 0) {
