@@ -393,6 +393,20 @@ def test_user_delete_revokes_login(daemon):
     assert_401(daemon.get("/v1/clusters", auth=(name, pw), source="127.0.3.1"))
 
 
+def test_last_admin_cannot_be_deleted(daemon):
+    r = daemon.delete("/v1/users/admin", auth=daemon.admin)
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"] == {"entry": "admin"}
+    assert daemon.get("/v1/clusters", auth=daemon.admin).status_code == 200
+
+
+def test_admin_can_be_deleted_when_another_admin_remains(daemon):
+    other = daemon.make_user("root2", "admin")
+    r = daemon.delete("/v1/users/admin", auth=other)
+    assert r.status_code == 200, r.text
+    assert daemon.get("/v1/users", auth=other).json()["users"][0]["name"] == "root2"
+
+
 # --- tokens ----------------------------------------------------------------------
 
 
