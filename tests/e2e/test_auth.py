@@ -62,26 +62,27 @@ def failed_login_time(d, source):
 
 
 def fail_until_slowed(d, src, attempts=10, slow=0.5):
-    """Fails to log in from src until one answer takes >= slow seconds (at
-    most attempts times). Returns (first answer's time, slowest time). The
-    daemon's delay grows with each failure, so stop at the first slow one
-    to keep the test short."""
+    """Fails to log in from src until one answer takes slow seconds longer
+    than the first (at most attempts times). Returns (first answer's time,
+    slowest time). The daemon's delay grows with each failure, so stop at
+    the first slow one to keep the test short. Measured against the first
+    answer, since verifying a password alone can take half a second on a
+    sanitizer build."""
     first = slowest = None
     for _ in range(attempts):
         r, took = failed_login_time(d, src)
         assert r.status_code in (401, 429), r.status_code
         first = took if first is None else first
         slowest = max(slowest or 0.0, took)
-        if took >= slow:
+        if took >= first + slow:
             break
     return first, slowest
 
 
 def test_repeated_failures_from_one_address_are_slowed_down(daemon):
     first, slowest = fail_until_slowed(daemon, fresh_source_ip())
-    assert slowest >= 0.5, "10 failures from one address, slowest answer %.2f s (first %.2f s)" % (
-        slowest, first)
-    assert slowest > first + 0.3
+    assert slowest >= first + 0.5, \
+        "10 failures from one address, slowest answer %.2f s (first %.2f s)" % (slowest, first)
 
 
 def test_slowdown_does_not_affect_other_addresses(daemon):
