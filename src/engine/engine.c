@@ -11,6 +11,11 @@
  * of the swap and is freed once each active reader's counter has moved.
  * Readers that are idle in their event loop wake at least once a second
  * (server.c caps the loop's wait), so reclamation lags by about that.
+ *
+ * The change callback has a mutex of its own, held while it runs: the
+ * server installs it once its workers are up (the engine thread may be
+ * publishing a TTL expiry or a job right then) and removes it before it
+ * frees them, and must know no call is still under way.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +55,7 @@ struct engine {
 	_Atomic int n_readers;
 	struct retired *retired; /* engine thread only */
 
+	pthread_mutex_t on_change_lock; /* guards the two below */
 	void (*on_change)(void *arg, const struct model *m);
 	void *on_change_arg;
 };
@@ -109,8 +115,10 @@ publish(struct engine *e, struct model *next)
 	struct model *old = atomic_exchange(&e->current, next);
 
 	retire(e, old);
+	pthread_mutex_lock(&e->on_change_lock);
 	if (e->on_change != NULL)
 		e->on_change(e->on_change_arg, next);
+	pthread_mutex_unlock(&e->on_change_lock);
 }
 
 /* Persists after (a changed copy of the current model) with its audit
@@ -288,6 +296,7 @@ engine_start(struct store *store, struct error *err)
 	e->store = store;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
+	pthread_mutex_init(&e->on_change_lock, NULL);
 	if (store_load(store, &m, err) != 0 || prepare_model(e, m, err) != 0)
 		goto bad;
 	atomic_store(&e->current, m);
@@ -302,6 +311,7 @@ bad:
 	store_close(store);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->wake);
+	pthread_mutex_destroy(&e->on_change_lock);
 	free(e);
 	return NULL;
 }
@@ -325,6 +335,7 @@ engine_stop(struct engine *e)
 	store_close(e->store);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->wake);
+	pthread_mutex_destroy(&e->on_change_lock);
 	free(e);
 }
 
@@ -375,8 +386,10 @@ engine_run_sync(struct engine *e, struct engine_job *job)
 void
 engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m), void *arg)
 {
+	pthread_mutex_lock(&e->on_change_lock);
 	e->on_change = cb;
 	e->on_change_arg = arg;
+	pthread_mutex_unlock(&e->on_change_lock);
 }
 
 int

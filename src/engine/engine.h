@@ -87,7 +87,10 @@ void engine_submit(struct engine *e, struct engine_job *job);
 int engine_run_sync(struct engine *e, struct engine_job *job);
 
 /* Called on the engine thread after every published change, with the
- * model just published. Set before readers start. */
+ * model just published. Any thread may set it at any time, cb NULL to
+ * remove it; once engine_on_change returns, the previous callback is not
+ * running and will not be called again. cb must not call
+ * engine_on_change. */
 void engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m),
 		      void *arg);
 
