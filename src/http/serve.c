@@ -304,14 +304,27 @@ read_password_file(const char *path, char *buf, size_t size, struct error *err)
 }
 
 static int
+count_users_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	(void)err;
+	*(size_t *)job->data = tx->model->n_users;
+	return 0;
+}
+
+/* The main thread is no engine reader (a snapshot could be freed under
+ * it), so it asks the engine whether there are users. */
+static int
 ensure_admin(struct server *s, struct error *err)
 {
 	struct engine_job job = {.run = create_admin_run, .is_write = 1};
+	size_t n_users = 0;
+	struct engine_job count = {.run = count_users_run, .data = &n_users};
 	struct admin_job a;
 	unsigned char random[18];
 	int is_generated = 0;
 
-	if (engine_snapshot(s->engine)->n_users > 0)
+	engine_run_sync(s->engine, &count);
+	if (n_users > 0)
 		return 0;
 	if (s->opts.admin_password_file != NULL) {
 		if (read_password_file(s->opts.admin_password_file, a.password, sizeof(a.password),
@@ -458,6 +471,8 @@ shutdown_all(struct server *s)
 	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
 		engine_stop(s->engine);
+	if (s->workers != NULL) /* after the engine: it may hand jobs back */
+		server_free(s);
 	observe_free(s->observe);
 	for (i = 0; i < s->opts.n_listens; i++)
 		if (s->opts.listens[i].fd > 0)

@@ -588,8 +588,9 @@ server_start(struct server *s, struct error *err)
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
 			abort(); /* the barrier would wait forever */
 	}
+	/* Destroyed in server_stop: a worker may still be inside
+	 * pthread_barrier_wait after the main thread returned from it. */
 	pthread_barrier_wait(&s->ready);
-	pthread_barrier_destroy(&s->ready);
 	for (i = 0; i < s->n_workers; i++) {
 		if (s->workers[i].init_rc != 0) {
 			*err = s->workers[i].init_err;
@@ -608,6 +609,15 @@ server_stop(struct server *s)
 	atomic_store(&s->is_stopping, 1);
 	for (i = 0; i < s->n_workers; i++)
 		pthread_join(s->workers[i].thread, NULL);
+	engine_on_change(s->engine, NULL, NULL);
+	pthread_barrier_destroy(&s->ready);
+}
+
+void
+server_free(struct server *s)
+{
+	int i;
+
 	for (i = 0; i < s->n_workers; i++)
 		free(s->workers[i].listeners);
 	free(s->workers);

@@ -77,8 +77,12 @@ struct server {
  * bound already). Returns -1 with err filled. */
 int server_start(struct server *s, struct error *err);
 /* Stops accepting, answers pending long polls, waits (bounded) for the
- * requests in flight, and joins the workers. */
+ * requests in flight, and joins the workers. Jobs the workers stopped
+ * waiting for may still be queued: the engine hands them back to the
+ * workers' (now idle) queues, so the workers stay allocated until
+ * server_free, which must come after engine_stop. */
 void server_stop(struct server *s);
+void server_free(struct server *s);
 
 /* auth.c */
 struct auth_state *auth_state_new(void);
