@@ -24,6 +24,16 @@
  *              invalid name rejects the whole list and the page comes
  *              back with the text as typed and the reason beside it.
  *
+ * Besides the stored status, each row shows what the load balancers see at
+ * run time (observe/observe.h): the application check ("check ok",
+ * "check down: <error>", "check pending"; an online or draining node whose
+ * check fails also gets a "down" badge next to its status, as its probes
+ * then answer "node is down" or the agent "down"), and the clients that
+ * probe the node, in a <details> per node. Both are copied out of the
+ * observe table when the page is drawn (after the audit read job, on the
+ * worker), never kept across continuations; the live view does not
+ * refresh them, since they change without a new version.
+ *
  * Roles: viewers see the table and the log and no controls at all;
  * operators get the checkboxes, Drain and "Save Offline Nodes"; admins
  * also the node list. ui_post_guard enforces the same on every POST.
@@ -32,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../observe/observe.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "ui.h"
@@ -105,8 +116,113 @@ status_class(enum node_status s)
 	return s == NODE_ONLINE ? "online" : s == NODE_DRAIN ? "drain" : "offline";
 }
 
+/* "4s ago" into buf; anything under a second counts as 1s. */
+static const char *
+time_ago(int64_t at, int64_t now, char *buf, size_t size)
+{
+	char d[40];
+
+	snprintf(buf, size, "%s ago", ui_duration(now - at > 1 ? now - at : 1, d, sizeof(d)));
+	return buf;
+}
+
+/* Is the node's check failing while the node would otherwise take
+ * traffic (online) or keep its sessions (drain)? Its probes then answer
+ * "node is down" (online) and the agent "down". */
+static int
+is_check_down(const struct node *n, const struct observe_node_view *v)
+{
+	return n->check != NULL && v->has_check && !v->check.is_up && n->status != NODE_OFFLINE;
+}
+
+/* The application check, under the status; nothing when the node has
+ * none. */
 static void
-node_row(struct ui_buf *b, const struct node *n, int can_change, int64_t now)
+check_state(struct ui_buf *b, const struct node *n, const struct observe_node_view *v, int64_t now)
+{
+	const struct observe_check *s = &v->check;
+	int is_last_failed = s->last_error[0] != '\0';
+	char ago[48], at[40];
+
+	if (n->check == NULL)
+		return;
+	if (!v->has_check) {
+		ui_printf(b, "<span class=\"ck ck-pending\" title=\"%s\">check pending</span>",
+		          n->check);
+		return;
+	}
+	if (s->is_up)
+		ui_printf(b, "<span class=\"ck ck-ok\" title=\"%s\">check ok</span>", n->check);
+	else
+		ui_printf(b, "<span class=\"ck ck-down\" title=\"%s\">check down%r%s</span>",
+		          n->check, is_last_failed ? ": " : "", s->last_error);
+	/* The count is of the last result's kind, which may differ from the
+	 * state while it is rising or falling. */
+	ui_printf(b,
+	          "<span class=\"ck-at\">%L %r in a row%r%s%r · <time datetime=\"%s\">%s</time>"
+	          "</span>",
+	          (int64_t)s->consecutive,
+	          is_last_failed ? (s->consecutive == 1 ? "failure" : "failures")
+	                         : (s->consecutive == 1 ? "pass" : "passes"),
+	          s->is_up && is_last_failed ? " (" : "", s->is_up ? s->last_error : "",
+	          s->is_up && is_last_failed ? ")" : "",
+	          time_format_rfc3339(s->last_at, at, sizeof(at)),
+	          time_ago(s->last_at, now, ago, sizeof(ago)));
+}
+
+static void
+prober_item(struct ui_buf *b, const struct observe_client_view *p, int64_t now)
+{
+	char ago[48], at[40];
+
+	ui_printf(b, "<li><span class=\"p-who\"><code>%s</code> ", p->address);
+	if (p->protocol == OBSERVE_AGENT)
+		ui_raw(b, "<span class=\"ua\">HAProxy agent</span>");
+	else if (p->has_user_agent)
+		ui_printf(b, "<span class=\"ua\">%s</span>", p->user_agent);
+	else
+		ui_raw(b, "<span class=\"ua none\">no User-Agent</span>");
+	ui_printf(b,
+	          "</span><span class=\"p-what\"><span class=\"ans ans-%r\">%s</span> · %L in a "
+	          "row · <time datetime=\"%s\">%s</time></span></li>",
+	          observe_answer_is_serving(p->last_answer) ? "serving" : "not",
+	          observe_answer_text(p->protocol, p->last_answer), (int64_t)p->consecutive,
+	          time_format_rfc3339(p->last_at, at, sizeof(at)),
+	          time_ago(p->last_at, now, ago, sizeof(ago)));
+}
+
+/* "2 probers · last 1s ago" and, opened, one line per client. */
+static void
+probes_cell(struct ui_buf *b, const struct observe_node_view *v, int64_t now)
+{
+	char ago[48];
+	int64_t last = v->untracked_at;
+	size_t i;
+
+	ui_raw(b, "<td class=\"c-probes\" data-label=\"Probed by\">");
+	if (v->n_clients == 0 && v->n_untracked == 0) {
+		ui_raw(b, "<span class=\"none\">no probes yet</span></td>");
+		return;
+	}
+	for (i = 0; i < v->n_clients; i++)
+		if (v->clients[i].last_at > last)
+			last = v->clients[i].last_at;
+	ui_printf(b, "<details class=\"probers\"><summary>%L prober%r%r · last %s</summary><ul>",
+	          (int64_t)v->n_clients, v->n_clients == 1 ? "" : "s",
+	          v->n_untracked > 0 ? " and more" : "", time_ago(last, now, ago, sizeof(ago)));
+	for (i = 0; i < v->n_clients; i++)
+		prober_item(b, &v->clients[i], now);
+	if (v->n_untracked > 0)
+		ui_printf(b,
+		          "<li class=\"untracked\">%L answers to clients beyond the %d "
+		          "remembered</li>",
+		          (int64_t)v->n_untracked, OBSERVE_CLIENTS_MAX);
+	ui_raw(b, "</ul></details></td>");
+}
+
+static void
+node_row(struct ui_buf *b, const struct node *n, const struct observe_node_view *v, int can_change,
+         int64_t now)
 {
 	char since[40], since_iso[40], expires[40];
 	const char *st = node_status_name(n->status);
@@ -121,17 +237,26 @@ node_row(struct ui_buf *b, const struct node *n, int can_change, int64_t now)
 		          n->name);
 	else
 		ui_printf(b, "<th scope=\"row\" class=\"c-name\">%s</th>", n->name);
-	ui_printf(
-	    b,
-	    "<td class=\"c-status\" data-label=\"Status\"><span class=\"st st-%r\">%s</span></td>"
-	    "<td class=\"c-reason\" data-label=\"Reason\">%s</td>"
-	    "<td class=\"c-by\" data-label=\"Changed by\">%s</td>"
-	    "<td class=\"c-since\" data-label=\"Since\"><time datetime=\"%s\">%s</time></td>"
-	    "<td class=\"c-exp\" data-label=\"Expires in\" data-expires=\"%L\">%s</td>",
-	    status_class(n->status), st, n->reason, n->changed_by,
-	    n->changed_at ? time_format_rfc3339(n->changed_at, since_iso, sizeof(since_iso)) : "",
-	    ui_time(n->changed_at, since, sizeof(since)), n->expires_at,
-	    n->expires_at ? ui_duration(n->expires_at - now, expires, sizeof(expires)) : "");
+	ui_printf(b,
+	          "<td class=\"c-status\" data-label=\"Status\"><div class=\"st-box\"><span "
+	          "class=\"st st-%r\">%s</span>",
+	          status_class(n->status), st);
+	if (is_check_down(n, v))
+		ui_raw(b, "<span class=\"st st-down\" title=\"The application check fails: load "
+		          "balancers are told the node is down\">down<span class=\"vh\"> (check "
+		          "failing)</span></span>");
+	check_state(b, n, v, now);
+	ui_printf(b,
+	          "</div></td><td class=\"c-reason\" data-label=\"Reason\">%s</td>"
+	          "<td class=\"c-by\" data-label=\"Changed by\">%s</td>"
+	          "<td class=\"c-since\" data-label=\"Since\"><time datetime=\"%s\">%s</time></td>"
+	          "<td class=\"c-exp\" data-label=\"Expires in\" data-expires=\"%L\">%s</td>",
+	          n->reason, n->changed_by,
+	          n->changed_at ? time_format_rfc3339(n->changed_at, since_iso, sizeof(since_iso))
+	                        : "",
+	          ui_time(n->changed_at, since, sizeof(since)), n->expires_at,
+	          n->expires_at ? ui_duration(n->expires_at - now, expires, sizeof(expires)) : "");
+	probes_cell(b, v, now);
 	if (can_change)
 		ui_printf(b,
 		          "<td class=\"c-act\"><button type=\"submit\" name=\"drain\" value=\"%s\" "
@@ -162,6 +287,7 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
                const struct page_state *st)
 {
 	int can_change = r->role >= ROLE_OPERATOR && r->is_session;
+	struct observe_node_view *view = xmalloc(sizeof(*view));
 	int64_t now = time_now_ms();
 	size_t i;
 
@@ -187,13 +313,18 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 	    "<div class=\"table-wrap\"><table id=\"nodes\" class=\"nodes\" data-cluster=\"%s\" "
 	    "data-version=\"%L\" data-edit=\"%r\"><thead><tr>%r<th scope=\"col\">Node</th>"
 	    "<th scope=\"col\">Status</th><th scope=\"col\">Reason</th><th scope=\"col\">"
-	    "Changed by</th><th scope=\"col\">Since</th><th scope=\"col\">Expires in</th>%r"
+	    "Changed by</th><th scope=\"col\">Since</th><th scope=\"col\">Expires in</th>"
+	    "<th scope=\"col\">Probed by</th>%r"
 	    "</tr></thead><tbody>",
 	    c->name, c->version, can_change ? "1" : "0",
 	    can_change ? "<th scope=\"col\">Offline</th>" : "",
 	    can_change ? "<th scope=\"col\"><span class=\"vh\">Actions</span></th>" : "");
-	for (i = 0; i < c->n_nodes; i++)
-		node_row(b, &c->nodes[i], can_change, now);
+	for (i = 0; i < c->n_nodes; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		node_row(b, &c->nodes[i], view, can_change, now);
+	}
+	free(view);
 	ui_raw(b, "</tbody></table></div>");
 	if (c->n_nodes == 0)
 		ui_raw(b, "<p class=\"empty\">This cluster has no nodes yet.</p>");

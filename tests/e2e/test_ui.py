@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO, assert_401, fresh_source_ip
+from conftest import REPO, assert_401, free_port, fresh_source_ip
 from ui_helpers import (WAIT, form_post, get_page, have_browser, login_session, make_browser,
                         page_csrf, wait_until)
 
@@ -392,6 +392,92 @@ def test_admin_adds_and_removes_a_cluster(site):
     assert site.get("/shop/managenodes", auth=site.admin).status_code == 404
 
 
+# --- what the load balancers see: probes and checks ------------------------------
+
+
+def node_row(html, node):
+    """The status table's row of node, as markup."""
+    m = re.search(r'<tr data-node="%s".*?</tr>' % re.escape(node), html, re.S)
+    assert m, "no row for %s" % node
+    return m.group(0)
+
+
+def wait_for_row(d, node, text, timeout=10.0):
+    """The page's row of node once it contains text (bounded polling)."""
+    def row_with_text():
+        row = node_row(get_page(d.viewer_session, d, PAGE), node)
+        return row if text in row else None
+
+    return wait_until(row_with_text, timeout=timeout, interval=0.2,
+                      what="%r in the row of %s" % (text, node))
+
+
+def test_page_shows_every_client_that_probes_a_node(site):
+    a = site.probe("web1", source="127.0.0.5", headers={"User-Agent": "Varnish/7.1"})
+    b = site.probe("web1", source="127.0.0.6", headers={"User-Agent": "HAProxy health"})
+    site.probe("web1", source="127.0.0.6", headers={"User-Agent": "HAProxy health"})
+    assert a.status_code == b.status_code == 200
+    html = get_page(login_session(site, *site.viewer), site, PAGE)
+    row = node_row(html, "web1")
+    assert re.search(r"<summary>2 probers · last \ds ago</summary>", row), row
+    for address, agent in (("127.0.0.5", "Varnish/7.1"), ("127.0.0.6", "HAProxy health")):
+        assert re.search(r"<code>%s</code> <span class=\"ua\">%s</span>" % (address, agent), row)
+    assert row.count("200 OK") == 2
+    assert "2 in a row" in row and "1 in a row" in row
+    assert "no probes yet" in node_row(html, "web2")
+
+
+def test_page_shows_what_a_prober_was_last_answered(site):
+    site.set_status({"web2": {"status": "offline"}})
+    site.probe("web2", source="127.0.0.7", headers={"User-Agent": "lb"})
+    row = node_row(get_page(login_session(site, *site.viewer), site, PAGE), "web2")
+    assert "<summary>1 prober · last" in row
+    assert '<span class="ans ans-not">503 node is offline</span>' in row
+
+
+def test_prober_user_agent_is_escaped(site):
+    evil = "<script>alert(1)</script>\"'&"
+    site.probe("web3", source="127.0.0.8", headers={"User-Agent": evil})
+    html = get_page(login_session(site, *site.viewer), site, PAGE)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;" in node_row(html, "web3")
+
+
+def test_failing_check_shows_check_down_and_marks_the_online_node(make_daemon):
+    d = make_daemon(["--check-interval", "200ms", "--check-timeout", "150ms"])
+    d.set_nodes(["web1", "web2"])
+    d.viewer_session = login_session(d, *d.make_user("vera", "viewer"))
+    closed = "http://127.0.0.1:%d/ok" % free_port()
+    assert d.put("/v1/clusters/default/nodes/web1", auth=d.admin,
+                 json={"check": closed}).status_code == 200
+    row = wait_for_row(d, "web1", "check down")
+    assert re.search(r'<span class="ck ck-down" title="[^"]*">check down: [^<]+</span>', row), row
+    assert '<span class="st st-online">online</span><span class="st st-down"' in row
+    assert (d.probe("web1").status_code, d.probe("web1").text) == (503, "node is down")
+    other = node_row(get_page(d.viewer_session, d, PAGE), "web2")
+    assert 'class="ck' not in other and "st-down" not in other  # web2 has no check
+
+
+def test_offline_node_with_failing_check_has_no_down_mark(make_daemon):
+    d = make_daemon(["--check-interval", "200ms", "--check-timeout", "150ms"])
+    d.set_nodes(["web1", "web2"])
+    d.viewer_session = login_session(d, *d.make_user("vera", "viewer"))
+    d.put("/v1/clusters/default/nodes/web1", auth=d.admin,
+          json={"check": "http://127.0.0.1:%d/" % free_port()})
+    d.set_status({"web1": {"status": "offline"}})
+    row = wait_for_row(d, "web1", "check down")
+    assert "st-down" not in row  # offline outranks the check: the probe says offline
+
+
+def test_check_not_run_yet_shows_check_pending(make_daemon):
+    d = make_daemon(["--check-interval", "5m"])  # the next round is minutes away
+    d.set_nodes(["web1"])
+    d.viewer_session = login_session(d, *d.make_user("vera", "viewer"))
+    d.put("/v1/clusters/default/nodes/web1", auth=d.admin, json={"check": "http://127.0.0.1:9/"})
+    row = node_row(get_page(d.viewer_session, d, PAGE), "web1")
+    assert ">check pending</span>" in row and "st-down" not in row
+
+
 # --- escaping, headers, assets, speed -------------------------------------------
 
 
@@ -479,6 +565,9 @@ def test_browser_save_node_list_with_duplicate_and_invalid_name(site, browser):
 
 @needs_browser
 def test_browser_tick_offline_probe_503_untick_200(site, browser):
+    for node in ("web1", "web2", "web3"):  # two load balancers, for the screenshot
+        site.probe(node, source="127.0.0.21", headers={"User-Agent": "Varnish/7.1"})
+        site.probe(node, source="127.0.0.22", headers={"User-Agent": "HAProxy/2.6"})
     browser.login(site, *site.operator)
     browser.find("#off-web2").click()
     browser.find("#reason").send_keys("kernel update")
@@ -589,8 +678,12 @@ def test_browser_live_view_follows_a_cli_change_keeping_typed_text(site, browser
 @needs_browser
 def test_browser_readable_at_375px(site, browser):
     site.set_status({"web2": {"status": "offline", "reason": "a rather long reason " * 4}})
+    site.probe("web1", source="127.0.0.23", headers={"User-Agent": "Long-Agent/" + "x" * 110})
+    site.probe("web1", source="127.0.0.24", headers={"User-Agent": "a rather long agent " * 6})
     browser.driver.set_window_size(375, 800)
     browser.login(site, *site.admin)
+    browser.find("tr[data-node='web1'] .c-probes summary").click()  # open the list of probers
+    assert browser.find("tr[data-node='web1'] .probers li").is_displayed()
     width = browser.driver.execute_script("return document.documentElement.scrollWidth")
     inner = browser.driver.execute_script("return window.innerWidth")
     assert width <= inner, "page is %d px wide in a %d px window" % (width, inner)

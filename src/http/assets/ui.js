@@ -6,6 +6,9 @@
  *  - the "Offline Nodes" form asks before taking the last online node out,
  *    and forms with data-confirm ask before removing things;
  *  - "Expires in" counts down.
+ * The check state (under the status) and "Probed by" are not in the
+ * events (they change without a new version): they are as of the page
+ * load, except that the "down" mark hides while the node is offline.
  * Everything from the server is written with textContent, never as HTML.
  */
 (function () {
@@ -131,6 +134,9 @@
 		var exp = tr.querySelector('.c-exp');
 		exp.dataset.expires = n.expires_at ? Date.parse(n.expires_at) : 0;
 		if (!n.expires_at) exp.textContent = '';
+		/* The check itself is not in the events; offline outranks it. */
+		var down = tr.querySelector('.c-status .st-down');
+		if (down) down.hidden = n.status === 'offline';
 		var drain = tr.querySelector('button[name=drain]');
 		if (drain) drain.hidden = n.status === 'drain';
 		if (cb && !cb.dataset.touched) {
@@ -147,7 +153,7 @@
 		var tr = document.createElement('tr'), edit = table.dataset.edit === '1';
 		tr.dataset.node = n.name;
 		var cells = edit ? ['c-off'] : [];
-		cells.push('c-name', 'c-status', 'c-reason', 'c-by', 'c-since', 'c-exp');
+		cells.push('c-name', 'c-status', 'c-reason', 'c-by', 'c-since', 'c-exp', 'c-probes');
 		if (edit) cells.push('c-act');
 		cells.forEach(function (cls) {
 			var td = document.createElement(cls === 'c-name' ? 'th' : 'td');
@@ -155,7 +161,8 @@
 			tr.appendChild(td);
 		});
 		tr.querySelector('.c-name').textContent = n.name;
-		tr.querySelector('.c-status').appendChild(document.createElement('span'));
+		tr.querySelector('.c-status').appendChild(document.createElement('span'))
+			.className = 'st';
 		tr.querySelector('.c-since').appendChild(document.createElement('time'));
 		table.tBodies[0].appendChild(tr);
 		return tr;
