@@ -11,7 +11,8 @@
  *                 with the page's security headers.
  *   ui_session.c  sessions (in memory), the session cookie, CSRF tokens,
  *                 the same-origin check, /login and /logout.
- *   ui_nodes.c    {mount}/managenodes: status table, offline form, drain,
+ *   ui_nodes.c    {mount}/managenodes: status table (with each node's
+ *                 check state and probe activity), offline form, drain,
  *                 node list form, audit log, confirmation step.
  *   ui_admin.c    /admin: users and tokens.
  *   ui_assets.c   /static/...: the CSS, the JS and the icon, embedded.
