@@ -9,6 +9,10 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
 
   cm_bin                      fixture: path of the binary (env CLUSTERMGMT_BIN,
                               else <repo>/build/clustermgmt)
+  CLUSTERMGMT_TEST_SERVE_ARGS env: extra `serve` arguments (shell words) for
+                              every daemon, before the test's own extra_args,
+                              e.g. "--threads 4" to run the suite with
+                              several workers (under ThreadSanitizer)
   Daemon(tmp_path, extra_args=None, ...)
                               starts `cm_bin serve --listen 127.0.0.1:PORT
                               --db TMP/cm.db --admin-password-file TMP/pw`
@@ -39,6 +43,7 @@ Every wait in this file is bounded.
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -179,6 +184,7 @@ class Daemon:
             args += ["--admin-password-file", str(self.pw_file)]
         if self.tls:
             args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
+        args += shlex.split(os.environ.get("CLUSTERMGMT_TEST_SERVE_ARGS", ""))
         return args + self.extra_args
 
     # --- process control -------------------------------------------------
