@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -124,7 +125,10 @@ class Browser:
         self.find("#login-user").send_keys(user)
         self.find("#login-password").send_keys(password)
         self.find("form[action='/login'] button[type=submit]").click()
-        self.wait_url(next_path)
+        # The login page's own URL (/login?next=PATH) contains PATH too:
+        # wait for the redirect to have left it.
+        self.wait_for(lambda: urlsplit(self.driver.current_url).path == next_path, WAIT,
+                      "the redirect to %r (now %r)" % (next_path, self.driver.current_url))
         self.wait_for(lambda: self.driver.execute_script("return document.readyState") == "complete")
 
     def row_status(self, node):
