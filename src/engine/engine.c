@@ -55,6 +55,13 @@ struct engine {
 	_Atomic int n_readers;
 	struct retired *retired; /* engine thread only */
 
+	/* slow read-only work (password hashing) has a thread of its own so
+	 * that it never holds up a durable write */
+	pthread_t side_thread;
+	pthread_cond_t side_wake;
+	struct engine_job *side_head, *side_tail;
+	int side_reader_id;
+
 	pthread_mutex_t on_change_lock; /* guards the two below */
 	void (*on_change)(void *arg, const struct model *m);
 	void *on_change_arg;
@@ -260,6 +267,48 @@ engine_thread(void *arg)
 	return NULL;
 }
 
+/* Runs side jobs against the current snapshot, as a registered reader.
+ * Once the daemon stops, jobs still queued are refused, not run: nobody
+ * should wait seconds of argon2 for a client that the shutdown drops. */
+static void *
+side_thread(void *arg)
+{
+	struct engine *e = arg;
+	struct engine_job *job;
+	struct actor who;
+	struct engine_tx tx;
+
+	pthread_mutex_lock(&e->lock);
+	for (;;) {
+		while (e->side_head == NULL && !e->is_stopping)
+			pthread_cond_wait(&e->side_wake, &e->lock);
+		job = e->side_head;
+		if (job == NULL)
+			break;
+		e->side_head = job->next;
+		if (e->side_head == NULL)
+			e->side_tail = NULL;
+		pthread_mutex_unlock(&e->lock);
+		error_clear(&job->err);
+		job->changed = 0;
+		if (e->is_stopping) {
+			job->rc = error_set(&job->err, 503, "the daemon is stopping");
+		} else {
+			who = (struct actor){job->who_name, job->who_address};
+			tx = (struct engine_tx){.model = atomic_load(&e->current),
+						.who = &who,
+						.now = time_now_ms()};
+			job->rc = job->run(&tx, job, &job->err);
+		}
+		job->done(job);
+		engine_reader_quiescent(e, e->side_reader_id);
+		pthread_mutex_lock(&e->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	engine_reader_unregister(e, e->side_reader_id);
+	return NULL;
+}
+
 /* Brings a freshly loaded model up to date: the default cluster on an
  * empty store, and TTLs that ran out while the daemon was down. */
 static int
@@ -296,14 +345,15 @@ engine_start(struct store *store, struct error *err)
 	e->store = store;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
+	pthread_cond_init(&e->side_wake, NULL);
 	pthread_mutex_init(&e->on_change_lock, NULL);
 	if (store_load(store, &m, err) != 0 || prepare_model(e, m, err) != 0)
 		goto bad;
 	atomic_store(&e->current, m);
-	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0) {
-		error_set(err, 500, "cannot start the engine thread");
-		goto bad;
-	}
+	e->side_reader_id = engine_reader_register(e);
+	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0 ||
+	    pthread_create(&e->side_thread, NULL, side_thread, e) != 0)
+		abort(); /* threads that cannot start leave nothing to clean up safely */
 	return e;
 bad:
 	if (m != NULL)
@@ -311,6 +361,7 @@ bad:
 	store_close(store);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->wake);
+	pthread_cond_destroy(&e->side_wake);
 	pthread_mutex_destroy(&e->on_change_lock);
 	free(e);
 	return NULL;
@@ -324,7 +375,9 @@ engine_stop(struct engine *e)
 	pthread_mutex_lock(&e->lock);
 	e->is_stopping = 1;
 	pthread_cond_signal(&e->wake);
+	pthread_cond_signal(&e->side_wake);
 	pthread_mutex_unlock(&e->lock);
+	pthread_join(e->side_thread, NULL);
 	pthread_join(e->thread, NULL);
 	while ((r = e->retired) != NULL) {
 		e->retired = r->next;
@@ -335,6 +388,7 @@ engine_stop(struct engine *e)
 	store_close(e->store);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->wake);
+	pthread_cond_destroy(&e->side_wake);
 	pthread_mutex_destroy(&e->on_change_lock);
 	free(e);
 }
@@ -342,14 +396,17 @@ engine_stop(struct engine *e)
 void
 engine_submit(struct engine *e, struct engine_job *job)
 {
+	struct engine_job **head = job->is_side ? &e->side_head : &e->head;
+	struct engine_job **tail = job->is_side ? &e->side_tail : &e->tail;
+
 	job->next = NULL;
 	pthread_mutex_lock(&e->lock);
-	if (e->tail != NULL)
-		e->tail->next = job;
+	if (*tail != NULL)
+		(*tail)->next = job;
 	else
-		e->head = job;
-	e->tail = job;
-	pthread_cond_signal(&e->wake);
+		*head = job;
+	*tail = job;
+	pthread_cond_signal(job->is_side ? &e->side_wake : &e->wake);
 	pthread_mutex_unlock(&e->lock);
 }
 

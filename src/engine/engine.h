@@ -15,6 +15,10 @@
  *                       the job back to its own thread, e.g. through
  *                       h2o_multithread_send_message)
  *
+ * Slow work that only reads (argon2id password checks) runs on a second,
+ * "side" thread in the same way, so that a burst of logins cannot hold up
+ * durable writes.
+ *
  * Snapshot lifetime (a small RCU): engine_snapshot() returns the current
  * model; a reader may use it until it next calls engine_reader_quiescent(),
  * which each worker calls once per event loop iteration. An old snapshot
@@ -49,6 +53,11 @@ struct engine_job {
 	/* filled by the submitter */
 	engine_job_fn run;
 	int is_write;          /* 1: run on a copy, persist, publish */
+	int is_side;           /* 1: slow read-only work (e.g. verifying a
+				  password): runs on the side thread against
+				  the current snapshot, with tx->store NULL,
+				  so it never delays writes; refused with 503
+				  once the daemon stops. Not with is_write. */
 	char who_name[96];     /* actor */
 	char who_address[64];
 	void (*done)(struct engine_job *job); /* called on the engine thread */

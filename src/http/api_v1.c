@@ -1300,7 +1300,6 @@ user_removed(struct request *r, struct engine_job *job)
 		reply_from_error(r, &job->err);
 		return;
 	}
-	auth_cache_clear(r->server);
 	reply_json(r, 200, json_pack("{s:s}", "deleted", a->name));
 }
 
@@ -1404,7 +1403,6 @@ token_revoked(struct request *r, struct engine_job *job)
 		reply_from_error(r, &job->err);
 		return;
 	}
-	auth_cache_clear(r->server);
 	reply_json(r, 200, json_pack("{s:s}", "deleted", a->id));
 }
 

@@ -57,7 +57,6 @@ struct auth_state {
 	unsigned char secret[crypto_generichash_KEYBYTES];
 	struct cache_entry cache[CACHE_SLOTS];
 	struct failure_entry failures[FAILURE_SLOTS];
-	char dummy_hash[HASH_STR_MAX]; /* engine thread only */
 };
 
 struct verify_job {
@@ -123,14 +122,6 @@ auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *h
 	crypto_generichash(hash, sizeof(hash), (const unsigned char *)token, strlen(token), NULL, 0);
 	sodium_bin2hex(hash_hex, hash_size, hash, sizeof(hash));
 	sodium_memzero(secret, sizeof(secret));
-}
-
-void
-auth_cache_clear(struct server *s)
-{
-	pthread_mutex_lock(&s->auth->lock);
-	memset(s->auth->cache, 0, sizeof(s->auth->cache));
-	pthread_mutex_unlock(&s->auth->lock);
 }
 
 /* --- guessing -------------------------------------------------------- */
@@ -295,23 +286,38 @@ cache_store(struct auth_state *a, const unsigned char key[32], const char *user,
 	pthread_mutex_unlock(&a->lock);
 }
 
-/* Engine thread: the slow part. An unknown user costs the same as a
- * known one, so timing does not tell which names exist. */
+static char dummy_hash[HASH_STR_MAX];
+static pthread_once_t dummy_hash_once = PTHREAD_ONCE_INIT;
+
+static void
+dummy_hash_make(void)
+{
+	if (crypto_pwhash_str(dummy_hash, "no such user", 12, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+		dummy_hash[0] = '\0';
+}
+
+const struct user *
+auth_verify_password(const struct model *m, const char *user, const char *password)
+{
+	const struct user *u = model_find_user(m, user);
+	int is_match;
+
+	pthread_once(&dummy_hash_once, dummy_hash_make);
+	is_match = crypto_pwhash_str_verify(u != NULL ? u->password_hash : dummy_hash, password,
+					    strlen(password)) == 0;
+	return is_match ? u : NULL;
+}
+
+/* Side thread: the slow part. */
 static int
 verify_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct verify_job *v = job->data;
-	struct auth_state *a = ((struct server *)job->data_owner)->auth;
-	const struct user *u = model_find_user(tx->model, v->user);
-	const char *hash = u != NULL ? u->password_hash : a->dummy_hash;
+	const struct user *u = auth_verify_password(tx->model, v->user, v->password);
 
 	(void)err;
-	if (a->dummy_hash[0] == '\0' &&
-	    crypto_pwhash_str(a->dummy_hash, "dummy password", 14, crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-		a->dummy_hash[0] = '\0';
-	v->is_valid = crypto_pwhash_str_verify(hash, v->password, strlen(v->password)) == 0 &&
-		      u != NULL;
+	v->is_valid = u != NULL;
 	if (v->is_valid) {
 		v->role = u->role;
 		snprintf(v->hash, sizeof(v->hash), "%s", u->password_hash);
@@ -330,6 +336,10 @@ verify_done(struct request *r, struct engine_job *job)
 {
 	struct verify_job *v = job->data;
 
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
 	if (!v->is_valid) {
 		deny(r);
 		return;
@@ -339,28 +349,32 @@ verify_done(struct request *r, struct engine_job *job)
 	grant(r, v->role, v->user);
 }
 
-/* Decodes "user:password" from base64; returns -1 when malformed. */
-static int
-basic_decode(const char *b64, size_t len, struct verify_job *v)
+int
+auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
+                  size_t password_size)
 {
 	char buf[NODE_NAME_MAX + 1 + 1025 + 1];
-	size_t n = 0;
+	size_t n = 0, user_len;
 	char *colon;
+	int rc = -1;
 
 	if (sodium_base642bin((unsigned char *)buf, sizeof(buf) - 1, b64, len, NULL, &n, NULL,
 			      sodium_base64_VARIANT_ORIGINAL) != 0)
-		return -1;
+		goto done;
 	buf[n] = '\0';
 	colon = strchr(buf, ':');
-	if (colon == NULL || strlen(buf) != n || colon - buf > NODE_NAME_MAX)
-		return -1;
-	*colon = '\0';
-	memcpy(v->user, buf, (size_t)(colon - buf) + 1);
-	if (strlen(colon + 1) >= sizeof(v->password))
-		return -1;
-	memcpy(v->password, colon + 1, strlen(colon + 1) + 1);
-	sodium_memzero(buf, sizeof(buf));
-	return 0;
+	if (colon == NULL || strlen(buf) != n)
+		goto done;
+	user_len = (size_t)(colon - buf);
+	if (user_len >= user_size || n - user_len - 1 >= password_size)
+		goto done;
+	memcpy(user, buf, user_len);
+	user[user_len] = '\0';
+	memcpy(password, colon + 1, n - user_len); /* with the NUL */
+	rc = 0;
+done:
+	sodium_memzero(buf, sizeof(buf)); /* also a half-decoded password */
+	return rc;
 }
 
 static void
@@ -371,9 +385,10 @@ check_basic_now(struct request *r)
 	struct verify_job *v = job->data;
 	enum role role;
 
-	job->data_owner = r->server;
+	job->is_side = 1;
 	job->free_data = verify_free;
-	if (h.len < 6 || basic_decode(h.base + 6, h.len - 6, v) != 0) {
+	if (h.len < 6 || auth_basic_decode(h.base + 6, h.len - 6, v->user, sizeof(v->user),
+	                                   v->password, sizeof(v->password)) != 0) {
 		verify_free(v);
 		free(job);
 		deny(r);

@@ -101,47 +101,72 @@ multipart_boundary(h2o_iovec_t type, char *buf, size_t size)
 	return rc;
 }
 
-/* Does a part's header block name the field? */
+/* Does a part's header block name the field? Only the name parameter of
+ * its Content-Disposition counts: not filename="...", not another header. */
 static int
 part_is_field(const char *headers, size_t len, const char *name)
 {
-	char *h = dup_range(headers, len), needle[160];
-	int yes;
+	char *h = dup_range(headers, len), needle[160], *line, *eol, *p;
+	int yes = 0;
 
 	snprintf(needle, sizeof(needle), "name=\"%s\"", name);
-	yes = strcasestr(h, "content-disposition:") != NULL && strstr(h, needle) != NULL;
+	for (line = h; line != NULL && !yes; line = eol != NULL ? eol + 2 : NULL) {
+		if ((eol = strstr(line, "\r\n")) != NULL)
+			*eol = '\0';
+		if (strncasecmp(line, "content-disposition:", 20) != 0)
+			continue;
+		for (p = strstr(line, needle); p != NULL && !yes; p = strstr(p + 1, needle))
+			yes = p[-1] == ' ' || p[-1] == '\t' || p[-1] == ';';
+	}
 	free(h);
 	return yes;
 }
 
-static int
-multipart_field(h2o_iovec_t body, h2o_iovec_t type, const char *name, char **out,
-		struct error *err)
+int
+form_multipart_value(h2o_iovec_t body, h2o_iovec_t content_type, const char *name, char **out,
+                     struct error *err)
 {
-	char boundary[128];
-	const char *p, *end = body.base + body.len;
-	size_t blen;
+	/* A delimiter is CRLF "--" boundary (RFC 2046); only the first one
+	 * may open the body without the CRLF. "--boundary" anywhere else is
+	 * content. */
+	char delimiter[2 + 128];
+	const char *dash = delimiter + 2, *p, *end = body.base + body.len;
+	size_t dlen, blen;
 
-	if (multipart_boundary(type, boundary, sizeof(boundary)) != 0)
+	*out = NULL;
+	if (multipart_boundary(content_type, delimiter + 2, sizeof(delimiter) - 2) != 0)
 		return error_set(err, 400, "multipart body without a boundary");
-	blen = strlen(boundary);
-	p = memmem(body.base, body.len, boundary, blen);
-	while (p != NULL) {
-		const char *head = p + blen, *head_end, *next;
-		if (head + 2 > end || memcmp(head, "--", 2) == 0)
+	memcpy(delimiter, "\r\n", 2);
+	dlen = strlen(delimiter);
+	blen = dlen - 2;
+	if (body.len >= blen && memcmp(body.base, dash, blen) == 0)
+		p = body.base;
+	else if ((p = memmem(body.base, body.len, delimiter, dlen)) != NULL)
+		p += 2;
+	while (p != NULL) { /* p: at "--boundary" */
+		const char *head = p + blen, *head_end, *value, *next;
+		size_t len;
+
+		/* The close delimiter ("--boundary--"), or the end. */
+		if (end - head < 2 || memcmp(head, "--", 2) == 0)
 			break;
 		head += 2; /* CRLF after the boundary */
 		head_end = memmem(head, (size_t)(end - head), "\r\n\r\n", 4);
 		if (head_end == NULL)
 			break;
-		next = memmem(head_end + 4, (size_t)(end - head_end - 4), boundary, blen);
-		if (next == NULL || next - 2 < head_end + 4)
+		value = head_end + 4;
+		next = memmem(value, (size_t)(end - value), delimiter, dlen);
+		if (next == NULL)
 			break;
+		len = (size_t)(next - value);
 		if (part_is_field(head, (size_t)(head_end - head), name)) {
-			*out = dup_range(head_end + 4, (size_t)(next - 2 - (head_end + 4)));
+			/* A C string cannot hold it; urlencoded %00 is refused too. */
+			if (memchr(value, '\0', len) != NULL)
+				return error_set(err, 400, "field '%s' contains a NUL byte", name);
+			*out = dup_range(value, len);
 			return 0;
 		}
-		p = next;
+		p = next + 2;
 	}
 	return 0;
 }
@@ -158,7 +183,7 @@ form_field(struct request *r, const char *name, char **out, struct error *err)
 	if (body.base == NULL)
 		return 0;
 	if (type.len >= 19 && strncasecmp(type.base, "multipart/form-data", 19) == 0)
-		return multipart_field(body, type, name, out, err);
+		return form_multipart_value(body, type, name, out, err);
 	if (form_urlencoded_value(body, name, out) < 0)
 		return error_set(err, 400, "field '%s' is not properly encoded", name);
 	return 0;

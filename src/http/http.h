@@ -110,8 +110,20 @@ char *auth_hash_password(const char *password);
 void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
 		    size_t hash_size);
 
-/* Forgets cached credentials (after users change). Any thread. */
-void auth_cache_clear(struct server *s);
+/* Decodes the credentials of "Authorization: Basic B64" (b64[0..len) is
+ * what follows "Basic ") into user and password, NUL-terminated. Returns
+ * 0, or -1 when they are malformed (not base64, no ':', a NUL byte) or do
+ * not fit (a user name of user_size or more bytes, a password of
+ * password_size or more; at most 64 and 1024 are ever accepted). */
+int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
+                      size_t password_size);
+
+/* The user whose password this is, or NULL. An unknown user costs the
+ * same time as a known one, so timing does not tell which names exist.
+ * Slow (argon2id): call it from a side job (engine_job.is_side). */
+const struct user *auth_verify_password(const struct model *m, const char *user,
+					const char *password);
+
 
 /* Guessing, for the web page's login form (which checks passwords in its
  * own engine job): the delay (ms) an attempt from r's address must wait
@@ -180,5 +192,12 @@ int form_field(struct request *r, const char *name, char **out, struct error *er
  * *out. Returns 1 when found, 0 when absent (*out = NULL), -1 when the
  * value is malformed or encodes a NUL. */
 int form_urlencoded_value(h2o_iovec_t text, const char *name, char **out);
+/* Finds field name in a multipart/form-data body whose Content-Type
+ * header value (with its boundary parameter) is content_type, and copies
+ * its value into a malloc'd *out (*out = NULL when absent). Returns 0, or
+ * -1 with err filled (400) when the Content-Type has no usable boundary or
+ * the value holds a NUL byte. */
+int form_multipart_value(h2o_iovec_t body, h2o_iovec_t content_type, const char *name, char **out,
+                         struct error *err);
 
 #endif

@@ -308,8 +308,6 @@ admin_job_done(struct request *r, struct engine_job *job)
 		admin_error(r, a, job->err.status, job->err.what);
 		return;
 	}
-	if (strcmp(a->form, "user-remove") == 0 || strcmp(a->form, "token-revoke") == 0)
-		auth_cache_clear(r->server);
 	if (strcmp(a->form, "user-remove") == 0)
 		ui_session_drop_user(a->name);
 	if (strcmp(a->form, "token-create") != 0) {

@@ -372,23 +372,15 @@ struct login_job {
 	unsigned char tag[32];
 };
 
-/* Engine thread only: the hash an unknown user is checked against. */
-static char dummy_hash[crypto_pwhash_STRBYTES];
-
+/* Side thread: the slow part. */
 static int
 login_verify(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct login_job *a = job->data;
-	const struct user *u = model_find_user(tx->model, a->user);
+	const struct user *u = auth_verify_password(tx->model, a->user, a->password);
 
 	(void)err;
-	if (dummy_hash[0] == '\0' &&
-	    crypto_pwhash_str(dummy_hash, "no such user", 12, crypto_pwhash_OPSLIMIT_INTERACTIVE,
-	                      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
-		dummy_hash[0] = '\0';
-	a->is_valid = crypto_pwhash_str_verify(u ? u->password_hash : dummy_hash, a->password,
-	                                       strlen(a->password)) == 0 &&
-	              u != NULL;
+	a->is_valid = u != NULL;
 	if (a->is_valid)
 		user_tag(u, a->tag);
 	sodium_memzero(a->password, sizeof(a->password));
@@ -408,6 +400,10 @@ login_done(struct request *r, struct engine_job *job)
 	unsigned char id[SESSION_ID_BYTES];
 	char *next = ui_field(r, "next");
 
+	if (job->rc != 0) {
+		login_render(r, 503, next, a->user, "The server is stopping; try again shortly.");
+		goto done;
+	}
 	if (!a->is_valid) {
 		log_kv(LOG_WARN, "authentication failed", "from", r->address, "via", "login form",
 		       NULL);
@@ -441,6 +437,7 @@ login_check(struct request *r)
 		goto done;
 	}
 	job = request_job_new(r, login_verify, 0, sizeof(*a));
+	job->is_side = 1;
 	job->free_data = login_job_wipe;
 	a = job->data;
 	snprintf(a->user, sizeof(a->user), "%s", user);
