@@ -110,6 +110,23 @@ listen_is_valid(const char *s)
 	return port[0] >= '0' && port[0] <= '9' && *end == '\0' && n > 0 && n <= 65535;
 }
 
+/* A daemon or agent host: a name, an IPv4 or a bare IPv6 address, by the
+ * node address rule, since it is written into the configuration as it is. */
+static int
+lb_host_is_valid(const char *host)
+{
+	char address[300];
+	int n;
+
+	if (host == NULL)
+		return 0;
+	if (strchr(host, ':') != NULL)
+		n = snprintf(address, sizeof(address), "[%s]:1", host);
+	else
+		n = snprintf(address, sizeof(address), "%s:1", host);
+	return n > 0 && (size_t)n < sizeof(address) && node_address_is_valid(address);
+}
+
 static int
 check_options(enum lb_kind kind, const struct lb_options *o, struct error *err)
 {
@@ -137,11 +154,15 @@ check_options(enum lb_kind kind, const struct lb_options *o, struct error *err)
 		                 "cannot go to the daemon directly: pass {mount} through each "
 		                 "node's front server to clustermgmt (probes via the node)");
 	if (o->probe_via == LB_PROBE_VIA_DAEMON &&
-	    (o->daemon_host == NULL || o->daemon_port < 1 || o->daemon_port > 65535))
-		return error_set(err, 400, "probes via the daemon need its host and port");
+	    (!lb_host_is_valid(o->daemon_host) || o->daemon_port < 1 || o->daemon_port > 65535))
+		return error_set(err, 400,
+		                 "probes via the daemon need its host (a name or an IP address) "
+		                 "and a port 1-65535");
 	if (o->agent_port != 0 &&
-	    (o->agent_host == NULL || o->agent_port < 1 || o->agent_port > 65535))
-		return error_set(err, 400, "the agent needs a host and a port 1-65535");
+	    (!lb_host_is_valid(o->agent_host) || o->agent_port < 1 || o->agent_port > 65535))
+		return error_set(err, 400,
+		                 "the agent needs a host (a name or an IP address) and a port "
+		                 "1-65535");
 	return 0;
 }
 

@@ -468,6 +468,47 @@ test_bad_listen_and_numbers_are_rejected(void **state)
 }
 
 static void
+test_daemon_and_agent_host_that_could_break_the_config_are_rejected(void **state)
+{
+	static const char *const bad[] = {
+	    "d\n    server evil 6.6.6.6:80", "agent host", "h\"x", "h;x", "", "[::1]"};
+	struct lb_options o;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		lbconfig_defaults(&o);
+		o.probe_via = LB_PROBE_VIA_DAEMON;
+		o.daemon_host = bad[i];
+		o.daemon_port = 8080;
+		generate_error(LB_HAPROXY, &o, abc, 3, 400);
+		lbconfig_defaults(&o);
+		o.agent_host = bad[i];
+		o.agent_port = 8081;
+		generate_error(LB_HAPROXY, &o, abc, 3, 400);
+	}
+}
+
+static void
+test_daemon_and_agent_host_may_be_a_name_or_an_ip_address(void **state)
+{
+	static const char *const good[] = {"lb-1.example.org", "10.0.0.9", "::1", "fe80::1"};
+	struct lb_options o;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		lbconfig_defaults(&o);
+		o.probe_via = LB_PROBE_VIA_DAEMON;
+		o.daemon_host = good[i];
+		o.daemon_port = 8080;
+		o.agent_host = good[i];
+		o.agent_port = 8081;
+		free(generate(LB_HAPROXY, &o));
+	}
+}
+
+static void
 test_kind_from_string_knows_three_load_balancers(void **state)
 {
 	enum lb_kind k;
@@ -522,6 +563,8 @@ main(void)
 	    cmocka_unit_test(test_probe_url_template_is_filled_in),
 	    cmocka_unit_test(test_probe_url_that_could_break_the_config_is_rejected),
 	    cmocka_unit_test(test_bad_listen_and_numbers_are_rejected),
+	    cmocka_unit_test(test_daemon_and_agent_host_that_could_break_the_config_are_rejected),
+	    cmocka_unit_test(test_daemon_and_agent_host_may_be_a_name_or_an_ip_address),
 	    cmocka_unit_test(test_kind_from_string_knows_three_load_balancers),
 	    cmocka_unit_test(test_output_never_holds_a_reason_or_other_free_text),
 	};
