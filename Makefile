@@ -1,7 +1,8 @@
 # clustermgmt front door. `make` builds build/clustermgmt; `make run`
 # installs what is missing, builds and starts a demo daemon; `make test`
 # installs what the tests need, builds and runs every test suite (also
-# once under ASan+UBSan); `make bench` runs the benchmarks.
+# once under ASan+UBSan); `make bench` runs the benchmarks; `make fuzz`
+# fuzzes the parsers of untrusted input (tests/fuzz/README.md).
 
 BUILD     ?= build
 ASAN      ?= build-asan
@@ -16,7 +17,8 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	python3-selenium
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl
 
-.PHONY: all run test bench deps-build deps-test deps-bench asan clean format
+.PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
+	fuzz-build fuzz-regress
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -53,8 +55,50 @@ bench: deps-bench
 	ninja -C build-release
 	sh bench/probe build-release/clustermgmt
 
+# Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
+# untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
+# for FUZZ_SECONDS, growing $(FUZZ)/corpus/<target> from the seeds in
+# tests/fuzz/corpus/<target>; `make fuzz-regress` only replays the
+# committed corpus (a few seconds). Crashes land in $(FUZZ)/artifacts/.
+FUZZ         ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_TARGETS  = changeset names form lbconfig auth
+FUZZ_PKGS     = jansson libh2o-evloop libcurl openssl libsodium
+FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc
+FUZZ_CORE     = src/core/*.c src/util/*.c
+FUZZ_SRC_changeset =
+FUZZ_SRC_names     =
+FUZZ_SRC_form      = src/http/form.c
+FUZZ_SRC_lbconfig  = src/lb/lbconfig.c
+FUZZ_SRC_auth      = src/http/auth_basic.c
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
+
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h src/*/*.c src/*/*.h
+	@mkdir -p $(FUZZ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $$(pkg-config --cflags $(FUZZ_PKGS)) -o $@ $< \
+	$(FUZZ_CORE) $(FUZZ_SRC_$*) $$(pkg-config --libs $(FUZZ_PKGS))
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ)/corpus/$$t $(FUZZ)/artifacts; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    -dict=tests/fuzz/fuzz_$$t.dict -artifact_prefix=$(FUZZ)/artifacts/$$t- \
+	    $(FUZZ)/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+fuzz-regress: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ)/artifacts; echo "== fuzz_$$t over tests/fuzz/corpus/$$t"; \
+	  $(FUZZ)/fuzz_$$t -runs=0 -timeout=10 -artifact_prefix=$(FUZZ)/artifacts/$$t- \
+	    tests/fuzz/corpus/$$t || exit 1; \
+	done
+
 format:
-	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c')
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/fuzz/*.[ch]')
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

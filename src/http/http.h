@@ -110,7 +110,7 @@ char *auth_hash_password(const char *password);
 void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
 		    size_t hash_size);
 
-/* Decodes the credentials of "Authorization: Basic B64" (b64[0..len) is
+/* auth_basic.c: decodes the credentials of "Authorization: Basic B64" (b64[0..len) is
  * what follows "Basic ") into user and password, NUL-terminated. Returns
  * 0, or -1 when they are malformed (not base64, no ':', a NUL byte) or do
  * not fit (a user name of user_size or more bytes, a password of

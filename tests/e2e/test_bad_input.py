@@ -65,6 +65,7 @@ def raw(body):
 
 STATUS = "/v1/clusters/default/status"
 NODES = "/v1/clusters/default/nodes"
+SETSTATUS = "/health/++rest++setstatus"
 
 # (id, method, path, request kwargs, accepted codes)
 CASES = [
@@ -258,6 +259,25 @@ def test_probe_with_invalid_name_is_404_not_error(bad):
     assert r.status_code in (400, 404)
     assert "<script>" not in r.text
     assert bad.alive()
+
+
+# --- multipart form fields ---------------------------------------------------
+
+OFFLINE_ZOPE1 = b'{"zope1": {"status": "offline"}}'
+
+
+def test_multipart_field_with_nul_byte_is_400(bad):
+    # It used to be cut at the NUL, and the JSON before it applied.
+    _, body = check_refused(bad, "POST", SETSTATUS, (400,),
+                            files={"change": (None, OFFLINE_ZOPE1 + b"\x00junk")})
+    assert "NUL" in body["error"], body
+
+
+def test_multipart_filename_is_not_the_field_name(bad):
+    # name="upload"; filename="change" used to be taken for the field.
+    _, body = check_refused(bad, "POST", SETSTATUS, (400,),
+                            files={"upload": ("change", OFFLINE_ZOPE1)})
+    assert "'change' is missing" in body["error"], body
 
 
 # --- wrong method -------------------------------------------------------------

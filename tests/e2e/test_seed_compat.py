@@ -84,6 +84,18 @@ def test_setstatus_multipart_form_works(seeded, role):
     assert seeded.node_states()["zope2"][0] == "offline"
 
 
+def test_setstatus_multipart_value_may_contain_the_boundary_text(seeded):
+    # A delimiter is CRLF "--" boundary; "--XyZ" inside a value is content
+    # (the parser used to end the value there and drop two bytes).
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="change"\r\n\r\n'
+            b'{"zope1": {"status": "drain", "reason": "see --XyZ"}}'
+            b"\r\n--XyZ--\r\n")
+    r = seeded.post(SETSTATUS, auth=seeded.admin, data=body,
+                    headers={"Content-Type": "multipart/form-data; boundary=XyZ"})
+    assert r.status_code == 200, r.text
+    assert seeded.node_states()["zope1"] == ("drain", "see --XyZ")
+
+
 def test_setstatus_json_body_works(seeded):
     r = seeded.post(SETSTATUS, auth=seeded.admin,
                     json={"zope1": {"status": "drain", "reason": "deploy"}})
