@@ -277,21 +277,28 @@ request_after(struct request *r, int64_t delay_ms, request_handler then)
 }
 
 /* Fires the waiters that are due: changed clusters, deadlines, or all of
- * them when the daemon stops. */
+ * them when the daemon stops. The due ones are moved to a list of their
+ * own first, since answering one may dispose of another's request (which
+ * unlinks its waiter from whatever list holds it). */
 static void
 waiters_check(struct worker *w)
 {
 	const struct model *m = engine_snapshot(w->server->engine);
 	int is_stopping = atomic_load(&w->server->is_stopping);
 	int64_t now = time_now_ms();
-	h2o_linklist_t *node = w->waiters.next, *next;
+	h2o_linklist_t due, *node, *next;
 
-	for (; node != &w->waiters; node = next) {
+	h2o_linklist_init_anchor(&due);
+	for (node = w->waiters.next; node != &w->waiters; node = next) {
 		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, link, node);
 		next = node->next;
-		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd))
-			wait_fire(pd);
+		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd)) {
+			h2o_linklist_unlink(node);
+			h2o_linklist_insert(&due, node);
+		}
 	}
+	while (!h2o_linklist_is_empty(&due))
+		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending, link, due.next));
 }
 
 static void
