@@ -13,8 +13,8 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
 	zlib1g-dev
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
-	openssl curl haproxy varnish nginx-light chromium chromium-driver \
-	python3-selenium
+	python3-pytest-xdist openssl curl haproxy varnish nginx-light chromium \
+	chromium-driver python3-selenium clang libclang-rt-14-dev
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl
 
 .PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
@@ -47,6 +47,7 @@ run: deps-build
 test: deps-test
 	$(MAKE) all
 	$(MAKE) asan
+	$(MAKE) fuzz-build
 	sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON)
 
 # Benchmarks measure an optimised build of their own.

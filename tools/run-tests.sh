@@ -3,6 +3,9 @@
 #   1. cmocka unit tests (release build)
 #   2. pytest end-to-end tests against build/clustermgmt
 #   3. the unit tests and the end-to-end tests again under ASan+UBSan
+#   4. the fuzz targets over their committed corpus (make fuzz-regress)
+# End-to-end tests run on 4 pytest-xdist workers when xdist is there: most
+# of their time is spent waiting on daemons, not on the CPU.
 # Usage: tools/run-tests.sh BUILD_DIR ASAN_DIR PYTHON
 # Exits non-zero when any suite failed; every suite runs regardless.
 BUILD=${1:-build}
@@ -37,7 +40,8 @@ e2e() {
 	label=$2
 	echo "== end-to-end ($label): $bin"
 	(
-		CLUSTERMGMT_BIN=$bin "$PYTHON" -m pytest -q -p no:cacheprovider "$ROOT/tests/e2e"
+		CLUSTERMGMT_BIN=$bin "$PYTHON" -m pytest -q -p no:cacheprovider $PARALLEL \
+			"$ROOT/tests/e2e"
 		echo $? >"$LOGDIR/e2e-$label.rc"
 	) 2>&1 | tee "$LOGDIR/e2e-$label.log"
 	[ "$(cat "$LOGDIR/e2e-$label.rc")" = 0 ] || status=1
@@ -49,10 +53,24 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tools/lsan.supp:print_suppressions=0}
 
+PARALLEL=""
+"$PYTHON" -c "import xdist" 2>/dev/null && PARALLEL="-n 4"
+
 unit "$ROOT/$BUILD" release
 e2e "$ROOT/$BUILD/clustermgmt" release
 unit "$ROOT/$ASAN" asan
 CLUSTERMGMT_SANITIZED=1 e2e "$ROOT/$ASAN/clustermgmt" asan
+
+echo "== fuzz corpus"
+if make -s -C "$ROOT" fuzz-regress >"$LOGDIR/fuzz-regress.log" 2>&1; then
+	fuzz_result="$(grep -c '^== fuzz_' "$LOGDIR/fuzz-regress.log") passed, 0 failed"
+else
+	cat "$LOGDIR/fuzz-regress.log"
+	fuzz_result="failed (see artifacts/fuzz-regress.log)"
+	status=1
+fi
+summary="$summary
+fuzz: $fuzz_result"
 
 echo
 echo "== summary"

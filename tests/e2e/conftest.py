@@ -145,6 +145,7 @@ class Daemon:
         self.bin = bin_path or binary_path()
         self.extra_args = list(extra_args or [])
         self.listen_host = listen_host
+        self._port_is_ours = port is None  # may be replaced if taken meanwhile
         self.port = port or free_port()
         self.db = str(db or (self.tmp / "cm.db"))
         self.log_path = self.tmp / "daemon.log"
@@ -196,23 +197,37 @@ class Daemon:
         assert not self.running(), "daemon already running"
         if not os.path.exists(self.bin):
             pytest.fail("clustermgmt binary not found at %s (set CLUSTERMGMT_BIN)" % self.bin)
-        with open(self.log_path, "ab") as err, open(self.out_path, "ab") as out:
-            self._start_mark = self.log_mark()
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err, cwd=str(self.tmp))
-        self._expected_exit = False
-        if wait:
-            self.wait_ready()
+        for attempt in range(3):
+            with open(self.log_path, "ab") as err, open(self.out_path, "ab") as out:
+                self._start_mark = self.log_mark()
+                self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                             stdout=out, stderr=err, cwd=str(self.tmp))
+            self._expected_exit = False
+            if not wait:
+                return self
+            if self.wait_ready(retry_taken_port=attempt < 2) != "port taken":
+                break
+            self.port = free_port()  # another test's server took it meanwhile
+        self._port_is_ours = False  # restarts keep the port
         return self
 
-    def wait_ready(self, timeout=START_TIMEOUT):
+    def wait_ready(self, timeout=START_TIMEOUT, retry_taken_port=False):
+        """Waits until the daemon answers. Returns "port taken" instead of
+        failing when it could not bind a port this fixture picked (tests
+        run in parallel, so another server may have taken it meanwhile)."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if (retry_taken_port and self._port_is_ours
+                        and "cannot listen on" in self.log_text(self._start_mark)):
+                    return "port taken"
                 self._expected_exit = True  # reported here, not again at teardown
                 pytest.fail("daemon exited with %s before answering /v1/health; stderr:\n%s"
                             % (self.proc.returncode, self.log_text(self._start_mark)))
+            if "clustermgmt started" not in self.log_text(self._start_mark):
+                time.sleep(0.02)  # not bound yet: whatever answers is not ours
+                continue
             try:
                 r = requests.get(self.url + "/v1/health", timeout=1, verify=self.verify)
                 if r.status_code == 200:
