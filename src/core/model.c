@@ -24,6 +24,9 @@
  *  - user-* and token-* audit entries have cluster "" and carry the user
  *    name or token id in node.
  */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -212,22 +215,32 @@ port_is_valid(const char *s)
 static int
 host_is_valid(const char *s, size_t len)
 {
-	size_t i;
-	int is_bracketed = len >= 2 && s[0] == '[' && s[len - 1] == ']';
+	char v6[INET6_ADDRSTRLEN + 1];
+	unsigned char buf[sizeof(struct in6_addr)];
+	size_t i, label = 0;
 
-	if (is_bracketed) {
-		s++;
-		len -= 2;
-	}
-	if (len == 0)
-		return 0;
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		int is_hex = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') ||
-		             (ch >= 'A' && ch <= 'F');
-
-		if (is_bracketed ? !(is_hex || ch == ':' || ch == '.') : !is_name_char(ch))
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+		if (len - 2 >= sizeof(v6))
 			return 0;
+		memcpy(v6, s + 1, len - 2);
+		v6[len - 2] = '\0';
+		return inet_pton(AF_INET6, v6, buf) == 1;
+	}
+	/* a host name (RFC 1123; an IPv4 address is one too): dot-separated
+	 * labels of 1-63 letters, digits, '-' or '_', not starting or ending
+	 * with '-' */
+	if (len == 0 || len > 253)
+		return 0;
+	for (i = 0; i <= len; i++) {
+		if (i == len || s[i] == '.') {
+			if (label == 0 || label > 63 || s[i - label] == '-' || s[i - 1] == '-')
+				return 0;
+			label = 0;
+		} else if (isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '_') {
+			label++;
+		} else {
+			return 0;
+		}
 	}
 	return 1;
 }

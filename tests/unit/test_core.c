@@ -266,6 +266,22 @@ test_address_accepts_host_ipv4_and_ipv6(void **state)
 }
 
 static void
+test_address_rejects_what_no_load_balancer_loads(void **state)
+{
+	(void)state;
+	assert_false(node_address_is_valid("[.]:80"));
+	assert_false(node_address_is_valid("[:]:80"));
+	assert_false(node_address_is_valid("[::g]:80"));
+	assert_false(node_address_is_valid("-:80"));
+	assert_false(node_address_is_valid("..:80"));
+	assert_false(node_address_is_valid("app.:80"));
+	assert_false(node_address_is_valid("-app.example:80"));
+	assert_false(node_address_is_valid("app-.example:80"));
+	assert_true(node_address_is_valid("[2001:db8::1]:443"));
+	assert_true(node_address_is_valid("app_1.internal:80"));
+}
+
+static void
 test_check_accepts_only_http_urls(void **state)
 {
 	(void)state;
@@ -1373,6 +1389,7 @@ main(void)
 	    cmocka_unit_test(test_mount_path_rejects_v1_and_below),
 	    cmocka_unit_test(test_mount_path_rejects_over_128_chars),
 	    cmocka_unit_test(test_address_accepts_host_ipv4_and_ipv6),
+	    cmocka_unit_test(test_address_rejects_what_no_load_balancer_loads),
 	    cmocka_unit_test(test_check_accepts_only_http_urls),
 	    cmocka_unit_test(test_status_names_round_trip),
 	    cmocka_unit_test(test_role_names_round_trip_and_reject_anonymous),
