@@ -295,9 +295,8 @@ side_thread(void *arg)
 			job->rc = error_set(&job->err, 503, "the daemon is stopping");
 		} else {
 			who = (struct actor){job->who_name, job->who_address};
-			tx = (struct engine_tx){.model = atomic_load(&e->current),
-						.who = &who,
-						.now = time_now_ms()};
+			tx = (struct engine_tx){
+			    .model = atomic_load(&e->current), .who = &who, .now = time_now_ms()};
 			job->rc = job->run(&tx, job, &job->err);
 		}
 		job->done(job);
@@ -319,9 +318,8 @@ prepare_model(struct engine *e, struct model *m, struct error *err)
 	struct model *before = model_copy(m);
 	int rc = 0;
 
-	if (m->n_clusters == 0 &&
-	    model_add_cluster(m, DEFAULT_CLUSTER, DEFAULT_MOUNT, &daemon, time_now_ms(), &audit,
-			      err) != 0)
+	if (m->n_clusters == 0 && model_add_cluster(m, DEFAULT_CLUSTER, DEFAULT_MOUNT, &daemon,
+	                                            time_now_ms(), &audit, err) != 0)
 		rc = -1;
 	if (rc == 0)
 		model_expire(m, time_now_ms(), &audit);

@@ -39,7 +39,7 @@ struct engine;
 /* What a job sees while it runs on the engine thread. */
 struct engine_tx {
 	struct model *model;     /* write jobs: private copy to mutate;
-				    read jobs: the current model (do not mutate) */
+	                            read jobs: the current model (do not mutate) */
 	struct audit_log *audit; /* write jobs: append what changed */
 	struct store *store;     /* for reads such as the audit log */
 	const struct actor *who;
@@ -52,25 +52,25 @@ typedef int (*engine_job_fn)(struct engine_tx *tx, struct engine_job *job, struc
 struct engine_job {
 	/* filled by the submitter */
 	engine_job_fn run;
-	int is_write;          /* 1: run on a copy, persist, publish */
-	int is_side;           /* 1: slow read-only work (e.g. verifying a
-				  password): runs on the side thread against
-				  the current snapshot, with tx->store NULL,
-				  so it never delays writes; refused with 503
-				  once the daemon stops. Not with is_write. */
-	char who_name[96];     /* actor */
+	int is_write;      /* 1: run on a copy, persist, publish */
+	int is_side;       /* 1: slow read-only work (e.g. verifying a
+	                      password): runs on the side thread against
+	                      the current snapshot, with tx->store NULL,
+	                      so it never delays writes; refused with 503
+	                      once the daemon stops. Not with is_write. */
+	char who_name[96]; /* actor */
 	char who_address[64];
 	void (*done)(struct engine_job *job); /* called on the engine thread */
 	void *data;                           /* submitter's */
 	void *data_owner;                     /* submitter's, free for use */
-	void (*free_data)(void *data); /* if set, called by the submitter's
-					  side once the job is finished with,
-					  also when nobody waits for it */
+	void (*free_data)(void *data);        /* if set, called by the submitter's
+	                                         side once the job is finished with,
+	                                         also when nobody waits for it */
 
 	/* filled by the engine */
-	int rc;               /* 0 or -1 */
-	struct error err;     /* when rc == -1 */
-	int changed;          /* a write that changed something */
+	int rc;           /* 0 or -1 */
+	struct error err; /* when rc == -1 */
+	int changed;      /* a write that changed something */
 
 	/* engine-private */
 	struct engine_job *next;
@@ -100,8 +100,7 @@ int engine_run_sync(struct engine *e, struct engine_job *job);
  * remove it; once engine_on_change returns, the previous callback is not
  * running and will not be called again. cb must not call
  * engine_on_change. */
-void engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m),
-		      void *arg);
+void engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m), void *arg);
 
 /* Registers a reader thread; returns its id for engine_reader_quiescent. */
 int engine_reader_register(struct engine *e);

@@ -99,7 +99,7 @@ auth_hash_password(const char *password)
 	if (out == NULL)
 		return NULL;
 	if (crypto_pwhash_str(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+	                      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
 		free(out);
 		return NULL;
 	}
@@ -108,7 +108,7 @@ auth_hash_password(const char *password)
 
 void
 auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
-	       size_t hash_size)
+               size_t hash_size)
 {
 	unsigned char id_bytes[8], secret[32], hash[32];
 	char secret_text[64];
@@ -117,9 +117,10 @@ auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *h
 	randombytes_buf(secret, sizeof(secret));
 	sodium_bin2hex(id, id_size, id_bytes, sizeof(id_bytes));
 	sodium_bin2base64(secret_text, sizeof(secret_text), secret, sizeof(secret),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	snprintf(token, token_size, "cmt_%s_%s", id, secret_text);
-	crypto_generichash(hash, sizeof(hash), (const unsigned char *)token, strlen(token), NULL, 0);
+	crypto_generichash(hash, sizeof(hash), (const unsigned char *)token, strlen(token), NULL,
+	                   0);
 	sodium_bin2hex(hash_hex, hash_size, hash, sizeof(hash));
 	sodium_memzero(secret, sizeof(secret));
 }
@@ -200,7 +201,7 @@ grant(struct request *r, enum role role, const char *who)
 		snprintf(r->who, sizeof(r->who), "%s", who);
 	if (role < r->auth_min_role) {
 		reply_error(r, 403, NULL, "role %s may not do this (needs %s)", role_name(role),
-			    role_name(r->auth_min_role));
+		            role_name(r->auth_min_role));
 		return;
 	}
 	r->auth_then(r);
@@ -293,7 +294,7 @@ static void
 dummy_hash_make(void)
 {
 	if (crypto_pwhash_str(dummy_hash, "no such user", 12, crypto_pwhash_OPSLIMIT_INTERACTIVE,
-			      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+	                      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
 		dummy_hash[0] = '\0';
 }
 
@@ -305,7 +306,7 @@ auth_verify_password(const struct model *m, const char *user, const char *passwo
 
 	pthread_once(&dummy_hash_once, dummy_hash_make);
 	is_match = crypto_pwhash_str_verify(u != NULL ? u->password_hash : dummy_hash, password,
-					    strlen(password)) == 0;
+	                                    strlen(password)) == 0;
 	return is_match ? u : NULL;
 }
 

@@ -46,9 +46,9 @@ reply_nodestatus(struct request *r, const struct cluster *c)
 	size_t i;
 
 	for (i = 0; i < c->n_nodes; i++)
-		json_object_set_new(doc, c->nodes[i].name,
-				    json_pack("{s:s}", "status",
-					      node_status_name(c->nodes[i].status)));
+		json_object_set_new(
+		    doc, c->nodes[i].name,
+		    json_pack("{s:s}", "status", node_status_name(c->nodes[i].status)));
 	text = json_dumps(doc, JSON_SORT_KEYS);
 	json_decref(doc);
 	if (text == NULL) {
@@ -182,6 +182,6 @@ compat_handle(struct request *r, const struct cluster *c, h2o_iovec_t action)
 			auth_require(r, ROLE_OPERATOR, 0, setstatus);
 	} else {
 		reply_error(r, 404, NULL, "unknown REST action '%.*s'", (int)action.len,
-			    action.base);
+		            action.base);
 	}
 }

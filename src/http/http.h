@@ -37,14 +37,14 @@ struct request {
 	h2o_req_t *req;
 	struct worker *worker;
 	struct server *server;
-	h2o_iovec_t path;  /* without the query string */
-	h2o_iovec_t query; /* after '?', empty when none */
-	char address[64];  /* client IP address */
-	enum role role;    /* ROLE_NONE until authenticated */
-	char who[96];      /* "alice", "token:ab12cd34"; "" when anonymous */
-	int is_session;    /* authenticated by the web page's session cookie */
-	int is_gone;       /* the client went away: nothing will be sent */
-	struct pending *pending; /* job or long poll in progress, if any */
+	h2o_iovec_t path;                /* without the query string */
+	h2o_iovec_t query;               /* after '?', empty when none */
+	char address[64];                /* client IP address */
+	enum role role;                  /* ROLE_NONE until authenticated */
+	char who[96];                    /* "alice", "token:ab12cd34"; "" when anonymous */
+	int is_session;                  /* authenticated by the web page's session cookie */
+	int is_gone;                     /* the client went away: nothing will be sent */
+	struct pending *pending;         /* job or long poll in progress, if any */
 	const char *server_default_node; /* serve --node, or NULL */
 	/* auth.c's own, while authentication is in progress */
 	enum role auth_min_role;
@@ -74,7 +74,7 @@ struct observe *request_observe(const struct request *r);
 /* A job for the engine thread whose data area (job->data) is data_size
  * zeroed bytes owned by the job. The actor is r's. */
 struct engine_job *request_job_new(struct request *r, engine_job_fn fn, int is_write,
-				   size_t data_size);
+                                   size_t data_size);
 /* Queues job; when it is done, then(r, job) runs on r's worker thread
  * (unless the client went away); the job is freed after then returns.
  * Put anything then needs to respond into job->data during fn; set
@@ -85,8 +85,8 @@ void request_job_submit(struct request *r, struct engine_job *job, request_job_h
 /* Calls then(r) as soon as cluster's version is above after, or after
  * wait_ms, or at shutdown, whichever comes first (at once when it already
  * is above). then reads request_snapshot(r) to see what happened. */
-void request_wait_for_change(struct request *r, const char *cluster, int64_t after,
-			     int64_t wait_ms, request_handler then);
+void request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
+                             request_handler then);
 
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
@@ -97,8 +97,7 @@ void request_after(struct request *r, int64_t delay_ms, request_handler then);
  * allow_session) and calls then(r) when r->role >= min_role. Otherwise
  * replies 401 (with WWW-Authenticate; delayed for an address with recent
  * failures) or 403 itself. May finish asynchronously. */
-void auth_require(struct request *r, enum role min_role, int allow_session,
-		  request_handler then);
+void auth_require(struct request *r, enum role min_role, int allow_session, request_handler then);
 
 /* Hashes a password for storage (argon2id). Returns a malloc'd string,
  * or NULL when hashing failed (out of memory). Slow: call it on the
@@ -108,7 +107,7 @@ char *auth_hash_password(const char *password);
 /* Creates a token secret for id; fills token (the string the user gets,
  * "cmt_<id>_<secret>") and hash_hex (what is stored). */
 void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
-		    size_t hash_size);
+                    size_t hash_size);
 
 /* auth_basic.c: decodes the credentials of "Authorization: Basic B64" (b64[0..len) is
  * what follows "Basic ") into user and password, NUL-terminated. Returns
@@ -122,8 +121,7 @@ int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size,
  * same time as a known one, so timing does not tell which names exist.
  * Slow (argon2id): call it from a side job (engine_job.is_side). */
 const struct user *auth_verify_password(const struct model *m, const char *user,
-					const char *password);
-
+                                        const char *password);
 
 /* Guessing, for the web page's login form (which checks passwords in its
  * own engine job): the delay (ms) an attempt from r's address must wait
@@ -136,7 +134,7 @@ void auth_failure_note(struct request *r, int is_failure);
 /* Every reply carries Cache-Control: no-store. Bodies are copied. */
 void reply_text(struct request *r, int status, const char *body);
 void reply_bytes(struct request *r, int status, const char *content_type, const char *body,
-		 size_t len);
+                 size_t len);
 /* Serialises doc (compact, keys in insertion order) and decrefs it. */
 void reply_json(struct request *r, int status, json_t *doc);
 /* {"error": sentence, "detail": detail or null}; steals detail. */

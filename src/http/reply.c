@@ -16,23 +16,40 @@ static const char *
 status_reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 429: return "Too Many Requests";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Unknown";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 302:
+		return "Found";
+	case 303:
+		return "See Other";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 429:
+		return "Too Many Requests";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -49,9 +66,9 @@ reply_bytes(struct request *r, int status, const char *content_type, const char 
 	req->res.reason = status_reason(status);
 	req->res.content_length = len;
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
-		       strlen(content_type));
+	               strlen(content_type));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-		       H2O_STRLIT("no-store"));
+	               H2O_STRLIT("no-store"));
 	h2o_start_response(req, &generator);
 	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
 		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
@@ -91,7 +108,7 @@ reply_error(struct request *r, int status, json_t *detail, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	reply_json(r, status,
-		   json_pack("{s:s, s:o}", "error", what, "detail", detail ? detail : json_null()));
+	           json_pack("{s:s, s:o}", "error", what, "detail", detail ? detail : json_null()));
 }
 
 void
@@ -111,7 +128,7 @@ reply_unauthorized(struct request *r)
 	if (r->is_gone)
 		return;
 	h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
-		       H2O_STRLIT("Basic realm=\"clustermgmt\""));
+	               H2O_STRLIT("Basic realm=\"clustermgmt\""));
 	reply_error(r, 401, NULL, "authentication required");
 }
 
@@ -121,9 +138,9 @@ reply_method_not_allowed(struct request *r, const char *allow)
 	if (r->is_gone)
 		return;
 	h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, H2O_STRLIT("allow"), 0, NULL,
-			      allow, strlen(allow));
+	                      allow, strlen(allow));
 	reply_error(r, 405, NULL, "method %.*s is not allowed here (allowed: %s)",
-		    (int)r->req->method.len, r->req->method.base, allow);
+	            (int)r->req->method.len, r->req->method.base, allow);
 }
 
 void
@@ -132,7 +149,7 @@ reply_redirect(struct request *r, int status, const char *location)
 	if (r->is_gone)
 		return;
 	h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_LOCATION, NULL, location,
-		       strlen(location));
+	               strlen(location));
 	reply_text(r, status, "");
 }
 
@@ -153,7 +170,7 @@ request_json_body(struct request *r, struct error *err)
 	doc = json_loadb(r->req->entity.base, r->req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
 	if (doc == NULL) {
 		error_set(err, 400, "malformed JSON at line %d, column %d: %s", jerr.line,
-			  jerr.column, jerr.text);
+		          jerr.column, jerr.text);
 		return NULL;
 	}
 	if (!json_is_object(doc)) {

@@ -107,8 +107,9 @@ listen_bind(struct listen_addr *l, const char *what, struct error *err)
 	int fd = -1, on = 1, rc;
 
 	if (split_host_port(l->text, host, sizeof(host), port, sizeof(port)) != 0)
-		return error_set(err, 400, "--%s %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
-				 what, l->text);
+		return error_set(err, 400,
+		                 "--%s %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+		                 what, l->text);
 	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0)
 		return error_set(err, 400, "--%s %s: %s", what, l->text, gai_strerror(rc));
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -150,7 +151,7 @@ parse_duration_option(const char *name, const char *text, int64_t *out, struct e
 	} else if (duration_parse_ms(text, out) == 0 && *out <= 3600 * 1000)
 		return 0;
 	return error_set(err, 400, "--%s must be a duration like 500ms, 2s or 1m, not '%s'", name,
-			 text);
+	                 text);
 }
 
 static int
@@ -161,7 +162,7 @@ parse_count_option(const char *name, const char *text, int *out, struct error *e
 
 	if (text[0] < '0' || text[0] > '9' || *end != '\0' || n < 1 || n > CHECK_COUNT_MAX)
 		return error_set(err, 400, "--%s must be a number from 1 to %d", name,
-				 CHECK_COUNT_MAX);
+		                 CHECK_COUNT_MAX);
 	*out = (int)n;
 	return 0;
 }
@@ -203,10 +204,14 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			if (o->n_listens == sizeof(o->listens) / sizeof(o->listens[0]))
 				return error_set(err, 400, "too many --listen addresses");
 			snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
-				 optarg);
+			         optarg);
 			break;
-		case 'd': o->db = optarg; break;
-		case 'n': o->default_node = optarg; break;
+		case 'd':
+			o->db = optarg;
+			break;
+		case 'n':
+			o->default_node = optarg;
+			break;
 		case 'a':
 			if (optarg[0] == '\0')
 				return error_set(err, 400, "--agent-listen needs ADDR:PORT");
@@ -214,12 +219,12 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			break;
 		case 'I':
 			if (parse_duration_option("check-interval", optarg, &o->check_interval_ms,
-						  err) != 0)
+			                          err) != 0)
 				return -1;
 			break;
 		case 'T':
 			if (parse_duration_option("check-timeout", optarg, &o->check_timeout_ms,
-						  err) != 0)
+			                          err) != 0)
 				return -1;
 			break;
 		case 'F':
@@ -230,36 +235,49 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			if (parse_count_option("check-rise", optarg, &o->check_rise, err) != 0)
 				return -1;
 			break;
-		case 'p': o->admin_password_file = optarg; break;
-		case 'c': o->tls_cert = optarg; break;
-		case 'k': o->tls_key = optarg; break;
-		case 'D': o->is_demo = 1; break;
+		case 'p':
+			o->admin_password_file = optarg;
+			break;
+		case 'c':
+			o->tls_cert = optarg;
+			break;
+		case 'k':
+			o->tls_key = optarg;
+			break;
+		case 'D':
+			o->is_demo = 1;
+			break;
 		case 't':
 			o->threads = (int)strtol(optarg, &end, 10);
 			if (*end != '\0' || o->threads < 1 || o->threads > MAX_THREADS)
-				return error_set(err, 400, "--threads must be a number from 1 to %d",
-						 MAX_THREADS);
+				return error_set(err, 400,
+				                 "--threads must be a number from 1 to %d",
+				                 MAX_THREADS);
 			break;
-		case 'h': return error_set(err, 0, "help");
+		case 'h':
+			return error_set(err, 0, "help");
 		default:
 			return error_set(err, 400, "unknown or incomplete option '%s'",
-					 argv[optind - 1]);
+			                 argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		return error_set(err, 400, "unexpected argument '%s'", argv[optind]);
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
-	if (o->default_node != NULL && !node_name_is_valid(o->default_node, strlen(o->default_node)))
+	if (o->default_node != NULL &&
+	    !node_name_is_valid(o->default_node, strlen(o->default_node)))
 		return error_set(err, 400, "--node '%s' is not a valid node name", o->default_node);
 	for (i = 0; i < o->n_listens; i++)
-		if (split_host_port(o->listens[i].text, host, sizeof(host), port, sizeof(port)) != 0)
-			return error_set(err, 400,
-					 "--listen %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
-					 o->listens[i].text);
+		if (split_host_port(o->listens[i].text, host, sizeof(host), port, sizeof(port)) !=
+		    0)
+			return error_set(
+			    err, 400,
+			    "--listen %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+			    o->listens[i].text);
 	if (o->n_listens == 0)
 		snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
-			 "127.0.0.1:8080");
+		         "127.0.0.1:8080");
 	return 0;
 }
 
@@ -299,7 +317,7 @@ read_password_file(const char *path, char *buf, size_t size, struct error *err)
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (strlen(buf) < PASSWORD_MIN)
 		return error_set(err, 400, "the password in %s is shorter than %d characters", path,
-				 PASSWORD_MIN);
+		                 PASSWORD_MIN);
 	return 0;
 }
 
@@ -328,12 +346,12 @@ ensure_admin(struct server *s, struct error *err)
 		return 0;
 	if (s->opts.admin_password_file != NULL) {
 		if (read_password_file(s->opts.admin_password_file, a.password, sizeof(a.password),
-				       err) != 0)
+		                       err) != 0)
 			return -1;
 	} else {
 		randombytes_buf(random, sizeof(random));
 		sodium_bin2base64(a.password, sizeof(a.password), random, sizeof(random),
-				  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 		is_generated = 1;
 	}
 	snprintf(job.who_name, sizeof(job.who_name), "clustermgmt");
@@ -343,7 +361,8 @@ ensure_admin(struct server *s, struct error *err)
 		return -1;
 	}
 	if (is_generated)
-		log_kv(LOG_WARN, "created user admin with a generated password; it is shown only once",
+		log_kv(LOG_WARN,
+		       "created user admin with a generated password; it is shown only once",
 		       "user", "admin", "password", a.password, NULL);
 	sodium_memzero(&a, sizeof(a));
 	return 0;
@@ -394,8 +413,9 @@ tls_setup(struct server *s, struct error *err)
 	if (SSL_CTX_use_PrivateKey_file(ctx, s->opts.tls_key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		SSL_CTX_free(ctx);
-		return error_set(err, 400, "cannot load the TLS key %s (or it does not match the certificate)",
-				 s->opts.tls_key);
+		return error_set(
+		    err, 400, "cannot load the TLS key %s (or it does not match the certificate)",
+		    s->opts.tls_key);
 	}
 	s->ssl_ctx = ctx;
 	return 0;
@@ -413,16 +433,18 @@ log_listening(const struct server *s, const char *store)
 	listens[0] = '\0';
 	for (i = 0; i < s->opts.n_listens; i++)
 		len += (size_t)snprintf(listens + len, sizeof(listens) - len, "%s%s", i ? "," : "",
-					s->opts.listens[i].text);
+		                        s->opts.listens[i].text);
 	if (s->opts.agent_listen.text[0] != '\0')
-		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text, NULL);
+		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text,
+		       NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
 	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, NULL);
 	for (i = 0; i < s->opts.n_listens; i++) {
 		const struct listen_addr *l = &s->opts.listens[i];
 		if (!l->is_loopback && s->ssl_ctx == NULL)
 			log_kv(LOG_WARN,
-			       "credentials will cross the network in clear text: serve HTTPS with --tls-cert/--tls-key on non-loopback addresses",
+			       "credentials will cross the network in clear text: serve HTTPS with "
+			       "--tls-cert/--tls-key on non-loopback addresses",
 			       "listen", l->text, NULL);
 	}
 }
@@ -431,7 +453,7 @@ static int
 start(struct server *s, struct error *err)
 {
 	struct checker_options checks = {s->opts.check_interval_ms, s->opts.check_timeout_ms,
-					 s->opts.check_fall, s->opts.check_rise};
+	                                 s->opts.check_fall, s->opts.check_rise};
 	struct store *store;
 	char store_text[1100];
 	size_t i;

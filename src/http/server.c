@@ -218,7 +218,7 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 
 static void
 wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
-	 request_handler then)
+         request_handler then)
 {
 	struct pending *pd = pending_new(r);
 
@@ -254,7 +254,7 @@ wait_is_satisfied(const struct model *m, const struct pending *pd)
 
 void
 request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
-			request_handler then)
+                        request_handler then)
 {
 	const struct cluster *c = model_find_cluster(request_snapshot(r), cluster);
 
@@ -391,7 +391,8 @@ route_cluster(const struct model *m, h2o_iovec_t path, h2o_iovec_t *action)
 			*action = h2o_iovec_init(NULL, 0);
 			return c;
 		}
-		if (path.base[n] == '/' && memchr(path.base + n + 1, '/', path.len - n - 1) == NULL) {
+		if (path.base[n] == '/' &&
+		    memchr(path.base + n + 1, '/', path.len - n - 1) == NULL) {
 			*action = h2o_iovec_init(path.base + n + 1, path.len - n - 1);
 			return c;
 		}
@@ -458,7 +459,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 	r.path = req->path_normalized;
 	if (req->query_at != SIZE_MAX)
 		r.query = h2o_iovec_init(req->path.base + req->query_at + 1,
-					 req->path.len - req->query_at - 1);
+		                         req->path.len - req->query_at - 1);
 	r.server_default_node = w->server->opts.default_node;
 	peer_address(req, r.address, sizeof(r.address));
 	route(&r);
@@ -522,8 +523,9 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 		int fd = dup(s->opts.listens[i].fd);
 		if (fd == -1)
 			return error_set(err, 500, "cannot share the listening socket: %s",
-					 strerror(errno));
-		w->listeners[i] = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+			                 strerror(errno));
+		w->listeners[i] =
+		    h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
 		w->listeners[i]->data = w;
 		h2o_socket_read_start(w->listeners[i], on_accept);
 	}
@@ -531,8 +533,9 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 		int fd = dup(s->opts.agent_listen.fd);
 		if (fd == -1)
 			return error_set(err, 500, "cannot share the agent socket: %s",
-					 strerror(errno));
-		w->agent = agent_start(w->ctx.loop, fd, s->engine, s->observe, s->opts.default_node);
+			                 strerror(errno));
+		w->agent =
+		    agent_start(w->ctx.loop, fd, s->engine, s->observe, s->opts.default_node);
 	}
 	return 0;
 }

@@ -42,11 +42,11 @@ int store_load(struct store *s, struct model **out, struct error *err);
  * one transaction. Returns 0 only once the transaction is durably
  * committed; sets the id of each audit entry. On error nothing is saved. */
 int store_save(struct store *s, const struct model *before, const struct model *after,
-	       struct audit_log *audit, struct error *err);
+               struct audit_log *audit, struct error *err);
 
 /* Reads the newest audit entries first, at most limit of them, for one
  * cluster (or all when cluster is NULL). Entries are appended to *out. */
-int store_read_audit(struct store *s, const char *cluster, int64_t limit,
-		     struct audit_log *out, struct error *err);
+int store_read_audit(struct store *s, const char *cluster, int64_t limit, struct audit_log *out,
+                     struct error *err);
 
 #endif
