@@ -582,6 +582,10 @@ server_start(struct server *s, struct error *err)
 	 * (plain text) 413 only catches the absurd. */
 	s->config.max_request_entity_size = 1024 * 1024;
 	s->config.http1.req_timeout = 10000;
+	/* No Server header: it only tells scanners the version, and h2o
+	 * formats it with sprintf on every response (a sixth of the
+	 * probe's user-space instructions). */
+	s->config.server_name = h2o_iovec_init(H2O_STRLIT(""));
 	s->config.http2.idle_timeout = 10000;
 	host = h2o_config_register_host(&s->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
 	path = h2o_config_register_path(host, "/", 0);
