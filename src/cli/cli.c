@@ -38,6 +38,7 @@ static const char main_help[] =
     "  token create|list|revoke    manage API tokens\n"
     "  lbconfig varnish|haproxy|nginx  print a load balancer configuration\n"
     "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
+    "  rollout --exec COMMAND      rolling deploy: each node out, COMMAND, back in\n"
     "\n"
     "Global options (before or after the command):\n"
     "  --server URL      the daemon; default $CLUSTERMGMT_URL, else " DEFAULT_SERVER "\n"
@@ -174,7 +175,47 @@ static const char wait_help[] =
     "\n"
     "Durations: 90, 90s, 10m, 2h. Prints one line per node as it is done.\n";
 
-/* The commands; rollout will be added here. */
+static const char rollout_help[] =
+    "usage: clustermgmt rollout [--nodes a,b,c|all] --exec 'COMMAND' [--warmup PATH]...\n"
+    "                           [--batch N] [--min-online K] [--fall K] [--drain-timeout D]\n"
+    "                           [--ready-timeout D] [--ttl D] [--dry-run]\n"
+    "\n"
+    "A rolling deploy. For each node (or batch of N nodes), in order: take it\n"
+    "offline (reason \"rollout ID: COMMAND\", with a TTL as a safety net), wait until\n"
+    "every load balancer has seen it out (as wait --drained), run COMMAND with\n"
+    "/bin/sh -c, GET each warm-up path on http://ADDRESS/PATH until it answers 2xx\n"
+    "or 3xx, put it online, wait until the load balancers send it traffic (as wait\n"
+    "--serving), go on. In COMMAND, {node} and {address} are replaced by the node's\n"
+    "name and address; it also gets CLUSTERMGMT_NODE, CLUSTERMGMT_ADDRESS,\n"
+    "CLUSTERMGMT_CLUSTER and CLUSTERMGMT_ROLLOUT in its environment, stdin from\n"
+    "/dev/null, and each line of its output is shown as \"NODE| line\".\n"
+    "\n"
+    "  --nodes a,b,c|all   the nodes, in this order (default all, by name); each\n"
+    "                      must be online\n"
+    "  --exec COMMAND      the deploy command; a non-zero exit is a failure\n"
+    "  --warmup PATH       GET this path on each node before it goes online (may be\n"
+    "                      given up to 16 times)\n"
+    "  --batch N           nodes at a time (default 1); their commands run side by side\n"
+    "  --min-online K      refuse to take a batch offline if fewer than K nodes would\n"
+    "                      stay online\n"
+    "  --fall K            answers in a row that count, as for wait (default 3)\n"
+    "  --drain-timeout D   how long the load balancers may take to drain (default 60s)\n"
+    "  --ready-timeout D   how long warm-up, and then the load balancers' return, may\n"
+    "                      each take (default 60s)\n"
+    "  --ttl D             the safety net on offline (default drain-timeout + 15m +\n"
+    "                      ready-timeout): if the rollout dies, the node returns by itself\n"
+    "  --window D, --no-probers-delay D, --require-probers   as for wait\n"
+    "  --dry-run           print the plan and change nothing\n"
+    "  --json              progress on stderr, and the summary as JSON on stdout\n"
+    "\n"
+    "Any failure stops the rollout: the failing node (its batch) is set offline\n"
+    "without TTL, with a reason naming the failure; later nodes are not touched.\n"
+    "SIGINT or SIGTERM stop it after the current step the same way (a second one\n"
+    "ends it at once; then the TTL returns the node). Prints one line per step and a\n"
+    "table of per-node timings. Exit 0 done, 1 refused, failed or interrupted, 2 usage,\n"
+    "3 server unreachable, 4 a drain, warm-up or return timed out.\n";
+
+/* The commands. */
 static const struct command {
 	const char *name;
 	cli_handler handler;
@@ -190,17 +231,20 @@ static const struct command {
     {"token", cmd_token, token_help},
     {"lbconfig", cmd_lbconfig, lbconfig_help},
     {"wait", cmd_wait, wait_help},
+    {"rollout", cmd_rollout, rollout_help},
 };
 
-/* Global options that are not in enum cli_option. */
+/* Global options that are not in enum cli_option: marked by OPT_GLOBAL,
+ * never stored in struct cli.given. */
 enum {
-	OPT_SERVER = 1 << 24,
-	OPT_CLUSTER = 1 << 25,
-	OPT_USER = 1 << 26,
-	OPT_CACERT = 1 << 27,
-	OPT_INSECURE = 1 << 28,
-	OPT_JSON = 1 << 29,
-	OPT_HELP = 1 << 30,
+	OPT_GLOBAL = 1 << 30,
+	OPT_SERVER = OPT_GLOBAL | 1,
+	OPT_CLUSTER = OPT_GLOBAL | 2,
+	OPT_USER = OPT_GLOBAL | 3,
+	OPT_CACERT = OPT_GLOBAL | 4,
+	OPT_INSECURE = OPT_GLOBAL | 5,
+	OPT_JSON = OPT_GLOBAL | 6,
+	OPT_HELP = OPT_GLOBAL | 7,
 };
 
 static const struct option options[] = {
@@ -233,6 +277,13 @@ static const struct option options[] = {
     {"window", required_argument, NULL, OPT_WINDOW},
     {"no-probers-delay", required_argument, NULL, OPT_NO_PROBERS_DELAY},
     {"require-probers", no_argument, NULL, OPT_REQUIRE_PROBERS},
+    {"nodes", required_argument, NULL, OPT_NODES},
+    {"exec", required_argument, NULL, OPT_EXEC},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+    {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {NULL, 0, NULL, 0},
 };
 
@@ -260,7 +311,8 @@ store_option(struct parsed *p, int opt, const char *value)
 {
 	struct cli *cli = &p->cli;
 
-	cli->given |= (unsigned)opt & 0xffffffu;
+	if (!(opt & OPT_GLOBAL))
+		cli->given |= (unsigned)opt;
 	switch (opt) {
 	case OPT_SERVER:
 		p->server = value;
@@ -336,6 +388,26 @@ store_option(struct parsed *p, int opt, const char *value)
 		break;
 	case OPT_NO_PROBERS_DELAY:
 		cli->no_probers_delay = value;
+		break;
+	case OPT_NODES:
+		cli->nodes = value;
+		break;
+	case OPT_EXEC:
+		cli->exec = value;
+		break;
+	case OPT_WARMUP:
+		if (cli->n_warmup < CLI_WARMUP_MAX)
+			cli->warmup[cli->n_warmup] = value;
+		cli->n_warmup++;
+		break;
+	case OPT_BATCH:
+		cli->batch = value;
+		break;
+	case OPT_DRAIN_TIMEOUT:
+		cli->drain_timeout = value;
+		break;
+	case OPT_READY_TIMEOUT:
+		cli->ready_timeout = value;
 		break;
 	}
 }

@@ -8,7 +8,7 @@
  * result on stdout and returns an enum cli_exit; on failure it fills err
  * and cli_main prints err->what.
  *
- * Adding a command (wait, rollout, lbconfig): write cmd_NAME.c with a
+ * Adding a command: write cmd_NAME.c with a
  * handler below, add its options to enum cli_option and the option table
  * in cli.c if it has new ones, and add one line to the command table in
  * cli.c (name, handler, help text).
@@ -20,7 +20,7 @@
 #include "core/error.h"
 
 /* Command options, as bits of struct cli.given; they must stay below
- * 1 << 24, where cli.c keeps the global options. Global options are not
+ * 1 << 30, which cli.c uses to mark the global options. Global options are not
  * listed: every command accepts them. */
 enum cli_option {
 	OPT_REASON = 1 << 0,
@@ -45,7 +45,16 @@ enum cli_option {
 	OPT_WINDOW = 1 << 19,           /* wait: probers seen this recently count */
 	OPT_NO_PROBERS_DELAY = 1 << 20, /* wait: how long to wait when nobody probes */
 	OPT_REQUIRE_PROBERS = 1 << 21,  /* wait: fail when nobody probes */
+	OPT_NODES = 1 << 22,            /* rollout: which nodes, in order */
+	OPT_EXEC = 1 << 23,             /* rollout: the command run on each node */
+	OPT_WARMUP = 1 << 24,           /* rollout: a path to GET before online (repeatable) */
+	OPT_BATCH = 1 << 25,            /* rollout: nodes at a time */
+	OPT_DRAIN_TIMEOUT = 1 << 26,    /* rollout: how long to wait for the drain */
+	OPT_READY_TIMEOUT = 1 << 27,    /* rollout: how long warm-up and serving may take */
+	OPT_DRY_RUN = 1 << 28,          /* rollout: print the plan, change nothing */
 };
+
+#define CLI_WARMUP_MAX 16 /* --warmup paths kept; more is a usage error */
 
 struct cli {
 	struct client client;
@@ -55,6 +64,9 @@ struct cli {
 	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;
 	const char *timeout, *fall, *rise, *interval, *agent, *probe_via, *probe_url, *listen;
 	const char *window, *no_probers_delay;
+	const char *nodes, *exec, *batch, *drain_timeout, *ready_timeout;
+	const char *warmup[CLI_WARMUP_MAX]; /* --warmup, in order */
+	int n_warmup;                       /* how many were given (may exceed the array) */
 };
 
 /* A command: args are the words after the command name (for groups such
@@ -71,6 +83,7 @@ int cmd_user(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_token(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_wait(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err);
 
 /* A subcommand of a group such as `nodes`: args[0] is its name. */
 struct subcommand {

@@ -1,0 +1,1036 @@
+/*
+ * cmd_rollout.c - `rollout --exec COMMAND`: a rolling deploy, one node (or
+ * batch) at a time, never taking traffic from a node a load balancer
+ * still sends to, nor giving it traffic before it is warm.
+ *
+ * For each batch, in order (PRODUCT §10):
+ *   1. offline, with a reason naming the rollout and a TTL as a safety net
+ *      (if this process dies, the node comes back by itself);
+ *   2. wait until every load balancer has seen it out (wait.c, --drained);
+ *   3. run COMMAND per node with /bin/sh -c (shellcmd.c), side by side;
+ *   4. warm up: GET each --warmup path on the node's address until 2xx/3xx;
+ *   5. online;
+ *   6. wait until the load balancers send it traffic (wait.c, --serving).
+ * Any failure stops the rollout: the batch is set offline again, now
+ * without TTL (a node that failed its deploy must not come back by
+ * itself) and with a reason naming the failure; later nodes are not
+ * touched. SIGINT/SIGTERM stop it the same way once the current step is
+ * over (waits end at once; a running command is waited for).
+ *
+ * Everything is checked before the first change: options, that the nodes
+ * exist and are online, that they have addresses where one is needed.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "command.h"
+#include "output.h"
+#include "shellcmd.h"
+#include "wait.h"
+
+#define DEFAULT_DRAIN_TIMEOUT_MS (60 * 1000)
+#define DEFAULT_READY_TIMEOUT_MS (60 * 1000)
+#define COMMAND_BUDGET_MS (15 * 60 * 1000) /* what the default TTL allows COMMAND */
+#define MAX_TTL_S (30 * 86400)             /* the API's limit */
+#define BATCH_MAX 32
+#define REASON_MAX 256 /* the API's limit, in bytes */
+#define WARMUP_RETRY_MS 250
+#define WARMUP_ATTEMPT_MAX_MS 5000
+
+extern char **environ;
+
+static volatile sig_atomic_t interrupted;
+
+/* One node of the rollout and what happened to it. */
+struct rollout_node {
+	const char *name;    /* borrowed from the node list */
+	const char *address; /* NULL when the node has none */
+	char *command;       /* COMMAND with {node} and {address} substituted */
+	char **env;          /* the command's environment */
+	int64_t started, drain_ms, command_ms, warmup_ms, ready_ms, total_ms; /* -1: not reached */
+	const char *result; /* "not started", "ok", "failed", "stopped", "interrupted" */
+	char error[512];    /* why it failed, "" otherwise */
+};
+
+struct rollout {
+	struct cli *cli;
+	char id[16];
+	const char *exec;
+	int batch;
+	json_int_t min_online; /* -1: not given */
+	int64_t ttl_s, drain_timeout_ms, ready_timeout_ms;
+	struct wait_args drained, serving;
+	int is_dry_run;
+	struct client_reply list; /* the node list, which owns the names */
+	struct rollout_node *nodes;
+	int n;
+	FILE *progress; /* stdout, or stderr with --json */
+	int64_t start;
+	char reason[REASON_MAX + 1];
+};
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+static double
+seconds(int64_t ms)
+{
+	return (double)ms / 1000.0;
+}
+
+static void progress(const struct rollout *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+progress(const struct rollout *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vfprintf(r->progress, fmt, ap);
+	va_end(ap);
+	fputc('\n', r->progress);
+	fflush(r->progress);
+}
+
+/* --- options ------------------------------------------------------------ */
+
+static int
+parse_count(const char *option, const char *text, long min, long max, long *out, struct error *err)
+{
+	char *end;
+
+	if (text == NULL)
+		return 0;
+	errno = 0;
+	*out = strtol(text, &end, 10);
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 || *out < min ||
+	    *out > max)
+		return cli_usage_error(err, "bad --%s '%s': give a number from %ld to %ld", option,
+		                       text, min, max);
+	return 0;
+}
+
+static int
+parse_warmups(const struct cli *cli, struct error *err)
+{
+	int i;
+
+	if (cli->n_warmup > CLI_WARMUP_MAX)
+		return cli_usage_error(err, "at most %d --warmup paths", CLI_WARMUP_MAX);
+	for (i = 0; i < cli->n_warmup; i++)
+		if (cli->warmup[i][0] != '/' || strpbrk(cli->warmup[i], " \t\r\n") != NULL)
+			return cli_usage_error(
+			    err,
+			    "bad --warmup '%s': give a path that starts with '/', like /health",
+			    cli->warmup[i]);
+	return 0;
+}
+
+static int
+parse_options(struct cli *cli, struct rollout *r, struct error *err)
+{
+	long batch = 1, min_online = -1;
+	int64_t ttl_ms;
+	int rc;
+
+	if (cli->exec == NULL || cli->exec[0] == '\0')
+		return cli_usage_error(err, "rollout needs --exec 'COMMAND'");
+	r->exec = cli->exec;
+	r->is_dry_run = (cli->given & OPT_DRY_RUN) != 0;
+	if ((rc = parse_count("batch", cli->batch, 1, BATCH_MAX, &batch, err)) != 0 ||
+	    (rc = parse_count("min-online", cli->min_online, 0, INT_MAX, &min_online, err)) != 0 ||
+	    (rc = parse_warmups(cli, err)) != 0 ||
+	    (rc = wait_parse_duration("drain-timeout", cli->drain_timeout, DEFAULT_DRAIN_TIMEOUT_MS,
+	                              86400 * 1000LL, &r->drain_timeout_ms, err)) != 0 ||
+	    (rc = wait_parse_duration("ready-timeout", cli->ready_timeout, DEFAULT_READY_TIMEOUT_MS,
+	                              86400 * 1000LL, &r->ready_timeout_ms, err)) != 0)
+		return rc;
+	r->batch = (int)batch;
+	r->min_online = min_online;
+	wait_args_default(&r->drained, 0);
+	if ((rc = wait_args_from_cli(cli, &r->drained, err)) != 0)
+		return rc;
+	r->drained.timeout_ms = r->drain_timeout_ms;
+	r->drained.stop = &interrupted;
+	r->serving = r->drained;
+	r->serving.want_serving = 1;
+	r->serving.timeout_ms = r->ready_timeout_ms;
+	ttl_ms = r->drain_timeout_ms + COMMAND_BUDGET_MS + r->ready_timeout_ms;
+	if ((rc = wait_parse_duration("ttl", cli->ttl, ttl_ms, MAX_TTL_S * 1000LL, &ttl_ms, err)) !=
+	    0)
+		return rc;
+	r->ttl_s = (ttl_ms + 999) / 1000;
+	return 0;
+}
+
+/* --- the plan --------------------------------------------------------------- */
+
+/* A short random id, so the reason and the audit log tell rollouts apart. */
+static void
+make_id(char *buf, size_t size)
+{
+	unsigned char b[3] = {0};
+
+	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+		unsigned v = (unsigned)getpid() ^ (unsigned)wait_monotonic_ms();
+		memcpy(b, &v, sizeof(b));
+	}
+	snprintf(buf, size, "%02x%02x%02x", b[0], b[1], b[2]);
+}
+
+/* Makes s (cut by snprintf to fit a reason) a valid reason: control
+ * characters become spaces, and a UTF-8 sequence cut short is dropped. */
+static void
+clean_reason(char *s)
+{
+	size_t len = strlen(s), i, lead;
+	unsigned char c;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			s[i] = ' ';
+	for (lead = len; lead > 0 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80; lead--)
+		;
+	if (lead == 0 || (c = (unsigned char)s[lead - 1]) < 0xc0)
+		return;
+	if (len - (lead - 1) < (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u))
+		s[lead - 1] = '\0';
+}
+
+/* "rollout ID: COMMAND", within the API's limit. */
+static void
+make_reason(struct rollout *r)
+{
+	snprintf(r->reason, sizeof(r->reason), "rollout %s: %s", r->id, r->exec);
+	clean_reason(r->reason);
+}
+
+/* Copies src into dst (size bytes), cut to fit. */
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* text with every {node} and {address} replaced; malloc'd, NULL when out
+ * of memory. Names and addresses are restricted to characters that mean
+ * nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
+static char *
+substitute(const char *text, const char *node, const char *address)
+{
+	size_t size = strlen(text) + 1, used = 0, n;
+	const char *p, *with;
+	char *out, *grown;
+
+	if ((out = malloc(size)) == NULL)
+		return NULL;
+	for (p = text; *p != '\0';) {
+		with = NULL;
+		if (strncmp(p, "{node}", 6) == 0)
+			with = node, n = 6;
+		else if (strncmp(p, "{address}", 9) == 0)
+			with = address != NULL ? address : "", n = 9;
+		if (with == NULL) {
+			out[used++] = *p++;
+			continue;
+		}
+		size += strlen(with);
+		if ((grown = realloc(out, size)) == NULL) {
+			free(out);
+			return NULL;
+		}
+		out = grown;
+		memcpy(out + used, with, strlen(with));
+		used += strlen(with);
+		p += n;
+	}
+	out[used] = '\0';
+	return out;
+}
+
+static int
+is_ours(const char *entry)
+{
+	return strncmp(entry, "CLUSTERMGMT_NODE=", 17) == 0 ||
+	       strncmp(entry, "CLUSTERMGMT_ADDRESS=", 20) == 0 ||
+	       strncmp(entry, "CLUSTERMGMT_CLUSTER=", 20) == 0 ||
+	       strncmp(entry, "CLUSTERMGMT_ROLLOUT=", 20) == 0;
+}
+
+/* Our environment with CLUSTERMGMT_NODE, _ADDRESS, _CLUSTER and _ROLLOUT
+ * set for node; the array and its four new strings are malloc'd. */
+static char **
+make_env(const struct rollout *r, const struct rollout_node *node)
+{
+	size_t n = 0, used = 0, i;
+	char **env;
+
+	while (environ[n] != NULL)
+		n++;
+	if ((env = calloc(n + 5, sizeof(*env))) == NULL)
+		return NULL;
+	if (asprintf(&env[0], "CLUSTERMGMT_NODE=%s", node->name) < 0 ||
+	    asprintf(&env[1], "CLUSTERMGMT_ADDRESS=%s",
+	             node->address != NULL ? node->address : "") < 0 ||
+	    asprintf(&env[2], "CLUSTERMGMT_CLUSTER=%s", r->cli->cluster) < 0 ||
+	    asprintf(&env[3], "CLUSTERMGMT_ROLLOUT=%s", r->id) < 0) {
+		for (i = 0; i < 4; i++)
+			free(env[i]);
+		free(env);
+		return NULL;
+	}
+	used = 4;
+	for (i = 0; i < n; i++)
+		if (!is_ours(environ[i]))
+			env[used++] = environ[i];
+	return env;
+}
+
+static void
+free_env(char **env)
+{
+	int i;
+
+	if (env == NULL)
+		return;
+	for (i = 0; i < 4; i++)
+		free(env[i]);
+	free(env);
+}
+
+static const json_t *
+find_node(const json_t *list, const char *name)
+{
+	const json_t *node;
+	size_t i;
+
+	json_array_foreach(json_object_get(list, "nodes"), i, node)
+	{
+		const char *s = json_string_value(json_object_get(node, "name"));
+		if (s != NULL && strcmp(s, name) == 0)
+			return node;
+	}
+	return NULL;
+}
+
+/* The nodes named by --nodes (comma separated), or every node for "all"
+ * or no --nodes, into r->nodes. */
+static int
+select_nodes(struct rollout *r, struct error *err)
+{
+	const json_t *all = json_object_get(r->list.json, "nodes"), *node;
+	const char *spec = r->cli->nodes;
+	char *copy = NULL, *name, *save = NULL;
+	size_t i;
+	int j;
+
+	if ((r->nodes = calloc(json_array_size(all) + 1, sizeof(*r->nodes))) == NULL)
+		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	if (spec == NULL || strcmp(spec, "all") == 0) {
+		json_array_foreach(all, i, node) r->nodes[r->n++].name =
+		    json_string_value(json_object_get(node, "name"));
+		if (r->n == 0)
+			return error_set(err, 0, "cluster '%s' has no nodes", r->cli->cluster),
+			       CLI_REFUSED;
+		return CLI_OK;
+	}
+	if ((copy = strdup(spec)) == NULL)
+		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	if (spec[0] == '\0' || spec[0] == ',' || spec[strlen(spec) - 1] == ',' ||
+	    strstr(spec, ",,") != NULL)
+		goto bad_list;
+	for (name = strtok_r(copy, ",", &save); name != NULL; name = strtok_r(NULL, ",", &save)) {
+		if ((node = find_node(r->list.json, name)) == NULL) {
+			error_set(err, 0, "node '%s' not found in cluster '%s'", name,
+			          r->cli->cluster);
+			free(copy);
+			return CLI_REFUSED;
+		}
+		for (j = 0; j < r->n; j++)
+			if (strcmp(r->nodes[j].name, name) == 0) {
+				free(copy);
+				return cli_usage_error(err, "--nodes names '%s' twice", name);
+			}
+		r->nodes[r->n++].name = json_string_value(json_object_get(node, "name"));
+	}
+	free(copy);
+	return CLI_OK;
+bad_list:
+	free(copy);
+	return cli_usage_error(err, "bad --nodes '%s': give node names separated by commas, or all",
+	                       spec);
+}
+
+/* Addresses, commands and environments of the selected nodes; refuses a
+ * node that is not online (the rollout would put it online) or that has
+ * no address where one is needed. */
+static int
+prepare_nodes(struct rollout *r, struct error *err)
+{
+	int needs_address = r->cli->n_warmup > 0 || strstr(r->exec, "{address}") != NULL;
+	int i;
+
+	for (i = 0; i < r->n; i++) {
+		struct rollout_node *rn = &r->nodes[i];
+		const json_t *node = find_node(r->list.json, rn->name);
+		const char *status = output_field(node, "status");
+		rn->address = output_field(node, "address");
+		rn->result = "not started";
+		rn->drain_ms = rn->command_ms = rn->warmup_ms = rn->ready_ms = rn->total_ms = -1;
+		if (status == NULL || strcmp(status, "online") != 0)
+			return error_set(err, 0,
+			                 "node '%s' is %s, not online: a rollout would put it "
+			                 "online; bring it online first or leave it out of --nodes",
+			                 rn->name, status != NULL ? status : "in an unknown state"),
+			       CLI_REFUSED;
+		if (needs_address && rn->address == NULL)
+			return error_set(err, 0,
+			                 "node '%s' has no address, which %s needs: set one with "
+			                 "clustermgmt nodes add %s --address HOST:PORT",
+			                 rn->name, r->cli->n_warmup > 0 ? "--warmup" : "{address}",
+			                 rn->name),
+			       CLI_REFUSED;
+		if ((rn->command = substitute(r->exec, rn->name, rn->address)) == NULL ||
+		    (!r->is_dry_run && (rn->env = make_env(r, rn)) == NULL))
+			return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	}
+	return CLI_OK;
+}
+
+static int
+load_plan(struct rollout *r, struct error *err)
+{
+	int rc;
+
+	rc = cli_call(r->cli, "GET", client_path("v1", "clusters", r->cli->cluster, "nodes", NULL),
+	              NULL, &r->list, err);
+	if (rc != CLI_OK)
+		return rc;
+	if ((rc = select_nodes(r, err)) != CLI_OK)
+		return rc;
+	return prepare_nodes(r, err);
+}
+
+static void
+format_duration(int64_t ms, char *buf, size_t size)
+{
+	if (ms < 0)
+		snprintf(buf, size, "-");
+	else if (ms < 60 * 1000)
+		snprintf(buf, size, "%.1fs", seconds(ms));
+	else if (ms >= 3600 * 1000)
+		snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
+		         (long long)(ms % 3600000 / 60000));
+	else
+		snprintf(buf, size, "%lldm%02llds", (long long)(ms / 60000),
+		         (long long)(ms % 60000 / 1000));
+}
+
+static void
+print_plan(const struct rollout *r)
+{
+	static const char *const header[] = {"BATCH", "NODE", "ADDRESS", "COMMAND"};
+	char batch[16], ttl[32], drain[32], ready[32];
+	struct table *t;
+	int i, w;
+
+	format_duration(r->ttl_s * 1000, ttl, sizeof(ttl));
+	format_duration(r->drain_timeout_ms, drain, sizeof(drain));
+	format_duration(r->ready_timeout_ms, ready, sizeof(ready));
+	printf("dry run, nothing is changed: rollout of %d node%s in cluster '%s', %d at a time\n",
+	       r->n, r->n == 1 ? "" : "s", r->cli->cluster, r->batch);
+	if ((t = table_new(4, header)) == NULL)
+		return;
+	for (i = 0; i < r->n; i++) {
+		const char *row[4];
+		snprintf(batch, sizeof(batch), "%d", i / r->batch + 1);
+		row[0] = batch;
+		row[1] = r->nodes[i].name;
+		row[2] = r->nodes[i].address;
+		row[3] = r->nodes[i].command;
+		table_add_row(t, row);
+	}
+	table_print(t, stdout);
+	table_free(t);
+	printf("each batch: offline (reason \"%s\", ttl %s%s%s), wait until drained (fall %ld, up "
+	       "to %s), run the command",
+	       r->reason, ttl, r->min_online >= 0 ? ", min-online " : "",
+	       r->min_online >= 0 ? r->cli->min_online : "", r->drained.fall, drain);
+	for (w = 0; w < r->cli->n_warmup; w++)
+		printf("%s%s", w == 0 ? ", warm up GET " : " ", r->cli->warmup[w]);
+	printf(", online, wait until served (up to %s)\n", ready);
+}
+
+static void
+print_plan_json(const struct rollout *r)
+{
+	json_t *doc, *nodes = json_array(), *warmup = json_array();
+	char *text;
+	int i;
+
+	for (i = 0; i < r->cli->n_warmup; i++)
+		json_array_append_new(warmup, json_string(r->cli->warmup[i]));
+	for (i = 0; i < r->n; i++)
+		json_array_append_new(nodes,
+		                      json_pack("{s:s, s:s?, s:s, s:i}", "name", r->nodes[i].name,
+		                                "address", r->nodes[i].address, "command",
+		                                r->nodes[i].command, "batch", i / r->batch + 1));
+	doc = json_pack("{s:b, s:s, s:s, s:s, s:I, s:i, s:o, s:o}", "dry_run", 1, "rollout", r->id,
+	                "cluster", r->cli->cluster, "reason", r->reason, "ttl",
+	                (json_int_t)r->ttl_s, "batch", r->batch, "warmup", warmup, "nodes", nodes);
+	if (doc != NULL && (text = json_dumps(doc, JSON_SORT_KEYS)) != NULL) {
+		puts(text);
+		free(text);
+	}
+	json_decref(doc);
+}
+
+/* --- the steps ------------------------------------------------------------------ */
+
+/* Sets the nodes of a batch to status, with reason and ttl_s (0: none)
+ * and min_online (-1: none). */
+static int
+set_status(struct rollout *r, struct rollout_node *b, int nb, const char *status,
+           const char *reason, int64_t ttl_s, json_int_t min_online, struct error *err)
+{
+	struct client_reply reply;
+	json_t *body = json_object(), *changes = json_object();
+	int i, rc;
+
+	for (i = 0; i < nb; i++) {
+		json_t *entry = json_pack("{s:s}", "status", status);
+		if (reason != NULL)
+			json_object_set_new(entry, "reason", json_string(reason));
+		if (ttl_s > 0)
+			json_object_set_new(entry, "ttl", json_integer(ttl_s));
+		json_object_set_new(changes, b[i].name, entry);
+	}
+	json_object_set_new(body, "changes", changes);
+	if (min_online >= 0)
+		json_object_set_new(body, "min_online", json_integer(min_online));
+	rc =
+	    cli_call(r->cli, "POST", client_path("v1", "clusters", r->cli->cluster, "status", NULL),
+	             body, &reply, err);
+	if (rc == CLI_OK)
+		client_reply_free(&reply);
+	return rc;
+}
+
+struct wait_ctx {
+	struct rollout *r;
+	struct rollout_node *b;
+	int nb;
+	int64_t since;
+	int is_drain;
+};
+
+/* "app1: drained by 2 probers in 1.2s". */
+static void
+on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
+{
+	struct wait_ctx *c = ctx;
+	int64_t took = wait_monotonic_ms() - c->since;
+	int i;
+
+	(void)a;
+	for (i = 0; i < c->nb; i++)
+		if (strcmp(c->b[i].name, w->name) == 0) {
+			if (c->is_drain)
+				c->b[i].drain_ms = took;
+			else
+				c->b[i].ready_ms = took;
+		}
+	if (w->had_no_probers)
+		progress(c->r, "%s: no load balancer probes it; waited %.1fs", w->name,
+		         seconds(took));
+	else
+		progress(c->r, "%s: %s by %zu prober%s in %.1fs", w->name,
+		         c->is_drain ? "drained" : "served", w->n_probers,
+		         w->n_probers == 1 ? "" : "s", seconds(took));
+}
+
+static int
+wait_batch(struct rollout *r, struct rollout_node *b, int nb, int is_drain, int64_t since,
+           struct error *err)
+{
+	struct wait_node w[BATCH_MAX];
+	struct wait_ctx ctx = {r, b, nb, since, is_drain};
+	int i;
+
+	memset(w, 0, sizeof(w));
+	for (i = 0; i < nb; i++)
+		w[i].name = b[i].name;
+	return wait_for_nodes(r->cli, w, nb, is_drain ? &r->drained : &r->serving, on_wait_done,
+	                      &ctx, err);
+}
+
+static int
+run_commands(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
+{
+	struct shellcmd cmds[BATCH_MAX];
+	char why[128];
+	int i, rc = CLI_OK;
+
+	memset(cmds, 0, sizeof(cmds));
+	for (i = 0; i < nb; i++) {
+		cmds[i].label = b[i].name;
+		cmds[i].command = b[i].command;
+		cmds[i].env = b[i].env;
+		progress(r, "%s: running: %s", b[i].name, b[i].command);
+	}
+	/* With --json, stdout holds only the summary: the commands' output
+	 * goes to stderr. */
+	if (shellcmd_run_all(cmds, nb, r->cli->is_json ? stderr : stdout, stderr, err) != 0)
+		rc = CLI_REFUSED;
+	for (i = 0; i < nb; i++) {
+		if (!cmds[i].is_started)
+			continue;
+		b[i].command_ms = cmds[i].elapsed_ms;
+		shellcmd_describe_exit(&cmds[i], why, sizeof(why));
+		progress(r, "%s: the command %s after %.1fs", b[i].name, why,
+		         seconds(cmds[i].elapsed_ms));
+		if (cmds[i].exit_code != 0) {
+			snprintf(b[i].error, sizeof(b[i].error), "the command %s", why);
+			b[i].result = "failed";
+			if (rc == CLI_OK)
+				error_set(err, 0, "%s: the command %s", b[i].name, why);
+			rc = CLI_REFUSED;
+		}
+	}
+	return rc;
+}
+
+static size_t
+discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return size * nmemb;
+}
+
+/* One GET of url; returns the HTTP status, or 0 with why filled. */
+static long
+get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
+{
+	CURL *h = curl_easy_init();
+	char errbuf[CURL_ERROR_SIZE] = "";
+	long status = 0;
+	CURLcode cc;
+
+	if (h == NULL) {
+		snprintf(why, size, "out of memory");
+		return 0;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*"); /* node addresses are direct */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "clustermgmt-rollout/" CM_VERSION);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	if ((cc = curl_easy_perform(h)) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	else
+		snprintf(why, size, "%s", errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc));
+	if (status != 0)
+		snprintf(why, size, "HTTP %ld", status);
+	curl_easy_cleanup(h);
+	return status;
+}
+
+/* GETs every --warmup path on node until each answers 2xx or 3xx, all
+ * within the ready timeout. */
+static int
+warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
+{
+	int64_t start = wait_monotonic_ms(), deadline = start + r->ready_timeout_ms, left;
+	char url[1024], why[CURL_ERROR_SIZE + 32];
+	long status;
+	int i;
+
+	for (i = 0; i < r->cli->n_warmup; i++) {
+		snprintf(url, sizeof(url), "http://%s%s", node->address, r->cli->warmup[i]);
+		while (1) {
+			left = deadline - wait_monotonic_ms();
+			status = get_once(url,
+			                  left < WARMUP_ATTEMPT_MAX_MS ? (left > 1 ? left : 1)
+			                                               : WARMUP_ATTEMPT_MAX_MS,
+			                  why, sizeof(why));
+			if (status >= 200 && status < 400)
+				break;
+			if (interrupted) {
+				error_set(err, 0, "%s: interrupted during warm-up", node->name);
+				return CLI_REFUSED;
+			}
+			if (wait_monotonic_ms() + WARMUP_RETRY_MS > deadline) {
+				snprintf(
+				    node->error, sizeof(node->error),
+				    "warm-up GET %.200s did not answer 2xx or 3xx within %.0fs "
+				    "(last: %.120s)",
+				    url, seconds(r->ready_timeout_ms), why);
+				node->result = "failed";
+				error_set(err, 0, "%s: %s", node->name, node->error);
+				return CLI_TIMEOUT;
+			}
+			wait_sleep_ms(WARMUP_RETRY_MS, &interrupted);
+		}
+	}
+	node->warmup_ms = wait_monotonic_ms() - start;
+	progress(r, "%s: warmed up in %.1fs (%d path%s)", node->name, seconds(node->warmup_ms),
+	         r->cli->n_warmup, r->cli->n_warmup == 1 ? "" : "s");
+	return CLI_OK;
+}
+
+/* After a failure or interruption: the batch offline, without TTL, with
+ * a reason that says what happened. */
+static void
+leave_offline(struct rollout *r, struct rollout_node *b, int nb, const char *what,
+              struct error *err)
+{
+	struct error again;
+	char reason[REASON_MAX + 1];
+	size_t len;
+	int i;
+
+	snprintf(reason, sizeof(reason), "rollout %s %.230s", r->id, what);
+	clean_reason(reason);
+	error_clear(&again);
+	if (set_status(r, b, nb, "offline", reason, 0, -1, &again) != CLI_OK) {
+		len = strlen(err->what);
+		snprintf(err->what + len, sizeof(err->what) - len,
+		         "; could not set it offline without TTL (%s): its TTL returns it online",
+		         again.what);
+		return;
+	}
+	len = strlen(err->what);
+	for (i = 0; i < nb; i++) {
+		snprintf(err->what + len, sizeof(err->what) - len, "%s%s", i == 0 ? "; " : ", ",
+		         b[i].name);
+		len = strlen(err->what);
+	}
+	snprintf(err->what + len, sizeof(err->what) - len, " left offline without TTL");
+}
+
+enum step { STEP_OFFLINE, STEP_DRAIN, STEP_COMMAND, STEP_WARMUP, STEP_ONLINE, STEP_SERVING };
+
+static const char *const step_names[] = {"going offline", "draining",     "the command",
+                                         "warm-up",       "going online", "waiting to be served"};
+
+static int
+do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struct error *err)
+{
+	int64_t t0 = wait_monotonic_ms();
+	char ttl[32];
+	int i, rc = CLI_OK;
+
+	switch (step) {
+	case STEP_OFFLINE:
+		rc = set_status(r, b, nb, "offline", r->reason, r->ttl_s, r->min_online, err);
+		format_duration(r->ttl_s * 1000, ttl, sizeof(ttl));
+		for (i = 0; i < nb && rc == CLI_OK; i++)
+			progress(
+			    r,
+			    "%s: offline (ttl %s), waiting for the load balancers to drain it...",
+			    b[i].name, ttl);
+		return rc;
+	case STEP_DRAIN:
+		return wait_batch(r, b, nb, 1, b[0].started, err);
+	case STEP_COMMAND:
+		return run_commands(r, b, nb, err);
+	case STEP_WARMUP:
+		for (i = 0; i < nb && rc == CLI_OK; i++)
+			rc = warm_up(r, &b[i], err);
+		return rc;
+	case STEP_ONLINE:
+		rc = set_status(r, b, nb, "online", NULL, 0, -1, err);
+		for (i = 0; i < nb && rc == CLI_OK; i++)
+			progress(r,
+			         "%s: online, waiting for the load balancers to send it traffic...",
+			         b[i].name);
+		return rc;
+	case STEP_SERVING:
+		return wait_batch(r, b, nb, 0, t0, err);
+	}
+	return rc;
+}
+
+/* The batch could not be taken offline: nothing changed. */
+static void
+refused_offline(struct rollout_node *b, int nb, int rc, struct error *err)
+{
+	char why[sizeof(err->what)];
+	int i;
+
+	copy_text(why, sizeof(why), err->what);
+	error_set(err, err->status, "%s%s: %s: %s", b[0].name, nb > 1 ? " and its batch" : "",
+	          rc == CLI_REFUSED ? "the server refused to take it offline"
+	                            : "could not take it offline",
+	          why);
+	for (i = 0; i < nb; i++) {
+		b[i].result = "refused";
+		copy_text(b[i].error, sizeof(b[i].error), why);
+	}
+}
+
+/* Runs the six steps on one batch. On failure, err says what failed and
+ * what state the batch is left in. */
+static int
+run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
+{
+	char what[300];
+	int step, i, rc = CLI_OK;
+	int64_t now;
+
+	for (i = 0; i < nb; i++)
+		b[i].started = wait_monotonic_ms();
+	for (step = STEP_OFFLINE; step <= STEP_SERVING; step++) {
+		if (interrupted && step > STEP_OFFLINE) {
+			error_set(err, 0, "interrupted before %s of %s", step_names[step],
+			          b[0].name);
+			snprintf(what, sizeof(what), "interrupted before %s", step_names[step]);
+			rc = CLI_REFUSED;
+			break;
+		}
+		if (interrupted) {
+			error_set(err, 0, "interrupted before %s", b[0].name);
+			return CLI_REFUSED;
+		}
+		if (step == STEP_WARMUP && r->cli->n_warmup == 0)
+			continue;
+		if ((rc = do_step(r, b, nb, (enum step)step, err)) == CLI_OK)
+			continue;
+		if (step == STEP_OFFLINE) { /* nothing changed */
+			refused_offline(b, nb, rc, err);
+			return rc;
+		}
+		if (interrupted)
+			rc = CLI_REFUSED;
+		snprintf(what, sizeof(what), "%s during %s: %.200s",
+		         interrupted ? "interrupted" : "failed", step_names[step], err->what);
+		break;
+	}
+	now = wait_monotonic_ms();
+	for (i = 0; i < nb; i++)
+		b[i].total_ms = now - b[i].started;
+	if (rc == CLI_OK) {
+		for (i = 0; i < nb; i++) {
+			b[i].result = "ok";
+			progress(r, "%s: done in %.1fs", b[i].name, seconds(b[i].total_ms));
+		}
+		return CLI_OK;
+	}
+	for (i = 0; i < nb; i++) {
+		if (strcmp(b[i].result, "failed") == 0)
+			continue;
+		b[i].result = interrupted                               ? "interrupted"
+		              : strcmp(b[i].result, "not started") == 0 ? "stopped"
+		                                                        : b[i].result;
+		if (b[i].error[0] == '\0')
+			copy_text(b[i].error, sizeof(b[i].error), err->what);
+	}
+	leave_offline(r, b, nb, what, err);
+	return rc;
+}
+
+/* --- the summary ---------------------------------------------------------------- */
+
+static void
+print_summary(const struct rollout *r, int rc, int64_t took)
+{
+	static const char *const header[] = {"NODE",  "DRAIN", "COMMAND", "WARMUP",
+	                                     "READY", "TOTAL", "RESULT"};
+	char cells[5][32];
+	struct table *t;
+	int i;
+
+	fputc('\n', r->progress);
+	if ((t = table_new(7, header)) == NULL)
+		return;
+	for (i = 0; i < r->n; i++) {
+		const struct rollout_node *n = &r->nodes[i];
+		const char *row[7];
+		format_duration(n->drain_ms, cells[0], sizeof(cells[0]));
+		format_duration(n->command_ms, cells[1], sizeof(cells[1]));
+		format_duration(n->warmup_ms, cells[2], sizeof(cells[2]));
+		format_duration(n->ready_ms, cells[3], sizeof(cells[3]));
+		format_duration(n->total_ms, cells[4], sizeof(cells[4]));
+		row[0] = n->name;
+		row[1] = cells[0];
+		row[2] = cells[1];
+		row[3] = cells[2];
+		row[4] = cells[3];
+		row[5] = cells[4];
+		row[6] = n->result;
+		table_add_row(t, row);
+	}
+	table_print(t, r->progress);
+	table_free(t);
+	if (rc == CLI_OK)
+		fprintf(r->progress, "rollout %s: %d node%s done in %.1fs\n", r->id, r->n,
+		        r->n == 1 ? "" : "s", seconds(took));
+	fflush(r->progress);
+}
+
+static json_t *
+ms_or_null(int64_t ms)
+{
+	return ms < 0 ? json_null() : json_integer(ms);
+}
+
+static void
+print_summary_json(const struct rollout *r, int rc, int64_t took, const struct error *err)
+{
+	json_t *doc, *nodes = json_array();
+	char *text;
+	int i;
+
+	for (i = 0; i < r->n; i++) {
+		const struct rollout_node *n = &r->nodes[i];
+		json_array_append_new(
+		    nodes,
+		    json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:o, s:o, s:o, s:o, s:o}", "name",
+		              n->name, "address", n->address, "command", n->command, "result",
+		              n->result, "error", n->error[0] != '\0' ? n->error : NULL, "drain_ms",
+		              ms_or_null(n->drain_ms), "command_ms", ms_or_null(n->command_ms),
+		              "warmup_ms", ms_or_null(n->warmup_ms), "ready_ms",
+		              ms_or_null(n->ready_ms), "total_ms", ms_or_null(n->total_ms)));
+	}
+	doc = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:o}", "rollout", r->id, "cluster",
+	                r->cli->cluster, "result",
+	                rc == CLI_OK  ? "ok"
+	                : interrupted ? "interrupted"
+	                              : "failed",
+	                "error", rc == CLI_OK ? NULL : err->what, "total_ms", ms_or_null(took),
+	                "nodes", nodes);
+	if (doc != NULL && (text = json_dumps(doc, JSON_SORT_KEYS)) != NULL) {
+		puts(text);
+		free(text);
+	}
+	json_decref(doc);
+}
+
+/* --- the command ----------------------------------------------------------------- */
+
+static int
+run_rollout(struct rollout *r, struct error *err)
+{
+	struct sigaction sa, old_int, old_term;
+	int i, nb, rc = CLI_OK;
+	char names[512];
+	size_t used = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND; /* a second ^C kills at once; the TTL is the net */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	names[0] = '\0';
+	for (i = 0; i < r->n && used < sizeof(names); i++)
+		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
+		                         r->nodes[i].name);
+	progress(r, "rollout %s: %d node%s (%s), %d at a time", r->id, r->n, r->n == 1 ? "" : "s",
+	         names, r->batch);
+	for (i = 0; i < r->n && rc == CLI_OK; i += nb) {
+		nb = r->n - i < r->batch ? r->n - i : r->batch;
+		rc = run_batch(r, &r->nodes[i], nb, err);
+	}
+	for (i = 0, nb = 0; rc != CLI_OK && i < r->n; i++)
+		nb += strcmp(r->nodes[i].result, "not started") == 0;
+	if (nb > 0) {
+		used = strlen(err->what);
+		snprintf(err->what + used, sizeof(err->what) - used, "; %d node%s not started", nb,
+		         nb == 1 ? "" : "s");
+	}
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	return rc;
+}
+
+static void
+free_rollout(struct rollout *r)
+{
+	int i;
+
+	for (i = 0; r->nodes != NULL && i < r->n; i++) {
+		free(r->nodes[i].command);
+		free_env(r->nodes[i].env);
+	}
+	free(r->nodes);
+	if (r->list.json != NULL)
+		client_reply_free(&r->list);
+}
+
+int
+cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
+{
+	struct rollout r;
+	int64_t took;
+	int rc;
+
+	(void)args;
+	memset(&r, 0, sizeof(r));
+	r.cli = cli;
+	r.progress = cli->is_json ? stderr : stdout;
+	interrupted = 0;
+	if ((rc = cli_only_options(cli,
+	                           OPT_NODES | OPT_EXEC | OPT_WARMUP | OPT_BATCH | OPT_MIN_ONLINE |
+	                               OPT_FALL | OPT_DRAIN_TIMEOUT | OPT_READY_TIMEOUT |
+	                               OPT_DRY_RUN | OPT_TTL | OPT_WINDOW | OPT_NO_PROBERS_DELAY |
+	                               OPT_REQUIRE_PROBERS,
+	                           "rollout", err)) != 0 ||
+	    (rc = cli_check_args(nargs, 0, 0,
+	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "
+	                         "clustermgmt rollout --help",
+	                         err)) != 0 ||
+	    (rc = parse_options(cli, &r, err)) != 0)
+		return rc;
+	make_id(r.id, sizeof(r.id));
+	make_reason(&r);
+	if ((rc = load_plan(&r, err)) != CLI_OK)
+		goto done;
+	if (r.is_dry_run) {
+		if (cli->is_json)
+			print_plan_json(&r);
+		else
+			print_plan(&r);
+		goto done;
+	}
+	r.start = wait_monotonic_ms();
+	rc = run_rollout(&r, err);
+	took = wait_monotonic_ms() - r.start;
+	if (cli->is_json)
+		print_summary_json(&r, rc, took, err);
+	else
+		print_summary(&r, rc, took);
+	if (rc != CLI_OK) {
+		char id[32];
+		size_t len = strlen(err->what);
+		snprintf(id, sizeof(id), "rollout %s: ", r.id);
+		if (len + strlen(id) < sizeof(err->what)) {
+			memmove(err->what + strlen(id), err->what, len + 1);
+			memcpy(err->what, id, strlen(id));
+		}
+	}
+done:
+	free_rollout(&r);
+	return rc;
+}
