@@ -796,7 +796,7 @@ static int
 run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 {
 	char what[300];
-	int step, i, rc = CLI_OK;
+	int step, i, any_failed, rc = CLI_OK;
 	int64_t now;
 
 	for (i = 0; i < nb; i++)
@@ -837,12 +837,14 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 		}
 		return CLI_OK;
 	}
+	/* A node whose own step failed is marked already; when none is, the
+	 * step failed for the whole batch (a timeout, the server). */
+	for (i = 0, any_failed = 0; i < nb; i++)
+		any_failed |= strcmp(b[i].result, "failed") == 0;
 	for (i = 0; i < nb; i++) {
 		if (strcmp(b[i].result, "failed") == 0)
 			continue;
-		b[i].result = interrupted                               ? "interrupted"
-		              : strcmp(b[i].result, "not started") == 0 ? "stopped"
-		                                                        : b[i].result;
+		b[i].result = interrupted ? "interrupted" : any_failed ? "stopped" : "failed";
 		if (b[i].error[0] == '\0')
 			copy_text(b[i].error, sizeof(b[i].error), err->what);
 	}

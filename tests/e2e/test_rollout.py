@@ -226,6 +226,8 @@ def test_drain_timeout_exits_4_and_leaves_the_node_offline(cluster, tmp_path):
     assert "timed out after 1s" in r.stderr and "fake-lb" in r.stderr, r.stderr
     assert not ran.exists(), "the command ran before the node was drained"
     assert node_doc(cluster, "zope1")["status"] == "offline"
+    rows = [l for l in r.stdout.splitlines() if l.startswith("zope1 ")]
+    assert rows and rows[0].endswith("failed"), r.stdout
 
 
 class _SlowToWarm(http.server.BaseHTTPRequestHandler):
