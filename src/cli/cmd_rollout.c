@@ -344,8 +344,10 @@ select_nodes(struct rollout *r, struct error *err)
 	if ((r->nodes = calloc(json_array_size(all) + 1, sizeof(*r->nodes))) == NULL)
 		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
 	if (spec == NULL || strcmp(spec, "all") == 0) {
-		json_array_foreach(all, i, node) r->nodes[r->n++].name =
-		    json_string_value(json_object_get(node, "name"));
+		json_array_foreach(all, i, node)
+		{
+			r->nodes[r->n++].name = json_string_value(json_object_get(node, "name"));
+		}
 		if (r->n == 0)
 			return error_set(err, 0, "cluster '%s' has no nodes", r->cli->cluster),
 			       CLI_REFUSED;
@@ -365,8 +367,9 @@ select_nodes(struct rollout *r, struct error *err)
 		}
 		for (j = 0; j < r->n; j++)
 			if (strcmp(r->nodes[j].name, name) == 0) {
+				cli_usage_error(err, "--nodes names '%s' twice", name);
 				free(copy);
-				return cli_usage_error(err, "--nodes names '%s' twice", name);
+				return CLI_USAGE;
 			}
 		r->nodes[r->n++].name = json_string_value(json_object_get(node, "name"));
 	}
