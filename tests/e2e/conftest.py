@@ -483,3 +483,14 @@ def timed(fn, *a, **kw):
     t0 = time.monotonic()
     res = fn(*a, **kw)
     return res, time.monotonic() - t0
+
+
+@pytest.fixture
+def cert(tmp_path):
+    """A self-signed certificate for 127.0.0.1: (cert path, key path)."""
+    crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-days", "1", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True, timeout=60)
+    return crt, key

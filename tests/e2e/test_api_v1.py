@@ -493,7 +493,6 @@ def test_events_returns_promptly_on_change(seeded):
     result = {}
 
     def poll():
-        t0 = time.monotonic()
         result["r"] = events(seeded, v, 20)
         result["t"] = time.monotonic()
 

@@ -6,11 +6,9 @@ a non-loopback address.
 """
 
 import re
-import subprocess
 import threading
 import time
 
-import pytest
 import requests
 
 from conftest import BEARER, assert_401, fresh_source_ip, parse_logfmt
@@ -191,16 +189,6 @@ def test_admin_password_from_file_works(daemon):
 
 
 # --- TLS -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def cert(tmp_path):
-    crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-days", "1", "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True, timeout=60)
-    return crt, key
 
 
 def test_https_serves_with_given_certificate(make_daemon, cert):

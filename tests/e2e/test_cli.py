@@ -633,16 +633,6 @@ def test_env_credentials_beat_netrc(cm, fake_nodes, home):
 
 
 @pytest.fixture
-def cert(tmp_path):
-    crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-days", "1", "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True, timeout=60)
-    return crt, key
-
-
-@pytest.fixture
 def fake_tls(cert):
     f = FakeApi(tls=cert)
     f.reply("GET", NODES_PATH, 200, node_list(node("a")))

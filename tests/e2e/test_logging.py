@@ -7,7 +7,6 @@ logs who and what; errors are logged; every line is logfmt.
 import re
 import socket
 
-import pytest
 
 from conftest import free_port, fresh_source_ip, parse_logfmt
 

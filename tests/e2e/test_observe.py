@@ -6,7 +6,6 @@ shows it in GET /v1/clusters/{c}/nodes/{n}. Memory stays bounded.
 """
 
 import pytest
-import requests
 
 from conftest import RFC3339_UTC, session_from
 

@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -109,16 +108,6 @@ def test_session_cookie_is_httponly_strict_and_limited(site):
     max_age = int(re.search(r"Max-Age=(\d+)", cookie).group(1))
     assert 0 < max_age <= 24 * 3600
     assert "Secure" not in cookie  # plain HTTP: the browser would drop a Secure cookie
-
-
-@pytest.fixture
-def cert(tmp_path):
-    crt, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-days", "1", "-keyout", str(key), "-out", str(crt)],
-                   check=True, capture_output=True, timeout=60)
-    return crt, key
 
 
 def test_session_cookie_is_secure_under_https(make_daemon, cert):
