@@ -278,65 +278,54 @@ node_check_is_valid(const char *s)
 	return 1;
 }
 
+/* Names of the enums, indexed by value. */
+static const char *const status_names[] = {"online", "offline", "drain"};
+static const char *const role_names[] = {"anonymous", "viewer", "operator", "admin"};
+
+/* The index of s in names[first..n), or -1. */
+static int
+name_index(const char *const *names, int first, int n, const char *s)
+{
+	int i;
+
+	for (i = first; s != NULL && i < n; i++)
+		if (strcmp(names[i], s) == 0)
+			return i;
+	return -1;
+}
+
 const char *
 node_status_name(enum node_status s)
 {
-	switch (s) {
-	case NODE_ONLINE:
-		return "online";
-	case NODE_OFFLINE:
-		return "offline";
-	case NODE_DRAIN:
-		return "drain";
-	}
-	return "unknown";
+	return (unsigned)s < 3 ? status_names[s] : "unknown";
 }
 
 int
 node_status_from_string(const char *s, enum node_status *out)
 {
-	if (s == NULL)
+	int i = name_index(status_names, 0, 3, s);
+
+	if (i < 0)
 		return -1;
-	if (strcmp(s, "online") == 0)
-		*out = NODE_ONLINE;
-	else if (strcmp(s, "offline") == 0)
-		*out = NODE_OFFLINE;
-	else if (strcmp(s, "drain") == 0)
-		*out = NODE_DRAIN;
-	else
-		return -1;
+	*out = (enum node_status)i;
 	return 0;
 }
 
 const char *
 role_name(enum role r)
 {
-	switch (r) {
-	case ROLE_NONE:
-		return "anonymous";
-	case ROLE_VIEWER:
-		return "viewer";
-	case ROLE_OPERATOR:
-		return "operator";
-	case ROLE_ADMIN:
-		return "admin";
-	}
-	return "unknown";
+	return (unsigned)r < 4 ? role_names[r] : "unknown";
 }
 
+/* "anonymous" (ROLE_NONE) is not a role anyone can be given. */
 int
 role_from_string(const char *s, enum role *out)
 {
-	if (s == NULL)
+	int i = name_index(role_names, ROLE_VIEWER, 4, s);
+
+	if (i < 0)
 		return -1;
-	if (strcmp(s, "viewer") == 0)
-		*out = ROLE_VIEWER;
-	else if (strcmp(s, "operator") == 0)
-		*out = ROLE_OPERATOR;
-	else if (strcmp(s, "admin") == 0)
-		*out = ROLE_ADMIN;
-	else
-		return -1;
+	*out = (enum role)i;
 	return 0;
 }
 
@@ -809,6 +798,22 @@ cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
 	}
 	free(sorted);
 	return 0;
+}
+
+int
+cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n,
+                             const struct actor *who, int64_t now, struct audit_log *audit,
+                             struct error *err)
+{
+	const char **names = xcalloc(n + 1, sizeof(*names));
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; packed += strlen(packed) + 1, i++)
+		names[i] = packed;
+	rc = cluster_set_node_list(c, names, n, who, now, audit, err);
+	free(names);
+	return rc;
 }
 
 /* Would setting field to value (NULL: keep, "": clear) change it? */

@@ -203,6 +203,11 @@ int model_remove_cluster(struct model *m, const char *name, const struct actor *
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
                           const struct actor *who, int64_t now, struct audit_log *audit,
                           struct error *err);
+/* The same, with the n names packed one after another, each terminated by
+ * a NUL (the form a job carries them in across threads). */
+int cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n,
+                                 const struct actor *who, int64_t now, struct audit_log *audit,
+                                 struct error *err);
 /* Adds a node (online) or updates address/check of an existing one. A NULL
  * address/check leaves it as it is; "" clears it. Invalid name, address
  * (node_address_is_valid) or check (node_check_is_valid) -> 400. Audit

@@ -895,19 +895,10 @@ node_list_set(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct node_list_args *a = job->data;
 	struct cluster *c = job_cluster(tx, a->cluster, err);
-	const char **names;
-	const char *p = a->names;
-	size_t i;
-	int rc;
 
 	if (c == NULL)
 		return -1;
-	names = xcalloc(a->n + 1, sizeof(*names));
-	for (i = 0; i < a->n; p += strlen(p) + 1, i++)
-		names[i] = p;
-	rc = cluster_set_node_list(c, names, a->n, tx->who, tx->now, tx->audit, err);
-	free(names);
-	return rc;
+	return cluster_set_node_list_packed(c, a->names, a->n, tx->who, tx->now, tx->audit, err);
 }
 
 /* The names of {"nodes": [...]} checked; *bytes is what they take as

@@ -803,19 +803,10 @@ node_list_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct node_list_job *a = job->data;
 	struct cluster *c = model_find_cluster_mut(tx->model, a->cluster);
-	const char **names;
-	const char *p = a->names;
-	size_t i;
-	int rc;
 
 	if (c == NULL)
 		return error_set(err, 404, "cluster '%s' was removed", a->cluster);
-	names = xcalloc(a->n + 1, sizeof(*names));
-	for (i = 0; i < a->n; p += strlen(p) + 1, i++)
-		names[i] = p;
-	rc = cluster_set_node_list(c, names, a->n, tx->who, tx->now, tx->audit, err);
-	free(names);
-	return rc;
+	return cluster_set_node_list_packed(c, a->names, a->n, tx->who, tx->now, tx->audit, err);
 }
 
 static void

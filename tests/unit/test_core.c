@@ -564,6 +564,24 @@ test_set_node_list_collapses_duplicates(void **state)
 }
 
 static void
+test_set_node_list_packed_reads_every_name(void **state)
+{
+	static const char packed[] = "b\0a\0b\0c";
+	struct model *m = model_new();
+	struct error err;
+	struct cluster *c;
+
+	(void)state;
+	model_add_cluster(m, "default", "/health", &alice, T0, NULL, &err);
+	c = default_cluster(m);
+	assert_int_equal(cluster_set_node_list_packed(c, packed, 4, &alice, T0, NULL, &err), 0);
+	assert_int_equal(c->n_nodes, 3);
+	assert_string_equal(c->nodes[0].name, "a");
+	assert_string_equal(c->nodes[2].name, "c");
+	model_free(m);
+}
+
+static void
 test_set_node_list_invalid_name_changes_nothing(void **state)
 {
 	static const char *const names[] = {"a", "b c", "d"};
@@ -1408,6 +1426,7 @@ main(void)
 	    cmocka_unit_test(test_remove_last_cluster_allowed),
 	    cmocka_unit_test(test_new_node_starts_online_by_actor),
 	    cmocka_unit_test(test_set_node_list_collapses_duplicates),
+	    cmocka_unit_test(test_set_node_list_packed_reads_every_name),
 	    cmocka_unit_test(test_set_node_list_invalid_name_changes_nothing),
 	    cmocka_unit_test(test_set_node_list_keeps_status_and_forgets_removed),
 	    cmocka_unit_test(test_set_node_list_increments_version_once),
