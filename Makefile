@@ -55,6 +55,7 @@ bench: deps-bench
 	test -f build-release/build.ninja || meson setup build-release $(MESONFLAGS) -Dbuildtype=release
 	ninja -C build-release
 	sh bench/probe build-release/clustermgmt
+	sh bench/ui_page build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
