@@ -50,6 +50,8 @@ struct engine {
 	pthread_cond_t wake;
 	struct engine_job *head, *tail;
 	int is_stopping;
+	int is_side_stopped; /* the side thread has ended: it hands the
+	                        engine thread no more jobs */
 
 	struct reader readers[MAX_READERS];
 	_Atomic int n_readers;
@@ -244,14 +246,14 @@ engine_thread(void *arg)
 
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
-		if (e->head == NULL && !e->is_stopping)
+		if (e->head == NULL && !e->is_side_stopped)
 			wait_for_work(e);
 		job = e->head;
 		if (job != NULL) {
 			e->head = job->next;
 			if (e->head == NULL)
 				e->tail = NULL;
-		} else if (e->is_stopping) {
+		} else if (e->is_side_stopped) {
 			break;
 		}
 		pthread_mutex_unlock(&e->lock);
@@ -297,9 +299,15 @@ side_thread(void *arg)
 			who = (struct actor){job->who_name, job->who_address};
 			tx = (struct engine_tx){
 			    .model = atomic_load(&e->current), .who = &who, .now = time_now_ms()};
-			job->rc = job->run(&tx, job, &job->err);
+			job->rc =
+			    (job->prepare != NULL ? job->prepare : job->run)(&tx, job, &job->err);
 		}
-		job->done(job);
+		if (job->prepare != NULL && job->rc == 0) {
+			job->prepare = NULL; /* prepared: on to the engine thread */
+			engine_submit(e, job);
+		} else {
+			job->done(job);
+		}
 		engine_reader_quiescent(e, e->side_reader_id);
 		pthread_mutex_lock(&e->lock);
 	}
@@ -372,10 +380,13 @@ engine_stop(struct engine *e)
 
 	pthread_mutex_lock(&e->lock);
 	e->is_stopping = 1;
-	pthread_cond_signal(&e->wake);
 	pthread_cond_signal(&e->side_wake);
 	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->side_thread, NULL);
+	pthread_mutex_lock(&e->lock);
+	e->is_side_stopped = 1;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->thread, NULL);
 	while ((r = e->retired) != NULL) {
 		e->retired = r->next;
@@ -394,8 +405,9 @@ engine_stop(struct engine *e)
 void
 engine_submit(struct engine *e, struct engine_job *job)
 {
-	struct engine_job **head = job->is_side ? &e->side_head : &e->head;
-	struct engine_job **tail = job->is_side ? &e->side_tail : &e->tail;
+	int is_side = job->is_side || job->prepare != NULL;
+	struct engine_job **head = is_side ? &e->side_head : &e->head;
+	struct engine_job **tail = is_side ? &e->side_tail : &e->tail;
 
 	job->next = NULL;
 	pthread_mutex_lock(&e->lock);
@@ -404,7 +416,7 @@ engine_submit(struct engine *e, struct engine_job *job)
 	else
 		*head = job;
 	*tail = job;
-	pthread_cond_signal(job->is_side ? &e->side_wake : &e->wake);
+	pthread_cond_signal(is_side ? &e->side_wake : &e->wake);
 	pthread_mutex_unlock(&e->lock);
 }
 

@@ -60,6 +60,10 @@ struct engine_job {
 	                      once the daemon stops. Not with is_write. */
 	char who_name[96]; /* actor */
 	char who_address[64];
+	/* if set: slow preparation (e.g. hashing a password) that runs first
+	 * on the side thread against the snapshot, with tx->store and
+	 * tx->audit NULL; when it returns 0 the job goes on to run as usual */
+	engine_job_fn prepare;
 	void (*done)(struct engine_job *job); /* called on the engine thread */
 	void *data;                           /* submitter's */
 	void *data_owner;                     /* submitter's, free for use */

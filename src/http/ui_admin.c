@@ -233,23 +233,31 @@ struct admin_job {
 	char description[DESCRIPTION_MAX * UTF8_MAX + 1];
 	char token_id[NODE_NAME_MAX + 1]; /* token-create's result */
 	char token[TOKEN_SIZE];           /* shown once, then wiped */
+	char *hash;                       /* user-add: the new password's */
 };
+
+/* Side thread, before user-add's write: argon2id is slow on purpose and
+ * must not hold up the writes queued on the engine thread. */
+static int
+user_add_hash(struct engine_tx *tx, struct engine_job *job, struct error *err)
+{
+	struct admin_job *a = job->data;
+
+	(void)tx;
+	a->hash = auth_hash_password(a->password);
+	sodium_memzero(a->password, sizeof(a->password));
+	if (a->hash == NULL)
+		return error_set(err, 500, "The password could not be hashed.");
+	return 0;
+}
 
 static int
 user_add_run(struct engine_tx *tx, struct admin_job *a, struct error *err)
 {
-	char *hash = NULL;
-	int rc = -1;
-
 	if (model_find_user(tx->model, a->name) != NULL)
-		error_set(err, 409, "User %s already exists.", a->name);
-	else if ((hash = auth_hash_password(a->password)) == NULL)
-		error_set(err, 500, "The password could not be hashed.");
-	else
-		rc = model_put_user(tx->model, a->name, a->role, hash, tx->who, tx->now, tx->audit,
-		                    err);
-	free(hash);
-	return rc;
+		return error_set(err, 409, "User %s already exists.", a->name);
+	return model_put_user(tx->model, a->name, a->role, a->hash, tx->who, tx->now, tx->audit,
+	                      err);
 }
 
 static int
@@ -257,13 +265,9 @@ admin_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct admin_job *a = job->data;
 	char hash[65];
-	int rc;
 
-	if (strcmp(a->form, "user-add") == 0) {
-		rc = user_add_run(tx, a, err);
-		sodium_memzero(a->password, sizeof(a->password));
-		return rc;
-	}
+	if (strcmp(a->form, "user-add") == 0)
+		return user_add_run(tx, a, err);
 	if (strcmp(a->form, "user-remove") == 0) {
 		return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 	}
@@ -279,7 +283,10 @@ admin_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 static void
 admin_job_wipe(void *data)
 {
-	sodium_memzero(data, sizeof(struct admin_job));
+	struct admin_job *a = data;
+
+	free(a->hash);
+	sodium_memzero(a, sizeof(*a));
 }
 
 static void
@@ -403,5 +410,7 @@ ui_admin_post(struct request *r)
 		free(job);
 		return;
 	}
+	if (strcmp(a->form, "user-add") == 0)
+		job->prepare = user_add_hash;
 	request_job_submit(r, job, admin_job_done);
 }
