@@ -1,7 +1,8 @@
 /*
  * http.h - what the HTTP surfaces (probe.c, compat.c, api_v1.c, ui.c)
  * share: the per-request context, authentication, handing work to the
- * engine thread and getting it back, long polls, and replies.
+ * engine thread and getting it back, long polls, and replies
+ * (authentication has its own header, auth.h, included here).
  *
  * Threading: every function here runs on the worker thread that owns the
  * request. A struct request lives in the h2o request's memory pool; when
@@ -49,6 +50,7 @@ struct request {
 	/* auth.c's own, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
+	struct auth_attempt *auth_attempt; /* a password check under way */
 };
 
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
@@ -91,43 +93,9 @@ void request_wait_for_change(struct request *r, const char *cluster, int64_t aft
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
 
-/* --- auth.c --------------------------------------------------------- */
+/* --- auth.c: see auth.h ---------------------------------------------- */
 
-/* Authenticates r (Basic, Bearer, or the web session cookie when
- * allow_session) and calls then(r) when r->role >= min_role. Otherwise
- * replies 401 (with WWW-Authenticate; delayed for an address with recent
- * failures) or 403 itself. May finish asynchronously. */
-void auth_require(struct request *r, enum role min_role, int allow_session, request_handler then);
-
-/* Hashes a password for storage (argon2id). Returns a malloc'd string,
- * or NULL when hashing failed (out of memory). Slow: call it on the
- * engine thread or at start-up, never on a worker. */
-char *auth_hash_password(const char *password);
-
-/* Creates a token secret for id; fills token (the string the user gets,
- * "cmt_<id>_<secret>") and hash_hex (what is stored). */
-void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
-                    size_t hash_size);
-
-/* auth_basic.c: decodes the credentials of "Authorization: Basic B64" (b64[0..len) is
- * what follows "Basic ") into user and password, NUL-terminated. Returns
- * 0, or -1 when they are malformed (not base64, no ':', a NUL byte) or do
- * not fit (a user name of user_size or more bytes, a password of
- * password_size or more; at most 64 and 1024 are ever accepted). */
-int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
-                      size_t password_size);
-
-/* The user whose password this is, or NULL. An unknown user costs the
- * same time as a known one, so timing does not tell which names exist.
- * Slow (argon2id): call it from a side job (engine_job.is_side). */
-const struct user *auth_verify_password(const struct model *m, const char *user,
-                                        const char *password);
-
-/* Guessing, for the web page's login form (which checks passwords in its
- * own engine job): the delay (ms) an attempt from r's address must wait
- * now, and recording an attempt's outcome; counted together with Basic. */
-int64_t auth_failure_delay_ms(struct request *r);
-void auth_failure_note(struct request *r, int is_failure);
+#include "auth.h"
 
 /* --- reply.c -------------------------------------------------------- */
 
@@ -175,9 +143,10 @@ json_t *api_node_list_json(const struct cluster *c);
  * answered, -1 when the path is not theirs. */
 int ui_handle_root(struct request *r);
 int ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action);
-/* Identifies r by the web page's session cookie: fills r->role, r->who
- * and r->is_session and returns 1, or returns 0 when there is no valid
- * session. Synchronous. */
+/* The web page's sessions, an auth_session_fn (auth.h) that serve.c
+ * plugs into authentication: fills r->role, r->who and r->is_session
+ * from the session cookie and returns 1, or returns 0 when there is no
+ * valid session. Synchronous. */
 int ui_session_identify(struct request *r);
 
 /* form.c: application/x-www-form-urlencoded and multipart/form-data. */

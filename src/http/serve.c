@@ -533,6 +533,7 @@ serve_main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	s.auth = auth_state_new();
+	auth_set_session_source(s.auth, ui_session_identify); /* the page's sessions plug in */
 	if (start(&s, &err) != 0) {
 		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
 		shutdown_all(&s);
