@@ -47,12 +47,14 @@
  * through a receiver of that worker's h2o queue (one per worker, set up
  * by the worker itself on its first attempt).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <sodium.h>
 
@@ -74,6 +76,7 @@
 #define ADDRESS_BUCKETS 256
 #define WORKERS_MAX 64 /* serve --threads allows 32 */
 #define RETRY_AFTER "5"
+#define SWEEP_MS 250 /* how often a worker looks for gone HTTP/1 clients */
 #define HASH_STR_MAX crypto_pwhash_STRBYTES
 
 struct cache_entry {
@@ -113,9 +116,11 @@ struct auth_attempt {
 	auth_checked_fn then;
 	enum attempt_state state;  /* under auth_state.lock once queued */
 	int is_counted;            /* counted as a failure at arrival */
+	int is_dropped;            /* its client has gone: answered unhashed */
 	_Atomic int is_wanted;     /* 0: the client is gone, do not hash */
 	struct auth_attempt *next; /* in its address's queue */
 	h2o_linklist_t all;        /* in auth_state.attempts */
+	h2o_linklist_t on_worker;  /* in its auth_worker.attempts */
 	char user[NODE_NAME_MAX + 1];
 	char password[AUTH_PASSWORD_MAX + 1];
 	unsigned char key[32];
@@ -134,9 +139,15 @@ struct attempt_hold {
 	struct auth_attempt *attempt;
 };
 
+/* A worker's own part: only its thread touches it (but for senders to
+ * the receiver). */
 struct auth_worker {
 	h2o_multithread_receiver_t receiver; /* answers coming back */
-	int is_ready;                        /* the worker's own flag */
+	int is_ready;
+	h2o_linklist_t attempts; /* its attempts under way */
+	h2o_loop_t *loop;
+	h2o_timeout_t sweep_timeout; /* looks for gone HTTP/1 clients */
+	h2o_timeout_entry_t sweep;
 };
 
 struct auth_state {
@@ -149,7 +160,8 @@ struct auth_state {
 	h2o_linklist_t attempts; /* all of them, for auth_state_free */
 	int n_attempts;
 	int n_in_flight;
-	struct server *server; /* set by the first attempt */
+	int64_t n_hashed, n_dropped, n_refused; /* since start, logged at the end */
+	struct server *server;                  /* set by the first attempt */
 	auth_session_fn session_identify;
 	struct auth_worker workers[WORKERS_MAX];
 };
@@ -173,8 +185,15 @@ static void attempt_free(struct auth_attempt *t);
 void
 auth_state_free(struct auth_state *a)
 {
+	char hashed[24], dropped[24], refused[24];
+
 	if (a == NULL)
 		return;
+	snprintf(hashed, sizeof(hashed), "%lld", (long long)a->n_hashed);
+	snprintf(dropped, sizeof(dropped), "%lld", (long long)a->n_dropped);
+	snprintf(refused, sizeof(refused), "%lld", (long long)a->n_refused);
+	log_kv(LOG_INFO, "password checks", "hashed", hashed, "dropped", dropped, "refused",
+	       refused, NULL);
 	while (!h2o_linklist_is_empty(&a->attempts)) {
 		struct auth_attempt *t =
 		    H2O_STRUCT_FROM_MEMBER(struct auth_attempt, all, a->attempts.next);
@@ -435,6 +454,8 @@ attempt_free(struct auth_attempt *t)
 	a->n_attempts--;
 	h2o_linklist_unlink(&t->all);
 	pthread_mutex_unlock(&a->lock);
+	if (h2o_linklist_is_linked(&t->on_worker))
+		h2o_linklist_unlink(&t->on_worker);
 	if (t->hold != NULL)
 		t->hold->attempt = NULL;
 	sodium_memzero(t, sizeof(*t));
@@ -464,7 +485,8 @@ attempt_answer(struct auth_attempt *t)
 		pthread_mutex_unlock(&a->lock);
 		v.user = &t->verified;
 	} else if (t->status == 401) {
-		log_failure(t);
+		if (!t->is_dropped)
+			log_failure(t);
 		v.problem = "The user name or the password is wrong.";
 	} else {
 		v.problem = "The daemon is stopping; try again shortly.";
@@ -504,6 +526,8 @@ hold_dispose(void *p)
 	is_mine = is_queued || t->state == ATTEMPT_DELAYING;
 	if (is_queued)
 		address_unqueue(a, t);
+	if (is_mine)
+		a->n_dropped++;
 	pthread_mutex_unlock(&a->lock);
 	if (is_queued)
 		t->worker->n_pending--;
@@ -516,16 +540,23 @@ hold_dispose(void *p)
 
 /* --- attempts: the queue ------------------------------------------------- */
 
-/* Side thread: the slow part. */
+/* Side thread: the slow part, unless the client has gone meanwhile. */
 static int
 attempt_hash(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct auth_attempt *t = job->data;
+	int is_wanted = atomic_load(&t->is_wanted);
 	const struct user *u;
 
 	(void)err;
+	pthread_mutex_lock(&t->auth->lock);
+	if (is_wanted)
+		t->auth->n_hashed++;
+	else
+		t->auth->n_dropped++;
+	pthread_mutex_unlock(&t->auth->lock);
 	t->status = 503; /* not checked: only a gone client gets that */
-	if (atomic_load(&t->is_wanted)) {
+	if (is_wanted) {
 		u = auth_verify_password(tx->model, t->user, t->password);
 		if (u != NULL)
 			attempt_accept_user(t, u);
@@ -617,6 +648,80 @@ on_attempts_home(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
+/* Has r's HTTP/1 client closed its connection? h2o stops reading an
+ * HTTP/1 connection while a request is under way, so it only finds out
+ * when it writes the answer; a peek finds out now. (HTTP/2 keeps
+ * reading: a cancelled stream disposes of its request at once.) */
+static int
+client_is_gone(struct request *r)
+{
+	h2o_socket_t *sock;
+	char c;
+	ssize_t n;
+
+	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
+	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
+		return 0;
+	n = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Answers an attempt whose client has gone, unhashed (a 401 nobody reads,
+ * so that h2o finishes the request and closes the connection). */
+static void
+attempt_drop(struct auth_attempt *t)
+{
+	struct auth_state *a = t->auth;
+
+	pthread_mutex_lock(&a->lock);
+	a->n_dropped++;
+	pthread_mutex_unlock(&a->lock);
+	t->is_dropped = 1;
+	t->status = 401;
+	attempt_answer(t);
+}
+
+/* A worker's timer: drops its attempts whose HTTP/1 clients have gone.
+ * A delaying one is only marked (its timer belongs to server.c) and
+ * dropped when the delay ends; a hashing one is hashed only if the side
+ * thread has not started it yet. */
+static void
+on_sweep(h2o_timeout_entry_t *entry)
+{
+	struct auth_worker *aw = H2O_STRUCT_FROM_MEMBER(struct auth_worker, sweep, entry);
+	h2o_linklist_t gone, *node, *next;
+
+	h2o_linklist_init_anchor(&gone);
+	for (node = aw->attempts.next; node != &aw->attempts; node = next) {
+		struct auth_attempt *t =
+		    H2O_STRUCT_FROM_MEMBER(struct auth_attempt, on_worker, node);
+		int is_waiting;
+
+		next = node->next;
+		if (t->r == NULL || t->is_dropped || !client_is_gone(t->r))
+			continue;
+		atomic_store(&t->is_wanted, 0);
+		if (t->state == ATTEMPT_DELAYING) {
+			t->is_dropped = 1;
+			continue;
+		}
+		pthread_mutex_lock(&t->auth->lock);
+		is_waiting = t->state == ATTEMPT_WAITING;
+		if (is_waiting)
+			address_unqueue(t->auth, t);
+		pthread_mutex_unlock(&t->auth->lock);
+		if (is_waiting) {
+			t->worker->n_pending--;
+			h2o_linklist_unlink(node);
+			h2o_linklist_insert(&gone, node);
+		}
+	}
+	while (!h2o_linklist_is_empty(&gone))
+		attempt_drop(H2O_STRUCT_FROM_MEMBER(struct auth_attempt, on_worker, gone.next));
+	if (!h2o_linklist_is_empty(&aw->attempts))
+		h2o_timeout_link(aw->loop, &aw->sweep_timeout, entry);
+}
+
 /* After the delay: a cache hit is answered, anything else queued. */
 static void
 attempt_go_on(struct request *r)
@@ -626,6 +731,10 @@ attempt_go_on(struct request *r)
 	const struct user *u = cache_lookup(r, t->key, t->user);
 
 	r->auth_attempt = NULL;
+	if (t->is_dropped || client_is_gone(r)) {
+		attempt_drop(t);
+		return;
+	}
 	if (u != NULL || atomic_load(&r->server->is_stopping)) {
 		if (u != NULL)
 			attempt_accept_user(t, u);
@@ -658,69 +767,59 @@ static void
 refuse(struct request *r, int status, const char *problem, auth_checked_fn then)
 {
 	struct auth_verdict v = {.status = status, .problem = problem};
+	struct auth_state *a = r->server->auth;
 
+	pthread_mutex_lock(&a->lock);
+	a->n_refused++;
+	pthread_mutex_unlock(&a->lock);
 	log_kv(LOG_WARN, "password check refused", "from", r->address, "reason", problem, NULL);
 	then(r, &v);
 }
 
-void
-auth_check_password(struct request *r, const char *user, const char *password, auth_checked_fn then)
+/* The worker's own part, set up on its first attempt. */
+static struct auth_worker *
+worker_part(struct auth_state *a, struct worker *w)
 {
-	struct auth_state *a = r->server->auth;
 	struct auth_worker *aw;
-	struct attempt_address *x;
-	struct auth_attempt *t;
-	int64_t delay;
-	int status = 0;
 
-	if (r->worker->id >= WORKERS_MAX)
+	if (w->id >= WORKERS_MAX)
 		abort(); /* serve refuses more threads than that */
-	aw = &a->workers[r->worker->id];
+	aw = &a->workers[w->id];
 	if (!aw->is_ready) {
-		h2o_multithread_register_receiver(r->worker->ctx.queue, &aw->receiver,
-		                                  on_attempts_home);
+		h2o_multithread_register_receiver(w->ctx.queue, &aw->receiver, on_attempts_home);
+		h2o_linklist_init_anchor(&aw->attempts);
+		aw->loop = w->ctx.loop;
+		h2o_timeout_init(aw->loop, &aw->sweep_timeout, SWEEP_MS);
+		aw->sweep.cb = on_sweep;
 		aw->is_ready = 1;
 	}
-	if (strlen(user) > NODE_NAME_MAX || strlen(password) > AUTH_PASSWORD_MAX) {
-		struct auth_verdict v = {.status = 401,
-		                         .problem = "The user name or the password "
-		                                    "is wrong."};
-		then(r, &v);
-		return;
-	}
-	if (atomic_load(&r->server->is_stopping)) {
-		refuse(r, 503, "The daemon is stopping; try again shortly.", then);
-		return;
-	}
-	pthread_mutex_lock(&a->lock);
-	a->server = r->server;
-	x = address_get(a, r->address, 0);
-	if (x != NULL && x->n_attempts >= ATTEMPTS_PER_ADDRESS)
-		status = 429;
-	else if (a->n_attempts >= ATTEMPTS_MAX)
-		status = 503;
-	if (status == 0) {
-		x = address_get(a, r->address, 1);
-		x->n_attempts++;
-		a->n_attempts++;
-	}
-	pthread_mutex_unlock(&a->lock);
-	if (status == 429) {
-		refuse(r, 429,
-		       "Too many password checks from this address are under way; "
-		       "wait for their answers, or use a token.",
-		       then);
-		return;
-	}
-	if (status == 503) {
-		refuse(r, 503,
-		       "Too many password checks are under way; try again shortly, "
-		       "or use a token.",
-		       then);
-		return;
-	}
+	return aw;
+}
 
-	t = xcalloc(1, sizeof(*t));
+/* Admits one more attempt from address: 0 (counted in *x and overall),
+ * or 429 / 503. Caller holds the lock. */
+static int
+attempt_admit(struct auth_state *a, const char *address, struct attempt_address **x)
+{
+	*x = address_get(a, address, 0);
+	if (*x != NULL && (*x)->n_attempts >= ATTEMPTS_PER_ADDRESS)
+		return 429;
+	if (a->n_attempts >= ATTEMPTS_MAX)
+		return 503;
+	*x = address_get(a, address, 1);
+	(*x)->n_attempts++;
+	a->n_attempts++;
+	return 0;
+}
+
+static struct auth_attempt *
+attempt_new(struct request *r, struct attempt_address *x, const char *user, const char *password,
+            const unsigned char key[32], auth_checked_fn then)
+{
+	struct auth_state *a = r->server->auth;
+	struct auth_worker *aw = worker_part(a, r->worker);
+	struct auth_attempt *t = xcalloc(1, sizeof(*t));
+
 	t->auth = a;
 	t->r = r;
 	t->worker = r->worker;
@@ -730,7 +829,7 @@ auth_check_password(struct request *r, const char *user, const char *password, a
 	atomic_store(&t->is_wanted, 1);
 	snprintf(t->user, sizeof(t->user), "%s", user);
 	snprintf(t->password, sizeof(t->password), "%s", password);
-	cache_key(a, t->user, t->password, t->key);
+	memcpy(t->key, key, sizeof(t->key));
 	t->job.run = attempt_hash;
 	t->job.is_side = 1;
 	t->job.done = attempt_hashed;
@@ -738,20 +837,71 @@ auth_check_password(struct request *r, const char *user, const char *password, a
 	snprintf(t->job.who_address, sizeof(t->job.who_address), "%s", r->address);
 	t->hold = h2o_mem_alloc_shared(&r->req->pool, sizeof(*t->hold), hold_dispose);
 	t->hold->attempt = t;
-	r->auth_attempt = t;
-
+	h2o_linklist_insert(&aw->attempts, &t->on_worker);
+	if (!h2o_timeout_is_linked(&aw->sweep))
+		h2o_timeout_link(aw->loop, &aw->sweep_timeout, &aw->sweep);
 	pthread_mutex_lock(&a->lock);
 	h2o_linklist_insert(&a->attempts, &t->all);
-	delay = failure_delay(a, r->address);
 	pthread_mutex_unlock(&a->lock);
-	/* outside the lock: cache_lookup takes it */
-	t->is_counted = cache_lookup(r, t->key, t->user) == NULL;
-	if (t->is_counted) {
-		pthread_mutex_lock(&a->lock);
-		failure_add(a, r->address, t->user);
-		pthread_mutex_unlock(&a->lock);
+	return t;
+}
+
+void
+auth_check_password(struct request *r, const char *user, const char *password, auth_checked_fn then)
+{
+	struct auth_state *a = r->server->auth;
+	struct attempt_address *x = NULL;
+	const struct user *cached;
+	unsigned char key[32];
+	struct auth_attempt *t;
+	int64_t delay;
+	int status;
+
+	worker_part(a, r->worker);
+	if (strlen(user) > NODE_NAME_MAX || strlen(password) > AUTH_PASSWORD_MAX) {
+		struct auth_verdict v = {401, "The user name or the password is wrong.", NULL};
+		then(r, &v);
+		return;
 	}
-	request_after(r, delay, attempt_go_on);
+	if (atomic_load(&r->server->is_stopping)) {
+		refuse(r, 503, "The daemon is stopping; try again shortly.", then);
+		return;
+	}
+	cache_key(a, user, password, key);
+	cached = cache_lookup(r, key, user);
+	/* one critical section: parallel attempts each see the ones before */
+	pthread_mutex_lock(&a->lock);
+	a->server = r->server;
+	delay = failure_delay(a, r->address);
+	if (cached != NULL && delay == 0) {
+		status = 200; /* holds nothing, so no bound applies */
+		failure_forgive(a, r->address, user);
+	} else {
+		status = attempt_admit(a, r->address, &x);
+		if (status == 0 && cached == NULL)
+			failure_add(a, r->address, user);
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (status == 200) {
+		struct auth_verdict v = {200, NULL, cached};
+		then(r, &v);
+	} else if (status == 429) {
+		refuse(r, 429,
+		       "Too many password checks from this address are under way; "
+		       "wait for their answers, or use a token.",
+		       then);
+	} else if (status == 503) {
+		refuse(r, 503,
+		       "Too many password checks are under way; try again shortly, "
+		       "or use a token.",
+		       then);
+	} else {
+		t = attempt_new(r, x, user, password, key, then);
+		t->is_counted = cached == NULL;
+		r->auth_attempt = t;
+		request_after(r, delay, attempt_go_on);
+	}
+	sodium_memzero(key, sizeof(key));
 }
 
 /* --- outcomes -------------------------------------------------------------- */
