@@ -12,6 +12,7 @@ import time
 import requests
 
 from conftest import BEARER, assert_401, fresh_source_ip, parse_logfmt
+from ui_helpers import login_session
 
 
 def test_anonymous_gets_basic_challenge(daemon):
@@ -116,6 +117,61 @@ def test_correct_password_still_works_after_failures(daemon):
         failed_login_time(daemon, src)
     r = daemon.get("/v1/clusters", auth=daemon.admin, source=src, timeout=20)
     assert r.status_code == 200
+
+
+def timed_admin(d, source):
+    """A request from source with the admin's cached credentials: it costs
+    no hashing, so its time is the delay the address is under."""
+    t0 = time.monotonic()
+    r = d.get("/v1/clusters", auth=d.admin, source=source, timeout=30)
+    assert r.status_code == 200, r.text
+    return time.monotonic() - t0
+
+
+def fail_times(d, source, user, n):
+    for _ in range(n):
+        r = d.get("/v1/clusters", auth=(user, "wrong-password"), source=source, timeout=30)
+        assert r.status_code == 401, r.status_code
+
+
+def test_token_success_does_not_reset_failures(daemon):
+    daemon.get("/v1/clusters", auth=daemon.admin)  # cache the admin's credentials
+    _, tok = daemon.make_token("viewer")
+    src = fresh_source_ip()
+    fail_times(daemon, src, "mallory", 7)  # the next attempt from src waits 2 s
+    assert daemon.get("/v1/clusters", auth=(BEARER, tok), source=src).status_code == 200
+    took = timed_admin(daemon, src)
+    assert took >= 1.5, "a token's success reset the failures (next attempt took %.2f s)" % took
+
+
+def test_another_users_password_does_not_reset_failures(daemon):
+    daemon.get("/v1/clusters", auth=daemon.admin)
+    bob = daemon.make_user("bob", "viewer")
+    src = fresh_source_ip()
+    fail_times(daemon, src, "mallory", 7)
+    assert daemon.get("/v1/clusters", auth=bob, source=src, timeout=30).status_code == 200
+    took = timed_admin(daemon, src)
+    assert took >= 1.5, "bob's password reset mallory's failures (next took %.2f s)" % took
+    # bob's own mistakes are forgiven by bob's right password
+    src = fresh_source_ip()
+    fail_times(daemon, src, "bob", 7)
+    assert daemon.get("/v1/clusters", auth=bob, source=src, timeout=30).status_code == 200
+    assert timed_admin(daemon, src) < 1.0
+
+
+def session_is_valid(d, s):
+    return s.get(d.url + "/v1/clusters", timeout=10).status_code == 200
+
+
+def test_sessions_are_capped_per_user_oldest_first(daemon):
+    alice = daemon.make_user("alice", "viewer")
+    bob = daemon.make_user("bob", "viewer")
+    src = fresh_source_ip()
+    bobs = login_session(daemon, *bob, source=src)
+    alices = [login_session(daemon, *alice, source=src) for _ in range(11)]
+    assert not session_is_valid(daemon, alices[0]), "alice's 11th session kept her first"
+    assert all(session_is_valid(daemon, s) for s in alices[1:])
+    assert session_is_valid(daemon, bobs), "alice's sign-ins ended bob's session"
 
 
 # --- first admin ---------------------------------------------------------------
