@@ -555,7 +555,7 @@ attempt_hash(struct engine_tx *tx, struct engine_job *job, struct error *err)
 	else
 		t->auth->n_dropped++;
 	pthread_mutex_unlock(&t->auth->lock);
-	t->status = 503; /* not checked: only a gone client gets that */
+	t->status = 0; /* not checked: its client has gone */
 	if (is_wanted) {
 		u = auth_verify_password(tx->model, t->user, t->password);
 		if (u != NULL)
@@ -642,8 +642,12 @@ on_attempts_home(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 
 		h2o_linklist_unlink(&m->link);
 		t->worker->n_pending--;
-		if (t->job.rc != 0)
-			t->status = 503;
+		if (t->job.rc != 0) {
+			t->status = 503; /* refused at shutdown */
+		} else if (t->status == 0) {
+			t->is_dropped = 1;
+			t->status = 401;
+		}
 		attempt_answer(t);
 	}
 }
@@ -701,11 +705,9 @@ on_sweep(h2o_timeout_entry_t *entry)
 		if (t->r == NULL || t->is_dropped || !client_is_gone(t->r))
 			continue;
 		atomic_store(&t->is_wanted, 0);
-		if (t->state == ATTEMPT_DELAYING) {
-			t->is_dropped = 1;
-			continue;
-		}
 		pthread_mutex_lock(&t->auth->lock);
+		if (t->state == ATTEMPT_DELAYING)
+			t->is_dropped = 1;
 		is_waiting = t->state == ATTEMPT_WAITING;
 		if (is_waiting)
 			address_unqueue(t->auth, t);
