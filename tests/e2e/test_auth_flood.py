@@ -13,6 +13,7 @@ check takes on this machine (measured first), with a wide margin.
 """
 
 import base64
+import select
 import socket
 import threading
 import time
@@ -53,6 +54,13 @@ def raw_status(s):
     return int(data.split(b" ")[1]) if data else None
 
 
+def first_answer(socks, timeout=15):
+    """The status of the first answer to arrive on any of socks."""
+    ready, _, _ = select.select(socks, [], [], timeout)
+    assert ready, "no answer within %d s" % timeout
+    return raw_status(ready[0])
+
+
 def close_all(socks):
     for s in socks:
         try:
@@ -76,12 +84,26 @@ def one_check_time(d, name):
     return took
 
 
-def malformed_failures(d, source, n):
-    """n failures for source that cost no hashing (malformed Basic)."""
-    for _ in range(n):
-        r = d.get("/v1/clusters", headers={"Authorization": "Basic !!!"}, source=source,
-                  timeout=20)
-        assert r.status_code == 401, r.status_code
+def malformed_failures(d, sources, n):
+    """n failures for each of sources that cost no hashing (malformed
+    Basic), the addresses in parallel."""
+    errors = []
+
+    def fail(src):
+        try:
+            for _ in range(n):
+                r = d.get("/v1/clusters", headers={"Authorization": "Basic !!!"}, source=src,
+                          timeout=60)
+                assert r.status_code == 401, r.status_code
+        except Exception as e:  # reported below, in the test's thread
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=fail, args=(src,), daemon=True) for src in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads), errors
 
 
 class Flood(threading.Thread):
@@ -224,10 +246,11 @@ def test_parallel_guesses_slow_down_the_next_before_they_are_answered(daemon):
 def test_too_many_checks_from_one_address_get_429_at_once(daemon):
     d = daemon
     src = fresh_source_ip()
-    malformed_failures(d, src, 8)  # from now on every check from src waits 4 s or more
-    held = [raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(8)]
+    malformed_failures(d, [src], 12)  # from now on every check from src waits 8 s
+    held = [raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(10)]
     try:
-        time.sleep(0.3)
+        # 8 are under way for 8 s; the first answer is the refusal of a 9th
+        assert first_answer(held) == 429
         r, took = timed_get(d, "/v1/clusters", auth=("admin", "another-guess"), source=src,
                             timeout=30)
         body = assert_json_error(r, 429)
@@ -252,16 +275,15 @@ def test_too_many_checks_overall_get_503_at_once(daemon):
     d = daemon
     _, token = d.make_token("viewer")
     sources = [fresh_source_ip() for _ in range(33)]
-    for src in sources:
-        malformed_failures(d, src, 8)
+    malformed_failures(d, sources, 12)  # every check from them waits 8 s
     held = []
     try:
         for k in range(8):
             for src in sources:
                 held.append(raw_send(d, src, basic("mallory", "guess-%d" % k)))
-        time.sleep(0.3)
-        # 264 checks from 33 addresses, each waiting 4 s or more: the 257th
-        # and later are refused, and so is a newcomer
+        # 264 checks from 33 addresses, each under way for 8 s: the first
+        # answer is the refusal of the 257th, and a newcomer is refused too
+        assert first_answer(held) == 503
         r, took = timed_get(d, "/v1/clusters", auth=("admin", "a-guess"),
                             source=fresh_source_ip(), timeout=30)
         body = assert_json_error(r, 503)
