@@ -424,8 +424,8 @@ test_idle_offline_readers_keep_no_old_snapshots(void **state)
 	pthread_barrier_init(&ready, NULL, 5);
 	for (i = 0; i < 4; i++) {
 		readers[i] = (struct idle_reader){0, f->engine, &ready, &lock, &cond, &is_stopping};
-		assert_int_equal(pthread_create(&readers[i].thread, NULL, idle_reader_main, &readers[i]),
-		                 0);
+		assert_int_equal(
+		    pthread_create(&readers[i].thread, NULL, idle_reader_main, &readers[i]), 0);
 	}
 	pthread_barrier_wait(&ready);
 	for (i = 0; i < N_WRITES; i++) {
@@ -507,8 +507,8 @@ test_busy_readers_and_writes_free_everything(void **state)
 	write_sync(f->engine, run_add_nodes, NULL);
 	for (i = 0; i < 4; i++) {
 		readers[i] = (struct busy_reader){0, f->engine, &is_stopping, 0};
-		assert_int_equal(pthread_create(&readers[i].thread, NULL, busy_reader_main, &readers[i]),
-		                 0);
+		assert_int_equal(
+		    pthread_create(&readers[i].thread, NULL, busy_reader_main, &readers[i]), 0);
 	}
 	for (i = 0; i < N_WRITES; i++)
 		toggle(f->engine, i);
