@@ -359,7 +359,10 @@ test_write_publishes_new_snapshot_old_stays_valid_until_quiescent(void **state)
 	assert_int_equal(snapshot_node(before, "zope1")->status, NODE_ONLINE);
 	assert_string_equal(snapshot_node(before, "zope1")->reason, "");
 
-	/* a quiescent point alone frees it: the engine is woken, no job */
+	/* a quiescent point alone frees it: the engine is woken, no job (the
+	 * pause lets the engine finish its last round and go to sleep, so
+	 * that only the wake-up can free it) */
+	sleep_ms(100);
 	engine_reader_quiescent(f->engine, reader);
 	assert_int_equal(wait_retired_at_most(f->engine, 0), 0);
 	engine_reader_unregister(f->engine, reader);
@@ -460,6 +463,7 @@ test_online_reader_keeps_its_snapshot_alive_until_offline(void **state)
 	assert_int_equal(engine_retired_count(f->engine), 50);
 	assert_int_equal(snapshot_node(held, "zope2")->status, NODE_ONLINE);
 
+	sleep_ms(100); /* the engine asleep: only the wake-up can free them */
 	engine_reader_offline(f->engine, reader);
 	assert_int_equal(wait_retired_at_most(f->engine, 0), 0);
 	engine_reader_unregister(f->engine, reader);
