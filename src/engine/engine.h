@@ -97,7 +97,7 @@ struct engine_job {
 struct engine *engine_start(struct store *store, struct error *err);
 
 /* Runs the jobs already queued, stops the thread, closes the store and
- * frees everything. No reader may use a snapshot afterwards. */
+ * frees everything. Every reader must have unregistered before. */
 void engine_stop(struct engine *e);
 
 /* Queues a job; never blocks on the database. */

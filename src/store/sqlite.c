@@ -32,7 +32,8 @@
  * the database would have to be an fcntl lock too, or mix with SQLite's
  * byte ranges. flock locks belong to the open file description, are
  * released by the kernel when the process dies (kill -9 included), and a
- * separate file keeps them apart from SQLite entirely. The lock file is
+ * separate file keeps them apart from SQLite entirely. The lock file sits
+ * beside the file the path resolves to (symbolic links followed). It is
  * left in place at close: removing it would race with a daemon that has
  * just opened it.
  *
@@ -417,12 +418,17 @@ prepare_statements(struct sqlite_store *db, struct error *err)
 static int
 lock_exclusively(struct sqlite_store *db, struct error *err)
 {
-	size_t size = strlen(db->path) + sizeof(".lock");
+	/* beside the file itself, so that two names of one file (symbolic
+	 * links, "./x.db" and "x.db") share one lock */
+	char *real = realpath(db->path, NULL);
+	const char *file = real != NULL ? real : db->path;
+	size_t size = strlen(file) + sizeof(".lock");
 	char *lock_path = xmalloc(size), pid[32];
 	int rc = -1;
 	ssize_t n;
 
-	snprintf(lock_path, size, "%s.lock", db->path);
+	snprintf(lock_path, size, "%s.lock", file);
+	free(real);
 	db->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (db->lock_fd == -1) {
 		error_set(err, 503, "cannot open the lock file %s of the SQLite store %s: %s",

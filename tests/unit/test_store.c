@@ -849,6 +849,19 @@ test_second_open_of_same_file_refused(void **state)
 }
 
 static void
+test_open_through_a_symbolic_link_refused(void **state)
+{
+	struct fixture *f = *state;
+	char link_path[80];
+
+	snprintf(link_path, sizeof(link_path), "%s.link", f->path);
+	assert_int_equal(symlink(f->path, link_path), 0);
+	open_store(f);
+	assert_open_refused_as_in_use(link_path);
+	unlink(link_path);
+}
+
+static void
 test_open_from_another_process_refused(void **state)
 {
 	struct fixture *f = *state;
@@ -976,6 +989,7 @@ main(void)
 	    STORE_TEST(test_audit_filter_by_cluster),
 	    STORE_TEST(test_audit_read_appends_to_existing_log),
 	    STORE_TEST(test_second_open_of_same_file_refused),
+	    STORE_TEST(test_open_through_a_symbolic_link_refused),
 	    STORE_TEST(test_open_from_another_process_refused),
 	    STORE_TEST(test_lock_survives_other_connections_closing),
 	    STORE_TEST(test_write_refused_once_file_is_removed),
