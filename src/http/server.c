@@ -33,6 +33,8 @@
 #include "server_internal.h"
 
 #define TICK_MS 250
+/* Bounds how late a worker sees is_stopping. Snapshot reclamation needs
+ * no wake-up: workers wait offline (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
