@@ -19,15 +19,24 @@
  * "side" thread in the same way, so that a burst of logins cannot hold up
  * durable writes.
  *
- * Snapshot lifetime (a small RCU): engine_snapshot() returns the current
- * model; a reader may use it until it next calls engine_reader_quiescent(),
- * which each worker calls once per event loop iteration. An old snapshot
- * is freed once every registered reader has passed a quiescent point
- * after it was replaced. Never keep a snapshot pointer across iterations.
+ * Snapshot lifetime (a small RCU, "quiescent-state based" with online
+ * and offline readers as in liburcu's QSBR flavour): engine_snapshot()
+ * returns the current model. A thread that reads snapshots registers as a
+ * reader, on its own thread. A reader is either online - it may hold
+ * snapshot pointers, and keeps every snapshot replaced since it last
+ * passed a quiescent point alive - or offline, holding no snapshot
+ * pointer at all. engine_reader_quiescent() says "I hold nothing older
+ * than now"; HTTP workers go offline once per event loop iteration. A
+ * reader must go offline before it blocks (waits for work, sleeps,
+ * polls), so that an idle thread never holds memory up: an old snapshot
+ * is freed as soon as every online reader has passed a quiescent point
+ * after it was replaced, at once when all are offline. Never keep a
+ * snapshot pointer across a quiescent point or going offline.
  */
 #ifndef CM_ENGINE_H
 #define CM_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/error.h"
@@ -88,7 +97,7 @@ struct engine_job {
 struct engine *engine_start(struct store *store, struct error *err);
 
 /* Runs the jobs already queued, stops the thread, closes the store and
- * frees everything. No reader may use a snapshot afterwards. */
+ * frees everything. Every reader must have unregistered before. */
 void engine_stop(struct engine *e);
 
 /* Queues a job; never blocks on the database. */
@@ -106,13 +115,35 @@ int engine_run_sync(struct engine *e, struct engine_job *job);
  * engine_on_change. */
 void engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m), void *arg);
 
-/* Registers a reader thread; returns its id for engine_reader_quiescent. */
+/* Registers the calling thread as a snapshot reader and returns its id
+ * for the calls below. The reader starts offline. Up to 64 readers at a
+ * time (aborts beyond: a programming error). */
 int engine_reader_register(struct engine *e);
-void engine_reader_quiescent(struct engine *e, int reader_id);
-/* Marks a reader as gone (it will not read again). */
+/* Marks a reader as gone: it goes offline and will not read again. */
 void engine_reader_unregister(struct engine *e, int reader_id);
 
-/* The current snapshot; never NULL. See the lifetime rule above. */
+/* A quiescent point of an online reader: it holds no snapshot pointer
+ * taken before this call. Cheap when nothing was published since the
+ * last one (two loads); a no-op for an offline reader. */
+void engine_reader_quiescent(struct engine *e, int reader_id);
+/* The reader holds no snapshot pointer until it next comes online; call
+ * it before blocking. Frees (through the engine thread) what only this
+ * reader kept alive. */
+void engine_reader_offline(struct engine *e, int reader_id);
+/* The reader may take snapshots again. engine_snapshot() does this by
+ * itself for the calling thread's own reader, so calling it is only
+ * needed to make the intent explicit. */
+void engine_reader_online(struct engine *e, int reader_id);
+
+/* For tests and metrics: how many replaced snapshots are still alive,
+ * waiting for readers to pass a quiescent point or go offline. */
+size_t engine_retired_count(struct engine *e);
+
+/* The current snapshot; never NULL. See the lifetime rule above. Called
+ * on a registered reader's own thread, it first brings that reader online
+ * if it was offline. Other threads (the engine's own, start-up code) get
+ * no protection: only the engine thread frees snapshots, so its jobs may
+ * use one while they run. */
 const struct model *engine_snapshot(struct engine *e);
 
 #endif

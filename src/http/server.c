@@ -33,6 +33,8 @@
 #include "server_internal.h"
 
 #define TICK_MS 250
+/* Bounds how late a worker sees is_stopping. Snapshot reclamation needs
+ * no wake-up: workers wait offline (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
@@ -553,8 +555,11 @@ worker_main(void *arg)
 	if (w->init_rc != 0 || atomic_load(&s->is_stopping))
 		return NULL;
 	while (1) {
+		/* Offline while the loop waits, so that an idle worker holds no
+		 * old snapshot up; the first engine_snapshot of an iteration
+		 * brings it back online until here. */
+		engine_reader_offline(s->engine, w->reader_id);
 		h2o_evloop_run(w->ctx.loop, LOOP_MAX_WAIT_MS);
-		engine_reader_quiescent(s->engine, w->reader_id);
 		if (!atomic_load(&s->is_stopping))
 			continue;
 		if (stop_deadline == 0) {
