@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -423,13 +424,44 @@ tls_setup(struct server *s, struct error *err)
 
 /* --- main --------------------------------------------------------------- */
 
-static void
-log_listening(const struct server *s, const char *store)
+/* Raises the soft limit on open descriptors to the hard one: every
+ * connection, load balancers' probes included, needs one, and the soft
+ * default (often 1,024) is what an idle-connection flood exhausts first.
+ * Where the hard limit is "unlimited", Linux still caps it at
+ * fs.nr_open. Returns the soft limit in force afterwards. */
+static unsigned long long
+raise_fd_limit(void)
 {
-	char threads[16], listens[sizeof(s->opts.listens)];
+	struct rlimit rl;
+	char text[32];
+	FILE *f;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur == rl.rlim_max)
+		return (unsigned long long)rl.rlim_cur;
+	if (rl.rlim_max == RLIM_INFINITY && (f = fopen("/proc/sys/fs/nr_open", "r")) != NULL) {
+		if (fgets(text, sizeof(text), f) != NULL && strtoull(text, NULL, 10) > rl.rlim_cur)
+			rl.rlim_max = (rlim_t)strtoull(text, NULL, 10);
+		fclose(f);
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_kv(LOG_WARN, "cannot raise the open-descriptor limit", "error", strerror(errno),
+		       NULL);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	return (unsigned long long)rl.rlim_cur;
+}
+
+static void
+log_listening(const struct server *s, const char *store, unsigned long long nofile)
+{
+	char threads[16], listens[sizeof(s->opts.listens)], fds[24];
 	size_t i, len = 0;
 
 	snprintf(threads, sizeof(threads), "%d", s->opts.threads);
+	snprintf(fds, sizeof(fds), "%llu", nofile);
 	listens[0] = '\0';
 	for (i = 0; i < s->opts.n_listens; i++)
 		len += (size_t)snprintf(listens + len, sizeof(listens) - len, "%s%s", i ? "," : "",
@@ -438,7 +470,8 @@ log_listening(const struct server *s, const char *store)
 		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text,
 		       NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
-	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, NULL);
+	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, "nofile",
+	       fds, NULL);
 	for (i = 0; i < s->opts.n_listens; i++) {
 		const struct listen_addr *l = &s->opts.listens[i];
 		if (!l->is_loopback && s->ssl_ctx == NULL)
@@ -456,6 +489,7 @@ start(struct server *s, struct error *err)
 	                                 s->opts.check_fall, s->opts.check_rise};
 	struct store *store;
 	char store_text[1100];
+	unsigned long long nofile = raise_fd_limit();
 	size_t i;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -479,7 +513,7 @@ start(struct server *s, struct error *err)
 	if ((s->checker = checker_start(s->engine, s->observe, &checks, err)) == NULL)
 		return -1;
 	s->n_workers = s->opts.threads;
-	log_listening(s, store_text);
+	log_listening(s, store_text, nofile);
 	return server_start(s, err);
 }
 

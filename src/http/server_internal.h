@@ -31,10 +31,13 @@ struct worker {
 	h2o_linklist_t waiters;     /* long polls and delays */
 	h2o_timeout_t tick_timeout; /* drives waiter deadlines */
 	h2o_timeout_entry_t tick;
-	size_t n_pending;      /* jobs and waits not answered yet */
-	struct agent *agent;   /* worker 0 only, with --agent-listen */
-	int64_t next_sweep_at; /* worker 0: when to sweep observed probes */
-	int init_rc;           /* worker_init's result, read after the barrier */
+	h2o_timeout_t accept_pause_timeout; /* out of descriptors: listeners */
+	h2o_timeout_entry_t accept_resume;  /* stop polling for a while */
+	int64_t fd_warned_at;               /* ms of the last such warning */
+	size_t n_pending;                   /* jobs and waits not answered yet */
+	struct agent *agent;                /* worker 0 only, with --agent-listen */
+	int64_t next_sweep_at;              /* worker 0: when to sweep observed probes */
+	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
 };
 

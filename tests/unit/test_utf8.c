@@ -41,7 +41,9 @@ static void
 test_stray_bytes_become_one_replacement_each(void **state)
 {
 	(void)state;
-	assert_string_equal(S("a\xFF" "b"), "a" FFFD "b");
+	assert_string_equal(S("a\xFF"
+	                      "b"),
+	                    "a" FFFD "b");
 	assert_string_equal(S("\x80\x80"), FFFD FFFD);
 	assert_string_equal(S("\xC0\xAF"), FFFD FFFD); /* overlong '/' */
 	assert_string_equal(S("\xF5\x80"), FFFD FFFD); /* above U+10FFFF */
