@@ -586,6 +586,42 @@ fd_exhaustion_warn(struct worker *w, int error)
 	       "error", strerror(error), "nofile", limit, NULL);
 }
 
+/* --- TLS context ------------------------------------------------------ */
+
+void
+server_set_ssl_ctx(struct server *s, SSL_CTX *ctx)
+{
+	SSL_CTX *old;
+
+	pthread_mutex_lock(&s->ssl_lock);
+	old = s->ssl_ctx;
+	s->ssl_ctx = ctx;
+	atomic_fetch_add(&s->ssl_generation, 1);
+	pthread_mutex_unlock(&s->ssl_lock);
+	if (old != NULL)
+		SSL_CTX_free(old); /* workers and connections hold their own */
+}
+
+/* Worker thread: swaps the worker's reference for one to the server's
+ * current context. The reference is taken under the lock, so the context
+ * cannot be freed between reading the pointer and taking it. */
+static void
+worker_take_ssl_ctx(struct worker *w)
+{
+	struct server *s = w->server;
+	SSL_CTX *ctx;
+
+	pthread_mutex_lock(&s->ssl_lock);
+	ctx = s->ssl_ctx;
+	if (ctx != NULL)
+		SSL_CTX_up_ref(ctx);
+	w->ssl_generation = atomic_load(&s->ssl_generation);
+	pthread_mutex_unlock(&s->ssl_lock);
+	if (w->accept_ctx.ssl_ctx != NULL)
+		SSL_CTX_free(w->accept_ctx.ssl_ctx);
+	w->accept_ctx.ssl_ctx = ctx;
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -606,6 +642,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		n_closed++;
 	}
+	if (atomic_load(&w->server->ssl_generation) != w->ssl_generation)
+		worker_take_ssl_ctx(w);
 	h2o_accept(&w->accept_ctx, sock);
 }
 
@@ -637,7 +675,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_context_init(&w->ctx, h2o_evloop_create(), &s->config);
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = s->config.hosts;
-	w->accept_ctx.ssl_ctx = s->ssl_ctx;
+	worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
 	w->accept_resume.cb = on_accept_resume;
@@ -764,8 +802,11 @@ server_free(struct server *s)
 {
 	int i;
 
-	for (i = 0; i < s->n_workers; i++)
+	for (i = 0; i < s->n_workers; i++) {
 		free(s->workers[i].listeners);
+		if (s->workers[i].accept_ctx.ssl_ctx != NULL)
+			SSL_CTX_free(s->workers[i].accept_ctx.ssl_ctx);
+	}
 	free(s->workers);
 	s->workers = NULL;
 }

@@ -21,7 +21,8 @@ struct worker {
 	pthread_t thread;
 	struct server *server;
 	h2o_context_t ctx;
-	h2o_accept_ctx_t accept_ctx;
+	h2o_accept_ctx_t accept_ctx; /* .ssl_ctx: the worker's own reference */
+	unsigned ssl_generation;     /* of the context in accept_ctx */
 	h2o_socket_t **listeners;
 	size_t n_listeners;
 	h2o_multithread_receiver_t done_receiver;   /* finished engine jobs */
@@ -66,7 +67,12 @@ struct server {
 	struct server_options opts;
 	struct engine *engine;
 	h2o_globalconf_t config;
+	/* The TLS context for new connections (NULL without TLS), replaced on
+	 * SIGHUP. Each worker holds its own reference to the one it uses and
+	 * takes the new one at its next accept; ssl_lock guards the pointer. */
 	SSL_CTX *ssl_ctx;
+	pthread_mutex_t ssl_lock;
+	_Atomic unsigned ssl_generation;
 	struct worker *workers;
 	int n_workers;
 	_Atomic int is_stopping;
@@ -86,6 +92,10 @@ int server_start(struct server *s, struct error *err);
  * server_free, which must come after engine_stop. */
 void server_stop(struct server *s);
 void server_free(struct server *s);
+/* Makes ctx (whose reference the server takes over) the TLS context of
+ * connections accepted from now on and drops the server's reference to
+ * the old one. Any thread; s->ssl_lock must have been initialised. */
+void server_set_ssl_ctx(struct server *s, SSL_CTX *ctx);
 
 /* auth.c */
 struct auth_state *auth_state_new(void);
