@@ -21,9 +21,8 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "limits.h"
 
-#define NODE_NAME_MAX 64
-#define REASON_MAX 256
 #define DEFAULT_CLUSTER "default"
 #define DEFAULT_MOUNT "/health"
 /* The node name rule in words, for error messages. */
@@ -199,7 +198,8 @@ int model_remove_cluster(struct model *m, const char *name, const struct actor *
 
 /* Replaces the node list: duplicates collapse, removed nodes are forgotten,
  * new nodes start online, kept nodes keep their status. Any invalid name
- * rejects the whole list (err->entry names it). */
+ * rejects the whole list (err->entry names it), so do more than
+ * CLUSTER_NODES_MAX distinct names (400). */
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
                           const struct actor *who, int64_t now, struct audit_log *audit,
                           struct error *err);
@@ -210,7 +210,8 @@ int cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n
                                  struct error *err);
 /* Adds a node (online) or updates address/check of an existing one. A NULL
  * address/check leaves it as it is; "" clears it. Invalid name, address
- * (node_address_is_valid) or check (node_check_is_valid) -> 400. Audit
+ * (node_address_is_valid) or check (node_check_is_valid) -> 400; a new
+ * node in a cluster that holds CLUSTER_NODES_MAX already -> 409. Audit
  * action "node-add" or "node-update". */
 int cluster_put_node(struct cluster *c, const char *name, const char *address, const char *check,
                      const struct actor *who, int64_t now, struct audit_log *audit,

@@ -363,18 +363,6 @@ reply_node_list(struct request *r, const char *cluster)
 
 /* --- bodies and query parameters ------------------------------------- */
 
-/* Characters (not bytes) of the UTF-8 string s. */
-static size_t
-utf8_length(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 /* The request body as a JSON object holding only allowed fields
  * (NULL-terminated), or NULL after replying 4xx. An empty body is {}
  * when is_optional. */
@@ -1240,7 +1228,7 @@ user_check_body(const json_t *body, const char **name, const char **password, en
 	if (!node_name_is_valid(*name, strlen(*name)))
 		return error_set_entry(err, 400, *name,
 		                       "user '%.100s': invalid name (" NODE_NAME_RULE ")", *name);
-	length = utf8_length(*password);
+	length = utf8_length(*password, strlen(*password));
 	if (length < PASSWORD_MIN || length > PASSWORD_MAX)
 		return error_set(err, 400, "password must be %d to %d characters", PASSWORD_MIN,
 		                 PASSWORD_MAX);
@@ -1373,7 +1361,8 @@ tokens_post(struct request *r, const struct route *rt)
 	if (body_role(body, &role, &err) != 0 ||
 	    body_string(body, "description", 0, &description, &err) != 0)
 		goto bad;
-	if (description != NULL && utf8_length(description) > DESCRIPTION_MAX) {
+	if (description != NULL &&
+	    utf8_length(description, strlen(description)) > DESCRIPTION_MAX) {
 		error_set(&err, 400, "description must be at most %d characters", DESCRIPTION_MAX);
 		goto bad;
 	}

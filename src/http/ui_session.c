@@ -41,7 +41,6 @@
 #define SESSION_ID_BYTES 32
 #define SESSION_ID_TEXT 44 /* base64url without padding of 32 bytes, + NUL */
 #define COOKIE_NAME "cm_session"
-#define PASSWORD_MAX 4096
 #define NEXT_MAX 512
 
 struct session {
