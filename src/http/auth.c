@@ -354,7 +354,7 @@ static void
 check_basic_now(struct request *r)
 {
 	h2o_iovec_t h = request_header(r, H2O_TOKEN_AUTHORIZATION);
-	struct engine_job *job = request_job_new(r, verify_run, 0, sizeof(struct verify_job));
+	struct engine_job *job = request_job_new(r, verify_run, sizeof(struct verify_job));
 	struct verify_job *v = job->data;
 	enum role role;
 

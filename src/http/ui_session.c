@@ -435,7 +435,7 @@ login_check(struct request *r)
 		free(next);
 		goto done;
 	}
-	job = request_job_new(r, login_verify, 0, sizeof(*a));
+	job = request_job_new(r, login_verify, sizeof(*a));
 	job->is_side = 1;
 	job->free_data = login_job_wipe;
 	a = job->data;

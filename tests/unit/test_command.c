@@ -54,11 +54,10 @@ model_text(const struct model *m)
 		                        (long long)c->version);
 		for (j = 0; j < c->n_nodes; j++) {
 			const struct node *n = &c->nodes[j];
-			len += (size_t)snprintf(out + len, size - len, " N %s %d %s %s %lld %s %s\n",
-			                        n->name, (int)n->status, n->reason, n->changed_by,
-			                        (long long)n->expires_at,
-			                        n->address ? n->address : "-",
-			                        n->check ? n->check : "-");
+			len += (size_t)snprintf(
+			    out + len, size - len, " N %s %d %s %s %lld %s %s\n", n->name,
+			    (int)n->status, n->reason, n->changed_by, (long long)n->expires_at,
+			    n->address ? n->address : "-", n->check ? n->check : "-");
 		}
 	}
 	for (i = 0; i < m->n_users; i++)
@@ -99,7 +98,8 @@ add_change(struct command *c, const char *node, enum node_status status, const c
 	struct change_set *cs = &c->changes;
 
 	cs->changes = xreallocarray(cs->changes, cs->n + 1, sizeof(*cs->changes));
-	cs->changes[cs->n++] = (struct status_change){xstrdup(node), status, xstrdup(reason), ttl_ms};
+	cs->changes[cs->n++] =
+	    (struct status_change){xstrdup(node), status, xstrdup(reason), ttl_ms};
 }
 
 static struct command
@@ -255,9 +255,9 @@ test_put_user_hashes_a_plaintext_password_when_prepared(void **state)
 	assert_int_equal(command_apply(m, &c, &alice, T0 + 5, NULL, &res, &err), 0);
 	assert_true(res.is_created);
 	assert_int_equal(res.created_at, T0 + 5);
-	assert_int_equal(crypto_pwhash_str_verify(model_find_user(m, "bob")->password_hash,
-	                                          "correct horse", 13),
-	                 0);
+	assert_int_equal(
+	    crypto_pwhash_str_verify(model_find_user(m, "bob")->password_hash, "correct horse", 13),
+	    0);
 	assert_refused(m, &c, 409); /* is_new_only: bob exists now */
 	command_free(&c);
 	model_free(m);
