@@ -34,7 +34,6 @@
 #include "ui.h"
 
 #define NEXT_MAX 512
-#define CLUSTER_PATH_MAX 128
 
 static int
 action_is(h2o_iovec_t action, const char *name)
@@ -462,33 +461,16 @@ ui_root_page(struct request *r)
 	root_render(r, 200, NULL, NULL, NULL);
 }
 
-struct cluster_job {
-	int is_add;
-	char name[NODE_NAME_MAX + 1];
-	char path[CLUSTER_PATH_MAX + 1];
-};
-
-static int
-cluster_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct cluster_job *a = job->data;
-
-	if (a->is_add)
-		return model_add_cluster(tx->model, a->name, a->path, tx->who, tx->now, tx->audit,
-		                         err);
-	return model_remove_cluster(tx->model, a->name, tx->who, tx->now, tx->audit, err);
-}
-
 static void
 cluster_job_done(struct request *r, struct engine_job *job)
 {
-	struct cluster_job *a = job->data;
+	const struct command *c = &job->command;
+	int is_add = c->kind == COMMAND_ADD_CLUSTER;
 
 	if (job->rc == 0)
-		reply_redirect(r, 303,
-		               a->is_add ? "/?done=cluster-added" : "/?done=cluster-removed");
-	else if (a->is_add)
-		root_render(r, job->err.status, job->err.what, a->name, a->path);
+		reply_redirect(r, 303, is_add ? "/?done=cluster-added" : "/?done=cluster-removed");
+	else if (is_add)
+		root_render(r, job->err.status, job->err.what, c->cluster, c->path);
 	else
 		root_render(r, job->err.status, job->err.what, NULL, NULL);
 }
@@ -498,7 +480,7 @@ ui_clusters_post(struct request *r)
 {
 	char *name, *path;
 	struct engine_job *job;
-	struct cluster_job *a;
+	struct command *cmd;
 	int is_add;
 
 	if (ui_post_guard(r, ROLE_ADMIN) != 0)
@@ -514,11 +496,10 @@ ui_clusters_post(struct request *r)
 		            name, path);
 		goto done;
 	}
-	job = request_job_new(r, cluster_job_run, 1, sizeof(*a));
-	a = job->data;
-	a->is_add = is_add;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	snprintf(a->path, sizeof(a->path), "%s", path ? path : "");
+	job = request_job_new(r, NULL, 0);
+	cmd = engine_job_command(job, is_add ? COMMAND_ADD_CLUSTER : COMMAND_REMOVE_CLUSTER);
+	cmd->cluster = xstrdup(name);
+	cmd->path = is_add ? xstrdup(path) : NULL;
 	request_job_submit(r, job, cluster_job_done);
 done:
 	free(name);
