@@ -99,11 +99,6 @@ void request_after(struct request *r, int64_t delay_ms, request_handler then);
  * failures) or 403 itself. May finish asynchronously. */
 void auth_require(struct request *r, enum role min_role, int allow_session, request_handler then);
 
-/* Hashes a password for storage (argon2id). Returns a malloc'd string,
- * or NULL when hashing failed (out of memory). Slow: call it on the
- * engine thread or at start-up, never on a worker. */
-char *auth_hash_password(const char *password);
-
 /* Creates a token secret for id; fills token (the string the user gets,
  * "cmt_<id>_<secret>") and hash_hex (what is stored). */
 void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
