@@ -125,6 +125,8 @@ node_name_is_valid(const char *s, size_t len)
 
 	if (s == NULL || len == 0 || len > NODE_NAME_MAX)
 		return 0;
+	if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+		return 0;
 	for (i = 0; i < len; i++)
 		if (!is_name_char((unsigned char)s[i]))
 			return 0;

@@ -26,7 +26,7 @@
 #define DEFAULT_CLUSTER "default"
 #define DEFAULT_MOUNT "/health"
 /* The node name rule in words, for error messages. */
-#define NODE_NAME_RULE "1-64 characters of A-Z a-z 0-9 . _ -"
+#define NODE_NAME_RULE "1-64 characters of A-Z a-z 0-9 . _ -, not . or .."
 
 enum node_status {
 	NODE_ONLINE = 0,
@@ -128,7 +128,10 @@ struct change_set {
 
 /* --- names and enums ------------------------------------------------- */
 
-/* 1-64 characters of A-Z a-z 0-9 . _ - ; len excludes any terminator. */
+/* 1-64 characters of A-Z a-z 0-9 . _ - ; len excludes any terminator.
+ * "." and ".." are refused: as a segment of a URL path they mean "this"
+ * and "the parent", so such a node or cluster could never be addressed
+ * in the API. */
 int node_name_is_valid(const char *s, size_t len);
 /* Cluster names follow the node name rule. */
 int cluster_name_is_valid(const char *s);
