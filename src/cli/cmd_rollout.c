@@ -33,6 +33,7 @@
 #include <curl/curl.h>
 
 #include "command.h"
+#include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
 #include "wait.h"
@@ -40,7 +41,6 @@
 #define DEFAULT_DRAIN_TIMEOUT_MS (60 * 1000)
 #define DEFAULT_READY_TIMEOUT_MS (60 * 1000)
 #define COMMAND_BUDGET_MS (15 * 60 * 1000) /* what the default TTL allows COMMAND */
-#define MAX_TTL_S (30 * 86400)             /* the API's limit */
 #define BATCH_MAX 32
 #define REASON_MAX 256 /* the API's limit, in bytes */
 #define WARMUP_RETRY_MS 250
@@ -187,8 +187,8 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	r->serving.want_serving = 1;
 	r->serving.timeout_ms = r->ready_timeout_ms;
 	ttl_ms = r->drain_timeout_ms + COMMAND_BUDGET_MS + r->ready_timeout_ms;
-	if ((rc = wait_parse_duration("ttl", cli->ttl, ttl_ms, MAX_TTL_S * 1000LL, &ttl_ms, err)) !=
-	    0)
+	if ((rc = wait_parse_duration("ttl", cli->ttl, ttl_ms, TTL_MAX_SECONDS * 1000LL, &ttl_ms,
+	                              err)) != 0)
 		return rc;
 	r->ttl_s = (ttl_ms + 999) / 1000;
 	return 0;

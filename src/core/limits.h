@@ -19,15 +19,17 @@
 
 #include "error.h"
 
-#define NODE_NAME_MAX 64            /* node, cluster, user names, token ids: bytes */
-#define CLUSTER_PATH_MAX 128        /* a mount path: bytes */
-#define REASON_MAX 256              /* a status reason: characters */
-#define DESCRIPTION_MAX 256         /* a token description: characters */
-#define PASSWORD_MIN 8              /* bytes */
-#define PASSWORD_MAX 1024           /* bytes */
-#define USER_AGENT_MAX 127          /* a prober's User-Agent as kept: bytes (longer is cut) */
-#define BODY_MAX (64 * 1024)        /* a JSON request body (seed REST, v1): bytes */
-#define FORM_BODY_MAX (1024 * 1024) /* any request body, a web form's too: bytes */
+#define NODE_NAME_MAX 64     /* node, cluster, user names, token ids: bytes */
+#define CLUSTER_PATH_MAX 128 /* a mount path: bytes */
+#define REASON_MAX 256       /* a status reason: characters */
+#define DESCRIPTION_MAX 256  /* a token description: characters */
+#define PASSWORD_MIN 8       /* bytes */
+#define PASSWORD_MAX 1024    /* bytes */
+#define USER_AGENT_MAX 127   /* a prober's User-Agent as kept: bytes (longer is cut) */
+#define BODY_MAX (64 * 1024) /* any request body (JSON or a form): bytes */
+/* h2o's own cut-off, a backstop far above BODY_MAX so that our 413 with a
+ * sentence answers first: bytes */
+#define REQUEST_ENTITY_MAX (1024 * 1024)
 #define TTL_MAX_SECONDS (30LL * 24 * 3600) /* a status TTL: 1 s to 30 days (changeset.c) */
 #define CLUSTER_NODES_MAX 10000            /* nodes in one cluster */
 

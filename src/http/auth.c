@@ -61,7 +61,7 @@ struct auth_state {
 
 struct verify_job {
 	char user[NODE_NAME_MAX + 1];
-	char password[1025];
+	char password[PASSWORD_MAX + 1];
 	unsigned char key[32];
 	/* result */
 	int is_valid;

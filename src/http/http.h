@@ -25,8 +25,6 @@
 #include "../core/model.h"
 #include "../engine/engine.h"
 
-#define BODY_MAX (64 * 1024)
-
 struct server;
 struct worker;
 struct request;
@@ -108,7 +106,8 @@ void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, ch
  * what follows "Basic ") into user and password, NUL-terminated. Returns
  * 0, or -1 when they are malformed (not base64, no ':', a NUL byte) or do
  * not fit (a user name of user_size or more bytes, a password of
- * password_size or more; at most 64 and 1024 are ever accepted). */
+ * password_size or more; at most NODE_NAME_MAX and PASSWORD_MAX bytes
+ * are ever accepted). */
 int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
                       size_t password_size);
 

@@ -578,7 +578,7 @@ server_start(struct server *s, struct error *err)
 	h2o_config_init(&s->config);
 	/* Bodies over BODY_MAX get a JSON 413 from request_json_body; h2o's own
 	 * (plain text) 413 only catches the absurd. */
-	s->config.max_request_entity_size = 1024 * 1024;
+	s->config.max_request_entity_size = REQUEST_ENTITY_MAX;
 	s->config.http1.req_timeout = 10000;
 	/* No Server header: it only tells scanners the version, and h2o
 	 * formats it with sprintf on every response (a sixth of the

@@ -414,11 +414,15 @@ cluster_add_form(struct request *r, struct ui_buf *b, const char *error, const c
 	ui_printf(
 	    b,
 	    "<div class=\"field\"><label for=\"cl-name\">Name</label><input id=\"cl-name\" "
-	    "name=\"name\" required maxlength=\"64\" value=\"%s\"></div>"
-	    "<div class=\"field\"><label for=\"cl-path\">Mount path</label><input "
-	    "id=\"cl-path\" name=\"path\" required maxlength=\"128\" placeholder=\"/shop\" "
-	    "value=\"%s\"></div><button type=\"submit\" class=\"primary\">Add cluster</button>"
-	    "</form>",
+	    "name=\"name\" required maxlength=\"" UI_LIMIT(
+	        NODE_NAME_MAX) "\" value=\"%s\"></div>"
+	                       "<div class=\"field\"><label for=\"cl-path\">Mount "
+	                       "path</label><input "
+	                       "id=\"cl-path\" name=\"path\" required maxlength=\"" UI_LIMIT(
+	                           CLUSTER_PATH_MAX) "\" placeholder=\"/shop\" "
+	                                             "value=\"%s\"></div><button type=\"submit\" "
+	                                             "class=\"primary\">Add cluster</button>"
+	                                             "</form>",
 	    name ? name : "", path ? path : "");
 	if (error != NULL)
 		ui_printf(b, "<p class=\"field-error\" role=\"alert\">%s</p>", error);
@@ -491,7 +495,7 @@ ui_clusters_post(struct request *r)
 	if (name == NULL || strlen(name) > NODE_NAME_MAX || (is_add && path == NULL) ||
 	    (path != NULL && strlen(path) > CLUSTER_PATH_MAX)) {
 		root_render(r, 400,
-		            "The name must be 1-64 characters of A-Z a-z 0-9 . _ - and the mount "
+		            "The name must be " NODE_NAME_RULE " and the mount "
 		            "path at most 128 characters, like /shop.",
 		            name, path);
 		goto done;

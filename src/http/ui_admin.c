@@ -95,14 +95,18 @@ users_section(struct request *r, struct ui_buf *b, const struct model *m,
 	ui_raw(b, "<h3>Add a user</h3><form method=\"post\" action=\"/admin\" "
 	          "class=\"inline-form\"><input type=\"hidden\" name=\"form\" value=\"user-add\">");
 	ui_csrf_input(r, b);
-	ui_printf(b,
-	          "<div class=\"field\"><label for=\"u-name\">Name</label><input id=\"u-name\" "
-	          "name=\"name\" required maxlength=\"64\" autocomplete=\"off\" value=\"%s\"></div>"
-	          "<div class=\"field\"><label for=\"u-password\">Password</label><input "
-	          "id=\"u-password\" name=\"password\" type=\"password\" required minlength=\"8\" "
-	          "autocomplete=\"new-password\"></div><div class=\"field\"><label "
-	          "for=\"u-role\">Role</label><select id=\"u-role\" name=\"role\">",
-	          st->user_name ? st->user_name : "");
+	ui_printf(
+	    b,
+	    "<div class=\"field\"><label for=\"u-name\">Name</label><input id=\"u-name\" "
+	    "name=\"name\" required maxlength=\"" UI_LIMIT(
+	        NODE_NAME_MAX) "\" autocomplete=\"off\" value=\"%s\"></div>"
+	                       "<div class=\"field\"><label "
+	                       "for=\"u-password\">Password</label><input "
+	                       "id=\"u-password\" name=\"password\" type=\"password\" required "
+	                       "minlength=\"8\" "
+	                       "autocomplete=\"new-password\"></div><div class=\"field\"><label "
+	                       "for=\"u-role\">Role</label><select id=\"u-role\" name=\"role\">",
+	    st->user_name ? st->user_name : "");
 	role_options(b, st->user_role ? st->user_role : "viewer");
 	ui_raw(b, "</select></div><button type=\"submit\" class=\"primary\">Add user</button>"
 	          "</form>");
@@ -162,8 +166,10 @@ tokens_section(struct request *r, struct ui_buf *b, const struct model *m,
 	ui_printf(b,
 	          "</select></div><div class=\"field grow\"><label for=\"t-description\">"
 	          "Description</label><input id=\"t-description\" name=\"description\" "
-	          "maxlength=\"256\" value=\"%s\" placeholder=\"e.g. deploy pipeline\"></div>"
-	          "<button type=\"submit\" class=\"primary\">Create token</button></form>",
+	          "maxlength=\"" UI_LIMIT(
+	              DESCRIPTION_MAX) "\" value=\"%s\" placeholder=\"e.g. deploy pipeline\"></div>"
+	                               "<button type=\"submit\" class=\"primary\">Create "
+	                               "token</button></form>",
 	          st->token_description ? st->token_description : "");
 	if (st->token_error != NULL)
 		ui_printf(b, "<p class=\"field-error\" role=\"alert\">%s</p>", st->token_error);

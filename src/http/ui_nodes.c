@@ -323,12 +323,15 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 		    b,
 		    "<div class=\"form-row\"><div class=\"field\"><label for=\"reason\">Reason "
 		    "<span class=\"hint\">(for the nodes taken out)</span>"
-		    "</label><input id=\"reason\" name=\"reason\" maxlength=\"256\" "
-		    "value=\"%s\" placeholder=\"e.g. kernel update\"></div><div "
-		    "class=\"field\"><label for=\"ttl\">Back online after <span "
-		    "class=\"hint\">(optional)</span></label><input id=\"ttl\" name=\"ttl\" "
-		    "value=\"%s\" placeholder=\"e.g. 30m, 2h\"></div><button type=\"submit\" "
-		    "class=\"primary\">Save Offline Nodes</button></div></form>",
+		    "</label><input id=\"reason\" name=\"reason\" maxlength=\"" UI_LIMIT(
+		        REASON_MAX) "\" "
+		                    "value=\"%s\" placeholder=\"e.g. kernel update\"></div><div "
+		                    "class=\"field\"><label for=\"ttl\">Back online after <span "
+		                    "class=\"hint\">(optional)</span></label><input id=\"ttl\" "
+		                    "name=\"ttl\" "
+		                    "value=\"%s\" placeholder=\"e.g. 30m, 2h\"></div><button "
+		                    "type=\"submit\" "
+		                    "class=\"primary\">Save Offline Nodes</button></div></form>",
 		    st->reason ? st->reason : "", st->ttl ? st->ttl : "");
 	ui_raw(b, "</section>");
 }

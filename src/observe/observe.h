@@ -39,7 +39,7 @@
 #define OBSERVE_FORGET_MS (10 * 60 * 1000)
 #define OBSERVE_STALE_MS (60 * 1000)
 #define OBSERVE_ADDRESS_MAX 63
-#define OBSERVE_USER_AGENT_MAX 127 /* longer ones are cut */
+#define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX /* core/limits.h; longer ones are cut */
 #define OBSERVE_ERROR_MAX 159
 
 enum observe_protocol {
