@@ -38,6 +38,7 @@
  * frees them, and must know no call is still under way.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "engine.h"
 
 #define MAX_READERS 64
@@ -212,33 +214,48 @@ log_audit(const struct audit_log *audit)
 	}
 }
 
+/* Applies c to a copy of the current model and, when that changed
+ * anything, persists and publishes the copy: the one write path, for
+ * clients' commands and the TTL clock alike. */
+static int
+apply_command(struct engine *e, const struct command *c, const struct actor *who, int64_t now,
+              struct command_result *res, struct error *err)
+{
+	struct model *next = model_copy(atomic_load(&e->current));
+	struct audit_log audit = {0};
+	int rc = command_apply(next, c, who, now, &audit, res, err);
+
+	if (rc != 0 || audit.n == 0) {
+		model_free(next);
+	} else if (commit(e, next, &audit, err) == 0) {
+		log_audit(&audit);
+	} else {
+		rc = -1;
+		res->is_changed = 0;
+	}
+	audit_log_free(&audit);
+	return rc;
+}
+
 static void
 run_job(struct engine *e, struct engine_job *job)
 {
 	struct actor who = {job->who_name, job->who_address};
-	struct engine_tx tx = {.store = e->store, .who = &who, .now = time_now_ms()};
-	struct audit_log audit = {0};
+	struct engine_tx tx = {.model = atomic_load(&e->current), .who = &who};
 
 	error_clear(&job->err);
-	job->changed = 0;
-	if (!job->is_write) {
-		tx.model = atomic_load(&e->current);
-		job->rc = job->run(&tx, job, &job->err);
-		return;
-	}
-	tx.model = model_copy(atomic_load(&e->current));
-	tx.audit = &audit;
-	job->rc = job->run(&tx, job, &job->err);
-	if (job->rc != 0 || audit.n == 0) {
-		model_free(tx.model);
-	} else if (commit(e, tx.model, &audit, &job->err) == 0) {
-		job->changed = 1;
-		log_audit(&audit);
+	if (job->is_command) {
+		job->rc =
+		    apply_command(e, &job->command, &who, time_now_ms(), &job->result, &job->err);
+		if (job->rc != 0 && job->err.status >= 500)
+			log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+	} else if (job->is_audit_read) {
+		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
+		                           &job->audit, &job->err);
 	} else {
-		job->rc = -1;
-		log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+		tx.now = time_now_ms();
+		job->rc = job->run(&tx, job, &job->err);
 	}
-	audit_log_free(&audit);
 }
 
 /* The time (ms) the next TTL expiry is to be applied at, 0 for none. A
@@ -258,25 +275,22 @@ next_expiry(struct engine *e)
 static void
 expire_due(struct engine *e, int64_t now)
 {
-	struct model *next;
-	struct audit_log audit = {0};
+	static const struct actor ttl = {"ttl", ""};
+	struct command expire;
+	struct command_result res;
 	struct error err;
 	int64_t due = next_expiry(e);
 
 	if (due == 0 || due > now)
 		return;
-	next = model_copy(atomic_load(&e->current));
-	if (model_expire(next, now, &audit) == 0) {
-		model_free(next);
-	} else if (commit(e, next, &audit, &err) == 0) {
+	command_init(&expire, COMMAND_EXPIRE);
+	if (apply_command(e, &expire, &ttl, now, &res, &err) == 0) {
 		e->expiry_retry_at = 0;
-		log_audit(&audit);
 	} else {
 		e->expiry_retry_at = now + EXPIRY_RETRY_MS;
 		log_kv(LOG_ERROR, "store write failed; ttl expiry retried", "error", err.what,
 		       NULL);
 	}
-	audit_log_free(&audit);
 }
 
 static void
@@ -350,23 +364,21 @@ side_thread(void *arg)
 			e->side_tail = NULL;
 		pthread_mutex_unlock(&e->lock);
 		error_clear(&job->err);
-		job->changed = 0;
 		if (e->is_stopping) {
 			job->rc = error_set(&job->err, 503, "the daemon is stopping");
+		} else if (job->is_command) {
+			job->rc = command_prepare(&job->command, &job->err);
 		} else {
 			engine_reader_online(e, reader_id);
 			who = (struct actor){job->who_name, job->who_address};
 			tx = (struct engine_tx){
 			    .model = atomic_load(&e->current), .who = &who, .now = time_now_ms()};
-			job->rc =
-			    (job->prepare != NULL ? job->prepare : job->run)(&tx, job, &job->err);
+			job->rc = job->run(&tx, job, &job->err);
 		}
-		if (job->prepare != NULL && job->rc == 0) {
-			job->prepare = NULL; /* prepared: on to the engine thread */
-			engine_submit(e, job);
-		} else {
+		if (job->is_command && job->rc == 0)
+			engine_submit(e, job); /* prepared: on to the engine thread */
+		else
 			job->done(job);
-		}
 		engine_reader_offline(e, reader_id);
 		pthread_mutex_lock(&e->lock);
 	}
@@ -383,18 +395,24 @@ prepare_model(struct engine *e, struct model *m, struct error *err)
 	struct actor daemon = {"clustermgmt", ""};
 	struct audit_log audit = {0};
 	struct model *before = model_copy(m);
+	struct command add, expire;
+	int64_t now = time_now_ms();
 	int rc = 0;
 
-	if (m->n_clusters == 0 && model_add_cluster(m, DEFAULT_CLUSTER, DEFAULT_MOUNT, &daemon,
-	                                            time_now_ms(), &audit, err) != 0)
+	command_init(&add, COMMAND_ADD_CLUSTER);
+	command_init(&expire, COMMAND_EXPIRE);
+	add.cluster = xstrdup(DEFAULT_CLUSTER);
+	add.path = xstrdup(DEFAULT_MOUNT);
+	if (m->n_clusters == 0 && command_apply(m, &add, &daemon, now, &audit, NULL, err) != 0)
 		rc = -1;
 	if (rc == 0)
-		model_expire(m, time_now_ms(), &audit);
+		command_apply(m, &expire, &daemon, now, &audit, NULL, err);
 	if (rc == 0 && audit.n > 0)
 		rc = store_save(e->store, before, m, &audit, err);
 	if (rc == 0)
 		log_audit(&audit);
 	audit_log_free(&audit);
+	command_free(&add);
 	model_free(before);
 	return rc;
 }
@@ -464,7 +482,7 @@ engine_stop(struct engine *e)
 void
 engine_submit(struct engine *e, struct engine_job *job)
 {
-	int is_side = job->is_side || job->prepare != NULL;
+	int is_side = job->is_command ? command_needs_prepare(&job->command) : job->is_side;
 	struct engine_job **head = is_side ? &e->side_head : &e->head;
 	struct engine_job **tail = is_side ? &e->side_tail : &e->tail;
 
@@ -482,7 +500,7 @@ engine_submit(struct engine *e, struct engine_job *job)
 static void
 sync_done(struct engine_job *job)
 {
-	struct sync_wait *w = job->sync;
+	struct sync_wait *w = job->done_arg;
 
 	pthread_mutex_lock(&w->lock);
 	w->is_done = 1;
@@ -497,7 +515,7 @@ engine_run_sync(struct engine *e, struct engine_job *job)
 
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
-	job->sync = &w;
+	job->done_arg = &w;
 	job->done = sync_done;
 	engine_submit(e, job);
 	pthread_mutex_lock(&w.lock);
@@ -595,4 +613,31 @@ engine_snapshot(struct engine *e)
 	if (my_engine == e)
 		engine_reader_online(e, my_reader_id);
 	return atomic_load(&e->current);
+}
+
+struct command *
+engine_job_command(struct engine_job *job, enum command_kind kind)
+{
+	job->is_command = 1;
+	command_init(&job->command, kind);
+	return &job->command;
+}
+
+void
+engine_job_read_audit(struct engine_job *job, const char *cluster, int64_t limit)
+{
+	job->is_audit_read = 1;
+	snprintf(job->audit_cluster, sizeof(job->audit_cluster), "%s", cluster);
+	job->audit_limit = limit;
+}
+
+void
+engine_job_release(struct engine_job *job)
+{
+	if (job->is_command)
+		command_free(&job->command);
+	audit_log_free(&job->audit);
+	if (job->free_data != NULL)
+		job->free_data(job->data);
+	job->free_data = NULL;
 }

@@ -61,7 +61,7 @@ struct auth_state {
 
 struct verify_job {
 	char user[NODE_NAME_MAX + 1];
-	char password[1025];
+	char password[PASSWORD_MAX + 1];
 	unsigned char key[32];
 	/* result */
 	int is_valid;
@@ -354,7 +354,7 @@ static void
 check_basic_now(struct request *r)
 {
 	h2o_iovec_t h = request_header(r, H2O_TOKEN_AUTHORIZATION);
-	struct engine_job *job = request_job_new(r, verify_run, 0, sizeof(struct verify_job));
+	struct engine_job *job = request_job_new(r, verify_run, sizeof(struct verify_job));
 	struct verify_job *v = job->data;
 	enum role role;
 

@@ -25,8 +25,6 @@
 #include "../core/model.h"
 #include "../engine/engine.h"
 
-#define BODY_MAX (64 * 1024)
-
 struct server;
 struct worker;
 struct request;
@@ -71,15 +69,15 @@ int request_is_https(const struct request *r);
 /* The daemon's observed probes and check states (observe/observe.h). */
 struct observe *request_observe(const struct request *r);
 
-/* A job for the engine thread whose data area (job->data) is data_size
- * zeroed bytes owned by the job. The actor is r's. */
-struct engine_job *request_job_new(struct request *r, engine_job_fn fn, int is_write,
-                                   size_t data_size);
+/* A job for the engine whose data area (job->data) is data_size zeroed
+ * bytes owned by the job. The actor is r's. fn: a read job's work; NULL
+ * for a command (engine_job_command) or an audit read
+ * (engine_job_read_audit). */
+struct engine_job *request_job_new(struct request *r, engine_job_fn fn, size_t data_size);
 /* Queues job; when it is done, then(r, job) runs on r's worker thread
- * (unless the client went away); the job is freed after then returns.
- * Put anything then needs to respond into job->data during fn; set
- * job->free_data to release what data points to (it runs whether or not
- * then ran). */
+ * (unless the client went away); then the job is released
+ * (engine_job_release: its command, what it read, job->free_data) and
+ * freed, whether or not then ran. */
 void request_job_submit(struct request *r, struct engine_job *job, request_job_handler then);
 
 /* Calls then(r) as soon as cluster's version is above after, or after
@@ -99,11 +97,6 @@ void request_after(struct request *r, int64_t delay_ms, request_handler then);
  * failures) or 403 itself. May finish asynchronously. */
 void auth_require(struct request *r, enum role min_role, int allow_session, request_handler then);
 
-/* Hashes a password for storage (argon2id). Returns a malloc'd string,
- * or NULL when hashing failed (out of memory). Slow: call it on the
- * engine thread or at start-up, never on a worker. */
-char *auth_hash_password(const char *password);
-
 /* Creates a token secret for id; fills token (the string the user gets,
  * "cmt_<id>_<secret>") and hash_hex (what is stored). */
 void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
@@ -113,7 +106,8 @@ void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, ch
  * what follows "Basic ") into user and password, NUL-terminated. Returns
  * 0, or -1 when they are malformed (not base64, no ':', a NUL byte) or do
  * not fit (a user name of user_size or more bytes, a password of
- * password_size or more; at most 64 and 1024 are ever accepted). */
+ * password_size or more; at most NODE_NAME_MAX and PASSWORD_MAX bytes
+ * are ever accepted). */
 int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
                       size_t password_size);
 

@@ -33,11 +33,11 @@
 #include "../observe/observe.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "server_internal.h"
 #include "serve.h"
 
 #define MAX_THREADS 32
-#define PASSWORD_MIN 8
 #define CHECK_COUNT_MAX 100
 
 static const char usage[] =
@@ -288,31 +288,14 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 
 /* --- start-up jobs ------------------------------------------------------ */
 
-struct admin_job {
-	char password[1025];
-};
-
-static int
-create_admin_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct admin_job *a = job->data;
-	char *hash;
-	int rc;
-
-	if (tx->model->n_users > 0)
-		return 0;
-	if ((hash = auth_hash_password(a->password)) == NULL)
-		return error_set(err, 500, "cannot hash the admin password (out of memory?)");
-	rc = model_put_user(tx->model, "admin", ROLE_ADMIN, hash, tx->who, tx->now, tx->audit, err);
-	free(hash);
-	return rc;
-}
-
-/* Reads the first line of path as the admin password. */
+/* Reads the first line of path as the admin password: PASSWORD_MIN to
+ * PASSWORD_MAX bytes, like every password; a longer one is refused, not
+ * cut (a cut password would not be the one the operator wrote down). */
 static int
 read_password_file(const char *path, char *buf, size_t size, struct error *err)
 {
 	FILE *f = fopen(path, "r");
+	struct error why;
 
 	if (f == NULL)
 		return error_set(err, 400, "cannot read %s: %s", path, strerror(errno));
@@ -320,82 +303,112 @@ read_password_file(const char *path, char *buf, size_t size, struct error *err)
 		buf[0] = '\0';
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
-	if (strlen(buf) < PASSWORD_MIN)
-		return error_set(err, 400, "the password in %s is shorter than %d characters", path,
-		                 PASSWORD_MIN);
+	if (password_check_length(buf, &why) != 0)
+		return error_set(err, 400, "the password in %s is %s than %d bytes", path,
+		                 strlen(buf) < PASSWORD_MIN ? "shorter" : "longer",
+		                 strlen(buf) < PASSWORD_MIN ? PASSWORD_MIN : PASSWORD_MAX);
 	return 0;
 }
 
+struct startup_counts {
+	size_t n_users;
+	size_t n_default_nodes; /* SIZE_MAX: no default cluster */
+};
+
 static int
-count_users_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+count_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
+	struct startup_counts *n = job->data;
+	const struct cluster *c = model_find_cluster(tx->model, DEFAULT_CLUSTER);
+
 	(void)err;
-	*(size_t *)job->data = tx->model->n_users;
+	n->n_users = tx->model->n_users;
+	n->n_default_nodes = c != NULL ? c->n_nodes : SIZE_MAX;
 	return 0;
 }
 
 /* The main thread is no engine reader (a snapshot could be freed under
- * it), so it asks the engine whether there are users. */
+ * it), so it asks the engine. */
+static struct startup_counts
+startup_counts(struct server *s)
+{
+	struct startup_counts n = {0};
+	struct engine_job count = {.run = count_run, .data = &n};
+
+	engine_run_sync(s->engine, &count);
+	return n;
+}
+
+/* Runs a start-up command as actor who; a 409 (someone else did it
+ * first) is no error. */
+static int
+run_startup_command(struct server *s, struct engine_job *job, const char *who, struct error *err)
+{
+	int rc;
+
+	snprintf(job->who_name, sizeof(job->who_name), "%s", who);
+	rc = engine_run_sync(s->engine, job);
+	if (rc != 0 && job->err.status != 409)
+		*err = job->err;
+	else
+		rc = 0;
+	engine_job_release(job);
+	return rc;
+}
+
 static int
 ensure_admin(struct server *s, struct error *err)
 {
-	struct engine_job job = {.run = create_admin_run, .is_write = 1};
-	size_t n_users = 0;
-	struct engine_job count = {.run = count_users_run, .data = &n_users};
-	struct admin_job a;
+	struct engine_job job = {0};
+	struct command *cmd;
+	char password[PASSWORD_MAX + 2];
 	unsigned char random[18];
 	int is_generated = 0;
 
-	engine_run_sync(s->engine, &count);
-	if (n_users > 0)
+	if (startup_counts(s).n_users > 0)
 		return 0;
 	if (s->opts.admin_password_file != NULL) {
-		if (read_password_file(s->opts.admin_password_file, a.password, sizeof(a.password),
+		if (read_password_file(s->opts.admin_password_file, password, sizeof(password),
 		                       err) != 0)
 			return -1;
 	} else {
 		randombytes_buf(random, sizeof(random));
-		sodium_bin2base64(a.password, sizeof(a.password), random, sizeof(random),
+		sodium_bin2base64(password, sizeof(password), random, sizeof(random),
 		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 		is_generated = 1;
 	}
-	snprintf(job.who_name, sizeof(job.who_name), "clustermgmt");
-	job.data = &a;
-	if (engine_run_sync(s->engine, &job) != 0) {
-		*err = job.err;
+	cmd = engine_job_command(&job, COMMAND_PUT_USER);
+	cmd->name = xstrdup("admin");
+	cmd->role = ROLE_ADMIN;
+	cmd->is_new_only = 1;
+	cmd->password = xstrdup(password); /* hashed by the command */
+	if (run_startup_command(s, &job, "clustermgmt", err) != 0) {
+		sodium_memzero(password, sizeof(password));
 		return -1;
 	}
 	if (is_generated)
 		log_kv(LOG_WARN,
 		       "created user admin with a generated password; it is shown only once",
-		       "user", "admin", "password", a.password, NULL);
-	sodium_memzero(&a, sizeof(a));
+		       "user", "admin", "password", password, NULL);
+	sodium_memzero(password, sizeof(password));
 	return 0;
-}
-
-static int
-demo_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	static const char *const names[] = {"node1", "node2", "node3"};
-	struct cluster *c = model_find_cluster_mut(tx->model, DEFAULT_CLUSTER);
-
-	(void)job;
-	if (c == NULL || c->n_nodes > 0)
-		return 0;
-	return cluster_set_node_list(c, names, 3, tx->who, tx->now, tx->audit, err);
 }
 
 static int
 seed_demo(struct server *s, struct error *err)
 {
-	struct engine_job job = {.run = demo_run, .is_write = 1};
+	static const char *const names[] = {"node1", "node2", "node3"};
+	struct engine_job job = {0};
+	struct command *cmd;
+	size_t i;
 
-	snprintf(job.who_name, sizeof(job.who_name), "demo");
-	if (engine_run_sync(s->engine, &job) != 0) {
-		*err = job.err;
-		return -1;
-	}
-	return 0;
+	if (startup_counts(s).n_default_nodes != 0)
+		return 0;
+	cmd = engine_job_command(&job, COMMAND_SET_NODE_LIST);
+	cmd->cluster = xstrdup(DEFAULT_CLUSTER);
+	for (i = 0; i < 3; i++)
+		command_add_name(cmd, names[i]);
+	return run_startup_command(s, &job, "demo", err);
 }
 
 /* --- TLS ---------------------------------------------------------------- */

@@ -166,14 +166,13 @@ pending_finish(struct pending *pd)
 }
 
 struct engine_job *
-request_job_new(struct request *r, engine_job_fn fn, int is_write, size_t data_size)
+request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 {
 	struct engine_job *job = calloc(1, sizeof(*job) + data_size);
 
 	if (job == NULL)
 		abort();
 	job->run = fn;
-	job->is_write = is_write;
 	job->data = job + 1;
 	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
 	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
@@ -184,7 +183,7 @@ request_job_new(struct request *r, engine_job_fn fn, int is_write, size_t data_s
 static void
 job_done(struct engine_job *job)
 {
-	struct pending *pd = job->sync;
+	struct pending *pd = job->done_arg;
 
 	h2o_multithread_send_message(&pd->worker->done_receiver, &pd->message);
 }
@@ -197,7 +196,7 @@ request_job_submit(struct request *r, struct engine_job *job, request_job_handle
 	pd->job = job;
 	pd->then_job = then;
 	job->done = job_done;
-	job->sync = pd;
+	job->done_arg = pd;
 	engine_submit(r->server->engine, job);
 }
 
@@ -218,8 +217,7 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 		pending_finish(pd);
 		if (r != NULL)
 			then(r, job);
-		if (job->free_data != NULL)
-			job->free_data(job->data);
+		engine_job_release(job);
 		free(job);
 	}
 }
@@ -755,7 +753,7 @@ server_start(struct server *s, struct error *err)
 	h2o_config_init(&s->config);
 	/* Bodies over BODY_MAX get a JSON 413 from request_json_body; h2o's own
 	 * (plain text) 413 only catches the absurd. */
-	s->config.max_request_entity_size = 1024 * 1024;
+	s->config.max_request_entity_size = REQUEST_ENTITY_MAX;
 	s->config.http1.req_timeout = 10000;
 	/* No Server header: it only tells scanners the version, and h2o
 	 * formats it with sprintf on every response (a sixth of the

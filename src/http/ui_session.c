@@ -41,7 +41,6 @@
 #define SESSION_ID_BYTES 32
 #define SESSION_ID_TEXT 44 /* base64url without padding of 32 bytes, + NUL */
 #define COOKIE_NAME "cm_session"
-#define PASSWORD_MAX 4096
 #define NEXT_MAX 512
 
 struct session {
@@ -436,7 +435,7 @@ login_check(struct request *r)
 		free(next);
 		goto done;
 	}
-	job = request_job_new(r, login_verify, 0, sizeof(*a));
+	job = request_job_new(r, login_verify, sizeof(*a));
 	job->is_side = 1;
 	job->free_data = login_job_wipe;
 	a = job->data;

@@ -39,9 +39,10 @@
 #define OBSERVE_FORGET_MS (10 * 60 * 1000)
 #define OBSERVE_STALE_MS (60 * 1000)
 #define OBSERVE_ADDRESS_MAX 63
-/* Bytes of a User-Agent kept: it is stored as valid UTF-8 (ill-formed
- * bytes become U+FFFD) and cut on a character boundary (utf8_sanitize). */
-#define OBSERVE_USER_AGENT_MAX 127
+/* Bytes of a User-Agent kept (core/limits.h): it is stored as valid UTF-8
+ * (ill-formed bytes become U+FFFD) and cut on a character boundary
+ * (utf8_sanitize). */
+#define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX
 #define OBSERVE_ERROR_MAX 159
 
 enum observe_protocol {
