@@ -5,9 +5,14 @@
  * read until a newline, AGENT_LINE_MAX bytes, end of stream or
  * AGENT_READ_TIMEOUT_MS, whichever comes first; look the node up in the
  * snapshot; write one line; close. A stalled client costs one socket and
- * one timer, never a blocked loop.
+ * one timer, never a blocked loop. When accept fails for lack of
+ * descriptors, the loop's owner is asked to close an idle connection
+ * (an agent connection is never idle for long) and accept is tried again;
+ * when nothing can be closed the listener is left unpolled for
+ * AGENT_ACCEPT_PAUSE_MS instead of spinning on it.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +22,8 @@
 #include "agent.h"
 
 #define AGENT_USER_AGENT "haproxy-agent"
+#define AGENT_ACCEPT_PAUSE_MS 100
+#define AGENT_MAKE_ROOM_MAX 16 /* connections closed per accept event */
 
 struct agent {
 	h2o_loop_t *loop;
@@ -26,6 +33,10 @@ struct agent {
 	const char *default_node;
 	h2o_timeout_t read_timeout;
 	h2o_linklist_t conns;
+	h2o_timeout_t accept_pause_timeout;
+	h2o_timeout_entry_t accept_resume;
+	agent_make_room_fn make_room;
+	void *make_room_arg;
 };
 
 struct agent_conn {
@@ -174,15 +185,37 @@ on_read_timeout(h2o_timeout_entry_t *entry)
 	conn_answer(c);
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void
+on_accept_resume(h2o_timeout_entry_t *entry)
+{
+	struct agent *a = H2O_STRUCT_FROM_MEMBER(struct agent, accept_resume, entry);
+
+	h2o_socket_read_start(a->listener, on_accept);
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
 	struct agent *a = listener->data;
 	struct agent_conn *c;
 	h2o_socket_t *sock;
+	int n_closed = 0;
 
-	if (err != NULL || (sock = h2o_evloop_socket_accept(listener)) == NULL)
+	if (err != NULL)
 		return;
+	while ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
+		if (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
+			return;
+		if (n_closed == AGENT_MAKE_ROOM_MAX || a->make_room == NULL ||
+		    !a->make_room(a->make_room_arg)) {
+			h2o_socket_read_stop(listener);
+			h2o_timeout_link(a->loop, &a->accept_pause_timeout, &a->accept_resume);
+			return;
+		}
+		n_closed++;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		h2o_socket_close(sock);
 		return;
@@ -198,7 +231,7 @@ on_accept(h2o_socket_t *listener, const char *err)
 
 struct agent *
 agent_start(h2o_loop_t *loop, int listen_fd, struct engine *engine, struct observe *observe,
-            const char *default_node)
+            const char *default_node, agent_make_room_fn make_room, void *make_room_arg)
 {
 	struct agent *a = calloc(1, sizeof(*a));
 
@@ -208,8 +241,12 @@ agent_start(h2o_loop_t *loop, int listen_fd, struct engine *engine, struct obser
 	a->engine = engine;
 	a->observe = observe;
 	a->default_node = default_node;
+	a->make_room = make_room;
+	a->make_room_arg = make_room_arg;
 	h2o_linklist_init_anchor(&a->conns);
 	h2o_timeout_init(loop, &a->read_timeout, AGENT_READ_TIMEOUT_MS);
+	h2o_timeout_init(loop, &a->accept_pause_timeout, AGENT_ACCEPT_PAUSE_MS);
+	a->accept_resume.cb = on_accept_resume;
 	a->listener = h2o_evloop_socket_create(loop, listen_fd, H2O_SOCKET_FLAG_DONT_READ);
 	a->listener->data = a;
 	h2o_socket_read_start(a->listener, on_accept);
@@ -221,6 +258,9 @@ agent_stop(struct agent *a)
 {
 	if (a == NULL)
 		return;
+	if (h2o_timeout_is_linked(&a->accept_resume))
+		h2o_timeout_unlink(&a->accept_resume);
+	h2o_timeout_dispose(a->loop, &a->accept_pause_timeout);
 	h2o_socket_read_stop(a->listener);
 	h2o_socket_close(a->listener);
 	while (!h2o_linklist_is_empty(&a->conns))

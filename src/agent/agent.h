@@ -35,11 +35,18 @@
 
 struct agent;
 
+/* Closes one idle connection of the loop to free a descriptor; returns 0
+ * when there is none. */
+typedef int (*agent_make_room_fn)(void *arg);
+
 /* Starts accepting on listen_fd (bound and listening; the agent owns it
  * from now on) on loop. default_node (serve --node) may be NULL; it and
- * the other arguments must outlive the agent. Never NULL. */
+ * the other arguments must outlive the agent. When accept fails for lack
+ * of descriptors the agent calls make_room(arg) (may be NULL) and tries
+ * again, or stops polling its listener for a short while. Never NULL. */
 struct agent *agent_start(h2o_loop_t *loop, int listen_fd, struct engine *engine,
-                          struct observe *observe, const char *default_node);
+                          struct observe *observe, const char *default_node,
+                          agent_make_room_fn make_room, void *make_room_arg);
 
 /* Stops accepting and closes every connection still open, unanswered,
  * then frees the agent. Call it on the loop's thread. NULL is allowed. */

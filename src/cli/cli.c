@@ -17,11 +17,11 @@
 #include <strings.h>
 
 #include "cli.h"
+#include "core/limits.h"
 #include "command.h"
 #include "output.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
-#define PASSWORD_MAX 1024 /* the API's limit */
 
 static const char main_help[] =
     "usage: clustermgmt [OPTIONS] COMMAND [ARGS] [OPTIONS]\n"
@@ -485,7 +485,7 @@ resolve_credentials(struct parsed *p, int is_user_add, char *password, size_t si
 		return 0;
 	}
 	if (from_stdin) {
-		if (cli_read_stdin_line(password, size, "password", err) != 0)
+		if (cli_read_password(password, size, "password", err) != 0)
 			return -1;
 		c->password = password;
 		return 0;
@@ -495,6 +495,9 @@ resolve_credentials(struct parsed *p, int is_user_add, char *password, size_t si
 		                 "no password for user '%s': give --password-stdin or set "
 		                 "CLUSTERMGMT_PASSWORD",
 		                 c->user);
+	if (strlen(c->password) > PASSWORD_MAX)
+		return error_set(err, 0, "CLUSTERMGMT_PASSWORD is longer than %d bytes",
+		                 PASSWORD_MAX);
 	return 0;
 }
 
@@ -666,6 +669,17 @@ cli_check_args(int nargs, int min, int max, const char *usage, struct error *err
 	if (nargs >= min && (max < 0 || nargs <= max))
 		return 0;
 	return cli_usage_error(err, "usage: clustermgmt %s", usage);
+}
+
+int
+cli_read_password(char *buf, size_t size, const char *what, struct error *err)
+{
+	int rc = cli_read_stdin_line(buf, size, what, err);
+
+	if (rc == 0 && strlen(buf) > PASSWORD_MAX)
+		rc = cli_usage_error(err, "the %s on stdin is longer than %d bytes", what,
+		                     PASSWORD_MAX);
+	return rc;
 }
 
 int

@@ -33,6 +33,7 @@
 #include <curl/curl.h>
 
 #include "command.h"
+#include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
 #include "wait.h"
@@ -40,7 +41,6 @@
 #define DEFAULT_DRAIN_TIMEOUT_MS (60 * 1000)
 #define DEFAULT_READY_TIMEOUT_MS (60 * 1000)
 #define COMMAND_BUDGET_MS (15 * 60 * 1000) /* what the default TTL allows COMMAND */
-#define MAX_TTL_S (30 * 86400)             /* the API's limit */
 #define BATCH_MAX 32
 #define REASON_MAX 256 /* the API's limit, in bytes */
 #define WARMUP_RETRY_MS 250
@@ -50,6 +50,23 @@ extern char **environ;
 
 static volatile sig_atomic_t interrupted;
 
+/* What happened to a node; rollout_result_names has the words the
+ * summary prints. */
+enum rollout_result {
+	RESULT_NOT_STARTED,
+	RESULT_OK,
+	RESULT_FAILED,
+	RESULT_REFUSED,
+	RESULT_STOPPED,
+	RESULT_INTERRUPTED,
+};
+
+static const char *const rollout_result_names[] = {
+    [RESULT_NOT_STARTED] = "not started", [RESULT_OK] = "ok",
+    [RESULT_FAILED] = "failed",           [RESULT_REFUSED] = "refused",
+    [RESULT_STOPPED] = "stopped",         [RESULT_INTERRUPTED] = "interrupted",
+};
+
 /* One node of the rollout and what happened to it. */
 struct rollout_node {
 	const char *name;    /* borrowed from the node list */
@@ -57,8 +74,8 @@ struct rollout_node {
 	char *command;       /* COMMAND with {node} and {address} substituted */
 	char **env;          /* the command's environment */
 	int64_t started, drain_ms, command_ms, warmup_ms, ready_ms, total_ms; /* -1: not reached */
-	const char *result; /* "not started", "ok", "failed", "stopped", "interrupted" */
-	char error[512];    /* why it failed, "" otherwise */
+	enum rollout_result result;
+	char error[512]; /* why it failed, "" otherwise */
 };
 
 struct rollout {
@@ -170,8 +187,8 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	r->serving.want_serving = 1;
 	r->serving.timeout_ms = r->ready_timeout_ms;
 	ttl_ms = r->drain_timeout_ms + COMMAND_BUDGET_MS + r->ready_timeout_ms;
-	if ((rc = wait_parse_duration("ttl", cli->ttl, ttl_ms, MAX_TTL_S * 1000LL, &ttl_ms, err)) !=
-	    0)
+	if ((rc = wait_parse_duration("ttl", cli->ttl, ttl_ms, TTL_MAX_SECONDS * 1000LL, &ttl_ms,
+	                              err)) != 0)
 		return rc;
 	r->ttl_s = (ttl_ms + 999) / 1000;
 	return 0;
@@ -395,7 +412,7 @@ prepare_nodes(struct rollout *r, struct error *err)
 		const json_t *node = find_node(r->list.json, rn->name);
 		const char *status = output_field(node, "status");
 		rn->address = output_field(node, "address");
-		rn->result = "not started";
+		rn->result = RESULT_NOT_STARTED;
 		rn->drain_ms = rn->command_ms = rn->warmup_ms = rn->ready_ms = rn->total_ms = -1;
 		if (status == NULL || strcmp(status, "online") != 0)
 			return error_set(err, 0,
@@ -611,7 +628,7 @@ run_commands(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 		         seconds(cmds[i].elapsed_ms));
 		if (cmds[i].exit_code != 0) {
 			snprintf(b[i].error, sizeof(b[i].error), "the command %s", why);
-			b[i].result = "failed";
+			b[i].result = RESULT_FAILED;
 			if (rc == CLI_OK)
 				error_set(err, 0, "%s: the command %s", b[i].name, why);
 			rc = CLI_REFUSED;
@@ -689,7 +706,7 @@ warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 				    "warm-up GET %.200s did not answer 2xx or 3xx within %.0fs "
 				    "(last: %.120s)",
 				    url, seconds(r->ready_timeout_ms), why);
-				node->result = "failed";
+				node->result = RESULT_FAILED;
 				error_set(err, 0, "%s: %s", node->name, node->error);
 				return CLI_TIMEOUT;
 			}
@@ -788,7 +805,7 @@ refused_offline(struct rollout_node *b, int nb, int rc, struct error *err)
 	                            : "could not take it offline",
 	          why);
 	for (i = 0; i < nb; i++) {
-		b[i].result = "refused";
+		b[i].result = RESULT_REFUSED;
 		copy_text(b[i].error, sizeof(b[i].error), why);
 	}
 }
@@ -835,7 +852,7 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 		b[i].total_ms = now - b[i].started;
 	if (rc == CLI_OK) {
 		for (i = 0; i < nb; i++) {
-			b[i].result = "ok";
+			b[i].result = RESULT_OK;
 			progress(r, "%s: done in %.1fs", b[i].name, seconds(b[i].total_ms));
 		}
 		return CLI_OK;
@@ -843,11 +860,13 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 	/* A node whose own step failed is marked already; when none is, the
 	 * step failed for the whole batch (a timeout, the server). */
 	for (i = 0, any_failed = 0; i < nb; i++)
-		any_failed |= strcmp(b[i].result, "failed") == 0;
+		any_failed |= b[i].result == RESULT_FAILED;
 	for (i = 0; i < nb; i++) {
-		if (strcmp(b[i].result, "failed") == 0)
+		if (b[i].result == RESULT_FAILED)
 			continue;
-		b[i].result = interrupted ? "interrupted" : any_failed ? "stopped" : "failed";
+		b[i].result = interrupted  ? RESULT_INTERRUPTED
+		              : any_failed ? RESULT_STOPPED
+		                           : RESULT_FAILED;
 		if (b[i].error[0] == '\0')
 			copy_text(b[i].error, sizeof(b[i].error), err->what);
 	}
@@ -883,7 +902,7 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 		row[3] = cells[2];
 		row[4] = cells[3];
 		row[5] = cells[4];
-		row[6] = n->result;
+		row[6] = rollout_result_names[n->result];
 		table_add_row(t, row);
 	}
 	table_print(t, r->progress);
@@ -913,7 +932,8 @@ print_summary_json(const struct rollout *r, int rc, int64_t took, const struct e
 		    nodes,
 		    json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:o, s:o, s:o, s:o, s:o}", "name",
 		              n->name, "address", n->address, "command", n->command, "result",
-		              n->result, "error", n->error[0] != '\0' ? n->error : NULL, "drain_ms",
+		              rollout_result_names[n->result], "error",
+		              n->error[0] != '\0' ? n->error : NULL, "drain_ms",
 		              ms_or_null(n->drain_ms), "command_ms", ms_or_null(n->command_ms),
 		              "warmup_ms", ms_or_null(n->warmup_ms), "ready_ms",
 		              ms_or_null(n->ready_ms), "total_ms", ms_or_null(n->total_ms)));
@@ -959,7 +979,7 @@ run_rollout(struct rollout *r, struct error *err)
 		rc = run_batch(r, &r->nodes[i], nb, err);
 	}
 	for (i = 0, nb = 0; rc != CLI_OK && i < r->n; i++)
-		nb += strcmp(r->nodes[i].result, "not started") == 0;
+		nb += r->nodes[i].result == RESULT_NOT_STARTED;
 	if (nb > 0) {
 		used = strlen(err->what);
 		snprintf(err->what + used, sizeof(err->what) - used, "; %d node%s not started", nb,

@@ -12,10 +12,9 @@
 #include <string.h>
 
 #include "command.h"
+#include "core/limits.h"
 #include "output.h"
 #include "util/timefmt.h"
-
-#define MAX_TTL_S (30 * 86400) /* the API's limit */
 
 /* The CHECK cell of a node: "-" without a check, "pending" before its
  * first result, "ok", or "down (why)". */
@@ -136,7 +135,7 @@ parse_ttl(const struct cli *cli, const char *status, json_int_t *ttl_s, struct e
 	if (strcmp(status, "online") == 0)
 		return cli_usage_error(err,
 		                       "--ttl does not apply to 'online': online does not expire");
-	if (duration_parse_ms(cli->ttl, &ms) < 0 || ms / 1000 > MAX_TTL_S)
+	if (duration_parse_ms(cli->ttl, &ms) < 0 || ms / 1000 > TTL_MAX_SECONDS)
 		return cli_usage_error(
 		    err,
 		    "bad --ttl '%s': give a duration up to 30d, like 90, 90s, 10m, "

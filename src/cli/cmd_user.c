@@ -11,9 +11,8 @@
 #include <string.h>
 
 #include "command.h"
+#include "core/limits.h"
 #include "output.h"
-
-#define PASSWORD_MAX 1024 /* the API's limit */
 
 /* NAME ROLE CREATED. */
 static void
@@ -70,8 +69,8 @@ user_add(struct cli *cli, int nargs, char **args, struct error *err)
 	    (rc = cli_check_args(nargs, 1, 1, usage, err)) != 0 ||
 	    (rc = cli_check_args(cli->role != NULL && (cli->given & OPT_PASSWORD_STDIN), 1, 1,
 	                         usage, err)) != 0 ||
-	    (rc = cli_read_stdin_line(password, sizeof(password), "password for the new user",
-	                              err)) != 0)
+	    (rc = cli_read_password(password, sizeof(password), "password for the new user",
+	                            err)) != 0)
 		return rc;
 	body =
 	    json_pack("{s:s, s:s, s:s}", "name", args[0], "password", password, "role", cli->role);

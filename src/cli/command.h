@@ -129,4 +129,9 @@ int cli_check_args(int nargs, int min, int max, const char *usage, struct error 
  * or CLI_USAGE with err saying what was expected (what = "password"). */
 int cli_read_stdin_line(char *buf, size_t size, const char *what, struct error *err);
 
+/* Reads a password line from stdin into buf (at least PASSWORD_MAX + 2
+ * bytes) and refuses one over PASSWORD_MAX bytes (core/limits.h), as
+ * the server would: CLI_USAGE with err. */
+int cli_read_password(char *buf, size_t size, const char *what, struct error *err);
+
 #endif

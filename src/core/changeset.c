@@ -16,21 +16,6 @@
 #include "../util/xalloc.h"
 #include "model.h"
 
-#define TTL_MAX_SECONDS (30LL * 24 * 3600)
-
-/* Characters, not bytes: jansson hands us valid UTF-8, so every byte that
- * is not a continuation byte starts a character. */
-static size_t
-utf8_length(const char *s, size_t bytes)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < bytes; i++)
-		if (((unsigned char)s[i] & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 static int
 parse_status(const char *name, json_t *value, enum node_status *out, struct error *err)
 {

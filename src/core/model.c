@@ -33,7 +33,6 @@
 #include "../util/xalloc.h"
 #include "model.h"
 
-#define MOUNT_PATH_MAX 128
 #define ADDRESS_MAX 255
 #define CHECK_URL_MAX 2048
 
@@ -126,6 +125,8 @@ node_name_is_valid(const char *s, size_t len)
 
 	if (s == NULL || len == 0 || len > NODE_NAME_MAX)
 		return 0;
+	if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+		return 0;
 	for (i = 0; i < len; i++)
 		if (!is_name_char((unsigned char)s[i]))
 			return 0;
@@ -173,8 +174,8 @@ mount_path_is_valid(const char *s)
 
 	if (s == NULL || s[0] != '/')
 		return 0;
-	len = strnlen(s, MOUNT_PATH_MAX + 1);
-	if (len < 2 || len > MOUNT_PATH_MAX || path_is_reserved(s))
+	len = strnlen(s, CLUSTER_PATH_MAX + 1);
+	if (len < 2 || len > CLUSTER_PATH_MAX || path_is_reserved(s))
 		return 0;
 	for (seg = s + 1;; seg = end + 1) {
 		end = strchr(seg, '/');
@@ -789,6 +790,11 @@ cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
 		if (!name_is_valid(names[i]))
 			return invalid_node_name(err, names[i]);
 	sorted = sorted_unique_names(names, n, &n_unique);
+	if (n_unique > CLUSTER_NODES_MAX) {
+		free(sorted);
+		return error_set(err, 400, "a cluster holds at most %d nodes, not %zu",
+		                 CLUSTER_NODES_MAX, n_unique);
+	}
 	if (!node_list_is(c, sorted, n_unique)) {
 		nodes = merge_node_list(c, sorted, n_unique, who, now, audit);
 		free(c->nodes);
@@ -876,6 +882,11 @@ cluster_put_node(struct cluster *c, const char *name, const char *address, const
 	if (check_put_node(name, address, check, err) == -1)
 		return -1;
 	n = cluster_find_node_mut(c, name);
+	if (n == NULL && c->n_nodes >= CLUSTER_NODES_MAX)
+		return error_set_entry(err, 409, name,
+		                       "node '%s': cluster '%s' already holds %d nodes, the most "
+		                       "a cluster may hold",
+		                       name, c->name, CLUSTER_NODES_MAX);
 	if (n == NULL) {
 		n = cluster_insert_node(c, name, who, now);
 		action = "node-add";

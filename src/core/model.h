@@ -21,13 +21,12 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "limits.h"
 
-#define NODE_NAME_MAX 64
-#define REASON_MAX 256
 #define DEFAULT_CLUSTER "default"
 #define DEFAULT_MOUNT "/health"
 /* The node name rule in words, for error messages. */
-#define NODE_NAME_RULE "1-64 characters of A-Z a-z 0-9 . _ -"
+#define NODE_NAME_RULE "1-64 characters of A-Z a-z 0-9 . _ -, not . or .."
 
 enum node_status {
 	NODE_ONLINE = 0,
@@ -129,7 +128,10 @@ struct change_set {
 
 /* --- names and enums ------------------------------------------------- */
 
-/* 1-64 characters of A-Z a-z 0-9 . _ - ; len excludes any terminator. */
+/* 1-64 characters of A-Z a-z 0-9 . _ - ; len excludes any terminator.
+ * "." and ".." are refused: as a segment of a URL path they mean "this"
+ * and "the parent", so such a node or cluster could never be addressed
+ * in the API. */
 int node_name_is_valid(const char *s, size_t len);
 /* Cluster names follow the node name rule. */
 int cluster_name_is_valid(const char *s);
@@ -199,7 +201,8 @@ int model_remove_cluster(struct model *m, const char *name, const struct actor *
 
 /* Replaces the node list: duplicates collapse, removed nodes are forgotten,
  * new nodes start online, kept nodes keep their status. Any invalid name
- * rejects the whole list (err->entry names it). */
+ * rejects the whole list (err->entry names it), so do more than
+ * CLUSTER_NODES_MAX distinct names (400). */
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
                           const struct actor *who, int64_t now, struct audit_log *audit,
                           struct error *err);
@@ -210,7 +213,8 @@ int cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n
                                  struct error *err);
 /* Adds a node (online) or updates address/check of an existing one. A NULL
  * address/check leaves it as it is; "" clears it. Invalid name, address
- * (node_address_is_valid) or check (node_check_is_valid) -> 400. Audit
+ * (node_address_is_valid) or check (node_check_is_valid) -> 400; a new
+ * node in a cluster that holds CLUSTER_NODES_MAX already -> 409. Audit
  * action "node-add" or "node-update". */
 int cluster_put_node(struct cluster *c, const char *name, const char *address, const char *check,
                      const struct actor *who, int64_t now, struct audit_log *audit,

@@ -2,15 +2,35 @@
  * engine.c - the single writer thread; see engine.h for the why.
  *
  * One mutex guards the job queue and nothing else: workers hold it only to
- * link a job. The current model is an atomic pointer, so readers never
- * touch the mutex. The engine thread sleeps on a condition variable until
- * a job arrives, the next TTL is due, or retired snapshots may be freed.
+ * link a job (or, rarely, to wake the engine, below). The current model is
+ * an atomic pointer, so readers never touch the mutex. The engine thread
+ * sleeps on a condition variable until a job arrives, the next TTL is due,
+ * or a reader reports that retired snapshots may be freed. Nothing polls.
  *
- * Snapshot reclamation: each reader owns a counter it bumps at every
- * quiescent point. A replaced snapshot remembers the counters at the time
- * of the swap and is freed once each active reader's counter has moved.
- * Readers that are idle in their event loop wake at least once a second
- * (server.c caps the loop's wait), so reclamation lags by about that.
+ * Snapshot reclamation (QSBR). A global grace-period counter gp counts
+ * publications: each swap of the current model is followed by gp++, and
+ * the replaced model is retired with tag = the new gp. Each reader has one
+ * word, seen: 0 while offline, else the gp it read when it last came
+ * online or passed a quiescent point. A retired model with tag t may be
+ * held only by an online reader with seen < t (one with seen >= t read gp
+ * after the swap, so every snapshot it loaded since is newer), so it is
+ * freed once every reader is offline or at seen >= t. Retired models are
+ * a FIFO in tag order; the oldest tag is published in oldest_retired.
+ *
+ * Who notices: the engine checks right after each job (all readers
+ * offline -> freed at once). A reader that moves its word (quiescent with
+ * a new gp, or going offline) while something is retired scans the words;
+ * when nobody holds the oldest retired model any more it wakes the engine.
+ * No wake-up can be lost: the engine stores oldest_retired before it scans
+ * the words, a reader stores its word before it loads oldest_retired, all
+ * seq_cst, so at least one of the two sees the other's store; and the
+ * last reader to move sees every other reader's word.
+ *
+ * Coming online races with a swap: the reader stores seen = gp before it
+ * loads the current model. If the engine's scan missed that store (saw
+ * 0), the store came after the scan, so after the swap, and the reader's
+ * load returns the new model. If the scan saw it, seen < t keeps the old
+ * model alive.
  *
  * The change callback has a mutex of its own, held while it runs: the
  * server installs it once its workers are up (the engine thread may be
@@ -18,6 +38,7 @@
  * frees them, and must know no call is still under way.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,21 +46,27 @@
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "engine.h"
 
 #define MAX_READERS 64
-#define RECLAIM_INTERVAL_MS 200
+#define EXPIRY_RETRY_MS 1000 /* after a TTL expiry the store refused */
 
 struct reader {
-	_Atomic uint64_t quiescent;
-	_Atomic int is_active;
+	_Atomic uint64_t seen; /* 0: offline; else the gp it last saw */
+	_Atomic int is_used;   /* slot taken by a registered reader */
 };
 
 struct retired {
 	struct model *model;
-	uint64_t seen[MAX_READERS];
+	uint64_t tag; /* gp right after it was replaced */
 	struct retired *next;
 };
+
+/* The calling thread's own reader, so that engine_snapshot can bring it
+ * online (engine_reader_register binds it). */
+static __thread struct engine *my_engine;
+static __thread int my_reader_id = -1;
 
 struct engine {
 	struct store *store;
@@ -54,15 +81,19 @@ struct engine {
 	                        engine thread no more jobs */
 
 	struct reader readers[MAX_READERS];
-	_Atomic int n_readers;
-	struct retired *retired; /* engine thread only */
+	_Atomic int n_readers;           /* slots ever used: scans stop here */
+	_Atomic uint64_t gp;             /* grace periods: starts at 1, ++ per swap */
+	_Atomic uint64_t oldest_retired; /* tag of retired_head, 0 if none */
+	_Atomic size_t n_retired;
+	struct retired *retired_head, *retired_tail; /* engine thread only */
+	int is_reclaim_due;                          /* under lock: a reader freed something */
+	int64_t expiry_retry_at;                     /* engine thread only: ms, 0 when none */
 
 	/* slow read-only work (password hashing) has a thread of its own so
 	 * that it never holds up a durable write */
 	pthread_t side_thread;
 	pthread_cond_t side_wake;
 	struct engine_job *side_head, *side_tail;
-	int side_reader_id;
 
 	pthread_mutex_t on_change_lock; /* guards the two below */
 	void (*on_change)(void *arg, const struct model *m);
@@ -75,55 +106,79 @@ struct sync_wait {
 	int is_done;
 };
 
-static void
-retire(struct engine *e, struct model *old)
+/* The smallest word of the online readers; UINT64_MAX when none is. */
+static uint64_t
+min_seen(struct engine *e)
 {
-	struct retired *r = calloc(1, sizeof(*r));
+	uint64_t min = UINT64_MAX, seen;
 	int i, n = atomic_load(&e->n_readers);
 
-	if (r == NULL)
-		abort();
-	r->model = old;
-	for (i = 0; i < n; i++)
-		r->seen[i] = atomic_load(&e->readers[i].quiescent);
-	r->next = e->retired;
-	e->retired = r;
+	for (i = 0; i < n; i++) {
+		seen = atomic_load(&e->readers[i].seen);
+		if (seen != 0 && seen < min)
+			min = seen;
+	}
+	return min;
 }
 
-static int
-is_reclaimable(struct engine *e, const struct retired *r)
-{
-	int i, n = atomic_load(&e->n_readers);
-
-	for (i = 0; i < n; i++)
-		if (atomic_load(&e->readers[i].is_active) &&
-		    atomic_load(&e->readers[i].quiescent) == r->seen[i])
-			return 0;
-	return 1;
-}
-
+/* Engine thread: frees every retired model no reader can hold. Stores
+ * oldest_retired before each scan, for the readers' side of the
+ * handshake (see the top of the file). */
 static void
 reclaim(struct engine *e)
 {
-	struct retired **p = &e->retired, *r;
+	struct retired *r;
+	uint64_t min;
 
-	while ((r = *p) != NULL) {
-		if (is_reclaimable(e, r)) {
-			*p = r->next;
+	for (;;) {
+		r = e->retired_head;
+		atomic_store(&e->oldest_retired, r != NULL ? r->tag : 0);
+		if (r == NULL)
+			return;
+		min = min_seen(e);
+		if (r->tag > min)
+			return; /* the reader that holds it wakes us */
+		while ((r = e->retired_head) != NULL && r->tag <= min) {
+			e->retired_head = r->next;
 			model_free(r->model);
 			free(r);
-		} else {
-			p = &r->next;
+			atomic_fetch_sub(&e->n_retired, 1);
 		}
+		if (e->retired_head == NULL)
+			e->retired_tail = NULL;
 	}
+}
+
+/* A reader moved its word: wake the engine if nobody holds the oldest
+ * retired model any more. */
+static void
+reader_moved(struct engine *e)
+{
+	uint64_t oldest = atomic_load(&e->oldest_retired);
+
+	if (oldest == 0 || min_seen(e) < oldest)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->is_reclaim_due = 1;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
 }
 
 static void
 publish(struct engine *e, struct model *next)
 {
-	struct model *old = atomic_exchange(&e->current, next);
+	struct retired *r = calloc(1, sizeof(*r));
 
-	retire(e, old);
+	if (r == NULL)
+		abort();
+	r->model = atomic_exchange(&e->current, next);
+	r->tag = atomic_fetch_add(&e->gp, 1) + 1;
+	if (e->retired_tail != NULL)
+		e->retired_tail->next = r;
+	else
+		e->retired_head = r;
+	e->retired_tail = r;
+	atomic_fetch_add(&e->n_retired, 1);
 	pthread_mutex_lock(&e->on_change_lock);
 	if (e->on_change != NULL)
 		e->on_change(e->on_change_arg, next);
@@ -159,74 +214,89 @@ log_audit(const struct audit_log *audit)
 	}
 }
 
+/* Applies c to a copy of the current model and, when that changed
+ * anything, persists and publishes the copy: the one write path, for
+ * clients' commands and the TTL clock alike. */
+static int
+apply_command(struct engine *e, const struct command *c, const struct actor *who, int64_t now,
+              struct command_result *res, struct error *err)
+{
+	struct model *next = model_copy(atomic_load(&e->current));
+	struct audit_log audit = {0};
+	int rc = command_apply(next, c, who, now, &audit, res, err);
+
+	if (rc != 0 || audit.n == 0) {
+		model_free(next);
+	} else if (commit(e, next, &audit, err) == 0) {
+		log_audit(&audit);
+	} else {
+		rc = -1;
+		res->is_changed = 0;
+	}
+	audit_log_free(&audit);
+	return rc;
+}
+
 static void
 run_job(struct engine *e, struct engine_job *job)
 {
 	struct actor who = {job->who_name, job->who_address};
-	struct engine_tx tx = {.store = e->store, .who = &who, .now = time_now_ms()};
-	struct audit_log audit = {0};
+	struct engine_tx tx = {.model = atomic_load(&e->current), .who = &who};
 
 	error_clear(&job->err);
-	job->changed = 0;
-	if (!job->is_write) {
-		tx.model = atomic_load(&e->current);
-		job->rc = job->run(&tx, job, &job->err);
-		return;
-	}
-	tx.model = model_copy(atomic_load(&e->current));
-	tx.audit = &audit;
-	job->rc = job->run(&tx, job, &job->err);
-	if (job->rc != 0 || audit.n == 0) {
-		model_free(tx.model);
-	} else if (commit(e, tx.model, &audit, &job->err) == 0) {
-		job->changed = 1;
-		log_audit(&audit);
+	if (job->is_command) {
+		job->rc =
+		    apply_command(e, &job->command, &who, time_now_ms(), &job->result, &job->err);
+		if (job->rc != 0 && job->err.status >= 500)
+			log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+	} else if (job->is_audit_read) {
+		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
+		                           &job->audit, &job->err);
 	} else {
-		job->rc = -1;
-		log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+		tx.now = time_now_ms();
+		job->rc = job->run(&tx, job, &job->err);
 	}
-	audit_log_free(&audit);
+}
+
+/* The time (ms) the next TTL expiry is to be applied at, 0 for none. A
+ * failed one is retried EXPIRY_RETRY_MS later, not at once: while the
+ * store refuses writes the engine would otherwise spin. */
+static int64_t
+next_expiry(struct engine *e)
+{
+	int64_t due = model_next_expiry(atomic_load(&e->current));
+
+	if (due != 0 && due < e->expiry_retry_at)
+		return e->expiry_retry_at;
+	return due;
 }
 
 /* Returns nodes whose TTL is due to online. */
 static void
 expire_due(struct engine *e, int64_t now)
 {
-	struct model *next;
-	struct audit_log audit = {0};
+	static const struct actor ttl = {"ttl", ""};
+	struct command expire;
+	struct command_result res;
 	struct error err;
-	int64_t due = model_next_expiry(atomic_load(&e->current));
+	int64_t due = next_expiry(e);
 
 	if (due == 0 || due > now)
 		return;
-	next = model_copy(atomic_load(&e->current));
-	if (model_expire(next, now, &audit) == 0) {
-		model_free(next);
-	} else if (commit(e, next, &audit, &err) == 0) {
-		log_audit(&audit);
+	command_init(&expire, COMMAND_EXPIRE);
+	if (apply_command(e, &expire, &ttl, now, &res, &err) == 0) {
+		e->expiry_retry_at = 0;
 	} else {
+		e->expiry_retry_at = now + EXPIRY_RETRY_MS;
 		log_kv(LOG_ERROR, "store write failed; ttl expiry retried", "error", err.what,
 		       NULL);
 	}
-	audit_log_free(&audit);
-}
-
-/* The time (ms) the engine must wake up at without a job, 0 for never. */
-static int64_t
-next_wakeup(struct engine *e)
-{
-	int64_t due = model_next_expiry(atomic_load(&e->current));
-	int64_t reclaim_at = e->retired != NULL ? time_now_ms() + RECLAIM_INTERVAL_MS : 0;
-
-	if (due == 0 || (reclaim_at != 0 && reclaim_at < due))
-		return reclaim_at;
-	return due;
 }
 
 static void
 wait_for_work(struct engine *e)
 {
-	int64_t wake_at = next_wakeup(e);
+	int64_t wake_at = next_expiry(e);
 	struct timespec ts;
 
 	if (wake_at == 0) {
@@ -246,8 +316,9 @@ engine_thread(void *arg)
 
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
-		if (e->head == NULL && !e->is_side_stopped)
+		if (e->head == NULL && !e->is_side_stopped && !e->is_reclaim_due)
 			wait_for_work(e);
+		e->is_reclaim_due = 0;
 		job = e->head;
 		if (job != NULL) {
 			e->head = job->next;
@@ -279,6 +350,7 @@ side_thread(void *arg)
 	struct engine_job *job;
 	struct actor who;
 	struct engine_tx tx;
+	int reader_id = engine_reader_register(e); /* offline while it waits */
 
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
@@ -292,27 +364,26 @@ side_thread(void *arg)
 			e->side_tail = NULL;
 		pthread_mutex_unlock(&e->lock);
 		error_clear(&job->err);
-		job->changed = 0;
 		if (e->is_stopping) {
 			job->rc = error_set(&job->err, 503, "the daemon is stopping");
+		} else if (job->is_command) {
+			job->rc = command_prepare(&job->command, &job->err);
 		} else {
+			engine_reader_online(e, reader_id);
 			who = (struct actor){job->who_name, job->who_address};
 			tx = (struct engine_tx){
 			    .model = atomic_load(&e->current), .who = &who, .now = time_now_ms()};
-			job->rc =
-			    (job->prepare != NULL ? job->prepare : job->run)(&tx, job, &job->err);
+			job->rc = job->run(&tx, job, &job->err);
 		}
-		if (job->prepare != NULL && job->rc == 0) {
-			job->prepare = NULL; /* prepared: on to the engine thread */
-			engine_submit(e, job);
-		} else {
+		if (job->is_command && job->rc == 0)
+			engine_submit(e, job); /* prepared: on to the engine thread */
+		else
 			job->done(job);
-		}
-		engine_reader_quiescent(e, e->side_reader_id);
+		engine_reader_offline(e, reader_id);
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
-	engine_reader_unregister(e, e->side_reader_id);
+	engine_reader_unregister(e, reader_id);
 	return NULL;
 }
 
@@ -324,18 +395,24 @@ prepare_model(struct engine *e, struct model *m, struct error *err)
 	struct actor daemon = {"clustermgmt", ""};
 	struct audit_log audit = {0};
 	struct model *before = model_copy(m);
+	struct command add, expire;
+	int64_t now = time_now_ms();
 	int rc = 0;
 
-	if (m->n_clusters == 0 && model_add_cluster(m, DEFAULT_CLUSTER, DEFAULT_MOUNT, &daemon,
-	                                            time_now_ms(), &audit, err) != 0)
+	command_init(&add, COMMAND_ADD_CLUSTER);
+	command_init(&expire, COMMAND_EXPIRE);
+	add.cluster = xstrdup(DEFAULT_CLUSTER);
+	add.path = xstrdup(DEFAULT_MOUNT);
+	if (m->n_clusters == 0 && command_apply(m, &add, &daemon, now, &audit, NULL, err) != 0)
 		rc = -1;
 	if (rc == 0)
-		model_expire(m, time_now_ms(), &audit);
+		command_apply(m, &expire, &daemon, now, &audit, NULL, err);
 	if (rc == 0 && audit.n > 0)
 		rc = store_save(e->store, before, m, &audit, err);
 	if (rc == 0)
 		log_audit(&audit);
 	audit_log_free(&audit);
+	command_free(&add);
 	model_free(before);
 	return rc;
 }
@@ -356,7 +433,7 @@ engine_start(struct store *store, struct error *err)
 	if (store_load(store, &m, err) != 0 || prepare_model(e, m, err) != 0)
 		goto bad;
 	atomic_store(&e->current, m);
-	e->side_reader_id = engine_reader_register(e);
+	atomic_store(&e->gp, 1);
 	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0 ||
 	    pthread_create(&e->side_thread, NULL, side_thread, e) != 0)
 		abort(); /* threads that cannot start leave nothing to clean up safely */
@@ -388,8 +465,8 @@ engine_stop(struct engine *e)
 	pthread_cond_signal(&e->wake);
 	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->thread, NULL);
-	while ((r = e->retired) != NULL) {
-		e->retired = r->next;
+	while ((r = e->retired_head) != NULL) {
+		e->retired_head = r->next;
 		model_free(r->model);
 		free(r);
 	}
@@ -405,7 +482,7 @@ engine_stop(struct engine *e)
 void
 engine_submit(struct engine *e, struct engine_job *job)
 {
-	int is_side = job->is_side || job->prepare != NULL;
+	int is_side = job->is_command ? command_needs_prepare(&job->command) : job->is_side;
 	struct engine_job **head = is_side ? &e->side_head : &e->head;
 	struct engine_job **tail = is_side ? &e->side_tail : &e->tail;
 
@@ -423,7 +500,7 @@ engine_submit(struct engine *e, struct engine_job *job)
 static void
 sync_done(struct engine_job *job)
 {
-	struct sync_wait *w = job->sync;
+	struct sync_wait *w = job->done_arg;
 
 	pthread_mutex_lock(&w->lock);
 	w->is_done = 1;
@@ -438,7 +515,7 @@ engine_run_sync(struct engine *e, struct engine_job *job)
 
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
-	job->sync = &w;
+	job->done_arg = &w;
 	job->done = sync_done;
 	engine_submit(e, job);
 	pthread_mutex_lock(&w.lock);
@@ -462,28 +539,105 @@ engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m),
 int
 engine_reader_register(struct engine *e)
 {
-	int id = atomic_fetch_add(&e->n_readers, 1);
+	int id, n, expected;
 
-	if (id >= MAX_READERS)
+	for (id = 0; id < MAX_READERS; id++) {
+		expected = 0;
+		if (atomic_compare_exchange_strong(&e->readers[id].is_used, &expected, 1))
+			break;
+	}
+	if (id == MAX_READERS)
 		abort();
-	atomic_store(&e->readers[id].is_active, 1);
+	atomic_store(&e->readers[id].seen, 0);
+	n = atomic_load(&e->n_readers);
+	while (n <= id && !atomic_compare_exchange_weak(&e->n_readers, &n, id + 1))
+		;
+	my_engine = e;
+	my_reader_id = id;
 	return id;
-}
-
-void
-engine_reader_quiescent(struct engine *e, int reader_id)
-{
-	atomic_fetch_add(&e->readers[reader_id].quiescent, 1);
 }
 
 void
 engine_reader_unregister(struct engine *e, int reader_id)
 {
-	atomic_store(&e->readers[reader_id].is_active, 0);
+	engine_reader_offline(e, reader_id);
+	if (my_engine == e && my_reader_id == reader_id) {
+		my_engine = NULL;
+		my_reader_id = -1;
+	}
+	atomic_store(&e->readers[reader_id].is_used, 0);
+}
+
+void
+engine_reader_quiescent(struct engine *e, int reader_id)
+{
+	struct reader *r = &e->readers[reader_id];
+	uint64_t seen = atomic_load_explicit(&r->seen, memory_order_relaxed); /* our own */
+	uint64_t gp = atomic_load(&e->gp);
+
+	if (seen == 0 || seen == gp)
+		return;
+	atomic_store(&r->seen, gp);
+	reader_moved(e);
+}
+
+void
+engine_reader_offline(struct engine *e, int reader_id)
+{
+	struct reader *r = &e->readers[reader_id];
+
+	if (atomic_load_explicit(&r->seen, memory_order_relaxed) == 0)
+		return;
+	atomic_store(&r->seen, 0);
+	reader_moved(e);
+}
+
+void
+engine_reader_online(struct engine *e, int reader_id)
+{
+	struct reader *r = &e->readers[reader_id];
+
+	if (atomic_load_explicit(&r->seen, memory_order_relaxed) == 0)
+		atomic_store(&r->seen, atomic_load(&e->gp));
+}
+
+size_t
+engine_retired_count(struct engine *e)
+{
+	return atomic_load(&e->n_retired);
 }
 
 const struct model *
 engine_snapshot(struct engine *e)
 {
+	if (my_engine == e)
+		engine_reader_online(e, my_reader_id);
 	return atomic_load(&e->current);
+}
+
+struct command *
+engine_job_command(struct engine_job *job, enum command_kind kind)
+{
+	job->is_command = 1;
+	command_init(&job->command, kind);
+	return &job->command;
+}
+
+void
+engine_job_read_audit(struct engine_job *job, const char *cluster, int64_t limit)
+{
+	job->is_audit_read = 1;
+	snprintf(job->audit_cluster, sizeof(job->audit_cluster), "%s", cluster);
+	job->audit_limit = limit;
+}
+
+void
+engine_job_release(struct engine_job *job)
+{
+	if (job->is_command)
+		command_free(&job->command);
+	audit_log_free(&job->audit);
+	if (job->free_data != NULL)
+		job->free_data(job->data);
+	job->free_data = NULL;
 }

@@ -7,41 +7,51 @@
  * PostgreSQL) can take milliseconds or, when the database is slow or
  * gone, much longer. The probe must never wait on that. So HTTP workers
  * never touch the store: they read the published snapshot (lock-free) and
- * hand every write, and every read that needs the database, to the engine
- * thread as a job. The engine runs jobs one at a time, in order:
+ * hand every write (a struct command, core/command.h), and every read that
+ * needs the database, to the engine thread as a job. The engine runs jobs
+ * one at a time, in order:
  *
- *   copy current model -> job->run(tx) -> store_save -> publish copy
+ *   copy current model -> command_apply -> store_save -> publish copy
  *   -> job->done(job)  (still on the engine thread: the owner must hand
  *                       the job back to its own thread, e.g. through
  *                       h2o_multithread_send_message)
+ *
+ * TTL expiry is a command too (COMMAND_EXPIRE), applied the same way.
  *
  * Slow work that only reads (argon2id password checks) runs on a second,
  * "side" thread in the same way, so that a burst of logins cannot hold up
  * durable writes.
  *
- * Snapshot lifetime (a small RCU): engine_snapshot() returns the current
- * model; a reader may use it until it next calls engine_reader_quiescent(),
- * which each worker calls once per event loop iteration. An old snapshot
- * is freed once every registered reader has passed a quiescent point
- * after it was replaced. Never keep a snapshot pointer across iterations.
+ * Snapshot lifetime (a small RCU, "quiescent-state based" with online
+ * and offline readers as in liburcu's QSBR flavour): engine_snapshot()
+ * returns the current model. A thread that reads snapshots registers as a
+ * reader, on its own thread. A reader is either online - it may hold
+ * snapshot pointers, and keeps every snapshot replaced since it last
+ * passed a quiescent point alive - or offline, holding no snapshot
+ * pointer at all. engine_reader_quiescent() says "I hold nothing older
+ * than now"; HTTP workers go offline once per event loop iteration. A
+ * reader must go offline before it blocks (waits for work, sleeps,
+ * polls), so that an idle thread never holds memory up: an old snapshot
+ * is freed as soon as every online reader has passed a quiescent point
+ * after it was replaced, at once when all are offline. Never keep a
+ * snapshot pointer across a quiescent point or going offline.
  */
 #ifndef CM_ENGINE_H
 #define CM_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "../core/command.h"
 #include "../core/error.h"
 #include "../core/model.h"
 #include "../store/store.h"
 
 struct engine;
 
-/* What a job sees while it runs on the engine thread. */
+/* What a read job sees while it runs. */
 struct engine_tx {
-	struct model *model;     /* write jobs: private copy to mutate;
-	                            read jobs: the current model (do not mutate) */
-	struct audit_log *audit; /* write jobs: append what changed */
-	struct store *store;     /* for reads such as the audit log */
+	const struct model *model; /* the current snapshot; never mutate it */
 	const struct actor *who;
 	int64_t now; /* ms */
 };
@@ -49,37 +59,63 @@ struct engine_tx {
 struct engine_job;
 typedef int (*engine_job_fn)(struct engine_tx *tx, struct engine_job *job, struct error *err);
 
+/*
+ * A job is one of three kinds, all queued with engine_submit:
+ *
+ *   a command   (engine_job_command) a write: the engine applies
+ *               job->command with command_apply to a copy of the current
+ *               model, persists and publishes it; the result is in
+ *               job->result. A put-user command with a plaintext password
+ *               is first hashed on the side thread.
+ *   an audit read (engine_job_read_audit) the newest entries of a
+ *               cluster's audit log from the store, into job->audit.
+ *   a read      run(tx) against the current snapshot, on the engine
+ *               thread, or on the side thread when is_side (slow work such
+ *               as verifying a password, so it never delays writes;
+ *               refused with 503 once the daemon stops).
+ *
+ * Ownership: the job and everything in it belong to the submitter, who
+ * allocates it, and once done has been called frees what it holds with
+ * engine_job_release (then the job itself). The engine only reads the
+ * submitter's fields and fills the engine's; nothing in a job points into
+ * the engine or a snapshot.
+ */
 struct engine_job {
 	/* filled by the submitter */
-	engine_job_fn run;
-	int is_write;      /* 1: run on a copy, persist, publish */
-	int is_side;       /* 1: slow read-only work (e.g. verifying a
-	                      password): runs on the side thread against
-	                      the current snapshot, with tx->store NULL,
-	                      so it never delays writes; refused with 503
-	                      once the daemon stops. Not with is_write. */
+	engine_job_fn run; /* a read job's work; NULL for the other kinds */
+	int is_side;       /* a read job: run on the side thread */
 	char who_name[96]; /* actor */
 	char who_address[64];
-	/* if set: slow preparation (e.g. hashing a password) that runs first
-	 * on the side thread against the snapshot, with tx->store and
-	 * tx->audit NULL; when it returns 0 the job goes on to run as usual */
-	engine_job_fn prepare;
-	void (*done)(struct engine_job *job); /* called on the engine thread */
-	void *data;                           /* submitter's */
-	void *data_owner;                     /* submitter's, free for use */
-	void (*free_data)(void *data);        /* if set, called by the submitter's
-	                                         side once the job is finished with,
-	                                         also when nobody waits for it */
+	void (*done)(struct engine_job *job); /* called on an engine thread */
+	void *done_arg;                       /* the submitter's, for done */
+	void *data;                           /* the submitter's */
+	void (*free_data)(void *data);        /* if set, engine_job_release calls it */
+
+	int is_command;         /* set by engine_job_command */
+	struct command command; /* a command job's; the job owns it */
+	int is_audit_read;      /* set by engine_job_read_audit */
+	char audit_cluster[NODE_NAME_MAX + 1];
+	int64_t audit_limit;
 
 	/* filled by the engine */
-	int rc;           /* 0 or -1 */
-	struct error err; /* when rc == -1 */
-	int changed;      /* a write that changed something */
+	int rc;                       /* 0 or -1 */
+	struct error err;             /* when rc == -1 */
+	struct command_result result; /* a command's */
+	struct audit_log audit;       /* an audit read's, newest first */
 
-	/* engine-private */
+	/* engine-private: the queue link */
 	struct engine_job *next;
-	void *sync;
 };
+
+/* Makes job (zeroed by the submitter) a command job of kind and returns
+ * its command for the submitter to fill. */
+struct command *engine_job_command(struct engine_job *job, enum command_kind kind);
+/* Makes job (zeroed) a read of the newest limit entries of cluster's
+ * audit log. */
+void engine_job_read_audit(struct engine_job *job, const char *cluster, int64_t limit);
+/* Frees what the job holds (its command, the audit entries read, and
+ * free_data(data)); not the job itself. */
+void engine_job_release(struct engine_job *job);
 
 /* Loads the model from store (creating the default cluster mounted at
  * /health when there is no cluster), applies TTLs that expired while the
@@ -88,15 +124,16 @@ struct engine_job {
 struct engine *engine_start(struct store *store, struct error *err);
 
 /* Runs the jobs already queued, stops the thread, closes the store and
- * frees everything. No reader may use a snapshot afterwards. */
+ * frees everything. Every reader must have unregistered before. */
 void engine_stop(struct engine *e);
 
-/* Queues a job; never blocks on the database. */
+/* Queues a job; never blocks on the database. A command that needs
+ * preparing (command_needs_prepare) goes to the side thread first. */
 void engine_submit(struct engine *e, struct engine_job *job);
 
-/* Submits a job and waits for it to finish (job->done is ignored).
- * For start-up work such as creating the first admin; never call it from
- * an event loop. Returns job->rc. */
+/* Submits a job and waits for it to finish (it sets job->done and
+ * job->done_arg itself). For start-up work such as creating the first
+ * admin; never call it from an event loop. Returns job->rc. */
 int engine_run_sync(struct engine *e, struct engine_job *job);
 
 /* Called on the engine thread after every published change, with the
@@ -106,13 +143,35 @@ int engine_run_sync(struct engine *e, struct engine_job *job);
  * engine_on_change. */
 void engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m), void *arg);
 
-/* Registers a reader thread; returns its id for engine_reader_quiescent. */
+/* Registers the calling thread as a snapshot reader and returns its id
+ * for the calls below. The reader starts offline. Up to 64 readers at a
+ * time (aborts beyond: a programming error). */
 int engine_reader_register(struct engine *e);
-void engine_reader_quiescent(struct engine *e, int reader_id);
-/* Marks a reader as gone (it will not read again). */
+/* Marks a reader as gone: it goes offline and will not read again. */
 void engine_reader_unregister(struct engine *e, int reader_id);
 
-/* The current snapshot; never NULL. See the lifetime rule above. */
+/* A quiescent point of an online reader: it holds no snapshot pointer
+ * taken before this call. Cheap when nothing was published since the
+ * last one (two loads); a no-op for an offline reader. */
+void engine_reader_quiescent(struct engine *e, int reader_id);
+/* The reader holds no snapshot pointer until it next comes online; call
+ * it before blocking. Frees (through the engine thread) what only this
+ * reader kept alive. */
+void engine_reader_offline(struct engine *e, int reader_id);
+/* The reader may take snapshots again. engine_snapshot() does this by
+ * itself for the calling thread's own reader, so calling it is only
+ * needed to make the intent explicit. */
+void engine_reader_online(struct engine *e, int reader_id);
+
+/* For tests and metrics: how many replaced snapshots are still alive,
+ * waiting for readers to pass a quiescent point or go offline. */
+size_t engine_retired_count(struct engine *e);
+
+/* The current snapshot; never NULL. See the lifetime rule above. Called
+ * on a registered reader's own thread, it first brings that reader online
+ * if it was offline. Other threads (the engine's own, start-up code) get
+ * no protection: only the engine thread frees snapshots, so its jobs may
+ * use one while they run. */
 const struct model *engine_snapshot(struct engine *e);
 
 #endif

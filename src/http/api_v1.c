@@ -13,13 +13,12 @@
  *               built from a snapshot.
  *   bodies      request bodies: unknown fields, types, required fields.
  *   reads       GET handlers answer from request_snapshot() at once; the
- *               audit log comes from the store through a read job.
- *   writes      one engine job per mutation. The worker validates the body
- *               and copies what the job needs into job->data as plain
- *               bytes, so nothing leaks when the client goes away and the
- *               continuation is never called. The job mutates tx->model;
- *               the continuation answers from request_snapshot(), which
- *               already holds the committed change.
+ *               audit log is read by the engine (engine_job_read_audit).
+ *   writes      one command per mutation (core/command.h): the worker
+ *               turns the body into a struct command owned by the job, so
+ *               nothing leaks when the client goes away; the engine
+ *               applies it; the continuation answers from job->result and
+ *               request_snapshot(), which already holds the change.
  *   long poll   /events waits with request_wait_for_change.
  *
  * r->path is h2o's normalised path, already percent-decoded, so a name in
@@ -37,10 +36,6 @@
 #define NAME_SIZE (NODE_NAME_MAX + 1)
 #define MAX_SEGMENTS 4
 #define MAX_METHODS 3
-#define PASSWORD_MIN 8
-#define PASSWORD_MAX 1024
-#define DESCRIPTION_MAX 256
-#define UTF8_MAX 4 /* bytes per character */
 #define AUDIT_LIMIT_DEFAULT 50
 #define AUDIT_LIMIT_MAX 1000
 #define WAIT_DEFAULT_S 30
@@ -363,18 +358,6 @@ reply_node_list(struct request *r, const char *cluster)
 
 /* --- bodies and query parameters ------------------------------------- */
 
-/* Characters (not bytes) of the UTF-8 string s. */
-static size_t
-utf8_length(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 /* The request body as a JSON object holding only allowed fields
  * (NULL-terminated), or NULL after replying 4xx. An empty body is {}
  * when is_optional. */
@@ -627,34 +610,12 @@ tokens_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, json_pack("{s:o}", "tokens", list));
 }
 
-/* The audit log lives in the store only: a read job fetches it into the
- * job's data; audit_free releases it, also when the client went away. */
-struct audit_args {
-	char cluster[NAME_SIZE];
-	int64_t limit;
-	struct audit_log log;
-};
-
-static int
-audit_read(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct audit_args *a = job->data;
-
-	return store_read_audit(tx->store, a->cluster, a->limit, &a->log, err);
-}
-
-static void
-audit_free(void *data)
-{
-	struct audit_args *a = data;
-
-	audit_log_free(&a->log);
-}
-
+/* The audit log lives in the store only: the engine reads it into the
+ * job (engine_job_read_audit), which releases it also when the client
+ * went away. */
 static void
 audit_done(struct request *r, struct engine_job *job)
 {
-	struct audit_args *a = job->data;
 	json_t *entries;
 	size_t i;
 
@@ -663,8 +624,8 @@ audit_done(struct request *r, struct engine_job *job)
 		return;
 	}
 	entries = json_array();
-	for (i = 0; i < a->log.n; i++)
-		json_array_append_new(entries, audit_entry_json(&a->log.entries[i]));
+	for (i = 0; i < job->audit.n; i++)
+		json_array_append_new(entries, audit_entry_json(&job->audit.entries[i]));
 	reply_json(r, 200, json_pack("{s:o}", "entries", entries));
 }
 
@@ -672,7 +633,6 @@ static void
 audit_get(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
-	struct audit_args *a;
 	struct error err;
 	int64_t limit = AUDIT_LIMIT_DEFAULT;
 	int has_limit = query_count(r, "limit", INT64_MAX, &limit, &err);
@@ -683,11 +643,8 @@ audit_get(struct request *r, const struct route *rt)
 	}
 	if (find_cluster_or_reply(r, rt->cluster) == NULL)
 		return;
-	job = request_job_new(r, audit_read, 0, sizeof(*a));
-	job->free_data = audit_free;
-	a = job->data;
-	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
-	a->limit = limit > AUDIT_LIMIT_MAX ? AUDIT_LIMIT_MAX : limit;
+	job = request_job_new(r, NULL, 0);
+	engine_job_read_audit(job, rt->cluster, limit > AUDIT_LIMIT_MAX ? AUDIT_LIMIT_MAX : limit);
 	request_job_submit(r, job, audit_done);
 }
 
@@ -749,63 +706,61 @@ events_get(struct request *r, const struct route *rt)
 	request_wait_for_change(r, rt->cluster, after, wait_s * 1000, events_ready);
 }
 
+/* --- writes ---------------------------------------------------------- */
+
+/* Each write is one command (core/command.h), built here from the body
+ * and applied by the engine; the continuation answers from job->result
+ * and request_snapshot(), which already holds the committed change. */
+static struct command *
+command_new(struct request *r, enum command_kind kind, struct engine_job **job)
+{
+	*job = request_job_new(r, NULL, 0);
+	return engine_job_command(*job, kind);
+}
+
+/* A job built but not submitted (its input turned out bad). */
+static void
+command_drop(struct engine_job *job)
+{
+	engine_job_release(job);
+	free(job);
+}
+
+/* Answers a write whose reply is the cluster's node list. */
+static void
+node_list_changed(struct request *r, struct engine_job *job)
+{
+	if (job->rc != 0)
+		reply_from_error(r, &job->err);
+	else
+		reply_node_list(r, job->command.cluster);
+}
+
 /* --- writes: clusters ------------------------------------------------ */
-
-/* Copies s (when given) into *p, advancing it; returns the copy. */
-static const char *
-copy_text(char **p, const char *s)
-{
-	char *copy = *p;
-
-	if (s == NULL)
-		return NULL;
-	memcpy(copy, s, strlen(s) + 1);
-	*p += strlen(s) + 1;
-	return copy;
-}
-
-/* The name and path are checked by model_add_cluster, hence any length. */
-struct cluster_add_args {
-	const char *name; /* into text */
-	const char *path;
-	int64_t version; /* after the change */
-	char text[];
-};
-
-static int
-cluster_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct cluster_add_args *a = job->data;
-
-	if (model_add_cluster(tx->model, a->name, a->path, tx->who, tx->now, tx->audit, err) != 0)
-		return -1;
-	a->version = model_find_cluster(tx->model, a->name)->version;
-	return 0;
-}
 
 static void
 cluster_added(struct request *r, struct engine_job *job)
 {
-	struct cluster_add_args *a = job->data;
+	const struct command *c = &job->command;
 
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
 	else
 		reply_json(r, 201,
-		           json_pack("{s:s, s:s, s:I}", "name", a->name, "path", a->path, "version",
-		                     (json_int_t)a->version));
+		           json_pack("{s:s, s:s, s:I}", "name", c->cluster, "path", c->path,
+		                     "version", (json_int_t)job->result.version));
 }
 
+/* The name and path are checked by the command, hence any length here. */
 static void
 clusters_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"name", "path", NULL};
 	json_t *body = read_body(r, fields, 0);
 	const char *name, *path;
-	struct cluster_add_args *a;
 	struct engine_job *job;
+	struct command *cmd;
 	struct error err;
-	char *p;
 
 	(void)rt;
 	if (body == NULL)
@@ -816,100 +771,40 @@ clusters_post(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
-	job = request_job_new(r, cluster_add, 1, sizeof(*a) + strlen(name) + strlen(path) + 2);
-	a = job->data;
-	p = a->text;
-	a->name = copy_text(&p, name);
-	a->path = copy_text(&p, path);
+	cmd = command_new(r, COMMAND_ADD_CLUSTER, &job);
+	cmd->cluster = xstrdup(name);
+	cmd->path = xstrdup(path);
 	json_decref(body);
 	request_job_submit(r, job, cluster_added);
-}
-
-struct cluster_remove_args {
-	char name[NAME_SIZE];
-};
-
-static int
-cluster_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct cluster_remove_args *a = job->data;
-
-	return model_remove_cluster(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 }
 
 static void
 cluster_removed(struct request *r, struct engine_job *job)
 {
-	struct cluster_remove_args *a = job->data;
-
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
 	else
-		reply_json(r, 200, json_pack("{s:s}", "deleted", a->name));
+		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.cluster));
 }
 
 static void
 cluster_delete(struct request *r, const struct route *rt)
 {
-	struct engine_job *job =
-	    request_job_new(r, cluster_remove, 1, sizeof(struct cluster_remove_args));
-	struct cluster_remove_args *a = job->data;
+	struct engine_job *job;
 
-	snprintf(a->name, sizeof(a->name), "%s", rt->cluster);
+	command_new(r, COMMAND_REMOVE_CLUSTER, &job)->cluster = xstrdup(rt->cluster);
 	request_job_submit(r, job, cluster_removed);
-}
-
-/* The cluster of a write job, or NULL with a 404. */
-static struct cluster *
-job_cluster(struct engine_tx *tx, const char *name, struct error *err)
-{
-	struct cluster *c = model_find_cluster_mut(tx->model, name);
-
-	if (c == NULL)
-		error_set_entry(err, 404, name, "cluster '%s' not found", name);
-	return c;
-}
-
-/* Answers a write whose reply is the cluster's node list. */
-static void
-node_list_changed(struct request *r, struct engine_job *job)
-{
-	const char *cluster = job->data; /* every such job's data starts with it */
-
-	if (job->rc != 0)
-		reply_from_error(r, &job->err);
-	else
-		reply_node_list(r, cluster);
 }
 
 /* --- writes: nodes --------------------------------------------------- */
 
-struct node_list_args {
-	char cluster[NAME_SIZE];
-	size_t n;
-	char names[]; /* n NUL-terminated names, one after the other */
-};
-
+/* The names of {"nodes": [...]}, checked, into cmd. */
 static int
-node_list_set(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct node_list_args *a = job->data;
-	struct cluster *c = job_cluster(tx, a->cluster, err);
-
-	if (c == NULL)
-		return -1;
-	return cluster_set_node_list_packed(c, a->names, a->n, tx->who, tx->now, tx->audit, err);
-}
-
-/* The names of {"nodes": [...]} checked; *bytes is what they take as
- * NUL-terminated strings. */
-static int
-node_list_check(const json_t *list, size_t *bytes, struct error *err)
+node_list_fill(struct command *cmd, const json_t *list, struct error *err)
 {
 	const json_t *v;
 	size_t i;
 
-	*bytes = 0;
 	if (!json_is_array(list))
 		return error_set(err, 400, "field \"nodes\" must be an array of node names");
 	json_array_foreach(list, i, v)
@@ -921,7 +816,7 @@ node_list_check(const json_t *list, size_t *bytes, struct error *err)
 			return error_set_entry(err, 400, json_string_value(v),
 			                       "node '%.100s': invalid name (" NODE_NAME_RULE ")",
 			                       json_string_value(v));
-		*bytes += json_string_length(v) + 1;
+		command_add_name(cmd, json_string_value(v));
 	}
 	return 0;
 }
@@ -930,65 +825,35 @@ static void
 nodes_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"nodes", NULL};
-	json_t *body = read_body(r, fields, 0), *list, *v;
-	struct node_list_args *a;
+	json_t *body = read_body(r, fields, 0), *list;
 	struct engine_job *job;
+	struct command *cmd;
 	struct error err;
-	size_t bytes, i;
-	char *p;
 
 	if (body == NULL)
 		return;
+	cmd = command_new(r, COMMAND_SET_NODE_LIST, &job);
+	cmd->cluster = xstrdup(rt->cluster);
 	list = json_object_get(body, "nodes");
 	if (list == NULL) {
 		error_set(&err, 400, "field \"nodes\" is required");
 		goto bad;
 	}
-	if (node_list_check(list, &bytes, &err) != 0)
+	if (node_list_fill(cmd, list, &err) != 0)
 		goto bad;
-	job = request_job_new(r, node_list_set, 1, sizeof(*a) + bytes);
-	a = job->data;
-	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
-	a->n = json_array_size(list);
-	p = a->names;
-	json_array_foreach(list, i, v)
-	{
-		memcpy(p, json_string_value(v), json_string_length(v) + 1);
-		p += json_string_length(v) + 1;
-	}
 	json_decref(body);
 	request_job_submit(r, job, node_list_changed);
 	return;
 bad:
 	json_decref(body);
+	command_drop(job);
 	reply_from_error(r, &err);
-}
-
-struct node_put_args {
-	char cluster[NAME_SIZE];
-	char node[NAME_SIZE];
-	int is_new;
-	const char *address; /* into text; NULL: leave as it is */
-	const char *check;
-	char text[];
-};
-
-static int
-node_put_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct node_put_args *a = job->data;
-	struct cluster *c = job_cluster(tx, a->cluster, err);
-
-	if (c == NULL)
-		return -1;
-	a->is_new = cluster_find_node(c, a->node, strlen(a->node)) == NULL;
-	return cluster_put_node(c, a->node, a->address, a->check, tx->who, tx->now, tx->audit, err);
 }
 
 static void
 node_put_done(struct request *r, struct engine_job *job)
 {
-	struct node_put_args *a = job->data;
+	const char *name = job->command.name;
 	const struct cluster *c;
 	const struct node *n;
 
@@ -996,14 +861,14 @@ node_put_done(struct request *r, struct engine_job *job)
 		reply_from_error(r, &job->err);
 		return;
 	}
-	if ((c = find_cluster_or_reply(r, a->cluster)) == NULL)
+	if ((c = find_cluster_or_reply(r, job->command.cluster)) == NULL)
 		return;
-	if ((n = cluster_find_node(c, a->node, strlen(a->node))) == NULL) {
-		reply_error(r, 404, json_pack("{s:s}", "entry", a->node),
-		            "node '%s' was removed meanwhile", a->node);
+	if ((n = cluster_find_node(c, name, strlen(name))) == NULL) {
+		reply_error(r, 404, json_pack("{s:s}", "entry", name),
+		            "node '%s' was removed meanwhile", name);
 		return;
 	}
-	reply_json(r, a->is_new ? 201 : 200, node_document_json(c, api_node_json(n)));
+	reply_json(r, job->result.is_created ? 201 : 200, node_document_json(c, api_node_json(n)));
 }
 
 /* Optional "address"/"check": a string; "" or null clears the field. */
@@ -1023,11 +888,9 @@ node_put(struct request *r, const struct route *rt)
 	static const char *const fields[] = {"address", "check", NULL};
 	json_t *body = read_body(r, fields, 1);
 	const char *address, *check;
-	struct node_put_args *a;
 	struct engine_job *job;
+	struct command *cmd;
 	struct error err;
-	size_t bytes = 0;
-	char *p;
 
 	if (body == NULL)
 		return;
@@ -1037,216 +900,98 @@ node_put(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
-	bytes = (address ? strlen(address) + 1 : 0) + (check ? strlen(check) + 1 : 0);
-	job = request_job_new(r, node_put_run, 1, sizeof(*a) + bytes);
-	a = job->data;
-	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
-	snprintf(a->node, sizeof(a->node), "%s", rt->name);
-	p = a->text;
-	a->address = copy_text(&p, address);
-	a->check = copy_text(&p, check);
+	cmd = command_new(r, COMMAND_PUT_NODE, &job);
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	cmd->address = address != NULL ? xstrdup(address) : NULL;
+	cmd->check = check != NULL ? xstrdup(check) : NULL;
 	json_decref(body);
 	request_job_submit(r, job, node_put_done);
-}
-
-struct node_remove_args {
-	char cluster[NAME_SIZE];
-	char node[NAME_SIZE];
-	int64_t version; /* after the change */
-};
-
-static int
-node_remove_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct node_remove_args *a = job->data;
-	struct cluster *c = job_cluster(tx, a->cluster, err);
-
-	if (c == NULL || cluster_remove_node(c, a->node, tx->who, tx->now, tx->audit, err) != 0)
-		return -1;
-	a->version = c->version;
-	return 0;
 }
 
 static void
 node_remove_done(struct request *r, struct engine_job *job)
 {
-	struct node_remove_args *a = job->data;
-
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
 	else
 		reply_json(r, 200,
-		           json_pack("{s:s, s:I, s:s}", "cluster", a->cluster, "version",
-		                     (json_int_t)a->version, "deleted", a->node));
+		           json_pack("{s:s, s:I, s:s}", "cluster", job->command.cluster, "version",
+		                     (json_int_t)job->result.version, "deleted",
+		                     job->command.name));
 }
 
 static void
 node_delete(struct request *r, const struct route *rt)
 {
-	struct engine_job *job =
-	    request_job_new(r, node_remove_run, 1, sizeof(struct node_remove_args));
-	struct node_remove_args *a = job->data;
+	struct engine_job *job;
+	struct command *cmd = command_new(r, COMMAND_REMOVE_NODE, &job);
 
-	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
-	snprintf(a->node, sizeof(a->node), "%s", rt->name);
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
 	request_job_submit(r, job, node_remove_done);
 }
 
 /* --- writes: status -------------------------------------------------- */
-
-struct status_args {
-	char cluster[NAME_SIZE];
-	int64_t if_version; /* -1: not given */
-	int64_t min_online;
-	char changes[]; /* the change set as JSON text, checked on the worker */
-};
-
-static int
-status_apply(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct status_args *a = job->data;
-	struct cluster *c = job_cluster(tx, a->cluster, err);
-	struct change_set cs = {0};
-	json_t *changes;
-	int rc;
-
-	if (c == NULL)
-		return -1;
-	if ((changes = json_loads(a->changes, 0, NULL)) == NULL)
-		return error_set(err, 500, "the change set could not be read back");
-	rc = change_set_from_json(changes, &cs, err);
-	json_decref(changes);
-	if (rc == 0)
-		rc = cluster_apply_changes(c, &cs, tx->who, tx->now, a->if_version, a->min_online,
-		                           tx->audit, err);
-	change_set_free(&cs);
-	return rc;
-}
-
-/* The "changes" object checked as a change set, and its size as text. */
-static int
-status_check_changes(const json_t *changes, size_t *bytes, struct error *err)
-{
-	struct change_set cs = {0};
-
-	if (changes == NULL)
-		return error_set(err, 400, "field \"changes\" is required");
-	if (!json_is_object(changes))
-		return error_set(err, 400, "field \"changes\" must be an object of node names");
-	if (change_set_from_json(changes, &cs, err) != 0)
-		return -1;
-	change_set_free(&cs);
-	*bytes = json_dumpb(changes, NULL, 0, JSON_COMPACT);
-	return 0;
-}
 
 static void
 status_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
 	json_t *body = read_body(r, fields, 0), *changes;
-	int64_t if_version, min_online;
-	struct status_args *a;
 	struct engine_job *job;
+	struct command *cmd;
 	struct error err;
-	size_t bytes = 0;
 
 	if (body == NULL)
 		return;
+	cmd = command_new(r, COMMAND_SET_STATUS, &job);
+	cmd->cluster = xstrdup(rt->cluster);
 	changes = json_object_get(body, "changes");
-	if (status_check_changes(changes, &bytes, &err) != 0 ||
-	    body_count(body, "if_version", &if_version, &err) != 0 ||
-	    body_count(body, "min_online", &min_online, &err) != 0) {
+	if (changes == NULL)
+		error_set(&err, 400, "field \"changes\" is required");
+	else if (!json_is_object(changes))
+		error_set(&err, 400, "field \"changes\" must be an object of node names");
+	if (changes == NULL || !json_is_object(changes) ||
+	    change_set_from_json(changes, &cmd->changes, &err) != 0 ||
+	    body_count(body, "if_version", &cmd->if_version, &err) != 0 ||
+	    body_count(body, "min_online", &cmd->min_online, &err) != 0) {
 		json_decref(body);
+		command_drop(job);
 		reply_from_error(r, &err);
 		return;
 	}
-	job = request_job_new(r, status_apply, 1, sizeof(*a) + bytes + 1);
-	a = job->data;
-	snprintf(a->cluster, sizeof(a->cluster), "%s", rt->cluster);
-	a->if_version = if_version;
-	a->min_online = min_online;
-	json_dumpb(changes, a->changes, bytes, JSON_COMPACT);
 	json_decref(body);
 	request_job_submit(r, job, node_list_changed);
 }
 
 /* --- writes: users --------------------------------------------------- */
 
-struct user_args {
-	char name[NAME_SIZE];
-	enum role role;
-	int64_t created_at;
-	char password[PASSWORD_MAX * UTF8_MAX + 1]; /* wiped once hashed */
-	char *hash;
-};
-
-/* Side thread: argon2id takes a tenth of a second on purpose, so it must
- * not hold up the writes queued on the engine thread. */
-static int
-user_hash(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct user_args *a = job->data;
-
-	(void)tx;
-	a->hash = auth_hash_password(a->password);
-	explicit_bzero(a->password, sizeof(a->password));
-	if (a->hash == NULL)
-		return error_set(err, 500, "the password could not be hashed");
-	return 0;
-}
-
-static int
-user_add(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct user_args *a = job->data;
-
-	if (model_find_user(tx->model, a->name) != NULL)
-		return error_set_entry(err, 409, a->name, "user '%s' already exists", a->name);
-	a->created_at = tx->now;
-	return model_put_user(tx->model, a->name, a->role, a->hash, tx->who, tx->now, tx->audit,
-	                      err);
-}
-
-static void
-user_args_free(void *data)
-{
-	struct user_args *a = data;
-
-	explicit_bzero(a->password, sizeof(a->password));
-	free(a->hash);
-}
-
 static void
 user_added(struct request *r, struct engine_job *job)
 {
-	struct user_args *a = job->data;
+	const struct command *c = &job->command;
 
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
 	else
-		reply_json(r, 201, user_json(a->name, a->role, a->created_at));
+		reply_json(r, 201, user_json(c->name, c->role, job->result.created_at));
 }
 
 static int
 user_check_body(const json_t *body, const char **name, const char **password, enum role *role,
                 struct error *err)
 {
-	size_t length;
-
 	if (body_string(body, "name", 1, name, err) != 0 ||
 	    body_string(body, "password", 1, password, err) != 0 || body_role(body, role, err) != 0)
 		return -1;
 	if (!node_name_is_valid(*name, strlen(*name)))
 		return error_set_entry(err, 400, *name,
 		                       "user '%.100s': invalid name (" NODE_NAME_RULE ")", *name);
-	length = utf8_length(*password);
-	if (length < PASSWORD_MIN || length > PASSWORD_MAX)
-		return error_set(err, 400, "password must be %d to %d characters", PASSWORD_MIN,
-		                 PASSWORD_MAX);
-	return 0;
+	return password_check_length(*password, err);
 }
 
+/* The password is hashed by the command, on the engine's side thread. */
 static void
 users_post(struct request *r, const struct route *rt)
 {
@@ -1254,7 +999,7 @@ users_post(struct request *r, const struct route *rt)
 	json_t *body = read_body(r, fields, 0);
 	const char *name, *password;
 	struct engine_job *job;
-	struct user_args *a;
+	struct command *cmd;
 	struct error err;
 	enum role role;
 
@@ -1267,93 +1012,68 @@ users_post(struct request *r, const struct route *rt)
 		return;
 	}
 	if (model_find_user(request_snapshot(r), name) != NULL) {
-		/* Spares the slow hash; user_add checks again. */
+		/* Spares the slow hash; the command checks again. */
 		reply_error(r, 409, json_pack("{s:s}", "entry", name), "user '%s' already exists",
 		            name);
 		json_decref(body);
 		return;
 	}
-	job = request_job_new(r, user_add, 1, sizeof(*a));
-	job->prepare = user_hash;
-	job->free_data = user_args_free;
-	a = job->data;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	snprintf(a->password, sizeof(a->password), "%s", password);
-	a->role = role;
+	cmd = command_new(r, COMMAND_PUT_USER, &job);
+	cmd->name = xstrdup(name);
+	cmd->role = role;
+	cmd->is_new_only = 1;
+	cmd->password = xstrdup(password);
 	json_decref(body);
 	request_job_submit(r, job, user_added);
-}
-
-struct user_remove_args {
-	char name[NAME_SIZE];
-};
-
-/* Removing oneself is allowed; the model refuses to remove the last
- * admin, since nobody could manage users any more. */
-static int
-user_remove(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct user_remove_args *a = job->data;
-
-	return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
 }
 
 static void
 user_removed(struct request *r, struct engine_job *job)
 {
-	struct user_remove_args *a = job->data;
-
-	if (job->rc != 0) {
+	if (job->rc != 0)
 		reply_from_error(r, &job->err);
-		return;
-	}
-	reply_json(r, 200, json_pack("{s:s}", "deleted", a->name));
+	else
+		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.name));
 }
 
+/* Removing oneself is allowed; the model refuses to remove the last
+ * admin, since nobody could manage users any more. */
 static void
 user_delete(struct request *r, const struct route *rt)
 {
-	struct engine_job *job =
-	    request_job_new(r, user_remove, 1, sizeof(struct user_remove_args));
-	struct user_remove_args *a = job->data;
+	struct engine_job *job;
 
-	snprintf(a->name, sizeof(a->name), "%s", rt->name);
+	command_new(r, COMMAND_REMOVE_USER, &job)->name = xstrdup(rt->name);
 	request_job_submit(r, job, user_removed);
 }
 
 /* --- writes: tokens -------------------------------------------------- */
 
-struct token_args {
-	char id[TOKEN_ID_SIZE];
-	enum role role;
-	char description[DESCRIPTION_MAX * UTF8_MAX + 1];
-	char token[TOKEN_SIZE]; /* shown once, wiped after the reply */
+/* The secret, made here and shown once: the command carries only its
+ * hash. Wiped when the job is released. */
+struct token_secret {
+	char token[TOKEN_SIZE];
 };
 
-static int
-token_create(struct engine_tx *tx, struct engine_job *job, struct error *err)
+static void
+token_secret_wipe(void *data)
 {
-	struct token_args *a = job->data;
-	char hash[TOKEN_HASH_SIZE];
-
-	auth_new_token(a->id, sizeof(a->id), a->token, sizeof(a->token), hash, sizeof(hash));
-	return model_add_token(tx->model, a->id, a->role, a->description, hash, tx->who, tx->now,
-	                       tx->audit, err);
+	explicit_bzero(data, sizeof(struct token_secret));
 }
 
 static void
 token_created(struct request *r, struct engine_job *job)
 {
-	struct token_args *a = job->data;
+	const struct command *c = &job->command;
+	struct token_secret *s = job->data;
 
 	if (job->rc != 0) {
 		reply_from_error(r, &job->err);
 		return;
 	}
 	reply_json(r, 201,
-	           json_pack("{s:s, s:s, s:s, s:s}", "id", a->id, "token", a->token, "role",
-	                     role_name(a->role), "description", a->description));
-	explicit_bzero(a->token, sizeof(a->token));
+	           json_pack("{s:s, s:s, s:s, s:s}", "id", c->name, "token", s->token, "role",
+	                     role_name(c->role), "description", c->description));
 }
 
 static void
@@ -1361,9 +1081,11 @@ tokens_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"role", "description", NULL};
 	json_t *body = read_body(r, fields, 0);
+	char id[TOKEN_ID_SIZE], hash[TOKEN_HASH_SIZE];
 	const char *description;
+	struct token_secret *s;
 	struct engine_job *job;
-	struct token_args *a;
+	struct command *cmd;
 	struct error err;
 	enum role role;
 
@@ -1371,55 +1093,40 @@ tokens_post(struct request *r, const struct route *rt)
 	if (body == NULL)
 		return;
 	if (body_role(body, &role, &err) != 0 ||
-	    body_string(body, "description", 0, &description, &err) != 0)
-		goto bad;
-	if (description != NULL && utf8_length(description) > DESCRIPTION_MAX) {
-		error_set(&err, 400, "description must be at most %d characters", DESCRIPTION_MAX);
-		goto bad;
+	    body_string(body, "description", 0, &description, &err) != 0 ||
+	    (description != NULL &&
+	     text_check_length("description", description, DESCRIPTION_MAX, &err) != 0)) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
 	}
-	job = request_job_new(r, token_create, 1, sizeof(*a));
-	a = job->data;
-	a->role = role;
-	snprintf(a->description, sizeof(a->description), "%s", description ? description : "");
+	job = request_job_new(r, NULL, sizeof(*s));
+	job->free_data = token_secret_wipe;
+	s = job->data;
+	auth_new_token(id, sizeof(id), s->token, sizeof(s->token), hash, sizeof(hash));
+	cmd = engine_job_command(job, COMMAND_ADD_TOKEN);
+	cmd->name = xstrdup(id);
+	cmd->role = role;
+	cmd->description = xstrdup(description != NULL ? description : "");
+	cmd->token_hash = xstrdup(hash);
 	json_decref(body);
 	request_job_submit(r, job, token_created);
-	return;
-bad:
-	json_decref(body);
-	reply_from_error(r, &err);
-}
-
-struct token_remove_args {
-	char id[NAME_SIZE];
-};
-
-static int
-token_revoke(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct token_remove_args *a = job->data;
-
-	return model_remove_token(tx->model, a->id, tx->who, tx->now, tx->audit, err);
 }
 
 static void
 token_revoked(struct request *r, struct engine_job *job)
 {
-	struct token_remove_args *a = job->data;
-
-	if (job->rc != 0) {
+	if (job->rc != 0)
 		reply_from_error(r, &job->err);
-		return;
-	}
-	reply_json(r, 200, json_pack("{s:s}", "deleted", a->id));
+	else
+		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.name));
 }
 
 static void
 token_delete(struct request *r, const struct route *rt)
 {
-	struct engine_job *job =
-	    request_job_new(r, token_revoke, 1, sizeof(struct token_remove_args));
-	struct token_remove_args *a = job->data;
+	struct engine_job *job;
 
-	snprintf(a->id, sizeof(a->id), "%s", rt->name);
+	command_new(r, COMMAND_REMOVE_TOKEN, &job)->name = xstrdup(rt->name);
 	request_job_submit(r, job, token_revoked);
 }

@@ -122,7 +122,7 @@ struct auth_attempt {
 	h2o_linklist_t all;        /* in auth_state.attempts */
 	h2o_linklist_t on_worker;  /* in its auth_worker.attempts */
 	char user[NODE_NAME_MAX + 1];
-	char password[AUTH_PASSWORD_MAX + 1];
+	char password[PASSWORD_MAX + 1];
 	unsigned char key[32];
 	/* the result */
 	int status; /* 200, 401, 503 */
@@ -210,21 +210,6 @@ void
 auth_set_session_source(struct auth_state *a, auth_session_fn identify)
 {
 	a->session_identify = identify;
-}
-
-char *
-auth_hash_password(const char *password)
-{
-	char *out = malloc(HASH_STR_MAX);
-
-	if (out == NULL)
-		return NULL;
-	if (crypto_pwhash_str(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
-	                      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
-		free(out);
-		return NULL;
-	}
-	return out;
 }
 
 void
@@ -860,7 +845,7 @@ auth_check_password(struct request *r, const char *user, const char *password, a
 	int status;
 
 	worker_part(a, r->worker);
-	if (strlen(user) > NODE_NAME_MAX || strlen(password) > AUTH_PASSWORD_MAX) {
+	if (strlen(user) > NODE_NAME_MAX || strlen(password) > PASSWORD_MAX) {
 		struct auth_verdict v = {401, "The user name or the password is wrong.", NULL};
 		then(r, &v);
 		return;
@@ -984,7 +969,7 @@ basic_checked(struct request *r, const struct auth_verdict *v)
 static void
 check_basic(struct request *r, h2o_iovec_t h)
 {
-	char user[NODE_NAME_MAX + 1], password[1025];
+	char user[NODE_NAME_MAX + 1], password[PASSWORD_MAX + 1];
 
 	if (auth_basic_decode(h.base + 6, h.len - 6, user, sizeof(user), password,
 	                      sizeof(password)) != 0) {

@@ -17,10 +17,6 @@
 struct request;
 struct auth_state;
 
-/* The longest password a check accepts, in bytes (Basic's decoder takes
- * at most 1024; the login form up to this). */
-#define AUTH_PASSWORD_MAX 4096
-
 /* Authenticates r (Basic, Bearer, or the session source when
  * allow_session) and calls then(r) when r->role >= min_role. Otherwise
  * replies itself: 401 (with WWW-Authenticate), 403 (role too low), or 429
@@ -43,12 +39,13 @@ struct auth_verdict {
 
 typedef void (*auth_checked_fn)(struct request *r, const struct auth_verdict *v);
 
-/* Checks user's password for r, applying the guessing policy (counted at
- * arrival, delayed, bounded per address and overall, answered in
- * round-robin order between addresses), and calls then(r, verdict) on r's
- * worker, at once or later. then is not called when the client goes away
- * first; its check is then dropped (not hashed). user and password are
- * copied. r->auth_attempt belongs to the check meanwhile. */
+/* Checks user's password (at most PASSWORD_MAX bytes, core/limits.h)
+ * for r, applying the guessing policy (counted at arrival, delayed,
+ * bounded per address and overall, answered in round-robin order between
+ * addresses), and calls then(r, verdict) on r's worker, at once or later.
+ * then is not called when the client goes away first; its check is then
+ * dropped (not hashed). user and password are copied. r->auth_attempt
+ * belongs to the check meanwhile. */
 void auth_check_password(struct request *r, const char *user, const char *password,
                          auth_checked_fn then);
 
@@ -57,12 +54,6 @@ void auth_check_password(struct request *r, const char *user, const char *passwo
  * Slow (argon2id): only for the engine's side thread. */
 const struct user *auth_verify_password(const struct model *m, const char *user,
                                         const char *password);
-
-/* Hashes a password for storage (argon2id). Returns a malloc'd string,
- * or NULL when hashing failed (out of memory). Slow: call it on the
- * engine's side thread (a job's prepare step) or at start-up, never on a
- * worker. */
-char *auth_hash_password(const char *password);
 
 /* --- sessions plug in here ----------------------------------------------- */
 
@@ -86,8 +77,8 @@ void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, ch
  * (b64[0..len) is what follows "Basic ") into user and password,
  * NUL-terminated. Returns 0, or -1 when they are malformed (not base64,
  * no ':', a NUL byte) or do not fit (a user name of user_size or more
- * bytes, a password of password_size or more; at most 64 and 1024 are
- * ever accepted). */
+ * bytes, a password of password_size or more; at most NODE_NAME_MAX and
+ * PASSWORD_MAX bytes are ever accepted). */
 int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
                       size_t password_size);
 

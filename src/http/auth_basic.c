@@ -16,7 +16,7 @@ int
 auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
                   size_t password_size)
 {
-	char buf[NODE_NAME_MAX + 1 + 1025 + 1];
+	char buf[NODE_NAME_MAX + 1 + PASSWORD_MAX + 1 + 1];
 	size_t n = 0, user_len;
 	char *colon;
 	int rc = -1;

@@ -12,12 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../util/xalloc.h"
 #include "http.h"
-
-struct setstatus_job {
-	char cluster[NODE_NAME_MAX + 1];
-	struct change_set changes;
-};
 
 static int
 action_is(h2o_iovec_t action, const char *name)
@@ -72,34 +68,15 @@ nodestatus(struct request *r)
 }
 
 static void
-setstatus_free(void *data)
-{
-	struct setstatus_job *a = data;
-
-	change_set_free(&a->changes);
-}
-
-static int
-setstatus_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct setstatus_job *a = job->data;
-	struct cluster *c = model_find_cluster_mut(tx->model, a->cluster);
-
-	if (c == NULL)
-		return error_set(err, 404, "cluster '%s' no longer exists", a->cluster);
-	return cluster_apply_changes(c, &a->changes, tx->who, tx->now, -1, -1, tx->audit, err);
-}
-
-static void
 setstatus_done(struct request *r, struct engine_job *job)
 {
-	struct setstatus_job *a = job->data;
-	const struct cluster *c = model_find_cluster(request_snapshot(r), a->cluster);
+	const char *name = job->command.cluster;
+	const struct cluster *c = model_find_cluster(request_snapshot(r), name);
 
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
 	else if (c == NULL)
-		reply_error(r, 404, NULL, "cluster '%s' no longer exists", a->cluster);
+		reply_error(r, 404, NULL, "cluster '%s' no longer exists", name);
 	else
 		reply_nodestatus(r, c);
 }
@@ -139,8 +116,8 @@ static void
 setstatus(struct request *r)
 {
 	const struct cluster *c = mounted_cluster(r);
-	struct setstatus_job *a;
 	struct engine_job *job;
+	struct command *cmd;
 	struct error err;
 	json_t *doc;
 
@@ -152,17 +129,17 @@ setstatus(struct request *r)
 		reply_from_error(r, &err);
 		return;
 	}
-	job = request_job_new(r, setstatus_run, 1, sizeof(*a));
-	a = job->data;
-	snprintf(a->cluster, sizeof(a->cluster), "%s", c->name);
-	if (change_set_from_json(doc, &a->changes, &err) != 0) {
+	job = request_job_new(r, NULL, 0);
+	cmd = engine_job_command(job, COMMAND_SET_STATUS);
+	cmd->cluster = xstrdup(c->name);
+	if (change_set_from_json(doc, &cmd->changes, &err) != 0) {
 		json_decref(doc);
+		engine_job_release(job);
 		free(job);
 		reply_from_error(r, &err);
 		return;
 	}
 	json_decref(doc);
-	job->free_data = setstatus_free;
 	request_job_submit(r, job, setstatus_done);
 }
 

@@ -26,8 +26,6 @@
 #include "../core/model.h"
 #include "../engine/engine.h"
 
-#define BODY_MAX (64 * 1024)
-
 struct server;
 struct worker;
 struct request;
@@ -73,15 +71,15 @@ int request_is_https(const struct request *r);
 /* The daemon's observed probes and check states (observe/observe.h). */
 struct observe *request_observe(const struct request *r);
 
-/* A job for the engine thread whose data area (job->data) is data_size
- * zeroed bytes owned by the job. The actor is r's. */
-struct engine_job *request_job_new(struct request *r, engine_job_fn fn, int is_write,
-                                   size_t data_size);
+/* A job for the engine whose data area (job->data) is data_size zeroed
+ * bytes owned by the job. The actor is r's. fn: a read job's work; NULL
+ * for a command (engine_job_command) or an audit read
+ * (engine_job_read_audit). */
+struct engine_job *request_job_new(struct request *r, engine_job_fn fn, size_t data_size);
 /* Queues job; when it is done, then(r, job) runs on r's worker thread
- * (unless the client went away); the job is freed after then returns.
- * Put anything then needs to respond into job->data during fn; set
- * job->free_data to release what data points to (it runs whether or not
- * then ran). */
+ * (unless the client went away); then the job is released
+ * (engine_job_release: its command, what it read, job->free_data) and
+ * freed, whether or not then ran. */
 void request_job_submit(struct request *r, struct engine_job *job, request_job_handler then);
 
 /* Calls then(r) as soon as cluster's version is above after, or after

@@ -4,6 +4,10 @@
  * Every response carries Cache-Control: no-store (load balancers and
  * browsers must never cache a node's state) and an explicit
  * Content-Length, so HTTP/1.1 connections stay alive without chunking.
+ * Over HTTPS it also carries Strict-Transport-Security (HSTS_VALUE): a
+ * browser that reached the daemon once over HTTPS will not send a session
+ * cookie or a password over plain HTTP to the same host for a year. Not
+ * over HTTP, where browsers ignore it and it would promise nothing.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +15,11 @@
 #include <string.h>
 
 #include "http.h"
+
+/* One year, the common choice (and what HSTS preload lists ask for);
+ * without includeSubDomains, since the daemon cannot know whether other
+ * services under the same domain serve HTTPS. */
+#define HSTS_VALUE "max-age=31536000"
 
 static const char *
 status_reason(int status)
@@ -69,6 +78,9 @@ reply_bytes(struct request *r, int status, const char *content_type, const char 
 	               strlen(content_type));
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
 	               H2O_STRLIT("no-store"));
+	if (request_is_https(r))
+		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_STRICT_TRANSPORT_SECURITY,
+		               NULL, H2O_STRLIT(HSTS_VALUE));
 	h2o_start_response(req, &generator);
 	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
 		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);

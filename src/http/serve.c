@@ -6,7 +6,8 @@
  * down), create the first admin if there is no user, bind every listening
  * address (so a port in use fails before anything is served), then start
  * the workers. SIGTERM/SIGINT: stop accepting, answer what is in flight,
- * stop the engine (which closes the store), exit 0.
+ * stop the engine (which closes the store), exit 0. SIGHUP: load the TLS
+ * certificate and key again, for new connections (tls_reload).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,23 +18,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 
 #include "../observe/checker.h"
 #include "../observe/observe.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "server_internal.h"
 #include "serve.h"
 
 #define MAX_THREADS 32
-#define PASSWORD_MIN 8
 #define CHECK_COUNT_MAX 100
 
 static const char usage[] =
@@ -55,6 +59,7 @@ static const char usage[] =
     "  --admin-password-file F    on an empty store, create user admin with the\n"
     "                             password in F (else one is generated and printed)\n"
     "  --tls-cert F --tls-key F   serve HTTPS with this certificate and key\n"
+    "                             (read again on SIGHUP)\n"
     "  --threads N                HTTP worker threads (default 1)\n"
     "  --demo                     on an empty default cluster, add node1..node3\n"
     "  --help                     this text\n";
@@ -283,31 +288,14 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 
 /* --- start-up jobs ------------------------------------------------------ */
 
-struct admin_job {
-	char password[1025];
-};
-
-static int
-create_admin_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct admin_job *a = job->data;
-	char *hash;
-	int rc;
-
-	if (tx->model->n_users > 0)
-		return 0;
-	if ((hash = auth_hash_password(a->password)) == NULL)
-		return error_set(err, 500, "cannot hash the admin password (out of memory?)");
-	rc = model_put_user(tx->model, "admin", ROLE_ADMIN, hash, tx->who, tx->now, tx->audit, err);
-	free(hash);
-	return rc;
-}
-
-/* Reads the first line of path as the admin password. */
+/* Reads the first line of path as the admin password: PASSWORD_MIN to
+ * PASSWORD_MAX bytes, like every password; a longer one is refused, not
+ * cut (a cut password would not be the one the operator wrote down). */
 static int
 read_password_file(const char *path, char *buf, size_t size, struct error *err)
 {
 	FILE *f = fopen(path, "r");
+	struct error why;
 
 	if (f == NULL)
 		return error_set(err, 400, "cannot read %s: %s", path, strerror(errno));
@@ -315,121 +303,272 @@ read_password_file(const char *path, char *buf, size_t size, struct error *err)
 		buf[0] = '\0';
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
-	if (strlen(buf) < PASSWORD_MIN)
-		return error_set(err, 400, "the password in %s is shorter than %d characters", path,
-		                 PASSWORD_MIN);
+	if (password_check_length(buf, &why) != 0)
+		return error_set(err, 400, "the password in %s is %s than %d bytes", path,
+		                 strlen(buf) < PASSWORD_MIN ? "shorter" : "longer",
+		                 strlen(buf) < PASSWORD_MIN ? PASSWORD_MIN : PASSWORD_MAX);
 	return 0;
 }
 
+struct startup_counts {
+	size_t n_users;
+	size_t n_default_nodes; /* SIZE_MAX: no default cluster */
+};
+
 static int
-count_users_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
+count_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
+	struct startup_counts *n = job->data;
+	const struct cluster *c = model_find_cluster(tx->model, DEFAULT_CLUSTER);
+
 	(void)err;
-	*(size_t *)job->data = tx->model->n_users;
+	n->n_users = tx->model->n_users;
+	n->n_default_nodes = c != NULL ? c->n_nodes : SIZE_MAX;
 	return 0;
 }
 
 /* The main thread is no engine reader (a snapshot could be freed under
- * it), so it asks the engine whether there are users. */
+ * it), so it asks the engine. */
+static struct startup_counts
+startup_counts(struct server *s)
+{
+	struct startup_counts n = {0};
+	struct engine_job count = {.run = count_run, .data = &n};
+
+	engine_run_sync(s->engine, &count);
+	return n;
+}
+
+/* Runs a start-up command as actor who; a 409 (someone else did it
+ * first) is no error. */
+static int
+run_startup_command(struct server *s, struct engine_job *job, const char *who, struct error *err)
+{
+	int rc;
+
+	snprintf(job->who_name, sizeof(job->who_name), "%s", who);
+	rc = engine_run_sync(s->engine, job);
+	if (rc != 0 && job->err.status != 409)
+		*err = job->err;
+	else
+		rc = 0;
+	engine_job_release(job);
+	return rc;
+}
+
 static int
 ensure_admin(struct server *s, struct error *err)
 {
-	struct engine_job job = {.run = create_admin_run, .is_write = 1};
-	size_t n_users = 0;
-	struct engine_job count = {.run = count_users_run, .data = &n_users};
-	struct admin_job a;
+	struct engine_job job = {0};
+	struct command *cmd;
+	char password[PASSWORD_MAX + 2];
 	unsigned char random[18];
 	int is_generated = 0;
 
-	engine_run_sync(s->engine, &count);
-	if (n_users > 0)
+	if (startup_counts(s).n_users > 0)
 		return 0;
 	if (s->opts.admin_password_file != NULL) {
-		if (read_password_file(s->opts.admin_password_file, a.password, sizeof(a.password),
+		if (read_password_file(s->opts.admin_password_file, password, sizeof(password),
 		                       err) != 0)
 			return -1;
 	} else {
 		randombytes_buf(random, sizeof(random));
-		sodium_bin2base64(a.password, sizeof(a.password), random, sizeof(random),
+		sodium_bin2base64(password, sizeof(password), random, sizeof(random),
 		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 		is_generated = 1;
 	}
-	snprintf(job.who_name, sizeof(job.who_name), "clustermgmt");
-	job.data = &a;
-	if (engine_run_sync(s->engine, &job) != 0) {
-		*err = job.err;
+	cmd = engine_job_command(&job, COMMAND_PUT_USER);
+	cmd->name = xstrdup("admin");
+	cmd->role = ROLE_ADMIN;
+	cmd->is_new_only = 1;
+	cmd->password = xstrdup(password); /* hashed by the command */
+	if (run_startup_command(s, &job, "clustermgmt", err) != 0) {
+		sodium_memzero(password, sizeof(password));
 		return -1;
 	}
 	if (is_generated)
 		log_kv(LOG_WARN,
 		       "created user admin with a generated password; it is shown only once",
-		       "user", "admin", "password", a.password, NULL);
-	sodium_memzero(&a, sizeof(a));
+		       "user", "admin", "password", password, NULL);
+	sodium_memzero(password, sizeof(password));
 	return 0;
-}
-
-static int
-demo_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	static const char *const names[] = {"node1", "node2", "node3"};
-	struct cluster *c = model_find_cluster_mut(tx->model, DEFAULT_CLUSTER);
-
-	(void)job;
-	if (c == NULL || c->n_nodes > 0)
-		return 0;
-	return cluster_set_node_list(c, names, 3, tx->who, tx->now, tx->audit, err);
 }
 
 static int
 seed_demo(struct server *s, struct error *err)
 {
-	struct engine_job job = {.run = demo_run, .is_write = 1};
+	static const char *const names[] = {"node1", "node2", "node3"};
+	struct engine_job job = {0};
+	struct command *cmd;
+	size_t i;
 
-	snprintf(job.who_name, sizeof(job.who_name), "demo");
-	if (engine_run_sync(s->engine, &job) != 0) {
-		*err = job.err;
-		return -1;
-	}
-	return 0;
+	if (startup_counts(s).n_default_nodes != 0)
+		return 0;
+	cmd = engine_job_command(&job, COMMAND_SET_NODE_LIST);
+	cmd->cluster = xstrdup(DEFAULT_CLUSTER);
+	for (i = 0; i < 3; i++)
+		command_add_name(cmd, names[i]);
+	return run_startup_command(s, &job, "demo", err);
 }
 
 /* --- TLS ---------------------------------------------------------------- */
 
+/* Mozilla's "intermediate" profile (ssl-config.mozilla.org, v5.7): TLS 1.2
+ * only with forward-secret AEAD suites, and TLS 1.3 (whose suites all
+ * are). The DHE-RSA suites the profile also lists are left out: every
+ * client that can speak TLS 1.2 has ECDHE, and DHE would need Diffie-
+ * Hellman parameters to manage for nothing. */
+#define TLS12_CIPHERS                                                                              \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS13_CIPHERSUITES                                                                         \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+/* A TLS context with the certificate chain and key of the options, or
+ * NULL with err filled. The caller owns the one reference returned. */
+static SSL_CTX *
+tls_context_new(const struct server_options *o, struct error *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		error_set(err, 500, "cannot create a TLS context");
+		return NULL;
+	}
+	/* no TLS 1.0/1.1; no renegotiation (a client could make the server
+	 * redo the expensive half of a handshake at will) */
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, TLS13_CIPHERSUITES) != 1) {
+		error_set(err, 500, "cannot configure the TLS protocols and cipher suites");
+		goto bad;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
+		error_set(err, 400, "cannot load the TLS certificate %s", o->tls_cert);
+		goto bad;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		error_set(err, 400,
+		          "cannot load the TLS key %s (or it does not match the certificate)",
+		          o->tls_key);
+		goto bad;
+	}
+	ERR_clear_error();
+	return ctx;
+bad:
+	ERR_clear_error();
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 static int
 tls_setup(struct server *s, struct error *err)
 {
-	SSL_CTX *ctx;
-
 	if (s->opts.tls_cert == NULL)
 		return 0;
-	ctx = SSL_CTX_new(TLS_server_method());
-	if (ctx == NULL)
-		return error_set(err, 500, "cannot create a TLS context");
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, s->opts.tls_cert) != 1) {
-		SSL_CTX_free(ctx);
-		return error_set(err, 400, "cannot load the TLS certificate %s", s->opts.tls_cert);
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, s->opts.tls_key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		SSL_CTX_free(ctx);
-		return error_set(
-		    err, 400, "cannot load the TLS key %s (or it does not match the certificate)",
-		    s->opts.tls_key);
-	}
-	s->ssl_ctx = ctx;
+	if ((s->ssl_ctx = tls_context_new(&s->opts, err)) == NULL)
+		return -1;
 	return 0;
+}
+
+/* The certificate's subject, serial (hex) and end of validity, for logs. */
+static void
+tls_describe(SSL_CTX *ctx, char *subject, size_t subject_size, char *serial, size_t serial_size,
+             char *not_after, size_t not_after_size)
+{
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	BIGNUM *bn = NULL;
+	char *hex = NULL;
+	BIO *bio;
+
+	subject[0] = serial[0] = not_after[0] = '\0';
+	if (cert == NULL)
+		return;
+	X509_NAME_oneline(X509_get_subject_name(cert), subject, (int)subject_size);
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL)) != NULL &&
+	    (hex = BN_bn2hex(bn)) != NULL)
+		snprintf(serial, serial_size, "%s", hex);
+	OPENSSL_free(hex);
+	BN_free(bn);
+	if ((bio = BIO_new(BIO_s_mem())) != NULL) {
+		if (ASN1_TIME_print(bio, X509_get0_notAfter(cert)) == 1) {
+			int n = BIO_read(bio, not_after, (int)not_after_size - 1);
+			not_after[n > 0 ? n : 0] = '\0';
+		}
+		BIO_free(bio);
+	}
+}
+
+/* SIGHUP: reads the certificate and key again. New connections get the
+ * new context; established ones keep theirs (an SSL holds a reference to
+ * its SSL_CTX). A certificate that does not load leaves the old one in
+ * place. */
+static void
+tls_reload(struct server *s)
+{
+	struct error err = {0};
+	char subject[256], serial[80], not_after[64];
+	SSL_CTX *ctx;
+
+	if (s->opts.tls_cert == NULL) {
+		log_kv(LOG_INFO, "SIGHUP: nothing to reload (no --tls-cert)", NULL);
+		return;
+	}
+	if ((ctx = tls_context_new(&s->opts, &err)) == NULL) {
+		log_kv(LOG_ERROR, "cannot reload the TLS certificate; keeping the current one",
+		       "error", err.what, NULL);
+		return;
+	}
+	tls_describe(ctx, subject, sizeof(subject), serial, sizeof(serial), not_after,
+	             sizeof(not_after));
+	server_set_ssl_ctx(s, ctx);
+	log_kv(LOG_INFO, "TLS certificate reloaded", "cert", s->opts.tls_cert, "subject", subject,
+	       "serial", serial, "not_after", not_after, NULL);
 }
 
 /* --- main --------------------------------------------------------------- */
 
-static void
-log_listening(const struct server *s, const char *store)
+/* Raises the soft limit on open descriptors to the hard one: every
+ * connection, load balancers' probes included, needs one, and the soft
+ * default (often 1,024) is what an idle-connection flood exhausts first.
+ * Where the hard limit is "unlimited", Linux still caps it at
+ * fs.nr_open. Returns the soft limit in force afterwards. */
+static unsigned long long
+raise_fd_limit(void)
 {
-	char threads[16], listens[sizeof(s->opts.listens)];
+	struct rlimit rl;
+	char text[32];
+	FILE *f;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur == rl.rlim_max)
+		return (unsigned long long)rl.rlim_cur;
+	if (rl.rlim_max == RLIM_INFINITY && (f = fopen("/proc/sys/fs/nr_open", "r")) != NULL) {
+		if (fgets(text, sizeof(text), f) != NULL && strtoull(text, NULL, 10) > rl.rlim_cur)
+			rl.rlim_max = (rlim_t)strtoull(text, NULL, 10);
+		fclose(f);
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_kv(LOG_WARN, "cannot raise the open-descriptor limit", "error", strerror(errno),
+		       NULL);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	return (unsigned long long)rl.rlim_cur;
+}
+
+static void
+log_listening(const struct server *s, const char *store, unsigned long long nofile)
+{
+	char threads[16], listens[sizeof(s->opts.listens)], fds[24];
 	size_t i, len = 0;
 
 	snprintf(threads, sizeof(threads), "%d", s->opts.threads);
+	snprintf(fds, sizeof(fds), "%llu", nofile);
 	listens[0] = '\0';
 	for (i = 0; i < s->opts.n_listens; i++)
 		len += (size_t)snprintf(listens + len, sizeof(listens) - len, "%s%s", i ? "," : "",
@@ -438,7 +577,8 @@ log_listening(const struct server *s, const char *store)
 		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text,
 		       NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
-	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, NULL);
+	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, "nofile",
+	       fds, NULL);
 	for (i = 0; i < s->opts.n_listens; i++) {
 		const struct listen_addr *l = &s->opts.listens[i];
 		if (!l->is_loopback && s->ssl_ctx == NULL)
@@ -456,6 +596,7 @@ start(struct server *s, struct error *err)
 	                                 s->opts.check_fall, s->opts.check_rise};
 	struct store *store;
 	char store_text[1100];
+	unsigned long long nofile = raise_fd_limit();
 	size_t i;
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -479,7 +620,7 @@ start(struct server *s, struct error *err)
 	if ((s->checker = checker_start(s->engine, s->observe, &checks, err)) == NULL)
 		return -1;
 	s->n_workers = s->opts.threads;
-	log_listening(s, store_text);
+	log_listening(s, store_text, nofile);
 	return server_start(s, err);
 }
 
@@ -502,8 +643,9 @@ shutdown_all(struct server *s)
 	if (s->opts.agent_listen.fd > 0)
 		close(s->opts.agent_listen.fd);
 	if (s->ssl_ctx != NULL)
-		SSL_CTX_free(s->ssl_ctx);
+		SSL_CTX_free(s->ssl_ctx); /* the workers' references went in server_free */
 	auth_state_free(s->auth);
+	pthread_mutex_destroy(&s->ssl_lock);
 	curl_global_cleanup();
 }
 
@@ -531,7 +673,9 @@ serve_main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	pthread_mutex_init(&s.ssl_lock, NULL);
 	s.auth = auth_state_new();
 	auth_set_session_source(s.auth, ui_session_identify); /* the page's sessions plug in */
 	if (start(&s, &err) != 0) {
@@ -539,7 +683,8 @@ serve_main(int argc, char **argv)
 		shutdown_all(&s);
 		return 1;
 	}
-	sigwait(&sigs, &sig);
+	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+		tls_reload(&s);
 	log_kv(LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
 	shutdown_all(&s);
 	log_kv(LOG_INFO, "stopped", NULL);

@@ -5,7 +5,8 @@
 #define CM_SERVE_H
 
 /* Parses the serve options (argv[0] is "serve"), starts the daemon and
- * runs it until SIGTERM/SIGINT. Returns the exit code. */
+ * runs it until SIGTERM/SIGINT (SIGHUP reloads the TLS certificate).
+ * Returns the exit code. */
 int serve_main(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,9 +34,14 @@
 #include "server_internal.h"
 
 #define TICK_MS 250
+/* Bounds how late a worker sees is_stopping. Snapshot reclamation needs
+ * no wake-up: workers wait offline (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
+#define ACCEPT_PAUSE_MS 100    /* listeners unpolled after running out of fds */
+#define ACCEPT_EVICT_MAX 16    /* idle connections closed per accept event */
+#define FD_WARN_EVERY_MS 10000 /* one warning per worker at most this often */
 
 struct pending {
 	struct request *r; /* NULL once the client went away */
@@ -53,6 +59,8 @@ struct pending {
 };
 
 static __thread struct worker *current_worker;
+
+static void on_accept(h2o_socket_t *listener, const char *err);
 
 /* --- request helpers ------------------------------------------------ */
 
@@ -158,14 +166,13 @@ pending_finish(struct pending *pd)
 }
 
 struct engine_job *
-request_job_new(struct request *r, engine_job_fn fn, int is_write, size_t data_size)
+request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 {
 	struct engine_job *job = calloc(1, sizeof(*job) + data_size);
 
 	if (job == NULL)
 		abort();
 	job->run = fn;
-	job->is_write = is_write;
 	job->data = job + 1;
 	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
 	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
@@ -176,7 +183,7 @@ request_job_new(struct request *r, engine_job_fn fn, int is_write, size_t data_s
 static void
 job_done(struct engine_job *job)
 {
-	struct pending *pd = job->sync;
+	struct pending *pd = job->done_arg;
 
 	h2o_multithread_send_message(&pd->worker->done_receiver, &pd->message);
 }
@@ -189,7 +196,7 @@ request_job_submit(struct request *r, struct engine_job *job, request_job_handle
 	pd->job = job;
 	pd->then_job = then;
 	job->done = job_done;
-	job->sync = pd;
+	job->done_arg = pd;
 	engine_submit(r->server->engine, job);
 }
 
@@ -210,8 +217,7 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 		pending_finish(pd);
 		if (r != NULL)
 			then(r, job);
-		if (job->free_data != NULL)
-			job->free_data(job->data);
+		engine_job_release(job);
 		free(job);
 	}
 }
@@ -468,16 +474,176 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* --- workers ---------------------------------------------------------- */
 
+/* Running out of descriptors. accept() fails with EMFILE while the
+ * listener stays readable, so a loop that only retried would spin and
+ * never serve the connection waiting (a load balancer's probe, most
+ * likely). Two things make room instead, the way nginx and h2o's own
+ * server do:
+ *
+ *   - the longest-idle connection of this worker is closed: one waiting
+ *     for its next request (HTTP/1 keep-alive, or a request head still
+ *     arriving), an HTTP/2 connection with no open stream, or a TLS
+ *     handshake not finished. h2o has no public list of connections, but
+ *     it keeps each of those waits in one of the context's timeout lists,
+ *     in the order they began; the heads of the three lists are therefore
+ *     the oldest idle connections, and firing a head's timeout now closes
+ *     it through h2o's own path (as if it had timed out), never one whose
+ *     request is being answered. A connection that became idle in this
+ *     very turn of the loop is spared: it may be one just accepted whose
+ *     request is waiting, unread, in the kernel;
+ *   - when nothing idle is left (or after ACCEPT_EVICT_MAX closes, since
+ *     TLS and HTTP/2 connections give their descriptor back only after a
+ *     last write), the listeners are not polled for ACCEPT_PAUSE_MS.
+ */
+static h2o_timeout_t *
+oldest_idle_list(struct worker *w)
+{
+	h2o_timeout_t *lists[] = {&w->ctx.http1.req_timeout, &w->ctx.http2.idle_timeout,
+	                          &w->ctx.handshake_timeout};
+	h2o_timeout_t *oldest = NULL;
+	uint64_t oldest_at = h2o_now(w->ctx.loop);
+	size_t i;
+
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		h2o_timeout_entry_t *head;
+		if (h2o_linklist_is_empty(&lists[i]->_entries))
+			continue;
+		head = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, lists[i]->_entries.next);
+		if (head->registered_at < oldest_at) {
+			oldest = lists[i];
+			oldest_at = head->registered_at;
+		}
+	}
+	return oldest;
+}
+
+/* Closes the worker's longest-idle connection; 0 when there is none.
+ * (void * for the agent listener, which shares worker 0's loop.) */
+static int
+close_oldest_idle(void *arg)
+{
+	struct worker *w = arg;
+	h2o_timeout_t *list = oldest_idle_list(w);
+	h2o_timeout_entry_t *entry;
+
+	if (list == NULL)
+		return 0;
+	entry = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, list->_entries.next);
+	/* what h2o_timeout_run does for an expired entry, minus running the
+	 * loop's pending callbacks from inside ours */
+	h2o_timeout_unlink(entry);
+	entry->cb(entry);
+	return 1;
+}
+
+static void
+listeners_set_polling(struct worker *w, int is_polling)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_listeners; i++) {
+		if (w->listeners[i] == NULL)
+			continue;
+		if (is_polling && !h2o_socket_is_reading(w->listeners[i]))
+			h2o_socket_read_start(w->listeners[i], on_accept);
+		else if (!is_polling && h2o_socket_is_reading(w->listeners[i]))
+			h2o_socket_read_stop(w->listeners[i]);
+	}
+}
+
+static void
+on_accept_resume(h2o_timeout_entry_t *entry)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, accept_resume, entry);
+
+	listeners_set_polling(w, 1);
+}
+
+static void
+accept_pause(struct worker *w)
+{
+	listeners_set_polling(w, 0);
+	if (!h2o_timeout_is_linked(&w->accept_resume))
+		h2o_timeout_link(w->ctx.loop, &w->accept_pause_timeout, &w->accept_resume);
+}
+
+/* Once per FD_WARN_EVERY_MS per worker: the operator should raise the
+ * limit or find who holds the connections. */
+static void
+fd_exhaustion_warn(struct worker *w, int error)
+{
+	char limit[24];
+	struct rlimit rl;
+
+	if (w->fd_warned_at != 0 && time_now_ms() - w->fd_warned_at < FD_WARN_EVERY_MS)
+		return;
+	w->fd_warned_at = time_now_ms();
+	snprintf(limit, sizeof(limit), "%llu",
+	         getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0ULL);
+	log_kv(LOG_WARN,
+	       "out of file descriptors: closing the longest-idle connections, pausing accept "
+	       "when none is idle",
+	       "error", strerror(error), "nofile", limit, NULL);
+}
+
+/* --- TLS context ------------------------------------------------------ */
+
+void
+server_set_ssl_ctx(struct server *s, SSL_CTX *ctx)
+{
+	SSL_CTX *old;
+
+	pthread_mutex_lock(&s->ssl_lock);
+	old = s->ssl_ctx;
+	s->ssl_ctx = ctx;
+	atomic_fetch_add(&s->ssl_generation, 1);
+	pthread_mutex_unlock(&s->ssl_lock);
+	if (old != NULL)
+		SSL_CTX_free(old); /* workers and connections hold their own */
+}
+
+/* Worker thread: swaps the worker's reference for one to the server's
+ * current context. The reference is taken under the lock, so the context
+ * cannot be freed between reading the pointer and taking it. */
+static void
+worker_take_ssl_ctx(struct worker *w)
+{
+	struct server *s = w->server;
+	SSL_CTX *ctx;
+
+	pthread_mutex_lock(&s->ssl_lock);
+	ctx = s->ssl_ctx;
+	if (ctx != NULL)
+		SSL_CTX_up_ref(ctx);
+	w->ssl_generation = atomic_load(&s->ssl_generation);
+	pthread_mutex_unlock(&s->ssl_lock);
+	if (w->accept_ctx.ssl_ctx != NULL)
+		SSL_CTX_free(w->accept_ctx.ssl_ctx);
+	w->accept_ctx.ssl_ctx = ctx;
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
 	struct worker *w = listener->data;
 	h2o_socket_t *sock;
+	int n_closed = 0;
 
 	if (err != NULL)
 		return;
-	if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
-		return;
+	while ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
+		int error = errno; /* h2o returns accept4's failure as is */
+		if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM)
+			return; /* EAGAIN (another worker took it), ECONNABORTED, ... */
+		fd_exhaustion_warn(w, error);
+		if (n_closed == ACCEPT_EVICT_MAX || !close_oldest_idle(w)) {
+			accept_pause(w);
+			return;
+		}
+		n_closed++;
+	}
+	if (atomic_load(&w->server->ssl_generation) != w->ssl_generation)
+		worker_take_ssl_ctx(w);
 	h2o_accept(&w->accept_ctx, sock);
 }
 
@@ -486,6 +652,8 @@ listeners_close(struct worker *w)
 {
 	size_t i;
 
+	if (h2o_timeout_is_linked(&w->accept_resume))
+		h2o_timeout_unlink(&w->accept_resume);
 	for (i = 0; i < w->n_listeners; i++) {
 		if (w->listeners[i] == NULL)
 			continue;
@@ -507,8 +675,10 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_context_init(&w->ctx, h2o_evloop_create(), &s->config);
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = s->config.hosts;
-	w->accept_ctx.ssl_ctx = s->ssl_ctx;
+	worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
+	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
+	w->accept_resume.cb = on_accept_resume;
 	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, on_jobs_done);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver, on_change_message);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
@@ -534,8 +704,8 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 		if (fd == -1)
 			return error_set(err, 500, "cannot share the agent socket: %s",
 			                 strerror(errno));
-		w->agent =
-		    agent_start(w->ctx.loop, fd, s->engine, s->observe, s->opts.default_node);
+		w->agent = agent_start(w->ctx.loop, fd, s->engine, s->observe, s->opts.default_node,
+		                       close_oldest_idle, w);
 	}
 	return 0;
 }
@@ -553,8 +723,11 @@ worker_main(void *arg)
 	if (w->init_rc != 0 || atomic_load(&s->is_stopping))
 		return NULL;
 	while (1) {
+		/* Offline while the loop waits, so that an idle worker holds no
+		 * old snapshot up; the first engine_snapshot of an iteration
+		 * brings it back online until here. */
+		engine_reader_offline(s->engine, w->reader_id);
 		h2o_evloop_run(w->ctx.loop, LOOP_MAX_WAIT_MS);
-		engine_reader_quiescent(s->engine, w->reader_id);
 		if (!atomic_load(&s->is_stopping))
 			continue;
 		if (stop_deadline == 0) {
@@ -580,7 +753,7 @@ server_start(struct server *s, struct error *err)
 	h2o_config_init(&s->config);
 	/* Bodies over BODY_MAX get a JSON 413 from request_json_body; h2o's own
 	 * (plain text) 413 only catches the absurd. */
-	s->config.max_request_entity_size = 1024 * 1024;
+	s->config.max_request_entity_size = REQUEST_ENTITY_MAX;
 	s->config.http1.req_timeout = 10000;
 	/* No Server header: it only tells scanners the version, and h2o
 	 * formats it with sprintf on every response (a sixth of the
@@ -632,8 +805,11 @@ server_free(struct server *s)
 {
 	int i;
 
-	for (i = 0; i < s->n_workers; i++)
+	for (i = 0; i < s->n_workers; i++) {
 		free(s->workers[i].listeners);
+		if (s->workers[i].accept_ctx.ssl_ctx != NULL)
+			SSL_CTX_free(s->workers[i].accept_ctx.ssl_ctx);
+	}
 	free(s->workers);
 	s->workers = NULL;
 }

@@ -21,7 +21,8 @@ struct worker {
 	pthread_t thread;
 	struct server *server;
 	h2o_context_t ctx;
-	h2o_accept_ctx_t accept_ctx;
+	h2o_accept_ctx_t accept_ctx; /* .ssl_ctx: the worker's own reference */
+	unsigned ssl_generation;     /* of the context in accept_ctx */
 	h2o_socket_t **listeners;
 	size_t n_listeners;
 	h2o_multithread_receiver_t done_receiver;   /* finished engine jobs */
@@ -31,10 +32,13 @@ struct worker {
 	h2o_linklist_t waiters;     /* long polls and delays */
 	h2o_timeout_t tick_timeout; /* drives waiter deadlines */
 	h2o_timeout_entry_t tick;
-	size_t n_pending;      /* jobs and waits not answered yet */
-	struct agent *agent;   /* worker 0 only, with --agent-listen */
-	int64_t next_sweep_at; /* worker 0: when to sweep observed probes */
-	int init_rc;           /* worker_init's result, read after the barrier */
+	h2o_timeout_t accept_pause_timeout; /* out of descriptors: listeners */
+	h2o_timeout_entry_t accept_resume;  /* stop polling for a while */
+	int64_t fd_warned_at;               /* ms of the last such warning */
+	size_t n_pending;                   /* jobs and waits not answered yet */
+	struct agent *agent;                /* worker 0 only, with --agent-listen */
+	int64_t next_sweep_at;              /* worker 0: when to sweep observed probes */
+	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
 };
 
@@ -63,7 +67,12 @@ struct server {
 	struct server_options opts;
 	struct engine *engine;
 	h2o_globalconf_t config;
+	/* The TLS context for new connections (NULL without TLS), replaced on
+	 * SIGHUP. Each worker holds its own reference to the one it uses and
+	 * takes the new one at its next accept; ssl_lock guards the pointer. */
 	SSL_CTX *ssl_ctx;
+	pthread_mutex_t ssl_lock;
+	_Atomic unsigned ssl_generation;
 	struct worker *workers;
 	int n_workers;
 	_Atomic int is_stopping;
@@ -83,6 +92,10 @@ int server_start(struct server *s, struct error *err);
  * server_free, which must come after engine_stop. */
 void server_stop(struct server *s);
 void server_free(struct server *s);
+/* Makes ctx (whose reference the server takes over) the TLS context of
+ * connections accepted from now on and drops the server's reference to
+ * the old one. Any thread; s->ssl_lock must have been initialised. */
+void server_set_ssl_ctx(struct server *s, SSL_CTX *ctx);
 
 /* auth.c */
 struct auth_state *auth_state_new(void);

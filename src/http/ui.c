@@ -34,7 +34,6 @@
 #include "ui.h"
 
 #define NEXT_MAX 512
-#define CLUSTER_PATH_MAX 128
 
 static int
 action_is(h2o_iovec_t action, const char *name)
@@ -415,11 +414,15 @@ cluster_add_form(struct request *r, struct ui_buf *b, const char *error, const c
 	ui_printf(
 	    b,
 	    "<div class=\"field\"><label for=\"cl-name\">Name</label><input id=\"cl-name\" "
-	    "name=\"name\" required maxlength=\"64\" value=\"%s\"></div>"
-	    "<div class=\"field\"><label for=\"cl-path\">Mount path</label><input "
-	    "id=\"cl-path\" name=\"path\" required maxlength=\"128\" placeholder=\"/shop\" "
-	    "value=\"%s\"></div><button type=\"submit\" class=\"primary\">Add cluster</button>"
-	    "</form>",
+	    "name=\"name\" required maxlength=\"" UI_LIMIT(
+	        NODE_NAME_MAX) "\" value=\"%s\"></div>"
+	                       "<div class=\"field\"><label for=\"cl-path\">Mount "
+	                       "path</label><input "
+	                       "id=\"cl-path\" name=\"path\" required maxlength=\"" UI_LIMIT(
+	                           CLUSTER_PATH_MAX) "\" placeholder=\"/shop\" "
+	                                             "value=\"%s\"></div><button type=\"submit\" "
+	                                             "class=\"primary\">Add cluster</button>"
+	                                             "</form>",
 	    name ? name : "", path ? path : "");
 	if (error != NULL)
 		ui_printf(b, "<p class=\"field-error\" role=\"alert\">%s</p>", error);
@@ -462,33 +465,16 @@ ui_root_page(struct request *r)
 	root_render(r, 200, NULL, NULL, NULL);
 }
 
-struct cluster_job {
-	int is_add;
-	char name[NODE_NAME_MAX + 1];
-	char path[CLUSTER_PATH_MAX + 1];
-};
-
-static int
-cluster_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct cluster_job *a = job->data;
-
-	if (a->is_add)
-		return model_add_cluster(tx->model, a->name, a->path, tx->who, tx->now, tx->audit,
-		                         err);
-	return model_remove_cluster(tx->model, a->name, tx->who, tx->now, tx->audit, err);
-}
-
 static void
 cluster_job_done(struct request *r, struct engine_job *job)
 {
-	struct cluster_job *a = job->data;
+	const struct command *c = &job->command;
+	int is_add = c->kind == COMMAND_ADD_CLUSTER;
 
 	if (job->rc == 0)
-		reply_redirect(r, 303,
-		               a->is_add ? "/?done=cluster-added" : "/?done=cluster-removed");
-	else if (a->is_add)
-		root_render(r, job->err.status, job->err.what, a->name, a->path);
+		reply_redirect(r, 303, is_add ? "/?done=cluster-added" : "/?done=cluster-removed");
+	else if (is_add)
+		root_render(r, job->err.status, job->err.what, c->cluster, c->path);
 	else
 		root_render(r, job->err.status, job->err.what, NULL, NULL);
 }
@@ -498,7 +484,7 @@ ui_clusters_post(struct request *r)
 {
 	char *name, *path;
 	struct engine_job *job;
-	struct cluster_job *a;
+	struct command *cmd;
 	int is_add;
 
 	if (ui_post_guard(r, ROLE_ADMIN) != 0)
@@ -509,16 +495,15 @@ ui_clusters_post(struct request *r)
 	if (name == NULL || strlen(name) > NODE_NAME_MAX || (is_add && path == NULL) ||
 	    (path != NULL && strlen(path) > CLUSTER_PATH_MAX)) {
 		root_render(r, 400,
-		            "The name must be 1-64 characters of A-Z a-z 0-9 . _ - and the mount "
+		            "The name must be " NODE_NAME_RULE " and the mount "
 		            "path at most 128 characters, like /shop.",
 		            name, path);
 		goto done;
 	}
-	job = request_job_new(r, cluster_job_run, 1, sizeof(*a));
-	a = job->data;
-	a->is_add = is_add;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	snprintf(a->path, sizeof(a->path), "%s", path ? path : "");
+	job = request_job_new(r, NULL, 0);
+	cmd = engine_job_command(job, is_add ? COMMAND_ADD_CLUSTER : COMMAND_REMOVE_CLUSTER);
+	cmd->cluster = xstrdup(name);
+	cmd->path = is_add ? xstrdup(path) : NULL;
 	request_job_submit(r, job, cluster_job_done);
 done:
 	free(name);

@@ -29,6 +29,9 @@
 #include "http.h"
 
 #define UI_CSRF_SIZE 64 /* a CSRF token as text, with its NUL */
+/* A limit of core/limits.h as text, for maxlength attributes. */
+#define UI_LIMIT(x) UI_LIMIT_TEXT(x)
+#define UI_LIMIT_TEXT(x) #x
 
 /* --- ui_html.c: building pages ------------------------------------------ */
 

@@ -8,9 +8,10 @@
  *           a button to remove each; a token just created is shown once,
  *           on the page that answers its creation, and never again.
  *   posts   one form field "form" says what to do: user-add, user-remove,
- *           token-create, token-revoke. Each is one engine write job; the
- *           password is hashed there (argon2id is slow on purpose) and
- *           wiped from the job's data afterwards.
+ *           token-create, token-revoke (the admin_forms table). Each
+ *           becomes one command (core/command.h); a new user's password is
+ *           hashed by it on the engine's side thread (argon2id is slow on
+ *           purpose) and wiped once hashed.
  *
  * Removing a user ends their sessions at once (ui_session_drop_user, and
  * in any case every request checks the session against the snapshot) and
@@ -25,10 +26,6 @@
 #include "../util/xalloc.h"
 #include "ui.h"
 
-#define PASSWORD_MIN 8
-#define PASSWORD_MAX 1024
-#define DESCRIPTION_MAX 256
-#define UTF8_MAX 4
 #define TOKEN_SIZE 256
 
 /* What the page shows besides the snapshot; borrowed strings. */
@@ -98,14 +95,18 @@ users_section(struct request *r, struct ui_buf *b, const struct model *m,
 	ui_raw(b, "<h3>Add a user</h3><form method=\"post\" action=\"/admin\" "
 	          "class=\"inline-form\"><input type=\"hidden\" name=\"form\" value=\"user-add\">");
 	ui_csrf_input(r, b);
-	ui_printf(b,
-	          "<div class=\"field\"><label for=\"u-name\">Name</label><input id=\"u-name\" "
-	          "name=\"name\" required maxlength=\"64\" autocomplete=\"off\" value=\"%s\"></div>"
-	          "<div class=\"field\"><label for=\"u-password\">Password</label><input "
-	          "id=\"u-password\" name=\"password\" type=\"password\" required minlength=\"8\" "
-	          "autocomplete=\"new-password\"></div><div class=\"field\"><label "
-	          "for=\"u-role\">Role</label><select id=\"u-role\" name=\"role\">",
-	          st->user_name ? st->user_name : "");
+	ui_printf(
+	    b,
+	    "<div class=\"field\"><label for=\"u-name\">Name</label><input id=\"u-name\" "
+	    "name=\"name\" required maxlength=\"" UI_LIMIT(
+	        NODE_NAME_MAX) "\" autocomplete=\"off\" value=\"%s\"></div>"
+	                       "<div class=\"field\"><label "
+	                       "for=\"u-password\">Password</label><input "
+	                       "id=\"u-password\" name=\"password\" type=\"password\" required "
+	                       "minlength=\"8\" "
+	                       "autocomplete=\"new-password\"></div><div class=\"field\"><label "
+	                       "for=\"u-role\">Role</label><select id=\"u-role\" name=\"role\">",
+	    st->user_name ? st->user_name : "");
 	role_options(b, st->user_role ? st->user_role : "viewer");
 	ui_raw(b, "</select></div><button type=\"submit\" class=\"primary\">Add user</button>"
 	          "</form>");
@@ -165,8 +166,10 @@ tokens_section(struct request *r, struct ui_buf *b, const struct model *m,
 	ui_printf(b,
 	          "</select></div><div class=\"field grow\"><label for=\"t-description\">"
 	          "Description</label><input id=\"t-description\" name=\"description\" "
-	          "maxlength=\"256\" value=\"%s\" placeholder=\"e.g. deploy pipeline\"></div>"
-	          "<button type=\"submit\" class=\"primary\">Create token</button></form>",
+	          "maxlength=\"" UI_LIMIT(
+	              DESCRIPTION_MAX) "\" value=\"%s\" placeholder=\"e.g. deploy pipeline\"></div>"
+	                               "<button type=\"submit\" class=\"primary\">Create "
+	                               "token</button></form>",
 	          st->token_description ? st->token_description : "");
 	if (st->token_error != NULL)
 		ui_printf(b, "<p class=\"field-error\" role=\"alert\">%s</p>", st->token_error);
@@ -225,82 +228,62 @@ ui_admin_page(struct request *r)
 
 /* --- posts --------------------------------------------------------------- */
 
-struct admin_job {
-	char form[16];
-	char name[NODE_NAME_MAX + 1];
-	enum role role;
-	char password[PASSWORD_MAX * UTF8_MAX + 1]; /* wiped once hashed */
-	char description[DESCRIPTION_MAX * UTF8_MAX + 1];
-	char token_id[NODE_NAME_MAX + 1]; /* token-create's result */
-	char token[TOKEN_SIZE];           /* shown once, then wiped */
-	char *hash;                       /* user-add: the new password's */
+/* The forms this page posts, by the value of their "form" field. */
+struct admin_form {
+	const char *name;
+	enum command_kind kind;
+	const char *done; /* ?done= after success; NULL: show the new token */
 };
 
-/* Side thread, before user-add's write: argon2id is slow on purpose and
- * must not hold up the writes queued on the engine thread. */
-static int
-user_add_hash(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct admin_job *a = job->data;
+static const struct admin_form admin_forms[] = {
+    {"user-add", COMMAND_PUT_USER, "user-added"},
+    {"user-remove", COMMAND_REMOVE_USER, "user-removed"},
+    {"token-create", COMMAND_ADD_TOKEN, NULL},
+    {"token-revoke", COMMAND_REMOVE_TOKEN, "token-revoked"},
+};
 
-	(void)tx;
-	a->hash = auth_hash_password(a->password);
-	sodium_memzero(a->password, sizeof(a->password));
-	if (a->hash == NULL)
-		return error_set(err, 500, "The password could not be hashed.");
-	return 0;
+static const struct admin_form *
+admin_form_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < sizeof(admin_forms) / sizeof(admin_forms[0]); i++)
+		if (strcmp(name, admin_forms[i].name) == 0)
+			return &admin_forms[i];
+	return NULL;
 }
 
 static int
-user_add_run(struct engine_tx *tx, struct admin_job *a, struct error *err)
+is_user_form(const struct admin_form *f)
 {
-	if (model_find_user(tx->model, a->name) != NULL)
-		return error_set(err, 409, "User %s already exists.", a->name);
-	return model_put_user(tx->model, a->name, a->role, a->hash, tx->who, tx->now, tx->audit,
-	                      err);
+	return f->kind == COMMAND_PUT_USER || f->kind == COMMAND_REMOVE_USER;
 }
 
-static int
-admin_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct admin_job *a = job->data;
-	char hash[65];
-
-	if (strcmp(a->form, "user-add") == 0)
-		return user_add_run(tx, a, err);
-	if (strcmp(a->form, "user-remove") == 0) {
-		return model_remove_user(tx->model, a->name, tx->who, tx->now, tx->audit, err);
-	}
-	if (strcmp(a->form, "token-create") == 0) {
-		auth_new_token(a->token_id, sizeof(a->token_id), a->token, sizeof(a->token), hash,
-		               sizeof(hash));
-		return model_add_token(tx->model, a->token_id, a->role, a->description, hash,
-		                       tx->who, tx->now, tx->audit, err);
-	}
-	return model_remove_token(tx->model, a->name, tx->who, tx->now, tx->audit, err);
-}
+/* A job's data besides its command: a new token's secret, shown once. */
+struct admin_job {
+	const struct admin_form *form;
+	char token[TOKEN_SIZE];
+};
 
 static void
 admin_job_wipe(void *data)
 {
-	struct admin_job *a = data;
-
-	free(a->hash);
-	sodium_memzero(a, sizeof(*a));
+	sodium_memzero(data, sizeof(struct admin_job));
 }
 
 static void
-admin_error(struct request *r, struct admin_job *a, int status, const char *what)
+admin_error(struct request *r, const struct admin_form *f, const struct command *c, int status,
+            const char *what)
 {
 	struct admin_state st = {.status = status};
 
-	if (strncmp(a->form, "user", 4) == 0) {
+	if (is_user_form(f)) {
 		st.user_error = what;
-		st.user_name = strcmp(a->form, "user-add") == 0 ? a->name : NULL;
-		st.user_role = role_name(a->role);
+		st.user_name = f->kind == COMMAND_PUT_USER ? c->name : NULL;
+		st.user_role = role_name(c->role);
 	} else {
 		st.token_error = what;
-		st.token_description = a->description;
+		st.token_description = c->description;
 	}
 	admin_render(r, &st);
 }
@@ -310,65 +293,61 @@ admin_job_done(struct request *r, struct engine_job *job)
 {
 	struct admin_job *a = job->data;
 	struct admin_state st = {0};
+	char location[40];
 
 	if (job->rc != 0) {
-		admin_error(r, a, job->err.status, job->err.what);
+		admin_error(r, a->form, &job->command, job->err.status, job->err.what);
 		return;
 	}
-	if (strcmp(a->form, "user-remove") == 0)
-		ui_session_drop_user(a->name);
-	if (strcmp(a->form, "token-create") != 0) {
-		char location[40];
-		snprintf(location, sizeof(location), "/admin?done=%s",
-		         strcmp(a->form, "user-add") == 0      ? "user-added"
-		         : strcmp(a->form, "user-remove") == 0 ? "user-removed"
-		                                               : "token-revoked");
+	if (a->form->kind == COMMAND_REMOVE_USER)
+		ui_session_drop_user(job->command.name);
+	if (a->form->done != NULL) {
+		snprintf(location, sizeof(location), "/admin?done=%s", a->form->done);
 		reply_redirect(r, 303, location);
 		return;
 	}
-	st.new_token_id = a->token_id;
+	st.new_token_id = job->command.name;
 	st.new_token = a->token;
 	admin_render(r, &st);
 }
 
-/* Checks the fields and fills a; returns -1 with why filled. */
+/* Checks the fields and fills the command (the password hashed by it,
+ * later, on the engine's side thread); returns -1 with why filled. */
 static int
-admin_job_fill(struct request *r, struct admin_job *a, char *why, size_t size)
+admin_command_fill(struct request *r, const struct admin_form *f, struct command *c, char *why,
+                   size_t size)
 {
 	char *name = ui_field(r, "name"), *password = ui_field(r, "password");
 	char *role = ui_field(r, "role"), *description = ui_field(r, "description");
-	int is_user_add = strcmp(a->form, "user-add") == 0, rc = -1;
-	size_t length = 0;
-	const char *p;
+	int is_user_add = f->kind == COMMAND_PUT_USER, rc = -1, is_description_ok = 1;
+	struct error err;
 
-	if (role != NULL && role_from_string(role, &a->role) != 0)
+	if (role != NULL && role_from_string(role, &c->role) != 0)
 		snprintf(why, size, "Choose a role: viewer, operator or admin.");
-	else if (strcmp(a->form, "token-create") != 0 &&
+	else if (f->kind != COMMAND_ADD_TOKEN &&
 	         (name == NULL || !node_name_is_valid(name, strlen(name))))
 		snprintf(why, size, "The name must be " NODE_NAME_RULE ".");
 	else if (is_user_add && role == NULL)
 		snprintf(why, size, "Choose a role: viewer, operator or admin.");
+	else if (is_user_add && password_check_length(password ? password : "", &err) != 0)
+		snprintf(why, size, "The password must be %d to %d bytes.", PASSWORD_MIN,
+		         PASSWORD_MAX);
 	else
 		rc = 0;
-	if (rc == 0 && is_user_add) {
-		for (p = password ? password : ""; *p != '\0'; p++)
-			length += ((unsigned char)*p & 0xc0) != 0x80;
-		if (length < PASSWORD_MIN || length > PASSWORD_MAX) {
-			snprintf(why, size, "The password must be %d to %d characters.",
-			         PASSWORD_MIN, PASSWORD_MAX);
-			rc = -1;
-		}
-	}
-	if (description != NULL && strlen(description) >= sizeof(a->description)) {
+	if (description != NULL &&
+	    text_check_length("description", description, DESCRIPTION_MAX, &err) != 0) {
 		snprintf(why, size, "The description must be at most %d characters.",
 		         DESCRIPTION_MAX);
 		rc = -1;
+		is_description_ok = 0;
 	}
-	snprintf(a->name, sizeof(a->name), "%.64s", name ? name : "");
-	snprintf(a->description, sizeof(a->description), "%s",
-	         description && strlen(description) < sizeof(a->description) ? description : "");
-	if (rc == 0 && is_user_add)
-		snprintf(a->password, sizeof(a->password), "%s", password);
+	if (f->kind != COMMAND_ADD_TOKEN)
+		c->name = xstrdup(name != NULL && strlen(name) <= NODE_NAME_MAX ? name : "");
+	c->description = xstrdup(description != NULL && is_description_ok ? description : "");
+	if (rc == 0 && is_user_add) {
+		c->is_new_only = 1;
+		c->password = xstrdup(password);
+	}
 	if (password != NULL)
 		sodium_memzero(password, strlen(password));
 	free(name);
@@ -381,36 +360,37 @@ admin_job_fill(struct request *r, struct admin_job *a, char *why, size_t size)
 void
 ui_admin_post(struct request *r)
 {
-	static const char *const forms[] = {"user-add", "user-remove", "token-create",
-	                                    "token-revoke"};
+	const struct admin_form *f;
 	struct engine_job *job;
 	struct admin_job *a;
-	char *form, why[200];
-	size_t i;
+	struct command *cmd;
+	char *form, why[200], hash[65], id[NODE_NAME_MAX + 1];
 
 	if (ui_post_guard(r, ROLE_ADMIN) != 0)
 		return;
 	form = ui_field(r, "form");
-	for (i = 0; form != NULL && i < 4 && strcmp(form, forms[i]) != 0; i++)
-		;
-	if (form == NULL || i == 4) {
-		free(form);
+	f = admin_form_find(form);
+	free(form);
+	if (f == NULL) {
 		ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/admin",
 		                 "Back to users and tokens");
 		return;
 	}
-	job = request_job_new(r, admin_job_run, 1, sizeof(*a));
+	job = request_job_new(r, NULL, sizeof(*a));
 	job->free_data = admin_job_wipe;
 	a = job->data;
-	snprintf(a->form, sizeof(a->form), "%s", forms[i]);
-	free(form);
-	if (admin_job_fill(r, a, why, sizeof(why)) != 0) {
-		admin_error(r, a, 400, why);
-		admin_job_wipe(a);
+	a->form = f;
+	cmd = engine_job_command(job, f->kind);
+	if (admin_command_fill(r, f, cmd, why, sizeof(why)) != 0) {
+		admin_error(r, f, cmd, 400, why);
+		engine_job_release(job);
 		free(job);
 		return;
 	}
-	if (strcmp(a->form, "user-add") == 0)
-		job->prepare = user_add_hash;
+	if (f->kind == COMMAND_ADD_TOKEN) {
+		auth_new_token(id, sizeof(id), a->token, sizeof(a->token), hash, sizeof(hash));
+		cmd->name = xstrdup(id);
+		cmd->token_hash = xstrdup(hash);
+	}
 	request_job_submit(r, job, admin_job_done);
 }

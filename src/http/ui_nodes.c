@@ -79,7 +79,6 @@ struct page_state {
 struct page_job {
 	char cluster[NODE_NAME_MAX + 1];
 	struct page_state st;
-	struct audit_log log;
 };
 
 static void
@@ -93,21 +92,12 @@ page_state_free(struct page_state *st)
 	memset(st, 0, sizeof(*st));
 }
 
-static int
-page_read_audit(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct page_job *a = job->data;
-
-	return store_read_audit(tx->store, a->cluster, AUDIT_SHOWN, &a->log, err);
-}
-
 static void
 page_job_free(void *data)
 {
 	struct page_job *a = data;
 
 	page_state_free(&a->st);
-	audit_log_free(&a->log);
 }
 
 static const char *
@@ -333,12 +323,15 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 		    b,
 		    "<div class=\"form-row\"><div class=\"field\"><label for=\"reason\">Reason "
 		    "<span class=\"hint\">(for the nodes taken out)</span>"
-		    "</label><input id=\"reason\" name=\"reason\" maxlength=\"256\" "
-		    "value=\"%s\" placeholder=\"e.g. kernel update\"></div><div "
-		    "class=\"field\"><label for=\"ttl\">Back online after <span "
-		    "class=\"hint\">(optional)</span></label><input id=\"ttl\" name=\"ttl\" "
-		    "value=\"%s\" placeholder=\"e.g. 30m, 2h\"></div><button type=\"submit\" "
-		    "class=\"primary\">Save Offline Nodes</button></div></form>",
+		    "</label><input id=\"reason\" name=\"reason\" maxlength=\"" UI_LIMIT(
+		        REASON_MAX) "\" "
+		                    "value=\"%s\" placeholder=\"e.g. kernel update\"></div><div "
+		                    "class=\"field\"><label for=\"ttl\">Back online after <span "
+		                    "class=\"hint\">(optional)</span></label><input id=\"ttl\" "
+		                    "name=\"ttl\" "
+		                    "value=\"%s\" placeholder=\"e.g. 30m, 2h\"></div><button "
+		                    "type=\"submit\" "
+		                    "class=\"primary\">Save Offline Nodes</button></div></form>",
 		    st->reason ? st->reason : "", st->ttl ? st->ttl : "");
 	ui_raw(b, "</section>");
 }
@@ -439,7 +432,7 @@ page_render(struct request *r, struct engine_job *job)
 		return;
 	}
 	online = cluster_count_online(c);
-	ui_buf_init(&b, 8192 + c->n_nodes * 900 + a->log.n * 400);
+	ui_buf_init(&b, 8192 + c->n_nodes * 900 + job->audit.n * 400);
 	ui_page_begin(r, &b, c->name, c);
 	ui_printf(&b,
 	          "<div class=\"page-head\"><h1>%s <code class=\"mount\">%s</code></h1>"
@@ -456,7 +449,7 @@ page_render(struct request *r, struct engine_job *job)
 		ui_printf(&b, "<p class=\"flash ok\" role=\"status\">%s</p>", a->st.notice);
 	status_section(r, &b, c, &a->st);
 	node_list_section(r, &b, c, &a->st);
-	audit_section(&b, job, &a->log);
+	audit_section(&b, job, &job->audit);
 	ui_page_end(&b);
 	ui_reply_html(r, a->st.status ? a->st.status : 200, &b);
 }
@@ -465,9 +458,10 @@ page_render(struct request *r, struct engine_job *job)
 static void
 page_show(struct request *r, const struct cluster *c, struct page_state *st)
 {
-	struct engine_job *job = request_job_new(r, page_read_audit, 0, sizeof(struct page_job));
+	struct engine_job *job = request_job_new(r, NULL, sizeof(struct page_job));
 	struct page_job *a = job->data;
 
+	engine_job_read_audit(job, c->name, AUDIT_SHOWN);
 	job->free_data = page_job_free;
 	snprintf(a->cluster, sizeof(a->cluster), "%s", c->name);
 	a->st = *st;
@@ -693,37 +687,11 @@ ttl_seconds(const char *ttl, int64_t *out)
 	return 0;
 }
 
-struct status_job {
-	char cluster[NODE_NAME_MAX + 1];
-	char changes[]; /* the change set as JSON text, checked on the worker */
-};
-
-static int
-status_job_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct status_job *a = job->data;
-	struct cluster *c = model_find_cluster_mut(tx->model, a->cluster);
-	struct change_set cs = {0};
-	json_t *changes;
-	int rc;
-
-	if (c == NULL)
-		return error_set(err, 404, "cluster '%s' was removed", a->cluster);
-	if ((changes = json_loads(a->changes, 0, NULL)) == NULL)
-		return error_set(err, 500, "the change set could not be read back");
-	rc = change_set_from_json(changes, &cs, err);
-	json_decref(changes);
-	if (rc == 0)
-		rc = cluster_apply_changes(c, &cs, tx->who, tx->now, -1, -1, tx->audit, err);
-	change_set_free(&cs);
-	return rc;
-}
-
 static void
 status_job_done(struct request *r, struct engine_job *job)
 {
-	struct status_job *a = job->data;
-	const struct cluster *c = model_find_cluster(request_snapshot(r), a->cluster);
+	const char *name = job->command.cluster;
+	const struct cluster *c = model_find_cluster(request_snapshot(r), name);
 
 	if (c == NULL)
 		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
@@ -735,23 +703,11 @@ status_job_done(struct request *r, struct engine_job *job)
 }
 
 static void
-status_submit(struct request *r, const struct cluster *c, json_t *changes)
-{
-	size_t bytes = json_dumpb(changes, NULL, 0, JSON_COMPACT);
-	struct engine_job *job =
-	    request_job_new(r, status_job_run, 1, sizeof(struct status_job) + bytes + 1);
-	struct status_job *a = job->data;
-
-	snprintf(a->cluster, sizeof(a->cluster), "%s", c->name);
-	json_dumpb(changes, a->changes, bytes, JSON_COMPACT);
-	request_job_submit(r, job, status_job_done);
-}
-
-static void
 status_post(struct request *r, const struct cluster *c)
 {
 	char *reason = ui_field(r, "reason"), *ttl = ui_field(r, "ttl"), what[600];
-	struct change_set cs = {0};
+	struct engine_job *job = NULL;
+	struct command *cmd;
 	struct error err;
 	json_t *changes = NULL;
 	size_t online_after = 0;
@@ -773,17 +729,25 @@ status_post(struct request *r, const struct cluster *c)
 		redirect_done(r, c, "nothing");
 		goto done;
 	}
-	if (change_set_from_json(changes, &cs, &err) != 0) {
+	job = request_job_new(r, NULL, 0);
+	cmd = engine_job_command(job, COMMAND_SET_STATUS);
+	cmd->cluster = xstrdup(c->name);
+	if (change_set_from_json(changes, &cmd->changes, &err) != 0) {
 		snprintf(what, sizeof(what), "%s. Nothing was changed.", err.what);
 		page_status_error(r, c, err.status, what);
 		goto done;
 	}
-	change_set_free(&cs);
-	if (online_after == 0 && cluster_count_online(c) > 0 && !ui_field_is(r, "confirm", "yes"))
+	if (online_after == 0 && cluster_count_online(c) > 0 && !ui_field_is(r, "confirm", "yes")) {
 		confirm_page(r, c);
-	else
-		status_submit(r, c, changes);
+		goto done;
+	}
+	request_job_submit(r, job, status_job_done);
+	job = NULL;
 done:
+	if (job != NULL) {
+		engine_job_release(job);
+		free(job);
+	}
 	json_decref(changes);
 	free(reason);
 	free(ttl);
@@ -791,23 +755,10 @@ done:
 
 /* --- node list ----------------------------------------------------------- */
 
+/* What the page shows again when the list is refused: the text as typed. */
 struct node_list_job {
-	char cluster[NODE_NAME_MAX + 1];
-	size_t n;
-	char *text;   /* malloc'd: as typed, for showing it again */
-	char names[]; /* n NUL-terminated names, one after the other */
+	char *text; /* malloc'd */
 };
-
-static int
-node_list_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct node_list_job *a = job->data;
-	struct cluster *c = model_find_cluster_mut(tx->model, a->cluster);
-
-	if (c == NULL)
-		return error_set(err, 404, "cluster '%s' was removed", a->cluster);
-	return cluster_set_node_list_packed(c, a->names, a->n, tx->who, tx->now, tx->audit, err);
-}
 
 static void
 node_list_free(void *data)
@@ -833,7 +784,7 @@ static void
 node_list_done(struct request *r, struct engine_job *job)
 {
 	struct node_list_job *a = job->data;
-	const struct cluster *c = model_find_cluster(request_snapshot(r), a->cluster);
+	const struct cluster *c = model_find_cluster(request_snapshot(r), job->command.cluster);
 
 	if (c == NULL) {
 		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
@@ -896,10 +847,11 @@ names_problem(const char *names, size_t n, char *what, size_t size)
 static void
 node_list_post(struct request *r, const struct cluster *c)
 {
-	char *text = ui_field(r, "nodes"), *names, what[600];
+	char *text = ui_field(r, "nodes"), *names, *name, what[600];
 	struct node_list_job *a;
 	struct engine_job *job;
-	size_t n, bytes;
+	struct command *cmd;
+	size_t n, bytes, i;
 
 	if (text == NULL)
 		text = xstrdup("");
@@ -911,13 +863,14 @@ node_list_post(struct request *r, const struct cluster *c)
 		free(names);
 		return;
 	}
-	job = request_job_new(r, node_list_run, 1, sizeof(*a) + bytes);
+	job = request_job_new(r, NULL, sizeof(*a));
 	job->free_data = node_list_free;
 	a = job->data;
-	snprintf(a->cluster, sizeof(a->cluster), "%s", c->name);
-	a->n = n;
 	a->text = text;
-	memcpy(a->names, names, bytes);
+	cmd = engine_job_command(job, COMMAND_SET_NODE_LIST);
+	cmd->cluster = xstrdup(c->name);
+	for (i = 0, name = names; i < n; name += strlen(name) + 1, i++)
+		command_add_name(cmd, name);
 	free(names);
 	request_job_submit(r, job, node_list_done);
 }

@@ -428,7 +428,7 @@ ui_login_post(struct request *r)
 	user = ui_field(r, "user");
 	password = ui_field(r, "password");
 	if (user == NULL || password == NULL || user[0] == '\0' || strlen(user) > NODE_NAME_MAX ||
-	    strlen(password) > AUTH_PASSWORD_MAX) {
+	    strlen(password) > PASSWORD_MAX) {
 		char *next = ui_field(r, "next");
 		login_render(r, 400, next, NULL, "Enter a user name and a password.");
 		free(next);

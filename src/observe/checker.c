@@ -6,8 +6,8 @@
  * multi handle, drive them until all finished (each has its own timeout),
  * fold each result into the node's state and publish it in observe.h.
  * Then sleep until the next round is due. The thread is an engine reader:
- * it holds a snapshot only while copying, and marks a quiescent point at
- * least every POLL_MS so old snapshots are freed promptly. Sleeping and
+ * it holds a snapshot only while copying and is offline the rest of the
+ * time (checks, sleeps), so it never holds old snapshots up. Sleeping and
  * polling both go through curl_multi_poll, which checker_stop interrupts
  * with curl_multi_wakeup.
  */
@@ -23,7 +23,8 @@
 #include "../util/timefmt.h"
 #include "checker.h"
 
-#define POLL_MS 200
+#define POLL_MS 200        /* at most between two curl_multi_perform */
+#define NAP_MAX_MS 3600000 /* curl_multi_poll takes an int */
 
 struct check {
 	char cluster[NODE_NAME_MAX + 1];
@@ -93,7 +94,8 @@ check_add(struct checker *c, const char *cluster, const char *node, const char *
 }
 
 /* Brings the list in line with the current snapshot: new checks start up,
- * a changed URL starts over, removed ones are forgotten (also in observe). */
+ * a changed URL starts over, removed ones are forgotten (also in observe).
+ * Online only while it reads the snapshot (engine_snapshot brings it). */
 static void
 checks_sync(struct checker *c)
 {
@@ -120,7 +122,7 @@ checks_sync(struct checker *c)
 			k->is_seen = 1;
 		}
 	}
-	engine_reader_quiescent(c->engine, c->reader_id);
+	engine_reader_offline(c->engine, c->reader_id);
 	for (i = 0; i < c->n_checks;) {
 		struct check *k = &c->checks[i];
 		if (k->is_seen) {
@@ -210,15 +212,15 @@ check_finish(struct checker *c, CURL *easy, CURLcode rc, int64_t now)
 	k->easy = NULL;
 }
 
-/* Waits up to ms (or until checker_stop), marking quiescent points. */
+/* Waits up to ms, or until a transfer needs attention or checker_stop.
+ * The thread is offline here: no need to wake for the engine's sake. */
 static void
 nap(struct checker *c, int64_t ms)
 {
-	int64_t slice = ms < POLL_MS ? ms : POLL_MS;
-
-	if (slice > 0)
-		curl_multi_poll(c->multi, NULL, 0, (int)slice, NULL);
-	engine_reader_quiescent(c->engine, c->reader_id);
+	if (ms > NAP_MAX_MS)
+		ms = NAP_MAX_MS;
+	if (ms > 0)
+		curl_multi_poll(c->multi, NULL, 0, (int)ms, NULL);
 }
 
 static void
@@ -252,6 +254,7 @@ checker_main(void *arg)
 {
 	struct checker *c = arg;
 
+	c->reader_id = engine_reader_register(c->engine); /* on this thread */
 	while (!atomic_load(&c->is_stopping)) {
 		int64_t due = time_now_ms() + c->opts.interval_ms, now;
 		checks_sync(c);
@@ -281,9 +284,7 @@ checker_start(struct engine *e, struct observe *o, const struct checker_options 
 		error_set(err, 500, "cannot start the application checker (libcurl)");
 		return NULL;
 	}
-	c->reader_id = engine_reader_register(e);
 	if (pthread_create(&c->thread, NULL, checker_main, c) != 0) {
-		engine_reader_unregister(e, c->reader_id);
 		curl_multi_cleanup(c->multi);
 		free(c);
 		error_set(err, 500, "cannot start the application checker thread");

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/utf8.h"
 #include "observe.h"
 
 #define BUCKETS 4096
@@ -208,34 +209,26 @@ entry_get(struct observe *o, uint64_t hash, const char *cluster, const char *nod
 	return e;
 }
 
+/* Does slot c belong to client who, whose User-Agent is ua (already
+ * sanitised, NULL when none was sent)? */
 static int
-client_matches(const struct client *c, const struct observe_client *who)
+client_matches(const struct client *c, const struct observe_client *who, const char *ua)
 {
-	size_t ua_len = who->user_agent_len;
-
 	if (c->protocol != who->protocol || strcmp(c->address, who->address) != 0)
 		return 0;
-	if (who->user_agent == NULL)
+	if (ua == NULL)
 		return !c->has_user_agent;
-	if (ua_len > OBSERVE_USER_AGENT_MAX)
-		ua_len = OBSERVE_USER_AGENT_MAX;
-	return c->has_user_agent && strncmp(c->user_agent, who->user_agent, ua_len) == 0 &&
-	       c->user_agent[ua_len] == '\0';
+	return c->has_user_agent && strcmp(c->user_agent, ua) == 0;
 }
 
 static void
-client_init(struct client *c, const struct observe_client *who, int64_t now)
+client_init(struct client *c, const struct observe_client *who, const char *ua, int64_t now)
 {
-	size_t ua_len = who->user_agent_len;
-
 	memset(c, 0, sizeof(*c));
 	c->protocol = who->protocol;
 	snprintf(c->address, sizeof(c->address), "%s", who->address);
-	if (who->user_agent != NULL) {
-		if (ua_len > OBSERVE_USER_AGENT_MAX)
-			ua_len = OBSERVE_USER_AGENT_MAX;
-		memcpy(c->user_agent, who->user_agent, ua_len);
-		c->user_agent[ua_len] = '\0';
+	if (ua != NULL) {
+		memcpy(c->user_agent, ua, strlen(ua) + 1);
 		c->has_user_agent = 1;
 	}
 	c->first_at = now;
@@ -245,13 +238,13 @@ client_init(struct client *c, const struct observe_client *who, int64_t now)
  * one, or the least recently seen one when that is stale; NULL when every
  * slot is in recent use. */
 static struct client *
-client_slot(struct entry *e, const struct observe_client *who, int64_t now)
+client_slot(struct entry *e, const struct observe_client *who, const char *ua, int64_t now)
 {
 	struct client *oldest = NULL;
 	size_t i;
 
 	for (i = 0; i < e->n_clients; i++) {
-		if (client_matches(&e->clients[i], who))
+		if (client_matches(&e->clients[i], who, ua))
 			return &e->clients[i];
 		if (oldest == NULL || e->clients[i].last_at < oldest->last_at)
 			oldest = &e->clients[i];
@@ -266,11 +259,11 @@ client_slot(struct entry *e, const struct observe_client *who, int64_t now)
 		oldest = NULL;
 	}
 	if (e->n_clients < e->cap_clients) {
-		client_init(&e->clients[e->n_clients], who, now);
+		client_init(&e->clients[e->n_clients], who, ua, now);
 		return &e->clients[e->n_clients++];
 	}
 	if (oldest != NULL && oldest->last_at < now - OBSERVE_STALE_MS) {
-		client_init(oldest, who, now);
+		client_init(oldest, who, ua, now);
 		return oldest;
 	}
 	return NULL;
@@ -310,11 +303,18 @@ observe_answer_probe(struct observe *o, const char *cluster, const struct node *
 	enum observe_answer a;
 	struct entry *e;
 	struct client *c;
+	char ua[OBSERVE_USER_AGENT_MAX + 1];
 
+	/* Outside the lock: what is stored and compared is the User-Agent as
+	 * valid UTF-8, cut on a character boundary, so that the API (jansson
+	 * takes only UTF-8) shows every client the page shows. */
+	if (client->user_agent != NULL)
+		utf8_sanitize(ua, sizeof(ua), client->user_agent, client->user_agent_len);
 	pthread_mutex_lock(lock);
 	e = entry_get(o, hash, cluster, n->name, len);
 	a = answer_for(n, e != NULL && e->has_check && !e->check.is_up);
-	if (e != NULL && (c = client_slot(e, client, now)) != NULL)
+	if (e != NULL &&
+	    (c = client_slot(e, client, client->user_agent != NULL ? ua : NULL, now)) != NULL)
 		client_record(c, a, n->changed_at, now);
 	else if (e != NULL) {
 		e->n_untracked++;

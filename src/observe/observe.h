@@ -39,7 +39,10 @@
 #define OBSERVE_FORGET_MS (10 * 60 * 1000)
 #define OBSERVE_STALE_MS (60 * 1000)
 #define OBSERVE_ADDRESS_MAX 63
-#define OBSERVE_USER_AGENT_MAX 127 /* longer ones are cut */
+/* Bytes of a User-Agent kept (core/limits.h): it is stored as valid UTF-8
+ * (ill-formed bytes become U+FFFD) and cut on a character boundary
+ * (utf8_sanitize). */
+#define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX
 #define OBSERVE_ERROR_MAX 159
 
 enum observe_protocol {
@@ -70,7 +73,8 @@ struct observe_client {
 struct observe_client_view {
 	enum observe_protocol protocol;
 	char address[OBSERVE_ADDRESS_MAX + 1];
-	char user_agent[OBSERVE_USER_AGENT_MAX + 1]; /* "" when none was sent */
+	char user_agent[OBSERVE_USER_AGENT_MAX + 1]; /* valid UTF-8; "" when none
+	                                                was sent */
 	int has_user_agent;
 	int64_t first_at, last_at; /* ms */
 	enum observe_answer last_answer;

@@ -19,10 +19,41 @@
  * Every statement with values is prepared once at open and gets the values
  * only through bound parameters; SQL is never built from user strings.
  * Out of memory aborts (xalloc.h), as in the model.
+ *
+ * One daemon per file: two daemons on one file would each answer from
+ * their own snapshot and write under the same version numbers. So open
+ * takes an exclusive lock, held until close, on "<path>.lock" beside the
+ * database; a second open of the same file, from another process or this
+ * one, is refused with a message naming both files. Why a lock file and
+ * flock(2) rather than a lock on the database itself: SQLite locks the
+ * database with POSIX fcntl locks, and those belong to the process, not
+ * to a descriptor - closing ANY descriptor of the file drops ALL of the
+ * process's fcntl locks on it, SQLite's included. A lock of our own on
+ * the database would have to be an fcntl lock too, or mix with SQLite's
+ * byte ranges. flock locks belong to the open file description, are
+ * released by the kernel when the process dies (kill -9 included), and a
+ * separate file keeps them apart from SQLite entirely. The lock file sits
+ * beside the file the path resolves to (symbolic links followed). It is
+ * left in place at close: removing it would race with a daemon that has
+ * just opened it.
+ *
+ * The file under our feet: if the database is deleted or replaced while
+ * the daemon runs, SQLite keeps writing to the inode it has open, which
+ * nobody will ever read again - writes would be acknowledged and lost at
+ * the next start. So before each write transaction the file we opened
+ * (fstat of a descriptor of our own, kept open until close, so that no
+ * close of ours ever drops SQLite's locks) is compared with what the path
+ * names now (stat): another device/inode, no file, or no link left means
+ * the write is refused with 503.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -162,6 +193,8 @@ struct sqlite_store {
 	sqlite3 *handle;
 	char *path;
 	sqlite3_stmt *statements[ST_COUNT];
+	int lock_fd; /* "<path>.lock", flock'ed; -1 before */
+	int file_fd; /* the database file as opened, for fstat; -1 before */
 };
 
 /* --- errors ---------------------------------------------------------- */
@@ -380,6 +413,92 @@ prepare_statements(struct sqlite_store *db, struct error *err)
 	return 0;
 }
 
+/* Takes the lock that makes this the only store open on path; see the
+ * top of the file. */
+static int
+lock_exclusively(struct sqlite_store *db, struct error *err)
+{
+	/* beside the file itself, so that two names of one file (symbolic
+	 * links, "./x.db" and "x.db") share one lock */
+	char *real = realpath(db->path, NULL);
+	const char *file = real != NULL ? real : db->path;
+	size_t size = strlen(file) + sizeof(".lock");
+	char *lock_path = xmalloc(size), pid[32];
+	int rc = -1;
+	ssize_t n;
+
+	snprintf(lock_path, size, "%s.lock", file);
+	free(real);
+	db->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (db->lock_fd == -1) {
+		error_set(err, 503, "cannot open the lock file %s of the SQLite store %s: %s",
+		          lock_path, db->path, strerror(errno));
+		goto done;
+	}
+	if (flock(db->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK) {
+			error_set(err, 503, "cannot lock %s for the SQLite store %s: %s", lock_path,
+			          db->path, strerror(errno));
+			goto done;
+		}
+		n = pread(db->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		error_set(err, 409,
+		          "the SQLite store %s is in use by another clustermgmt daemon%s%s "
+		          "(it holds %s); one daemon per SQLite file - several daemons can share "
+		          "a PostgreSQL store",
+		          db->path, pid[0] != '\0' ? ", process " : "", pid, lock_path);
+		goto done;
+	}
+	/* our process id, for the message above; the lock is what counts */
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(db->lock_fd, 0) == 0)
+		n = pwrite(db->lock_fd, pid, (size_t)n, 0);
+	rc = 0;
+done:
+	free(lock_path);
+	return rc;
+}
+
+/* Opens a descriptor of the database file SQLite has just opened. */
+static int
+remember_file(struct sqlite_store *db, struct error *err)
+{
+	db->file_fd = open(db->path, O_RDONLY | O_CLOEXEC);
+	if (db->file_fd == -1)
+		return error_set(err, 503, "cannot open the SQLite store %s: %s", db->path,
+		                 strerror(errno));
+	return 0;
+}
+
+/* 0 while path still names the file we opened; else 503 with the why. */
+static int
+check_file(struct sqlite_store *db, struct error *err)
+{
+	struct stat opened, now;
+
+	if (fstat(db->file_fd, &opened) != 0)
+		return error_set(err, 503, "cannot check the SQLite store %s: %s", db->path,
+		                 strerror(errno));
+	if (stat(db->path, &now) != 0)
+		return error_set(err, 503,
+		                 "the SQLite store %s was removed while the daemon runs (%s); "
+		                 "writes are refused, since they would be lost at the next start: "
+		                 "put the file back, or restart the daemon",
+		                 db->path, strerror(errno));
+	if (opened.st_nlink == 0 || now.st_dev != opened.st_dev || now.st_ino != opened.st_ino)
+		return error_set(
+		    err, 503,
+		    "the SQLite store %s was replaced by another file while the daemon "
+		    "runs; writes are refused, since they would be lost at the next "
+		    "start: put the original file back, or restart the daemon",
+		    db->path);
+	return 0;
+}
+
+/* The descriptors are closed after sqlite3_close: closing file_fd drops
+ * this process's fcntl locks on the database, and SQLite's with them. */
 static void
 sqlite_close(void *handle)
 {
@@ -391,6 +510,10 @@ sqlite_close(void *handle)
 	for (i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(db->statements[i]);
 	sqlite3_close(db->handle);
+	if (db->file_fd != -1)
+		close(db->file_fd);
+	if (db->lock_fd != -1)
+		close(db->lock_fd);
 	free(db->path);
 	free(db);
 }
@@ -403,6 +526,7 @@ sqlite_open(const char *path, int *schema_version, struct error *err)
 
 	db = xcalloc(1, sizeof(*db));
 	db->path = xstrdup(path);
+	db->lock_fd = db->file_fd = -1;
 	rc = sqlite3_open_v2(path, &db->handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
 	if (rc != SQLITE_OK) {
 		fail(db, rc, "open the database", err);
@@ -410,8 +534,10 @@ sqlite_open(const char *path, int *schema_version, struct error *err)
 	}
 	sqlite3_extended_result_codes(db->handle, 1);
 	sqlite3_busy_timeout(db->handle, BUSY_TIMEOUT_MS);
-	/* Nothing is written before we know the file is ours to write. */
+	/* Nothing is written before we know the file is ours to write, and
+	 * nobody else's daemon writes it. */
 	if (read_user_version(db, &version, err) != 0 || check_is_ours(db, version, err) != 0 ||
+	    lock_exclusively(db, err) != 0 || remember_file(db, err) != 0 ||
 	    configure(db, err) != 0 || migrate(db, &version, err) != 0 ||
 	    prepare_statements(db, err) != 0)
 		goto bad;
@@ -429,6 +555,8 @@ sqlite_begin(void *handle, struct error *err)
 {
 	struct sqlite_store *db = handle;
 
+	if (check_file(db, err) != 0)
+		return -1;
 	return run(db, db->statements[ST_BEGIN_WRITE], "start a transaction", err);
 }
 

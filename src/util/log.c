@@ -13,7 +13,7 @@
 #include "log.h"
 #include "timefmt.h"
 
-static enum log_level min_level = LOG_INFO;
+static const enum log_level min_level = LOG_INFO; /* no option changes it yet */
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -74,12 +74,6 @@ line_put_value(struct line *l, const char *v)
 		}
 	}
 	line_put(l, "\"", 1);
-}
-
-void
-log_set_level(enum log_level level)
-{
-	min_level = level;
 }
 
 void

@@ -15,7 +15,4 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
  * const char *key, const char *value. A NULL value is logged as "". */
 void log_kv(enum log_level level, const char *msg, ...);
 
-/* Minimum level printed; default LOG_INFO. */
-void log_set_level(enum log_level level);
-
 #endif

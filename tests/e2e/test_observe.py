@@ -99,6 +99,42 @@ def test_long_user_agent_is_cut(nodes):
     assert ua == "x" * len(ua) and 0 < len(ua) <= 200
 
 
+def raw_probe(d, source_ip, node, user_agent_bytes):
+    """A probe whose User-Agent is sent as raw bytes (no client library
+    re-encodes it)."""
+    import socket
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5,
+                                  source_address=(source_ip, 0)) as s:
+        s.sendall(b"GET /health?node=" + node.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                  b"User-Agent: " + user_agent_bytes + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+    return data
+
+
+def test_user_agent_with_invalid_utf8_is_listed_with_replacement(nodes):
+    assert raw_probe(nodes, "127.0.0.13", "zope1", b"lb\xff\xfe/1\xe2\x82").startswith(
+        b"HTTP/1.1 200")
+    # the API lists the prober, bad bytes replaced the way Python and
+    # browsers replace them
+    probes = node_doc(nodes, "zope1")["probes"]
+    assert [p["user_agent"] for p in probes] == [b"lb\xff\xfe/1\xe2\x82".decode("utf-8", "replace")]
+    assert probes[0]["user_agent"] == "lb\ufffd\ufffd/1\ufffd"
+
+
+def test_long_multibyte_user_agent_is_cut_on_a_character(nodes):
+    ua = "\u00e9" * 300  # 600 bytes of two-byte characters
+    assert raw_probe(nodes, "127.0.0.14", "zope1", ua.encode()).startswith(b"HTTP/1.1 200")
+    probes = node_doc(nodes, "zope1")["probes"]
+    assert len(probes) == 1, probes
+    got = probes[0]["user_agent"]
+    assert got == "\u00e9" * len(got) and 0 < len(got) < 300
+
+
 def test_window_leaves_out_clients_not_seen_recently(nodes):
     probe_from(nodes, "127.0.0.10", "zope1", "lb")
     assert len(node_doc(nodes, "zope1", window=30)["probes"]) == 1

@@ -195,6 +195,18 @@ test_node_name_rejects_non_ascii(void **state)
 }
 
 static void
+test_node_name_rejects_dot_and_dot_dot(void **state)
+{
+	(void)state;
+	assert_false(node_name_is_valid(".", 1));
+	assert_false(node_name_is_valid("..", 2));
+	assert_false(cluster_name_is_valid("."));
+	assert_false(cluster_name_is_valid(".."));
+	assert_true(node_name_is_valid("...", 3));
+	assert_true(node_name_is_valid(".a", 2));
+}
+
+static void
 test_node_name_uses_only_len_bytes(void **state)
 {
 	(void)state;
@@ -833,8 +845,9 @@ test_changeset_invalid_name_names_entry(void **state)
 	                               &cs, &err),
 	                 400);
 	assert_string_equal(err.entry, "a b");
-	assert_string_equal(err.what,
-	                    "node 'a b': invalid name (1-64 characters of A-Z a-z 0-9 . _ -)");
+	assert_string_equal(
+	    err.what,
+	    "node 'a b': invalid name (1-64 characters of A-Z a-z 0-9 . _ -, not . or ..)");
 	assert_int_equal(cs.n, 0);
 }
 
@@ -1401,6 +1414,7 @@ main(void)
 	    cmocka_unit_test(test_node_name_rejects_space),
 	    cmocka_unit_test(test_node_name_rejects_script),
 	    cmocka_unit_test(test_node_name_rejects_non_ascii),
+	    cmocka_unit_test(test_node_name_rejects_dot_and_dot_dot),
 	    cmocka_unit_test(test_node_name_uses_only_len_bytes),
 	    cmocka_unit_test(test_mount_path_accepts_nested_segments),
 	    cmocka_unit_test(test_mount_path_rejects_bad_shapes),

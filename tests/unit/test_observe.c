@@ -256,6 +256,35 @@ test_long_user_agent_is_cut_and_still_matches(void **state)
 }
 
 static void
+test_user_agent_is_stored_as_valid_utf8_cut_on_a_character(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	char ua[300];
+	struct observe_client bad = http_client("10.0.0.1", "lb\xFF\xFE/1"), c;
+	struct observe_node_view v;
+	size_t i;
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &bad, T0);
+	observe_answer_probe(o, "default", &a, &bad, T0 + 1);
+	/* 150 two-byte characters: the byte limit falls inside one */
+	for (i = 0; i < 150; i++)
+		memcpy(ua + 2 * i, "\xC3\xA9", 2);
+	ua[300 - 1] = '\0';
+	ua[2 * 149] = '\0';
+	c = http_client("10.0.0.2", ua);
+	observe_answer_probe(o, "default", &a, &c, T0);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 2);
+	assert_string_equal(v.clients[0].user_agent, "lb\xEF\xBF\xBD\xEF\xBF\xBD/1");
+	assert_int_equal(v.clients[0].consecutive, 2); /* still recognised */
+	assert_int_equal(strlen(v.clients[1].user_agent), OBSERVE_USER_AGENT_MAX - 1);
+	assert_memory_equal(v.clients[1].user_agent, ua, OBSERVE_USER_AGENT_MAX - 1);
+	observe_free(o);
+}
+
+static void
 test_view_since_leaves_out_older_clients(void **state)
 {
 	struct observe *o = observe_new();
@@ -337,6 +366,7 @@ main(void)
 	    cmocka_unit_test(test_clients_per_node_are_capped),
 	    cmocka_unit_test(test_stale_client_makes_room_for_a_new_one),
 	    cmocka_unit_test(test_long_user_agent_is_cut_and_still_matches),
+	    cmocka_unit_test(test_user_agent_is_stored_as_valid_utf8_cut_on_a_character),
 	    cmocka_unit_test(test_view_since_leaves_out_older_clients),
 	    cmocka_unit_test(test_sweep_forgets_clients_unseen_for_ten_minutes),
 	    cmocka_unit_test(test_sweep_keeps_check_state),

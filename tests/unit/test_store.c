@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -58,7 +59,7 @@ struct fixture {
 static void
 remove_database(const char *path)
 {
-	const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+	const char *suffixes[] = {"", "-wal", "-shm", "-journal", ".lock"};
 	char name[80];
 	size_t i;
 
@@ -817,6 +818,147 @@ test_audit_read_appends_to_existing_log(void **state)
 	audit_log_free(&audit);
 }
 
+/* --- one daemon per file ----------------------------------------------- */
+
+static void
+assert_open_refused_as_in_use(const char *path)
+{
+	struct error err = {0};
+	char pid[32];
+
+	assert_null(store_open(path, &err));
+	assert_int_equal(err.status, 409);
+	assert_non_null(strstr(err.what, path));
+	assert_non_null(strstr(err.what, "in use by another clustermgmt daemon"));
+	snprintf(pid, sizeof(pid), "process %ld", (long)getpid());
+	assert_non_null(strstr(err.what, pid));
+}
+
+static void
+test_second_open_of_same_file_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	open_store(f);
+	assert_open_refused_as_in_use(f->path);
+	/* the refused open changed nothing: the first store still works */
+	save(f->store, NULL, NULL, NULL);
+	/* and the lock goes with the store */
+	reopen_store(f);
+	assert_open_refused_as_in_use(f->path);
+}
+
+static void
+test_open_through_a_symbolic_link_refused(void **state)
+{
+	struct fixture *f = *state;
+	char link_path[80];
+
+	snprintf(link_path, sizeof(link_path), "%s.link", f->path);
+	assert_int_equal(symlink(f->path, link_path), 0);
+	open_store(f);
+	assert_open_refused_as_in_use(link_path);
+	unlink(link_path);
+}
+
+static void
+test_open_from_another_process_refused(void **state)
+{
+	struct fixture *f = *state;
+	pid_t child;
+	int status = -1;
+
+	open_store(f);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		struct error err = {0};
+		struct store *s = store_open(f->path, &err);
+		_exit(s == NULL && err.status == 409 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* SQLite's own locks are fcntl locks, which any close() of the file by
+ * this process would drop: opening and closing a raw connection beside
+ * the store must leave both locks working. */
+static void
+test_lock_survives_other_connections_closing(void **state)
+{
+	struct fixture *f = *state;
+	sqlite3 *raw;
+
+	open_store(f);
+	raw = raw_open(f->path);
+	assert_int_equal(raw_int(raw, "PRAGMA user_version"), CURRENT_SCHEMA_VERSION);
+	sqlite3_close(raw);
+	assert_open_refused_as_in_use(f->path);
+	save(f->store, NULL, NULL, NULL);
+}
+
+/* --- the file under the store's feet ------------------------------------ */
+
+static void
+assert_save_refused(struct store *s, const char *needle)
+{
+	struct model *m = sample_model();
+	struct audit_log audit = {0};
+	struct error err = {0};
+
+	add_status_entry(&audit, 10, "default", "zope1", "lost?");
+	assert_int_equal(store_save(s, NULL, m, &audit, &err), -1);
+	assert_int_equal(err.status, 503);
+	assert_non_null(strstr(err.what, needle));
+	assert_int_equal(audit.entries[0].id, 0);
+	audit_log_free(&audit);
+	model_free(m);
+}
+
+static void
+test_write_refused_once_file_is_removed(void **state)
+{
+	struct fixture *f = *state;
+	char aside[80];
+
+	open_store(f);
+	snprintf(aside, sizeof(aside), "%s.aside", f->path);
+	assert_int_equal(rename(f->path, aside), 0);
+	assert_save_refused(f->store, "was removed");
+	/* put back, the same file: writes work again */
+	assert_int_equal(rename(aside, f->path), 0);
+	save(f->store, NULL, NULL, NULL);
+
+	assert_int_equal(unlink(f->path), 0);
+	assert_save_refused(f->store, "was removed");
+}
+
+static void
+test_write_refused_once_file_is_replaced(void **state)
+{
+	struct fixture *f = *state;
+	char aside[80], other[80];
+	struct model *m = sample_model();
+	sqlite3 *raw;
+
+	open_store(f);
+	snprintf(aside, sizeof(aside), "%s.aside", f->path);
+	snprintf(other, sizeof(other), "%s.other", f->path);
+	raw = raw_open(other);
+	raw_exec(raw, "CREATE TABLE x (y)");
+	sqlite3_close(raw);
+	assert_int_equal(rename(f->path, aside), 0);
+	assert_int_equal(rename(other, f->path), 0);
+	assert_save_refused(f->store, "was replaced");
+
+	/* the original back in place: writes work again */
+	assert_int_equal(rename(aside, f->path), 0);
+	save(f->store, NULL, m, NULL);
+	assert_store_holds(f->store, m);
+	model_free(m);
+}
+
 #define STORE_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
@@ -846,6 +988,12 @@ main(void)
 	    STORE_TEST(test_audit_ids_and_newest_first_with_limit),
 	    STORE_TEST(test_audit_filter_by_cluster),
 	    STORE_TEST(test_audit_read_appends_to_existing_log),
+	    STORE_TEST(test_second_open_of_same_file_refused),
+	    STORE_TEST(test_open_through_a_symbolic_link_refused),
+	    STORE_TEST(test_open_from_another_process_refused),
+	    STORE_TEST(test_lock_survives_other_connections_closing),
+	    STORE_TEST(test_write_refused_once_file_is_removed),
+	    STORE_TEST(test_write_refused_once_file_is_replaced),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

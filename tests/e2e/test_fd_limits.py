@@ -1,0 +1,194 @@
+"""
+Running out of file descriptors (issue 8, point 2): the daemon raises its
+soft RLIMIT_NOFILE to the hard limit and says so at start; when idle
+connections hold every descriptor it neither spins nor stops answering
+probes: it closes the longest-idle connections first and pauses accepting
+briefly when nothing idle is left.
+
+The daemon runs under `prlimit`, which sets the limits and then execs it,
+so the process id is the daemon's.
+"""
+
+import os
+import socket
+import time
+
+import pytest
+import requests
+
+from conftest import Daemon, _close_all, free_port, parse_logfmt
+
+IDLE_CONNECTIONS = 100  # well above what 64 descriptors allow
+
+
+class LimitedDaemon(Daemon):
+    def __init__(self, tmp_path, nofile, **kw):
+        self.nofile = nofile
+        super().__init__(tmp_path, **kw)
+
+    def argv(self):
+        return ["prlimit", "--nofile=%s" % self.nofile, "--"] + super().argv()
+
+
+@pytest.fixture
+def limited_daemon(tmp_path, cm_bin):
+    made = []
+
+    def factory(nofile, extra_args=None):
+        d = LimitedDaemon(tmp_path / ("d%d" % len(made)), nofile, bin_path=cm_bin,
+                          extra_args=extra_args, start=False)
+        made.append(d)
+        d.start()
+        return d
+
+    try:
+        yield factory
+    finally:
+        _close_all(made)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runnable_seconds(pid):
+    """Time the process's threads have spent running or waiting to run
+    (/proc/PID/task/TID/schedstat: on-CPU ns, run-queue ns). A thread that
+    spins is always runnable, so this grows at wall-clock speed however
+    loaded the machine is, while its CPU time shrinks with the share it
+    gets; a thread that sleeps in epoll_wait adds almost nothing."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                on_cpu, queued = f.read().split()[:2]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        total += int(on_cpu) + int(queued)
+    return total / 1e9
+
+
+def open_idle(d, n):
+    """n connections that send nothing (the kernel completes them in the
+    listen backlog whether or not the daemon can accept them)."""
+    out = []
+    for _ in range(n):
+        out.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+    return out
+
+
+def wait_descriptors_in_use(pid, at_least, timeout=10.0):
+    """Waits (bounded) until the process holds at least that many
+    descriptors; returns how many it holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = len(os.listdir("/proc/%d/fd" % pid))
+        if n >= at_least or time.monotonic() >= deadline:
+            return n
+        time.sleep(0.05)
+
+
+def is_closed_by_peer(sock, wait=0.2):
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_start_log_names_the_raised_descriptor_limit(limited_daemon):
+    d = limited_daemon("64:512")
+    started = [parse_logfmt(l) for l in d.log_lines() if "clustermgmt started" in l]
+    assert started and started[-1].get("nofile") == "512", d.log_text()
+
+
+def test_idle_flood_at_the_descriptor_limit_neither_spins_nor_blocks_probes(limited_daemon):
+    d = limited_daemon("64:64")
+    d.set_nodes(["n1"])
+    idle = open_idle(d, IDLE_CONNECTIONS)
+    try:
+        # the daemon has used up its descriptors on the idle connections
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        cpu0, runnable0 = cpu_seconds(d.proc.pid), runnable_seconds(d.proc.pid)
+        time.sleep(2.0)
+        cpu = cpu_seconds(d.proc.pid) - cpu0
+        runnable = runnable_seconds(d.proc.pid) - runnable0
+        # a spinning accept loop is runnable the whole 2 s (and gets as much
+        # of a core as the machine's load leaves it); a waiting one sleeps
+        assert runnable < 0.5 and cpu < 0.5, (
+            "while idle connections wait the daemon was runnable %.2f s and used %.2f s "
+            "of CPU in 2 s" % (runnable, cpu))
+        for _ in range(5):
+            r = requests.get(d.url + "/health?node=n1", timeout=10)
+            assert r.status_code == 200, r.text
+        line = d.wait_log("out of file descriptors")
+        assert line and parse_logfmt(line).get("nofile") == "64", d.log_text()
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_no_spin_when_every_connection_is_busy(limited_daemon):
+    """Nothing idle to close (every connection holds a long poll): the
+    listener is not polled for a while instead of being retried at once."""
+    d = limited_daemon("64:64")
+    _, token = d.make_token("viewer")
+    version = d.get("/v1/clusters/default/events?after=0", auth=("bearer", token)).json()["version"]
+    request = ("GET /v1/clusters/default/events?after=%d&wait=30 HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (version, token)).encode()
+    held = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(request)
+            held.append(s)
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        assert d.wait_log("out of file descriptors", timeout=10), d.log_text()
+        runnable0 = runnable_seconds(d.proc.pid)
+        time.sleep(2.0)
+        runnable = runnable_seconds(d.proc.pid) - runnable0
+        assert runnable < 0.5, "daemon runnable %.2f s of 2 s with nothing idle to close" % runnable
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_longest_idle_connections_are_closed_first(limited_daemon):
+    d = limited_daemon("64:64")
+    idle = open_idle(d, IDLE_CONNECTIONS)
+    try:
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        assert is_closed_by_peer(idle[0], wait=5), "the oldest idle connection is still open"
+        assert not is_closed_by_peer(idle[-1]), "the newest idle connection was closed"
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
+    port = free_port()
+    d = limited_daemon("64:64", ["--agent-listen", "127.0.0.1:%d" % port])
+    d.set_nodes(["n1"])
+    idle = open_idle(d, IDLE_CONNECTIONS)
+    try:
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        # within 5 s: the idle connections would time out by themselves
+        # after 10 s (http1 request timeout) and free descriptors anyway
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"n1\n")
+            data = b""
+            while b"\n" not in data:
+                b = s.recv(1024)  # bounded by the socket's timeout
+                if not b:
+                    break
+                data += b
+        assert data == b"up ready\n", data
+    finally:
+        for s in idle:
+            s.close()
