@@ -38,8 +38,12 @@
  *             stay, and tokens never reset anything. Wrong: the failure
  *             stays.
  *
- * A client that goes away drops its attempt wherever it is (a dispose
- * hook on the request's memory pool): nothing is hashed for it.
+ * A client that goes away drops its attempt wherever it is, and nothing
+ * is hashed for it: h2o disposing of the request (an HTTP/2 stream reset,
+ * a connection h2o saw close) runs a hook on the request's memory pool;
+ * an HTTP/1 connection, which h2o stops reading while a request is under
+ * way, is peeked at every SWEEP_MS by its worker (on_sweep) and when the
+ * delay ends. A dropped attempt still counts as a failure.
  *
  * Threads: the queue and the counters are shared by all workers (one
  * mutex). An attempt is answered on its own worker: the side thread, or
@@ -125,7 +129,7 @@ struct auth_attempt {
 	char password[PASSWORD_MAX + 1];
 	unsigned char key[32];
 	/* the result */
-	int status; /* 200, 401, 503 */
+	int status; /* 200, 401, 503; 0 when skipped: its client had left */
 	struct user verified;
 	char name[NODE_NAME_MAX + 1];
 	char hash[HASH_STR_MAX];
