@@ -15,6 +15,7 @@ check takes on this machine (measured first), with a wide margin.
 import base64
 import select
 import socket
+import subprocess
 import threading
 import time
 
@@ -294,3 +295,47 @@ def test_too_many_checks_overall_get_503_at_once(daemon):
         assert r.status_code == 200
     finally:
         close_all(held)
+
+
+def test_cancelled_http2_streams_cost_no_hashing(daemon):
+    """HTTP/2 requests with wrong passwords, started and cancelled at once
+    (curl gives up on each after 0.3 s): none of them is hashed after its
+    stream is gone, and memory does not grow with them."""
+    d = daemon
+    d.get("/v1/clusters", auth=d.admin)  # cached: the fixture's own check
+    rss_before = vm_rss_kib(d.proc.pid)
+    procs = []
+    for a in range(25):
+        src = fresh_source_ip()
+        urls = []
+        for k in range(8):
+            urls += ["-u", "admin:wrong-%d-%d" % (a, k),
+                     "%s/v1/clusters?%d" % (d.url, k)]
+        procs.append(subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", "--parallel",
+             "--parallel-immediate", "--max-time", "0.3", "--interface", src] + urls,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for p in procs:
+        p.wait(timeout=30)
+    time.sleep(0.5)
+    r = d.get("/v1/clusters", auth=d.admin, source=fresh_source_ip())
+    assert r.status_code == 200
+    assert vm_rss_kib(d.proc.pid) - rss_before < 16 * 1024
+
+    mark = d.log_mark()
+    d.stop()
+    counts = [kv for kv in (parse_logfmt(l) for l in d.log_lines(mark))
+              if kv.get("msg") == "password checks"]
+    assert counts, "no password check counts logged at stop:\n" + d.log_text(mark)
+    # 200 streams: at most the few the side thread had started before
+    # their clients gave up are hashed
+    assert int(counts[-1]["hashed"]) <= 15, counts[-1]
+    assert int(counts[-1]["dropped"]) + int(counts[-1]["refused"]) >= 150, counts[-1]
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
