@@ -15,9 +15,7 @@ from conftest import free_port
 
 @pytest.fixture
 def agent(make_daemon):
-    port = free_port()
-    d = make_daemon(["--agent-listen", "127.0.0.1:%d" % port])
-    d.agent_port = port
+    d = make_daemon(agent=True)
     d.set_nodes(["zope1", "zope2"])
     return d
 
@@ -117,8 +115,8 @@ def test_agent_without_line_and_without_default_node_says_down(agent):
 
 
 def test_agent_without_line_uses_serve_node(make_daemon):
-    port = free_port()
-    d = make_daemon(["--agent-listen", "127.0.0.1:%d" % port, "--node", "zope2"])
+    d = make_daemon(["--node", "zope2"], agent=True)
+    port = d.agent_port
     d.set_nodes(["zope1", "zope2"])
     d.set_status({"zope2": {"status": "offline"}})
     t0 = time.monotonic()
@@ -253,6 +251,7 @@ def is_ready_up(st):
     return st[0] == 2 and st[1] & (1 | 8) == 0
 
 
+@pytest.mark.once
 def test_real_haproxy_follows_online_drain_offline(agent, haproxy):
     assert is_ready_up(haproxy.wait_state(is_ready_up)), haproxy.state()
     agent.set_status({"zope1": {"status": "drain"}})
@@ -266,6 +265,7 @@ def test_real_haproxy_follows_online_drain_offline(agent, haproxy):
     assert is_ready_up(st), st  # MAINT is left: HAProxy keeps asking the agent
 
 
+@pytest.mark.once
 def test_real_haproxy_is_observed_and_wait_drained_returns(agent, haproxy, cm_bin):
     import os
     import subprocess

@@ -117,15 +117,11 @@ import os
 import socket
 import subprocess
 
-from conftest import free_port
 
 
 @pytest.fixture
 def fast(make_daemon, app):
-    agent_port = free_port()
-    d = make_daemon(["--check-interval", "200ms", "--check-timeout", "150ms",
-                     "--agent-listen", "127.0.0.1:%d" % agent_port])
-    d.agent_port = agent_port
+    d = make_daemon(["--check-interval", "200ms", "--check-timeout", "150ms"], agent=True)
     d.set_nodes(["zope1", "zope2"])
     r = d.put("/v1/clusters/default/nodes/zope1", auth=d.admin, json={"check": app.url})
     assert r.status_code == 200, r.text

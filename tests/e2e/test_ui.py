@@ -23,8 +23,14 @@ PAGE = "/health/managenodes"
 SANITIZED = os.environ.get("CLUSTERMGMT_SANITIZED") == "1"
 ARTIFACTS = REPO / "artifacts"
 
-needs_browser = pytest.mark.skipif(not have_browser(),
-                                   reason="needs chromium, chromium-driver, python3-selenium")
+
+
+def needs_browser(test):
+    """A test in headless Chromium. What it makes the daemon do, the tests
+    over HTTP above make it do too, so it runs once (not again under ASan)."""
+    test = pytest.mark.skipif(not have_browser(),
+                              reason="needs chromium, chromium-driver, python3-selenium")(test)
+    return pytest.mark.once(test)
 
 
 @pytest.fixture
