@@ -80,7 +80,7 @@ def test_agent_stalled_connection_does_not_block_http_or_agent(agent):
         t0 = time.monotonic()
         assert agent.probe("zope1").status_code == 200
         assert words(ask(agent.agent_port, "zope1")) & {"ready", "up"}
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0  # generous: a loaded machine
     finally:
         stalled.close()
 
@@ -111,7 +111,7 @@ def test_agent_unknown_node_and_cluster_say_down_with_a_comment(agent):
 def test_agent_without_line_and_without_default_node_says_down(agent):
     t0 = time.monotonic()
     assert ask(agent.agent_port, None).startswith("down #")
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 3.0  # the 300 ms read timeout, with room for a loaded machine
 
 
 def test_agent_without_line_uses_serve_node(make_daemon):
@@ -121,7 +121,8 @@ def test_agent_without_line_uses_serve_node(make_daemon):
     d.set_status({"zope2": {"status": "offline"}})
     t0 = time.monotonic()
     assert ask(port, None) == "maint"
-    assert time.monotonic() - t0 < 1.5  # a short read timeout, not HAProxy's check timeout
+    # the 300 ms read timeout (room for a loaded machine), not HAProxy's check timeout
+    assert time.monotonic() - t0 < 3.0
     assert ask(port, "zope1") == "up ready"
 
 

@@ -472,7 +472,7 @@ def test_events_returns_at_once_when_version_above_after(seeded):
     r = events(seeded, v - 1, 10)
     elapsed = time.monotonic() - t0
     assert r.status_code == 200, r.text
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 5.0, elapsed  # at once, not after the 10 s wait
     body = r.json()
     assert body["changed"] is True
     assert body["version"] == v
@@ -485,7 +485,7 @@ def test_events_times_out_with_changed_false(seeded):
     r = events(seeded, v, 2)
     elapsed = time.monotonic() - t0
     assert r.status_code == 200, r.text
-    assert 1.5 <= elapsed < 4.0, elapsed
+    assert 1.5 <= elapsed < 8.0, elapsed
     body = r.json()
     assert body["changed"] is False
     assert body["version"] == v
@@ -506,7 +506,8 @@ def test_events_returns_promptly_on_change(seeded):
     seeded.set_status({"zope2": {"status": "offline"}})
     th.join(timeout=15)
     assert not th.is_alive(), "long poll did not return within 15 s of a change"
-    assert result["t"] - changed_at < 2.0, result["t"] - changed_at
+    # woken by the change, not by the end of the 20 s wait
+    assert result["t"] - changed_at < 5.0, result["t"] - changed_at
     body = result["r"].json()
     assert body["changed"] is True and body["version"] == v + 1
     assert node_by_name(body, "zope2")["status"] == "offline"
@@ -529,14 +530,13 @@ def test_events_held_polls_do_not_block_other_requests(seeded):
         t.start()
     time.sleep(0.7)  # let them all be held
     for _ in range(3):
-        t0 = time.monotonic()
         r = seeded.probe("zope1", timeout=5)
         assert (r.status_code, r.text) == (200, "OK")
-        assert time.monotonic() - t0 < 0.5, "probe took %.3f s while polls held" % (time.monotonic() - t0)
-    t0 = time.monotonic()
-    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.admin, timeout=5)
+        assert len(done) == 0, "polls returned before the probe: %r" % done
+    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.as_admin, timeout=5)
     assert r.status_code == 200
-    assert time.monotonic() - t0 < 1.0, time.monotonic() - t0
+    # answered while the polls were still held (they wait 4 s)
+    assert len(done) == 0, "polls returned before the request: %r" % done
     for t in threads:
         t.join(timeout=15)
     assert done == [200] * n, done
@@ -562,7 +562,7 @@ def test_events_many_held_polls_all_wake_on_change(seeded):
     assert len(results) == n, results
     for t, changed in results:
         assert changed is True
-        assert t - changed_at < 2.0
+        assert t - changed_at < 5.0  # woken by the change, not by the end of the 20 s wait
 
 
 # --- several HTTP workers (serve --threads N) ------------------------------------
@@ -587,7 +587,8 @@ def test_long_polls_on_every_worker_wake_on_change(make_daemon):
     results = []
 
     def poll():
-        r = d.get("/v1/clusters/default/events?after=%d&wait=20" % v, auth=d.admin, timeout=30)
+        r = d.get("/v1/clusters/default/events?after=%d&wait=20" % v, auth=d.as_admin,
+                  timeout=30)
         results.append((time.monotonic(), r.json().get("changed")))
 
     threads = [threading.Thread(target=poll, daemon=True) for _ in range(12)]
@@ -599,4 +600,5 @@ def test_long_polls_on_every_worker_wake_on_change(make_daemon):
     for t in threads:
         t.join(timeout=25)
     assert len(results) == 12, results
-    assert all(c is True and t - changed_at < 2.0 for t, c in results), (changed_at, results)
+    # woken by the change, not by the end of their 20 s wait
+    assert all(c is True and t - changed_at < 5.0 for t, c in results), (changed_at, results)
