@@ -23,7 +23,11 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
                               A new store is a copy of a template made once
                               per test process (admin already hashed, plus
                               an admin token), so a start costs no argon2id;
-                              template=False starts on an empty store.
+                              template=False starts on an empty store;
+                              template=prepare (a module-level function)
+                              copies a template made once by running
+                              prepare(daemon) on a copy of the base one,
+                              and sets .template_data to what it returned.
       .url .port .agent_port .db .admin .proc .password .tmp .log_path
       .scheme .verify
       .admin_token            ("bearer", TOKEN) of the template's admin
@@ -195,34 +199,41 @@ def auth_kwargs(auth):
 
 
 class _Template:
-    """A store with user admin (password hashed) and an admin token, made once
-    per test process and binary by a real daemon; Daemon copies it."""
+    """A store made once per test process and binary by a real daemon, which
+    Daemon copies. The base one has user admin (password hashed) and an admin
+    token; with prepare, prepare(daemon) runs on a copy of the base one and
+    what it returns is kept as .data (e.g. the passwords of users it made)."""
 
     made = {}
 
-    def __init__(self, bin_path):
+    def __init__(self, bin_path, prepare=None):
         self.dir = Path(tempfile.mkdtemp(prefix="cm-e2e-template-"))
         atexit.register(shutil.rmtree, str(self.dir), True)
-        d = Daemon(self.dir, bin_path=bin_path, template=False)
+        d = Daemon(self.dir, bin_path=bin_path, template=prepare is not None)
+        self.data = None
         try:
-            r = d.post("/v1/tokens", auth=d.admin,
-                       json={"role": "admin", "description": HELPER_TOKEN_DESCRIPTION})
-            body = d._ok(r, 201)
+            if prepare is None:
+                r = d.post("/v1/tokens", auth=d.admin,
+                           json={"role": "admin", "description": HELPER_TOKEN_DESCRIPTION})
+                body = d._ok(r, 201)
+                self.token_id, self.token = body["id"], body["token"]
+            else:
+                self.data = prepare(d)
+                self.token_id, self.token = d.helper_token_id, d.admin_token[1]
             d.stop()
         finally:
             d.close()
         self.password = d.password
-        self.token_id, self.token = body["id"], body["token"]
         self.db = Path(d.db)
         leftovers = [p for p in (Path(d.db + "-wal"), Path(d.db + "-journal")) if p.exists()
                      and p.stat().st_size > 0]
         assert not leftovers, "template store not checkpointed at exit: %s" % leftovers
 
     @classmethod
-    def get(cls, bin_path):
-        t = cls.made.get(bin_path)
+    def get(cls, bin_path, prepare=None):
+        t = cls.made.get((bin_path, prepare))
         if t is None:
-            t = cls.made[bin_path] = cls(bin_path)
+            t = cls.made[(bin_path, prepare)] = cls(bin_path, prepare)
         return t
 
 
@@ -249,15 +260,16 @@ class Daemon:
         self.verify = str(tls[0]) if tls else True
         self.password = None
         self.pw_file = None
-        self.admin_token = self.helper_token_id = None
+        self.admin_token = self.helper_token_id = self.template_data = None
         if password_file:
             self.password = secrets.token_urlsafe(18)
             if template and not os.path.exists(self.db):
-                t = _Template.get(self.bin)
+                t = _Template.get(self.bin, None if template is True else template)
                 shutil.copyfile(t.db, self.db)
                 self.password = t.password
                 self.admin_token = (BEARER, t.token)
                 self.helper_token_id = t.token_id
+                self.template_data = t.data
             self.pw_file = self.tmp / "pw"
             self.pw_file.write_text(self.password)
         self.proc = None

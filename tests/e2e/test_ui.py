@@ -33,13 +33,18 @@ def needs_browser(test):
     return pytest.mark.once(test)
 
 
+def _site_store(d):
+    d.set_nodes(["web1", "web2", "web3"])
+    return {"viewer": d.make_user("vera", "viewer"), "operator": d.make_user("otto", "operator")}
+
+
 @pytest.fixture
-def site(daemon):
-    """A daemon with three nodes and a viewer and an operator."""
-    daemon.set_nodes(["web1", "web2", "web3"])
-    daemon.viewer = daemon.make_user("vera", "viewer")
-    daemon.operator = daemon.make_user("otto", "operator")
-    return daemon
+def site(make_daemon):
+    """A daemon with three nodes and a viewer and an operator (from a store
+    template, so that their passwords are hashed once per test process)."""
+    d = make_daemon(template=_site_store)
+    d.viewer, d.operator = d.template_data["viewer"], d.template_data["operator"]
+    return d
 
 
 @pytest.fixture(scope="module")
