@@ -13,11 +13,12 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
                               every daemon, before the test's own extra_args,
                               e.g. "--threads 4" to run the suite with
                               several workers (under ThreadSanitizer)
-  Daemon(tmp_path, extra_args=None, agent=False, template=True, ...)
+  Daemon(tmp_path, extra_args=None, agent=False, template=True, ipv6=False, ...)
                               starts `cm_bin serve --listen 127.0.0.1:PORT
                               --db TMP/cm.db --admin-password-file TMP/pw`
                               (plus `--agent-listen 127.0.0.1:AGENT_PORT`
-                              with agent=True) and waits (bounded) for
+                              with agent=True, `--listen [::1]:PORT` with
+                              ipv6=True) and waits (bounded) for
                               GET /v1/health. When a port it picked was
                               taken meanwhile, it starts again on another.
                               A new store is a copy of a template made once
@@ -242,7 +243,7 @@ class Daemon:
 
     def __init__(self, tmp_path, extra_args=None, bin_path=None, start=True,
                  password_file=True, listen_host="127.0.0.1", tls=None,
-                 port=None, db=None, agent=False, template=True):
+                 port=None, db=None, agent=False, template=True, ipv6=False):
         self.tmp = Path(tmp_path)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.bin = bin_path or binary_path()
@@ -250,6 +251,7 @@ class Daemon:
         self.listen_host = listen_host
         self._port_is_ours = port is None  # may be replaced if taken meanwhile
         self.port = port or free_port()
+        self.ipv6 = ipv6  # also listen on [::1] on the same port
         self._agent_port_is_ours = agent is True
         self.agent_port = free_port() if agent is True else (agent or None)
         self.db = str(db or (self.tmp / "cm.db"))
@@ -294,6 +296,8 @@ class Daemon:
 
     def argv(self):
         args = [self.bin, "serve", "--listen", self.listen, "--db", self.db]
+        if self.ipv6:
+            args += ["--listen", "[::1]:%d" % self.port]
         if self.pw_file is not None:
             args += ["--admin-password-file", str(self.pw_file)]
         if self.agent_port:

@@ -63,7 +63,7 @@ def test_agent_follows_changes(agent):
 
 
 def test_agent_cluster_slash_name(agent):
-    r = agent.post("/v1/clusters", auth=agent.admin, json={"name": "shop", "path": "/shophealth"})
+    r = agent.post("/v1/clusters", auth=agent.as_admin, json={"name": "shop", "path": "/shophealth"})
     assert r.status_code == 201
     agent.set_nodes(["zope1"], cluster="shop")
     agent.set_status({"zope1": {"status": "offline"}}, cluster="shop")
@@ -148,7 +148,7 @@ def test_agent_overlong_line_is_refused(agent):
 def test_agent_exchange_is_an_observed_probe(agent):
     ask(agent.agent_port, "zope1")
     ask(agent.agent_port, "zope1")
-    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.admin).json()["node"]
+    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.as_admin).json()["node"]
     probes = [p for p in node["probes"] if p["protocol"] == "agent"]
     assert len(probes) == 1, node["probes"]
     assert probes[0]["user_agent"] == "haproxy-agent"
@@ -238,6 +238,8 @@ backend be
             self.proc.kill()
 
 
+# With a real HAProxy, marked `once` (release pass of `make test` only): the
+# agent exchanges it makes are the ones the socket tests above make too.
 @pytest.fixture
 def haproxy(agent, tmp_path):
     import os
@@ -281,7 +283,7 @@ def test_real_haproxy_is_observed_and_wait_drained_returns(agent, haproxy, cm_bi
     # in MAINT HAProxy stops its HTTP checks; wait must not sit out the window
     assert time.monotonic() - t0 < 10
     assert haproxy.state()[1] & 1
-    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.admin).json()["node"]
+    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.as_admin).json()["node"]
     assert {p["protocol"] for p in node["probes"]} == {"http", "agent"}, node["probes"]
     agent.set_status({"zope1": {"status": "online"}})
     r = subprocess.run([cm_bin, "wait", "zope1", "--serving", "--timeout", "20"], env=env,

@@ -30,13 +30,13 @@ def wait_until(fn, timeout, interval=0.05):
 
 def snapshot(d):
     return {
-        "nodes": d.get("/v1/clusters/default/nodes", auth=d.admin).json(),
-        "shop": d.get("/v1/clusters/shop/nodes", auth=d.admin).json(),
-        "clusters": d.get("/v1/clusters", auth=d.admin).json(),
-        "users": d.get("/v1/users", auth=d.admin).json(),
-        "tokens": d.get("/v1/tokens", auth=d.admin).json(),
-        "audit": d.get("/v1/clusters/default/audit?limit=1000", auth=d.admin).json(),
-        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.admin).content,
+        "nodes": d.get("/v1/clusters/default/nodes", auth=d.as_admin).json(),
+        "shop": d.get("/v1/clusters/shop/nodes", auth=d.as_admin).json(),
+        "clusters": d.get("/v1/clusters", auth=d.as_admin).json(),
+        "users": d.get("/v1/users", auth=d.as_admin).json(),
+        "tokens": d.get("/v1/tokens", auth=d.as_admin).json(),
+        "audit": d.get("/v1/clusters/default/audit?limit=1000", auth=d.as_admin).json(),
+        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.as_admin).content,
     }
 
 
@@ -44,11 +44,11 @@ def snapshot(d):
 def populated(daemon):
     d = daemon
     d.set_nodes(["zope1", "zope2", "zope3"])
-    d.put("/v1/clusters/default/nodes/zope1", auth=d.admin,
+    d.put("/v1/clusters/default/nodes/zope1", auth=d.as_admin,
           json={"address": "10.0.0.1:8080", "check": "http://10.0.0.1:8080/ok"})
     d.set_status({"zope1": {"status": "offline", "reason": "kernel update"},
                   "zope2": {"status": "drain", "reason": "deploy", "ttl": 3600}})
-    r = d.post("/v1/clusters", auth=d.admin, json={"name": "shop", "path": "/shophealth"})
+    r = d.post("/v1/clusters", auth=d.as_admin, json={"name": "shop", "path": "/shophealth"})
     assert r.status_code == 201
     d.set_nodes(["web1"], cluster="shop")
     d.set_status({"web1": {"status": "offline", "reason": "shop down"}}, cluster="shop")
@@ -87,8 +87,8 @@ def test_restart_keeps_user_login_and_token(populated):
 
 def test_restart_keeps_revocations(populated):
     d = populated
-    assert d.delete("/v1/tokens/" + d.token[0], auth=d.admin).status_code == 200
-    assert d.delete("/v1/users/carol", auth=d.admin).status_code == 200
+    assert d.delete("/v1/tokens/" + d.token[0], auth=d.as_admin).status_code == 200
+    assert d.delete("/v1/users/carol", auth=d.as_admin).status_code == 200
     d.stop()
     d.start()
     assert_401(d.get("/v1/clusters", auth=(BEARER, d.token[1]), source="127.0.4.1"))
@@ -125,7 +125,7 @@ def test_kill9_after_acknowledged_writes_loses_nothing(daemon):
     assert d.nodes()["version"] == version
     entries = d.audit(limit=1000)
     assert sum(1 for e in entries if e["action"] == "status") >= 50
-    assert "lastuser" in [u["name"] for u in d.get("/v1/users", auth=d.admin).json()["users"]]
+    assert "lastuser" in [u["name"] for u in d.get("/v1/users", auth=d.as_admin).json()["users"]]
 
 
 def test_kill9_right_after_single_write(daemon):

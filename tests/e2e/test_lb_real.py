@@ -13,6 +13,11 @@ wait --serving, and across all of them no client request may fail.
 
 `wait` and `serve --agent-listen` are probed for; the tests that need them
 are skipped, saying why, when the binary does not have them yet.
+
+The farm's tests are marked `once`: `make test` runs them in the release
+pass only. What they make the daemon do (probes, agent checks, lbconfig,
+wait, status changes) the other tests do under ASan too; the lbconfig
+checks above run in both passes.
 """
 
 import subprocess
@@ -30,9 +35,9 @@ FALL = 2
 RISE = 2
 # A node is out of a load balancer at most this long after its status
 # changed: FALL probes, the last one possibly timing out, plus scheduling
-# slack for a loaded test machine.
-FALL_WINDOW = FALL * INTERVAL + TIMEOUT + 0.8
-RISE_WINDOW = RISE * INTERVAL + TIMEOUT + 1.0
+# slack for a loaded test machine (2 cores shared with other test runs).
+FALL_WINDOW = FALL * INTERVAL + TIMEOUT + 2.0
+RISE_WINDOW = RISE * INTERVAL + TIMEOUT + 2.0
 NODES = ("app1", "app2", "app3")
 LB_OPTIONS = ["--interval", "200ms", "--timeout", "150ms", "--fall", str(FALL),
               "--rise", str(RISE)]
@@ -298,7 +303,7 @@ def test_wait_drained_returns_after_lbs_stopped_and_serving_after_they_resumed(f
     for t in fresh.traffic:
         first = wait_until(lambda: t.served("app1", since=t_on), 3,
                            what="%s to send traffic to app1 again" % t.lb)[0]
-        assert first <= t_serving + 1.0, (
+        assert first <= t_serving + 2.0, (
             "%s sent app1 its first request %.2f s after wait --serving returned"
             % (t.lb, first - t_serving))
     assert t_drained - t_off < 20

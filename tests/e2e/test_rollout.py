@@ -71,7 +71,7 @@ def cluster(daemon):
     daemon.set_nodes(NODES)
     dead_port = free_port()
     for name in NODES:
-        r = daemon.put("/v1/clusters/default/nodes/" + name, auth=daemon.admin,
+        r = daemon.put("/v1/clusters/default/nodes/" + name, auth=daemon.as_admin,
                        json={"address": "127.0.0.1:%d" % dead_port})
         assert r.status_code in (200, 201), r.text
     probers = [Prober(daemon, name, "127.0.3.%d" % (i + 2)) for i, name in enumerate(NODES)]
@@ -88,7 +88,7 @@ def cluster(daemon):
 
 
 def node_doc(d, name):
-    return d.get("/v1/clusters/default/nodes/" + name, auth=d.admin).json()["node"]
+    return d.get("/v1/clusters/default/nodes/" + name, auth=d.as_admin).json()["node"]
 
 
 def audited_nodes(d, since_id):
@@ -250,7 +250,7 @@ def test_warmup_retries_until_the_path_answers(cluster):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowToWarm)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        cluster.put("/v1/clusters/default/nodes/zope1", auth=cluster.admin,
+        cluster.put("/v1/clusters/default/nodes/zope1", auth=cluster.as_admin,
                     json={"address": "127.0.0.1:%d" % server.server_address[1]})
         r = run_rollout(cluster, "--nodes", "zope1", "--warmup", "/warm?x=1", *FAST,
                         "--exec", "true")
@@ -370,6 +370,8 @@ class _Restarter(http.server.BaseHTTPRequestHandler):
         pass
 
 
+# Marked `once` (release pass only): the rollout's daemon and CLI paths are
+# the ones the tests above take under ASan too.
 @pytest.mark.once
 def test_rollout_behind_haproxy_and_varnish_loses_no_request(cm_bin, tmp_path):
     d = Daemon(tmp_path / "daemon", bin_path=cm_bin, start=False)
