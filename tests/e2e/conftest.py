@@ -142,7 +142,7 @@ def free_port(host="127.0.0.1"):
 def port_taken(log_text, port):
     """True when a server's log says it could not bind port (EADDRINUSE)."""
     return ("already in use" in log_text.lower() or "cannot listen on" in log_text) and \
-        (":%d" % port) in log_text
+        re.search(r":%d\b" % port, log_text) is not None
 
 
 class SourceAdapter(HTTPAdapter):
