@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "../util/utf8.h"
+#include "../util/xalloc.h"
 #include "observe.h"
 
 #define BUCKETS 4096
@@ -116,11 +117,9 @@ observe_protocol_name(enum observe_protocol p)
 struct observe *
 observe_new(void)
 {
-	struct observe *o = calloc(1, sizeof(*o));
+	struct observe *o = xcalloc(1, sizeof(*o));
 	int i;
 
-	if (o == NULL)
-		abort();
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&o->locks[i], NULL);
 	return o;
@@ -198,8 +197,7 @@ entry_get(struct observe *o, uint64_t hash, const char *cluster, const char *nod
 		return e;
 	if (strlen(cluster) > NODE_NAME_MAX || node_len > NODE_NAME_MAX)
 		return NULL;
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		abort();
+	e = xcalloc(1, sizeof(*e));
 	e->hash = hash;
 	memcpy(e->cluster, cluster, strlen(cluster) + 1);
 	memcpy(e->node, node, node_len);
@@ -251,10 +249,7 @@ client_slot(struct entry *e, const struct observe_client *who, const char *ua, i
 	}
 	if (e->n_clients == e->cap_clients && e->cap_clients < OBSERVE_CLIENTS_MAX) {
 		size_t cap = e->cap_clients == 0 ? CLIENTS_FIRST : e->cap_clients * 2;
-		struct client *grown = realloc(e->clients, cap * sizeof(*grown));
-		if (grown == NULL)
-			abort();
-		e->clients = grown;
+		e->clients = xreallocarray(e->clients, cap, sizeof(*e->clients));
 		e->cap_clients = cap;
 		oldest = NULL;
 	}
