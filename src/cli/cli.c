@@ -597,13 +597,8 @@ int
 cli_call(struct cli *cli, const char *method, char *path, json_t *body, struct client_reply *reply,
          struct error *err)
 {
-	int rc;
+	int rc = client_call(&cli->client, method, path, body, reply, err);
 
-	if (path == NULL) {
-		error_set(err, 0, "out of memory");
-		rc = CLI_UNREACHABLE;
-	} else
-		rc = client_call(&cli->client, method, path, body, reply, err);
 	free(path);
 	json_decref(body);
 	return rc;

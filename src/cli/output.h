@@ -16,13 +16,12 @@
  * characters in them are shown as '?' so a row is always one line. */
 struct table;
 
-/* Returns a table with the given header (ncols cells), or NULL when out
- * of memory. Free with table_free. */
+/* Returns a table with the given header (ncols cells). Free with
+ * table_free. */
 struct table *table_new(size_t ncols, const char *const *header);
 
-/* Appends a row of ncols cells; a NULL cell is shown as "-". Returns 0,
- * or -1 when out of memory. */
-int table_add_row(struct table *t, const char *const *cells);
+/* Appends a row of ncols cells; a NULL cell is shown as "-". */
+void table_add_row(struct table *t, const char *const *cells);
 
 void table_print(const struct table *t, FILE *out);
 void table_free(struct table *t);
