@@ -11,34 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "http.h"
-
-/* Decodes an urlencoded value: '+' is a space, %XX a byte. */
-static char *
-urldecode(const char *p, size_t n)
-{
-	char *plus = xstrndup(p, n), *decoded, *out;
-	size_t i;
-	int len = 0;
-
-	for (i = 0; i < n; i++)
-		if (plus[i] == '+')
-			plus[i] = ' ';
-	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
-	free(plus);
-	if (decoded == NULL)
-		return NULL;
-	out = xstrndup(decoded, (size_t)len);
-	curl_free(decoded);
-	if (strlen(out) != (size_t)len) { /* an encoded NUL */
-		free(out);
-		return NULL;
-	}
-	return out;
-}
 
 int
 form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
@@ -55,7 +30,7 @@ form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
 
 		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq != NULL ? eq + 1 : stop;
-			*out = urldecode(v, (size_t)(stop - v));
+			*out = url_form_decode(v, (size_t)(stop - v));
 			return *out != NULL ? 1 : -1;
 		}
 		p = amp != NULL ? amp + 1 : NULL;

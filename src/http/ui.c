@@ -30,6 +30,7 @@
 
 #include <curl/curl.h>
 
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "ui.h"
 
@@ -265,26 +266,6 @@ ui_reply_message(struct request *r, int status, const char *title, const char *t
 
 /* --- forms --------------------------------------------------------------- */
 
-static char *
-field_decode(const char *p, size_t n)
-{
-	char *plus = xstrndup(p, n), *decoded, *out = NULL;
-	int len = 0;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (plus[i] == '+')
-			plus[i] = ' ';
-	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
-	free(plus);
-	if (decoded == NULL)
-		return NULL;
-	if (memchr(decoded, '\0', (size_t)len) == NULL)
-		out = xstrndup(decoded, (size_t)len);
-	curl_free(decoded);
-	return out;
-}
-
 int
 ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const char *value),
               void *arg)
@@ -301,7 +282,7 @@ ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const c
 
 		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq ? eq + 1 : stop;
-			char *value = field_decode(v, (size_t)(stop - v));
+			char *value = url_form_decode(v, (size_t)(stop - v));
 			if (value == NULL)
 				return -1;
 			fn(arg, value);
