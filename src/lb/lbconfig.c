@@ -24,7 +24,6 @@
 
 #define PROBE_URL_DEFAULT "{mount}?node={node}"
 #define PROBE_URL_MAX 512
-#define VARNISH_WINDOW_MAX 64 /* Varnish keeps 64 probe results */
 #define COUNT_MAX 32
 #define TIMEOUT_MAX_MS (60 * 1000)
 #define INTERVAL_MAX_MS (3600 * 1000)

@@ -374,26 +374,6 @@ observe_node_view(struct observe *o, const char *cluster, const char *node, int6
 	return e != NULL;
 }
 
-int
-observe_check_state(struct observe *o, const char *cluster, const char *node,
-                    struct observe_check *out)
-{
-	size_t len = strlen(node);
-	uint64_t hash = key_hash(cluster, node, len);
-	pthread_mutex_t *lock = lock_for(o, hash);
-	struct entry *e;
-	int has_check = 0;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(lock);
-	if ((e = entry_find(o, hash, cluster, node, len)) != NULL && e->has_check) {
-		*out = e->check;
-		has_check = 1;
-	}
-	pthread_mutex_unlock(lock);
-	return has_check;
-}
-
 void
 observe_check_set(struct observe *o, const char *cluster, const char *node,
                   const struct observe_check *state)
