@@ -556,21 +556,6 @@ model_find_token(const struct model *m, const char *id)
 	return sorted_find(m->tokens, m->n_tokens, sizeof *m->tokens, id);
 }
 
-/* Linear: tokens are few. The hash is of a high-entropy secret, so the
- * timing of strcmp tells an attacker nothing useful. */
-const struct token *
-model_find_token_by_hash(const struct model *m, const char *hash)
-{
-	size_t i;
-
-	if (hash == NULL)
-		return NULL;
-	for (i = 0; i < m->n_tokens; i++)
-		if (strcmp(m->tokens[i].hash, hash) == 0)
-			return &m->tokens[i];
-	return NULL;
-}
-
 size_t
 cluster_count_online(const struct cluster *c)
 {
@@ -804,22 +789,6 @@ cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
 	}
 	free(sorted);
 	return 0;
-}
-
-int
-cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n,
-                             const struct actor *who, int64_t now, struct audit_log *audit,
-                             struct error *err)
-{
-	const char **names = xcalloc(n + 1, sizeof(*names));
-	size_t i;
-	int rc;
-
-	for (i = 0; i < n; packed += strlen(packed) + 1, i++)
-		names[i] = packed;
-	rc = cluster_set_node_list(c, names, n, who, now, audit, err);
-	free(names);
-	return rc;
 }
 
 /* Would setting field to value (NULL: keep, "": clear) change it? */
