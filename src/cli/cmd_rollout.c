@@ -36,6 +36,7 @@
 #include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
+#include "util/utf8.h"
 #include "util/xalloc.h"
 #include "wait.h"
 
@@ -215,18 +216,12 @@ make_id(char *buf, size_t size)
 static void
 clean_reason(char *s)
 {
-	size_t len = strlen(s), i, lead;
-	unsigned char c;
+	size_t len = strlen(s), i;
 
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			s[i] = ' ';
-	for (lead = len; lead > 0 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80; lead--)
-		;
-	if (lead == 0 || (c = (unsigned char)s[lead - 1]) < 0xc0)
-		return;
-	if (len - (lead - 1) < (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u))
-		s[lead - 1] = '\0';
+	s[utf8_complete_length(s, len)] = '\0';
 }
 
 /* "rollout ID: COMMAND", within the API's limit. */

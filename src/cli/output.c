@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "output.h"
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 struct table {
@@ -35,12 +36,7 @@ cell_copy(const char *s)
 static size_t
 display_width(const char *s)
 {
-	size_t n = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
+	return utf8_length(s, strlen(s));
 }
 
 struct table *
