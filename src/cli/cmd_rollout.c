@@ -36,6 +36,7 @@
 #include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
+#include "util/timefmt.h"
 #include "util/utf8.h"
 #include "util/xalloc.h"
 #include "wait.h"
@@ -431,19 +432,17 @@ load_plan(struct rollout *r, struct error *err)
 	return prepare_nodes(r, err);
 }
 
+/* "-" for a step not taken, "12.3s" under a minute, else as
+ * duration_format ("4m10s"). */
 static void
 format_duration(int64_t ms, char *buf, size_t size)
 {
 	if (ms < 0)
 		snprintf(buf, size, "-");
 	else if (ms < 60 * 1000)
-		snprintf(buf, size, "%.1fs", seconds(ms));
-	else if (ms >= 3600 * 1000)
-		snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
-		         (long long)(ms % 3600000 / 60000));
+		snprintf(buf, size, "%.1fs", seconds(ms)); /* commands' timings: tenths count */
 	else
-		snprintf(buf, size, "%lldm%02llds", (long long)(ms / 60000),
-		         (long long)(ms % 60000 / 1000));
+		duration_format(ms, buf, size);
 }
 
 static void

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "output.h"
+#include "util/timefmt.h"
 #include "util/utf8.h"
 #include "util/xalloc.h"
 
@@ -110,22 +111,6 @@ output_json(const char *body, FILE *out)
 		fputc('\n', out);
 }
 
-/* "45s", "9m", "1h5m", "3d2h". */
-static void
-format_span(int64_t secs, char *buf, size_t size)
-{
-	if (secs < 60)
-		snprintf(buf, size, "%llds", (long long)secs);
-	else if (secs < 3600)
-		snprintf(buf, size, "%lldm", (long long)(secs / 60));
-	else if (secs < 86400)
-		snprintf(buf, size, "%lldh%lldm", (long long)(secs / 3600),
-		         (long long)(secs % 3600 / 60));
-	else
-		snprintf(buf, size, "%lldd%lldh", (long long)(secs / 86400),
-		         (long long)(secs % 86400 / 3600));
-}
-
 char *
 output_relative_time(const char *rfc3339, int64_t now_ms, char *buf, size_t size)
 {
@@ -148,10 +133,10 @@ output_relative_time(const char *rfc3339, int64_t now_ms, char *buf, size_t size
 	if (secs == 0) {
 		snprintf(buf, size, "now");
 	} else if (secs < 0) {
-		format_span(-secs, span, sizeof(span));
+		duration_format(-secs * 1000, span, sizeof(span));
 		snprintf(buf, size, "%s ago", span);
 	} else {
-		format_span(secs, span, sizeof(span));
+		duration_format(secs * 1000, span, sizeof(span));
 		snprintf(buf, size, "in %s", span);
 	}
 	return buf;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/timefmt.h"
 #include "lbconfig.h"
 
 #define PROBE_URL_DEFAULT "{mount}?node={node}"
@@ -192,17 +193,6 @@ check_nodes(const struct lb_options *o, const struct lb_node *nodes, size_t n, s
 
 /* --- writing helpers -------------------------------------------------- */
 
-/* A duration as the load balancers write it: "2s" or "500ms". */
-static const char *
-duration(int ms, char *buf, size_t size)
-{
-	if (ms % 1000 == 0)
-		snprintf(buf, size, "%ds", ms / 1000);
-	else
-		snprintf(buf, size, "%dms", ms);
-	return buf;
-}
-
 /* Writes the probe URL for one node; node NULL writes HAProxy's
  * per-server %[srv_name] instead of a name. */
 static void
@@ -317,9 +307,10 @@ write_varnish(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 		        "        .initial = %d;\n"
 		        "    }\n"
 		        "}\n",
-		        nodes[i].address, duration(o->interval_ms, interval, sizeof(interval)),
-		        duration(o->timeout_ms, timeout, sizeof(timeout)), o->rise + o->fall - 1,
-		        o->rise, o->rise - 1);
+		        nodes[i].address,
+		        duration_format_config(o->interval_ms, interval, sizeof(interval)),
+		        duration_format_config(o->timeout_ms, timeout, sizeof(timeout)),
+		        o->rise + o->fall - 1, o->rise, o->rise - 1);
 	}
 	fputs("\nsub vcl_init {\n    new ", f);
 	write_vcl_name(f, "cluster_", o->cluster);
@@ -367,8 +358,8 @@ write_haproxy(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 	char interval[32], timeout[32];
 	size_t i;
 
-	duration(o->interval_ms, interval, sizeof(interval));
-	duration(o->timeout_ms, timeout, sizeof(timeout));
+	duration_format_config(o->interval_ms, interval, sizeof(interval));
+	duration_format_config(o->timeout_ms, timeout, sizeof(timeout));
 	write_header(f, "#", "haproxy", o);
 	fputs("#\n# Needs HAProxy 2.2 or later. Each server is checked with\n#   GET ", f);
 	write_probe_url(f, o, "NAME");
