@@ -23,6 +23,7 @@
 #include "command.h"
 #include "lb/lbconfig.h"
 #include "util/timefmt.h"
+#include "util/url.h"
 #include "util/xalloc.h"
 
 #define AGENT_PORT_DEFAULT 8081 /* by convention: HTTP on 8080, agent on 8081 */
@@ -121,21 +122,17 @@ static int
 parse_host_port(const char *s, const char *option, const struct daemon_address *d, char *host,
                 int *port, struct error *err)
 {
-	const char *colon = strrchr(s, ':');
-	const char *digits = colon != NULL ? colon + 1 : s;
-	char *end;
-	long n;
+	char with_host[HOST_MAX + 16];
+	const char *text = s;
+	int is_v6;
 
-	errno = 0;
-	n = strtol(digits, &end, 10);
-	if (errno != 0 || end == digits || *end != '\0' || n < 1 || n > 65535 ||
-	    (colon != NULL && (colon == s || (size_t)(colon - s) >= HOST_MAX)))
+	if (strchr(s, ':') == NULL) { /* PORT alone: on the --server host */
+		snprintf(with_host, sizeof(with_host), "[%s]:%.7s", d->host, s);
+		text = with_host;
+	}
+	if (hostport_split(text, host, HOST_MAX, port, &is_v6) != 0 || host[0] == '\0' ||
+	    *port == 0)
 		return cli_usage_error(err, "bad --%s '%s': give HOST:PORT or PORT", option, s);
-	if (colon != NULL)
-		copy_host(host, HOST_MAX, s, (size_t)(colon - s));
-	else
-		snprintf(host, HOST_MAX, "%s", d->host);
-	*port = (int)n;
 	return 0;
 }
 

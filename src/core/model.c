@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "model.h"
 
@@ -197,36 +198,16 @@ path_is_below(const char *inner, const char *outer)
 	return strncmp(inner, outer, n) == 0 && inner[n] == '/';
 }
 
+/* A host name, an IPv4 address, or (is_v6: it was in brackets) an IPv6
+ * address; s is NUL-terminated at len. */
 static int
-port_is_valid(const char *s)
+host_is_valid(const char *s, size_t len, int is_v6)
 {
-	size_t i, len = strlen(s);
-	long port;
-
-	if (len == 0 || len > 5)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-	port = strtol(s, NULL, 10);
-	return port >= 1 && port <= 65535;
-}
-
-/* A host name, an IPv4 address, or an IPv6 address in brackets. */
-static int
-host_is_valid(const char *s, size_t len)
-{
-	char v6[INET6_ADDRSTRLEN + 1];
 	unsigned char buf[sizeof(struct in6_addr)];
 	size_t i, label = 0;
 
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		if (len - 2 >= sizeof(v6))
-			return 0;
-		memcpy(v6, s + 1, len - 2);
-		v6[len - 2] = '\0';
-		return inet_pton(AF_INET6, v6, buf) == 1;
-	}
+	if (is_v6)
+		return inet_pton(AF_INET6, s, buf) == 1;
 	/* a host name (RFC 1123; an IPv4 address is one too): dot-separated
 	 * labels of 1-63 letters, digits, '-' or '_', not starting or ending
 	 * with '-' */
@@ -249,12 +230,13 @@ host_is_valid(const char *s, size_t len)
 int
 node_address_is_valid(const char *s)
 {
-	const char *colon;
+	char host[ADDRESS_MAX + 1];
+	int port, is_v6;
 
-	if (s == NULL || strnlen(s, ADDRESS_MAX + 1) > ADDRESS_MAX)
+	if (s == NULL || strnlen(s, ADDRESS_MAX + 1) > ADDRESS_MAX ||
+	    hostport_split(s, host, sizeof(host), &port, &is_v6) != 0)
 		return 0;
-	colon = strrchr(s, ':');
-	return colon != NULL && host_is_valid(s, (size_t)(colon - s)) && port_is_valid(colon + 1);
+	return port >= 1 && host_is_valid(host, strlen(host), is_v6);
 }
 
 int

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "../util/timefmt.h"
+#include "../util/url.h"
 #include "lbconfig.h"
 
 #define PROBE_URL_DEFAULT "{mount}?node={node}"
@@ -215,24 +216,6 @@ write_probe_url(FILE *f, const struct lb_options *o, const char *node)
 	}
 }
 
-/* Splits "host:port" / "[v6]:port" into host (without brackets) and port. */
-static void
-split_address(const char *address, char *host, size_t size, const char **port)
-{
-	const char *colon = strrchr(address, ':');
-	size_t len = (size_t)(colon - address);
-
-	if (address[0] == '[') {
-		address++;
-		len -= 2;
-	}
-	if (len >= size)
-		len = size - 1;
-	memcpy(host, address, len);
-	host[len] = '\0';
-	*port = colon + 1;
-}
-
 /* The VCL identifier of a node or cluster (see the top comment). */
 static void
 write_vcl_name(FILE *f, const char *prefix, const char *name)
@@ -265,7 +248,7 @@ static void
 write_varnish(FILE *f, const struct lb_options *o, const struct lb_node *nodes, size_t n)
 {
 	char host[256], interval[32], timeout[32];
-	const char *port;
+	int port, is_v6;
 	size_t i;
 
 	write_header(f, "#", "varnish", o);
@@ -283,13 +266,13 @@ write_varnish(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 	        strchr(o->listen, ':') == NULL ? ":" : "",
 	        strncmp(o->listen, "*:", 2) == 0 ? o->listen + 1 : o->listen);
 	for (i = 0; i < n; i++) {
-		split_address(nodes[i].address, host, sizeof(host), &port);
+		hostport_split(nodes[i].address, host, sizeof(host), &port, &is_v6); /* checked */
 		fputs("\nbackend ", f);
 		write_vcl_name(f, "node_", nodes[i].name);
 		fprintf(f,
 		        " {\n"
 		        "    .host = \"%s\";\n"
-		        "    .port = \"%s\";\n"
+		        "    .port = \"%d\";\n"
 		        "    .probe = {\n"
 		        "        .request = \"GET ",
 		        host, port);

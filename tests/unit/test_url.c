@@ -1,5 +1,5 @@
 /*
- * test_url.c - the URL and form helpers of src/util/url.h.
+ * test_url.c - the URL, form and host:port helpers of src/util/url.h.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,6 +48,61 @@ test_form_decode_refuses_an_encoded_nul(void **state)
 	assert_null(DECODE("%00"));
 }
 
+static void
+test_hostport_split_names_and_v4(void **state)
+{
+	char host[64];
+	int port = -1, is_v6 = -1;
+
+	(void)state;
+	assert_int_equal(hostport_split("web1.example.com:8080", host, sizeof(host), &port, &is_v6),
+	                 0);
+	assert_string_equal(host, "web1.example.com");
+	assert_int_equal(port, 8080);
+	assert_int_equal(is_v6, 0);
+	assert_int_equal(hostport_split("10.0.0.1:65535", host, sizeof(host), &port, &is_v6), 0);
+	assert_int_equal(port, 65535);
+	assert_int_equal(hostport_split(":0", host, sizeof(host), &port, &is_v6), 0);
+	assert_string_equal(host, ""); /* an empty host and port 0 are the caller's call */
+	assert_int_equal(port, 0);
+}
+
+static void
+test_hostport_split_v6_in_brackets(void **state)
+{
+	char host[64];
+	int port = -1, is_v6 = -1;
+
+	(void)state;
+	assert_int_equal(hostport_split("[::1]:80", host, sizeof(host), &port, &is_v6), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 80);
+	assert_int_equal(is_v6, 1);
+	/* without brackets the last ':' is the port's (the host is then
+	 * "::1", which a caller checking host names refuses) */
+	assert_int_equal(hostport_split("::1:80", host, sizeof(host), &port, &is_v6), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(is_v6, 0);
+}
+
+static void
+test_hostport_split_refuses(void **state)
+{
+	static const char *const bad[] = {
+	    "web1",     "web1:",   "web1:65536", "web1:123456", "web1:8o",  "web1:-1",
+	    "web1: 80", "[::1]80", "[::1:80",    "[::1]x:80",   "web1:+80", "web1:80 ",
+	};
+	char host[64], small[4];
+	int port, is_v6;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(hostport_split(bad[i], host, sizeof(host), &port, &is_v6), -1);
+	assert_int_equal(hostport_split("abcd:80", small, sizeof(small), &port, &is_v6), -1);
+	assert_int_equal(hostport_split("abc:80", small, sizeof(small), &port, &is_v6), 0);
+}
+
 int
 main(void)
 {
@@ -55,6 +110,9 @@ main(void)
 	    cmocka_unit_test(test_form_decode_plus_and_percent),
 	    cmocka_unit_test(test_form_decode_reads_only_n_bytes),
 	    cmocka_unit_test(test_form_decode_refuses_an_encoded_nul),
+	    cmocka_unit_test(test_hostport_split_names_and_v4),
+	    cmocka_unit_test(test_hostport_split_v6_in_brackets),
+	    cmocka_unit_test(test_hostport_split_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
