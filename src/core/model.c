@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/merge.h"
 #include "../util/url.h"
 #include "../util/xalloc.h"
 #include "model.h"
@@ -712,36 +713,72 @@ node_list_is(const struct cluster *c, const char **sorted, size_t n)
 	return 1;
 }
 
-/* Merges the current nodes with the new sorted names: kept nodes move over
- * as they are, new ones are created, the rest are freed. */
+/* A merge of the current nodes with the new sorted names (util/merge.h):
+ * kept nodes move over as they are, new ones are created, the rest are
+ * freed. */
+struct node_list_merge {
+	struct cluster *c;
+	struct node *nodes; /* the new list, filled up to k */
+	size_t k;
+	const struct actor *who;
+	int64_t now;
+	struct audit_log *audit;
+};
+
+static const char *
+node_name_key(const void *e)
+{
+	return ((const struct node *)e)->name;
+}
+
+static const char *
+name_key(const void *e)
+{
+	return *(const char *const *)e;
+}
+
+static int
+node_dropped(void *arg, const void *old)
+{
+	struct node_list_merge *g = arg;
+	struct node *n = (struct node *)old; /* one of g->c->nodes */
+
+	audit_log_add(g->audit, g->now, g->c->name, n->name, g->who, "node-remove", "", "", "");
+	node_clear(n);
+	return 0;
+}
+
+static int
+node_created(void *arg, const void *name)
+{
+	struct node_list_merge *g = arg;
+
+	audit_log_add(g->audit, g->now, g->c->name, name_key(name), g->who, "node-add", "", "", "");
+	node_init(&g->nodes[g->k++], name_key(name), g->who, g->now);
+	return 0;
+}
+
+static int
+node_moved(void *arg, const void *old, const void *name)
+{
+	struct node_list_merge *g = arg;
+
+	(void)name;
+	g->nodes[g->k++] = *(const struct node *)old;
+	return 0;
+}
+
 static struct node *
 merge_node_list(struct cluster *c, const char **sorted, size_t n, const struct actor *who,
                 int64_t now, struct audit_log *audit)
 {
-	struct node *nodes = xcalloc(n, sizeof *nodes);
-	size_t i = 0, j = 0, k = 0;
-	int cmp;
+	static const struct merge_calls calls = {node_dropped, node_created, node_moved};
+	struct merge_side old = {c->nodes, c->n_nodes, sizeof(*c->nodes), node_name_key};
+	struct merge_side new = {sorted, n, sizeof(*sorted), name_key};
+	struct node_list_merge g = {c, xcalloc(n, sizeof(struct node)), 0, who, now, audit};
 
-	while (i < c->n_nodes || j < n) {
-		if (i == c->n_nodes)
-			cmp = 1;
-		else if (j == n)
-			cmp = -1;
-		else
-			cmp = strcmp(c->nodes[i].name, sorted[j]);
-		if (cmp < 0) {
-			audit_log_add(audit, now, c->name, c->nodes[i].name, who, "node-remove", "",
-			              "", "");
-			node_clear(&c->nodes[i++]);
-		} else if (cmp > 0) {
-			audit_log_add(audit, now, c->name, sorted[j], who, "node-add", "", "", "");
-			node_init(&nodes[k++], sorted[j++], who, now);
-		} else {
-			nodes[k++] = c->nodes[i++];
-			j++;
-		}
-	}
-	return nodes;
+	merge_walk(&old, &new, &calls, &g);
+	return g.nodes;
 }
 
 int
