@@ -145,9 +145,13 @@ static void
 set_common_options(CURL *curl, const struct client *c, const char *url, const char *method,
                    struct buffer *buf, char *errbuf)
 {
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "clustermgmt/" CM_VERSION);
+	/* curl copies these strings; a copy it cannot make is out of memory,
+	 * not a request that cannot reach the server (xalloc.h) */
+	if (curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OUT_OF_MEMORY ||
+	    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method) == CURLE_OUT_OF_MEMORY ||
+	    curl_easy_setopt(curl, CURLOPT_USERAGENT, "clustermgmt/" CM_VERSION) ==
+	        CURLE_OUT_OF_MEMORY)
+		abort();
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, c->timeout_s > 0 ? c->timeout_s : 30L);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -221,6 +225,8 @@ client_call(const struct client *c, const char *method, const char *path, json_t
 	}
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 	if ((code = curl_easy_perform(curl)) != CURLE_OK) {
+		if (code == CURLE_OUT_OF_MEMORY)
+			abort(); /* not "unreachable": the one policy (xalloc.h) */
 		transport_error(curl, code, errbuf, c, err);
 		goto done;
 	}

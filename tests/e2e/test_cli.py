@@ -263,6 +263,43 @@ def test_silent_server_exits_3_with_one_sentence(cm):
     assert r.stderr.startswith("clustermgmt: cannot reach ") and r.stderr.count("\n") == 1
 
 
+# Fails every allocation larger than FAIL_ALLOC_OVER bytes (LD_PRELOAD).
+FAIL_BIG_ALLOC_C = r"""
+#include <stdlib.h>
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static size_t limit(void)
+{
+    const char *s = getenv("FAIL_ALLOC_OVER");
+    return s ? strtoul(s, NULL, 10) : (size_t)-1;
+}
+void *malloc(size_t n) { return n > limit() ? NULL : __libc_malloc(n); }
+void *calloc(size_t a, size_t b) { return a * b > limit() ? NULL : __libc_calloc(a, b); }
+void *realloc(void *p, size_t n) { return n > limit() ? NULL : __libc_realloc(p, n); }
+"""
+
+
+def test_out_of_memory_aborts_and_is_not_called_unreachable(cm, cm_bin, fake, tmp_path):
+    # One out-of-memory policy (util/xalloc.h): the CLI aborts, as the
+    # daemon does; it used to report the failed allocation as exit 3.
+    with open(cm_bin, "rb") as f:
+        if b"__asan_init" in f.read():
+            pytest.skip("an allocation shim cannot be preloaded before ASan's runtime")
+    shim = tmp_path / "failbig.so"
+    (tmp_path / "failbig.c").write_text(FAIL_BIG_ALLOC_C)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(tmp_path / "failbig.c")],
+                   check=True, timeout=RUN_TIMEOUT)
+    # A reply body of 3 MB: holding it needs an allocation over 1 MB.
+    fake.reply("GET", NODES_PATH, 200, node_list(node("zope1", reason="x" * 3_000_000)))
+    ok = cm("status", "--server", fake.url)
+    assert ok.returncode == 0, ok.stderr
+    r = cm("status", "--server", fake.url,
+           env={"LD_PRELOAD": str(shim), "FAIL_ALLOC_OVER": str(1 << 20)})
+    assert r.returncode == -6, (r.returncode, r.stderr)  # SIGABRT
+    assert "cannot reach" not in r.stderr
+
+
 # --- a recording fake API -----------------------------------------------------------------
 
 
