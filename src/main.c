@@ -3,21 +3,14 @@
  * subcommand is a client of its HTTP API.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "cli/cli.h"
 #include "http/serve.h"
-#include "util/xalloc.h"
 
 int
 main(int argc, char **argv)
 {
-	/* One out-of-memory policy for our code and jansson's alike: abort
-	 * (xalloc.h), in the daemon and the CLI. */
-	json_set_alloc_funcs(xmalloc, free);
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
 		return serve_main(argc - 1, argv + 1);
 	if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {

@@ -650,6 +650,7 @@ serve_main(int argc, char **argv)
 	sigset_t sigs;
 	int sig = 0;
 
+	json_set_alloc_funcs(xmalloc, free); /* jansson out of memory aborts too (xalloc.h) */
 	if (parse_options(argc, argv, &s.opts, &err) != 0) {
 		if (err.status == 0) {
 			fputs(usage, stdout);

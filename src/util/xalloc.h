@@ -7,9 +7,9 @@
  * paths. These wrappers abort() on failure (no exit(), no printing), so
  * callers never see NULL. It is the one policy, in the daemon and the CLI
  * alike (a CLI out of memory must not pass for "server unreachable"):
- * main() hands jansson xmalloc too, and where a library reports only
- * "out of memory" by NULL (curl_easy_init, curl_easy_escape, asprintf)
- * the caller aborts the same way.
+ * serve_main and cli_main hand jansson xmalloc too; where a library
+ * reports only "out of memory" by NULL (curl_easy_init, curl_easy_escape,
+ * asprintf) the caller aborts the same way.
  */
 #ifndef CM_XALLOC_H
 #define CM_XALLOC_H
