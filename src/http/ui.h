@@ -66,8 +66,6 @@ void ui_reply_html(struct request *r, int status, struct ui_buf *b);
 
 /* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
 const char *ui_time(int64_t ms, char *buf, size_t size);
-/* "4m 10s", "2h 5m", "3d 4h" into buf; "" for 0 (never). */
-const char *ui_duration(int64_t ms, char *buf, size_t size);
 
 /* --- ui.c: the frame, gates and forms ----------------------------------- */
 

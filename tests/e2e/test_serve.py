@@ -93,6 +93,10 @@ def test_port_in_use_fails_with_clear_message(cm_bin, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--listen", "nonsense"], "expected ADDR:PORT"),
+    (["--listen", "127.0.0.1:"], "expected ADDR:PORT"),
+    (["--listen", "127.0.0.1:70000"], "expected ADDR:PORT"),
+    (["--listen", "[::1:8080"], "expected ADDR:PORT"),
+    (["--listen", "::1:8080"], "expected ADDR:PORT"),  # IPv6 needs its brackets
     (["--threads", "0"], "--threads"),
     (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
     (["--node", "bad name"], "not a valid node name"),
