@@ -132,6 +132,10 @@ static const char lbconfig_help[] =
     "(each needs an address: nodes add NAME --address HOST:PORT) and asks\n"
     "clustermgmt which of them are in service. See docs/LOADBALANCERS.md.\n"
     "\n"
+    "  --lb NAME         this load balancer's name: every probe and agent-check\n"
+    "                    says it (lb=NAME), so clustermgmt knows who probed\n"
+    "                    whatever address the probe comes from; give each\n"
+    "                    load balancer its own (see clustermgmt lb --help)\n"
     "  --interval D      probe interval (default 1s; 500ms, 2s, ...)\n"
     "  --timeout D       probe timeout (default 500ms)\n"
     "  --fall K          failed probes in a row that take a node out (default 2)\n"
@@ -284,6 +288,11 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"lb", required_argument, NULL, OPT_MORE | 0},
+    {"drain-grace", required_argument, NULL, OPT_MORE | 1},
+    {"kind", required_argument, NULL, OPT_MORE | 2},
+    {"runtime", required_argument, NULL, OPT_MORE | 3},
+    {"backend", required_argument, NULL, OPT_MORE | 4},
     {NULL, 0, NULL, 0},
 };
 
@@ -311,9 +320,26 @@ store_option(struct parsed *p, int opt, const char *value)
 {
 	struct cli *cli = &p->cli;
 
-	if (!(opt & OPT_GLOBAL))
+	if (opt & OPT_MORE)
+		cli->given |= OPT_MORE_BIT(opt & 0xff);
+	else if (!(opt & OPT_GLOBAL))
 		cli->given |= (unsigned)opt;
 	switch (opt) {
+	case OPT_MORE | 0:
+		cli->lb = value;
+		break;
+	case OPT_MORE | 1:
+		cli->drain_grace = value;
+		break;
+	case OPT_MORE | 2:
+		cli->kind = value;
+		break;
+	case OPT_MORE | 3:
+		cli->runtime = value;
+		break;
+	case OPT_MORE | 4:
+		cli->backend = value;
+		break;
 	case OPT_SERVER:
 		p->server = value;
 		break;
@@ -637,17 +663,17 @@ cli_print_done(const struct cli *cli, const struct client_reply *reply, const ch
 }
 
 int
-cli_only_options(const struct cli *cli, unsigned allowed, const char *command, struct error *err)
+cli_only_options(const struct cli *cli, uint64_t allowed, const char *command, struct error *err)
 {
-	unsigned extra = cli->given & ~allowed & ~(unsigned)OPT_PASSWORD_STDIN;
+	uint64_t extra = cli->given & ~allowed & ~(uint64_t)OPT_PASSWORD_STDIN;
 	int bit;
 
 	if (extra == 0)
 		return 0;
-	for (bit = 0; !(extra & (1u << bit)); bit++)
+	for (bit = 0; !(extra & (UINT64_C(1) << bit)); bit++)
 		;
-	return cli_usage_error(err, "option '--%s' does not apply to '%s'", option_name(1 << bit),
-	                       command);
+	return cli_usage_error(err, "option '--%s' does not apply to '%s'",
+	                       option_name(bit >= 32 ? OPT_MORE | (bit - 32) : 1 << bit), command);
 }
 
 int
