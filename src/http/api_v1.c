@@ -512,7 +512,7 @@ nodes_get(struct request *r, const struct route *rt)
 
 /* The clients that probed a node, as docs/API.md describes them. */
 static json_t *
-probes_json(const struct observe_node_view *v)
+probes_json(const struct observe_node_view *v, int64_t now)
 {
 	json_t *list = json_array();
 	size_t i;
@@ -521,12 +521,13 @@ probes_json(const struct observe_node_view *v)
 		const struct observe_client_view *p = &v->clients[i];
 		json_array_append_new(
 		    list,
-		    json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:s, s:b, s:I, s:I, s:o}", "protocol",
-		              observe_protocol_name(p->protocol), "lb",
+		    json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:s, s:b, s:I, s:I, s:o}",
+		              "protocol", observe_protocol_name(p->protocol), "lb",
 		              p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address",
 		              p->address, "user_agent",
 		              p->has_user_agent ? json_string(p->user_agent) : json_null(),
 		              "first_at", time_json(p->first_at), "last_at", time_json(p->last_at),
+		              "age_ms", (json_int_t)(now > p->last_at ? now - p->last_at : 0),
 		              "last_answer", observe_answer_text(p->protocol, p->last_answer),
 		              "serving", observe_answer_is_serving(p->last_answer), "consecutive",
 		              (json_int_t)p->consecutive, "since_change",
@@ -560,7 +561,7 @@ observed_node_json(struct request *r, const struct cluster *c, const struct node
 	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
 	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
 	node = api_node_json(n);
-	json_object_set_new(node, "probes", probes_json(&view));
+	json_object_set_new(node, "probes", probes_json(&view, now));
 	json_object_set_new(node, "probes_untracked",
 	                    untracked_json(view.n_untracked, view.untracked_at, now, window_s));
 	json_object_set_new(
