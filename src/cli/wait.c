@@ -91,6 +91,13 @@ wait_parse_duration(const char *option, const char *text, int64_t dflt, int64_t 
 	if (text == NULL)
 		return 0;
 	len = strlen(text);
+	/* no grace at all is a choice (runtime access, or idempotent requests
+	 * retried elsewhere); no timeout or window is not */
+	if (strcmp(option, "drain-grace") == 0 &&
+	    (strcmp(text, "0") == 0 || strcmp(text, "0s") == 0 || strcmp(text, "0ms") == 0)) {
+		*out_ms = 0;
+		return 0;
+	}
 	if (len > 2 && strcmp(text + len - 2, "ms") == 0 && text[0] >= '0' && text[0] <= '9') {
 		errno = 0;
 		*out_ms = strtoll(text, &end, 10);
