@@ -204,6 +204,24 @@ prober_is_done(const json_t *p, const struct wait_args *a)
 	       int_field(p, "since_change") >= (is_agent(p) ? 1 : a->fall);
 }
 
+/* Draining: has the load balancer received the deciding answer? The
+ * daemon counts an answer when it sends it; the load balancer acts when
+ * it reads it, which through a front server can be tens of ms later, and
+ * meanwhile it still sends requests. Load balancers probe one at a time
+ * (Varnish, HAProxy's checks and agent), so a later probe from it means
+ * it has read the answer; and once a whole interval has passed it has
+ * either read it or timed out (a failure too: its timeout is below its
+ * interval). Serving needs no such care: a late start is not a fault. */
+static int
+prober_is_received(const json_t *p, const struct wait_args *a)
+{
+	long long interval = int_field(p, "interval_ms");
+
+	if (a->want_serving || int_field(p, "since_change") > (is_agent(p) ? 1 : a->fall))
+		return 1;
+	return int_field(p, "age_ms") >= (interval > 0 ? interval : 1000);
+}
+
 /* "127.0.0.2 (curl/8.0)", "127.0.0.2 (agent-check)". */
 static void
 prober_name(const json_t *p, char *buf, size_t size)
@@ -258,7 +276,7 @@ unnamed_check_is_covered(const json_t *p, const json_t *probes, const struct wai
 	{
 		if (is_agent(q) && json_is_null(json_object_get(q, "lb")) &&
 		    strcmp(string_field(q, "address"), string_field(p, "address")) == 0 &&
-		    prober_is_done(q, a))
+		    prober_is_done(q, a) && prober_is_received(q, a))
 			return 1;
 	}
 	return 0;
@@ -293,7 +311,7 @@ runtime_says(const struct wait_lb *lb, const char *cluster, const char *node,
 static int
 judge_named(struct wait_lb *lb, const char *cluster, const char *node, const json_t *probes,
             const struct wait_args *a, int64_t waited, char *signal, size_t ssize, char *why,
-            size_t wsize)
+            size_t wsize, int *is_in_transit)
 {
 	struct lb_server_state st;
 	const json_t *p;
@@ -323,7 +341,11 @@ judge_named(struct wait_lb *lb, const char *cluster, const char *node, const jso
 			newest_age = int_field(p, "age_ms");
 			interval = int_field(p, "interval_ms");
 		}
-		if (prober_is_done(p, a)) {
+		if (prober_is_done(p, a) && !prober_is_received(p, a)) {
+			all_done = 0;
+			*is_in_transit = 1;
+			snprintf(why, wsize, "was told, and has not read it yet");
+		} else if (prober_is_done(p, a)) {
 			any_done = 1;
 			/* Draining: one signal suffices (the agent's maint, or `fall`
 			 * failing checks). Serving: all of them must agree. */
@@ -384,11 +406,12 @@ judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs
 
 	w->pending[0] = w->evidence[0] = '\0';
 	w->n_probers = 0;
+	w->is_in_transit = 0;
 	if (n_lbs > 0) {
 		for (i = 0; i < n_lbs; i++) {
 			w->n_probers++;
 			if (judge_named(&lbs[i], cluster, w->name, probes, a, waited, signal,
-			                sizeof(signal), why, sizeof(why))) {
+			                sizeof(signal), why, sizeof(why), &w->is_in_transit)) {
 				if (w->lb_at[i] == 0)
 					w->lb_at[i] = waited > 0 ? waited : 1;
 				append(w->evidence, sizeof(w->evidence), "%s%s: %s at +%.2fs",
@@ -423,7 +446,10 @@ judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs
 				         is_agent(p) ? " (agent-check)" : "");
 			else
 				prober_name(p, who, sizeof(who));
-			if (prober_is_done(p, a)) {
+			if (prober_is_done(p, a) && !prober_is_received(p, a)) {
+				w->is_in_transit = 1;
+				goto pending;
+			} else if (prober_is_done(p, a)) {
 				prober_signal(p, signal, sizeof(signal));
 			} else if (lb != NULL && !a->want_serving && !is_agent(p)) {
 				/* a named HAProxy whose agent took it out */
@@ -433,7 +459,7 @@ judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs
 				json_array_foreach(probes, k, q)
 				{
 					if (is_agent(q) && strcmp(string_field(q, "lb"), lb) == 0 &&
-					    prober_is_done(q, a))
+					    prober_is_done(q, a) && prober_is_received(q, a))
 						snprintf(signal, sizeof(signal),
 						         "covered by its agent-check");
 				}
@@ -449,7 +475,10 @@ judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs
 			continue;
 		pending:
 			is_done = 0;
-			prober_progress(p, a, why, sizeof(why));
+			if (prober_is_done(p, a))
+				snprintf(why, sizeof(why), "was told, and has not read it yet");
+			else
+				prober_progress(p, a, why, sizeof(why));
 			append(w->pending, sizeof(w->pending), "%s%s %s",
 			       w->pending[0] != '\0' ? "; " : "", who, why);
 		}
@@ -606,6 +635,21 @@ count_in(const struct wait_node *nodes, int n, enum wait_state state)
 	return k;
 }
 
+/* Is anything waited for that no probe will announce: requests in
+ * flight, or an answer on its way to a load balancer? Then the loop looks
+ * at its own pace instead of waiting for the next probe. */
+static int
+must_poll(const struct wait_node *nodes, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (nodes[i].state == WAIT_IN_FLIGHT ||
+		    (nodes[i].state == WAIT_PROBES && nodes[i].is_in_transit))
+			return 1;
+	return 0;
+}
+
 /* One look at the observations of every node still waiting for its load
  * balancers. */
 static int
@@ -618,8 +662,8 @@ look(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *lbs, size_
 	size_t k;
 	int i, rc;
 
-	if ((rc = fetch_observations(cli, nodes, n, a, count_in(nodes, n, WAIT_IN_FLIGHT) == 0,
-	                             digest, &reply, err)) != CLI_OK)
+	if ((rc = fetch_observations(cli, nodes, n, a, !must_poll(nodes, n), digest, &reply,
+	                             err)) != CLI_OK)
 		return rc;
 	now = wait_monotonic_ms();
 	json_array_foreach(json_object_get(reply.json, "nodes"), k, node)
@@ -698,7 +742,7 @@ wait_for_nodes(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *
 		}
 		/* Waiting for the load balancers: the long poll is the pause.
 		 * Only requests in flight are asked for at a pace of our own. */
-		if (count_in(nodes, n, WAIT_IN_FLIGHT) > 0)
+		if (must_poll(nodes, n))
 			wait_sleep_ms(IN_FLIGHT_POLL_MS, a->stop);
 	}
 }

@@ -21,6 +21,8 @@
  *   - or `fall` failing answers in a row to its HTTP probes;
  *   - or, with runtime access, the load balancer's own word (HAProxy:
  *     the server is MAINT, DRAIN or DOWN).
+ * and, for the probes, that the load balancer has read the deciding
+ * answer: it probed again since, or a whole interval has passed.
  * One load balancer's evidence never counts for another; while the daemon
  * had to drop probers it could not track, the wait does not succeed.
  *
@@ -85,6 +87,7 @@ struct wait_node {
 	enum wait_state state;
 	int had_no_probers;          /* done by waiting no_probers_delay_ms */
 	int is_noted;                /* "nothing probes it" / "partial view" said once */
+	int is_in_transit;           /* a deciding answer may not have been read yet */
 	size_t n_probers;            /* load balancers (or probers) that had to act */
 	int64_t out_at;              /* ms (monotonic) when the last one had acted */
 	int64_t grace_until;         /* ms (monotonic); 0: no grace needed */

@@ -20,7 +20,7 @@ Parts, all real processes started here and stopped by process id:
                a random 10.x.y.0/24; close() deletes them all.
   App          slowapp.py: fast (/) and slow (/slow, 1.2 s) requests, the
                probe path passed through to the daemon, a log of each
-               request's start and end (time.monotonic()).
+               request's start and end (wall clock) and who sent it.
   HAProxy      lbconfig haproxy --lb hap1 with agent-check, plus a runtime
                socket `stats socket PATH level admin`.
   Varnish      lbconfig varnish --lb varnish1.
@@ -52,6 +52,7 @@ from lbharness import Process, Varnish as _Varnish, cli, wait_until
 HERE = Path(__file__).resolve().parent
 NODES = ("app1", "app2", "app3")
 SLOW_S = 1.2
+START_CHECK = "/start-check"  # the farm's own request, not a load balancer's
 INTERVAL = "200ms"
 LB_OPTIONS = ["--interval", INTERVAL, "--timeout", "150ms", "--fall", "2", "--rise", "2"]
 
@@ -145,40 +146,115 @@ def wait_accepts(host, port, proc, timeout=15.0):
                what="%s to listen on %s:%d" % (proc.name, host, port))
 
 
-class App(Process):
-    def __init__(self, name, directory, host, port, daemon_address, netns=None):
-        super().__init__(name, directory)
+class Front(Process):
+    """A node's front server: nginx at the node's address, passing the
+    probe path to the daemon and everything else to the application."""
+
+    def __init__(self, name, directory, host, port, app_port, daemon_address, netns=None):
+        super().__init__(name + "-front", directory)
         self.host, self.port, self.netns = host, port, netns
-        self.address = "%s:%d" % (host, port)
-        self.daemon_address = daemon_address
-        self.requests_log = self.dir / "requests.log"
+        d = self.dir
+        self.conf = d / "nginx.conf"
+        self.conf.write_text("""
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    upstream app {{
+        server 127.0.0.1:{app_port};
+        keepalive 16;
+    }}
+    server {{
+        listen {host}:{port};
+        location = /health {{
+            proxy_pass http://{daemon};
+        }}
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_read_timeout 30s;
+        }}
+    }}
+}}
+""".format(d=d, host=host, port=port, app_port=app_port, daemon=daemon_address))
 
     def argv(self):
-        return in_netns(self.netns, [sys.executable, str(HERE / "slowapp.py"), self.name,
-                                     self.address, self.daemon_address,
-                                     str(self.requests_log), str(SLOW_S)])
+        return in_netns(self.netns, ["nginx", "-p", str(self.dir), "-c", str(self.conf),
+                                     "-e", str(self.dir / "error.log"), "-g", "daemon off;"])
 
     def start(self):
         super().start()
         wait_accepts(self.host, self.port, self)
         return self
 
+
+class App(Process):
+    """One application node: the application (slowapp.py on 127.0.0.1 in
+    its namespace) behind its front server at the node's address."""
+
+    def __init__(self, name, directory, host, port, daemon_address, netns=None, app_port=None):
+        super().__init__(name, directory)
+        self.host, self.port, self.netns = host, port, netns
+        self.address = "%s:%d" % (host, port)
+        self.app_port = app_port or free_port()
+        self.front = Front(name, self.dir, host, port, self.app_port, daemon_address, netns)
+        self.requests_log = self.dir / "requests.log"
+
+    def argv(self):
+        return in_netns(self.netns, [sys.executable, str(HERE / "slowapp.py"), self.name,
+                                     "127.0.0.1:%d" % self.app_port, "127.0.0.1:1",
+                                     str(self.requests_log), str(SLOW_S)])
+
+    def start(self):
+        if not self.front.running():
+            self.front.start()
+        super().start()
+        wait_accepts("127.0.0.1", self.app_port, self) if self.netns is None else \
+            self._wait_inside()
+        return self
+
+    def _wait_inside(self):
+        """The application listens on 127.0.0.1 inside its namespace:
+        ask through the front server until it answers."""
+        def answers():
+            self.assert_alive()
+            try:
+                return requests.get("http://%s%s" % (self.address, START_CHECK),
+                                    timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_until(answers, 15, interval=0.02, what="%s to answer" % self.name)
+
     def kill(self):
-        """Abruptly: SIGKILL, the requests it was serving are cut."""
+        """Abruptly: SIGKILL, the requests it was serving are cut (the
+        front server answers them 502)."""
         if self.running():
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=5)
 
+    def stop(self, sig=None):
+        super().stop(sig)
+        self.front.stop()
+
     def requests(self):
-        """[(start, end or None, path)] from its log, every run of it."""
+        """[(start, end or None, path, peer)] from its log, every run of it."""
         starts, ends = {}, {}
         for line in self.requests_log.read_text().splitlines() if self.requests_log.exists() else []:
             parts = line.split()
-            if parts[0] == "S" and len(parts) == 4:
-                starts[parts[1]] = (float(parts[2]), parts[3])
+            if parts[0] == "S" and len(parts) == 5:
+                starts[parts[1]] = (float(parts[2]), parts[3], parts[4])
             elif parts[0] == "E" and len(parts) == 3:
                 ends[parts[1]] = float(parts[2])
-        return sorted((t, ends.get(rid), path) for rid, (t, path) in starts.items())
+        return sorted((t, ends.get(rid), path, peer) for rid, (t, path, peer) in starts.items())
 
 
 class HAProxy(_HAProxy):
@@ -412,25 +488,27 @@ class Farm:
 
 class Restarter:
     """A small HTTP server the rollout's --exec calls (curl -X POST
-    URL/restart/{node}): it notes when the command started (= when the
-    drain step ended), kills the application abruptly and starts it."""
+    URL/restart/{node}): it kills the application abruptly and starts it.
+    The command first writes the wall-clock time it started (= when the
+    drain step ended) with `date`, which starts in about a millisecond."""
 
     def __init__(self, farm):
         import http.server
 
         outer = self
         self.farm = farm
-        self.calls = []  # (node, started, restarted)
+        self.calls = []  # (node, killed_at, restarted_at), wall clock
+        self.started_log = Path(farm.root) / ("commands-%d.log" % id(self))
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
-                t0 = time.monotonic()
+                t0 = time.time()
                 m = re.match(r"^/restart/([A-Za-z0-9._-]+)$", self.path)
                 if m is None or m.group(1) not in outer.farm.apps:
                     self.send_response(404)
                 else:
                     outer.farm.restart_app(m.group(1))
-                    outer.calls.append((m.group(1), t0, time.monotonic()))
+                    outer.calls.append((m.group(1), t0, time.time()))
                     self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -444,26 +522,29 @@ class Restarter:
         self.thread.start()
 
     def command(self):
-        return "curl -fsS -X POST %s/restart/{node}" % self.url
+        return "echo {node} $(date +%%s.%%N) >> %s; curl -fsS -X POST %s/restart/{node}" % (
+            self.started_log, self.url)
+
+    def drain_ended(self):
+        """{node: wall-clock time its command started}."""
+        out = {}
+        for line in self.started_log.read_text().splitlines():
+            node, at = line.split()
+            out[node] = float(at)
+        return out
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
 
 
-def requests_after_drain(farm, calls):
+def requests_after_drain(farm, restarter):
     """Requests that reached a node after its drain step ended and before
-    its application was killed: [(node, start - drain_end)]."""
+    it was started again: [(node, start - drain end, path, sender)]."""
     late = []
-    for node, drained_at, _ in calls:
-        for start, _, path in farm.apps[node].requests():
-            if drained_at < start < drained_at + 60 and start < _kill_time(calls, node):
-                late.append((node, round(start - drained_at, 3), path))
+    ended = restarter.drain_ended()
+    for node, _, restarted_at in restarter.calls:
+        for start, _, path, peer in farm.apps[node].requests():
+            if ended[node] < start < restarted_at and path != START_CHECK:
+                late.append((node, round(start - ended[node], 3), path, peer))
     return late
-
-
-def _kill_time(calls, node):
-    for n, t0, t1 in calls:
-        if n == node:
-            return t1  # the new process logs after t1 only
-    return float("inf")

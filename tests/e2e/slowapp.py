@@ -7,13 +7,15 @@ process (in its own network namespace or on a loopback address):
   GET /         answers "NAME\\n" at once
   GET /slow     answers "NAME\\n" after SLOW_SECONDS (default 1.2)
   GET /health?  the probe path: passed through to the clustermgmt daemon,
-                query string, User-Agent and status included, as a node's
-                front server does (proxy_pass)
+                query string, User-Agent and status included (drainfarm
+                puts an nginx front server before it, which does that
+                itself, as in production)
 
 Every request other than the probe is logged to LOG as two lines, written
-and flushed as they happen: "S ID T PATH" when it starts and "E ID T" when
-its answer is written, T being time.monotonic() (one clock for every
-process on the machine, so the test can compare it with its own). A
+and flushed as they happen: "S ID T PATH SENDER" when it starts (SENDER: X-Forwarded-For, else the
+peer) and "E ID T" when
+its answer is written, T being time.time() (the wall clock, which the
+rollout's command can write too with `date +%s.%N`). A
 request cut by a kill has an S line and no E line.
 
 HTTP/1.1 with keep-alive, a thread per connection. It stops on SIGTERM
@@ -24,6 +26,7 @@ import http.client
 import http.server
 import itertools
 import os
+import socket
 import sys
 import threading
 import time
@@ -48,12 +51,19 @@ def log(line):
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        # headers and body are two writes: without this, the body waits
+        # for the peer's delayed ACK (40 ms) on a keep-alive connection
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_GET(self):
         if self.path.startswith("/health"):
             self.probe()
             return
         rid = _prefix + str(next(_ids))
-        log("S %s %.6f %s" % (rid, time.monotonic(), self.path.split("?")[0]))
+        log("S %s %.6f %s %s" % (rid, time.time(), self.path.split("?")[0],
+                                 self.headers.get("X-Forwarded-For", self.client_address[0])))
         if self.path.startswith("/slow"):
             time.sleep(SLOW)
         body = (NAME + "\n").encode()
@@ -64,7 +74,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.wfile.flush()
-        log("E %s %.6f" % (rid, time.monotonic()))
+        log("E %s %.6f" % (rid, time.time()))
 
     def probe(self):
         status, body = 502, b"daemon unreachable\n"

@@ -22,6 +22,7 @@ Every process is stopped by its pid and every namespace deleted at
 teardown; every wait is bounded.
 """
 
+import re
 import time
 
 import pytest
@@ -115,7 +116,7 @@ def test_haproxy_applies_maint_at_once_and_stops_its_http_checks(farm):
 def run_rollout_and_check(farm, *extra):
     restarter = Restarter(farm)
     try:
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         r = farm.cli("rollout", "--exec", restarter.command(), "--fall", "2",
                      "--drain-timeout", "30s", "--ready-timeout", "30s", *extra,
                      timeout=ROLLOUT_TIMEOUT)
@@ -124,11 +125,11 @@ def run_rollout_and_check(farm, *extra):
         assert [c[0] for c in restarter.calls] == list(NODES)
         time.sleep(SLOW_TAIL)  # the requests in flight at the end
         farm.assert_no_failures(t0)
-        late = requests_after_drain(farm, restarter.calls)
+        late = requests_after_drain(farm, restarter)
         assert not late, "requests reached a node after its drain ended: %s" % late
         for node, killed_at, _ in restarter.calls:
             cut = [q for q in farm.apps[node].requests()
-                   if q[1] is None and t0 < q[0] < killed_at]
+                   if q[1] is None and wall0 < q[0] < killed_at]
             assert not cut, "%s was killed with requests in flight: %s (rollout: %s)\n%s" % (
                 node, cut, restarter.calls, r.stdout)
         for t in farm.traffic:
@@ -149,7 +150,7 @@ def test_rollout_killing_each_application_loses_no_request(farm):
         assert "%s: drained by" % node in r.stdout
         line = [l for l in r.stdout.splitlines() if l.startswith("%s: drained by" % node)][0]
         assert "hap1 (agent-check): agent answered 'maint'" in line, line
-        assert "varnish1: 2 failing answers" in line, line
+        assert re.search(r"varnish1: [23] failing answers", line), line
 
 
 def test_rollout_with_haproxy_and_varnish_on_one_host(netns, tmp_path_factory, cm_bin):
@@ -164,7 +165,7 @@ def test_rollout_with_haproxy_and_varnish_on_one_host(netns, tmp_path_factory, c
         r = run_rollout_and_check(f, "--drain-grace", "2")
         for node in NODES:
             line = [l for l in r.stdout.splitlines() if l.startswith("%s: drained by" % node)][0]
-            assert "varnish1: 2 failing answers" in line, line
+            assert re.search(r"varnish1: [23] failing answers", line), line
     finally:
         problem = f.close()
     if problem:
