@@ -15,7 +15,7 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
 	zlib1g-dev
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
-	python3-pytest-xdist openssl curl haproxy varnish nginx-light chromium \
+	python3-pytest-xdist openssl curl haproxy varnish nginx-light iproute2 chromium \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2
 

@@ -53,8 +53,8 @@ HERE = Path(__file__).resolve().parent
 NODES = ("app1", "app2", "app3")
 SLOW_S = 1.2
 START_CHECK = "/start-check"  # the farm's own request, not a load balancer's
-INTERVAL = "200ms"
-LB_OPTIONS = ["--interval", INTERVAL, "--timeout", "150ms", "--fall", "2", "--rise", "2"]
+INTERVAL = "300ms"
+LB_OPTIONS = ["--interval", INTERVAL, "--timeout", "250ms", "--fall", "2", "--rise", "2"]
 
 
 def ip(*args, check=True):
@@ -93,6 +93,12 @@ class Network:
         self.links = []
         ip("link", "add", self.bridge, "type", "bridge")
         self.links.append(self.bridge)
+        # A bridge takes the lowest MAC address of its ports unless it has
+        # one of its own: adding a port could change it under the
+        # namespaces that already resolved the gateway.
+        ip("link", "set", self.bridge, "address",
+           "02:cb:%02x:%02x:%02x:01" % (random.randrange(256), random.randrange(256),
+                                        random.randrange(256)))
         ip("addr", "add", self.gateway + "/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
 

@@ -23,7 +23,9 @@ teardown; every wait is bounded.
 """
 
 import re
+import shlex
 import time
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +172,32 @@ def test_rollout_with_haproxy_and_varnish_on_one_host(netns, tmp_path_factory, c
         problem = f.close()
     if problem:
         pytest.fail(problem, pytrace=False)
+
+
+def readme_rollout_line():
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [l for l in text.splitlines() if l.startswith("clustermgmt rollout --exec ")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])
+
+
+def test_readme_rollout_example_works_as_written(farm):
+    """README's "Rolling deploy" line, with its ssh command replaced by
+    this farm's restart (every other option as written): it used to say
+    --warmup /health, which a front server answers 400 (no node=)."""
+    argv = readme_rollout_line()
+    assert argv[:3] == ["clustermgmt", "rollout", "--exec"], argv
+    restarter = Restarter(farm)
+    try:
+        t0 = time.monotonic()
+        r = farm.cli("rollout", "--exec", restarter.command(), *argv[4:],
+                     timeout=ROLLOUT_TIMEOUT)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "warmed up" in r.stdout, r.stdout
+        time.sleep(SLOW_TAIL)
+        farm.assert_no_failures(t0)
+    finally:
+        restarter.close()
 
 
 def test_a_load_balancer_that_stops_probing_blocks_the_wait_by_name(farm):
