@@ -259,18 +259,23 @@ prober_progress(const json_t *p, const struct wait_args *a, char *buf, size_t si
 	         string_field(p, "last_answer"));
 }
 
-/* For draining, an unnamed HAProxy HTTP check (lbconfig's User-Agent) at
- * the address of an unnamed agent-check that was answered maint or drain:
- * that HAProxy took the server out and stopped its HTTP checks. Only the
- * same HAProxy, never another load balancer at the same address. */
+/* For draining, an unnamed HTTP prober at the address of an unnamed
+ * agent-check that was answered maint or drain, when it is that HAProxy's
+ * own check: it says so (lbconfig's User-Agent "HAProxy-check"), or it
+ * went silent as HAProxy's checks do in MAINT (another load balancer at
+ * the same address, such as Varnish, keeps probing a node it took out,
+ * so it must show its own failing answers). */
 static int
 unnamed_check_is_covered(const json_t *p, const json_t *probes, const struct wait_args *a)
 {
 	const char *ua = json_string_value(json_object_get(p, "user_agent"));
+	long long interval = int_field(p, "interval_ms"), age = int_field(p, "age_ms");
+	int is_silent = age > STALE_INTERVALS * interval && age > STALE_MIN_MS;
 	const json_t *q;
 	size_t i;
 
-	if (a->want_serving || is_agent(p) || ua == NULL || strncmp(ua, "HAProxy", 7) != 0)
+	if (a->want_serving || is_agent(p) ||
+	    !((ua != NULL && strncmp(ua, "HAProxy", 7) == 0) || is_silent))
 		return 0;
 	json_array_foreach(probes, i, q)
 	{
