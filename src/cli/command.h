@@ -96,6 +96,7 @@ int cmd_cluster(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_user(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_token(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_lb(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_wait(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err);
 
