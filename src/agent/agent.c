@@ -145,6 +145,8 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 		         (int)name_len, name);
 		return;
 	}
+	if (who.lb != NULL && !observe_lb_is_known(cl, who.lb, who.lb_len))
+		who.lb = NULL;
 	peer_address(c->sock, address, sizeof(address));
 	answer = observe_answer_probe(a->observe, cl->name, n, &who, (int64_t)h2o_now(a->loop));
 	snprintf(c->reply, sizeof(c->reply), "%s\n", observe_answer_agent_line(answer));

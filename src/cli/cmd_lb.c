@@ -80,7 +80,8 @@ lb_add(struct cli *cli, int nargs, char **args, struct error *err)
 	json_t *body;
 	int rc;
 
-	if ((rc = cli_only_options(cli, OPT_KIND | OPT_RUNTIME | OPT_BACKEND, "lb add", err)) != 0 ||
+	if ((rc = cli_only_options(cli, OPT_KIND | OPT_RUNTIME | OPT_BACKEND, "lb add", err)) !=
+	        0 ||
 	    (rc = cli_check_args(nargs, 1, 1, usage, err)) != 0)
 		return rc;
 	if (cli->kind == NULL)
@@ -107,8 +108,8 @@ lb_rm(struct cli *cli, int nargs, char **args, struct error *err)
 	    (rc = cli_check_args(nargs, 1, 1, "lb rm NAME", err)) != 0)
 		return rc;
 	rc = cli_call(cli, "DELETE",
-	              client_path("v1", "clusters", cli->cluster, "lbs", args[0], NULL), NULL, &reply,
-	              err);
+	              client_path("v1", "clusters", cli->cluster, "lbs", args[0], NULL), NULL,
+	              &reply, err);
 	if (rc != CLI_OK)
 		return rc;
 	cli_print_done(cli, &reply, "load balancer '%s' removed from cluster '%s'", args[0],

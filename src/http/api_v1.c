@@ -83,6 +83,9 @@ static void node_delete(struct request *r, const struct route *rt);
 static void status_post(struct request *r, const struct route *rt);
 static void events_get(struct request *r, const struct route *rt);
 static void observations_get(struct request *r, const struct route *rt);
+static void lbs_get(struct request *r, const struct route *rt);
+static void lb_put(struct request *r, const struct route *rt);
+static void lb_delete(struct request *r, const struct route *rt);
 static void audit_get(struct request *r, const struct route *rt);
 static void users_get(struct request *r, const struct route *rt);
 static void users_post(struct request *r, const struct route *rt);
@@ -110,6 +113,10 @@ static const struct endpoint endpoints[] = {
     {{"clusters", "{cluster}", "status"}, "POST", {{"POST", ROLE_OPERATOR, status_post}}},
     {{"clusters", "{cluster}", "events"}, "GET", {{"GET", ROLE_VIEWER, events_get}}},
     {{"clusters", "{cluster}", "observations"}, "GET", {{"GET", ROLE_VIEWER, observations_get}}},
+    {{"clusters", "{cluster}", "lbs"}, "GET", {{"GET", ROLE_VIEWER, lbs_get}}},
+    {{"clusters", "{cluster}", "lbs", "{lb}"},
+     "PUT, DELETE",
+     {{"PUT", ROLE_ADMIN, lb_put}, {"DELETE", ROLE_ADMIN, lb_delete}}},
     {{"clusters", "{cluster}", "audit"}, "GET", {{"GET", ROLE_VIEWER, audit_get}}},
     {{"users"}, "GET, POST", {{"GET", ROLE_ADMIN, users_get}, {"POST", ROLE_ADMIN, users_post}}},
     {{"users", "{user}"}, "DELETE", {{"DELETE", ROLE_ADMIN, user_delete}}},
@@ -1051,6 +1058,136 @@ node_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct command *cmd = command_new(r, COMMAND_REMOVE_NODE, &job);
+
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	request_job_submit(r, job, node_remove_done);
+}
+
+/* --- named load balancers ------------------------------------------ */
+
+/* What load balancer l last saw of node n: its newest probe (HTTP or
+ * agent) of that node, or null. */
+static json_t *
+lb_seen_json(struct request *r, const struct cluster *c, const struct node *n, const struct lb *l,
+             int64_t now)
+{
+	struct observe_node_view view;
+	const struct observe_client_view *newest = NULL;
+	size_t i;
+
+	observe_node_view(request_observe(r), c->name, n->name, n->changed_at, 0, &view);
+	for (i = 0; i < view.n_clients; i++)
+		if (strcmp(view.clients[i].lb, l->name) == 0 &&
+		    (newest == NULL || view.clients[i].last_at > newest->last_at))
+			newest = &view.clients[i];
+	if (newest == NULL)
+		return json_null();
+	return json_pack("{s:s, s:s, s:o, s:I, s:s, s:b, s:I}", "protocol",
+	                 observe_protocol_name(newest->protocol), "address", newest->address,
+	                 "last_at", time_json(newest->last_at), "age_ms",
+	                 (json_int_t)(now > newest->last_at ? now - newest->last_at : 0),
+	                 "last_answer", observe_answer_text(newest->protocol, newest->last_answer),
+	                 "serving", observe_answer_is_serving(newest->last_answer), "since_change",
+	                 (json_int_t)newest->since_change);
+}
+
+static json_t *
+lb_json(struct request *r, const struct cluster *c, const struct lb *l, int with_seen)
+{
+	json_t *doc = json_pack("{s:s, s:s, s:o, s:o}", "name", l->name, "kind", l->kind, "runtime",
+	                        optional_string_json(l->runtime), "backend",
+	                        optional_string_json(l->backend));
+	int64_t now = time_now_ms();
+	json_t *seen;
+	size_t i;
+
+	if (!with_seen)
+		return doc;
+	seen = json_object();
+	for (i = 0; i < c->n_nodes; i++)
+		json_object_set_new(seen, c->nodes[i].name,
+		                    lb_seen_json(r, c, &c->nodes[i], l, now));
+	json_object_set_new(doc, "seen", seen);
+	return doc;
+}
+
+static void
+lbs_get(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	json_t *list;
+	size_t i;
+
+	if (c == NULL)
+		return;
+	list = json_array();
+	for (i = 0; i < c->n_lbs; i++)
+		json_array_append_new(list, lb_json(r, c, &c->lbs[i], 1));
+	reply_json(r, 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "lbs", list));
+}
+
+static void
+lb_put_done(struct request *r, struct engine_job *job)
+{
+	const struct command *cmd = &job->command;
+	const struct cluster *c;
+	const struct lb *l;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, cmd->cluster)) == NULL)
+		return;
+	if ((l = cluster_find_lb(c, cmd->name)) == NULL) {
+		reply_error(r, 404, json_pack("{s:s}", "entry", cmd->name),
+		            "load balancer '%s' was removed meanwhile", cmd->name);
+		return;
+	}
+	reply_json(r, job->result.is_created ? 201 : 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "lb", lb_json(r, c, l, 0)));
+}
+
+/* {"kind", "runtime"?, "backend"?}: runtime and backend null or "" for
+ * none; the command checks the values. */
+static void
+lb_put(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"kind", "runtime", "backend", NULL};
+	json_t *body = read_body(r, fields, 0);
+	const char *kind, *runtime, *backend;
+	struct engine_job *job;
+	struct command *cmd;
+	struct error err;
+
+	if (body == NULL)
+		return;
+	if (body_string(body, "kind", 1, &kind, &err) != 0 ||
+	    body_node_field(body, "runtime", &runtime, &err) != 0 ||
+	    body_node_field(body, "backend", &backend, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
+	}
+	cmd = command_new(r, COMMAND_PUT_LB, &job);
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	cmd->lb_kind = xstrdup(kind);
+	cmd->runtime = runtime != NULL ? xstrdup(runtime) : NULL;
+	cmd->backend = backend != NULL ? xstrdup(backend) : NULL;
+	json_decref(body);
+	request_job_submit(r, job, lb_put_done);
+}
+
+static void
+lb_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job;
+	struct command *cmd = command_new(r, COMMAND_REMOVE_LB, &job);
 
 	cmd->cluster = xstrdup(rt->cluster);
 	cmd->name = xstrdup(rt->name);

@@ -77,7 +77,7 @@ probe_handle(struct request *r, const struct cluster *c)
 	who.user_agent_len = user_agent.len;
 	/* lb=NAME (lbconfig --lb) names the load balancer; a value that is not
 	 * a valid name is ignored, so a typo never fails the probe. */
-	if (lb.base != NULL && node_name_is_valid(lb.base, lb.len)) {
+	if (lb.base != NULL && observe_lb_is_known(c, lb.base, lb.len)) {
 		who.lb = lb.base;
 		who.lb_len = lb.len;
 	}

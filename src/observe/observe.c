@@ -459,6 +459,20 @@ observe_check_state(struct observe *o, const char *cluster, const char *node,
 	return has_check;
 }
 
+int
+observe_lb_is_known(const struct cluster *c, const char *name, size_t len)
+{
+	char buf[NODE_NAME_MAX + 1];
+
+	if (!node_name_is_valid(name, len))
+		return 0;
+	if (c->n_lbs == 0)
+		return 1;
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	return cluster_find_lb(c, buf) != NULL;
+}
+
 uint64_t
 observe_node_seq(struct observe *o, const char *cluster, const char *node)
 {

@@ -142,6 +142,12 @@ enum observe_answer observe_answer_probe(struct observe *o, const char *cluster,
                                          const struct node *n, const struct observe_client *client,
                                          int64_t now);
 
+/* May a probe of cluster c that says lb=NAME (name[0..len)) count as that
+ * load balancer's? The name must be valid and, once the cluster names its
+ * load balancers, one of them (so made-up names cannot fill the named
+ * slots); any other probe is an unnamed prober. */
+int observe_lb_is_known(const struct cluster *c, const char *name, size_t len);
+
 /* Copies what is known about the node into *out (zeroed first): the
  * clients seen at or after since (ms; 0 for all remembered), and the
  * check state. changed_at is the node's current changed_at, which decides

@@ -191,6 +191,39 @@ save_nodes(struct store *s, const char *cluster, const struct node *old, size_t 
 }
 
 static int
+lb_equal(const struct lb *a, const struct lb *b)
+{
+	return text_equal(a->kind, b->kind) && text_equal(a->runtime, b->runtime) &&
+	       text_equal(a->backend, b->backend);
+}
+
+/* The named load balancers of one cluster; old is empty for a new one. */
+static int
+save_lbs(struct store *s, const char *cluster, const struct lb *old, size_t n_old,
+         const struct lb *new, size_t n_new, struct error *err)
+{
+	const struct store_backend *b = s->backend;
+	size_t i = 0, j = 0;
+	int cmp, rc = 0;
+
+	while (rc == 0 && (i < n_old || j < n_new)) {
+		cmp = walk_compare(i < n_old ? old[i].name : NULL, j < n_new ? new[j].name : NULL);
+		if (cmp < 0) {
+			rc = b->delete_lb(s->db, cluster, old[i].name, err);
+			i++;
+		} else if (cmp > 0) {
+			rc = b->upsert_lb(s->db, cluster, &new[j], err);
+			j++;
+		} else {
+			if (!lb_equal(&old[i], &new[j]))
+				rc = b->upsert_lb(s->db, cluster, &new[j], err);
+			i++, j++;
+		}
+	}
+	return rc;
+}
+
+static int
 remove_clusters(struct store *s, const struct model *before, const struct model *after,
                 struct error *err)
 {
@@ -221,8 +254,15 @@ save_cluster(struct store *s, const struct cluster *old, const struct cluster *n
 			return -1;
 	}
 	if (old == NULL)
-		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err);
-	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err);
+		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err) != 0 ||
+		               save_lbs(s, new->name, NULL, 0, new->lbs, new->n_lbs, err) != 0
+		           ? -1
+		           : 0;
+	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err) !=
+	                   0 ||
+	               save_lbs(s, new->name, old->lbs, old->n_lbs, new->lbs, new->n_lbs, err) != 0
+	           ? -1
+	           : 0;
 }
 
 static int
