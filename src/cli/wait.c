@@ -367,9 +367,12 @@ judge_named(struct wait_lb *lb, const char *cluster, const char *node, const jso
 	if (n == 0)
 		snprintf(why, wsize, "has not probed it in the last %llds",
 		         (long long)a->window_ms / 1000);
-	else if (newest_age > STALE_INTERVALS * interval && newest_age > STALE_MIN_MS)
+	else if (newest_age > STALE_INTERVALS * interval && newest_age > STALE_MIN_MS &&
+	         interval > 0)
 		snprintf(why, wsize, "has not probed it for %.1fs (it probed every %lldms)",
 		         (double)newest_age / 1000.0, interval);
+	else if (newest_age > STALE_MIN_MS && interval == 0)
+		snprintf(why, wsize, "has not probed it for %.1fs", (double)newest_age / 1000.0);
 	return 0;
 }
 
