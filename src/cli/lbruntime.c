@@ -266,17 +266,20 @@ lbruntime_varnish_backend(const char *node, char *buf, size_t size)
 	buf[used] = '\0';
 }
 
-int
-lbruntime_varnish(const char *dir, const char *backend, int timeout_ms, struct lb_server_state *out,
-                  char *why, size_t why_size)
+/* Runs varnishstat -n dir -1 -f filter and hands each "NAME VALUE" line's
+ * value to *sum (added) and *first (the first one). Returns the number of
+ * lines, or -1 with why filled. */
+static int
+varnishstat(const char *dir, const char *filter, int timeout_ms, long long *sum,
+            unsigned long long *first, char *why, size_t why_size)
 {
 	long long deadline = now_ms() + timeout_ms;
-	char filter[200], *text = NULL, *line;
+	char *text = NULL, *line;
 	int pipefd[2], status, found = 0;
 	pid_t pid;
 
-	memset(out, 0, sizeof(*out));
-	snprintf(filter, sizeof(filter), "VBE.*.%s.conn", backend);
+	*sum = 0;
+	*first = 0;
 	if (pipe(pipefd) < 0) {
 		snprintf(why, why_size, "pipe: %s", strerror(errno));
 		return -1;
@@ -311,17 +314,54 @@ lbruntime_varnish(const char *dir, const char *backend, int timeout_ms, struct l
 	}
 	for (line = text; line != NULL && *line != '\0'; line = strchr(line, '\n')) {
 		char name[256];
-		long value;
+		unsigned long long value;
 		if (*line == '\n')
 			line++;
-		if (sscanf(line, "%255s %ld", name, &value) == 2) {
-			out->in_flight += value;
-			found = 1;
+		if (sscanf(line, "%255s %llu", name, &value) == 2) {
+			if (found++ == 0)
+				*first = value;
+			*sum += (long long)value;
 		}
 	}
 	free(text);
-	if (!found) {
+	return found;
+}
+
+int
+lbruntime_varnish(const char *dir, const char *backend, int timeout_ms, struct lb_server_state *out,
+                  char *why, size_t why_size)
+{
+	char filter[200];
+	unsigned long long first;
+	long long sum;
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(filter, sizeof(filter), "VBE.*.%s.conn", backend);
+	if ((n = varnishstat(dir, filter, timeout_ms, &sum, &first, why, why_size)) < 0)
+		return -1;
+	if (n == 0) {
 		snprintf(why, why_size, "Varnish at %s has no backend %s", dir, backend);
+		return -1;
+	}
+	out->in_flight = (long)sum;
+	return 0;
+}
+
+int
+lbruntime_varnish_happy(const char *dir, const char *backend, int timeout_ms,
+                        unsigned long long *bits, char *why, size_t why_size)
+{
+	char filter[200];
+	long long sum;
+	int n;
+
+	snprintf(filter, sizeof(filter), "VBE.*.%s.happy", backend);
+	if ((n = varnishstat(dir, filter, timeout_ms, &sum, bits, why, why_size)) < 0)
+		return -1;
+	if (n != 1) {
+		snprintf(why, why_size, "Varnish at %s has %s backend %s", dir,
+		         n == 0 ? "no" : "more than one", backend);
 		return -1;
 	}
 	return 0;

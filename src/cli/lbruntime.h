@@ -46,6 +46,12 @@ int lbruntime_haproxy_is_in(const char *status);
 int lbruntime_varnish(const char *dir, const char *backend, int timeout_ms,
                       struct lb_server_state *out, char *why, size_t why_size);
 
+/* Varnish's record of its last probes of backend: bit 0 the newest, 1
+ * when it was good (VBE.*.BACKEND.happy), for a backend in one VCL only.
+ * Returns 0, or -1 with why filled. */
+int lbruntime_varnish_happy(const char *dir, const char *backend, int timeout_ms,
+                            unsigned long long *bits, char *why, size_t why_size);
+
 /* The VCL name lbconfig gives node's backend ("node_" + the name with
  * '_' written "__" and '.' written "_d") into buf. */
 void lbruntime_varnish_backend(const char *node, char *buf, size_t size);

@@ -311,6 +311,23 @@ runtime_says(const struct wait_lb *lb, const char *cluster, const char *node,
 	return 1;
 }
 
+/* Varnish with runtime access: have its own last `fall` probes of the
+ * node failed? Then it has read the deciding answers and marked the
+ * backend sick, without waiting for the next probe or an interval. */
+static int
+varnish_marked_sick(const struct wait_lb *lb, const char *node, const struct wait_args *a)
+{
+	unsigned long long bits, mask = (a->fall >= 64 ? ~0ULL : (1ULL << a->fall) - 1);
+	char backend[160], why[300];
+
+	if (a->want_serving || lb->runtime[0] == '\0' || strcmp(lb->kind, "varnish") != 0)
+		return 0;
+	lbruntime_varnish_backend(node, backend, sizeof(backend));
+	return lbruntime_varnish_happy(lb->runtime, backend, RUNTIME_TIMEOUT_MS, &bits, why,
+	                               sizeof(why)) == 0 &&
+	       (bits & mask) == 0;
+}
+
 /* Judges one named load balancer from its probers in probes. Returns 1
  * when it has acted (signal says how), else 0 with why filled. */
 static int
@@ -346,7 +363,8 @@ judge_named(struct wait_lb *lb, const char *cluster, const char *node, const jso
 			newest_age = int_field(p, "age_ms");
 			interval = int_field(p, "interval_ms");
 		}
-		if (prober_is_done(p, a) && !prober_is_received(p, a)) {
+		if (prober_is_done(p, a) && !prober_is_received(p, a) &&
+		    !varnish_marked_sick(lb, node, a)) {
 			all_done = 0;
 			*is_in_transit = 1;
 			snprintf(why, wsize, "was told, and has not read it yet");

@@ -302,7 +302,7 @@ class Traffic:
     keep-alive connection each; one sending / on a new connection each
     time; `slow` threads sending /slow back to back (so about `slow`
     slow requests are in flight at any moment, spread over the nodes).
-    records: (started, ended, node or None, failure or None, kind).
+    records: (started, ended, node or None, failure or None, kind), wall clock.
     """
 
     def __init__(self, lb, url, fast_keepalive=2, slow=3, period=0.05, timeout=10.0):
@@ -326,7 +326,7 @@ class Traffic:
         n = 0
         while not self._halt.is_set():
             n += 1
-            started = time.monotonic()
+            started = time.time()
             node = failure = None
             try:
                 if kind == "new":
@@ -344,7 +344,7 @@ class Traffic:
                 s.close()
                 s = requests.Session()
             with self._lock:
-                self.records.append((started, time.monotonic(), node, failure, kind))
+                self.records.append((started, time.time(), node, failure, kind))
             if kind != "slow":
                 self._halt.wait(self.period)
         s.close()
@@ -439,7 +439,7 @@ class Farm:
         self.wait_all_serving()
         self.traffic = [Traffic("haproxy", self.haproxy.url).start(),
                         Traffic("varnish", self.varnish.url).start()]
-        wait_until(lambda: all(t.nodes_seen(time.monotonic() - 2.0) == set(NODES)
+        wait_until(lambda: all(t.nodes_seen(time.time() - 2.0) == set(NODES)
                                for t in self.traffic), 20, interval=0.2,
                    what="traffic through both load balancers to reach every node")
         return self
