@@ -1066,21 +1066,18 @@ node_delete(struct request *r, const struct route *rt)
 
 /* --- named load balancers ------------------------------------------ */
 
-/* What load balancer l last saw of node n: its newest probe (HTTP or
- * agent) of that node, or null. */
+/* What a load balancer last saw of a node: its newest probe (HTTP or
+ * agent) of it in view v, or null. */
 static json_t *
-lb_seen_json(struct request *r, const struct cluster *c, const struct node *n, const struct lb *l,
-             int64_t now)
+lb_seen_json(const struct observe_node_view *v, const char *lb, int64_t now)
 {
-	struct observe_node_view view;
 	const struct observe_client_view *newest = NULL;
 	size_t i;
 
-	observe_node_view(request_observe(r), c->name, n->name, n->changed_at, 0, &view);
-	for (i = 0; i < view.n_clients; i++)
-		if (strcmp(view.clients[i].lb, l->name) == 0 &&
-		    (newest == NULL || view.clients[i].last_at > newest->last_at))
-			newest = &view.clients[i];
+	for (i = 0; i < v->n_clients; i++)
+		if (strcmp(v->clients[i].lb, lb) == 0 &&
+		    (newest == NULL || v->clients[i].last_at > newest->last_at))
+			newest = &v->clients[i];
 	if (newest == NULL)
 		return json_null();
 	return json_pack("{s:s, s:s, s:o, s:I, s:s, s:b, s:I}", "protocol",
@@ -1093,37 +1090,44 @@ lb_seen_json(struct request *r, const struct cluster *c, const struct node *n, c
 }
 
 static json_t *
-lb_json(struct request *r, const struct cluster *c, const struct lb *l, int with_seen)
+lb_json(const struct lb *l)
 {
-	json_t *doc = json_pack("{s:s, s:s, s:o, s:o}", "name", l->name, "kind", l->kind, "runtime",
-	                        optional_string_json(l->runtime), "backend",
-	                        optional_string_json(l->backend));
-	int64_t now = time_now_ms();
-	json_t *seen;
-	size_t i;
-
-	if (!with_seen)
-		return doc;
-	seen = json_object();
-	for (i = 0; i < c->n_nodes; i++)
-		json_object_set_new(seen, c->nodes[i].name,
-		                    lb_seen_json(r, c, &c->nodes[i], l, now));
-	json_object_set_new(doc, "seen", seen);
-	return doc;
+	return json_pack("{s:s, s:s, s:o, s:o}", "name", l->name, "kind", l->kind, "runtime",
+	                 optional_string_json(l->runtime), "backend",
+	                 optional_string_json(l->backend));
 }
 
+/* Each node's observations are copied out once, for every load balancer. */
 static void
 lbs_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
-	json_t *list;
-	size_t i;
+	struct observe_node_view *view;
+	int64_t now = time_now_ms();
+	json_t *list, **seen;
+	size_t i, k;
 
 	if (c == NULL)
 		return;
 	list = json_array();
-	for (i = 0; i < c->n_lbs; i++)
-		json_array_append_new(list, lb_json(r, c, &c->lbs[i], 1));
+	seen = xcalloc(c->n_lbs + 1, sizeof(*seen));
+	for (k = 0; k < c->n_lbs; k++)
+		seen[k] = json_object();
+	view = xmalloc(sizeof(*view));
+	for (i = 0; i < c->n_nodes && c->n_lbs > 0; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		for (k = 0; k < c->n_lbs; k++)
+			json_object_set_new(seen[k], c->nodes[i].name,
+			                    lb_seen_json(view, c->lbs[k].name, now));
+	}
+	free(view);
+	for (k = 0; k < c->n_lbs; k++) {
+		json_t *doc = lb_json(&c->lbs[k]);
+		json_object_set_new(doc, "seen", seen[k]);
+		json_array_append_new(list, doc);
+	}
+	free(seen);
 	reply_json(r, 200,
 	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
 	                     (json_int_t)c->version, "lbs", list));
@@ -1149,7 +1153,7 @@ lb_put_done(struct request *r, struct engine_job *job)
 	}
 	reply_json(r, job->result.is_created ? 201 : 200,
 	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
-	                     (json_int_t)c->version, "lb", lb_json(r, c, l, 0)));
+	                     (json_int_t)c->version, "lb", lb_json(l)));
 }
 
 /* {"kind", "runtime"?, "backend"?}: runtime and backend null or "" for

@@ -339,12 +339,22 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 	ui_raw(b, "</section>");
 }
 
+/* What one load balancer last saw of one node. */
+struct lb_saw {
+	int has;
+	enum observe_protocol protocol;
+	enum observe_answer answer;
+	int64_t at;
+};
+
 /* The cluster's named load balancers and what each last saw of each node
- * (its newest probe of it, HTTP or agent). */
+ * (its newest probe of it, HTTP or agent). Each node's observations are
+ * copied out once, for every load balancer. */
 static void
 lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
 {
 	struct observe_node_view *view;
+	struct lb_saw *saw;
 	int64_t now = time_now_ms();
 	char ago[48];
 	size_t i, k, j;
@@ -359,6 +369,24 @@ lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
 		return;
 	}
 	view = xmalloc(sizeof(*view));
+	saw = xcalloc(c->n_lbs * c->n_nodes + 1, sizeof(*saw));
+	for (i = 0; i < c->n_nodes; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		for (j = 0; j < view->n_clients; j++)
+			for (k = 0; k < c->n_lbs; k++) {
+				struct lb_saw *s = &saw[k * c->n_nodes + i];
+				const struct observe_client_view *p = &view->clients[j];
+				if (strcmp(p->lb, c->lbs[k].name) != 0 ||
+				    (s->has && s->at >= p->last_at))
+					continue;
+				s->has = 1;
+				s->protocol = p->protocol;
+				s->answer = p->last_answer;
+				s->at = p->last_at;
+			}
+	}
+	free(view);
 	ui_raw(b, "<div class=\"table-wrap\"><table id=\"lbs\" class=\"lbs\"><thead><tr>"
 	          "<th scope=\"col\">Name</th><th scope=\"col\">Kind</th><th scope=\"col\">"
 	          "Runtime</th><th scope=\"col\">Last saw</th></tr></thead><tbody>");
@@ -373,14 +401,8 @@ lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
 		          l->runtime != NULL ? "</code>" : "", (int64_t)c->n_nodes,
 		          c->n_nodes == 1 ? "" : "s");
 		for (i = 0; i < c->n_nodes; i++) {
-			const struct observe_client_view *newest = NULL;
-			observe_node_view(request_observe(r), c->name, c->nodes[i].name,
-			                  c->nodes[i].changed_at, 0, view);
-			for (j = 0; j < view->n_clients; j++)
-				if (strcmp(view->clients[j].lb, l->name) == 0 &&
-				    (newest == NULL || view->clients[j].last_at > newest->last_at))
-					newest = &view->clients[j];
-			if (newest == NULL)
+			const struct lb_saw *s = &saw[k * c->n_nodes + i];
+			if (!s->has)
 				ui_printf(b,
 				          "<li>%s: <span class=\"none\">no probe yet</span></li>",
 				          c->nodes[i].name);
@@ -389,15 +411,14 @@ lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
 				    b,
 				    "<li>%s: <span class=\"ans ans-%r\">%s</span> · %s · %s</li>",
 				    c->nodes[i].name,
-				    observe_answer_is_serving(newest->last_answer) ? "serving"
-				                                                   : "not",
-				    observe_answer_text(newest->protocol, newest->last_answer),
-				    newest->protocol == OBSERVE_AGENT ? "agent" : "HTTP",
-				    time_ago(newest->last_at, now, ago, sizeof(ago)));
+				    observe_answer_is_serving(s->answer) ? "serving" : "not",
+				    observe_answer_text(s->protocol, s->answer),
+				    s->protocol == OBSERVE_AGENT ? "agent" : "HTTP",
+				    time_ago(s->at, now, ago, sizeof(ago)));
 		}
 		ui_raw(b, "</ul></details></td></tr>");
 	}
-	free(view);
+	free(saw);
 	ui_raw(b, "</tbody></table></div></section>");
 }
 

@@ -177,3 +177,95 @@ def test_an_nginx_lb_counts_after_the_no_probers_delay(nodes):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "nginx1: no probes (nginx): waited 1.0s" in r.stdout, r.stdout
     assert time.monotonic() - t0 >= 1.0
+
+
+class FakeHAProxySocket:
+    """A unix socket answering `show stat` like HAProxy's runtime API, with
+    the server's status and current sessions (scur) set by the test."""
+
+    HEADER = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,status,weight\n"
+
+    def __init__(self, path, backend, server):
+        import socket
+        import threading
+        self.path, self.backend, self.server = str(path), backend, server
+        self.status, self.scur, self.asked = "UP", 0, 0
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import socket
+        while not self.halt.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    if conn.recv(100).startswith(b"show stat"):
+                        self.asked += 1
+                        conn.sendall((self.HEADER +
+                                      "fe,FRONTEND,,,0,0,100,0,OPEN,\n" +
+                                      "%s,%s,0,0,%d,4,,9,%s,1\n" % (
+                                          self.backend, self.server, self.scur, self.status) +
+                                      "%s,BACKEND,0,0,%d,4,,9,UP,1\n\n" % (
+                                          self.backend, self.scur)).encode())
+                except OSError:
+                    pass
+
+    def close(self):
+        self.halt.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.fixture
+def fake_haproxy(nodes, tmp_path):
+    f = FakeHAProxySocket(tmp_path / "admin.sock", "be_default", "n1")
+    nodes.put(LBS + "/hap1", auth=nodes.admin,
+              json={"kind": "haproxy", "runtime": f.path})
+    yield f
+    f.close()
+
+
+def test_runtime_word_and_sessions_in_flight_decide_the_drain(nodes, fake_haproxy):
+    """HAProxy's runtime socket: its MAINT is evidence without any probe,
+    and the wait goes on until its sessions to the server are 0; on
+    timeout it says how many were still open, and where."""
+    nodes.set_status({"n1": {"status": "offline"}})
+    fake_haproxy.status, fake_haproxy.scur = "MAINT (via agent)", 2
+    r = run_cli(nodes, "wait", "n1", "--drained", "--timeout", "2", "--drain-grace", "0")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "requests were still in flight: hap1: 2 in flight" in r.stderr, r.stderr
+    fake_haproxy.scur = 0
+    r = run_cli(nodes, "wait", "n1", "--drained", "--timeout", "5", "--drain-grace", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "hap1: HAProxy says MAINT (via agent)" in r.stdout, r.stdout
+    assert "in flight: hap1: 0 in flight" in r.stdout, r.stdout
+
+
+def test_runtime_up_is_not_drained_and_a_wrong_backend_is_reported(nodes, fake_haproxy):
+    nodes.set_status({"n1": {"status": "offline"}})
+    r = run_cli(nodes, "wait", "n1", "--drained", "--timeout", "1", "--drain-grace", "0")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "hap1 has not probed it" in r.stderr, r.stderr  # UP: no evidence, no probes
+    assert fake_haproxy.asked > 0
+    nodes.put(LBS + "/hap1", auth=nodes.admin, json={
+        "kind": "haproxy", "runtime": fake_haproxy.path, "backend": "be_other"})
+    fake_haproxy.status = "MAINT"
+    for _ in range(3):
+        probe(nodes, "127.0.7.8", "n1", "hap1")
+    r = run_cli(nodes, "wait", "n1", "--drained", "--fall", "2", "--timeout", "5",
+                "--drain-grace", "0")
+    # no such backend: the runtime cannot vouch, the probes can; in flight
+    # is unknown and the (zero) grace applies, which the line says
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "hap1: 3 failing answers" in r.stdout, r.stdout
+    assert "hap1: unknown" in r.stdout and "no server n1 in backend be_other" in r.stdout
+    assert "grace 0.0s" in r.stdout, r.stdout
