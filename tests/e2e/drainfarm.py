@@ -400,7 +400,7 @@ class Farm:
             daemon_host = self.net.gateway
         else:
             daemon_host = "127.0.0.1"
-        self.daemon_port2 = free_port() if self.layout == "loopback" else free_port()
+        self.daemon_port2 = free_port()
         self.agent_port = free_port()
         extra = ["--agent-listen", "%s:%d" % (daemon_host, self.agent_port)]
         if self.layout != "loopback":
