@@ -140,16 +140,12 @@ def in_netns(netns, argv):
     return (["ip", "netns", "exec", netns] + argv) if netns else argv
 
 
-def wait_accepts(host, port, proc, timeout=15.0):
-    def accepts():
-        proc.assert_alive()
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-    wait_until(accepts, timeout, interval=0.02,
-               what="%s to listen on %s:%d" % (proc.name, host, port))
+def accepts_at(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class Front(Process):
@@ -159,6 +155,7 @@ class Front(Process):
     def __init__(self, name, directory, host, port, app_port, daemon_address, netns=None):
         super().__init__(name + "-front", directory)
         self.host, self.port, self.netns = host, port, netns
+        self.instance = os.urandom(8).hex()
         d = self.dir
         self.conf = d / "nginx.conf"
         self.conf.write_text("""
@@ -182,6 +179,9 @@ http {{
         location = /health {{
             proxy_pass http://{daemon};
         }}
+        location = /front-instance {{
+            return 200 "{instance}";
+        }}
         location / {{
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -191,16 +191,20 @@ http {{
         }}
     }}
 }}
-""".format(d=d, host=host, port=port, app_port=app_port, daemon=daemon_address))
+""".format(d=d, host=host, port=port, app_port=app_port, daemon=daemon_address,
+           instance=self.instance))
 
     def argv(self):
         return in_netns(self.netns, ["nginx", "-p", str(self.dir), "-c", str(self.conf),
                                      "-e", str(self.dir / "error.log"), "-g", "daemon off;"])
 
-    def start(self):
-        super().start()
-        wait_accepts(self.host, self.port, self)
-        return self
+    def ready(self):
+        """This very nginx answers (not anything else on the port)."""
+        try:
+            return requests.get("http://%s:%d/front-instance" % (self.host, self.port),
+                                timeout=1).text == self.instance
+        except requests.RequestException:
+            return False
 
 
 class App(Process):
@@ -223,22 +227,16 @@ class App(Process):
     def start(self):
         if not self.front.running():
             self.front.start()
-        super().start()
-        wait_accepts("127.0.0.1", self.app_port, self) if self.netns is None else \
-            self._wait_inside()
-        return self
+        return super().start()
 
-    def _wait_inside(self):
-        """The application listens on 127.0.0.1 inside its namespace:
-        ask through the front server until it answers."""
-        def answers():
-            self.assert_alive()
-            try:
-                return requests.get("http://%s%s" % (self.address, START_CHECK),
-                                    timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_until(answers, 15, interval=0.02, what="%s to answer" % self.name)
+    def ready(self):
+        """The application listens on 127.0.0.1 inside its namespace: ask
+        through the front server (the only process it can be)."""
+        try:
+            return requests.get("http://%s%s" % (self.address, START_CHECK),
+                                timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
 
     def kill(self):
         """Abruptly: SIGKILL, the requests it was serving are cut (the
@@ -272,10 +270,13 @@ class HAProxy(_HAProxy):
     def argv(self):
         return in_netns(self.netns, super().argv())
 
-    def start(self):
-        Process.start(self)
-        wait_accepts(self.host, self.port, self)
-        return self
+    def ready(self):
+        """Its own stats socket gives its pid: every listener is bound."""
+        try:
+            info = self.stats_command("show info")
+        except OSError:
+            return False
+        return ("\nPid: %d\n" % self.proc.pid) in info and accepts_at(self.host, self.port)
 
 
 class Varnish(_Varnish):
@@ -289,10 +290,10 @@ class Varnish(_Varnish):
         argv[argv.index("-a") + 1] = "%s:%d" % (self.host, self.port)
         return in_netns(self.netns, argv)
 
-    def start(self):
-        Process.start(self)
-        wait_accepts(self.host, self.port, self, timeout=30.0)
-        return self
+    def ready(self):
+        """varnishd binds before it launches the child."""
+        return "Child launched OK" in self.log_text(self._mark) and accepts_at(self.host,
+                                                                             self.port)
 
 
 class Traffic:
