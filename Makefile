@@ -15,9 +15,9 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
 	zlib1g-dev
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
-	python3-pytest-xdist openssl curl haproxy varnish nginx-light chromium \
+	python3-pytest-xdist openssl curl haproxy varnish nginx-light iproute2 chromium \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev
-BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl
+BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2
 
 .PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
 	fuzz-build fuzz-regress lsan-check lsan-check-build
@@ -73,6 +73,7 @@ bench: deps-bench
 	ninja -C build-release
 	sh bench/probe build-release/clustermgmt
 	sh bench/ui_page build-release/clustermgmt
+	$(PYTHON) bench/rollout build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

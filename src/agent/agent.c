@@ -75,6 +75,25 @@ peer_address(h2o_socket_t *sock, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
 
+/* "CLUSTER/NAME lb=LBNAME" (lbconfig --lb): takes the " lb=LBNAME" off
+ * the end of line[0..*len) into who when it is there and a valid name. */
+static void
+split_lb(const char **line, size_t *len, struct observe_client *who)
+{
+	const char *space = memchr(*line, ' ', *len), *lb;
+	size_t lb_len;
+
+	if (space == NULL)
+		return;
+	lb = space + 1;
+	lb_len = *len - (size_t)(lb - *line);
+	if (lb_len < 3 || memcmp(lb, "lb=", 3) != 0 || !node_name_is_valid(lb + 3, lb_len - 3))
+		return;
+	who->lb = lb + 3;
+	who->lb_len = lb_len - 3;
+	*len = (size_t)(space - *line);
+}
+
 /* Writes the reply for the request line line[0..len) into c->reply. */
 static void
 conn_compose(struct agent_conn *c, const char *line, size_t len)
@@ -98,6 +117,7 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 		line++;
 		len--;
 	}
+	split_lb(&line, &len, &who);
 	name = line;
 	name_len = len;
 	if (len == 0 && a->default_node != NULL) {
@@ -126,6 +146,8 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 		         (int)name_len, name);
 		return;
 	}
+	if (who.lb != NULL && !observe_lb_is_known(cl, who.lb, who.lb_len))
+		who.lb = NULL;
 	peer_address(c->sock, address, sizeof(address));
 	answer = observe_answer_probe(a->observe, cl->name, n, &who, (int64_t)h2o_now(a->loop));
 	snprintf(c->reply, sizeof(c->reply), "%s\n", observe_answer_agent_line(answer));

@@ -30,7 +30,7 @@
 #define HOST_MAX 256
 
 static const char usage[] =
-    "lbconfig varnish|haproxy|nginx [--interval D] [--timeout D] [--fall K] [--rise K] "
+    "lbconfig varnish|haproxy|nginx [--lb NAME] [--interval D] [--timeout D] [--fall K] [--rise K] "
     "[--agent HOST:PORT|none] [--probe-via node|daemon|HOST:PORT] [--probe-url URL] "
     "[--listen ADDR]";
 
@@ -151,6 +151,7 @@ options_from_cli(const struct cli *cli, enum lb_kind kind, const struct daemon_a
 		return CLI_USAGE;
 	if (cli->probe_url != NULL)
 		o->probe_url = cli->probe_url;
+	o->lb = cli->lb;
 	if (cli->listen != NULL)
 		o->listen = cli->listen;
 	if (cli->probe_via == NULL || strcmp(cli->probe_via, "node") == 0)
@@ -252,7 +253,7 @@ generate_and_print(enum lb_kind kind, struct lb_options *o, const json_t *cluste
 int
 cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	static const unsigned allowed = OPT_INTERVAL | OPT_TIMEOUT | OPT_FALL | OPT_RISE |
+	static const uint64_t allowed = OPT_LB | OPT_INTERVAL | OPT_TIMEOUT | OPT_FALL | OPT_RISE |
 	                                OPT_AGENT | OPT_PROBE_VIA | OPT_PROBE_URL | OPT_LISTEN;
 	char agent_host[HOST_MAX], daemon_host[HOST_MAX];
 	struct client_reply clusters, nodes;

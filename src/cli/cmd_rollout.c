@@ -78,7 +78,8 @@ struct rollout_node {
 	char **env;          /* the command's environment */
 	int64_t started, drain_ms, command_ms, warmup_ms, ready_ms, total_ms; /* -1: not reached */
 	enum rollout_result result;
-	char error[512]; /* why it failed, "" otherwise */
+	char error[512];                      /* why it failed, "" otherwise */
+	char drained_by[768], in_flight[384]; /* the evidence of its drain */
 };
 
 struct rollout {
@@ -89,6 +90,8 @@ struct rollout {
 	json_int_t min_online; /* -1: not given */
 	int64_t ttl_s, drain_timeout_ms, ready_timeout_ms;
 	struct wait_args drained, serving;
+	struct wait_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
+	size_t n_lbs;
 	int is_dry_run;
 	struct client_reply list; /* the node list, which owns the names */
 	struct rollout_node *nodes;
@@ -427,7 +430,8 @@ load_plan(struct rollout *r, struct error *err)
 	              NULL, &r->list, err);
 	if (rc != CLI_OK)
 		return rc;
-	if ((rc = select_nodes(r, err)) != CLI_OK)
+	if ((rc = select_nodes(r, err)) != CLI_OK ||
+	    (rc = wait_load_lbs(r->cli, r->lbs, &r->n_lbs, err)) != CLI_OK)
 		return rc;
 	return prepare_nodes(r, err);
 }
@@ -542,7 +546,8 @@ struct wait_ctx {
 	int is_drain;
 };
 
-/* "app1: drained by 2 probers in 1.2s". */
+/* "app1: drained by 2 probers in 1.2s (hap1: agent answered 'maint' at
+ * +0.21s; v1: 2 failing answers at +0.43s); in flight: hap1: 0". */
 static void
 on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 {
@@ -553,18 +558,24 @@ on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 	(void)a;
 	for (i = 0; i < c->nb; i++)
 		if (strcmp(c->b[i].name, w->name) == 0) {
-			if (c->is_drain)
+			if (c->is_drain) {
 				c->b[i].drain_ms = took;
-			else
+				copy_text(c->b[i].drained_by, sizeof(c->b[i].drained_by),
+				          w->evidence);
+				copy_text(c->b[i].in_flight, sizeof(c->b[i].in_flight),
+				          w->in_flight);
+			} else
 				c->b[i].ready_ms = took;
 		}
 	if (w->had_no_probers)
-		progress(c->r, "%s: no load balancer probes it; waited %.1fs", w->name,
-		         seconds(took));
+		progress(c->r, "%s: no load balancer probes it; waited %.1fs%s%s", w->name,
+		         seconds(took), c->is_drain ? "; in flight: " : "",
+		         c->is_drain ? w->in_flight : "");
 	else
-		progress(c->r, "%s: %s by %zu prober%s in %.1fs", w->name,
+		progress(c->r, "%s: %s by %zu prober%s in %.1fs (%s)%s%s", w->name,
 		         c->is_drain ? "drained" : "served", w->n_probers,
-		         w->n_probers == 1 ? "" : "s", seconds(took));
+		         w->n_probers == 1 ? "" : "s", seconds(took), w->evidence,
+		         c->is_drain ? "; in flight: " : "", c->is_drain ? w->in_flight : "");
 }
 
 static int
@@ -578,8 +589,8 @@ wait_batch(struct rollout *r, struct rollout_node *b, int nb, int is_drain, int6
 	memset(w, 0, sizeof(w));
 	for (i = 0; i < nb; i++)
 		w[i].name = b[i].name;
-	return wait_for_nodes(r->cli, w, nb, is_drain ? &r->drained : &r->serving, on_wait_done,
-	                      &ctx, err);
+	return wait_for_nodes(r->cli, w, nb, r->lbs, r->n_lbs, is_drain ? &r->drained : &r->serving,
+	                      on_wait_done, &ctx, err);
 }
 
 static int
@@ -885,6 +896,12 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 	}
 	table_print(t, r->progress);
 	table_free(t);
+	for (i = 0; i < r->n; i++)
+		if (r->nodes[i].drain_ms >= 0)
+			fprintf(r->progress, "%s: drained by %s; in flight: %s\n", r->nodes[i].name,
+			        r->nodes[i].drained_by[0] != '\0' ? r->nodes[i].drained_by
+			                                          : "(no probers)",
+			        r->nodes[i].in_flight);
 	if (rc == CLI_OK)
 		fprintf(r->progress, "rollout %s: %d node%s done in %.1fs\n", r->id, r->n,
 		        r->n == 1 ? "" : "s", seconds(took));
@@ -908,13 +925,14 @@ print_summary_json(const struct rollout *r, int rc, int64_t took, const struct e
 		const struct rollout_node *n = &r->nodes[i];
 		json_array_append_new(
 		    nodes,
-		    json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:o, s:o, s:o, s:o, s:o}", "name",
-		              n->name, "address", n->address, "command", n->command, "result",
-		              rollout_result_names[n->result], "error",
-		              n->error[0] != '\0' ? n->error : NULL, "drain_ms",
-		              ms_or_null(n->drain_ms), "command_ms", ms_or_null(n->command_ms),
-		              "warmup_ms", ms_or_null(n->warmup_ms), "ready_ms",
-		              ms_or_null(n->ready_ms), "total_ms", ms_or_null(n->total_ms)));
+		    json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:s, s:s, s:o, s:o, s:o, s:o, s:o}",
+		              "name", n->name, "address", n->address, "command", n->command,
+		              "result", rollout_result_names[n->result], "error",
+		              n->error[0] != '\0' ? n->error : NULL, "drained_by", n->drained_by,
+		              "in_flight", n->in_flight, "drain_ms", ms_or_null(n->drain_ms),
+		              "command_ms", ms_or_null(n->command_ms), "warmup_ms",
+		              ms_or_null(n->warmup_ms), "ready_ms", ms_or_null(n->ready_ms),
+		              "total_ms", ms_or_null(n->total_ms)));
 	}
 	doc = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:o}", "rollout", r->id, "cluster",
 	                r->cli->cluster, "result",
@@ -998,7 +1016,7 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	                           OPT_NODES | OPT_EXEC | OPT_WARMUP | OPT_BATCH | OPT_MIN_ONLINE |
 	                               OPT_FALL | OPT_DRAIN_TIMEOUT | OPT_READY_TIMEOUT |
 	                               OPT_DRY_RUN | OPT_TTL | OPT_WINDOW | OPT_NO_PROBERS_DELAY |
-	                               OPT_REQUIRE_PROBERS,
+	                               OPT_REQUIRE_PROBERS | OPT_DRAIN_GRACE,
 	                           "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "

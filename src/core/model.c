@@ -344,6 +344,15 @@ node_clear(struct node *n)
 }
 
 static void
+lb_clear(struct lb *l)
+{
+	free(l->name);
+	free(l->kind);
+	free(l->runtime);
+	free(l->backend);
+}
+
+static void
 cluster_clear(struct cluster *c)
 {
 	size_t i;
@@ -351,6 +360,9 @@ cluster_clear(struct cluster *c)
 	for (i = 0; i < c->n_nodes; i++)
 		node_clear(&c->nodes[i]);
 	free(c->nodes);
+	for (i = 0; i < c->n_lbs; i++)
+		lb_clear(&c->lbs[i]);
+	free(c->lbs);
 	free(c->name);
 	free(c->path);
 }
@@ -393,6 +405,13 @@ cluster_copy(struct cluster *dst, const struct cluster *src)
 	dst->nodes = xcalloc(src->n_nodes, sizeof *dst->nodes);
 	for (i = 0; i < src->n_nodes; i++)
 		node_copy(&dst->nodes[i], &src->nodes[i]);
+	dst->lbs = xcalloc(src->n_lbs, sizeof *dst->lbs);
+	for (i = 0; i < src->n_lbs; i++) {
+		dst->lbs[i].name = xstrdup(src->lbs[i].name);
+		dst->lbs[i].kind = xstrdup(src->lbs[i].kind);
+		dst->lbs[i].runtime = copy_optional(src->lbs[i].runtime);
+		dst->lbs[i].backend = copy_optional(src->lbs[i].backend);
+	}
 }
 
 static void
@@ -904,6 +923,131 @@ cluster_remove_node(struct cluster *c, const char *name, const struct actor *who
 	node_clear(&c->nodes[at]);
 	array_close_slot(c->nodes, c->n_nodes, sizeof *c->nodes, at);
 	c->n_nodes--;
+	c->version++;
+	return 0;
+}
+
+/* --- named load balancers ------------------------------------------- */
+
+int
+lb_kind_is_valid(const char *s)
+{
+	return s != NULL && (strcmp(s, "haproxy") == 0 || strcmp(s, "varnish") == 0 ||
+	                     strcmp(s, "nginx") == 0 || strcmp(s, "other") == 0);
+}
+
+const struct lb *
+cluster_find_lb(const struct cluster *c, const char *name)
+{
+	return sorted_find(c->lbs, c->n_lbs, sizeof *c->lbs, name);
+}
+
+/* A runtime address is written into no configuration, but it is shown
+ * and used as a path or host:port: printable ASCII, no spaces or quotes. */
+static int
+lb_runtime_is_valid(const char *s)
+{
+	if (strlen(s) > LB_RUNTIME_MAX)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (*s <= ' ' || *s >= 0x7f || strchr("\"'\\`", *s) != NULL)
+			return 0;
+	return 1;
+}
+
+static int
+lb_backend_is_valid(const char *s)
+{
+	if (strlen(s) > LB_BACKEND_MAX)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!is_name_char((unsigned char)*s) && *s != ':')
+			return 0;
+	return 1;
+}
+
+int
+cluster_put_lb(struct cluster *c, const char *name, const char *kind, const char *runtime,
+               const char *backend, const struct actor *who, int64_t now, struct audit_log *audit,
+               struct error *err)
+{
+	const char *action = "lb-update";
+	size_t at;
+	int found;
+	struct lb *l;
+
+	if (!name_is_valid(name))
+		return error_set_entry(err, 400, name != NULL ? name : "",
+		                       "invalid load balancer name '%.64s': 1-64 characters of "
+		                       "A-Z a-z 0-9 . _ -",
+		                       name != NULL ? name : "");
+	if (!lb_kind_is_valid(kind))
+		return error_set_entry(
+		    err, 400, name,
+		    "load balancer '%s': kind must be haproxy, varnish, nginx or "
+		    "other",
+		    name);
+	if (runtime != NULL && !lb_runtime_is_valid(runtime))
+		return error_set_entry(
+		    err, 400, name,
+		    "load balancer '%s': invalid runtime address (a socket path, "
+		    "HOST:PORT or a directory, printable, without spaces or "
+		    "quotes, at most %d bytes)",
+		    name, LB_RUNTIME_MAX);
+	if (backend != NULL && !lb_backend_is_valid(backend))
+		return error_set_entry(
+		    err, 400, name,
+		    "load balancer '%s': invalid backend name (A-Z a-z 0-9 . _ - :, "
+		    "at most %d bytes)",
+		    name, LB_BACKEND_MAX);
+	at = sorted_index(c->lbs, c->n_lbs, sizeof *c->lbs, name, &found);
+	if (!found && c->n_lbs >= CLUSTER_LBS_MAX)
+		return error_set_entry(
+		    err, 409, name,
+		    "load balancer '%s': cluster '%s' already has %d, the most a "
+		    "cluster may have",
+		    name, c->name, CLUSTER_LBS_MAX);
+	if (!found) {
+		c->lbs = array_open_slot(c->lbs, c->n_lbs, sizeof *c->lbs, at);
+		c->n_lbs++;
+		memset(&c->lbs[at], 0, sizeof c->lbs[at]);
+		c->lbs[at].name = xstrdup(name);
+		c->lbs[at].kind = xstrdup(kind);
+		action = "lb-add";
+	} else if (strcmp(c->lbs[at].kind, kind) == 0 &&
+	           !optional_differs(c->lbs[at].runtime, runtime != NULL ? runtime : "") &&
+	           !optional_differs(c->lbs[at].backend, backend != NULL ? backend : "")) {
+		return 0;
+	}
+	l = &c->lbs[at];
+	free(l->kind);
+	l->kind = xstrdup(kind);
+	optional_set(&l->runtime, runtime != NULL ? runtime : "");
+	optional_set(&l->backend, backend != NULL ? backend : "");
+	audit_log_add(audit, now, c->name, name, who, action, "", "", "");
+	c->version++;
+	return 0;
+}
+
+int
+cluster_remove_lb(struct cluster *c, const char *name, const struct actor *who, int64_t now,
+                  struct audit_log *audit, struct error *err)
+{
+	size_t at;
+	int found;
+
+	if (!name_is_valid(name))
+		return error_set_entry(err, 400, name != NULL ? name : "",
+		                       "invalid load balancer name '%.64s'",
+		                       name != NULL ? name : "");
+	at = sorted_index(c->lbs, c->n_lbs, sizeof *c->lbs, name, &found);
+	if (!found)
+		return error_set_entry(
+		    err, 404, name, "load balancer '%s' not found in cluster '%s'", name, c->name);
+	audit_log_add(audit, now, c->name, name, who, "lb-remove", "", "", "");
+	lb_clear(&c->lbs[at]);
+	array_close_slot(c->lbs, c->n_lbs, sizeof *c->lbs, at);
+	c->n_lbs--;
 	c->version++;
 	return 0;
 }

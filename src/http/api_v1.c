@@ -82,6 +82,10 @@ static void node_put(struct request *r, const struct route *rt);
 static void node_delete(struct request *r, const struct route *rt);
 static void status_post(struct request *r, const struct route *rt);
 static void events_get(struct request *r, const struct route *rt);
+static void observations_get(struct request *r, const struct route *rt);
+static void lbs_get(struct request *r, const struct route *rt);
+static void lb_put(struct request *r, const struct route *rt);
+static void lb_delete(struct request *r, const struct route *rt);
 static void audit_get(struct request *r, const struct route *rt);
 static void users_get(struct request *r, const struct route *rt);
 static void users_post(struct request *r, const struct route *rt);
@@ -108,6 +112,11 @@ static const struct endpoint endpoints[] = {
       {"DELETE", ROLE_ADMIN, node_delete}}},
     {{"clusters", "{cluster}", "status"}, "POST", {{"POST", ROLE_OPERATOR, status_post}}},
     {{"clusters", "{cluster}", "events"}, "GET", {{"GET", ROLE_VIEWER, events_get}}},
+    {{"clusters", "{cluster}", "observations"}, "GET", {{"GET", ROLE_VIEWER, observations_get}}},
+    {{"clusters", "{cluster}", "lbs"}, "GET", {{"GET", ROLE_VIEWER, lbs_get}}},
+    {{"clusters", "{cluster}", "lbs", "{lb}"},
+     "PUT, DELETE",
+     {{"PUT", ROLE_ADMIN, lb_put}, {"DELETE", ROLE_ADMIN, lb_delete}}},
     {{"clusters", "{cluster}", "audit"}, "GET", {{"GET", ROLE_VIEWER, audit_get}}},
     {{"users"}, "GET, POST", {{"GET", ROLE_ADMIN, users_get}, {"POST", ROLE_ADMIN, users_post}}},
     {{"users", "{user}"}, "DELETE", {{"DELETE", ROLE_ADMIN, user_delete}}},
@@ -510,7 +519,7 @@ nodes_get(struct request *r, const struct route *rt)
 
 /* The clients that probed a node, as docs/API.md describes them. */
 static json_t *
-probes_json(const struct observe_node_view *v)
+probes_json(const struct observe_node_view *v, int64_t now)
 {
 	json_t *list = json_array();
 	size_t i;
@@ -519,14 +528,19 @@ probes_json(const struct observe_node_view *v)
 		const struct observe_client_view *p = &v->clients[i];
 		json_array_append_new(
 		    list,
-		    json_pack(
-		        "{s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:I, s:I}", "protocol",
-		        observe_protocol_name(p->protocol), "address", p->address, "user_agent",
-		        p->has_user_agent ? json_string(p->user_agent) : json_null(), "first_at",
-		        time_json(p->first_at), "last_at", time_json(p->last_at), "last_answer",
-		        observe_answer_text(p->protocol, p->last_answer), "serving",
-		        observe_answer_is_serving(p->last_answer), "consecutive",
-		        (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change));
+		    json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:s, s:b, s:I, s:I, s:o}",
+		              "protocol", observe_protocol_name(p->protocol), "lb",
+		              p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address",
+		              p->address, "user_agent",
+		              p->has_user_agent ? json_string(p->user_agent) : json_null(),
+		              "first_at", time_json(p->first_at), "last_at", time_json(p->last_at),
+		              "age_ms", (json_int_t)(now > p->last_at ? now - p->last_at : 0),
+		              "last_answer", observe_answer_text(p->protocol, p->last_answer),
+		              "serving", observe_answer_is_serving(p->last_answer), "consecutive",
+		              (json_int_t)p->consecutive, "since_change",
+		              (json_int_t)p->since_change, "interval_ms",
+		              p->interval_ms > 0 ? json_integer((json_int_t)p->interval_ms)
+		                                 : json_null()));
 	}
 	return list;
 }
@@ -534,11 +548,35 @@ probes_json(const struct observe_node_view *v)
 /* How many answers went to clients beyond the per-node cap (in the
  * window when one is given). */
 static json_t *
-untracked_json(const struct observe_node_view *v, int64_t now, int64_t window_s)
+untracked_json(uint64_t n, int64_t at, int64_t now, int64_t window_s)
 {
-	if (window_s > 0 && v->untracked_at < now - window_s * 1000)
+	if (window_s > 0 && at < now - window_s * 1000)
 		return json_integer(0);
-	return json_integer((json_int_t)v->n_untracked);
+	return json_integer((json_int_t)n);
+}
+
+/* Node n's document with what was observed of it (window_s: only probers
+ * seen in the last window_s seconds; 0 for all). */
+static json_t *
+observed_node_json(struct request *r, const struct cluster *c, const struct node *n,
+                   int64_t window_s)
+{
+	struct observe_node_view view;
+	int64_t now = time_now_ms();
+	json_t *node;
+
+	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
+	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
+	node = api_node_json(n);
+	json_object_set_new(node, "probes", probes_json(&view, now));
+	json_object_set_new(node, "probes_untracked",
+	                    untracked_json(view.n_untracked, view.untracked_at, now, window_s));
+	json_object_set_new(
+	    node, "probes_untracked_lbs",
+	    untracked_json(view.n_untracked_lbs, view.untracked_lbs_at, now, window_s));
+	json_object_set_new(node, "check_state",
+	                    view.has_check ? api_check_state_json(&view.check) : json_null());
+	return node;
 }
 
 json_t *
@@ -553,11 +591,9 @@ static void
 node_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
-	struct observe_node_view view;
 	struct error err;
-	int64_t window_s = 0, now;
+	int64_t window_s = 0;
 	const struct node *n;
-	json_t *node;
 
 	if (c == NULL)
 		return;
@@ -571,15 +607,7 @@ node_get(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
-	now = time_now_ms();
-	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
-	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
-	node = api_node_json(n);
-	json_object_set_new(node, "probes", probes_json(&view));
-	json_object_set_new(node, "probes_untracked", untracked_json(&view, now, window_s));
-	json_object_set_new(node, "check_state",
-	                    view.has_check ? api_check_state_json(&view.check) : json_null());
-	reply_json(r, 200, node_document_json(c, node));
+	reply_json(r, 200, node_document_json(c, observed_node_json(r, c, n, window_s)));
 }
 
 static void
@@ -704,6 +732,110 @@ events_get(struct request *r, const struct route *rt)
 		query_append_after(r, after);
 	}
 	request_wait_for_change(r, rt->cluster, after, wait_s * 1000, events_ready);
+}
+
+/* GET /v1/clusters/{c}/observations?nodes=a,b&window=S[&after=D&wait=S]:
+ * the observed probes of several nodes and their digest; with after, a
+ * long poll that answers once the digest is not after (a probe of one of
+ * them was answered, or the cluster changed). This is what `wait` reads. */
+#define OBSERVED_NODES_MAX 64
+
+/* The nodes= list, checked: names of existing nodes, comma separated. */
+static int
+observed_nodes(struct request *r, const struct cluster *c, char *buf, size_t size,
+               struct error *err)
+{
+	char *p, *comma;
+	int found = request_query_param(r, "nodes", buf, size), n = 0;
+
+	if (found <= 0 || buf[0] == '\0')
+		return error_set(err, 400, "give nodes=NAME[,NAME...] (at most %d)",
+		                 OBSERVED_NODES_MAX);
+	for (p = buf; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
+		size_t len;
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (!node_name_is_valid(p, len) || ++n > OBSERVED_NODES_MAX)
+			return error_set(err, 400, "give nodes=NAME[,NAME...] (at most %d)",
+			                 OBSERVED_NODES_MAX);
+		if (cluster_find_node(c, p, len) == NULL)
+			return error_set_entry(err, 404, "",
+			                       "node '%.*s' not found in cluster '%s'", (int)len, p,
+			                       c->name);
+	}
+	return 0;
+}
+
+static void
+observations_ready(struct request *r)
+{
+	char nodes[OBSERVED_NODES_MAX * (NAME_SIZE + 1)];
+	const struct cluster *c;
+	struct route rt;
+	struct error err;
+	int64_t window_s = 0, after = -1;
+	json_t *list = json_array();
+	char *p, *comma;
+
+	if (route_parse(r, &rt, &err) != 0 ||
+	    query_count(r, "window", OBSERVE_FORGET_MS / 1000, &window_s, &err) < 0 ||
+	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
+		json_decref(list);
+		reply_from_error(r, &err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, rt.cluster)) == NULL) {
+		json_decref(list);
+		return;
+	}
+	if (observed_nodes(r, c, nodes, sizeof(nodes), &err) != 0) {
+		json_decref(list);
+		reply_from_error(r, &err);
+		return;
+	}
+	for (p = nodes; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
+		comma = strchr(p, ',');
+		json_array_append_new(
+		    list,
+		    observed_node_json(
+		        r, c,
+		        cluster_find_node(c, p, comma != NULL ? (size_t)(comma - p) : strlen(p)),
+		        window_s));
+	}
+	{
+		uint64_t digest =
+		    observation_digest(request_observe(r), request_snapshot(r), c->name, nodes);
+		reply_json(r, 200,
+		           json_pack("{s:s, s:I, s:b, s:o}", "cluster", c->name, "digest",
+		                     (json_int_t)(digest & INT64_MAX), "changed",
+		                     after < 0 || (uint64_t)after != (digest & INT64_MAX), "nodes",
+		                     list));
+	}
+}
+
+static void
+observations_get(struct request *r, const struct route *rt)
+{
+	char nodes[OBSERVED_NODES_MAX * (NAME_SIZE + 1)];
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
+	struct error err;
+	int has_after;
+
+	if (c == NULL)
+		return;
+	if (observed_nodes(r, c, nodes, sizeof(nodes), &err) != 0 ||
+	    (has_after = query_count(r, "after", INT64_MAX, &after, &err)) < 0 ||
+	    query_count(r, "wait", WAIT_MAX_S, &wait_s, &err) < 0) {
+		reply_from_error(r, &err);
+		return;
+	}
+	if (!has_after) {
+		observations_ready(r);
+		return;
+	}
+	request_wait_for_observation(r, c->name, nodes, (uint64_t)after, wait_s * 1000,
+	                             observations_ready);
 }
 
 /* --- writes ---------------------------------------------------------- */
@@ -926,6 +1058,140 @@ node_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct command *cmd = command_new(r, COMMAND_REMOVE_NODE, &job);
+
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	request_job_submit(r, job, node_remove_done);
+}
+
+/* --- named load balancers ------------------------------------------ */
+
+/* What a load balancer last saw of a node: its newest probe (HTTP or
+ * agent) of it in view v, or null. */
+static json_t *
+lb_seen_json(const struct observe_node_view *v, const char *lb, int64_t now)
+{
+	const struct observe_client_view *newest = NULL;
+	size_t i;
+
+	for (i = 0; i < v->n_clients; i++)
+		if (strcmp(v->clients[i].lb, lb) == 0 &&
+		    (newest == NULL || v->clients[i].last_at > newest->last_at))
+			newest = &v->clients[i];
+	if (newest == NULL)
+		return json_null();
+	return json_pack("{s:s, s:s, s:o, s:I, s:s, s:b, s:I}", "protocol",
+	                 observe_protocol_name(newest->protocol), "address", newest->address,
+	                 "last_at", time_json(newest->last_at), "age_ms",
+	                 (json_int_t)(now > newest->last_at ? now - newest->last_at : 0),
+	                 "last_answer", observe_answer_text(newest->protocol, newest->last_answer),
+	                 "serving", observe_answer_is_serving(newest->last_answer), "since_change",
+	                 (json_int_t)newest->since_change);
+}
+
+static json_t *
+lb_json(const struct lb *l)
+{
+	return json_pack("{s:s, s:s, s:o, s:o}", "name", l->name, "kind", l->kind, "runtime",
+	                 optional_string_json(l->runtime), "backend",
+	                 optional_string_json(l->backend));
+}
+
+/* Each node's observations are copied out once, for every load balancer. */
+static void
+lbs_get(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	struct observe_node_view *view;
+	int64_t now = time_now_ms();
+	json_t *list, **seen;
+	size_t i, k;
+
+	if (c == NULL)
+		return;
+	list = json_array();
+	seen = xcalloc(c->n_lbs + 1, sizeof(*seen));
+	for (k = 0; k < c->n_lbs; k++)
+		seen[k] = json_object();
+	view = xmalloc(sizeof(*view));
+	for (i = 0; i < c->n_nodes && c->n_lbs > 0; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		for (k = 0; k < c->n_lbs; k++)
+			json_object_set_new(seen[k], c->nodes[i].name,
+			                    lb_seen_json(view, c->lbs[k].name, now));
+	}
+	free(view);
+	for (k = 0; k < c->n_lbs; k++) {
+		json_t *doc = lb_json(&c->lbs[k]);
+		json_object_set_new(doc, "seen", seen[k]);
+		json_array_append_new(list, doc);
+	}
+	free(seen);
+	reply_json(r, 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "lbs", list));
+}
+
+static void
+lb_put_done(struct request *r, struct engine_job *job)
+{
+	const struct command *cmd = &job->command;
+	const struct cluster *c;
+	const struct lb *l;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, cmd->cluster)) == NULL)
+		return;
+	if ((l = cluster_find_lb(c, cmd->name)) == NULL) {
+		reply_error(r, 404, json_pack("{s:s}", "entry", cmd->name),
+		            "load balancer '%s' was removed meanwhile", cmd->name);
+		return;
+	}
+	reply_json(r, job->result.is_created ? 201 : 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "lb", lb_json(l)));
+}
+
+/* {"kind", "runtime"?, "backend"?}: runtime and backend null or "" for
+ * none; the command checks the values. */
+static void
+lb_put(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"kind", "runtime", "backend", NULL};
+	json_t *body = read_body(r, fields, 0);
+	const char *kind, *runtime, *backend;
+	struct engine_job *job;
+	struct command *cmd;
+	struct error err;
+
+	if (body == NULL)
+		return;
+	if (body_string(body, "kind", 1, &kind, &err) != 0 ||
+	    body_node_field(body, "runtime", &runtime, &err) != 0 ||
+	    body_node_field(body, "backend", &backend, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
+	}
+	cmd = command_new(r, COMMAND_PUT_LB, &job);
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	cmd->lb_kind = xstrdup(kind);
+	cmd->runtime = runtime != NULL ? xstrdup(runtime) : NULL;
+	cmd->backend = backend != NULL ? xstrdup(backend) : NULL;
+	json_decref(body);
+	request_job_submit(r, job, lb_put_done);
+}
+
+static void
+lb_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job;
+	struct command *cmd = command_new(r, COMMAND_REMOVE_LB, &job);
 
 	cmd->cluster = xstrdup(rt->cluster);
 	cmd->name = xstrdup(rt->name);

@@ -88,6 +88,18 @@ void request_job_submit(struct request *r, struct engine_job *job, request_job_h
 void request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
                              request_handler then);
 
+/* Calls then(r) as soon as the observations of the nodes ("a,b,c") of
+ * cluster change (observation_digest is no longer after: a probe of one
+ * of them was answered, or the cluster changed), or after wait_ms, or at
+ * shutdown, whichever comes first (at once when it already changed). */
+void request_wait_for_observation(struct request *r, const char *cluster, const char *nodes,
+                                  uint64_t after, int64_t wait_ms, request_handler then);
+/* The cluster's version plus the observation sequence numbers of the
+ * nodes ("a,b,c"): it changes whenever one of them is probed. */
+struct observe;
+uint64_t observation_digest(struct observe *o, const struct model *m, const char *cluster,
+                            const char *nodes);
+
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
 

@@ -55,13 +55,17 @@ struct pending {
 	h2o_linklist_t link;
 	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
 	int64_t after;
-	int64_t deadline; /* ms */
+	char *observed;          /* nodes "a,b" whose observations are waited
+	                            for (malloc'd), NULL for other waits */
+	uint64_t observed_after; /* ... until their digest is not this */
+	int64_t deadline;        /* ms */
 	request_handler then;
 };
 
 static __thread struct worker *current_worker;
 
 static void on_accept(h2o_socket_t *listener, const char *err);
+static void waiters_check(struct worker *w);
 
 /* --- request helpers ------------------------------------------------ */
 
@@ -126,6 +130,16 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 /* --- pending work ---------------------------------------------------- */
 
 static void
+pending_unwatch(struct pending *pd)
+{
+	if (pd->observed == NULL)
+		return;
+	observe_watch(pd->worker->server->observe, -1);
+	free(pd->observed);
+	pd->observed = NULL;
+}
+
+static void
 request_dispose(void *p)
 {
 	struct request *r = p;
@@ -138,6 +152,7 @@ request_dispose(void *p)
 	if (pd->then != NULL) { /* a wait: nothing else refers to it */
 		h2o_linklist_unlink(&pd->link);
 		pd->worker->n_pending--;
+		pending_unwatch(pd);
 		free(pd);
 	}
 	/* a job: freed when the engine hands it back */
@@ -161,6 +176,7 @@ pending_finish(struct pending *pd)
 	if (pd->r != NULL)
 		pd->r->pending = NULL;
 	pd->worker->n_pending--;
+	pending_unwatch(pd);
 	free(pd);
 }
 
@@ -243,12 +259,40 @@ wait_fire(struct pending *pd)
 	then(r);
 }
 
-/* Has the cluster a waiter follows moved past its version (or gone)? */
+uint64_t
+observation_digest(struct observe *o, const struct model *m, const char *cluster, const char *nodes)
+{
+	const struct cluster *c = model_find_cluster(m, cluster);
+	uint64_t digest = c != NULL ? (uint64_t)c->version : 0;
+	char name[NODE_NAME_MAX + 1];
+	const char *p = nodes, *comma;
+	size_t len;
+
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len <= NODE_NAME_MAX) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			digest += observe_node_seq(o, cluster, name);
+		}
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return digest & INT64_MAX; /* a JSON integer */
+}
+
+/* Has the cluster a waiter follows moved past its version (or gone), or
+ * have the observations it waits for changed? */
 static int
 wait_is_satisfied(const struct model *m, const struct pending *pd)
 {
 	const struct cluster *c;
 
+	if (pd->observed != NULL)
+		return observation_digest(pd->worker->server->observe, m, pd->cluster,
+		                          pd->observed) != pd->observed_after;
 	if (pd->cluster[0] == '\0')
 		return 0;
 	c = model_find_cluster(m, pd->cluster);
@@ -267,6 +311,29 @@ request_wait_for_change(struct request *r, const char *cluster, int64_t after, i
 		return;
 	}
 	wait_add(r, cluster, after, wait_ms, then);
+}
+
+void
+request_wait_for_observation(struct request *r, const char *cluster, const char *nodes,
+                             uint64_t after, int64_t wait_ms, request_handler then)
+{
+	struct observe *o = r->server->observe;
+	struct pending *pd;
+
+	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) ||
+	    observation_digest(o, request_snapshot(r), cluster, nodes) != after) {
+		then(r);
+		return;
+	}
+	wait_add(r, cluster, 0, wait_ms, then);
+	pd = r->pending;
+	if ((pd->observed = strdup(nodes)) == NULL)
+		abort();
+	pd->observed_after = after;
+	observe_watch(o, 1);
+	/* a probe may have been answered between the check and the watch */
+	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
+		waiters_check(r->worker);
 }
 
 void
@@ -328,6 +395,13 @@ broadcast_change(void *arg, const struct model *m)
 		if (atomic_exchange(&w->is_change_pending, 1) == 0)
 			h2o_multithread_send_message(&w->change_receiver, &w->change_message);
 	}
+}
+
+/* Any thread, after a probe was answered while someone waits for one. */
+static void
+on_observed(void *arg)
+{
+	broadcast_change(arg, NULL);
 }
 
 static void
@@ -761,6 +835,7 @@ server_start(struct server *s, struct error *err)
 	handler->on_req = on_req;
 
 	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
+	observe_set_notify(s->observe, on_observed, s);
 	pthread_barrier_init(&s->ready, NULL, (unsigned)s->n_workers + 1);
 	for (i = 0; i < s->n_workers; i++) {
 		s->workers[i].id = i;

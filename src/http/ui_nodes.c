@@ -165,7 +165,10 @@ prober_item(struct ui_buf *b, const struct observe_client_view *p, int64_t now)
 {
 	char ago[48], at[40];
 
-	ui_printf(b, "<li><span class=\"p-who\"><code>%s</code> ", p->address);
+	ui_raw(b, "<li><span class=\"p-who\">");
+	if (p->lb[0] != '\0')
+		ui_printf(b, "<strong class=\"lb\">%s</strong> via ", p->lb);
+	ui_printf(b, "<code>%s</code> ", p->address);
 	if (p->protocol == OBSERVE_AGENT)
 		ui_raw(b, "<span class=\"ua\">HAProxy agent</span>");
 	else if (p->has_user_agent)
@@ -336,6 +339,89 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 	ui_raw(b, "</section>");
 }
 
+/* What one load balancer last saw of one node. */
+struct lb_saw {
+	int has;
+	enum observe_protocol protocol;
+	enum observe_answer answer;
+	int64_t at;
+};
+
+/* The cluster's named load balancers and what each last saw of each node
+ * (its newest probe of it, HTTP or agent). Each node's observations are
+ * copied out once, for every load balancer. */
+static void
+lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
+{
+	struct observe_node_view *view;
+	struct lb_saw *saw;
+	int64_t now = time_now_ms();
+	char ago[48];
+	size_t i, k, j;
+
+	ui_raw(b, "<section class=\"card\" aria-labelledby=\"h-lbs\"><h2 id=\"h-lbs\">Load "
+	          "balancers</h2>");
+	if (c->n_lbs == 0) {
+		ui_raw(b, "<p class=\"empty\">No load balancer is named: <code>wait</code> and "
+		          "<code>rollout</code> wait for every prober they see. Name them with "
+		          "<code>lbconfig --lb NAME</code> and <code>clustermgmt lb add</code>.</p>"
+		          "</section>");
+		return;
+	}
+	view = xmalloc(sizeof(*view));
+	saw = xcalloc(c->n_lbs * c->n_nodes + 1, sizeof(*saw));
+	for (i = 0; i < c->n_nodes; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		for (j = 0; j < view->n_clients; j++)
+			for (k = 0; k < c->n_lbs; k++) {
+				struct lb_saw *s = &saw[k * c->n_nodes + i];
+				const struct observe_client_view *p = &view->clients[j];
+				if (strcmp(p->lb, c->lbs[k].name) != 0 ||
+				    (s->has && s->at >= p->last_at))
+					continue;
+				s->has = 1;
+				s->protocol = p->protocol;
+				s->answer = p->last_answer;
+				s->at = p->last_at;
+			}
+	}
+	free(view);
+	ui_raw(b, "<div class=\"table-wrap\"><table id=\"lbs\" class=\"lbs\"><thead><tr>"
+	          "<th scope=\"col\">Name</th><th scope=\"col\">Kind</th><th scope=\"col\">"
+	          "Runtime</th><th scope=\"col\">Last saw</th></tr></thead><tbody>");
+	for (k = 0; k < c->n_lbs; k++) {
+		const struct lb *l = &c->lbs[k];
+		ui_printf(b,
+		          "<tr><th scope=\"row\">%s</th><td data-label=\"Kind\">%s</td>"
+		          "<td data-label=\"Runtime\">%r%s%r</td><td data-label=\"Last saw\">"
+		          "<details><summary>%L node%r</summary><ul>",
+		          l->name, l->kind, l->runtime != NULL ? "<code>" : "",
+		          l->runtime != NULL ? l->runtime : "-",
+		          l->runtime != NULL ? "</code>" : "", (int64_t)c->n_nodes,
+		          c->n_nodes == 1 ? "" : "s");
+		for (i = 0; i < c->n_nodes; i++) {
+			const struct lb_saw *s = &saw[k * c->n_nodes + i];
+			if (!s->has)
+				ui_printf(b,
+				          "<li>%s: <span class=\"none\">no probe yet</span></li>",
+				          c->nodes[i].name);
+			else
+				ui_printf(
+				    b,
+				    "<li>%s: <span class=\"ans ans-%r\">%s</span> · %s · %s</li>",
+				    c->nodes[i].name,
+				    observe_answer_is_serving(s->answer) ? "serving" : "not",
+				    observe_answer_text(s->protocol, s->answer),
+				    s->protocol == OBSERVE_AGENT ? "agent" : "HTTP",
+				    time_ago(s->at, now, ago, sizeof(ago)));
+		}
+		ui_raw(b, "</ul></details></td></tr>");
+	}
+	free(saw);
+	ui_raw(b, "</tbody></table></div></section>");
+}
+
 static void
 node_list_section(struct request *r, struct ui_buf *b, const struct cluster *c,
                   const struct page_state *st)
@@ -448,6 +534,7 @@ page_render(struct request *r, struct engine_job *job)
 	if (a->st.notice != NULL)
 		ui_printf(&b, "<p class=\"flash ok\" role=\"status\">%s</p>", a->st.notice);
 	status_section(r, &b, c, &a->st);
+	lbs_section(r, &b, c);
 	node_list_section(r, &b, c, &a->st);
 	audit_section(&b, job, &job->audit);
 	ui_page_end(&b);

@@ -114,11 +114,23 @@ static const char step1_create_tables[] =
 static const char step2_index_audit_by_cluster[] =
     "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
 
+/* The cluster's named load balancers (issue 9): kind by name, runtime and
+ * backend NULL when not given. */
+static const char step3_create_lbs[] =
+    "CREATE TABLE lbs ("
+    " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('haproxy', 'varnish', 'nginx', 'other')),"
+    " runtime TEXT,"
+    " backend TEXT,"
+    " PRIMARY KEY (cluster, name));";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. */
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
+    {"create the load balancers' table", step3_create_lbs},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -132,6 +144,8 @@ enum statement {
 	ST_DELETE_CLUSTER,
 	ST_UPSERT_NODE,
 	ST_DELETE_NODE,
+	ST_UPSERT_LB,
+	ST_DELETE_LB,
 	ST_UPSERT_USER,
 	ST_DELETE_USER,
 	ST_INSERT_TOKEN,
@@ -139,6 +153,7 @@ enum statement {
 	ST_INSERT_AUDIT,
 	ST_LOAD_CLUSTERS,
 	ST_LOAD_NODES,
+	ST_LOAD_LBS,
 	ST_LOAD_USERS,
 	ST_LOAD_TOKENS,
 	ST_AUDIT_ALL,
@@ -168,6 +183,11 @@ static const char *const statement_sql[ST_COUNT] = {
                        "expires_at = excluded.expires_at, address = excluded.address, "
                        "check_url = excluded.check_url",
     [ST_DELETE_NODE] = "DELETE FROM nodes WHERE cluster = ?1 AND name = ?2",
+    [ST_UPSERT_LB] = "INSERT INTO lbs (cluster, name, kind, runtime, backend) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5) "
+                     "ON CONFLICT (cluster, name) DO UPDATE SET kind = excluded.kind, "
+                     "runtime = excluded.runtime, backend = excluded.backend",
+    [ST_DELETE_LB] = "DELETE FROM lbs WHERE cluster = ?1 AND name = ?2",
     [ST_UPSERT_USER] = "INSERT INTO users (name, role, password_hash, created_at) "
                        "VALUES (?1, ?2, ?3, ?4) "
                        "ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
@@ -182,6 +202,8 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_LOAD_CLUSTERS] = "SELECT name, path, version FROM clusters ORDER BY name",
     [ST_LOAD_NODES] = "SELECT cluster, name, status, reason, changed_by, changed_at, "
                       "expires_at, address, check_url FROM nodes ORDER BY cluster, name",
+    [ST_LOAD_LBS] = "SELECT cluster, name, kind, runtime, backend FROM lbs "
+                    "ORDER BY cluster, name",
     [ST_LOAD_USERS] = "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
     [ST_LOAD_TOKENS] = "SELECT id, role, description, hash, created_by, created_at "
                        "FROM tokens ORDER BY id",
@@ -627,6 +649,35 @@ sqlite_upsert_node(void *handle, const char *cluster, const struct node *n, stru
 }
 
 static int
+sqlite_upsert_lb(void *handle, const char *cluster, const struct lb *l, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_UPSERT_LB];
+	int rc;
+
+	if ((rc = bind_text(st, 1, cluster)) != SQLITE_OK ||
+	    (rc = bind_text(st, 2, l->name)) != SQLITE_OK ||
+	    (rc = bind_text(st, 3, l->kind)) != SQLITE_OK ||
+	    (rc = bind_text_or_null(st, 4, l->runtime)) != SQLITE_OK ||
+	    (rc = bind_text_or_null(st, 5, l->backend)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "save a load balancer", err);
+	return run(db, st, "save a load balancer", err);
+}
+
+static int
+sqlite_delete_lb(void *handle, const char *cluster, const char *name, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_DELETE_LB];
+	int rc;
+
+	if ((rc = bind_text(st, 1, cluster)) != SQLITE_OK ||
+	    (rc = bind_text(st, 2, name)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "delete a load balancer", err);
+	return run(db, st, "delete a load balancer", err);
+}
+
+static int
 sqlite_delete_node(void *handle, const char *cluster, const char *name, struct error *err)
 {
 	struct sqlite_store *db = handle;
@@ -836,6 +887,41 @@ load_nodes(struct sqlite_store *db, struct model *m, struct error *err)
 	return rc;
 }
 
+/* Ordered by cluster, then name, like the nodes. */
+static int
+load_lbs(struct sqlite_store *db, struct model *m, struct error *err)
+{
+	sqlite3_stmt *st = db->statements[ST_LOAD_LBS];
+	struct cluster *c = NULL;
+	size_t ci = 0, cap = 0;
+	struct lb *l;
+	int rc;
+
+	while ((rc = next_row(db, st, "load the load balancers", err)) == 1) {
+		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, column_text(st, 0)) < 0)
+			ci++;
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, column_text(st, 0)) != 0) {
+			rc = corrupt(db, "load balancer of an unknown cluster", column_text(st, 0),
+			             err);
+			break;
+		}
+		if (!lb_kind_is_valid(column_text(st, 2))) {
+			rc = corrupt(db, "unknown load balancer kind", column_text(st, 2), err);
+			break;
+		}
+		if (c != &m->clusters[ci])
+			c = &m->clusters[ci], cap = 0;
+		c->lbs = grow(c->lbs, c->n_lbs, &cap, sizeof(*c->lbs));
+		l = &c->lbs[c->n_lbs++];
+		l->name = column_dup(st, 1);
+		l->kind = column_dup(st, 2);
+		l->runtime = column_dup_or_null(st, 3);
+		l->backend = column_dup_or_null(st, 4);
+	}
+	finish(st);
+	return rc;
+}
+
 static int
 load_users(struct sqlite_store *db, struct model *m, struct error *err)
 {
@@ -897,7 +983,8 @@ sqlite_load(void *handle, struct model *m, struct error *err)
 	if (run(db, db->statements[ST_BEGIN_READ], "start reading", err) != 0)
 		return -1;
 	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
-	    load_users(db, m, err) != 0 || load_tokens(db, m, err) != 0)
+	    load_lbs(db, m, err) != 0 || load_users(db, m, err) != 0 ||
+	    load_tokens(db, m, err) != 0)
 		goto bad;
 	return run(db, db->statements[ST_COMMIT], "finish reading", err);
 bad:
@@ -944,6 +1031,8 @@ const struct store_backend store_sqlite_backend = {
     .delete_cluster = sqlite_delete_cluster,
     .upsert_node = sqlite_upsert_node,
     .delete_node = sqlite_delete_node,
+    .upsert_lb = sqlite_upsert_lb,
+    .delete_lb = sqlite_delete_lb,
     .upsert_user = sqlite_upsert_user,
     .delete_user = sqlite_delete_user,
     .insert_token = sqlite_insert_token,

@@ -230,6 +230,54 @@ cluster_removed(void *arg, const void *old)
 }
 
 static int
+lb_equal(const struct lb *a, const struct lb *b)
+{
+	return text_equal(a->kind, b->kind) && text_equal(a->runtime, b->runtime) &&
+	       text_equal(a->backend, b->backend);
+}
+
+static const char *
+lb_key(const void *e)
+{
+	return ((const struct lb *)e)->name;
+}
+
+static int
+lb_removed(void *arg, const void *old)
+{
+	struct save *v = arg;
+
+	return v->s->backend->delete_lb(v->s->db, v->cluster, lb_key(old), v->err);
+}
+
+static int
+lb_added(void *arg, const void *new)
+{
+	struct save *v = arg;
+
+	return v->s->backend->upsert_lb(v->s->db, v->cluster, new, v->err);
+}
+
+static int
+lb_kept(void *arg, const void *old, const void *new)
+{
+	return lb_equal(old, new) ? 0 : lb_added(arg, new);
+}
+
+/* The named load balancers of one cluster; old is empty for a new one. */
+static int
+save_lbs(struct store *s, const char *cluster, const struct lb *old, size_t n_old,
+         const struct lb *new, size_t n_new, struct error *err)
+{
+	static const struct merge_calls calls = {lb_removed, lb_added, lb_kept};
+	struct merge_side before = {old, n_old, sizeof(*old), lb_key};
+	struct merge_side after = {new, n_new, sizeof(*new), lb_key};
+	struct save v = {s, cluster, err};
+
+	return merge_walk(&before, &after, &calls, &v);
+}
+
+static int
 remove_clusters(struct store *s, const struct model *before, const struct model *after,
                 struct error *err)
 {
@@ -252,8 +300,15 @@ save_cluster(struct store *s, const struct cluster *old, const struct cluster *n
 			return -1;
 	}
 	if (old == NULL)
-		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err);
-	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err);
+		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err) != 0 ||
+		               save_lbs(s, new->name, NULL, 0, new->lbs, new->n_lbs, err) != 0
+		           ? -1
+		           : 0;
+	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err) !=
+	                   0 ||
+	               save_lbs(s, new->name, old->lbs, old->n_lbs, new->lbs, new->n_lbs, err) != 0
+	           ? -1
+	           : 0;
 }
 
 static int
