@@ -46,6 +46,9 @@ struct agent_conn {
 	h2o_timeout_entry_t timeout;
 	h2o_linklist_t link;
 	int is_answered;
+	char address[64]; /* the peer's, read at accept: once HAProxy gives up
+	                     on a check and resets the connection, getpeername
+	                     fails, and the answer would be filed under "" */
 	char reply[AGENT_LINE_MAX + 64];
 	h2o_iovec_t reply_iov;
 };
@@ -101,12 +104,12 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 	struct agent *a = c->agent;
 	const struct model *m = engine_snapshot(a->engine);
 	const char *cluster_name = DEFAULT_CLUSTER, *name = line, *slash;
-	char cluster_buf[NODE_NAME_MAX + 1], address[64];
+	char cluster_buf[NODE_NAME_MAX + 1];
 	size_t name_len = len;
 	const struct cluster *cl;
 	const struct node *n;
 	struct observe_client who = {.protocol = OBSERVE_AGENT,
-	                             .address = address,
+	                             .address = c->address,
 	                             .user_agent = AGENT_USER_AGENT,
 	                             .user_agent_len = strlen(AGENT_USER_AGENT)};
 	enum observe_answer answer;
@@ -148,7 +151,6 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 	}
 	if (who.lb != NULL && !observe_lb_is_known(cl, who.lb, who.lb_len))
 		who.lb = NULL;
-	peer_address(c->sock, address, sizeof(address));
 	answer = observe_answer_probe(a->observe, cl->name, n, &who, (int64_t)h2o_now(a->loop));
 	snprintf(c->reply, sizeof(c->reply), "%s\n", observe_answer_agent_line(answer));
 	return;
@@ -243,6 +245,7 @@ on_accept(h2o_socket_t *listener, const char *err)
 	c->agent = a;
 	c->sock = sock;
 	sock->data = c;
+	peer_address(sock, c->address, sizeof(c->address));
 	c->timeout.cb = on_read_timeout;
 	h2o_linklist_insert(&a->conns, &c->link);
 	h2o_timeout_link(a->loop, &a->read_timeout, &c->timeout);
