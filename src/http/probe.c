@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "../observe/observe.h"
-#include "http.h"
+#include "probe.h"
 
 /* The value of node= in the query, or {NULL, 0} when absent. */
 static h2o_iovec_t
@@ -34,8 +34,9 @@ query_node(h2o_iovec_t query)
 }
 
 void
-probe_handle(struct request *r, const struct cluster *c)
+probe_handle(struct request *r, const struct route *rt)
 {
+	const struct cluster *c = rt->mounted;
 	h2o_iovec_t name = query_node(r->query);
 	const char *fallback = r->server_default_node;
 	struct observe_client who = {.protocol = OBSERVE_HTTP};
@@ -43,10 +44,6 @@ probe_handle(struct request *r, const struct cluster *c)
 	h2o_iovec_t user_agent;
 	const struct node *n;
 
-	if (!request_method_is(r, "GET") && !request_method_is(r, "HEAD")) {
-		reply_method_not_allowed(r, "GET, HEAD");
-		return;
-	}
 	if (name.base == NULL && fallback != NULL)
 		name = h2o_iovec_init(fallback, strlen(fallback));
 	if (name.base == NULL) {
