@@ -38,41 +38,56 @@
 /* clang-format off: one line per endpoint, in columns */
 static const struct route_entry table[] = {
     /* surface, pattern, methods, gate (who may call), role (at least), handler */
-    {SURFACE_PROBE,  "{mount}",                             GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     probe_handle},
-    {SURFACE_COMPAT, "{mount}/++rest++nodestatus",          GET_HEAD,     ROUTE_OR_SESSION,  ROLE_VIEWER,   compat_nodestatus},
-    {SURFACE_COMPAT, "{mount}/++rest++setstatus",           ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_OPERATOR, compat_setstatus},
-    {SURFACE_UI,     "{mount}/managenodes",                 GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_nodes_page},
-    {SURFACE_UI,     "{mount}/managenodes",                 ROUTE_POST,   ROUTE_FORM,        ROLE_VIEWER,   ui_nodes_post},
-    {SURFACE_UI,     "{mount}/manage_main",                 ROUTE_ANY,    ROUTE_PUBLIC,      ROLE_NONE,     ui_manage_main},
+    {SURFACE_PROBE, "{mount}", GET_HEAD, ROUTE_PUBLIC, ROLE_NONE, probe_handle},
+    {SURFACE_COMPAT, "{mount}/++rest++nodestatus", GET_HEAD, ROUTE_OR_SESSION, ROLE_VIEWER,
+     compat_nodestatus},
+    {SURFACE_COMPAT, "{mount}/++rest++setstatus", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_OPERATOR,
+     compat_setstatus},
+    {SURFACE_UI, "{mount}/managenodes", GET_HEAD, ROUTE_PAGE, ROLE_VIEWER, ui_nodes_page},
+    {SURFACE_UI, "{mount}/managenodes", ROUTE_POST, ROUTE_FORM, ROLE_VIEWER, ui_nodes_post},
+    {SURFACE_UI, "{mount}/manage_main", ROUTE_ANY, ROUTE_PUBLIC, ROLE_NONE, ui_manage_main},
 
-    {SURFACE_API_V1, "/v1/health",                          ROUTE_GET,    ROUTE_PUBLIC,      ROLE_NONE,     api_v1_health_get},
-    {SURFACE_API_V1, "/v1/clusters",                        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_clusters_get},
-    {SURFACE_API_V1, "/v1/clusters",                        ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_clusters_post},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_cluster_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_cluster_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes",        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_nodes_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes",        ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_nodes_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_node_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_node_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_node_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/status",       ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_OPERATOR, api_v1_status_post},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/events",       ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_events_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/audit",        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_audit_get},
-    {SURFACE_API_V1, "/v1/users",                           ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_ADMIN,    api_v1_users_get},
-    {SURFACE_API_V1, "/v1/users",                           ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_users_post},
-    {SURFACE_API_V1, "/v1/users/{user}",                    ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_user_delete},
-    {SURFACE_API_V1, "/v1/tokens",                          ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_ADMIN,    api_v1_tokens_get},
-    {SURFACE_API_V1, "/v1/tokens",                          ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_tokens_post},
-    {SURFACE_API_V1, "/v1/tokens/{token}",                  ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_token_delete},
+    {SURFACE_API_V1, "/v1/health", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
+    {SURFACE_API_V1, "/v1/clusters", ROUTE_GET, ROUTE_OR_SESSION, ROLE_VIEWER, api_v1_clusters_get},
+    {SURFACE_API_V1, "/v1/clusters", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_ADMIN,
+     api_v1_clusters_post},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}", ROUTE_GET, ROUTE_OR_SESSION, ROLE_VIEWER,
+     api_v1_cluster_get},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}", ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,
+     api_v1_cluster_delete},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes", ROUTE_GET, ROUTE_OR_SESSION, ROLE_VIEWER,
+     api_v1_nodes_get},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes", ROUTE_PUT, ROUTE_CREDENTIALS, ROLE_ADMIN,
+     api_v1_nodes_put},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_GET, ROUTE_OR_SESSION,
+     ROLE_VIEWER, api_v1_node_get},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_PUT, ROUTE_CREDENTIALS,
+     ROLE_ADMIN, api_v1_node_put},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_DELETE, ROUTE_CREDENTIALS,
+     ROLE_ADMIN, api_v1_node_delete},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/status", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_OPERATOR,
+     api_v1_status_post},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/events", ROUTE_GET, ROUTE_OR_SESSION, ROLE_VIEWER,
+     api_v1_events_get},
+    {SURFACE_API_V1, "/v1/clusters/{cluster}/audit", ROUTE_GET, ROUTE_OR_SESSION, ROLE_VIEWER,
+     api_v1_audit_get},
+    {SURFACE_API_V1, "/v1/users", ROUTE_GET, ROUTE_OR_SESSION, ROLE_ADMIN, api_v1_users_get},
+    {SURFACE_API_V1, "/v1/users", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_ADMIN, api_v1_users_post},
+    {SURFACE_API_V1, "/v1/users/{user}", ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,
+     api_v1_user_delete},
+    {SURFACE_API_V1, "/v1/tokens", ROUTE_GET, ROUTE_OR_SESSION, ROLE_ADMIN, api_v1_tokens_get},
+    {SURFACE_API_V1, "/v1/tokens", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_ADMIN, api_v1_tokens_post},
+    {SURFACE_API_V1, "/v1/tokens/{token}", ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,
+     api_v1_token_delete},
 
-    {SURFACE_UI,     "/",                                   GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_root_page},
-    {SURFACE_UI,     "/clusters",                           ROUTE_POST,   ROUTE_FORM,        ROLE_ADMIN,    ui_clusters_post},
-    {SURFACE_UI,     "/admin",                              GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_admin_page},
-    {SURFACE_UI,     "/admin",                              ROUTE_POST,   ROUTE_FORM,        ROLE_ADMIN,    ui_admin_post},
-    {SURFACE_UI,     "/login",                              GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_login_get},
-    {SURFACE_UI,     "/login",                              ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_login_form},
-    {SURFACE_UI,     "/logout",                             ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_logout_form},
-    {SURFACE_ASSETS, "/static/{asset}",                     GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_asset_get},
+    {SURFACE_UI, "/", GET_HEAD, ROUTE_PAGE, ROLE_VIEWER, ui_root_page},
+    {SURFACE_UI, "/clusters", ROUTE_POST, ROUTE_FORM, ROLE_ADMIN, ui_clusters_post},
+    {SURFACE_UI, "/admin", GET_HEAD, ROUTE_PAGE, ROLE_VIEWER, ui_admin_page},
+    {SURFACE_UI, "/admin", ROUTE_POST, ROUTE_FORM, ROLE_ADMIN, ui_admin_post},
+    {SURFACE_UI, "/login", GET_HEAD, ROUTE_PUBLIC, ROLE_NONE, ui_login_get},
+    {SURFACE_UI, "/login", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, ui_login_form},
+    {SURFACE_UI, "/logout", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, ui_logout_form},
+    {SURFACE_ASSETS, "/static/{asset}", GET_HEAD, ROUTE_PUBLIC, ROLE_NONE, ui_asset_get},
 };
 /* clang-format on */
 
@@ -90,10 +105,11 @@ router_table(size_t *n)
 /* Methods in Allow order, with their mask bit. */
 static const struct {
 	const char *name;
+	size_t len;
 	unsigned bit;
 } methods[] = {
-    {"GET", ROUTE_GET},   {"HEAD", ROUTE_HEAD},     {"POST", ROUTE_POST},
-    {"PUT", ROUTE_PUT},   {"DELETE", ROUTE_DELETE},
+    {"GET", 3, ROUTE_GET}, {"HEAD", 4, ROUTE_HEAD},     {"POST", 4, ROUTE_POST},
+    {"PUT", 3, ROUTE_PUT}, {"DELETE", 6, ROUTE_DELETE},
 };
 
 static unsigned
@@ -101,10 +117,30 @@ method_bit(h2o_iovec_t method)
 {
 	size_t i;
 
+	if (method.len == 3 && memcmp(method.base, "GET", 3) == 0) /* the probe's, inlined */
+		return ROUTE_GET;
 	for (i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (h2o_memis(method.base, method.len, methods[i].name, strlen(methods[i].name)))
+		if (method.len == methods[i].len &&
+		    memcmp(method.base, methods[i].name, methods[i].len) == 0)
 			return methods[i].bit;
 	return 0; /* only ROUTE_ANY takes it */
+}
+
+/* Does the pattern start with {mount}? Every pattern starts with '/' or
+ * with {mount} (router_table_check), so its first character says. */
+static int
+is_mount_pattern(const char *p)
+{
+	return p[0] == '{';
+}
+
+#define MOUNT_LEN 7 /* strlen("{mount}") */
+
+/* Lines of one pattern share the string, or at least its text. */
+static int
+is_same_pattern(const char *a, const char *b)
+{
+	return a == b || strcmp(a, b) == 0;
 }
 
 static void
@@ -126,6 +162,7 @@ struct matcher {
 	h2o_iovec_t path;
 	int is_mount_known;
 	const struct cluster *mount; /* NULL: the path is under no mount */
+	size_t mount_len;            /* strlen(mount->path) */
 	size_t n;
 	h2o_iovec_t value[CAPTURES_MAX];
 	const char *kind[CAPTURES_MAX]; /* "{cluster}", ... as in the pattern */
@@ -133,19 +170,23 @@ struct matcher {
 
 /* The cluster whose mount path is the path or a segment-wise prefix of
  * it. Mount paths never nest (model.c), so there is at most one. */
-static const struct cluster *
-mount_of(const struct model *m, h2o_iovec_t path)
+static void
+mount_find(struct matcher *mt)
 {
+	h2o_iovec_t path = mt->path;
 	size_t i;
 
-	for (i = 0; i < m->n_clusters; i++) {
-		const struct cluster *c = &m->clusters[i];
+	mt->is_mount_known = 1;
+	for (i = 0; i < mt->m->n_clusters; i++) {
+		const struct cluster *c = &mt->m->clusters[i];
 		size_t n = strlen(c->path);
 		if (path.len >= n && memcmp(path.base, c->path, n) == 0 &&
-		    (path.len == n || path.base[n] == '/'))
-			return c;
+		    (path.len == n || path.base[n] == '/')) {
+			mt->mount = c;
+			mt->mount_len = n;
+			return;
+		}
 	}
-	return NULL;
 }
 
 static int
@@ -154,15 +195,13 @@ pattern_matches(struct matcher *mt, const char *p)
 	const char *s = mt->path.base, *end = mt->path.base + mt->path.len;
 
 	mt->n = 0;
-	if (strncmp(p, "{mount}", 7) == 0) {
-		if (!mt->is_mount_known) {
-			mt->mount = mount_of(mt->m, mt->path);
-			mt->is_mount_known = 1;
-		}
+	if (is_mount_pattern(p)) {
+		if (!mt->is_mount_known)
+			mount_find(mt);
 		if (mt->mount == NULL)
 			return 0;
-		s += strlen(mt->mount->path);
-		p += 7;
+		s += mt->mount_len;
+		p += MOUNT_LEN;
 	}
 	while (*p != '\0') {
 		if (*p == '{') {
@@ -199,7 +238,7 @@ captures_copy(const struct matcher *mt, struct route *rt, struct error *err)
 {
 	size_t i;
 
-	if (mt->mount != NULL && strncmp(rt->entry->pattern, "{mount}", 7) == 0) {
+	if (is_mount_pattern(rt->entry->pattern)) {
 		rt->mounted = mt->mount;
 		memcpy(rt->cluster, mt->mount->name, strlen(mt->mount->name) + 1);
 	}
@@ -211,9 +250,9 @@ captures_copy(const struct matcher *mt, struct route *rt, struct error *err)
 
 		if (!kind_is(kind, "{asset}") && !node_name_is_valid(v.base, v.len)) {
 			snprintf(shown, sizeof(shown), "%.*s", (int)v.len, v.base);
-			return error_set_entry(err, 400, shown,
-			                       "%.*s '%s': invalid name (" NODE_NAME_RULE ")",
-			                       (int)(strchr(kind, '}') - kind - 1), kind + 1, shown);
+			return error_set_entry(
+			    err, 400, shown, "%.*s '%s': invalid name (" NODE_NAME_RULE ")",
+			    (int)(strchr(kind, '}') - kind - 1), kind + 1, shown);
 		}
 		if (v.len > NODE_NAME_MAX) /* an asset name longer than any asset's */
 			return error_set(err, 404, "not found");
@@ -231,15 +270,14 @@ not_found(struct matcher *mt, struct error *err)
 
 	if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1")) ||
 	    (path.len > 3 && memcmp(path.base, "/v1/", 4) == 0)) {
-		error_set(err, 404, "no such API path: %.*s", (int)(path.len > 200 ? 200 : path.len),
-		          path.base);
+		error_set(err, 404, "no such API path: %.*s",
+		          (int)(path.len > 200 ? 200 : path.len), path.base);
 		return SURFACE_API_V1;
 	}
 	if (!mt->is_mount_known)
-		mt->mount = mount_of(mt->m, path);
+		mount_find(mt);
 	if (mt->mount != NULL) {
-		size_t n = strlen(mt->mount->path);
-		rest = h2o_iovec_init(path.base + n, path.len - n); /* "/..." or "" */
+		rest = h2o_iovec_init(path.base + mt->mount_len, path.len - mt->mount_len);
 		if (rest.len > 9 && memcmp(rest.base, "/++rest++", 9) == 0 &&
 		    memchr(rest.base + 1, '/', rest.len - 1) == NULL) {
 			error_set(err, 404, "unknown REST action '%.*s'", (int)rest.len - 1,
@@ -255,10 +293,15 @@ int
 router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
              enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err)
 {
-	struct matcher mt = {.m = m, .path = path};
+	struct matcher mt; /* captures set only as far as mt.n */
 	unsigned bit = method_bit(method), mask = 0;
 	size_t i, first;
+	int is_found = 0;
 
+	mt.m = m;
+	mt.path = path;
+	mt.is_mount_known = 0;
+	mt.mount = NULL;
 	rt->entry = NULL;
 	rt->mounted = NULL;
 	rt->cluster[0] = rt->name[0] = '\0';
@@ -270,13 +313,13 @@ router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct
 	}
 	*surface = table[i].surface;
 	/* the lines of the pattern are adjacent (router_table_check) */
-	for (first = i; i < TABLE_SIZE && strcmp(table[i].pattern, table[first].pattern) == 0;
+	for (first = i; i < TABLE_SIZE && is_same_pattern(table[i].pattern, table[first].pattern);
 	     i++) {
 		mask |= table[i].methods;
-		if (table[i].methods & bit || table[i].methods == ROUTE_ANY)
+		if ((is_found = (table[i].methods & bit) != 0 || table[i].methods == ROUTE_ANY))
 			break;
 	}
-	if (i == TABLE_SIZE || strcmp(table[i].pattern, table[first].pattern) != 0) {
+	if (!is_found) {
 		rt->entry = &table[first];
 		allow_format(mask, allow);
 		error_set(err, 405, "method not allowed");
@@ -438,12 +481,14 @@ router_table_check(struct error *err)
 		for (j = i + 1; j < TABLE_SIZE; j++) {
 			int is_same = strcmp(table[j].pattern, e->pattern) == 0;
 			if (is_same && j > i + 1 && strcmp(table[j - 1].pattern, e->pattern) != 0)
-				return error_set(err, 500, "%s: lines of one pattern are not adjacent",
+				return error_set(err, 500,
+				                 "%s: lines of one pattern are not adjacent",
 				                 e->pattern);
 			if (is_same && (table[j].methods & e->methods) != 0)
 				return error_set(err, 500, "%s: a method on two lines", e->pattern);
 			if (is_same && table[j].surface != e->surface)
-				return error_set(err, 500, "%s: one pattern, two surfaces", e->pattern);
+				return error_set(err, 500, "%s: one pattern, two surfaces",
+				                 e->pattern);
 		}
 	}
 	return 0;

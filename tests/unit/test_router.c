@@ -58,9 +58,9 @@ match(void **state, const char *method, const char *path)
 	struct outcome o;
 
 	memset(&o, 0, sizeof(o));
-	o.status = router_match(*state, h2o_iovec_init(method, strlen(method)),
-	                        h2o_iovec_init(path, strlen(path)), &o.rt, &o.surface, o.allow,
-	                        &o.err);
+	o.status =
+	    router_match(*state, h2o_iovec_init(method, strlen(method)),
+	                 h2o_iovec_init(path, strlen(path)), &o.rt, &o.surface, o.allow, &o.err);
 	return o;
 }
 
