@@ -462,11 +462,11 @@ pattern_check(const struct route_entry *e, struct error *err)
 }
 
 int
-router_table_check(struct error *err)
+router_table_check(const struct route_entry *table, size_t n, struct error *err)
 {
 	size_t i, j;
 
-	for (i = 0; i < TABLE_SIZE; i++) {
+	for (i = 0; i < n; i++) {
 		const struct route_entry *e = &table[i];
 		if (pattern_check(e, err) != 0)
 			return -1;
@@ -478,7 +478,7 @@ router_table_check(struct error *err)
 		if (e->gate == ROUTE_PAGE && e->role != ROLE_VIEWER)
 			return error_set(err, 500, "%s: pages let viewers in (ui_page_auth)",
 			                 e->pattern);
-		for (j = i + 1; j < TABLE_SIZE; j++) {
+		for (j = i + 1; j < n; j++) {
 			int is_same = strcmp(table[j].pattern, e->pattern) == 0;
 			if (is_same && j > i + 1 && strcmp(table[j - 1].pattern, e->pattern) != 0)
 				return error_set(err, 500,

@@ -105,11 +105,13 @@ void router_dispatch(struct request *r);
 /* The table, for tests and documentation; n gets its length. */
 const struct route_entry *router_table(size_t *n);
 
-/* Checks the table's own rules: every pattern well formed (captures
- * known, {mount} first only, at most one capture per route field), lines
- * of one pattern adjacent with no method twice, public lines with
- * ROLE_NONE and other lines with a role, page lines with ROLE_VIEWER.
- * Returns 0, or -1 with err naming the first offending line. */
-int router_table_check(struct error *err);
+/* Checks a table (the router's: router_table) against the rules the
+ * matching relies on: every pattern well formed (starts with '/' or
+ * {mount}, captures known and whole segments, at most one capture per
+ * route field), lines of one pattern adjacent, of one surface, with no
+ * method twice; public lines with ROLE_NONE and other lines with a role;
+ * page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
+ * offending line. */
+int router_table_check(const struct route_entry *table, size_t n, struct error *err);
 
 #endif

@@ -68,10 +68,62 @@ static void
 test_table_follows_its_own_rules(void **state)
 {
 	struct error err = {0};
+	const struct route_entry *t;
+	size_t n;
 
 	(void)state;
-	if (router_table_check(&err) != 0)
+	t = router_table(&n);
+	if (router_table_check(t, n, &err) != 0)
 		fail_msg("%s", err.what);
+}
+
+/* router_table_check refuses what the matching could not handle. */
+static void
+assert_table_refused(const struct route_entry *t, size_t n, const char *why)
+{
+	struct error err = {0};
+
+	assert_int_equal(router_table_check(t, n, &err), -1);
+	if (strstr(err.what, why) == NULL)
+		fail_msg("expected '%s', got '%s'", why, err.what);
+}
+
+static void
+test_table_check_refuses_bad_tables(void **state)
+{
+	const struct route_entry unknown_capture[] = {{SURFACE_API_V1, "/v1/{clustr}", ROUTE_GET,
+	                                               ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	const struct route_entry partial_segment[] = {
+	    {SURFACE_API_V1, "/v1/x{node}", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	const struct route_entry no_slash[] = {
+	    {SURFACE_API_V1, "v1", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	const struct route_entry two_names[] = {{SURFACE_API_V1, "/v1/{user}/{token}", ROUTE_GET,
+	                                         ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	const struct route_entry apart[] = {
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
+	    {SURFACE_API_V1, "/v1/b", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
+	    {SURFACE_API_V1, "/v1/a", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	const struct route_entry method_twice[] = {
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET | ROUTE_PUT, ROUTE_CREDENTIALS, ROLE_ADMIN,
+	     api_v1_health_get}};
+	const struct route_entry public_with_role[] = {
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_ADMIN, api_v1_health_get}};
+	const struct route_entry gated_without_role[] = {
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_CREDENTIALS, ROLE_NONE, api_v1_health_get}};
+	const struct route_entry admin_page[] = {
+	    {SURFACE_UI, "/a", ROUTE_GET, ROUTE_PAGE, ROLE_ADMIN, ui_root_page}};
+
+	(void)state;
+	assert_table_refused(unknown_capture, 1, "unknown capture");
+	assert_table_refused(partial_segment, 1, "whole segment");
+	assert_table_refused(no_slash, 1, "starts with neither");
+	assert_table_refused(two_names, 1, "same field");
+	assert_table_refused(apart, 3, "not adjacent");
+	assert_table_refused(method_twice, 2, "a method on two lines");
+	assert_table_refused(public_with_role, 1, "no role");
+	assert_table_refused(gated_without_role, 1, "no role");
+	assert_table_refused(admin_page, 1, "pages let viewers in");
 }
 
 /* --- mounts ------------------------------------------------------------- */
@@ -380,6 +432,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_table_follows_its_own_rules),
+	    cmocka_unit_test(test_table_check_refuses_bad_tables),
 	    cmocka_unit_test(test_probe_reaches_the_cluster_mounted_at_the_path),
 	    cmocka_unit_test(test_probe_takes_head),
 	    cmocka_unit_test(test_mount_of_two_segments_is_matched_whole),
