@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../util/xalloc.h"
 #include "agent.h"
 
 #define AGENT_USER_AGENT "haproxy-agent"
@@ -216,10 +217,7 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		n_closed++;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		h2o_socket_close(sock);
-		return;
-	}
+	c = xcalloc(1, sizeof(*c));
 	c->agent = a;
 	c->sock = sock;
 	sock->data = c;
@@ -233,10 +231,8 @@ struct agent *
 agent_start(h2o_loop_t *loop, int listen_fd, struct engine *engine, struct observe *observe,
             const char *default_node, agent_make_room_fn make_room, void *make_room_arg)
 {
-	struct agent *a = calloc(1, sizeof(*a));
+	struct agent *a = xcalloc(1, sizeof(*a));
 
-	if (a == NULL)
-		abort();
 	a->loop = loop;
 	a->engine = engine;
 	a->observe = observe;

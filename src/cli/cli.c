@@ -20,6 +20,7 @@
 #include "core/limits.h"
 #include "command.h"
 #include "output.h"
+#include "util/xalloc.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
 
@@ -551,6 +552,7 @@ cli_main(int argc, char **argv)
 	char password[PASSWORD_MAX + 2];
 	int first_word = argc, rc;
 
+	json_set_alloc_funcs(xmalloc, free); /* jansson out of memory aborts too (xalloc.h) */
 	memset(&p, 0, sizeof(p));
 	error_clear(&err);
 	p.cli.cluster = "default";
@@ -597,13 +599,8 @@ int
 cli_call(struct cli *cli, const char *method, char *path, json_t *body, struct client_reply *reply,
          struct error *err)
 {
-	int rc;
+	int rc = client_call(&cli->client, method, path, body, reply, err);
 
-	if (path == NULL) {
-		error_set(err, 0, "out of memory");
-		rc = CLI_UNREACHABLE;
-	} else
-		rc = client_call(&cli->client, method, path, body, reply, err);
 	free(path);
 	json_decref(body);
 	return rc;

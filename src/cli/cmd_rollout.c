@@ -36,6 +36,9 @@
 #include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
+#include "util/timefmt.h"
+#include "util/utf8.h"
+#include "util/xalloc.h"
 #include "wait.h"
 
 #define DEFAULT_DRAIN_TIMEOUT_MS (60 * 1000)
@@ -214,18 +217,12 @@ make_id(char *buf, size_t size)
 static void
 clean_reason(char *s)
 {
-	size_t len = strlen(s), i, lead;
-	unsigned char c;
+	size_t len = strlen(s), i;
 
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			s[i] = ' ';
-	for (lead = len; lead > 0 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80; lead--)
-		;
-	if (lead == 0 || (c = (unsigned char)s[lead - 1]) < 0xc0)
-		return;
-	if (len - (lead - 1) < (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u))
-		s[lead - 1] = '\0';
+	s[utf8_complete_length(s, len)] = '\0';
 }
 
 /* "rollout ID: COMMAND", within the API's limit. */
@@ -246,18 +243,16 @@ copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-/* text with every {node} and {address} replaced; malloc'd, NULL when out
- * of memory. Names and addresses are restricted to characters that mean
- * nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
+/* text with every {node} and {address} replaced; malloc'd. Names and addresses are restricted to
+ * characters that mean nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
 static char *
 substitute(const char *text, const char *node, const char *address)
 {
 	size_t size = strlen(text) + 1, used = 0, n;
 	const char *p, *with;
-	char *out, *grown;
+	char *out;
 
-	if ((out = malloc(size)) == NULL)
-		return NULL;
+	out = xmalloc(size);
 	for (p = text; *p != '\0';) {
 		with = NULL;
 		if (strncmp(p, "{node}", 6) == 0)
@@ -269,11 +264,7 @@ substitute(const char *text, const char *node, const char *address)
 			continue;
 		}
 		size += strlen(with);
-		if ((grown = realloc(out, size)) == NULL) {
-			free(out);
-			return NULL;
-		}
-		out = grown;
+		out = xreallocarray(out, size, 1);
 		memcpy(out + used, with, strlen(with));
 		used += strlen(with);
 		p += n;
@@ -301,18 +292,13 @@ make_env(const struct rollout *r, const struct rollout_node *node)
 
 	while (environ[n] != NULL)
 		n++;
-	if ((env = calloc(n + 5, sizeof(*env))) == NULL)
-		return NULL;
+	env = xcalloc(n + 5, sizeof(*env));
 	if (asprintf(&env[0], "CLUSTERMGMT_NODE=%s", node->name) < 0 ||
 	    asprintf(&env[1], "CLUSTERMGMT_ADDRESS=%s",
 	             node->address != NULL ? node->address : "") < 0 ||
 	    asprintf(&env[2], "CLUSTERMGMT_CLUSTER=%s", r->cli->cluster) < 0 ||
-	    asprintf(&env[3], "CLUSTERMGMT_ROLLOUT=%s", r->id) < 0) {
-		for (i = 0; i < 4; i++)
-			free(env[i]);
-		free(env);
-		return NULL;
-	}
+	    asprintf(&env[3], "CLUSTERMGMT_ROLLOUT=%s", r->id) < 0)
+		abort(); /* out of memory */
 	used = 4;
 	for (i = 0; i < n; i++)
 		if (!is_ours(environ[i]))
@@ -358,8 +344,7 @@ select_nodes(struct rollout *r, struct error *err)
 	size_t i;
 	int j;
 
-	if ((r->nodes = calloc(json_array_size(all) + 1, sizeof(*r->nodes))) == NULL)
-		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	r->nodes = xcalloc(json_array_size(all) + 1, sizeof(*r->nodes));
 	if (spec == NULL || strcmp(spec, "all") == 0) {
 		json_array_foreach(all, i, node)
 		{
@@ -370,8 +355,7 @@ select_nodes(struct rollout *r, struct error *err)
 			       CLI_REFUSED;
 		return CLI_OK;
 	}
-	if ((copy = strdup(spec)) == NULL)
-		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	copy = xstrdup(spec);
 	if (spec[0] == '\0' || spec[0] == ',' || spec[strlen(spec) - 1] == ',' ||
 	    strstr(spec, ",,") != NULL)
 		goto bad_list;
@@ -427,9 +411,9 @@ prepare_nodes(struct rollout *r, struct error *err)
 			                 rn->name, r->cli->n_warmup > 0 ? "--warmup" : "{address}",
 			                 rn->name),
 			       CLI_REFUSED;
-		if ((rn->command = substitute(r->exec, rn->name, rn->address)) == NULL ||
-		    (!r->is_dry_run && (rn->env = make_env(r, rn)) == NULL))
-			return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+		rn->command = substitute(r->exec, rn->name, rn->address);
+		if (!r->is_dry_run)
+			rn->env = make_env(r, rn);
 	}
 	return CLI_OK;
 }
@@ -448,19 +432,17 @@ load_plan(struct rollout *r, struct error *err)
 	return prepare_nodes(r, err);
 }
 
+/* "-" for a step not taken, "12.3s" under a minute, else as
+ * duration_format ("4m10s"). */
 static void
 format_duration(int64_t ms, char *buf, size_t size)
 {
 	if (ms < 0)
 		snprintf(buf, size, "-");
 	else if (ms < 60 * 1000)
-		snprintf(buf, size, "%.1fs", seconds(ms));
-	else if (ms >= 3600 * 1000)
-		snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
-		         (long long)(ms % 3600000 / 60000));
+		snprintf(buf, size, "%.1fs", seconds(ms)); /* commands' timings: tenths count */
 	else
-		snprintf(buf, size, "%lldm%02llds", (long long)(ms / 60000),
-		         (long long)(ms % 60000 / 1000));
+		duration_format(ms, buf, size);
 }
 
 static void
@@ -476,8 +458,7 @@ print_plan(const struct rollout *r)
 	format_duration(r->ready_timeout_ms, ready, sizeof(ready));
 	printf("dry run, nothing is changed: rollout of %d node%s in cluster '%s', %d at a time\n",
 	       r->n, r->n == 1 ? "" : "s", r->cli->cluster, r->batch);
-	if ((t = table_new(4, header)) == NULL)
-		return;
+	t = table_new(4, header);
 	for (i = 0; i < r->n; i++) {
 		const char *row[4];
 		snprintf(batch, sizeof(batch), "%d", i / r->batch + 1);
@@ -654,10 +635,8 @@ get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
 	long status = 0;
 	CURLcode cc;
 
-	if (h == NULL) {
-		snprintf(why, size, "out of memory");
-		return 0;
-	}
+	if (h == NULL)
+		abort(); /* out of memory */
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_NOPROXY, "*"); /* node addresses are direct */
@@ -886,8 +865,7 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 	int i;
 
 	fputc('\n', r->progress);
-	if ((t = table_new(7, header)) == NULL)
-		return;
+	t = table_new(7, header);
 	for (i = 0; i < r->n; i++) {
 		const struct rollout_node *n = &r->nodes[i];
 		const char *row[7];

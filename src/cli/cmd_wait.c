@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "command.h"
+#include "util/xalloc.h"
 #include "wait.h"
 
 static int
@@ -79,8 +80,7 @@ cmd_wait(struct cli *cli, int nargs, char **args, struct error *err)
 	    (rc = cli_check_args(nargs, 1, -1, usage, err)) != 0 ||
 	    (rc = parse_args(cli, &a, err)) != 0)
 		return rc;
-	if ((nodes = calloc((size_t)nargs, sizeof(*nodes))) == NULL)
-		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	nodes = xcalloc((size_t)nargs, sizeof(*nodes));
 	for (i = 0; i < nargs; i++)
 		nodes[i].name = args[i];
 	rc = wait_for_nodes(cli, nodes, nargs, &a, print_done, cli, err);

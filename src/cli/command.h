@@ -97,8 +97,8 @@ struct subcommand {
 int cli_dispatch(struct cli *cli, const char *group, const struct subcommand *subs, size_t n,
                  int nargs, char **args, struct error *err);
 
-/* Calls the server (client_call) and takes ownership of path and body,
- * which may be NULL for "out of memory" (path) or "no body". */
+/* Calls the server (client_call) and takes ownership of path and body
+ * (body NULL for none). */
 int cli_call(struct cli *cli, const char *method, char *path, json_t *body,
              struct client_reply *reply, struct error *err);
 

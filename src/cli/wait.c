@@ -196,9 +196,8 @@ fetch_node(struct cli *cli, const char *name, const struct wait_args *a, json_t 
 	char *path = client_path("v1", "clusters", cli->cluster, "nodes", name, NULL), *query;
 	int rc;
 
-	if (path == NULL ||
-	    asprintf(&query, "%s?window=%lld", path, (long long)(a->window_ms + 999) / 1000) < 0)
-		query = NULL;
+	if (asprintf(&query, "%s?window=%lld", path, (long long)(a->window_ms + 999) / 1000) < 0)
+		abort(); /* out of memory */
 	free(path);
 	if ((rc = cli_call(cli, "GET", query, NULL, reply, err)) != CLI_OK)
 		return rc;

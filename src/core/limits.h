@@ -33,10 +33,6 @@
 #define TTL_MAX_SECONDS (30LL * 24 * 3600) /* a status TTL: 1 s to 30 days (changeset.c) */
 #define CLUSTER_NODES_MAX 10000            /* nodes in one cluster */
 
-/* Characters of the UTF-8 text s[0..bytes): every byte that is not a
- * continuation byte starts one. The text is assumed valid UTF-8. */
-size_t utf8_length(const char *s, size_t bytes);
-
 /* 0 when password (NUL-terminated) is PASSWORD_MIN to PASSWORD_MAX
  * bytes; else -1 with err (400) saying so. */
 int password_check_length(const char *password, struct error *err);

@@ -170,7 +170,6 @@ const struct node *cluster_find_node(const struct cluster *c, const char *name, 
 struct node *cluster_find_node_mut(struct cluster *c, const char *name);
 const struct user *model_find_user(const struct model *m, const char *name);
 const struct token *model_find_token(const struct model *m, const char *id);
-const struct token *model_find_token_by_hash(const struct model *m, const char *hash);
 
 /* Number of nodes with status online. */
 size_t cluster_count_online(const struct cluster *c);
@@ -206,11 +205,6 @@ int model_remove_cluster(struct model *m, const char *name, const struct actor *
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
                           const struct actor *who, int64_t now, struct audit_log *audit,
                           struct error *err);
-/* The same, with the n names packed one after another, each terminated by
- * a NUL (the form a job carries them in across threads). */
-int cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n,
-                                 const struct actor *who, int64_t now, struct audit_log *audit,
-                                 struct error *err);
 /* Adds a node (online) or updates address/check of an existing one. A NULL
  * address/check leaves it as it is; "" clears it. Invalid name, address
  * (node_address_is_valid) or check (node_check_is_valid) -> 400; a new

@@ -167,10 +167,8 @@ reader_moved(struct engine *e)
 static void
 publish(struct engine *e, struct model *next)
 {
-	struct retired *r = calloc(1, sizeof(*r));
+	struct retired *r = xcalloc(1, sizeof(*r));
 
-	if (r == NULL)
-		abort();
 	r->model = atomic_exchange(&e->current, next);
 	r->tag = atomic_fetch_add(&e->gp, 1) + 1;
 	if (e->retired_tail != NULL)
@@ -420,11 +418,9 @@ prepare_model(struct engine *e, struct model *m, struct error *err)
 struct engine *
 engine_start(struct store *store, struct error *err)
 {
-	struct engine *e = calloc(1, sizeof(*e));
+	struct engine *e = xcalloc(1, sizeof(*e));
 	struct model *m = NULL;
 
-	if (e == NULL)
-		abort();
 	e->store = store;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);

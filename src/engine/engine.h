@@ -18,9 +18,10 @@
  *
  * TTL expiry is a command too (COMMAND_EXPIRE), applied the same way.
  *
- * Slow work that only reads (argon2id password checks) runs on a second,
- * "side" thread in the same way, so that a burst of logins cannot hold up
- * durable writes.
+ * Slow work runs on a second, "side" thread, so that a burst of logins
+ * cannot hold up durable writes: read jobs (argon2id password checks),
+ * and the preparation of a command that needs it (hashing a new user's
+ * password) before the command goes on to the engine thread.
  *
  * Snapshot lifetime (a small RCU, "quiescent-state based" with online
  * and offline readers as in liburcu's QSBR flavour): engine_snapshot()

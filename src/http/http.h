@@ -6,7 +6,8 @@
  * for what only the router calls (probe.h, compat.h, api_v1.h, ui.h);
  * the path table is router.h's. One header for the shared part rather
  * than request.h + reply.h: every surface needs all of it, and a reply
- * is always about a request.
+ * is always about a request. Authentication has its own header, auth.h,
+ * included here.
  *
  * Threading: every function here runs on the worker thread that owns the
  * request. A struct request lives in the h2o request's memory pool; when
@@ -68,6 +69,7 @@ struct request {
 	/* auth.c's own, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
+	struct auth_attempt *auth_attempt; /* a password check under way */
 };
 
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
@@ -110,39 +112,9 @@ void request_wait_for_change(struct request *r, const char *cluster, int64_t aft
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
 
-/* --- auth.c --------------------------------------------------------- */
+/* --- auth.c: see auth.h ---------------------------------------------- */
 
-/* Authenticates r (Basic, Bearer, or the web session cookie when
- * allow_session) and calls then(r) when r->role >= min_role. Otherwise
- * replies 401 (with WWW-Authenticate; delayed for an address with recent
- * failures) or 403 itself. May finish asynchronously. */
-void auth_require(struct request *r, enum role min_role, int allow_session, request_handler then);
-
-/* Creates a token secret for id; fills token (the string the user gets,
- * "cmt_<id>_<secret>") and hash_hex (what is stored). */
-void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
-                    size_t hash_size);
-
-/* auth_basic.c: decodes the credentials of "Authorization: Basic B64" (b64[0..len) is
- * what follows "Basic ") into user and password, NUL-terminated. Returns
- * 0, or -1 when they are malformed (not base64, no ':', a NUL byte) or do
- * not fit (a user name of user_size or more bytes, a password of
- * password_size or more; at most NODE_NAME_MAX and PASSWORD_MAX bytes
- * are ever accepted). */
-int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
-                      size_t password_size);
-
-/* The user whose password this is, or NULL. An unknown user costs the
- * same time as a known one, so timing does not tell which names exist.
- * Slow (argon2id): call it from a side job (engine_job.is_side). */
-const struct user *auth_verify_password(const struct model *m, const char *user,
-                                        const char *password);
-
-/* Guessing, for the web page's login form (which checks passwords in its
- * own engine job): the delay (ms) an attempt from r's address must wait
- * now, and recording an attempt's outcome; counted together with Basic. */
-int64_t auth_failure_delay_ms(struct request *r);
-void auth_failure_note(struct request *r, int is_failure);
+#include "auth.h"
 
 /* --- reply.c -------------------------------------------------------- */
 
@@ -164,13 +136,6 @@ void reply_redirect(struct request *r, int status, const char *location);
 /* Parses the request body as a JSON object (at most BODY_MAX bytes).
  * Returns NULL and fills err (400 or 413) otherwise. Caller decrefs. */
 json_t *request_json_body(struct request *r, struct error *err);
-
-/* --- ui_session.c ----------------------------------------------------- */
-
-/* Identifies r by the web page's session cookie: fills r->role, r->who
- * and r->is_session and returns 1, or returns 0 when there is no valid
- * session. Synchronous. */
-int ui_session_identify(struct request *r);
 
 /* form.c: application/x-www-form-urlencoded and multipart/form-data. */
 /* Copies the decoded value of field name from the request body into a

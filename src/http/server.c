@@ -41,6 +41,7 @@
 #include "../observe/observe.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "router.h"
 #include "server_internal.h"
 
@@ -156,10 +157,8 @@ request_dispose(void *p)
 static struct pending *
 pending_new(struct request *r)
 {
-	struct pending *pd = calloc(1, sizeof(*pd));
+	struct pending *pd = xcalloc(1, sizeof(*pd));
 
-	if (pd == NULL)
-		abort();
 	pd->r = r;
 	pd->worker = r->worker;
 	r->pending = pd;
@@ -179,10 +178,8 @@ pending_finish(struct pending *pd)
 struct engine_job *
 request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 {
-	struct engine_job *job = calloc(1, sizeof(*job) + data_size);
+	struct engine_job *job = xcalloc(1, sizeof(*job) + data_size);
 
-	if (job == NULL)
-		abort();
 	job->run = fn;
 	job->data = job + 1;
 	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
@@ -632,9 +629,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
 	w->n_listeners = s->opts.n_listens;
-	w->listeners = calloc(w->n_listeners, sizeof(*w->listeners));
-	if (w->listeners == NULL)
-		abort();
+	w->listeners = xcalloc(w->n_listeners, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
 		int fd = dup(s->opts.listens[i].fd);
 		if (fd == -1)
@@ -711,9 +706,7 @@ server_start(struct server *s, struct error *err)
 	handler = h2o_create_handler(path, sizeof(*handler));
 	handler->on_req = on_req;
 
-	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
-	if (s->workers == NULL)
-		abort();
+	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
 	pthread_barrier_init(&s->ready, NULL, (unsigned)s->n_workers + 1);
 	for (i = 0; i < s->n_workers; i++) {
 		s->workers[i].id = i;

@@ -31,6 +31,7 @@
 
 #include <curl/curl.h>
 
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "ui.h"
 
@@ -85,39 +86,22 @@ ui_logout_form(struct request *r, const struct route *rt)
 
 /* --- gates --------------------------------------------------------------- */
 
-/* Percent-encodes everything but unreserved characters and '/'. */
-static void
-url_encode(const char *s, size_t len, char *out, size_t size)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t i, o = 0;
-
-	for (i = 0; i < len && o + 4 < size; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	out[o] = '\0';
-}
-
 static void
 redirect_to_login(struct request *r)
 {
-	char next[NEXT_MAX], location[NEXT_MAX * 3 + 32];
+	char next[NEXT_MAX], location[NEXT_MAX * 3 + 32], *escaped;
 	int n = snprintf(next, sizeof(next), "%.*s%s%.*s", (int)r->path.len, r->path.base,
 	                 r->query.len ? "?" : "", (int)r->query.len, r->query.base);
 
 	if (n < 0 || (size_t)n >= sizeof(next))
 		snprintf(next, sizeof(next), "%.*s", (int)r->path.len, r->path.base);
-	snprintf(location, sizeof(location), "/login?next=");
-	url_encode(next, strlen(next), location + strlen(location),
-	           sizeof(location) - strlen(location));
+	/* Everything but unreserved characters is percent-encoded, '/' too;
+	 * the login page decodes it. The handle argument is unused since
+	 * curl 7.82; NULL means out of memory. */
+	if ((escaped = curl_easy_escape(NULL, next, 0)) == NULL)
+		abort();
+	snprintf(location, sizeof(location), "/login?next=%s", escaped);
+	curl_free(escaped);
 	reply_redirect(r, 303, location);
 }
 
@@ -251,26 +235,6 @@ ui_reply_message(struct request *r, int status, const char *title, const char *t
 
 /* --- forms --------------------------------------------------------------- */
 
-static char *
-field_decode(const char *p, size_t n)
-{
-	char *plus = xstrndup(p, n), *decoded, *out = NULL;
-	int len = 0;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (plus[i] == '+')
-			plus[i] = ' ';
-	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
-	free(plus);
-	if (decoded == NULL)
-		return NULL;
-	if (memchr(decoded, '\0', (size_t)len) == NULL)
-		out = xstrndup(decoded, (size_t)len);
-	curl_free(decoded);
-	return out;
-}
-
 int
 ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const char *value),
               void *arg)
@@ -287,7 +251,7 @@ ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const c
 
 		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq ? eq + 1 : stop;
-			char *value = field_decode(v, (size_t)(stop - v));
+			char *value = url_form_decode(v, (size_t)(stop - v));
 			if (value == NULL)
 				return -1;
 			fn(arg, value);

@@ -2,8 +2,9 @@
  * ui.h - the web page: its handlers, which the router's table names
  * (router.c: the page's paths, their methods, gates and roles), the gates
  * the router runs for them (ui_page_auth, ui_post_guard), and what the
- * page's own files share. The other surfaces see only ui_session_identify
- * (http.h), which authentication asks.
+ * page's own files share. Authentication reaches the page's sessions only
+ * through the hook serve.c plugs ui_session_identify into
+ * (auth_set_session_source, auth.h).
  *
  *   ui.c          the page's 405, {mount}/manage_main, the sign-in gate for pages,
  *                 the page frame (header, navigation, footer), message
@@ -69,8 +70,6 @@ void ui_reply_html(struct request *r, int status, struct ui_buf *b);
 
 /* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
 const char *ui_time(int64_t ms, char *buf, size_t size);
-/* "4m 10s", "2h 5m", "3d 4h" into buf; "" for 0 (never). */
-const char *ui_duration(int64_t ms, char *buf, size_t size);
 
 /* --- ui.c: the frame, gates and forms ----------------------------------- */
 
@@ -137,6 +136,11 @@ void ui_reply_method_not_allowed(struct request *r, const char *allow);
 
 /* --- ui_session.c ------------------------------------------------------- */
 
+/* The web page's sessions, an auth_session_fn (auth.h) that serve.c
+ * plugs into authentication: fills r->role, r->who and r->is_session
+ * from the session cookie and returns 1, or returns 0 when there is no
+ * valid session. Synchronous. */
+int ui_session_identify(struct request *r);
 /* Fills token with the CSRF token of r's session; returns -1 (token "")
  * when r has no session cookie. */
 int ui_csrf_token(struct request *r, char token[UI_CSRF_SIZE]);

@@ -108,7 +108,7 @@ time_ago(int64_t at, int64_t now, char *buf, size_t size)
 {
 	char d[40];
 
-	snprintf(buf, size, "%s ago", ui_duration(now - at > 1 ? now - at : 1, d, sizeof(d)));
+	snprintf(buf, size, "%s ago", duration_format(now - at > 1 ? now - at : 1, d, sizeof(d)));
 	return buf;
 }
 
@@ -232,16 +232,16 @@ node_row(struct ui_buf *b, const struct node *n, const struct observe_node_view 
 		          "balancers are told the node is down\">down<span class=\"vh\"> (check "
 		          "failing)</span></span>");
 	check_state(b, n, v, now);
-	ui_printf(b,
-	          "</div></td><td class=\"c-reason\" data-label=\"Reason\">%s</td>"
-	          "<td class=\"c-by\" data-label=\"Changed by\">%s</td>"
-	          "<td class=\"c-since\" data-label=\"Since\"><time datetime=\"%s\">%s</time></td>"
-	          "<td class=\"c-exp\" data-label=\"Expires in\" data-expires=\"%L\">%s</td>",
-	          n->reason, n->changed_by,
-	          n->changed_at ? time_format_rfc3339(n->changed_at, since_iso, sizeof(since_iso))
-	                        : "",
-	          ui_time(n->changed_at, since, sizeof(since)), n->expires_at,
-	          n->expires_at ? ui_duration(n->expires_at - now, expires, sizeof(expires)) : "");
+	ui_printf(
+	    b,
+	    "</div></td><td class=\"c-reason\" data-label=\"Reason\">%s</td>"
+	    "<td class=\"c-by\" data-label=\"Changed by\">%s</td>"
+	    "<td class=\"c-since\" data-label=\"Since\"><time datetime=\"%s\">%s</time></td>"
+	    "<td class=\"c-exp\" data-label=\"Expires in\" data-expires=\"%L\">%s</td>",
+	    n->reason, n->changed_by,
+	    n->changed_at ? time_format_rfc3339(n->changed_at, since_iso, sizeof(since_iso)) : "",
+	    ui_time(n->changed_at, since, sizeof(since)), n->expires_at,
+	    n->expires_at ? duration_format(n->expires_at - now, expires, sizeof(expires)) : "");
 	probes_cell(b, v, now);
 	if (can_change)
 		ui_printf(b,

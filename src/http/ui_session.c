@@ -8,6 +8,10 @@
  * the store. A session is a 256-bit random id (libsodium randombytes)
  * sent as the cookie cm_session (HttpOnly, SameSite=Strict, Secure under
  * HTTPS) and lives SESSION_TTL_MS from sign-in, not extended by use.
+ * A user holds at most SESSIONS_PER_USER: signing in once more ends
+ * their own oldest session. Nobody's session is ever taken for another
+ * user's: when every slot is live, signing in is refused (503) until
+ * sessions expire or end.
  *
  * A session remembers only the user name and a tag of the user record
  * (BLAKE2b of the password hash and the creation time). Every request
@@ -15,10 +19,10 @@
  * now, and a removed user, a re-created one or a changed password ends
  * the session at once.
  *
- * Signing in checks the password with argon2id, which is slow on purpose,
- * so it runs as a read job on the engine thread, never on a worker; an
- * unknown user costs the same as a wrong password. Failures are counted
- * and slowed down per address exactly like HTTP Basic (auth.c).
+ * Signing in checks the password through auth_check_password (auth.c),
+ * the same check as HTTP Basic: the same queue, bounds, failure counting
+ * and slow-down. The page plugs its sessions into authentication with
+ * auth_set_session_source (see serve.c), so auth.c knows nothing of it.
  *
  * CSRF: every form carries a token that is a keyed BLAKE2b of the session
  * id (key random per process), compared in constant time. Origin, or
@@ -37,6 +41,7 @@
 #include "ui.h"
 
 #define SESSION_SLOTS 1024
+#define SESSIONS_PER_USER 10
 #define SESSION_TTL_MS (12LL * 3600 * 1000)
 #define SESSION_ID_BYTES 32
 #define SESSION_ID_TEXT 44 /* base64url without padding of 32 bytes, + NUL */
@@ -93,36 +98,51 @@ slot_find(const unsigned char id[SESSION_ID_BYTES])
 	return NULL;
 }
 
-/* A free or expired slot, else the one that would expire first. */
+/* The slot for a new session of user: the oldest of user's own when they
+ * have SESSIONS_PER_USER already, else a free or expired one; NULL when
+ * every slot holds someone else's live session (never taken from them).
+ * Caller holds the lock. */
 static struct session *
-slot_take(int64_t now)
+slot_take(const char *user, int64_t now)
 {
-	struct session *best = &sessions.slots[0];
+	struct session *free_slot = NULL, *oldest = NULL;
 	size_t i;
+	int n = 0;
 
 	for (i = 0; i < SESSION_SLOTS; i++) {
 		struct session *s = &sessions.slots[i];
-		if (s->expires_at <= now)
-			return s;
-		if (s->expires_at < best->expires_at)
-			best = s;
+		if (s->expires_at <= now) {
+			if (free_slot == NULL)
+				free_slot = s;
+			continue;
+		}
+		if (strcmp(s->user, user) != 0)
+			continue;
+		n++;
+		if (oldest == NULL || s->expires_at < oldest->expires_at)
+			oldest = s;
 	}
-	return best;
+	return n >= SESSIONS_PER_USER ? oldest : free_slot;
 }
 
-static void
+/* Returns 0 with id filled, or -1 when the table is full. */
+static int
 session_create(const char *user, const unsigned char tag[32], unsigned char id[SESSION_ID_BYTES])
 {
 	struct session *s;
+	int64_t now = time_now_ms();
 
 	randombytes_buf(id, SESSION_ID_BYTES);
 	pthread_mutex_lock(&sessions_lock);
-	s = slot_take(time_now_ms());
-	memcpy(s->id, id, SESSION_ID_BYTES);
-	snprintf(s->user, sizeof(s->user), "%s", user);
-	memcpy(s->tag, tag, 32);
-	s->expires_at = time_now_ms() + SESSION_TTL_MS;
+	s = slot_take(user, now);
+	if (s != NULL) {
+		memcpy(s->id, id, SESSION_ID_BYTES);
+		snprintf(s->user, sizeof(s->user), "%s", user);
+		memcpy(s->tag, tag, 32);
+		s->expires_at = now + SESSION_TTL_MS;
+	}
 	pthread_mutex_unlock(&sessions_lock);
+	return s != NULL ? 0 : -1;
 }
 
 static void
@@ -363,102 +383,62 @@ ui_login_page(struct request *r)
 	login_render(r, 200, next, NULL, NULL);
 }
 
-struct login_job {
-	char user[NODE_NAME_MAX + 1];
-	char password[PASSWORD_MAX + 1];
-	/* result */
-	int is_valid;
-	unsigned char tag[32];
-};
-
-/* Side thread: the slow part. */
-static int
-login_verify(struct engine_tx *tx, struct engine_job *job, struct error *err)
-{
-	struct login_job *a = job->data;
-	const struct user *u = auth_verify_password(tx->model, a->user, a->password);
-
-	(void)err;
-	a->is_valid = u != NULL;
-	if (a->is_valid)
-		user_tag(u, a->tag);
-	sodium_memzero(a->password, sizeof(a->password));
-	return 0;
-}
-
+/* The verdict of the one password check (auth.c). */
 static void
-login_job_wipe(void *data)
+login_checked(struct request *r, const struct auth_verdict *v)
 {
-	sodium_memzero(data, sizeof(struct login_job));
-}
+	unsigned char id[SESSION_ID_BYTES], tag[32];
+	char *next = ui_field(r, "next"), *user = ui_field(r, "user");
 
-static void
-login_done(struct request *r, struct engine_job *job)
-{
-	struct login_job *a = job->data;
-	unsigned char id[SESSION_ID_BYTES];
-	char *next = ui_field(r, "next");
-
-	if (job->rc != 0) {
-		login_render(r, 503, next, a->user, "The server is stopping; try again shortly.");
+	if (v->status != 200) {
+		if (v->status == 429 || v->status == 503)
+			ui_header(r, "retry-after", "5");
+		login_render(r, v->status, next, user, v->problem);
 		goto done;
 	}
-	if (!a->is_valid) {
-		log_kv(LOG_WARN, "authentication failed", "from", r->address, "via", "login form",
-		       NULL);
-		auth_failure_note(r, 1);
-		login_render(r, 401, next, a->user, "The user name or the password is wrong.");
+	user_tag(v->user, tag);
+	if (session_create(v->user->name, tag, id) != 0) {
+		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
+		       v->user->name, "from", r->address, NULL);
+		login_render(r, 503, next, user,
+		             "Too many people are signed in right now; try again later, "
+		             "or use the API with a token.");
 		goto done;
 	}
-	auth_failure_note(r, 0);
-	session_create(a->user, a->tag, id);
-	log_kv(LOG_INFO, "signed in", "user", a->user, "from", r->address, NULL);
+	log_kv(LOG_INFO, "signed in", "user", v->user->name, "from", r->address, NULL);
 	cookie_set(r, id);
 	sodium_memzero(id, sizeof(id));
 	reply_redirect(r, 303, next_is_safe(next) ? next : "/");
 done:
 	free(next);
-}
-
-/* After the guessing delay: read the form and queue the check. */
-static void
-login_check(struct request *r)
-{
-	char *user = ui_field(r, "user"), *password = ui_field(r, "password");
-	struct engine_job *job;
-	struct login_job *a;
-
-	if (user == NULL || password == NULL || user[0] == '\0' || strlen(user) > NODE_NAME_MAX ||
-	    strlen(password) > PASSWORD_MAX) {
-		char *next = ui_field(r, "next");
-		login_render(r, 400, next, NULL, "Enter a user name and a password.");
-		free(next);
-		goto done;
-	}
-	job = request_job_new(r, login_verify, sizeof(*a));
-	job->is_side = 1;
-	job->free_data = login_job_wipe;
-	a = job->data;
-	snprintf(a->user, sizeof(a->user), "%s", user);
-	snprintf(a->password, sizeof(a->password), "%s", password);
-	request_job_submit(r, job, login_done);
-done:
-	if (password != NULL)
-		sodium_memzero(password, strlen(password));
 	free(user);
-	free(password);
 }
 
 void
 ui_login_post(struct request *r)
 {
+	char *user, *password;
+
 	if (!ui_origin_is_same(r)) {
 		ui_reply_message(r, 403, "Refused",
 		                 "This sign-in came from another site. Nothing was changed.",
 		                 "/login", "Sign in here");
 		return;
 	}
-	request_after(r, auth_failure_delay_ms(r), login_check);
+	user = ui_field(r, "user");
+	password = ui_field(r, "password");
+	if (user == NULL || password == NULL || user[0] == '\0' || strlen(user) > NODE_NAME_MAX ||
+	    strlen(password) > PASSWORD_MAX) {
+		char *next = ui_field(r, "next");
+		login_render(r, 400, next, NULL, "Enter a user name and a password.");
+		free(next);
+	} else {
+		auth_check_password(r, user, password, login_checked);
+	}
+	if (password != NULL)
+		sodium_memzero(password, strlen(password));
+	free(user);
+	free(password);
 }
 
 void

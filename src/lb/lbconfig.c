@@ -20,11 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/timefmt.h"
+#include "../util/url.h"
 #include "lbconfig.h"
 
 #define PROBE_URL_DEFAULT "{mount}?node={node}"
 #define PROBE_URL_MAX 512
-#define VARNISH_WINDOW_MAX 64 /* Varnish keeps 64 probe results */
 #define COUNT_MAX 32
 #define TIMEOUT_MAX_MS (60 * 1000)
 #define INTERVAL_MAX_MS (3600 * 1000)
@@ -193,17 +194,6 @@ check_nodes(const struct lb_options *o, const struct lb_node *nodes, size_t n, s
 
 /* --- writing helpers -------------------------------------------------- */
 
-/* A duration as the load balancers write it: "2s" or "500ms". */
-static const char *
-duration(int ms, char *buf, size_t size)
-{
-	if (ms % 1000 == 0)
-		snprintf(buf, size, "%ds", ms / 1000);
-	else
-		snprintf(buf, size, "%dms", ms);
-	return buf;
-}
-
 /* Writes the probe URL for one node; node NULL writes HAProxy's
  * per-server %[srv_name] instead of a name. */
 static void
@@ -224,24 +214,6 @@ write_probe_url(FILE *f, const struct lb_options *o, const char *node)
 		} else
 			fputc(*s++, f);
 	}
-}
-
-/* Splits "host:port" / "[v6]:port" into host (without brackets) and port. */
-static void
-split_address(const char *address, char *host, size_t size, const char **port)
-{
-	const char *colon = strrchr(address, ':');
-	size_t len = (size_t)(colon - address);
-
-	if (address[0] == '[') {
-		address++;
-		len -= 2;
-	}
-	if (len >= size)
-		len = size - 1;
-	memcpy(host, address, len);
-	host[len] = '\0';
-	*port = colon + 1;
 }
 
 /* The VCL identifier of a node or cluster (see the top comment). */
@@ -276,7 +248,7 @@ static void
 write_varnish(FILE *f, const struct lb_options *o, const struct lb_node *nodes, size_t n)
 {
 	char host[256], interval[32], timeout[32];
-	const char *port;
+	int port, is_v6;
 	size_t i;
 
 	write_header(f, "#", "varnish", o);
@@ -294,13 +266,13 @@ write_varnish(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 	        strchr(o->listen, ':') == NULL ? ":" : "",
 	        strncmp(o->listen, "*:", 2) == 0 ? o->listen + 1 : o->listen);
 	for (i = 0; i < n; i++) {
-		split_address(nodes[i].address, host, sizeof(host), &port);
+		hostport_split(nodes[i].address, host, sizeof(host), &port, &is_v6); /* checked */
 		fputs("\nbackend ", f);
 		write_vcl_name(f, "node_", nodes[i].name);
 		fprintf(f,
 		        " {\n"
 		        "    .host = \"%s\";\n"
-		        "    .port = \"%s\";\n"
+		        "    .port = \"%d\";\n"
 		        "    .probe = {\n"
 		        "        .request = \"GET ",
 		        host, port);
@@ -318,9 +290,10 @@ write_varnish(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 		        "        .initial = %d;\n"
 		        "    }\n"
 		        "}\n",
-		        nodes[i].address, duration(o->interval_ms, interval, sizeof(interval)),
-		        duration(o->timeout_ms, timeout, sizeof(timeout)), o->rise + o->fall - 1,
-		        o->rise, o->rise - 1);
+		        nodes[i].address,
+		        duration_format_config(o->interval_ms, interval, sizeof(interval)),
+		        duration_format_config(o->timeout_ms, timeout, sizeof(timeout)),
+		        o->rise + o->fall - 1, o->rise, o->rise - 1);
 	}
 	fputs("\nsub vcl_init {\n    new ", f);
 	write_vcl_name(f, "cluster_", o->cluster);
@@ -368,8 +341,8 @@ write_haproxy(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 	char interval[32], timeout[32];
 	size_t i;
 
-	duration(o->interval_ms, interval, sizeof(interval));
-	duration(o->timeout_ms, timeout, sizeof(timeout));
+	duration_format_config(o->interval_ms, interval, sizeof(interval));
+	duration_format_config(o->timeout_ms, timeout, sizeof(timeout));
 	write_header(f, "#", "haproxy", o);
 	fputs("#\n# Needs HAProxy 2.2 or later. Each server is checked with\n#   GET ", f);
 	write_probe_url(f, o, "NAME");

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "../util/utf8.h"
+#include "../util/xalloc.h"
 #include "observe.h"
 
 #define BUCKETS 4096
@@ -116,11 +117,9 @@ observe_protocol_name(enum observe_protocol p)
 struct observe *
 observe_new(void)
 {
-	struct observe *o = calloc(1, sizeof(*o));
+	struct observe *o = xcalloc(1, sizeof(*o));
 	int i;
 
-	if (o == NULL)
-		abort();
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&o->locks[i], NULL);
 	return o;
@@ -198,8 +197,7 @@ entry_get(struct observe *o, uint64_t hash, const char *cluster, const char *nod
 		return e;
 	if (strlen(cluster) > NODE_NAME_MAX || node_len > NODE_NAME_MAX)
 		return NULL;
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		abort();
+	e = xcalloc(1, sizeof(*e));
 	e->hash = hash;
 	memcpy(e->cluster, cluster, strlen(cluster) + 1);
 	memcpy(e->node, node, node_len);
@@ -251,10 +249,7 @@ client_slot(struct entry *e, const struct observe_client *who, const char *ua, i
 	}
 	if (e->n_clients == e->cap_clients && e->cap_clients < OBSERVE_CLIENTS_MAX) {
 		size_t cap = e->cap_clients == 0 ? CLIENTS_FIRST : e->cap_clients * 2;
-		struct client *grown = realloc(e->clients, cap * sizeof(*grown));
-		if (grown == NULL)
-			abort();
-		e->clients = grown;
+		e->clients = xreallocarray(e->clients, cap, sizeof(*e->clients));
 		e->cap_clients = cap;
 		oldest = NULL;
 	}
@@ -377,26 +372,6 @@ observe_node_view(struct observe *o, const char *cluster, const char *node, int6
 	pthread_mutex_unlock(lock);
 	qsort(out->clients, out->n_clients, sizeof(out->clients[0]), client_view_cmp);
 	return e != NULL;
-}
-
-int
-observe_check_state(struct observe *o, const char *cluster, const char *node,
-                    struct observe_check *out)
-{
-	size_t len = strlen(node);
-	uint64_t hash = key_hash(cluster, node, len);
-	pthread_mutex_t *lock = lock_for(o, hash);
-	struct entry *e;
-	int has_check = 0;
-
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(lock);
-	if ((e = entry_find(o, hash, cluster, node, len)) != NULL && e->has_check) {
-		*out = e->check;
-		has_check = 1;
-	}
-	pthread_mutex_unlock(lock);
-	return has_check;
 }
 
 void

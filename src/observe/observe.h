@@ -122,11 +122,6 @@ enum observe_answer observe_answer_probe(struct observe *o, const char *cluster,
 int observe_node_view(struct observe *o, const char *cluster, const char *node, int64_t changed_at,
                       int64_t since, struct observe_node_view *out);
 
-/* The node's check state into *out; returns 1, or 0 when the node has no
- * check (or none has run yet). For the web page and `status`. */
-int observe_check_state(struct observe *o, const char *cluster, const char *node,
-                        struct observe_check *out);
-
 /* Publishes (check.c) or forgets (the check was removed) a node's check
  * state. */
 void observe_check_set(struct observe *o, const char *cluster, const char *node,

@@ -128,7 +128,8 @@ def test_password_under_the_minimum_is_refused_and_the_minimum_works(d, cm):
 
 
 def test_admin_password_file_at_the_limit_starts_and_signs_in(tmp_path, cm_bin):
-    daemon = Daemon(tmp_path, bin_path=cm_bin, start=False)
+    # an empty store: the admin must come from the file, not a template
+    daemon = Daemon(tmp_path, bin_path=cm_bin, start=False, template=False)
     daemon.password = "p" * PASSWORD_MAX
     daemon.pw_file.write_text(daemon.password + "\n")
     try:

@@ -14,7 +14,7 @@ def node_doc(d, name, window=None, cluster="default"):
     path = "/v1/clusters/%s/nodes/%s" % (cluster, name)
     if window is not None:
         path += "?window=%s" % window
-    r = d.get(path, auth=d.admin)
+    r = d.get(path, auth=d.as_admin)
     assert r.status_code == 200, r.text
     return r.json()["node"]
 
@@ -143,7 +143,7 @@ def test_window_leaves_out_clients_not_seen_recently(nodes):
 
 @pytest.mark.parametrize("bad", ["-1", "abc", "601"])
 def test_bad_window_is_400(nodes, bad):
-    r = nodes.get("/v1/clusters/default/nodes/zope1?window=" + bad, auth=nodes.admin)
+    r = nodes.get("/v1/clusters/default/nodes/zope1?window=" + bad, auth=nodes.as_admin)
     assert r.status_code == 400, r.text
 
 

@@ -324,13 +324,14 @@ test_sweep_keeps_check_state(void **state)
 {
 	struct observe *o = observe_new();
 	struct observe_check up = {.is_up = 1, .last_at = T0, .consecutive = 1};
-	struct observe_check got;
+	struct observe_node_view got;
 
 	(void)state;
 	observe_check_set(o, "default", "a", &up);
 	observe_sweep(o, T0 + 3 * OBSERVE_FORGET_MS);
-	assert_int_equal(observe_check_state(o, "default", "a", &got), 1);
-	assert_int_equal(got.is_up, 1);
+	assert_int_equal(observe_node_view(o, "default", "a", T0, 0, &got), 1);
+	assert_int_equal(got.has_check, 1);
+	assert_int_equal(got.check.is_up, 1);
 	observe_free(o);
 }
 

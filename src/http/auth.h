@@ -1,0 +1,85 @@
+/*
+ * auth.h - who is asking (auth.c, auth_basic.c): Basic and Bearer
+ * credentials, the one password check every surface uses, the slow-down
+ * of guessing, and the hook the web page's sessions plug into.
+ *
+ * Every function here runs on the worker thread that owns the request,
+ * unless it says otherwise. http.h includes this header.
+ */
+#ifndef CM_AUTH_H
+#define CM_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/model.h"
+
+struct request;
+struct auth_state;
+
+/* Authenticates r (Basic, Bearer, or the session source when
+ * allow_session) and calls then(r) when r->role >= min_role. Otherwise
+ * replies itself: 401 (with WWW-Authenticate), 403 (role too low), or 429
+ * / 503 when the password check queue is full (docs/API.md,
+ * "Authentication"). May finish asynchronously. */
+void auth_require(struct request *r, enum role min_role, int allow_session,
+                  void (*then)(struct request *r));
+
+/* --- the password check -------------------------------------------------- */
+
+/* The outcome of auth_check_password. */
+struct auth_verdict {
+	int status;              /* 200 the password is right; 401 wrong (or no
+	                            such user); 429 too many checks from this
+	                            address; 503 too many overall, or stopping */
+	const char *problem;     /* when not 200: a sentence for the client */
+	const struct user *user; /* when 200: the user as verified; valid
+	                            during the call only */
+};
+
+typedef void (*auth_checked_fn)(struct request *r, const struct auth_verdict *v);
+
+/* Checks user's password (at most PASSWORD_MAX bytes, core/limits.h)
+ * for r, applying the guessing policy (counted at arrival, delayed,
+ * bounded per address and overall, answered in round-robin order between
+ * addresses), and calls then(r, verdict) on r's worker, at once or later.
+ * then is not called when the client goes away first; its check is then
+ * dropped (not hashed). user and password are copied. r->auth_attempt
+ * belongs to the check meanwhile. */
+void auth_check_password(struct request *r, const char *user, const char *password,
+                         auth_checked_fn then);
+
+/* The user whose password this is, or NULL. An unknown user costs the
+ * same time as a known one, so timing does not tell which names exist.
+ * Slow (argon2id): only for the engine's side thread. */
+const struct user *auth_verify_password(const struct model *m, const char *user,
+                                        const char *password);
+
+/* --- sessions plug in here ----------------------------------------------- */
+
+/* Identifies r by credentials that travel without an Authorization
+ * header (the web page's session cookie): fills r->role, r->who and
+ * r->is_session and returns 1, or returns 0. Synchronous. */
+typedef int (*auth_session_fn)(struct request *r);
+
+/* Sets the session source auth_require asks when allow_session (none
+ * until set: then only Basic and Bearer count). Call before serving. */
+void auth_set_session_source(struct auth_state *a, auth_session_fn identify);
+
+/* --- tokens and Basic ---------------------------------------------------- */
+
+/* Creates a token secret for id; fills token (the string the user gets,
+ * "cmt_<id>_<secret>") and hash_hex (what is stored). */
+void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *hash_hex,
+                    size_t hash_size);
+
+/* auth_basic.c: decodes the credentials of "Authorization: Basic B64"
+ * (b64[0..len) is what follows "Basic ") into user and password,
+ * NUL-terminated. Returns 0, or -1 when they are malformed (not base64,
+ * no ':', a NUL byte) or do not fit (a user name of user_size or more
+ * bytes, a password of password_size or more; at most NODE_NAME_MAX and
+ * PASSWORD_MAX bytes are ever accepted). */
+int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
+                      size_t password_size);
+
+#endif

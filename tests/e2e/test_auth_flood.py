@@ -1,0 +1,341 @@
+"""
+Password checks are bounded and fair (docs/API.md, "Authentication"):
+a flood of wrong passwords from some addresses neither delays a correct
+sign-in from another address, nor probes, nor a signed-in operator, nor a
+script with cached credentials; a client that goes away costs no hashing;
+parallel guesses from one address are slowed like sequential ones; the
+per-address and overall bounds answer 429 / 503 at once.
+
+Floods are raw HTTP/1.1 requests on sockets bound to loopback addresses
+(127.0.N.M), sent without reading the answer, the way a guesser would.
+Every wait is bounded; time limits are derived from the time one password
+check takes on this machine (measured first), with a wide margin.
+"""
+
+import base64
+import select
+import socket
+import subprocess
+import threading
+import time
+
+import requests
+
+from conftest import (BEARER, SourceAdapter, assert_json_error, fresh_source_ip,
+                      parse_logfmt)
+from ui_helpers import login_session
+
+FLOOD_ADDRESSES = 5
+FLOOD_PER_ADDRESS = 40  # 200 checks: minutes of argon2id if all were hashed
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+
+def raw_send(d, source, authorization, path="/v1/clusters"):
+    """Sends one GET from source and returns the open socket, unread."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(15)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", d.port))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s\r\n\r\n"
+               % (path, authorization)).encode())
+    return s
+
+
+def raw_status(s):
+    """The status code of the answer on s (bounded by the socket timeout)."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ")[1]) if data else None
+
+
+def first_answer(socks, timeout=15):
+    """The status of the first answer to arrive on any of socks."""
+    ready, _, _ = select.select(socks, [], [], timeout)
+    assert ready, "no answer within %d s" % timeout
+    return raw_status(ready[0])
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
+
+
+def timed_get(d, path, **kw):
+    t0 = time.monotonic()
+    r = d.get(path, **kw)
+    return r, time.monotonic() - t0
+
+
+def one_check_time(d, name):
+    """Creates user name and times its first (uncached) sign-in, from a
+    fresh address: what one argon2id check costs here."""
+    user = d.make_user(name, "operator")
+    r, took = timed_get(d, "/v1/clusters", auth=user, source=fresh_source_ip(), timeout=30)
+    assert r.status_code == 200, r.text
+    return took
+
+
+def malformed_failures(d, sources, n):
+    """n failures for each of sources that cost no hashing (malformed
+    Basic), the addresses in parallel."""
+    errors = []
+
+    def fail(src):
+        try:
+            for _ in range(n):
+                r = d.get("/v1/clusters", headers={"Authorization": "Basic !!!"}, source=src,
+                          timeout=60)
+                assert r.status_code == 401, r.status_code
+        except Exception as e:  # reported below, in the test's thread
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=fail, args=(src,), daemon=True) for src in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads), errors
+
+
+class Flood(threading.Thread):
+    """Keeps sending wrong passwords from the given addresses, one new
+    connection every few milliseconds, never reading the answers."""
+
+    def __init__(self, d, sources, limit=1500):
+        super().__init__(daemon=True)
+        self.d, self.sources, self.limit = d, sources, limit
+        self.socks = []
+        self.stop = threading.Event()
+
+    def run(self):
+        k = 0
+        while not self.stop.is_set() and len(self.socks) < self.limit:
+            src = self.sources[k % len(self.sources)]
+            try:
+                self.socks.append(raw_send(self.d, src, basic("admin", "guess-%d" % k)))
+            except OSError:
+                pass
+            k += 1
+            time.sleep(0.005)
+
+    def finish(self):
+        self.stop.set()
+        self.join(timeout=10)
+        close_all(self.socks)
+
+
+def test_flood_of_wrong_passwords_leaves_others_signing_in_and_probes_fast(daemon):
+    d = daemon
+    d.set_nodes(["zope1"])
+    single = one_check_time(d, "probe-user")
+    bound = 3.0 + 10 * single
+    bob = d.make_user("bob", "operator")
+    carol = d.make_user("carol", "viewer")
+    operator = d.make_user("olga", "operator")
+    op_session = login_session(d, *operator, source=fresh_source_ip())
+    d.get("/v1/clusters", auth=d.admin)  # the script's credentials are cached now
+
+    sources = [fresh_source_ip() for _ in range(FLOOD_ADDRESSES)]
+    burst = []
+    flood = Flood(d, sources)
+    try:
+        for k in range(FLOOD_PER_ADDRESS):
+            for src in sources:
+                burst.append(raw_send(d, src, basic("admin", "wrong-%d" % k)))
+        flood.start()
+        time.sleep(0.5)  # the burst has arrived; the flood goes on
+
+        r, took = timed_get(d, "/v1/clusters", auth=bob, source=fresh_source_ip(),
+                            timeout=bound + 5)
+        assert r.status_code == 200, r.text
+        assert took < bound, "a correct sign-in took %.1f s during the flood" % took
+
+        page = requests.Session()
+        page.mount("http://", SourceAdapter(fresh_source_ip()))
+        t0 = time.monotonic()
+        r = page.post(d.url + "/login", data={"user": carol[0], "password": carol[1],
+                                               "next": "/"},
+                      allow_redirects=False, timeout=bound + 5)
+        took = time.monotonic() - t0
+        assert r.status_code == 303, r.text[:300]
+        assert took < bound, "the login form took %.1f s during the flood" % took
+
+        for _ in range(5):
+            r, took = timed_get(d, "/health?node=zope1", timeout=5)
+            assert (r.status_code, r.text) == (200, "OK")
+            assert took < 1.0, "a probe took %.2f s during the flood" % took
+
+        t0 = time.monotonic()
+        r = op_session.get(d.url + "/v1/clusters", timeout=5)
+        assert r.status_code == 200 and time.monotonic() - t0 < 1.0
+
+        r, took = timed_get(d, "/v1/clusters", auth=d.admin, source=fresh_source_ip(),
+                            timeout=5)
+        assert r.status_code == 200 and took < 1.0, (r.status_code, took)
+    finally:
+        flood.finish()
+        close_all(burst)
+
+
+def test_abandoned_password_checks_cost_no_hashing(daemon):
+    d = daemon
+    single = one_check_time(d, "probe-user")
+    bob = d.make_user("bob", "operator")
+    socks = []
+    for a in range(25):
+        src = fresh_source_ip()
+        for k in range(8):
+            socks.append(raw_send(d, src, basic("admin", "wrong-%d" % k)))
+    close_all(socks)  # 200 checks, all abandoned at once
+    time.sleep(0.5)
+
+    r, took = timed_get(d, "/v1/clusters", auth=bob, source=fresh_source_ip(),
+                        timeout=3.0 + 10 * single + 5)
+    assert r.status_code == 200
+    assert took < 3.0 + 10 * single, "sign-in after 200 abandoned checks took %.1f s" % took
+
+    mark = d.log_mark()
+    d.stop()
+    lines = [parse_logfmt(l) for l in d.log_lines(mark)]
+    counts = [kv for kv in lines if kv.get("msg") == "password checks"]
+    assert counts, "no password check counts logged at stop:\n" + d.log_text(mark)
+    # hashed: the admin's and the users' own checks, and at most a few of
+    # the flood that the side thread had started before the clients left
+    assert int(counts[-1]["hashed"]) <= 15, counts[-1]
+    assert int(counts[-1]["dropped"]) >= 150, counts[-1]
+
+
+def test_parallel_guesses_from_one_address_count_when_they_arrive(daemon):
+    d = daemon
+    d.get("/v1/clusters", auth=d.admin)  # cached: answering it costs no hashing
+    src = fresh_source_ip()
+    close_all([raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(8)])
+    time.sleep(0.3)
+    # 8 failures counted although none was answered: the next attempt from
+    # there waits 4 s, even with right (cached) credentials
+    r, took = timed_get(d, "/v1/clusters", auth=d.admin, source=src, timeout=30)
+    assert r.status_code == 200
+    assert took >= 3.0, "8 parallel guesses did not slow the next attempt (%.2f s)" % took
+
+
+def test_parallel_guesses_slow_down_the_next_before_they_are_answered(daemon):
+    d = daemon
+    d.get("/v1/clusters", auth=d.admin)  # cached: answering it costs no hashing
+    src = fresh_source_ip()
+    held = [raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(6)]
+    try:
+        time.sleep(0.3)
+        # 6 guesses under way count already: the next attempt waits 1 s
+        r, took = timed_get(d, "/v1/clusters", auth=d.admin, source=src, timeout=30)
+        assert r.status_code == 200
+        assert took >= 0.9, "6 parallel guesses did not slow the next attempt (%.2f s)" % took
+        assert [raw_status(s) for s in held] == [401] * 6
+    finally:
+        close_all(held)
+
+
+def test_too_many_checks_from_one_address_get_429_at_once(daemon):
+    d = daemon
+    src = fresh_source_ip()
+    malformed_failures(d, [src], 12)  # from now on every check from src waits 8 s
+    held = [raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(10)]
+    try:
+        # 8 are under way for 8 s; the first answer is the refusal of a 9th
+        assert first_answer(held) == 429
+        r, took = timed_get(d, "/v1/clusters", auth=("admin", "another-guess"), source=src,
+                            timeout=30)
+        body = assert_json_error(r, 429)
+        assert "too many" in body["error"].lower(), body
+        assert r.headers.get("Retry-After"), r.headers
+        assert took < 2.0, took
+        r = requests.Session()
+        r.mount("http://", SourceAdapter(src))
+        page = r.post(d.url + "/login", data={"user": "admin", "password": "x" * 12},
+                      allow_redirects=False, timeout=30)
+        assert page.status_code == 429
+        assert "Too many password checks" in page.text, page.text[:500]
+        # another address is not affected
+        r, took = timed_get(d, "/v1/clusters", auth=d.admin, source=fresh_source_ip(),
+                            timeout=30)
+        assert r.status_code == 200
+    finally:
+        close_all(held)
+
+
+def test_too_many_checks_overall_get_503_at_once(daemon):
+    d = daemon
+    _, token = d.make_token("viewer")
+    sources = [fresh_source_ip() for _ in range(33)]
+    malformed_failures(d, sources, 12)  # every check from them waits 8 s
+    held = []
+    try:
+        for k in range(8):
+            for src in sources:
+                held.append(raw_send(d, src, basic("mallory", "guess-%d" % k)))
+        # 264 checks from 33 addresses, each under way for 8 s: the first
+        # answer is the refusal of the 257th, and a newcomer is refused too
+        assert first_answer(held) == 503
+        r, took = timed_get(d, "/v1/clusters", auth=("admin", "a-guess"),
+                            source=fresh_source_ip(), timeout=30)
+        body = assert_json_error(r, 503)
+        assert "too many" in body["error"].lower(), body
+        assert took < 2.0, took
+        # bearer tokens are no password check: they still work
+        r = d.get("/v1/clusters", auth=(BEARER, token), timeout=10)
+        assert r.status_code == 200
+    finally:
+        close_all(held)
+
+
+def test_cancelled_http2_streams_cost_no_hashing(daemon):
+    """HTTP/2 requests with wrong passwords, started and cancelled at once
+    (curl gives up on each after 0.3 s): none of them is hashed after its
+    stream is gone, and memory does not grow with them."""
+    d = daemon
+    d.get("/v1/clusters", auth=d.admin)  # cached: the fixture's own check
+    rss_before = vm_rss_kib(d.proc.pid)
+    procs = []
+    for a in range(25):
+        src = fresh_source_ip()
+        urls = []
+        for k in range(8):
+            urls += ["-u", "admin:wrong-%d-%d" % (a, k),
+                     "%s/v1/clusters?%d" % (d.url, k)]
+        procs.append(subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge", "--parallel",
+             "--parallel-immediate", "--max-time", "0.3", "--interface", src] + urls,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    for p in procs:
+        p.wait(timeout=30)
+    time.sleep(0.5)
+    r = d.get("/v1/clusters", auth=d.admin, source=fresh_source_ip())
+    assert r.status_code == 200
+    assert vm_rss_kib(d.proc.pid) - rss_before < 16 * 1024
+
+    mark = d.log_mark()
+    d.stop()
+    counts = [kv for kv in (parse_logfmt(l) for l in d.log_lines(mark))
+              if kv.get("msg") == "password checks"]
+    assert counts, "no password check counts logged at stop:\n" + d.log_text(mark)
+    # 200 streams: at most the few the side thread had started before
+    # their clients gave up are hashed
+    assert int(counts[-1]["hashed"]) <= 15, counts[-1]
+    assert int(counts[-1]["dropped"]) + int(counts[-1]["refused"]) >= 150, counts[-1]
+
+
+def vm_rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
