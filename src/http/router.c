@@ -84,9 +84,9 @@ static const struct route_entry table[] = {
     {SURFACE_UI, "/clusters", ROUTE_POST, ROUTE_FORM, ROLE_ADMIN, ui_clusters_post},
     {SURFACE_UI, "/admin", GET_HEAD, ROUTE_PAGE, ROLE_VIEWER, ui_admin_page},
     {SURFACE_UI, "/admin", ROUTE_POST, ROUTE_FORM, ROLE_ADMIN, ui_admin_post},
-    {SURFACE_UI, "/login", GET_HEAD, ROUTE_PUBLIC, ROLE_NONE, ui_login_get},
-    {SURFACE_UI, "/login", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, ui_login_form},
-    {SURFACE_UI, "/logout", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, ui_logout_form},
+    {SURFACE_UI, "/login", GET_HEAD, ROUTE_PUBLIC, ROLE_NONE, ui_login_page},
+    {SURFACE_UI, "/login", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, ui_login_post},
+    {SURFACE_UI, "/logout", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, ui_logout_post},
     {SURFACE_ASSETS, "/static/{asset}", GET_HEAD, ROUTE_PUBLIC, ROLE_NONE, ui_asset_get},
 };
 /* clang-format on */

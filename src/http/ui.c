@@ -61,29 +61,6 @@ ui_manage_main(struct request *r, const struct route *rt)
 	reply_redirect(r, 302, location);
 }
 
-/* /login and /logout are ui_session.c's; these give them the router's
- * handler shape. */
-void
-ui_login_get(struct request *r, const struct route *rt)
-{
-	(void)rt;
-	ui_login_page(r);
-}
-
-void
-ui_login_form(struct request *r, const struct route *rt)
-{
-	(void)rt;
-	ui_login_post(r);
-}
-
-void
-ui_logout_form(struct request *r, const struct route *rt)
-{
-	(void)rt;
-	ui_logout_post(r);
-}
-
 /* --- gates --------------------------------------------------------------- */
 
 static void

@@ -119,10 +119,10 @@ void ui_root_page(struct request *r, const struct route *rt);
 void ui_clusters_post(struct request *r, const struct route *rt);
 /* {mount}/manage_main: a redirect to the cluster's managenodes page. */
 void ui_manage_main(struct request *r, const struct route *rt);
-/* GET and POST /login, POST /logout (ui_session.c's functions below). */
-void ui_login_get(struct request *r, const struct route *rt);
-void ui_login_form(struct request *r, const struct route *rt);
-void ui_logout_form(struct request *r, const struct route *rt);
+/* GET and POST /login, POST /logout (ui_session.c). */
+void ui_login_page(struct request *r, const struct route *rt);
+void ui_login_post(struct request *r, const struct route *rt);
+void ui_logout_post(struct request *r, const struct route *rt);
 /* {mount}/managenodes (ui_nodes.c). */
 void ui_nodes_page(struct request *r, const struct route *rt);
 void ui_nodes_post(struct request *r, const struct route *rt);
@@ -152,10 +152,5 @@ int ui_csrf_is_valid(struct request *r, const char *token);
 int ui_origin_is_same(struct request *r);
 /* Ends every session of user name (after the user was removed). */
 void ui_session_drop_user(const char *name);
-
-/* GET and POST /login, POST /logout. */
-void ui_login_page(struct request *r);
-void ui_login_post(struct request *r);
-void ui_logout_post(struct request *r);
 
 #endif

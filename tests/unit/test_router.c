@@ -383,7 +383,7 @@ test_page_paths_and_their_gates(void **state)
 	assert_int_equal(o.rt.entry->gate, ROUTE_FORM);
 	assert_int_equal(o.rt.entry->role, ROLE_ADMIN);
 	o = match(state, "POST", "/logout");
-	assert_ptr_equal(o.rt.entry->handle, ui_logout_form);
+	assert_ptr_equal(o.rt.entry->handle, ui_logout_post);
 }
 
 static void
