@@ -44,11 +44,12 @@ typedef void (*request_handler)(struct request *r);
 struct route {
 	const struct route_entry *entry;
 	/* {mount}: the cluster mounted there, in the snapshot the router
-	 * read. Only for a synchronous handler (the probe): NULL when the
-	 * request is kept for later, as the snapshot may be gone by then
-	 * (look the cluster up again by name). */
+	 * read. Only for a synchronous handler (the probe): when the request
+	 * is kept for later, the snapshot may be gone by then, so the router
+	 * copies the cluster's name into cluster and sets this to NULL (look
+	 * the cluster up again by name). */
 	const struct cluster *mounted;
-	char cluster[NODE_NAME_MAX + 1]; /* {cluster}, or the {mount}ed one's name */
+	char cluster[NODE_NAME_MAX + 1]; /* {cluster}, or the kept {mount}'s name */
 	char name[NODE_NAME_MAX + 1];    /* {node}, {user}, {token} or {asset} */
 };
 

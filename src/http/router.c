@@ -224,10 +224,8 @@ captures_copy(const struct matcher *mt, struct route *rt, struct error *err)
 {
 	size_t i;
 
-	if (is_mount_pattern(rt->entry->pattern)) {
-		rt->mounted = mt->mount;
-		memcpy(rt->cluster, mt->mount->name, strlen(mt->mount->name) + 1);
-	}
+	if (is_mount_pattern(rt->entry->pattern))
+		rt->mounted = mt->mount; /* its name is copied only if needed */
 	for (i = 0; i < mt->n; i++) {
 		h2o_iovec_t v = mt->value[i];
 		const char *kind = mt->kind[i];
@@ -401,7 +399,11 @@ router_dispatch(struct request *stack_r)
 			stack_r->route.entry->handle(stack_r, &stack_r->route);
 		return;
 	}
-	stack_r->route.mounted = NULL; /* the snapshot may be gone when it runs */
+	if (stack_r->route.mounted != NULL) { /* the snapshot may be gone when it runs */
+		const char *name = stack_r->route.mounted->name;
+		memcpy(stack_r->route.cluster, name, strlen(name) + 1);
+		stack_r->route.mounted = NULL;
+	}
 	r = request_keep(stack_r);
 	if (status != 0)
 		refuse(r, surface, status, allow, &err);

@@ -86,7 +86,10 @@ struct route_entry {
 
 /* Finds the line of method and path (h2o's normalised path, without the
  * query) among the patterns, against the mounts of m. Returns 0 with rt
- * filled (rt->mounted points into m). Otherwise returns the status of the
+ * filled: the captures copied, and for a {mount} line rt->mounted, which
+ * points into m (router_dispatch copies its name into rt->cluster when it
+ * keeps the request; the probe needs only the pointer, and copying the
+ * name would be the most of its routing). Otherwise returns the status of the
  * refusal, with *surface set to the surface whose wording it takes, and:
  *   404  err says what was not found;
  *   405  allow holds the Allow list; rt->entry is a line of the pattern;

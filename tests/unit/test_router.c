@@ -138,7 +138,6 @@ test_probe_reaches_the_cluster_mounted_at_the_path(void **state)
 	assert_int_equal(o.surface, SURFACE_PROBE);
 	assert_non_null(o.rt.mounted);
 	assert_string_equal(o.rt.mounted->name, "default");
-	assert_string_equal(o.rt.cluster, "default");
 }
 
 static void
@@ -154,7 +153,7 @@ test_mount_of_two_segments_is_matched_whole(void **state)
 
 	assert_int_equal(o.status, 0);
 	assert_ptr_equal(o.rt.entry->handle, probe_handle);
-	assert_string_equal(o.rt.cluster, "web");
+	assert_string_equal(o.rt.mounted->name, "web");
 	/* a prefix of a mount is no mount */
 	o = match(state, "GET", "/lb");
 	assert_int_equal(o.status, 404);
@@ -178,14 +177,14 @@ test_seed_rest_paths_of_each_cluster(void **state)
 
 	assert_int_equal(o.status, 0);
 	assert_ptr_equal(o.rt.entry->handle, compat_nodestatus);
-	assert_string_equal(o.rt.cluster, "web");
+	assert_string_equal(o.rt.mounted->name, "web");
 	assert_int_equal(o.rt.entry->gate, ROUTE_OR_SESSION);
 	assert_int_equal(o.rt.entry->role, ROLE_VIEWER);
 
 	o = match(state, "POST", "/health/++rest++setstatus");
 	assert_int_equal(o.status, 0);
 	assert_ptr_equal(o.rt.entry->handle, compat_setstatus);
-	assert_string_equal(o.rt.cluster, "default");
+	assert_string_equal(o.rt.mounted->name, "default");
 	assert_int_equal(o.rt.entry->gate, ROUTE_CREDENTIALS);
 	assert_int_equal(o.rt.entry->role, ROLE_OPERATOR);
 }
@@ -236,17 +235,17 @@ test_manage_pages_of_each_cluster(void **state)
 
 	assert_int_equal(o.status, 0);
 	assert_ptr_equal(o.rt.entry->handle, ui_nodes_page);
-	assert_string_equal(o.rt.cluster, "web");
+	assert_string_equal(o.rt.mounted->name, "web");
 	assert_int_equal(o.rt.entry->gate, ROUTE_PAGE);
 	o = match(state, "POST", "/health/managenodes");
 	assert_ptr_equal(o.rt.entry->handle, ui_nodes_post);
 	assert_int_equal(o.rt.entry->gate, ROUTE_FORM);
-	assert_string_equal(o.rt.cluster, "default");
+	assert_string_equal(o.rt.mounted->name, "default");
 	/* manage_main redirects whatever the method */
 	o = match(state, "PATCH", "/lb/web/manage_main");
 	assert_int_equal(o.status, 0);
 	assert_ptr_equal(o.rt.entry->handle, ui_manage_main);
-	assert_string_equal(o.rt.cluster, "web");
+	assert_string_equal(o.rt.mounted->name, "web");
 }
 
 static void
@@ -256,7 +255,7 @@ test_a_mount_comes_before_the_page_path_it_shadows(void **state)
 
 	assert_int_equal(o.status, 0);
 	assert_ptr_equal(o.rt.entry->handle, probe_handle);
-	assert_string_equal(o.rt.cluster, "login");
+	assert_string_equal(o.rt.mounted->name, "login");
 }
 
 /* --- the v1 API ---------------------------------------------------------- */
