@@ -3,12 +3,12 @@
  *
  * Map of this file:
  *
- *   routing     api_v1_handle matches the path against the endpoint table,
- *               answers 404 (no such path), 405 (method) and 400 (a name in
- *               the path that cannot be a name), asks auth.c for the role of
- *               the endpoint and calls its handler. auth_require may finish
- *               later, so its continuation parses the path again instead of
- *               keeping anything between the two.
+ *   routing     none here: the endpoints are lines of the router's table
+ *               (router.c), which answers 404, 405 and 400 (a name in the
+ *               path that cannot be a name), authenticates with the role
+ *               of the endpoint and calls its api_v1_* handler with the
+ *               names the path holds (rt->cluster, rt->name, also kept in
+ *               r->route for continuations).
  *   documents   api_node_json, api_node_list_json and the other shapes,
  *               built from a snapshot.
  *   bodies      request bodies: unknown fields, types, required fields.
@@ -22,7 +22,7 @@
  *   long poll   /events waits with request_wait_for_change.
  *
  * r->path is h2o's normalised path, already percent-decoded, so a name in
- * the path is only validated here, never decoded a second time.
+ * the path is only validated (by the router), never decoded a second time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +31,8 @@
 #include "../observe/observe.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
-#include "http.h"
+#include "api_v1.h"
 
-#define NAME_SIZE (NODE_NAME_MAX + 1)
-#define MAX_SEGMENTS 4
-#define MAX_METHODS 3
 #define AUDIT_LIMIT_DEFAULT 50
 #define AUDIT_LIMIT_MAX 1000
 #define WAIT_DEFAULT_S 30
@@ -43,221 +40,6 @@
 #define TOKEN_ID_SIZE 64
 #define TOKEN_SIZE 256
 #define TOKEN_HASH_SIZE 65 /* hex of 32 bytes */
-
-/* --- routing --------------------------------------------------------- */
-
-struct route;
-typedef void (*endpoint_handler)(struct request *r, const struct route *rt);
-
-struct method {
-	const char *name;
-	enum role role; /* ROLE_NONE: public */
-	endpoint_handler handle;
-};
-
-/* A pattern segment "{cluster}" captures the cluster name, "{node}",
- * "{user}" and "{token}" capture the name of what the path is about. */
-struct endpoint {
-	const char *pattern[MAX_SEGMENTS];
-	const char *allow;
-	struct method methods[MAX_METHODS];
-};
-
-struct route {
-	const struct endpoint *endpoint;
-	const struct method *method;
-	char cluster[NAME_SIZE];
-	char name[NAME_SIZE]; /* node, user or token id */
-};
-
-static void health_get(struct request *r, const struct route *rt);
-static void clusters_get(struct request *r, const struct route *rt);
-static void clusters_post(struct request *r, const struct route *rt);
-static void cluster_get(struct request *r, const struct route *rt);
-static void cluster_delete(struct request *r, const struct route *rt);
-static void nodes_get(struct request *r, const struct route *rt);
-static void nodes_put(struct request *r, const struct route *rt);
-static void node_get(struct request *r, const struct route *rt);
-static void node_put(struct request *r, const struct route *rt);
-static void node_delete(struct request *r, const struct route *rt);
-static void status_post(struct request *r, const struct route *rt);
-static void events_get(struct request *r, const struct route *rt);
-static void observations_get(struct request *r, const struct route *rt);
-static void lbs_get(struct request *r, const struct route *rt);
-static void lb_put(struct request *r, const struct route *rt);
-static void lb_delete(struct request *r, const struct route *rt);
-static void audit_get(struct request *r, const struct route *rt);
-static void users_get(struct request *r, const struct route *rt);
-static void users_post(struct request *r, const struct route *rt);
-static void user_delete(struct request *r, const struct route *rt);
-static void tokens_get(struct request *r, const struct route *rt);
-static void tokens_post(struct request *r, const struct route *rt);
-static void token_delete(struct request *r, const struct route *rt);
-
-static const struct endpoint endpoints[] = {
-    {{"health"}, "GET", {{"GET", ROLE_NONE, health_get}}},
-    {{"clusters"},
-     "GET, POST",
-     {{"GET", ROLE_VIEWER, clusters_get}, {"POST", ROLE_ADMIN, clusters_post}}},
-    {{"clusters", "{cluster}"},
-     "GET, DELETE",
-     {{"GET", ROLE_VIEWER, cluster_get}, {"DELETE", ROLE_ADMIN, cluster_delete}}},
-    {{"clusters", "{cluster}", "nodes"},
-     "GET, PUT",
-     {{"GET", ROLE_VIEWER, nodes_get}, {"PUT", ROLE_ADMIN, nodes_put}}},
-    {{"clusters", "{cluster}", "nodes", "{node}"},
-     "GET, PUT, DELETE",
-     {{"GET", ROLE_VIEWER, node_get},
-      {"PUT", ROLE_ADMIN, node_put},
-      {"DELETE", ROLE_ADMIN, node_delete}}},
-    {{"clusters", "{cluster}", "status"}, "POST", {{"POST", ROLE_OPERATOR, status_post}}},
-    {{"clusters", "{cluster}", "events"}, "GET", {{"GET", ROLE_VIEWER, events_get}}},
-    {{"clusters", "{cluster}", "observations"}, "GET", {{"GET", ROLE_VIEWER, observations_get}}},
-    {{"clusters", "{cluster}", "lbs"}, "GET", {{"GET", ROLE_VIEWER, lbs_get}}},
-    {{"clusters", "{cluster}", "lbs", "{lb}"},
-     "PUT, DELETE",
-     {{"PUT", ROLE_ADMIN, lb_put}, {"DELETE", ROLE_ADMIN, lb_delete}}},
-    {{"clusters", "{cluster}", "audit"}, "GET", {{"GET", ROLE_VIEWER, audit_get}}},
-    {{"users"}, "GET, POST", {{"GET", ROLE_ADMIN, users_get}, {"POST", ROLE_ADMIN, users_post}}},
-    {{"users", "{user}"}, "DELETE", {{"DELETE", ROLE_ADMIN, user_delete}}},
-    {{"tokens"}, "GET, POST", {{"GET", ROLE_ADMIN, tokens_get}, {"POST", ROLE_ADMIN, tokens_post}}},
-    {{"tokens", "{token}"}, "DELETE", {{"DELETE", ROLE_ADMIN, token_delete}}},
-};
-
-struct segments {
-	size_t n;
-	h2o_iovec_t s[MAX_SEGMENTS];
-};
-
-/* Splits the path after "/v1" into segments. Returns -1 for an empty
- * segment ("//", a trailing '/') or too many of them. */
-static int
-segments_split(h2o_iovec_t path, struct segments *out)
-{
-	const char *p = path.base + 3, *end = path.base + path.len;
-
-	out->n = 0;
-	if (p >= end)
-		return -1;
-	while (p < end) {
-		const char *start = p + 1, *slash;
-
-		slash = memchr(start, '/', (size_t)(end - start));
-		if (slash == NULL)
-			slash = end;
-		if (slash == start || out->n == MAX_SEGMENTS)
-			return -1;
-		out->s[out->n++] = h2o_iovec_init(start, (size_t)(slash - start));
-		p = slash;
-	}
-	return 0;
-}
-
-static int
-endpoint_matches(const struct endpoint *e, const struct segments *segs)
-{
-	size_t i;
-
-	for (i = 0; i < segs->n; i++) {
-		const char *want = e->pattern[i];
-		if (want == NULL)
-			return 0;
-		if (want[0] != '{' &&
-		    !h2o_memis(segs->s[i].base, segs->s[i].len, want, strlen(want)))
-			return 0;
-	}
-	return i == MAX_SEGMENTS || e->pattern[i] == NULL;
-}
-
-/* Copies the names the endpoint's pattern captures into rt. */
-static int
-route_capture_names(struct route *rt, const struct segments *segs, struct error *err)
-{
-	size_t i;
-
-	for (i = 0; i < segs->n; i++) {
-		const char *kind = rt->endpoint->pattern[i];
-		h2o_iovec_t s = segs->s[i];
-		char *dst = strcmp(kind, "{cluster}") == 0 ? rt->cluster : rt->name;
-		char shown[101];
-
-		if (kind[0] != '{')
-			continue;
-		if (!node_name_is_valid(s.base, s.len)) {
-			snprintf(shown, sizeof(shown), "%.*s", (int)s.len, s.base);
-			return error_set_entry(err, 400, shown,
-			                       "%.*s '%s': invalid name (" NODE_NAME_RULE ")",
-			                       (int)strlen(kind) - 2, kind + 1, shown);
-		}
-		memcpy(dst, s.base, s.len);
-		dst[s.len] = '\0';
-	}
-	return 0;
-}
-
-/* Finds the endpoint and method of r and the names in its path. Fails
- * with 404 (no such path), 405 (rt->endpoint set) or 400 (bad name). */
-static int
-route_parse(struct request *r, struct route *rt, struct error *err)
-{
-	struct segments segs;
-	size_t i;
-
-	memset(rt, 0, sizeof(*rt));
-	if (segments_split(r->path, &segs) != 0)
-		goto not_found;
-	for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++)
-		if (endpoint_matches(&endpoints[i], &segs))
-			rt->endpoint = &endpoints[i];
-	if (rt->endpoint == NULL)
-		goto not_found;
-	for (i = 0; i < MAX_METHODS && rt->endpoint->methods[i].name != NULL; i++)
-		if (request_method_is(r, rt->endpoint->methods[i].name))
-			rt->method = &rt->endpoint->methods[i];
-	if (rt->method == NULL)
-		return error_set(err, 405, "method not allowed");
-	return route_capture_names(rt, &segs, err);
-not_found:
-	return error_set(err, 404, "no such API path: %.*s",
-	                 (int)(r->path.len > 200 ? 200 : r->path.len), r->path.base);
-}
-
-static void
-reply_route_error(struct request *r, const struct route *rt, const struct error *err)
-{
-	if (err->status == 405)
-		reply_method_not_allowed(r, rt->endpoint->allow);
-	else
-		reply_from_error(r, err);
-}
-
-/* auth_require's continuation: may run after the handler returned. */
-static void
-route_authorized(struct request *r)
-{
-	struct route rt;
-	struct error err;
-
-	if (route_parse(r, &rt, &err) != 0) {
-		reply_route_error(r, &rt, &err);
-		return;
-	}
-	rt.method->handle(r, &rt);
-}
-
-void
-api_v1_handle(struct request *r)
-{
-	struct route rt;
-	struct error err;
-
-	if (route_parse(r, &rt, &err) != 0)
-		reply_route_error(r, &rt, &err);
-	else if (rt.method->role == ROLE_NONE)
-		rt.method->handle(r, &rt);
-	else /* the web page's session may read (its live view), never write */
-		auth_require(r, rt.method->role, request_method_is(r, "GET"), route_authorized);
-}
 
 /* --- documents ------------------------------------------------------- */
 
@@ -279,7 +61,7 @@ optional_string_json(const char *s)
 	return s == NULL || s[0] == '\0' ? json_null() : json_string(s);
 }
 
-json_t *
+static json_t *
 api_node_json(const struct node *n)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "name", n->name, "status",
@@ -289,7 +71,7 @@ api_node_json(const struct node *n)
 	                 "check", optional_string_json(n->check));
 }
 
-json_t *
+static json_t *
 api_node_list_json(const struct cluster *c)
 {
 	json_t *nodes = json_array();
@@ -482,15 +264,15 @@ query_count(struct request *r, const char *name, int64_t max, int64_t *out, stru
 
 /* --- reads ----------------------------------------------------------- */
 
-static void
-health_get(struct request *r, const struct route *rt)
+void
+api_v1_health_get(struct request *r, const struct route *rt)
 {
 	(void)rt;
 	reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", CM_VERSION));
 }
 
-static void
-clusters_get(struct request *r, const struct route *rt)
+void
+api_v1_clusters_get(struct request *r, const struct route *rt)
 {
 	const struct model *m = request_snapshot(r);
 	json_t *list = json_array();
@@ -502,8 +284,8 @@ clusters_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, json_pack("{s:o}", "clusters", list));
 }
 
-static void
-cluster_get(struct request *r, const struct route *rt)
+void
+api_v1_cluster_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 
@@ -511,8 +293,8 @@ cluster_get(struct request *r, const struct route *rt)
 		reply_json(r, 200, cluster_summary_json(c));
 }
 
-static void
-nodes_get(struct request *r, const struct route *rt)
+void
+api_v1_nodes_get(struct request *r, const struct route *rt)
 {
 	reply_node_list(r, rt->cluster);
 }
@@ -555,6 +337,14 @@ untracked_json(uint64_t n, int64_t at, int64_t now, int64_t window_s)
 	return json_integer((json_int_t)n);
 }
 
+static json_t *
+api_check_state_json(const struct observe_check *s)
+{
+	return json_pack("{s:b, s:o, s:o, s:I}", "up", s->is_up, "last_at", time_json(s->last_at),
+	                 "last_error", optional_string_json(s->last_error), "consecutive",
+	                 (json_int_t)s->consecutive);
+}
+
 /* Node n's document with what was observed of it (window_s: only probers
  * seen in the last window_s seconds; 0 for all). */
 static json_t *
@@ -579,16 +369,8 @@ observed_node_json(struct request *r, const struct cluster *c, const struct node
 	return node;
 }
 
-json_t *
-api_check_state_json(const struct observe_check *s)
-{
-	return json_pack("{s:b, s:o, s:o, s:I}", "up", s->is_up, "last_at", time_json(s->last_at),
-	                 "last_error", optional_string_json(s->last_error), "consecutive",
-	                 (json_int_t)s->consecutive);
-}
-
-static void
-node_get(struct request *r, const struct route *rt)
+void
+api_v1_node_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 	struct error err;
@@ -610,8 +392,8 @@ node_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, node_document_json(c, observed_node_json(r, c, n, window_s)));
 }
 
-static void
-users_get(struct request *r, const struct route *rt)
+void
+api_v1_users_get(struct request *r, const struct route *rt)
 {
 	const struct model *m = request_snapshot(r);
 	json_t *list = json_array();
@@ -625,8 +407,8 @@ users_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, json_pack("{s:o}", "users", list));
 }
 
-static void
-tokens_get(struct request *r, const struct route *rt)
+void
+api_v1_tokens_get(struct request *r, const struct route *rt)
 {
 	const struct model *m = request_snapshot(r);
 	json_t *list = json_array();
@@ -657,8 +439,8 @@ audit_done(struct request *r, struct engine_job *job)
 	reply_json(r, 200, json_pack("{s:o}", "entries", entries));
 }
 
-static void
-audit_get(struct request *r, const struct route *rt)
+void
+api_v1_audit_get(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct error err;
@@ -694,26 +476,24 @@ query_append_after(struct request *r, int64_t after)
 static void
 events_ready(struct request *r)
 {
-	struct route rt;
 	struct error err;
 	const struct cluster *c;
 	int64_t after = 0;
 	json_t *doc;
 
-	if (route_parse(r, &rt, &err) != 0 ||
-	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
+	if (query_count(r, "after", INT64_MAX, &after, &err) < 0) {
 		reply_from_error(r, &err);
 		return;
 	}
-	if ((c = find_cluster_or_reply(r, rt.cluster)) == NULL)
+	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
 		return;
 	doc = api_node_list_json(c);
 	json_object_set_new(doc, "changed", json_boolean(c->version > after));
 	reply_json(r, 200, doc);
 }
 
-static void
-events_get(struct request *r, const struct route *rt)
+void
+api_v1_events_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 	struct error err;
@@ -769,22 +549,20 @@ observed_nodes(struct request *r, const struct cluster *c, char *buf, size_t siz
 static void
 observations_ready(struct request *r)
 {
-	char nodes[OBSERVED_NODES_MAX * (NAME_SIZE + 1)];
+	char nodes[OBSERVED_NODES_MAX * (NODE_NAME_MAX + 2)];
 	const struct cluster *c;
-	struct route rt;
 	struct error err;
 	int64_t window_s = 0, after = -1;
 	json_t *list = json_array();
 	char *p, *comma;
 
-	if (route_parse(r, &rt, &err) != 0 ||
-	    query_count(r, "window", OBSERVE_FORGET_MS / 1000, &window_s, &err) < 0 ||
+	if (query_count(r, "window", OBSERVE_FORGET_MS / 1000, &window_s, &err) < 0 ||
 	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
 		json_decref(list);
 		reply_from_error(r, &err);
 		return;
 	}
-	if ((c = find_cluster_or_reply(r, rt.cluster)) == NULL) {
+	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL) {
 		json_decref(list);
 		return;
 	}
@@ -813,10 +591,10 @@ observations_ready(struct request *r)
 	}
 }
 
-static void
-observations_get(struct request *r, const struct route *rt)
+void
+api_v1_observations_get(struct request *r, const struct route *rt)
 {
-	char nodes[OBSERVED_NODES_MAX * (NAME_SIZE + 1)];
+	char nodes[OBSERVED_NODES_MAX * (NODE_NAME_MAX + 2)];
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
 	struct error err;
@@ -884,8 +662,8 @@ cluster_added(struct request *r, struct engine_job *job)
 }
 
 /* The name and path are checked by the command, hence any length here. */
-static void
-clusters_post(struct request *r, const struct route *rt)
+void
+api_v1_clusters_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"name", "path", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -919,8 +697,8 @@ cluster_removed(struct request *r, struct engine_job *job)
 		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.cluster));
 }
 
-static void
-cluster_delete(struct request *r, const struct route *rt)
+void
+api_v1_cluster_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 
@@ -953,8 +731,8 @@ node_list_fill(struct command *cmd, const json_t *list, struct error *err)
 	return 0;
 }
 
-static void
-nodes_put(struct request *r, const struct route *rt)
+void
+api_v1_nodes_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"nodes", NULL};
 	json_t *body = read_body(r, fields, 0), *list;
@@ -1014,8 +792,8 @@ body_node_field(const json_t *body, const char *key, const char **out, struct er
 	return body_string(body, key, 0, out, err);
 }
 
-static void
-node_put(struct request *r, const struct route *rt)
+void
+api_v1_node_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"address", "check", NULL};
 	json_t *body = read_body(r, fields, 1);
@@ -1053,8 +831,8 @@ node_remove_done(struct request *r, struct engine_job *job)
 		                     job->command.name));
 }
 
-static void
-node_delete(struct request *r, const struct route *rt)
+void
+api_v1_node_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct command *cmd = command_new(r, COMMAND_REMOVE_NODE, &job);
@@ -1098,8 +876,8 @@ lb_json(const struct lb *l)
 }
 
 /* Each node's observations are copied out once, for every load balancer. */
-static void
-lbs_get(struct request *r, const struct route *rt)
+void
+api_v1_lbs_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 	struct observe_node_view *view;
@@ -1158,8 +936,8 @@ lb_put_done(struct request *r, struct engine_job *job)
 
 /* {"kind", "runtime"?, "backend"?}: runtime and backend null or "" for
  * none; the command checks the values. */
-static void
-lb_put(struct request *r, const struct route *rt)
+void
+api_v1_lb_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"kind", "runtime", "backend", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -1187,8 +965,8 @@ lb_put(struct request *r, const struct route *rt)
 	request_job_submit(r, job, lb_put_done);
 }
 
-static void
-lb_delete(struct request *r, const struct route *rt)
+void
+api_v1_lb_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct command *cmd = command_new(r, COMMAND_REMOVE_LB, &job);
@@ -1200,8 +978,8 @@ lb_delete(struct request *r, const struct route *rt)
 
 /* --- writes: status -------------------------------------------------- */
 
-static void
-status_post(struct request *r, const struct route *rt)
+void
+api_v1_status_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
 	json_t *body = read_body(r, fields, 0), *changes;
@@ -1258,8 +1036,8 @@ user_check_body(const json_t *body, const char **name, const char **password, en
 }
 
 /* The password is hashed by the command, on the engine's side thread. */
-static void
-users_post(struct request *r, const struct route *rt)
+void
+api_v1_users_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"name", "password", "role", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -1304,8 +1082,8 @@ user_removed(struct request *r, struct engine_job *job)
 
 /* Removing oneself is allowed; the model refuses to remove the last
  * admin, since nobody could manage users any more. */
-static void
-user_delete(struct request *r, const struct route *rt)
+void
+api_v1_user_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 
@@ -1342,8 +1120,8 @@ token_created(struct request *r, struct engine_job *job)
 	                     role_name(c->role), "description", c->description));
 }
 
-static void
-tokens_post(struct request *r, const struct route *rt)
+void
+api_v1_tokens_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"role", "description", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -1388,8 +1166,8 @@ token_revoked(struct request *r, struct engine_job *job)
 		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.name));
 }
 
-static void
-token_delete(struct request *r, const struct route *rt)
+void
+api_v1_token_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "../observe/observe.h"
-#include "http.h"
+#include "probe.h"
 
 /* The value of key (with its '=', key_len bytes) in the query, or
  * {NULL, 0} when absent. */
@@ -37,8 +37,9 @@ query_value(h2o_iovec_t query, const char *key, size_t key_len)
 }
 
 void
-probe_handle(struct request *r, const struct cluster *c)
+probe_handle(struct request *r, const struct route *rt)
 {
+	const struct cluster *c = rt->mounted;
 	h2o_iovec_t name = query_value(r->query, "node=", 5);
 	h2o_iovec_t lb = query_value(r->query, "lb=", 3);
 	const char *fallback = r->server_default_node;
@@ -47,10 +48,6 @@ probe_handle(struct request *r, const struct cluster *c)
 	h2o_iovec_t user_agent;
 	const struct node *n;
 
-	if (!request_method_is(r, "GET") && !request_method_is(r, "HEAD")) {
-		reply_method_not_allowed(r, "GET, HEAD");
-		return;
-	}
 	if (name.base == NULL && fallback != NULL)
 		name = h2o_iovec_init(fallback, strlen(fallback));
 	if (name.base == NULL) {

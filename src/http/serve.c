@@ -36,6 +36,7 @@
 #include "../util/xalloc.h"
 #include "server_internal.h"
 #include "serve.h"
+#include "ui.h"
 
 #define MAX_THREADS 32
 #define CHECK_COUNT_MAX 100

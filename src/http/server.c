@@ -1,21 +1,31 @@
 /*
- * server.c - HTTP workers on libh2o-evloop, routing, and the hand-off of
- * work between a worker's event loop and the engine thread.
+ * server.c - HTTP workers on libh2o-evloop, and the hand-off of work
+ * between a worker's event loop and the engine thread.
  *
  * Each worker is a thread with its own evloop and h2o context, accepting
- * on its own dup of every listening socket. A request is routed on its
- * normalised path:
+ * on its own dup of every listening socket. Every request starts as a
+ * struct request on the worker's stack and goes to the router
+ * (router.c), which owns the path table: the probe is answered from the
+ * stack (no allocation outside h2o's own request pool, no lock); any other
+ * request is first copied into the pool (request_keep).
  *
- *   /v1, /v1/...                  api_v1.c
- *   {mount}                       probe.c  (synchronous, from the snapshot)
- *   {mount}/++rest++...           compat.c
- *   {mount}/managenodes|manage_main, /, /login, /static/...   ui.c
+ * Who owns what:
  *
- * The probe is answered with a struct request on the stack: no allocation
- * outside h2o's own request pool and no lock. Anything that must outlive
- * on_req (an engine job, a long poll, a delayed 401) gets a struct pending,
- * malloc'd, linked from the request; if the client goes away first, the
- * request's pool disposal unlinks it and the continuation never runs.
+ *   struct request   h2o's request pool; request_dispose runs when the
+ *                    pool goes (the client went away or was answered).
+ *   struct pending   this file's, malloc'd for anything that must outlive
+ *                    on_req (an engine job, a long poll, a delayed 401).
+ *                    r->pending and pd->r point at each other; disposal
+ *                    of the request clears pd->r, so the continuation
+ *                    never runs for a gone client. A wait's pending is
+ *                    freed with the request or when it fires; a job's when
+ *                    the job comes back (the engine still holds it).
+ *   struct engine_job the submitter's (engine.h), allocated here by
+ *                    request_job_new with the surface's data behind it;
+ *                    job->done and job->done_arg (the pending) are set by
+ *                    request_job_submit and are this file's, nothing else
+ *                    in the job is. Released and freed in on_jobs_done,
+ *                    after the continuation, whether or not it ran.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +42,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "router.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -417,7 +428,7 @@ on_tick(h2o_timeout_entry_t *entry)
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 }
 
-/* --- routing ---------------------------------------------------------- */
+/* --- requests ---------------------------------------------------------- */
 
 /* a.b.c.d into buf (at least INET_ADDRSTRLEN bytes). inet_ntop formats
  * IPv4 with sprintf: a fifth of the probe's user-space instructions. */
@@ -452,78 +463,13 @@ peer_address(h2o_req_t *req, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
 
-/* The cluster mounted at a prefix of path, and what follows the mount:
- * {NULL,0} for the mount itself, else the one segment after it. */
-static const struct cluster *
-route_cluster(const struct model *m, h2o_iovec_t path, h2o_iovec_t *action)
+struct request *
+request_keep(const struct request *on_stack)
 {
-	size_t i;
-
-	for (i = 0; i < m->n_clusters; i++) {
-		const struct cluster *c = &m->clusters[i];
-		size_t n = strlen(c->path);
-		if (path.len < n || memcmp(path.base, c->path, n) != 0)
-			continue;
-		if (path.len == n) {
-			*action = h2o_iovec_init(NULL, 0);
-			return c;
-		}
-		if (path.base[n] == '/' &&
-		    memchr(path.base + n + 1, '/', path.len - n - 1) == NULL) {
-			*action = h2o_iovec_init(path.base + n + 1, path.len - n - 1);
-			return c;
-		}
-	}
-	return NULL;
-}
-
-static int
-is_api_path(h2o_iovec_t path)
-{
-	return (path.len == 3 && memcmp(path.base, "/v1", 3) == 0) ||
-	       (path.len > 3 && memcmp(path.base, "/v1/", 4) == 0);
-}
-
-static struct request *
-request_keep(h2o_req_t *req, const struct request *on_stack)
-{
-	struct request *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), request_dispose);
+	struct request *r = h2o_mem_alloc_shared(&on_stack->req->pool, sizeof(*r), request_dispose);
 
 	*r = *on_stack;
 	return r;
-}
-
-static void
-route(struct request *stack_r)
-{
-	const struct model *m = engine_snapshot(stack_r->server->engine);
-	h2o_iovec_t action;
-	const struct cluster *c;
-
-	if (is_api_path(stack_r->path)) {
-		api_v1_handle(request_keep(stack_r->req, stack_r));
-		return;
-	}
-	c = route_cluster(m, stack_r->path, &action);
-	if (c != NULL && action.base == NULL) {
-		probe_handle(stack_r, c);
-		return;
-	}
-	if (c != NULL && action.len > 8 && memcmp(action.base, "++rest++", 8) == 0) {
-		compat_handle(request_keep(stack_r->req, stack_r), c, action);
-		return;
-	}
-	if (c != NULL) {
-		struct request *r = request_keep(stack_r->req, stack_r);
-		if (ui_handle_cluster(r, c, action) != 0)
-			reply_text(r, 404, "not found");
-		return;
-	}
-	{
-		struct request *r = request_keep(stack_r->req, stack_r);
-		if (ui_handle_root(r) != 0)
-			reply_text(r, 404, "not found");
-	}
 }
 
 static int
@@ -539,7 +485,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 		                         req->path.len - req->query_at - 1);
 	r.server_default_node = w->server->opts.default_node;
 	peer_address(req, r.address, sizeof(r.address));
-	route(&r);
+	router_dispatch(&r);
 	return 0;
 }
 

@@ -4,9 +4,10 @@
  *
  * Map of this file:
  *
- *   routing    ui_handle_root ("/", /login, /logout, /admin, /clusters,
- *              /static/...) and ui_handle_cluster ({mount}/managenodes,
- *              {mount}/manage_main, which redirects).
+ *   routing    none: the page's paths are lines of the router's table
+ *              (router.c), which also runs the gates below before the
+ *              handlers; here only the page's 405 and
+ *              {mount}/manage_main, which redirects.
  *   gates      ui_page_auth for pages (session cookie, else Basic/Bearer,
  *              else a redirect to /login); ui_post_guard for forms
  *              (session + CSRF token + same origin + role).
@@ -36,83 +37,28 @@
 
 #define NEXT_MAX 512
 
-static int
-action_is(h2o_iovec_t action, const char *name)
-{
-	return h2o_memis(action.base, action.len, name, strlen(name));
-}
-
-static int
-path_is(const struct request *r, const char *path)
-{
-	return h2o_memis(r->path.base, r->path.len, path, strlen(path));
-}
-
-static int
-is_read(const struct request *r)
-{
-	return request_method_is(r, "GET") || request_method_is(r, "HEAD");
-}
-
 /* --- routing ------------------------------------------------------------- */
 
-static void
-reply_method(struct request *r, const char *allow)
+void
+ui_reply_method_not_allowed(struct request *r, const char *allow)
 {
 	ui_header(r, "allow", allow);
 	ui_reply_message(r, 405, "Method not allowed", "This address does not take that method.",
 	                 "/", "Go to the clusters");
 }
 
-/* A page that answers GET (then) and, when post is set, POST. */
-static void
-page_route(struct request *r, request_handler get, request_handler post)
+void
+ui_manage_main(struct request *r, const struct route *rt)
 {
-	if (is_read(r) && get != NULL)
-		ui_page_auth(r, get);
-	else if (request_method_is(r, "POST") && post != NULL)
-		post(r);
-	else
-		reply_method(r, get && post ? "GET, HEAD, POST" : get ? "GET, HEAD" : "POST");
-}
-
-int
-ui_handle_root(struct request *r)
-{
-	if (r->path.len > 8 && memcmp(r->path.base, "/static/", 8) == 0)
-		return ui_asset_serve(r, h2o_iovec_init(r->path.base + 8, r->path.len - 8));
-	if (path_is(r, "/"))
-		page_route(r, ui_root_page, NULL);
-	else if (path_is(r, "/clusters"))
-		page_route(r, NULL, ui_clusters_post);
-	else if (path_is(r, "/admin"))
-		page_route(r, ui_admin_page, ui_admin_post);
-	else if (path_is(r, "/login") && is_read(r))
-		ui_login_page(r);
-	else if (path_is(r, "/login"))
-		page_route(r, NULL, ui_login_post);
-	else if (path_is(r, "/logout"))
-		page_route(r, NULL, ui_logout_post);
-	else
-		return -1;
-	return 0;
-}
-
-int
-ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action)
-{
+	const struct cluster *c = model_find_cluster(request_snapshot(r), rt->cluster);
 	char location[160];
 
-	if (action_is(action, "manage_main")) {
-		snprintf(location, sizeof(location), "%s/managenodes", c->path);
-		reply_redirect(r, 302, location);
-		return 0;
+	if (c == NULL) {
+		reply_text(r, 404, "not found");
+		return;
 	}
-	if (action_is(action, "managenodes")) {
-		page_route(r, ui_nodes_page, ui_nodes_post);
-		return 0;
-	}
-	return -1;
+	snprintf(location, sizeof(location), "%s/managenodes", c->path);
+	reply_redirect(r, 302, location);
 }
 
 /* --- gates --------------------------------------------------------------- */
@@ -424,8 +370,9 @@ root_render(struct request *r, int status, const char *error, const char *name, 
 }
 
 void
-ui_root_page(struct request *r)
+ui_root_page(struct request *r, const struct route *rt)
 {
+	(void)rt;
 	root_render(r, 200, NULL, NULL, NULL);
 }
 
@@ -444,15 +391,14 @@ cluster_job_done(struct request *r, struct engine_job *job)
 }
 
 void
-ui_clusters_post(struct request *r)
+ui_clusters_post(struct request *r, const struct route *rt)
 {
 	char *name, *path;
 	struct engine_job *job;
 	struct command *cmd;
 	int is_add;
 
-	if (ui_post_guard(r, ROLE_ADMIN) != 0)
-		return;
+	(void)rt; /* the router's form gate let an admin in */
 	is_add = ui_field_is(r, "form", "add");
 	name = ui_field(r, "name");
 	path = is_add ? ui_field(r, "path") : NULL;

@@ -51,15 +51,11 @@
 #define PAGE_SUFFIX "/managenodes"
 #define INVALID_SHOWN 3
 
-/* The cluster the request's path is about, from the current snapshot. */
+/* The cluster the page is about, from the current snapshot. */
 static const struct cluster *
-page_cluster(struct request *r)
+page_cluster(struct request *r, const struct route *rt)
 {
-	size_t n = strlen(PAGE_SUFFIX);
-
-	if (r->path.len <= n)
-		return NULL;
-	return model_find_cluster_by_path(request_snapshot(r), r->path.base, r->path.len - n);
+	return model_find_cluster(request_snapshot(r), rt->cluster);
 }
 
 /* --- page ---------------------------------------------------------------- */
@@ -573,9 +569,9 @@ done_notice(struct request *r)
 }
 
 void
-ui_nodes_page(struct request *r)
+ui_nodes_page(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = page_cluster(r);
+	const struct cluster *c = page_cluster(r, rt);
 	struct page_state st = {0};
 
 	if (c == NULL) {
@@ -963,13 +959,13 @@ node_list_post(struct request *r, const struct cluster *c)
 }
 
 void
-ui_nodes_post(struct request *r)
+ui_nodes_post(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = page_cluster(r);
+	const struct cluster *c = page_cluster(r, rt);
 	int is_status;
 
-	if (ui_post_guard(r, ROLE_VIEWER) != 0)
-		return;
+	/* the router's form gate checked the session, the CSRF token and the
+	 * origin; the role depends on the form */
 	is_status = ui_field_is(r, "form", "status");
 	if (!is_status && !ui_field_is(r, "form", "nodes")) {
 		ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/",
