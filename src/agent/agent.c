@@ -83,10 +83,12 @@ peer_address(h2o_socket_t *sock, char *buf, size_t size)
 static void
 split_lb(const char **line, size_t *len, struct observe_client *who)
 {
-	const char *space = memchr(*line, ' ', *len), *lb;
+	const char *space, *lb;
 	size_t lb_len;
 
-	if (space == NULL)
+	if (*len == 0) /* no line at all: *line may be NULL */
+		return;
+	if ((space = memchr(*line, ' ', *len)) == NULL)
 		return;
 	lb = space + 1;
 	lb_len = *len - (size_t)(lb - *line);
