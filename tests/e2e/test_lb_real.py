@@ -30,7 +30,10 @@ from conftest import Daemon
 from lbharness import AppNode, HAProxy, Traffic, Varnish, cli, start_on_free_port, wait_until
 
 INTERVAL = 0.2  # probe interval given to lbconfig (s)
-TIMEOUT = 0.15  # probe timeout (s)
+# Probe timeout (s). Not shorter: on a loaded 2-core machine a probe can
+# wait a few hundred ms for a CPU, and FALL such waits in a row would make
+# a load balancer take every node out (Varnish then answers 503).
+TIMEOUT = 0.5
 FALL = 2
 RISE = 2
 # A node is out of a load balancer at most this long after its status
@@ -39,7 +42,7 @@ RISE = 2
 FALL_WINDOW = FALL * INTERVAL + TIMEOUT + 2.0
 RISE_WINDOW = RISE * INTERVAL + TIMEOUT + 2.0
 NODES = ("app1", "app2", "app3")
-LB_OPTIONS = ["--interval", "200ms", "--timeout", "150ms", "--fall", str(FALL),
+LB_OPTIONS = ["--interval", "200ms", "--timeout", "%dms" % (TIMEOUT * 1000), "--fall", str(FALL),
               "--rise", str(RISE)]
 
 
