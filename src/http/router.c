@@ -420,7 +420,8 @@ router_dispatch(struct request *stack_r)
 static int
 pattern_check(const struct route_entry *e, struct error *err)
 {
-	static const char *const kinds[] = {"{cluster}", "{node}", "{user}", "{token}", "{lb}", "{asset}"};
+	static const char *const kinds[] = {"{cluster}", "{node}", "{user}",
+	                                    "{token}",   "{lb}",   "{asset}"};
 	const char *p = e->pattern;
 	int n_cluster = 0, n_name = 0;
 	size_t k;
