@@ -63,7 +63,10 @@ static const char usage[] =
     "                             (read again on SIGHUP)\n"
     "  --threads N                HTTP worker threads (default 1)\n"
     "  --demo                     on an empty default cluster, add node1..node3\n"
-    "  --help                     this text\n";
+    "  --log-format logfmt|json   one logfmt line (default) or JSON object per event\n"
+    "  --log-file F               log to F instead of stderr (re-opened on SIGHUP)\n"
+    "  --help                     this text\n"
+    "  --version                  show the version\n";
 
 /* --- options ----------------------------------------------------------- */
 
@@ -183,7 +186,10 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"check-fall", required_argument, NULL, 'F'},
 	    {"check-rise", required_argument, NULL, 'R'},
 	    {"demo", no_argument, NULL, 'D'},
+	    {"log-format", required_argument, NULL, 'L'},
+	    {"log-file", required_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0}};
 	int ch;
 	char *end, host[64], port[8];
@@ -253,8 +259,19 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 				                 "--threads must be a number from 1 to %d",
 				                 MAX_THREADS);
 			break;
+		case 'L':
+			if (log_format_from_string(optarg, &o->log_format) != 0)
+				return error_set(err, 400,
+				                 "--log-format must be logfmt or json, not '%s'",
+				                 optarg);
+			break;
+		case 'O':
+			o->log_file = optarg;
+			break;
 		case 'h':
 			return error_set(err, 0, "help");
+		case 'V':
+			return error_set(err, 0, "version");
 		default:
 			return error_set(err, 400, "unknown or incomplete option '%s'",
 			                 argv[optind - 1]);
@@ -653,12 +670,22 @@ serve_main(int argc, char **argv)
 
 	json_set_alloc_funcs(xmalloc, free); /* jansson out of memory aborts too (xalloc.h) */
 	if (parse_options(argc, argv, &s.opts, &err) != 0) {
+		if (err.status == 0 && strcmp(err.what, "version") == 0) {
+			printf("clustermgmt %s\n", CM_VERSION);
+			return 0;
+		}
 		if (err.status == 0) {
 			fputs(usage, stdout);
 			return 0;
 		}
 		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
 		return 2;
+	}
+	log_set_format(s.opts.log_format);
+	if (s.opts.log_file != NULL && log_open_file(s.opts.log_file) != 0) {
+		fprintf(stderr, "clustermgmt serve: --log-file %s: %s\n", s.opts.log_file,
+		        strerror(errno));
+		return 1;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "clustermgmt serve: cannot initialise libsodium\n");

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "../util/log.h"
 #include "http.h"
 
 struct auth_state;
@@ -62,6 +63,8 @@ struct server_options {
 	const char *tls_key;
 	int threads;
 	int is_demo;
+	enum log_format log_format;
+	const char *log_file; /* NULL: stderr */
 };
 
 struct server {
