@@ -85,7 +85,8 @@ test_json_line_is_one_object_with_every_key(void **state)
 	assert_non_null(o);
 	assert_string_equal(json_string_value(json_object_get(o, "level")), "warn");
 	assert_string_equal(json_string_value(json_object_get(o, "msg")), "status changed");
-	assert_string_equal(json_string_value(json_object_get(o, "reason")), "say \"hi\"\\\nbye\x01");
+	assert_string_equal(json_string_value(json_object_get(o, "reason")),
+	                    "say \"hi\"\\\nbye\x01");
 	assert_string_equal(json_string_value(json_object_get(o, "node")), "a");
 	assert_non_null(json_object_get(o, "ts"));
 	json_decref(o);
