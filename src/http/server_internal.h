@@ -64,7 +64,9 @@ struct server_options {
 	int threads;
 	int is_demo;
 	enum log_format log_format;
-	const char *log_file; /* NULL: stderr */
+	const char *log_file;              /* NULL: stderr */
+	struct listen_addr metrics_listen; /* text "" when not given */
+	int is_check_config;
 };
 
 struct server {
