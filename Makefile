@@ -79,6 +79,7 @@ bench: deps-bench
 	sh bench/probe build-release/clustermgmt
 	sh bench/ui_page build-release/clustermgmt
 	$(PYTHON) bench/rollout build-release/clustermgmt
+	sh bench/metrics build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

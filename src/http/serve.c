@@ -85,16 +85,6 @@ static const char usage[] =
 
 /* --- options ----------------------------------------------------------- */
 
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-	return 0;
-}
-
 /* Splits "host:port" or "[v6]:port" into host (no brackets) and port,
  * with h2o's parser: the host may not be empty and an IPv6 address needs
  * its brackets. */
@@ -153,7 +143,7 @@ listen_bind(struct listen_addr *l, const char *what, struct error *err)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0)
 		goto bad;
-	l->is_loopback = is_loopback(ai->ai_addr);
+	l->is_loopback = sockaddr_is_loopback(ai->ai_addr);
 	l->fd = fd;
 	freeaddrinfo(ai);
 	return 0;
@@ -711,6 +701,9 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	if (s->opts.agent_listen.text[0] != '\0')
 		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text,
 		       NULL);
+	if (s->opts.metrics_listen.text[0] != '\0')
+		log_kv(LOG_INFO, "metrics listening", "listen", s->opts.metrics_listen.text, "path",
+		       "/metrics", NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
 	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, "nofile",
 	       fds, NULL);
@@ -743,6 +736,9 @@ start(struct server *s, struct error *err)
 			return -1;
 	if (s->opts.agent_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.agent_listen, "agent-listen", err) != 0)
+		return -1;
+	if (s->opts.metrics_listen.text[0] != '\0' &&
+	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
 	if ((store = store_open(s->opts.db, err)) == NULL)
 		return -1;
@@ -777,6 +773,8 @@ shutdown_all(struct server *s)
 			close(s->opts.listens[i].fd);
 	if (s->opts.agent_listen.fd > 0)
 		close(s->opts.agent_listen.fd);
+	if (s->opts.metrics_listen.fd > 0)
+		close(s->opts.metrics_listen.fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx); /* the workers' references went in server_free */
 	auth_state_free(s->auth);

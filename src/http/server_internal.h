@@ -1,7 +1,7 @@
 /*
  * server_internal.h - the daemon's runtime state, shared by serve.c,
- * server.c, router.c and auth.c only. The surfaces see struct request
- * alone.
+ * server.c, router.c, auth.c and scrape.c only. The surfaces see struct
+ * request alone.
  */
 #ifndef CM_SERVER_INTERNAL_H
 #define CM_SERVER_INTERNAL_H
@@ -42,6 +42,7 @@ struct worker {
 	int64_t next_sweep_at;              /* worker 0: when to sweep observed probes */
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
+	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
 };
 
 struct listen_addr {
@@ -86,7 +87,14 @@ struct server {
 	struct auth_state *auth;
 	struct observe *observe; /* observed probes and check states */
 	struct checker *checker; /* application checks */
+	/* --metrics-listen: its worker (the last of workers[], counted in
+	 * n_workers) serves this configuration, /metrics alone */
+	h2o_globalconf_t metrics_config;
+	_Atomic long n_long_polls; /* held event long polls, all workers */
 };
+
+/* Is sa a loopback address (127.0.0.0/8, ::1)? */
+int sockaddr_is_loopback(const struct sockaddr *sa);
 
 /* Sets up h2o, the workers and their loops (listening sockets must be
  * bound already). Returns -1 with err filled. */

@@ -91,34 +91,16 @@ label(const char *v, char *buf, size_t size)
 
 /* --- histograms ----------------------------------------------------------- */
 
-static const double latency_bounds[METRICS_LATENCY_BUCKETS] = METRICS_LATENCY_BOUNDS;
-
-void
-metrics_histogram_observe(struct metrics_histogram *h, int64_t us)
-{
-	double s;
-	int i;
-
-	if (us < 0)
-		us = 0;
-	s = (double)us / 1e6;
-	for (i = 0; i < METRICS_LATENCY_BUCKETS && s > latency_bounds[i]; i++)
-		;
-	atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->sum_us, (uint64_t)us, memory_order_relaxed);
-}
-
 static void
-render_histogram(struct out *o, const char *name, const char *help,
-                 const struct metrics_histogram *h)
+render_histogram(struct out *o, const char *name, const char *help, const struct histogram *h)
 {
 	uint64_t cumulative = 0;
 	int i;
 
 	out_family(o, name, "histogram", help);
-	for (i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+	for (i = 0; i < HISTOGRAM_BUCKETS; i++) {
 		cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-		out_printf(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, latency_bounds[i],
+		out_printf(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, histogram_bounds[i],
 		           cumulative);
 	}
 	cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
@@ -457,7 +439,7 @@ render_stats(struct out *o, const struct metrics_stats *s)
 	out_family(o, "clustermgmt_writes_total", "counter", "Writes committed to the store.");
 	out_printf(o, "clustermgmt_writes_total %" PRIu64 "\n", s->writes_total);
 	out_family(o, "clustermgmt_writes_failed_total", "counter",
-	           "Writes refused (invalid, conflicting) or failed (store error).");
+	           "Writes the store could not commit (refused ones are not counted).");
 	out_printf(o, "clustermgmt_writes_failed_total %" PRIu64 "\n", s->writes_failed_total);
 	if (s->write_latency != NULL)
 		render_histogram(o, "clustermgmt_write_duration_seconds",

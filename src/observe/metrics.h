@@ -23,38 +23,20 @@
 #include <stdint.h>
 
 #include "../core/model.h"
+#include "../util/histogram.h"
 #include "observe.h"
 
 /* The Content-Type of what metrics_render returns. */
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-/* Upper bounds (seconds) of the write latency histogram's buckets; +Inf
- * is implied. A durable SQLite commit takes a few milliseconds. */
-#define METRICS_LATENCY_BOUNDS                                                                     \
-	{                                                                                          \
-		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0             \
-	}
-#define METRICS_LATENCY_BUCKETS 12
-
-/* A histogram of durations that one thread records and any thread reads
- * (relaxed atomics: a scrape may see a write's bucket before its sum,
- * which Prometheus tolerates). Zero-initialise it. */
-struct metrics_histogram {
-	_Atomic uint64_t buckets[METRICS_LATENCY_BUCKETS + 1]; /* not cumulative; last = +Inf */
-	_Atomic uint64_t sum_us; /* the count is the sum of the buckets */
-};
-
-/* Records one duration of us microseconds (negative counts as 0). */
-void metrics_histogram_observe(struct metrics_histogram *h, int64_t us);
-
 /* The daemon's own figures, as known to the caller at render time. */
 struct metrics_stats {
-	int store_up;                    /* the store answers (last commit or check worked) */
-	uint64_t long_polls_held;        /* event long polls waiting now */
-	uint64_t password_checks_queued; /* argon2id checks waiting for the side thread */
-	uint64_t writes_total;           /* write jobs committed since start */
-	uint64_t writes_failed_total;    /* write jobs refused or failed */
-	const struct metrics_histogram *write_latency; /* NULL: not rendered */
+	int store_up;                          /* the store answers (last commit or check worked) */
+	uint64_t long_polls_held;              /* event long polls waiting now */
+	uint64_t password_checks_queued;       /* argon2id checks waiting for the side thread */
+	uint64_t writes_total;                 /* writes committed since start */
+	uint64_t writes_failed_total;          /* writes the store could not commit */
+	const struct histogram *write_latency; /* queued to committed; NULL: not rendered */
 };
 
 /* What the kernel says about this process (the names of Prometheus'

@@ -112,7 +112,7 @@ i=0
 until curl -s -o /dev/null http://10.99.0.1:8080/v1/health; do
     i=$((i + 1)); [ $i -lt 100 ] || exit 98; sleep 0.1
 done
-code() { curl -s -o /dev/null -w "$1 %{http_code}\n" "$@"; }
+code() { label=$1; shift; curl -s -o /dev/null -w "$label %{http_code}\n" "$@"; }
 code main-anonymous http://10.99.0.1:8080/metrics
 token=$(curl -s -u "admin:$PW" -H 'Content-Type: application/json' \
     -d '{"role": "viewer", "description": "prometheus"}' http://10.99.0.1:8080/v1/tokens |
@@ -216,3 +216,28 @@ def test_real_prometheus_scrapes_and_answers_for_an_offline_node(daemon, tmp_pat
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+
+
+def test_metrics_count_held_long_polls(daemon):
+    import threading
+    daemon.set_nodes(["a"])
+    version = daemon.nodes()["version"]
+    answers = []
+    poll = threading.Thread(target=lambda: answers.append(daemon.get(
+        "/v1/clusters/default/events?after=%d&wait=30" % version, auth=daemon.admin,
+        timeout=40)))
+    poll.start()
+    try:
+        deadline = time.monotonic() + 10
+        held = None
+        while time.monotonic() < deadline:
+            held = sample(metrics(daemon).text, "clustermgmt_long_polls_held")
+            if held == "1":
+                break
+            time.sleep(0.05)
+        assert held == "1"
+    finally:
+        daemon.set_status({"a": {"status": "offline"}})  # answers the poll
+        poll.join(timeout=20)
+    assert answers and answers[0].status_code == 200
+    assert sample(metrics(daemon).text, "clustermgmt_long_polls_held") == "0"

@@ -280,14 +280,14 @@ test_answer_counters_are_bounded(void **state)
 static void
 test_histogram_buckets_are_cumulative(void **state)
 {
-	struct metrics_histogram h = {0};
+	struct histogram h = {0};
 	struct metrics_stats s = {.store_up = 1, .long_polls_held = 7, .write_latency = &h};
 	char *text;
 
 	(void)state;
-	metrics_histogram_observe(&h, 800);     /* 0.8 ms: le 0.001 */
-	metrics_histogram_observe(&h, 3000);    /* 3 ms: le 0.005 */
-	metrics_histogram_observe(&h, 9000000); /* 9 s: +Inf only */
+	histogram_observe(&h, 800);     /* 0.8 ms: le 0.001 */
+	histogram_observe(&h, 3000);    /* 3 ms: le 0.005 */
+	histogram_observe(&h, 9000000); /* 9 s: +Inf only */
 	text = render(NULL, NULL, &s, T0);
 	assert_string_equal(sample(text, "clustermgmt_write_duration_seconds_bucket{le=\"0.001\"}"),
 	                    "1");
@@ -336,7 +336,7 @@ test_every_family_is_declared_once_and_contiguous(void **state)
 {
 	struct model *m = sample_model();
 	struct observe *o = observe_new();
-	struct metrics_histogram h = {0};
+	struct histogram h = {0};
 	struct metrics_stats s = {.store_up = 1, .write_latency = &h};
 	struct metrics_process p;
 	char *text, *line, *save = NULL, *seen = calloc(1, 1), current[128] = "";
