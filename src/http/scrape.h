@@ -5,7 +5,7 @@
 #ifndef CM_SCRAPE_H
 #define CM_SCRAPE_H
 
-#include "router.h"
+#include "http.h"
 
 /* The router's /metrics line, behind the gate ROUTE_LOCAL_OR_CREDENTIALS
  * (public on a connection made to a loopback address, else a viewer). */
