@@ -598,7 +598,7 @@ check_address(const struct listen_addr *l, const char *what, struct error *err)
 static int
 check_config(struct server *s, struct error *err)
 {
-	char password[1025];
+	char password[PASSWORD_MAX + 2]; /* as ensure_admin reads it */
 	struct store *store;
 	struct model *m = NULL;
 	size_t i;
