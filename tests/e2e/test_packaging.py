@@ -331,3 +331,12 @@ def test_deb_binary_runs_version_and_serve(deb_file, tmp_path):
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=10)
     assert rc == 0, (tmp_path / "log").read_text()
+
+
+def test_make_uninstall_keeps_only_the_settings(tmp_path, cm_bin):
+    dest = make_install(tmp_path, cm_bin, "PREFIX=/usr")
+    out = run(["make", "-C", str(REPO), "uninstall", "PREFIX=/usr", "DESTDIR=" + str(dest)],
+              timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    left = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    assert left == {"etc/default/clustermgmt"}
