@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../util/xalloc.h"
@@ -119,7 +120,8 @@ metrics_process_read(struct metrics_process *out)
 	unsigned long long utime, stime, start, vsize;
 	long long rss;
 	long threads, ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-	unsigned long long btime = 0;
+	double boot;
+	struct timespec real, since_boot;
 	struct rlimit rl;
 	struct dirent *d;
 	DIR *dir;
@@ -138,12 +140,6 @@ metrics_process_read(struct metrics_process *out)
 		closedir(dir);
 	} else
 		rc = -1;
-	if ((f = fopen("/proc/stat", "r")) != NULL) {
-		while (fgets(buf, sizeof(buf), f) != NULL)
-			if (sscanf(buf, "btime %llu", &btime) == 1)
-				break;
-		fclose(f);
-	}
 	if ((f = fopen("/proc/self/stat", "r")) == NULL)
 		return -1;
 	n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -159,15 +155,21 @@ metrics_process_read(struct metrics_process *out)
 	           "%*d %llu %llu %lld",
 	           &utime, &stime, &threads, &start, &vsize, &rss) != 6)
 		return -1;
+	/* starttime counts clock ticks since boot. The boot time comes from
+	 * the two clocks rather than /proc/stat's btime, which the systemd
+	 * unit's ProcSubset=pid hides. */
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_BOOTTIME, &since_boot);
+	boot = (double)(real.tv_sec - since_boot.tv_sec) +
+	       (double)(real.tv_nsec - since_boot.tv_nsec) / 1e9;
 	if (ticks > 0) {
 		out->cpu_seconds = (double)(utime + stime) / (double)ticks;
-		if (btime > 0)
-			out->start_time_seconds = (double)btime + (double)start / (double)ticks;
+		out->start_time_seconds = boot + (double)start / (double)ticks;
 	}
 	out->virtual_bytes = vsize;
 	out->resident_bytes = rss > 0 && page > 0 ? (uint64_t)rss * (uint64_t)page : 0;
 	out->threads = threads > 0 ? (uint64_t)threads : 0;
-	return btime > 0 ? rc : -1;
+	return rc;
 }
 
 static void

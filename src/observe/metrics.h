@@ -51,7 +51,8 @@ struct metrics_process {
 	uint64_t threads;
 };
 
-/* Reads /proc/self/{stat,fd} and /proc/stat into *out. Returns 0, or -1
+/* Reads /proc/self/stat and /proc/self/fd (nothing else of /proc, which
+ * the systemd unit hides) into *out. Returns 0, or -1
  * with *out zeroed where a file could not be read (the figures it did
  * read are kept). */
 int metrics_process_read(struct metrics_process *out);
