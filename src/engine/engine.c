@@ -98,7 +98,6 @@ struct engine {
 	/* for engine_stats */
 	_Atomic uint64_t writes_committed, writes_failed;
 	_Atomic int is_store_up;
-	size_t side_queued; /* under lock */
 	struct histogram write_latency;
 
 	pthread_mutex_t on_change_lock; /* guards the two below */
@@ -384,7 +383,6 @@ side_thread(void *arg)
 		e->side_head = job->next;
 		if (e->side_head == NULL)
 			e->side_tail = NULL;
-		e->side_queued--;
 		pthread_mutex_unlock(&e->lock);
 		error_clear(&job->err);
 		if (e->is_stopping) {
@@ -516,8 +514,6 @@ enqueue(struct engine *e, struct engine_job *job)
 	else
 		*head = job;
 	*tail = job;
-	if (is_side)
-		e->side_queued++;
 	pthread_cond_signal(is_side ? &e->side_wake : &e->wake);
 	pthread_mutex_unlock(&e->lock);
 }
@@ -535,9 +531,6 @@ engine_stats(struct engine *e, struct engine_stats *out)
 	out->writes_committed = atomic_load(&e->writes_committed);
 	out->writes_failed = atomic_load(&e->writes_failed);
 	out->is_store_up = atomic_load(&e->is_store_up);
-	pthread_mutex_lock(&e->lock);
-	out->side_queued = e->side_queued;
-	pthread_mutex_unlock(&e->lock);
 	out->write_latency = &e->write_latency;
 }
 

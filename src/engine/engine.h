@@ -172,15 +172,12 @@ struct engine_stats {
 	uint64_t writes_failed;                /* ... that the store could not commit (refused
 	                                          writes, which change nothing, are not counted) */
 	int is_store_up;                       /* 0 from a failed commit until one succeeds */
-	size_t side_queued;                    /* jobs waiting for the side thread (password
-	                                          checks, hashing a new user's password) */
 	const struct histogram *write_latency; /* a write job's time from
 	                                          engine_submit to its commit;
 	                                          live, owned by the engine */
 };
 
-/* Fills *out; any thread, any time (a few atomic loads and the queue
- * lock for side_queued). */
+/* Fills *out; any thread, any time (a few atomic loads). */
 void engine_stats(struct engine *e, struct engine_stats *out);
 
 /* For tests and metrics: how many replaced snapshots are still alive,

@@ -30,16 +30,21 @@ answer(struct request *r)
 {
 	struct server *s = r->server;
 	struct engine_stats engine;
+	struct auth_stats auth;
 	struct metrics_stats stats;
 	struct metrics_process process;
 	size_t len;
 	char *text;
 
 	engine_stats(s->engine, &engine);
+	auth_stats(s->auth, &auth);
 	stats = (struct metrics_stats){
 	    .store_up = engine.is_store_up,
 	    .long_polls_held = (uint64_t)atomic_load(&s->n_long_polls),
-	    .password_checks_queued = engine.side_queued,
+	    .password_checks_queued = (uint64_t)auth.pending,
+	    .password_checks_hashed = (uint64_t)auth.hashed,
+	    .password_checks_dropped = (uint64_t)auth.dropped,
+	    .password_checks_refused = (uint64_t)auth.refused,
 	    .writes_total = engine.writes_committed,
 	    .writes_failed_total = engine.writes_failed,
 	    .write_latency = engine.write_latency,

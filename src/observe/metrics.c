@@ -435,9 +435,18 @@ render_stats(struct out *o, const struct metrics_stats *s)
 	           "Event long polls (GET .../events?wait=) being held.");
 	out_printf(o, "clustermgmt_long_polls_held %" PRIu64 "\n", s->long_polls_held);
 	out_family(o, "clustermgmt_password_checks_queued", "gauge",
-	           "Password checks (argon2id) waiting to be computed.");
+	           "Password checks arrived and not answered yet (delayed, queued or hashing).");
 	out_printf(o, "clustermgmt_password_checks_queued %" PRIu64 "\n",
 	           s->password_checks_queued);
+	out_family(o, "clustermgmt_password_checks_total", "counter",
+	           "Password checks by outcome: hashed (argon2id), dropped (the client went "
+	           "away first), refused (too many at once: 429, 503).");
+	out_printf(o, "clustermgmt_password_checks_total{result=\"hashed\"} %" PRIu64 "\n",
+	           s->password_checks_hashed);
+	out_printf(o, "clustermgmt_password_checks_total{result=\"dropped\"} %" PRIu64 "\n",
+	           s->password_checks_dropped);
+	out_printf(o, "clustermgmt_password_checks_total{result=\"refused\"} %" PRIu64 "\n",
+	           s->password_checks_refused);
 	out_family(o, "clustermgmt_writes_total", "counter", "Writes committed to the store.");
 	out_printf(o, "clustermgmt_writes_total %" PRIu64 "\n", s->writes_total);
 	out_family(o, "clustermgmt_writes_failed_total", "counter",

@@ -31,9 +31,10 @@
 
 /* The daemon's own figures, as known to the caller at render time. */
 struct metrics_stats {
-	int store_up;                          /* the store answers (last commit or check worked) */
-	uint64_t long_polls_held;              /* event long polls waiting now */
-	uint64_t password_checks_queued;       /* argon2id checks waiting for the side thread */
+	int store_up;                    /* the store answers (last commit or check worked) */
+	uint64_t long_polls_held;        /* event long polls waiting now */
+	uint64_t password_checks_queued; /* arrived, not answered yet (delayed, queued, hashing) */
+	uint64_t password_checks_hashed, password_checks_dropped, password_checks_refused;
 	uint64_t writes_total;                 /* writes committed since start */
 	uint64_t writes_failed_total;          /* writes the store could not commit */
 	const struct histogram *write_latency; /* queued to committed; NULL: not rendered */

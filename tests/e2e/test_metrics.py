@@ -241,3 +241,14 @@ def test_metrics_count_held_long_polls(daemon):
         poll.join(timeout=20)
     assert answers and answers[0].status_code == 200
     assert sample(metrics(daemon).text, "clustermgmt_long_polls_held") == "0"
+
+
+def test_metrics_count_password_checks(daemon):
+    before = metrics(daemon).text
+    hashed = int(sample(before, 'clustermgmt_password_checks_total{result="hashed"}'))
+    r = daemon.get("/v1/clusters", auth=("admin", "a-wrong-password"), source=fresh_source_ip())
+    assert r.status_code == 401
+    after = metrics(daemon).text
+    assert int(sample(after, 'clustermgmt_password_checks_total{result="hashed"}')) == hashed + 1
+    assert sample(after, "clustermgmt_password_checks_queued") == "0"
+    assert sample(after, 'clustermgmt_password_checks_total{result="refused"}') == "0"
