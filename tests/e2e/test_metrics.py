@@ -252,3 +252,18 @@ def test_metrics_count_password_checks(daemon):
     assert int(sample(after, 'clustermgmt_password_checks_total{result="hashed"}')) == hashed + 1
     assert sample(after, "clustermgmt_password_checks_queued") == "0"
     assert sample(after, 'clustermgmt_password_checks_total{result="refused"}') == "0"
+
+
+def test_metrics_store_down_after_its_file_is_removed(daemon):
+    daemon.set_nodes(["a"])
+    before = metrics(daemon).text
+    assert sample(before, "clustermgmt_store_up") == "1"
+    failed = int(sample(before, "clustermgmt_writes_failed_total"))
+    os.unlink(daemon.db)
+    r = daemon.post("/v1/clusters/default/status", auth=daemon.admin,
+                    json={"changes": {"a": {"status": "offline"}}})
+    assert r.status_code == 503, r.text
+    after = metrics(daemon).text
+    assert sample(after, "clustermgmt_store_up") == "0"
+    assert int(sample(after, "clustermgmt_writes_failed_total")) == failed + 1
+    assert daemon.probe("a").status_code == 200  # probes answer from memory
