@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import free_port, fresh_source_ip
@@ -172,6 +173,7 @@ def prometheus_query(url, query):
     return r.json()["data"]["result"]
 
 
+@pytest.mark.once
 def test_real_prometheus_scrapes_and_answers_for_an_offline_node(daemon, tmp_path):
     daemon.set_nodes(["web1", "web2"])
     daemon.set_status({"web2": {"status": "offline", "reason": "kernel update"}})
