@@ -29,7 +29,7 @@ pytestmark = pytest.mark.once
 
 VERSION = re.search(r"version : '([^']+)'", (REPO / "meson.build").read_text()).group(1)
 COMMANDS = ["status", "offline", "online", "drain", "nodes", "cluster", "user", "token",
-            "lbconfig", "wait", "rollout"]
+            "lbconfig", "lb", "wait", "rollout"]
 OPTION = re.compile(r"(?<![\w-])--([a-z][a-z-]*[a-z])")
 MAN_OPTION = re.compile(r"\bFl -([a-z][a-z-]*[a-z])")
 
@@ -130,6 +130,8 @@ def test_completion_offers_exactly_the_serve_options(cm_bin):
 def test_completion_offers_subcommands_and_values():
     assert complete("nodes", "") == {"list", "set", "add", "rm"}
     assert complete("token", "") == {"create", "list", "revoke"}
+    assert complete("lb", "") == {"list", "add", "rm"}
+    assert complete("lb", "add", "x", "--kind", "") == {"haproxy", "varnish", "nginx", "other"}
     assert complete("lbconfig", "h") == {"haproxy"}
     assert complete("user", "add", "x", "--role", "") == {"viewer", "operator", "admin"}
     assert complete("serve", "--log-format", "") == {"logfmt", "json"}
