@@ -14,9 +14,14 @@ MESONFLAGS = -Dwerror=true
 BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	libsqlite3-dev libpq-dev libsodium-dev libcurl4-openssl-dev libssl-dev \
 	zlib1g-dev
+# Packaging and operations: the Debian package, systemd, man pages, metrics.
+BUILD_PKGS += libsystemd-dev
+OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion \
+	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	python3-pytest-xdist openssl curl haproxy varnish nginx-light iproute2 chromium \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev
+TEST_PKGS += $(OPS_PKGS)
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2
 
 .PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
@@ -74,6 +79,7 @@ bench: deps-bench
 	sh bench/probe build-release/clustermgmt
 	sh bench/ui_page build-release/clustermgmt
 	$(PYTHON) bench/rollout build-release/clustermgmt
+	sh bench/metrics build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
@@ -117,8 +123,68 @@ fuzz-regress: fuzz-build
 	    tests/fuzz/corpus/$$t || exit 1; \
 	done
 
+# --- installing -----------------------------------------------------------
+# `make install` with the GNU directory variables (prefix, bindir, mandir,
+# sysconfdir, docdir, ...; PREFIX is accepted for prefix) and DESTDIR for
+# staged installs. With prefix /usr, sysconfdir is /etc. The systemd unit
+# gets bindir and sysconfdir substituted.
+PREFIX        ?= /usr/local
+prefix        ?= $(PREFIX)
+exec_prefix   ?= $(prefix)
+bindir        ?= $(exec_prefix)/bin
+datarootdir   ?= $(prefix)/share
+mandir        ?= $(datarootdir)/man
+docdir        ?= $(datarootdir)/doc/clustermgmt
+sysconfdir    ?= $(if $(filter /usr,$(prefix)),/etc,$(prefix)/etc)
+systemdunitdir ?= $(prefix)/lib/systemd/system
+sysusersdir   ?= $(prefix)/lib/sysusers.d
+bashcompdir   ?= $(datarootdir)/bash-completion/completions
+INSTALL       ?= install
+DOCS = README.md docs/API.md docs/ARCHITECTURE.md docs/BENCHMARKS.md docs/CLI.md \
+	docs/LOADBALANCERS.md docs/METRICS.md docs/UI.md
+
+.PHONY: install uninstall deb
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man8 \
+	  $(DESTDIR)$(systemdunitdir) $(DESTDIR)$(sysusersdir) $(DESTDIR)$(sysconfdir)/default \
+	  $(DESTDIR)$(bashcompdir) $(DESTDIR)$(docdir)/examples
+	$(INSTALL) -m 755 $(BUILD)/clustermgmt $(DESTDIR)$(bindir)/clustermgmt
+	$(INSTALL) -m 644 man/clustermgmt.1 $(DESTDIR)$(mandir)/man1/clustermgmt.1
+	$(INSTALL) -m 644 man/clustermgmt-serve.8 $(DESTDIR)$(mandir)/man8/clustermgmt-serve.8
+	sed -e 's|@bindir@|$(bindir)|g' -e 's|@sysconfdir@|$(sysconfdir)|g' \
+	  dist/clustermgmt.service.in >$(DESTDIR)$(systemdunitdir)/clustermgmt.service
+	chmod 644 $(DESTDIR)$(systemdunitdir)/clustermgmt.service
+	$(INSTALL) -m 644 dist/clustermgmt.sysusers $(DESTDIR)$(sysusersdir)/clustermgmt.conf
+	$(INSTALL) -m 644 dist/clustermgmt.default $(DESTDIR)$(sysconfdir)/default/clustermgmt
+	$(INSTALL) -m 644 dist/clustermgmt.bash-completion $(DESTDIR)$(bashcompdir)/clustermgmt
+	$(INSTALL) -m 644 $(DOCS) $(DESTDIR)$(docdir)
+	$(INSTALL) -m 644 dist/clustermgmt.rules.yml $(DESTDIR)$(docdir)/examples
+
+uninstall:
+	rm -f $(DESTDIR)$(bindir)/clustermgmt $(DESTDIR)$(mandir)/man1/clustermgmt.1 \
+	  $(DESTDIR)$(mandir)/man8/clustermgmt-serve.8 \
+	  $(DESTDIR)$(systemdunitdir)/clustermgmt.service $(DESTDIR)$(sysusersdir)/clustermgmt.conf \
+	  $(DESTDIR)$(bashcompdir)/clustermgmt
+	rm -rf $(DESTDIR)$(docdir)
+	@echo "kept $(DESTDIR)$(sysconfdir)/default/clustermgmt (your settings)"
+
+# `make deb` builds build-deb/clustermgmt_VERSION_ARCH.deb with debhelper
+# from debian/, in a copy of the tree (dpkg-buildpackage writes its
+# results next to the source directory, which must not be the worktree's
+# parent). DEB_BUILD_OPTIONS=nocheck skips the unit tests.
+DEB ?= build-deb
+deb:
+	@sh tools/install-packages.sh $(BUILD_PKGS) debhelper dpkg-dev fakeroot
+	rm -rf $(DEB) && mkdir -p $(DEB)/src
+	git ls-files -z --cached --others --exclude-standard | \
+	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
+	  xargs -0 cp --parents -t $(DEB)/src
+	cd $(DEB)/src && dpkg-buildpackage -us -uc -b -rfakeroot
+	@ls $(DEB)/*.deb
+
 format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/fuzz/*.[ch]')
 
 clean:
-	rm -rf $(BUILD) $(ASAN) $(LSAN_CHECK)
+	rm -rf $(BUILD) $(ASAN) $(LSAN_CHECK) $(DEB)

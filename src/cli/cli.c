@@ -52,7 +52,7 @@ static const char main_help[] =
     "  --insecure        do not verify the server's TLS certificate (testing only)\n"
     "  --json            print the server's JSON answer instead of a table\n"
     "  --help            show help; `clustermgmt COMMAND --help` for a command\n"
-    "  --version         show the version\n"
+    "  --version         show the version (also after any command)\n"
     "\n"
     "Credentials, the first that is set: --user; $CLUSTERMGMT_TOKEN (bearer\n"
     "token); $CLUSTERMGMT_USER with $CLUSTERMGMT_PASSWORD; the server's host in\n"
@@ -275,6 +275,7 @@ enum {
 	OPT_INSECURE = OPT_GLOBAL | 5,
 	OPT_JSON = OPT_GLOBAL | 6,
 	OPT_HELP = OPT_GLOBAL | 7,
+	OPT_VERSION = OPT_GLOBAL | 8,
 };
 
 static const struct option options[] = {
@@ -286,6 +287,7 @@ static const struct option options[] = {
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
     {"reason", required_argument, NULL, OPT_REASON},
     {"ttl", required_argument, NULL, OPT_TTL},
     {"min-online", required_argument, NULL, OPT_MIN_ONLINE},
@@ -328,6 +330,7 @@ struct parsed {
 	const char *server;
 	const char *user;
 	int wants_help;
+	int wants_version;
 };
 
 static const char *
@@ -386,6 +389,9 @@ store_option(struct parsed *p, int opt, const char *value)
 		break;
 	case OPT_HELP:
 		p->wants_help = 1;
+		break;
+	case OPT_VERSION:
+		p->wants_version = 1;
 		break;
 	case OPT_REASON:
 		cli->reason = value;
@@ -609,6 +615,10 @@ cli_main(int argc, char **argv)
 	p.cli.cluster = "default";
 	p.cli.client.timeout_s = 30;
 	rc = parse_options(argc, argv, &p, &first_word, &err);
+	if (rc == CLI_OK && p.wants_version && !p.wants_help) {
+		printf("clustermgmt %s\n", CM_VERSION);
+		return CLI_OK;
+	}
 	if (rc == CLI_OK && p.wants_help && first_word == argc) {
 		fputs(main_help, stdout);
 		return CLI_OK;

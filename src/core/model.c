@@ -161,11 +161,13 @@ path_segment_is_valid(const char *s, size_t len)
 	return 1;
 }
 
-/* "/v1" and everything below it belong to the JSON API. */
+/* "/v1" and everything below it belong to the JSON API, "/metrics" to
+ * Prometheus. */
 static int
 path_is_reserved(const char *s)
 {
-	return strncmp(s, "/v1", 3) == 0 && (s[3] == '\0' || s[3] == '/');
+	return (strncmp(s, "/v1", 3) == 0 && (s[3] == '\0' || s[3] == '/')) ||
+	       strcmp(s, "/metrics") == 0;
 }
 
 int
@@ -624,7 +626,7 @@ check_new_cluster(const struct model *m, const char *name, const char *path, str
 		return error_set_entry(
 		    err, 400, name,
 		    "cluster '%s': invalid path '%.140s' (like /name or /a/b, at most 128 "
-		    "characters of A-Z a-z 0-9 . _ - and '/', not below /v1)",
+		    "characters of A-Z a-z 0-9 . _ - and '/', not below /v1, not /metrics)",
 		    name, path ? path : "");
 	if (model_find_cluster(m, name) != NULL)
 		return error_set_entry(err, 409, name, "cluster '%s' already exists", name);

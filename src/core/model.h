@@ -149,7 +149,8 @@ int node_name_is_valid(const char *s, size_t len);
 /* Cluster names follow the node name rule. */
 int cluster_name_is_valid(const char *s);
 /* "/x[/y...]": starts with '/', segments of A-Z a-z 0-9 . _ - , no
- * trailing '/', not "/v1" or below it, at most 128 characters. Also
+ * trailing '/', not "/v1" or below it, not "/metrics", at most 128
+ * characters. Also
  * rejected: "/" alone, empty segments ("//") and "." or ".." segments. */
 int mount_path_is_valid(const char *s);
 /* "host:port": a host name or IPv4 address (A-Z a-z 0-9 . _ -) or an IPv6

@@ -95,10 +95,17 @@ struct engine {
 	pthread_cond_t side_wake;
 	struct engine_job *side_head, *side_tail;
 
+	/* for engine_stats */
+	_Atomic uint64_t writes_committed, writes_failed;
+	_Atomic int is_store_up;
+	struct histogram write_latency;
+
 	pthread_mutex_t on_change_lock; /* guards the two below */
 	void (*on_change)(void *arg, const struct model *m);
 	void *on_change_arg;
 };
+
+static void enqueue(struct engine *e, struct engine_job *job);
 
 struct sync_wait {
 	pthread_mutex_t lock;
@@ -193,10 +200,24 @@ commit(struct engine *e, struct model *after, struct audit_log *audit, struct er
 
 	if (store_save(e->store, before, after, audit, err) != 0) {
 		model_free(after);
+		atomic_fetch_add(&e->writes_failed, 1);
+		atomic_store(&e->is_store_up, 0);
 		return -1;
 	}
 	publish(e, after);
+	atomic_fetch_add(&e->writes_committed, 1);
+	atomic_store(&e->is_store_up, 1);
 	return 0;
+}
+
+/* A clock for durations, in microseconds. */
+static int64_t
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static void
@@ -245,6 +266,8 @@ run_job(struct engine *e, struct engine_job *job)
 	if (job->is_command) {
 		job->rc =
 		    apply_command(e, &job->command, &who, time_now_ms(), &job->result, &job->err);
+		if (job->rc == 0 && job->result.is_changed)
+			histogram_observe(&e->write_latency, monotonic_us() - job->queued_at);
 		if (job->rc != 0 && job->err.status >= 500)
 			log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
 	} else if (job->is_audit_read) {
@@ -374,7 +397,8 @@ side_thread(void *arg)
 			job->rc = job->run(&tx, job, &job->err);
 		}
 		if (job->is_command && job->rc == 0)
-			engine_submit(e, job); /* prepared: on to the engine thread */
+			enqueue(e, job); /* prepared: on to the engine thread, keeping
+			                    queued_at (hashing counts in the latency) */
 		else
 			job->done(job);
 		engine_reader_offline(e, reader_id);
@@ -422,6 +446,7 @@ engine_start(struct store *store, struct error *err)
 	struct model *m = NULL;
 
 	e->store = store;
+	atomic_store(&e->is_store_up, 1); /* it opened */
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 	pthread_cond_init(&e->side_wake, NULL);
@@ -475,8 +500,8 @@ engine_stop(struct engine *e)
 	free(e);
 }
 
-void
-engine_submit(struct engine *e, struct engine_job *job)
+static void
+enqueue(struct engine *e, struct engine_job *job)
 {
 	int is_side = job->is_command ? command_needs_prepare(&job->command) : job->is_side;
 	struct engine_job **head = is_side ? &e->side_head : &e->head;
@@ -491,6 +516,22 @@ engine_submit(struct engine *e, struct engine_job *job)
 	*tail = job;
 	pthread_cond_signal(is_side ? &e->side_wake : &e->wake);
 	pthread_mutex_unlock(&e->lock);
+}
+
+void
+engine_submit(struct engine *e, struct engine_job *job)
+{
+	job->queued_at = monotonic_us();
+	enqueue(e, job);
+}
+
+void
+engine_stats(struct engine *e, struct engine_stats *out)
+{
+	out->writes_committed = atomic_load(&e->writes_committed);
+	out->writes_failed = atomic_load(&e->writes_failed);
+	out->is_store_up = atomic_load(&e->is_store_up);
+	out->write_latency = &e->write_latency;
 }
 
 static void

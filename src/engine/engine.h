@@ -47,6 +47,7 @@
 #include "../core/error.h"
 #include "../core/model.h"
 #include "../store/store.h"
+#include "../util/histogram.h"
 
 struct engine;
 
@@ -106,6 +107,7 @@ struct engine_job {
 
 	/* engine-private: the queue link */
 	struct engine_job *next;
+	int64_t queued_at; /* monotonic µs, set by engine_submit */
 };
 
 /* Makes job (zeroed by the submitter) a command job of kind and returns
@@ -163,6 +165,20 @@ void engine_reader_offline(struct engine *e, int reader_id);
  * itself for the calling thread's own reader, so calling it is only
  * needed to make the intent explicit. */
 void engine_reader_online(struct engine *e, int reader_id);
+
+/* What the engine counted since it started, for metrics. */
+struct engine_stats {
+	uint64_t writes_committed;             /* write jobs and TTL expiries durably committed */
+	uint64_t writes_failed;                /* ... that the store could not commit (refused
+	                                          writes, which change nothing, are not counted) */
+	int is_store_up;                       /* 0 from a failed commit until one succeeds */
+	const struct histogram *write_latency; /* a write job's time from
+	                                          engine_submit to its commit;
+	                                          live, owned by the engine */
+};
+
+/* Fills *out; any thread, any time (a few atomic loads). */
+void engine_stats(struct engine *e, struct engine_stats *out);
 
 /* For tests and metrics: how many replaced snapshots are still alive,
  * waiting for readers to pass a quiescent point or go offline. */

@@ -767,6 +767,17 @@ refuse(struct request *r, int status, const char *problem, auth_checked_fn then)
 	then(r, &v);
 }
 
+void
+auth_stats(struct auth_state *a, struct auth_stats *out)
+{
+	pthread_mutex_lock(&a->lock);
+	out->pending = a->n_attempts;
+	out->hashed = a->n_hashed;
+	out->dropped = a->n_dropped;
+	out->refused = a->n_refused;
+	pthread_mutex_unlock(&a->lock);
+}
+
 /* The worker's own part, set up on its first attempt. */
 static struct auth_worker *
 worker_part(struct auth_state *a, struct worker *w)

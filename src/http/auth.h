@@ -55,6 +55,15 @@ void auth_check_password(struct request *r, const char *user, const char *passwo
 const struct user *auth_verify_password(const struct model *m, const char *user,
                                         const char *password);
 
+/* Password checks, for metrics. Any thread (takes the state's lock). */
+struct auth_stats {
+	int64_t pending; /* arrived and not answered yet: delayed, queued or hashing */
+	int64_t hashed;  /* since start: checked with argon2id */
+	int64_t dropped; /* ... not hashed because the client went away */
+	int64_t refused; /* ... refused at arrival (429, 503) */
+};
+void auth_stats(struct auth_state *a, struct auth_stats *out);
+
 /* --- sessions plug in here ----------------------------------------------- */
 
 /* Identifies r by credentials that travel without an Authorization

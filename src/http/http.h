@@ -90,6 +90,9 @@ h2o_iovec_t request_header_by_name(const struct request *r, const char *name);
 int request_query_param(const struct request *r, const char *name, char *buf, size_t size);
 /* Is the request served over TLS? */
 int request_is_https(const struct request *r);
+/* Was the connection made to a loopback address (127.0.0.0/8, ::1)? Its
+ * client is then on this host. */
+int request_is_local(const struct request *r);
 /* The daemon's observed probes and check states (observe/observe.h). */
 struct observe *request_observe(const struct request *r);
 

@@ -26,6 +26,7 @@
 #include "compat.h"
 #include "probe.h"
 #include "router.h"
+#include "scrape.h"
 #include "server_internal.h"
 #include "ui.h"
 
@@ -78,6 +79,8 @@ static const struct route_entry table[] = {
     {SURFACE_UI,     "/login",                              ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_login_post},
     {SURFACE_UI,     "/logout",                             ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_logout_post},
     {SURFACE_ASSETS, "/static/{asset}",                     GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_asset_get},
+
+    {SURFACE_METRICS, "/metrics",                           GET_HEAD,     ROUTE_LOCAL_OR_CREDENTIALS, ROLE_VIEWER, scrape_handle},
 };
 /* clang-format on */
 
@@ -329,6 +332,7 @@ refuse(struct request *r, enum route_surface surface, int status, const char *al
 	case SURFACE_PROBE:
 	case SURFACE_COMPAT:
 	case SURFACE_API_V1:
+	case SURFACE_METRICS:
 		if (status == 405)
 			reply_method_not_allowed(r, allow);
 		else
@@ -381,6 +385,12 @@ route_gate(struct request *r)
 	case ROUTE_FORM:
 		if (ui_post_guard(r, e->role) == 0)
 			route_run(r);
+		break;
+	case ROUTE_LOCAL_OR_CREDENTIALS:
+		if (request_is_local(r))
+			route_run(r);
+		else
+			auth_require(r, e->role, 0, route_run);
 		break;
 	}
 }

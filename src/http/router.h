@@ -50,22 +50,26 @@ enum {
 
 /* Who may call a line; checked after the match, before the handler. */
 enum route_gate {
-	ROUTE_PUBLIC,      /* anyone (role ROLE_NONE) */
-	ROUTE_CREDENTIALS, /* Basic or Bearer of at least role (auth_require) */
-	ROUTE_OR_SESSION,  /* the same, or the web page's session cookie */
-	ROUTE_PAGE,        /* a page: the session, else credentials, else a
-	                      redirect to /login (ui_page_auth); role viewer */
-	ROUTE_FORM,        /* a form POST: session, CSRF token, same origin and
-	                      at least role (ui_post_guard) */
+	ROUTE_PUBLIC,               /* anyone (role ROLE_NONE) */
+	ROUTE_CREDENTIALS,          /* Basic or Bearer of at least role (auth_require) */
+	ROUTE_OR_SESSION,           /* the same, or the web page's session cookie */
+	ROUTE_PAGE,                 /* a page: the session, else credentials, else a
+	                               redirect to /login (ui_page_auth); role viewer */
+	ROUTE_FORM,                 /* a form POST: session, CSRF token, same origin and
+	                               at least role (ui_post_guard) */
+	ROUTE_LOCAL_OR_CREDENTIALS, /* anyone on a connection made to a loopback
+	                               address (request_is_local), else as
+	                               ROUTE_CREDENTIALS */
 };
 
 /* Whose answers a line gives, which decides how a refusal is worded. */
 enum route_surface {
-	SURFACE_PROBE,  /* probe.h: the load balancers' probe */
-	SURFACE_COMPAT, /* compat.h: the seed product's REST */
-	SURFACE_API_V1, /* api_v1.h: the JSON API */
-	SURFACE_UI,     /* ui.h: the web page */
-	SURFACE_ASSETS, /* ui.h: the page's embedded CSS, JS and icon */
+	SURFACE_PROBE,   /* probe.h: the load balancers' probe */
+	SURFACE_COMPAT,  /* compat.h: the seed product's REST */
+	SURFACE_API_V1,  /* api_v1.h: the JSON API */
+	SURFACE_UI,      /* ui.h: the web page */
+	SURFACE_ASSETS,  /* ui.h: the page's embedded CSS, JS and icon */
+	SURFACE_METRICS, /* scrape.h: Prometheus' /metrics */
 };
 
 /* A handler: r is authenticated as the line's gate demands; rt is

@@ -6,8 +6,18 @@
  * down), create the first admin if there is no user, bind every listening
  * address (so a port in use fails before anything is served), then start
  * the workers. SIGTERM/SIGINT: stop accepting, answer what is in flight,
- * stop the engine (which closes the store), exit 0. SIGHUP: load the TLS
- * certificate and key again, for new connections (tls_reload).
+ * stop the engine (which closes the store), exit 0. SIGHUP: re-open the
+ * log file and load the TLS certificate and key again, for new
+ * connections (tls_reload).
+ *
+ * Under systemd (Type=notify, $NOTIFY_SOCKET set) the daemon says READY=1
+ * once it listens and the store is open, RELOADING=1 / READY=1 around a
+ * SIGHUP, STOPPING=1 on the way out, and a STATUS= line at each step;
+ * elsewhere sd_notify does nothing.
+ *
+ * --check-config goes through the same steps as a start up to opening the
+ * store (options, TLS files, listening addresses resolved but not bound,
+ * the admin password file, the store opened, loaded and closed) and exits.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,6 +38,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include "../observe/checker.h"
 #include "../observe/observe.h"
@@ -63,19 +74,16 @@ static const char usage[] =
     "                             (read again on SIGHUP)\n"
     "  --threads N                HTTP worker threads (default 1)\n"
     "  --demo                     on an empty default cluster, add node1..node3\n"
-    "  --help                     this text\n";
+    "  --log-format logfmt|json   one logfmt line (default) or JSON object per event\n"
+    "  --log-file F               log to F instead of stderr (re-opened on SIGHUP)\n"
+    "  --metrics-listen ADDR:PORT serve GET /metrics there, without credentials\n"
+    "                             (and nothing else)\n"
+    "  --check-config             check the options, TLS files and store, then exit\n"
+    "                             (0: the daemon would start)\n"
+    "  --help                     this text\n"
+    "  --version                  show the version\n";
 
 /* --- options ----------------------------------------------------------- */
-
-static int
-is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-	return 0;
-}
 
 /* Splits "host:port" or "[v6]:port" into host (no brackets) and port,
  * with h2o's parser: the host may not be empty and an IPv6 address needs
@@ -97,20 +105,36 @@ split_host_port(const char *text, char *host, size_t host_size, char *port, size
 	return 0;
 }
 
+/* Resolves l->text (given as option --what) into *ai, which the caller
+ * frees with freeaddrinfo. */
+static int
+listen_resolve(const struct listen_addr *l, const char *what, struct addrinfo **ai,
+               struct error *err)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	char host[64], port[8];
+	int rc;
+
+	*ai = NULL;
+	if (split_host_port(l->text, host, sizeof(host), port, sizeof(port)) != 0 ||
+	    strtol(port, NULL, 10) > 65535)
+		return error_set(err, 400,
+		                 "--%s %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+		                 what, l->text);
+	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, ai)) != 0)
+		return error_set(err, 400, "--%s %s: %s", what, l->text, gai_strerror(rc));
+	return 0;
+}
+
 /* Binds and listens on one address (given as option --what); fills l->fd. */
 static int
 listen_bind(struct listen_addr *l, const char *what, struct error *err)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
-	char host[64], port[8];
-	int fd = -1, on = 1, rc;
+	struct addrinfo *ai = NULL;
+	int fd = -1, on = 1;
 
-	if (split_host_port(l->text, host, sizeof(host), port, sizeof(port)) != 0)
-		return error_set(err, 400,
-		                 "--%s %s: expected ADDR:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
-		                 what, l->text);
-	if ((rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai)) != 0)
-		return error_set(err, 400, "--%s %s: %s", what, l->text, gai_strerror(rc));
+	if (listen_resolve(l, what, &ai, err) != 0)
+		return -1;
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto bad;
@@ -119,7 +143,7 @@ listen_bind(struct listen_addr *l, const char *what, struct error *err)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0)
 		goto bad;
-	l->is_loopback = is_loopback(ai->ai_addr);
+	l->is_loopback = sockaddr_is_loopback(ai->ai_addr);
 	l->fd = fd;
 	freeaddrinfo(ai);
 	return 0;
@@ -183,7 +207,12 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"check-fall", required_argument, NULL, 'F'},
 	    {"check-rise", required_argument, NULL, 'R'},
 	    {"demo", no_argument, NULL, 'D'},
+	    {"log-format", required_argument, NULL, 'L'},
+	    {"log-file", required_argument, NULL, 'O'},
+	    {"metrics-listen", required_argument, NULL, 'M'},
+	    {"check-config", no_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0}};
 	int ch;
 	char *end, host[64], port[8];
@@ -253,8 +282,31 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 				                 "--threads must be a number from 1 to %d",
 				                 MAX_THREADS);
 			break;
+		case 'L':
+			if (log_format_from_string(optarg, &o->log_format) != 0)
+				return error_set(err, 400,
+				                 "--log-format must be logfmt or json, not '%s'",
+				                 optarg);
+			break;
+		case 'O':
+			o->log_file = optarg;
+			break;
+		case 'M':
+			if (split_host_port(optarg, host, sizeof(host), port, sizeof(port)) != 0)
+				return error_set(err, 400,
+				                 "--metrics-listen %s: expected ADDR:PORT, e.g. "
+				                 "127.0.0.1:9150 or [::1]:9150",
+				                 optarg);
+			snprintf(o->metrics_listen.text, sizeof(o->metrics_listen.text), "%s",
+			         optarg);
+			break;
+		case 'C':
+			o->is_check_config = 1;
+			break;
 		case 'h':
 			return error_set(err, 0, "help");
+		case 'V':
+			return error_set(err, 0, "version");
 		default:
 			return error_set(err, 400, "unknown or incomplete option '%s'",
 			                 argv[optind - 1]);
@@ -523,7 +575,86 @@ tls_reload(struct server *s)
 	       "serial", serial, "not_after", not_after, NULL);
 }
 
+/* --- --check-config ------------------------------------------------------- */
+
+static int
+check_address(const struct listen_addr *l, const char *what, struct error *err)
+{
+	struct addrinfo *ai;
+
+	if (l->text[0] == '\0')
+		return 0;
+	if (listen_resolve(l, what, &ai, err) != 0)
+		return -1;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+/* What start() would find wrong, short of binding (a running daemon may
+ * hold the addresses): the TLS certificate and key, every address, the
+ * admin password file, and the store, opened (created when absent, as a
+ * start would), loaded and closed. The store's lock is taken for that
+ * moment, so a daemon running on the same file is reported by name. */
+static int
+check_config(struct server *s, struct error *err)
+{
+	char password[PASSWORD_MAX + 2]; /* as ensure_admin reads it */
+	struct store *store;
+	struct model *m = NULL;
+	size_t i;
+	int rc;
+
+	if (tls_setup(s, err) != 0)
+		return -1;
+	for (i = 0; i < s->opts.n_listens; i++)
+		if (check_address(&s->opts.listens[i], "listen", err) != 0)
+			return -1;
+	if (check_address(&s->opts.agent_listen, "agent-listen", err) != 0 ||
+	    check_address(&s->opts.metrics_listen, "metrics-listen", err) != 0)
+		return -1;
+	if (s->opts.admin_password_file != NULL) {
+		rc = read_password_file(s->opts.admin_password_file, password, sizeof(password),
+		                        err);
+		sodium_memzero(password, sizeof(password));
+		if (rc != 0)
+			return -1;
+	}
+	if ((store = store_open(s->opts.db, err)) == NULL)
+		return -1;
+	rc = store_load(store, &m, err);
+	model_free(m);
+	store_close(store);
+	return rc;
+}
+
 /* --- main --------------------------------------------------------------- */
+
+/* Tells systemd (when it started us with Type=notify) how we are. */
+static void
+notify_status(const char *state, const char *status)
+{
+	if (state != NULL)
+		sd_notifyf(0, "%s\nSTATUS=%s", state, status);
+	else
+		sd_notifyf(0, "STATUS=%s", status);
+}
+
+/* SIGHUP: the log file after rotation, then the TLS certificate. */
+static void
+reload(struct server *s)
+{
+	char status[160];
+
+	notify_status("RELOADING=1", "reloading (SIGHUP)");
+	if (log_reopen() != 0)
+		log_kv(LOG_ERROR, "cannot re-open the log file; logging to the old one", "file",
+		       s->opts.log_file, "error", strerror(errno), NULL);
+	else if (s->opts.log_file != NULL)
+		log_kv(LOG_INFO, "log file re-opened", "file", s->opts.log_file, NULL);
+	tls_reload(s);
+	snprintf(status, sizeof(status), "serving on %s", s->opts.listens[0].text);
+	notify_status("READY=1", status);
+}
 
 /* Raises the soft limit on open descriptors to the hard one: every
  * connection, load balancers' probes included, needs one, and the soft
@@ -570,6 +701,9 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	if (s->opts.agent_listen.text[0] != '\0')
 		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text,
 		       NULL);
+	if (s->opts.metrics_listen.text[0] != '\0')
+		log_kv(LOG_INFO, "metrics listening", "listen", s->opts.metrics_listen.text, "path",
+		       "/metrics", NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
 	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, "nofile",
 	       fds, NULL);
@@ -602,6 +736,9 @@ start(struct server *s, struct error *err)
 			return -1;
 	if (s->opts.agent_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.agent_listen, "agent-listen", err) != 0)
+		return -1;
+	if (s->opts.metrics_listen.text[0] != '\0' &&
+	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
 	if ((store = store_open(s->opts.db, err)) == NULL)
 		return -1;
@@ -636,6 +773,8 @@ shutdown_all(struct server *s)
 			close(s->opts.listens[i].fd);
 	if (s->opts.agent_listen.fd > 0)
 		close(s->opts.agent_listen.fd);
+	if (s->opts.metrics_listen.fd > 0)
+		close(s->opts.metrics_listen.fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx); /* the workers' references went in server_free */
 	auth_state_free(s->auth);
@@ -648,17 +787,41 @@ serve_main(int argc, char **argv)
 {
 	struct server s = {0};
 	struct error err = {0};
+	char status[160];
 	sigset_t sigs;
 	int sig = 0;
 
 	json_set_alloc_funcs(xmalloc, free); /* jansson out of memory aborts too (xalloc.h) */
 	if (parse_options(argc, argv, &s.opts, &err) != 0) {
+		if (err.status == 0 && strcmp(err.what, "version") == 0) {
+			printf("clustermgmt %s\n", CM_VERSION);
+			return 0;
+		}
 		if (err.status == 0) {
 			fputs(usage, stdout);
 			return 0;
 		}
 		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
 		return 2;
+	}
+	log_set_format(s.opts.log_format);
+	if (s.opts.is_check_config) {
+		if (check_config(&s, &err) != 0) {
+			fprintf(stderr, "clustermgmt serve: configuration check failed: %s\n",
+			        err.what);
+			if (s.ssl_ctx != NULL)
+				SSL_CTX_free(s.ssl_ctx);
+			return 1;
+		}
+		if (s.ssl_ctx != NULL)
+			SSL_CTX_free(s.ssl_ctx);
+		printf("clustermgmt serve: configuration OK (store %s)\n", s.opts.db);
+		return 0;
+	}
+	if (s.opts.log_file != NULL && log_open_file(s.opts.log_file) != 0) {
+		fprintf(stderr, "clustermgmt serve: --log-file %s: %s\n", s.opts.log_file,
+		        strerror(errno));
+		return 1;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "clustermgmt serve: cannot initialise libsodium\n");
@@ -673,14 +836,19 @@ serve_main(int argc, char **argv)
 	pthread_mutex_init(&s.ssl_lock, NULL);
 	s.auth = auth_state_new();
 	auth_set_session_source(s.auth, ui_session_identify); /* the page's sessions plug in */
+	notify_status(NULL, "starting");
 	if (start(&s, &err) != 0) {
 		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
+		notify_status(NULL, err.what);
 		shutdown_all(&s);
 		return 1;
 	}
+	snprintf(status, sizeof(status), "serving on %s", s.opts.listens[0].text);
+	notify_status("READY=1", status);
 	while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-		tls_reload(&s);
+		reload(&s);
 	log_kv(LOG_INFO, "stopping", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	notify_status("STOPPING=1", "stopping: answering what is in flight");
 	shutdown_all(&s);
 	log_kv(LOG_INFO, "stopped", NULL);
 	return 0;

@@ -43,6 +43,7 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
+#include "scrape.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -140,6 +141,15 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 
 /* --- pending work ---------------------------------------------------- */
 
+/* A wait is over (answered, or its client went): one long poll fewer
+ * when it was one (a plain delay has no cluster). */
+static void
+wait_forget(struct pending *pd)
+{
+	if (pd->cluster[0] != '\0')
+		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
+}
+
 static void
 pending_unwatch(struct pending *pd)
 {
@@ -162,6 +172,7 @@ request_dispose(void *p)
 	pd->r = NULL;
 	if (pd->then != NULL) { /* a wait: nothing else refers to it */
 		h2o_linklist_unlink(&pd->link);
+		wait_forget(pd);
 		pd->worker->n_pending--;
 		pending_unwatch(pd);
 		free(pd);
@@ -256,6 +267,8 @@ wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
 	pd->after = after;
 	pd->deadline = time_now_ms() + wait_ms;
 	pd->then = then;
+	if (pd->cluster[0] != '\0')
+		atomic_fetch_add(&r->server->n_long_polls, 1);
 	h2o_linklist_insert(&r->worker->waiters, &pd->link);
 }
 
@@ -266,6 +279,7 @@ wait_fire(struct pending *pd)
 	request_handler then = pd->then;
 
 	h2o_linklist_unlink(&pd->link);
+	wait_forget(pd);
 	pending_finish(pd);
 	then(r);
 }
@@ -489,6 +503,45 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
+/* The --metrics-listen worker's only handler (h2o answers 404 for any
+ * other path: it is registered at /metrics alone). */
+static int
+on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct worker *w = current_worker;
+	struct request r = {.req = req, .worker = w, .server = w->server};
+
+	(void)self;
+	r.path = req->path_normalized;
+	peer_address(req, r.address, sizeof(r.address));
+	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
+		return -1; /* /metrics/x: not ours */
+	scrape_handle_dedicated(request_keep(&r));
+	return 0;
+}
+
+int
+request_is_local(const struct request *r)
+{
+	struct sockaddr_storage ss;
+	h2o_conn_t *conn = r->req->conn;
+
+	if (conn->callbacks->get_sockname == NULL ||
+	    conn->callbacks->get_sockname(conn, (struct sockaddr *)&ss) == 0)
+		return 0;
+	return sockaddr_is_loopback((struct sockaddr *)&ss);
+}
+
+int
+sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
+
 /* --- workers ---------------------------------------------------------- */
 
 /* Running out of descriptors. accept() fails with EMFILE while the
@@ -659,7 +712,7 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		n_closed++;
 	}
-	if (atomic_load(&w->server->ssl_generation) != w->ssl_generation)
+	if (!w->is_metrics && atomic_load(&w->server->ssl_generation) != w->ssl_generation)
 		worker_take_ssl_ctx(w);
 	h2o_accept(&w->accept_ctx, sock);
 }
@@ -687,12 +740,16 @@ listeners_close(struct worker *w)
 static int
 worker_init(struct server *s, struct worker *w, struct error *err)
 {
+	h2o_globalconf_t *config = w->is_metrics ? &s->metrics_config : &s->config;
+	const struct listen_addr *listens =
+	    w->is_metrics ? &s->opts.metrics_listen : s->opts.listens;
 	size_t i;
 
-	h2o_context_init(&w->ctx, h2o_evloop_create(), &s->config);
+	h2o_context_init(&w->ctx, h2o_evloop_create(), config);
 	w->accept_ctx.ctx = &w->ctx;
-	w->accept_ctx.hosts = s->config.hosts;
-	worker_take_ssl_ctx(w);
+	w->accept_ctx.hosts = config->hosts;
+	if (!w->is_metrics)
+		worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
 	w->accept_resume.cb = on_accept_resume;
@@ -702,10 +759,10 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
-	w->n_listeners = s->opts.n_listens;
+	w->n_listeners = w->is_metrics ? 1 : s->opts.n_listens;
 	w->listeners = xcalloc(w->n_listeners, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
-		int fd = dup(s->opts.listens[i].fd);
+		int fd = dup(listens[i].fd);
 		if (fd == -1)
 			return error_set(err, 500, "cannot share the listening socket: %s",
 			                 strerror(errno));
@@ -779,6 +836,17 @@ server_start(struct server *s, struct error *err)
 	path = h2o_config_register_path(host, "/", 0);
 	handler = h2o_create_handler(path, sizeof(*handler));
 	handler->on_req = on_req;
+	if (s->opts.metrics_listen.text[0] != '\0') {
+		h2o_config_init(&s->metrics_config);
+		s->metrics_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
+		s->metrics_config.http1.req_timeout = 10000;
+		host = h2o_config_register_host(&s->metrics_config,
+		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
+		path = h2o_config_register_path(host, "/metrics", 0);
+		handler = h2o_create_handler(path, sizeof(*handler));
+		handler->on_req = on_metrics_req;
+		s->n_workers++; /* the last worker */
+	}
 
 	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
 	observe_set_notify(s->observe, on_observed, s);
@@ -786,6 +854,7 @@ server_start(struct server *s, struct error *err)
 	for (i = 0; i < s->n_workers; i++) {
 		s->workers[i].id = i;
 		s->workers[i].server = s;
+		s->workers[i].is_metrics = i == s->opts.threads;
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
 			abort(); /* the barrier would wait forever */
 	}

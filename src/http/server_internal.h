@@ -1,7 +1,7 @@
 /*
  * server_internal.h - the daemon's runtime state, shared by serve.c,
- * server.c, router.c and auth.c only. The surfaces see struct request
- * alone.
+ * server.c, router.c, auth.c and scrape.c only. The surfaces see struct
+ * request alone.
  */
 #ifndef CM_SERVER_INTERNAL_H
 #define CM_SERVER_INTERNAL_H
@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "../util/log.h"
 #include "http.h"
 
 struct auth_state;
@@ -41,6 +42,7 @@ struct worker {
 	int64_t next_sweep_at;              /* worker 0: when to sweep observed probes */
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
+	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
 };
 
 struct listen_addr {
@@ -62,6 +64,10 @@ struct server_options {
 	const char *tls_key;
 	int threads;
 	int is_demo;
+	enum log_format log_format;
+	const char *log_file;              /* NULL: stderr */
+	struct listen_addr metrics_listen; /* text "" when not given */
+	int is_check_config;
 };
 
 struct server {
@@ -81,7 +87,14 @@ struct server {
 	struct auth_state *auth;
 	struct observe *observe; /* observed probes and check states */
 	struct checker *checker; /* application checks */
+	/* --metrics-listen: its worker (the last of workers[], counted in
+	 * n_workers) serves this configuration, /metrics alone */
+	h2o_globalconf_t metrics_config;
+	_Atomic long n_long_polls; /* held event long polls, all workers */
 };
+
+/* Is sa a loopback address (127.0.0.0/8, ::1)? */
+int sockaddr_is_loopback(const struct sockaddr *sa);
 
 /* Sets up h2o, the workers and their loops (listening sockets must be
  * bound already). Returns -1 with err filled. */

@@ -58,12 +58,26 @@ struct entry {
 	struct observe_check check;
 };
 
+/* Answer counters of one cluster. The name is written before the slot
+ * is published (n_counted, release), and never changes afterwards. */
+struct answer_counts {
+	char cluster[NODE_NAME_MAX + 1];
+	_Atomic uint64_t n[OBSERVE_ANSWERS];
+};
+
 struct observe {
 	pthread_mutex_t locks[STRIPES];
 	struct entry *buckets[BUCKETS];
 	atomic_int watchers;
 	void (*notify)(void *arg);
 	void *notify_arg;
+	/* Append-only, so a probe finds its cluster's slot without a lock (a
+	 * few strcmp over the clusters there are); only adding a slot takes
+	 * counted_lock. */
+	pthread_mutex_t counted_lock;
+	_Atomic size_t n_counted;
+	struct answer_counts counted[OBSERVE_CLUSTERS_MAX];
+	_Atomic uint64_t n_uncounted;
 };
 
 /* --- answers --------------------------------------------------------- */
@@ -73,14 +87,15 @@ static const struct {
 	const char *http_body;
 	const char *http_text;
 	const char *agent_line;
+	const char *name;
 } answers[] = {
-    [OBSERVE_SERVING] = {200, "OK", "200 OK", "up ready"},
+    [OBSERVE_SERVING] = {200, "OK", "200 OK", "up ready", "serving"},
     [OBSERVE_DOWN] = {503, "node is down", "503 node is down",
-                      "ready down #application check failing"},
-    [OBSERVE_DRAIN] = {503, "node is draining", "503 node is draining", "up drain"},
+                      "ready down #application check failing", "down"},
+    [OBSERVE_DRAIN] = {503, "node is draining", "503 node is draining", "up drain", "drain"},
     [OBSERVE_DRAIN_DOWN] = {503, "node is draining", "503 node is draining",
-                            "drain down #application check failing"},
-    [OBSERVE_OFFLINE] = {503, "node is offline", "503 node is offline", "maint"},
+                            "drain down #application check failing", "drain_down"},
+    [OBSERVE_OFFLINE] = {503, "node is offline", "503 node is offline", "maint", "offline"},
 };
 
 int
@@ -114,6 +129,12 @@ observe_answer_text(enum observe_protocol p, enum observe_answer a)
 }
 
 const char *
+observe_answer_name(enum observe_answer a)
+{
+	return answers[a].name;
+}
+
+const char *
 observe_protocol_name(enum observe_protocol p)
 {
 	return p == OBSERVE_AGENT ? "agent" : "http";
@@ -129,6 +150,7 @@ observe_new(void)
 
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&o->locks[i], NULL);
+	pthread_mutex_init(&o->counted_lock, NULL);
 	return o;
 }
 
@@ -156,6 +178,7 @@ observe_free(struct observe *o)
 	}
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_destroy(&o->locks[i]);
+	pthread_mutex_destroy(&o->counted_lock);
 	free(o);
 }
 
@@ -331,6 +354,59 @@ answer_for(const struct node *n, int is_down)
 	return is_down ? OBSERVE_DOWN : OBSERVE_SERVING;
 }
 
+/* The counters of cluster among the first n published slots, or NULL. */
+static struct answer_counts *
+counts_find(struct observe *o, const char *cluster, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(o->counted[i].cluster, cluster) == 0)
+			return &o->counted[i];
+	return NULL;
+}
+
+static void
+answer_count(struct observe *o, const char *cluster, enum observe_answer a)
+{
+	struct answer_counts *c;
+	size_t n = atomic_load_explicit(&o->n_counted, memory_order_acquire);
+
+	if ((c = counts_find(o, cluster, n)) == NULL) {
+		pthread_mutex_lock(&o->counted_lock);
+		n = atomic_load_explicit(&o->n_counted, memory_order_relaxed);
+		if ((c = counts_find(o, cluster, n)) == NULL && n < OBSERVE_CLUSTERS_MAX &&
+		    strlen(cluster) <= NODE_NAME_MAX) {
+			c = &o->counted[n];
+			memcpy(c->cluster, cluster, strlen(cluster) + 1);
+			atomic_store_explicit(&o->n_counted, n + 1, memory_order_release);
+		}
+		pthread_mutex_unlock(&o->counted_lock);
+	}
+	if (c != NULL)
+		atomic_fetch_add_explicit(&c->n[a], 1, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&o->n_uncounted, 1, memory_order_relaxed);
+}
+
+int
+observe_answer_counts(struct observe *o, const char *cluster, uint64_t out[OBSERVE_ANSWERS])
+{
+	struct answer_counts *c =
+	    counts_find(o, cluster, atomic_load_explicit(&o->n_counted, memory_order_acquire));
+	int i;
+
+	for (i = 0; i < OBSERVE_ANSWERS; i++)
+		out[i] = c != NULL ? atomic_load_explicit(&c->n[i], memory_order_relaxed) : 0;
+	return c != NULL;
+}
+
+uint64_t
+observe_answer_untracked(struct observe *o)
+{
+	return atomic_load_explicit(&o->n_uncounted, memory_order_relaxed);
+}
+
 enum observe_answer
 observe_answer_probe(struct observe *o, const char *cluster, const struct node *n,
                      const struct observe_client *client, int64_t now)
@@ -365,6 +441,7 @@ observe_answer_probe(struct observe *o, const char *cluster, const struct node *
 	if (e != NULL)
 		e->seq++;
 	pthread_mutex_unlock(lock);
+	answer_count(o, cluster, a);
 	if (atomic_load_explicit(&o->watchers, memory_order_relaxed) > 0 && o->notify != NULL)
 		o->notify(o->notify_arg);
 	return a;
@@ -474,6 +551,35 @@ void
 observe_watch(struct observe *o, int delta)
 {
 	atomic_fetch_add(&o->watchers, delta);
+}
+
+int
+observe_node_summary(struct observe *o, const char *cluster, const char *node, int64_t since,
+                     struct observe_node_summary *out)
+{
+	size_t len = strlen(node), i;
+	uint64_t hash = key_hash(cluster, node, len);
+	pthread_mutex_t *lock = lock_for(o, hash);
+	struct entry *e;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(lock);
+	if ((e = entry_find(o, hash, cluster, node, len)) != NULL) {
+		for (i = 0; i < e->n_clients; i++) {
+			if (e->clients[i].last_at >= since)
+				out->n_clients_since++;
+			if (e->clients[i].last_at > out->last_at)
+				out->last_at = e->clients[i].last_at;
+		}
+		if (e->untracked_at > out->last_at)
+			out->last_at = e->untracked_at;
+		if (e->untracked_lbs_at > out->last_at)
+			out->last_at = e->untracked_lbs_at;
+		out->has_check = e->has_check;
+		out->check_is_up = e->check.is_up;
+	}
+	pthread_mutex_unlock(lock);
+	return e != NULL;
 }
 
 void

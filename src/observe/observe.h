@@ -59,6 +59,7 @@
  * (utf8_sanitize). */
 #define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX
 #define OBSERVE_ERROR_MAX 159
+#define OBSERVE_CLUSTERS_MAX 1024 /* clusters whose answers are counted */
 
 enum observe_protocol {
 	OBSERVE_HTTP = 0,  /* the probe, GET/HEAD {mount}?node= */
@@ -74,6 +75,7 @@ enum observe_answer {
 	OBSERVE_DRAIN_DOWN = 3, /* drain, check failing */
 	OBSERVE_OFFLINE = 4,    /* offline (whatever the check says) */
 };
+#define OBSERVE_ANSWERS 5
 
 /* Who asks. Borrowed strings; user_agent may be NULL (none sent) and need
  * not be terminated (user_agent_len bytes); lb is the load balancer's name
@@ -175,6 +177,30 @@ void observe_check_clear(struct observe *o, const char *cluster, const char *nod
  * with nothing left to remember. Call it now and then (every few s). */
 void observe_sweep(struct observe *o, int64_t now);
 
+/* A node in brief, for metrics: cheaper than observe_node_view (no
+ * copies of the clients). */
+struct observe_node_summary {
+	size_t n_clients_since; /* clients that asked at or after since */
+	int64_t last_at;        /* ms of the latest answer to any client; 0 = none */
+	int has_check;
+	int check_is_up;
+};
+
+/* Fills *out (zeroed first) for the node; returns 1 when anything is
+ * known, else 0. */
+int observe_node_summary(struct observe *o, const char *cluster, const char *node, int64_t since,
+                         struct observe_node_summary *out);
+
+/* Answers given since start, counted per cluster and answer (every
+ * protocol), for clustermgmt_probe_answers_total. Counting costs one
+ * atomic add per answer. The first OBSERVE_CLUSTERS_MAX cluster names
+ * ever answered for are counted; answers for any further one only add to
+ * the untracked total. Copies the counts of cluster into out and returns
+ * 1, or returns 0 (out zeroed) when none were counted for it. */
+int observe_answer_counts(struct observe *o, const char *cluster, uint64_t out[OBSERVE_ANSWERS]);
+/* Answers not counted under any cluster (the table was full). */
+uint64_t observe_answer_untracked(struct observe *o);
+
 /* Does the answer tell a load balancer to send new traffic? */
 int observe_answer_is_serving(enum observe_answer a);
 /* How each protocol words an answer: the probe's status code and body,
@@ -186,5 +212,8 @@ const char *observe_answer_agent_line(enum observe_answer a);
  * "up ready", ... Static strings. */
 const char *observe_answer_text(enum observe_protocol p, enum observe_answer a);
 const char *observe_protocol_name(enum observe_protocol p); /* "http", "agent" */
+/* The answer as a metrics label: "serving", "down", "drain", "drain_down",
+ * "offline". Static strings. */
+const char *observe_answer_name(enum observe_answer a);
 
 #endif

@@ -1,12 +1,20 @@
 /*
- * log.c - logfmt lines on stderr; see log.h.
+ * log.c - logfmt or JSON lines on stderr or a file; see log.h.
  *
  * A line is built in a fixed buffer and written with one write(2) so lines
  * from several threads never interleave. Overlong lines are cut, never
- * split.
+ * split. The log file's descriptor is an atomic int: log_reopen opens the
+ * new file, swaps it in and closes the old one, so a thread writing at
+ * that moment writes to one of the two (close(2) may race a write(2) on
+ * the old descriptor; a line then lands in the old file or is lost, which
+ * is what logrotate's copy-less rotation accepts everywhere).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,19 +25,27 @@ static const enum log_level min_level = LOG_INFO; /* no option changes it yet */
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
+static enum log_format format = LOG_FORMAT_LOGFMT;
+static _Atomic int log_fd = STDERR_FILENO;
+static char *log_path; /* NULL: stderr */
+
 struct line {
 	char buf[4096];
 	size_t len;
+	int is_full; /* something did not fit */
 };
 
-/* Appends what fits, always keeping room for the final newline. */
+/* Appends what fits, always keeping room for the final newline and a
+ * JSON object's closing brace. */
 static void
 line_put(struct line *l, const char *s, size_t n)
 {
-	size_t room = l->len < sizeof(l->buf) - 1 ? sizeof(l->buf) - 1 - l->len : 0;
+	size_t room = l->len < sizeof(l->buf) - 2 ? sizeof(l->buf) - 2 - l->len : 0;
 
-	if (n > room)
+	if (n > room) {
 		n = room;
+		l->is_full = 1;
+	}
 	memcpy(l->buf + l->len, s, n);
 	l->len += n;
 }
@@ -76,6 +92,90 @@ line_put_value(struct line *l, const char *v)
 	line_put(l, "\"", 1);
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes
+ * there are not one (overlong forms and surrogates included). */
+static size_t
+utf8_sequence(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f))
+			return 0;
+		return 3;
+	}
+	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+			return 0;
+		if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+/* A JSON string, quotes included. Control characters are escaped and
+ * invalid UTF-8 becomes U+FFFD, so the line is always valid JSON text. */
+static void
+line_put_json(struct line *l, const char *v)
+{
+	const unsigned char *p = (const unsigned char *)(v != NULL ? v : "");
+	char esc[8];
+	size_t n;
+
+	line_put(l, "\"", 1);
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			line_put(l, esc, 2);
+			p++;
+		} else if (*p == '\n') {
+			line_put(l, "\\n", 2);
+			p++;
+		} else if (*p < ' ' || *p == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", *p);
+			line_put(l, esc, 6);
+			p++;
+		} else if ((n = utf8_sequence(p)) == 0) {
+			line_put(l, "\\ufffd", 6);
+			p++;
+		} else {
+			line_put(l, (const char *)p, n);
+			p += n;
+		}
+	}
+	line_put(l, "\"", 1);
+}
+
+static void
+line_put_pair(struct line *l, int is_first, const char *key, const char *value)
+{
+	if (format == LOG_FORMAT_JSON) {
+		size_t before = l->len;
+		if (!is_first)
+			line_put(l, ",", 1);
+		line_put_json(l, key);
+		line_put(l, ":", 1);
+		line_put_json(l, value);
+		if (l->is_full) /* an object with a cut string is no JSON: drop the pair */
+			l->len = before;
+		return;
+	}
+	if (!is_first)
+		line_put(l, " ", 1);
+	line_put(l, key, strlen(key));
+	line_put(l, "=", 1);
+	if (is_first) /* ts: never needs quotes */
+		line_put(l, value, strlen(value));
+	else
+		line_put_value(l, value);
+}
+
 void
 log_kv(enum log_level level, const char *msg, ...)
 {
@@ -87,21 +187,75 @@ log_kv(enum log_level level, const char *msg, ...)
 	if (level < min_level)
 		return;
 	time_format_rfc3339(time_now_ms(), ts, sizeof(ts));
-	line_put(&l, "ts=", 3);
-	line_put(&l, ts, strlen(ts));
-	line_put(&l, " level=", 7);
-	line_put(&l, level_names[level], strlen(level_names[level]));
-	line_put(&l, " msg=", 5);
-	line_put_value(&l, msg);
+	if (format == LOG_FORMAT_JSON)
+		line_put(&l, "{", 1);
+	line_put_pair(&l, 1, "ts", ts);
+	line_put_pair(&l, 0, "level", level_names[level]);
+	line_put_pair(&l, 0, "msg", msg);
 	va_start(ap, msg);
-	while ((key = va_arg(ap, const char *)) != NULL) {
-		const char *value = va_arg(ap, const char *);
-		line_put(&l, " ", 1);
-		line_put(&l, key, strlen(key));
-		line_put(&l, "=", 1);
-		line_put_value(&l, value);
-	}
+	while ((key = va_arg(ap, const char *)) != NULL)
+		line_put_pair(&l, 0, key, va_arg(ap, const char *));
 	va_end(ap);
+	if (format == LOG_FORMAT_JSON)
+		l.buf[l.len++] = '}'; /* line_put kept room for it */
 	l.buf[l.len++] = '\n';
-	(void)!write(STDERR_FILENO, l.buf, l.len);
+	(void)!write(atomic_load(&log_fd), l.buf, l.len);
+}
+
+int
+log_format_from_string(const char *s, enum log_format *out)
+{
+	if (strcmp(s, "logfmt") == 0)
+		*out = LOG_FORMAT_LOGFMT;
+	else if (strcmp(s, "json") == 0)
+		*out = LOG_FORMAT_JSON;
+	else
+		return -1;
+	return 0;
+}
+
+void
+log_set_format(enum log_format f)
+{
+	format = f;
+}
+
+static int
+open_log(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+int
+log_open_file(const char *path)
+{
+	int fd = open_log(path);
+
+	if (fd == -1)
+		return -1;
+	free(log_path);
+	if ((log_path = strdup(path)) == NULL) {
+		close(fd);
+		errno = ENOMEM;
+		return -1;
+	}
+	fd = atomic_exchange(&log_fd, fd);
+	if (fd != STDERR_FILENO)
+		close(fd);
+	return 0;
+}
+
+int
+log_reopen(void)
+{
+	int fd;
+
+	if (log_path == NULL)
+		return 0;
+	if ((fd = open_log(log_path)) == -1)
+		return -1;
+	fd = atomic_exchange(&log_fd, fd);
+	if (fd != STDERR_FILENO)
+		close(fd);
+	return 0;
 }

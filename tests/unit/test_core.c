@@ -249,6 +249,15 @@ test_mount_path_rejects_v1_and_below(void **state)
 }
 
 static void
+test_mount_path_rejects_metrics_only_exactly(void **state)
+{
+	(void)state;
+	assert_false(mount_path_is_valid("/metrics"));
+	assert_true(mount_path_is_valid("/metrics/web"));
+	assert_true(mount_path_is_valid("/metricsx"));
+}
+
+static void
 test_mount_path_rejects_over_128_chars(void **state)
 {
 	char s[130];
@@ -1399,6 +1408,7 @@ main(void)
 	    cmocka_unit_test(test_mount_path_accepts_nested_segments),
 	    cmocka_unit_test(test_mount_path_rejects_bad_shapes),
 	    cmocka_unit_test(test_mount_path_rejects_v1_and_below),
+	    cmocka_unit_test(test_mount_path_rejects_metrics_only_exactly),
 	    cmocka_unit_test(test_mount_path_rejects_over_128_chars),
 	    cmocka_unit_test(test_address_accepts_host_ipv4_and_ipv6),
 	    cmocka_unit_test(test_address_rejects_what_no_load_balancer_loads),

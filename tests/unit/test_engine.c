@@ -549,6 +549,35 @@ test_reader_slots_are_reused(void **state)
 	}
 }
 
+/* Metrics: committed writes are counted and timed, refused ones are not,
+ * and the store is up while commits succeed. */
+static void
+test_stats_count_and_time_committed_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct engine_job refused = {0};
+	struct engine_stats before, after;
+	uint64_t timed = 0;
+	int i;
+
+	add_nodes(f->engine);
+	engine_stats(f->engine, &before);
+	assert_int_equal(before.is_store_up, 1);
+	toggle(f->engine, 1);
+	toggle(f->engine, 2);
+	status_command(&refused, "nosuchnode", NODE_OFFLINE, "", 0);
+	assert_int_equal(engine_run_sync(f->engine, &refused), -1);
+	engine_job_release(&refused);
+	engine_stats(f->engine, &after);
+	assert_int_equal(after.writes_committed, before.writes_committed + 2);
+	assert_int_equal(after.writes_failed, before.writes_failed);
+	assert_int_equal(after.is_store_up, 1);
+	for (i = 0; i <= HISTOGRAM_BUCKETS; i++)
+		timed += atomic_load(&after.write_latency->buckets[i]);
+	assert_int_equal(timed, after.writes_committed); /* one observation per commit */
+	assert_true(atomic_load(&after.write_latency->sum_us) > 0);
+}
+
 #define ENGINE_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
@@ -564,6 +593,7 @@ main(void)
 	    ENGINE_TEST(test_online_reader_keeps_its_snapshot_alive_until_offline),
 	    ENGINE_TEST(test_busy_readers_and_writes_free_everything),
 	    ENGINE_TEST(test_reader_slots_are_reused),
+	    ENGINE_TEST(test_stats_count_and_time_committed_writes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
