@@ -14,7 +14,8 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	zlib1g-dev
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	python3-pytest-xdist openssl curl haproxy varnish nginx-light chromium \
-	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev
+	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
+	postgresql
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl
 
 .PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \

@@ -18,6 +18,13 @@
  *
  * TTL expiry is a command too (COMMAND_EXPIRE), applied the same way.
  *
+ * With a shared store, a command is decided under the store's write lock
+ * against the stored state (store_write): when another daemon wrote since
+ * this daemon's model, the command is applied to the model as stored now
+ * (commands carry intent, not pointers, so that is meaningful). Changes
+ * made by other daemons arrive through the store's watch thread
+ * (store_watch): the engine reloads and publishes them like its own.
+ *
  * Slow work that only reads (argon2id password checks) runs on a second,
  * "side" thread in the same way, so that a burst of logins cannot hold up
  * durable writes.
@@ -122,6 +129,25 @@ void engine_job_release(struct engine_job *job);
  * daemon was down, and starts the engine thread. The engine owns store
  * from then on, also when this fails. */
 struct engine *engine_start(struct store *store, struct error *err);
+
+/* engine_start with a local state copy (an SQLite store the engine keeps
+ * equal to every state it publishes, with its store version; may be
+ * NULL). When a shared store (PostgreSQL) is unreachable at start, the
+ * engine starts from the copy, or, without one, with no state at all
+ * (engine_has_state 0) until the store answers. The engine owns copy. */
+struct engine *engine_start_with_copy(struct store *store, struct store *copy, struct error *err);
+
+/* What /v1/health tells about the store. Any thread. */
+struct engine_store_state {
+	int is_shared;      /* other daemons may write the store */
+	int is_up;          /* the store answered the last time it was tried */
+	int64_t down_since; /* ms, when !is_up */
+	int64_t version;    /* the store version of the published model */
+	int has_state;      /* 0: nothing to answer from yet */
+};
+void engine_store_state(struct engine *e, struct engine_store_state *out);
+/* 0 while the daemon has no state to answer from (engine_start_with_copy). */
+int engine_has_state(struct engine *e);
 
 /* Runs the jobs already queued, stops the thread, closes the store and
  * frees everything. Every reader must have unregistered before. */

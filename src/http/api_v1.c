@@ -473,11 +473,29 @@ query_count(struct request *r, const char *name, int64_t max, int64_t *out, stru
 
 /* --- reads ----------------------------------------------------------- */
 
+/* The daemon answers (200) whatever the store's state; "store" says
+ * whether the store is reachable and which store version this daemon
+ * has applied, so that an operator can compare daemons. */
 static void
 health_get(struct request *r, const struct route *rt)
 {
+	struct engine_store_state st;
+	char since[40];
+	json_t *store;
+
 	(void)rt;
-	reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", CM_VERSION));
+	request_store_state(r, &st);
+	store = json_pack("{s:s, s:b, s:b}", "state", st.is_up ? "ok" : "unreachable", "shared",
+	                  st.is_shared, "has_state", st.has_state);
+	if (!st.is_up)
+		json_object_set_new(
+		    store, "since",
+		    json_string(time_format_rfc3339(st.down_since, since, sizeof(since))));
+	if (st.has_state)
+		json_object_set_new(store, "version", json_integer(st.version));
+	reply_json(
+	    r, 200,
+	    json_pack("{s:s, s:s, s:o}", "status", "ok", "version", CM_VERSION, "store", store));
 }
 
 static void

@@ -70,6 +70,8 @@ int request_query_param(const struct request *r, const char *name, char *buf, si
 int request_is_https(const struct request *r);
 /* The daemon's observed probes and check states (observe/observe.h). */
 struct observe *request_observe(const struct request *r);
+/* The state of the store, for /v1/health (engine_store_state). */
+void request_store_state(const struct request *r, struct engine_store_state *out);
 
 /* A job for the engine whose data area (job->data) is data_size zeroed
  * bytes owned by the job. The actor is r's. fn: a read job's work; NULL

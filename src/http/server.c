@@ -64,6 +64,12 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 
 /* --- request helpers ------------------------------------------------ */
 
+void
+request_store_state(const struct request *r, struct engine_store_state *out)
+{
+	engine_store_state(r->server->engine, out);
+}
+
 const struct model *
 request_snapshot(struct request *r)
 {
@@ -434,6 +440,12 @@ route(struct request *stack_r)
 		return;
 	}
 	c = route_cluster(m, stack_r->path, &action);
+	if (c == NULL && !engine_has_state(stack_r->server->engine)) {
+		reply_text(stack_r, 503,
+		           "no state to answer from: the store is unreachable and this daemon "
+		           "has no local copy yet; it keeps retrying");
+		return;
+	}
 	if (c != NULL && action.base == NULL) {
 		probe_handle(stack_r, c);
 		return;

@@ -52,6 +52,7 @@ struct server_options {
 	struct listen_addr listens[16];
 	size_t n_listens;
 	const char *db;
+	const char *state_dir; /* NULL: no local state copy */
 	const char *default_node;
 	struct listen_addr agent_listen; /* text "" when not given */
 	int64_t check_interval_ms, check_timeout_ms;

@@ -114,11 +114,19 @@ static const char step1_create_tables[] =
 static const char step2_index_audit_by_cluster[] =
     "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
 
+/* The store version (store.h): one row, set by every write. */
+static const char step3_store_version[] = "CREATE TABLE store_version ("
+                                          " id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                          " version INTEGER NOT NULL);"
+                                          "INSERT INTO store_version (id, version) VALUES (1, 0);";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
- * only: a released step is never edited, a change is a new step. */
+ * only: a released step is never edited, a change is a new step. The
+ * PostgreSQL backend has the same steps (postgres.c). */
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
+    {"count the store's versions", step3_store_version},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -143,6 +151,8 @@ enum statement {
 	ST_LOAD_TOKENS,
 	ST_AUDIT_ALL,
 	ST_AUDIT_OF_CLUSTER,
+	ST_READ_VERSION,
+	ST_WRITE_VERSION,
 	ST_COUNT
 };
 
@@ -187,6 +197,8 @@ static const char *const statement_sql[ST_COUNT] = {
                        "FROM tokens ORDER BY id",
     [ST_AUDIT_ALL] = AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
     [ST_AUDIT_OF_CLUSTER] = AUDIT_COLUMNS "WHERE cluster = ?2 ORDER BY id DESC LIMIT ?1",
+    [ST_READ_VERSION] = "SELECT version FROM store_version WHERE id = 1",
+    [ST_WRITE_VERSION] = "UPDATE store_version SET version = ?1 WHERE id = 1",
 };
 
 struct sqlite_store {
@@ -888,20 +900,53 @@ load_tokens(struct sqlite_store *db, struct model *m, struct error *err)
 	return rc;
 }
 
-/* One read transaction, so clusters and nodes come from the same moment. */
 static int
-sqlite_load(void *handle, struct model *m, struct error *err)
+sqlite_read_version(void *handle, int64_t *version, struct error *err)
 {
 	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_READ_VERSION];
+	int rc = next_row(db, st, "read the store version", err);
 
-	if (run(db, db->statements[ST_BEGIN_READ], "start reading", err) != 0)
+	if (rc == 1)
+		*version = sqlite3_column_int64(st, 0);
+	else if (rc == 0)
+		rc = corrupt(db, "no store version", "", err);
+	finish(st);
+	return rc == 1 ? 0 : -1;
+}
+
+static int
+sqlite_write_version(void *handle, int64_t version, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_WRITE_VERSION];
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(st, 1, version)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "write the store version", err);
+	return run(db, st, "write the store version", err);
+}
+
+/* One read transaction, so clusters and nodes come from the same moment;
+ * inside a write transaction, that one. */
+static int
+sqlite_load(void *handle, struct model *m, int64_t *version, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	int is_own = sqlite3_get_autocommit(db->handle);
+
+	if (is_own && run(db, db->statements[ST_BEGIN_READ], "start reading", err) != 0)
 		return -1;
 	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
-	    load_users(db, m, err) != 0 || load_tokens(db, m, err) != 0)
+	    load_users(db, m, err) != 0 || load_tokens(db, m, err) != 0 ||
+	    sqlite_read_version(db, version, err) != 0)
 		goto bad;
+	if (!is_own)
+		return 0;
 	return run(db, db->statements[ST_COMMIT], "finish reading", err);
 bad:
-	sqlite_rollback(db);
+	if (is_own)
+		sqlite_rollback(db);
 	return -1;
 }
 
@@ -940,6 +985,8 @@ const struct store_backend store_sqlite_backend = {
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
+    .read_version = sqlite_read_version,
+    .write_version = sqlite_write_version,
     .upsert_cluster = sqlite_upsert_cluster,
     .delete_cluster = sqlite_delete_cluster,
     .upsert_node = sqlite_upsert_node,

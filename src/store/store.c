@@ -28,16 +28,27 @@ struct store {
 	const struct store_backend *backend;
 	void *db; /* the backend's handle */
 	int schema_version;
-	char *description;
+	char *description; /* when the backend has no describe */
+	int is_watching;
 };
 
 /* Stands in for a NULL "before": everything in "after" is new. */
 static const struct model empty_model;
 
-static int
-spec_is_postgres(const char *spec)
+/* A libpq keyword string starts with "keyword=" (spaces allowed around
+ * '='); a file path that looks like that can be given as ./name. */
+int
+store_spec_is_postgres(const char *spec)
 {
-	return strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0;
+	size_t n;
+
+	if (strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0)
+		return 1;
+	n = strspn(spec, "abcdefghijklmnopqrstuvwxyz_");
+	if (n == 0)
+		return 0;
+	n += strspn(spec + n, " \t");
+	return spec[n] == '=';
 }
 
 /* "scheme:spec", e.g. "sqlite:/var/lib/clustermgmt.db". */
@@ -58,18 +69,17 @@ store_open(const char *spec, struct error *err)
 	struct store *s = NULL;
 
 	if (spec == NULL || spec[0] == '\0') {
-		error_set(err, 400, "no store given: expected the path of an SQLite file");
-		goto bad;
-	}
-	if (spec_is_postgres(spec)) {
 		error_set(err, 400,
-		          "PostgreSQL stores are not supported by this build yet; "
-		          "give the path of an SQLite file instead");
+		          "no store given: expected the path of an SQLite file or a "
+		          "postgres:// URL");
 		goto bad;
 	}
+	if (store_spec_is_postgres(spec))
+		backend = &store_postgres_backend;
 	s = xcalloc(1, sizeof(*s));
-	s->description = describe(backend, spec);
 	s->backend = backend;
+	if (backend->describe == NULL)
+		s->description = describe(backend, spec);
 	s->db = backend->open(spec, &s->schema_version, err);
 	if (s->db == NULL)
 		goto bad;
@@ -86,6 +96,7 @@ store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
+	store_unwatch(s);
 	s->backend->close(s->db);
 	free(s->description);
 	free(s);
@@ -94,6 +105,8 @@ store_close(struct store *s)
 const char *
 store_describe(const struct store *s)
 {
+	if (s->backend->describe != NULL)
+		return s->backend->describe(s->db);
 	return s->description;
 }
 
@@ -104,11 +117,11 @@ store_schema_version(const struct store *s)
 }
 
 int
-store_load(struct store *s, struct model **out, struct error *err)
+store_load_at(struct store *s, struct model **out, int64_t *version, struct error *err)
 {
 	struct model *m = model_new();
 
-	if (s->backend->load(s->db, m, err) != 0)
+	if (s->backend->load(s->db, m, version, err) != 0)
 		goto bad;
 	*out = m;
 	return 0;
@@ -116,6 +129,14 @@ bad:
 	model_free(m);
 	*out = NULL;
 	return -1;
+}
+
+int
+store_load(struct store *s, struct model **out, struct error *err)
+{
+	int64_t version;
+
+	return store_load_at(s, out, &version, err);
 }
 
 /* --- the difference ------------------------------------------------- */
@@ -348,19 +369,25 @@ forget_audit_ids(struct audit_log *audit)
 		audit->entries[i].id = 0;
 }
 
-/* Beyond store.h: a NULL model stands for the empty one, and before ==
- * after (the same pointer) writes only the audit entries. */
-int
-store_save(struct store *s, const struct model *before, const struct model *after,
-           struct audit_log *audit, struct error *err)
+/* Inside a write transaction: the difference, the audit entries and the
+ * new version (version < 0: one more than stored), then commit. */
+static int
+save_and_commit(struct store *s, const struct model *before, const struct model *after,
+                struct audit_log *audit, int64_t version, struct error *err)
 {
+	int64_t stored;
+
 	if (before == NULL)
 		before = &empty_model;
 	if (after == NULL)
 		after = &empty_model;
-	if (s->backend->begin(s->db, err) != 0)
-		return -1;
+	if (version < 0) {
+		if (s->backend->read_version(s->db, &stored, err) != 0)
+			goto bad;
+		version = stored + 1;
+	}
 	if (save_difference(s, before, after, err) != 0 || save_audit(s, audit, err) != 0 ||
+	    s->backend->write_version(s->db, version, err) != 0 ||
 	    s->backend->commit(s->db, err) != 0)
 		goto bad;
 	return 0;
@@ -368,6 +395,109 @@ bad:
 	s->backend->rollback(s->db);
 	forget_audit_ids(audit);
 	return -1;
+}
+
+/* Beyond store.h: a NULL model stands for the empty one, and before ==
+ * after (the same pointer) writes only the audit entries. */
+int
+store_save(struct store *s, const struct model *before, const struct model *after,
+           struct audit_log *audit, struct error *err)
+{
+	if (s->backend->begin(s->db, err) != 0)
+		return -1;
+	return save_and_commit(s, before, after, audit, -1, err);
+}
+
+int
+store_save_at(struct store *s, const struct model *before, const struct model *after,
+              int64_t version, struct error *err)
+{
+	if (s->backend->begin(s->db, err) != 0)
+		return -1;
+	return save_and_commit(s, before, after, NULL, version, err);
+}
+
+int
+store_write(struct store *s, struct store_write *w, struct error *err)
+{
+	const struct model *base = w->known;
+	struct model *fresh = NULL, *after = NULL;
+	int64_t stored;
+	int rc;
+
+	w->model = NULL;
+	w->version = w->known_version;
+	w->is_changed = 0;
+	if (s->backend->begin(s->db, err) != 0)
+		return -1;
+	if (s->backend->read_version(s->db, &stored, err) != 0)
+		goto bad;
+	if (stored != w->known_version) {
+		/* Another daemon wrote since our model: decide on what is
+		 * stored now, read under the lock, so nobody writes between. */
+		fresh = model_new();
+		if (s->backend->load(s->db, fresh, &stored, err) != 0)
+			goto bad;
+		base = fresh;
+		w->model = fresh;
+		w->version = stored;
+	}
+	after = model_copy(base);
+	rc = w->decide(w->arg, after, w->audit, err);
+	if (rc != 0 || w->audit->n == 0) {
+		model_free(after);
+		s->backend->rollback(s->db);
+		return rc;
+	}
+	if (save_and_commit(s, base, after, w->audit, stored + 1, err) != 0) {
+		model_free(after);
+		return -1;
+	}
+	model_free(fresh);
+	w->model = after;
+	w->version = stored + 1;
+	w->is_changed = 1;
+	return 0;
+bad:
+	s->backend->rollback(s->db);
+	if (fresh != NULL && w->model == NULL)
+		model_free(fresh);
+	return -1;
+}
+
+int
+store_is_shared(const struct store *s)
+{
+	return s->backend->watch_start != NULL;
+}
+
+void
+store_health(struct store *s, struct store_health *out)
+{
+	out->is_up = 1;
+	out->down_since = 0;
+	if (s->backend->health != NULL)
+		s->backend->health(s->db, out);
+}
+
+int
+store_watch(struct store *s, const struct store_watcher *w, struct error *err)
+{
+	if (s->backend->watch_start == NULL || s->is_watching)
+		return 0;
+	if (s->backend->watch_start(s->db, w, err) != 0)
+		return -1;
+	s->is_watching = 1;
+	return 0;
+}
+
+void
+store_unwatch(struct store *s)
+{
+	if (!s->is_watching)
+		return;
+	s->backend->watch_stop(s->db);
+	s->is_watching = 0;
 }
 
 int

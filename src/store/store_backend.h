@@ -21,20 +21,33 @@
 
 #include "../core/error.h"
 #include "../core/model.h"
+#include "store.h"
 
 struct store_backend {
 	const char *scheme; /* "sqlite", used in store_describe */
 
 	/* Opens spec, creating the schema or migrating it forward. Sets
-	 * *schema_version to the version the database is at afterwards.
-	 * Returns the backend handle, or NULL with err filled (400 for a
-	 * database this build cannot use: not a database, newer schema). */
+	 * *schema_version to the version the database is at afterwards (0
+	 * when a shared database is unreachable at open: it is migrated at
+	 * the first connection). Returns the backend handle, or NULL with err
+	 * filled (400 for a database this build cannot use: not a database,
+	 * newer schema, a malformed spec). */
 	void *(*open)(const char *spec, int *schema_version, struct error *err);
 	void (*close)(void *db);
+	/* The description for logs and errors, without any password; NULL:
+	 * store.c uses "scheme:spec". Owned by db. */
+	const char *(*describe)(void *db);
 
-	/* One write transaction; rollback is also safe after a failed commit
-	 * and when no transaction is open. */
+	/* One write transaction; it excludes every other writer of the
+	 * database (other daemons included) until commit or rollback.
+	 * Rollback is also safe after a failed commit and when no
+	 * transaction is open. */
 	int (*begin)(void *db, struct error *err);
+	/* The store's change counter, inside a write transaction. */
+	int (*read_version)(void *db, int64_t *version, struct error *err);
+	/* Sets the change counter inside a write transaction; a shared
+	 * backend also tells the other daemons at commit. */
+	int (*write_version)(void *db, int64_t version, struct error *err);
 	int (*commit)(void *db, struct error *err);
 	void (*rollback)(void *db);
 
@@ -52,14 +65,29 @@ struct store_backend {
 	int (*insert_audit)(void *db, const struct audit_entry *e, int64_t *id, struct error *err);
 
 	/* Fills the empty model m with everything stored, every array sorted
-	 * in strcmp order. On error m may be partly filled (model_free it). */
-	int (*load)(void *db, struct model *m, struct error *err);
+	 * in strcmp order, and *version with the change counter, all as of
+	 * one moment (inside a write transaction: as the transaction sees
+	 * them). On error m may be partly filled (model_free it). */
+	int (*load)(void *db, struct model *m, int64_t *version, struct error *err);
 	/* Appends to out the newest entries first: at most limit (a negative
 	 * limit means all), of one cluster or of all when cluster is NULL. */
 	int (*read_audit)(void *db, const char *cluster, int64_t limit, struct audit_log *out,
 	                  struct error *err);
+
+	/* Optional (NULL for a store only this daemon writes): watches the
+	 * database for other daemons' changes on a thread of the backend's
+	 * own; see store_watch in store.h. */
+	int (*watch_start)(void *db, const struct store_watcher *w, struct error *err);
+	void (*watch_stop)(void *db);
+	/* Optional: the state of the connection (store_health in store.h). */
+	void (*health)(void *db, struct store_health *out);
 };
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_postgres_backend;
+
+/* Whether spec names a PostgreSQL database: a postgres:// or
+ * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
+int store_spec_is_postgres(const char *spec);
 
 #endif

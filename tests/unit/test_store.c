@@ -21,8 +21,9 @@
 
 #include "../../src/core/model.h"
 #include "../../src/store/store.h"
+#include "../../src/store/store_backend.h"
 
-#define CURRENT_SCHEMA_VERSION 2
+#define CURRENT_SCHEMA_VERSION 3
 
 /* The schema as version 1 shipped it, frozen here to test the migration. */
 static const char schema_v1[] =
@@ -491,19 +492,70 @@ test_unopenable_path_fails_with_reason(void **state)
 }
 
 static void
-test_postgres_spec_reports_unsupported(void **state)
+test_postgres_malformed_spec_refused_without_its_secrets(void **state)
 {
 	struct error err = {0};
 
 	(void)state;
-	assert_null(store_open("postgres://cm@db/clustermgmt", &err));
+	assert_null(store_open("postgresql://cm:s3cret@127.0.0.1:notaport/x", &err));
 	assert_int_equal(err.status, 400);
-	assert_non_null(strstr(err.what, "PostgreSQL stores are not supported by this build"));
+	assert_non_null(strstr(err.what, "not a valid PostgreSQL URL"));
+	assert_null(strstr(err.what, "s3cret"));
 
 	memset(&err, 0, sizeof(err));
-	assert_null(store_open("postgresql://cm@db/clustermgmt", &err));
+	assert_null(store_open("host=127.0.0.1 password='s3cret unterminated", &err));
 	assert_int_equal(err.status, 400);
-	assert_non_null(strstr(err.what, "PostgreSQL"));
+	assert_null(strstr(err.what, "s3cret"));
+}
+
+/* A daemon may start while PostgreSQL is away (fail-static): the store
+ * opens down, says so, refuses writes at once, and its description never
+ * shows the password. Port 1 on loopback refuses connections. */
+static void
+test_postgres_unreachable_opens_down_and_masks_password(void **state)
+{
+	static const char *const specs[] = {
+	    "postgresql://cm:s3cret@127.0.0.1:1/clustermgmt",
+	    "postgres://cm:s3cret@127.0.0.1:1,127.0.0.2:1/clustermgmt"
+	    "?target_session_attrs=read-write",
+	    "host=127.0.0.1 port=1 user=cm password=s3cret dbname=clustermgmt",
+	};
+	struct store_health h;
+	struct error err = {0};
+	struct store *s;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		s = store_open(specs[i], &err);
+		assert_non_null(s);
+		assert_true(store_is_shared(s));
+		assert_non_null(strstr(store_describe(s), "postgres:"));
+		assert_non_null(strstr(store_describe(s), "127.0.0.1"));
+		assert_null(strstr(store_describe(s), "s3cret"));
+		store_health(s, &h);
+		assert_int_equal(h.is_up, 0);
+		assert_true(h.down_since > 0);
+		assert_int_equal(store_save(s, NULL, NULL, NULL, &err), -1);
+		assert_int_equal(err.status, 503);
+		assert_non_null(strstr(err.what, "unreachable"));
+		assert_non_null(strstr(err.what, "nothing was changed"));
+		assert_null(strstr(err.what, "s3cret"));
+		store_close(s);
+	}
+}
+
+static void
+test_spec_kinds(void **state)
+{
+	(void)state;
+	assert_true(store_spec_is_postgres("postgres://h/db"));
+	assert_true(store_spec_is_postgres("postgresql://h/db"));
+	assert_true(store_spec_is_postgres("host=h dbname=db"));
+	assert_true(store_spec_is_postgres("dbname = db"));
+	assert_false(store_spec_is_postgres("/var/lib/cm.db"));
+	assert_false(store_spec_is_postgres("cm.db"));
+	assert_false(store_spec_is_postgres("./host=x.db"));
 }
 
 static void
@@ -974,7 +1026,9 @@ main(void)
 	    STORE_TEST(test_not_a_database_refused),
 	    STORE_TEST(test_foreign_database_refused),
 	    STORE_TEST(test_unopenable_path_fails_with_reason),
-	    STORE_TEST(test_postgres_spec_reports_unsupported),
+	    STORE_TEST(test_postgres_malformed_spec_refused_without_its_secrets),
+	    STORE_TEST(test_postgres_unreachable_opens_down_and_masks_password),
+	    STORE_TEST(test_spec_kinds),
 	    STORE_TEST(test_empty_spec_refused),
 	    STORE_TEST(test_save_then_reopen_loads_same_model),
 	    STORE_TEST(test_save_from_null_before_saves_everything),

@@ -1,0 +1,256 @@
+"""
+A real PostgreSQL server for the end-to-end tests (a pytest plugin: the
+fixtures below are imported by conftest.py).
+
+PostgreSQL refuses to run as root, so initdb and postgres run as the
+`postgres` user the Debian package creates (`runuser -u postgres --`), in
+a temporary directory that user owns. The server listens on a free
+loopback port (another is tried when the port is taken meanwhile) and on
+a Unix socket in its own directory. It is stopped by process id; every
+wait is bounded.
+
+  pg_server        fixture (session): one running PgServer per test
+                   process; each test takes a database of its own
+  pg_url           fixture: postgresql://cm:PASSWORD@127.0.0.1:PORT/<fresh db>
+  PgServer(...)    .start() .stop(mode) .kill() .url(db) .psql(sql, db)
+                   .create_database() .port .data .pid
+  pg_available()   whether the PostgreSQL binaries are installed
+
+Password authentication (scram-sha-256) is on for TCP, so that the tests
+see a real password in every URL they give the daemon.
+"""
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+PG_USER = "postgres"
+ROLE = "cm"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+
+def pg_bindir():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def pg_available():
+    try:
+        pwd.getpwnam(PG_USER)
+    except KeyError:
+        return False
+    return pg_bindir() is not None
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_postgres(argv, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 60)
+    return subprocess.run(["runuser", "-u", PG_USER, "--"] + list(argv), **kw)
+
+
+class PgServer:
+    """One PostgreSQL cluster in a temporary directory owned by postgres."""
+
+    _counter = 0
+
+    def __init__(self, base=None, password=None, data=None, initdb=True):
+        self.bindir = pg_bindir()
+        self.password = password or secrets.token_urlsafe(12)
+        if base is None:
+            base = tempfile.mkdtemp(prefix="cm-pg-")
+            os.chmod(base, 0o755)
+            self._own_base = True
+        else:
+            self._own_base = False
+        self.base = base
+        self.data = data or os.path.join(base, "data")
+        self.sockdir = os.path.join(base, "sock")
+        self.logfile = os.path.join(base, "server.log")
+        self.port = None
+        self.pid = None
+        uid = pwd.getpwnam(PG_USER)
+        os.makedirs(self.sockdir, exist_ok=True)
+        os.chown(base, uid.pw_uid, uid.pw_gid)
+        os.chown(self.sockdir, uid.pw_uid, uid.pw_gid)
+        if initdb:
+            self._initdb()
+
+    def _bin(self, name):
+        return os.path.join(self.bindir, name)
+
+    def _initdb(self):
+        pwfile = os.path.join(self.base, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.password)
+        uid = pwd.getpwnam(PG_USER)
+        os.chown(pwfile, uid.pw_uid, uid.pw_gid)
+        r = as_postgres([self._bin("initdb"), "-D", self.data, "-U", PG_USER, "-E", "UTF8",
+                         "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256",
+                         "--pwfile", pwfile], timeout=120)
+        os.unlink(pwfile)
+        assert r.returncode == 0, "initdb failed: %s %s" % (r.stdout, r.stderr)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("\n# clustermgmt tests\n"
+                    "fsync = on\n"
+                    "max_connections = 100\n"
+                    "shared_buffers = 16MB\n"
+                    "listen_addresses = '127.0.0.1'\n"
+                    "unix_socket_directories = '%s'\n"
+                    "log_min_messages = warning\n"
+                    "wal_level = replica\n"
+                    "max_wal_senders = 4\n"
+                    "hot_standby = on\n" % self.sockdir)
+        with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+            f.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+
+    # --- process control ----------------------------------------------
+
+    def running(self):
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def start(self, port=None):
+        """Starts the server; when the port is taken, tries another
+        (unless one was asked for). Bounded."""
+        assert not self.running(), "PostgreSQL already running"
+        fixed = port is not None or self.port is not None
+        for attempt in range(5):
+            self.port = port or self.port or _free_port()
+            mark = os.path.getsize(self.logfile) if os.path.exists(self.logfile) else 0
+            r = as_postgres([self._bin("pg_ctl"), "-D", self.data, "-l", self.logfile,
+                             "-o", "-p %d" % self.port, "-w", "-t", str(int(START_TIMEOUT)),
+                             "start"], timeout=START_TIMEOUT + 10)
+            if r.returncode == 0:
+                self.pid = self._read_pid()
+                return self
+            log = self._log(mark)
+            if not fixed and ("could not bind" in log or "already in use" in log):
+                self.port = None
+                continue
+            raise AssertionError("PostgreSQL did not start: %s %s\n%s" % (r.stdout, r.stderr, log))
+        raise AssertionError("PostgreSQL: no free port after 5 tries")
+
+    def _log(self, since=0):
+        try:
+            with open(self.logfile, "rb") as f:
+                f.seek(since)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def _read_pid(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline().strip())
+
+    def stop(self, mode="fast"):
+        """Stops by pid: fast (SIGINT), immediate (SIGQUIT) or smart
+        (SIGTERM); waits (bounded) until the process is gone."""
+        if not self.running():
+            self.pid = None
+            return
+        sig = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT,
+               "smart": signal.SIGTERM}[mode]
+        os.kill(self.pid, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.running():
+            os.kill(self.pid, signal.SIGKILL)
+            time.sleep(0.2)
+        self.pid = None
+
+    def kill(self):
+        if self.running():
+            os.kill(self.pid, signal.SIGKILL)
+        self.pid = None
+
+    def cleanup(self):
+        self.stop("immediate")
+        if self._own_base:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+    # --- SQL -----------------------------------------------------------
+
+    def psql(self, sql, db="postgres", check=True):
+        """Runs sql as the superuser over the Unix socket; returns stdout
+        (unaligned, tuples only)."""
+        r = as_postgres([self._bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                         "-h", self.sockdir, "-p", str(self.port), "-d", db, "-c", sql],
+                        timeout=30)
+        if check:
+            assert r.returncode == 0, "psql %r: %s" % (sql, r.stderr)
+        return r.stdout.strip()
+
+    def ensure_role(self):
+        self.psql("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') "
+                  "THEN CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'; END IF; END$$"
+                  % (ROLE, ROLE, self.password))
+
+    def create_database(self):
+        PgServer._counter += 1
+        name = "cm_%d_%d" % (os.getpid(), PgServer._counter)
+        self.ensure_role()
+        self.psql("CREATE DATABASE %s OWNER %s" % (name, ROLE))
+        return name
+
+    def url(self, db, hosts=None, extra=""):
+        hosts = hosts or "127.0.0.1:%d" % self.port
+        return "postgresql://%s:%s@%s/%s%s" % (ROLE, self.password, hosts, db, extra)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    if not pg_available():
+        pytest.skip("PostgreSQL is not installed (sh tools/install-packages.sh postgresql)")
+    server = PgServer()
+    try:
+        server.start()
+        server.ensure_role()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty database on the session's server, as a URL with a
+    password."""
+    if not pg_server.running():  # a test stopped it: bring it back
+        pg_server.start()
+    return pg_server.url(pg_server.create_database())
+
+
+@pytest.fixture
+def pg_own_server():
+    """A server of this test's own, for tests that stop or kill it."""
+    if not pg_available():
+        pytest.skip("PostgreSQL is not installed")
+    server = PgServer()
+    try:
+        server.start()
+        server.ensure_role()
+        yield server
+    finally:
+        server.cleanup()
