@@ -153,9 +153,9 @@ struct pg_store {
 	const char **keys; /* libpq parameters: our defaults, then the spec */
 	const char **values;
 	const char **listen_values; /* the same, named for the watch thread */
-	PGconn *conn; /* the engine thread's */
+	PGconn *conn;               /* the engine thread's */
 	int in_tx;
-	int is_loss_quiet; /* a lost connection is not an outage yet (pg_begin) */
+	int is_loss_quiet;     /* a lost connection is not an outage yet (pg_begin) */
 	int is_schema_checked; /* on the current main connection */
 	int schema_version;
 
@@ -179,15 +179,15 @@ static int
 is_transient_state(const char *sqlstate)
 {
 	if (sqlstate == NULL)
-		return 1; /* no server answer at all: the connection */
-	return strncmp(sqlstate, "08", 2) == 0 ||    /* connection exception */
-	       strncmp(sqlstate, "53", 2) == 0 ||    /* insufficient resources */
-	       strncmp(sqlstate, "57P", 3) == 0 ||   /* shutdown, cannot connect now */
-	       strcmp(sqlstate, "40001") == 0 ||     /* serialization failure */
-	       strcmp(sqlstate, "40P01") == 0 ||     /* deadlock */
-	       strcmp(sqlstate, "55P03") == 0 ||     /* lock not available */
-	       strcmp(sqlstate, "57014") == 0 ||     /* statement timeout */
-	       strcmp(sqlstate, "25006") == 0;       /* read-only: a standby */
+		return 1;                          /* no server answer at all: the connection */
+	return strncmp(sqlstate, "08", 2) == 0 ||  /* connection exception */
+	       strncmp(sqlstate, "53", 2) == 0 ||  /* insufficient resources */
+	       strncmp(sqlstate, "57P", 3) == 0 || /* shutdown, cannot connect now */
+	       strcmp(sqlstate, "40001") == 0 ||   /* serialization failure */
+	       strcmp(sqlstate, "40P01") == 0 ||   /* deadlock */
+	       strcmp(sqlstate, "55P03") == 0 ||   /* lock not available */
+	       strcmp(sqlstate, "57014") == 0 ||   /* statement timeout */
+	       strcmp(sqlstate, "25006") == 0;     /* read-only: a standby */
 }
 
 /* libpq's message, on one line. */
@@ -263,7 +263,7 @@ fail(struct pg_store *db, const PGresult *res, const char *doing, struct error *
 /* Our defaults come first: with expand_dbname, what the spec says
  * overrides them (a user may set connect_timeout in the URL). */
 static const char *const default_keys[] = {
-    "connect_timeout", "application_name", "keepalives", "keepalives_idle",
+    "connect_timeout",     "application_name", "keepalives",       "keepalives_idle",
     "keepalives_interval", "keepalives_count", "tcp_user_timeout",
 };
 static const char *const default_values[] = {
@@ -420,10 +420,11 @@ migrate_locked(struct pg_store *db, struct error *err)
 		if (has_tables < 0)
 			return -1;
 		if (has_tables)
-			return error_set(err, 400,
-			                 "the PostgreSQL database %s has tables named like "
-			                 "clustermgmt's but no schema version; it is left untouched",
-			                 db->description);
+			return error_set(
+			    err, 400,
+			    "the PostgreSQL database %s has tables named like "
+			    "clustermgmt's but no schema version; it is left untouched",
+			    db->description);
 		if (run_sql(db,
 		            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
 		            "INSERT INTO schema_version (version) VALUES (0)",
@@ -502,9 +503,9 @@ ensure_connected(struct pg_store *db, struct error *err)
 	if (PQstatus(db->conn) != CONNECTION_OK) {
 		one_line(PQerrorMessage(db->conn), why, sizeof(why));
 		mark_down(db, why);
-		return error_set(err, 503,
-		                 "cannot connect to the PostgreSQL store %s: %s; nothing was changed",
-		                 db->description, why);
+		return error_set(
+		    err, 503, "cannot connect to the PostgreSQL store %s: %s; nothing was changed",
+		    db->description, why);
 	}
 	if (run_sql(db, session_settings, "set up the session", err) != 0)
 		return -1;
@@ -780,9 +781,15 @@ static int
 pg_upsert_node(void *handle, const char *cluster, const struct node *n, struct error *err)
 {
 	char changed_at[24], expires_at[24];
-	const char *p[9] = {cluster,    n->name,    node_status_name(n->status),
-	                    text_or_empty(n->reason), text_or_empty(n->changed_by),
-	                    changed_at, expires_at, n->address, n->check};
+	const char *p[9] = {cluster,
+	                    n->name,
+	                    node_status_name(n->status),
+	                    text_or_empty(n->reason),
+	                    text_or_empty(n->changed_by),
+	                    changed_at,
+	                    expires_at,
+	                    n->address,
+	                    n->check};
 
 	i64_text(n->changed_at, changed_at, sizeof(changed_at));
 	i64_text(n->expires_at, expires_at, sizeof(expires_at));
@@ -912,8 +919,8 @@ value_i64(const PGresult *res, int row, int col)
 static int
 corrupt(struct pg_store *db, const char *what, const char *value, struct error *err)
 {
-	return error_set(err, 500, "the PostgreSQL store %s is damaged: %s \"%s\"",
-	                 db->description, what, value);
+	return error_set(err, 500, "the PostgreSQL store %s is damaged: %s \"%s\"", db->description,
+	                 what, value);
 }
 
 static int
@@ -922,8 +929,8 @@ load_clusters(struct pg_store *db, struct model *m, struct error *err)
 	PGresult *res = NULL;
 	int i, n;
 
-	if (run(db, "SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\"", 0,
-	        NULL, &res, "load the clusters", err) != 0)
+	if (run(db, "SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\"", 0, NULL,
+	        &res, "load the clusters", err) != 0)
 		return -1;
 	n = PQntuples(res);
 	m->clusters = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->clusters));

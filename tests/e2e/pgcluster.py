@@ -254,3 +254,94 @@ def pg_own_server():
         yield server
     finally:
         server.cleanup()
+
+
+# --- the existing suites, on PostgreSQL ------------------------------------------
+#
+# A test module re-runs another module's tests against PostgreSQL with
+#
+#     from test_api_v1 import *  # noqa: F401,F403  (the tests themselves)
+#     daemon, make_daemon, shared_daemon = pgcluster.daemon_fixtures()
+#
+# Module-level fixtures win over conftest's, so every daemon those tests
+# start gets a fresh database of the session's server instead of an SQLite
+# file (a restart keeps its database). The admin password stays per daemon,
+# as each daemon has a database of its own.
+
+
+def daemon_fixtures():
+    from conftest import Daemon, _close_all  # conftest imports this module
+
+    def on_pg(pg_server, tmp, cm_bin, **kw):
+        if not pg_server.running():
+            pg_server.start()
+        url = pg_server.url(pg_server.create_database())
+        return Daemon(tmp, bin_path=cm_bin, start=False, db=url, **kw)
+
+    @pytest.fixture
+    def daemon(tmp_path, cm_bin, pg_server):
+        d = on_pg(pg_server, tmp_path / "daemon", cm_bin)
+        try:
+            d.start()
+            yield d
+        finally:
+            _close_all([d])
+
+    @pytest.fixture
+    def make_daemon(tmp_path, cm_bin, pg_server):
+        made = []
+
+        def factory(extra_args=None, **kw):
+            d = on_pg(pg_server, tmp_path / ("d%d" % len(made)), cm_bin,
+                      extra_args=extra_args, **kw)
+            made.append(d)
+            d.start()
+            return d
+
+        try:
+            yield factory
+        finally:
+            _close_all(made)
+
+    @pytest.fixture(scope="module")
+    def shared_daemon(tmp_path_factory, cm_bin, pg_server):
+        d = on_pg(pg_server, tmp_path_factory.mktemp("shared"), cm_bin)
+        try:
+            d.start()
+            yield d
+        finally:
+            _close_all([d])
+
+    return daemon, make_daemon, shared_daemon
+
+
+DAEMON_FIXTURES = {"daemon", "make_daemon", "shared_daemon"}
+
+
+def keep_daemon_tests(namespace, skip=()):
+    """Removes from a module namespace the imported tests that start no
+    daemon (nothing to prove on PostgreSQL) and those named in skip (tests
+    about SQLite itself). A test starts a daemon when it, or a module
+    fixture it uses, takes one of DAEMON_FIXTURES."""
+    import inspect
+
+    def params(fn):
+        fn = getattr(fn, "__wrapped__", fn)
+        try:
+            return set(inspect.signature(fn).parameters)
+        except (TypeError, ValueError):
+            return set()
+
+    uses = set(DAEMON_FIXTURES)
+    changed = True
+    while changed:  # fixtures that use daemon fixtures, transitively
+        changed = False
+        for name, obj in list(namespace.items()):
+            if (hasattr(obj, "_pytestfixturefunction") and name not in uses
+                    and params(obj) & uses):
+                uses.add(name)
+                changed = True
+    for name, obj in list(namespace.items()):
+        if name.startswith("test_") and callable(obj):
+            if name in skip or not params(obj) & uses:
+                del namespace[name]
