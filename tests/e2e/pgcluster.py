@@ -345,3 +345,23 @@ def keep_daemon_tests(namespace, skip=()):
         if name.startswith("test_") and callable(obj):
             if name in skip or not params(obj) & uses:
                 del namespace[name]
+
+
+def make_standby(primary):
+    """A streaming standby of primary (pg_basebackup -R), started on a
+    port of its own, in a temporary directory owned by postgres."""
+    standby = PgServer(password=primary.password, initdb=False)
+    r = as_postgres([primary._bin("pg_basebackup"), "-h", primary.sockdir, "-p",
+                     str(primary.port), "-U", PG_USER, "-D", standby.data, "-R", "-X",
+                     "stream", "-c", "fast"], timeout=120)
+    assert r.returncode == 0, "pg_basebackup failed: %s %s" % (r.stdout, r.stderr)
+    with open(os.path.join(standby.data, "postgresql.conf"), "a") as f:
+        f.write("unix_socket_directories = '%s'\n" % standby.sockdir)
+    standby.start()
+    return standby
+
+
+def promote(server):
+    r = as_postgres([server._bin("pg_ctl"), "-D", server.data, "-w", "-t", "30", "promote"],
+                    timeout=60)
+    assert r.returncode == 0, "promote failed: %s %s" % (r.stdout, r.stderr)

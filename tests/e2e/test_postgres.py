@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+import pgcluster
 from conftest import Daemon, assert_json_error
 
 PROPAGATION_TIMEOUT = 10.0  # s: the periodic check alone would do it in ~2 s
@@ -431,3 +432,69 @@ def test_started_with_neither_postgres_nor_copy_says_so_and_retries(fleet, pg_ow
     finally:
         problem = b.close()
         assert problem is None, problem
+
+
+# --- failover ------------------------------------------------------------------------
+
+
+def test_failover_to_promoted_standby_loses_no_acknowledged_write(fleet, pg_own_server):
+    """Primary and a synchronous streaming standby; daemons on a multi-host
+    URL. Stop the primary, promote the standby: probes answer throughout,
+    the daemons reconnect to the new primary and accept writes again, and
+    every acknowledged write is there."""
+    primary = pg_own_server
+    db = primary.create_database()
+    standby = pgcluster.make_standby(primary)
+    try:
+        primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        primary.psql("SELECT pg_reload_conf()")
+        wait_until(lambda: primary.psql("SELECT count(*) FROM pg_stat_replication "
+                                        "WHERE sync_state = 'sync'") == "1",
+                   RESYNC_TIMEOUT, "the standby to be synchronous")
+        url = primary.url(db, hosts="127.0.0.1:%d,127.0.0.1:%d" % (primary.port, standby.port),
+                          extra="?target_session_attrs=read-write")
+        a, b = fleet(url, n=2)
+        a.set_nodes(["web1", "web2"])
+        wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "b in sync")
+        acked = []
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    r = a.post("/v1/clusters/default/status", auth=a.admin, timeout=10,
+                               json={"changes": {"web2": {"status": "drain",
+                                                          "reason": "w%d" % i}}})
+                    if r.status_code == 200:
+                        acked.append("w%d" % i)
+                except requests.RequestException:
+                    pass
+                time.sleep(0.02)
+
+        with ProbeLoad([a, b], "web1", 200) as load:
+            t = threading.Thread(target=writer)
+            t.start()
+            wait_until(lambda: len(acked) >= 5, PROPAGATION_TIMEOUT, "writes before failover")
+            primary.stop("immediate")
+            n_before = len(acked)
+            pgcluster.promote(standby)
+            wait_until(lambda: len(acked) > n_before + 5, RESYNC_TIMEOUT,
+                       "writes to be accepted by the new primary")
+            stop.set()
+            t.join(30)
+            for d in (a, b):
+                wait_until(lambda: health(d)["state"] == "ok" and
+                           health(d)["version"] == health(a)["version"], RESYNC_TIMEOUT,
+                           "%s on the new primary" % d.url)
+        assert load.errors == [], load.errors[:5]
+        stored = set(standby.psql("SELECT reason FROM audit WHERE node = 'web2'", db).split())
+        lost = [w for w in acked if w not in stored]
+        assert lost == [], "acknowledged writes lost in the failover: %s" % lost[:10]
+        last = acked[-1]
+        assert b.node_states()["web2"] == ("drain", last) or wait_until(
+            lambda: b.node_states()["web2"] == ("drain", last), PROPAGATION_TIMEOUT,
+            "b to show the last write")
+    finally:
+        standby.cleanup()
