@@ -39,6 +39,7 @@ static const char main_help[] =
     "  lbconfig varnish|haproxy|nginx  print a load balancer configuration\n"
     "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
     "  rollout --exec COMMAND      rolling deploy: each node out, COMMAND, back in\n"
+    "  store copy --from A --to B  copy a whole store (SQLite <-> PostgreSQL)\n"
     "\n"
     "Global options (before or after the command):\n"
     "  --server URL      the daemon; default $CLUSTERMGMT_URL, else " DEFAULT_SERVER "\n"

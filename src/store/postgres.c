@@ -863,6 +863,12 @@ pg_delete_token(void *handle, const char *id, struct error *err)
 }
 
 static int
+pg_clear_audit(void *handle, struct error *err)
+{
+	return run(handle, "DELETE FROM audit", 0, NULL, NULL, "clear the audit log", err);
+}
+
+static int
 pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct error *err)
 {
 	struct pg_store *db = handle;
@@ -1373,6 +1379,7 @@ const struct store_backend store_postgres_backend = {
     .delete_user = pg_delete_user,
     .insert_token = pg_insert_token,
     .delete_token = pg_delete_token,
+    .clear_audit = pg_clear_audit,
     .insert_audit = pg_insert_audit,
     .load = pg_load,
     .read_audit = pg_read_audit,

@@ -153,6 +153,7 @@ enum statement {
 	ST_AUDIT_OF_CLUSTER,
 	ST_READ_VERSION,
 	ST_WRITE_VERSION,
+	ST_CLEAR_AUDIT,
 	ST_COUNT
 };
 
@@ -199,6 +200,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_AUDIT_OF_CLUSTER] = AUDIT_COLUMNS "WHERE cluster = ?2 ORDER BY id DESC LIMIT ?1",
     [ST_READ_VERSION] = "SELECT version FROM store_version WHERE id = 1",
     [ST_WRITE_VERSION] = "UPDATE store_version SET version = ?1 WHERE id = 1",
+    [ST_CLEAR_AUDIT] = "DELETE FROM audit",
 };
 
 struct sqlite_store {
@@ -708,6 +710,14 @@ sqlite_delete_token(void *handle, const char *id, struct error *err)
 }
 
 static int
+sqlite_clear_audit(void *handle, struct error *err)
+{
+	struct sqlite_store *db = handle;
+
+	return run(db, db->statements[ST_CLEAR_AUDIT], "clear the audit log", err);
+}
+
+static int
 sqlite_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct error *err)
 {
 	struct sqlite_store *db = handle;
@@ -995,6 +1005,7 @@ const struct store_backend store_sqlite_backend = {
     .delete_user = sqlite_delete_user,
     .insert_token = sqlite_insert_token,
     .delete_token = sqlite_delete_token,
+    .clear_audit = sqlite_clear_audit,
     .insert_audit = sqlite_insert_audit,
     .load = sqlite_load,
     .read_audit = sqlite_read_audit,

@@ -465,6 +465,76 @@ bad:
 	return -1;
 }
 
+static int
+is_empty(const struct model *m, const struct audit_log *audit)
+{
+	return m->n_clusters == 0 && m->n_users == 0 && m->n_tokens == 0 && audit->n == 0;
+}
+
+/* Appends the entries of newest_first to the store, oldest first. */
+static int
+append_audit_oldest_first(struct store *s, const struct audit_log *newest_first, struct error *err)
+{
+	int64_t id;
+	size_t i;
+
+	for (i = newest_first->n; i > 0; i--)
+		if (s->backend->insert_audit(s->db, &newest_first->entries[i - 1], &id, err) != 0)
+			return -1;
+	return 0;
+}
+
+int
+store_copy(struct store *from, struct store *to, int force, size_t *n_nodes, size_t *n_audit,
+           struct error *err)
+{
+	struct model *src = NULL, *dst = model_new();
+	struct audit_log src_audit = {0}, dst_audit = {0};
+	int64_t src_version = 0, dst_version = 0, version;
+	size_t i, nodes = 0;
+
+	if (store_load_at(from, &src, &src_version, err) != 0 ||
+	    store_read_audit(from, NULL, -1, &src_audit, err) != 0)
+		goto bad;
+	if (to->backend->begin(to->db, err) != 0)
+		goto bad;
+	if (to->backend->load(to->db, dst, &dst_version, err) != 0 ||
+	    to->backend->read_audit(to->db, NULL, 1, &dst_audit, err) != 0)
+		goto bad_tx;
+	if (!force && !is_empty(dst, &dst_audit)) {
+		error_set(err, 409,
+		          "the destination %s is not empty (it has clusters, users, tokens or "
+		          "audit entries); give --force to replace what it holds",
+		          store_describe(to));
+		goto bad_tx;
+	}
+	version = (src_version > dst_version ? src_version : dst_version) + 1;
+	if (save_difference(to, dst, src, err) != 0 || to->backend->clear_audit(to->db, err) != 0 ||
+	    append_audit_oldest_first(to, &src_audit, err) != 0 ||
+	    to->backend->write_version(to->db, version, err) != 0 ||
+	    to->backend->commit(to->db, err) != 0)
+		goto bad_tx;
+	for (i = 0; i < src->n_clusters; i++)
+		nodes += src->clusters[i].n_nodes;
+	if (n_nodes != NULL)
+		*n_nodes = nodes;
+	if (n_audit != NULL)
+		*n_audit = src_audit.n;
+	model_free(src);
+	model_free(dst);
+	audit_log_free(&src_audit);
+	audit_log_free(&dst_audit);
+	return 0;
+bad_tx:
+	to->backend->rollback(to->db);
+bad:
+	model_free(src);
+	model_free(dst);
+	audit_log_free(&src_audit);
+	audit_log_free(&dst_audit);
+	return -1;
+}
+
 int
 store_is_shared(const struct store *s)
 {

@@ -93,6 +93,16 @@ int store_write(struct store *s, struct store_write *w, struct error *err);
 int store_save_at(struct store *s, const struct model *before, const struct model *after,
                   int64_t version, struct error *err);
 
+/* Copies everything in from (clusters, nodes with status and TTL, users,
+ * tokens, the audit log, oldest first so that ids keep their order) into
+ * to, in one transaction of to. A destination that holds anything
+ * (clusters, users, tokens or audit entries) is refused (409) unless
+ * force, which replaces what it holds. The destination's version ends
+ * above both stores' versions, so daemons running on it reload. Counts
+ * what was copied into *n_nodes and *n_audit (may be NULL). */
+int store_copy(struct store *from, struct store *to, int force, size_t *n_nodes, size_t *n_audit,
+               struct error *err);
+
 /* --- several daemons (PostgreSQL) ------------------------------------ */
 
 /* Whether other daemons may write this store. */

@@ -61,6 +61,8 @@ struct store_backend {
 	int (*delete_user)(void *db, const char *name, struct error *err);
 	int (*insert_token)(void *db, const struct token *t, struct error *err);
 	int (*delete_token)(void *db, const char *id, struct error *err);
+	/* Deletes every audit entry (store copy --force). */
+	int (*clear_audit)(void *db, struct error *err);
 	/* Appends e and sets *id to the id the database gave it. */
 	int (*insert_audit)(void *db, const struct audit_entry *e, int64_t *id, struct error *err);
 

@@ -8,6 +8,7 @@ daemons; every wait is bounded.
 """
 
 import json
+import subprocess
 import threading
 import time
 
@@ -498,3 +499,84 @@ def test_failover_to_promoted_standby_loses_no_acknowledged_write(fleet, pg_own_
             "b to show the last write")
     finally:
         standby.cleanup()
+
+
+# --- moving over ------------------------------------------------------------------
+
+
+def store_copy(cm_bin, src, dst, *extra):
+    return subprocess.run([cm_bin, "store", "copy", "--from", src, "--to", dst] + list(extra),
+                          capture_output=True, text=True, timeout=60)
+
+
+def snapshot_of(d):
+    """Everything a copy must keep, as the API shows it."""
+    audit = [{k: v for k, v in e.items() if k != "id"} for e in d.audit(limit=1000)]
+    users = d.get("/v1/users", auth=d.admin).json()
+    tokens = d.get("/v1/tokens", auth=d.admin).json()
+    return d.nodes(), audit, users, tokens
+
+
+def test_store_copy_sqlite_to_postgres_and_back(tmp_path, pg_server, cm_bin):
+    src = Daemon(tmp_path / "sqlite", bin_path=cm_bin)
+    try:
+        src.set_nodes(["web1", "web2", "web3"])
+        src.set_status({"web1": {"status": "offline", "reason": "disk"},
+                        "web2": {"status": "drain", "ttl": 3600}})
+        user = src.make_user("ops", "operator")
+        _, token = src.make_token("viewer", "ci")
+        before = snapshot_of(src)
+        src.stop()
+
+        db = pg_server.create_database()
+        url = pg_server.url(db)
+        r = store_copy(cm_bin, src.db, url)
+        assert r.returncode == 0, r.stderr
+        assert "copied" in r.stdout and "3 nodes" in r.stdout
+        assert pg_server.password not in r.stdout + r.stderr
+
+        on_pg = pg_daemon(tmp_path, url, "onpg", admin_of=src)
+        assert snapshot_of(on_pg) == before
+        assert on_pg.get("/v1/clusters", auth=user).status_code == 200
+        assert on_pg.get("/v1/clusters", auth=("bearer", token)).status_code == 200
+        assert probe_code(on_pg, "web1") == 503
+
+        # A destination that holds something is refused, and left as it was.
+        r = store_copy(cm_bin, src.db, url)
+        assert r.returncode == 1 and "not empty" in r.stderr and "--force" in r.stderr
+        assert pg_server.password not in r.stderr
+        on_pg.set_status({"web3": {"status": "offline", "reason": "on pg"}})
+        after_pg = snapshot_of(on_pg)
+        on_pg.stop()
+
+        back = str(tmp_path / "back.db")
+        r = store_copy(cm_bin, url, back)
+        assert r.returncode == 0, r.stderr
+        d2 = Daemon(tmp_path / "back", bin_path=cm_bin, db=back, start=False)
+        d2.password = src.password
+        d2.pw_file.write_text(d2.password)
+        d2.start()
+        try:
+            assert snapshot_of(d2) == after_pg
+        finally:
+            d2.stop()
+
+        # --force replaces what the destination holds.
+        r = store_copy(cm_bin, src.db, url, "--force")
+        assert r.returncode == 0, r.stderr
+        on_pg.start()
+        assert snapshot_of(on_pg) == before
+        on_pg.stop()
+    finally:
+        problem = src.close()
+        assert problem is None, problem
+
+
+def test_store_copy_usage_errors(cm_bin, tmp_path):
+    r = subprocess.run([cm_bin, "store", "copy", "--from", str(tmp_path / "a.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--from and --to" in r.stderr
+    r = subprocess.run([cm_bin, "store", "copy", "--from", "postgresql://cm:pw@127.0.0.1:1/x",
+                        "--to", str(tmp_path / "b.db")], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "unreachable" in r.stderr and ":pw@" not in r.stderr
