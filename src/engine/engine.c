@@ -176,8 +176,7 @@ reader_moved(struct engine *e)
  * that failed once is reloaded first, so the difference is taken from
  * what it really holds. */
 static void
-save_copy(struct engine *e, const struct model *before, const struct model *after,
-          int64_t version)
+save_copy(struct engine *e, const struct model *before, const struct model *after, int64_t version)
 {
 	struct model *held = NULL;
 	struct error err;
@@ -308,6 +307,11 @@ run_job(struct engine *e, struct engine_job *job)
 		    apply_command(e, &job->command, &who, time_now_ms(), &job->result, &job->err);
 		if (job->rc != 0 && job->err.status >= 500 && !is_store_down(e))
 			log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+	} else if (job->probe_share != NULL) {
+		struct engine_probe_share *p = job->probe_share;
+		job->rc =
+		    store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
+		                       p->want_others, &p->others, &p->n_others, &job->err);
 	} else if (job->is_audit_read) {
 		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
 		                           &job->audit, &job->err);
@@ -711,6 +715,20 @@ engine_run_sync(struct engine *e, struct engine_job *job)
 	pthread_mutex_destroy(&w.lock);
 	pthread_cond_destroy(&w.cond);
 	return job->rc;
+}
+
+int
+engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err)
+{
+	struct engine_job job = {0};
+
+	job.probe_share = share;
+	if (engine_run_sync(e, &job) != 0) {
+		if (err != NULL)
+			*err = job.err;
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -98,9 +98,10 @@ struct engine_job {
 	void *data;                           /* the submitter's */
 	void (*free_data)(void *data);        /* if set, engine_job_release calls it */
 
-	int is_command;         /* set by engine_job_command */
-	struct command command; /* a command job's; the job owns it */
-	int is_audit_read;      /* set by engine_job_read_audit */
+	int is_command;                         /* set by engine_job_command */
+	struct command command;                 /* a command job's; the job owns it */
+	int is_audit_read;                      /* set by engine_job_read_audit */
+	struct engine_probe_share *probe_share; /* set by engine_share_probes */
 	char audit_cluster[NODE_NAME_MAX + 1];
 	int64_t audit_limit;
 
@@ -120,6 +121,21 @@ struct command *engine_job_command(struct engine_job *job, enum command_kind kin
 /* Makes job (zeroed) a read of the newest limit entries of cluster's
  * audit log. */
 void engine_job_read_audit(struct engine_job *job, const char *cluster, int64_t limit);
+/* Probe reports shared through a shared store (store_share_probes). */
+struct engine_probe_share {
+	const char *daemon;
+	const struct probe_report *mine;
+	size_t n_mine;
+	int64_t forget_before;
+	int want_others;
+	struct probe_report *others; /* out: malloc'd, the caller frees */
+	size_t n_others;
+};
+/* Runs store_share_probes on the engine thread (the store is the
+ * engine's) and waits for it. For a thread of its own
+ * (observe/share.c), never an event loop. */
+int engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err);
+
 /* Frees what the job holds (its command, the audit entries read, and
  * free_data(data)); not the job itself. */
 void engine_job_release(struct engine_job *job);

@@ -526,25 +526,27 @@ nodes_get(struct request *r, const struct route *rt)
 	reply_node_list(r, rt->cluster);
 }
 
-/* The clients that probed a node, as docs/API.md describes them. */
+/* The clients that probed a node, as docs/API.md describes them; daemon
+ * is the daemon that saw each (this one's id for its own). */
 static json_t *
-probes_json(const struct observe_node_view *v)
+probes_json(const struct observe_node_view *v, const char *me)
 {
 	json_t *list = json_array();
 	size_t i;
 
 	for (i = 0; i < v->n_clients; i++) {
 		const struct observe_client_view *p = &v->clients[i];
-		json_array_append_new(
-		    list,
-		    json_pack(
-		        "{s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:I, s:I}", "protocol",
-		        observe_protocol_name(p->protocol), "address", p->address, "user_agent",
-		        p->has_user_agent ? json_string(p->user_agent) : json_null(), "first_at",
-		        time_json(p->first_at), "last_at", time_json(p->last_at), "last_answer",
-		        observe_answer_text(p->protocol, p->last_answer), "serving",
-		        observe_answer_is_serving(p->last_answer), "consecutive",
-		        (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change));
+		json_t *one = json_pack(
+		    "{s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:I, s:I}", "protocol",
+		    observe_protocol_name(p->protocol), "address", p->address, "user_agent",
+		    p->has_user_agent ? json_string(p->user_agent) : json_null(), "first_at",
+		    time_json(p->first_at), "last_at", time_json(p->last_at), "last_answer",
+		    observe_answer_text(p->protocol, p->last_answer), "serving",
+		    observe_answer_is_serving(p->last_answer), "consecutive",
+		    (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change);
+		json_object_set_new(one, "daemon",
+		                    json_string(p->daemon[0] != '\0' ? p->daemon : me));
+		json_array_append_new(list, one);
 	}
 	return list;
 }
@@ -593,7 +595,7 @@ node_get(struct request *r, const struct route *rt)
 	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
 	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
 	node = api_node_json(n);
-	json_object_set_new(node, "probes", probes_json(&view));
+	json_object_set_new(node, "probes", probes_json(&view, request_daemon_id(r)));
 	json_object_set_new(node, "probes_untracked", untracked_json(&view, now, window_s));
 	json_object_set_new(node, "check_state",
 	                    view.has_check ? api_check_state_json(&view.check) : json_null());

@@ -72,6 +72,8 @@ int request_is_https(const struct request *r);
 struct observe *request_observe(const struct request *r);
 /* The state of the store, for /v1/health (engine_store_state). */
 void request_store_state(const struct request *r, struct engine_store_state *out);
+/* This daemon's id among the daemons of a shared store ("host:listen"). */
+const char *request_daemon_id(const struct request *r);
 
 /* A job for the engine whose data area (job->data) is data_size zeroed
  * bytes owned by the job. The actor is r's. fn: a read job's work; NULL

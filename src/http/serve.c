@@ -32,6 +32,7 @@
 
 #include "../observe/checker.h"
 #include "../observe/observe.h"
+#include "../observe/share.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
@@ -638,6 +639,27 @@ open_state_copy(struct server *s, struct store *store, struct store **copy, stru
 	return 0;
 }
 
+static int
+store_is_shared_engine(struct server *s)
+{
+	struct engine_store_state st;
+
+	engine_store_state(s->engine, &st);
+	return st.is_shared;
+}
+
+/* This daemon among the store's daemons: "host:first-listen-address". */
+static void
+daemon_id(struct server *s)
+{
+	char host[64] = "localhost";
+
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(s->daemon_id, sizeof(s->daemon_id), "%s:%s", host,
+	         s->opts.n_listens > 0 ? s->opts.listens[0].text : "");
+}
+
 /* A start-up write that failed because a shared store is away is not a
  * reason to refuse to serve the state the daemon has. */
 static int
@@ -688,6 +710,10 @@ start(struct server *s, struct error *err)
 	s->observe = observe_new();
 	if ((s->checker = checker_start(s->engine, s->observe, &checks, err)) == NULL)
 		return -1;
+	daemon_id(s);
+	if (store_is_shared_engine(s) &&
+	    (s->share = share_start(s->engine, s->observe, s->daemon_id, err)) == NULL)
+		return -1;
 	s->n_workers = s->opts.threads;
 	log_listening(s, store_text, nofile);
 	return server_start(s, err);
@@ -700,6 +726,7 @@ shutdown_all(struct server *s)
 
 	if (s->workers != NULL)
 		server_stop(s);
+	share_stop(s->share);     /* submits engine jobs: before the engine */
 	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
 		engine_stop(s->engine);

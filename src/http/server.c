@@ -64,6 +64,12 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 
 /* --- request helpers ------------------------------------------------ */
 
+const char *
+request_daemon_id(const struct request *r)
+{
+	return r->server->daemon_id;
+}
+
 void
 request_store_state(const struct request *r, struct engine_store_state *out)
 {

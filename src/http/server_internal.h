@@ -79,8 +79,10 @@ struct server {
 	_Atomic int is_stopping;
 	pthread_barrier_t ready; /* workers have set up their loops */
 	struct auth_state *auth;
-	struct observe *observe; /* observed probes and check states */
-	struct checker *checker; /* application checks */
+	struct observe *observe;           /* observed probes and check states */
+	struct checker *checker;           /* application checks */
+	struct share *share;               /* observed probes shared with other daemons, or NULL */
+	char daemon_id[DAEMON_ID_MAX + 1]; /* "host:listen", for a shared store */
 };
 
 /* Sets up h2o, the workers and their loops (listening sockets must be

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "../core/model.h"
+#include "../core/probe_report.h"
 
 #define OBSERVE_CLIENTS_MAX 16
 #define OBSERVE_FORGET_MS (10 * 60 * 1000)
@@ -44,6 +45,9 @@
  * (utf8_sanitize). */
 #define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX
 #define OBSERVE_ERROR_MAX 159
+/* Clients in one node's view: this daemon's (at most OBSERVE_CLIENTS_MAX)
+ * and those other daemons reported (observe_set_remote). */
+#define OBSERVE_VIEW_MAX 64
 
 enum observe_protocol {
 	OBSERVE_HTTP = 0,  /* the probe, GET/HEAD {mount}?node= */
@@ -78,10 +82,11 @@ struct observe_client_view {
 	int has_user_agent;
 	int64_t first_at, last_at; /* ms */
 	enum observe_answer last_answer;
-	uint32_t consecutive;  /* answers equal to last_answer in a row */
-	uint32_t since_change; /* answers of last_answer's kind (serving or
-	                          not) in a row since the node's last status
-	                          change; 0 when the last answer is older */
+	uint32_t consecutive;           /* answers equal to last_answer in a row */
+	uint32_t since_change;          /* answers of last_answer's kind (serving or
+	                                   not) in a row since the node's last status
+	                                   change; 0 when the last answer is older */
+	char daemon[DAEMON_ID_MAX + 1]; /* the daemon that saw it; "" for this one */
 };
 
 /* The application check of a node, as published by the checker. */
@@ -95,7 +100,8 @@ struct observe_check {
 /* Everything known about one node. */
 struct observe_node_view {
 	size_t n_clients;
-	struct observe_client_view clients[OBSERVE_CLIENTS_MAX]; /* by protocol, address, agent */
+	struct observe_client_view clients[OBSERVE_VIEW_MAX]; /* by protocol, address,
+	                                                         agent, daemon */
 	uint64_t n_untracked; /* answers to clients beyond the cap */
 	int64_t untracked_at; /* ms of the last one, 0 when none */
 	int has_check;        /* a check state has been published */
@@ -136,6 +142,28 @@ void observe_check_clear(struct observe *o, const char *cluster, const char *nod
 /* Forgets clients unseen since now - OBSERVE_FORGET_MS and frees nodes
  * with nothing left to remember. Call it now and then (every few s). */
 void observe_sweep(struct observe *o, int64_t now);
+
+/* --- several daemons ------------------------------------------------- *
+ *
+ * Each daemon reports what it observed to the others through the store
+ * (observe/share.c), at a bounded rate: a client is reported when its
+ * answer changes, for each of the first OBSERVE_EAGER_ANSWERS answers
+ * after the node's status changed (what `wait --fall K` counts), and
+ * otherwise at most every OBSERVE_REFRESH_MS while it keeps probing.
+ * Nothing is written per probe beyond that. */
+#define OBSERVE_EAGER_ANSWERS 8
+#define OBSERVE_REFRESH_MS 3000
+
+/* Copies into out (at most max) the reports due at now, marking them
+ * reported; the rest wait for the next call. Returns how many. */
+size_t observe_collect_reports(struct observe *o, const char *daemon, int64_t now,
+                               struct probe_report *out, size_t max);
+/* The last reports could not be delivered: report every client again. */
+void observe_report_again(struct observe *o);
+/* Replaces what other daemons reported (rows from the store; observe
+ * takes the malloc'd array, which it sorts). observe_node_view merges
+ * them with this daemon's clients. */
+void observe_set_remote(struct observe *o, struct probe_report *rows, size_t n);
 
 /* Does the answer tell a load balancer to send new traffic? */
 int observe_answer_is_serving(enum observe_answer a);

@@ -131,12 +131,30 @@ static const char step3_store_version[] = "CREATE TABLE store_version ("
                                           " version BIGINT NOT NULL);"
                                           "INSERT INTO store_version (id, version) VALUES (1, 0);";
 
+static const char step4_probes[] =
+    "CREATE TABLE probes ("
+    " daemon TEXT NOT NULL,"
+    " cluster TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " protocol INTEGER NOT NULL,"
+    " address TEXT NOT NULL,"
+    " user_agent TEXT NOT NULL,"
+    " has_user_agent INTEGER NOT NULL,"
+    " first_at BIGINT NOT NULL,"
+    " last_at BIGINT NOT NULL,"
+    " changed_at BIGINT NOT NULL,"
+    " last_answer INTEGER NOT NULL,"
+    " consecutive BIGINT NOT NULL,"
+    " since_change BIGINT NOT NULL,"
+    " PRIMARY KEY (daemon, cluster, node, protocol, address, user_agent, has_user_agent));";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
     {"count the store's versions", step3_store_version},
+    {"share observed probes", step4_probes},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1121,6 +1139,104 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	return 0;
 }
 
+#define REMOTE_PROBES_MAX 65536
+
+static int
+put_probe(struct pg_store *db, const struct probe_report *r, struct error *err)
+{
+	char protocol[16], has_ua[4], first_at[24], last_at[24], changed_at[24], answer[16],
+	    consecutive[24], since[24];
+	const char *p[13] = {r->daemon,     r->cluster,  r->node,  protocol, r->address,
+	                     r->user_agent, has_ua,      first_at, last_at,  changed_at,
+	                     answer,        consecutive, since};
+
+	snprintf(protocol, sizeof(protocol), "%d", r->protocol);
+	snprintf(has_ua, sizeof(has_ua), "%d", r->has_user_agent ? 1 : 0);
+	i64_text(r->first_at, first_at, sizeof(first_at));
+	i64_text(r->last_at, last_at, sizeof(last_at));
+	i64_text(r->changed_at, changed_at, sizeof(changed_at));
+	snprintf(answer, sizeof(answer), "%d", r->last_answer);
+	snprintf(consecutive, sizeof(consecutive), "%u", r->consecutive);
+	snprintf(since, sizeof(since), "%u", r->since_change);
+	return run(db,
+	           "INSERT INTO probes (daemon, cluster, node, protocol, address, user_agent, "
+	           "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
+	           "since_change) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+	           "ON CONFLICT (daemon, cluster, node, protocol, address, user_agent, "
+	           "has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
+	           "last_at = excluded.last_at, changed_at = excluded.changed_at, "
+	           "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
+	           "since_change = excluded.since_change",
+	           13, p, NULL, "share observed probes", err);
+}
+
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src);
+}
+
+static int
+pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
+                int64_t forget_before, int want_others, struct probe_report **others,
+                size_t *n_others, struct error *err)
+{
+	struct pg_store *db = handle;
+	char before[24], limit[24];
+	const char *p[3] = {daemon, before, limit};
+	PGresult *res = NULL;
+	size_t i;
+	int n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(forget_before, before, sizeof(before));
+	i64_text(REMOTE_PROBES_MAX, limit, sizeof(limit));
+	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
+		return -1;
+	db->in_tx = 1;
+	for (i = 0; i < n_mine; i++)
+		if (put_probe(db, &mine[i], err) != 0)
+			goto bad;
+	if (run(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
+	        "forget old observed probes", err) != 0)
+		goto bad;
+	if (want_others &&
+	    run(db,
+	        "SELECT daemon, cluster, node, protocol, address, user_agent, has_user_agent, "
+	        "first_at, last_at, changed_at, last_answer, consecutive, since_change "
+	        "FROM probes WHERE daemon <> $1 AND last_at >= $2 LIMIT $3",
+	        3, p, &res, "read the other daemons' observed probes", err) != 0)
+		goto bad;
+	if (pg_commit(db, err) != 0)
+		goto bad;
+	n = res != NULL ? PQntuples(res) : 0;
+	*others = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**others));
+	for (i = 0; i < (size_t)n; i++) {
+		struct probe_report *r = &(*others)[i];
+		copy_text(r->daemon, sizeof(r->daemon), PQgetvalue(res, (int)i, 0));
+		copy_text(r->cluster, sizeof(r->cluster), PQgetvalue(res, (int)i, 1));
+		copy_text(r->node, sizeof(r->node), PQgetvalue(res, (int)i, 2));
+		r->protocol = (int)value_i64(res, (int)i, 3);
+		copy_text(r->address, sizeof(r->address), PQgetvalue(res, (int)i, 4));
+		copy_text(r->user_agent, sizeof(r->user_agent), PQgetvalue(res, (int)i, 5));
+		r->has_user_agent = value_i64(res, (int)i, 6) != 0;
+		r->first_at = value_i64(res, (int)i, 7);
+		r->last_at = value_i64(res, (int)i, 8);
+		r->changed_at = value_i64(res, (int)i, 9);
+		r->last_answer = (int)value_i64(res, (int)i, 10);
+		r->consecutive = (uint32_t)value_i64(res, (int)i, 11);
+		r->since_change = (uint32_t)value_i64(res, (int)i, 12);
+	}
+	*n_others = (size_t)n;
+	PQclear(res);
+	return 0;
+bad:
+	PQclear(res);
+	pg_rollback(db);
+	return -1;
+}
+
 static void
 pg_health(void *handle, struct store_health *out)
 {
@@ -1385,5 +1501,6 @@ const struct store_backend store_postgres_backend = {
     .read_audit = pg_read_audit,
     .watch_start = watch_start,
     .watch_stop = watch_stop,
+    .share_probes = pg_share_probes,
     .health = pg_health,
 };

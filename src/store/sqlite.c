@@ -120,6 +120,26 @@ static const char step3_store_version[] = "CREATE TABLE store_version ("
                                           " version INTEGER NOT NULL);"
                                           "INSERT INTO store_version (id, version) VALUES (1, 0);";
 
+/* What each daemon observed of the load balancers, shared between the
+ * daemons of one PostgreSQL store (an SQLite store has one daemon and
+ * leaves it empty; the step exists so that both schemas stay the same). */
+static const char step4_probes[] =
+    "CREATE TABLE probes ("
+    " daemon TEXT NOT NULL,"
+    " cluster TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " protocol INTEGER NOT NULL,"
+    " address TEXT NOT NULL,"
+    " user_agent TEXT NOT NULL,"
+    " has_user_agent INTEGER NOT NULL,"
+    " first_at INTEGER NOT NULL,"
+    " last_at INTEGER NOT NULL,"
+    " changed_at INTEGER NOT NULL,"
+    " last_answer INTEGER NOT NULL,"
+    " consecutive INTEGER NOT NULL,"
+    " since_change INTEGER NOT NULL,"
+    " PRIMARY KEY (daemon, cluster, node, protocol, address, user_agent, has_user_agent));";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -127,6 +147,7 @@ static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
     {"count the store's versions", step3_store_version},
+    {"share observed probes", step4_probes},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -536,6 +536,19 @@ bad:
 }
 
 int
+store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
+                   size_t n_mine, int64_t forget_before, int want_others,
+                   struct probe_report **others, size_t *n_others, struct error *err)
+{
+	*others = NULL;
+	*n_others = 0;
+	if (s->backend->share_probes == NULL)
+		return 0;
+	return s->backend->share_probes(s->db, daemon, mine, n_mine, forget_before, want_others,
+	                                others, n_others, err);
+}
+
+int
 store_is_shared(const struct store *s)
 {
 	return s->backend->watch_start != NULL;

@@ -25,6 +25,7 @@
 
 #include "../core/error.h"
 #include "../core/model.h"
+#include "../core/probe_report.h"
 
 struct store;
 
@@ -130,5 +131,15 @@ struct store_watcher {
  * callback runs any more; store_close unwatches too. */
 int store_watch(struct store *s, const struct store_watcher *w, struct error *err);
 void store_unwatch(struct store *s);
+
+/* Writes this daemon's probe reports (mine, all with daemon == daemon),
+ * forgets its own reports last seen before forget_before, and, when
+ * want_others, reads every other daemon's report seen since then into a
+ * malloc'd *others (the caller frees it; at most 65,536). Not under the
+ * write lock and not a change: no version, no notification. A no-op for
+ * an unshared store. */
+int store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
+                       size_t n_mine, int64_t forget_before, int want_others,
+                       struct probe_report **others, size_t *n_others, struct error *err);
 
 #endif

@@ -81,6 +81,10 @@ struct store_backend {
 	 * own; see store_watch in store.h. */
 	int (*watch_start)(void *db, const struct store_watcher *w, struct error *err);
 	void (*watch_stop)(void *db);
+	/* Optional: store_share_probes (store.h). */
+	int (*share_probes)(void *db, const char *daemon, const struct probe_report *mine,
+	                    size_t n_mine, int64_t forget_before, int want_others,
+	                    struct probe_report **others, size_t *n_others, struct error *err);
 	/* Optional: the state of the connection (store_health in store.h). */
 	void (*health)(void *db, struct store_health *out);
 };

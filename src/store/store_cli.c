@@ -58,7 +58,8 @@ copy_main(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		default:
-			fprintf(stderr, "clustermgmt store copy: unknown or incomplete option '%s'\n%s",
+			fprintf(stderr,
+			        "clustermgmt store copy: unknown or incomplete option '%s'\n%s",
 			        argv[optind - 1], usage);
 			return 2;
 		}

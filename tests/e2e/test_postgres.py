@@ -8,6 +8,7 @@ daemons; every wait is bounded.
 """
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -154,7 +155,7 @@ def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
         for d in ds:
             d.wait_ready()
         db = url.rsplit("/", 1)[1]
-        assert pg_server.psql("SELECT version FROM schema_version", db) == "3"
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "4"
         assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
         assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
                               db) == "1"
@@ -580,3 +581,72 @@ def test_store_copy_usage_errors(cm_bin, tmp_path):
                         "--to", str(tmp_path / "b.db")], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 1 and "unreachable" in r.stderr and ":pw@" not in r.stderr
+
+
+# --- observed probes across daemons -------------------------------------------------
+
+
+class Prober:
+    """A load balancer's health check of one node through one daemon,
+    every 100 ms, that can be paused."""
+
+    def __init__(self, d, node, user_agent):
+        self.d, self.node, self.ua = d, node, user_agent
+        self.stop = threading.Event()
+        self.paused = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        s = requests.Session()
+        while not self.stop.is_set():
+            if not self.paused.is_set():
+                try:
+                    s.get("%s/health?node=%s" % (self.d.url, self.node), timeout=5,
+                          headers={"User-Agent": self.ua})
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def probers_of(d, node):
+    r = d.get("/v1/clusters/default/nodes/%s?window=30" % node, auth=d.admin)
+    assert r.status_code == 200, r.text
+    return {(p["user_agent"], p["daemon"]): p for p in r.json()["node"]["probes"]}
+
+
+def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1"])
+    # (no probe of our own: it would be one more prober for wait to wait on)
+    wait_until(lambda: "web1" in b.node_states(), PROPAGATION_TIMEOUT, "b in sync")
+    lb1, lb2 = Prober(a, "web1", "lb1"), Prober(b, "web1", "lb2")
+    try:
+        # Either daemon shows both probers, each with the daemon that saw it.
+        for d in (a, b):
+            seen = wait_until(lambda: len(probers_of(d, "web1")) == 2 and probers_of(d, "web1"),
+                              PROPAGATION_TIMEOUT, "both probers on %s" % d.url)
+            daemons = {ua: dm for ua, dm in seen}
+            assert daemons["lb1"].endswith(":127.0.0.1:%d" % a.port), daemons
+            assert daemons["lb2"].endswith(":127.0.0.1:%d" % b.port), daemons
+        env = dict(os.environ, CLUSTERMGMT_URL=a.url, CLUSTERMGMT_USER="admin",
+                   CLUSTERMGMT_PASSWORD=a.password)
+        lb2.paused.set()  # lb2 (through b) does not see the change yet
+        a.set_status({"web1": {"status": "offline", "reason": "deploy"}})
+        r = subprocess.run([cm_bin, "wait", "web1", "--drained", "--fall", "2", "--timeout",
+                            "3s"], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)
+        assert "lb2" in r.stderr, r.stderr  # named: the prober a never saw itself
+        lb2.paused.clear()
+        r = subprocess.run([cm_bin, "wait", "web1", "--drained", "--fall", "2", "--timeout",
+                            "20s"], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        seen = probers_of(a, "web1")
+        assert all(p["since_change"] >= 2 and not p["serving"] for p in seen.values()), seen
+    finally:
+        lb1.close()
+        lb2.close()

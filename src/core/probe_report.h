@@ -1,0 +1,35 @@
+/*
+ * probe_report.h - one load balancer's probing of one node, as a daemon
+ * reports it to the others through a shared store.
+ *
+ * With several daemons, a node's probers may ask different daemons; each
+ * daemon writes what it observed (observe.c collects, the store shares)
+ * and reads what the others observed, so that `wait` and `rollout` see
+ * every prober whichever daemon they ask. A plain value: strings are
+ * arrays, nothing points anywhere.
+ */
+#ifndef CM_PROBE_REPORT_H
+#define CM_PROBE_REPORT_H
+
+#include <stdint.h>
+
+#include "limits.h"
+
+#define DAEMON_ID_MAX 127 /* "host:listen-address": bytes */
+#define PROBE_ADDRESS_MAX 63
+
+struct probe_report {
+	char daemon[DAEMON_ID_MAX + 1]; /* who observed it */
+	char cluster[NODE_NAME_MAX + 1];
+	char node[NODE_NAME_MAX + 1];
+	int protocol; /* enum observe_protocol */
+	char address[PROBE_ADDRESS_MAX + 1];
+	char user_agent[USER_AGENT_MAX + 1]; /* valid UTF-8 */
+	int has_user_agent;
+	int64_t first_at, last_at; /* ms */
+	int64_t changed_at;        /* the node's changed_at since_change counts from */
+	int last_answer;           /* enum observe_answer */
+	uint32_t consecutive, since_change;
+};
+
+#endif
