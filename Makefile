@@ -16,7 +16,7 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	python3-pytest-xdist openssl curl haproxy varnish nginx-light chromium \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
-BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl
+BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl postgresql python3-pytest
 
 .PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
 	fuzz-build fuzz-regress
@@ -57,6 +57,7 @@ bench: deps-bench
 	ninja -C build-release
 	sh bench/probe build-release/clustermgmt
 	sh bench/ui_page build-release/clustermgmt
+	sh bench/propagation build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

@@ -73,8 +73,12 @@ struct engine {
 	_Atomic(struct model *) current;
 	_Atomic int64_t version; /* the store version of current */
 	_Atomic int has_state;   /* current came from the store or the copy */
-	struct store *copy;      /* the local state copy, or NULL; engine thread */
-	int is_copy_stale;       /* a save to it failed: reload it before the next */
+	struct store *copy;      /* the local state copy, or NULL; the copier's */
+	int is_copy_stale;       /* the copier must reload it before the next save */
+	pthread_t copier;        /* writes the copy off the engine thread */
+	pthread_cond_t copy_wake;
+	int is_copy_due, is_copier_stopping; /* under lock */
+	int has_copier;
 
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -172,32 +176,97 @@ reader_moved(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Keeps the local state copy equal to what was just published. A copy
- * that failed once is reloaded first, so the difference is taken from
- * what it really holds. */
+/* The local state copy is written by a thread of its own (the copier),
+ * so that neither an acknowledged write nor a change from another daemon
+ * waits for its fsync: publish only marks it due. The copier, a snapshot
+ * reader, saves the difference between what it wrote last and the
+ * current snapshot, with its version; a burst of changes becomes one
+ * save. A copy that failed once is reloaded first, so the difference is
+ * taken from what it really holds. */
 static void
-save_copy(struct engine *e, const struct model *before, const struct model *after, int64_t version)
+save_copy(struct engine *e, struct model **written, const struct model *now, int64_t version)
 {
 	struct model *held = NULL;
+	const struct model *before = *written;
 	struct error err;
 
-	if (e->copy == NULL)
-		return;
 	if (e->is_copy_stale) {
 		if (store_load(e->copy, &held, &err) != 0)
 			goto bad;
 		before = held;
 	}
-	if (store_save_at(e->copy, before, after, version, &err) != 0)
+	if (store_save_at(e->copy, before, now, version, &err) != 0)
 		goto bad;
 	e->is_copy_stale = 0;
 	model_free(held);
+	model_free(*written);
+	*written = model_copy(now);
 	return;
 bad:
 	if (!e->is_copy_stale)
 		log_kv(LOG_ERROR, "cannot update the local state copy", "error", err.what, NULL);
 	e->is_copy_stale = 1;
 	model_free(held);
+}
+
+/* The current snapshot copied with its version, as one pair: publish
+ * stores the model, then the version, so equal versions around the load
+ * mean the pair is consistent. */
+static struct model *
+copy_current(struct engine *e, int64_t *version)
+{
+	struct model *m;
+	int64_t v;
+
+	for (;;) {
+		v = atomic_load(&e->version);
+		m = model_copy(engine_snapshot(e));
+		if (v == atomic_load(&e->version))
+			break;
+		model_free(m); /* published in between: again */
+	}
+	*version = v;
+	return m;
+}
+
+static void *
+copier_thread(void *arg)
+{
+	struct engine *e = arg;
+	struct model *written = NULL, *now;
+	int64_t version;
+	int reader_id = engine_reader_register(e), is_stopping;
+
+	for (;;) {
+		pthread_mutex_lock(&e->lock);
+		while (!e->is_copy_due && !e->is_copier_stopping)
+			pthread_cond_wait(&e->copy_wake, &e->lock);
+		is_stopping = e->is_copier_stopping && !e->is_copy_due;
+		e->is_copy_due = 0;
+		pthread_mutex_unlock(&e->lock);
+		if (is_stopping)
+			break;
+		if (!atomic_load(&e->has_state))
+			continue;
+		now = copy_current(e, &version);
+		engine_reader_offline(e, reader_id);
+		save_copy(e, &written, now, version);
+		model_free(now);
+	}
+	model_free(written);
+	engine_reader_unregister(e, reader_id);
+	return NULL;
+}
+
+static void
+copy_due(struct engine *e)
+{
+	if (!e->has_copier)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->is_copy_due = 1;
+	pthread_cond_signal(&e->copy_wake);
+	pthread_mutex_unlock(&e->lock);
 }
 
 static void
@@ -221,7 +290,7 @@ publish(struct engine *e, struct model *next, int64_t version)
 	if (e->on_change != NULL)
 		e->on_change(e->on_change_arg, next);
 	pthread_mutex_unlock(&e->on_change_lock);
-	save_copy(e, r->model, next, version); /* r->model is freed only by us, later */
+	copy_due(e);
 }
 
 /* While a shared store is known to be down, failed writes are answered
@@ -557,7 +626,6 @@ load_first(struct engine *e, struct error *err)
 		atomic_store(&e->current, m);
 		atomic_store(&e->version, version);
 		atomic_store(&e->has_state, 1);
-		e->is_copy_stale = 1; /* whatever it holds, make it this */
 		return prepare_store(e, err) == 0 || err->status == 503 ? 0 : -1;
 	}
 	if (!store_is_shared(e->store) || err->status != 503)
@@ -607,8 +675,14 @@ engine_start_with_copy(struct store *store, struct store *copy, struct error *er
 	atomic_store(&e->gp, 1);
 	if (load_first(e, err) != 0)
 		goto bad;
-	if (e->is_copy_stale)
-		save_copy(e, NULL, atomic_load(&e->current), atomic_load(&e->version));
+	e->is_copy_stale = 1; /* whatever the copy holds, the copier makes it current */
+	pthread_cond_init(&e->copy_wake, NULL);
+	if (copy != NULL) {
+		if (pthread_create(&e->copier, NULL, copier_thread, e) != 0)
+			abort();
+		e->has_copier = 1;
+		copy_due(e);
+	}
 	e->watcher = (struct store_watcher){on_store_version, on_store_state, e};
 	if (store_watch(store, &e->watcher, err) != 0)
 		goto bad;
@@ -658,6 +732,14 @@ engine_stop(struct engine *e)
 	pthread_cond_signal(&e->wake);
 	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->thread, NULL);
+	if (e->has_copier) { /* after the engine: it writes what was published last */
+		pthread_mutex_lock(&e->lock);
+		e->is_copier_stopping = 1;
+		pthread_cond_signal(&e->copy_wake);
+		pthread_mutex_unlock(&e->lock);
+		pthread_join(e->copier, NULL);
+	}
+	pthread_cond_destroy(&e->copy_wake);
 	free_retired(e);
 	model_free(atomic_load(&e->current));
 	store_close(e->store);

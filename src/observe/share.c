@@ -57,8 +57,8 @@ share_thread(void *arg)
 		memset(&p, 0, sizeof(p));
 		p.daemon = s->daemon;
 		p.mine = s->batch;
-		p.n_mine = observe_collect_reports(s->observe, s->daemon, now, s->batch,
-		                                   SHARE_BATCH_MAX);
+		p.n_mine =
+		    observe_collect_reports(s->observe, s->daemon, now, s->batch, SHARE_BATCH_MAX);
 		p.forget_before = now - OBSERVE_FORGET_MS;
 		p.want_others = now >= next_read;
 		if (p.n_mine == 0 && !p.want_others)
