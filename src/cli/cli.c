@@ -39,6 +39,7 @@ static const char main_help[] =
     "  lbconfig varnish|haproxy|nginx  print a load balancer configuration\n"
     "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
     "  rollout --exec COMMAND      rolling deploy: each node out, COMMAND, back in\n"
+    "  daemons                     the daemons sharing the store, their lag\n"
     "  store copy --from A --to B  copy a whole store (SQLite <-> PostgreSQL)\n"
     "\n"
     "Global options (before or after the command):\n"
@@ -176,6 +177,15 @@ static const char wait_help[] =
     "\n"
     "Durations: 90, 90s, 10m, 2h. Prints one line per node as it is done.\n";
 
+static const char daemons_help[] =
+    "usage: clustermgmt daemons [--json]\n"
+    "\n"
+    "Lists every daemon sharing the store (PostgreSQL; with SQLite, the one\n"
+    "daemon): ID (host:listen address), the store VERSION it has applied, its\n"
+    "LAG behind the store in versions and (seconds since the store's newest\n"
+    "change, when it is behind), when it last beat (every 2 s), and STATE:\n"
+    "stale when it has not beaten for the daemon's --stale-after time.\n";
+
 static const char rollout_help[] =
     "usage: clustermgmt rollout [--nodes a,b,c|all] --exec 'COMMAND' [--warmup PATH]...\n"
     "                           [--batch N] [--min-online K] [--fall K] [--drain-timeout D]\n"
@@ -233,6 +243,7 @@ static const struct command {
     {"lbconfig", cmd_lbconfig, lbconfig_help},
     {"wait", cmd_wait, wait_help},
     {"rollout", cmd_rollout, rollout_help},
+    {"daemons", cmd_daemons, daemons_help},
 };
 
 /* Global options that are not in enum cli_option: marked by OPT_GLOBAL,

@@ -381,6 +381,11 @@ run_job(struct engine *e, struct engine_job *job)
 		job->rc =
 		    store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
 		                       p->want_others, &p->others, &p->n_others, &job->err);
+		if (job->rc == 0 && p->me != NULL) {
+			p->me->version = atomic_load(&e->version);
+			job->rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet,
+			                          &p->store_version, &p->changed_at, &job->err);
+		}
 	} else if (job->is_audit_read) {
 		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
 		                           &job->audit, &job->err);

@@ -121,7 +121,8 @@ struct command *engine_job_command(struct engine_job *job, enum command_kind kin
 /* Makes job (zeroed) a read of the newest limit entries of cluster's
  * audit log. */
 void engine_job_read_audit(struct engine_job *job, const char *cluster, int64_t limit);
-/* Probe reports shared through a shared store (store_share_probes). */
+/* Probe reports shared through a shared store (store_share_probes), and
+ * the heartbeat of the fleet. */
 struct engine_probe_share {
 	const char *daemon;
 	const struct probe_report *mine;
@@ -130,6 +131,12 @@ struct engine_probe_share {
 	int want_others;
 	struct probe_report *others; /* out: malloc'd, the caller frees */
 	size_t n_others;
+	/* when set, also the heartbeat (store_heartbeat); the engine fills
+	 * me->version with the store version it has applied */
+	struct daemon_record *me;
+	struct daemon_record *fleet; /* out: malloc'd, the caller frees */
+	size_t n_fleet;
+	int64_t store_version, changed_at; /* out */
 };
 /* Runs store_share_probes on the engine thread (the store is the
  * engine's) and waits for it. For a thread of its own

@@ -89,9 +89,11 @@ static void user_delete(struct request *r, const struct route *rt);
 static void tokens_get(struct request *r, const struct route *rt);
 static void tokens_post(struct request *r, const struct route *rt);
 static void token_delete(struct request *r, const struct route *rt);
+static void daemons_get(struct request *r, const struct route *rt);
 
 static const struct endpoint endpoints[] = {
     {{"health"}, "GET", {{"GET", ROLE_NONE, health_get}}},
+    {{"daemons"}, "GET", {{"GET", ROLE_VIEWER, daemons_get}}},
     {{"clusters"},
      "GET, POST",
      {{"GET", ROLE_VIEWER, clusters_get}, {"POST", ROLE_ADMIN, clusters_post}}},
@@ -496,6 +498,43 @@ health_get(struct request *r, const struct route *rt)
 	reply_json(
 	    r, 200,
 	    json_pack("{s:s, s:s, s:o}", "status", "ok", "version", CM_VERSION, "store", store));
+}
+
+/* Every daemon of the store, as they registered themselves: how far
+ * behind the store each is (versions, and seconds since the store's
+ * newest change when it is behind), and which are stale (no heartbeat
+ * for the --stale-after time). */
+static void
+daemons_get(struct request *r, const struct route *rt)
+{
+	struct share_fleet f;
+	int64_t now = time_now_ms(), stale_ms = request_stale_after_ms(r);
+	json_t *list = json_array();
+	size_t i;
+
+	(void)rt;
+	request_fleet(r, &f);
+	for (i = 0; i < f.n; i++) {
+		const struct daemon_record *d = &f.daemons[i];
+		int64_t lag = f.store_version > d->version ? f.store_version - d->version : 0;
+		double lag_s = lag > 0 && f.changed_at > 0 && now > f.changed_at
+		                   ? (double)(now - f.changed_at) / 1000.0
+		                   : 0.0;
+		json_array_append_new(
+		    list,
+		    json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:o, s:o, s:b, s:b}", "id", d->id,
+		              "host", d->host, "listen", d->listen, "version",
+		              (json_int_t)d->version, "lag_versions", (json_int_t)lag,
+		              "lag_seconds", lag_s, "heartbeat_at", time_json(d->heartbeat_at),
+		              "started_at", time_json(d->started_at), "stale",
+		              now - d->heartbeat_at > stale_ms, "self",
+		              strcmp(d->id, request_daemon_id(r)) == 0));
+	}
+	free(f.daemons);
+	reply_json(r, 200,
+	           json_pack("{s:o, s:I, s:I}", "daemons", list, "store_version",
+	                     (json_int_t)f.store_version, "stale_after_s",
+	                     (json_int_t)(stale_ms / 1000)));
 }
 
 static void

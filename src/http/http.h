@@ -25,6 +25,7 @@
 #include "../core/error.h"
 #include "../core/model.h"
 #include "../engine/engine.h"
+#include "../observe/share.h"
 
 struct server;
 struct worker;
@@ -74,6 +75,11 @@ struct observe *request_observe(const struct request *r);
 void request_store_state(const struct request *r, struct engine_store_state *out);
 /* This daemon's id among the daemons of a shared store ("host:listen"). */
 const char *request_daemon_id(const struct request *r);
+/* The fleet (observe/share.h; the caller frees f->daemons): the daemons
+ * registered in a shared store, or this one alone. */
+void request_fleet(const struct request *r, struct share_fleet *f);
+/* After how long without a heartbeat a daemon is shown stale (ms). */
+int64_t request_stale_after_ms(const struct request *r);
 
 /* A job for the engine whose data area (job->data) is data_size zeroed
  * bytes owned by the job. The actor is r's. fn: a read job's work; NULL

@@ -55,6 +55,9 @@ static const char usage[] =
     "                             \"host=... dbname=...\"\n"
     "  --state-dir DIR            keep a copy of the last state applied there\n"
     "                             (served when PostgreSQL is unreachable at start)\n"
+    "  --stale-after D            show a daemon of the store as stale after D\n"
+    "                             without a heartbeat (default 15s; they beat\n"
+    "                             every 2s)\n"
     "  --node NAME                answer probes without ?node= for this node\n"
     "                             (and agent-checks that send no node name)\n"
     "  --agent-listen ADDR:PORT   answer HAProxy agent-checks there\n"
@@ -186,6 +189,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"listen", required_argument, NULL, 'l'},
 	    {"db", required_argument, NULL, 'd'},
 	    {"state-dir", required_argument, NULL, 's'},
+	    {"stale-after", required_argument, NULL, 'S'},
 	    {"node", required_argument, NULL, 'n'},
 	    {"agent-listen", required_argument, NULL, 'a'},
 	    {"admin-password-file", required_argument, NULL, 'p'},
@@ -204,6 +208,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	size_t i;
 
 	o->db = "clustermgmt.db";
+	o->stale_after_ms = 15000;
 	o->threads = 1;
 	o->check_interval_ms = 2000;
 	o->check_timeout_ms = 1000;
@@ -221,6 +226,13 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			break;
 		case 'd':
 			o->db = optarg;
+			break;
+		case 'S':
+			if (parse_duration_option("stale-after", optarg, &o->stale_after_ms, err) !=
+			    0)
+				return -1;
+			if (o->stale_after_ms < 4000) /* two heartbeats */
+				return error_set(err, 400, "--stale-after must be at least 4s");
 			break;
 		case 's':
 			if (optarg[0] == '\0')
@@ -648,16 +660,24 @@ store_is_shared_engine(struct server *s)
 	return st.is_shared;
 }
 
-/* This daemon among the store's daemons: "host:first-listen-address". */
+/* This daemon among the store's daemons: its id "host:first-listen-
+ * address", host name, listen addresses and start time. */
 static void
 daemon_id(struct server *s)
 {
-	char host[64] = "localhost";
+	char host[DAEMON_HOST_MAX + 1] = "localhost";
+	size_t i, len = 0;
 
 	gethostname(host, sizeof(host) - 1);
 	host[sizeof(host) - 1] = '\0';
 	snprintf(s->daemon_id, sizeof(s->daemon_id), "%s:%s", host,
 	         s->opts.n_listens > 0 ? s->opts.listens[0].text : "");
+	snprintf(s->me.id, sizeof(s->me.id), "%s", s->daemon_id);
+	snprintf(s->me.host, sizeof(s->me.host), "%s", host);
+	for (i = 0; i < s->opts.n_listens && len < sizeof(s->me.listen); i++)
+		len += (size_t)snprintf(s->me.listen + len, sizeof(s->me.listen) - len, "%s%s",
+		                        i > 0 ? " " : "", s->opts.listens[i].text);
+	s->me.started_at = time_now_ms();
 }
 
 /* A start-up write that failed because a shared store is away is not a
@@ -712,7 +732,7 @@ start(struct server *s, struct error *err)
 		return -1;
 	daemon_id(s);
 	if (store_is_shared_engine(s) &&
-	    (s->share = share_start(s->engine, s->observe, s->daemon_id, err)) == NULL)
+	    (s->share = share_start(s->engine, s->observe, &s->me, err)) == NULL)
 		return -1;
 	s->n_workers = s->opts.threads;
 	log_listening(s, store_text, nofile);

@@ -30,6 +30,7 @@
 #include "../agent/agent.h"
 #include "../observe/observe.h"
 #include "../util/log.h"
+#include "../util/xalloc.h"
 #include "../util/timefmt.h"
 #include "server_internal.h"
 
@@ -63,6 +64,36 @@ static __thread struct worker *current_worker;
 static void on_accept(h2o_socket_t *listener, const char *err);
 
 /* --- request helpers ------------------------------------------------ */
+
+void
+request_fleet(const struct request *r, struct share_fleet *f)
+{
+	struct engine_store_state st;
+	struct server *s = r->server;
+
+	if (s->share != NULL) {
+		share_fleet(s->share, f);
+		if (f->read_at != 0)
+			return;
+		free(f->daemons);
+	}
+	/* An SQLite store, or before the first heartbeat: this daemon. */
+	engine_store_state(s->engine, &st);
+	memset(f, 0, sizeof(*f));
+	f->daemons = xcalloc(1, sizeof(*f->daemons));
+	f->daemons[0] = s->me;
+	f->daemons[0].version = st.version;
+	f->daemons[0].heartbeat_at = time_now_ms();
+	f->n = 1;
+	f->store_version = st.version;
+	f->read_at = f->daemons[0].heartbeat_at;
+}
+
+int64_t
+request_stale_after_ms(const struct request *r)
+{
+	return r->server->opts.stale_after_ms;
+}
 
 const char *
 request_daemon_id(const struct request *r)

@@ -52,7 +52,8 @@ struct server_options {
 	struct listen_addr listens[16];
 	size_t n_listens;
 	const char *db;
-	const char *state_dir; /* NULL: no local state copy */
+	const char *state_dir;  /* NULL: no local state copy */
+	int64_t stale_after_ms; /* a daemon without heartbeat for this long is stale */
 	const char *default_node;
 	struct listen_addr agent_listen; /* text "" when not given */
 	int64_t check_interval_ms, check_timeout_ms;
@@ -82,7 +83,8 @@ struct server {
 	struct observe *observe;           /* observed probes and check states */
 	struct checker *checker;           /* application checks */
 	struct share *share;               /* observed probes shared with other daemons, or NULL */
-	char daemon_id[DAEMON_ID_MAX + 1]; /* "host:listen", for a shared store */
+	char daemon_id[DAEMON_ID_MAX + 1]; /* "host:listen" */
+	struct daemon_record me;           /* this daemon in the fleet */
 };
 
 /* Sets up h2o, the workers and their loops (listening sockets must be

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #include "../core/model.h"
-#include "../core/probe_report.h"
+#include "../core/peer.h"
 
 #define OBSERVE_CLIENTS_MAX 16
 #define OBSERVE_FORGET_MS (10 * 60 * 1000)

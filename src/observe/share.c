@@ -18,6 +18,9 @@ struct share {
 	struct engine *engine;
 	struct observe *observe;
 	char daemon[DAEMON_ID_MAX + 1];
+	struct daemon_record me;
+	pthread_mutex_t fleet_lock; /* guards fleet */
+	struct share_fleet fleet;
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -49,7 +52,7 @@ share_thread(void *arg)
 	struct share *s = arg;
 	struct engine_probe_share p;
 	struct error err;
-	int64_t now, next_read = 0;
+	int64_t now, next_read = 0, next_beat = 0;
 	int was_failing = 0;
 
 	while (!share_sleep(s, SHARE_INTERVAL_MS)) {
@@ -61,7 +64,11 @@ share_thread(void *arg)
 		    observe_collect_reports(s->observe, s->daemon, now, s->batch, SHARE_BATCH_MAX);
 		p.forget_before = now - OBSERVE_FORGET_MS;
 		p.want_others = now >= next_read;
-		if (p.n_mine == 0 && !p.want_others)
+		if (now >= next_beat) {
+			s->me.heartbeat_at = now;
+			p.me = &s->me;
+		}
+		if (p.n_mine == 0 && !p.want_others && p.me == NULL)
 			continue;
 		if (engine_share_probes(s->engine, &p, &err) != 0) {
 			observe_report_again(s->observe); /* nothing reached the store */
@@ -70,9 +77,18 @@ share_thread(void *arg)
 				       NULL);
 			was_failing = 1;
 			free(p.others);
+			free(p.fleet);
 			continue;
 		}
 		was_failing = 0;
+		if (p.me != NULL) {
+			pthread_mutex_lock(&s->fleet_lock);
+			free(s->fleet.daemons);
+			s->fleet = (struct share_fleet){p.fleet, p.n_fleet, p.store_version,
+			                                p.changed_at, now};
+			pthread_mutex_unlock(&s->fleet_lock);
+			next_beat = now + SHARE_HEARTBEAT_MS;
+		}
 		if (p.want_others) {
 			observe_set_remote(s->observe, p.others, p.n_others);
 			next_read = now + SHARE_READ_MS;
@@ -84,13 +100,15 @@ share_thread(void *arg)
 }
 
 struct share *
-share_start(struct engine *e, struct observe *o, const char *daemon, struct error *err)
+share_start(struct engine *e, struct observe *o, const struct daemon_record *me, struct error *err)
 {
 	struct share *s = xcalloc(1, sizeof(*s));
 
 	s->engine = e;
 	s->observe = o;
-	snprintf(s->daemon, sizeof(s->daemon), "%s", daemon);
+	s->me = *me;
+	snprintf(s->daemon, sizeof(s->daemon), "%s", me->id);
+	pthread_mutex_init(&s->fleet_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
 	if (pthread_create(&s->thread, NULL, share_thread, s) != 0) {
@@ -115,5 +133,18 @@ share_stop(struct share *s)
 	pthread_join(s->thread, NULL);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->fleet_lock);
+	free(s->fleet.daemons);
 	free(s);
+}
+
+void
+share_fleet(struct share *s, struct share_fleet *f)
+{
+	pthread_mutex_lock(&s->fleet_lock);
+	*f = s->fleet;
+	f->daemons = xcalloc(f->n > 0 ? f->n : 1, sizeof(*f->daemons));
+	if (f->n > 0)
+		memcpy(f->daemons, s->fleet.daemons, f->n * sizeof(*f->daemons));
+	pthread_mutex_unlock(&s->fleet_lock);
 }

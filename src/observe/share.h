@@ -11,6 +11,11 @@
  * (observe_set_remote). When the store is away the reports are kept for
  * later (observe_report_again) and the other daemons' last reports stay
  * as they were. Only started for a shared store.
+ *
+ * The same thread keeps the fleet: every SHARE_HEARTBEAT_MS it registers
+ * this daemon (id, host, listen addresses, the store version it has
+ * applied, the time) and reads every registered daemon back, for
+ * GET /v1/daemons.
  */
 #ifndef CM_SHARE_H
 #define CM_SHARE_H
@@ -21,13 +26,26 @@
 
 #define SHARE_INTERVAL_MS 200
 #define SHARE_READ_MS 500
+#define SHARE_HEARTBEAT_MS 2000
 
 struct share;
 
-/* Starts sharing o's reports as daemon (an id unique among the store's
- * daemons, e.g. "host:port"). e and o must outlive it. */
-struct share *share_start(struct engine *e, struct observe *o, const char *daemon,
+/* Starts sharing o's reports as daemon me (me->id unique among the
+ * store's daemons, e.g. "host:port"; host, listen, started_at filled).
+ * e and o must outlive it. */
+struct share *share_start(struct engine *e, struct observe *o, const struct daemon_record *me,
                           struct error *err);
+
+/* The fleet as last read. */
+struct share_fleet {
+	struct daemon_record *daemons; /* malloc'd copy, sorted by id */
+	size_t n;
+	int64_t store_version; /* the store's version ... */
+	int64_t changed_at;    /* ... and when it was committed (ms) */
+	int64_t read_at;       /* when this was read (ms); 0: never */
+};
+/* Copies the last fleet read into *f (the caller frees f->daemons). */
+void share_fleet(struct share *s, struct share_fleet *f);
 /* Stops the thread (within one interval) and frees it. NULL is allowed. */
 void share_stop(struct share *s);
 

@@ -148,6 +148,18 @@ static const char step4_probes[] =
     " since_change BIGINT NOT NULL,"
     " PRIMARY KEY (daemon, cluster, node, protocol, address, user_agent, has_user_agent));";
 
+/* The fleet: each daemon of a shared store registers itself and beats;
+ * and when the store last changed, for the daemons' lag in seconds. */
+static const char step5_daemons[] =
+    "CREATE TABLE daemons ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " host TEXT NOT NULL,"
+    " listen TEXT NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " started_at BIGINT NOT NULL,"
+    " heartbeat_at BIGINT NOT NULL);"
+    "ALTER TABLE store_version ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -155,6 +167,7 @@ static const struct migration migrations[] = {
     {"index the audit log by cluster", step2_index_audit_by_cluster},
     {"count the store's versions", step3_store_version},
     {"share observed probes", step4_probes},
+    {"register the daemons", step5_daemons},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -753,12 +766,13 @@ static int
 pg_write_version(void *handle, int64_t version, struct error *err)
 {
 	struct pg_store *db = handle;
-	char text[24];
-	const char *params[1] = {text};
+	char text[24], now[24];
+	const char *params[2] = {text, now};
 
 	i64_text(version, text, sizeof(text));
-	if (run(db, "UPDATE store_version SET version = $1 WHERE id = 1", 1, params, NULL,
-	        "write the store version", err) != 0)
+	i64_text(time_now_ms(), now, sizeof(now));
+	if (run(db, "UPDATE store_version SET version = $1, changed_at = $2 WHERE id = 1", 2,
+	        params, NULL, "write the store version", err) != 0)
 		return -1;
 	return run(db, "SELECT pg_notify('" CHANNEL "', $1)", 1, params, NULL,
 	           "notify the other daemons", err);
@@ -1237,6 +1251,58 @@ bad:
 	return -1;
 }
 
+#define FLEET_MAX 1024
+
+static int
+pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record **all,
+             size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err)
+{
+	struct pg_store *db = handle;
+	char version[24], started[24], beat[24];
+	const char *p[6] = {me->id, me->host, me->listen, version, started, beat};
+	PGresult *res = NULL, *sv = NULL;
+	size_t i;
+	int n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(me->version, version, sizeof(version));
+	i64_text(me->started_at, started, sizeof(started));
+	i64_text(me->heartbeat_at, beat, sizeof(beat));
+	if (run(db,
+	        "INSERT INTO daemons (id, host, listen, version, started_at, heartbeat_at) "
+	        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET "
+	        "host = excluded.host, listen = excluded.listen, version = excluded.version, "
+	        "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+	        6, p, NULL, "register this daemon", err) != 0 ||
+	    run(db,
+	        "SELECT id, host, listen, version, started_at, heartbeat_at FROM daemons "
+	        "ORDER BY id COLLATE \"C\" LIMIT 1024",
+	        0, NULL, &res, "read the daemons", err) != 0 ||
+	    run(db, "SELECT version, changed_at FROM store_version WHERE id = 1", 0, NULL, &sv,
+	        "read the store version", err) != 0) {
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	*all = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**all));
+	for (i = 0; i < (size_t)n; i++) {
+		struct daemon_record *d = &(*all)[i];
+		copy_text(d->id, sizeof(d->id), PQgetvalue(res, (int)i, 0));
+		copy_text(d->host, sizeof(d->host), PQgetvalue(res, (int)i, 1));
+		copy_text(d->listen, sizeof(d->listen), PQgetvalue(res, (int)i, 2));
+		d->version = value_i64(res, (int)i, 3);
+		d->started_at = value_i64(res, (int)i, 4);
+		d->heartbeat_at = value_i64(res, (int)i, 5);
+	}
+	*n_all = (size_t)n;
+	*store_version = PQntuples(sv) == 1 ? value_i64(sv, 0, 0) : 0;
+	*changed_at = PQntuples(sv) == 1 ? value_i64(sv, 0, 1) : 0;
+	PQclear(res);
+	PQclear(sv);
+	return 0;
+}
+
 static void
 pg_health(void *handle, struct store_health *out)
 {
@@ -1502,5 +1568,6 @@ const struct store_backend store_postgres_backend = {
     .watch_start = watch_start,
     .watch_stop = watch_stop,
     .share_probes = pg_share_probes,
+    .heartbeat = pg_heartbeat,
     .health = pg_health,
 };

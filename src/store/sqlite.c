@@ -57,6 +57,7 @@
 
 #include <sqlite3.h>
 
+#include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "store_backend.h"
 
@@ -140,6 +141,18 @@ static const char step4_probes[] =
     " since_change INTEGER NOT NULL,"
     " PRIMARY KEY (daemon, cluster, node, protocol, address, user_agent, has_user_agent));";
 
+/* The fleet: each daemon of a shared store registers itself and beats;
+ * and when the store last changed, for the daemons' lag in seconds. */
+static const char step5_daemons[] =
+    "CREATE TABLE daemons ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " host TEXT NOT NULL,"
+    " listen TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " started_at INTEGER NOT NULL,"
+    " heartbeat_at INTEGER NOT NULL);"
+    "ALTER TABLE store_version ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -148,6 +161,7 @@ static const struct migration migrations[] = {
     {"index the audit log by cluster", step2_index_audit_by_cluster},
     {"count the store's versions", step3_store_version},
     {"share observed probes", step4_probes},
+    {"register the daemons", step5_daemons},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -220,7 +234,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_AUDIT_ALL] = AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
     [ST_AUDIT_OF_CLUSTER] = AUDIT_COLUMNS "WHERE cluster = ?2 ORDER BY id DESC LIMIT ?1",
     [ST_READ_VERSION] = "SELECT version FROM store_version WHERE id = 1",
-    [ST_WRITE_VERSION] = "UPDATE store_version SET version = ?1 WHERE id = 1",
+    [ST_WRITE_VERSION] = "UPDATE store_version SET version = ?1, changed_at = ?2 WHERE id = 1",
     [ST_CLEAR_AUDIT] = "DELETE FROM audit",
 };
 
@@ -953,7 +967,8 @@ sqlite_write_version(void *handle, int64_t version, struct error *err)
 	sqlite3_stmt *st = db->statements[ST_WRITE_VERSION];
 	int rc;
 
-	if ((rc = sqlite3_bind_int64(st, 1, version)) != SQLITE_OK)
+	if ((rc = sqlite3_bind_int64(st, 1, version)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, time_now_ms())) != SQLITE_OK)
 		return bind_failed(db, st, rc, "write the store version", err);
 	return run(db, st, "write the store version", err);
 }

@@ -549,6 +549,20 @@ store_share_probes(struct store *s, const char *daemon, const struct probe_repor
 }
 
 int
+store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_record **all,
+                size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err)
+{
+	if (s->backend->heartbeat != NULL)
+		return s->backend->heartbeat(s->db, me, all, n_all, store_version, changed_at, err);
+	*all = xcalloc(1, sizeof(**all));
+	**all = *me;
+	*n_all = 1;
+	*store_version = me->version;
+	*changed_at = 0;
+	return 0;
+}
+
+int
 store_is_shared(const struct store *s)
 {
 	return s->backend->watch_start != NULL;

@@ -25,7 +25,7 @@
 
 #include "../core/error.h"
 #include "../core/model.h"
-#include "../core/probe_report.h"
+#include "../core/peer.h"
 
 struct store;
 
@@ -141,5 +141,12 @@ void store_unwatch(struct store *s);
 int store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
                        size_t n_mine, int64_t forget_before, int want_others,
                        struct probe_report **others, size_t *n_others, struct error *err);
+
+/* Registers this daemon (me) or refreshes its heartbeat, and reads every
+ * registered daemon (at most 1,024, sorted by id; a malloc'd *all the
+ * caller frees) with the store version and when it last changed (ms).
+ * An unshared store has one daemon: the fleet is me alone. */
+int store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_record **all,
+                    size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err);
 
 #endif

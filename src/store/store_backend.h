@@ -85,6 +85,10 @@ struct store_backend {
 	int (*share_probes)(void *db, const char *daemon, const struct probe_report *mine,
 	                    size_t n_mine, int64_t forget_before, int want_others,
 	                    struct probe_report **others, size_t *n_others, struct error *err);
+	/* Optional: store_heartbeat (store.h). */
+	int (*heartbeat)(void *db, const struct daemon_record *me, struct daemon_record **all,
+	                 size_t *n_all, int64_t *store_version, int64_t *changed_at,
+	                 struct error *err);
 	/* Optional: the state of the connection (store_health in store.h). */
 	void (*health)(void *db, struct store_health *out);
 };

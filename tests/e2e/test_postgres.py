@@ -9,6 +9,7 @@ daemons; every wait is bounded.
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -155,7 +156,7 @@ def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
         for d in ds:
             d.wait_ready()
         db = url.rsplit("/", 1)[1]
-        assert pg_server.psql("SELECT version FROM schema_version", db) == "4"
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "5"
         assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
         assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
                               db) == "1"
@@ -650,3 +651,54 @@ def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
     finally:
         lb1.close()
         lb2.close()
+
+
+# --- the fleet -------------------------------------------------------------------------
+
+
+def fleet_of(d):
+    r = d.get("/v1/daemons", auth=d.admin)
+    assert r.status_code == 200, r.text
+    return {x["id"].rsplit(":", 1)[1]: x for x in r.json()["daemons"]}, r.json()
+
+
+def test_daemons_listed_with_lag_and_stale(fleet, pg_url, cm_bin):
+    a, b = fleet(pg_url, n=2, extra=["--stale-after", "4s"])
+    a.set_nodes(["web1"])
+    ports = {str(a.port), str(b.port)}
+    for d in (a, b):
+        ds, doc = wait_until(lambda: set(fleet_of(d)[0]) == ports and
+                             all(x["lag_versions"] == 0 for x in fleet_of(d)[0].values()) and
+                             fleet_of(d), PROPAGATION_TIMEOUT, "both daemons, caught up")
+        assert ds[str(d.port)]["self"] is True
+        assert not any(x["stale"] for x in ds.values())
+        assert doc["stale_after_s"] == 4
+        assert ds[str(a.port)]["listen"] == "127.0.0.1:%d" % a.port
+    assert a.get("/v1/daemons").status_code == 401  # viewer and up
+    # b frozen: it neither beats nor applies a's changes.
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        a.set_status({"web1": {"status": "offline"}})
+        ds, _ = wait_until(lambda: fleet_of(a)[0][str(b.port)]["stale"] and fleet_of(a),
+                           PROPAGATION_TIMEOUT, "b to show stale")
+        assert ds[str(b.port)]["lag_versions"] >= 1
+        assert ds[str(b.port)]["lag_seconds"] > 0
+        env = dict(os.environ, CLUSTERMGMT_URL=a.url, CLUSTERMGMT_USER="admin",
+                   CLUSTERMGMT_PASSWORD=a.password)
+        r = subprocess.run([cm_bin, "daemons"], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "stale" in r.stdout and str(b.port) in r.stdout and "this one" in r.stdout
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    wait_until(lambda: not fleet_of(a)[0][str(b.port)]["stale"] and
+               fleet_of(a)[0][str(b.port)]["lag_versions"] == 0, PROPAGATION_TIMEOUT,
+               "b to catch up")
+
+
+def test_daemons_on_sqlite_is_this_one(daemon):
+    r = daemon.get("/v1/daemons", auth=daemon.admin)
+    assert r.status_code == 200, r.text
+    (d,) = r.json()["daemons"]
+    assert d["self"] is True and d["stale"] is False and d["lag_versions"] == 0
+    assert d["listen"] == "127.0.0.1:%d" % daemon.port

@@ -1,15 +1,18 @@
 /*
- * probe_report.h - one load balancer's probing of one node, as a daemon
- * reports it to the others through a shared store.
+ * peer.h - what the daemons of one shared store tell each other through
+ * it, besides the model: what they observed of the load balancers, and
+ * that they are alive (the fleet).
  *
+ * struct probe_report: one load balancer's probing of one node, as a
+ * daemon reports it to the others.
  * With several daemons, a node's probers may ask different daemons; each
  * daemon writes what it observed (observe.c collects, the store shares)
  * and reads what the others observed, so that `wait` and `rollout` see
  * every prober whichever daemon they ask. A plain value: strings are
  * arrays, nothing points anywhere.
  */
-#ifndef CM_PROBE_REPORT_H
-#define CM_PROBE_REPORT_H
+#ifndef CM_PEER_H
+#define CM_PEER_H
 
 #include <stdint.h>
 
@@ -30,6 +33,18 @@ struct probe_report {
 	int64_t changed_at;        /* the node's changed_at since_change counts from */
 	int last_answer;           /* enum observe_answer */
 	uint32_t consecutive, since_change;
+};
+
+#define DAEMON_HOST_MAX 63
+#define DAEMON_LISTEN_MAX 255
+
+/* One daemon of the fleet, as it registers itself (heartbeat). */
+struct daemon_record {
+	char id[DAEMON_ID_MAX + 1];
+	char host[DAEMON_HOST_MAX + 1];
+	char listen[DAEMON_LISTEN_MAX + 1]; /* its --listen addresses, space-separated */
+	int64_t version;                    /* the store version it has applied */
+	int64_t started_at, heartbeat_at;   /* ms */
 };
 
 #endif
