@@ -34,11 +34,11 @@ print_daemons_table(const json_t *answer)
 		row[1] = version;
 		row[2] = lag;
 		row[3] = output_relative_time(output_field(d, "heartbeat_at"),
-		                              (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, beat,
-		                              sizeof(beat));
+		                              (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+		                              beat, sizeof(beat));
 		row[4] = json_is_true(json_object_get(d, "stale"))  ? "stale"
 		         : json_is_true(json_object_get(d, "self")) ? "ok (this one)"
-		                                                     : "ok";
+		                                                    : "ok";
 		if (table_add_row(t, row) < 0)
 			break;
 	}

@@ -18,7 +18,7 @@
 
 #include "limits.h"
 
-#define DAEMON_ID_MAX 127 /* "host:listen-address": bytes */
+#define DAEMON_ID_MAX 159 /* "host:listen-address": bytes */
 #define PROBE_ADDRESS_MAX 63
 
 struct probe_report {

@@ -10,6 +10,7 @@ daemons; every wait is bounded.
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -18,7 +19,7 @@ import pytest
 import requests
 
 import pgcluster
-from conftest import Daemon, assert_json_error
+from conftest import Daemon, assert_json_error, free_port
 
 PROPAGATION_TIMEOUT = 10.0  # s: the periodic check alone would do it in ~2 s
 RESYNC_TIMEOUT = 30.0  # s: reconnection backoff is capped at 5 s
@@ -420,13 +421,19 @@ def test_started_with_neither_postgres_nor_copy_says_so_and_retries(fleet, pg_ow
     (a,) = fleet(url)  # creates the schema, the admin and the default cluster
     a.set_nodes(["web1"])
     pg.stop("fast")
-    b = pg_daemon(tmp_path, url, "fresh", admin_of=a)
+    agent_port = free_port()
+    b = pg_daemon(tmp_path, url, "fresh", admin_of=a,
+                  extra=["--agent-listen", "127.0.0.1:%d" % agent_port])
     try:
         st = health(b)
         assert st["state"] == "unreachable" and st["has_state"] is False
         r = b.probe("web1")
         assert r.status_code == 503
         assert "no state" in r.text and "unreachable" in r.text
+        with socket.create_connection(("127.0.0.1", agent_port), timeout=5) as sock:
+            sock.sendall(b"web1\n")
+            line = sock.makefile().readline()
+        assert line.startswith("down") and "no state" in line, line
         assert "no local state copy" in b.log_text()
         pg.start()
         wait_until(lambda: probe_code(b, "web1") == 200, RESYNC_TIMEOUT,
