@@ -701,6 +701,11 @@ def test_daemons_listed_with_lag_and_stale(fleet, pg_url, cm_bin):
     wait_until(lambda: not fleet_of(a)[0][str(b.port)]["stale"] and
                fleet_of(a)[0][str(b.port)]["lag_versions"] == 0, PROPAGATION_TIMEOUT,
                "b to catch up")
+    page = b.get("/", auth=b.admin)  # the web page shows the fleet too
+    assert page.status_code == 200, page.text[:300]
+    assert "Daemons" in page.text
+    assert ":127.0.0.1:%d</code> (this one)" % b.port in page.text
+    assert ":127.0.0.1:%d</code>" % a.port in page.text
 
 
 def test_daemons_on_sqlite_is_this_one(daemon):
