@@ -445,6 +445,7 @@ refresh(struct engine *e, int is_forced)
 	struct model *m = NULL;
 	int64_t version;
 	struct error err;
+	int had_state;
 
 	if (!is_forced && atomic_load(&e->has_state) &&
 	    atomic_load(&e->seen_version) == atomic_load(&e->version))
@@ -453,12 +454,17 @@ refresh(struct engine *e, int is_forced)
 		log_kv(LOG_DEBUG, "reload from the store failed", "error", err.what, NULL);
 		return;
 	}
-	if (atomic_load(&e->has_state) && version == atomic_load(&e->version)) {
+	had_state = atomic_load(&e->has_state);
+	if (had_state && version == atomic_load(&e->version)) {
 		model_free(m);
 		return;
 	}
 	publish(e, m, version);
-	if (m->n_clusters == 0 && prepare_store(e, &err) != 0)
+	/* The first state of a daemon that started without one: what a start
+	 * with the store would have done (the default cluster on an empty
+	 * store, TTLs due). Never later: removing the last cluster is an
+	 * operator's right. */
+	if (!had_state && prepare_store(e, &err) != 0)
 		log_kv(LOG_ERROR, "cannot prepare the store", "error", err.what, NULL);
 }
 

@@ -714,3 +714,16 @@ def test_daemons_on_sqlite_is_this_one(daemon):
     (d,) = r.json()["daemons"]
     assert d["self"] is True and d["stale"] is False and d["lag_versions"] == 0
     assert d["listen"] == "127.0.0.1:%d" % daemon.port
+
+
+def test_removing_every_cluster_on_a_is_not_undone_by_b(fleet, pg_url):
+    """The default cluster is created on an empty store at start only; a
+    daemon reloading another's change never re-creates it."""
+    a, b = fleet(pg_url, n=2)
+    r = a.delete("/v1/clusters/default", auth=a.admin)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: b.get("/v1/clusters", auth=b.admin).json()["clusters"] == [],
+               PROPAGATION_TIMEOUT, "b to see no cluster")
+    time.sleep(2.5)  # a periodic version check later, still none
+    for d in (a, b):
+        assert d.get("/v1/clusters", auth=d.admin).json()["clusters"] == []
