@@ -641,6 +641,9 @@ def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
             daemons = {ua: dm for ua, dm in seen}
             assert daemons["lb1"].endswith(":127.0.0.1:%d" % a.port), daemons
             assert daemons["lb2"].endswith(":127.0.0.1:%d" % b.port), daemons
+        page = a.get("/health/managenodes", auth=a.admin)  # the page says who saw lb2
+        assert page.status_code == 200
+        assert "via <code>%s</code>" % daemons["lb2"] in page.text
         env = dict(os.environ, CLUSTERMGMT_URL=a.url, CLUSTERMGMT_USER="admin",
                    CLUSTERMGMT_PASSWORD=a.password)
         lb2.paused.set()  # lb2 (through b) does not see the change yet
