@@ -1,7 +1,7 @@
 /*
  * peer.h - what the daemons of one shared store tell each other through
- * it, besides the model: what they observed of the load balancers, and
- * that they are alive (the fleet).
+ * it, besides the model: what they observed of the load balancers, that
+ * they are alive (the fleet), and the web page's sessions.
  *
  * struct probe_report: one load balancer's probing of one node, as a
  * daemon reports it to the others.
@@ -45,6 +45,16 @@ struct daemon_record {
 	char listen[DAEMON_LISTEN_MAX + 1]; /* its --listen addresses, space-separated */
 	int64_t version;                    /* the store version it has applied */
 	int64_t started_at, heartbeat_at;   /* ms */
+};
+
+/* A web page session, as the daemon that signed the user in shares it:
+ * never the session id itself (only the cookie holds it), its BLAKE2b
+ * hash; and the tag of the user record it was made for. */
+struct session_record {
+	unsigned char id_hash[32];
+	char user[NODE_NAME_MAX + 1];
+	unsigned char tag[32];
+	int64_t expires_at; /* ms */
 };
 
 #endif

@@ -386,6 +386,11 @@ run_job(struct engine *e, struct engine_job *job)
 			job->rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet,
 			                          &p->store_version, &p->changed_at, &job->err);
 		}
+		if (job->rc == 0 && p->with_sessions)
+			job->rc = store_share_sessions(e->store, p->sessions_added,
+			                               p->n_sessions_added, p->sessions_ended,
+			                               p->n_sessions_ended, time_now_ms(),
+			                               &p->sessions, &p->n_sessions, &job->err);
 	} else if (job->is_audit_read) {
 		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
 		                           &job->audit, &job->err);

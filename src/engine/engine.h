@@ -137,6 +137,12 @@ struct engine_probe_share {
 	struct daemon_record *fleet; /* out: malloc'd, the caller frees */
 	size_t n_fleet;
 	int64_t store_version, changed_at; /* out */
+	/* when set, also the web sessions (store_share_sessions) */
+	int with_sessions;
+	const struct session_record *sessions_added, *sessions_ended;
+	size_t n_sessions_added, n_sessions_ended;
+	struct session_record *sessions; /* out: malloc'd, the caller frees */
+	size_t n_sessions;
 };
 /* Runs store_share_probes on the engine thread (the store is the
  * engine's) and waits for it. For a thread of its own

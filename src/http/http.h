@@ -156,6 +156,9 @@ int ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t ac
  * from the session cookie and returns 1, or returns 0 when there is no
  * valid session. Synchronous. */
 int ui_session_identify(struct request *r);
+/* The hooks through which the share thread (observe/share.h) shares the
+ * page's sessions with the other daemons of a PostgreSQL store. */
+void ui_session_share_hooks(struct share_session_hooks *out);
 
 /* form.c: application/x-www-form-urlencoded and multipart/form-data. */
 /* Copies the decoded value of field name from the request body into a

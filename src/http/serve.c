@@ -697,6 +697,7 @@ start(struct server *s, struct error *err)
 	struct checker_options checks = {s->opts.check_interval_ms, s->opts.check_timeout_ms,
 	                                 s->opts.check_fall, s->opts.check_rise};
 	struct store *store, *copy = NULL;
+	struct share_session_hooks session_hooks;
 	char store_text[1100];
 	unsigned long long nofile = raise_fd_limit();
 	size_t i;
@@ -731,8 +732,9 @@ start(struct server *s, struct error *err)
 	if ((s->checker = checker_start(s->engine, s->observe, &checks, err)) == NULL)
 		return -1;
 	daemon_id(s);
+	ui_session_share_hooks(&session_hooks);
 	if (store_is_shared_engine(s) &&
-	    (s->share = share_start(s->engine, s->observe, &s->me, err)) == NULL)
+	    (s->share = share_start(s->engine, s->observe, &s->me, &session_hooks, err)) == NULL)
 		return -1;
 	s->n_workers = s->opts.threads;
 	log_listening(s, store_text, nofile);

@@ -26,6 +26,9 @@ struct share {
 	pthread_cond_t wake;
 	int is_stopping; /* under lock */
 	struct probe_report batch[SHARE_BATCH_MAX];
+	struct share_session_hooks sessions;
+	int has_sessions;
+	struct session_record added[SHARE_SESSIONS_MAX], ended[SHARE_SESSIONS_MAX];
 };
 
 /* Waits ms or until stopped; 1 when stopping. */
@@ -64,6 +67,13 @@ share_thread(void *arg)
 		    observe_collect_reports(s->observe, s->daemon, now, s->batch, SHARE_BATCH_MAX);
 		p.forget_before = now - OBSERVE_FORGET_MS;
 		p.want_others = now >= next_read;
+		if (p.want_others && s->has_sessions) {
+			p.with_sessions = 1;
+			s->sessions.collect(s->sessions.arg, s->added, &p.n_sessions_added,
+			                    s->ended, &p.n_sessions_ended);
+			p.sessions_added = s->added;
+			p.sessions_ended = s->ended;
+		}
 		if (now >= next_beat) {
 			s->me.heartbeat_at = now;
 			p.me = &s->me;
@@ -72,14 +82,22 @@ share_thread(void *arg)
 			continue;
 		if (engine_share_probes(s->engine, &p, &err) != 0) {
 			observe_report_again(s->observe); /* nothing reached the store */
+			/* An outage (503) is the store's to log, once; anything else
+			 * is a fault worth an operator's eye, once per streak. */
 			if (!was_failing)
-				log_kv(LOG_DEBUG, "cannot share observed probes", "error", err.what,
+				log_kv(err.status == 503 ? LOG_DEBUG : LOG_ERROR,
+				       "cannot share with the other daemons", "error", err.what,
 				       NULL);
 			was_failing = 1;
 			free(p.others);
 			free(p.fleet);
+			free(p.sessions);
 			continue;
 		}
+		if (p.with_sessions)
+			s->sessions.apply(s->sessions.arg, p.n_sessions_added, p.n_sessions_ended,
+			                  p.sessions, p.n_sessions);
+		free(p.sessions);
 		was_failing = 0;
 		if (p.me != NULL) {
 			pthread_mutex_lock(&s->fleet_lock);
@@ -100,10 +118,15 @@ share_thread(void *arg)
 }
 
 struct share *
-share_start(struct engine *e, struct observe *o, const struct daemon_record *me, struct error *err)
+share_start(struct engine *e, struct observe *o, const struct daemon_record *me,
+            const struct share_session_hooks *sessions, struct error *err)
 {
 	struct share *s = xcalloc(1, sizeof(*s));
 
+	if (sessions != NULL) {
+		s->sessions = *sessions;
+		s->has_sessions = 1;
+	}
 	s->engine = e;
 	s->observe = o;
 	s->me = *me;

@@ -30,11 +30,27 @@
 
 struct share;
 
+/* The web page's sessions, shared every SHARE_READ_MS when given (the
+ * http layer owns them; these run on the share thread). */
+#define SHARE_SESSIONS_MAX 1024 /* added or ended per exchange */
+struct share_session_hooks {
+	/* Copies the sessions started and ended here since the last
+	 * successful exchange (at most SHARE_SESSIONS_MAX of each). */
+	void (*collect)(void *arg, struct session_record *added, size_t *n_added,
+	                struct session_record *ended, size_t *n_ended);
+	/* The exchange worked: the collected ones are in the store, and all
+	 * is every live session of the store. */
+	void (*apply)(void *arg, size_t n_added, size_t n_ended, const struct session_record *all,
+	              size_t n_all);
+	void *arg;
+};
+
 /* Starts sharing o's reports as daemon me (me->id unique among the
- * store's daemons, e.g. "host:port"; host, listen, started_at filled).
- * e and o must outlive it. */
+ * store's daemons, e.g. "host:port"; host, listen, started_at filled),
+ * and the sessions through the hooks (may be NULL). e and o must outlive
+ * it. */
 struct share *share_start(struct engine *e, struct observe *o, const struct daemon_record *me,
-                          struct error *err);
+                          const struct share_session_hooks *sessions, struct error *err);
 
 /* The fleet as last read. */
 struct share_fleet {

@@ -160,6 +160,15 @@ static const char step5_daemons[] =
     " heartbeat_at BIGINT NOT NULL);"
     "ALTER TABLE store_version ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;";
 
+/* The web page's sessions, so that a browser signed in through one daemon
+ * is signed in on all (hashes of the ids only; an SQLite store leaves it
+ * empty: its one daemon keeps its sessions in memory). */
+static const char step6_sessions[] = "CREATE TABLE sessions ("
+                                     " id_hash TEXT PRIMARY KEY NOT NULL,"
+                                     " name TEXT NOT NULL,"
+                                     " tag TEXT NOT NULL,"
+                                     " expires_at BIGINT NOT NULL);";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -168,6 +177,7 @@ static const struct migration migrations[] = {
     {"count the store's versions", step3_store_version},
     {"share observed probes", step4_probes},
     {"register the daemons", step5_daemons},
+    {"share the web sessions", step6_sessions},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1303,6 +1313,101 @@ pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record 
 	return 0;
 }
 
+#define SESSIONS_MAX 65536
+
+static void
+hex32(const unsigned char in[32], char out[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static int
+unhex32(const char *in, unsigned char out[32])
+{
+	int i, hi, lo;
+
+	if (strlen(in) != 64)
+		return -1;
+	for (i = 0; i < 32; i++) {
+		hi = in[2 * i] <= '9' ? in[2 * i] - '0' : in[2 * i] - 'a' + 10;
+		lo = in[2 * i + 1] <= '9' ? in[2 * i + 1] - '0' : in[2 * i + 1] - 'a' + 10;
+		if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+static int
+pg_share_sessions(void *handle, const struct session_record *added, size_t n_added,
+                  const struct session_record *ended, size_t n_ended, int64_t now,
+                  struct session_record **all, size_t *n_all, struct error *err)
+{
+	struct pg_store *db = handle;
+	char id[65], tag[65], expires[24], now_text[24], limit[24];
+	const char *p[4] = {id, NULL, tag, expires};
+	const char *q[2] = {now_text, limit};
+	PGresult *res = NULL;
+	size_t i, n_ok = 0;
+	int n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(now, now_text, sizeof(now_text));
+	i64_text(SESSIONS_MAX, limit, sizeof(limit));
+	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing sessions", err) != 0)
+		return -1;
+	db->in_tx = 1;
+	for (i = 0; i < n_added; i++) {
+		hex32(added[i].id_hash, id);
+		hex32(added[i].tag, tag);
+		p[1] = added[i].user;
+		i64_text(added[i].expires_at, expires, sizeof(expires));
+		if (run(db,
+		        "INSERT INTO sessions (id_hash, name, tag, expires_at) "
+		        "VALUES ($1, $2, $3, $4) ON CONFLICT (id_hash) DO NOTHING",
+		        4, p, NULL, "share a session", err) != 0)
+			goto bad;
+	}
+	for (i = 0; i < n_ended; i++) {
+		hex32(ended[i].id_hash, id);
+		if (run(db, "DELETE FROM sessions WHERE id_hash = $1", 1, p, NULL, "end a session",
+		        err) != 0)
+			goto bad;
+	}
+	if (run(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q, NULL,
+	        "forget expired sessions", err) != 0 ||
+	    run(db, "SELECT id_hash, name, tag, expires_at FROM sessions LIMIT $1", 1, q + 1, &res,
+	        "read the sessions", err) != 0 ||
+	    pg_commit(db, err) != 0)
+		goto bad;
+	n = PQntuples(res);
+	*all = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**all));
+	for (i = 0; i < (size_t)n; i++) {
+		struct session_record *r = &(*all)[n_ok];
+		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
+		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0)
+			continue; /* not ours to trust */
+		copy_text(r->user, sizeof(r->user), PQgetvalue(res, (int)i, 1));
+		r->expires_at = value_i64(res, (int)i, 3);
+		n_ok++;
+	}
+	*n_all = n_ok;
+	PQclear(res);
+	return 0;
+bad:
+	PQclear(res);
+	pg_rollback(db);
+	return -1;
+}
+
 static void
 pg_health(void *handle, struct store_health *out)
 {
@@ -1569,5 +1674,6 @@ const struct store_backend store_postgres_backend = {
     .watch_stop = watch_stop,
     .share_probes = pg_share_probes,
     .heartbeat = pg_heartbeat,
+    .share_sessions = pg_share_sessions,
     .health = pg_health,
 };

@@ -153,6 +153,15 @@ static const char step5_daemons[] =
     " heartbeat_at INTEGER NOT NULL);"
     "ALTER TABLE store_version ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;";
 
+/* The web page's sessions, so that a browser signed in through one daemon
+ * is signed in on all (hashes of the ids only; an SQLite store leaves it
+ * empty: its one daemon keeps its sessions in memory). */
+static const char step6_sessions[] = "CREATE TABLE sessions ("
+                                     " id_hash TEXT PRIMARY KEY NOT NULL,"
+                                     " name TEXT NOT NULL,"
+                                     " tag TEXT NOT NULL,"
+                                     " expires_at INTEGER NOT NULL);";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -162,6 +171,7 @@ static const struct migration migrations[] = {
     {"count the store's versions", step3_store_version},
     {"share observed probes", step4_probes},
     {"register the daemons", step5_daemons},
+    {"share the web sessions", step6_sessions},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

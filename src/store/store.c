@@ -563,6 +563,19 @@ store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_r
 }
 
 int
+store_share_sessions(struct store *s, const struct session_record *added, size_t n_added,
+                     const struct session_record *ended, size_t n_ended, int64_t now,
+                     struct session_record **all, size_t *n_all, struct error *err)
+{
+	*all = NULL;
+	*n_all = 0;
+	if (s->backend->share_sessions == NULL)
+		return 0;
+	return s->backend->share_sessions(s->db, added, n_added, ended, n_ended, now, all, n_all,
+	                                  err);
+}
+
+int
 store_is_shared(const struct store *s)
 {
 	return s->backend->watch_start != NULL;

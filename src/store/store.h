@@ -149,4 +149,12 @@ int store_share_probes(struct store *s, const char *daemon, const struct probe_r
 int store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_record **all,
                     size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err);
 
+/* Adds the sessions this daemon started, removes those it ended (by
+ * id_hash) and those expired at now, and reads every live session of the
+ * store (at most 65,536; a malloc'd *all the caller frees). An unshared
+ * store shares nothing: *all is empty and *n_all 0. */
+int store_share_sessions(struct store *s, const struct session_record *added, size_t n_added,
+                         const struct session_record *ended, size_t n_ended, int64_t now,
+                         struct session_record **all, size_t *n_all, struct error *err);
+
 #endif

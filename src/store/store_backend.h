@@ -89,6 +89,10 @@ struct store_backend {
 	int (*heartbeat)(void *db, const struct daemon_record *me, struct daemon_record **all,
 	                 size_t *n_all, int64_t *store_version, int64_t *changed_at,
 	                 struct error *err);
+	/* Optional: store_share_sessions (store.h). */
+	int (*share_sessions)(void *db, const struct session_record *added, size_t n_added,
+	                      const struct session_record *ended, size_t n_ended, int64_t now,
+	                      struct session_record **all, size_t *n_all, struct error *err);
 	/* Optional: the state of the connection (store_health in store.h). */
 	void (*health)(void *db, struct store_health *out);
 };

@@ -157,7 +157,7 @@ def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
         for d in ds:
             d.wait_ready()
         db = url.rsplit("/", 1)[1]
-        assert pg_server.psql("SELECT version FROM schema_version", db) == "5"
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "6"
         assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
         assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
                               db) == "1"
@@ -658,6 +658,8 @@ def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
         seen = probers_of(a, "web1")
         assert all(p["since_change"] >= 2 and not p["serving"] for p in seen.values()), seen
+        for d in (a, b):
+            assert "cannot share" not in d.log_text()
     finally:
         lb1.close()
         lb2.close()
@@ -730,3 +732,35 @@ def test_removing_every_cluster_on_a_is_not_undone_by_b(fleet, pg_url):
     time.sleep(2.5)  # a periodic version check later, still none
     for d in (a, b):
         assert d.get("/v1/clusters", auth=d.admin).json()["clusters"] == []
+
+
+# --- web sessions across daemons ----------------------------------------------------
+
+
+def test_web_session_works_on_every_daemon_and_sign_out_ends_it_everywhere(fleet, pg_url):
+    from ui_helpers import login_session, page_csrf
+
+    a, b, c = fleet(pg_url, n=3)
+    cookie = login_session(a, "admin", a.password).cookies.get("cm_session")
+
+    def page_on(d):
+        return requests.get(d.url + "/", cookies={"cm_session": cookie},
+                            allow_redirects=False, timeout=10)
+
+    assert page_on(a).status_code == 200
+    for d in (b, c):
+        wait_until(lambda: page_on(d).status_code == 200, PROPAGATION_TIMEOUT,
+                   "%s to know the session started on a" % d.url)
+    # A form rendered by a is accepted by b: the CSRF token is the same on
+    # every daemon. Signing out on b ends the session on a and c too.
+    r = requests.post(b.url + "/logout", data={"csrf": page_csrf(page_on(a).text)},
+                      cookies={"cm_session": cookie}, allow_redirects=False, timeout=10)
+    assert (r.status_code, r.headers["Location"]) == (303, "/login")
+    assert page_on(b).status_code == 303
+    for d in (a, c):
+        wait_until(lambda: page_on(d).status_code == 303, PROPAGATION_TIMEOUT,
+                   "%s to end the session signed out on b" % d.url)
+    time.sleep(1.5)  # later exchanges do not bring it back
+    assert [page_on(d).status_code for d in (a, b, c)] == [303, 303, 303]
+    for d in (a, b, c):
+        assert "cannot share" not in d.log_text()
