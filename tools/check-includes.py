@@ -30,6 +30,16 @@ ALLOWED = {
     ".": {"cli", "http", "store"},
 }
 
+# Inside a layer: headers that only some of its files may include. The
+# surfaces of http see struct request (http.h) and their own header, not
+# the server's runtime state nor the path table, which belong to the
+# server, the router and authentication.
+PRIVATE = {
+    "http/server_internal.h": {"http/serve.c", "http/server.c", "http/router.c",
+                               "http/auth.c"},
+    "http/router.h": {"http/server.c", "http/router.c"},
+}
+
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -73,6 +83,12 @@ def check(src):
                     if other != layer and other not in ALLOWED[layer]:
                         problems.append(f"{path}:{lineno}: {layer} may not include "
                                         f"{other} ({m.group(1)})")
+                    private = os.path.relpath(target, src).replace(os.sep, "/")
+                    me = os.path.relpath(path, src).replace(os.sep, "/")
+                    if private in PRIVATE and me not in PRIVATE[private]:
+                        problems.append(f"{path}:{lineno}: only "
+                                        f"{', '.join(sorted(PRIVATE[private]))} may include "
+                                        f"{private}")
     return problems
 
 

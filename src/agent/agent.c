@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../util/xalloc.h"
 #include "agent.h"
 
 #define AGENT_USER_AGENT "haproxy-agent"
@@ -45,6 +46,9 @@ struct agent_conn {
 	h2o_timeout_entry_t timeout;
 	h2o_linklist_t link;
 	int is_answered;
+	char address[64]; /* the peer's, read at accept: once HAProxy gives up
+	                     on a check and resets the connection, getpeername
+	                     fails, and the answer would be filed under "" */
 	char reply[AGENT_LINE_MAX + 64];
 	h2o_iovec_t reply_iov;
 };
@@ -74,6 +78,25 @@ peer_address(h2o_socket_t *sock, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
 
+/* "CLUSTER/NAME lb=LBNAME" (lbconfig --lb): takes the " lb=LBNAME" off
+ * the end of line[0..*len) into who when it is there and a valid name. */
+static void
+split_lb(const char **line, size_t *len, struct observe_client *who)
+{
+	const char *space = memchr(*line, ' ', *len), *lb;
+	size_t lb_len;
+
+	if (space == NULL)
+		return;
+	lb = space + 1;
+	lb_len = *len - (size_t)(lb - *line);
+	if (lb_len < 3 || memcmp(lb, "lb=", 3) != 0 || !node_name_is_valid(lb + 3, lb_len - 3))
+		return;
+	who->lb = lb + 3;
+	who->lb_len = lb_len - 3;
+	*len = (size_t)(space - *line);
+}
+
 /* Writes the reply for the request line line[0..len) into c->reply. */
 static void
 conn_compose(struct agent_conn *c, const char *line, size_t len)
@@ -81,12 +104,12 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 	struct agent *a = c->agent;
 	const struct model *m = engine_snapshot(a->engine);
 	const char *cluster_name = DEFAULT_CLUSTER, *name = line, *slash;
-	char cluster_buf[NODE_NAME_MAX + 1], address[64];
+	char cluster_buf[NODE_NAME_MAX + 1];
 	size_t name_len = len;
 	const struct cluster *cl;
 	const struct node *n;
 	struct observe_client who = {.protocol = OBSERVE_AGENT,
-	                             .address = address,
+	                             .address = c->address,
 	                             .user_agent = AGENT_USER_AGENT,
 	                             .user_agent_len = strlen(AGENT_USER_AGENT)};
 	enum observe_answer answer;
@@ -97,6 +120,7 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 		line++;
 		len--;
 	}
+	split_lb(&line, &len, &who);
 	name = line;
 	name_len = len;
 	if (len == 0 && a->default_node != NULL) {
@@ -130,7 +154,8 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 			         cluster_name, (int)name_len, name);
 		return;
 	}
-	peer_address(c->sock, address, sizeof(address));
+	if (who.lb != NULL && !observe_lb_is_known(cl, who.lb, who.lb_len))
+		who.lb = NULL;
 	answer = observe_answer_probe(a->observe, cl->name, n, &who, (int64_t)h2o_now(a->loop));
 	snprintf(c->reply, sizeof(c->reply), "%s\n", observe_answer_agent_line(answer));
 	return;
@@ -221,13 +246,11 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		n_closed++;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		h2o_socket_close(sock);
-		return;
-	}
+	c = xcalloc(1, sizeof(*c));
 	c->agent = a;
 	c->sock = sock;
 	sock->data = c;
+	peer_address(sock, c->address, sizeof(c->address));
 	c->timeout.cb = on_read_timeout;
 	h2o_linklist_insert(&a->conns, &c->link);
 	h2o_timeout_link(a->loop, &a->read_timeout, &c->timeout);
@@ -238,10 +261,8 @@ struct agent *
 agent_start(h2o_loop_t *loop, int listen_fd, struct engine *engine, struct observe *observe,
             const char *default_node, agent_make_room_fn make_room, void *make_room_arg)
 {
-	struct agent *a = calloc(1, sizeof(*a));
+	struct agent *a = xcalloc(1, sizeof(*a));
 
-	if (a == NULL)
-		abort();
 	a->loop = loop;
 	a->engine = engine;
 	a->observe = observe;

@@ -3,7 +3,8 @@
  *
  * HAProxy connects, may send its `agent-send` line (`NAME` or
  * `CLUSTER/NAME`, newline-terminated; a bare NAME is in the cluster
- * "default"), and reads one line back that sets the server's state:
+ * "default"; ` lb=LBNAME` after it names the load balancer, as
+ * `lbconfig --lb` writes it), and reads one line back that sets the server's state:
  *
  *   online                      "up ready"
  *   online, check failing       "ready down #application check failing"

@@ -20,6 +20,7 @@
 #include "core/limits.h"
 #include "command.h"
 #include "output.h"
+#include "util/xalloc.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:8080"
 
@@ -37,6 +38,7 @@ static const char main_help[] =
     "  user list|add|rm            manage users\n"
     "  token create|list|revoke    manage API tokens\n"
     "  lbconfig varnish|haproxy|nginx  print a load balancer configuration\n"
+    "  lb list|add|rm              manage the cluster's named load balancers\n"
     "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
     "  rollout --exec COMMAND      rolling deploy: each node out, COMMAND, back in\n"
     "  daemons                     the daemons sharing the store, their lag\n"
@@ -134,6 +136,10 @@ static const char lbconfig_help[] =
     "(each needs an address: nodes add NAME --address HOST:PORT) and asks\n"
     "clustermgmt which of them are in service. See docs/LOADBALANCERS.md.\n"
     "\n"
+    "  --lb NAME         this load balancer's name: every probe and agent-check\n"
+    "                    says it (lb=NAME), so clustermgmt knows who probed\n"
+    "                    whatever address the probe comes from; give each\n"
+    "                    load balancer its own (see clustermgmt lb --help)\n"
     "  --interval D      probe interval (default 1s; 500ms, 2s, ...)\n"
     "  --timeout D       probe timeout (default 500ms)\n"
     "  --fall K          failed probes in a row that take a node out (default 2)\n"
@@ -155,27 +161,48 @@ static const char lbconfig_help[] =
     "\n"
     "Exit 1 when the cluster has no nodes or a node has no address.\n";
 
+static const char lb_help[] =
+    "usage: clustermgmt lb list\n"
+    "       clustermgmt lb add NAME --kind haproxy|varnish|nginx|other [--runtime ADDR]\n"
+    "                          [--backend B]\n"
+    "       clustermgmt lb rm NAME\n"
+    "\n"
+    "The cluster's named load balancers (admin to change). wait and rollout then\n"
+    "require evidence from each of them, by the probes that carry its name\n"
+    "(lbconfig --lb NAME), and from nobody else. --runtime gives access to the load\n"
+    "balancer's own view, used for its word on the node and the requests still in\n"
+    "flight: HAProxy's stats socket (a path, or HOST:PORT; `stats socket ... level\n"
+    "admin`), Varnish's working directory (varnishd -n, on this host). --backend\n"
+    "names HAProxy's backend when it is not lbconfig's be_CLUSTER. See\n"
+    "docs/LOADBALANCERS.md.\n";
+
 static const char wait_help[] =
     "usage: clustermgmt wait NAME... --drained|--serving [--fall K] [--timeout D]\n"
     "                        [--window D] [--no-probers-delay D | --require-probers]\n"
+    "                        [--drain-grace D]\n"
     "\n"
-    "Waits until every load balancer that probes the nodes has seen their current\n"
-    "state: each client that probed a node within the window (HTTP probes and\n"
-    "HAProxy agent-checks alike) has been answered K times in a row with failure\n"
-    "(--drained) or success (--serving) since the node's last status change.\n"
-    "An HTTP prober whose address also runs an agent-check that answered maint K\n"
-    "times counts as drained: HAProxy stops health checks on a server in MAINT.\n"
+    "Waits until every load balancer has acted on the nodes' current state and, for\n"
+    "--drained, the requests in flight to them have finished. Who: the cluster's\n"
+    "named load balancers (clustermgmt lb list), each one; with none named, every\n"
+    "prober seen within the window, each on its own. Evidence: an agent-check\n"
+    "answered maint/drain, or K failing answers in a row to its HTTP probes (K\n"
+    "serving answers for --serving), read by the load balancer; or its runtime\n"
+    "socket's word. Then in flight: the runtime's count where given, else the grace.\n"
+    "It never succeeds from a partial view (probers the daemon could not track).\n"
     "\n"
     "  --fall K               answers in a row that count (default 3; use the\n"
     "                         load balancers' fall/threshold)\n"
     "  --timeout D            give up after D (default 60s): exit 4, naming the\n"
-    "                         probers that have not seen it yet\n"
+    "                         load balancers that have not acted, or what is in flight\n"
     "  --window D             probers seen within D count (default 30s)\n"
     "  --no-probers-delay D   when nothing probed a node within the window, say so\n"
-    "                         and wait D instead (default 5s), then exit 0\n"
+    "                         and wait D instead (default 5s)\n"
     "  --require-probers      when nothing probed a node, fail (exit 1) instead\n"
+    "  --drain-grace D        requests in flight without runtime access: wait D after\n"
+    "                         the last load balancer acted (default 3s; 0 allowed)\n"
     "\n"
-    "Durations: 90, 90s, 10m, 2h. Prints one line per node as it is done.\n";
+    "Durations: 500ms, 90, 90s, 10m, 2h. Prints one line per node as it is done, with\n"
+    "the evidence per load balancer.\n";
 
 static const char daemons_help[] =
     "usage: clustermgmt daemons [--json]\n"
@@ -189,11 +216,12 @@ static const char daemons_help[] =
 static const char rollout_help[] =
     "usage: clustermgmt rollout [--nodes a,b,c|all] --exec 'COMMAND' [--warmup PATH]...\n"
     "                           [--batch N] [--min-online K] [--fall K] [--drain-timeout D]\n"
-    "                           [--ready-timeout D] [--ttl D] [--dry-run]\n"
+    "                           [--drain-grace D] [--ready-timeout D] [--ttl D] [--dry-run]\n"
     "\n"
     "A rolling deploy. For each node (or batch of N nodes), in order: take it\n"
     "offline (reason \"rollout ID: COMMAND\", with a TTL as a safety net), wait until\n"
-    "every load balancer has seen it out (as wait --drained), run COMMAND with\n"
+    "every load balancer stopped sending it requests and those in flight finished\n"
+    "(as wait --drained), run COMMAND with\n"
     "/bin/sh -c, GET each warm-up path on http://ADDRESS/PATH until it answers 2xx\n"
     "or 3xx, put it online, wait until the load balancers send it traffic (as wait\n"
     "--serving), go on. In COMMAND, {node} and {address} are replaced by the node's\n"
@@ -215,7 +243,8 @@ static const char rollout_help[] =
     "                      each take (default 60s)\n"
     "  --ttl D             the safety net on offline (default drain-timeout + 15m +\n"
     "                      ready-timeout): if the rollout dies, the node returns by itself\n"
-    "  --window D, --no-probers-delay D, --require-probers   as for wait\n"
+    "  --window D, --no-probers-delay D, --require-probers, --drain-grace D\n"
+    "                      as for wait\n"
     "  --dry-run           print the plan and change nothing\n"
     "  --json              progress on stderr, and the summary as JSON on stdout\n"
     "\n"
@@ -241,6 +270,7 @@ static const struct command {
     {"user", cmd_user, user_help},
     {"token", cmd_token, token_help},
     {"lbconfig", cmd_lbconfig, lbconfig_help},
+    {"lb", cmd_lb, lb_help},
     {"wait", cmd_wait, wait_help},
     {"rollout", cmd_rollout, rollout_help},
     {"daemons", cmd_daemons, daemons_help},
@@ -296,6 +326,11 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"lb", required_argument, NULL, OPT_MORE | 0},
+    {"drain-grace", required_argument, NULL, OPT_MORE | 1},
+    {"kind", required_argument, NULL, OPT_MORE | 2},
+    {"runtime", required_argument, NULL, OPT_MORE | 3},
+    {"backend", required_argument, NULL, OPT_MORE | 4},
     {NULL, 0, NULL, 0},
 };
 
@@ -323,9 +358,26 @@ store_option(struct parsed *p, int opt, const char *value)
 {
 	struct cli *cli = &p->cli;
 
-	if (!(opt & OPT_GLOBAL))
+	if (opt & OPT_MORE)
+		cli->given |= OPT_MORE_BIT(opt & 0xff);
+	else if (!(opt & OPT_GLOBAL))
 		cli->given |= (unsigned)opt;
 	switch (opt) {
+	case OPT_MORE | 0:
+		cli->lb = value;
+		break;
+	case OPT_MORE | 1:
+		cli->drain_grace = value;
+		break;
+	case OPT_MORE | 2:
+		cli->kind = value;
+		break;
+	case OPT_MORE | 3:
+		cli->runtime = value;
+		break;
+	case OPT_MORE | 4:
+		cli->backend = value;
+		break;
 	case OPT_SERVER:
 		p->server = value;
 		break;
@@ -563,6 +615,7 @@ cli_main(int argc, char **argv)
 	char password[PASSWORD_MAX + 2];
 	int first_word = argc, rc;
 
+	json_set_alloc_funcs(xmalloc, free); /* jansson out of memory aborts too (xalloc.h) */
 	memset(&p, 0, sizeof(p));
 	error_clear(&err);
 	p.cli.cluster = "default";
@@ -609,13 +662,8 @@ int
 cli_call(struct cli *cli, const char *method, char *path, json_t *body, struct client_reply *reply,
          struct error *err)
 {
-	int rc;
+	int rc = client_call(&cli->client, method, path, body, reply, err);
 
-	if (path == NULL) {
-		error_set(err, 0, "out of memory");
-		rc = CLI_UNREACHABLE;
-	} else
-		rc = client_call(&cli->client, method, path, body, reply, err);
 	free(path);
 	json_decref(body);
 	return rc;
@@ -649,17 +697,17 @@ cli_print_done(const struct cli *cli, const struct client_reply *reply, const ch
 }
 
 int
-cli_only_options(const struct cli *cli, unsigned allowed, const char *command, struct error *err)
+cli_only_options(const struct cli *cli, uint64_t allowed, const char *command, struct error *err)
 {
-	unsigned extra = cli->given & ~allowed & ~(unsigned)OPT_PASSWORD_STDIN;
+	uint64_t extra = cli->given & ~allowed & ~(uint64_t)OPT_PASSWORD_STDIN;
 	int bit;
 
 	if (extra == 0)
 		return 0;
-	for (bit = 0; !(extra & (1u << bit)); bit++)
+	for (bit = 0; !(extra & (UINT64_C(1) << bit)); bit++)
 		;
-	return cli_usage_error(err, "option '--%s' does not apply to '%s'", option_name(1 << bit),
-	                       command);
+	return cli_usage_error(err, "option '--%s' does not apply to '%s'",
+	                       option_name(bit >= 32 ? OPT_MORE | (bit - 32) : 1 << bit), command);
 }
 
 int

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "client.h"
+#include "util/xalloc.h"
 
 #define BODY_MAX (16 * 1024 * 1024) /* far above any answer the API gives */
 
@@ -39,15 +40,11 @@ on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct buffer *buf = userdata;
 	size_t n = size * nmemb;
-	char *grown;
 
 	if (buf->len + n > BODY_MAX)
 		return 0; /* makes curl fail with CURLE_WRITE_ERROR */
-	grown = realloc(buf->data, buf->len + n + 1);
-	if (grown == NULL)
-		return 0;
-	memcpy(grown + buf->len, ptr, n);
-	buf->data = grown;
+	buf->data = xreallocarray(buf->data, buf->len + n + 1, 1);
+	memcpy(buf->data + buf->len, ptr, n);
 	buf->len += n;
 	buf->data[buf->len] = '\0';
 	return n;
@@ -58,31 +55,24 @@ client_path(const char *segment, ...)
 {
 	va_list ap;
 	const char *s;
-	char *path = NULL, *escaped, *grown;
+	char *path = NULL, *escaped;
 	size_t len = 0, n;
 
 	va_start(ap, segment);
 	for (s = segment; s != NULL; s = va_arg(ap, const char *)) {
-		/* The handle argument is unused since curl 7.82. */
+		/* The handle argument is unused since curl 7.82; NULL means
+		 * out of memory. */
 		if ((escaped = curl_easy_escape(NULL, s, 0)) == NULL)
-			goto bad;
+			abort();
 		n = strlen(escaped);
-		if ((grown = realloc(path, len + n + 2)) == NULL) {
-			curl_free(escaped);
-			goto bad;
-		}
-		path = grown;
+		path = xreallocarray(path, len + n + 2, 1);
 		path[len] = '/';
 		memcpy(path + len + 1, escaped, n + 1);
 		len += n + 1;
 		curl_free(escaped);
 	}
 	va_end(ap);
-	return path != NULL ? path : strdup("/");
-bad:
-	va_end(ap);
-	free(path);
-	return NULL;
+	return path != NULL ? path : xstrdup("/");
 }
 
 /* Sets credentials: Basic for a user, Bearer for a token, else netrc. */
@@ -104,7 +94,7 @@ set_credentials(CURL *curl, const struct client *c, struct curl_slist **headers,
 			return error_set(err, 0, "the token is not a valid token");
 		snprintf(line, sizeof(line), "Authorization: Bearer %s", c->token);
 		if ((grown = curl_slist_append(*headers, line)) == NULL)
-			return error_set(err, 0, "out of memory");
+			abort(); /* out of memory */
 		*headers = grown;
 		return 0;
 	}
@@ -155,9 +145,13 @@ static void
 set_common_options(CURL *curl, const struct client *c, const char *url, const char *method,
                    struct buffer *buf, char *errbuf)
 {
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "clustermgmt/" CM_VERSION);
+	/* curl copies these strings; a copy it cannot make is out of memory,
+	 * not a request that cannot reach the server (xalloc.h) */
+	if (curl_easy_setopt(curl, CURLOPT_URL, url) == CURLE_OUT_OF_MEMORY ||
+	    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method) == CURLE_OUT_OF_MEMORY ||
+	    curl_easy_setopt(curl, CURLOPT_USERAGENT, "clustermgmt/" CM_VERSION) ==
+	        CURLE_OUT_OF_MEMORY)
+		abort();
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT, c->timeout_s > 0 ? c->timeout_s : 30L);
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -212,11 +206,9 @@ client_call(const struct client *c, const char *method, const char *path, json_t
 
 	while (base_len > 0 && c->base_url[base_len - 1] == '/')
 		base_len--;
-	if ((url = malloc(base_len + strlen(path) + 1)) == NULL ||
-	    (curl = curl_easy_init()) == NULL) {
-		error_set(err, 0, "out of memory");
-		goto done;
-	}
+	url = xmalloc(base_len + strlen(path) + 1);
+	if ((curl = curl_easy_init()) == NULL)
+		abort(); /* out of memory: curl_global_init has succeeded */
 	memcpy(url, c->base_url, base_len);
 	strcpy(url + base_len, path);
 	set_common_options(curl, c, url, method, &buf, errbuf);
@@ -226,15 +218,15 @@ client_call(const struct client *c, const char *method, const char *path, json_t
 		goto done;
 	}
 	if (body != NULL) {
-		if ((payload = json_dumps(body, JSON_COMPACT)) == NULL) {
-			error_set(err, 0, "out of memory");
-			goto done;
-		}
+		if ((payload = json_dumps(body, JSON_COMPACT)) == NULL)
+			abort(); /* out of memory: a json_t always serialises */
 		headers = curl_slist_append(headers, "Content-Type: application/json");
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload);
 	}
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 	if ((code = curl_easy_perform(curl)) != CURLE_OK) {
+		if (code == CURLE_OUT_OF_MEMORY)
+			abort(); /* not "unreachable": the one policy (xalloc.h) */
 		transport_error(curl, code, errbuf, c, err);
 		goto done;
 	}

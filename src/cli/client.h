@@ -58,7 +58,7 @@ void client_reply_free(struct client_reply *reply);
 
 /* Builds "/seg1/seg2/..." from a NULL-terminated list of segments, each
  * percent-encoded, so names with '/', '?', ' ' etc. stay one segment.
- * Returns a malloc'd string the caller frees, or NULL when out of memory. */
+ * Returns a malloc'd string the caller frees. */
 char *client_path(const char *segment, ...) __attribute__((sentinel));
 
 #endif

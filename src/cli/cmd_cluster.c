@@ -30,8 +30,6 @@ print_clusters_table(const json_t *answer)
 	json_t *cluster;
 	size_t i;
 
-	if (t == NULL)
-		return;
 	json_array_foreach(json_object_get(answer, "clusters"), i, cluster)
 	{
 		row[0] = output_field(cluster, "name");
@@ -39,8 +37,7 @@ print_clusters_table(const json_t *answer)
 		row[2] = int_field(cluster, "version", version, sizeof(version));
 		row[3] = int_field(cluster, "nodes", nodes, sizeof(nodes));
 		row[4] = int_field(cluster, "online", online, sizeof(online));
-		if (table_add_row(t, row) < 0)
-			break;
+		table_add_row(t, row);
 	}
 	table_print(t, stdout);
 	table_free(t);

@@ -20,8 +20,6 @@ print_daemons_table(const json_t *answer)
 	json_t *d;
 	size_t i;
 
-	if (t == NULL)
-		return;
 	clock_gettime(CLOCK_REALTIME, &now);
 	json_array_foreach(json_object_get(answer, "daemons"), i, d)
 	{
@@ -39,8 +37,7 @@ print_daemons_table(const json_t *answer)
 		row[4] = json_is_true(json_object_get(d, "stale"))  ? "stale"
 		         : json_is_true(json_object_get(d, "self")) ? "ok (this one)"
 		                                                    : "ok";
-		if (table_add_row(t, row) < 0)
-			break;
+		table_add_row(t, row);
 	}
 	table_print(t, stdout);
 	table_free(t);

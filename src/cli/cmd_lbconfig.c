@@ -23,12 +23,14 @@
 #include "command.h"
 #include "lb/lbconfig.h"
 #include "util/timefmt.h"
+#include "util/url.h"
+#include "util/xalloc.h"
 
 #define AGENT_PORT_DEFAULT 8081 /* by convention: HTTP on 8080, agent on 8081 */
 #define HOST_MAX 256
 
 static const char usage[] =
-    "lbconfig varnish|haproxy|nginx [--interval D] [--timeout D] [--fall K] [--rise K] "
+    "lbconfig varnish|haproxy|nginx [--lb NAME] [--interval D] [--timeout D] [--fall K] [--rise K] "
     "[--agent HOST:PORT|none] [--probe-via node|daemon|HOST:PORT] [--probe-url URL] "
     "[--listen ADDR]";
 
@@ -59,7 +61,7 @@ parse_server_url(const char *url, struct daemon_address *d, struct error *err)
 	int rc = -1;
 
 	if (u == NULL)
-		return cli_usage_error(err, "out of memory");
+		abort(); /* out of memory */
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
@@ -120,21 +122,17 @@ static int
 parse_host_port(const char *s, const char *option, const struct daemon_address *d, char *host,
                 int *port, struct error *err)
 {
-	const char *colon = strrchr(s, ':');
-	const char *digits = colon != NULL ? colon + 1 : s;
-	char *end;
-	long n;
+	char with_host[HOST_MAX + 16];
+	const char *text = s;
+	int is_v6;
 
-	errno = 0;
-	n = strtol(digits, &end, 10);
-	if (errno != 0 || end == digits || *end != '\0' || n < 1 || n > 65535 ||
-	    (colon != NULL && (colon == s || (size_t)(colon - s) >= HOST_MAX)))
+	if (strchr(s, ':') == NULL) { /* PORT alone: on the --server host */
+		snprintf(with_host, sizeof(with_host), "[%s]:%.7s", d->host, s);
+		text = with_host;
+	}
+	if (hostport_split(text, host, HOST_MAX, port, &is_v6) != 0 || host[0] == '\0' ||
+	    *port == 0)
 		return cli_usage_error(err, "bad --%s '%s': give HOST:PORT or PORT", option, s);
-	if (colon != NULL)
-		copy_host(host, HOST_MAX, s, (size_t)(colon - s));
-	else
-		snprintf(host, HOST_MAX, "%s", d->host);
-	*port = (int)n;
 	return 0;
 }
 
@@ -153,6 +151,7 @@ options_from_cli(const struct cli *cli, enum lb_kind kind, const struct daemon_a
 		return CLI_USAGE;
 	if (cli->probe_url != NULL)
 		o->probe_url = cli->probe_url;
+	o->lb = cli->lb;
 	if (cli->listen != NULL)
 		o->listen = cli->listen;
 	if (cli->probe_via == NULL || strcmp(cli->probe_via, "node") == 0)
@@ -202,7 +201,7 @@ find_mount(const json_t *clusters, const char *name)
 }
 
 /* The nodes of a GET /v1/clusters/{c}/nodes answer; strings borrowed
- * from it. Returns a calloc'd array (n may be 0), or NULL. */
+ * from it. Returns a calloc'd array (n may be 0). */
 static struct lb_node *
 nodes_from_json(const json_t *answer, size_t *n)
 {
@@ -211,8 +210,7 @@ nodes_from_json(const json_t *answer, size_t *n)
 	size_t i;
 
 	*n = json_array_size(list);
-	if ((nodes = calloc(*n + 1, sizeof(*nodes))) == NULL)
-		return NULL;
+	nodes = xcalloc(*n + 1, sizeof(*nodes));
 	json_array_foreach(list, i, node)
 	{
 		const char *name = json_string_value(json_object_get(node, "name"));
@@ -240,10 +238,7 @@ generate_and_print(enum lb_kind kind, struct lb_options *o, const json_t *cluste
 		error_set(err, 404, "cluster '%s' not found", o->cluster);
 		return CLI_REFUSED;
 	}
-	if ((nodes = nodes_from_json(node_list, &n)) == NULL) {
-		error_set(err, 0, "out of memory");
-		return CLI_REFUSED;
-	}
+	nodes = nodes_from_json(node_list, &n);
 	text = lbconfig_generate(kind, o, nodes, n, &gen_err);
 	free(nodes);
 	if (text == NULL) {
@@ -258,7 +253,7 @@ generate_and_print(enum lb_kind kind, struct lb_options *o, const json_t *cluste
 int
 cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	static const unsigned allowed = OPT_INTERVAL | OPT_TIMEOUT | OPT_FALL | OPT_RISE |
+	static const uint64_t allowed = OPT_LB | OPT_INTERVAL | OPT_TIMEOUT | OPT_FALL | OPT_RISE |
 	                                OPT_AGENT | OPT_PROBE_VIA | OPT_PROBE_URL | OPT_LISTEN;
 	char agent_host[HOST_MAX], daemon_host[HOST_MAX];
 	struct client_reply clusters, nodes;

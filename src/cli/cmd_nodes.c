@@ -18,16 +18,13 @@ print_nodes_table(const json_t *answer)
 	json_t *node;
 	size_t i;
 
-	if (t == NULL)
-		return;
 	json_array_foreach(json_object_get(answer, "nodes"), i, node)
 	{
 		row[0] = output_field(node, "name");
 		row[1] = output_field(node, "address");
 		row[2] = output_field(node, "check");
 		row[3] = output_field(node, "status");
-		if (table_add_row(t, row) < 0)
-			break;
+		table_add_row(t, row);
 	}
 	table_print(t, stdout);
 	table_free(t);

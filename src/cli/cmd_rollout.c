@@ -36,6 +36,9 @@
 #include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
+#include "util/timefmt.h"
+#include "util/utf8.h"
+#include "util/xalloc.h"
 #include "wait.h"
 
 #define DEFAULT_DRAIN_TIMEOUT_MS (60 * 1000)
@@ -75,7 +78,8 @@ struct rollout_node {
 	char **env;          /* the command's environment */
 	int64_t started, drain_ms, command_ms, warmup_ms, ready_ms, total_ms; /* -1: not reached */
 	enum rollout_result result;
-	char error[512]; /* why it failed, "" otherwise */
+	char error[512];                      /* why it failed, "" otherwise */
+	char drained_by[768], in_flight[384]; /* the evidence of its drain */
 };
 
 struct rollout {
@@ -86,6 +90,8 @@ struct rollout {
 	json_int_t min_online; /* -1: not given */
 	int64_t ttl_s, drain_timeout_ms, ready_timeout_ms;
 	struct wait_args drained, serving;
+	struct wait_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
+	size_t n_lbs;
 	int is_dry_run;
 	struct client_reply list; /* the node list, which owns the names */
 	struct rollout_node *nodes;
@@ -214,18 +220,12 @@ make_id(char *buf, size_t size)
 static void
 clean_reason(char *s)
 {
-	size_t len = strlen(s), i, lead;
-	unsigned char c;
+	size_t len = strlen(s), i;
 
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
 			s[i] = ' ';
-	for (lead = len; lead > 0 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80; lead--)
-		;
-	if (lead == 0 || (c = (unsigned char)s[lead - 1]) < 0xc0)
-		return;
-	if (len - (lead - 1) < (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u))
-		s[lead - 1] = '\0';
+	s[utf8_complete_length(s, len)] = '\0';
 }
 
 /* "rollout ID: COMMAND", within the API's limit. */
@@ -246,18 +246,16 @@ copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-/* text with every {node} and {address} replaced; malloc'd, NULL when out
- * of memory. Names and addresses are restricted to characters that mean
- * nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
+/* text with every {node} and {address} replaced; malloc'd. Names and addresses are restricted to
+ * characters that mean nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
 static char *
 substitute(const char *text, const char *node, const char *address)
 {
 	size_t size = strlen(text) + 1, used = 0, n;
 	const char *p, *with;
-	char *out, *grown;
+	char *out;
 
-	if ((out = malloc(size)) == NULL)
-		return NULL;
+	out = xmalloc(size);
 	for (p = text; *p != '\0';) {
 		with = NULL;
 		if (strncmp(p, "{node}", 6) == 0)
@@ -269,11 +267,7 @@ substitute(const char *text, const char *node, const char *address)
 			continue;
 		}
 		size += strlen(with);
-		if ((grown = realloc(out, size)) == NULL) {
-			free(out);
-			return NULL;
-		}
-		out = grown;
+		out = xreallocarray(out, size, 1);
 		memcpy(out + used, with, strlen(with));
 		used += strlen(with);
 		p += n;
@@ -301,18 +295,13 @@ make_env(const struct rollout *r, const struct rollout_node *node)
 
 	while (environ[n] != NULL)
 		n++;
-	if ((env = calloc(n + 5, sizeof(*env))) == NULL)
-		return NULL;
+	env = xcalloc(n + 5, sizeof(*env));
 	if (asprintf(&env[0], "CLUSTERMGMT_NODE=%s", node->name) < 0 ||
 	    asprintf(&env[1], "CLUSTERMGMT_ADDRESS=%s",
 	             node->address != NULL ? node->address : "") < 0 ||
 	    asprintf(&env[2], "CLUSTERMGMT_CLUSTER=%s", r->cli->cluster) < 0 ||
-	    asprintf(&env[3], "CLUSTERMGMT_ROLLOUT=%s", r->id) < 0) {
-		for (i = 0; i < 4; i++)
-			free(env[i]);
-		free(env);
-		return NULL;
-	}
+	    asprintf(&env[3], "CLUSTERMGMT_ROLLOUT=%s", r->id) < 0)
+		abort(); /* out of memory */
 	used = 4;
 	for (i = 0; i < n; i++)
 		if (!is_ours(environ[i]))
@@ -358,8 +347,7 @@ select_nodes(struct rollout *r, struct error *err)
 	size_t i;
 	int j;
 
-	if ((r->nodes = calloc(json_array_size(all) + 1, sizeof(*r->nodes))) == NULL)
-		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	r->nodes = xcalloc(json_array_size(all) + 1, sizeof(*r->nodes));
 	if (spec == NULL || strcmp(spec, "all") == 0) {
 		json_array_foreach(all, i, node)
 		{
@@ -370,8 +358,7 @@ select_nodes(struct rollout *r, struct error *err)
 			       CLI_REFUSED;
 		return CLI_OK;
 	}
-	if ((copy = strdup(spec)) == NULL)
-		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	copy = xstrdup(spec);
 	if (spec[0] == '\0' || spec[0] == ',' || spec[strlen(spec) - 1] == ',' ||
 	    strstr(spec, ",,") != NULL)
 		goto bad_list;
@@ -427,9 +414,9 @@ prepare_nodes(struct rollout *r, struct error *err)
 			                 rn->name, r->cli->n_warmup > 0 ? "--warmup" : "{address}",
 			                 rn->name),
 			       CLI_REFUSED;
-		if ((rn->command = substitute(r->exec, rn->name, rn->address)) == NULL ||
-		    (!r->is_dry_run && (rn->env = make_env(r, rn)) == NULL))
-			return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+		rn->command = substitute(r->exec, rn->name, rn->address);
+		if (!r->is_dry_run)
+			rn->env = make_env(r, rn);
 	}
 	return CLI_OK;
 }
@@ -443,24 +430,23 @@ load_plan(struct rollout *r, struct error *err)
 	              NULL, &r->list, err);
 	if (rc != CLI_OK)
 		return rc;
-	if ((rc = select_nodes(r, err)) != CLI_OK)
+	if ((rc = select_nodes(r, err)) != CLI_OK ||
+	    (rc = wait_load_lbs(r->cli, r->lbs, &r->n_lbs, err)) != CLI_OK)
 		return rc;
 	return prepare_nodes(r, err);
 }
 
+/* "-" for a step not taken, "12.3s" under a minute, else as
+ * duration_format ("4m10s"). */
 static void
 format_duration(int64_t ms, char *buf, size_t size)
 {
 	if (ms < 0)
 		snprintf(buf, size, "-");
 	else if (ms < 60 * 1000)
-		snprintf(buf, size, "%.1fs", seconds(ms));
-	else if (ms >= 3600 * 1000)
-		snprintf(buf, size, "%lldh%02lldm", (long long)(ms / 3600000),
-		         (long long)(ms % 3600000 / 60000));
+		snprintf(buf, size, "%.1fs", seconds(ms)); /* commands' timings: tenths count */
 	else
-		snprintf(buf, size, "%lldm%02llds", (long long)(ms / 60000),
-		         (long long)(ms % 60000 / 1000));
+		duration_format(ms, buf, size);
 }
 
 static void
@@ -476,8 +462,7 @@ print_plan(const struct rollout *r)
 	format_duration(r->ready_timeout_ms, ready, sizeof(ready));
 	printf("dry run, nothing is changed: rollout of %d node%s in cluster '%s', %d at a time\n",
 	       r->n, r->n == 1 ? "" : "s", r->cli->cluster, r->batch);
-	if ((t = table_new(4, header)) == NULL)
-		return;
+	t = table_new(4, header);
 	for (i = 0; i < r->n; i++) {
 		const char *row[4];
 		snprintf(batch, sizeof(batch), "%d", i / r->batch + 1);
@@ -561,7 +546,8 @@ struct wait_ctx {
 	int is_drain;
 };
 
-/* "app1: drained by 2 probers in 1.2s". */
+/* "app1: drained by 2 probers in 1.2s (hap1: agent answered 'maint' at
+ * +0.21s; v1: 2 failing answers at +0.43s); in flight: hap1: 0". */
 static void
 on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 {
@@ -572,18 +558,24 @@ on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 	(void)a;
 	for (i = 0; i < c->nb; i++)
 		if (strcmp(c->b[i].name, w->name) == 0) {
-			if (c->is_drain)
+			if (c->is_drain) {
 				c->b[i].drain_ms = took;
-			else
+				copy_text(c->b[i].drained_by, sizeof(c->b[i].drained_by),
+				          w->evidence);
+				copy_text(c->b[i].in_flight, sizeof(c->b[i].in_flight),
+				          w->in_flight);
+			} else
 				c->b[i].ready_ms = took;
 		}
 	if (w->had_no_probers)
-		progress(c->r, "%s: no load balancer probes it; waited %.1fs", w->name,
-		         seconds(took));
+		progress(c->r, "%s: no load balancer probes it; waited %.1fs%s%s", w->name,
+		         seconds(took), c->is_drain ? "; in flight: " : "",
+		         c->is_drain ? w->in_flight : "");
 	else
-		progress(c->r, "%s: %s by %zu prober%s in %.1fs", w->name,
+		progress(c->r, "%s: %s by %zu prober%s in %.1fs (%s)%s%s", w->name,
 		         c->is_drain ? "drained" : "served", w->n_probers,
-		         w->n_probers == 1 ? "" : "s", seconds(took));
+		         w->n_probers == 1 ? "" : "s", seconds(took), w->evidence,
+		         c->is_drain ? "; in flight: " : "", c->is_drain ? w->in_flight : "");
 }
 
 static int
@@ -597,8 +589,8 @@ wait_batch(struct rollout *r, struct rollout_node *b, int nb, int is_drain, int6
 	memset(w, 0, sizeof(w));
 	for (i = 0; i < nb; i++)
 		w[i].name = b[i].name;
-	return wait_for_nodes(r->cli, w, nb, is_drain ? &r->drained : &r->serving, on_wait_done,
-	                      &ctx, err);
+	return wait_for_nodes(r->cli, w, nb, r->lbs, r->n_lbs, is_drain ? &r->drained : &r->serving,
+	                      on_wait_done, &ctx, err);
 }
 
 static int
@@ -654,10 +646,8 @@ get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
 	long status = 0;
 	CURLcode cc;
 
-	if (h == NULL) {
-		snprintf(why, size, "out of memory");
-		return 0;
-	}
+	if (h == NULL)
+		abort(); /* out of memory */
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_NOPROXY, "*"); /* node addresses are direct */
@@ -886,8 +876,7 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 	int i;
 
 	fputc('\n', r->progress);
-	if ((t = table_new(7, header)) == NULL)
-		return;
+	t = table_new(7, header);
 	for (i = 0; i < r->n; i++) {
 		const struct rollout_node *n = &r->nodes[i];
 		const char *row[7];
@@ -907,6 +896,12 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 	}
 	table_print(t, r->progress);
 	table_free(t);
+	for (i = 0; i < r->n; i++)
+		if (r->nodes[i].drain_ms >= 0)
+			fprintf(r->progress, "%s: drained by %s; in flight: %s\n", r->nodes[i].name,
+			        r->nodes[i].drained_by[0] != '\0' ? r->nodes[i].drained_by
+			                                          : "(no probers)",
+			        r->nodes[i].in_flight);
 	if (rc == CLI_OK)
 		fprintf(r->progress, "rollout %s: %d node%s done in %.1fs\n", r->id, r->n,
 		        r->n == 1 ? "" : "s", seconds(took));
@@ -930,13 +925,14 @@ print_summary_json(const struct rollout *r, int rc, int64_t took, const struct e
 		const struct rollout_node *n = &r->nodes[i];
 		json_array_append_new(
 		    nodes,
-		    json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:o, s:o, s:o, s:o, s:o}", "name",
-		              n->name, "address", n->address, "command", n->command, "result",
-		              rollout_result_names[n->result], "error",
-		              n->error[0] != '\0' ? n->error : NULL, "drain_ms",
-		              ms_or_null(n->drain_ms), "command_ms", ms_or_null(n->command_ms),
-		              "warmup_ms", ms_or_null(n->warmup_ms), "ready_ms",
-		              ms_or_null(n->ready_ms), "total_ms", ms_or_null(n->total_ms)));
+		    json_pack("{s:s, s:s?, s:s, s:s, s:s?, s:s, s:s, s:o, s:o, s:o, s:o, s:o}",
+		              "name", n->name, "address", n->address, "command", n->command,
+		              "result", rollout_result_names[n->result], "error",
+		              n->error[0] != '\0' ? n->error : NULL, "drained_by", n->drained_by,
+		              "in_flight", n->in_flight, "drain_ms", ms_or_null(n->drain_ms),
+		              "command_ms", ms_or_null(n->command_ms), "warmup_ms",
+		              ms_or_null(n->warmup_ms), "ready_ms", ms_or_null(n->ready_ms),
+		              "total_ms", ms_or_null(n->total_ms)));
 	}
 	doc = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:o}", "rollout", r->id, "cluster",
 	                r->cli->cluster, "result",
@@ -1020,7 +1016,7 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	                           OPT_NODES | OPT_EXEC | OPT_WARMUP | OPT_BATCH | OPT_MIN_ONLINE |
 	                               OPT_FALL | OPT_DRAIN_TIMEOUT | OPT_READY_TIMEOUT |
 	                               OPT_DRY_RUN | OPT_TTL | OPT_WINDOW | OPT_NO_PROBERS_DELAY |
-	                               OPT_REQUIRE_PROBERS,
+	                               OPT_REQUIRE_PROBERS | OPT_DRAIN_GRACE,
 	                           "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "

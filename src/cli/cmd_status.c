@@ -54,8 +54,7 @@ print_status_table(const json_t *answer)
 		if (output_field(node, "check") != NULL)
 			ncols = 6;
 	}
-	if ((t = table_new(ncols, header)) == NULL)
-		return;
+	t = table_new(ncols, header);
 	json_array_foreach(nodes, i, node)
 	{
 		row[0] = output_field(node, "name");
@@ -66,8 +65,7 @@ print_status_table(const json_t *answer)
 		row[4] = output_relative_time(output_field(node, "expires_at"), now, expires,
 		                              sizeof(expires));
 		row[5] = check_cell(node, check, sizeof(check));
-		if (table_add_row(t, row) < 0)
-			break;
+		table_add_row(t, row);
 	}
 	table_print(t, stdout);
 	table_free(t);

@@ -24,15 +24,12 @@ print_users_table(const json_t *answer)
 	json_t *user;
 	size_t i;
 
-	if (t == NULL)
-		return;
 	json_array_foreach(json_object_get(answer, "users"), i, user)
 	{
 		row[0] = output_field(user, "name");
 		row[1] = output_field(user, "role");
 		row[2] = output_field(user, "created_at");
-		if (table_add_row(t, row) < 0)
-			break;
+		table_add_row(t, row);
 	}
 	table_print(t, stdout);
 	table_free(t);
@@ -124,8 +121,6 @@ print_tokens_table(const json_t *answer)
 	json_t *token;
 	size_t i;
 
-	if (t == NULL)
-		return;
 	json_array_foreach(json_object_get(answer, "tokens"), i, token)
 	{
 		row[0] = output_field(token, "id");
@@ -133,8 +128,7 @@ print_tokens_table(const json_t *answer)
 		row[2] = output_field(token, "description");
 		row[3] = output_field(token, "created_by");
 		row[4] = output_field(token, "created_at");
-		if (table_add_row(t, row) < 0)
-			break;
+		table_add_row(t, row);
 	}
 	table_print(t, stdout);
 	table_free(t);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "command.h"
+#include "util/xalloc.h"
 #include "wait.h"
 
 static int
@@ -27,7 +28,8 @@ parse_args(const struct cli *cli, struct wait_args *a, struct error *err)
 	return 0;
 }
 
-/* "node1: drained by 2 probers (3 answers in a row)". */
+/* "node1: drained by 2 load balancers (hap1: agent answered 'maint';
+ * v1: 2 failing answers); in flight: hap1: 0 in flight". */
 static void
 print_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 {
@@ -36,12 +38,15 @@ print_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 	if (cli->is_json)
 		return;
 	if (w->had_no_probers)
-		printf("%s: no probers; waited %llds\n", w->name,
+		printf("%s: no probers; waited %llds", w->name,
 		       (long long)a->no_probers_delay_ms / 1000);
 	else
-		printf("%s: %s by %zu prober%s (%ld answers in a row)\n", w->name,
+		printf("%s: %s by %zu prober%s (%s)", w->name,
 		       a->want_serving ? "served" : "drained", w->n_probers,
-		       w->n_probers == 1 ? "" : "s", a->fall);
+		       w->n_probers == 1 ? "" : "s", w->evidence);
+	if (!a->want_serving)
+		printf("; in flight: %s", w->in_flight);
+	putchar('\n');
 	fflush(stdout);
 }
 
@@ -54,8 +59,10 @@ print_json(const struct wait_node *nodes, int n)
 
 	for (i = 0; i < n; i++)
 		json_object_set_new(list, nodes[i].name,
-		                    json_pack("{s:b, s:I}", "done", nodes[i].is_done, "probers",
-		                              (json_int_t)nodes[i].n_probers));
+		                    json_pack("{s:b, s:I, s:s, s:s, s:s}", "done", nodes[i].is_done,
+		                              "probers", (json_int_t)nodes[i].n_probers, "evidence",
+		                              nodes[i].evidence, "in_flight", nodes[i].in_flight,
+		                              "pending", nodes[i].is_done ? "" : nodes[i].pending));
 	json_object_set_new(doc, "nodes", list);
 	if ((text = json_dumps(doc, JSON_SORT_KEYS)) != NULL)
 		puts(text);
@@ -67,23 +74,27 @@ int
 cmd_wait(struct cli *cli, int nargs, char **args, struct error *err)
 {
 	static const char usage[] = "wait NAME... --drained|--serving [--fall K] [--timeout D] "
-	                            "[--window D] [--no-probers-delay D | --require-probers]";
+	                            "[--window D] [--no-probers-delay D | --require-probers] "
+	                            "[--drain-grace D]";
+	struct wait_lb lbs[WAIT_LBS_MAX];
 	struct wait_args a;
 	struct wait_node *nodes;
+	size_t n_lbs;
 	int i, rc;
 
 	if ((rc = cli_only_options(cli,
 	                           OPT_DRAINED | OPT_SERVING | OPT_FALL | OPT_TIMEOUT | OPT_WINDOW |
-	                               OPT_NO_PROBERS_DELAY | OPT_REQUIRE_PROBERS,
+	                               OPT_NO_PROBERS_DELAY | OPT_REQUIRE_PROBERS | OPT_DRAIN_GRACE,
 	                           "wait", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, -1, usage, err)) != 0 ||
 	    (rc = parse_args(cli, &a, err)) != 0)
 		return rc;
-	if ((nodes = calloc((size_t)nargs, sizeof(*nodes))) == NULL)
-		return error_set(err, 0, "out of memory"), CLI_UNREACHABLE;
+	if ((rc = wait_load_lbs(cli, lbs, &n_lbs, err)) != CLI_OK)
+		return rc;
+	nodes = xcalloc((size_t)nargs, sizeof(*nodes));
 	for (i = 0; i < nargs; i++)
 		nodes[i].name = args[i];
-	rc = wait_for_nodes(cli, nodes, nargs, &a, print_done, cli, err);
+	rc = wait_for_nodes(cli, nodes, nargs, lbs, n_lbs, &a, print_done, cli, err);
 	if (cli->is_json && (rc == CLI_OK || rc == CLI_TIMEOUT))
 		print_json(nodes, nargs);
 	free(nodes);

@@ -16,12 +16,15 @@
 #ifndef CM_COMMAND_H
 #define CM_COMMAND_H
 
+#include <stdint.h>
+
 #include "client.h"
 #include "core/error.h"
 
 /* Command options, as bits of struct cli.given; they must stay below
- * 1 << 30, which cli.c uses to mark the global options. Global options are not
- * listed: every command accepts them. */
+ * 1 << 29: getopt's value for each is its bit, 1 << 29 marks the options
+ * beyond these 29 (below) and 1 << 30 the global options. Global options
+ * are not listed: every command accepts them. */
 enum cli_option {
 	OPT_REASON = 1 << 0,
 	OPT_TTL = 1 << 1,
@@ -54,17 +57,28 @@ enum cli_option {
 	OPT_DRY_RUN = 1 << 28,          /* rollout: print the plan, change nothing */
 };
 
+/* More options, as bits 32 and up of struct cli.given; getopt's value for
+ * bit 32 + k is OPT_MORE | k (cli.c). */
+#define OPT_MORE (1 << 29)
+#define OPT_MORE_BIT(k) (UINT64_C(1) << (32 + (k)))
+#define OPT_LB OPT_MORE_BIT(0)          /* lbconfig: the load balancer's name */
+#define OPT_DRAIN_GRACE OPT_MORE_BIT(1) /* wait, rollout: in-flight fallback time */
+#define OPT_KIND OPT_MORE_BIT(2)        /* lb add: haproxy|varnish|nginx|other */
+#define OPT_RUNTIME OPT_MORE_BIT(3)     /* lb add: runtime API address */
+#define OPT_BACKEND OPT_MORE_BIT(4)     /* lb add: the HAProxy backend */
+
 #define CLI_WARMUP_MAX 16 /* --warmup paths kept; more is a usage error */
 
 struct cli {
 	struct client client;
 	const char *cluster; /* --cluster, default "default" */
 	int is_json;         /* --json: print the server's document */
-	unsigned given;      /* enum cli_option bits seen on the command line */
+	uint64_t given;      /* enum cli_option and OPT_MORE_BIT bits seen */
 	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;
 	const char *timeout, *fall, *rise, *interval, *agent, *probe_via, *probe_url, *listen;
 	const char *window, *no_probers_delay;
 	const char *nodes, *exec, *batch, *drain_timeout, *ready_timeout;
+	const char *lb, *drain_grace, *kind, *runtime, *backend;
 	const char *warmup[CLI_WARMUP_MAX]; /* --warmup, in order */
 	int n_warmup;                       /* how many were given (may exceed the array) */
 };
@@ -82,6 +96,7 @@ int cmd_cluster(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_user(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_token(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_lb(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_wait(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_daemons(struct cli *cli, int nargs, char **args, struct error *err);
@@ -98,8 +113,8 @@ struct subcommand {
 int cli_dispatch(struct cli *cli, const char *group, const struct subcommand *subs, size_t n,
                  int nargs, char **args, struct error *err);
 
-/* Calls the server (client_call) and takes ownership of path and body,
- * which may be NULL for "out of memory" (path) or "no body". */
+/* Calls the server (client_call) and takes ownership of path and body
+ * (body NULL for none). */
 int cli_call(struct cli *cli, const char *method, char *path, json_t *body,
              struct client_reply *reply, struct error *err);
 
@@ -116,7 +131,7 @@ int cli_print_done(const struct cli *cli, const struct client_reply *reply, cons
 /* Returns 0 when the command options given are all in allowed, else
  * CLI_USAGE with err naming the first option that does not apply to
  * command (e.g. "nodes list"). */
-int cli_only_options(const struct cli *cli, unsigned allowed, const char *command,
+int cli_only_options(const struct cli *cli, uint64_t allowed, const char *command,
                      struct error *err);
 
 /* Fills err with the sentence fmt and returns CLI_USAGE. */

@@ -11,6 +11,9 @@
 #include <time.h>
 
 #include "output.h"
+#include "util/timefmt.h"
+#include "util/utf8.h"
+#include "util/xalloc.h"
 
 struct table {
 	size_t ncols;
@@ -18,15 +21,13 @@ struct table {
 	char **cells; /* nrows * ncols, row-major */
 };
 
-/* A copy of s with control characters replaced, or NULL. */
+/* A copy of s with control characters replaced. */
 static char *
 cell_copy(const char *s)
 {
-	char *copy = strdup(s != NULL ? s : "-");
+	char *copy = xstrdup(s != NULL ? s : "-");
 	char *p;
 
-	if (copy == NULL)
-		return NULL;
 	for (p = copy; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
@@ -36,61 +37,39 @@ cell_copy(const char *s)
 static size_t
 display_width(const char *s)
 {
-	size_t n = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
+	return utf8_length(s, strlen(s));
 }
 
 struct table *
 table_new(size_t ncols, const char *const *header)
 {
-	struct table *t = calloc(1, sizeof(*t));
+	struct table *t = xcalloc(1, sizeof(*t));
 
-	if (t == NULL)
-		return NULL;
 	t->ncols = ncols;
-	if (table_add_row(t, header) < 0) {
-		free(t);
-		return NULL;
-	}
+	table_add_row(t, header);
 	return t;
 }
 
-int
+void
 table_add_row(struct table *t, const char *const *cells)
 {
-	char **grown = realloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
 	char **row;
 	size_t i;
 
-	if (grown == NULL)
-		return -1;
-	t->cells = grown;
+	t->cells = xreallocarray(t->cells, (t->nrows + 1) * t->ncols, sizeof(char *));
 	row = t->cells + t->nrows * t->ncols;
-	for (i = 0; i < t->ncols; i++) {
-		if ((row[i] = cell_copy(cells[i])) == NULL)
-			goto bad;
-	}
+	for (i = 0; i < t->ncols; i++)
+		row[i] = cell_copy(cells[i]);
 	t->nrows++;
-	return 0;
-bad:
-	while (i-- > 0)
-		free(row[i]);
-	return -1;
 }
 
 void
 table_print(const struct table *t, FILE *out)
 {
-	size_t *width = calloc(t->ncols, sizeof(size_t));
+	size_t *width = xcalloc(t->ncols, sizeof(size_t));
 	size_t r, c, w;
 	const char *cell;
 
-	if (width == NULL)
-		return;
 	for (r = 0; r < t->nrows; r++)
 		for (c = 0; c < t->ncols; c++)
 			if ((w = display_width(t->cells[r * t->ncols + c])) > width[c])
@@ -132,22 +111,6 @@ output_json(const char *body, FILE *out)
 		fputc('\n', out);
 }
 
-/* "45s", "9m", "1h5m", "3d2h". */
-static void
-format_span(int64_t secs, char *buf, size_t size)
-{
-	if (secs < 60)
-		snprintf(buf, size, "%llds", (long long)secs);
-	else if (secs < 3600)
-		snprintf(buf, size, "%lldm", (long long)(secs / 60));
-	else if (secs < 86400)
-		snprintf(buf, size, "%lldh%lldm", (long long)(secs / 3600),
-		         (long long)(secs % 3600 / 60));
-	else
-		snprintf(buf, size, "%lldd%lldh", (long long)(secs / 86400),
-		         (long long)(secs % 86400 / 3600));
-}
-
 char *
 output_relative_time(const char *rfc3339, int64_t now_ms, char *buf, size_t size)
 {
@@ -170,10 +133,10 @@ output_relative_time(const char *rfc3339, int64_t now_ms, char *buf, size_t size
 	if (secs == 0) {
 		snprintf(buf, size, "now");
 	} else if (secs < 0) {
-		format_span(-secs, span, sizeof(span));
+		duration_format(-secs * 1000, span, sizeof(span));
 		snprintf(buf, size, "%s ago", span);
 	} else {
-		format_span(secs, span, sizeof(span));
+		duration_format(secs * 1000, span, sizeof(span));
 		snprintf(buf, size, "in %s", span);
 	}
 	return buf;

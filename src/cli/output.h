@@ -16,13 +16,12 @@
  * characters in them are shown as '?' so a row is always one line. */
 struct table;
 
-/* Returns a table with the given header (ncols cells), or NULL when out
- * of memory. Free with table_free. */
+/* Returns a table with the given header (ncols cells). Free with
+ * table_free. */
 struct table *table_new(size_t ncols, const char *const *header);
 
-/* Appends a row of ncols cells; a NULL cell is shown as "-". Returns 0,
- * or -1 when out of memory. */
-int table_add_row(struct table *t, const char *const *cells);
+/* Appends a row of ncols cells; a NULL cell is shown as "-". */
+void table_add_row(struct table *t, const char *const *cells);
 
 void table_print(const struct table *t, FILE *out);
 void table_free(struct table *t);
@@ -32,9 +31,9 @@ void table_free(struct table *t);
 void output_json(const char *body, FILE *out);
 
 /* The time between now_ms and an RFC 3339 time, in words, into buf:
- * "5m ago" for a past time, "in 9m" for a future one, "now" within a
- * second; "-" for NULL, the text itself when it does not parse. Units
- * are s, m, h, d; from an hour on two units ("1h5m"). Returns buf. */
+ * "4m10s ago" for a past time, "in 9m" for a future one, "now" within a
+ * second; "-" for NULL, the text itself when it does not parse. The span
+ * is util/timefmt.h's duration_format. Returns buf. */
 char *output_relative_time(const char *rfc3339, int64_t now_ms, char *buf, size_t size);
 
 /* The string value of key in obj, or NULL when absent, null, empty or not

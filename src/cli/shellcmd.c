@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "shellcmd.h"
+#include "util/xalloc.h"
 #include "wait.h"
 
 #define LINE_MAX_BYTES 4096
@@ -187,18 +188,14 @@ shellcmd_run_all(struct shellcmd *cmds, int n, FILE *out, FILE *errout, struct e
 		return error_set(err, 0, "at most 32 commands at once");
 	for (i = 0; i < n; i++) {
 		cmds[i].fds[0] = cmds[i].fds[1] = -1;
-		cmds[i].lines[0] = malloc(LINE_MAX_BYTES);
-		cmds[i].lines[1] = malloc(LINE_MAX_BYTES);
+		cmds[i].lines[0] = xmalloc(LINE_MAX_BYTES);
+		cmds[i].lines[1] = xmalloc(LINE_MAX_BYTES);
 		cmds[i].used[0] = cmds[i].used[1] = 0;
 		cmds[i].is_started = cmds[i].killed_by = cmds[i].exit_code = 0;
 		cmds[i].pid = 0;
 	}
-	for (i = 0; i < n && rc == 0; i++) {
-		if (cmds[i].lines[0] == NULL || cmds[i].lines[1] == NULL)
-			rc = error_set(err, 0, "out of memory");
-		else
-			rc = spawn_one(&cmds[i], err);
-	}
+	for (i = 0; i < n && rc == 0; i++)
+		rc = spawn_one(&cmds[i], err);
 	fflush(out);
 	fflush(errout);
 	while (tick(cmds, n, tos, start) > 0)

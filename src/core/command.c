@@ -47,6 +47,9 @@ command_free(struct command *c)
 	free(c->names);
 	free(c->address);
 	free(c->check);
+	free(c->lb_kind);
+	free(c->runtime);
+	free(c->backend);
 	free(c->path);
 	wipe_free(c->password);
 	free(c->password_hash);
@@ -119,6 +122,14 @@ apply_to_cluster(struct model *m, const struct command *c, const struct actor *w
 	case COMMAND_REMOVE_NODE:
 		rc = cluster_remove_node(cl, name, who, now, audit, err);
 		break;
+	case COMMAND_PUT_LB:
+		res->is_created = cluster_find_lb(cl, name) == NULL;
+		rc = cluster_put_lb(cl, name, c->lb_kind, c->runtime, c->backend, who, now, audit,
+		                    err);
+		break;
+	case COMMAND_REMOVE_LB:
+		rc = cluster_remove_lb(cl, name, who, now, audit, err);
+		break;
 	default:
 		abort(); /* command_apply sends only cluster commands here */
 	}
@@ -157,6 +168,8 @@ apply(struct model *m, const struct command *c, const struct actor *who, int64_t
 	case COMMAND_SET_NODE_LIST:
 	case COMMAND_PUT_NODE:
 	case COMMAND_REMOVE_NODE:
+	case COMMAND_PUT_LB:
+	case COMMAND_REMOVE_LB:
 		return apply_to_cluster(m, c, who, now, audit, res, err);
 	case COMMAND_ADD_CLUSTER:
 		if (model_add_cluster(m, cluster, c->path != NULL ? c->path : "", who, now, audit,

@@ -28,6 +28,8 @@ enum command_kind {
 	COMMAND_SET_NODE_LIST,  /* cluster, names */
 	COMMAND_PUT_NODE,       /* cluster, name, address, check */
 	COMMAND_REMOVE_NODE,    /* cluster, name */
+	COMMAND_PUT_LB,         /* cluster, name, lb_kind, runtime, backend */
+	COMMAND_REMOVE_LB,      /* cluster, name */
 	COMMAND_ADD_CLUSTER,    /* cluster, path */
 	COMMAND_REMOVE_CLUSTER, /* cluster */
 	COMMAND_PUT_USER,       /* name, role, password or password_hash, is_new_only */
@@ -43,7 +45,7 @@ struct command {
 	enum command_kind kind;
 	char *cluster; /* the cluster a command is about; for add/remove
 	                  cluster, the cluster's name */
-	char *name;    /* the node, user or token id */
+	char *name;    /* the node, load balancer, user or token id */
 
 	/* COMMAND_SET_STATUS */
 	struct change_set changes;
@@ -57,6 +59,11 @@ struct command {
 	/* COMMAND_PUT_NODE: NULL leaves the field as it is, "" clears it */
 	char *address;
 	char *check;
+
+	/* COMMAND_PUT_LB: runtime and backend NULL or "" for none */
+	char *lb_kind;
+	char *runtime;
+	char *backend;
 
 	/* COMMAND_ADD_CLUSTER */
 	char *path;
@@ -73,7 +80,7 @@ struct command {
 /* What an applied command did. */
 struct command_result {
 	int is_changed;     /* the model changed (an audit entry was written) */
-	int is_created;     /* put node / put user: it did not exist before */
+	int is_created;     /* put node / put lb / put user: it did not exist before */
 	int64_t version;    /* cluster commands: the cluster's version after;
 	                       0 for a removed cluster */
 	int64_t created_at; /* put user: the user's creation time */

@@ -3,18 +3,8 @@
  */
 #include <string.h>
 
+#include "../util/utf8.h"
 #include "limits.h"
-
-size_t
-utf8_length(const char *s, size_t bytes)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < bytes; i++)
-		if (((unsigned char)s[i] & 0xc0) != 0x80)
-			n++;
-	return n;
-}
 
 int
 password_check_length(const char *password, struct error *err)

@@ -32,10 +32,9 @@
 #define REQUEST_ENTITY_MAX (1024 * 1024)
 #define TTL_MAX_SECONDS (30LL * 24 * 3600) /* a status TTL: 1 s to 30 days (changeset.c) */
 #define CLUSTER_NODES_MAX 10000            /* nodes in one cluster */
-
-/* Characters of the UTF-8 text s[0..bytes): every byte that is not a
- * continuation byte starts one. The text is assumed valid UTF-8. */
-size_t utf8_length(const char *s, size_t bytes);
+#define CLUSTER_LBS_MAX 16                 /* named load balancers in one cluster */
+#define LB_RUNTIME_MAX 255                 /* a load balancer's runtime address: bytes */
+#define LB_BACKEND_MAX 127                 /* its HAProxy backend name: bytes */
 
 /* 0 when password (NUL-terminated) is PASSWORD_MIN to PASSWORD_MAX
  * bytes; else -1 with err (400) saying so. */

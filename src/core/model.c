@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/merge.h"
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "model.h"
 
@@ -197,36 +199,16 @@ path_is_below(const char *inner, const char *outer)
 	return strncmp(inner, outer, n) == 0 && inner[n] == '/';
 }
 
+/* A host name, an IPv4 address, or (is_v6: it was in brackets) an IPv6
+ * address; s is NUL-terminated at len. */
 static int
-port_is_valid(const char *s)
+host_is_valid(const char *s, size_t len, int is_v6)
 {
-	size_t i, len = strlen(s);
-	long port;
-
-	if (len == 0 || len > 5)
-		return 0;
-	for (i = 0; i < len; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-	port = strtol(s, NULL, 10);
-	return port >= 1 && port <= 65535;
-}
-
-/* A host name, an IPv4 address, or an IPv6 address in brackets. */
-static int
-host_is_valid(const char *s, size_t len)
-{
-	char v6[INET6_ADDRSTRLEN + 1];
 	unsigned char buf[sizeof(struct in6_addr)];
 	size_t i, label = 0;
 
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		if (len - 2 >= sizeof(v6))
-			return 0;
-		memcpy(v6, s + 1, len - 2);
-		v6[len - 2] = '\0';
-		return inet_pton(AF_INET6, v6, buf) == 1;
-	}
+	if (is_v6)
+		return inet_pton(AF_INET6, s, buf) == 1;
 	/* a host name (RFC 1123; an IPv4 address is one too): dot-separated
 	 * labels of 1-63 letters, digits, '-' or '_', not starting or ending
 	 * with '-' */
@@ -249,12 +231,13 @@ host_is_valid(const char *s, size_t len)
 int
 node_address_is_valid(const char *s)
 {
-	const char *colon;
+	char host[ADDRESS_MAX + 1];
+	int port, is_v6;
 
-	if (s == NULL || strnlen(s, ADDRESS_MAX + 1) > ADDRESS_MAX)
+	if (s == NULL || strnlen(s, ADDRESS_MAX + 1) > ADDRESS_MAX ||
+	    hostport_split(s, host, sizeof(host), &port, &is_v6) != 0)
 		return 0;
-	colon = strrchr(s, ':');
-	return colon != NULL && host_is_valid(s, (size_t)(colon - s)) && port_is_valid(colon + 1);
+	return port >= 1 && host_is_valid(host, strlen(host), is_v6);
 }
 
 int
@@ -361,6 +344,15 @@ node_clear(struct node *n)
 }
 
 static void
+lb_clear(struct lb *l)
+{
+	free(l->name);
+	free(l->kind);
+	free(l->runtime);
+	free(l->backend);
+}
+
+static void
 cluster_clear(struct cluster *c)
 {
 	size_t i;
@@ -368,6 +360,9 @@ cluster_clear(struct cluster *c)
 	for (i = 0; i < c->n_nodes; i++)
 		node_clear(&c->nodes[i]);
 	free(c->nodes);
+	for (i = 0; i < c->n_lbs; i++)
+		lb_clear(&c->lbs[i]);
+	free(c->lbs);
 	free(c->name);
 	free(c->path);
 }
@@ -410,6 +405,13 @@ cluster_copy(struct cluster *dst, const struct cluster *src)
 	dst->nodes = xcalloc(src->n_nodes, sizeof *dst->nodes);
 	for (i = 0; i < src->n_nodes; i++)
 		node_copy(&dst->nodes[i], &src->nodes[i]);
+	dst->lbs = xcalloc(src->n_lbs, sizeof *dst->lbs);
+	for (i = 0; i < src->n_lbs; i++) {
+		dst->lbs[i].name = xstrdup(src->lbs[i].name);
+		dst->lbs[i].kind = xstrdup(src->lbs[i].kind);
+		dst->lbs[i].runtime = copy_optional(src->lbs[i].runtime);
+		dst->lbs[i].backend = copy_optional(src->lbs[i].backend);
+	}
 }
 
 static void
@@ -554,21 +556,6 @@ const struct token *
 model_find_token(const struct model *m, const char *id)
 {
 	return sorted_find(m->tokens, m->n_tokens, sizeof *m->tokens, id);
-}
-
-/* Linear: tokens are few. The hash is of a high-entropy secret, so the
- * timing of strcmp tells an attacker nothing useful. */
-const struct token *
-model_find_token_by_hash(const struct model *m, const char *hash)
-{
-	size_t i;
-
-	if (hash == NULL)
-		return NULL;
-	for (i = 0; i < m->n_tokens; i++)
-		if (strcmp(m->tokens[i].hash, hash) == 0)
-			return &m->tokens[i];
-	return NULL;
 }
 
 size_t
@@ -745,36 +732,72 @@ node_list_is(const struct cluster *c, const char **sorted, size_t n)
 	return 1;
 }
 
-/* Merges the current nodes with the new sorted names: kept nodes move over
- * as they are, new ones are created, the rest are freed. */
+/* A merge of the current nodes with the new sorted names (util/merge.h):
+ * kept nodes move over as they are, new ones are created, the rest are
+ * freed. */
+struct node_list_merge {
+	struct cluster *c;
+	struct node *nodes; /* the new list, filled up to k */
+	size_t k;
+	const struct actor *who;
+	int64_t now;
+	struct audit_log *audit;
+};
+
+static const char *
+node_name_key(const void *e)
+{
+	return ((const struct node *)e)->name;
+}
+
+static const char *
+name_key(const void *e)
+{
+	return *(const char *const *)e;
+}
+
+static int
+node_dropped(void *arg, const void *old)
+{
+	struct node_list_merge *g = arg;
+	struct node *n = (struct node *)old; /* one of g->c->nodes */
+
+	audit_log_add(g->audit, g->now, g->c->name, n->name, g->who, "node-remove", "", "", "");
+	node_clear(n);
+	return 0;
+}
+
+static int
+node_created(void *arg, const void *name)
+{
+	struct node_list_merge *g = arg;
+
+	audit_log_add(g->audit, g->now, g->c->name, name_key(name), g->who, "node-add", "", "", "");
+	node_init(&g->nodes[g->k++], name_key(name), g->who, g->now);
+	return 0;
+}
+
+static int
+node_moved(void *arg, const void *old, const void *name)
+{
+	struct node_list_merge *g = arg;
+
+	(void)name;
+	g->nodes[g->k++] = *(const struct node *)old;
+	return 0;
+}
+
 static struct node *
 merge_node_list(struct cluster *c, const char **sorted, size_t n, const struct actor *who,
                 int64_t now, struct audit_log *audit)
 {
-	struct node *nodes = xcalloc(n, sizeof *nodes);
-	size_t i = 0, j = 0, k = 0;
-	int cmp;
+	static const struct merge_calls calls = {node_dropped, node_created, node_moved};
+	struct merge_side old = {c->nodes, c->n_nodes, sizeof(*c->nodes), node_name_key};
+	struct merge_side new = {sorted, n, sizeof(*sorted), name_key};
+	struct node_list_merge g = {c, xcalloc(n, sizeof(struct node)), 0, who, now, audit};
 
-	while (i < c->n_nodes || j < n) {
-		if (i == c->n_nodes)
-			cmp = 1;
-		else if (j == n)
-			cmp = -1;
-		else
-			cmp = strcmp(c->nodes[i].name, sorted[j]);
-		if (cmp < 0) {
-			audit_log_add(audit, now, c->name, c->nodes[i].name, who, "node-remove", "",
-			              "", "");
-			node_clear(&c->nodes[i++]);
-		} else if (cmp > 0) {
-			audit_log_add(audit, now, c->name, sorted[j], who, "node-add", "", "", "");
-			node_init(&nodes[k++], sorted[j++], who, now);
-		} else {
-			nodes[k++] = c->nodes[i++];
-			j++;
-		}
-	}
-	return nodes;
+	merge_walk(&old, &new, &calls, &g);
+	return g.nodes;
 }
 
 int
@@ -804,22 +827,6 @@ cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
 	}
 	free(sorted);
 	return 0;
-}
-
-int
-cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n,
-                             const struct actor *who, int64_t now, struct audit_log *audit,
-                             struct error *err)
-{
-	const char **names = xcalloc(n + 1, sizeof(*names));
-	size_t i;
-	int rc;
-
-	for (i = 0; i < n; packed += strlen(packed) + 1, i++)
-		names[i] = packed;
-	rc = cluster_set_node_list(c, names, n, who, now, audit, err);
-	free(names);
-	return rc;
 }
 
 /* Would setting field to value (NULL: keep, "": clear) change it? */
@@ -916,6 +923,131 @@ cluster_remove_node(struct cluster *c, const char *name, const struct actor *who
 	node_clear(&c->nodes[at]);
 	array_close_slot(c->nodes, c->n_nodes, sizeof *c->nodes, at);
 	c->n_nodes--;
+	c->version++;
+	return 0;
+}
+
+/* --- named load balancers ------------------------------------------- */
+
+int
+lb_kind_is_valid(const char *s)
+{
+	return s != NULL && (strcmp(s, "haproxy") == 0 || strcmp(s, "varnish") == 0 ||
+	                     strcmp(s, "nginx") == 0 || strcmp(s, "other") == 0);
+}
+
+const struct lb *
+cluster_find_lb(const struct cluster *c, const char *name)
+{
+	return sorted_find(c->lbs, c->n_lbs, sizeof *c->lbs, name);
+}
+
+/* A runtime address is written into no configuration, but it is shown
+ * and used as a path or host:port: printable ASCII, no spaces or quotes. */
+static int
+lb_runtime_is_valid(const char *s)
+{
+	if (strlen(s) > LB_RUNTIME_MAX)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (*s <= ' ' || *s >= 0x7f || strchr("\"'\\`", *s) != NULL)
+			return 0;
+	return 1;
+}
+
+static int
+lb_backend_is_valid(const char *s)
+{
+	if (strlen(s) > LB_BACKEND_MAX)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!is_name_char((unsigned char)*s) && *s != ':')
+			return 0;
+	return 1;
+}
+
+int
+cluster_put_lb(struct cluster *c, const char *name, const char *kind, const char *runtime,
+               const char *backend, const struct actor *who, int64_t now, struct audit_log *audit,
+               struct error *err)
+{
+	const char *action = "lb-update";
+	size_t at;
+	int found;
+	struct lb *l;
+
+	if (!name_is_valid(name))
+		return error_set_entry(err, 400, name != NULL ? name : "",
+		                       "invalid load balancer name '%.64s': 1-64 characters of "
+		                       "A-Z a-z 0-9 . _ -",
+		                       name != NULL ? name : "");
+	if (!lb_kind_is_valid(kind))
+		return error_set_entry(
+		    err, 400, name,
+		    "load balancer '%s': kind must be haproxy, varnish, nginx or "
+		    "other",
+		    name);
+	if (runtime != NULL && !lb_runtime_is_valid(runtime))
+		return error_set_entry(
+		    err, 400, name,
+		    "load balancer '%s': invalid runtime address (a socket path, "
+		    "HOST:PORT or a directory, printable, without spaces or "
+		    "quotes, at most %d bytes)",
+		    name, LB_RUNTIME_MAX);
+	if (backend != NULL && !lb_backend_is_valid(backend))
+		return error_set_entry(
+		    err, 400, name,
+		    "load balancer '%s': invalid backend name (A-Z a-z 0-9 . _ - :, "
+		    "at most %d bytes)",
+		    name, LB_BACKEND_MAX);
+	at = sorted_index(c->lbs, c->n_lbs, sizeof *c->lbs, name, &found);
+	if (!found && c->n_lbs >= CLUSTER_LBS_MAX)
+		return error_set_entry(
+		    err, 409, name,
+		    "load balancer '%s': cluster '%s' already has %d, the most a "
+		    "cluster may have",
+		    name, c->name, CLUSTER_LBS_MAX);
+	if (!found) {
+		c->lbs = array_open_slot(c->lbs, c->n_lbs, sizeof *c->lbs, at);
+		c->n_lbs++;
+		memset(&c->lbs[at], 0, sizeof c->lbs[at]);
+		c->lbs[at].name = xstrdup(name);
+		c->lbs[at].kind = xstrdup(kind);
+		action = "lb-add";
+	} else if (strcmp(c->lbs[at].kind, kind) == 0 &&
+	           !optional_differs(c->lbs[at].runtime, runtime != NULL ? runtime : "") &&
+	           !optional_differs(c->lbs[at].backend, backend != NULL ? backend : "")) {
+		return 0;
+	}
+	l = &c->lbs[at];
+	free(l->kind);
+	l->kind = xstrdup(kind);
+	optional_set(&l->runtime, runtime != NULL ? runtime : "");
+	optional_set(&l->backend, backend != NULL ? backend : "");
+	audit_log_add(audit, now, c->name, name, who, action, "", "", "");
+	c->version++;
+	return 0;
+}
+
+int
+cluster_remove_lb(struct cluster *c, const char *name, const struct actor *who, int64_t now,
+                  struct audit_log *audit, struct error *err)
+{
+	size_t at;
+	int found;
+
+	if (!name_is_valid(name))
+		return error_set_entry(err, 400, name != NULL ? name : "",
+		                       "invalid load balancer name '%.64s'",
+		                       name != NULL ? name : "");
+	at = sorted_index(c->lbs, c->n_lbs, sizeof *c->lbs, name, &found);
+	if (!found)
+		return error_set_entry(
+		    err, 404, name, "load balancer '%s' not found in cluster '%s'", name, c->name);
+	audit_log_add(audit, now, c->name, name, who, "lb-remove", "", "", "");
+	lb_clear(&c->lbs[at]);
+	array_close_slot(c->lbs, c->n_lbs, sizeof *c->lbs, at);
+	c->n_lbs--;
 	c->version++;
 	return 0;
 }

@@ -52,12 +52,24 @@ struct node {
 	char *check;        /* http URL or NULL */
 };
 
+/* A named load balancer of a cluster: the name its probes carry
+ * (lbconfig --lb), what it is, and how to ask it directly. */
+struct lb {
+	char *name;    /* the node name rule */
+	char *kind;    /* "haproxy", "varnish", "nginx" or "other" */
+	char *runtime; /* NULL: none; HAProxy's stats socket (a path or
+	                  host:port) or Varnish's working directory */
+	char *backend; /* NULL: lbconfig's be_CLUSTER (HAProxy) */
+};
+
 struct cluster {
 	char *name;
 	char *path;      /* mount path: starts with '/', no trailing '/' */
 	int64_t version; /* incremented by every change to the cluster */
 	size_t n_nodes;
 	struct node *nodes; /* sorted by name */
+	size_t n_lbs;
+	struct lb *lbs; /* sorted by name, at most CLUSTER_LBS_MAX */
 };
 
 struct user {
@@ -101,6 +113,7 @@ struct audit_entry {
 	char *actor;
 	char *address;
 	char *action;     /* "status", "node-add", "node-remove", "node-update",
+	                     "lb-add", "lb-update", "lb-remove",
 	                     "cluster-add", "cluster-remove", "user-add",
 	                     "user-remove", "token-create", "token-revoke" */
 	char *old_status; /* for "status": the status names; else "" */
@@ -170,7 +183,6 @@ const struct node *cluster_find_node(const struct cluster *c, const char *name, 
 struct node *cluster_find_node_mut(struct cluster *c, const char *name);
 const struct user *model_find_user(const struct model *m, const char *name);
 const struct token *model_find_token(const struct model *m, const char *id);
-const struct token *model_find_token_by_hash(const struct model *m, const char *hash);
 
 /* Number of nodes with status online. */
 size_t cluster_count_online(const struct cluster *c);
@@ -206,11 +218,6 @@ int model_remove_cluster(struct model *m, const char *name, const struct actor *
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
                           const struct actor *who, int64_t now, struct audit_log *audit,
                           struct error *err);
-/* The same, with the n names packed one after another, each terminated by
- * a NUL (the form a job carries them in across threads). */
-int cluster_set_node_list_packed(struct cluster *c, const char *packed, size_t n,
-                                 const struct actor *who, int64_t now, struct audit_log *audit,
-                                 struct error *err);
 /* Adds a node (online) or updates address/check of an existing one. A NULL
  * address/check leaves it as it is; "" clears it. Invalid name, address
  * (node_address_is_valid) or check (node_check_is_valid) -> 400; a new
@@ -222,6 +229,23 @@ int cluster_put_node(struct cluster *c, const char *name, const char *address, c
 /* Unknown node -> 404 naming it. */
 int cluster_remove_node(struct cluster *c, const char *name, const struct actor *who, int64_t now,
                         struct audit_log *audit, struct error *err);
+
+/* Is s a load balancer kind: "haproxy", "varnish", "nginx", "other"? */
+int lb_kind_is_valid(const char *s);
+/* The named load balancer, or NULL. */
+const struct lb *cluster_find_lb(const struct cluster *c, const char *name);
+/* Adds a named load balancer or replaces what is known of it (runtime and
+ * backend NULL or "": none). Invalid name, kind, runtime (printable ASCII
+ * without spaces or quotes, at most LB_RUNTIME_MAX bytes) or backend
+ * (A-Z a-z 0-9 . _ - :, at most LB_BACKEND_MAX bytes) -> 400; a new one in
+ * a cluster that holds CLUSTER_LBS_MAX already -> 409. Audit action
+ * "lb-add" or "lb-update" (node = the load balancer's name). */
+int cluster_put_lb(struct cluster *c, const char *name, const char *kind, const char *runtime,
+                   const char *backend, const struct actor *who, int64_t now,
+                   struct audit_log *audit, struct error *err);
+/* Unknown load balancer -> 404 naming it. Audit action "lb-remove". */
+int cluster_remove_lb(struct cluster *c, const char *name, const struct actor *who, int64_t now,
+                      struct audit_log *audit, struct error *err);
 
 /* Applies a change set atomically. if_version < 0 and min_online < 0 mean
  * "not given". Unknown node -> 404 naming it; if_version mismatch or fewer

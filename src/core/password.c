@@ -6,14 +6,15 @@
 
 #include <sodium.h>
 
+#include "../util/xalloc.h"
 #include "password.h"
 
 char *
 password_hash(const char *password)
 {
-	char *out = malloc(crypto_pwhash_STRBYTES);
+	char *out = xmalloc(crypto_pwhash_STRBYTES);
 
-	if (out == NULL || sodium_init() < 0)
+	if (sodium_init() < 0)
 		goto bad;
 	if (crypto_pwhash_str(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
 	                      crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)

@@ -25,12 +25,14 @@ struct probe_report {
 	char daemon[DAEMON_ID_MAX + 1]; /* who observed it */
 	char cluster[NODE_NAME_MAX + 1];
 	char node[NODE_NAME_MAX + 1];
-	int protocol; /* enum observe_protocol */
+	int protocol;               /* enum observe_protocol */
+	char lb[NODE_NAME_MAX + 1]; /* the load balancer's name; "" unnamed */
 	char address[PROBE_ADDRESS_MAX + 1];
 	char user_agent[USER_AGENT_MAX + 1]; /* valid UTF-8 */
 	int has_user_agent;
 	int64_t first_at, last_at; /* ms */
 	int64_t changed_at;        /* the node's changed_at since_change counts from */
+	int64_t interval_ms;       /* its probe interval as observed; 0 unknown */
 	int last_answer;           /* enum observe_answer */
 	uint32_t consecutive, since_change;
 };

@@ -272,10 +272,8 @@ copy_due(struct engine *e)
 static void
 publish(struct engine *e, struct model *next, int64_t version)
 {
-	struct retired *r = calloc(1, sizeof(*r));
+	struct retired *r = xcalloc(1, sizeof(*r));
 
-	if (r == NULL)
-		abort();
 	r->model = atomic_exchange(&e->current, next);
 	atomic_store(&e->version, version);
 	atomic_store(&e->has_state, 1);
@@ -678,10 +676,8 @@ engine_start(struct store *store, struct error *err)
 struct engine *
 engine_start_with_copy(struct store *store, struct store *copy, struct error *err)
 {
-	struct engine *e = calloc(1, sizeof(*e));
+	struct engine *e = xcalloc(1, sizeof(*e));
 
-	if (e == NULL)
-		abort();
 	e->store = store;
 	e->copy = copy;
 	pthread_mutex_init(&e->lock, NULL);

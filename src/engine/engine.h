@@ -25,9 +25,10 @@
  * made by other daemons arrive through the store's watch thread
  * (store_watch): the engine reloads and publishes them like its own.
  *
- * Slow work that only reads (argon2id password checks) runs on a second,
- * "side" thread in the same way, so that a burst of logins cannot hold up
- * durable writes.
+ * Slow work runs on a second, "side" thread, so that a burst of logins
+ * cannot hold up durable writes: read jobs (argon2id password checks),
+ * and the preparation of a command that needs it (hashing a new user's
+ * password) before the command goes on to the engine thread.
  *
  * Snapshot lifetime (a small RCU, "quiescent-state based" with online
  * and offline readers as in liburcu's QSBR flavour): engine_snapshot()

@@ -3,12 +3,12 @@
  *
  * Map of this file:
  *
- *   routing     api_v1_handle matches the path against the endpoint table,
- *               answers 404 (no such path), 405 (method) and 400 (a name in
- *               the path that cannot be a name), asks auth.c for the role of
- *               the endpoint and calls its handler. auth_require may finish
- *               later, so its continuation parses the path again instead of
- *               keeping anything between the two.
+ *   routing     none here: the endpoints are lines of the router's table
+ *               (router.c), which answers 404, 405 and 400 (a name in the
+ *               path that cannot be a name), authenticates with the role
+ *               of the endpoint and calls its api_v1_* handler with the
+ *               names the path holds (rt->cluster, rt->name, also kept in
+ *               r->route for continuations).
  *   documents   api_node_json, api_node_list_json and the other shapes,
  *               built from a snapshot.
  *   bodies      request bodies: unknown fields, types, required fields.
@@ -22,7 +22,7 @@
  *   long poll   /events waits with request_wait_for_change.
  *
  * r->path is h2o's normalised path, already percent-decoded, so a name in
- * the path is only validated here, never decoded a second time.
+ * the path is only validated (by the router), never decoded a second time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +31,8 @@
 #include "../observe/observe.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
-#include "http.h"
+#include "api_v1.h"
 
-#define NAME_SIZE (NODE_NAME_MAX + 1)
-#define MAX_SEGMENTS 4
-#define MAX_METHODS 3
 #define AUDIT_LIMIT_DEFAULT 50
 #define AUDIT_LIMIT_MAX 1000
 #define WAIT_DEFAULT_S 30
@@ -43,214 +40,6 @@
 #define TOKEN_ID_SIZE 64
 #define TOKEN_SIZE 256
 #define TOKEN_HASH_SIZE 65 /* hex of 32 bytes */
-
-/* --- routing --------------------------------------------------------- */
-
-struct route;
-typedef void (*endpoint_handler)(struct request *r, const struct route *rt);
-
-struct method {
-	const char *name;
-	enum role role; /* ROLE_NONE: public */
-	endpoint_handler handle;
-};
-
-/* A pattern segment "{cluster}" captures the cluster name, "{node}",
- * "{user}" and "{token}" capture the name of what the path is about. */
-struct endpoint {
-	const char *pattern[MAX_SEGMENTS];
-	const char *allow;
-	struct method methods[MAX_METHODS];
-};
-
-struct route {
-	const struct endpoint *endpoint;
-	const struct method *method;
-	char cluster[NAME_SIZE];
-	char name[NAME_SIZE]; /* node, user or token id */
-};
-
-static void health_get(struct request *r, const struct route *rt);
-static void clusters_get(struct request *r, const struct route *rt);
-static void clusters_post(struct request *r, const struct route *rt);
-static void cluster_get(struct request *r, const struct route *rt);
-static void cluster_delete(struct request *r, const struct route *rt);
-static void nodes_get(struct request *r, const struct route *rt);
-static void nodes_put(struct request *r, const struct route *rt);
-static void node_get(struct request *r, const struct route *rt);
-static void node_put(struct request *r, const struct route *rt);
-static void node_delete(struct request *r, const struct route *rt);
-static void status_post(struct request *r, const struct route *rt);
-static void events_get(struct request *r, const struct route *rt);
-static void audit_get(struct request *r, const struct route *rt);
-static void users_get(struct request *r, const struct route *rt);
-static void users_post(struct request *r, const struct route *rt);
-static void user_delete(struct request *r, const struct route *rt);
-static void tokens_get(struct request *r, const struct route *rt);
-static void tokens_post(struct request *r, const struct route *rt);
-static void token_delete(struct request *r, const struct route *rt);
-static void daemons_get(struct request *r, const struct route *rt);
-
-static const struct endpoint endpoints[] = {
-    {{"health"}, "GET", {{"GET", ROLE_NONE, health_get}}},
-    {{"daemons"}, "GET", {{"GET", ROLE_VIEWER, daemons_get}}},
-    {{"clusters"},
-     "GET, POST",
-     {{"GET", ROLE_VIEWER, clusters_get}, {"POST", ROLE_ADMIN, clusters_post}}},
-    {{"clusters", "{cluster}"},
-     "GET, DELETE",
-     {{"GET", ROLE_VIEWER, cluster_get}, {"DELETE", ROLE_ADMIN, cluster_delete}}},
-    {{"clusters", "{cluster}", "nodes"},
-     "GET, PUT",
-     {{"GET", ROLE_VIEWER, nodes_get}, {"PUT", ROLE_ADMIN, nodes_put}}},
-    {{"clusters", "{cluster}", "nodes", "{node}"},
-     "GET, PUT, DELETE",
-     {{"GET", ROLE_VIEWER, node_get},
-      {"PUT", ROLE_ADMIN, node_put},
-      {"DELETE", ROLE_ADMIN, node_delete}}},
-    {{"clusters", "{cluster}", "status"}, "POST", {{"POST", ROLE_OPERATOR, status_post}}},
-    {{"clusters", "{cluster}", "events"}, "GET", {{"GET", ROLE_VIEWER, events_get}}},
-    {{"clusters", "{cluster}", "audit"}, "GET", {{"GET", ROLE_VIEWER, audit_get}}},
-    {{"users"}, "GET, POST", {{"GET", ROLE_ADMIN, users_get}, {"POST", ROLE_ADMIN, users_post}}},
-    {{"users", "{user}"}, "DELETE", {{"DELETE", ROLE_ADMIN, user_delete}}},
-    {{"tokens"}, "GET, POST", {{"GET", ROLE_ADMIN, tokens_get}, {"POST", ROLE_ADMIN, tokens_post}}},
-    {{"tokens", "{token}"}, "DELETE", {{"DELETE", ROLE_ADMIN, token_delete}}},
-};
-
-struct segments {
-	size_t n;
-	h2o_iovec_t s[MAX_SEGMENTS];
-};
-
-/* Splits the path after "/v1" into segments. Returns -1 for an empty
- * segment ("//", a trailing '/') or too many of them. */
-static int
-segments_split(h2o_iovec_t path, struct segments *out)
-{
-	const char *p = path.base + 3, *end = path.base + path.len;
-
-	out->n = 0;
-	if (p >= end)
-		return -1;
-	while (p < end) {
-		const char *start = p + 1, *slash;
-
-		slash = memchr(start, '/', (size_t)(end - start));
-		if (slash == NULL)
-			slash = end;
-		if (slash == start || out->n == MAX_SEGMENTS)
-			return -1;
-		out->s[out->n++] = h2o_iovec_init(start, (size_t)(slash - start));
-		p = slash;
-	}
-	return 0;
-}
-
-static int
-endpoint_matches(const struct endpoint *e, const struct segments *segs)
-{
-	size_t i;
-
-	for (i = 0; i < segs->n; i++) {
-		const char *want = e->pattern[i];
-		if (want == NULL)
-			return 0;
-		if (want[0] != '{' &&
-		    !h2o_memis(segs->s[i].base, segs->s[i].len, want, strlen(want)))
-			return 0;
-	}
-	return i == MAX_SEGMENTS || e->pattern[i] == NULL;
-}
-
-/* Copies the names the endpoint's pattern captures into rt. */
-static int
-route_capture_names(struct route *rt, const struct segments *segs, struct error *err)
-{
-	size_t i;
-
-	for (i = 0; i < segs->n; i++) {
-		const char *kind = rt->endpoint->pattern[i];
-		h2o_iovec_t s = segs->s[i];
-		char *dst = strcmp(kind, "{cluster}") == 0 ? rt->cluster : rt->name;
-		char shown[101];
-
-		if (kind[0] != '{')
-			continue;
-		if (!node_name_is_valid(s.base, s.len)) {
-			snprintf(shown, sizeof(shown), "%.*s", (int)s.len, s.base);
-			return error_set_entry(err, 400, shown,
-			                       "%.*s '%s': invalid name (" NODE_NAME_RULE ")",
-			                       (int)strlen(kind) - 2, kind + 1, shown);
-		}
-		memcpy(dst, s.base, s.len);
-		dst[s.len] = '\0';
-	}
-	return 0;
-}
-
-/* Finds the endpoint and method of r and the names in its path. Fails
- * with 404 (no such path), 405 (rt->endpoint set) or 400 (bad name). */
-static int
-route_parse(struct request *r, struct route *rt, struct error *err)
-{
-	struct segments segs;
-	size_t i;
-
-	memset(rt, 0, sizeof(*rt));
-	if (segments_split(r->path, &segs) != 0)
-		goto not_found;
-	for (i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++)
-		if (endpoint_matches(&endpoints[i], &segs))
-			rt->endpoint = &endpoints[i];
-	if (rt->endpoint == NULL)
-		goto not_found;
-	for (i = 0; i < MAX_METHODS && rt->endpoint->methods[i].name != NULL; i++)
-		if (request_method_is(r, rt->endpoint->methods[i].name))
-			rt->method = &rt->endpoint->methods[i];
-	if (rt->method == NULL)
-		return error_set(err, 405, "method not allowed");
-	return route_capture_names(rt, &segs, err);
-not_found:
-	return error_set(err, 404, "no such API path: %.*s",
-	                 (int)(r->path.len > 200 ? 200 : r->path.len), r->path.base);
-}
-
-static void
-reply_route_error(struct request *r, const struct route *rt, const struct error *err)
-{
-	if (err->status == 405)
-		reply_method_not_allowed(r, rt->endpoint->allow);
-	else
-		reply_from_error(r, err);
-}
-
-/* auth_require's continuation: may run after the handler returned. */
-static void
-route_authorized(struct request *r)
-{
-	struct route rt;
-	struct error err;
-
-	if (route_parse(r, &rt, &err) != 0) {
-		reply_route_error(r, &rt, &err);
-		return;
-	}
-	rt.method->handle(r, &rt);
-}
-
-void
-api_v1_handle(struct request *r)
-{
-	struct route rt;
-	struct error err;
-
-	if (route_parse(r, &rt, &err) != 0)
-		reply_route_error(r, &rt, &err);
-	else if (rt.method->role == ROLE_NONE)
-		rt.method->handle(r, &rt);
-	else /* the web page's session may read (its live view), never write */
-		auth_require(r, rt.method->role, request_method_is(r, "GET"), route_authorized);
-}
 
 /* --- documents ------------------------------------------------------- */
 
@@ -272,7 +61,7 @@ optional_string_json(const char *s)
 	return s == NULL || s[0] == '\0' ? json_null() : json_string(s);
 }
 
-json_t *
+static json_t *
 api_node_json(const struct node *n)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "name", n->name, "status",
@@ -282,7 +71,7 @@ api_node_json(const struct node *n)
 	                 "check", optional_string_json(n->check));
 }
 
-json_t *
+static json_t *
 api_node_list_json(const struct cluster *c)
 {
 	json_t *nodes = json_array();
@@ -478,8 +267,8 @@ query_count(struct request *r, const char *name, int64_t max, int64_t *out, stru
 /* The daemon answers (200) whatever the store's state; "store" says
  * whether the store is reachable and which store version this daemon
  * has applied, so that an operator can compare daemons. */
-static void
-health_get(struct request *r, const struct route *rt)
+void
+api_v1_health_get(struct request *r, const struct route *rt)
 {
 	struct engine_store_state st;
 	char since[40];
@@ -504,8 +293,8 @@ health_get(struct request *r, const struct route *rt)
  * behind the store each is (versions, and seconds since the store's
  * newest change when it is behind), and which are stale (no heartbeat
  * for the --stale-after time). */
-static void
-daemons_get(struct request *r, const struct route *rt)
+void
+api_v1_daemons_get(struct request *r, const struct route *rt)
 {
 	struct share_fleet f;
 	int64_t now = time_now_ms(), stale_ms = request_stale_after_ms(r);
@@ -537,8 +326,8 @@ daemons_get(struct request *r, const struct route *rt)
 	                     (json_int_t)(stale_ms / 1000)));
 }
 
-static void
-clusters_get(struct request *r, const struct route *rt)
+void
+api_v1_clusters_get(struct request *r, const struct route *rt)
 {
 	const struct model *m = request_snapshot(r);
 	json_t *list = json_array();
@@ -550,8 +339,8 @@ clusters_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, json_pack("{s:o}", "clusters", list));
 }
 
-static void
-cluster_get(struct request *r, const struct route *rt)
+void
+api_v1_cluster_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 
@@ -559,8 +348,8 @@ cluster_get(struct request *r, const struct route *rt)
 		reply_json(r, 200, cluster_summary_json(c));
 }
 
-static void
-nodes_get(struct request *r, const struct route *rt)
+void
+api_v1_nodes_get(struct request *r, const struct route *rt)
 {
 	reply_node_list(r, rt->cluster);
 }
@@ -568,21 +357,25 @@ nodes_get(struct request *r, const struct route *rt)
 /* The clients that probed a node, as docs/API.md describes them; daemon
  * is the daemon that saw each (this one's id for its own). */
 static json_t *
-probes_json(const struct observe_node_view *v, const char *me)
+probes_json(const struct observe_node_view *v, int64_t now, const char *me)
 {
 	json_t *list = json_array();
 	size_t i;
 
 	for (i = 0; i < v->n_clients; i++) {
 		const struct observe_client_view *p = &v->clients[i];
-		json_t *one = json_pack(
-		    "{s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:I, s:I}", "protocol",
-		    observe_protocol_name(p->protocol), "address", p->address, "user_agent",
-		    p->has_user_agent ? json_string(p->user_agent) : json_null(), "first_at",
-		    time_json(p->first_at), "last_at", time_json(p->last_at), "last_answer",
+		json_t *one = (json_pack(
+		    "{s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:s, s:b, s:I, s:I, s:o}", "protocol",
+		    observe_protocol_name(p->protocol), "lb",
+		    p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address", p->address,
+		    "user_agent", p->has_user_agent ? json_string(p->user_agent) : json_null(),
+		    "first_at", time_json(p->first_at), "last_at", time_json(p->last_at), "age_ms",
+		    (json_int_t)(now > p->last_at ? now - p->last_at : 0), "last_answer",
 		    observe_answer_text(p->protocol, p->last_answer), "serving",
 		    observe_answer_is_serving(p->last_answer), "consecutive",
-		    (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change);
+		    (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change,
+		    "interval_ms",
+		    p->interval_ms > 0 ? json_integer((json_int_t)p->interval_ms) : json_null()));
 		json_object_set_new(one, "daemon",
 		                    json_string(p->daemon[0] != '\0' ? p->daemon : me));
 		json_array_append_new(list, one);
@@ -593,14 +386,14 @@ probes_json(const struct observe_node_view *v, const char *me)
 /* How many answers went to clients beyond the per-node cap (in the
  * window when one is given). */
 static json_t *
-untracked_json(const struct observe_node_view *v, int64_t now, int64_t window_s)
+untracked_json(uint64_t n, int64_t at, int64_t now, int64_t window_s)
 {
-	if (window_s > 0 && v->untracked_at < now - window_s * 1000)
+	if (window_s > 0 && at < now - window_s * 1000)
 		return json_integer(0);
-	return json_integer((json_int_t)v->n_untracked);
+	return json_integer((json_int_t)n);
 }
 
-json_t *
+static json_t *
 api_check_state_json(const struct observe_check *s)
 {
 	return json_pack("{s:b, s:o, s:o, s:I}", "up", s->is_up, "last_at", time_json(s->last_at),
@@ -608,15 +401,37 @@ api_check_state_json(const struct observe_check *s)
 	                 (json_int_t)s->consecutive);
 }
 
-static void
-node_get(struct request *r, const struct route *rt)
+/* Node n's document with what was observed of it (window_s: only probers
+ * seen in the last window_s seconds; 0 for all). */
+static json_t *
+observed_node_json(struct request *r, const struct cluster *c, const struct node *n,
+                   int64_t window_s)
+{
+	struct observe_node_view view;
+	int64_t now = time_now_ms();
+	json_t *node;
+
+	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
+	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
+	node = api_node_json(n);
+	json_object_set_new(node, "probes", probes_json(&view, now, request_daemon_id(r)));
+	json_object_set_new(node, "probes_untracked",
+	                    untracked_json(view.n_untracked, view.untracked_at, now, window_s));
+	json_object_set_new(
+	    node, "probes_untracked_lbs",
+	    untracked_json(view.n_untracked_lbs, view.untracked_lbs_at, now, window_s));
+	json_object_set_new(node, "check_state",
+	                    view.has_check ? api_check_state_json(&view.check) : json_null());
+	return node;
+}
+
+void
+api_v1_node_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
-	struct observe_node_view view;
 	struct error err;
-	int64_t window_s = 0, now;
+	int64_t window_s = 0;
 	const struct node *n;
-	json_t *node;
 
 	if (c == NULL)
 		return;
@@ -630,19 +445,11 @@ node_get(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
-	now = time_now_ms();
-	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
-	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
-	node = api_node_json(n);
-	json_object_set_new(node, "probes", probes_json(&view, request_daemon_id(r)));
-	json_object_set_new(node, "probes_untracked", untracked_json(&view, now, window_s));
-	json_object_set_new(node, "check_state",
-	                    view.has_check ? api_check_state_json(&view.check) : json_null());
-	reply_json(r, 200, node_document_json(c, node));
+	reply_json(r, 200, node_document_json(c, observed_node_json(r, c, n, window_s)));
 }
 
-static void
-users_get(struct request *r, const struct route *rt)
+void
+api_v1_users_get(struct request *r, const struct route *rt)
 {
 	const struct model *m = request_snapshot(r);
 	json_t *list = json_array();
@@ -656,8 +463,8 @@ users_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, json_pack("{s:o}", "users", list));
 }
 
-static void
-tokens_get(struct request *r, const struct route *rt)
+void
+api_v1_tokens_get(struct request *r, const struct route *rt)
 {
 	const struct model *m = request_snapshot(r);
 	json_t *list = json_array();
@@ -688,8 +495,8 @@ audit_done(struct request *r, struct engine_job *job)
 	reply_json(r, 200, json_pack("{s:o}", "entries", entries));
 }
 
-static void
-audit_get(struct request *r, const struct route *rt)
+void
+api_v1_audit_get(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct error err;
@@ -725,26 +532,24 @@ query_append_after(struct request *r, int64_t after)
 static void
 events_ready(struct request *r)
 {
-	struct route rt;
 	struct error err;
 	const struct cluster *c;
 	int64_t after = 0;
 	json_t *doc;
 
-	if (route_parse(r, &rt, &err) != 0 ||
-	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
+	if (query_count(r, "after", INT64_MAX, &after, &err) < 0) {
 		reply_from_error(r, &err);
 		return;
 	}
-	if ((c = find_cluster_or_reply(r, rt.cluster)) == NULL)
+	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
 		return;
 	doc = api_node_list_json(c);
 	json_object_set_new(doc, "changed", json_boolean(c->version > after));
 	reply_json(r, 200, doc);
 }
 
-static void
-events_get(struct request *r, const struct route *rt)
+void
+api_v1_events_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 	struct error err;
@@ -763,6 +568,108 @@ events_get(struct request *r, const struct route *rt)
 		query_append_after(r, after);
 	}
 	request_wait_for_change(r, rt->cluster, after, wait_s * 1000, events_ready);
+}
+
+/* GET /v1/clusters/{c}/observations?nodes=a,b&window=S[&after=D&wait=S]:
+ * the observed probes of several nodes and their digest; with after, a
+ * long poll that answers once the digest is not after (a probe of one of
+ * them was answered, or the cluster changed). This is what `wait` reads. */
+#define OBSERVED_NODES_MAX 64
+
+/* The nodes= list, checked: names of existing nodes, comma separated. */
+static int
+observed_nodes(struct request *r, const struct cluster *c, char *buf, size_t size,
+               struct error *err)
+{
+	char *p, *comma;
+	int found = request_query_param(r, "nodes", buf, size), n = 0;
+
+	if (found <= 0 || buf[0] == '\0')
+		return error_set(err, 400, "give nodes=NAME[,NAME...] (at most %d)",
+		                 OBSERVED_NODES_MAX);
+	for (p = buf; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
+		size_t len;
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (!node_name_is_valid(p, len) || ++n > OBSERVED_NODES_MAX)
+			return error_set(err, 400, "give nodes=NAME[,NAME...] (at most %d)",
+			                 OBSERVED_NODES_MAX);
+		if (cluster_find_node(c, p, len) == NULL)
+			return error_set_entry(err, 404, "",
+			                       "node '%.*s' not found in cluster '%s'", (int)len, p,
+			                       c->name);
+	}
+	return 0;
+}
+
+static void
+observations_ready(struct request *r)
+{
+	char nodes[OBSERVED_NODES_MAX * (NODE_NAME_MAX + 2)];
+	const struct cluster *c;
+	struct error err;
+	int64_t window_s = 0, after = -1;
+	json_t *list = json_array();
+	char *p, *comma;
+
+	if (query_count(r, "window", OBSERVE_FORGET_MS / 1000, &window_s, &err) < 0 ||
+	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
+		json_decref(list);
+		reply_from_error(r, &err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL) {
+		json_decref(list);
+		return;
+	}
+	if (observed_nodes(r, c, nodes, sizeof(nodes), &err) != 0) {
+		json_decref(list);
+		reply_from_error(r, &err);
+		return;
+	}
+	for (p = nodes; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
+		comma = strchr(p, ',');
+		json_array_append_new(
+		    list,
+		    observed_node_json(
+		        r, c,
+		        cluster_find_node(c, p, comma != NULL ? (size_t)(comma - p) : strlen(p)),
+		        window_s));
+	}
+	{
+		uint64_t digest =
+		    observation_digest(request_observe(r), request_snapshot(r), c->name, nodes);
+		reply_json(r, 200,
+		           json_pack("{s:s, s:I, s:b, s:o}", "cluster", c->name, "digest",
+		                     (json_int_t)(digest & INT64_MAX), "changed",
+		                     after < 0 || (uint64_t)after != (digest & INT64_MAX), "nodes",
+		                     list));
+	}
+}
+
+void
+api_v1_observations_get(struct request *r, const struct route *rt)
+{
+	char nodes[OBSERVED_NODES_MAX * (NODE_NAME_MAX + 2)];
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
+	struct error err;
+	int has_after;
+
+	if (c == NULL)
+		return;
+	if (observed_nodes(r, c, nodes, sizeof(nodes), &err) != 0 ||
+	    (has_after = query_count(r, "after", INT64_MAX, &after, &err)) < 0 ||
+	    query_count(r, "wait", WAIT_MAX_S, &wait_s, &err) < 0) {
+		reply_from_error(r, &err);
+		return;
+	}
+	if (!has_after) {
+		observations_ready(r);
+		return;
+	}
+	request_wait_for_observation(r, c->name, nodes, (uint64_t)after, wait_s * 1000,
+	                             observations_ready);
 }
 
 /* --- writes ---------------------------------------------------------- */
@@ -811,8 +718,8 @@ cluster_added(struct request *r, struct engine_job *job)
 }
 
 /* The name and path are checked by the command, hence any length here. */
-static void
-clusters_post(struct request *r, const struct route *rt)
+void
+api_v1_clusters_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"name", "path", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -846,8 +753,8 @@ cluster_removed(struct request *r, struct engine_job *job)
 		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.cluster));
 }
 
-static void
-cluster_delete(struct request *r, const struct route *rt)
+void
+api_v1_cluster_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 
@@ -880,8 +787,8 @@ node_list_fill(struct command *cmd, const json_t *list, struct error *err)
 	return 0;
 }
 
-static void
-nodes_put(struct request *r, const struct route *rt)
+void
+api_v1_nodes_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"nodes", NULL};
 	json_t *body = read_body(r, fields, 0), *list;
@@ -941,8 +848,8 @@ body_node_field(const json_t *body, const char *key, const char **out, struct er
 	return body_string(body, key, 0, out, err);
 }
 
-static void
-node_put(struct request *r, const struct route *rt)
+void
+api_v1_node_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"address", "check", NULL};
 	json_t *body = read_body(r, fields, 1);
@@ -980,8 +887,8 @@ node_remove_done(struct request *r, struct engine_job *job)
 		                     job->command.name));
 }
 
-static void
-node_delete(struct request *r, const struct route *rt)
+void
+api_v1_node_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct command *cmd = command_new(r, COMMAND_REMOVE_NODE, &job);
@@ -991,10 +898,144 @@ node_delete(struct request *r, const struct route *rt)
 	request_job_submit(r, job, node_remove_done);
 }
 
-/* --- writes: status -------------------------------------------------- */
+/* --- named load balancers ------------------------------------------ */
+
+/* What a load balancer last saw of a node: its newest probe (HTTP or
+ * agent) of it in view v, or null. */
+static json_t *
+lb_seen_json(const struct observe_node_view *v, const char *lb, int64_t now)
+{
+	const struct observe_client_view *newest = NULL;
+	size_t i;
+
+	for (i = 0; i < v->n_clients; i++)
+		if (strcmp(v->clients[i].lb, lb) == 0 &&
+		    (newest == NULL || v->clients[i].last_at > newest->last_at))
+			newest = &v->clients[i];
+	if (newest == NULL)
+		return json_null();
+	return json_pack("{s:s, s:s, s:o, s:I, s:s, s:b, s:I}", "protocol",
+	                 observe_protocol_name(newest->protocol), "address", newest->address,
+	                 "last_at", time_json(newest->last_at), "age_ms",
+	                 (json_int_t)(now > newest->last_at ? now - newest->last_at : 0),
+	                 "last_answer", observe_answer_text(newest->protocol, newest->last_answer),
+	                 "serving", observe_answer_is_serving(newest->last_answer), "since_change",
+	                 (json_int_t)newest->since_change);
+}
+
+static json_t *
+lb_json(const struct lb *l)
+{
+	return json_pack("{s:s, s:s, s:o, s:o}", "name", l->name, "kind", l->kind, "runtime",
+	                 optional_string_json(l->runtime), "backend",
+	                 optional_string_json(l->backend));
+}
+
+/* Each node's observations are copied out once, for every load balancer. */
+void
+api_v1_lbs_get(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
+	struct observe_node_view *view;
+	int64_t now = time_now_ms();
+	json_t *list, **seen;
+	size_t i, k;
+
+	if (c == NULL)
+		return;
+	list = json_array();
+	seen = xcalloc(c->n_lbs + 1, sizeof(*seen));
+	for (k = 0; k < c->n_lbs; k++)
+		seen[k] = json_object();
+	view = xmalloc(sizeof(*view));
+	for (i = 0; i < c->n_nodes && c->n_lbs > 0; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		for (k = 0; k < c->n_lbs; k++)
+			json_object_set_new(seen[k], c->nodes[i].name,
+			                    lb_seen_json(view, c->lbs[k].name, now));
+	}
+	free(view);
+	for (k = 0; k < c->n_lbs; k++) {
+		json_t *doc = lb_json(&c->lbs[k]);
+		json_object_set_new(doc, "seen", seen[k]);
+		json_array_append_new(list, doc);
+	}
+	free(seen);
+	reply_json(r, 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "lbs", list));
+}
 
 static void
-status_post(struct request *r, const struct route *rt)
+lb_put_done(struct request *r, struct engine_job *job)
+{
+	const struct command *cmd = &job->command;
+	const struct cluster *c;
+	const struct lb *l;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, cmd->cluster)) == NULL)
+		return;
+	if ((l = cluster_find_lb(c, cmd->name)) == NULL) {
+		reply_error(r, 404, json_pack("{s:s}", "entry", cmd->name),
+		            "load balancer '%s' was removed meanwhile", cmd->name);
+		return;
+	}
+	reply_json(r, job->result.is_created ? 201 : 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "lb", lb_json(l)));
+}
+
+/* {"kind", "runtime"?, "backend"?}: runtime and backend null or "" for
+ * none; the command checks the values. */
+void
+api_v1_lb_put(struct request *r, const struct route *rt)
+{
+	static const char *const fields[] = {"kind", "runtime", "backend", NULL};
+	json_t *body = read_body(r, fields, 0);
+	const char *kind, *runtime, *backend;
+	struct engine_job *job;
+	struct command *cmd;
+	struct error err;
+
+	if (body == NULL)
+		return;
+	if (body_string(body, "kind", 1, &kind, &err) != 0 ||
+	    body_node_field(body, "runtime", &runtime, &err) != 0 ||
+	    body_node_field(body, "backend", &backend, &err) != 0) {
+		json_decref(body);
+		reply_from_error(r, &err);
+		return;
+	}
+	cmd = command_new(r, COMMAND_PUT_LB, &job);
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	cmd->lb_kind = xstrdup(kind);
+	cmd->runtime = runtime != NULL ? xstrdup(runtime) : NULL;
+	cmd->backend = backend != NULL ? xstrdup(backend) : NULL;
+	json_decref(body);
+	request_job_submit(r, job, lb_put_done);
+}
+
+void
+api_v1_lb_delete(struct request *r, const struct route *rt)
+{
+	struct engine_job *job;
+	struct command *cmd = command_new(r, COMMAND_REMOVE_LB, &job);
+
+	cmd->cluster = xstrdup(rt->cluster);
+	cmd->name = xstrdup(rt->name);
+	request_job_submit(r, job, node_remove_done);
+}
+
+/* --- writes: status -------------------------------------------------- */
+
+void
+api_v1_status_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
 	json_t *body = read_body(r, fields, 0), *changes;
@@ -1051,8 +1092,8 @@ user_check_body(const json_t *body, const char **name, const char **password, en
 }
 
 /* The password is hashed by the command, on the engine's side thread. */
-static void
-users_post(struct request *r, const struct route *rt)
+void
+api_v1_users_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"name", "password", "role", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -1097,8 +1138,8 @@ user_removed(struct request *r, struct engine_job *job)
 
 /* Removing oneself is allowed; the model refuses to remove the last
  * admin, since nobody could manage users any more. */
-static void
-user_delete(struct request *r, const struct route *rt)
+void
+api_v1_user_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 
@@ -1135,8 +1176,8 @@ token_created(struct request *r, struct engine_job *job)
 	                     role_name(c->role), "description", c->description));
 }
 
-static void
-tokens_post(struct request *r, const struct route *rt)
+void
+api_v1_tokens_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"role", "description", NULL};
 	json_t *body = read_body(r, fields, 0);
@@ -1181,8 +1222,8 @@ token_revoked(struct request *r, struct engine_job *job)
 		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.name));
 }
 
-static void
-token_delete(struct request *r, const struct route *rt)
+void
+api_v1_token_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 

@@ -5,6 +5,9 @@
  *   POST {mount}/++rest++setstatus    change set as form field `change`
  *                                     or as a JSON body
  *
+ * The router (router.c) has matched the path and authenticated the
+ * request; rt->cluster names the cluster mounted there.
+ *
  * The nodestatus document is jansson's default (non-compact) encoding with
  * sorted keys, which gives exactly the seed's ", " and ": " separators.
  */
@@ -13,26 +16,7 @@
 #include <strings.h>
 
 #include "../util/xalloc.h"
-#include "http.h"
-
-static int
-action_is(h2o_iovec_t action, const char *name)
-{
-	return h2o_memis(action.base, action.len, name, strlen(name));
-}
-
-/* The cluster the request's mount path names, looked up again in the
- * current snapshot (continuations must not keep snapshot pointers). */
-static const struct cluster *
-mounted_cluster(struct request *r)
-{
-	const struct model *m = request_snapshot(r);
-	const char *end = memmem(r->path.base, r->path.len, "/++rest++", 9);
-
-	if (end == NULL)
-		return NULL;
-	return model_find_cluster_by_path(m, r->path.base, (size_t)(end - r->path.base));
-}
+#include "compat.h"
 
 static void
 reply_nodestatus(struct request *r, const struct cluster *c)
@@ -55,10 +39,11 @@ reply_nodestatus(struct request *r, const struct cluster *c)
 	free(text);
 }
 
-static void
-nodestatus(struct request *r)
+void
+compat_nodestatus(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = mounted_cluster(r);
+	/* by name in the current snapshot: the router's may be gone */
+	const struct cluster *c = model_find_cluster(request_snapshot(r), rt->cluster);
 
 	if (c == NULL) {
 		reply_error(r, 404, NULL, "cluster not found");
@@ -112,10 +97,11 @@ read_change_document(struct request *r, struct error *err)
 	return doc;
 }
 
-static void
-setstatus(struct request *r)
+void
+compat_setstatus(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = mounted_cluster(r);
+	/* by name in the current snapshot: the router's may be gone */
+	const struct cluster *c = model_find_cluster(request_snapshot(r), rt->cluster);
 	struct engine_job *job;
 	struct command *cmd;
 	struct error err;
@@ -141,24 +127,4 @@ setstatus(struct request *r)
 	}
 	json_decref(doc);
 	request_job_submit(r, job, setstatus_done);
-}
-
-void
-compat_handle(struct request *r, const struct cluster *c, h2o_iovec_t action)
-{
-	(void)c;
-	if (action_is(action, "++rest++nodestatus")) {
-		if (!request_method_is(r, "GET") && !request_method_is(r, "HEAD"))
-			reply_method_not_allowed(r, "GET, HEAD");
-		else
-			auth_require(r, ROLE_VIEWER, 1, nodestatus);
-	} else if (action_is(action, "++rest++setstatus")) {
-		if (!request_method_is(r, "POST"))
-			reply_method_not_allowed(r, "POST");
-		else
-			auth_require(r, ROLE_OPERATOR, 0, setstatus);
-	} else {
-		reply_error(r, 404, NULL, "unknown REST action '%.*s'", (int)action.len,
-		            action.base);
-	}
 }

@@ -11,45 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
-
+#include "../util/url.h"
+#include "../util/xalloc.h"
 #include "http.h"
-
-static char *
-dup_range(const char *p, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	if (s == NULL)
-		abort();
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
-/* Decodes an urlencoded value: '+' is a space, %XX a byte. */
-static char *
-urldecode(const char *p, size_t n)
-{
-	char *plus = dup_range(p, n), *decoded, *out;
-	size_t i;
-	int len = 0;
-
-	for (i = 0; i < n; i++)
-		if (plus[i] == '+')
-			plus[i] = ' ';
-	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
-	free(plus);
-	if (decoded == NULL)
-		return NULL;
-	out = dup_range(decoded, (size_t)len);
-	curl_free(decoded);
-	if (strlen(out) != (size_t)len) { /* an encoded NUL */
-		free(out);
-		return NULL;
-	}
-	return out;
-}
 
 int
 form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
@@ -66,7 +30,7 @@ form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
 
 		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq != NULL ? eq + 1 : stop;
-			*out = urldecode(v, (size_t)(stop - v));
+			*out = url_form_decode(v, (size_t)(stop - v));
 			return *out != NULL ? 1 : -1;
 		}
 		p = amp != NULL ? amp + 1 : NULL;
@@ -78,7 +42,7 @@ form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
 static int
 multipart_boundary(h2o_iovec_t type, char *buf, size_t size)
 {
-	char *ct = dup_range(type.base, type.len), *b = strcasestr(ct, "boundary="), *end;
+	char *ct = xstrndup(type.base, type.len), *b = strcasestr(ct, "boundary="), *end;
 	int rc = -1;
 
 	if (b != NULL) {
@@ -106,7 +70,7 @@ multipart_boundary(h2o_iovec_t type, char *buf, size_t size)
 static int
 part_is_field(const char *headers, size_t len, const char *name)
 {
-	char *h = dup_range(headers, len), needle[160], *line, *eol, *p;
+	char *h = xstrndup(headers, len), needle[160], *line, *eol, *p;
 	int yes = 0;
 
 	snprintf(needle, sizeof(needle), "name=\"%s\"", name);
@@ -163,7 +127,7 @@ form_multipart_value(h2o_iovec_t body, h2o_iovec_t content_type, const char *nam
 			/* A C string cannot hold it; urlencoded %00 is refused too. */
 			if (memchr(value, '\0', len) != NULL)
 				return error_set(err, 400, "field '%s' contains a NUL byte", name);
-			*out = dup_range(value, len);
+			*out = xstrndup(value, len);
 			return 0;
 		}
 		p = next + 2;

@@ -1,8 +1,13 @@
 /*
- * http.h - what the HTTP surfaces (probe.c, compat.c, api_v1.c, ui.c)
- * share: the per-request context, authentication, handing work to the
- * engine thread and getting it back, long polls, and replies
- * (authentication has its own header, auth.h, included here).
+ * http.h - what the HTTP surfaces (probe.c, compat.c, api_v1.c, ui*.c)
+ * share: the per-request context with the route the router found,
+ * authentication, handing work to the engine thread and getting it back,
+ * long polls, replies, and form bodies. Each surface has its own header
+ * for what only the router calls (probe.h, compat.h, api_v1.h, ui.h);
+ * the path table is router.h's. One header for the shared part rather
+ * than request.h + reply.h: every surface needs all of it, and a reply
+ * is always about a request. Authentication has its own header, auth.h,
+ * included here.
  *
  * Threading: every function here runs on the worker thread that owns the
  * request. A struct request lives in the h2o request's memory pool; when
@@ -30,8 +35,24 @@
 struct server;
 struct worker;
 struct request;
+struct route_entry;
 
 typedef void (*request_handler)(struct request *r);
+
+/* What the router found in the path (router.h): the table line and the
+ * names the pattern captured, copied, so that they stay valid in every
+ * continuation of the request. */
+struct route {
+	const struct route_entry *entry;
+	/* {mount}: the cluster mounted there, in the snapshot the router
+	 * read. Only for a synchronous handler (the probe): when the request
+	 * is kept for later, the snapshot may be gone by then, so the router
+	 * copies the cluster's name into cluster and sets this to NULL (look
+	 * the cluster up again by name). */
+	const struct cluster *mounted;
+	char cluster[NODE_NAME_MAX + 1]; /* {cluster}, or the kept {mount}'s name */
+	char name[NODE_NAME_MAX + 1];    /* {node}, {user}, {token} or {asset} */
+};
 
 struct request {
 	h2o_req_t *req;
@@ -46,6 +67,7 @@ struct request {
 	int is_gone;                     /* the client went away: nothing will be sent */
 	struct pending *pending;         /* job or long poll in progress, if any */
 	const char *server_default_node; /* serve --node, or NULL */
+	struct route route;              /* filled by the router before any handler */
 	/* auth.c's own, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
@@ -98,6 +120,18 @@ void request_job_submit(struct request *r, struct engine_job *job, request_job_h
 void request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
                              request_handler then);
 
+/* Calls then(r) as soon as the observations of the nodes ("a,b,c") of
+ * cluster change (observation_digest is no longer after: a probe of one
+ * of them was answered, or the cluster changed), or after wait_ms, or at
+ * shutdown, whichever comes first (at once when it already changed). */
+void request_wait_for_observation(struct request *r, const char *cluster, const char *nodes,
+                                  uint64_t after, int64_t wait_ms, request_handler then);
+/* The cluster's version plus the observation sequence numbers of the
+ * nodes ("a,b,c"): it changes whenever one of them is probed. */
+struct observe;
+uint64_t observation_digest(struct observe *o, const struct model *m, const char *cluster,
+                            const char *nodes);
+
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
 
@@ -125,40 +159,6 @@ void reply_redirect(struct request *r, int status, const char *location);
 /* Parses the request body as a JSON object (at most BODY_MAX bytes).
  * Returns NULL and fills err (400 or 413) otherwise. Caller decrefs. */
 json_t *request_json_body(struct request *r, struct error *err);
-
-/* --- the surfaces --------------------------------------------------- */
-
-/* probe.c: GET/HEAD {mount}?node=NAME for cluster c. Synchronous. */
-void probe_handle(struct request *r, const struct cluster *c);
-
-/* compat.c: {mount}/++rest++nodestatus and ++rest++setstatus; action is
- * the segment after the mount ("++rest++nodestatus"). */
-void compat_handle(struct request *r, const struct cluster *c, h2o_iovec_t action);
-
-/* api_v1.c: everything under /v1. */
-void api_v1_handle(struct request *r);
-/* The node object of docs/API.md. */
-json_t *api_node_json(const struct node *n);
-/* The "check_state" object of docs/API.md. */
-struct observe_check;
-json_t *api_check_state_json(const struct observe_check *s);
-/* The node list document of docs/API.md. */
-json_t *api_node_list_json(const struct cluster *c);
-
-/* ui.c: the web page. ui_handle_root serves "/" and the page's own paths
- * ("/login", "/logout", "/static/..."); ui_handle_cluster serves
- * {mount}/managenodes and {mount}/manage_main. Both return 0 when they
- * answered, -1 when the path is not theirs. */
-int ui_handle_root(struct request *r);
-int ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action);
-/* The web page's sessions, an auth_session_fn (auth.h) that serve.c
- * plugs into authentication: fills r->role, r->who and r->is_session
- * from the session cookie and returns 1, or returns 0 when there is no
- * valid session. Synchronous. */
-int ui_session_identify(struct request *r);
-/* The hooks through which the share thread (observe/share.h) shares the
- * page's sessions with the other daemons of a PostgreSQL store. */
-void ui_session_share_hooks(struct share_session_hooks *out);
 
 /* form.c: application/x-www-form-urlencoded and multipart/form-data. */
 /* Copies the decoded value of field name from the request body into a

@@ -38,6 +38,7 @@
 #include "../util/xalloc.h"
 #include "server_internal.h"
 #include "serve.h"
+#include "ui.h"
 
 #define MAX_THREADS 32
 #define CHECK_COUNT_MAX 100
@@ -86,30 +87,23 @@ is_loopback(const struct sockaddr *sa)
 	return 0;
 }
 
-/* Splits "host:port" or "[v6]:port" into host and port. */
+/* Splits "host:port" or "[v6]:port" into host (no brackets) and port,
+ * with h2o's parser: the host may not be empty and an IPv6 address needs
+ * its brackets. */
 static int
 split_host_port(const char *text, char *host, size_t host_size, char *port, size_t port_size)
 {
-	const char *colon;
+	size_t len = strlen(text);
+	h2o_iovec_t h;
+	uint16_t p;
 
-	if (text[0] == '[') {
-		const char *close = strchr(text, ']');
-		if (close == NULL || close[1] != ':' || (size_t)(close - text - 1) >= host_size)
-			return -1;
-		memcpy(host, text + 1, (size_t)(close - text - 1));
-		host[close - text - 1] = '\0';
-		colon = close + 1;
-	} else {
-		colon = strrchr(text, ':');
-		if (colon == NULL || (size_t)(colon - text) >= host_size)
-			return -1;
-		memcpy(host, text, (size_t)(colon - text));
-		host[colon - text] = '\0';
-	}
-	if (strlen(colon + 1) == 0 || strlen(colon + 1) >= port_size ||
-	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+	/* h2o stores 65535 when there is no port, and refuses 65535 itself */
+	if (h2o_url_parse_hostport(text, len, &h, &p) != text + len || p == 65535 ||
+	    h.len >= host_size)
 		return -1;
-	snprintf(port, port_size, "%s", colon + 1);
+	memcpy(host, h.base, h.len);
+	host[h.len] = '\0';
+	snprintf(port, port_size, "%u", (unsigned)p);
 	return 0;
 }
 
@@ -775,6 +769,7 @@ serve_main(int argc, char **argv)
 	sigset_t sigs;
 	int sig = 0;
 
+	json_set_alloc_funcs(xmalloc, free); /* jansson out of memory aborts too (xalloc.h) */
 	if (parse_options(argc, argv, &s.opts, &err) != 0) {
 		if (err.status == 0) {
 			fputs(usage, stdout);

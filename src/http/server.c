@@ -1,21 +1,31 @@
 /*
- * server.c - HTTP workers on libh2o-evloop, routing, and the hand-off of
- * work between a worker's event loop and the engine thread.
+ * server.c - HTTP workers on libh2o-evloop, and the hand-off of work
+ * between a worker's event loop and the engine thread.
  *
  * Each worker is a thread with its own evloop and h2o context, accepting
- * on its own dup of every listening socket. A request is routed on its
- * normalised path:
+ * on its own dup of every listening socket. Every request starts as a
+ * struct request on the worker's stack and goes to the router
+ * (router.c), which owns the path table: the probe is answered from the
+ * stack (no allocation outside h2o's own request pool, no lock); any other
+ * request is first copied into the pool (request_keep).
  *
- *   /v1, /v1/...                  api_v1.c
- *   {mount}                       probe.c  (synchronous, from the snapshot)
- *   {mount}/++rest++...           compat.c
- *   {mount}/managenodes|manage_main, /, /login, /static/...   ui.c
+ * Who owns what:
  *
- * The probe is answered with a struct request on the stack: no allocation
- * outside h2o's own request pool and no lock. Anything that must outlive
- * on_req (an engine job, a long poll, a delayed 401) gets a struct pending,
- * malloc'd, linked from the request; if the client goes away first, the
- * request's pool disposal unlinks it and the continuation never runs.
+ *   struct request   h2o's request pool; request_dispose runs when the
+ *                    pool goes (the client went away or was answered).
+ *   struct pending   this file's, malloc'd for anything that must outlive
+ *                    on_req (an engine job, a long poll, a delayed 401).
+ *                    r->pending and pd->r point at each other; disposal
+ *                    of the request clears pd->r, so the continuation
+ *                    never runs for a gone client. A wait's pending is
+ *                    freed with the request or when it fires; a job's when
+ *                    the job comes back (the engine still holds it).
+ *   struct engine_job the submitter's (engine.h), allocated here by
+ *                    request_job_new with the surface's data behind it;
+ *                    job->done and job->done_arg (the pending) are set by
+ *                    request_job_submit and are this file's, nothing else
+ *                    in the job is. Released and freed in on_jobs_done,
+ *                    after the continuation, whether or not it ran.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +42,8 @@
 #include "../util/log.h"
 #include "../util/xalloc.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
+#include "router.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -55,13 +67,17 @@ struct pending {
 	h2o_linklist_t link;
 	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
 	int64_t after;
-	int64_t deadline; /* ms */
+	char *observed;          /* nodes "a,b" whose observations are waited
+	                            for (malloc'd), NULL for other waits */
+	uint64_t observed_after; /* ... until their digest is not this */
+	int64_t deadline;        /* ms */
 	request_handler then;
 };
 
 static __thread struct worker *current_worker;
 
 static void on_accept(h2o_socket_t *listener, const char *err);
+static void waiters_check(struct worker *w);
 
 /* --- request helpers ------------------------------------------------ */
 
@@ -168,6 +184,16 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 /* --- pending work ---------------------------------------------------- */
 
 static void
+pending_unwatch(struct pending *pd)
+{
+	if (pd->observed == NULL)
+		return;
+	observe_watch(pd->worker->server->observe, -1);
+	free(pd->observed);
+	pd->observed = NULL;
+}
+
+static void
 request_dispose(void *p)
 {
 	struct request *r = p;
@@ -180,6 +206,7 @@ request_dispose(void *p)
 	if (pd->then != NULL) { /* a wait: nothing else refers to it */
 		h2o_linklist_unlink(&pd->link);
 		pd->worker->n_pending--;
+		pending_unwatch(pd);
 		free(pd);
 	}
 	/* a job: freed when the engine hands it back */
@@ -188,10 +215,8 @@ request_dispose(void *p)
 static struct pending *
 pending_new(struct request *r)
 {
-	struct pending *pd = calloc(1, sizeof(*pd));
+	struct pending *pd = xcalloc(1, sizeof(*pd));
 
-	if (pd == NULL)
-		abort();
 	pd->r = r;
 	pd->worker = r->worker;
 	r->pending = pd;
@@ -205,16 +230,15 @@ pending_finish(struct pending *pd)
 	if (pd->r != NULL)
 		pd->r->pending = NULL;
 	pd->worker->n_pending--;
+	pending_unwatch(pd);
 	free(pd);
 }
 
 struct engine_job *
 request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 {
-	struct engine_job *job = calloc(1, sizeof(*job) + data_size);
+	struct engine_job *job = xcalloc(1, sizeof(*job) + data_size);
 
-	if (job == NULL)
-		abort();
 	job->run = fn;
 	job->data = job + 1;
 	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
@@ -289,12 +313,40 @@ wait_fire(struct pending *pd)
 	then(r);
 }
 
-/* Has the cluster a waiter follows moved past its version (or gone)? */
+uint64_t
+observation_digest(struct observe *o, const struct model *m, const char *cluster, const char *nodes)
+{
+	const struct cluster *c = model_find_cluster(m, cluster);
+	uint64_t digest = c != NULL ? (uint64_t)c->version : 0;
+	char name[NODE_NAME_MAX + 1];
+	const char *p = nodes, *comma;
+	size_t len;
+
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len <= NODE_NAME_MAX) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			digest += observe_node_seq(o, cluster, name);
+		}
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return digest & INT64_MAX; /* a JSON integer */
+}
+
+/* Has the cluster a waiter follows moved past its version (or gone), or
+ * have the observations it waits for changed? */
 static int
 wait_is_satisfied(const struct model *m, const struct pending *pd)
 {
 	const struct cluster *c;
 
+	if (pd->observed != NULL)
+		return observation_digest(pd->worker->server->observe, m, pd->cluster,
+		                          pd->observed) != pd->observed_after;
 	if (pd->cluster[0] == '\0')
 		return 0;
 	c = model_find_cluster(m, pd->cluster);
@@ -313,6 +365,29 @@ request_wait_for_change(struct request *r, const char *cluster, int64_t after, i
 		return;
 	}
 	wait_add(r, cluster, after, wait_ms, then);
+}
+
+void
+request_wait_for_observation(struct request *r, const char *cluster, const char *nodes,
+                             uint64_t after, int64_t wait_ms, request_handler then)
+{
+	struct observe *o = r->server->observe;
+	struct pending *pd;
+
+	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) ||
+	    observation_digest(o, request_snapshot(r), cluster, nodes) != after) {
+		then(r);
+		return;
+	}
+	wait_add(r, cluster, 0, wait_ms, then);
+	pd = r->pending;
+	if ((pd->observed = strdup(nodes)) == NULL)
+		abort();
+	pd->observed_after = after;
+	observe_watch(o, 1);
+	/* a probe may have been answered between the check and the watch */
+	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
+		waiters_check(r->worker);
 }
 
 void
@@ -376,6 +451,13 @@ broadcast_change(void *arg, const struct model *m)
 	}
 }
 
+/* Any thread, after a probe was answered while someone waits for one. */
+static void
+on_observed(void *arg)
+{
+	broadcast_change(arg, NULL);
+}
+
 static void
 on_tick(h2o_timeout_entry_t *entry)
 {
@@ -389,7 +471,7 @@ on_tick(h2o_timeout_entry_t *entry)
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 }
 
-/* --- routing ---------------------------------------------------------- */
+/* --- requests ---------------------------------------------------------- */
 
 /* a.b.c.d into buf (at least INET_ADDRSTRLEN bytes). inet_ntop formats
  * IPv4 with sprintf: a fifth of the probe's user-space instructions. */
@@ -424,84 +506,13 @@ peer_address(h2o_req_t *req, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
 
-/* The cluster mounted at a prefix of path, and what follows the mount:
- * {NULL,0} for the mount itself, else the one segment after it. */
-static const struct cluster *
-route_cluster(const struct model *m, h2o_iovec_t path, h2o_iovec_t *action)
+struct request *
+request_keep(const struct request *on_stack)
 {
-	size_t i;
-
-	for (i = 0; i < m->n_clusters; i++) {
-		const struct cluster *c = &m->clusters[i];
-		size_t n = strlen(c->path);
-		if (path.len < n || memcmp(path.base, c->path, n) != 0)
-			continue;
-		if (path.len == n) {
-			*action = h2o_iovec_init(NULL, 0);
-			return c;
-		}
-		if (path.base[n] == '/' &&
-		    memchr(path.base + n + 1, '/', path.len - n - 1) == NULL) {
-			*action = h2o_iovec_init(path.base + n + 1, path.len - n - 1);
-			return c;
-		}
-	}
-	return NULL;
-}
-
-static int
-is_api_path(h2o_iovec_t path)
-{
-	return (path.len == 3 && memcmp(path.base, "/v1", 3) == 0) ||
-	       (path.len > 3 && memcmp(path.base, "/v1/", 4) == 0);
-}
-
-static struct request *
-request_keep(h2o_req_t *req, const struct request *on_stack)
-{
-	struct request *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), request_dispose);
+	struct request *r = h2o_mem_alloc_shared(&on_stack->req->pool, sizeof(*r), request_dispose);
 
 	*r = *on_stack;
 	return r;
-}
-
-static void
-route(struct request *stack_r)
-{
-	const struct model *m = engine_snapshot(stack_r->server->engine);
-	h2o_iovec_t action;
-	const struct cluster *c;
-
-	if (is_api_path(stack_r->path)) {
-		api_v1_handle(request_keep(stack_r->req, stack_r));
-		return;
-	}
-	c = route_cluster(m, stack_r->path, &action);
-	if (c == NULL && !engine_has_state(stack_r->server->engine)) {
-		reply_text(stack_r, 503,
-		           "no state to answer from: the store is unreachable and this daemon "
-		           "has no local copy yet; it keeps retrying");
-		return;
-	}
-	if (c != NULL && action.base == NULL) {
-		probe_handle(stack_r, c);
-		return;
-	}
-	if (c != NULL && action.len > 8 && memcmp(action.base, "++rest++", 8) == 0) {
-		compat_handle(request_keep(stack_r->req, stack_r), c, action);
-		return;
-	}
-	if (c != NULL) {
-		struct request *r = request_keep(stack_r->req, stack_r);
-		if (ui_handle_cluster(r, c, action) != 0)
-			reply_text(r, 404, "not found");
-		return;
-	}
-	{
-		struct request *r = request_keep(stack_r->req, stack_r);
-		if (ui_handle_root(r) != 0)
-			reply_text(r, 404, "not found");
-	}
 }
 
 static int
@@ -517,7 +528,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 		                         req->path.len - req->query_at - 1);
 	r.server_default_node = w->server->opts.default_node;
 	peer_address(req, r.address, sizeof(r.address));
-	route(&r);
+	router_dispatch(&r);
 	return 0;
 }
 
@@ -735,9 +746,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
 	w->n_listeners = s->opts.n_listens;
-	w->listeners = calloc(w->n_listeners, sizeof(*w->listeners));
-	if (w->listeners == NULL)
-		abort();
+	w->listeners = xcalloc(w->n_listeners, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
 		int fd = dup(s->opts.listens[i].fd);
 		if (fd == -1)
@@ -814,9 +823,8 @@ server_start(struct server *s, struct error *err)
 	handler = h2o_create_handler(path, sizeof(*handler));
 	handler->on_req = on_req;
 
-	s->workers = calloc((size_t)s->n_workers, sizeof(*s->workers));
-	if (s->workers == NULL)
-		abort();
+	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
+	observe_set_notify(s->observe, on_observed, s);
 	pthread_barrier_init(&s->ready, NULL, (unsigned)s->n_workers + 1);
 	for (i = 0; i < s->n_workers; i++) {
 		s->workers[i].id = i;

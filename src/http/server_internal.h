@@ -1,6 +1,7 @@
 /*
  * server_internal.h - the daemon's runtime state, shared by serve.c,
- * server.c and auth.c only. The API surfaces see struct request alone.
+ * server.c, router.c and auth.c only. The surfaces see struct request
+ * alone.
  */
 #ifndef CM_SERVER_INTERNAL_H
 #define CM_SERVER_INTERNAL_H
@@ -101,6 +102,11 @@ void server_free(struct server *s);
  * connections accepted from now on and drops the server's reference to
  * the old one. Any thread; s->ssl_lock must have been initialised. */
 void server_set_ssl_ctx(struct server *s, SSL_CTX *ctx);
+
+/* Copies a request that lives on the worker's stack into its h2o pool,
+ * where it lives until the request is answered or the client goes away;
+ * every continuation gets this copy. */
+struct request *request_keep(const struct request *on_stack);
 
 /* auth.c */
 struct auth_state *auth_state_new(void);

@@ -4,9 +4,10 @@
  *
  * Map of this file:
  *
- *   routing    ui_handle_root ("/", /login, /logout, /admin, /clusters,
- *              /static/...) and ui_handle_cluster ({mount}/managenodes,
- *              {mount}/manage_main, which redirects).
+ *   routing    none: the page's paths are lines of the router's table
+ *              (router.c), which also runs the gates below before the
+ *              handlers; here only the page's 405 and
+ *              {mount}/manage_main, which redirects.
  *   gates      ui_page_auth for pages (session cookie, else Basic/Bearer,
  *              else a redirect to /login); ui_post_guard for forms
  *              (session + CSRF token + same origin + role).
@@ -30,126 +31,55 @@
 
 #include <curl/curl.h>
 
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "../util/timefmt.h"
 #include "ui.h"
 
 #define NEXT_MAX 512
 
-static int
-action_is(h2o_iovec_t action, const char *name)
-{
-	return h2o_memis(action.base, action.len, name, strlen(name));
-}
-
-static int
-path_is(const struct request *r, const char *path)
-{
-	return h2o_memis(r->path.base, r->path.len, path, strlen(path));
-}
-
-static int
-is_read(const struct request *r)
-{
-	return request_method_is(r, "GET") || request_method_is(r, "HEAD");
-}
-
 /* --- routing ------------------------------------------------------------- */
 
-static void
-reply_method(struct request *r, const char *allow)
+void
+ui_reply_method_not_allowed(struct request *r, const char *allow)
 {
 	ui_header(r, "allow", allow);
 	ui_reply_message(r, 405, "Method not allowed", "This address does not take that method.",
 	                 "/", "Go to the clusters");
 }
 
-/* A page that answers GET (then) and, when post is set, POST. */
-static void
-page_route(struct request *r, request_handler get, request_handler post)
+void
+ui_manage_main(struct request *r, const struct route *rt)
 {
-	if (is_read(r) && get != NULL)
-		ui_page_auth(r, get);
-	else if (request_method_is(r, "POST") && post != NULL)
-		post(r);
-	else
-		reply_method(r, get && post ? "GET, HEAD, POST" : get ? "GET, HEAD" : "POST");
-}
-
-int
-ui_handle_root(struct request *r)
-{
-	if (r->path.len > 8 && memcmp(r->path.base, "/static/", 8) == 0)
-		return ui_asset_serve(r, h2o_iovec_init(r->path.base + 8, r->path.len - 8));
-	if (path_is(r, "/"))
-		page_route(r, ui_root_page, NULL);
-	else if (path_is(r, "/clusters"))
-		page_route(r, NULL, ui_clusters_post);
-	else if (path_is(r, "/admin"))
-		page_route(r, ui_admin_page, ui_admin_post);
-	else if (path_is(r, "/login") && is_read(r))
-		ui_login_page(r);
-	else if (path_is(r, "/login"))
-		page_route(r, NULL, ui_login_post);
-	else if (path_is(r, "/logout"))
-		page_route(r, NULL, ui_logout_post);
-	else
-		return -1;
-	return 0;
-}
-
-int
-ui_handle_cluster(struct request *r, const struct cluster *c, h2o_iovec_t action)
-{
+	const struct cluster *c = model_find_cluster(request_snapshot(r), rt->cluster);
 	char location[160];
 
-	if (action_is(action, "manage_main")) {
-		snprintf(location, sizeof(location), "%s/managenodes", c->path);
-		reply_redirect(r, 302, location);
-		return 0;
+	if (c == NULL) {
+		reply_text(r, 404, "not found");
+		return;
 	}
-	if (action_is(action, "managenodes")) {
-		page_route(r, ui_nodes_page, ui_nodes_post);
-		return 0;
-	}
-	return -1;
+	snprintf(location, sizeof(location), "%s/managenodes", c->path);
+	reply_redirect(r, 302, location);
 }
 
 /* --- gates --------------------------------------------------------------- */
 
-/* Percent-encodes everything but unreserved characters and '/'. */
-static void
-url_encode(const char *s, size_t len, char *out, size_t size)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t i, o = 0;
-
-	for (i = 0; i < len && o + 4 < size; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
-			out[o++] = (char)c;
-		} else {
-			out[o++] = '%';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		}
-	}
-	out[o] = '\0';
-}
-
 static void
 redirect_to_login(struct request *r)
 {
-	char next[NEXT_MAX], location[NEXT_MAX * 3 + 32];
+	char next[NEXT_MAX], location[NEXT_MAX * 3 + 32], *escaped;
 	int n = snprintf(next, sizeof(next), "%.*s%s%.*s", (int)r->path.len, r->path.base,
 	                 r->query.len ? "?" : "", (int)r->query.len, r->query.base);
 
 	if (n < 0 || (size_t)n >= sizeof(next))
 		snprintf(next, sizeof(next), "%.*s", (int)r->path.len, r->path.base);
-	snprintf(location, sizeof(location), "/login?next=");
-	url_encode(next, strlen(next), location + strlen(location),
-	           sizeof(location) - strlen(location));
+	/* Everything but unreserved characters is percent-encoded, '/' too;
+	 * the login page decodes it. The handle argument is unused since
+	 * curl 7.82; NULL means out of memory. */
+	if ((escaped = curl_easy_escape(NULL, next, 0)) == NULL)
+		abort();
+	snprintf(location, sizeof(location), "/login?next=%s", escaped);
+	curl_free(escaped);
 	reply_redirect(r, 303, location);
 }
 
@@ -283,26 +213,6 @@ ui_reply_message(struct request *r, int status, const char *title, const char *t
 
 /* --- forms --------------------------------------------------------------- */
 
-static char *
-field_decode(const char *p, size_t n)
-{
-	char *plus = xstrndup(p, n), *decoded, *out = NULL;
-	int len = 0;
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (plus[i] == '+')
-			plus[i] = ' ';
-	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
-	free(plus);
-	if (decoded == NULL)
-		return NULL;
-	if (memchr(decoded, '\0', (size_t)len) == NULL)
-		out = xstrndup(decoded, (size_t)len);
-	curl_free(decoded);
-	return out;
-}
-
 int
 ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const char *value),
               void *arg)
@@ -319,7 +229,7 @@ ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const c
 
 		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq ? eq + 1 : stop;
-			char *value = field_decode(v, (size_t)(stop - v));
+			char *value = url_form_decode(v, (size_t)(stop - v));
 			if (value == NULL)
 				return -1;
 			fn(arg, value);
@@ -499,8 +409,9 @@ root_render(struct request *r, int status, const char *error, const char *name, 
 }
 
 void
-ui_root_page(struct request *r)
+ui_root_page(struct request *r, const struct route *rt)
 {
+	(void)rt;
 	root_render(r, 200, NULL, NULL, NULL);
 }
 
@@ -519,15 +430,14 @@ cluster_job_done(struct request *r, struct engine_job *job)
 }
 
 void
-ui_clusters_post(struct request *r)
+ui_clusters_post(struct request *r, const struct route *rt)
 {
 	char *name, *path;
 	struct engine_job *job;
 	struct command *cmd;
 	int is_add;
 
-	if (ui_post_guard(r, ROLE_ADMIN) != 0)
-		return;
+	(void)rt; /* the router's form gate let an admin in */
 	is_add = ui_field_is(r, "form", "add");
 	name = ui_field(r, "name");
 	path = is_add ? ui_field(r, "path") : NULL;

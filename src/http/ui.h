@@ -1,8 +1,12 @@
 /*
- * ui.h - what the web page's own files share; the other HTTP surfaces see
- * only http.h (ui_handle_root, ui_handle_cluster, ui_session_identify).
+ * ui.h - the web page: its handlers, which the router's table names
+ * (router.c: the page's paths, their methods, gates and roles), the gates
+ * the router runs for them (ui_page_auth, ui_post_guard), and what the
+ * page's own files share. Authentication reaches the page's sessions only
+ * through the hook serve.c plugs ui_session_identify into
+ * (auth_set_session_source, auth.h).
  *
- *   ui.c          routing of the page's paths, the sign-in gate for pages,
+ *   ui.c          the page's 405, {mount}/manage_main, the sign-in gate for pages,
  *                 the page frame (header, navigation, footer), message
  *                 pages (403, 404, 405), reading form fields, and the
  *                 cluster list "/" with its admin forms.
@@ -66,8 +70,6 @@ void ui_reply_html(struct request *r, int status, struct ui_buf *b);
 
 /* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
 const char *ui_time(int64_t ms, char *buf, size_t size);
-/* "4m 10s", "2h 5m", "3d 4h" into buf; "" for 0 (never). */
-const char *ui_duration(int64_t ms, char *buf, size_t size);
 
 /* --- ui.c: the frame, gates and forms ----------------------------------- */
 
@@ -107,12 +109,41 @@ int ui_field_is(struct request *r, const char *name, const char *value);
 /* The hidden CSRF input for r's session ("" when r has no session). */
 void ui_csrf_input(struct request *r, struct ui_buf *b);
 
-/* Routing of the cluster list page ("/", POST /clusters). */
-void ui_root_page(struct request *r);
-void ui_clusters_post(struct request *r);
+/* --- the router's handlers ---------------------------------------------
+ * A page (GET, HEAD) runs after ui_page_auth, a form (POST) after
+ * ui_post_guard with the role of its table line; a form whose role
+ * depends on what it asks for checks again with that role. */
+
+/* "/" and POST /clusters (ui.c). */
+void ui_root_page(struct request *r, const struct route *rt);
+void ui_clusters_post(struct request *r, const struct route *rt);
+/* {mount}/manage_main: a redirect to the cluster's managenodes page. */
+void ui_manage_main(struct request *r, const struct route *rt);
+/* GET and POST /login, POST /logout (ui_session.c). */
+void ui_login_page(struct request *r, const struct route *rt);
+void ui_login_post(struct request *r, const struct route *rt);
+void ui_logout_post(struct request *r, const struct route *rt);
+/* {mount}/managenodes (ui_nodes.c). */
+void ui_nodes_page(struct request *r, const struct route *rt);
+void ui_nodes_post(struct request *r, const struct route *rt);
+/* /admin (ui_admin.c). */
+void ui_admin_page(struct request *r, const struct route *rt);
+void ui_admin_post(struct request *r, const struct route *rt);
+/* /static/NAME (ui_assets.c); 404 when no asset has that name. */
+void ui_asset_get(struct request *r, const struct route *rt);
+/* The page's 405: a page saying so, with Allow. */
+void ui_reply_method_not_allowed(struct request *r, const char *allow);
 
 /* --- ui_session.c ------------------------------------------------------- */
 
+/* The web page's sessions, an auth_session_fn (auth.h) that serve.c
+ * plugs into authentication: fills r->role, r->who and r->is_session
+ * from the session cookie and returns 1, or returns 0 when there is no
+ * valid session. Synchronous. */
+int ui_session_identify(struct request *r);
+/* The hooks through which the share thread (observe/share.h) shares the
+ * page's sessions with the other daemons of a PostgreSQL store. */
+void ui_session_share_hooks(struct share_session_hooks *out);
 /* Fills token with the CSRF token of r's session; returns -1 (token "")
  * when r has no session cookie. */
 int ui_csrf_token(struct request *r, char token[UI_CSRF_SIZE]);
@@ -124,19 +155,5 @@ int ui_csrf_is_valid(struct request *r, const char *token);
 int ui_origin_is_same(struct request *r);
 /* Ends every session of user name (after the user was removed). */
 void ui_session_drop_user(const char *name);
-
-/* GET and POST /login, POST /logout. */
-void ui_login_page(struct request *r);
-void ui_login_post(struct request *r);
-void ui_logout_post(struct request *r);
-
-/* --- ui_nodes.c, ui_admin.c, ui_assets.c -------------------------------- */
-
-void ui_nodes_page(struct request *r);
-void ui_nodes_post(struct request *r);
-void ui_admin_page(struct request *r);
-void ui_admin_post(struct request *r);
-/* Serves /static/NAME; returns -1 when there is no such asset. */
-int ui_asset_serve(struct request *r, h2o_iovec_t name);
 
 #endif

@@ -9,22 +9,17 @@
 #include "ui.h"
 #include "ui_assets.h"
 
-int
-ui_asset_serve(struct request *r, h2o_iovec_t name)
+void
+ui_asset_get(struct request *r, const struct route *rt)
 {
 	const struct ui_asset *a;
 
 	for (a = ui_assets; a->name != NULL; a++) {
-		if (!h2o_memis(name.base, name.len, a->name, strlen(a->name)))
+		if (strcmp(rt->name, a->name) != 0)
 			continue;
-		if (!request_method_is(r, "GET") && !request_method_is(r, "HEAD")) {
-			ui_header(r, "allow", "GET, HEAD");
-			reply_text(r, 405, "method not allowed");
-			return 0;
-		}
 		ui_header(r, "x-content-type-options", "nosniff");
 		reply_bytes(r, 200, a->content_type, a->data, a->len);
-		return 0;
+		return;
 	}
-	return -1;
+	reply_text(r, 404, "not found");
 }

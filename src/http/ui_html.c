@@ -173,24 +173,3 @@ ui_time(int64_t ms, char *buf, size_t size)
 	strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
 	return buf;
 }
-
-const char *
-ui_duration(int64_t ms, char *buf, size_t size)
-{
-	int64_t s = (ms + 999) / 1000;
-
-	buf[0] = '\0';
-	if (ms <= 0)
-		return buf;
-	if (s < 60)
-		snprintf(buf, size, "%llds", (long long)s);
-	else if (s < 3600)
-		snprintf(buf, size, "%lldm %llds", (long long)(s / 60), (long long)(s % 60));
-	else if (s < 86400)
-		snprintf(buf, size, "%lldh %lldm", (long long)(s / 3600),
-		         (long long)(s % 3600 / 60));
-	else
-		snprintf(buf, size, "%lldd %lldh", (long long)(s / 86400),
-		         (long long)(s % 86400 / 3600));
-	return buf;
-}

@@ -51,15 +51,11 @@
 #define PAGE_SUFFIX "/managenodes"
 #define INVALID_SHOWN 3
 
-/* The cluster the request's path is about, from the current snapshot. */
+/* The cluster the page is about, from the current snapshot. */
 static const struct cluster *
-page_cluster(struct request *r)
+page_cluster(struct request *r, const struct route *rt)
 {
-	size_t n = strlen(PAGE_SUFFIX);
-
-	if (r->path.len <= n)
-		return NULL;
-	return model_find_cluster_by_path(request_snapshot(r), r->path.base, r->path.len - n);
+	return model_find_cluster(request_snapshot(r), rt->cluster);
 }
 
 /* --- page ---------------------------------------------------------------- */
@@ -112,7 +108,7 @@ time_ago(int64_t at, int64_t now, char *buf, size_t size)
 {
 	char d[40];
 
-	snprintf(buf, size, "%s ago", ui_duration(now - at > 1 ? now - at : 1, d, sizeof(d)));
+	snprintf(buf, size, "%s ago", duration_format(now - at > 1 ? now - at : 1, d, sizeof(d)));
 	return buf;
 }
 
@@ -165,7 +161,10 @@ prober_item(struct ui_buf *b, const struct observe_client_view *p, int64_t now)
 {
 	char ago[48], at[40];
 
-	ui_printf(b, "<li><span class=\"p-who\"><code>%s</code> ", p->address);
+	ui_raw(b, "<li><span class=\"p-who\">");
+	if (p->lb[0] != '\0')
+		ui_printf(b, "<strong class=\"lb\">%s</strong> via ", p->lb);
+	ui_printf(b, "<code>%s</code> ", p->address);
 	if (p->protocol == OBSERVE_AGENT)
 		ui_raw(b, "<span class=\"ua\">HAProxy agent</span>");
 	else if (p->has_user_agent)
@@ -238,16 +237,16 @@ node_row(struct ui_buf *b, const struct node *n, const struct observe_node_view 
 		          "balancers are told the node is down\">down<span class=\"vh\"> (check "
 		          "failing)</span></span>");
 	check_state(b, n, v, now);
-	ui_printf(b,
-	          "</div></td><td class=\"c-reason\" data-label=\"Reason\">%s</td>"
-	          "<td class=\"c-by\" data-label=\"Changed by\">%s</td>"
-	          "<td class=\"c-since\" data-label=\"Since\"><time datetime=\"%s\">%s</time></td>"
-	          "<td class=\"c-exp\" data-label=\"Expires in\" data-expires=\"%L\">%s</td>",
-	          n->reason, n->changed_by,
-	          n->changed_at ? time_format_rfc3339(n->changed_at, since_iso, sizeof(since_iso))
-	                        : "",
-	          ui_time(n->changed_at, since, sizeof(since)), n->expires_at,
-	          n->expires_at ? ui_duration(n->expires_at - now, expires, sizeof(expires)) : "");
+	ui_printf(
+	    b,
+	    "</div></td><td class=\"c-reason\" data-label=\"Reason\">%s</td>"
+	    "<td class=\"c-by\" data-label=\"Changed by\">%s</td>"
+	    "<td class=\"c-since\" data-label=\"Since\"><time datetime=\"%s\">%s</time></td>"
+	    "<td class=\"c-exp\" data-label=\"Expires in\" data-expires=\"%L\">%s</td>",
+	    n->reason, n->changed_by,
+	    n->changed_at ? time_format_rfc3339(n->changed_at, since_iso, sizeof(since_iso)) : "",
+	    ui_time(n->changed_at, since, sizeof(since)), n->expires_at,
+	    n->expires_at ? duration_format(n->expires_at - now, expires, sizeof(expires)) : "");
 	probes_cell(b, v, now);
 	if (can_change)
 		ui_printf(b,
@@ -336,6 +335,89 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 		                    "class=\"primary\">Save Offline Nodes</button></div></form>",
 		    st->reason ? st->reason : "", st->ttl ? st->ttl : "");
 	ui_raw(b, "</section>");
+}
+
+/* What one load balancer last saw of one node. */
+struct lb_saw {
+	int has;
+	enum observe_protocol protocol;
+	enum observe_answer answer;
+	int64_t at;
+};
+
+/* The cluster's named load balancers and what each last saw of each node
+ * (its newest probe of it, HTTP or agent). Each node's observations are
+ * copied out once, for every load balancer. */
+static void
+lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
+{
+	struct observe_node_view *view;
+	struct lb_saw *saw;
+	int64_t now = time_now_ms();
+	char ago[48];
+	size_t i, k, j;
+
+	ui_raw(b, "<section class=\"card\" aria-labelledby=\"h-lbs\"><h2 id=\"h-lbs\">Load "
+	          "balancers</h2>");
+	if (c->n_lbs == 0) {
+		ui_raw(b, "<p class=\"empty\">No load balancer is named: <code>wait</code> and "
+		          "<code>rollout</code> wait for every prober they see. Name them with "
+		          "<code>lbconfig --lb NAME</code> and <code>clustermgmt lb add</code>.</p>"
+		          "</section>");
+		return;
+	}
+	view = xmalloc(sizeof(*view));
+	saw = xcalloc(c->n_lbs * c->n_nodes + 1, sizeof(*saw));
+	for (i = 0; i < c->n_nodes; i++) {
+		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
+		                  c->nodes[i].changed_at, 0, view);
+		for (j = 0; j < view->n_clients; j++)
+			for (k = 0; k < c->n_lbs; k++) {
+				struct lb_saw *s = &saw[k * c->n_nodes + i];
+				const struct observe_client_view *p = &view->clients[j];
+				if (strcmp(p->lb, c->lbs[k].name) != 0 ||
+				    (s->has && s->at >= p->last_at))
+					continue;
+				s->has = 1;
+				s->protocol = p->protocol;
+				s->answer = p->last_answer;
+				s->at = p->last_at;
+			}
+	}
+	free(view);
+	ui_raw(b, "<div class=\"table-wrap\"><table id=\"lbs\" class=\"lbs\"><thead><tr>"
+	          "<th scope=\"col\">Name</th><th scope=\"col\">Kind</th><th scope=\"col\">"
+	          "Runtime</th><th scope=\"col\">Last saw</th></tr></thead><tbody>");
+	for (k = 0; k < c->n_lbs; k++) {
+		const struct lb *l = &c->lbs[k];
+		ui_printf(b,
+		          "<tr><th scope=\"row\">%s</th><td data-label=\"Kind\">%s</td>"
+		          "<td data-label=\"Runtime\">%r%s%r</td><td data-label=\"Last saw\">"
+		          "<details><summary>%L node%r</summary><ul>",
+		          l->name, l->kind, l->runtime != NULL ? "<code>" : "",
+		          l->runtime != NULL ? l->runtime : "-",
+		          l->runtime != NULL ? "</code>" : "", (int64_t)c->n_nodes,
+		          c->n_nodes == 1 ? "" : "s");
+		for (i = 0; i < c->n_nodes; i++) {
+			const struct lb_saw *s = &saw[k * c->n_nodes + i];
+			if (!s->has)
+				ui_printf(b,
+				          "<li>%s: <span class=\"none\">no probe yet</span></li>",
+				          c->nodes[i].name);
+			else
+				ui_printf(
+				    b,
+				    "<li>%s: <span class=\"ans ans-%r\">%s</span> · %s · %s</li>",
+				    c->nodes[i].name,
+				    observe_answer_is_serving(s->answer) ? "serving" : "not",
+				    observe_answer_text(s->protocol, s->answer),
+				    s->protocol == OBSERVE_AGENT ? "agent" : "HTTP",
+				    time_ago(s->at, now, ago, sizeof(ago)));
+		}
+		ui_raw(b, "</ul></details></td></tr>");
+	}
+	free(saw);
+	ui_raw(b, "</tbody></table></div></section>");
 }
 
 static void
@@ -450,6 +532,7 @@ page_render(struct request *r, struct engine_job *job)
 	if (a->st.notice != NULL)
 		ui_printf(&b, "<p class=\"flash ok\" role=\"status\">%s</p>", a->st.notice);
 	status_section(r, &b, c, &a->st);
+	lbs_section(r, &b, c);
 	node_list_section(r, &b, c, &a->st);
 	audit_section(&b, job, &job->audit);
 	ui_page_end(&b);
@@ -488,9 +571,9 @@ done_notice(struct request *r)
 }
 
 void
-ui_nodes_page(struct request *r)
+ui_nodes_page(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = page_cluster(r);
+	const struct cluster *c = page_cluster(r, rt);
 	struct page_state st = {0};
 
 	if (c == NULL) {
@@ -878,13 +961,13 @@ node_list_post(struct request *r, const struct cluster *c)
 }
 
 void
-ui_nodes_post(struct request *r)
+ui_nodes_post(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = page_cluster(r);
+	const struct cluster *c = page_cluster(r, rt);
 	int is_status;
 
-	if (ui_post_guard(r, ROLE_VIEWER) != 0)
-		return;
+	/* the router's form gate checked the session, the CSRF token and the
+	 * origin; the role depends on the form */
 	is_status = ui_field_is(r, "form", "status");
 	if (!is_status && !ui_field_is(r, "form", "nodes")) {
 		ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/",

@@ -533,9 +533,11 @@ login_render(struct request *r, int status, const char *next, const char *user, 
 }
 
 void
-ui_login_page(struct request *r)
+ui_login_page(struct request *r, const struct route *rt)
 {
 	char next[NEXT_MAX + 1] = "/";
+
+	(void)rt;
 
 	if (request_query_param(r, "next", next, sizeof(next)) != 1)
 		snprintf(next, sizeof(next), "/");
@@ -574,9 +576,11 @@ done:
 }
 
 void
-ui_login_post(struct request *r)
+ui_login_post(struct request *r, const struct route *rt)
 {
 	char *user, *password;
+
+	(void)rt;
 
 	if (!ui_origin_is_same(r)) {
 		ui_reply_message(r, 403, "Refused",
@@ -601,9 +605,11 @@ ui_login_post(struct request *r)
 }
 
 void
-ui_logout_post(struct request *r)
+ui_logout_post(struct request *r, const struct route *rt)
 {
 	unsigned char id[SESSION_ID_BYTES];
+
+	(void)rt;
 
 	/* Signing out needs no role, but the same proof as any form. */
 	if (ui_session_identify(r) && ui_post_guard(r, ROLE_VIEWER) != 0)

@@ -53,7 +53,13 @@ struct lb_node {
 /* What to generate. Borrowed strings. Fill with lbconfig_defaults first. */
 struct lb_options {
 	const char *cluster; /* the cluster's name (agent-send, names, comments) */
-	const char *mount;   /* its probe mount path, e.g. "/health" */
+	/* The load balancer's name (lbconfig --lb), stamped into every probe
+	 * as "lb=NAME" (appended to the probe's query) and into HAProxy's
+	 * agent-send line ("CLUSTER/NODE lb=NAME"), so that the daemon knows
+	 * which load balancer sent a probe whatever address it comes from.
+	 * NULL: unnamed. A valid name by the node name rule. */
+	const char *lb;
+	const char *mount; /* its probe mount path, e.g. "/health" */
 	/* The probe's path and query; "{mount}", "{node}" and "{cluster}" are
 	 * replaced. Default "{mount}?node={node}". */
 	const char *probe_url;

@@ -21,6 +21,7 @@
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "checker.h"
 
 #define POLL_MS 200        /* at most between two curl_multi_perform */
@@ -66,8 +67,7 @@ static void
 check_reset(struct check *k, const char *url)
 {
 	free(k->url);
-	if ((k->url = strdup(url)) == NULL)
-		abort();
+	k->url = xstrdup(url);
 	memset(&k->state, 0, sizeof(k->state));
 	k->state.is_up = 1; /* innocent until proven failing */
 }
@@ -79,10 +79,7 @@ check_add(struct checker *c, const char *cluster, const char *node, const char *
 
 	if (c->n_checks == c->cap_checks) {
 		size_t cap = c->cap_checks == 0 ? 16 : c->cap_checks * 2;
-		struct check *grown = realloc(c->checks, cap * sizeof(*grown));
-		if (grown == NULL)
-			abort();
-		c->checks = grown;
+		c->checks = xreallocarray(c->checks, cap, sizeof(*c->checks));
 		c->cap_checks = cap;
 	}
 	k = &c->checks[c->n_checks++];
@@ -272,10 +269,8 @@ struct checker *
 checker_start(struct engine *e, struct observe *o, const struct checker_options *opts,
               struct error *err)
 {
-	struct checker *c = calloc(1, sizeof(*c));
+	struct checker *c = xcalloc(1, sizeof(*c));
 
-	if (c == NULL)
-		abort();
 	c->engine = e;
 	c->observe = o;
 	c->opts = *opts;

@@ -27,11 +27,6 @@ struct checker_options {
 	int rise;            /* passes in a row to come back */
 };
 
-#define CHECKER_DEFAULTS                                                                           \
-	{                                                                                          \
-		2000, 1000, 3, 2                                                                   \
-	}
-
 struct checker;
 
 /* Starts the checker thread. It reads the nodes' check URLs from the

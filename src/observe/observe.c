@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "../util/utf8.h"
+#include "../util/xalloc.h"
 #include "observe.h"
 
 #define BUCKETS 4096
@@ -32,10 +33,12 @@
 
 struct client {
 	enum observe_protocol protocol;
+	char lb[NODE_NAME_MAX + 1]; /* "" when unnamed */
 	char address[OBSERVE_ADDRESS_MAX + 1];
 	char user_agent[OBSERVE_USER_AGENT_MAX + 1];
 	int has_user_agent;
 	int64_t first_at, last_at;
+	int64_t interval_ms;
 	int64_t changed_at; /* the node's changed_at when last answered */
 	enum observe_answer last_answer;
 	uint32_t consecutive, since_change;
@@ -52,9 +55,10 @@ struct entry {
 	char cluster[NODE_NAME_MAX + 1];
 	char node[NODE_NAME_MAX + 1];
 	size_t n_clients, cap_clients;
-	struct client *clients;
-	uint64_t n_untracked;
-	int64_t untracked_at;
+	struct client *clients; /* named and unnamed ones, mixed */
+	uint64_t n_untracked, n_untracked_lbs;
+	int64_t untracked_at, untracked_lbs_at;
+	uint64_t seq;
 	int has_check;
 	struct observe_check check;
 };
@@ -62,6 +66,9 @@ struct entry {
 struct observe {
 	pthread_mutex_t locks[STRIPES];
 	struct entry *buckets[BUCKETS];
+	atomic_int watchers;
+	void (*notify)(void *arg);
+	void *notify_arg;
 	_Atomic uint64_t report_gen; /* bumped to report every client again */
 	pthread_mutex_t remote_lock; /* guards the two below */
 	struct probe_report *remote; /* sorted by cluster, node */
@@ -126,11 +133,9 @@ observe_protocol_name(enum observe_protocol p)
 struct observe *
 observe_new(void)
 {
-	struct observe *o = calloc(1, sizeof(*o));
+	struct observe *o = xcalloc(1, sizeof(*o));
 	int i;
 
-	if (o == NULL)
-		abort();
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&o->locks[i], NULL);
 	pthread_mutex_init(&o->remote_lock, NULL);
@@ -212,8 +217,7 @@ entry_get(struct observe *o, uint64_t hash, const char *cluster, const char *nod
 		return e;
 	if (strlen(cluster) > NODE_NAME_MAX || node_len > NODE_NAME_MAX)
 		return NULL;
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		abort();
+	e = xcalloc(1, sizeof(*e));
 	e->hash = hash;
 	memcpy(e->cluster, cluster, strlen(cluster) + 1);
 	memcpy(e->node, node, node_len);
@@ -223,16 +227,38 @@ entry_get(struct observe *o, uint64_t hash, const char *cluster, const char *nod
 	return e;
 }
 
+static int
+client_is_named(const struct client *c)
+{
+	return c->lb[0] != '\0';
+}
+
 /* Does slot c belong to client who, whose User-Agent is ua (already
- * sanitised, NULL when none was sent)? */
+ * sanitised, NULL when none was sent)? A named client is its name and
+ * protocol; an unnamed one its protocol, address and User-Agent. */
 static int
 client_matches(const struct client *c, const struct observe_client *who, const char *ua)
 {
-	if (c->protocol != who->protocol || strcmp(c->address, who->address) != 0)
+	if (c->protocol != who->protocol)
+		return 0;
+	if (who->lb != NULL)
+		return strncmp(c->lb, who->lb, who->lb_len) == 0 && c->lb[who->lb_len] == '\0';
+	if (client_is_named(c) || strcmp(c->address, who->address) != 0)
 		return 0;
 	if (ua == NULL)
 		return !c->has_user_agent;
 	return c->has_user_agent && strcmp(c->user_agent, ua) == 0;
+}
+
+/* Address and User-Agent: a named client keeps the last ones it sent. */
+static void
+client_set_origin(struct client *c, const struct observe_client *who, const char *ua)
+{
+	snprintf(c->address, sizeof(c->address), "%s", who->address);
+	c->has_user_agent = ua != NULL;
+	c->user_agent[0] = '\0';
+	if (ua != NULL)
+		memcpy(c->user_agent, ua, strlen(ua) + 1);
 }
 
 static void
@@ -240,39 +266,42 @@ client_init(struct client *c, const struct observe_client *who, const char *ua, 
 {
 	memset(c, 0, sizeof(*c));
 	c->protocol = who->protocol;
-	snprintf(c->address, sizeof(c->address), "%s", who->address);
-	if (ua != NULL) {
-		memcpy(c->user_agent, ua, strlen(ua) + 1);
-		c->has_user_agent = 1;
+	if (who->lb != NULL) {
+		memcpy(c->lb, who->lb, who->lb_len);
+		c->lb[who->lb_len] = '\0';
 	}
+	client_set_origin(c, who, ua);
 	c->first_at = now;
 }
 
 /* The slot of client who in e (caller holds the lock): its own, a free
- * one, or the least recently seen one when that is stale; NULL when every
- * slot is in recent use. */
+ * one while its kind (named or not) is under its cap, or the least
+ * recently seen one of its kind when that is stale; NULL when every slot
+ * of its kind is in recent use. */
 static struct client *
 client_slot(struct entry *e, const struct observe_client *who, const char *ua, int64_t now)
 {
+	int is_named = who->lb != NULL;
+	size_t i, n_kind = 0, cap_kind = is_named ? OBSERVE_LBS_MAX : OBSERVE_CLIENTS_MAX;
 	struct client *oldest = NULL;
-	size_t i;
 
 	for (i = 0; i < e->n_clients; i++) {
 		if (client_matches(&e->clients[i], who, ua))
 			return &e->clients[i];
+		if (client_is_named(&e->clients[i]) != is_named)
+			continue;
+		n_kind++;
 		if (oldest == NULL || e->clients[i].last_at < oldest->last_at)
 			oldest = &e->clients[i];
 	}
-	if (e->n_clients == e->cap_clients && e->cap_clients < OBSERVE_CLIENTS_MAX) {
+	if (n_kind < cap_kind && e->n_clients == e->cap_clients &&
+	    e->cap_clients < OBSERVE_CLIENTS_MAX + OBSERVE_LBS_MAX) {
 		size_t cap = e->cap_clients == 0 ? CLIENTS_FIRST : e->cap_clients * 2;
-		struct client *grown = realloc(e->clients, cap * sizeof(*grown));
-		if (grown == NULL)
-			abort();
-		e->clients = grown;
+		e->clients = xreallocarray(e->clients, cap, sizeof(*e->clients));
 		e->cap_clients = cap;
 		oldest = NULL;
 	}
-	if (e->n_clients < e->cap_clients) {
+	if (n_kind < cap_kind && e->n_clients < e->cap_clients) {
 		client_init(&e->clients[e->n_clients], who, ua, now);
 		return &e->clients[e->n_clients++];
 	}
@@ -284,11 +313,19 @@ client_slot(struct entry *e, const struct observe_client *who, const char *ua, i
 }
 
 static void
-client_record(struct client *c, enum observe_answer a, int64_t changed_at, int64_t now)
+client_record(struct client *c, const struct observe_client *who, const char *ua,
+              enum observe_answer a, int64_t changed_at, int64_t now)
 {
 	int is_first = c->last_at == 0;
 	int same_kind =
 	    !is_first && observe_answer_is_serving(c->last_answer) == observe_answer_is_serving(a);
+
+	if (!is_first) {
+		int64_t gap = now > c->last_at ? now - c->last_at : 1;
+		c->interval_ms = c->interval_ms == 0 ? gap : (c->interval_ms * 3 + gap) / 4;
+		if (client_is_named(c))
+			client_set_origin(c, who, ua);
+	}
 
 	c->consecutive = !is_first && c->last_answer == a ? c->consecutive + 1 : 1;
 	c->since_change = same_kind && c->changed_at == changed_at ? c->since_change + 1 : 1;
@@ -329,12 +366,20 @@ observe_answer_probe(struct observe *o, const char *cluster, const struct node *
 	a = answer_for(n, e != NULL && e->has_check && !e->check.is_up);
 	if (e != NULL &&
 	    (c = client_slot(e, client, client->user_agent != NULL ? ua : NULL, now)) != NULL)
-		client_record(c, a, n->changed_at, now);
-	else if (e != NULL) {
+		client_record(c, client, client->user_agent != NULL ? ua : NULL, a, n->changed_at,
+		              now);
+	else if (e != NULL && client->lb != NULL) {
+		e->n_untracked_lbs++;
+		e->untracked_lbs_at = now;
+	} else if (e != NULL) {
 		e->n_untracked++;
 		e->untracked_at = now;
 	}
+	if (e != NULL)
+		e->seq++;
 	pthread_mutex_unlock(lock);
+	if (atomic_load_explicit(&o->watchers, memory_order_relaxed) > 0 && o->notify != NULL)
+		o->notify(o->notify_arg);
 	return a;
 }
 
@@ -342,6 +387,8 @@ static void
 client_view(const struct client *c, int64_t changed_at, struct observe_client_view *v)
 {
 	v->protocol = c->protocol;
+	memcpy(v->lb, c->lb, sizeof(v->lb));
+	v->interval_ms = c->interval_ms;
 	memcpy(v->address, c->address, sizeof(v->address));
 	memcpy(v->user_agent, c->user_agent, sizeof(v->user_agent));
 	v->has_user_agent = c->has_user_agent;
@@ -358,6 +405,10 @@ client_view_cmp(const void *a, const void *b)
 	const struct observe_client_view *x = a, *y = b;
 	int d;
 
+	if ((x->lb[0] == '\0') != (y->lb[0] == '\0'))
+		return x->lb[0] == '\0' ? 1 : -1;
+	if ((d = strcmp(x->lb, y->lb)) != 0)
+		return d;
 	if (x->protocol != y->protocol)
 		return (int)x->protocol - (int)y->protocol;
 	if ((d = strcmp(x->address, y->address)) != 0)
@@ -410,6 +461,8 @@ add_remote(struct observe *o, const char *cluster, const char *node, int64_t cha
 			continue;
 		memset(v, 0, sizeof(*v));
 		v->protocol = r->protocol == OBSERVE_AGENT ? OBSERVE_AGENT : OBSERVE_HTTP;
+		snprintf(v->lb, sizeof(v->lb), "%s", r->lb);
+		v->interval_ms = r->interval_ms;
 		snprintf(v->address, sizeof(v->address), "%s", r->address);
 		snprintf(v->user_agent, sizeof(v->user_agent), "%s", r->user_agent);
 		v->has_user_agent = r->has_user_agent;
@@ -478,6 +531,8 @@ observe_collect_reports(struct observe *o, const char *daemon, int64_t now,
 				memcpy(r->cluster, e->cluster, sizeof(r->cluster));
 				memcpy(r->node, e->node, sizeof(r->node));
 				r->protocol = c->protocol;
+				memcpy(r->lb, c->lb, sizeof(r->lb));
+				r->interval_ms = c->interval_ms;
 				snprintf(r->address, sizeof(r->address), "%s", c->address);
 				memcpy(r->user_agent, c->user_agent, sizeof(r->user_agent));
 				r->has_user_agent = c->has_user_agent;
@@ -523,6 +578,9 @@ observe_node_view(struct observe *o, const char *cluster, const char *node, int6
 				            &out->clients[out->n_clients++]);
 		out->n_untracked = e->n_untracked;
 		out->untracked_at = e->untracked_at;
+		out->n_untracked_lbs = e->n_untracked_lbs;
+		out->untracked_lbs_at = e->untracked_lbs_at;
+		out->seq = e->seq;
 		out->has_check = e->has_check;
 		out->check = e->check;
 	}
@@ -533,23 +591,45 @@ observe_node_view(struct observe *o, const char *cluster, const char *node, int6
 }
 
 int
-observe_check_state(struct observe *o, const char *cluster, const char *node,
-                    struct observe_check *out)
+observe_lb_is_known(const struct cluster *c, const char *name, size_t len)
+{
+	char buf[NODE_NAME_MAX + 1];
+
+	if (!node_name_is_valid(name, len))
+		return 0;
+	if (c->n_lbs == 0)
+		return 1;
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	return cluster_find_lb(c, buf) != NULL;
+}
+
+uint64_t
+observe_node_seq(struct observe *o, const char *cluster, const char *node)
 {
 	size_t len = strlen(node);
-	uint64_t hash = key_hash(cluster, node, len);
+	uint64_t hash = key_hash(cluster, node, len), seq = 0;
 	pthread_mutex_t *lock = lock_for(o, hash);
 	struct entry *e;
-	int has_check = 0;
 
-	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(lock);
-	if ((e = entry_find(o, hash, cluster, node, len)) != NULL && e->has_check) {
-		*out = e->check;
-		has_check = 1;
-	}
+	if ((e = entry_find(o, hash, cluster, node, len)) != NULL)
+		seq = e->seq;
 	pthread_mutex_unlock(lock);
-	return has_check;
+	return seq;
+}
+
+void
+observe_set_notify(struct observe *o, void (*fn)(void *arg), void *arg)
+{
+	o->notify = fn;
+	o->notify_arg = arg;
+}
+
+void
+observe_watch(struct observe *o, int delta)
+{
+	atomic_fetch_add(&o->watchers, delta);
 }
 
 void
@@ -601,7 +681,11 @@ entry_sweep(struct entry *e, int64_t cutoff)
 		e->n_untracked = 0;
 		e->untracked_at = 0;
 	}
-	return e->n_clients == 0 && !e->has_check && e->n_untracked == 0;
+	if (e->untracked_lbs_at < cutoff) {
+		e->n_untracked_lbs = 0;
+		e->untracked_lbs_at = 0;
+	}
+	return e->n_clients == 0 && !e->has_check && e->n_untracked == 0 && e->n_untracked_lbs == 0;
 }
 
 void

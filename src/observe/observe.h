@@ -5,8 +5,12 @@
  * Two things are kept per node (keyed by cluster and node name):
  *
  *   probes   every client that asked about the node (HTTP probe or
- *            HAProxy agent-check), told apart by protocol, address and
- *            User-Agent: when it first and last asked, what it was
+ *            HAProxy agent-check). A probe that names its load balancer
+ *            (lb=NAME, stamped by `lbconfig --lb`) is told apart by
+ *            protocol and that name, whatever address it comes from (a
+ *            front server, NAT, a host shared by two load balancers);
+ *            any other by protocol, address and User-Agent. For each:
+ *            when it first and last asked, what it was
  *            answered, how many times in a row it got that answer, and how
  *            many answers of the same kind (serving or not) in a row it got
  *            since the node's last status change. That is what
@@ -16,10 +20,20 @@
  *            it), which turns an online node's answer into "down".
  *
  * None of it is persisted: it starts empty at every start of the daemon.
- * Memory is bounded: at most OBSERVE_CLIENTS_MAX clients per node (a new
- * client beyond that takes the slot of one unseen for OBSERVE_STALE_MS, or
- * is counted as untracked), clients unseen for OBSERVE_FORGET_MS are
- * forgotten, and only nodes that exist are recorded.
+ * Memory is bounded: at most OBSERVE_CLIENTS_MAX unnamed clients and
+ * OBSERVE_LBS_MAX named ones per node, each kind in slots of its own, so
+ * that any number of unnamed clients never pushes out a named load
+ * balancer (a new client beyond its kind's cap takes the slot of one of
+ * its kind unseen for OBSERVE_STALE_MS, or is counted as untracked, per
+ * kind); clients unseen for OBSERVE_FORGET_MS are forgotten, and only
+ * nodes that exist are recorded.
+ *
+ * Waiting for observations: every recorded answer bumps the node's
+ * sequence number (observe_node_seq). A reader that waits for the next
+ * one registers with observe_watch; while anyone watches, each recorded
+ * answer calls the notify function (observe_set_notify) after the lock is
+ * released, so a long poll wakes as the probe is answered instead of
+ * polling. With no watcher the probe path pays one atomic load.
  *
  * Threading: every function may be called from any thread. The table is
  * split into stripes, each with its own mutex held for a few hundred
@@ -36,7 +50,8 @@
 #include "../core/model.h"
 #include "../core/peer.h"
 
-#define OBSERVE_CLIENTS_MAX 16
+#define OBSERVE_CLIENTS_MAX 16 /* unnamed clients per node */
+#define OBSERVE_LBS_MAX 16     /* named load balancers' clients per node */
 #define OBSERVE_FORGET_MS (10 * 60 * 1000)
 #define OBSERVE_STALE_MS (60 * 1000)
 #define OBSERVE_ADDRESS_MAX 63
@@ -45,9 +60,10 @@
  * (utf8_sanitize). */
 #define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX
 #define OBSERVE_ERROR_MAX 159
-/* Clients in one node's view: this daemon's (at most OBSERVE_CLIENTS_MAX)
- * and those other daemons reported (observe_set_remote). */
-#define OBSERVE_VIEW_MAX 64
+/* Clients in one node's view: this daemon's (named and unnamed) and up to
+ * OBSERVE_REMOTE_MAX that other daemons reported (observe_set_remote). */
+#define OBSERVE_REMOTE_MAX 48
+#define OBSERVE_VIEW_MAX (OBSERVE_LBS_MAX + OBSERVE_CLIENTS_MAX + OBSERVE_REMOTE_MAX)
 
 enum observe_protocol {
 	OBSERVE_HTTP = 0,  /* the probe, GET/HEAD {mount}?node= */
@@ -65,22 +81,29 @@ enum observe_answer {
 };
 
 /* Who asks. Borrowed strings; user_agent may be NULL (none sent) and need
- * not be terminated (user_agent_len bytes). */
+ * not be terminated (user_agent_len bytes); lb is the load balancer's name
+ * the probe gave (lb_len bytes, a valid name by the node name rule, which
+ * the caller checks), or NULL for an unnamed prober. */
 struct observe_client {
 	enum observe_protocol protocol;
 	const char *address;
 	const char *user_agent;
 	size_t user_agent_len;
+	const char *lb;
+	size_t lb_len;
 };
 
 /* One remembered client of a node, as copied out by observe_node_view. */
 struct observe_client_view {
 	enum observe_protocol protocol;
-	char address[OBSERVE_ADDRESS_MAX + 1];
+	char lb[NODE_NAME_MAX + 1];                  /* "" for an unnamed client */
+	char address[OBSERVE_ADDRESS_MAX + 1];       /* the last one it came from */
 	char user_agent[OBSERVE_USER_AGENT_MAX + 1]; /* valid UTF-8; "" when none
 	                                                was sent */
 	int has_user_agent;
 	int64_t first_at, last_at; /* ms */
+	int64_t interval_ms;       /* its probe interval as observed (a moving
+	                              average of the gaps), 0 before the 2nd */
 	enum observe_answer last_answer;
 	uint32_t consecutive;           /* answers equal to last_answer in a row */
 	uint32_t since_change;          /* answers of last_answer's kind (serving or
@@ -100,11 +123,15 @@ struct observe_check {
 /* Everything known about one node. */
 struct observe_node_view {
 	size_t n_clients;
-	struct observe_client_view clients[OBSERVE_VIEW_MAX]; /* by protocol, address,
-	                                                         agent, daemon */
-	uint64_t n_untracked; /* answers to clients beyond the cap */
-	int64_t untracked_at; /* ms of the last one, 0 when none */
-	int has_check;        /* a check state has been published */
+	/* named ones first (by name, protocol), then unnamed ones (by
+	 * protocol, address, agent) */
+	struct observe_client_view clients[OBSERVE_VIEW_MAX];
+	uint64_t n_untracked;     /* answers to unnamed clients beyond the cap */
+	int64_t untracked_at;     /* ms of the last one, 0 when none */
+	uint64_t n_untracked_lbs; /* answers to named clients beyond theirs */
+	int64_t untracked_lbs_at;
+	uint64_t seq;  /* the node's observation sequence number */
+	int has_check; /* a check state has been published */
 	struct observe_check check;
 };
 
@@ -121,6 +148,12 @@ enum observe_answer observe_answer_probe(struct observe *o, const char *cluster,
                                          const struct node *n, const struct observe_client *client,
                                          int64_t now);
 
+/* May a probe of cluster c that says lb=NAME (name[0..len)) count as that
+ * load balancer's? The name must be valid and, once the cluster names its
+ * load balancers, one of them (so made-up names cannot fill the named
+ * slots); any other probe is an unnamed prober. */
+int observe_lb_is_known(const struct cluster *c, const char *name, size_t len);
+
 /* Copies what is known about the node into *out (zeroed first): the
  * clients seen at or after since (ms; 0 for all remembered), and the
  * check state. changed_at is the node's current changed_at, which decides
@@ -128,10 +161,15 @@ enum observe_answer observe_answer_probe(struct observe *o, const char *cluster,
 int observe_node_view(struct observe *o, const char *cluster, const char *node, int64_t changed_at,
                       int64_t since, struct observe_node_view *out);
 
-/* The node's check state into *out; returns 1, or 0 when the node has no
- * check (or none has run yet). For the web page and `status`. */
-int observe_check_state(struct observe *o, const char *cluster, const char *node,
-                        struct observe_check *out);
+/* The node's observation sequence number: it grows with every answer
+ * recorded for the node (tracked or not); 0 for a node never probed. */
+uint64_t observe_node_seq(struct observe *o, const char *cluster, const char *node);
+
+/* Sets the function called (from the probing thread, no lock held) after
+ * each recorded answer while watchers > 0. Set it once, before probes. */
+void observe_set_notify(struct observe *o, void (*fn)(void *arg), void *arg);
+/* Adds delta (+1 or -1) to the number of watchers. */
+void observe_watch(struct observe *o, int delta);
 
 /* Publishes (check.c) or forgets (the check was removed) a node's check
  * state. */

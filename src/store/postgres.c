@@ -126,17 +126,29 @@ static const char step1_create_tables[] =
 static const char step2_index_audit_by_cluster[] =
     "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
 
-static const char step3_store_version[] = "CREATE TABLE store_version ("
+/* The cluster's named load balancers: kind by name, runtime and backend
+ * NULL when not given. */
+static const char step3_create_lbs[] =
+    "CREATE TABLE lbs ("
+    " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('haproxy', 'varnish', 'nginx', 'other')),"
+    " runtime TEXT,"
+    " backend TEXT,"
+    " PRIMARY KEY (cluster, name));";
+
+static const char step4_store_version[] = "CREATE TABLE store_version ("
                                           " id INTEGER PRIMARY KEY CHECK (id = 1),"
                                           " version BIGINT NOT NULL);"
                                           "INSERT INTO store_version (id, version) VALUES (1, 0);";
 
-static const char step4_probes[] =
+static const char step5_probes[] =
     "CREATE TABLE probes ("
     " daemon TEXT NOT NULL,"
     " cluster TEXT NOT NULL,"
     " node TEXT NOT NULL,"
     " protocol INTEGER NOT NULL,"
+    " lb TEXT NOT NULL,"
     " address TEXT NOT NULL,"
     " user_agent TEXT NOT NULL,"
     " has_user_agent INTEGER NOT NULL,"
@@ -146,11 +158,13 @@ static const char step4_probes[] =
     " last_answer INTEGER NOT NULL,"
     " consecutive BIGINT NOT NULL,"
     " since_change BIGINT NOT NULL,"
-    " PRIMARY KEY (daemon, cluster, node, protocol, address, user_agent, has_user_agent));";
+    " interval_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (daemon, cluster, node, protocol, lb, address, user_agent,"
+    " has_user_agent));";
 
 /* The fleet: each daemon of a shared store registers itself and beats;
  * and when the store last changed, for the daemons' lag in seconds. */
-static const char step5_daemons[] =
+static const char step6_daemons[] =
     "CREATE TABLE daemons ("
     " id TEXT PRIMARY KEY NOT NULL,"
     " host TEXT NOT NULL,"
@@ -163,7 +177,7 @@ static const char step5_daemons[] =
 /* The web page's sessions, so that a browser signed in through one daemon
  * is signed in on all (hashes of the ids only; an SQLite store leaves it
  * empty: its one daemon keeps its sessions in memory). */
-static const char step6_sessions[] = "CREATE TABLE sessions ("
+static const char step7_sessions[] = "CREATE TABLE sessions ("
                                      " id_hash TEXT PRIMARY KEY NOT NULL,"
                                      " name TEXT NOT NULL,"
                                      " tag TEXT NOT NULL,"
@@ -174,10 +188,11 @@ static const char step6_sessions[] = "CREATE TABLE sessions ("
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
-    {"count the store's versions", step3_store_version},
-    {"share observed probes", step4_probes},
-    {"register the daemons", step5_daemons},
-    {"share the web sessions", step6_sessions},
+    {"create the load balancers' table", step3_create_lbs},
+    {"count the store's versions", step4_store_version},
+    {"share observed probes", step5_probes},
+    {"register the daemons", step6_daemons},
+    {"share the web sessions", step7_sessions},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -846,6 +861,27 @@ pg_upsert_node(void *handle, const char *cluster, const struct node *n, struct e
 }
 
 static int
+pg_upsert_lb(void *handle, const char *cluster, const struct lb *l, struct error *err)
+{
+	const char *p[5] = {cluster, l->name, l->kind, l->runtime, l->backend};
+
+	return run(handle,
+	           "INSERT INTO lbs (cluster, name, kind, runtime, backend) "
+	           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster, name) DO UPDATE SET "
+	           "kind = excluded.kind, runtime = excluded.runtime, backend = excluded.backend",
+	           5, p, NULL, "save a load balancer", err);
+}
+
+static int
+pg_delete_lb(void *handle, const char *cluster, const char *name, struct error *err)
+{
+	const char *p[2] = {cluster, name};
+
+	return run(handle, "DELETE FROM lbs WHERE cluster = $1 AND name = $2", 2, p, NULL,
+	           "delete a load balancer", err);
+}
+
+static int
 pg_delete_node(void *handle, const char *cluster, const char *name, struct error *err)
 {
 	const char *p[2] = {cluster, name};
@@ -1041,6 +1077,51 @@ load_nodes(struct pg_store *db, struct model *m, struct error *err)
 	return rc;
 }
 
+/* Ordered by cluster, then name, like the nodes. */
+static int
+load_lbs(struct pg_store *db, struct model *m, struct error *err)
+{
+	PGresult *res = NULL;
+	size_t ci = 0;
+	int i, j, n, rc = 0;
+
+	if (run(db,
+	        "SELECT cluster, name, kind, runtime, backend FROM lbs "
+	        "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"",
+	        0, NULL, &res, "load the load balancers", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n && rc == 0; i = j) {
+		const char *cluster = PQgetvalue(res, i, 0);
+		struct cluster *c;
+		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, cluster) < 0)
+			ci++;
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0) {
+			rc = corrupt(db, "load balancer of an unknown cluster", cluster, err);
+			break;
+		}
+		c = &m->clusters[ci];
+		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
+			;
+		c->lbs = xcalloc((size_t)(j - i), sizeof(*c->lbs));
+		for (; i < j; i++) {
+			struct lb *l = &c->lbs[c->n_lbs];
+			if (!lb_kind_is_valid(PQgetvalue(res, i, 2))) {
+				rc = corrupt(db, "unknown load balancer kind",
+				             PQgetvalue(res, i, 2), err);
+				break;
+			}
+			l->name = value_dup(res, i, 1);
+			l->kind = value_dup(res, i, 2);
+			l->runtime = value_dup_or_null(res, i, 3);
+			l->backend = value_dup_or_null(res, i, 4);
+			c->n_lbs++;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
 static int
 load_users(struct pg_store *db, struct model *m, struct error *err)
 {
@@ -1118,8 +1199,8 @@ pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 		db->in_tx = 1;
 	}
 	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
-	    load_users(db, m, err) != 0 || load_tokens(db, m, err) != 0 ||
-	    pg_read_version(db, version, err) != 0)
+	    load_lbs(db, m, err) != 0 || load_users(db, m, err) != 0 ||
+	    load_tokens(db, m, err) != 0 || pg_read_version(db, version, err) != 0)
 		goto bad;
 	if (!is_own)
 		return 0;
@@ -1169,10 +1250,10 @@ static int
 put_probe(struct pg_store *db, const struct probe_report *r, struct error *err)
 {
 	char protocol[16], has_ua[4], first_at[24], last_at[24], changed_at[24], answer[16],
-	    consecutive[24], since[24];
-	const char *p[13] = {r->daemon,     r->cluster,  r->node,  protocol, r->address,
-	                     r->user_agent, has_ua,      first_at, last_at,  changed_at,
-	                     answer,        consecutive, since};
+	    consecutive[24], since[24], interval[24];
+	const char *p[15] = {r->daemon,  r->cluster,    r->node,     protocol, r->lb,
+	                     r->address, r->user_agent, has_ua,      first_at, last_at,
+	                     changed_at, answer,        consecutive, since,    interval};
 
 	snprintf(protocol, sizeof(protocol), "%d", r->protocol);
 	snprintf(has_ua, sizeof(has_ua), "%d", r->has_user_agent ? 1 : 0);
@@ -1182,16 +1263,18 @@ put_probe(struct pg_store *db, const struct probe_report *r, struct error *err)
 	snprintf(answer, sizeof(answer), "%d", r->last_answer);
 	snprintf(consecutive, sizeof(consecutive), "%u", r->consecutive);
 	snprintf(since, sizeof(since), "%u", r->since_change);
-	return run(db,
-	           "INSERT INTO probes (daemon, cluster, node, protocol, address, user_agent, "
-	           "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
-	           "since_change) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-	           "ON CONFLICT (daemon, cluster, node, protocol, address, user_agent, "
-	           "has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
-	           "last_at = excluded.last_at, changed_at = excluded.changed_at, "
-	           "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
-	           "since_change = excluded.since_change",
-	           13, p, NULL, "share observed probes", err);
+	i64_text(r->interval_ms, interval, sizeof(interval));
+	return run(
+	    db,
+	    "INSERT INTO probes (daemon, cluster, node, protocol, lb, address, user_agent, "
+	    "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
+	    "since_change, interval_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+	    "$11, $12, $13, $14, $15) ON CONFLICT (daemon, cluster, node, protocol, lb, "
+	    "address, user_agent, has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
+	    "last_at = excluded.last_at, changed_at = excluded.changed_at, "
+	    "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
+	    "since_change = excluded.since_change, interval_ms = excluded.interval_ms",
+	    15, p, NULL, "share observed probes", err);
 }
 
 static void
@@ -1228,8 +1311,8 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 	if (want_others &&
 	    run(db,
 	        "SELECT daemon, cluster, node, protocol, address, user_agent, has_user_agent, "
-	        "first_at, last_at, changed_at, last_answer, consecutive, since_change "
-	        "FROM probes WHERE daemon <> $1 AND last_at >= $2 LIMIT $3",
+	        "first_at, last_at, changed_at, last_answer, consecutive, since_change, lb, "
+	        "interval_ms FROM probes WHERE daemon <> $1 AND last_at >= $2 LIMIT $3",
 	        3, p, &res, "read the other daemons' observed probes", err) != 0)
 		goto bad;
 	if (pg_commit(db, err) != 0)
@@ -1251,6 +1334,8 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 		r->last_answer = (int)value_i64(res, (int)i, 10);
 		r->consecutive = (uint32_t)value_i64(res, (int)i, 11);
 		r->since_change = (uint32_t)value_i64(res, (int)i, 12);
+		copy_text(r->lb, sizeof(r->lb), PQgetvalue(res, (int)i, 13));
+		r->interval_ms = value_i64(res, (int)i, 14);
 	}
 	*n_others = (size_t)n;
 	PQclear(res);
@@ -1662,6 +1747,8 @@ const struct store_backend store_postgres_backend = {
     .delete_cluster = pg_delete_cluster,
     .upsert_node = pg_upsert_node,
     .delete_node = pg_delete_node,
+    .upsert_lb = pg_upsert_lb,
+    .delete_lb = pg_delete_lb,
     .upsert_user = pg_upsert_user,
     .delete_user = pg_delete_user,
     .insert_token = pg_insert_token,

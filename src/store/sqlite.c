@@ -115,8 +115,19 @@ static const char step1_create_tables[] =
 static const char step2_index_audit_by_cluster[] =
     "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
 
+/* The cluster's named load balancers (issue 9): kind by name, runtime and
+ * backend NULL when not given. */
+static const char step3_create_lbs[] =
+    "CREATE TABLE lbs ("
+    " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('haproxy', 'varnish', 'nginx', 'other')),"
+    " runtime TEXT,"
+    " backend TEXT,"
+    " PRIMARY KEY (cluster, name));";
+
 /* The store version (store.h): one row, set by every write. */
-static const char step3_store_version[] = "CREATE TABLE store_version ("
+static const char step4_store_version[] = "CREATE TABLE store_version ("
                                           " id INTEGER PRIMARY KEY CHECK (id = 1),"
                                           " version INTEGER NOT NULL);"
                                           "INSERT INTO store_version (id, version) VALUES (1, 0);";
@@ -124,12 +135,13 @@ static const char step3_store_version[] = "CREATE TABLE store_version ("
 /* What each daemon observed of the load balancers, shared between the
  * daemons of one PostgreSQL store (an SQLite store has one daemon and
  * leaves it empty; the step exists so that both schemas stay the same). */
-static const char step4_probes[] =
+static const char step5_probes[] =
     "CREATE TABLE probes ("
     " daemon TEXT NOT NULL,"
     " cluster TEXT NOT NULL,"
     " node TEXT NOT NULL,"
     " protocol INTEGER NOT NULL,"
+    " lb TEXT NOT NULL,"
     " address TEXT NOT NULL,"
     " user_agent TEXT NOT NULL,"
     " has_user_agent INTEGER NOT NULL,"
@@ -139,11 +151,13 @@ static const char step4_probes[] =
     " last_answer INTEGER NOT NULL,"
     " consecutive INTEGER NOT NULL,"
     " since_change INTEGER NOT NULL,"
-    " PRIMARY KEY (daemon, cluster, node, protocol, address, user_agent, has_user_agent));";
+    " interval_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (daemon, cluster, node, protocol, lb, address, user_agent,"
+    " has_user_agent));";
 
 /* The fleet: each daemon of a shared store registers itself and beats;
  * and when the store last changed, for the daemons' lag in seconds. */
-static const char step5_daemons[] =
+static const char step6_daemons[] =
     "CREATE TABLE daemons ("
     " id TEXT PRIMARY KEY NOT NULL,"
     " host TEXT NOT NULL,"
@@ -156,7 +170,7 @@ static const char step5_daemons[] =
 /* The web page's sessions, so that a browser signed in through one daemon
  * is signed in on all (hashes of the ids only; an SQLite store leaves it
  * empty: its one daemon keeps its sessions in memory). */
-static const char step6_sessions[] = "CREATE TABLE sessions ("
+static const char step7_sessions[] = "CREATE TABLE sessions ("
                                      " id_hash TEXT PRIMARY KEY NOT NULL,"
                                      " name TEXT NOT NULL,"
                                      " tag TEXT NOT NULL,"
@@ -168,10 +182,11 @@ static const char step6_sessions[] = "CREATE TABLE sessions ("
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
-    {"count the store's versions", step3_store_version},
-    {"share observed probes", step4_probes},
-    {"register the daemons", step5_daemons},
-    {"share the web sessions", step6_sessions},
+    {"create the load balancers' table", step3_create_lbs},
+    {"count the store's versions", step4_store_version},
+    {"share observed probes", step5_probes},
+    {"register the daemons", step6_daemons},
+    {"share the web sessions", step7_sessions},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -185,6 +200,8 @@ enum statement {
 	ST_DELETE_CLUSTER,
 	ST_UPSERT_NODE,
 	ST_DELETE_NODE,
+	ST_UPSERT_LB,
+	ST_DELETE_LB,
 	ST_UPSERT_USER,
 	ST_DELETE_USER,
 	ST_INSERT_TOKEN,
@@ -192,6 +209,7 @@ enum statement {
 	ST_INSERT_AUDIT,
 	ST_LOAD_CLUSTERS,
 	ST_LOAD_NODES,
+	ST_LOAD_LBS,
 	ST_LOAD_USERS,
 	ST_LOAD_TOKENS,
 	ST_AUDIT_ALL,
@@ -224,6 +242,11 @@ static const char *const statement_sql[ST_COUNT] = {
                        "expires_at = excluded.expires_at, address = excluded.address, "
                        "check_url = excluded.check_url",
     [ST_DELETE_NODE] = "DELETE FROM nodes WHERE cluster = ?1 AND name = ?2",
+    [ST_UPSERT_LB] = "INSERT INTO lbs (cluster, name, kind, runtime, backend) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5) "
+                     "ON CONFLICT (cluster, name) DO UPDATE SET kind = excluded.kind, "
+                     "runtime = excluded.runtime, backend = excluded.backend",
+    [ST_DELETE_LB] = "DELETE FROM lbs WHERE cluster = ?1 AND name = ?2",
     [ST_UPSERT_USER] = "INSERT INTO users (name, role, password_hash, created_at) "
                        "VALUES (?1, ?2, ?3, ?4) "
                        "ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
@@ -238,6 +261,8 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_LOAD_CLUSTERS] = "SELECT name, path, version FROM clusters ORDER BY name",
     [ST_LOAD_NODES] = "SELECT cluster, name, status, reason, changed_by, changed_at, "
                       "expires_at, address, check_url FROM nodes ORDER BY cluster, name",
+    [ST_LOAD_LBS] = "SELECT cluster, name, kind, runtime, backend FROM lbs "
+                    "ORDER BY cluster, name",
     [ST_LOAD_USERS] = "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
     [ST_LOAD_TOKENS] = "SELECT id, role, description, hash, created_by, created_at "
                        "FROM tokens ORDER BY id",
@@ -686,6 +711,35 @@ sqlite_upsert_node(void *handle, const char *cluster, const struct node *n, stru
 }
 
 static int
+sqlite_upsert_lb(void *handle, const char *cluster, const struct lb *l, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_UPSERT_LB];
+	int rc;
+
+	if ((rc = bind_text(st, 1, cluster)) != SQLITE_OK ||
+	    (rc = bind_text(st, 2, l->name)) != SQLITE_OK ||
+	    (rc = bind_text(st, 3, l->kind)) != SQLITE_OK ||
+	    (rc = bind_text_or_null(st, 4, l->runtime)) != SQLITE_OK ||
+	    (rc = bind_text_or_null(st, 5, l->backend)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "save a load balancer", err);
+	return run(db, st, "save a load balancer", err);
+}
+
+static int
+sqlite_delete_lb(void *handle, const char *cluster, const char *name, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_DELETE_LB];
+	int rc;
+
+	if ((rc = bind_text(st, 1, cluster)) != SQLITE_OK ||
+	    (rc = bind_text(st, 2, name)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "delete a load balancer", err);
+	return run(db, st, "delete a load balancer", err);
+}
+
+static int
 sqlite_delete_node(void *handle, const char *cluster, const char *name, struct error *err)
 {
 	struct sqlite_store *db = handle;
@@ -903,6 +957,41 @@ load_nodes(struct sqlite_store *db, struct model *m, struct error *err)
 	return rc;
 }
 
+/* Ordered by cluster, then name, like the nodes. */
+static int
+load_lbs(struct sqlite_store *db, struct model *m, struct error *err)
+{
+	sqlite3_stmt *st = db->statements[ST_LOAD_LBS];
+	struct cluster *c = NULL;
+	size_t ci = 0, cap = 0;
+	struct lb *l;
+	int rc;
+
+	while ((rc = next_row(db, st, "load the load balancers", err)) == 1) {
+		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, column_text(st, 0)) < 0)
+			ci++;
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, column_text(st, 0)) != 0) {
+			rc = corrupt(db, "load balancer of an unknown cluster", column_text(st, 0),
+			             err);
+			break;
+		}
+		if (!lb_kind_is_valid(column_text(st, 2))) {
+			rc = corrupt(db, "unknown load balancer kind", column_text(st, 2), err);
+			break;
+		}
+		if (c != &m->clusters[ci])
+			c = &m->clusters[ci], cap = 0;
+		c->lbs = grow(c->lbs, c->n_lbs, &cap, sizeof(*c->lbs));
+		l = &c->lbs[c->n_lbs++];
+		l->name = column_dup(st, 1);
+		l->kind = column_dup(st, 2);
+		l->runtime = column_dup_or_null(st, 3);
+		l->backend = column_dup_or_null(st, 4);
+	}
+	finish(st);
+	return rc;
+}
+
 static int
 load_users(struct sqlite_store *db, struct model *m, struct error *err)
 {
@@ -994,8 +1083,8 @@ sqlite_load(void *handle, struct model *m, int64_t *version, struct error *err)
 	if (is_own && run(db, db->statements[ST_BEGIN_READ], "start reading", err) != 0)
 		return -1;
 	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
-	    load_users(db, m, err) != 0 || load_tokens(db, m, err) != 0 ||
-	    sqlite_read_version(db, version, err) != 0)
+	    load_lbs(db, m, err) != 0 || load_users(db, m, err) != 0 ||
+	    load_tokens(db, m, err) != 0 || sqlite_read_version(db, version, err) != 0)
 		goto bad;
 	if (!is_own)
 		return 0;
@@ -1047,6 +1136,8 @@ const struct store_backend store_sqlite_backend = {
     .delete_cluster = sqlite_delete_cluster,
     .upsert_node = sqlite_upsert_node,
     .delete_node = sqlite_delete_node,
+    .upsert_lb = sqlite_upsert_lb,
+    .delete_lb = sqlite_delete_lb,
     .upsert_user = sqlite_upsert_user,
     .delete_user = sqlite_delete_user,
     .insert_token = sqlite_insert_token,

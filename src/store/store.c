@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/merge.h"
 #include "../util/xalloc.h"
 #include "store.h"
 #include "store_backend.h"
@@ -141,17 +142,38 @@ store_load(struct store *s, struct model **out, struct error *err)
 
 /* --- the difference ------------------------------------------------- */
 
-/* Where a merge walk stands: < 0 only the old side has this name (removed),
- * > 0 only the new side (added), 0 both. NULL means that side is done. */
-static int
-walk_compare(const char *old_name, const char *new_name)
+/* The keys the merge walks go by (util/merge.h). */
+static const char *
+cluster_key(const void *e)
 {
-	if (old_name == NULL)
-		return 1;
-	if (new_name == NULL)
-		return -1;
-	return strcmp(old_name, new_name);
+	return ((const struct cluster *)e)->name;
 }
+
+static const char *
+node_key(const void *e)
+{
+	return ((const struct node *)e)->name;
+}
+
+static const char *
+user_key(const void *e)
+{
+	return ((const struct user *)e)->name;
+}
+
+static const char *
+token_key(const void *e)
+{
+	return ((const struct token *)e)->id;
+}
+
+/* What a walk writes with: the store, the error, and for nodes their
+ * cluster. */
+struct save {
+	struct store *s;
+	const char *cluster;
+	struct error *err;
+};
 
 static int
 text_equal(const char *a, const char *b)
@@ -185,52 +207,109 @@ token_equal(const struct token *a, const struct token *b)
 	       text_equal(a->created_by, b->created_by);
 }
 
+static int
+node_removed(void *arg, const void *old)
+{
+	struct save *v = arg;
+
+	return v->s->backend->delete_node(v->s->db, v->cluster, node_key(old), v->err);
+}
+
+static int
+node_added(void *arg, const void *new)
+{
+	struct save *v = arg;
+
+	return v->s->backend->upsert_node(v->s->db, v->cluster, new, v->err);
+}
+
+static int
+node_kept(void *arg, const void *old, const void *new)
+{
+	return node_equal(old, new) ? 0 : node_added(arg, new);
+}
+
 /* The nodes of one cluster; old is empty for a cluster just added. */
 static int
 save_nodes(struct store *s, const char *cluster, const struct node *old, size_t n_old,
            const struct node *new, size_t n_new, struct error *err)
 {
-	const struct store_backend *b = s->backend;
-	size_t i = 0, j = 0;
-	int cmp, rc = 0;
+	static const struct merge_calls calls = {node_removed, node_added, node_kept};
+	struct merge_side before = {old, n_old, sizeof(*old), node_key};
+	struct merge_side after = {new, n_new, sizeof(*new), node_key};
+	struct save v = {s, cluster, err};
 
-	while (rc == 0 && (i < n_old || j < n_new)) {
-		cmp = walk_compare(i < n_old ? old[i].name : NULL, j < n_new ? new[j].name : NULL);
-		if (cmp < 0) {
-			rc = b->delete_node(s->db, cluster, old[i].name, err);
-			i++;
-		} else if (cmp > 0) {
-			rc = b->upsert_node(s->db, cluster, &new[j], err);
-			j++;
-		} else {
-			if (!node_equal(&old[i], &new[j]))
-				rc = b->upsert_node(s->db, cluster, &new[j], err);
-			i++, j++;
-		}
-	}
-	return rc;
+	return merge_walk(&before, &after, &calls, &v);
+}
+
+static int
+cluster_removed(void *arg, const void *old)
+{
+	struct save *v = arg;
+
+	return v->s->backend->delete_cluster(v->s->db, cluster_key(old), v->err);
+}
+
+static int
+lb_equal(const struct lb *a, const struct lb *b)
+{
+	return text_equal(a->kind, b->kind) && text_equal(a->runtime, b->runtime) &&
+	       text_equal(a->backend, b->backend);
+}
+
+static const char *
+lb_key(const void *e)
+{
+	return ((const struct lb *)e)->name;
+}
+
+static int
+lb_removed(void *arg, const void *old)
+{
+	struct save *v = arg;
+
+	return v->s->backend->delete_lb(v->s->db, v->cluster, lb_key(old), v->err);
+}
+
+static int
+lb_added(void *arg, const void *new)
+{
+	struct save *v = arg;
+
+	return v->s->backend->upsert_lb(v->s->db, v->cluster, new, v->err);
+}
+
+static int
+lb_kept(void *arg, const void *old, const void *new)
+{
+	return lb_equal(old, new) ? 0 : lb_added(arg, new);
+}
+
+/* The named load balancers of one cluster; old is empty for a new one. */
+static int
+save_lbs(struct store *s, const char *cluster, const struct lb *old, size_t n_old,
+         const struct lb *new, size_t n_new, struct error *err)
+{
+	static const struct merge_calls calls = {lb_removed, lb_added, lb_kept};
+	struct merge_side before = {old, n_old, sizeof(*old), lb_key};
+	struct merge_side after = {new, n_new, sizeof(*new), lb_key};
+	struct save v = {s, cluster, err};
+
+	return merge_walk(&before, &after, &calls, &v);
 }
 
 static int
 remove_clusters(struct store *s, const struct model *before, const struct model *after,
                 struct error *err)
 {
-	size_t i = 0, j = 0;
-	int cmp, rc = 0;
+	static const struct merge_calls calls = {cluster_removed, NULL, NULL};
+	struct merge_side old = {before->clusters, before->n_clusters, sizeof(struct cluster),
+	                         cluster_key};
+	struct merge_side new = {after->clusters, after->n_clusters, sizeof(struct cluster),
+	                         cluster_key};
+	struct save v = {s, NULL, err};
 
-	while (rc == 0 && i < before->n_clusters) {
-		cmp = walk_compare(before->clusters[i].name,
-		                   j < after->n_clusters ? after->clusters[j].name : NULL);
-		if (cmp < 0) {
-			rc = s->backend->delete_cluster(s->db, before->clusters[i].name, err);
-			i++;
-		} else if (cmp > 0) {
-			j++;
-		} else {
-			i++, j++;
-		}
-	}
-	return rc;
+	return merge_walk(&old, &new, &calls, &v);
 }
 
 static int
@@ -242,95 +321,117 @@ save_cluster(struct store *s, const struct cluster *old, const struct cluster *n
 			return -1;
 	}
 	if (old == NULL)
-		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err);
-	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err);
+		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err) != 0 ||
+		               save_lbs(s, new->name, NULL, 0, new->lbs, new->n_lbs, err) != 0
+		           ? -1
+		           : 0;
+	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err) !=
+	                   0 ||
+	               save_lbs(s, new->name, old->lbs, old->n_lbs, new->lbs, new->n_lbs, err) != 0
+	           ? -1
+	           : 0;
+}
+
+static int
+cluster_added(void *arg, const void *new)
+{
+	struct save *v = arg;
+
+	return save_cluster(v->s, NULL, new, v->err);
+}
+
+static int
+cluster_kept(void *arg, const void *old, const void *new)
+{
+	struct save *v = arg;
+
+	return save_cluster(v->s, old, new, v->err);
 }
 
 static int
 put_clusters(struct store *s, const struct model *before, const struct model *after,
              struct error *err)
 {
-	size_t i = 0, j = 0;
-	int cmp, rc = 0;
+	static const struct merge_calls calls = {NULL, cluster_added, cluster_kept};
+	struct merge_side old = {before->clusters, before->n_clusters, sizeof(struct cluster),
+	                         cluster_key};
+	struct merge_side new = {after->clusters, after->n_clusters, sizeof(struct cluster),
+	                         cluster_key};
+	struct save v = {s, NULL, err};
 
-	while (rc == 0 && j < after->n_clusters) {
-		cmp = walk_compare(i < before->n_clusters ? before->clusters[i].name : NULL,
-		                   after->clusters[j].name);
-		if (cmp < 0) {
-			i++;
-		} else if (cmp > 0) {
-			rc = save_cluster(s, NULL, &after->clusters[j], err);
-			j++;
-		} else {
-			rc = save_cluster(s, &before->clusters[i], &after->clusters[j], err);
-			i++, j++;
-		}
-	}
-	return rc;
+	return merge_walk(&old, &new, &calls, &v);
+}
+
+static int
+user_removed(void *arg, const void *old)
+{
+	struct save *v = arg;
+
+	return v->s->backend->delete_user(v->s->db, user_key(old), v->err);
+}
+
+static int
+user_added(void *arg, const void *new)
+{
+	struct save *v = arg;
+
+	return v->s->backend->upsert_user(v->s->db, new, v->err);
+}
+
+static int
+user_kept(void *arg, const void *old, const void *new)
+{
+	return user_equal(old, new) ? 0 : user_added(arg, new);
 }
 
 static int
 save_users(struct store *s, const struct model *before, const struct model *after,
            struct error *err)
 {
-	const struct store_backend *b = s->backend;
-	const struct user *old = before->users, *new = after->users;
-	size_t i = 0, j = 0;
-	int cmp, rc = 0;
+	static const struct merge_calls calls = {user_removed, user_added, user_kept};
+	struct merge_side old = {before->users, before->n_users, sizeof(struct user), user_key};
+	struct merge_side new = {after->users, after->n_users, sizeof(struct user), user_key};
+	struct save v = {s, NULL, err};
 
-	while (rc == 0 && (i < before->n_users || j < after->n_users)) {
-		cmp = walk_compare(i < before->n_users ? old[i].name : NULL,
-		                   j < after->n_users ? new[j].name : NULL);
-		if (cmp < 0) {
-			rc = b->delete_user(s->db, old[i].name, err);
-			i++;
-		} else if (cmp > 0) {
-			rc = b->upsert_user(s->db, &new[j], err);
-			j++;
-		} else {
-			if (!user_equal(&old[i], &new[j]))
-				rc = b->upsert_user(s->db, &new[j], err);
-			i++, j++;
-		}
-	}
-	return rc;
+	return merge_walk(&old, &new, &calls, &v);
+}
+
+static int
+token_removed(void *arg, const void *old)
+{
+	struct save *v = arg;
+
+	return v->s->backend->delete_token(v->s->db, token_key(old), v->err);
+}
+
+static int
+token_added(void *arg, const void *new)
+{
+	struct save *v = arg;
+
+	return v->s->backend->insert_token(v->s->db, new, v->err);
 }
 
 /* Tokens are created and revoked, never edited; should one differ anyway,
  * it is replaced. */
 static int
-replace_token(struct store *s, const struct token *t, struct error *err)
+token_kept(void *arg, const void *old, const void *new)
 {
-	if (s->backend->delete_token(s->db, t->id, err) != 0)
-		return -1;
-	return s->backend->insert_token(s->db, t, err);
+	if (token_equal(old, new))
+		return 0;
+	return token_removed(arg, new) != 0 ? -1 : token_added(arg, new);
 }
 
 static int
 save_tokens(struct store *s, const struct model *before, const struct model *after,
             struct error *err)
 {
-	const struct store_backend *b = s->backend;
-	const struct token *old = before->tokens, *new = after->tokens;
-	size_t i = 0, j = 0;
-	int cmp, rc = 0;
+	static const struct merge_calls calls = {token_removed, token_added, token_kept};
+	struct merge_side old = {before->tokens, before->n_tokens, sizeof(struct token), token_key};
+	struct merge_side new = {after->tokens, after->n_tokens, sizeof(struct token), token_key};
+	struct save v = {s, NULL, err};
 
-	while (rc == 0 && (i < before->n_tokens || j < after->n_tokens)) {
-		cmp = walk_compare(i < before->n_tokens ? old[i].id : NULL,
-		                   j < after->n_tokens ? new[j].id : NULL);
-		if (cmp < 0) {
-			rc = b->delete_token(s->db, old[i].id, err);
-			i++;
-		} else if (cmp > 0) {
-			rc = b->insert_token(s->db, &new[j], err);
-			j++;
-		} else {
-			if (!token_equal(&old[i], &new[j]))
-				rc = replace_token(s, &new[j], err);
-			i++, j++;
-		}
-	}
-	return rc;
+	return merge_walk(&old, &new, &calls, &v);
 }
 
 static int

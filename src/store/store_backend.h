@@ -53,10 +53,13 @@ struct store_backend {
 
 	/* Insert, or overwrite path and version; never touches the nodes. */
 	int (*upsert_cluster)(void *db, const struct cluster *c, struct error *err);
-	/* Deletes the cluster and all its nodes (not its audit entries). */
+	/* Deletes the cluster and all its nodes and load balancers (not its
+	 * audit entries). */
 	int (*delete_cluster)(void *db, const char *name, struct error *err);
 	int (*upsert_node)(void *db, const char *cluster, const struct node *n, struct error *err);
 	int (*delete_node)(void *db, const char *cluster, const char *name, struct error *err);
+	int (*upsert_lb)(void *db, const char *cluster, const struct lb *l, struct error *err);
+	int (*delete_lb)(void *db, const char *cluster, const char *name, struct error *err);
 	int (*upsert_user)(void *db, const struct user *u, struct error *err);
 	int (*delete_user)(void *db, const char *name, struct error *err);
 	int (*insert_token)(void *db, const struct token *t, struct error *err);

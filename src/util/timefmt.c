@@ -28,6 +28,39 @@ time_format_rfc3339(int64_t ms, char *buf, size_t size)
 	return buf;
 }
 
+char *
+duration_format(int64_t ms, char *buf, size_t size)
+{
+	long long s = ms > 0 ? (ms + 999) / 1000 : 0, big, small;
+	const char *units;
+
+	if (s < 60) {
+		snprintf(buf, size, "%llds", s);
+		return buf;
+	}
+	if (s < 3600)
+		big = s / 60, small = s % 60, units = "ms";
+	else if (s < 86400)
+		big = s / 3600, small = s % 3600 / 60, units = "hm";
+	else
+		big = s / 86400, small = s % 86400 / 3600, units = "dh";
+	if (small == 0)
+		snprintf(buf, size, "%lld%c", big, units[0]);
+	else
+		snprintf(buf, size, "%lld%c%lld%c", big, units[0], small, units[1]);
+	return buf;
+}
+
+char *
+duration_format_config(int64_t ms, char *buf, size_t size)
+{
+	if (ms % 1000 == 0)
+		snprintf(buf, size, "%llds", (long long)(ms / 1000));
+	else
+		snprintf(buf, size, "%lldms", (long long)ms);
+	return buf;
+}
+
 int
 duration_parse_ms(const char *s, int64_t *out)
 {

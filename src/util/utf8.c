@@ -89,3 +89,29 @@ utf8_is_valid(const char *s, size_t len)
 	}
 	return 1;
 }
+
+size_t
+utf8_length(const char *s, size_t bytes)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < bytes; i++)
+		if (((unsigned char)s[i] & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+size_t
+utf8_complete_length(const char *s, size_t len)
+{
+	size_t lead = len;
+	unsigned char c;
+
+	while (lead > 0 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	if (lead == 0 || (c = (unsigned char)s[lead - 1]) < 0xc0)
+		return len;
+	if (len - (lead - 1) < (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u))
+		return lead - 1;
+	return len;
+}

@@ -33,4 +33,15 @@ size_t utf8_sanitize(char *dst, size_t size, const char *src, size_t len);
 /* Is s[0..len) valid UTF-8 without NUL bytes? */
 int utf8_is_valid(const char *s, size_t len);
 
+/* Characters of the UTF-8 text s[0..bytes): every byte that is not a
+ * continuation byte starts one. The text is assumed valid UTF-8 (what is
+ * not is counted one character per stray lead byte, never more than
+ * bytes). The one way limits (core/limits.h) and CLI tables count text. */
+size_t utf8_length(const char *s, size_t bytes);
+
+/* The length of s[0..len) without a multi-byte character cut short at its
+ * end (what a byte-limited copy such as snprintf can leave): len when the
+ * text ends on a character boundary. */
+size_t utf8_complete_length(const char *s, size_t len);
+
 #endif

@@ -1,10 +1,15 @@
 /*
  * xalloc.h - allocation that cannot fail.
  *
- * clustermgmt treats running out of memory as fatal: a daemon that cannot
- * allocate a few bytes cannot answer anything correctly, and checking every
- * small allocation would bury the real error paths. These wrappers abort()
- * on failure (no exit(), no printing), so callers never see NULL.
+ * clustermgmt treats running out of memory as fatal, as Redis does: a
+ * daemon that cannot allocate a few bytes cannot answer anything
+ * correctly, and checking every small allocation would bury the real error
+ * paths. These wrappers abort() on failure (no exit(), no printing), so
+ * callers never see NULL. It is the one policy, in the daemon and the CLI
+ * alike (a CLI out of memory must not pass for "server unreachable"):
+ * serve_main and cli_main hand jansson xmalloc too; where a library
+ * reports only "out of memory" by NULL (curl_easy_init, curl_easy_escape,
+ * asprintf) the caller aborts the same way.
  */
 #ifndef CM_XALLOC_H
 #define CM_XALLOC_H

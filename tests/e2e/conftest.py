@@ -13,11 +13,29 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
                               every daemon, before the test's own extra_args,
                               e.g. "--threads 4" to run the suite with
                               several workers (under ThreadSanitizer)
-  Daemon(tmp_path, extra_args=None, ...)
+  Daemon(tmp_path, extra_args=None, agent=False, template=True, ipv6=False, ...)
                               starts `cm_bin serve --listen 127.0.0.1:PORT
                               --db TMP/cm.db --admin-password-file TMP/pw`
-                              and waits (bounded) for GET /v1/health.
-      .url .port .db .admin .proc .password .tmp .log_path .scheme .verify
+                              (plus `--agent-listen 127.0.0.1:AGENT_PORT`
+                              with agent=True, `--listen [::1]:PORT` with
+                              ipv6=True) and waits (bounded) for
+                              GET /v1/health. When a port it picked was
+                              taken meanwhile, it starts again on another.
+                              A new store is a copy of a template made once
+                              per test process (admin already hashed, plus
+                              an admin token), so a start costs no argon2id;
+                              template=False starts on an empty store;
+                              template=prepare (a module-level function)
+                              copies a template made once by running
+                              prepare(daemon) on a copy of the base one,
+                              and sets .template_data to what it returned.
+      .url .port .agent_port .db .admin .proc .password .tmp .log_path
+      .scheme .verify
+      .admin_token            ("bearer", TOKEN) of the template's admin
+                              token (None with template=False); the
+                              helpers below use it, so only tests about
+                              passwords pay for argon2id
+      .helper_token_id        that token's id (to leave it out of listings)
       .request(method, path, auth=None|("user","pw")|("bearer", token),
                source=None, **requests_kwargs) -> requests.Response
       .get/.post/.put/.delete(path, **kw)   shorthands for .request
@@ -31,6 +49,10 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
   daemon                      fixture (function scope): a started Daemon
   make_daemon                 fixture: factory make_daemon(extra_args=None, **kw)
                               -> a started Daemon in its own directory
+  free_port()                 a free loopback port below the kernel's
+                              ephemeral range, never handed out twice by
+                              one test process (still: bind it with a
+                              retry, another process may take it)
   session_from(ip)            a requests.Session whose connections come from
                               the local address ip (e.g. "127.0.0.7"), so
                               that failed logins in one test do not slow down
@@ -40,13 +62,18 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
 Every wait in this file is bounded.
 """
 
+import atexit
+import collections
 import os
+import random
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +87,8 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 10.0  # seconds until /v1/health must answer
 STOP_TIMEOUT = 10.0  # seconds until SIGTERM must have ended the process
 REQUEST_TIMEOUT = 10.0  # default per-request timeout
+PORT_ATTEMPTS = 4  # starts on a fresh port when the picked one was taken
+HELPER_TOKEN_DESCRIPTION = "e2e helpers (tests/e2e/conftest.py)"
 
 BEARER = "bearer"
 
@@ -76,10 +105,46 @@ def cm_bin():
     return binary_path()
 
 
+# Ports are picked below the kernel's ephemeral range (32768-60999 on
+# Linux): there the client side of every connection the tests and daemons
+# open cannot take a port between its pick and its bind. Each xdist worker
+# draws from its own slice, so workers of one run do not collide either;
+# another run on the machine still might, hence the retries on bind.
+PORT_LOW, PORT_HIGH = 20000, 32000
+_PORT_SLICES = 8
+_rng = random.SystemRandom()
+_handed_out = collections.deque(maxlen=1000)
+
+
+def _port_slice():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    n = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (PORT_HIGH - PORT_LOW) // _PORT_SLICES
+    low = PORT_LOW + (n % _PORT_SLICES) * size
+    return low, low + size
+
+
 def free_port(host="127.0.0.1"):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, not handed out before by this process."""
+    low, high = _port_slice()
+    for _ in range(500):
+        port = _rng.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.append(port)
+        return port
+    raise RuntimeError("no free port in %d-%d" % (low, high))
+
+
+def port_taken(log_text, port):
+    """True when a server's log says it could not bind port (EADDRINUSE)."""
+    return ("already in use" in log_text.lower() or "cannot listen on" in log_text) and \
+        re.search(r":%d\b" % port, log_text) is not None
 
 
 class SourceAdapter(HTTPAdapter):
@@ -136,12 +201,51 @@ def auth_kwargs(auth):
     return {"auth": tuple(auth)}, {}
 
 
+class _Template:
+    """A store made once per test process and binary by a real daemon, which
+    Daemon copies. The base one has user admin (password hashed) and an admin
+    token; with prepare, prepare(daemon) runs on a copy of the base one and
+    what it returns is kept as .data (e.g. the passwords of users it made)."""
+
+    made = {}
+
+    def __init__(self, bin_path, prepare=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="cm-e2e-template-"))
+        atexit.register(shutil.rmtree, str(self.dir), True)
+        d = Daemon(self.dir, bin_path=bin_path, template=prepare is not None)
+        self.data = None
+        try:
+            if prepare is None:
+                r = d.post("/v1/tokens", auth=d.admin,
+                           json={"role": "admin", "description": HELPER_TOKEN_DESCRIPTION})
+                body = d._ok(r, 201)
+                self.token_id, self.token = body["id"], body["token"]
+            else:
+                self.data = prepare(d)
+                self.token_id, self.token = d.helper_token_id, d.admin_token[1]
+            d.stop()
+        finally:
+            d.close()
+        self.password = d.password
+        self.db = Path(d.db)
+        leftovers = [p for p in (Path(d.db + "-wal"), Path(d.db + "-journal")) if p.exists()
+                     and p.stat().st_size > 0]
+        assert not leftovers, "template store not checkpointed at exit: %s" % leftovers
+
+    @classmethod
+    def get(cls, bin_path, prepare=None):
+        t = cls.made.get((bin_path, prepare))
+        if t is None:
+            t = cls.made[(bin_path, prepare)] = cls(bin_path, prepare)
+        return t
+
+
 class Daemon:
     """One `clustermgmt serve` process on a private store and port."""
 
     def __init__(self, tmp_path, extra_args=None, bin_path=None, start=True,
                  password_file=True, listen_host="127.0.0.1", tls=None,
-                 port=None, db=None):
+                 port=None, db=None, agent=False, template=True, ipv6=False):
         self.tmp = Path(tmp_path)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.bin = bin_path or binary_path()
@@ -149,6 +253,9 @@ class Daemon:
         self.listen_host = listen_host
         self._port_is_ours = port is None  # may be replaced if taken meanwhile
         self.port = port or free_port()
+        self.ipv6 = ipv6  # also listen on [::1] on the same port
+        self._agent_port_is_ours = agent is True
+        self.agent_port = free_port() if agent is True else (agent or None)
         self.db = str(db or (self.tmp / "cm.db"))
         self.log_path = self.tmp / "daemon.log"
         self.out_path = self.tmp / "daemon.out"
@@ -157,8 +264,16 @@ class Daemon:
         self.verify = str(tls[0]) if tls else True
         self.password = None
         self.pw_file = None
+        self.admin_token = self.helper_token_id = self.template_data = None
         if password_file:
             self.password = secrets.token_urlsafe(18)
+            if template and not os.path.exists(self.db):
+                t = _Template.get(self.bin, None if template is True else template)
+                shutil.copyfile(t.db, self.db)
+                self.password = t.password
+                self.admin_token = (BEARER, t.token)
+                self.helper_token_id = t.token_id
+                self.template_data = t.data
             self.pw_file = self.tmp / "pw"
             self.pw_file.write_text(self.password)
         self.proc = None
@@ -183,8 +298,12 @@ class Daemon:
 
     def argv(self):
         args = [self.bin, "serve", "--listen", self.listen, "--db", self.db]
+        if self.ipv6:
+            args += ["--listen", "[::1]:%d" % self.port]
         if self.pw_file is not None:
             args += ["--admin-password-file", str(self.pw_file)]
+        if self.agent_port:
+            args += ["--agent-listen", "127.0.0.1:%d" % self.agent_port]
         if self.tls:
             args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         args += shlex.split(os.environ.get("CLUSTERMGMT_TEST_SERVE_ARGS", ""))
@@ -199,7 +318,7 @@ class Daemon:
         assert not self.running(), "daemon already running"
         if not os.path.exists(self.bin):
             pytest.fail("clustermgmt binary not found at %s (set CLUSTERMGMT_BIN)" % self.bin)
-        for attempt in range(3):
+        for attempt in range(PORT_ATTEMPTS):
             with open(self.log_path, "ab") as err, open(self.out_path, "ab") as out:
                 self._start_mark = self.log_mark()
                 self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
@@ -207,22 +326,31 @@ class Daemon:
             self._expected_exit = False
             if not wait:
                 return self
-            if self.wait_ready(retry_taken_port=attempt < 2) != "port taken":
+            if self.wait_ready(retry_taken_port=attempt < PORT_ATTEMPTS - 1) != "port taken":
                 break
-            self.port = free_port()  # another test's server took it meanwhile
-        self._port_is_ours = False  # restarts keep the port
+        self._port_is_ours = self._agent_port_is_ours = False  # restarts keep the ports
         return self
+
+    def _repick_taken_port(self):
+        """After a failed start: picks a new port for each of ours that was
+        taken meanwhile (tests run in parallel); False when none was."""
+        text = self.log_text(self._start_mark)
+        repicked = False
+        if self._port_is_ours and port_taken(text, self.port):
+            self.port, repicked = free_port(), True
+        if self._agent_port_is_ours and self.agent_port and port_taken(text, self.agent_port):
+            self.agent_port, repicked = free_port(), True
+        return repicked
 
     def wait_ready(self, timeout=START_TIMEOUT, retry_taken_port=False):
         """Waits until the daemon answers. Returns "port taken" instead of
-        failing when it could not bind a port this fixture picked (tests
-        run in parallel, so another server may have taken it meanwhile)."""
+        failing when it could not bind a port this fixture picked (another
+        server may have taken it meanwhile); the port is then replaced."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                if (retry_taken_port and self._port_is_ours
-                        and "cannot listen on" in self.log_text(self._start_mark)):
+                if retry_taken_port and self._repick_taken_port():
                     return "port taken"
                 self._expected_exit = True  # reported here, not again at teardown
                 pytest.fail("daemon exited with %s before answering /v1/health; stderr:\n%s"
@@ -358,6 +486,12 @@ class Daemon:
         return self.request("HEAD", path, **kw)
 
     # --- convenience (as admin) ---------------------------------------------
+    # With the admin token when there is one: a Basic check is an argon2id
+    # verification, which tests that are not about passwords need not pay.
+
+    @property
+    def as_admin(self):
+        return self.admin_token or self.admin
 
     def _ok(self, r, *codes):
         codes = codes or (200, 201)
@@ -367,23 +501,24 @@ class Daemon:
 
     def make_user(self, name, role):
         pw = "pw-" + secrets.token_urlsafe(12)
-        r = self.post("/v1/users", auth=self.admin,
+        r = self.post("/v1/users", auth=self.as_admin,
                       json={"name": name, "password": pw, "role": role})
         self._ok(r, 201)
         return (name, pw)
 
     def make_token(self, role, description=""):
-        r = self.post("/v1/tokens", auth=self.admin,
+        r = self.post("/v1/tokens", auth=self.as_admin,
                       json={"role": role, "description": description})
         body = self._ok(r, 201)
         return body["id"], body["token"]
 
     def set_nodes(self, names, cluster="default"):
-        r = self.put("/v1/clusters/%s/nodes" % cluster, auth=self.admin, json={"nodes": list(names)})
+        r = self.put("/v1/clusters/%s/nodes" % cluster, auth=self.as_admin,
+                     json={"nodes": list(names)})
         return self._ok(r, 200)
 
     def nodes(self, cluster="default", auth=None):
-        r = self.get("/v1/clusters/%s/nodes" % cluster, auth=auth or self.admin)
+        r = self.get("/v1/clusters/%s/nodes" % cluster, auth=auth or self.as_admin)
         return self._ok(r, 200)
 
     def node_states(self, cluster="default"):
@@ -393,14 +528,15 @@ class Daemon:
     def set_status(self, changes, cluster="default", auth=None, **extra):
         body = {"changes": changes}
         body.update(extra)
-        r = self.post("/v1/clusters/%s/status" % cluster, auth=auth or self.admin, json=body)
+        r = self.post("/v1/clusters/%s/status" % cluster, auth=auth or self.as_admin,
+                      json=body)
         return self._ok(r, 200)
 
     def audit(self, cluster="default", limit=None, auth=None):
         path = "/v1/clusters/%s/audit" % cluster
         if limit is not None:
             path += "?limit=%d" % limit
-        return self._ok(self.get(path, auth=auth or self.admin), 200)["entries"]
+        return self._ok(self.get(path, auth=auth or self.as_admin), 200)["entries"]
 
     def probe(self, node, mount="/health", method="GET", **kw):
         return self.request(method, "%s?node=%s" % (mount, node), **kw)

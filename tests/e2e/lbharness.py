@@ -17,6 +17,13 @@ teardown, on 127.0.0.1 only:
 
 Every wait is bounded; every process is stopped (SIGTERM, then SIGKILL) by
 its stop() method, which teardown always calls.
+
+Ports: start_on_free_port(make) picks a port, starts make(port) and, when
+the server could not bind it because another test's server took it since
+it was picked, starts a new one on another port. A server counts as
+started only once it proves to be this very process (nginx: a per-instance
+header; HAProxy: its pid on the stats socket; Varnish: "Child launched OK"
+in its own log), never because something accepts on the port.
 """
 
 import os
@@ -28,6 +35,10 @@ import time
 from pathlib import Path
 
 import requests
+
+from conftest import free_port, port_taken
+
+PORT_ATTEMPTS = 4
 
 STOP_TIMEOUT = 5.0
 
@@ -59,10 +70,31 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+class PortTaken(Exception):
+    """The server could not bind its port: another process has it."""
+
+
+def start_on_free_port(make, attempts=PORT_ATTEMPTS):
+    """make(port) -> an unstarted Process; returns it started, on a port that
+    was free (another one when the first was taken meanwhile)."""
+    for attempt in range(attempts):
+        proc = make(free_port())
+        try:
+            return proc.start()
+        except PortTaken:
+            proc.stop()
+            if attempt == attempts - 1:
+                raise AssertionError("%s: every port tried was taken; log:\n%s"
+                                     % (proc.name, proc.log_text()[-2000:]))
+    return None
+
+
 class Process:
     """A foreground server process with its output in a log file."""
 
     stop_signal = signal.SIGTERM
+    port = None
+    start_timeout = 15.0
 
     def __init__(self, name, directory):
         self.name = name
@@ -75,11 +107,26 @@ class Process:
         raise NotImplementedError
 
     def start(self):
+        """Starts the process and waits (bounded) until it is ready; raises
+        PortTaken when it could not bind self.port."""
         assert not self.running(), "%s already running" % self.name
+        self._mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, cwd=str(self.dir), start_new_session=True)
+        wait_until(self._started, self.start_timeout, what="%s to start" % self.name)
         return self
+
+    def _started(self):
+        if not self.running():
+            if self.port is not None and port_taken(self.log_text(self._mark), self.port):
+                raise PortTaken(self.name)
+            self.assert_alive()
+        return self.ready()
+
+    def ready(self):
+        """True once this very process serves (not just anything on its port)."""
+        raise NotImplementedError
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -95,9 +142,11 @@ class Process:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=STOP_TIMEOUT)
 
-    def log_text(self):
+    def log_text(self, since=0):
         try:
-            return self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -106,16 +155,12 @@ class Process:
             self.name, self.proc and self.proc.returncode, self.log_text()[-3000:])
 
 
-def wait_port(port, proc, timeout=15.0):
-    """Waits until 127.0.0.1:port accepts connections."""
-    def accepts():
-        proc.assert_alive()
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-    wait_until(accepts, timeout, what="%s to listen on port %d" % (proc.name, port))
+def accepts(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 class AppNode(Process):
@@ -125,6 +170,7 @@ class AppNode(Process):
         super().__init__(name, directory)
         self.port = port
         self.address = "127.0.0.1:%d" % port
+        self.instance = os.urandom(8).hex()
         conf = self.dir / "nginx.conf"
         d = self.dir
         conf.write_text("""
@@ -148,21 +194,26 @@ http {{
         location / {{
             default_type text/plain;
             add_header Cache-Control "no-store" always;
+            add_header X-Instance "{instance}" always;
             return 200 "{name}\\n";
         }}
     }}
 }}
-""".format(d=d, port=port, mount=mount, daemon_port=daemon_port, name=name))
+""".format(d=d, port=port, mount=mount, daemon_port=daemon_port, name=name,
+           instance=self.instance))
         self.conf = conf
 
     def argv(self):
         return ["nginx", "-p", str(self.dir), "-c", str(self.conf), "-e", str(self.dir / "error.log"),
                 "-g", "daemon off;"]
 
-    def start(self):
-        super().start()
-        wait_port(self.port, self)
-        return self
+    def ready(self):
+        try:
+            r = requests.get("http://127.0.0.1:%d/" % self.port, timeout=1,
+                             headers={"Connection": "close"})
+        except requests.RequestException:
+            return False
+        return r.headers.get("X-Instance") == self.instance
 
 
 class HAProxy(Process):
@@ -180,10 +231,13 @@ class HAProxy(Process):
     def argv(self):
         return ["haproxy", "-f", str(self.cfg), "-f", str(self.stats_cfg), "-db"]
 
-    def start(self):
-        super().start()
-        wait_port(self.port, self)
-        return self
+    def ready(self):
+        """Its own stats socket gives its pid: every listener is bound."""
+        try:
+            info = self.stats_command("show info")
+        except OSError:
+            return False
+        return ("\nPid: %d\n" % self.proc.pid) in info and accepts(self.port)
 
     def stats_command(self, command):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -224,10 +278,11 @@ class Varnish(Process):
                 "-a", "127.0.0.1:%d" % self.port, "-f", str(self.vcl),
                 "-s", "malloc,32m", "-T", "none", "-p", "vsl_space=1M"]
 
-    def start(self):
-        super().start()
-        wait_port(self.port, self, timeout=30.0)
-        return self
+    start_timeout = 30.0
+
+    def ready(self):
+        """varnishd binds before it launches the child."""
+        return "Child launched OK" in self.log_text(self._mark) and accepts(self.port)
 
 
 class Traffic(threading.Thread):

@@ -270,13 +270,27 @@ def pg_own_server():
 
 
 def daemon_fixtures():
-    from conftest import Daemon, _close_all  # conftest imports this module
+    from conftest import BEARER, Daemon, _Template, _close_all  # conftest imports this module
 
-    def on_pg(pg_server, tmp, cm_bin, **kw):
+    def on_pg(pg_server, tmp, cm_bin, template=True, **kw):
+        """A daemon on a fresh database; like conftest's, a new store is a
+        copy of the template store (`clustermgmt store copy` from the
+        template's SQLite file), with its admin password and token."""
         if not pg_server.running():
             pg_server.start()
         url = pg_server.url(pg_server.create_database())
-        return Daemon(tmp, bin_path=cm_bin, start=False, db=url, **kw)
+        d = Daemon(tmp, bin_path=cm_bin, start=False, db=url, template=False, **kw)
+        if template and d.pw_file is not None:
+            t = _Template.get(d.bin, None if template is True else template)
+            r = subprocess.run([d.bin, "store", "copy", "--from", str(t.db), "--to", url],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, "store copy of the template: %s" % r.stderr
+            d.password = t.password
+            d.admin_token = (BEARER, t.token)
+            d.helper_token_id = t.token_id
+            d.template_data = t.data
+            d.pw_file.write_text(d.password)
+        return d
 
     @pytest.fixture
     def daemon(tmp_path, cm_bin, pg_server):

@@ -15,9 +15,7 @@ from conftest import free_port
 
 @pytest.fixture
 def agent(make_daemon):
-    port = free_port()
-    d = make_daemon(["--agent-listen", "127.0.0.1:%d" % port])
-    d.agent_port = port
+    d = make_daemon(agent=True)
     d.set_nodes(["zope1", "zope2"])
     return d
 
@@ -65,7 +63,7 @@ def test_agent_follows_changes(agent):
 
 
 def test_agent_cluster_slash_name(agent):
-    r = agent.post("/v1/clusters", auth=agent.admin, json={"name": "shop", "path": "/shophealth"})
+    r = agent.post("/v1/clusters", auth=agent.as_admin, json={"name": "shop", "path": "/shophealth"})
     assert r.status_code == 201
     agent.set_nodes(["zope1"], cluster="shop")
     agent.set_status({"zope1": {"status": "offline"}}, cluster="shop")
@@ -82,7 +80,7 @@ def test_agent_stalled_connection_does_not_block_http_or_agent(agent):
         t0 = time.monotonic()
         assert agent.probe("zope1").status_code == 200
         assert words(ask(agent.agent_port, "zope1")) & {"ready", "up"}
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 2.0  # generous: a loaded machine
     finally:
         stalled.close()
 
@@ -113,17 +111,18 @@ def test_agent_unknown_node_and_cluster_say_down_with_a_comment(agent):
 def test_agent_without_line_and_without_default_node_says_down(agent):
     t0 = time.monotonic()
     assert ask(agent.agent_port, None).startswith("down #")
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 3.0  # the 300 ms read timeout, with room for a loaded machine
 
 
 def test_agent_without_line_uses_serve_node(make_daemon):
-    port = free_port()
-    d = make_daemon(["--agent-listen", "127.0.0.1:%d" % port, "--node", "zope2"])
+    d = make_daemon(["--node", "zope2"], agent=True)
+    port = d.agent_port
     d.set_nodes(["zope1", "zope2"])
     d.set_status({"zope2": {"status": "offline"}})
     t0 = time.monotonic()
     assert ask(port, None) == "maint"
-    assert time.monotonic() - t0 < 1.5  # a short read timeout, not HAProxy's check timeout
+    # the 300 ms read timeout (room for a loaded machine), not HAProxy's check timeout
+    assert time.monotonic() - t0 < 3.0
     assert ask(port, "zope1") == "up ready"
 
 
@@ -149,7 +148,7 @@ def test_agent_overlong_line_is_refused(agent):
 def test_agent_exchange_is_an_observed_probe(agent):
     ask(agent.agent_port, "zope1")
     ask(agent.agent_port, "zope1")
-    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.admin).json()["node"]
+    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.as_admin).json()["node"]
     probes = [p for p in node["probes"] if p["protocol"] == "agent"]
     assert len(probes) == 1, node["probes"]
     assert probes[0]["user_agent"] == "haproxy-agent"
@@ -239,6 +238,8 @@ backend be
             self.proc.kill()
 
 
+# With a real HAProxy, marked `once` (release pass of `make test` only): the
+# agent exchanges it makes are the ones the socket tests above make too.
 @pytest.fixture
 def haproxy(agent, tmp_path):
     import os
@@ -253,6 +254,7 @@ def is_ready_up(st):
     return st[0] == 2 and st[1] & (1 | 8) == 0
 
 
+@pytest.mark.once
 def test_real_haproxy_follows_online_drain_offline(agent, haproxy):
     assert is_ready_up(haproxy.wait_state(is_ready_up)), haproxy.state()
     agent.set_status({"zope1": {"status": "drain"}})
@@ -266,6 +268,7 @@ def test_real_haproxy_follows_online_drain_offline(agent, haproxy):
     assert is_ready_up(st), st  # MAINT is left: HAProxy keeps asking the agent
 
 
+@pytest.mark.once
 def test_real_haproxy_is_observed_and_wait_drained_returns(agent, haproxy, cm_bin):
     import os
     import subprocess
@@ -280,7 +283,7 @@ def test_real_haproxy_is_observed_and_wait_drained_returns(agent, haproxy, cm_bi
     # in MAINT HAProxy stops its HTTP checks; wait must not sit out the window
     assert time.monotonic() - t0 < 10
     assert haproxy.state()[1] & 1
-    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.admin).json()["node"]
+    node = agent.get("/v1/clusters/default/nodes/zope1", auth=agent.as_admin).json()["node"]
     assert {p["protocol"] for p in node["probes"]} == {"http", "agent"}, node["probes"]
     agent.set_status({"zope1": {"status": "online"}})
     r = subprocess.run([cm_bin, "wait", "zope1", "--serving", "--timeout", "20"], env=env,

@@ -47,7 +47,7 @@ def test_health_shape(daemon, cm_bin):
 
 
 def test_fresh_store_has_default_cluster_at_health(daemon):
-    r = daemon.get("/v1/clusters", auth=daemon.admin)
+    r = daemon.get("/v1/clusters", auth=daemon.as_admin)
     assert r.status_code == 200
     clusters = r.json()["clusters"]
     assert [(c["name"], c["path"]) for c in clusters] == [("default", "/health")]
@@ -60,47 +60,47 @@ def count(v):
 
 def test_clusters_list_counts_nodes_and_online(seeded):
     seeded.set_status({"zope1": {"status": "offline"}, "zope2": {"status": "drain"}})
-    c = seeded.get("/v1/clusters", auth=seeded.admin).json()["clusters"][0]
+    c = seeded.get("/v1/clusters", auth=seeded.as_admin).json()["clusters"][0]
     assert count(c["nodes"]) == 3
     assert c["online"] == 1
     assert c["version"] == seeded.nodes()["version"]
 
 
 def test_cluster_add_shape(daemon):
-    r = daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    r = daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/shophealth"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["name"] == "shop" and body["path"] == "/shophealth"
     assert isinstance(body["version"], int)
-    names = [c["name"] for c in daemon.get("/v1/clusters", auth=daemon.admin).json()["clusters"]]
+    names = [c["name"] for c in daemon.get("/v1/clusters", auth=daemon.as_admin).json()["clusters"]]
     assert names == ["default", "shop"]
 
 
 def test_cluster_add_taken_name_409(daemon):
-    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shop"})
-    r = daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/other"})
+    daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/shop"})
+    r = daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/other"})
     assert_json_error(r, 409)
 
 
 def test_cluster_add_taken_path_409(daemon):
-    r = daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/health"})
+    r = daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/health"})
     assert_json_error(r, 409)
 
 
 def test_new_cluster_probe_answers_at_its_mount(daemon):
-    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/shophealth"})
     daemon.set_nodes(["web1", "web2"], cluster="shop")
     daemon.set_status({"web2": {"status": "offline"}}, cluster="shop")
     r = daemon.probe("web1", mount="/shophealth")
     assert (r.status_code, r.text) == (200, "OK")
     r = daemon.probe("web2", mount="/shophealth")
     assert (r.status_code, r.text) == (503, "node is offline")
-    r = daemon.get("/shophealth/++rest++nodestatus", auth=daemon.admin)
+    r = daemon.get("/shophealth/++rest++nodestatus", auth=daemon.as_admin)
     assert r.content == b'{"web1": {"status": "online"}, "web2": {"status": "offline"}}'
 
 
 def test_clusters_are_independent(daemon):
-    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/shophealth"})
     daemon.set_nodes(["zope1"])
     daemon.set_nodes(["zope1"], cluster="shop")
     v_default = daemon.nodes()["version"]
@@ -114,22 +114,22 @@ def test_clusters_are_independent(daemon):
 
 
 def test_cluster_delete(daemon):
-    daemon.post("/v1/clusters", auth=daemon.admin, json={"name": "shop", "path": "/shophealth"})
+    daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/shophealth"})
     daemon.set_nodes(["web1"], cluster="shop")
-    r = daemon.delete("/v1/clusters/shop", auth=daemon.admin)
+    r = daemon.delete("/v1/clusters/shop", auth=daemon.as_admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"deleted": "shop"}
-    names = [c["name"] for c in daemon.get("/v1/clusters", auth=daemon.admin).json()["clusters"]]
+    names = [c["name"] for c in daemon.get("/v1/clusters", auth=daemon.as_admin).json()["clusters"]]
     assert names == ["default"]
     assert daemon.probe("web1", mount="/shophealth").status_code == 404
-    assert_json_error(daemon.get("/v1/clusters/shop/nodes", auth=daemon.admin), 404)
+    assert_json_error(daemon.get("/v1/clusters/shop/nodes", auth=daemon.as_admin), 404)
 
 
 # --- nodes -----------------------------------------------------------------------
 
 
 def test_nodes_list_shape(seeded):
-    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.admin)
+    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.as_admin)
     assert r.status_code == 200
     body = r.json()
     assert body["cluster"] == "default"
@@ -167,7 +167,7 @@ def test_nodes_put_increments_version(seeded):
 
 
 def test_node_get_shape(seeded):
-    r = seeded.get("/v1/clusters/default/nodes/zope2", auth=seeded.admin)
+    r = seeded.get("/v1/clusters/default/nodes/zope2", auth=seeded.as_admin)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["cluster"] == "default"
@@ -182,12 +182,12 @@ def test_node_get_shape(seeded):
 def test_node_get_records_observed_probes(seeded):
     seeded.probe("zope2")
     seeded.probe("zope2")
-    node = seeded.get("/v1/clusters/default/nodes/zope2", auth=seeded.admin).json()["node"]
+    node = seeded.get("/v1/clusters/default/nodes/zope2", auth=seeded.as_admin).json()["node"]
     assert len(node["probes"]) >= 1, node
 
 
 def test_node_put_new_is_201(seeded):
-    r = seeded.put("/v1/clusters/default/nodes/zope9", auth=seeded.admin,
+    r = seeded.put("/v1/clusters/default/nodes/zope9", auth=seeded.as_admin,
                    json={"address": "10.0.0.9:8080", "check": "http://10.0.0.9:8080/ok"})
     assert r.status_code == 201, r.text
     body = r.json()
@@ -200,7 +200,7 @@ def test_node_put_new_is_201(seeded):
 
 def test_node_put_existing_is_200_and_keeps_status(seeded):
     seeded.set_status({"zope1": {"status": "offline", "reason": "r1"}})
-    r = seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.admin,
+    r = seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.as_admin,
                    json={"address": "10.0.0.1:8080"})
     assert r.status_code == 200, r.text
     n = r.json()["node"]
@@ -208,9 +208,9 @@ def test_node_put_existing_is_200_and_keeps_status(seeded):
 
 
 def test_node_put_empty_string_clears_field(seeded):
-    seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.admin,
+    seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.as_admin,
                json={"address": "10.0.0.1:8080", "check": "http://10.0.0.1:8080/"})
-    r = seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.admin, json={"address": ""})
+    r = seeded.put("/v1/clusters/default/nodes/zope1", auth=seeded.as_admin, json={"address": ""})
     assert r.status_code == 200, r.text
     n = r.json()["node"]
     assert n["address"] is None
@@ -218,7 +218,7 @@ def test_node_put_empty_string_clears_field(seeded):
 
 
 def test_node_delete(seeded):
-    r = seeded.delete("/v1/clusters/default/nodes/zope3", auth=seeded.admin)
+    r = seeded.delete("/v1/clusters/default/nodes/zope3", auth=seeded.as_admin)
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["cluster"] == "default" and body["deleted"] == "zope3"
@@ -272,7 +272,7 @@ def test_if_version_match_applies(seeded):
 
 def test_if_version_mismatch_409_nothing_changed(seeded):
     before = seeded.nodes()
-    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.as_admin,
                     json={"changes": {"zope1": {"status": "offline"}},
                           "if_version": before["version"] - 1})
     assert_json_error(r, 409)
@@ -282,7 +282,7 @@ def test_if_version_mismatch_409_nothing_changed(seeded):
 def test_min_online_violation_409_nothing_changed(seeded):
     seeded.set_status({"zope3": {"status": "offline"}})
     before = seeded.nodes()
-    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.as_admin,
                     json={"changes": {"zope1": {"status": "offline"}}, "min_online": 2})
     assert_json_error(r, 409)
     assert seeded.nodes() == before
@@ -295,7 +295,7 @@ def test_min_online_satisfied_applies(seeded):
 
 
 def test_min_online_counts_drain_as_not_online(seeded):
-    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.as_admin,
                     json={"changes": {"zope1": {"status": "drain"}, "zope2": {"status": "drain"}},
                           "min_online": 2})
     assert_json_error(r, 409)
@@ -303,7 +303,7 @@ def test_min_online_counts_drain_as_not_online(seeded):
 
 def test_status_unknown_node_atomic_404(seeded):
     before = seeded.nodes()
-    r = seeded.post("/v1/clusters/default/status", auth=seeded.admin,
+    r = seeded.post("/v1/clusters/default/status", auth=seeded.as_admin,
                     json={"changes": {"zope1": {"status": "offline"}, "ghost": {"status": "offline"}}})
     body = assert_json_error(r, 404)
     assert body["detail"]["entry"] == "ghost"
@@ -317,7 +317,7 @@ def test_audit_newest_first_with_fields(seeded):
     op = seeded.make_user("alice", "operator")
     seeded.set_status({"zope1": {"status": "offline", "reason": "first"}}, auth=op)
     seeded.set_status({"zope1": {"status": "drain", "reason": "second"}}, auth=op)
-    r = seeded.get("/v1/clusters/default/audit", auth=seeded.admin)
+    r = seeded.get("/v1/clusters/default/audit", auth=seeded.as_admin)
     assert r.status_code == 200
     entries = r.json()["entries"]
     keys = {"id", "at", "cluster", "node", "actor", "address", "action", "old_status",
@@ -355,7 +355,7 @@ def test_audit_records_node_list_changes(daemon):
 
 
 def test_user_create_shape_and_login(daemon):
-    r = daemon.post("/v1/users", auth=daemon.admin,
+    r = daemon.post("/v1/users", auth=daemon.as_admin,
                     json={"name": "bob", "password": "bob-password", "role": "viewer"})
     assert r.status_code == 201, r.text
     body = r.json()
@@ -367,14 +367,14 @@ def test_user_create_shape_and_login(daemon):
 
 def test_user_create_existing_409(daemon):
     daemon.make_user("bob", "viewer")
-    r = daemon.post("/v1/users", auth=daemon.admin,
+    r = daemon.post("/v1/users", auth=daemon.as_admin,
                     json={"name": "bob", "password": "another-pass", "role": "admin"})
     assert_json_error(r, 409)
 
 
 def test_users_list_shape_has_no_secrets(daemon):
     _, pw = daemon.make_user("bob", "operator")
-    r = daemon.get("/v1/users", auth=daemon.admin)
+    r = daemon.get("/v1/users", auth=daemon.as_admin)
     assert r.status_code == 200
     users = r.json()["users"]
     assert {(u["name"], u["role"]) for u in users} == {("admin", "admin"), ("bob", "operator")}
@@ -387,14 +387,14 @@ def test_users_list_shape_has_no_secrets(daemon):
 def test_user_delete_revokes_login(daemon):
     name, pw = daemon.make_user("bob", "viewer")
     assert daemon.get("/v1/clusters", auth=(name, pw)).status_code == 200
-    r = daemon.delete("/v1/users/bob", auth=daemon.admin)
+    r = daemon.delete("/v1/users/bob", auth=daemon.as_admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"deleted": "bob"}
     assert_401(daemon.get("/v1/clusters", auth=(name, pw), source="127.0.3.1"))
 
 
 def test_last_admin_cannot_be_deleted(daemon):
-    r = daemon.delete("/v1/users/admin", auth=daemon.admin)
+    r = daemon.delete("/v1/users/admin", auth=daemon.as_admin)
     assert r.status_code == 409, r.text
     assert r.json()["detail"] == {"entry": "admin"}
     assert daemon.get("/v1/clusters", auth=daemon.admin).status_code == 200
@@ -411,7 +411,7 @@ def test_admin_can_be_deleted_when_another_admin_remains(daemon):
 
 
 def test_token_create_shape(daemon):
-    r = daemon.post("/v1/tokens", auth=daemon.admin, json={"role": "operator", "description": "ci"})
+    r = daemon.post("/v1/tokens", auth=daemon.as_admin, json={"role": "operator", "description": "ci"})
     assert r.status_code == 201, r.text
     body = r.json()
     assert (body["role"], body["description"]) == ("operator", "ci")
@@ -425,10 +425,12 @@ def test_token_works_as_bearer(daemon):
 
 
 def test_token_list_never_shows_token(daemon):
-    tid, tok = daemon.make_token("operator", "ci")
-    r = daemon.get("/v1/tokens", auth=daemon.admin)
+    r = daemon.post("/v1/tokens", auth=daemon.admin, json={"role": "operator", "description": "ci"})
+    assert r.status_code == 201, r.text
+    tid, tok = r.json()["id"], r.json()["token"]
+    r = daemon.get("/v1/tokens", auth=daemon.as_admin)
     assert r.status_code == 200
-    tokens = r.json()["tokens"]
+    tokens = [t for t in r.json()["tokens"] if t["id"] != daemon.helper_token_id]
     assert len(tokens) == 1
     t = tokens[0]
     assert (t["id"], t["role"], t["description"], t["created_by"]) == (tid, "operator", "ci", "admin")
@@ -441,11 +443,12 @@ def test_token_list_never_shows_token(daemon):
 def test_revoked_token_401(daemon):
     tid, tok = daemon.make_token("admin")
     assert daemon.get("/v1/users", auth=(BEARER, tok)).status_code == 200
-    r = daemon.delete("/v1/tokens/" + tid, auth=daemon.admin)
+    r = daemon.delete("/v1/tokens/" + tid, auth=daemon.as_admin)
     assert r.status_code == 200, r.text
     assert r.json() == {"deleted": tid}
     assert_401(daemon.get("/v1/users", auth=(BEARER, tok), source="127.0.3.2"))
-    assert daemon.get("/v1/tokens", auth=daemon.admin).json()["tokens"] == []
+    assert [t for t in daemon.get("/v1/tokens", auth=daemon.as_admin).json()["tokens"]
+            if t["id"] != daemon.helper_token_id] == []
 
 
 def test_token_with_wrong_secret_401(daemon):
@@ -460,7 +463,7 @@ def test_token_with_wrong_secret_401(daemon):
 def events(d, after, wait, **kw):
     kw.setdefault("timeout", wait + 10)
     return d.get("/v1/clusters/default/events?after=%d&wait=%s" % (after, wait),
-                 auth=kw.pop("auth", d.admin), **kw)
+                 auth=kw.pop("auth", d.as_admin), **kw)
 
 
 def test_events_returns_at_once_when_version_above_after(seeded):
@@ -469,7 +472,7 @@ def test_events_returns_at_once_when_version_above_after(seeded):
     r = events(seeded, v - 1, 10)
     elapsed = time.monotonic() - t0
     assert r.status_code == 200, r.text
-    assert elapsed < 1.0, elapsed
+    assert elapsed < 5.0, elapsed  # at once, not after the 10 s wait
     body = r.json()
     assert body["changed"] is True
     assert body["version"] == v
@@ -482,7 +485,7 @@ def test_events_times_out_with_changed_false(seeded):
     r = events(seeded, v, 2)
     elapsed = time.monotonic() - t0
     assert r.status_code == 200, r.text
-    assert 1.5 <= elapsed < 4.0, elapsed
+    assert 1.5 <= elapsed < 8.0, elapsed
     body = r.json()
     assert body["changed"] is False
     assert body["version"] == v
@@ -503,7 +506,8 @@ def test_events_returns_promptly_on_change(seeded):
     seeded.set_status({"zope2": {"status": "offline"}})
     th.join(timeout=15)
     assert not th.is_alive(), "long poll did not return within 15 s of a change"
-    assert result["t"] - changed_at < 2.0, result["t"] - changed_at
+    # woken by the change, not by the end of the 20 s wait
+    assert result["t"] - changed_at < 5.0, result["t"] - changed_at
     body = result["r"].json()
     assert body["changed"] is True and body["version"] == v + 1
     assert node_by_name(body, "zope2")["status"] == "offline"
@@ -526,14 +530,13 @@ def test_events_held_polls_do_not_block_other_requests(seeded):
         t.start()
     time.sleep(0.7)  # let them all be held
     for _ in range(3):
-        t0 = time.monotonic()
         r = seeded.probe("zope1", timeout=5)
         assert (r.status_code, r.text) == (200, "OK")
-        assert time.monotonic() - t0 < 0.5, "probe took %.3f s while polls held" % (time.monotonic() - t0)
-    t0 = time.monotonic()
-    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.admin, timeout=5)
+        assert len(done) == 0, "polls returned before the probe: %r" % done
+    r = seeded.get("/v1/clusters/default/nodes", auth=seeded.as_admin, timeout=5)
     assert r.status_code == 200
-    assert time.monotonic() - t0 < 1.0, time.monotonic() - t0
+    # answered while the polls were still held (they wait 4 s)
+    assert len(done) == 0, "polls returned before the request: %r" % done
     for t in threads:
         t.join(timeout=15)
     assert done == [200] * n, done
@@ -559,7 +562,7 @@ def test_events_many_held_polls_all_wake_on_change(seeded):
     assert len(results) == n, results
     for t, changed in results:
         assert changed is True
-        assert t - changed_at < 2.0
+        assert t - changed_at < 5.0  # woken by the change, not by the end of the 20 s wait
 
 
 # --- several HTTP workers (serve --threads N) ------------------------------------
@@ -584,7 +587,8 @@ def test_long_polls_on_every_worker_wake_on_change(make_daemon):
     results = []
 
     def poll():
-        r = d.get("/v1/clusters/default/events?after=%d&wait=20" % v, auth=d.admin, timeout=30)
+        r = d.get("/v1/clusters/default/events?after=%d&wait=20" % v, auth=d.as_admin,
+                  timeout=30)
         results.append((time.monotonic(), r.json().get("changed")))
 
     threads = [threading.Thread(target=poll, daemon=True) for _ in range(12)]
@@ -596,4 +600,5 @@ def test_long_polls_on_every_worker_wake_on_change(make_daemon):
     for t in threads:
         t.join(timeout=25)
     assert len(results) == 12, results
-    assert all(c is True and t - changed_at < 2.0 for t, c in results), (changed_at, results)
+    # woken by the change, not by the end of their 20 s wait
+    assert all(c is True and t - changed_at < 5.0 for t, c in results), (changed_at, results)

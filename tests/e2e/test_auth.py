@@ -84,32 +84,38 @@ def test_repeated_failures_from_one_address_are_slowed_down(daemon):
         "10 failures from one address, slowest answer %.2f s (first %.2f s)" % (slowest, first)
 
 
+def warm_admin_credentials(d):
+    """One correct Basic request, so that the daemon has the admin's password
+    verified and cached: later requests then time the slow-down alone, not
+    an argon2id verification (which may queue behind the failures')."""
+    assert d.get("/v1/clusters", auth=d.admin).status_code == 200
+
+
 def test_slowdown_does_not_affect_other_addresses(daemon):
-    # cached credentials: the answer's time is the delay alone, not argon2id
-    assert daemon.get("/v1/clusters", auth=daemon.admin).status_code == 200
-    fail_until_slowed(daemon, fresh_source_ip())
+    warm_admin_credentials(daemon)
+    first, slowest = fail_until_slowed(daemon, fresh_source_ip())
     t0 = time.monotonic()
     r = daemon.get("/v1/clusters", auth=daemon.admin, source=fresh_source_ip())
     assert r.status_code == 200
-    assert time.monotonic() - t0 < 0.5
+    # the slowed address now waits at least 1 s more per attempt
+    assert time.monotonic() - t0 < 1.0, (first, slowest)
 
 
 def test_slowed_down_failure_does_not_block_probe(daemon):
     daemon.set_nodes(["zope1"])
+    warm_admin_credentials(daemon)
     src = fresh_source_ip()
     fail_until_slowed(daemon, src)
-    # one more failure is now being delayed: the probe must not wait for it
+    # One more failure is now being delayed (at least 1 s): the probe and
+    # another client's request must be answered while it still waits.
     th = threading.Thread(target=failed_login_time, args=(daemon, src), daemon=True)
     th.start()
     time.sleep(0.1)
-    t0 = time.monotonic()
     r = daemon.probe("zope1", timeout=5)
     assert (r.status_code, r.text) == (200, "OK")
-    assert time.monotonic() - t0 < 0.5
-    t0 = time.monotonic()
     r = daemon.get("/v1/clusters/default/nodes", auth=daemon.admin, timeout=5)
     assert r.status_code == 200
-    assert time.monotonic() - t0 < 0.5
+    assert th.is_alive(), "the delayed failure was answered before the probe and the request"
     th.join(timeout=25)
 
 

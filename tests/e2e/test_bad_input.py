@@ -40,19 +40,19 @@ def bad(shared_daemon):
 
 def state(d):
     """Everything a bad request must not change."""
-    nodes = d.get("/v1/clusters/default/nodes", auth=d.admin).json()
+    nodes = d.get("/v1/clusters/default/nodes", auth=d.as_admin).json()
     return {
         "nodes": nodes,
-        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.admin).content,
-        "clusters": d.get("/v1/clusters", auth=d.admin).json(),
-        "users": d.get("/v1/users", auth=d.admin).json(),
-        "tokens": d.get("/v1/tokens", auth=d.admin).json(),
+        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.as_admin).content,
+        "clusters": d.get("/v1/clusters", auth=d.as_admin).json(),
+        "users": d.get("/v1/users", auth=d.as_admin).json(),
+        "tokens": d.get("/v1/tokens", auth=d.as_admin).json(),
     }
 
 
 def check_refused(d, method, path, codes, **kw):
     before = state(d)
-    r = d.request(method, path, auth=d.admin, **kw)
+    r = d.request(method, path, auth=d.as_admin, **kw)
     body = assert_json_error(r, *codes)
     assert state(d) == before, "a refused request changed something"
     assert d.alive()
@@ -323,7 +323,7 @@ def test_node_list_over_64k_is_413(bad):
 
 def test_setstatus_form_over_64k_is_413(bad):
     before = state(bad)
-    r = bad.post("/health/++rest++setstatus", auth=bad.admin,
+    r = bad.post("/health/++rest++setstatus", auth=bad.as_admin,
                  data={"change": big_status_body(70 * 1024)})
     assert r.status_code == 413, r.status_code
     assert state(bad) == before
@@ -431,14 +431,16 @@ STALLS = {
 
 
 def assert_others_answered_promptly(d):
+    """Bounds generous for a loaded machine: a worker held up by a stalled
+    client would answer only when the stall times out (10 s or more)."""
     for _ in range(3):
         t0 = time.monotonic()
         r = d.probe("zope1", timeout=5)
         assert (r.status_code, r.text) == (200, "OK")
-        assert time.monotonic() - t0 < 0.5, "probe took %.2f s" % (time.monotonic() - t0)
+        assert time.monotonic() - t0 < 2.0, "probe took %.2f s" % (time.monotonic() - t0)
     t0 = time.monotonic()
-    assert d.get("/v1/clusters/default/nodes", auth=d.admin, timeout=5).status_code == 200
-    assert time.monotonic() - t0 < 1.0
+    assert d.get("/v1/clusters/default/nodes", auth=d.as_admin, timeout=5).status_code == 200
+    assert time.monotonic() - t0 < 3.0
 
 
 @pytest.mark.parametrize("kind", sorted(STALLS))

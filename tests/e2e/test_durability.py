@@ -11,6 +11,10 @@ import pytest
 
 from conftest import BEARER, assert_401
 
+# How late a TTL may bring a node back on a loaded test machine: the point
+# is that it does, by itself (the daemon wakes up for it).
+TTL_SLACK = 5.0
+
 
 def wait_until(fn, timeout, interval=0.05):
     """Calls fn until it returns a true value or timeout passes (bounded)."""
@@ -26,13 +30,13 @@ def wait_until(fn, timeout, interval=0.05):
 
 def snapshot(d):
     return {
-        "nodes": d.get("/v1/clusters/default/nodes", auth=d.admin).json(),
-        "shop": d.get("/v1/clusters/shop/nodes", auth=d.admin).json(),
-        "clusters": d.get("/v1/clusters", auth=d.admin).json(),
-        "users": d.get("/v1/users", auth=d.admin).json(),
-        "tokens": d.get("/v1/tokens", auth=d.admin).json(),
-        "audit": d.get("/v1/clusters/default/audit?limit=1000", auth=d.admin).json(),
-        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.admin).content,
+        "nodes": d.get("/v1/clusters/default/nodes", auth=d.as_admin).json(),
+        "shop": d.get("/v1/clusters/shop/nodes", auth=d.as_admin).json(),
+        "clusters": d.get("/v1/clusters", auth=d.as_admin).json(),
+        "users": d.get("/v1/users", auth=d.as_admin).json(),
+        "tokens": d.get("/v1/tokens", auth=d.as_admin).json(),
+        "audit": d.get("/v1/clusters/default/audit?limit=1000", auth=d.as_admin).json(),
+        "nodestatus": d.get("/health/++rest++nodestatus", auth=d.as_admin).content,
     }
 
 
@@ -40,11 +44,11 @@ def snapshot(d):
 def populated(daemon):
     d = daemon
     d.set_nodes(["zope1", "zope2", "zope3"])
-    d.put("/v1/clusters/default/nodes/zope1", auth=d.admin,
+    d.put("/v1/clusters/default/nodes/zope1", auth=d.as_admin,
           json={"address": "10.0.0.1:8080", "check": "http://10.0.0.1:8080/ok"})
     d.set_status({"zope1": {"status": "offline", "reason": "kernel update"},
                   "zope2": {"status": "drain", "reason": "deploy", "ttl": 3600}})
-    r = d.post("/v1/clusters", auth=d.admin, json={"name": "shop", "path": "/shophealth"})
+    r = d.post("/v1/clusters", auth=d.as_admin, json={"name": "shop", "path": "/shophealth"})
     assert r.status_code == 201
     d.set_nodes(["web1"], cluster="shop")
     d.set_status({"web1": {"status": "offline", "reason": "shop down"}}, cluster="shop")
@@ -83,8 +87,8 @@ def test_restart_keeps_user_login_and_token(populated):
 
 def test_restart_keeps_revocations(populated):
     d = populated
-    assert d.delete("/v1/tokens/" + d.token[0], auth=d.admin).status_code == 200
-    assert d.delete("/v1/users/carol", auth=d.admin).status_code == 200
+    assert d.delete("/v1/tokens/" + d.token[0], auth=d.as_admin).status_code == 200
+    assert d.delete("/v1/users/carol", auth=d.as_admin).status_code == 200
     d.stop()
     d.start()
     assert_401(d.get("/v1/clusters", auth=(BEARER, d.token[1]), source="127.0.4.1"))
@@ -121,7 +125,7 @@ def test_kill9_after_acknowledged_writes_loses_nothing(daemon):
     assert d.nodes()["version"] == version
     entries = d.audit(limit=1000)
     assert sum(1 for e in entries if e["action"] == "status") >= 50
-    assert "lastuser" in [u["name"] for u in d.get("/v1/users", auth=d.admin).json()["users"]]
+    assert "lastuser" in [u["name"] for u in d.get("/v1/users", auth=d.as_admin).json()["users"]]
 
 
 def test_kill9_right_after_single_write(daemon):
@@ -150,7 +154,7 @@ def test_sigterm_with_held_long_polls_exits_promptly(daemon):
 
     def poll():
         try:
-            d.get("/v1/clusters/default/events?after=%d&wait=30" % v, auth=d.admin, timeout=35)
+            d.get("/v1/clusters/default/events?after=%d&wait=30" % v, auth=d.as_admin, timeout=35)
         except Exception:
             pass
 
@@ -169,7 +173,7 @@ def test_ttl_returns_node_online(daemon):
     t0 = time.monotonic()
     d.set_status({"zope1": {"status": "offline", "reason": "short", "ttl": 1}})
     assert d.probe("zope1").status_code == 503
-    ok = wait_until(lambda: d.probe("zope1").status_code == 200, timeout=1 + 1.5)
+    ok = wait_until(lambda: d.probe("zope1").status_code == 200, timeout=1 + TTL_SLACK)
     assert ok, "node still out %.1f s after a 1 s ttl" % (time.monotonic() - t0)
     n = [n for n in d.nodes()["nodes"] if n["name"] == "zope1"][0]
     assert n["status"] == "online" and n["expires_at"] is None
@@ -179,7 +183,7 @@ def test_ttl_expiry_is_audited_as_ttl(daemon):
     d = daemon
     d.set_nodes(["zope1"])
     d.set_status({"zope1": {"status": "drain", "ttl": 1}})
-    assert wait_until(lambda: d.probe("zope1").status_code == 200, timeout=2.5)
+    assert wait_until(lambda: d.probe("zope1").status_code == 200, timeout=1 + TTL_SLACK)
     e = d.audit(limit=1)[0]
     assert (e["node"], e["actor"], e["old_status"], e["new_status"]) == ("zope1", "ttl", "drain", "online")
     n = [n for n in d.nodes()["nodes"] if n["name"] == "zope1"][0]
@@ -191,10 +195,11 @@ def test_ttl_expiry_bumps_version_and_wakes_long_poll(daemon):
     d.set_nodes(["zope1"])
     body = d.set_status({"zope1": {"status": "offline", "ttl": 1}})
     t0 = time.monotonic()
-    r = d.get("/v1/clusters/default/events?after=%d&wait=10" % body["version"], auth=d.admin, timeout=15)
+    r = d.get("/v1/clusters/default/events?after=%d&wait=10" % body["version"], auth=d.as_admin,
+              timeout=15)
     assert r.json()["changed"] is True
     assert r.json()["version"] > body["version"]
-    assert time.monotonic() - t0 < 1 + 1.5
+    assert time.monotonic() - t0 < 1 + TTL_SLACK  # woken by the expiry, not the 10 s wait
 
 
 def test_ttl_expiry_survives_restart(daemon):
@@ -217,7 +222,7 @@ def test_ttl_still_pending_after_restart(daemon):
     d.stop()
     d.start()
     assert d.probe("zope1").status_code == 503
-    assert wait_until(lambda: d.probe("zope1").status_code == 200, timeout=3 + 1.5)
+    assert wait_until(lambda: d.probe("zope1").status_code == 200, timeout=3 + TTL_SLACK)
 
 
 def test_new_status_without_ttl_cancels_ttl(daemon):
@@ -247,7 +252,7 @@ def test_probe_answers_while_database_is_locked(daemon):
     d.set_status({"zope2": {"status": "offline"}})
     con = lock_database(d.db)
     writer = threading.Thread(
-        target=lambda: d.post("/v1/clusters/default/status", auth=d.admin, timeout=30,
+        target=lambda: d.post("/v1/clusters/default/status", auth=d.as_admin, timeout=30,
                               json={"changes": {"zope1": {"status": "drain"}}}),
         daemon=True)
     try:
@@ -256,7 +261,9 @@ def test_probe_answers_while_database_is_locked(daemon):
         for _ in range(5):
             t0 = time.monotonic()
             r1, r2 = d.probe("zope1", timeout=5), d.probe("zope2", timeout=5)
-            assert time.monotonic() - t0 < 0.5, "probe waited on the locked database"
+            # generous for a loaded machine; waiting on the lock would take
+            # the store's busy timeout
+            assert time.monotonic() - t0 < 2.0, "probe waited on the locked database"
             assert (r1.status_code, r1.text) == (200, "OK")
             assert (r2.status_code, r2.text) == (503, "node is offline")
     finally:
@@ -275,7 +282,7 @@ def test_write_on_locked_database_is_not_acknowledged_unless_durable(daemon):
 
     def write():
         try:
-            result["r"] = d.post("/v1/clusters/default/status", auth=d.admin, timeout=40,
+            result["r"] = d.post("/v1/clusters/default/status", auth=d.as_admin, timeout=40,
                                  json={"changes": {"zope1": {"status": "offline", "reason": "locked"}}})
         except Exception as e:  # noqa: BLE001 - reported below
             result["e"] = e

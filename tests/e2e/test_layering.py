@@ -38,3 +38,24 @@ def test_cli_including_the_engine_is_caught(tmp_path):
     r = run_check(src)
     assert r.returncode == 1
     assert "cli may not include engine" in r.stdout
+
+
+def test_surface_including_the_servers_state_is_caught(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    with open(src / "http" / "api_v1.c", "a") as f:
+        f.write('#include "server_internal.h"\n')
+    r = run_check(src)
+    assert r.returncode == 1
+    assert "may include http/server_internal.h" in r.stdout
+    assert "api_v1.c" in r.stdout
+
+
+def test_surface_including_the_path_table_is_caught(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    with open(src / "http" / "ui.h", "a") as f:
+        f.write('#include "router.h"\n')
+    r = run_check(src)
+    assert r.returncode == 1
+    assert "may include http/router.h" in r.stdout

@@ -13,6 +13,11 @@ wait --serving, and across all of them no client request may fail.
 
 `wait` and `serve --agent-listen` are probed for; the tests that need them
 are skipped, saying why, when the binary does not have them yet.
+
+The farm's tests are marked `once`: `make test` runs them in the release
+pass only. What they make the daemon do (probes, agent checks, lbconfig,
+wait, status changes) the other tests do under ASan too; the lbconfig
+checks above run in both passes.
 """
 
 import subprocess
@@ -21,8 +26,8 @@ import time
 import pytest
 import requests
 
-from conftest import Daemon, free_port
-from lbharness import AppNode, HAProxy, Traffic, Varnish, cli, wait_until
+from conftest import Daemon
+from lbharness import AppNode, HAProxy, Traffic, Varnish, cli, start_on_free_port, wait_until
 
 INTERVAL = 0.2  # probe interval given to lbconfig (s)
 TIMEOUT = 0.15  # probe timeout (s)
@@ -30,9 +35,9 @@ FALL = 2
 RISE = 2
 # A node is out of a load balancer at most this long after its status
 # changed: FALL probes, the last one possibly timing out, plus scheduling
-# slack for a loaded test machine.
-FALL_WINDOW = FALL * INTERVAL + TIMEOUT + 0.8
-RISE_WINDOW = RISE * INTERVAL + TIMEOUT + 1.0
+# slack for a loaded test machine (2 cores shared with other test runs).
+FALL_WINDOW = FALL * INTERVAL + TIMEOUT + 2.0
+RISE_WINDOW = RISE * INTERVAL + TIMEOUT + 2.0
 NODES = ("app1", "app2", "app3")
 LB_OPTIONS = ["--interval", "200ms", "--timeout", "150ms", "--fall", str(FALL),
               "--rise", str(RISE)]
@@ -45,39 +50,14 @@ def _supports_wait(cm_bin):
     return r.returncode == 0 and "--drained" in r.stdout
 
 
-def _supports_agent(cm_bin, tmp):
-    """Starts a throwaway daemon with --agent-listen; True when it stays up."""
-    port, agent_port = free_port(), free_port()
-    (tmp / "pw").write_text("agent-probe-password")
-    proc = subprocess.Popen([cm_bin, "serve", "--listen", "127.0.0.1:%d" % port,
-                             "--agent-listen", "127.0.0.1:%d" % agent_port,
-                             "--db", str(tmp / "cm.db"), "--admin-password-file",
-                             str(tmp / "pw")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=str(tmp))
-    try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if requests.get("http://127.0.0.1:%d/v1/health" % port, timeout=1).ok:
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        return False
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+def _supports_agent(cm_bin):
+    r = subprocess.run([cm_bin, "serve", "--help"], capture_output=True, text=True, timeout=10)
+    return "--agent-listen" in r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module")
-def features(cm_bin, tmp_path_factory):
-    return {"wait": _supports_wait(cm_bin),
-            "agent": _supports_agent(cm_bin, tmp_path_factory.mktemp("agentprobe"))}
+def features(cm_bin):
+    return {"wait": _supports_wait(cm_bin), "agent": _supports_agent(cm_bin)}
 
 
 def need(features, name):
@@ -163,9 +143,7 @@ class Farm:
         self.root = root
         self.cm_bin = cm_bin
         self.with_agent = with_agent
-        self.agent_port = free_port()
-        extra = ["--agent-listen", "127.0.0.1:%d" % self.agent_port] if with_agent else []
-        self.daemon = Daemon(root / "daemon", bin_path=cm_bin, extra_args=extra, start=False)
+        self.daemon = Daemon(root / "daemon", bin_path=cm_bin, agent=with_agent, start=False)
         self.apps = {}
         self.haproxy = self.varnish = None
         self.traffic = []
@@ -175,23 +153,25 @@ class Farm:
 
     def start(self):
         self.daemon.start()
+        # The applications start before the daemon knows them: until then a
+        # probe through them (the readiness check asks for /, not the probe
+        # path) could not make the daemon count this test as a load balancer
+        # that `wait` has to hear from.
         for name in NODES:
-            self.apps[name] = AppNode(name, self.root / name, free_port(), self.daemon.port)
-            r = self.daemon.put("/v1/clusters/default/nodes/" + name, auth=self.daemon.admin,
+            self.apps[name] = start_on_free_port(
+                lambda port, name=name: AppNode(name, self.root / name, port, self.daemon.port))
+            r = self.daemon.put("/v1/clusters/default/nodes/" + name,
+                                auth=self.daemon.as_admin,
                                 json={"address": self.apps[name].address})
             assert r.status_code in (200, 201), r.text
-        # No probe of our own through the nodes: the daemon would count this
-        # test as one more load balancer that `wait` has to hear from.
-        for app in self.apps.values():
-            app.start()
-        agent = ["--agent", "127.0.0.1:%d" % self.agent_port] if self.with_agent else [
+        agent = ["--agent", "127.0.0.1:%d" % self.daemon.agent_port] if self.with_agent else [
             "--agent", "none"]
-        hport, vport = free_port(), free_port()
-        self.haproxy = HAProxy(self.root / "haproxy", self.cli(
-            "lbconfig", "haproxy", "--listen", "127.0.0.1:%d" % hport, *(LB_OPTIONS + agent),
-            check=True).stdout, hport).start()
-        self.varnish = Varnish(self.root / "varnish", self.cli(
-            "lbconfig", "varnish", *LB_OPTIONS, check=True).stdout, vport).start()
+        self.haproxy = start_on_free_port(lambda port: HAProxy(self.root / "haproxy", self.cli(
+            "lbconfig", "haproxy", "--listen", "127.0.0.1:%d" % port, *(LB_OPTIONS + agent),
+            check=True).stdout, port))
+        vcl = self.cli("lbconfig", "varnish", *LB_OPTIONS, check=True).stdout
+        self.varnish = start_on_free_port(
+            lambda port: Varnish(self.root / "varnish", vcl, port))
         self.wait_all_serving()
         self.traffic = [Traffic("haproxy", self.haproxy.url), Traffic("varnish", self.varnish.url)]
         for t in self.traffic:
@@ -277,6 +257,7 @@ def status(farm, verb, *nodes):
     return time.monotonic()
 
 
+@pytest.mark.once
 def test_traffic_reaches_every_node_through_haproxy_and_varnish(fresh):
     t0 = time.monotonic()
     time.sleep(1.5)
@@ -284,6 +265,7 @@ def test_traffic_reaches_every_node_through_haproxy_and_varnish(fresh):
         assert t.nodes_seen(t0) == set(NODES), (t.lb, t.nodes_seen(t0))
 
 
+@pytest.mark.once
 def test_offline_stops_traffic_within_fall_window_and_online_brings_it_back(fresh):
     t_off = status(fresh, "offline", "app2")
     time.sleep(FALL_WINDOW + 1.0)
@@ -298,6 +280,7 @@ def test_offline_stops_traffic_within_fall_window_and_online_brings_it_back(fres
         assert first - t_on <= RISE_WINDOW, (t.lb, first - t_on)
 
 
+@pytest.mark.once
 def test_wait_drained_returns_after_lbs_stopped_and_serving_after_they_resumed(fresh, features):
     need(features, "wait")
     app = fresh.apps["app1"]
@@ -320,12 +303,13 @@ def test_wait_drained_returns_after_lbs_stopped_and_serving_after_they_resumed(f
     for t in fresh.traffic:
         first = wait_until(lambda: t.served("app1", since=t_on), 3,
                            what="%s to send traffic to app1 again" % t.lb)[0]
-        assert first <= t_serving + 1.0, (
+        assert first <= t_serving + 2.0, (
             "%s sent app1 its first request %.2f s after wait --serving returned"
             % (t.lb, first - t_serving))
     assert t_drained - t_off < 20
 
 
+@pytest.mark.once
 def test_drain_through_the_agent_puts_the_haproxy_server_in_drain(fresh, features):
     need(features, "agent")
     t_cmd = status(fresh, "drain", "app3")
@@ -347,6 +331,7 @@ def test_drain_through_the_agent_puts_the_haproxy_server_in_drain(fresh, feature
                what="HAProxy to put app3 back UP")
 
 
+@pytest.mark.once
 def test_stopping_a_node_application_takes_it_out_without_failed_requests(fresh):
     app = fresh.apps["app2"]
     t_stop = time.monotonic()

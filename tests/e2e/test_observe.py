@@ -14,7 +14,7 @@ def node_doc(d, name, window=None, cluster="default"):
     path = "/v1/clusters/%s/nodes/%s" % (cluster, name)
     if window is not None:
         path += "?window=%s" % window
-    r = d.get(path, auth=d.admin)
+    r = d.get(path, auth=d.as_admin)
     assert r.status_code == 200, r.text
     return r.json()["node"]
 
@@ -143,7 +143,7 @@ def test_window_leaves_out_clients_not_seen_recently(nodes):
 
 @pytest.mark.parametrize("bad", ["-1", "abc", "601"])
 def test_bad_window_is_400(nodes, bad):
-    r = nodes.get("/v1/clusters/default/nodes/zope1?window=" + bad, auth=nodes.admin)
+    r = nodes.get("/v1/clusters/default/nodes/zope1?window=" + bad, auth=nodes.as_admin)
     assert r.status_code == 400, r.text
 
 
@@ -176,3 +176,80 @@ def test_head_probe_is_recorded(nodes):
     finally:
         s.close()
     assert len(node_doc(nodes, "zope1")["probes"]) == 1
+
+
+# --- named load balancers (lb=NAME) and the observations long poll -------------
+
+
+def probe_named(d, ip, node, lb, user_agent="lb"):
+    s = session_from(ip)
+    try:
+        return s.get(d.url + "/health?node=%s&lb=%s" % (node, lb),
+                     headers={"User-Agent": user_agent}, timeout=5)
+    finally:
+        s.close()
+
+
+def test_a_named_probe_is_one_client_whatever_address_it_comes_from(nodes):
+    probe_named(nodes, "127.0.0.2", "zope1", "hap1")
+    probe_named(nodes, "127.0.0.3", "zope1", "hap1")
+    probe_named(nodes, "127.0.0.2", "zope1", "varnish1")
+    probes = node_doc(nodes, "zope1")["probes"]
+    named = {p["lb"]: p for p in probes}
+    assert set(named) == {"hap1", "varnish1"}, probes
+    assert named["hap1"]["consecutive"] == 2
+    assert named["hap1"]["address"] == "127.0.0.3"  # the last one
+    assert named["hap1"]["interval_ms"] is not None
+
+
+def test_an_invalid_lb_name_is_an_unnamed_probe(nodes):
+    r = probe_named(nodes, "127.0.0.2", "zope1", "no%20way")
+    assert r.status_code == 200
+    (p,) = node_doc(nodes, "zope1")["probes"]
+    assert p["lb"] is None and p["address"] == "127.0.0.2"
+
+
+def test_unnamed_clients_cannot_push_out_a_named_one(nodes):
+    probe_named(nodes, "127.0.0.2", "zope1", "hap1")
+    for i in range(20):
+        probe_from(nodes, "127.0.6.%d" % (i + 2), "zope1", "fake")
+    probe_named(nodes, "127.0.0.2", "zope1", "hap1")
+    doc = node_doc(nodes, "zope1")
+    assert [p for p in doc["probes"] if p["lb"] == "hap1"][0]["consecutive"] == 2
+    assert doc["probes_untracked"] == 20 - 16 and doc["probes_untracked_lbs"] == 0
+
+
+def observations(d, query):
+    r = d.get("/v1/clusters/default/observations?" + query, auth=d.admin, timeout=30)
+    return r
+
+
+def test_observations_long_poll_answers_when_a_probe_is_answered(nodes):
+    import threading
+    import time
+
+    first = observations(nodes, "nodes=zope1,zope2").json()
+    assert [n["name"] for n in first["nodes"]] == ["zope1", "zope2"]
+    timer = threading.Timer(0.5, probe_from, (nodes, "127.0.0.2", "zope2", "lb"))
+    timer.start()
+    t0 = time.monotonic()
+    r = observations(nodes, "nodes=zope1,zope2&after=%d&wait=20" % first["digest"])
+    took = time.monotonic() - t0
+    timer.join()
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["changed"] is True and doc["digest"] != first["digest"]
+    assert doc["nodes"][1]["probes"][0]["address"] == "127.0.0.2"
+    assert took < 10, took  # woken by the probe, not by the 20 s deadline
+    # nothing happens: it answers unchanged at the deadline
+    r = observations(nodes, "nodes=zope1&after=%d&wait=1" % observations(
+        nodes, "nodes=zope1").json()["digest"])
+    assert r.json()["changed"] is False
+
+
+@pytest.mark.parametrize("query, status", [
+    ("", 400), ("nodes=", 400), ("nodes=zope1,,zope2", 400), ("nodes=nosuch", 404),
+    ("nodes=zope1&wait=61&after=0", 400), ("nodes=zope1&after=x", 400),
+])
+def test_observations_bad_queries(nodes, query, status):
+    assert observations(nodes, query).status_code == status

@@ -31,7 +31,7 @@ def pg_daemon(tmp_path, url, name, admin_of=None, extra=None, start=True, state_
     args = list(extra or [])
     if state_dir:
         args += ["--state-dir", str(tmp_path / name / "state")]
-    d = Daemon(tmp_path / name, extra_args=args, start=False, db=url)
+    d = Daemon(tmp_path / name, extra_args=args, start=False, db=url, template=False)
     if admin_of is not None:
         d.password = admin_of.password
         d.pw_file.write_text(d.password)
@@ -157,7 +157,7 @@ def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
         for d in ds:
             d.wait_ready()
         db = url.rsplit("/", 1)[1]
-        assert pg_server.psql("SELECT version FROM schema_version", db) == "6"
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "7"
         assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
         assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
                               db) == "1"
@@ -527,7 +527,7 @@ def snapshot_of(d):
 
 
 def test_store_copy_sqlite_to_postgres_and_back(tmp_path, pg_server, cm_bin):
-    src = Daemon(tmp_path / "sqlite", bin_path=cm_bin)
+    src = Daemon(tmp_path / "sqlite", bin_path=cm_bin, template=False)
     try:
         src.set_nodes(["web1", "web2", "web3"])
         src.set_status({"web1": {"status": "offline", "reason": "disk"},
@@ -561,7 +561,7 @@ def test_store_copy_sqlite_to_postgres_and_back(tmp_path, pg_server, cm_bin):
         back = str(tmp_path / "back.db")
         r = store_copy(cm_bin, url, back)
         assert r.returncode == 0, r.stderr
-        d2 = Daemon(tmp_path / "back", bin_path=cm_bin, db=back, start=False)
+        d2 = Daemon(tmp_path / "back", bin_path=cm_bin, db=back, start=False, template=False)
         d2.password = src.password
         d2.pw_file.write_text(d2.password)
         d2.start()

@@ -12,8 +12,6 @@ import time
 import pytest
 import requests
 
-from conftest import free_port
-
 
 def ipv6_loopback_available():
     try:
@@ -32,11 +30,10 @@ def serve(cm_bin, tmp_path, *args, timeout=10):
 
 @pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")
 def test_listens_on_ipv4_and_ipv6_at_once(make_daemon):
-    port6 = free_port()
-    d = make_daemon(extra_args=["--listen", "[::1]:%d" % port6])
+    d = make_daemon(ipv6=True)  # --listen [::1]:PORT too
     d.set_nodes(["web1"])
     v4 = requests.get(d.url + "/health?node=web1", timeout=5)
-    v6 = requests.get("http://[::1]:%d/health?node=web1" % port6, timeout=5)
+    v6 = requests.get("http://[::1]:%d/health?node=web1" % d.port, timeout=5)
     assert (v4.status_code, v4.text) == (200, "OK")
     assert (v6.status_code, v6.text) == (200, "OK")
 
@@ -96,6 +93,10 @@ def test_port_in_use_fails_with_clear_message(cm_bin, tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--listen", "nonsense"], "expected ADDR:PORT"),
+    (["--listen", "127.0.0.1:"], "expected ADDR:PORT"),
+    (["--listen", "127.0.0.1:70000"], "expected ADDR:PORT"),
+    (["--listen", "[::1:8080"], "expected ADDR:PORT"),
+    (["--listen", "::1:8080"], "expected ADDR:PORT"),  # IPv6 needs its brackets
     (["--threads", "0"], "--threads"),
     (["--tls-cert", "x.pem"], "--tls-cert and --tls-key go together"),
     (["--node", "bad name"], "not a valid node name"),
@@ -120,7 +121,7 @@ def test_sigterm_answers_write_in_flight(daemon):
     results = []
 
     def write():
-        r = daemon.post("/v1/clusters/default/status", auth=daemon.admin,
+        r = daemon.post("/v1/clusters/default/status", auth=daemon.as_admin,
                         json={"changes": {"web1": {"status": "offline"}}})
         results.append(r.status_code)
 

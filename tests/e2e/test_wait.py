@@ -63,9 +63,13 @@ class Prober:
 
 def run_wait(d, *args, timeout=CLI_TIMEOUT):
     env = dict(os.environ)
-    env.update({"CLUSTERMGMT_URL": d.url, "CLUSTERMGMT_USER": "admin",
-                "CLUSTERMGMT_PASSWORD": d.password})
-    env.pop("CLUSTERMGMT_TOKEN", None)
+    for k in ("CLUSTERMGMT_TOKEN", "CLUSTERMGMT_USER", "CLUSTERMGMT_PASSWORD"):
+        env.pop(k, None)
+    env["CLUSTERMGMT_URL"] = d.url
+    if d.admin_token:  # not about passwords: no argon2id in the timed waits
+        env["CLUSTERMGMT_TOKEN"] = d.admin_token[1]
+    else:
+        env.update({"CLUSTERMGMT_USER": "admin", "CLUSTERMGMT_PASSWORD": d.password})
     return subprocess.run([d.bin, "wait"] + list(args), env=env, capture_output=True,
                           text=True, timeout=timeout)
 

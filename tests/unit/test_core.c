@@ -576,24 +576,6 @@ test_set_node_list_collapses_duplicates(void **state)
 }
 
 static void
-test_set_node_list_packed_reads_every_name(void **state)
-{
-	static const char packed[] = "b\0a\0b\0c";
-	struct model *m = model_new();
-	struct error err;
-	struct cluster *c;
-
-	(void)state;
-	model_add_cluster(m, "default", "/health", &alice, T0, NULL, &err);
-	c = default_cluster(m);
-	assert_int_equal(cluster_set_node_list_packed(c, packed, 4, &alice, T0, NULL, &err), 0);
-	assert_int_equal(c->n_nodes, 3);
-	assert_string_equal(c->nodes[0].name, "a");
-	assert_string_equal(c->nodes[2].name, "c");
-	model_free(m);
-}
-
-static void
 test_set_node_list_invalid_name_changes_nothing(void **state)
 {
 	static const char *const names[] = {"a", "b c", "d"};
@@ -1321,7 +1303,7 @@ test_only_admin_cannot_be_removed_or_demoted(void **state)
 }
 
 static void
-test_add_token_and_find_by_hash(void **state)
+test_add_token_and_find(void **state)
 {
 	struct model *m = model_new();
 	struct audit_log audit = {0};
@@ -1335,12 +1317,11 @@ test_add_token_and_find_by_hash(void **state)
 	    model_add_token(m, "k1", ROLE_VIEWER, NULL, "cafe", &alice, T0, NULL, &err), 0);
 	assert_string_equal(m->tokens[0].id, "k1");
 	assert_string_equal(m->tokens[0].description, "");
-	t = model_find_token_by_hash(m, "beef");
+	t = model_find_token(m, "k2");
 	assert_non_null(t);
-	assert_string_equal(t->id, "k2");
+	assert_string_equal(t->hash, "beef");
 	assert_string_equal(t->created_by, "alice");
-	assert_ptr_equal(model_find_token(m, "k2"), t);
-	assert_null(model_find_token_by_hash(m, "dead"));
+	assert_null(model_find_token(m, "k3"));
 	assert_string_equal(audit.entries[0].action, "token-create");
 	audit_log_free(&audit);
 	model_free(m);
@@ -1373,7 +1354,6 @@ test_remove_token_revokes_and_unknown_404(void **state)
 	model_add_token(m, "k1", ROLE_VIEWER, "", "cafe", &alice, T0, NULL, &err);
 	assert_int_equal(model_remove_token(m, "k1", &alice, T0, &audit, &err), 0);
 	assert_null(model_find_token(m, "k1"));
-	assert_null(model_find_token_by_hash(m, "cafe"));
 	assert_string_equal(audit.entries[0].action, "token-revoke");
 	assert_int_equal(model_remove_token(m, "k1", &alice, T0, NULL, &err), -1);
 	assert_int_equal(err.status, 404);
@@ -1440,7 +1420,6 @@ main(void)
 	    cmocka_unit_test(test_remove_last_cluster_allowed),
 	    cmocka_unit_test(test_new_node_starts_online_by_actor),
 	    cmocka_unit_test(test_set_node_list_collapses_duplicates),
-	    cmocka_unit_test(test_set_node_list_packed_reads_every_name),
 	    cmocka_unit_test(test_set_node_list_invalid_name_changes_nothing),
 	    cmocka_unit_test(test_set_node_list_keeps_status_and_forgets_removed),
 	    cmocka_unit_test(test_set_node_list_increments_version_once),
@@ -1481,7 +1460,7 @@ main(void)
 	    cmocka_unit_test(test_put_user_invalid_name_or_role_400),
 	    cmocka_unit_test(test_remove_user_unknown_404),
 	    cmocka_unit_test(test_only_admin_cannot_be_removed_or_demoted),
-	    cmocka_unit_test(test_add_token_and_find_by_hash),
+	    cmocka_unit_test(test_add_token_and_find),
 	    cmocka_unit_test(test_add_token_duplicate_id_409),
 	    cmocka_unit_test(test_remove_token_revokes_and_unknown_404),
 	    cmocka_unit_test(test_audit_log_turns_null_into_empty_and_grows),

@@ -534,10 +534,62 @@ test_output_never_holds_a_reason_or_other_free_text(void **state)
 	free(t);
 }
 
+/* --- named load balancers (--lb) ------------------------------------------ */
+
+static void
+test_lb_name_is_stamped_into_every_probe_and_agent_send(void **state)
+{
+	struct lb_options o;
+	char *text;
+
+	(void)state;
+	lbconfig_defaults(&o);
+	o.lb = "hap1";
+	o.agent_host = "10.0.0.5";
+	o.agent_port = 8081;
+	text = generate(LB_HAPROXY, &o);
+	assert_contains(text, "uri-lf /health?node=%[srv_name]&lb=hap1 ver");
+	assert_contains(text, "server a 10.0.0.1:8080 agent-send \"default/a lb=hap1\\n\"");
+	assert_int_equal(count(text, " lb=hap1\\n\""), 3);
+	free(text);
+	o.lb = "varnish-1";
+	o.probe_url = "/_cm{mount}";
+	text = generate(LB_VARNISH, &o);
+	assert_contains(text, "\"GET /_cm/health?lb=varnish-1 HTTP/1.1\"");
+	assert_int_equal(count(text, "lb=varnish-1 HTTP/1.1"), 3);
+	free(text);
+}
+
+static void
+test_no_lb_name_stamps_nothing(void **state)
+{
+	char *text = generate(LB_HAPROXY, NULL);
+
+	(void)state;
+	assert_lacks(text, "lb=");
+	free(text);
+}
+
+static void
+test_invalid_lb_name_is_400(void **state)
+{
+	struct lb_options o;
+
+	(void)state;
+	lbconfig_defaults(&o);
+	o.lb = "a b";
+	generate_error(LB_VARNISH, &o, abc, 3, 400);
+	o.lb = "";
+	generate_error(LB_HAPROXY, &o, abc, 3, 400);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_lb_name_is_stamped_into_every_probe_and_agent_send),
+	    cmocka_unit_test(test_no_lb_name_stamps_nothing),
+	    cmocka_unit_test(test_invalid_lb_name_is_400),
 	    cmocka_unit_test(test_varnish_is_vcl41_with_directors),
 	    cmocka_unit_test(test_varnish_has_one_backend_per_node_whatever_its_status),
 	    cmocka_unit_test(test_varnish_probe_asks_for_its_own_node),

@@ -31,8 +31,17 @@ node_with(const char *name, enum node_status status, int64_t changed_at)
 static struct observe_client
 http_client(const char *address, const char *user_agent)
 {
-	struct observe_client c = {OBSERVE_HTTP, address, user_agent,
-	                           user_agent != NULL ? strlen(user_agent) : 0};
+	struct observe_client c = {OBSERVE_HTTP, address,
+	                           user_agent,   user_agent != NULL ? strlen(user_agent) : 0,
+	                           NULL,         0};
+	return c;
+}
+
+/* A probe that names its load balancer (lb=NAME). */
+static struct observe_client
+named_client(enum observe_protocol protocol, const char *lb, const char *address)
+{
+	struct observe_client c = {protocol, address, "ua", 2, lb, strlen(lb)};
 	return c;
 }
 
@@ -174,7 +183,7 @@ test_clients_told_apart_by_address_agent_and_protocol(void **state)
 	struct node a = node_with("a", NODE_ONLINE, T0);
 	struct observe_client c1 = http_client("10.0.0.1", "x"), c2 = http_client("10.0.0.2", "x"),
 	                      c3 = http_client("10.0.0.1", "y"), c4 = http_client("10.0.0.1", NULL),
-	                      c5 = {OBSERVE_AGENT, "10.0.0.1", "x", 1};
+	                      c5 = {OBSERVE_AGENT, "10.0.0.1", "x", 1, NULL, 0};
 
 	(void)state;
 	observe_answer_probe(o, "default", &a, &c1, T0);
@@ -324,13 +333,14 @@ test_sweep_keeps_check_state(void **state)
 {
 	struct observe *o = observe_new();
 	struct observe_check up = {.is_up = 1, .last_at = T0, .consecutive = 1};
-	struct observe_check got;
+	struct observe_node_view got;
 
 	(void)state;
 	observe_check_set(o, "default", "a", &up);
 	observe_sweep(o, T0 + 3 * OBSERVE_FORGET_MS);
-	assert_int_equal(observe_check_state(o, "default", "a", &got), 1);
-	assert_int_equal(got.is_up, 1);
+	assert_int_equal(observe_node_view(o, "default", "a", T0, 0, &got), 1);
+	assert_int_equal(got.has_check, 1);
+	assert_int_equal(got.check.is_up, 1);
 	observe_free(o);
 }
 
@@ -348,6 +358,117 @@ test_clusters_are_kept_apart(void **state)
 	assert_int_equal(observe_answer_probe(o, "default", &a, &lb, T0), OBSERVE_SERVING);
 	assert_int_equal(observe_answer_probe(o, "shop", &a, &lb, T0), OBSERVE_DOWN);
 	assert_int_equal(observe_node_view(o, "other", "a", T0, 0, &v), 0);
+	observe_free(o);
+}
+
+static void
+test_named_client_is_one_whatever_address_it_comes_from(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client via1 = named_client(OBSERVE_HTTP, "hap1", "10.0.0.1"),
+	                      via2 = named_client(OBSERVE_HTTP, "hap1", "10.0.0.2"),
+	                      agent = named_client(OBSERVE_AGENT, "hap1", "10.0.0.9"),
+	                      other = named_client(OBSERVE_HTTP, "varnish1", "10.0.0.1");
+	struct observe_node_view v;
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &via1, T0);
+	observe_answer_probe(o, "default", &a, &via2, T0 + 200);
+	observe_answer_probe(o, "default", &a, &agent, T0 + 300);
+	observe_answer_probe(o, "default", &a, &other, T0 + 400);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 3);
+	assert_string_equal(v.clients[0].lb, "hap1");
+	assert_int_equal(v.clients[0].protocol, OBSERVE_HTTP);
+	assert_int_equal(v.clients[0].since_change, 2);
+	assert_string_equal(v.clients[0].address, "10.0.0.2"); /* the last one */
+	assert_int_equal(v.clients[0].interval_ms, 200);
+	assert_string_equal(v.clients[1].lb, "hap1");
+	assert_int_equal(v.clients[1].protocol, OBSERVE_AGENT);
+	assert_string_equal(v.clients[2].lb, "varnish1");
+	observe_free(o);
+}
+
+static void
+test_unnamed_clients_never_push_out_a_named_one(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client lb = named_client(OBSERVE_HTTP, "hap1", "10.0.0.1");
+	struct observe_node_view v;
+	char address[32];
+	int i;
+
+	(void)state;
+	for (i = 0; i < OBSERVE_CLIENTS_MAX + 4; i++) {
+		struct observe_client fake;
+		snprintf(address, sizeof(address), "10.1.0.%d", i);
+		fake = http_client(address, "fake");
+		observe_answer_probe(o, "default", &a, &fake, T0);
+	}
+	observe_answer_probe(o, "default", &a, &lb, T0 + 1);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, OBSERVE_CLIENTS_MAX + 1);
+	assert_string_equal(v.clients[0].lb, "hap1");
+	assert_int_equal(v.n_untracked, 4);
+	assert_int_equal(v.n_untracked_lbs, 0);
+	observe_free(o);
+}
+
+static void
+test_named_clients_beyond_their_cap_are_counted_apart(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_node_view v;
+	char name[32];
+	int i;
+
+	(void)state;
+	for (i = 0; i < OBSERVE_LBS_MAX + 2; i++) {
+		struct observe_client c;
+		snprintf(name, sizeof(name), "lb%d", i);
+		c = named_client(OBSERVE_HTTP, name, "10.0.0.1");
+		observe_answer_probe(o, "default", &a, &c, T0);
+	}
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, OBSERVE_LBS_MAX);
+	assert_int_equal(v.n_untracked_lbs, 2);
+	assert_int_equal(v.n_untracked, 0);
+	observe_free(o);
+}
+
+static int notified;
+
+static void
+count_notify(void *arg)
+{
+	(void)arg;
+	notified++;
+}
+
+static void
+test_seq_grows_and_watchers_are_notified(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0);
+	struct observe_client lb = http_client("10.0.0.1", NULL);
+
+	(void)state;
+	notified = 0;
+	observe_set_notify(o, count_notify, NULL);
+	assert_int_equal(observe_node_seq(o, "default", "a"), 0);
+	observe_answer_probe(o, "default", &a, &lb, T0);
+	assert_int_equal(observe_node_seq(o, "default", "a"), 1);
+	assert_int_equal(notified, 0); /* nobody watches */
+	observe_watch(o, 1);
+	observe_answer_probe(o, "default", &a, &lb, T0 + 1);
+	assert_int_equal(observe_node_seq(o, "default", "a"), 2);
+	assert_int_equal(notified, 1);
+	observe_watch(o, -1);
+	observe_answer_probe(o, "default", &a, &lb, T0 + 2);
+	assert_int_equal(notified, 1);
 	observe_free(o);
 }
 
@@ -371,6 +492,10 @@ main(void)
 	    cmocka_unit_test(test_sweep_forgets_clients_unseen_for_ten_minutes),
 	    cmocka_unit_test(test_sweep_keeps_check_state),
 	    cmocka_unit_test(test_clusters_are_kept_apart),
+	    cmocka_unit_test(test_named_client_is_one_whatever_address_it_comes_from),
+	    cmocka_unit_test(test_unnamed_clients_never_push_out_a_named_one),
+	    cmocka_unit_test(test_named_clients_beyond_their_cap_are_counted_apart),
+	    cmocka_unit_test(test_seq_grows_and_watchers_are_notified),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

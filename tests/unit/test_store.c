@@ -23,7 +23,7 @@
 #include "../../src/store/store.h"
 #include "../../src/store/store_backend.h"
 
-#define CURRENT_SCHEMA_VERSION 6
+#define CURRENT_SCHEMA_VERSION 7
 
 /* The schema as version 1 shipped it, frozen here to test the migration. */
 static const char schema_v1[] =
@@ -803,6 +803,60 @@ test_save_applies_removals_and_additions(void **state)
 }
 
 static void
+test_load_balancers_are_saved_updated_and_removed(void **state)
+{
+	struct fixture *f = *state;
+	struct model *before = sample_model(), *after, *again, *m;
+	struct audit_log audit = {0};
+	struct error err = {0};
+	struct cluster *web;
+	sqlite3 *raw;
+
+	save(open_store(f), NULL, before, NULL);
+	after = model_copy(before);
+	web = model_find_cluster_mut(after, "web");
+	assert_int_equal(
+	    cluster_put_lb(web, "varnish1", "varnish", NULL, NULL, &tester, 2, &audit, &err), 0);
+	assert_int_equal(cluster_put_lb(web, "hap1", "haproxy", "/run/haproxy.sock", "be_web",
+	                                &tester, 2, &audit, &err),
+	                 0);
+	save(f->store, before, after, &audit);
+	m = load(f->store);
+	web = model_find_cluster_mut(m, "web");
+	assert_int_equal(web->n_lbs, 2);
+	assert_string_equal(web->lbs[0].name, "hap1");
+	assert_string_equal(web->lbs[0].runtime, "/run/haproxy.sock");
+	assert_string_equal(web->lbs[0].backend, "be_web");
+	assert_string_equal(web->lbs[1].kind, "varnish");
+	assert_null(web->lbs[1].runtime);
+	model_free(m);
+
+	again = model_copy(after);
+	web = model_find_cluster_mut(again, "web");
+	assert_int_equal(cluster_put_lb(web, "hap1", "haproxy", "", NULL, &tester, 3, &audit, &err),
+	                 0);
+	assert_int_equal(cluster_remove_lb(web, "varnish1", &tester, 3, &audit, &err), 0);
+	save(f->store, after, again, &audit);
+	m = load(f->store);
+	web = model_find_cluster_mut(m, "web");
+	assert_int_equal(web->n_lbs, 1);
+	assert_null(web->lbs[0].runtime);
+	model_free(m);
+
+	m = model_copy(again);
+	assert_int_equal(model_remove_cluster(m, "web", &tester, 4, &audit, &err), 0);
+	save(f->store, again, m, &audit);
+	model_free(m);
+	raw = raw_open(f->path);
+	assert_int_equal(raw_int(raw, "SELECT count(*) FROM lbs WHERE cluster = 'web'"), 0);
+	sqlite3_close(raw);
+	audit_log_free(&audit);
+	model_free(before);
+	model_free(after);
+	model_free(again);
+}
+
+static void
 test_remove_cluster_removes_its_nodes(void **state)
 {
 	struct fixture *f = *state;
@@ -1159,6 +1213,7 @@ main(void)
 	    STORE_TEST(test_save_only_writes_difference),
 	    STORE_TEST(test_save_applies_removals_and_additions),
 	    STORE_TEST(test_remove_cluster_removes_its_nodes),
+	    STORE_TEST(test_load_balancers_are_saved_updated_and_removed),
 	    STORE_TEST(test_removed_cluster_path_can_be_reused_in_same_save),
 	    STORE_TEST(test_failed_save_changes_nothing),
 	    STORE_TEST(test_store_usable_after_failed_save),

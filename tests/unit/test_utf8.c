@@ -119,6 +119,35 @@ test_is_valid(void **state)
 	assert_false(utf8_is_valid("\xED\xA0\x80", 3));
 }
 
+#define LEN(lit) utf8_length(lit, sizeof(lit) - 1)
+#define COMPLETE(lit) utf8_complete_length(lit, sizeof(lit) - 1)
+
+static void
+test_length_counts_characters_not_bytes(void **state)
+{
+	(void)state;
+	assert_int_equal(LEN(""), 0);
+	assert_int_equal(LEN("abc"), 3);
+	assert_int_equal(LEN("caf\xC3\xA9"), 4);                  /* 2-byte e-acute */
+	assert_int_equal(LEN("\xE2\x82\xAC\xF0\x9F\x98\x80"), 2); /* 3 and 4 bytes */
+	assert_int_equal(utf8_length("\xC3\xA9\xC3\xA9", 2), 1);  /* only bytes counted */
+}
+
+static void
+test_complete_length_drops_a_character_cut_short(void **state)
+{
+	(void)state;
+	assert_int_equal(COMPLETE("abc"), 3);
+	assert_int_equal(COMPLETE(""), 0);
+	assert_int_equal(COMPLETE("a\xC3\xA9"), 3);          /* whole */
+	assert_int_equal(COMPLETE("a\xC3"), 1);              /* 2-byte lead alone */
+	assert_int_equal(COMPLETE("a\xE2\x82"), 1);          /* 3-byte, 2 of 3 */
+	assert_int_equal(COMPLETE("a\xE2\x82\xAC"), 4);      /* 3-byte whole */
+	assert_int_equal(COMPLETE("ab\xF0\x9F\x98"), 2);     /* 4-byte, 3 of 4 */
+	assert_int_equal(COMPLETE("ab\xF0\x9F\x98\x80"), 6); /* 4-byte whole */
+	assert_int_equal(COMPLETE("\x80\x80"), 2);           /* no lead byte: nothing to judge */
+}
+
 int
 main(void)
 {
@@ -131,6 +160,8 @@ main(void)
 	    cmocka_unit_test(test_cut_falls_on_a_character_boundary),
 	    cmocka_unit_test(test_result_is_always_valid),
 	    cmocka_unit_test(test_is_valid),
+	    cmocka_unit_test(test_length_counts_characters_not_bytes),
+	    cmocka_unit_test(test_complete_length_drops_a_character_cut_short),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -74,10 +74,11 @@
 	}
 	function duration(ms) {
 		var s = Math.ceil(ms / 1000);
-		if (s < 60) return s + 's';
-		if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
-		if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor(s % 3600 / 60) + 'm';
-		return Math.floor(s / 86400) + 'd ' + Math.floor(s % 86400 / 3600) + 'h';
+		function two(big, a, small, b) { return big + a + (small ? small + b : ''); }
+		if (s < 60) return Math.max(s, 0) + 's';
+		if (s < 3600) return two(Math.floor(s / 60), 'm', s % 60, 's');
+		if (s < 86400) return two(Math.floor(s / 3600), 'h', Math.floor(s % 3600 / 60), 'm');
+		return two(Math.floor(s / 86400), 'd', Math.floor(s % 86400 / 3600), 'h');
 	}
 	function tickExpiry() {
 		var now = Date.now();

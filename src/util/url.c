@@ -1,0 +1,64 @@
+/*
+ * url.c - URL and form pieces; see url.h.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "url.h"
+#include "xalloc.h"
+
+char *
+url_form_decode(const char *p, size_t n)
+{
+	char *plus = xstrndup(p, n), *decoded, *out = NULL;
+	int len = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (plus[i] == '+')
+			plus[i] = ' ';
+	/* The handle argument is unused since curl 7.82; NULL is returned
+	 * only when out of memory. */
+	decoded = curl_easy_unescape(NULL, plus, (int)n, &len);
+	free(plus);
+	if (decoded == NULL)
+		abort();
+	if (memchr(decoded, '\0', (size_t)len) == NULL)
+		out = xstrndup(decoded, (size_t)len);
+	curl_free(decoded);
+	return out;
+}
+
+int
+hostport_split(const char *s, char *host, size_t host_size, int *port, int *is_bracketed)
+{
+	const char *start = s, *end, *colon, *digits;
+	size_t n;
+	long value = 0;
+
+	*is_bracketed = s[0] == '[';
+	if (*is_bracketed) {
+		start = s + 1;
+		if ((end = strchr(start, ']')) == NULL || end[1] != ':')
+			return -1;
+		colon = end + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		end = colon;
+	}
+	digits = colon + 1;
+	n = strlen(digits);
+	if (n == 0 || n > 5 || strspn(digits, "0123456789") != n)
+		return -1;
+	for (; *digits != '\0'; digits++)
+		value = value * 10 + (*digits - '0');
+	if (value > 65535 || (size_t)(end - start) >= host_size)
+		return -1;
+	memcpy(host, start, (size_t)(end - start));
+	host[end - start] = '\0';
+	*port = (int)value;
+	return 0;
+}

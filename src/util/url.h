@@ -1,0 +1,29 @@
+/*
+ * url.h - the pieces of URLs and forms that more than one layer reads.
+ */
+#ifndef CM_URL_H
+#define CM_URL_H
+
+#include <stddef.h>
+
+/* Decodes one application/x-www-form-urlencoded value, p[0..n): '+' is a
+ * space, %XX a byte (curl_easy_unescape). Returns a malloc'd,
+ * NUL-terminated copy, or NULL when the value encodes a NUL byte (a C
+ * string cannot hold it, and a cut-short value must not pass for the
+ * real one). Aborts when out of memory, like xalloc. */
+char *url_form_decode(const char *p, size_t n);
+
+/* Splits "host:port" or "[v6]:port" at the port's ':' into host (without
+ * the brackets, NUL-terminated, at most host_size - 1 bytes) and *port;
+ * *is_bracketed says whether the host was in brackets. The host is not
+ * checked otherwise (it may be empty). Returns 0, or -1 when there is no
+ * ':', the port is not 1 to 5 digits of at most 65535 (0 passes: whether
+ * it means anything is the caller's call), a '[' is not closed right
+ * before the ':', or the host does not fit.
+ *
+ * The one host:port splitter of the core, the generators and the CLI;
+ * the daemon's listeners use h2o's h2o_url_parse_hostport (serve.c),
+ * which these layers do not link. */
+int hostport_split(const char *s, char *host, size_t host_size, int *port, int *is_bracketed);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * test_timefmt.c - the duration formatters of src/util/timefmt.h: the one
+ * human-readable form and the load balancers' config syntax.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "../../src/util/timefmt.h"
+
+static const char *
+human(int64_t ms)
+{
+	static char buf[32];
+
+	return duration_format(ms, buf, sizeof(buf));
+}
+
+static const char *
+config(int64_t ms)
+{
+	static char buf[32];
+
+	return duration_format_config(ms, buf, sizeof(buf));
+}
+
+static void
+test_human_seconds_round_up(void **state)
+{
+	(void)state;
+	assert_string_equal(human(0), "0s");
+	assert_string_equal(human(-5000), "0s");
+	assert_string_equal(human(1), "1s");
+	assert_string_equal(human(1000), "1s");
+	assert_string_equal(human(1001), "2s");
+	assert_string_equal(human(59 * 1000), "59s");
+	assert_string_equal(human(59 * 1000 + 1), "1m");
+}
+
+static void
+test_human_two_largest_units_zero_second_left_out(void **state)
+{
+	(void)state;
+	assert_string_equal(human(250 * 1000), "4m10s");
+	assert_string_equal(human(300 * 1000), "5m");
+	assert_string_equal(human(3599 * 1000), "59m59s");
+	assert_string_equal(human(3600 * 1000), "1h");
+	assert_string_equal(human((3 * 3600 + 2 * 60 + 59) * 1000LL), "3h2m"); /* seconds dropped */
+	assert_string_equal(human(86400 * 1000LL), "1d");
+	assert_string_equal(human((2 * 86400 + 4 * 3600 + 59) * 1000LL), "2d4h");
+	assert_string_equal(human(400 * 86400 * 1000LL), "400d");
+}
+
+static void
+test_config_whole_seconds_or_milliseconds(void **state)
+{
+	(void)state;
+	assert_string_equal(config(2000), "2s");
+	assert_string_equal(config(500), "500ms");
+	assert_string_equal(config(1500), "1500ms");
+	assert_string_equal(config(60 * 1000), "60s");
+}
+
+static void
+test_parse_round_trips_config_seconds(void **state)
+{
+	int64_t ms = 0;
+
+	(void)state;
+	assert_int_equal(duration_parse_ms("90", &ms), 0);
+	assert_int_equal(ms, 90 * 1000);
+	assert_int_equal(duration_parse_ms("10m", &ms), 0);
+	assert_string_equal(config(ms), "600s");
+	assert_int_equal(duration_parse_ms("0", &ms), -1);
+	assert_int_equal(duration_parse_ms("5x", &ms), -1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_human_seconds_round_up),
+	    cmocka_unit_test(test_human_two_largest_units_zero_second_left_out),
+	    cmocka_unit_test(test_config_whole_seconds_or_milliseconds),
+	    cmocka_unit_test(test_parse_round_trips_config_seconds),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
