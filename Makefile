@@ -20,9 +20,11 @@ OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion 
 	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	python3-pytest-xdist openssl curl haproxy varnish nginx-light iproute2 chromium \
-	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev
+	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
+	postgresql
 TEST_PKGS += $(OPS_PKGS)
-BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2
+BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
+	postgresql
 
 .PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
 	fuzz-build fuzz-regress lsan-check lsan-check-build
@@ -80,6 +82,7 @@ bench: deps-bench
 	sh bench/ui_page build-release/clustermgmt
 	$(PYTHON) bench/rollout build-release/clustermgmt
 	sh bench/metrics build-release/clustermgmt
+	sh bench/propagation build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

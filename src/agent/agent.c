@@ -147,8 +147,13 @@ conn_compose(struct agent_conn *c, const char *line, size_t len)
 		goto unknown;
 	if ((cl = model_find_cluster(m, cluster_name)) == NULL ||
 	    (n = cluster_find_node(cl, name, name_len)) == NULL) {
-		snprintf(c->reply, sizeof(c->reply), "down #unknown node %s/%.*s\n", cluster_name,
-		         (int)name_len, name);
+		if (!engine_has_state(a->engine))
+			snprintf(c->reply, sizeof(c->reply),
+			         "down #no state: the store is unreachable and this daemon has no "
+			         "local copy yet\n");
+		else
+			snprintf(c->reply, sizeof(c->reply), "down #unknown node %s/%.*s\n",
+			         cluster_name, (int)name_len, name);
 		return;
 	}
 	if (who.lb != NULL && !observe_lb_is_known(cl, who.lb, who.lb_len))

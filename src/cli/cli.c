@@ -41,6 +41,8 @@ static const char main_help[] =
     "  lb list|add|rm              manage the cluster's named load balancers\n"
     "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
     "  rollout --exec COMMAND      rolling deploy: each node out, COMMAND, back in\n"
+    "  daemons                     the daemons sharing the store, their lag\n"
+    "  store copy --from A --to B  copy a whole store (SQLite <-> PostgreSQL)\n"
     "\n"
     "Global options (before or after the command):\n"
     "  --server URL      the daemon; default $CLUSTERMGMT_URL, else " DEFAULT_SERVER "\n"
@@ -202,6 +204,15 @@ static const char wait_help[] =
     "Durations: 500ms, 90, 90s, 10m, 2h. Prints one line per node as it is done, with\n"
     "the evidence per load balancer.\n";
 
+static const char daemons_help[] =
+    "usage: clustermgmt daemons [--json]\n"
+    "\n"
+    "Lists every daemon sharing the store (PostgreSQL; with SQLite, the one\n"
+    "daemon): ID (host:listen address), the store VERSION it has applied, its\n"
+    "LAG behind the store in versions and (seconds since the store's newest\n"
+    "change, when it is behind), when it last beat (every 2 s), and STATE:\n"
+    "stale when it has not beaten for the daemon's --stale-after time.\n";
+
 static const char rollout_help[] =
     "usage: clustermgmt rollout [--nodes a,b,c|all] --exec 'COMMAND' [--warmup PATH]...\n"
     "                           [--batch N] [--min-online K] [--fall K] [--drain-timeout D]\n"
@@ -262,6 +273,7 @@ static const struct command {
     {"lb", cmd_lb, lb_help},
     {"wait", cmd_wait, wait_help},
     {"rollout", cmd_rollout, rollout_help},
+    {"daemons", cmd_daemons, daemons_help},
 };
 
 /* Global options that are not in enum cli_option: marked by OPT_GLOBAL,

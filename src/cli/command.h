@@ -99,6 +99,7 @@ int cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_lb(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_wait(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_daemons(struct cli *cli, int nargs, char **args, struct error *err);
 
 /* A subcommand of a group such as `nodes`: args[0] is its name. */
 struct subcommand {

@@ -71,6 +71,14 @@ static __thread int my_reader_id = -1;
 struct engine {
 	struct store *store;
 	_Atomic(struct model *) current;
+	_Atomic int64_t version; /* the store version of current */
+	_Atomic int has_state;   /* current came from the store or the copy */
+	struct store *copy;      /* the local state copy, or NULL; the copier's */
+	int is_copy_stale;       /* the copier must reload it before the next save */
+	pthread_t copier;        /* writes the copy off the engine thread */
+	pthread_cond_t copy_wake;
+	int is_copy_due, is_copier_stopping; /* under lock */
+	int has_copier;
 
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -88,6 +96,10 @@ struct engine {
 	struct retired *retired_head, *retired_tail; /* engine thread only */
 	int is_reclaim_due;                          /* under lock: a reader freed something */
 	int64_t expiry_retry_at;                     /* engine thread only: ms, 0 when none */
+	_Atomic int64_t seen_version;                /* the last version the store reported */
+	int is_refresh_due;                          /* under lock: compare and reload */
+	int is_resync_due;                           /* under lock: reload whatever the version */
+	struct store_watcher watcher;
 
 	/* slow read-only work (password hashing) has a thread of its own so
 	 * that it never holds up a durable write */
@@ -171,12 +183,107 @@ reader_moved(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
+/* The local state copy is written by a thread of its own (the copier),
+ * so that neither an acknowledged write nor a change from another daemon
+ * waits for its fsync: publish only marks it due. The copier, a snapshot
+ * reader, saves the difference between what it wrote last and the
+ * current snapshot, with its version; a burst of changes becomes one
+ * save. A copy that failed once is reloaded first, so the difference is
+ * taken from what it really holds. */
 static void
-publish(struct engine *e, struct model *next)
+save_copy(struct engine *e, struct model **written, const struct model *now, int64_t version)
+{
+	struct model *held = NULL;
+	const struct model *before = *written;
+	struct error err;
+
+	if (e->is_copy_stale) {
+		if (store_load(e->copy, &held, &err) != 0)
+			goto bad;
+		before = held;
+	}
+	if (store_save_at(e->copy, before, now, version, &err) != 0)
+		goto bad;
+	e->is_copy_stale = 0;
+	model_free(held);
+	model_free(*written);
+	*written = model_copy(now);
+	return;
+bad:
+	if (!e->is_copy_stale)
+		log_kv(LOG_ERROR, "cannot update the local state copy", "error", err.what, NULL);
+	e->is_copy_stale = 1;
+	model_free(held);
+}
+
+/* The current snapshot copied with its version, as one pair: publish
+ * stores the model, then the version, so equal versions around the load
+ * mean the pair is consistent. */
+static struct model *
+copy_current(struct engine *e, int64_t *version)
+{
+	struct model *m;
+	int64_t v;
+
+	for (;;) {
+		v = atomic_load(&e->version);
+		m = model_copy(engine_snapshot(e));
+		if (v == atomic_load(&e->version))
+			break;
+		model_free(m); /* published in between: again */
+	}
+	*version = v;
+	return m;
+}
+
+static void *
+copier_thread(void *arg)
+{
+	struct engine *e = arg;
+	struct model *written = NULL, *now;
+	int64_t version;
+	int reader_id = engine_reader_register(e), is_stopping;
+
+	for (;;) {
+		pthread_mutex_lock(&e->lock);
+		while (!e->is_copy_due && !e->is_copier_stopping)
+			pthread_cond_wait(&e->copy_wake, &e->lock);
+		is_stopping = e->is_copier_stopping && !e->is_copy_due;
+		e->is_copy_due = 0;
+		pthread_mutex_unlock(&e->lock);
+		if (is_stopping)
+			break;
+		if (!atomic_load(&e->has_state))
+			continue;
+		now = copy_current(e, &version);
+		engine_reader_offline(e, reader_id);
+		save_copy(e, &written, now, version);
+		model_free(now);
+	}
+	model_free(written);
+	engine_reader_unregister(e, reader_id);
+	return NULL;
+}
+
+static void
+copy_due(struct engine *e)
+{
+	if (!e->has_copier)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->is_copy_due = 1;
+	pthread_cond_signal(&e->copy_wake);
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void
+publish(struct engine *e, struct model *next, int64_t version)
 {
 	struct retired *r = xcalloc(1, sizeof(*r));
 
 	r->model = atomic_exchange(&e->current, next);
+	atomic_store(&e->version, version);
+	atomic_store(&e->has_state, 1);
 	r->tag = atomic_fetch_add(&e->gp, 1) + 1;
 	if (e->retired_tail != NULL)
 		e->retired_tail->next = r;
@@ -188,26 +295,18 @@ publish(struct engine *e, struct model *next)
 	if (e->on_change != NULL)
 		e->on_change(e->on_change_arg, next);
 	pthread_mutex_unlock(&e->on_change_lock);
+	copy_due(e);
 }
 
-/* Persists after (a changed copy of the current model) with its audit
- * entries and publishes it. On failure after is freed and nothing is
- * visible. */
+/* While a shared store is known to be down, failed writes are answered
+ * (503) but not logged one by one: the store logged the outage once. */
 static int
-commit(struct engine *e, struct model *after, struct audit_log *audit, struct error *err)
+is_store_down(struct engine *e)
 {
-	struct model *before = atomic_load(&e->current);
+	struct store_health h;
 
-	if (store_save(e->store, before, after, audit, err) != 0) {
-		model_free(after);
-		atomic_fetch_add(&e->writes_failed, 1);
-		atomic_store(&e->is_store_up, 0);
-		return -1;
-	}
-	publish(e, after);
-	atomic_fetch_add(&e->writes_committed, 1);
-	atomic_store(&e->is_store_up, 1);
-	return 0;
+	store_health(e->store, &h);
+	return !h.is_up;
 }
 
 /* A clock for durations, in microseconds. */
@@ -233,27 +332,64 @@ log_audit(const struct audit_log *audit)
 	}
 }
 
-/* Applies c to a copy of the current model and, when that changed
- * anything, persists and publishes the copy: the one write path, for
- * clients' commands and the TTL clock alike. */
+struct decision {
+	const struct command *command;
+	const struct actor *who;
+	int64_t now;
+	struct command_result *result;
+};
+
+/* store_write's decide: the command against whichever model the store
+ * gives, the daemon's or the one stored now. */
+static int
+decide(void *arg, struct model *m, struct audit_log *audit, struct error *err)
+{
+	struct decision *d = arg;
+
+	return command_apply(m, d->command, d->who, d->now, audit, d->result, err);
+}
+
+/* Applies c under the store's write lock to the stored state (store_write)
+ * and, when that changed anything, publishes the result; a newer state
+ * the store showed on the way is published too. The one write path, for
+ * clients' commands, the TTL clock and start-up alike. */
 static int
 apply_command(struct engine *e, const struct command *c, const struct actor *who, int64_t now,
               struct command_result *res, struct error *err)
 {
-	struct model *next = model_copy(atomic_load(&e->current));
+	struct command_result ignored;
+	struct decision d = {c, who, now, res != NULL ? res : &ignored};
 	struct audit_log audit = {0};
-	int rc = command_apply(next, c, who, now, &audit, res, err);
+	struct store_write w = {.known = atomic_load(&e->current),
+	                        .known_version = atomic_load(&e->version),
+	                        .decide = decide,
+	                        .arg = &d,
+	                        .audit = &audit};
+	int rc;
 
-	if (rc != 0 || audit.n == 0) {
-		model_free(next);
-	} else if (commit(e, next, &audit, err) == 0) {
+	memset(d.result, 0, sizeof(*d.result));
+	rc = store_write(e->store, &w, err);
+	if (w.model != NULL)
+		publish(e, w.model, w.version);
+	if (w.is_changed)
 		log_audit(&audit);
-	} else {
-		rc = -1;
-		res->is_changed = 0;
-	}
+	else
+		d.result->is_changed = 0;
+	atomic_store(&e->is_store_up, (rc == 0 || err->status < 500) && !is_store_down(e));
 	audit_log_free(&audit);
 	return rc;
+}
+
+/* For the metrics, writes by clients and the TTL clock (not start-up): a
+ * commit refused by the store counts as failed, a command refused for its
+ * content does not. */
+static void
+count_write(struct engine *e, int rc, int is_changed, const struct error *err)
+{
+	if (rc == 0 && is_changed)
+		atomic_fetch_add(&e->writes_committed, 1);
+	if (rc != 0 && err->status >= 500)
+		atomic_fetch_add(&e->writes_failed, 1);
 }
 
 static void
@@ -266,10 +402,26 @@ run_job(struct engine *e, struct engine_job *job)
 	if (job->is_command) {
 		job->rc =
 		    apply_command(e, &job->command, &who, time_now_ms(), &job->result, &job->err);
+		count_write(e, job->rc, job->result.is_changed, &job->err);
 		if (job->rc == 0 && job->result.is_changed)
 			histogram_observe(&e->write_latency, monotonic_us() - job->queued_at);
-		if (job->rc != 0 && job->err.status >= 500)
+		if (job->rc != 0 && job->err.status >= 500 && !is_store_down(e))
 			log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
+	} else if (job->probe_share != NULL) {
+		struct engine_probe_share *p = job->probe_share;
+		job->rc =
+		    store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
+		                       p->want_others, &p->others, &p->n_others, &job->err);
+		if (job->rc == 0 && p->me != NULL) {
+			p->me->version = atomic_load(&e->version);
+			job->rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet,
+			                          &p->store_version, &p->changed_at, &job->err);
+		}
+		if (job->rc == 0 && p->with_sessions)
+			job->rc = store_share_sessions(e->store, p->sessions_added,
+			                               p->n_sessions_added, p->sessions_ended,
+			                               p->n_sessions_ended, time_now_ms(),
+			                               &p->sessions, &p->n_sessions, &job->err);
 	} else if (job->is_audit_read) {
 		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
 		                           &job->audit, &job->err);
@@ -292,7 +444,9 @@ next_expiry(struct engine *e)
 	return due;
 }
 
-/* Returns nodes whose TTL is due to online. */
+/* Returns nodes whose TTL is due to online. Decided under the store's
+ * write lock against the stored state, so that with several daemons the
+ * first one expires and audits a node, and the others find it done. */
 static void
 expire_due(struct engine *e, int64_t now)
 {
@@ -301,17 +455,84 @@ expire_due(struct engine *e, int64_t now)
 	struct command_result res;
 	struct error err;
 	int64_t due = next_expiry(e);
+	int rc;
 
 	if (due == 0 || due > now)
 		return;
 	command_init(&expire, COMMAND_EXPIRE);
-	if (apply_command(e, &expire, &ttl, now, &res, &err) == 0) {
+	rc = apply_command(e, &expire, &ttl, now, &res, &err);
+	count_write(e, rc, res.is_changed, &err);
+	if (rc == 0) {
 		e->expiry_retry_at = 0;
 	} else {
 		e->expiry_retry_at = now + EXPIRY_RETRY_MS;
-		log_kv(LOG_ERROR, "store write failed; ttl expiry retried", "error", err.what,
-		       NULL);
+		if (!is_store_down(e))
+			log_kv(LOG_ERROR, "store write failed; ttl expiry retried", "error",
+			       err.what, NULL);
 	}
+}
+
+static int prepare_store(struct engine *e, struct error *err);
+static void free_retired(struct engine *e);
+
+/* Engine thread: the store reported a version other than ours, or came
+ * back: load what it holds now and publish it. A failure is left to the
+ * next report (the watch thread reports every few seconds). */
+static void
+refresh(struct engine *e, int is_forced)
+{
+	struct model *m = NULL;
+	int64_t version;
+	struct error err;
+	int had_state;
+
+	if (!is_forced && atomic_load(&e->has_state) &&
+	    atomic_load(&e->seen_version) == atomic_load(&e->version))
+		return;
+	if (store_load_at(e->store, &m, &version, &err) != 0) {
+		log_kv(LOG_DEBUG, "reload from the store failed", "error", err.what, NULL);
+		return;
+	}
+	had_state = atomic_load(&e->has_state);
+	if (had_state && version == atomic_load(&e->version)) {
+		model_free(m);
+		return;
+	}
+	publish(e, m, version);
+	/* The first state of a daemon that started without one: what a start
+	 * with the store would have done (the default cluster on an empty
+	 * store, TTLs due). Never later: removing the last cluster is an
+	 * operator's right. */
+	if (!had_state && prepare_store(e, &err) != 0)
+		log_kv(LOG_ERROR, "cannot prepare the store", "error", err.what, NULL);
+}
+
+/* The watch thread's callbacks: note, wake the engine, return. */
+static void
+on_store_version(void *arg, int64_t version)
+{
+	struct engine *e = arg;
+
+	atomic_store(&e->seen_version, version);
+	if (version == atomic_load(&e->version) && atomic_load(&e->has_state))
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->is_refresh_due = 1;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void
+on_store_state(void *arg, int is_up)
+{
+	struct engine *e = arg;
+
+	if (!is_up)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->is_resync_due = 1;
+	pthread_cond_signal(&e->wake);
+	pthread_mutex_unlock(&e->lock);
 }
 
 static void
@@ -334,12 +555,17 @@ engine_thread(void *arg)
 {
 	struct engine *e = arg;
 	struct engine_job *job;
+	int is_refresh_due, is_resync_due;
 
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
-		if (e->head == NULL && !e->is_side_stopped && !e->is_reclaim_due)
+		if (e->head == NULL && !e->is_side_stopped && !e->is_reclaim_due &&
+		    !e->is_refresh_due && !e->is_resync_due)
 			wait_for_work(e);
 		e->is_reclaim_due = 0;
+		is_refresh_due = e->is_refresh_due;
+		is_resync_due = e->is_resync_due;
+		e->is_refresh_due = e->is_resync_due = 0;
 		job = e->head;
 		if (job != NULL) {
 			e->head = job->next;
@@ -349,6 +575,8 @@ engine_thread(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&e->lock);
+		if (is_refresh_due || is_resync_due)
+			refresh(e, is_resync_due);
 		if (job != NULL) {
 			run_job(e, job);
 			job->done(job);
@@ -409,14 +637,13 @@ side_thread(void *arg)
 	return NULL;
 }
 
-/* Brings a freshly loaded model up to date: the default cluster on an
- * empty store, and TTLs that ran out while the daemon was down. */
+/* Brings the store up to date: the default cluster on an empty store,
+ * and TTLs that ran out while no daemon ran. Decided under the write
+ * lock, so two daemons starting together add one default cluster. */
 static int
-prepare_model(struct engine *e, struct model *m, struct error *err)
+prepare_store(struct engine *e, struct error *err)
 {
 	struct actor daemon = {"clustermgmt", ""};
-	struct audit_log audit = {0};
-	struct model *before = model_copy(m);
 	struct command add, expire;
 	int64_t now = time_now_ms();
 	int rc = 0;
@@ -425,44 +652,99 @@ prepare_model(struct engine *e, struct model *m, struct error *err)
 	command_init(&expire, COMMAND_EXPIRE);
 	add.cluster = xstrdup(DEFAULT_CLUSTER);
 	add.path = xstrdup(DEFAULT_MOUNT);
-	if (m->n_clusters == 0 && command_apply(m, &add, &daemon, now, &audit, NULL, err) != 0)
+	/* Adding a cluster that exists (another daemon was first) is a 409
+	 * decided on the stored state: nothing to do. */
+	if (atomic_load(&e->current)->n_clusters == 0 &&
+	    apply_command(e, &add, &daemon, now, NULL, err) != 0 && err->status != 409)
 		rc = -1;
 	if (rc == 0)
-		command_apply(m, &expire, &daemon, now, &audit, NULL, err);
-	if (rc == 0 && audit.n > 0)
-		rc = store_save(e->store, before, m, &audit, err);
-	if (rc == 0)
-		log_audit(&audit);
-	audit_log_free(&audit);
+		rc = apply_command(e, &expire, &daemon, now, NULL, err);
 	command_free(&add);
-	model_free(before);
 	return rc;
+}
+
+/* The state to start from: the store's; when a shared store cannot be
+ * reached, the local copy's; with neither, nothing (has_state 0: probes
+ * are answered 503 until the store comes back). */
+static int
+load_first(struct engine *e, struct error *err)
+{
+	struct model *m = NULL;
+	int64_t version = 0;
+	struct error why;
+
+	if (store_load_at(e->store, &m, &version, err) == 0) {
+		atomic_store(&e->current, m);
+		atomic_store(&e->version, version);
+		atomic_store(&e->has_state, 1);
+		return prepare_store(e, err) == 0 || err->status == 503 ? 0 : -1;
+	}
+	if (!store_is_shared(e->store) || err->status != 503)
+		return -1;
+	/* A copy at version 0 was never written: it is just created. */
+	if (e->copy != NULL && store_load_at(e->copy, &m, &version, &why) == 0 && version == 0) {
+		model_free(m);
+		m = NULL;
+	}
+	if (m != NULL) {
+		log_kv(LOG_WARN, "the store is unreachable: serving the local state copy", "error",
+		       err->what, NULL);
+		atomic_store(&e->current, m);
+		atomic_store(&e->version, version);
+		atomic_store(&e->has_state, 1);
+		return 0;
+	}
+	log_kv(LOG_ERROR,
+	       "the store is unreachable and there is no local state copy: probes are "
+	       "answered 503 until it is back; retrying",
+	       "error", err->what, NULL);
+	atomic_store(&e->current, model_new());
+	atomic_store(&e->version, -1);
+	atomic_store(&e->has_state, 0);
+	return 0;
 }
 
 struct engine *
 engine_start(struct store *store, struct error *err)
 {
+	return engine_start_with_copy(store, NULL, err);
+}
+
+struct engine *
+engine_start_with_copy(struct store *store, struct store *copy, struct error *err)
+{
 	struct engine *e = xcalloc(1, sizeof(*e));
-	struct model *m = NULL;
 
 	e->store = store;
 	atomic_store(&e->is_store_up, 1); /* it opened */
+	e->copy = copy;
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->wake, NULL);
 	pthread_cond_init(&e->side_wake, NULL);
 	pthread_mutex_init(&e->on_change_lock, NULL);
-	if (store_load(store, &m, err) != 0 || prepare_model(e, m, err) != 0)
-		goto bad;
-	atomic_store(&e->current, m);
 	atomic_store(&e->gp, 1);
+	if (load_first(e, err) != 0)
+		goto bad;
+	e->is_copy_stale = 1; /* whatever the copy holds, the copier makes it current */
+	pthread_cond_init(&e->copy_wake, NULL);
+	if (copy != NULL) {
+		if (pthread_create(&e->copier, NULL, copier_thread, e) != 0)
+			abort();
+		e->has_copier = 1;
+		copy_due(e);
+	}
+	e->watcher = (struct store_watcher){on_store_version, on_store_state, e};
+	if (store_watch(store, &e->watcher, err) != 0)
+		goto bad;
 	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0 ||
 	    pthread_create(&e->side_thread, NULL, side_thread, e) != 0)
 		abort(); /* threads that cannot start leave nothing to clean up safely */
 	return e;
 bad:
-	if (m != NULL)
-		model_free(m);
+	free_retired(e);
+	model_free(atomic_load(&e->current));
 	store_close(store);
+	store_close(copy);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->wake);
 	pthread_cond_destroy(&e->side_wake);
@@ -471,11 +753,25 @@ bad:
 	return NULL;
 }
 
-void
-engine_stop(struct engine *e)
+/* Frees every retired model: at stop, and when the start fails after
+ * start-up writes published (no reader exists yet). */
+static void
+free_retired(struct engine *e)
 {
 	struct retired *r;
 
+	while ((r = e->retired_head) != NULL) {
+		e->retired_head = r->next;
+		model_free(r->model);
+		free(r);
+	}
+	e->retired_tail = NULL;
+}
+
+void
+engine_stop(struct engine *e)
+{
+	store_unwatch(e->store); /* no more callbacks into e */
 	pthread_mutex_lock(&e->lock);
 	e->is_stopping = 1;
 	pthread_cond_signal(&e->side_wake);
@@ -486,13 +782,18 @@ engine_stop(struct engine *e)
 	pthread_cond_signal(&e->wake);
 	pthread_mutex_unlock(&e->lock);
 	pthread_join(e->thread, NULL);
-	while ((r = e->retired_head) != NULL) {
-		e->retired_head = r->next;
-		model_free(r->model);
-		free(r);
+	if (e->has_copier) { /* after the engine: it writes what was published last */
+		pthread_mutex_lock(&e->lock);
+		e->is_copier_stopping = 1;
+		pthread_cond_signal(&e->copy_wake);
+		pthread_mutex_unlock(&e->lock);
+		pthread_join(e->copier, NULL);
 	}
+	pthread_cond_destroy(&e->copy_wake);
+	free_retired(e);
 	model_free(atomic_load(&e->current));
 	store_close(e->store);
+	store_close(e->copy);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->wake);
 	pthread_cond_destroy(&e->side_wake);
@@ -562,6 +863,20 @@ engine_run_sync(struct engine *e, struct engine_job *job)
 	pthread_mutex_destroy(&w.lock);
 	pthread_cond_destroy(&w.cond);
 	return job->rc;
+}
+
+int
+engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err)
+{
+	struct engine_job job = {0};
+
+	job.probe_share = share;
+	if (engine_run_sync(e, &job) != 0) {
+		if (err != NULL)
+			*err = job.err;
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -677,4 +992,23 @@ engine_job_release(struct engine_job *job)
 	if (job->free_data != NULL)
 		job->free_data(job->data);
 	job->free_data = NULL;
+}
+
+void
+engine_store_state(struct engine *e, struct engine_store_state *out)
+{
+	struct store_health h;
+
+	store_health(e->store, &h);
+	out->is_shared = store_is_shared(e->store);
+	out->is_up = h.is_up;
+	out->down_since = h.down_since;
+	out->version = atomic_load(&e->version);
+	out->has_state = atomic_load(&e->has_state);
+}
+
+int
+engine_has_state(struct engine *e)
+{
+	return atomic_load(&e->has_state);
 }

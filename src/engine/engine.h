@@ -18,6 +18,13 @@
  *
  * TTL expiry is a command too (COMMAND_EXPIRE), applied the same way.
  *
+ * With a shared store, a command is decided under the store's write lock
+ * against the stored state (store_write): when another daemon wrote since
+ * this daemon's model, the command is applied to the model as stored now
+ * (commands carry intent, not pointers, so that is meaningful). Changes
+ * made by other daemons arrive through the store's watch thread
+ * (store_watch): the engine reloads and publishes them like its own.
+ *
  * Slow work runs on a second, "side" thread, so that a burst of logins
  * cannot hold up durable writes: read jobs (argon2id password checks),
  * and the preparation of a command that needs it (hashing a new user's
@@ -93,9 +100,10 @@ struct engine_job {
 	void *data;                           /* the submitter's */
 	void (*free_data)(void *data);        /* if set, engine_job_release calls it */
 
-	int is_command;         /* set by engine_job_command */
-	struct command command; /* a command job's; the job owns it */
-	int is_audit_read;      /* set by engine_job_read_audit */
+	int is_command;                         /* set by engine_job_command */
+	struct command command;                 /* a command job's; the job owns it */
+	int is_audit_read;                      /* set by engine_job_read_audit */
+	struct engine_probe_share *probe_share; /* set by engine_share_probes */
 	char audit_cluster[NODE_NAME_MAX + 1];
 	int64_t audit_limit;
 
@@ -116,6 +124,34 @@ struct command *engine_job_command(struct engine_job *job, enum command_kind kin
 /* Makes job (zeroed) a read of the newest limit entries of cluster's
  * audit log. */
 void engine_job_read_audit(struct engine_job *job, const char *cluster, int64_t limit);
+/* Probe reports shared through a shared store (store_share_probes), and
+ * the heartbeat of the fleet. */
+struct engine_probe_share {
+	const char *daemon;
+	const struct probe_report *mine;
+	size_t n_mine;
+	int64_t forget_before;
+	int want_others;
+	struct probe_report *others; /* out: malloc'd, the caller frees */
+	size_t n_others;
+	/* when set, also the heartbeat (store_heartbeat); the engine fills
+	 * me->version with the store version it has applied */
+	struct daemon_record *me;
+	struct daemon_record *fleet; /* out: malloc'd, the caller frees */
+	size_t n_fleet;
+	int64_t store_version, changed_at; /* out */
+	/* when set, also the web sessions (store_share_sessions) */
+	int with_sessions;
+	const struct session_record *sessions_added, *sessions_ended;
+	size_t n_sessions_added, n_sessions_ended;
+	struct session_record *sessions; /* out: malloc'd, the caller frees */
+	size_t n_sessions;
+};
+/* Runs store_share_probes on the engine thread (the store is the
+ * engine's) and waits for it. For a thread of its own
+ * (observe/share.c), never an event loop. */
+int engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err);
+
 /* Frees what the job holds (its command, the audit entries read, and
  * free_data(data)); not the job itself. */
 void engine_job_release(struct engine_job *job);
@@ -125,6 +161,25 @@ void engine_job_release(struct engine_job *job);
  * daemon was down, and starts the engine thread. The engine owns store
  * from then on, also when this fails. */
 struct engine *engine_start(struct store *store, struct error *err);
+
+/* engine_start with a local state copy (an SQLite store the engine keeps
+ * equal to every state it publishes, with its store version; may be
+ * NULL). When a shared store (PostgreSQL) is unreachable at start, the
+ * engine starts from the copy, or, without one, with no state at all
+ * (engine_has_state 0) until the store answers. The engine owns copy. */
+struct engine *engine_start_with_copy(struct store *store, struct store *copy, struct error *err);
+
+/* What /v1/health tells about the store. Any thread. */
+struct engine_store_state {
+	int is_shared;      /* other daemons may write the store */
+	int is_up;          /* the store answered the last time it was tried */
+	int64_t down_since; /* ms, when !is_up */
+	int64_t version;    /* the store version of the published model */
+	int has_state;      /* 0: nothing to answer from yet */
+};
+void engine_store_state(struct engine *e, struct engine_store_state *out);
+/* 0 while the daemon has no state to answer from (engine_start_with_copy). */
+int engine_has_state(struct engine *e);
 
 /* Runs the jobs already queued, stops the thread, closes the store and
  * frees everything. Every reader must have unregistered before. */

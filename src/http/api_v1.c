@@ -264,11 +264,66 @@ query_count(struct request *r, const char *name, int64_t max, int64_t *out, stru
 
 /* --- reads ----------------------------------------------------------- */
 
+/* The daemon answers (200) whatever the store's state; "store" says
+ * whether the store is reachable and which store version this daemon
+ * has applied, so that an operator can compare daemons. */
 void
 api_v1_health_get(struct request *r, const struct route *rt)
 {
+	struct engine_store_state st;
+	char since[40];
+	json_t *store;
+
 	(void)rt;
-	reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok", "version", CM_VERSION));
+	request_store_state(r, &st);
+	store = json_pack("{s:s, s:b, s:b}", "state", st.is_up ? "ok" : "unreachable", "shared",
+	                  st.is_shared, "has_state", st.has_state);
+	if (!st.is_up)
+		json_object_set_new(
+		    store, "since",
+		    json_string(time_format_rfc3339(st.down_since, since, sizeof(since))));
+	if (st.has_state)
+		json_object_set_new(store, "version", json_integer(st.version));
+	reply_json(
+	    r, 200,
+	    json_pack("{s:s, s:s, s:o}", "status", "ok", "version", CM_VERSION, "store", store));
+}
+
+/* Every daemon of the store, as they registered themselves: how far
+ * behind the store each is (versions, and seconds since the store's
+ * newest change when it is behind), and which are stale (no heartbeat
+ * for the --stale-after time). */
+void
+api_v1_daemons_get(struct request *r, const struct route *rt)
+{
+	struct share_fleet f;
+	int64_t now = time_now_ms(), stale_ms = request_stale_after_ms(r);
+	json_t *list = json_array();
+	size_t i;
+
+	(void)rt;
+	request_fleet(r, &f);
+	for (i = 0; i < f.n; i++) {
+		const struct daemon_record *d = &f.daemons[i];
+		int64_t lag = f.store_version > d->version ? f.store_version - d->version : 0;
+		double lag_s = lag > 0 && f.changed_at > 0 && now > f.changed_at
+		                   ? (double)(now - f.changed_at) / 1000.0
+		                   : 0.0;
+		json_array_append_new(
+		    list,
+		    json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:o, s:o, s:b, s:b}", "id", d->id,
+		              "host", d->host, "listen", d->listen, "version",
+		              (json_int_t)d->version, "lag_versions", (json_int_t)lag,
+		              "lag_seconds", lag_s, "heartbeat_at", time_json(d->heartbeat_at),
+		              "started_at", time_json(d->started_at), "stale",
+		              now - d->heartbeat_at > stale_ms, "self",
+		              strcmp(d->id, request_daemon_id(r)) == 0));
+	}
+	free(f.daemons);
+	reply_json(r, 200,
+	           json_pack("{s:o, s:I, s:I}", "daemons", list, "store_version",
+	                     (json_int_t)f.store_version, "stale_after_s",
+	                     (json_int_t)(stale_ms / 1000)));
 }
 
 void
@@ -299,30 +354,31 @@ api_v1_nodes_get(struct request *r, const struct route *rt)
 	reply_node_list(r, rt->cluster);
 }
 
-/* The clients that probed a node, as docs/API.md describes them. */
+/* The clients that probed a node, as docs/API.md describes them; daemon
+ * is the daemon that saw each (this one's id for its own). */
 static json_t *
-probes_json(const struct observe_node_view *v, int64_t now)
+probes_json(const struct observe_node_view *v, int64_t now, const char *me)
 {
 	json_t *list = json_array();
 	size_t i;
 
 	for (i = 0; i < v->n_clients; i++) {
 		const struct observe_client_view *p = &v->clients[i];
-		json_array_append_new(
-		    list,
-		    json_pack("{s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:s, s:b, s:I, s:I, s:o}",
-		              "protocol", observe_protocol_name(p->protocol), "lb",
-		              p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address",
-		              p->address, "user_agent",
-		              p->has_user_agent ? json_string(p->user_agent) : json_null(),
-		              "first_at", time_json(p->first_at), "last_at", time_json(p->last_at),
-		              "age_ms", (json_int_t)(now > p->last_at ? now - p->last_at : 0),
-		              "last_answer", observe_answer_text(p->protocol, p->last_answer),
-		              "serving", observe_answer_is_serving(p->last_answer), "consecutive",
-		              (json_int_t)p->consecutive, "since_change",
-		              (json_int_t)p->since_change, "interval_ms",
-		              p->interval_ms > 0 ? json_integer((json_int_t)p->interval_ms)
-		                                 : json_null()));
+		json_t *one = (json_pack(
+		    "{s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:s, s:b, s:I, s:I, s:o}", "protocol",
+		    observe_protocol_name(p->protocol), "lb",
+		    p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address", p->address,
+		    "user_agent", p->has_user_agent ? json_string(p->user_agent) : json_null(),
+		    "first_at", time_json(p->first_at), "last_at", time_json(p->last_at), "age_ms",
+		    (json_int_t)(now > p->last_at ? now - p->last_at : 0), "last_answer",
+		    observe_answer_text(p->protocol, p->last_answer), "serving",
+		    observe_answer_is_serving(p->last_answer), "consecutive",
+		    (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change,
+		    "interval_ms",
+		    p->interval_ms > 0 ? json_integer((json_int_t)p->interval_ms) : json_null()));
+		json_object_set_new(one, "daemon",
+		                    json_string(p->daemon[0] != '\0' ? p->daemon : me));
+		json_array_append_new(list, one);
 	}
 	return list;
 }
@@ -358,7 +414,7 @@ observed_node_json(struct request *r, const struct cluster *c, const struct node
 	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
 	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
 	node = api_node_json(n);
-	json_object_set_new(node, "probes", probes_json(&view, now));
+	json_object_set_new(node, "probes", probes_json(&view, now, request_daemon_id(r)));
 	json_object_set_new(node, "probes_untracked",
 	                    untracked_json(view.n_untracked, view.untracked_at, now, window_s));
 	json_object_set_new(

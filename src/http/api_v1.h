@@ -10,6 +10,7 @@
 #include "http.h"
 
 void api_v1_health_get(struct request *r, const struct route *rt);
+void api_v1_daemons_get(struct request *r, const struct route *rt);
 void api_v1_clusters_get(struct request *r, const struct route *rt);
 void api_v1_clusters_post(struct request *r, const struct route *rt);
 void api_v1_cluster_get(struct request *r, const struct route *rt);

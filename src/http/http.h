@@ -30,6 +30,7 @@
 #include "../core/error.h"
 #include "../core/model.h"
 #include "../engine/engine.h"
+#include "../observe/share.h"
 
 struct server;
 struct worker;
@@ -95,6 +96,15 @@ int request_is_https(const struct request *r);
 int request_is_local(const struct request *r);
 /* The daemon's observed probes and check states (observe/observe.h). */
 struct observe *request_observe(const struct request *r);
+/* The state of the store, for /v1/health (engine_store_state). */
+void request_store_state(const struct request *r, struct engine_store_state *out);
+/* This daemon's id among the daemons of a shared store ("host:listen"). */
+const char *request_daemon_id(const struct request *r);
+/* The fleet (observe/share.h; the caller frees f->daemons): the daemons
+ * registered in a shared store, or this one alone. */
+void request_fleet(const struct request *r, struct share_fleet *f);
+/* After how long without a heartbeat a daemon is shown stale (ms). */
+int64_t request_stale_after_ms(const struct request *r);
 
 /* A job for the engine whose data area (job->data) is data_size zeroed
  * bytes owned by the job. The actor is r's. fn: a read job's work; NULL

@@ -48,6 +48,7 @@ static const struct route_entry table[] = {
     {SURFACE_UI,     "{mount}/manage_main",                 ROUTE_ANY,    ROUTE_PUBLIC,      ROLE_NONE,     ui_manage_main},
 
     {SURFACE_API_V1, "/v1/health",                          ROUTE_GET,    ROUTE_PUBLIC,      ROLE_NONE,     api_v1_health_get},
+    {SURFACE_API_V1, "/v1/daemons",                         ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_daemons_get},
     {SURFACE_API_V1, "/v1/clusters",                        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_clusters_get},
     {SURFACE_API_V1, "/v1/clusters",                        ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_clusters_post},
     {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_cluster_get},
@@ -406,6 +407,15 @@ router_dispatch(struct request *stack_r)
 
 	status = router_match(request_snapshot(stack_r), stack_r->req->method, stack_r->path,
 	                      &stack_r->route, &surface, allow, &err);
+	if (status == 404 && surface != SURFACE_API_V1 &&
+	    !engine_has_state(stack_r->server->engine)) {
+		/* started with neither the store nor a local copy: no mount is
+		 * known yet, so a probe must not be told "no such path" */
+		reply_text(stack_r, 503,
+		           "no state to answer from: the store is unreachable and this daemon "
+		           "has no local copy yet; it keeps retrying");
+		return;
+	}
 	if (surface == SURFACE_PROBE) { /* synchronous: answered from the stack */
 		if (status != 0)
 			refuse(stack_r, surface, status, allow, &err);

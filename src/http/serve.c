@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -42,6 +43,7 @@
 
 #include "../observe/checker.h"
 #include "../observe/observe.h"
+#include "../observe/share.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
@@ -59,7 +61,15 @@ static const char usage[] =
     "\n"
     "  --listen ADDR:PORT         listen there (repeatable; IPv6 as [::1]:8080);\n"
     "                             default 127.0.0.1:8080\n"
-    "  --db PATH                  SQLite database file (default ./clustermgmt.db)\n"
+    "  --db PATH|URL              SQLite database file (default ./clustermgmt.db),\n"
+    "                             or a PostgreSQL database shared by several\n"
+    "                             daemons: postgresql://USER:PASS@HOST/DB or\n"
+    "                             \"host=... dbname=...\"\n"
+    "  --state-dir DIR            keep a copy of the last state applied there\n"
+    "                             (served when PostgreSQL is unreachable at start)\n"
+    "  --stale-after D            show a daemon of the store as stale after D\n"
+    "                             without a heartbeat (default 15s; they beat\n"
+    "                             every 2s)\n"
     "  --node NAME                answer probes without ?node= for this node\n"
     "                             (and agent-checks that send no node name)\n"
     "  --agent-listen ADDR:PORT   answer HAProxy agent-checks there\n"
@@ -196,6 +206,8 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	static const struct option longopts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"db", required_argument, NULL, 'd'},
+	    {"state-dir", required_argument, NULL, 's'},
+	    {"stale-after", required_argument, NULL, 'S'},
 	    {"node", required_argument, NULL, 'n'},
 	    {"agent-listen", required_argument, NULL, 'a'},
 	    {"admin-password-file", required_argument, NULL, 'p'},
@@ -219,6 +231,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	size_t i;
 
 	o->db = "clustermgmt.db";
+	o->stale_after_ms = 15000;
 	o->threads = 1;
 	o->check_interval_ms = 2000;
 	o->check_timeout_ms = 1000;
@@ -236,6 +249,18 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			break;
 		case 'd':
 			o->db = optarg;
+			break;
+		case 'S':
+			if (parse_duration_option("stale-after", optarg, &o->stale_after_ms, err) !=
+			    0)
+				return -1;
+			if (o->stale_after_ms < 4000) /* two heartbeats */
+				return error_set(err, 400, "--stale-after must be at least 4s");
+			break;
+		case 's':
+			if (optarg[0] == '\0')
+				return error_set(err, 400, "--state-dir needs a directory");
+			o->state_dir = optarg;
 			break;
 		case 'n':
 			o->default_node = optarg;
@@ -430,7 +455,11 @@ ensure_admin(struct server *s, struct error *err)
 	cmd->password = xstrdup(password); /* hashed by the command */
 	if (run_startup_command(s, &job, "clustermgmt", err) != 0) {
 		sodium_memzero(password, sizeof(password));
-		return -1;
+		if (err->status != 409)
+			return -1;
+		/* Another daemon on the same database created it first. */
+		log_kv(LOG_INFO, "user admin exists already (created by another daemon)", NULL);
+		return 0;
 	}
 	if (is_generated)
 		log_kv(LOG_WARN,
@@ -717,12 +746,86 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	}
 }
 
+/* The local state copy: an SQLite store of the daemon's own under
+ * --state-dir, for a store other daemons share. */
+static int
+open_state_copy(struct server *s, struct store *store, struct store **copy, struct error *err)
+{
+	char path[4096];
+
+	*copy = NULL;
+	if (!store_is_shared(store)) {
+		if (s->opts.state_dir != NULL)
+			log_kv(LOG_WARN, "--state-dir is only used with a PostgreSQL store", NULL);
+		return 0;
+	}
+	if (s->opts.state_dir == NULL) {
+		log_kv(LOG_WARN,
+		       "no --state-dir: a restart while PostgreSQL is unreachable will have no "
+		       "state to answer from",
+		       NULL);
+		return 0;
+	}
+	if (snprintf(path, sizeof(path), "%s/state.db", s->opts.state_dir) >= (int)sizeof(path))
+		return error_set(err, 400, "--state-dir %s: path too long", s->opts.state_dir);
+	if (mkdir(s->opts.state_dir, 0700) != 0 && errno != EEXIST)
+		return error_set(err, 400, "--state-dir %s: cannot create it: %s",
+		                 s->opts.state_dir, strerror(errno));
+	if ((*copy = store_open(path, err)) == NULL) {
+		char why[sizeof(err->what)];
+		snprintf(why, sizeof(why), "%s", err->what);
+		return error_set(err, err->status, "--state-dir: %s", why);
+	}
+	return 0;
+}
+
+static int
+store_is_shared_engine(struct server *s)
+{
+	struct engine_store_state st;
+
+	engine_store_state(s->engine, &st);
+	return st.is_shared;
+}
+
+/* This daemon among the store's daemons: its id "host:first-listen-
+ * address", host name, listen addresses and start time. */
+static void
+daemon_id(struct server *s)
+{
+	char host[DAEMON_HOST_MAX + 1] = "localhost";
+	size_t i, len = 0;
+
+	gethostname(host, sizeof(host) - 1);
+	host[sizeof(host) - 1] = '\0';
+	snprintf(s->daemon_id, sizeof(s->daemon_id), "%s:%s", host,
+	         s->opts.n_listens > 0 ? s->opts.listens[0].text : "");
+	snprintf(s->me.id, sizeof(s->me.id), "%s", s->daemon_id);
+	snprintf(s->me.host, sizeof(s->me.host), "%s", host);
+	for (i = 0; i < s->opts.n_listens && len < sizeof(s->me.listen); i++)
+		len += (size_t)snprintf(s->me.listen + len, sizeof(s->me.listen) - len, "%s%s",
+		                        i > 0 ? " " : "", s->opts.listens[i].text);
+	s->me.started_at = time_now_ms();
+}
+
+/* A start-up write that failed because a shared store is away is not a
+ * reason to refuse to serve the state the daemon has. */
+static int
+is_store_away(struct server *s, const struct error *err)
+{
+	struct engine_store_state st;
+
+	engine_store_state(s->engine, &st);
+	return st.is_shared && err->status == 503;
+}
+
 static int
 start(struct server *s, struct error *err)
 {
 	struct checker_options checks = {s->opts.check_interval_ms, s->opts.check_timeout_ms,
 	                                 s->opts.check_fall, s->opts.check_rise};
-	struct store *store;
+	struct store *store, *copy = NULL;
+	struct share_session_hooks session_hooks;
 	char store_text[1100];
 	unsigned long long nofile = raise_fd_limit();
 	size_t i;
@@ -743,12 +846,26 @@ start(struct server *s, struct error *err)
 	if ((store = store_open(s->opts.db, err)) == NULL)
 		return -1;
 	snprintf(store_text, sizeof(store_text), "%s", store_describe(store));
-	if ((s->engine = engine_start(store, err)) == NULL)
+	if (open_state_copy(s, store, &copy, err) != 0) {
+		store_close(store);
 		return -1;
-	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0))
+	}
+	if ((s->engine = engine_start_with_copy(store, copy, err)) == NULL)
 		return -1;
+	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0)) {
+		if (!is_store_away(s, err))
+			return -1;
+		log_kv(LOG_WARN,
+		       "the store is unreachable: the first admin and demo nodes are not created",
+		       "error", err->what, NULL);
+	}
 	s->observe = observe_new();
 	if ((s->checker = checker_start(s->engine, s->observe, &checks, err)) == NULL)
+		return -1;
+	daemon_id(s);
+	ui_session_share_hooks(&session_hooks);
+	if (store_is_shared_engine(s) &&
+	    (s->share = share_start(s->engine, s->observe, &s->me, &session_hooks, err)) == NULL)
 		return -1;
 	s->n_workers = s->opts.threads;
 	log_listening(s, store_text, nofile);
@@ -762,6 +879,7 @@ shutdown_all(struct server *s)
 
 	if (s->workers != NULL)
 		server_stop(s);
+	share_stop(s->share);     /* submits engine jobs: before the engine */
 	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
 		engine_stop(s->engine);

@@ -40,6 +40,7 @@
 #include "../agent/agent.h"
 #include "../observe/observe.h"
 #include "../util/log.h"
+#include "../util/xalloc.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
@@ -80,6 +81,48 @@ static void on_accept(h2o_socket_t *listener, const char *err);
 static void waiters_check(struct worker *w);
 
 /* --- request helpers ------------------------------------------------ */
+
+void
+request_fleet(const struct request *r, struct share_fleet *f)
+{
+	struct engine_store_state st;
+	struct server *s = r->server;
+
+	if (s->share != NULL) {
+		share_fleet(s->share, f);
+		if (f->read_at != 0)
+			return;
+		free(f->daemons);
+	}
+	/* An SQLite store, or before the first heartbeat: this daemon. */
+	engine_store_state(s->engine, &st);
+	memset(f, 0, sizeof(*f));
+	f->daemons = xcalloc(1, sizeof(*f->daemons));
+	f->daemons[0] = s->me;
+	f->daemons[0].version = st.version;
+	f->daemons[0].heartbeat_at = time_now_ms();
+	f->n = 1;
+	f->store_version = st.version;
+	f->read_at = f->daemons[0].heartbeat_at;
+}
+
+int64_t
+request_stale_after_ms(const struct request *r)
+{
+	return r->server->opts.stale_after_ms;
+}
+
+const char *
+request_daemon_id(const struct request *r)
+{
+	return r->server->daemon_id;
+}
+
+void
+request_store_state(const struct request *r, struct engine_store_state *out)
+{
+	engine_store_state(r->server->engine, out);
+}
 
 const struct model *
 request_snapshot(struct request *r)

@@ -55,6 +55,8 @@ struct server_options {
 	struct listen_addr listens[16];
 	size_t n_listens;
 	const char *db;
+	const char *state_dir;  /* NULL: no local state copy */
+	int64_t stale_after_ms; /* a daemon without heartbeat for this long is stale */
 	const char *default_node;
 	struct listen_addr agent_listen; /* text "" when not given */
 	int64_t check_interval_ms, check_timeout_ms;
@@ -85,8 +87,11 @@ struct server {
 	_Atomic int is_stopping;
 	pthread_barrier_t ready; /* workers have set up their loops */
 	struct auth_state *auth;
-	struct observe *observe; /* observed probes and check states */
-	struct checker *checker; /* application checks */
+	struct observe *observe;           /* observed probes and check states */
+	struct checker *checker;           /* application checks */
+	struct share *share;               /* observed probes shared with other daemons, or NULL */
+	char daemon_id[DAEMON_ID_MAX + 1]; /* "host:listen" */
+	struct daemon_record me;           /* this daemon in the fleet */
 	/* --metrics-listen: its worker (the last of workers[], counted in
 	 * n_workers) serves this configuration, /metrics alone */
 	h2o_globalconf_t metrics_config;

@@ -33,6 +33,7 @@
 
 #include "../util/url.h"
 #include "../util/xalloc.h"
+#include "../util/timefmt.h"
 #include "ui.h"
 
 #define NEXT_MAX 512
@@ -339,6 +340,43 @@ cluster_add_form(struct request *r, struct ui_buf *b, const char *error, const c
 	ui_raw(b, "</section>");
 }
 
+/* Every daemon of the store (GET /v1/daemons shows the same), so that an
+ * operator sees from any daemon which ones lag or are gone. */
+static void
+daemons_section(struct request *r, struct ui_buf *b)
+{
+	struct share_fleet f;
+	int64_t now = time_now_ms(), stale_ms = request_stale_after_ms(r);
+	char beat[40], lag[64];
+	size_t i;
+
+	request_fleet(r, &f);
+	ui_raw(b, "<section class=\"card\" aria-labelledby=\"h-daemons\"><h2 id=\"h-daemons\">"
+	          "Daemons</h2><div class=\"table-wrap\"><table class=\"list daemons\"><thead><tr>"
+	          "<th scope=\"col\">Daemon</th><th scope=\"col\">Version</th><th "
+	          "scope=\"col\">Lag</th><th scope=\"col\">Last heartbeat</th><th "
+	          "scope=\"col\">State</th></tr></thead><tbody>");
+	for (i = 0; i < f.n; i++) {
+		const struct daemon_record *d = &f.daemons[i];
+		int64_t behind = f.store_version > d->version ? f.store_version - d->version : 0;
+		int is_stale = now - d->heartbeat_at > stale_ms;
+		snprintf(lag, sizeof(lag), "%lld version%s, %.1f s", (long long)behind,
+		         behind == 1 ? "" : "s",
+		         behind > 0 && f.changed_at > 0 && now > f.changed_at
+		             ? (double)(now - f.changed_at) / 1000.0
+		             : 0.0);
+		ui_printf(b,
+		          "<tr><th scope=\"row\"><code>%s</code>%r</th><td data-label=\"Version\">"
+		          "%L</td><td data-label=\"Lag\">%s</td><td data-label=\"Last heartbeat\">"
+		          "%s</td><td data-label=\"State\"><span class=\"%s\">%s</span></td></tr>",
+		          d->id, strcmp(d->id, request_daemon_id(r)) == 0 ? " (this one)" : "",
+		          d->version, lag, ui_time(d->heartbeat_at, beat, sizeof(beat)),
+		          is_stale ? "status offline" : "status online", is_stale ? "stale" : "ok");
+	}
+	ui_raw(b, "</tbody></table></div></section>");
+	free(f.daemons);
+}
+
 static void
 root_render(struct request *r, int status, const char *error, const char *name, const char *path)
 {
@@ -365,6 +403,7 @@ root_render(struct request *r, int status, const char *error, const char *name, 
 	ui_raw(&b, "</section>");
 	if (is_admin)
 		cluster_add_form(r, &b, error, name, path);
+	daemons_section(r, &b);
 	ui_page_end(&b);
 	ui_reply_html(r, status, &b);
 }

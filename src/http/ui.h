@@ -141,6 +141,9 @@ void ui_reply_method_not_allowed(struct request *r, const char *allow);
  * from the session cookie and returns 1, or returns 0 when there is no
  * valid session. Synchronous. */
 int ui_session_identify(struct request *r);
+/* The hooks through which the share thread (observe/share.h) shares the
+ * page's sessions with the other daemons of a PostgreSQL store. */
+void ui_session_share_hooks(struct share_session_hooks *out);
 /* Fills token with the CSRF token of r's session; returns -1 (token "")
  * when r has no session cookie. */
 int ui_csrf_token(struct request *r, char token[UI_CSRF_SIZE]);

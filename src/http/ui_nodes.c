@@ -171,6 +171,8 @@ prober_item(struct ui_buf *b, const struct observe_client_view *p, int64_t now)
 		ui_printf(b, "<span class=\"ua\">%s</span>", p->user_agent);
 	else
 		ui_raw(b, "<span class=\"ua none\">no User-Agent</span>");
+	if (p->daemon[0] != '\0') /* seen by another daemon of the store */
+		ui_printf(b, " <span class=\"via\">via <code>%s</code></span>", p->daemon);
 	ui_printf(b,
 	          "</span><span class=\"p-what\"><span class=\"ans ans-%r\">%s</span> · %L in a "
 	          "row · <time datetime=\"%s\">%s</time></span></li>",

@@ -2,12 +2,18 @@
  * ui_session.c - signing in to the web page: sessions, the session
  * cookie, CSRF tokens, the same-origin check, /login and /logout.
  *
- * Sessions live in memory only, in one small table shared by the workers
- * (a mutex; a lookup is a scan of at most SESSION_SLOTS entries). A
- * restart signs everybody out; that is the price of keeping no secrets in
- * the store. A session is a 256-bit random id (libsodium randombytes)
- * sent as the cookie cm_session (HttpOnly, SameSite=Strict, Secure under
- * HTTPS) and lives SESSION_TTL_MS from sign-in, not extended by use.
+ * Sessions live in memory, in one small table shared by the workers (a
+ * mutex; a lookup is a scan of at most SESSION_SLOTS entries). With an
+ * SQLite store a restart signs everybody out. With a PostgreSQL store
+ * shared by several daemons the table is shared through the store (the
+ * share thread calls share_collect and share_apply every half second):
+ * a session started on one daemon is added to the store and taken in by
+ * the others, and one that ends (sign-out, the per-user cap) is removed
+ * from the store and so from every daemon, within about a second. The
+ * store holds only a hash of each id, never the id. A session is a
+ * 256-bit random id (libsodium randombytes) sent as the cookie cm_session
+ * (HttpOnly, SameSite=Strict, Secure under HTTPS) and lives
+ * SESSION_TTL_MS from sign-in, not extended by use.
  * A user holds at most SESSIONS_PER_USER: signing in once more ends
  * their own oldest session. Nobody's session is ever taken for another
  * user's: when every slot is live, signing in is refused (503) until
@@ -24,8 +30,8 @@
  * and slow-down. The page plugs its sessions into authentication with
  * auth_set_session_source (see serve.c), so auth.c knows nothing of it.
  *
- * CSRF: every form carries a token that is a keyed BLAKE2b of the session
- * id (key random per process), compared in constant time. Origin, or
+ * CSRF: every form carries a token that is a BLAKE2b of the session id
+ * (so the same on every daemon), compared in constant time. Origin, or
  * else Referer, when the browser sends one, must name the Host.
  */
 #include <pthread.h>
@@ -38,6 +44,7 @@
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/xalloc.h"
 #include "ui.h"
 
 #define SESSION_SLOTS 1024
@@ -48,24 +55,40 @@
 #define COOKIE_NAME "cm_session"
 #define NEXT_MAX 512
 
+/* Where a session stands with the store shared by several daemons. */
+enum share_state {
+	SHARE_TO_SEND = 0, /* started here, not in the store yet */
+	SHARE_SENDING = 1, /* collected for the exchange under way */
+	SHARE_SHARED = 2,  /* in the store: ends here when it leaves it */
+};
+
 struct session {
-	unsigned char id[SESSION_ID_BYTES];
+	unsigned char id_hash[32]; /* BLAKE2b of the id: the id is only in the cookie */
 	char user[NODE_NAME_MAX + 1];
 	unsigned char tag[32]; /* of the user record at sign-in */
 	int64_t expires_at;    /* 0: free slot */
+	enum share_state share;
 };
 
 static struct {
-	unsigned char csrf_key[crypto_generichash_KEYBYTES];
 	struct session slots[SESSION_SLOTS];
+	/* sessions ended here that were in the store: removed there at the
+	 * next exchange (a full queue leaves the rest to expire) */
+	struct session_record ended[SHARE_SESSIONS_MAX];
+	size_t n_ended;
 } sessions;
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t sessions_once = PTHREAD_ONCE_INIT;
+
+/* The key that CSRF tokens are derived with. Not a secret: the session id
+ * they are derived from is (256 random bits, only in an HttpOnly cookie),
+ * and a fixed key gives every daemon of a store the same token for one
+ * session. */
+static const unsigned char csrf_key[crypto_generichash_KEYBYTES] = "clustermgmt CSRF token, v1";
 
 static void
-sessions_init(void)
+id_hash(const unsigned char id[SESSION_ID_BYTES], unsigned char hash[32])
 {
-	randombytes_buf(sessions.csrf_key, sizeof(sessions.csrf_key));
+	crypto_generichash(hash, 32, id, SESSION_ID_BYTES, NULL, 0);
 }
 
 /* What ties a session to one incarnation of a user. */
@@ -84,18 +107,32 @@ user_tag(const struct user *u, unsigned char tag[32])
 
 /* --- the table ---------------------------------------------------------- */
 
-/* The slot of id, or NULL. Caller holds the lock. */
+/* The slot of the session whose id hashes to hash, or NULL. Caller holds
+ * the lock. */
 static struct session *
-slot_find(const unsigned char id[SESSION_ID_BYTES])
+slot_find(const unsigned char hash[32])
 {
 	size_t i;
 
 	for (i = 0; i < SESSION_SLOTS; i++) {
 		struct session *s = &sessions.slots[i];
-		if (s->expires_at != 0 && sodium_memcmp(s->id, id, SESSION_ID_BYTES) == 0)
+		if (s->expires_at != 0 && sodium_memcmp(s->id_hash, hash, 32) == 0)
 			return s;
 	}
 	return NULL;
+}
+
+/* Empties a slot; one the store holds is queued to end there too.
+ * Caller holds the lock. */
+static void
+slot_end(struct session *s)
+{
+	if (s->share != SHARE_TO_SEND && sessions.n_ended < SHARE_SESSIONS_MAX) {
+		struct session_record *r = &sessions.ended[sessions.n_ended++];
+		memset(r, 0, sizeof(*r));
+		memcpy(r->id_hash, s->id_hash, 32);
+	}
+	sodium_memzero(s, sizeof(*s));
 }
 
 /* The slot for a new session of user: the oldest of user's own when they
@@ -122,7 +159,13 @@ slot_take(const char *user, int64_t now)
 		if (oldest == NULL || s->expires_at < oldest->expires_at)
 			oldest = s;
 	}
-	return n >= SESSIONS_PER_USER ? oldest : free_slot;
+	if (n >= SESSIONS_PER_USER) {
+		slot_end(oldest);
+		return oldest;
+	}
+	if (free_slot != NULL)
+		sodium_memzero(free_slot, sizeof(*free_slot));
+	return free_slot;
 }
 
 /* Returns 0 with id filled, or -1 when the table is full. */
@@ -136,10 +179,11 @@ session_create(const char *user, const unsigned char tag[32], unsigned char id[S
 	pthread_mutex_lock(&sessions_lock);
 	s = slot_take(user, now);
 	if (s != NULL) {
-		memcpy(s->id, id, SESSION_ID_BYTES);
+		id_hash(id, s->id_hash);
 		snprintf(s->user, sizeof(s->user), "%s", user);
 		memcpy(s->tag, tag, 32);
 		s->expires_at = now + SESSION_TTL_MS;
+		s->share = SHARE_TO_SEND;
 	}
 	pthread_mutex_unlock(&sessions_lock);
 	return s != NULL ? 0 : -1;
@@ -148,11 +192,13 @@ session_create(const char *user, const unsigned char tag[32], unsigned char id[S
 static void
 session_drop(const unsigned char id[SESSION_ID_BYTES])
 {
+	unsigned char hash[32];
 	struct session *s;
 
+	id_hash(id, hash);
 	pthread_mutex_lock(&sessions_lock);
-	if ((s = slot_find(id)) != NULL)
-		sodium_memzero(s, sizeof(*s));
+	if ((s = slot_find(hash)) != NULL)
+		slot_end(s);
 	pthread_mutex_unlock(&sessions_lock);
 }
 
@@ -164,8 +210,122 @@ ui_session_drop_user(const char *name)
 	pthread_mutex_lock(&sessions_lock);
 	for (i = 0; i < SESSION_SLOTS; i++)
 		if (sessions.slots[i].expires_at != 0 && strcmp(sessions.slots[i].user, name) == 0)
-			sodium_memzero(&sessions.slots[i], sizeof(sessions.slots[i]));
+			slot_end(&sessions.slots[i]);
 	pthread_mutex_unlock(&sessions_lock);
+}
+
+/* --- shared with the other daemons of a store --------------------------- */
+
+static void
+share_collect(void *arg, struct session_record *added, size_t *n_added,
+              struct session_record *ended, size_t *n_ended)
+{
+	int64_t now = time_now_ms();
+	size_t i;
+
+	(void)arg;
+	*n_added = 0;
+	pthread_mutex_lock(&sessions_lock);
+	for (i = 0; i < SESSION_SLOTS; i++) {
+		struct session *s = &sessions.slots[i];
+		if (s->share == SHARE_SENDING) /* the last exchange failed */
+			s->share = SHARE_TO_SEND;
+		if (s->expires_at <= now || s->share != SHARE_TO_SEND ||
+		    *n_added == SHARE_SESSIONS_MAX)
+			continue;
+		memcpy(added[*n_added].id_hash, s->id_hash, 32);
+		memcpy(added[*n_added].user, s->user, sizeof(s->user));
+		memcpy(added[*n_added].tag, s->tag, 32);
+		added[*n_added].expires_at = s->expires_at;
+		(*n_added)++;
+		s->share = SHARE_SENDING;
+	}
+	memcpy(ended, sessions.ended, sessions.n_ended * sizeof(*ended));
+	*n_ended = sessions.n_ended;
+	pthread_mutex_unlock(&sessions_lock);
+}
+
+static int
+record_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct session_record *)a)->id_hash,
+	              ((const struct session_record *)b)->id_hash, 32);
+}
+
+/* Is hash among the sessions ended here and not yet removed from the
+ * store? Caller holds the lock. */
+static int
+is_ended_here(const unsigned char hash[32])
+{
+	size_t i;
+
+	for (i = 0; i < sessions.n_ended; i++)
+		if (memcmp(sessions.ended[i].id_hash, hash, 32) == 0)
+			return 1;
+	return 0;
+}
+
+/* The store holds exactly the live sessions in all: a shared session of
+ * ours that is not there ended on another daemon; one there that we do
+ * not have started on another daemon. */
+static void
+share_apply(void *arg, size_t n_added, size_t n_ended, const struct session_record *all,
+            size_t n_all)
+{
+	struct session_record *sorted = xcalloc(n_all > 0 ? n_all : 1, sizeof(*sorted));
+	unsigned char *is_local = xcalloc(n_all > 0 ? n_all : 1, 1);
+	int64_t now = time_now_ms();
+	size_t i;
+
+	(void)arg;
+	(void)n_added;
+	memcpy(sorted, all, n_all * sizeof(*sorted));
+	qsort(sorted, n_all, sizeof(*sorted), record_cmp);
+	pthread_mutex_lock(&sessions_lock);
+	memmove(sessions.ended, sessions.ended + n_ended,
+	        (sessions.n_ended - n_ended) * sizeof(*sessions.ended));
+	sessions.n_ended -= n_ended;
+	for (i = 0; i < SESSION_SLOTS; i++) {
+		struct session *s = &sessions.slots[i];
+		struct session_record key;
+		const struct session_record *hit;
+		if (s->expires_at == 0)
+			continue;
+		memcpy(key.id_hash, s->id_hash, 32);
+		hit = bsearch(&key, sorted, n_all, sizeof(*sorted), record_cmp);
+		if (hit != NULL)
+			is_local[hit - sorted] = 1;
+		if (s->share == SHARE_SENDING)
+			s->share = SHARE_SHARED;
+		else if (s->share == SHARE_SHARED && hit == NULL)
+			sodium_memzero(s, sizeof(*s)); /* ended elsewhere */
+	}
+	for (i = 0; i < n_all; i++) {
+		struct session *s = NULL;
+		size_t j;
+		if (is_local[i] || sorted[i].expires_at <= now || is_ended_here(sorted[i].id_hash))
+			continue;
+		for (j = 0; j < SESSION_SLOTS && s == NULL; j++)
+			if (sessions.slots[j].expires_at <= now)
+				s = &sessions.slots[j];
+		if (s == NULL)
+			break; /* full: those sign in here again */
+		memcpy(s->id_hash, sorted[i].id_hash, 32);
+		snprintf(s->user, sizeof(s->user), "%s", sorted[i].user);
+		memcpy(s->tag, sorted[i].tag, 32);
+		s->expires_at = sorted[i].expires_at;
+		s->share = SHARE_SHARED;
+	}
+	pthread_mutex_unlock(&sessions_lock);
+	sodium_memzero(sorted, n_all * sizeof(*sorted));
+	free(sorted);
+	free(is_local);
+}
+
+void
+ui_session_share_hooks(struct share_session_hooks *out)
+{
+	*out = (struct share_session_hooks){share_collect, share_apply, NULL};
 }
 
 /* --- the cookie --------------------------------------------------------- */
@@ -234,7 +394,7 @@ cookie_clear(struct request *r)
 int
 ui_session_identify(struct request *r)
 {
-	unsigned char id[SESSION_ID_BYTES], tag[32], now_tag[32];
+	unsigned char id[SESSION_ID_BYTES], hash[32], tag[32], now_tag[32];
 	char user[NODE_NAME_MAX + 1];
 	const struct session *s;
 	const struct user *u;
@@ -242,8 +402,9 @@ ui_session_identify(struct request *r)
 
 	if (cookie_session_id(r, id) != 0)
 		return 0;
+	id_hash(id, hash);
 	pthread_mutex_lock(&sessions_lock);
-	if ((s = slot_find(id)) != NULL) {
+	if ((s = slot_find(hash)) != NULL) {
 		memcpy(user, s->user, sizeof(user));
 		memcpy(tag, s->tag, sizeof(tag));
 		expires_at = s->expires_at;
@@ -271,9 +432,7 @@ csrf_of(const unsigned char id[SESSION_ID_BYTES], char token[UI_CSRF_SIZE])
 {
 	unsigned char mac[32];
 
-	pthread_once(&sessions_once, sessions_init);
-	crypto_generichash(mac, sizeof(mac), id, SESSION_ID_BYTES, sessions.csrf_key,
-	                   sizeof(sessions.csrf_key));
+	crypto_generichash(mac, sizeof(mac), id, SESSION_ID_BYTES, csrf_key, sizeof(csrf_key));
 	sodium_bin2base64(token, UI_CSRF_SIZE, mac, sizeof(mac),
 	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }

@@ -42,6 +42,11 @@ struct client {
 	int64_t changed_at; /* the node's changed_at when last answered */
 	enum observe_answer last_answer;
 	uint32_t consecutive, since_change;
+	/* what was last reported to the other daemons */
+	uint64_t reported_gen; /* observe.report_gen when reported; 0 never */
+	enum observe_answer reported_answer;
+	uint32_t reported_since_change;
+	int64_t reported_at; /* last_at as reported */
 };
 
 struct entry {
@@ -78,6 +83,10 @@ struct observe {
 	_Atomic size_t n_counted;
 	struct answer_counts counted[OBSERVE_CLUSTERS_MAX];
 	_Atomic uint64_t n_uncounted;
+	_Atomic uint64_t report_gen; /* bumped to report every client again */
+	pthread_mutex_t remote_lock; /* guards the two below */
+	struct probe_report *remote; /* sorted by cluster, node */
+	size_t n_remote;
 };
 
 /* --- answers --------------------------------------------------------- */
@@ -151,6 +160,8 @@ observe_new(void)
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&o->locks[i], NULL);
 	pthread_mutex_init(&o->counted_lock, NULL);
+	pthread_mutex_init(&o->remote_lock, NULL);
+	atomic_store(&o->report_gen, 1);
 	return o;
 }
 
@@ -179,6 +190,8 @@ observe_free(struct observe *o)
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_destroy(&o->locks[i]);
 	pthread_mutex_destroy(&o->counted_lock);
+	pthread_mutex_destroy(&o->remote_lock);
+	free(o->remote);
 	free(o);
 }
 
@@ -479,7 +492,149 @@ client_view_cmp(const void *a, const void *b)
 		return d;
 	if (x->has_user_agent != y->has_user_agent)
 		return x->has_user_agent - y->has_user_agent;
-	return strcmp(x->user_agent, y->user_agent);
+	if ((d = strcmp(x->user_agent, y->user_agent)) != 0)
+		return d;
+	return strcmp(x->daemon, y->daemon);
+}
+
+static int
+remote_key_cmp(const struct probe_report *r, const char *cluster, const char *node)
+{
+	int d = strcmp(r->cluster, cluster);
+
+	return d != 0 ? d : strcmp(r->node, node);
+}
+
+static int
+remote_cmp(const void *a, const void *b)
+{
+	const struct probe_report *y = b;
+
+	return remote_key_cmp(a, y->cluster, y->node);
+}
+
+/* Appends the other daemons' reports of the node seen at or after since. */
+static void
+add_remote(struct observe *o, const char *cluster, const char *node, int64_t changed_at,
+           int64_t since, struct observe_node_view *out)
+{
+	size_t lo = 0, hi, i;
+
+	pthread_mutex_lock(&o->remote_lock);
+	hi = o->n_remote;
+	while (lo < hi) { /* the first report of the node */
+		size_t mid = lo + (hi - lo) / 2;
+		if (remote_key_cmp(&o->remote[mid], cluster, node) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (i = lo; i < o->n_remote && out->n_clients < OBSERVE_VIEW_MAX &&
+	             remote_key_cmp(&o->remote[i], cluster, node) == 0;
+	     i++) {
+		const struct probe_report *r = &o->remote[i];
+		struct observe_client_view *v = &out->clients[out->n_clients];
+		if (r->last_at < since)
+			continue;
+		memset(v, 0, sizeof(*v));
+		v->protocol = r->protocol == OBSERVE_AGENT ? OBSERVE_AGENT : OBSERVE_HTTP;
+		snprintf(v->lb, sizeof(v->lb), "%s", r->lb);
+		v->interval_ms = r->interval_ms;
+		snprintf(v->address, sizeof(v->address), "%s", r->address);
+		snprintf(v->user_agent, sizeof(v->user_agent), "%s", r->user_agent);
+		v->has_user_agent = r->has_user_agent;
+		v->first_at = r->first_at;
+		v->last_at = r->last_at;
+		v->last_answer =
+		    r->last_answer >= OBSERVE_SERVING && r->last_answer <= OBSERVE_OFFLINE
+		        ? (enum observe_answer)r->last_answer
+		        : OBSERVE_OFFLINE;
+		v->consecutive = r->consecutive;
+		v->since_change = r->changed_at == changed_at ? r->since_change : 0;
+		snprintf(v->daemon, sizeof(v->daemon), "%s", r->daemon);
+		out->n_clients++;
+	}
+	pthread_mutex_unlock(&o->remote_lock);
+}
+
+void
+observe_set_remote(struct observe *o, struct probe_report *rows, size_t n)
+{
+	struct probe_report *old;
+
+	qsort(rows, n, sizeof(*rows), remote_cmp);
+	pthread_mutex_lock(&o->remote_lock);
+	old = o->remote;
+	o->remote = rows;
+	o->n_remote = n;
+	pthread_mutex_unlock(&o->remote_lock);
+	free(old);
+}
+
+/* Is c due to be reported (caller holds its lock)? */
+static int
+is_report_due(const struct client *c, uint64_t gen, int64_t now)
+{
+	(void)now;
+	if (c->last_at == 0)
+		return 0;
+	if (c->reported_gen != gen || c->reported_answer != c->last_answer)
+		return 1;
+	if (c->since_change != c->reported_since_change && c->since_change <= OBSERVE_EAGER_ANSWERS)
+		return 1;
+	return c->last_at != c->reported_at && c->last_at - c->reported_at >= OBSERVE_REFRESH_MS;
+}
+
+size_t
+observe_collect_reports(struct observe *o, const char *daemon, int64_t now,
+                        struct probe_report *out, size_t max)
+{
+	uint64_t gen = atomic_load(&o->report_gen);
+	size_t b, i, n = 0;
+
+	for (b = 0; b < BUCKETS && n < max; b++) {
+		pthread_mutex_t *lock = &o->locks[b % STRIPES];
+		struct entry *e;
+
+		pthread_mutex_lock(lock);
+		for (e = o->buckets[b]; e != NULL && n < max; e = e->next) {
+			for (i = 0; i < e->n_clients && n < max; i++) {
+				struct client *c = &e->clients[i];
+				struct probe_report *r = &out[n];
+				if (!is_report_due(c, gen, now))
+					continue;
+				memset(r, 0, sizeof(*r));
+				snprintf(r->daemon, sizeof(r->daemon), "%s", daemon);
+				memcpy(r->cluster, e->cluster, sizeof(r->cluster));
+				memcpy(r->node, e->node, sizeof(r->node));
+				r->protocol = c->protocol;
+				memcpy(r->lb, c->lb, sizeof(r->lb));
+				r->interval_ms = c->interval_ms;
+				snprintf(r->address, sizeof(r->address), "%s", c->address);
+				memcpy(r->user_agent, c->user_agent, sizeof(r->user_agent));
+				r->has_user_agent = c->has_user_agent;
+				r->first_at = c->first_at;
+				r->last_at = c->last_at;
+				r->changed_at = c->changed_at;
+				r->last_answer = c->last_answer;
+				r->consecutive = c->consecutive;
+				r->since_change = c->since_change;
+				c->reported_gen = gen;
+				c->reported_answer = c->last_answer;
+				c->reported_since_change = c->since_change;
+				c->reported_at = c->last_at;
+				n++;
+			}
+		}
+		pthread_mutex_unlock(lock);
+	}
+	return n;
+}
+
+void
+observe_report_again(struct observe *o)
+{
+	atomic_fetch_add(&o->report_gen, 1);
 }
 
 int
@@ -507,8 +662,9 @@ observe_node_view(struct observe *o, const char *cluster, const char *node, int6
 		out->check = e->check;
 	}
 	pthread_mutex_unlock(lock);
+	add_remote(o, cluster, node, changed_at, since, out);
 	qsort(out->clients, out->n_clients, sizeof(out->clients[0]), client_view_cmp);
-	return e != NULL;
+	return e != NULL || out->n_clients > 0;
 }
 
 int

@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #include "../core/model.h"
+#include "../core/peer.h"
 
 #define OBSERVE_CLIENTS_MAX 16 /* unnamed clients per node */
 #define OBSERVE_LBS_MAX 16     /* named load balancers' clients per node */
@@ -60,6 +61,10 @@
 #define OBSERVE_USER_AGENT_MAX USER_AGENT_MAX
 #define OBSERVE_ERROR_MAX 159
 #define OBSERVE_CLUSTERS_MAX 1024 /* clusters whose answers are counted */
+/* Clients in one node's view: this daemon's (named and unnamed) and up to
+ * OBSERVE_REMOTE_MAX that other daemons reported (observe_set_remote). */
+#define OBSERVE_REMOTE_MAX 48
+#define OBSERVE_VIEW_MAX (OBSERVE_LBS_MAX + OBSERVE_CLIENTS_MAX + OBSERVE_REMOTE_MAX)
 
 enum observe_protocol {
 	OBSERVE_HTTP = 0,  /* the probe, GET/HEAD {mount}?node= */
@@ -102,10 +107,11 @@ struct observe_client_view {
 	int64_t interval_ms;       /* its probe interval as observed (a moving
 	                              average of the gaps), 0 before the 2nd */
 	enum observe_answer last_answer;
-	uint32_t consecutive;  /* answers equal to last_answer in a row */
-	uint32_t since_change; /* answers of last_answer's kind (serving or
-	                          not) in a row since the node's last status
-	                          change; 0 when the last answer is older */
+	uint32_t consecutive;           /* answers equal to last_answer in a row */
+	uint32_t since_change;          /* answers of last_answer's kind (serving or
+	                                   not) in a row since the node's last status
+	                                   change; 0 when the last answer is older */
+	char daemon[DAEMON_ID_MAX + 1]; /* the daemon that saw it; "" for this one */
 };
 
 /* The application check of a node, as published by the checker. */
@@ -121,7 +127,7 @@ struct observe_node_view {
 	size_t n_clients;
 	/* named ones first (by name, protocol), then unnamed ones (by
 	 * protocol, address, agent) */
-	struct observe_client_view clients[OBSERVE_LBS_MAX + OBSERVE_CLIENTS_MAX];
+	struct observe_client_view clients[OBSERVE_VIEW_MAX];
 	uint64_t n_untracked;     /* answers to unnamed clients beyond the cap */
 	int64_t untracked_at;     /* ms of the last one, 0 when none */
 	uint64_t n_untracked_lbs; /* answers to named clients beyond theirs */
@@ -200,6 +206,27 @@ int observe_node_summary(struct observe *o, const char *cluster, const char *nod
 int observe_answer_counts(struct observe *o, const char *cluster, uint64_t out[OBSERVE_ANSWERS]);
 /* Answers not counted under any cluster (the table was full). */
 uint64_t observe_answer_untracked(struct observe *o);
+/* --- several daemons ------------------------------------------------- *
+ *
+ * Each daemon reports what it observed to the others through the store
+ * (observe/share.c), at a bounded rate: a client is reported when its
+ * answer changes, for each of the first OBSERVE_EAGER_ANSWERS answers
+ * after the node's status changed (what `wait --fall K` counts), and
+ * otherwise at most every OBSERVE_REFRESH_MS while it keeps probing.
+ * Nothing is written per probe beyond that. */
+#define OBSERVE_EAGER_ANSWERS 8
+#define OBSERVE_REFRESH_MS 3000
+
+/* Copies into out (at most max) the reports due at now, marking them
+ * reported; the rest wait for the next call. Returns how many. */
+size_t observe_collect_reports(struct observe *o, const char *daemon, int64_t now,
+                               struct probe_report *out, size_t max);
+/* The last reports could not be delivered: report every client again. */
+void observe_report_again(struct observe *o);
+/* Replaces what other daemons reported (rows from the store; observe
+ * takes the malloc'd array, which it sorts). observe_node_view merges
+ * them with this daemon's clients. */
+void observe_set_remote(struct observe *o, struct probe_report *rows, size_t n);
 
 /* Does the answer tell a load balancer to send new traffic? */
 int observe_answer_is_serving(enum observe_answer a);

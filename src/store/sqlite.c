@@ -57,6 +57,7 @@
 
 #include <sqlite3.h>
 
+#include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "store_backend.h"
 
@@ -125,12 +126,67 @@ static const char step3_create_lbs[] =
     " backend TEXT,"
     " PRIMARY KEY (cluster, name));";
 
+/* The store version (store.h): one row, set by every write. */
+static const char step4_store_version[] = "CREATE TABLE store_version ("
+                                          " id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                          " version INTEGER NOT NULL);"
+                                          "INSERT INTO store_version (id, version) VALUES (1, 0);";
+
+/* What each daemon observed of the load balancers, shared between the
+ * daemons of one PostgreSQL store (an SQLite store has one daemon and
+ * leaves it empty; the step exists so that both schemas stay the same). */
+static const char step5_probes[] =
+    "CREATE TABLE probes ("
+    " daemon TEXT NOT NULL,"
+    " cluster TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " protocol INTEGER NOT NULL,"
+    " lb TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " user_agent TEXT NOT NULL,"
+    " has_user_agent INTEGER NOT NULL,"
+    " first_at INTEGER NOT NULL,"
+    " last_at INTEGER NOT NULL,"
+    " changed_at INTEGER NOT NULL,"
+    " last_answer INTEGER NOT NULL,"
+    " consecutive INTEGER NOT NULL,"
+    " since_change INTEGER NOT NULL,"
+    " interval_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (daemon, cluster, node, protocol, lb, address, user_agent,"
+    " has_user_agent));";
+
+/* The fleet: each daemon of a shared store registers itself and beats;
+ * and when the store last changed, for the daemons' lag in seconds. */
+static const char step6_daemons[] =
+    "CREATE TABLE daemons ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " host TEXT NOT NULL,"
+    " listen TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " started_at INTEGER NOT NULL,"
+    " heartbeat_at INTEGER NOT NULL);"
+    "ALTER TABLE store_version ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;";
+
+/* The web page's sessions, so that a browser signed in through one daemon
+ * is signed in on all (hashes of the ids only; an SQLite store leaves it
+ * empty: its one daemon keeps its sessions in memory). */
+static const char step7_sessions[] = "CREATE TABLE sessions ("
+                                     " id_hash TEXT PRIMARY KEY NOT NULL,"
+                                     " name TEXT NOT NULL,"
+                                     " tag TEXT NOT NULL,"
+                                     " expires_at INTEGER NOT NULL);";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
- * only: a released step is never edited, a change is a new step. */
+ * only: a released step is never edited, a change is a new step. The
+ * PostgreSQL backend has the same steps (postgres.c). */
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
     {"index the audit log by cluster", step2_index_audit_by_cluster},
     {"create the load balancers' table", step3_create_lbs},
+    {"count the store's versions", step4_store_version},
+    {"share observed probes", step5_probes},
+    {"register the daemons", step6_daemons},
+    {"share the web sessions", step7_sessions},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -158,6 +214,9 @@ enum statement {
 	ST_LOAD_TOKENS,
 	ST_AUDIT_ALL,
 	ST_AUDIT_OF_CLUSTER,
+	ST_READ_VERSION,
+	ST_WRITE_VERSION,
+	ST_CLEAR_AUDIT,
 	ST_COUNT
 };
 
@@ -209,6 +268,9 @@ static const char *const statement_sql[ST_COUNT] = {
                        "FROM tokens ORDER BY id",
     [ST_AUDIT_ALL] = AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
     [ST_AUDIT_OF_CLUSTER] = AUDIT_COLUMNS "WHERE cluster = ?2 ORDER BY id DESC LIMIT ?1",
+    [ST_READ_VERSION] = "SELECT version FROM store_version WHERE id = 1",
+    [ST_WRITE_VERSION] = "UPDATE store_version SET version = ?1, changed_at = ?2 WHERE id = 1",
+    [ST_CLEAR_AUDIT] = "DELETE FROM audit",
 };
 
 struct sqlite_store {
@@ -747,6 +809,14 @@ sqlite_delete_token(void *handle, const char *id, struct error *err)
 }
 
 static int
+sqlite_clear_audit(void *handle, struct error *err)
+{
+	struct sqlite_store *db = handle;
+
+	return run(db, db->statements[ST_CLEAR_AUDIT], "clear the audit log", err);
+}
+
+static int
 sqlite_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct error *err)
 {
 	struct sqlite_store *db = handle;
@@ -974,21 +1044,54 @@ load_tokens(struct sqlite_store *db, struct model *m, struct error *err)
 	return rc;
 }
 
-/* One read transaction, so clusters and nodes come from the same moment. */
 static int
-sqlite_load(void *handle, struct model *m, struct error *err)
+sqlite_read_version(void *handle, int64_t *version, struct error *err)
 {
 	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_READ_VERSION];
+	int rc = next_row(db, st, "read the store version", err);
 
-	if (run(db, db->statements[ST_BEGIN_READ], "start reading", err) != 0)
+	if (rc == 1)
+		*version = sqlite3_column_int64(st, 0);
+	else if (rc == 0)
+		rc = corrupt(db, "no store version", "", err);
+	finish(st);
+	return rc == 1 ? 0 : -1;
+}
+
+static int
+sqlite_write_version(void *handle, int64_t version, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_WRITE_VERSION];
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(st, 1, version)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, time_now_ms())) != SQLITE_OK)
+		return bind_failed(db, st, rc, "write the store version", err);
+	return run(db, st, "write the store version", err);
+}
+
+/* One read transaction, so clusters and nodes come from the same moment;
+ * inside a write transaction, that one. */
+static int
+sqlite_load(void *handle, struct model *m, int64_t *version, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	int is_own = sqlite3_get_autocommit(db->handle);
+
+	if (is_own && run(db, db->statements[ST_BEGIN_READ], "start reading", err) != 0)
 		return -1;
 	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
 	    load_lbs(db, m, err) != 0 || load_users(db, m, err) != 0 ||
-	    load_tokens(db, m, err) != 0)
+	    load_tokens(db, m, err) != 0 || sqlite_read_version(db, version, err) != 0)
 		goto bad;
+	if (!is_own)
+		return 0;
 	return run(db, db->statements[ST_COMMIT], "finish reading", err);
 bad:
-	sqlite_rollback(db);
+	if (is_own)
+		sqlite_rollback(db);
 	return -1;
 }
 
@@ -1027,6 +1130,8 @@ const struct store_backend store_sqlite_backend = {
     .begin = sqlite_begin,
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
+    .read_version = sqlite_read_version,
+    .write_version = sqlite_write_version,
     .upsert_cluster = sqlite_upsert_cluster,
     .delete_cluster = sqlite_delete_cluster,
     .upsert_node = sqlite_upsert_node,
@@ -1037,6 +1142,7 @@ const struct store_backend store_sqlite_backend = {
     .delete_user = sqlite_delete_user,
     .insert_token = sqlite_insert_token,
     .delete_token = sqlite_delete_token,
+    .clear_audit = sqlite_clear_audit,
     .insert_audit = sqlite_insert_audit,
     .load = sqlite_load,
     .read_audit = sqlite_read_audit,

@@ -29,16 +29,27 @@ struct store {
 	const struct store_backend *backend;
 	void *db; /* the backend's handle */
 	int schema_version;
-	char *description;
+	char *description; /* when the backend has no describe */
+	int is_watching;
 };
 
 /* Stands in for a NULL "before": everything in "after" is new. */
 static const struct model empty_model;
 
-static int
-spec_is_postgres(const char *spec)
+/* A libpq keyword string starts with "keyword=" (spaces allowed around
+ * '='); a file path that looks like that can be given as ./name. */
+int
+store_spec_is_postgres(const char *spec)
 {
-	return strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0;
+	size_t n;
+
+	if (strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0)
+		return 1;
+	n = strspn(spec, "abcdefghijklmnopqrstuvwxyz_");
+	if (n == 0)
+		return 0;
+	n += strspn(spec + n, " \t");
+	return spec[n] == '=';
 }
 
 /* "scheme:spec", e.g. "sqlite:/var/lib/clustermgmt.db". */
@@ -59,18 +70,17 @@ store_open(const char *spec, struct error *err)
 	struct store *s = NULL;
 
 	if (spec == NULL || spec[0] == '\0') {
-		error_set(err, 400, "no store given: expected the path of an SQLite file");
-		goto bad;
-	}
-	if (spec_is_postgres(spec)) {
 		error_set(err, 400,
-		          "PostgreSQL stores are not supported by this build yet; "
-		          "give the path of an SQLite file instead");
+		          "no store given: expected the path of an SQLite file or a "
+		          "postgres:// URL");
 		goto bad;
 	}
+	if (store_spec_is_postgres(spec))
+		backend = &store_postgres_backend;
 	s = xcalloc(1, sizeof(*s));
-	s->description = describe(backend, spec);
 	s->backend = backend;
+	if (backend->describe == NULL)
+		s->description = describe(backend, spec);
 	s->db = backend->open(spec, &s->schema_version, err);
 	if (s->db == NULL)
 		goto bad;
@@ -87,6 +97,7 @@ store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
+	store_unwatch(s);
 	s->backend->close(s->db);
 	free(s->description);
 	free(s);
@@ -95,6 +106,8 @@ store_close(struct store *s)
 const char *
 store_describe(const struct store *s)
 {
+	if (s->backend->describe != NULL)
+		return s->backend->describe(s->db);
 	return s->description;
 }
 
@@ -105,11 +118,11 @@ store_schema_version(const struct store *s)
 }
 
 int
-store_load(struct store *s, struct model **out, struct error *err)
+store_load_at(struct store *s, struct model **out, int64_t *version, struct error *err)
 {
 	struct model *m = model_new();
 
-	if (s->backend->load(s->db, m, err) != 0)
+	if (s->backend->load(s->db, m, version, err) != 0)
 		goto bad;
 	*out = m;
 	return 0;
@@ -117,6 +130,14 @@ bad:
 	model_free(m);
 	*out = NULL;
 	return -1;
+}
+
+int
+store_load(struct store *s, struct model **out, struct error *err)
+{
+	int64_t version;
+
+	return store_load_at(s, out, &version, err);
 }
 
 /* --- the difference ------------------------------------------------- */
@@ -449,19 +470,25 @@ forget_audit_ids(struct audit_log *audit)
 		audit->entries[i].id = 0;
 }
 
-/* Beyond store.h: a NULL model stands for the empty one, and before ==
- * after (the same pointer) writes only the audit entries. */
-int
-store_save(struct store *s, const struct model *before, const struct model *after,
-           struct audit_log *audit, struct error *err)
+/* Inside a write transaction: the difference, the audit entries and the
+ * new version (version < 0: one more than stored), then commit. */
+static int
+save_and_commit(struct store *s, const struct model *before, const struct model *after,
+                struct audit_log *audit, int64_t version, struct error *err)
 {
+	int64_t stored;
+
 	if (before == NULL)
 		before = &empty_model;
 	if (after == NULL)
 		after = &empty_model;
-	if (s->backend->begin(s->db, err) != 0)
-		return -1;
+	if (version < 0) {
+		if (s->backend->read_version(s->db, &stored, err) != 0)
+			goto bad;
+		version = stored + 1;
+	}
 	if (save_difference(s, before, after, err) != 0 || save_audit(s, audit, err) != 0 ||
+	    s->backend->write_version(s->db, version, err) != 0 ||
 	    s->backend->commit(s->db, err) != 0)
 		goto bad;
 	return 0;
@@ -469,6 +496,219 @@ bad:
 	s->backend->rollback(s->db);
 	forget_audit_ids(audit);
 	return -1;
+}
+
+/* Beyond store.h: a NULL model stands for the empty one, and before ==
+ * after (the same pointer) writes only the audit entries. */
+int
+store_save(struct store *s, const struct model *before, const struct model *after,
+           struct audit_log *audit, struct error *err)
+{
+	if (s->backend->begin(s->db, err) != 0)
+		return -1;
+	return save_and_commit(s, before, after, audit, -1, err);
+}
+
+int
+store_save_at(struct store *s, const struct model *before, const struct model *after,
+              int64_t version, struct error *err)
+{
+	if (s->backend->begin(s->db, err) != 0)
+		return -1;
+	return save_and_commit(s, before, after, NULL, version, err);
+}
+
+int
+store_write(struct store *s, struct store_write *w, struct error *err)
+{
+	const struct model *base = w->known;
+	struct model *fresh = NULL, *after = NULL;
+	int64_t stored;
+	int rc;
+
+	w->model = NULL;
+	w->version = w->known_version;
+	w->is_changed = 0;
+	if (s->backend->begin(s->db, err) != 0)
+		return -1;
+	if (s->backend->read_version(s->db, &stored, err) != 0)
+		goto bad;
+	if (stored != w->known_version) {
+		/* Another daemon wrote since our model: decide on what is
+		 * stored now, read under the lock, so nobody writes between. */
+		fresh = model_new();
+		if (s->backend->load(s->db, fresh, &stored, err) != 0)
+			goto bad;
+		base = fresh;
+		w->model = fresh;
+		w->version = stored;
+	}
+	after = model_copy(base);
+	rc = w->decide(w->arg, after, w->audit, err);
+	if (rc != 0 || w->audit->n == 0) {
+		model_free(after);
+		s->backend->rollback(s->db);
+		return rc;
+	}
+	if (save_and_commit(s, base, after, w->audit, stored + 1, err) != 0) {
+		model_free(after);
+		return -1;
+	}
+	model_free(fresh);
+	w->model = after;
+	w->version = stored + 1;
+	w->is_changed = 1;
+	return 0;
+bad:
+	s->backend->rollback(s->db);
+	if (fresh != NULL && w->model == NULL)
+		model_free(fresh);
+	return -1;
+}
+
+static int
+is_empty(const struct model *m, const struct audit_log *audit)
+{
+	return m->n_clusters == 0 && m->n_users == 0 && m->n_tokens == 0 && audit->n == 0;
+}
+
+/* Appends the entries of newest_first to the store, oldest first. */
+static int
+append_audit_oldest_first(struct store *s, const struct audit_log *newest_first, struct error *err)
+{
+	int64_t id;
+	size_t i;
+
+	for (i = newest_first->n; i > 0; i--)
+		if (s->backend->insert_audit(s->db, &newest_first->entries[i - 1], &id, err) != 0)
+			return -1;
+	return 0;
+}
+
+int
+store_copy(struct store *from, struct store *to, int force, size_t *n_nodes, size_t *n_audit,
+           struct error *err)
+{
+	struct model *src = NULL, *dst = model_new();
+	struct audit_log src_audit = {0}, dst_audit = {0};
+	int64_t src_version = 0, dst_version = 0, version;
+	size_t i, nodes = 0;
+
+	if (store_load_at(from, &src, &src_version, err) != 0 ||
+	    store_read_audit(from, NULL, -1, &src_audit, err) != 0)
+		goto bad;
+	if (to->backend->begin(to->db, err) != 0)
+		goto bad;
+	if (to->backend->load(to->db, dst, &dst_version, err) != 0 ||
+	    to->backend->read_audit(to->db, NULL, 1, &dst_audit, err) != 0)
+		goto bad_tx;
+	if (!force && !is_empty(dst, &dst_audit)) {
+		error_set(err, 409,
+		          "the destination %s is not empty (it has clusters, users, tokens or "
+		          "audit entries); give --force to replace what it holds",
+		          store_describe(to));
+		goto bad_tx;
+	}
+	version = (src_version > dst_version ? src_version : dst_version) + 1;
+	if (save_difference(to, dst, src, err) != 0 || to->backend->clear_audit(to->db, err) != 0 ||
+	    append_audit_oldest_first(to, &src_audit, err) != 0 ||
+	    to->backend->write_version(to->db, version, err) != 0 ||
+	    to->backend->commit(to->db, err) != 0)
+		goto bad_tx;
+	for (i = 0; i < src->n_clusters; i++)
+		nodes += src->clusters[i].n_nodes;
+	if (n_nodes != NULL)
+		*n_nodes = nodes;
+	if (n_audit != NULL)
+		*n_audit = src_audit.n;
+	model_free(src);
+	model_free(dst);
+	audit_log_free(&src_audit);
+	audit_log_free(&dst_audit);
+	return 0;
+bad_tx:
+	to->backend->rollback(to->db);
+bad:
+	model_free(src);
+	model_free(dst);
+	audit_log_free(&src_audit);
+	audit_log_free(&dst_audit);
+	return -1;
+}
+
+int
+store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
+                   size_t n_mine, int64_t forget_before, int want_others,
+                   struct probe_report **others, size_t *n_others, struct error *err)
+{
+	*others = NULL;
+	*n_others = 0;
+	if (s->backend->share_probes == NULL)
+		return 0;
+	return s->backend->share_probes(s->db, daemon, mine, n_mine, forget_before, want_others,
+	                                others, n_others, err);
+}
+
+int
+store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_record **all,
+                size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err)
+{
+	if (s->backend->heartbeat != NULL)
+		return s->backend->heartbeat(s->db, me, all, n_all, store_version, changed_at, err);
+	*all = xcalloc(1, sizeof(**all));
+	**all = *me;
+	*n_all = 1;
+	*store_version = me->version;
+	*changed_at = 0;
+	return 0;
+}
+
+int
+store_share_sessions(struct store *s, const struct session_record *added, size_t n_added,
+                     const struct session_record *ended, size_t n_ended, int64_t now,
+                     struct session_record **all, size_t *n_all, struct error *err)
+{
+	*all = NULL;
+	*n_all = 0;
+	if (s->backend->share_sessions == NULL)
+		return 0;
+	return s->backend->share_sessions(s->db, added, n_added, ended, n_ended, now, all, n_all,
+	                                  err);
+}
+
+int
+store_is_shared(const struct store *s)
+{
+	return s->backend->watch_start != NULL;
+}
+
+void
+store_health(struct store *s, struct store_health *out)
+{
+	out->is_up = 1;
+	out->down_since = 0;
+	if (s->backend->health != NULL)
+		s->backend->health(s->db, out);
+}
+
+int
+store_watch(struct store *s, const struct store_watcher *w, struct error *err)
+{
+	if (s->backend->watch_start == NULL || s->is_watching)
+		return 0;
+	if (s->backend->watch_start(s->db, w, err) != 0)
+		return -1;
+	s->is_watching = 1;
+	return 0;
+}
+
+void
+store_unwatch(struct store *s)
+{
+	if (!s->is_watching)
+		return;
+	s->backend->watch_stop(s->db);
+	s->is_watching = 0;
 }
 
 int

@@ -7,9 +7,16 @@
  * one change, together with that change's audit entries, in a single
  * transaction that is durable (fsynced) when store_save returns 0.
  *
- * Backends: SQLite (a file path; WAL, synchronous=FULL) and, later,
- * PostgreSQL (a postgres:// URL). store.c computes the difference and
- * drives the backend through the table in store_backend.h.
+ * Backends: SQLite (a file path; WAL, synchronous=FULL; one daemon per
+ * file) and PostgreSQL (a postgres:// URL or a libpq keyword string; any
+ * number of daemons). store.c computes the difference and drives the
+ * backend through the table in store_backend.h.
+ *
+ * Every store has a change counter, the store version: each write
+ * transaction sets it one higher. A daemon remembers the version of the
+ * model it holds; when another daemon wrote in between, the counters
+ * differ, and store_write decides the change against the stored state
+ * instead (see there).
  */
 #ifndef CM_STORE_H
 #define CM_STORE_H
@@ -18,6 +25,7 @@
 
 #include "../core/error.h"
 #include "../core/model.h"
+#include "../core/peer.h"
 
 struct store;
 
@@ -48,5 +56,105 @@ int store_save(struct store *s, const struct model *before, const struct model *
  * cluster (or all when cluster is NULL). Entries are appended to *out. */
 int store_read_audit(struct store *s, const char *cluster, int64_t limit, struct audit_log *out,
                      struct error *err);
+
+/* Like store_load, and *version is the store version of that model. */
+int store_load_at(struct store *s, struct model **out, int64_t *version, struct error *err);
+
+/* One change, decided against the stored state under the store's write
+ * lock: store_write begins a write transaction (every other writer of
+ * the database, other daemons included, waits), reads the store version,
+ * and when it differs from known_version loads the model as stored now
+ * (in the same transaction) in place of known. decide then changes a copy
+ * of that model, appending audit entries; when it changed something
+ * (audit->n > 0) the difference is saved with version + 1 and committed.
+ * decide may be run against a model other than the caller's, so it must
+ * decide from its arguments and the model it is given, nothing else. */
+struct store_write {
+	/* in */
+	const struct model *known; /* the caller's model ... */
+	int64_t known_version;     /* ... and its store version */
+	int (*decide)(void *arg, struct model *m, struct audit_log *audit, struct error *err);
+	void *arg;
+	struct audit_log *audit; /* filled by decide; ids set at commit */
+	/* out, also on error: the model as stored now, newer than known (the
+	 * caller owns it and should publish it), or NULL when known is still
+	 * what is stored */
+	struct model *model;
+	int64_t version; /* the store version of model */
+	int is_changed;  /* a change was committed */
+};
+/* Returns 0 when decide returned 0 (committed, or nothing to commit),
+ * -1 with err filled when decide refused (its error, nothing written) or
+ * the store failed (503 when the database is unreachable or busy: nothing
+ * was changed). */
+int store_write(struct store *s, struct store_write *w, struct error *err);
+
+/* store_save for a copy kept by this daemon (the local state copy):
+ * writes the difference and sets the store version to version. */
+int store_save_at(struct store *s, const struct model *before, const struct model *after,
+                  int64_t version, struct error *err);
+
+/* Copies everything in from (clusters, nodes with status and TTL, users,
+ * tokens, the audit log, oldest first so that ids keep their order) into
+ * to, in one transaction of to. A destination that holds anything
+ * (clusters, users, tokens or audit entries) is refused (409) unless
+ * force, which replaces what it holds. The destination's version ends
+ * above both stores' versions, so daemons running on it reload. Counts
+ * what was copied into *n_nodes and *n_audit (may be NULL). */
+int store_copy(struct store *from, struct store *to, int force, size_t *n_nodes, size_t *n_audit,
+               struct error *err);
+
+/* --- several daemons (PostgreSQL) ------------------------------------ */
+
+/* Whether other daemons may write this store. */
+int store_is_shared(const struct store *s);
+
+struct store_health {
+	int is_up;          /* the store answered the last time it was tried */
+	int64_t down_since; /* ms since the epoch it stopped answering; 0 when up */
+};
+/* Any thread. An unshared store is always up. */
+void store_health(struct store *s, struct store_health *out);
+
+/* What a shared store tells the daemon, on a thread of the store's own
+ * (keep the callbacks short and non-blocking). */
+struct store_watcher {
+	/* The stored version is version: after a change committed by any
+	 * daemon, after each (re)connection, and every few seconds. */
+	void (*on_version)(void *arg, int64_t version);
+	/* The database became reachable (1) or unreachable (0). */
+	void (*on_state)(void *arg, int is_up);
+	void *arg;
+};
+/* Starts watching (a no-op returning 0 for an unshared store). The
+ * watcher must stay valid until store_unwatch, which waits until no
+ * callback runs any more; store_close unwatches too. */
+int store_watch(struct store *s, const struct store_watcher *w, struct error *err);
+void store_unwatch(struct store *s);
+
+/* Writes this daemon's probe reports (mine, all with daemon == daemon),
+ * forgets its own reports last seen before forget_before, and, when
+ * want_others, reads every other daemon's report seen since then into a
+ * malloc'd *others (the caller frees it; at most 65,536). Not under the
+ * write lock and not a change: no version, no notification. A no-op for
+ * an unshared store. */
+int store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
+                       size_t n_mine, int64_t forget_before, int want_others,
+                       struct probe_report **others, size_t *n_others, struct error *err);
+
+/* Registers this daemon (me) or refreshes its heartbeat, and reads every
+ * registered daemon (at most 1,024, sorted by id; a malloc'd *all the
+ * caller frees) with the store version and when it last changed (ms).
+ * An unshared store has one daemon: the fleet is me alone. */
+int store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_record **all,
+                    size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err);
+
+/* Adds the sessions this daemon started, removes those it ended (by
+ * id_hash) and those expired at now, and reads every live session of the
+ * store (at most 65,536; a malloc'd *all the caller frees). An unshared
+ * store shares nothing: *all is empty and *n_all 0. */
+int store_share_sessions(struct store *s, const struct session_record *added, size_t n_added,
+                         const struct session_record *ended, size_t n_ended, int64_t now,
+                         struct session_record **all, size_t *n_all, struct error *err);
 
 #endif

@@ -21,20 +21,33 @@
 
 #include "../core/error.h"
 #include "../core/model.h"
+#include "store.h"
 
 struct store_backend {
 	const char *scheme; /* "sqlite", used in store_describe */
 
 	/* Opens spec, creating the schema or migrating it forward. Sets
-	 * *schema_version to the version the database is at afterwards.
-	 * Returns the backend handle, or NULL with err filled (400 for a
-	 * database this build cannot use: not a database, newer schema). */
+	 * *schema_version to the version the database is at afterwards (0
+	 * when a shared database is unreachable at open: it is migrated at
+	 * the first connection). Returns the backend handle, or NULL with err
+	 * filled (400 for a database this build cannot use: not a database,
+	 * newer schema, a malformed spec). */
 	void *(*open)(const char *spec, int *schema_version, struct error *err);
 	void (*close)(void *db);
+	/* The description for logs and errors, without any password; NULL:
+	 * store.c uses "scheme:spec". Owned by db. */
+	const char *(*describe)(void *db);
 
-	/* One write transaction; rollback is also safe after a failed commit
-	 * and when no transaction is open. */
+	/* One write transaction; it excludes every other writer of the
+	 * database (other daemons included) until commit or rollback.
+	 * Rollback is also safe after a failed commit and when no
+	 * transaction is open. */
 	int (*begin)(void *db, struct error *err);
+	/* The store's change counter, inside a write transaction. */
+	int (*read_version)(void *db, int64_t *version, struct error *err);
+	/* Sets the change counter inside a write transaction; a shared
+	 * backend also tells the other daemons at commit. */
+	int (*write_version)(void *db, int64_t version, struct error *err);
 	int (*commit)(void *db, struct error *err);
 	void (*rollback)(void *db);
 
@@ -51,18 +64,47 @@ struct store_backend {
 	int (*delete_user)(void *db, const char *name, struct error *err);
 	int (*insert_token)(void *db, const struct token *t, struct error *err);
 	int (*delete_token)(void *db, const char *id, struct error *err);
+	/* Deletes every audit entry (store copy --force). */
+	int (*clear_audit)(void *db, struct error *err);
 	/* Appends e and sets *id to the id the database gave it. */
 	int (*insert_audit)(void *db, const struct audit_entry *e, int64_t *id, struct error *err);
 
 	/* Fills the empty model m with everything stored, every array sorted
-	 * in strcmp order. On error m may be partly filled (model_free it). */
-	int (*load)(void *db, struct model *m, struct error *err);
+	 * in strcmp order, and *version with the change counter, all as of
+	 * one moment (inside a write transaction: as the transaction sees
+	 * them). On error m may be partly filled (model_free it). */
+	int (*load)(void *db, struct model *m, int64_t *version, struct error *err);
 	/* Appends to out the newest entries first: at most limit (a negative
 	 * limit means all), of one cluster or of all when cluster is NULL. */
 	int (*read_audit)(void *db, const char *cluster, int64_t limit, struct audit_log *out,
 	                  struct error *err);
+
+	/* Optional (NULL for a store only this daemon writes): watches the
+	 * database for other daemons' changes on a thread of the backend's
+	 * own; see store_watch in store.h. */
+	int (*watch_start)(void *db, const struct store_watcher *w, struct error *err);
+	void (*watch_stop)(void *db);
+	/* Optional: store_share_probes (store.h). */
+	int (*share_probes)(void *db, const char *daemon, const struct probe_report *mine,
+	                    size_t n_mine, int64_t forget_before, int want_others,
+	                    struct probe_report **others, size_t *n_others, struct error *err);
+	/* Optional: store_heartbeat (store.h). */
+	int (*heartbeat)(void *db, const struct daemon_record *me, struct daemon_record **all,
+	                 size_t *n_all, int64_t *store_version, int64_t *changed_at,
+	                 struct error *err);
+	/* Optional: store_share_sessions (store.h). */
+	int (*share_sessions)(void *db, const struct session_record *added, size_t n_added,
+	                      const struct session_record *ended, size_t n_ended, int64_t now,
+	                      struct session_record **all, size_t *n_all, struct error *err);
+	/* Optional: the state of the connection (store_health in store.h). */
+	void (*health)(void *db, struct store_health *out);
 };
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_postgres_backend;
+
+/* Whether spec names a PostgreSQL database: a postgres:// or
+ * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
+int store_spec_is_postgres(const char *spec);
 
 #endif

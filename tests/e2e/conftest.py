@@ -81,6 +81,8 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
+from pgcluster import pg_own_server, pg_server, pg_url  # noqa: F401  (PostgreSQL fixtures)
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 10.0  # seconds until /v1/health must answer
 STOP_TIMEOUT = 10.0  # seconds until SIGTERM must have ended the process

@@ -21,8 +21,9 @@
 
 #include "../../src/core/model.h"
 #include "../../src/store/store.h"
+#include "../../src/store/store_backend.h"
 
-#define CURRENT_SCHEMA_VERSION 3
+#define CURRENT_SCHEMA_VERSION 7
 
 /* The schema as version 1 shipped it, frozen here to test the migration. */
 static const char schema_v1[] =
@@ -491,19 +492,190 @@ test_unopenable_path_fails_with_reason(void **state)
 }
 
 static void
-test_postgres_spec_reports_unsupported(void **state)
+test_postgres_malformed_spec_refused_without_its_secrets(void **state)
 {
 	struct error err = {0};
 
 	(void)state;
-	assert_null(store_open("postgres://cm@db/clustermgmt", &err));
+	assert_null(store_open("postgresql://cm:s3cret@127.0.0.1:notaport/x", &err));
 	assert_int_equal(err.status, 400);
-	assert_non_null(strstr(err.what, "PostgreSQL stores are not supported by this build"));
+	assert_non_null(strstr(err.what, "not a valid PostgreSQL URL"));
+	assert_null(strstr(err.what, "s3cret"));
 
 	memset(&err, 0, sizeof(err));
-	assert_null(store_open("postgresql://cm@db/clustermgmt", &err));
+	assert_null(store_open("host=127.0.0.1 password='s3cret unterminated", &err));
 	assert_int_equal(err.status, 400);
-	assert_non_null(strstr(err.what, "PostgreSQL"));
+	assert_null(strstr(err.what, "s3cret"));
+}
+
+/* A daemon may start while PostgreSQL is away (fail-static): the store
+ * opens down, says so, refuses writes at once, and its description never
+ * shows the password. Port 1 on loopback refuses connections. */
+static void
+test_postgres_unreachable_opens_down_and_masks_password(void **state)
+{
+	static const char *const specs[] = {
+	    "postgresql://cm:s3cret@127.0.0.1:1/clustermgmt",
+	    "postgres://cm:s3cret@127.0.0.1:1,127.0.0.2:1/clustermgmt"
+	    "?target_session_attrs=read-write",
+	    "host=127.0.0.1 port=1 user=cm password=s3cret dbname=clustermgmt",
+	};
+	struct store_health h;
+	struct error err = {0};
+	struct store *s;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		s = store_open(specs[i], &err);
+		assert_non_null(s);
+		assert_true(store_is_shared(s));
+		assert_non_null(strstr(store_describe(s), "postgres:"));
+		assert_non_null(strstr(store_describe(s), "127.0.0.1"));
+		assert_null(strstr(store_describe(s), "s3cret"));
+		store_health(s, &h);
+		assert_int_equal(h.is_up, 0);
+		assert_true(h.down_since > 0);
+		assert_int_equal(store_save(s, NULL, NULL, NULL, &err), -1);
+		assert_int_equal(err.status, 503);
+		assert_non_null(strstr(err.what, "unreachable"));
+		assert_non_null(strstr(err.what, "nothing was changed"));
+		assert_null(strstr(err.what, "s3cret"));
+		store_close(s);
+	}
+}
+
+static void
+test_spec_kinds(void **state)
+{
+	(void)state;
+	assert_true(store_spec_is_postgres("postgres://h/db"));
+	assert_true(store_spec_is_postgres("postgresql://h/db"));
+	assert_true(store_spec_is_postgres("host=h dbname=db"));
+	assert_true(store_spec_is_postgres("dbname = db"));
+	assert_false(store_spec_is_postgres("/var/lib/cm.db"));
+	assert_false(store_spec_is_postgres("cm.db"));
+	assert_false(store_spec_is_postgres("./host=x.db"));
+}
+
+/* --- store_write: decided against the stored state -------------------- */
+
+/* decide for the tests: adds node "added" to cluster default, or refuses
+ * (409) when it exists, as a command would. */
+static int
+decide_add_node(void *arg, struct model *m, struct audit_log *audit, struct error *err)
+{
+	struct cluster *c = model_find_cluster_mut(m, "default");
+
+	(void)arg;
+	if (c == NULL)
+		return error_set(err, 404, "no cluster default");
+	if (cluster_find_node(c, "added", 5) != NULL)
+		return error_set(err, 409, "node added exists");
+	return cluster_put_node(c, "added", NULL, NULL, &tester, 1700000000000, audit, err);
+}
+
+static void
+test_write_on_current_model_commits_next_version(void **state)
+{
+	struct fixture *f = *state;
+	struct model *m = sample_model(), *loaded;
+	struct audit_log audit = {0};
+	struct store_write w = {.decide = decide_add_node, .audit = &audit};
+	struct error err = {0};
+	int64_t version;
+
+	open_store(f);
+	save(f->store, NULL, m, NULL); /* version 1 */
+	w.known = m;
+	w.known_version = 1;
+	assert_int_equal(store_write(f->store, &w, &err), 0);
+	assert_true(w.is_changed);
+	assert_int_equal(w.version, 2);
+	assert_non_null(w.model);
+	assert_non_null(cluster_find_node(model_find_cluster(w.model, "default"), "added", 5));
+	assert_true(audit.entries[0].id > 0);
+	assert_int_equal(store_load_at(f->store, &loaded, &version, &err), 0);
+	assert_int_equal(version, 2);
+	assert_non_null(cluster_find_node(model_find_cluster(loaded, "default"), "added", 5));
+	model_free(loaded);
+	model_free(w.model);
+	model_free(m);
+	audit_log_free(&audit);
+}
+
+/* A caller whose model is older than the store (another daemon wrote):
+ * the change is decided on the stored model, read under the lock, and a
+ * refusal is decided there too. */
+static void
+test_write_on_stale_model_decides_on_stored_state(void **state)
+{
+	struct fixture *f = *state;
+	struct model *stored = sample_model(), *stale = model_new(), *held = NULL;
+	struct audit_log audit = {0};
+	struct store_write w = {.decide = decide_add_node, .audit = &audit};
+	struct error err = {0};
+
+	open_store(f);
+	save(f->store, NULL, stored, NULL); /* version 1, by "another daemon" */
+	w.known = stale;                    /* empty: no cluster at all */
+	w.known_version = 0;
+	assert_int_equal(store_write(f->store, &w, &err), 0); /* would be 404 on stale */
+	assert_true(w.is_changed);
+	assert_int_equal(w.version, 2);
+	assert_non_null(model_find_cluster(w.model, "web")); /* the stored state, kept */
+	assert_non_null(cluster_find_node(model_find_cluster(w.model, "default"), "added", 5));
+	held = w.model;
+
+	/* Again from the stale model: refused against the stored state (409,
+	 * not 404), nothing written, and the newer state handed back. */
+	audit_log_free(&audit);
+	memset(&audit, 0, sizeof(audit));
+	w = (struct store_write){
+	    .known = stale, .known_version = 0, .decide = decide_add_node, .audit = &audit};
+	assert_int_equal(store_write(f->store, &w, &err), -1);
+	assert_int_equal(err.status, 409);
+	assert_false(w.is_changed);
+	assert_int_equal(w.version, 2);
+	assert_non_null(w.model);
+	assert_non_null(model_find_cluster(w.model, "web"));
+	model_free(w.model);
+	model_free(held);
+	model_free(stored);
+	model_free(stale);
+	audit_log_free(&audit);
+}
+
+static void
+test_refused_write_writes_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct model *m = sample_model();
+	struct audit_log audit = {0};
+	struct store_write w = {.decide = decide_add_node, .audit = &audit};
+	struct error err = {0};
+	int64_t version;
+	struct model *loaded;
+
+	open_store(f);
+	save(f->store, NULL, m, NULL);
+	w.known = m;
+	w.known_version = 1;
+	assert_int_equal(store_write(f->store, &w, &err), 0);
+	model_free(w.model);
+	audit_log_free(&audit);
+	memset(&audit, 0, sizeof(audit));
+	w = (struct store_write){
+	    .known = m, .known_version = 1, .decide = decide_add_node, .audit = &audit};
+	/* m is stale now (version 1, the store is at 2): refused on the store */
+	assert_int_equal(store_write(f->store, &w, &err), -1);
+	assert_int_equal(err.status, 409);
+	model_free(w.model);
+	assert_int_equal(store_load_at(f->store, &loaded, &version, &err), 0);
+	assert_int_equal(version, 2);
+	model_free(loaded);
+	model_free(m);
+	audit_log_free(&audit);
 }
 
 static void
@@ -1028,7 +1200,12 @@ main(void)
 	    STORE_TEST(test_not_a_database_refused),
 	    STORE_TEST(test_foreign_database_refused),
 	    STORE_TEST(test_unopenable_path_fails_with_reason),
-	    STORE_TEST(test_postgres_spec_reports_unsupported),
+	    STORE_TEST(test_postgres_malformed_spec_refused_without_its_secrets),
+	    STORE_TEST(test_postgres_unreachable_opens_down_and_masks_password),
+	    STORE_TEST(test_spec_kinds),
+	    STORE_TEST(test_write_on_current_model_commits_next_version),
+	    STORE_TEST(test_write_on_stale_model_decides_on_stored_state),
+	    STORE_TEST(test_refused_write_writes_nothing),
 	    STORE_TEST(test_empty_spec_refused),
 	    STORE_TEST(test_save_then_reopen_loads_same_model),
 	    STORE_TEST(test_save_from_null_before_saves_everything),

@@ -1,0 +1,173 @@
+/*
+ * share.c - observed probes shared through the store (see share.h).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/log.h"
+#include "../util/timefmt.h"
+#include "../util/xalloc.h"
+#include "share.h"
+
+#define SHARE_BATCH_MAX 512 /* reports written per round; the rest wait */
+
+struct share {
+	struct engine *engine;
+	struct observe *observe;
+	char daemon[DAEMON_ID_MAX + 1];
+	struct daemon_record me;
+	pthread_mutex_t fleet_lock; /* guards fleet */
+	struct share_fleet fleet;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int is_stopping; /* under lock */
+	struct probe_report batch[SHARE_BATCH_MAX];
+	struct share_session_hooks sessions;
+	int has_sessions;
+	struct session_record added[SHARE_SESSIONS_MAX], ended[SHARE_SESSIONS_MAX];
+};
+
+/* Waits ms or until stopped; 1 when stopping. */
+static int
+share_sleep(struct share *s, int64_t ms)
+{
+	struct timespec ts;
+	int64_t until = time_now_ms() + ms;
+	int is_stopping;
+
+	ts.tv_sec = until / 1000;
+	ts.tv_nsec = (until % 1000) * 1000000;
+	pthread_mutex_lock(&s->lock);
+	if (!s->is_stopping)
+		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+	is_stopping = s->is_stopping;
+	pthread_mutex_unlock(&s->lock);
+	return is_stopping;
+}
+
+static void *
+share_thread(void *arg)
+{
+	struct share *s = arg;
+	struct engine_probe_share p;
+	struct error err;
+	int64_t now, next_read = 0, next_beat = 0;
+	int was_failing = 0;
+
+	while (!share_sleep(s, SHARE_INTERVAL_MS)) {
+		now = time_now_ms();
+		memset(&p, 0, sizeof(p));
+		p.daemon = s->daemon;
+		p.mine = s->batch;
+		p.n_mine =
+		    observe_collect_reports(s->observe, s->daemon, now, s->batch, SHARE_BATCH_MAX);
+		p.forget_before = now - OBSERVE_FORGET_MS;
+		p.want_others = now >= next_read;
+		if (p.want_others && s->has_sessions) {
+			p.with_sessions = 1;
+			s->sessions.collect(s->sessions.arg, s->added, &p.n_sessions_added,
+			                    s->ended, &p.n_sessions_ended);
+			p.sessions_added = s->added;
+			p.sessions_ended = s->ended;
+		}
+		if (now >= next_beat) {
+			s->me.heartbeat_at = now;
+			p.me = &s->me;
+		}
+		if (p.n_mine == 0 && !p.want_others && p.me == NULL)
+			continue;
+		if (engine_share_probes(s->engine, &p, &err) != 0) {
+			observe_report_again(s->observe); /* nothing reached the store */
+			/* An outage (503) is the store's to log, once; anything else
+			 * is a fault worth an operator's eye, once per streak. */
+			if (!was_failing)
+				log_kv(err.status == 503 ? LOG_DEBUG : LOG_ERROR,
+				       "cannot share with the other daemons", "error", err.what,
+				       NULL);
+			was_failing = 1;
+			free(p.others);
+			free(p.fleet);
+			free(p.sessions);
+			continue;
+		}
+		if (p.with_sessions)
+			s->sessions.apply(s->sessions.arg, p.n_sessions_added, p.n_sessions_ended,
+			                  p.sessions, p.n_sessions);
+		free(p.sessions);
+		was_failing = 0;
+		if (p.me != NULL) {
+			pthread_mutex_lock(&s->fleet_lock);
+			free(s->fleet.daemons);
+			s->fleet = (struct share_fleet){p.fleet, p.n_fleet, p.store_version,
+			                                p.changed_at, now};
+			pthread_mutex_unlock(&s->fleet_lock);
+			next_beat = now + SHARE_HEARTBEAT_MS;
+		}
+		if (p.want_others) {
+			observe_set_remote(s->observe, p.others, p.n_others);
+			next_read = now + SHARE_READ_MS;
+		} else {
+			free(p.others);
+		}
+	}
+	return NULL;
+}
+
+struct share *
+share_start(struct engine *e, struct observe *o, const struct daemon_record *me,
+            const struct share_session_hooks *sessions, struct error *err)
+{
+	struct share *s = xcalloc(1, sizeof(*s));
+
+	if (sessions != NULL) {
+		s->sessions = *sessions;
+		s->has_sessions = 1;
+	}
+	s->engine = e;
+	s->observe = o;
+	s->me = *me;
+	snprintf(s->daemon, sizeof(s->daemon), "%s", me->id);
+	pthread_mutex_init(&s->fleet_lock, NULL);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->wake, NULL);
+	if (pthread_create(&s->thread, NULL, share_thread, s) != 0) {
+		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->wake);
+		free(s);
+		error_set(err, 500, "cannot start the probe sharing thread");
+		return NULL;
+	}
+	return s;
+}
+
+void
+share_stop(struct share *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->is_stopping = 1;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->thread, NULL);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->wake);
+	pthread_mutex_destroy(&s->fleet_lock);
+	free(s->fleet.daemons);
+	free(s);
+}
+
+void
+share_fleet(struct share *s, struct share_fleet *f)
+{
+	pthread_mutex_lock(&s->fleet_lock);
+	*f = s->fleet;
+	f->daemons = xcalloc(f->n > 0 ? f->n : 1, sizeof(*f->daemons));
+	if (f->n > 0)
+		memcpy(f->daemons, s->fleet.daemons, f->n * sizeof(*f->daemons));
+	pthread_mutex_unlock(&s->fleet_lock);
+}

@@ -1,0 +1,1766 @@
+/*
+ * postgres.c - the PostgreSQL backend of the store (see store_backend.h).
+ *
+ * Several daemons share one database, so this backend adds to SQLite's
+ * three things: a writer lock that spans daemons, change notification,
+ * and living with a database that comes and goes.
+ *
+ * Two connections. The engine thread's ("main") runs every read and
+ * write, one blocking libpq call at a time: the engine is the only thread
+ * that waits on it, and the probe path never touches the store. The
+ * watch thread's own connection LISTENs; its socket is poll()ed together
+ * with an eventfd that stop uses to wake it, so no HTTP worker ever waits
+ * on PostgreSQL.
+ *
+ * Writes. begin runs BEGIN and takes a transaction-scoped advisory lock
+ * (pg_advisory_xact_lock): every writer of the database, whichever daemon
+ * it runs in, waits for the one before it to commit or roll back. Under
+ * that lock store.c compares the store version with the daemon's and, if
+ * another daemon wrote in between, re-reads the model in the same
+ * transaction (READ COMMITTED: each statement sees every commit made
+ * before it, and nobody commits behind the lock) and decides the change
+ * afresh. write_version sets the version and queues pg_notify; PostgreSQL
+ * sends notifications only at COMMIT, and a write is acknowledged only
+ * once COMMIT has returned (durable as far as the server's
+ * synchronous_commit says: on the primary's disk by default, also on a
+ * synchronous standby when synchronous_standby_names names one).
+ *
+ * Notifications carry only the version. A daemon never counts them: it
+ * compares the version with the one it applied and reloads when they
+ * differ. Notifications sent while a connection was down are lost, so the
+ * watch thread LISTENs first on every (re)connection, then reads the
+ * version; and it reads it again every WATCH_CHECK_MS as a safety net.
+ *
+ * When the database is away. The main connection is never reconnected on
+ * the engine thread while the database is known to be down: a write then
+ * fails at once with 503 instead of waiting for connect_timeout. The
+ * watch thread reconnects in the background with capped, jittered
+ * backoff; once it is back, it says so (on_state) and the main connection
+ * is re-established at its next use. The outage is logged once when it
+ * begins and once when it ends. A daemon may start while the database is
+ * unreachable: open then returns a handle that is down, and the schema is
+ * checked (and migrated) at the first connection.
+ *
+ * Schema: the same steps as SQLite's, in PostgreSQL's types, recorded in
+ * a one-row table schema_version. Migration runs in one transaction under
+ * an advisory lock of its own, so two daemons starting together cannot
+ * both migrate: the second waits, then finds the schema up to date.
+ *
+ * Secrets: the spec is kept for connecting and never printed. Logs and
+ * errors use the description built from libpq's parse of it with the
+ * password left out, and libpq's messages never contain the password.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "../util/log.h"
+#include "../util/timefmt.h"
+#include "../util/xalloc.h"
+#include "store_backend.h"
+
+#define LOCK_CLASS 0x636d /* "cm": the first key of our advisory locks */
+#define LOCK_MIGRATE 1
+#define LOCK_WRITE 2
+#define CHANNEL "clustermgmt"
+#define WATCH_CHECK_MS 2000   /* the periodic version check */
+#define BACKOFF_MIN_MS 100    /* first reconnection delay */
+#define BACKOFF_MAX_MS 5000   /* cap of the reconnection delay */
+#define CONNECT_WAIT_MS 10000 /* the watch thread's bound on one connection attempt */
+
+struct migration {
+	const char *what;
+	const char *sql;
+};
+
+static const char step1_create_tables[] =
+    "CREATE TABLE clusters ("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " path TEXT NOT NULL UNIQUE,"
+    " version BIGINT NOT NULL);"
+    "CREATE TABLE nodes ("
+    " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('online', 'offline', 'drain')),"
+    " reason TEXT NOT NULL,"
+    " changed_by TEXT NOT NULL,"
+    " changed_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL DEFAULT 0,"
+    " address TEXT,"
+    " check_url TEXT,"
+    " PRIMARY KEY (cluster, name));"
+    "CREATE TABLE users ("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
+    " password_hash TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE TABLE tokens ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),"
+    " description TEXT NOT NULL,"
+    " hash TEXT NOT NULL UNIQUE,"
+    " created_by TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE TABLE audit ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " at BIGINT NOT NULL,"
+    " cluster TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " old_status TEXT NOT NULL,"
+    " new_status TEXT NOT NULL,"
+    " reason TEXT NOT NULL);";
+
+static const char step2_index_audit_by_cluster[] =
+    "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
+
+/* The cluster's named load balancers: kind by name, runtime and backend
+ * NULL when not given. */
+static const char step3_create_lbs[] =
+    "CREATE TABLE lbs ("
+    " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
+    " name TEXT NOT NULL,"
+    " kind TEXT NOT NULL CHECK (kind IN ('haproxy', 'varnish', 'nginx', 'other')),"
+    " runtime TEXT,"
+    " backend TEXT,"
+    " PRIMARY KEY (cluster, name));";
+
+static const char step4_store_version[] = "CREATE TABLE store_version ("
+                                          " id INTEGER PRIMARY KEY CHECK (id = 1),"
+                                          " version BIGINT NOT NULL);"
+                                          "INSERT INTO store_version (id, version) VALUES (1, 0);";
+
+static const char step5_probes[] =
+    "CREATE TABLE probes ("
+    " daemon TEXT NOT NULL,"
+    " cluster TEXT NOT NULL,"
+    " node TEXT NOT NULL,"
+    " protocol INTEGER NOT NULL,"
+    " lb TEXT NOT NULL,"
+    " address TEXT NOT NULL,"
+    " user_agent TEXT NOT NULL,"
+    " has_user_agent INTEGER NOT NULL,"
+    " first_at BIGINT NOT NULL,"
+    " last_at BIGINT NOT NULL,"
+    " changed_at BIGINT NOT NULL,"
+    " last_answer INTEGER NOT NULL,"
+    " consecutive BIGINT NOT NULL,"
+    " since_change BIGINT NOT NULL,"
+    " interval_ms BIGINT NOT NULL,"
+    " PRIMARY KEY (daemon, cluster, node, protocol, lb, address, user_agent,"
+    " has_user_agent));";
+
+/* The fleet: each daemon of a shared store registers itself and beats;
+ * and when the store last changed, for the daemons' lag in seconds. */
+static const char step6_daemons[] =
+    "CREATE TABLE daemons ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " host TEXT NOT NULL,"
+    " listen TEXT NOT NULL,"
+    " version BIGINT NOT NULL,"
+    " started_at BIGINT NOT NULL,"
+    " heartbeat_at BIGINT NOT NULL);"
+    "ALTER TABLE store_version ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;";
+
+/* The web page's sessions, so that a browser signed in through one daemon
+ * is signed in on all (hashes of the ids only; an SQLite store leaves it
+ * empty: its one daemon keeps its sessions in memory). */
+static const char step7_sessions[] = "CREATE TABLE sessions ("
+                                     " id_hash TEXT PRIMARY KEY NOT NULL,"
+                                     " name TEXT NOT NULL,"
+                                     " tag TEXT NOT NULL,"
+                                     " expires_at BIGINT NOT NULL);";
+
+/* The same steps as sqlite.c's, in the same order; schema_version.version
+ * counts the steps done. Append only. */
+static const struct migration migrations[] = {
+    {"create the tables", step1_create_tables},
+    {"index the audit log by cluster", step2_index_audit_by_cluster},
+    {"create the load balancers' table", step3_create_lbs},
+    {"count the store's versions", step4_store_version},
+    {"share observed probes", step5_probes},
+    {"register the daemons", step6_daemons},
+    {"share the web sessions", step7_sessions},
+};
+
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* Set on every connection: a statement or a lock wait that hangs must
+ * end in an error the caller can answer, not hold the engine forever. */
+static const char session_settings[] = "SET statement_timeout = '15s'; "
+                                       "SET lock_timeout = '10s'; "
+                                       "SET idle_in_transaction_session_timeout = '60s'";
+
+struct pg_store {
+	char *spec;        /* as given: never printed (it may hold a password) */
+	char *description; /* "postgres:host=... dbname=...", no password */
+	const char **keys; /* libpq parameters: our defaults, then the spec */
+	const char **values;
+	const char **listen_values; /* the same, named for the watch thread */
+	PGconn *conn;               /* the engine thread's */
+	int in_tx;
+	int is_loss_quiet;     /* a lost connection is not an outage yet (pg_begin) */
+	int is_schema_checked; /* on the current main connection */
+	int schema_version;
+
+	/* Shared with the watch thread. */
+	_Atomic int is_up;
+	_Atomic int64_t down_since; /* ms; 0 while up */
+	pthread_mutex_t state_lock; /* serialises the two transitions */
+
+	/* The watch thread. */
+	pthread_t watch_thread;
+	int is_watching;
+	int wake_fd; /* eventfd: stop */
+	_Atomic int is_stopping;
+	struct store_watcher watcher;
+	PGconn *listen_conn;
+};
+
+/* --- errors and the up/down state ---------------------------------- */
+
+static int
+is_transient_state(const char *sqlstate)
+{
+	if (sqlstate == NULL)
+		return 1;                          /* no server answer at all: the connection */
+	return strncmp(sqlstate, "08", 2) == 0 ||  /* connection exception */
+	       strncmp(sqlstate, "53", 2) == 0 ||  /* insufficient resources */
+	       strncmp(sqlstate, "57P", 3) == 0 || /* shutdown, cannot connect now */
+	       strcmp(sqlstate, "40001") == 0 ||   /* serialization failure */
+	       strcmp(sqlstate, "40P01") == 0 ||   /* deadlock */
+	       strcmp(sqlstate, "55P03") == 0 ||   /* lock not available */
+	       strcmp(sqlstate, "57014") == 0 ||   /* statement timeout */
+	       strcmp(sqlstate, "25006") == 0;     /* read-only: a standby */
+}
+
+/* libpq's message, on one line. */
+static void
+one_line(const char *in, char *out, size_t size)
+{
+	size_t i, n = 0;
+
+	for (i = 0; in != NULL && in[i] != '\0' && n + 1 < size; i++)
+		out[n++] = (in[i] == '\n' || in[i] == '\r') ? ' ' : in[i];
+	while (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+}
+
+static void
+mark_down(struct pg_store *db, const char *why)
+{
+	char since[40];
+	int64_t now = time_now_ms();
+
+	pthread_mutex_lock(&db->state_lock);
+	if (atomic_load(&db->is_up)) {
+		atomic_store(&db->down_since, now);
+		atomic_store(&db->is_up, 0);
+		time_format_rfc3339(now, since, sizeof(since));
+		log_kv(LOG_ERROR,
+		       "PostgreSQL unreachable: answering from the last known state, "
+		       "writes refused until it is back",
+		       "store", db->description, "since", since, "error", why, NULL);
+	}
+	pthread_mutex_unlock(&db->state_lock);
+}
+
+static void
+mark_up(struct pg_store *db)
+{
+	char since[40];
+
+	pthread_mutex_lock(&db->state_lock);
+	if (!atomic_load(&db->is_up)) {
+		time_format_rfc3339(atomic_load(&db->down_since), since, sizeof(since));
+		atomic_store(&db->down_since, 0);
+		atomic_store(&db->is_up, 1);
+		log_kv(LOG_INFO, "PostgreSQL reachable again", "store", db->description,
+		       "down_since", since, NULL);
+	}
+	pthread_mutex_unlock(&db->state_lock);
+}
+
+/* Fills err for a failed call on the main connection; a lost connection
+ * marks the store down. res may be NULL. */
+static int
+fail(struct pg_store *db, const PGresult *res, const char *doing, struct error *err)
+{
+	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	char why[300];
+	int is_lost = db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK;
+
+	one_line(res != NULL && PQresultErrorMessage(res)[0] != '\0'
+	             ? PQresultErrorMessage(res)
+	             : (db->conn != NULL ? PQerrorMessage(db->conn) : "not connected"),
+	         why, sizeof(why));
+	if (is_lost && !db->is_loss_quiet)
+		mark_down(db, why);
+	return error_set(err, is_lost || is_transient_state(state) ? 503 : 500,
+	                 "cannot %s in the PostgreSQL store %s: %s; nothing was changed", doing,
+	                 db->description, why);
+}
+
+/* --- connecting ----------------------------------------------------- */
+
+/* Our defaults come first: with expand_dbname, what the spec says
+ * overrides them (a user may set connect_timeout in the URL). */
+static const char *const default_keys[] = {
+    "connect_timeout",     "application_name", "keepalives",       "keepalives_idle",
+    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+};
+static const char *const default_values[] = {
+    "5", "clustermgmt", "1", "5", "2", "3", "10000",
+};
+#define N_DEFAULTS (sizeof(default_keys) / sizeof(default_keys[0]))
+
+/* The description: every option the spec sets, as keyword=value, except
+ * passwords (libpq marks them with dispchar "*"). Values are not quoted:
+ * this is for people to read, never parsed back. */
+static char *
+describe_spec(const PQconninfoOption *opts)
+{
+	size_t size = 16, len;
+	const PQconninfoOption *o;
+	char *out;
+
+	for (o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL && o->val[0] != '\0')
+			size += strlen(o->keyword) + strlen(o->val) + 2;
+	out = xmalloc(size);
+	len = (size_t)snprintf(out, size, "postgres:");
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || o->val[0] == '\0' || strchr(o->dispchar, '*') != NULL ||
+		    strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0)
+			continue;
+		len += (size_t)snprintf(out + len, size - len, "%s%s=%s",
+		                        out[len - 1] == ':' ? "" : " ", o->keyword, o->val);
+	}
+	return out;
+}
+
+/* libpq's parse error may quote a piece of the spec (which could be a
+ * password): drop everything between double quotes. */
+static void
+unquoted(const char *in, char *out, size_t size)
+{
+	size_t i, n = 0;
+	int is_quoted = 0;
+
+	for (i = 0; in != NULL && in[i] != '\0' && n + 1 < size; i++) {
+		if (in[i] == '"') {
+			is_quoted = !is_quoted;
+			if (is_quoted && n + 4 < size) {
+				memcpy(out + n, "\"…\"", 5);
+				n += 5;
+			}
+			continue;
+		}
+		if (!is_quoted)
+			out[n++] = (in[i] == '\n') ? ' ' : in[i];
+	}
+	while (n > 0 && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+}
+
+/* libpq checks a port only when it connects, and a failed connection
+ * looks like an outage: a typo in the port must stop the start instead. */
+static int
+check_ports(const PQconninfoOption *opts, struct error *err)
+{
+	const PQconninfoOption *o;
+	const char *p;
+
+	for (o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "port") != 0 || o->val == NULL)
+			continue;
+		for (p = o->val; *p != '\0'; p++)
+			if ((*p < '0' || *p > '9') && *p != ',')
+				return error_set(err, 400,
+				                 "--db: not a valid PostgreSQL URL or connection "
+				                 "string: a port is not a number");
+	}
+	return 0;
+}
+
+static PGconn *
+connect_now(struct pg_store *db)
+{
+	return PQconnectdbParams(db->keys, db->values, 1);
+}
+
+static int
+exec_simple(PGconn *conn, const char *sql, PGresult **out)
+{
+	PGresult *res = PQexec(conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		if (out != NULL)
+			*out = res;
+		else
+			PQclear(res);
+		return 0;
+	}
+	if (out != NULL)
+		*out = res;
+	else
+		PQclear(res);
+	return -1;
+}
+
+/* --- schema ---------------------------------------------------------- */
+
+static int
+run_sql(struct pg_store *db, const char *sql, const char *doing, struct error *err)
+{
+	PGresult *res = NULL;
+
+	if (exec_simple(db->conn, sql, &res) != 0) {
+		fail(db, res, doing, err);
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* 1 when the query's first value is "t", 0 when "f", -1 on error. */
+static int
+query_bool(struct pg_store *db, const char *sql, const char *doing, struct error *err)
+{
+	PGresult *res = NULL;
+	int rc;
+
+	if (exec_simple(db->conn, sql, &res) != 0 || PQntuples(res) != 1) {
+		fail(db, res, doing, err);
+		PQclear(res);
+		return -1;
+	}
+	rc = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+static int
+migrate_locked(struct pg_store *db, struct error *err)
+{
+	PGresult *res = NULL;
+	char set_version[80];
+	int has_version, has_tables, version, i;
+
+	has_version = query_bool(db, "SELECT to_regclass('schema_version') IS NOT NULL",
+	                         "read the schema version", err);
+	if (has_version < 0)
+		return -1;
+	if (!has_version) {
+		has_tables = query_bool(db,
+		                        "SELECT to_regclass('clusters') IS NOT NULL OR "
+		                        "to_regclass('nodes') IS NOT NULL OR "
+		                        "to_regclass('users') IS NOT NULL",
+		                        "read the list of tables", err);
+		if (has_tables < 0)
+			return -1;
+		if (has_tables)
+			return error_set(
+			    err, 400,
+			    "the PostgreSQL database %s has tables named like "
+			    "clustermgmt's but no schema version; it is left untouched",
+			    db->description);
+		if (run_sql(db,
+		            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+		            "INSERT INTO schema_version (version) VALUES (0)",
+		            "record the schema version", err) != 0)
+			return -1;
+	}
+	if (exec_simple(db->conn, "SELECT version FROM schema_version", &res) != 0 ||
+	    PQntuples(res) != 1) {
+		fail(db, res, "read the schema version", err);
+		PQclear(res);
+		return -1;
+	}
+	version = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	if (version > SCHEMA_VERSION)
+		return error_set(err, 400,
+		                 "the PostgreSQL store %s has schema version %d but this build "
+		                 "knows only up to %d; it was written by a newer clustermgmt and "
+		                 "is left untouched",
+		                 db->description, version, SCHEMA_VERSION);
+	for (i = version; i < SCHEMA_VERSION; i++)
+		if (run_sql(db, migrations[i].sql, migrations[i].what, err) != 0)
+			return -1;
+	snprintf(set_version, sizeof(set_version), "UPDATE schema_version SET version = %d",
+	         SCHEMA_VERSION);
+	if (version < SCHEMA_VERSION &&
+	    run_sql(db, set_version, "record the schema version", err) != 0)
+		return -1;
+	db->schema_version = SCHEMA_VERSION;
+	return 0;
+}
+
+/* Checks the schema and brings it up to date, in one transaction under
+ * the migration lock. */
+static int
+migrate(struct pg_store *db, struct error *err)
+{
+	char lock[80];
+
+	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS,
+	         LOCK_MIGRATE);
+	if (run_sql(db, "BEGIN", "start a schema migration", err) != 0)
+		return -1;
+	if (run_sql(db, lock, "wait for the migration lock", err) != 0 ||
+	    migrate_locked(db, err) != 0 || run_sql(db, "COMMIT", "commit a migration", err) != 0)
+		goto bad;
+	return 0;
+bad:
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		PQclear(PQexec(db->conn, "ROLLBACK"));
+	return -1;
+}
+
+/* The main connection, connected, set up and with the schema checked.
+ * While the database is known to be down this fails at once (503). */
+static int
+ensure_connected(struct pg_store *db, struct error *err)
+{
+	char why[300], since[40];
+
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && db->is_schema_checked)
+		return 0;
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		goto schema;
+	if (!atomic_load(&db->is_up)) {
+		time_format_rfc3339(atomic_load(&db->down_since), since, sizeof(since));
+		return error_set(err, 503,
+		                 "the PostgreSQL store %s is unreachable since %s; nothing was "
+		                 "changed (the daemon reconnects by itself)",
+		                 db->description, since);
+	}
+	if (db->conn != NULL)
+		PQfinish(db->conn);
+	db->is_schema_checked = 0;
+	db->conn = connect_now(db);
+	if (PQstatus(db->conn) != CONNECTION_OK) {
+		one_line(PQerrorMessage(db->conn), why, sizeof(why));
+		mark_down(db, why);
+		return error_set(
+		    err, 503, "cannot connect to the PostgreSQL store %s: %s; nothing was changed",
+		    db->description, why);
+	}
+	if (run_sql(db, session_settings, "set up the session", err) != 0)
+		return -1;
+schema:
+	if (migrate(db, err) != 0)
+		return -1;
+	db->is_schema_checked = 1;
+	return 0;
+}
+
+/* --- open and close ------------------------------------------------- */
+
+static void watch_stop(void *handle);
+
+static void
+pg_close(void *handle)
+{
+	struct pg_store *db = handle;
+
+	if (db == NULL)
+		return;
+	watch_stop(db);
+	if (db->conn != NULL)
+		PQfinish(db->conn);
+	pthread_mutex_destroy(&db->state_lock);
+	free(db->keys);
+	free(db->values);
+	free(db->listen_values);
+	free(db->spec);
+	free(db->description);
+	free(db);
+}
+
+static const char *
+pg_describe(void *handle)
+{
+	struct pg_store *db = handle;
+
+	return db->description;
+}
+
+static void *
+pg_open(const char *spec, int *schema_version, struct error *err)
+{
+	struct pg_store *db;
+	PQconninfoOption *opts;
+	char *parse_error = NULL, why[300];
+	struct error why_not;
+	size_t i;
+
+	opts = PQconninfoParse(spec, &parse_error);
+	if (opts == NULL) {
+		unquoted(parse_error != NULL ? parse_error : "out of memory", why, sizeof(why));
+		PQfreemem(parse_error);
+		error_set(err, 400, "--db: not a valid PostgreSQL URL or connection string: %s",
+		          why);
+		return NULL;
+	}
+	if (check_ports(opts, err) != 0) {
+		PQconninfoFree(opts);
+		return NULL;
+	}
+	db = xcalloc(1, sizeof(*db));
+	db->spec = xstrdup(spec);
+	db->description = describe_spec(opts);
+	PQconninfoFree(opts);
+	db->keys = xcalloc(N_DEFAULTS + 2, sizeof(*db->keys));
+	db->values = xcalloc(N_DEFAULTS + 2, sizeof(*db->values));
+	for (i = 0; i < N_DEFAULTS; i++) {
+		db->keys[i] = default_keys[i];
+		db->values[i] = default_values[i];
+	}
+	db->keys[N_DEFAULTS] = "dbname";
+	db->values[N_DEFAULTS] = db->spec;
+	db->listen_values = xcalloc(N_DEFAULTS + 2, sizeof(*db->listen_values));
+	memcpy(db->listen_values, db->values, (N_DEFAULTS + 2) * sizeof(*db->values));
+	db->listen_values[1] = "clustermgmt-listen"; /* application_name, as seen in
+	                                                pg_stat_activity */
+	db->wake_fd = -1;
+	atomic_store(&db->is_up, 1);
+	pthread_mutex_init(&db->state_lock, NULL);
+	/* Unreachable is a state the daemon lives with (fail-static);
+	 * anything else (a refused schema) is not. */
+	if (ensure_connected(db, &why_not) != 0 && atomic_load(&db->is_up)) {
+		if (err != NULL)
+			*err = why_not;
+		pg_close(db);
+		return NULL;
+	}
+	*schema_version = db->schema_version;
+	return db;
+}
+
+/* --- running statements ---------------------------------------------- */
+
+/* Runs sql with text parameters on the main connection; *out gets the
+ * result on success (NULL allowed: cleared). */
+static int
+run(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
+    const char *doing, struct error *err)
+{
+	PGresult *res;
+	ExecStatusType st;
+
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
+		return fail(db, NULL, doing, err);
+	res = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(res);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		fail(db, res, doing, err);
+		PQclear(res);
+		return -1;
+	}
+	if (out != NULL)
+		*out = res;
+	else
+		PQclear(res);
+	return 0;
+}
+
+static int
+parse_i64(const char *s, int64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoll(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' ? 0 : -1;
+}
+
+static void
+i64_text(int64_t v, char *buf, size_t size)
+{
+	snprintf(buf, size, "%" PRId64, v);
+}
+
+/* --- transactions ---------------------------------------------------- */
+
+static int
+begin_once(struct pg_store *db, struct error *err)
+{
+	char lock[80];
+
+	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS,
+	         LOCK_WRITE);
+	if (run(db, "BEGIN", 0, NULL, NULL, "start a transaction", err) != 0)
+		return -1;
+	db->in_tx = 1;
+	if (run(db, lock, 0, NULL, NULL, "wait for the other writers", err) != 0) {
+		PQclear(PQexec(db->conn, "ROLLBACK"));
+		db->in_tx = 0;
+		return -1;
+	}
+	return 0;
+}
+
+/* A connection that died while idle (the server restarted, the backend
+ * was terminated) is noticed only when BEGIN fails; nothing of the change
+ * was sent yet, so while the store is thought up, one reconnection and a
+ * second try are safe, and the outage is declared only if that fails. */
+static int
+pg_begin(void *handle, struct error *err)
+{
+	struct pg_store *db = handle;
+	int rc;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	db->is_loss_quiet = atomic_load(&db->is_up);
+	rc = begin_once(db, err);
+	db->is_loss_quiet = 0;
+	if (rc == 0 || PQstatus(db->conn) == CONNECTION_OK || !atomic_load(&db->is_up))
+		return rc;
+	PQfinish(db->conn);
+	db->conn = NULL;
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	return begin_once(db, err);
+}
+
+static int
+pg_commit(void *handle, struct error *err)
+{
+	struct pg_store *db = handle;
+	int rc = run(db, "COMMIT", 0, NULL, NULL, "commit", err);
+
+	db->in_tx = 0;
+	if (rc != 0 && PQstatus(db->conn) != CONNECTION_OK)
+		error_set(err, 503,
+		          "the connection to the PostgreSQL store %s was lost during COMMIT: the "
+		          "change may or may not have been stored; read the current state before "
+		          "retrying",
+		          db->description);
+	return rc;
+}
+
+static void
+pg_rollback(void *handle)
+{
+	struct pg_store *db = handle;
+
+	if (db->in_tx && db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		PQclear(PQexec(db->conn, "ROLLBACK"));
+	db->in_tx = 0;
+}
+
+static int
+pg_read_version(void *handle, int64_t *version, struct error *err)
+{
+	struct pg_store *db = handle;
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (run(db, "SELECT version FROM store_version WHERE id = 1", 0, NULL, &res,
+	        "read the store version", err) != 0)
+		return -1;
+	if (PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+		rc = 0;
+	else
+		error_set(err, 500, "the PostgreSQL store %s has no store version",
+		          db->description);
+	PQclear(res);
+	return rc;
+}
+
+static int
+pg_write_version(void *handle, int64_t version, struct error *err)
+{
+	struct pg_store *db = handle;
+	char text[24], now[24];
+	const char *params[2] = {text, now};
+
+	i64_text(version, text, sizeof(text));
+	i64_text(time_now_ms(), now, sizeof(now));
+	if (run(db, "UPDATE store_version SET version = $1, changed_at = $2 WHERE id = 1", 2,
+	        params, NULL, "write the store version", err) != 0)
+		return -1;
+	return run(db, "SELECT pg_notify('" CHANNEL "', $1)", 1, params, NULL,
+	           "notify the other daemons", err);
+}
+
+/* --- writes ---------------------------------------------------------- */
+
+static const char *
+text_or_empty(const char *s)
+{
+	return s != NULL ? s : "";
+}
+
+static int
+pg_upsert_cluster(void *handle, const struct cluster *c, struct error *err)
+{
+	char version[24];
+	const char *p[3] = {c->name, c->path, version};
+
+	i64_text(c->version, version, sizeof(version));
+	return run(handle,
+	           "INSERT INTO clusters (name, path, version) VALUES ($1, $2, $3) "
+	           "ON CONFLICT (name) DO UPDATE SET path = excluded.path, "
+	           "version = excluded.version",
+	           3, p, NULL, "save a cluster", err);
+}
+
+static int
+pg_delete_cluster(void *handle, const char *name, struct error *err)
+{
+	const char *p[1] = {name};
+
+	return run(handle, "DELETE FROM clusters WHERE name = $1", 1, p, NULL, "delete a cluster",
+	           err);
+}
+
+static int
+pg_upsert_node(void *handle, const char *cluster, const struct node *n, struct error *err)
+{
+	char changed_at[24], expires_at[24];
+	const char *p[9] = {cluster,
+	                    n->name,
+	                    node_status_name(n->status),
+	                    text_or_empty(n->reason),
+	                    text_or_empty(n->changed_by),
+	                    changed_at,
+	                    expires_at,
+	                    n->address,
+	                    n->check};
+
+	i64_text(n->changed_at, changed_at, sizeof(changed_at));
+	i64_text(n->expires_at, expires_at, sizeof(expires_at));
+	return run(handle,
+	           "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
+	           "expires_at, address, check_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+	           "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
+	           "reason = excluded.reason, changed_by = excluded.changed_by, "
+	           "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
+	           "address = excluded.address, check_url = excluded.check_url",
+	           9, p, NULL, "save a node", err);
+}
+
+static int
+pg_upsert_lb(void *handle, const char *cluster, const struct lb *l, struct error *err)
+{
+	const char *p[5] = {cluster, l->name, l->kind, l->runtime, l->backend};
+
+	return run(handle,
+	           "INSERT INTO lbs (cluster, name, kind, runtime, backend) "
+	           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster, name) DO UPDATE SET "
+	           "kind = excluded.kind, runtime = excluded.runtime, backend = excluded.backend",
+	           5, p, NULL, "save a load balancer", err);
+}
+
+static int
+pg_delete_lb(void *handle, const char *cluster, const char *name, struct error *err)
+{
+	const char *p[2] = {cluster, name};
+
+	return run(handle, "DELETE FROM lbs WHERE cluster = $1 AND name = $2", 2, p, NULL,
+	           "delete a load balancer", err);
+}
+
+static int
+pg_delete_node(void *handle, const char *cluster, const char *name, struct error *err)
+{
+	const char *p[2] = {cluster, name};
+
+	return run(handle, "DELETE FROM nodes WHERE cluster = $1 AND name = $2", 2, p, NULL,
+	           "delete a node", err);
+}
+
+static int
+pg_upsert_user(void *handle, const struct user *u, struct error *err)
+{
+	char created_at[24];
+	const char *p[4] = {u->name, role_name(u->role), text_or_empty(u->password_hash),
+	                    created_at};
+
+	i64_text(u->created_at, created_at, sizeof(created_at));
+	return run(handle,
+	           "INSERT INTO users (name, role, password_hash, created_at) "
+	           "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
+	           "role = excluded.role, password_hash = excluded.password_hash, "
+	           "created_at = excluded.created_at",
+	           4, p, NULL, "save a user", err);
+}
+
+static int
+pg_delete_user(void *handle, const char *name, struct error *err)
+{
+	const char *p[1] = {name};
+
+	return run(handle, "DELETE FROM users WHERE name = $1", 1, p, NULL, "delete a user", err);
+}
+
+static int
+pg_insert_token(void *handle, const struct token *t, struct error *err)
+{
+	char created_at[24];
+	const char *p[6] = {t->id,
+	                    role_name(t->role),
+	                    text_or_empty(t->description),
+	                    text_or_empty(t->hash),
+	                    text_or_empty(t->created_by),
+	                    created_at};
+
+	i64_text(t->created_at, created_at, sizeof(created_at));
+	return run(handle,
+	           "INSERT INTO tokens (id, role, description, hash, created_by, created_at) "
+	           "VALUES ($1, $2, $3, $4, $5, $6)",
+	           6, p, NULL, "save a token", err);
+}
+
+static int
+pg_delete_token(void *handle, const char *id, struct error *err)
+{
+	const char *p[1] = {id};
+
+	return run(handle, "DELETE FROM tokens WHERE id = $1", 1, p, NULL, "delete a token", err);
+}
+
+static int
+pg_clear_audit(void *handle, struct error *err)
+{
+	return run(handle, "DELETE FROM audit", 0, NULL, NULL, "clear the audit log", err);
+}
+
+static int
+pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct error *err)
+{
+	struct pg_store *db = handle;
+	char at[24];
+	const char *p[9] = {at,
+	                    text_or_empty(e->cluster),
+	                    text_or_empty(e->node),
+	                    text_or_empty(e->actor),
+	                    text_or_empty(e->address),
+	                    text_or_empty(e->action),
+	                    text_or_empty(e->old_status),
+	                    text_or_empty(e->new_status),
+	                    text_or_empty(e->reason)};
+	PGresult *res = NULL;
+	int rc = -1;
+
+	i64_text(e->at, at, sizeof(at));
+	if (run(db,
+	        "INSERT INTO audit (at, cluster, node, actor, address, action, old_status, "
+	        "new_status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+	        9, p, &res, "append to the audit log", err) != 0)
+		return -1;
+	if (PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), id) == 0)
+		rc = 0;
+	else
+		error_set(err, 500, "the PostgreSQL store %s gave no audit id", db->description);
+	PQclear(res);
+	return rc;
+}
+
+/* --- reads ----------------------------------------------------------- */
+
+static char *
+value_dup(const PGresult *res, int row, int col)
+{
+	return xstrdup(PQgetvalue(res, row, col));
+}
+
+static char *
+value_dup_or_null(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : value_dup(res, row, col);
+}
+
+static int64_t
+value_i64(const PGresult *res, int row, int col)
+{
+	int64_t v = 0;
+
+	parse_i64(PQgetvalue(res, row, col), &v);
+	return v;
+}
+
+static int
+corrupt(struct pg_store *db, const char *what, const char *value, struct error *err)
+{
+	return error_set(err, 500, "the PostgreSQL store %s is damaged: %s \"%s\"", db->description,
+	                 what, value);
+}
+
+static int
+load_clusters(struct pg_store *db, struct model *m, struct error *err)
+{
+	PGresult *res = NULL;
+	int i, n;
+
+	if (run(db, "SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\"", 0, NULL,
+	        &res, "load the clusters", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	m->clusters = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->clusters));
+	for (i = 0; i < n; i++) {
+		struct cluster *c = &m->clusters[m->n_clusters++];
+		c->name = value_dup(res, i, 0);
+		c->path = value_dup(res, i, 1);
+		c->version = value_i64(res, i, 2);
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* Nodes come ordered by cluster, then name, as the clusters are: one walk
+ * hands each node to its cluster, and each cluster's nodes are counted
+ * first so that its array is allocated once. */
+static int
+load_nodes(struct pg_store *db, struct model *m, struct error *err)
+{
+	PGresult *res = NULL;
+	struct cluster *c;
+	size_t ci = 0;
+	int i, j, n, rc = 0;
+
+	if (run(db,
+	        "SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, "
+	        "address, check_url FROM nodes ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"",
+	        0, NULL, &res, "load the nodes", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n && rc == 0; i = j) {
+		const char *cluster = PQgetvalue(res, i, 0);
+		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, cluster) < 0)
+			ci++;
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0) {
+			rc = corrupt(db, "node of an unknown cluster", cluster, err);
+			break;
+		}
+		c = &m->clusters[ci];
+		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
+			;
+		c->nodes = xcalloc((size_t)(j - i), sizeof(*c->nodes));
+		for (; i < j; i++) {
+			struct node *nd = &c->nodes[c->n_nodes];
+			if (node_status_from_string(PQgetvalue(res, i, 2), &nd->status) != 0) {
+				rc = corrupt(db, "unknown node status", PQgetvalue(res, i, 2), err);
+				break;
+			}
+			nd->name = value_dup(res, i, 1);
+			nd->reason = value_dup(res, i, 3);
+			nd->changed_by = value_dup(res, i, 4);
+			nd->changed_at = value_i64(res, i, 5);
+			nd->expires_at = value_i64(res, i, 6);
+			nd->address = value_dup_or_null(res, i, 7);
+			nd->check = value_dup_or_null(res, i, 8);
+			c->n_nodes++;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Ordered by cluster, then name, like the nodes. */
+static int
+load_lbs(struct pg_store *db, struct model *m, struct error *err)
+{
+	PGresult *res = NULL;
+	size_t ci = 0;
+	int i, j, n, rc = 0;
+
+	if (run(db,
+	        "SELECT cluster, name, kind, runtime, backend FROM lbs "
+	        "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"",
+	        0, NULL, &res, "load the load balancers", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n && rc == 0; i = j) {
+		const char *cluster = PQgetvalue(res, i, 0);
+		struct cluster *c;
+		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, cluster) < 0)
+			ci++;
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0) {
+			rc = corrupt(db, "load balancer of an unknown cluster", cluster, err);
+			break;
+		}
+		c = &m->clusters[ci];
+		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
+			;
+		c->lbs = xcalloc((size_t)(j - i), sizeof(*c->lbs));
+		for (; i < j; i++) {
+			struct lb *l = &c->lbs[c->n_lbs];
+			if (!lb_kind_is_valid(PQgetvalue(res, i, 2))) {
+				rc = corrupt(db, "unknown load balancer kind",
+				             PQgetvalue(res, i, 2), err);
+				break;
+			}
+			l->name = value_dup(res, i, 1);
+			l->kind = value_dup(res, i, 2);
+			l->runtime = value_dup_or_null(res, i, 3);
+			l->backend = value_dup_or_null(res, i, 4);
+			c->n_lbs++;
+		}
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int
+load_users(struct pg_store *db, struct model *m, struct error *err)
+{
+	PGresult *res = NULL;
+	enum role role;
+	int i, n, rc = 0;
+
+	if (run(db,
+	        "SELECT name, role, password_hash, created_at FROM users "
+	        "ORDER BY name COLLATE \"C\"",
+	        0, NULL, &res, "load the users", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	m->users = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->users));
+	for (i = 0; i < n; i++) {
+		if (role_from_string(PQgetvalue(res, i, 1), &role) != 0) {
+			rc = corrupt(db, "unknown role", PQgetvalue(res, i, 1), err);
+			break;
+		}
+		struct user *u = &m->users[m->n_users++];
+		u->name = value_dup(res, i, 0);
+		u->role = role;
+		u->password_hash = value_dup(res, i, 2);
+		u->created_at = value_i64(res, i, 3);
+	}
+	PQclear(res);
+	return rc;
+}
+
+static int
+load_tokens(struct pg_store *db, struct model *m, struct error *err)
+{
+	PGresult *res = NULL;
+	enum role role;
+	int i, n, rc = 0;
+
+	if (run(db,
+	        "SELECT id, role, description, hash, created_by, created_at FROM tokens "
+	        "ORDER BY id COLLATE \"C\"",
+	        0, NULL, &res, "load the tokens", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	m->tokens = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->tokens));
+	for (i = 0; i < n; i++) {
+		if (role_from_string(PQgetvalue(res, i, 1), &role) != 0) {
+			rc = corrupt(db, "unknown role", PQgetvalue(res, i, 1), err);
+			break;
+		}
+		struct token *t = &m->tokens[m->n_tokens++];
+		t->id = value_dup(res, i, 0);
+		t->role = role;
+		t->description = value_dup(res, i, 2);
+		t->hash = value_dup(res, i, 3);
+		t->created_by = value_dup(res, i, 4);
+		t->created_at = value_i64(res, i, 5);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Outside a write transaction, one REPEATABLE READ transaction gives one
+ * moment; inside one, the writer lock keeps everything still. */
+static int
+pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
+{
+	struct pg_store *db = handle;
+	int is_own = !db->in_tx;
+
+	if (is_own) {
+		if (ensure_connected(db, err) != 0)
+			return -1;
+		if (run(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL,
+		        "start reading", err) != 0)
+			return -1;
+		db->in_tx = 1;
+	}
+	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
+	    load_lbs(db, m, err) != 0 || load_users(db, m, err) != 0 ||
+	    load_tokens(db, m, err) != 0 || pg_read_version(db, version, err) != 0)
+		goto bad;
+	if (!is_own)
+		return 0;
+	return pg_commit(db, err);
+bad:
+	if (is_own)
+		pg_rollback(db);
+	return -1;
+}
+
+static int
+pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log *out,
+              struct error *err)
+{
+	struct pg_store *db = handle;
+	char limit_text[24];
+	const char *p[2] = {limit_text, cluster};
+	PGresult *res = NULL;
+	int i, n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(limit < 0 ? INT64_MAX : limit, limit_text, sizeof(limit_text));
+	if (run(db,
+	        cluster != NULL
+	            ? "SELECT id, at, cluster, node, actor, address, action, old_status, "
+	              "new_status, reason FROM audit WHERE cluster = $2 ORDER BY id DESC LIMIT $1"
+	            : "SELECT id, at, cluster, node, actor, address, action, old_status, "
+	              "new_status, reason FROM audit ORDER BY id DESC LIMIT $1",
+	        cluster != NULL ? 2 : 1, p, &res, "read the audit log", err) != 0)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct actor who = {PQgetvalue(res, i, 4), PQgetvalue(res, i, 5)};
+		audit_log_add(out, value_i64(res, i, 1), PQgetvalue(res, i, 2),
+		              PQgetvalue(res, i, 3), &who, PQgetvalue(res, i, 6),
+		              PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
+		out->entries[out->n - 1].id = value_i64(res, i, 0);
+	}
+	PQclear(res);
+	return 0;
+}
+
+#define REMOTE_PROBES_MAX 65536
+
+static int
+put_probe(struct pg_store *db, const struct probe_report *r, struct error *err)
+{
+	char protocol[16], has_ua[4], first_at[24], last_at[24], changed_at[24], answer[16],
+	    consecutive[24], since[24], interval[24];
+	const char *p[15] = {r->daemon,  r->cluster,    r->node,     protocol, r->lb,
+	                     r->address, r->user_agent, has_ua,      first_at, last_at,
+	                     changed_at, answer,        consecutive, since,    interval};
+
+	snprintf(protocol, sizeof(protocol), "%d", r->protocol);
+	snprintf(has_ua, sizeof(has_ua), "%d", r->has_user_agent ? 1 : 0);
+	i64_text(r->first_at, first_at, sizeof(first_at));
+	i64_text(r->last_at, last_at, sizeof(last_at));
+	i64_text(r->changed_at, changed_at, sizeof(changed_at));
+	snprintf(answer, sizeof(answer), "%d", r->last_answer);
+	snprintf(consecutive, sizeof(consecutive), "%u", r->consecutive);
+	snprintf(since, sizeof(since), "%u", r->since_change);
+	i64_text(r->interval_ms, interval, sizeof(interval));
+	return run(
+	    db,
+	    "INSERT INTO probes (daemon, cluster, node, protocol, lb, address, user_agent, "
+	    "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
+	    "since_change, interval_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+	    "$11, $12, $13, $14, $15) ON CONFLICT (daemon, cluster, node, protocol, lb, "
+	    "address, user_agent, has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
+	    "last_at = excluded.last_at, changed_at = excluded.changed_at, "
+	    "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
+	    "since_change = excluded.since_change, interval_ms = excluded.interval_ms",
+	    15, p, NULL, "share observed probes", err);
+}
+
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src);
+}
+
+static int
+pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
+                int64_t forget_before, int want_others, struct probe_report **others,
+                size_t *n_others, struct error *err)
+{
+	struct pg_store *db = handle;
+	char before[24], limit[24];
+	const char *p[3] = {daemon, before, limit};
+	PGresult *res = NULL;
+	size_t i;
+	int n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(forget_before, before, sizeof(before));
+	i64_text(REMOTE_PROBES_MAX, limit, sizeof(limit));
+	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
+		return -1;
+	db->in_tx = 1;
+	for (i = 0; i < n_mine; i++)
+		if (put_probe(db, &mine[i], err) != 0)
+			goto bad;
+	if (run(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
+	        "forget old observed probes", err) != 0)
+		goto bad;
+	if (want_others &&
+	    run(db,
+	        "SELECT daemon, cluster, node, protocol, address, user_agent, has_user_agent, "
+	        "first_at, last_at, changed_at, last_answer, consecutive, since_change, lb, "
+	        "interval_ms FROM probes WHERE daemon <> $1 AND last_at >= $2 LIMIT $3",
+	        3, p, &res, "read the other daemons' observed probes", err) != 0)
+		goto bad;
+	if (pg_commit(db, err) != 0)
+		goto bad;
+	n = res != NULL ? PQntuples(res) : 0;
+	*others = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**others));
+	for (i = 0; i < (size_t)n; i++) {
+		struct probe_report *r = &(*others)[i];
+		copy_text(r->daemon, sizeof(r->daemon), PQgetvalue(res, (int)i, 0));
+		copy_text(r->cluster, sizeof(r->cluster), PQgetvalue(res, (int)i, 1));
+		copy_text(r->node, sizeof(r->node), PQgetvalue(res, (int)i, 2));
+		r->protocol = (int)value_i64(res, (int)i, 3);
+		copy_text(r->address, sizeof(r->address), PQgetvalue(res, (int)i, 4));
+		copy_text(r->user_agent, sizeof(r->user_agent), PQgetvalue(res, (int)i, 5));
+		r->has_user_agent = value_i64(res, (int)i, 6) != 0;
+		r->first_at = value_i64(res, (int)i, 7);
+		r->last_at = value_i64(res, (int)i, 8);
+		r->changed_at = value_i64(res, (int)i, 9);
+		r->last_answer = (int)value_i64(res, (int)i, 10);
+		r->consecutive = (uint32_t)value_i64(res, (int)i, 11);
+		r->since_change = (uint32_t)value_i64(res, (int)i, 12);
+		copy_text(r->lb, sizeof(r->lb), PQgetvalue(res, (int)i, 13));
+		r->interval_ms = value_i64(res, (int)i, 14);
+	}
+	*n_others = (size_t)n;
+	PQclear(res);
+	return 0;
+bad:
+	PQclear(res);
+	pg_rollback(db);
+	return -1;
+}
+
+#define FLEET_MAX 1024
+
+static int
+pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record **all,
+             size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err)
+{
+	struct pg_store *db = handle;
+	char version[24], started[24], beat[24];
+	const char *p[6] = {me->id, me->host, me->listen, version, started, beat};
+	PGresult *res = NULL, *sv = NULL;
+	size_t i;
+	int n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(me->version, version, sizeof(version));
+	i64_text(me->started_at, started, sizeof(started));
+	i64_text(me->heartbeat_at, beat, sizeof(beat));
+	if (run(db,
+	        "INSERT INTO daemons (id, host, listen, version, started_at, heartbeat_at) "
+	        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET "
+	        "host = excluded.host, listen = excluded.listen, version = excluded.version, "
+	        "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+	        6, p, NULL, "register this daemon", err) != 0 ||
+	    run(db,
+	        "SELECT id, host, listen, version, started_at, heartbeat_at FROM daemons "
+	        "ORDER BY id COLLATE \"C\" LIMIT 1024",
+	        0, NULL, &res, "read the daemons", err) != 0 ||
+	    run(db, "SELECT version, changed_at FROM store_version WHERE id = 1", 0, NULL, &sv,
+	        "read the store version", err) != 0) {
+		PQclear(res);
+		return -1;
+	}
+	n = PQntuples(res);
+	*all = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**all));
+	for (i = 0; i < (size_t)n; i++) {
+		struct daemon_record *d = &(*all)[i];
+		copy_text(d->id, sizeof(d->id), PQgetvalue(res, (int)i, 0));
+		copy_text(d->host, sizeof(d->host), PQgetvalue(res, (int)i, 1));
+		copy_text(d->listen, sizeof(d->listen), PQgetvalue(res, (int)i, 2));
+		d->version = value_i64(res, (int)i, 3);
+		d->started_at = value_i64(res, (int)i, 4);
+		d->heartbeat_at = value_i64(res, (int)i, 5);
+	}
+	*n_all = (size_t)n;
+	*store_version = PQntuples(sv) == 1 ? value_i64(sv, 0, 0) : 0;
+	*changed_at = PQntuples(sv) == 1 ? value_i64(sv, 0, 1) : 0;
+	PQclear(res);
+	PQclear(sv);
+	return 0;
+}
+
+#define SESSIONS_MAX 65536
+
+static void
+hex32(const unsigned char in[32], char out[65])
+{
+	static const char digits[] = "0123456789abcdef";
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+static int
+unhex32(const char *in, unsigned char out[32])
+{
+	int i, hi, lo;
+
+	if (strlen(in) != 64)
+		return -1;
+	for (i = 0; i < 32; i++) {
+		hi = in[2 * i] <= '9' ? in[2 * i] - '0' : in[2 * i] - 'a' + 10;
+		lo = in[2 * i + 1] <= '9' ? in[2 * i + 1] - '0' : in[2 * i + 1] - 'a' + 10;
+		if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+static int
+pg_share_sessions(void *handle, const struct session_record *added, size_t n_added,
+                  const struct session_record *ended, size_t n_ended, int64_t now,
+                  struct session_record **all, size_t *n_all, struct error *err)
+{
+	struct pg_store *db = handle;
+	char id[65], tag[65], expires[24], now_text[24], limit[24];
+	const char *p[4] = {id, NULL, tag, expires};
+	const char *q[2] = {now_text, limit};
+	PGresult *res = NULL;
+	size_t i, n_ok = 0;
+	int n;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(now, now_text, sizeof(now_text));
+	i64_text(SESSIONS_MAX, limit, sizeof(limit));
+	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing sessions", err) != 0)
+		return -1;
+	db->in_tx = 1;
+	for (i = 0; i < n_added; i++) {
+		hex32(added[i].id_hash, id);
+		hex32(added[i].tag, tag);
+		p[1] = added[i].user;
+		i64_text(added[i].expires_at, expires, sizeof(expires));
+		if (run(db,
+		        "INSERT INTO sessions (id_hash, name, tag, expires_at) "
+		        "VALUES ($1, $2, $3, $4) ON CONFLICT (id_hash) DO NOTHING",
+		        4, p, NULL, "share a session", err) != 0)
+			goto bad;
+	}
+	for (i = 0; i < n_ended; i++) {
+		hex32(ended[i].id_hash, id);
+		if (run(db, "DELETE FROM sessions WHERE id_hash = $1", 1, p, NULL, "end a session",
+		        err) != 0)
+			goto bad;
+	}
+	if (run(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q, NULL,
+	        "forget expired sessions", err) != 0 ||
+	    run(db, "SELECT id_hash, name, tag, expires_at FROM sessions LIMIT $1", 1, q + 1, &res,
+	        "read the sessions", err) != 0 ||
+	    pg_commit(db, err) != 0)
+		goto bad;
+	n = PQntuples(res);
+	*all = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**all));
+	for (i = 0; i < (size_t)n; i++) {
+		struct session_record *r = &(*all)[n_ok];
+		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
+		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0)
+			continue; /* not ours to trust */
+		copy_text(r->user, sizeof(r->user), PQgetvalue(res, (int)i, 1));
+		r->expires_at = value_i64(res, (int)i, 3);
+		n_ok++;
+	}
+	*n_all = n_ok;
+	PQclear(res);
+	return 0;
+bad:
+	PQclear(res);
+	pg_rollback(db);
+	return -1;
+}
+
+static void
+pg_health(void *handle, struct store_health *out)
+{
+	struct pg_store *db = handle;
+
+	out->is_up = atomic_load(&db->is_up);
+	out->down_since = atomic_load(&db->down_since);
+}
+
+/* --- the watch thread ------------------------------------------------ */
+
+/* Sleeps ms or until stop; 1 when stopping. */
+static int
+watch_sleep(struct pg_store *db, int ms)
+{
+	struct pollfd p = {.fd = db->wake_fd, .events = POLLIN};
+
+	poll(&p, 1, ms);
+	return atomic_load(&db->is_stopping);
+}
+
+/* One connection attempt that stop can interrupt: PQconnectStart and
+ * PQconnectPoll, bounded by CONNECT_WAIT_MS. */
+static PGconn *
+watch_connect(struct pg_store *db)
+{
+	PGconn *conn = PQconnectStartParams(db->keys, db->listen_values, 1);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t deadline = time_now_ms() + CONNECT_WAIT_MS;
+	struct pollfd p[2];
+
+	if (conn == NULL)
+		return NULL;
+	while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+	       st != PGRES_POLLING_FAILED) {
+		int64_t left = deadline - time_now_ms();
+		if (left <= 0 || atomic_load(&db->is_stopping))
+			break;
+		p[0] = (struct pollfd){.fd = PQsocket(conn),
+		                       .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+		p[1] = (struct pollfd){.fd = db->wake_fd, .events = POLLIN};
+		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents != 0)
+			break;
+		if (p[0].revents != 0)
+			st = PQconnectPoll(conn);
+	}
+	if (st != PGRES_POLLING_OK || PQstatus(conn) != CONNECTION_OK) {
+		if (st != PGRES_POLLING_FAILED && PQstatus(conn) != CONNECTION_BAD)
+			log_kv(LOG_DEBUG, "PostgreSQL connection attempt timed out", "store",
+			       db->description, NULL);
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+/* Reads the stored version on the listen connection; -1 on error. */
+static int
+watch_read_version(struct pg_store *db, int64_t *version)
+{
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (exec_simple(db->listen_conn, "SELECT version FROM store_version WHERE id = 1", &res) ==
+	        0 &&
+	    PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+		rc = 0;
+	PQclear(res);
+	return rc;
+}
+
+static void
+watch_disconnect(struct pg_store *db)
+{
+	if (db->listen_conn != NULL)
+		PQfinish(db->listen_conn);
+	db->listen_conn = NULL;
+}
+
+/* Connects, LISTENs, reads the version: the order matters, so that a
+ * change committed between the two is either notified or read. */
+static int
+watch_connect_and_listen(struct pg_store *db, int64_t *version)
+{
+	char why[300];
+
+	db->listen_conn = watch_connect(db);
+	if (db->listen_conn == NULL)
+		return -1;
+	if (exec_simple(db->listen_conn, session_settings, NULL) != 0 ||
+	    exec_simple(db->listen_conn, "LISTEN " CHANNEL, NULL) != 0 ||
+	    watch_read_version(db, version) != 0) {
+		one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
+		log_kv(LOG_DEBUG, "PostgreSQL listen failed", "store", db->description, "error",
+		       why, NULL);
+		watch_disconnect(db);
+		return -1;
+	}
+	PQsetnonblocking(db->listen_conn, 1);
+	return 0;
+}
+
+/* Full jitter on the upper half: a fleet of daemons does not come back
+ * in lock step. */
+static int
+backoff_ms(int attempt)
+{
+	int64_t cap = BACKOFF_MIN_MS;
+
+	while (attempt-- > 0 && cap < BACKOFF_MAX_MS)
+		cap *= 2;
+	if (cap > BACKOFF_MAX_MS)
+		cap = BACKOFF_MAX_MS;
+	return (int)(cap / 2 + rand() % (cap / 2 + 1));
+}
+
+/* Handles what arrived on the listen connection; -1 when it broke. */
+static int
+watch_consume(struct pg_store *db)
+{
+	PGnotify *n;
+	int64_t version;
+
+	if (!PQconsumeInput(db->listen_conn))
+		return -1;
+	while ((n = PQnotifies(db->listen_conn)) != NULL) {
+		if (n->extra != NULL && parse_i64(n->extra, &version) == 0)
+			db->watcher.on_version(db->watcher.arg, version);
+		PQfreemem(n);
+	}
+	return PQstatus(db->listen_conn) == CONNECTION_OK ? 0 : -1;
+}
+
+static void
+watch_went_down(struct pg_store *db, const char *why)
+{
+	int was_up = atomic_load(&db->is_up);
+
+	mark_down(db, why);
+	if (was_up)
+		db->watcher.on_state(db->watcher.arg, 0);
+}
+
+static void *
+watch_thread(void *arg)
+{
+	struct pg_store *db = arg;
+	struct pollfd p[2];
+	int64_t version, next_check = 0;
+	int attempt = 0;
+
+	while (!atomic_load(&db->is_stopping)) {
+		if (db->listen_conn == NULL) {
+			if (watch_connect_and_listen(db, &version) != 0) {
+				watch_went_down(db, "cannot connect");
+				if (watch_sleep(db, backoff_ms(attempt++)))
+					break;
+				continue;
+			}
+			attempt = 0;
+			if (!atomic_load(&db->is_up)) {
+				mark_up(db);
+				db->watcher.on_state(db->watcher.arg, 1);
+			}
+			db->watcher.on_version(db->watcher.arg, version);
+			next_check = time_now_ms() + WATCH_CHECK_MS;
+		}
+		p[0] = (struct pollfd){.fd = PQsocket(db->listen_conn), .events = POLLIN};
+		p[1] = (struct pollfd){.fd = db->wake_fd, .events = POLLIN};
+		int64_t left = next_check - time_now_ms();
+		if (poll(p, 2, left > 0 ? (int)left : 0) < 0 && errno != EINTR)
+			continue;
+		if (p[1].revents != 0)
+			break;
+		if (p[0].revents != 0 && watch_consume(db) != 0) {
+			watch_disconnect(db);
+			watch_went_down(db, "the listening connection was lost");
+			continue;
+		}
+		if (time_now_ms() >= next_check) {
+			PQsetnonblocking(db->listen_conn, 0);
+			if (watch_read_version(db, &version) != 0) {
+				watch_disconnect(db);
+				watch_went_down(db, "the periodic version check failed");
+				continue;
+			}
+			PQsetnonblocking(db->listen_conn, 1);
+			if (!atomic_load(&db->is_up)) {
+				/* The main connection failed, yet the database answers. */
+				mark_up(db);
+				db->watcher.on_state(db->watcher.arg, 1);
+			}
+			db->watcher.on_version(db->watcher.arg, version);
+			watch_consume(db);
+			next_check = time_now_ms() + WATCH_CHECK_MS;
+		}
+	}
+	watch_disconnect(db);
+	return NULL;
+}
+
+static int
+watch_start(void *handle, const struct store_watcher *w, struct error *err)
+{
+	struct pg_store *db = handle;
+
+	db->watcher = *w;
+	db->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (db->wake_fd == -1)
+		return error_set(err, 500, "cannot create an eventfd: %s", strerror(errno));
+	atomic_store(&db->is_stopping, 0);
+	srand((unsigned)time_now_ms() ^ (unsigned)getpid());
+	if (pthread_create(&db->watch_thread, NULL, watch_thread, db) != 0) {
+		close(db->wake_fd);
+		db->wake_fd = -1;
+		return error_set(err, 500, "cannot start the PostgreSQL watch thread");
+	}
+	db->is_watching = 1;
+	return 0;
+}
+
+static void
+watch_stop(void *handle)
+{
+	struct pg_store *db = handle;
+	uint64_t one = 1;
+
+	if (!db->is_watching)
+		return;
+	atomic_store(&db->is_stopping, 1);
+	if (write(db->wake_fd, &one, sizeof(one)) != sizeof(one))
+		log_kv(LOG_ERROR, "cannot wake the PostgreSQL watch thread", NULL);
+	pthread_join(db->watch_thread, NULL);
+	close(db->wake_fd);
+	db->wake_fd = -1;
+	db->is_watching = 0;
+}
+
+const struct store_backend store_postgres_backend = {
+    .scheme = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .describe = pg_describe,
+    .begin = pg_begin,
+    .read_version = pg_read_version,
+    .write_version = pg_write_version,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .upsert_cluster = pg_upsert_cluster,
+    .delete_cluster = pg_delete_cluster,
+    .upsert_node = pg_upsert_node,
+    .delete_node = pg_delete_node,
+    .upsert_lb = pg_upsert_lb,
+    .delete_lb = pg_delete_lb,
+    .upsert_user = pg_upsert_user,
+    .delete_user = pg_delete_user,
+    .insert_token = pg_insert_token,
+    .delete_token = pg_delete_token,
+    .clear_audit = pg_clear_audit,
+    .insert_audit = pg_insert_audit,
+    .load = pg_load,
+    .read_audit = pg_read_audit,
+    .watch_start = watch_start,
+    .watch_stop = watch_stop,
+    .share_probes = pg_share_probes,
+    .heartbeat = pg_heartbeat,
+    .share_sessions = pg_share_sessions,
+    .health = pg_health,
+};

@@ -1,0 +1,766 @@
+"""
+Several daemons on one PostgreSQL database (issue: "Many daemons, one
+truth"): the backend, propagation, writers deciding against the stored
+state, and fail-static behaviour while the database is away.
+
+Every test starts a real PostgreSQL (tests/e2e/pgcluster.py) and real
+daemons; every wait is bounded.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+import pgcluster
+from conftest import Daemon, assert_json_error, free_port
+
+PROPAGATION_TIMEOUT = 10.0  # s: the periodic check alone would do it in ~2 s
+RESYNC_TIMEOUT = 30.0  # s: reconnection backoff is capped at 5 s
+
+
+def pg_daemon(tmp_path, url, name, admin_of=None, extra=None, start=True, state_dir=True):
+    """A daemon on url; admin_of: another daemon whose admin password it
+    shares (the first daemon on a database creates the admin)."""
+    args = list(extra or [])
+    if state_dir:
+        args += ["--state-dir", str(tmp_path / name / "state")]
+    d = Daemon(tmp_path / name, extra_args=args, start=False, db=url, template=False)
+    if admin_of is not None:
+        d.password = admin_of.password
+        d.pw_file.write_text(d.password)
+    if start:
+        d.start()
+    return d
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    made = []
+
+    def factory(url, n=1, admin_of=None, **kw):
+        out = []
+        for _ in range(n):
+            first = admin_of or (made[0] if made else None)
+            d = pg_daemon(tmp_path, url, "d%d" % len(made), admin_of=first, **kw)
+            made.append(d)
+            out.append(d)
+        return out
+
+    try:
+        yield factory
+    finally:
+        problems = [p for p in (d.close() for d in made) if p]
+        if problems:
+            pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def wait_until(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.05)
+    pytest.fail("timed out after %.0f s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def probe_code(d, node):
+    return d.probe(node, timeout=5).status_code
+
+
+def health(d):
+    r = d.get("/v1/health", timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["store"]
+
+
+def version_of(d, cluster="default"):
+    return d.nodes(cluster)["version"]
+
+
+# --- the backend ------------------------------------------------------------
+
+
+def test_serve_on_postgres_keeps_state_across_restart(fleet, pg_url):
+    (a,) = fleet(pg_url)
+    a.set_nodes(["web1", "web2"])
+    a.set_status({"web1": {"status": "offline", "reason": "disk"}})
+    st = health(a)
+    assert st["state"] == "ok" and st["shared"] is True and st["has_state"] is True
+    assert isinstance(st["version"], int) and st["version"] >= 3
+    a.stop()
+    a.start()
+    assert a.node_states()["web1"] == ("offline", "disk")
+    assert probe_code(a, "web1") == 503 and probe_code(a, "web2") == 200
+    entries = a.audit()
+    assert any(e["node"] == "web1" and e["reason"] == "disk" for e in entries)
+
+
+def test_password_never_in_logs_health_or_errors(fleet, pg_server, tmp_path):
+    db = pg_server.create_database()
+    url = pg_server.url(db)
+    (a,) = fleet(url)
+    a.set_nodes(["web1"])
+    pw = pg_server.password
+    assert pw in url
+    assert pw not in a.get("/v1/health").text
+    assert "127.0.0.1" in a.log_text() and db in a.log_text()  # the store is named ...
+    assert pw not in a.log_text()  # ... without its password
+    # The database refuses the password: the error names the store, not the secret.
+    bad = pg_server.url(db).replace(pw, pw + "x")
+    b = pg_daemon(tmp_path, bad, "wrongpw", admin_of=a)
+    st = health(b)
+    assert st["state"] == "unreachable" and st["has_state"] is False
+    r = b.post("/v1/clusters/default/status", auth=b.admin,
+               json={"changes": {"web1": {"status": "offline"}}})
+    assert r.status_code in (401, 503)
+    for text in (b.log_text(), b.get("/v1/health").text, r.text):
+        assert pw not in text
+    b.close()
+
+
+def test_keyword_string_and_multi_host_url(fleet, pg_server):
+    db = pg_server.create_database()
+    kw = "host=127.0.0.1 port=%d dbname=%s user=cm password=%s" % (
+        pg_server.port, db, pg_server.password)
+    (a,) = fleet(kw)
+    a.set_nodes(["web1"])
+    # The first host refuses connections; target_session_attrs=read-write
+    # picks the writable one of the rest.
+    multi = pg_server.url(db, hosts="127.0.0.1:1,127.0.0.1:%d" % pg_server.port,
+                          extra="?target_session_attrs=read-write")
+    (b,) = fleet(multi)
+    assert "web1" in b.node_states()
+    b.set_status({"web1": {"status": "drain"}})
+    wait_until(lambda: a.node_states()["web1"][0] == "drain", PROPAGATION_TIMEOUT,
+               "a to see b's change")
+    assert pg_server.password not in b.log_text()
+
+
+def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
+    url = pg_server.url(pg_server.create_database())
+    ds = [pg_daemon(tmp_path, url, "s%d" % i, start=False) for i in range(3)]
+    ds[1].password = ds[2].password = ds[0].password
+    for d in ds[1:]:
+        d.pw_file.write_text(d.password)
+    try:
+        for d in ds:
+            d.start(wait=False)
+        for d in ds:
+            d.wait_ready()
+        db = url.rsplit("/", 1)[1]
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "7"
+        assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
+        assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
+                              db) == "1"
+        assert pg_server.psql("SELECT count(*) FROM users", db) == "1"
+        for d in ds:  # exactly one of them created the admin, with the shared password
+            assert d.get("/v1/clusters", auth=d.admin).status_code == 200
+    finally:
+        problems = [p for p in (d.close() for d in ds) if p]
+        assert not problems, problems
+
+
+# --- propagation ----------------------------------------------------------------
+
+
+def test_change_on_a_is_seen_by_b_and_c_probes(fleet, pg_url):
+    a, b, c = fleet(pg_url, n=3)
+    a.set_nodes(["web1", "web2"])
+    for d in (b, c):
+        wait_until(lambda: probe_code(d, "web1") == 200, PROPAGATION_TIMEOUT, "web1 known")
+    a.set_status({"web1": {"status": "offline", "reason": "deploy"}})
+    for d in (b, c):
+        wait_until(lambda: probe_code(d, "web1") == 503, PROPAGATION_TIMEOUT,
+                   "web1 out on %s" % d.url)
+        assert d.node_states()["web1"] == ("offline", "deploy")
+        assert health(d)["version"] == health(a)["version"]
+
+
+def test_events_long_poll_on_b_wakes_for_a_change_on_a(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1"])
+    v = wait_until(lambda: version_of(b) == version_of(a) and version_of(b), PROPAGATION_TIMEOUT,
+                   "b at a's version")
+    out = {}
+
+    def poll():
+        t0 = time.monotonic()
+        out["r"] = b.get("/v1/clusters/default/events?after=%d&wait=20" % v, auth=b.admin,
+                         timeout=30)
+        out["t"] = time.monotonic() - t0
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.5)
+    a.set_status({"web1": {"status": "drain"}})
+    t.join(30)
+    assert out["r"].status_code == 200, out["r"].text
+    assert out["t"] < 15, "the long poll on b ran to its timeout: not woken"
+    assert json.dumps(out["r"].json()).find("drain") >= 0
+
+
+def test_terminated_listen_connection_still_picks_up_a_change(fleet, pg_server):
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1"])
+    wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
+    # End every listening connection, then change at once, inside the gap.
+    pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                   "WHERE application_name = 'clustermgmt-listen'", db)
+    a.set_status({"web1": {"status": "offline"}})
+    wait_until(lambda: probe_code(b, "web1") == 503, PROPAGATION_TIMEOUT,
+               "b to pick up the change made while it was not listening")
+
+
+# --- several writers ----------------------------------------------------------
+
+
+def concurrently(*calls):
+    out = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i, fn):
+        barrier.wait(5)
+        out[i] = fn()
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+def test_concurrent_if_version_on_two_daemons_exactly_one_wins(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1", "web2"])
+    for round_ in range(5):
+        v = wait_until(lambda: version_of(a) == version_of(b) and version_of(a),
+                       PROPAGATION_TIMEOUT, "a and b at one version")
+        body = lambda node: {"changes": {node: {"status": "offline" if round_ % 2 == 0
+                                          else "online"}}, "if_version": v}
+        ra, rb = concurrently(
+            lambda: a.post("/v1/clusters/default/status", auth=a.admin, json=body("web1")),
+            lambda: b.post("/v1/clusters/default/status", auth=b.admin, json=body("web2")))
+        codes = sorted([ra.status_code, rb.status_code])
+        assert codes == [200, 409], (ra.text, rb.text)
+        assert version_of(a) == v + 1
+
+
+def test_min_online_holds_across_daemons(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1", "web2", "web3"])
+    wait_until(lambda: len(b.node_states()) == 3, PROPAGATION_TIMEOUT, "b to know the nodes")
+    ra, rb = concurrently(
+        lambda: a.post("/v1/clusters/default/status", auth=a.admin,
+                       json={"changes": {"web1": {"status": "offline"}},
+                             "min_online": 2}),
+        lambda: b.post("/v1/clusters/default/status", auth=b.admin,
+                       json={"changes": {"web2": {"status": "offline"}},
+                             "min_online": 2}))
+    assert sorted([ra.status_code, rb.status_code]) == [200, 409], (ra.text, rb.text)
+    states = a.node_states()
+    assert sum(1 for s, _ in states.values() if s == "online") == 2, states
+
+
+def test_ttl_expiry_performed_and_audited_once(fleet, pg_url):
+    ds = fleet(pg_url, n=3)
+    a = ds[0]
+    a.set_nodes(["web1"])
+    for d in ds:
+        wait_until(lambda: probe_code(d, "web1") == 200, PROPAGATION_TIMEOUT, "web1 known")
+    a.set_status({"web1": {"status": "offline", "ttl": 1}})
+    for d in ds:
+        wait_until(lambda: probe_code(d, "web1") == 200, PROPAGATION_TIMEOUT,
+                   "the TTL to bring web1 back on %s" % d.url)
+    time.sleep(1.0)  # give a second expiry, if any, time to happen
+    back = [e for e in a.audit() if e["node"] == "web1" and e["new_status"] == "online"
+            and e["actor"] != "admin"]
+    assert len(back) == 1, back
+
+
+def test_user_created_on_a_works_on_b_and_removal_everywhere(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    user = a.make_user("ops", "operator")
+    wait_until(lambda: b.get("/v1/clusters", auth=user).status_code == 200,
+               PROPAGATION_TIMEOUT, "b to accept a's new user")
+    tid, token = b.make_token("viewer")
+    wait_until(lambda: a.get("/v1/clusters", auth=("bearer", token)).status_code == 200,
+               PROPAGATION_TIMEOUT, "a to accept b's new token")
+    assert b.delete("/v1/users/ops", auth=b.admin).status_code in (200, 204)
+    wait_until(lambda: a.get("/v1/clusters", auth=user).status_code == 401,
+               PROPAGATION_TIMEOUT, "a to refuse the removed user")
+
+
+# --- durability -----------------------------------------------------------------
+
+
+def test_kill9_right_after_acknowledged_write_loses_nothing(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1"])
+    for i in range(5):
+        a.set_status({"web1": {"status": "offline", "reason": "r%d" % i}})
+        a.kill9()
+        assert b.node_states()["web1"] == ("offline", "r%d" % i) or wait_until(
+            lambda: b.node_states()["web1"] == ("offline", "r%d" % i), PROPAGATION_TIMEOUT,
+            "b to see the acknowledged write")
+        a.start()
+        assert a.node_states()["web1"] == ("offline", "r%d" % i)
+
+
+# --- fail-static ------------------------------------------------------------------
+
+
+class ProbeLoad:
+    """Probes every daemon without pause on a thread each; counts answers
+    other than the expected one."""
+
+    def __init__(self, daemons, node, expect):
+        self.stop = threading.Event()
+        self.errors = []
+        self.count = 0
+        self.threads = [threading.Thread(target=self.run, args=(d, node, expect))
+                        for d in daemons]
+
+    def run(self, d, node, expect):
+        s = requests.Session()
+        while not self.stop.is_set():
+            try:
+                r = s.get("%s/health?node=%s" % (d.url, node), timeout=5)
+                if r.status_code != expect:
+                    self.errors.append((d.url, r.status_code, r.text[:100]))
+            except requests.RequestException as e:
+                self.errors.append((d.url, repr(e)))
+            self.count += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+
+
+def test_postgres_stopped_under_probe_load_then_back(fleet, pg_own_server):
+    pg = pg_own_server
+    url = pg.url(pg.create_database())
+    a, b = fleet(url, n=2)
+    a.set_nodes(["web1", "web2"])
+    a.set_status({"web2": {"status": "offline", "reason": "kept"}})
+    wait_until(lambda: probe_code(b, "web2") == 503, PROPAGATION_TIMEOUT, "b in sync")
+    marks = [d.log_mark() for d in (a, b)]
+    with ProbeLoad([a, b], "web1", 200) as load:
+        pg.stop("immediate")
+        for d in (a, b):
+            wait_until(lambda: health(d)["state"] == "unreachable", RESYNC_TIMEOUT,
+                       "%s to notice the outage" % d.url)
+            t0 = time.monotonic()
+            r = d.post("/v1/clusters/default/status", auth=d.admin,
+                       json={"changes": {"web1": {"status": "offline"}}})
+            elapsed = time.monotonic() - t0
+            body = assert_json_error(r, 503)
+            assert "nothing was changed" in body["error"], body
+            assert elapsed < 2.0, "a write during the outage took %.1f s" % elapsed
+            assert "since" in health(d)
+            assert probe_code(d, "web2") == 503  # reads from memory unchanged
+            assert d.node_states()["web2"] == ("offline", "kept")
+        time.sleep(2.5)  # several reconnection attempts and periodic checks
+        pg.start()
+        for d in (a, b):
+            wait_until(lambda: health(d)["state"] == "ok", RESYNC_TIMEOUT,
+                       "%s to resynchronise by itself" % d.url)
+    assert load.count > 50
+    assert load.errors == [], load.errors[:5]
+    for d, mark in zip((a, b), marks):
+        log = d.log_text(mark)
+        assert log.count("PostgreSQL unreachable") == 1, log
+        assert log.count("PostgreSQL reachable again") == 1, log
+    b.set_status({"web1": {"status": "drain"}})
+    wait_until(lambda: a.node_states()["web1"][0] == "drain", PROPAGATION_TIMEOUT,
+               "a to see b's change after the outage")
+
+
+def test_restart_during_outage_serves_local_copy(fleet, pg_own_server):
+    pg = pg_own_server
+    url = pg.url(pg.create_database())
+    (a,) = fleet(url)
+    a.set_nodes(["web1", "web2"])
+    a.set_status({"web2": {"status": "offline", "reason": "kept"}})
+    a.stop()
+    pg.stop("fast")
+    a.start()
+    assert health(a)["state"] == "unreachable"
+    assert health(a)["has_state"] is True
+    assert probe_code(a, "web1") == 200 and probe_code(a, "web2") == 503
+    assert "local state copy" in a.log_text()
+    r = a.post("/v1/clusters/default/status", auth=a.admin,
+               json={"changes": {"web1": {"status": "offline"}}})
+    assert_json_error(r, 503)
+    pg.start()
+    wait_until(lambda: health(a)["state"] == "ok", RESYNC_TIMEOUT, "a to reconnect")
+    a.set_status({"web1": {"status": "drain"}})
+    assert probe_code(a, "web1") == 503
+
+
+def test_started_with_neither_postgres_nor_copy_says_so_and_retries(fleet, pg_own_server,
+                                                                    tmp_path):
+    pg = pg_own_server
+    url = pg.url(pg.create_database())
+    (a,) = fleet(url)  # creates the schema, the admin and the default cluster
+    a.set_nodes(["web1"])
+    pg.stop("fast")
+    agent_port = free_port()
+    b = pg_daemon(tmp_path, url, "fresh", admin_of=a,
+                  extra=["--agent-listen", "127.0.0.1:%d" % agent_port])
+    try:
+        st = health(b)
+        assert st["state"] == "unreachable" and st["has_state"] is False
+        r = b.probe("web1")
+        assert r.status_code == 503
+        assert "no state" in r.text and "unreachable" in r.text
+        with socket.create_connection(("127.0.0.1", agent_port), timeout=5) as sock:
+            sock.sendall(b"web1\n")
+            line = sock.makefile().readline()
+        assert line.startswith("down") and "no state" in line, line
+        assert "no local state copy" in b.log_text()
+        pg.start()
+        wait_until(lambda: probe_code(b, "web1") == 200, RESYNC_TIMEOUT,
+                   "b to load the state once PostgreSQL is back")
+        assert health(b)["has_state"] is True
+    finally:
+        problem = b.close()
+        assert problem is None, problem
+
+
+# --- failover ------------------------------------------------------------------------
+
+
+def test_failover_to_promoted_standby_loses_no_acknowledged_write(fleet, pg_own_server):
+    """Primary and a synchronous streaming standby; daemons on a multi-host
+    URL. Stop the primary, promote the standby: probes answer throughout,
+    the daemons reconnect to the new primary and accept writes again, and
+    every acknowledged write is there."""
+    primary = pg_own_server
+    db = primary.create_database()
+    standby = pgcluster.make_standby(primary)
+    try:
+        primary.psql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        primary.psql("SELECT pg_reload_conf()")
+        wait_until(lambda: primary.psql("SELECT count(*) FROM pg_stat_replication "
+                                        "WHERE sync_state = 'sync'") == "1",
+                   RESYNC_TIMEOUT, "the standby to be synchronous")
+        url = primary.url(db, hosts="127.0.0.1:%d,127.0.0.1:%d" % (primary.port, standby.port),
+                          extra="?target_session_attrs=read-write")
+        a, b = fleet(url, n=2)
+        a.set_nodes(["web1", "web2"])
+        wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "b in sync")
+        acked = []
+        stop = threading.Event()
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    r = a.post("/v1/clusters/default/status", auth=a.admin, timeout=10,
+                               json={"changes": {"web2": {"status": "drain",
+                                                          "reason": "w%d" % i}}})
+                    if r.status_code == 200:
+                        acked.append("w%d" % i)
+                except requests.RequestException:
+                    pass
+                time.sleep(0.02)
+
+        with ProbeLoad([a, b], "web1", 200) as load:
+            t = threading.Thread(target=writer)
+            t.start()
+            wait_until(lambda: len(acked) >= 5, PROPAGATION_TIMEOUT, "writes before failover")
+            primary.stop("immediate")
+            n_before = len(acked)
+            pgcluster.promote(standby)
+            wait_until(lambda: len(acked) > n_before + 5, RESYNC_TIMEOUT,
+                       "writes to be accepted by the new primary")
+            stop.set()
+            t.join(30)
+            for d in (a, b):
+                wait_until(lambda: health(d)["state"] == "ok" and
+                           health(d)["version"] == health(a)["version"], RESYNC_TIMEOUT,
+                           "%s on the new primary" % d.url)
+        assert load.errors == [], load.errors[:5]
+        stored = set(standby.psql("SELECT reason FROM audit WHERE node = 'web2'", db).split())
+        lost = [w for w in acked if w not in stored]
+        assert lost == [], "acknowledged writes lost in the failover: %s" % lost[:10]
+        last = acked[-1]
+        assert b.node_states()["web2"] == ("drain", last) or wait_until(
+            lambda: b.node_states()["web2"] == ("drain", last), PROPAGATION_TIMEOUT,
+            "b to show the last write")
+    finally:
+        standby.cleanup()
+
+
+# --- moving over ------------------------------------------------------------------
+
+
+def store_copy(cm_bin, src, dst, *extra):
+    return subprocess.run([cm_bin, "store", "copy", "--from", src, "--to", dst] + list(extra),
+                          capture_output=True, text=True, timeout=60)
+
+
+def snapshot_of(d):
+    """Everything a copy must keep, as the API shows it."""
+    audit = [{k: v for k, v in e.items() if k != "id"} for e in d.audit(limit=1000)]
+    users = d.get("/v1/users", auth=d.admin).json()
+    tokens = d.get("/v1/tokens", auth=d.admin).json()
+    return d.nodes(), audit, users, tokens
+
+
+def test_store_copy_sqlite_to_postgres_and_back(tmp_path, pg_server, cm_bin):
+    src = Daemon(tmp_path / "sqlite", bin_path=cm_bin, template=False)
+    try:
+        src.set_nodes(["web1", "web2", "web3"])
+        src.set_status({"web1": {"status": "offline", "reason": "disk"},
+                        "web2": {"status": "drain", "ttl": 3600}})
+        user = src.make_user("ops", "operator")
+        _, token = src.make_token("viewer", "ci")
+        before = snapshot_of(src)
+        src.stop()
+
+        db = pg_server.create_database()
+        url = pg_server.url(db)
+        r = store_copy(cm_bin, src.db, url)
+        assert r.returncode == 0, r.stderr
+        assert "copied" in r.stdout and "3 nodes" in r.stdout
+        assert pg_server.password not in r.stdout + r.stderr
+
+        on_pg = pg_daemon(tmp_path, url, "onpg", admin_of=src)
+        assert snapshot_of(on_pg) == before
+        assert on_pg.get("/v1/clusters", auth=user).status_code == 200
+        assert on_pg.get("/v1/clusters", auth=("bearer", token)).status_code == 200
+        assert probe_code(on_pg, "web1") == 503
+
+        # A destination that holds something is refused, and left as it was.
+        r = store_copy(cm_bin, src.db, url)
+        assert r.returncode == 1 and "not empty" in r.stderr and "--force" in r.stderr
+        assert pg_server.password not in r.stderr
+        on_pg.set_status({"web3": {"status": "offline", "reason": "on pg"}})
+        after_pg = snapshot_of(on_pg)
+        on_pg.stop()
+
+        back = str(tmp_path / "back.db")
+        r = store_copy(cm_bin, url, back)
+        assert r.returncode == 0, r.stderr
+        d2 = Daemon(tmp_path / "back", bin_path=cm_bin, db=back, start=False, template=False)
+        d2.password = src.password
+        d2.pw_file.write_text(d2.password)
+        d2.start()
+        try:
+            assert snapshot_of(d2) == after_pg
+        finally:
+            d2.stop()
+
+        # --force replaces what the destination holds.
+        r = store_copy(cm_bin, src.db, url, "--force")
+        assert r.returncode == 0, r.stderr
+        on_pg.start()
+        assert snapshot_of(on_pg) == before
+        on_pg.stop()
+    finally:
+        problem = src.close()
+        assert problem is None, problem
+
+
+def test_store_copy_usage_errors(cm_bin, tmp_path):
+    r = subprocess.run([cm_bin, "store", "copy", "--from", str(tmp_path / "a.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--from and --to" in r.stderr
+    r = subprocess.run([cm_bin, "store", "copy", "--from", "postgresql://cm:pw@127.0.0.1:1/x",
+                        "--to", str(tmp_path / "b.db")], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1 and "unreachable" in r.stderr and ":pw@" not in r.stderr
+
+
+# --- observed probes across daemons -------------------------------------------------
+
+
+class Prober:
+    """A load balancer's health check of one node through one daemon,
+    every 100 ms, that can be paused."""
+
+    def __init__(self, d, node, user_agent):
+        self.d, self.node, self.ua = d, node, user_agent
+        self.stop = threading.Event()
+        self.paused = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+        self.thread.start()
+
+    def run(self):
+        s = requests.Session()
+        while not self.stop.is_set():
+            if not self.paused.is_set():
+                try:
+                    s.get("%s/health?node=%s" % (self.d.url, self.node), timeout=5,
+                          headers={"User-Agent": self.ua})
+                except requests.RequestException:
+                    pass
+            time.sleep(0.1)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def probers_of(d, node):
+    r = d.get("/v1/clusters/default/nodes/%s?window=30" % node, auth=d.admin)
+    assert r.status_code == 200, r.text
+    return {(p["user_agent"], p["daemon"]): p for p in r.json()["node"]["probes"]}
+
+
+def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1"])
+    # (no probe of our own: it would be one more prober for wait to wait on)
+    wait_until(lambda: "web1" in b.node_states(), PROPAGATION_TIMEOUT, "b in sync")
+    lb1, lb2 = Prober(a, "web1", "lb1"), Prober(b, "web1", "lb2")
+    try:
+        # Either daemon shows both probers, each with the daemon that saw it.
+        for d in (a, b):
+            seen = wait_until(lambda: len(probers_of(d, "web1")) == 2 and probers_of(d, "web1"),
+                              PROPAGATION_TIMEOUT, "both probers on %s" % d.url)
+            daemons = {ua: dm for ua, dm in seen}
+            assert daemons["lb1"].endswith(":127.0.0.1:%d" % a.port), daemons
+            assert daemons["lb2"].endswith(":127.0.0.1:%d" % b.port), daemons
+        page = a.get("/health/managenodes", auth=a.admin)  # the page says who saw lb2
+        assert page.status_code == 200
+        assert "via <code>%s</code>" % daemons["lb2"] in page.text
+        env = dict(os.environ, CLUSTERMGMT_URL=a.url, CLUSTERMGMT_USER="admin",
+                   CLUSTERMGMT_PASSWORD=a.password)
+        lb2.paused.set()  # lb2 (through b) does not see the change yet
+        a.set_status({"web1": {"status": "offline", "reason": "deploy"}})
+        r = subprocess.run([cm_bin, "wait", "web1", "--drained", "--fall", "2", "--timeout",
+                            "3s"], env=env, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)
+        assert "lb2" in r.stderr, r.stderr  # named: the prober a never saw itself
+        lb2.paused.clear()
+        r = subprocess.run([cm_bin, "wait", "web1", "--drained", "--fall", "2", "--timeout",
+                            "20s"], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        seen = probers_of(a, "web1")
+        assert all(p["since_change"] >= 2 and not p["serving"] for p in seen.values()), seen
+        for d in (a, b):
+            assert "cannot share" not in d.log_text()
+    finally:
+        lb1.close()
+        lb2.close()
+
+
+# --- the fleet -------------------------------------------------------------------------
+
+
+def fleet_of(d):
+    r = d.get("/v1/daemons", auth=d.admin)
+    assert r.status_code == 200, r.text
+    return {x["id"].rsplit(":", 1)[1]: x for x in r.json()["daemons"]}, r.json()
+
+
+def test_daemons_listed_with_lag_and_stale(fleet, pg_url, cm_bin):
+    a, b = fleet(pg_url, n=2, extra=["--stale-after", "4s"])
+    a.set_nodes(["web1"])
+    ports = {str(a.port), str(b.port)}
+    for d in (a, b):
+        ds, doc = wait_until(lambda: set(fleet_of(d)[0]) == ports and
+                             all(x["lag_versions"] == 0 for x in fleet_of(d)[0].values()) and
+                             fleet_of(d), PROPAGATION_TIMEOUT, "both daemons, caught up")
+        assert ds[str(d.port)]["self"] is True
+        assert not any(x["stale"] for x in ds.values())
+        assert doc["stale_after_s"] == 4
+        assert ds[str(a.port)]["listen"] == "127.0.0.1:%d" % a.port
+    assert a.get("/v1/daemons").status_code == 401  # viewer and up
+    # b frozen: it neither beats nor applies a's changes.
+    os.kill(b.proc.pid, signal.SIGSTOP)
+    try:
+        a.set_status({"web1": {"status": "offline"}})
+        ds, _ = wait_until(lambda: fleet_of(a)[0][str(b.port)]["stale"] and fleet_of(a),
+                           PROPAGATION_TIMEOUT, "b to show stale")
+        assert ds[str(b.port)]["lag_versions"] >= 1
+        assert ds[str(b.port)]["lag_seconds"] > 0
+        env = dict(os.environ, CLUSTERMGMT_URL=a.url, CLUSTERMGMT_USER="admin",
+                   CLUSTERMGMT_PASSWORD=a.password)
+        r = subprocess.run([cm_bin, "daemons"], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert "stale" in r.stdout and str(b.port) in r.stdout and "this one" in r.stdout
+    finally:
+        os.kill(b.proc.pid, signal.SIGCONT)
+    wait_until(lambda: not fleet_of(a)[0][str(b.port)]["stale"] and
+               fleet_of(a)[0][str(b.port)]["lag_versions"] == 0, PROPAGATION_TIMEOUT,
+               "b to catch up")
+    page = b.get("/", auth=b.admin)  # the web page shows the fleet too
+    assert page.status_code == 200, page.text[:300]
+    assert "Daemons" in page.text
+    assert ":127.0.0.1:%d</code> (this one)" % b.port in page.text
+    assert ":127.0.0.1:%d</code>" % a.port in page.text
+
+
+def test_daemons_on_sqlite_is_this_one(daemon):
+    r = daemon.get("/v1/daemons", auth=daemon.admin)
+    assert r.status_code == 200, r.text
+    (d,) = r.json()["daemons"]
+    assert d["self"] is True and d["stale"] is False and d["lag_versions"] == 0
+    assert d["listen"] == "127.0.0.1:%d" % daemon.port
+
+
+def test_removing_every_cluster_on_a_is_not_undone_by_b(fleet, pg_url):
+    """The default cluster is created on an empty store at start only; a
+    daemon reloading another's change never re-creates it."""
+    a, b = fleet(pg_url, n=2)
+    r = a.delete("/v1/clusters/default", auth=a.admin)
+    assert r.status_code == 200, r.text
+    wait_until(lambda: b.get("/v1/clusters", auth=b.admin).json()["clusters"] == [],
+               PROPAGATION_TIMEOUT, "b to see no cluster")
+    time.sleep(2.5)  # a periodic version check later, still none
+    for d in (a, b):
+        assert d.get("/v1/clusters", auth=d.admin).json()["clusters"] == []
+
+
+# --- web sessions across daemons ----------------------------------------------------
+
+
+def test_web_session_works_on_every_daemon_and_sign_out_ends_it_everywhere(fleet, pg_url):
+    from ui_helpers import login_session, page_csrf
+
+    a, b, c = fleet(pg_url, n=3)
+    cookie = login_session(a, "admin", a.password).cookies.get("cm_session")
+
+    def page_on(d):
+        return requests.get(d.url + "/", cookies={"cm_session": cookie},
+                            allow_redirects=False, timeout=10)
+
+    assert page_on(a).status_code == 200
+    for d in (b, c):
+        wait_until(lambda: page_on(d).status_code == 200, PROPAGATION_TIMEOUT,
+                   "%s to know the session started on a" % d.url)
+    # A form rendered by a is accepted by b: the CSRF token is the same on
+    # every daemon. Signing out on b ends the session on a and c too.
+    r = requests.post(b.url + "/logout", data={"csrf": page_csrf(page_on(a).text)},
+                      cookies={"cm_session": cookie}, allow_redirects=False, timeout=10)
+    assert (r.status_code, r.headers["Location"]) == (303, "/login")
+    assert page_on(b).status_code == 303
+    for d in (a, c):
+        wait_until(lambda: page_on(d).status_code == 303, PROPAGATION_TIMEOUT,
+                   "%s to end the session signed out on b" % d.url)
+    time.sleep(1.5)  # later exchanges do not bring it back
+    assert [page_on(d).status_code for d in (a, b, c)] == [303, 303, 303]
+    for d in (a, b, c):
+        assert "cannot share" not in d.log_text()
