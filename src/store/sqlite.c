@@ -115,7 +115,7 @@ static const char step1_create_tables[] =
 static const char step2_index_audit_by_cluster[] =
     "CREATE INDEX audit_by_cluster ON audit (cluster, id);";
 
-/* The cluster's named load balancers (issue 9): kind by name, runtime and
+/* The cluster's named load balancers: kind by name, runtime and
  * backend NULL when not given. */
 static const char step3_create_lbs[] =
     "CREATE TABLE lbs ("
