@@ -20,42 +20,35 @@ def test_tree_includes_point_one_way():
     assert r.returncode == 0, r.stdout
 
 
-def test_core_including_http_is_caught(tmp_path):
+def check_with_include(tmp_path, file, include):
+    """Runs the check on a copy of src/ where file also includes include."""
     src = tmp_path / "src"
     shutil.copytree(REPO / "src", src)
-    with open(src / "core" / "model.h", "a") as f:
-        f.write('#include "../http/http.h"\n')
-    r = run_check(src)
+    with open(src / file, "a") as f:
+        f.write('#include "%s"\n' % include)
+    return run_check(src)
+
+
+def test_core_including_http_is_caught(tmp_path):
+    r = check_with_include(tmp_path, "core/model.h", "../http/http.h")
     assert r.returncode == 1
     assert "core may not include http" in r.stdout
 
 
 def test_cli_including_the_engine_is_caught(tmp_path):
-    src = tmp_path / "src"
-    shutil.copytree(REPO / "src", src)
-    with open(src / "cli" / "cli.c", "a") as f:
-        f.write('#include "engine/engine.h"\n')
-    r = run_check(src)
+    r = check_with_include(tmp_path, "cli/cli.c", "engine/engine.h")
     assert r.returncode == 1
     assert "cli may not include engine" in r.stdout
 
 
 def test_surface_including_the_servers_state_is_caught(tmp_path):
-    src = tmp_path / "src"
-    shutil.copytree(REPO / "src", src)
-    with open(src / "http" / "api_v1.c", "a") as f:
-        f.write('#include "server_internal.h"\n')
-    r = run_check(src)
+    r = check_with_include(tmp_path, "http/api_v1.c", "server_internal.h")
     assert r.returncode == 1
     assert "may include http/server_internal.h" in r.stdout
     assert "api_v1.c" in r.stdout
 
 
 def test_surface_including_the_path_table_is_caught(tmp_path):
-    src = tmp_path / "src"
-    shutil.copytree(REPO / "src", src)
-    with open(src / "http" / "ui.h", "a") as f:
-        f.write('#include "router.h"\n')
-    r = run_check(src)
+    r = check_with_include(tmp_path, "http/ui.h", "router.h")
     assert r.returncode == 1
     assert "may include http/router.h" in r.stdout
