@@ -72,6 +72,7 @@ struct engine {
 	struct store *store;
 	_Atomic(struct model *) current;
 	_Atomic int64_t version; /* the store version of current */
+	_Atomic int64_t version_at; /* ms, when publish() stored it; 0: at start */
 	_Atomic int has_state;   /* current came from the store or the copy */
 	struct store *copy;      /* the local state copy, or NULL; the copier's */
 	int is_copy_stale;       /* the copier must reload it before the next save */
@@ -283,6 +284,7 @@ publish(struct engine *e, struct model *next, int64_t version)
 
 	r->model = atomic_exchange(&e->current, next);
 	atomic_store(&e->version, version);
+	atomic_store(&e->version_at, time_now_ms());
 	atomic_store(&e->has_state, 1);
 	r->tag = atomic_fetch_add(&e->gp, 1) + 1;
 	if (e->retired_tail != NULL)
@@ -1004,6 +1006,7 @@ engine_store_state(struct engine *e, struct engine_store_state *out)
 	out->is_up = h.is_up;
 	out->down_since = h.down_since;
 	out->version = atomic_load(&e->version);
+	out->version_at = atomic_load(&e->version_at);
 	out->has_state = atomic_load(&e->has_state);
 }
 

@@ -175,6 +175,7 @@ struct engine_store_state {
 	int is_up;          /* the store answered the last time it was tried */
 	int64_t down_since; /* ms, when !is_up */
 	int64_t version;    /* the store version of the published model */
+	int64_t version_at; /* ms, when this daemon published it; 0: at start */
 	int has_state;      /* 0: nothing to answer from yet */
 };
 void engine_store_state(struct engine *e, struct engine_store_state *out);

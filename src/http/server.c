@@ -82,20 +82,41 @@ static void waiters_check(struct worker *w);
 
 /* --- request helpers ------------------------------------------------ */
 
+/* The fleet was read at the last heartbeat (every SHARE_HEARTBEAT_MS);
+ * this daemon knows its own version now, and a store at least that new. */
+static void
+fleet_with_own_version(struct share_fleet *f, const struct engine_store_state *st,
+                       const char *daemon_id)
+{
+	size_t i;
+
+	if (!st->has_state)
+		return;
+	if (st->version > f->store_version) {
+		f->store_version = st->version;
+		f->changed_at = st->version_at;
+	}
+	for (i = 0; i < f->n; i++)
+		if (strcmp(f->daemons[i].id, daemon_id) == 0)
+			f->daemons[i].version = st->version;
+}
+
 void
 request_fleet(const struct request *r, struct share_fleet *f)
 {
 	struct engine_store_state st;
 	struct server *s = r->server;
 
+	engine_store_state(s->engine, &st);
 	if (s->share != NULL) {
 		share_fleet(s->share, f);
-		if (f->read_at != 0)
+		if (f->read_at != 0) {
+			fleet_with_own_version(f, &st, s->daemon_id);
 			return;
+		}
 		free(f->daemons);
 	}
 	/* An SQLite store, or before the first heartbeat: this daemon. */
-	engine_store_state(s->engine, &st);
 	memset(f, 0, sizeof(*f));
 	f->daemons = xcalloc(1, sizeof(*f->daemons));
 	f->daemons[0] = s->me;

@@ -691,6 +691,11 @@ def test_daemons_listed_with_lag_and_stale(fleet, pg_url, cm_bin):
     os.kill(b.proc.pid, signal.SIGSTOP)
     try:
         a.set_status({"web1": {"status": "offline"}})
+        # At once, not at a's next heartbeat: a knows the version it wrote.
+        ds, doc = fleet_of(a)
+        assert ds[str(b.port)]["lag_versions"] == 1, ds
+        assert ds[str(a.port)]["lag_versions"] == 0, ds
+        assert ds[str(a.port)]["version"] == doc["store_version"], (ds, doc)
         ds, _ = wait_until(lambda: fleet_of(a)[0][str(b.port)]["stale"] and fleet_of(a),
                            PROPAGATION_TIMEOUT, "b to show stale")
         assert ds[str(b.port)]["lag_versions"] >= 1
