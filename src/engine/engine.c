@@ -71,12 +71,12 @@ static __thread int my_reader_id = -1;
 struct engine {
 	struct store *store;
 	_Atomic(struct model *) current;
-	_Atomic int64_t version; /* the store version of current */
+	_Atomic int64_t version;    /* the store version of current */
 	_Atomic int64_t version_at; /* ms, when publish() stored it; 0: at start */
-	_Atomic int has_state;   /* current came from the store or the copy */
-	struct store *copy;      /* the local state copy, or NULL; the copier's */
-	int is_copy_stale;       /* the copier must reload it before the next save */
-	pthread_t copier;        /* writes the copy off the engine thread */
+	_Atomic int has_state;      /* current came from the store or the copy */
+	struct store *copy;         /* the local state copy, or NULL; the copier's */
+	int is_copy_stale;          /* the copier must reload it before the next save */
+	pthread_t copier;           /* writes the copy off the engine thread */
 	pthread_cond_t copy_wake;
 	int is_copy_due, is_copier_stopping; /* under lock */
 	int has_copier;
