@@ -419,10 +419,9 @@ untracked(const json_t *node, size_t n_lbs)
 	       (n_lbs == 0 ? int_field(node, "probes_untracked") : 0);
 }
 
-/* Updates w from the node document. */
-static void
-judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs,
-      const char *cluster, const struct wait_args *a, int64_t now, int64_t waited)
+void
+wait_judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs,
+           const char *cluster, const struct wait_args *a, int64_t now, int64_t waited)
 {
 	const json_t *probes = json_object_get(node, "probes"), *p;
 	char who[200], signal[200], why[300];
@@ -529,12 +528,9 @@ judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs
 
 /* --- requests in flight ------------------------------------------------------- */
 
-/* Asks every load balancer with runtime access how many requests are in
- * flight to the node; the others are given the grace period. Returns 1
- * when the node is done. */
-static int
-check_in_flight(struct wait_node *w, const struct wait_lb *lbs, size_t n_lbs, const char *cluster,
-                const struct wait_args *a, int64_t now)
+int
+wait_check_in_flight(struct wait_node *w, const struct wait_lb *lbs, size_t n_lbs,
+                     const char *cluster, const struct wait_args *a, int64_t now)
 {
 	struct lb_server_state st;
 	char why[300], backend[160];
@@ -698,7 +694,7 @@ look(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *lbs, size_
 				break;
 		if (i == n)
 			continue;
-		judge(&nodes[i], node, lbs, n_lbs, cli->cluster, a, now, now - start);
+		wait_judge(&nodes[i], node, lbs, n_lbs, cli->cluster, a, now, now - start);
 		if (n_lbs == 0 && nodes[i].state == WAIT_PROBES && nodes[i].n_probers == 0 &&
 		    (rc = no_probers(&nodes[i], a, now - start, now, err)) != CLI_OK)
 			break;
@@ -753,7 +749,7 @@ wait_for_nodes(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *
 			if (nodes[i].state == WAIT_DONE && !nodes[i].is_done)
 				mark_done(&nodes[i], a, on_done, ctx);
 			else if (nodes[i].state == WAIT_IN_FLIGHT &&
-			         check_in_flight(&nodes[i], lbs, n_lbs, cli->cluster, a, now))
+			         wait_check_in_flight(&nodes[i], lbs, n_lbs, cli->cluster, a, now))
 				mark_done(&nodes[i], a, on_done, ctx);
 		}
 		if (count_in(nodes, n, WAIT_DONE) == n)

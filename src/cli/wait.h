@@ -135,6 +135,27 @@ int wait_for_nodes(struct cli *cli, struct wait_node *nodes, int n, struct wait_
                    size_t n_lbs, const struct wait_args *a, wait_done_fn on_done, void *ctx,
                    struct error *err);
 
+/* The two steps of wait_for_nodes for one node, without the server:
+ *
+ * wait_judge judges node, one element of the "nodes" of GET
+ * /v1/clusters/{c}/observations (its "probes" and untracked counts),
+ * against lbs[0..n_lbs) (n_lbs 0: the probers observed), waited ms after
+ * the wait began and at now (ms, monotonic). It fills w's pending,
+ * evidence, n_probers and is_in_transit, and moves w->state on (to
+ * WAIT_IN_FLIGHT when draining, WAIT_DONE when serving) once every load
+ * balancer has acted, setting w->out_at = now. Load balancers with
+ * runtime access are asked; a named one that does not probe is noted on
+ * stderr once.
+ *
+ * wait_check_in_flight, for a node in WAIT_IN_FLIGHT, asks every load
+ * balancer with runtime access how many requests are in flight to it and
+ * gives the others drain_grace_ms from w->out_at. It fills w->in_flight
+ * and returns 1 when none is left and the grace (if any) is over. */
+void wait_judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs,
+                const char *cluster, const struct wait_args *a, int64_t now, int64_t waited);
+int wait_check_in_flight(struct wait_node *w, const struct wait_lb *lbs, size_t n_lbs,
+                         const char *cluster, const struct wait_args *a, int64_t now);
+
 /* Milliseconds of a monotonic clock, and a sleep that resumes after
  * signals unless *stop (may be NULL) is set. */
 int64_t wait_monotonic_ms(void);
