@@ -1008,15 +1008,12 @@ corrupt(struct pg_store *db, const char *what, const char *value, struct error *
 }
 
 static int
-load_clusters(struct pg_store *db, struct model *m, struct error *err)
+load_clusters(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
 {
-	PGresult *res = NULL;
-	int i, n;
+	int i, n = PQntuples(res);
 
-	if (run(db, "SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\"", 0, NULL,
-	        &res, "load the clusters", err) != 0)
-		return -1;
-	n = PQntuples(res);
+	(void)db;
+	(void)err;
 	m->clusters = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->clusters));
 	for (i = 0; i < n; i++) {
 		struct cluster *c = &m->clusters[m->n_clusters++];
@@ -1024,7 +1021,6 @@ load_clusters(struct pg_store *db, struct model *m, struct error *err)
 		c->path = value_dup(res, i, 1);
 		c->version = value_i64(res, i, 2);
 	}
-	PQclear(res);
 	return 0;
 }
 
@@ -1032,37 +1028,27 @@ load_clusters(struct pg_store *db, struct model *m, struct error *err)
  * hands each node to its cluster, and each cluster's nodes are counted
  * first so that its array is allocated once. */
 static int
-load_nodes(struct pg_store *db, struct model *m, struct error *err)
+load_nodes(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
 {
-	PGresult *res = NULL;
 	struct cluster *c;
 	size_t ci = 0;
-	int i, j, n, rc = 0;
+	int i, j, n = PQntuples(res);
 
-	if (run(db,
-	        "SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, "
-	        "address, check_url FROM nodes ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"",
-	        0, NULL, &res, "load the nodes", err) != 0)
-		return -1;
-	n = PQntuples(res);
-	for (i = 0; i < n && rc == 0; i = j) {
+	for (i = 0; i < n; i = j) {
 		const char *cluster = PQgetvalue(res, i, 0);
 		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, cluster) < 0)
 			ci++;
-		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0) {
-			rc = corrupt(db, "node of an unknown cluster", cluster, err);
-			break;
-		}
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0)
+			return corrupt(db, "node of an unknown cluster", cluster, err);
 		c = &m->clusters[ci];
 		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
 			;
 		c->nodes = xcalloc((size_t)(j - i), sizeof(*c->nodes));
 		for (; i < j; i++) {
 			struct node *nd = &c->nodes[c->n_nodes];
-			if (node_status_from_string(PQgetvalue(res, i, 2), &nd->status) != 0) {
-				rc = corrupt(db, "unknown node status", PQgetvalue(res, i, 2), err);
-				break;
-			}
+			if (node_status_from_string(PQgetvalue(res, i, 2), &nd->status) != 0)
+				return corrupt(db, "unknown node status", PQgetvalue(res, i, 2),
+				               err);
 			nd->name = value_dup(res, i, 1);
 			nd->reason = value_dup(res, i, 3);
 			nd->changed_by = value_dup(res, i, 4);
@@ -1073,44 +1059,32 @@ load_nodes(struct pg_store *db, struct model *m, struct error *err)
 			c->n_nodes++;
 		}
 	}
-	PQclear(res);
-	return rc;
+	return 0;
 }
 
 /* Ordered by cluster, then name, like the nodes. */
 static int
-load_lbs(struct pg_store *db, struct model *m, struct error *err)
+load_lbs(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
 {
-	PGresult *res = NULL;
 	size_t ci = 0;
-	int i, j, n, rc = 0;
+	int i, j, n = PQntuples(res);
 
-	if (run(db,
-	        "SELECT cluster, name, kind, runtime, backend FROM lbs "
-	        "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"",
-	        0, NULL, &res, "load the load balancers", err) != 0)
-		return -1;
-	n = PQntuples(res);
-	for (i = 0; i < n && rc == 0; i = j) {
+	for (i = 0; i < n; i = j) {
 		const char *cluster = PQgetvalue(res, i, 0);
 		struct cluster *c;
 		while (ci < m->n_clusters && strcmp(m->clusters[ci].name, cluster) < 0)
 			ci++;
-		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0) {
-			rc = corrupt(db, "load balancer of an unknown cluster", cluster, err);
-			break;
-		}
+		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0)
+			return corrupt(db, "load balancer of an unknown cluster", cluster, err);
 		c = &m->clusters[ci];
 		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
 			;
 		c->lbs = xcalloc((size_t)(j - i), sizeof(*c->lbs));
 		for (; i < j; i++) {
 			struct lb *l = &c->lbs[c->n_lbs];
-			if (!lb_kind_is_valid(PQgetvalue(res, i, 2))) {
-				rc = corrupt(db, "unknown load balancer kind",
-				             PQgetvalue(res, i, 2), err);
-				break;
-			}
+			if (!lb_kind_is_valid(PQgetvalue(res, i, 2)))
+				return corrupt(db, "unknown load balancer kind",
+				               PQgetvalue(res, i, 2), err);
 			l->name = value_dup(res, i, 1);
 			l->kind = value_dup(res, i, 2);
 			l->runtime = value_dup_or_null(res, i, 3);
@@ -1118,58 +1092,38 @@ load_lbs(struct pg_store *db, struct model *m, struct error *err)
 			c->n_lbs++;
 		}
 	}
-	PQclear(res);
-	return rc;
+	return 0;
 }
 
 static int
-load_users(struct pg_store *db, struct model *m, struct error *err)
+load_users(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
 {
-	PGresult *res = NULL;
 	enum role role;
-	int i, n, rc = 0;
+	int i, n = PQntuples(res);
 
-	if (run(db,
-	        "SELECT name, role, password_hash, created_at FROM users "
-	        "ORDER BY name COLLATE \"C\"",
-	        0, NULL, &res, "load the users", err) != 0)
-		return -1;
-	n = PQntuples(res);
 	m->users = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->users));
 	for (i = 0; i < n; i++) {
-		if (role_from_string(PQgetvalue(res, i, 1), &role) != 0) {
-			rc = corrupt(db, "unknown role", PQgetvalue(res, i, 1), err);
-			break;
-		}
+		if (role_from_string(PQgetvalue(res, i, 1), &role) != 0)
+			return corrupt(db, "unknown role", PQgetvalue(res, i, 1), err);
 		struct user *u = &m->users[m->n_users++];
 		u->name = value_dup(res, i, 0);
 		u->role = role;
 		u->password_hash = value_dup(res, i, 2);
 		u->created_at = value_i64(res, i, 3);
 	}
-	PQclear(res);
-	return rc;
+	return 0;
 }
 
 static int
-load_tokens(struct pg_store *db, struct model *m, struct error *err)
+load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
 {
-	PGresult *res = NULL;
 	enum role role;
-	int i, n, rc = 0;
+	int i, n = PQntuples(res);
 
-	if (run(db,
-	        "SELECT id, role, description, hash, created_by, created_at FROM tokens "
-	        "ORDER BY id COLLATE \"C\"",
-	        0, NULL, &res, "load the tokens", err) != 0)
-		return -1;
-	n = PQntuples(res);
 	m->tokens = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->tokens));
 	for (i = 0; i < n; i++) {
-		if (role_from_string(PQgetvalue(res, i, 1), &role) != 0) {
-			rc = corrupt(db, "unknown role", PQgetvalue(res, i, 1), err);
-			break;
-		}
+		if (role_from_string(PQgetvalue(res, i, 1), &role) != 0)
+			return corrupt(db, "unknown role", PQgetvalue(res, i, 1), err);
 		struct token *t = &m->tokens[m->n_tokens++];
 		t->id = value_dup(res, i, 0);
 		t->role = role;
@@ -1178,37 +1132,76 @@ load_tokens(struct pg_store *db, struct model *m, struct error *err)
 		t->created_by = value_dup(res, i, 4);
 		t->created_at = value_i64(res, i, 5);
 	}
-	PQclear(res);
-	return rc;
+	return 0;
 }
 
-/* Outside a write transaction, one REPEATABLE READ transaction gives one
- * moment; inside one, the writer lock keeps everything still. */
+/* What a load reads, in this order (clusters before what belongs to
+ * them), and the function that takes each SELECT's rows; the store
+ * version comes last. */
+#define LOAD_SELECTS                                                                               \
+	"SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\";"                    \
+	"SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, address, "      \
+	"check_url FROM nodes ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"                 \
+	"SELECT cluster, name, kind, runtime, backend FROM lbs "                                   \
+	"ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"                                      \
+	"SELECT name, role, password_hash, created_at FROM users ORDER BY name COLLATE \"C\";"     \
+	"SELECT id, role, description, hash, created_by, created_at FROM tokens "                  \
+	"ORDER BY id COLLATE \"C\";"                                                               \
+	"SELECT version FROM store_version WHERE id = 1"
+static int (*const load_steps[])(struct pg_store *db, struct model *m, PGresult *res,
+                                 struct error *err) = {load_clusters, load_nodes, load_lbs,
+                                                       load_users, load_tokens};
+#define N_LOAD_STEPS ((int)(sizeof(load_steps) / sizeof(load_steps[0])))
+
+/* The store version, the last result of a load. */
+static int
+take_version(struct pg_store *db, PGresult *res, int64_t *version, struct error *err)
+{
+	if (PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+		return 0;
+	return error_set(err, 500, "the PostgreSQL store %s has no store version", db->description);
+}
+
+/* The whole model in one round trip: the statements go as one simple
+ * query and their results come back in order. Outside a write
+ * transaction it is wrapped in one REPEATABLE READ transaction (one
+ * moment); inside one, the writer lock keeps everything still. A failed
+ * statement ends the query: the results after it never come. */
 static int
 pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 {
 	struct pg_store *db = handle;
-	int is_own = !db->in_tx;
+	int is_own = !db->in_tx, rc = 0, step = is_own ? -1 : 0, last = N_LOAD_STEPS;
+	PGresult *res;
 
-	if (is_own) {
-		if (ensure_connected(db, err) != 0)
-			return -1;
-		if (run(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL,
-		        "start reading", err) != 0)
-			return -1;
-		db->in_tx = 1;
+	if (is_own && ensure_connected(db, err) != 0)
+		return -1;
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
+		return fail(db, NULL, "load the store", err);
+	if (!PQsendQuery(db->conn,
+	                 is_own ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" LOAD_SELECTS
+	                          ";COMMIT"
+	                        : LOAD_SELECTS))
+		return fail(db, NULL, "load the store", err);
+	db->in_tx = 1;
+	for (; (res = PQgetResult(db->conn)) != NULL; step++) {
+		ExecStatusType st = PQresultStatus(res);
+		if (rc == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+			rc = fail(db, res, "load the store", err);
+		else if (rc == 0 && step >= 0 && step < last)
+			rc = load_steps[step](db, m, res, err);
+		else if (rc == 0 && step == last)
+			rc = take_version(db, res, version, err);
+		PQclear(res);
 	}
-	if (load_clusters(db, m, err) != 0 || load_nodes(db, m, err) != 0 ||
-	    load_lbs(db, m, err) != 0 || load_users(db, m, err) != 0 ||
-	    load_tokens(db, m, err) != 0 || pg_read_version(db, version, err) != 0)
-		goto bad;
-	if (!is_own)
-		return 0;
-	return pg_commit(db, err);
-bad:
-	if (is_own)
-		pg_rollback(db);
-	return -1;
+	if (rc == 0 && step < last + 1 + is_own)
+		rc = fail(db, NULL, "load the store", err); /* the connection went */
+	if (is_own) {
+		if (rc != 0 && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+			pg_rollback(db);
+		db->in_tx = 0;
+	}
+	return rc;
 }
 
 static int
