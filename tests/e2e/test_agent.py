@@ -80,7 +80,9 @@ def test_agent_stalled_connection_does_not_block_http_or_agent(agent):
         t0 = time.monotonic()
         assert agent.probe("zope1").status_code == 200
         assert words(ask(agent.agent_port, "zope1")) & {"ready", "up"}
-        assert time.monotonic() - t0 < 2.0  # generous: a loaded machine
+        # Not held up until the stalled client goes (it stays until the
+        # finally below); room for a stall of 2 s.
+        assert time.monotonic() - t0 < 4.0
     finally:
         stalled.close()
 
@@ -111,7 +113,7 @@ def test_agent_unknown_node_and_cluster_say_down_with_a_comment(agent):
 def test_agent_without_line_and_without_default_node_says_down(agent):
     t0 = time.monotonic()
     assert ask(agent.agent_port, None).startswith("down #")
-    assert time.monotonic() - t0 < 3.0  # the 300 ms read timeout, with room for a loaded machine
+    assert time.monotonic() - t0 < 4.0  # the 300 ms read timeout, room for a 2 s stall
 
 
 def test_agent_without_line_uses_serve_node(make_daemon):
@@ -122,7 +124,7 @@ def test_agent_without_line_uses_serve_node(make_daemon):
     t0 = time.monotonic()
     assert ask(port, None) == "maint"
     # the 300 ms read timeout (room for a loaded machine), not HAProxy's check timeout
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 4.0
     assert ask(port, "zope1") == "up ready"
 
 

@@ -431,16 +431,17 @@ STALLS = {
 
 
 def assert_others_answered_promptly(d):
-    """Bounds generous for a loaded machine: a worker held up by a stalled
-    client would answer only when the stall times out (10 s or more)."""
+    """Bounds with room for a 2 s stall of a loaded machine: a worker held
+    up by a stalled client would answer only when the stall times out (10 s
+    or more)."""
     for _ in range(3):
         t0 = time.monotonic()
         r = d.probe("zope1", timeout=5)
         assert (r.status_code, r.text) == (200, "OK")
-        assert time.monotonic() - t0 < 2.0, "probe took %.2f s" % (time.monotonic() - t0)
+        assert time.monotonic() - t0 < 4.0, "probe took %.2f s" % (time.monotonic() - t0)
     t0 = time.monotonic()
     assert d.get("/v1/clusters/default/nodes", auth=d.as_admin, timeout=5).status_code == 200
-    assert time.monotonic() - t0 < 3.0
+    assert time.monotonic() - t0 < 4.0
 
 
 @pytest.mark.parametrize("kind", sorted(STALLS))

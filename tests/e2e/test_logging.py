@@ -81,7 +81,7 @@ def test_ttl_expiry_is_logged(daemon):
     daemon.set_nodes(["zope1"])
     mark = daemon.log_mark()
     daemon.set_status({"zope1": {"status": "offline", "ttl": 1}})
-    line = daemon.wait_log(r"ttl.*zope1|zope1.*ttl", since=mark, timeout=3.5)
+    line = daemon.wait_log(r"ttl.*zope1|zope1.*ttl", since=mark, timeout=10)
     assert line, daemon.log_text(mark)
 
 

@@ -116,12 +116,16 @@ def test_removed_database_with_a_ttl_due_retries_without_spinning(daemon):
     import time
     d = daemon
     d.set_nodes(["zope1"])
-    d.set_status({"zope1": {"status": "offline", "ttl": 1}})
+    # 3 s: the file must be gone before the TTL falls due, even if this
+    # process stalls a second or two after the write.
+    d.set_status({"zope1": {"status": "offline", "ttl": 3}})
     mark = d.log_mark()
     os.unlink(d.db)
-    time.sleep(4)  # the TTL falls due after ~1 s; ~3 s of retries follow
+    first = d.wait_log("ttl expiry retried", since=mark, timeout=15)
+    assert first, "no refused expiry logged:\n" + d.log_text(mark)
+    time.sleep(3)  # ~3 retries follow, a busy loop would make thousands
     retries = [l for l in d.log_lines(mark) if "ttl expiry retried" in l]
-    assert 1 <= len(retries) <= 6, "%d retries in 4 s" % len(retries)
+    assert 1 <= len(retries) <= 6, "%d retries in 3 s after the first" % len(retries)
     assert "was removed" in parse_logfmt(retries[0])["error"]
     # not expired in memory either: nothing that is not stored is shown
     assert d.probe("zope1").status_code == 503
