@@ -266,14 +266,14 @@ mark_down(struct pg_store *db, const char *why)
 	int64_t now = time_now_ms();
 
 	pthread_mutex_lock(&db->state_lock);
-	if (atomic_load(&db->is_up)) {
-		atomic_store(&db->down_since, now);
-		atomic_store(&db->is_up, 0);
+	if (atomic_load(&db->is_up)) { /* logged first: whoever sees the state finds the line */
 		time_format_rfc3339(now, since, sizeof(since));
 		log_kv(LOG_ERROR,
 		       "PostgreSQL unreachable: answering from the last known state, "
 		       "writes refused until it is back",
 		       "store", db->description, "since", since, "error", why, NULL);
+		atomic_store(&db->down_since, now);
+		atomic_store(&db->is_up, 0);
 	}
 	pthread_mutex_unlock(&db->state_lock);
 }
@@ -286,10 +286,10 @@ mark_up(struct pg_store *db)
 	pthread_mutex_lock(&db->state_lock);
 	if (!atomic_load(&db->is_up)) {
 		time_format_rfc3339(atomic_load(&db->down_since), since, sizeof(since));
-		atomic_store(&db->down_since, 0);
-		atomic_store(&db->is_up, 1);
 		log_kv(LOG_INFO, "PostgreSQL reachable again", "store", db->description,
 		       "down_since", since, NULL);
+		atomic_store(&db->down_since, 0);
+		atomic_store(&db->is_up, 1);
 	}
 	pthread_mutex_unlock(&db->state_lock);
 }
