@@ -99,7 +99,8 @@ struct engine {
 	int64_t expiry_retry_at;                     /* engine thread only: ms, 0 when none */
 	_Atomic int64_t seen_version;                /* the last version the store reported */
 	int is_refresh_due;                          /* under lock: compare and reload */
-	int is_resync_due;                           /* under lock: reload whatever the version */
+	int is_reload_failing; /* engine thread: the store answers, its state cannot be read */
+	int is_resync_due;     /* under lock: reload whatever the version */
 	struct store_watcher watcher;
 
 	/* slow read-only work (password hashing) has a thread of its own so
@@ -479,7 +480,10 @@ static void free_retired(struct engine *e);
 
 /* Engine thread: the store reported a version other than ours, or came
  * back: load what it holds now and publish it. A failure is left to the
- * next report (the watch thread reports every few seconds). */
+ * next report (the watch thread reports every few seconds). An outage is
+ * the store's to log; a store that answers but whose state cannot be
+ * read (damaged by hand, say) is logged once, and its end once: the
+ * daemon answers from its last state meanwhile. */
 static void
 refresh(struct engine *e, int is_forced)
 {
@@ -492,8 +496,18 @@ refresh(struct engine *e, int is_forced)
 	    atomic_load(&e->seen_version) == atomic_load(&e->version))
 		return;
 	if (store_load_at(e->store, &m, &version, &err) != 0) {
-		log_kv(LOG_DEBUG, "reload from the store failed", "error", err.what, NULL);
+		if (err.status == 503 || e->is_reload_failing)
+			log_kv(LOG_DEBUG, "reload from the store failed", "error", err.what, NULL);
+		else
+			log_kv(LOG_ERROR,
+			       "cannot read the store's new state: answering from the last one",
+			       "error", err.what, NULL);
+		e->is_reload_failing |= err.status != 503;
 		return;
+	}
+	if (e->is_reload_failing) {
+		log_kv(LOG_INFO, "the store's state is readable again", NULL);
+		e->is_reload_failing = 0;
 	}
 	had_state = atomic_load(&e->has_state);
 	if (had_state && version == atomic_load(&e->version)) {

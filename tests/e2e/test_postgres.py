@@ -221,6 +221,26 @@ def test_terminated_listen_connection_still_picks_up_a_change(fleet, pg_server):
                "b to pick up the change made while it was not listening")
 
 
+def test_state_damaged_by_hand_keeps_the_last_one_and_says_so(fleet, pg_server):
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1", "web2"])
+    wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
+    pg_server.psql("ALTER TABLE nodes DROP CONSTRAINT nodes_status_check; "
+                   "UPDATE nodes SET status = 'bogus' WHERE name = 'web2'", db)
+    a.set_status({"web1": {"status": "offline"}})  # b is told, and cannot read it
+    line = "cannot read the store's new state: answering from the last one"
+    wait_until(lambda: line in b.log_text(), PROPAGATION_TIMEOUT, "b to say so")
+    assert 'damaged: unknown node status \\"bogus\\"' in b.log_text()  # logfmt quotes
+    assert probe_code(b, "web1") == 200 and probe_code(b, "web2") == 200  # the last state
+    time.sleep(2.5)  # a version check or two later: still failing, said once
+    assert b.log_text().count(line) == 1
+    pg_server.psql("UPDATE nodes SET status = 'online' WHERE name = 'web2'", db)
+    wait_until(lambda: probe_code(b, "web1") == 503, PROPAGATION_TIMEOUT,
+               "b to read the repaired state at its next version check")
+    assert "the store's state is readable again" in b.log_text()
+
+
 # --- several writers ----------------------------------------------------------
 
 
