@@ -62,6 +62,35 @@ judge_once(struct wait_node *w, json_t *node, struct wait_lb *lbs, size_t n_lbs,
 	return w->state;
 }
 
+/* Judges the probers given (consumed, NULL-terminated), none untracked. */
+static enum wait_state
+look_at(struct wait_node *w, struct wait_lb *lbs, size_t n_lbs, const struct wait_args *a,
+        int64_t waited, ...)
+{
+	json_t *probes = json_array(), *p;
+	va_list ap;
+
+	va_start(ap, waited);
+	while ((p = va_arg(ap, json_t *)) != NULL)
+		json_array_append_new(probes, p);
+	va_end(ap);
+	return judge_once(w, node_doc(probes, 0, 0), lbs, n_lbs, a, waited);
+}
+
+/* An agent-check's and an HTTP check's observation. */
+static json_t *
+agent(const char *lb, const char *address, int serving, long since, long age, long interval)
+{
+	return prober(lb, "agent", address, NULL, serving, since, age, interval);
+}
+
+static json_t *
+http(const char *lb, const char *address, const char *user_agent, int serving, long since, long age,
+     long interval)
+{
+	return prober(lb, "http", address, user_agent, serving, since, age, interval);
+}
+
 static struct wait_node
 fresh(void)
 {
@@ -81,12 +110,9 @@ agent_maint_read_by_haproxy_drains_it(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("ha1", "agent", "10.0.0.5",
-	                                                             NULL, 0, 1, 250, 200)),
-	                                     0, 0),
-	                            lbs, 1, &a, 300),
-	                 WAIT_IN_FLIGHT);
+	assert_int_equal(
+	    look_at(&w, lbs, 1, &a, 300, agent("ha1", "10.0.0.5", 0, 1, 250, 200), NULL),
+	    WAIT_IN_FLIGHT);
 	assert_int_equal(w.out_at, NOW);
 	assert_int_equal(w.n_probers, 1);
 	assert_non_null(strstr(w.evidence, "ha1: agent answered 'maint' at +0.30s"));
@@ -104,21 +130,14 @@ answer_in_transit_is_not_yet_drained(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("ha1", "agent", "10.0.0.5",
-	                                                             NULL, 0, 1, 40, 200)),
-	                                     0, 0),
-	                            lbs, 1, &a, 50),
+	assert_int_equal(look_at(&w, lbs, 1, &a, 50, agent("ha1", "10.0.0.5", 0, 1, 40, 200), NULL),
 	                 WAIT_PROBES);
 	assert_true(w.is_in_transit);
 	assert_non_null(strstr(w.pending, "ha1 was told, and has not read it yet"));
 	/* It probed again since: it has read the first answer. */
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("ha1", "agent", "10.0.0.5",
-	                                                             NULL, 0, 2, 10, 200)),
-	                                     0, 0),
-	                            lbs, 1, &a, 230),
-	                 WAIT_IN_FLIGHT);
+	assert_int_equal(
+	    look_at(&w, lbs, 1, &a, 230, agent("ha1", "10.0.0.5", 0, 2, 10, 200), NULL),
+	    WAIT_IN_FLIGHT);
 	assert_false(w.is_in_transit);
 }
 
@@ -132,27 +151,18 @@ http_checks_need_fall_failing_answers(void **state)
 	(void)state;
 	wait_args_default(&a, 0);
 	assert_int_equal(a.fall, 3);
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("vn1", "http", "10.0.0.6",
-	                                                             "Varnish", 0, 2, 100, 1000)),
-	                                     0, 0),
-	                            lbs, 1, &a, 2000),
+	assert_int_equal(look_at(&w, lbs, 1, &a, 2000,
+	                         http("vn1", "10.0.0.6", "Varnish", 0, 2, 100, 1000), NULL),
 	                 WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "vn1 has had 2 of 3 failing answers since the change"));
 	/* The third, just sent: not read yet. */
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("vn1", "http", "10.0.0.6",
-	                                                             "Varnish", 0, 3, 100, 1000)),
-	                                     0, 0),
-	                            lbs, 1, &a, 3000),
+	assert_int_equal(look_at(&w, lbs, 1, &a, 3000,
+	                         http("vn1", "10.0.0.6", "Varnish", 0, 3, 100, 1000), NULL),
 	                 WAIT_PROBES);
 	assert_true(w.is_in_transit);
 	/* A whole interval later it has read it (or timed out: a failure too). */
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("vn1", "http", "10.0.0.6",
-	                                                             "Varnish", 0, 3, 1000, 1000)),
-	                                     0, 0),
-	                            lbs, 1, &a, 3900),
+	assert_int_equal(look_at(&w, lbs, 1, &a, 3900,
+	                         http("vn1", "10.0.0.6", "Varnish", 0, 3, 1000, 1000), NULL),
 	                 WAIT_IN_FLIGHT);
 	assert_non_null(strstr(w.evidence, "vn1: 3 failing answers"));
 }
@@ -165,26 +175,21 @@ unnamed_probers_never_stand_in_for_a_named_one(void **state)
 	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
 	struct wait_node w = fresh();
 	struct wait_args a;
-	json_t *probes = json_array();
-	int i;
 
 	(void)state;
 	wait_args_default(&a, 0);
-	for (i = 0; i < 5; i++)
-		json_array_append_new(probes, prober(NULL, i == 0 ? "agent" : "http", "127.0.0.9",
-		                                     "curl/8", 0, 20, 2000, 200));
-	json_array_append_new(probes, prober("fake", "agent", "127.0.0.9", NULL, 0, 20, 2000, 200));
-	assert_int_equal(judge_once(&w, node_doc(probes, 0, 0), lbs, 1, &a, 10000), WAIT_PROBES);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 10000, agent(NULL, "127.0.0.9", 0, 20, 2000, 200),
+	                         http(NULL, "127.0.0.9", "curl/8", 0, 20, 2000, 200),
+	                         http(NULL, "127.0.0.9", "HAProxy-check", 0, 20, 2000, 200),
+	                         agent("fake", "127.0.0.9", 0, 20, 2000, 200), NULL),
+	                 WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "ha1 has not probed it in the last 30s"));
-	assert_non_null(strstr(w.evidence, "6 probers not a named load balancer (ignored)"));
+	assert_non_null(strstr(w.evidence, "4 probers not a named load balancer (ignored)"));
 	/* Nor when waiting for it to serve: nothing from ha1 is no agreement. */
 	wait_args_default(&a, 1);
 	w = fresh();
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober(NULL, "http", "127.0.0.9",
-	                                                             "curl/8", 1, 20, 100, 200)),
-	                                     0, 0),
-	                            lbs, 1, &a, 10000),
+	assert_int_equal(look_at(&w, lbs, 1, &a, 10000,
+	                         http(NULL, "127.0.0.9", "curl/8", 1, 20, 100, 200), NULL),
 	                 WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "ha1 has not probed it"));
 }
@@ -199,15 +204,9 @@ one_load_balancer_never_counts_for_another(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(
-	    judge_once(
-	        &w,
-	        node_doc(json_pack("[o, o]",
-	                           prober("ha1", "agent", "10.0.0.5", NULL, 0, 4, 100, 200),
-	                           prober("vn1", "http", "10.0.0.5", "Varnish", 1, 0, 100, 1000)),
-	                 0, 0),
-	        lbs, 2, &a, 900),
-	    WAIT_PROBES);
+	assert_int_equal(look_at(&w, lbs, 2, &a, 900, agent("ha1", "10.0.0.5", 0, 4, 100, 200),
+	                         http("vn1", "10.0.0.5", "Varnish", 1, 0, 100, 1000), NULL),
+	                 WAIT_PROBES);
 	assert_int_equal(w.n_probers, 2);
 	assert_non_null(strstr(w.evidence, "ha1: agent answered 'maint'"));
 	assert_non_null(strstr(w.pending, "vn1 has had 0 of 3 failing answers"));
@@ -225,11 +224,8 @@ a_named_load_balancer_gone_silent_is_named(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("vn1", "http", "10.0.0.6",
-	                                                             "Varnish", 1, 0, 5000, 1000)),
-	                                     0, 0),
-	                            lbs, 1, &a, 5000),
+	assert_int_equal(look_at(&w, lbs, 1, &a, 5000,
+	                         http("vn1", "10.0.0.6", "Varnish", 1, 0, 5000, 1000), NULL),
 	                 WAIT_PROBES);
 	assert_non_null(
 	    strstr(w.pending, "vn1 has not probed it for 5.0s (it probed every 1000ms)"));
@@ -248,27 +244,14 @@ varnish_beside_haproxy_is_not_covered_by_its_agent(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(
-	    judge_once(
-	        &w,
-	        node_doc(json_pack("[o, o]",
-	                           prober(NULL, "agent", "10.0.0.5", NULL, 0, 2, 100, 200),
-	                           prober(NULL, "http", "10.0.0.5", "Varnish", 1, 0, 300, 1000)),
-	                 0, 0),
-	        NULL, 0, &a, 500),
-	    WAIT_PROBES);
+	assert_int_equal(look_at(&w, NULL, 0, &a, 500, agent(NULL, "10.0.0.5", 0, 2, 100, 200),
+	                         http(NULL, "10.0.0.5", "Varnish", 1, 0, 300, 1000), NULL),
+	                 WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "10.0.0.5 (Varnish) has had 0 of 3 failing answers"));
-
 	w = fresh();
-	assert_int_equal(
-	    judge_once(
-	        &w,
-	        node_doc(
-	            json_pack("[o, o]", prober(NULL, "agent", "10.0.0.5", NULL, 0, 2, 100, 200),
-	                      prober(NULL, "http", "10.0.0.5", "HAProxy-check", 1, 0, 300, 200)),
-	            0, 0),
-	        NULL, 0, &a, 500),
-	    WAIT_IN_FLIGHT);
+	assert_int_equal(look_at(&w, NULL, 0, &a, 500, agent(NULL, "10.0.0.5", 0, 2, 100, 200),
+	                         http(NULL, "10.0.0.5", "HAProxy-check", 1, 0, 300, 200), NULL),
+	                 WAIT_IN_FLIGHT);
 	assert_non_null(strstr(w.evidence, "covered by the agent-check at 10.0.0.5"));
 }
 
@@ -282,28 +265,25 @@ untracked_probers_block_success(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober(NULL, "agent", "10.0.0.5",
-	                                                             NULL, 0, 5, 100, 200)),
-	                                     3, 0),
-	                            NULL, 0, &a, 500),
-	                 WAIT_PROBES);
+	assert_int_equal(
+	    judge_once(&w,
+	               node_doc(json_pack("[o]", agent(NULL, "10.0.0.5", 0, 5, 100, 200)), 3, 0),
+	               NULL, 0, &a, 500),
+	    WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "partial view is never reported as success"));
 	/* With named load balancers only their own lost answers count. */
 	w = fresh();
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("ha1", "agent", "10.0.0.5",
-	                                                             NULL, 0, 5, 100, 200)),
-	                                     3, 0),
-	                            lbs, 1, &a, 500),
-	                 WAIT_IN_FLIGHT);
+	assert_int_equal(
+	    judge_once(&w,
+	               node_doc(json_pack("[o]", agent("ha1", "10.0.0.5", 0, 5, 100, 200)), 3, 0),
+	               lbs, 1, &a, 500),
+	    WAIT_IN_FLIGHT);
 	w = fresh();
-	assert_int_equal(judge_once(&w,
-	                            node_doc(json_pack("[o]", prober("ha1", "agent", "10.0.0.5",
-	                                                             NULL, 0, 5, 100, 200)),
-	                                     0, 1),
-	                            lbs, 1, &a, 500),
-	                 WAIT_PROBES);
+	assert_int_equal(
+	    judge_once(&w,
+	               node_doc(json_pack("[o]", agent("ha1", "10.0.0.5", 0, 5, 100, 200)), 0, 1),
+	               lbs, 1, &a, 500),
+	    WAIT_PROBES);
 }
 
 /* Serving: every prober of the load balancer must agree (its agent says
@@ -317,25 +297,13 @@ serving_needs_every_prober_of_the_load_balancer(void **state)
 
 	(void)state;
 	wait_args_default(&a, 1);
-	assert_int_equal(
-	    judge_once(
-	        &w,
-	        node_doc(
-	            json_pack("[o, o]", prober("ha1", "agent", "10.0.0.5", NULL, 1, 1, 10, 200),
-	                      prober("ha1", "http", "10.0.0.5", "HAProxy-check", 1, 2, 10, 200)),
-	            0, 0),
-	        lbs, 1, &a, 500),
-	    WAIT_PROBES);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 500, agent("ha1", "10.0.0.5", 1, 1, 10, 200),
+	                         http("ha1", "10.0.0.5", "HAProxy-check", 1, 2, 10, 200), NULL),
+	                 WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "ha1 has had 2 of 3 serving answers"));
-	assert_int_equal(
-	    judge_once(
-	        &w,
-	        node_doc(
-	            json_pack("[o, o]", prober("ha1", "agent", "10.0.0.5", NULL, 1, 2, 10, 200),
-	                      prober("ha1", "http", "10.0.0.5", "HAProxy-check", 1, 3, 10, 200)),
-	            0, 0),
-	        lbs, 1, &a, 700),
-	    WAIT_DONE);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 700, agent("ha1", "10.0.0.5", 1, 2, 10, 200),
+	                         http("ha1", "10.0.0.5", "HAProxy-check", 1, 3, 10, 200), NULL),
+	                 WAIT_DONE);
 }
 
 /* nginx sends no probes: its evidence is the no-probers delay. */
@@ -348,11 +316,9 @@ nginx_waits_the_no_probers_delay(void **state)
 
 	(void)state;
 	wait_args_default(&a, 0);
-	assert_int_equal(judge_once(&w, node_doc(json_array(), 0, 0), lbs, 1, &a, 4999),
-	                 WAIT_PROBES);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 4999, NULL), WAIT_PROBES);
 	assert_non_null(strstr(w.pending, "ng1 nginx sends no probes: waiting 5.0s"));
-	assert_int_equal(judge_once(&w, node_doc(json_array(), 0, 0), lbs, 1, &a, 5000),
-	                 WAIT_IN_FLIGHT);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 5000, NULL), WAIT_IN_FLIGHT);
 	assert_non_null(strstr(w.evidence, "ng1: no probes (nginx): waited 5.0s"));
 }
 
@@ -394,13 +360,9 @@ unreachable_runtime_access_falls_back(void **state)
 	(void)state;
 	snprintf(lbs[0].runtime, sizeof(lbs[0].runtime), "/nonexistent/haproxy.sock");
 	wait_args_default(&a, 0);
-	assert_int_equal(
-	    judge_once(&w,
-	               node_doc(json_pack("[o]", prober("ha1", "http", "10.0.0.5", "HAProxy-check",
-	                                                1, 0, 10, 200)),
-	                        0, 0),
-	               lbs, 1, &a, 100),
-	    WAIT_PROBES);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 100,
+	                         http("ha1", "10.0.0.5", "HAProxy-check", 1, 0, 10, 200), NULL),
+	                 WAIT_PROBES);
 	w.state = WAIT_IN_FLIGHT;
 	w.out_at = NOW;
 	a.drain_grace_ms = 1000;
