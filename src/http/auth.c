@@ -52,6 +52,7 @@
  * by the worker itself on its first attempt).
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -643,20 +644,22 @@ on_attempts_home(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 
 /* Has r's HTTP/1 client closed its connection? h2o stops reading an
  * HTTP/1 connection while a request is under way, so it only finds out
- * when it writes the answer; a peek finds out now. (HTTP/2 keeps
- * reading: a cancelled stream disposes of its request at once.) */
+ * when it writes the answer; the kernel knows now. POLLRDHUP is the
+ * peer's FIN even behind unread data, such as a TLS client's
+ * close_notify, which a peek of the first byte would take for a request.
+ * (HTTP/2 keeps reading: a cancelled stream disposes of its request at
+ * once.) */
 static int
 client_is_gone(struct request *r)
 {
 	h2o_socket_t *sock;
-	char c;
-	ssize_t n;
+	struct pollfd p;
 
 	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
 	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
 		return 0;
-	n = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n == -1 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+	p = (struct pollfd){.fd = h2o_socket_get_fd(sock), .events = POLLRDHUP};
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /* Answers an attempt whose client has gone, unhashed (a 401 nobody reads,

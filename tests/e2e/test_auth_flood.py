@@ -15,6 +15,7 @@ check takes on this machine (measured first), with a wide margin.
 import base64
 import select
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -213,6 +214,50 @@ def test_abandoned_password_checks_cost_no_hashing(daemon):
     # the flood that the side thread had started before the clients left
     assert int(counts[-1]["hashed"]) <= 15, counts[-1]
     assert int(counts[-1]["dropped"]) >= 150, counts[-1]
+
+
+def stopped_check_counts(d):
+    """The password check counts the daemon logs when it stops."""
+    mark = d.log_mark()
+    d.stop()
+    lines = [parse_logfmt(l) for l in d.log_lines(mark)]
+    counts = [kv for kv in lines if kv.get("msg") == "password checks"]
+    assert counts, "no password check counts logged at stop:\n" + d.log_text(mark)
+    return counts[-1]
+
+
+def test_politely_closed_tls_password_checks_cost_no_hashing(make_daemon, cert):
+    """A TLS client that leaves politely sends close_notify before its FIN:
+    the connection then has unread data, and must still count as gone."""
+    d = make_daemon(tls=cert)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    socks = []
+    for a in range(10):  # the handshakes first: no check is asked for yet
+        src = fresh_source_ip()
+        for k in range(8):
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.settimeout(15)
+            raw.bind((src, 0))
+            raw.connect(("127.0.0.1", d.port))
+            socks.append((ctx.wrap_socket(raw, server_hostname="127.0.0.1"), k))
+    for s, k in socks:  # 80 checks ...
+        s.sendall(("GET /v1/clusters HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: %s"
+                   "\r\n\r\n" % basic("admin", "wrong-%d" % k)).encode())
+    for s, _ in socks:  # ... abandoned at once, with close_notify, then FIN
+        s.setblocking(False)
+        try:
+            s.unwrap()  # sends close_notify; the daemon's never comes
+        except (OSError, ValueError):
+            pass
+        s.close()
+    time.sleep(1.0)  # several sweeps (every 250 ms)
+    counts = stopped_check_counts(d)
+    # hashed: at most those the side thread had started before their
+    # clients left; all 80 were hashed when the peek read close_notify
+    # as the start of another request
+    assert int(counts["hashed"]) <= 15, counts
+    assert int(counts["dropped"]) >= 60, counts
 
 
 def test_parallel_guesses_from_one_address_count_when_they_arrive(daemon):
