@@ -159,10 +159,13 @@ def run_rollout_and_check(farm, *extra):
                    if q[1] is None and wall0 < q[0] < killed_at]
             assert not cut, "%s was killed with requests in flight: %s (rollout: %s)\n%s" % (
                 node, cut, restarter.calls, r.stdout)
+        # every node back in both: awaited, the traffic threads are this
+        # process's, which may stall
+        wait_until(lambda: all(t.nodes_seen(t1) == set(NODES) for t in farm.traffic), 10,
+                   interval=0.1, what="traffic through both load balancers to every node")
         for t in farm.traffic:
             assert len(t.snapshot(t0, t1)) > 50, t.lb
             assert any(rec[4] == "slow" for rec in t.snapshot(t0, t1)), t.lb
-            assert t.nodes_seen(t1) == set(NODES), (t.lb, t.nodes_seen(t1))
         return r
     finally:
         restarter.close()

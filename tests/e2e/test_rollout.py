@@ -414,13 +414,16 @@ def test_rollout_behind_haproxy_and_varnish_loses_no_request(cm_bin, tmp_path):
         for name in LB_NODES:
             assert "%s: drained by" % name in r.stdout, r.stdout
             assert "%s: served by" % name in r.stdout, r.stdout
-        time.sleep(1.5)  # requests in flight; and every node back in both
+        time.sleep(1.5)  # requests in flight
+        # every node back in both: awaited, the traffic threads are this
+        # process's, which may stall
+        wait_until(lambda: all(t.nodes_seen(t1) == set(LB_NODES) for t in traffic), 10,
+                   interval=0.1, what="traffic through both load balancers to every node")
         for t in traffic:
             failed = t.failures(t0)
             assert not failed, "%d of %d requests through %s failed during the rollout, e.g. %s" % (
                 len(failed), len(t.snapshot(t0)), t.lb, failed[:3])
             assert len(t.snapshot(t0, t1)) > 20, t.lb
-            assert t.nodes_seen(t1) == set(LB_NODES), (t.lb, t.nodes_seen(t1))
     finally:
         problems = []
         if control is not None:
