@@ -266,12 +266,17 @@ def test_sigint_stops_after_the_current_step_with_the_node_offline(cluster, tmp_
     e = dict(os.environ, CLUSTERMGMT_URL=cluster.url, CLUSTERMGMT_USER="admin",
              CLUSTERMGMT_PASSWORD=cluster.password)
     e.pop("CLUSTERMGMT_TOKEN", None)
+    # The command runs until the test has sent SIGINT (at most 10 s), not
+    # for a fixed second a stall of the test could outlast.
+    release = tmp_path / "release"
     p = subprocess.Popen([cluster.bin, "rollout", *FAST, "--exec",
-                          'touch "%s/{node}"; sleep 1' % tmp_path], env=e,
+                          'touch "%s/{node}"; for i in $(seq 200); do [ -e "%s" ] && break; '
+                          'sleep 0.05; done' % (tmp_path, release)], env=e,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: (tmp_path / "zope1").exists(), 10, what="the first command")
         p.send_signal(signal.SIGINT)  # to rollout only: the command runs on
+        release.touch()
         out, err = p.communicate(timeout=RUN_TIMEOUT)
     finally:
         if p.poll() is None:
