@@ -248,7 +248,8 @@ def test_a_load_balancer_that_stops_probing_blocks_the_wait_by_name(farm):
     farm.varnish.stop()
     try:
         set_status(farm, "offline", node)
-        r = farm.cli("wait", node, "--drained", "--fall", "2", "--timeout", "3",
+        # 5 s: hap1 (300 ms checks) acts within it even if it stalls 2 s
+        r = farm.cli("wait", node, "--drained", "--fall", "2", "--timeout", "5",
                      "--drain-grace", "0", timeout=30)
         assert r.returncode == 4, r.stdout + r.stderr
         assert "varnish1" in r.stderr and "timed out" in r.stderr, r.stderr
