@@ -269,7 +269,7 @@ def test_fake_probers_cannot_satisfy_a_wait(daemon):
     try:
         def probe_all():
             for s in sessions:
-                s.get(daemon.url + "/health?node=n1", headers={"User-Agent": "fake"}, timeout=2)
+                s.get(daemon.url + "/health?node=n1", headers={"User-Agent": "fake"}, timeout=10)
         probe_all()
         daemon.set_status({"n1": {"status": "offline"}})
         for _ in range(3):
