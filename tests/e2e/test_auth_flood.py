@@ -159,12 +159,19 @@ def test_flood_of_wrong_passwords_leaves_others_signing_in_and_probes_fast(daemo
     sources = [fresh_source_ip() for _ in range(FLOOD_ADDRESSES)]
     burst = []
     flood = Flood(d, sources)
+    before = check_counts(d)
     try:
         for k in range(FLOOD_PER_ADDRESS):
             for src in sources:
                 burst.append(raw_send(d, src, basic("admin", "wrong-%d" % k)))
+        # the burst has arrived (awaited, not slept on): each check is
+        # under way or done; the one being hashed counts twice, so at most
+        # one may still be on its way
+        n = FLOOD_ADDRESSES * FLOOD_PER_ADDRESS
+        wait_checks(d, "the burst to reach the daemon",
+                    lambda: sum(check_counts(d).values()) - sum(before.values()) >= n)
         flood.start()
-        time.sleep(0.5)  # the burst has arrived; the flood goes on
+        time.sleep(0.5)  # the flood goes on
 
         r, took = timed_get(d, "/v1/clusters", auth=bob, source=fresh_source_ip(),
                             timeout=bound + 5)
@@ -251,12 +258,43 @@ def test_abandoned_password_checks_cost_no_hashing(daemon):
     assert int(counts[-1]["dropped"]) >= 200 - hashed_early - 15, (counts[-1], hashed_early)
 
 
+def check_counts(d):
+    """{"pending", "hashed", "dropped", "refused"}: password checks under
+    way and done, as /metrics counts them."""
+    text = d.get("/metrics").text
+    out = {}
+    for key, series in (("pending", "clustermgmt_password_checks_queued"),
+                        ("hashed", 'clustermgmt_password_checks_total{result="hashed"}'),
+                        ("dropped", 'clustermgmt_password_checks_total{result="dropped"}'),
+                        ("refused", 'clustermgmt_password_checks_total{result="refused"}')):
+        m = re.search(r"^%s (\d+)$" % re.escape(series), text, re.M)
+        assert m, "no %s in /metrics" % series
+        out[key] = int(m.group(1))
+    return out
+
+
+def wait_checks(d, what, condition, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        c = condition()
+        if c:
+            return c
+        assert time.monotonic() < deadline, "timed out waiting for %s" % what
+        time.sleep(0.02)
+
+
 def test_parallel_guesses_from_one_address_count_when_they_arrive(daemon):
     d = daemon
     d.get("/v1/clusters", auth=d.admin)  # cached: answering it costs no hashing
+    before = check_counts(d)
     src = fresh_source_ip()
     close_all([raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(8)])
-    time.sleep(0.3)
+    # All 8 reached the daemon (not a fixed sleep): each was dropped (or
+    # hashed, if the side thread took it before its client was seen gone),
+    # and none is left under way.
+    wait_checks(d, "the 8 guesses to reach the daemon", lambda: (lambda c: c["pending"] == 0 and
+                c["hashed"] + c["dropped"] - before["hashed"] - before["dropped"] == 8)(
+                    check_counts(d)))
     # 8 failures counted although none was answered: the next attempt from
     # there waits 4 s, even with right (cached) credentials
     r, took = timed_get(d, "/v1/clusters", auth=d.admin, source=src, timeout=30)
@@ -270,7 +308,13 @@ def test_parallel_guesses_slow_down_the_next_before_they_are_answered(daemon):
     src = fresh_source_ip()
     held = [raw_send(d, src, basic("mallory", "guess-%d" % k)) for k in range(6)]
     try:
-        time.sleep(0.3)
+        # All 6 reached the daemon (not a fixed sleep): those answered (the
+        # socket has the answer, looked at first) and those still under way
+        # (pending, read after) make 6; nothing is counted twice that way.
+        def arrived():
+            answered = len(select.select(held, [], [], 0)[0])
+            return answered + check_counts(d)["pending"] == 6
+        wait_checks(d, "the 6 guesses to reach the daemon", arrived)
         # 6 guesses under way count already: the next attempt waits 1 s
         r, took = timed_get(d, "/v1/clusters", auth=d.admin, source=src, timeout=30)
         assert r.status_code == 200
