@@ -4,6 +4,7 @@ nodes, atomic status changes with if_version / min_online, audit, users,
 tokens and the events long poll (which must never block the event loop).
 """
 
+import re
 import subprocess
 import threading
 import time
@@ -466,6 +467,12 @@ def events(d, after, wait, **kw):
                  auth=kw.pop("auth", d.as_admin), **kw)
 
 
+def long_polls_held(d):
+    m = re.search(r"^clustermgmt_long_polls_held (\d+)$", d.get("/metrics").text, re.M)
+    assert m, "no clustermgmt_long_polls_held in /metrics"
+    return int(m.group(1))
+
+
 def test_events_returns_at_once_when_version_above_after(seeded):
     v = seeded.nodes()["version"]
     t0 = time.monotonic()
@@ -520,7 +527,7 @@ def test_events_held_polls_do_not_block_other_requests(seeded):
 
     def poll():
         try:
-            r = events(seeded, v, 4)
+            r = events(seeded, v, 6)
             done.append(r.status_code)
         except requests.RequestException as e:
             done.append(repr(e))
@@ -528,14 +535,19 @@ def test_events_held_polls_do_not_block_other_requests(seeded):
     threads = [threading.Thread(target=poll, daemon=True) for _ in range(n)]
     for t in threads:
         t.start()
-    time.sleep(0.7)  # let them all be held
+    # all held (not a fixed sleep: a stalled thread may send its poll late)
+    deadline = time.monotonic() + 10
+    while long_polls_held(seeded) != n:
+        assert time.monotonic() < deadline, "the %d polls were never all held" % n
+        time.sleep(0.05)
     for _ in range(3):
         r = seeded.probe("zope1", timeout=5)
         assert (r.status_code, r.text) == (200, "OK")
         assert len(done) == 0, "polls returned before the probe: %r" % done
     r = seeded.get("/v1/clusters/default/nodes", auth=seeded.as_admin, timeout=5)
     assert r.status_code == 200
-    # answered while the polls were still held (they wait 4 s)
+    # answered while the polls were still held (they wait 6 s: room for a
+    # 2 s stall of any process since the first was held)
     assert len(done) == 0, "polls returned before the request: %r" % done
     for t in threads:
         t.join(timeout=15)

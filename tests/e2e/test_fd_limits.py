@@ -72,6 +72,19 @@ def runnable_seconds(pid):
     return total / 1e9
 
 
+def quietest_window(pid, windows=2, seconds=2.0):
+    """(runnable, cpu) seconds of the process in the quietest of a few
+    consecutive windows. A daemon that spins is runnable through every
+    window; one that waits may still be caught once by a stall of the
+    machine (a wake-up left 1-2 s in the run queue), but not in each."""
+    out = []
+    for _ in range(windows):
+        cpu0, runnable0 = cpu_seconds(pid), runnable_seconds(pid)
+        time.sleep(seconds)
+        out.append((runnable_seconds(pid) - runnable0, cpu_seconds(pid) - cpu0))
+    return min(out)
+
+
 def open_idle(d, n):
     """n connections that send nothing (the kernel completes them in the
     listen backlog whether or not the daemon can accept them)."""
@@ -115,15 +128,13 @@ def test_idle_flood_at_the_descriptor_limit_neither_spins_nor_blocks_probes(limi
     try:
         # the daemon has used up its descriptors on the idle connections
         assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
-        cpu0, runnable0 = cpu_seconds(d.proc.pid), runnable_seconds(d.proc.pid)
-        time.sleep(2.0)
-        cpu = cpu_seconds(d.proc.pid) - cpu0
-        runnable = runnable_seconds(d.proc.pid) - runnable0
-        # a spinning accept loop is runnable the whole 2 s (and gets as much
-        # of a core as the machine's load leaves it); a waiting one sleeps
+        runnable, cpu = quietest_window(d.proc.pid)
+        # a spinning accept loop is runnable the whole 2 s of each window
+        # (and gets as much of a core as the machine's load leaves it); a
+        # waiting one sleeps
         assert runnable < 0.5 and cpu < 0.5, (
             "while idle connections wait the daemon was runnable %.2f s and used %.2f s "
-            "of CPU in 2 s" % (runnable, cpu))
+            "of CPU in the quietest 2 s" % (runnable, cpu))
         for _ in range(5):
             r = requests.get(d.url + "/health?node=n1", timeout=10)
             assert r.status_code == 200, r.text
@@ -150,10 +161,9 @@ def test_no_spin_when_every_connection_is_busy(limited_daemon):
             held.append(s)
         assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
         assert d.wait_log("out of file descriptors", timeout=10), d.log_text()
-        runnable0 = runnable_seconds(d.proc.pid)
-        time.sleep(2.0)
-        runnable = runnable_seconds(d.proc.pid) - runnable0
-        assert runnable < 0.5, "daemon runnable %.2f s of 2 s with nothing idle to close" % runnable
+        runnable, _ = quietest_window(d.proc.pid)
+        assert runnable < 0.5, "daemon runnable %.2f s of the quietest 2 s with nothing idle " \
+            "to close" % runnable
     finally:
         for s in held:
             s.close()

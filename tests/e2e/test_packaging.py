@@ -327,9 +327,9 @@ def test_deb_binary_runs_version_and_serve(deb_file, tmp_path):
         answer = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                answer = requests.get("http://127.0.0.1:%d/health?node=node1" % port, timeout=2)
+                answer = requests.get("http://127.0.0.1:%d/health?node=node1" % port, timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a stall outlasts 2 s
                 time.sleep(0.05)
         assert answer is not None, (tmp_path / "log").read_text()
         assert (answer.status_code, answer.text) == (200, "OK")

@@ -266,12 +266,17 @@ def test_sigint_stops_after_the_current_step_with_the_node_offline(cluster, tmp_
     e = dict(os.environ, CLUSTERMGMT_URL=cluster.url, CLUSTERMGMT_USER="admin",
              CLUSTERMGMT_PASSWORD=cluster.password)
     e.pop("CLUSTERMGMT_TOKEN", None)
+    # The command runs until the test has sent SIGINT (at most 10 s), not
+    # for a fixed second a stall of the test could outlast.
+    release = tmp_path / "release"
     p = subprocess.Popen([cluster.bin, "rollout", *FAST, "--exec",
-                          'touch "%s/{node}"; sleep 1' % tmp_path], env=e,
+                          'touch "%s/{node}"; for i in $(seq 200); do [ -e "%s" ] && break; '
+                          'sleep 0.05; done' % (tmp_path, release)], env=e,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: (tmp_path / "zope1").exists(), 10, what="the first command")
         p.send_signal(signal.SIGINT)  # to rollout only: the command runs on
+        release.touch()
         out, err = p.communicate(timeout=RUN_TIMEOUT)
     finally:
         if p.poll() is None:
@@ -414,13 +419,16 @@ def test_rollout_behind_haproxy_and_varnish_loses_no_request(cm_bin, tmp_path):
         for name in LB_NODES:
             assert "%s: drained by" % name in r.stdout, r.stdout
             assert "%s: served by" % name in r.stdout, r.stdout
-        time.sleep(1.5)  # requests in flight; and every node back in both
+        time.sleep(1.5)  # requests in flight
+        # every node back in both: awaited, the traffic threads are this
+        # process's, which may stall
+        wait_until(lambda: all(t.nodes_seen(t1) == set(LB_NODES) for t in traffic), 10,
+                   interval=0.1, what="traffic through both load balancers to every node")
         for t in traffic:
             failed = t.failures(t0)
             assert not failed, "%d of %d requests through %s failed during the rollout, e.g. %s" % (
                 len(failed), len(t.snapshot(t0)), t.lb, failed[:3])
             assert len(t.snapshot(t0, t1)) > 20, t.lb
-            assert t.nodes_seen(t1) == set(LB_NODES), (t.lb, t.nodes_seen(t1))
     finally:
         problems = []
         if control is not None:

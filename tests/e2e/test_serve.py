@@ -4,6 +4,7 @@ worker threads, the default node, start-up errors, and graceful shutdown
 with requests in flight (PRODUCT §9, issue 2 point 2).
 """
 
+import json
 import socket
 import subprocess
 import threading
@@ -115,21 +116,43 @@ def test_help_prints_usage(cm_bin, tmp_path):
     assert "usage: clustermgmt serve" in p.stdout
 
 
+def unread_bytes(server_port, client_port):
+    """Bytes the server side of a loopback TCP connection has not read yet
+    (/proc/net/tcp's rx_queue), or None when there is no such socket."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) == server_port and \
+                    int(remote.split(":")[1], 16) == client_port:
+                return int(queues.split(":")[1], 16)
+    return None
+
+
 def test_sigterm_answers_write_in_flight(daemon):
     """A write that reached the daemon before SIGTERM is answered and kept."""
     daemon.set_nodes(["web1"])
-    results = []
-
-    def write():
-        r = daemon.post("/v1/clusters/default/status", auth=daemon.as_admin,
-                        json={"changes": {"web1": {"status": "offline"}}})
-        results.append(r.status_code)
-
-    t = threading.Thread(target=write)
-    t.start()
-    time.sleep(0.05)
-    daemon.stop()
-    t.join(10)
+    body = json.dumps({"changes": {"web1": {"status": "offline"}}}).encode()
+    request = ("POST /v1/clusters/default/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\nConnection: close\r\n\r\n"
+               % (daemon.admin_token[1], len(body))).encode() + body
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as s:
+        s.sendall(request)
+        # SIGTERM once the daemon has read the request (not after a fixed
+        # 50 ms, which a stall of the sender could outlast)
+        client_port = s.getsockname()[1]
+        deadline = time.monotonic() + 10
+        while unread_bytes(daemon.port, client_port) != 0:
+            assert time.monotonic() < deadline, "the daemon never read the write"
+            time.sleep(0.001)
+        daemon.stop()
+        answer = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
     daemon.start()
-    assert results == [200]
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert daemon.node_states()["web1"][0] == "offline"
