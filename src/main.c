@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "http/serve.h"
+#include "http/daemon.h"
 #include "store/store_cli.h"
 
 int

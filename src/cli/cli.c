@@ -18,7 +18,7 @@
 
 #include "cli.h"
 #include "core/limits.h"
-#include "command.h"
+#include "cli_internal.h"
 #include "output.h"
 #include "util/xalloc.h"
 

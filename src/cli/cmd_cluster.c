@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "output.h"
 
 /* An integer field as text, "-" when absent. */

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "output.h"
 
 /* ID VERSION LAG HEARTBEAT STATE: the lag in versions and seconds. */

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "output.h"
 
 /* NAME KIND RUNTIME BACKEND. */

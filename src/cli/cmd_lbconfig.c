@@ -20,7 +20,7 @@
 
 #include <curl/curl.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "lb/lbconfig.h"
 #include "util/timefmt.h"
 #include "util/url.h"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "output.h"
 
 /* NAME ADDRESS CHECK STATUS. */

@@ -32,7 +32,7 @@
 
 #include <curl/curl.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "core/limits.h"
 #include "output.h"
 #include "util/timefmt.h"

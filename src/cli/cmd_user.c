@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "core/limits.h"
 #include "output.h"
 

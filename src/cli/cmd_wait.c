@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "command.h"
+#include "cli_internal.h"
 #include "util/xalloc.h"
 #include "wait.h"
 

@@ -41,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "command.h"
+#include "cli_internal.h"
 
 #define WAIT_DEFAULT_FALL 3
 #define WAIT_FALL_MAX 100

@@ -1,5 +1,5 @@
 /*
- * server_internal.h - the daemon's runtime state, shared by serve.c,
+ * server_internal.h - the daemon's runtime state, shared by daemon.c,
  * server.c, router.c, auth.c and scrape.c only. The surfaces see struct
  * request alone.
  */

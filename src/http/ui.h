@@ -3,7 +3,7 @@
  * (router.c: the page's paths, their methods, gates and roles), the gates
  * the router runs for them (ui_page_auth, ui_post_guard), and what the
  * page's own files share. Authentication reaches the page's sessions only
- * through the hook serve.c plugs ui_session_identify into
+ * through the hook daemon.c plugs ui_session_identify into
  * (auth_set_session_source, auth.h).
  *
  *   ui.c          the page's 405, {mount}/manage_main, the sign-in gate for pages,
@@ -136,7 +136,7 @@ void ui_reply_method_not_allowed(struct request *r, const char *allow);
 
 /* --- ui_session.c ------------------------------------------------------- */
 
-/* The web page's sessions, an auth_session_fn (auth.h) that serve.c
+/* The web page's sessions, an auth_session_fn (auth.h) that daemon.c
  * plugs into authentication: fills r->role, r->who and r->is_session
  * from the session cookie and returns 1, or returns 0 when there is no
  * valid session. Synchronous. */

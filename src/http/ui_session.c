@@ -28,7 +28,7 @@
  * Signing in checks the password through auth_check_password (auth.c),
  * the same check as HTTP Basic: the same queue, bounds, failure counting
  * and slow-down. The page plugs its sessions into authentication with
- * auth_set_session_source (see serve.c), so auth.c knows nothing of it.
+ * auth_set_session_source (see daemon.c), so auth.c knows nothing of it.
  *
  * CSRF: every form carries a token that is a BLAKE2b of the session id
  * (so the same on every daemon), compared in constant time. Origin, or

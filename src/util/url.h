@@ -22,7 +22,7 @@ char *url_form_decode(const char *p, size_t n);
  * before the ':', or the host does not fit.
  *
  * The one host:port splitter of the core, the generators and the CLI;
- * the daemon's listeners use h2o's h2o_url_parse_hostport (serve.c),
+ * the daemon's listeners use h2o's h2o_url_parse_hostport (daemon.c),
  * which these layers do not link. */
 int hostport_split(const char *s, char *host, size_t host_size, int *port, int *is_bracketed);
 

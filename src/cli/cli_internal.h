@@ -1,5 +1,5 @@
 /*
- * command.h - what cli.c shares with the command files (cmd_*.c).
+ * cli_internal.h - what cli.c shares with the command files (cmd_*.c).
  *
  * cli.c parses the whole command line once, global and command options
  * alike, into a struct cli; it then calls the command's handler with the
@@ -13,8 +13,8 @@
  * in cli.c if it has new ones, and add one line to the command table in
  * cli.c (name, handler, help text).
  */
-#ifndef CM_COMMAND_H
-#define CM_COMMAND_H
+#ifndef CM_CLI_INTERNAL_H
+#define CM_CLI_INTERNAL_H
 
 #include <stdint.h>
 

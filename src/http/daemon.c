@@ -1,5 +1,5 @@
 /*
- * serve.c - `clustermgmt serve`: options, start-up, signals, shutdown.
+ * daemon.c - `clustermgmt serve`: options, start-up, signals, shutdown.
  *
  * Start-up order: open the store, start the engine (which loads the model,
  * creates the default cluster and applies TTLs that ran out while we were
@@ -48,7 +48,7 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "server_internal.h"
-#include "serve.h"
+#include "daemon.h"
 #include "ui.h"
 
 #define MAX_THREADS 32

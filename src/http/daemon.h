@@ -1,8 +1,8 @@
 /*
- * serve.h - `clustermgmt serve`: the daemon.
+ * daemon.h - `clustermgmt serve`: the daemon's main.
  */
-#ifndef CM_SERVE_H
-#define CM_SERVE_H
+#ifndef CM_DAEMON_H
+#define CM_DAEMON_H
 
 /* Parses the serve options (argv[0] is "serve"), starts the daemon and
  * runs it until SIGTERM/SIGINT (SIGHUP reloads the TLS certificate).
