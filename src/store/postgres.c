@@ -64,6 +64,7 @@
 
 #include <libpq-fe.h>
 
+#include "../util/redact.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
@@ -352,31 +353,6 @@ describe_spec(const PQconninfoOption *opts)
 	return out;
 }
 
-/* libpq's parse error may quote a piece of the spec (which could be a
- * password): drop everything between double quotes. */
-static void
-unquoted(const char *in, char *out, size_t size)
-{
-	size_t i, n = 0;
-	int is_quoted = 0;
-
-	for (i = 0; in != NULL && in[i] != '\0' && n + 1 < size; i++) {
-		if (in[i] == '"') {
-			is_quoted = !is_quoted;
-			if (is_quoted && n + 4 < size) {
-				memcpy(out + n, "\"…\"", 5);
-				n += 5;
-			}
-			continue;
-		}
-		if (!is_quoted)
-			out[n++] = (in[i] == '\n') ? ' ' : in[i];
-	}
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = '\0';
-}
-
 /* libpq checks a port only when it connects, and a failed connection
  * looks like an outage: a typo in the port must stop the start instead. */
 static int
@@ -614,7 +590,8 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 
 	opts = PQconninfoParse(spec, &parse_error);
 	if (opts == NULL) {
-		unquoted(parse_error != NULL ? parse_error : "out of memory", why, sizeof(why));
+		redact_quoted(parse_error != NULL ? parse_error : "out of memory", why,
+		              sizeof(why));
 		PQfreemem(parse_error);
 		error_set(err, 400, "--db: not a valid PostgreSQL URL or connection string: %s",
 		          why);
