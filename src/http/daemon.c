@@ -165,23 +165,11 @@ bad:
 	return -1;
 }
 
-/* A duration option: "500ms", or what duration_parse_ms takes ("2", "2s",
- * "1m"). */
+/* A duration option (duration_parse): none of the daemon's may be zero. */
 static int
 parse_duration_option(const char *name, const char *text, int64_t *out, struct error *err)
 {
-	size_t len = strlen(text);
-	char *end;
-	long long n;
-
-	if (len > 2 && strcmp(text + len - 2, "ms") == 0) {
-		n = strtoll(text, &end, 10);
-		if (text[0] >= '0' && text[0] <= '9' && end == text + len - 2 && n > 0 &&
-		    n <= 3600 * 1000) {
-			*out = n;
-			return 0;
-		}
-	} else if (duration_parse_ms(text, out) == 0 && *out <= 3600 * 1000)
+	if (duration_parse(text, 1, 3600 * 1000, out) == 0)
 		return 0;
 	return error_set(err, 400, "--%s must be a duration like 500ms, 2s or 1m, not '%s'", name,
 	                 text);

@@ -766,9 +766,10 @@ ttl_seconds(const char *ttl, int64_t *out)
 	*out = 0;
 	if (ttl == NULL || ttl[0] == '\0')
 		return 0;
-	if (duration_parse_ms(ttl, &ms) != 0)
+	/* the core refuses what is above its limit, in its own words */
+	if (duration_parse(ttl, 1, 366LL * 86400 * 1000, &ms) != 0)
 		return -1;
-	*out = ms / 1000;
+	*out = (ms + 999) / 1000;
 	return 0;
 }
 
