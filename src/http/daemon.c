@@ -616,8 +616,6 @@ static int
 check_config(struct server *s, struct error *err)
 {
 	char password[PASSWORD_MAX + 2]; /* as ensure_admin reads it */
-	struct store *store;
-	struct model *m = NULL;
 	size_t i;
 	int rc;
 
@@ -636,12 +634,7 @@ check_config(struct server *s, struct error *err)
 		if (rc != 0)
 			return -1;
 	}
-	if ((store = store_open(s->opts.db, err)) == NULL)
-		return -1;
-	rc = store_load(store, &m, err);
-	model_free(m);
-	store_close(store);
-	return rc;
+	return engine_check_store(s->opts.db, err);
 }
 
 /* --- main --------------------------------------------------------------- */
@@ -734,39 +727,6 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	}
 }
 
-/* The local state copy: an SQLite store of the daemon's own under
- * --state-dir, for a store other daemons share. */
-static int
-open_state_copy(struct server *s, struct store *store, struct store **copy, struct error *err)
-{
-	char path[4096];
-
-	*copy = NULL;
-	if (!store_is_shared(store)) {
-		if (s->opts.state_dir != NULL)
-			log_kv(LOG_WARN, "--state-dir is only used with a PostgreSQL store", NULL);
-		return 0;
-	}
-	if (s->opts.state_dir == NULL) {
-		log_kv(LOG_WARN,
-		       "no --state-dir: a restart while PostgreSQL is unreachable will have no "
-		       "state to answer from",
-		       NULL);
-		return 0;
-	}
-	if (snprintf(path, sizeof(path), "%s/state.db", s->opts.state_dir) >= (int)sizeof(path))
-		return error_set(err, 400, "--state-dir %s: path too long", s->opts.state_dir);
-	if (mkdir(s->opts.state_dir, 0700) != 0 && errno != EEXIST)
-		return error_set(err, 400, "--state-dir %s: cannot create it: %s",
-		                 s->opts.state_dir, strerror(errno));
-	if ((*copy = store_open(path, err)) == NULL) {
-		char why[sizeof(err->what)];
-		snprintf(why, sizeof(why), "%s", err->what);
-		return error_set(err, err->status, "--state-dir: %s", why);
-	}
-	return 0;
-}
-
 static int
 store_is_shared_engine(struct server *s)
 {
@@ -812,7 +772,6 @@ start(struct server *s, struct error *err)
 {
 	struct checker_options checks = {s->opts.check_interval_ms, s->opts.check_timeout_ms,
 	                                 s->opts.check_fall, s->opts.check_rise};
-	struct store *store, *copy = NULL;
 	struct share_session_hooks session_hooks;
 	char store_text[1100];
 	unsigned long long nofile = raise_fd_limit();
@@ -831,14 +790,8 @@ start(struct server *s, struct error *err)
 	if (s->opts.metrics_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
-	if ((store = store_open(s->opts.db, err)) == NULL)
-		return -1;
-	snprintf(store_text, sizeof(store_text), "%s", store_describe(store));
-	if (open_state_copy(s, store, &copy, err) != 0) {
-		store_close(store);
-		return -1;
-	}
-	if ((s->engine = engine_start_with_copy(store, copy, err)) == NULL)
+	if ((s->engine = engine_open(s->opts.db, s->opts.state_dir, store_text, sizeof(store_text),
+	                             err)) == NULL)
 		return -1;
 	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0)) {
 		if (!is_store_away(s, err))

@@ -52,3 +52,22 @@ def test_surface_including_the_path_table_is_caught(tmp_path):
     r = check_with_include(tmp_path, "http/ui.h", "router.h")
     assert r.returncode == 1
     assert "may include http/router.h" in r.stdout
+
+
+def test_layer_reached_through_a_header_is_caught(tmp_path):
+    # engine may include store, http may not: a store header that an
+    # engine header pulls in reaches every http file that includes it
+    r = check_with_include(tmp_path, "engine/engine.h", "../store/store.h")
+    assert r.returncode == 1
+    assert "http may not include store (../engine/engine.h through" in r.stdout
+    assert "daemon.c" in r.stdout
+
+
+def test_duplicate_include_guard_is_caught(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    (src / "cli" / "twin.h").write_text(
+        "#ifndef CM_COMMAND_H\n#define CM_COMMAND_H\n#endif\n")
+    r = run_check(src)
+    assert r.returncode == 1
+    assert "include guard CM_COMMAND_H is also" in r.stdout
