@@ -85,6 +85,8 @@ static const char usage[] =
     "  --threads N                HTTP worker threads (default 1)\n"
     "  --demo                     on an empty default cluster, add node1..node3\n"
     "  --log-format logfmt|json   one logfmt line (default) or JSON object per event\n"
+    "  --log-level LEVEL          debug, info (default), warn or error: lines below it\n"
+    "                             are not written\n"
     "  --log-file F               log to F instead of stderr (re-opened on SIGHUP)\n"
     "  --metrics-listen ADDR:PORT serve GET /metrics there, without credentials\n"
     "                             (and nothing else)\n"
@@ -208,6 +210,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"check-rise", required_argument, NULL, 'R'},
 	    {"demo", no_argument, NULL, 'D'},
 	    {"log-format", required_argument, NULL, 'L'},
+	    {"log-level", required_argument, NULL, 'G'},
 	    {"log-file", required_argument, NULL, 'O'},
 	    {"metrics-listen", required_argument, NULL, 'M'},
 	    {"check-config", no_argument, NULL, 'C'},
@@ -219,6 +222,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	size_t i;
 
 	o->db = "clustermgmt.db";
+	o->log_level = LOG_INFO;
 	o->stale_after_ms = 15000;
 	o->threads = 1;
 	o->check_interval_ms = 2000;
@@ -299,6 +303,13 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 			if (log_format_from_string(optarg, &o->log_format) != 0)
 				return error_set(err, 400,
 				                 "--log-format must be logfmt or json, not '%s'",
+				                 optarg);
+			break;
+		case 'G':
+			if (log_level_from_string(optarg, &o->log_level) != 0)
+				return error_set(err, 400,
+				                 "--log-level must be debug, info, warn or error, "
+				                 "not '%s'",
 				                 optarg);
 			break;
 		case 'O':
@@ -864,6 +875,7 @@ serve_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_format(s.opts.log_format);
+	log_set_level(s.opts.log_level);
 	if (s.opts.is_check_config) {
 		if (check_config(&s, &err) != 0) {
 			fprintf(stderr, "clustermgmt serve: configuration check failed: %s\n",

@@ -67,6 +67,7 @@ struct server_options {
 	int threads;
 	int is_demo;
 	enum log_format log_format;
+	enum log_level log_level;
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
 	int is_check_config;
