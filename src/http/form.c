@@ -18,23 +18,15 @@
 int
 form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
 {
-	const char *p = text.base, *end = text.base + text.len;
-	size_t name_len = strlen(name);
+	const char *pos = text.base;
+	struct url_form_pair pair;
 
 	*out = NULL;
-	while (p != NULL && p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp != NULL ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(stop - p));
-		const char *key_end = eq != NULL ? eq : stop;
-
-		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-			const char *v = eq != NULL ? eq + 1 : stop;
-			*out = url_form_decode(v, (size_t)(stop - v));
+	while (url_form_next(&pos, text.base + text.len, &pair))
+		if (url_form_key_is(&pair, name)) {
+			*out = url_form_decode(pair.value, pair.value_len);
 			return *out != NULL ? 1 : -1;
 		}
-		p = amp != NULL ? amp + 1 : NULL;
-	}
 	return 0;
 }
 
