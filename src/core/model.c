@@ -1309,7 +1309,7 @@ model_remove_user(struct model *m, const char *name, const struct actor *who, in
 
 static int
 check_new_token(const struct model *m, const char *id, enum role role, const char *hash,
-                struct error *err)
+                const char *description, struct error *err)
 {
 	if (!name_is_valid(id))
 		return error_set_entry(err, 400, id ? id : "",
@@ -1321,6 +1321,9 @@ check_new_token(const struct model *m, const char *id, enum role role, const cha
 		    id);
 	if (hash == NULL || *hash == '\0')
 		return error_set_entry(err, 400, id, "token '%s': hash is empty", id);
+	if (text_check_length("description", description != NULL ? description : "",
+	                      DESCRIPTION_MAX, err) != 0)
+		return -1;
 	if (model_find_token(m, id) != NULL)
 		return error_set_entry(err, 409, id, "token '%s' already exists", id);
 	return 0;
@@ -1335,7 +1338,7 @@ model_add_token(struct model *m, const char *id, enum role role, const char *des
 	size_t at;
 	int found;
 
-	if (check_new_token(m, id, role, hash, err) == -1)
+	if (check_new_token(m, id, role, hash, description, err) == -1)
 		return -1;
 	at = sorted_index(m->tokens, m->n_tokens, sizeof *m->tokens, id, &found);
 	m->tokens = array_open_slot(m->tokens, m->n_tokens, sizeof *m->tokens, at);
