@@ -409,8 +409,10 @@ startup_counts(struct server *s)
 	return n;
 }
 
-/* Runs a start-up command as actor who; a 409 (someone else did it
- * first) is no error. */
+/* Runs a start-up command as actor who. Returns 0 when it was applied,
+ * 1 when the store refused it with 409 (another daemon on the same
+ * database did it first: not an error, but the caller must not report
+ * it as done), -1 with err otherwise. */
 static int
 run_startup_command(struct server *s, struct engine_job *job, const char *who, struct error *err)
 {
@@ -418,10 +420,10 @@ run_startup_command(struct server *s, struct engine_job *job, const char *who, s
 
 	snprintf(job->who_name, sizeof(job->who_name), "%s", who);
 	rc = engine_run_sync(s->engine, job);
-	if (rc != 0 && job->err.status != 409)
+	if (rc != 0 && job->err.status == 409)
+		rc = 1;
+	else if (rc != 0)
 		*err = job->err;
-	else
-		rc = 0;
 	engine_job_release(job);
 	return rc;
 }
@@ -433,7 +435,7 @@ ensure_admin(struct server *s, struct error *err)
 	struct command *cmd;
 	char password[PASSWORD_MAX + 2];
 	unsigned char random[18];
-	int is_generated = 0;
+	int is_generated = 0, rc;
 
 	if (startup_counts(s).n_users > 0)
 		return 0;
@@ -452,11 +454,13 @@ ensure_admin(struct server *s, struct error *err)
 	cmd->role = ROLE_ADMIN;
 	cmd->is_new_only = 1;
 	cmd->password = xstrdup(password); /* hashed by the command */
-	if (run_startup_command(s, &job, "clustermgmt", err) != 0) {
+	rc = run_startup_command(s, &job, "clustermgmt", err);
+	if (rc != 0) {
 		sodium_memzero(password, sizeof(password));
-		if (err->status != 409)
+		if (rc < 0)
 			return -1;
-		/* Another daemon on the same database created it first. */
+		/* Another daemon on the same database created it first: ours
+		 * was never stored, so it is not shown. */
 		log_kv(LOG_INFO, "user admin exists already (created by another daemon)", NULL);
 		return 0;
 	}
@@ -482,7 +486,8 @@ seed_demo(struct server *s, struct error *err)
 	cmd->cluster = xstrdup(DEFAULT_CLUSTER);
 	for (i = 0; i < 3; i++)
 		command_add_name(cmd, names[i]);
-	return run_startup_command(s, &job, "demo", err);
+	/* 409: another daemon on the same database seeded them first */
+	return run_startup_command(s, &job, "demo", err) < 0 ? -1 : 0;
 }
 
 /* --- TLS ---------------------------------------------------------------- */

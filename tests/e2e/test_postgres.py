@@ -19,7 +19,7 @@ import pytest
 import requests
 
 import pgcluster
-from conftest import Daemon, assert_json_error, free_port
+from conftest import Daemon, assert_json_error, free_port, parse_logfmt
 
 PROPAGATION_TIMEOUT = 10.0  # s: the periodic check alone would do it in ~2 s
 RESYNC_TIMEOUT = 30.0  # s: reconnection backoff is capped at 5 s
@@ -794,3 +794,33 @@ def test_web_session_works_on_every_daemon_and_sign_out_ends_it_everywhere(fleet
     assert [page_on(d).status_code for d in (a, b, c)] == [303, 303, 303]
     for d in (a, b, c):
         assert "cannot share" not in d.log_text()
+
+
+def test_daemons_creating_the_first_admin_together_show_only_the_stored_password(pg_url,
+                                                                                 tmp_path):
+    # Started at once on a new database with no --admin-password-file, each
+    # finds no user and generates a password; argon2id hashing holds each one
+    # long enough that they race to store it. Only the one stored may be shown.
+    ds = []
+    for i in range(3):
+        d = Daemon(tmp_path / ("g%d" % i), start=False, db=pg_url, template=False,
+                   password_file=False)
+        ds.append(d)
+    threads = [threading.Thread(target=d.start) for d in ds]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        created = []
+        for d in ds:  # started: its start-up work is logged
+            d.wait_log(r"clustermgmt started", timeout=10)
+            for line in d.log_lines():
+                if "created user admin with a generated password" in line:
+                    created.append(parse_logfmt(line)["password"])
+        assert len(created) == 1, [d.log_text() for d in ds]
+        for d in ds:
+            assert d.get("/v1/clusters", auth=("admin", created[0])).status_code == 200
+    finally:
+        for d in ds:
+            d.close()
