@@ -184,7 +184,10 @@ deb:
 	git ls-files -z --cached --others --exclude-standard | \
 	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  xargs -0 cp --parents -t $(DEB)/src
-	cd $(DEB)/src && dpkg-buildpackage -us -uc -b -rfakeroot
+	# the build's own make runs (debian/rules, its clean) must not inherit
+	# our command line: DEB=/dir would have their `clean` delete $(DEB)
+	cd $(DEB)/src && env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES -u DEB \
+	  dpkg-buildpackage -us -uc -b -rfakeroot
 	@ls $(DEB)/*.deb
 
 format:

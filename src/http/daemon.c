@@ -857,6 +857,22 @@ shutdown_all(struct server *s)
 	curl_global_cleanup();
 }
 
+/* Exit statuses. A usage error (2) and a configuration error found at
+ * start (EX_CONFIG, 78: a certificate that cannot be loaded, an address
+ * that does not resolve, a --db that is not a connection string, an
+ * unreadable password file) will not go away by starting again, so the
+ * systemd unit lists both in RestartPreventExitStatus= and the unit ends
+ * in "failed" with the reason as the last journal line. What may pass
+ * (an address in use, a store locked by another daemon, no memory)
+ * exits 1 and is restarted. */
+enum { EXIT_USAGE = 2, EXIT_CONFIG = 78 };
+
+static int
+exit_status_of(const struct error *err)
+{
+	return err->status == 400 ? EXIT_CONFIG : 1;
+}
+
 int
 serve_main(int argc, char **argv)
 {
@@ -877,7 +893,7 @@ serve_main(int argc, char **argv)
 			return 0;
 		}
 		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
-		return 2;
+		return EXIT_USAGE;
 	}
 	log_set_format(s.opts.log_format);
 	log_set_level(s.opts.log_level);
@@ -887,7 +903,7 @@ serve_main(int argc, char **argv)
 			        err.what);
 			if (s.ssl_ctx != NULL)
 				SSL_CTX_free(s.ssl_ctx);
-			return 1;
+			return exit_status_of(&err);
 		}
 		if (s.ssl_ctx != NULL)
 			SSL_CTX_free(s.ssl_ctx);
@@ -897,7 +913,7 @@ serve_main(int argc, char **argv)
 	if (s.opts.log_file != NULL && log_open_file(s.opts.log_file) != 0) {
 		fprintf(stderr, "clustermgmt serve: --log-file %s: %s\n", s.opts.log_file,
 		        strerror(errno));
-		return 1;
+		return EXIT_CONFIG;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "clustermgmt serve: cannot initialise libsodium\n");
@@ -914,10 +930,11 @@ serve_main(int argc, char **argv)
 	auth_set_session_source(s.auth, ui_session_identify); /* the page's sessions plug in */
 	notify_status(NULL, "starting");
 	if (start(&s, &err) != 0) {
-		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
 		notify_status(NULL, err.what);
 		shutdown_all(&s);
-		return 1;
+		/* last, so that it is the line `systemctl status` ends with */
+		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
+		return exit_status_of(&err);
 	}
 	snprintf(status, sizeof(status), "serving on %s", s.opts.listens[0].text);
 	notify_status("READY=1", status);
