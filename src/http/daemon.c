@@ -524,6 +524,9 @@ tls_context_new(const struct server_options *o, struct error *err)
 		goto bad;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* ALPN: h2 for clients that offer it (h2o serves HTTP/2 on the same
+	 * connection handling), http/1.1 for the others */
+	h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
 		error_set(err, 400, "cannot load the TLS certificate %s", o->tls_cert);
 		goto bad;
