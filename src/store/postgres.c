@@ -374,10 +374,58 @@ check_ports(const PQconninfoOption *opts, struct error *err)
 	return 0;
 }
 
+/* The level of a PostgreSQL severity (the untranslated one). */
+static enum log_level
+notice_level(const char *severity)
+{
+	if (severity == NULL)
+		return LOG_WARN;
+	if (strncmp(severity, "DEBUG", 5) == 0 || strcmp(severity, "LOG") == 0)
+		return LOG_DEBUG;
+	if (strcmp(severity, "INFO") == 0 || strcmp(severity, "NOTICE") == 0)
+		return LOG_INFO;
+	if (strcmp(severity, "WARNING") == 0)
+		return LOG_WARN;
+	return LOG_ERROR; /* ERROR, FATAL, PANIC */
+}
+
+/* What the server or libpq says outside a result: notices, warnings such
+ * as "canceling the wait for synchronous replication" during a failover,
+ * and an error that arrives while the connection is idle (a backend
+ * terminated by an administrator). libpq's default prints them raw on
+ * stderr; here they become log lines with a level. A receiver, not a
+ * processor (PQsetNoticeProcessor), so that severity, message and detail
+ * arrive as fields rather than as one preformatted text. */
+static void
+notice_received(void *arg, const PGresult *res)
+{
+	const struct pg_store *db = arg;
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	char message[400], more[400];
+
+	if (severity == NULL)
+		severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
+	one_line(primary != NULL ? primary : PQresultErrorMessage(res), message, sizeof(message));
+	one_line(detail, more, sizeof(more));
+	log_kv(notice_level(severity), "PostgreSQL says", "store", db->description, "severity",
+	       severity != NULL ? severity : "", "message", message, "detail", more, NULL);
+}
+
+/* Every connection of the store sends its notices to the log. */
+static PGconn *
+with_notices(struct pg_store *db, PGconn *conn)
+{
+	if (conn != NULL)
+		PQsetNoticeReceiver(conn, notice_received, db);
+	return conn;
+}
+
 static PGconn *
 connect_now(struct pg_store *db)
 {
-	return PQconnectdbParams(db->keys, db->values, 1);
+	return with_notices(db, PQconnectdbParams(db->keys, db->values, 1));
 }
 
 static int
@@ -1480,7 +1528,7 @@ watch_sleep(struct pg_store *db, int ms)
 static PGconn *
 watch_connect(struct pg_store *db)
 {
-	PGconn *conn = PQconnectStartParams(db->keys, db->listen_values, 1);
+	PGconn *conn = with_notices(db, PQconnectStartParams(db->keys, db->listen_values, 1));
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t deadline = time_now_ms() + CONNECT_WAIT_MS;
 	struct pollfd p[2];
