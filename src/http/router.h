@@ -83,6 +83,10 @@ struct route_entry {
 	enum route_gate gate;
 	enum role role;
 	route_handler handle;
+	/* NULL, or for a form gate: the value of the body's "form" field this
+	 * line is for. Lines of one pattern and method that differ only by
+	 * form are one endpoint whose actions need different roles. */
+	const char *form;
 };
 
 /* Room for the longest Allow list ("GET, HEAD, POST, PUT, DELETE"). */
@@ -116,7 +120,8 @@ const struct route_entry *router_table(size_t *n);
  * matching relies on: every pattern well formed (starts with '/' or
  * {mount}, captures known and whole segments, at most one capture per
  * route field), lines of one pattern adjacent, of one surface, with no
- * method twice; public lines with ROLE_NONE and other lines with a role;
+ * method twice unless every such line is a form gate keyed on a distinct
+ * form value; public lines with ROLE_NONE and other lines with a role;
  * page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
  * offending line. */
 int router_table_check(const struct route_entry *table, size_t n, struct error *err);

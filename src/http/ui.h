@@ -125,7 +125,10 @@ void ui_login_post(struct request *r, const struct route *rt);
 void ui_logout_post(struct request *r, const struct route *rt);
 /* {mount}/managenodes (ui_nodes.c). */
 void ui_nodes_page(struct request *r, const struct route *rt);
-void ui_nodes_post(struct request *r, const struct route *rt);
+/* POST, one line per form (router.c keys them on the "form" field):
+ * status changes (operator), the node list (admin). */
+void ui_nodes_status_post(struct request *r, const struct route *rt);
+void ui_nodes_list_post(struct request *r, const struct route *rt);
 /* /admin (ui_admin.c). */
 void ui_admin_page(struct request *r, const struct route *rt);
 void ui_admin_post(struct request *r, const struct route *rt);
