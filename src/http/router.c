@@ -438,6 +438,18 @@ router_dispatch(struct request *stack_r)
 
 	status = router_match(request_snapshot(stack_r), stack_r->req->method, stack_r->path,
 	                      &stack_r->route, &surface, allow, &err);
+	if (stack_r->worker->is_metrics) {
+		/* the --metrics-listen worker serves the /metrics lines only, and
+		 * asks no credentials: whoever can reach that listener may scrape */
+		r = request_keep(stack_r);
+		if (status == 0 && surface == SURFACE_METRICS)
+			route_run(r);
+		else if (status == 405 && surface == SURFACE_METRICS)
+			refuse(r, surface, status, allow, &err);
+		else
+			reply_text(r, 404, "not found");
+		return;
+	}
 	if (status == 404 && surface != SURFACE_API_V1 &&
 	    !engine_has_state(stack_r->server->engine)) {
 		/* started with neither the store nor a local copy: no mount is

@@ -23,7 +23,6 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
-#include "scrape.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -117,8 +116,8 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	r.path = req->path_normalized;
 	peer_address(req, r.address, sizeof(r.address));
 	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
-		return -1; /* /metrics/x: not ours */
-	scrape_handle_dedicated(request_keep(&r));
+		return -1;   /* /metrics/x: not ours */
+	router_dispatch(&r); /* which knows the worker serves /metrics alone */
 	return 0;
 }
 
