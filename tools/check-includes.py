@@ -41,6 +41,36 @@ PRIVATE = {
     "http/router.h": {"http/server.c", "http/router.c"},
 }
 
+# Inside http: rooms, from the bottom up. A file may include the http
+# headers of its own room and of the rooms below it, never of one above:
+# the request API knows nothing of authentication, authentication nothing
+# of the surfaces, the surfaces nothing of the router, the router nothing
+# of the accept loop. (The circle this forbids: server.c both dispatching
+# to the router and being the API every surface calls back.)
+HTTP_ROOMS = [
+    ("request", {"request.h", "request.c", "server_internal.h"}),
+    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "reply.c", "form.c"}),
+    ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
+                  "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
+                  "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c"}),
+    ("router", {"router.h", "router.c"}),
+    ("server", {"server.c"}),
+    ("daemon", {"daemon.h", "daemon.c"}),
+]
+
+
+def http_room(rel):
+    """The rank of an http file's room, or None for another layer's file;
+    an http file in no room is an error of its own."""
+    if not rel.startswith("http/"):
+        return None
+    name = rel[len("http/"):]
+    for rank, (_room, files) in enumerate(HTTP_ROOMS):
+        if name in files:
+            return rank
+    return -1
+
+
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -107,6 +137,9 @@ def check(src):
                 problems.append(f"{path}: folder '{layer}' is not a known layer "
                                 "(add it to tools/check-includes.py and docs/ARCHITECTURE.md)")
                 continue
+            if http_room(os.path.relpath(path, src).replace(os.sep, "/")) == -1:
+                problems.append(f"{path}: in no room of http (add it to HTTP_ROOMS in "
+                                "tools/check-includes.py and to docs/ARCHITECTURE.md)")
             if name.endswith(".h"):
                 guard = guard_of(path)
                 if guard is None:
@@ -129,6 +162,11 @@ def check(src):
                                         f"{other} ({text}{through})")
                 private = os.path.relpath(target, src).replace(os.sep, "/")
                 me = os.path.relpath(path, src).replace(os.sep, "/")
+                mine, theirs = http_room(me), http_room(private)
+                if mine is not None and theirs is not None and mine >= 0 and theirs > mine:
+                    problems.append(f"{path}:{lineno}: the {HTTP_ROOMS[mine][0]} room may not "
+                                    f"include {text}, of the {HTTP_ROOMS[theirs][0]} room above "
+                                    "it (tools/check-includes.py HTTP_ROOMS)")
                 if private in PRIVATE and me not in PRIVATE[private]:
                     problems.append(f"{path}:{lineno}: only "
                                     f"{', '.join(sorted(PRIVATE[private]))} may include "

@@ -67,6 +67,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "http.h"
 #include "server_internal.h"
 
 #define CACHE_SLOTS 256

@@ -47,6 +47,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "http.h"
 #include "server_internal.h"
 #include "daemon.h"
 #include "ui.h"

@@ -15,21 +15,6 @@
 #include "../util/xalloc.h"
 #include "http.h"
 
-int
-form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
-{
-	const char *pos = text.base;
-	struct url_form_pair pair;
-
-	*out = NULL;
-	while (url_form_next(&pos, text.base + text.len, &pair))
-		if (url_form_key_is(&pair, name)) {
-			*out = url_form_decode(pair.value, pair.value_len);
-			return *out != NULL ? 1 : -1;
-		}
-	return 0;
-}
-
 /* The boundary parameter of a multipart Content-Type, into buf. */
 static int
 multipart_boundary(h2o_iovec_t type, char *buf, size_t size)
@@ -140,7 +125,7 @@ form_field(struct request *r, const char *name, char **out, struct error *err)
 		return 0;
 	if (type.len >= 19 && strncasecmp(type.base, "multipart/form-data", 19) == 0)
 		return form_multipart_value(body, type, name, out, err);
-	if (form_urlencoded_value(body, name, out) < 0)
+	if (url_form_value(body.base, body.len, name, out) < 0)
 		return error_set(err, 400, "field '%s' is not properly encoded", name);
 	return 0;
 }

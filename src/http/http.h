@@ -60,11 +60,6 @@ json_t *request_json_body(struct request *r, struct error *err);
  * malloc'd string (*out), or sets *out = NULL when absent. Returns -1 and
  * fills err for an unreadable body. */
 int form_field(struct request *r, const char *name, char **out, struct error *err);
-/* Finds name in an urlencoded text ("a=1&b=x+y", a query string or a form
- * body) and decodes its value ('+' is a space, %XX a byte) into a malloc'd
- * *out. Returns 1 when found, 0 when absent (*out = NULL), -1 when the
- * value is malformed or encodes a NUL. */
-int form_urlencoded_value(h2o_iovec_t text, const char *name, char **out);
 /* Finds field name in a multipart/form-data body whose Content-Type
  * header value (with its boundary parameter) is content_type, and copies
  * its value into a malloc'd *out (*out = NULL when absent). Returns 0, or

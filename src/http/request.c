@@ -180,7 +180,7 @@ int
 request_query_param(const struct request *r, const char *name, char *buf, size_t size)
 {
 	char *value = NULL;
-	int found = form_urlencoded_value(r->query, name, &value);
+	int found = url_form_value(r->query.base, r->query.len, name, &value);
 
 	if (found == 1 && strlen(value) >= size)
 		found = -1;

@@ -27,6 +27,7 @@
 #include "probe.h"
 #include "router.h"
 #include "scrape.h"
+#include "http.h"
 #include "server_internal.h"
 #include "ui.h"
 

@@ -23,6 +23,7 @@
 #include "../util/timefmt.h"
 #include "auth.h"
 #include "scrape.h"
+#include "http.h"
 #include "server_internal.h"
 
 static void

@@ -23,6 +23,7 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
+#include "http.h"
 #include "server_internal.h"
 
 #define TICK_MS 250

@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 
 #include "../util/log.h"
-#include "http.h"
+#include "request.h"
 
 struct auth_state;
 struct agent;

@@ -89,3 +89,18 @@ url_form_key_is(const struct url_form_pair *pair, const char *name)
 
 	return pair->key_len == len && memcmp(pair->key, name, len) == 0;
 }
+
+int
+url_form_value(const char *text, size_t len, const char *name, char **out)
+{
+	const char *pos = text;
+	struct url_form_pair pair;
+
+	*out = NULL;
+	while (url_form_next(&pos, text + len, &pair))
+		if (url_form_key_is(&pair, name)) {
+			*out = url_form_decode(pair.value, pair.value_len);
+			return *out != NULL ? 1 : -1;
+		}
+	return 0;
+}

@@ -31,6 +31,12 @@ int url_form_next(const char **pos, const char *end, struct url_form_pair *pair)
 /* Whether pair's key is the NUL-terminated name. */
 int url_form_key_is(const struct url_form_pair *pair, const char *name);
 
+/* Finds the first field name in an urlencoded text[0..len) ("a=1&b=x+y",
+ * a query string or a form body) and decodes its value (url_form_decode)
+ * into a malloc'd *out. Returns 1 when found, 0 when absent (*out =
+ * NULL), -1 when the value encodes a NUL (*out = NULL). */
+int url_form_value(const char *text, size_t len, const char *name, char **out);
+
 /* Splits "host:port" or "[v6]:port" at the port's ':' into host (without
  * the brackets, NUL-terminated, at most host_size - 1 bytes) and *port;
  * *is_bracketed says whether the host was in brackets. The host is not
