@@ -46,17 +46,7 @@ print_daemons_table(const json_t *answer)
 int
 cmd_daemons(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	struct client_reply reply;
-	int rc;
-
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "daemons", err)) != 0 ||
-	    (rc = cli_check_args(nargs, 0, 0, "daemons", err)) != 0)
-		return rc;
-	if ((rc = cli_call(cli, "GET", client_path("v1", "daemons", NULL), NULL, &reply, err)) !=
-	    CLI_OK)
-		return rc;
-	cli_print(cli, &reply, print_daemons_table);
-	client_reply_free(&reply);
-	return CLI_OK;
+	return cli_list(cli, nargs, "daemons", client_path("v1", "daemons", NULL),
+	                print_daemons_table, err);
 }
