@@ -11,6 +11,7 @@
  */
 #include <getopt.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,7 +278,7 @@ static const struct command {
 };
 
 /* Global options that are not in enum cli_option: marked by OPT_GLOBAL,
- * never stored in struct cli.given. */
+ * far above OPT_COUNT, never stored in struct cli.given. */
 enum {
 	OPT_GLOBAL = 1 << 30,
 	OPT_SERVER = OPT_GLOBAL | 1,
@@ -328,11 +329,11 @@ static const struct option options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
     {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-    {"lb", required_argument, NULL, OPT_MORE | 0},
-    {"drain-grace", required_argument, NULL, OPT_MORE | 1},
-    {"kind", required_argument, NULL, OPT_MORE | 2},
-    {"runtime", required_argument, NULL, OPT_MORE | 3},
-    {"backend", required_argument, NULL, OPT_MORE | 4},
+    {"lb", required_argument, NULL, OPT_LB},
+    {"drain-grace", required_argument, NULL, OPT_DRAIN_GRACE},
+    {"kind", required_argument, NULL, OPT_KIND},
+    {"runtime", required_argument, NULL, OPT_RUNTIME},
+    {"backend", required_argument, NULL, OPT_BACKEND},
     {NULL, 0, NULL, 0},
 };
 
@@ -356,130 +357,109 @@ option_name(int val)
 	return "?";
 }
 
-static void
-store_option(struct parsed *p, int opt, const char *value)
+/* Where the value of each command option that takes one is kept. */
+#define FIELD(opt, name)                                                                           \
+	{                                                                                          \
+		opt, offsetof(struct cli, name)                                                    \
+	}
+static const struct {
+	enum cli_option opt;
+	size_t offset; /* of a const char * in struct cli */
+} value_fields[] = {
+    FIELD(OPT_REASON, reason),
+    FIELD(OPT_TTL, ttl),
+    FIELD(OPT_MIN_ONLINE, min_online),
+    FIELD(OPT_ADDRESS, address),
+    FIELD(OPT_CHECK, check),
+    FIELD(OPT_PATH, path),
+    FIELD(OPT_ROLE, role),
+    FIELD(OPT_DESCRIPTION, description),
+    FIELD(OPT_TIMEOUT, timeout),
+    FIELD(OPT_FALL, fall),
+    FIELD(OPT_RISE, rise),
+    FIELD(OPT_INTERVAL, interval),
+    FIELD(OPT_AGENT, agent),
+    FIELD(OPT_PROBE_VIA, probe_via),
+    FIELD(OPT_PROBE_URL, probe_url),
+    FIELD(OPT_LISTEN, listen),
+    FIELD(OPT_WINDOW, window),
+    FIELD(OPT_NO_PROBERS_DELAY, no_probers_delay),
+    FIELD(OPT_NODES, nodes),
+    FIELD(OPT_EXEC, exec),
+    FIELD(OPT_BATCH, batch),
+    FIELD(OPT_DRAIN_TIMEOUT, drain_timeout),
+    FIELD(OPT_READY_TIMEOUT, ready_timeout),
+    FIELD(OPT_LB, lb),
+    FIELD(OPT_DRAIN_GRACE, drain_grace),
+    FIELD(OPT_KIND, kind),
+    FIELD(OPT_RUNTIME, runtime),
+    FIELD(OPT_BACKEND, backend),
+};
+#undef FIELD
+
+/* The global options, and the command options that are flags or kept in
+ * a list (--warmup); returns 0, or -1 for any other option. */
+static int
+store_special_option(struct parsed *p, int opt, const char *value)
 {
 	struct cli *cli = &p->cli;
 
-	if (opt & OPT_MORE)
-		cli->given |= OPT_MORE_BIT(opt & 0xff);
-	else if (!(opt & OPT_GLOBAL))
-		cli->given |= (unsigned)opt;
 	switch (opt) {
-	case OPT_MORE | 0:
-		cli->lb = value;
-		break;
-	case OPT_MORE | 1:
-		cli->drain_grace = value;
-		break;
-	case OPT_MORE | 2:
-		cli->kind = value;
-		break;
-	case OPT_MORE | 3:
-		cli->runtime = value;
-		break;
-	case OPT_MORE | 4:
-		cli->backend = value;
-		break;
 	case OPT_SERVER:
 		p->server = value;
-		break;
+		return 0;
 	case OPT_CLUSTER:
 		cli->cluster = value;
-		break;
+		return 0;
 	case OPT_USER:
 		p->user = value;
-		break;
+		return 0;
 	case OPT_CACERT:
 		cli->client.cacert = value;
-		break;
+		return 0;
 	case OPT_INSECURE:
 		cli->client.is_insecure = 1;
-		break;
+		return 0;
 	case OPT_JSON:
 		cli->is_json = 1;
-		break;
+		return 0;
 	case OPT_HELP:
 		p->wants_help = 1;
-		break;
+		return 0;
 	case OPT_VERSION:
 		p->wants_version = 1;
-		break;
-	case OPT_REASON:
-		cli->reason = value;
-		break;
-	case OPT_TTL:
-		cli->ttl = value;
-		break;
-	case OPT_MIN_ONLINE:
-		cli->min_online = value;
-		break;
-	case OPT_ADDRESS:
-		cli->address = value;
-		break;
-	case OPT_CHECK:
-		cli->check = value;
-		break;
-	case OPT_PATH:
-		cli->path = value;
-		break;
-	case OPT_ROLE:
-		cli->role = value;
-		break;
-	case OPT_DESCRIPTION:
-		cli->description = value;
-		break;
-	case OPT_TIMEOUT:
-		cli->timeout = value;
-		break;
-	case OPT_FALL:
-		cli->fall = value;
-		break;
-	case OPT_RISE:
-		cli->rise = value;
-		break;
-	case OPT_INTERVAL:
-		cli->interval = value;
-		break;
-	case OPT_AGENT:
-		cli->agent = value;
-		break;
-	case OPT_PROBE_VIA:
-		cli->probe_via = value;
-		break;
-	case OPT_PROBE_URL:
-		cli->probe_url = value;
-		break;
-	case OPT_LISTEN:
-		cli->listen = value;
-		break;
-	case OPT_WINDOW:
-		cli->window = value;
-		break;
-	case OPT_NO_PROBERS_DELAY:
-		cli->no_probers_delay = value;
-		break;
-	case OPT_NODES:
-		cli->nodes = value;
-		break;
-	case OPT_EXEC:
-		cli->exec = value;
-		break;
+		return 0;
 	case OPT_WARMUP:
 		if (cli->n_warmup < CLI_WARMUP_MAX)
 			cli->warmup[cli->n_warmup] = value;
 		cli->n_warmup++;
-		break;
-	case OPT_BATCH:
-		cli->batch = value;
-		break;
-	case OPT_DRAIN_TIMEOUT:
-		cli->drain_timeout = value;
-		break;
-	case OPT_READY_TIMEOUT:
-		cli->ready_timeout = value;
-		break;
+		return 0;
+	case OPT_PASSWORD_STDIN:
+	case OPT_DRAINED:
+	case OPT_SERVING:
+	case OPT_REQUIRE_PROBERS:
+	case OPT_DRY_RUN:
+		return 0; /* a flag: given[] says it all */
+	default:
+		return -1;
 	}
+}
+
+static void
+store_option(struct parsed *p, int opt, const char *value)
+{
+	struct cli *cli = &p->cli;
+	size_t i;
+
+	if (opt > OPT_NONE && opt < OPT_COUNT)
+		cli->given[opt] = 1;
+	if (store_special_option(p, opt, value) == 0)
+		return;
+	for (i = 0; i < sizeof(value_fields) / sizeof(value_fields[0]); i++)
+		if (value_fields[i].opt == (enum cli_option)opt) {
+			*(const char **)((char *)cli + value_fields[i].offset) = value;
+			return;
+		}
 }
 
 /* Parses every option; on return argv[*first_word..argc) are the command
@@ -522,7 +502,7 @@ is_http_url(const char *s)
 static int
 login_password_from_stdin(const struct parsed *p, int is_user_add)
 {
-	if (!(p->cli.given & OPT_PASSWORD_STDIN))
+	if (!p->cli.given[OPT_PASSWORD_STDIN])
 		return 0;
 	if (!is_user_add)
 		return 1;
@@ -697,7 +677,7 @@ cli_list(struct cli *cli, int nargs, const char *command, char *path,
 	struct client_reply reply;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, command, err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, command, err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0, command, err)) != 0) {
 		free(path);
 		return rc;
@@ -726,17 +706,19 @@ cli_print_done(const struct cli *cli, const struct client_reply *reply, const ch
 }
 
 int
-cli_only_options(const struct cli *cli, uint64_t allowed, const char *command, struct error *err)
+cli_only_options(const struct cli *cli, const enum cli_option *allowed, const char *command,
+                 struct error *err)
 {
-	uint64_t extra = cli->given & ~allowed & ~(uint64_t)OPT_PASSWORD_STDIN;
-	int bit;
+	int is_allowed[OPT_COUNT] = {0}, opt;
 
-	if (extra == 0)
-		return 0;
-	for (bit = 0; !(extra & (UINT64_C(1) << bit)); bit++)
-		;
-	return cli_usage_error(err, "option '--%s' does not apply to '%s'",
-	                       option_name(bit >= 32 ? OPT_MORE | (bit - 32) : 1 << bit), command);
+	for (; allowed != NULL && *allowed != OPT_NONE; allowed++)
+		is_allowed[*allowed] = 1;
+	is_allowed[OPT_PASSWORD_STDIN] = 1; /* global too */
+	for (opt = OPT_NONE + 1; opt < OPT_COUNT; opt++)
+		if (cli->given[opt] && !is_allowed[opt])
+			return cli_usage_error(err, "option '--%s' does not apply to '%s'",
+			                       option_name(opt), command);
+	return 0;
 }
 
 int

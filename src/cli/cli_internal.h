@@ -21,59 +21,60 @@
 #include "client.h"
 #include "core/error.h"
 
-/* Command options, as bits of struct cli.given; they must stay below
- * 1 << 29: getopt's value for each is its bit, 1 << 29 marks the options
- * beyond these 29 (below) and 1 << 30 the global options. Global options
- * are not listed: every command accepts them. */
+/* Command options: each is an index of struct cli.given (one flag per
+ * option, so the list grows without running out of bits) and getopt's
+ * value for it. Global options are not listed: every command accepts
+ * them. OPT_NONE ends a list of options (CLI_OPTIONS). */
 enum cli_option {
-	OPT_REASON = 1 << 0,
-	OPT_TTL = 1 << 1,
-	OPT_MIN_ONLINE = 1 << 2,
-	OPT_ADDRESS = 1 << 3,
-	OPT_CHECK = 1 << 4,
-	OPT_PATH = 1 << 5,
-	OPT_ROLE = 1 << 6,
-	OPT_DESCRIPTION = 1 << 7,
-	OPT_PASSWORD_STDIN = 1 << 8,    /* global too, but meaningful to user add */
-	OPT_TIMEOUT = 1 << 9,           /* wait: how long; lbconfig: probe timeout */
-	OPT_FALL = 1 << 10,             /* failures in a row that count as "out" */
-	OPT_RISE = 1 << 11,             /* lbconfig: successes in a row to come back */
-	OPT_INTERVAL = 1 << 12,         /* lbconfig: probe interval */
-	OPT_AGENT = 1 << 13,            /* lbconfig: HAProxy agent address */
-	OPT_PROBE_VIA = 1 << 14,        /* lbconfig: where probes are sent */
-	OPT_PROBE_URL = 1 << 15,        /* lbconfig: the probe's path and query */
-	OPT_LISTEN = 1 << 16,           /* lbconfig: the load balancer's front address */
-	OPT_DRAINED = 1 << 17,          /* wait: until every prober saw the node out */
-	OPT_SERVING = 1 << 18,          /* wait: until every prober saw it in again */
-	OPT_WINDOW = 1 << 19,           /* wait: probers seen this recently count */
-	OPT_NO_PROBERS_DELAY = 1 << 20, /* wait: how long to wait when nobody probes */
-	OPT_REQUIRE_PROBERS = 1 << 21,  /* wait: fail when nobody probes */
-	OPT_NODES = 1 << 22,            /* rollout: which nodes, in order */
-	OPT_EXEC = 1 << 23,             /* rollout: the command run on each node */
-	OPT_WARMUP = 1 << 24,           /* rollout: a path to GET before online (repeatable) */
-	OPT_BATCH = 1 << 25,            /* rollout: nodes at a time */
-	OPT_DRAIN_TIMEOUT = 1 << 26,    /* rollout: how long to wait for the drain */
-	OPT_READY_TIMEOUT = 1 << 27,    /* rollout: how long warm-up and serving may take */
-	OPT_DRY_RUN = 1 << 28,          /* rollout: print the plan, change nothing */
+	OPT_NONE = 0,
+	OPT_REASON,
+	OPT_TTL,
+	OPT_MIN_ONLINE,
+	OPT_ADDRESS,
+	OPT_CHECK,
+	OPT_PATH,
+	OPT_ROLE,
+	OPT_DESCRIPTION,
+	OPT_PASSWORD_STDIN,   /* global too, but meaningful to user add */
+	OPT_TIMEOUT,          /* wait: how long; lbconfig: probe timeout */
+	OPT_FALL,             /* failures in a row that count as "out" */
+	OPT_RISE,             /* lbconfig: successes in a row to come back */
+	OPT_INTERVAL,         /* lbconfig: probe interval */
+	OPT_AGENT,            /* lbconfig: HAProxy agent address */
+	OPT_PROBE_VIA,        /* lbconfig: where probes are sent */
+	OPT_PROBE_URL,        /* lbconfig: the probe's path and query */
+	OPT_LISTEN,           /* lbconfig: the load balancer's front address */
+	OPT_DRAINED,          /* wait: until every prober saw the node out */
+	OPT_SERVING,          /* wait: until every prober saw it in again */
+	OPT_WINDOW,           /* wait: probers seen this recently count */
+	OPT_NO_PROBERS_DELAY, /* wait: how long to wait when nobody probes */
+	OPT_REQUIRE_PROBERS,  /* wait: fail when nobody probes */
+	OPT_NODES,            /* rollout: which nodes, in order */
+	OPT_EXEC,             /* rollout: the command run on each node */
+	OPT_WARMUP,           /* rollout: a path to GET before online (repeatable) */
+	OPT_BATCH,            /* rollout: nodes at a time */
+	OPT_DRAIN_TIMEOUT,    /* rollout: how long to wait for the drain */
+	OPT_READY_TIMEOUT,    /* rollout: how long warm-up and serving may take */
+	OPT_DRY_RUN,          /* rollout: print the plan, change nothing */
+	OPT_LB,               /* lbconfig: the load balancer's name */
+	OPT_DRAIN_GRACE,      /* wait, rollout: in-flight fallback time */
+	OPT_KIND,             /* lb add: haproxy|varnish|nginx|other */
+	OPT_RUNTIME,          /* lb add: runtime API address */
+	OPT_BACKEND,          /* lb add: the HAProxy backend */
+	OPT_COUNT
 };
 
-/* More options, as bits 32 and up of struct cli.given; getopt's value for
- * bit 32 + k is OPT_MORE | k (cli.c). */
-#define OPT_MORE (1 << 29)
-#define OPT_MORE_BIT(k) (UINT64_C(1) << (32 + (k)))
-#define OPT_LB OPT_MORE_BIT(0)          /* lbconfig: the load balancer's name */
-#define OPT_DRAIN_GRACE OPT_MORE_BIT(1) /* wait, rollout: in-flight fallback time */
-#define OPT_KIND OPT_MORE_BIT(2)        /* lb add: haproxy|varnish|nginx|other */
-#define OPT_RUNTIME OPT_MORE_BIT(3)     /* lb add: runtime API address */
-#define OPT_BACKEND OPT_MORE_BIT(4)     /* lb add: the HAProxy backend */
+/* The options a command accepts, for cli_only_options:
+ * CLI_OPTIONS(OPT_ROLE, OPT_DESCRIPTION). */
+#define CLI_OPTIONS(...) ((const enum cli_option[]){__VA_ARGS__, OPT_NONE})
 
 #define CLI_WARMUP_MAX 16 /* --warmup paths kept; more is a usage error */
 
 struct cli {
 	struct client client;
-	const char *cluster; /* --cluster, default "default" */
-	int is_json;         /* --json: print the server's document */
-	uint64_t given;      /* enum cli_option and OPT_MORE_BIT bits seen */
+	const char *cluster;            /* --cluster, default "default" */
+	int is_json;                    /* --json: print the server's document */
+	unsigned char given[OPT_COUNT]; /* given[OPT_x]: --x was on the command line */
 	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;
 	const char *timeout, *fall, *rise, *interval, *agent, *probe_via, *probe_url, *listen;
 	const char *window, *no_probers_delay;
@@ -134,10 +135,11 @@ int cli_list(struct cli *cli, int nargs, const char *command, char *path,
 int cli_print_done(const struct cli *cli, const struct client_reply *reply, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Returns 0 when the command options given are all in allowed, else
- * CLI_USAGE with err naming the first option that does not apply to
- * command (e.g. "nodes list"). */
-int cli_only_options(const struct cli *cli, uint64_t allowed, const char *command,
+/* Returns 0 when the command options given are all in allowed (a list
+ * ended by OPT_NONE, CLI_OPTIONS; NULL: none), else CLI_USAGE with err
+ * naming the first option that does not apply to command (e.g. "nodes
+ * list"). */
+int cli_only_options(const struct cli *cli, const enum cli_option *allowed, const char *command,
                      struct error *err);
 
 /* Fills err with the sentence fmt and returns CLI_USAGE. */

@@ -59,7 +59,7 @@ cluster_add(struct cli *cli, int nargs, char **args, struct error *err)
 	json_t *body;
 	int rc;
 
-	if ((rc = cli_only_options(cli, OPT_PATH, "cluster add", err)) != 0 ||
+	if ((rc = cli_only_options(cli, CLI_OPTIONS(OPT_PATH), "cluster add", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, usage, err)) != 0 ||
 	    (rc = cli_check_args(cli->path != NULL, 1, 1, usage, err)) != 0)
 		return rc;
@@ -80,7 +80,7 @@ cluster_rm(struct cli *cli, int nargs, char **args, struct error *err)
 	struct client_reply reply;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, "cluster rm", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "cluster rm", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, "cluster rm NAME", err)) != 0)
 		return rc;
 	if ((rc = cli_call(cli, "DELETE", client_path("v1", "clusters", args[0], NULL), NULL,

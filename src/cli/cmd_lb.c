@@ -67,8 +67,8 @@ lb_add(struct cli *cli, int nargs, char **args, struct error *err)
 	json_t *body;
 	int rc;
 
-	if ((rc = cli_only_options(cli, OPT_KIND | OPT_RUNTIME | OPT_BACKEND, "lb add", err)) !=
-	        0 ||
+	if ((rc = cli_only_options(cli, CLI_OPTIONS(OPT_KIND, OPT_RUNTIME, OPT_BACKEND), "lb add",
+	                           err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, usage, err)) != 0)
 		return rc;
 	if (cli->kind == NULL)
@@ -91,7 +91,7 @@ lb_rm(struct cli *cli, int nargs, char **args, struct error *err)
 	struct client_reply reply;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, "lb rm", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "lb rm", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, "lb rm NAME", err)) != 0)
 		return rc;
 	rc = cli_call(cli, "DELETE",

@@ -243,8 +243,9 @@ generate_and_print(enum lb_kind kind, struct lb_options *o, const json_t *cluste
 int
 cmd_lbconfig(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	static const uint64_t allowed = OPT_LB | OPT_INTERVAL | OPT_TIMEOUT | OPT_FALL | OPT_RISE |
-	                                OPT_AGENT | OPT_PROBE_VIA | OPT_PROBE_URL | OPT_LISTEN;
+	static const enum cli_option allowed[] = {
+	    OPT_LB,    OPT_INTERVAL,  OPT_TIMEOUT,   OPT_FALL,   OPT_RISE,
+	    OPT_AGENT, OPT_PROBE_VIA, OPT_PROBE_URL, OPT_LISTEN, OPT_NONE};
 	char agent_host[HOST_MAX], daemon_host[HOST_MAX];
 	struct client_reply clusters, nodes;
 	struct daemon_address d;

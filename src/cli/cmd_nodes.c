@@ -62,7 +62,7 @@ nodes_set(struct cli *cli, int nargs, char **args, struct error *err)
 	json_t *body;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, "nodes set", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "nodes set", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, -1, "nodes set NAME...", err)) != 0)
 		return rc;
 	if ((body = node_list_body(nargs, args)) == NULL)
@@ -101,7 +101,8 @@ nodes_add(struct cli *cli, int nargs, char **args, struct error *err)
 	json_t *body;
 	int rc;
 
-	if ((rc = cli_only_options(cli, OPT_ADDRESS | OPT_CHECK, "nodes add", err)) != 0 ||
+	if ((rc = cli_only_options(cli, CLI_OPTIONS(OPT_ADDRESS, OPT_CHECK), "nodes add", err)) !=
+	        0 ||
 	    (rc = cli_check_args(nargs, 1, 1, "nodes add NAME [--address HOST:PORT] [--check URL]",
 	                         err)) != 0)
 		return rc;
@@ -124,7 +125,7 @@ nodes_rm(struct cli *cli, int nargs, char **args, struct error *err)
 	struct client_reply reply;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, "nodes rm", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "nodes rm", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, "nodes rm NAME", err)) != 0)
 		return rc;
 	rc = cli_call(cli, "DELETE",

@@ -172,7 +172,7 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	if (cli->exec == NULL || cli->exec[0] == '\0')
 		return cli_usage_error(err, "rollout needs --exec 'COMMAND'");
 	r->exec = cli->exec;
-	r->is_dry_run = (cli->given & OPT_DRY_RUN) != 0;
+	r->is_dry_run = cli->given[OPT_DRY_RUN] != 0;
 	if ((rc = parse_count("batch", cli->batch, 1, BATCH_MAX, &batch, err)) != 0 ||
 	    (rc = parse_count("min-online", cli->min_online, 0, INT_MAX, &min_online, err)) != 0 ||
 	    (rc = parse_warmups(cli, err)) != 0 ||
@@ -1014,12 +1014,12 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	r.cli = cli;
 	r.progress = cli->is_json ? stderr : stdout;
 	interrupted = 0;
-	if ((rc = cli_only_options(cli,
-	                           OPT_NODES | OPT_EXEC | OPT_WARMUP | OPT_BATCH | OPT_MIN_ONLINE |
-	                               OPT_FALL | OPT_DRAIN_TIMEOUT | OPT_READY_TIMEOUT |
-	                               OPT_DRY_RUN | OPT_TTL | OPT_WINDOW | OPT_NO_PROBERS_DELAY |
-	                               OPT_REQUIRE_PROBERS | OPT_DRAIN_GRACE,
-	                           "rollout", err)) != 0 ||
+	if ((rc = cli_only_options(
+	         cli,
+	         CLI_OPTIONS(OPT_NODES, OPT_EXEC, OPT_WARMUP, OPT_BATCH, OPT_MIN_ONLINE, OPT_FALL,
+	                     OPT_DRAIN_TIMEOUT, OPT_READY_TIMEOUT, OPT_DRY_RUN, OPT_TTL, OPT_WINDOW,
+	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE),
+	         "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "
 	                         "clustermgmt rollout --help",

@@ -105,7 +105,7 @@ cmd_status(struct cli *cli, int nargs, char **args, struct error *err)
 	int rc;
 
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "status", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "status", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0, "status [--cluster NAME] [--json]", err)) != 0)
 		return rc;
 	rc = cli_call(cli, "GET", client_path("v1", "clusters", cli->cluster, "nodes", NULL), NULL,
@@ -201,7 +201,8 @@ set_status(struct cli *cli, const char *status, int nargs, char **args, struct e
 
 	snprintf(usage, sizeof(usage), "%s NAME... [--reason R] [--ttl DURATION] [--min-online K]",
 	         status);
-	if ((rc = cli_only_options(cli, OPT_REASON | OPT_TTL | OPT_MIN_ONLINE, status, err)) != 0 ||
+	if ((rc = cli_only_options(cli, CLI_OPTIONS(OPT_REASON, OPT_TTL, OPT_MIN_ONLINE), status,
+	                           err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, -1, usage, err)) != 0 ||
 	    (rc = parse_ttl(cli, status, &ttl_s, err)) != 0 ||
 	    (rc = parse_min_online(cli, &min_online, err)) != 0)

@@ -52,10 +52,10 @@ user_add(struct cli *cli, int nargs, char **args, struct error *err)
 	json_t *body;
 	int rc;
 
-	if ((rc = cli_only_options(cli, OPT_ROLE, "user add", err)) != 0 ||
+	if ((rc = cli_only_options(cli, CLI_OPTIONS(OPT_ROLE), "user add", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, usage, err)) != 0 ||
-	    (rc = cli_check_args(cli->role != NULL && (cli->given & OPT_PASSWORD_STDIN), 1, 1,
-	                         usage, err)) != 0 ||
+	    (rc = cli_check_args(cli->role != NULL && cli->given[OPT_PASSWORD_STDIN], 1, 1, usage,
+	                         err)) != 0 ||
 	    (rc = cli_read_password(password, sizeof(password), "password for the new user",
 	                            err)) != 0)
 		return rc;
@@ -78,7 +78,7 @@ user_rm(struct cli *cli, int nargs, char **args, struct error *err)
 	struct client_reply reply;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, "user rm", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "user rm", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, "user rm NAME", err)) != 0)
 		return rc;
 	if ((rc = cli_call(cli, "DELETE", client_path("v1", "users", args[0], NULL), NULL, &reply,
@@ -134,7 +134,8 @@ token_create(struct cli *cli, int nargs, char **args, struct error *err)
 	int rc;
 
 	(void)args;
-	if ((rc = cli_only_options(cli, OPT_ROLE | OPT_DESCRIPTION, "token create", err)) != 0 ||
+	if ((rc = cli_only_options(cli, CLI_OPTIONS(OPT_ROLE, OPT_DESCRIPTION), "token create",
+	                           err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0, usage, err)) != 0 ||
 	    (rc = cli_check_args(cli->role != NULL, 1, 1, usage, err)) != 0)
 		return rc;
@@ -171,7 +172,7 @@ token_revoke(struct cli *cli, int nargs, char **args, struct error *err)
 	struct client_reply reply;
 	int rc;
 
-	if ((rc = cli_only_options(cli, 0, "token revoke", err)) != 0 ||
+	if ((rc = cli_only_options(cli, NULL, "token revoke", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, 1, "token revoke ID", err)) != 0)
 		return rc;
 	if ((rc = cli_call(cli, "DELETE", client_path("v1", "tokens", args[0], NULL), NULL, &reply,

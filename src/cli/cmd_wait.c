@@ -18,9 +18,9 @@ parse_args(const struct cli *cli, struct wait_args *a, struct error *err)
 {
 	int rc;
 
-	if (!!(cli->given & OPT_DRAINED) == !!(cli->given & OPT_SERVING))
+	if (!!cli->given[OPT_DRAINED] == !!cli->given[OPT_SERVING])
 		return cli_usage_error(err, "wait needs exactly one of --drained and --serving");
-	wait_args_default(a, (cli->given & OPT_SERVING) != 0);
+	wait_args_default(a, cli->given[OPT_SERVING] != 0);
 	if ((rc = wait_args_from_cli(cli, a, err)) != 0 ||
 	    (rc = wait_parse_duration("timeout", cli->timeout, WAIT_DEFAULT_TIMEOUT_MS,
 	                              INT64_MAX / 2, &a->timeout_ms, err)) != 0)
@@ -83,8 +83,9 @@ cmd_wait(struct cli *cli, int nargs, char **args, struct error *err)
 	int i, rc;
 
 	if ((rc = cli_only_options(cli,
-	                           OPT_DRAINED | OPT_SERVING | OPT_FALL | OPT_TIMEOUT | OPT_WINDOW |
-	                               OPT_NO_PROBERS_DELAY | OPT_REQUIRE_PROBERS | OPT_DRAIN_GRACE,
+	                           CLI_OPTIONS(OPT_DRAINED, OPT_SERVING, OPT_FALL, OPT_TIMEOUT,
+	                                       OPT_WINDOW, OPT_NO_PROBERS_DELAY,
+	                                       OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE),
 	                           "wait", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, -1, usage, err)) != 0 ||
 	    (rc = parse_args(cli, &a, err)) != 0)

@@ -101,10 +101,10 @@ wait_args_from_cli(const struct cli *cli, struct wait_args *a, struct error *err
 	char *end;
 	int rc;
 
-	if ((cli->given & OPT_REQUIRE_PROBERS) && (cli->given & OPT_NO_PROBERS_DELAY))
+	if (cli->given[OPT_REQUIRE_PROBERS] && cli->given[OPT_NO_PROBERS_DELAY])
 		return cli_usage_error(
 		    err, "--require-probers and --no-probers-delay exclude each other");
-	a->require_probers = (cli->given & OPT_REQUIRE_PROBERS) != 0;
+	a->require_probers = cli->given[OPT_REQUIRE_PROBERS] != 0;
 	if (cli->fall != NULL) {
 		errno = 0;
 		a->fall = strtol(cli->fall, &end, 10);
