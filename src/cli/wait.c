@@ -405,95 +405,136 @@ untracked(const json_t *node, size_t n_lbs)
 	       (n_lbs == 0 ? int_field(node, "probes_untracked") : 0);
 }
 
+/* Judges the named load balancers lbs[0..n_lbs); probers that are not
+ * one of them are counted in the evidence and ignored. Returns whether
+ * every one has acted. */
+static int
+judge_named_lbs(struct wait_node *w, const json_t *probes, struct wait_lb *lbs, size_t n_lbs,
+                const char *cluster, const struct wait_args *a, int64_t waited)
+{
+	char signal[200], why[300];
+	const json_t *p;
+	size_t i, k, ignored = 0;
+	int is_done = 1;
+
+	for (i = 0; i < n_lbs; i++) {
+		w->n_probers++;
+		if (judge_named(&lbs[i], cluster, w->name, probes, a, waited, signal,
+		                sizeof(signal), why, sizeof(why), &w->is_in_transit)) {
+			if (w->lb_at[i] == 0)
+				w->lb_at[i] = waited > 0 ? waited : 1;
+			append(w->evidence, sizeof(w->evidence), "%s%s: %s at +%.2fs",
+			       w->evidence[0] != '\0' ? "; " : "", lbs[i].name, signal,
+			       (double)w->lb_at[i] / 1000.0);
+			continue;
+		}
+		is_done = 0;
+		report_silent(&lbs[i], w->name, why);
+		append(w->pending, sizeof(w->pending), "%s%s %s", w->pending[0] != '\0' ? "; " : "",
+		       lbs[i].name, why);
+	}
+	json_array_foreach(probes, i, p)
+	{
+		for (k = 0; k < n_lbs; k++)
+			if (strcmp(string_field(p, "lb"), lbs[k].name) == 0)
+				break;
+		ignored += k == n_lbs;
+	}
+	if (ignored > 0)
+		append(w->evidence, sizeof(w->evidence),
+		       "; %zu prober%s not a named load balancer (ignored)", ignored,
+		       ignored == 1 ? "" : "s");
+	return is_done;
+}
+
+/* Has prober p (no load balancer named) acted? When it has, signal says
+ * how; *is_in_transit is set when it was told but has not read it yet. */
+static int
+prober_has_acted(const json_t *p, const json_t *probes, const struct wait_args *a, char *signal,
+                 size_t size, int *is_in_transit)
+{
+	const char *lb = json_string_value(json_object_get(p, "lb"));
+	const json_t *q;
+	size_t k;
+
+	if (prober_is_done(p, a) && !prober_is_received(p, a)) {
+		*is_in_transit = 1;
+		return 0;
+	}
+	if (prober_is_done(p, a)) {
+		prober_signal(p, signal, size);
+		return 1;
+	}
+	if (lb != NULL && !a->want_serving && !is_agent(p)) {
+		/* a named HAProxy whose agent took it out */
+		json_array_foreach(probes, k, q)
+		{
+			if (is_agent(q) && strcmp(string_field(q, "lb"), lb) == 0 &&
+			    prober_is_done(q, a) && prober_is_received(q, a)) {
+				snprintf(signal, size, "covered by its agent-check");
+				return 1;
+			}
+		}
+		return 0;
+	}
+	if (unnamed_check_is_covered(p, probes, a)) {
+		snprintf(signal, size, "covered by the agent-check at %s",
+		         string_field(p, "address"));
+		return 1;
+	}
+	return 0;
+}
+
+/* Judges every prober seen (no load balancer is named). Returns whether
+ * every one has acted. */
+static int
+judge_all_probers(struct wait_node *w, const json_t *probes, const struct wait_args *a)
+{
+	char who[200], signal[200], why[300];
+	const json_t *p;
+	int is_done = 1;
+	size_t i;
+
+	json_array_foreach(probes, i, p)
+	{
+		const char *lb = json_string_value(json_object_get(p, "lb"));
+
+		w->n_probers++;
+		if (lb != NULL)
+			snprintf(who, sizeof(who), "%s%s", lb, is_agent(p) ? " (agent-check)" : "");
+		else
+			prober_name(p, who, sizeof(who));
+		if (prober_has_acted(p, probes, a, signal, sizeof(signal), &w->is_in_transit)) {
+			append(w->evidence, sizeof(w->evidence), "%s%s: %s",
+			       w->evidence[0] != '\0' ? "; " : "", who, signal);
+			continue;
+		}
+		is_done = 0;
+		if (prober_is_done(p, a))
+			snprintf(why, sizeof(why), "was told, and has not read it yet");
+		else
+			prober_progress(p, a, why, sizeof(why));
+		append(w->pending, sizeof(w->pending), "%s%s %s", w->pending[0] != '\0' ? "; " : "",
+		       who, why);
+	}
+	return is_done;
+}
+
 void
 wait_judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs,
            const char *cluster, const struct wait_args *a, int64_t now, int64_t waited)
 {
-	const json_t *probes = json_object_get(node, "probes"), *p;
-	char who[200], signal[200], why[300];
+	const json_t *probes = json_object_get(node, "probes");
 	long long lost = untracked(node, n_lbs);
-	int is_done = 1;
-	size_t i, ignored = 0;
+	int is_done;
 
 	w->pending[0] = w->evidence[0] = '\0';
 	w->n_probers = 0;
 	w->is_in_transit = 0;
-	if (n_lbs > 0) {
-		for (i = 0; i < n_lbs; i++) {
-			w->n_probers++;
-			if (judge_named(&lbs[i], cluster, w->name, probes, a, waited, signal,
-			                sizeof(signal), why, sizeof(why), &w->is_in_transit)) {
-				if (w->lb_at[i] == 0)
-					w->lb_at[i] = waited > 0 ? waited : 1;
-				append(w->evidence, sizeof(w->evidence), "%s%s: %s at +%.2fs",
-				       w->evidence[0] != '\0' ? "; " : "", lbs[i].name, signal,
-				       (double)w->lb_at[i] / 1000.0);
-				continue;
-			}
-			is_done = 0;
-			report_silent(&lbs[i], w->name, why);
-			append(w->pending, sizeof(w->pending), "%s%s %s",
-			       w->pending[0] != '\0' ? "; " : "", lbs[i].name, why);
-		}
-		json_array_foreach(probes, i, p)
-		{
-			size_t k;
-			for (k = 0; k < n_lbs; k++)
-				if (strcmp(string_field(p, "lb"), lbs[k].name) == 0)
-					break;
-			ignored += k == n_lbs;
-		}
-		if (ignored > 0)
-			append(w->evidence, sizeof(w->evidence),
-			       "; %zu prober%s not a named load balancer (ignored)", ignored,
-			       ignored == 1 ? "" : "s");
-	} else {
-		json_array_foreach(probes, i, p)
-		{
-			const char *lb = json_string_value(json_object_get(p, "lb"));
-			w->n_probers++;
-			if (lb != NULL)
-				snprintf(who, sizeof(who), "%s%s", lb,
-				         is_agent(p) ? " (agent-check)" : "");
-			else
-				prober_name(p, who, sizeof(who));
-			if (prober_is_done(p, a) && !prober_is_received(p, a)) {
-				w->is_in_transit = 1;
-				goto pending;
-			} else if (prober_is_done(p, a)) {
-				prober_signal(p, signal, sizeof(signal));
-			} else if (lb != NULL && !a->want_serving && !is_agent(p)) {
-				/* a named HAProxy whose agent took it out */
-				const json_t *q;
-				size_t k;
-				signal[0] = '\0';
-				json_array_foreach(probes, k, q)
-				{
-					if (is_agent(q) && strcmp(string_field(q, "lb"), lb) == 0 &&
-					    prober_is_done(q, a) && prober_is_received(q, a))
-						snprintf(signal, sizeof(signal),
-						         "covered by its agent-check");
-				}
-				if (signal[0] == '\0')
-					goto pending;
-			} else if (unnamed_check_is_covered(p, probes, a)) {
-				snprintf(signal, sizeof(signal), "covered by the agent-check at %s",
-				         string_field(p, "address"));
-			} else
-				goto pending;
-			append(w->evidence, sizeof(w->evidence), "%s%s: %s",
-			       w->evidence[0] != '\0' ? "; " : "", who, signal);
-			continue;
-		pending:
-			is_done = 0;
-			if (prober_is_done(p, a))
-				snprintf(why, sizeof(why), "was told, and has not read it yet");
-			else
-				prober_progress(p, a, why, sizeof(why));
-			append(w->pending, sizeof(w->pending), "%s%s %s",
-			       w->pending[0] != '\0' ? "; " : "", who, why);
-		}
-	}
+	if (n_lbs > 0)
+		is_done = judge_named_lbs(w, probes, lbs, n_lbs, cluster, a, waited);
+	else
+		is_done = judge_all_probers(w, probes, a);
 	if (lost > 0) {
 		is_done = 0;
 		append(w->pending, sizeof(w->pending),
