@@ -25,6 +25,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,154 +192,130 @@ parse_count_option(const char *name, const char *text, int *out, struct error *e
 	return 0;
 }
 
+/* The options of serve. Most only keep their value in a field of struct
+ * server_options (by kind); SO_OTHER ones are parsed by
+ * parse_other_option. */
+enum serve_option_kind { SO_TEXT, SO_NONEMPTY, SO_DURATION, SO_COUNT, SO_FLAG, SO_OTHER };
+
+#define SO(name, has_arg, kind, field)                                                             \
+	{                                                                                          \
+		name, has_arg, kind, offsetof(struct server_options, field)                        \
+	}
+static const struct serve_option {
+	const char *name;
+	int has_arg;
+	enum serve_option_kind kind;
+	size_t offset; /* of the field, but for SO_OTHER */
+} serve_options[] = {
+    SO("listen", required_argument, SO_OTHER, listens),
+    SO("db", required_argument, SO_TEXT, db),
+    SO("state-dir", required_argument, SO_NONEMPTY, state_dir),
+    SO("stale-after", required_argument, SO_DURATION, stale_after_ms),
+    SO("node", required_argument, SO_TEXT, default_node),
+    SO("agent-listen", required_argument, SO_OTHER, agent_listen),
+    SO("admin-password-file", required_argument, SO_TEXT, admin_password_file),
+    SO("tls-cert", required_argument, SO_TEXT, tls_cert),
+    SO("tls-key", required_argument, SO_TEXT, tls_key),
+    SO("threads", required_argument, SO_OTHER, threads),
+    SO("check-interval", required_argument, SO_DURATION, check_interval_ms),
+    SO("check-timeout", required_argument, SO_DURATION, check_timeout_ms),
+    SO("check-fall", required_argument, SO_COUNT, check_fall),
+    SO("check-rise", required_argument, SO_COUNT, check_rise),
+    SO("demo", no_argument, SO_FLAG, is_demo),
+    SO("log-format", required_argument, SO_OTHER, log_format),
+    SO("log-level", required_argument, SO_OTHER, log_level),
+    SO("log-file", required_argument, SO_TEXT, log_file),
+    SO("metrics-listen", required_argument, SO_OTHER, metrics_listen),
+    SO("check-config", no_argument, SO_FLAG, is_check_config),
+    SO("help", no_argument, SO_OTHER, db),
+    SO("version", no_argument, SO_OTHER, db),
+};
+#undef SO
+#define N_SERVE_OPTIONS (sizeof(serve_options) / sizeof(serve_options[0]))
+#define SERVE_OPTION_VAL 0x100 /* getopt's value of serve_options[0] */
+
+/* The options whose value needs more than a field of one kind. */
 static int
-parse_options(int argc, char **argv, struct server_options *o, struct error *err)
+parse_other_option(struct server_options *o, const char *name, const char *value, struct error *err)
 {
-	static const struct option longopts[] = {
-	    {"listen", required_argument, NULL, 'l'},
-	    {"db", required_argument, NULL, 'd'},
-	    {"state-dir", required_argument, NULL, 's'},
-	    {"stale-after", required_argument, NULL, 'S'},
-	    {"node", required_argument, NULL, 'n'},
-	    {"agent-listen", required_argument, NULL, 'a'},
-	    {"admin-password-file", required_argument, NULL, 'p'},
-	    {"tls-cert", required_argument, NULL, 'c'},
-	    {"tls-key", required_argument, NULL, 'k'},
-	    {"threads", required_argument, NULL, 't'},
-	    {"check-interval", required_argument, NULL, 'I'},
-	    {"check-timeout", required_argument, NULL, 'T'},
-	    {"check-fall", required_argument, NULL, 'F'},
-	    {"check-rise", required_argument, NULL, 'R'},
-	    {"demo", no_argument, NULL, 'D'},
-	    {"log-format", required_argument, NULL, 'L'},
-	    {"log-level", required_argument, NULL, 'G'},
-	    {"log-file", required_argument, NULL, 'O'},
-	    {"metrics-listen", required_argument, NULL, 'M'},
-	    {"check-config", no_argument, NULL, 'C'},
-	    {"help", no_argument, NULL, 'h'},
-	    {"version", no_argument, NULL, 'V'},
-	    {NULL, 0, NULL, 0}};
-	int ch;
 	char *end, host[64], port[8];
+
+	if (strcmp(name, "listen") == 0) {
+		if (o->n_listens == sizeof(o->listens) / sizeof(o->listens[0]))
+			return error_set(err, 400, "too many --listen addresses");
+		snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s", value);
+	} else if (strcmp(name, "agent-listen") == 0) {
+		if (value[0] == '\0')
+			return error_set(err, 400, "--agent-listen needs ADDR:PORT");
+		snprintf(o->agent_listen.text, sizeof(o->agent_listen.text), "%s", value);
+	} else if (strcmp(name, "threads") == 0) {
+		o->threads = (int)strtol(value, &end, 10);
+		if (*end != '\0' || o->threads < 1 || o->threads > MAX_THREADS)
+			return error_set(err, 400, "--threads must be a number from 1 to %d",
+			                 MAX_THREADS);
+	} else if (strcmp(name, "log-format") == 0) {
+		if (log_format_from_string(value, &o->log_format) != 0)
+			return error_set(err, 400, "--log-format must be logfmt or json, not '%s'",
+			                 value);
+	} else if (strcmp(name, "log-level") == 0) {
+		if (log_level_from_string(value, &o->log_level) != 0)
+			return error_set(err, 400,
+			                 "--log-level must be debug, info, warn or error, not '%s'",
+			                 value);
+	} else if (strcmp(name, "metrics-listen") == 0) {
+		if (split_host_port(value, host, sizeof(host), port, sizeof(port)) != 0)
+			return error_set(err, 400,
+			                 "--metrics-listen %s: expected ADDR:PORT, e.g. "
+			                 "127.0.0.1:9150 or [::1]:9150",
+			                 value);
+		snprintf(o->metrics_listen.text, sizeof(o->metrics_listen.text), "%s", value);
+	} else if (strcmp(name, "help") == 0) {
+		return error_set(err, 0, "help");
+	} else {
+		return error_set(err, 0, "version");
+	}
+	return 0;
+}
+
+static int
+parse_one_option(struct server_options *o, const struct serve_option *so, const char *value,
+                 struct error *err)
+{
+	void *field = (char *)o + so->offset;
+
+	switch (so->kind) {
+	case SO_NONEMPTY:
+		if (value[0] == '\0')
+			return error_set(err, 400, "--%s needs a directory", so->name);
+		/* fall through */
+	case SO_TEXT:
+		*(const char **)field = value;
+		return 0;
+	case SO_DURATION:
+		if (parse_duration_option(so->name, value, field, err) != 0)
+			return -1;
+		if (strcmp(so->name, "stale-after") == 0 && o->stale_after_ms < 4000)
+			return error_set(err, 400,
+			                 "--stale-after must be at least 4s"); /* 2 beats */
+		return 0;
+	case SO_COUNT:
+		return parse_count_option(so->name, value, field, err);
+	case SO_FLAG:
+		*(int *)field = 1;
+		return 0;
+	case SO_OTHER:
+		return parse_other_option(o, so->name, value, err);
+	}
+	return -1;
+}
+
+/* What holds only with every option known. */
+static int
+check_options(struct server_options *o, struct error *err)
+{
+	char host[64], port[8];
 	size_t i;
 
-	o->db = "clustermgmt.db";
-	o->log_level = LOG_INFO;
-	o->stale_after_ms = 15000;
-	o->threads = 1;
-	o->check_interval_ms = 2000;
-	o->check_timeout_ms = 1000;
-	o->check_fall = 3;
-	o->check_rise = 2;
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'l':
-			if (o->n_listens == sizeof(o->listens) / sizeof(o->listens[0]))
-				return error_set(err, 400, "too many --listen addresses");
-			snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
-			         optarg);
-			break;
-		case 'd':
-			o->db = optarg;
-			break;
-		case 'S':
-			if (parse_duration_option("stale-after", optarg, &o->stale_after_ms, err) !=
-			    0)
-				return -1;
-			if (o->stale_after_ms < 4000) /* two heartbeats */
-				return error_set(err, 400, "--stale-after must be at least 4s");
-			break;
-		case 's':
-			if (optarg[0] == '\0')
-				return error_set(err, 400, "--state-dir needs a directory");
-			o->state_dir = optarg;
-			break;
-		case 'n':
-			o->default_node = optarg;
-			break;
-		case 'a':
-			if (optarg[0] == '\0')
-				return error_set(err, 400, "--agent-listen needs ADDR:PORT");
-			snprintf(o->agent_listen.text, sizeof(o->agent_listen.text), "%s", optarg);
-			break;
-		case 'I':
-			if (parse_duration_option("check-interval", optarg, &o->check_interval_ms,
-			                          err) != 0)
-				return -1;
-			break;
-		case 'T':
-			if (parse_duration_option("check-timeout", optarg, &o->check_timeout_ms,
-			                          err) != 0)
-				return -1;
-			break;
-		case 'F':
-			if (parse_count_option("check-fall", optarg, &o->check_fall, err) != 0)
-				return -1;
-			break;
-		case 'R':
-			if (parse_count_option("check-rise", optarg, &o->check_rise, err) != 0)
-				return -1;
-			break;
-		case 'p':
-			o->admin_password_file = optarg;
-			break;
-		case 'c':
-			o->tls_cert = optarg;
-			break;
-		case 'k':
-			o->tls_key = optarg;
-			break;
-		case 'D':
-			o->is_demo = 1;
-			break;
-		case 't':
-			o->threads = (int)strtol(optarg, &end, 10);
-			if (*end != '\0' || o->threads < 1 || o->threads > MAX_THREADS)
-				return error_set(err, 400,
-				                 "--threads must be a number from 1 to %d",
-				                 MAX_THREADS);
-			break;
-		case 'L':
-			if (log_format_from_string(optarg, &o->log_format) != 0)
-				return error_set(err, 400,
-				                 "--log-format must be logfmt or json, not '%s'",
-				                 optarg);
-			break;
-		case 'G':
-			if (log_level_from_string(optarg, &o->log_level) != 0)
-				return error_set(err, 400,
-				                 "--log-level must be debug, info, warn or error, "
-				                 "not '%s'",
-				                 optarg);
-			break;
-		case 'O':
-			o->log_file = optarg;
-			break;
-		case 'M':
-			if (split_host_port(optarg, host, sizeof(host), port, sizeof(port)) != 0)
-				return error_set(err, 400,
-				                 "--metrics-listen %s: expected ADDR:PORT, e.g. "
-				                 "127.0.0.1:9150 or [::1]:9150",
-				                 optarg);
-			snprintf(o->metrics_listen.text, sizeof(o->metrics_listen.text), "%s",
-			         optarg);
-			break;
-		case 'C':
-			o->is_check_config = 1;
-			break;
-		case 'h':
-			return error_set(err, 0, "help");
-		case 'V':
-			return error_set(err, 0, "version");
-		default:
-			return error_set(err, 400, "unknown or incomplete option '%s'",
-			                 argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return error_set(err, 400, "unexpected argument '%s'", argv[optind]);
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
 	if (o->default_node != NULL &&
@@ -355,6 +332,38 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 		snprintf(o->listens[o->n_listens++].text, sizeof(o->listens[0].text), "%s",
 		         "127.0.0.1:8080");
 	return 0;
+}
+
+static int
+parse_options(int argc, char **argv, struct server_options *o, struct error *err)
+{
+	struct option longopts[N_SERVE_OPTIONS + 1] = {{0}};
+	size_t i;
+	int ch;
+
+	for (i = 0; i < N_SERVE_OPTIONS; i++) /* getopt's value: far from '?' and ':' */
+		longopts[i] = (struct option){serve_options[i].name, serve_options[i].has_arg, NULL,
+		                              SERVE_OPTION_VAL + (int)i};
+	o->db = "clustermgmt.db";
+	o->log_level = LOG_INFO;
+	o->stale_after_ms = 15000;
+	o->threads = 1;
+	o->check_interval_ms = 2000;
+	o->check_timeout_ms = 1000;
+	o->check_fall = 3;
+	o->check_rise = 2;
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (ch < SERVE_OPTION_VAL || (size_t)(ch - SERVE_OPTION_VAL) >= N_SERVE_OPTIONS)
+			return error_set(err, 400, "unknown or incomplete option '%s'",
+			                 argv[optind - 1]);
+		if (parse_one_option(o, &serve_options[ch - SERVE_OPTION_VAL], optarg, err) != 0)
+			return -1;
+	}
+	if (optind < argc)
+		return error_set(err, 400, "unexpected argument '%s'", argv[optind]);
+	return check_options(o, err);
 }
 
 /* --- start-up jobs ------------------------------------------------------ */
