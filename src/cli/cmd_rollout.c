@@ -19,6 +19,10 @@
  *
  * Everything is checked before the first change: options, that the nodes
  * exist and are online, that they have addresses where one is needed.
+ *
+ * This file owns the options, the steps, the batches and the summary;
+ * the plan (nodes, commands, environment, reason, --dry-run's print) is
+ * rollout_plan.c's, and rollout.h what the two share.
  */
 #include <errno.h>
 #include <limits.h>
@@ -32,7 +36,7 @@
 
 #include <curl/curl.h>
 
-#include "cli_internal.h"
+#include "rollout.h"
 #include "core/limits.h"
 #include "output.h"
 #include "shellcmd.h"
@@ -52,52 +56,10 @@ extern char **environ;
 
 static volatile sig_atomic_t interrupted;
 
-/* What happened to a node; rollout_result_names has the words the
- * summary prints. */
-enum rollout_result {
-	RESULT_NOT_STARTED,
-	RESULT_OK,
-	RESULT_FAILED,
-	RESULT_REFUSED,
-	RESULT_STOPPED,
-	RESULT_INTERRUPTED,
-};
-
-static const char *const rollout_result_names[] = {
+const char *const rollout_result_names[] = {
     [RESULT_NOT_STARTED] = "not started", [RESULT_OK] = "ok",
     [RESULT_FAILED] = "failed",           [RESULT_REFUSED] = "refused",
     [RESULT_STOPPED] = "stopped",         [RESULT_INTERRUPTED] = "interrupted",
-};
-
-/* One node of the rollout and what happened to it. */
-struct rollout_node {
-	const char *name;    /* borrowed from the node list */
-	const char *address; /* NULL when the node has none */
-	char *command;       /* COMMAND with {node} and {address} substituted */
-	char **env;          /* the command's environment */
-	int64_t started, drain_ms, command_ms, warmup_ms, ready_ms, total_ms; /* -1: not reached */
-	enum rollout_result result;
-	char error[512];                      /* why it failed, "" otherwise */
-	char drained_by[768], in_flight[384]; /* the evidence of its drain */
-};
-
-struct rollout {
-	struct cli *cli;
-	char id[16];
-	const char *exec;
-	int batch;
-	json_int_t min_online; /* -1: not given */
-	int64_t ttl_s, drain_timeout_ms, ready_timeout_ms;
-	struct wait_args drained, serving;
-	struct wait_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
-	size_t n_lbs;
-	int is_dry_run;
-	struct client_reply list; /* the node list, which owns the names */
-	struct rollout_node *nodes;
-	int n;
-	FILE *progress; /* stdout, or stderr with --json */
-	int64_t start;
-	char reason[REASON_MAX + 1];
 };
 
 static void
@@ -199,316 +161,6 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	return 0;
 }
 
-/* --- the plan --------------------------------------------------------------- */
-
-/* A short random id, so the reason and the audit log tell rollouts apart. */
-static void
-make_id(char *buf, size_t size)
-{
-	unsigned char b[3] = {0};
-
-	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-		unsigned v = (unsigned)getpid() ^ (unsigned)wait_monotonic_ms();
-		memcpy(b, &v, sizeof(b));
-	}
-	snprintf(buf, size, "%02x%02x%02x", b[0], b[1], b[2]);
-}
-
-/* Makes s (cut by snprintf to fit a reason) a valid reason: control
- * characters become spaces, and a UTF-8 sequence cut short is dropped. */
-static void
-clean_reason(char *s)
-{
-	size_t len = strlen(s), i;
-
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-			s[i] = ' ';
-	s[utf8_complete_length(s, len)] = '\0';
-}
-
-/* "rollout ID: COMMAND", within the API's limit (REASON_MAX characters:
- * cut to as many bytes, which are never more characters). */
-static void
-make_reason(struct rollout *r)
-{
-	snprintf(r->reason, sizeof(r->reason), "rollout %s: %s", r->id, r->exec);
-	clean_reason(r->reason);
-}
-
-/* Copies src into dst (size bytes), cut to fit. */
-static void
-copy_text(char *dst, size_t size, const char *src)
-{
-	size_t n = strnlen(src, size - 1);
-
-	memcpy(dst, src, n);
-	dst[n] = '\0';
-}
-
-/* text with every {node} and {address} replaced; malloc'd, not quoted.
- * Names hold only characters the shell takes literally; an address may be
- * an IPv6 one in brackets ("[::1]:8080"), a glob pattern to the shell, so
- * docs/CLI.md tells to quote "{address}". */
-static char *
-substitute(const char *text, const char *node, const char *address)
-{
-	size_t size = strlen(text) + 1, used = 0, n;
-	const char *p, *with;
-	char *out;
-
-	out = xmalloc(size);
-	for (p = text; *p != '\0';) {
-		with = NULL;
-		if (strncmp(p, "{node}", 6) == 0)
-			with = node, n = 6;
-		else if (strncmp(p, "{address}", 9) == 0)
-			with = address != NULL ? address : "", n = 9;
-		if (with == NULL) {
-			out[used++] = *p++;
-			continue;
-		}
-		size += strlen(with);
-		out = xreallocarray(out, size, 1);
-		memcpy(out + used, with, strlen(with));
-		used += strlen(with);
-		p += n;
-	}
-	out[used] = '\0';
-	return out;
-}
-
-static int
-is_ours(const char *entry)
-{
-	return strncmp(entry, "CLUSTERMGMT_NODE=", 17) == 0 ||
-	       strncmp(entry, "CLUSTERMGMT_ADDRESS=", 20) == 0 ||
-	       strncmp(entry, "CLUSTERMGMT_CLUSTER=", 20) == 0 ||
-	       strncmp(entry, "CLUSTERMGMT_ROLLOUT=", 20) == 0;
-}
-
-/* Our environment with CLUSTERMGMT_NODE, _ADDRESS, _CLUSTER and _ROLLOUT
- * set for node; the array and its four new strings are malloc'd. */
-static char **
-make_env(const struct rollout *r, const struct rollout_node *node)
-{
-	size_t n = 0, used = 0, i;
-	char **env;
-
-	while (environ[n] != NULL)
-		n++;
-	env = xcalloc(n + 5, sizeof(*env));
-	if (asprintf(&env[0], "CLUSTERMGMT_NODE=%s", node->name) < 0 ||
-	    asprintf(&env[1], "CLUSTERMGMT_ADDRESS=%s",
-	             node->address != NULL ? node->address : "") < 0 ||
-	    asprintf(&env[2], "CLUSTERMGMT_CLUSTER=%s", r->cli->cluster) < 0 ||
-	    asprintf(&env[3], "CLUSTERMGMT_ROLLOUT=%s", r->id) < 0)
-		abort(); /* out of memory */
-	used = 4;
-	for (i = 0; i < n; i++)
-		if (!is_ours(environ[i]))
-			env[used++] = environ[i];
-	return env;
-}
-
-static void
-free_env(char **env)
-{
-	int i;
-
-	if (env == NULL)
-		return;
-	for (i = 0; i < 4; i++)
-		free(env[i]);
-	free(env);
-}
-
-static const json_t *
-find_node(const json_t *list, const char *name)
-{
-	const json_t *node;
-	size_t i;
-
-	json_array_foreach(json_object_get(list, "nodes"), i, node)
-	{
-		const char *s = json_string_value(json_object_get(node, "name"));
-		if (s != NULL && strcmp(s, name) == 0)
-			return node;
-	}
-	return NULL;
-}
-
-/* The nodes named by --nodes (comma separated), or every node for "all"
- * or no --nodes, into r->nodes. */
-static int
-select_nodes(struct rollout *r, struct error *err)
-{
-	const json_t *all = json_object_get(r->list.json, "nodes"), *node;
-	const char *spec = r->cli->nodes;
-	char *copy = NULL, *name, *save = NULL;
-	size_t i;
-	int j;
-
-	r->nodes = xcalloc(json_array_size(all) + 1, sizeof(*r->nodes));
-	if (spec == NULL || strcmp(spec, "all") == 0) {
-		json_array_foreach(all, i, node)
-		{
-			r->nodes[r->n++].name = json_string_value(json_object_get(node, "name"));
-		}
-		if (r->n == 0)
-			return error_set(err, 0, "cluster '%s' has no nodes", r->cli->cluster),
-			       CLI_REFUSED;
-		return CLI_OK;
-	}
-	copy = xstrdup(spec);
-	if (spec[0] == '\0' || spec[0] == ',' || spec[strlen(spec) - 1] == ',' ||
-	    strstr(spec, ",,") != NULL)
-		goto bad_list;
-	for (name = strtok_r(copy, ",", &save); name != NULL; name = strtok_r(NULL, ",", &save)) {
-		if ((node = find_node(r->list.json, name)) == NULL) {
-			error_set(err, 0, "node '%s' not found in cluster '%s'", name,
-			          r->cli->cluster);
-			free(copy);
-			return CLI_REFUSED;
-		}
-		for (j = 0; j < r->n; j++)
-			if (strcmp(r->nodes[j].name, name) == 0) {
-				cli_usage_error(err, "--nodes names '%s' twice", name);
-				free(copy);
-				return CLI_USAGE;
-			}
-		r->nodes[r->n++].name = json_string_value(json_object_get(node, "name"));
-	}
-	free(copy);
-	return CLI_OK;
-bad_list:
-	free(copy);
-	return cli_usage_error(err, "bad --nodes '%s': give node names separated by commas, or all",
-	                       spec);
-}
-
-/* Addresses, commands and environments of the selected nodes; refuses a
- * node that is not online (the rollout would put it online) or that has
- * no address where one is needed. */
-static int
-prepare_nodes(struct rollout *r, struct error *err)
-{
-	int needs_address = r->cli->n_warmup > 0 || strstr(r->exec, "{address}") != NULL;
-	int i;
-
-	for (i = 0; i < r->n; i++) {
-		struct rollout_node *rn = &r->nodes[i];
-		const json_t *node = find_node(r->list.json, rn->name);
-		const char *status = output_field(node, "status");
-		rn->address = output_field(node, "address");
-		rn->result = RESULT_NOT_STARTED;
-		rn->drain_ms = rn->command_ms = rn->warmup_ms = rn->ready_ms = rn->total_ms = -1;
-		if (status == NULL || strcmp(status, "online") != 0)
-			return error_set(err, 0,
-			                 "node '%s' is %s, not online: a rollout would put it "
-			                 "online; bring it online first or leave it out of --nodes",
-			                 rn->name, status != NULL ? status : "in an unknown state"),
-			       CLI_REFUSED;
-		if (needs_address && rn->address == NULL)
-			return error_set(err, 0,
-			                 "node '%s' has no address, which %s needs: set one with "
-			                 "clustermgmt nodes add %s --address HOST:PORT",
-			                 rn->name, r->cli->n_warmup > 0 ? "--warmup" : "{address}",
-			                 rn->name),
-			       CLI_REFUSED;
-		rn->command = substitute(r->exec, rn->name, rn->address);
-		if (!r->is_dry_run)
-			rn->env = make_env(r, rn);
-	}
-	return CLI_OK;
-}
-
-static int
-load_plan(struct rollout *r, struct error *err)
-{
-	int rc;
-
-	rc = cli_call(r->cli, "GET", client_path("v1", "clusters", r->cli->cluster, "nodes", NULL),
-	              NULL, &r->list, err);
-	if (rc != CLI_OK)
-		return rc;
-	if ((rc = select_nodes(r, err)) != CLI_OK ||
-	    (rc = wait_load_lbs(r->cli, r->lbs, &r->n_lbs, err)) != CLI_OK)
-		return rc;
-	return prepare_nodes(r, err);
-}
-
-/* "-" for a step not taken, "12.3s" under a minute, else as
- * duration_format ("4m10s"). */
-static void
-format_duration(int64_t ms, char *buf, size_t size)
-{
-	if (ms < 0)
-		snprintf(buf, size, "-");
-	else if (ms < 60 * 1000)
-		snprintf(buf, size, "%.1fs", seconds(ms)); /* commands' timings: tenths count */
-	else
-		duration_format(ms, buf, size);
-}
-
-static void
-print_plan(const struct rollout *r)
-{
-	static const char *const header[] = {"BATCH", "NODE", "ADDRESS", "COMMAND"};
-	char batch[16], ttl[32], drain[32], ready[32];
-	struct table *t;
-	int i, w;
-
-	format_duration(r->ttl_s * 1000, ttl, sizeof(ttl));
-	format_duration(r->drain_timeout_ms, drain, sizeof(drain));
-	format_duration(r->ready_timeout_ms, ready, sizeof(ready));
-	printf("dry run, nothing is changed: rollout of %d node%s in cluster '%s', %d at a time\n",
-	       r->n, r->n == 1 ? "" : "s", r->cli->cluster, r->batch);
-	t = table_new(4, header);
-	for (i = 0; i < r->n; i++) {
-		const char *row[4];
-		snprintf(batch, sizeof(batch), "%d", i / r->batch + 1);
-		row[0] = batch;
-		row[1] = r->nodes[i].name;
-		row[2] = r->nodes[i].address;
-		row[3] = r->nodes[i].command;
-		table_add_row(t, row);
-	}
-	table_print(t, stdout);
-	table_free(t);
-	printf("each batch: offline (reason \"%s\", ttl %s%s%s), wait until drained (fall %ld, up "
-	       "to %s), run the command",
-	       r->reason, ttl, r->min_online >= 0 ? ", min-online " : "",
-	       r->min_online >= 0 ? r->cli->min_online : "", r->drained.fall, drain);
-	for (w = 0; w < r->cli->n_warmup; w++)
-		printf("%s%s", w == 0 ? ", warm up GET " : " ", r->cli->warmup[w]);
-	printf(", online, wait until served (up to %s)\n", ready);
-}
-
-static void
-print_plan_json(const struct rollout *r)
-{
-	json_t *doc, *nodes = json_array(), *warmup = json_array();
-	char *text;
-	int i;
-
-	for (i = 0; i < r->cli->n_warmup; i++)
-		json_array_append_new(warmup, json_string(r->cli->warmup[i]));
-	for (i = 0; i < r->n; i++)
-		json_array_append_new(nodes,
-		                      json_pack("{s:s, s:s?, s:s, s:i}", "name", r->nodes[i].name,
-		                                "address", r->nodes[i].address, "command",
-		                                r->nodes[i].command, "batch", i / r->batch + 1));
-	doc = json_pack("{s:b, s:s, s:s, s:s, s:I, s:i, s:o, s:o}", "dry_run", 1, "rollout", r->id,
-	                "cluster", r->cli->cluster, "reason", r->reason, "ttl",
-	                (json_int_t)r->ttl_s, "batch", r->batch, "warmup", warmup, "nodes", nodes);
-	if (doc != NULL && (text = json_dumps(doc, JSON_SORT_KEYS)) != NULL) {
-		puts(text);
-		free(text);
-	}
-	json_decref(doc);
-}
-
 /* --- the steps ------------------------------------------------------------------ */
 
 /* Sets the nodes of a batch to status, with reason and ttl_s (0: none)
@@ -562,10 +214,10 @@ on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 		if (strcmp(c->b[i].name, w->name) == 0) {
 			if (c->is_drain) {
 				c->b[i].drain_ms = took;
-				copy_text(c->b[i].drained_by, sizeof(c->b[i].drained_by),
-				          w->evidence);
-				copy_text(c->b[i].in_flight, sizeof(c->b[i].in_flight),
-				          w->in_flight);
+				rollout_copy_text(c->b[i].drained_by, sizeof(c->b[i].drained_by),
+				                  w->evidence);
+				rollout_copy_text(c->b[i].in_flight, sizeof(c->b[i].in_flight),
+				                  w->in_flight);
 			} else
 				c->b[i].ready_ms = took;
 		}
@@ -723,7 +375,7 @@ leave_offline(struct rollout *r, struct rollout_node *b, int nb, const char *wha
 	int i;
 
 	snprintf(reason, sizeof(reason), "rollout %s %.230s", r->id, what);
-	clean_reason(reason);
+	rollout_clean_reason(reason);
 	error_clear(&again);
 	if (set_status(r, b, nb, "offline", reason, 0, -1, &again) != CLI_OK) {
 		len = strlen(err->what);
@@ -756,7 +408,7 @@ do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struc
 	switch (step) {
 	case STEP_OFFLINE:
 		rc = set_status(r, b, nb, "offline", r->reason, r->ttl_s, r->min_online, err);
-		format_duration(r->ttl_s * 1000, ttl, sizeof(ttl));
+		rollout_format_duration(r->ttl_s * 1000, ttl, sizeof(ttl));
 		for (i = 0; i < nb && rc == CLI_OK; i++)
 			progress(
 			    r,
@@ -791,14 +443,14 @@ refused_offline(struct rollout_node *b, int nb, int rc, struct error *err)
 	char why[sizeof(err->what)];
 	int i;
 
-	copy_text(why, sizeof(why), err->what);
+	rollout_copy_text(why, sizeof(why), err->what);
 	error_set(err, err->status, "%s%s: %s: %s", b[0].name, nb > 1 ? " and its batch" : "",
 	          rc == CLI_REFUSED ? "the server refused to take it offline"
 	                            : "could not take it offline",
 	          why);
 	for (i = 0; i < nb; i++) {
 		b[i].result = RESULT_REFUSED;
-		copy_text(b[i].error, sizeof(b[i].error), why);
+		rollout_copy_text(b[i].error, sizeof(b[i].error), why);
 	}
 }
 
@@ -860,7 +512,7 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 		              : any_failed ? RESULT_STOPPED
 		                           : RESULT_FAILED;
 		if (b[i].error[0] == '\0')
-			copy_text(b[i].error, sizeof(b[i].error), err->what);
+			rollout_copy_text(b[i].error, sizeof(b[i].error), err->what);
 	}
 	leave_offline(r, b, nb, what, err);
 	return rc;
@@ -882,11 +534,11 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 	for (i = 0; i < r->n; i++) {
 		const struct rollout_node *n = &r->nodes[i];
 		const char *row[7];
-		format_duration(n->drain_ms, cells[0], sizeof(cells[0]));
-		format_duration(n->command_ms, cells[1], sizeof(cells[1]));
-		format_duration(n->warmup_ms, cells[2], sizeof(cells[2]));
-		format_duration(n->ready_ms, cells[3], sizeof(cells[3]));
-		format_duration(n->total_ms, cells[4], sizeof(cells[4]));
+		rollout_format_duration(n->drain_ms, cells[0], sizeof(cells[0]));
+		rollout_format_duration(n->command_ms, cells[1], sizeof(cells[1]));
+		rollout_format_duration(n->warmup_ms, cells[2], sizeof(cells[2]));
+		rollout_format_duration(n->ready_ms, cells[3], sizeof(cells[3]));
+		rollout_format_duration(n->total_ms, cells[4], sizeof(cells[4]));
 		row[0] = n->name;
 		row[1] = cells[0];
 		row[2] = cells[1];
@@ -995,7 +647,7 @@ free_rollout(struct rollout *r)
 
 	for (i = 0; r->nodes != NULL && i < r->n; i++) {
 		free(r->nodes[i].command);
-		free_env(r->nodes[i].env);
+		rollout_free_env(r->nodes[i].env);
 	}
 	free(r->nodes);
 	if (r->list.json != NULL)
@@ -1026,15 +678,15 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	                         err)) != 0 ||
 	    (rc = parse_options(cli, &r, err)) != 0)
 		return rc;
-	make_id(r.id, sizeof(r.id));
-	make_reason(&r);
-	if ((rc = load_plan(&r, err)) != CLI_OK)
+	rollout_make_id(r.id, sizeof(r.id));
+	rollout_make_reason(&r);
+	if ((rc = rollout_load_plan(&r, err)) != CLI_OK)
 		goto done;
 	if (r.is_dry_run) {
 		if (cli->is_json)
-			print_plan_json(&r);
+			rollout_print_plan_json(&r);
 		else
-			print_plan(&r);
+			rollout_print_plan(&r);
 		goto done;
 	}
 	r.start = wait_monotonic_ms();
