@@ -1127,8 +1127,9 @@ api_v1_users_post(struct request *r, const struct route *rt)
 	request_job_submit(r, job, user_added);
 }
 
+/* A user removed or a token revoked: {"deleted": NAME}. */
 static void
-user_removed(struct request *r, struct engine_job *job)
+name_deleted(struct request *r, struct engine_job *job)
 {
 	if (job->rc != 0)
 		reply_from_error(r, &job->err);
@@ -1144,7 +1145,7 @@ api_v1_user_delete(struct request *r, const struct route *rt)
 	struct engine_job *job;
 
 	command_new(r, COMMAND_REMOVE_USER, &job)->name = xstrdup(rt->name);
-	request_job_submit(r, job, user_removed);
+	request_job_submit(r, job, name_deleted);
 }
 
 /* --- writes: tokens -------------------------------------------------- */
@@ -1211,20 +1212,11 @@ api_v1_tokens_post(struct request *r, const struct route *rt)
 	request_job_submit(r, job, token_created);
 }
 
-static void
-token_revoked(struct request *r, struct engine_job *job)
-{
-	if (job->rc != 0)
-		reply_from_error(r, &job->err);
-	else
-		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.name));
-}
-
 void
 api_v1_token_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 
 	command_new(r, COMMAND_REMOVE_TOKEN, &job)->name = xstrdup(rt->name);
-	request_job_submit(r, job, token_revoked);
+	request_job_submit(r, job, name_deleted);
 }
