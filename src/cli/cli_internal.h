@@ -130,12 +130,6 @@ int cli_list(struct cli *cli, int nargs, const char *command, char *path,
 int cli_print(const struct cli *cli, const struct client_reply *reply,
               void (*print_table)(const json_t *answer));
 
-/* A list command (command names it in messages, e.g. "nodes list"): no
- * option and no argument, GET path (taken, like cli_call), and the answer
- * printed by cli_print with print_table. */
-int cli_list(struct cli *cli, int nargs, const char *command, char *path,
-             void (*print_table)(const json_t *answer), struct error *err);
-
 /* Prints reply on stdout as the server's JSON when --json was given, else
  * the one-line message fmt (a newline is added). Returns CLI_OK. */
 int cli_print_done(const struct cli *cli, const struct client_reply *reply, const char *fmt, ...)
