@@ -3,14 +3,14 @@
  *
  * The model is a plain value (see model.h): a few sorted arrays of structs
  * that own their strings. Lookups are binary searches; an insertion or a
- * removal moves the tail of one array, which is O(n), but n is the number
- * of nodes of one cluster (tens, rarely hundreds) and a change copies the
- * whole model anyway, so a fancier structure would buy nothing.
+ * removal moves the tail of one array, which is O(n) in the nodes of one
+ * cluster (at most CLUSTER_NODES_MAX, 10,000); a write copies the whole
+ * model first anyway (engine.c), which costs more than the move.
  *
  * Every mutation has two phases: first it checks everything and fails
- * without touching the model, then it changes the model and cannot fail.
- * That is what makes "on error nothing has changed" true without an undo
- * log, and it is why the check of a change never allocates.
+ * without touching the model, then it changes the model and cannot fail
+ * (allocation aborts rather than fails: xalloc.h). That is what makes "on
+ * error nothing has changed" true without an undo log.
  *
  * Decisions where model.h left room (also written there):
  *  - a new cluster starts at version 1;

@@ -1,9 +1,11 @@
 /*
  * engine.c - the single writer thread; see engine.h for the why.
  *
- * One mutex guards the job queue and nothing else: workers hold it only to
- * link a job (or, rarely, to wake the engine, below). The current model is
- * an atomic pointer, so readers never touch the mutex. The engine thread
+ * One mutex guards the engine's queues and flags: the job queue, the side
+ * thread's queue, the copier's and the watch thread's requests (copy due,
+ * refresh, resync, reclaim due) and the stop flags. Workers hold it only
+ * to link a job (or, rarely, to wake the engine, below). The current
+ * model is an atomic pointer, so readers never touch the mutex. The engine thread
  * sleeps on a condition variable until a job arrives, the next TTL is due,
  * or a reader reports that retired snapshots may be freed. Nothing polls.
  *

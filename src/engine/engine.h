@@ -71,7 +71,7 @@ struct engine_job;
 typedef int (*engine_job_fn)(struct engine_tx *tx, struct engine_job *job, struct error *err);
 
 /*
- * A job is one of three kinds, all queued with engine_submit:
+ * A job is one of four kinds, all queued with engine_submit:
  *
  *   a command   (engine_job_command) a write: the engine applies
  *               job->command with command_apply to a copy of the current
@@ -81,9 +81,10 @@ typedef int (*engine_job_fn)(struct engine_tx *tx, struct engine_job *job, struc
  *   an audit read (engine_job_read_audit) the newest entries of a
  *               cluster's audit log from the store, into job->audit.
  *   a read      run(tx) against the current snapshot, on the engine
- *               thread, or on the side thread when is_side (slow work such
- *               as verifying a password, so it never delays writes;
- *               refused with 503 once the daemon stops).
+ *               thread.
+ *   a side read run(tx) with is_side set, on the side thread: slow work
+ *               such as verifying a password, so it never delays writes;
+ *               refused with 503 once the daemon stops.
  *
  * Ownership: the job and everything in it belong to the submitter, who
  * allocates it, and once done has been called frees what it holds with

@@ -27,8 +27,10 @@
 #include "server_internal.h"
 
 #define TICK_MS 250
-/* Bounds how late a worker sees is_stopping. Snapshot reclamation needs
- * no wake-up: workers wait offline (worker_main). */
+/* The longest one loop wait may last; the tick (TICK_MS, always armed)
+ * wakes a worker sooner, which is what bounds how late it sees
+ * is_stopping. Snapshot reclamation needs no wake-up: workers wait
+ * offline (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000

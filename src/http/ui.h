@@ -68,7 +68,7 @@ void ui_header(struct request *r, const char *name, const char *value);
  * same-origin referrers), and frees b's data. */
 void ui_reply_html(struct request *r, int status, struct ui_buf *b);
 
-/* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
+/* "2026-11-24 21:10:54 UTC" into buf (at least 32 bytes); "" for 0. */
 const char *ui_time(int64_t ms, char *buf, size_t size);
 
 /* --- ui.c: the frame, gates and forms ----------------------------------- */

@@ -4,8 +4,8 @@
  * Each test builds a small model (usually the "default" cluster with the
  * nodes a, b and c, all online, at version 2), does one thing to it and
  * pins what must come out, including that a failed mutation leaves the
- * model exactly as it was. Run under valgrind to also prove that nothing
- * leaks on the error paths.
+ * model exactly as it was. `make test` runs it again under ASan, whose
+ * LeakSanitizer proves that nothing leaks on the error paths.
  */
 #include <setjmp.h>
 #include <stdarg.h>
