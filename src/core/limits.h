@@ -27,9 +27,14 @@
 #define PASSWORD_MAX 1024    /* bytes */
 #define USER_AGENT_MAX 127   /* a prober's User-Agent as kept: bytes (longer is cut) */
 #define BODY_MAX (64 * 1024) /* any request body (JSON or a form): bytes */
-/* h2o's own cut-off, a backstop far above BODY_MAX so that our 413 with a
- * sentence answers first: bytes */
-#define REQUEST_ENTITY_MAX (1024 * 1024)
+/* The node list's body (PUT /v1/clusters/{cluster}/nodes): room for
+ * CLUSTER_NODES_MAX names of NODE_NAME_MAX bytes, quoted, comma-separated
+ * and indented (10,000 x 72 = 720,000 bytes), so a whole fleet is loaded
+ * and replaced in one request: bytes */
+#define NODE_LIST_BODY_MAX (1024 * 1024)
+/* h2o's own cut-off, a backstop above every limit of ours so that our
+ * 413 with a sentence answers first: bytes */
+#define REQUEST_ENTITY_MAX (2 * 1024 * 1024)
 #define TTL_MAX_SECONDS (30LL * 24 * 3600) /* a status TTL: 1 s to 30 days (changeset.c) */
 #define CLUSTER_NODES_MAX 10000            /* nodes in one cluster */
 #define CLUSTER_LBS_MAX 16                 /* named load balancers in one cluster */

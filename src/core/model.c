@@ -477,6 +477,7 @@ model_free(struct model *m)
 	for (i = 0; i < m->n_tokens; i++)
 		token_clear(&m->tokens[i]);
 	free(m->clusters);
+	free(m->by_path);
 	free(m->users);
 	free(m->tokens);
 	free(m);
@@ -496,18 +497,82 @@ model_find_cluster_mut(struct model *m, const char *name)
 	return sorted_find(m->clusters, m->n_clusters, sizeof *m->clusters, name);
 }
 
-/* Clusters are sorted by name, not path, so this is a linear scan; there
- * are a handful of clusters, and the probe compares lengths first. */
-const struct cluster *
-model_find_cluster_by_path(const struct model *m, const char *path, size_t len)
+static int
+compare_path_index(const void *a, const void *b)
+{
+	return strcmp((*(const struct cluster *const *)a)->path,
+	              (*(const struct cluster *const *)b)->path);
+}
+
+void
+model_index_paths(struct model *m)
 {
 	size_t i;
 
-	for (i = 0; i < m->n_clusters; i++) {
-		const struct cluster *c = &m->clusters[i];
+	free(m->by_path);
+	m->by_path = xcalloc(m->n_clusters ? m->n_clusters : 1, sizeof *m->by_path);
+	for (i = 0; i < m->n_clusters; i++)
+		m->by_path[i] = &m->clusters[i];
+	qsort(m->by_path, m->n_clusters, sizeof *m->by_path, compare_path_index);
+}
 
-		if (strlen(c->path) == len && memcmp(c->path, path, len) == 0)
+/* strcmp of path[0..len) (no NUL inside) against a NUL-terminated s. */
+static int
+compare_slice(const char *path, size_t len, const char *s)
+{
+	int cmp = strncmp(path, s, len);
+
+	if (cmp != 0)
+		return cmp;
+	return s[len] == '\0' ? 0 : -1;
+}
+
+const struct cluster *
+model_find_cluster_by_path(const struct model *m, const char *path, size_t len)
+{
+	size_t i, lo = 0, hi = m->n_clusters;
+
+	if (memchr(path, '\0', len) != NULL)
+		return NULL;
+	if (m->by_path == NULL) {
+		for (i = 0; i < m->n_clusters; i++) {
+			const struct cluster *c = &m->clusters[i];
+
+			if (strlen(c->path) == len && memcmp(c->path, path, len) == 0)
+				return c;
+		}
+		return NULL;
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct cluster *c = m->by_path[mid];
+		int cmp = compare_slice(path, len, c->path);
+
+		if (cmp == 0)
 			return c;
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Each candidate is the whole path or a prefix ending before a '/'; no
+ * mount is longer than CLUSTER_PATH_MAX, so a long path costs no more. */
+const struct cluster *
+model_find_mount(const struct model *m, const char *path, size_t len, size_t *mount_len)
+{
+	const struct cluster *c;
+	size_t k;
+
+	for (k = 1; k <= len && k <= CLUSTER_PATH_MAX; k++) {
+		if (k < len && path[k] != '/')
+			continue;
+		if ((c = model_find_cluster_by_path(m, path, k)) != NULL) {
+			*mount_len = k;
+			return c;
+		}
 	}
 	return NULL;
 }

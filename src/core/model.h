@@ -91,6 +91,11 @@ struct token {
 struct model {
 	size_t n_clusters;
 	struct cluster *clusters; /* sorted by name */
+	/* The clusters sorted by path, so that a request finds its
+	 * mount in O(log n) whatever the number of clusters; built by
+	 * model_index_paths on a model about to be published (published
+	 * models are never changed), NULL otherwise (lookups then scan). */
+	const struct cluster **by_path;
 	size_t n_users;
 	struct user *users; /* sorted by name */
 	size_t n_tokens;
@@ -180,6 +185,13 @@ struct cluster *model_find_cluster_mut(struct model *m, const char *name);
 /* The cluster mounted exactly at path[0..len), or NULL. */
 const struct cluster *model_find_cluster_by_path(const struct model *m, const char *path,
                                                  size_t len);
+/* The cluster whose mount path is path[0..len) or a segment-wise prefix
+ * of it (mount paths never nest, so there is at most one), or NULL; its
+ * path's length in *mount_len. O(log n) on an indexed model. */
+const struct cluster *model_find_mount(const struct model *m, const char *path, size_t len,
+                                       size_t *mount_len);
+/* (Re)builds m->by_path; call it once m will change no more. */
+void model_index_paths(struct model *m);
 const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
 struct node *cluster_find_node_mut(struct cluster *c, const char *name);
 const struct user *model_find_user(const struct model *m, const char *name);

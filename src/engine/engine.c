@@ -288,6 +288,7 @@ publish(struct engine *e, struct model *next, int64_t version)
 {
 	struct retired *r = xcalloc(1, sizeof(*r));
 
+	model_index_paths(next);
 	r->model = atomic_exchange(&e->current, next);
 	atomic_store(&e->version, version);
 	atomic_store(&e->version_at, time_now_ms());
@@ -695,6 +696,7 @@ load_first(struct engine *e, struct error *err)
 	struct error why;
 
 	if (store_load_at(e->store, &m, &version, err) == 0) {
+		model_index_paths(m);
 		atomic_store(&e->current, m);
 		atomic_store(&e->version, version);
 		atomic_store(&e->has_state, 1);
@@ -710,6 +712,7 @@ load_first(struct engine *e, struct error *err)
 	if (m != NULL) {
 		log_kv(LOG_WARN, "the store is unreachable: serving the local state copy", "error",
 		       err->what, NULL);
+		model_index_paths(m);
 		atomic_store(&e->current, m);
 		atomic_store(&e->version, version);
 		atomic_store(&e->has_state, 1);

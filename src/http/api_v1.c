@@ -149,11 +149,11 @@ reply_node_list(struct request *r, const char *cluster)
 
 /* --- bodies and query parameters ------------------------------------- */
 
-/* The request body as a JSON object holding only allowed fields
- * (NULL-terminated), or NULL after replying 4xx. An empty body is {}
- * when is_optional. */
+/* The request body (at most max bytes) as a JSON object holding only
+ * allowed fields (NULL-terminated), or NULL after replying 4xx. An empty
+ * body is {} when is_optional. */
 static json_t *
-read_body(struct request *r, const char *const allowed[], int is_optional)
+read_body_max(struct request *r, const char *const allowed[], int is_optional, size_t max)
 {
 	struct error err;
 	const char *key;
@@ -162,7 +162,7 @@ read_body(struct request *r, const char *const allowed[], int is_optional)
 
 	if (is_optional && r->req->entity.len == 0)
 		return json_object();
-	if ((body = request_json_body(r, &err)) == NULL)
+	if ((body = request_json_body_max(r, max, &err)) == NULL)
 		goto bad;
 	json_object_foreach(body, key, value)
 	{
@@ -178,6 +178,12 @@ read_body(struct request *r, const char *const allowed[], int is_optional)
 bad:
 	reply_from_error(r, &err);
 	return NULL;
+}
+
+static json_t *
+read_body(struct request *r, const char *const allowed[], int is_optional)
+{
+	return read_body_max(r, allowed, is_optional, BODY_MAX);
 }
 
 /* Field key as a C string in *out; NULL when absent and optional. */
@@ -791,7 +797,7 @@ void
 api_v1_nodes_put(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"nodes", NULL};
-	json_t *body = read_body(r, fields, 0), *list;
+	json_t *body = read_body_max(r, fields, 0, NODE_LIST_BODY_MAX), *list;
 	struct engine_job *job;
 	struct command *cmd;
 	struct error err;

@@ -54,6 +54,9 @@ void reply_redirect(struct request *r, int status, const char *location);
 /* Parses the request body as a JSON object (at most BODY_MAX bytes).
  * Returns NULL and fills err (400 or 413) otherwise. Caller decrefs. */
 json_t *request_json_body(struct request *r, struct error *err);
+/* The same with a limit of max bytes instead (a body allowed to be larger,
+ * such as the node list's NODE_LIST_BODY_MAX). */
+json_t *request_json_body_max(struct request *r, size_t max, struct error *err);
 
 /* form.c: application/x-www-form-urlencoded and multipart/form-data. */
 /* Copies the decoded value of field name from the request body into a

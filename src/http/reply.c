@@ -168,11 +168,17 @@ reply_redirect(struct request *r, int status, const char *location)
 json_t *
 request_json_body(struct request *r, struct error *err)
 {
+	return request_json_body_max(r, BODY_MAX, err);
+}
+
+json_t *
+request_json_body_max(struct request *r, size_t max, struct error *err)
+{
 	json_error_t jerr;
 	json_t *doc;
 
-	if (r->req->entity.len > BODY_MAX) {
-		error_set(err, 413, "request body is larger than %d bytes", BODY_MAX);
+	if (r->req->entity.len > max) {
+		error_set(err, 413, "request body is larger than %zu bytes", max);
 		return NULL;
 	}
 	if (r->req->entity.base == NULL || r->req->entity.len == 0) {

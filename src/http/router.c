@@ -171,20 +171,8 @@ struct matcher {
 static void
 mount_find(struct matcher *mt)
 {
-	h2o_iovec_t path = mt->path;
-	size_t i;
-
 	mt->is_mount_known = 1;
-	for (i = 0; i < mt->m->n_clusters; i++) {
-		const struct cluster *c = &mt->m->clusters[i];
-		size_t n = strlen(c->path);
-		if (path.len >= n && memcmp(path.base, c->path, n) == 0 &&
-		    (path.len == n || path.base[n] == '/')) {
-			mt->mount = c;
-			mt->mount_len = n;
-			return;
-		}
-	}
+	mt->mount = model_find_mount(mt->m, mt->path.base, mt->path.len, &mt->mount_len);
 }
 
 static int

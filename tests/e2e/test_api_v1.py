@@ -4,6 +4,7 @@ nodes, atomic status changes with if_version / min_online, audit, users,
 tokens and the events long poll (which must never block the event loop).
 """
 
+import json
 import re
 import subprocess
 import threading
@@ -152,6 +153,16 @@ def test_nodes_put_replaces_list(seeded):
     assert (z2["status"], z2["reason"]) == ("offline", "keep me")
     assert node_by_name(body, "zope4")["status"] == "online"
     assert seeded.probe("zope1").status_code == 404
+
+
+def test_nodes_put_of_10000_longest_names_is_one_request(daemon):
+    # 10,000 names of 64 bytes, indented: about 750 KB, over the 64 KiB of other bodies
+    names = ["n%063d" % i for i in range(10000)]
+    body = json.dumps({"nodes": names}, indent=1)
+    r = daemon.put("/v1/clusters/default/nodes", data=body, auth=daemon.as_admin,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.json()["nodes"]) == 10000
 
 
 def test_nodes_put_forgets_removed_node_state(seeded):

@@ -389,6 +389,35 @@ test_find_node_takes_unterminated_slice(void **state)
 	model_free(m);
 }
 
+/* Many clusters, indexed as the engine publishes them: the mount is found
+ * by the path or a segment-wise prefix of it, and only so. */
+static void
+test_find_mount_on_indexed_model_is_segment_prefix(void **state)
+{
+	struct model *m = model_new();
+	char name[16], path[32];
+	size_t len = 0;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 300; i++) {
+		snprintf(name, sizeof name, "c%03d", i);
+		snprintf(path, sizeof path, "/m%03d/x", 299 - i);
+		assert_int_equal(model_add_cluster(m, name, path, &alice, T0, NULL, NULL), 0);
+	}
+	model_index_paths(m);
+	assert_string_equal(model_find_mount(m, "/m007/x", 7, &len)->name, "c292");
+	assert_int_equal(len, 7);
+	assert_string_equal(model_find_mount(m, "/m007/x/managenodes", 19, &len)->name, "c292");
+	assert_int_equal(len, 7);
+	assert_null(model_find_mount(m, "/m007/xy", 8, &len));
+	assert_null(model_find_mount(m, "/m007", 5, &len));
+	assert_null(model_find_mount(m, "/", 1, &len));
+	assert_non_null(model_find_cluster_by_path(m, "/m299/x", 7));
+	assert_null(model_find_cluster_by_path(m, "/m299/", 6));
+	model_free(m);
+}
+
 static void
 test_find_cluster_by_path_is_exact(void **state)
 {
@@ -1442,6 +1471,7 @@ main(void)
 	    cmocka_unit_test(test_copy_is_deep),
 	    cmocka_unit_test(test_find_node_takes_unterminated_slice),
 	    cmocka_unit_test(test_find_cluster_by_path_is_exact),
+	    cmocka_unit_test(test_find_mount_on_indexed_model_is_segment_prefix),
 	    cmocka_unit_test(test_next_expiry_is_earliest_ttl),
 	    cmocka_unit_test(test_add_cluster_starts_at_version_1_and_audits),
 	    cmocka_unit_test(test_clusters_stay_sorted_by_name),
