@@ -52,6 +52,26 @@
 #include "ui.h"
 
 #define MAX_THREADS 32
+
+/* Exit statuses (man/clustermgmt-serve.8 EXIT STATUS). A configuration
+ * error (EX_CONFIG of sysexits.h: a TLS file, an address, the --db spec,
+ * a password or log file the options name) will fail again until an
+ * operator changes something, so the unit lists it, with the usage error,
+ * in RestartPreventExitStatus= and systemd leaves the service "failed"
+ * with the reason in its journal. Anything else (a port in use, a store
+ * that is locked, unreachable or unwritable) exits EXIT_START and may
+ * pass: systemd restarts. */
+#define EXIT_START 1
+#define EXIT_USAGE 2
+#define EXIT_CONFIG 78
+
+/* The exit status for an error of status `status` (400: the configuration
+ * is wrong). */
+static int
+exit_status_for(int status)
+{
+	return status == 400 ? EXIT_CONFIG : EXIT_START;
+}
 #define CHECK_COUNT_MAX 100
 
 static const char usage[] =
@@ -158,7 +178,10 @@ listen_bind(struct listen_addr *l, const char *what, struct error *err)
 	freeaddrinfo(ai);
 	return 0;
 bad:
-	error_set(err, 500, "cannot listen on %s: %s", l->text, strerror(errno));
+	/* A port below 1024 without the capability stays refused until the
+	 * operator acts; a port in use or an address not up yet may pass. */
+	error_set(err, errno == EACCES ? 400 : 500, "cannot listen on %s: %s", l->text,
+	          strerror(errno));
 	if (fd != -1)
 		close(fd);
 	freeaddrinfo(ai);
@@ -520,6 +543,10 @@ tls_context_new(const struct server_options *o, struct error *err)
 		goto bad;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* ALPN: h2, then http/1.1 (h2o's list); a client that offers no ALPN
+	 * speaks HTTP/1.1. Every context, the one a SIGHUP builds included,
+	 * comes through here. */
+	h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
 		error_set(err, 400, "cannot load the TLS certificate %s", o->tls_cert);
 		goto bad;
@@ -920,7 +947,7 @@ serve_main(int argc, char **argv)
 			return 0;
 		}
 		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
-		return 2;
+		return EXIT_USAGE;
 	}
 	log_set_format(s.opts.log_format);
 	if (s.opts.is_check_config) {
@@ -929,7 +956,7 @@ serve_main(int argc, char **argv)
 			        err.what);
 			if (s.ssl_ctx != NULL)
 				SSL_CTX_free(s.ssl_ctx);
-			return 1;
+			return exit_status_for(err.status);
 		}
 		if (s.ssl_ctx != NULL)
 			SSL_CTX_free(s.ssl_ctx);
@@ -939,11 +966,11 @@ serve_main(int argc, char **argv)
 	if (s.opts.log_file != NULL && log_open_file(s.opts.log_file) != 0) {
 		fprintf(stderr, "clustermgmt serve: --log-file %s: %s\n", s.opts.log_file,
 		        strerror(errno));
-		return 1;
+		return EXIT_CONFIG;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "clustermgmt serve: cannot initialise libsodium\n");
-		return 1;
+		return EXIT_START;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&sigs);
@@ -957,9 +984,11 @@ serve_main(int argc, char **argv)
 	notify_status(NULL, "starting");
 	if (start(&s, &err) != 0) {
 		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
+		if (s.opts.log_file != NULL) /* the journal, under systemd, is stderr */
+			fprintf(stderr, "clustermgmt serve: cannot start: %s\n", err.what);
 		notify_status(NULL, err.what);
 		shutdown_all(&s);
-		return 1;
+		return exit_status_for(err.status);
 	}
 	snprintf(status, sizeof(status), "serving on %s", s.opts.listens[0].text);
 	notify_status("READY=1", status);

@@ -108,7 +108,7 @@ def test_check_config_refuses_a_bad_certificate(cm_bin, tmp_path):
     (tmp_path / "cert.pem").write_text("not a certificate\n")
     out = check_config(cm_bin, tmp_path, "--tls-cert", str(tmp_path / "cert.pem"),
                        "--tls-key", str(tmp_path / "cert.pem"))
-    assert out.returncode == 1
+    assert out.returncode == 78  # a configuration error
     assert "cannot load the TLS certificate" in out.stderr
     assert "cert.pem" in out.stderr
 
@@ -122,14 +122,14 @@ def test_check_config_accepts_a_good_certificate(cm_bin, tmp_path, cert):
 @pytest.mark.parametrize("address", ["127.0.0.1:99999", "nosuchhost.invalid:80", "8080"])
 def test_check_config_refuses_a_bad_address(cm_bin, tmp_path, address):
     out = check_config(cm_bin, tmp_path, "--agent-listen", address)
-    assert out.returncode in (1, 2), out.stderr
+    assert out.returncode in (2, 78), out.stderr
     assert "--agent-listen" in out.stderr and address in out.stderr
 
 
 def test_check_config_refuses_a_short_admin_password(cm_bin, tmp_path):
     (tmp_path / "pw").write_text("short\n")
     out = check_config(cm_bin, tmp_path, "--admin-password-file", str(tmp_path / "pw"))
-    assert out.returncode == 1
+    assert out.returncode == 78
     assert "shorter than" in out.stderr
 
 
@@ -228,5 +228,5 @@ def test_log_file_that_cannot_be_opened_fails_the_start(cm_bin, tmp_path):
     out = subprocess.run([cm_bin, "serve", "--db", str(tmp_path / "cm.db"), "--log-file",
                           str(tmp_path / "no" / "such" / "dir" / "log")],
                          capture_output=True, text=True, timeout=10)
-    assert out.returncode == 1
+    assert out.returncode == 78
     assert "--log-file" in out.stderr

@@ -170,6 +170,9 @@ def test_systemd_unit_exposure_is_at_most_2(tmp_path, cm_bin):
     assert m, out.stdout + out.stderr
     print("systemd-analyze security: exposure %s" % m.group(1))
     assert float(m.group(1)) <= 2.0, out.stdout
+    said = re.search(r"exposure of ([0-9.]+)", unit.read_text())
+    assert said and said.group(1) == m.group(1), "the unit's comment says %s, measured %s" % (
+        said and said.group(1), m.group(1))
 
 
 def test_systemd_unit_is_what_the_issue_asks():
@@ -179,7 +182,9 @@ def test_systemd_unit_is_what_the_issue_asks():
     assert settings["StateDirectory"] == "clustermgmt"
     assert settings["User"] == "clustermgmt"
     assert settings["EnvironmentFile"] == "-@sysconfdir@/default/clustermgmt"
-    assert "--check-config" in settings["ExecStartPre"]
+    assert "ExecStartPre" not in settings  # RestartPreventExitStatus= sees only ExecStart
+    assert settings["Restart"] == "on-failure"
+    assert set(settings["RestartPreventExitStatus"].split()) == {"2", "78"}
     assert "$CLUSTERMGMT_OPTS" in settings["ExecStart"]
     assert "--listen" not in settings["ExecStart"]  # the default (loopback) or the env file
     assert settings["CapabilityBoundingSet"] == ""
