@@ -175,7 +175,10 @@ uninstall:
 # `make deb` builds build-deb/clustermgmt_VERSION_ARCH.deb with debhelper
 # from debian/, in a copy of the tree (dpkg-buildpackage writes its
 # results next to the source directory, which must not be the worktree's
-# parent). DEB_BUILD_OPTIONS=nocheck skips the unit tests.
+# parent). DEB_BUILD_OPTIONS=nocheck skips the unit tests. DEB=DIR puts
+# it all in DIR; the package build starts without this make's variables
+# (MAKEFLAGS, and DEB, which make exports from its command line), so that
+# a make inside it cannot see DEB= and delete DIR.
 DEB ?= build-deb
 deb:
 	@sh tools/install-packages.sh $(BUILD_PKGS) debhelper dpkg-dev fakeroot
@@ -183,7 +186,8 @@ deb:
 	git ls-files -z --cached --others --exclude-standard | \
 	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  xargs -0 cp --parents -t $(DEB)/src
-	cd $(DEB)/src && dpkg-buildpackage -us -uc -b -rfakeroot
+	cd $(DEB)/src && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u DEB \
+	  dpkg-buildpackage -us -uc -b -rfakeroot
 	@ls $(DEB)/*.deb
 
 format:

@@ -268,7 +268,7 @@ def deb_file():
     """build-deb/clustermgmt_VERSION_amd64.deb, built by `make deb` unless
     one newer than every source file is there already (one build per run,
     whatever the number of pytest workers: a lock file serialises them)."""
-    deb_dir = REPO / "build-deb"
+    deb_dir = REPO / "build-deb"  # given as DEB=/absolute/dir, the way an operator would
     deb = deb_dir / ("clustermgmt_%s_amd64.deb" % VERSION)
     sources = run(["git", "-C", str(REPO), "ls-files", "--cached", "--others",
                    "--exclude-standard"], timeout=30).stdout.split()
@@ -278,7 +278,7 @@ def deb_file():
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not deb.exists() or deb.stat().st_mtime < newest:
-            out = run(["make", "-C", str(REPO), "deb"], timeout=900,
+            out = run(["make", "-C", str(REPO), "deb", "DEB=%s" % deb_dir], timeout=900,
                       env=dict(os.environ, DEB_BUILD_OPTIONS="nocheck"))
             assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert deb.exists()
@@ -303,6 +303,48 @@ def test_deb_has_the_files_and_dependencies(deb_file, tmp_path):
     postinst = (tmp_path / "control" / "postinst").read_text()
     assert "systemd-sysusers" in postinst and "clustermgmt.conf" in postinst
     assert "deb-systemd-helper" in postinst and "clustermgmt.service" in postinst
+
+
+def test_make_deb_into_a_directory_keeps_its_output(deb_file):
+    # the fixture ran `make deb DEB=<absolute dir>`; the package build's own
+    # `clean` used to inherit DEB= and delete that directory, output included
+    assert deb_file.parent.is_absolute() and deb_file.exists()
+    assert (deb_file.parent / "src" / "debian" / "rules").exists()
+
+
+def run_postrm(deb_file, tmp_path, action, with_store=True):
+    """The package's postrm run with `action` in a private mount namespace
+    whose /var/lib is an empty tmpfs (holding a store when with_store), so
+    the machine's own /var/lib is not touched: (stderr, files left)."""
+    control = tmp_path / "control"
+    assert run(["dpkg-deb", "-e", str(deb_file), str(control)], timeout=30).returncode == 0
+    script = ("mount -t tmpfs tmpfs /var/lib && %s sh %s %s && ls -A /var/lib/clustermgmt"
+              % ("mkdir /var/lib/clustermgmt && touch /var/lib/clustermgmt/clustermgmt.db "
+                 "/var/lib/clustermgmt/clustermgmt.db.lock &&" if with_store else "",
+                 control / "postrm", action))
+    out = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+              timeout=30)
+    if "unshare failed" in out.stderr or "Operation not permitted" in out.stderr:
+        pytest.skip("no mount namespace here: " + out.stderr)
+    return out.stderr, out.stdout.split()
+
+
+def test_deb_purge_keeps_the_store_and_says_how_to_remove_it(deb_file, tmp_path):
+    err, left = run_postrm(deb_file, tmp_path, "purge")
+    assert left == ["clustermgmt.db", "clustermgmt.db.lock"]
+    assert "kept /var/lib/clustermgmt" in err, err
+    assert "rm -r /var/lib/clustermgmt" in err, err
+
+
+def test_deb_remove_keeps_the_store_quietly(deb_file, tmp_path):
+    err, left = run_postrm(deb_file, tmp_path, "remove")
+    assert left == ["clustermgmt.db", "clustermgmt.db.lock"]
+    assert "kept" not in err, err
+
+
+def test_deb_purge_without_a_store_says_nothing_of_one(deb_file, tmp_path):
+    err, _ = run_postrm(deb_file, tmp_path, "purge", with_store=False)
+    assert "kept" not in err, err
 
 
 def test_deb_is_lintian_clean(deb_file):
