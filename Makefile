@@ -92,7 +92,7 @@ bench: deps-bench
 FUZZ         ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS  = changeset names form lbconfig auth
+FUZZ_TARGETS  = changeset names form lbconfig auth redact
 FUZZ_PKGS     = jansson libh2o-evloop libcurl openssl libsodium
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc
@@ -102,6 +102,7 @@ FUZZ_SRC_names     =
 FUZZ_SRC_form      = src/http/form.c
 FUZZ_SRC_lbconfig  = src/lb/lbconfig.c
 FUZZ_SRC_auth      = src/http/auth_basic.c
+FUZZ_SRC_redact    =
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
 
@@ -175,10 +176,7 @@ uninstall:
 # `make deb` builds build-deb/clustermgmt_VERSION_ARCH.deb with debhelper
 # from debian/, in a copy of the tree (dpkg-buildpackage writes its
 # results next to the source directory, which must not be the worktree's
-# parent). DEB_BUILD_OPTIONS=nocheck skips the unit tests. DEB=DIR puts
-# it all in DIR; the package build starts without this make's variables
-# (MAKEFLAGS, and DEB, which make exports from its command line), so that
-# a make inside it cannot see DEB= and delete DIR.
+# parent). DEB_BUILD_OPTIONS=nocheck skips the unit tests.
 DEB ?= build-deb
 deb:
 	@sh tools/install-packages.sh $(BUILD_PKGS) debhelper dpkg-dev fakeroot
@@ -186,7 +184,9 @@ deb:
 	git ls-files -z --cached --others --exclude-standard | \
 	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  xargs -0 cp --parents -t $(DEB)/src
-	cd $(DEB)/src && env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS -u DEB \
+	# the build's own make runs (debian/rules, its clean) must not inherit
+	# our command line: DEB=/dir would have their `clean` delete $(DEB)
+	cd $(DEB)/src && env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES -u DEB \
 	  dpkg-buildpackage -us -uc -b -rfakeroot
 	@ls $(DEB)/*.deb
 

@@ -158,6 +158,18 @@ def test_check_config_exits_78_on_a_configuration_error(cm_bin, tmp_path, cert, 
     assert needle in p.stderr, p.stderr
 
 
+def test_privileged_port_without_the_capability_is_a_configuration_error(cm_bin, tmp_path):
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        if int(f.read()) <= 81:
+            pytest.skip("every port is unprivileged here")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        cm_bin, "serve", "--db", str(tmp_path / "x.db"),
+                        "--listen", "127.0.0.1:81"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == EXIT_CONFIG, (p.returncode, p.stderr)
+    assert "cannot listen on 127.0.0.1:81: Permission denied" in p.stderr, p.stderr
+
+
 def test_store_in_use_is_not_a_configuration_error(cm_bin, daemon):
     p = subprocess.run([cm_bin, "serve", "--db", daemon.db, "--listen", "127.0.0.1:0"],
                        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
