@@ -38,6 +38,7 @@
 #include "shellcmd.h"
 #include "util/timefmt.h"
 #include "util/utf8.h"
+#include "util/url.h"
 #include "util/xalloc.h"
 #include "wait.h"
 
@@ -631,14 +632,6 @@ run_commands(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 	return rc;
 }
 
-static size_t
-discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	(void)ptr;
-	(void)userdata;
-	return size * nmemb;
-}
-
 /* One GET of url; returns the HTTP status, or 0 with why filled. */
 static long
 get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
@@ -656,7 +649,7 @@ get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "clustermgmt-rollout/" CM_VERSION);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, url_discard_body);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	if ((cc = curl_easy_perform(h)) == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

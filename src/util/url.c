@@ -104,3 +104,11 @@ url_form_value(const char *text, size_t len, const char *name, char **out)
 		}
 	return 0;
 }
+
+size_t
+url_discard_body(char *data, size_t size, size_t n, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * n;
+}

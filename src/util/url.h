@@ -31,6 +31,10 @@ int url_form_next(const char **pos, const char *end, struct url_form_pair *pair)
 /* Whether pair's key is the NUL-terminated name. */
 int url_form_key_is(const struct url_form_pair *pair, const char *name);
 
+/* A libcurl write callback (CURLOPT_WRITEFUNCTION) that drops the body:
+ * the application checks and rollout's warm-up want only the status. */
+size_t url_discard_body(char *data, size_t size, size_t n, void *arg);
+
 /* Finds the first field name in an urlencoded text[0..len) ("a=1&b=x+y",
  * a query string or a form body) and decodes its value (url_form_decode)
  * into a malloc'd *out. Returns 1 when found, 0 when absent (*out =
