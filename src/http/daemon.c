@@ -162,7 +162,10 @@ listen_bind(struct listen_addr *l, const char *what, struct error *err)
 	freeaddrinfo(ai);
 	return 0;
 bad:
-	error_set(err, 500, "cannot listen on %s: %s", l->text, strerror(errno));
+	/* A port below 1024 without the capability stays refused until the
+	 * operator acts; a port in use or an address not up yet may pass. */
+	error_set(err, errno == EACCES ? 400 : 500, "cannot listen on %s: %s", l->text,
+	          strerror(errno));
 	if (fd != -1)
 		close(fd);
 	freeaddrinfo(ai);
@@ -947,6 +950,8 @@ serve_main(int argc, char **argv)
 		shutdown_all(&s);
 		/* last, so that it is the line `systemctl status` ends with */
 		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
+		if (s.opts.log_file != NULL) /* the journal, under systemd, is stderr */
+			fprintf(stderr, "clustermgmt serve: cannot start: %s\n", err.what);
 		return exit_status_of(&err);
 	}
 	snprintf(status, sizeof(status), "serving on %s", s.opts.listens[0].text);

@@ -315,6 +315,41 @@ def test_deb_has_the_files_and_dependencies(deb_file, tmp_path):
     assert "deb-systemd-helper" in postinst and "clustermgmt.service" in postinst
 
 
+def run_postrm(deb_file, tmp_path, action, with_store=True):
+    """The package's postrm run with `action` in a private mount namespace
+    whose /var/lib is an empty tmpfs (holding a store when with_store), so
+    the machine's own /var/lib is not touched: (stderr, files left)."""
+    control = tmp_path / "postrm-control"
+    assert run(["dpkg-deb", "-e", str(deb_file), str(control)], timeout=30).returncode == 0
+    script = ("mount -t tmpfs tmpfs /var/lib && %s sh %s %s && ls -A /var/lib/clustermgmt"
+              % ("mkdir /var/lib/clustermgmt && touch /var/lib/clustermgmt/clustermgmt.db "
+                 "/var/lib/clustermgmt/clustermgmt.db.lock &&" if with_store else "",
+                 control / "postrm", action))
+    out = run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+              timeout=30)
+    if "unshare failed" in out.stderr or "Operation not permitted" in out.stderr:
+        pytest.skip("no mount namespace here: " + out.stderr)
+    return out.stderr, out.stdout.split()
+
+
+def test_deb_purge_keeps_the_store_and_says_how_to_remove_it(deb_file, tmp_path):
+    err, left = run_postrm(deb_file, tmp_path, "purge")
+    assert left == ["clustermgmt.db", "clustermgmt.db.lock"]
+    assert "kept /var/lib/clustermgmt" in err, err
+    assert "rm -r /var/lib/clustermgmt" in err, err
+
+
+def test_deb_remove_keeps_the_store_quietly(deb_file, tmp_path):
+    err, left = run_postrm(deb_file, tmp_path, "remove")
+    assert left == ["clustermgmt.db", "clustermgmt.db.lock"]
+    assert "kept" not in err, err
+
+
+def test_deb_purge_without_a_store_says_nothing_of_one(deb_file, tmp_path):
+    err, _ = run_postrm(deb_file, tmp_path, "purge", with_store=False)
+    assert "kept" not in err, err
+
+
 def test_deb_is_lintian_clean(deb_file):
     out = run(["lintian", "--fail-on", "error", "--suppress-tags-from-file",
                str(REPO / "debian" / "lintian-accepted"), str(deb_file)], timeout=300)

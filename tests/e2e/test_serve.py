@@ -92,6 +92,90 @@ def test_port_in_use_fails_with_clear_message(cm_bin, tmp_path):
     assert "cannot listen on 127.0.0.1:%d" % port in p.stderr
 
 
+# A configuration error exits 78 (EX_CONFIG), which the systemd unit lists
+# in RestartPreventExitStatus=: the service ends "failed" instead of being
+# restarted for ever. The reason goes to stderr (the journal) even when the
+# log goes to a file.
+EXIT_CONFIG = 78
+
+
+def config_error_args(tmp_path, cert, case):
+    crt, key = cert
+    garbage = tmp_path / "garbage"
+    garbage.write_text("not a certificate, a key, or a database\n")
+    other_key = tmp_path / "other-key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", str(other_key)],
+                   check=True, capture_output=True, timeout=60)
+    return {
+        "missing certificate": (["--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(key)],
+                                "cannot load the TLS certificate"),
+        "garbage certificate": (["--tls-cert", str(garbage), "--tls-key", str(key)],
+                                "cannot load the TLS certificate"),
+        "unreadable key": (["--tls-cert", str(crt), "--tls-key", str(tmp_path / "nope.pem")],
+                           "cannot load the TLS key"),
+        "key of another certificate": (["--tls-cert", str(crt), "--tls-key", str(other_key)],
+                                       "does not match the certificate"),
+        "bad --db spec": (["--db", "postgresql://localhost:abc/db"],
+                          "not a valid PostgreSQL URL"),
+        "--db not a store": (["--db", str(garbage)], "is not an SQLite database"),
+        "unresolvable listen address": (["--listen", "nosuchhost.invalid:8080"],
+                                        "--listen nosuchhost.invalid:8080"),
+        "missing admin password file": (["--admin-password-file", str(tmp_path / "nope")],
+                                        "cannot read"),
+        "log file in a missing directory": (["--log-file", str(tmp_path / "no" / "log")],
+                                            "--log-file"),
+    }[case]
+
+
+CONFIG_ERRORS = ["missing certificate", "garbage certificate", "unreadable key",
+                 "key of another certificate", "bad --db spec", "--db not a store",
+                 "unresolvable listen address", "missing admin password file",
+                 "log file in a missing directory"]
+
+
+@pytest.mark.parametrize("case", CONFIG_ERRORS)
+def test_configuration_error_exits_78_with_the_reason(cm_bin, tmp_path, cert, case):
+    args, needle = config_error_args(tmp_path, cert, case)
+    p = serve(cm_bin, tmp_path, *args)
+    assert p.returncode == EXIT_CONFIG, (p.returncode, p.stderr)
+    assert needle in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("case", ["garbage certificate", "bad --db spec"])
+def test_configuration_error_reaches_stderr_when_logging_to_a_file(cm_bin, tmp_path, cert, case):
+    args, needle = config_error_args(tmp_path, cert, case)
+    p = serve(cm_bin, tmp_path, "--log-file", str(tmp_path / "cm.log"), *args)
+    assert p.returncode == EXIT_CONFIG, (p.returncode, p.stderr)
+    assert "cannot start" in p.stderr and needle in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("case", ["garbage certificate", "bad --db spec",
+                                  "missing admin password file"])
+def test_check_config_exits_78_on_a_configuration_error(cm_bin, tmp_path, cert, case):
+    args, needle = config_error_args(tmp_path, cert, case)
+    p = serve(cm_bin, tmp_path, "--check-config", *args)
+    assert p.returncode == EXIT_CONFIG, (p.returncode, p.stderr)
+    assert needle in p.stderr, p.stderr
+
+
+def test_privileged_port_without_the_capability_is_a_configuration_error(cm_bin, tmp_path):
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        if int(f.read()) <= 81:
+            pytest.skip("every port is unprivileged here")
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        cm_bin, "serve", "--db", str(tmp_path / "x.db"),
+                        "--listen", "127.0.0.1:81"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == EXIT_CONFIG, (p.returncode, p.stderr)
+    assert "cannot listen on 127.0.0.1:81: Permission denied" in p.stderr, p.stderr
+
+
+def test_store_in_use_is_not_a_configuration_error(cm_bin, daemon):
+    p = subprocess.run([cm_bin, "serve", "--db", daemon.db, "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1, (p.returncode, p.stderr)  # restarted: the other may stop
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--listen", "nonsense"], "expected ADDR:PORT"),
     (["--listen", "127.0.0.1:"], "expected ADDR:PORT"),

@@ -185,6 +185,10 @@ def test_https_still_serves_http11_clients(https):
     assert curl_version(https, "--http1.1") == ["1.1", "200"]
 
 
+def test_https_client_without_alpn_gets_http11(https):
+    assert curl_version(https, "--no-alpn") == ["1.1", "200"]
+
+
 def test_http2_is_offered_by_the_context_reloaded_on_sighup(make_daemon, live_cert, tmp_path):
     d = make_daemon(tls=live_cert)
     crt2, key2 = make_cert(tmp_path / "second", "/CN=127.0.0.1/O=second")
