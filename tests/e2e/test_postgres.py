@@ -841,9 +841,9 @@ def test_libpq_messages_are_log_lines_through_terminations_and_a_restart(fleet, 
     pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name LIKE 'clustermgmt%'", db)
     a.wait_log(r'msg="PostgreSQL says".*severity=FATAL', timeout=10)
-    # the watch thread lost its connection too and may have declared an
-    # outage (writes 503 until it reconnects): write once it is back
-    wait_until(lambda: health(a)["state"] == "ok", RESYNC_TIMEOUT, "the reconnection")
+    # the watch thread lost its connection too and declares an outage
+    # (writes are 503 until it reconnects): write once it is back
+    a.wait_log(r"PostgreSQL reachable again", timeout=RESYNC_TIMEOUT)
     a.set_status({"web1": {"status": "offline"}})
     pg.stop("fast")
     wait_until(lambda: health(a)["state"] == "unreachable", RESYNC_TIMEOUT, "the outage")
