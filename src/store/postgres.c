@@ -67,6 +67,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "pg_share.h"
 #include "store_backend.h"
 
 #define LOCK_CLASS 0x636d /* "cm": the first key of our advisory locks */
@@ -1239,37 +1240,6 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 
 #define REMOTE_PROBES_MAX 65536
 
-static int
-put_probe(struct pg_store *db, const struct probe_report *r, struct error *err)
-{
-	char protocol[16], has_ua[4], first_at[24], last_at[24], changed_at[24], answer[16],
-	    consecutive[24], since[24], interval[24];
-	const char *p[15] = {r->daemon,  r->cluster,    r->node,     protocol, r->lb,
-	                     r->address, r->user_agent, has_ua,      first_at, last_at,
-	                     changed_at, answer,        consecutive, since,    interval};
-
-	snprintf(protocol, sizeof(protocol), "%d", r->protocol);
-	snprintf(has_ua, sizeof(has_ua), "%d", r->has_user_agent ? 1 : 0);
-	i64_text(r->first_at, first_at, sizeof(first_at));
-	i64_text(r->last_at, last_at, sizeof(last_at));
-	i64_text(r->changed_at, changed_at, sizeof(changed_at));
-	snprintf(answer, sizeof(answer), "%d", r->last_answer);
-	snprintf(consecutive, sizeof(consecutive), "%u", r->consecutive);
-	snprintf(since, sizeof(since), "%u", r->since_change);
-	i64_text(r->interval_ms, interval, sizeof(interval));
-	return run(
-	    db,
-	    "INSERT INTO probes (daemon, cluster, node, protocol, lb, address, user_agent, "
-	    "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
-	    "since_change, interval_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-	    "$11, $12, $13, $14, $15) ON CONFLICT (daemon, cluster, node, protocol, lb, "
-	    "address, user_agent, has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
-	    "last_at = excluded.last_at, changed_at = excluded.changed_at, "
-	    "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
-	    "since_change = excluded.since_change, interval_ms = excluded.interval_ms",
-	    15, p, NULL, "share observed probes", err);
-}
-
 static void
 copy_text(char *dst, size_t size, const char *src)
 {
@@ -1295,9 +1265,17 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
 		return -1;
 	db->in_tx = 1;
-	for (i = 0; i < n_mine; i++)
-		if (put_probe(db, &mine[i], err) != 0)
+	if (n_mine > 0) {
+		char *arrays[PG_SHARE_PROBE_COLUMNS];
+		int rc;
+
+		pg_share_probe_arrays(mine, n_mine, arrays);
+		rc = run(db, pg_share_put_probes_sql, PG_SHARE_PROBE_COLUMNS,
+		         (const char *const *)arrays, NULL, "share observed probes", err);
+		pg_share_free_arrays(arrays);
+		if (rc != 0)
 			goto bad;
+	}
 	if (run(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
 	        "forget old observed probes", err) != 0)
 		goto bad;
