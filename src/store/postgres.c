@@ -1238,12 +1238,83 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	return 0;
 }
 
-#define REMOTE_PROBES_MAX 65536
+/* The other daemons' reports are read through a cursor, a page at a
+ * time, so however many there are all arrive (a LIMIT used to drop the
+ * rest silently) while no single result holds more than a page. */
+#define REMOTE_PROBES_PAGE 16384
 
 static void
 copy_text(char *dst, size_t size, const char *src)
 {
 	snprintf(dst, size, "%s", src);
+}
+
+/* Appends the rows of one page to *all (*n used, *cap allocated). */
+static void
+append_reports(PGresult *res, struct probe_report **all, size_t *n, size_t *cap)
+{
+	size_t i, rows = (size_t)PQntuples(res);
+
+	if (*n + rows > *cap) {
+		*cap = *n + rows;
+		*all = xreallocarray(*all, *cap > 0 ? *cap : 1, sizeof(**all));
+	}
+	for (i = 0; i < rows; i++) {
+		struct probe_report *r = &(*all)[*n + i];
+		memset(r, 0, sizeof(*r));
+		copy_text(r->daemon, sizeof(r->daemon), PQgetvalue(res, (int)i, 0));
+		copy_text(r->cluster, sizeof(r->cluster), PQgetvalue(res, (int)i, 1));
+		copy_text(r->node, sizeof(r->node), PQgetvalue(res, (int)i, 2));
+		r->protocol = (int)value_i64(res, (int)i, 3);
+		copy_text(r->address, sizeof(r->address), PQgetvalue(res, (int)i, 4));
+		copy_text(r->user_agent, sizeof(r->user_agent), PQgetvalue(res, (int)i, 5));
+		r->has_user_agent = value_i64(res, (int)i, 6) != 0;
+		r->first_at = value_i64(res, (int)i, 7);
+		r->last_at = value_i64(res, (int)i, 8);
+		r->changed_at = value_i64(res, (int)i, 9);
+		r->last_answer = (int)value_i64(res, (int)i, 10);
+		r->consecutive = (uint32_t)value_i64(res, (int)i, 11);
+		r->since_change = (uint32_t)value_i64(res, (int)i, 12);
+		copy_text(r->lb, sizeof(r->lb), PQgetvalue(res, (int)i, 13));
+		r->interval_ms = value_i64(res, (int)i, 14);
+	}
+	*n += rows;
+}
+
+/* Reads every other daemon's live report, in the open transaction. */
+static int
+read_others(struct pg_store *db, const char *const *p, struct probe_report **others,
+            size_t *n_others, struct error *err)
+{
+	PGresult *res = NULL;
+	size_t cap = 0, rows;
+	char fetch[48];
+
+	snprintf(fetch, sizeof(fetch), "FETCH %d FROM others", REMOTE_PROBES_PAGE);
+	*others = NULL;
+	*n_others = 0;
+	if (run(db,
+	        "DECLARE others NO SCROLL CURSOR FOR SELECT daemon, cluster, node, protocol, "
+	        "address, user_agent, has_user_agent, first_at, last_at, changed_at, "
+	        "last_answer, consecutive, since_change, lb, interval_ms FROM probes "
+	        "WHERE daemon <> $1 AND last_at >= $2",
+	        2, p, NULL, "read the other daemons' observed probes", err) != 0)
+		return -1;
+	do {
+		if (run(db, fetch, 0, NULL, &res, "read the other daemons' observed probes", err) !=
+		    0) {
+			free(*others);
+			*others = NULL;
+			*n_others = 0;
+			return -1;
+		}
+		rows = (size_t)PQntuples(res);
+		append_reports(res, others, n_others, &cap);
+		PQclear(res);
+	} while (rows == REMOTE_PROBES_PAGE);
+	if (*others == NULL)
+		*others = xcalloc(1, sizeof(**others));
+	return 0;
 }
 
 static int
@@ -1252,16 +1323,14 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
                 size_t *n_others, struct error *err)
 {
 	struct pg_store *db = handle;
-	char before[24], limit[24];
-	const char *p[3] = {daemon, before, limit};
-	PGresult *res = NULL;
-	size_t i;
-	int n;
+	char before[24];
+	const char *p[2] = {daemon, before};
+	struct probe_report *read = NULL;
+	size_t n_read = 0;
 
 	if (ensure_connected(db, err) != 0)
 		return -1;
 	i64_text(forget_before, before, sizeof(before));
-	i64_text(REMOTE_PROBES_MAX, limit, sizeof(limit));
 	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
 		return -1;
 	db->in_tx = 1;
@@ -1279,40 +1348,15 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 	if (run(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
 	        "forget old observed probes", err) != 0)
 		goto bad;
-	if (want_others &&
-	    run(db,
-	        "SELECT daemon, cluster, node, protocol, address, user_agent, has_user_agent, "
-	        "first_at, last_at, changed_at, last_answer, consecutive, since_change, lb, "
-	        "interval_ms FROM probes WHERE daemon <> $1 AND last_at >= $2 LIMIT $3",
-	        3, p, &res, "read the other daemons' observed probes", err) != 0)
+	if (want_others && read_others(db, p, &read, &n_read, err) != 0)
 		goto bad;
 	if (pg_commit(db, err) != 0)
 		goto bad;
-	n = res != NULL ? PQntuples(res) : 0;
-	*others = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**others));
-	for (i = 0; i < (size_t)n; i++) {
-		struct probe_report *r = &(*others)[i];
-		copy_text(r->daemon, sizeof(r->daemon), PQgetvalue(res, (int)i, 0));
-		copy_text(r->cluster, sizeof(r->cluster), PQgetvalue(res, (int)i, 1));
-		copy_text(r->node, sizeof(r->node), PQgetvalue(res, (int)i, 2));
-		r->protocol = (int)value_i64(res, (int)i, 3);
-		copy_text(r->address, sizeof(r->address), PQgetvalue(res, (int)i, 4));
-		copy_text(r->user_agent, sizeof(r->user_agent), PQgetvalue(res, (int)i, 5));
-		r->has_user_agent = value_i64(res, (int)i, 6) != 0;
-		r->first_at = value_i64(res, (int)i, 7);
-		r->last_at = value_i64(res, (int)i, 8);
-		r->changed_at = value_i64(res, (int)i, 9);
-		r->last_answer = (int)value_i64(res, (int)i, 10);
-		r->consecutive = (uint32_t)value_i64(res, (int)i, 11);
-		r->since_change = (uint32_t)value_i64(res, (int)i, 12);
-		copy_text(r->lb, sizeof(r->lb), PQgetvalue(res, (int)i, 13));
-		r->interval_ms = value_i64(res, (int)i, 14);
-	}
-	*n_others = (size_t)n;
-	PQclear(res);
+	*others = read != NULL ? read : xcalloc(1, sizeof(**others));
+	*n_others = n_read;
 	return 0;
 bad:
-	PQclear(res);
+	free(read);
 	pg_rollback(db);
 	return -1;
 }
