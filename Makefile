@@ -83,6 +83,7 @@ bench: deps-bench
 	$(PYTHON) bench/rollout build-release/clustermgmt
 	sh bench/metrics build-release/clustermgmt
 	sh bench/propagation build-release/clustermgmt
+	sh bench/fleet build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
