@@ -680,6 +680,25 @@ cli_call(struct cli *cli, const char *method, char *path, json_t *body, struct c
 }
 
 int
+cli_list(struct cli *cli, int nargs, const char *command, char *path,
+         void (*print_table)(const json_t *answer), struct error *err)
+{
+	struct client_reply reply;
+	int rc;
+
+	if ((rc = cli_only_options(cli, 0, command, err)) != 0 ||
+	    (rc = cli_check_args(nargs, 0, 0, command, err)) != 0) {
+		free(path);
+		return rc;
+	}
+	if ((rc = cli_call(cli, "GET", path, NULL, &reply, err)) != CLI_OK)
+		return rc;
+	cli_print(cli, &reply, print_table);
+	client_reply_free(&reply);
+	return CLI_OK;
+}
+
+int
 cli_print(const struct cli *cli, const struct client_reply *reply,
           void (*print_table)(const json_t *answer))
 {

@@ -118,6 +118,12 @@ int cli_dispatch(struct cli *cli, const char *group, const struct subcommand *su
 int cli_call(struct cli *cli, const char *method, char *path, json_t *body,
              struct client_reply *reply, struct error *err);
 
+/* A "GROUP list" command: takes no option and no argument (command names
+ * it in messages), GETs path (taken, like cli_call) and prints the answer
+ * with cli_print. */
+int cli_list(struct cli *cli, int nargs, const char *command, char *path,
+             void (*print_table)(const json_t *answer), struct error *err);
+
 /* Prints reply on stdout as the server's JSON when --json was given, else
  * with print_table. Returns CLI_OK. */
 int cli_print(const struct cli *cli, const struct client_reply *reply,

@@ -46,19 +46,9 @@ print_clusters_table(const json_t *answer)
 static int
 cluster_list(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	struct client_reply reply;
-	int rc;
-
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "cluster list", err)) != 0 ||
-	    (rc = cli_check_args(nargs, 0, 0, "cluster list", err)) != 0)
-		return rc;
-	if ((rc = cli_call(cli, "GET", client_path("v1", "clusters", NULL), NULL, &reply, err)) !=
-	    CLI_OK)
-		return rc;
-	cli_print(cli, &reply, print_clusters_table);
-	client_reply_free(&reply);
-	return CLI_OK;
+	return cli_list(cli, nargs, "cluster list", client_path("v1", "clusters", NULL),
+	                print_clusters_table, err);
 }
 
 static int

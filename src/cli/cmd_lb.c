@@ -34,20 +34,10 @@ print_lbs_table(const json_t *answer)
 static int
 lb_list(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	struct client_reply reply;
-	int rc;
-
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "lb list", err)) != 0 ||
-	    (rc = cli_check_args(nargs, 0, 0, "lb list", err)) != 0)
-		return rc;
-	rc = cli_call(cli, "GET", client_path("v1", "clusters", cli->cluster, "lbs", NULL), NULL,
-	              &reply, err);
-	if (rc != CLI_OK)
-		return rc;
-	cli_print(cli, &reply, print_lbs_table);
-	client_reply_free(&reply);
-	return CLI_OK;
+	return cli_list(cli, nargs, "lb list",
+	                client_path("v1", "clusters", cli->cluster, "lbs", NULL), print_lbs_table,
+	                err);
 }
 
 /* {"kind", "runtime"?, "backend"?}, or NULL when a value is not UTF-8. */

@@ -33,20 +33,10 @@ print_nodes_table(const json_t *answer)
 static int
 nodes_list(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	struct client_reply reply;
-	int rc;
-
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "nodes list", err)) != 0 ||
-	    (rc = cli_check_args(nargs, 0, 0, "nodes list", err)) != 0)
-		return rc;
-	rc = cli_call(cli, "GET", client_path("v1", "clusters", cli->cluster, "nodes", NULL), NULL,
-	              &reply, err);
-	if (rc != CLI_OK)
-		return rc;
-	cli_print(cli, &reply, print_nodes_table);
-	client_reply_free(&reply);
-	return CLI_OK;
+	return cli_list(cli, nargs, "nodes list",
+	                client_path("v1", "clusters", cli->cluster, "nodes", NULL),
+	                print_nodes_table, err);
 }
 
 /* {"nodes": [NAME, ...]}, or NULL when a name is not UTF-8. */

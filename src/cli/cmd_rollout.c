@@ -38,6 +38,7 @@
 #include "shellcmd.h"
 #include "util/timefmt.h"
 #include "util/utf8.h"
+#include "util/url.h"
 #include "util/xalloc.h"
 #include "wait.h"
 
@@ -45,7 +46,6 @@
 #define DEFAULT_READY_TIMEOUT_MS (60 * 1000)
 #define COMMAND_BUDGET_MS (15 * 60 * 1000) /* what the default TTL allows COMMAND */
 #define BATCH_MAX 32
-#define REASON_MAX 256 /* the API's limit, in bytes */
 #define WARMUP_RETRY_MS 250
 #define WARMUP_ATTEMPT_MAX_MS 5000
 
@@ -228,7 +228,8 @@ clean_reason(char *s)
 	s[utf8_complete_length(s, len)] = '\0';
 }
 
-/* "rollout ID: COMMAND", within the API's limit. */
+/* "rollout ID: COMMAND", within the API's limit (REASON_MAX characters:
+ * cut to as many bytes, which are never more characters). */
 static void
 make_reason(struct rollout *r)
 {
@@ -246,8 +247,10 @@ copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-/* text with every {node} and {address} replaced; malloc'd. Names and addresses are restricted to
- * characters that mean nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
+/* text with every {node} and {address} replaced; malloc'd, not quoted.
+ * Names hold only characters the shell takes literally; an address may be
+ * an IPv6 one in brackets ("[::1]:8080"), a glob pattern to the shell, so
+ * docs/CLI.md tells to quote "{address}". */
 static char *
 substitute(const char *text, const char *node, const char *address)
 {
@@ -629,14 +632,6 @@ run_commands(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 	return rc;
 }
 
-static size_t
-discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	(void)ptr;
-	(void)userdata;
-	return size * nmemb;
-}
-
 /* One GET of url; returns the HTTP status, or 0 with why filled. */
 static long
 get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
@@ -654,7 +649,7 @@ get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "clustermgmt-rollout/" CM_VERSION);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, url_discard_body);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	if ((cc = curl_easy_perform(h)) == CURLE_OK)
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -38,19 +38,9 @@ print_users_table(const json_t *answer)
 static int
 user_list(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	struct client_reply reply;
-	int rc;
-
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "user list", err)) != 0 ||
-	    (rc = cli_check_args(nargs, 0, 0, "user list", err)) != 0)
-		return rc;
-	if ((rc = cli_call(cli, "GET", client_path("v1", "users", NULL), NULL, &reply, err)) !=
-	    CLI_OK)
-		return rc;
-	cli_print(cli, &reply, print_users_table);
-	client_reply_free(&reply);
-	return CLI_OK;
+	return cli_list(cli, nargs, "user list", client_path("v1", "users", NULL),
+	                print_users_table, err);
 }
 
 static int
@@ -170,19 +160,9 @@ token_create(struct cli *cli, int nargs, char **args, struct error *err)
 static int
 token_list(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	struct client_reply reply;
-	int rc;
-
 	(void)args;
-	if ((rc = cli_only_options(cli, 0, "token list", err)) != 0 ||
-	    (rc = cli_check_args(nargs, 0, 0, "token list", err)) != 0)
-		return rc;
-	if ((rc = cli_call(cli, "GET", client_path("v1", "tokens", NULL), NULL, &reply, err)) !=
-	    CLI_OK)
-		return rc;
-	cli_print(cli, &reply, print_tokens_table);
-	client_reply_free(&reply);
-	return CLI_OK;
+	return cli_list(cli, nargs, "token list", client_path("v1", "tokens", NULL),
+	                print_tokens_table, err);
 }
 
 static int

@@ -21,6 +21,7 @@
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "../util/url.h"
 #include "../util/xalloc.h"
 #include "checker.h"
 
@@ -134,14 +135,6 @@ checks_sync(struct checker *c)
 
 /* --- one round --------------------------------------------------------- */
 
-static size_t
-discard_body(char *data, size_t size, size_t n, void *arg)
-{
-	(void)data;
-	(void)arg;
-	return size * n;
-}
-
 static void
 check_begin(struct checker *c, struct check *k)
 {
@@ -155,7 +148,7 @@ check_begin(struct checker *c, struct check *k)
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)c->opts.timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "clustermgmt-check/" CM_VERSION);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, url_discard_body);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, k->curl_error);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, k);
 	k->easy = easy;
