@@ -103,6 +103,7 @@ struct engine {
 	int is_reclaim_due;                          /* under lock: a reader freed something */
 	int64_t expiry_retry_at;                     /* engine thread only: ms, 0 when none */
 	_Atomic int64_t seen_version;                /* the last version the store reported */
+	_Atomic int64_t reloads;                     /* models read back from the store */
 	int is_refresh_due;                          /* under lock: compare and reload */
 	int is_reload_failing; /* engine thread: the store answers, its state cannot be read */
 	int is_resync_due;     /* under lock: reload whatever the version */
@@ -499,8 +500,9 @@ refresh(struct engine *e, int is_forced)
 	int had_state;
 
 	if (!is_forced && atomic_load(&e->has_state) &&
-	    atomic_load(&e->seen_version) == atomic_load(&e->version))
+	    atomic_load(&e->seen_version) <= atomic_load(&e->version))
 		return;
+	atomic_fetch_add(&e->reloads, 1);
 	if (store_load_at(e->store, &m, &version, &err) != 0) {
 		if (err.status == 503 || e->is_reload_failing)
 			log_kv(LOG_DEBUG, "reload from the store failed", "error", err.what, NULL);
@@ -536,7 +538,11 @@ on_store_version(void *arg, int64_t version)
 	struct engine *e = arg;
 
 	atomic_store(&e->seen_version, version);
-	if (version == atomic_load(&e->version) && atomic_load(&e->has_state))
+	/* A version at or below the one applied says nothing new: a
+	 * notification overtaken by a reload, or this daemon's own write.
+	 * Versions only grow; a store that went back (restored) is read
+	 * again when the connection comes back (on_store_state). */
+	if (version <= atomic_load(&e->version) && atomic_load(&e->has_state))
 		return;
 	pthread_mutex_lock(&e->lock);
 	e->is_refresh_due = 1;
@@ -1094,6 +1100,7 @@ engine_store_state(struct engine *e, struct engine_store_state *out)
 	out->version = atomic_load(&e->version);
 	out->version_at = atomic_load(&e->version_at);
 	out->has_state = atomic_load(&e->has_state);
+	out->reloads = atomic_load(&e->reloads);
 }
 
 int

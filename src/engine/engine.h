@@ -192,6 +192,7 @@ struct engine_store_state {
 	int64_t version;    /* the store version of the published model */
 	int64_t version_at; /* ms, when this daemon published it; 0: at start */
 	int has_state;      /* 0: nothing to answer from yet */
+	int64_t reloads;    /* times the model was read back from the store */
 };
 void engine_store_state(struct engine *e, struct engine_store_state *out);
 /* 0 while the daemon has no state to answer from (engine_start_with_copy). */

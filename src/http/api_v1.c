@@ -282,8 +282,9 @@ api_v1_health_get(struct request *r, const struct route *rt)
 
 	(void)rt;
 	request_store_state(r, &st);
-	store = json_pack("{s:s, s:b, s:b}", "state", st.is_up ? "ok" : "unreachable", "shared",
-	                  st.is_shared, "has_state", st.has_state);
+	store =
+	    json_pack("{s:s, s:b, s:b, s:I}", "state", st.is_up ? "ok" : "unreachable", "shared",
+	              st.is_shared, "has_state", st.has_state, "reloads", (json_int_t)st.reloads);
 	if (!st.is_up)
 		json_object_set_new(
 		    store, "since",

@@ -69,6 +69,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "pg_share.h"
 #include "store_backend.h"
 
 #define LOCK_CLASS 0x636d /* "cm": the first key of our advisory locks */
@@ -1263,38 +1264,10 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	return 0;
 }
 
-#define REMOTE_PROBES_MAX 65536
-
-static int
-put_probe(struct pg_store *db, const struct probe_report *r, struct error *err)
-{
-	char protocol[16], has_ua[4], first_at[24], last_at[24], changed_at[24], answer[16],
-	    consecutive[24], since[24], interval[24];
-	const char *p[15] = {r->daemon,  r->cluster,    r->node,     protocol, r->lb,
-	                     r->address, r->user_agent, has_ua,      first_at, last_at,
-	                     changed_at, answer,        consecutive, since,    interval};
-
-	snprintf(protocol, sizeof(protocol), "%d", r->protocol);
-	snprintf(has_ua, sizeof(has_ua), "%d", r->has_user_agent ? 1 : 0);
-	i64_text(r->first_at, first_at, sizeof(first_at));
-	i64_text(r->last_at, last_at, sizeof(last_at));
-	i64_text(r->changed_at, changed_at, sizeof(changed_at));
-	snprintf(answer, sizeof(answer), "%d", r->last_answer);
-	snprintf(consecutive, sizeof(consecutive), "%u", r->consecutive);
-	snprintf(since, sizeof(since), "%u", r->since_change);
-	i64_text(r->interval_ms, interval, sizeof(interval));
-	return run(
-	    db,
-	    "INSERT INTO probes (daemon, cluster, node, protocol, lb, address, user_agent, "
-	    "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
-	    "since_change, interval_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-	    "$11, $12, $13, $14, $15) ON CONFLICT (daemon, cluster, node, protocol, lb, "
-	    "address, user_agent, has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
-	    "last_at = excluded.last_at, changed_at = excluded.changed_at, "
-	    "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
-	    "since_change = excluded.since_change, interval_ms = excluded.interval_ms",
-	    15, p, NULL, "share observed probes", err);
-}
+/* The other daemons' reports are read through a cursor, a page at a
+ * time, so however many there are all arrive (a LIMIT used to drop the
+ * rest silently) while no single result holds more than a page. */
+#define REMOTE_PROBES_PAGE 16384
 
 static void
 copy_text(char *dst, size_t size, const char *src)
@@ -1302,44 +1275,19 @@ copy_text(char *dst, size_t size, const char *src)
 	snprintf(dst, size, "%s", src);
 }
 
-static int
-pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
-                int64_t forget_before, int want_others, struct probe_report **others,
-                size_t *n_others, struct error *err)
+/* Appends the rows of one page to *all (*n used, *cap allocated). */
+static void
+append_reports(PGresult *res, struct probe_report **all, size_t *n, size_t *cap)
 {
-	struct pg_store *db = handle;
-	char before[24], limit[24];
-	const char *p[3] = {daemon, before, limit};
-	PGresult *res = NULL;
-	size_t i;
-	int n;
+	size_t i, rows = (size_t)PQntuples(res);
 
-	if (ensure_connected(db, err) != 0)
-		return -1;
-	i64_text(forget_before, before, sizeof(before));
-	i64_text(REMOTE_PROBES_MAX, limit, sizeof(limit));
-	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
-		return -1;
-	db->in_tx = 1;
-	for (i = 0; i < n_mine; i++)
-		if (put_probe(db, &mine[i], err) != 0)
-			goto bad;
-	if (run(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
-	        "forget old observed probes", err) != 0)
-		goto bad;
-	if (want_others &&
-	    run(db,
-	        "SELECT daemon, cluster, node, protocol, address, user_agent, has_user_agent, "
-	        "first_at, last_at, changed_at, last_answer, consecutive, since_change, lb, "
-	        "interval_ms FROM probes WHERE daemon <> $1 AND last_at >= $2 LIMIT $3",
-	        3, p, &res, "read the other daemons' observed probes", err) != 0)
-		goto bad;
-	if (pg_commit(db, err) != 0)
-		goto bad;
-	n = res != NULL ? PQntuples(res) : 0;
-	*others = xcalloc(n > 0 ? (size_t)n : 1, sizeof(**others));
-	for (i = 0; i < (size_t)n; i++) {
-		struct probe_report *r = &(*others)[i];
+	if (*n + rows > *cap) {
+		*cap = *n + rows;
+		*all = xreallocarray(*all, *cap > 0 ? *cap : 1, sizeof(**all));
+	}
+	for (i = 0; i < rows; i++) {
+		struct probe_report *r = &(*all)[*n + i];
+		memset(r, 0, sizeof(*r));
 		copy_text(r->daemon, sizeof(r->daemon), PQgetvalue(res, (int)i, 0));
 		copy_text(r->cluster, sizeof(r->cluster), PQgetvalue(res, (int)i, 1));
 		copy_text(r->node, sizeof(r->node), PQgetvalue(res, (int)i, 2));
@@ -1356,11 +1304,85 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 		copy_text(r->lb, sizeof(r->lb), PQgetvalue(res, (int)i, 13));
 		r->interval_ms = value_i64(res, (int)i, 14);
 	}
-	*n_others = (size_t)n;
-	PQclear(res);
+	*n += rows;
+}
+
+/* Reads every other daemon's live report, in the open transaction. */
+static int
+read_others(struct pg_store *db, const char *const *p, struct probe_report **others,
+            size_t *n_others, struct error *err)
+{
+	PGresult *res = NULL;
+	size_t cap = 0, rows;
+	char fetch[48];
+
+	snprintf(fetch, sizeof(fetch), "FETCH %d FROM others", REMOTE_PROBES_PAGE);
+	*others = NULL;
+	*n_others = 0;
+	if (run(db,
+	        "DECLARE others NO SCROLL CURSOR FOR SELECT daemon, cluster, node, protocol, "
+	        "address, user_agent, has_user_agent, first_at, last_at, changed_at, "
+	        "last_answer, consecutive, since_change, lb, interval_ms FROM probes "
+	        "WHERE daemon <> $1 AND last_at >= $2",
+	        2, p, NULL, "read the other daemons' observed probes", err) != 0)
+		return -1;
+	do {
+		if (run(db, fetch, 0, NULL, &res, "read the other daemons' observed probes", err) !=
+		    0) {
+			free(*others);
+			*others = NULL;
+			*n_others = 0;
+			return -1;
+		}
+		rows = (size_t)PQntuples(res);
+		append_reports(res, others, n_others, &cap);
+		PQclear(res);
+	} while (rows == REMOTE_PROBES_PAGE);
+	if (*others == NULL)
+		*others = xcalloc(1, sizeof(**others));
+	return 0;
+}
+
+static int
+pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
+                int64_t forget_before, int want_others, struct probe_report **others,
+                size_t *n_others, struct error *err)
+{
+	struct pg_store *db = handle;
+	char before[24];
+	const char *p[2] = {daemon, before};
+	struct probe_report *read = NULL;
+	size_t n_read = 0;
+
+	if (ensure_connected(db, err) != 0)
+		return -1;
+	i64_text(forget_before, before, sizeof(before));
+	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
+		return -1;
+	db->in_tx = 1;
+	if (n_mine > 0) {
+		char *arrays[PG_SHARE_PROBE_COLUMNS];
+		int rc;
+
+		pg_share_probe_arrays(mine, n_mine, arrays);
+		rc = run(db, pg_share_put_probes_sql, PG_SHARE_PROBE_COLUMNS,
+		         (const char *const *)arrays, NULL, "share observed probes", err);
+		pg_share_free_arrays(arrays);
+		if (rc != 0)
+			goto bad;
+	}
+	if (run(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
+	        "forget old observed probes", err) != 0)
+		goto bad;
+	if (want_others && read_others(db, p, &read, &n_read, err) != 0)
+		goto bad;
+	if (pg_commit(db, err) != 0)
+		goto bad;
+	*others = read != NULL ? read : xcalloc(1, sizeof(**others));
+	*n_others = n_read;
 	return 0;
 bad:
-	PQclear(res);
+	free(read);
 	pg_rollback(db);
 	return -1;
 }

@@ -797,6 +797,44 @@ def test_web_session_works_on_every_daemon_and_sign_out_ends_it_everywhere(fleet
         assert "cannot share" not in d.log_text()
 
 
+# --- sharing at scale ---------------------------------------------------------
+
+
+def test_probes_of_more_nodes_than_one_batch_seen_by_each_daemon_visible_from_every_other(
+        fleet, pg_url):
+    daemons = fleet(pg_url, n=3)
+    names = ["web%d" % i for i in range(600)]  # more than one share batch (512)
+    daemons[0].set_nodes(names)
+    for d in daemons:
+        wait_until(lambda: "web599" in d.node_states(), PROPAGATION_TIMEOUT, "nodes on %s" % d.url)
+    # A user agent with what an array literal must escape.
+    agents = ['lb-a "quoted"', "lb-b \\back\\slash", "lb-c {brace},comma"]
+    for d, ua in zip(daemons, agents):
+        s = requests.Session()
+        for n in names:
+            assert s.get(d.url + "/health?node=" + n, headers={"User-Agent": ua},
+                         timeout=5).status_code == 200
+    for d in daemons:
+        for n in ("web0", "web311", "web599"):
+            wait_until(lambda: sorted(ua for ua, _ in probers_of(d, n)) == sorted(agents),
+                       PROPAGATION_TIMEOUT, "three probers of %s on %s" % (n, d.url))
+
+
+def test_notification_older_than_the_applied_version_causes_no_reload(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1"])
+    a.set_nodes(["web1", "web2"])
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b at a's version")
+    before = health(b)["reloads"]
+    subprocess.run(["psql", pg_url, "-qc", "SELECT pg_notify('clustermgmt', '1')"],
+                   check=True, capture_output=True, timeout=30)
+    # Notifications arrive in commit order: once b has this write, it has
+    # had the stale one too.
+    a.set_status({"web1": {"status": "offline", "reason": "deploy"}})
+    wait_until(lambda: b.node_states()["web1"][0] == "offline", PROPAGATION_TIMEOUT, "b has it")
+    assert health(b)["reloads"] == before + 1
+
+
 def test_daemons_creating_the_first_admin_together_show_only_the_stored_password(pg_url,
                                                                                  tmp_path):
     # Started at once on a new database with no --admin-password-file, each

@@ -1,0 +1,119 @@
+/*
+ * pg_share.c - one statement per batch of observed probes (see pg_share.h).
+ *
+ * Each column of the batch travels as one text-array literal
+ * ({"a","b"}); every element is quoted, with backslash and double quote
+ * escaped, so any user agent survives the trip. The statement casts the
+ * arrays back to their column types and unnests them side by side.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/xalloc.h"
+#include "pg_share.h"
+
+const char pg_share_put_probes_sql[] =
+    "INSERT INTO probes (daemon, cluster, node, protocol, lb, address, user_agent, "
+    "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
+    "since_change, interval_ms) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[], "
+    "$10::bigint[], $11::bigint[], $12::int[], $13::bigint[], $14::bigint[], "
+    "$15::bigint[]) ON CONFLICT (daemon, cluster, node, protocol, lb, "
+    "address, user_agent, has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
+    "last_at = excluded.last_at, changed_at = excluded.changed_at, "
+    "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
+    "since_change = excluded.since_change, interval_ms = excluded.interval_ms";
+
+struct array_text {
+	char *text;
+	size_t len, cap;
+};
+
+static void
+array_reserve(struct array_text *a, size_t more)
+{
+	if (a->len + more + 1 <= a->cap)
+		return;
+	while (a->len + more + 1 > a->cap)
+		a->cap = a->cap > 0 ? a->cap * 2 : 256;
+	a->text = xreallocarray(a->text, a->cap, 1);
+}
+
+/* Appends one quoted element (a comma before every element but the first). */
+static void
+array_add(struct array_text *a, const char *value)
+{
+	const char *c;
+
+	array_reserve(a, 2 * strlen(value) + 4);
+	if (a->len > 1)
+		a->text[a->len++] = ',';
+	a->text[a->len++] = '"';
+	for (c = value; *c != '\0'; c++) {
+		if (*c == '"' || *c == '\\')
+			a->text[a->len++] = '\\';
+		a->text[a->len++] = *c;
+	}
+	a->text[a->len++] = '"';
+	a->text[a->len] = '\0';
+}
+
+static void
+array_add_i64(struct array_text *a, int64_t v)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%" PRId64, v);
+	array_add(a, text);
+}
+
+void
+pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SHARE_PROBE_COLUMNS])
+{
+	struct array_text a[PG_SHARE_PROBE_COLUMNS];
+	size_t i;
+	int c;
+
+	memset(a, 0, sizeof(a));
+	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
+		array_reserve(&a[c], 1);
+		a[c].text[a[c].len++] = '{';
+		a[c].text[a[c].len] = '\0';
+	}
+	for (i = 0; i < n; i++) {
+		array_add(&a[0], r[i].daemon);
+		array_add(&a[1], r[i].cluster);
+		array_add(&a[2], r[i].node);
+		array_add_i64(&a[3], r[i].protocol);
+		array_add(&a[4], r[i].lb);
+		array_add(&a[5], r[i].address);
+		array_add(&a[6], r[i].user_agent);
+		array_add_i64(&a[7], r[i].has_user_agent ? 1 : 0);
+		array_add_i64(&a[8], r[i].first_at);
+		array_add_i64(&a[9], r[i].last_at);
+		array_add_i64(&a[10], r[i].changed_at);
+		array_add_i64(&a[11], r[i].last_answer);
+		array_add_i64(&a[12], r[i].consecutive);
+		array_add_i64(&a[13], r[i].since_change);
+		array_add_i64(&a[14], r[i].interval_ms);
+	}
+	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
+		array_reserve(&a[c], 1);
+		a[c].text[a[c].len++] = '}';
+		a[c].text[a[c].len] = '\0';
+		params[c] = a[c].text;
+	}
+}
+
+void
+pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS])
+{
+	int c;
+
+	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
+		free(params[c]);
+		params[c] = NULL;
+	}
+}

@@ -1,0 +1,35 @@
+/*
+ * pg_share.h - the PostgreSQL statements of the fleet's shared tables,
+ * one statement per batch.
+ *
+ * Observed probes are shared as one row per daemon, node and client.
+ * Sending a row per round trip made the fleet's telemetry cost one
+ * round trip per report; this module turns a whole batch into one
+ * INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE whose
+ * parameters are PostgreSQL text-array literals, one array per column.
+ * It owns the statement and the encoding of its parameters; postgres.c
+ * owns the connection and runs it.
+ */
+#ifndef CM_PG_SHARE_H
+#define CM_PG_SHARE_H
+
+#include <stddef.h>
+
+#include "../core/peer.h"
+
+#define PG_SHARE_PROBE_COLUMNS 15
+
+/* The upsert of a batch of observed probes; $1..$15 are text arrays in
+ * the order pg_share_probe_arrays fills them. */
+extern const char pg_share_put_probes_sql[];
+
+/* Fills params[0..PG_SHARE_PROBE_COLUMNS-1] with the array literals of
+ * the n reports (column by column). The strings are allocated; the
+ * caller frees them with pg_share_free_arrays. The reports' keys must be
+ * distinct (an upsert cannot touch one row twice in one statement). */
+void pg_share_probe_arrays(const struct probe_report *r, size_t n,
+                           char *params[PG_SHARE_PROBE_COLUMNS]);
+
+void pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS]);
+
+#endif
