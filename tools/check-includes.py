@@ -35,8 +35,9 @@ ALLOWED = {
 # the server's runtime state nor the path table, which belong to the
 # server, the router and authentication.
 PRIVATE = {
-    "http/server_internal.h": {"http/daemon.c", "http/server.c", "http/router.c",
-                               "http/auth.c", "http/scrape.c"},
+    "http/runtime.h": {"http/daemon.c", "http/server.c", "http/router.c", "http/auth.c",
+                       "http/scrape.c", "http/request.c", "http/server.h"},
+    "http/server.h": {"http/daemon.c", "http/server.c"},
     "http/router.h": {"http/server.c", "http/router.c"},
 }
 

@@ -66,7 +66,9 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
-#include "server_internal.h"
+#include "auth.h"
+#include "http.h"
+#include "runtime.h"
 
 #define CACHE_SLOTS 256
 #define CACHE_TTL_MS (10 * 60 * 1000)

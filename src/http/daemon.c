@@ -47,7 +47,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
-#include "server_internal.h"
+#include "server.h"
 #include "daemon.h"
 #include "ui.h"
 

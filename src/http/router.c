@@ -27,7 +27,7 @@
 #include "probe.h"
 #include "router.h"
 #include "scrape.h"
-#include "server_internal.h"
+#include "runtime.h"
 #include "ui.h"
 
 #define CAPTURES_MAX 2

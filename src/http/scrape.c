@@ -23,7 +23,7 @@
 #include "../util/timefmt.h"
 #include "auth.h"
 #include "scrape.h"
-#include "server_internal.h"
+#include "runtime.h"
 
 static void
 answer(struct request *r)

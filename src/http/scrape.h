@@ -5,6 +5,7 @@
 #ifndef CM_SCRAPE_H
 #define CM_SCRAPE_H
 
+#include "auth.h"
 #include "http.h"
 
 /* The router's /metrics line, behind the gate ROUTE_LOCAL_OR_CREDENTIALS

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "http.h"
 
 #define UI_CSRF_SIZE 64 /* a CSRF token as text, with its NUL */
