@@ -9,16 +9,19 @@
  *
  *   struct request   h2o's request pool; request_dispose runs when the
  *                    pool goes (the client went away or was answered).
- *   struct pending   this file's, malloc'd for anything that must outlive
- *                    on_req (an engine job, a long poll, a delayed 401).
- *                    r->pending and pd->r point at each other; disposal
- *                    of the request clears pd->r, so the continuation
- *                    never runs for a gone client. A wait's pending is
- *                    freed with the request or when it fires; a job's when
- *                    the job comes back (the engine still holds it).
+ *   struct job_pending  this file's, malloc'd while an engine job of
+ *                    the request is out: r->job_pending and jp->r point
+ *                    at each other; disposal of the request clears jp->r,
+ *                    so the continuation never runs for a gone client.
+ *                    Freed when the job comes back (the engine holds it
+ *                    until then).
+ *   struct wait      this file's, malloc'd for a long poll or a delay (a
+ *                    delayed 401): r->wait and wt->r point at each other;
+ *                    freed when it fires or with the request, whichever
+ *                    comes first.
  *   struct engine_job the submitter's (engine.h), allocated here by
  *                    request_job_new with the surface's data behind it;
- *                    job->done and job->done_arg (the pending) are set by
+ *                    job->done and job->done_arg (the job_pending) are set by
  *                    request_job_submit and are this file's, nothing else
  *                    in the job is. Released and freed in on_jobs_done,
  *                    after the continuation, whether or not it ran.
@@ -35,15 +38,22 @@
 #include "http.h"
 #include "runtime.h"
 
-struct pending {
+/* An engine job a request waits for. The engine holds it until it hands
+ * the job back (on_jobs_done), even when the client went away. */
+struct job_pending {
 	struct request *r; /* NULL once the client went away */
 	struct worker *worker;
-	/* an engine job */
 	struct engine_job *job;
-	request_job_handler then_job;
+	request_job_handler then;
 	h2o_multithread_message_t message;
-	/* a wait (long poll or delay) */
-	h2o_linklist_t link;
+};
+
+/* A long poll or a delay: on its worker's list of waits until it fires or
+ * its client goes away, whichever comes first. */
+struct wait {
+	struct request *r;
+	struct worker *worker;
+	h2o_linklist_t link;             /* in worker->waiters */
 	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
 	int64_t after;
 	char *observed;          /* nodes "a,b" whose observations are waited
@@ -180,65 +190,33 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 
 /* --- pending work ---------------------------------------------------- */
 
-/* A wait is over (answered, or its client went): one long poll fewer
- * when it was one (a plain delay has no cluster). */
+/* A wait is over (answered, or its client went): off the worker's list,
+ * one long poll fewer when it was one (a plain delay has no cluster),
+ * and freed. */
 static void
-wait_forget(struct pending *pd)
+wait_free(struct wait *wt)
 {
-	if (pd->cluster[0] != '\0')
-		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
-}
-
-static void
-pending_unwatch(struct pending *pd)
-{
-	if (pd->observed == NULL)
-		return;
-	observe_watch(pd->worker->server->observe, -1);
-	free(pd->observed);
-	pd->observed = NULL;
+	h2o_linklist_unlink(&wt->link);
+	if (wt->cluster[0] != '\0')
+		atomic_fetch_sub(&wt->worker->server->n_long_polls, 1);
+	if (wt->observed != NULL) {
+		observe_watch(wt->worker->server->observe, -1);
+		free(wt->observed);
+	}
+	wt->worker->n_pending--;
+	free(wt);
 }
 
 static void
 request_dispose(void *p)
 {
 	struct request *r = p;
-	struct pending *pd = r->pending;
 
 	r->is_gone = 1;
-	if (pd == NULL)
-		return;
-	pd->r = NULL;
-	if (pd->then != NULL) { /* a wait: nothing else refers to it */
-		h2o_linklist_unlink(&pd->link);
-		wait_forget(pd);
-		pd->worker->n_pending--;
-		pending_unwatch(pd);
-		free(pd);
-	}
-	/* a job: freed when the engine hands it back */
-}
-
-static struct pending *
-pending_new(struct request *r)
-{
-	struct pending *pd = xcalloc(1, sizeof(*pd));
-
-	pd->r = r;
-	pd->worker = r->worker;
-	r->pending = pd;
-	r->worker->n_pending++;
-	return pd;
-}
-
-static void
-pending_finish(struct pending *pd)
-{
-	if (pd->r != NULL)
-		pd->r->pending = NULL;
-	pd->worker->n_pending--;
-	pending_unwatch(pd);
-	free(pd);
+	if (r->wait != NULL) /* nothing else refers to it */
+		wait_free(r->wait);
+	if (r->job_pending != NULL) /* freed when the engine hands it back */
+		r->job_pending->r = NULL;
 }
 
 struct engine_job *
@@ -257,20 +235,24 @@ request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 static void
 job_done(struct engine_job *job)
 {
-	struct pending *pd = job->done_arg;
+	struct job_pending *jp = job->done_arg;
 
-	h2o_multithread_send_message(&pd->worker->done_receiver, &pd->message);
+	h2o_multithread_send_message(&jp->worker->done_receiver, &jp->message);
 }
 
 void
 request_job_submit(struct request *r, struct engine_job *job, request_job_handler then)
 {
-	struct pending *pd = pending_new(r);
+	struct job_pending *jp = xcalloc(1, sizeof(*jp));
 
-	pd->job = job;
-	pd->then_job = then;
+	jp->r = r;
+	jp->worker = r->worker;
+	jp->job = job;
+	jp->then = then;
+	r->job_pending = jp;
+	r->worker->n_pending++;
 	job->done = job_done;
-	job->done_arg = pd;
+	job->done_arg = jp;
 	engine_submit(r->server->engine, job);
 }
 
@@ -282,13 +264,16 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	while (!h2o_linklist_is_empty(messages)) {
 		h2o_multithread_message_t *m =
 		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, message, m);
-		struct request *r = pd->r;
-		struct engine_job *job = pd->job;
-		request_job_handler then = pd->then_job;
+		struct job_pending *jp = H2O_STRUCT_FROM_MEMBER(struct job_pending, message, m);
+		struct request *r = jp->r;
+		struct engine_job *job = jp->job;
+		request_job_handler then = jp->then;
 
 		h2o_linklist_unlink(&m->link);
-		pending_finish(pd);
+		if (r != NULL)
+			r->job_pending = NULL;
+		jp->worker->n_pending--;
+		free(jp);
 		if (r != NULL)
 			then(r, job);
 		engine_job_release(job);
@@ -296,30 +281,35 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
-static void
+static struct wait *
 wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
          request_handler then)
 {
-	struct pending *pd = pending_new(r);
+	struct wait *wt = xcalloc(1, sizeof(*wt));
 
-	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
-	pd->after = after;
-	pd->deadline = time_now_ms() + wait_ms;
-	pd->then = then;
-	if (pd->cluster[0] != '\0')
+	wt->r = r;
+	wt->worker = r->worker;
+	snprintf(wt->cluster, sizeof(wt->cluster), "%s", cluster);
+	wt->after = after;
+	wt->deadline = time_now_ms() + wait_ms;
+	wt->then = then;
+	if (wt->cluster[0] != '\0')
 		atomic_fetch_add(&r->server->n_long_polls, 1);
-	h2o_linklist_insert(&r->worker->waiters, &pd->link);
+	h2o_linklist_insert(&r->worker->waiters, &wt->link);
+	r->wait = wt;
+	r->worker->n_pending++;
+	return wt;
 }
 
+/* A wait whose client is still there (a gone one's wait is freed at once). */
 static void
-wait_fire(struct pending *pd)
+wait_fire(struct wait *wt)
 {
-	struct request *r = pd->r;
-	request_handler then = pd->then;
+	struct request *r = wt->r;
+	request_handler then = wt->then;
 
-	h2o_linklist_unlink(&pd->link);
-	wait_forget(pd);
-	pending_finish(pd);
+	r->wait = NULL;
+	wait_free(wt);
 	then(r);
 }
 
@@ -350,17 +340,17 @@ observation_digest(struct observe *o, const struct model *m, const char *cluster
 /* Has the cluster a waiter follows moved past its version (or gone), or
  * have the observations it waits for changed? */
 static int
-wait_is_satisfied(const struct model *m, const struct pending *pd)
+wait_is_satisfied(const struct model *m, const struct wait *wt)
 {
 	const struct cluster *c;
 
-	if (pd->observed != NULL)
-		return observation_digest(pd->worker->server->observe, m, pd->cluster,
-		                          pd->observed) != pd->observed_after;
-	if (pd->cluster[0] == '\0')
+	if (wt->observed != NULL)
+		return observation_digest(wt->worker->server->observe, m, wt->cluster,
+		                          wt->observed) != wt->observed_after;
+	if (wt->cluster[0] == '\0')
 		return 0;
-	c = model_find_cluster(m, pd->cluster);
-	return c == NULL || c->version > pd->after;
+	c = model_find_cluster(m, wt->cluster);
+	return c == NULL || c->version > wt->after;
 }
 
 void
@@ -382,18 +372,17 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
                              uint64_t after, int64_t wait_ms, request_handler then)
 {
 	struct observe *o = r->server->observe;
-	struct pending *pd;
+	struct wait *wt;
 
 	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) ||
 	    observation_digest(o, request_snapshot(r), cluster, nodes) != after) {
 		then(r);
 		return;
 	}
-	wait_add(r, cluster, 0, wait_ms, then);
-	pd = r->pending;
-	if ((pd->observed = strdup(nodes)) == NULL)
+	wt = wait_add(r, cluster, 0, wait_ms, then);
+	if ((wt->observed = strdup(nodes)) == NULL)
 		abort();
-	pd->observed_after = after;
+	wt->observed_after = after;
 	observe_watch(o, 1);
 	/* a probe may have been answered between the check and the watch */
 	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
@@ -424,15 +413,15 @@ waits_check(struct worker *w)
 
 	h2o_linklist_init_anchor(&due);
 	for (node = w->waiters.next; node != &w->waiters; node = next) {
-		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, link, node);
+		struct wait *wt = H2O_STRUCT_FROM_MEMBER(struct wait, link, node);
 		next = node->next;
-		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd)) {
+		if (is_stopping || wt->deadline <= now || wait_is_satisfied(m, wt)) {
 			h2o_linklist_unlink(node);
 			h2o_linklist_insert(&due, node);
 		}
 	}
 	while (!h2o_linklist_is_empty(&due))
-		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending, link, due.next));
+		wait_fire(H2O_STRUCT_FROM_MEMBER(struct wait, link, due.next));
 }
 
 void

@@ -61,7 +61,8 @@ struct request {
 	char who[96];                    /* "alice", "token:ab12cd34"; "" when anonymous */
 	int is_session;                  /* authenticated by the web page's session cookie */
 	int is_gone;                     /* the client went away: nothing will be sent */
-	struct pending *pending;         /* job or long poll in progress, if any */
+	struct job_pending *job_pending; /* an engine job in progress (request.c) */
+	struct wait *wait;               /* a long poll or delay in progress (request.c) */
 	const char *server_default_node; /* serve --node, or NULL */
 	struct route route;              /* filled by the router before any handler */
 	/* auth.c's own, while authentication is in progress */
