@@ -83,6 +83,13 @@ static const struct route_entry table[] = {
 
     {SURFACE_METRICS, "/metrics",                           GET_HEAD,     ROUTE_LOCAL_OR_CREDENTIALS, ROLE_VIEWER, scrape_handle},
 };
+
+/* The --metrics-listen listener's table: /metrics alone, without
+ * credentials (its address is the operator's monitoring network), so
+ * that rendering it never holds up a probe on the main workers. */
+static const struct route_entry metrics_table[] = {
+    {SURFACE_METRICS, "/metrics",                           GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     scrape_handle},
+};
 /* clang-format on */
 
 #define TABLE_SIZE (sizeof(table) / sizeof(table[0]))
@@ -92,6 +99,16 @@ router_table(size_t *n)
 {
 	*n = TABLE_SIZE;
 	return table;
+}
+
+const struct route_entry *
+router_listener_table(enum route_listener listener, size_t *n)
+{
+	if (listener == LISTENER_METRICS) {
+		*n = sizeof(metrics_table) / sizeof(metrics_table[0]);
+		return metrics_table;
+	}
+	return router_table(n);
 }
 
 /* --- matching ------------------------------------------------------------ */
@@ -281,9 +298,10 @@ not_found(struct matcher *mt, struct error *err)
 	return SURFACE_UI;
 }
 
-int
-router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
-             enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err)
+static int
+match_in(const struct route_entry *table, size_t n, const struct model *m, h2o_iovec_t method,
+         h2o_iovec_t path, struct route *rt, enum route_surface *surface,
+         char allow[ROUTE_ALLOW_SIZE], struct error *err)
 {
 	struct matcher mt; /* captures set only as far as mt.n */
 	unsigned bit = method_bit(method), mask = 0;
@@ -297,16 +315,15 @@ router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct
 	rt->entry = NULL;
 	rt->mounted = NULL;
 	rt->cluster[0] = rt->name[0] = '\0';
-	for (i = 0; i < TABLE_SIZE && !pattern_matches(&mt, table[i].pattern); i++)
+	for (i = 0; i < n && !pattern_matches(&mt, table[i].pattern); i++)
 		;
-	if (i == TABLE_SIZE) {
+	if (i == n) {
 		*surface = not_found(&mt, err);
 		return 404;
 	}
 	*surface = table[i].surface;
 	/* the lines of the pattern are adjacent (router_table_check) */
-	for (first = i; i < TABLE_SIZE && is_same_pattern(table[i].pattern, table[first].pattern);
-	     i++) {
+	for (first = i; i < n && is_same_pattern(table[i].pattern, table[first].pattern); i++) {
 		mask |= table[i].methods;
 		if ((is_found = (table[i].methods & bit) != 0 || table[i].methods == ROUTE_ANY))
 			break;
@@ -321,6 +338,13 @@ router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct
 	if (captures_copy(&mt, rt, err) != 0)
 		return err->status;
 	return 0;
+}
+
+int
+router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
+             enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err)
+{
+	return match_in(table, TABLE_SIZE, m, method, path, rt, surface, allow, err);
 }
 
 /* --- refusals ------------------------------------------------------------ */
@@ -397,16 +421,18 @@ route_gate(struct request *r)
 }
 
 void
-router_dispatch(struct request *stack_r)
+router_dispatch(struct request *stack_r, enum route_listener listener)
 {
 	enum route_surface surface;
 	char allow[ROUTE_ALLOW_SIZE];
 	struct request *r;
 	struct error err;
+	size_t n;
+	const struct route_entry *lines = router_listener_table(listener, &n);
 	int status;
 
-	status = router_match(request_snapshot(stack_r), stack_r->req->method, stack_r->path,
-	                      &stack_r->route, &surface, allow, &err);
+	status = match_in(lines, n, request_snapshot(stack_r), stack_r->req->method, stack_r->path,
+	                  &stack_r->route, &surface, allow, &err);
 	if (status == 404 && surface != SURFACE_API_V1 &&
 	    !engine_has_state(stack_r->server->engine)) {
 		/* started with neither the store nor a local copy: no mount is

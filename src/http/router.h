@@ -102,15 +102,26 @@ struct route_entry {
 int router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
                  enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err);
 
+/* Which table a listener's requests are routed by: the main listeners'
+ * (router_table), or the --metrics-listen listener's, whose one line is
+ * GET/HEAD /metrics for anyone (its worker has no other handler). */
+enum route_listener {
+	LISTENER_MAIN,
+	LISTENER_METRICS,
+};
+
 /* Answers r (a struct request on the worker's stack, r->path set): finds
- * its line, replies with the refusal, or runs the gate and the handler. A
+ * its line in the listener's table, replies with the refusal, or runs the
+ * gate and the handler. A
  * synchronous surface (the probe) is answered from r itself; for any other
  * the request is first copied into h2o's request pool (request_keep), so
  * that it may be answered later. */
-void router_dispatch(struct request *r);
+void router_dispatch(struct request *r, enum route_listener listener);
 
 /* The table, for tests and documentation; n gets its length. */
 const struct route_entry *router_table(size_t *n);
+/* A listener's table (router_table for LISTENER_MAIN). */
+const struct route_entry *router_listener_table(enum route_listener listener, size_t *n);
 
 /* Checks a table (the router's: router_table) against the rules the
  * matching relies on: every pattern well formed (starts with '/' or

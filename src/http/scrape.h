@@ -8,12 +8,9 @@
 #include "auth.h"
 #include "http.h"
 
-/* The router's /metrics line, behind the gate ROUTE_LOCAL_OR_CREDENTIALS
- * (public on a connection made to a loopback address, else a viewer). */
+/* The router's /metrics lines: on the main listeners behind the gate
+ * ROUTE_LOCAL_OR_CREDENTIALS (public on a connection made to a loopback
+ * address, else a viewer); on the --metrics-listen listener public. */
 void scrape_handle(struct request *r, const struct route *rt);
-
-/* The --metrics-listen worker's one answer: r (kept in h2o's pool) asked
- * for /metrics there, where no credentials are asked for. */
-void scrape_handle_dedicated(struct request *r);
 
 #endif

@@ -27,7 +27,6 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
-#include "scrape.h"
 #include "server.h"
 
 #define TICK_MS 250
@@ -74,12 +73,14 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 
 	(void)self;
 	request_begin(&r, req, w);
-	router_dispatch(&r);
+	router_dispatch(&r, LISTENER_MAIN);
 	return 0;
 }
 
-/* The --metrics-listen worker's only handler (h2o answers 404 for any
- * other path: it is registered at /metrics alone). */
+/* The --metrics-listen worker's only handler, registered at /metrics
+ * alone: h2o answers 404 for any other path, as it does here for one
+ * below /metrics; the router's table for this listener decides the rest
+ * (LISTENER_METRICS). */
 static int
 on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -90,7 +91,7 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	request_begin(&r, req, w);
 	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
 		return -1; /* /metrics/x: not ours */
-	scrape_handle_dedicated(request_keep(&r));
+	router_dispatch(&r, LISTENER_METRICS);
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "../../src/http/compat.h"
 #include "../../src/http/probe.h"
 #include "../../src/http/router.h"
+#include "../../src/http/scrape.h"
 #include "../../src/http/ui.h"
 
 #define T0 1700000000000LL
@@ -426,6 +427,27 @@ test_assets_capture_their_name(void **state)
 	assert_int_equal(match(state, "GET", "/static/a/b").status, 404);
 }
 
+/* The --metrics-listen listener's table holds /metrics alone, public,
+ * and follows the table rules. */
+static void
+test_metrics_listener_table_is_public_metrics_alone(void **state)
+{
+	struct error err = {0};
+	const struct route_entry *t;
+	size_t n;
+
+	(void)state;
+	t = router_listener_table(LISTENER_METRICS, &n);
+	if (router_table_check(t, n, &err) != 0)
+		fail_msg("%s", err.what);
+	assert_int_equal(n, 1);
+	assert_string_equal(t[0].pattern, "/metrics");
+	assert_int_equal(t[0].methods, ROUTE_GET | ROUTE_HEAD);
+	assert_int_equal(t[0].gate, ROUTE_PUBLIC);
+	assert_int_equal(t[0].surface, SURFACE_METRICS);
+	assert_ptr_equal(t[0].handle, scrape_handle);
+}
+
 int
 main(void)
 {
@@ -454,6 +476,7 @@ main(void)
 	    cmocka_unit_test(test_page_wrong_method_is_the_page_405),
 	    cmocka_unit_test(test_unknown_page_path_is_a_text_404),
 	    cmocka_unit_test(test_assets_capture_their_name),
+	    cmocka_unit_test(test_metrics_listener_table_is_public_metrics_alone),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
