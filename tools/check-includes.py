@@ -5,7 +5,8 @@ docs/ARCHITECTURE.md draws the layers; this is the same table, enforced.
 A layer is a folder of src/; each may include its own headers and those
 of the layers listed for it, nothing else. The rule is about quoted
 includes of the project's own headers; system and library headers
-(<...>) are free.
+(<...>) are free. Inside http, the same rule holds between its rooms
+(HTTP_ROOMS), so that no include runs back up between them.
 
 Usage: tools/check-includes.py [SRC_DIR]   (default: src next to tools/)
 Prints one line per offending #include and exits 1, or exits 0 silently.
@@ -41,6 +42,34 @@ PRIVATE = {
     "http/router.h": {"http/server.c", "http/router.c"},
 }
 
+# Rooms inside http, from the bottom up. A file of http may include the
+# headers of its own room and of the rooms below it, never above: the
+# request's API, replies and forms call nothing of http; authentication
+# calls them; the surfaces call authentication; the router calls the
+# surfaces; the server calls the router; the daemon's main starts the
+# server. A new file of http must be given a room here (and in
+# docs/ARCHITECTURE.md).
+HTTP_ROOMS = [
+    ("request", {"request.h", "request.c", "runtime.h", "http.h", "reply.c", "form.c"}),
+    ("auth", {"auth.h", "auth.c", "auth_basic.c"}),
+    ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
+                  "ui.h", "ui.c", "ui_admin.c", "ui_assets.h", "ui_assets.c", "ui_html.c",
+                  "ui_nodes.c", "ui_session.c", "scrape.h", "scrape.c"}),
+    ("router", {"router.h", "router.c"}),
+    ("server", {"server.h", "server.c"}),
+    ("daemon", {"daemon.h", "daemon.c"}),
+]
+
+
+def http_room(name):
+    """The room of a file of http (its index from the bottom, its name),
+    or None."""
+    for i, (room, names) in enumerate(HTTP_ROOMS):
+        if name in names:
+            return i, room
+    return None
+
+
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -71,6 +100,11 @@ def check(src):
                 problems.append(f"{path}: folder '{layer}' is not a known layer "
                                 "(add it to tools/check-includes.py and docs/ARCHITECTURE.md)")
                 continue
+            room = http_room(name) if layer == "http" else None
+            if layer == "http" and room is None:
+                problems.append(f"{path}: file of http in no room (add it to HTTP_ROOMS in "
+                                "tools/check-includes.py and to docs/ARCHITECTURE.md)")
+                continue
             with open(path, encoding="utf-8") as f:
                 for lineno, line in enumerate(f, 1):
                     m = INCLUDE.match(line)
@@ -84,6 +118,11 @@ def check(src):
                     if other != layer and other not in ALLOWED[layer]:
                         problems.append(f"{path}:{lineno}: {layer} may not include "
                                         f"{other} ({m.group(1)})")
+                    if room is not None and other == "http":
+                        their = http_room(os.path.basename(target))
+                        if their is not None and their[0] > room[0]:
+                            problems.append(f"{path}:{lineno}: http room '{room[1]}' may not "
+                                            f"include room '{their[1]}' ({m.group(1)})")
                     private = os.path.relpath(target, src).replace(os.sep, "/")
                     me = os.path.relpath(path, src).replace(os.sep, "/")
                     if private in PRIVATE and me not in PRIVATE[private]:

@@ -52,3 +52,38 @@ def test_surface_including_the_path_table_is_caught(tmp_path):
     r = check_with_include(tmp_path, "http/ui.h", "router.h")
     assert r.returncode == 1
     assert "may include http/router.h" in r.stdout
+
+
+def test_reply_including_a_surface_is_caught(tmp_path):
+    """The bottom room of http (request, replies, forms) calls no surface:
+    an include back up would close the circle again."""
+    r = check_with_include(tmp_path, "http/reply.c", "ui.h")
+    assert r.returncode == 1
+    assert "http room 'request' may not include room 'surfaces' (ui.h)" in r.stdout
+
+
+def test_request_including_the_router_is_caught(tmp_path):
+    r = check_with_include(tmp_path, "http/request.h", "router.h")
+    assert r.returncode == 1
+    assert "http room 'request' may not include room 'router' (router.h)" in r.stdout
+
+
+def test_auth_including_a_surface_is_caught(tmp_path):
+    r = check_with_include(tmp_path, "http/auth.c", "ui.h")
+    assert r.returncode == 1
+    assert "http room 'auth' may not include room 'surfaces' (ui.h)" in r.stdout
+
+
+def test_surface_including_the_server_is_caught(tmp_path):
+    r = check_with_include(tmp_path, "http/scrape.c", "server.h")
+    assert r.returncode == 1
+    assert "http room 'surfaces' may not include room 'server' (server.h)" in r.stdout
+
+
+def test_http_file_in_no_room_is_caught(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    (src / "http" / "extra.c").write_text('#include "http.h"\n')
+    r = run_check(src)
+    assert r.returncode == 1
+    assert "extra.c: file of http in no room" in r.stdout
