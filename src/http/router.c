@@ -20,6 +20,7 @@
  * how its 404 is worded.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api_v1.h"
@@ -37,58 +38,60 @@
 #define GET_HEAD (ROUTE_GET | ROUTE_HEAD)
 
 /* One line per endpoint, in columns: surface, pattern, methods, gate
- * (who may call), role (at least), handler. */
+ * (who may call), role (at least), handler, and for a form whose path
+ * takes several, the form's action (field "form"). */
 /* clang-format off */
 static const struct route_entry table[] = {
-    {SURFACE_PROBE,  "{mount}",                             GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     probe_handle},
-    {SURFACE_COMPAT, "{mount}/++rest++nodestatus",          GET_HEAD,     ROUTE_OR_SESSION,  ROLE_VIEWER,   compat_nodestatus},
-    {SURFACE_COMPAT, "{mount}/++rest++setstatus",           ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_OPERATOR, compat_setstatus},
-    {SURFACE_UI,     "{mount}/managenodes",                 GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_nodes_page},
-    {SURFACE_UI,     "{mount}/managenodes",                 ROUTE_POST,   ROUTE_FORM,        ROLE_VIEWER,   ui_nodes_post},
-    {SURFACE_UI,     "{mount}/manage_main",                 ROUTE_ANY,    ROUTE_PUBLIC,      ROLE_NONE,     ui_manage_main},
+    {SURFACE_PROBE,   "{mount}",                               GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      probe_handle,            NULL},
+    {SURFACE_COMPAT,  "{mount}/++rest++nodestatus",            GET_HEAD,      ROUTE_OR_SESSION,   ROLE_VIEWER,    compat_nodestatus,       NULL},
+    {SURFACE_COMPAT,  "{mount}/++rest++setstatus",             ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_OPERATOR,  compat_setstatus,        NULL},
+    {SURFACE_UI,      "{mount}/managenodes",                   GET_HEAD,      ROUTE_PAGE,         ROLE_VIEWER,    ui_nodes_page,           NULL},
+    {SURFACE_UI,      "{mount}/managenodes",                   ROUTE_POST,    ROUTE_FORM,         ROLE_OPERATOR,  ui_nodes_status_post,    "status"},
+    {SURFACE_UI,      "{mount}/managenodes",                   ROUTE_POST,    ROUTE_FORM,         ROLE_ADMIN,     ui_nodes_list_post,      "nodes"},
+    {SURFACE_UI,      "{mount}/manage_main",                   ROUTE_ANY,     ROUTE_PUBLIC,       ROLE_NONE,      ui_manage_main,          NULL},
 
-    {SURFACE_API_V1, "/v1/health",                          ROUTE_GET,    ROUTE_PUBLIC,      ROLE_NONE,     api_v1_health_get},
-    {SURFACE_API_V1, "/v1/daemons",                         ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_daemons_get},
-    {SURFACE_API_V1, "/v1/clusters",                        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_clusters_get},
-    {SURFACE_API_V1, "/v1/clusters",                        ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_clusters_post},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_cluster_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_cluster_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes",        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_nodes_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes",        ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_nodes_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_node_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_node_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_node_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/status",       ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_OPERATOR, api_v1_status_post},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/events",       ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_events_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/observations", ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_observations_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/lbs",          ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_lbs_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/lbs/{lb}",     ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_lb_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/lbs/{lb}",     ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_lb_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/audit",        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_audit_get},
-    {SURFACE_API_V1, "/v1/users",                           ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_ADMIN,    api_v1_users_get},
-    {SURFACE_API_V1, "/v1/users",                           ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_users_post},
-    {SURFACE_API_V1, "/v1/users/{user}",                    ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_user_delete},
-    {SURFACE_API_V1, "/v1/tokens",                          ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_ADMIN,    api_v1_tokens_get},
-    {SURFACE_API_V1, "/v1/tokens",                          ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_tokens_post},
-    {SURFACE_API_V1, "/v1/tokens/{token}",                  ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_token_delete},
+    {SURFACE_API_V1,  "/v1/health",                            ROUTE_GET,     ROUTE_PUBLIC,       ROLE_NONE,      api_v1_health_get,       NULL},
+    {SURFACE_API_V1,  "/v1/daemons",                           ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_daemons_get,      NULL},
+    {SURFACE_API_V1,  "/v1/clusters",                          ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_clusters_get,     NULL},
+    {SURFACE_API_V1,  "/v1/clusters",                          ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_clusters_post,    NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}",                ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_cluster_get,      NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}",                ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_cluster_delete,   NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes",          ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_nodes_get,        NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes",          ROUTE_PUT,     ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_nodes_put,        NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes/{node}",   ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_node_get,         NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes/{node}",   ROUTE_PUT,     ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_node_put,         NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes/{node}",   ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_node_delete,      NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/status",         ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_OPERATOR,  api_v1_status_post,      NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/events",         ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_events_get,       NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/observations",   ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_observations_get, NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/lbs",            ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_lbs_get,          NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/lbs/{lb}",       ROUTE_PUT,     ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_lb_put,           NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/lbs/{lb}",       ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_lb_delete,        NULL},
+    {SURFACE_API_V1,  "/v1/clusters/{cluster}/audit",          ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_audit_get,        NULL},
+    {SURFACE_API_V1,  "/v1/users",                             ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_ADMIN,     api_v1_users_get,        NULL},
+    {SURFACE_API_V1,  "/v1/users",                             ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_users_post,       NULL},
+    {SURFACE_API_V1,  "/v1/users/{user}",                      ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_user_delete,      NULL},
+    {SURFACE_API_V1,  "/v1/tokens",                            ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_ADMIN,     api_v1_tokens_get,       NULL},
+    {SURFACE_API_V1,  "/v1/tokens",                            ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_tokens_post,      NULL},
+    {SURFACE_API_V1,  "/v1/tokens/{token}",                    ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_token_delete,     NULL},
 
-    {SURFACE_UI,     "/",                                   GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_root_page},
-    {SURFACE_UI,     "/clusters",                           ROUTE_POST,   ROUTE_FORM,        ROLE_ADMIN,    ui_clusters_post},
-    {SURFACE_UI,     "/admin",                              GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_admin_page},
-    {SURFACE_UI,     "/admin",                              ROUTE_POST,   ROUTE_FORM,        ROLE_ADMIN,    ui_admin_post},
-    {SURFACE_UI,     "/login",                              GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_login_page},
-    {SURFACE_UI,     "/login",                              ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_login_post},
-    {SURFACE_UI,     "/logout",                             ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_logout_post},
-    {SURFACE_ASSETS, "/static/{asset}",                     GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_asset_get},
+    {SURFACE_UI,      "/",                                     GET_HEAD,      ROUTE_PAGE,         ROLE_VIEWER,    ui_root_page,            NULL},
+    {SURFACE_UI,      "/clusters",                             ROUTE_POST,    ROUTE_FORM,         ROLE_ADMIN,     ui_clusters_post,        NULL},
+    {SURFACE_UI,      "/admin",                                GET_HEAD,      ROUTE_PAGE,         ROLE_VIEWER,    ui_admin_page,           NULL},
+    {SURFACE_UI,      "/admin",                                ROUTE_POST,    ROUTE_FORM,         ROLE_ADMIN,     ui_admin_post,           NULL},
+    {SURFACE_UI,      "/login",                                GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      ui_login_page,           NULL},
+    {SURFACE_UI,      "/login",                                ROUTE_POST,    ROUTE_PUBLIC,       ROLE_NONE,      ui_login_post,           NULL},
+    {SURFACE_UI,      "/logout",                               ROUTE_POST,    ROUTE_PUBLIC,       ROLE_NONE,      ui_logout_post,          NULL},
+    {SURFACE_ASSETS,  "/static/{asset}",                       GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      ui_asset_get,            NULL},
 
-    {SURFACE_METRICS, "/metrics",                           GET_HEAD,     ROUTE_LOCAL_OR_CREDENTIALS, ROLE_VIEWER, scrape_handle},
+    {SURFACE_METRICS, "/metrics",                              GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS, ROLE_VIEWER, scrape_handle, NULL},
 };
 
 /* The --metrics-listen listener's table: /metrics alone, without
  * credentials (its address is the operator's monitoring network), so
  * that rendering it never holds up a probe on the main workers. */
 static const struct route_entry metrics_table[] = {
-    {SURFACE_METRICS, "/metrics",                           GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     scrape_handle},
+    {SURFACE_METRICS, "/metrics",                              GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      scrape_handle,           NULL},
 };
 /* clang-format on */
 
@@ -389,6 +392,50 @@ route_run(struct request *r)
 	r->route.entry->handle(r, &r->route);
 }
 
+/* A form line keyed on its action: the line of the same pattern and
+ * method whose action is r's field "form" (read once, here), or NULL. */
+static const struct route_entry *
+form_line(struct request *r, const struct route_entry *e)
+{
+	const struct route_entry *end = table + TABLE_SIZE, *first = e;
+	unsigned bit = method_bit(r->req->method);
+	struct error err;
+	char *action = NULL;
+
+	if (form_field(r, "form", &action, &err) != 0)
+		action = NULL;
+	for (; action != NULL && e < end && is_same_pattern(e->pattern, first->pattern); e++)
+		if ((e->methods & bit) != 0 && e->form != NULL && strcmp(e->form, action) == 0)
+			break;
+	if (action == NULL || e == end || !is_same_pattern(e->pattern, first->pattern))
+		e = NULL;
+	free(action);
+	return e;
+}
+
+/* A form POST: the session, size, origin and CSRF token first, then the
+ * line of its action when the table keys the path on it, then the role. */
+static void
+route_form(struct request *r)
+{
+	const struct route_entry *e = r->route.entry;
+
+	if (e->form == NULL) {
+		if (ui_post_guard(r, e->role) == 0)
+			route_run(r);
+		return;
+	}
+	if (ui_form_guard(r) != 0)
+		return;
+	if ((e = form_line(r, e)) == NULL) {
+		ui_reply_unknown_form(r);
+		return;
+	}
+	r->route.entry = e;
+	if (ui_role_guard(r, e->role) == 0)
+		route_run(r);
+}
+
 static void
 route_gate(struct request *r)
 {
@@ -408,8 +455,7 @@ route_gate(struct request *r)
 		ui_page_auth(r, route_run);
 		break;
 	case ROUTE_FORM:
-		if (ui_post_guard(r, e->role) == 0)
-			route_run(r);
+		route_form(r);
 		break;
 	case ROUTE_LOCAL_OR_CREDENTIALS:
 		if (request_is_local(r))
@@ -500,6 +546,14 @@ pattern_check(const struct route_entry *e, struct error *err)
 	return 0;
 }
 
+/* Two form lines of one path that take different actions. */
+static int
+is_other_form(const struct route_entry *a, const struct route_entry *b)
+{
+	return a->form != NULL && b->form != NULL && strcmp(a->form, b->form) != 0 &&
+	       a->methods == b->methods;
+}
+
 int
 router_table_check(const struct route_entry *table, size_t n, struct error *err)
 {
@@ -514,6 +568,9 @@ router_table_check(const struct route_entry *table, size_t n, struct error *err)
 		if ((e->gate == ROUTE_PUBLIC) != (e->role == ROLE_NONE))
 			return error_set(err, 500, "%s: public lines, and only they, have no role",
 			                 e->pattern);
+		if (e->form != NULL && e->gate != ROUTE_FORM)
+			return error_set(err, 500, "%s: only form lines take an action",
+			                 e->pattern);
 		if (e->gate == ROUTE_PAGE && e->role != ROLE_VIEWER)
 			return error_set(err, 500, "%s: pages let viewers in (ui_page_auth)",
 			                 e->pattern);
@@ -523,7 +580,8 @@ router_table_check(const struct route_entry *table, size_t n, struct error *err)
 				return error_set(err, 500,
 				                 "%s: lines of one pattern are not adjacent",
 				                 e->pattern);
-			if (is_same && (table[j].methods & e->methods) != 0)
+			if (is_same && (table[j].methods & e->methods) != 0 &&
+			    !is_other_form(e, &table[j]))
 				return error_set(err, 500, "%s: a method on two lines", e->pattern);
 			if (is_same && table[j].surface != e->surface)
 				return error_set(err, 500, "%s: one pattern, two surfaces",

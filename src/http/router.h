@@ -83,6 +83,11 @@ struct route_entry {
 	enum route_gate gate;
 	enum role role;
 	route_handler handle;
+	/* A ROUTE_FORM line only: the action this line takes, the value of
+	 * the form's field "form"; NULL for any. Lines of one pattern and
+	 * method differ by it (the page's nodes forms need different roles);
+	 * a form whose action no line takes gets the page's 400. */
+	const char *form;
 };
 
 /* Room for the longest Allow list ("GET, HEAD, POST, PUT, DELETE"). */
@@ -127,8 +132,9 @@ const struct route_entry *router_listener_table(enum route_listener listener, si
  * matching relies on: every pattern well formed (starts with '/' or
  * {mount}, captures known and whole segments, at most one capture per
  * route field), lines of one pattern adjacent, of one surface, with no
- * method twice; public lines with ROLE_NONE and other lines with a role;
- * page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
+ * method twice (except on form lines keyed on different actions, see
+ * route_entry.form); public lines with ROLE_NONE and other lines with a
+ * role; page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
  * offending line. */
 int router_table_check(const struct route_entry *table, size_t n, struct error *err);
 

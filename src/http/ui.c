@@ -97,7 +97,15 @@ ui_page_auth(struct request *r, request_handler then)
 int
 ui_post_guard(struct request *r, enum role min_role)
 {
-	char *csrf = NULL, why[200];
+	if (ui_form_guard(r) != 0)
+		return -1;
+	return ui_role_guard(r, min_role);
+}
+
+int
+ui_form_guard(struct request *r)
+{
+	char *csrf = NULL;
 
 	if (!r->is_session && !ui_session_identify(r)) {
 		ui_reply_message(r, 403, "Sign in first",
@@ -128,6 +136,14 @@ ui_post_guard(struct request *r, enum role min_role)
 		return -1;
 	}
 	free(csrf);
+	return 0;
+}
+
+int
+ui_role_guard(struct request *r, enum role min_role)
+{
+	char why[200];
+
 	if (r->role < min_role) {
 		snprintf(why, sizeof(why),
 		         "Your role (%s) may not do this; it needs %s. Nothing was "
@@ -137,6 +153,13 @@ ui_post_guard(struct request *r, enum role min_role)
 		return -1;
 	}
 	return 0;
+}
+
+void
+ui_reply_unknown_form(struct request *r)
+{
+	ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/",
+	                 "Go to the clusters");
 }
 
 void

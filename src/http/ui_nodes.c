@@ -36,7 +36,8 @@
  *
  * Roles: viewers see the table and the log and no controls at all;
  * operators get the checkboxes, Drain and "Save Offline Nodes"; admins
- * also the node list. ui_post_guard enforces the same on every POST.
+ * also the node list. The router's table enforces the same on every POST:
+ * one line per form (form=status: operator, form=nodes: admin).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -960,27 +961,28 @@ node_list_post(struct request *r, const struct cluster *c)
 	request_job_submit(r, job, node_list_done);
 }
 
+/* POST {mount}/managenodes, form=status (the router's line: operator). */
 void
-ui_nodes_post(struct request *r, const struct route *rt)
+ui_nodes_status_post(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = page_cluster(r, rt);
-	int is_status;
 
-	/* the router's form gate checked the session, the CSRF token and the
-	 * origin; the role depends on the form */
-	is_status = ui_field_is(r, "form", "status");
-	if (!is_status && !ui_field_is(r, "form", "nodes")) {
-		ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/",
-		                 "Go to the clusters");
-		return;
-	}
-	if (ui_post_guard(r, is_status ? ROLE_OPERATOR : ROLE_ADMIN) != 0)
-		return;
 	if (c == NULL)
 		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
 		                 "Go to the clusters");
-	else if (is_status)
+	else
 		status_post(r, c);
+}
+
+/* POST {mount}/managenodes, form=nodes (the router's line: admin). */
+void
+ui_nodes_list_post(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = page_cluster(r, rt);
+
+	if (c == NULL)
+		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
+		                 "Go to the clusters");
 	else
 		node_list_post(r, c);
 }
