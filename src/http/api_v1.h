@@ -7,7 +7,6 @@
 #ifndef CM_API_V1_H
 #define CM_API_V1_H
 
-#include "auth.h"
 #include "http.h"
 
 void api_v1_health_get(struct request *r, const struct route *rt);

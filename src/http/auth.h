@@ -4,7 +4,7 @@
  * of guessing, and the hook the web page's sessions plug into.
  *
  * Every function here runs on the worker thread that owns the request,
- * unless it says otherwise.
+ * unless it says otherwise. http.h includes this header.
  */
 #ifndef CM_AUTH_H
 #define CM_AUTH_H
@@ -63,11 +63,6 @@ struct auth_stats {
 	int64_t refused; /* ... refused at arrival (429, 503) */
 };
 void auth_stats(struct auth_state *a, struct auth_stats *out);
-
-/* The state of password checks and sessions' hook, one per daemon
- * (daemon.c). */
-struct auth_state *auth_state_new(void);
-void auth_state_free(struct auth_state *a);
 
 /* --- sessions plug in here ----------------------------------------------- */
 

@@ -10,7 +10,7 @@
 
 #include <sodium.h>
 
-#include "auth.h"
+#include "http.h"
 
 int
 auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,

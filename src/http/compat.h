@@ -11,7 +11,6 @@
 #ifndef CM_COMPAT_H
 #define CM_COMPAT_H
 
-#include "auth.h"
 #include "http.h"
 
 void compat_nodestatus(struct request *r, const struct route *rt);

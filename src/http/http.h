@@ -1,19 +1,38 @@
 /*
- * http.h - what every surface (probe.c, compat.c, api_v1.c, ui*.c,
- * scrape.c) includes: the request (request.h), replies (reply.c) and form
- * bodies (form.c). All three are the bottom room of src/http: they call
- * nothing above them. Authentication is auth.h's, the path table
- * router.h's; each surface has its own header for what the router calls.
+ * http.h - what every HTTP surface (probe.c, compat.c, api_v1.c, ui*.c,
+ * scrape.c) includes: the request and its waits (request.h, request.c),
+ * who is asking (auth.h, auth.c), replies (reply.c) and form bodies
+ * (form.c). Each surface has its own header for what only the router
+ * calls (probe.h, compat.h, api_v1.h, ui.h, scrape.h); the path table is
+ * router.h's.
+ *
+ * Threading: every function here runs on the worker thread that owns the
+ * request.
  */
 #ifndef CM_HTTP_H
 #define CM_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include <h2o.h>
 #include <jansson.h>
 
 #include "../core/error.h"
+#include "../core/model.h"
+#include "../engine/engine.h"
+#include "../observe/share.h"
+
+struct server;
+struct worker;
+struct request;
+struct route_entry;
+
 #include "request.h"
+
+/* --- auth.c: see auth.h ---------------------------------------------- */
+
+#include "auth.h"
 
 /* --- reply.c -------------------------------------------------------- */
 
@@ -41,11 +60,6 @@ json_t *request_json_body(struct request *r, struct error *err);
  * malloc'd string (*out), or sets *out = NULL when absent. Returns -1 and
  * fills err for an unreadable body. */
 int form_field(struct request *r, const char *name, char **out, struct error *err);
-/* Finds name in an urlencoded text ("a=1&b=x+y", a query string or a form
- * body) and decodes its value ('+' is a space, %XX a byte) into a malloc'd
- * *out. Returns 1 when found, 0 when absent (*out = NULL), -1 when the
- * value is malformed or encodes a NUL. */
-int form_urlencoded_value(h2o_iovec_t text, const char *name, char **out);
 /* Finds field name in a multipart/form-data body whose Content-Type
  * header value (with its boundary parameter) is content_type, and copies
  * its value into a malloc'd *out (*out = NULL when absent). Returns 0, or

@@ -5,7 +5,6 @@
 #ifndef CM_PROBE_H
 #define CM_PROBE_H
 
-#include "auth.h"
 #include "http.h"
 
 /* Answers the probe of the cluster at rt->mounted, synchronously, from

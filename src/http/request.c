@@ -1,30 +1,35 @@
 /*
- * request.c - the request API of request.h, and the hand-off of work
- * between a worker's event loop and the engine thread: jobs, waits (long
- * polls and delays), and the wake-ups that fire them. The bottom room of
- * src/http: it calls the engine, the observe table and h2o, never a
- * surface, the router or server.c.
+ * request.c - what a surface asks of its request (request.h): its headers
+ * and query, the snapshot and the daemon's state it may read, and the
+ * work that outlives the handler: a job handed to the engine thread and
+ * back, a long poll, a delay.
+ *
+ * The bottom room of src/http: it includes only request.h (with http.h's
+ * shared declarations) and server_internal.h (the worker a request runs
+ * on), never the router, a surface or the server's accept loop. server.c
+ * registers its hooks (request_jobs_done, request_change_message) on
+ * each worker's loop and hands the engine and observe their callbacks
+ * (request_broadcast_change, request_observed).
  *
  * Who owns what:
  *
- *   struct request   h2o's request pool; request_dispose runs when the
- *                    pool goes (the client went away or was answered).
- *   struct job_pending  this file's, malloc'd while an engine job of
- *                    the request is out: r->job_pending and jp->r point
- *                    at each other; disposal of the request clears jp->r,
- *                    so the continuation never runs for a gone client.
- *                    Freed when the job comes back (the engine holds it
- *                    until then).
- *   struct wait      this file's, malloc'd for a long poll or a delay (a
- *                    delayed 401): r->wait and wt->r point at each other;
- *                    freed when it fires or with the request, whichever
- *                    comes first.
- *   struct engine_job the submitter's (engine.h), allocated here by
- *                    request_job_new with the surface's data behind it;
- *                    job->done and job->done_arg (the job_pending) are set by
- *                    request_job_submit and are this file's, nothing else
- *                    in the job is. Released and freed in on_jobs_done,
- *                    after the continuation, whether or not it ran.
+ *   struct request      h2o's request pool; request_dispose runs when the
+ *                       pool goes (the client went away or was answered).
+ *   struct pending_job  this file's, for a job handed to the engine: r->job
+ *                       and pj->r point at each other; the request's
+ *                       disposal clears pj->r, so the continuation never
+ *                       runs for a gone client; freed when the engine hands
+ *                       the job back (the engine still holds it until then).
+ *   struct pending_wait this file's, for a long poll or a delay, on its
+ *                       worker's waiters list: freed when it fires or with
+ *                       the request, whichever comes first.
+ *   struct engine_job   the submitter's (engine.h), allocated here by
+ *                       request_job_new with the surface's data behind it;
+ *                       job->done and job->done_arg (the pending_job) are
+ *                       set by request_job_submit and are this file's,
+ *                       nothing else in the job is. Released and freed in
+ *                       request_jobs_done, after the continuation, whether
+ *                       or not it ran.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,26 +39,25 @@
 
 #include "../observe/observe.h"
 #include "../util/timefmt.h"
+#include "../util/url.h"
 #include "../util/xalloc.h"
-#include "http.h"
-#include "runtime.h"
+#include "request.h"
+#include "server_internal.h"
 
-/* An engine job a request waits for. The engine holds it until it hands
- * the job back (on_jobs_done), even when the client went away. */
-struct job_pending {
+/* An engine job under way for a request. */
+struct pending_job {
 	struct request *r; /* NULL once the client went away */
 	struct worker *worker;
 	struct engine_job *job;
 	request_job_handler then;
-	h2o_multithread_message_t message;
+	h2o_multithread_message_t message; /* the engine's hand-back */
 };
 
-/* A long poll or a delay: on its worker's list of waits until it fires or
- * its client goes away, whichever comes first. */
-struct wait {
-	struct request *r;
+/* A long poll or a delay, on its worker's waiters list. */
+struct pending_wait {
+	struct request *r; /* never NULL: freed with the request */
 	struct worker *worker;
-	h2o_linklist_t link;             /* in worker->waiters */
+	h2o_linklist_t link;
 	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
 	int64_t after;
 	char *observed;          /* nodes "a,b" whose observations are waited
@@ -63,9 +67,7 @@ struct wait {
 	request_handler then;
 };
 
-static void waits_check(struct worker *w);
-
-/* --- request helpers ------------------------------------------------ */
+/* --- what a surface asks of its request -------------------------------- */
 
 /* The fleet was read at the last heartbeat (every SHARE_HEARTBEAT_MS);
  * this daemon knows its own version now, and a store at least that new. */
@@ -178,7 +180,7 @@ int
 request_query_param(const struct request *r, const char *name, char *buf, size_t size)
 {
 	char *value = NULL;
-	int found = form_urlencoded_value(r->query, name, &value);
+	int found = url_form_value(r->query.base, r->query.len, name, &value);
 
 	if (found == 1 && strlen(value) >= size)
 		found = -1;
@@ -190,33 +192,44 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 
 /* --- pending work ---------------------------------------------------- */
 
-/* A wait is over (answered, or its client went): off the worker's list,
- * one long poll fewer when it was one (a plain delay has no cluster),
- * and freed. */
+/* A wait is over (answered, or its client went): one long poll fewer
+ * when it was one (a plain delay has no cluster). */
 static void
-wait_free(struct wait *wt)
+wait_forget(struct pending_wait *pd)
 {
-	h2o_linklist_unlink(&wt->link);
-	if (wt->cluster[0] != '\0')
-		atomic_fetch_sub(&wt->worker->server->n_long_polls, 1);
-	if (wt->observed != NULL) {
-		observe_watch(wt->worker->server->observe, -1);
-		free(wt->observed);
-	}
-	wt->worker->n_pending--;
-	free(wt);
+	if (pd->cluster[0] != '\0')
+		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
 }
 
+static void
+wait_unwatch(struct pending_wait *pd)
+{
+	if (pd->observed == NULL)
+		return;
+	observe_watch(pd->worker->server->observe, -1);
+	free(pd->observed);
+	pd->observed = NULL;
+}
+
+/* The pool's destructor of a kept request: the client went away or was
+ * answered. A wait is freed here (nothing else refers to it); a job only
+ * forgets the request, and is freed when the engine hands it back. */
 static void
 request_dispose(void *p)
 {
 	struct request *r = p;
+	struct pending_wait *wait = r->wait;
 
 	r->is_gone = 1;
-	if (r->wait != NULL) /* nothing else refers to it */
-		wait_free(r->wait);
-	if (r->job_pending != NULL) /* freed when the engine hands it back */
-		r->job_pending->r = NULL;
+	if (r->job != NULL)
+		r->job->r = NULL;
+	if (wait != NULL) {
+		h2o_linklist_unlink(&wait->link);
+		wait_forget(wait);
+		wait->worker->n_pending--;
+		wait_unwatch(wait);
+		free(wait);
+	}
 }
 
 struct engine_job *
@@ -235,45 +248,44 @@ request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 static void
 job_done(struct engine_job *job)
 {
-	struct job_pending *jp = job->done_arg;
+	struct pending_job *pj = job->done_arg;
 
-	h2o_multithread_send_message(&jp->worker->done_receiver, &jp->message);
+	h2o_multithread_send_message(&pj->worker->done_receiver, &pj->message);
 }
 
 void
 request_job_submit(struct request *r, struct engine_job *job, request_job_handler then)
 {
-	struct job_pending *jp = xcalloc(1, sizeof(*jp));
+	struct pending_job *pj = xcalloc(1, sizeof(*pj));
 
-	jp->r = r;
-	jp->worker = r->worker;
-	jp->job = job;
-	jp->then = then;
-	r->job_pending = jp;
+	pj->r = r;
+	pj->worker = r->worker;
+	pj->job = job;
+	pj->then = then;
+	r->job = pj;
 	r->worker->n_pending++;
 	job->done = job_done;
-	job->done_arg = jp;
+	job->done_arg = pj;
 	engine_submit(r->server->engine, job);
 }
 
-/* Worker thread: jobs the engine finished. */
-static void
-on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+void
+request_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
 	(void)receiver;
 	while (!h2o_linklist_is_empty(messages)) {
 		h2o_multithread_message_t *m =
 		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-		struct job_pending *jp = H2O_STRUCT_FROM_MEMBER(struct job_pending, message, m);
-		struct request *r = jp->r;
-		struct engine_job *job = jp->job;
-		request_job_handler then = jp->then;
+		struct pending_job *pj = H2O_STRUCT_FROM_MEMBER(struct pending_job, message, m);
+		struct request *r = pj->r;
+		struct engine_job *job = pj->job;
+		request_job_handler then = pj->then;
 
 		h2o_linklist_unlink(&m->link);
 		if (r != NULL)
-			r->job_pending = NULL;
-		jp->worker->n_pending--;
-		free(jp);
+			r->job = NULL;
+		pj->worker->n_pending--;
+		free(pj);
 		if (r != NULL)
 			then(r, job);
 		engine_job_release(job);
@@ -281,35 +293,37 @@ on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
-static struct wait *
+static void
 wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
          request_handler then)
 {
-	struct wait *wt = xcalloc(1, sizeof(*wt));
+	struct pending_wait *pd = xcalloc(1, sizeof(*pd));
 
-	wt->r = r;
-	wt->worker = r->worker;
-	snprintf(wt->cluster, sizeof(wt->cluster), "%s", cluster);
-	wt->after = after;
-	wt->deadline = time_now_ms() + wait_ms;
-	wt->then = then;
-	if (wt->cluster[0] != '\0')
-		atomic_fetch_add(&r->server->n_long_polls, 1);
-	h2o_linklist_insert(&r->worker->waiters, &wt->link);
-	r->wait = wt;
+	pd->r = r;
+	pd->worker = r->worker;
+	r->wait = pd;
 	r->worker->n_pending++;
-	return wt;
+	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
+	pd->after = after;
+	pd->deadline = time_now_ms() + wait_ms;
+	pd->then = then;
+	if (pd->cluster[0] != '\0')
+		atomic_fetch_add(&r->server->n_long_polls, 1);
+	h2o_linklist_insert(&r->worker->waiters, &pd->link);
 }
 
-/* A wait whose client is still there (a gone one's wait is freed at once). */
 static void
-wait_fire(struct wait *wt)
+wait_fire(struct pending_wait *pd)
 {
-	struct request *r = wt->r;
-	request_handler then = wt->then;
+	struct request *r = pd->r;
+	request_handler then = pd->then;
 
+	h2o_linklist_unlink(&pd->link);
+	wait_forget(pd);
 	r->wait = NULL;
-	wait_free(wt);
+	pd->worker->n_pending--;
+	wait_unwatch(pd);
+	free(pd);
 	then(r);
 }
 
@@ -340,17 +354,17 @@ observation_digest(struct observe *o, const struct model *m, const char *cluster
 /* Has the cluster a waiter follows moved past its version (or gone), or
  * have the observations it waits for changed? */
 static int
-wait_is_satisfied(const struct model *m, const struct wait *wt)
+wait_is_satisfied(const struct model *m, const struct pending_wait *pd)
 {
 	const struct cluster *c;
 
-	if (wt->observed != NULL)
-		return observation_digest(wt->worker->server->observe, m, wt->cluster,
-		                          wt->observed) != wt->observed_after;
-	if (wt->cluster[0] == '\0')
+	if (pd->observed != NULL)
+		return observation_digest(pd->worker->server->observe, m, pd->cluster,
+		                          pd->observed) != pd->observed_after;
+	if (pd->cluster[0] == '\0')
 		return 0;
-	c = model_find_cluster(m, wt->cluster);
-	return c == NULL || c->version > wt->after;
+	c = model_find_cluster(m, pd->cluster);
+	return c == NULL || c->version > pd->after;
 }
 
 void
@@ -372,21 +386,22 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
                              uint64_t after, int64_t wait_ms, request_handler then)
 {
 	struct observe *o = r->server->observe;
-	struct wait *wt;
+	struct pending_wait *pd;
 
 	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) ||
 	    observation_digest(o, request_snapshot(r), cluster, nodes) != after) {
 		then(r);
 		return;
 	}
-	wt = wait_add(r, cluster, 0, wait_ms, then);
-	if ((wt->observed = strdup(nodes)) == NULL)
+	wait_add(r, cluster, 0, wait_ms, then);
+	pd = r->wait;
+	if ((pd->observed = strdup(nodes)) == NULL)
 		abort();
-	wt->observed_after = after;
+	pd->observed_after = after;
 	observe_watch(o, 1);
 	/* a probe may have been answered between the check and the watch */
 	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
-		waits_check(r->worker);
+		request_waiters_check(r->worker);
 }
 
 void
@@ -403,8 +418,8 @@ request_after(struct request *r, int64_t delay_ms, request_handler then)
  * them when the daemon stops. The due ones are moved to a list of their
  * own first, since answering one may dispose of another's request (which
  * unlinks its waiter from whatever list holds it). */
-static void
-waits_check(struct worker *w)
+void
+request_waiters_check(struct worker *w)
 {
 	const struct model *m = engine_snapshot(w->server->engine);
 	int is_stopping = atomic_load(&w->server->is_stopping);
@@ -413,37 +428,30 @@ waits_check(struct worker *w)
 
 	h2o_linklist_init_anchor(&due);
 	for (node = w->waiters.next; node != &w->waiters; node = next) {
-		struct wait *wt = H2O_STRUCT_FROM_MEMBER(struct wait, link, node);
+		struct pending_wait *pd = H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, node);
 		next = node->next;
-		if (is_stopping || wt->deadline <= now || wait_is_satisfied(m, wt)) {
+		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd)) {
 			h2o_linklist_unlink(node);
 			h2o_linklist_insert(&due, node);
 		}
 	}
 	while (!h2o_linklist_is_empty(&due))
-		wait_fire(H2O_STRUCT_FROM_MEMBER(struct wait, link, due.next));
+		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, due.next));
 }
 
 void
-request_waits_check(struct worker *w)
-{
-	waits_check(w);
-}
-
-static void
-on_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+request_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, change_receiver, receiver);
 
 	while (!h2o_linklist_is_empty(messages))
 		h2o_linklist_unlink(messages->next);
 	atomic_store(&w->is_change_pending, 0);
-	waits_check(w);
+	request_waiters_check(w);
 }
 
-/* Engine thread: tell every worker the model changed (coalesced). */
 void
-request_waits_wake(void *arg, const struct model *m)
+request_broadcast_change(void *arg, const struct model *m)
 {
 	struct server *s = arg;
 	int i;
@@ -456,39 +464,10 @@ request_waits_wake(void *arg, const struct model *m)
 	}
 }
 
-/* --- requests ---------------------------------------------------------- */
-
-/* a.b.c.d into buf (at least INET_ADDRSTRLEN bytes). inet_ntop formats
- * IPv4 with sprintf: a fifth of the probe's user-space instructions. */
-static void
-ipv4_format(const struct in_addr *a, char *buf)
+void
+request_observed(void *arg)
 {
-	const unsigned char *b = (const unsigned char *)&a->s_addr;
-	int i;
-
-	for (i = 0; i < 4; i++) {
-		if (b[i] >= 100)
-			*buf++ = (char)('0' + b[i] / 100);
-		if (b[i] >= 10)
-			*buf++ = (char)('0' + b[i] / 10 % 10);
-		*buf++ = (char)('0' + b[i] % 10);
-		*buf++ = i < 3 ? '.' : '\0';
-	}
-}
-
-static void
-peer_address(h2o_req_t *req, char *buf, size_t size)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-
-	buf[0] = '\0';
-	if (len == 0)
-		return;
-	if (ss.ss_family == AF_INET && size >= INET_ADDRSTRLEN)
-		ipv4_format(&((struct sockaddr_in *)&ss)->sin_addr, buf);
-	else if (ss.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
+	request_broadcast_change(arg, NULL);
 }
 
 struct request *
@@ -520,24 +499,4 @@ sockaddr_is_loopback(const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET6)
 		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 	return 0;
-}
-
-void
-request_begin(struct request *r, h2o_req_t *req, struct worker *w)
-{
-	*r = (struct request){.req = req, .worker = w, .server = w->server};
-	r->path = req->path_normalized;
-	if (req->query_at != SIZE_MAX)
-		r->query = h2o_iovec_init(req->path.base + req->query_at + 1,
-		                          req->path.len - req->query_at - 1);
-	r->server_default_node = w->server->opts.default_node;
-	peer_address(req, r->address, sizeof(r->address));
-}
-
-void
-request_worker_init(struct worker *w)
-{
-	h2o_linklist_init_anchor(&w->waiters);
-	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, on_jobs_done);
-	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver, on_change_message);
 }

@@ -1,15 +1,13 @@
 /*
- * request.h - the room at the bottom of src/http: one request's context
- * (struct request, with the route the router found) and what a handler
- * may ask of the daemon for it: the snapshot, headers and query, who and
- * where the client is, handing a job to the engine thread and getting it
- * back, and waiting (long polls, delays). request.c implements it; it
- * calls up into no other room of http.
+ * request.h - a request as the surfaces see it (request.c): the route the
+ * router found, who is asking, its headers and query, what it may read
+ * (the snapshot, observe, the store's state, the fleet), and the work
+ * that outlives the handler: an engine job, a long poll, a delay.
  *
  * Threading: every function here runs on the worker thread that owns the
  * request. A struct request lives in the h2o request's memory pool; when
- * the client goes away before a job or a wait finishes, the continuation
- * is simply never called.
+ * the client goes away before a job or a long poll finishes, the
+ * continuation is simply never called.
  *
  * Snapshots: request_snapshot() is valid until the handler returns to the
  * event loop; never keep the pointer (or pointers into it) in a
@@ -32,6 +30,9 @@ struct server;
 struct worker;
 struct request;
 struct route_entry;
+struct pending_job;
+struct pending_wait;
+struct auth_attempt;
 
 typedef void (*request_handler)(struct request *r);
 
@@ -47,7 +48,7 @@ struct route {
 	 * the cluster up again by name). */
 	const struct cluster *mounted;
 	char cluster[NODE_NAME_MAX + 1]; /* {cluster}, or the kept {mount}'s name */
-	char name[NODE_NAME_MAX + 1];    /* {node}, {user}, {token} or {asset} */
+	char name[NODE_NAME_MAX + 1];    /* {node}, {user}, {token}, {lb} or {asset} */
 };
 
 struct request {
@@ -61,8 +62,8 @@ struct request {
 	char who[96];                    /* "alice", "token:ab12cd34"; "" when anonymous */
 	int is_session;                  /* authenticated by the web page's session cookie */
 	int is_gone;                     /* the client went away: nothing will be sent */
-	struct job_pending *job_pending; /* an engine job in progress (request.c) */
-	struct wait *wait;               /* a long poll or delay in progress (request.c) */
+	struct pending_job *job;         /* an engine job under way, if any */
+	struct pending_wait *wait;       /* a long poll or delay under way, if any */
 	const char *server_default_node; /* serve --node, or NULL */
 	struct route route;              /* filled by the router before any handler */
 	/* auth.c's own, while authentication is in progress */
@@ -72,6 +73,8 @@ struct request {
 };
 
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
+
+/* --- request.c ------------------------------------------------------ */
 
 /* The current snapshot (see the lifetime rule above). */
 const struct model *request_snapshot(struct request *r);

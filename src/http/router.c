@@ -20,7 +20,6 @@
  * how its 404 is worded.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "api_v1.h"
@@ -28,7 +27,8 @@
 #include "probe.h"
 #include "router.h"
 #include "scrape.h"
-#include "runtime.h"
+#include "http.h"
+#include "server_internal.h"
 #include "ui.h"
 
 #define CAPTURES_MAX 2
@@ -38,60 +38,54 @@
 #define GET_HEAD (ROUTE_GET | ROUTE_HEAD)
 
 /* One line per endpoint, in columns: surface, pattern, methods, gate
- * (who may call), role (at least), handler, and for a form whose path
- * takes several, the form's action (field "form"). */
+ * (who may call), role (at least), handler, and for a form that does
+ * more than one thing, the value of its "form" field that the line is
+ * for (its role is that action's; route_form picks the line). */
 /* clang-format off */
 static const struct route_entry table[] = {
-    {SURFACE_PROBE,   "{mount}",                               GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      probe_handle,            NULL},
-    {SURFACE_COMPAT,  "{mount}/++rest++nodestatus",            GET_HEAD,      ROUTE_OR_SESSION,   ROLE_VIEWER,    compat_nodestatus,       NULL},
-    {SURFACE_COMPAT,  "{mount}/++rest++setstatus",             ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_OPERATOR,  compat_setstatus,        NULL},
-    {SURFACE_UI,      "{mount}/managenodes",                   GET_HEAD,      ROUTE_PAGE,         ROLE_VIEWER,    ui_nodes_page,           NULL},
-    {SURFACE_UI,      "{mount}/managenodes",                   ROUTE_POST,    ROUTE_FORM,         ROLE_OPERATOR,  ui_nodes_status_post,    "status"},
-    {SURFACE_UI,      "{mount}/managenodes",                   ROUTE_POST,    ROUTE_FORM,         ROLE_ADMIN,     ui_nodes_list_post,      "nodes"},
-    {SURFACE_UI,      "{mount}/manage_main",                   ROUTE_ANY,     ROUTE_PUBLIC,       ROLE_NONE,      ui_manage_main,          NULL},
+    {SURFACE_PROBE,    "{mount}",                              GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      probe_handle, NULL},
+    {SURFACE_COMPAT,   "{mount}/++rest++nodestatus",           GET_HEAD,      ROUTE_OR_SESSION,            ROLE_VIEWER,    compat_nodestatus, NULL},
+    {SURFACE_COMPAT,   "{mount}/++rest++setstatus",            ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  compat_setstatus, NULL},
+    {SURFACE_UI,       "{mount}/managenodes",                  GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_nodes_page, NULL},
+    {SURFACE_UI,       "{mount}/managenodes",                  ROUTE_POST,    ROUTE_FORM,                  ROLE_OPERATOR,  ui_nodes_status_post, "status"},
+    {SURFACE_UI,       "{mount}/managenodes",                  ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_nodes_list_post, "nodes"},
+    {SURFACE_UI,       "{mount}/manage_main",                  ROUTE_ANY,     ROUTE_PUBLIC,                ROLE_NONE,      ui_manage_main, NULL},
 
-    {SURFACE_API_V1,  "/v1/health",                            ROUTE_GET,     ROUTE_PUBLIC,       ROLE_NONE,      api_v1_health_get,       NULL},
-    {SURFACE_API_V1,  "/v1/daemons",                           ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_daemons_get,      NULL},
-    {SURFACE_API_V1,  "/v1/clusters",                          ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_clusters_get,     NULL},
-    {SURFACE_API_V1,  "/v1/clusters",                          ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_clusters_post,    NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}",                ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_cluster_get,      NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}",                ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_cluster_delete,   NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes",          ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_nodes_get,        NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes",          ROUTE_PUT,     ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_nodes_put,        NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes/{node}",   ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_node_get,         NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes/{node}",   ROUTE_PUT,     ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_node_put,         NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/nodes/{node}",   ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_node_delete,      NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/status",         ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_OPERATOR,  api_v1_status_post,      NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/events",         ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_events_get,       NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/observations",   ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_observations_get, NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/lbs",            ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_lbs_get,          NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/lbs/{lb}",       ROUTE_PUT,     ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_lb_put,           NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/lbs/{lb}",       ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_lb_delete,        NULL},
-    {SURFACE_API_V1,  "/v1/clusters/{cluster}/audit",          ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_VIEWER,    api_v1_audit_get,        NULL},
-    {SURFACE_API_V1,  "/v1/users",                             ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_ADMIN,     api_v1_users_get,        NULL},
-    {SURFACE_API_V1,  "/v1/users",                             ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_users_post,       NULL},
-    {SURFACE_API_V1,  "/v1/users/{user}",                      ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_user_delete,      NULL},
-    {SURFACE_API_V1,  "/v1/tokens",                            ROUTE_GET,     ROUTE_OR_SESSION,   ROLE_ADMIN,     api_v1_tokens_get,       NULL},
-    {SURFACE_API_V1,  "/v1/tokens",                            ROUTE_POST,    ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_tokens_post,      NULL},
-    {SURFACE_API_V1,  "/v1/tokens/{token}",                    ROUTE_DELETE,  ROUTE_CREDENTIALS,  ROLE_ADMIN,     api_v1_token_delete,     NULL},
+    {SURFACE_API_V1,   "/v1/health",                           ROUTE_GET,     ROUTE_PUBLIC,                ROLE_NONE,      api_v1_health_get, NULL},
+    {SURFACE_API_V1,   "/v1/daemons",                          ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_daemons_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters",                         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_clusters_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters",                         ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_clusters_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}",               ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_cluster_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}",               ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_cluster_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes",         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_nodes_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes",         ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_nodes_put, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_node_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_put, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/status",        ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  api_v1_status_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/events",        ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_events_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/observations",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_observations_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs",           ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_lbs_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_put, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/audit",         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_audit_get, NULL},
+    {SURFACE_API_V1,   "/v1/users",                            ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_users_get, NULL},
+    {SURFACE_API_V1,   "/v1/users",                            ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_users_post, NULL},
+    {SURFACE_API_V1,   "/v1/users/{user}",                     ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_user_delete, NULL},
+    {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_tokens_get, NULL},
+    {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_tokens_post, NULL},
+    {SURFACE_API_V1,   "/v1/tokens/{token}",                   ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_token_delete, NULL},
 
-    {SURFACE_UI,      "/",                                     GET_HEAD,      ROUTE_PAGE,         ROLE_VIEWER,    ui_root_page,            NULL},
-    {SURFACE_UI,      "/clusters",                             ROUTE_POST,    ROUTE_FORM,         ROLE_ADMIN,     ui_clusters_post,        NULL},
-    {SURFACE_UI,      "/admin",                                GET_HEAD,      ROUTE_PAGE,         ROLE_VIEWER,    ui_admin_page,           NULL},
-    {SURFACE_UI,      "/admin",                                ROUTE_POST,    ROUTE_FORM,         ROLE_ADMIN,     ui_admin_post,           NULL},
-    {SURFACE_UI,      "/login",                                GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      ui_login_page,           NULL},
-    {SURFACE_UI,      "/login",                                ROUTE_POST,    ROUTE_PUBLIC,       ROLE_NONE,      ui_login_post,           NULL},
-    {SURFACE_UI,      "/logout",                               ROUTE_POST,    ROUTE_PUBLIC,       ROLE_NONE,      ui_logout_post,          NULL},
-    {SURFACE_ASSETS,  "/static/{asset}",                       GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      ui_asset_get,            NULL},
+    {SURFACE_UI,       "/",                                    GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_root_page, NULL},
+    {SURFACE_UI,       "/clusters",                            ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_clusters_post, NULL},
+    {SURFACE_UI,       "/admin",                               GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_admin_page, NULL},
+    {SURFACE_UI,       "/admin",                               ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_admin_post, NULL},
+    {SURFACE_UI,       "/login",                               GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_login_page, NULL},
+    {SURFACE_UI,       "/login",                               ROUTE_POST,    ROUTE_PUBLIC,                ROLE_NONE,      ui_login_post, NULL},
+    {SURFACE_UI,       "/logout",                              ROUTE_POST,    ROUTE_PUBLIC,                ROLE_NONE,      ui_logout_post, NULL},
+    {SURFACE_ASSETS,   "/static/{asset}",                      GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_asset_get, NULL},
 
-    {SURFACE_METRICS, "/metrics",                              GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS, ROLE_VIEWER, scrape_handle, NULL},
-};
-
-/* The --metrics-listen listener's table: /metrics alone, without
- * credentials (its address is the operator's monitoring network), so
- * that rendering it never holds up a probe on the main workers. */
-static const struct route_entry metrics_table[] = {
-    {SURFACE_METRICS, "/metrics",                              GET_HEAD,      ROUTE_PUBLIC,       ROLE_NONE,      scrape_handle,           NULL},
+    {SURFACE_METRICS,  "/metrics",                             GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS,  ROLE_VIEWER,    scrape_handle, NULL},
 };
 /* clang-format on */
 
@@ -102,16 +96,6 @@ router_table(size_t *n)
 {
 	*n = TABLE_SIZE;
 	return table;
-}
-
-const struct route_entry *
-router_listener_table(enum route_listener listener, size_t *n)
-{
-	if (listener == LISTENER_METRICS) {
-		*n = sizeof(metrics_table) / sizeof(metrics_table[0]);
-		return metrics_table;
-	}
-	return router_table(n);
 }
 
 /* --- matching ------------------------------------------------------------ */
@@ -301,10 +285,9 @@ not_found(struct matcher *mt, struct error *err)
 	return SURFACE_UI;
 }
 
-static int
-match_in(const struct route_entry *table, size_t n, const struct model *m, h2o_iovec_t method,
-         h2o_iovec_t path, struct route *rt, enum route_surface *surface,
-         char allow[ROUTE_ALLOW_SIZE], struct error *err)
+int
+router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
+             enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err)
 {
 	struct matcher mt; /* captures set only as far as mt.n */
 	unsigned bit = method_bit(method), mask = 0;
@@ -318,15 +301,16 @@ match_in(const struct route_entry *table, size_t n, const struct model *m, h2o_i
 	rt->entry = NULL;
 	rt->mounted = NULL;
 	rt->cluster[0] = rt->name[0] = '\0';
-	for (i = 0; i < n && !pattern_matches(&mt, table[i].pattern); i++)
+	for (i = 0; i < TABLE_SIZE && !pattern_matches(&mt, table[i].pattern); i++)
 		;
-	if (i == n) {
+	if (i == TABLE_SIZE) {
 		*surface = not_found(&mt, err);
 		return 404;
 	}
 	*surface = table[i].surface;
 	/* the lines of the pattern are adjacent (router_table_check) */
-	for (first = i; i < n && is_same_pattern(table[i].pattern, table[first].pattern); i++) {
+	for (first = i; i < TABLE_SIZE && is_same_pattern(table[i].pattern, table[first].pattern);
+	     i++) {
 		mask |= table[i].methods;
 		if ((is_found = (table[i].methods & bit) != 0 || table[i].methods == ROUTE_ANY))
 			break;
@@ -341,13 +325,6 @@ match_in(const struct route_entry *table, size_t n, const struct model *m, h2o_i
 	if (captures_copy(&mt, rt, err) != 0)
 		return err->status;
 	return 0;
-}
-
-int
-router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
-             enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err)
-{
-	return match_in(table, TABLE_SIZE, m, method, path, rt, surface, allow, err);
 }
 
 /* --- refusals ------------------------------------------------------------ */
@@ -392,48 +369,24 @@ route_run(struct request *r)
 	r->route.entry->handle(r, &r->route);
 }
 
-/* A form line keyed on its action: the line of the same pattern and
- * method whose action is r's field "form" (read once, here), or NULL. */
+/* For a line keyed on a form: the line of the same pattern and method
+ * whose form is the body's "form" field (read once, here), made r's
+ * line; NULL when no line has it. Other lines: as they are. */
 static const struct route_entry *
-form_line(struct request *r, const struct route_entry *e)
-{
-	const struct route_entry *end = table + TABLE_SIZE, *first = e;
-	unsigned bit = method_bit(r->req->method);
-	struct error err;
-	char *action = NULL;
-
-	if (form_field(r, "form", &action, &err) != 0)
-		action = NULL;
-	for (; action != NULL && e < end && is_same_pattern(e->pattern, first->pattern); e++)
-		if ((e->methods & bit) != 0 && e->form != NULL && strcmp(e->form, action) == 0)
-			break;
-	if (action == NULL || e == end || !is_same_pattern(e->pattern, first->pattern))
-		e = NULL;
-	free(action);
-	return e;
-}
-
-/* A form POST: the session, size, origin and CSRF token first, then the
- * line of its action when the table keys the path on it, then the role. */
-static void
 route_form(struct request *r)
 {
-	const struct route_entry *e = r->route.entry;
+	const struct route_entry *e = r->route.entry, *end = table + TABLE_SIZE, *l, *found = NULL;
+	char *form;
 
-	if (e->form == NULL) {
-		if (ui_post_guard(r, e->role) == 0)
-			route_run(r);
-		return;
-	}
-	if (ui_form_guard(r) != 0)
-		return;
-	if ((e = form_line(r, e)) == NULL) {
-		ui_reply_unknown_form(r);
-		return;
-	}
-	r->route.entry = e;
-	if (ui_role_guard(r, e->role) == 0)
-		route_run(r);
+	if (e->form == NULL)
+		return e;
+	if ((form = ui_field(r, "form")) == NULL)
+		return NULL;
+	for (l = e; l < end && strcmp(l->pattern, e->pattern) == 0 && found == NULL; l++)
+		if (l->methods == e->methods && l->form != NULL && strcmp(l->form, form) == 0)
+			found = r->route.entry = l;
+	free(form);
+	return found;
 }
 
 static void
@@ -455,7 +408,16 @@ route_gate(struct request *r)
 		ui_page_auth(r, route_run);
 		break;
 	case ROUTE_FORM:
-		route_form(r);
+		/* an unknown form is refused to a viewer's valid session only, as
+		 * any form is: the session, CSRF and origin checks come first */
+		e = route_form(r);
+		if (ui_post_guard(r, e != NULL ? e->role : ROLE_VIEWER) != 0)
+			break;
+		if (e != NULL)
+			route_run(r);
+		else
+			ui_reply_message(r, 400, "Unknown form", "This form is not known here.",
+			                 "/", "Go to the clusters");
 		break;
 	case ROUTE_LOCAL_OR_CREDENTIALS:
 		if (request_is_local(r))
@@ -467,18 +429,28 @@ route_gate(struct request *r)
 }
 
 void
-router_dispatch(struct request *stack_r, enum route_listener listener)
+router_dispatch(struct request *stack_r)
 {
 	enum route_surface surface;
 	char allow[ROUTE_ALLOW_SIZE];
 	struct request *r;
 	struct error err;
-	size_t n;
-	const struct route_entry *lines = router_listener_table(listener, &n);
 	int status;
 
-	status = match_in(lines, n, request_snapshot(stack_r), stack_r->req->method, stack_r->path,
-	                  &stack_r->route, &surface, allow, &err);
+	status = router_match(request_snapshot(stack_r), stack_r->req->method, stack_r->path,
+	                      &stack_r->route, &surface, allow, &err);
+	if (stack_r->worker->is_metrics) {
+		/* the --metrics-listen worker serves the /metrics lines only, and
+		 * asks no credentials: whoever can reach that listener may scrape */
+		r = request_keep(stack_r);
+		if (status == 0 && surface == SURFACE_METRICS)
+			route_run(r);
+		else if (status == 405 && surface == SURFACE_METRICS)
+			refuse(r, surface, status, allow, &err);
+		else
+			reply_text(r, 404, "not found");
+		return;
+	}
 	if (status == 404 && surface != SURFACE_API_V1 &&
 	    !engine_has_state(stack_r->server->engine)) {
 		/* started with neither the store nor a local copy: no mount is
@@ -546,14 +518,6 @@ pattern_check(const struct route_entry *e, struct error *err)
 	return 0;
 }
 
-/* Two form lines of one path that take different actions. */
-static int
-is_other_form(const struct route_entry *a, const struct route_entry *b)
-{
-	return a->form != NULL && b->form != NULL && strcmp(a->form, b->form) != 0 &&
-	       a->methods == b->methods;
-}
-
 int
 router_table_check(const struct route_entry *table, size_t n, struct error *err)
 {
@@ -569,7 +533,7 @@ router_table_check(const struct route_entry *table, size_t n, struct error *err)
 			return error_set(err, 500, "%s: public lines, and only they, have no role",
 			                 e->pattern);
 		if (e->form != NULL && e->gate != ROUTE_FORM)
-			return error_set(err, 500, "%s: only form lines take an action",
+			return error_set(err, 500, "%s: only form lines are keyed on a form",
 			                 e->pattern);
 		if (e->gate == ROUTE_PAGE && e->role != ROLE_VIEWER)
 			return error_set(err, 500, "%s: pages let viewers in (ui_page_auth)",
@@ -581,7 +545,8 @@ router_table_check(const struct route_entry *table, size_t n, struct error *err)
 				                 "%s: lines of one pattern are not adjacent",
 				                 e->pattern);
 			if (is_same && (table[j].methods & e->methods) != 0 &&
-			    !is_other_form(e, &table[j]))
+			    (e->form == NULL || table[j].form == NULL ||
+			     strcmp(e->form, table[j].form) == 0))
 				return error_set(err, 500, "%s: a method on two lines", e->pattern);
 			if (is_same && table[j].surface != e->surface)
 				return error_set(err, 500, "%s: one pattern, two surfaces",

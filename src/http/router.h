@@ -7,11 +7,11 @@
  *   {mount}     first in a pattern only: the mount path of a cluster of
  *               the current snapshot (one or more segments, "/health")
  *   {cluster}   one segment, a cluster name          -> route.cluster
- *   {node} {user} {token}   one segment, a name      -> route.name
+ *   {node} {user} {token} {lb}   one segment, a name -> route.name
  *   {asset}     one segment, not checked as a name   -> route.name
  *
  * A capture never matches an empty segment. Names captured by {cluster},
- * {node}, {user} and {token} must be valid names (node_name_is_valid).
+ * {node}, {user}, {token} and {lb} must be valid names (node_name_is_valid).
  *
  * The router decides every refusal of a path in one place
  * (router_match), in this order:
@@ -28,7 +28,9 @@
  *
  * The probe is the hot path: its line is the first, matching it reads the
  * snapshot's mount paths only, and its handler answers from a struct
- * request on the worker's stack (no allocation, no lock).
+ * request on the worker's stack, with no allocation outside h2o's
+ * request pool but when a node is probed by a new client (its slot in
+ * observe), and one short striped lock to record the probe (observe.h).
  *
  * To add an endpoint, add one line to the table in router.c; lines of one
  * pattern stay next to each other (router_table_check says so).
@@ -83,10 +85,9 @@ struct route_entry {
 	enum route_gate gate;
 	enum role role;
 	route_handler handle;
-	/* A ROUTE_FORM line only: the action this line takes, the value of
-	 * the form's field "form"; NULL for any. Lines of one pattern and
-	 * method differ by it (the page's nodes forms need different roles);
-	 * a form whose action no line takes gets the page's 400. */
+	/* NULL, or for a form gate: the value of the body's "form" field this
+	 * line is for. Lines of one pattern and method that differ only by
+	 * form are one endpoint whose actions need different roles. */
 	const char *form;
 };
 
@@ -107,34 +108,23 @@ struct route_entry {
 int router_match(const struct model *m, h2o_iovec_t method, h2o_iovec_t path, struct route *rt,
                  enum route_surface *surface, char allow[ROUTE_ALLOW_SIZE], struct error *err);
 
-/* Which table a listener's requests are routed by: the main listeners'
- * (router_table), or the --metrics-listen listener's, whose one line is
- * GET/HEAD /metrics for anyone (its worker has no other handler). */
-enum route_listener {
-	LISTENER_MAIN,
-	LISTENER_METRICS,
-};
-
 /* Answers r (a struct request on the worker's stack, r->path set): finds
- * its line in the listener's table, replies with the refusal, or runs the
- * gate and the handler. A
+ * its line, replies with the refusal, or runs the gate and the handler. A
  * synchronous surface (the probe) is answered from r itself; for any other
  * the request is first copied into h2o's request pool (request_keep), so
  * that it may be answered later. */
-void router_dispatch(struct request *r, enum route_listener listener);
+void router_dispatch(struct request *r);
 
 /* The table, for tests and documentation; n gets its length. */
 const struct route_entry *router_table(size_t *n);
-/* A listener's table (router_table for LISTENER_MAIN). */
-const struct route_entry *router_listener_table(enum route_listener listener, size_t *n);
 
 /* Checks a table (the router's: router_table) against the rules the
  * matching relies on: every pattern well formed (starts with '/' or
  * {mount}, captures known and whole segments, at most one capture per
  * route field), lines of one pattern adjacent, of one surface, with no
- * method twice (except on form lines keyed on different actions, see
- * route_entry.form); public lines with ROLE_NONE and other lines with a
- * role; page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
+ * method twice unless every such line is a form gate keyed on a distinct
+ * form value; public lines with ROLE_NONE and other lines with a role;
+ * page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
  * offending line. */
 int router_table_check(const struct route_entry *table, size_t n, struct error *err);
 

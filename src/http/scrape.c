@@ -9,9 +9,9 @@
  * public there, as node_exporter's port is. On any other address it is a
  * read like the others and needs a viewer (a token is cheapest for a
  * scraper: no argon2id per scrape). A --metrics-listen listener has a
- * worker of its own whose table (router.c, LISTENER_METRICS) holds
- * /metrics alone, public, for a monitoring network; its rendering never
- * holds up a probe.
+ * worker of its own that answers /metrics and nothing else, without
+ * credentials, for a monitoring network; its rendering never holds up a
+ * probe.
  *
  * Rendering 10,000 nodes takes about 5 ms on the worker that received the
  * request (docs/BENCHMARKS.md); a probe arriving on that worker then
@@ -23,10 +23,11 @@
 #include "../util/timefmt.h"
 #include "auth.h"
 #include "scrape.h"
-#include "runtime.h"
+#include "http.h"
+#include "server_internal.h"
 
-void
-scrape_handle(struct request *r, const struct route *rt)
+static void
+answer(struct request *r)
 {
 	struct server *s = r->server;
 	struct engine_stats engine;
@@ -36,7 +37,6 @@ scrape_handle(struct request *r, const struct route *rt)
 	size_t len;
 	char *text;
 
-	(void)rt;
 	engine_stats(s->engine, &engine);
 	auth_stats(s->auth, &auth);
 	stats = (struct metrics_stats){
@@ -55,4 +55,11 @@ scrape_handle(struct request *r, const struct route *rt)
 	    metrics_render(request_snapshot(r), s->observe, &stats, &process, time_now_ms(), &len);
 	reply_bytes(r, 200, METRICS_CONTENT_TYPE, text, len);
 	free(text);
+}
+
+void
+scrape_handle(struct request *r, const struct route *rt)
+{
+	(void)rt;
+	answer(r);
 }

@@ -5,12 +5,11 @@
 #ifndef CM_SCRAPE_H
 #define CM_SCRAPE_H
 
-#include "auth.h"
 #include "http.h"
 
-/* The router's /metrics lines: on the main listeners behind the gate
- * ROUTE_LOCAL_OR_CREDENTIALS (public on a connection made to a loopback
- * address, else a viewer); on the --metrics-listen listener public. */
+/* The router's /metrics line, behind the gate ROUTE_LOCAL_OR_CREDENTIALS
+ * (public on a connection made to a loopback address, else a viewer); on
+ * the --metrics-listen worker the router runs it with no gate. */
 void scrape_handle(struct request *r, const struct route *rt);
 
 #endif

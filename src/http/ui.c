@@ -97,15 +97,7 @@ ui_page_auth(struct request *r, request_handler then)
 int
 ui_post_guard(struct request *r, enum role min_role)
 {
-	if (ui_form_guard(r) != 0)
-		return -1;
-	return ui_role_guard(r, min_role);
-}
-
-int
-ui_form_guard(struct request *r)
-{
-	char *csrf = NULL;
+	char *csrf = NULL, why[200];
 
 	if (!r->is_session && !ui_session_identify(r)) {
 		ui_reply_message(r, 403, "Sign in first",
@@ -136,14 +128,6 @@ ui_form_guard(struct request *r)
 		return -1;
 	}
 	free(csrf);
-	return 0;
-}
-
-int
-ui_role_guard(struct request *r, enum role min_role)
-{
-	char why[200];
-
 	if (r->role < min_role) {
 		snprintf(why, sizeof(why),
 		         "Your role (%s) may not do this; it needs %s. Nothing was "
@@ -153,13 +137,6 @@ ui_role_guard(struct request *r, enum role min_role)
 		return -1;
 	}
 	return 0;
-}
-
-void
-ui_reply_unknown_form(struct request *r)
-{
-	ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/",
-	                 "Go to the clusters");
 }
 
 void
@@ -241,25 +218,19 @@ ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const c
               void *arg)
 {
 	h2o_iovec_t body = r->req->entity;
-	const char *p = body.base, *end = body.base + body.len;
-	size_t name_len = strlen(name);
+	const char *pos = body.base;
+	struct url_form_pair pair;
 
 	if (body.len > BODY_MAX)
 		return -1;
-	while (p != NULL && p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(stop - p)), *key_end = eq ? eq : stop;
-
-		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-			const char *v = eq ? eq + 1 : stop;
-			char *value = url_form_decode(v, (size_t)(stop - v));
+	while (url_form_next(&pos, body.base + body.len, &pair))
+		if (url_form_key_is(&pair, name)) {
+			char *value = url_form_decode(pair.value, pair.value_len);
 			if (value == NULL)
 				return -1;
 			fn(arg, value);
 			free(value);
 		}
-		p = amp ? amp + 1 : NULL;
-	}
 	return 0;
 }
 

@@ -30,7 +30,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "auth.h"
 #include "http.h"
 
 #define UI_CSRF_SIZE 64 /* a CSRF token as text, with its NUL */
@@ -69,7 +68,7 @@ void ui_header(struct request *r, const char *name, const char *value);
  * same-origin referrers), and frees b's data. */
 void ui_reply_html(struct request *r, int status, struct ui_buf *b);
 
-/* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
+/* "2026-11-24 21:10:54 UTC" into buf (at least 32 bytes); "" for 0. */
 const char *ui_time(int64_t ms, char *buf, size_t size);
 
 /* --- ui.c: the frame, gates and forms ----------------------------------- */
@@ -93,17 +92,8 @@ void ui_page_auth(struct request *r, request_handler then);
 /* For a form POST: r must carry a live session of at least min_role, a
  * valid CSRF token (field "csrf") and, when the browser sent Origin or
  * Referer, the same origin. Returns 0 when the POST may proceed; else it
- * has replied (a 403 or 413 page that says why; nothing changed) and
- * returns -1. The same as ui_form_guard then ui_role_guard. */
+ * has replied (a 403 page that says why; nothing changed) and returns -1. */
 int ui_post_guard(struct request *r, enum role min_role);
-/* ui_post_guard without the role: the session, the size, the origin and
- * the CSRF token. */
-int ui_form_guard(struct request *r);
-/* ui_post_guard's role check alone (a 403 page when r->role is below). */
-int ui_role_guard(struct request *r, enum role min_role);
-/* The 400 page for a form whose action (field "form") no line of the
- * path's table takes. */
-void ui_reply_unknown_form(struct request *r);
 
 /* The decoded value of form field name (malloc'd; the caller frees), or
  * NULL when absent or unreadable. */
@@ -121,9 +111,8 @@ void ui_csrf_input(struct request *r, struct ui_buf *b);
 
 /* --- the router's handlers ---------------------------------------------
  * A page (GET, HEAD) runs after ui_page_auth, a form (POST) after
- * ui_post_guard with the role of its table line; where one path takes
- * several forms, the line is chosen by the form's action (field "form",
- * route_entry.form) and its role is that line's. */
+ * ui_post_guard with the role of its table line; a form whose role
+ * depends on what it asks for checks again with that role. */
 
 /* "/" and POST /clusters (ui.c). */
 void ui_root_page(struct request *r, const struct route *rt);
@@ -136,8 +125,10 @@ void ui_login_post(struct request *r, const struct route *rt);
 void ui_logout_post(struct request *r, const struct route *rt);
 /* {mount}/managenodes (ui_nodes.c). */
 void ui_nodes_page(struct request *r, const struct route *rt);
-void ui_nodes_status_post(struct request *r, const struct route *rt); /* form=status */
-void ui_nodes_list_post(struct request *r, const struct route *rt);   /* form=nodes */
+/* POST, one line per form (router.c keys them on the "form" field):
+ * status changes (operator), the node list (admin). */
+void ui_nodes_status_post(struct request *r, const struct route *rt);
+void ui_nodes_list_post(struct request *r, const struct route *rt);
 /* /admin (ui_admin.c). */
 void ui_admin_page(struct request *r, const struct route *rt);
 void ui_admin_post(struct request *r, const struct route *rt);

@@ -36,8 +36,7 @@
  *
  * Roles: viewers see the table and the log and no controls at all;
  * operators get the checkboxes, Drain and "Save Offline Nodes"; admins
- * also the node list. The router's table enforces the same on every POST:
- * one line per form (form=status: operator, form=nodes: admin).
+ * also the node list. ui_post_guard enforces the same on every POST.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -767,9 +766,10 @@ ttl_seconds(const char *ttl, int64_t *out)
 	*out = 0;
 	if (ttl == NULL || ttl[0] == '\0')
 		return 0;
-	if (duration_parse_ms(ttl, &ms) != 0)
+	/* the core refuses what is above its limit, in its own words */
+	if (duration_parse(ttl, 1, 366LL * 86400 * 1000, &ms) != 0)
 		return -1;
-	*out = ms / 1000;
+	*out = (ms + 999) / 1000;
 	return 0;
 }
 
@@ -961,7 +961,8 @@ node_list_post(struct request *r, const struct cluster *c)
 	request_job_submit(r, job, node_list_done);
 }
 
-/* POST {mount}/managenodes, form=status (the router's line: operator). */
+/* The router's form gate picked the line by the form field and checked
+ * the session, the CSRF token, the origin and that line's role. */
 void
 ui_nodes_status_post(struct request *r, const struct route *rt)
 {
@@ -974,7 +975,6 @@ ui_nodes_status_post(struct request *r, const struct route *rt)
 		status_post(r, c);
 }
 
-/* POST {mount}/managenodes, form=nodes (the router's line: admin). */
 void
 ui_nodes_list_post(struct request *r, const struct route *rt)
 {

@@ -63,7 +63,9 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <sodium.h>
 
+#include "../util/redact.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
@@ -352,31 +354,6 @@ describe_spec(const PQconninfoOption *opts)
 	return out;
 }
 
-/* libpq's parse error may quote a piece of the spec (which could be a
- * password): drop everything between double quotes. */
-static void
-unquoted(const char *in, char *out, size_t size)
-{
-	size_t i, n = 0;
-	int is_quoted = 0;
-
-	for (i = 0; in != NULL && in[i] != '\0' && n + 1 < size; i++) {
-		if (in[i] == '"') {
-			is_quoted = !is_quoted;
-			if (is_quoted && n + 4 < size) {
-				memcpy(out + n, "\"…\"", 5);
-				n += 5;
-			}
-			continue;
-		}
-		if (!is_quoted)
-			out[n++] = (in[i] == '\n') ? ' ' : in[i];
-	}
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = '\0';
-}
-
 /* libpq checks a port only when it connects, and a failed connection
  * looks like an outage: a typo in the port must stop the start instead. */
 static int
@@ -397,10 +374,58 @@ check_ports(const PQconninfoOption *opts, struct error *err)
 	return 0;
 }
 
+/* The level of a PostgreSQL severity (the untranslated one). */
+static enum log_level
+notice_level(const char *severity)
+{
+	if (severity == NULL)
+		return LOG_WARN;
+	if (strncmp(severity, "DEBUG", 5) == 0 || strcmp(severity, "LOG") == 0)
+		return LOG_DEBUG;
+	if (strcmp(severity, "INFO") == 0 || strcmp(severity, "NOTICE") == 0)
+		return LOG_INFO;
+	if (strcmp(severity, "WARNING") == 0)
+		return LOG_WARN;
+	return LOG_ERROR; /* ERROR, FATAL, PANIC */
+}
+
+/* What the server or libpq says outside a result: notices, warnings such
+ * as "canceling the wait for synchronous replication" during a failover,
+ * and an error that arrives while the connection is idle (a backend
+ * terminated by an administrator). libpq's default prints them raw on
+ * stderr; here they become log lines with a level. A receiver, not a
+ * processor (PQsetNoticeProcessor), so that severity, message and detail
+ * arrive as fields rather than as one preformatted text. */
+static void
+notice_received(void *arg, const PGresult *res)
+{
+	const struct pg_store *db = arg;
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	char message[400], more[400];
+
+	if (severity == NULL)
+		severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
+	one_line(primary != NULL ? primary : PQresultErrorMessage(res), message, sizeof(message));
+	one_line(detail, more, sizeof(more));
+	log_kv(notice_level(severity), "PostgreSQL says", "store", db->description, "severity",
+	       severity != NULL ? severity : "", "message", message, "detail", more, NULL);
+}
+
+/* Every connection of the store sends its notices to the log. */
+static PGconn *
+with_notices(struct pg_store *db, PGconn *conn)
+{
+	if (conn != NULL)
+		PQsetNoticeReceiver(conn, notice_received, db);
+	return conn;
+}
+
 static PGconn *
 connect_now(struct pg_store *db)
 {
-	return PQconnectdbParams(db->keys, db->values, 1);
+	return with_notices(db, PQconnectdbParams(db->keys, db->values, 1));
 }
 
 static int
@@ -614,7 +639,8 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 
 	opts = PQconninfoParse(spec, &parse_error);
 	if (opts == NULL) {
-		unquoted(parse_error != NULL ? parse_error : "out of memory", why, sizeof(why));
+		redact_quoted(parse_error != NULL ? parse_error : "out of memory", why,
+		              sizeof(why));
 		PQfreemem(parse_error);
 		error_set(err, 400, "--db: not a valid PostgreSQL URL or connection string: %s",
 		          why);
@@ -1393,33 +1419,23 @@ pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record 
 
 #define SESSIONS_MAX 65536
 
+/* A 32-byte hash as the 64 lowercase hex digits the table stores. */
 static void
 hex32(const unsigned char in[32], char out[65])
 {
-	static const char digits[] = "0123456789abcdef";
-	int i;
-
-	for (i = 0; i < 32; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[64] = '\0';
+	sodium_bin2hex(out, 65, in, 32);
 }
 
+/* The other way; -1 unless in is exactly 64 hex digits. */
 static int
 unhex32(const char *in, unsigned char out[32])
 {
-	int i, hi, lo;
+	size_t len = 0;
+	const char *end;
 
-	if (strlen(in) != 64)
+	if (strlen(in) != 64 || sodium_hex2bin(out, 32, in, 64, NULL, &len, &end) != 0 ||
+	    len != 32 || *end != '\0')
 		return -1;
-	for (i = 0; i < 32; i++) {
-		hi = in[2 * i] <= '9' ? in[2 * i] - '0' : in[2 * i] - 'a' + 10;
-		lo = in[2 * i + 1] <= '9' ? in[2 * i + 1] - '0' : in[2 * i + 1] - 'a' + 10;
-		if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
-			return -1;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
 	return 0;
 }
 
@@ -1512,7 +1528,7 @@ watch_sleep(struct pg_store *db, int ms)
 static PGconn *
 watch_connect(struct pg_store *db)
 {
-	PGconn *conn = PQconnectStartParams(db->keys, db->listen_values, 1);
+	PGconn *conn = with_notices(db, PQconnectStartParams(db->keys, db->listen_values, 1));
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t deadline = time_now_ms() + CONNECT_WAIT_MS;
 	struct pollfd p[2];
@@ -1535,9 +1551,14 @@ watch_connect(struct pg_store *db)
 			st = PQconnectPoll(conn);
 	}
 	if (st != PGRES_POLLING_OK || PQstatus(conn) != CONNECTION_OK) {
+		char why[300];
+
 		if (st != PGRES_POLLING_FAILED && PQstatus(conn) != CONNECTION_BAD)
-			log_kv(LOG_DEBUG, "PostgreSQL connection attempt timed out", "store",
-			       db->description, NULL);
+			snprintf(why, sizeof(why), "no connection within %d ms", CONNECT_WAIT_MS);
+		else
+			one_line(PQerrorMessage(conn), why, sizeof(why));
+		log_kv(LOG_DEBUG, "PostgreSQL connection attempt failed", "store", db->description,
+		       "error", why, NULL);
 		PQfinish(conn);
 		return NULL;
 	}
@@ -1601,7 +1622,7 @@ backoff_ms(int attempt)
 		cap *= 2;
 	if (cap > BACKOFF_MAX_MS)
 		cap = BACKOFF_MAX_MS;
-	return (int)(cap / 2 + rand() % (cap / 2 + 1));
+	return (int)(cap / 2 + randombytes_uniform((uint32_t)(cap / 2 + 1)));
 }
 
 /* Handles what arrived on the listen connection; -1 when it broke. */
@@ -1642,8 +1663,16 @@ watch_thread(void *arg)
 	while (!atomic_load(&db->is_stopping)) {
 		if (db->listen_conn == NULL) {
 			if (watch_connect_and_listen(db, &version) != 0) {
+				int delay = backoff_ms(attempt++);
+				char n[24], ms[24];
+
 				watch_went_down(db, "cannot connect");
-				if (watch_sleep(db, backoff_ms(attempt++)))
+				snprintf(n, sizeof(n), "%d", attempt);
+				snprintf(ms, sizeof(ms), "%d", delay);
+				log_kv(LOG_DEBUG, "PostgreSQL reconnection attempt failed", "store",
+				       db->description, "attempt", n, "next_attempt_in_ms", ms,
+				       NULL);
+				if (watch_sleep(db, delay))
 					break;
 				continue;
 			}
@@ -1699,7 +1728,6 @@ watch_start(void *handle, const struct store_watcher *w, struct error *err)
 	if (db->wake_fd == -1)
 		return error_set(err, 500, "cannot create an eventfd: %s", strerror(errno));
 	atomic_store(&db->is_stopping, 0);
-	srand((unsigned)time_now_ms() ^ (unsigned)getpid());
 	if (pthread_create(&db->watch_thread, NULL, watch_thread, db) != 0) {
 		close(db->wake_fd);
 		db->wake_fd = -1;

@@ -9,7 +9,7 @@
  */
 #include <sodium.h>
 
-#include "../../src/http/auth.h"
+#include "../../src/http/http.h"
 #include "fuzz_util.h"
 
 int

@@ -1,12 +1,10 @@
 /*
- * runtime.h - the daemon's runtime state (struct server, struct worker),
- * shared by daemon.c, server.c, router.c, auth.c, scrape.c and request.c
- * only: the other surfaces see struct request alone. It sits in the
- * bottom room of src/http with request.h and declares only what
- * request.c implements for server.c.
+ * server_internal.h - the daemon's runtime state (the server, its
+ * workers), shared by daemon.c, server.c, request.c, router.c, auth.c and
+ * scrape.c only. The surfaces see struct request alone.
  */
-#ifndef CM_RUNTIME_H
-#define CM_RUNTIME_H
+#ifndef CM_SERVER_INTERNAL_H
+#define CM_SERVER_INTERNAL_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -69,6 +67,7 @@ struct server_options {
 	int threads;
 	int is_demo;
 	enum log_format log_format;
+	enum log_level log_level;
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
 	int is_check_config;
@@ -103,21 +102,44 @@ struct server {
 /* Is sa a loopback address (127.0.0.0/8, ::1)? */
 int sockaddr_is_loopback(const struct sockaddr *sa);
 
+/* Sets up h2o, the workers and their loops (listening sockets must be
+ * bound already). Returns -1 with err filled. */
+int server_start(struct server *s, struct error *err);
+/* Stops accepting, answers pending long polls, waits (bounded) for the
+ * requests in flight, and joins the workers. Jobs the workers stopped
+ * waiting for may still be queued: the engine hands them back to the
+ * workers' (now idle) queues, so the workers stay allocated until
+ * server_free, which must come after engine_stop. */
+void server_stop(struct server *s);
+void server_free(struct server *s);
+/* Makes ctx (whose reference the server takes over) the TLS context of
+ * connections accepted from now on and drops the server's reference to
+ * the old one. Any thread; s->ssl_lock must have been initialised. */
+void server_set_ssl_ctx(struct server *s, SSL_CTX *ctx);
+
 /* Copies a request that lives on the worker's stack into its h2o pool,
  * where it lives until the request is answered or the client goes away;
  * every continuation gets this copy. */
 struct request *request_keep(const struct request *on_stack);
 
-/* request.c, for server.c: */
-/* A request on the worker's stack for h2o's req, which arrived on w. */
-void request_begin(struct request *r, h2o_req_t *req, struct worker *w);
-/* Sets up w's side of jobs and waits (its receivers and waiter list). */
-void request_worker_init(struct worker *w);
-/* Fires w's waits that are due: changed clusters, deadlines, or all of
- * them when the daemon stops. */
-void request_waits_check(struct worker *w);
-/* Any thread (the engine's on a change, a prober's on an observation):
- * has every worker check its waits (coalesced). arg is the server. */
-void request_waits_wake(void *arg, const struct model *m);
+/* auth.c */
+struct auth_state *auth_state_new(void);
+void auth_state_free(struct auth_state *a);
+
+/* --- request.c: the worker's side of the work requests wait for ---------- */
+
+/* Fires w's waiters that are due: changed clusters, deadlines, or all of
+ * them when the daemon stops (w's loop: on a change message and its tick). */
+void request_waiters_check(struct worker *w);
+/* w->done_receiver's handler: jobs the engine finished, answered. */
+void request_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+/* w->change_receiver's handler: the model changed. */
+void request_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+/* Engine thread (engine_on_change; arg: the server): tells every worker
+ * the model changed, coalesced to one message in flight per worker. */
+void request_broadcast_change(void *arg, const struct model *m);
+/* Any thread (observe_set_notify; arg: the server), after a probe was
+ * answered while someone waits for one. */
+void request_observed(void *arg);
 
 #endif
