@@ -229,6 +229,23 @@ def test_operator_forged_node_list_post_is_refused(site):
     assert sorted(site.node_states()) == ["web1", "web2", "web3"]
 
 
+def test_unknown_managenodes_form_is_a_400_and_changes_nothing(site):
+    s = login_session(site, *site.admin)
+    html = get_page(s, site, PAGE)
+    r = form_post(s, site, PAGE, {"form": "bogus", "csrf": page_csrf(html), "shown": "",
+                                  "off": "web1"})
+    assert r.status_code == 400 and "Unknown form" in r.text
+    assert site.node_states()["web1"][0] == "online"
+
+
+def test_managenodes_form_without_csrf_is_refused_before_its_action(site):
+    """An unknown action from a post without a CSRF token gets the token's
+    403, not the 400: the form is checked before its action is read."""
+    s = login_session(site, *site.admin)
+    r = form_post(s, site, PAGE, {"form": "bogus"})
+    assert r.status_code == 403 and "security token" in r.text
+
+
 def test_post_without_csrf_token_is_refused(site):
     s = login_session(site, *site.admin)
     html = get_page(s, site, PAGE)
