@@ -46,6 +46,12 @@
  * an advisory lock of its own, so two daemons starting together cannot
  * both migrate: the second waits, then finds the schema up to date.
  *
+ * Messages: what the server or libpq says outside a query's answer (the
+ * FATAL of a terminated backend, a standby's WARNING) would be printed
+ * raw on stderr by libpq's default notice processor; every connection
+ * gets a notice receiver that logs it as one line, at the level its
+ * severity maps to, so that the log stays logfmt or JSON lines.
+ *
  * Secrets: the spec is kept for connecting and never printed. Logs and
  * errors use the description built from libpq's parse of it with the
  * password left out, and libpq's messages never contain the password.
@@ -397,10 +403,63 @@ check_ports(const PQconninfoOption *opts, struct error *err)
 	return 0;
 }
 
+/* PostgreSQL's severity (the untranslated one) as one of our levels.
+ * A notice that is not an error is at most a warning: the server says
+ * so about a statement it ran anyway. */
+static enum log_level
+severity_level(const char *severity)
+{
+	if (severity == NULL)
+		return LOG_WARN;
+	if (strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+	    strcmp(severity, "PANIC") == 0)
+		return LOG_ERROR;
+	if (strcmp(severity, "WARNING") == 0)
+		return LOG_WARN;
+	if (strncmp(severity, "DEBUG", 5) == 0)
+		return LOG_DEBUG;
+	return LOG_INFO; /* NOTICE, INFO, LOG */
+}
+
+/* libpq's notice receiver: what the server (or libpq itself) says
+ * outside a query's answer, such as the FATAL of a terminated backend
+ * or a standby's WARNING, would otherwise be printed raw on stderr. It
+ * becomes one log line with the fields kept apart. */
+static void
+log_notice(void *arg, const PGresult *res)
+{
+	const char *description = arg;
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char message[600], detail[600], hint[600];
+
+	if (severity == NULL)
+		severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
+	one_line(primary != NULL ? primary : PQresultErrorMessage(res), message, sizeof(message));
+	one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL), detail, sizeof(detail));
+	one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), hint, sizeof(hint));
+	log_kv(severity_level(severity), "PostgreSQL says", "store", description, "severity",
+	       severity != NULL ? severity : "", "sqlstate",
+	       PQresultErrorField(res, PG_DIAG_SQLSTATE), "message", message, "detail", detail,
+	       "hint", hint, NULL);
+}
+
+/* Every connection of this backend goes through here (or through
+ * watch_connect), so that none prints on stderr. */
+static void
+log_notices(struct pg_store *db, PGconn *conn)
+{
+	if (conn != NULL)
+		PQsetNoticeReceiver(conn, log_notice, db->description);
+}
+
 static PGconn *
 connect_now(struct pg_store *db)
 {
-	return PQconnectdbParams(db->keys, db->values, 1);
+	PGconn *conn = PQconnectdbParams(db->keys, db->values, 1);
+
+	log_notices(db, conn);
+	return conn;
 }
 
 static int
@@ -1519,6 +1578,7 @@ watch_connect(struct pg_store *db)
 
 	if (conn == NULL)
 		return NULL;
+	log_notices(db, conn);
 	while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
 	       st != PGRES_POLLING_FAILED) {
 		int64_t left = deadline - time_now_ms();
