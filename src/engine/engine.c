@@ -1019,6 +1019,8 @@ engine_store_state(struct engine *e, struct engine_store_state *out)
 	out->is_shared = store_is_shared(e->store);
 	out->is_up = h.is_up;
 	out->down_since = h.down_since;
+	out->round_trip_ms = h.round_trip_ms;
+	out->is_slow = h.is_slow;
 	out->version = atomic_load(&e->version);
 	out->version_at = atomic_load(&e->version_at);
 	out->has_state = atomic_load(&e->has_state);

@@ -264,9 +264,11 @@ query_count(struct request *r, const char *name, int64_t max, int64_t *out, stru
 
 /* --- reads ----------------------------------------------------------- */
 
-/* The daemon answers (200) whatever the store's state; "store" says
- * whether the store is reachable and which store version this daemon
- * has applied, so that an operator can compare daemons. */
+/* The daemon answers (200) whatever the store's state, from memory (it
+ * never waits on the store); "store" says whether the store is reachable
+ * ("ok"), answers but slower than store_slow_ms ("slow"), or does not
+ * answer ("unreachable"), and which store version this daemon has
+ * applied, so that an operator can compare daemons. */
 void
 api_v1_health_get(struct request *r, const struct route *rt)
 {
@@ -276,8 +278,13 @@ api_v1_health_get(struct request *r, const struct route *rt)
 
 	(void)rt;
 	request_store_state(r, &st);
-	store = json_pack("{s:s, s:b, s:b}", "state", st.is_up ? "ok" : "unreachable", "shared",
-	                  st.is_shared, "has_state", st.has_state);
+	store = json_pack("{s:s, s:b, s:b}", "state",
+	                  !st.is_up    ? "unreachable"
+	                  : st.is_slow ? "slow"
+	                               : "ok",
+	                  "shared", st.is_shared, "has_state", st.has_state);
+	if (st.is_shared && st.is_up)
+		json_object_set_new(store, "round_trip_ms", json_integer(st.round_trip_ms));
 	if (!st.is_up)
 		json_object_set_new(
 		    store, "since",

@@ -67,6 +67,10 @@ static const char usage[] =
     "                             \"host=... dbname=...\"\n"
     "  --state-dir DIR            keep a copy of the last state applied there\n"
     "                             (served when PostgreSQL is unreachable at start)\n"
+    "  --store-timeout D          deadline of every PostgreSQL operation: past it\n"
+    "                             the write is answered 503, cancelled and never\n"
+    "                             applied (default 3s, 100ms to 60s); health says\n"
+    "                             \"slow\" above a tenth of it\n"
     "  --stale-after D            show a daemon of the store as stale after D\n"
     "                             without a heartbeat (default 15s; they beat\n"
     "                             every 2s)\n"
@@ -208,6 +212,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"db", required_argument, NULL, 'd'},
 	    {"state-dir", required_argument, NULL, 's'},
 	    {"stale-after", required_argument, NULL, 'S'},
+	    {"store-timeout", required_argument, NULL, 'W'},
 	    {"node", required_argument, NULL, 'n'},
 	    {"agent-listen", required_argument, NULL, 'a'},
 	    {"admin-password-file", required_argument, NULL, 'p'},
@@ -232,6 +237,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 
 	o->db = "clustermgmt.db";
 	o->stale_after_ms = 15000;
+	o->store_timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
 	o->threads = 1;
 	o->check_interval_ms = 2000;
 	o->check_timeout_ms = 1000;
@@ -256,6 +262,14 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 				return -1;
 			if (o->stale_after_ms < 4000) /* two heartbeats */
 				return error_set(err, 400, "--stale-after must be at least 4s");
+			break;
+		case 'W':
+			if (parse_duration_option("store-timeout", optarg, &o->store_timeout_ms,
+			                          err) != 0)
+				return -1;
+			if (o->store_timeout_ms < 100 || o->store_timeout_ms > 60000)
+				return error_set(err, 400,
+				                 "--store-timeout must be from 100ms to 60s");
 			break;
 		case 's':
 			if (optarg[0] == '\0')
@@ -923,6 +937,7 @@ serve_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_format(s.opts.log_format);
+	store_set_timeout((int)s.opts.store_timeout_ms);
 	if (s.opts.is_check_config) {
 		if (check_config(&s, &err) != 0) {
 			fprintf(stderr, "clustermgmt serve: configuration check failed: %s\n",

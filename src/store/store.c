@@ -16,6 +16,7 @@
  * Two kept clusters swapping paths in one save would still collide; no
  * model operation does that.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,21 @@ describe(const struct store_backend *backend, const char *spec)
 
 	snprintf(s, size, "%s:%s", backend->scheme, spec);
 	return s;
+}
+
+static _Atomic int store_timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
+
+void
+store_set_timeout(int ms)
+{
+	atomic_store(&store_timeout_ms, ms);
+	store_postgres_set_timeout(ms);
+}
+
+int
+store_slow_ms(void)
+{
+	return atomic_load(&store_timeout_ms) / 10;
 }
 
 struct store *
@@ -687,6 +703,8 @@ store_health(struct store *s, struct store_health *out)
 {
 	out->is_up = 1;
 	out->down_since = 0;
+	out->round_trip_ms = 0;
+	out->is_slow = 0;
 	if (s->backend->health != NULL)
 		s->backend->health(s->db, out);
 }

@@ -29,6 +29,17 @@
 
 struct store;
 
+/* The deadline of every operation on a shared store (PostgreSQL): past
+ * it the operation fails with 503, the query is cancelled and the
+ * connection replaced. A write's statements share one deadline, from
+ * BEGIN to COMMIT. serve --store-timeout; call it before store_open (it
+ * applies to every store of the process). */
+#define STORE_TIMEOUT_DEFAULT_MS 3000
+void store_set_timeout(int ms);
+/* The round trip above which a store that answers is "slow" in health:
+ * a tenth of the deadline, as a write takes about ten round trips. */
+int store_slow_ms(void);
+
 /* Opens (creating and migrating forward as needed) the store named by spec:
  * a file path for SQLite, "postgres://..." / "postgresql://..." for
  * PostgreSQL. Returns NULL and fills err on failure. */
@@ -110,8 +121,10 @@ int store_copy(struct store *from, struct store *to, int force, size_t *n_nodes,
 int store_is_shared(const struct store *s);
 
 struct store_health {
-	int is_up;          /* the store answered the last time it was tried */
-	int64_t down_since; /* ms since the epoch it stopped answering; 0 when up */
+	int is_up;             /* the store answered the last time it was tried */
+	int64_t down_since;    /* ms since the epoch it stopped answering; 0 when up */
+	int64_t round_trip_ms; /* of the last check (or of the one under way, when longer) */
+	int is_slow;           /* up, but round_trip_ms is above store_slow_ms() */
 };
 /* Any thread. An unshared store is always up. */
 void store_health(struct store *s, struct store_health *out);

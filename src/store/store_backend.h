@@ -102,6 +102,8 @@ struct store_backend {
 
 extern const struct store_backend store_sqlite_backend;
 extern const struct store_backend store_postgres_backend;
+/* The deadline of PostgreSQL's operations (store_set_timeout). */
+void store_postgres_set_timeout(int ms);
 
 /* Whether spec names a PostgreSQL database: a postgres:// or
  * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
