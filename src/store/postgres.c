@@ -6,8 +6,15 @@
  * and living with a database that comes and goes.
  *
  * Two connections. The engine thread's ("main") runs every read and
- * write, one blocking libpq call at a time: the engine is the only thread
- * that waits on it, and the probe path never touches the store. The
+ * write, one libpq call at a time: the engine is the only thread that
+ * waits on it, and the probe path never touches the store.
+ *
+ * Deadlines. Every operation ends within store_set_timeout's deadline
+ * (one per write, BEGIN to COMMIT): connections are non-blocking and
+ * their socket is polled until then (exec_within), never left to TCP's
+ * timeouts. A late query is cancelled and its connection reset
+ * (abandon); a COMMIT left without answer is decided at the next
+ * connection from its audit id (decide_unsure_commit). The
  * watch thread's own connection LISTENs; its socket is poll()ed together
  * with an eventfd that stop uses to wake it, so no HTTP worker ever waits
  * on PostgreSQL.
