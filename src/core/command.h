@@ -75,6 +75,10 @@ struct command {
 	char *password_hash; /* put user: what is stored */
 	char *description;   /* add token; NULL is "" */
 	char *token_hash;    /* add token: hex BLAKE2b-256 of the secret */
+
+	/* Any kind: the client's Idempotency-Key, NULL when none. A command
+	 * whose key the store remembers is not applied again. */
+	char *idempotency_key;
 };
 
 /* What an applied command did. */
@@ -85,6 +89,7 @@ struct command_result {
 	                       0 for a removed cluster */
 	int64_t created_at; /* put user: the user's creation time */
 	size_t n_expired;   /* expire: nodes returned online */
+	int is_replayed;    /* its idempotency key's write was committed before */
 };
 
 /* Sets *c to an empty command of kind (if_version, min_online -1). */

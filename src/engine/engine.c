@@ -367,13 +367,18 @@ apply_command(struct engine *e, const struct command *c, const struct actor *who
 	                        .known_version = atomic_load(&e->version),
 	                        .decide = decide,
 	                        .arg = &d,
-	                        .audit = &audit};
+	                        .audit = &audit,
+	                        .idempotency_key = c->idempotency_key};
 	int rc;
 
 	memset(d.result, 0, sizeof(*d.result));
 	rc = store_write(e->store, &w, err);
 	if (w.model != NULL)
 		publish(e, w.model, w.version);
+	d.result->is_replayed = w.is_replayed;
+	if (w.is_replayed)
+		log_kv(LOG_INFO, "write already applied: not applied again", "idempotency_key",
+		       c->idempotency_key, "by", who->name, NULL);
 	if (w.is_changed)
 		log_audit(&audit);
 	else

@@ -681,14 +681,28 @@ api_v1_observations_get(struct request *r, const struct route *rt)
 
 /* --- writes ---------------------------------------------------------- */
 
+char *
+request_idempotency_key(const struct request *r)
+{
+	h2o_iovec_t v = request_header_by_name(r, "idempotency-key");
+
+	if (v.base == NULL)
+		return NULL;
+	return xstrndup(v.base, v.len > STORE_KEY_MAX + 1 ? STORE_KEY_MAX + 1 : v.len);
+}
+
 /* Each write is one command (core/command.h), built here from the body
  * and applied by the engine; the continuation answers from job->result
  * and request_snapshot(), which already holds the committed change. */
 static struct command *
 command_new(struct request *r, enum command_kind kind, struct engine_job **job)
 {
+	struct command *cmd;
+
 	*job = request_job_new(r, NULL, 0);
-	return engine_job_command(*job, kind);
+	cmd = engine_job_command(*job, kind);
+	cmd->idempotency_key = request_idempotency_key(r);
+	return cmd;
 }
 
 /* A job built but not submitted (its input turned out bad). */

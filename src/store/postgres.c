@@ -200,6 +200,12 @@ static const char step7_sessions[] = "CREATE TABLE sessions ("
                                      " tag TEXT NOT NULL,"
                                      " expires_at BIGINT NOT NULL);";
 
+/* Writes retried with the same Idempotency-Key (sqlite.c's step 8). */
+static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
+                                             " key TEXT PRIMARY KEY NOT NULL,"
+                                             " at BIGINT NOT NULL,"
+                                             " audit_id BIGINT NOT NULL);";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -210,6 +216,7 @@ static const struct migration migrations[] = {
     {"share observed probes", step5_probes},
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
+    {"remember idempotency keys", step8_idempotency_keys},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1301,6 +1308,36 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 	return rc;
 }
 
+static int
+pg_find_key(void *handle, const char *key, int *is_found, struct error *err)
+{
+	const char *p[1] = {key};
+	PGresult *res = NULL;
+
+	if (run(handle, "SELECT audit_id FROM idempotency_keys WHERE key = $1", 1, p, &res,
+	        "look up an idempotency key", err) != 0)
+		return -1;
+	*is_found = PQntuples(res) > 0;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id, struct error *err)
+{
+	char before[24], at[24], id[24];
+	const char *forget[1] = {before}, *p[3] = {key, at, id};
+
+	i64_text(now - STORE_KEY_KEEP_MS, before, sizeof(before));
+	i64_text(now, at, sizeof(at));
+	i64_text(audit_id, id, sizeof(id));
+	if (run(handle, "DELETE FROM idempotency_keys WHERE at < $1", 1, forget, NULL,
+	        "forget old idempotency keys", err) != 0)
+		return -1;
+	return run(handle, "INSERT INTO idempotency_keys (key, at, audit_id) VALUES ($1, $2, $3)",
+	           3, p, NULL, "remember an idempotency key", err);
+}
+
 /* --- reads ----------------------------------------------------------- */
 
 static char *
@@ -2100,6 +2137,8 @@ const struct store_backend store_postgres_backend = {
     .delete_token = pg_delete_token,
     .clear_audit = pg_clear_audit,
     .insert_audit = pg_insert_audit,
+    .find_key = pg_find_key,
+    .remember_key = pg_remember_key,
     .load = pg_load,
     .read_audit = pg_read_audit,
     .watch_start = watch_start,

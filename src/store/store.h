@@ -87,13 +87,25 @@ struct store_write {
 	int (*decide)(void *arg, struct model *m, struct audit_log *audit, struct error *err);
 	void *arg;
 	struct audit_log *audit; /* filled by decide; ids set at commit */
+	/* NULL, or the client's Idempotency-Key (STORE_KEY_MAX printable
+	 * ASCII characters at most, else 400): a write whose key the store
+	 * remembers is not decided again (is_replayed) */
+	const char *idempotency_key;
 	/* out, also on error: the model as stored now, newer than known (the
 	 * caller owns it and should publish it), or NULL when known is still
 	 * what is stored */
 	struct model *model;
 	int64_t version; /* the store version of model */
 	int is_changed;  /* a change was committed */
+	int is_replayed; /* the key's write was committed before: nothing done */
 };
+/* An idempotency key: 1 to STORE_KEY_MAX characters from '!' to '~'. The
+ * store remembers the key of a write that changed something for
+ * STORE_KEY_KEEP_MS (24 h): a retry within that time is answered as
+ * applied and applied at most once. */
+#define STORE_KEY_MAX 128
+#define STORE_KEY_KEEP_MS (24 * 3600 * 1000LL)
+int store_key_is_valid(const char *key);
 /* Returns 0 when decide returned 0 (committed, or nothing to commit),
  * -1 with err filled when decide refused (its error, nothing written) or
  * the store failed (503 when the database is unreachable or busy: nothing

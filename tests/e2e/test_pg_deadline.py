@@ -300,3 +300,50 @@ def test_slow_store_write_within_deadline_succeeds_past_it_503_never_applied(
     assert r.status_code == 200, r.text
     assert stored_status(pg_server, db, "web2") == "online"
     assert audit_count(pg_server, db, "offline") == 0
+
+
+# --- Idempotency-Key -----------------------------------------------------------
+
+
+def keyed_write(d, status, key, node="web1"):
+    return d.post("/v1/clusters/default/status", auth=d.as_admin,
+                  json={"changes": {node: {"status": status}}},
+                  headers={"Idempotency-Key": key}, timeout=10)
+
+
+def test_retry_with_same_idempotency_key_applied_at_most_once(fleet, pg_url):  # noqa: F811
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1"])
+    r = keyed_write(a, "offline", "deploy-42-step-1")
+    assert r.status_code == 200, r.text
+    a.set_status({"web1": {"status": "online"}})
+    # The retry, on another daemon of the store: answered as applied, and
+    # web1 stays as the later write left it.
+    r = keyed_write(b, "offline", "deploy-42-step-1")
+    assert r.status_code == 200, r.text
+    assert a.node_states()["web1"][0] == "online"
+    offline = [e for e in a.audit() if e.get("new_status") == "offline"]
+    assert len(offline) == 1, offline
+
+
+def test_seed_setstatus_retry_with_same_idempotency_key_applied_once(fleet, pg_url):  # noqa: F811
+    (a,) = fleet(pg_url)
+    a.set_nodes(["web1"])
+    for _ in range(2):
+        r = a.post("/health/++rest++setstatus", auth=a.as_admin,
+                   data=json.dumps({"web1": {"status": "drain"}}),
+                   headers={"Content-Type": "application/json", "Idempotency-Key": "k1"},
+                   timeout=10)
+        assert r.status_code == 200, r.text
+        a.set_status({"web1": {"status": "online"}})
+    assert a.node_states()["web1"][0] == "online"
+    assert len([e for e in a.audit() if e.get("new_status") == "drain"]) == 1
+
+
+def test_malformed_idempotency_key_is_400_and_changes_nothing(fleet, pg_url):  # noqa: F811
+    (a,) = fleet(pg_url)
+    a.set_nodes(["web1"])
+    for key in ("", "has space", "x" * 129):
+        body = assert_json_error(keyed_write(a, "offline", key), 400)
+        assert "Idempotency-Key" in body["error"], body
+    assert a.node_states()["web1"][0] == "online"
