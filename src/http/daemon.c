@@ -65,6 +65,9 @@ static const char usage[] =
     "                             or a PostgreSQL database shared by several\n"
     "                             daemons: postgresql://USER:PASS@HOST/DB or\n"
     "                             \"host=... dbname=...\"\n"
+    "  --listen-db URL            with PostgreSQL: LISTEN for other daemons' changes\n"
+    "                             there, straight to PostgreSQL, when --db goes\n"
+    "                             through PgBouncer in transaction mode\n"
     "  --state-dir DIR            keep a copy of the last state applied there\n"
     "                             (served when PostgreSQL is unreachable at start)\n"
     "  --store-timeout D          deadline of every PostgreSQL operation: past it\n"
@@ -213,6 +216,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"state-dir", required_argument, NULL, 's'},
 	    {"stale-after", required_argument, NULL, 'S'},
 	    {"store-timeout", required_argument, NULL, 'W'},
+	    {"listen-db", required_argument, NULL, 'B'},
 	    {"node", required_argument, NULL, 'n'},
 	    {"agent-listen", required_argument, NULL, 'a'},
 	    {"admin-password-file", required_argument, NULL, 'p'},
@@ -262,6 +266,9 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 				return -1;
 			if (o->stale_after_ms < 4000) /* two heartbeats */
 				return error_set(err, 400, "--stale-after must be at least 4s");
+			break;
+		case 'B':
+			o->listen_db = optarg;
 			break;
 		case 'W':
 			if (parse_duration_option("store-timeout", optarg, &o->store_timeout_ms,
@@ -355,6 +362,8 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 		return error_set(err, 400, "unexpected argument '%s'", argv[optind]);
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
+	if (o->listen_db != NULL && !store_spec_is_postgres(o->db))
+		return error_set(err, 400, "--listen-db goes with a PostgreSQL --db only");
 	if (o->default_node != NULL &&
 	    !node_name_is_valid(o->default_node, strlen(o->default_node)))
 		return error_set(err, 400, "--node '%s' is not a valid node name", o->default_node);
@@ -938,6 +947,7 @@ serve_main(int argc, char **argv)
 	}
 	log_set_format(s.opts.log_format);
 	store_set_timeout((int)s.opts.store_timeout_ms);
+	store_set_listen_db(s.opts.listen_db);
 	if (s.opts.is_check_config) {
 		if (check_config(&s, &err) != 0) {
 			fprintf(stderr, "clustermgmt serve: configuration check failed: %s\n",

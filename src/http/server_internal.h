@@ -61,6 +61,7 @@ struct server_options {
 	struct listen_addr agent_listen; /* text "" when not given */
 	int64_t check_interval_ms, check_timeout_ms;
 	int64_t store_timeout_ms; /* --store-timeout */
+	const char *listen_db;    /* --listen-db, or NULL */
 	int check_fall, check_rise;
 	const char *admin_password_file;
 	const char *tls_cert;

@@ -94,6 +94,8 @@
 
 /* The deadline of every store operation (store_set_timeout). */
 static _Atomic int timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
+/* Where the watch thread LISTENs, when not on --db (store_set_listen_db). */
+static const char *listen_spec;
 
 struct migration {
 	const char *what;
@@ -228,14 +230,15 @@ static const struct migration migrations[] = {
  * it does not hold the write lock against every other daemon for long:
  * the daemon never leaves a transaction idle for more than a moment. */
 static void
-session_settings(char *out, size_t size)
+session_settings(char *out, size_t size, int is_local)
 {
 	int ms = atomic_load(&timeout_ms);
+	const char *set = is_local ? "SET LOCAL" : "SET";
 
 	snprintf(out, size,
-	         "SET statement_timeout = %d; SET lock_timeout = %d; "
-	         "SET idle_in_transaction_session_timeout = %d",
-	         ms, ms, ms < 1000 ? 1000 : ms);
+	         "%s statement_timeout = %d; %s lock_timeout = %d; "
+	         "%s idle_in_transaction_session_timeout = %d",
+	         set, ms, set, ms, set, ms < 1000 ? 1000 : ms);
 }
 
 struct pg_store {
@@ -871,7 +874,7 @@ ensure_connected(struct pg_store *db, struct error *err)
 		    err, 503, "cannot connect to the PostgreSQL store %s: %s; nothing was changed",
 		    db->description, why);
 	}
-	session_settings(settings, sizeof(settings));
+	session_settings(settings, sizeof(settings), 0);
 	if (run_sql(db, settings, "set up the session", err) != 0)
 		return -1;
 schema:
@@ -913,6 +916,74 @@ pg_describe(void *handle)
 	return db->description;
 }
 
+/* Whether a NOTIFY sent on the main connection reaches a LISTENing
+ * connection of the watch thread's kind: not when the two go through a
+ * pooler in transaction mode (PgBouncer), which runs LISTEN on a server
+ * connection it then lends to others and drops what that connection
+ * receives while idle. The daemons would then never hear of each other's
+ * changes but every WATCH_CHECK_MS, so the start is refused instead.
+ * The channel is this check's own: no other daemon wakes. Skipped while
+ * the database is unreachable. */
+static int
+check_notifications(struct pg_store *db, struct error *err)
+{
+	char channel[64], sql[160], why[300];
+	const char *p[1] = {channel};
+	PGconn *listener;
+	PGnotify *n;
+	int64_t deadline;
+	int is_heard = 0, is_late;
+	PGresult *res;
+	struct pollfd pfd;
+
+	if (db->conn == NULL || !atomic_load(&db->is_up))
+		return 0;
+	snprintf(channel, sizeof(channel), "clustermgmt_check_%ld_%" PRId64, (long)getpid(),
+	         monotonic_ms());
+	if ((listener = connect_within(db, db->listen_values, -1, why, sizeof(why))) == NULL) {
+		log_kv(LOG_WARN, "cannot check that notifications arrive: no connection to LISTEN",
+		       "error", why, NULL);
+		return 0; /* the watch thread retries, as in any outage */
+	}
+	snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+	deadline = monotonic_ms() + atomic_load(&timeout_ms);
+	res = exec_within(listener, sql, 0, NULL, 1, deadline, -1, &is_late);
+	if (res == NULL || !is_ok(res)) {
+		PQclear(res);
+		abandon(listener);
+		log_kv(LOG_WARN, "cannot check that notifications arrive: LISTEN failed", NULL);
+		return 0;
+	}
+	PQclear(res);
+	if (run(db, "SELECT pg_notify($1, 'check')", 1, p, NULL, "send a check notification",
+	        err) != 0) {
+		abandon(listener);
+		return -1;
+	}
+	while (!is_heard && monotonic_ms() < deadline) {
+		pfd = (struct pollfd){.fd = PQsocket(listener), .events = POLLIN};
+		poll(&pfd, 1, (int)(deadline - monotonic_ms()));
+		if (!PQconsumeInput(listener))
+			break;
+		while ((n = PQnotifies(listener)) != NULL) {
+			is_heard |= strcmp(n->relname, channel) == 0;
+			PQfreemem(n);
+		}
+	}
+	abandon(listener);
+	if (!is_heard)
+		return error_set(
+		    err, 400,
+		    "notifications sent on %s do not reach a connection that LISTENs%s: "
+		    "%s goes through a pooler in transaction mode (PgBouncer's pool_mode = "
+		    "transaction), where LISTEN cannot work. Give --listen-db a URL straight to "
+		    "PostgreSQL (or to a pool in session mode) for the notifications, and keep "
+		    "--db on the pooler for the writes",
+		    db->description, listen_spec != NULL ? " on --listen-db" : "",
+		    listen_spec != NULL ? "--db or --listen-db" : "--db probably");
+	return 0;
+}
+
 static void *
 pg_open(const char *spec, int *schema_version, struct error *err)
 {
@@ -948,6 +1019,21 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 	db->values[N_DEFAULTS] = db->spec;
 	db->listen_values = xcalloc(N_DEFAULTS + 2, sizeof(*db->listen_values));
 	memcpy(db->listen_values, db->values, (N_DEFAULTS + 2) * sizeof(*db->values));
+	if (listen_spec != NULL) {
+		if ((opts = PQconninfoParse(listen_spec, &parse_error)) == NULL) {
+			unquoted(parse_error != NULL ? parse_error : "out of memory", why,
+			         sizeof(why));
+			PQfreemem(parse_error);
+			error_set(
+			    err, 400,
+			    "--listen-db: not a valid PostgreSQL URL or connection string: %s",
+			    why);
+			pg_close(db);
+			return NULL;
+		}
+		PQconninfoFree(opts);
+		db->listen_values[N_DEFAULTS] = listen_spec;
+	}
 	db->listen_values[1] = "clustermgmt-listen"; /* application_name, as seen in
 	                                                pg_stat_activity */
 	db->wake_fd = -1;
@@ -955,7 +1041,8 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 	pthread_mutex_init(&db->state_lock, NULL);
 	/* Unreachable is a state the daemon lives with (fail-static);
 	 * anything else (a refused schema) is not. */
-	if (ensure_connected(db, &why_not) != 0 && atomic_load(&db->is_up)) {
+	if ((ensure_connected(db, &why_not) != 0 && atomic_load(&db->is_up)) ||
+	    check_notifications(db, &why_not) != 0) {
 		if (err != NULL)
 			*err = why_not;
 		pg_close(db);
@@ -986,14 +1073,19 @@ i64_text(int64_t v, char *buf, size_t size)
 static int
 begin_once(struct pg_store *db, struct error *err)
 {
-	char lock[80];
+	char lock[80], settings[200];
 
 	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS,
 	         LOCK_WRITE);
 	if (run(db, "BEGIN", 0, NULL, NULL, "start a transaction", err) != 0)
 		return -1;
 	db->in_tx = 1;
-	if (run(db, lock, 0, NULL, NULL, "wait for the other writers", err) != 0) {
+	/* Again for this transaction alone: through a pooler in transaction
+	 * mode (PgBouncer) the session's SETs were made on whichever server
+	 * connection the pooler gave then, not necessarily this one. */
+	session_settings(settings, sizeof(settings), 1);
+	if (main_exec(db, settings, 0, NULL, 1, NULL, "set the transaction's timeouts", err) != 0 ||
+	    run(db, lock, 0, NULL, NULL, "wait for the other writers", err) != 0) {
 		rollback_quietly(db);
 		db->in_tx = 0;
 		return -1;
@@ -1963,7 +2055,7 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 		       "error", why, NULL);
 		return -1;
 	}
-	session_settings(settings, sizeof(settings));
+	session_settings(settings, sizeof(settings), 0);
 	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANNEL) != 0 ||
 	    watch_read_version(db, version) != 0) {
 		one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
@@ -2107,6 +2199,12 @@ watch_stop(void *handle)
 	close(db->wake_fd);
 	db->wake_fd = -1;
 	db->is_watching = 0;
+}
+
+void
+store_postgres_set_listen_db(const char *spec)
+{
+	listen_spec = spec;
 }
 
 void

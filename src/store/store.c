@@ -74,6 +74,12 @@ store_set_timeout(int ms)
 	store_postgres_set_timeout(ms);
 }
 
+void
+store_set_listen_db(const char *spec)
+{
+	store_postgres_set_listen_db(spec);
+}
+
 int
 store_slow_ms(void)
 {

@@ -40,6 +40,17 @@ void store_set_timeout(int ms);
  * a tenth of the deadline, as a write takes about ten round trips. */
 int store_slow_ms(void);
 
+/* Whether spec names a PostgreSQL database: a postgres:// or
+ * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
+int store_spec_is_postgres(const char *spec);
+
+/* With a PostgreSQL store: LISTEN for the other daemons' changes on this
+ * database (a URL or keyword string straight to PostgreSQL) instead of
+ * the store's own, which may then go through a pooler in transaction
+ * mode. NULL: the store's. spec is borrowed for the life of the process;
+ * call it before store_open. */
+void store_set_listen_db(const char *spec);
+
 /* Opens (creating and migrating forward as needed) the store named by spec:
  * a file path for SQLite, "postgres://..." / "postgresql://..." for
  * PostgreSQL. Returns NULL and fills err on failure. */

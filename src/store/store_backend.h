@@ -111,9 +111,7 @@ extern const struct store_backend store_sqlite_backend;
 extern const struct store_backend store_postgres_backend;
 /* The deadline of PostgreSQL's operations (store_set_timeout). */
 void store_postgres_set_timeout(int ms);
-
-/* Whether spec names a PostgreSQL database: a postgres:// or
- * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
-int store_spec_is_postgres(const char *spec);
+/* Where PostgreSQL's notifications are LISTENed for (store_set_listen_db). */
+void store_postgres_set_listen_db(const char *spec);
 
 #endif
