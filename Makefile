@@ -92,7 +92,7 @@ bench: deps-bench
 FUZZ         ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS  = changeset names form lbconfig auth
+FUZZ_TARGETS  = changeset names form lbconfig auth redact
 FUZZ_PKGS     = jansson libh2o-evloop libcurl openssl libsodium
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc
@@ -102,6 +102,7 @@ FUZZ_SRC_names     =
 FUZZ_SRC_form      = src/http/form.c
 FUZZ_SRC_lbconfig  = src/lb/lbconfig.c
 FUZZ_SRC_auth      = src/http/auth_basic.c
+FUZZ_SRC_redact    =
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
 
@@ -183,7 +184,10 @@ deb:
 	git ls-files -z --cached --others --exclude-standard | \
 	  xargs -0 sh -c 'for f; do [ -e "$$f" ] && printf "%s\0" "$$f"; done' sh | \
 	  xargs -0 cp --parents -t $(DEB)/src
-	cd $(DEB)/src && dpkg-buildpackage -us -uc -b -rfakeroot
+	# the build's own make runs (debian/rules, its clean) must not inherit
+	# our command line: DEB=/dir would have their `clean` delete $(DEB)
+	cd $(DEB)/src && env -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES -u DEB \
+	  dpkg-buildpackage -us -uc -b -rfakeroot
 	@ls $(DEB)/*.deb
 
 format:

@@ -3,7 +3,8 @@
 
 docs/ARCHITECTURE.md draws the layers; this is the same table, enforced.
 A layer is a folder of src/; each may include its own headers and those
-of the layers listed for it, nothing else. The rule is about quoted
+of the layers listed for it, nothing else, directly or through what those
+headers include in turn. Every header has an include guard of its own. The rule is about quoted
 includes of the project's own headers; system and library headers
 (<...>) are free.
 
@@ -35,10 +36,40 @@ ALLOWED = {
 # the server's runtime state nor the path table, which belong to the
 # server, the router and authentication.
 PRIVATE = {
-    "http/server_internal.h": {"http/daemon.c", "http/server.c", "http/router.c",
+    "http/server_internal.h": {"http/daemon.c", "http/server.c", "http/request.c", "http/router.c",
                                "http/auth.c", "http/scrape.c"},
     "http/router.h": {"http/server.c", "http/router.c"},
 }
+
+# Inside http: rooms, from the bottom up. A file may include the http
+# headers of its own room and of the rooms below it, never of one above:
+# the request API knows nothing of authentication, authentication nothing
+# of the surfaces, the surfaces nothing of the router, the router nothing
+# of the accept loop. (The circle this forbids: server.c both dispatching
+# to the router and being the API every surface calls back.)
+HTTP_ROOMS = [
+    ("request", {"request.h", "request.c", "server_internal.h"}),
+    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "reply.c", "form.c"}),
+    ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
+                  "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
+                  "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c"}),
+    ("router", {"router.h", "router.c"}),
+    ("server", {"server.c"}),
+    ("daemon", {"daemon.h", "daemon.c"}),
+]
+
+
+def http_room(rel):
+    """The rank of an http file's room, or None for another layer's file;
+    an http file in no room is an error of its own."""
+    if not rel.startswith("http/"):
+        return None
+    name = rel[len("http/"):]
+    for rank, (_room, files) in enumerate(HTTP_ROOMS):
+        if name in files:
+            return rank
+    return -1
+
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
@@ -58,8 +89,44 @@ def resolve(including_file, target, src):
     return os.path.normpath(os.path.join(src, target))
 
 
+def includes_of(path, src):
+    """The project headers path includes directly: (lineno, text, resolved)."""
+    found = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            m = INCLUDE.match(line)
+            if m:
+                found.append((lineno, m.group(1), resolve(path, m.group(1), src)))
+    return found
+
+
+def pulled_in(header, src, seen):
+    """Every project header that header includes, directly or through
+    others (each once), so that a header cannot carry a layer's
+    declarations to a file that may not include that layer."""
+    for _lineno, _text, target in includes_of(header, src) if os.path.exists(header) else []:
+        if target not in seen and target.startswith(os.path.normpath(src) + os.sep):
+            seen.add(target)
+            pulled_in(target, src, seen)
+    return seen
+
+
+GUARD = re.compile(r"^\s*#\s*ifndef\s+(\w+)\s*$")
+
+
+def guard_of(path):
+    """The include guard of a header: the first #ifndef's name."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = GUARD.match(line)
+            if m:
+                return m.group(1)
+    return None
+
+
 def check(src):
     problems = []
+    guards = {}
     for root, _dirs, files in os.walk(src):
         for name in sorted(files):
             if not name.endswith((".c", ".h")):
@@ -70,25 +137,40 @@ def check(src):
                 problems.append(f"{path}: folder '{layer}' is not a known layer "
                                 "(add it to tools/check-includes.py and docs/ARCHITECTURE.md)")
                 continue
-            with open(path, encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    m = INCLUDE.match(line)
-                    if not m:
-                        continue
-                    target = resolve(path, m.group(1), src)
-                    if not target.startswith(os.path.normpath(src) + os.sep):
-                        problems.append(f"{path}:{lineno}: includes {m.group(1)}, outside src/")
-                        continue
-                    other = layer_of(target, src)
+            if http_room(os.path.relpath(path, src).replace(os.sep, "/")) == -1:
+                problems.append(f"{path}: in no room of http (add it to HTTP_ROOMS in "
+                                "tools/check-includes.py and to docs/ARCHITECTURE.md)")
+            if name.endswith(".h"):
+                guard = guard_of(path)
+                if guard is None:
+                    problems.append(f"{path}: no include guard")
+                elif guard in guards:
+                    problems.append(f"{path}: include guard {guard} is also {guards[guard]}'s "
+                                    "(one of them is silently skipped where both are included)")
+                else:
+                    guards[guard] = path
+            for lineno, text, target in includes_of(path, src):
+                if not target.startswith(os.path.normpath(src) + os.sep):
+                    problems.append(f"{path}:{lineno}: includes {text}, outside src/")
+                    continue
+                for reached in sorted({target} | pulled_in(target, src, set())):
+                    other = layer_of(reached, src)
                     if other != layer and other not in ALLOWED[layer]:
+                        through = "" if reached == target else \
+                            f" through {text}: {os.path.relpath(reached, src)}"
                         problems.append(f"{path}:{lineno}: {layer} may not include "
-                                        f"{other} ({m.group(1)})")
-                    private = os.path.relpath(target, src).replace(os.sep, "/")
-                    me = os.path.relpath(path, src).replace(os.sep, "/")
-                    if private in PRIVATE and me not in PRIVATE[private]:
-                        problems.append(f"{path}:{lineno}: only "
-                                        f"{', '.join(sorted(PRIVATE[private]))} may include "
-                                        f"{private}")
+                                        f"{other} ({text}{through})")
+                private = os.path.relpath(target, src).replace(os.sep, "/")
+                me = os.path.relpath(path, src).replace(os.sep, "/")
+                mine, theirs = http_room(me), http_room(private)
+                if mine is not None and theirs is not None and mine >= 0 and theirs > mine:
+                    problems.append(f"{path}:{lineno}: the {HTTP_ROOMS[mine][0]} room may not "
+                                    f"include {text}, of the {HTTP_ROOMS[theirs][0]} room above "
+                                    "it (tools/check-includes.py HTTP_ROOMS)")
+                if private in PRIVATE and me not in PRIVATE[private]:
+                    problems.append(f"{path}:{lineno}: only "
+                                    f"{', '.join(sorted(PRIVATE[private]))} may include "
+                                    f"{private}")
     return problems
 
 

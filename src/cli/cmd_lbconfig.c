@@ -80,22 +80,12 @@ done:
 	return rc;
 }
 
-/* "500ms", or what duration_parse_ms takes ("1", "1s", "2m"). */
 static int
 parse_duration_ms(const char *s, const char *option, int *out, struct error *err)
 {
-	size_t len = strlen(s);
-	int64_t ms = 0;
-	char *end;
+	int64_t ms;
 
-	if (len > 2 && strcmp(s + len - 2, "ms") == 0) {
-		errno = 0;
-		ms = strtoll(s, &end, 10);
-		if (errno != 0 || end != s + len - 2 || s[0] < '0' || s[0] > '9')
-			ms = -1;
-	} else if (duration_parse_ms(s, &ms) < 0)
-		ms = -1;
-	if (ms <= 0 || ms > 24 * 3600 * 1000)
+	if (duration_parse(s, 1, 24 * 3600 * 1000, &ms) != 0)
 		return cli_usage_error(err, "bad --%s '%s': give a duration like 500ms, 1s or 2",
 		                       option, s);
 	*out = (int)ms;

@@ -45,7 +45,6 @@
 #define DEFAULT_READY_TIMEOUT_MS (60 * 1000)
 #define COMMAND_BUDGET_MS (15 * 60 * 1000) /* what the default TTL allows COMMAND */
 #define BATCH_MAX 32
-#define REASON_MAX 256 /* the API's limit, in bytes */
 #define WARMUP_RETRY_MS 250
 #define WARMUP_ATTEMPT_MAX_MS 5000
 
@@ -228,7 +227,8 @@ clean_reason(char *s)
 	s[utf8_complete_length(s, len)] = '\0';
 }
 
-/* "rollout ID: COMMAND", within the API's limit. */
+/* "rollout ID: COMMAND", within the API's limit (REASON_MAX characters:
+ * cut to as many bytes, which are never more characters). */
 static void
 make_reason(struct rollout *r)
 {
@@ -246,8 +246,10 @@ copy_text(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-/* text with every {node} and {address} replaced; malloc'd. Names and addresses are restricted to
- * characters that mean nothing special to the shell (docs/ARCHITECTURE.md), so no quoting. */
+/* text with every {node} and {address} replaced; malloc'd, not quoted.
+ * Names hold only characters the shell takes literally; an address may be
+ * an IPv6 one in brackets ("[::1]:8080"), a glob pattern to the shell, so
+ * docs/CLI.md tells to quote "{address}". */
 static char *
 substitute(const char *text, const char *node, const char *address)
 {

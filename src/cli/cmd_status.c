@@ -133,13 +133,13 @@ parse_ttl(const struct cli *cli, const char *status, json_int_t *ttl_s, struct e
 	if (strcmp(status, "online") == 0)
 		return cli_usage_error(err,
 		                       "--ttl does not apply to 'online': online does not expire");
-	if (duration_parse_ms(cli->ttl, &ms) < 0 || ms / 1000 > TTL_MAX_SECONDS)
+	if (duration_parse(cli->ttl, 1, TTL_MAX_SECONDS * 1000, &ms) < 0)
 		return cli_usage_error(
 		    err,
 		    "bad --ttl '%s': give a duration up to 30d, like 90, 90s, 10m, "
 		    "2h or 1d",
 		    cli->ttl);
-	*ttl_s = ms / 1000;
+	*ttl_s = (ms + 999) / 1000;
 	return 0;
 }
 

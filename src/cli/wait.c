@@ -84,26 +84,12 @@ int
 wait_parse_duration(const char *option, const char *text, int64_t dflt, int64_t max,
                     int64_t *out_ms, struct error *err)
 {
-	size_t len;
-	char *end;
+	/* no grace at all is a choice (runtime access, or idempotent requests
+	 * retried elsewhere); no timeout, window or TTL is not */
+	int64_t min = strcmp(option, "drain-grace") == 0 ? 0 : 1;
 
 	*out_ms = dflt;
-	if (text == NULL)
-		return 0;
-	len = strlen(text);
-	/* no grace at all is a choice (runtime access, or idempotent requests
-	 * retried elsewhere); no timeout or window is not */
-	if (strcmp(option, "drain-grace") == 0 &&
-	    (strcmp(text, "0") == 0 || strcmp(text, "0s") == 0 || strcmp(text, "0ms") == 0)) {
-		*out_ms = 0;
-		return 0;
-	}
-	if (len > 2 && strcmp(text + len - 2, "ms") == 0 && text[0] >= '0' && text[0] <= '9') {
-		errno = 0;
-		*out_ms = strtoll(text, &end, 10);
-		if (errno == 0 && end == text + len - 2 && *out_ms <= max)
-			return 0;
-	} else if (duration_parse_ms(text, out_ms) == 0 && *out_ms <= max)
+	if (text == NULL || duration_parse(text, min, max, out_ms) == 0)
 		return 0;
 	return cli_usage_error(err, "bad --%s '%s': give a duration like 30, 30s, 2m or 500ms",
 	                       option, text);

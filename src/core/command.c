@@ -77,6 +77,11 @@ command_prepare(struct command *c, struct error *err)
 {
 	if (!command_needs_prepare(c))
 		return 0;
+	if (password_check_length(c->password, err) != 0) {
+		wipe_free(c->password);
+		c->password = NULL;
+		return -1;
+	}
 	c->password_hash = password_hash(c->password);
 	wipe_free(c->password);
 	c->password = NULL;

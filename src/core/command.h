@@ -41,6 +41,8 @@ enum command_kind {
 
 /* All strings are owned by the command (malloc'd) and freed by
  * command_free; NULL where a field does not apply. */
+#define COMMAND_KEY_MAX 128
+
 struct command {
 	enum command_kind kind;
 	char *cluster; /* the cluster a command is about; for add/remove
@@ -76,8 +78,9 @@ struct command {
 	char *description;   /* add token; NULL is "" */
 	char *token_hash;    /* add token: hex BLAKE2b-256 of the secret */
 
-	/* Any kind: the client's Idempotency-Key, NULL when none. A command
-	 * whose key the store remembers is not applied again. */
+	/* Any kind: the client's Idempotency-Key, NULL when none, at most
+	 * COMMAND_KEY_MAX characters (the store checks it). A command whose
+	 * key the store remembers is not applied again. */
 	char *idempotency_key;
 };
 

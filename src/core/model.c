@@ -3,14 +3,14 @@
  *
  * The model is a plain value (see model.h): a few sorted arrays of structs
  * that own their strings. Lookups are binary searches; an insertion or a
- * removal moves the tail of one array, which is O(n), but n is the number
- * of nodes of one cluster (tens, rarely hundreds) and a change copies the
- * whole model anyway, so a fancier structure would buy nothing.
+ * removal moves the tail of one array, which is O(n) in the nodes of one
+ * cluster (at most CLUSTER_NODES_MAX, 10,000); a write copies the whole
+ * model first anyway (engine.c), which costs more than the move.
  *
  * Every mutation has two phases: first it checks everything and fails
- * without touching the model, then it changes the model and cannot fail.
- * That is what makes "on error nothing has changed" true without an undo
- * log, and it is why the check of a change never allocates.
+ * without touching the model, then it changes the model and cannot fail
+ * (allocation aborts rather than fails: xalloc.h). That is what makes "on
+ * error nothing has changed" true without an undo log.
  *
  * Decisions where model.h left room (also written there):
  *  - a new cluster starts at version 1;
@@ -1309,7 +1309,7 @@ model_remove_user(struct model *m, const char *name, const struct actor *who, in
 
 static int
 check_new_token(const struct model *m, const char *id, enum role role, const char *hash,
-                struct error *err)
+                const char *description, struct error *err)
 {
 	if (!name_is_valid(id))
 		return error_set_entry(err, 400, id ? id : "",
@@ -1321,6 +1321,9 @@ check_new_token(const struct model *m, const char *id, enum role role, const cha
 		    id);
 	if (hash == NULL || *hash == '\0')
 		return error_set_entry(err, 400, id, "token '%s': hash is empty", id);
+	if (text_check_length("description", description != NULL ? description : "",
+	                      DESCRIPTION_MAX, err) != 0)
+		return -1;
 	if (model_find_token(m, id) != NULL)
 		return error_set_entry(err, 409, id, "token '%s' already exists", id);
 	return 0;
@@ -1335,7 +1338,7 @@ model_add_token(struct model *m, const char *id, enum role role, const char *des
 	size_t at;
 	int found;
 
-	if (check_new_token(m, id, role, hash, err) == -1)
+	if (check_new_token(m, id, role, hash, description, err) == -1)
 		return -1;
 	at = sorted_index(m->tokens, m->n_tokens, sizeof *m->tokens, id, &found);
 	m->tokens = array_open_slot(m->tokens, m->n_tokens, sizeof *m->tokens, at);

@@ -1,9 +1,11 @@
 /*
  * engine.c - the single writer thread; see engine.h for the why.
  *
- * One mutex guards the job queue and nothing else: workers hold it only to
- * link a job (or, rarely, to wake the engine, below). The current model is
- * an atomic pointer, so readers never touch the mutex. The engine thread
+ * One mutex guards the engine's queues and flags: the job queue, the side
+ * thread's queue, the copier's and the watch thread's requests (copy due,
+ * refresh, resync, reclaim due) and the stop flags. Workers hold it only
+ * to link a job (or, rarely, to wake the engine, below). The current
+ * model is an atomic pointer, so readers never touch the mutex. The engine thread
  * sleeps on a condition variable until a job arrives, the next TTL is due,
  * or a reader reports that retired snapshots may be freed. Nothing polls.
  *
@@ -37,13 +39,16 @@
  * publishing a TTL expiry or a job right then) and removes it before it
  * frees them, and must know no call is still under way.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "../store/store.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
@@ -725,6 +730,70 @@ load_first(struct engine *e, struct error *err)
 	return 0;
 }
 
+/* The local state copy: an SQLite store of the daemon's own under
+ * --state-dir, for a store other daemons share. */
+static int
+open_state_copy(const char *state_dir, struct store *store, struct store **copy, struct error *err)
+{
+	char path[4096];
+
+	*copy = NULL;
+	if (!store_is_shared(store)) {
+		if (state_dir != NULL)
+			log_kv(LOG_WARN, "--state-dir is only used with a PostgreSQL store", NULL);
+		return 0;
+	}
+	if (state_dir == NULL) {
+		log_kv(LOG_WARN,
+		       "no --state-dir: a restart while PostgreSQL is unreachable will have no "
+		       "state to answer from",
+		       NULL);
+		return 0;
+	}
+	if (snprintf(path, sizeof(path), "%s/state.db", state_dir) >= (int)sizeof(path))
+		return error_set(err, 400, "--state-dir %s: path too long", state_dir);
+	if (mkdir(state_dir, 0700) != 0 && errno != EEXIST)
+		return error_set(err, 400, "--state-dir %s: cannot create it: %s", state_dir,
+		                 strerror(errno));
+	if ((*copy = store_open(path, err)) == NULL) {
+		char why[sizeof(err->what)];
+		snprintf(why, sizeof(why), "%s", err->what);
+		return error_set(err, err->status, "--state-dir: %s", why);
+	}
+	return 0;
+}
+
+struct engine *
+engine_open(const char *spec, const char *state_dir, char *describe, size_t describe_size,
+            struct error *err)
+{
+	struct store *store, *copy = NULL;
+
+	if ((store = store_open(spec, err)) == NULL)
+		return NULL;
+	snprintf(describe, describe_size, "%s", store_describe(store));
+	if (open_state_copy(state_dir, store, &copy, err) != 0) {
+		store_close(store);
+		return NULL;
+	}
+	return engine_start_with_copy(store, copy, err);
+}
+
+int
+engine_check_store(const char *spec, struct error *err)
+{
+	struct store *store;
+	struct model *m = NULL;
+	int rc;
+
+	if ((store = store_open(spec, err)) == NULL)
+		return -1;
+	rc = store_load(store, &m, err);
+	model_free(m);
+	store_close(store);
+	return rc;
+}
+
 struct engine *
 engine_start(struct store *store, struct error *err)
 {
@@ -1035,4 +1104,20 @@ int
 engine_has_state(struct engine *e)
 {
 	return atomic_load(&e->has_state);
+}
+
+_Static_assert(ENGINE_STORE_TIMEOUT_DEFAULT_MS == STORE_TIMEOUT_DEFAULT_MS,
+               "one default deadline");
+
+void
+engine_set_store_options(int timeout_ms, const char *listen_db)
+{
+	store_set_timeout(timeout_ms);
+	store_set_listen_db(listen_db);
+}
+
+int
+engine_store_is_postgres(const char *spec)
+{
+	return store_spec_is_postgres(spec);
 }

@@ -53,7 +53,9 @@
 #include "../core/command.h"
 #include "../core/error.h"
 #include "../core/model.h"
-#include "../store/store.h"
+#include "../core/peer.h"
+
+struct store; /* store/store.h: only the engine and its tests hold one */
 #include "../util/histogram.h"
 
 struct engine;
@@ -69,7 +71,7 @@ struct engine_job;
 typedef int (*engine_job_fn)(struct engine_tx *tx, struct engine_job *job, struct error *err);
 
 /*
- * A job is one of three kinds, all queued with engine_submit:
+ * A job is one of four kinds, all queued with engine_submit:
  *
  *   a command   (engine_job_command) a write: the engine applies
  *               job->command with command_apply to a copy of the current
@@ -79,9 +81,10 @@ typedef int (*engine_job_fn)(struct engine_tx *tx, struct engine_job *job, struc
  *   an audit read (engine_job_read_audit) the newest entries of a
  *               cluster's audit log from the store, into job->audit.
  *   a read      run(tx) against the current snapshot, on the engine
- *               thread, or on the side thread when is_side (slow work such
- *               as verifying a password, so it never delays writes;
- *               refused with 503 once the daemon stops).
+ *               thread.
+ *   a side read run(tx) with is_side set, on the side thread: slow work
+ *               such as verifying a password, so it never delays writes;
+ *               refused with 503 once the daemon stops.
  *
  * Ownership: the job and everything in it belong to the submitter, who
  * allocates it, and once done has been called frees what it holds with
@@ -155,6 +158,25 @@ int engine_share_probes(struct engine *e, struct engine_probe_share *share, stru
 /* Frees what the job holds (its command, the audit entries read, and
  * free_data(data)); not the job itself. */
 void engine_job_release(struct engine_job *job);
+
+/* Opens the store named by spec (store_open) and, for a store other
+ * daemons share, the local state copy DIR/state.db under state_dir (NULL:
+ * none, with a warning), then starts the engine on them
+ * (engine_start_with_copy). Copies the store's description (never a
+ * password) into describe. NULL and err on failure. */
+struct engine *engine_open(const char *spec, const char *state_dir, char *describe,
+                           size_t describe_size, struct error *err);
+
+/* What a start would find wrong with the store named by spec: opens it
+ * (creating it when absent, as a start would), loads it and closes it. */
+int engine_check_store(const char *spec, struct error *err);
+/* The store's options, before engine_open: the deadline of every store
+ * operation (store_set_timeout) and where PostgreSQL's notifications are
+ * LISTENed for (store_set_listen_db; NULL: the store's own database). */
+#define ENGINE_STORE_TIMEOUT_DEFAULT_MS 3000
+void engine_set_store_options(int timeout_ms, const char *listen_db);
+/* Whether spec names a PostgreSQL store (store_spec_is_postgres). */
+int engine_store_is_postgres(const char *spec);
 
 /* Loads the model from store (creating the default cluster mounted at
  * /health when there is no cluster), applies TTLs that expired while the

@@ -681,16 +681,6 @@ api_v1_observations_get(struct request *r, const struct route *rt)
 
 /* --- writes ---------------------------------------------------------- */
 
-char *
-request_idempotency_key(const struct request *r)
-{
-	h2o_iovec_t v = request_header_by_name(r, "idempotency-key");
-
-	if (v.base == NULL)
-		return NULL;
-	return xstrndup(v.base, v.len > STORE_KEY_MAX + 1 ? STORE_KEY_MAX + 1 : v.len);
-}
-
 /* Each write is one command (core/command.h), built here from the body
  * and applied by the engine; the continuation answers from job->result
  * and request_snapshot(), which already holds the committed change. */
@@ -1109,7 +1099,7 @@ user_check_body(const json_t *body, const char **name, const char **password, en
 	if (!node_name_is_valid(*name, strlen(*name)))
 		return error_set_entry(err, 400, *name,
 		                       "user '%.100s': invalid name (" NODE_NAME_RULE ")", *name);
-	return password_check_length(*password, err);
+	return 0; /* the password's length: command_prepare */
 }
 
 /* The password is hashed by the command, on the engine's side thread. */
@@ -1214,9 +1204,7 @@ api_v1_tokens_post(struct request *r, const struct route *rt)
 	if (body == NULL)
 		return;
 	if (body_role(body, &role, &err) != 0 ||
-	    body_string(body, "description", 0, &description, &err) != 0 ||
-	    (description != NULL &&
-	     text_check_length("description", description, DESCRIPTION_MAX, &err) != 0)) {
+	    body_string(body, "description", 0, &description, &err) != 0) {
 		json_decref(body);
 		reply_from_error(r, &err);
 		return;

@@ -63,9 +63,11 @@
 
 #include <sodium.h>
 
+#include "../util/hash.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "http.h"
 #include "server_internal.h"
 
 #define CACHE_SLOTS 256
@@ -236,14 +238,6 @@ auth_new_token(char *id, size_t id_size, char *token, size_t token_size, char *h
 	sodium_memzero(secret, sizeof(secret));
 }
 
-static uint64_t
-fnv1a(uint64_t h, const char *s)
-{
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
 /* --- failures (caller holds the lock) ------------------------------------ */
 
 /* The live entry of (address, user), or, when create, a fresh one in its
@@ -251,7 +245,7 @@ fnv1a(uint64_t h, const char *s)
 static struct failure_entry *
 failure_entry(struct auth_state *a, const char *address, const char *user, int create)
 {
-	uint64_t h = fnv1a(fnv1a(1469598103934665603ULL, address) * 31, user);
+	uint64_t h = fnv1a_str(fnv1a_str(FNV1A_START, address) * 31, user);
 	struct failure_entry *f = &a->failures[h % FAILURE_SLOTS];
 	int is_live = strcmp(f->address, address) == 0 && strcmp(f->user, user) == 0 &&
 	              time_now_ms() - f->last_at < FAILURE_WINDOW_MS;
@@ -381,7 +375,7 @@ auth_verify_password(const struct model *m, const char *user, const char *passwo
 static struct attempt_address **
 address_bucket(struct auth_state *a, const char *address)
 {
-	return &a->addresses[fnv1a(1469598103934665603ULL, address) % ADDRESS_BUCKETS];
+	return &a->addresses[fnv1a_str(FNV1A_START, address) % ADDRESS_BUCKETS];
 }
 
 static struct attempt_address *

@@ -47,6 +47,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "http.h"
 #include "server_internal.h"
 #include "daemon.h"
 #include "ui.h"
@@ -92,6 +93,8 @@ static const char usage[] =
     "  --threads N                HTTP worker threads (default 1)\n"
     "  --demo                     on an empty default cluster, add node1..node3\n"
     "  --log-format logfmt|json   one logfmt line (default) or JSON object per event\n"
+    "  --log-level LEVEL          debug, info (default), warn or error: lines below it\n"
+    "                             are not written\n"
     "  --log-file F               log to F instead of stderr (re-opened on SIGHUP)\n"
     "  --metrics-listen ADDR:PORT serve GET /metrics there, without credentials\n"
     "                             (and nothing else)\n"
@@ -172,23 +175,11 @@ bad:
 	return -1;
 }
 
-/* A duration option: "500ms", or what duration_parse_ms takes ("2", "2s",
- * "1m"). */
+/* A duration option (duration_parse): none of the daemon's may be zero. */
 static int
 parse_duration_option(const char *name, const char *text, int64_t *out, struct error *err)
 {
-	size_t len = strlen(text);
-	char *end;
-	long long n;
-
-	if (len > 2 && strcmp(text + len - 2, "ms") == 0) {
-		n = strtoll(text, &end, 10);
-		if (text[0] >= '0' && text[0] <= '9' && end == text + len - 2 && n > 0 &&
-		    n <= 3600 * 1000) {
-			*out = n;
-			return 0;
-		}
-	} else if (duration_parse_ms(text, out) == 0 && *out <= 3600 * 1000)
+	if (duration_parse(text, 1, 3600 * 1000, out) == 0)
 		return 0;
 	return error_set(err, 400, "--%s must be a duration like 500ms, 2s or 1m, not '%s'", name,
 	                 text);
@@ -229,6 +220,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	    {"check-rise", required_argument, NULL, 'R'},
 	    {"demo", no_argument, NULL, 'D'},
 	    {"log-format", required_argument, NULL, 'L'},
+	    {"log-level", required_argument, NULL, 'G'},
 	    {"log-file", required_argument, NULL, 'O'},
 	    {"metrics-listen", required_argument, NULL, 'M'},
 	    {"check-config", no_argument, NULL, 'C'},
@@ -240,8 +232,9 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	size_t i;
 
 	o->db = "clustermgmt.db";
+	o->log_level = LOG_INFO;
 	o->stale_after_ms = 15000;
-	o->store_timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
+	o->store_timeout_ms = ENGINE_STORE_TIMEOUT_DEFAULT_MS;
 	o->threads = 1;
 	o->check_interval_ms = 2000;
 	o->check_timeout_ms = 1000;
@@ -334,6 +327,13 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 				                 "--log-format must be logfmt or json, not '%s'",
 				                 optarg);
 			break;
+		case 'G':
+			if (log_level_from_string(optarg, &o->log_level) != 0)
+				return error_set(err, 400,
+				                 "--log-level must be debug, info, warn or error, "
+				                 "not '%s'",
+				                 optarg);
+			break;
 		case 'O':
 			o->log_file = optarg;
 			break;
@@ -362,7 +362,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 		return error_set(err, 400, "unexpected argument '%s'", argv[optind]);
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
-	if (o->listen_db != NULL && !store_spec_is_postgres(o->db))
+	if (o->listen_db != NULL && !engine_store_is_postgres(o->db))
 		return error_set(err, 400, "--listen-db goes with a PostgreSQL --db only");
 	if (o->default_node != NULL &&
 	    !node_name_is_valid(o->default_node, strlen(o->default_node)))
@@ -433,8 +433,10 @@ startup_counts(struct server *s)
 	return n;
 }
 
-/* Runs a start-up command as actor who; a 409 (someone else did it
- * first) is no error. */
+/* Runs a start-up command as actor who. Returns 0 when it was applied,
+ * 1 when the store refused it with 409 (another daemon on the same
+ * database did it first: not an error, but the caller must not report
+ * it as done), -1 with err otherwise. */
 static int
 run_startup_command(struct server *s, struct engine_job *job, const char *who, struct error *err)
 {
@@ -442,10 +444,10 @@ run_startup_command(struct server *s, struct engine_job *job, const char *who, s
 
 	snprintf(job->who_name, sizeof(job->who_name), "%s", who);
 	rc = engine_run_sync(s->engine, job);
-	if (rc != 0 && job->err.status != 409)
+	if (rc != 0 && job->err.status == 409)
+		rc = 1;
+	else if (rc != 0)
 		*err = job->err;
-	else
-		rc = 0;
 	engine_job_release(job);
 	return rc;
 }
@@ -457,7 +459,7 @@ ensure_admin(struct server *s, struct error *err)
 	struct command *cmd;
 	char password[PASSWORD_MAX + 2];
 	unsigned char random[18];
-	int is_generated = 0;
+	int is_generated = 0, rc;
 
 	if (startup_counts(s).n_users > 0)
 		return 0;
@@ -476,11 +478,13 @@ ensure_admin(struct server *s, struct error *err)
 	cmd->role = ROLE_ADMIN;
 	cmd->is_new_only = 1;
 	cmd->password = xstrdup(password); /* hashed by the command */
-	if (run_startup_command(s, &job, "clustermgmt", err) != 0) {
+	rc = run_startup_command(s, &job, "clustermgmt", err);
+	if (rc != 0) {
 		sodium_memzero(password, sizeof(password));
-		if (err->status != 409)
+		if (rc < 0)
 			return -1;
-		/* Another daemon on the same database created it first. */
+		/* Another daemon on the same database created it first: ours
+		 * was never stored, so it is not shown. */
 		log_kv(LOG_INFO, "user admin exists already (created by another daemon)", NULL);
 		return 0;
 	}
@@ -506,7 +510,8 @@ seed_demo(struct server *s, struct error *err)
 	cmd->cluster = xstrdup(DEFAULT_CLUSTER);
 	for (i = 0; i < 3; i++)
 		command_add_name(cmd, names[i]);
-	return run_startup_command(s, &job, "demo", err);
+	/* 409: another daemon on the same database seeded them first */
+	return run_startup_command(s, &job, "demo", err) < 0 ? -1 : 0;
 }
 
 /* --- TLS ---------------------------------------------------------------- */
@@ -543,6 +548,9 @@ tls_context_new(const struct server_options *o, struct error *err)
 		goto bad;
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+	/* ALPN: h2 for clients that offer it (h2o serves HTTP/2 on the same
+	 * connection handling), http/1.1 for the others */
+	h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
 	if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1) {
 		error_set(err, 400, "cannot load the TLS certificate %s", o->tls_cert);
 		goto bad;
@@ -651,8 +659,6 @@ static int
 check_config(struct server *s, struct error *err)
 {
 	char password[PASSWORD_MAX + 2]; /* as ensure_admin reads it */
-	struct store *store;
-	struct model *m = NULL;
 	size_t i;
 	int rc;
 
@@ -671,12 +677,7 @@ check_config(struct server *s, struct error *err)
 		if (rc != 0)
 			return -1;
 	}
-	if ((store = store_open(s->opts.db, err)) == NULL)
-		return -1;
-	rc = store_load(store, &m, err);
-	model_free(m);
-	store_close(store);
-	return rc;
+	return engine_check_store(s->opts.db, err);
 }
 
 /* --- main --------------------------------------------------------------- */
@@ -769,39 +770,6 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	}
 }
 
-/* The local state copy: an SQLite store of the daemon's own under
- * --state-dir, for a store other daemons share. */
-static int
-open_state_copy(struct server *s, struct store *store, struct store **copy, struct error *err)
-{
-	char path[4096];
-
-	*copy = NULL;
-	if (!store_is_shared(store)) {
-		if (s->opts.state_dir != NULL)
-			log_kv(LOG_WARN, "--state-dir is only used with a PostgreSQL store", NULL);
-		return 0;
-	}
-	if (s->opts.state_dir == NULL) {
-		log_kv(LOG_WARN,
-		       "no --state-dir: a restart while PostgreSQL is unreachable will have no "
-		       "state to answer from",
-		       NULL);
-		return 0;
-	}
-	if (snprintf(path, sizeof(path), "%s/state.db", s->opts.state_dir) >= (int)sizeof(path))
-		return error_set(err, 400, "--state-dir %s: path too long", s->opts.state_dir);
-	if (mkdir(s->opts.state_dir, 0700) != 0 && errno != EEXIST)
-		return error_set(err, 400, "--state-dir %s: cannot create it: %s",
-		                 s->opts.state_dir, strerror(errno));
-	if ((*copy = store_open(path, err)) == NULL) {
-		char why[sizeof(err->what)];
-		snprintf(why, sizeof(why), "%s", err->what);
-		return error_set(err, err->status, "--state-dir: %s", why);
-	}
-	return 0;
-}
-
 static int
 store_is_shared_engine(struct server *s)
 {
@@ -847,7 +815,6 @@ start(struct server *s, struct error *err)
 {
 	struct checker_options checks = {s->opts.check_interval_ms, s->opts.check_timeout_ms,
 	                                 s->opts.check_fall, s->opts.check_rise};
-	struct store *store, *copy = NULL;
 	struct share_session_hooks session_hooks;
 	char store_text[1100];
 	unsigned long long nofile = raise_fd_limit();
@@ -866,14 +833,8 @@ start(struct server *s, struct error *err)
 	if (s->opts.metrics_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
-	if ((store = store_open(s->opts.db, err)) == NULL)
-		return -1;
-	snprintf(store_text, sizeof(store_text), "%s", store_describe(store));
-	if (open_state_copy(s, store, &copy, err) != 0) {
-		store_close(store);
-		return -1;
-	}
-	if ((s->engine = engine_start_with_copy(store, copy, err)) == NULL)
+	if ((s->engine = engine_open(s->opts.db, s->opts.state_dir, store_text, sizeof(store_text),
+	                             err)) == NULL)
 		return -1;
 	if (ensure_admin(s, err) != 0 || (s->opts.is_demo && seed_demo(s, err) != 0)) {
 		if (!is_store_away(s, err))
@@ -923,6 +884,22 @@ shutdown_all(struct server *s)
 	curl_global_cleanup();
 }
 
+/* Exit statuses. A usage error (2) and a configuration error found at
+ * start (EX_CONFIG, 78: a certificate that cannot be loaded, an address
+ * that does not resolve, a --db that is not a connection string, an
+ * unreadable password file) will not go away by starting again, so the
+ * systemd unit lists both in RestartPreventExitStatus= and the unit ends
+ * in "failed" with the reason as the last journal line. What may pass
+ * (an address in use, a store locked by another daemon, no memory)
+ * exits 1 and is restarted. */
+enum { EXIT_USAGE = 2, EXIT_CONFIG = 78 };
+
+static int
+exit_status_of(const struct error *err)
+{
+	return err->status == 400 ? EXIT_CONFIG : 1;
+}
+
 int
 serve_main(int argc, char **argv)
 {
@@ -943,18 +920,18 @@ serve_main(int argc, char **argv)
 			return 0;
 		}
 		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
-		return 2;
+		return EXIT_USAGE;
 	}
 	log_set_format(s.opts.log_format);
-	store_set_timeout((int)s.opts.store_timeout_ms);
-	store_set_listen_db(s.opts.listen_db);
+	log_set_level(s.opts.log_level);
+	engine_set_store_options((int)s.opts.store_timeout_ms, s.opts.listen_db);
 	if (s.opts.is_check_config) {
 		if (check_config(&s, &err) != 0) {
 			fprintf(stderr, "clustermgmt serve: configuration check failed: %s\n",
 			        err.what);
 			if (s.ssl_ctx != NULL)
 				SSL_CTX_free(s.ssl_ctx);
-			return 1;
+			return exit_status_of(&err);
 		}
 		if (s.ssl_ctx != NULL)
 			SSL_CTX_free(s.ssl_ctx);
@@ -964,7 +941,7 @@ serve_main(int argc, char **argv)
 	if (s.opts.log_file != NULL && log_open_file(s.opts.log_file) != 0) {
 		fprintf(stderr, "clustermgmt serve: --log-file %s: %s\n", s.opts.log_file,
 		        strerror(errno));
-		return 1;
+		return EXIT_CONFIG;
 	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "clustermgmt serve: cannot initialise libsodium\n");
@@ -981,10 +958,11 @@ serve_main(int argc, char **argv)
 	auth_set_session_source(s.auth, ui_session_identify); /* the page's sessions plug in */
 	notify_status(NULL, "starting");
 	if (start(&s, &err) != 0) {
-		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
 		notify_status(NULL, err.what);
 		shutdown_all(&s);
-		return 1;
+		/* last, so that it is the line `systemctl status` ends with */
+		log_kv(LOG_ERROR, "cannot start", "error", err.what, NULL);
+		return exit_status_of(&err);
 	}
 	snprintf(status, sizeof(status), "serving on %s", s.opts.listens[0].text);
 	notify_status("READY=1", status);

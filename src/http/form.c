@@ -15,29 +15,6 @@
 #include "../util/xalloc.h"
 #include "http.h"
 
-int
-form_urlencoded_value(h2o_iovec_t text, const char *name, char **out)
-{
-	const char *p = text.base, *end = text.base + text.len;
-	size_t name_len = strlen(name);
-
-	*out = NULL;
-	while (p != NULL && p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp != NULL ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(stop - p));
-		const char *key_end = eq != NULL ? eq : stop;
-
-		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-			const char *v = eq != NULL ? eq + 1 : stop;
-			*out = url_form_decode(v, (size_t)(stop - v));
-			return *out != NULL ? 1 : -1;
-		}
-		p = amp != NULL ? amp + 1 : NULL;
-	}
-	return 0;
-}
-
 /* The boundary parameter of a multipart Content-Type, into buf. */
 static int
 multipart_boundary(h2o_iovec_t type, char *buf, size_t size)
@@ -148,7 +125,7 @@ form_field(struct request *r, const char *name, char **out, struct error *err)
 		return 0;
 	if (type.len >= 19 && strncasecmp(type.base, "multipart/form-data", 19) == 0)
 		return form_multipart_value(body, type, name, out, err);
-	if (form_urlencoded_value(body, name, out) < 0)
+	if (url_form_value(body.base, body.len, name, out) < 0)
 		return error_set(err, 400, "field '%s' is not properly encoded", name);
 	return 0;
 }

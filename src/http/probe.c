@@ -17,22 +17,20 @@
 #include <string.h>
 
 #include "../observe/observe.h"
+#include "../util/url.h"
 #include "probe.h"
 
-/* The value of key (with its '=', key_len bytes) in the query, or
- * {NULL, 0} when absent. */
+/* The raw value of the first key=... in the query, or {NULL, 0} when
+ * absent. */
 static h2o_iovec_t
-query_value(h2o_iovec_t query, const char *key, size_t key_len)
+query_value(h2o_iovec_t query, const char *key)
 {
-	const char *p = query.base, *end = query.base + query.len;
+	const char *pos = query.base;
+	struct url_form_pair pair;
 
-	while (p != NULL && p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p));
-		const char *stop = amp != NULL ? amp : end;
-		if ((size_t)(stop - p) >= key_len && memcmp(p, key, key_len) == 0)
-			return h2o_iovec_init(p + key_len, (size_t)(stop - p) - key_len);
-		p = amp != NULL ? amp + 1 : NULL;
-	}
+	while (url_form_next(&pos, query.base + query.len, &pair))
+		if (pair.has_value && url_form_key_is(&pair, key))
+			return h2o_iovec_init(pair.value, pair.value_len);
 	return h2o_iovec_init(NULL, 0);
 }
 
@@ -40,8 +38,8 @@ void
 probe_handle(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = rt->mounted;
-	h2o_iovec_t name = query_value(r->query, "node=", 5);
-	h2o_iovec_t lb = query_value(r->query, "lb=", 3);
+	h2o_iovec_t name = query_value(r->query, "node");
+	h2o_iovec_t lb = query_value(r->query, "lb");
 	const char *fallback = r->server_default_node;
 	struct observe_client who = {.protocol = OBSERVE_HTTP};
 	enum observe_answer answer;

@@ -27,6 +27,7 @@
 #include "probe.h"
 #include "router.h"
 #include "scrape.h"
+#include "http.h"
 #include "server_internal.h"
 #include "ui.h"
 
@@ -37,51 +38,54 @@
 #define GET_HEAD (ROUTE_GET | ROUTE_HEAD)
 
 /* One line per endpoint, in columns: surface, pattern, methods, gate
- * (who may call), role (at least), handler. */
+ * (who may call), role (at least), handler, and for a form that does
+ * more than one thing, the value of its "form" field that the line is
+ * for (its role is that action's; route_form picks the line). */
 /* clang-format off */
 static const struct route_entry table[] = {
-    {SURFACE_PROBE,  "{mount}",                             GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     probe_handle},
-    {SURFACE_COMPAT, "{mount}/++rest++nodestatus",          GET_HEAD,     ROUTE_OR_SESSION,  ROLE_VIEWER,   compat_nodestatus},
-    {SURFACE_COMPAT, "{mount}/++rest++setstatus",           ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_OPERATOR, compat_setstatus},
-    {SURFACE_UI,     "{mount}/managenodes",                 GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_nodes_page},
-    {SURFACE_UI,     "{mount}/managenodes",                 ROUTE_POST,   ROUTE_FORM,        ROLE_VIEWER,   ui_nodes_post},
-    {SURFACE_UI,     "{mount}/manage_main",                 ROUTE_ANY,    ROUTE_PUBLIC,      ROLE_NONE,     ui_manage_main},
+    {SURFACE_PROBE,    "{mount}",                              GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      probe_handle, NULL},
+    {SURFACE_COMPAT,   "{mount}/++rest++nodestatus",           GET_HEAD,      ROUTE_OR_SESSION,            ROLE_VIEWER,    compat_nodestatus, NULL},
+    {SURFACE_COMPAT,   "{mount}/++rest++setstatus",            ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  compat_setstatus, NULL},
+    {SURFACE_UI,       "{mount}/managenodes",                  GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_nodes_page, NULL},
+    {SURFACE_UI,       "{mount}/managenodes",                  ROUTE_POST,    ROUTE_FORM,                  ROLE_OPERATOR,  ui_nodes_status_post, "status"},
+    {SURFACE_UI,       "{mount}/managenodes",                  ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_nodes_list_post, "nodes"},
+    {SURFACE_UI,       "{mount}/manage_main",                  ROUTE_ANY,     ROUTE_PUBLIC,                ROLE_NONE,      ui_manage_main, NULL},
 
-    {SURFACE_API_V1, "/v1/health",                          ROUTE_GET,    ROUTE_PUBLIC,      ROLE_NONE,     api_v1_health_get},
-    {SURFACE_API_V1, "/v1/daemons",                         ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_daemons_get},
-    {SURFACE_API_V1, "/v1/clusters",                        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_clusters_get},
-    {SURFACE_API_V1, "/v1/clusters",                        ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_clusters_post},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_cluster_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}",              ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_cluster_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes",        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_nodes_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes",        ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_nodes_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_node_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_node_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/nodes/{node}", ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_node_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/status",       ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_OPERATOR, api_v1_status_post},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/events",       ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_events_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/observations", ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_observations_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/lbs",          ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_lbs_get},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/lbs/{lb}",     ROUTE_PUT,    ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_lb_put},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/lbs/{lb}",     ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_lb_delete},
-    {SURFACE_API_V1, "/v1/clusters/{cluster}/audit",        ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_VIEWER,   api_v1_audit_get},
-    {SURFACE_API_V1, "/v1/users",                           ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_ADMIN,    api_v1_users_get},
-    {SURFACE_API_V1, "/v1/users",                           ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_users_post},
-    {SURFACE_API_V1, "/v1/users/{user}",                    ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_user_delete},
-    {SURFACE_API_V1, "/v1/tokens",                          ROUTE_GET,    ROUTE_OR_SESSION,  ROLE_ADMIN,    api_v1_tokens_get},
-    {SURFACE_API_V1, "/v1/tokens",                          ROUTE_POST,   ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_tokens_post},
-    {SURFACE_API_V1, "/v1/tokens/{token}",                  ROUTE_DELETE, ROUTE_CREDENTIALS, ROLE_ADMIN,    api_v1_token_delete},
+    {SURFACE_API_V1,   "/v1/health",                           ROUTE_GET,     ROUTE_PUBLIC,                ROLE_NONE,      api_v1_health_get, NULL},
+    {SURFACE_API_V1,   "/v1/daemons",                          ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_daemons_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters",                         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_clusters_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters",                         ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_clusters_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}",               ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_cluster_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}",               ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_cluster_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes",         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_nodes_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes",         ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_nodes_put, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_node_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_put, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/status",        ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  api_v1_status_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/events",        ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_events_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/observations",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_observations_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs",           ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_lbs_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_put, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/audit",         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_audit_get, NULL},
+    {SURFACE_API_V1,   "/v1/users",                            ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_users_get, NULL},
+    {SURFACE_API_V1,   "/v1/users",                            ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_users_post, NULL},
+    {SURFACE_API_V1,   "/v1/users/{user}",                     ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_user_delete, NULL},
+    {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_tokens_get, NULL},
+    {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_tokens_post, NULL},
+    {SURFACE_API_V1,   "/v1/tokens/{token}",                   ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_token_delete, NULL},
 
-    {SURFACE_UI,     "/",                                   GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_root_page},
-    {SURFACE_UI,     "/clusters",                           ROUTE_POST,   ROUTE_FORM,        ROLE_ADMIN,    ui_clusters_post},
-    {SURFACE_UI,     "/admin",                              GET_HEAD,     ROUTE_PAGE,        ROLE_VIEWER,   ui_admin_page},
-    {SURFACE_UI,     "/admin",                              ROUTE_POST,   ROUTE_FORM,        ROLE_ADMIN,    ui_admin_post},
-    {SURFACE_UI,     "/login",                              GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_login_page},
-    {SURFACE_UI,     "/login",                              ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_login_post},
-    {SURFACE_UI,     "/logout",                             ROUTE_POST,   ROUTE_PUBLIC,      ROLE_NONE,     ui_logout_post},
-    {SURFACE_ASSETS, "/static/{asset}",                     GET_HEAD,     ROUTE_PUBLIC,      ROLE_NONE,     ui_asset_get},
+    {SURFACE_UI,       "/",                                    GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_root_page, NULL},
+    {SURFACE_UI,       "/clusters",                            ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_clusters_post, NULL},
+    {SURFACE_UI,       "/admin",                               GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_admin_page, NULL},
+    {SURFACE_UI,       "/admin",                               ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_admin_post, NULL},
+    {SURFACE_UI,       "/login",                               GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_login_page, NULL},
+    {SURFACE_UI,       "/login",                               ROUTE_POST,    ROUTE_PUBLIC,                ROLE_NONE,      ui_login_post, NULL},
+    {SURFACE_UI,       "/logout",                              ROUTE_POST,    ROUTE_PUBLIC,                ROLE_NONE,      ui_logout_post, NULL},
+    {SURFACE_ASSETS,   "/static/{asset}",                      GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_asset_get, NULL},
 
-    {SURFACE_METRICS, "/metrics",                           GET_HEAD,     ROUTE_LOCAL_OR_CREDENTIALS, ROLE_VIEWER, scrape_handle},
+    {SURFACE_METRICS,  "/metrics",                             GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS,  ROLE_VIEWER,    scrape_handle, NULL},
 };
 /* clang-format on */
 
@@ -365,6 +369,26 @@ route_run(struct request *r)
 	r->route.entry->handle(r, &r->route);
 }
 
+/* For a line keyed on a form: the line of the same pattern and method
+ * whose form is the body's "form" field (read once, here), made r's
+ * line; NULL when no line has it. Other lines: as they are. */
+static const struct route_entry *
+route_form(struct request *r)
+{
+	const struct route_entry *e = r->route.entry, *end = table + TABLE_SIZE, *l, *found = NULL;
+	char *form;
+
+	if (e->form == NULL)
+		return e;
+	if ((form = ui_field(r, "form")) == NULL)
+		return NULL;
+	for (l = e; l < end && strcmp(l->pattern, e->pattern) == 0 && found == NULL; l++)
+		if (l->methods == e->methods && l->form != NULL && strcmp(l->form, form) == 0)
+			found = r->route.entry = l;
+	free(form);
+	return found;
+}
+
 static void
 route_gate(struct request *r)
 {
@@ -384,8 +408,16 @@ route_gate(struct request *r)
 		ui_page_auth(r, route_run);
 		break;
 	case ROUTE_FORM:
-		if (ui_post_guard(r, e->role) == 0)
+		/* an unknown form is refused to a viewer's valid session only, as
+		 * any form is: the session, CSRF and origin checks come first */
+		e = route_form(r);
+		if (ui_post_guard(r, e != NULL ? e->role : ROLE_VIEWER) != 0)
+			break;
+		if (e != NULL)
 			route_run(r);
+		else
+			ui_reply_message(r, 400, "Unknown form", "This form is not known here.",
+			                 "/", "Go to the clusters");
 		break;
 	case ROUTE_LOCAL_OR_CREDENTIALS:
 		if (request_is_local(r))
@@ -407,6 +439,18 @@ router_dispatch(struct request *stack_r)
 
 	status = router_match(request_snapshot(stack_r), stack_r->req->method, stack_r->path,
 	                      &stack_r->route, &surface, allow, &err);
+	if (stack_r->worker->is_metrics) {
+		/* the --metrics-listen worker serves the /metrics lines only, and
+		 * asks no credentials: whoever can reach that listener may scrape */
+		r = request_keep(stack_r);
+		if (status == 0 && surface == SURFACE_METRICS)
+			route_run(r);
+		else if (status == 405 && surface == SURFACE_METRICS)
+			refuse(r, surface, status, allow, &err);
+		else
+			reply_text(r, 404, "not found");
+		return;
+	}
 	if (status == 404 && surface != SURFACE_API_V1 &&
 	    !engine_has_state(stack_r->server->engine)) {
 		/* started with neither the store nor a local copy: no mount is
@@ -488,6 +532,9 @@ router_table_check(const struct route_entry *table, size_t n, struct error *err)
 		if ((e->gate == ROUTE_PUBLIC) != (e->role == ROLE_NONE))
 			return error_set(err, 500, "%s: public lines, and only they, have no role",
 			                 e->pattern);
+		if (e->form != NULL && e->gate != ROUTE_FORM)
+			return error_set(err, 500, "%s: only form lines are keyed on a form",
+			                 e->pattern);
 		if (e->gate == ROUTE_PAGE && e->role != ROLE_VIEWER)
 			return error_set(err, 500, "%s: pages let viewers in (ui_page_auth)",
 			                 e->pattern);
@@ -497,7 +544,9 @@ router_table_check(const struct route_entry *table, size_t n, struct error *err)
 				return error_set(err, 500,
 				                 "%s: lines of one pattern are not adjacent",
 				                 e->pattern);
-			if (is_same && (table[j].methods & e->methods) != 0)
+			if (is_same && (table[j].methods & e->methods) != 0 &&
+			    (e->form == NULL || table[j].form == NULL ||
+			     strcmp(e->form, table[j].form) == 0))
 				return error_set(err, 500, "%s: a method on two lines", e->pattern);
 			if (is_same && table[j].surface != e->surface)
 				return error_set(err, 500, "%s: one pattern, two surfaces",

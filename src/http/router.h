@@ -7,11 +7,11 @@
  *   {mount}     first in a pattern only: the mount path of a cluster of
  *               the current snapshot (one or more segments, "/health")
  *   {cluster}   one segment, a cluster name          -> route.cluster
- *   {node} {user} {token}   one segment, a name      -> route.name
+ *   {node} {user} {token} {lb}   one segment, a name -> route.name
  *   {asset}     one segment, not checked as a name   -> route.name
  *
  * A capture never matches an empty segment. Names captured by {cluster},
- * {node}, {user} and {token} must be valid names (node_name_is_valid).
+ * {node}, {user}, {token} and {lb} must be valid names (node_name_is_valid).
  *
  * The router decides every refusal of a path in one place
  * (router_match), in this order:
@@ -28,7 +28,9 @@
  *
  * The probe is the hot path: its line is the first, matching it reads the
  * snapshot's mount paths only, and its handler answers from a struct
- * request on the worker's stack (no allocation, no lock).
+ * request on the worker's stack, with no allocation outside h2o's
+ * request pool but when a node is probed by a new client (its slot in
+ * observe), and one short striped lock to record the probe (observe.h).
  *
  * To add an endpoint, add one line to the table in router.c; lines of one
  * pattern stay next to each other (router_table_check says so).
@@ -83,6 +85,10 @@ struct route_entry {
 	enum route_gate gate;
 	enum role role;
 	route_handler handle;
+	/* NULL, or for a form gate: the value of the body's "form" field this
+	 * line is for. Lines of one pattern and method that differ only by
+	 * form are one endpoint whose actions need different roles. */
+	const char *form;
 };
 
 /* Room for the longest Allow list ("GET, HEAD, POST, PUT, DELETE"). */
@@ -116,7 +122,8 @@ const struct route_entry *router_table(size_t *n);
  * matching relies on: every pattern well formed (starts with '/' or
  * {mount}, captures known and whole segments, at most one capture per
  * route field), lines of one pattern adjacent, of one surface, with no
- * method twice; public lines with ROLE_NONE and other lines with a role;
+ * method twice unless every such line is a form gate keyed on a distinct
+ * form value; public lines with ROLE_NONE and other lines with a role;
  * page lines with ROLE_VIEWER. Returns 0, or -1 with err naming the first
  * offending line. */
 int router_table_check(const struct route_entry *table, size_t n, struct error *err);

@@ -23,6 +23,7 @@
 #include "../util/timefmt.h"
 #include "auth.h"
 #include "scrape.h"
+#include "http.h"
 #include "server_internal.h"
 
 static void
@@ -61,13 +62,4 @@ scrape_handle(struct request *r, const struct route *rt)
 {
 	(void)rt;
 	answer(r);
-}
-
-void
-scrape_handle_dedicated(struct request *r)
-{
-	if (request_method_is(r, "GET") || request_method_is(r, "HEAD"))
-		answer(r);
-	else
-		reply_method_not_allowed(r, "GET, HEAD");
 }

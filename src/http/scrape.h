@@ -8,11 +8,8 @@
 #include "http.h"
 
 /* The router's /metrics line, behind the gate ROUTE_LOCAL_OR_CREDENTIALS
- * (public on a connection made to a loopback address, else a viewer). */
+ * (public on a connection made to a loopback address, else a viewer); on
+ * the --metrics-listen worker the router runs it with no gate. */
 void scrape_handle(struct request *r, const struct route *rt);
-
-/* The --metrics-listen worker's one answer: r (kept in h2o's pool) asked
- * for /metrics there, where no credentials are asked for. */
-void scrape_handle_dedicated(struct request *r);
 
 #endif

@@ -1,31 +1,10 @@
 /*
- * server.c - HTTP workers on libh2o-evloop, and the hand-off of work
- * between a worker's event loop and the engine thread.
- *
- * Each worker is a thread with its own evloop and h2o context, accepting
- * on its own dup of every listening socket. Every request starts as a
- * struct request on the worker's stack and goes to the router
- * (router.c), which owns the path table: the probe is answered from the
- * stack (no allocation outside h2o's own request pool, no lock); any other
- * request is first copied into the pool (request_keep).
- *
- * Who owns what:
- *
- *   struct request   h2o's request pool; request_dispose runs when the
- *                    pool goes (the client went away or was answered).
- *   struct pending   this file's, malloc'd for anything that must outlive
- *                    on_req (an engine job, a long poll, a delayed 401).
- *                    r->pending and pd->r point at each other; disposal
- *                    of the request clears pd->r, so the continuation
- *                    never runs for a gone client. A wait's pending is
- *                    freed with the request or when it fires; a job's when
- *                    the job comes back (the engine still holds it).
- *   struct engine_job the submitter's (engine.h), allocated here by
- *                    request_job_new with the surface's data behind it;
- *                    job->done and job->done_arg (the pending) are set by
- *                    request_job_submit and are this file's, nothing else
- *                    in the job is. Released and freed in on_jobs_done,
- *                    after the continuation, whether or not it ran.
+ * server.c - the HTTP workers on libh2o-evloop: listening sockets, accept
+ * (with the eviction of idle connections when descriptors run out), each
+ * worker's loop and timers, the TLS context each worker takes at accept,
+ * start and stop. Every request starts here as a struct request on the
+ * worker's stack (on_req) and goes to the router (router.c), which owns
+ * the path table; what a request may ask and wait for is request.c's.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,12 +23,14 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
-#include "scrape.h"
+#include "http.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
-/* Bounds how late a worker sees is_stopping. Snapshot reclamation needs
- * no wake-up: workers wait offline (worker_main). */
+/* The longest one loop wait may last; the tick (TICK_MS, always armed)
+ * wakes a worker sooner, which is what bounds how late it sees
+ * is_stopping. Snapshot reclamation needs no wake-up: workers wait
+ * offline (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
@@ -57,448 +38,16 @@
 #define ACCEPT_EVICT_MAX 16    /* idle connections closed per accept event */
 #define FD_WARN_EVERY_MS 10000 /* one warning per worker at most this often */
 
-struct pending {
-	struct request *r; /* NULL once the client went away */
-	struct worker *worker;
-	/* an engine job */
-	struct engine_job *job;
-	request_job_handler then_job;
-	h2o_multithread_message_t message;
-	/* a wait (long poll or delay) */
-	h2o_linklist_t link;
-	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
-	int64_t after;
-	char *observed;          /* nodes "a,b" whose observations are waited
-	                            for (malloc'd), NULL for other waits */
-	uint64_t observed_after; /* ... until their digest is not this */
-	int64_t deadline;        /* ms */
-	request_handler then;
-};
-
 static __thread struct worker *current_worker;
 
 static void on_accept(h2o_socket_t *listener, const char *err);
-static void waiters_check(struct worker *w);
-
-/* --- request helpers ------------------------------------------------ */
-
-/* The fleet was read at the last heartbeat (every SHARE_HEARTBEAT_MS);
- * this daemon knows its own version now, and a store at least that new. */
-static void
-fleet_with_own_version(struct share_fleet *f, const struct engine_store_state *st,
-                       const char *daemon_id)
-{
-	size_t i;
-
-	if (!st->has_state)
-		return;
-	if (st->version > f->store_version) {
-		f->store_version = st->version;
-		f->changed_at = st->version_at;
-	}
-	for (i = 0; i < f->n; i++)
-		if (strcmp(f->daemons[i].id, daemon_id) == 0)
-			f->daemons[i].version = st->version;
-}
-
-void
-request_fleet(const struct request *r, struct share_fleet *f)
-{
-	struct engine_store_state st;
-	struct server *s = r->server;
-
-	engine_store_state(s->engine, &st);
-	if (s->share != NULL) {
-		share_fleet(s->share, f);
-		if (f->read_at != 0) {
-			fleet_with_own_version(f, &st, s->daemon_id);
-			return;
-		}
-		free(f->daemons);
-	}
-	/* An SQLite store, or before the first heartbeat: this daemon. */
-	memset(f, 0, sizeof(*f));
-	f->daemons = xcalloc(1, sizeof(*f->daemons));
-	f->daemons[0] = s->me;
-	f->daemons[0].version = st.version;
-	f->daemons[0].heartbeat_at = time_now_ms();
-	f->n = 1;
-	f->store_version = st.version;
-	f->read_at = f->daemons[0].heartbeat_at;
-}
-
-int64_t
-request_stale_after_ms(const struct request *r)
-{
-	return r->server->opts.stale_after_ms;
-}
-
-const char *
-request_daemon_id(const struct request *r)
-{
-	return r->server->daemon_id;
-}
-
-void
-request_store_state(const struct request *r, struct engine_store_state *out)
-{
-	engine_store_state(r->server->engine, out);
-}
-
-const struct model *
-request_snapshot(struct request *r)
-{
-	return engine_snapshot(r->server->engine);
-}
-
-int
-request_method_is(const struct request *r, const char *method)
-{
-	return h2o_memis(r->req->method.base, r->req->method.len, method, strlen(method));
-}
-
-h2o_iovec_t
-request_header(const struct request *r, const h2o_token_t *token)
-{
-	ssize_t i = h2o_find_header(&r->req->headers, token, -1);
-
-	if (i == -1)
-		return h2o_iovec_init(NULL, 0);
-	return r->req->headers.entries[i].value;
-}
-
-h2o_iovec_t
-request_header_by_name(const struct request *r, const char *name)
-{
-	ssize_t i = h2o_find_header_by_str(&r->req->headers, name, strlen(name), -1);
-
-	if (i == -1)
-		return h2o_iovec_init(NULL, 0);
-	return r->req->headers.entries[i].value;
-}
-
-struct observe *
-request_observe(const struct request *r)
-{
-	return r->server->observe;
-}
-
-int
-request_is_https(const struct request *r)
-{
-	return r->req->scheme == &H2O_URL_SCHEME_HTTPS;
-}
-
-int
-request_query_param(const struct request *r, const char *name, char *buf, size_t size)
-{
-	char *value = NULL;
-	int found = form_urlencoded_value(r->query, name, &value);
-
-	if (found == 1 && strlen(value) >= size)
-		found = -1;
-	if (found == 1)
-		memcpy(buf, value, strlen(value) + 1);
-	free(value);
-	return found;
-}
-
-/* --- pending work ---------------------------------------------------- */
-
-/* A wait is over (answered, or its client went): one long poll fewer
- * when it was one (a plain delay has no cluster). */
-static void
-wait_forget(struct pending *pd)
-{
-	if (pd->cluster[0] != '\0')
-		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
-}
-
-static void
-pending_unwatch(struct pending *pd)
-{
-	if (pd->observed == NULL)
-		return;
-	observe_watch(pd->worker->server->observe, -1);
-	free(pd->observed);
-	pd->observed = NULL;
-}
-
-static void
-request_dispose(void *p)
-{
-	struct request *r = p;
-	struct pending *pd = r->pending;
-
-	r->is_gone = 1;
-	if (pd == NULL)
-		return;
-	pd->r = NULL;
-	if (pd->then != NULL) { /* a wait: nothing else refers to it */
-		h2o_linklist_unlink(&pd->link);
-		wait_forget(pd);
-		pd->worker->n_pending--;
-		pending_unwatch(pd);
-		free(pd);
-	}
-	/* a job: freed when the engine hands it back */
-}
-
-static struct pending *
-pending_new(struct request *r)
-{
-	struct pending *pd = xcalloc(1, sizeof(*pd));
-
-	pd->r = r;
-	pd->worker = r->worker;
-	r->pending = pd;
-	r->worker->n_pending++;
-	return pd;
-}
-
-static void
-pending_finish(struct pending *pd)
-{
-	if (pd->r != NULL)
-		pd->r->pending = NULL;
-	pd->worker->n_pending--;
-	pending_unwatch(pd);
-	free(pd);
-}
-
-struct engine_job *
-request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
-{
-	struct engine_job *job = xcalloc(1, sizeof(*job) + data_size);
-
-	job->run = fn;
-	job->data = job + 1;
-	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
-	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
-	return job;
-}
-
-/* Engine thread: hand the job back to the worker that submitted it. */
-static void
-job_done(struct engine_job *job)
-{
-	struct pending *pd = job->done_arg;
-
-	h2o_multithread_send_message(&pd->worker->done_receiver, &pd->message);
-}
-
-void
-request_job_submit(struct request *r, struct engine_job *job, request_job_handler then)
-{
-	struct pending *pd = pending_new(r);
-
-	pd->job = job;
-	pd->then_job = then;
-	job->done = job_done;
-	job->done_arg = pd;
-	engine_submit(r->server->engine, job);
-}
-
-/* Worker thread: jobs the engine finished. */
-static void
-on_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-	(void)receiver;
-	while (!h2o_linklist_is_empty(messages)) {
-		h2o_multithread_message_t *m =
-		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
-		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, message, m);
-		struct request *r = pd->r;
-		struct engine_job *job = pd->job;
-		request_job_handler then = pd->then_job;
-
-		h2o_linklist_unlink(&m->link);
-		pending_finish(pd);
-		if (r != NULL)
-			then(r, job);
-		engine_job_release(job);
-		free(job);
-	}
-}
-
-static void
-wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
-         request_handler then)
-{
-	struct pending *pd = pending_new(r);
-
-	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
-	pd->after = after;
-	pd->deadline = time_now_ms() + wait_ms;
-	pd->then = then;
-	if (pd->cluster[0] != '\0')
-		atomic_fetch_add(&r->server->n_long_polls, 1);
-	h2o_linklist_insert(&r->worker->waiters, &pd->link);
-}
-
-static void
-wait_fire(struct pending *pd)
-{
-	struct request *r = pd->r;
-	request_handler then = pd->then;
-
-	h2o_linklist_unlink(&pd->link);
-	wait_forget(pd);
-	pending_finish(pd);
-	then(r);
-}
-
-uint64_t
-observation_digest(struct observe *o, const struct model *m, const char *cluster, const char *nodes)
-{
-	const struct cluster *c = model_find_cluster(m, cluster);
-	uint64_t digest = c != NULL ? (uint64_t)c->version : 0;
-	char name[NODE_NAME_MAX + 1];
-	const char *p = nodes, *comma;
-	size_t len;
-
-	while (*p != '\0') {
-		comma = strchr(p, ',');
-		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-		if (len <= NODE_NAME_MAX) {
-			memcpy(name, p, len);
-			name[len] = '\0';
-			digest += observe_node_seq(o, cluster, name);
-		}
-		if (comma == NULL)
-			break;
-		p = comma + 1;
-	}
-	return digest & INT64_MAX; /* a JSON integer */
-}
-
-/* Has the cluster a waiter follows moved past its version (or gone), or
- * have the observations it waits for changed? */
-static int
-wait_is_satisfied(const struct model *m, const struct pending *pd)
-{
-	const struct cluster *c;
-
-	if (pd->observed != NULL)
-		return observation_digest(pd->worker->server->observe, m, pd->cluster,
-		                          pd->observed) != pd->observed_after;
-	if (pd->cluster[0] == '\0')
-		return 0;
-	c = model_find_cluster(m, pd->cluster);
-	return c == NULL || c->version > pd->after;
-}
-
-void
-request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
-                        request_handler then)
-{
-	const struct cluster *c = model_find_cluster(request_snapshot(r), cluster);
-
-	if (c == NULL || c->version > after || wait_ms <= 0 ||
-	    atomic_load(&r->server->is_stopping)) {
-		then(r);
-		return;
-	}
-	wait_add(r, cluster, after, wait_ms, then);
-}
-
-void
-request_wait_for_observation(struct request *r, const char *cluster, const char *nodes,
-                             uint64_t after, int64_t wait_ms, request_handler then)
-{
-	struct observe *o = r->server->observe;
-	struct pending *pd;
-
-	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) ||
-	    observation_digest(o, request_snapshot(r), cluster, nodes) != after) {
-		then(r);
-		return;
-	}
-	wait_add(r, cluster, 0, wait_ms, then);
-	pd = r->pending;
-	if ((pd->observed = strdup(nodes)) == NULL)
-		abort();
-	pd->observed_after = after;
-	observe_watch(o, 1);
-	/* a probe may have been answered between the check and the watch */
-	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
-		waiters_check(r->worker);
-}
-
-void
-request_after(struct request *r, int64_t delay_ms, request_handler then)
-{
-	if (delay_ms <= 0) {
-		then(r);
-		return;
-	}
-	wait_add(r, "", 0, delay_ms, then);
-}
-
-/* Fires the waiters that are due: changed clusters, deadlines, or all of
- * them when the daemon stops. The due ones are moved to a list of their
- * own first, since answering one may dispose of another's request (which
- * unlinks its waiter from whatever list holds it). */
-static void
-waiters_check(struct worker *w)
-{
-	const struct model *m = engine_snapshot(w->server->engine);
-	int is_stopping = atomic_load(&w->server->is_stopping);
-	int64_t now = time_now_ms();
-	h2o_linklist_t due, *node, *next;
-
-	h2o_linklist_init_anchor(&due);
-	for (node = w->waiters.next; node != &w->waiters; node = next) {
-		struct pending *pd = H2O_STRUCT_FROM_MEMBER(struct pending, link, node);
-		next = node->next;
-		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd)) {
-			h2o_linklist_unlink(node);
-			h2o_linklist_insert(&due, node);
-		}
-	}
-	while (!h2o_linklist_is_empty(&due))
-		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending, link, due.next));
-}
-
-static void
-on_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
-{
-	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, change_receiver, receiver);
-
-	while (!h2o_linklist_is_empty(messages))
-		h2o_linklist_unlink(messages->next);
-	atomic_store(&w->is_change_pending, 0);
-	waiters_check(w);
-}
-
-/* Engine thread: tell every worker the model changed (coalesced). */
-static void
-broadcast_change(void *arg, const struct model *m)
-{
-	struct server *s = arg;
-	int i;
-
-	(void)m;
-	for (i = 0; i < s->n_workers; i++) {
-		struct worker *w = &s->workers[i];
-		if (atomic_exchange(&w->is_change_pending, 1) == 0)
-			h2o_multithread_send_message(&w->change_receiver, &w->change_message);
-	}
-}
-
-/* Any thread, after a probe was answered while someone waits for one. */
-static void
-on_observed(void *arg)
-{
-	broadcast_change(arg, NULL);
-}
 
 static void
 on_tick(h2o_timeout_entry_t *entry)
 {
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
 
-	waiters_check(w);
+	request_waiters_check(w);
 	if (w->id == 0 && time_now_ms() >= w->next_sweep_at) {
 		observe_sweep(w->server->observe, time_now_ms());
 		w->next_sweep_at = time_now_ms() + SWEEP_EVERY_MS;
@@ -541,15 +90,6 @@ peer_address(h2o_req_t *req, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
 
-struct request *
-request_keep(const struct request *on_stack)
-{
-	struct request *r = h2o_mem_alloc_shared(&on_stack->req->pool, sizeof(*r), request_dispose);
-
-	*r = *on_stack;
-	return r;
-}
-
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -579,30 +119,8 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	r.path = req->path_normalized;
 	peer_address(req, r.address, sizeof(r.address));
 	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
-		return -1; /* /metrics/x: not ours */
-	scrape_handle_dedicated(request_keep(&r));
-	return 0;
-}
-
-int
-request_is_local(const struct request *r)
-{
-	struct sockaddr_storage ss;
-	h2o_conn_t *conn = r->req->conn;
-
-	if (conn->callbacks->get_sockname == NULL ||
-	    conn->callbacks->get_sockname(conn, (struct sockaddr *)&ss) == 0)
-		return 0;
-	return sockaddr_is_loopback((struct sockaddr *)&ss);
-}
-
-int
-sockaddr_is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-	if (sa->sa_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+		return -1;   /* /metrics/x: not ours */
+	router_dispatch(&r); /* which knows the worker serves /metrics alone */
 	return 0;
 }
 
@@ -817,8 +335,9 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_linklist_init_anchor(&w->waiters);
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
 	w->accept_resume.cb = on_accept_resume;
-	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, on_jobs_done);
-	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver, on_change_message);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, request_jobs_done);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
+	                                  request_change_message);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
@@ -869,7 +388,7 @@ worker_main(void *arg)
 		if (stop_deadline == 0) {
 			stop_deadline = time_now_ms() + STOP_GRACE_MS;
 			listeners_close(w);
-			waiters_check(w);
+			request_waiters_check(w);
 		}
 		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
 			break;
@@ -913,7 +432,7 @@ server_start(struct server *s, struct error *err)
 	}
 
 	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
-	observe_set_notify(s->observe, on_observed, s);
+	observe_set_notify(s->observe, request_observed, s);
 	pthread_barrier_init(&s->ready, NULL, (unsigned)s->n_workers + 1);
 	for (i = 0; i < s->n_workers; i++) {
 		s->workers[i].id = i;
@@ -931,7 +450,7 @@ server_start(struct server *s, struct error *err)
 			return -1;
 		}
 	}
-	engine_on_change(s->engine, broadcast_change, s);
+	engine_on_change(s->engine, request_broadcast_change, s);
 	return 0;
 }
 

@@ -1,7 +1,7 @@
 /*
- * server_internal.h - the daemon's runtime state, shared by daemon.c,
- * server.c, router.c, auth.c and scrape.c only. The surfaces see struct
- * request alone.
+ * server_internal.h - the daemon's runtime state (the server, its
+ * workers), shared by daemon.c, server.c, request.c, router.c, auth.c and
+ * scrape.c only. The surfaces see struct request alone.
  */
 #ifndef CM_SERVER_INTERNAL_H
 #define CM_SERVER_INTERNAL_H
@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 
 #include "../util/log.h"
-#include "http.h"
+#include "request.h"
 
 struct auth_state;
 struct agent;
@@ -69,6 +69,7 @@ struct server_options {
 	int threads;
 	int is_demo;
 	enum log_format log_format;
+	enum log_level log_level;
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
 	int is_check_config;
@@ -126,5 +127,21 @@ struct request *request_keep(const struct request *on_stack);
 /* auth.c */
 struct auth_state *auth_state_new(void);
 void auth_state_free(struct auth_state *a);
+
+/* --- request.c: the worker's side of the work requests wait for ---------- */
+
+/* Fires w's waiters that are due: changed clusters, deadlines, or all of
+ * them when the daemon stops (w's loop: on a change message and its tick). */
+void request_waiters_check(struct worker *w);
+/* w->done_receiver's handler: jobs the engine finished, answered. */
+void request_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+/* w->change_receiver's handler: the model changed. */
+void request_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+/* Engine thread (engine_on_change; arg: the server): tells every worker
+ * the model changed, coalesced to one message in flight per worker. */
+void request_broadcast_change(void *arg, const struct model *m);
+/* Any thread (observe_set_notify; arg: the server), after a probe was
+ * answered while someone waits for one. */
+void request_observed(void *arg);
 
 #endif

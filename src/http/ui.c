@@ -218,25 +218,19 @@ ui_field_each(struct request *r, const char *name, void (*fn)(void *arg, const c
               void *arg)
 {
 	h2o_iovec_t body = r->req->entity;
-	const char *p = body.base, *end = body.base + body.len;
-	size_t name_len = strlen(name);
+	const char *pos = body.base;
+	struct url_form_pair pair;
 
 	if (body.len > BODY_MAX)
 		return -1;
-	while (p != NULL && p < end) {
-		const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp ? amp : end;
-		const char *eq = memchr(p, '=', (size_t)(stop - p)), *key_end = eq ? eq : stop;
-
-		if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-			const char *v = eq ? eq + 1 : stop;
-			char *value = url_form_decode(v, (size_t)(stop - v));
+	while (url_form_next(&pos, body.base + body.len, &pair))
+		if (url_form_key_is(&pair, name)) {
+			char *value = url_form_decode(pair.value, pair.value_len);
 			if (value == NULL)
 				return -1;
 			fn(arg, value);
 			free(value);
 		}
-		p = amp ? amp + 1 : NULL;
-	}
 	return 0;
 }
 

@@ -68,7 +68,7 @@ void ui_header(struct request *r, const char *name, const char *value);
  * same-origin referrers), and frees b's data. */
 void ui_reply_html(struct request *r, int status, struct ui_buf *b);
 
-/* "2026-11-24 21:10 UTC" into buf (at least 32 bytes); "" for 0. */
+/* "2026-11-24 21:10:54 UTC" into buf (at least 32 bytes); "" for 0. */
 const char *ui_time(int64_t ms, char *buf, size_t size);
 
 /* --- ui.c: the frame, gates and forms ----------------------------------- */
@@ -125,7 +125,10 @@ void ui_login_post(struct request *r, const struct route *rt);
 void ui_logout_post(struct request *r, const struct route *rt);
 /* {mount}/managenodes (ui_nodes.c). */
 void ui_nodes_page(struct request *r, const struct route *rt);
-void ui_nodes_post(struct request *r, const struct route *rt);
+/* POST, one line per form (router.c keys them on the "form" field):
+ * status changes (operator), the node list (admin). */
+void ui_nodes_status_post(struct request *r, const struct route *rt);
+void ui_nodes_list_post(struct request *r, const struct route *rt);
 /* /admin (ui_admin.c). */
 void ui_admin_page(struct request *r, const struct route *rt);
 void ui_admin_post(struct request *r, const struct route *rt);

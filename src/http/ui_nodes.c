@@ -766,9 +766,10 @@ ttl_seconds(const char *ttl, int64_t *out)
 	*out = 0;
 	if (ttl == NULL || ttl[0] == '\0')
 		return 0;
-	if (duration_parse_ms(ttl, &ms) != 0)
+	/* the core refuses what is above its limit, in its own words */
+	if (duration_parse(ttl, 1, 366LL * 86400 * 1000, &ms) != 0)
 		return -1;
-	*out = ms / 1000;
+	*out = (ms + 999) / 1000;
 	return 0;
 }
 
@@ -960,27 +961,28 @@ node_list_post(struct request *r, const struct cluster *c)
 	request_job_submit(r, job, node_list_done);
 }
 
+/* The router's form gate picked the line by the form field and checked
+ * the session, the CSRF token, the origin and that line's role. */
 void
-ui_nodes_post(struct request *r, const struct route *rt)
+ui_nodes_status_post(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = page_cluster(r, rt);
-	int is_status;
 
-	/* the router's form gate checked the session, the CSRF token and the
-	 * origin; the role depends on the form */
-	is_status = ui_field_is(r, "form", "status");
-	if (!is_status && !ui_field_is(r, "form", "nodes")) {
-		ui_reply_message(r, 400, "Unknown form", "This form is not known here.", "/",
-		                 "Go to the clusters");
-		return;
-	}
-	if (ui_post_guard(r, is_status ? ROLE_OPERATOR : ROLE_ADMIN) != 0)
-		return;
 	if (c == NULL)
 		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
 		                 "Go to the clusters");
-	else if (is_status)
+	else
 		status_post(r, c);
+}
+
+void
+ui_nodes_list_post(struct request *r, const struct route *rt)
+{
+	const struct cluster *c = page_cluster(r, rt);
+
+	if (c == NULL)
+		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
+		                 "Go to the clusters");
 	else
 		node_list_post(r, c);
 }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/hash.h"
 #include "../util/utf8.h"
 #include "../util/xalloc.h"
 #include "observe.h"
@@ -199,15 +200,7 @@ observe_free(struct observe *o)
 static uint64_t
 key_hash(const char *cluster, const char *node, size_t node_len)
 {
-	uint64_t h = 14695981039346656037ULL;
-	const unsigned char *p;
-
-	for (p = (const unsigned char *)cluster; *p != '\0'; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	h = (h ^ '/') * 1099511628211ULL;
-	for (p = (const unsigned char *)node; p < (const unsigned char *)node + node_len; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	return h;
+	return fnv1a(fnv1a(fnv1a_str(FNV1A_START, cluster), "/", 1), node, node_len);
 }
 
 static pthread_mutex_t *

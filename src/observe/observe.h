@@ -16,7 +16,7 @@
  *            since the node's last status change. That is what
  *            `clustermgmt wait` reads to know every load balancer has seen
  *            a change.
- *   check    the state of the node's application check (check.c writes
+ *   check    the state of the node's application check (checker.c writes
  *            it), which turns an online node's answer into "down".
  *
  * None of it is persisted: it starts empty at every start of the daemon.
@@ -173,7 +173,7 @@ void observe_set_notify(struct observe *o, void (*fn)(void *arg), void *arg);
 /* Adds delta (+1 or -1) to the number of watchers. */
 void observe_watch(struct observe *o, int delta);
 
-/* Publishes (check.c) or forgets (the check was removed) a node's check
+/* Publishes (checker.c) or forgets (the check was removed) a node's check
  * state. */
 void observe_check_set(struct observe *o, const char *cluster, const char *node,
                        const struct observe_check *state);

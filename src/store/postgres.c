@@ -77,7 +77,9 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <sodium.h>
 
+#include "../util/redact.h"
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
@@ -393,31 +395,6 @@ describe_spec(const PQconninfoOption *opts)
 		                        out[len - 1] == ':' ? "" : " ", o->keyword, o->val);
 	}
 	return out;
-}
-
-/* libpq's parse error may quote a piece of the spec (which could be a
- * password): drop everything between double quotes. */
-static void
-unquoted(const char *in, char *out, size_t size)
-{
-	size_t i, n = 0;
-	int is_quoted = 0;
-
-	for (i = 0; in != NULL && in[i] != '\0' && n + 1 < size; i++) {
-		if (in[i] == '"') {
-			is_quoted = !is_quoted;
-			if (is_quoted && n + 4 < size) {
-				memcpy(out + n, "\"…\"", 5);
-				n += 5;
-			}
-			continue;
-		}
-		if (!is_quoted)
-			out[n++] = (in[i] == '\n') ? ' ' : in[i];
-	}
-	while (n > 0 && out[n - 1] == ' ')
-		n--;
-	out[n] = '\0';
 }
 
 /* libpq checks a port only when it connects, and a failed connection
@@ -995,7 +972,8 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 
 	opts = PQconninfoParse(spec, &parse_error);
 	if (opts == NULL) {
-		unquoted(parse_error != NULL ? parse_error : "out of memory", why, sizeof(why));
+		redact_quoted(parse_error != NULL ? parse_error : "out of memory", why,
+		              sizeof(why));
 		PQfreemem(parse_error);
 		error_set(err, 400, "--db: not a valid PostgreSQL URL or connection string: %s",
 		          why);
@@ -1021,8 +999,8 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 	memcpy(db->listen_values, db->values, (N_DEFAULTS + 2) * sizeof(*db->values));
 	if (listen_spec != NULL) {
 		if ((opts = PQconninfoParse(listen_spec, &parse_error)) == NULL) {
-			unquoted(parse_error != NULL ? parse_error : "out of memory", why,
-			         sizeof(why));
+			redact_quoted(parse_error != NULL ? parse_error : "out of memory", why,
+			              sizeof(why));
 			PQfreemem(parse_error);
 			error_set(
 			    err, 400,
@@ -1862,33 +1840,23 @@ pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record 
 
 #define SESSIONS_MAX 65536
 
+/* A 32-byte hash as the 64 lowercase hex digits the table stores. */
 static void
 hex32(const unsigned char in[32], char out[65])
 {
-	static const char digits[] = "0123456789abcdef";
-	int i;
-
-	for (i = 0; i < 32; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[64] = '\0';
+	sodium_bin2hex(out, 65, in, 32);
 }
 
+/* The other way; -1 unless in is exactly 64 hex digits. */
 static int
 unhex32(const char *in, unsigned char out[32])
 {
-	int i, hi, lo;
+	size_t len = 0;
+	const char *end;
 
-	if (strlen(in) != 64)
+	if (strlen(in) != 64 || sodium_hex2bin(out, 32, in, 64, NULL, &len, &end) != 0 ||
+	    len != 32 || *end != '\0')
 		return -1;
-	for (i = 0; i < 32; i++) {
-		hi = in[2 * i] <= '9' ? in[2 * i] - '0' : in[2 * i] - 'a' + 10;
-		lo = in[2 * i + 1] <= '9' ? in[2 * i + 1] - '0' : in[2 * i + 1] - 'a' + 10;
-		if (hi < 0 || hi > 15 || lo < 0 || lo > 15)
-			return -1;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
 	return 0;
 }
 
@@ -2078,7 +2046,7 @@ backoff_ms(int attempt)
 		cap *= 2;
 	if (cap > BACKOFF_MAX_MS)
 		cap = BACKOFF_MAX_MS;
-	return (int)(cap / 2 + rand() % (cap / 2 + 1));
+	return (int)(cap / 2 + randombytes_uniform((uint32_t)(cap / 2 + 1)));
 }
 
 /* Handles what arrived on the listen connection; -1 when it broke. */
@@ -2119,8 +2087,16 @@ watch_thread(void *arg)
 	while (!atomic_load(&db->is_stopping)) {
 		if (db->listen_conn == NULL) {
 			if (watch_connect_and_listen(db, &version) != 0) {
+				int delay = backoff_ms(attempt++);
+				char n[24], ms[24];
+
 				watch_went_down(db, "cannot connect");
-				if (watch_sleep(db, backoff_ms(attempt++)))
+				snprintf(n, sizeof(n), "%d", attempt);
+				snprintf(ms, sizeof(ms), "%d", delay);
+				log_kv(LOG_DEBUG, "PostgreSQL reconnection attempt failed", "store",
+				       db->description, "attempt", n, "next_attempt_in_ms", ms,
+				       NULL);
+				if (watch_sleep(db, delay))
 					break;
 				continue;
 			}
@@ -2174,7 +2150,6 @@ watch_start(void *handle, const struct store_watcher *w, struct error *err)
 	if (db->wake_fd == -1)
 		return error_set(err, 500, "cannot create an eventfd: %s", strerror(errno));
 	atomic_store(&db->is_stopping, 0);
-	srand((unsigned)time_now_ms() ^ (unsigned)getpid());
 	if (pthread_create(&db->watch_thread, NULL, watch_thread, db) != 0) {
 		close(db->wake_fd);
 		db->wake_fd = -1;

@@ -23,6 +23,7 @@
 
 #include <stdint.h>
 
+#include "../core/command.h"
 #include "../core/error.h"
 #include "../core/model.h"
 #include "../core/peer.h"
@@ -114,7 +115,7 @@ struct store_write {
  * store remembers the key of a write that changed something for
  * STORE_KEY_KEEP_MS (24 h): a retry within that time is answered as
  * applied and applied at most once. */
-#define STORE_KEY_MAX 128
+#define STORE_KEY_MAX COMMAND_KEY_MAX
 #define STORE_KEY_KEEP_MS (24 * 3600 * 1000LL)
 int store_key_is_valid(const char *key);
 /* Returns 0 when decide returned 0 (committed, or nothing to commit),

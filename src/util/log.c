@@ -21,7 +21,7 @@
 #include "log.h"
 #include "timefmt.h"
 
-static const enum log_level min_level = LOG_INFO; /* no option changes it yet */
+static enum log_level min_level = LOG_INFO;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -212,6 +212,25 @@ log_format_from_string(const char *s, enum log_format *out)
 	else
 		return -1;
 	return 0;
+}
+
+int
+log_level_from_string(const char *s, enum log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	return -1;
+}
+
+void
+log_set_level(enum log_level level)
+{
+	min_level = level;
 }
 
 void

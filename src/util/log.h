@@ -18,6 +18,13 @@ enum log_format { LOG_FORMAT_LOGFMT = 0, LOG_FORMAT_JSON = 1 };
 
 /* "logfmt" or "json" into *out; returns 0, or -1 for another name. */
 int log_format_from_string(const char *s, enum log_format *out);
+/* "debug", "info", "warn" or "error" into *out; returns 0, or -1 for
+ * another name. */
+int log_level_from_string(const char *s, enum log_level *out);
+/* Lines below level are not written (default LOG_INFO). Call it before
+ * starting threads. */
+void log_set_level(enum log_level level);
+
 /* Chooses the format of every line from now on (default logfmt). Call it
  * before starting threads. */
 void log_set_format(enum log_format f);
@@ -34,6 +41,6 @@ int log_reopen(void);
 
 /* Logs msg with key/value pairs: a NULL-terminated list of
  * const char *key, const char *value. A NULL value is logged as "". */
-void log_kv(enum log_level level, const char *msg, ...);
+void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
 #endif

@@ -62,27 +62,31 @@ duration_format_config(int64_t ms, char *buf, size_t size)
 }
 
 int
-duration_parse_ms(const char *s, int64_t *out)
+duration_parse(const char *s, int64_t min_ms, int64_t max_ms, int64_t *out)
 {
-	char *end;
-	long long n;
-	int64_t unit = 1000;
+	static const struct {
+		const char *suffix;
+		int64_t ms;
+	} units[] = {{"", 1000},       {"ms", 1},          {"s", 1000},
+	             {"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 86400 * 1000}};
+	const char *p = s;
+	int64_t n = 0;
+	size_t i;
 
 	if (s == NULL || *s < '0' || *s > '9')
 		return -1;
-	n = strtoll(s, &end, 10);
-	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
-		unit = 1000;
-	else if (strcmp(end, "m") == 0)
-		unit = 60 * 1000;
-	else if (strcmp(end, "h") == 0)
-		unit = 3600 * 1000;
-	else if (strcmp(end, "d") == 0)
-		unit = 86400 * 1000;
-	else
-		return -1;
-	if (n <= 0 || n > 366LL * 86400)
-		return -1;
-	*out = (int64_t)n * unit;
-	return 0;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (n > (INT64_MAX / 86400000 - 9) / 10)
+			return -1; /* no duration of ours is that long */
+		n = n * 10 + (*p - '0');
+	}
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(p, units[i].suffix) == 0) {
+			n *= units[i].ms;
+			if (n < min_ms || n > max_ms)
+				return -1;
+			*out = n;
+			return 0;
+		}
+	return -1;
 }

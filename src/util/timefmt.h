@@ -25,8 +25,15 @@ char *duration_format(int64_t ms, char *buf, size_t size);
  * "2s" when ms is whole seconds, else "500ms". Returns buf. */
 char *duration_format_config(int64_t ms, char *buf, size_t size);
 
-/* Parses a duration "90", "90s", "10m", "2h", "1d" into milliseconds.
- * Returns 0 on success, -1 when s is not a positive duration. */
-int duration_parse_ms(const char *s, int64_t *out);
+/* The one duration parser, for every option, form field and query
+ * parameter: digits and a unit, "500ms", "90s", "10m", "2h", "1d", or
+ * digits alone for seconds ("90"). No sign, no space, no fraction.
+ *
+ * One rule for zero: "0" in any unit is a duration of 0 and is accepted
+ * only where the caller says zero means something (min_ms == 0, e.g. "no
+ * grace"); everywhere else min_ms is at least 1 and zero is refused like
+ * any value below min_ms or above max_ms. Stores the milliseconds in
+ * *out and returns 0, or returns -1 and leaves *out alone. */
+int duration_parse(const char *s, int64_t min_ms, int64_t max_ms, int64_t *out);
 
 #endif

@@ -62,3 +62,45 @@ hostport_split(const char *s, char *host, size_t host_size, int *port, int *is_b
 	*port = (int)value;
 	return 0;
 }
+
+int
+url_form_next(const char **pos, const char *end, struct url_form_pair *pair)
+{
+	const char *p = *pos, *amp, *stop, *eq;
+
+	if (p == NULL || p >= end)
+		return 0;
+	amp = memchr(p, '&', (size_t)(end - p));
+	stop = amp != NULL ? amp : end;
+	eq = memchr(p, '=', (size_t)(stop - p));
+	pair->key = p;
+	pair->key_len = (size_t)((eq != NULL ? eq : stop) - p);
+	pair->has_value = eq != NULL;
+	pair->value = eq != NULL ? eq + 1 : stop;
+	pair->value_len = (size_t)(stop - pair->value);
+	*pos = amp != NULL ? amp + 1 : end;
+	return 1;
+}
+
+int
+url_form_key_is(const struct url_form_pair *pair, const char *name)
+{
+	size_t len = strlen(name);
+
+	return pair->key_len == len && memcmp(pair->key, name, len) == 0;
+}
+
+int
+url_form_value(const char *text, size_t len, const char *name, char **out)
+{
+	const char *pos = text;
+	struct url_form_pair pair;
+
+	*out = NULL;
+	while (url_form_next(&pos, text + len, &pair))
+		if (url_form_key_is(&pair, name)) {
+			*out = url_form_decode(pair.value, pair.value_len);
+			return *out != NULL ? 1 : -1;
+		}
+	return 0;
+}

@@ -2,8 +2,9 @@
 Black-box end-to-end fixtures for clustermgmt.
 
 Everything here talks to the real binary over HTTP, as a load balancer, a
-deploy script or an operator would. The tests are written against
-/work/shared/PRODUCT.md and docs/API.md, not against the daemon's code.
+deploy script or an operator would. The tests are written against the
+documented behaviour (README.md, docs/API.md, docs/CLI.md), not against
+the daemon's code.
 
 Public interface (other test files, e.g. test_cli.py, rely on these names):
 

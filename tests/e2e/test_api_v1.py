@@ -584,7 +584,8 @@ def test_change_is_seen_by_every_worker(make_daemon):
     d = make_daemon(["--threads", "4"])
     d.set_nodes(["zope1"])
     d.set_status({"zope1": {"status": "offline"}})
-    # each probe on a fresh connection: SO_REUSEPORT spreads them over workers
+    # each probe on a fresh connection: every worker accepts on its own dup
+    # of the one listening socket, so fresh connections land on any of them
     answers = {(r.status_code, r.text) for r in (d.probe("zope1") for _ in range(40))}
     assert answers == {(503, "node is offline")}
     d.set_status({"zope1": {"status": "online"}})

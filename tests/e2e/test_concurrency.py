@@ -157,7 +157,7 @@ def accounts(load, alive):
     s = requests.Session()
     i = 0
     while load.running():
-        if i > 0:  # argon2 runs on the engine thread: leave room for writes
+        if i > 0:  # argon2 takes the side thread's time: leave room for others
             time.sleep(ACCOUNT_PAUSE)
         name = "stress%d" % i
         password = "password-%d-x" % i

@@ -52,3 +52,44 @@ def test_surface_including_the_path_table_is_caught(tmp_path):
     r = check_with_include(tmp_path, "http/ui.h", "router.h")
     assert r.returncode == 1
     assert "may include http/router.h" in r.stdout
+
+
+def test_layer_reached_through_a_header_is_caught(tmp_path):
+    # engine may include store, http may not: a store header that an
+    # engine header pulls in reaches every http file that includes it
+    r = check_with_include(tmp_path, "engine/engine.h", "../store/store.h")
+    assert r.returncode == 1
+    assert "http may not include store (../engine/engine.h through" in r.stdout
+    assert "daemon.c" in r.stdout
+
+
+def test_duplicate_include_guard_is_caught(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    (src / "cli" / "twin.h").write_text(
+        "#ifndef CM_COMMAND_H\n#define CM_COMMAND_H\n#endif\n")
+    r = run_check(src)
+    assert r.returncode == 1
+    assert "include guard CM_COMMAND_H is also" in r.stdout
+
+
+def test_request_room_including_authentication_is_caught(tmp_path):
+    # the circle: the request API calling back up into what calls it
+    r = check_with_include(tmp_path, "http/request.c", "auth.h")
+    assert r.returncode == 1
+    assert "the request room may not include auth.h" in r.stdout
+
+
+def test_surface_including_the_daemons_main_is_caught(tmp_path):
+    r = check_with_include(tmp_path, "http/probe.c", "daemon.h")
+    assert r.returncode == 1
+    assert "the surfaces room may not include daemon.h" in r.stdout
+
+
+def test_http_file_in_no_room_is_caught(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "src", src)
+    (src / "http" / "stray.c").write_text('#include "http.h"\n')
+    r = run_check(src)
+    assert r.returncode == 1
+    assert "stray.c: in no room of http" in r.stdout

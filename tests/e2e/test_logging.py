@@ -133,3 +133,36 @@ def test_bad_serve_option_is_usage_error(tmp_path, cm_bin):
                        timeout=15, stdin=subprocess.DEVNULL, cwd=str(tmp_path))
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert p.stderr.strip()
+
+
+def _unreachable_postgres_daemon(make_daemon, *args):
+    port = free_port()  # nothing listens there: every connection is refused
+    return make_daemon(list(args), db="postgresql://cm@127.0.0.1:%d/cm" % port,
+                       template=False)
+
+
+def test_log_level_debug_shows_reconnection_attempts(make_daemon):
+    d = _unreachable_postgres_daemon(make_daemon, "--log-level", "debug")
+    line = d.wait_log(r"msg=\"PostgreSQL reconnection attempt failed\"", timeout=10)
+    kv = parse_logfmt(line)
+    assert kv["level"] == "debug" and int(kv["attempt"]) >= 1, line
+    assert 0 < int(kv["next_attempt_in_ms"]) <= 5000, line
+    why = d.wait_log(r"msg=\"PostgreSQL connection attempt failed\"", timeout=10)
+    assert "refused" in parse_logfmt(why)["error"], why
+
+
+def test_log_level_info_writes_no_debug_line(make_daemon):
+    d = _unreachable_postgres_daemon(make_daemon)
+    # the failed attempt's debug line comes before the outage's line
+    d.wait_log(r"PostgreSQL unreachable", timeout=10)
+    d.stop()
+    assert not [l for l in d.log_lines() if parse_logfmt(l).get("level") == "debug"]
+
+
+def test_bad_log_level_is_refused(cm_bin, tmp_path):
+    import subprocess
+    r = subprocess.run([cm_bin, "serve", "--db", str(tmp_path / "x.db"), "--log-level", "loud"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0
+    assert "--log-level must be debug, info, warn or error, not 'loud'" in r.stderr
+    assert not (tmp_path / "x.db").exists()

@@ -155,6 +155,10 @@ def test_metrics_listen_on_loopback(make_daemon):
     assert r.status_code == 200
     assert r.headers["Content-Type"] == CONTENT_TYPE
     assert "clustermgmt_node_status" in r.text or "clustermgmt_build_info" in r.text
+    r = requests.post("http://127.0.0.1:%d/metrics" % port, timeout=10)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    r = requests.get("http://127.0.0.1:%d/metrics/x" % port, timeout=10)
+    assert r.status_code == 404
 
 
 def test_metrics_listen_bad_address_is_a_usage_error(cm_bin, tmp_path):

@@ -108,7 +108,7 @@ def test_check_config_refuses_a_bad_certificate(cm_bin, tmp_path):
     (tmp_path / "cert.pem").write_text("not a certificate\n")
     out = check_config(cm_bin, tmp_path, "--tls-cert", str(tmp_path / "cert.pem"),
                        "--tls-key", str(tmp_path / "cert.pem"))
-    assert out.returncode == 1
+    assert out.returncode == 78  # EX_CONFIG: not retried by the systemd unit
     assert "cannot load the TLS certificate" in out.stderr
     assert "cert.pem" in out.stderr
 
@@ -122,14 +122,14 @@ def test_check_config_accepts_a_good_certificate(cm_bin, tmp_path, cert):
 @pytest.mark.parametrize("address", ["127.0.0.1:99999", "nosuchhost.invalid:80", "8080"])
 def test_check_config_refuses_a_bad_address(cm_bin, tmp_path, address):
     out = check_config(cm_bin, tmp_path, "--agent-listen", address)
-    assert out.returncode in (1, 2), out.stderr
+    assert out.returncode in (2, 78), out.stderr  # usage, or configuration
     assert "--agent-listen" in out.stderr and address in out.stderr
 
 
 def test_check_config_refuses_a_short_admin_password(cm_bin, tmp_path):
     (tmp_path / "pw").write_text("short\n")
     out = check_config(cm_bin, tmp_path, "--admin-password-file", str(tmp_path / "pw"))
-    assert out.returncode == 1
+    assert out.returncode == 78
     assert "shorter than" in out.stderr
 
 
@@ -148,6 +148,43 @@ def test_check_config_refuses_an_unwritable_store(cm_bin, tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "cm.db" in out.stderr
+
+
+# --- exit statuses: what systemd must not retry ---------------------------------------
+
+
+def serve_once(cm_bin, tmp_path, *args):
+    return subprocess.run([cm_bin, "serve", "--db", str(tmp_path / "cm.db")] + list(args),
+                          capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+
+
+def test_start_with_a_bad_certificate_exits_78_with_the_reason(cm_bin, tmp_path):
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    out = serve_once(cm_bin, tmp_path, "--listen", "127.0.0.1:%d" % free_port(),
+                     "--tls-cert", str(tmp_path / "cert.pem"),
+                     "--tls-key", str(tmp_path / "cert.pem"))
+    assert out.returncode == 78, out.stderr
+    assert "cannot load the TLS certificate" in out.stderr.strip().splitlines()[-1]
+
+
+def test_start_with_a_bad_postgres_url_exits_78(cm_bin, tmp_path):
+    out = subprocess.run([cm_bin, "serve", "--listen", "127.0.0.1:%d" % free_port(), "--db",
+                          "postgresql://h/db?nosuchoption=1"],
+                         capture_output=True, text=True, timeout=30, cwd=str(tmp_path))
+    assert out.returncode == 78, out.stderr
+    assert "--db" in out.stderr
+
+
+def test_start_with_a_bad_option_exits_2(cm_bin, tmp_path):
+    out = serve_once(cm_bin, tmp_path, "--threads", "zero")
+    assert out.returncode == 2, out.stderr
+    assert "--threads" in out.stderr
+
+
+def test_start_on_an_address_in_use_exits_1_to_be_retried(cm_bin, daemon, tmp_path):
+    out = serve_once(cm_bin, tmp_path, "--listen", "127.0.0.1:%d" % daemon.port)
+    assert out.returncode == 1, out.stderr
+    assert "127.0.0.1:%d" % daemon.port in out.stderr
 
 
 # --- systemd notifications and SIGHUP ------------------------------------------------
@@ -228,5 +265,5 @@ def test_log_file_that_cannot_be_opened_fails_the_start(cm_bin, tmp_path):
     out = subprocess.run([cm_bin, "serve", "--db", str(tmp_path / "cm.db"), "--log-file",
                           str(tmp_path / "no" / "such" / "dir" / "log")],
                          capture_output=True, text=True, timeout=10)
-    assert out.returncode == 1
+    assert out.returncode == 78  # a configuration error
     assert "--log-file" in out.stderr

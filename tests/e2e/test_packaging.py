@@ -170,6 +170,9 @@ def test_systemd_unit_exposure_is_at_most_2(tmp_path, cm_bin):
     assert m, out.stdout + out.stderr
     print("systemd-analyze security: exposure %s" % m.group(1))
     assert float(m.group(1)) <= 2.0, out.stdout
+    # the unit's own comment states what systemd-analyze measures
+    text = (REPO / "dist" / "clustermgmt.service.in").read_text()
+    assert "exposure of %s" % m.group(1) in text, m.group(1)
 
 
 def test_systemd_unit_is_what_the_issue_asks():
@@ -179,7 +182,12 @@ def test_systemd_unit_is_what_the_issue_asks():
     assert settings["StateDirectory"] == "clustermgmt"
     assert settings["User"] == "clustermgmt"
     assert settings["EnvironmentFile"] == "-@sysconfdir@/default/clustermgmt"
-    assert "--check-config" in settings["ExecStartPre"]
+    # configuration and usage errors end the unit in "failed" instead of
+    # restarting it every 2 s; an ExecStartPre= would defeat that (systemd
+    # applies RestartPreventExitStatus= to the main process only)
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartPreventExitStatus"].split() == ["2", "78"]
+    assert "ExecStartPre" not in settings
     assert "$CLUSTERMGMT_OPTS" in settings["ExecStart"]
     assert "--listen" not in settings["ExecStart"]  # the default (loopback) or the env file
     assert settings["CapabilityBoundingSet"] == ""
@@ -273,7 +281,10 @@ def deb_file():
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not deb.exists() or deb.stat().st_mtime < newest:
-            out = run(["make", "-C", str(REPO), "deb"], timeout=900,
+            # DEB= given as a path on the command line, as an operator would:
+            # the package's own make runs must not inherit it (their clean
+            # would delete the directory the package is written to)
+            out = run(["make", "-C", str(REPO), "deb", "DEB=%s" % deb_dir], timeout=900,
                       env=dict(os.environ, DEB_BUILD_OPTIONS="nocheck"))
             assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     assert deb.exists()
@@ -295,6 +306,10 @@ def test_deb_has_the_files_and_dependencies(deb_file, tmp_path):
     assert control.returncode == 0
     conffiles = (tmp_path / "control" / "conffiles").read_text().split()
     assert "/etc/default/clustermgmt" in conffiles
+    # purge keeps the database and says so (never deleted silently)
+    postrm = (tmp_path / "control" / "postrm").read_text()
+    assert "kept /var/lib/clustermgmt" in postrm and "rm -r /var/lib/clustermgmt" in postrm
+    assert run(["sh", "-n", str(tmp_path / "control" / "postrm")], timeout=10).returncode == 0
     postinst = (tmp_path / "control" / "postinst").read_text()
     assert "systemd-sysusers" in postinst and "clustermgmt.conf" in postinst
     assert "deb-systemd-helper" in postinst and "clustermgmt.service" in postinst

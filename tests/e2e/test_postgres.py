@@ -8,6 +8,7 @@ daemons; every wait is bounded.
 """
 
 import json
+import re
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import pytest
 import requests
 
 import pgcluster
-from conftest import Daemon, assert_json_error, free_port
+from conftest import Daemon, assert_json_error, free_port, parse_logfmt
 
 PROPAGATION_TIMEOUT = 10.0  # s: the periodic check alone would do it in ~2 s
 RESYNC_TIMEOUT = 30.0  # s: reconnection backoff is capped at 5 s
@@ -794,3 +795,64 @@ def test_web_session_works_on_every_daemon_and_sign_out_ends_it_everywhere(fleet
     assert [page_on(d).status_code for d in (a, b, c)] == [303, 303, 303]
     for d in (a, b, c):
         assert "cannot share" not in d.log_text()
+
+
+def test_daemons_creating_the_first_admin_together_show_only_the_stored_password(pg_url,
+                                                                                 tmp_path):
+    # Started at once on a new database with no --admin-password-file, each
+    # finds no user and generates a password; argon2id hashing holds each one
+    # long enough that they race to store it. Only the one stored may be shown.
+    ds = []
+    for i in range(3):
+        d = Daemon(tmp_path / ("g%d" % i), start=False, db=pg_url, template=False,
+                   password_file=False)
+        ds.append(d)
+    threads = [threading.Thread(target=d.start) for d in ds]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        created = []
+        for d in ds:  # started: its start-up work is logged
+            d.wait_log(r"clustermgmt started", timeout=10)
+            for line in d.log_lines():
+                if "created user admin with a generated password" in line:
+                    created.append(parse_logfmt(line)["password"])
+        assert len(created) == 1, [d.log_text() for d in ds]
+        for d in ds:
+            assert d.get("/v1/clusters", auth=("admin", created[0])).status_code == 200
+    finally:
+        for d in ds:
+            d.close()
+
+
+LOGFMT = re.compile(r'^[^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*)( [^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*))*$')
+
+
+def test_libpq_messages_are_log_lines_through_terminations_and_a_restart(fleet, pg_own_server):
+    pg = pg_own_server
+    db = pg.create_database()
+    (a,) = fleet(pg.url(db))
+    a.set_nodes(["web1"])
+    # An administrator ends the daemon's connections while they are idle:
+    # the server's FATAL arrives outside any query (libpq's default would
+    # print it raw on stderr).
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'clustermgmt%'", db)
+    a.wait_log(r'msg="PostgreSQL says".*severity=FATAL', timeout=10)
+    a.set_status({"web1": {"status": "offline"}})  # reconnects and writes
+    pg.stop("fast")
+    wait_until(lambda: health(a)["state"] == "unreachable", RESYNC_TIMEOUT, "the outage")
+    pg.start()
+    wait_until(lambda: health(a)["state"] == "ok", RESYNC_TIMEOUT, "the recovery")
+    a.set_status({"web1": {"status": "online"}})
+    a.stop()
+    lines = a.log_text().splitlines()
+    assert lines
+    for line in lines:
+        assert LOGFMT.match(line), "not a logfmt line: %r" % line
+        assert parse_logfmt(line)["level"] in ("debug", "info", "warn", "error"), line
+    fatal = [parse_logfmt(l) for l in lines if "PostgreSQL says" in l]
+    assert any(kv["severity"] == "FATAL" and kv["level"] == "error" and
+               "administrator command" in kv["message"] for kv in fatal), fatal

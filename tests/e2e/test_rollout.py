@@ -337,6 +337,11 @@ def test_unknown_node_is_refused(cluster):
     ["--exec", "true", "--nodes", "zope1,zope1"],
     ["--exec", "true", "--min-online", "-1"],
     ["--exec", "true", "--reason", "x"],
+    # no TTL safety net is never a choice, in any unit
+    ["--exec", "true", "--ttl", "0"],
+    ["--exec", "true", "--ttl", "0ms"],
+    ["--exec", "true", "--ttl", "0s"],
+    ["--exec", "true", "--drain-timeout", "0ms"],
 ])
 def test_usage_errors_exit_2_before_any_change(cluster, args):
     version = cluster.nodes()["version"]

@@ -165,3 +165,35 @@ def test_sighup_without_tls_changes_nothing(daemon):
     mark = sighup(daemon)
     assert daemon.wait_log("nothing to reload", since=mark, timeout=10), daemon.log_text(mark)
     assert daemon.alive()
+
+
+def curl_version(d, *args):
+    """The HTTP version curl agreed with the daemon, and the status."""
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                        "--cacert", str(d.verify), *args,
+                        "https://127.0.0.1:%d/v1/health" % d.port],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_https_offers_http2_by_alpn(https):
+    assert curl_version(https, "--http2") == ["2", "200"]
+
+
+def test_https_still_serves_http11_clients(https):
+    assert curl_version(https, "--http1.1") == ["1.1", "200"]
+
+
+def test_http2_is_offered_by_the_context_reloaded_on_sighup(make_daemon, live_cert, tmp_path):
+    d = make_daemon(tls=live_cert)
+    crt2, key2 = make_cert(tmp_path / "second", "/CN=127.0.0.1/O=second")
+    shutil.copy(crt2, live_cert[0])
+    shutil.copy(key2, live_cert[1])
+    mark = sighup(d)
+    d.wait_log("TLS certificate reloaded", since=mark, timeout=10)
+    r = subprocess.run(["curl", "-sS", "-k", "-o", "/dev/null", "-w", "%{http_version}",
+                        "--http2", "https://127.0.0.1:%d/v1/health" % d.port],
+                       capture_output=True, text=True, timeout=20)
+    assert r.stdout == "2", r.stderr
+    assert served_cert_der(d.port) == der_of(crt2)

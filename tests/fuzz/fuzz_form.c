@@ -4,7 +4,7 @@
  * The input's first line is the Content-Type header value, the rest the
  * request body; both are handed over in buffers of exactly their size,
  * unterminated, as h2o hands them over. Each field name below is looked
- * up with form_urlencoded_value, form_multipart_value and form_field
+ * up with url_form_value, form_multipart_value and form_field
  * (through a minimal request: form_field reads only the entity and the
  * Content-Type). Properties, besides "no crash, no leak, no UB":
  *  - the return values are the documented ones, and *out is set exactly
@@ -64,7 +64,7 @@ check_field(h2o_iovec_t body, const char *name)
 	char *url = NULL, *multi = NULL, *field = NULL;
 	int url_rc, multi_rc, field_rc;
 
-	url_rc = form_urlencoded_value(body, name, &url);
+	url_rc = url_form_value(body.base, body.len, name, &url);
 	FUZZ_ASSERT(url_rc == -1 || url_rc == 0 || url_rc == 1);
 	FUZZ_ASSERT((url_rc == 1) == (url != NULL));
 

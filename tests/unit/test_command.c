@@ -502,10 +502,37 @@ test_command_free_wipes_and_resets(void **state)
 	assert_int_equal(c.n_names, 0);
 }
 
+/* The password's length is the core's to check, before any hashing. */
+static void
+test_prepare_refuses_a_password_outside_the_limits(void **state)
+{
+	char long_password[PASSWORD_MAX + 2];
+	const char *bad[] = {"short", long_password};
+	struct command c;
+	struct error err;
+	size_t i;
+
+	(void)state;
+	memset(long_password, 'p', PASSWORD_MAX + 1);
+	long_password[PASSWORD_MAX + 1] = '\0';
+	for (i = 0; i < 2; i++) {
+		command_init(&c, COMMAND_PUT_USER);
+		c.name = xstrdup("bob");
+		c.role = ROLE_OPERATOR;
+		c.password = xstrdup(bad[i]);
+		assert_int_equal(command_prepare(&c, &err), -1);
+		assert_int_equal(err.status, 400);
+		assert_null(c.password);      /* wiped */
+		assert_null(c.password_hash); /* never hashed */
+		command_free(&c);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_prepare_refuses_a_password_outside_the_limits),
 	    cmocka_unit_test(test_set_status_changes_nodes_and_reports_version),
 	    cmocka_unit_test(test_set_node_list_replaces_nodes),
 	    cmocka_unit_test(test_put_node_creates_then_updates),

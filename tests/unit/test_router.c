@@ -92,27 +92,40 @@ static void
 test_table_check_refuses_bad_tables(void **state)
 {
 	const struct route_entry unknown_capture[] = {{SURFACE_API_V1, "/v1/{clustr}", ROUTE_GET,
-	                                               ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
-	const struct route_entry partial_segment[] = {
-	    {SURFACE_API_V1, "/v1/x{node}", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	                                               ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get,
+	                                               NULL}};
+	const struct route_entry partial_segment[] = {{SURFACE_API_V1, "/v1/x{node}", ROUTE_GET,
+	                                               ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get,
+	                                               NULL}};
 	const struct route_entry no_slash[] = {
-	    {SURFACE_API_V1, "v1", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	    {SURFACE_API_V1, "v1", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get, NULL}};
 	const struct route_entry two_names[] = {{SURFACE_API_V1, "/v1/{user}/{token}", ROUTE_GET,
-	                                         ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	                                         ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get, NULL}};
 	const struct route_entry apart[] = {
-	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
-	    {SURFACE_API_V1, "/v1/b", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
-	    {SURFACE_API_V1, "/v1/a", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get}};
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get, NULL},
+	    {SURFACE_API_V1, "/v1/b", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get, NULL},
+	    {SURFACE_API_V1, "/v1/a", ROUTE_POST, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get,
+	     NULL}};
 	const struct route_entry method_twice[] = {
-	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get},
+	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_NONE, api_v1_health_get, NULL},
 	    {SURFACE_API_V1, "/v1/a", ROUTE_GET | ROUTE_PUT, ROUTE_CREDENTIALS, ROLE_ADMIN,
-	     api_v1_health_get}};
-	const struct route_entry public_with_role[] = {
-	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_PUBLIC, ROLE_ADMIN, api_v1_health_get}};
-	const struct route_entry gated_without_role[] = {
-	    {SURFACE_API_V1, "/v1/a", ROUTE_GET, ROUTE_CREDENTIALS, ROLE_NONE, api_v1_health_get}};
+	     api_v1_health_get, NULL}};
+	const struct route_entry public_with_role[] = {{SURFACE_API_V1, "/v1/a", ROUTE_GET,
+	                                                ROUTE_PUBLIC, ROLE_ADMIN, api_v1_health_get,
+	                                                NULL}};
+	const struct route_entry gated_without_role[] = {{SURFACE_API_V1, "/v1/a", ROUTE_GET,
+	                                                  ROUTE_CREDENTIALS, ROLE_NONE,
+	                                                  api_v1_health_get, NULL}};
 	const struct route_entry admin_page[] = {
-	    {SURFACE_UI, "/a", ROUTE_GET, ROUTE_PAGE, ROLE_ADMIN, ui_root_page}};
+	    {SURFACE_UI, "/a", ROUTE_GET, ROUTE_PAGE, ROLE_ADMIN, ui_root_page, NULL}};
+	const struct route_entry same_form_twice[] = {
+	    {SURFACE_UI, "/a", ROUTE_POST, ROUTE_FORM, ROLE_OPERATOR, ui_root_page, "x"},
+	    {SURFACE_UI, "/a", ROUTE_POST, ROUTE_FORM, ROLE_ADMIN, ui_root_page, "x"}};
+	const struct route_entry form_and_plain[] = {
+	    {SURFACE_UI, "/a", ROUTE_POST, ROUTE_FORM, ROLE_OPERATOR, ui_root_page, "x"},
+	    {SURFACE_UI, "/a", ROUTE_POST, ROUTE_FORM, ROLE_ADMIN, ui_root_page, NULL}};
+	const struct route_entry form_key_off_a_form[] = {
+	    {SURFACE_API_V1, "/a", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_ADMIN, ui_root_page, "x"}};
 
 	(void)state;
 	assert_table_refused(unknown_capture, 1, "unknown capture");
@@ -124,6 +137,40 @@ test_table_check_refuses_bad_tables(void **state)
 	assert_table_refused(public_with_role, 1, "no role");
 	assert_table_refused(gated_without_role, 1, "no role");
 	assert_table_refused(admin_page, 1, "pages let viewers in");
+	assert_table_refused(same_form_twice, 2, "a method on two lines");
+	assert_table_refused(form_and_plain, 2, "a method on two lines");
+	assert_table_refused(form_key_off_a_form, 1, "only form lines are keyed on a form");
+}
+
+/* Who may do what on the page is read from the table: each action of
+ * the managenodes form is a line with its own role. */
+static void
+test_table_says_which_role_each_managenodes_action_needs(void **state)
+{
+	const struct route_entry *t;
+	int found_status = 0, found_nodes = 0;
+	size_t i, n;
+
+	(void)state;
+	t = router_table(&n);
+	for (i = 0; i < n; i++) {
+		if (strcmp(t[i].pattern, "{mount}/managenodes") != 0 || t[i].methods != ROUTE_POST)
+			continue;
+		assert_int_equal(t[i].gate, ROUTE_FORM);
+		assert_non_null(t[i].form);
+		if (strcmp(t[i].form, "status") == 0) {
+			assert_int_equal(t[i].role, ROLE_OPERATOR);
+			assert_ptr_equal(t[i].handle, ui_nodes_status_post);
+			found_status = 1;
+		} else if (strcmp(t[i].form, "nodes") == 0) {
+			assert_int_equal(t[i].role, ROLE_ADMIN);
+			assert_ptr_equal(t[i].handle, ui_nodes_list_post);
+			found_nodes = 1;
+		} else {
+			fail_msg("unexpected managenodes form '%s'", t[i].form);
+		}
+	}
+	assert_true(found_status && found_nodes);
 }
 
 /* --- mounts ------------------------------------------------------------- */
@@ -238,8 +285,8 @@ test_manage_pages_of_each_cluster(void **state)
 	assert_string_equal(o.rt.mounted->name, "web");
 	assert_int_equal(o.rt.entry->gate, ROUTE_PAGE);
 	o = match(state, "POST", "/health/managenodes");
-	assert_ptr_equal(o.rt.entry->handle, ui_nodes_post);
 	assert_int_equal(o.rt.entry->gate, ROUTE_FORM);
+	assert_non_null(o.rt.entry->form); /* the dispatch picks the line by form */
 	assert_string_equal(o.rt.mounted->name, "default");
 	/* manage_main redirects whatever the method */
 	o = match(state, "PATCH", "/lb/web/manage_main");
@@ -430,6 +477,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_table_says_which_role_each_managenodes_action_needs),
 	    cmocka_unit_test(test_table_follows_its_own_rules),
 	    cmocka_unit_test(test_table_check_refuses_bad_tables),
 	    cmocka_unit_test(test_probe_reaches_the_cluster_mounted_at_the_path),

@@ -103,10 +103,48 @@ test_hostport_split_refuses(void **state)
 	assert_int_equal(hostport_split("abc:80", small, sizeof(small), &port, &is_v6), 0);
 }
 
+static void
+test_form_walk_gives_every_pair_raw(void **state)
+{
+	const char text[] = "a=1&node=web+1&&flag&b=%41=x&";
+	const char *pos = text, *end = text + strlen(text);
+	struct url_form_pair p;
+
+	(void)state;
+	assert_int_equal(url_form_next(&pos, end, &p), 1);
+	assert_true(url_form_key_is(&p, "a") && p.has_value && p.value_len == 1);
+	assert_int_equal(url_form_next(&pos, end, &p), 1);
+	assert_true(url_form_key_is(&p, "node"));
+	assert_memory_equal(p.value, "web+1", 5); /* raw: decoding is the caller's */
+	assert_int_equal(url_form_next(&pos, end, &p), 1);
+	assert_true(p.key_len == 0 && !p.has_value); /* "&&" */
+	assert_int_equal(url_form_next(&pos, end, &p), 1);
+	assert_true(url_form_key_is(&p, "flag") && !p.has_value && p.value_len == 0);
+	assert_int_equal(url_form_next(&pos, end, &p), 1);
+	assert_true(url_form_key_is(&p, "b") && p.value_len == 5); /* "%41=x": first '=' */
+	assert_int_equal(url_form_next(&pos, end, &p), 0);         /* the trailing '&' ends it */
+	assert_int_equal(url_form_next(&pos, end, &p), 0);
+}
+
+static void
+test_form_walk_of_nothing_gives_nothing(void **state)
+{
+	const char *pos = NULL;
+	struct url_form_pair p;
+
+	(void)state;
+	assert_int_equal(url_form_next(&pos, NULL, &p), 0);
+	pos = "";
+	assert_int_equal(url_form_next(&pos, pos, &p), 0);
+	assert_false(url_form_key_is(&(struct url_form_pair){.key = "ab", .key_len = 2}, "a"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_form_walk_gives_every_pair_raw),
+	    cmocka_unit_test(test_form_walk_of_nothing_gives_nothing),
 	    cmocka_unit_test(test_form_decode_plus_and_percent),
 	    cmocka_unit_test(test_form_decode_reads_only_n_bytes),
 	    cmocka_unit_test(test_form_decode_refuses_an_encoded_nul),

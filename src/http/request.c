@@ -1,0 +1,512 @@
+/*
+ * request.c - what a surface asks of its request (request.h): its headers
+ * and query, the snapshot and the daemon's state it may read, and the
+ * work that outlives the handler: a job handed to the engine thread and
+ * back, a long poll, a delay.
+ *
+ * The bottom room of src/http: it includes only request.h (with http.h's
+ * shared declarations) and server_internal.h (the worker a request runs
+ * on), never the router, a surface or the server's accept loop. server.c
+ * registers its hooks (request_jobs_done, request_change_message) on
+ * each worker's loop and hands the engine and observe their callbacks
+ * (request_broadcast_change, request_observed).
+ *
+ * Who owns what:
+ *
+ *   struct request      h2o's request pool; request_dispose runs when the
+ *                       pool goes (the client went away or was answered).
+ *   struct pending_job  this file's, for a job handed to the engine: r->job
+ *                       and pj->r point at each other; the request's
+ *                       disposal clears pj->r, so the continuation never
+ *                       runs for a gone client; freed when the engine hands
+ *                       the job back (the engine still holds it until then).
+ *   struct pending_wait this file's, for a long poll or a delay, on its
+ *                       worker's waiters list: freed when it fires or with
+ *                       the request, whichever comes first.
+ *   struct engine_job   the submitter's (engine.h), allocated here by
+ *                       request_job_new with the surface's data behind it;
+ *                       job->done and job->done_arg (the pending_job) are
+ *                       set by request_job_submit and are this file's,
+ *                       nothing else in the job is. Released and freed in
+ *                       request_jobs_done, after the continuation, whether
+ *                       or not it ran.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "../observe/observe.h"
+#include "../util/timefmt.h"
+#include "../util/url.h"
+#include "../util/xalloc.h"
+#include "request.h"
+#include "server_internal.h"
+
+/* An engine job under way for a request. */
+struct pending_job {
+	struct request *r; /* NULL once the client went away */
+	struct worker *worker;
+	struct engine_job *job;
+	request_job_handler then;
+	h2o_multithread_message_t message; /* the engine's hand-back */
+};
+
+/* A long poll or a delay, on its worker's waiters list. */
+struct pending_wait {
+	struct request *r; /* never NULL: freed with the request */
+	struct worker *worker;
+	h2o_linklist_t link;
+	char cluster[NODE_NAME_MAX + 1]; /* "" for a plain delay */
+	int64_t after;
+	char *observed;          /* nodes "a,b" whose observations are waited
+	                            for (malloc'd), NULL for other waits */
+	uint64_t observed_after; /* ... until their digest is not this */
+	int64_t deadline;        /* ms */
+	request_handler then;
+};
+
+/* --- what a surface asks of its request -------------------------------- */
+
+/* The fleet was read at the last heartbeat (every SHARE_HEARTBEAT_MS);
+ * this daemon knows its own version now, and a store at least that new. */
+static void
+fleet_with_own_version(struct share_fleet *f, const struct engine_store_state *st,
+                       const char *daemon_id)
+{
+	size_t i;
+
+	if (!st->has_state)
+		return;
+	if (st->version > f->store_version) {
+		f->store_version = st->version;
+		f->changed_at = st->version_at;
+	}
+	for (i = 0; i < f->n; i++)
+		if (strcmp(f->daemons[i].id, daemon_id) == 0)
+			f->daemons[i].version = st->version;
+}
+
+void
+request_fleet(const struct request *r, struct share_fleet *f)
+{
+	struct engine_store_state st;
+	struct server *s = r->server;
+
+	engine_store_state(s->engine, &st);
+	if (s->share != NULL) {
+		share_fleet(s->share, f);
+		if (f->read_at != 0) {
+			fleet_with_own_version(f, &st, s->daemon_id);
+			return;
+		}
+		free(f->daemons);
+	}
+	/* An SQLite store, or before the first heartbeat: this daemon. */
+	memset(f, 0, sizeof(*f));
+	f->daemons = xcalloc(1, sizeof(*f->daemons));
+	f->daemons[0] = s->me;
+	f->daemons[0].version = st.version;
+	f->daemons[0].heartbeat_at = time_now_ms();
+	f->n = 1;
+	f->store_version = st.version;
+	f->read_at = f->daemons[0].heartbeat_at;
+}
+
+int64_t
+request_stale_after_ms(const struct request *r)
+{
+	return r->server->opts.stale_after_ms;
+}
+
+const char *
+request_daemon_id(const struct request *r)
+{
+	return r->server->daemon_id;
+}
+
+void
+request_store_state(const struct request *r, struct engine_store_state *out)
+{
+	engine_store_state(r->server->engine, out);
+}
+
+const struct model *
+request_snapshot(struct request *r)
+{
+	return engine_snapshot(r->server->engine);
+}
+
+int
+request_method_is(const struct request *r, const char *method)
+{
+	return h2o_memis(r->req->method.base, r->req->method.len, method, strlen(method));
+}
+
+h2o_iovec_t
+request_header(const struct request *r, const h2o_token_t *token)
+{
+	ssize_t i = h2o_find_header(&r->req->headers, token, -1);
+
+	if (i == -1)
+		return h2o_iovec_init(NULL, 0);
+	return r->req->headers.entries[i].value;
+}
+
+h2o_iovec_t
+request_header_by_name(const struct request *r, const char *name)
+{
+	ssize_t i = h2o_find_header_by_str(&r->req->headers, name, strlen(name), -1);
+
+	if (i == -1)
+		return h2o_iovec_init(NULL, 0);
+	return r->req->headers.entries[i].value;
+}
+
+char *
+request_idempotency_key(const struct request *r)
+{
+	h2o_iovec_t v = request_header_by_name(r, "idempotency-key");
+
+	if (v.base == NULL)
+		return NULL;
+	return xstrndup(v.base, v.len > COMMAND_KEY_MAX + 1 ? COMMAND_KEY_MAX + 1 : v.len);
+}
+
+struct observe *
+request_observe(const struct request *r)
+{
+	return r->server->observe;
+}
+
+int
+request_is_https(const struct request *r)
+{
+	return r->req->scheme == &H2O_URL_SCHEME_HTTPS;
+}
+
+int
+request_query_param(const struct request *r, const char *name, char *buf, size_t size)
+{
+	char *value = NULL;
+	int found = url_form_value(r->query.base, r->query.len, name, &value);
+
+	if (found == 1 && strlen(value) >= size)
+		found = -1;
+	if (found == 1)
+		memcpy(buf, value, strlen(value) + 1);
+	free(value);
+	return found;
+}
+
+/* --- pending work ---------------------------------------------------- */
+
+/* A wait is over (answered, or its client went): one long poll fewer
+ * when it was one (a plain delay has no cluster). */
+static void
+wait_forget(struct pending_wait *pd)
+{
+	if (pd->cluster[0] != '\0')
+		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
+}
+
+static void
+wait_unwatch(struct pending_wait *pd)
+{
+	if (pd->observed == NULL)
+		return;
+	observe_watch(pd->worker->server->observe, -1);
+	free(pd->observed);
+	pd->observed = NULL;
+}
+
+/* The pool's destructor of a kept request: the client went away or was
+ * answered. A wait is freed here (nothing else refers to it); a job only
+ * forgets the request, and is freed when the engine hands it back. */
+static void
+request_dispose(void *p)
+{
+	struct request *r = p;
+	struct pending_wait *wait = r->wait;
+
+	r->is_gone = 1;
+	if (r->job != NULL)
+		r->job->r = NULL;
+	if (wait != NULL) {
+		h2o_linklist_unlink(&wait->link);
+		wait_forget(wait);
+		wait->worker->n_pending--;
+		wait_unwatch(wait);
+		free(wait);
+	}
+}
+
+struct engine_job *
+request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
+{
+	struct engine_job *job = xcalloc(1, sizeof(*job) + data_size);
+
+	job->run = fn;
+	job->data = job + 1;
+	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
+	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
+	return job;
+}
+
+/* Engine thread: hand the job back to the worker that submitted it. */
+static void
+job_done(struct engine_job *job)
+{
+	struct pending_job *pj = job->done_arg;
+
+	h2o_multithread_send_message(&pj->worker->done_receiver, &pj->message);
+}
+
+void
+request_job_submit(struct request *r, struct engine_job *job, request_job_handler then)
+{
+	struct pending_job *pj = xcalloc(1, sizeof(*pj));
+
+	pj->r = r;
+	pj->worker = r->worker;
+	pj->job = job;
+	pj->then = then;
+	r->job = pj;
+	r->worker->n_pending++;
+	job->done = job_done;
+	job->done_arg = pj;
+	engine_submit(r->server->engine, job);
+}
+
+void
+request_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	(void)receiver;
+	while (!h2o_linklist_is_empty(messages)) {
+		h2o_multithread_message_t *m =
+		    H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
+		struct pending_job *pj = H2O_STRUCT_FROM_MEMBER(struct pending_job, message, m);
+		struct request *r = pj->r;
+		struct engine_job *job = pj->job;
+		request_job_handler then = pj->then;
+
+		h2o_linklist_unlink(&m->link);
+		if (r != NULL)
+			r->job = NULL;
+		pj->worker->n_pending--;
+		free(pj);
+		if (r != NULL)
+			then(r, job);
+		engine_job_release(job);
+		free(job);
+	}
+}
+
+static void
+wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
+         request_handler then)
+{
+	struct pending_wait *pd = xcalloc(1, sizeof(*pd));
+
+	pd->r = r;
+	pd->worker = r->worker;
+	r->wait = pd;
+	r->worker->n_pending++;
+	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
+	pd->after = after;
+	pd->deadline = time_now_ms() + wait_ms;
+	pd->then = then;
+	if (pd->cluster[0] != '\0')
+		atomic_fetch_add(&r->server->n_long_polls, 1);
+	h2o_linklist_insert(&r->worker->waiters, &pd->link);
+}
+
+static void
+wait_fire(struct pending_wait *pd)
+{
+	struct request *r = pd->r;
+	request_handler then = pd->then;
+
+	h2o_linklist_unlink(&pd->link);
+	wait_forget(pd);
+	r->wait = NULL;
+	pd->worker->n_pending--;
+	wait_unwatch(pd);
+	free(pd);
+	then(r);
+}
+
+uint64_t
+observation_digest(struct observe *o, const struct model *m, const char *cluster, const char *nodes)
+{
+	const struct cluster *c = model_find_cluster(m, cluster);
+	uint64_t digest = c != NULL ? (uint64_t)c->version : 0;
+	char name[NODE_NAME_MAX + 1];
+	const char *p = nodes, *comma;
+	size_t len;
+
+	while (*p != '\0') {
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len <= NODE_NAME_MAX) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			digest += observe_node_seq(o, cluster, name);
+		}
+		if (comma == NULL)
+			break;
+		p = comma + 1;
+	}
+	return digest & INT64_MAX; /* a JSON integer */
+}
+
+/* Has the cluster a waiter follows moved past its version (or gone), or
+ * have the observations it waits for changed? */
+static int
+wait_is_satisfied(const struct model *m, const struct pending_wait *pd)
+{
+	const struct cluster *c;
+
+	if (pd->observed != NULL)
+		return observation_digest(pd->worker->server->observe, m, pd->cluster,
+		                          pd->observed) != pd->observed_after;
+	if (pd->cluster[0] == '\0')
+		return 0;
+	c = model_find_cluster(m, pd->cluster);
+	return c == NULL || c->version > pd->after;
+}
+
+void
+request_wait_for_change(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
+                        request_handler then)
+{
+	const struct cluster *c = model_find_cluster(request_snapshot(r), cluster);
+
+	if (c == NULL || c->version > after || wait_ms <= 0 ||
+	    atomic_load(&r->server->is_stopping)) {
+		then(r);
+		return;
+	}
+	wait_add(r, cluster, after, wait_ms, then);
+}
+
+void
+request_wait_for_observation(struct request *r, const char *cluster, const char *nodes,
+                             uint64_t after, int64_t wait_ms, request_handler then)
+{
+	struct observe *o = r->server->observe;
+	struct pending_wait *pd;
+
+	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) ||
+	    observation_digest(o, request_snapshot(r), cluster, nodes) != after) {
+		then(r);
+		return;
+	}
+	wait_add(r, cluster, 0, wait_ms, then);
+	pd = r->wait;
+	if ((pd->observed = strdup(nodes)) == NULL)
+		abort();
+	pd->observed_after = after;
+	observe_watch(o, 1);
+	/* a probe may have been answered between the check and the watch */
+	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
+		request_waiters_check(r->worker);
+}
+
+void
+request_after(struct request *r, int64_t delay_ms, request_handler then)
+{
+	if (delay_ms <= 0) {
+		then(r);
+		return;
+	}
+	wait_add(r, "", 0, delay_ms, then);
+}
+
+/* Fires the waiters that are due: changed clusters, deadlines, or all of
+ * them when the daemon stops. The due ones are moved to a list of their
+ * own first, since answering one may dispose of another's request (which
+ * unlinks its waiter from whatever list holds it). */
+void
+request_waiters_check(struct worker *w)
+{
+	const struct model *m = engine_snapshot(w->server->engine);
+	int is_stopping = atomic_load(&w->server->is_stopping);
+	int64_t now = time_now_ms();
+	h2o_linklist_t due, *node, *next;
+
+	h2o_linklist_init_anchor(&due);
+	for (node = w->waiters.next; node != &w->waiters; node = next) {
+		struct pending_wait *pd = H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, node);
+		next = node->next;
+		if (is_stopping || pd->deadline <= now || wait_is_satisfied(m, pd)) {
+			h2o_linklist_unlink(node);
+			h2o_linklist_insert(&due, node);
+		}
+	}
+	while (!h2o_linklist_is_empty(&due))
+		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, due.next));
+}
+
+void
+request_change_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, change_receiver, receiver);
+
+	while (!h2o_linklist_is_empty(messages))
+		h2o_linklist_unlink(messages->next);
+	atomic_store(&w->is_change_pending, 0);
+	request_waiters_check(w);
+}
+
+void
+request_broadcast_change(void *arg, const struct model *m)
+{
+	struct server *s = arg;
+	int i;
+
+	(void)m;
+	for (i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+		if (atomic_exchange(&w->is_change_pending, 1) == 0)
+			h2o_multithread_send_message(&w->change_receiver, &w->change_message);
+	}
+}
+
+void
+request_observed(void *arg)
+{
+	request_broadcast_change(arg, NULL);
+}
+
+struct request *
+request_keep(const struct request *on_stack)
+{
+	struct request *r = h2o_mem_alloc_shared(&on_stack->req->pool, sizeof(*r), request_dispose);
+
+	*r = *on_stack;
+	return r;
+}
+
+int
+request_is_local(const struct request *r)
+{
+	struct sockaddr_storage ss;
+	h2o_conn_t *conn = r->req->conn;
+
+	if (conn->callbacks->get_sockname == NULL ||
+	    conn->callbacks->get_sockname(conn, (struct sockaddr *)&ss) == 0)
+		return 0;
+	return sockaddr_is_loopback((struct sockaddr *)&ss);
+}
+
+int
+sockaddr_is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
