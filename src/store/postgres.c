@@ -947,7 +947,7 @@ check_notifications(struct pg_store *db, struct error *err)
 			PQfreemem(n);
 		}
 	}
-	abandon(listener);
+	PQfinish(listener);
 	if (!is_heard)
 		return error_set(
 		    err, 400,
@@ -2136,7 +2136,9 @@ watch_thread(void *arg)
 			next_check = time_now_ms() + WATCH_CHECK_MS;
 		}
 	}
-	watch_disconnect(db);
+	if (db->listen_conn != NULL) /* a clean goodbye: nothing of ours is pending */
+		PQfinish(db->listen_conn);
+	db->listen_conn = NULL;
 	return NULL;
 }
 
