@@ -684,7 +684,22 @@ main_exec(struct pg_store *db, const char *sql, int n, const char *const *params
 		                 "(--store-timeout); nothing was changed",
 		                 doing, db->description, atomic_load(&timeout_ms));
 	}
-	if (res == NULL || !is_ok(res)) {
+	if (res == NULL) {
+		/* The connection broke (libpq may still say CONNECTION_OK after a
+		 * failed send): it is replaced at the next use. */
+		char why[300];
+
+		one_line(PQerrorMessage(db->conn), why, sizeof(why));
+		PQfinish(db->conn);
+		db->conn = NULL;
+		db->in_tx = 0;
+		if (!db->is_loss_quiet)
+			mark_down(db, why);
+		return error_set(err, 503,
+		                 "cannot %s in the PostgreSQL store %s: %s; nothing was changed",
+		                 doing, db->description, why);
+	}
+	if (!is_ok(res)) {
 		fail(db, res, doing, err);
 		PQclear(res);
 		return -1;
@@ -830,6 +845,12 @@ ensure_connected(struct pg_store *db, struct error *err)
 {
 	char why[300], since[40], settings[160];
 
+	/* A backend terminated while the connection was idle has said so
+	 * already (its FATAL and the end of the stream wait in the socket):
+	 * read it now, without blocking, so that the connection is replaced
+	 * here instead of failing the first statement of the operation. */
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && !db->in_tx)
+		PQconsumeInput(db->conn);
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && db->is_schema_checked)
 		return 0;
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
