@@ -55,6 +55,7 @@ command_free(struct command *c)
 	free(c->password_hash);
 	free(c->description);
 	free(c->token_hash);
+	free(c->idempotency_key);
 	memset(c, 0, sizeof(*c));
 }
 

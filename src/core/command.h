@@ -41,6 +41,8 @@ enum command_kind {
 
 /* All strings are owned by the command (malloc'd) and freed by
  * command_free; NULL where a field does not apply. */
+#define COMMAND_KEY_MAX 128
+
 struct command {
 	enum command_kind kind;
 	char *cluster; /* the cluster a command is about; for add/remove
@@ -75,6 +77,11 @@ struct command {
 	char *password_hash; /* put user: what is stored */
 	char *description;   /* add token; NULL is "" */
 	char *token_hash;    /* add token: hex BLAKE2b-256 of the secret */
+
+	/* Any kind: the client's Idempotency-Key, NULL when none, at most
+	 * COMMAND_KEY_MAX characters (the store checks it). A command whose
+	 * key the store remembers is not applied again. */
+	char *idempotency_key;
 };
 
 /* What an applied command did. */
@@ -85,6 +92,7 @@ struct command_result {
 	                       0 for a removed cluster */
 	int64_t created_at; /* put user: the user's creation time */
 	size_t n_expired;   /* expire: nodes returned online */
+	int is_replayed;    /* its idempotency key's write was committed before */
 };
 
 /* Sets *c to an empty command of kind (if_version, min_online -1). */

@@ -374,13 +374,18 @@ apply_command(struct engine *e, const struct command *c, const struct actor *who
 	                        .known_version = atomic_load(&e->version),
 	                        .decide = decide,
 	                        .arg = &d,
-	                        .audit = &audit};
+	                        .audit = &audit,
+	                        .idempotency_key = c->idempotency_key};
 	int rc;
 
 	memset(d.result, 0, sizeof(*d.result));
 	rc = store_write(e->store, &w, err);
 	if (w.model != NULL)
 		publish(e, w.model, w.version);
+	d.result->is_replayed = w.is_replayed;
+	if (w.is_replayed)
+		log_kv(LOG_INFO, "write already applied: not applied again", "idempotency_key",
+		       c->idempotency_key, "by", who->name, NULL);
 	if (w.is_changed)
 		log_audit(&audit);
 	else
@@ -1097,6 +1102,8 @@ engine_store_state(struct engine *e, struct engine_store_state *out)
 	out->is_shared = store_is_shared(e->store);
 	out->is_up = h.is_up;
 	out->down_since = h.down_since;
+	out->round_trip_ms = h.round_trip_ms;
+	out->is_slow = h.is_slow;
 	out->version = atomic_load(&e->version);
 	out->version_at = atomic_load(&e->version_at);
 	out->has_state = atomic_load(&e->has_state);
@@ -1107,4 +1114,20 @@ int
 engine_has_state(struct engine *e)
 {
 	return atomic_load(&e->has_state);
+}
+
+_Static_assert(ENGINE_STORE_TIMEOUT_DEFAULT_MS == STORE_TIMEOUT_DEFAULT_MS,
+               "one default deadline");
+
+void
+engine_set_store_options(int timeout_ms, const char *listen_db)
+{
+	store_set_timeout(timeout_ms);
+	store_set_listen_db(listen_db);
+}
+
+int
+engine_store_is_postgres(const char *spec)
+{
+	return store_spec_is_postgres(spec);
 }

@@ -170,6 +170,13 @@ struct engine *engine_open(const char *spec, const char *state_dir, char *descri
 /* What a start would find wrong with the store named by spec: opens it
  * (creating it when absent, as a start would), loads it and closes it. */
 int engine_check_store(const char *spec, struct error *err);
+/* The store's options, before engine_open: the deadline of every store
+ * operation (store_set_timeout) and where PostgreSQL's notifications are
+ * LISTENed for (store_set_listen_db; NULL: the store's own database). */
+#define ENGINE_STORE_TIMEOUT_DEFAULT_MS 3000
+void engine_set_store_options(int timeout_ms, const char *listen_db);
+/* Whether spec names a PostgreSQL store (store_spec_is_postgres). */
+int engine_store_is_postgres(const char *spec);
 
 /* Loads the model from store (creating the default cluster mounted at
  * /health when there is no cluster), applies TTLs that expired while the
@@ -186,13 +193,15 @@ struct engine *engine_start_with_copy(struct store *store, struct store *copy, s
 
 /* What /v1/health tells about the store. Any thread. */
 struct engine_store_state {
-	int is_shared;      /* other daemons may write the store */
-	int is_up;          /* the store answered the last time it was tried */
-	int64_t down_since; /* ms, when !is_up */
-	int64_t version;    /* the store version of the published model */
-	int64_t version_at; /* ms, when this daemon published it; 0: at start */
-	int has_state;      /* 0: nothing to answer from yet */
-	int64_t reloads;    /* times the model was read back from the store */
+	int is_shared;         /* other daemons may write the store */
+	int is_up;             /* the store answered the last time it was tried */
+	int64_t down_since;    /* ms, when !is_up */
+	int64_t round_trip_ms; /* of the store's last check (shared stores) */
+	int is_slow;           /* up, but slower than store_slow_ms() */
+	int64_t version;       /* the store version of the published model */
+	int64_t version_at;    /* ms, when this daemon published it; 0: at start */
+	int has_state;         /* 0: nothing to answer from yet */
+	int64_t reloads;       /* times the model was read back from the store */
 };
 void engine_store_state(struct engine *e, struct engine_store_state *out);
 /* 0 while the daemon has no state to answer from (engine_start_with_copy). */

@@ -270,9 +270,11 @@ query_count(struct request *r, const char *name, int64_t max, int64_t *out, stru
 
 /* --- reads ----------------------------------------------------------- */
 
-/* The daemon answers (200) whatever the store's state; "store" says
- * whether the store is reachable and which store version this daemon
- * has applied, so that an operator can compare daemons. */
+/* The daemon answers (200) whatever the store's state, from memory (it
+ * never waits on the store); "store" says whether the store is reachable
+ * ("ok"), answers but slower than store_slow_ms ("slow"), or does not
+ * answer ("unreachable"), and which store version this daemon has
+ * applied, so that an operator can compare daemons. */
 void
 api_v1_health_get(struct request *r, const struct route *rt)
 {
@@ -282,9 +284,14 @@ api_v1_health_get(struct request *r, const struct route *rt)
 
 	(void)rt;
 	request_store_state(r, &st);
-	store =
-	    json_pack("{s:s, s:b, s:b, s:I}", "state", st.is_up ? "ok" : "unreachable", "shared",
-	              st.is_shared, "has_state", st.has_state, "reloads", (json_int_t)st.reloads);
+	store = json_pack("{s:s, s:b, s:b, s:I}", "state",
+	                  !st.is_up    ? "unreachable"
+	                  : st.is_slow ? "slow"
+	                               : "ok",
+	                  "shared", st.is_shared, "has_state", st.has_state, "reloads",
+	                  (json_int_t)st.reloads);
+	if (st.is_shared && st.is_up)
+		json_object_set_new(store, "round_trip_ms", json_integer(st.round_trip_ms));
 	if (!st.is_up)
 		json_object_set_new(
 		    store, "since",
@@ -687,8 +694,12 @@ api_v1_observations_get(struct request *r, const struct route *rt)
 static struct command *
 command_new(struct request *r, enum command_kind kind, struct engine_job **job)
 {
+	struct command *cmd;
+
 	*job = request_job_new(r, NULL, 0);
-	return engine_job_command(*job, kind);
+	cmd = engine_job_command(*job, kind);
+	cmd->idempotency_key = request_idempotency_key(r);
+	return cmd;
 }
 
 /* A job built but not submitted (its input turned out bad). */

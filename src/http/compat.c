@@ -117,6 +117,7 @@ compat_setstatus(struct request *r, const struct route *rt)
 	}
 	job = request_job_new(r, NULL, 0);
 	cmd = engine_job_command(job, COMMAND_SET_STATUS);
+	cmd->idempotency_key = request_idempotency_key(r);
 	cmd->cluster = xstrdup(c->name);
 	if (change_set_from_json(doc, &cmd->changes, &err) != 0) {
 		json_decref(doc);

@@ -67,8 +67,15 @@ static const char usage[] =
     "                             or a PostgreSQL database shared by several\n"
     "                             daemons: postgresql://USER:PASS@HOST/DB or\n"
     "                             \"host=... dbname=...\"\n"
+    "  --listen-db URL            with PostgreSQL: LISTEN for other daemons' changes\n"
+    "                             there, straight to PostgreSQL, when --db goes\n"
+    "                             through PgBouncer in transaction mode\n"
     "  --state-dir DIR            keep a copy of the last state applied there\n"
     "                             (served when PostgreSQL is unreachable at start)\n"
+    "  --store-timeout D          deadline of every PostgreSQL operation: past it\n"
+    "                             the write is answered 503, cancelled and never\n"
+    "                             applied (default 3s, 100ms to 60s); health says\n"
+    "                             \"slow\" above a tenth of it\n"
     "  --stale-after D            show a daemon of the store as stale after D\n"
     "                             without a heartbeat (default 15s; they beat\n"
     "                             every 2s)\n"
@@ -214,6 +221,8 @@ static const struct serve_option {
     SO("db", required_argument, SO_TEXT, db),
     SO("state-dir", required_argument, SO_NONEMPTY, state_dir),
     SO("stale-after", required_argument, SO_DURATION, stale_after_ms),
+    SO("store-timeout", required_argument, SO_OTHER, store_timeout_ms),
+    SO("listen-db", required_argument, SO_TEXT, listen_db),
     SO("node", required_argument, SO_TEXT, default_node),
     SO("agent-listen", required_argument, SO_OTHER, agent_listen),
     SO("admin-password-file", required_argument, SO_TEXT, admin_password_file),
@@ -256,6 +265,11 @@ parse_other_option(struct server_options *o, const char *name, const char *value
 		if (*end != '\0' || o->threads < 1 || o->threads > MAX_THREADS)
 			return error_set(err, 400, "--threads must be a number from 1 to %d",
 			                 MAX_THREADS);
+	} else if (strcmp(name, "store-timeout") == 0) {
+		if (parse_duration_option("store-timeout", value, &o->store_timeout_ms, err) != 0)
+			return -1;
+		if (o->store_timeout_ms < 100 || o->store_timeout_ms > 60000)
+			return error_set(err, 400, "--store-timeout must be from 100ms to 60s");
 	} else if (strcmp(name, "log-format") == 0) {
 		if (log_format_from_string(value, &o->log_format) != 0)
 			return error_set(err, 400, "--log-format must be logfmt or json, not '%s'",
@@ -321,6 +335,8 @@ check_options(struct server_options *o, struct error *err)
 
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL))
 		return error_set(err, 400, "--tls-cert and --tls-key go together");
+	if (o->listen_db != NULL && !engine_store_is_postgres(o->db))
+		return error_set(err, 400, "--listen-db goes with a PostgreSQL --db only");
 	if (o->default_node != NULL &&
 	    !node_name_is_valid(o->default_node, strlen(o->default_node)))
 		return error_set(err, 400, "--node '%s' is not a valid node name", o->default_node);
@@ -350,6 +366,7 @@ parse_options(int argc, char **argv, struct server_options *o, struct error *err
 	o->db = "clustermgmt.db";
 	o->log_level = LOG_INFO;
 	o->stale_after_ms = 15000;
+	o->store_timeout_ms = ENGINE_STORE_TIMEOUT_DEFAULT_MS;
 	o->threads = 1;
 	o->check_interval_ms = 2000;
 	o->check_timeout_ms = 1000;
@@ -913,6 +930,7 @@ serve_main(int argc, char **argv)
 	}
 	log_set_format(s.opts.log_format);
 	log_set_level(s.opts.log_level);
+	engine_set_store_options((int)s.opts.store_timeout_ms, s.opts.listen_db);
 	if (s.opts.is_check_config) {
 		if (check_config(&s, &err) != 0) {
 			fprintf(stderr, "clustermgmt serve: configuration check failed: %s\n",

@@ -164,6 +164,16 @@ request_header_by_name(const struct request *r, const char *name)
 	return r->req->headers.entries[i].value;
 }
 
+char *
+request_idempotency_key(const struct request *r)
+{
+	h2o_iovec_t v = request_header_by_name(r, "idempotency-key");
+
+	if (v.base == NULL)
+		return NULL;
+	return xstrndup(v.base, v.len > COMMAND_KEY_MAX + 1 ? COMMAND_KEY_MAX + 1 : v.len);
+}
+
 struct observe *
 request_observe(const struct request *r)
 {

@@ -84,6 +84,10 @@ int request_method_is(const struct request *r, const char *method);
 h2o_iovec_t request_header(const struct request *r, const h2o_token_t *token);
 /* The first value of a header by lowercase name (e.g. "cookie"). */
 h2o_iovec_t request_header_by_name(const struct request *r, const char *name);
+/* The request's Idempotency-Key header, malloc'd (the caller owns it),
+ * or NULL when absent; one longer than COMMAND_KEY_MAX is cut just past
+ * it, so that the store still refuses it. */
+char *request_idempotency_key(const struct request *r);
 /* Copies the URL-decoded value of query parameter name into buf. Returns
  * 1 when present, 0 when absent, -1 when it does not fit or is malformed. */
 int request_query_param(const struct request *r, const char *name, char *buf, size_t size);

@@ -60,6 +60,8 @@ struct server_options {
 	const char *default_node;
 	struct listen_addr agent_listen; /* text "" when not given */
 	int64_t check_interval_ms, check_timeout_ms;
+	int64_t store_timeout_ms; /* --store-timeout */
+	const char *listen_db;    /* --listen-db, or NULL */
 	int check_fall, check_rise;
 	const char *admin_password_file;
 	const char *tls_cert;

@@ -6,8 +6,15 @@
  * and living with a database that comes and goes.
  *
  * Two connections. The engine thread's ("main") runs every read and
- * write, one blocking libpq call at a time: the engine is the only thread
- * that waits on it, and the probe path never touches the store. The
+ * write, one libpq call at a time: the engine is the only thread that
+ * waits on it, and the probe path never touches the store.
+ *
+ * Deadlines. Every operation ends within store_set_timeout's deadline
+ * (one per write, BEGIN to COMMIT): connections are non-blocking and
+ * their socket is polled until then (exec_within), never left to TCP's
+ * timeouts. A late query is cancelled and its connection reset
+ * (abandon); a COMMIT left without answer is decided at the next
+ * connection from its audit id (decide_unsure_commit). The
  * watch thread's own connection LISTENs; its socket is poll()ed together
  * with an eventfd that stop uses to wake it, so no HTTP worker ever waits
  * on PostgreSQL.
@@ -46,6 +53,12 @@
  * an advisory lock of its own, so two daemons starting together cannot
  * both migrate: the second waits, then finds the schema up to date.
  *
+ * Messages: what the server or libpq says outside a query's answer (the
+ * FATAL of a terminated backend, a standby's WARNING) would be printed
+ * raw on stderr by libpq's default notice processor; every connection
+ * gets a notice receiver that logs it as one line, at the level its
+ * severity maps to, so that the log stays logfmt or JSON lines.
+ *
  * Secrets: the spec is kept for connecting and never printed. Logs and
  * errors use the description built from libpq's parse of it with the
  * password left out, and libpq's messages never contain the password.
@@ -59,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -76,10 +90,15 @@
 #define LOCK_MIGRATE 1
 #define LOCK_WRITE 2
 #define CHANNEL "clustermgmt"
-#define WATCH_CHECK_MS 2000   /* the periodic version check */
-#define BACKOFF_MIN_MS 100    /* first reconnection delay */
-#define BACKOFF_MAX_MS 5000   /* cap of the reconnection delay */
-#define CONNECT_WAIT_MS 10000 /* the watch thread's bound on one connection attempt */
+#define WATCH_CHECK_MS 2000 /* the periodic version check */
+#define BACKOFF_MIN_MS 100  /* first reconnection delay */
+#define BACKOFF_MAX_MS 5000 /* cap of the reconnection delay */
+#define MAX_CANCELS 4       /* cancel requests in flight at once (see send_cancel) */
+
+/* The deadline of every store operation (store_set_timeout). */
+static _Atomic int timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
+/* Where the watch thread LISTENs, when not on --db (store_set_listen_db). */
+static const char *listen_spec;
 
 struct migration {
 	const char *what;
@@ -186,6 +205,12 @@ static const char step7_sessions[] = "CREATE TABLE sessions ("
                                      " tag TEXT NOT NULL,"
                                      " expires_at BIGINT NOT NULL);";
 
+/* Writes retried with the same Idempotency-Key (sqlite.c's step 8). */
+static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
+                                             " key TEXT PRIMARY KEY NOT NULL,"
+                                             " at BIGINT NOT NULL,"
+                                             " audit_id BIGINT NOT NULL);";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -196,15 +221,28 @@ static const struct migration migrations[] = {
     {"share observed probes", step5_probes},
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
+    {"remember idempotency keys", step8_idempotency_keys},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-/* Set on every connection: a statement or a lock wait that hangs must
- * end in an error the caller can answer, not hold the engine forever. */
-static const char session_settings[] = "SET statement_timeout = '15s'; "
-                                       "SET lock_timeout = '10s'; "
-                                       "SET idle_in_transaction_session_timeout = '60s'";
+/* Set on every connection: the server ends by itself what the daemon
+ * gave up on at its deadline. A statement or a lock wait past the
+ * deadline is cancelled; a transaction left open by a connection the
+ * daemon abandoned (the network ate the ROLLBACK) is rolled back, so that
+ * it does not hold the write lock against every other daemon for long:
+ * the daemon never leaves a transaction idle for more than a moment. */
+static void
+session_settings(char *out, size_t size, int is_local)
+{
+	int ms = atomic_load(&timeout_ms);
+	const char *set = is_local ? "SET LOCAL" : "SET";
+
+	snprintf(out, size,
+	         "%s statement_timeout = %d; %s lock_timeout = %d; "
+	         "%s idle_in_transaction_session_timeout = %d",
+	         set, ms, set, ms, set, ms < 1000 ? 1000 : ms);
+}
 
 struct pg_store {
 	char *spec;        /* as given: never printed (it may hold a password) */
@@ -213,6 +251,9 @@ struct pg_store {
 	const char **values;
 	const char **listen_values; /* the same, named for the watch thread */
 	PGconn *conn;               /* the engine thread's */
+	int64_t unsure_audit_id;    /* of a COMMIT without answer: decided at reconnection */
+	int64_t first_audit_id;     /* of the transaction under way; 0: none yet */
+	int64_t tx_deadline;        /* monotonic ms: the transaction's end, at the latest */
 	int in_tx;
 	int is_loss_quiet;     /* a lost connection is not an outage yet (pg_begin) */
 	int is_schema_checked; /* on the current main connection */
@@ -220,8 +261,10 @@ struct pg_store {
 
 	/* Shared with the watch thread. */
 	_Atomic int is_up;
-	_Atomic int64_t down_since; /* ms; 0 while up */
-	pthread_mutex_t state_lock; /* serialises the two transitions */
+	_Atomic int64_t down_since;    /* ms; 0 while up */
+	_Atomic int64_t round_trip_ms; /* of the watch thread's last check */
+	_Atomic int64_t check_started; /* monotonic ms of the check under way; 0: none */
+	pthread_mutex_t state_lock;    /* serialises the two transitions */
 
 	/* The watch thread. */
 	pthread_t watch_thread;
@@ -298,7 +341,7 @@ mark_up(struct pg_store *db)
 }
 
 /* Fills err for a failed call on the main connection; a lost connection
- * marks the store down. res may be NULL. */
+ * marks the store down. res may be NULL: no answer (see run). */
 static int
 fail(struct pg_store *db, const PGresult *res, const char *doing, struct error *err)
 {
@@ -375,78 +418,316 @@ check_ports(const PQconninfoOption *opts, struct error *err)
 	return 0;
 }
 
-/* The level of a PostgreSQL severity (the untranslated one). */
+/* PostgreSQL's severity (the untranslated one) as one of our levels.
+ * A notice that is not an error is at most a warning: the server says
+ * so about a statement it ran anyway. */
 static enum log_level
-notice_level(const char *severity)
+severity_level(const char *severity)
 {
 	if (severity == NULL)
 		return LOG_WARN;
-	if (strncmp(severity, "DEBUG", 5) == 0 || strcmp(severity, "LOG") == 0)
-		return LOG_DEBUG;
-	if (strcmp(severity, "INFO") == 0 || strcmp(severity, "NOTICE") == 0)
-		return LOG_INFO;
+	if (strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+	    strcmp(severity, "PANIC") == 0)
+		return LOG_ERROR;
 	if (strcmp(severity, "WARNING") == 0)
 		return LOG_WARN;
-	return LOG_ERROR; /* ERROR, FATAL, PANIC */
+	if (strncmp(severity, "DEBUG", 5) == 0)
+		return LOG_DEBUG;
+	return LOG_INFO; /* NOTICE, INFO, LOG */
 }
 
-/* What the server or libpq says outside a result: notices, warnings such
- * as "canceling the wait for synchronous replication" during a failover,
- * and an error that arrives while the connection is idle (a backend
- * terminated by an administrator). libpq's default prints them raw on
- * stderr; here they become log lines with a level. A receiver, not a
- * processor (PQsetNoticeProcessor), so that severity, message and detail
- * arrive as fields rather than as one preformatted text. */
+/* libpq's notice receiver: what the server (or libpq itself) says
+ * outside a query's answer, such as the FATAL of a terminated backend
+ * or a standby's WARNING, would otherwise be printed raw on stderr. It
+ * becomes one log line with the fields kept apart. */
 static void
-notice_received(void *arg, const PGresult *res)
+log_notice(void *arg, const PGresult *res)
 {
-	const struct pg_store *db = arg;
+	const char *description = arg;
 	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
-	char message[400], more[400];
+	char message[600], detail[600], hint[600];
 
 	if (severity == NULL)
 		severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
 	one_line(primary != NULL ? primary : PQresultErrorMessage(res), message, sizeof(message));
-	one_line(detail, more, sizeof(more));
-	log_kv(notice_level(severity), "PostgreSQL says", "store", db->description, "severity",
-	       severity != NULL ? severity : "", "message", message, "detail", more, NULL);
+	one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL), detail, sizeof(detail));
+	one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), hint, sizeof(hint));
+	log_kv(severity_level(severity), "PostgreSQL says", "store", description, "severity",
+	       severity != NULL ? severity : "", "sqlstate",
+	       PQresultErrorField(res, PG_DIAG_SQLSTATE), "message", message, "detail", detail,
+	       "hint", hint, NULL);
 }
 
-/* Every connection of the store sends its notices to the log. */
-static PGconn *
-with_notices(struct pg_store *db, PGconn *conn)
+/* Every connection of this backend goes through here (connect_within),
+ * so that none prints on stderr. */
+static void
+log_notices(struct pg_store *db, PGconn *conn)
 {
 	if (conn != NULL)
-		PQsetNoticeReceiver(conn, notice_received, db);
+		PQsetNoticeReceiver(conn, log_notice, db->description);
+}
+
+static int64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One connection attempt, bounded by the store's deadline, that stop can
+ * interrupt (wake_fd; -1: none): PQconnectStart and PQconnectPoll on the
+ * socket, never connect_timeout alone, which counts per host and per
+ * address. Returns the connection, non-blocking and logging its
+ * notices, or NULL with why filled. */
+static PGconn *
+connect_within(struct pg_store *db, const char *const *values, int wake_fd, char *why,
+               size_t why_size)
+{
+	PGconn *conn = PQconnectStartParams(db->keys, values, 1);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int64_t deadline = monotonic_ms() + atomic_load(&timeout_ms);
+	struct pollfd p[2];
+
+	snprintf(why, why_size, "no answer within %d ms", atomic_load(&timeout_ms));
+	if (conn == NULL) {
+		snprintf(why, why_size, "out of memory");
+		return NULL;
+	}
+	log_notices(db, conn);
+	while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+	       st != PGRES_POLLING_FAILED) {
+		int64_t left = deadline - monotonic_ms();
+		if (left <= 0 || (wake_fd >= 0 && atomic_load(&db->is_stopping)))
+			break;
+		p[0] = (struct pollfd){.fd = PQsocket(conn),
+		                       .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+		p[1] = (struct pollfd){.fd = wake_fd, .events = POLLIN};
+		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents != 0)
+			break;
+		if (p[0].revents != 0)
+			st = PQconnectPoll(conn);
+	}
+	if (st != PGRES_POLLING_OK || PQstatus(conn) != CONNECTION_OK) {
+		if (st == PGRES_POLLING_FAILED || PQstatus(conn) == CONNECTION_BAD)
+			one_line(PQerrorMessage(conn), why, why_size);
+		PQfinish(conn);
+		return NULL;
+	}
+	PQsetnonblocking(conn, 1);
 	return conn;
 }
 
-static PGconn *
-connect_now(struct pg_store *db)
+/* Waits until conn's answer can be read without blocking, flushing what
+ * is still to be sent. 0: ready; -1: the connection broke; -2: the
+ * deadline passed or stop woke us. */
+static int
+await_ready(PGconn *conn, int64_t deadline, int wake_fd)
 {
-	return with_notices(db, PQconnectdbParams(db->keys, db->values, 1));
+	struct pollfd p[2];
+	int pending;
+
+	for (;;) {
+		pending = PQflush(conn);
+		if (pending < 0)
+			return -1;
+		if (!PQconsumeInput(conn))
+			return -1;
+		if (!pending && !PQisBusy(conn))
+			return 0;
+		int64_t left = deadline - monotonic_ms();
+		if (left <= 0)
+			return -2;
+		p[0] = (struct pollfd){.fd = PQsocket(conn),
+		                       .events = POLLIN | (pending ? POLLOUT : 0)};
+		p[1] = (struct pollfd){.fd = wake_fd, .events = POLLIN};
+		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
+			return -1;
+		if (p[1].revents != 0)
+			return -2;
+	}
 }
 
 static int
-exec_simple(PGconn *conn, const char *sql, PGresult **out)
+is_ok(const PGresult *res)
 {
-	PGresult *res = PQexec(conn, sql);
 	ExecStatusType st = PQresultStatus(res);
 
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		if (out != NULL)
-			*out = res;
-		else
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* Runs sql (several statements when is_simple) on a non-blocking
+ * connection, waiting on its socket until deadline (monotonic ms): never
+ * on TCP's timeouts. Returns the first
+ * failed result, else the last one; NULL when no answer came: *is_late
+ * then says whether the deadline passed (or stop woke us) rather than
+ * the connection breaking. */
+static PGresult *
+exec_within(PGconn *conn, const char *sql, int n, const char *const *params, int is_simple,
+            int64_t deadline, int wake_fd, int *is_late)
+{
+	PGresult *res, *kept = NULL;
+	int rc, is_sent;
+
+	*is_late = 0;
+	is_sent = is_simple ? PQsendQuery(conn, sql)
+	                    : PQsendQueryParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (!is_sent)
+		return NULL;
+	for (;;) {
+		if ((rc = await_ready(conn, deadline, wake_fd)) != 0) {
+			PQclear(kept);
+			*is_late = rc == -2;
+			return NULL;
+		}
+		if ((res = PQgetResult(conn)) == NULL)
+			break;
+		if (kept == NULL || (is_ok(kept) && !is_ok(res))) {
+			PQclear(kept);
+			kept = res;
+		} else if (is_ok(res)) {
+			PQclear(kept);
+			kept = res;
+		} else {
 			PQclear(res);
-		return 0;
+		}
+	}
+	return kept;
+}
+
+static _Atomic int n_cancels;
+
+static void *
+cancel_thread(void *arg)
+{
+	PGcancel *cancel = arg;
+	char why[256];
+
+	PQcancel(cancel, why, sizeof(why));
+	PQfreeCancel(cancel);
+	atomic_fetch_sub(&n_cancels, 1);
+	return NULL;
+}
+
+/* Asks the server to cancel what conn runs, on a thread of its own:
+ * PQcancel opens a connection of its own and blocks, and the engine must
+ * not wait on a network that may be eating packets. At most MAX_CANCELS
+ * at once; beyond that the server's statement_timeout ends the query. */
+static void
+send_cancel(PGconn *conn)
+{
+	PGcancel *cancel;
+	pthread_t t;
+	pthread_attr_t attr;
+
+	if (atomic_fetch_add(&n_cancels, 1) >= MAX_CANCELS ||
+	    (cancel = PQgetCancel(conn)) == NULL) {
+		atomic_fetch_sub(&n_cancels, 1);
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, cancel_thread, cancel) != 0) {
+		PQfreeCancel(cancel);
+		atomic_fetch_sub(&n_cancels, 1);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Gives up a connection whose answer is late: the query is cancelled and
+ * the socket reset (SO_LINGER 0), so that what the kernel still holds to
+ * send (a COMMIT, say) is dropped instead of delivered after the daemon
+ * answered 503. The server then rolls the transaction back when the
+ * reset or its idle_in_transaction_session_timeout reaches it. */
+static void
+abandon(PGconn *conn)
+{
+	struct linger reset = {.l_onoff = 1, .l_linger = 0};
+
+	send_cancel(conn);
+	if (PQsocket(conn) >= 0)
+		setsockopt(PQsocket(conn), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	PQfinish(conn);
+}
+
+/* --- running statements on the main connection ------------------------ */
+
+/* Runs sql on the main connection within the deadline; *out gets the
+ * result on success (NULL allowed: cleared). An answer past the deadline
+ * is given up: the connection is abandoned (the next operation opens
+ * another) and err says 503. That alone does not declare an outage: the
+ * watch thread's checks decide that, so a slow database is told apart
+ * from a gone one. */
+static int
+main_exec(struct pg_store *db, const char *sql, int n, const char *const *params, int is_simple,
+          PGresult **out, const char *doing, struct error *err)
+{
+	PGresult *res;
+	int is_late;
+
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
+		return fail(db, NULL, doing, err);
+	/* A transaction's statements share one deadline, set at begin: the
+	 * deadline is the write's, not each round trip's. */
+	res = exec_within(db->conn, sql, n, params, is_simple,
+	                  db->in_tx ? db->tx_deadline : monotonic_ms() + atomic_load(&timeout_ms),
+	                  -1, &is_late);
+	if (res == NULL && is_late) {
+		abandon(db->conn);
+		db->conn = NULL;
+		db->in_tx = 0;
+		return error_set(err, 503,
+		                 "cannot %s in the PostgreSQL store %s: no answer within %d ms "
+		                 "(--store-timeout); nothing was changed",
+		                 doing, db->description, atomic_load(&timeout_ms));
+	}
+	if (res == NULL) {
+		/* The connection broke (libpq may still say CONNECTION_OK after a
+		 * failed send): it is replaced at the next use. */
+		char why[300];
+
+		one_line(PQerrorMessage(db->conn), why, sizeof(why));
+		PQfinish(db->conn);
+		db->conn = NULL;
+		db->in_tx = 0;
+		if (!db->is_loss_quiet)
+			mark_down(db, why);
+		return error_set(err, 503,
+		                 "cannot %s in the PostgreSQL store %s: %s; nothing was changed",
+		                 doing, db->description, why);
+	}
+	if (!is_ok(res)) {
+		fail(db, res, doing, err);
+		PQclear(res);
+		return -1;
 	}
 	if (out != NULL)
 		*out = res;
 	else
 		PQclear(res);
-	return -1;
+	return 0;
+}
+
+/* Runs sql with text parameters on the main connection. */
+static int
+run(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
+    const char *doing, struct error *err)
+{
+	return main_exec(db, sql, n, params, 0, out, doing, err);
+}
+
+/* Ends the transaction under way, if the connection still stands. */
+static void
+rollback_quietly(struct pg_store *db)
+{
+	struct error ignored;
+
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		main_exec(db, "ROLLBACK", 0, NULL, 1, NULL, "roll back", &ignored);
 }
 
 /* --- schema ---------------------------------------------------------- */
@@ -454,15 +735,7 @@ exec_simple(PGconn *conn, const char *sql, PGresult **out)
 static int
 run_sql(struct pg_store *db, const char *sql, const char *doing, struct error *err)
 {
-	PGresult *res = NULL;
-
-	if (exec_simple(db->conn, sql, &res) != 0) {
-		fail(db, res, doing, err);
-		PQclear(res);
-		return -1;
-	}
-	PQclear(res);
-	return 0;
+	return main_exec(db, sql, 0, NULL, 1, NULL, doing, err);
 }
 
 /* 1 when the query's first value is "t", 0 when "f", -1 on error. */
@@ -472,7 +745,9 @@ query_bool(struct pg_store *db, const char *sql, const char *doing, struct error
 	PGresult *res = NULL;
 	int rc;
 
-	if (exec_simple(db->conn, sql, &res) != 0 || PQntuples(res) != 1) {
+	if (main_exec(db, sql, 0, NULL, 1, &res, doing, err) != 0)
+		return -1;
+	if (PQntuples(res) != 1) {
 		fail(db, res, doing, err);
 		PQclear(res);
 		return -1;
@@ -513,8 +788,10 @@ migrate_locked(struct pg_store *db, struct error *err)
 		            "record the schema version", err) != 0)
 			return -1;
 	}
-	if (exec_simple(db->conn, "SELECT version FROM schema_version", &res) != 0 ||
-	    PQntuples(res) != 1) {
+	if (main_exec(db, "SELECT version FROM schema_version", 0, NULL, 1, &res,
+	              "read the schema version", err) != 0)
+		return -1;
+	if (PQntuples(res) != 1) {
 		fail(db, res, "read the schema version", err);
 		PQclear(res);
 		return -1;
@@ -556,17 +833,25 @@ migrate(struct pg_store *db, struct error *err)
 	return 0;
 bad:
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
-		PQclear(PQexec(db->conn, "ROLLBACK"));
+		rollback_quietly(db);
 	return -1;
 }
+
+static void decide_unsure_commit(struct pg_store *db);
 
 /* The main connection, connected, set up and with the schema checked.
  * While the database is known to be down this fails at once (503). */
 static int
 ensure_connected(struct pg_store *db, struct error *err)
 {
-	char why[300], since[40];
+	char why[300], since[40], settings[160];
 
+	/* A backend terminated while the connection was idle has said so
+	 * already (its FATAL and the end of the stream wait in the socket):
+	 * read it now, without blocking, so that the connection is replaced
+	 * here instead of failing the first statement of the operation. */
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && !db->in_tx)
+		PQconsumeInput(db->conn);
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && db->is_schema_checked)
 		return 0;
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
@@ -581,20 +866,21 @@ ensure_connected(struct pg_store *db, struct error *err)
 	if (db->conn != NULL)
 		PQfinish(db->conn);
 	db->is_schema_checked = 0;
-	db->conn = connect_now(db);
-	if (PQstatus(db->conn) != CONNECTION_OK) {
-		one_line(PQerrorMessage(db->conn), why, sizeof(why));
+	db->conn = connect_within(db, db->values, -1, why, sizeof(why));
+	if (db->conn == NULL) {
 		mark_down(db, why);
 		return error_set(
 		    err, 503, "cannot connect to the PostgreSQL store %s: %s; nothing was changed",
 		    db->description, why);
 	}
-	if (run_sql(db, session_settings, "set up the session", err) != 0)
+	session_settings(settings, sizeof(settings), 0);
+	if (run_sql(db, settings, "set up the session", err) != 0)
 		return -1;
 schema:
 	if (migrate(db, err) != 0)
 		return -1;
 	db->is_schema_checked = 1;
+	decide_unsure_commit(db);
 	return 0;
 }
 
@@ -627,6 +913,74 @@ pg_describe(void *handle)
 	struct pg_store *db = handle;
 
 	return db->description;
+}
+
+/* Whether a NOTIFY sent on the main connection reaches a LISTENing
+ * connection of the watch thread's kind: not when the two go through a
+ * pooler in transaction mode (PgBouncer), which runs LISTEN on a server
+ * connection it then lends to others and drops what that connection
+ * receives while idle. The daemons would then never hear of each other's
+ * changes but every WATCH_CHECK_MS, so the start is refused instead.
+ * The channel is this check's own: no other daemon wakes. Skipped while
+ * the database is unreachable. */
+static int
+check_notifications(struct pg_store *db, struct error *err)
+{
+	char channel[64], sql[160], why[300];
+	const char *p[1] = {channel};
+	PGconn *listener;
+	PGnotify *n;
+	int64_t deadline;
+	int is_heard = 0, is_late;
+	PGresult *res;
+	struct pollfd pfd;
+
+	if (db->conn == NULL || !atomic_load(&db->is_up))
+		return 0;
+	snprintf(channel, sizeof(channel), "clustermgmt_check_%ld_%" PRId64, (long)getpid(),
+	         monotonic_ms());
+	if ((listener = connect_within(db, db->listen_values, -1, why, sizeof(why))) == NULL) {
+		log_kv(LOG_WARN, "cannot check that notifications arrive: no connection to LISTEN",
+		       "error", why, NULL);
+		return 0; /* the watch thread retries, as in any outage */
+	}
+	snprintf(sql, sizeof(sql), "LISTEN %s", channel);
+	deadline = monotonic_ms() + atomic_load(&timeout_ms);
+	res = exec_within(listener, sql, 0, NULL, 1, deadline, -1, &is_late);
+	if (res == NULL || !is_ok(res)) {
+		PQclear(res);
+		abandon(listener);
+		log_kv(LOG_WARN, "cannot check that notifications arrive: LISTEN failed", NULL);
+		return 0;
+	}
+	PQclear(res);
+	if (run(db, "SELECT pg_notify($1, 'check')", 1, p, NULL, "send a check notification",
+	        err) != 0) {
+		abandon(listener);
+		return -1;
+	}
+	while (!is_heard && monotonic_ms() < deadline) {
+		pfd = (struct pollfd){.fd = PQsocket(listener), .events = POLLIN};
+		poll(&pfd, 1, (int)(deadline - monotonic_ms()));
+		if (!PQconsumeInput(listener))
+			break;
+		while ((n = PQnotifies(listener)) != NULL) {
+			is_heard |= strcmp(n->relname, channel) == 0;
+			PQfreemem(n);
+		}
+	}
+	PQfinish(listener);
+	if (!is_heard)
+		return error_set(
+		    err, 400,
+		    "notifications sent on %s do not reach a connection that LISTENs%s: "
+		    "%s goes through a pooler in transaction mode (PgBouncer's pool_mode = "
+		    "transaction), where LISTEN cannot work. Give --listen-db a URL straight to "
+		    "PostgreSQL (or to a pool in session mode) for the notifications, and keep "
+		    "--db on the pooler for the writes",
+		    db->description, listen_spec != NULL ? " on --listen-db" : "",
+		    listen_spec != NULL ? "--db or --listen-db" : "--db probably");
+	return 0;
 }
 
 static void *
@@ -665,6 +1019,21 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 	db->values[N_DEFAULTS] = db->spec;
 	db->listen_values = xcalloc(N_DEFAULTS + 2, sizeof(*db->listen_values));
 	memcpy(db->listen_values, db->values, (N_DEFAULTS + 2) * sizeof(*db->values));
+	if (listen_spec != NULL) {
+		if ((opts = PQconninfoParse(listen_spec, &parse_error)) == NULL) {
+			redact_quoted(parse_error != NULL ? parse_error : "out of memory", why,
+			              sizeof(why));
+			PQfreemem(parse_error);
+			error_set(
+			    err, 400,
+			    "--listen-db: not a valid PostgreSQL URL or connection string: %s",
+			    why);
+			pg_close(db);
+			return NULL;
+		}
+		PQconninfoFree(opts);
+		db->listen_values[N_DEFAULTS] = listen_spec;
+	}
 	db->listen_values[1] = "clustermgmt-listen"; /* application_name, as seen in
 	                                                pg_stat_activity */
 	db->wake_fd = -1;
@@ -672,7 +1041,8 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 	pthread_mutex_init(&db->state_lock, NULL);
 	/* Unreachable is a state the daemon lives with (fail-static);
 	 * anything else (a refused schema) is not. */
-	if (ensure_connected(db, &why_not) != 0 && atomic_load(&db->is_up)) {
+	if ((ensure_connected(db, &why_not) != 0 && atomic_load(&db->is_up)) ||
+	    check_notifications(db, &why_not) != 0) {
 		if (err != NULL)
 			*err = why_not;
 		pg_close(db);
@@ -680,33 +1050,6 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 	}
 	*schema_version = db->schema_version;
 	return db;
-}
-
-/* --- running statements ---------------------------------------------- */
-
-/* Runs sql with text parameters on the main connection; *out gets the
- * result on success (NULL allowed: cleared). */
-static int
-run(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
-    const char *doing, struct error *err)
-{
-	PGresult *res;
-	ExecStatusType st;
-
-	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
-		return fail(db, NULL, doing, err);
-	res = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
-	st = PQresultStatus(res);
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		fail(db, res, doing, err);
-		PQclear(res);
-		return -1;
-	}
-	if (out != NULL)
-		*out = res;
-	else
-		PQclear(res);
-	return 0;
 }
 
 static int
@@ -730,15 +1073,20 @@ i64_text(int64_t v, char *buf, size_t size)
 static int
 begin_once(struct pg_store *db, struct error *err)
 {
-	char lock[80];
+	char lock[80], settings[200];
 
 	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS,
 	         LOCK_WRITE);
 	if (run(db, "BEGIN", 0, NULL, NULL, "start a transaction", err) != 0)
 		return -1;
 	db->in_tx = 1;
-	if (run(db, lock, 0, NULL, NULL, "wait for the other writers", err) != 0) {
-		PQclear(PQexec(db->conn, "ROLLBACK"));
+	/* Again for this transaction alone: through a pooler in transaction
+	 * mode (PgBouncer) the session's SETs were made on whichever server
+	 * connection the pooler gave then, not necessarily this one. */
+	session_settings(settings, sizeof(settings), 1);
+	if (main_exec(db, settings, 0, NULL, 1, NULL, "set the transaction's timeouts", err) != 0 ||
+	    run(db, lock, 0, NULL, NULL, "wait for the other writers", err) != 0) {
+		rollback_quietly(db);
 		db->in_tx = 0;
 		return -1;
 	}
@@ -755,6 +1103,8 @@ pg_begin(void *handle, struct error *err)
 	struct pg_store *db = handle;
 	int rc;
 
+	db->tx_deadline = monotonic_ms() + atomic_load(&timeout_ms);
+	db->first_audit_id = 0;
 	if (ensure_connected(db, err) != 0)
 		return -1;
 	db->is_loss_quiet = atomic_load(&db->is_up);
@@ -769,6 +1119,10 @@ pg_begin(void *handle, struct error *err)
 	return begin_once(db, err);
 }
 
+/* A COMMIT that got no answer may have been applied or not. The
+ * transaction's first audit id says which, afterwards: ids come from a
+ * sequence that a rollback does not give back, so the row exists only if
+ * the transaction committed. */
 static int
 pg_commit(void *handle, struct error *err)
 {
@@ -776,13 +1130,52 @@ pg_commit(void *handle, struct error *err)
 	int rc = run(db, "COMMIT", 0, NULL, NULL, "commit", err);
 
 	db->in_tx = 0;
-	if (rc != 0 && PQstatus(db->conn) != CONNECTION_OK)
+	if (rc != 0 && (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)) {
+		db->unsure_audit_id = db->first_audit_id;
 		error_set(err, 503,
-		          "the connection to the PostgreSQL store %s was lost during COMMIT: the "
-		          "change may or may not have been stored; read the current state before "
-		          "retrying",
+		          "the PostgreSQL store %s did not confirm COMMIT (connection lost or no "
+		          "answer within the store timeout): the change may or may not have been "
+		          "stored; read the current state before retrying, or retry with the same "
+		          "Idempotency-Key",
 		          db->description);
+	}
 	return rc;
+}
+
+/* Decides the outcome of the COMMIT that got no answer, on a fresh
+ * connection: under the write lock the old transaction has ended (it
+ * held the lock), so its audit row is there or will never be. Logged;
+ * kept for the next connection when the question cannot be answered. */
+static void
+decide_unsure_commit(struct pg_store *db)
+{
+	char id[24], lock[80];
+	const char *p[1] = {id};
+	PGresult *res = NULL;
+	struct error ignored;
+	int is_stored;
+
+	if (db->unsure_audit_id == 0)
+		return;
+	i64_text(db->unsure_audit_id, id, sizeof(id));
+	snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d, %d)", LOCK_CLASS,
+	         LOCK_WRITE);
+	if (run_sql(db, "BEGIN", "start a transaction", &ignored) != 0)
+		return;
+	if (run_sql(db, lock, "wait for the other writers", &ignored) != 0 ||
+	    run(db, "SELECT count(*) FROM audit WHERE id = $1", 1, p, &res,
+	        "look for an unconfirmed change", &ignored) != 0) {
+		rollback_quietly(db);
+		return;
+	}
+	is_stored = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+	PQclear(res);
+	rollback_quietly(db);
+	log_kv(is_stored ? LOG_INFO : LOG_WARN,
+	       is_stored ? "the change whose COMMIT was not confirmed was stored"
+	                 : "the change whose COMMIT was not confirmed was not stored",
+	       "store", db->description, "audit_id", id, NULL);
+	db->unsure_audit_id = 0;
 }
 
 static void
@@ -791,7 +1184,7 @@ pg_rollback(void *handle)
 	struct pg_store *db = handle;
 
 	if (db->in_tx && db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
-		PQclear(PQexec(db->conn, "ROLLBACK"));
+		rollback_quietly(db);
 	db->in_tx = 0;
 }
 
@@ -996,12 +1389,45 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 	        "new_status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
 	        9, p, &res, "append to the audit log", err) != 0)
 		return -1;
-	if (PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), id) == 0)
+	if (PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), id) == 0) {
+		if (db->first_audit_id == 0)
+			db->first_audit_id = *id;
 		rc = 0;
-	else
+	} else {
 		error_set(err, 500, "the PostgreSQL store %s gave no audit id", db->description);
+	}
 	PQclear(res);
 	return rc;
+}
+
+static int
+pg_find_key(void *handle, const char *key, int *is_found, struct error *err)
+{
+	const char *p[1] = {key};
+	PGresult *res = NULL;
+
+	if (run(handle, "SELECT audit_id FROM idempotency_keys WHERE key = $1", 1, p, &res,
+	        "look up an idempotency key", err) != 0)
+		return -1;
+	*is_found = PQntuples(res) > 0;
+	PQclear(res);
+	return 0;
+}
+
+static int
+pg_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id, struct error *err)
+{
+	char before[24], at[24], id[24];
+	const char *forget[1] = {before}, *p[3] = {key, at, id};
+
+	i64_text(now - STORE_KEY_KEEP_MS, before, sizeof(before));
+	i64_text(now, at, sizeof(at));
+	i64_text(audit_id, id, sizeof(id));
+	if (run(handle, "DELETE FROM idempotency_keys WHERE at < $1", 1, forget, NULL,
+	        "forget old idempotency keys", err) != 0)
+		return -1;
+	return run(handle, "INSERT INTO idempotency_keys (key, at, audit_id) VALUES ($1, $2, $3)",
+	           3, p, NULL, "remember an idempotency key", err);
 }
 
 /* --- reads ----------------------------------------------------------- */
@@ -1201,6 +1627,8 @@ pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 	int is_own = !db->in_tx, rc = 0, step = is_own ? -1 : 0, last = N_LOAD_STEPS;
 	PGresult *res;
 
+	if (is_own)
+		db->tx_deadline = monotonic_ms() + atomic_load(&timeout_ms);
 	if (is_own && ensure_connected(db, err) != 0)
 		return -1;
 	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
@@ -1211,7 +1639,20 @@ pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 	                        : LOAD_SELECTS))
 		return fail(db, NULL, "load the store", err);
 	db->in_tx = 1;
-	for (; (res = PQgetResult(db->conn)) != NULL; step++) {
+	for (;; step++) {
+		int ready = await_ready(db->conn, db->tx_deadline, -1);
+		if (ready == -2) {
+			abandon(db->conn);
+			db->conn = NULL;
+			db->in_tx = 0;
+			return error_set(
+			    err, 503,
+			    "cannot load the PostgreSQL store %s: no answer within %d ms "
+			    "(--store-timeout)",
+			    db->description, atomic_load(&timeout_ms));
+		}
+		if (ready != 0 || (res = PQgetResult(db->conn)) == NULL)
+			break;
 		ExecStatusType st = PQresultStatus(res);
 		if (rc == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 			rc = fail(db, res, "load the store", err);
@@ -1221,7 +1662,7 @@ pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 			rc = take_version(db, res, version, err);
 		PQclear(res);
 	}
-	if (rc == 0 && step < last + 1 + is_own)
+	if (rc == 0 && (db->conn == NULL || step < last + 1 + is_own))
 		rc = fail(db, NULL, "load the store", err); /* the connection went */
 	if (is_own) {
 		if (rc != 0 && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
@@ -1357,6 +1798,7 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 	if (ensure_connected(db, err) != 0)
 		return -1;
 	i64_text(forget_before, before, sizeof(before));
+	db->tx_deadline = monotonic_ms() + atomic_load(&timeout_ms);
 	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
 		return -1;
 	db->in_tx = 1;
@@ -1478,6 +1920,7 @@ pg_share_sessions(void *handle, const struct session_record *added, size_t n_add
 		return -1;
 	i64_text(now, now_text, sizeof(now_text));
 	i64_text(SESSIONS_MAX, limit, sizeof(limit));
+	db->tx_deadline = monotonic_ms() + atomic_load(&timeout_ms);
 	if (run(db, "BEGIN", 0, NULL, NULL, "start sharing sessions", err) != 0)
 		return -1;
 	db->in_tx = 1;
@@ -1529,8 +1972,17 @@ pg_health(void *handle, struct store_health *out)
 {
 	struct pg_store *db = handle;
 
+	int64_t started = atomic_load(&db->check_started);
+	int64_t round_trip = atomic_load(&db->round_trip_ms);
+
 	out->is_up = atomic_load(&db->is_up);
 	out->down_since = atomic_load(&db->down_since);
+	/* A check still waiting counts for as long as it has waited, so that
+	 * a database that stopped answering looks slow at once. */
+	if (started != 0 && monotonic_ms() - started > round_trip)
+		round_trip = monotonic_ms() - started;
+	out->round_trip_ms = round_trip;
+	out->is_slow = out->is_up && round_trip > store_slow_ms();
 }
 
 /* --- the watch thread ------------------------------------------------ */
@@ -1545,59 +1997,50 @@ watch_sleep(struct pg_store *db, int ms)
 	return atomic_load(&db->is_stopping);
 }
 
-/* One connection attempt that stop can interrupt: PQconnectStart and
- * PQconnectPoll, bounded by CONNECT_WAIT_MS. */
-static PGconn *
-watch_connect(struct pg_store *db)
+/* Runs sql on the listen connection within the deadline (stop
+ * interrupts it); the result, or NULL. */
+static PGresult *
+watch_exec(struct pg_store *db, const char *sql)
 {
-	PGconn *conn = with_notices(db, PQconnectStartParams(db->keys, db->listen_values, 1));
-	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = time_now_ms() + CONNECT_WAIT_MS;
-	struct pollfd p[2];
+	int is_late;
+	PGresult *res =
+	    exec_within(db->listen_conn, sql, 0, NULL, 1, monotonic_ms() + atomic_load(&timeout_ms),
+	                db->wake_fd, &is_late);
 
-	if (conn == NULL)
-		return NULL;
-	while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
-	       st != PGRES_POLLING_FAILED) {
-		int64_t left = deadline - time_now_ms();
-		if (left <= 0 || atomic_load(&db->is_stopping))
-			break;
-		p[0] = (struct pollfd){.fd = PQsocket(conn),
-		                       .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
-		p[1] = (struct pollfd){.fd = db->wake_fd, .events = POLLIN};
-		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
-			break;
-		if (p[1].revents != 0)
-			break;
-		if (p[0].revents != 0)
-			st = PQconnectPoll(conn);
-	}
-	if (st != PGRES_POLLING_OK || PQstatus(conn) != CONNECTION_OK) {
-		char why[300];
-
-		if (st != PGRES_POLLING_FAILED && PQstatus(conn) != CONNECTION_BAD)
-			snprintf(why, sizeof(why), "no connection within %d ms", CONNECT_WAIT_MS);
-		else
-			one_line(PQerrorMessage(conn), why, sizeof(why));
-		log_kv(LOG_DEBUG, "PostgreSQL connection attempt failed", "store", db->description,
-		       "error", why, NULL);
-		PQfinish(conn);
+	if (res != NULL && !is_ok(res)) {
+		PQclear(res);
 		return NULL;
 	}
-	return conn;
+	return res;
 }
 
-/* Reads the stored version on the listen connection; -1 on error. */
+static int
+watch_run(struct pg_store *db, const char *sql)
+{
+	PGresult *res = watch_exec(db, sql);
+
+	PQclear(res);
+	return res != NULL ? 0 : -1;
+}
+
+/* Reads the stored version on the listen connection and measures the
+ * round trip (health's "slow"); -1 on error or past the deadline. The
+ * start of the check is published meanwhile, so that health sees a check
+ * that is taking long before it ends. */
 static int
 watch_read_version(struct pg_store *db, int64_t *version)
 {
-	PGresult *res = NULL;
+	PGresult *res;
+	int64_t started = monotonic_ms();
 	int rc = -1;
 
-	if (exec_simple(db->listen_conn, "SELECT version FROM store_version WHERE id = 1", &res) ==
-	        0 &&
-	    PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+	atomic_store(&db->check_started, started);
+	res = watch_exec(db, "SELECT version FROM store_version WHERE id = 1");
+	atomic_store(&db->check_started, 0);
+	if (res != NULL && PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), version) == 0) {
+		atomic_store(&db->round_trip_ms, monotonic_ms() - started);
 		rc = 0;
+	}
 	PQclear(res);
 	return rc;
 }
@@ -1606,7 +2049,7 @@ static void
 watch_disconnect(struct pg_store *db)
 {
 	if (db->listen_conn != NULL)
-		PQfinish(db->listen_conn);
+		abandon(db->listen_conn);
 	db->listen_conn = NULL;
 }
 
@@ -1615,13 +2058,16 @@ watch_disconnect(struct pg_store *db)
 static int
 watch_connect_and_listen(struct pg_store *db, int64_t *version)
 {
-	char why[300];
+	char why[300], settings[160];
 
-	db->listen_conn = watch_connect(db);
-	if (db->listen_conn == NULL)
+	db->listen_conn = connect_within(db, db->listen_values, db->wake_fd, why, sizeof(why));
+	if (db->listen_conn == NULL) {
+		log_kv(LOG_DEBUG, "PostgreSQL connection attempt failed", "store", db->description,
+		       "error", why, NULL);
 		return -1;
-	if (exec_simple(db->listen_conn, session_settings, NULL) != 0 ||
-	    exec_simple(db->listen_conn, "LISTEN " CHANNEL, NULL) != 0 ||
+	}
+	session_settings(settings, sizeof(settings), 0);
+	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANNEL) != 0 ||
 	    watch_read_version(db, version) != 0) {
 		one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
 		log_kv(LOG_DEBUG, "PostgreSQL listen failed", "store", db->description, "error",
@@ -1629,7 +2075,6 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 		watch_disconnect(db);
 		return -1;
 	}
-	PQsetnonblocking(db->listen_conn, 1);
 	return 0;
 }
 
@@ -1719,13 +2164,11 @@ watch_thread(void *arg)
 			continue;
 		}
 		if (time_now_ms() >= next_check) {
-			PQsetnonblocking(db->listen_conn, 0);
 			if (watch_read_version(db, &version) != 0) {
 				watch_disconnect(db);
 				watch_went_down(db, "the periodic version check failed");
 				continue;
 			}
-			PQsetnonblocking(db->listen_conn, 1);
 			if (!atomic_load(&db->is_up)) {
 				/* The main connection failed, yet the database answers. */
 				mark_up(db);
@@ -1736,7 +2179,9 @@ watch_thread(void *arg)
 			next_check = time_now_ms() + WATCH_CHECK_MS;
 		}
 	}
-	watch_disconnect(db);
+	if (db->listen_conn != NULL) /* a clean goodbye: nothing of ours is pending */
+		PQfinish(db->listen_conn);
+	db->listen_conn = NULL;
 	return NULL;
 }
 
@@ -1776,6 +2221,18 @@ watch_stop(void *handle)
 	db->is_watching = 0;
 }
 
+void
+store_postgres_set_listen_db(const char *spec)
+{
+	listen_spec = spec;
+}
+
+void
+store_postgres_set_timeout(int ms)
+{
+	atomic_store(&timeout_ms, ms);
+}
+
 const struct store_backend store_postgres_backend = {
     .scheme = "postgres",
     .open = pg_open,
@@ -1798,6 +2255,8 @@ const struct store_backend store_postgres_backend = {
     .delete_token = pg_delete_token,
     .clear_audit = pg_clear_audit,
     .insert_audit = pg_insert_audit,
+    .find_key = pg_find_key,
+    .remember_key = pg_remember_key,
     .load = pg_load,
     .read_audit = pg_read_audit,
     .watch_start = watch_start,

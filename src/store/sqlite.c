@@ -176,6 +176,14 @@ static const char step7_sessions[] = "CREATE TABLE sessions ("
                                      " tag TEXT NOT NULL,"
                                      " expires_at INTEGER NOT NULL);";
 
+/* Writes retried with the same Idempotency-Key: the key of each write
+ * that changed something, with its first audit entry, kept for
+ * STORE_KEY_KEEP_MS. */
+static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
+                                             " key TEXT PRIMARY KEY NOT NULL,"
+                                             " at INTEGER NOT NULL,"
+                                             " audit_id INTEGER NOT NULL);";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -187,6 +195,7 @@ static const struct migration migrations[] = {
     {"share observed probes", step5_probes},
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
+    {"remember idempotency keys", step8_idempotency_keys},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -217,6 +226,9 @@ enum statement {
 	ST_READ_VERSION,
 	ST_WRITE_VERSION,
 	ST_CLEAR_AUDIT,
+	ST_FIND_KEY,
+	ST_REMEMBER_KEY,
+	ST_FORGET_KEYS,
 	ST_COUNT
 };
 
@@ -271,6 +283,9 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_READ_VERSION] = "SELECT version FROM store_version WHERE id = 1",
     [ST_WRITE_VERSION] = "UPDATE store_version SET version = ?1, changed_at = ?2 WHERE id = 1",
     [ST_CLEAR_AUDIT] = "DELETE FROM audit",
+    [ST_FIND_KEY] = "SELECT audit_id FROM idempotency_keys WHERE key = ?1",
+    [ST_REMEMBER_KEY] = "INSERT INTO idempotency_keys (key, at, audit_id) VALUES (?1, ?2, ?3)",
+    [ST_FORGET_KEYS] = "DELETE FROM idempotency_keys WHERE at < ?1",
 };
 
 struct sqlite_store {
@@ -1060,6 +1075,42 @@ sqlite_read_version(void *handle, int64_t *version, struct error *err)
 }
 
 static int
+sqlite_find_key(void *handle, const char *key, int *is_found, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_FIND_KEY];
+	int rc;
+
+	if ((rc = bind_text(st, 1, key)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "look up an idempotency key", err);
+	rc = next_row(db, st, "look up an idempotency key", err);
+	finish(st);
+	if (rc < 0)
+		return -1;
+	*is_found = rc == 1;
+	return 0;
+}
+
+static int
+sqlite_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id, struct error *err)
+{
+	struct sqlite_store *db = handle;
+	sqlite3_stmt *st = db->statements[ST_FORGET_KEYS];
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(st, 1, now - STORE_KEY_KEEP_MS)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "forget old idempotency keys", err);
+	if (run(db, st, "forget old idempotency keys", err) != 0)
+		return -1;
+	st = db->statements[ST_REMEMBER_KEY];
+	if ((rc = bind_text(st, 1, key)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 2, now)) != SQLITE_OK ||
+	    (rc = sqlite3_bind_int64(st, 3, audit_id)) != SQLITE_OK)
+		return bind_failed(db, st, rc, "remember an idempotency key", err);
+	return run(db, st, "remember an idempotency key", err);
+}
+
+static int
 sqlite_write_version(void *handle, int64_t version, struct error *err)
 {
 	struct sqlite_store *db = handle;
@@ -1144,6 +1195,8 @@ const struct store_backend store_sqlite_backend = {
     .delete_token = sqlite_delete_token,
     .clear_audit = sqlite_clear_audit,
     .insert_audit = sqlite_insert_audit,
+    .find_key = sqlite_find_key,
+    .remember_key = sqlite_remember_key,
     .load = sqlite_load,
     .read_audit = sqlite_read_audit,
 };

@@ -16,11 +16,13 @@
  * Two kept clusters swapping paths in one save would still collide; no
  * model operation does that.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../util/merge.h"
+#include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "store.h"
 #include "store_backend.h"
@@ -61,6 +63,27 @@ describe(const struct store_backend *backend, const char *spec)
 
 	snprintf(s, size, "%s:%s", backend->scheme, spec);
 	return s;
+}
+
+static _Atomic int store_timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
+
+void
+store_set_timeout(int ms)
+{
+	atomic_store(&store_timeout_ms, ms);
+	store_postgres_set_timeout(ms);
+}
+
+void
+store_set_listen_db(const char *spec)
+{
+	store_postgres_set_listen_db(spec);
+}
+
+int
+store_slow_ms(void)
+{
+	return atomic_load(&store_timeout_ms) / 10;
 }
 
 struct store *
@@ -470,11 +493,38 @@ forget_audit_ids(struct audit_log *audit)
 		audit->entries[i].id = 0;
 }
 
-/* Inside a write transaction: the difference, the audit entries and the
- * new version (version < 0: one more than stored), then commit. */
+/* The write's key, with the id of its first audit entry. */
+static int
+remember_key(struct store *s, const char *key, const struct audit_log *audit, struct error *err)
+{
+	int64_t first = 0;
+	size_t i;
+
+	if (s->backend->remember_key == NULL)
+		return 0;
+	for (i = 0; i < audit->n; i++)
+		if (first == 0 || (audit->entries[i].id != 0 && audit->entries[i].id < first))
+			first = audit->entries[i].id;
+	return s->backend->remember_key(s->db, key, time_now_ms(), first, err);
+}
+
+int
+store_key_is_valid(const char *key)
+{
+	size_t i;
+
+	for (i = 0; key[i] != '\0'; i++)
+		if (i >= STORE_KEY_MAX || key[i] < '!' || key[i] > '~')
+			return 0;
+	return i > 0;
+}
+
+/* Inside a write transaction: the difference, the audit entries, the
+ * idempotency key (NULL: none) and the new version (version < 0: one
+ * more than stored), then commit. */
 static int
 save_and_commit(struct store *s, const struct model *before, const struct model *after,
-                struct audit_log *audit, int64_t version, struct error *err)
+                struct audit_log *audit, int64_t version, const char *key, struct error *err)
 {
 	int64_t stored;
 
@@ -488,6 +538,7 @@ save_and_commit(struct store *s, const struct model *before, const struct model 
 		version = stored + 1;
 	}
 	if (save_difference(s, before, after, err) != 0 || save_audit(s, audit, err) != 0 ||
+	    (key != NULL && remember_key(s, key, audit, err) != 0) ||
 	    s->backend->write_version(s->db, version, err) != 0 ||
 	    s->backend->commit(s->db, err) != 0)
 		goto bad;
@@ -506,7 +557,7 @@ store_save(struct store *s, const struct model *before, const struct model *afte
 {
 	if (s->backend->begin(s->db, err) != 0)
 		return -1;
-	return save_and_commit(s, before, after, audit, -1, err);
+	return save_and_commit(s, before, after, audit, -1, NULL, err);
 }
 
 int
@@ -515,7 +566,7 @@ store_save_at(struct store *s, const struct model *before, const struct model *a
 {
 	if (s->backend->begin(s->db, err) != 0)
 		return -1;
-	return save_and_commit(s, before, after, NULL, version, err);
+	return save_and_commit(s, before, after, NULL, version, NULL, err);
 }
 
 int
@@ -526,11 +577,30 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 	int64_t stored;
 	int rc;
 
+	int is_found = 0;
+
 	w->model = NULL;
 	w->version = w->known_version;
 	w->is_changed = 0;
+	w->is_replayed = 0;
+	if (w->idempotency_key != NULL && !store_key_is_valid(w->idempotency_key))
+		return error_set(
+		    err, 400,
+		    "Idempotency-Key must be 1 to %d printable ASCII characters without "
+		    "spaces",
+		    STORE_KEY_MAX);
 	if (s->backend->begin(s->db, err) != 0)
 		return -1;
+	/* Under the write lock: a retry on another daemon waits for the
+	 * first attempt to commit or roll back, then finds its key or not. */
+	if (w->idempotency_key != NULL && s->backend->find_key != NULL &&
+	    s->backend->find_key(s->db, w->idempotency_key, &is_found, err) != 0)
+		goto bad;
+	if (is_found) {
+		s->backend->rollback(s->db);
+		w->is_replayed = 1;
+		return 0;
+	}
 	if (s->backend->read_version(s->db, &stored, err) != 0)
 		goto bad;
 	if (stored != w->known_version) {
@@ -550,7 +620,7 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 		s->backend->rollback(s->db);
 		return rc;
 	}
-	if (save_and_commit(s, base, after, w->audit, stored + 1, err) != 0) {
+	if (save_and_commit(s, base, after, w->audit, stored + 1, w->idempotency_key, err) != 0) {
 		model_free(after);
 		return -1;
 	}
@@ -687,6 +757,8 @@ store_health(struct store *s, struct store_health *out)
 {
 	out->is_up = 1;
 	out->down_since = 0;
+	out->round_trip_ms = 0;
+	out->is_slow = 0;
 	if (s->backend->health != NULL)
 		s->backend->health(s->db, out);
 }

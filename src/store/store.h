@@ -23,11 +23,34 @@
 
 #include <stdint.h>
 
+#include "../core/command.h"
 #include "../core/error.h"
 #include "../core/model.h"
 #include "../core/peer.h"
 
 struct store;
+
+/* The deadline of every operation on a shared store (PostgreSQL): past
+ * it the operation fails with 503, the query is cancelled and the
+ * connection replaced. A write's statements share one deadline, from
+ * BEGIN to COMMIT. serve --store-timeout; call it before store_open (it
+ * applies to every store of the process). */
+#define STORE_TIMEOUT_DEFAULT_MS 3000
+void store_set_timeout(int ms);
+/* The round trip above which a store that answers is "slow" in health:
+ * a tenth of the deadline, as a write takes about ten round trips. */
+int store_slow_ms(void);
+
+/* Whether spec names a PostgreSQL database: a postgres:// or
+ * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
+int store_spec_is_postgres(const char *spec);
+
+/* With a PostgreSQL store: LISTEN for the other daemons' changes on this
+ * database (a URL or keyword string straight to PostgreSQL) instead of
+ * the store's own, which may then go through a pooler in transaction
+ * mode. NULL: the store's. spec is borrowed for the life of the process;
+ * call it before store_open. */
+void store_set_listen_db(const char *spec);
 
 /* Opens (creating and migrating forward as needed) the store named by spec:
  * a file path for SQLite, "postgres://..." / "postgresql://..." for
@@ -76,13 +99,25 @@ struct store_write {
 	int (*decide)(void *arg, struct model *m, struct audit_log *audit, struct error *err);
 	void *arg;
 	struct audit_log *audit; /* filled by decide; ids set at commit */
+	/* NULL, or the client's Idempotency-Key (STORE_KEY_MAX printable
+	 * ASCII characters at most, else 400): a write whose key the store
+	 * remembers is not decided again (is_replayed) */
+	const char *idempotency_key;
 	/* out, also on error: the model as stored now, newer than known (the
 	 * caller owns it and should publish it), or NULL when known is still
 	 * what is stored */
 	struct model *model;
 	int64_t version; /* the store version of model */
 	int is_changed;  /* a change was committed */
+	int is_replayed; /* the key's write was committed before: nothing done */
 };
+/* An idempotency key: 1 to STORE_KEY_MAX characters from '!' to '~'. The
+ * store remembers the key of a write that changed something for
+ * STORE_KEY_KEEP_MS (24 h): a retry within that time is answered as
+ * applied and applied at most once. */
+#define STORE_KEY_MAX COMMAND_KEY_MAX
+#define STORE_KEY_KEEP_MS (24 * 3600 * 1000LL)
+int store_key_is_valid(const char *key);
 /* Returns 0 when decide returned 0 (committed, or nothing to commit),
  * -1 with err filled when decide refused (its error, nothing written) or
  * the store failed (503 when the database is unreachable or busy: nothing
@@ -110,8 +145,10 @@ int store_copy(struct store *from, struct store *to, int force, size_t *n_nodes,
 int store_is_shared(const struct store *s);
 
 struct store_health {
-	int is_up;          /* the store answered the last time it was tried */
-	int64_t down_since; /* ms since the epoch it stopped answering; 0 when up */
+	int is_up;             /* the store answered the last time it was tried */
+	int64_t down_since;    /* ms since the epoch it stopped answering; 0 when up */
+	int64_t round_trip_ms; /* of the last check (or of the one under way, when longer) */
+	int is_slow;           /* up, but round_trip_ms is above store_slow_ms() */
 };
 /* Any thread. An unshared store is always up. */
 void store_health(struct store *s, struct store_health *out);

@@ -69,6 +69,13 @@ struct store_backend {
 	int (*clear_audit)(void *db, struct error *err);
 	/* Appends e and sets *id to the id the database gave it. */
 	int (*insert_audit)(void *db, const struct audit_entry *e, int64_t *id, struct error *err);
+	/* Inside a write transaction: whether a write with this idempotency
+	 * key was committed (and not forgotten yet); and, for the write
+	 * under way, remembers key with its first audit id, forgetting keys
+	 * older than STORE_KEY_KEEP_MS before now. */
+	int (*find_key)(void *db, const char *key, int *is_found, struct error *err);
+	int (*remember_key)(void *db, const char *key, int64_t now, int64_t audit_id,
+	                    struct error *err);
 
 	/* Fills the empty model m with everything stored, every array sorted
 	 * in strcmp order, and *version with the change counter, all as of
@@ -103,9 +110,9 @@ struct store_backend {
 
 extern const struct store_backend store_sqlite_backend;
 extern const struct store_backend store_postgres_backend;
-
-/* Whether spec names a PostgreSQL database: a postgres:// or
- * postgresql:// URL, or a libpq keyword string ("host=... dbname=..."). */
-int store_spec_is_postgres(const char *spec);
+/* The deadline of PostgreSQL's operations (store_set_timeout). */
+void store_postgres_set_timeout(int ms);
+/* Where PostgreSQL's notifications are LISTENed for (store_set_listen_db). */
+void store_postgres_set_listen_db(const char *spec);
 
 #endif

@@ -1,0 +1,86 @@
+"""
+Logs stay lines on PostgreSQL (issue 14, point 5): what libpq and the
+server say outside a query's answer (a terminated backend's FATAL, a
+standby's WARNING) goes through the daemon's logger with a level, so that
+every line of the log parses as logfmt, or as JSON with --log-format json.
+
+Every test starts a real PostgreSQL of its own and a real daemon; every
+wait is bounded.
+"""
+
+import json
+import re
+import time
+
+import pytest
+
+from conftest import parse_logfmt
+from test_postgres import fleet, health, pg_daemon, wait_until  # noqa: F401
+
+LOGFMT_LINE = re.compile(r'^[^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*)( [^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*))*$')
+RESYNC_TIMEOUT = 30.0  # s: reconnection backoff is capped at 5 s
+
+
+def parse_line(line, fmt):
+    if fmt == "json":
+        kv = json.loads(line)
+        assert isinstance(kv, dict), line
+    else:
+        assert LOGFMT_LINE.match(line), "not logfmt: %r" % line
+        kv = parse_logfmt(line)
+    assert {"ts", "level", "msg"} <= set(kv), line
+    assert kv["level"] in ("debug", "info", "warn", "error"), line
+    return kv
+
+
+def terminate_daemon_backends(pg, db):
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'clustermgmt%%' AND datname = '%s'" % db)
+
+
+def write_code(d, status):
+    r = d.post("/v1/clusters/default/status", auth=d.as_admin,
+               json={"changes": {"web1": {"status": status}}}, timeout=10)
+    return r.status_code
+
+
+def failover(d, pg, db):
+    """Backends terminated under the daemon while idle, then the primary
+    restarted: the two ways a failover reaches the daemon's connections."""
+    d.set_nodes(["web1"])
+    terminate_daemon_backends(pg, db)
+    wait_until(lambda: write_code(d, "drain") == 200, RESYNC_TIMEOUT, "a write after the backends were terminated")
+    port = pg.port
+    pg.stop("fast")
+    wait_until(lambda: health(d)["state"] == "unreachable", RESYNC_TIMEOUT, "the outage noticed")
+    pg.start(port=port)
+    wait_until(lambda: health(d)["state"] == "ok", RESYNC_TIMEOUT, "the store back")
+    wait_until(lambda: write_code(d, "online") == 200, RESYNC_TIMEOUT, "a write after the restart")
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_every_log_line_parses_through_a_failover(fleet, pg_own_server, fmt):  # noqa: F811
+    pg = pg_own_server
+    db = pg.create_database()
+    (d,) = fleet(pg.url(db), extra=["--log-format", fmt])
+    failover(d, pg, db)
+    d.stop()
+    lines = d.log_lines()
+    assert lines
+    for line in lines:
+        parse_line(line, fmt)
+
+
+def test_terminated_backend_fatal_is_an_error_line(fleet, pg_own_server):  # noqa: F811
+    pg = pg_own_server
+    db = pg.create_database()
+    (d,) = fleet(pg.url(db))
+    d.set_nodes(["web1"])
+    mark = d.log_mark()
+    terminate_daemon_backends(pg, db)
+    line = d.wait_log(r"terminating connection due to administrator command", since=mark,
+                      timeout=10)
+    assert line, d.log_text(mark)
+    kv = parse_line(line, "logfmt")
+    assert kv["level"] == "error", line
+    assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
