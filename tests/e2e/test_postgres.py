@@ -8,7 +8,6 @@ daemons; every wait is bounded.
 """
 
 import json
-import re
 import os
 import signal
 import socket
@@ -864,36 +863,3 @@ def test_daemons_creating_the_first_admin_together_show_only_the_stored_password
         for d in ds:
             d.close()
 
-
-LOGFMT = re.compile(r'^[^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*)( [^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*))*$')
-
-
-def test_libpq_messages_are_log_lines_through_terminations_and_a_restart(fleet, pg_own_server):
-    pg = pg_own_server
-    db = pg.create_database()
-    (a,) = fleet(pg.url(db))
-    a.set_nodes(["web1"])
-    # An administrator ends the daemon's connections while they are idle:
-    # the server's FATAL arrives outside any query (libpq's default would
-    # print it raw on stderr).
-    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name LIKE 'clustermgmt%'", db)
-    a.wait_log(r'msg="PostgreSQL says".*severity=FATAL', timeout=10)
-    # the watch thread lost its connection too and declares an outage
-    # (writes are 503 until it reconnects): write once it is back
-    a.wait_log(r"PostgreSQL reachable again", timeout=RESYNC_TIMEOUT)
-    a.set_status({"web1": {"status": "offline"}})
-    pg.stop("fast")
-    wait_until(lambda: health(a)["state"] == "unreachable", RESYNC_TIMEOUT, "the outage")
-    pg.start()
-    wait_until(lambda: health(a)["state"] == "ok", RESYNC_TIMEOUT, "the recovery")
-    a.set_status({"web1": {"status": "online"}})
-    a.stop()
-    lines = a.log_text().splitlines()
-    assert lines
-    for line in lines:
-        assert LOGFMT.match(line), "not a logfmt line: %r" % line
-        assert parse_logfmt(line)["level"] in ("debug", "info", "warn", "error"), line
-    fatal = [parse_logfmt(l) for l in lines if "PostgreSQL says" in l]
-    assert any(kv["severity"] == "FATAL" and kv["level"] == "error" and
-               "administrator command" in kv["message"] for kv in fatal), fatal
