@@ -961,28 +961,30 @@ node_list_post(struct request *r, const struct cluster *c)
 	request_job_submit(r, job, node_list_done);
 }
 
+/* Runs post on the page's cluster, or says it is gone. */
+static void
+post_to_cluster(struct request *r, const struct route *rt,
+                void (*post)(struct request *r, const struct cluster *c))
+{
+	const struct cluster *c = page_cluster(r, rt);
+
+	if (c == NULL)
+		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
+		                 "Go to the clusters");
+	else
+		post(r, c);
+}
+
 /* The router's form gate picked the line by the form field and checked
  * the session, the CSRF token, the origin and that line's role. */
 void
 ui_nodes_status_post(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = page_cluster(r, rt);
-
-	if (c == NULL)
-		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
-		                 "Go to the clusters");
-	else
-		status_post(r, c);
+	post_to_cluster(r, rt, status_post);
 }
 
 void
 ui_nodes_list_post(struct request *r, const struct route *rt)
 {
-	const struct cluster *c = page_cluster(r, rt);
-
-	if (c == NULL)
-		ui_reply_message(r, 404, "No such cluster", "The cluster was removed.", "/",
-		                 "Go to the clusters");
-	else
-		node_list_post(r, c);
+	post_to_cluster(r, rt, node_list_post);
 }

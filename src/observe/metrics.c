@@ -21,28 +21,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../util/strbuf.h"
 #include "../util/xalloc.h"
 #include "metrics.h"
 
-struct out {
-	char *buf;
-	size_t len, cap;
-};
-
+/* Where the text is built (util/strbuf.h). */
 static void
-out_reserve(struct out *o, size_t more)
+out_reserve(struct strbuf *o, size_t more)
 {
-	if (o->len + more + 1 <= o->cap)
-		return;
-	while (o->len + more + 1 > o->cap)
-		o->cap = o->cap ? o->cap * 2 : 64 * 1024;
-	o->buf = xreallocarray(o->buf, o->cap, 1);
+	strbuf_reserve(o, more, 64 * 1024);
 }
 
-static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct strbuf *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void
-out_printf(struct out *o, const char *fmt, ...)
+out_printf(struct strbuf *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -63,7 +57,7 @@ out_printf(struct out *o, const char *fmt, ...)
 }
 
 static void
-out_family(struct out *o, const char *name, const char *type, const char *help)
+out_family(struct strbuf *o, const char *name, const char *type, const char *help)
 {
 	out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -93,7 +87,7 @@ label(const char *v, char *buf, size_t size)
 /* --- histograms ----------------------------------------------------------- */
 
 static void
-render_histogram(struct out *o, const char *name, const char *help, const struct histogram *h)
+render_histogram(struct strbuf *o, const char *name, const char *help, const struct histogram *h)
 {
 	uint64_t cumulative = 0;
 	int i;
@@ -173,7 +167,7 @@ metrics_process_read(struct metrics_process *out)
 }
 
 static void
-render_process(struct out *o, const struct metrics_process *p)
+render_process(struct strbuf *o, const struct metrics_process *p)
 {
 	out_family(o, "process_cpu_seconds_total", "counter",
 	           "Total user and system CPU time spent in seconds.");
@@ -262,7 +256,7 @@ static const struct {
 /* Appends without printf: the node families are most of the output, and
  * printf's parsing and float formatting were most of their cost. */
 static void
-out_put(struct out *o, const char *s, size_t n)
+out_put(struct strbuf *o, const char *s, size_t n)
 {
 	out_reserve(o, n);
 	memcpy(o->buf + o->len, s, n);
@@ -273,7 +267,7 @@ out_put(struct out *o, const char *s, size_t n)
 #define OUT_LITERAL(o, lit) out_put((o), (lit), sizeof(lit) - 1)
 
 static void
-out_int(struct out *o, int64_t v)
+out_int(struct strbuf *o, int64_t v)
 {
 	char digits[24];
 	size_t n = 0;
@@ -289,7 +283,7 @@ out_int(struct out *o, int64_t v)
 
 /* Milliseconds as seconds with three decimals ("-10.000"). */
 static void
-out_ms_as_seconds(struct out *o, int64_t ms)
+out_ms_as_seconds(struct strbuf *o, int64_t ms)
 {
 	int64_t frac = ms % 1000;
 
@@ -307,7 +301,7 @@ out_ms_as_seconds(struct out *o, int64_t ms)
 
 /* "NAME{cluster=\"C\",node=\"N\"" (no closing brace). */
 static void
-out_node_series(struct out *o, const char *name, size_t name_len, const char *cluster,
+out_node_series(struct strbuf *o, const char *name, size_t name_len, const char *cluster,
                 size_t cluster_len, const char *node)
 {
 	char nl[2 * NODE_NAME_MAX + 1];
@@ -322,7 +316,7 @@ out_node_series(struct out *o, const char *name, size_t name_len, const char *cl
 }
 
 static void
-render_node_family(struct out *o, const struct model *m, const struct observe_node_summary *sums,
+render_node_family(struct strbuf *o, const struct model *m, const struct observe_node_summary *sums,
                    enum node_family f, int64_t now)
 {
 	static const enum node_status states[] = {NODE_ONLINE, NODE_OFFLINE, NODE_DRAIN};
@@ -390,7 +384,7 @@ render_node_family(struct out *o, const struct model *m, const struct observe_no
 }
 
 static void
-render_clusters(struct out *o, const struct model *m, struct observe *obs)
+render_clusters(struct strbuf *o, const struct model *m, struct observe *obs)
 {
 	uint64_t counts[OBSERVE_ANSWERS];
 	char cl[2 * NODE_NAME_MAX + 1];
@@ -426,7 +420,7 @@ render_clusters(struct out *o, const struct model *m, struct observe *obs)
 }
 
 static void
-render_stats(struct out *o, const struct metrics_stats *s)
+render_stats(struct strbuf *o, const struct metrics_stats *s)
 {
 	out_family(o, "clustermgmt_store_up", "gauge",
 	           "Whether the store (the database) works: 1 yes, 0 no.");
@@ -462,7 +456,7 @@ char *
 metrics_render(const struct model *m, struct observe *obs, const struct metrics_stats *s,
                const struct metrics_process *p, int64_t now, size_t *len)
 {
-	struct out o = {0};
+	struct strbuf o = {0};
 	char version[64];
 	struct observe_node_summary *sums;
 	int f;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util/xalloc.h"
+#include "../util/strbuf.h"
 #include "pg_share.h"
 
 const char pg_share_put_probes_sql[] =
@@ -26,42 +26,33 @@ const char pg_share_put_probes_sql[] =
     "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
     "since_change = excluded.since_change, interval_ms = excluded.interval_ms";
 
-struct array_text {
-	char *text;
-	size_t len, cap;
-};
-
 static void
-array_reserve(struct array_text *a, size_t more)
+array_reserve(struct strbuf *a, size_t more)
 {
-	if (a->len + more + 1 <= a->cap)
-		return;
-	while (a->len + more + 1 > a->cap)
-		a->cap = a->cap > 0 ? a->cap * 2 : 256;
-	a->text = xreallocarray(a->text, a->cap, 1);
+	strbuf_reserve(a, more, 256);
 }
 
 /* Appends one quoted element (a comma before every element but the first). */
 static void
-array_add(struct array_text *a, const char *value)
+array_add(struct strbuf *a, const char *value)
 {
 	const char *c;
 
 	array_reserve(a, 2 * strlen(value) + 4);
 	if (a->len > 1)
-		a->text[a->len++] = ',';
-	a->text[a->len++] = '"';
+		a->buf[a->len++] = ',';
+	a->buf[a->len++] = '"';
 	for (c = value; *c != '\0'; c++) {
 		if (*c == '"' || *c == '\\')
-			a->text[a->len++] = '\\';
-		a->text[a->len++] = *c;
+			a->buf[a->len++] = '\\';
+		a->buf[a->len++] = *c;
 	}
-	a->text[a->len++] = '"';
-	a->text[a->len] = '\0';
+	a->buf[a->len++] = '"';
+	a->buf[a->len] = '\0';
 }
 
 static void
-array_add_i64(struct array_text *a, int64_t v)
+array_add_i64(struct strbuf *a, int64_t v)
 {
 	char text[24];
 
@@ -72,15 +63,15 @@ array_add_i64(struct array_text *a, int64_t v)
 void
 pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SHARE_PROBE_COLUMNS])
 {
-	struct array_text a[PG_SHARE_PROBE_COLUMNS];
+	struct strbuf a[PG_SHARE_PROBE_COLUMNS];
 	size_t i;
 	int c;
 
 	memset(a, 0, sizeof(a));
 	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
 		array_reserve(&a[c], 1);
-		a[c].text[a[c].len++] = '{';
-		a[c].text[a[c].len] = '\0';
+		a[c].buf[a[c].len++] = '{';
+		a[c].buf[a[c].len] = '\0';
 	}
 	for (i = 0; i < n; i++) {
 		array_add(&a[0], r[i].daemon);
@@ -101,9 +92,9 @@ pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SH
 	}
 	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
 		array_reserve(&a[c], 1);
-		a[c].text[a[c].len++] = '}';
-		a[c].text[a[c].len] = '\0';
-		params[c] = a[c].text;
+		a[c].buf[a[c].len++] = '}';
+		a[c].buf[a[c].len] = '\0';
+		params[c] = a[c].buf;
 	}
 }
 

@@ -1,0 +1,20 @@
+/*
+ * strbuf.h - a growable text buffer, for text built piece by piece (the
+ * Prometheus exposition, PostgreSQL array literals).
+ */
+#ifndef CM_STRBUF_H
+#define CM_STRBUF_H
+
+#include <stddef.h>
+
+/* {0} is an empty buffer; buf is malloc'd and the caller's to free. */
+struct strbuf {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Makes room for more bytes after len plus a NUL; the capacity starts at
+ * first_cap and doubles. Aborts when out of memory, like xalloc. */
+void strbuf_reserve(struct strbuf *b, size_t more, size_t first_cap);
+
+#endif
