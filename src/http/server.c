@@ -28,9 +28,9 @@
 
 #define TICK_MS 250
 /* The longest one loop wait may last; the tick (TICK_MS, always armed)
- * wakes a worker sooner, which is what bounds how late it sees
- * is_stopping. Snapshot reclamation needs no wake-up: workers wait
- * offline (worker_main). */
+ * wakes a worker sooner, and server_stop wakes every worker at once.
+ * Snapshot reclamation needs no wake-up: workers wait offline
+ * (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
@@ -460,6 +460,9 @@ server_stop(struct server *s)
 	int i;
 
 	atomic_store(&s->is_stopping, 1);
+	/* Wakes every worker now rather than at its next tick, so that a
+	 * stop takes milliseconds, not up to TICK_MS. */
+	request_broadcast_change(s, NULL);
 	for (i = 0; i < s->n_workers; i++)
 		pthread_join(s->workers[i].thread, NULL);
 	engine_on_change(s->engine, NULL, NULL);
