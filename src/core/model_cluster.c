@@ -132,6 +132,7 @@ node_init(struct node *n, const char *name, const struct actor *who, int64_t now
 	n->expires_at = 0;
 	n->address = NULL;
 	n->check = NULL;
+	n->text = NULL;
 }
 
 /* The names sorted, without duplicates; *n_unique is their number. The

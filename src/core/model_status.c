@@ -147,6 +147,7 @@ cluster_expire(struct cluster *c, int64_t now, struct audit_log *audit)
 			continue;
 		audit_log_add(audit, now, c->name, n->name, &ttl, "status",
 		              node_status_name(n->status), "online", "ttl expired");
+		node_own_strings(n);
 		n->status = NODE_ONLINE;
 		free(n->reason);
 		n->reason = xstrdup("");
