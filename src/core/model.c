@@ -3,12 +3,13 @@
  * what they hold (clusters by name or mount, nodes, users, tokens); the
  * sorted-array helpers every model file uses (model_internal.h).
  *
- * The model is a plain value (see model.h): a few sorted arrays of structs
- * that own their strings. Lookups are binary searches; an insertion or a
- * removal moves the tail of one array, which is O(n) in the nodes of one
- * cluster (at most CLUSTER_NODES_MAX, 10,000); a write copies the whole
- * model first anyway (store.c, store_write), which costs more than the
- * move.
+ * The model is a value (see model.h): a few sorted arrays of structs that
+ * own their strings, except that a node's strings may sit in one block
+ * shared with other copies of the model (struct node_text below). Lookups
+ * are binary searches; an insertion or a removal moves the tail of one
+ * array, which is O(n) in the nodes of one cluster (at most
+ * CLUSTER_NODES_MAX, 10,000); a write copies the model's arrays first
+ * anyway (store.c, store_write), which costs about as much as the move.
  *
  * The mutations live beside it, one file per kind of thing changed:
  * model_cluster.c (clusters, node lists, nodes, load balancers),
