@@ -1052,16 +1052,63 @@ api_v1_lb_delete(struct request *r, const struct route *rt)
 
 /* --- writes: status -------------------------------------------------- */
 
+/* ?answer=changed: the node list holding only the nodes the change set
+ * named, so that a write's answer does not grow with the cluster. */
+static void
+changed_nodes_done(struct request *r, struct engine_job *job)
+{
+	const struct change_set *cs = &job->command.changes;
+	const struct cluster *c;
+	const struct node *n;
+	json_t *nodes;
+	size_t i;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, job->command.cluster)) == NULL)
+		return;
+	nodes = json_array();
+	for (i = 0; i < cs->n; i++) {
+		n = cluster_find_node(c, cs->changes[i].node, strlen(cs->changes[i].node));
+		if (n != NULL) /* NULL: removed by a later write */
+			json_array_append_new(nodes, api_node_json(n));
+	}
+	reply_json(r, 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "nodes", nodes));
+}
+
+/* The answer a status write asked for: 1 the whole node list (absent or
+ * "list"), 0 only the changed nodes ("changed"), -1 after replying 400. */
+static int
+status_answer_is_list(struct request *r)
+{
+	char buf[16];
+	int found = request_query_param(r, "answer", buf, sizeof(buf));
+
+	if (found == 0 || (found > 0 && strcmp(buf, "list") == 0))
+		return 1;
+	if (found > 0 && strcmp(buf, "changed") == 0)
+		return 0;
+	reply_error(r, 400, NULL, "answer must be \"list\" or \"changed\"");
+	return -1;
+}
+
 void
 api_v1_status_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
-	json_t *body = read_body(r, fields, 0), *changes;
+	int is_list = status_answer_is_list(r);
+	json_t *body, *changes;
 	struct engine_job *job;
 	struct command *cmd;
 	struct error err;
 
-	if (body == NULL)
+	if (is_list < 0)
+		return;
+	if ((body = read_body(r, fields, 0)) == NULL)
 		return;
 	cmd = command_new(r, COMMAND_SET_STATUS, &job);
 	cmd->cluster = xstrdup(rt->cluster);
@@ -1080,7 +1127,7 @@ api_v1_status_post(struct request *r, const struct route *rt)
 		return;
 	}
 	json_decref(body);
-	request_job_submit(r, job, node_list_changed);
+	request_job_submit(r, job, is_list ? node_list_changed : changed_nodes_done);
 }
 
 /* --- writes: users --------------------------------------------------- */
