@@ -8,6 +8,13 @@
  * encodes the arrays). Nothing is capped: what a read asks for all
  * arrives, the other daemons' probes through a cursor a page at a time,
  * so that no single result holds more than a page.
+ *
+ * Reading the other daemons' reports costs as much as they are many
+ * (daemons x nodes x probers), so it happens only when the table
+ * changed: every exchange that wrote or forgot a report bumps
+ * probes_version in the same transaction, and a daemon whose last read
+ * saw the current version is told "unchanged" (*others NULL). A full
+ * read still happens every PG_PROBES_FULL_READ_MS, as a safety net.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +28,8 @@
 #include "postgres_internal.h"
 
 #define REMOTE_PROBES_PAGE 16384
+#define PG_PROBES_FULL_READ_MS 60000
+#define PG_PROBES_FORGET_EVERY_MS 10000 /* this daemon's old reports deleted */
 
 static void
 copy_text(char *dst, size_t size, const char *src)
@@ -110,14 +119,47 @@ read_others(struct pg_store *db, const char *const *p, struct probes_job *job, s
 	return 0;
 }
 
+/* The probes_version (step 9); -1 on error. Read before the reports (and
+ * outside their transaction), so that a change committed in between
+ * makes the next round read again rather than be missed. */
+static int
+read_probes_version(struct pg_store *db, int64_t *version, struct error *err)
+{
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (pg_side_exec(db, "SELECT version FROM probes_version WHERE id = 1", 0, NULL, &res,
+	                 "read the observed probes' version", err) != 0)
+		return -1;
+	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+		rc = 0;
+	else
+		error_set(err, 500, "the PostgreSQL store %s has no probes_version row",
+		          db->description);
+	PQclear(res);
+	return rc;
+}
+
 static int
 share_probes_job(struct pg_store *db, void *arg, struct error *err)
 {
 	struct probes_job *job = arg;
 	char before[24];
 	const char *p[2] = {job->daemon, before};
+	PGresult *res = NULL;
+	int64_t version = 0, now = pg_monotonic_ms();
+	int is_changed = job->n_mine > 0, is_read_due = 0, is_forget_due;
 
 	pg_i64_text(job->forget_before, before, sizeof(before));
+	if (job->want_others) {
+		if (read_probes_version(db, &version, err) != 0)
+			return -1;
+		is_read_due = db->probes_read_at == 0 || version != db->probes_seen_version ||
+		              now - db->probes_read_at >= PG_PROBES_FULL_READ_MS;
+	}
+	is_forget_due = now - db->probes_forgot_at >= PG_PROBES_FORGET_EVERY_MS;
+	if (job->n_mine == 0 && !is_read_due && !is_forget_due)
+		return 0; /* the usual idle round: one statement */
 	if (pg_side_exec(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
 		return -1;
 	if (job->n_mine > 0) {
@@ -131,13 +173,32 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		if (rc != 0)
 			goto bad;
 	}
-	if (pg_side_exec(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p, NULL,
-	                 "forget old observed probes", err) != 0)
+	if (is_forget_due) {
+		if (pg_side_exec(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p,
+		                 &res, "forget old observed probes", err) != 0)
+			goto bad;
+		is_changed |= strcmp(PQcmdTuples(res), "0") != 0;
+		PQclear(res);
+	}
+	if (is_read_due && read_others(db, p, job, err) != 0)
 		goto bad;
-	if (job->want_others && read_others(db, p, job, err) != 0)
+	/* Last: the counter's row lock is held until COMMIT, and every
+	 * daemon's exchange takes it. */
+	if (is_changed && pg_side_exec(db,
+	                               "UPDATE probes_version SET version = version + 1 WHERE id = 1",
+	                               0, NULL, NULL, "count the observed probes' change",
+	                               err) != 0)
 		goto bad;
 	if (pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the observed probes", err) != 0)
 		goto bad;
+	if (is_forget_due)
+		db->probes_forgot_at = now;
+	if (is_read_due) {
+		db->probes_seen_version = version;
+		db->probes_read_at = now;
+		if (job->others == NULL)
+			job->others = xcalloc(1, sizeof(*job->others));
+	}
 	return 0;
 bad:
 	side_rollback(db);
@@ -155,7 +216,7 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 		free(job.others);
 		return -1;
 	}
-	*others = job.others != NULL ? job.others : xcalloc(1, sizeof(**others));
+	*others = job.others; /* NULL: unchanged since the last read */
 	*n_others = job.n_others;
 	return 0;
 }

@@ -78,6 +78,11 @@ struct pg_store {
 	int side_fd;                  /* eventfd: a job is waiting */
 	int64_t side_deadline;        /* monotonic ms: the job's end, at the latest */
 	int is_side_late;             /* the watch thread's: a job's answer was late */
+	/* The side jobs': the probes_version of the last read of the other
+	 * daemons' reports, and when that read was (monotonic ms; 0: never). */
+	int64_t probes_seen_version;
+	int64_t probes_read_at;
+	int64_t probes_forgot_at; /* this daemon's old reports last deleted */
 };
 
 /* postgres.c */

@@ -124,6 +124,14 @@ static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
                                              " at BIGINT NOT NULL,"
                                              " audit_id BIGINT NOT NULL);";
 
+/* A counter of the probes table's changes, bumped by every exchange that
+ * wrote or forgot a report: a daemon reads the other daemons' reports
+ * only when it moved since its last read. */
+static const char step9_probes_version[] =
+    "CREATE TABLE probes_version (id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " version BIGINT NOT NULL);"
+    "INSERT INTO probes_version (id, version) VALUES (1, 0);";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -135,6 +143,7 @@ static const struct migration migrations[] = {
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
+    {"count the observed probes' changes", step9_probes_version},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -184,6 +184,13 @@ static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
                                              " at INTEGER NOT NULL,"
                                              " audit_id INTEGER NOT NULL);";
 
+/* PostgreSQL's counter of the probes table's changes (postgres_schema.c);
+ * unused here, kept so that both count the same steps. */
+static const char step9_probes_version[] =
+    "CREATE TABLE probes_version (id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),"
+    " version INTEGER NOT NULL);"
+    "INSERT INTO probes_version (id, version) VALUES (1, 0);";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -196,6 +203,7 @@ static const struct migration migrations[] = {
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
+    {"count the observed probes' changes", step9_probes_version},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -172,7 +172,9 @@ void store_unwatch(struct store *s);
 /* Writes this daemon's probe reports (mine, all with daemon == daemon),
  * forgets its own reports last seen before forget_before, and, when
  * want_others, reads every other daemon's report seen since then into a
- * malloc'd *others (the caller frees it; every one, no cap). Not under
+ * malloc'd *others (the caller frees it; every one, no cap), or leaves
+ * *others NULL when they are unchanged since this daemon's last read
+ * (the caller keeps what it has). Not under
  * the write lock and not a change: no version, no notification. A no-op
  * for an unshared store.
  *
