@@ -162,7 +162,8 @@ prober_thread(void *arg)
 		took = ms_since(&t0);
 		atomic_fetch_add(&n_passes, 1);
 		slowest = atomic_load(&slowest_pass_ms);
-		while (took > slowest && !atomic_compare_exchange_weak(&slowest_pass_ms, &slowest, took))
+		while (took > slowest &&
+		       !atomic_compare_exchange_weak(&slowest_pass_ms, &slowest, took))
 			;
 		if (is_first && atomic_fetch_sub(&n_first_pass_left, 1) == 1) {
 			printf("first-pass %.3f\n", ms_since(&started) / 1000.0);

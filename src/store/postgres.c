@@ -123,9 +123,9 @@ pg_fail(struct pg_store *db, const PGresult *res, const char *doing, struct erro
 	int is_lost = db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK;
 
 	pg_one_line(res != NULL && PQresultErrorMessage(res)[0] != '\0'
-	             ? PQresultErrorMessage(res)
-	             : (db->conn != NULL ? PQerrorMessage(db->conn) : "not connected"),
-	         why, sizeof(why));
+	                ? PQresultErrorMessage(res)
+	                : (db->conn != NULL ? PQerrorMessage(db->conn) : "not connected"),
+	            why, sizeof(why));
 	if (is_lost && !db->is_loss_quiet)
 		pg_mark_down(db, why);
 	return error_set(err, is_lost || pg_is_transient_state(state) ? 503 : 500,
@@ -201,7 +201,7 @@ check_ports(const PQconninfoOption *opts, struct error *err)
  * from a gone one. */
 int
 pg_main_exec(struct pg_store *db, const char *sql, int n, const char *const *params, int is_simple,
-          PGresult **out, const char *doing, struct error *err)
+             PGresult **out, const char *doing, struct error *err)
 {
 	PGresult *res;
 	int is_late;
@@ -215,8 +215,8 @@ pg_main_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 	 * bare deadline while replacing 10,000 nodes gets 10 s more, as long as
 	 * the store keeps answering. */
 	res = pg_exec_within(db->conn, sql, n, params, is_simple,
-	                  db->in_tx ? db->tx_deadline : pg_monotonic_ms() + pg_timeout_ms(),
-	                  -1, &is_late);
+	                     db->in_tx ? db->tx_deadline : pg_monotonic_ms() + pg_timeout_ms(), -1,
+	                     &is_late);
 	if (res != NULL && db->in_tx)
 		db->tx_deadline += TX_ROW_ALLOWANCE_MS;
 	if (res == NULL && is_late) {
@@ -258,7 +258,7 @@ pg_main_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 /* Runs sql with text parameters on the main connection. */
 int
 pg_run(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
-    const char *doing, struct error *err)
+       const char *doing, struct error *err)
 {
 	return pg_main_exec(db, sql, n, params, 0, out, doing, err);
 }
@@ -391,7 +391,7 @@ check_notifications(struct pg_store *db, struct error *err)
 	}
 	PQclear(res);
 	if (pg_run(db, "SELECT pg_notify($1, 'check')", 1, p, NULL, "send a check notification",
-	        err) != 0) {
+	           err) != 0) {
 		pg_abandon(listener);
 		return -1;
 	}
@@ -524,7 +524,8 @@ begin_once(struct pg_store *db, struct error *err)
 	 * mode (PgBouncer) the session's SETs were made on whichever server
 	 * connection the pooler gave then, not necessarily this one. */
 	pg_session_settings(settings, sizeof(settings), 1);
-	if (pg_main_exec(db, settings, 0, NULL, 1, NULL, "set the transaction's timeouts", err) != 0 ||
+	if (pg_main_exec(db, settings, 0, NULL, 1, NULL, "set the transaction's timeouts", err) !=
+	        0 ||
 	    pg_run(db, lock, 0, NULL, NULL, "wait for the other writers", err) != 0) {
 		pg_rollback_quietly(db);
 		db->in_tx = 0;
@@ -604,7 +605,7 @@ decide_unsure_commit(struct pg_store *db)
 		return;
 	if (pg_run_sql(db, lock, "wait for the other writers", &ignored) != 0 ||
 	    pg_run(db, "SELECT count(*) FROM audit WHERE id = $1", 1, p, &res,
-	        "look for an unconfirmed change", &ignored) != 0) {
+	           "look for an unconfirmed change", &ignored) != 0) {
 		pg_rollback_quietly(db);
 		return;
 	}
@@ -636,7 +637,7 @@ pg_read_version(void *handle, int64_t *version, struct error *err)
 	int rc = -1;
 
 	if (pg_run(db, "SELECT version FROM store_version WHERE id = 1", 0, NULL, &res,
-	        "read the store version", err) != 0)
+	           "read the store version", err) != 0)
 		return -1;
 	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0)
 		rc = 0;
@@ -657,10 +658,10 @@ pg_write_version(void *handle, int64_t version, struct error *err)
 	pg_i64_text(version, text, sizeof(text));
 	pg_i64_text(time_now_ms(), now, sizeof(now));
 	if (pg_run(db, "UPDATE store_version SET version = $1, changed_at = $2 WHERE id = 1", 2,
-	        params, NULL, "write the store version", err) != 0)
+	           params, NULL, "write the store version", err) != 0)
 		return -1;
 	return pg_run(db, "SELECT pg_notify('" CHANNEL "', $1)", 1, params, NULL,
-	           "notify the other daemons", err);
+	              "notify the other daemons", err);
 }
 
 void
@@ -726,4 +727,3 @@ const struct store_backend store_postgres_backend = {
     .share_sessions = pg_share_sessions,
     .health = pg_health,
 };
-

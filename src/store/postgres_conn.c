@@ -107,7 +107,8 @@ log_notice(void *arg, const PGresult *res)
 
 	if (severity == NULL)
 		severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
-	pg_one_line(primary != NULL ? primary : PQresultErrorMessage(res), message, sizeof(message));
+	pg_one_line(primary != NULL ? primary : PQresultErrorMessage(res), message,
+	            sizeof(message));
 	pg_one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL), detail, sizeof(detail));
 	pg_one_line(PQresultErrorField(res, PG_DIAG_MESSAGE_HINT), hint, sizeof(hint));
 	log_kv(severity_level(severity), "PostgreSQL says", "store", description, "severity",
@@ -141,7 +142,7 @@ pg_monotonic_ms(void)
  * notices, or NULL with why filled. */
 PGconn *
 pg_connect_within(struct pg_store *db, const char *const *values, int wake_fd, char *why,
-               size_t why_size)
+                  size_t why_size)
 {
 	PGconn *conn = PQconnectStartParams(db->keys, values, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
@@ -225,7 +226,7 @@ pg_is_ok(const PGresult *res)
  * the connection breaking. */
 PGresult *
 pg_exec_within(PGconn *conn, const char *sql, int n, const char *const *params, int is_simple,
-            int64_t deadline, int wake_fd, int *is_late)
+               int64_t deadline, int wake_fd, int *is_late)
 {
 	PGresult *res, *kept = NULL;
 	int rc, is_sent;
@@ -310,4 +311,3 @@ pg_abandon(PGconn *conn)
 		setsockopt(PQsocket(conn), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
 	PQfinish(conn);
 }
-

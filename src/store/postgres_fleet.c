@@ -109,8 +109,8 @@ read_others(struct pg_store *db, const char *const *p, struct probes_job *job, s
 	                 2, p, NULL, "read the other daemons' observed probes", err) != 0)
 		return -1;
 	do {
-		if (pg_side_exec(db, fetch, 0, NULL, &res, "read the other daemons' observed probes",
-		                 err) != 0)
+		if (pg_side_exec(db, fetch, 0, NULL, &res,
+		                 "read the other daemons' observed probes", err) != 0)
 			return -1;
 		rows = (size_t)PQntuples(res);
 		append_reports(res, &job->others, &job->n_others, &cap);
@@ -184,10 +184,9 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		goto bad;
 	/* Last: the counter's row lock is held until COMMIT, and every
 	 * daemon's exchange takes it. */
-	if (is_changed && pg_side_exec(db,
-	                               "UPDATE probes_version SET version = version + 1 WHERE id = 1",
-	                               0, NULL, NULL, "count the observed probes' change",
-	                               err) != 0)
+	if (is_changed &&
+	    pg_side_exec(db, "UPDATE probes_version SET version = version + 1 WHERE id = 1", 0,
+	                 NULL, NULL, "count the observed probes' change", err) != 0)
 		goto bad;
 	if (pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the observed probes", err) != 0)
 		goto bad;
@@ -348,8 +347,8 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 		return -1;
 	if (put_sessions(db, pg_share_put_sessions_sql, job->added, job->n_added, 0,
 	                 "share the sessions started", err) != 0 ||
-	    put_sessions(db, pg_share_end_sessions_sql, job->ended, job->n_ended, 1,
-	                 "end sessions", err) != 0 ||
+	    put_sessions(db, pg_share_end_sessions_sql, job->ended, job->n_ended, 1, "end sessions",
+	                 err) != 0 ||
 	    pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q, NULL,
 	                 "forget expired sessions", err) != 0 ||
 	    pg_side_exec(db, "SELECT id_hash, name, tag, expires_at FROM sessions", 0, NULL, &res,

@@ -28,10 +28,10 @@ pg_upsert_cluster(void *handle, const struct cluster *c, struct error *err)
 
 	pg_i64_text(c->version, version, sizeof(version));
 	return pg_run(handle,
-	           "INSERT INTO clusters (name, path, version) VALUES ($1, $2, $3) "
-	           "ON CONFLICT (name) DO UPDATE SET path = excluded.path, "
-	           "version = excluded.version",
-	           3, p, NULL, "save a cluster", err);
+	              "INSERT INTO clusters (name, path, version) VALUES ($1, $2, $3) "
+	              "ON CONFLICT (name) DO UPDATE SET path = excluded.path, "
+	              "version = excluded.version",
+	              3, p, NULL, "save a cluster", err);
 }
 
 int
@@ -39,8 +39,8 @@ pg_delete_cluster(void *handle, const char *name, struct error *err)
 {
 	const char *p[1] = {name};
 
-	return pg_run(handle, "DELETE FROM clusters WHERE name = $1", 1, p, NULL, "delete a cluster",
-	           err);
+	return pg_run(handle, "DELETE FROM clusters WHERE name = $1", 1, p, NULL,
+	              "delete a cluster", err);
 }
 
 int
@@ -60,13 +60,13 @@ pg_upsert_node(void *handle, const char *cluster, const struct node *n, struct e
 	pg_i64_text(n->changed_at, changed_at, sizeof(changed_at));
 	pg_i64_text(n->expires_at, expires_at, sizeof(expires_at));
 	return pg_run(handle,
-	           "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
-	           "expires_at, address, check_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-	           "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
-	           "reason = excluded.reason, changed_by = excluded.changed_by, "
-	           "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
-	           "address = excluded.address, check_url = excluded.check_url",
-	           9, p, NULL, "save a node", err);
+	              "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
+	              "expires_at, address, check_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+	              "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
+	              "reason = excluded.reason, changed_by = excluded.changed_by, "
+	              "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
+	              "address = excluded.address, check_url = excluded.check_url",
+	              9, p, NULL, "save a node", err);
 }
 
 int
@@ -74,11 +74,12 @@ pg_upsert_lb(void *handle, const char *cluster, const struct lb *l, struct error
 {
 	const char *p[5] = {cluster, l->name, l->kind, l->runtime, l->backend};
 
-	return pg_run(handle,
-	           "INSERT INTO lbs (cluster, name, kind, runtime, backend) "
-	           "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster, name) DO UPDATE SET "
-	           "kind = excluded.kind, runtime = excluded.runtime, backend = excluded.backend",
-	           5, p, NULL, "save a load balancer", err);
+	return pg_run(
+	    handle,
+	    "INSERT INTO lbs (cluster, name, kind, runtime, backend) "
+	    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (cluster, name) DO UPDATE SET "
+	    "kind = excluded.kind, runtime = excluded.runtime, backend = excluded.backend",
+	    5, p, NULL, "save a load balancer", err);
 }
 
 int
@@ -87,7 +88,7 @@ pg_delete_lb(void *handle, const char *cluster, const char *name, struct error *
 	const char *p[2] = {cluster, name};
 
 	return pg_run(handle, "DELETE FROM lbs WHERE cluster = $1 AND name = $2", 2, p, NULL,
-	           "delete a load balancer", err);
+	              "delete a load balancer", err);
 }
 
 int
@@ -96,7 +97,7 @@ pg_delete_node(void *handle, const char *cluster, const char *name, struct error
 	const char *p[2] = {cluster, name};
 
 	return pg_run(handle, "DELETE FROM nodes WHERE cluster = $1 AND name = $2", 2, p, NULL,
-	           "delete a node", err);
+	              "delete a node", err);
 }
 
 int
@@ -108,11 +109,11 @@ pg_upsert_user(void *handle, const struct user *u, struct error *err)
 
 	pg_i64_text(u->created_at, created_at, sizeof(created_at));
 	return pg_run(handle,
-	           "INSERT INTO users (name, role, password_hash, created_at) "
-	           "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
-	           "role = excluded.role, password_hash = excluded.password_hash, "
-	           "created_at = excluded.created_at",
-	           4, p, NULL, "save a user", err);
+	              "INSERT INTO users (name, role, password_hash, created_at) "
+	              "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET "
+	              "role = excluded.role, password_hash = excluded.password_hash, "
+	              "created_at = excluded.created_at",
+	              4, p, NULL, "save a user", err);
 }
 
 int
@@ -120,7 +121,8 @@ pg_delete_user(void *handle, const char *name, struct error *err)
 {
 	const char *p[1] = {name};
 
-	return pg_run(handle, "DELETE FROM users WHERE name = $1", 1, p, NULL, "delete a user", err);
+	return pg_run(handle, "DELETE FROM users WHERE name = $1", 1, p, NULL, "delete a user",
+	              err);
 }
 
 int
@@ -136,9 +138,9 @@ pg_insert_token(void *handle, const struct token *t, struct error *err)
 
 	pg_i64_text(t->created_at, created_at, sizeof(created_at));
 	return pg_run(handle,
-	           "INSERT INTO tokens (id, role, description, hash, created_by, created_at) "
-	           "VALUES ($1, $2, $3, $4, $5, $6)",
-	           6, p, NULL, "save a token", err);
+	              "INSERT INTO tokens (id, role, description, hash, created_by, created_at) "
+	              "VALUES ($1, $2, $3, $4, $5, $6)",
+	              6, p, NULL, "save a token", err);
 }
 
 int
@@ -146,7 +148,8 @@ pg_delete_token(void *handle, const char *id, struct error *err)
 {
 	const char *p[1] = {id};
 
-	return pg_run(handle, "DELETE FROM tokens WHERE id = $1", 1, p, NULL, "delete a token", err);
+	return pg_run(handle, "DELETE FROM tokens WHERE id = $1", 1, p, NULL, "delete a token",
+	              err);
 }
 
 int
@@ -174,9 +177,9 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 
 	pg_i64_text(e->at, at, sizeof(at));
 	if (pg_run(db,
-	        "INSERT INTO audit (at, cluster, node, actor, address, action, old_status, "
-	        "new_status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-	        9, p, &res, "append to the audit log", err) != 0)
+	           "INSERT INTO audit (at, cluster, node, actor, address, action, old_status, "
+	           "new_status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+	           9, p, &res, "append to the audit log", err) != 0)
 		return -1;
 	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), id) == 0) {
 		if (db->first_audit_id == 0)
@@ -196,7 +199,7 @@ pg_find_key(void *handle, const char *key, int *is_found, struct error *err)
 	PGresult *res = NULL;
 
 	if (pg_run(handle, "SELECT audit_id FROM idempotency_keys WHERE key = $1", 1, p, &res,
-	        "look up an idempotency key", err) != 0)
+	           "look up an idempotency key", err) != 0)
 		return -1;
 	*is_found = PQntuples(res) > 0;
 	PQclear(res);
@@ -213,10 +216,11 @@ pg_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id, st
 	pg_i64_text(now, at, sizeof(at));
 	pg_i64_text(audit_id, id, sizeof(id));
 	if (pg_run(handle, "DELETE FROM idempotency_keys WHERE at < $1", 1, forget, NULL,
-	        "forget old idempotency keys", err) != 0)
+	           "forget old idempotency keys", err) != 0)
 		return -1;
-	return pg_run(handle, "INSERT INTO idempotency_keys (key, at, audit_id) VALUES ($1, $2, $3)",
-	           3, p, NULL, "remember an idempotency key", err);
+	return pg_run(handle,
+	              "INSERT INTO idempotency_keys (key, at, audit_id) VALUES ($1, $2, $3)", 3, p,
+	              NULL, "remember an idempotency key", err);
 }
 
 /* --- reads ----------------------------------------------------------- */
@@ -474,7 +478,8 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	if (pg_ensure_connected(db, err) != 0)
 		return -1;
 	pg_i64_text(limit < 0 ? INT64_MAX : limit, limit_text, sizeof(limit_text));
-	if (pg_run(db,
+	if (pg_run(
+	        db,
 	        cluster != NULL
 	            ? "SELECT id, at, cluster, node, actor, address, action, old_status, "
 	              "new_status, reason FROM audit WHERE cluster = $2 ORDER BY id DESC LIMIT $1"
@@ -493,4 +498,3 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	PQclear(res);
 	return 0;
 }
-

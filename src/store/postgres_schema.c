@@ -118,7 +118,7 @@ static const char step7_sessions[] = "CREATE TABLE sessions ("
                                      " tag TEXT NOT NULL,"
                                      " expires_at BIGINT NOT NULL);";
 
-/* Writes retried with the same Idempotency-Key (sqlite.c's step 8). */
+/* Writes retried with the same Idempotency-Key (sqlite_schema.c's step 8). */
 static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
                                              " key TEXT PRIMARY KEY NOT NULL,"
                                              " at BIGINT NOT NULL,"
@@ -132,7 +132,7 @@ static const char step9_probes_version[] =
     " version BIGINT NOT NULL);"
     "INSERT INTO probes_version (id, version) VALUES (1, 0);";
 
-/* The same steps as sqlite.c's, in the same order; schema_version.version
+/* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
     {"create the tables", step1_create_tables},
@@ -201,13 +201,13 @@ migrate_locked(struct pg_store *db, struct error *err)
 			    "clustermgmt's but no schema version; it is left untouched",
 			    db->description);
 		if (pg_run_sql(db,
-		            "CREATE TABLE schema_version (version INTEGER NOT NULL);"
-		            "INSERT INTO schema_version (version) VALUES (0)",
-		            "record the schema version", err) != 0)
+		               "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+		               "INSERT INTO schema_version (version) VALUES (0)",
+		               "record the schema version", err) != 0)
 			return -1;
 	}
 	if (pg_main_exec(db, "SELECT version FROM schema_version", 0, NULL, 1, &res,
-	              "read the schema version", err) != 0)
+	                 "read the schema version", err) != 0)
 		return -1;
 	if (PQntuples(res) != 1) {
 		pg_fail(db, res, "read the schema version", err);
@@ -246,7 +246,8 @@ pg_migrate(struct pg_store *db, struct error *err)
 	if (pg_run_sql(db, "BEGIN", "start a schema migration", err) != 0)
 		return -1;
 	if (pg_run_sql(db, lock, "wait for the migration lock", err) != 0 ||
-	    migrate_locked(db, err) != 0 || pg_run_sql(db, "COMMIT", "commit a migration", err) != 0)
+	    migrate_locked(db, err) != 0 ||
+	    pg_run_sql(db, "COMMIT", "commit a migration", err) != 0)
 		goto bad;
 	return 0;
 bad:
@@ -254,4 +255,3 @@ bad:
 		pg_rollback_quietly(db);
 	return -1;
 }
-

@@ -71,9 +71,8 @@ static PGresult *
 watch_exec(struct pg_store *db, const char *sql)
 {
 	int is_late;
-	PGresult *res =
-	    pg_exec_within(db->listen_conn, sql, 0, NULL, 1, pg_monotonic_ms() + pg_timeout_ms(),
-	                db->wake_fd, &is_late);
+	PGresult *res = pg_exec_within(db->listen_conn, sql, 0, NULL, 1,
+	                               pg_monotonic_ms() + pg_timeout_ms(), db->wake_fd, &is_late);
 
 	if (res != NULL && !pg_is_ok(res)) {
 		PQclear(res);
@@ -105,7 +104,8 @@ watch_read_version(struct pg_store *db, int64_t *version)
 	atomic_store(&db->check_started, started);
 	res = watch_exec(db, "SELECT version FROM store_version WHERE id = 1");
 	atomic_store(&db->check_started, 0);
-	if (res != NULL && PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0) {
+	if (res != NULL && PQntuples(res) == 1 &&
+	    pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0) {
 		atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
 		rc = 0;
 	}
@@ -238,9 +238,9 @@ side_close(struct pg_store *db)
 	pthread_mutex_lock(&db->side_lock);
 	db->is_side_closed = 1;
 	if (db->side_job != NULL && !db->side_job->is_done) {
-		db->side_job->rc = error_set(&db->side_job->err, 503,
-		                             "the PostgreSQL store %s is being closed",
-		                             db->description);
+		db->side_job->rc =
+		    error_set(&db->side_job->err, 503, "the PostgreSQL store %s is being closed",
+		              db->description);
 		db->side_job->is_done = 1;
 	}
 	pthread_cond_broadcast(&db->side_cond);
@@ -278,8 +278,8 @@ pg_side_call(struct pg_store *db, int (*run)(struct pg_store *db, void *arg, str
 }
 
 int
-pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *params,
-             PGresult **out, const char *doing, struct error *err)
+pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
+             const char *doing, struct error *err)
 {
 	PGresult *res;
 	const char *state;
@@ -309,8 +309,8 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 		if (PQstatus(db->listen_conn) != CONNECTION_OK)
 			watch_disconnect(db);
 		return error_set(err, pg_is_transient_state(state) ? 503 : 500,
-		                 "cannot %s in the PostgreSQL store %s: %s", doing,
-		                 db->description, why);
+		                 "cannot %s in the PostgreSQL store %s: %s", doing, db->description,
+		                 why);
 	}
 	if (out != NULL)
 		*out = res;
@@ -370,7 +370,8 @@ watch_thread(void *arg)
 		if (p[1].revents != 0)
 			break;
 		if (p[0].revents != 0 && watch_consume(db) != 0) {
-			log_kv(LOG_DEBUG, "the PostgreSQL listening connection was lost: reconnecting",
+			log_kv(LOG_DEBUG,
+			       "the PostgreSQL listening connection was lost: reconnecting",
 			       "store", db->description, NULL);
 			watch_disconnect(db);
 			continue;
