@@ -157,21 +157,6 @@ run_job(struct engine *e, struct engine_job *job)
 			histogram_observe(&e->write_latency, monotonic_us() - job->queued_at);
 		if (job->rc != 0 && job->err.status >= 500 && !is_store_down(e))
 			log_kv(LOG_ERROR, "store write failed", "error", job->err.what, NULL);
-	} else if (job->probe_share != NULL) {
-		struct engine_probe_share *p = job->probe_share;
-		job->rc =
-		    store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
-		                       p->want_others, &p->others, &p->n_others, &job->err);
-		if (job->rc == 0 && p->me != NULL) {
-			p->me->version = atomic_load(&e->version);
-			job->rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet,
-			                          &p->store_version, &p->changed_at, &job->err);
-		}
-		if (job->rc == 0 && p->with_sessions)
-			job->rc = store_share_sessions(e->store, p->sessions_added,
-			                               p->n_sessions_added, p->sessions_ended,
-			                               p->n_sessions_ended, time_now_ms(),
-			                               &p->sessions, &p->n_sessions, &job->err);
 	} else if (job->is_audit_read) {
 		job->rc = store_read_audit(e->store, job->audit_cluster, job->audit_limit,
 		                           &job->audit, &job->err);
@@ -651,17 +636,28 @@ engine_run_sync(struct engine *e, struct engine_job *job)
 }
 
 int
-engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err)
+engine_share_probes(struct engine *e, struct engine_probe_share *p, struct error *err)
 {
-	struct engine_job job = {0};
+	struct error ignored;
+	int rc;
 
-	job.probe_share = share;
-	if (engine_run_sync(e, &job) != 0) {
-		if (err != NULL)
-			*err = job.err;
-		return -1;
+	/* On the caller's thread, not the engine's: a shared store runs these
+	 * on a connection of their own, so that the fleet's telemetry never
+	 * queues ahead of operators' writes. */
+	if (err == NULL)
+		err = &ignored;
+	rc = store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
+	                        p->want_others, &p->others, &p->n_others, err);
+	if (rc == 0 && p->me != NULL) {
+		p->me->version = atomic_load(&e->version);
+		rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet, &p->store_version,
+		                     &p->changed_at, err);
 	}
-	return 0;
+	if (rc == 0 && p->with_sessions)
+		rc = store_share_sessions(e->store, p->sessions_added, p->n_sessions_added,
+		                          p->sessions_ended, p->n_sessions_ended, time_now_ms(),
+		                          &p->sessions, &p->n_sessions, err);
+	return rc;
 }
 
 void

@@ -106,7 +106,6 @@ struct engine_job {
 	int is_command;                         /* set by engine_job_command */
 	struct command command;                 /* a command job's; the job owns it */
 	int is_audit_read;                      /* set by engine_job_read_audit */
-	struct engine_probe_share *probe_share; /* set by engine_share_probes */
 	char audit_cluster[NODE_NAME_MAX + 1];
 	int64_t audit_limit;
 
@@ -150,9 +149,11 @@ struct engine_probe_share {
 	struct session_record *sessions; /* out: malloc'd, the caller frees */
 	size_t n_sessions;
 };
-/* Runs store_share_probes on the engine thread (the store is the
- * engine's) and waits for it. For a thread of its own
- * (observe/share.c), never an event loop. */
+/* Runs store_share_probes (and the heartbeat and sessions) on the
+ * caller's thread: the store's shared tables go through a connection of
+ * their own, never the engine thread's. It blocks up to the store's
+ * deadline: for a thread of its own (observe/share.c), never an event
+ * loop. */
 int engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err);
 
 /* Frees what the job holds (its command, the audit entries read, and

@@ -108,7 +108,8 @@ share_thread(void *arg)
 			next_beat = now + SHARE_HEARTBEAT_MS;
 		}
 		if (p.want_others) {
-			observe_set_remote(s->observe, p.others, p.n_others);
+			if (p.others != NULL) /* NULL: unchanged since the last read */
+				observe_set_remote(s->observe, p.others, p.n_others);
 			next_read = now + SHARE_READ_MS;
 		} else {
 			free(p.others);

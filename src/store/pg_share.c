@@ -1,5 +1,6 @@
 /*
- * pg_share.c - one statement per batch of observed probes (see pg_share.h).
+ * pg_share.c - one statement per batch of observed probes or web
+ * sessions (see pg_share.h).
  *
  * Each column of the batch travels as one text-array literal
  * ({"a","b"}); every element is quoted, with backslash and double quote
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "../util/strbuf.h"
 #include "pg_share.h"
@@ -25,6 +28,12 @@ const char pg_share_put_probes_sql[] =
     "last_at = excluded.last_at, changed_at = excluded.changed_at, "
     "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
     "since_change = excluded.since_change, interval_ms = excluded.interval_ms";
+
+const char pg_share_put_sessions_sql[] =
+    "INSERT INTO sessions (id_hash, name, tag, expires_at) SELECT * FROM "
+    "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ON CONFLICT (id_hash) DO NOTHING";
+
+const char pg_share_end_sessions_sql[] = "DELETE FROM sessions WHERE id_hash = ANY($1::text[])";
 
 static void
 array_reserve(struct strbuf *a, size_t more)
@@ -60,6 +69,34 @@ array_add_i64(struct strbuf *a, int64_t v)
 	array_add(a, text);
 }
 
+static void
+array_open(struct strbuf *a)
+{
+	memset(a, 0, sizeof(*a));
+	array_reserve(a, 1);
+	a->buf[a->len++] = '{';
+	a->buf[a->len] = '\0';
+}
+
+/* Ends the literal; returns it (the caller frees it). */
+static char *
+array_close(struct strbuf *a)
+{
+	array_reserve(a, 1);
+	a->buf[a->len++] = '}';
+	a->buf[a->len] = '\0';
+	return a->buf;
+}
+
+static void
+array_add_hex32(struct strbuf *a, const unsigned char in[32])
+{
+	char hex[65];
+
+	sodium_bin2hex(hex, sizeof(hex), in, 32);
+	array_add(a, hex);
+}
+
 void
 pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SHARE_PROBE_COLUMNS])
 {
@@ -67,12 +104,8 @@ pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SH
 	size_t i;
 	int c;
 
-	memset(a, 0, sizeof(a));
-	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
-		array_reserve(&a[c], 1);
-		a[c].buf[a[c].len++] = '{';
-		a[c].buf[a[c].len] = '\0';
-	}
+	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++)
+		array_open(&a[c]);
 	for (i = 0; i < n; i++) {
 		array_add(&a[0], r[i].daemon);
 		array_add(&a[1], r[i].cluster);
@@ -90,12 +123,8 @@ pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SH
 		array_add_i64(&a[13], r[i].since_change);
 		array_add_i64(&a[14], r[i].interval_ms);
 	}
-	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
-		array_reserve(&a[c], 1);
-		a[c].buf[a[c].len++] = '}';
-		a[c].buf[a[c].len] = '\0';
-		params[c] = a[c].buf;
-	}
+	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++)
+		params[c] = array_close(&a[c]);
 }
 
 void
@@ -104,6 +133,39 @@ pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS])
 	int c;
 
 	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
+		free(params[c]);
+		params[c] = NULL;
+	}
+}
+
+void
+pg_share_session_arrays(const struct session_record *r, size_t n, int is_ids_only,
+                        char *params[PG_SHARE_SESSION_COLUMNS])
+{
+	struct strbuf a[PG_SHARE_SESSION_COLUMNS];
+	int c, n_columns = is_ids_only ? 1 : PG_SHARE_SESSION_COLUMNS;
+	size_t i;
+
+	for (c = 0; c < n_columns; c++)
+		array_open(&a[c]);
+	for (i = 0; i < n; i++) {
+		array_add_hex32(&a[0], r[i].id_hash);
+		if (is_ids_only)
+			continue;
+		array_add(&a[1], r[i].user);
+		array_add_hex32(&a[2], r[i].tag);
+		array_add_i64(&a[3], r[i].expires_at);
+	}
+	for (c = 0; c < PG_SHARE_SESSION_COLUMNS; c++)
+		params[c] = c < n_columns ? array_close(&a[c]) : NULL;
+}
+
+void
+pg_share_free_session_arrays(char *params[PG_SHARE_SESSION_COLUMNS])
+{
+	int c;
+
+	for (c = 0; c < PG_SHARE_SESSION_COLUMNS; c++) {
 		free(params[c]);
 		params[c] = NULL;
 	}

@@ -7,8 +7,9 @@
  * round trip per report; this module turns a whole batch into one
  * INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE whose
  * parameters are PostgreSQL text-array literals, one array per column.
- * It owns the statement and the encoding of its parameters; postgres.c
- * owns the connection and runs it.
+ * Web sessions travel the same way. This module owns the statements and
+ * the encoding of their parameters; postgres_fleet.c runs them on the
+ * watch thread's connection.
  */
 #ifndef CM_PG_SHARE_H
 #define CM_PG_SHARE_H
@@ -31,5 +32,19 @@ void pg_share_probe_arrays(const struct probe_report *r, size_t n,
                            char *params[PG_SHARE_PROBE_COLUMNS]);
 
 void pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS]);
+
+#define PG_SHARE_SESSION_COLUMNS 4
+
+/* The insert of a batch of sessions started ($1..$4: id hashes, users,
+ * tags, expiry times), and the delete of a batch ended ($1: id hashes). */
+extern const char pg_share_put_sessions_sql[];
+extern const char pg_share_end_sessions_sql[];
+
+/* Fills params[0..PG_SHARE_SESSION_COLUMNS-1] with the array literals of
+ * the n sessions (hashes and tags as 64 hex digits); with is_ids_only,
+ * params[0] alone. Freed with pg_share_free_session_arrays. */
+void pg_share_session_arrays(const struct session_record *r, size_t n, int is_ids_only,
+                             char *params[PG_SHARE_SESSION_COLUMNS]);
+void pg_share_free_session_arrays(char *params[PG_SHARE_SESSION_COLUMNS]);
 
 #endif

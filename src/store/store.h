@@ -172,15 +172,22 @@ void store_unwatch(struct store *s);
 /* Writes this daemon's probe reports (mine, all with daemon == daemon),
  * forgets its own reports last seen before forget_before, and, when
  * want_others, reads every other daemon's report seen since then into a
- * malloc'd *others (the caller frees it; at most 65,536). Not under the
- * write lock and not a change: no version, no notification. A no-op for
- * an unshared store. */
+ * malloc'd *others (the caller frees it; every one, no cap), or leaves
+ * *others NULL when they are unchanged since this daemon's last read
+ * (the caller keeps what it has). Not under
+ * the write lock and not a change: no version, no notification. A no-op
+ * for an unshared store.
+ *
+ * These three may run on a thread other than the one that writes,
+ * concurrently with it, one at a time: a shared store runs them on a
+ * connection of their own (PostgreSQL: the watch thread's), so that they
+ * never delay a write. Each exchange is one statement per batch. */
 int store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
                        size_t n_mine, int64_t forget_before, int want_others,
                        struct probe_report **others, size_t *n_others, struct error *err);
 
 /* Registers this daemon (me) or refreshes its heartbeat, and reads every
- * registered daemon (at most 1,024, sorted by id; a malloc'd *all the
+ * registered daemon (sorted by id; a malloc'd *all the
  * caller frees) with the store version and when it last changed (ms).
  * An unshared store has one daemon: the fleet is me alone. */
 int store_heartbeat(struct store *s, const struct daemon_record *me, struct daemon_record **all,
@@ -188,7 +195,7 @@ int store_heartbeat(struct store *s, const struct daemon_record *me, struct daem
 
 /* Adds the sessions this daemon started, removes those it ended (by
  * id_hash) and those expired at now, and reads every live session of the
- * store (at most 65,536; a malloc'd *all the caller frees). An unshared
+ * store (all of them; a malloc'd *all the caller frees). An unshared
  * store shares nothing: *all is empty and *n_all 0. */
 int store_share_sessions(struct store *s, const struct session_record *added, size_t n_added,
                          const struct session_record *ended, size_t n_ended, int64_t now,

@@ -5,9 +5,11 @@
  * every database: it computes the difference between two models and turns
  * it into the calls below, inside begin ... commit. A backend only knows
  * how to run one primitive against its database. A store that other
- * daemons share (postgres.c) also decides writes under its own lock
+ * daemons share (postgres.c and its files) also decides writes under its own lock
  * (write), watches for others' changes (watch) and shares probes,
- * heartbeats and sessions: those entries are NULL for SQLite.
+ * heartbeats and sessions (on a connection of its own, from a thread
+ * other than the writer's, concurrently with it): those entries are NULL
+ * for SQLite.
  *
  * Every operation takes the backend's own handle (returned by open) and,
  * where it can fail, returns 0 or returns -1 with err filled: status 503

@@ -1,0 +1,392 @@
+/*
+ * postgres_fleet.c - the fleet's shared tables: observed probes,
+ * heartbeats and web sessions.
+ *
+ * Each exchange is one job on the watch thread's connection
+ * (pg_side_call), never on the main connection that operators' writes
+ * take, and each batch is one statement whatever its size (pg_share.c
+ * encodes the arrays). Nothing is capped: what a read asks for all
+ * arrives, the other daemons' probes through a cursor a page at a time,
+ * so that no single result holds more than a page.
+ *
+ * Reading the other daemons' reports costs as much as they are many
+ * (daemons x nodes x probers), so it happens only when the table
+ * changed: every exchange that wrote or forgot a report bumps
+ * probes_version in the same transaction, and a daemon whose last read
+ * saw the current version is told "unchanged" (*others NULL). A full
+ * read still happens every PG_PROBES_FULL_READ_MS, as a safety net.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "../util/xalloc.h"
+#include "pg_share.h"
+#include "postgres_internal.h"
+
+#define REMOTE_PROBES_PAGE 16384
+#define PG_PROBES_FULL_READ_MS 60000
+#define PG_PROBES_FORGET_EVERY_MS 10000 /* this daemon's old reports deleted */
+
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src);
+}
+
+/* Ends the side job's transaction after a failure, if the connection
+ * still stands. */
+static void
+side_rollback(struct pg_store *db)
+{
+	struct error ignored;
+
+	if (db->listen_conn != NULL)
+		pg_side_exec(db, "ROLLBACK", 0, NULL, NULL, "roll back", &ignored);
+}
+
+/* --- observed probes ------------------------------------------------- */
+
+struct probes_job {
+	const char *daemon;
+	const struct probe_report *mine;
+	size_t n_mine;
+	int64_t forget_before;
+	int want_others;
+	struct probe_report *others; /* out */
+	size_t n_others;
+};
+
+/* Appends the rows of one page to *all (*n used, *cap allocated). */
+static void
+append_reports(PGresult *res, struct probe_report **all, size_t *n, size_t *cap)
+{
+	size_t i, rows = (size_t)PQntuples(res);
+
+	if (*n + rows > *cap) {
+		*cap = *n + rows;
+		*all = xreallocarray(*all, *cap > 0 ? *cap : 1, sizeof(**all));
+	}
+	for (i = 0; i < rows; i++) {
+		struct probe_report *r = &(*all)[*n + i];
+		memset(r, 0, sizeof(*r));
+		copy_text(r->daemon, sizeof(r->daemon), PQgetvalue(res, (int)i, 0));
+		copy_text(r->cluster, sizeof(r->cluster), PQgetvalue(res, (int)i, 1));
+		copy_text(r->node, sizeof(r->node), PQgetvalue(res, (int)i, 2));
+		r->protocol = (int)pg_value_i64(res, (int)i, 3);
+		copy_text(r->address, sizeof(r->address), PQgetvalue(res, (int)i, 4));
+		copy_text(r->user_agent, sizeof(r->user_agent), PQgetvalue(res, (int)i, 5));
+		r->has_user_agent = pg_value_i64(res, (int)i, 6) != 0;
+		r->first_at = pg_value_i64(res, (int)i, 7);
+		r->last_at = pg_value_i64(res, (int)i, 8);
+		r->changed_at = pg_value_i64(res, (int)i, 9);
+		r->last_answer = (int)pg_value_i64(res, (int)i, 10);
+		r->consecutive = (uint32_t)pg_value_i64(res, (int)i, 11);
+		r->since_change = (uint32_t)pg_value_i64(res, (int)i, 12);
+		copy_text(r->lb, sizeof(r->lb), PQgetvalue(res, (int)i, 13));
+		r->interval_ms = pg_value_i64(res, (int)i, 14);
+	}
+	*n += rows;
+}
+
+/* Reads every other daemon's live report, in the open transaction. */
+static int
+read_others(struct pg_store *db, const char *const *p, struct probes_job *job, struct error *err)
+{
+	PGresult *res = NULL;
+	size_t cap = 0, rows;
+	char fetch[48];
+
+	snprintf(fetch, sizeof(fetch), "FETCH %d FROM others", REMOTE_PROBES_PAGE);
+	if (pg_side_exec(db,
+	                 "DECLARE others NO SCROLL CURSOR FOR SELECT daemon, cluster, node, "
+	                 "protocol, address, user_agent, has_user_agent, first_at, last_at, "
+	                 "changed_at, last_answer, consecutive, since_change, lb, interval_ms "
+	                 "FROM probes WHERE daemon <> $1 AND last_at >= $2",
+	                 2, p, NULL, "read the other daemons' observed probes", err) != 0)
+		return -1;
+	do {
+		if (pg_side_exec(db, fetch, 0, NULL, &res,
+		                 "read the other daemons' observed probes", err) != 0)
+			return -1;
+		rows = (size_t)PQntuples(res);
+		append_reports(res, &job->others, &job->n_others, &cap);
+		PQclear(res);
+	} while (rows == REMOTE_PROBES_PAGE);
+	return 0;
+}
+
+/* The probes_version (step 9); -1 on error. Read before the reports (and
+ * outside their transaction), so that a change committed in between
+ * makes the next round read again rather than be missed. */
+static int
+read_probes_version(struct pg_store *db, int64_t *version, struct error *err)
+{
+	PGresult *res = NULL;
+	int rc = -1;
+
+	if (pg_side_exec(db, "SELECT version FROM probes_version WHERE id = 1", 0, NULL, &res,
+	                 "read the observed probes' version", err) != 0)
+		return -1;
+	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+		rc = 0;
+	else
+		error_set(err, 500, "the PostgreSQL store %s has no probes_version row",
+		          db->description);
+	PQclear(res);
+	return rc;
+}
+
+static int
+share_probes_job(struct pg_store *db, void *arg, struct error *err)
+{
+	struct probes_job *job = arg;
+	char before[24];
+	const char *p[2] = {job->daemon, before};
+	PGresult *res = NULL;
+	int64_t version = 0, now = pg_monotonic_ms();
+	int is_changed = job->n_mine > 0, is_read_due = 0, is_forget_due;
+
+	pg_i64_text(job->forget_before, before, sizeof(before));
+	if (job->want_others) {
+		if (read_probes_version(db, &version, err) != 0)
+			return -1;
+		is_read_due = db->probes_read_at == 0 || version != db->probes_seen_version ||
+		              now - db->probes_read_at >= PG_PROBES_FULL_READ_MS;
+	}
+	is_forget_due = now - db->probes_forgot_at >= PG_PROBES_FORGET_EVERY_MS;
+	if (job->n_mine == 0 && !is_read_due && !is_forget_due)
+		return 0; /* the usual idle round: one statement */
+	if (pg_side_exec(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
+		return -1;
+	if (job->n_mine > 0) {
+		char *arrays[PG_SHARE_PROBE_COLUMNS];
+		int rc;
+
+		pg_share_probe_arrays(job->mine, job->n_mine, arrays);
+		rc = pg_side_exec(db, pg_share_put_probes_sql, PG_SHARE_PROBE_COLUMNS,
+		                  (const char *const *)arrays, NULL, "share observed probes", err);
+		pg_share_free_arrays(arrays);
+		if (rc != 0)
+			goto bad;
+	}
+	if (is_forget_due) {
+		if (pg_side_exec(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p,
+		                 &res, "forget old observed probes", err) != 0)
+			goto bad;
+		is_changed |= strcmp(PQcmdTuples(res), "0") != 0;
+		PQclear(res);
+	}
+	if (is_read_due && read_others(db, p, job, err) != 0)
+		goto bad;
+	/* Last: the counter's row lock is held until COMMIT, and every
+	 * daemon's exchange takes it. */
+	if (is_changed &&
+	    pg_side_exec(db, "UPDATE probes_version SET version = version + 1 WHERE id = 1", 0,
+	                 NULL, NULL, "count the observed probes' change", err) != 0)
+		goto bad;
+	if (pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the observed probes", err) != 0)
+		goto bad;
+	if (is_forget_due)
+		db->probes_forgot_at = now;
+	if (is_read_due) {
+		db->probes_seen_version = version;
+		db->probes_read_at = now;
+		if (job->others == NULL)
+			job->others = xcalloc(1, sizeof(*job->others));
+	}
+	return 0;
+bad:
+	side_rollback(db);
+	return -1;
+}
+
+int
+pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
+                int64_t forget_before, int want_others, struct probe_report **others,
+                size_t *n_others, struct error *err)
+{
+	struct probes_job job = {daemon, mine, n_mine, forget_before, want_others, NULL, 0};
+
+	if (pg_side_call(handle, share_probes_job, &job, err) != 0) {
+		free(job.others);
+		return -1;
+	}
+	*others = job.others; /* NULL: unchanged since the last read */
+	*n_others = job.n_others;
+	return 0;
+}
+
+/* --- heartbeats ------------------------------------------------------ */
+
+struct heartbeat_job {
+	const struct daemon_record *me;
+	struct daemon_record *all; /* out */
+	size_t n_all;
+	int64_t store_version, changed_at;
+};
+
+/* One statement: this daemon's row is upserted and every row read back
+ * with the store version (the upserted row from RETURNING, as the same
+ * statement's snapshot does not see it). */
+static const char heartbeat_sql[] =
+    "WITH me AS (INSERT INTO daemons (id, host, listen, version, started_at, heartbeat_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET "
+    "host = excluded.host, listen = excluded.listen, version = excluded.version, "
+    "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at "
+    "RETURNING id, host, listen, version, started_at, heartbeat_at) "
+    "SELECT d.id, d.host, d.listen, d.version, d.started_at, d.heartbeat_at, "
+    "v.version, v.changed_at FROM (SELECT id, host, listen, version, started_at, heartbeat_at "
+    "FROM daemons WHERE id <> $1 UNION ALL SELECT * FROM me) d "
+    "LEFT JOIN store_version v ON v.id = 1 ORDER BY d.id COLLATE \"C\"";
+
+static int
+heartbeat_job(struct pg_store *db, void *arg, struct error *err)
+{
+	struct heartbeat_job *job = arg;
+	const struct daemon_record *me = job->me;
+	char version[24], started[24], beat[24];
+	const char *p[6] = {me->id, me->host, me->listen, version, started, beat};
+	PGresult *res = NULL;
+	size_t i, n;
+
+	pg_i64_text(me->version, version, sizeof(version));
+	pg_i64_text(me->started_at, started, sizeof(started));
+	pg_i64_text(me->heartbeat_at, beat, sizeof(beat));
+	if (pg_side_exec(db, heartbeat_sql, 6, p, &res, "register this daemon", err) != 0)
+		return -1;
+	n = (size_t)PQntuples(res);
+	job->all = xcalloc(n > 0 ? n : 1, sizeof(*job->all));
+	for (i = 0; i < n; i++) {
+		struct daemon_record *d = &job->all[i];
+		copy_text(d->id, sizeof(d->id), PQgetvalue(res, (int)i, 0));
+		copy_text(d->host, sizeof(d->host), PQgetvalue(res, (int)i, 1));
+		copy_text(d->listen, sizeof(d->listen), PQgetvalue(res, (int)i, 2));
+		d->version = pg_value_i64(res, (int)i, 3);
+		d->started_at = pg_value_i64(res, (int)i, 4);
+		d->heartbeat_at = pg_value_i64(res, (int)i, 5);
+	}
+	job->n_all = n;
+	job->store_version = n > 0 ? pg_value_i64(res, 0, 6) : 0;
+	job->changed_at = n > 0 ? pg_value_i64(res, 0, 7) : 0;
+	PQclear(res);
+	return 0;
+}
+
+int
+pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record **all,
+             size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err)
+{
+	struct heartbeat_job job = {.me = me};
+
+	if (pg_side_call(handle, heartbeat_job, &job, err) != 0) {
+		free(job.all);
+		return -1;
+	}
+	*all = job.all;
+	*n_all = job.n_all;
+	*store_version = job.store_version;
+	*changed_at = job.changed_at;
+	return 0;
+}
+
+/* --- web sessions ---------------------------------------------------- */
+
+struct sessions_job {
+	const struct session_record *added, *ended;
+	size_t n_added, n_ended;
+	int64_t now;
+	struct session_record *all; /* out */
+	size_t n_all;
+};
+
+/* The other way of sodium_bin2hex; -1 unless in is exactly 64 hex digits. */
+static int
+unhex32(const char *in, unsigned char out[32])
+{
+	size_t len = 0;
+	const char *end;
+
+	if (strlen(in) != 64 || sodium_hex2bin(out, 32, in, 64, NULL, &len, &end) != 0 ||
+	    len != 32 || *end != '\0')
+		return -1;
+	return 0;
+}
+
+/* Runs the batch statement sql on the n sessions. */
+static int
+put_sessions(struct pg_store *db, const char *sql, const struct session_record *r, size_t n,
+             int is_ids_only, const char *doing, struct error *err)
+{
+	char *arrays[PG_SHARE_SESSION_COLUMNS];
+	int rc;
+
+	if (n == 0)
+		return 0;
+	pg_share_session_arrays(r, n, is_ids_only, arrays);
+	rc = pg_side_exec(db, sql, is_ids_only ? 1 : PG_SHARE_SESSION_COLUMNS,
+	                  (const char *const *)arrays, NULL, doing, err);
+	pg_share_free_session_arrays(arrays);
+	return rc;
+}
+
+static int
+share_sessions_job(struct pg_store *db, void *arg, struct error *err)
+{
+	struct sessions_job *job = arg;
+	char now[24];
+	const char *q[1] = {now};
+	PGresult *res = NULL;
+	size_t i, n, n_ok = 0;
+
+	pg_i64_text(job->now, now, sizeof(now));
+	if (pg_side_exec(db, "BEGIN", 0, NULL, NULL, "start sharing sessions", err) != 0)
+		return -1;
+	if (put_sessions(db, pg_share_put_sessions_sql, job->added, job->n_added, 0,
+	                 "share the sessions started", err) != 0 ||
+	    put_sessions(db, pg_share_end_sessions_sql, job->ended, job->n_ended, 1, "end sessions",
+	                 err) != 0 ||
+	    pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q, NULL,
+	                 "forget expired sessions", err) != 0 ||
+	    pg_side_exec(db, "SELECT id_hash, name, tag, expires_at FROM sessions", 0, NULL, &res,
+	                 "read the sessions", err) != 0 ||
+	    pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the sessions", err) != 0)
+		goto bad;
+	n = (size_t)PQntuples(res);
+	job->all = xcalloc(n > 0 ? n : 1, sizeof(*job->all));
+	for (i = 0; i < n; i++) {
+		struct session_record *r = &job->all[n_ok];
+		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
+		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0)
+			continue; /* not ours to trust */
+		copy_text(r->user, sizeof(r->user), PQgetvalue(res, (int)i, 1));
+		r->expires_at = pg_value_i64(res, (int)i, 3);
+		n_ok++;
+	}
+	job->n_all = n_ok;
+	PQclear(res);
+	return 0;
+bad:
+	PQclear(res);
+	side_rollback(db);
+	return -1;
+}
+
+int
+pg_share_sessions(void *handle, const struct session_record *added, size_t n_added,
+                  const struct session_record *ended, size_t n_ended, int64_t now,
+                  struct session_record **all, size_t *n_all, struct error *err)
+{
+	struct sessions_job job = {added, ended, n_added, n_ended, now, NULL, 0};
+
+	if (pg_side_call(handle, share_sessions_job, &job, err) != 0) {
+		free(job.all);
+		return -1;
+	}
+	*all = job.all;
+	*n_all = job.n_all;
+	return 0;
+}

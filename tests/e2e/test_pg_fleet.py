@@ -1,0 +1,111 @@
+"""
+The fleet on PostgreSQL (issue 14, point 3): the fleet's telemetry
+(observed probes, heartbeats, sessions) goes through the watch thread's
+connection, never ahead of operators' writes on the main one; a daemon
+holds at most two connections; and a write right after an administrator
+terminated the daemon's backends reconnects once instead of answering
+503.
+
+Every test starts a real PostgreSQL (the session's, or its own) and real
+daemons; every wait is bounded; threads are joined.
+"""
+
+import threading
+import time
+
+import requests
+
+from test_postgres import fleet, probe_code, wait_until  # noqa: F401
+
+PROPAGATION_TIMEOUT = 10.0
+LOCK_CLASS, LOCK_WRITE = 0x636D, 2  # postgres_internal.h
+
+
+def connections_by_daemon(pg, db):
+    rows = pg.psql("SELECT application_name, count(*) FROM pg_stat_activity "
+                   "WHERE datname = '%s' AND application_name LIKE 'clustermgmt%%' "
+                   "GROUP BY application_name" % db)
+    return dict(line.split("|") for line in rows.splitlines() if line)
+
+
+def probe_as(d, node, user_agent):
+    return requests.get("%s/health?node=%s" % (d.url, node), timeout=5,
+                        headers={"User-Agent": user_agent}).status_code
+
+
+def user_agents_seen(d, node):
+    r = d.get("/v1/clusters/default/nodes/%s?window=30" % node, auth=d.admin, timeout=5)
+    assert r.status_code == 200, r.text
+    return {p["user_agent"] for p in r.json()["node"].get("probes", [])}
+
+
+def test_at_most_two_connections_per_daemon_while_sharing(fleet, pg_server):  # noqa: F811
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1"])
+    wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
+    for i in range(20):  # probes shared, heartbeats, a write: every path used
+        probe_as(a, "web1", "lb-a")
+        probe_as(b, "web1", "lb-b")
+        time.sleep(0.05)
+    a.set_status({"web1": {"status": "drain"}})
+    wait_until(lambda: {"lb-a", "lb-b"} <= user_agents_seen(b, "web1"), PROPAGATION_TIMEOUT,
+               "both probers on b")
+    seen = connections_by_daemon(pg_server, db)
+    # two daemons: two main connections and two watch connections, no more
+    assert seen == {"clustermgmt": "2", "clustermgmt-listen": "2"}, seen
+
+
+def test_probes_shared_while_a_write_waits_for_the_write_lock(fleet, pg_server):  # noqa: F811
+    """The write lock held from outside: a's write waits on its main
+    connection (up to the store timeout), yet a's probe reports reach b
+    meanwhile, because they do not queue behind the write."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2, extra=["--store-timeout", "6s"])
+    a.set_nodes(["web1"])
+    wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
+    holder = threading.Thread(target=pg_server.psql, args=(
+        "SELECT pg_advisory_xact_lock(%d, %d), pg_sleep(5)" % (LOCK_CLASS, LOCK_WRITE), db))
+    out = {}
+
+    def write():
+        t = time.monotonic()
+        out["code"] = a.post("/v1/clusters/default/status", auth=a.as_admin, timeout=20,
+                             json={"changes": {"web1": {"status": "drain"}}}).status_code
+        out["s"] = time.monotonic() - t
+
+    writer = threading.Thread(target=write)
+    holder.start()
+    try:
+        time.sleep(0.5)  # the lock is taken
+        writer.start()
+        time.sleep(0.3)  # the write waits for it
+        t0 = time.monotonic()
+        probe_as(a, "web1", "lb-while-writing")
+        wait_until(lambda: "lb-while-writing" in user_agents_seen(b, "web1"), 3.0,
+                   "a's prober on b while a's write waits")
+        seen_after = time.monotonic() - t0
+        assert "s" not in out, "the write ended before the probe was seen: %r" % out
+    finally:
+        holder.join(30)
+        if writer.is_alive() or writer.ident is not None:
+            writer.join(30)
+    assert out.get("code") == 200 and out["s"] > 3.0, out  # it did wait for the lock
+    assert seen_after < 3.0
+
+
+def test_write_right_after_backends_terminated_is_not_refused(fleet, pg_server):  # noqa: F811
+    """pg_terminate_backend on every connection of the daemon, then a
+    write at once, ten times: the daemon reconnects once and the write
+    succeeds (the docs' promise), it is not answered 503 because the watch
+    thread thought the database gone."""
+    db = pg_server.create_database()
+    (a,) = fleet(pg_server.url(db))
+    a.set_nodes(["web1"])
+    for i in range(10):
+        pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name LIKE 'clustermgmt%%' AND datname = '%s'" % db)
+        r = a.post("/v1/clusters/default/status", auth=a.as_admin, timeout=10,
+                   json={"changes": {"web1": {"status": "drain" if i % 2 == 0 else "online"}}})
+        assert r.status_code == 200, (i, r.status_code, r.text)
+    assert "PostgreSQL unreachable" not in a.log_text()
