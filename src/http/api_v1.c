@@ -32,6 +32,7 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "api_v1.h"
+#include "render.h"
 
 #define AUDIT_LIMIT_DEFAULT 50
 #define AUDIT_LIMIT_MAX 1000
@@ -144,7 +145,23 @@ reply_node_list(struct request *r, const char *cluster)
 	const struct cluster *c = find_cluster_or_reply(r, cluster);
 
 	if (c != NULL)
-		reply_json(r, 200, api_node_list_json(c));
+		render_reply_shared(r, c, api_node_list_json, NULL);
+}
+
+/* What the probe worker and the general workers answered since start
+ * (docs/API.md, /v1/health): the probe worker's "others" and "renders"
+ * stay 0 when probes are isolated. */
+static json_t *
+workers_json(struct request *r)
+{
+	struct request_worker_counts p, g;
+
+	request_worker_counts(r, &p, &g);
+	return json_pack("{s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I}}", "probe", "probes",
+	                 (json_int_t)p.probes, "others", (json_int_t)p.others, "handed_off",
+	                 (json_int_t)p.handed_off, "renders", (json_int_t)p.renders, "general",
+	                 "probes", (json_int_t)g.probes, "others", (json_int_t)g.others, "renders",
+	                 (json_int_t)g.renders);
 }
 
 /* --- bodies and query parameters ------------------------------------- */
@@ -298,9 +315,9 @@ api_v1_health_get(struct request *r, const struct route *rt)
 		    json_string(time_format_rfc3339(st.down_since, since, sizeof(since))));
 	if (st.has_state)
 		json_object_set_new(store, "version", json_integer(st.version));
-	reply_json(
-	    r, 200,
-	    json_pack("{s:s, s:s, s:o}", "status", "ok", "version", CM_VERSION, "store", store));
+	reply_json(r, 200,
+	           json_pack("{s:s, s:s, s:o, s:o}", "status", "ok", "version", CM_VERSION, "store",
+	                     store, "workers", workers_json(r)));
 }
 
 /* Every daemon of the store, as they registered themselves: how far
@@ -549,7 +566,6 @@ events_ready(struct request *r)
 	struct error err;
 	const struct cluster *c;
 	int64_t after = 0;
-	json_t *doc;
 
 	if (query_count(r, "after", INT64_MAX, &after, &err) < 0) {
 		reply_from_error(r, &err);
@@ -557,9 +573,9 @@ events_ready(struct request *r)
 	}
 	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
 		return;
-	doc = api_node_list_json(c);
-	json_object_set_new(doc, "changed", json_boolean(c->version > after));
-	reply_json(r, 200, doc);
+	/* the node list every reader of this version shares, + "changed" */
+	render_reply_shared(r, c, api_node_list_json,
+	                    c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
 }
 
 void
