@@ -23,9 +23,11 @@ ALLOWED = {
     "engine": {"store", "core", "util"},
     "observe": {"engine", "core", "util"},
     "lb": {"core", "util"},
+    # the drain proof's judgement and the load balancers' runtime access
+    "drain": {"util"},
     "agent": {"observe", "engine", "core", "util"},
-    "http": {"agent", "observe", "engine", "lb", "core", "util"},
-    "cli": {"lb", "core", "util"},
+    "http": {"agent", "observe", "engine", "lb", "drain", "core", "util"},
+    "cli": {"lb", "drain", "core", "util"},
     # src/main.c only dispatches to the programs' entry points (the
     # daemon, the HTTP client, `store copy`)
     ".": {"cli", "http", "store"},
