@@ -414,6 +414,12 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
 		request_waiters_check(r->worker);
 }
 
+int
+request_is_stopping(const struct request *r)
+{
+	return atomic_load(&r->server->is_stopping);
+}
+
 void
 request_after(struct request *r, int64_t delay_ms, request_handler then)
 {

@@ -64,6 +64,8 @@ struct request {
 	int is_gone;                     /* the client went away: nothing will be sent */
 	struct pending_job *job;         /* an engine job under way, if any */
 	struct pending_wait *wait;       /* a long poll or delay under way, if any */
+	void *surface_data;              /* the surface's own state across continuations
+	                                    (in h2o's request pool), or NULL */
 	const char *server_default_node; /* serve --node, or NULL */
 	struct route route;              /* filled by the router before any handler */
 	/* auth.c's own, while authentication is in progress */
@@ -136,6 +138,10 @@ void request_wait_for_observation(struct request *r, const char *cluster, const 
 struct observe;
 uint64_t observation_digest(struct observe *o, const struct model *m, const char *cluster,
                             const char *nodes);
+
+/* Is the daemon stopping? A wait then fires at once; a surface that
+ * waits again in its continuation must answer instead. */
+int request_is_stopping(const struct request *r);
 
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
