@@ -17,9 +17,9 @@
 #include "util/xalloc.h"
 
 enum entry_kind {
-	ENTRY_HAPROXY = 0,    /* lbruntime_haproxy: status and sessions */
-	ENTRY_VARNISH,        /* lbruntime_varnish: requests in flight */
-	ENTRY_VARNISH_HAPPY,  /* lbruntime_varnish_happy: its last probes */
+	ENTRY_HAPROXY = 0,   /* lbruntime_haproxy: status and sessions */
+	ENTRY_VARNISH,       /* lbruntime_varnish: requests in flight */
+	ENTRY_VARNISH_HAPPY, /* lbruntime_varnish_happy: its last probes */
 };
 
 struct entry {

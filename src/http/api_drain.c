@@ -18,8 +18,10 @@
  * load balancers' pace (DRAIN_IN_FLIGHT_POLL_MS) while an answer is in
  * transit or requests are in flight, else at least every LOOK_MAX_MS (a
  * load balancer that went silent in MAINT announces nothing). A client
- * that goes away takes the pool with it: the waiter is removed and the
- * client's count of held waits goes down (held_dispose). The load
+ * that goes away is seen at the next look (request_client_is_gone: h2o
+ * itself would see it only when it writes); answering it ends the
+ * request, whose pool takes the waiter with it, and the client's count
+ * of held waits goes down (held_dispose). The load
  * balancers' runtime access is asked by the drain layer's own thread
  * (lbwatch.h); a look reads its latest answers and never blocks.
  *
@@ -198,8 +200,8 @@ held_from_query(struct request *r, struct held *h, struct error *err)
 
 	if (query_duration(r, "wait", 0, DRAIN_WAIT_MAX_MS, &h->wait_ms, err) != 0 ||
 	    query_duration(r, "window", 1, DRAIN_WINDOW_MAX_MS, &h->a.window_ms, err) != 0 ||
-	    query_duration(r, "no_probers_delay", 1, DRAIN_GRACE_MAX_MS,
-	                   &h->a.no_probers_delay_ms, err) != 0 ||
+	    query_duration(r, "no_probers_delay", 1, DRAIN_GRACE_MAX_MS, &h->a.no_probers_delay_ms,
+	                   err) != 0 ||
 	    query_duration(r, "drain_grace", 0, DRAIN_GRACE_MAX_MS, &h->a.drain_grace_ms, err) != 0)
 		return -1;
 	if ((found = request_query_param(r, "fall", buf, sizeof(buf))) != 0) {
@@ -236,22 +238,21 @@ observations_json(struct request *r, const struct cluster *c, const struct node 
 		const struct observe_client_view *p = &view->clients[i];
 		json_array_append_new(
 		    probes,
-		    json_pack("{s:s, s:o, s:s, s:o, s:I, s:s, s:b, s:I, s:I}", "protocol",
-		              observe_protocol_name(p->protocol), "lb",
-		              p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address",
-		              p->address, "user_agent",
-		              p->has_user_agent ? json_string(p->user_agent) : json_null(), "age_ms",
-		              (json_int_t)(now > p->last_at ? now - p->last_at : 0), "last_answer",
-		              observe_answer_text(p->protocol, p->last_answer), "serving",
-		              observe_answer_is_serving(p->last_answer), "since_change",
-		              (json_int_t)p->since_change, "interval_ms",
-		              (json_int_t)p->interval_ms));
+		    json_pack(
+		        "{s:s, s:o, s:s, s:o, s:I, s:s, s:b, s:I, s:I}", "protocol",
+		        observe_protocol_name(p->protocol), "lb",
+		        p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address", p->address,
+		        "user_agent", p->has_user_agent ? json_string(p->user_agent) : json_null(),
+		        "age_ms", (json_int_t)(now > p->last_at ? now - p->last_at : 0),
+		        "last_answer", observe_answer_text(p->protocol, p->last_answer), "serving",
+		        observe_answer_is_serving(p->last_answer), "since_change",
+		        (json_int_t)p->since_change, "interval_ms", (json_int_t)p->interval_ms));
 	}
-	doc = json_pack("{s:s, s:o, s:I, s:I}", "name", n->name, "probes", probes,
-	                "probes_untracked",
-	                (json_int_t)(view->untracked_at >= since ? view->n_untracked : 0),
-	                "probes_untracked_lbs",
-	                (json_int_t)(view->untracked_lbs_at >= since ? view->n_untracked_lbs : 0));
+	doc =
+	    json_pack("{s:s, s:o, s:I, s:I}", "name", n->name, "probes", probes, "probes_untracked",
+	              (json_int_t)(view->untracked_at >= since ? view->n_untracked : 0),
+	              "probes_untracked_lbs",
+	              (json_int_t)(view->untracked_lbs_at >= since ? view->n_untracked_lbs : 0));
 	free(view);
 	return doc;
 }
@@ -311,8 +312,8 @@ verdict_json(const struct held *h, const char *cluster, const struct node *n, in
 /* "not drained after 120s: app1: not every load balancer has seen it out:
  * hap1 has had 1 of 3 failing answers since the change (last: 200 OK)". */
 static void
-reply_not_yet(struct request *r, const struct held *h, const char *cluster,
-              const struct node *n, int64_t now)
+reply_not_yet(struct request *r, const struct held *h, const char *cluster, const struct node *n,
+              int64_t now)
 {
 	const struct drain_node *w = &h->w;
 	const char *word = h->a.want_serving ? "serving" : "drained";
@@ -350,6 +351,11 @@ look(struct request *r)
 	json_t *obs;
 
 	h->is_unread = 0;
+	if (request_client_is_gone(r)) {
+		/* nobody reads it: it lets h2o end the request and free its wait */
+		reply_error(r, 499, NULL, "the client went away");
+		return;
+	}
 	if (n == NULL) {
 		reply_error(r, 404, json_pack("{s:s}", "entry", h->node),
 		            "node '%s' is no longer in cluster '%s'", h->node, r->route.cluster);
@@ -360,15 +366,17 @@ look(struct request *r)
 		view.note = held_note;
 		view.note_arg = h;
 		obs = observations_json(r, c, n, h->a.window_ms);
-		drain_judge(&h->w, obs, h->lbs, h->n_lbs, c->name, &h->a, &acc, now, now - h->start);
+		drain_judge(&h->w, obs, h->lbs, h->n_lbs, c->name, &h->a, &acc, now,
+		            now - h->start);
 		json_decref(obs);
 		h->is_unread |= view.n_unread > 0;
 		if (h->n_lbs == 0 && h->w.state == DRAIN_PROBES && h->w.n_probers == 0 &&
 		    drain_no_probers(&h->w, &h->a, &acc, now - h->start, now) != 0) {
-			reply_error(r, 409, verdict_json(h, c->name, n, now),
-			            "nothing probed %s in the last %llds: cannot tell whether the load "
-			            "balancers saw it (require_probers)",
-			            h->node, (long long)h->a.window_ms / 1000);
+			reply_error(
+			    r, 409, verdict_json(h, c->name, n, now),
+			    "nothing probed %s in the last %llds: cannot tell whether the load "
+			    "balancers saw it (require_probers)",
+			    h->node, (long long)h->a.window_ms / 1000);
 			return;
 		}
 	}
@@ -397,9 +405,9 @@ look(struct request *r)
 	next = drain_must_poll(&h->w) ? DRAIN_IN_FLIGHT_POLL_MS : LOOK_MAX_MS;
 	if (!h->is_unread && next > h->deadline - now)
 		next = h->deadline - now;
-	request_wait_for_observation(
-	    r, c->name, h->node, observation_digest(request_observe(r), m, c->name, h->node), next,
-	    look);
+	request_wait_for_observation(r, c->name, h->node,
+	                             observation_digest(request_observe(r), m, c->name, h->node),
+	                             next, look);
 }
 
 /* Checks the request, prepares its struct held (want_serving) and counts

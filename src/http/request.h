@@ -139,6 +139,13 @@ struct observe;
 uint64_t observation_digest(struct observe *o, const struct model *m, const char *cluster,
                             const char *nodes);
 
+/* Has r's HTTP/1 client closed its connection? h2o stops reading an
+ * HTTP/1 connection while a request is under way and finds out only
+ * when it writes; the kernel knows at once (POLLRDHUP). A surface that
+ * holds a request looks now and then and answers (nobody reads it) so
+ * that h2o lets the request go. HTTP/2 cancels a stream by itself. */
+int request_client_is_gone(const struct request *r);
+
 /* Is the daemon stopping? A wait then fires at once; a surface that
  * waits again in its continuation must answer instead. */
 int request_is_stopping(const struct request *r);
