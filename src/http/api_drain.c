@@ -319,7 +319,9 @@ reply_not_yet(struct request *r, const struct held *h, const char *cluster, cons
 	const char *word = h->a.want_serving ? "serving" : "drained";
 	char after[32];
 
-	if (h->wait_ms % 1000 == 0)
+	if (h->wait_ms < 1000)
+		snprintf(after, sizeof(after), "%lldms", (long long)h->wait_ms);
+	else if (h->wait_ms % 1000 == 0)
 		snprintf(after, sizeof(after), "%llds", (long long)h->wait_ms / 1000);
 	else
 		snprintf(after, sizeof(after), "%.1fs", (double)h->wait_ms / 1000.0);
