@@ -5,6 +5,11 @@ point 7): HAProxy (agent-check, runtime socket) and Varnish, both named
 application nodes with steady fast and slow (1.2 s) traffic through both
 (drainfarm.py, each part in a network namespace of its own).
 
+HAProxy's runtime access is registered over TCP, as HAProxy writes it
+(`stats socket ipv4@HOST:PORT level admin`, HOST its address in its own
+namespace: another host, for the daemon); Varnish's is its working
+directory (the daemon runs beside it).
+
 A pre-stop hook is one curl line:
 
     curl -fsS -X POST -u USER:PW "$CM/v1/clusters/default/nodes/NODE/drain?wait=120s"
@@ -22,10 +27,22 @@ import time
 
 import pytest
 
-from drainfarm import NODES, SLOW_S, START_CHECK, Farm, netns_available
+import drainfarm
+from drainfarm import SLOW_S, START_CHECK, Farm, netns_available
 from lbharness import wait_until
 
 CURL_TIMEOUT = 150
+TCP_STATS_PORT = 9999  # in HAProxy's own namespace
+
+
+class TcpStatsHAProxy(drainfarm.HAProxy):
+    """The farm's HAProxy with a second admin socket, over TCP."""
+
+    def __init__(self, directory, config_text, host, port, netns=None):
+        super().__init__(directory, config_text, host, port, netns)
+        self.runtime_tcp = "ipv4@%s:%d" % (host, TCP_STATS_PORT)
+        self.stats_cfg.write_text(self.stats_cfg.read_text() +
+                                  "    stats socket %s level admin\n" % self.runtime_tcp)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +51,14 @@ def farm(tmp_path_factory, cm_bin):
         pytest.skip("needs network namespaces (root and iproute2): `ip netns add` failed")
     f = Farm(tmp_path_factory.mktemp("drain-api"), cm_bin, layout="separate",
              register_lbs=True)
+    plain, drainfarm.HAProxy = drainfarm.HAProxy, TcpStatsHAProxy
     try:
-        f.start()
+        try:
+            f.start()
+        finally:
+            drainfarm.HAProxy = plain
+        f.cli("lb", "add", f.hap_name, "--kind", "haproxy", "--runtime",
+              f.haproxy.runtime_tcp, check=True)
         yield f
     finally:
         problem = f.close()
@@ -76,6 +99,7 @@ def test_pre_stop_curl_returns_after_both_load_balancers_and_in_flight_then_kill
         for lb in lbs.values():
             assert lb["acted"] is True and lb["evidence"], lb
             assert lb["in_flight"] == 0, lb  # read from the load balancer itself
+        assert lbs["hap1"]["runtime"] is True
         reqs = [q for q in app.requests() if q[2] != START_CHECK and q[0] >= t0]
         assert reqs, "no traffic reached %s before the drain" % node
         late = [q for q in reqs if q[0] > returned]
