@@ -23,9 +23,11 @@ ALLOWED = {
     "engine": {"store", "core", "util"},
     "observe": {"engine", "core", "util"},
     "lb": {"core", "util"},
+    # the drain proof's judgement and the load balancers' runtime access
+    "drain": {"util"},
     "agent": {"observe", "engine", "core", "util"},
-    "http": {"agent", "observe", "engine", "lb", "core", "util"},
-    "cli": {"lb", "core", "util"},
+    "http": {"agent", "observe", "engine", "lb", "drain", "core", "util"},
+    "cli": {"lb", "drain", "core", "util"},
     # src/main.c only dispatches to the programs' entry points (the
     # daemon, the HTTP client, `store copy`)
     ".": {"cli", "http", "store"},
@@ -53,7 +55,8 @@ HTTP_ROOMS = [
                           "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
-                  "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c"}),
+                  "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c",
+                  "api_drain.h", "api_drain.c"}),
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
     ("daemon", {"daemon.h", "daemon.c"}),

@@ -204,7 +204,7 @@ struct wait_ctx {
 /* "app1: drained by 2 probers in 1.2s (hap1: agent answered 'maint' at
  * +0.21s; v1: 2 failing answers at +0.43s); in flight: hap1: 0". */
 static void
-on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
+on_wait_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {
 	struct wait_ctx *c = ctx;
 	int64_t took = wait_monotonic_ms() - c->since;
@@ -237,7 +237,7 @@ static int
 wait_batch(struct rollout *r, struct rollout_node *b, int nb, int is_drain, int64_t since,
            struct error *err)
 {
-	struct wait_node w[BATCH_MAX];
+	struct drain_node w[BATCH_MAX];
 	struct wait_ctx ctx = {r, b, nb, since, is_drain};
 	int i;
 

@@ -31,7 +31,7 @@ parse_args(const struct cli *cli, struct wait_args *a, struct error *err)
 /* "node1: drained by 2 load balancers (hap1: agent answered 'maint';
  * v1: 2 failing answers); in flight: hap1: 0 in flight". */
 static void
-print_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
+print_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {
 	const struct cli *cli = ctx;
 
@@ -51,7 +51,7 @@ print_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 }
 
 static void
-print_json(const struct wait_node *nodes, int n)
+print_json(const struct drain_node *nodes, int n)
 {
 	json_t *doc = json_object(), *list = json_object();
 	char *text;
@@ -76,9 +76,9 @@ cmd_wait(struct cli *cli, int nargs, char **args, struct error *err)
 	static const char usage[] = "wait NAME... --drained|--serving [--fall K] [--timeout D] "
 	                            "[--window D] [--no-probers-delay D | --require-probers] "
 	                            "[--drain-grace D]";
-	struct wait_lb lbs[WAIT_LBS_MAX];
+	struct drain_lb lbs[WAIT_LBS_MAX];
 	struct wait_args a;
-	struct wait_node *nodes;
+	struct drain_node *nodes;
 	size_t n_lbs;
 	int i, rc;
 

@@ -45,7 +45,7 @@ struct rollout {
 	json_int_t min_online; /* -1: not given */
 	int64_t ttl_s, drain_timeout_ms, ready_timeout_ms;
 	struct wait_args drained, serving;
-	struct wait_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
+	struct drain_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
 	size_t n_lbs;
 	int is_dry_run;
 	struct client_reply list; /* the node list, which owns the names */

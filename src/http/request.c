@@ -33,6 +33,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -412,6 +413,25 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
 	/* a probe may have been answered between the check and the watch */
 	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
 		request_waiters_check(r->worker);
+}
+
+int
+request_client_is_gone(const struct request *r)
+{
+	h2o_socket_t *sock;
+	struct pollfd p;
+
+	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
+	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
+		return 0;
+	p = (struct pollfd){.fd = h2o_socket_get_fd(sock), .events = POLLRDHUP};
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+int
+request_is_stopping(const struct request *r)
+{
+	return atomic_load(&r->server->is_stopping);
 }
 
 void

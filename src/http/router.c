@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_drain.h"
 #include "api_v1.h"
 #include "compat.h"
 #include "probe.h"
@@ -62,6 +63,10 @@ static const struct route_entry table[] = {
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_node_get, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_put, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/drained", ROUTE_GET, ROUTE_OR_SESSION,    ROLE_VIEWER,    api_drain_drained_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/serving", ROUTE_GET, ROUTE_OR_SESSION,    ROLE_VIEWER,    api_drain_serving_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/drain", ROUTE_POST, ROUTE_CREDENTIALS,   ROLE_OPERATOR,  api_drain_drain_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/offline", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_OPERATOR,  api_drain_offline_post, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/status",        ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  api_v1_status_post, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/events",        ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_events_get, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/observations",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_observations_get, NULL},
