@@ -43,6 +43,7 @@ struct worker {
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
 	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
+	int is_consul;  /* the --consul-listen worker: consul.c's paths only, plain HTTP */
 };
 
 struct listen_addr {
@@ -72,6 +73,7 @@ struct server_options {
 	enum log_level log_level;
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
+	struct listen_addr consul_listen;  /* text "" when not given */
 	int is_check_config;
 };
 
@@ -98,6 +100,9 @@ struct server {
 	/* --metrics-listen: its worker (the last of workers[], counted in
 	 * n_workers) serves this configuration, /metrics alone */
 	h2o_globalconf_t metrics_config;
+	/* --consul-listen: its worker (the last of workers[], counted in
+	 * n_workers) serves this configuration, Consul's paths alone */
+	h2o_globalconf_t consul_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
 };
 
