@@ -314,11 +314,14 @@ query_parse(struct request *r, int is_service, struct consul_query *q)
 
 /* --- documents ---------------------------------------------------------- */
 
+/* Adds a header; the value is copied (h2o keeps the pointer). */
 static void
 header(struct request *r, const char *name, const char *value)
 {
+	h2o_iovec_t v = h2o_strdup(&r->req->pool, value, strlen(value));
+
 	h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, name, strlen(name), 0, NULL,
-	                      value, strlen(value));
+	                      v.base, v.len);
 }
 
 /* Serialises doc with Consul's headers: the index, a leader known (the
