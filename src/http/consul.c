@@ -201,7 +201,8 @@ client_has_left(struct request *r)
 	char c;
 	int fd;
 
-	if (conn->callbacks->get_socket == NULL || (sock = conn->callbacks->get_socket(conn)) == NULL ||
+	if (conn->callbacks->get_socket == NULL ||
+	    (sock = conn->callbacks->get_socket(conn)) == NULL ||
 	    (fd = h2o_socket_get_fd(sock)) < 0)
 		return 0;
 	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -397,15 +398,14 @@ catalog_entry(const struct cluster *c, const struct node *n, const char *host, i
 {
 	json_int_t v = (json_int_t)c->version;
 
-	return json_pack("{s:s,s:s,s:s,s:s,s:{},s:{},s:s,s:o,s:s,s:[],s:s,s:{},s:o,s:o,s:i,"
-	                 "s:b,s:{},s:I,s:I}",
-	                 "ID", "", "Node", n->name, "Address", host, "Datacenter",
-	                 CONSUL_DATACENTER, "TaggedAddresses", "NodeMeta", "ServiceKind", "",
-	                 "ServiceID", service_id(c, n), "ServiceName", c->name, "ServiceTags",
-	                 "ServiceAddress", host, "ServiceTaggedAddresses", "ServiceWeights",
-	                 weights(), "ServiceMeta", service_meta(n), "ServicePort", port,
-	                 "ServiceEnableTagOverride", 0, "ServiceConnect", "CreateIndex", v,
-	                 "ModifyIndex", v);
+	return json_pack(
+	    "{s:s,s:s,s:s,s:s,s:{},s:{},s:s,s:o,s:s,s:[],s:s,s:{},s:o,s:o,s:i,"
+	    "s:b,s:{},s:I,s:I}",
+	    "ID", "", "Node", n->name, "Address", host, "Datacenter", CONSUL_DATACENTER,
+	    "TaggedAddresses", "NodeMeta", "ServiceKind", "", "ServiceID", service_id(c, n),
+	    "ServiceName", c->name, "ServiceTags", "ServiceAddress", host, "ServiceTaggedAddresses",
+	    "ServiceWeights", weights(), "ServiceMeta", service_meta(n), "ServicePort", port,
+	    "ServiceEnableTagOverride", 0, "ServiceConnect", "CreateIndex", v, "ModifyIndex", v);
 }
 
 /* One entry of /v1/health/service/:service (Consul's CheckServiceNode):
@@ -420,19 +420,18 @@ health_entry(const struct cluster *c, const struct node *n, const char *host, in
 	                 "Address", host, "Datacenter", CONSUL_DATACENTER, "TaggedAddresses",
 	                 "Meta", "CreateIndex", v, "ModifyIndex", v);
 	service = json_pack("{s:O,s:s,s:[],s:s,s:{},s:o,s:i,s:o,s:b,s:{},s:I,s:I}", "ID", id,
-	                    "Service", c->name, "Tags", "Address", host, "TaggedAddresses",
-	                    "Meta", service_meta(n), "Port", port, "Weights", weights(),
-	                    "EnableTagOverride", 0, "Connect", "CreateIndex", v, "ModifyIndex",
-	                    v);
-	check = json_pack("{s:s,s:o,s:s,s:s,s:s,s:s,s:O,s:s,s:[],s:s,s:s,s:s,s:i,s:{},s:I,s:I}",
-	                  "Node", n->name, "CheckID",
-	                  json_sprintf("service:%s", json_string_value(id)), "Name",
-	                  "clustermgmt status", "Status", check_status(n->status), "Notes",
-	                  "the node's status in clustermgmt: online passing, drain warning, "
-	                  "offline critical",
-	                  "Output", n->reason, "ServiceID", id, "ServiceName", c->name,
-	                  "ServiceTags", "Type", "", "Interval", "", "Timeout", "", "ExposedPort",
-	                  0, "Definition", "CreateIndex", v, "ModifyIndex", v);
+	                    "Service", c->name, "Tags", "Address", host, "TaggedAddresses", "Meta",
+	                    service_meta(n), "Port", port, "Weights", weights(),
+	                    "EnableTagOverride", 0, "Connect", "CreateIndex", v, "ModifyIndex", v);
+	check =
+	    json_pack("{s:s,s:o,s:s,s:s,s:s,s:s,s:O,s:s,s:[],s:s,s:s,s:s,s:i,s:{},s:I,s:I}", "Node",
+	              n->name, "CheckID", json_sprintf("service:%s", json_string_value(id)), "Name",
+	              "clustermgmt status", "Status", check_status(n->status), "Notes",
+	              "the node's status in clustermgmt: online passing, drain warning, "
+	              "offline critical",
+	              "Output", n->reason, "ServiceID", id, "ServiceName", c->name, "ServiceTags",
+	              "Type", "", "Interval", "", "Timeout", "", "ExposedPort", 0, "Definition",
+	              "CreateIndex", v, "ModifyIndex", v);
 	json_decref(id);
 	return json_pack("{s:o,s:o,s:[o]}", "Node", node, "Service", service, "Checks", check);
 }
@@ -528,14 +527,13 @@ answer_or_hold(struct request *r, int is_service, request_handler answer)
 	h = h2o_mem_alloc_shared(&r->req->pool, sizeof(*h), hold_release);
 	h->after = q.index;
 	h->slot = slot;
-	h->cluster_version = is_service
-	                         ? cluster_version(request_snapshot(r), r->route.cluster)
-	                         : -1;
+	h->cluster_version =
+	    is_service ? cluster_version(request_snapshot(r), r->route.cluster) : -1;
 	r->data = h;
 	/* Consul adds up to wait/16 so that clients woken together do not
 	 * all come back at once */
-	wait_ms = q.wait_ms + (int64_t)randombytes_uniform(
-	                          (uint32_t)(q.wait_ms / CONSUL_JITTER_FRACTION) + 1);
+	wait_ms = q.wait_ms +
+	          (int64_t)randombytes_uniform((uint32_t)(q.wait_ms / CONSUL_JITTER_FRACTION) + 1);
 	request_wait_until(r, hold_is_due, wait_ms, answer);
 }
 
@@ -574,8 +572,8 @@ consul_authenticate(struct request *r, enum role min_role, void (*then)(struct r
 		return;
 	}
 	if ((found = request_query_param(r, "token", token, sizeof(token))) != 0) {
-		auth_require_token(r, min_role, found > 0 ? token : "", found > 0 ? strlen(token) : 0,
-		                   then);
+		auth_require_token(r, min_role, found > 0 ? token : "",
+		                   found > 0 ? strlen(token) : 0, then);
 		return;
 	}
 	if (h.base != NULL) {

@@ -418,8 +418,7 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
 }
 
 void
-request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms,
-                   request_handler then)
+request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms, request_handler then)
 {
 	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) || is_due(r)) {
 		then(r);
