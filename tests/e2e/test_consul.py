@@ -345,3 +345,100 @@ def test_token_needed_off_loopback_as_consul_clients_send_it(cm_bin, tmp_path):
                      "wrong": "401", "empty": "401", "basic": "200",
                      "python-consul": "['default']", "exit": "0"}, out.stdout + log
     assert "consul API listening on plain HTTP" in log
+
+
+def test_consul_and_metrics_listeners_side_by_side(make_daemon):
+    """Each dedicated listener serves its own paths only."""
+    mport, cport = free_port(), free_port()
+    d = make_daemon(["--metrics-listen", "127.0.0.1:%d" % mport,
+                     "--consul-listen", "127.0.0.1:%d" % cport])
+    d.consul_port = cport
+    assert requests.get("http://127.0.0.1:%d/metrics" % mport, timeout=10).status_code == 200
+    r = requests.get("http://127.0.0.1:%d/v1/catalog/services" % mport, timeout=10)
+    assert r.status_code == 404
+    assert requests.get("http://127.0.0.1:%d/metrics" % cport, timeout=10).status_code == 404
+    index, _ = client(d).catalog.services()
+    assert int(index) >= 1
+
+
+def test_held_queries_are_bounded_in_all(cdaemon):
+    """2,048 held queries in all (consul.c's CONSUL_HOLDS_MAX), from 16
+    addresses at the per-client bound; the next one, from a 17th address,
+    gets 503 at once."""
+    index = int(requests.get(cdaemon.consul_url + "/v1/catalog/services",
+                             timeout=10).headers["X-Consul-Index"])
+    held = []
+    try:
+        for i in range(16):
+            held += [held_socket(cdaemon, index, "127.0.1.%d" % (i + 1))
+                     for _ in range(HOLDS_PER_CLIENT)]
+        deadline = time.monotonic() + 30
+        answer = b""
+        while time.monotonic() < deadline:
+            extra = held_socket(cdaemon, index, "127.0.2.1")
+            extra.settimeout(3)
+            try:
+                answer = extra.recv(4096)
+            except socket.timeout:
+                answer = b""  # held: not all the others were read yet
+            extra.close()
+            if answer:
+                break
+        assert answer.startswith(b"HTTP/1.1 503"), answer
+        assert b"Too many blocking queries" in answer
+        # the probe's listener is another worker: it answers meanwhile
+        assert cdaemon.probe("web1").status_code == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+def pg_consul_daemon(tmp_path, url, name, admin_of=None):
+    from conftest import Daemon
+    port = free_port()
+    d = Daemon(tmp_path / name, extra_args=["--consul-listen", "127.0.0.1:%d" % port],
+               start=False, db=url, template=False)
+    if admin_of is not None:
+        d.password = admin_of.password
+        d.pw_file.write_text(d.password)
+    d.consul_port = port
+    d.consul_url = "http://127.0.0.1:%d" % port
+    d.start()
+    return d
+
+
+def test_two_daemons_on_postgresql_give_one_index_and_wake_each_others_queries(
+        tmp_path, pg_url):
+    """The index is the shared store's version: a client may move between
+    daemons, and a query held on one daemon answers a write made through
+    the other within a second."""
+    a = pg_consul_daemon(tmp_path, pg_url, "a")
+    b = None
+    try:
+        b = pg_consul_daemon(tmp_path, pg_url, "b", admin_of=a)
+        r = a.put("/v1/clusters/default/nodes/web1", auth=a.admin,
+                  json={"address": "10.0.0.1:8080"})
+        assert r.status_code in (200, 201), r.text
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ia, ea = client(a).health.service("default")
+            ib, eb = client(b).health.service("default")
+            if ia == ib and eb:
+                break
+            time.sleep(0.1)
+        assert ia == ib and statuses(ea) == statuses(eb) == {"web1": ("passing", "")}
+        t, out = blocking_in_thread(client(b).health.service, service="default", index=ib,
+                                    wait="30s")
+        time.sleep(0.5)
+        assert t.is_alive()
+        changed = time.monotonic()
+        a.set_status({"web1": {"status": "offline", "reason": "via a"}}, auth=a.admin)
+        t.join(timeout=5)
+        assert not t.is_alive() and "error" not in out, out
+        print("held on b, written on a: answered %.3f s later" % (out["end"] - changed))
+        assert out["end"] - changed < 1.0
+        assert statuses(out["result"][1]) == {"web1": ("critical", "via a")}
+        assert int(out["result"][0]) > int(ib)
+    finally:
+        problems = [p for p in (d.close() for d in (b, a) if d is not None) if p]
+        assert not problems, problems
