@@ -23,6 +23,8 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
 TEST_PKGS += $(OPS_PKGS)
+# The Consul API's consumer in tests/e2e/test_consul.py.
+TEST_PKGS += python3-consul
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
@@ -85,6 +87,7 @@ bench: deps-bench
 	sh bench/propagation build-release/clustermgmt
 	sh bench/scale build-release/clustermgmt
 	sh bench/fleet build-release/clustermgmt
+	$(PYTHON) bench/consul build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

@@ -56,7 +56,7 @@ HTTP_ROOMS = [
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
                   "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c",
-                  "api_drain.h", "api_drain.c"}),
+                  "api_drain.h", "api_drain.c", "sd.h", "sd.c", "consul.h", "consul.c"}),
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
     ("daemon", {"daemon.h", "daemon.c"}),

@@ -64,6 +64,7 @@ struct pending_wait {
 	char *observed;          /* nodes "a,b" whose observations are waited
 	                            for (malloc'd), NULL for other waits */
 	uint64_t observed_after; /* ... until their digest is not this */
+	request_due_fn is_due;   /* request_wait_until's condition, or NULL */
 	int64_t deadline;        /* ms */
 	request_handler then;
 };
@@ -369,6 +370,8 @@ wait_is_satisfied(const struct model *m, const struct pending_wait *pd)
 {
 	const struct cluster *c;
 
+	if (pd->is_due != NULL)
+		return pd->is_due(pd->r);
 	if (pd->observed != NULL)
 		return observation_digest(pd->worker->server->observe, m, pd->cluster,
 		                          pd->observed) != pd->observed_after;
@@ -432,6 +435,17 @@ int
 request_is_stopping(const struct request *r)
 {
 	return atomic_load(&r->server->is_stopping);
+}
+
+void
+request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms, request_handler then)
+{
+	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) || is_due(r)) {
+		then(r);
+		return;
+	}
+	wait_add(r, "", 0, wait_ms, then);
+	r->wait->is_due = is_due;
 }
 
 void

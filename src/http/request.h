@@ -68,6 +68,8 @@ struct request {
 	                                    (in h2o's request pool), or NULL */
 	const char *server_default_node; /* serve --node, or NULL */
 	struct route route;              /* filled by the router before any handler */
+	void *data;                      /* the surface's own, for its continuations
+	                                    (allocated in h2o's request pool) */
 	/* auth.c's own, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
@@ -161,6 +163,16 @@ int request_client_is_gone(const struct request *r);
 /* Is the daemon stopping? A wait then fires at once; a surface that
  * waits again in its continuation must answer instead. */
 int request_is_stopping(const struct request *r);
+/* A condition a wait is over on: reads r's snapshot or store state
+ * (request_snapshot, request_store_state); no side effects. */
+typedef int (*request_due_fn)(struct request *r);
+/* Calls then(r) as soon as is_due(r) holds (checked at once, then at
+ * every change of the model on r's worker), or after wait_ms, or at
+ * shutdown, whichever comes first. Holds no thread: a waiter on r's
+ * worker, like request_wait_for_change; not counted as an event long
+ * poll. */
+void request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms,
+                        request_handler then);
 
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);

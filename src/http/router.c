@@ -25,9 +25,11 @@
 #include "api_drain.h"
 #include "api_v1.h"
 #include "compat.h"
+#include "consul.h"
 #include "probe.h"
 #include "router.h"
 #include "scrape.h"
+#include "sd.h"
 #include "http.h"
 #include "server_internal.h"
 #include "ui.h"
@@ -80,6 +82,7 @@ static const struct route_entry table[] = {
     {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_tokens_get, NULL},
     {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_tokens_post, NULL},
     {SURFACE_API_V1,   "/v1/tokens/{token}",                   ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_token_delete, NULL},
+    {SURFACE_API_V1,   "/v1/sd/prometheus",                    ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    sd_prometheus_get, NULL},
 
     {SURFACE_UI,       "/",                                    GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_root_page, NULL},
     {SURFACE_UI,       "/clusters",                            ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_clusters_post, NULL},
@@ -91,6 +94,10 @@ static const struct route_entry table[] = {
     {SURFACE_ASSETS,   "/static/{asset}",                      GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_asset_get, NULL},
 
     {SURFACE_METRICS,  "/metrics",                             GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS,  ROLE_VIEWER,    scrape_handle, NULL},
+
+    {SURFACE_CONSUL,   "/v1/catalog/services",                 ROUTE_GET,     ROUTE_CONSUL_TOKEN,          ROLE_VIEWER,    consul_catalog_services, NULL},
+    {SURFACE_CONSUL,   "/v1/catalog/service/{cluster}",        ROUTE_GET,     ROUTE_CONSUL_TOKEN,          ROLE_VIEWER,    consul_catalog_service, NULL},
+    {SURFACE_CONSUL,   "/v1/health/service/{cluster}",         ROUTE_GET,     ROUTE_CONSUL_TOKEN,          ROLE_VIEWER,    consul_health_service, NULL},
 };
 /* clang-format on */
 
@@ -350,6 +357,9 @@ refuse(struct request *r, enum route_surface surface, int status, const char *al
 			reply_text(r, status, "not found");
 		}
 		break;
+	case SURFACE_CONSUL:
+		consul_refuse(r, status, allow, err->what);
+		break;
 	}
 }
 
@@ -418,6 +428,9 @@ route_gate(struct request *r)
 		else
 			auth_require(r, e->role, 0, route_run);
 		break;
+	case ROUTE_CONSUL_TOKEN:
+		consul_authenticate(r, e->role, route_run);
+		break;
 	}
 }
 
@@ -442,6 +455,23 @@ router_dispatch(struct request *stack_r)
 			refuse(r, surface, status, allow, &err);
 		else
 			reply_text(r, 404, "not found");
+		return;
+	}
+	if (stack_r->worker->is_consul || (status != 404 && surface == SURFACE_CONSUL)) {
+		/* Consul's lines are served on the --consul-listen worker, and
+		 * only they: its paths are Consul's, ours are unknown there */
+		r = request_keep(stack_r);
+		if (!stack_r->worker->is_consul) {
+			error_set(&err, 404, "no such API path: %.*s",
+			          (int)(r->path.len > 200 ? 200 : r->path.len), r->path.base);
+			reply_from_error(r, &err);
+		} else if (status == 404 || surface != SURFACE_CONSUL) {
+			consul_refuse(r, 404, NULL, "");
+		} else if (status != 0) {
+			refuse(r, surface, status, allow, &err);
+		} else {
+			route_gate(r);
+		}
 		return;
 	}
 	if (status == 404 && surface != SURFACE_API_V1 &&

@@ -180,6 +180,24 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
+/* The --consul-listen worker's handler: every path goes to the router,
+ * which admits Consul's lines alone there (consul.c). */
+static int
+on_consul_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct worker *w = current_worker;
+	struct request r = {.req = req, .worker = w, .server = w->server};
+
+	(void)self;
+	r.path = req->path_normalized;
+	if (req->query_at != SIZE_MAX)
+		r.query = h2o_iovec_init(req->path.base + req->query_at + 1,
+		                         req->path.len - req->query_at - 1);
+	peer_address(req, r.address, sizeof(r.address));
+	router_dispatch(&r);
+	return 0;
+}
+
 /* --- workers ---------------------------------------------------------- */
 
 /* Running out of descriptors. accept() fails with EMFILE while the
@@ -465,7 +483,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 		first_line_wait(w, sock);
 		return;
 	}
-	if (!w->is_metrics && atomic_load(&w->server->ssl_generation) != w->ssl_generation)
+	if (!w->is_metrics && !w->is_consul &&
+	    atomic_load(&w->server->ssl_generation) != w->ssl_generation)
 		worker_take_ssl_ctx(w);
 	h2o_accept(&w->accept_ctx, sock);
 }
@@ -499,7 +518,7 @@ listeners_close(struct worker *w)
 static int
 worker_is_accepting(const struct server *s, const struct worker *w)
 {
-	if (w->is_metrics)
+	if (w->is_metrics || w->is_consul)
 		return 1;
 	if (s->ssl_ctx == NULL)
 		return w->is_probe;
@@ -517,10 +536,15 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	size_t i;
 
 	w->tid = (pid_t)syscall(SYS_gettid);
+	if (w->is_consul) {
+		config = &s->consul_config;
+		listens = &s->opts.consul_listen;
+	}
+
 	h2o_context_init(&w->ctx, h2o_evloop_create(), config);
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = config->hosts;
-	if (!w->is_metrics)
+	if (!w->is_metrics && !w->is_consul)
 		worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
@@ -534,7 +558,9 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
-	w->n_listeners = !worker_is_accepting(s, w) ? 0 : w->is_metrics ? 1 : s->opts.n_listens;
+	w->n_listeners = !worker_is_accepting(s, w)        ? 0
+	                 : w->is_metrics || w->is_consul ? 1
+	                                                 : s->opts.n_listens;
 	w->listeners = xcalloc(w->n_listeners + 1, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
 		int fd = dup(listens[i].fd);
@@ -653,6 +679,17 @@ server_start(struct server *s, struct error *err)
 		s->n_workers++; /* the last worker */
 	}
 	s->n_workers++; /* the probe worker, workers[0] */
+	if (s->opts.consul_listen.text[0] != '\0') {
+		h2o_config_init(&s->consul_config);
+		s->consul_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
+		s->consul_config.http1.req_timeout = 10000;
+		host = h2o_config_register_host(&s->consul_config,
+		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
+		path = h2o_config_register_path(host, "/", 0);
+		handler = h2o_create_handler(path, sizeof(*handler));
+		handler->on_req = on_consul_req;
+		s->n_workers++; /* the last worker */
+	}
 
 	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
 	observe_set_notify(s->observe, request_observed, s);
@@ -661,7 +698,9 @@ server_start(struct server *s, struct error *err)
 		s->workers[i].id = i;
 		s->workers[i].server = s;
 		s->workers[i].is_probe = i == 0;
-		s->workers[i].is_metrics = i == s->opts.threads + 1;
+		s->workers[i].is_consul =
+		    s->opts.consul_listen.text[0] != '\0' && i == s->n_workers - 1;
+		s->workers[i].is_metrics = i == s->opts.threads + 1 && !s->workers[i].is_consul;
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
 			abort(); /* the barrier would wait forever */
 	}

@@ -56,6 +56,7 @@ struct worker {
 	_Atomic uint64_t n_others;     /* every other request */
 	_Atomic uint64_t n_handed_off; /* probe worker: connections passed on */
 	_Atomic uint64_t n_renders;    /* node lists serialised (render.c) */
+	int is_consul;  /* the --consul-listen worker: consul.c's paths only, plain HTTP */
 };
 
 struct listen_addr {
@@ -85,6 +86,7 @@ struct server_options {
 	enum log_level log_level;
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
+	struct listen_addr consul_listen;  /* text "" when not given */
 	int is_check_config;
 };
 
@@ -113,6 +115,9 @@ struct server {
 	/* --metrics-listen: its worker (the last of workers[], counted in
 	 * n_workers) serves this configuration, /metrics alone */
 	h2o_globalconf_t metrics_config;
+	/* --consul-listen: its worker (the last of workers[], counted in
+	 * n_workers) serves this configuration, Consul's paths alone */
+	h2o_globalconf_t consul_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
 };
 
