@@ -23,6 +23,8 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
 TEST_PKGS += $(OPS_PKGS)
+# A Debian 12 booted with systemd in a container (tests/e2e/nspawn.py).
+TEST_PKGS += systemd-container debootstrap
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
