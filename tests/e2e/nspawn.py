@@ -244,6 +244,9 @@ class Machine:
             return ""
 
     def boot(self, timeout=BOOT_TIMEOUT):
+        # the container's systemd sets the host name from /etc/hostname
+        # (debootstrap copied this machine's), not from --hostname
+        self.write("/etc/hostname", self.hostname + "\n")
         argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
                 "--console=read-only", "-D", str(self.merged), "--machine=" + self.name,
                 "--hostname=" + self.hostname]
