@@ -161,7 +161,13 @@ def cache_package_dependencies(deb):
     """Downloads into the root's apt cache the packages `apt install DEB`
     needs (nothing when they are there already)."""
     deb = Path(deb).resolve()
+    depends = run(["dpkg-deb", "-f", str(deb), "Depends"], 30).stdout
+    stamp = ROOT / (STAMP + "-depends")
     with RootLock():
+        # Containers may be running on the root (their overlay's lower
+        # layer): leave it untouched unless the dependencies changed.
+        if stamp.exists() and stamp.read_text() == depends:
+            return
         out = in_root(ROOT, "apt-get install -q -y --download-only /mnt/deb/" + deb.name, 600,
                       binds=[(str(deb.parent), "/mnt/deb")])
         if out.returncode != 0:
@@ -171,6 +177,7 @@ def cache_package_dependencies(deb):
         if out.returncode != 0:
             raise RuntimeError("downloading the package's dependencies failed: "
                                + (out.stdout + out.stderr)[-3000:])
+        stamp.write_text(depends)
 
 
 def descendants(pid):
