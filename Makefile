@@ -25,6 +25,8 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 TEST_PKGS += $(OPS_PKGS)
 # The Consul API's consumer in tests/e2e/test_consul.py.
 TEST_PKGS += python3-consul
+# A Debian 12 booted with systemd in a container (tests/e2e/nspawn.py).
+TEST_PKGS += systemd-container debootstrap
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 

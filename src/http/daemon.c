@@ -959,7 +959,9 @@ serve_main(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		}
-		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
+		/* One line, no usage text after it: under systemd the reason
+		 * must be among the journal lines `systemctl status` shows. */
+		fprintf(stderr, "clustermgmt serve: %s; see clustermgmt serve --help\n", err.what);
 		return EXIT_USAGE;
 	}
 	log_set_format(s.opts.log_format);
