@@ -14,6 +14,7 @@ consul_sd_configs cannot be tested here.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -459,3 +460,18 @@ def test_two_daemons_on_postgresql_give_one_index_and_wake_each_others_queries(
     finally:
         problems = [p for p in (d.close() for d in (b, a) if d is not None) if p]
         assert not problems, problems
+
+
+def test_debians_prometheus_has_no_consul_discovery(tmp_path):
+    """Why Prometheus' consul_sd_configs is not tested against this
+    listener: Debian's build leaves Consul discovery out. When a build
+    has it, this fails, and the test belongs here."""
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (prometheus)")
+    config = tmp_path / "consul.yml"
+    config.write_text("scrape_configs:\n  - job_name: c\n    consul_sd_configs:\n"
+                      "      - {server: '127.0.0.1:8500', datacenter: dc1}\n")
+    out = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode != 0
+    assert "field consul_sd_configs not found" in out.stdout + out.stderr
