@@ -13,6 +13,7 @@ Debian's Prometheus 2.42 is built without Consul discovery, so its
 consul_sd_configs cannot be tested here.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -24,7 +25,7 @@ import consul
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import REPO, free_port
 
 HOLDS_PER_CLIENT = 128  # consul.c's CONSUL_HOLDS_PER_CLIENT
 
@@ -475,3 +476,26 @@ def test_debians_prometheus_has_no_consul_discovery(tmp_path):
                          text=True, timeout=30)
     assert out.returncode != 0
     assert "field consul_sd_configs not found" in out.stdout + out.stderr
+
+
+def test_the_documents_curl_line_as_written(cdaemon):
+    """docs/INTEGRATIONS.md's Consul section: its curl line, run by sh with
+    the variables it names, lists the passing instances of cluster web."""
+    doc = (REPO / "docs" / "INTEGRATIONS.md").read_text()
+    section = doc[doc.index("## Consul API"):]
+    section = section[:section.index("\n## ")] if "\n## " in section else section
+    lines = [line for line in section.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 1, lines
+    r = cdaemon.post("/v1/clusters", auth=cdaemon.as_admin, json={"name": "web", "path": "/web"})
+    assert r.status_code in (200, 201), r.text
+    for name, address in [("w1", "10.2.0.1:80"), ("w2", "10.2.0.2:80")]:
+        r = cdaemon.put("/v1/clusters/web/nodes/" + name, auth=cdaemon.as_admin,
+                        json={"address": address})
+        assert r.status_code in (200, 201), r.text
+    cdaemon.set_status({"w2": {"status": "drain"}}, cluster="web")
+    _, token = cdaemon.make_token("viewer", "consul-readers")
+    out = subprocess.run(["sh", "-c", lines[0]], capture_output=True, text=True, timeout=30,
+                         env=dict(os.environ, TOKEN=token,
+                                  CONSUL_ADDR="127.0.0.1:%d" % cdaemon.consul_port))
+    assert out.returncode == 0, out.stderr
+    assert [e["Node"]["Node"] for e in json.loads(out.stdout)] == ["w1"]
