@@ -499,3 +499,39 @@ def test_the_documents_curl_line_as_written(cdaemon):
                                   CONSUL_ADDR="127.0.0.1:%d" % cdaemon.consul_port))
     assert out.returncode == 0, out.stderr
     assert [e["Node"]["Node"] for e in json.loads(out.stdout)] == ["w1"]
+
+
+def test_postgresql_away_the_last_state_is_served_with_last_contact(tmp_path, pg_own_server):
+    """Fail-static, as the probe: with the shared store stopped, the
+    Consul listener still answers the last state it knew, and
+    X-Consul-LastContact says for how long the store has not answered;
+    it is 0 again once the store is back."""
+    pg = pg_own_server
+    d = pg_consul_daemon(tmp_path, pg.url(pg.create_database()), "a")
+    try:
+        r = d.put("/v1/clusters/default/nodes/web1", auth=d.admin,
+                  json={"address": "10.0.0.1:8080"})
+        assert r.status_code in (200, 201), r.text
+        d.set_status({"web1": {"status": "drain", "reason": "kept"}}, auth=d.admin)
+        pg.stop("immediate")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if d.get("/v1/health").json()["store"]["state"] == "unreachable":
+                break
+            time.sleep(0.2)
+        time.sleep(1.2)
+        r = requests.get(d.consul_url + "/v1/health/service/default", timeout=10)
+        assert r.status_code == 200
+        assert statuses(r.json()) == {"web1": ("warning", "kept")}
+        assert int(r.headers["X-Consul-LastContact"]) >= 1000, r.headers
+        pg.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if d.get("/v1/health").json()["store"]["state"] == "ok":
+                break
+            time.sleep(0.2)
+        r = requests.get(d.consul_url + "/v1/health/service/default", timeout=10)
+        assert r.headers["X-Consul-LastContact"] == "0"
+    finally:
+        problem = d.close()
+        assert problem is None, problem
