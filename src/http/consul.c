@@ -58,8 +58,7 @@
 #define CONSUL_WAIT_MAX_MS (10 * 60 * 1000)    /* Consul's max_query_time */
 #define CONSUL_JITTER_FRACTION 16              /* Consul's structs.JitterFraction */
 /* Held blocking queries: at most this many in all, and from one client
- * address. consul-template holds one per watched service, Traefik one
- * per service plus the catalog. */
+ * address (consul-template holds one per service a template watches). */
 #define CONSUL_HOLDS_MAX 2048
 #define CONSUL_HOLDS_PER_CLIENT 128
 

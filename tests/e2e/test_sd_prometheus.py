@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import REPO, free_port
 
 SD = "/v1/sd/prometheus"
 
@@ -129,36 +129,40 @@ def wait_for(url, node, want, log_path, timeout=30):
         node, want, seen, timeout, log_path.read_text()[-3000:]))
 
 
+def documented_config(port, token_file):
+    """The scrape configuration of docs/INTEGRATIONS.md, as written, but
+    for the daemon's port, the token file, and a refresh of 1 s."""
+    doc = (REPO / "docs" / "INTEGRATIONS.md").read_text()
+    section = doc[doc.index("## Prometheus service discovery"):]
+    yaml = section[section.index("```yaml\n") + 8:]
+    yaml = yaml[:yaml.index("```")]
+    for old, new in [("127.0.0.1:8080", "127.0.0.1:%d" % port),
+                     ("refresh_interval: 15s", "refresh_interval: 1s"),
+                     ("/etc/prometheus/clustermgmt.token", str(token_file))]:
+        assert old in yaml, old
+        yaml = yaml.replace(old, new)
+    return "global: {scrape_interval: 1s}\n" + yaml
+
+
 @pytest.mark.once
 def test_real_prometheus_discovers_the_nodes_and_follows_a_drain(daemon, tmp_path):
-    """Debian's Prometheus reads /v1/sd/prometheus with a viewer token
-    every second; its relabel rule drops drained and offline nodes. The
-    nodes' addresses are the daemon itself, so that the scrapes succeed.
-    After a drain, /api/v1/targets shows the new status (and the target
-    dropped) within a few seconds: Prometheus hands discovery changes to
-    its scrape manager every 5 s. The authorization's type is written out:
-    Debian's 2.42 sends the credentials without "Bearer " otherwise."""
-    daemon.set_nodes([])
-    add_node(daemon, "web1", "127.0.0.1:%d" % daemon.port)
-    add_node(daemon, "web2", "127.0.0.1:%d" % daemon.port)
+    """Debian's Prometheus runs the configuration docs/INTEGRATIONS.md
+    gives (a viewer token, a relabel rule that keeps online nodes only),
+    refreshed every second. The nodes' addresses are the daemon itself,
+    so that the scrapes succeed. After a drain, /api/v1/targets shows the
+    new status (and the target dropped) within a few seconds: Prometheus
+    hands discovery changes to its scrape manager every 5 s. The
+    authorization's type is written out in the document: Debian's 2.42
+    sends the credentials without "Bearer " otherwise."""
+    add_cluster(daemon, "web")
+    add_node(daemon, "web1", "127.0.0.1:%d" % daemon.port, cluster="web")
+    add_node(daemon, "web2", "127.0.0.1:%d" % daemon.port, cluster="web")
     _, token = daemon.make_token("viewer", "prometheus")
+    token_file = tmp_path / "clustermgmt.token"
+    token_file.write_text(token)
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: app\n"
-        "    metrics_path: /metrics\n"
-        "    http_sd_configs:\n"
-        "      - url: http://127.0.0.1:%d/v1/sd/prometheus\n"
-        "        refresh_interval: 1s\n"
-        "        authorization: {type: Bearer, credentials: '%s'}\n"
-        "    relabel_configs:\n"
-        "      - source_labels: [__meta_clustermgmt_status]\n"
-        "        regex: online\n"
-        "        action: keep\n"
-        "      - source_labels: [__meta_clustermgmt_node]\n"
-        "        target_label: node\n" % (daemon.port, token))
+    config.write_text(documented_config(daemon.port, token_file))
     log_path = tmp_path / "prometheus.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
@@ -171,14 +175,15 @@ def test_real_prometheus_discovers_the_nodes_and_follows_a_drain(daemon, tmp_pat
         wait_for(url, "web2", ("online", True), log_path, timeout=10)
         active = prometheus_targets(url)["activeTargets"]
         assert sorted(t["labels"]["node"] for t in active) == ["web1", "web2"]
+        assert {t["labels"]["cluster"] for t in active} == {"web"}
         changed = time.monotonic()
-        daemon.set_status({"web2": {"status": "drain", "reason": "deploy"}})
+        daemon.set_status({"web2": {"status": "drain", "reason": "deploy"}}, cluster="web")
         wait_for(url, "web2", ("drain", False), log_path, timeout=20)
         took = time.monotonic() - changed
         print("Prometheus showed the drain after %.1f s" % took)
         assert took < 12, took  # refresh 1 s + the scrape manager's 5 s, with slack
         wait_for(url, "web1", ("online", True), log_path, timeout=5)
-        daemon.set_status({"web2": {"status": "online"}})
+        daemon.set_status({"web2": {"status": "online"}}, cluster="web")
         wait_for(url, "web2", ("online", True), log_path, timeout=20)
         assert proc.poll() is None, log_path.read_text()[-3000:]
     finally:
