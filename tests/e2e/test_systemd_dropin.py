@@ -91,7 +91,15 @@ def lbs_sending(setup, node):
 
 
 class Setup:
-    def __init__(self, root_dir, tmp):
+    """Every part, started by start() in order; close() stops those that
+    were started, also after start() failed half way."""
+
+    def __init__(self):
+        self.net = self.daemon = self.app2 = self.haproxy = self.varnish = None
+        self.machine = None
+        self.traffic = []
+
+    def start(self, root_dir, tmp):
         self.net = Network()
         gw = self.net.gateway
         self.tmp = tmp
@@ -109,7 +117,8 @@ class Setup:
                                 auth=self.daemon.admin, json={"address": "%s:%d" % (host, APP_PORT)})
             assert r.status_code in (200, 201), r.text
         self.app2 = App("app2", tmp / "app2", app2_host, APP_PORT, self.daemon_address,
-                        self.net.netns("app2")).start()
+                        self.net.netns("app2"))
+        self.app2.start()
         config = cli(self.daemon.bin, self.daemon, "lbconfig", "haproxy", "--lb", "hap1",
                      "--listen", "%s:8000" % lb_host, *LB_OPTIONS, "--agent",
                      "%s:%d" % (gw, self.aport), check=True).stdout
@@ -139,7 +148,6 @@ ExecStart=/usr/bin/python3 /srv/e2e/slowapp.py app1 {host}:{port} {daemon} /var/
                            "CM=http://%s\nCM_AUTH=admin:%s\nCM_CLUSTER=%s\n"
                            % (self.daemon_address, self.daemon.password, CLUSTER), mode=0o600)
         self.machine.boot()
-        self.traffic = []
 
     def journal(self):
         return self.machine.run("journalctl -u app --no-pager -o short-precise", check=False).stdout
@@ -163,9 +171,11 @@ ExecStart=/usr/bin/python3 /srv/e2e/slowapp.py app1 {host}:{port} {daemon} /var/
         problems = []
         for t in self.traffic:
             t.stop()
-        for step in (self.machine.close, self.varnish.stop, self.haproxy.stop, self.app2.stop,
-                     self.daemon.close,
-                     lambda: "; ".join(self.net.close()) or None):
+        steps = [self.machine and self.machine.close, self.varnish and self.varnish.stop,
+                 self.haproxy and self.haproxy.stop, self.app2 and self.app2.stop,
+                 self.daemon and self.daemon.close,
+                 self.net and (lambda: "; ".join(self.net.close()) or None)]
+        for step in filter(None, steps):
             try:
                 problem = step()
                 if problem:
@@ -181,9 +191,12 @@ def setup(tmp_path):
     if reason:
         pytest.fail("cannot boot a container: " + reason)
     root_dir = nspawn.root()
-    s = Setup(root_dir, tmp_path)
-    yield s
-    problem = s.close()
+    s = Setup()
+    try:
+        s.start(root_dir, tmp_path)
+        yield s
+    finally:
+        problem = s.close()
     assert problem is None, problem
 
 
