@@ -145,7 +145,7 @@ ExecStart=/usr/bin/python3 /srv/e2e/slowapp.py app1 {host}:{port} {daemon} /var/
         self.machine.write("/etc/systemd/system/app.service.d/clustermgmt.conf", recipe())
         self.machine.write("/etc/systemd/system/app.service.d/zz-test-times.conf", TEST_DROPIN)
         self.machine.write("/etc/default/app-clustermgmt",
-                           "CM=http://%s\nCM_AUTH=admin:%s\nCM_CLUSTER=%s\n"
+                           "CM=http://%s\nCM_USER=admin\nCM_PASSWORD=%s\nCM_CLUSTER=%s\n"
                            % (self.daemon_address, self.daemon.password, CLUSTER), mode=0o600)
         self.machine.boot()
 
