@@ -2,11 +2,13 @@
 docs/INTEGRATIONS.md's systemd recipe, as written, under a real systemd
 (issue 17 point 3): an application's unit on Debian 12 booted with systemd
 in a container (nspawn.py), plus the drop-in read from the document, behind
-a real HAProxy that clustermgmt knows with its runtime socket.
+a real HAProxy and a real Varnish that clustermgmt knows with their runtime
+access (HAProxy's admin socket, Varnish's working directory).
 
   network    drainfarm.Network: a bridge; the container in namespace
              "app1" (so node app1's address is the container's), the
-             application app2 (drainfarm.App) in "app2", HAProxy in "lb"
+             application app2 (drainfarm.App) in "app2", HAProxy and
+             Varnish in "lb"
   daemon     conftest's Daemon on the host, listening on the bridge too
   app.service  slowapp.py as node app1 (its probe path passed through to
              the daemon), with the recipe's drop-in, and a second drop-in
@@ -14,21 +16,22 @@ a real HAProxy that clustermgmt knows with its runtime socket.
              ExecStop=/ExecStartPost= lines returned (systemd runs a
              unit's ExecStop= lines in order, the next only when the one
              before succeeded)
-  traffic    steady requests through HAProxy (drainfarm.Traffic)
+  traffic    steady requests through both (drainfarm.Traffic)
 
 `systemctl stop app` must return only after the drain call returned, with
 no client request failed and none reaching app1 after the call returned;
-`systemctl start app` must return only once HAProxy sends app1 traffic.
+`systemctl start app` must return only once both send app1 traffic.
 """
 
 import re
 import time
 
 import pytest
+import requests
 
 import nspawn
 from conftest import REPO, Daemon, free_port
-from drainfarm import LB_OPTIONS, SLOW_S, App, HAProxy, Network, Traffic
+from drainfarm import LB_OPTIONS, SLOW_S, App, HAProxy, Network, Traffic, Varnish
 from lbharness import cli, wait_until
 
 pytestmark = pytest.mark.once
@@ -69,8 +72,34 @@ def hap_server_state(haproxy, server):
     return None
 
 
+def sends_to(lb_url, node, tries=6):
+    """Does the load balancer send node requests now? tries requests on
+    new connections (both balance round robin over two nodes)."""
+    seen = set()
+    for i in range(tries):
+        try:
+            seen.add(requests.get("%s/?sends_to=%d" % (lb_url, i), timeout=5,
+                                  headers={"Connection": "close"}).text.strip())
+        except requests.RequestException:
+            pass
+    return node in seen
+
+
+def lbs_sending(setup, node):
+    return {"haproxy": sends_to(setup.haproxy.url, node),
+            "varnish": sends_to(setup.varnish.url, node)}
+
+
 class Setup:
-    def __init__(self, root_dir, tmp):
+    """Every part, started by start() in order; close() stops those that
+    were started, also after start() failed half way."""
+
+    def __init__(self):
+        self.net = self.daemon = self.app2 = self.haproxy = self.varnish = None
+        self.machine = None
+        self.traffic = []
+
+    def start(self, root_dir, tmp):
         self.net = Network()
         gw = self.net.gateway
         self.tmp = tmp
@@ -88,14 +117,21 @@ class Setup:
                                 auth=self.daemon.admin, json={"address": "%s:%d" % (host, APP_PORT)})
             assert r.status_code in (200, 201), r.text
         self.app2 = App("app2", tmp / "app2", app2_host, APP_PORT, self.daemon_address,
-                        self.net.netns("app2")).start()
+                        self.net.netns("app2"))
+        self.app2.start()
         config = cli(self.daemon.bin, self.daemon, "lbconfig", "haproxy", "--lb", "hap1",
                      "--listen", "%s:8000" % lb_host, *LB_OPTIONS, "--agent",
                      "%s:%d" % (gw, self.aport), check=True).stdout
         self.haproxy = HAProxy(tmp / "haproxy", config, lb_host, 8000, self.net.netns("lb"))
         cli(self.daemon.bin, self.daemon, "lb", "add", "hap1", "--kind", "haproxy",
             "--runtime", str(self.haproxy.stats_path), check=True)
+        vcl = cli(self.daemon.bin, self.daemon, "lbconfig", "varnish", "--lb", "varnish1",
+                  *LB_OPTIONS, check=True).stdout
+        self.varnish = Varnish(tmp / "varnish", vcl, lb_host, 8001, self.net.netns("lb"))
+        cli(self.daemon.bin, self.daemon, "lb", "add", "varnish1", "--kind", "varnish",
+            "--runtime", str(self.varnish.workdir), check=True)
         self.haproxy.start()
+        self.varnish.start()
         self.machine = nspawn.Machine(root_dir, tmp / "machine", "app1%d" % free_port(),
                                       hostname="app1", netns=self.net.netns("app1"),
                                       binds=[(str(REPO / "tests" / "e2e"), "/srv/e2e")])
@@ -109,10 +145,9 @@ ExecStart=/usr/bin/python3 /srv/e2e/slowapp.py app1 {host}:{port} {daemon} /var/
         self.machine.write("/etc/systemd/system/app.service.d/clustermgmt.conf", recipe())
         self.machine.write("/etc/systemd/system/app.service.d/zz-test-times.conf", TEST_DROPIN)
         self.machine.write("/etc/default/app-clustermgmt",
-                           "CM=http://%s\nCM_AUTH=admin:%s\nCM_CLUSTER=%s\n"
+                           "CM=http://%s\nCM_USER=admin\nCM_PASSWORD=%s\nCM_CLUSTER=%s\n"
                            % (self.daemon_address, self.daemon.password, CLUSTER), mode=0o600)
         self.machine.boot()
-        self.traffic = None
 
     def journal(self):
         return self.machine.run("journalctl -u app --no-pager -o short-precise", check=False).stdout
@@ -134,10 +169,13 @@ ExecStart=/usr/bin/python3 /srv/e2e/slowapp.py app1 {host}:{port} {daemon} /var/
 
     def close(self):
         problems = []
-        if self.traffic is not None:
-            self.traffic.stop()
-        for step in (self.machine.close, self.haproxy.stop, self.app2.stop, self.daemon.close,
-                     lambda: "; ".join(self.net.close()) or None):
+        for t in self.traffic:
+            t.stop()
+        steps = [self.machine and self.machine.close, self.varnish and self.varnish.stop,
+                 self.haproxy and self.haproxy.stop, self.app2 and self.app2.stop,
+                 self.daemon and self.daemon.close,
+                 self.net and (lambda: "; ".join(self.net.close()) or None)]
+        for step in filter(None, steps):
             try:
                 problem = step()
                 if problem:
@@ -153,9 +191,12 @@ def setup(tmp_path):
     if reason:
         pytest.fail("cannot boot a container: " + reason)
     root_dir = nspawn.root()
-    s = Setup(root_dir, tmp_path)
-    yield s
-    problem = s.close()
+    s = Setup()
+    try:
+        s.start(root_dir, tmp_path)
+        yield s
+    finally:
+        problem = s.close()
     assert problem is None, problem
 
 
@@ -172,14 +213,20 @@ def start_app(setup):
     return returned
 
 
+def start_traffic(setup):
+    setup.traffic = [Traffic("haproxy", setup.haproxy.url).start(),
+                     Traffic("varnish", setup.varnish.url).start()]
+
+
 def test_stop_returns_after_the_drain_and_start_after_serving(setup):
-    hap = setup.haproxy
     start_app(setup)
-    # the moment `systemctl start` returned, HAProxy sends app1 traffic
-    assert hap_server_state(hap, "app1") == "UP", hap.stats_command("show stat")
-    setup.traffic = Traffic("haproxy", hap.url).start()
-    wait_until(lambda: setup.traffic.nodes_seen(time.time() - 1.0) == {"app1", "app2"}, 20,
-               interval=0.2, what="traffic through HAProxy to reach app1 and app2")
+    # the moment `systemctl start` returned, both send app1 traffic
+    serving = {"haproxy": True, "varnish": True}
+    assert lbs_sending(setup, "app1") == serving, setup.haproxy.stats_command("show stat")
+    start_traffic(setup)
+    wait_until(lambda: all(t.nodes_seen(time.time() - 1.0) == {"app1", "app2"}
+                           for t in setup.traffic), 20, interval=0.2,
+               what="traffic through HAProxy and Varnish to reach app1 and app2")
 
     stop_at = time.time()
     out = setup.machine.run("systemctl stop app", timeout=200, check=False)
@@ -193,22 +240,25 @@ def test_stop_returns_after_the_drain_and_start_after_serving(setup):
     drain_returned = float(times.stdout)
     assert stop_at < drain_returned < stopped_at
     time.sleep(2 * SLOW_S)
-    setup.traffic.stop()
-    failed = setup.traffic.failures(stop_at - 1.0)
-    assert not failed, "%d requests failed during the stop, e.g. %s" % (len(failed), failed[:3])
+    for t in setup.traffic:
+        t.stop()
+        failed = t.failures(stop_at - 1.0)
+        assert not failed, "%d requests through %s failed during the stop, e.g. %s" % (
+            len(failed), t.lb, failed[:3])
     served = setup.app1_requests()
     late = [r for r in served if r[0] > drain_returned]
     assert not late, "app1 got requests after the drain returned: %s" % late[:5]
     cut = [r for r in served if r[1] is None]
     assert not cut, "requests in flight when the application stopped: %s" % cut[:5]
-    # the drain waited for HAProxy: it no longer sends app1 traffic
-    assert hap_server_state(hap, "app1") != "UP", hap.stats_command("show stat")
+    # the drain waited for both: neither sends app1 traffic
+    assert lbs_sending(setup, "app1") == {"haproxy": False, "varnish": False}
+    assert hap_server_state(setup.haproxy, "app1") != "UP", setup.haproxy.stats_command("show stat")
     states = setup.daemon.node_states(CLUSTER)
     assert states["app1"][0] == "drain", states
 
-    # and back: online, and `systemctl start` returns once HAProxy sends traffic
-    setup.traffic = Traffic("haproxy", hap.url).start()
+    # and back: online, and `systemctl start` returns once both send traffic
+    start_traffic(setup)
     start_app(setup)
-    assert hap_server_state(hap, "app1") == "UP", hap.stats_command("show stat")
-    wait_until(lambda: "app1" in setup.traffic.nodes_seen(time.time() - 0.5), 5, interval=0.1,
-               what="traffic to reach app1 once `systemctl start app` returned")
+    assert lbs_sending(setup, "app1") == serving, setup.haproxy.stats_command("show stat")
+    wait_until(lambda: all("app1" in t.nodes_seen(time.time() - 0.5) for t in setup.traffic),
+               5, interval=0.1, what="traffic to reach app1 once `systemctl start app` returned")
