@@ -25,9 +25,12 @@ ALLOWED = {
     "lb": {"core", "util"},
     # the statistics of a rollout's verdict: pure arithmetic, includes nothing
     "analysis": set(),
+    # what the load balancers counted per server (HAProxy's socket,
+    # Varnish's shared memory): I/O, but nothing of the product's model
+    "sample": set(),
     "agent": {"observe", "engine", "core", "util"},
     "http": {"agent", "observe", "engine", "lb", "core", "util"},
-    "cli": {"lb", "analysis", "core", "util"},
+    "cli": {"lb", "analysis", "sample", "core", "util"},
     # src/main.c only dispatches to the programs' entry points (the
     # daemon, the HTTP client, `store copy`)
     ".": {"cli", "http", "store"},
