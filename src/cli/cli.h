@@ -12,6 +12,8 @@ enum cli_exit {
 	CLI_USAGE = 2,       /* bad command line */
 	CLI_UNREACHABLE = 3, /* no answer: connection, DNS, TLS, timeout */
 	CLI_TIMEOUT = 4,     /* gave up waiting (wait, rollout) */
+	CLI_VERDICT_FAIL = 5,         /* a deployed node is worse than its peers (rollout, verify) */
+	CLI_VERDICT_INCONCLUSIVE = 6, /* too little traffic for a verdict (rollout, verify) */
 };
 
 /* Runs `clustermgmt <command> ...`; argv[0] is the program name and
