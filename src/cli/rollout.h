@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "analysis/verdict.h"
 #include "cli_internal.h"
 #include "core/limits.h"
 #include "wait.h"
@@ -21,6 +22,10 @@ enum rollout_result {
 	RESULT_REFUSED,
 	RESULT_STOPPED,
 	RESULT_INTERRUPTED,
+	RESULT_VERDICT_FAIL,   /* deployed, judged worse than its peers, taken out */
+	RESULT_INCONCLUSIVE,   /* deployed, too little traffic for a verdict */
+	RESULT_ROLLED_BACK,    /* failed its verdict, rolled back, passed again: online */
+	RESULT_ROLLBACK_FAILED, /* failed its verdict, and its rollback did not pass: offline */
 };
 
 extern const char *const rollout_result_names[];
@@ -35,6 +40,15 @@ struct rollout_node {
 	enum rollout_result result;
 	char error[512];                      /* why it failed, "" otherwise */
 	char drained_by[768], in_flight[384]; /* the evidence of its drain */
+	/* the verdict (--canary/--verify); verdict NULL: not judged */
+	char *rollback_command;     /* --rollback substituted; NULL without */
+	const char *verdict;        /* "pass", "fail", "inconclusive" */
+	char verdict_reason[512];   /* the deciding sentence */
+	char evidence[2048];        /* per load balancer, one line each */
+	json_t *evidence_json;      /* the same for --json (owned) */
+	int64_t judged_ms, verdict_ms; /* how long it was judged; when decided (-1) */
+	int64_t out_ms;             /* after a fail: verdict to drained everywhere (-1) */
+	int is_rolled_back;         /* the rollback command ran on it */
 };
 
 struct rollout {
@@ -54,6 +68,13 @@ struct rollout {
 	FILE *progress; /* stdout, or stderr with --json */
 	int64_t start;
 	char reason[REASON_MAX + 1];
+	/* the verdict: with canary 0 and verify_ms 0 nothing is judged */
+	int canary;                     /* --canary N */
+	int64_t bake_ms, verify_ms;     /* --bake, --verify */
+	struct analysis_config verdict; /* thresholds */
+	int is_inconclusive_halt;       /* --on-inconclusive halt (default) */
+	const char *rollback;           /* --rollback COMMAND, or NULL */
+	int is_rollback_all;            /* --rollback-all */
 };
 
 /* rollout_plan.c; each is described above its definition. */

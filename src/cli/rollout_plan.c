@@ -221,7 +221,8 @@ bad_list:
 static int
 prepare_nodes(struct rollout *r, struct error *err)
 {
-	int needs_address = r->cli->n_warmup > 0 || strstr(r->exec, "{address}") != NULL;
+	int needs_address = r->cli->n_warmup > 0 || strstr(r->exec, "{address}") != NULL ||
+	                    (r->rollback != NULL && strstr(r->rollback, "{address}") != NULL);
 	int i;
 
 	for (i = 0; i < r->n; i++) {
@@ -245,6 +246,9 @@ prepare_nodes(struct rollout *r, struct error *err)
 			                 rn->name),
 			       CLI_REFUSED;
 		rn->command = substitute(r->exec, rn->name, rn->address);
+		rn->verdict_ms = rn->out_ms = rn->judged_ms = -1;
+		if (r->rollback != NULL)
+			rn->rollback_command = substitute(r->rollback, rn->name, rn->address);
 		if (!r->is_dry_run)
 			rn->env = make_env(r, rn);
 	}
