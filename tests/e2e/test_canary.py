@@ -1,0 +1,313 @@
+"""
+A rollout that judges what it deploys (issue 15): `rollout --canary N
+--bake D`, `--verify`, the halt and the rollback, and `clustermgmt verify`,
+through real HAProxy and Varnish reading their own counters (HAProxy's
+admin socket, Varnish's shared memory through libvarnishapi).
+
+The farm, on loopback: the daemon, three application nodes running
+canaryapp.py (its "build" is a word in a file that the deploy command
+writes: good, err10, slow300, die4), HAProxy (hap1) and Varnish
+(varnish1) configured by lbconfig and registered with runtime access, and
+steady client traffic through each. Every process is started here and
+stopped by its pid; every wait is bounded.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import Daemon, free_port
+from lbharness import HAProxy, Process, Traffic, Varnish, cli, start_on_free_port, wait_until
+
+HERE = Path(__file__).resolve().parent
+NODES = ("app1", "app2", "app3")
+LB_OPTIONS = ["--interval", "200ms", "--timeout", "150ms", "--fall", "2", "--rise", "2"]
+RATE = 60.0  # client requests/s through each load balancer: 20 per node
+RUN_TIMEOUT = 150
+
+
+class CanaryApp(Process):
+    """canaryapp.py on a loopback port; its build is the file self.build."""
+
+    def __init__(self, name, directory, port, daemon_port):
+        super().__init__(name, directory)
+        self.port = port
+        self.address = "127.0.0.1:%d" % port
+        self.build = self.dir / "build"
+        self.build.write_text("good\n")
+        self.daemon_port = daemon_port
+
+    def argv(self):
+        return [sys.executable, str(HERE / "canaryapp.py"), self.name, self.address,
+                "127.0.0.1:%d" % self.daemon_port, str(self.build)]
+
+    def ready(self):
+        try:
+            return requests.get("http://%s/" % self.address, timeout=1,
+                                headers={"Connection": "close"}).status_code == 200
+        except requests.RequestException:
+            return False
+
+
+class Farm:
+    def __init__(self, root, cm_bin, varnish=False):
+        self.root, self.cm_bin, self.with_varnish = Path(root), cm_bin, varnish
+        self.daemon = None
+        self.apps, self.lbs, self.traffic = {}, [], []
+
+    def cli(self, *args, **kw):
+        return cli(self.cm_bin, self.daemon, *args, **kw)
+
+    def start(self, rate=RATE):
+        self.daemon = Daemon(self.root / "daemon", bin_path=self.cm_bin, start=False)
+        self.daemon.start()
+        for name in NODES:
+            self.apps[name] = start_on_free_port(
+                lambda port, name=name: CanaryApp(name, self.root / name, port, self.daemon.port))
+            r = self.daemon.put("/v1/clusters/default/nodes/" + name, auth=self.daemon.as_admin,
+                                json={"address": self.apps[name].address})
+            assert r.status_code in (200, 201), r.text
+        self.haproxy = start_on_free_port(lambda port: HAProxy(self.root / "haproxy", self.cli(
+            "lbconfig", "haproxy", "--lb", "hap1", "--listen", "127.0.0.1:%d" % port,
+            "--agent", "none", *LB_OPTIONS, check=True).stdout, port))
+        self.lbs.append(self.haproxy)
+        self.cli("lb", "add", "hap1", "--kind", "haproxy", "--runtime",
+                 str(self.haproxy.stats_path), check=True)
+        if self.with_varnish:
+            vcl = self.cli("lbconfig", "varnish", "--lb", "varnish1", *LB_OPTIONS,
+                           check=True).stdout
+            self.varnish = start_on_free_port(
+                lambda port: Varnish(self.root / "varnish", vcl, port))
+            self.lbs.append(self.varnish)
+            self.cli("lb", "add", "varnish1", "--kind", "varnish", "--runtime",
+                     str(self.varnish.workdir), check=True)
+        self.traffic = [Traffic(lb.name, lb.url, rate=rate) for lb in self.lbs]
+        for t in self.traffic:
+            t.start()
+        wait_until(lambda: all(t.nodes_seen(time.monotonic() - 1.0) == set(NODES)
+                               for t in self.traffic), 30, interval=0.2,
+                   what="traffic through every load balancer to reach every node")
+        return self
+
+    def builds(self):
+        return {n: a.build.read_text().strip() for n, a in self.apps.items()}
+
+    def deploy_command(self, build):
+        return "echo %s > %s/{node}/build" % (build, self.root)
+
+    def rollout(self, *args, timeout=RUN_TIMEOUT):
+        return self.cli("rollout", "--json", "--fall", "2", "--drain-timeout", "20s",
+                        "--ready-timeout", "20s", *args, timeout=timeout)
+
+    def close(self):
+        problems = []
+        for step in [t.stop for t in self.traffic] + [p.stop for p in self.lbs] + [
+                a.stop for a in self.apps.values()]:
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - keep stopping the others
+                problems.append(repr(e))
+        if self.daemon is not None:
+            problem = self.daemon.close()
+            if problem:
+                problems.append(problem)
+        return "\n".join(problems) or None
+
+
+@pytest.fixture
+def farm(cm_bin, tmp_path):
+    f = Farm(tmp_path, cm_bin)
+    try:
+        yield f.start()
+    finally:
+        problem = f.close()
+        if problem:
+            pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def farm_with_varnish(cm_bin, tmp_path):
+    f = Farm(tmp_path, cm_bin, varnish=True)
+    try:
+        yield f.start()
+    finally:
+        problem = f.close()
+        if problem:
+            pytest.fail(problem, pytrace=False)
+
+
+def summary(r):
+    assert r.stdout.strip(), "no JSON summary; stderr:\n" + r.stderr
+    return json.loads(r.stdout)
+
+
+def statuses(farm):
+    return {n["name"]: n["status"] for n in farm.daemon.nodes()["nodes"]}
+
+
+def test_good_build_passes_the_canary_and_rolls_out_everywhere(farm):
+    r = farm.rollout("--exec", farm.deploy_command("v2"), "--canary", "1", "--bake", "15s",
+                     "--rollback", farm.deploy_command("good"))
+    doc = summary(r)
+    assert r.returncode == 0, r.stderr
+    assert doc["result"] == "ok"
+    app1 = doc["nodes"][0]
+    assert app1["verdict"] == "pass", app1
+    assert app1["evidence"][0]["lb"] == "hap1" and app1["evidence"][0]["judged"]
+    assert app1["evidence"][0]["responses"] >= 100, app1
+    assert app1["evidence"][0]["peer_responses"] >= 100, app1
+    assert farm.builds() == {n: "v2" for n in NODES}
+    assert statuses(farm) == {n: "online" for n in NODES}
+
+
+def test_ten_percent_500s_are_stopped_at_the_canary_and_rolled_back(farm):
+    t0 = time.monotonic()
+    r = farm.rollout("--exec", farm.deploy_command("err10"), "--canary", "1", "--bake", "40s",
+                     "--rollback", farm.deploy_command("good"), "--verify", "10s")
+    doc = summary(r)
+    assert r.returncode == 5, r.stderr
+    assert doc["result"] == "verdict fail"
+    app1 = doc["nodes"][0]
+    assert app1["verdict"] == "fail", app1
+    assert "error ratio" in app1["verdict_reason"], app1
+    assert app1["verdict_ms"] < 30000, app1  # the goal: 10 % caught within 30 s
+    ev = app1["evidence"][0]
+    assert ev["errors"] > 0 and ev["statistic"] >= ev["threshold"], ev
+    assert app1["rolled_back"] is True and app1["result"] == "rolled back", app1
+    assert app1["out_ms"] is not None and app1["out_ms"] < 5000, app1
+    # the others never ran the bad build
+    assert [n["result"] for n in doc["nodes"][1:]] == ["not started", "not started"]
+    assert farm.builds() == {"app1": "good", "app2": "good", "app3": "good"}
+    assert statuses(farm) == {n: "online" for n in NODES}
+    assert "verdict fail" in r.stderr and "hap1:" in r.stderr
+    # the price of the canary: the 500s clients saw, from app1 only
+    failed = farm.traffic[0].failures(t0)
+    assert all("HTTP 500" in f[3] for f in failed), failed[:3]
+
+
+def test_a_bad_build_without_rollback_is_left_offline_without_ttl(farm):
+    r = farm.rollout("--exec", farm.deploy_command("err50"), "--canary", "1", "--bake", "30s")
+    doc = summary(r)
+    assert r.returncode == 5, r.stderr
+    assert doc["nodes"][0]["result"] == "verdict fail"
+    node = [n for n in farm.daemon.nodes()["nodes"] if n["name"] == "app1"][0]
+    assert node["status"] == "offline" and node["expires_at"] is None, node
+    assert "verdict fail" in node["reason"], node
+    assert statuses(farm)["app2"] == "online" and statuses(farm)["app3"] == "online"
+
+
+def test_three_hundred_ms_slower_is_stopped_at_the_canary(farm):
+    r = farm.rollout("--exec", farm.deploy_command("slow300"), "--canary", "1", "--bake", "40s")
+    doc = summary(r)
+    assert r.returncode == 5, r.stderr
+    app1 = doc["nodes"][0]
+    assert app1["verdict"] == "fail", app1
+    assert "response time" in app1["verdict_reason"], app1
+
+
+def test_a_build_that_dies_after_the_warmup_is_stopped(farm):
+    r = farm.rollout("--exec", farm.deploy_command("die4"), "--warmup", "/", "--canary", "1",
+                     "--bake", "40s")
+    doc = summary(r)
+    assert r.returncode == 5, r.stderr
+    assert doc["nodes"][0]["verdict"] == "fail", doc["nodes"][0]
+    assert statuses(farm)["app1"] == "offline"
+
+
+def test_low_traffic_is_inconclusive_never_a_pass(cm_bin, tmp_path):
+    f = Farm(tmp_path, cm_bin)
+    try:
+        f.start(rate=3.0)  # one request per node per second
+        r = f.rollout("--exec", f.deploy_command("v2"), "--canary", "1", "--bake", "8s")
+        doc = summary(r)
+        assert r.returncode == 6, r.stderr
+        assert doc["result"] == "inconclusive"
+        assert doc["nodes"][0]["verdict"] == "inconclusive"
+        assert "too little traffic" in doc["nodes"][0]["verdict_reason"]
+        assert doc["nodes"][1]["result"] == "not started"
+        # with --on-inconclusive continue it goes on
+        r = f.rollout("--exec", f.deploy_command("v3"), "--canary", "1", "--bake", "3s",
+                      "--on-inconclusive", "continue")
+        assert r.returncode == 0, r.stderr
+        assert f.builds() == {n: "v3" for n in NODES}
+    finally:
+        problem = f.close()
+        if problem:
+            pytest.fail(problem, pytrace=False)
+
+
+def test_a_load_balancer_reload_during_the_bake_gives_no_false_verdict(farm):
+    import subprocess
+    import threading
+
+    def restart_haproxy():
+        time.sleep(6)
+        farm.haproxy.stop()
+        farm.haproxy.start()
+
+    t = threading.Thread(target=restart_haproxy)
+    t.start()
+    r = farm.rollout("--exec", farm.deploy_command("v2"), "--canary", "1", "--bake", "20s",
+                     "--nodes", "app1")
+    t.join(timeout=30)
+    doc = summary(r)
+    assert r.returncode == 0, r.stderr
+    ev = doc["nodes"][0]["evidence"][0]
+    assert doc["nodes"][0]["verdict"] == "pass", doc["nodes"][0]
+    assert ev["resets"] + ev["failed_reads"] >= 1, ev  # the reload was seen
+    del subprocess
+
+
+def test_verify_judges_a_deploy_done_elsewhere(farm):
+    farm.apps["app2"].build.write_text("err20\n")
+    r = farm.cli("verify", "app2", "--for", "40s", "--json", timeout=60)
+    assert r.returncode == 5, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "fail"
+    assert doc["nodes"][0]["name"] == "app2"
+    farm.apps["app2"].build.write_text("good\n")
+    r = farm.cli("verify", "app1", "--against", "app2,app3", "--for", "10s", timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "app1: pass" in r.stdout
+
+
+def test_verify_and_rollout_refuse_a_judgement_no_load_balancer_can_give(farm):
+    farm.cli("lb", "rm", "hap1", check=True)
+    farm.cli("lb", "add", "ngx1", "--kind", "nginx", check=True)
+    r = farm.cli("verify", "app1", "--for", "2s")
+    assert r.returncode == 1
+    assert "nginx keeps no per-server counters" in r.stderr, r.stderr
+    r = farm.rollout("--exec", farm.deploy_command("v2"), "--canary", "1", "--bake", "5s")
+    assert r.returncode == 1
+    assert farm.builds() == {n: "good" for n in NODES}  # nothing ran
+
+
+@pytest.mark.parametrize("args", [
+    ["--bake", "10s"],
+    ["--canary", "0", "--bake", "10s"],
+    ["--canary", "1", "--bake", "0s"],
+    ["--canary", "1", "--max-error-ratio", "2"],
+    ["--canary", "1", "--max-error-ratio", "x"],
+    ["--canary", "1", "--on-inconclusive", "maybe"],
+    ["--rollback-all", "--canary", "1"],
+    ["--rollback", "true"],
+])
+def test_verdict_usage_errors_exit_2_before_any_change(farm, args):
+    r = farm.cli("rollout", "--exec", farm.deploy_command("v2"), *args)
+    assert r.returncode == 2, r.stderr
+    assert farm.builds() == {n: "good" for n in NODES}
+
+
+def test_varnish_counts_the_500s_of_its_backends(farm_with_varnish):
+    f = farm_with_varnish
+    f.apps["app3"].build.write_text("err30\n")
+    r = f.cli("verify", "app3", "--for", "40s", "--json", timeout=60)
+    doc = json.loads(r.stdout)
+    assert r.returncode == 5, r.stdout + r.stderr
+    by_lb = {e["lb"]: e for e in doc["nodes"][0]["evidence"]}
+    assert by_lb["varnish1"]["judged"] and by_lb["varnish1"]["responses"] > 0, by_lb
+    assert by_lb["varnish1"]["errors"] > 0, by_lb
