@@ -222,7 +222,7 @@ static const char rollout_help[] =
     "                           [--canary N --bake D] [--verify D] [--max-error-ratio R]\n"
     "                           [--max-latency-ratio R] [--min-requests N]\n"
     "                           [--on-inconclusive halt|continue] [--rollback 'COMMAND']\n"
-    "                           [--rollback-all]\n"
+    "                           [--rollback-all] [--force]\n"
     "\n"
     "A rolling deploy. For each node (or batch of N nodes), in order: take it\n"
     "offline (reason \"rollout ID: COMMAND\", with a TTL as a safety net), wait until\n"
@@ -252,6 +252,9 @@ static const char rollout_help[] =
     "  --window D, --no-probers-delay D, --require-probers, --drain-grace D\n"
     "                      as for wait\n"
     "  --dry-run           print the plan and change nothing\n"
+    "  --force             start even while another rollout of the cluster is\n"
+    "                      registered with the daemon (clustermgmt: GET\n"
+    "                      /v1/clusters/C/rollouts shows it); only if it is dead\n"
     "  --json              progress on stderr, and the summary as JSON on stdout\n"
     "\n"
     "Judging what it deploys (needs load balancers registered with runtime access,\n"
@@ -390,6 +393,7 @@ static const struct option options[] = {
     {"rollback-all", no_argument, NULL, OPT_ROLLBACK_ALL},
     {"against", required_argument, NULL, OPT_AGAINST},
     {"for", required_argument, NULL, OPT_FOR},
+    {"force", no_argument, NULL, OPT_FORCE},
     {NULL, 0, NULL, 0},
 };
 
@@ -506,6 +510,7 @@ store_special_option(struct parsed *p, int opt, const char *value)
 	case OPT_REQUIRE_PROBERS:
 	case OPT_DRY_RUN:
 	case OPT_ROLLBACK_ALL:
+	case OPT_FORCE:
 		return 0; /* a flag: given[] says it all */
 	default:
 		return -1;

@@ -73,6 +73,7 @@ enum cli_option {
 	OPT_ROLLBACK_ALL,      /* rollout: also roll back the nodes already done */
 	OPT_AGAINST,           /* verify: the peers */
 	OPT_FOR,               /* verify: how long */
+	OPT_FORCE,             /* rollout: even while another one is registered */
 	OPT_COUNT
 };
 

@@ -163,6 +163,7 @@ parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err)
 		return cli_usage_error(err, "--rollback needs a COMMAND");
 	r->rollback = cli->rollback;
 	r->is_rollback_all = cli->given[OPT_ROLLBACK_ALL] != 0;
+	r->is_force = cli->given[OPT_FORCE] != 0;
 	if (r->is_rollback_all && r->rollback == NULL)
 		return cli_usage_error(err, "--rollback-all needs --rollback 'COMMAND'");
 	if ((r->rollback != NULL || cli->on_inconclusive != NULL || cli->max_error_ratio != NULL ||
@@ -446,6 +447,7 @@ do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struc
 	char ttl[32];
 	int i, rc = CLI_OK;
 
+	rollout_report(r, step_names[step], b[0].name, NULL);
 	switch (step) {
 	case STEP_OFFLINE:
 		rc = set_status(r, b, nb, "offline", r->reason, r->ttl_s, r->min_online, err);
@@ -634,6 +636,7 @@ judge_nodes(struct rollout *r, struct rollout_node *b, int nb, int64_t duration_
 	         n_peers == 1 ? "" : "s",
 	         n_peers == 0 ? " (none left: against the ceilings alone)" : "", j.n_usable,
 	         j.n_usable == 1 ? "" : "s");
+	rollout_report(r, "judging", b[0].name, NULL);
 	worst = judge_run(&j, duration_ms, &interrupted, on_judge_tick, &tick);
 	for (i = 0; i < nb; i++) {
 		struct rollout_node *n = &b[i];
@@ -644,6 +647,7 @@ judge_nodes(struct rollout *r, struct rollout_node *b, int nb, int64_t duration_
 		n->evidence_json = judge_evidence_json(&j, i);
 		n->judged_ms = j.took_ms;
 		n->verdict_ms = j.nodes[i].decided_ms;
+		rollout_report(r, NULL, n->name, n->verdict);
 		progress(r, "%s: verdict %s at %.1fs: %s\n%s", n->name, n->verdict,
 		         seconds(n->verdict_ms), n->verdict_reason, n->evidence);
 	}
@@ -1019,7 +1023,7 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE,
 	                     OPT_CANARY, OPT_BAKE, OPT_VERIFY, OPT_MAX_ERROR_RATIO,
 	                     OPT_MAX_LATENCY_RATIO, OPT_MIN_REQUESTS, OPT_ON_INCONCLUSIVE,
-	                     OPT_ROLLBACK, OPT_ROLLBACK_ALL),
+	                     OPT_ROLLBACK, OPT_ROLLBACK_ALL, OPT_FORCE),
 	         "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "
@@ -1038,9 +1042,18 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 			rollout_print_plan(&r);
 		goto done;
 	}
+	if ((rc = rollout_register(&r, err)) != CLI_OK)
+		goto done;
 	r.start = wait_monotonic_ms();
 	rc = run_rollout(&r, err);
 	took = wait_monotonic_ms() - r.start;
+	rollout_unregister(&r,
+	                   rc == CLI_OK                     ? "done"
+	                   : interrupted                    ? "interrupted"
+	                   : rc == CLI_VERDICT_FAIL         ? "verdict fail"
+	                   : rc == CLI_VERDICT_INCONCLUSIVE ? "inconclusive"
+	                                                    : "failed",
+	                   rc == CLI_OK ? "" : err->what);
 	if (cli->is_json)
 		print_summary_json(&r, rc, took, err);
 	else

@@ -5,6 +5,7 @@
 #ifndef CM_CLI_ROLLOUT_H
 #define CM_CLI_ROLLOUT_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -51,6 +52,20 @@ struct rollout_node {
 	int is_rolled_back;         /* the rollback command ran on it */
 };
 
+/* The rollout as the daemon's registry shows it (rollout_register.c):
+ * what the heartbeat thread sends, under lock. */
+struct rollout_registration {
+	int is_active;                 /* registered, heartbeat thread running */
+	const struct client *client;   /* borrowed from struct cli */
+	char cluster[65], id[16];
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	int is_dirty, is_stopping;
+	char phase[64], current[65], state[32], message[512];
+	json_t *verdicts; /* {node: verdict} */
+};
+
 struct rollout {
 	struct cli *cli;
 	char id[16];
@@ -75,6 +90,8 @@ struct rollout {
 	int is_inconclusive_halt;       /* --on-inconclusive halt (default) */
 	const char *rollback;           /* --rollback COMMAND, or NULL */
 	int is_rollback_all;            /* --rollback-all */
+	int is_force;                   /* --force: even while another rollout is registered */
+	struct rollout_registration registration;
 };
 
 /* rollout_plan.c; each is described above its definition. */
@@ -87,5 +104,17 @@ void rollout_format_duration(int64_t ms, char *buf, size_t size);
 void rollout_print_plan(const struct rollout *r);
 void rollout_print_plan_json(const struct rollout *r);
 void rollout_clean_reason(char *s);
+
+/* rollout_register.c: the daemon's registry of rollouts in progress.
+ * rollout_register POSTs the rollout (refused with CLI_REFUSED while
+ * another is registered on the cluster, unless r->is_force; a daemon
+ * without the registry only warns) and starts the heartbeat;
+ * rollout_report changes the phase, the current node and (with verdict)
+ * that node's verdict, any may be NULL; rollout_unregister sends how it
+ * ended and stops the heartbeat. The last two do nothing when not
+ * registered. */
+int rollout_register(struct rollout *r, struct error *err);
+void rollout_report(struct rollout *r, const char *phase, const char *node, const char *verdict);
+void rollout_unregister(struct rollout *r, const char *state, const char *message);
 
 #endif

@@ -311,3 +311,74 @@ def test_varnish_counts_the_500s_of_its_backends(farm_with_varnish):
     by_lb = {e["lb"]: e for e in doc["nodes"][0]["evidence"]}
     assert by_lb["varnish1"]["judged"] and by_lb["varnish1"]["responses"] > 0, by_lb
     assert by_lb["varnish1"]["errors"] > 0, by_lb
+
+
+def start_rollout(farm, *args):
+    """A rollout in the background (Popen), as lbharness.cli runs one."""
+    import os
+    import subprocess
+    env = dict(os.environ)
+    for k in ("CLUSTERMGMT_TOKEN", "NETRC"):
+        env.pop(k, None)
+    env.update(CLUSTERMGMT_URL=farm.daemon.url, CLUSTERMGMT_USER="admin",
+               CLUSTERMGMT_PASSWORD=farm.daemon.password)
+    return subprocess.Popen([farm.cm_bin, "rollout", "--json"] + list(args), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def registered(farm):
+    r = farm.daemon.get("/v1/clusters/default/rollouts", auth=farm.daemon.as_admin)
+    assert r.status_code == 200, r.text
+    return r.json()["rollouts"]
+
+
+def test_a_running_rollout_is_visible_and_a_second_one_is_refused(farm):
+    p = start_rollout(farm, "--exec", farm.deploy_command("v2"), "--canary", "1",
+                      "--bake", "12s", "--nodes", "app1,app2")
+    try:
+        wait_until(lambda: any(x["phase"] == "judging" for x in registered(farm)), 30,
+                   interval=0.2, what="the rollout to be shown judging")
+        shown = registered(farm)[0]
+        assert shown["state"] == "running" and shown["client_gone"] is False, shown
+        assert shown["nodes"] == ["app1", "app2"] and shown["current"] == "app1", shown
+        assert shown["started_by"] == "admin", shown
+        r = farm.rollout("--exec", farm.deploy_command("v3"), "--nodes", "app3")
+        assert r.returncode == 1, r.stderr
+        assert "in progress" in r.stderr and shown["id"] in r.stderr, r.stderr
+        assert farm.builds()["app3"] == "good"  # nothing ran
+        out, err = p.communicate(timeout=RUN_TIMEOUT)
+        assert p.returncode == 0, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    done = registered(farm)[0]
+    assert done["state"] == "done" and done["verdicts"] == {"app1": "pass"}, done
+    # finished: the next one starts
+    r = farm.rollout("--exec", farm.deploy_command("v3"), "--nodes", "app3")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_rollout_whose_client_died_is_shown_gone_and_force_overrides_it(farm):
+    import signal as _signal
+    p = start_rollout(farm, "--exec", farm.deploy_command("v2"), "--canary", "1",
+                      "--bake", "120s", "--nodes", "app1")
+    try:
+        wait_until(lambda: any(x["phase"] == "judging" for x in registered(farm)), 30,
+                   interval=0.2, what="the rollout to be shown judging")
+        p.send_signal(_signal.SIGKILL)
+        p.wait(timeout=10)
+        wait_until(lambda: registered(farm)[0]["client_gone"], 45, interval=1.0,
+                   what="the registry to show the client gone")
+        assert registered(farm)[0]["state"] == "client gone"
+        r = farm.rollout("--exec", farm.deploy_command("v3"), "--nodes", "app3")
+        assert r.returncode == 1 and "may be dead" in r.stderr, r.stderr
+        r = farm.rollout("--exec", farm.deploy_command("v3"), "--nodes", "app3", "--force")
+        assert r.returncode == 0, r.stderr
+        shown = registered(farm)
+        assert shown[0]["state"] == "done" and shown[1]["state"] == "interrupted", shown
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
