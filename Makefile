@@ -87,6 +87,7 @@ bench: deps-bench
 	sh bench/propagation build-release/clustermgmt
 	sh bench/scale build-release/clustermgmt
 	sh bench/fleet build-release/clustermgmt
+	$(PYTHON) bench/canary build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
