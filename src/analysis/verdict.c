@@ -19,6 +19,8 @@
 
 #define SUPPORT_MAX 20000
 
+static void decide_fail(struct analysis *a, const char *reason);
+
 /* The alternatives mixed: the node's odds of an error w times the peers'. */
 static const double omegas[ANALYSIS_OMEGAS] = {1.5, 2, 3, 5, 10, 30, 100, 1000};
 
@@ -73,6 +75,49 @@ analysis_init(struct analysis *a, const struct analysis_config *c, int has_peers
 	a->has_peers = has_peers != 0;
 	a->log_threshold = -log(c->alpha);
 	a->node_latency_ms = a->peer_latency_ms = -1;
+}
+
+void
+analysis_init_ratio(struct analysis *a, const struct analysis_config *c, int has_peers)
+{
+	analysis_init(a, c, has_peers);
+	a->is_ratio = 1;
+	a->node_ratio = a->peer_ratio = -1;
+}
+
+enum analysis_outcome
+analysis_add_ratio(struct analysis *a, double node_ratio, int has_node, double peer_ratio,
+                   int has_peers)
+{
+	int is_known = has_node && (!a->has_peers || has_peers), is_over;
+	char why[256];
+
+	if (a->outcome == ANALYSIS_FAIL)
+		return a->outcome;
+	a->seconds++;
+	a->node_ratio = has_node ? node_ratio : -1;
+	a->peer_ratio = a->has_peers && has_peers ? peer_ratio : -1;
+	if (!is_known) {
+		a->ratio_streak = 0;
+		return ANALYSIS_PENDING;
+	}
+	a->ratio_seen++;
+	is_over = a->has_peers ? node_ratio - peer_ratio > a->cfg.max_error_ratio
+	                       : node_ratio > a->cfg.max_error_ratio;
+	a->ratio_streak = is_over ? a->ratio_streak + 1 : 0;
+	if (a->ratio_streak < a->cfg.latency_persist_s)
+		return ANALYSIS_PENDING;
+	if (a->has_peers)
+		snprintf(why, sizeof(why),
+		         "the query gives %.4g against the peers' %.4g, more than %.4g above, for %d "
+		         "evaluations in a row",
+		         node_ratio, peer_ratio, a->cfg.max_error_ratio, a->ratio_streak);
+	else
+		snprintf(why, sizeof(why),
+		         "the query gives %.4g, above %.4g, for %d evaluations in a row", node_ratio,
+		         a->cfg.max_error_ratio, a->ratio_streak);
+	decide_fail(a, why);
+	return ANALYSIS_FAIL;
 }
 
 const char *
@@ -188,11 +233,11 @@ ratio(uint64_t part, uint64_t whole)
 }
 
 static void
-decide_fail(struct analysis *a, const char *fmt_reason)
+decide_fail(struct analysis *a, const char *reason)
 {
 	a->outcome = ANALYSIS_FAIL;
 	a->decided_at = a->seconds;
-	snprintf(a->reason, sizeof(a->reason), "%s", fmt_reason);
+	snprintf(a->reason, sizeof(a->reason), "%s", reason);
 }
 
 static void
@@ -321,6 +366,17 @@ analysis_finish(struct analysis *a)
 
 	if (a->outcome == ANALYSIS_FAIL)
 		return a->outcome;
+	if (a->is_ratio) {
+		a->outcome = a->ratio_seen >= a->cfg.latency_window_s ? ANALYSIS_PASS
+		                                                      : ANALYSIS_INCONCLUSIVE;
+		snprintf(a->reason, sizeof(a->reason),
+		         a->outcome == ANALYSIS_PASS
+		             ? "no rule fired in %d evaluations with data (of %d)"
+		             : "too little data: %d evaluations with a value on each side (of %d); a "
+		               "verdict needs %d",
+		         a->ratio_seen, a->seconds, a->cfg.latency_window_s);
+		return a->outcome;
+	}
 	if (a->node_responses >= need && (!a->has_peers || a->peer_responses >= need)) {
 		a->outcome = ANALYSIS_PASS;
 		if (a->has_peers)

@@ -41,6 +41,15 @@
  * with at least min_requests/4 responses on each side, for
  * latency_persist_s evaluations in a row.
  *
+ * An application metric (Prometheus) gives no counts but a ratio per node
+ * already averaged by the query (e.g. 5xx over all requests in the last
+ * minute). For it the rule is a threshold, like the latency rule and
+ * without the bound: fail when the node's ratio is above its peers' mean
+ * by more than max_error_ratio (or, without peers, above max_error_ratio)
+ * for latency_persist_s evaluations in a row; pass needs
+ * latency_window_s evaluations with a value on each side, else
+ * inconclusive ("no data" is never a pass, nor a fail).
+ *
  * Outcomes: a fail is decided as soon as a rule fires; at the end of the
  * allotted time (analysis_finish) the node passes only if it served at
  * least min_requests (and its peers as many, when compared): too little
@@ -99,6 +108,10 @@ struct analysis {
 	double node_latency_ms, peer_latency_ms; /* last window's means; <0: unknown */
 	enum analysis_outcome outcome;
 	int decided_at;        /* the sample (1-based) that decided a fail; 0 otherwise */
+	int is_ratio;          /* judged on a ratio (analysis_init_ratio), not counts */
+	int ratio_seen;        /* evaluations with a value on each side */
+	int ratio_streak;      /* evaluations in a row over the limit */
+	double node_ratio, peer_ratio; /* the last values; < 0: none */
 	char reason[256];      /* why, in one sentence */
 };
 
@@ -111,6 +124,14 @@ int analysis_config_check(const struct analysis_config *c, char *why, size_t why
 /* Starts a judgement with config c (checked) against peers (has_peers 1)
  * or the ceilings alone (0). */
 void analysis_init(struct analysis *a, const struct analysis_config *c, int has_peers);
+
+/* The same for a judgement on a ratio per node (see above). */
+void analysis_init_ratio(struct analysis *a, const struct analysis_config *c, int has_peers);
+
+/* Adds one evaluation of the ratio rule: the node's value and the peers'
+ * mean, each only when has_* (no data otherwise). Returns as analysis_add. */
+enum analysis_outcome analysis_add_ratio(struct analysis *a, double node_ratio, int has_node,
+                                         double peer_ratio, int has_peers);
 
 /* Adds one second: node's counts and its peers' (ignored without peers;
  * may be NULL then). Inconsistent counts (errors > responses) are clamped.

@@ -223,6 +223,7 @@ static const char rollout_help[] =
     "                           [--max-latency-ratio R] [--min-requests N]\n"
     "                           [--on-inconclusive halt|continue] [--rollback 'COMMAND']\n"
     "                           [--rollback-all] [--force]\n"
+    "                           [--prometheus URL --analysis-query 'PROMQL']\n"
     "\n"
     "A rolling deploy. For each node (or batch of N nodes), in order: take it\n"
     "offline (reason \"rollout ID: COMMAND\", with a TTL as a safety net), wait until\n"
@@ -275,6 +276,11 @@ static const char rollout_help[] =
     "                      {address} as for --exec); it is judged again and put back\n"
     "                      only if it passes\n"
     "  --rollback-all      also roll back the nodes already deployed\n"
+    "  --prometheus URL    also judge by an application metric from Prometheus...\n"
+    "  --analysis-query PROMQL  ...this instant query, {node} replaced by each\n"
+    "                      node's name, giving its error ratio (one series): it\n"
+    "                      fails when above the peers' mean by --max-error-ratio\n"
+    "                      for 5 evaluations in a row (the way for nginx fleets)\n"
     "The verdict compares each judged node with the nodes not yet deployed, behind\n"
     "the same load balancers over the same seconds: a sequential test on the\n"
     "error counts with at most 1 false alarm in 1000 clean deploys however long\n"
@@ -292,6 +298,7 @@ static const char verify_help[] =
     "usage: clustermgmt verify NODE... [--against PEER,...] [--for D]\n"
     "                          [--max-error-ratio R] [--max-latency-ratio R]\n"
     "                          [--min-requests N]\n"
+    "                          [--prometheus URL --analysis-query 'PROMQL']\n"
     "\n"
     "The verdict of rollout --canary on its own, for a deploy done by another\n"
     "tool: watches NODE... for D (default 60s) through every named load balancer\n"
@@ -394,6 +401,8 @@ static const struct option options[] = {
     {"against", required_argument, NULL, OPT_AGAINST},
     {"for", required_argument, NULL, OPT_FOR},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"prometheus", required_argument, NULL, OPT_PROMETHEUS},
+    {"analysis-query", required_argument, NULL, OPT_ANALYSIS_QUERY},
     {NULL, 0, NULL, 0},
 };
 
@@ -464,6 +473,8 @@ static const struct {
     FIELD(OPT_ROLLBACK, rollback),
     FIELD(OPT_AGAINST, against),
     FIELD(OPT_FOR, for_duration),
+    FIELD(OPT_PROMETHEUS, prometheus),
+    FIELD(OPT_ANALYSIS_QUERY, analysis_query),
 };
 #undef FIELD
 

@@ -74,6 +74,8 @@ enum cli_option {
 	OPT_AGAINST,           /* verify: the peers */
 	OPT_FOR,               /* verify: how long */
 	OPT_FORCE,             /* rollout: even while another one is registered */
+	OPT_PROMETHEUS,        /* rollout, verify: Prometheus' URL */
+	OPT_ANALYSIS_QUERY,    /* rollout, verify: PromQL with {node}: its error ratio */
 	OPT_COUNT
 };
 
@@ -95,6 +97,7 @@ struct cli {
 	const char *lb, *drain_grace, *kind, *runtime, *backend;
 	const char *canary, *bake, *verify, *max_error_ratio, *max_latency_ratio, *min_requests;
 	const char *on_inconclusive, *rollback, *against, *for_duration;
+	const char *prometheus, *analysis_query;
 	const char *warmup[CLI_WARMUP_MAX]; /* --warmup, in order */
 	int n_warmup;                       /* how many were given (may exceed the array) */
 };

@@ -144,7 +144,8 @@ parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err)
 	                              86400 * 1000LL, &r->bake_ms, err)) != 0 ||
 	    (rc = wait_parse_duration("verify", cli->verify, 0, 86400 * 1000LL, &r->verify_ms,
 	                              err)) != 0 ||
-	    (rc = judge_config_from_cli(cli, &r->verdict, err)) != 0)
+	    (rc = judge_config_from_cli(cli, &r->verdict, err)) != 0 ||
+	    (rc = judge_prometheus_from_cli(cli, err)) != 0)
 		return rc;
 	r->canary = (int)canary;
 	if (cli->bake != NULL && cli->canary == NULL)
@@ -167,6 +168,7 @@ parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err)
 	if (r->is_rollback_all && r->rollback == NULL)
 		return cli_usage_error(err, "--rollback-all needs --rollback 'COMMAND'");
 	if ((r->rollback != NULL || cli->on_inconclusive != NULL || cli->max_error_ratio != NULL ||
+	     cli->prometheus != NULL ||
 	     cli->max_latency_ratio != NULL || cli->min_requests != NULL) &&
 	    r->canary == 0 && r->verify_ms == 0)
 		return cli_usage_error(err, "the verdict's options need --canary N --bake D or "
@@ -625,6 +627,8 @@ judge_nodes(struct rollout *r, struct rollout_node *b, int nb, int64_t duration_
 	n_peers = collect_peers(r, peers);
 	for (i = 0; i < nb; i++)
 		names[i] = b[i].name;
+	j.prometheus_url = r->cli->prometheus;
+	j.query = r->cli->analysis_query;
 	*rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, names, nb, peers,
 	                 n_peers, err);
 	if (*rc != CLI_OK) {
@@ -832,6 +836,8 @@ check_judgeable(struct rollout *r, struct error *err)
 		return CLI_OK;
 	if (r->canary > r->n)
 		r->canary = r->n;
+	j.prometheus_url = r->cli->prometheus;
+	j.query = r->cli->analysis_query;
 	rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, &name, 1, NULL, 0,
 	                err);
 	judge_close(&j);
@@ -1023,7 +1029,8 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE,
 	                     OPT_CANARY, OPT_BAKE, OPT_VERIFY, OPT_MAX_ERROR_RATIO,
 	                     OPT_MAX_LATENCY_RATIO, OPT_MIN_REQUESTS, OPT_ON_INCONCLUSIVE,
-	                     OPT_ROLLBACK, OPT_ROLLBACK_ALL, OPT_FORCE),
+	                     OPT_ROLLBACK, OPT_ROLLBACK_ALL, OPT_FORCE, OPT_PROMETHEUS,
+	                     OPT_ANALYSIS_QUERY),
 	         "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "

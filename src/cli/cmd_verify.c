@@ -136,17 +136,21 @@ cmd_verify(struct cli *cli, int nargs, char **args, struct error *err)
 	memset(&j, 0, sizeof(j));
 	if ((rc = cli_only_options(cli,
 	                           CLI_OPTIONS(OPT_AGAINST, OPT_FOR, OPT_MAX_ERROR_RATIO,
-	                                       OPT_MAX_LATENCY_RATIO, OPT_MIN_REQUESTS),
+	                                       OPT_MAX_LATENCY_RATIO, OPT_MIN_REQUESTS,
+	                                       OPT_PROMETHEUS, OPT_ANALYSIS_QUERY),
 	                           "verify", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 1, JUDGE_NODES_MAX,
 	                         "verify NODE... [--against PEER,...] [--for D]", err)) != 0 ||
 	    (rc = judge_config_from_cli(cli, &cfg, err)) != 0 ||
+	    (rc = judge_prometheus_from_cli(cli, err)) != 0 ||
 	    (rc = wait_parse_duration("for", cli->for_duration, JUDGE_DEFAULT_MS, 86400 * 1000LL,
 	                              &for_ms, err)) != 0)
 		return rc;
 	if ((rc = cli_call(cli, "GET", client_path("v1", "clusters", cli->cluster, "nodes", NULL),
 	                   NULL, &list, err)) != CLI_OK)
 		return rc;
+	j.prometheus_url = cli->prometheus;
+	j.query = cli->analysis_query;
 	against_buf = malloc(LIST_TEXT_MAX);
 	if (against_buf == NULL)
 		abort(); /* out of memory */

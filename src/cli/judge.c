@@ -65,6 +65,26 @@ judge_config_from_cli(const struct cli *cli, struct analysis_config *c, struct e
 	return 0;
 }
 
+int
+judge_prometheus_from_cli(const struct cli *cli, struct error *err)
+{
+	if ((cli->prometheus == NULL) != (cli->analysis_query == NULL))
+		return cli_usage_error(err, "--prometheus URL and --analysis-query 'PROMQL' go "
+		                            "together");
+	if (cli->prometheus == NULL)
+		return 0;
+	if (strncmp(cli->prometheus, "http://", 7) != 0 &&
+	    strncmp(cli->prometheus, "https://", 8) != 0)
+		return cli_usage_error(err, "bad --prometheus '%s': give its http:// or https:// URL",
+		                       cli->prometheus);
+	if (strstr(cli->analysis_query, "{node}") == NULL)
+		return cli_usage_error(err, "--analysis-query must hold {node}, replaced by each "
+		                            "node's name");
+	if (strlen(cli->prometheus) > 1024 || strlen(cli->analysis_query) > 4096)
+		return cli_usage_error(err, "--prometheus or --analysis-query is too long");
+	return 0;
+}
+
 /* Can lb give per-server counters? Fills jl->why_not when not. */
 static int
 lb_is_usable(struct judge_lb *jl, const char *cluster)
@@ -72,6 +92,8 @@ lb_is_usable(struct judge_lb *jl, const char *cluster)
 	const struct wait_lb *lb = jl->lb;
 	char why[256];
 
+	if (strcmp(lb->kind, "prometheus") == 0)
+		return 1;
 	if (strcmp(lb->kind, "nginx") == 0) {
 		snprintf(jl->why_not, sizeof(jl->why_not),
 		         "%s: nginx keeps no per-server counters (see docs/LOADBALANCERS.md)",
@@ -122,7 +144,11 @@ judge_open(struct judge *j, const struct analysis_config *c, const char *cluster
 	int k, n_servers = n_nodes + n_peers;
 	struct analysis_config per_lb;
 
+	const char *prometheus_url = j->prometheus_url, *query = j->query;
+
 	memset(j, 0, sizeof(*j));
+	j->prometheus_url = prometheus_url;
+	j->query = query;
 	j->cfg = *c;
 	j->cluster = cluster;
 	if (n_nodes < 1 || n_nodes > JUDGE_NODES_MAX || n_peers < 0 || n_peers > JUDGE_PEERS_MAX)
@@ -142,6 +168,14 @@ judge_open(struct judge *j, const struct analysis_config *c, const char *cluster
 		j->lbs[i].is_usable = lb_is_usable(&j->lbs[i], cluster);
 		j->n_usable += j->lbs[i].is_usable;
 	}
+	if (j->prometheus_url != NULL && j->query != NULL) {
+		snprintf(j->prometheus.name, sizeof(j->prometheus.name), "prometheus");
+		snprintf(j->prometheus.kind, sizeof(j->prometheus.kind), "prometheus");
+		j->lbs[j->n_lbs].lb = &j->prometheus;
+		j->lbs[j->n_lbs].is_usable = 1;
+		j->n_lbs++;
+		j->n_usable++;
+	}
 	if (j->n_usable == 0) {
 		error_set(err, 0,
 		          "cannot judge the deploy: %s; a verdict needs at least one HAProxy or "
@@ -157,7 +191,7 @@ judge_open(struct judge *j, const struct analysis_config *c, const char *cluster
 	}
 	per_lb = *c;
 	per_lb.alpha = c->alpha / (double)j->n_usable;
-	for (i = 0; i < n_lbs; i++) {
+	for (i = 0; i < j->n_lbs; i++) {
 		struct judge_lb *jl = &j->lbs[i];
 		if (!jl->is_usable)
 			continue;
@@ -168,7 +202,10 @@ judge_open(struct judge *j, const struct analysis_config *c, const char *cluster
 		for (k = 0; k < n_servers; k++)
 			set_server_name(jl, &jl->servers[k], k < n_nodes ? nodes[k] : peers[k - n_nodes]);
 		for (k = 0; k < n_nodes; k++)
-			analysis_init(&jl->verdict[k], &per_lb, n_peers > 0);
+			if (jl->lb == &j->prometheus)
+				analysis_init_ratio(&jl->verdict[k], &per_lb, n_peers > 0);
+			else
+				analysis_init(&jl->verdict[k], &per_lb, n_peers > 0);
 	}
 	return CLI_OK;
 }
@@ -178,7 +215,7 @@ judge_close(struct judge *j)
 {
 	size_t i;
 
-	for (i = 0; i < j->n_lbs; i++) {
+	for (i = 0; i < j->n_lbs && i <= WAIT_LBS_MAX; i++) {
 		sample_varnish_close(j->lbs[i].varnish);
 		free(j->lbs[i].servers);
 		free(j->lbs[i].previous);
@@ -210,6 +247,41 @@ note_fail(struct judge *j, int k, const char *lb, const char *why)
 	node->outcome = ANALYSIS_FAIL;
 	node->decided_ms = wait_monotonic_ms() - j->started;
 	snprintf(node->reason, sizeof(node->reason), "%s: %s", lb, why);
+}
+
+/* One second of the Prometheus query: each node's value against the
+ * mean of its peers'. */
+static void
+step_prometheus(struct judge *j, struct judge_lb *jl)
+{
+	double v, peer_sum = 0;
+	int k, has, n_peer_values = 0, is_failed = 0;
+
+	for (k = 0; k < j->n_peers; k++) {
+		if (sample_prometheus(j->prometheus_url, j->query, j->peers[k], READ_TIMEOUT_MS / 2,
+		                      &v, &has, jl->last_error, sizeof(jl->last_error)) != 0) {
+			is_failed = 1;
+			break;
+		}
+		if (has) {
+			peer_sum += v;
+			n_peer_values++;
+		}
+	}
+	for (k = 0; k < j->n_nodes && !is_failed; k++) {
+		if (sample_prometheus(j->prometheus_url, j->query, j->nodes[k].name,
+		                      READ_TIMEOUT_MS / 2, &v, &has, jl->last_error,
+		                      sizeof(jl->last_error)) != 0) {
+			is_failed = 1;
+			break;
+		}
+		if (analysis_add_ratio(&jl->verdict[k], v, has,
+		                       n_peer_values > 0 ? peer_sum / n_peer_values : 0,
+		                       n_peer_values > 0) == ANALYSIS_FAIL)
+			note_fail(j, k, jl->lb->name, jl->verdict[k].reason);
+	}
+	if (is_failed)
+		jl->failed_reads++;
 }
 
 /* One second at one load balancer: the differences into the verdicts. */
@@ -319,7 +391,9 @@ judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop,
 	next = j->started;
 	while (1) {
 		for (i = 0; i < j->n_lbs; i++)
-			if (j->lbs[i].is_usable)
+			if (j->lbs[i].lb == &j->prometheus)
+				step_prometheus(j, &j->lbs[i]);
+			else if (j->lbs[i].is_usable)
 				step_lb(j, &j->lbs[i]);
 		now = wait_monotonic_ms();
 		j->took_ms = now - j->started;
@@ -358,6 +432,19 @@ judge_format_evidence(const struct judge *j, int k, char *buf, size_t size)
 		if (!jl->is_usable) {
 			n = snprintf(buf + used, size - used, "%s  %s: not judged\n", "",
 			             jl->why_not);
+			used += n > 0 ? (size_t)n : 0;
+			continue;
+		}
+		if (a->is_ratio) {
+			n = snprintf(buf + used, size - used,
+			             "  %s: the query gives %.4g%s%.4g%s; %d of %d evaluations with data%s"
+			             "; %s\n",
+			             jl->lb->name, a->node_ratio,
+			             a->has_peers ? " against the peers' " : " (ceiling ",
+			             a->has_peers ? a->peer_ratio : a->cfg.max_error_ratio,
+			             a->has_peers ? "" : ")", a->ratio_seen, a->seconds,
+			             jl->failed_reads > 0 ? " (some queries failed)" : "",
+			             analysis_outcome_name(a->outcome));
 			used += n > 0 ? (size_t)n : 0;
 			continue;
 		}
@@ -410,6 +497,18 @@ judge_evidence_json(const struct judge *j, int k)
 		if (!jl->is_usable) {
 			json_array_append_new(list, json_pack("{s:s, s:b, s:s}", "lb", jl->lb->name,
 			                                      "judged", 0, "why", jl->why_not));
+			continue;
+		}
+		if (a->is_ratio) {
+			json_array_append_new(
+			    list, json_pack("{s:s, s:b, s:s, s:o, s:o, s:i, s:i, s:i, s:s}", "lb",
+			                    jl->lb->name, "judged", 1, "outcome",
+			                    analysis_outcome_name(a->outcome), "value",
+			                    a->node_ratio >= 0 ? json_real(a->node_ratio) : json_null(),
+			                    "peer_value",
+			                    a->peer_ratio >= 0 ? json_real(a->peer_ratio) : json_null(),
+			                    "evaluations", a->seconds, "with_data", a->ratio_seen,
+			                    "failed_reads", jl->failed_reads, "reason", a->reason));
 			continue;
 		}
 		json_array_append_new(

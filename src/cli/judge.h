@@ -21,6 +21,11 @@
  * Load balancers without per-server counters (nginx, kind other, or no
  * runtime access) are listed in the evidence as not judged; when none is
  * left, judging is refused before it starts (judge_open).
+ *
+ * With a Prometheus URL and query (--prometheus, --analysis-query), the
+ * query is one more source, named "prometheus": asked once a second per
+ * node, its value (the node's error ratio) judged by verdict.h's ratio
+ * rule against the mean of the peers' values.
  */
 #ifndef CM_CLI_JUDGE_H
 #define CM_CLI_JUDGE_H
@@ -67,7 +72,9 @@ struct judge_node {
 struct judge {
 	struct analysis_config cfg;
 	const char *cluster;
-	struct judge_lb lbs[WAIT_LBS_MAX];
+	struct judge_lb lbs[WAIT_LBS_MAX + 1]; /* the named ones, then Prometheus */
+	struct wait_lb prometheus;             /* the pseudo load balancer of the query */
+	const char *prometheus_url, *query;    /* borrowed; NULL: none */
 	size_t n_lbs, n_usable;
 	struct judge_node nodes[JUDGE_NODES_MAX];
 	int n_nodes;
@@ -82,12 +89,19 @@ int judge_config_from_cli(const struct cli *cli, struct analysis_config *c, stru
 
 /* Prepares j to judge nodes[0..n_nodes) against peers[0..n_peers) (both
  * borrowed; n_peers 0: each node against the ceilings alone) through
- * lbs[0..n_lbs) of cluster. Returns CLI_OK, CLI_USAGE for too many nodes,
+ * lbs[0..n_lbs) of cluster, and Prometheus when j->prometheus_url and
+ * j->query are set by the caller (judge_open keeps them; the rest of j is
+ * reset). Returns CLI_OK, CLI_USAGE for too many nodes,
  * or CLI_REFUSED with err saying why no load balancer can be judged
  * (naming each and what it lacks). judge_close frees it in every case. */
 int judge_open(struct judge *j, const struct analysis_config *c, const char *cluster,
                const struct wait_lb *lbs, size_t n_lbs, const char *const *nodes, int n_nodes,
                const char *const *peers, int n_peers, struct error *err);
+
+/* The --prometheus and --analysis-query options of cli, checked (both or
+ * neither; the query holds {node}; the URL is http(s)). Returns 0, or
+ * CLI_USAGE with err. */
+int judge_prometheus_from_cli(const struct cli *cli, struct error *err);
 
 /* Called once a second with what has been seen so far. */
 typedef void (*judge_tick_fn)(void *ctx, const struct judge *j);

@@ -18,6 +18,8 @@
  *             (Timestamp Beresp, since the fetch began) per backend. A
  *             struct sample_varnish stays attached between readings so
  *             that the log is read from where the last reading stopped.
+ *   Prometheus  any application metric: an instant query per node
+ *             (/api/v1/query), whose value is the node's error ratio.
  *
  * No function here prints or exits; every call is bounded by its timeout
  * and leaves no descriptor behind.
@@ -75,6 +77,13 @@ int sample_haproxy(const char *addr, const char *backend, struct sample_server *
  * to a1 = a0 d + m (1 - d), d = (1 - 1/512)^k, so m = (a1 - a0 d) / (1 - d). */
 void sample_delta(const struct sample_server *before, const struct sample_server *after,
                   struct sample_change *out);
+
+/* Prometheus at url (http://host:9090): the instant query query with
+ * every {node} replaced by node. Fills *value and *has_value (0: no data:
+ * an empty vector, NaN or Inf). Returns 0, or -1 with why filled (no
+ * answer, the query refused, or more than one series). */
+int sample_prometheus(const char *url, const char *query, const char *node, int timeout_ms,
+                      double *value, int *has_value, char *why, size_t why_size);
 
 /* Varnish, attached to the instance with working directory dir. */
 struct sample_varnish;

@@ -15,6 +15,9 @@ word); a missing file is "good":
   dieS        answers 200, and the process exits S seconds after it first
               saw this build (die4: it answers the warm-up, then dies)
 
+GET /metrics: canary_requests_total{code="200"|"500"} in Prometheus' text
+format (the requests to / answered so far).
+
 GET /health? is the probe path: passed through to the clustermgmt daemon,
 query string, User-Agent and status included, as the application servers
 of the other tests do.
@@ -37,6 +40,8 @@ D_HOST, D_PORT = DAEMON.rsplit(":", 1)
 
 _dying = threading.Lock()
 _dies_at = [None]
+_counts_lock = threading.Lock()
+_counts = {"200": 0, "500": 0}
 
 
 def build():
@@ -65,6 +70,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/health"):
             self.probe()
             return
+        if self.path == "/metrics":
+            self.metrics()
+            return
         b, status = build(), 200
         if b.startswith("err") and random.random() * 100 < float(b[3:]):
             status = 500
@@ -73,6 +81,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif b.startswith("die"):
             schedule_death(float(b[3:]))
         body = (NAME + "\n").encode() if status == 200 else b"internal error\n"
+        with _counts_lock:
+            _counts[str(status)] += 1
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -80,6 +90,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.wfile.flush()
+
+    def metrics(self):
+        with _counts_lock:
+            body = "".join('canary_requests_total{code="%s"} %d\n' % (c, n)
+                           for c, n in sorted(_counts.items())).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def probe(self):
         status, body = 502, b"daemon unreachable\n"

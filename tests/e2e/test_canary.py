@@ -382,3 +382,64 @@ def test_a_rollout_whose_client_died_is_shown_gone_and_force_overrides_it(farm):
         if p.poll() is None:
             p.kill()
             p.wait(timeout=10)
+
+
+class Prometheus(Process):
+    """prometheus scraping every app's /metrics each second, each target
+    labelled node="NAME"."""
+
+    start_timeout = 30.0
+
+    def __init__(self, directory, port, apps):
+        super().__init__("prometheus", directory)
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        self.cfg = self.dir / "prometheus.yml"
+        targets = "".join(
+            "      - targets: ['%s']\n        labels: {node: %s}\n" % (a.address, n)
+            for n, a in sorted(apps.items()))
+        self.cfg.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                            "scrape_configs:\n  - job_name: app\n    static_configs:\n"
+                            + targets)
+
+    def argv(self):
+        return ["prometheus", "--config.file=%s" % self.cfg,
+                "--storage.tsdb.path=%s" % (self.dir / "data"),
+                "--web.listen-address=127.0.0.1:%d" % self.port]
+
+    def ready(self):
+        try:
+            return requests.get(self.url + "/-/ready", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+
+ERROR_RATIO = ('sum(rate(canary_requests_total{node="{node}",code="500"}[5s])) / '
+               'sum(rate(canary_requests_total{node="{node}"}[5s]))')
+
+
+def test_a_prometheus_query_judges_where_no_load_balancer_can(farm):
+    prom = start_on_free_port(lambda port: Prometheus(farm.root / "prometheus", port, farm.apps))
+    farm.lbs.append(prom)  # stopped with the farm
+    wait_until(lambda: len(requests.get(prom.url + "/api/v1/query", params={
+        "query": ERROR_RATIO.replace("{node}", "app1")}, timeout=2).json()["data"]["result"]) == 1,
+        30, interval=0.5, what="Prometheus to have the apps' rates")
+    # only nginx named: the load balancers give nothing, the query does
+    farm.cli("lb", "rm", "hap1", check=True)
+    farm.cli("lb", "add", "ngx1", "--kind", "nginx", check=True)
+    farm.apps["app2"].build.write_text("err30\n")
+    r = farm.cli("verify", "app2", "--for", "40s", "--json", "--prometheus", prom.url,
+                 "--analysis-query", ERROR_RATIO, timeout=60)
+    assert r.returncode == 5, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    by_lb = {e["lb"]: e for e in doc["nodes"][0]["evidence"]}
+    assert by_lb["ngx1"]["judged"] is False, by_lb
+    assert by_lb["prometheus"]["outcome"] == "fail" and by_lb["prometheus"]["value"] > 0.1, by_lb
+    farm.apps["app2"].build.write_text("good\n")
+    time.sleep(6)  # the 5 s rate window forgets the 500s
+    r = farm.cli("verify", "app1", "--for", "12s", "--prometheus", prom.url,
+                 "--analysis-query", ERROR_RATIO, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = farm.cli("verify", "app1", "--for", "2s", "--prometheus", prom.url,
+                 "--analysis-query", "up")
+    assert r.returncode == 2 and "{node}" in r.stderr, r.stderr

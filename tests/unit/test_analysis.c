@@ -350,6 +350,44 @@ test_huge_counts_stay_bounded_in_time(void **state)
 	assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 2.0);
 }
 
+static void
+test_ratio_rule_fails_after_the_persistence_and_no_data_is_never_a_pass(void **state)
+{
+	struct analysis_config c;
+	struct analysis a;
+	int i;
+
+	(void)state;
+	analysis_config_default(&c);
+	analysis_init_ratio(&a, &c, 1);
+	for (i = 0; i < 30; i++) /* no data at all */
+		assert_int_equal(analysis_add_ratio(&a, 0, 0, 0, 1), ANALYSIS_PENDING);
+	assert_int_equal(analysis_finish(&a), ANALYSIS_INCONCLUSIVE);
+	assert_non_null(strstr(a.reason, "too little data"));
+	analysis_init_ratio(&a, &c, 1);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(analysis_add_ratio(&a, 0.10, 1, 0.001, 1), ANALYSIS_PENDING);
+	assert_int_equal(analysis_add_ratio(&a, 0.10, 1, 0.001, 1), ANALYSIS_FAIL);
+	assert_int_equal(a.decided_at, 5);
+	assert_non_null(strstr(a.reason, "against the peers'"));
+}
+
+static void
+test_ratio_rule_passes_a_node_like_its_peers(void **state)
+{
+	struct analysis_config c;
+	struct analysis a;
+	int i;
+
+	(void)state;
+	analysis_config_default(&c);
+	analysis_init_ratio(&a, &c, 1);
+	for (i = 0; i < 20; i++) /* a spike in one evaluation does not fail */
+		assert_int_equal(analysis_add_ratio(&a, i == 7 ? 0.5 : 0.02, 1, 0.02, 1),
+		                 ANALYSIS_PENDING);
+	assert_int_equal(analysis_finish(&a), ANALYSIS_PASS);
+}
+
 /* --- simulations -------------------------------------------------------------- */
 
 /* Clean deploys: the node and its two peers share one error ratio and one
@@ -483,6 +521,8 @@ main(void)
 	    cmocka_unit_test(test_unknown_latency_never_fails_on_latency),
 	    cmocka_unit_test(test_inconsistent_counts_are_clamped),
 	    cmocka_unit_test(test_huge_counts_stay_bounded_in_time),
+	    cmocka_unit_test(test_ratio_rule_fails_after_the_persistence_and_no_data_is_never_a_pass),
+	    cmocka_unit_test(test_ratio_rule_passes_a_node_like_its_peers),
 	    cmocka_unit_test(test_clean_windows_false_alarms_at_most_one_in_a_thousand),
 	    cmocka_unit_test(test_long_clean_windows_keep_the_bound),
 	    cmocka_unit_test(test_detection_power_table),
