@@ -108,14 +108,15 @@ analysis_add_ratio(struct analysis *a, double node_ratio, int has_node, double p
 	if (a->ratio_streak < a->cfg.latency_persist_s)
 		return ANALYSIS_PENDING;
 	if (a->has_peers)
-		snprintf(why, sizeof(why),
-		         "the query gives %.4g against the peers' %.4g, more than %.4g above, for %d "
-		         "evaluations in a row",
-		         node_ratio, peer_ratio, a->cfg.max_error_ratio, a->ratio_streak);
+		snprintf(
+		    why, sizeof(why),
+		    "the query gives %.4g against the peers' %.4g, more than %.4g above, for %d "
+		    "evaluations in a row",
+		    node_ratio, peer_ratio, a->cfg.max_error_ratio, a->ratio_streak);
 	else
 		snprintf(why, sizeof(why),
-		         "the query gives %.4g, above %.4g, for %d evaluations in a row", node_ratio,
-		         a->cfg.max_error_ratio, a->ratio_streak);
+		         "the query gives %.4g, above %.4g, for %d evaluations in a row",
+		         node_ratio, a->cfg.max_error_ratio, a->ratio_streak);
 	decide_fail(a, why);
 	return ANALYSIS_FAIL;
 }
@@ -260,9 +261,10 @@ judge_errors(struct analysis *a)
 		a->statistic = mixture(a->log_ceiling, ANALYSIS_CEILINGS);
 		if (a->statistic < a->log_threshold)
 			return;
-		snprintf(why, sizeof(why), "error ratio %.2f%% (%llu/%llu) above the ceiling %.2f%%",
-		         100 * node, (unsigned long long)a->node_errors,
-		         (unsigned long long)a->node_responses, 100 * a->cfg.max_error_ratio);
+		snprintf(why, sizeof(why),
+		         "error ratio %.2f%% (%llu/%llu) above the ceiling %.2f%%", 100 * node,
+		         (unsigned long long)a->node_errors, (unsigned long long)a->node_responses,
+		         100 * a->cfg.max_error_ratio);
 	}
 	decide_fail(a, why);
 }
@@ -369,12 +371,13 @@ analysis_finish(struct analysis *a)
 	if (a->is_ratio) {
 		a->outcome = a->ratio_seen >= a->cfg.latency_window_s ? ANALYSIS_PASS
 		                                                      : ANALYSIS_INCONCLUSIVE;
-		snprintf(a->reason, sizeof(a->reason),
-		         a->outcome == ANALYSIS_PASS
-		             ? "no rule fired in %d evaluations with data (of %d)"
-		             : "too little data: %d evaluations with a value on each side (of %d); a "
-		               "verdict needs %d",
-		         a->ratio_seen, a->seconds, a->cfg.latency_window_s);
+		snprintf(
+		    a->reason, sizeof(a->reason),
+		    a->outcome == ANALYSIS_PASS
+		        ? "no rule fired in %d evaluations with data (of %d)"
+		        : "too little data: %d evaluations with a value on each side (of %d); a "
+		          "verdict needs %d",
+		    a->ratio_seen, a->seconds, a->cfg.latency_window_s);
 		return a->outcome;
 	}
 	if (a->node_responses >= need && (!a->has_peers || a->peer_responses >= need)) {

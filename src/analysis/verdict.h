@@ -61,7 +61,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ANALYSIS_OMEGAS 8  /* odds ratios mixed in the comparison with peers */
+#define ANALYSIS_OMEGAS 8   /* odds ratios mixed in the comparison with peers */
 #define ANALYSIS_CEILINGS 8 /* error ratios mixed in the test without peers */
 #define ANALYSIS_LATENCY_WINDOW_MAX 60
 
@@ -96,23 +96,23 @@ enum analysis_outcome {
 struct analysis {
 	struct analysis_config cfg;
 	int has_peers;
-	double log_threshold;                 /* log(1/alpha) */
-	double log_mix[ANALYSIS_OMEGAS];      /* per odds ratio: log likelihood ratio */
+	double log_threshold;                  /* log(1/alpha) */
+	double log_mix[ANALYSIS_OMEGAS];       /* per odds ratio: log likelihood ratio */
 	double log_ceiling[ANALYSIS_CEILINGS]; /* without peers: per error ratio */
-	double statistic;                     /* log of the mixture, now */
+	double statistic;                      /* log of the mixture, now */
 	uint64_t node_responses, node_errors, peer_responses, peer_errors;
 	struct analysis_sample lat_node[ANALYSIS_LATENCY_WINDOW_MAX];
 	struct analysis_sample lat_peers[ANALYSIS_LATENCY_WINDOW_MAX];
-	int seconds;           /* samples added */
-	int latency_streak;    /* evaluations in a row over the latency limit */
+	int seconds;                             /* samples added */
+	int latency_streak;                      /* evaluations in a row over the latency limit */
 	double node_latency_ms, peer_latency_ms; /* last window's means; <0: unknown */
 	enum analysis_outcome outcome;
-	int decided_at;        /* the sample (1-based) that decided a fail; 0 otherwise */
-	int is_ratio;          /* judged on a ratio (analysis_init_ratio), not counts */
-	int ratio_seen;        /* evaluations with a value on each side */
-	int ratio_streak;      /* evaluations in a row over the limit */
+	int decided_at;                /* the sample (1-based) that decided a fail; 0 otherwise */
+	int is_ratio;                  /* judged on a ratio (analysis_init_ratio), not counts */
+	int ratio_seen;                /* evaluations with a value on each side */
+	int ratio_streak;              /* evaluations in a row over the limit */
 	double node_ratio, peer_ratio; /* the last values; < 0: none */
-	char reason[256];      /* why, in one sentence */
+	char reason[256];              /* why, in one sentence */
 };
 
 /* Fills c with the defaults above. */

@@ -59,9 +59,12 @@ extern char **environ;
 static volatile sig_atomic_t interrupted;
 
 const char *const rollout_result_names[] = {
-    [RESULT_NOT_STARTED] = "not started", [RESULT_OK] = "ok",
-    [RESULT_FAILED] = "failed",           [RESULT_REFUSED] = "refused",
-    [RESULT_STOPPED] = "stopped",         [RESULT_INTERRUPTED] = "interrupted",
+    [RESULT_NOT_STARTED] = "not started",
+    [RESULT_OK] = "ok",
+    [RESULT_FAILED] = "failed",
+    [RESULT_REFUSED] = "refused",
+    [RESULT_STOPPED] = "stopped",
+    [RESULT_INTERRUPTED] = "interrupted",
     [RESULT_VERDICT_FAIL] = "verdict fail",
     [RESULT_INCONCLUSIVE] = "inconclusive",
     [RESULT_ROLLED_BACK] = "rolled back",
@@ -168,8 +171,8 @@ parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err)
 	if (r->is_rollback_all && r->rollback == NULL)
 		return cli_usage_error(err, "--rollback-all needs --rollback 'COMMAND'");
 	if ((r->rollback != NULL || cli->on_inconclusive != NULL || cli->max_error_ratio != NULL ||
-	     cli->prometheus != NULL ||
-	     cli->max_latency_ratio != NULL || cli->min_requests != NULL) &&
+	     cli->prometheus != NULL || cli->max_latency_ratio != NULL ||
+	     cli->min_requests != NULL) &&
 	    r->canary == 0 && r->verify_ms == 0)
 		return cli_usage_error(err, "the verdict's options need --canary N --bake D or "
 		                            "--verify D: nothing is judged without them");
@@ -576,7 +579,8 @@ collect_peers(const struct rollout *r, const char **peers)
 
 	json_array_foreach(json_object_get(r->list.json, "nodes"), i, node)
 	{
-		const char *name = output_field(node, "name"), *status = output_field(node, "status");
+		const char *name = output_field(node, "name"),
+		           *status = output_field(node, "status");
 		if (name == NULL || status == NULL || strcmp(status, "online") != 0)
 			continue;
 		for (k = 0, is_touched = 0; k < r->n; k++)
@@ -745,8 +749,8 @@ halt_on_fail(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 		f->started = verdict_at;
 		if (do_step(r, f, 1, STEP_DRAIN, &step_err) == CLI_OK) {
 			f->out_ms = wait_monotonic_ms() - verdict_at;
-			progress(r, "%s: out of every load balancer %.1fs after the verdict", f->name,
-			         seconds(f->out_ms));
+			progress(r, "%s: out of every load balancer %.1fs after the verdict",
+			         f->name, seconds(f->out_ms));
 		} else {
 			progress(r, "%s: %s", f->name, step_err.what);
 			continue; /* not drained: no command runs on it */
@@ -838,8 +842,7 @@ check_judgeable(struct rollout *r, struct error *err)
 		r->canary = r->n;
 	j.prometheus_url = r->cli->prometheus;
 	j.query = r->cli->analysis_query;
-	rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, &name, 1, NULL, 0,
-	                err);
+	rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, &name, 1, NULL, 0, err);
 	judge_close(&j);
 	return rc;
 }
@@ -887,11 +890,12 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 		if (n->verdict == NULL)
 			continue;
 		fprintf(r->progress, "%s: verdict %s at %.1fs of %.1fs judged: %s\n%s\n", n->name,
-		        n->verdict, seconds(n->verdict_ms), seconds(n->judged_ms), n->verdict_reason,
-		        n->evidence);
+		        n->verdict, seconds(n->verdict_ms), seconds(n->judged_ms),
+		        n->verdict_reason, n->evidence);
 		if (n->out_ms >= 0)
-			fprintf(r->progress, "%s: out of every load balancer %.1fs after the verdict\n",
-			        n->name, seconds(n->out_ms));
+			fprintf(r->progress,
+			        "%s: out of every load balancer %.1fs after the verdict\n", n->name,
+			        seconds(n->out_ms));
 	}
 	if (rc == CLI_OK)
 		fprintf(r->progress, "rollout %s: %d node%s done in %.1fs\n", r->id, r->n,
@@ -1026,11 +1030,10 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	         cli,
 	         CLI_OPTIONS(OPT_NODES, OPT_EXEC, OPT_WARMUP, OPT_BATCH, OPT_MIN_ONLINE, OPT_FALL,
 	                     OPT_DRAIN_TIMEOUT, OPT_READY_TIMEOUT, OPT_DRY_RUN, OPT_TTL, OPT_WINDOW,
-	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE,
-	                     OPT_CANARY, OPT_BAKE, OPT_VERIFY, OPT_MAX_ERROR_RATIO,
-	                     OPT_MAX_LATENCY_RATIO, OPT_MIN_REQUESTS, OPT_ON_INCONCLUSIVE,
-	                     OPT_ROLLBACK, OPT_ROLLBACK_ALL, OPT_FORCE, OPT_PROMETHEUS,
-	                     OPT_ANALYSIS_QUERY),
+	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE, OPT_CANARY,
+	                     OPT_BAKE, OPT_VERIFY, OPT_MAX_ERROR_RATIO, OPT_MAX_LATENCY_RATIO,
+	                     OPT_MIN_REQUESTS, OPT_ON_INCONCLUSIVE, OPT_ROLLBACK, OPT_ROLLBACK_ALL,
+	                     OPT_FORCE, OPT_PROMETHEUS, OPT_ANALYSIS_QUERY),
 	         "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "
@@ -1040,7 +1043,8 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 		return rc;
 	rollout_make_id(r.id, sizeof(r.id));
 	rollout_make_reason(&r);
-	if ((rc = rollout_load_plan(&r, err)) != CLI_OK || (rc = check_judgeable(&r, err)) != CLI_OK)
+	if ((rc = rollout_load_plan(&r, err)) != CLI_OK ||
+	    (rc = check_judgeable(&r, err)) != CLI_OK)
 		goto done;
 	if (r.is_dry_run) {
 		if (cli->is_json)

@@ -40,9 +40,8 @@ pick_peers(struct cli *cli, const json_t *list, int nargs, char **args, char *ag
 
 	for (k = 0; k < nargs; k++) {
 		found = 0;
-		json_array_foreach(nodes, i, node)
-			found |= strcmp(json_string_value(json_object_get(node, "name")) ?: "",
-			                args[k]) == 0;
+		json_array_foreach(nodes, i, node) found |=
+		    strcmp(json_string_value(json_object_get(node, "name")) ?: "", args[k]) == 0;
 		if (!found)
 			return cli_usage_error(err, "no node '%s' in cluster '%s'", args[k],
 			                       cli->cluster);
@@ -55,11 +54,12 @@ pick_peers(struct cli *cli, const json_t *list, int nargs, char **args, char *ag
 		for (name = strtok_r(against_buf, ",", &save); name != NULL;
 		     name = strtok_r(NULL, ",", &save)) {
 			found = 0;
-			json_array_foreach(nodes, i, node)
-				found |= strcmp(json_string_value(json_object_get(node, "name")) ?: "",
-				                name) == 0;
+			json_array_foreach(nodes, i, node) found |=
+			    strcmp(json_string_value(json_object_get(node, "name")) ?: "", name) ==
+			    0;
 			if (!found)
-				return cli_usage_error(err, "--against: no node '%s' in cluster '%s'",
+				return cli_usage_error(err,
+				                       "--against: no node '%s' in cluster '%s'",
 				                       name, cli->cluster);
 			if (is_listed(name, args, nargs))
 				return cli_usage_error(err, "--against: '%s' is also judged", name);
@@ -70,7 +70,8 @@ pick_peers(struct cli *cli, const json_t *list, int nargs, char **args, char *ag
 		}
 		return 0;
 	}
-	json_array_foreach(nodes, i, node) {
+	json_array_foreach(nodes, i, node)
+	{
 		const char *n = json_string_value(json_object_get(node, "name"));
 		const char *status = json_string_value(json_object_get(node, "status"));
 		if (n == NULL || status == NULL || strcmp(status, "online") != 0 ||
@@ -104,11 +105,11 @@ print_verdicts_json(const struct judge *j, enum analysis_outcome worst)
 
 	for (k = 0; k < j->n_nodes; k++) {
 		const struct judge_node *n = &j->nodes[k];
-		json_array_append_new(nodes, json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", n->name,
-		                                       "verdict", analysis_outcome_name(n->outcome),
-		                                       "decided_ms", (json_int_t)n->decided_ms,
-		                                       "reason", n->reason, "evidence",
-		                                       judge_evidence_json(j, k)));
+		json_array_append_new(nodes,
+		                      json_pack("{s:s, s:s, s:I, s:s, s:o}", "name", n->name,
+		                                "verdict", analysis_outcome_name(n->outcome),
+		                                "decided_ms", (json_int_t)n->decided_ms, "reason",
+		                                n->reason, "evidence", judge_evidence_json(j, k)));
 	}
 	doc = json_pack("{s:s, s:o, s:I}", "verdict", analysis_outcome_name(worst), "nodes", nodes,
 	                "watched_ms", (json_int_t)j->took_ms);
@@ -154,7 +155,8 @@ cmd_verify(struct cli *cli, int nargs, char **args, struct error *err)
 	against_buf = malloc(LIST_TEXT_MAX);
 	if (against_buf == NULL)
 		abort(); /* out of memory */
-	if ((rc = pick_peers(cli, list.json, nargs, args, against_buf, peers, &n_peers, err)) != 0 ||
+	if ((rc = pick_peers(cli, list.json, nargs, args, against_buf, peers, &n_peers, err)) !=
+	        0 ||
 	    (rc = wait_load_lbs(cli, lbs, &n_lbs, err)) != CLI_OK ||
 	    (rc = judge_open(&j, &cfg, cli->cluster, lbs, n_lbs, (const char *const *)args, nargs,
 	                     peers, n_peers, err)) != CLI_OK)
@@ -173,9 +175,9 @@ cmd_verify(struct cli *cli, int nargs, char **args, struct error *err)
 	     : worst == ANALYSIS_FAIL ? CLI_VERDICT_FAIL
 	                              : CLI_VERDICT_INCONCLUSIVE;
 	if (rc != CLI_OK)
-		error_set(err, 0, "verify: %s", worst == ANALYSIS_FAIL
-		                                    ? "a node is worse than its peers"
-		                                    : "too little traffic for a verdict");
+		error_set(err, 0, "verify: %s",
+		          worst == ANALYSIS_FAIL ? "a node is worse than its peers"
+		                                 : "too little traffic for a verdict");
 done:
 	judge_close(&j);
 	free(against_buf);

@@ -35,8 +35,9 @@ judge_config_from_cli(const struct cli *cli, struct analysis_config *c, struct e
 		v = strtod(cli->max_error_ratio, &end);
 		if (errno != 0 || end == cli->max_error_ratio || *end != '\0' || !(v > 0 && v < 1))
 			return cli_usage_error(
-			    err, "bad --max-error-ratio '%s': give a ratio above 0 and below 1, "
-			         "like 0.02 for 2%%",
+			    err,
+			    "bad --max-error-ratio '%s': give a ratio above 0 and below 1, "
+			    "like 0.02 for 2%%",
 			    cli->max_error_ratio);
 		c->max_error_ratio = v;
 	}
@@ -46,7 +47,8 @@ judge_config_from_cli(const struct cli *cli, struct analysis_config *c, struct e
 		if (errno != 0 || end == cli->max_latency_ratio || *end != '\0' ||
 		    !(v >= 1 && v <= 1000))
 			return cli_usage_error(
-			    err, "bad --max-latency-ratio '%s': give a ratio from 1 to 1000, like 1.5",
+			    err,
+			    "bad --max-latency-ratio '%s': give a ratio from 1 to 1000, like 1.5",
 			    cli->max_latency_ratio);
 		c->max_latency_ratio = v;
 	}
@@ -75,7 +77,8 @@ judge_prometheus_from_cli(const struct cli *cli, struct error *err)
 		return 0;
 	if (strncmp(cli->prometheus, "http://", 7) != 0 &&
 	    strncmp(cli->prometheus, "https://", 8) != 0)
-		return cli_usage_error(err, "bad --prometheus '%s': give its http:// or https:// URL",
+		return cli_usage_error(err,
+		                       "bad --prometheus '%s': give its http:// or https:// URL",
 		                       cli->prometheus);
 	if (strstr(cli->analysis_query, "{node}") == NULL)
 		return cli_usage_error(err, "--analysis-query must hold {node}, replaced by each "
@@ -152,7 +155,8 @@ judge_open(struct judge *j, const struct analysis_config *c, const char *cluster
 	j->cfg = *c;
 	j->cluster = cluster;
 	if (n_nodes < 1 || n_nodes > JUDGE_NODES_MAX || n_peers < 0 || n_peers > JUDGE_PEERS_MAX)
-		return cli_usage_error(err, "a verdict judges 1 to %d nodes against at most %d peers",
+		return cli_usage_error(err,
+		                       "a verdict judges 1 to %d nodes against at most %d peers",
 		                       JUDGE_NODES_MAX, JUDGE_PEERS_MAX);
 	j->n_nodes = n_nodes;
 	for (k = 0; k < n_nodes; k++) {
@@ -200,7 +204,8 @@ judge_open(struct judge *j, const struct analysis_config *c, const char *cluster
 		if (jl->servers == NULL || jl->previous == NULL)
 			abort(); /* out of memory */
 		for (k = 0; k < n_servers; k++)
-			set_server_name(jl, &jl->servers[k], k < n_nodes ? nodes[k] : peers[k - n_nodes]);
+			set_server_name(jl, &jl->servers[k],
+			                k < n_nodes ? nodes[k] : peers[k - n_nodes]);
 		for (k = 0; k < n_nodes; k++)
 			if (jl->lb == &j->prometheus)
 				analysis_init_ratio(&jl->verdict[k], &per_lb, n_peers > 0);
@@ -326,7 +331,8 @@ step_lb(struct judge *j, struct judge_lb *jl)
 		if (analysis_add(&jl->verdict[k], &node, j->n_peers > 0 ? &peers : NULL) ==
 		    ANALYSIS_FAIL)
 			note_fail(j, k, jl->lb->name, jl->verdict[k].reason);
-		jl->down_streak[k] = strncmp(s->status, "DOWN", 4) == 0 ? jl->down_streak[k] + 1 : 0;
+		jl->down_streak[k] =
+		    strncmp(s->status, "DOWN", 4) == 0 ? jl->down_streak[k] + 1 : 0;
 		if (jl->down_streak[k] >= JUDGE_DOWN_SECONDS)
 			note_fail(j, k, jl->lb->name, "HAProxy marks it DOWN (its checks fail)");
 	}
@@ -365,8 +371,8 @@ conclude(struct judge *j, int is_stopped)
 					snprintf(node->reason, sizeof(node->reason), "%s: %s",
 					         j->lbs[i].lb->name, a->reason);
 			}
-			node->outcome = passes > 0 && !is_stopped ? ANALYSIS_PASS
-			                                          : ANALYSIS_INCONCLUSIVE;
+			node->outcome =
+			    passes > 0 && !is_stopped ? ANALYSIS_PASS : ANALYSIS_INCONCLUSIVE;
 			if (is_stopped)
 				snprintf(node->reason, sizeof(node->reason),
 				         "interrupted before a verdict");
@@ -381,8 +387,8 @@ conclude(struct judge *j, int is_stopped)
 }
 
 enum analysis_outcome
-judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop,
-          judge_tick_fn on_tick, void *ctx)
+judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop, judge_tick_fn on_tick,
+          void *ctx)
 {
 	int64_t next, now;
 	size_t i;
@@ -403,8 +409,9 @@ judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop,
 			break;
 		next += TICK_MS;
 		if (next > now)
-			wait_sleep_ms(next - now < duration_ms - j->took_ms ? next - now
-			                                                    : duration_ms - j->took_ms,
+			wait_sleep_ms(next - now < duration_ms - j->took_ms
+			                  ? next - now
+			                  : duration_ms - j->took_ms,
 			              stop);
 		else
 			next = now;
@@ -436,15 +443,16 @@ judge_format_evidence(const struct judge *j, int k, char *buf, size_t size)
 			continue;
 		}
 		if (a->is_ratio) {
-			n = snprintf(buf + used, size - used,
-			             "  %s: the query gives %.4g%s%.4g%s; %d of %d evaluations with data%s"
-			             "; %s\n",
-			             jl->lb->name, a->node_ratio,
-			             a->has_peers ? " against the peers' " : " (ceiling ",
-			             a->has_peers ? a->peer_ratio : a->cfg.max_error_ratio,
-			             a->has_peers ? "" : ")", a->ratio_seen, a->seconds,
-			             jl->failed_reads > 0 ? " (some queries failed)" : "",
-			             analysis_outcome_name(a->outcome));
+			n = snprintf(
+			    buf + used, size - used,
+			    "  %s: the query gives %.4g%s%.4g%s; %d of %d evaluations with data%s"
+			    "; %s\n",
+			    jl->lb->name, a->node_ratio,
+			    a->has_peers ? " against the peers' " : " (ceiling ",
+			    a->has_peers ? a->peer_ratio : a->cfg.max_error_ratio,
+			    a->has_peers ? "" : ")", a->ratio_seen, a->seconds,
+			    jl->failed_reads > 0 ? " (some queries failed)" : "",
+			    analysis_outcome_name(a->outcome));
 			used += n > 0 ? (size_t)n : 0;
 			continue;
 		}
@@ -457,26 +465,27 @@ judge_format_evidence(const struct judge *j, int k, char *buf, size_t size)
 			         jl->resets == 1 ? "" : "s", jl->failed_reads,
 			         jl->failed_reads == 1 ? "" : "s");
 		if (a->has_peers)
-			n = snprintf(buf + used, size - used,
-			             "  %s: %llu responses, %llu errors (%.2f%%) against the peers' "
-			             "%llu of %llu (%.2f%%); statistic %.1f (fails at %.1f)%s%s; %s\n",
-			             jl->lb->name, (unsigned long long)a->node_responses,
-			             (unsigned long long)a->node_errors,
-			             percent(a->node_errors, a->node_responses),
-			             (unsigned long long)a->peer_errors,
-			             (unsigned long long)a->peer_responses,
-			             percent(a->peer_errors, a->peer_responses), a->statistic,
-			             a->log_threshold, latency, extra,
-			             analysis_outcome_name(a->outcome));
+			n = snprintf(
+			    buf + used, size - used,
+			    "  %s: %llu responses, %llu errors (%.2f%%) against the peers' "
+			    "%llu of %llu (%.2f%%); statistic %.1f (fails at %.1f)%s%s; %s\n",
+			    jl->lb->name, (unsigned long long)a->node_responses,
+			    (unsigned long long)a->node_errors,
+			    percent(a->node_errors, a->node_responses),
+			    (unsigned long long)a->peer_errors,
+			    (unsigned long long)a->peer_responses,
+			    percent(a->peer_errors, a->peer_responses), a->statistic,
+			    a->log_threshold, latency, extra, analysis_outcome_name(a->outcome));
 		else
-			n = snprintf(buf + used, size - used,
-			             "  %s: %llu responses, %llu errors (%.2f%%), no peers: against "
-			             "the ceiling %.2f%%; statistic %.1f (fails at %.1f)%s%s; %s\n",
-			             jl->lb->name, (unsigned long long)a->node_responses,
-			             (unsigned long long)a->node_errors,
-			             percent(a->node_errors, a->node_responses),
-			             100 * a->cfg.max_error_ratio, a->statistic, a->log_threshold,
-			             latency, extra, analysis_outcome_name(a->outcome));
+			n = snprintf(
+			    buf + used, size - used,
+			    "  %s: %llu responses, %llu errors (%.2f%%), no peers: against "
+			    "the ceiling %.2f%%; statistic %.1f (fails at %.1f)%s%s; %s\n",
+			    jl->lb->name, (unsigned long long)a->node_responses,
+			    (unsigned long long)a->node_errors,
+			    percent(a->node_errors, a->node_responses),
+			    100 * a->cfg.max_error_ratio, a->statistic, a->log_threshold, latency,
+			    extra, analysis_outcome_name(a->outcome));
 		used += n > 0 ? (size_t)n : 0;
 	}
 	if (used >= size)
@@ -501,14 +510,15 @@ judge_evidence_json(const struct judge *j, int k)
 		}
 		if (a->is_ratio) {
 			json_array_append_new(
-			    list, json_pack("{s:s, s:b, s:s, s:o, s:o, s:i, s:i, s:i, s:s}", "lb",
-			                    jl->lb->name, "judged", 1, "outcome",
-			                    analysis_outcome_name(a->outcome), "value",
-			                    a->node_ratio >= 0 ? json_real(a->node_ratio) : json_null(),
-			                    "peer_value",
-			                    a->peer_ratio >= 0 ? json_real(a->peer_ratio) : json_null(),
-			                    "evaluations", a->seconds, "with_data", a->ratio_seen,
-			                    "failed_reads", jl->failed_reads, "reason", a->reason));
+			    list,
+			    json_pack("{s:s, s:b, s:s, s:o, s:o, s:i, s:i, s:i, s:s}", "lb",
+			              jl->lb->name, "judged", 1, "outcome",
+			              analysis_outcome_name(a->outcome), "value",
+			              a->node_ratio >= 0 ? json_real(a->node_ratio) : json_null(),
+			              "peer_value",
+			              a->peer_ratio >= 0 ? json_real(a->peer_ratio) : json_null(),
+			              "evaluations", a->seconds, "with_data", a->ratio_seen,
+			              "failed_reads", jl->failed_reads, "reason", a->reason));
 			continue;
 		}
 		json_array_append_new(

@@ -47,15 +47,15 @@
 /* One load balancer as the judge sees it. */
 struct judge_lb {
 	const struct wait_lb *lb;
-	int is_usable;          /* gives per-server counters */
-	char why_not[400];      /* when not usable: why */
-	char backend[160];      /* HAProxy backend */
+	int is_usable;     /* gives per-server counters */
+	char why_not[400]; /* when not usable: why */
+	char backend[160]; /* HAProxy backend */
 	struct sample_varnish *varnish;
 	struct sample_server *servers; /* nodes first, then peers */
 	struct sample_server *previous;
 	int has_previous;
-	int resets;             /* seconds skipped for a reload */
-	int failed_reads;       /* seconds the load balancer did not answer */
+	int resets;       /* seconds skipped for a reload */
+	int failed_reads; /* seconds the load balancer did not answer */
 	char last_error[256];
 	struct analysis verdict[JUDGE_NODES_MAX];
 	int down_streak[JUDGE_NODES_MAX];
@@ -110,8 +110,8 @@ typedef void (*judge_tick_fn)(void *ctx, const struct judge *j);
  * may be NULL), then fills each node's outcome. Returns the worst outcome:
  * ANALYSIS_FAIL, ANALYSIS_INCONCLUSIVE (also when stopped early) or
  * ANALYSIS_PASS. */
-enum analysis_outcome judge_run(struct judge *j, int64_t duration_ms,
-                                volatile sig_atomic_t *stop, judge_tick_fn on_tick, void *ctx);
+enum analysis_outcome judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop,
+                                judge_tick_fn on_tick, void *ctx);
 
 /* The evidence of node i, one line per load balancer ("hap1: 312
  * responses, 31 errors (9.94%) against the peers' 0 of 598 (0.00%);

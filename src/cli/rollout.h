@@ -23,9 +23,9 @@ enum rollout_result {
 	RESULT_REFUSED,
 	RESULT_STOPPED,
 	RESULT_INTERRUPTED,
-	RESULT_VERDICT_FAIL,   /* deployed, judged worse than its peers, taken out */
-	RESULT_INCONCLUSIVE,   /* deployed, too little traffic for a verdict */
-	RESULT_ROLLED_BACK,    /* failed its verdict, rolled back, passed again: online */
+	RESULT_VERDICT_FAIL,    /* deployed, judged worse than its peers, taken out */
+	RESULT_INCONCLUSIVE,    /* deployed, too little traffic for a verdict */
+	RESULT_ROLLED_BACK,     /* failed its verdict, rolled back, passed again: online */
 	RESULT_ROLLBACK_FAILED, /* failed its verdict, and its rollback did not pass: offline */
 };
 
@@ -42,21 +42,21 @@ struct rollout_node {
 	char error[512];                      /* why it failed, "" otherwise */
 	char drained_by[768], in_flight[384]; /* the evidence of its drain */
 	/* the verdict (--canary/--verify); verdict NULL: not judged */
-	char *rollback_command;     /* --rollback substituted; NULL without */
-	const char *verdict;        /* "pass", "fail", "inconclusive" */
-	char verdict_reason[512];   /* the deciding sentence */
-	char evidence[2048];        /* per load balancer, one line each */
-	json_t *evidence_json;      /* the same for --json (owned) */
+	char *rollback_command;        /* --rollback substituted; NULL without */
+	const char *verdict;           /* "pass", "fail", "inconclusive" */
+	char verdict_reason[512];      /* the deciding sentence */
+	char evidence[2048];           /* per load balancer, one line each */
+	json_t *evidence_json;         /* the same for --json (owned) */
 	int64_t judged_ms, verdict_ms; /* how long it was judged; when decided (-1) */
-	int64_t out_ms;             /* after a fail: verdict to drained everywhere (-1) */
-	int is_rolled_back;         /* the rollback command ran on it */
+	int64_t out_ms;                /* after a fail: verdict to drained everywhere (-1) */
+	int is_rolled_back;            /* the rollback command ran on it */
 };
 
 /* The rollout as the daemon's registry shows it (rollout_register.c):
  * what the heartbeat thread sends, under lock. */
 struct rollout_registration {
-	int is_active;                 /* registered, heartbeat thread running */
-	const struct client *client;   /* borrowed from struct cli */
+	int is_active;               /* registered, heartbeat thread running */
+	const struct client *client; /* borrowed from struct cli */
 	char cluster[65], id[16];
 	pthread_t thread;
 	pthread_mutex_t lock;

@@ -278,7 +278,8 @@ rollout_format_duration(int64_t ms, char *buf, size_t size)
 	if (ms < 0)
 		snprintf(buf, size, "-");
 	else if (ms < 60 * 1000)
-		snprintf(buf, size, "%.1fs", (double)ms / 1000.0); /* commands' timings: tenths count */
+		snprintf(buf, size, "%.1fs",
+		         (double)ms / 1000.0); /* commands' timings: tenths count */
 	else
 		duration_format(ms, buf, size);
 }

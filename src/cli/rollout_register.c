@@ -99,13 +99,15 @@ rollout_register(struct rollout *r, struct error *err)
 		json_array_append_new(nodes, json_string(r->nodes[i].name));
 	body = json_pack("{s:s, s:o, s:s, s:s, s:b}", "id", r->id, "nodes", nodes, "command",
 	                 r->exec, "phase", "starting", "force", r->is_force);
-	rc = cli_call(r->cli, "POST", client_path("v1", "clusters", r->cli->cluster, "rollouts", NULL),
-	              body, &reply, err);
+	rc = cli_call(r->cli, "POST",
+	              client_path("v1", "clusters", r->cli->cluster, "rollouts", NULL), body,
+	              &reply, err);
 	if (rc == CLI_REFUSED && (err->status == 404 || err->status == 405) &&
 	    strstr(err->what, "cluster") == NULL) {
-		fprintf(stderr,
-		        "clustermgmt: warning: the daemon does not keep a registry of rollouts; this "
-		        "one is not shown to others\n");
+		fprintf(
+		    stderr,
+		    "clustermgmt: warning: the daemon does not keep a registry of rollouts; this "
+		    "one is not shown to others\n");
 		error_clear(err);
 		return CLI_OK;
 	}

@@ -20,7 +20,7 @@
 #include "rollouts.h"
 #include "../util/timefmt.h"
 
-#define TEXT_MAX 512      /* phase, current node, message, command: bytes */
+#define TEXT_MAX 512 /* phase, current node, message, command: bytes */
 #define ROLLOUT_NODES_MAX 1024
 #define ID_MAX 16
 
@@ -38,7 +38,7 @@ struct entry {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct entry table[ROLLOUTS_MAX];
 
-static const char *const states[] = {"running", "done", "failed", "verdict fail",
+static const char *const states[] = {"running",      "done",        "failed", "verdict fail",
                                      "inconclusive", "interrupted", NULL};
 
 static int
@@ -53,8 +53,8 @@ static int
 check_fields(const json_t *body, int is_new, struct error *err)
 {
 	static const char *const texts[] = {"command", "phase", "current", "message", NULL};
-	const char *key, *allowed_new[] = {"id",      "nodes",   "command", "phase", "current",
-	                                   "message", "force",   NULL};
+	const char *key, *allowed_new[] = {"id",      "nodes",   "command", "phase",
+	                                   "current", "message", "force",   NULL};
 	const char *allowed_put[] = {"phase", "current", "message", "verdicts", "state", NULL};
 	const char *const *allowed = is_new ? allowed_new : allowed_put;
 	json_t *v, *item;
@@ -71,7 +71,8 @@ check_fields(const json_t *body, int is_new, struct error *err)
 		v = json_object_get(body, texts[i]);
 		if (v != NULL && (!json_is_string(v) || json_string_length(v) > TEXT_MAX ||
 		                  strlen(json_string_value(v)) != json_string_length(v)))
-			return error_set(err, 400, "field \"%s\" must be a string of at most %d bytes",
+			return error_set(err, 400,
+			                 "field \"%s\" must be a string of at most %d bytes",
 			                 texts[i], TEXT_MAX);
 	}
 	if (is_new) {
@@ -83,12 +84,16 @@ check_fields(const json_t *body, int is_new, struct error *err)
 			                 ID_MAX);
 		v = json_object_get(body, "nodes");
 		if (v == NULL || !json_is_array(v) || json_array_size(v) > ROLLOUT_NODES_MAX)
-			return error_set(err, 400, "field \"nodes\" must be a list of at most %d names",
+			return error_set(err, 400,
+			                 "field \"nodes\" must be a list of at most %d names",
 			                 ROLLOUT_NODES_MAX);
-		json_array_foreach(v, k, item) if (!json_is_string(item) ||
-		                                   !node_name_is_valid(json_string_value(item),
-		                                                       json_string_length(item)))
-		    return error_set(err, 400, "field \"nodes\" holds an invalid node name");
+		json_array_foreach(v, k, item)
+		{
+			if (!json_is_string(item) ||
+			    !node_name_is_valid(json_string_value(item), json_string_length(item)))
+				return error_set(err, 400,
+				                 "field \"nodes\" holds an invalid node name");
+		}
 		v = json_object_get(body, "force");
 		if (v != NULL && !json_is_boolean(v))
 			return error_set(err, 400, "field \"force\" must be true or false");
@@ -107,13 +112,18 @@ check_fields(const json_t *body, int is_new, struct error *err)
 	v = json_object_get(body, "verdicts");
 	if (v != NULL) {
 		if (!json_is_object(v) || json_object_size(v) > ROLLOUT_NODES_MAX)
-			return error_set(err, 400, "field \"verdicts\" must be an object of at most %d "
-			                           "nodes",
+			return error_set(err, 400,
+			                 "field \"verdicts\" must be an object of at most %d "
+			                 "nodes",
 			                 ROLLOUT_NODES_MAX);
-		json_object_foreach(v, key, item) if (!node_name_is_valid(key, strlen(key)) ||
-		                                      !json_is_string(item) ||
-		                                      json_string_length(item) > TEXT_MAX)
-		    return error_set(err, 400, "field \"verdicts\" maps node names to short strings");
+		json_object_foreach(v, key, item)
+		{
+			if (!node_name_is_valid(key, strlen(key)) || !json_is_string(item) ||
+			    json_string_length(item) > TEXT_MAX)
+				return error_set(
+				    err, 400,
+				    "field \"verdicts\" maps node names to short strings");
+		}
 	}
 	return 0;
 }
@@ -150,8 +160,8 @@ rollouts_get(struct request *r, const struct route *rt)
 
 	if (model_find_cluster(request_snapshot(r), rt->cluster) == NULL) {
 		json_decref(list);
-		reply_error(r, 404, json_pack("{s:s}", "entry", rt->cluster), "cluster '%s' not found",
-		            rt->cluster);
+		reply_error(r, 404, json_pack("{s:s}", "entry", rt->cluster),
+		            "cluster '%s' not found", rt->cluster);
 		return;
 	}
 	pthread_mutex_lock(&lock);
@@ -162,7 +172,8 @@ rollouts_get(struct request *r, const struct route *rt)
 		best = -1;
 		newest = INT64_MIN;
 		for (i = 0; i < ROLLOUTS_MAX; i++)
-			if (table[i].is_used && !picked[i] && strcmp(table[i].cluster, rt->cluster) == 0 &&
+			if (table[i].is_used && !picked[i] &&
+			    strcmp(table[i].cluster, rt->cluster) == 0 &&
 			    table[i].started_at >= newest) {
 				newest = table[i].started_at;
 				best = i;
@@ -204,8 +215,8 @@ rollouts_post(struct request *r, const struct route *rt)
 	const char *id;
 
 	if (model_find_cluster(request_snapshot(r), rt->cluster) == NULL) {
-		reply_error(r, 404, json_pack("{s:s}", "entry", rt->cluster), "cluster '%s' not found",
-		            rt->cluster);
+		reply_error(r, 404, json_pack("{s:s}", "entry", rt->cluster),
+		            "cluster '%s' not found", rt->cluster);
 		return;
 	}
 	if ((body = request_json_body(r, &err)) == NULL || check_fields(body, 1, &err) != 0) {
@@ -291,7 +302,8 @@ rollout_put(struct request *r, const struct route *rt)
 	pthread_mutex_lock(&lock);
 	for (i = 0; i < ROLLOUTS_MAX; i++) {
 		struct entry *e = &table[i];
-		if (!e->is_used || strcmp(e->cluster, rt->cluster) != 0 || strcmp(e->id, rt->name) != 0)
+		if (!e->is_used || strcmp(e->cluster, rt->cluster) != 0 ||
+		    strcmp(e->id, rt->name) != 0)
 			continue;
 		json_object_foreach(body, key, v)
 		{

@@ -266,7 +266,8 @@ sample_haproxy(const char *addr, const char *backend, struct sample_server *serv
 		if (line[0] != 'S' || (colon = strchr(line, ':')) == NULL)
 			continue;
 		*colon = '\0';
-		if (sscanf(line, "S.%u.%u.%u.%63[a-z0-9_]", &proxy_id, &server_id, &pos, field) != 4)
+		if (sscanf(line, "S.%u.%u.%u.%63[a-z0-9_]", &proxy_id, &server_id, &pos, field) !=
+		    4)
 			continue;
 		(void)type_id;
 		value = strchr(colon + 1, ':');
@@ -330,8 +331,8 @@ sample_delta(const struct sample_server *before, const struct sample_server *aft
 	if (out->is_reset || !before->is_found || !after->is_found)
 		return;
 	out->answered = a1 - a0;
-	out->responses = out->answered + (after->econ - before->econ) +
-	                 (after->eresp - before->eresp);
+	out->responses =
+	    out->answered + (after->econ - before->econ) + (after->eresp - before->eresp);
 	out->errors = (after->hrsp[4] - before->hrsp[4]) + (after->econ - before->econ) +
 	              (after->eresp - before->eresp);
 	if (out->errors > out->responses)

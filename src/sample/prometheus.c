@@ -114,10 +114,11 @@ read_answer(const char *body, double *value, int *has_value, char *why, size_t w
 			goto done;
 		}
 		if (json_array_size(result) > 1) {
-			snprintf(why, why_size,
-			         "the query gives %zu series for one node; make it give one (sum, or a "
-			         "ratio of sums)",
-			         json_array_size(result));
+			snprintf(
+			    why, why_size,
+			    "the query gives %zu series for one node; make it give one (sum, or a "
+			    "ratio of sums)",
+			    json_array_size(result));
 			goto done;
 		}
 		if (pair_value(json_object_get(json_array_get(result, 0), "value"), value) != 0)
@@ -168,7 +169,7 @@ sample_prometheus(const char *url, const char *query, const char *node, int time
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if ((cc = curl_easy_perform(h)) != CURLE_OK) {
 		snprintf(why, why_size, "Prometheus at %.200s: %s", url,
-		         a.is_too_long ? "answer too long"
+		         a.is_too_long       ? "answer too long"
 		         : errbuf[0] != '\0' ? errbuf
 		                             : curl_easy_strerror(cc));
 		goto done;

@@ -36,18 +36,18 @@
 /* The counters of one server (a node) at one load balancer. The caller
  * sets name; a reading fills the rest. */
 struct sample_server {
-	char name[SAMPLE_NAME_MAX];       /* HAProxy server, or Varnish backend (VCL name) */
-	int is_found;                     /* the load balancer knows it */
-	uint64_t hrsp[6];                 /* answers: 1xx, 2xx, 3xx, 4xx, 5xx, other */
-	uint64_t requests;                /* Varnish: backend requests sent (VBE req); HAProxy: 0 */
-	uint64_t econ, eresp;             /* connection and response errors */
-	uint64_t wretr, wredis;           /* retries and redispatches (HAProxy) */
-	uint64_t busy, unhealthy;         /* requests not sent (Varnish) */
-	double rtime_ms;                  /* HAProxy's moving mean; < 0: none */
-	double latency_ms_total;          /* Varnish: sum of the logged response times */
-	uint64_t timed_total;             /* Varnish: responses in latency_ms_total */
-	int is_discontinuous;             /* records were lost: not comparable with the last */
-	char status[SAMPLE_STATUS_MAX];   /* HAProxy's word (UP, DOWN, MAINT...); "" */
+	char name[SAMPLE_NAME_MAX];     /* HAProxy server, or Varnish backend (VCL name) */
+	int is_found;                   /* the load balancer knows it */
+	uint64_t hrsp[6];               /* answers: 1xx, 2xx, 3xx, 4xx, 5xx, other */
+	uint64_t requests;              /* Varnish: backend requests sent (VBE req); HAProxy: 0 */
+	uint64_t econ, eresp;           /* connection and response errors */
+	uint64_t wretr, wredis;         /* retries and redispatches (HAProxy) */
+	uint64_t busy, unhealthy;       /* requests not sent (Varnish) */
+	double rtime_ms;                /* HAProxy's moving mean; < 0: none */
+	double latency_ms_total;        /* Varnish: sum of the logged response times */
+	uint64_t timed_total;           /* Varnish: responses in latency_ms_total */
+	int is_discontinuous;           /* records were lost: not comparable with the last */
+	char status[SAMPLE_STATUS_MAX]; /* HAProxy's word (UP, DOWN, MAINT...); "" */
 };
 
 /* The difference between two readings of one server, as the verdict

@@ -128,7 +128,8 @@ logged_backend(struct sample_varnish *v, const char *name, size_t len)
 	if (len >= SAMPLE_NAME_MAX)
 		return NULL;
 	for (i = 0; i < v->n_backends; i++)
-		if (strlen(v->backends[i].name) == len && memcmp(v->backends[i].name, name, len) == 0)
+		if (strlen(v->backends[i].name) == len &&
+		    memcmp(v->backends[i].name, name, len) == 0)
 			return &v->backends[i];
 	if (v->n_backends == BACKENDS_MAX)
 		return NULL;
@@ -283,7 +284,8 @@ sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n
 	for (i = 0; i < n; i++)
 		for (j = 0; j < v->n_backends; j++)
 			if (strcmp(servers[i].name, v->backends[j].name) == 0) {
-				memcpy(servers[i].hrsp, v->backends[j].hrsp, sizeof(servers[i].hrsp));
+				memcpy(servers[i].hrsp, v->backends[j].hrsp,
+				       sizeof(servers[i].hrsp));
 				servers[i].latency_ms_total = v->backends[j].latency_ms_total;
 				servers[i].timed_total = v->backends[j].timed;
 			}

@@ -421,9 +421,9 @@ test_clean_windows_false_alarms_at_most_one_in_a_thousand(void **state)
 
 	(void)state;
 	rng_state = 1;
-	f1 = false_alarms(10000, 30, 30, 0.01, 1);   /* 1 % errors everywhere */
-	f2 = false_alarms(10000, 30, 100, 0.05, 1);  /* a noisy application */
-	f3 = false_alarms(10000, 30, 30, 0.002, 0);  /* alone, under the ceiling */
+	f1 = false_alarms(10000, 30, 30, 0.01, 1);  /* 1 % errors everywhere */
+	f2 = false_alarms(10000, 30, 100, 0.05, 1); /* a noisy application */
+	f3 = false_alarms(10000, 30, 30, 0.002, 0); /* alone, under the ceiling */
 	printf("false fails in 10,000 clean 30 s windows: 30/s at 1%%: %d; 100/s at 5%%: %d; "
 	       "alone 30/s at 0.2%%: %d\n",
 	       f1, f2, f3);
@@ -521,7 +521,8 @@ main(void)
 	    cmocka_unit_test(test_unknown_latency_never_fails_on_latency),
 	    cmocka_unit_test(test_inconsistent_counts_are_clamped),
 	    cmocka_unit_test(test_huge_counts_stay_bounded_in_time),
-	    cmocka_unit_test(test_ratio_rule_fails_after_the_persistence_and_no_data_is_never_a_pass),
+	    cmocka_unit_test(
+	        test_ratio_rule_fails_after_the_persistence_and_no_data_is_never_a_pass),
 	    cmocka_unit_test(test_ratio_rule_passes_a_node_like_its_peers),
 	    cmocka_unit_test(test_clean_windows_false_alarms_at_most_one_in_a_thousand),
 	    cmocka_unit_test(test_long_clean_windows_keep_the_bound),
