@@ -23,6 +23,12 @@ import requests
 from conftest import Daemon, free_port
 from lbharness import HAProxy, Process, Traffic, Varnish, cli, start_on_free_port, wait_until
 
+# Real HAProxy, Varnish and Prometheus, timed judgements: the release pass
+# of make test only (the daemon code they reach, the rollouts registry
+# aside, is reached under ASan by the other tests; the verdict's arithmetic
+# by tests/unit/test_analysis.c, which runs under ASan too).
+pytestmark = pytest.mark.once
+
 HERE = Path(__file__).resolve().parent
 NODES = ("app1", "app2", "app3")
 LB_OPTIONS = ["--interval", "200ms", "--timeout", "150ms", "--fall", "2", "--rise", "2"]
