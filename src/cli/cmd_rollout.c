@@ -736,7 +736,7 @@ halt_on_fail(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 			snprintf(first, sizeof(first), "%s: %s", f->name, f->verdict_reason);
 		verdict_at = wait_monotonic_ms();
 		f->result = RESULT_VERDICT_FAIL;
-		snprintf(f->error, sizeof(f->error), "verdict fail: %s", f->verdict_reason);
+		snprintf(f->error, sizeof(f->error), "verdict fail: %.480s", f->verdict_reason);
 		snprintf(reason, sizeof(reason), "rollout %s verdict fail: %.200s", r->id,
 		         f->verdict_reason);
 		rollout_clean_reason(reason);
