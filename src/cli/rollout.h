@@ -103,6 +103,7 @@ int rollout_load_plan(struct rollout *r, struct error *err);
 void rollout_format_duration(int64_t ms, char *buf, size_t size);
 void rollout_print_plan(const struct rollout *r);
 void rollout_print_plan_json(const struct rollout *r);
+void rollout_print_verdict_plan(const struct rollout *r);
 void rollout_clean_reason(char *s);
 
 /* rollout_register.c: the daemon's registry of rollouts in progress.

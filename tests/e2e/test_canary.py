@@ -449,3 +449,18 @@ def test_a_prometheus_query_judges_where_no_load_balancer_can(farm):
     r = farm.cli("verify", "app1", "--for", "2s", "--prometheus", prom.url,
                  "--analysis-query", "up")
     assert r.returncode == 2 and "{node}" in r.stderr, r.stderr
+
+
+def test_dry_run_prints_the_verdicts_plan_and_changes_nothing(farm):
+    r = farm.cli("rollout", "--dry-run", "--exec", farm.deploy_command("v2"), "--canary", "1",
+                 "--bake", "30s", "--verify", "10s", "--rollback", farm.deploy_command("good"))
+    assert r.returncode == 0, r.stderr
+    assert "canary: the first 1 node, judged together for 30.0s" in r.stdout, r.stdout
+    assert "later batches: judged for 10.0s" in r.stdout, r.stdout
+    assert "then roll back with: echo good" in r.stdout, r.stdout
+    r = farm.cli("rollout", "--dry-run", "--json", "--exec", farm.deploy_command("v2"),
+                 "--canary", "1", "--bake", "30s")
+    plan = json.loads(r.stdout)["verdict"]
+    assert plan["canary"] == 1 and plan["bake_ms"] == 30000 and plan["rollback"] is None, plan
+    assert farm.builds() == {n: "good" for n in NODES}
+    assert registered(farm) == []  # a dry run is not a rollout in progress
