@@ -23,6 +23,7 @@
 #define TEXT_MAX 512 /* phase, current node, message, command: bytes */
 #define ROLLOUT_NODES_MAX 1024
 #define ID_MAX 16
+#define VERDICT_MAX 32 /* "pass", "fail", "inconclusive" */
 
 struct entry {
 	int is_used;
@@ -119,7 +120,7 @@ check_fields(const json_t *body, int is_new, struct error *err)
 		json_object_foreach(v, key, item)
 		{
 			if (!node_name_is_valid(key, strlen(key)) || !json_is_string(item) ||
-			    json_string_length(item) > TEXT_MAX)
+			    json_string_length(item) > VERDICT_MAX)
 				return error_set(
 				    err, 400,
 				    "field \"verdicts\" maps node names to short strings");

@@ -32,7 +32,7 @@
 #include "sample.h"
 
 #define DISPATCH_MAX 200000
-#define BACKENDS_MAX 64
+#define BACKENDS_MAX 300 /* a judgement asks about at most 32 nodes and 256 peers */
 
 /* What the log said about one backend since open. */
 struct logged {
@@ -47,8 +47,10 @@ struct sample_varnish {
 	struct vsc *vsc;
 	struct VSL_data *vsl;
 	struct VSLQ *vslq;
-	struct logged backends[BACKENDS_MAX]; /* the first ones seen; a bound */
+	struct logged backends[BACKENDS_MAX]; /* the backends asked about; a bound */
 	size_t n_backends;
+	const struct sample_server *asked; /* during a reading: the servers asked about */
+	size_t n_asked;
 	int is_overrun; /* records were lost since the last reading */
 };
 
@@ -131,7 +133,10 @@ logged_backend(struct sample_varnish *v, const char *name, size_t len)
 		if (strlen(v->backends[i].name) == len &&
 		    memcmp(v->backends[i].name, name, len) == 0)
 			return &v->backends[i];
-	if (v->n_backends == BACKENDS_MAX)
+	for (i = 0; i < v->n_asked; i++) /* only a backend asked about gets an entry */
+		if (strlen(v->asked[i].name) == len && memcmp(v->asked[i].name, name, len) == 0)
+			break;
+	if (i == v->n_asked || v->n_backends == BACKENDS_MAX)
 		return NULL;
 	memcpy(v->backends[v->n_backends].name, name, len);
 	v->backends[v->n_backends].name[len] = '\0';
@@ -279,8 +284,12 @@ sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n
 	}
 	VSC_Iter(v->vsc, v->vsm, on_counter, &r);
 	why[0] = '\0';
+	v->asked = servers;
+	v->n_asked = n;
 	if (v->vslq != NULL)
 		read_log(v, why, why_size);
+	v->asked = NULL;
+	v->n_asked = 0;
 	for (i = 0; i < n; i++)
 		for (j = 0; j < v->n_backends; j++)
 			if (strcmp(servers[i].name, v->backends[j].name) == 0) {
