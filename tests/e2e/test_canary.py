@@ -464,3 +464,39 @@ def test_dry_run_prints_the_verdicts_plan_and_changes_nothing(farm):
     assert plan["canary"] == 1 and plan["bake_ms"] == 30000 and plan["rollback"] is None, plan
     assert farm.builds() == {n: "good" for n in NODES}
     assert registered(farm) == []  # a dry run is not a rollout in progress
+
+
+def test_the_rollouts_registry_refuses_bad_input_and_changes_nothing(daemon):
+    path = "/v1/clusters/default/rollouts"
+    admin = daemon.as_admin
+    good = {"id": "abc123", "nodes": ["node1"], "command": "true"}
+    for body, status in [({"id": "abc123"}, 400),                        # no nodes
+                         ({"id": "a/b", "nodes": []}, 400),             # bad id
+                         ({"id": "x" * 17, "nodes": []}, 400),          # id too long
+                         ({"id": "abc123", "nodes": ["bad name"]}, 400),
+                         ({"id": "abc123", "nodes": "node1"}, 400),
+                         (dict(good, extra=1), 400),                     # unknown field
+                         (dict(good, phase="x" * 513), 400),
+                         (dict(good, force="yes"), 400)]:
+        r = daemon.post(path, auth=admin, json=body)
+        assert r.status_code == status, (body, r.text)
+        assert "error" in r.json()
+    assert daemon.get(path, auth=admin).json()["rollouts"] == []
+    assert daemon.post("/v1/clusters/nope/rollouts", auth=admin, json=good).status_code == 404
+    viewer = daemon.make_user("viewer1", "viewer")
+    assert daemon.post(path, auth=viewer, json=good).status_code == 403
+    assert daemon.get(path, auth=viewer).status_code == 200
+    r = daemon.post(path, auth=admin, json=good)
+    assert r.status_code == 201, r.text
+    one = path + "/abc123"
+    for body in [{"state": "maybe"}, {"verdicts": {"node1": "x" * 33}},
+                 {"verdicts": {"bad name": "pass"}}, {"nodes": ["node2"]}]:
+        assert daemon.put(one, auth=admin, json=body).status_code == 400, body
+    assert daemon.put(path + "/zzz", auth=admin, json={"phase": "x"}).status_code == 404
+    shown = daemon.get(path, auth=admin).json()["rollouts"]
+    assert len(shown) == 1 and shown[0]["state"] == "running" and shown[0]["phase"] is None
+    assert shown[0]["nodes"] == ["node1"] and shown[0]["verdicts"] == {}
+    # the same id again while it runs is a conflict, also with force
+    assert daemon.post(path, auth=admin, json=dict(good, force=True)).status_code == 409
+    r = daemon.put(one, auth=admin, json={"state": "done", "verdicts": {"node1": "pass"}})
+    assert r.status_code == 200 and r.json()["rollout"]["state"] == "done", r.text
