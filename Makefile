@@ -16,6 +16,8 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	zlib1g-dev
 # Packaging and operations: the Debian package, systemd, man pages, metrics.
 BUILD_PKGS += libsystemd-dev
+# A deploy's verdict reads Varnish's counters and log through libvarnishapi.
+BUILD_PKGS += libvarnishapi-dev
 OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion \
 	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
@@ -90,6 +92,7 @@ bench: deps-bench
 	sh bench/scale build-release/clustermgmt
 	sh bench/fleet build-release/clustermgmt
 	$(PYTHON) bench/consul build-release/clustermgmt
+	$(PYTHON) bench/canary build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

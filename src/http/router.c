@@ -27,6 +27,7 @@
 #include "compat.h"
 #include "consul.h"
 #include "probe.h"
+#include "rollouts.h"
 #include "router.h"
 #include "scrape.h"
 #include "sd.h"
@@ -76,6 +77,9 @@ static const struct route_entry table[] = {
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_put, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_delete, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/audit",         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_audit_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/rollouts",      ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    rollouts_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/rollouts",      ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  rollouts_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/rollouts/{rollout}", ROUTE_PUT, ROUTE_CREDENTIALS,          ROLE_OPERATOR,  rollout_put, NULL},
     {SURFACE_API_V1,   "/v1/users",                            ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_users_get, NULL},
     {SURFACE_API_V1,   "/v1/users",                            ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_users_post, NULL},
     {SURFACE_API_V1,   "/v1/users/{user}",                     ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_user_delete, NULL},
@@ -507,8 +511,8 @@ router_dispatch(struct request *stack_r)
 static int
 pattern_check(const struct route_entry *e, struct error *err)
 {
-	static const char *const kinds[] = {"{cluster}", "{node}", "{user}",
-	                                    "{token}",   "{lb}",   "{asset}"};
+	static const char *const kinds[] = {"{cluster}", "{node}",  "{user}",   "{token}",
+	                                    "{lb}",      "{asset}", "{rollout}"};
 	const char *p = e->pattern;
 	int n_cluster = 0, n_name = 0;
 	size_t k;
