@@ -16,7 +16,7 @@
  * request pool, and between two looks it is a waiter on its worker
  * (request_wait_for_observation), woken when the node is probed, at the
  * load balancers' pace (DRAIN_IN_FLIGHT_POLL_MS) while an answer is in
- * transit or requests are in flight, else at least every LOOK_MAX_MS (a
+ * transit or requests are in flight, else at least every LOOK_EVERY_MS (a
  * load balancer that went silent in MAINT announces nothing). A client
  * that goes away is seen at the next look (request_client_is_gone: h2o
  * itself would see it only when it writes); answering it ends the
@@ -41,7 +41,7 @@
 #include "../util/xalloc.h"
 #include "api_drain.h"
 
-#define LOOK_MAX_MS 1000
+#define LOOK_EVERY_MS 100
 #define NOTES_MAX 1024
 #define FIRST_READING_MS (DRAIN_RUNTIME_TIMEOUT_MS + 2 * DRAIN_IN_FLIGHT_POLL_MS)
 
@@ -257,6 +257,45 @@ observations_json(struct request *r, const struct cluster *c, const struct node 
 	return doc;
 }
 
+/* The observations of one node as many held waits read them at once:
+ * every held wait of a node is woken by the same probe, so the document
+ * is built once per worker for each (node, window, digest) and reused
+ * for OBSERVATIONS_REUSE_MS (the ages in it are that much younger at
+ * most, far below any probe interval). Per thread: each worker its own. */
+#define OBSERVATIONS_REUSE_MS 10
+
+struct observations_cache {
+	char cluster[NODE_NAME_MAX + 1];
+	char node[NODE_NAME_MAX + 1];
+	int64_t window_ms;
+	uint64_t digest;
+	int64_t at; /* ms (wall clock) when built */
+	json_t *doc;
+};
+
+static __thread struct observations_cache cached;
+
+/* A reference to node n's observations (the caller decrefs). */
+static json_t *
+observations_shared(struct request *r, const struct cluster *c, const struct node *n,
+                    int64_t window_ms, uint64_t digest)
+{
+	int64_t now = time_now_ms();
+
+	if (cached.doc != NULL && cached.digest == digest && cached.window_ms == window_ms &&
+	    now - cached.at < OBSERVATIONS_REUSE_MS && now >= cached.at &&
+	    strcmp(cached.cluster, c->name) == 0 && strcmp(cached.node, n->name) == 0)
+		return json_incref(cached.doc);
+	json_decref(cached.doc);
+	cached.doc = observations_json(r, c, n, window_ms);
+	snprintf(cached.cluster, sizeof(cached.cluster), "%s", c->name);
+	snprintf(cached.node, sizeof(cached.node), "%s", n->name);
+	cached.window_ms = window_ms;
+	cached.digest = digest;
+	cached.at = now;
+	return json_incref(cached.doc);
+}
+
 static json_t *
 notes_json(const struct held *h)
 {
@@ -367,7 +406,9 @@ look(struct request *r)
 		lbwatch_access(watch, h->start, &view, &acc);
 		view.note = held_note;
 		view.note_arg = h;
-		obs = observations_json(r, c, n, h->a.window_ms);
+		obs = observations_shared(
+		    r, c, n, h->a.window_ms,
+		    observation_digest(request_observe(r), m, c->name, h->node));
 		drain_judge(&h->w, obs, h->lbs, h->n_lbs, c->name, &h->a, &acc, now,
 		            now - h->start);
 		json_decref(obs);
@@ -404,12 +445,10 @@ look(struct request *r)
 		            "the daemon is stopping: ask another daemon");
 		return;
 	}
-	next = drain_must_poll(&h->w) ? DRAIN_IN_FLIGHT_POLL_MS : LOOK_MAX_MS;
+	next = drain_must_poll(&h->w) ? DRAIN_IN_FLIGHT_POLL_MS : LOOK_EVERY_MS;
 	if (!h->is_unread && next > h->deadline - now)
 		next = h->deadline - now;
-	request_wait_for_observation(r, c->name, h->node,
-	                             observation_digest(request_observe(r), m, c->name, h->node),
-	                             next, look);
+	request_after(r, next, look);
 }
 
 /* Checks the request, prepares its struct held (want_serving) and counts
