@@ -86,6 +86,7 @@ bench: deps-bench
 	sh bench/scale build-release/clustermgmt
 	sh bench/fleet build-release/clustermgmt
 	$(PYTHON) bench/drain_held build-release/clustermgmt
+	$(PYTHON) bench/drain_decision build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
