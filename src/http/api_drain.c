@@ -432,7 +432,11 @@ look(struct request *r)
 	if (h->w.state == DRAIN_IN_FLIGHT) {
 		/* a reading counts only when taken after every load balancer acted */
 		lbwatch_access(watch, h->w.out_at, &view, &acc);
-		if (drain_check_in_flight(&h->w, h->lbs, h->n_lbs, c->name, &h->a, &acc, now))
+		/* "unknown" with no grace left is clear for the judgement; here it
+		 * only means the load balancer's word has not been read yet: wait
+		 * for it (at most FIRST_READING_MS), it is the better evidence */
+		if (drain_check_in_flight(&h->w, h->lbs, h->n_lbs, c->name, &h->a, &acc, now) &&
+		    (view.n_unread == 0 || now >= h->w.out_at + FIRST_READING_MS))
 			h->w.state = DRAIN_DONE;
 		h->is_unread |= view.n_unread > 0;
 	}
