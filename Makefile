@@ -23,6 +23,8 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
 TEST_PKGS += $(OPS_PKGS)
+# docs/INTEGRATIONS.md's Ansible play, run by tests/e2e/test_integrations.py
+TEST_PKGS += ansible-core
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
