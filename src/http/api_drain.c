@@ -20,7 +20,7 @@
  * woken by each probe (request_wait_for_observation): the worker checks
  * every observation waiter at every probe of any node, so 1,000 of them
  * would cost each probe a thousand digests; a timer costs nothing until
- * it fires (bench/drain_held: 1,000 held waits, 1.8 % of a core). A
+ * it fires (bench/drain_held: 1,000 held waits, about 2 % of a core). A
  * verdict is thus up to a tick late, below the load balancers' own
  * intervals. The held waits of one node share the document of its
  * observations (observations_shared). A client
