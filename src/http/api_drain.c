@@ -126,15 +126,19 @@ held_count_remove(const char *address)
 	pthread_mutex_unlock(&clients_lock);
 }
 
-/* The pool's destructor: the request was answered or its client went
- * away. */
+static void observations_release(void);
+
+/* The pool's destructor (on the request's worker): the request was
+ * answered or its client went away. */
 static void
 held_dispose(void *p)
 {
 	struct held *h = p;
 
-	if (h->is_counted)
+	if (h->is_counted) {
 		held_count_remove(h->client);
+		observations_release();
+	}
 }
 
 unsigned
@@ -280,6 +284,20 @@ struct observations_cache {
 };
 
 static __thread struct observations_cache cached;
+static __thread unsigned held_here; /* held waits on this worker: the cache
+                                       goes with the last one */
+
+/* One held wait fewer on this worker; with none left, the cached
+ * document goes (nothing is kept for a worker that holds no wait, nor at
+ * exit). */
+static void
+observations_release(void)
+{
+	if (held_here > 0 && --held_here == 0) {
+		json_decref(cached.doc);
+		cached.doc = NULL;
+	}
+}
 
 /* A reference to node n's observations (the caller decrefs). */
 static json_t *
@@ -511,6 +529,7 @@ held_new(struct request *r, const struct route *rt, int want_serving)
 		return NULL;
 	}
 	h->is_counted = 1;
+	held_here++;
 	snprintf(h->client, sizeof(h->client), "%s", r->address);
 	pthread_once(&watch_once, watch_start);
 	r->surface_data = h;
