@@ -29,6 +29,8 @@ TEST_PKGS += $(OPS_PKGS)
 TEST_PKGS += python3-consul
 # A Debian 12 booted with systemd in a container (tests/e2e/nspawn.py).
 TEST_PKGS += systemd-container debootstrap
+# docs/INTEGRATIONS.md's Ansible play, run by tests/e2e/test_integrations.py
+TEST_PKGS += ansible-core
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
@@ -93,6 +95,8 @@ bench: deps-bench
 	sh bench/fleet build-release/clustermgmt
 	$(PYTHON) bench/consul build-release/clustermgmt
 	$(PYTHON) bench/canary build-release/clustermgmt
+	$(PYTHON) bench/drain_held build-release/clustermgmt
+	$(PYTHON) bench/drain_decision build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

@@ -1,7 +1,12 @@
 /*
- * wait.c - follow the daemon's observed probes until every load balancer
- * has acted on a node's state, then (draining) until the requests in
- * flight are over; see wait.h for the rules.
+ * wait.c - wait until every load balancer has acted on a node's state,
+ * then (draining) until the requests in flight are over; see wait.h.
+ *
+ * The daemon judges (GET .../nodes/{n}/drained or /serving, held until
+ * the verdict or the timeout): one request per node, in turn, reading
+ * only that node's observations. A daemon without those endpoints (an
+ * older one) is followed here instead, with the same judgement
+ * (drain/drain.h), as below.
  *
  * The loop: one long poll on the observations of every node not done yet
  * (the daemon answers as soon as one of them is probed, or after
@@ -330,19 +335,178 @@ timed_out(const struct drain_node *nodes, int n, const struct wait_args *a, stru
 	return CLI_TIMEOUT;
 }
 
+/* --- the daemon's judgement ------------------------------------------------ */
+
+#define DAEMON_WAIT_MAX_MS (900 * 1000LL) /* the daemon's largest ?wait= */
+#define DAEMON_DELAY_MAX_MS (3600 * 1000LL)
+#define NO_ENDPOINT 100 /* the daemon has no .../drained: judge here */
+
+/* GET .../nodes/{n}/drained|serving with the wait's arguments. */
+static char *
+verdict_path(const char *cluster, const char *node, const struct wait_args *a, int64_t wait_ms)
+{
+	char *path = client_path("v1", "clusters", cluster, "nodes", node,
+	                         a->want_serving ? "serving" : "drained", NULL);
+	int64_t delay = a->no_probers_delay_ms > DAEMON_DELAY_MAX_MS ? DAEMON_DELAY_MAX_MS
+	                                                             : a->no_probers_delay_ms;
+	char *query;
+
+	if (asprintf(&query,
+	             "%s?wait=%lldms&fall=%ld&window=%lldms&no_probers_delay=%lldms"
+	             "&drain_grace=%lldms&require_probers=%s",
+	             path, (long long)wait_ms, a->fall, (long long)a->window_ms, (long long)delay,
+	             (long long)a->drain_grace_ms, a->require_probers ? "true" : "false") < 0)
+		abort(); /* out of memory */
+	free(path);
+	return query;
+}
+
+/* A done node from the daemon's verdict; its notes go to stderr. */
+static void
+take_verdict(struct drain_node *w, const json_t *v)
+{
+	const json_t *note;
+	size_t i;
+
+	snprintf(w->evidence, sizeof(w->evidence), "%s", string_field(v, "evidence"));
+	snprintf(w->in_flight, sizeof(w->in_flight), "%s", string_field(v, "in_flight"));
+	w->n_probers = (size_t)int_field(v, "probers");
+	w->had_no_probers = json_is_true(json_object_get(v, "no_probers"));
+	json_array_foreach(json_object_get(v, "notes"), i, note)
+	{
+		fprintf(stderr, "clustermgmt: %s\n", json_string_value(note));
+		fflush(stderr);
+	}
+	w->state = DRAIN_DONE;
+}
+
+/* The node's part of a "not drained after D: NODE: ..." refusal. */
+static const char *
+refusal_part(const char *sentence)
+{
+	const char *after = strstr(sentence, " after ");
+	const char *colon = after != NULL ? strstr(after, ": ") : NULL;
+
+	return colon != NULL ? colon + 2 : sentence;
+}
+
+/* Asks the daemon for node w's verdict, held at most wait_ms. Returns
+ * CLI_OK (w done), CLI_TIMEOUT (w->pending holds the daemon's words),
+ * CLI_REFUSED for require_probers (err filled as `wait` words it),
+ * NO_ENDPOINT, or the call's error. */
+static int
+ask_daemon(struct cli *cli, struct drain_node *w, const struct wait_args *a, int64_t wait_ms,
+           struct error *err)
+{
+	struct client_reply reply;
+	long saved = cli->client.timeout_s;
+	int rc;
+
+	cli->client.timeout_s = (long)(wait_ms / 1000) + 30;
+	cli->client.stop = a->stop;
+	rc = cli_call(cli, "GET", verdict_path(cli->cluster, w->name, a, wait_ms), NULL, &reply,
+	              err);
+	cli->client.timeout_s = saved;
+	cli->client.stop = NULL;
+	if (rc == CLI_OK) {
+		take_verdict(w, reply.json);
+		client_reply_free(&reply);
+		return CLI_OK;
+	}
+	if (rc == CLI_REFUSED && err->status == 404 && strncmp(err->what, "node '", 6) != 0 &&
+	    strncmp(err->what, "cluster '", 9) != 0)
+		return NO_ENDPOINT;
+	if (rc == CLI_REFUSED && err->status == 409 &&
+	    strncmp(err->what, "nothing probed ", 15) == 0) {
+		error_set(err, 0,
+		          "nothing probed %s in the last %llds: cannot tell whether the load "
+		          "balancers saw it (--require-probers)",
+		          w->name, (long long)a->window_ms / 1000);
+		return CLI_REFUSED;
+	}
+	if (rc == CLI_REFUSED && err->status == 409) {
+		snprintf(w->pending, sizeof(w->pending), "%s", refusal_part(err->what));
+		return CLI_TIMEOUT;
+	}
+	return rc;
+}
+
+/* The whole wait through the daemon: one held request per node, in
+ * turn, each for what is left of the timeout (a node already done
+ * answers at once). */
+static int
+wait_on_daemon(struct cli *cli, struct drain_node *nodes, int n, const struct wait_args *a,
+               wait_done_fn on_done, void *ctx, struct error *err)
+{
+	int64_t start = wait_monotonic_ms(), left;
+	int i, k, rc = CLI_OK, is_first = 1;
+
+	for (i = 0; i < n; i++) {
+		if (a->stop != NULL && *a->stop)
+			break;
+		left = a->timeout_ms - (wait_monotonic_ms() - start);
+		if (left < 0)
+			left = 0;
+		rc = ask_daemon(cli, &nodes[i], a,
+		                left > DAEMON_WAIT_MAX_MS ? DAEMON_WAIT_MAX_MS : left, err);
+		if (rc == NO_ENDPOINT && i == 0)
+			return NO_ENDPOINT;
+		if (rc == CLI_TIMEOUT || (a->stop != NULL && *a->stop))
+			break;
+		if (rc != CLI_OK)
+			return rc;
+		mark_done(&nodes[i], a, on_done, ctx);
+	}
+	if (a->stop != NULL && *a->stop) {
+		error_set(err, 0, "interrupted while waiting for the load balancers");
+		return CLI_TIMEOUT;
+	}
+	if (rc != CLI_TIMEOUT)
+		return CLI_OK;
+	/* timed out: every node not done says what it lacks */
+	if (a->timeout_ms % 1000 == 0)
+		snprintf(err->what, sizeof(err->what),
+		         "timed out after %llds: ", (long long)a->timeout_ms / 1000);
+	else
+		snprintf(err->what, sizeof(err->what),
+		         "timed out after %.1fs: ", (double)a->timeout_ms / 1000.0);
+	for (k = i; k < n; k++) {
+		struct error e;
+		if (k > i && ask_daemon(cli, &nodes[k], a, 0, &e) == CLI_OK) {
+			mark_done(&nodes[k], a, on_done, ctx);
+			continue;
+		}
+		append(err->what, sizeof(err->what), "%s%s", is_first ? "" : "; ",
+		       nodes[k].pending);
+		is_first = 0;
+	}
+	err->status = 0;
+	return CLI_TIMEOUT;
+}
+
 int
 wait_for_nodes(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb *lbs, size_t n_lbs,
                const struct wait_args *a, wait_done_fn on_done, void *ctx, struct error *err)
 {
 	int64_t start = wait_monotonic_ms(), now;
 	long long digest = -1;
+	struct drain_lb own[WAIT_LBS_MAX];
 	struct drain_access acc;
 	struct drain_args da;
 	int i, rc;
 
+	rc = wait_on_daemon(cli, nodes, n, a, on_done, ctx, err);
+	if (rc != NO_ENDPOINT)
+		return rc;
+	/* a daemon without the drain endpoints: judge here, as before */
+	error_clear(err);
+	if (lbs == NULL) {
+		if ((rc = wait_load_lbs(cli, own, &n_lbs, err)) != CLI_OK)
+			return rc;
+		lbs = own;
+	}
 	drain_access_direct(&acc);
 	judge_args(a, &da);
-
 	while (1) {
 		if (count_in(nodes, n, DRAIN_PROBES) > 0 &&
 		    (rc = look(cli, nodes, n, lbs, n_lbs, a, start, &digest, err)) != CLI_OK)

@@ -7,9 +7,12 @@
  * the same the daemon serves as GET /v1/clusters/{c}/nodes/{n}/drained;
  * this file follows the daemon's observations and applies it.
  *
- * wait_for_nodes learns of new observations as they happen: a long poll
- * on the nodes' observations (GET /v1/clusters/{c}/observations?after=),
- * which the daemon answers as soon as one of them is probed.
+ * wait_for_nodes asks the daemon for each node's verdict (GET
+ * /v1/clusters/{c}/nodes/{n}/drained or /serving?wait=), which it holds
+ * until the node is done or the time is up. With a daemon that has no
+ * such endpoint it follows the nodes' observations itself (a long poll:
+ * GET /v1/clusters/{c}/observations?after=) and applies the judgement
+ * here.
  */
 #ifndef CM_WAIT_H
 #define CM_WAIT_H
@@ -65,11 +68,12 @@ int wait_parse_duration(const char *option, const char *text, int64_t dflt, int6
  * without the list) or the error of the call. */
 int wait_load_lbs(struct cli *cli, struct drain_lb *lbs, size_t *n, struct error *err);
 
-/* Waits until every node of nodes[0..n) is done, judged against lbs[0..n_lbs)
- * (n_lbs 0: the probers observed). When nothing probed a node within the
- * window it says so once on stderr and waits no_probers_delay_ms (or fails
- * with CLI_REFUSED when require_probers). on_done (may be NULL) is called
- * for each node as it is done.
+/* Waits until every node of nodes[0..n) is done: judged by the daemon
+ * (against the cluster's named load balancers), or, with a daemon that
+ * does not judge, here against lbs[0..n_lbs) (n_lbs 0: the probers
+ * observed; lbs NULL: read them with wait_load_lbs when needed). When nothing probed a node within
+ * the window it says so once on stderr and waits no_probers_delay_ms (or fails with CLI_REFUSED
+ * when require_probers). on_done (may be NULL) is called for each node as it is done.
  *
  * Returns CLI_OK; CLI_TIMEOUT with err naming, per node, the load balancers
  * that have not acted or the sessions still open; CLI_TIMEOUT with err

@@ -89,8 +89,8 @@ enum drain_state {
 /* One named load balancer's part of the verdict. */
 struct drain_lb_verdict {
 	int has_acted;
-	char signal[160]; /* how it acted ("agent answered 'maint'"), when it has */
-	char lacks[240];  /* what it still lacks, when it has not */
+	char signal[232]; /* how it acted ("agent answered 'maint'"), when it has */
+	char lacks[304];  /* what it still lacks, when it has not */
 	long in_flight;   /* requests in flight there; -1 unknown or not asked */
 };
 

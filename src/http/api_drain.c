@@ -13,11 +13,17 @@
  * the one `wait` and `rollout` apply.
  *
  * A held request costs no thread: its state (struct held) lives in h2o's
- * request pool, and between two looks it is a waiter on its worker
- * (request_wait_for_observation), woken when the node is probed, at the
- * load balancers' pace (DRAIN_IN_FLIGHT_POLL_MS) while an answer is in
- * transit or requests are in flight, else at least every LOOK_MAX_MS (a
- * load balancer that went silent in MAINT announces nothing). A client
+ * request pool, and between two looks it is a timed waiter on its worker
+ * (request_after): LOOK_EVERY_MS, or DRAIN_IN_FLIGHT_POLL_MS while an
+ * answer is in transit or requests are in flight (the worker fires due
+ * waiters on its tick, so in practice every 250 ms at most). It is not
+ * woken by each probe (request_wait_for_observation): the worker checks
+ * every observation waiter at every probe of any node, so 1,000 of them
+ * would cost each probe a thousand digests; a timer costs nothing until
+ * it fires (bench/drain_held: 1,000 held waits, about 2 % of a core). A
+ * verdict is thus up to a tick late, below the load balancers' own
+ * intervals. The held waits of one node share the document of its
+ * observations (observations_shared). A client
  * that goes away is seen at the next look (request_client_is_gone: h2o
  * itself would see it only when it writes); answering it ends the
  * request, whose pool takes the waiter with it, and the client's count
@@ -41,7 +47,7 @@
 #include "../util/xalloc.h"
 #include "api_drain.h"
 
-#define LOOK_MAX_MS 1000
+#define LOOK_EVERY_MS 100
 #define NOTES_MAX 1024
 #define FIRST_READING_MS (DRAIN_RUNTIME_TIMEOUT_MS + 2 * DRAIN_IN_FLIGHT_POLL_MS)
 
@@ -120,15 +126,19 @@ held_count_remove(const char *address)
 	pthread_mutex_unlock(&clients_lock);
 }
 
-/* The pool's destructor: the request was answered or its client went
- * away. */
+static void observations_release(void);
+
+/* The pool's destructor (on the request's worker): the request was
+ * answered or its client went away. */
 static void
 held_dispose(void *p)
 {
 	struct held *h = p;
 
-	if (h->is_counted)
+	if (h->is_counted) {
 		held_count_remove(h->client);
+		observations_release();
+	}
 }
 
 unsigned
@@ -257,6 +267,59 @@ observations_json(struct request *r, const struct cluster *c, const struct node 
 	return doc;
 }
 
+/* The observations of one node as many held waits read them at once:
+ * every held wait of a node is woken by the same probe, so the document
+ * is built once per worker for each (node, window, digest) and reused
+ * for OBSERVATIONS_REUSE_MS (the ages in it are that much younger at
+ * most, far below any probe interval). Per thread: each worker its own. */
+#define OBSERVATIONS_REUSE_MS 10
+
+struct observations_cache {
+	char cluster[NODE_NAME_MAX + 1];
+	char node[NODE_NAME_MAX + 1];
+	int64_t window_ms;
+	uint64_t digest;
+	int64_t at; /* ms (wall clock) when built */
+	json_t *doc;
+};
+
+static __thread struct observations_cache cached;
+static __thread unsigned held_here; /* held waits on this worker: the cache
+                                       goes with the last one */
+
+/* One held wait fewer on this worker; with none left, the cached
+ * document goes (nothing is kept for a worker that holds no wait, nor at
+ * exit). */
+static void
+observations_release(void)
+{
+	if (held_here > 0 && --held_here == 0) {
+		json_decref(cached.doc);
+		cached.doc = NULL;
+	}
+}
+
+/* A reference to node n's observations (the caller decrefs). */
+static json_t *
+observations_shared(struct request *r, const struct cluster *c, const struct node *n,
+                    int64_t window_ms, uint64_t digest)
+{
+	int64_t now = time_now_ms();
+
+	if (cached.doc != NULL && cached.digest == digest && cached.window_ms == window_ms &&
+	    now - cached.at < OBSERVATIONS_REUSE_MS && now >= cached.at &&
+	    strcmp(cached.cluster, c->name) == 0 && strcmp(cached.node, n->name) == 0)
+		return json_incref(cached.doc);
+	json_decref(cached.doc);
+	cached.doc = observations_json(r, c, n, window_ms);
+	snprintf(cached.cluster, sizeof(cached.cluster), "%s", c->name);
+	snprintf(cached.node, sizeof(cached.node), "%s", n->name);
+	cached.window_ms = window_ms;
+	cached.digest = digest;
+	cached.at = now;
+	return json_incref(cached.doc);
+}
+
 static json_t *
 notes_json(const struct held *h)
 {
@@ -367,7 +430,9 @@ look(struct request *r)
 		lbwatch_access(watch, h->start, &view, &acc);
 		view.note = held_note;
 		view.note_arg = h;
-		obs = observations_json(r, c, n, h->a.window_ms);
+		obs = observations_shared(
+		    r, c, n, h->a.window_ms,
+		    observation_digest(request_observe(r), m, c->name, h->node));
 		drain_judge(&h->w, obs, h->lbs, h->n_lbs, c->name, &h->a, &acc, now,
 		            now - h->start);
 		json_decref(obs);
@@ -385,7 +450,11 @@ look(struct request *r)
 	if (h->w.state == DRAIN_IN_FLIGHT) {
 		/* a reading counts only when taken after every load balancer acted */
 		lbwatch_access(watch, h->w.out_at, &view, &acc);
-		if (drain_check_in_flight(&h->w, h->lbs, h->n_lbs, c->name, &h->a, &acc, now))
+		/* "unknown" with no grace left is clear for the judgement; here it
+		 * only means the load balancer's word has not been read yet: wait
+		 * for it (at most FIRST_READING_MS), it is the better evidence */
+		if (drain_check_in_flight(&h->w, h->lbs, h->n_lbs, c->name, &h->a, &acc, now) &&
+		    (view.n_unread == 0 || now >= h->w.out_at + FIRST_READING_MS))
 			h->w.state = DRAIN_DONE;
 		h->is_unread |= view.n_unread > 0;
 	}
@@ -404,12 +473,10 @@ look(struct request *r)
 		            "the daemon is stopping: ask another daemon");
 		return;
 	}
-	next = drain_must_poll(&h->w) ? DRAIN_IN_FLIGHT_POLL_MS : LOOK_MAX_MS;
+	next = drain_must_poll(&h->w) ? DRAIN_IN_FLIGHT_POLL_MS : LOOK_EVERY_MS;
 	if (!h->is_unread && next > h->deadline - now)
 		next = h->deadline - now;
-	request_wait_for_observation(r, c->name, h->node,
-	                             observation_digest(request_observe(r), m, c->name, h->node),
-	                             next, look);
+	request_after(r, next, look);
 }
 
 /* Checks the request, prepares its struct held (want_serving) and counts
@@ -462,6 +529,7 @@ held_new(struct request *r, const struct route *rt, int want_serving)
 		return NULL;
 	}
 	h->is_counted = 1;
+	held_here++;
 	snprintf(h->client, sizeof(h->client), "%s", r->address);
 	pthread_once(&watch_once, watch_start);
 	r->surface_data = h;

@@ -147,3 +147,20 @@ def test_a_short_wait_fails_with_what_each_load_balancer_lacks(farm):
         farm.daemon.set_status({node: {"status": "online"}})
         rc, _, answer = curl(farm, "GET", "serving", node, wait="60s")
         assert rc == 0, answer
+
+
+@pytest.mark.once
+def test_with_no_grace_the_load_balancers_own_count_decides(farm):
+    """drain_grace=0: no grace at all; the verdict waits for both load
+    balancers' own count of requests in flight, never 'unknown'."""
+    node = "app3"
+    try:
+        rc, _, answer = curl(farm, "POST", "drain", node, wait="60s&drain_grace=0")
+        assert rc == 0, answer
+        assert "grace" not in answer["in_flight"], answer["in_flight"]
+        assert answer["in_flight"] == "hap1: 0 in flight; varnish1: 0 in flight", answer
+        assert [lb["in_flight"] for lb in answer["lbs"]] == [0, 0], answer
+    finally:
+        farm.daemon.set_status({node: {"status": "online"}})
+        rc, _, answer = curl(farm, "GET", "serving", node, wait="60s")
+        assert rc == 0, answer
