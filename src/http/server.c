@@ -56,9 +56,11 @@
 #define FIRST_LINE_MAX 2048    /* a request line longer than this is no probe */
 #define FIRST_LINE_TIMEOUT_MS 10000 /* as h2o's http1 request timeout */
 /* The nice value of every thread but the probe worker's (0 stays 0 for
- * it): CFS then lets the probe worker preempt any of them as soon as it
- * wakes, and gives it about ten times their share when both want a CPU. */
-#define OTHER_NICE 10
+ * it): the scheduler then lets the probe worker preempt any of them as
+ * soon as it wakes, and gives it about three times their share when both
+ * want a CPU; not more, so that on a host busy with other work the API,
+ * the page and password checks are slowed, not starved. */
+#define OTHER_NICE 5
 
 /* A connection the probe worker accepted whose request line has not
  * arrived yet (on w->first_lines). */
@@ -242,6 +244,36 @@ close_oldest_idle(void *arg)
 	h2o_timeout_unlink(entry);
 	entry->cb(entry);
 	return 1;
+}
+
+/* General worker: the probe worker, out of descriptors, has nothing idle
+ * of its own; the idle keep-alive connections it handed over are here. */
+static void
+on_make_room(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, make_room_receiver, receiver);
+	int n = 0;
+
+	while (!h2o_linklist_is_empty(messages))
+		h2o_linklist_unlink(messages->next);
+	atomic_store(&w->is_make_room_pending, 0);
+	while (n < ACCEPT_EVICT_MAX && close_oldest_idle(w))
+		n++;
+}
+
+/* Probe worker: asks every general worker to close idle connections; the
+ * probe worker's accept, paused meanwhile, finds the descriptors free. */
+static void
+make_room_elsewhere(struct worker *pw)
+{
+	struct server *s = pw->server;
+	int i;
+
+	for (i = 1; i <= s->opts.threads; i++) {
+		struct worker *w = &s->workers[i];
+		if (atomic_exchange(&w->is_make_room_pending, 1) == 0)
+			h2o_multithread_send_message(&w->make_room_receiver, &w->make_room_message);
+	}
 }
 
 static void
@@ -456,6 +488,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 			return; /* EAGAIN (another worker took it), ECONNABORTED, ... */
 		fd_exhaustion_warn(w, error);
 		if (n_closed == ACCEPT_EVICT_MAX || !close_oldest_idle(w)) {
+			if (w->is_probe && n_closed == 0)
+				make_room_elsewhere(w);
 			accept_pause(w);
 			return;
 		}
@@ -530,6 +564,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
 	                                  request_change_message);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->handoff_receiver, on_handoff);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->make_room_receiver, on_make_room);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);

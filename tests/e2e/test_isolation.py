@@ -236,3 +236,36 @@ def test_every_thread_but_the_probe_worker_runs_at_a_lower_priority(agent_daemon
     assert others
     for tid in others:
         assert nice_of(d.proc.pid, tid) > 0, (names[tid], nice_of(d.proc.pid, tid))
+
+
+def test_probe_at_the_descriptor_limit_when_the_idle_connections_are_on_general_workers(
+        tmp_path, cm_bin):
+    """The probe worker accepts every connection; the idle keep-alive ones
+    (each made a request, so a general worker holds it) must still be
+    closed to make room for a probe when descriptors run out."""
+    from test_fd_limits import LimitedDaemon, _close_all
+    d = LimitedDaemon(tmp_path / "limited", "64:64", bin_path=cm_bin, start=False)
+    idle = []
+    try:
+        d.start()
+        d.set_nodes(["n1"])
+        for _ in range(100):
+            try:
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            except OSError:
+                break
+            idle.append(s)
+            s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                s.recv(65536)  # answered by a general worker: now idle there
+            except OSError:
+                break
+        assert len(idle) > 40
+        # within 5 s: idle connections would time out by themselves after 10 s
+        for _ in range(5):
+            data = http_probe(d.port, "n1", timeout=5)
+            assert data.startswith(b"HTTP/1.1 200"), data
+    finally:
+        for s in idle:
+            s.close()
+        _close_all([d])
