@@ -85,6 +85,7 @@ bench: deps-bench
 	sh bench/propagation build-release/clustermgmt
 	sh bench/scale build-release/clustermgmt
 	sh bench/fleet build-release/clustermgmt
+	sh bench/isolation build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target
