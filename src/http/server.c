@@ -50,10 +50,10 @@
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
-#define ACCEPT_PAUSE_MS 100    /* listeners unpolled after running out of fds */
-#define ACCEPT_EVICT_MAX 16    /* idle connections closed per accept event */
-#define FD_WARN_EVERY_MS 10000 /* one warning per worker at most this often */
-#define FIRST_LINE_MAX 2048    /* a request line longer than this is no probe */
+#define ACCEPT_PAUSE_MS 100         /* listeners unpolled after running out of fds */
+#define ACCEPT_EVICT_MAX 16         /* idle connections closed per accept event */
+#define FD_WARN_EVERY_MS 10000      /* one warning per worker at most this often */
+#define FIRST_LINE_MAX 2048         /* a request line longer than this is no probe */
 #define FIRST_LINE_TIMEOUT_MS 10000 /* as h2o's http1 request timeout */
 /* The nice value of every thread but the probe worker's (0 stays 0 for
  * it): the scheduler then lets the probe worker preempt any of them as
@@ -418,7 +418,7 @@ on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
-/* The request line in buf: a probe's? "" when it cannot be one. */
+/* Is the request line buf..eol a probe's (GET or HEAD of a mount path)? */
 static int
 first_line_is_probe(struct server *s, const char *buf, const char *eol)
 {
@@ -430,8 +430,9 @@ first_line_is_probe(struct server *s, const char *buf, const char *eol)
 	if ((end = memchr(target, ' ', (size_t)(eol - target))) == NULL)
 		return 0;
 	query = memchr(target, '?', (size_t)(end - target));
-	return server_is_probe(s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
-	                       h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
+	return server_is_probe(
+	    s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
+	    h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
 }
 
 static void
@@ -519,8 +520,8 @@ listeners_close(struct worker *w)
 		w->listeners[i] = NULL;
 	}
 	while (!h2o_linklist_is_empty(&w->first_line_timeout._entries)) {
-		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
-		                                                w->first_line_timeout._entries.next);
+		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(
+		    h2o_timeout_entry_t, _link, w->first_line_timeout._entries.next);
 		h2o_timeout_unlink(e);
 		e->cb(e);
 	}
@@ -613,8 +614,9 @@ threads_lower_priority(const struct server *s)
 		errno = 0;
 		if (getpriority(PRIO_PROCESS, (id_t)tid) < OTHER_NICE && errno == 0 &&
 		    setpriority(PRIO_PROCESS, (id_t)tid, OTHER_NICE) != 0 && errno != ESRCH)
-			log_kv(LOG_WARN, "cannot lower a thread's priority below the probe worker's",
-			       "error", strerror(errno), NULL);
+			log_kv(LOG_WARN,
+			       "cannot lower a thread's priority below the probe worker's", "error",
+			       strerror(errno), NULL);
 	}
 	closedir(d);
 }

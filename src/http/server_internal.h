@@ -47,7 +47,7 @@ struct worker {
 	int is_probe;   /* the probe worker: probes and agent checks only */
 	/* connections the probe worker hands over (server.c, worker_handoff) */
 	h2o_multithread_receiver_t handoff_receiver;
-	unsigned next_handoff; /* probe worker: the general worker to hand to next */
+	unsigned next_handoff;            /* probe worker: the general worker to hand to next */
 	h2o_timeout_t first_line_timeout; /* probe worker: connections whose
 	                                     request line has not arrived */
 	pid_t tid;                        /* the worker thread's (gettid) */
