@@ -40,6 +40,7 @@
 #include "../util/xalloc.h"
 #include "router.h"
 #include "http.h"
+#include "render.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -652,6 +653,7 @@ worker_main(void *arg)
 		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
 			break;
 	}
+	render_cache_clear();
 	engine_reader_unregister(s->engine, w->reader_id);
 	return NULL;
 }
