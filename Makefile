@@ -97,6 +97,7 @@ bench: deps-bench
 	$(PYTHON) bench/canary build-release/clustermgmt
 	$(PYTHON) bench/drain_held build-release/clustermgmt
 	$(PYTHON) bench/drain_decision build-release/clustermgmt
+	sh bench/isolation build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

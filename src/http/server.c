@@ -40,6 +40,7 @@
 #include "../util/xalloc.h"
 #include "router.h"
 #include "http.h"
+#include "render.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -50,15 +51,17 @@
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
-#define ACCEPT_PAUSE_MS 100    /* listeners unpolled after running out of fds */
-#define ACCEPT_EVICT_MAX 16    /* idle connections closed per accept event */
-#define FD_WARN_EVERY_MS 10000 /* one warning per worker at most this often */
-#define FIRST_LINE_MAX 2048    /* a request line longer than this is no probe */
+#define ACCEPT_PAUSE_MS 100         /* listeners unpolled after running out of fds */
+#define ACCEPT_EVICT_MAX 16         /* idle connections closed per accept event */
+#define FD_WARN_EVERY_MS 10000      /* one warning per worker at most this often */
+#define FIRST_LINE_MAX 2048         /* a request line longer than this is no probe */
 #define FIRST_LINE_TIMEOUT_MS 10000 /* as h2o's http1 request timeout */
 /* The nice value of every thread but the probe worker's (0 stays 0 for
- * it): CFS then lets the probe worker preempt any of them as soon as it
- * wakes, and gives it about ten times their share when both want a CPU. */
-#define OTHER_NICE 10
+ * it): the scheduler then lets the probe worker preempt any of them as
+ * soon as it wakes, and gives it about three times their share when both
+ * want a CPU; not more, so that on a host busy with other work the API,
+ * the page and password checks are slowed, not starved. */
+#define OTHER_NICE 5
 
 /* A connection the probe worker accepted whose request line has not
  * arrived yet (on w->first_lines). */
@@ -262,6 +265,36 @@ close_oldest_idle(void *arg)
 	return 1;
 }
 
+/* General worker: the probe worker, out of descriptors, has nothing idle
+ * of its own; the idle keep-alive connections it handed over are here. */
+static void
+on_make_room(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, make_room_receiver, receiver);
+	int n = 0;
+
+	while (!h2o_linklist_is_empty(messages))
+		h2o_linklist_unlink(messages->next);
+	atomic_store(&w->is_make_room_pending, 0);
+	while (n < ACCEPT_EVICT_MAX && close_oldest_idle(w))
+		n++;
+}
+
+/* Probe worker: asks every general worker to close idle connections; the
+ * probe worker's accept, paused meanwhile, finds the descriptors free. */
+static void
+make_room_elsewhere(struct worker *pw)
+{
+	struct server *s = pw->server;
+	int i;
+
+	for (i = 1; i <= s->opts.threads; i++) {
+		struct worker *w = &s->workers[i];
+		if (atomic_exchange(&w->is_make_room_pending, 1) == 0)
+			h2o_multithread_send_message(&w->make_room_receiver, &w->make_room_message);
+	}
+}
+
 static void
 listeners_set_polling(struct worker *w, int is_polling)
 {
@@ -404,7 +437,7 @@ on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
-/* The request line in buf: a probe's? "" when it cannot be one. */
+/* Is the request line buf..eol a probe's (GET or HEAD of a mount path)? */
 static int
 first_line_is_probe(struct server *s, const char *buf, const char *eol)
 {
@@ -416,8 +449,9 @@ first_line_is_probe(struct server *s, const char *buf, const char *eol)
 	if ((end = memchr(target, ' ', (size_t)(eol - target))) == NULL)
 		return 0;
 	query = memchr(target, '?', (size_t)(end - target));
-	return server_is_probe(s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
-	                       h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
+	return server_is_probe(
+	    s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
+	    h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
 }
 
 static void
@@ -474,6 +508,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 			return; /* EAGAIN (another worker took it), ECONNABORTED, ... */
 		fd_exhaustion_warn(w, error);
 		if (n_closed == ACCEPT_EVICT_MAX || !close_oldest_idle(w)) {
+			if (w->is_probe && n_closed == 0)
+				make_room_elsewhere(w);
 			accept_pause(w);
 			return;
 		}
@@ -504,8 +540,8 @@ listeners_close(struct worker *w)
 		w->listeners[i] = NULL;
 	}
 	while (!h2o_linklist_is_empty(&w->first_line_timeout._entries)) {
-		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
-		                                                w->first_line_timeout._entries.next);
+		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(
+		    h2o_timeout_entry_t, _link, w->first_line_timeout._entries.next);
 		h2o_timeout_unlink(e);
 		e->cb(e);
 	}
@@ -554,6 +590,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
 	                                  request_change_message);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->handoff_receiver, on_handoff);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->make_room_receiver, on_make_room);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
@@ -604,8 +641,9 @@ threads_lower_priority(const struct server *s)
 		errno = 0;
 		if (getpriority(PRIO_PROCESS, (id_t)tid) < OTHER_NICE && errno == 0 &&
 		    setpriority(PRIO_PROCESS, (id_t)tid, OTHER_NICE) != 0 && errno != ESRCH)
-			log_kv(LOG_WARN, "cannot lower a thread's priority below the probe worker's",
-			       "error", strerror(errno), NULL);
+			log_kv(LOG_WARN,
+			       "cannot lower a thread's priority below the probe worker's", "error",
+			       strerror(errno), NULL);
 	}
 	closedir(d);
 }
@@ -641,6 +679,7 @@ worker_main(void *arg)
 		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
 			break;
 	}
+	render_cache_clear();
 	engine_reader_unregister(s->engine, w->reader_id);
 	return NULL;
 }

@@ -47,10 +47,15 @@ struct worker {
 	int is_probe;   /* the probe worker: probes and agent checks only */
 	/* connections the probe worker hands over (server.c, worker_handoff) */
 	h2o_multithread_receiver_t handoff_receiver;
-	unsigned next_handoff; /* probe worker: the general worker to hand to next */
+	unsigned next_handoff;            /* probe worker: the general worker to hand to next */
 	h2o_timeout_t first_line_timeout; /* probe worker: connections whose
 	                                     request line has not arrived */
 	pid_t tid;                        /* the worker thread's (gettid) */
+	/* general workers: the probe worker ran out of descriptors and has
+	 * nothing idle of its own to close (server.c, on_make_room) */
+	h2o_multithread_receiver_t make_room_receiver;
+	h2o_multithread_message_t make_room_message; /* at most one in flight */
+	_Atomic int is_make_room_pending;
 	/* what this worker answered (relaxed atomics: read by /v1/health) */
 	_Atomic uint64_t n_probes;     /* probe requests (router's PROBE line) */
 	_Atomic uint64_t n_others;     /* every other request */
