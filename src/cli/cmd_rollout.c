@@ -10,7 +10,10 @@
  *   3. run COMMAND per node with /bin/sh -c (shellcmd.c), side by side;
  *   4. warm up: GET each --warmup path on the node's address until 2xx/3xx;
  *   5. online;
- *   6. wait until the load balancers send it traffic (wait.c, --serving).
+ *   6. wait until the load balancers send it traffic (wait.c, --serving);
+ *   7. with --canary/--bake or --verify, judge it against the nodes not
+ *      yet deployed (judge.c) and, on a fail, take it out and roll it back
+ *      ("the verdict" below).
  * Any failure stops the rollout: the batch is set offline again, now
  * without TTL (a node that failed its deploy must not come back by
  * itself) and with a reason naming the failure; later nodes are not
@@ -22,7 +25,9 @@
  *
  * This file owns the options, the steps, the batches and the summary;
  * the plan (nodes, commands, environment, reason, --dry-run's print) is
- * rollout_plan.c's, and rollout.h what the two share.
+ * rollout_plan.c's, the verdict (step 7) rollout_verdict.c's, the
+ * registration with the daemon rollout_register.c's, and rollout.h what
+ * they share.
  */
 #include <errno.h>
 #include <limits.h>
@@ -50,13 +55,12 @@
 #define DEFAULT_DRAIN_TIMEOUT_MS (60 * 1000)
 #define DEFAULT_READY_TIMEOUT_MS (60 * 1000)
 #define COMMAND_BUDGET_MS (15 * 60 * 1000) /* what the default TTL allows COMMAND */
-#define BATCH_MAX 32
 #define WARMUP_RETRY_MS 250
 #define WARMUP_ATTEMPT_MAX_MS 5000
 
 extern char **environ;
 
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t rollout_interrupted;
 
 const char *const rollout_result_names[] = {
     [RESULT_NOT_STARTED] = "not started",
@@ -75,20 +79,17 @@ static void
 on_signal(int sig)
 {
 	(void)sig;
-	interrupted = 1;
+	rollout_interrupted = 1;
 }
 
-static double
-seconds(int64_t ms)
+double
+rollout_seconds(int64_t ms)
 {
 	return (double)ms / 1000.0;
 }
 
-static void progress(const struct rollout *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-progress(const struct rollout *r, const char *fmt, ...)
+void
+rollout_progress(const struct rollout *r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -101,8 +102,9 @@ progress(const struct rollout *r, const char *fmt, ...)
 
 /* --- options ------------------------------------------------------------ */
 
-static int
-parse_count(const char *option, const char *text, long min, long max, long *out, struct error *err)
+int
+rollout_parse_count(const char *option, const char *text, long min, long max, long *out,
+                    struct error *err)
 {
 	char *end;
 
@@ -133,52 +135,6 @@ parse_warmups(const struct cli *cli, struct error *err)
 	return 0;
 }
 
-/* --canary, --bake, --verify, the thresholds, --on-inconclusive,
- * --rollback and --rollback-all (PRODUCT §10, "A rollout judges what it
- * deploys"). */
-static int
-parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err)
-{
-	long canary = 0;
-	int rc;
-
-	if ((rc = parse_count("canary", cli->canary, 1, BATCH_MAX, &canary, err)) != 0 ||
-	    (rc = wait_parse_duration("bake", cli->bake, cli->canary != NULL ? JUDGE_DEFAULT_MS : 0,
-	                              86400 * 1000LL, &r->bake_ms, err)) != 0 ||
-	    (rc = wait_parse_duration("verify", cli->verify, 0, 86400 * 1000LL, &r->verify_ms,
-	                              err)) != 0 ||
-	    (rc = judge_config_from_cli(cli, &r->verdict, err)) != 0 ||
-	    (rc = judge_prometheus_from_cli(cli, err)) != 0)
-		return rc;
-	r->canary = (int)canary;
-	if (cli->bake != NULL && cli->canary == NULL)
-		return cli_usage_error(err, "--bake needs --canary N (the nodes baked)");
-	if (cli->canary != NULL && r->bake_ms < 1000)
-		return cli_usage_error(err, "--bake must be at least 1s");
-	if (cli->verify != NULL && r->verify_ms < 1000)
-		return cli_usage_error(err, "--verify must be at least 1s");
-	if (cli->on_inconclusive != NULL && strcmp(cli->on_inconclusive, "halt") != 0 &&
-	    strcmp(cli->on_inconclusive, "continue") != 0)
-		return cli_usage_error(err, "bad --on-inconclusive '%s': give halt or continue",
-		                       cli->on_inconclusive);
-	r->is_inconclusive_halt =
-	    cli->on_inconclusive == NULL || strcmp(cli->on_inconclusive, "halt") == 0;
-	if (cli->rollback != NULL && cli->rollback[0] == '\0')
-		return cli_usage_error(err, "--rollback needs a COMMAND");
-	r->rollback = cli->rollback;
-	r->is_rollback_all = cli->given[OPT_ROLLBACK_ALL] != 0;
-	r->is_force = cli->given[OPT_FORCE] != 0;
-	if (r->is_rollback_all && r->rollback == NULL)
-		return cli_usage_error(err, "--rollback-all needs --rollback 'COMMAND'");
-	if ((r->rollback != NULL || cli->on_inconclusive != NULL || cli->max_error_ratio != NULL ||
-	     cli->prometheus != NULL || cli->max_latency_ratio != NULL ||
-	     cli->min_requests != NULL) &&
-	    r->canary == 0 && r->verify_ms == 0)
-		return cli_usage_error(err, "the verdict's options need --canary N --bake D or "
-		                            "--verify D: nothing is judged without them");
-	return 0;
-}
-
 static int
 parse_options(struct cli *cli, struct rollout *r, struct error *err)
 {
@@ -190,8 +146,9 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 		return cli_usage_error(err, "rollout needs --exec 'COMMAND'");
 	r->exec = cli->exec;
 	r->is_dry_run = cli->given[OPT_DRY_RUN] != 0;
-	if ((rc = parse_count("batch", cli->batch, 1, BATCH_MAX, &batch, err)) != 0 ||
-	    (rc = parse_count("min-online", cli->min_online, 0, INT_MAX, &min_online, err)) != 0 ||
+	if ((rc = rollout_parse_count("batch", cli->batch, 1, BATCH_MAX, &batch, err)) != 0 ||
+	    (rc = rollout_parse_count("min-online", cli->min_online, 0, INT_MAX, &min_online,
+	                              err)) != 0 ||
 	    (rc = parse_warmups(cli, err)) != 0 ||
 	    (rc = wait_parse_duration("drain-timeout", cli->drain_timeout, DEFAULT_DRAIN_TIMEOUT_MS,
 	                              86400 * 1000LL, &r->drain_timeout_ms, err)) != 0 ||
@@ -204,7 +161,7 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	if ((rc = wait_args_from_cli(cli, &r->drained, err)) != 0)
 		return rc;
 	r->drained.timeout_ms = r->drain_timeout_ms;
-	r->drained.stop = &interrupted;
+	r->drained.stop = &rollout_interrupted;
 	r->serving = r->drained;
 	r->serving.want_serving = 1;
 	r->serving.timeout_ms = r->ready_timeout_ms;
@@ -213,16 +170,16 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	                              err)) != 0)
 		return rc;
 	r->ttl_s = (ttl_ms + 999) / 1000;
-	return parse_verdict_options(cli, r, err);
+	return rollout_parse_verdict_options(cli, r, err);
 }
 
 /* --- the steps ------------------------------------------------------------------ */
 
 /* Sets the nodes of a batch to status, with reason and ttl_s (0: none)
  * and min_online (-1: none). */
-static int
-set_status(struct rollout *r, struct rollout_node *b, int nb, const char *status,
-           const char *reason, int64_t ttl_s, json_int_t min_online, struct error *err)
+int
+rollout_set_status(struct rollout *r, struct rollout_node *b, int nb, const char *status,
+                   const char *reason, int64_t ttl_s, json_int_t min_online, struct error *err)
 {
 	struct client_reply reply;
 	json_t *body = json_object(), *changes = json_object();
@@ -277,14 +234,15 @@ on_wait_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 				c->b[i].ready_ms = took;
 		}
 	if (w->had_no_probers)
-		progress(c->r, "%s: no load balancer probes it; waited %.1fs%s%s", w->name,
-		         seconds(took), c->is_drain ? "; in flight: " : "",
-		         c->is_drain ? w->in_flight : "");
+		rollout_progress(c->r, "%s: no load balancer probes it; waited %.1fs%s%s", w->name,
+		                 rollout_seconds(took), c->is_drain ? "; in flight: " : "",
+		                 c->is_drain ? w->in_flight : "");
 	else
-		progress(c->r, "%s: %s by %zu prober%s in %.1fs (%s)%s%s", w->name,
-		         c->is_drain ? "drained" : "served", w->n_probers,
-		         w->n_probers == 1 ? "" : "s", seconds(took), w->evidence,
-		         c->is_drain ? "; in flight: " : "", c->is_drain ? w->in_flight : "");
+		rollout_progress(c->r, "%s: %s by %zu prober%s in %.1fs (%s)%s%s", w->name,
+		                 c->is_drain ? "drained" : "served", w->n_probers,
+		                 w->n_probers == 1 ? "" : "s", rollout_seconds(took), w->evidence,
+		                 c->is_drain ? "; in flight: " : "",
+		                 c->is_drain ? w->in_flight : "");
 }
 
 static int
@@ -314,7 +272,7 @@ run_commands(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 		cmds[i].label = b[i].name;
 		cmds[i].command = b[i].command;
 		cmds[i].env = b[i].env;
-		progress(r, "%s: running: %s", b[i].name, b[i].command);
+		rollout_progress(r, "%s: running: %s", b[i].name, b[i].command);
 	}
 	/* With --json, stdout holds only the summary: the commands' output
 	 * goes to stderr. */
@@ -325,8 +283,8 @@ run_commands(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 			continue;
 		b[i].command_ms = cmds[i].elapsed_ms;
 		shellcmd_describe_exit(&cmds[i], why, sizeof(why));
-		progress(r, "%s: the command %s after %.1fs", b[i].name, why,
-		         seconds(cmds[i].elapsed_ms));
+		rollout_progress(r, "%s: the command %s after %.1fs", b[i].name, why,
+		                 rollout_seconds(cmds[i].elapsed_ms));
 		if (cmds[i].exit_code != 0) {
 			snprintf(b[i].error, sizeof(b[i].error), "the command %s", why);
 			b[i].result = RESULT_FAILED;
@@ -387,7 +345,7 @@ warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 			                  why, sizeof(why));
 			if (status >= 200 && status < 400)
 				break;
-			if (interrupted) {
+			if (rollout_interrupted) {
 				error_set(err, 0, "%s: interrupted during warm-up", node->name);
 				return CLI_REFUSED;
 			}
@@ -396,17 +354,18 @@ warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 				    node->error, sizeof(node->error),
 				    "warm-up GET %.200s did not answer 2xx or 3xx within %.0fs "
 				    "(last: %.120s)",
-				    url, seconds(r->ready_timeout_ms), why);
+				    url, rollout_seconds(r->ready_timeout_ms), why);
 				node->result = RESULT_FAILED;
 				error_set(err, 0, "%s: %s", node->name, node->error);
 				return CLI_TIMEOUT;
 			}
-			wait_sleep_ms(WARMUP_RETRY_MS, &interrupted);
+			wait_sleep_ms(WARMUP_RETRY_MS, &rollout_interrupted);
 		}
 	}
 	node->warmup_ms = wait_monotonic_ms() - start;
-	progress(r, "%s: warmed up in %.1fs (%d path%s)", node->name, seconds(node->warmup_ms),
-	         r->cli->n_warmup, r->cli->n_warmup == 1 ? "" : "s");
+	rollout_progress(r, "%s: warmed up in %.1fs (%d path%s)", node->name,
+	                 rollout_seconds(node->warmup_ms), r->cli->n_warmup,
+	                 r->cli->n_warmup == 1 ? "" : "s");
 	return CLI_OK;
 }
 
@@ -424,7 +383,7 @@ leave_offline(struct rollout *r, struct rollout_node *b, int nb, const char *wha
 	snprintf(reason, sizeof(reason), "rollout %s %.230s", r->id, what);
 	rollout_clean_reason(reason);
 	error_clear(&again);
-	if (set_status(r, b, nb, "offline", reason, 0, -1, &again) != CLI_OK) {
+	if (rollout_set_status(r, b, nb, "offline", reason, 0, -1, &again) != CLI_OK) {
 		len = strlen(err->what);
 		snprintf(err->what + len, sizeof(err->what) - len,
 		         "; could not set it offline without TTL (%s): its TTL returns it online",
@@ -440,13 +399,12 @@ leave_offline(struct rollout *r, struct rollout_node *b, int nb, const char *wha
 	snprintf(err->what + len, sizeof(err->what) - len, " left offline without TTL");
 }
 
-enum step { STEP_OFFLINE, STEP_DRAIN, STEP_COMMAND, STEP_WARMUP, STEP_ONLINE, STEP_SERVING };
-
 static const char *const step_names[] = {"going offline", "draining",     "the command",
                                          "warm-up",       "going online", "waiting to be served"};
 
-static int
-do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struct error *err)
+int
+rollout_do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step,
+                struct error *err)
 {
 	int64_t t0 = wait_monotonic_ms();
 	char ttl[32];
@@ -455,10 +413,11 @@ do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struc
 	rollout_report(r, step_names[step], b[0].name, NULL);
 	switch (step) {
 	case STEP_OFFLINE:
-		rc = set_status(r, b, nb, "offline", r->reason, r->ttl_s, r->min_online, err);
+		rc = rollout_set_status(r, b, nb, "offline", r->reason, r->ttl_s, r->min_online,
+		                        err);
 		rollout_format_duration(r->ttl_s * 1000, ttl, sizeof(ttl));
 		for (i = 0; i < nb && rc == CLI_OK; i++)
-			progress(
+			rollout_progress(
 			    r,
 			    "%s: offline (ttl %s), waiting for the load balancers to drain it...",
 			    b[i].name, ttl);
@@ -472,11 +431,11 @@ do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struc
 			rc = warm_up(r, &b[i], err);
 		return rc;
 	case STEP_ONLINE:
-		rc = set_status(r, b, nb, "online", NULL, 0, -1, err);
+		rc = rollout_set_status(r, b, nb, "online", NULL, 0, -1, err);
 		for (i = 0; i < nb && rc == CLI_OK; i++)
-			progress(r,
-			         "%s: online, waiting for the load balancers to send it traffic...",
-			         b[i].name);
+			rollout_progress(
+			    r, "%s: online, waiting for the load balancers to send it traffic...",
+			    b[i].name);
 		return rc;
 	case STEP_SERVING:
 		return wait_batch(r, b, nb, 0, t0, err);
@@ -504,8 +463,8 @@ refused_offline(struct rollout_node *b, int nb, int rc, struct error *err)
 
 /* Runs the six steps on one batch. On failure, err says what failed and
  * what state the batch is left in. */
-static int
-run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
+int
+rollout_run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 {
 	char what[300];
 	int step, i, any_failed, rc = CLI_OK;
@@ -514,29 +473,30 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 	for (i = 0; i < nb; i++)
 		b[i].started = wait_monotonic_ms();
 	for (step = STEP_OFFLINE; step <= STEP_SERVING; step++) {
-		if (interrupted && step > STEP_OFFLINE) {
+		if (rollout_interrupted && step > STEP_OFFLINE) {
 			error_set(err, 0, "interrupted before %s of %s", step_names[step],
 			          b[0].name);
 			snprintf(what, sizeof(what), "interrupted before %s", step_names[step]);
 			rc = CLI_REFUSED;
 			break;
 		}
-		if (interrupted) {
+		if (rollout_interrupted) {
 			error_set(err, 0, "interrupted before %s", b[0].name);
 			return CLI_REFUSED;
 		}
 		if (step == STEP_WARMUP && r->cli->n_warmup == 0)
 			continue;
-		if ((rc = do_step(r, b, nb, (enum step)step, err)) == CLI_OK)
+		if ((rc = rollout_do_step(r, b, nb, (enum step)step, err)) == CLI_OK)
 			continue;
 		if (step == STEP_OFFLINE) { /* nothing changed */
 			refused_offline(b, nb, rc, err);
 			return rc;
 		}
-		if (interrupted)
+		if (rollout_interrupted)
 			rc = CLI_REFUSED;
 		snprintf(what, sizeof(what), "%s during %s: %.200s",
-		         interrupted ? "interrupted" : "failed", step_names[step], err->what);
+		         rollout_interrupted ? "interrupted" : "failed", step_names[step],
+		         err->what);
 		break;
 	}
 	now = wait_monotonic_ms();
@@ -545,7 +505,8 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 	if (rc == CLI_OK) {
 		for (i = 0; i < nb; i++) {
 			b[i].result = RESULT_OK;
-			progress(r, "%s: done in %.1fs", b[i].name, seconds(b[i].total_ms));
+			rollout_progress(r, "%s: done in %.1fs", b[i].name,
+			                 rollout_seconds(b[i].total_ms));
 		}
 		return CLI_OK;
 	}
@@ -556,294 +517,13 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 	for (i = 0; i < nb; i++) {
 		if (b[i].result == RESULT_FAILED)
 			continue;
-		b[i].result = interrupted  ? RESULT_INTERRUPTED
-		              : any_failed ? RESULT_STOPPED
-		                           : RESULT_FAILED;
+		b[i].result = rollout_interrupted ? RESULT_INTERRUPTED
+		              : any_failed        ? RESULT_STOPPED
+		                                  : RESULT_FAILED;
 		if (b[i].error[0] == '\0')
 			rollout_copy_text(b[i].error, sizeof(b[i].error), err->what);
 	}
 	leave_offline(r, b, nb, what, err);
-	return rc;
-}
-
-/* --- the verdict ---------------------------------------------------------------- */
-
-/* The nodes that still run the old build: online in the cluster's list
- * at the start, and not touched by this rollout. */
-static int
-collect_peers(const struct rollout *r, const char **peers)
-{
-	const json_t *node;
-	size_t i;
-	int n = 0, k, is_touched;
-
-	json_array_foreach(json_object_get(r->list.json, "nodes"), i, node)
-	{
-		const char *name = output_field(node, "name"),
-		           *status = output_field(node, "status");
-		if (name == NULL || status == NULL || strcmp(status, "online") != 0)
-			continue;
-		for (k = 0, is_touched = 0; k < r->n; k++)
-			is_touched |= strcmp(r->nodes[k].name, name) == 0 &&
-			              r->nodes[k].result != RESULT_NOT_STARTED;
-		if (!is_touched && n < JUDGE_PEERS_MAX)
-			peers[n++] = name;
-	}
-	return n;
-}
-
-struct tick_ctx {
-	struct rollout *r;
-	int64_t duration_ms, last_ms;
-};
-
-/* Every 10 s, where the judgement stands. */
-static void
-on_judge_tick(void *ctx, const struct judge *j)
-{
-	struct tick_ctx *t = ctx;
-	char evidence[2048];
-	int k;
-
-	if (j->took_ms - t->last_ms < 10000)
-		return;
-	t->last_ms = j->took_ms;
-	for (k = 0; k < j->n_nodes; k++) {
-		judge_format_evidence(j, k, evidence, sizeof(evidence));
-		progress(t->r, "%s: judged %.0fs of %.0fs so far:\n%s", j->nodes[k].name,
-		         seconds(j->took_ms), seconds(t->duration_ms), evidence);
-	}
-}
-
-/* Judges b[0..nb) for duration_ms against the nodes not yet deployed and
- * records each node's verdict. Returns the worst outcome; *rc is CLI_OK,
- * or the error (err filled) when judging could not start. */
-static enum analysis_outcome
-judge_nodes(struct rollout *r, struct rollout_node *b, int nb, int64_t duration_ms, int *rc,
-            struct error *err)
-{
-	const char *names[JUDGE_NODES_MAX], *peers[JUDGE_PEERS_MAX];
-	struct tick_ctx tick = {r, duration_ms, 0};
-	enum analysis_outcome worst;
-	struct judge j;
-	int i, n_peers;
-
-	n_peers = collect_peers(r, peers);
-	for (i = 0; i < nb; i++)
-		names[i] = b[i].name;
-	j.prometheus_url = r->cli->prometheus;
-	j.query = r->cli->analysis_query;
-	*rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, names, nb, peers,
-	                 n_peers, err);
-	if (*rc != CLI_OK) {
-		judge_close(&j);
-		return ANALYSIS_INCONCLUSIVE;
-	}
-	progress(r, "%s%s: judging for %.0fs against %d peer%s%s through %zu load balancer%s...",
-	         b[0].name, nb > 1 ? " and its batch" : "", seconds(duration_ms), n_peers,
-	         n_peers == 1 ? "" : "s",
-	         n_peers == 0 ? " (none left: against the ceilings alone)" : "", j.n_usable,
-	         j.n_usable == 1 ? "" : "s");
-	rollout_report(r, "judging", b[0].name, NULL);
-	worst = judge_run(&j, duration_ms, &interrupted, on_judge_tick, &tick);
-	for (i = 0; i < nb; i++) {
-		struct rollout_node *n = &b[i];
-		n->verdict = analysis_outcome_name(j.nodes[i].outcome);
-		rollout_copy_text(n->verdict_reason, sizeof(n->verdict_reason), j.nodes[i].reason);
-		judge_format_evidence(&j, i, n->evidence, sizeof(n->evidence));
-		json_decref(n->evidence_json);
-		n->evidence_json = judge_evidence_json(&j, i);
-		n->judged_ms = j.took_ms;
-		n->verdict_ms = j.nodes[i].decided_ms;
-		rollout_report(r, NULL, n->name, n->verdict);
-		progress(r, "%s: verdict %s at %.1fs: %s\n%s", n->name, n->verdict,
-		         seconds(n->verdict_ms), n->verdict_reason, n->evidence);
-	}
-	judge_close(&j);
-	return worst;
-}
-
-/* A failing node, already offline without TTL and drained: --rollback
- * runs on it, it is warmed up, put back and judged again; it stays in
- * service only if it passes. */
-static void
-roll_back_failed(struct rollout *r, struct rollout_node *f, struct error *err)
-{
-	char *deployed = f->command, verdict_reason[512], evidence[2048];
-	const char *verdict = f->verdict;
-	json_t *evidence_json = f->evidence_json;
-	int64_t verdict_ms = f->verdict_ms, judged_ms = f->judged_ms;
-	enum analysis_outcome again;
-	struct error step_err;
-	int step, rc = CLI_OK;
-
-	error_clear(&step_err);
-	memcpy(verdict_reason, f->verdict_reason, sizeof(verdict_reason));
-	memcpy(evidence, f->evidence, sizeof(evidence));
-	f->evidence_json = NULL;
-	f->command = f->rollback_command;
-	f->is_rolled_back = 1;
-	progress(r, "%s: rolling back", f->name);
-	for (step = STEP_COMMAND; step <= STEP_SERVING && rc == CLI_OK; step++)
-		if (step != STEP_WARMUP || r->cli->n_warmup > 0)
-			rc = do_step(r, f, 1, (enum step)step, &step_err);
-	f->command = deployed;
-	again = ANALYSIS_FAIL;
-	if (rc == CLI_OK)
-		again = judge_nodes(r, f, 1, r->verify_ms > 0 ? r->verify_ms : r->bake_ms, &rc,
-		                    &step_err);
-	if (rc == CLI_OK && again == ANALYSIS_PASS) {
-		f->result = RESULT_ROLLED_BACK;
-		progress(r, "%s: rolled back and passes again: back in service", f->name);
-	} else {
-		f->result = RESULT_ROLLBACK_FAILED;
-		progress(r, "%s: the rollback %s: left offline", f->name,
-		         rc != CLI_OK ? "failed" : "did not pass its verdict");
-		if (set_status(r, f, 1, "offline", "rollback did not pass", 0, -1, &step_err) !=
-		    CLI_OK)
-			progress(r, "%s: could not set it offline: %s", f->name, step_err.what);
-	}
-	snprintf(f->error, sizeof(f->error), "verdict fail; rollback %s",
-	         f->result == RESULT_ROLLED_BACK ? "passed" : "did not pass");
-	/* the evidence shown is the deploy's verdict; the rollback's is in the progress */
-	f->verdict = verdict;
-	memcpy(f->verdict_reason, verdict_reason, sizeof(verdict_reason));
-	memcpy(f->evidence, evidence, sizeof(evidence));
-	json_decref(f->evidence_json);
-	f->evidence_json = evidence_json;
-	f->verdict_ms = verdict_ms;
-	f->judged_ms = judged_ms;
-	(void)err;
-}
-
-/* A fail verdict in b[0..nb): each failing node out at once (offline
- * without TTL), drained, rolled back with --rollback; with --rollback-all
- * the nodes deployed before too. Returns CLI_VERDICT_FAIL with err. */
-static int
-halt_on_fail(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
-{
-	char reason[REASON_MAX + 1], first[600] = "";
-	struct error step_err;
-	int64_t verdict_at;
-	int i, k, n_failed = 0;
-
-	for (i = 0; i < nb; i++) {
-		struct rollout_node *f = &b[i];
-		if (f->verdict == NULL || strcmp(f->verdict, "fail") != 0)
-			continue;
-		n_failed++;
-		if (first[0] == '\0')
-			snprintf(first, sizeof(first), "%s: %s", f->name, f->verdict_reason);
-		verdict_at = wait_monotonic_ms();
-		f->result = RESULT_VERDICT_FAIL;
-		snprintf(f->error, sizeof(f->error), "verdict fail: %.480s", f->verdict_reason);
-		snprintf(reason, sizeof(reason), "rollout %s verdict fail: %.200s", r->id,
-		         f->verdict_reason);
-		rollout_clean_reason(reason);
-		error_clear(&step_err);
-		if (set_status(r, f, 1, "offline", reason, 0, -1, &step_err) != CLI_OK) {
-			progress(r, "%s: could not take it offline: %s", f->name, step_err.what);
-			continue;
-		}
-		progress(r, "%s: offline at once, without TTL: its verdict is fail", f->name);
-		f->started = verdict_at;
-		if (do_step(r, f, 1, STEP_DRAIN, &step_err) == CLI_OK) {
-			f->out_ms = wait_monotonic_ms() - verdict_at;
-			progress(r, "%s: out of every load balancer %.1fs after the verdict",
-			         f->name, seconds(f->out_ms));
-		} else {
-			progress(r, "%s: %s", f->name, step_err.what);
-			continue; /* not drained: no command runs on it */
-		}
-		if (r->rollback != NULL)
-			roll_back_failed(r, f, err);
-	}
-	if (r->is_rollback_all)
-		for (k = 0; k < r->n && !interrupted; k++) {
-			struct rollout_node *d = &r->nodes[k];
-			char *deployed = d->command;
-			if (d->result != RESULT_OK)
-				continue;
-			progress(r, "%s: rolling back (--rollback-all)", d->name);
-			d->command = d->rollback_command;
-			error_clear(&step_err);
-			if (run_batch(r, d, 1, &step_err) == CLI_OK)
-				d->result = RESULT_ROLLED_BACK;
-			else
-				progress(r, "%s: its rollback failed: %s", d->name, step_err.what);
-			d->command = deployed;
-			d->is_rolled_back = 1;
-		}
-	error_set(err, 0, "verdict fail: %d node%s worse than %s peers: %.400s", n_failed,
-	          n_failed == 1 ? " is" : "s are", n_failed == 1 ? "its" : "their", first);
-	return CLI_VERDICT_FAIL;
-}
-
-/* After batch b[0..nb) (starting at index first) is back in service: the
- * canary's bake, or --verify, when due. */
-static int
-judge_after_batch(struct rollout *r, int first, int nb, struct error *err)
-{
-	struct rollout_node *b;
-	enum analysis_outcome outcome;
-	int64_t duration;
-	int i, count, rc = CLI_OK;
-
-	if (r->canary > 0 && first + nb == r->canary) {
-		b = &r->nodes[0];
-		count = r->canary;
-		duration = r->bake_ms;
-	} else if (first >= r->canary && r->verify_ms > 0) {
-		b = &r->nodes[first];
-		count = nb;
-		duration = r->verify_ms;
-	} else
-		return CLI_OK;
-	outcome = judge_nodes(r, b, count, duration, &rc, err);
-	if (rc != CLI_OK)
-		return rc;
-	if (outcome == ANALYSIS_FAIL)
-		return halt_on_fail(r, b, count, err);
-	if (interrupted) {
-		error_set(err, 0, "interrupted during the verdict of %s", b[0].name);
-		return CLI_REFUSED;
-	}
-	if (outcome == ANALYSIS_PASS)
-		return CLI_OK;
-	for (i = 0; i < count; i++)
-		if (b[i].verdict != NULL && strcmp(b[i].verdict, "inconclusive") == 0 &&
-		    r->is_inconclusive_halt)
-			b[i].result = RESULT_INCONCLUSIVE;
-	if (!r->is_inconclusive_halt) {
-		progress(r, "%s: inconclusive, and --on-inconclusive continue: going on",
-		         b[0].name);
-		return CLI_OK;
-	}
-	error_set(err, 0,
-	          "verdict inconclusive for %s: %.300s; the node%s stay%s in service (nothing "
-	          "shows %s bad); more traffic, a longer --bake/--verify, or --on-inconclusive "
-	          "continue",
-	          b[0].name, b[0].verdict_reason, count == 1 ? "" : "s", count == 1 ? "s" : "",
-	          count == 1 ? "it" : "them");
-	return CLI_VERDICT_INCONCLUSIVE;
-}
-
-/* Refuses, before any change, a verdict no load balancer can give. */
-static int
-check_judgeable(struct rollout *r, struct error *err)
-{
-	const char *name = r->nodes[0].name;
-	struct judge j;
-	int rc;
-
-	if (r->canary == 0 && r->verify_ms == 0)
-		return CLI_OK;
-	if (r->canary > r->n)
-		r->canary = r->n;
-	j.prometheus_url = r->cli->prometheus;
-	j.query = r->cli->analysis_query;
-	rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, &name, 1, NULL, 0, err);
-	judge_close(&j);
 	return rc;
 }
 
@@ -890,16 +570,16 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 		if (n->verdict == NULL)
 			continue;
 		fprintf(r->progress, "%s: verdict %s at %.1fs of %.1fs judged: %s\n%s\n", n->name,
-		        n->verdict, seconds(n->verdict_ms), seconds(n->judged_ms),
+		        n->verdict, rollout_seconds(n->verdict_ms), rollout_seconds(n->judged_ms),
 		        n->verdict_reason, n->evidence);
 		if (n->out_ms >= 0)
 			fprintf(r->progress,
 			        "%s: out of every load balancer %.1fs after the verdict\n", n->name,
-			        seconds(n->out_ms));
+			        rollout_seconds(n->out_ms));
 	}
 	if (rc == CLI_OK)
 		fprintf(r->progress, "rollout %s: %d node%s done in %.1fs\n", r->id, r->n,
-		        r->n == 1 ? "" : "s", seconds(took));
+		        r->n == 1 ? "" : "s", rollout_seconds(took));
 	fflush(r->progress);
 }
 
@@ -943,7 +623,7 @@ print_summary_json(const struct rollout *r, int rc, int64_t took, const struct e
 	doc = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:o}", "rollout", r->id, "cluster",
 	                r->cli->cluster, "result",
 	                rc == CLI_OK                     ? "ok"
-	                : interrupted                    ? "interrupted"
+	                : rollout_interrupted            ? "interrupted"
 	                : rc == CLI_VERDICT_FAIL         ? "verdict fail"
 	                : rc == CLI_VERDICT_INCONCLUSIVE ? "inconclusive"
 	                                                 : "failed",
@@ -976,15 +656,15 @@ run_rollout(struct rollout *r, struct error *err)
 	for (i = 0; i < r->n && used < sizeof(names); i++)
 		used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "",
 		                         r->nodes[i].name);
-	progress(r, "rollout %s: %d node%s (%s), %d at a time", r->id, r->n, r->n == 1 ? "" : "s",
-	         names, r->batch);
+	rollout_progress(r, "rollout %s: %d node%s (%s), %d at a time", r->id, r->n,
+	                 r->n == 1 ? "" : "s", names, r->batch);
 	for (i = 0; i < r->n && rc == CLI_OK; i += nb) {
 		nb = r->n - i < r->batch ? r->n - i : r->batch;
 		if (r->canary > 0 && i < r->canary && i + nb > r->canary)
 			nb = r->canary - i; /* the canary ends a batch */
-		rc = run_batch(r, &r->nodes[i], nb, err);
+		rc = rollout_run_batch(r, &r->nodes[i], nb, err);
 		if (rc == CLI_OK)
-			rc = judge_after_batch(r, i, nb, err);
+			rc = rollout_judge_after_batch(r, i, nb, err);
 	}
 	for (i = 0, nb = 0; rc != CLI_OK && i < r->n; i++)
 		nb += r->nodes[i].result == RESULT_NOT_STARTED;
@@ -1025,7 +705,7 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	memset(&r, 0, sizeof(r));
 	r.cli = cli;
 	r.progress = cli->is_json ? stderr : stdout;
-	interrupted = 0;
+	rollout_interrupted = 0;
 	if ((rc = cli_only_options(
 	         cli,
 	         CLI_OPTIONS(OPT_NODES, OPT_EXEC, OPT_WARMUP, OPT_BATCH, OPT_MIN_ONLINE, OPT_FALL,
@@ -1044,7 +724,7 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	rollout_make_id(r.id, sizeof(r.id));
 	rollout_make_reason(&r);
 	if ((rc = rollout_load_plan(&r, err)) != CLI_OK ||
-	    (rc = check_judgeable(&r, err)) != CLI_OK)
+	    (rc = rollout_check_judgeable(&r, err)) != CLI_OK)
 		goto done;
 	if (r.is_dry_run) {
 		if (cli->is_json)
@@ -1060,7 +740,7 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	took = wait_monotonic_ms() - r.start;
 	rollout_unregister(&r,
 	                   rc == CLI_OK                     ? "done"
-	                   : interrupted                    ? "interrupted"
+	                   : rollout_interrupted            ? "interrupted"
 	                   : rc == CLI_VERDICT_FAIL         ? "verdict fail"
 	                   : rc == CLI_VERDICT_INCONCLUSIVE ? "inconclusive"
 	                                                    : "failed",

@@ -94,6 +94,31 @@ struct rollout {
 	struct rollout_registration registration;
 };
 
+#define BATCH_MAX 32 /* --batch */
+
+/* The steps of one batch, in order (cmd_rollout.c). */
+enum step { STEP_OFFLINE, STEP_DRAIN, STEP_COMMAND, STEP_WARMUP, STEP_ONLINE, STEP_SERVING };
+
+/* cmd_rollout.c: the steps, for the verdict's rollback. */
+void rollout_progress(const struct rollout *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+double rollout_seconds(int64_t ms);
+/* Set by SIGINT/SIGTERM: stop once the current step is over. */
+extern volatile sig_atomic_t rollout_interrupted;
+/* --OPTION's number text into *out within [min, max]; NULL leaves it. */
+int rollout_parse_count(const char *option, const char *text, long min, long max, long *out,
+                        struct error *err);
+int rollout_set_status(struct rollout *r, struct rollout_node *b, int nb, const char *status,
+                       const char *reason, int64_t ttl_s, json_int_t min_online, struct error *err);
+int rollout_do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step,
+                    struct error *err);
+int rollout_run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err);
+
+/* rollout_verdict.c; each is described above its definition. */
+int rollout_parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err);
+int rollout_judge_after_batch(struct rollout *r, int first, int nb, struct error *err);
+int rollout_check_judgeable(struct rollout *r, struct error *err);
+
 /* rollout_plan.c; each is described above its definition. */
 void rollout_make_id(char *buf, size_t size);
 void rollout_make_reason(struct rollout *r);

@@ -4,8 +4,7 @@
  *
  * The judgement itself (who must have acted, what counts as having acted,
  * requests in flight, partial views) is the drain layer's (drain/drain.h),
- * the same the daemon serves as GET /v1/clusters/{c}/nodes/{n}/drained;
- * this file follows the daemon's observations and applies it.
+ * the same the daemon serves as GET /v1/clusters/{c}/nodes/{n}/drained.
  *
  * wait_for_nodes asks the daemon for each node's verdict (GET
  * /v1/clusters/{c}/nodes/{n}/drained or /serving?wait=), which it holds
@@ -71,9 +70,11 @@ int wait_load_lbs(struct cli *cli, struct drain_lb *lbs, size_t *n, struct error
 /* Waits until every node of nodes[0..n) is done: judged by the daemon
  * (against the cluster's named load balancers), or, with a daemon that
  * does not judge, here against lbs[0..n_lbs) (n_lbs 0: the probers
- * observed; lbs NULL: read them with wait_load_lbs when needed). When nothing probed a node within
- * the window it says so once on stderr and waits no_probers_delay_ms (or fails with CLI_REFUSED
- * when require_probers). on_done (may be NULL) is called for each node as it is done.
+ * observed; lbs NULL: read them with wait_load_lbs when needed). When
+ * nothing probed a node within the window it says so once on stderr and
+ * waits no_probers_delay_ms (or fails with CLI_REFUSED when
+ * require_probers). on_done (may be NULL) is called for each node as it
+ * is done.
  *
  * Returns CLI_OK; CLI_TIMEOUT with err naming, per node, the load balancers
  * that have not acted or the sessions still open; CLI_TIMEOUT with err
