@@ -16,6 +16,8 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	zlib1g-dev
 # Packaging and operations: the Debian package, systemd, man pages, metrics.
 BUILD_PKGS += libsystemd-dev
+# Signing in through an identity provider: ID tokens verified with cjose.
+BUILD_PKGS += libcjose-dev
 OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion \
 	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
@@ -23,6 +25,8 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
 TEST_PKGS += $(OPS_PKGS)
+# The OpenID Connect provider the sign-in tests run (tests/e2e/oidc, npm ci).
+TEST_PKGS += nodejs npm
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 

@@ -280,6 +280,23 @@ request_job_submit(struct request *r, struct engine_job *job, request_job_handle
 }
 
 void
+request_job_submit_to(struct request *r, struct engine_job *job, request_job_handler then,
+                      void (*submit)(void *ctx, struct engine_job *job), void *ctx)
+{
+	struct pending_job *pj = xcalloc(1, sizeof(*pj));
+
+	pj->r = r;
+	pj->worker = r->worker;
+	pj->job = job;
+	pj->then = then;
+	r->job = pj;
+	r->worker->n_pending++;
+	job->done = job_done;
+	job->done_arg = pj;
+	submit(ctx, job);
+}
+
+void
 request_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
 	(void)receiver;

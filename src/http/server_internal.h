@@ -73,6 +73,14 @@ struct server_options {
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
 	int is_check_config;
+	/* signing in (oidc.h, auth_principal.c, roles.h) */
+	const char *oidc_issuer, *oidc_client_id, *oidc_client_secret_file, *oidc_scopes,
+	    *oidc_groups_claim, *oidc_redirect_url, *oidc_ca_file;
+	int is_oidc_no_pkce, is_oidc_only;
+	const char *auth_proxy_header;
+	char auth_proxy_from[32][64];
+	size_t n_auth_proxy_from;
+	const char *roles_file; /* --roles, read again on SIGHUP */
 };
 
 struct server {
@@ -99,6 +107,7 @@ struct server {
 	 * n_workers) serves this configuration, /metrics alone */
 	h2o_globalconf_t metrics_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
+	struct oidc *oidc;         /* --oidc-issuer's provider, or NULL */
 };
 
 /* Is sa a loopback address (127.0.0.0/8, ::1)? */
