@@ -349,7 +349,8 @@ api_v1_clusters_get(struct request *r, const struct route *rt)
 
 	(void)rt;
 	for (i = 0; i < m->n_clusters; i++)
-		json_array_append_new(list, cluster_summary_json(&m->clusters[i]));
+		if (auth_role_on(r, m->clusters[i].name) >= ROLE_VIEWER) /* only what r may see */
+			json_array_append_new(list, cluster_summary_json(&m->clusters[i]));
 	reply_json(r, 200, json_pack("{s:o}", "clusters", list));
 }
 

@@ -111,11 +111,16 @@ ui_page_auth(struct request *r, request_handler then)
 	int n;
 
 	if (ui_session_identify(r)) {
-		if (r->role == ROLE_NONE && (r->grants == NULL || grants_role_outside(r->grants) ==
-		                                                      ROLE_NONE))
-			no_role_page(r);
-		else
+		if (r->role >= ROLE_VIEWER) {
 			then(r);
+		} else if (r->grants != NULL && grants_role_outside(r->grants) >= ROLE_VIEWER) {
+			auth_log_refusal(r, ROLE_VIEWER);
+			ui_reply_message(r, 403, "Not allowed",
+			                 "Your role gives you nothing on this cluster.", "/",
+			                 "Go to the clusters");
+		} else {
+			no_role_page(r);
+		}
 	} else if (ui_session_proxy_start(r)) {
 		n = snprintf(path, sizeof(path), "%.*s%s%.*s", (int)r->path.len, r->path.base,
 		             r->query.len ? "?" : "", (int)r->query.len, r->query.base);
@@ -197,7 +202,8 @@ ui_page_begin(struct request *r, struct ui_buf *b, const char *title, const stru
 	          "<a class=\"skip\" href=\"#main\">Skip to content</a>"
 	          "<header class=\"top\"><a class=\"brand\" href=\"/\">clustermgmt</a>",
 	          title);
-	if (r->role != ROLE_NONE) {
+	if (r->role != ROLE_NONE || r->is_session) {
+		char scope[256];
 		ui_raw(b, "<nav aria-label=\"Main\"><a href=\"/\">Clusters</a>");
 		if (cluster != NULL)
 			ui_printf(b, "<a href=\"%s/managenodes\" aria-current=\"page\">%s</a>",
@@ -206,7 +212,9 @@ ui_page_begin(struct request *r, struct ui_buf *b, const char *title, const stru
 			ui_raw(b, "<a href=\"/admin\">Users &amp; tokens</a>");
 		ui_printf(b,
 		          "</nav><div class=\"who\"><span>%s <span class=\"role\">%s</span></span>",
-		          r->who, role_name(r->role));
+		          r->who,
+		          r->grants != NULL ? grants_describe(r->grants, scope, sizeof(scope))
+		                            : role_name(r->role));
 		if (r->is_session) {
 			ui_raw(b, "<form method=\"post\" action=\"/logout\">");
 			ui_csrf_input(r, b);
@@ -313,6 +321,8 @@ cluster_rows(struct request *r, struct ui_buf *b, const struct model *m)
 	for (i = 0; i < m->n_clusters; i++) {
 		const struct cluster *c = &m->clusters[i];
 		size_t online = cluster_count_online(c);
+		if (auth_role_on(r, c->name) < ROLE_VIEWER) /* only what the user may see */
+			continue;
 		const char *state = c->n_nodes == 0        ? "none"
 		                    : online == c->n_nodes ? "online"
 		                    : online == 0          ? "offline"
