@@ -713,6 +713,26 @@ ui_login_post(struct request *r, const struct route *rt)
 	free(password);
 }
 
+/* A page that moves on to url at once (an HTML refresh). A redirect will
+ * not do in two places: the answer to the sign-out form (the page's
+ * form-action 'self' forbids a form from ending at the provider), and
+ * the provider's callback (a redirect chain started on the provider's
+ * site does not carry the SameSite=Strict session cookie; a navigation
+ * from this page does). */
+static void
+moving_on_page(struct request *r, const char *title, const char *url)
+{
+	struct ui_buf b;
+
+	ui_buf_init(&b, 1024 + strlen(url) * 2);
+	ui_printf(&b,
+	          "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+	          "<meta http-equiv=\"refresh\" content=\"0;url=%s\"><title>%s</title>"
+	          "</head><body><p>%s. <a href=\"%s\">Continue</a></p></body></html>",
+	          url, title, title, url);
+	ui_reply_html(r, 200, &b);
+}
+
 void
 ui_logout_post(struct request *r, const struct route *rt)
 {
@@ -735,7 +755,10 @@ ui_logout_post(struct request *r, const struct route *rt)
 		session_drop(id);
 	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
 	cookie_clear(r);
-	reply_redirect(r, 303, end_url != NULL ? end_url : "/login");
+	if (end_url != NULL)
+		moving_on_page(r, "Signed out here; now at the identity provider", end_url);
+	else
+		reply_redirect(r, 303, "/login");
 	free(end_url);
 }
 
@@ -810,16 +833,13 @@ ui_login_oidc_page(struct request *r, const struct route *rt)
 	oidc_begin(auth_oidc(), r, next, oidc_begun);
 }
 
-/* Signed in: the session, and a page that moves on by itself. A redirect
- * would not do: the browser arrived here from the provider's site, and a
- * redirect chain that started there does not carry a SameSite=Strict
- * cookie; a navigation from this page does. */
+/* Signed in: the session, and a page that moves on by itself
+ * (moving_on_page says why). */
 static void
 oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *next)
 {
 	unsigned char id[SESSION_ID_BYTES];
 	char who[96];
-	struct ui_buf b;
 	const char *to = next_is_safe(next) ? next : "/";
 
 	snprintf(who, sizeof(who), "oidc:%s", identity->name);
@@ -835,13 +855,7 @@ oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *ne
 	cookie_set(r, id);
 	sodium_memzero(id, sizeof(id));
 	binding_cookie(r, "", 0);
-	ui_buf_init(&b, 1024);
-	ui_printf(&b,
-	          "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-	          "<meta http-equiv=\"refresh\" content=\"0;url=%s\"><title>Signed in</title>"
-	          "</head><body><p>Signed in. <a href=\"%s\">Continue</a></p></body></html>",
-	          to, to);
-	ui_reply_html(r, 200, &b);
+	moving_on_page(r, "Signed in", to);
 }
 
 static void
