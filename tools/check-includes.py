@@ -56,7 +56,7 @@ HTTP_ROOMS = [
                   "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c"}),
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
-    ("daemon", {"daemon.h", "daemon.c"}),
+    ("daemon", {"daemon.h", "daemon.c", "journal.h", "journal.c"}),
 ]
 
 

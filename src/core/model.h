@@ -108,6 +108,9 @@ struct actor {
 	const char *address; /* client address, "" for the daemon itself */
 };
 
+/* The most an audit entry's context (struct audit_entry) may hold. */
+#define AUDIT_CONTEXT_MAX 1536
+
 /* One audit record. Strings owned by the entry; "" where not applicable. */
 struct audit_entry {
 	int64_t id; /* assigned by the store; 0 before it is saved */
@@ -124,6 +127,10 @@ struct audit_entry {
 	char *old_status; /* for "status": the status names; else "" */
 	char *new_status;
 	char *reason;
+	char *context; /* how the actor signed in, role, scope, peer, forwarded
+	                  chain, user agent, request id: a JSON object of at
+	                  most AUDIT_CONTEXT_MAX bytes (docs/API.md), set by
+	                  the engine for a client's write; "" when none */
 };
 
 struct audit_log {

@@ -117,12 +117,21 @@ token_json(const struct token *t)
 static json_t *
 audit_entry_json(const struct audit_entry *e)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:s}", "id",
-	                 (json_int_t)e->id, "at", time_json(e->at), "cluster",
-	                 optional_string_json(e->cluster), "node", optional_string_json(e->node),
-	                 "actor", e->actor, "address", optional_string_json(e->address), "action",
-	                 e->action, "old_status", optional_string_json(e->old_status), "new_status",
-	                 optional_string_json(e->new_status), "reason", e->reason);
+	json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:s}", "id",
+	                      (json_int_t)e->id, "at", time_json(e->at), "cluster",
+	                      optional_string_json(e->cluster), "node", optional_string_json(e->node),
+	                      "actor", e->actor, "address", optional_string_json(e->address),
+	                      "action", e->action, "old_status", optional_string_json(e->old_status),
+	                      "new_status", optional_string_json(e->new_status), "reason", e->reason);
+	json_t *context = e->context != NULL && e->context[0] != '\0'
+	                      ? json_loads(e->context, 0, NULL)
+	                      : NULL;
+
+	/* who the actor was: how they signed in, role and scope, peer... */
+	json_object_set_new(o, "context", json_is_object(context) ? context : json_null());
+	if (context != NULL && !json_is_object(context))
+		json_decref(context);
+	return o;
 }
 
 /* The cluster of the snapshot, or NULL after replying 404. */

@@ -105,6 +105,9 @@ struct oidc;
 void auth_set_principal(struct request *r, const char *who, const char *method,
                         enum role stored_role, enum roles_kind kind, const char *name,
                         const char *groups);
+/* For a principal signed in through the identity provider: its audit
+ * context names the issuer and subject too. After auth_set_principal. */
+void auth_set_oidc_subject(struct request *r, const char *issuer, const char *subject);
 /* The role r's principal has on cluster (which need not be the route's):
  * for lists that show only what the principal may see. */
 enum role auth_role_on(const struct request *r, const char *cluster);

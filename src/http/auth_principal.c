@@ -22,6 +22,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+#include <sodium.h>
+
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "http.h"
@@ -43,6 +46,77 @@ static struct {
 } proxy;
 
 static struct oidc *provider;
+
+/* --- the audit context ------------------------------------------------------ */
+
+static void
+put_header(json_t *o, const char *key, const struct request *r, const char *name, size_t max)
+{
+	h2o_iovec_t v = request_header_by_name(r, name);
+
+	if (v.base != NULL)
+		json_object_set_new(o, key, json_stringn_nocheck(v.base, v.len > max ? max : v.len));
+}
+
+/* What every audit entry of r's writes carries besides actor and address
+ * (docs/API.md, "Audit"): a JSON object of at most AUDIT_CONTEXT_MAX
+ * bytes, in r's pool; the request id is also sent as X-Request-Id. */
+static void
+audit_context_set(struct request *r, const char *issuer, const char *subject)
+{
+	unsigned char id_bytes[8];
+	char id[17], scope[256], *text;
+	json_t *o = json_object();
+
+	ssize_t at = h2o_find_header_by_str(&r->req->res.headers, H2O_STRLIT("x-request-id"), -1);
+
+	/* one id per request, however often who it is is set */
+	if (at != -1 && r->req->res.headers.entries[at].value.len == 16) {
+		memcpy(id, r->req->res.headers.entries[at].value.base, 16);
+		id[16] = '\0';
+	} else {
+		randombytes_buf(id_bytes, sizeof(id_bytes));
+		sodium_bin2hex(id, sizeof(id), id_bytes, sizeof(id_bytes));
+	}
+	json_object_set_new(o, "principal", json_string(r->who));
+	json_object_set_new(o, "method", json_string(r->auth_method ? r->auth_method : ""));
+	json_object_set_new(o, "session", json_boolean(r->is_session));
+	if (issuer != NULL)
+		json_object_set_new(o, "issuer", json_string(issuer));
+	if (subject != NULL)
+		json_object_set_new(o, "subject", json_string(subject));
+	json_object_set_new(o, "role", json_string(role_name(r->role)));
+	if (r->grants != NULL)
+		grants_describe(r->grants, scope, sizeof(scope));
+	else
+		snprintf(scope, sizeof(scope), "%s on *", role_name(r->role));
+	json_object_set_new(o, "scope", json_string(scope));
+	json_object_set_new(o, "peer", json_string(r->address));
+	put_header(o, "forwarded", r, "x-forwarded-for", 256);
+	if (json_object_get(o, "forwarded") != NULL)
+		json_object_set_new(o, "forwarded_trusted",
+		                    json_boolean(auth_proxy_is_trusted(r->address)));
+	put_header(o, "user_agent", r, "user-agent", 200);
+	json_object_set_new(o, "request_id", json_string(id));
+	text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	json_decref(o);
+	if (text != NULL && strlen(text) <= AUDIT_CONTEXT_MAX) {
+		size_t len = strlen(text);
+		char *copy = h2o_mem_alloc_pool(&r->req->pool, len + 1);
+		memcpy(copy, text, len + 1);
+		r->audit_context = copy;
+	}
+	free(text);
+	if (at == -1)
+		h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, H2O_STRLIT("x-request-id"),
+		                      0, NULL, h2o_strdup(&r->req->pool, id, 16).base, 16);
+}
+
+void
+auth_set_oidc_subject(struct request *r, const char *issuer, const char *subject)
+{
+	audit_context_set(r, issuer, subject);
+}
 
 /* --- grants -------------------------------------------------------------- */
 
@@ -79,11 +153,12 @@ auth_set_principal(struct request *r, const char *who, const char *method, enum 
 	if (!is_mapped) {
 		r->grants = NULL;
 		r->role = stored_role;
-		return;
+	} else {
+		r->grants = h2o_mem_alloc_pool(&r->req->pool, sizeof(struct grants));
+		memcpy((struct grants *)r->grants, &g, sizeof(g));
+		r->role = role_for_route(r, r->grants);
 	}
-	r->grants = h2o_mem_alloc_pool(&r->req->pool, sizeof(struct grants));
-	memcpy((struct grants *)r->grants, &g, sizeof(g));
-	r->role = role_for_route(r, r->grants);
+	audit_context_set(r, NULL, NULL);
 }
 
 enum role

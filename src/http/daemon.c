@@ -51,6 +51,7 @@
 #include "http.h"
 #include "server_internal.h"
 #include "daemon.h"
+#include "journal.h"
 #include "oidc.h"
 #include "ui.h"
 
@@ -951,6 +952,8 @@ start(struct server *s, struct error *err)
 	if (s->opts.metrics_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
+	if (journal_is_connected()) /* changes as structured entries (journal.h) */
+		engine_set_audit_sink(journal_audit_sink);
 	if ((s->engine = engine_open(s->opts.db, s->opts.state_dir, store_text, sizeof(store_text),
 	                             err)) == NULL)
 		return -1;

@@ -956,6 +956,12 @@ oidc_label(const struct oidc *o)
 	return o->label;
 }
 
+const char *
+oidc_issuer(const struct oidc *o)
+{
+	return o->issuer;
+}
+
 int
 oidc_is_only(const struct oidc *o)
 {

@@ -67,6 +67,8 @@ void oidc_free(struct oidc *o);
 
 /* "Sign in with HOST": the label of the login page's button (static to o). */
 const char *oidc_label(const struct oidc *o);
+/* The issuer, as configured (static to o). */
+const char *oidc_issuer(const struct oidc *o);
 int oidc_is_only(const struct oidc *o);
 
 /* Starts a sign-in for r: then(r, url, binding, problem) with the

@@ -251,6 +251,8 @@ request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 	job->data = job + 1;
 	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
 	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
+	snprintf(job->who_context, sizeof(job->who_context), "%s",
+	         r->audit_context != NULL ? r->audit_context : "");
 	return job;
 }
 

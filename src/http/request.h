@@ -75,7 +75,9 @@ struct request {
 	 * ui_session.c; grants NULL when the principal's one role holds on
 	 * every cluster (no roles file mapping applies) */
 	const struct grants *grants; /* in the request's pool */
-	const char *auth_method;     /* "password", "token", "session", "oidc", "proxy" */
+	const char *auth_method;     /* "password", "token", "oidc", "proxy" */
+	const char *audit_context;   /* the JSON object audit entries carry
+	                                (struct actor's context), in the pool */
 };
 
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);

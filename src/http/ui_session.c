@@ -85,6 +85,7 @@ struct session {
 	char who[96];  /* OIDC and proxy: "oidc:NAME", "proxy:NAME" */
 	char *groups;  /* OIDC: the groups claim ("\n"-joined), malloc'd */
 	char name[NODE_NAME_MAX + 1]; /* OIDC and proxy: the name the roles file maps */
+	char subject[256];            /* OIDC: the provider's sub */
 };
 
 static struct {
@@ -199,7 +200,7 @@ slot_take(const char *user, int64_t now)
  * with id filled, or -1 when the table is full. */
 static int
 session_create(enum session_kind kind, const char *user, const unsigned char *tag, const char *who,
-               char **groups, unsigned char id[SESSION_ID_BYTES])
+               const char *subject, char **groups, unsigned char id[SESSION_ID_BYTES])
 {
 	struct session *s;
 	int64_t now = time_now_ms();
@@ -220,6 +221,7 @@ session_create(enum session_kind kind, const char *user, const unsigned char *ta
 		if (kind != SESSION_PASSWORD) {
 			snprintf(s->who, sizeof(s->who), "%s", who);
 			snprintf(s->name, sizeof(s->name), "%s", user);
+			snprintf(s->subject, sizeof(s->subject), "%s", subject ? subject : "");
 		}
 		if (groups != NULL) {
 			s->groups = *groups;
@@ -439,7 +441,7 @@ ui_session_identify(struct request *r)
 {
 	unsigned char id[SESSION_ID_BYTES], hash[32], tag[32], now_tag[32];
 	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1],
-	    proxied[NODE_NAME_MAX + 1];
+	    proxied[NODE_NAME_MAX + 1], subject[256];
 	char *groups = NULL;
 	enum session_kind kind = SESSION_PASSWORD;
 	const struct session *s;
@@ -456,6 +458,7 @@ ui_session_identify(struct request *r)
 		memcpy(tag, s->tag, sizeof(tag));
 		memcpy(who, s->who, sizeof(who));
 		memcpy(name, s->name, sizeof(name));
+		memcpy(subject, s->subject, sizeof(subject));
 		kind = s->kind;
 		groups = s->groups != NULL ? xstrdup(s->groups) : NULL;
 		expires_at = s->expires_at;
@@ -480,15 +483,16 @@ ui_session_identify(struct request *r)
 		free(groups);
 		return 0;
 	}
+	r->is_session = 1;
 	if (kind == SESSION_PASSWORD) {
 		auth_set_principal(r, u->name, "password", u->role, ROLES_USER, u->name, NULL);
 	} else if (kind == SESSION_PROXY) {
 		auth_proxy_grant(r, name);
 	} else {
 		auth_set_principal(r, who, "oidc", ROLE_NONE, ROLES_GROUP, NULL, groups);
+		auth_set_oidc_subject(r, oidc_issuer(auth_oidc()), subject);
 	}
 	free(groups);
-	r->is_session = 1;
 	return 1;
 }
 
@@ -507,7 +511,7 @@ ui_session_proxy_start(struct request *r)
 	if (!auth_proxy_user(r, user, sizeof(user)))
 		return 0;
 	snprintf(who, sizeof(who), "proxy:%s", user);
-	if (session_create(SESSION_PROXY, user, NULL, who, NULL, id) != 0)
+	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, id) != 0)
 		return 0;
 	log_kv(LOG_INFO, "signed in", "user", who, "method", "proxy", "from", r->address, NULL);
 	cookie_set(r, id);
@@ -661,7 +665,7 @@ login_checked(struct request *r, const struct auth_verdict *v)
 		goto done;
 	}
 	user_tag(v->user, tag);
-	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, id) != 0) {
+	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
 		       v->user->name, "from", r->address, NULL);
 		login_render(r, 503, next, user,
@@ -843,7 +847,8 @@ oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *ne
 	const char *to = next_is_safe(next) ? next : "/";
 
 	snprintf(who, sizeof(who), "oidc:%s", identity->name);
-	if (session_create(SESSION_OIDC, identity->name, NULL, who, &identity->groups, id) != 0) {
+	if (session_create(SESSION_OIDC, identity->name, NULL, who, identity->subject,
+	                   &identity->groups, id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user", who,
 		       "from", r->address, NULL);
 		login_render(r, 503, to, NULL,

@@ -212,6 +212,10 @@ static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
                                              " at BIGINT NOT NULL,"
                                              " audit_id BIGINT NOT NULL);";
 
+/* Who made each change, and how they signed in (sqlite.c's step 9). */
+static const char step9_audit_context[] =
+    "ALTER TABLE audit ADD COLUMN context TEXT NOT NULL DEFAULT '';";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -223,6 +227,7 @@ static const struct migration migrations[] = {
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
+    {"record who changed what, and how they signed in", step9_audit_context},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1378,7 +1383,7 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 {
 	struct pg_store *db = handle;
 	char at[24];
-	const char *p[9] = {at,
+	const char *p[10] = {at,
 	                    text_or_empty(e->cluster),
 	                    text_or_empty(e->node),
 	                    text_or_empty(e->actor),
@@ -1386,15 +1391,17 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 	                    text_or_empty(e->action),
 	                    text_or_empty(e->old_status),
 	                    text_or_empty(e->new_status),
-	                    text_or_empty(e->reason)};
+	                    text_or_empty(e->reason),
+	                    text_or_empty(e->context)};
 	PGresult *res = NULL;
 	int rc = -1;
 
 	i64_text(e->at, at, sizeof(at));
 	if (run(db,
 	        "INSERT INTO audit (at, cluster, node, actor, address, action, old_status, "
-	        "new_status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-	        9, p, &res, "append to the audit log", err) != 0)
+	        "new_status, reason, context) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+	        "RETURNING id",
+	        10, p, &res, "append to the audit log", err) != 0)
 		return -1;
 	if (PQntuples(res) == 1 && parse_i64(PQgetvalue(res, 0, 0), id) == 0) {
 		if (db->first_audit_id == 0)
@@ -1695,9 +1702,10 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	if (run(db,
 	        cluster != NULL
 	            ? "SELECT id, at, cluster, node, actor, address, action, old_status, "
-	              "new_status, reason FROM audit WHERE cluster = $2 ORDER BY id DESC LIMIT $1"
+	              "new_status, reason, context FROM audit WHERE cluster = $2 ORDER BY id DESC "
+	              "LIMIT $1"
 	            : "SELECT id, at, cluster, node, actor, address, action, old_status, "
-	              "new_status, reason FROM audit ORDER BY id DESC LIMIT $1",
+	              "new_status, reason, context FROM audit ORDER BY id DESC LIMIT $1",
 	        cluster != NULL ? 2 : 1, p, &res, "read the audit log", err) != 0)
 		return -1;
 	n = PQntuples(res);
@@ -1707,6 +1715,8 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 		              PQgetvalue(res, i, 3), &who, PQgetvalue(res, i, 6),
 		              PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
 		out->entries[out->n - 1].id = value_i64(res, i, 0);
+		free(out->entries[out->n - 1].context);
+		out->entries[out->n - 1].context = xstrdup(PQgetvalue(res, i, 10));
 	}
 	PQclear(res);
 	return 0;

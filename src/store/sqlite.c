@@ -184,6 +184,12 @@ static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
                                              " at INTEGER NOT NULL,"
                                              " audit_id INTEGER NOT NULL);";
 
+/* Who made each change, beyond name and address: how they signed in, their
+ * role and its scope, the forwarded chain, user agent and request id (a
+ * JSON object, "" for entries written before). */
+static const char step9_audit_context[] =
+    "ALTER TABLE audit ADD COLUMN context TEXT NOT NULL DEFAULT '';";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -196,6 +202,7 @@ static const struct migration migrations[] = {
     {"register the daemons", step6_daemons},
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
+    {"record who changed what, and how they signed in", step9_audit_context},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -233,8 +240,8 @@ enum statement {
 };
 
 #define AUDIT_COLUMNS                                                                              \
-	"SELECT id, at, cluster, node, actor, address, action, old_status, new_status, reason "    \
-	"FROM audit "
+	"SELECT id, at, cluster, node, actor, address, action, old_status, new_status, reason, "   \
+	"context FROM audit "
 
 static const char *const statement_sql[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -268,8 +275,8 @@ static const char *const statement_sql[ST_COUNT] = {
                         "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [ST_DELETE_TOKEN] = "DELETE FROM tokens WHERE id = ?1",
     [ST_INSERT_AUDIT] = "INSERT INTO audit (at, cluster, node, actor, address, action, "
-                        "old_status, new_status, reason) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "old_status, new_status, reason, context) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_LOAD_CLUSTERS] = "SELECT name, path, version FROM clusters ORDER BY name",
     [ST_LOAD_NODES] = "SELECT cluster, name, status, reason, changed_by, changed_at, "
                       "expires_at, address, check_url FROM nodes ORDER BY cluster, name",
@@ -846,7 +853,8 @@ sqlite_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, stru
 	    (rc = bind_text(st, 6, e->action)) != SQLITE_OK ||
 	    (rc = bind_text(st, 7, e->old_status)) != SQLITE_OK ||
 	    (rc = bind_text(st, 8, e->new_status)) != SQLITE_OK ||
-	    (rc = bind_text(st, 9, e->reason)) != SQLITE_OK)
+	    (rc = bind_text(st, 9, e->reason)) != SQLITE_OK ||
+	    (rc = bind_text(st, 10, e->context)) != SQLITE_OK)
 		return bind_failed(db, st, rc, "append to the audit log", err);
 	if (run(db, st, "append to the audit log", err) != 0)
 		return -1;
@@ -1155,6 +1163,8 @@ read_audit_row(sqlite3_stmt *st, struct audit_log *out)
 	              &who, column_text(st, 6), column_text(st, 7), column_text(st, 8),
 	              column_text(st, 9));
 	out->entries[out->n - 1].id = sqlite3_column_int64(st, 0);
+	free(out->entries[out->n - 1].context);
+	out->entries[out->n - 1].context = xstrdup(column_text(st, 10));
 }
 
 static int

@@ -415,3 +415,105 @@ def test_proxy_header_is_believed_only_from_listed_addresses(make_daemon, tmp_pa
     r = trusted.get(d.url + "/shop/managenodes", headers={"X-Forwarded-User": "mallory"},
                     allow_redirects=False, timeout=TIMEOUT)
     assert "proxy:carol" not in r.text
+
+
+# --- the audit record -----------------------------------------------------------
+
+
+def test_audit_record_names_principal_method_scope_and_request(oidc_site):
+    d = oidc_site
+    s = signed_in_session(d, "alice")
+    html = s.get(d.url + "/shop/managenodes", timeout=TIMEOUT).text
+    fields = {"form": "status", "csrf": page_csrf(html), "off": "web2",
+              "shown": re.search(r'name="shown" id="shown" value="([^"]*)"', html).group(1)}
+    r = s.post(d.url + "/shop/managenodes", data=fields, allow_redirects=False, timeout=TIMEOUT,
+               headers={"User-Agent": "audit-test/1.0", "X-Forwarded-For": "203.0.113.9"})
+    assert r.status_code == 303, r.text[:300]
+    entry = d.audit("shop")[0]
+    assert (entry["node"], entry["new_status"], entry["actor"]) == ("web2", "offline",
+                                                                    "oidc:alice")
+    c = entry["context"]
+    assert c["principal"] == "oidc:alice" and c["method"] == "oidc" and c["session"] is True
+    assert c["issuer"] == d.provider.issuer and c["subject"] == "alice"
+    assert c["role"] == "operator" and c["scope"] == "operator on shop"
+    assert c["peer"] == "127.0.0.1" and c["user_agent"] == "audit-test/1.0"
+    assert c["forwarded"] == "203.0.113.9" and c["forwarded_trusted"] is False
+    assert c["request_id"] == r.headers["x-request-id"]
+    # a token's write: method token, its role on every cluster
+    tok = d.admin_token
+    d.set_status({"web1": {"status": "drain"}}, cluster="other", auth=tok)
+    c = d.audit("other")[0]["context"]
+    assert c["method"] == "token" and c["scope"] == "admin on *" and c["session"] is False
+
+
+JOURNAL_WRAPPER = """#!/bin/sh
+# Runs clustermgmt in a mount namespace of its own whose
+# /run/systemd/journal/socket is the test's datagram socket: what
+# libsystemd's sd_journal_send sends there is what journald would get.
+exec unshare -m /bin/sh -c 'mount -t tmpfs -o size=1m tmpfs /run/systemd &&
+  mkdir /run/systemd/journal &&
+  ln -s "$CM_TEST_JOURNAL_SOCKET" /run/systemd/journal/socket &&
+  exec "$0" "$@"' %s "$@"
+"""
+
+
+def parse_journal_datagram(data):
+    """journald's native protocol: KEY=VALUE lines, or KEY, a 64-bit
+    little-endian length, the value and a newline."""
+    fields, i = {}, 0
+    while i < len(data):
+        nl = data.index(b"\n", i)
+        line = data[i:nl]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+            fields[k.decode()] = v.decode()
+            i = nl + 1
+        else:
+            n = int.from_bytes(data[nl + 1:nl + 9], "little")
+            fields[line.decode()] = data[nl + 9:nl + 9 + n].decode()
+            i = nl + 9 + n + 1
+    return fields
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare for a mount namespace")
+def test_changes_reach_the_journal_with_their_fields(make_daemon, tmp_path, cm_bin,
+                                                     monkeypatch):
+    import socket as socketmod
+    sock_path = str(tmp_path / "journal.sock")
+    receiver = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_DGRAM)
+    receiver.bind(sock_path)
+    receiver.settimeout(0.5)
+    wrapper = tmp_path / "clustermgmt-in-ns"
+    wrapper.write_text(JOURNAL_WRAPPER % cm_bin)
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CM_TEST_JOURNAL_SOCKET", sock_path)
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")  # as systemd sets it
+    try:
+        d = make_daemon(bin_path=str(wrapper))
+        d.set_nodes(["web1"])
+        d.set_status({"web1": {"status": "offline", "reason": "kernel"}},
+                     auth=d.admin_token)
+        entries, deadline = [], time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                f = parse_journal_datagram(receiver.recv(65536))
+            except socketmod.timeout:
+                continue
+            if f.get("MESSAGE_ID") == "4d0e6c1b8a2f4e5c9b7d3a1f0e2c8b6a":
+                entries.append(f)
+                if f.get("CLUSTERMGMT_ACTION") == "status":
+                    break
+        status = [e for e in entries if e.get("CLUSTERMGMT_ACTION") == "status"]
+        assert status, entries
+        e = status[0]
+        assert e["PRIORITY"] == "6" and e["CLUSTERMGMT_CLUSTER"] == "default"
+        assert e["CLUSTERMGMT_NODE"] == "web1" and e["CLUSTERMGMT_NEW_STATUS"] == "offline"
+        assert e["CLUSTERMGMT_REASON"] == "kernel" and e["CLUSTERMGMT_METHOD"] == "token"
+        assert e["CLUSTERMGMT_ACTOR"].startswith("token:")
+        assert e["CLUSTERMGMT_SCOPE"] == "admin on *" and e["CLUSTERMGMT_PEER"] == "127.0.0.1"
+        assert len(e["CLUSTERMGMT_REQUEST_ID"]) == 16 and "MESSAGE" in e
+        # in the journal instead of a log line
+        assert 'msg=change ' not in d.log_text() and '"msg":"change"' not in d.log_text()
+    finally:
+        receiver.close()
