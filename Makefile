@@ -30,7 +30,7 @@ TEST_PKGS += nodejs npm
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
-.PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
+.PHONY: all run test bench oidc-provider deps-build deps-test deps-bench asan clean format fuzz \
 	fuzz-build fuzz-regress lsan-check lsan-check-build
 
 all: $(BUILD)/build.ninja
@@ -71,12 +71,17 @@ run: deps-build
 	$(MAKE) all
 	sh tools/run-demo.sh $(BUILD)/clustermgmt
 
-test: deps-test
+test: deps-test oidc-provider
 	$(MAKE) all
 	$(MAKE) asan
 	$(MAKE) fuzz-build
 	$(MAKE) lsan-check-build
 	sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) $(LSAN_CHECK)
+
+# The OpenID Connect provider the sign-in tests start (tests/e2e/test_oidc.py):
+# oidc-provider from the npm registry, at the versions package-lock.json pins.
+oidc-provider:
+	cd tests/e2e/oidc && npm ci --no-audit --no-fund
 
 # Benchmarks measure an optimised build of their own.
 bench: deps-bench

@@ -540,6 +540,9 @@ verify_claims(struct oidc *o, struct oidc_call *c, const json_t *claims)
 	if (name == NULL || name[0] == '\0')
 		name = sub;
 	name_copy(c->id.name, sizeof(c->id.name), name);
+	if (json_is_true(json_object_get(claims, "email_verified")) &&
+	    json_text(claims, "email") != NULL && strlen(json_text(claims, "email")) < 256)
+		snprintf(c->id.email, sizeof(c->id.email), "%s", json_text(claims, "email"));
 	c->id.groups = groups_of(claims, o->groups_claim);
 	return 0;
 }

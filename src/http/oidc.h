@@ -53,6 +53,7 @@ struct oidc_identity {
 	char subject[256];
 	char name[NODE_NAME_MAX + 1]; /* preferred_username, else email, else sub (cut) */
 	char *groups;                 /* malloc'd, "\n"-joined, "" for none */
+	char email[256];              /* the email claim when email_verified is true, else "" */
 };
 
 /* Checks the options and reads the client secret; starts the provider's

@@ -215,6 +215,9 @@ parse_line(struct roles *m, char *line, const char **why)
 	} else if (strncmp(key, "token ", 6) == 0) {
 		e.kind = ROLES_TOKEN;
 		key = trim(key + 6);
+	} else if (strncmp(key, "email ", 6) == 0) {
+		e.kind = ROLES_EMAIL;
+		key = trim(key + 6);
 	}
 	if (key[0] == '\0' || strlen(key) > 255)
 		return *why = "the name before ':' is empty or longer than 255 bytes", -1;

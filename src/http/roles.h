@@ -10,8 +10,11 @@
  *     group /platform: admin on *
  *     user alice: operator on shop
  *     token 0123456789abcdef: viewer on *
+ *     email bob@example.com: viewer on shop
  *
- * A bare name is a group (as the provider's groups claim names it); the
+ * An email line matches a provider's user whose ID token has that email
+ * with email_verified true. A bare name is a group (as the provider's
+ * groups claim names it); the
  * name is everything before the last ':', so a group may contain ':'.
  * Grants only add up: a principal's role on a cluster is the highest
  * that any of its mappings gives on that cluster or on '*'.
@@ -53,7 +56,7 @@ enum role grants_role_outside(const struct grants *g);
 /* "operator on shop, shop-staging; viewer on *" (or "none") into buf. */
 const char *grants_describe(const struct grants *g, char *buf, size_t size);
 
-enum roles_kind { ROLES_GROUP = 0, ROLES_USER = 1, ROLES_TOKEN = 2 };
+enum roles_kind { ROLES_GROUP = 0, ROLES_USER = 1, ROLES_TOKEN = 2, ROLES_EMAIL = 3 };
 
 /* Reads path as the roles file and makes it current. Returns 0, or -1
  * with err naming the file and line (the current mapping is kept).

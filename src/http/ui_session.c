@@ -86,6 +86,7 @@ struct session {
 	char *groups;  /* OIDC: the groups claim ("\n"-joined), malloc'd */
 	char name[NODE_NAME_MAX + 1]; /* OIDC and proxy: the name the roles file maps */
 	char subject[256];            /* OIDC: the provider's sub */
+	char email[256];              /* OIDC: the verified email, or "" */
 };
 
 static struct {
@@ -200,7 +201,8 @@ slot_take(const char *user, int64_t now)
  * with id filled, or -1 when the table is full. */
 static int
 session_create(enum session_kind kind, const char *user, const unsigned char *tag, const char *who,
-               const char *subject, char **groups, unsigned char id[SESSION_ID_BYTES])
+               const char *subject, const char *email, char **groups,
+               unsigned char id[SESSION_ID_BYTES])
 {
 	struct session *s;
 	int64_t now = time_now_ms();
@@ -222,6 +224,7 @@ session_create(enum session_kind kind, const char *user, const unsigned char *ta
 			snprintf(s->who, sizeof(s->who), "%s", who);
 			snprintf(s->name, sizeof(s->name), "%s", user);
 			snprintf(s->subject, sizeof(s->subject), "%s", subject ? subject : "");
+			snprintf(s->email, sizeof(s->email), "%s", email ? email : "");
 		}
 		if (groups != NULL) {
 			s->groups = *groups;
@@ -441,7 +444,7 @@ ui_session_identify(struct request *r)
 {
 	unsigned char id[SESSION_ID_BYTES], hash[32], tag[32], now_tag[32];
 	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1],
-	    proxied[NODE_NAME_MAX + 1], subject[256];
+	    proxied[NODE_NAME_MAX + 1], subject[256], email[256];
 	char *groups = NULL;
 	enum session_kind kind = SESSION_PASSWORD;
 	const struct session *s;
@@ -459,6 +462,7 @@ ui_session_identify(struct request *r)
 		memcpy(who, s->who, sizeof(who));
 		memcpy(name, s->name, sizeof(name));
 		memcpy(subject, s->subject, sizeof(subject));
+		memcpy(email, s->email, sizeof(email));
 		kind = s->kind;
 		groups = s->groups != NULL ? xstrdup(s->groups) : NULL;
 		expires_at = s->expires_at;
@@ -489,7 +493,8 @@ ui_session_identify(struct request *r)
 	} else if (kind == SESSION_PROXY) {
 		auth_proxy_grant(r, name);
 	} else {
-		auth_set_principal(r, who, "oidc", ROLE_NONE, ROLES_GROUP, NULL, groups);
+		auth_set_principal(r, who, "oidc", ROLE_NONE, ROLES_EMAIL,
+		                   email[0] != '\0' ? email : NULL, groups);
 		auth_set_oidc_subject(r, oidc_issuer(auth_oidc()), subject);
 	}
 	free(groups);
@@ -511,7 +516,7 @@ ui_session_proxy_start(struct request *r)
 	if (!auth_proxy_user(r, user, sizeof(user)))
 		return 0;
 	snprintf(who, sizeof(who), "proxy:%s", user);
-	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, id) != 0)
+	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, NULL, id) != 0)
 		return 0;
 	log_kv(LOG_INFO, "signed in", "user", who, "method", "proxy", "from", r->address, NULL);
 	cookie_set(r, id);
@@ -665,7 +670,7 @@ login_checked(struct request *r, const struct auth_verdict *v)
 		goto done;
 	}
 	user_tag(v->user, tag);
-	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, id) != 0) {
+	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
 		       v->user->name, "from", r->address, NULL);
 		login_render(r, 503, next, user,
@@ -848,7 +853,7 @@ oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *ne
 
 	snprintf(who, sizeof(who), "oidc:%s", identity->name);
 	if (session_create(SESSION_OIDC, identity->name, NULL, who, identity->subject,
-	                   &identity->groups, id) != 0) {
+	                   identity->email, &identity->groups, id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user", who,
 		       "from", r->address, NULL);
 		login_render(r, 503, to, NULL,

@@ -38,11 +38,13 @@ NODE = shutil.which("node")
 CLIENT_ID = "clustermgmt"
 CLIENT_SECRET = "s3cret-for-tests-only"
 USERS = {"alice": ["team-shop", "staff"], "bob": ["staff"], "root": ["platform"]}
+EMAILS = {"dave": ["dave@example.com", True], "eve": ["dave@example.com", False]}
 ROLES = """\
 # team-shop runs the shop
 team-shop: operator on shop
 group platform: admin on *
 user carol: operator on shop
+email dave@example.com: viewer on other
 """
 TIMEOUT = 10
 
@@ -66,7 +68,7 @@ class Provider:
         env = dict(os.environ)
         env.update({
             "OIDC_PORT": str(self.port), "OIDC_ISSUER": self.issuer, "OIDC_KID": self.kid,
-            "OIDC_USERS": json.dumps(USERS),
+            "OIDC_USERS": json.dumps(USERS), "OIDC_EMAILS": json.dumps(EMAILS),
             "OIDC_CLIENTS": json.dumps([{
                 "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
                 "redirect_uris": [self.daemon_url + "/login/oidc/callback"],
@@ -126,7 +128,7 @@ def oidc_site(make_daemon, tmp_path):
     secret.write_text(CLIENT_SECRET + "\n")
     d = make_daemon(["--oidc-issuer", "http://localhost:%d" % pport,
                      "--oidc-client-id", CLIENT_ID, "--oidc-client-secret-file", str(secret),
-                     "--oidc-scopes", "openid profile groups", "--roles", str(roles)])
+                     "--oidc-scopes", "openid profile email groups", "--roles", str(roles)])
     _clusters(d)
     p = Provider(tmp_path, pport, d.url)
     p.start()
@@ -296,6 +298,16 @@ def test_user_without_a_role_sees_a_page_saying_so(oidc_site):
     r = s.post(d.url + "/shop/managenodes", data=fields, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 403
     assert d.node_states("shop")["web1"][0] == "online"
+
+
+def test_verified_email_maps_a_role_and_an_unverified_one_does_not(oidc_site):
+    d = oidc_site
+    dave = signed_in_session(d, "dave")
+    assert dave.get(d.url + "/other/managenodes", timeout=TIMEOUT).status_code == 200
+    assert dave.get(d.url + "/shop/managenodes", timeout=TIMEOUT).status_code == 403
+    eve = signed_in_session(d, "eve")  # the same address, not verified
+    r = eve.get(d.url + "/", timeout=TIMEOUT)
+    assert r.status_code == 403 and 'id="no-role"' in r.text
 
 
 def test_roles_file_is_read_again_on_sighup(oidc_site):

@@ -8,6 +8,7 @@
 //                    redirect_uris, post_logout_redirect_uris}]
 //   OIDC_USERS       JSON {account: [groups...]}: anyone may sign in with
 //                    any password (dev interactions), these get groups
+//   OIDC_EMAILS      JSON {account: [email, verified]}
 //   OIDC_KID         the kid of the signing key (a fresh RSA key per start:
 //                    starting again with another kid is a key rotation)
 //
@@ -25,6 +26,7 @@ const port = Number(process.env.OIDC_PORT);
 const issuer = process.env.OIDC_ISSUER;
 const clients = JSON.parse(process.env.OIDC_CLIENTS);
 const users = JSON.parse(process.env.OIDC_USERS || '{}');
+const emails = JSON.parse(process.env.OIDC_EMAILS || '{}');
 const kid = process.env.OIDC_KID || 'key-1';
 
 const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -35,7 +37,10 @@ let mischief = {};
 const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [jwk] },
-  claims: { openid: ['sub'], profile: ['preferred_username', 'name'], groups: ['groups'] },
+  claims: {
+    openid: ['sub'], profile: ['preferred_username', 'name'], groups: ['groups'],
+    email: ['email', 'email_verified'],
+  },
   conformIdTokenClaims: false,
   pkce: { required: () => true, methods: ['S256'] },
   features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
@@ -43,7 +48,11 @@ const provider = new Provider(issuer, {
     return {
       accountId: id,
       async claims() {
-        return { sub: id, preferred_username: id, name: id, groups: users[id] || [] };
+        const [email, verified] = emails[id] || [`${id}@example.com`, false];
+        return {
+          sub: id, preferred_username: id, name: id, groups: users[id] || [],
+          email, email_verified: verified,
+        };
       },
     };
   },
@@ -54,7 +63,7 @@ const provider = new Provider(issuer, {
       accountId: ctx.oidc.session.accountId,
     });
     grant.addOIDCScope('openid profile groups email');
-    grant.addOIDCClaims(['preferred_username', 'name', 'groups']);
+    grant.addOIDCClaims(['preferred_username', 'name', 'groups', 'email', 'email_verified']);
     await grant.save();
     return grant;
   },
