@@ -86,7 +86,12 @@ struct token {
 	char *hash; /* lowercase hex of the BLAKE2b-256 of the secret token */
 	char *created_by;
 	int64_t created_at;
+	char *clusters; /* where its role holds: "shop,shop-staging"; "" (or
+	                   NULL) for every cluster */
 };
+
+/* Most clusters a token may be scoped to. */
+#define TOKEN_CLUSTERS_MAX 64
 
 struct model {
 	size_t n_clusters;
@@ -301,6 +306,11 @@ int model_add_token(struct model *m, const char *id, enum role role, const char 
                     const char *hash, const struct actor *who, int64_t now, struct audit_log *audit,
                     struct error *err);
 /* 404 when unknown. */
+/* Checks clusters for a token ("a,b": names, at most TOKEN_CLUSTERS_MAX,
+ * no repeats; NULL or "" for every cluster): 0, or -1 with err 400. */
+int model_check_token_clusters(const char *clusters, struct error *err);
+/* Scopes token id (just added) to clusters, as checked above. */
+void model_set_token_clusters(struct model *m, const char *id, const char *clusters);
 int model_remove_token(struct model *m, const char *id, const struct actor *who, int64_t now,
                        struct audit_log *audit, struct error *err);
 

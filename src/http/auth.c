@@ -959,7 +959,7 @@ check_bearer(struct request *r, const char *token, size_t len)
 	/* no reset of the address's failures: a token proves nothing about
 	 * the passwords tried from there */
 	snprintf(who, sizeof(who), "token:%s", id);
-	auth_set_principal(r, who, "token", t->role, ROLES_TOKEN, id, NULL);
+	auth_set_token(r, who, id, t->role, t->clusters);
 	grant(r);
 }
 

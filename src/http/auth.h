@@ -105,6 +105,11 @@ struct oidc;
 void auth_set_principal(struct request *r, const char *who, const char *method,
                         enum role stored_role, enum roles_kind kind, const char *name,
                         const char *groups);
+/* Sets who r is for token id of role: its role holds on clusters ("a,b")
+ * only, unless the roles file maps the token (then the file's grants), or
+ * clusters is "" (then on every cluster). */
+void auth_set_token(struct request *r, const char *who, const char *id, enum role role,
+                    const char *clusters);
 /* For a principal signed in through the identity provider: its audit
  * context names the issuer and subject too. After auth_set_principal. */
 void auth_set_oidc_subject(struct request *r, const char *issuer, const char *subject);

@@ -161,6 +161,35 @@ auth_set_principal(struct request *r, const char *who, const char *method, enum 
 	audit_context_set(r, NULL, NULL);
 }
 
+void
+auth_set_token(struct request *r, const char *who, const char *id, enum role role,
+               const char *clusters)
+{
+	struct grants g = {0};
+	const char *p = clusters;
+
+	if (p == NULL || *p == '\0' || roles_grant(ROLES_TOKEN, id, &g)) {
+		auth_set_principal(r, who, "token", role, ROLES_TOKEN, id, NULL);
+		return;
+	}
+	while (*p != '\0' && g.n < GRANTS_MAX) {
+		size_t len = strcspn(p, ",");
+		if (len <= NODE_NAME_MAX) {
+			memcpy(g.on[g.n].cluster, p, len);
+			g.on[g.n].cluster[len] = '\0';
+			g.on[g.n++].role = role;
+		}
+		p += len + (p[len] == ',');
+	}
+	if (who != r->who)
+		snprintf(r->who, sizeof(r->who), "%s", who);
+	r->auth_method = "token";
+	r->grants = h2o_mem_alloc_pool(&r->req->pool, sizeof(struct grants));
+	memcpy((struct grants *)r->grants, &g, sizeof(g));
+	r->role = role_for_route(r, r->grants);
+	audit_context_set(r, NULL, NULL);
+}
+
 enum role
 auth_role_on(const struct request *r, const char *cluster)
 {

@@ -216,6 +216,10 @@ static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
 static const char step9_audit_context[] =
     "ALTER TABLE audit ADD COLUMN context TEXT NOT NULL DEFAULT '';";
 
+/* Tokens scoped to clusters (sqlite.c's step 10). */
+static const char step10_token_clusters[] =
+    "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
+
 /* The same steps as sqlite.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -228,6 +232,7 @@ static const struct migration migrations[] = {
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
     {"record who changed what, and how they signed in", step9_audit_context},
+    {"scope tokens to clusters", step10_token_clusters},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1350,18 +1355,19 @@ static int
 pg_insert_token(void *handle, const struct token *t, struct error *err)
 {
 	char created_at[24];
-	const char *p[6] = {t->id,
+	const char *p[7] = {t->id,
 	                    role_name(t->role),
 	                    text_or_empty(t->description),
 	                    text_or_empty(t->hash),
 	                    text_or_empty(t->created_by),
-	                    created_at};
+	                    created_at,
+	                    text_or_empty(t->clusters)};
 
 	i64_text(t->created_at, created_at, sizeof(created_at));
 	return run(handle,
-	           "INSERT INTO tokens (id, role, description, hash, created_by, created_at) "
-	           "VALUES ($1, $2, $3, $4, $5, $6)",
-	           6, p, NULL, "save a token", err);
+	           "INSERT INTO tokens (id, role, description, hash, created_by, created_at, "
+	           "clusters) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	           7, p, NULL, "save a token", err);
 }
 
 static int
@@ -1598,6 +1604,7 @@ load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *e
 		t->hash = value_dup(res, i, 3);
 		t->created_by = value_dup(res, i, 4);
 		t->created_at = value_i64(res, i, 5);
+		t->clusters = value_dup(res, i, 6);
 	}
 	return 0;
 }
@@ -1612,7 +1619,7 @@ load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *e
 	"SELECT cluster, name, kind, runtime, backend FROM lbs "                                   \
 	"ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"                                      \
 	"SELECT name, role, password_hash, created_at FROM users ORDER BY name COLLATE \"C\";"     \
-	"SELECT id, role, description, hash, created_by, created_at FROM tokens "                  \
+	"SELECT id, role, description, hash, created_by, created_at, clusters FROM tokens "        \
 	"ORDER BY id COLLATE \"C\";"                                                               \
 	"SELECT version FROM store_version WHERE id = 1"
 static int (*const load_steps[])(struct pg_store *db, struct model *m, PGresult *res,

@@ -190,6 +190,10 @@ static const char step8_idempotency_keys[] = "CREATE TABLE idempotency_keys ("
 static const char step9_audit_context[] =
     "ALTER TABLE audit ADD COLUMN context TEXT NOT NULL DEFAULT '';";
 
+/* A token's role may hold on named clusters only ("a,b"; "" for all). */
+static const char step10_token_clusters[] =
+    "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres.c). */
@@ -203,6 +207,7 @@ static const struct migration migrations[] = {
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
     {"record who changed what, and how they signed in", step9_audit_context},
+    {"scope tokens to clusters", step10_token_clusters},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -271,8 +276,8 @@ static const char *const statement_sql[ST_COUNT] = {
                        "ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
                        "password_hash = excluded.password_hash, created_at = excluded.created_at",
     [ST_DELETE_USER] = "DELETE FROM users WHERE name = ?1",
-    [ST_INSERT_TOKEN] = "INSERT INTO tokens (id, role, description, hash, created_by, "
-                        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INSERT_TOKEN] = "INSERT INTO tokens (id, role, description, hash, created_by, clusters, "
+                        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6)",
     [ST_DELETE_TOKEN] = "DELETE FROM tokens WHERE id = ?1",
     [ST_INSERT_AUDIT] = "INSERT INTO audit (at, cluster, node, actor, address, action, "
                         "old_status, new_status, reason, context) "
@@ -283,7 +288,7 @@ static const char *const statement_sql[ST_COUNT] = {
     [ST_LOAD_LBS] = "SELECT cluster, name, kind, runtime, backend FROM lbs "
                     "ORDER BY cluster, name",
     [ST_LOAD_USERS] = "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
-    [ST_LOAD_TOKENS] = "SELECT id, role, description, hash, created_by, created_at "
+    [ST_LOAD_TOKENS] = "SELECT id, role, description, hash, created_by, created_at, clusters "
                        "FROM tokens ORDER BY id",
     [ST_AUDIT_ALL] = AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
     [ST_AUDIT_OF_CLUSTER] = AUDIT_COLUMNS "WHERE cluster = ?2 ORDER BY id DESC LIMIT ?1",
@@ -813,7 +818,8 @@ sqlite_insert_token(void *handle, const struct token *t, struct error *err)
 	    (rc = bind_text(st, 3, t->description)) != SQLITE_OK ||
 	    (rc = bind_text(st, 4, t->hash)) != SQLITE_OK ||
 	    (rc = bind_text(st, 5, t->created_by)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 6, t->created_at)) != SQLITE_OK)
+	    (rc = sqlite3_bind_int64(st, 6, t->created_at)) != SQLITE_OK ||
+	    (rc = bind_text(st, 7, t->clusters)) != SQLITE_OK)
 		return bind_failed(db, st, rc, "save a token", err);
 	return run(db, st, "save a token", err);
 }
@@ -1062,6 +1068,7 @@ load_tokens(struct sqlite_store *db, struct model *m, struct error *err)
 		t->hash = column_dup(st, 3);
 		t->created_by = column_dup(st, 4);
 		t->created_at = sqlite3_column_int64(st, 5);
+		t->clusters = column_dup(st, 6);
 	}
 	finish(st);
 	return rc;

@@ -86,7 +86,7 @@ class Provider:
                                     timeout=2).status_code == 200
             except requests.RequestException:
                 return False
-        wait_until(up, timeout=20, what="the OIDC provider")
+        wait_until(up, timeout=60, what="the OIDC provider")
         return self
 
     def log_text(self):
@@ -529,3 +529,38 @@ def test_changes_reach_the_journal_with_their_fields(make_daemon, tmp_path, cm_b
         assert 'msg=change ' not in d.log_text() and '"msg":"change"' not in d.log_text()
     finally:
         receiver.close()
+
+
+# --- tokens scoped to clusters ---------------------------------------------------
+
+
+def test_token_scoped_to_a_cluster_by_the_cli(make_daemon, cm_bin):
+    d = make_daemon()
+    _clusters(d)
+    env = dict(os.environ, CLUSTERMGMT_TOKEN=d.admin_token[1])
+    out = subprocess.run([cm_bin, "--server", d.url, "token", "create", "--role", "operator",
+                          "--cluster", "shop", "--description", "deploys of shop"],
+                         capture_output=True, text=True, timeout=20, env=env)
+    assert out.returncode == 0, out.stderr
+    token = ("bearer", out.stdout.strip())
+    d.set_status({"web1": {"status": "offline"}}, cluster="shop", auth=token)
+    r = d.post("/v1/clusters/other/status", auth=token,
+               json={"changes": {"web1": {"status": "offline"}}})
+    assert r.status_code == 403 and "cluster other" in r.text
+    assert d.node_states("other")["web1"][0] == "online"
+    r = d.get("/v1/clusters", auth=token)
+    assert [c["name"] for c in r.json()["clusters"]] == ["shop"]
+    assert d.audit("shop")[0]["context"]["scope"] == "operator on shop"
+    listed = {t["description"]: t for t in d.get("/v1/tokens", auth=d.as_admin).json()["tokens"]}
+    assert listed["deploys of shop"]["clusters"] == ["shop"]
+    # a token for every cluster lists as null
+    assert listed[[k for k in listed if k != "deploys of shop"][0]]["clusters"] is None
+
+
+def test_token_with_a_bad_cluster_name_is_refused_and_nothing_is_created(make_daemon):
+    d = make_daemon()
+    before = len(d.get("/v1/tokens", auth=d.as_admin).json()["tokens"])
+    for clusters in (["shop", "../x"], ["shop", "shop"], "shop", [""]):
+        r = d.post("/v1/tokens", auth=d.as_admin, json={"role": "viewer", "clusters": clusters})
+        assert r.status_code == 400, (clusters, r.text)
+    assert len(d.get("/v1/tokens", auth=d.as_admin).json()["tokens"]) == before
