@@ -885,7 +885,7 @@ oidc_done(struct request *r, int status, struct oidc_identity *identity, const c
 void
 ui_login_oidc_callback(struct request *r, const struct route *rt)
 {
-	char state[256], code[4097], binding[256], error[128];
+	char state[256], code[4097], binding[256], error[128], iss[512];
 
 	(void)rt;
 	if (auth_oidc() == NULL) {
@@ -899,6 +899,19 @@ ui_login_oidc_callback(struct request *r, const struct route *rt)
 		login_render(r, 401, "/", NULL,
 		             "The identity provider did not sign you in. Try again, or ask an "
 		             "administrator.");
+		return;
+	}
+	/* RFC 9207: a provider that names itself must be ours (a mix-up of
+	 * providers is refused before the code goes anywhere) */
+	if (request_query_param(r, "iss", iss, sizeof(iss)) != 0 &&
+	    (request_query_param(r, "iss", iss, sizeof(iss)) != 1 ||
+	     strcmp(iss, oidc_issuer(auth_oidc())) != 0)) {
+		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
+		       "the callback names another issuer", NULL);
+		binding_cookie(r, "", 0);
+		login_render(r, 400, "/", NULL,
+		             "The answer came from another identity provider than this daemon's. "
+		             "Start again.");
 		return;
 	}
 	if (request_query_param(r, "state", state, sizeof(state)) != 1 ||

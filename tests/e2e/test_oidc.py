@@ -212,6 +212,35 @@ def test_tampered_state_is_refused(oidc_site):
     assert r.status_code == 400
 
 
+def test_callback_naming_another_issuer_is_refused(oidc_site):
+    d = oidc_site
+    s = requests.Session()
+    callback = walk_to_callback(s, d, "alice")
+    parts = urlsplit(callback)
+    q = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    assert q["iss"] == d.provider.issuer  # RFC 9207: the provider names itself
+    q["iss"] = "https://evil.example.com"
+    r = follow_callback(s, urlunsplit(parts._replace(query=urlencode(q))))
+    assert r.status_code == 400 and "another identity provider" in r.text
+    assert "cm_session=" not in r.headers.get("set-cookie", "")
+
+
+def test_pkce_can_be_switched_off(make_daemon, tmp_path):
+    """--oidc-no-pkce sends no challenge; this provider requires one, so it
+    refuses: the switch is what decides."""
+    pport = free_port()
+    d = make_daemon(["--oidc-issuer", "http://localhost:%d" % pport, "--oidc-client-id",
+                     CLIENT_ID, "--oidc-no-pkce"])
+    p = Provider(tmp_path, pport, d.url).start()
+    try:
+        r = requests.get(d.url + "/login/oidc", allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 302 and "code_challenge" not in r.headers["location"]
+        r = requests.get(r.headers["location"], allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code in (302, 303) and "error=invalid_request" in r.headers["location"]
+    finally:
+        p.stop()
+
+
 def test_replayed_callback_and_replayed_code_are_refused(oidc_site):
     d = oidc_site
     s = requests.Session()
