@@ -103,7 +103,7 @@ bench: deps-bench
 FUZZ         ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS  = changeset names form lbconfig auth redact
+FUZZ_TARGETS  = changeset names form lbconfig auth redact roles
 FUZZ_PKGS     = jansson libh2o-evloop libcurl openssl libsodium
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc
@@ -114,6 +114,7 @@ FUZZ_SRC_form      = src/http/form.c
 FUZZ_SRC_lbconfig  = src/lb/lbconfig.c
 FUZZ_SRC_auth      = src/http/auth_basic.c
 FUZZ_SRC_redact    =
+FUZZ_SRC_roles     = src/http/roles.c
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
 

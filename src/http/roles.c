@@ -260,16 +260,16 @@ read_file(const char *path, struct error *err)
 	return buf;
 }
 
-int
-roles_load(const char *path, struct error *err)
+/* Parses text (changed in place) into a new mapping, or NULL with err
+ * naming path and the line. */
+static struct roles *
+parse_text(char *text, const char *path, struct error *err)
 {
-	struct roles *m = xcalloc(1, sizeof(*m)), *old;
-	char *text = read_file(path, err), *line, *next;
+	struct roles *m = xcalloc(1, sizeof(*m));
+	char *line, *next;
 	const char *why = NULL;
 	size_t lineno = 0, i;
 
-	if (text == NULL)
-		goto bad;
 	for (line = text; line != NULL; line = next) {
 		lineno++;
 		next = strchr(line, '\n');
@@ -286,24 +286,53 @@ roles_load(const char *path, struct error *err)
 		error_set(err, 400, "roles file %s, line %zu: %s", path, lineno, why);
 		goto bad;
 	}
-	qsort(m->entries, m->n, sizeof(*m->entries), entry_cmp);
+	if (m->n > 1) /* qsort may not be given NULL, even for nothing */
+		qsort(m->entries, m->n, sizeof(*m->entries), entry_cmp);
 	for (i = 1; i < m->n; i++)
 		if (entry_cmp(&m->entries[i - 1], &m->entries[i]) == 0) {
-			error_set(err, 400, "roles file %s: '%s' is mapped twice", path,
+			error_set(err, 400, "roles file %s: '%.255s' is mapped twice", path,
 			          m->entries[i].name);
 			goto bad;
 		}
+	return m;
+bad:
+	roles_destroy(m);
+	return NULL;
+}
+
+int
+roles_load(const char *path, struct error *err)
+{
+	char *text = read_file(path, err);
+	struct roles *m, *old;
+
+	if (text == NULL)
+		return -1;
+	m = parse_text(text, path, err);
 	free(text);
+	if (m == NULL)
+		return -1;
 	pthread_rwlock_wrlock(&current_lock);
 	old = current;
 	current = m;
 	pthread_rwlock_unlock(&current_lock);
 	roles_destroy(old);
 	return 0;
-bad:
-	free(text);
+}
+
+int
+roles_check_text(const char *text, size_t len, struct error *err)
+{
+	char *copy;
+	struct roles *m;
+
+	if (len > ROLES_FILE_MAX || memchr(text, '\0', len) != NULL)
+		return error_set(err, 400, "the roles file is larger than 1 MiB or holds a NUL byte");
+	copy = xstrndup(text, len);
+	m = parse_text(copy, "(text)", err);
+	free(copy);
 	roles_destroy(m);
-	return -1;
+	return m != NULL ? 0 : -1;
 }
 
 int

@@ -62,6 +62,9 @@ enum roles_kind { ROLES_GROUP = 0, ROLES_USER = 1, ROLES_TOKEN = 2, ROLES_EMAIL 
  * with err naming the file and line (the current mapping is kept).
  * Main thread (start-up and SIGHUP). */
 int roles_load(const char *path, struct error *err);
+/* Parses text[0..len) as a roles file without putting it in force: 0, or
+ * -1 with err (for tests and the fuzzer). */
+int roles_check_text(const char *text, size_t len, struct error *err);
 /* Is a roles file in force? Any thread. */
 int roles_are_loaded(void);
 /* Adds to g what the mapping of (kind, name) grants. Returns 1 when the

@@ -593,3 +593,12 @@ def test_token_with_a_bad_cluster_name_is_refused_and_nothing_is_created(make_da
         r = d.post("/v1/tokens", auth=d.as_admin, json={"role": "viewer", "clusters": clusters})
         assert r.status_code == 400, (clusters, r.text)
     assert len(d.get("/v1/tokens", auth=d.as_admin).json()["tokens"]) == before
+
+
+def test_empty_roles_file_starts_with_no_mapping(tmp_path, cm_bin):
+    """The empty file once handed qsort a NULL array (fuzz_roles found it)."""
+    roles = tmp_path / "roles"
+    roles.write_text("")
+    r = subprocess.run([cm_bin, "serve", "--roles", str(roles), "--check-config", "--db",
+                        str(tmp_path / "cm.db")], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
