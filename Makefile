@@ -83,12 +83,14 @@ test: deps-test oidc-provider
 oidc-provider:
 	cd tests/e2e/oidc && npm ci --no-audit --no-fund
 
-# Benchmarks measure an optimised build of their own.
+# Benchmarks measure an optimised build of their own. BENCH_REFERENCE: a
+# reference build to compare with, where a benchmark takes one.
 bench: deps-bench
 	test -f build-release/build.ninja || meson setup build-release $(MESONFLAGS) -Dbuildtype=release
 	ninja -C build-release
 	sh bench/probe build-release/clustermgmt
 	sh bench/ui_page build-release/clustermgmt
+	sh bench/auth_request build-release/clustermgmt $(BENCH_REFERENCE)
 	$(PYTHON) bench/rollout build-release/clustermgmt
 	sh bench/metrics build-release/clustermgmt
 	sh bench/propagation build-release/clustermgmt

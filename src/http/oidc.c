@@ -670,6 +670,7 @@ thread_main(void *arg)
 
 	for (;;) {
 		struct engine_job *job;
+		int is_stopping;
 
 		pthread_mutex_lock(&o->queue_lock);
 		while (o->head == NULL && !o->is_stopping)
@@ -682,8 +683,9 @@ thread_main(void *arg)
 		o->head = job->next;
 		if (o->head == NULL)
 			o->tail = NULL;
+		is_stopping = o->is_stopping;
 		pthread_mutex_unlock(&o->queue_lock);
-		if (o->is_stopping) {
+		if (is_stopping) {
 			job->rc = -1;
 			fail(job->data, 503, "the daemon is stopping; try again shortly");
 		} else {
