@@ -55,7 +55,8 @@ put_header(json_t *o, const char *key, const struct request *r, const char *name
 	h2o_iovec_t v = request_header_by_name(r, name);
 
 	if (v.base != NULL)
-		json_object_set_new(o, key, json_stringn_nocheck(v.base, v.len > max ? max : v.len));
+		json_object_set_new(o, key,
+		                    json_stringn_nocheck(v.base, v.len > max ? max : v.len));
 }
 
 /* What every audit entry of r's writes carries besides actor and address
@@ -108,8 +109,9 @@ audit_context_set(struct request *r, const char *issuer, const char *subject)
 	}
 	free(text);
 	if (at == -1)
-		h2o_add_header_by_str(&r->req->pool, &r->req->res.headers, H2O_STRLIT("x-request-id"),
-		                      0, NULL, h2o_strdup(&r->req->pool, id, 16).base, 16);
+		h2o_add_header_by_str(&r->req->pool, &r->req->res.headers,
+		                      H2O_STRLIT("x-request-id"), 0, NULL,
+		                      h2o_strdup(&r->req->pool, id, 16).base, 16);
 }
 
 void
@@ -205,9 +207,9 @@ auth_log_refusal(const struct request *r, enum role needed)
 	         r->path.base);
 	log_kv(LOG_WARN, "refused: role too low", "who", r->who, "method",
 	       r->auth_method ? r->auth_method : "", "role", role_name(r->role), "needs",
-	       role_name(needed), "cluster", r->route.cluster[0] ? r->route.cluster : "*",
-	       "grants", r->grants ? grants_describe(r->grants, scope, sizeof(scope)) : "-",
-	       "from", r->address, "path", path, NULL);
+	       role_name(needed), "cluster", r->route.cluster[0] ? r->route.cluster : "*", "grants",
+	       r->grants ? grants_describe(r->grants, scope, sizeof(scope)) : "-", "from",
+	       r->address, "path", path, NULL);
 }
 
 /* --- the trusted proxy ----------------------------------------------------- */
@@ -260,20 +262,22 @@ auth_proxy_configure(const char *header, const char *const *cidrs, size_t n_cidr
 
 	memset(&proxy, 0, sizeof(proxy));
 	if (header == NULL)
-		return n_cidrs == 0 ? 0
-		                    : error_set(err, 400,
-		                                "--auth-proxy-from goes with --auth-proxy-header");
+		return n_cidrs == 0
+		           ? 0
+		           : error_set(err, 400, "--auth-proxy-from goes with --auth-proxy-header");
 	if (header[0] == '\0' || strlen(header) >= sizeof(proxy.header) ||
 	    strcspn(header, " :\t\r\n") != strlen(header))
 		return error_set(err, 400, "--auth-proxy-header needs a header name");
 	if (strcasecmp(header, "authorization") == 0 || strcasecmp(header, "cookie") == 0)
 		return error_set(err, 400, "--auth-proxy-header %s: not that header", header);
 	if (n_cidrs == 0)
-		return error_set(err, 400,
-		                 "--auth-proxy-header needs --auth-proxy-from: the addresses of the "
-		                 "proxy whose header is believed");
+		return error_set(
+		    err, 400,
+		    "--auth-proxy-header needs --auth-proxy-from: the addresses of the "
+		    "proxy whose header is believed");
 	if (n_cidrs > PROXY_CIDRS_MAX)
-		return error_set(err, 400, "at most %d --auth-proxy-from networks", PROXY_CIDRS_MAX);
+		return error_set(err, 400, "at most %d --auth-proxy-from networks",
+		                 PROXY_CIDRS_MAX);
 	for (i = 0; i < n_cidrs; i++)
 		if (cidr_parse(cidrs[i], &proxy.cidrs[i]) != 0)
 			return error_set(err, 400,
@@ -281,8 +285,8 @@ auth_proxy_configure(const char *header, const char *const *cidrs, size_t n_cidr
 			                 "like 10.0.0.0/8 or fd00::/8",
 			                 cidrs[i]);
 	for (j = 0; header[j] != '\0'; j++)
-		proxy.header[j] = (char)(header[j] >= 'A' && header[j] <= 'Z' ? header[j] + 32
-		                                                               : header[j]);
+		proxy.header[j] =
+		    (char)(header[j] >= 'A' && header[j] <= 'Z' ? header[j] + 32 : header[j]);
 	proxy.n_cidrs = n_cidrs;
 	return 0;
 }
@@ -323,8 +327,8 @@ auth_proxy_user(struct request *r, char *user, size_t size)
 		last = atomic_load(&proxy.logged_at);
 		if (now - last >= PROXY_LOG_EVERY_MS &&
 		    atomic_compare_exchange_strong(&proxy.logged_at, &last, now))
-			log_kv(LOG_WARN, "proxy header ignored: not from a listed address", "header",
-			       proxy.header, "from", r->address, NULL);
+			log_kv(LOG_WARN, "proxy header ignored: not from a listed address",
+			       "header", proxy.header, "from", r->address, NULL);
 		return 0;
 	}
 	if (v.len == 0 || v.len > NODE_NAME_MAX || v.len >= size)

@@ -67,9 +67,8 @@ int
 journal_audit_sink(const struct audit_entry *e)
 {
 	struct fields f = {0};
-	json_t *context = e->context != NULL && e->context[0] != '\0'
-	                      ? json_loads(e->context, 0, NULL)
-	                      : NULL;
+	json_t *context =
+	    e->context != NULL && e->context[0] != '\0' ? json_loads(e->context, 0, NULL) : NULL;
 	char message[600], id[24], statuses[80] = "";
 	size_t i;
 	int rc;

@@ -135,8 +135,8 @@ call_free(void *data)
 	sodium_memzero(c->verifier, sizeof(c->verifier));
 }
 
-static int
-fail(struct oidc_call *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(struct oidc_call *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int
 fail(struct oidc_call *c, int status, const char *fmt, ...)
@@ -274,8 +274,9 @@ fetch_json(struct oidc *o, const char *url, const char *form, long *status, stru
 	           !json_is_object(j)) {
 		json_decref(j);
 		j = NULL;
-		fail(c, 503, "the identity provider's answer from %s is not a JSON object (HTTP %ld)",
-		     url, *status);
+		fail(c, 503,
+		     "the identity provider's answer from %s is not a JSON object (HTTP %ld)", url,
+		     *status);
 	}
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(h);
@@ -515,7 +516,8 @@ verify_claims(struct oidc *o, struct oidc_call *c, const json_t *claims)
 		return fail(c, 401, "the ID token was issued by '%.200s', not by '%s'",
 		            iss ? iss : "(nobody)", o->issuer);
 	if (!audience_has(json_object_get(claims, "aud"), o->client_id, &n_aud))
-		return fail(c, 401, "the ID token is not meant for this client ('%s' is not in aud)",
+		return fail(c, 401,
+		            "the ID token is not meant for this client ('%s' is not in aud)",
 		            o->client_id);
 	if ((n_aud > 1 || azp != NULL) && (azp == NULL || strcmp(azp, o->client_id) != 0))
 		return fail(c, 401, "the ID token was issued to another party (azp)");
@@ -566,7 +568,8 @@ verify_id_token(struct oidc *o, struct oidc_call *c, const char *token)
 	alg = cjose_header_get(header, CJOSE_HDR_ALG, &cerr);
 	kid = cjose_header_get(header, CJOSE_HDR_KID, &cerr);
 	if (alg == NULL || (kty = alg_kty(alg)) < 0) {
-		fail(c, 401, "the ID token is signed with '%.40s'; only RS*, PS* and ES* are accepted",
+		fail(c, 401,
+		     "the ID token is signed with '%.40s'; only RS*, PS* and ES* are accepted",
 		     alg ? alg : "(no alg)");
 		goto done;
 	}
@@ -579,8 +582,10 @@ verify_id_token(struct oidc *o, struct oidc_call *c, const char *token)
 		k = key_find(o, kid);
 	}
 	if (k == NULL) {
-		fail(c, 401, "the ID token is signed with a key the provider does not publish (kid '%.80s')",
-		     kid);
+		fail(
+		    c, 401,
+		    "the ID token is signed with a key the provider does not publish (kid '%.80s')",
+		    kid);
 		goto done;
 	}
 	if ((int)k->kty != kty || (k->alg != NULL && strcmp(k->alg, alg) != 0)) {
@@ -623,9 +628,9 @@ exchange(struct oidc *o, struct oidc_call *c)
 	id = curl_easy_escape(h, o->client_id, 0);
 	size = strlen(code) + strlen(redirect) + strlen(id) + 200;
 	form = xmalloc(size);
-	snprintf(form, size, "grant_type=authorization_code&code=%s&redirect_uri=%s&client_id=%s%s%s",
-	         code, redirect, id, o->is_pkce ? "&code_verifier=" : "",
-	         o->is_pkce ? c->verifier : "");
+	snprintf(form, size,
+	         "grant_type=authorization_code&code=%s&redirect_uri=%s&client_id=%s%s%s", code,
+	         redirect, id, o->is_pkce ? "&code_verifier=" : "", o->is_pkce ? c->verifier : "");
 	curl_free(code);
 	curl_free(redirect);
 	curl_free(id);
@@ -813,12 +818,12 @@ begin_discovered(struct oidc *o, struct request *r, const char *next, oidc_begun
 	size = strlen(o->authorization_endpoint) + strlen(e_client) + strlen(e_redirect) +
 	       strlen(e_scope) + 400;
 	url = xmalloc(size);
-	snprintf(url, size,
-	         "%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s&state=%s&nonce=%s%s%s%s",
-	         o->authorization_endpoint, strchr(o->authorization_endpoint, '?') ? "&" : "?",
-	         e_client, e_redirect, e_scope, state, p->nonce,
-	         o->is_pkce ? "&code_challenge=" : "", o->is_pkce ? challenge : "",
-	         o->is_pkce ? "&code_challenge_method=S256" : "");
+	snprintf(
+	    url, size,
+	    "%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s&state=%s&nonce=%s%s%s%s",
+	    o->authorization_endpoint, strchr(o->authorization_endpoint, '?') ? "&" : "?", e_client,
+	    e_redirect, e_scope, state, p->nonce, o->is_pkce ? "&code_challenge=" : "",
+	    o->is_pkce ? challenge : "", o->is_pkce ? "&code_challenge_method=S256" : "");
 	pthread_mutex_unlock(&o->meta_lock);
 	pthread_mutex_unlock(&o->pending_lock);
 	curl_free(e_client);
@@ -891,7 +896,8 @@ oidc_finish(struct oidc *o, struct request *r, const char *state, const char *bi
 	size_t i;
 
 	if (state == NULL || binding == NULL || strlen(state) > 200 || strlen(binding) > 200) {
-		then(r, 400, NULL, "/", "This sign-in was not started here, or in another browser.");
+		then(r, 400, NULL, "/",
+		     "This sign-in was not started here, or in another browser.");
 		return;
 	}
 	hash_text(state, state_hash);
@@ -1005,7 +1011,8 @@ oidc_new(const struct oidc_options *opts, struct error *err)
 	CURLU *u;
 	char *host = NULL;
 
-	if (opts->client_id == NULL || opts->client_id[0] == '\0' || strlen(opts->client_id) > 255) {
+	if (opts->client_id == NULL || opts->client_id[0] == '\0' ||
+	    strlen(opts->client_id) > 255) {
 		error_set(err, 400, "--oidc-issuer needs --oidc-client-id (1 to 255 bytes)");
 		return NULL;
 	}

@@ -26,12 +26,12 @@
 
 #define OIDC_BINDING_COOKIE "cm_oidc"
 #define OIDC_CALLBACK_PATH "/login/oidc/callback"
-#define OIDC_QUEUE_MAX 32        /* sign-ins waiting for the provider */
-#define OIDC_PENDING_MAX 1024    /* sign-ins started and not finished */
+#define OIDC_QUEUE_MAX 32     /* sign-ins waiting for the provider */
+#define OIDC_PENDING_MAX 1024 /* sign-ins started and not finished */
 #define OIDC_PENDING_PER_ADDRESS 32
 #define OIDC_PENDING_TTL_MS (10 * 60 * 1000)
-#define OIDC_LEEWAY_S 60         /* clock skew allowed on exp and iat */
-#define OIDC_GROUPS_MAX 256      /* groups kept from one ID token */
+#define OIDC_LEEWAY_S 60    /* clock skew allowed on exp and iat */
+#define OIDC_GROUPS_MAX 256 /* groups kept from one ID token */
 #define OIDC_NEXT_MAX 512
 
 struct oidc;
@@ -78,8 +78,8 @@ int oidc_is_only(const struct oidc *o);
  * user (and status: 503 when the provider cannot be reached or too many
  * sign-ins are under way). next is where to go afterwards (already
  * checked to be a local path). May finish later (discovery). */
-typedef void (*oidc_begun_fn)(struct request *r, int status, const char *url,
-                              const char *binding, const char *problem);
+typedef void (*oidc_begun_fn)(struct request *r, int status, const char *url, const char *binding,
+                              const char *problem);
 void oidc_begin(struct oidc *o, struct request *r, const char *next, oidc_begun_fn then);
 
 /* Finishes a sign-in from the provider's redirect: the state must be one

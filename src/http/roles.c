@@ -157,8 +157,8 @@ parse_grants(char *text, struct grants *g, const char **why)
 		     name = strtok_r(NULL, ",", &save2)) {
 			char *n = trim(name);
 			if (strcmp(n, "*") != 0 && !node_name_is_valid(n, strlen(n)))
-				return *why = "a cluster name is not valid (" NODE_NAME_RULE
-				              ", or *)",
+				return *why =
+				           "a cluster name is not valid (" NODE_NAME_RULE ", or *)",
 				       -1;
 			grants_add(g, n, role);
 		}
@@ -222,7 +222,10 @@ parse_line(struct roles *m, char *line, const char **why)
 	if (key[0] == '\0' || strlen(key) > 255)
 		return *why = "the name before ':' is empty or longer than 255 bytes", -1;
 	if (m->n == ROLES_ENTRIES_MAX)
-		return *why = "more than " "10000" " mappings", -1;
+		return *why = "more than "
+		              "10000"
+		              " mappings",
+		       -1;
 	if (parse_grants(colon + 1, &e.grants, why) != 0)
 		return -1;
 	e.name = xstrdup(key);
@@ -327,7 +330,8 @@ roles_check_text(const char *text, size_t len, struct error *err)
 	struct roles *m;
 
 	if (len > ROLES_FILE_MAX || memchr(text, '\0', len) != NULL)
-		return error_set(err, 400, "the roles file is larger than 1 MiB or holds a NUL byte");
+		return error_set(err, 400,
+		                 "the roles file is larger than 1 MiB or holds a NUL byte");
 	copy = xstrndup(text, len);
 	m = parse_text(copy, "(text)", err);
 	free(copy);

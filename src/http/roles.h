@@ -32,7 +32,7 @@
 #include "../core/error.h"
 #include "../core/model.h"
 
-#define GRANTS_MAX 64      /* clusters named in one principal's grants */
+#define GRANTS_MAX 64 /* clusters named in one principal's grants */
 #define ROLES_FILE_MAX (1024 * 1024)
 #define ROLES_LINE_MAX 4096
 #define ROLES_ENTRIES_MAX 10000
