@@ -394,6 +394,7 @@ def browser_sign_in(b, d, user, next_path):
                "back at %s (now %s)" % (next_path, b.driver.current_url))
 
 
+@pytest.mark.once  # the flow's checks run over HTTP above, also under ASan
 def test_browser_signs_in_changes_its_cluster_and_signs_out(oidc_site, browser):
     d, b = oidc_site, browser
     assert "Sign in with localhost" in requests.get(d.url + "/login", timeout=TIMEOUT).text
