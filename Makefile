@@ -18,6 +18,8 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 BUILD_PKGS += libsystemd-dev
 # A deploy's verdict reads Varnish's counters and log through libvarnishapi.
 BUILD_PKGS += libvarnishapi-dev
+# Signing in through an identity provider: ID tokens verified with cjose.
+BUILD_PKGS += libcjose-dev
 OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion \
 	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
@@ -31,10 +33,12 @@ TEST_PKGS += python3-consul
 TEST_PKGS += systemd-container debootstrap
 # docs/INTEGRATIONS.md's Ansible play, run by tests/e2e/test_integrations.py
 TEST_PKGS += ansible-core
+# The OpenID Connect provider the sign-in tests run (tests/e2e/oidc, npm ci).
+TEST_PKGS += nodejs npm
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
-.PHONY: all run test bench deps-build deps-test deps-bench asan clean format fuzz \
+.PHONY: all run test bench oidc-provider deps-build deps-test deps-bench asan clean format fuzz \
 	fuzz-build fuzz-regress lsan-check lsan-check-build
 
 all: $(BUILD)/build.ninja
@@ -75,19 +79,26 @@ run: deps-build
 	$(MAKE) all
 	sh tools/run-demo.sh $(BUILD)/clustermgmt
 
-test: deps-test
+test: deps-test oidc-provider
 	$(MAKE) all
 	$(MAKE) asan
 	$(MAKE) fuzz-build
 	$(MAKE) lsan-check-build
 	sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) $(LSAN_CHECK)
 
-# Benchmarks measure an optimised build of their own.
+# The OpenID Connect provider the sign-in tests start (tests/e2e/test_oidc.py):
+# oidc-provider from the npm registry, at the versions package-lock.json pins.
+oidc-provider:
+	cd tests/e2e/oidc && npm ci --no-audit --no-fund
+
+# Benchmarks measure an optimised build of their own. BENCH_REFERENCE: a
+# reference build to compare with, where a benchmark takes one.
 bench: deps-bench
 	test -f build-release/build.ninja || meson setup build-release $(MESONFLAGS) -Dbuildtype=release
 	ninja -C build-release
 	sh bench/probe build-release/clustermgmt
 	sh bench/ui_page build-release/clustermgmt
+	sh bench/auth_request build-release/clustermgmt $(BENCH_REFERENCE)
 	$(PYTHON) bench/rollout build-release/clustermgmt
 	sh bench/metrics build-release/clustermgmt
 	sh bench/propagation build-release/clustermgmt
@@ -107,7 +118,7 @@ bench: deps-bench
 FUZZ         ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_TARGETS  = changeset names form lbconfig auth redact
+FUZZ_TARGETS  = changeset names form lbconfig auth redact roles
 FUZZ_PKGS     = jansson libh2o-evloop libcurl openssl libsodium
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc
@@ -118,6 +129,7 @@ FUZZ_SRC_form      = src/http/form.c
 FUZZ_SRC_lbconfig  = src/lb/lbconfig.c
 FUZZ_SRC_auth      = src/http/auth_basic.c
 FUZZ_SRC_redact    =
+FUZZ_SRC_roles     = src/http/roles.c
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
 

@@ -56,7 +56,8 @@ PRIVATE = {
 # to the router and being the API every surface calls back.)
 HTTP_ROOMS = [
     ("request", {"request.h", "request.c", "server_internal.h"}),
-    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "reply.c", "render.h",
+    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "auth_principal.c",
+                          "roles.h", "roles.c", "oidc.h", "oidc.c", "reply.c", "render.h",
                           "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
@@ -65,7 +66,7 @@ HTTP_ROOMS = [
                   "rollouts.h", "rollouts.c"}),
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
-    ("daemon", {"daemon.h", "daemon.c"}),
+    ("daemon", {"daemon.h", "daemon.c", "journal.h", "journal.c"}),
 ]
 
 

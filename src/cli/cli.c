@@ -491,6 +491,7 @@ store_special_option(struct parsed *p, int opt, const char *value)
 		return 0;
 	case OPT_CLUSTER:
 		cli->cluster = value;
+		cli->is_cluster_given = 1;
 		return 0;
 	case OPT_USER:
 		p->user = value;

@@ -88,6 +88,7 @@ enum cli_option {
 struct cli {
 	struct client client;
 	const char *cluster;            /* --cluster, default "default" */
+	int is_cluster_given;           /* --cluster was on the command line */
 	int is_json;                    /* --json: print the server's document */
 	unsigned char given[OPT_COUNT]; /* given[OPT_x]: --x was on the command line */
 	const char *reason, *ttl, *min_online, *address, *check, *path, *role, *description;

@@ -127,10 +127,11 @@ print_tokens_table(const json_t *answer)
 static int
 token_create(struct cli *cli, int nargs, char **args, struct error *err)
 {
-	static const char usage[] = "token create --role viewer|operator|admin [--description D]";
+	static const char usage[] =
+	    "token create --role viewer|operator|admin [--cluster C[,C...]] [--description D]";
 	struct client_reply reply;
-	const char *token;
-	json_t *body;
+	const char *token, *p;
+	json_t *body, *clusters = NULL;
 	int rc;
 
 	(void)args;
@@ -142,6 +143,15 @@ token_create(struct cli *cli, int nargs, char **args, struct error *err)
 	body = json_pack("{s:s, s:s*}", "role", cli->role, "description", cli->description);
 	if (body == NULL)
 		return cli_usage_error(err, "--role and --description must be UTF-8 text");
+	if (cli->is_cluster_given) { /* the token's role holds on these clusters only */
+		clusters = json_array();
+		for (p = cli->cluster; *p != '\0';) {
+			size_t len = strcspn(p, ",");
+			json_array_append_new(clusters, json_stringn(p, len));
+			p += len + (p[len] == ',');
+		}
+		json_object_set_new(body, "clusters", clusters);
+	}
 	if ((rc = cli_call(cli, "POST", client_path("v1", "tokens", NULL), body, &reply, err)) !=
 	    CLI_OK)
 		return rc;

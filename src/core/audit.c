@@ -37,6 +37,7 @@ audit_log_add(struct audit_log *log, int64_t at, const char *cluster, const char
 	e->old_status = xstrdup(old_status);
 	e->new_status = xstrdup(new_status);
 	e->reason = xstrdup(reason);
+	e->context = xstrdup("");
 }
 
 void
@@ -52,6 +53,7 @@ audit_entry_free(struct audit_entry *e)
 	free(e->old_status);
 	free(e->new_status);
 	free(e->reason);
+	free(e->context);
 	memset(e, 0, sizeof *e);
 }
 

@@ -55,6 +55,7 @@ command_free(struct command *c)
 	free(c->password_hash);
 	free(c->description);
 	free(c->token_hash);
+	free(c->clusters);
 	free(c->idempotency_key);
 	memset(c, 0, sizeof(*c));
 }
@@ -190,9 +191,13 @@ apply(struct model *m, const struct command *c, const struct actor *who, int64_t
 	case COMMAND_REMOVE_USER:
 		return model_remove_user(m, name, who, now, audit, err);
 	case COMMAND_ADD_TOKEN:
-		return model_add_token(m, name, c->role, c->description,
-		                       c->token_hash != NULL ? c->token_hash : "", who, now, audit,
-		                       err);
+		if (model_check_token_clusters(c->clusters, err) != 0 ||
+		    model_add_token(m, name, c->role, c->description,
+		                    c->token_hash != NULL ? c->token_hash : "", who, now, audit,
+		                    err) != 0)
+			return -1;
+		model_set_token_clusters(m, name, c->clusters);
+		return 0;
 	case COMMAND_REMOVE_TOKEN:
 		return model_remove_token(m, name, who, now, audit, err);
 	case COMMAND_EXPIRE:

@@ -76,6 +76,7 @@ struct command {
 	char *password;      /* put user: plaintext until command_prepare */
 	char *password_hash; /* put user: what is stored */
 	char *description;   /* add token; NULL is "" */
+	char *clusters;      /* add token: "a,b" where its role holds; NULL: every cluster */
 	char *token_hash;    /* add token: hex BLAKE2b-256 of the secret */
 
 	/* Any kind: the client's Idempotency-Key, NULL when none, at most

@@ -241,6 +241,7 @@ model_token_clear(struct token *t)
 	free(t->description);
 	free(t->hash);
 	free(t->created_by);
+	free(t->clusters);
 }
 
 /* Shares src's block (a node read from a store has none yet: the copy
@@ -292,6 +293,7 @@ token_copy(struct token *dst, const struct token *src)
 	dst->description = xstrdup(src->description);
 	dst->hash = xstrdup(src->hash);
 	dst->created_by = xstrdup(src->created_by);
+	dst->clusters = src->clusters != NULL ? xstrdup(src->clusters) : NULL;
 }
 
 /* --- whole models ----------------------------------------------------- */

@@ -91,7 +91,12 @@ struct token {
 	char *hash; /* lowercase hex of the BLAKE2b-256 of the secret token */
 	char *created_by;
 	int64_t created_at;
+	char *clusters; /* where its role holds: "shop,shop-staging"; "" (or
+	                   NULL) for every cluster */
 };
+
+/* Most clusters a token may be scoped to. */
+#define TOKEN_CLUSTERS_MAX 64
 
 struct model {
 	size_t n_clusters;
@@ -113,6 +118,9 @@ struct actor {
 	const char *address; /* client address, "" for the daemon itself */
 };
 
+/* The most an audit entry's context (struct audit_entry) may hold. */
+#define AUDIT_CONTEXT_MAX 1536
+
 /* One audit record. Strings owned by the entry; "" where not applicable. */
 struct audit_entry {
 	int64_t id; /* assigned by the store; 0 before it is saved */
@@ -129,6 +137,10 @@ struct audit_entry {
 	char *old_status; /* for "status": the status names; else "" */
 	char *new_status;
 	char *reason;
+	char *context; /* how the actor signed in, role, scope, peer, forwarded
+	                  chain, user agent, request id: a JSON object of at
+	                  most AUDIT_CONTEXT_MAX bytes (docs/API.md), set by
+	                  the engine for a client's write; "" when none */
 };
 
 struct audit_log {
@@ -309,6 +321,11 @@ int model_add_token(struct model *m, const char *id, enum role role, const char 
                     const char *hash, const struct actor *who, int64_t now, struct audit_log *audit,
                     struct error *err);
 /* 404 when unknown. */
+/* Checks clusters for a token ("a,b": names, at most TOKEN_CLUSTERS_MAX,
+ * no repeats; NULL or "" for every cluster): 0, or -1 with err 400. */
+int model_check_token_clusters(const char *clusters, struct error *err);
+/* Scopes token id (just added) to clusters, as checked above. */
+void model_set_token_clusters(struct model *m, const char *id, const char *clusters);
 int model_remove_token(struct model *m, const char *id, const struct actor *who, int64_t now,
                        struct audit_log *audit, struct error *err);
 

@@ -166,3 +166,39 @@ model_remove_token(struct model *m, const char *id, const struct actor *who, int
 	m->n_tokens--;
 	return 0;
 }
+
+/* --- tokens scoped to clusters ------------------------------------------ */
+
+int
+model_check_token_clusters(const char *clusters, struct error *err)
+{
+	const char *p = clusters, *q;
+	size_t n = 0;
+
+	while (p != NULL && *p != '\0') {
+		size_t len = strcspn(p, ",");
+		if (!node_name_is_valid(p, len))
+			return error_set(err, 400, "token cluster '%.*s': invalid name (" NODE_NAME_RULE
+			                 ")", (int)(len > 100 ? 100 : len), p);
+		for (q = clusters; q < p; q += strcspn(q, ",") + 1)
+			if (strcspn(q, ",") == len && strncmp(q, p, len) == 0)
+				return error_set(err, 400, "token cluster '%.*s' is named twice",
+				                 (int)len, p);
+		if (++n > TOKEN_CLUSTERS_MAX)
+			return error_set(err, 400, "a token may be scoped to at most %d clusters",
+			                 TOKEN_CLUSTERS_MAX);
+		p += len + (p[len] == ',');
+	}
+	return 0;
+}
+
+void
+model_set_token_clusters(struct model *m, const char *id, const char *clusters)
+{
+	struct token *t = (struct token *)model_find_token(m, id);
+
+	if (t == NULL)
+		return;
+	free(t->clusters);
+	t->clusters = xstrdup(clusters);
+}

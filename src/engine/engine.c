@@ -64,6 +64,15 @@ monotonic_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static engine_audit_sink audit_sink;
+
+void
+engine_set_audit_sink(engine_audit_sink sink)
+{
+	audit_sink = sink;
+}
+
+/* Every committed change, to the journal (the sink) or as a log line. */
 static void
 log_audit(const struct audit_log *audit)
 {
@@ -71,15 +80,18 @@ log_audit(const struct audit_log *audit)
 
 	for (i = 0; i < audit->n; i++) {
 		const struct audit_entry *a = &audit->entries[i];
+		if (audit_sink != NULL && audit_sink(a))
+			continue;
 		log_kv(LOG_INFO, "change", "cluster", a->cluster, "node", a->node, "action",
 		       a->action, "old", a->old_status, "new", a->new_status, "reason", a->reason,
-		       "by", a->actor, "from", a->address, NULL);
+		       "by", a->actor, "from", a->address, "context", a->context, NULL);
 	}
 }
 
 struct decision {
 	const struct command *command;
 	const struct actor *who;
+	const char *context; /* for the audit entries, or NULL */
 	int64_t now;
 	struct command_result *result;
 };
@@ -90,8 +102,14 @@ static int
 decide(void *arg, struct model *m, struct audit_log *audit, struct error *err)
 {
 	struct decision *d = arg;
+	size_t i, before = audit != NULL ? audit->n : 0;
+	int rc = command_apply(m, d->command, d->who, d->now, audit, d->result, err);
 
-	return command_apply(m, d->command, d->who, d->now, audit, d->result, err);
+	for (i = before; rc == 0 && d->context != NULL && audit != NULL && i < audit->n; i++) {
+		free(audit->entries[i].context);
+		audit->entries[i].context = xstrdup(d->context);
+	}
+	return rc;
 }
 
 /* Applies c under the store's write lock to the stored state (store_write)
@@ -99,11 +117,11 @@ decide(void *arg, struct model *m, struct audit_log *audit, struct error *err)
  * the store showed on the way is published too. The one write path, for
  * clients' commands, the TTL clock and start-up alike. */
 static int
-apply_command(struct engine *e, const struct command *c, const struct actor *who, int64_t now,
-              struct command_result *res, struct error *err)
+apply_command(struct engine *e, const struct command *c, const struct actor *who,
+              const char *context, int64_t now, struct command_result *res, struct error *err)
 {
 	struct command_result ignored;
-	struct decision d = {c, who, now, res != NULL ? res : &ignored};
+	struct decision d = {c, who, context, now, res != NULL ? res : &ignored};
 	struct audit_log audit = {0};
 	struct store_write w = {.known = atomic_load(&e->current),
 	                        .known_version = atomic_load(&e->version),
@@ -150,8 +168,8 @@ run_job(struct engine *e, struct engine_job *job)
 
 	error_clear(&job->err);
 	if (job->is_command) {
-		job->rc =
-		    apply_command(e, &job->command, &who, time_now_ms(), &job->result, &job->err);
+		job->rc = apply_command(e, &job->command, &who, job->who_context, time_now_ms(),
+		                        &job->result, &job->err);
 		count_write(e, job->rc, job->result.is_changed, &job->err);
 		if (job->rc == 0 && job->result.is_changed)
 			histogram_observe(&e->write_latency, monotonic_us() - job->queued_at);
@@ -195,7 +213,7 @@ expire_due(struct engine *e, int64_t now)
 	if (due == 0 || due > now)
 		return;
 	command_init(&expire, COMMAND_EXPIRE);
-	rc = apply_command(e, &expire, &ttl, now, &res, &err);
+	rc = apply_command(e, &expire, &ttl, NULL, now, &res, &err);
 	count_write(e, rc, res.is_changed, &err);
 	if (rc == 0) {
 		e->expiry_retry_at = 0;
@@ -407,10 +425,10 @@ prepare_store(struct engine *e, struct error *err)
 	/* Adding a cluster that exists (another daemon was first) is a 409
 	 * decided on the stored state: nothing to do. */
 	if (atomic_load(&e->current)->n_clusters == 0 &&
-	    apply_command(e, &add, &daemon, now, NULL, err) != 0 && err->status != 409)
+	    apply_command(e, &add, &daemon, NULL, now, NULL, err) != 0 && err->status != 409)
 		rc = -1;
 	if (rc == 0)
-		rc = apply_command(e, &expire, &daemon, now, NULL, err);
+		rc = apply_command(e, &expire, &daemon, NULL, now, NULL, err);
 	command_free(&add);
 	return rc;
 }

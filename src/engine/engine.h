@@ -98,6 +98,7 @@ struct engine_job {
 	int is_side;       /* a read job: run on the side thread */
 	char who_name[96]; /* actor */
 	char who_address[64];
+	char who_context[AUDIT_CONTEXT_MAX + 1]; /* struct actor's context, "" for none */
 	void (*done)(struct engine_job *job); /* called on an engine thread */
 	void *done_arg;                       /* the submitter's, for done */
 	void *data;                           /* the submitter's */
@@ -119,6 +120,13 @@ struct engine_job {
 	struct engine_job *next;
 	int64_t queued_at; /* monotonic µs, set by engine_submit */
 };
+
+/* Where every committed change's audit entry goes besides the store: the
+ * sink returns 1 when it took the entry (the journal), 0 to have it
+ * logged as a "change" line. Called on the engine thread after the
+ * commit. Set before the engine starts. */
+typedef int (*engine_audit_sink)(const struct audit_entry *e);
+void engine_set_audit_sink(engine_audit_sink sink);
 
 /* Makes job (zeroed by the submitter) a command job of kind and returns
  * its command for the submitter to fill. */

@@ -107,23 +107,50 @@ user_json(const char *name, enum role role, int64_t created_at)
 	                 time_json(created_at));
 }
 
+/* A token's clusters: the list of names, or null for every cluster. */
+static json_t *
+clusters_json(const char *clusters)
+{
+	json_t *list;
+	const char *p = clusters;
+
+	if (p == NULL || *p == '\0')
+		return json_null();
+	list = json_array();
+	while (*p != '\0') {
+		size_t len = strcspn(p, ",");
+		json_array_append_new(list, json_stringn(p, len));
+		p += len + (p[len] == ',');
+	}
+	return list;
+}
+
 static json_t *
 token_json(const struct token *t)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", t->id, "role", role_name(t->role),
+	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "id", t->id, "role", role_name(t->role),
 	                 "description", t->description, "created_by", t->created_by, "created_at",
-	                 time_json(t->created_at));
+	                 time_json(t->created_at), "clusters", clusters_json(t->clusters));
 }
 
 static json_t *
 audit_entry_json(const struct audit_entry *e)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:s}", "id",
-	                 (json_int_t)e->id, "at", time_json(e->at), "cluster",
-	                 optional_string_json(e->cluster), "node", optional_string_json(e->node),
-	                 "actor", e->actor, "address", optional_string_json(e->address), "action",
-	                 e->action, "old_status", optional_string_json(e->old_status), "new_status",
-	                 optional_string_json(e->new_status), "reason", e->reason);
+	json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:s}", "id",
+	                      (json_int_t)e->id, "at", time_json(e->at), "cluster",
+	                      optional_string_json(e->cluster), "node", optional_string_json(e->node),
+	                      "actor", e->actor, "address", optional_string_json(e->address),
+	                      "action", e->action, "old_status", optional_string_json(e->old_status),
+	                      "new_status", optional_string_json(e->new_status), "reason", e->reason);
+	json_t *context = e->context != NULL && e->context[0] != '\0'
+	                      ? json_loads(e->context, 0, NULL)
+	                      : NULL;
+
+	/* who the actor was: how they signed in, role and scope, peer... */
+	json_object_set_new(o, "context", json_is_object(context) ? context : json_null());
+	if (context != NULL && !json_is_object(context))
+		json_decref(context);
+	return o;
 }
 
 /* The cluster of the snapshot, or NULL after replying 404. */
@@ -366,7 +393,8 @@ api_v1_clusters_get(struct request *r, const struct route *rt)
 
 	(void)rt;
 	for (i = 0; i < m->n_clusters; i++)
-		json_array_append_new(list, cluster_summary_json(&m->clusters[i]));
+		if (auth_role_on(r, m->clusters[i].name) >= ROLE_VIEWER) /* only what r may see */
+			json_array_append_new(list, cluster_summary_json(&m->clusters[i]));
 	reply_json(r, 200, json_pack("{s:o}", "clusters", list));
 }
 
@@ -1254,16 +1282,45 @@ token_created(struct request *r, struct engine_job *job)
 		return;
 	}
 	reply_json(r, 201,
-	           json_pack("{s:s, s:s, s:s, s:s}", "id", c->name, "token", s->token, "role",
-	                     role_name(c->role), "description", c->description));
+	           json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", c->name, "token", s->token, "role",
+	                     role_name(c->role), "description", c->description, "clusters",
+	                     clusters_json(c->clusters)));
+}
+
+/* The body's "clusters" (absent, or a list of names) as "a,b" (malloc'd;
+ * NULL for every cluster). Returns 0, or -1 with err. */
+static int
+body_clusters(json_t *body, char **out, struct error *err)
+{
+	json_t *list = json_object_get(body, "clusters"), *v;
+	size_t i, len = 0;
+
+	*out = NULL;
+	if (list == NULL || json_is_null(list))
+		return 0;
+	if (!json_is_array(list) || json_array_size(list) > TOKEN_CLUSTERS_MAX)
+		return error_set(err, 400, "\"clusters\" must be a list of at most %d cluster names",
+		                 TOKEN_CLUSTERS_MAX);
+	*out = xcalloc(1, json_array_size(list) * (NODE_NAME_MAX + 1) + 1);
+	json_array_foreach(list, i, v)
+	{
+		const char *name = json_string_value(v);
+		if (name == NULL || !node_name_is_valid(name, strlen(name))) {
+			free(*out);
+			*out = NULL;
+			return error_set(err, 400, "\"clusters\"[%zu] is not a cluster name (" NODE_NAME_RULE ")", i);
+		}
+		len += (size_t)sprintf(*out + len, "%s%s", i > 0 ? "," : "", name);
+	}
+	return 0;
 }
 
 void
 api_v1_tokens_post(struct request *r, const struct route *rt)
 {
-	static const char *const fields[] = {"role", "description", NULL};
+	static const char *const fields[] = {"role", "description", "clusters", NULL};
 	json_t *body = read_body(r, fields, 0);
-	char id[TOKEN_ID_SIZE], hash[TOKEN_HASH_SIZE];
+	char id[TOKEN_ID_SIZE], hash[TOKEN_HASH_SIZE], *clusters = NULL;
 	const char *description;
 	struct token_secret *s;
 	struct engine_job *job;
@@ -1275,7 +1332,8 @@ api_v1_tokens_post(struct request *r, const struct route *rt)
 	if (body == NULL)
 		return;
 	if (body_role(body, &role, &err) != 0 ||
-	    body_string(body, "description", 0, &description, &err) != 0) {
+	    body_string(body, "description", 0, &description, &err) != 0 ||
+	    body_clusters(body, &clusters, &err) != 0) {
 		json_decref(body);
 		reply_from_error(r, &err);
 		return;
@@ -1289,6 +1347,7 @@ api_v1_tokens_post(struct request *r, const struct route *rt)
 	cmd->role = role;
 	cmd->description = xstrdup(description != NULL ? description : "");
 	cmd->token_hash = xstrdup(hash);
+	cmd->clusters = clusters; /* the command owns it */
 	json_decref(body);
 	request_job_submit(r, job, token_created);
 }

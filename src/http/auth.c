@@ -905,15 +905,15 @@ auth_check_password(struct request *r, const char *user, const char *password, a
 
 /* --- outcomes -------------------------------------------------------------- */
 
+/* r->role (set with who r is, auth_set_principal) against the line's. */
 static void
-grant(struct request *r, enum role role, const char *who)
+grant(struct request *r)
 {
-	r->role = role;
-	if (who != r->who)
-		snprintf(r->who, sizeof(r->who), "%s", who);
-	if (role < r->auth_min_role) {
-		reply_error(r, 403, NULL, "role %s may not do this (needs %s)", role_name(role),
-		            role_name(r->auth_min_role));
+	if (r->role < r->auth_min_role) {
+		auth_log_refusal(r, r->auth_min_role);
+		reply_error(r, 403, NULL, "role %s may not do this%s%s (needs %s)",
+		            role_name(r->role), r->route.cluster[0] ? " on cluster " : "",
+		            r->route.cluster, role_name(r->auth_min_role));
 		return;
 	}
 	r->auth_then(r);
@@ -959,7 +959,8 @@ check_bearer(struct request *r, const char *token, size_t len)
 	/* no reset of the address's failures: a token proves nothing about
 	 * the passwords tried from there */
 	snprintf(who, sizeof(who), "token:%s", id);
-	grant(r, t->role, who);
+	auth_set_token(r, who, id, t->role, t->clusters);
+	grant(r);
 }
 
 void
@@ -977,7 +978,9 @@ static void
 basic_checked(struct request *r, const struct auth_verdict *v)
 {
 	if (v->status == 200) {
-		grant(r, v->user->role, v->user->name);
+		auth_set_principal(r, v->user->name, "password", v->user->role, ROLES_USER,
+		                   v->user->name, NULL);
+		grant(r);
 	} else if (v->status == 401) {
 		reply_unauthorized(r);
 	} else {
@@ -1003,17 +1006,35 @@ check_basic(struct request *r, h2o_iovec_t h)
 }
 
 void
+auth_proxy_grant(struct request *r, const char *user)
+{
+	const struct user *u = model_find_user(request_snapshot(r), user);
+	char who[96];
+
+	snprintf(who, sizeof(who), "proxy:%s", user);
+	auth_set_principal(r, who, "proxy", u != NULL ? u->role : ROLE_NONE, ROLES_USER, user,
+	                   NULL);
+}
+
+void
 auth_require(struct request *r, enum role min_role, int allow_session,
              void (*then)(struct request *r))
 {
 	h2o_iovec_t h = request_header(r, H2O_TOKEN_AUTHORIZATION);
 	auth_session_fn identify = r->server->auth->session_identify;
 
+	char proxied[NODE_NAME_MAX + 1];
+
 	r->auth_min_role = min_role;
 	r->auth_then = then;
+	if (auth_proxy_user(r, proxied, sizeof(proxied))) {
+		auth_proxy_grant(r, proxied);
+		grant(r);
+		return;
+	}
 	if (h.base == NULL) {
 		if (allow_session && identify != NULL && identify(r))
-			grant(r, r->role, r->who);
+			grant(r);
 		else if (min_role == ROLE_NONE)
 			then(r);
 		else

@@ -98,4 +98,55 @@ void auth_new_token(char *id, size_t id_size, char *token, size_t token_size, ch
 int auth_basic_decode(const char *b64, size_t len, char *user, size_t user_size, char *password,
                       size_t password_size);
 
+/* --- auth_principal.c: who the principal is, beyond a role ------------ */
+
+#include "roles.h"
+
+struct oidc;
+
+/* Sets who r is: r->who, r->auth_method ("password", "token", "session",
+ * "oidc", "proxy"), and r->role for the route's cluster. The roles file's
+ * mappings of (kind, name) and of each of groups ("\n"-joined, or NULL)
+ * replace stored_role when there are any (r->grants then holds them);
+ * otherwise stored_role holds on every cluster (r->grants NULL). */
+void auth_set_principal(struct request *r, const char *who, const char *method,
+                        enum role stored_role, enum roles_kind kind, const char *name,
+                        const char *groups);
+/* Sets who r is for token id of role: its role holds on clusters ("a,b")
+ * only, unless the roles file maps the token (then the file's grants), or
+ * clusters is "" (then on every cluster). */
+void auth_set_token(struct request *r, const char *who, const char *id, enum role role,
+                    const char *clusters);
+/* For a principal signed in through the identity provider: its audit
+ * context names the issuer and subject too. After auth_set_principal. */
+void auth_set_oidc_subject(struct request *r, const char *issuer, const char *subject);
+/* The role r's principal has on cluster (which need not be the route's):
+ * for lists that show only what the principal may see. */
+enum role auth_role_on(const struct request *r, const char *cluster);
+/* Logs a refusal for lack of role (who, their role, what was needed,
+ * the cluster). */
+void auth_log_refusal(const struct request *r, enum role needed);
+
+/* serve --auth-proxy-header H --auth-proxy-from CIDR,...: header's value
+ * is believed as the user name only from those addresses. Main thread,
+ * before serving. Returns -1 with err on a bad CIDR. */
+int auth_proxy_configure(const char *header, const char *const *cidrs, size_t n_cidrs,
+                         struct error *err);
+/* The user the trusted proxy names in r (copied into user, at most
+ * NODE_NAME_MAX bytes): 1; 0 when there is no proxy header, or it came
+ * from an address that is not listed (ignored, and logged at most every
+ * few seconds). */
+int auth_proxy_user(struct request *r, char *user, size_t size);
+/* Is address among --auth-proxy-from? */
+int auth_proxy_is_trusted(const char *address);
+/* auth.c: sets who r is from the trusted proxy's user: "proxy:USER", the
+ * roles file's mapping of user USER, else the role of the local user of
+ * that name, else none. */
+void auth_proxy_grant(struct request *r, const char *user);
+
+/* The identity provider (oidc.h), or NULL without --oidc-issuer. Set by
+ * daemon.c before serving. */
+void auth_set_oidc(struct oidc *o);
+struct oidc *auth_oidc(void);
+
 #endif

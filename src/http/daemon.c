@@ -51,6 +51,8 @@
 #include "http.h"
 #include "server_internal.h"
 #include "daemon.h"
+#include "journal.h"
+#include "oidc.h"
 #include "ui.h"
 
 #define MAX_THREADS 32
@@ -101,6 +103,23 @@ static const char usage[] =
     "                             (and nothing else)\n"
     "  --consul-listen ADDR:PORT  serve a read-only subset of Consul's catalog and\n"
     "                             health API there (public on loopback, else a token)\n"
+    "  --oidc-issuer URL          offer \"Sign in with ...\" through this OpenID\n"
+    "                             Connect provider (https; http only on this host)\n"
+    "  --oidc-client-id ID        ... the client registered there\n"
+    "  --oidc-client-secret-file F  ... its secret (none: a public client)\n"
+    "  --oidc-scopes \"S ...\"      ... scopes asked for (default\n"
+    "                             \"openid profile email\")\n"
+    "  --oidc-groups-claim NAME   ... the ID token's claim listing the user's groups\n"
+    "                             (default groups)\n"
+    "  --oidc-redirect-url URL    ... the callback URL registered with the provider\n"
+    "                             (default: from the request, /login/oidc/callback)\n"
+    "  --oidc-ca-file F           ... CA certificates to trust for the provider\n"
+    "  --oidc-no-pkce             ... do not send a PKCE challenge (S256 by default)\n"
+    "  --oidc-only                ... no password form on the page\n"
+    "  --auth-proxy-header H      believe header H as the signed-in user name, from\n"
+    "  --auth-proxy-from CIDR,... these addresses only (repeatable)\n"
+    "  --roles FILE               roles of groups, users and tokens per cluster\n"
+    "                             (read again on SIGHUP)\n"
     "  --check-config             check the options, TLS files and store, then exit\n"
     "                             (0: the daemon would start)\n"
     "  --help                     this text\n"
@@ -242,12 +261,46 @@ static const struct serve_option {
     SO("metrics-listen", required_argument, SO_OTHER, metrics_listen),
     SO("consul-listen", required_argument, SO_OTHER, consul_listen),
     SO("check-config", no_argument, SO_FLAG, is_check_config),
+    SO("oidc-issuer", required_argument, SO_TEXT, oidc_issuer),
+    SO("oidc-client-id", required_argument, SO_TEXT, oidc_client_id),
+    SO("oidc-client-secret-file", required_argument, SO_TEXT, oidc_client_secret_file),
+    SO("oidc-scopes", required_argument, SO_TEXT, oidc_scopes),
+    SO("oidc-groups-claim", required_argument, SO_NONEMPTY, oidc_groups_claim),
+    SO("oidc-redirect-url", required_argument, SO_TEXT, oidc_redirect_url),
+    SO("oidc-ca-file", required_argument, SO_TEXT, oidc_ca_file),
+    SO("oidc-no-pkce", no_argument, SO_FLAG, is_oidc_no_pkce),
+    SO("oidc-only", no_argument, SO_FLAG, is_oidc_only),
+    SO("auth-proxy-header", required_argument, SO_TEXT, auth_proxy_header),
+    SO("auth-proxy-from", required_argument, SO_OTHER, auth_proxy_from),
+    SO("roles", required_argument, SO_TEXT, roles_file),
     SO("help", no_argument, SO_OTHER, db),
     SO("version", no_argument, SO_OTHER, db),
 };
 #undef SO
 #define N_SERVE_OPTIONS (sizeof(serve_options) / sizeof(serve_options[0]))
 #define SERVE_OPTION_VAL 0x100 /* getopt's value of serve_options[0] */
+
+/* --auth-proxy-from CIDR[,CIDR...], repeatable. */
+static int
+parse_proxy_from(struct server_options *o, const char *value, struct error *err)
+{
+	const char *p = value;
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, ",");
+		if (o->n_auth_proxy_from == sizeof(o->auth_proxy_from) / sizeof(o->auth_proxy_from[0]))
+			return error_set(err, 400, "at most 32 --auth-proxy-from networks");
+		if (len == 0 || len >= sizeof(o->auth_proxy_from[0]))
+			return error_set(err, 400, "--auth-proxy-from %s: expected CIDR[,CIDR...]",
+			                 value);
+		memcpy(o->auth_proxy_from[o->n_auth_proxy_from], p, len);
+		o->auth_proxy_from[o->n_auth_proxy_from++][len] = '\0';
+		p += len + (p[len] == ',');
+	}
+	if (o->n_auth_proxy_from == 0)
+		return error_set(err, 400, "--auth-proxy-from needs CIDR[,CIDR...]");
+	return 0;
+}
 
 /* The options whose value needs more than a field of one kind. */
 static int
@@ -296,6 +349,8 @@ parse_other_option(struct server_options *o, const char *name, const char *value
 			                 "127.0.0.1:8500 or [::1]:8500",
 			                 value);
 		snprintf(o->consul_listen.text, sizeof(o->consul_listen.text), "%s", value);
+	} else if (strcmp(name, "auth-proxy-from") == 0) {
+		return parse_proxy_from(o, value, err);
 	} else if (strcmp(name, "help") == 0) {
 		return error_set(err, 0, "help");
 	} else {
@@ -686,12 +741,22 @@ check_password_file(struct server *s, struct error *err)
 	return rc;
 }
 
+static int identity_setup(struct server *s, struct error *err);
+
 static int
 check_config(struct server *s, struct error *err)
 {
 	size_t i;
+	int rc;
 
 	if (tls_setup(s, err) != 0)
+		return -1;
+	rc = identity_setup(s, err);
+	oidc_free(s->oidc);
+	s->oidc = NULL;
+	auth_set_oidc(NULL);
+	roles_free();
+	if (rc != 0)
 		return -1;
 	for (i = 0; i < s->opts.n_listens; i++)
 		if (check_address(&s->opts.listens[i], "listen", err) != 0)
@@ -730,6 +795,14 @@ reload(struct server *s)
 	else if (s->opts.log_file != NULL)
 		log_kv(LOG_INFO, "log file re-opened", "file", s->opts.log_file, NULL);
 	tls_reload(s);
+	if (s->opts.roles_file != NULL) {
+		struct error err;
+		if (roles_load(s->opts.roles_file, &err) != 0)
+			log_kv(LOG_ERROR, "cannot reload the roles file; keeping the current roles",
+			       "error", err.what, NULL);
+		else
+			log_kv(LOG_INFO, "roles file reloaded", "file", s->opts.roles_file, NULL);
+	}
 	snprintf(status, sizeof(status), "serving on %s", s->opts.listens[0].text);
 	notify_status("READY=1", status);
 }
@@ -843,6 +916,47 @@ is_store_away(struct server *s, const struct error *err)
 	return st.is_shared && err->status == 503;
 }
 
+/* The roles file, the trusted proxy and the identity provider. */
+static int
+identity_setup(struct server *s, struct error *err)
+{
+	const char *cidrs[32];
+	size_t i;
+	struct oidc_options oo = {
+	    .issuer = s->opts.oidc_issuer,
+	    .client_id = s->opts.oidc_client_id,
+	    .client_secret_file = s->opts.oidc_client_secret_file,
+	    .scopes = s->opts.oidc_scopes,
+	    .groups_claim = s->opts.oidc_groups_claim,
+	    .redirect_url = s->opts.oidc_redirect_url,
+	    .ca_file = s->opts.oidc_ca_file,
+	    .is_pkce_off = s->opts.is_oidc_no_pkce,
+	    .is_only = s->opts.is_oidc_only,
+	};
+
+	if (s->opts.roles_file != NULL && roles_load(s->opts.roles_file, err) != 0)
+		return -1;
+	for (i = 0; i < s->opts.n_auth_proxy_from; i++)
+		cidrs[i] = s->opts.auth_proxy_from[i];
+	if (auth_proxy_configure(s->opts.auth_proxy_header, cidrs, s->opts.n_auth_proxy_from,
+	                         err) != 0)
+		return -1;
+	if (s->opts.oidc_issuer == NULL) {
+		if (s->opts.oidc_client_id != NULL || s->opts.is_oidc_only)
+			return error_set(err, 400, "the --oidc-... options go with --oidc-issuer");
+		return 0;
+	}
+	if ((s->oidc = oidc_new(&oo, err)) == NULL)
+		return -1;
+	auth_set_oidc(s->oidc);
+	if (s->opts.roles_file == NULL)
+		log_kv(LOG_WARN,
+		       "signing in through the identity provider without --roles: its users get "
+		       "no role",
+		       NULL);
+	return 0;
+}
+
 static int
 start(struct server *s, struct error *err)
 {
@@ -855,7 +969,7 @@ start(struct server *s, struct error *err)
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return error_set(err, 500, "cannot initialise libcurl");
-	if (tls_setup(s, err) != 0)
+	if (tls_setup(s, err) != 0 || identity_setup(s, err) != 0)
 		return -1;
 	for (i = 0; i < s->opts.n_listens; i++)
 		if (listen_bind(&s->opts.listens[i], "listen", err) != 0)
@@ -871,6 +985,8 @@ start(struct server *s, struct error *err)
 		return -1;
 	if (check_password_file(s, err) != 0) /* before the store is created */
 		return -1;
+	if (journal_is_connected()) /* changes as structured entries (journal.h) */
+		engine_set_audit_sink(journal_audit_sink);
 	if ((s->engine = engine_open(s->opts.db, s->opts.state_dir, store_text, sizeof(store_text),
 	                             err)) == NULL)
 		return -1;
@@ -901,6 +1017,7 @@ shutdown_all(struct server *s)
 
 	if (s->workers != NULL)
 		server_stop(s);
+	oidc_stop(s->oidc); /* what still waits for the provider is refused */
 	share_stop(s->share);     /* submits engine jobs: before the engine */
 	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
@@ -920,6 +1037,9 @@ shutdown_all(struct server *s)
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx); /* the workers' references went in server_free */
 	auth_state_free(s->auth);
+	auth_set_oidc(NULL);
+	oidc_free(s->oidc);
+	roles_free();
 	pthread_mutex_destroy(&s->ssl_lock);
 	curl_global_cleanup();
 }

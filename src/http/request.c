@@ -253,6 +253,8 @@ request_job_new(struct request *r, engine_job_fn fn, size_t data_size)
 	job->data = job + 1;
 	snprintf(job->who_name, sizeof(job->who_name), "%s", r->who);
 	snprintf(job->who_address, sizeof(job->who_address), "%s", r->address);
+	snprintf(job->who_context, sizeof(job->who_context), "%s",
+	         r->audit_context != NULL ? r->audit_context : "");
 	return job;
 }
 
@@ -279,6 +281,23 @@ request_job_submit(struct request *r, struct engine_job *job, request_job_handle
 	job->done = job_done;
 	job->done_arg = pj;
 	engine_submit(r->server->engine, job);
+}
+
+void
+request_job_submit_to(struct request *r, struct engine_job *job, request_job_handler then,
+                      void (*submit)(void *ctx, struct engine_job *job), void *ctx)
+{
+	struct pending_job *pj = xcalloc(1, sizeof(*pj));
+
+	pj->r = r;
+	pj->worker = r->worker;
+	pj->job = job;
+	pj->then = then;
+	r->job = pj;
+	r->worker->n_pending++;
+	job->done = job_done;
+	job->done_arg = pj;
+	submit(ctx, job);
 }
 
 void

@@ -33,6 +33,7 @@ struct route_entry;
 struct pending_job;
 struct pending_wait;
 struct auth_attempt;
+struct grants;
 
 typedef void (*request_handler)(struct request *r);
 
@@ -74,6 +75,13 @@ struct request {
 	enum role auth_min_role;
 	request_handler auth_then;
 	struct auth_attempt *auth_attempt; /* a password check under way */
+	/* who is asking, beyond role and who: set with them by auth.c and
+	 * ui_session.c; grants NULL when the principal's one role holds on
+	 * every cluster (no roles file mapping applies) */
+	const struct grants *grants; /* in the request's pool */
+	const char *auth_method;     /* "password", "token", "oidc", "proxy" */
+	const char *audit_context;   /* the JSON object audit entries carry
+	                                (struct actor's context), in the pool */
 };
 
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
@@ -122,6 +130,12 @@ struct engine_job *request_job_new(struct request *r, engine_job_fn fn, size_t d
  * (engine_job_release: its command, what it read, job->free_data) and
  * freed, whether or not then ran. */
 void request_job_submit(struct request *r, struct engine_job *job, request_job_handler then);
+/* Like request_job_submit, but the job goes to submit(ctx, job) instead
+ * of the engine: a thread of the caller's (the identity provider's
+ * calls, oidc.c), which must call job->done(job) exactly once, from any
+ * thread, when the job is over (also when it refuses or drops it). */
+void request_job_submit_to(struct request *r, struct engine_job *job, request_job_handler then,
+                           void (*submit)(void *ctx, struct engine_job *job), void *ctx);
 
 /* Calls then(r) as soon as cluster's version is above after, or after
  * wait_ms, or at shutdown, whichever comes first (at once when it already

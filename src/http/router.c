@@ -95,6 +95,8 @@ static const struct route_entry table[] = {
     {SURFACE_UI,       "/login",                               GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_login_page, NULL},
     {SURFACE_UI,       "/login",                               ROUTE_POST,    ROUTE_PUBLIC,                ROLE_NONE,      ui_login_post, NULL},
     {SURFACE_UI,       "/logout",                              ROUTE_POST,    ROUTE_PUBLIC,                ROLE_NONE,      ui_logout_post, NULL},
+    {SURFACE_UI,       "/login/oidc",                          ROUTE_GET,     ROUTE_PUBLIC,                ROLE_NONE,      ui_login_oidc_page, NULL},
+    {SURFACE_UI,       "/login/oidc/callback",                 ROUTE_GET,     ROUTE_PUBLIC,                ROLE_NONE,      ui_login_oidc_callback, NULL},
     {SURFACE_ASSETS,   "/static/{asset}",                      GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_asset_get, NULL},
 
     {SURFACE_METRICS,  "/metrics",                             GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS,  ROLE_VIEWER,    scrape_handle, NULL},

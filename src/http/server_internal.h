@@ -93,6 +93,14 @@ struct server_options {
 	struct listen_addr metrics_listen; /* text "" when not given */
 	struct listen_addr consul_listen;  /* text "" when not given */
 	int is_check_config;
+	/* signing in (oidc.h, auth_principal.c, roles.h) */
+	const char *oidc_issuer, *oidc_client_id, *oidc_client_secret_file, *oidc_scopes,
+	    *oidc_groups_claim, *oidc_redirect_url, *oidc_ca_file;
+	int is_oidc_no_pkce, is_oidc_only;
+	const char *auth_proxy_header;
+	char auth_proxy_from[32][64];
+	size_t n_auth_proxy_from;
+	const char *roles_file; /* --roles, read again on SIGHUP */
 };
 
 struct server {
@@ -124,6 +132,7 @@ struct server {
 	 * n_workers) serves this configuration, Consul's paths alone */
 	h2o_globalconf_t consul_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
+	struct oidc *oidc;         /* --oidc-issuer's provider, or NULL */
 };
 
 /* Is a request of this method and path a probe: GET or HEAD of a

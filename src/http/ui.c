@@ -83,11 +83,49 @@ redirect_to_login(struct request *r)
 	reply_redirect(r, 303, location);
 }
 
+/* Signed in, but no role is mapped to the principal anywhere. */
+static void
+no_role_page(struct request *r)
+{
+	struct ui_buf b;
+
+	auth_log_refusal(r, ROLE_VIEWER);
+	ui_buf_init(&b, 2048);
+	ui_page_begin(r, &b, "No role", NULL);
+	ui_printf(&b,
+	          "<section class=\"card narrow\"><h1>No role</h1>"
+	          "<p id=\"no-role\">You are signed in as <strong>%s</strong>, but no role on "
+	          "any cluster is given to you or to your groups, so there is nothing here "
+	          "you may see or change.</p>"
+	          "<p class=\"hint\">Ask an administrator to map one of your groups in the "
+	          "roles file.</p></section>",
+	          r->who);
+	ui_page_end(&b);
+	ui_reply_html(r, 403, &b);
+}
+
 void
 ui_page_auth(struct request *r, request_handler then)
 {
-	if (ui_session_identify(r))
-		then(r);
+	char path[NEXT_MAX];
+	int n;
+
+	if (ui_session_identify(r)) {
+		if (r->role >= ROLE_VIEWER) {
+			then(r);
+		} else if (r->grants != NULL && grants_role_outside(r->grants) >= ROLE_VIEWER) {
+			auth_log_refusal(r, ROLE_VIEWER);
+			ui_reply_message(r, 403, "Not allowed",
+			                 "Your role gives you nothing on this cluster.", "/",
+			                 "Go to the clusters");
+		} else {
+			no_role_page(r);
+		}
+	} else if (ui_session_proxy_start(r)) {
+		n = snprintf(path, sizeof(path), "%.*s%s%.*s", (int)r->path.len, r->path.base,
+		             r->query.len ? "?" : "", (int)r->query.len, r->query.base);
+		reply_redirect(r, 303, n > 0 && (size_t)n < sizeof(path) ? path : "/");
+	}
 	else if (request_header(r, H2O_TOKEN_AUTHORIZATION).base != NULL)
 		auth_require(r, ROLE_VIEWER, 0, then);
 	else
@@ -129,6 +167,7 @@ ui_post_guard(struct request *r, enum role min_role)
 	}
 	free(csrf);
 	if (r->role < min_role) {
+		auth_log_refusal(r, min_role);
 		snprintf(why, sizeof(why),
 		         "Your role (%s) may not do this; it needs %s. Nothing was "
 		         "changed.",
@@ -163,7 +202,8 @@ ui_page_begin(struct request *r, struct ui_buf *b, const char *title, const stru
 	          "<a class=\"skip\" href=\"#main\">Skip to content</a>"
 	          "<header class=\"top\"><a class=\"brand\" href=\"/\">clustermgmt</a>",
 	          title);
-	if (r->role != ROLE_NONE) {
+	if (r->role != ROLE_NONE || r->is_session) {
+		char scope[256];
 		ui_raw(b, "<nav aria-label=\"Main\"><a href=\"/\">Clusters</a>");
 		if (cluster != NULL)
 			ui_printf(b, "<a href=\"%s/managenodes\" aria-current=\"page\">%s</a>",
@@ -172,7 +212,9 @@ ui_page_begin(struct request *r, struct ui_buf *b, const char *title, const stru
 			ui_raw(b, "<a href=\"/admin\">Users &amp; tokens</a>");
 		ui_printf(b,
 		          "</nav><div class=\"who\"><span>%s <span class=\"role\">%s</span></span>",
-		          r->who, role_name(r->role));
+		          r->who,
+		          r->grants != NULL ? grants_describe(r->grants, scope, sizeof(scope))
+		                            : role_name(r->role));
 		if (r->is_session) {
 			ui_raw(b, "<form method=\"post\" action=\"/logout\">");
 			ui_csrf_input(r, b);
@@ -279,6 +321,8 @@ cluster_rows(struct request *r, struct ui_buf *b, const struct model *m)
 	for (i = 0; i < m->n_clusters; i++) {
 		const struct cluster *c = &m->clusters[i];
 		size_t online = cluster_count_online(c);
+		if (auth_role_on(r, c->name) < ROLE_VIEWER) /* only what the user may see */
+			continue;
 		const char *state = c->n_nodes == 0        ? "none"
 		                    : online == c->n_nodes ? "online"
 		                    : online == 0          ? "offline"

@@ -123,6 +123,10 @@ void ui_manage_main(struct request *r, const struct route *rt);
 void ui_login_page(struct request *r, const struct route *rt);
 void ui_login_post(struct request *r, const struct route *rt);
 void ui_logout_post(struct request *r, const struct route *rt);
+/* GET /login/oidc: off to the identity provider; GET /login/oidc/callback:
+ * back from it (ui_session.c, over oidc.c). */
+void ui_login_oidc_page(struct request *r, const struct route *rt);
+void ui_login_oidc_callback(struct request *r, const struct route *rt);
 /* {mount}/managenodes (ui_nodes.c). */
 void ui_nodes_page(struct request *r, const struct route *rt);
 /* POST, one line per form (router.c keys them on the "form" field):
@@ -156,6 +160,13 @@ int ui_csrf_is_valid(struct request *r, const char *token);
  * Referer, must name the Host the request was sent to; a request with
  * neither passes (older browsers, privacy settings); "null" fails. */
 int ui_origin_is_same(struct request *r);
+/* Was r signed in through the identity provider? */
+int ui_session_is_oidc(struct request *r);
+/* With the trusted proxy's header and no session: starts a session for
+ * the proxy's user, sets its cookie on r's reply and returns 1 (the
+ * caller redirects, so that the next request carries the cookie and its
+ * forms a CSRF token); 0 without a trusted proxy header. */
+int ui_session_proxy_start(struct request *r);
 /* Ends every session of user name (after the user was removed). */
 void ui_session_drop_user(const char *name);
 

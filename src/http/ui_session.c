@@ -40,11 +40,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include <curl/curl.h>
 #include <sodium.h>
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "oidc.h"
 #include "ui.h"
 
 #define SESSION_SLOTS 1024
@@ -60,6 +62,17 @@ enum share_state {
 	SHARE_TO_SEND = 0, /* started here, not in the store yet */
 	SHARE_SENDING = 1, /* collected for the exchange under way */
 	SHARE_SHARED = 2,  /* in the store: ends here when it leaves it */
+	SHARE_LOCAL = 3,   /* never shared: signed in through the identity
+	                      provider or the proxy (the store's session
+	                      record holds a local user only) */
+};
+
+/* How the session's principal signed in. */
+enum session_kind {
+	SESSION_PASSWORD = 0, /* a local user: user and tag */
+	SESSION_OIDC = 1,     /* the identity provider: who and groups */
+	SESSION_PROXY = 2,    /* the trusted proxy's header: who; the header
+	                         must keep naming the same user */
 };
 
 struct session {
@@ -68,6 +81,12 @@ struct session {
 	unsigned char tag[32]; /* of the user record at sign-in */
 	int64_t expires_at;    /* 0: free slot */
 	enum share_state share;
+	enum session_kind kind;
+	char who[96];  /* OIDC and proxy: "oidc:NAME", "proxy:NAME" */
+	char *groups;  /* OIDC: the groups claim ("\n"-joined), malloc'd */
+	char name[NODE_NAME_MAX + 1]; /* OIDC and proxy: the name the roles file maps */
+	char subject[256];            /* OIDC: the provider's sub */
+	char email[256];              /* OIDC: the verified email, or "" */
 };
 
 static struct {
@@ -107,6 +126,14 @@ user_tag(const struct user *u, unsigned char tag[32])
 
 /* --- the table ---------------------------------------------------------- */
 
+/* Empties a slot (its groups freed). Caller holds the lock. */
+static void
+slot_clear(struct session *s)
+{
+	free(s->groups);
+	sodium_memzero(s, sizeof(*s));
+}
+
 /* The slot of the session whose id hashes to hash, or NULL. Caller holds
  * the lock. */
 static struct session *
@@ -127,12 +154,13 @@ slot_find(const unsigned char hash[32])
 static void
 slot_end(struct session *s)
 {
-	if (s->share != SHARE_TO_SEND && sessions.n_ended < SHARE_SESSIONS_MAX) {
+	if (s->share != SHARE_TO_SEND && s->share != SHARE_LOCAL &&
+	    sessions.n_ended < SHARE_SESSIONS_MAX) {
 		struct session_record *r = &sessions.ended[sessions.n_ended++];
 		memset(r, 0, sizeof(*r));
 		memcpy(r->id_hash, s->id_hash, 32);
 	}
-	sodium_memzero(s, sizeof(*s));
+	slot_clear(s);
 }
 
 /* The slot for a new session of user: the oldest of user's own when they
@@ -164,26 +192,44 @@ slot_take(const char *user, int64_t now)
 		return oldest;
 	}
 	if (free_slot != NULL)
-		sodium_memzero(free_slot, sizeof(*free_slot));
+		slot_clear(free_slot);
 	return free_slot;
 }
 
-/* Returns 0 with id filled, or -1 when the table is full. */
+/* A new session of a local user (tag) or, when kind is not
+ * SESSION_PASSWORD, of who (groups taken over, may be NULL). Returns 0
+ * with id filled, or -1 when the table is full. */
 static int
-session_create(const char *user, const unsigned char tag[32], unsigned char id[SESSION_ID_BYTES])
+session_create(enum session_kind kind, const char *user, const unsigned char *tag, const char *who,
+               const char *subject, const char *email, char **groups,
+               unsigned char id[SESSION_ID_BYTES])
 {
 	struct session *s;
 	int64_t now = time_now_ms();
+	char key[NODE_NAME_MAX + 1];
 
+	snprintf(key, sizeof(key), "%s", kind == SESSION_PASSWORD ? user : who);
 	randombytes_buf(id, SESSION_ID_BYTES);
 	pthread_mutex_lock(&sessions_lock);
-	s = slot_take(user, now);
+	s = slot_take(key, now);
 	if (s != NULL) {
 		id_hash(id, s->id_hash);
-		snprintf(s->user, sizeof(s->user), "%s", user);
-		memcpy(s->tag, tag, 32);
+		snprintf(s->user, sizeof(s->user), "%s", key);
+		if (tag != NULL)
+			memcpy(s->tag, tag, 32);
 		s->expires_at = now + SESSION_TTL_MS;
-		s->share = SHARE_TO_SEND;
+		s->kind = kind;
+		s->share = kind == SESSION_PASSWORD ? SHARE_TO_SEND : SHARE_LOCAL;
+		if (kind != SESSION_PASSWORD) {
+			snprintf(s->who, sizeof(s->who), "%s", who);
+			snprintf(s->name, sizeof(s->name), "%s", user);
+			snprintf(s->subject, sizeof(s->subject), "%s", subject ? subject : "");
+			snprintf(s->email, sizeof(s->email), "%s", email ? email : "");
+		}
+		if (groups != NULL) {
+			s->groups = *groups;
+			*groups = NULL;
+		}
 	}
 	pthread_mutex_unlock(&sessions_lock);
 	return s != NULL ? 0 : -1;
@@ -209,7 +255,8 @@ ui_session_drop_user(const char *name)
 
 	pthread_mutex_lock(&sessions_lock);
 	for (i = 0; i < SESSION_SLOTS; i++)
-		if (sessions.slots[i].expires_at != 0 && strcmp(sessions.slots[i].user, name) == 0)
+		if (sessions.slots[i].expires_at != 0 && sessions.slots[i].kind == SESSION_PASSWORD &&
+		    strcmp(sessions.slots[i].user, name) == 0)
 			slot_end(&sessions.slots[i]);
 	pthread_mutex_unlock(&sessions_lock);
 }
@@ -298,7 +345,7 @@ share_apply(void *arg, size_t n_added, size_t n_ended, const struct session_reco
 		if (s->share == SHARE_SENDING)
 			s->share = SHARE_SHARED;
 		else if (s->share == SHARE_SHARED && hit == NULL)
-			sodium_memzero(s, sizeof(*s)); /* ended elsewhere */
+			slot_clear(s); /* ended elsewhere */
 	}
 	for (i = 0; i < n_all; i++) {
 		struct session *s = NULL;
@@ -310,6 +357,7 @@ share_apply(void *arg, size_t n_added, size_t n_ended, const struct session_reco
 				s = &sessions.slots[j];
 		if (s == NULL)
 			break; /* full: those sign in here again */
+		slot_clear(s);
 		memcpy(s->id_hash, sorted[i].id_hash, 32);
 		snprintf(s->user, sizeof(s->user), "%s", sorted[i].user);
 		memcpy(s->tag, sorted[i].tag, 32);
@@ -395,10 +443,14 @@ int
 ui_session_identify(struct request *r)
 {
 	unsigned char id[SESSION_ID_BYTES], hash[32], tag[32], now_tag[32];
-	char user[NODE_NAME_MAX + 1];
+	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1],
+	    proxied[NODE_NAME_MAX + 1], subject[256], email[256];
+	char *groups = NULL;
+	enum session_kind kind = SESSION_PASSWORD;
 	const struct session *s;
-	const struct user *u;
+	const struct user *u = NULL;
 	int64_t expires_at = 0;
+	int is_valid;
 
 	if (cookie_session_id(r, id) != 0)
 		return 0;
@@ -407,21 +459,68 @@ ui_session_identify(struct request *r)
 	if ((s = slot_find(hash)) != NULL) {
 		memcpy(user, s->user, sizeof(user));
 		memcpy(tag, s->tag, sizeof(tag));
+		memcpy(who, s->who, sizeof(who));
+		memcpy(name, s->name, sizeof(name));
+		memcpy(subject, s->subject, sizeof(subject));
+		memcpy(email, s->email, sizeof(email));
+		kind = s->kind;
+		groups = s->groups != NULL ? xstrdup(s->groups) : NULL;
 		expires_at = s->expires_at;
 	}
 	pthread_mutex_unlock(&sessions_lock);
 	if (s == NULL)
 		return 0;
-	u = model_find_user(request_snapshot(r), user);
-	if (u != NULL)
-		user_tag(u, now_tag);
-	if (u == NULL || expires_at <= time_now_ms() || sodium_memcmp(tag, now_tag, 32) != 0) {
+	if (kind == SESSION_PASSWORD) {
+		u = model_find_user(request_snapshot(r), user);
+		if (u != NULL)
+			user_tag(u, now_tag);
+		is_valid = u != NULL && sodium_memcmp(tag, now_tag, 32) == 0;
+	} else if (kind == SESSION_PROXY) {
+		/* only while the proxy still names the same user */
+		is_valid = auth_proxy_user(r, proxied, sizeof(proxied)) &&
+		           strcmp(proxied, name) == 0;
+	} else {
+		is_valid = auth_oidc() != NULL;
+	}
+	if (!is_valid || expires_at <= time_now_ms()) {
 		session_drop(id);
+		free(groups);
 		return 0;
 	}
-	r->role = u->role;
-	snprintf(r->who, sizeof(r->who), "%s", u->name);
 	r->is_session = 1;
+	if (kind == SESSION_PASSWORD) {
+		auth_set_principal(r, u->name, "password", u->role, ROLES_USER, u->name, NULL);
+	} else if (kind == SESSION_PROXY) {
+		auth_proxy_grant(r, name);
+	} else {
+		auth_set_principal(r, who, "oidc", ROLE_NONE, ROLES_EMAIL,
+		                   email[0] != '\0' ? email : NULL, groups);
+		auth_set_oidc_subject(r, oidc_issuer(auth_oidc()), subject);
+	}
+	free(groups);
+	return 1;
+}
+
+int
+ui_session_is_oidc(struct request *r)
+{
+	return r->is_session && r->auth_method != NULL && strcmp(r->auth_method, "oidc") == 0;
+}
+
+int
+ui_session_proxy_start(struct request *r)
+{
+	char user[NODE_NAME_MAX + 1], who[96];
+	unsigned char id[SESSION_ID_BYTES];
+
+	if (!auth_proxy_user(r, user, sizeof(user)))
+		return 0;
+	snprintf(who, sizeof(who), "proxy:%s", user);
+	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, NULL, id) != 0)
+		return 0;
+	log_kv(LOG_INFO, "signed in", "user", who, "method", "proxy", "from", r->address, NULL);
+	cookie_set(r, id);
+	sodium_memzero(id, sizeof(id));
 	return 1;
 }
 
@@ -508,6 +607,9 @@ next_is_safe(const char *next)
 static void
 login_render(struct request *r, int status, const char *next, const char *user, const char *problem)
 {
+	struct oidc *o = auth_oidc();
+	const char *safe_next = next_is_safe(next) ? next : "/";
+	char *escaped;
 	struct ui_buf b;
 
 	ui_buf_init(&b, 4096);
@@ -515,19 +617,29 @@ login_render(struct request *r, int status, const char *next, const char *user, 
 	ui_raw(&b, "<section class=\"card narrow\"><h1>Sign in</h1>");
 	if (problem != NULL)
 		ui_printf(&b, "<p class=\"flash error\" role=\"alert\">%s</p>", problem);
-	ui_printf(&b,
-	          "<form method=\"post\" action=\"/login\" class=\"stack\">"
-	          "<input type=\"hidden\" name=\"next\" value=\"%s\">"
-	          "<label for=\"login-user\">User name</label>"
-	          "<input id=\"login-user\" name=\"user\" autocomplete=\"username\" required "
-	          "autofocus value=\"%s\" maxlength=\"64\">"
-	          "<label for=\"login-password\">Password</label>"
-	          "<input id=\"login-password\" name=\"password\" type=\"password\" "
-	          "autocomplete=\"current-password\" required>"
-	          "<button type=\"submit\" class=\"primary\">Sign in</button></form>"
-	          "<p class=\"hint\">A session lasts 12 hours, or until you sign out.</p>"
-	          "</section>",
-	          next_is_safe(next) ? next : "/", user ? user : "");
+	if (o != NULL) {
+		if ((escaped = curl_easy_escape(NULL, safe_next, 0)) == NULL)
+			abort();
+		ui_printf(&b,
+		          "<p><a id=\"oidc-sign-in\" class=\"button primary\" "
+		          "href=\"/login/oidc?next=%s\">Sign in with %s</a></p>",
+		          escaped, oidc_label(o));
+		curl_free(escaped);
+	}
+	if (o == NULL || !oidc_is_only(o))
+		ui_printf(&b,
+		          "<form method=\"post\" action=\"/login\" class=\"stack\">"
+		          "<input type=\"hidden\" name=\"next\" value=\"%s\">"
+		          "<label for=\"login-user\">User name</label>"
+		          "<input id=\"login-user\" name=\"user\" autocomplete=\"username\" required "
+		          "autofocus value=\"%s\" maxlength=\"64\">"
+		          "<label for=\"login-password\">Password</label>"
+		          "<input id=\"login-password\" name=\"password\" type=\"password\" "
+		          "autocomplete=\"current-password\" required>"
+		          "<button type=\"submit\" class=\"primary\">Sign in</button></form>",
+		          safe_next, user ? user : "");
+	ui_raw(&b, "<p class=\"hint\">A session lasts 12 hours, or until you sign out.</p>"
+	           "</section>");
 	ui_page_end(&b);
 	ui_reply_html(r, status, &b);
 }
@@ -558,7 +670,7 @@ login_checked(struct request *r, const struct auth_verdict *v)
 		goto done;
 	}
 	user_tag(v->user, tag);
-	if (session_create(v->user->name, tag, id) != 0) {
+	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
 		       v->user->name, "from", r->address, NULL);
 		login_render(r, 503, next, user,
@@ -588,6 +700,12 @@ ui_login_post(struct request *r, const struct route *rt)
 		                 "/login", "Sign in here");
 		return;
 	}
+	if (auth_oidc() != NULL && oidc_is_only(auth_oidc())) {
+		login_render(r, 403, "/", NULL,
+		             "Signing in with a password is off here; sign in with the identity "
+		             "provider.");
+		return;
+	}
 	user = ui_field(r, "user");
 	password = ui_field(r, "password");
 	if (user == NULL || password == NULL || user[0] == '\0' || strlen(user) > NODE_NAME_MAX ||
@@ -604,19 +722,207 @@ ui_login_post(struct request *r, const struct route *rt)
 	free(password);
 }
 
+/* A page that moves on to url at once (an HTML refresh). A redirect will
+ * not do in two places: the answer to the sign-out form (the page's
+ * form-action 'self' forbids a form from ending at the provider), and
+ * the provider's callback (a redirect chain started on the provider's
+ * site does not carry the SameSite=Strict session cookie; a navigation
+ * from this page does). */
+static void
+moving_on_page(struct request *r, const char *title, const char *url)
+{
+	struct ui_buf b;
+
+	ui_buf_init(&b, 1024 + strlen(url) * 2);
+	ui_printf(&b,
+	          "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+	          "<meta http-equiv=\"refresh\" content=\"0;url=%s\"><title>%s</title>"
+	          "</head><body><p>%s. <a href=\"%s\">Continue</a></p></body></html>",
+	          url, title, title, url);
+	ui_reply_html(r, 200, &b);
+}
+
 void
 ui_logout_post(struct request *r, const struct route *rt)
 {
 	unsigned char id[SESSION_ID_BYTES];
+	char after[300];
+	char *end_url = NULL;
 
 	(void)rt;
 
 	/* Signing out needs no role, but the same proof as any form. */
-	if (ui_session_identify(r) && ui_post_guard(r, ROLE_VIEWER) != 0)
+	if (ui_session_identify(r) && ui_post_guard(r, ROLE_NONE) != 0)
 		return;
+	if (ui_session_is_oidc(r) && r->req->authority.len < 256) {
+		snprintf(after, sizeof(after), "%s://%.*s/login",
+		         request_is_https(r) ? "https" : "http", (int)r->req->authority.len,
+		         r->req->authority.base);
+		end_url = oidc_end_session_url(auth_oidc(), after);
+	}
 	if (cookie_session_id(r, id) == 0)
 		session_drop(id);
 	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
 	cookie_clear(r);
-	reply_redirect(r, 303, "/login");
+	if (end_url != NULL)
+		moving_on_page(r, "Signed out here; now at the identity provider", end_url);
+	else
+		reply_redirect(r, 303, "/login");
+	free(end_url);
+}
+
+/* --- the identity provider --------------------------------------------- */
+
+/* The value of cookie name (text, at most size - 1 bytes): 0, or -1. */
+static int
+cookie_text(struct request *r, const char *name, char *out, size_t size)
+{
+	size_t name_len = strlen(name);
+	ssize_t i = -1;
+
+	while ((i = h2o_find_header(&r->req->headers, H2O_TOKEN_COOKIE, i)) != -1) {
+		h2o_iovec_t v = r->req->headers.entries[i].value;
+		const char *p = v.base, *end = v.base + v.len;
+		while (p < end) {
+			const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
+			while (p < stop && *p == ' ')
+				p++;
+			if ((size_t)(stop - p) > name_len && memcmp(p, name, name_len) == 0 &&
+			    p[name_len] == '=') {
+				p += name_len + 1;
+				if ((size_t)(stop - p) >= size)
+					return -1;
+				memcpy(out, p, (size_t)(stop - p));
+				out[stop - p] = '\0';
+				return 0;
+			}
+			p = stop + 1;
+		}
+	}
+	return -1;
+}
+
+static void
+binding_cookie(struct request *r, const char *value, int max_age)
+{
+	char cookie[200];
+
+	/* SameSite=Lax: it must come back on the provider's redirect, a
+	 * top-level navigation from another site */
+	snprintf(cookie, sizeof(cookie), "%s=%s; Path=/login/oidc; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+	         OIDC_BINDING_COOKIE, value, max_age, request_is_https(r) ? "; Secure" : "");
+	ui_header(r, "set-cookie", cookie);
+}
+
+static void
+oidc_begun(struct request *r, int status, const char *url, const char *binding,
+           const char *problem)
+{
+	if (url == NULL) {
+		ui_header(r, "retry-after", "5");
+		login_render(r, status, "/", NULL, problem);
+		return;
+	}
+	binding_cookie(r, binding, OIDC_PENDING_TTL_MS / 1000);
+	reply_redirect(r, 302, url);
+}
+
+void
+ui_login_oidc_page(struct request *r, const struct route *rt)
+{
+	char next[NEXT_MAX + 1] = "/";
+
+	(void)rt;
+	if (auth_oidc() == NULL) {
+		reply_text(r, 404, "not found");
+		return;
+	}
+	if (request_query_param(r, "next", next, sizeof(next)) != 1 || !next_is_safe(next))
+		snprintf(next, sizeof(next), "/");
+	oidc_begin(auth_oidc(), r, next, oidc_begun);
+}
+
+/* Signed in: the session, and a page that moves on by itself
+ * (moving_on_page says why). */
+static void
+oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *next)
+{
+	unsigned char id[SESSION_ID_BYTES];
+	char who[96];
+	const char *to = next_is_safe(next) ? next : "/";
+
+	snprintf(who, sizeof(who), "oidc:%s", identity->name);
+	if (session_create(SESSION_OIDC, identity->name, NULL, who, identity->subject,
+	                   identity->email, &identity->groups, id) != 0) {
+		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user", who,
+		       "from", r->address, NULL);
+		login_render(r, 503, to, NULL,
+		             "Too many people are signed in right now; try again later.");
+		return;
+	}
+	log_kv(LOG_INFO, "signed in", "user", who, "method", "oidc", "subject",
+	       identity->subject, "from", r->address, NULL);
+	cookie_set(r, id);
+	sodium_memzero(id, sizeof(id));
+	binding_cookie(r, "", 0);
+	moving_on_page(r, "Signed in", to);
+}
+
+static void
+oidc_done(struct request *r, int status, struct oidc_identity *identity, const char *next,
+          const char *problem)
+{
+	if (status == 200) {
+		oidc_signed_in(r, identity, next);
+		return;
+	}
+	binding_cookie(r, "", 0);
+	if (status == 503)
+		ui_header(r, "retry-after", "5");
+	login_render(r, status, next, NULL, problem);
+}
+
+void
+ui_login_oidc_callback(struct request *r, const struct route *rt)
+{
+	char state[256], code[4097], binding[256], error[128], iss[512];
+
+	(void)rt;
+	if (auth_oidc() == NULL) {
+		reply_text(r, 404, "not found");
+		return;
+	}
+	if (request_query_param(r, "error", error, sizeof(error)) == 1) {
+		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
+		       error, NULL);
+		binding_cookie(r, "", 0);
+		login_render(r, 401, "/", NULL,
+		             "The identity provider did not sign you in. Try again, or ask an "
+		             "administrator.");
+		return;
+	}
+	/* RFC 9207: a provider that names itself must be ours (a mix-up of
+	 * providers is refused before the code goes anywhere) */
+	if (request_query_param(r, "iss", iss, sizeof(iss)) != 0 &&
+	    (request_query_param(r, "iss", iss, sizeof(iss)) != 1 ||
+	     strcmp(iss, oidc_issuer(auth_oidc())) != 0)) {
+		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
+		       "the callback names another issuer", NULL);
+		binding_cookie(r, "", 0);
+		login_render(r, 400, "/", NULL,
+		             "The answer came from another identity provider than this daemon's. "
+		             "Start again.");
+		return;
+	}
+	if (request_query_param(r, "state", state, sizeof(state)) != 1 ||
+	    request_query_param(r, "code", code, sizeof(code)) != 1 ||
+	    cookie_text(r, OIDC_BINDING_COOKIE, binding, sizeof(binding)) != 0) {
+		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
+		       "no state, code or binding cookie", NULL);
+		login_render(r, 400, "/", NULL,
+		             "This sign-in was not started in this browser, or took too long. Start "
+		             "again.");
+		return;
+	}
+	oidc_finish(auth_oidc(), r, state, binding, code, oidc_done);
 }

@@ -129,18 +129,19 @@ int
 pg_insert_token(void *handle, const struct token *t, struct error *err)
 {
 	char created_at[24];
-	const char *p[6] = {t->id,
+	const char *p[7] = {t->id,
 	                    role_name(t->role),
 	                    text_or_empty(t->description),
 	                    text_or_empty(t->hash),
 	                    text_or_empty(t->created_by),
-	                    created_at};
+	                    created_at,
+	                    text_or_empty(t->clusters)};
 
 	pg_i64_text(t->created_at, created_at, sizeof(created_at));
 	return pg_run(handle,
-	              "INSERT INTO tokens (id, role, description, hash, created_by, created_at) "
-	              "VALUES ($1, $2, $3, $4, $5, $6)",
-	              6, p, NULL, "save a token", err);
+	              "INSERT INTO tokens (id, role, description, hash, created_by, created_at, "
+	              "clusters) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+	              7, p, NULL, "save a token", err);
 }
 
 int
@@ -163,7 +164,7 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 {
 	struct pg_store *db = handle;
 	char at[24];
-	const char *p[9] = {at,
+	const char *p[10] = {at,
 	                    text_or_empty(e->cluster),
 	                    text_or_empty(e->node),
 	                    text_or_empty(e->actor),
@@ -171,15 +172,17 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 	                    text_or_empty(e->action),
 	                    text_or_empty(e->old_status),
 	                    text_or_empty(e->new_status),
-	                    text_or_empty(e->reason)};
+	                    text_or_empty(e->reason),
+	                    text_or_empty(e->context)};
 	PGresult *res = NULL;
 	int rc = -1;
 
 	pg_i64_text(e->at, at, sizeof(at));
 	if (pg_run(db,
 	           "INSERT INTO audit (at, cluster, node, actor, address, action, old_status, "
-	           "new_status, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-	           9, p, &res, "append to the audit log", err) != 0)
+	           "new_status, reason, context) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+	           "RETURNING id",
+	           10, p, &res, "append to the audit log", err) != 0)
 		return -1;
 	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), id) == 0) {
 		if (db->first_audit_id == 0)
@@ -377,6 +380,7 @@ load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *e
 		t->hash = value_dup(res, i, 3);
 		t->created_by = value_dup(res, i, 4);
 		t->created_at = pg_value_i64(res, i, 5);
+		t->clusters = value_dup(res, i, 6);
 	}
 	return 0;
 }
@@ -391,7 +395,7 @@ load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *e
 	"SELECT cluster, name, kind, runtime, backend FROM lbs "                                   \
 	"ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"                                      \
 	"SELECT name, role, password_hash, created_at FROM users ORDER BY name COLLATE \"C\";"     \
-	"SELECT id, role, description, hash, created_by, created_at FROM tokens "                  \
+	"SELECT id, role, description, hash, created_by, created_at, clusters FROM tokens "        \
 	"ORDER BY id COLLATE \"C\";"                                                               \
 	"SELECT version FROM store_version WHERE id = 1"
 static int (*const load_steps[])(struct pg_store *db, struct model *m, PGresult *res,
@@ -482,9 +486,10 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	        db,
 	        cluster != NULL
 	            ? "SELECT id, at, cluster, node, actor, address, action, old_status, "
-	              "new_status, reason FROM audit WHERE cluster = $2 ORDER BY id DESC LIMIT $1"
+	              "new_status, reason, context FROM audit WHERE cluster = $2 ORDER BY id DESC "
+	              "LIMIT $1"
 	            : "SELECT id, at, cluster, node, actor, address, action, old_status, "
-	              "new_status, reason FROM audit ORDER BY id DESC LIMIT $1",
+	              "new_status, reason, context FROM audit ORDER BY id DESC LIMIT $1",
 	        cluster != NULL ? 2 : 1, p, &res, "read the audit log", err) != 0)
 		return -1;
 	n = PQntuples(res);
@@ -494,6 +499,8 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 		              PQgetvalue(res, i, 3), &who, PQgetvalue(res, i, 6),
 		              PQgetvalue(res, i, 7), PQgetvalue(res, i, 8), PQgetvalue(res, i, 9));
 		out->entries[out->n - 1].id = pg_value_i64(res, i, 0);
+		free(out->entries[out->n - 1].context);
+		out->entries[out->n - 1].context = xstrdup(PQgetvalue(res, i, 10));
 	}
 	PQclear(res);
 	return 0;

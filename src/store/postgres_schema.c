@@ -132,6 +132,14 @@ static const char step9_probes_version[] =
     " version BIGINT NOT NULL);"
     "INSERT INTO probes_version (id, version) VALUES (1, 0);";
 
+/* Who made each change, and how they signed in (sqlite_schema.c's step 10). */
+static const char step10_audit_context[] =
+    "ALTER TABLE audit ADD COLUMN context TEXT NOT NULL DEFAULT '';";
+
+/* Tokens scoped to clusters (sqlite_schema.c's step 11). */
+static const char step11_token_clusters[] =
+    "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
+
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -144,6 +152,8 @@ static const struct migration migrations[] = {
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
     {"count the observed probes' changes", step9_probes_version},
+    {"record who changed what, and how they signed in", step10_audit_context},
+    {"scope tokens to clusters", step11_token_clusters},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

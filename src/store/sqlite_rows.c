@@ -15,8 +15,8 @@
 #include "sqlite_internal.h"
 
 #define AUDIT_COLUMNS                                                                              \
-	"SELECT id, at, cluster, node, actor, address, action, old_status, new_status, reason "    \
-	"FROM audit "
+	"SELECT id, at, cluster, node, actor, address, action, old_status, new_status, reason, "   \
+	"context FROM audit "
 
 const char *const sqlite_statement_sql[ST_COUNT] = {
     [ST_BEGIN_WRITE] = "BEGIN IMMEDIATE",
@@ -46,19 +46,19 @@ const char *const sqlite_statement_sql[ST_COUNT] = {
                        "ON CONFLICT (name) DO UPDATE SET role = excluded.role, "
                        "password_hash = excluded.password_hash, created_at = excluded.created_at",
     [ST_DELETE_USER] = "DELETE FROM users WHERE name = ?1",
-    [ST_INSERT_TOKEN] = "INSERT INTO tokens (id, role, description, hash, created_by, "
-                        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INSERT_TOKEN] = "INSERT INTO tokens (id, role, description, hash, created_by, clusters, "
+                        "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?7, ?6)",
     [ST_DELETE_TOKEN] = "DELETE FROM tokens WHERE id = ?1",
     [ST_INSERT_AUDIT] = "INSERT INTO audit (at, cluster, node, actor, address, action, "
-                        "old_status, new_status, reason) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "old_status, new_status, reason, context) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_LOAD_CLUSTERS] = "SELECT name, path, version FROM clusters ORDER BY name",
     [ST_LOAD_NODES] = "SELECT cluster, name, status, reason, changed_by, changed_at, "
                       "expires_at, address, check_url FROM nodes ORDER BY cluster, name",
     [ST_LOAD_LBS] = "SELECT cluster, name, kind, runtime, backend FROM lbs "
                     "ORDER BY cluster, name",
     [ST_LOAD_USERS] = "SELECT name, role, password_hash, created_at FROM users ORDER BY name",
-    [ST_LOAD_TOKENS] = "SELECT id, role, description, hash, created_by, created_at "
+    [ST_LOAD_TOKENS] = "SELECT id, role, description, hash, created_by, created_at, clusters "
                        "FROM tokens ORDER BY id",
     [ST_AUDIT_ALL] = AUDIT_COLUMNS "ORDER BY id DESC LIMIT ?1",
     [ST_AUDIT_OF_CLUSTER] = AUDIT_COLUMNS "WHERE cluster = ?2 ORDER BY id DESC LIMIT ?1",
@@ -199,7 +199,8 @@ sqlite_insert_token(void *handle, const struct token *t, struct error *err)
 	    (rc = sqlite_bind_text(st, 3, t->description)) != SQLITE_OK ||
 	    (rc = sqlite_bind_text(st, 4, t->hash)) != SQLITE_OK ||
 	    (rc = sqlite_bind_text(st, 5, t->created_by)) != SQLITE_OK ||
-	    (rc = sqlite3_bind_int64(st, 6, t->created_at)) != SQLITE_OK)
+	    (rc = sqlite3_bind_int64(st, 6, t->created_at)) != SQLITE_OK ||
+	    (rc = sqlite_bind_text(st, 7, t->clusters)) != SQLITE_OK)
 		return sqlite_bind_failed(db, st, rc, "save a token", err);
 	return sqlite_run(db, st, "save a token", err);
 }
@@ -239,7 +240,8 @@ sqlite_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, stru
 	    (rc = sqlite_bind_text(st, 6, e->action)) != SQLITE_OK ||
 	    (rc = sqlite_bind_text(st, 7, e->old_status)) != SQLITE_OK ||
 	    (rc = sqlite_bind_text(st, 8, e->new_status)) != SQLITE_OK ||
-	    (rc = sqlite_bind_text(st, 9, e->reason)) != SQLITE_OK)
+	    (rc = sqlite_bind_text(st, 9, e->reason)) != SQLITE_OK ||
+	    (rc = sqlite_bind_text(st, 10, e->context)) != SQLITE_OK)
 		return sqlite_bind_failed(db, st, rc, "append to the audit log", err);
 	if (sqlite_run(db, st, "append to the audit log", err) != 0)
 		return -1;
@@ -447,6 +449,7 @@ load_tokens(struct sqlite_store *db, struct model *m, struct error *err)
 		t->hash = column_dup(st, 3);
 		t->created_by = column_dup(st, 4);
 		t->created_at = sqlite3_column_int64(st, 5);
+		t->clusters = column_dup(st, 6);
 	}
 	sqlite_finish(st);
 	return rc;
@@ -548,6 +551,8 @@ read_audit_row(sqlite3_stmt *st, struct audit_log *out)
 	              &who, column_text(st, 6), column_text(st, 7), column_text(st, 8),
 	              column_text(st, 9));
 	out->entries[out->n - 1].id = sqlite3_column_int64(st, 0);
+	free(out->entries[out->n - 1].context);
+	out->entries[out->n - 1].context = xstrdup(column_text(st, 10));
 }
 
 int

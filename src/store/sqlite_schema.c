@@ -146,6 +146,16 @@ static const char step9_probes_version[] =
     " version INTEGER NOT NULL);"
     "INSERT INTO probes_version (id, version) VALUES (1, 0);";
 
+/* Who made each change, beyond name and address: how they signed in, their
+ * role and its scope, the forwarded chain, user agent and request id (a
+ * JSON object, "" for entries written before). */
+static const char step10_audit_context[] =
+    "ALTER TABLE audit ADD COLUMN context TEXT NOT NULL DEFAULT '';";
+
+/* A token's role may hold on named clusters only ("a,b"; "" for all). */
+static const char step11_token_clusters[] =
+    "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres_schema.c). */
@@ -159,6 +169,8 @@ static const struct migration migrations[] = {
     {"share the web sessions", step7_sessions},
     {"remember idempotency keys", step8_idempotency_keys},
     {"count the observed probes' changes", step9_probes_version},
+    {"record who changed what, and how they signed in", step10_audit_context},
+    {"scope tokens to clusters", step11_token_clusters},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -231,7 +231,8 @@ token_equal(const struct token *a, const struct token *b)
 {
 	return a->role == b->role && a->created_at == b->created_at &&
 	       text_equal(a->description, b->description) && text_equal(a->hash, b->hash) &&
-	       text_equal(a->created_by, b->created_by);
+	       text_equal(a->created_by, b->created_by) &&
+	       text_equal(a->clusters ? a->clusters : "", b->clusters ? b->clusters : "");
 }
 
 static int
