@@ -47,11 +47,25 @@ def the_play():
     return m.group(1)
 
 
+# Sections whose lines other tests run: test_systemd_dropin.py (the
+# drop-in), test_sd_prometheus.py and test_consul.py (their curl lines).
+OTHER_TESTS_SECTIONS = ("systemd", "Prometheus service discovery", "Consul API")
+
+
 def shell_curl_lines():
     """Every line of the document that is a shell curl command as written
-    (in a code block, or an item of a YAML command list)."""
+    (in a code block, or an item of a YAML command list), outside the
+    sections other tests run."""
     lines = []
+    section, in_code = "", False
     for line in DOC.read_text().splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+            continue
+        if not in_code or section in OTHER_TESTS_SECTIONS:
+            continue
         text = line.strip()
         if text.startswith("- curl "):
             text = text[2:]
