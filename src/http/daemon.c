@@ -869,7 +869,7 @@ shutdown_all(struct server *s)
 
 	if (s->workers != NULL)
 		server_stop(s);
-	share_stop(s->share);     /* submits engine jobs: before the engine */
+	share_stop(s->share);     /* uses the engine's store: before the engine */
 	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
 		engine_stop(s->engine);
