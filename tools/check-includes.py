@@ -49,7 +49,8 @@ PRIVATE = {
 # to the router and being the API every surface calls back.)
 HTTP_ROOMS = [
     ("request", {"request.h", "request.c", "server_internal.h"}),
-    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "reply.c", "form.c"}),
+    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "reply.c", "render.h",
+                          "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
                   "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c"}),

@@ -1,7 +1,7 @@
 /*
  * command.c - applying a struct command to a model; see command.h.
  *
- * Each kind maps to one of model.c's mutations, which already check
+ * Each kind maps to one of the model's mutations, which already check
  * everything before they change anything, so a command is applied whole
  * or not at all. What this file adds is finding the cluster a command is
  * about in the model it is given (it may be another model than the one the

@@ -2,11 +2,11 @@
  * model.h - the clustermgmt data model: clusters, nodes, status, users,
  * tokens, change sets and the audit entries a change produces.
  *
- * Pure C, no I/O. A struct model is a plain value: the engine keeps one
- * current model, and to change it copies it (model_copy), applies a
- * mutation to the copy, persists the difference and publishes the copy as
- * the new immutable snapshot. Readers (the probe, GET handlers) only ever
- * see complete, immutable models, so they need no locks.
+ * Pure C, no I/O. A struct model is a value: the engine keeps one
+ * current model, and to change it copies it (model_copy: arrays copied,
+ * node strings shared), applies a mutation to the copy, persists the
+ * difference and publishes the copy as the new immutable snapshot. Readers (the probe, GET
+ * handlers) only ever see complete, immutable models, so they need no locks.
  *
  * All arrays are kept sorted by name (id for tokens) with strcmp order, so
  * lookups are binary searches. All strings are owned by the model and freed
@@ -50,6 +50,11 @@ struct node {
 	int64_t expires_at; /* ms; 0 = the status does not expire */
 	char *address;      /* "host:port" or NULL */
 	char *check;        /* http URL or NULL */
+	/* NULL: each string above is an allocation of its own. Else they
+	 * all lie in this one block, shared with the models this node was
+	 * copied from or to (model_copy), freed by the last of them; call
+	 * node_own_strings before replacing a string of such a node. */
+	struct node_text *text;
 };
 
 /* A named load balancer of a cluster: the name its probes carry
@@ -176,7 +181,12 @@ int role_from_string(const char *s, enum role *out); /* NONE is not accepted */
 
 /* A new empty model (no clusters). Never NULL (aborts on OOM). */
 struct model *model_new(void);
-/* A deep copy; the caller owns it. */
+/* A copy the caller owns, to change and free as its own. The arrays are
+ * copied; a node's strings are shared with m (one block per node with a
+ * count of the models holding it; a node of m whose strings are separate
+ * allocations gets a block in the copy), so that copying a cluster of
+ * 10,000 nodes copies no string. Any thread may copy or free models that
+ * share blocks: the counts are atomic. */
 struct model *model_copy(const struct model *m);
 void model_free(struct model *m);
 
@@ -193,7 +203,12 @@ const struct cluster *model_find_mount(const struct model *m, const char *path, 
 /* (Re)builds m->by_path; call it once m will change no more. */
 void model_index_paths(struct model *m);
 const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
+/* The node, or NULL; its strings are its own (node_own_strings), so that
+ * the caller may replace them. */
 struct node *cluster_find_node_mut(struct cluster *c, const char *name);
+/* Gives n strings of its own in place of a shared block (no-op when it
+ * has them already): each may then be freed and replaced. */
+void node_own_strings(struct node *n);
 const struct user *model_find_user(const struct model *m, const char *name);
 const struct token *model_find_token(const struct model *m, const char *id);
 

@@ -1,38 +1,17 @@
 /*
- * engine.c - the single writer thread; see engine.h for the why.
+ * engine.c - the single writer thread and its side thread: the job
+ * queues, the one write path (apply_command over store_write), TTL
+ * expiry, reloads when the store reports another version, start and
+ * stop; see engine.h for the why. Publication and reclamation of
+ * snapshots are snapshot.c's, the local state copy copier.c's.
  *
  * One mutex guards the engine's queues and flags: the job queue, the side
  * thread's queue, the copier's and the watch thread's requests (copy due,
  * refresh, resync, reclaim due) and the stop flags. Workers hold it only
- * to link a job (or, rarely, to wake the engine, below). The current
+ * to link a job (or, rarely, to wake the engine: snapshot.c). The current
  * model is an atomic pointer, so readers never touch the mutex. The engine thread
  * sleeps on a condition variable until a job arrives, the next TTL is due,
  * or a reader reports that retired snapshots may be freed. Nothing polls.
- *
- * Snapshot reclamation (QSBR). A global grace-period counter gp counts
- * publications: each swap of the current model is followed by gp++, and
- * the replaced model is retired with tag = the new gp. Each reader has one
- * word, seen: 0 while offline, else the gp it read when it last came
- * online or passed a quiescent point. A retired model with tag t may be
- * held only by an online reader with seen < t (one with seen >= t read gp
- * after the swap, so every snapshot it loaded since is newer), so it is
- * freed once every reader is offline or at seen >= t. Retired models are
- * a FIFO in tag order; the oldest tag is published in oldest_retired.
- *
- * Who notices: the engine checks right after each job (all readers
- * offline -> freed at once). A reader that moves its word (quiescent with
- * a new gp, or going offline) while something is retired scans the words;
- * when nobody holds the oldest retired model any more it wakes the engine.
- * No wake-up can be lost: the engine stores oldest_retired before it scans
- * the words, a reader stores its word before it loads oldest_retired, all
- * seq_cst, so at least one of the two sees the other's store; and the
- * last reader to move sees every other reader's word.
- *
- * Coming online races with a swap: the reader stores seen = gp before it
- * loads the current model. If the engine's scan missed that store (saw
- * 0), the store came after the scan, so after the swap, and the reader's
- * load returns the new model. If the scan saw it, seen < t keeps the old
- * model alive.
  *
  * The change callback has a mutex of its own, held while it runs: the
  * server installs it once its workers are up (the engine thread may be
@@ -52,78 +31,9 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
-#include "engine.h"
+#include "engine_internal.h"
 
-#define MAX_READERS 64
 #define EXPIRY_RETRY_MS 1000 /* after a TTL expiry the store refused */
-
-struct reader {
-	_Atomic uint64_t seen; /* 0: offline; else the gp it last saw */
-	_Atomic int is_used;   /* slot taken by a registered reader */
-};
-
-struct retired {
-	struct model *model;
-	uint64_t tag; /* gp right after it was replaced */
-	struct retired *next;
-};
-
-/* The calling thread's own reader, so that engine_snapshot can bring it
- * online (engine_reader_register binds it). */
-static __thread struct engine *my_engine;
-static __thread int my_reader_id = -1;
-
-struct engine {
-	struct store *store;
-	_Atomic(struct model *) current;
-	_Atomic int64_t version;    /* the store version of current */
-	_Atomic int64_t version_at; /* ms, when publish() stored it; 0: at start */
-	_Atomic int has_state;      /* current came from the store or the copy */
-	struct store *copy;         /* the local state copy, or NULL; the copier's */
-	int is_copy_stale;          /* the copier must reload it before the next save */
-	pthread_t copier;           /* writes the copy off the engine thread */
-	pthread_cond_t copy_wake;
-	int is_copy_due, is_copier_stopping; /* under lock */
-	int has_copier;
-
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	struct engine_job *head, *tail;
-	int is_stopping;
-	int is_side_stopped; /* the side thread has ended: it hands the
-	                        engine thread no more jobs */
-
-	struct reader readers[MAX_READERS];
-	_Atomic int n_readers;           /* slots ever used: scans stop here */
-	_Atomic uint64_t gp;             /* grace periods: starts at 1, ++ per swap */
-	_Atomic uint64_t oldest_retired; /* tag of retired_head, 0 if none */
-	_Atomic size_t n_retired;
-	struct retired *retired_head, *retired_tail; /* engine thread only */
-	int is_reclaim_due;                          /* under lock: a reader freed something */
-	int64_t expiry_retry_at;                     /* engine thread only: ms, 0 when none */
-	_Atomic int64_t seen_version;                /* the last version the store reported */
-	_Atomic int64_t reloads;                     /* models read back from the store */
-	int is_refresh_due;                          /* under lock: compare and reload */
-	int is_reload_failing; /* engine thread: the store answers, its state cannot be read */
-	int is_resync_due;     /* under lock: reload whatever the version */
-	struct store_watcher watcher;
-
-	/* slow read-only work (password hashing) has a thread of its own so
-	 * that it never holds up a durable write */
-	pthread_t side_thread;
-	pthread_cond_t side_wake;
-	struct engine_job *side_head, *side_tail;
-
-	/* for engine_stats */
-	_Atomic uint64_t writes_committed, writes_failed;
-	_Atomic int is_store_up;
-	struct histogram write_latency;
-
-	pthread_mutex_t on_change_lock; /* guards the two below */
-	void (*on_change)(void *arg, const struct model *m);
-	void *on_change_arg;
-};
 
 static void enqueue(struct engine *e, struct engine_job *job);
 
@@ -132,181 +42,6 @@ struct sync_wait {
 	pthread_cond_t cond;
 	int is_done;
 };
-
-/* The smallest word of the online readers; UINT64_MAX when none is. */
-static uint64_t
-min_seen(struct engine *e)
-{
-	uint64_t min = UINT64_MAX, seen;
-	int i, n = atomic_load(&e->n_readers);
-
-	for (i = 0; i < n; i++) {
-		seen = atomic_load(&e->readers[i].seen);
-		if (seen != 0 && seen < min)
-			min = seen;
-	}
-	return min;
-}
-
-/* Engine thread: frees every retired model no reader can hold. Stores
- * oldest_retired before each scan, for the readers' side of the
- * handshake (see the top of the file). */
-static void
-reclaim(struct engine *e)
-{
-	struct retired *r;
-	uint64_t min;
-
-	for (;;) {
-		r = e->retired_head;
-		atomic_store(&e->oldest_retired, r != NULL ? r->tag : 0);
-		if (r == NULL)
-			return;
-		min = min_seen(e);
-		if (r->tag > min)
-			return; /* the reader that holds it wakes us */
-		while ((r = e->retired_head) != NULL && r->tag <= min) {
-			e->retired_head = r->next;
-			model_free(r->model);
-			free(r);
-			atomic_fetch_sub(&e->n_retired, 1);
-		}
-		if (e->retired_head == NULL)
-			e->retired_tail = NULL;
-	}
-}
-
-/* A reader moved its word: wake the engine if nobody holds the oldest
- * retired model any more. */
-static void
-reader_moved(struct engine *e)
-{
-	uint64_t oldest = atomic_load(&e->oldest_retired);
-
-	if (oldest == 0 || min_seen(e) < oldest)
-		return;
-	pthread_mutex_lock(&e->lock);
-	e->is_reclaim_due = 1;
-	pthread_cond_signal(&e->wake);
-	pthread_mutex_unlock(&e->lock);
-}
-
-/* The local state copy is written by a thread of its own (the copier),
- * so that neither an acknowledged write nor a change from another daemon
- * waits for its fsync: publish only marks it due. The copier, a snapshot
- * reader, saves the difference between what it wrote last and the
- * current snapshot, with its version; a burst of changes becomes one
- * save. A copy that failed once is reloaded first, so the difference is
- * taken from what it really holds. */
-static void
-save_copy(struct engine *e, struct model **written, const struct model *now, int64_t version)
-{
-	struct model *held = NULL;
-	const struct model *before = *written;
-	struct error err;
-
-	if (e->is_copy_stale) {
-		if (store_load(e->copy, &held, &err) != 0)
-			goto bad;
-		before = held;
-	}
-	if (store_save_at(e->copy, before, now, version, &err) != 0)
-		goto bad;
-	e->is_copy_stale = 0;
-	model_free(held);
-	model_free(*written);
-	*written = model_copy(now);
-	return;
-bad:
-	if (!e->is_copy_stale)
-		log_kv(LOG_ERROR, "cannot update the local state copy", "error", err.what, NULL);
-	e->is_copy_stale = 1;
-	model_free(held);
-}
-
-/* The current snapshot copied with its version, as one pair: publish
- * stores the model, then the version, so equal versions around the load
- * mean the pair is consistent. */
-static struct model *
-copy_current(struct engine *e, int64_t *version)
-{
-	struct model *m;
-	int64_t v;
-
-	for (;;) {
-		v = atomic_load(&e->version);
-		m = model_copy(engine_snapshot(e));
-		if (v == atomic_load(&e->version))
-			break;
-		model_free(m); /* published in between: again */
-	}
-	*version = v;
-	return m;
-}
-
-static void *
-copier_thread(void *arg)
-{
-	struct engine *e = arg;
-	struct model *written = NULL, *now;
-	int64_t version;
-	int reader_id = engine_reader_register(e), is_stopping;
-
-	for (;;) {
-		pthread_mutex_lock(&e->lock);
-		while (!e->is_copy_due && !e->is_copier_stopping)
-			pthread_cond_wait(&e->copy_wake, &e->lock);
-		is_stopping = e->is_copier_stopping && !e->is_copy_due;
-		e->is_copy_due = 0;
-		pthread_mutex_unlock(&e->lock);
-		if (is_stopping)
-			break;
-		if (!atomic_load(&e->has_state))
-			continue;
-		now = copy_current(e, &version);
-		engine_reader_offline(e, reader_id);
-		save_copy(e, &written, now, version);
-		model_free(now);
-	}
-	model_free(written);
-	engine_reader_unregister(e, reader_id);
-	return NULL;
-}
-
-static void
-copy_due(struct engine *e)
-{
-	if (!e->has_copier)
-		return;
-	pthread_mutex_lock(&e->lock);
-	e->is_copy_due = 1;
-	pthread_cond_signal(&e->copy_wake);
-	pthread_mutex_unlock(&e->lock);
-}
-
-static void
-publish(struct engine *e, struct model *next, int64_t version)
-{
-	struct retired *r = xcalloc(1, sizeof(*r));
-
-	model_index_paths(next);
-	r->model = atomic_exchange(&e->current, next);
-	atomic_store(&e->version, version);
-	atomic_store(&e->version_at, time_now_ms());
-	atomic_store(&e->has_state, 1);
-	r->tag = atomic_fetch_add(&e->gp, 1) + 1;
-	if (e->retired_tail != NULL)
-		e->retired_tail->next = r;
-	else
-		e->retired_head = r;
-	e->retired_tail = r;
-	atomic_fetch_add(&e->n_retired, 1);
-	pthread_mutex_lock(&e->on_change_lock);
-	if (e->on_change != NULL)
-		e->on_change(e->on_change_arg, next);
-	pthread_mutex_unlock(&e->on_change_lock);
-	copy_due(e);
-}
 
 /* While a shared store is known to be down, failed writes are answered
  * (503) but not logged one by one: the store logged the outage once. */
@@ -381,7 +116,7 @@ apply_command(struct engine *e, const struct command *c, const struct actor *who
 	memset(d.result, 0, sizeof(*d.result));
 	rc = store_write(e->store, &w, err);
 	if (w.model != NULL)
-		publish(e, w.model, w.version);
+		engine_publish(e, w.model, w.version);
 	d.result->is_replayed = w.is_replayed;
 	if (w.is_replayed)
 		log_kv(LOG_INFO, "write already applied: not applied again", "idempotency_key",
@@ -473,7 +208,6 @@ expire_due(struct engine *e, int64_t now)
 }
 
 static int prepare_store(struct engine *e, struct error *err);
-static void free_retired(struct engine *e);
 
 /* Engine thread: the store reported a version other than ours, or came
  * back: load what it holds now and publish it. A failure is left to the
@@ -512,7 +246,7 @@ refresh(struct engine *e, int is_forced)
 		model_free(m);
 		return;
 	}
-	publish(e, m, version);
+	engine_publish(e, m, version);
 	/* The first state of a daemon that started without one: what a start
 	 * with the store would have done (the default cluster on an empty
 	 * store, TTLs due). Never later: removing the last cluster is an
@@ -600,7 +334,7 @@ engine_thread(void *arg)
 			job->done(job);
 		}
 		expire_due(e, time_now_ms());
-		reclaim(e);
+		engine_reclaim(e);
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
@@ -724,39 +458,6 @@ load_first(struct engine *e, struct error *err)
 	return 0;
 }
 
-/* The local state copy: an SQLite store of the daemon's own under
- * --state-dir, for a store other daemons share. */
-static int
-open_state_copy(const char *state_dir, struct store *store, struct store **copy, struct error *err)
-{
-	char path[4096];
-
-	*copy = NULL;
-	if (!store_is_shared(store)) {
-		if (state_dir != NULL)
-			log_kv(LOG_WARN, "--state-dir is only used with a PostgreSQL store", NULL);
-		return 0;
-	}
-	if (state_dir == NULL) {
-		log_kv(LOG_WARN,
-		       "no --state-dir: a restart while PostgreSQL is unreachable will have no "
-		       "state to answer from",
-		       NULL);
-		return 0;
-	}
-	if (snprintf(path, sizeof(path), "%s/state.db", state_dir) >= (int)sizeof(path))
-		return error_set(err, 400, "--state-dir %s: path too long", state_dir);
-	if (mkdir(state_dir, 0700) != 0 && errno != EEXIST)
-		return error_set(err, 400, "--state-dir %s: cannot create it: %s", state_dir,
-		                 strerror(errno));
-	if ((*copy = store_open(path, err)) == NULL) {
-		char why[sizeof(err->what)];
-		snprintf(why, sizeof(why), "%s", err->what);
-		return error_set(err, err->status, "--state-dir: %s", why);
-	}
-	return 0;
-}
-
 struct engine *
 engine_open(const char *spec, const char *state_dir, char *describe, size_t describe_size,
             struct error *err)
@@ -766,7 +467,7 @@ engine_open(const char *spec, const char *state_dir, char *describe, size_t desc
 	if ((store = store_open(spec, err)) == NULL)
 		return NULL;
 	snprintf(describe, describe_size, "%s", store_describe(store));
-	if (open_state_copy(state_dir, store, &copy, err) != 0) {
+	if (engine_open_state_copy(state_dir, store, &copy, err) != 0) {
 		store_close(store);
 		return NULL;
 	}
@@ -812,10 +513,10 @@ engine_start_with_copy(struct store *store, struct store *copy, struct error *er
 	e->is_copy_stale = 1; /* whatever the copy holds, the copier makes it current */
 	pthread_cond_init(&e->copy_wake, NULL);
 	if (copy != NULL) {
-		if (pthread_create(&e->copier, NULL, copier_thread, e) != 0)
+		if (pthread_create(&e->copier, NULL, engine_copier_main, e) != 0)
 			abort();
 		e->has_copier = 1;
-		copy_due(e);
+		engine_copy_due(e);
 	}
 	e->watcher = (struct store_watcher){on_store_version, on_store_state, e};
 	if (store_watch(store, &e->watcher, err) != 0)
@@ -825,7 +526,7 @@ engine_start_with_copy(struct store *store, struct store *copy, struct error *er
 		abort(); /* threads that cannot start leave nothing to clean up safely */
 	return e;
 bad:
-	free_retired(e);
+	engine_free_retired(e);
 	model_free(atomic_load(&e->current));
 	store_close(store);
 	store_close(copy);
@@ -835,21 +536,6 @@ bad:
 	pthread_mutex_destroy(&e->on_change_lock);
 	free(e);
 	return NULL;
-}
-
-/* Frees every retired model: at stop, and when the start fails after
- * start-up writes published (no reader exists yet). */
-static void
-free_retired(struct engine *e)
-{
-	struct retired *r;
-
-	while ((r = e->retired_head) != NULL) {
-		e->retired_head = r->next;
-		model_free(r->model);
-		free(r);
-	}
-	e->retired_tail = NULL;
 }
 
 void
@@ -874,7 +560,7 @@ engine_stop(struct engine *e)
 		pthread_join(e->copier, NULL);
 	}
 	pthread_cond_destroy(&e->copy_wake);
-	free_retired(e);
+	engine_free_retired(e);
 	model_free(atomic_load(&e->current));
 	store_close(e->store);
 	store_close(e->copy);
@@ -983,85 +669,6 @@ engine_on_change(struct engine *e, void (*cb)(void *arg, const struct model *m),
 	pthread_mutex_unlock(&e->on_change_lock);
 }
 
-int
-engine_reader_register(struct engine *e)
-{
-	int id, n, expected;
-
-	for (id = 0; id < MAX_READERS; id++) {
-		expected = 0;
-		if (atomic_compare_exchange_strong(&e->readers[id].is_used, &expected, 1))
-			break;
-	}
-	if (id == MAX_READERS)
-		abort();
-	atomic_store(&e->readers[id].seen, 0);
-	n = atomic_load(&e->n_readers);
-	while (n <= id && !atomic_compare_exchange_weak(&e->n_readers, &n, id + 1))
-		;
-	my_engine = e;
-	my_reader_id = id;
-	return id;
-}
-
-void
-engine_reader_unregister(struct engine *e, int reader_id)
-{
-	engine_reader_offline(e, reader_id);
-	if (my_engine == e && my_reader_id == reader_id) {
-		my_engine = NULL;
-		my_reader_id = -1;
-	}
-	atomic_store(&e->readers[reader_id].is_used, 0);
-}
-
-void
-engine_reader_quiescent(struct engine *e, int reader_id)
-{
-	struct reader *r = &e->readers[reader_id];
-	uint64_t seen = atomic_load_explicit(&r->seen, memory_order_relaxed); /* our own */
-	uint64_t gp = atomic_load(&e->gp);
-
-	if (seen == 0 || seen == gp)
-		return;
-	atomic_store(&r->seen, gp);
-	reader_moved(e);
-}
-
-void
-engine_reader_offline(struct engine *e, int reader_id)
-{
-	struct reader *r = &e->readers[reader_id];
-
-	if (atomic_load_explicit(&r->seen, memory_order_relaxed) == 0)
-		return;
-	atomic_store(&r->seen, 0);
-	reader_moved(e);
-}
-
-void
-engine_reader_online(struct engine *e, int reader_id)
-{
-	struct reader *r = &e->readers[reader_id];
-
-	if (atomic_load_explicit(&r->seen, memory_order_relaxed) == 0)
-		atomic_store(&r->seen, atomic_load(&e->gp));
-}
-
-size_t
-engine_retired_count(struct engine *e)
-{
-	return atomic_load(&e->n_retired);
-}
-
-const struct model *
-engine_snapshot(struct engine *e)
-{
-	if (my_engine == e)
-		engine_reader_online(e, my_reader_id);
-	return atomic_load(&e->current);
-}
-
 struct command *
 engine_job_command(struct engine_job *job, enum command_kind kind)
 {
@@ -1112,8 +719,7 @@ engine_has_state(struct engine *e)
 	return atomic_load(&e->has_state);
 }
 
-_Static_assert(ENGINE_STORE_TIMEOUT_DEFAULT_MS == STORE_TIMEOUT_DEFAULT_MS,
-               "one default deadline");
+_Static_assert(ENGINE_STORE_TIMEOUT_DEFAULT_MS == STORE_TIMEOUT_DEFAULT_MS, "one default deadline");
 
 void
 engine_set_store_options(int timeout_ms, const char *listen_db)

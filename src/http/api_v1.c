@@ -32,6 +32,7 @@
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "api_v1.h"
+#include "render.h"
 
 #define AUDIT_LIMIT_DEFAULT 50
 #define AUDIT_LIMIT_MAX 1000
@@ -144,7 +145,23 @@ reply_node_list(struct request *r, const char *cluster)
 	const struct cluster *c = find_cluster_or_reply(r, cluster);
 
 	if (c != NULL)
-		reply_json(r, 200, api_node_list_json(c));
+		render_reply_shared(r, c, api_node_list_json, NULL);
+}
+
+/* What the probe worker and the general workers answered since start
+ * (docs/API.md, /v1/health): the probe worker's "others" and "renders"
+ * stay 0 when probes are isolated. */
+static json_t *
+workers_json(struct request *r)
+{
+	struct request_worker_counts p, g;
+
+	request_worker_counts(r, &p, &g);
+	return json_pack("{s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I}}", "probe", "probes",
+	                 (json_int_t)p.probes, "others", (json_int_t)p.others, "handed_off",
+	                 (json_int_t)p.handed_off, "renders", (json_int_t)p.renders, "general",
+	                 "probes", (json_int_t)g.probes, "others", (json_int_t)g.others, "renders",
+	                 (json_int_t)g.renders);
 }
 
 /* --- bodies and query parameters ------------------------------------- */
@@ -298,9 +315,9 @@ api_v1_health_get(struct request *r, const struct route *rt)
 		    json_string(time_format_rfc3339(st.down_since, since, sizeof(since))));
 	if (st.has_state)
 		json_object_set_new(store, "version", json_integer(st.version));
-	reply_json(
-	    r, 200,
-	    json_pack("{s:s, s:s, s:o}", "status", "ok", "version", CM_VERSION, "store", store));
+	reply_json(r, 200,
+	           json_pack("{s:s, s:s, s:o, s:o}", "status", "ok", "version", CM_VERSION, "store",
+	                     store, "workers", workers_json(r)));
 }
 
 /* Every daemon of the store, as they registered themselves: how far
@@ -549,7 +566,6 @@ events_ready(struct request *r)
 	struct error err;
 	const struct cluster *c;
 	int64_t after = 0;
-	json_t *doc;
 
 	if (query_count(r, "after", INT64_MAX, &after, &err) < 0) {
 		reply_from_error(r, &err);
@@ -557,9 +573,9 @@ events_ready(struct request *r)
 	}
 	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
 		return;
-	doc = api_node_list_json(c);
-	json_object_set_new(doc, "changed", json_boolean(c->version > after));
-	reply_json(r, 200, doc);
+	/* the node list every reader of this version shares, + "changed" */
+	render_reply_shared(r, c, api_node_list_json,
+	                    c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
 }
 
 void
@@ -1052,16 +1068,63 @@ api_v1_lb_delete(struct request *r, const struct route *rt)
 
 /* --- writes: status -------------------------------------------------- */
 
+/* ?answer=changed: the node list holding only the nodes the change set
+ * named, so that a write's answer does not grow with the cluster. */
+static void
+changed_nodes_done(struct request *r, struct engine_job *job)
+{
+	const struct change_set *cs = &job->command.changes;
+	const struct cluster *c;
+	const struct node *n;
+	json_t *nodes;
+	size_t i;
+
+	if (job->rc != 0) {
+		reply_from_error(r, &job->err);
+		return;
+	}
+	if ((c = find_cluster_or_reply(r, job->command.cluster)) == NULL)
+		return;
+	nodes = json_array();
+	for (i = 0; i < cs->n; i++) {
+		n = cluster_find_node(c, cs->changes[i].node, strlen(cs->changes[i].node));
+		if (n != NULL) /* NULL: removed by a later write */
+			json_array_append_new(nodes, api_node_json(n));
+	}
+	reply_json(r, 200,
+	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "nodes", nodes));
+}
+
+/* The answer a status write asked for: 1 the whole node list (absent or
+ * "list"), 0 only the changed nodes ("changed"), -1 after replying 400. */
+static int
+status_answer_is_list(struct request *r)
+{
+	char buf[16];
+	int found = request_query_param(r, "answer", buf, sizeof(buf));
+
+	if (found == 0 || (found > 0 && strcmp(buf, "list") == 0))
+		return 1;
+	if (found > 0 && strcmp(buf, "changed") == 0)
+		return 0;
+	reply_error(r, 400, NULL, "answer must be \"list\" or \"changed\"");
+	return -1;
+}
+
 void
 api_v1_status_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
-	json_t *body = read_body(r, fields, 0), *changes;
+	int is_list = status_answer_is_list(r);
+	json_t *body, *changes;
 	struct engine_job *job;
 	struct command *cmd;
 	struct error err;
 
-	if (body == NULL)
+	if (is_list < 0)
+		return;
+	if ((body = read_body(r, fields, 0)) == NULL)
 		return;
 	cmd = command_new(r, COMMAND_SET_STATUS, &job);
 	cmd->cluster = xstrdup(rt->cluster);
@@ -1080,7 +1143,7 @@ api_v1_status_post(struct request *r, const struct route *rt)
 		return;
 	}
 	json_decref(body);
-	request_job_submit(r, job, node_list_changed);
+	request_job_submit(r, job, is_list ? node_list_changed : changed_nodes_done);
 }
 
 /* --- writes: users --------------------------------------------------- */

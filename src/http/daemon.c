@@ -661,12 +661,25 @@ check_address(const struct listen_addr *l, const char *what, struct error *err)
  * admin password file, and the store, opened (created when absent, as a
  * start would), loaded and closed. The store's lock is taken for that
  * moment, so a daemon running on the same file is reported by name. */
+/* Whether --admin-password-file (when given) can be read as ensure_admin
+ * will read it. */
+static int
+check_password_file(struct server *s, struct error *err)
+{
+	char password[PASSWORD_MAX + 2]; /* as ensure_admin reads it */
+	int rc;
+
+	if (s->opts.admin_password_file == NULL)
+		return 0;
+	rc = read_password_file(s->opts.admin_password_file, password, sizeof(password), err);
+	sodium_memzero(password, sizeof(password));
+	return rc;
+}
+
 static int
 check_config(struct server *s, struct error *err)
 {
-	char password[PASSWORD_MAX + 2]; /* as ensure_admin reads it */
 	size_t i;
-	int rc;
 
 	if (tls_setup(s, err) != 0)
 		return -1;
@@ -676,13 +689,8 @@ check_config(struct server *s, struct error *err)
 	if (check_address(&s->opts.agent_listen, "agent-listen", err) != 0 ||
 	    check_address(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
-	if (s->opts.admin_password_file != NULL) {
-		rc = read_password_file(s->opts.admin_password_file, password, sizeof(password),
-		                        err);
-		sodium_memzero(password, sizeof(password));
-		if (rc != 0)
-			return -1;
-	}
+	if (check_password_file(s, err) != 0)
+		return -1;
 	return engine_check_store(s->opts.db, err);
 }
 
@@ -838,6 +846,8 @@ start(struct server *s, struct error *err)
 		return -1;
 	if (s->opts.metrics_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
+		return -1;
+	if (check_password_file(s, err) != 0) /* before the store is created */
 		return -1;
 	if ((s->engine = engine_open(s->opts.db, s->opts.state_dir, store_text, sizeof(store_text),
 	                             err)) == NULL)

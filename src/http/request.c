@@ -480,6 +480,31 @@ request_observed(void *arg)
 	request_broadcast_change(arg, NULL);
 }
 
+void
+request_count_render(struct request *r)
+{
+	atomic_fetch_add_explicit(&r->worker->n_renders, 1, memory_order_relaxed);
+}
+
+void
+request_worker_counts(const struct request *r, struct request_worker_counts *probe_worker,
+                      struct request_worker_counts *general)
+{
+	const struct server *s = r->server;
+	int i;
+
+	memset(probe_worker, 0, sizeof(*probe_worker));
+	memset(general, 0, sizeof(*general));
+	for (i = 0; i < s->n_workers; i++) {
+		struct worker *w = &s->workers[i];
+		struct request_worker_counts *to = w->is_probe ? probe_worker : general;
+		to->probes += atomic_load_explicit(&w->n_probes, memory_order_relaxed);
+		to->others += atomic_load_explicit(&w->n_others, memory_order_relaxed);
+		to->handed_off += atomic_load_explicit(&w->n_handed_off, memory_order_relaxed);
+		to->renders += atomic_load_explicit(&w->n_renders, memory_order_relaxed);
+	}
+}
+
 struct request *
 request_keep(const struct request *on_stack)
 {

@@ -137,6 +137,18 @@ struct observe;
 uint64_t observation_digest(struct observe *o, const struct model *m, const char *cluster,
                             const char *nodes);
 
+/* Counts one heavy document serialised on r's worker (render.c), for
+ * /v1/health's "workers". */
+void request_count_render(struct request *r);
+/* What the workers answered since start: the probe worker's and the
+ * general workers' (summed) requests that were probes, other requests,
+ * connections the probe worker handed on, documents rendered. */
+struct request_worker_counts {
+	uint64_t probes, others, handed_off, renders;
+};
+void request_worker_counts(const struct request *r, struct request_worker_counts *probe_worker,
+                           struct request_worker_counts *general);
+
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);
 

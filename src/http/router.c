@@ -167,7 +167,7 @@ struct matcher {
 };
 
 /* The cluster whose mount path is the path or a segment-wise prefix of
- * it. Mount paths never nest (model.c), so there is at most one. */
+ * it. Mount paths never nest (model_cluster.c), so there is at most one. */
 static void
 mount_find(struct matcher *mt)
 {

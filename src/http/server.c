@@ -5,6 +5,21 @@
  * start and stop. Every request starts here as a struct request on the
  * worker's stack (on_req) and goes to the router (router.c), which owns
  * the path table; what a request may ask and wait for is request.c's.
+ *
+ * Probes are isolated (docs/ARCHITECTURE.md, "Probes isolated"): worker 0
+ * is the probe worker. Over plain HTTP it alone accepts, reads each new
+ * connection's request line and keeps the connection when it is a probe
+ * (GET or HEAD of a mount path); any other connection is exported, with
+ * the bytes already read, to a general worker (round robin), which
+ * serves it from then on. The agent listener is on the probe worker too.
+ * A request that is not a probe arriving later on a kept connection is
+ * answered there and the connection closed after it, so that a client
+ * cannot keep the probe worker busy with anything else. Every thread but
+ * the probe worker runs at a lower scheduling priority (OTHER_NICE), so
+ * that on a busy machine the kernel runs the probe worker first. With TLS
+ * the request line is only readable after the handshake: the general
+ * workers accept and serve everything, probes included, and only the
+ * agent checks keep a worker of their own.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,14 +27,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../agent/agent.h"
 #include "../observe/observe.h"
 #include "../util/log.h"
-#include "../util/xalloc.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "router.h"
@@ -28,15 +44,35 @@
 
 #define TICK_MS 250
 /* The longest one loop wait may last; the tick (TICK_MS, always armed)
- * wakes a worker sooner, which is what bounds how late it sees
- * is_stopping. Snapshot reclamation needs no wake-up: workers wait
- * offline (worker_main). */
+ * wakes a worker sooner, and server_stop wakes every worker at once.
+ * Snapshot reclamation needs no wake-up: workers wait offline
+ * (worker_main). */
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
 #define ACCEPT_PAUSE_MS 100    /* listeners unpolled after running out of fds */
 #define ACCEPT_EVICT_MAX 16    /* idle connections closed per accept event */
 #define FD_WARN_EVERY_MS 10000 /* one warning per worker at most this often */
+#define FIRST_LINE_MAX 2048    /* a request line longer than this is no probe */
+#define FIRST_LINE_TIMEOUT_MS 10000 /* as h2o's http1 request timeout */
+/* The nice value of every thread but the probe worker's (0 stays 0 for
+ * it): CFS then lets the probe worker preempt any of them as soon as it
+ * wakes, and gives it about ten times their share when both want a CPU. */
+#define OTHER_NICE 10
+
+/* A connection the probe worker accepted whose request line has not
+ * arrived yet (on w->first_lines). */
+struct first_line {
+	struct worker *worker;
+	h2o_socket_t *sock;
+	h2o_timeout_entry_t timeout; /* on w->first_line_timeout */
+};
+
+/* A connection on its way from the probe worker to a general worker. */
+struct handoff {
+	h2o_multithread_message_t message;
+	h2o_socket_export_t info;
+};
 
 static __thread struct worker *current_worker;
 
@@ -48,7 +84,7 @@ on_tick(h2o_timeout_entry_t *entry)
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
 
 	request_waiters_check(w);
-	if (w->id == 0 && time_now_ms() >= w->next_sweep_at) {
+	if (w->id == 1 && time_now_ms() >= w->next_sweep_at) {
 		observe_sweep(w->server->observe, time_now_ms());
 		w->next_sweep_at = time_now_ms() + SWEEP_EVERY_MS;
 	}
@@ -56,6 +92,19 @@ on_tick(h2o_timeout_entry_t *entry)
 }
 
 /* --- requests ---------------------------------------------------------- */
+
+int
+server_is_probe(struct server *s, h2o_iovec_t method, h2o_iovec_t path)
+{
+	size_t mount_len;
+	const struct cluster *c;
+
+	if (!h2o_memis(method.base, method.len, H2O_STRLIT("GET")) &&
+	    !h2o_memis(method.base, method.len, H2O_STRLIT("HEAD")))
+		return 0;
+	c = model_find_mount(engine_snapshot(s->engine), path.base, path.len, &mount_len);
+	return c != NULL && mount_len == path.len;
+}
 
 /* a.b.c.d into buf (at least INET_ADDRSTRLEN bytes). inet_ntop formats
  * IPv4 with sprintf: a fifth of the probe's user-space instructions. */
@@ -103,6 +152,13 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 		                         req->path.len - req->query_at - 1);
 	r.server_default_node = w->server->opts.default_node;
 	peer_address(req, r.address, sizeof(r.address));
+	if (server_is_probe(w->server, req->method, r.path)) {
+		atomic_fetch_add_explicit(&w->n_probes, 1, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&w->n_others, 1, memory_order_relaxed);
+		if (w->is_probe)
+			req->http1_is_persistent = 0; /* its next request is classified anew */
+	}
 	router_dispatch(&r);
 	return 0;
 }
@@ -151,7 +207,7 @@ static h2o_timeout_t *
 oldest_idle_list(struct worker *w)
 {
 	h2o_timeout_t *lists[] = {&w->ctx.http1.req_timeout, &w->ctx.http2.idle_timeout,
-	                          &w->ctx.handshake_timeout};
+	                          &w->ctx.handshake_timeout, &w->first_line_timeout};
 	h2o_timeout_t *oldest = NULL;
 	uint64_t oldest_at = h2o_now(w->ctx.loop);
 	size_t i;
@@ -170,7 +226,7 @@ oldest_idle_list(struct worker *w)
 }
 
 /* Closes the worker's longest-idle connection; 0 when there is none.
- * (void * for the agent listener, which shares worker 0's loop.) */
+ * (void * for the agent listener, which shares the probe worker's loop.) */
 static int
 close_oldest_idle(void *arg)
 {
@@ -274,6 +330,117 @@ worker_take_ssl_ctx(struct worker *w)
 	w->accept_ctx.ssl_ctx = ctx;
 }
 
+/* --- the probe worker's accept: which worker serves a connection ------- */
+
+static void
+first_line_free(struct first_line *fl)
+{
+	if (h2o_timeout_is_linked(&fl->timeout))
+		h2o_timeout_unlink(&fl->timeout);
+	fl->sock->data = NULL;
+	free(fl);
+}
+
+/* Nothing (or not a whole line) within FIRST_LINE_TIMEOUT_MS, or the
+ * connection is evicted to make room for another: closed, as h2o closes
+ * an idle connection. */
+static void
+on_first_line_timeout(h2o_timeout_entry_t *entry)
+{
+	struct first_line *fl = H2O_STRUCT_FROM_MEMBER(struct first_line, timeout, entry);
+	h2o_socket_t *sock = fl->sock;
+
+	first_line_free(fl);
+	h2o_socket_close(sock);
+}
+
+/* Probe worker: a general worker takes the connection over, with what
+ * was read of it. */
+static void
+handoff_send(struct worker *pw, h2o_socket_t *sock)
+{
+	struct server *s = pw->server;
+	struct worker *to = &s->workers[1 + pw->next_handoff++ % (unsigned)s->opts.threads];
+	struct handoff *h = xcalloc(1, sizeof(*h));
+
+	h2o_socket_export(sock, &h->info); /* closes sock, keeps the descriptor */
+	atomic_fetch_add_explicit(&pw->n_handed_off, 1, memory_order_relaxed);
+	h2o_multithread_send_message(&to->handoff_receiver, &h->message);
+}
+
+/* General worker: connections handed over by the probe worker. */
+static void
+on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, handoff_receiver, receiver);
+
+	while (!h2o_linklist_is_empty(messages)) {
+		struct handoff *h =
+		    H2O_STRUCT_FROM_MEMBER(struct handoff, message.link, messages->next);
+		h2o_linklist_unlink(&h->message.link);
+		if (atomic_load(&w->server->is_stopping))
+			h2o_socket_dispose_export(&h->info);
+		else
+			h2o_accept(&w->accept_ctx, h2o_socket_import(w->ctx.loop, &h->info));
+		free(h);
+	}
+}
+
+/* The request line in buf: a probe's? "" when it cannot be one. */
+static int
+first_line_is_probe(struct server *s, const char *buf, const char *eol)
+{
+	const char *sp1 = memchr(buf, ' ', (size_t)(eol - buf)), *target, *end, *query;
+
+	if (sp1 == NULL)
+		return 0;
+	target = sp1 + 1;
+	if ((end = memchr(target, ' ', (size_t)(eol - target))) == NULL)
+		return 0;
+	query = memchr(target, '?', (size_t)(end - target));
+	return server_is_probe(s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
+	                       h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
+}
+
+static void
+on_first_bytes(h2o_socket_t *sock, const char *err)
+{
+	struct first_line *fl = sock->data;
+	struct worker *w = fl->worker;
+	size_t len = sock->input->size < FIRST_LINE_MAX ? sock->input->size : FIRST_LINE_MAX;
+	const char *eol = memchr(sock->input->bytes, '\n', len);
+	int is_probe;
+
+	if (err != NULL) {
+		first_line_free(fl);
+		h2o_socket_close(sock);
+		return;
+	}
+	if (eol == NULL && sock->input->size < FIRST_LINE_MAX)
+		return; /* more to come */
+	is_probe = eol != NULL && first_line_is_probe(w->server, sock->input->bytes, eol);
+	first_line_free(fl);
+	h2o_socket_read_stop(sock);
+	if (is_probe)
+		h2o_accept(&w->accept_ctx, sock); /* h2o reads what is already in */
+	else
+		handoff_send(w, sock);
+}
+
+/* Probe worker: waits for the connection's request line. */
+static void
+first_line_wait(struct worker *w, h2o_socket_t *sock)
+{
+	struct first_line *fl = xcalloc(1, sizeof(*fl));
+
+	fl->worker = w;
+	fl->sock = sock;
+	fl->timeout.cb = on_first_line_timeout;
+	sock->data = fl;
+	h2o_timeout_link(w->ctx.loop, &w->first_line_timeout, &fl->timeout);
+	h2o_socket_read_start(sock, on_first_bytes);
+}
+
 static void
 on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -294,6 +461,10 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		n_closed++;
 	}
+	if (w->is_probe) {
+		first_line_wait(w, sock);
+		return;
+	}
 	if (!w->is_metrics && atomic_load(&w->server->ssl_generation) != w->ssl_generation)
 		worker_take_ssl_ctx(w);
 	h2o_accept(&w->accept_ctx, sock);
@@ -313,8 +484,26 @@ listeners_close(struct worker *w)
 		h2o_socket_close(w->listeners[i]);
 		w->listeners[i] = NULL;
 	}
+	while (!h2o_linklist_is_empty(&w->first_line_timeout._entries)) {
+		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
+		                                                w->first_line_timeout._entries.next);
+		h2o_timeout_unlink(e);
+		e->cb(e);
+	}
 	agent_stop(w->agent);
 	w->agent = NULL;
+}
+
+/* Does w poll the HTTP listeners? Over plain HTTP only the probe worker
+ * does (it hands the rest on); with TLS the general workers do. */
+static int
+worker_is_accepting(const struct server *s, const struct worker *w)
+{
+	if (w->is_metrics)
+		return 1;
+	if (s->ssl_ctx == NULL)
+		return w->is_probe;
+	return !w->is_probe;
 }
 
 /* Runs on the worker's own thread: h2o keeps per-thread buffer pools,
@@ -327,6 +516,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	    w->is_metrics ? &s->opts.metrics_listen : s->opts.listens;
 	size_t i;
 
+	w->tid = (pid_t)syscall(SYS_gettid);
 	h2o_context_init(&w->ctx, h2o_evloop_create(), config);
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = config->hosts;
@@ -334,16 +524,18 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 		worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
+	h2o_timeout_init(w->ctx.loop, &w->first_line_timeout, FIRST_LINE_TIMEOUT_MS);
 	w->accept_resume.cb = on_accept_resume;
 	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, request_jobs_done);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
 	                                  request_change_message);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->handoff_receiver, on_handoff);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
-	w->n_listeners = w->is_metrics ? 1 : s->opts.n_listens;
-	w->listeners = xcalloc(w->n_listeners, sizeof(*w->listeners));
+	w->n_listeners = !worker_is_accepting(s, w) ? 0 : w->is_metrics ? 1 : s->opts.n_listens;
+	w->listeners = xcalloc(w->n_listeners + 1, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
 		int fd = dup(listens[i].fd);
 		if (fd == -1)
@@ -354,7 +546,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 		w->listeners[i]->data = w;
 		h2o_socket_read_start(w->listeners[i], on_accept);
 	}
-	if (w->id == 0 && s->opts.agent_listen.text[0] != '\0') {
+	if (w->is_probe && s->opts.agent_listen.text[0] != '\0') {
 		int fd = dup(s->opts.agent_listen.fd);
 		if (fd == -1)
 			return error_set(err, 500, "cannot share the agent socket: %s",
@@ -365,6 +557,33 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	return 0;
 }
 
+/* Every thread of the daemon but the probe worker's, at OTHER_NICE: the
+ * engine, checker, side and share threads already run, and the threads
+ * started later inherit the value from the thread that starts them.
+ * Lowering one's priority needs no privilege; a failure only costs the
+ * isolation its margin, so it is logged, not fatal. */
+static void
+threads_lower_priority(const struct server *s)
+{
+	pid_t probe_tid = s->workers[0].tid;
+	struct dirent *e;
+	DIR *d = opendir("/proc/self/task");
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+		if (tid <= 0 || tid == probe_tid)
+			continue;
+		errno = 0;
+		if (getpriority(PRIO_PROCESS, (id_t)tid) < OTHER_NICE && errno == 0 &&
+		    setpriority(PRIO_PROCESS, (id_t)tid, OTHER_NICE) != 0 && errno != ESRCH)
+			log_kv(LOG_WARN, "cannot lower a thread's priority below the probe worker's",
+			       "error", strerror(errno), NULL);
+	}
+	closedir(d);
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -373,6 +592,9 @@ worker_main(void *arg)
 	int64_t stop_deadline = 0;
 
 	current_worker = w;
+	pthread_setname_np(pthread_self(), w->is_probe     ? "cm-probe"
+	                                   : w->is_metrics ? "cm-metrics"
+	                                                   : "cm-worker");
 	w->init_rc = worker_init(s, w, &w->init_err);
 	pthread_barrier_wait(&s->ready);
 	if (w->init_rc != 0 || atomic_load(&s->is_stopping))
@@ -430,6 +652,7 @@ server_start(struct server *s, struct error *err)
 		handler->on_req = on_metrics_req;
 		s->n_workers++; /* the last worker */
 	}
+	s->n_workers++; /* the probe worker, workers[0] */
 
 	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
 	observe_set_notify(s->observe, request_observed, s);
@@ -437,7 +660,8 @@ server_start(struct server *s, struct error *err)
 	for (i = 0; i < s->n_workers; i++) {
 		s->workers[i].id = i;
 		s->workers[i].server = s;
-		s->workers[i].is_metrics = i == s->opts.threads;
+		s->workers[i].is_probe = i == 0;
+		s->workers[i].is_metrics = i == s->opts.threads + 1;
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
 			abort(); /* the barrier would wait forever */
 	}
@@ -450,6 +674,7 @@ server_start(struct server *s, struct error *err)
 			return -1;
 		}
 	}
+	threads_lower_priority(s);
 	engine_on_change(s->engine, request_broadcast_change, s);
 	return 0;
 }
@@ -460,6 +685,9 @@ server_stop(struct server *s)
 	int i;
 
 	atomic_store(&s->is_stopping, 1);
+	/* Wakes every worker now rather than at its next tick, so that a
+	 * stop takes milliseconds, not up to TICK_MS. */
+	request_broadcast_change(s, NULL);
 	for (i = 0; i < s->n_workers; i++)
 		pthread_join(s->workers[i].thread, NULL);
 	engine_on_change(s->engine, NULL, NULL);

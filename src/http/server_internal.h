@@ -7,6 +7,7 @@
 #define CM_SERVER_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 
 #include "../util/log.h"
@@ -43,6 +44,18 @@ struct worker {
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
 	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
+	int is_probe;   /* the probe worker: probes and agent checks only */
+	/* connections the probe worker hands over (server.c, worker_handoff) */
+	h2o_multithread_receiver_t handoff_receiver;
+	unsigned next_handoff; /* probe worker: the general worker to hand to next */
+	h2o_timeout_t first_line_timeout; /* probe worker: connections whose
+	                                     request line has not arrived */
+	pid_t tid;                        /* the worker thread's (gettid) */
+	/* what this worker answered (relaxed atomics: read by /v1/health) */
+	_Atomic uint64_t n_probes;     /* probe requests (router's PROBE line) */
+	_Atomic uint64_t n_others;     /* every other request */
+	_Atomic uint64_t n_handed_off; /* probe worker: connections passed on */
+	_Atomic uint64_t n_renders;    /* node lists serialised (render.c) */
 };
 
 struct listen_addr {
@@ -85,6 +98,8 @@ struct server {
 	SSL_CTX *ssl_ctx;
 	pthread_mutex_t ssl_lock;
 	_Atomic unsigned ssl_generation;
+	/* workers[0] is the probe worker (is_probe), then the --threads
+	 * general workers, then the --metrics-listen worker (is_metrics) */
 	struct worker *workers;
 	int n_workers;
 	_Atomic int is_stopping;
@@ -100,6 +115,10 @@ struct server {
 	h2o_globalconf_t metrics_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
 };
+
+/* Is a request of this method and path a probe: GET or HEAD of a
+ * cluster's mount path, exactly (server.c)? Any worker's thread. */
+int server_is_probe(struct server *s, h2o_iovec_t method, h2o_iovec_t path);
 
 /* Is sa a loopback address (127.0.0.0/8, ::1)? */
 int sockaddr_is_loopback(const struct sockaddr *sa);

@@ -6,9 +6,10 @@
  * takes one stripe lock, reads the check state, updates (or adds) its
  * client slot and lets go: no allocation once the node entry and the
  * client slot exist (a node entry is allocated at its first probe, its
- * client array grows 2, 4, 8, 16). Everything else (the API, the checker,
- * the sweep) takes the same locks and copies out, so no pointer into the
- * table ever leaves a critical section.
+ * client array doubles from 2 up to OBSERVE_CLIENTS_MAX + OBSERVE_LBS_MAX
+ * slots). Everything else (the API, the checker, the sweep) takes the
+ * same locks and copies out, so no pointer into the table ever leaves a
+ * critical section.
  *
  * Why stripes and not per-worker tables written lock-free: a load
  * balancer usually opens a new connection per check, and with several

@@ -206,13 +206,17 @@ text_equal(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
+/* Nodes sharing their strings (model_copy) compare without reading them. */
 static int
 node_equal(const struct node *a, const struct node *b)
 {
-	return a->status == b->status && a->changed_at == b->changed_at &&
-	       a->expires_at == b->expires_at && text_equal(a->reason, b->reason) &&
-	       text_equal(a->changed_by, b->changed_by) && text_equal(a->address, b->address) &&
-	       text_equal(a->check, b->check);
+	if (a->status != b->status || a->changed_at != b->changed_at ||
+	    a->expires_at != b->expires_at)
+		return 0;
+	if (a->text != NULL && a->text == b->text)
+		return 1;
+	return text_equal(a->reason, b->reason) && text_equal(a->changed_by, b->changed_by) &&
+	       text_equal(a->address, b->address) && text_equal(a->check, b->check);
 }
 
 static int
@@ -252,7 +256,10 @@ node_kept(void *arg, const void *old, const void *new)
 	return node_equal(old, new) ? 0 : node_added(arg, new);
 }
 
-/* The nodes of one cluster; old is empty for a cluster just added. */
+/* The nodes of one cluster; old is empty for a cluster just added. When
+ * both lists hold the same names in the same places (a status change, an
+ * address set: the common write), they are compared pairwise, names by
+ * pointer where the strings are shared; else merged by name. */
 static int
 save_nodes(struct store *s, const char *cluster, const struct node *old, size_t n_old,
            const struct node *new, size_t n_new, struct error *err)
@@ -261,8 +268,17 @@ save_nodes(struct store *s, const char *cluster, const struct node *old, size_t 
 	struct merge_side before = {old, n_old, sizeof(*old), node_key};
 	struct merge_side after = {new, n_new, sizeof(*new), node_key};
 	struct save v = {s, cluster, err};
+	size_t i;
 
-	return merge_walk(&before, &after, &calls, &v);
+	for (i = 0; n_old == n_new && i < n_new; i++)
+		if (old[i].name != new[i].name && strcmp(old[i].name, new[i].name) != 0)
+			break;
+	if (n_old != n_new || i < n_new)
+		return merge_walk(&before, &after, &calls, &v);
+	for (i = 0; i < n_new; i++)
+		if (node_kept(&v, &old[i], &new[i]) != 0)
+			return -1;
+	return 0;
 }
 
 static int

@@ -208,11 +208,14 @@ class PgServer:
                   "THEN CREATE ROLE %s LOGIN REPLICATION PASSWORD '%s'; END IF; END$$"
                   % (ROLE, ROLE, self.password))
 
-    def create_database(self):
+    def create_database(self, template=None):
+        """A new database owned by the test role; with template, a copy of
+        that database (which nobody may be connected to)."""
         PgServer._counter += 1
         name = "cm_%d_%d" % (os.getpid(), PgServer._counter)
         self.ensure_role()
-        self.psql("CREATE DATABASE %s OWNER %s" % (name, ROLE))
+        self.psql("CREATE DATABASE %s OWNER %s%s"
+                  % (name, ROLE, "" if template is None else " TEMPLATE " + template))
         return name
 
     def url(self, db, hosts=None, extra=""):
@@ -269,6 +272,22 @@ def pg_own_server():
 # as each daemon has a database of its own.
 
 
+def pg_template(pg_server, t, bin_path):
+    """The name of a database of pg_server holding a copy of the template
+    store t (`clustermgmt store copy`, once per server and template); each
+    test's database is then a copy of it (CREATE DATABASE ... TEMPLATE),
+    which is cheaper than copying the store again."""
+    made = pg_server.__dict__.setdefault("templates", {})
+    if t not in made:
+        name = pg_server.create_database()
+        r = subprocess.run([bin_path, "store", "copy", "--from", str(t.db),
+                            "--to", pg_server.url(name)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, "store copy of the template: %s" % r.stderr
+        made[t] = name
+    return made[t]
+
+
 def daemon_fixtures():
     from conftest import BEARER, Daemon, _Template, _close_all  # conftest imports this module
 
@@ -278,18 +297,17 @@ def daemon_fixtures():
         template's SQLite file), with its admin password and token."""
         if not pg_server.running():
             pg_server.start()
-        url = pg_server.url(pg_server.create_database())
-        d = Daemon(tmp, bin_path=cm_bin, start=False, db=url, template=False, **kw)
+        d = Daemon(tmp, bin_path=cm_bin, start=False, db="", template=False, **kw)
         if template and d.pw_file is not None:
             t = _Template.get(d.bin, None if template is True else template)
-            r = subprocess.run([d.bin, "store", "copy", "--from", str(t.db), "--to", url],
-                               capture_output=True, text=True, timeout=60)
-            assert r.returncode == 0, "store copy of the template: %s" % r.stderr
+            d.db = pg_server.url(pg_server.create_database(template=pg_template(pg_server, t, d.bin)))
             d.password = t.password
             d.admin_token = (BEARER, t.token)
             d.helper_token_id = t.token_id
             d.template_data = t.data
             d.pw_file.write_text(d.password)
+        else:
+            d.db = pg_server.url(pg_server.create_database())
         return d
 
     @pytest.fixture

@@ -257,6 +257,37 @@ def test_status_change_returns_node_list(seeded):
     assert z1["expires_at"] is None
 
 
+def test_status_change_answer_changed_carries_only_the_changed_nodes(seeded):
+    v = seeded.nodes()["version"]
+    r = seeded.post("/v1/clusters/default/status?answer=changed", auth=seeded.as_admin,
+                    json={"changes": {"zope3": {"status": "drain", "reason": "r"},
+                                      "zope1": {"status": "offline"}}})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"cluster", "version", "nodes"}
+    assert (body["cluster"], body["version"]) == ("default", v + 1)
+    assert [n["name"] for n in body["nodes"]] == ["zope1", "zope3"]
+    assert all(set(n) == NODE_KEYS for n in body["nodes"])
+    z3 = node_by_name(body, "zope3")
+    assert (z3["status"], z3["reason"]) == ("drain", "r")
+    assert body["nodes"] == [n for n in seeded.nodes()["nodes"] if n["name"] != "zope2"]
+
+
+def test_status_change_answer_list_is_the_whole_node_list(seeded):
+    r = seeded.post("/v1/clusters/default/status?answer=list", auth=seeded.as_admin,
+                    json={"changes": {"zope1": {"status": "offline"}}})
+    assert r.status_code == 200, r.text
+    assert r.json() == seeded.nodes()
+
+
+def test_status_change_unknown_answer_400_nothing_changed(seeded):
+    before = seeded.nodes()
+    r = seeded.post("/v1/clusters/default/status?answer=some", auth=seeded.as_admin,
+                    json={"changes": {"zope1": {"status": "offline"}}})
+    assert_json_error(r, 400)
+    assert seeded.nodes() == before
+
+
 def test_status_change_is_one_version_for_several_nodes(seeded):
     v = seeded.nodes()["version"]
     body = seeded.set_status({"zope1": {"status": "offline"}, "zope2": {"status": "drain"}})

@@ -267,3 +267,14 @@ def test_log_file_that_cannot_be_opened_fails_the_start(cm_bin, tmp_path):
                          capture_output=True, text=True, timeout=10)
     assert out.returncode == 78  # a configuration error
     assert "--log-file" in out.stderr
+
+
+def test_unreadable_admin_password_file_fails_the_start_before_the_store_is_made(
+        cm_bin, tmp_path):
+    out = subprocess.run([cm_bin, "serve", "--listen", "127.0.0.1:%d" % free_port(), "--db",
+                          str(tmp_path / "cm.db"), "--admin-password-file",
+                          str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 78, out.stderr  # a configuration error
+    assert "missing" in out.stderr
+    assert not (tmp_path / "cm.db").exists()  # nothing was created

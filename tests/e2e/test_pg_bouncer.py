@@ -70,7 +70,9 @@ def bouncer(pg_server, tmp_path):
         shutil.rmtree(base, ignore_errors=True)
         pytest.fail("pgbouncer did not listen within 10 s: %s" % log)
     yield port
-    proc.send_signal(signal.SIGINT)
+    # SIGTERM: pgbouncer's immediate shutdown (SIGINT would wait for the
+    # daemons' server connections, which stay open until they stop).
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:

@@ -352,7 +352,7 @@ test_new_model_has_no_clusters(void **state)
 }
 
 static void
-test_copy_is_deep(void **state)
+test_copy_changes_apart_from_its_original(void **state)
 {
 	struct model *m = model_with_abc();
 	struct model *copy = model_copy(m);
@@ -360,12 +360,144 @@ test_copy_is_deep(void **state)
 
 	(void)state;
 	assert_true(models_equal(m, copy));
-	assert_ptr_not_equal(copy->clusters[0].nodes[0].name, m->clusters[0].nodes[0].name);
 	assert_int_equal(
 	    apply_json(copy, "{\"a\": {\"status\": \"offline\"}}", T0, -1, -1, NULL, &err), 0);
 	assert_int_equal(node_named(m, "a")->status, NODE_ONLINE);
 	assert_int_equal(default_cluster(m)->version, 2);
 	model_free(copy);
+	model_free(m);
+}
+
+/* A write copies the model: the copy of a copy shares every node's
+ * strings instead of duplicating them. */
+static void
+test_copy_of_a_copy_shares_node_strings(void **state)
+{
+	struct model *m = model_with_abc();
+	struct model *first = model_copy(m), *second = model_copy(first);
+
+	(void)state;
+	assert_true(models_equal(first, second));
+	assert_ptr_equal(second->clusters[0].nodes[1].name, first->clusters[0].nodes[1].name);
+	assert_ptr_equal(second->clusters[0].nodes[1].reason, first->clusters[0].nodes[1].reason);
+	model_free(second);
+	model_free(first);
+	model_free(m);
+}
+
+/* Shared strings live as long as the last model holding them, whichever
+ * is freed first (ASan reads freed memory as an error). */
+static void
+test_copy_outlives_the_model_it_shares_with(void **state)
+{
+	struct model *m = model_with_abc();
+	struct model *first = model_copy(m), *second = model_copy(first);
+
+	(void)state;
+	model_free(first);
+	model_free(m);
+	assert_string_equal(second->clusters[0].nodes[2].name, "c");
+	assert_string_equal(second->clusters[0].nodes[2].changed_by, "alice");
+	model_free(second);
+}
+
+static void
+test_status_change_on_a_shared_node_leaves_the_other_model(void **state)
+{
+	struct model *m = model_with_abc();
+	struct model *first = model_copy(m), *second = model_copy(first);
+	const struct node *a;
+	struct error err;
+
+	(void)state;
+	assert_int_equal(apply_json(second, "{\"a\": {\"status\": \"drain\", \"reason\": \"r\"}}",
+	                            T0 + 5, -1, -1, NULL, &err),
+	                 0);
+	model_free(second);
+	a = node_named(first, "a");
+	assert_int_equal(a->status, NODE_ONLINE);
+	assert_string_equal(a->reason, "");
+	assert_string_equal(a->changed_by, "alice");
+	model_free(first);
+	model_free(m);
+}
+
+static void
+test_ttl_expiry_on_a_shared_node_leaves_the_other_model(void **state)
+{
+	struct model *m = model_with_abc();
+	struct model *first, *second;
+	struct error err;
+
+	(void)state;
+	assert_int_equal(
+	    apply_json(m, "{\"b\": {\"status\": \"offline\", \"reason\": \"x\", \"ttl\": 10}}", T0,
+	               -1, -1, NULL, &err),
+	    0);
+	first = model_copy(m);
+	second = model_copy(first);
+	assert_int_equal(model_expire(second, T0 + 10000, NULL), 1);
+	assert_string_equal(node_named(second, "b")->reason, "");
+	assert_string_equal(node_named(second, "b")->changed_by, "ttl");
+	model_free(second);
+	assert_int_equal(node_named(first, "b")->status, NODE_OFFLINE);
+	assert_string_equal(node_named(first, "b")->reason, "x");
+	model_free(first);
+	model_free(m);
+}
+
+static void
+test_address_set_on_a_shared_node_leaves_the_other_model(void **state)
+{
+	struct model *m = model_with_abc();
+	struct model *first = model_copy(m), *second = model_copy(first);
+	struct error err;
+
+	(void)state;
+	assert_int_equal(cluster_put_node(default_cluster(second), "c", "10.0.0.3:80", NULL, &alice,
+	                                  T0, NULL, &err),
+	                 0);
+	model_free(second);
+	assert_null(node_named(first, "c")->address);
+	assert_string_equal(node_named(first, "c")->name, "c");
+	model_free(first);
+	model_free(m);
+}
+
+/* Replacing the node list moves kept nodes, shared strings and all. */
+static void
+test_node_list_replaced_on_a_copy_keeps_both_models_whole(void **state)
+{
+	static const char *const bcd[] = {"b", "c", "d"};
+	struct model *m = model_with_abc();
+	struct model *first = model_copy(m), *second = model_copy(first);
+	struct error err;
+
+	(void)state;
+	assert_int_equal(
+	    cluster_set_node_list(default_cluster(second), bcd, 3, &alice, T0, NULL, &err), 0);
+	assert_string_equal(node_named(second, "b")->name, "b");
+	model_free(first);
+	assert_string_equal(node_named(second, "c")->changed_by, "alice");
+	assert_null(node_named(second, "a"));
+	model_free(second);
+	model_free(m);
+}
+
+static void
+test_find_node_mut_gives_the_node_strings_of_its_own(void **state)
+{
+	struct model *m = model_with_abc();
+	struct model *first = model_copy(m), *second = model_copy(first);
+	struct node *n;
+
+	(void)state;
+	n = cluster_find_node_mut(default_cluster(second), "b");
+	assert_null(n->text);
+	assert_ptr_not_equal(n->name, node_named(first, "b")->name);
+	assert_string_equal(n->name, "b");
+	model_free(second);
+	model_free(first);
 	model_free(m);
 }
 
@@ -1468,7 +1600,14 @@ main(void)
 	    cmocka_unit_test(test_status_names_round_trip),
 	    cmocka_unit_test(test_role_names_round_trip_and_reject_anonymous),
 	    cmocka_unit_test(test_new_model_has_no_clusters),
-	    cmocka_unit_test(test_copy_is_deep),
+	    cmocka_unit_test(test_copy_changes_apart_from_its_original),
+	    cmocka_unit_test(test_copy_of_a_copy_shares_node_strings),
+	    cmocka_unit_test(test_copy_outlives_the_model_it_shares_with),
+	    cmocka_unit_test(test_status_change_on_a_shared_node_leaves_the_other_model),
+	    cmocka_unit_test(test_ttl_expiry_on_a_shared_node_leaves_the_other_model),
+	    cmocka_unit_test(test_address_set_on_a_shared_node_leaves_the_other_model),
+	    cmocka_unit_test(test_node_list_replaced_on_a_copy_keeps_both_models_whole),
+	    cmocka_unit_test(test_find_node_mut_gives_the_node_strings_of_its_own),
 	    cmocka_unit_test(test_find_node_takes_unterminated_slice),
 	    cmocka_unit_test(test_find_cluster_by_path_is_exact),
 	    cmocka_unit_test(test_find_mount_on_indexed_model_is_segment_prefix),

@@ -1,0 +1,38 @@
+/*
+ * model_internal.h - what the model's own files (model.c, model_names.c,
+ * model_cluster.c, model_status.c, model_users.c) share and nothing else
+ * includes: the sorted-array helpers, freeing a model's parts, and the
+ * checks and error sentences more than one kind of mutation uses.
+ */
+#ifndef CM_MODEL_INTERNAL_H
+#define CM_MODEL_INTERNAL_H
+
+#include "model.h"
+
+void *model_sorted_find(const void *base, size_t n, size_t size, const char *key);
+/* Where key is, or where it would go, in a sorted array; *found says which. */
+size_t model_sorted_index(const void *base, size_t n, size_t size, const char *key, int *found);
+/* Grows an array of n elements by a zeroed slot at index at; returns the
+ * new base. The caller increments its count. */
+void *model_array_open_slot(void *base, size_t n, size_t size, size_t at);
+/* Closes the slot at index at of an array of n elements (whose contents
+ * the caller has freed). The caller decrements its count. */
+void model_array_close_slot(void *base, size_t n, size_t size, size_t at);
+int model_compare_strings(const void *a, const void *b);
+void model_node_clear(struct node *n);
+void model_lb_clear(struct lb *l);
+void model_cluster_clear(struct cluster *c);
+void model_user_clear(struct user *u);
+void model_token_clear(struct token *t);
+int model_is_name_char(unsigned char ch);
+/* The node name rule for a NUL-terminated string of any length. */
+int model_name_is_valid(const char *s);
+/* True when inner is a mount path strictly below outer ("/a/b" below "/a"). */
+int model_path_is_below(const char *inner, const char *outer);
+int model_status_is_valid(enum node_status s);
+int model_role_is_valid(enum role r);
+const char *model_actor_name(const struct actor *who);
+int model_invalid_node_name(struct error *err, const char *name);
+int model_node_not_found(struct error *err, const struct cluster *c, const char *name);
+
+#endif

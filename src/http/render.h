@@ -1,0 +1,36 @@
+/*
+ * render.h - heavy answers rendered once and shared (render.c).
+ *
+ * A cluster's node list is the heaviest answer the daemon gives (1.6 MB
+ * at 10,000 nodes): every held events long poll and every write's
+ * answer carries it. Serialising it once per reader made one change cost
+ * as many renders as there were readers. Here it is serialised once per
+ * cluster version on each worker thread and kept in a small per-thread
+ * cache; every reply that needs it links the same reference-counted
+ * buffer into its request's pool and hands it to h2o without a copy, so
+ * the text lives until the last reader's response is written.
+ *
+ * Threading: every function runs on the worker thread that owns the
+ * request; the cache is that thread's own (no locks).
+ */
+#ifndef CM_RENDER_H
+#define CM_RENDER_H
+
+#include <jansson.h>
+
+#include "http.h"
+
+/* Builds the document to share for c (the caller's shape; the same
+ * function for every call with the same kind of document). */
+typedef json_t *(*render_build_fn)(const struct cluster *c);
+
+/* Replies 200 application/json with build(c) serialised compactly, keys
+ * in insertion order (byte for byte what reply_json sends), rendered
+ * only when this thread has no rendering of this cluster at this version
+ * yet. With suffix (NULL for none) the document's closing '}' is replaced
+ * by suffix, which must itself close the object (",\"changed\":true}"):
+ * a field appended to the shared document without copying it. */
+void render_reply_shared(struct request *r, const struct cluster *c, render_build_fn build,
+                         const char *suffix);
+
+#endif

@@ -1,0 +1,238 @@
+"""
+Probes isolated (docs/ARCHITECTURE.md, "Probes isolated"): probes and
+agent checks are answered by a worker that does nothing else, and the
+heavy answers (the node list) are rendered once per version by the
+general workers and shared by every reader.
+
+None of these tests measures a time. They check what can be proven:
+  * a probe and an agent check are answered while every general worker
+    thread is frozen (stopped with ptrace, so that an API read provably
+    cannot be answered until it is let go);
+  * the daemon's own counts (/v1/health "workers") show the probe worker
+    answered every probe and nothing else, rendered nothing, and that the
+    node list was rendered at most once per version per general worker
+    while many long polls and writes ran;
+  * a request other than a probe on a probe's connection is answered and
+    the connection closed after it;
+  * the general workers and the other threads run at a lower priority
+    than the probe worker.
+"""
+
+import ctypes
+import os
+import shlex
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+PTRACE_ATTACH = 16
+PTRACE_DETACH = 17
+WALL = 0x40000000  # __WALL: wait for a thread of another process
+
+
+def threads(pid):
+    """{tid: name} of the daemon's threads."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            out[int(tid)] = f.read().strip()
+    return out
+
+
+def nice_of(pid, tid):
+    with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[16])  # field 19 of stat(5), counted after "pid (comm)"
+
+
+def http_probe(port, node, timeout=5.0):
+    """One probe on a new connection, as HAProxy and Varnish send it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(("GET /health?node=%s HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
+                   % node).encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def agent_check(port, line, timeout=5.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(line.encode() + b"\n")
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(1024)
+            if not chunk:
+                break
+            data += chunk
+    return data.split(b"\n", 1)[0].decode()
+
+
+def workers(d):
+    r = d.get("/v1/health")
+    assert r.status_code == 200
+    return r.json()["workers"]
+
+
+def general_threads():
+    """--threads from CLUSTERMGMT_TEST_SERVE_ARGS (the suite may run with several)."""
+    words = shlex.split(os.environ.get("CLUSTERMGMT_TEST_SERVE_ARGS", ""))
+    for i, w in enumerate(words):
+        if w == "--threads" and i + 1 < len(words):
+            return int(words[i + 1])
+        if w.startswith("--threads="):
+            return int(w.split("=", 1)[1])
+    return 1
+
+
+@pytest.fixture
+def agent_daemon(make_daemon):
+    d = make_daemon(agent=True)
+    d.set_nodes(["web%03d" % i for i in range(200)])
+    return d
+
+
+def test_probe_and_agent_answered_while_every_general_worker_is_frozen(agent_daemon):
+    d = agent_daemon
+    d.set_status({"web001": {"status": "offline"}})
+    general = [tid for tid, name in threads(d.proc.pid).items() if name == "cm-worker"]
+    assert general, "no general worker thread (cm-worker) found"
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    frozen = []
+    held = {}
+    try:
+        for tid in general:
+            if libc.ptrace(PTRACE_ATTACH, tid, None, None) != 0:
+                pytest.skip("cannot ptrace the daemon's threads: errno %d" % ctypes.get_errno())
+            os.waitpid(tid, WALL)
+            frozen.append(tid)
+
+        # An API read now provably waits: nothing but a general worker serves it.
+        def read():
+            try:
+                held["status"] = d.get("/v1/clusters/default/nodes", auth=d.as_admin,
+                                       timeout=30).status_code
+            except requests.RequestException as e:
+                held["status"] = repr(e)
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.3)
+        assert "status" not in held, "a general worker answered while frozen"
+
+        for _ in range(20):
+            assert http_probe(d.port, "web000").startswith(b"HTTP/1.1 200")
+            assert b"node is offline" in http_probe(d.port, "web001")
+            assert agent_check(d.agent_port, "web000").startswith("up ready")
+            assert agent_check(d.agent_port, "web001") == "maint"
+        assert "status" not in held
+    finally:
+        for tid in frozen:
+            libc.ptrace(PTRACE_DETACH, tid, None, None)
+    reader.join(30)
+    assert held.get("status") == 200, held
+
+
+def test_probe_worker_answers_probes_only_and_renders_nothing(agent_daemon):
+    d = agent_daemon
+    before = workers(d)
+    n_probes = 0
+    for i in range(50):
+        assert http_probe(d.port, "web%03d" % (i % 200)).startswith(b"HTTP/1.1 200")
+        n_probes += 1
+    # keep-alive probes, as a prober with a persistent connection sends them
+    with requests.Session() as s:
+        for i in range(30):
+            assert s.get(d.url + "/health?node=web%03d" % i, timeout=5).status_code == 200
+            n_probes += 1
+    for i in range(10):
+        assert agent_check(d.agent_port, "web%03d" % i).startswith("up")
+    # every other kind of work meanwhile: reads, writes, long polls, scrapes
+    assert d.get("/metrics").status_code == 200
+    for i in range(5):
+        d.set_status({"web%03d" % i: {"status": "drain"}})
+        assert d.get("/v1/clusters/default/nodes", auth=d.as_admin).status_code == 200
+    after = workers(d)
+    probe, general = after["probe"], after["general"]
+    assert probe["probes"] - before["probe"]["probes"] == n_probes
+    assert probe["others"] == 0
+    assert probe["renders"] == 0
+    assert general["probes"] == 0
+    assert general["renders"] > before["general"]["renders"]
+
+
+def test_node_list_rendered_once_per_version_for_every_long_poll(agent_daemon):
+    d = agent_daemon
+    n_polls, n_writes = 40, 5
+    version = d.nodes()["version"]
+    answers = []
+    lock = threading.Lock()
+
+    def poll(after):
+        with requests.Session() as s:
+            for _ in range(n_writes):
+                r = s.get(d.url + "/v1/clusters/default/events?after=%d&wait=20" % after,
+                          headers={
+                              "Authorization": "Bearer " + d.admin_token[1]}, timeout=30)
+                assert r.status_code == 200
+                doc = r.json()
+                with lock:
+                    answers.append(doc)
+                after = doc["version"]
+
+    pollers = [threading.Thread(target=poll, args=(version,)) for _ in range(n_polls)]
+    for t in pollers:
+        t.start()
+    time.sleep(0.5)  # all of them held
+    before = workers(d)["general"]["renders"]
+    for i in range(n_writes):
+        d.set_status({"web%03d" % (10 + i): {"status": "offline"}})
+        time.sleep(0.3)
+    for t in pollers:
+        t.join(60)
+    renders = workers(d)["general"]["renders"] - before
+    assert len(answers) == n_polls * n_writes
+    assert all(a["changed"] is True and len(a["nodes"]) == 200 for a in answers)
+    # each write renders its version once (its own answer and every poll
+    # share it); a poll that re-asks after a newer write shares that one
+    assert 1 <= renders <= n_writes * general_threads(), (renders, len(answers))
+
+
+def test_other_request_on_a_probe_connection_is_answered_then_closed(agent_daemon):
+    d = agent_daemon
+    with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+        s.sendall(b"GET /health?node=web000 HTTP/1.1\r\nHost: lb\r\n\r\n")
+        first = b""
+        while b"OK" not in first:
+            chunk = s.recv(4096)
+            assert chunk, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: lb\r\n\r\n")
+        rest = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break  # closed by the daemon after the answer
+            rest += chunk
+    assert rest.startswith(b"HTTP/1.1 200")
+    assert b'"status":"ok"' in rest
+    assert workers(d)["probe"]["others"] == 1
+
+
+def test_every_thread_but_the_probe_worker_runs_at_a_lower_priority(agent_daemon):
+    d = agent_daemon
+    names = threads(d.proc.pid)
+    probe = [tid for tid, name in names.items() if name == "cm-probe"]
+    assert len(probe) == 1, names
+    assert nice_of(d.proc.pid, probe[0]) == 0
+    others = [tid for tid in names if tid != probe[0]]
+    assert others
+    for tid in others:
+        assert nice_of(d.proc.pid, tid) > 0, (names[tid], nice_of(d.proc.pid, tid))
