@@ -16,6 +16,8 @@ BUILD_PKGS = gcc pkg-config meson ninja-build libh2o-evloop-dev libjansson-dev \
 	zlib1g-dev
 # Packaging and operations: the Debian package, systemd, man pages, metrics.
 BUILD_PKGS += libsystemd-dev
+# A deploy's verdict reads Varnish's counters and log through libvarnishapi.
+BUILD_PKGS += libvarnishapi-dev
 OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion \
 	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
@@ -23,6 +25,12 @@ TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
 TEST_PKGS += $(OPS_PKGS)
+# The Consul API's consumer in tests/e2e/test_consul.py.
+TEST_PKGS += python3-consul
+# A Debian 12 booted with systemd in a container (tests/e2e/nspawn.py).
+TEST_PKGS += systemd-container debootstrap
+# docs/INTEGRATIONS.md's Ansible play, run by tests/e2e/test_integrations.py
+TEST_PKGS += ansible-core
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
@@ -85,6 +93,11 @@ bench: deps-bench
 	sh bench/propagation build-release/clustermgmt
 	sh bench/scale build-release/clustermgmt
 	sh bench/fleet build-release/clustermgmt
+	$(PYTHON) bench/consul build-release/clustermgmt
+	$(PYTHON) bench/canary build-release/clustermgmt
+	$(PYTHON) bench/drain_held build-release/clustermgmt
+	$(PYTHON) bench/drain_decision build-release/clustermgmt
+	sh bench/isolation build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses
 # untrusted input; see tests/fuzz/README.md. `make fuzz` runs each target

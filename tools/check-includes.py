@@ -23,9 +23,16 @@ ALLOWED = {
     "engine": {"store", "core", "util"},
     "observe": {"engine", "core", "util"},
     "lb": {"core", "util"},
+    # the drain proof's judgement and the load balancers' runtime access
+    "drain": {"util"},
+    # the statistics of a rollout's verdict: pure arithmetic, includes nothing
+    "analysis": set(),
+    # what the load balancers counted per server (HAProxy's socket,
+    # Varnish's shared memory): I/O, but nothing of the product's model
+    "sample": set(),
     "agent": {"observe", "engine", "core", "util"},
-    "http": {"agent", "observe", "engine", "lb", "core", "util"},
-    "cli": {"lb", "core", "util"},
+    "http": {"agent", "observe", "engine", "lb", "drain", "core", "util"},
+    "cli": {"lb", "drain", "analysis", "sample", "core", "util"},
     # src/main.c only dispatches to the programs' entry points (the
     # daemon, the HTTP client, `store copy`)
     ".": {"cli", "http", "store"},
@@ -53,7 +60,9 @@ HTTP_ROOMS = [
                           "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
-                  "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c"}),
+                  "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c",
+                  "api_drain.h", "api_drain.c", "sd.h", "sd.c", "consul.h", "consul.c",
+                  "rollouts.h", "rollouts.c"}),
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
     ("daemon", {"daemon.h", "daemon.c"}),

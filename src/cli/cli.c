@@ -42,6 +42,7 @@ static const char main_help[] =
     "  lb list|add|rm              manage the cluster's named load balancers\n"
     "  wait NAME... --drained|--serving  wait until the load balancers saw it\n"
     "  rollout --exec COMMAND      rolling deploy: each node out, COMMAND, back in\n"
+    "  verify NODE...              judge deployed nodes against their peers\n"
     "  daemons                     the daemons sharing the store, their lag\n"
     "  store copy --from A --to B  copy a whole store (SQLite <-> PostgreSQL)\n"
     "\n"
@@ -218,6 +219,11 @@ static const char rollout_help[] =
     "usage: clustermgmt rollout [--nodes a,b,c|all] --exec 'COMMAND' [--warmup PATH]...\n"
     "                           [--batch N] [--min-online K] [--fall K] [--drain-timeout D]\n"
     "                           [--drain-grace D] [--ready-timeout D] [--ttl D] [--dry-run]\n"
+    "                           [--canary N --bake D] [--verify D] [--max-error-ratio R]\n"
+    "                           [--max-latency-ratio R] [--min-requests N]\n"
+    "                           [--on-inconclusive halt|continue] [--rollback 'COMMAND']\n"
+    "                           [--rollback-all] [--force]\n"
+    "                           [--prometheus URL --analysis-query 'PROMQL']\n"
     "\n"
     "A rolling deploy. For each node (or batch of N nodes), in order: take it\n"
     "offline (reason \"rollout ID: COMMAND\", with a TTL as a safety net), wait until\n"
@@ -247,14 +253,62 @@ static const char rollout_help[] =
     "  --window D, --no-probers-delay D, --require-probers, --drain-grace D\n"
     "                      as for wait\n"
     "  --dry-run           print the plan and change nothing\n"
+    "  --force             start even while another rollout of the cluster is\n"
+    "                      registered with the daemon (clustermgmt: GET\n"
+    "                      /v1/clusters/C/rollouts shows it); only if it is dead\n"
     "  --json              progress on stderr, and the summary as JSON on stdout\n"
+    "\n"
+    "Judging what it deploys (needs load balancers registered with runtime access,\n"
+    "HAProxy or Varnish: clustermgmt lb add ... --runtime):\n"
+    "  --canary N          deploy the first N nodes, then judge them for --bake\n"
+    "  --bake D            how long the canary is judged under real traffic (default\n"
+    "                      60s with --canary)\n"
+    "  --verify D          judge every later batch for D after it is back (default:\n"
+    "                      not judged)\n"
+    "  --max-error-ratio R error ratio tolerated above the peers' (or, with no peer\n"
+    "                      left, at all); 0.01 = 1% (default 0.01)\n"
+    "  --max-latency-ratio R  mean response time tolerated, times the peers' and\n"
+    "                      at least 50 ms more (default 1.5)\n"
+    "  --min-requests N    responses a node (and its peers) must serve for a pass\n"
+    "                      (default 100); fewer is inconclusive\n"
+    "  --on-inconclusive halt|continue  too little traffic: stop (default) or go on\n"
+    "  --rollback COMMAND  run on a failing node after it is taken out ({node},\n"
+    "                      {address} as for --exec); it is judged again and put back\n"
+    "                      only if it passes\n"
+    "  --rollback-all      also roll back the nodes already deployed\n"
+    "  --prometheus URL    also judge by an application metric from Prometheus...\n"
+    "  --analysis-query PROMQL  ...this instant query, {node} replaced by each\n"
+    "                      node's name, giving its error ratio (one series): it\n"
+    "                      fails when above the peers' mean by --max-error-ratio\n"
+    "                      for 5 evaluations in a row (the way for nginx fleets)\n"
+    "The verdict compares each judged node with the nodes not yet deployed, behind\n"
+    "the same load balancers over the same seconds: a sequential test on the\n"
+    "error counts with at most 1 false alarm in 1000 clean deploys however long\n"
+    "it watches, and a latency rule. A fail takes the node out at once.\n"
     "\n"
     "Any failure stops the rollout: the failing node (its batch) is set offline\n"
     "without TTL, with a reason naming the failure; later nodes are not touched.\n"
     "SIGINT or SIGTERM stop it after the current step the same way (a second one\n"
     "ends it at once; then the TTL returns the node). Prints one line per step and a\n"
     "table of per-node timings. Exit 0 done, 1 refused, failed or interrupted, 2 usage,\n"
-    "3 server unreachable, 4 a drain, warm-up or return timed out.\n";
+    "3 server unreachable, 4 a drain, warm-up or return timed out, 5 a verdict\n"
+    "failed, 6 a verdict was inconclusive (with --on-inconclusive halt).\n";
+
+static const char verify_help[] =
+    "usage: clustermgmt verify NODE... [--against PEER,...] [--for D]\n"
+    "                          [--max-error-ratio R] [--max-latency-ratio R]\n"
+    "                          [--min-requests N]\n"
+    "                          [--prometheus URL --analysis-query 'PROMQL']\n"
+    "\n"
+    "The verdict of rollout --canary on its own, for a deploy done by another\n"
+    "tool: watches NODE... for D (default 60s) through every named load balancer\n"
+    "with runtime access (HAProxy, Varnish) and compares each with its peers\n"
+    "(--against; default every other node of the cluster that is online) over\n"
+    "the same seconds. Changes nothing. Prints the evidence per load balancer:\n"
+    "counts, ratios against the peers, the test's statistic, when it decided.\n"
+    "Options as for rollout. Exit 0 pass, 5 fail (decided as soon as it is\n"
+    "clear), 6 inconclusive (too little traffic), 1 refused (no load balancer\n"
+    "gives counters, e.g. nginx only), 2 usage, 3 server unreachable.\n";
 
 /* The commands. */
 static const struct command {
@@ -275,6 +329,7 @@ static const struct command {
     {"wait", cmd_wait, wait_help},
     {"rollout", cmd_rollout, rollout_help},
     {"daemons", cmd_daemons, daemons_help},
+    {"verify", cmd_verify, verify_help},
 };
 
 /* Global options that are not in enum cli_option: marked by OPT_GLOBAL,
@@ -334,6 +389,20 @@ static const struct option options[] = {
     {"kind", required_argument, NULL, OPT_KIND},
     {"runtime", required_argument, NULL, OPT_RUNTIME},
     {"backend", required_argument, NULL, OPT_BACKEND},
+    {"canary", required_argument, NULL, OPT_CANARY},
+    {"bake", required_argument, NULL, OPT_BAKE},
+    {"verify", required_argument, NULL, OPT_VERIFY},
+    {"max-error-ratio", required_argument, NULL, OPT_MAX_ERROR_RATIO},
+    {"max-latency-ratio", required_argument, NULL, OPT_MAX_LATENCY_RATIO},
+    {"min-requests", required_argument, NULL, OPT_MIN_REQUESTS},
+    {"on-inconclusive", required_argument, NULL, OPT_ON_INCONCLUSIVE},
+    {"rollback", required_argument, NULL, OPT_ROLLBACK},
+    {"rollback-all", no_argument, NULL, OPT_ROLLBACK_ALL},
+    {"against", required_argument, NULL, OPT_AGAINST},
+    {"for", required_argument, NULL, OPT_FOR},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"prometheus", required_argument, NULL, OPT_PROMETHEUS},
+    {"analysis-query", required_argument, NULL, OPT_ANALYSIS_QUERY},
     {NULL, 0, NULL, 0},
 };
 
@@ -394,6 +463,18 @@ static const struct {
     FIELD(OPT_KIND, kind),
     FIELD(OPT_RUNTIME, runtime),
     FIELD(OPT_BACKEND, backend),
+    FIELD(OPT_CANARY, canary),
+    FIELD(OPT_BAKE, bake),
+    FIELD(OPT_VERIFY, verify),
+    FIELD(OPT_MAX_ERROR_RATIO, max_error_ratio),
+    FIELD(OPT_MAX_LATENCY_RATIO, max_latency_ratio),
+    FIELD(OPT_MIN_REQUESTS, min_requests),
+    FIELD(OPT_ON_INCONCLUSIVE, on_inconclusive),
+    FIELD(OPT_ROLLBACK, rollback),
+    FIELD(OPT_AGAINST, against),
+    FIELD(OPT_FOR, for_duration),
+    FIELD(OPT_PROMETHEUS, prometheus),
+    FIELD(OPT_ANALYSIS_QUERY, analysis_query),
 };
 #undef FIELD
 
@@ -439,6 +520,8 @@ store_special_option(struct parsed *p, int opt, const char *value)
 	case OPT_SERVING:
 	case OPT_REQUIRE_PROBERS:
 	case OPT_DRY_RUN:
+	case OPT_ROLLBACK_ALL:
+	case OPT_FORCE:
 		return 0; /* a flag: given[] says it all */
 	default:
 		return -1;

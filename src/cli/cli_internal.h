@@ -61,6 +61,21 @@ enum cli_option {
 	OPT_KIND,             /* lb add: haproxy|varnish|nginx|other */
 	OPT_RUNTIME,          /* lb add: runtime API address */
 	OPT_BACKEND,          /* lb add: the HAProxy backend */
+	/* a deploy's verdict (judge.h): rollout and verify */
+	OPT_CANARY,            /* rollout: nodes deployed first and baked */
+	OPT_BAKE,              /* rollout: how long the canary is judged */
+	OPT_VERIFY,            /* rollout: how long each later batch is judged */
+	OPT_MAX_ERROR_RATIO,   /* tolerated error ratio above the peers' */
+	OPT_MAX_LATENCY_RATIO, /* tolerated mean response time over the peers' */
+	OPT_MIN_REQUESTS,      /* responses before a pass */
+	OPT_ON_INCONCLUSIVE,   /* rollout: halt|continue */
+	OPT_ROLLBACK,          /* rollout: the command that undoes --exec */
+	OPT_ROLLBACK_ALL,      /* rollout: also roll back the nodes already done */
+	OPT_AGAINST,           /* verify: the peers */
+	OPT_FOR,               /* verify: how long */
+	OPT_FORCE,             /* rollout: even while another one is registered */
+	OPT_PROMETHEUS,        /* rollout, verify: Prometheus' URL */
+	OPT_ANALYSIS_QUERY,    /* rollout, verify: PromQL with {node}: its error ratio */
 	OPT_COUNT
 };
 
@@ -80,6 +95,9 @@ struct cli {
 	const char *window, *no_probers_delay;
 	const char *nodes, *exec, *batch, *drain_timeout, *ready_timeout;
 	const char *lb, *drain_grace, *kind, *runtime, *backend;
+	const char *canary, *bake, *verify, *max_error_ratio, *max_latency_ratio, *min_requests;
+	const char *on_inconclusive, *rollback, *against, *for_duration;
+	const char *prometheus, *analysis_query;
 	const char *warmup[CLI_WARMUP_MAX]; /* --warmup, in order */
 	int n_warmup;                       /* how many were given (may exceed the array) */
 };
@@ -101,6 +119,7 @@ int cmd_lb(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_wait(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err);
 int cmd_daemons(struct cli *cli, int nargs, char **args, struct error *err);
+int cmd_verify(struct cli *cli, int nargs, char **args, struct error *err);
 
 /* A subcommand of a group such as `nodes`: args[0] is its name. */
 struct subcommand {

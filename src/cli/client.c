@@ -141,6 +141,19 @@ refusal_error(long status, json_t *json, struct error *err)
 }
 
 /* Everything about the request but credentials and the body. */
+/* libcurl's progress callback: non-zero abandons the transfer. */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct client *c = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return c->stop != NULL && *c->stop;
+}
+
 static void
 set_common_options(CURL *curl, const struct client *c, const char *url, const char *method,
                    struct buffer *buf, char *errbuf)
@@ -159,6 +172,11 @@ set_common_options(CURL *curl, const struct client *c, const char *url, const ch
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, buf);
 	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (c->stop != NULL) {
+		curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(curl, CURLOPT_XFERINFODATA, c);
+		curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+	}
 	if (c->cacert != NULL)
 		curl_easy_setopt(curl, CURLOPT_CAINFO, c->cacert);
 	if (c->is_insecure) {

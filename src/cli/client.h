@@ -10,6 +10,8 @@
 #ifndef CM_CLIENT_H
 #define CM_CLIENT_H
 
+#include <signal.h>
+
 #include <jansson.h>
 
 #include "cli.h"
@@ -25,6 +27,9 @@ struct client {
 	const char *cacert; /* PEM file of CAs to trust for https */
 	int is_insecure;    /* skip TLS certificate and host verification */
 	long timeout_s;     /* whole-request limit; long polls raise it */
+	/* a call under way is abandoned (CLI_UNREACHABLE) once *stop is
+	 * non-zero; NULL: never (a long wait sets it for SIGINT) */
+	volatile sig_atomic_t *stop;
 };
 
 /* A successful answer. Owned by the caller; release with

@@ -38,6 +38,7 @@
 
 #include "rollout.h"
 #include "core/limits.h"
+#include "judge.h"
 #include "output.h"
 #include "shellcmd.h"
 #include "util/timefmt.h"
@@ -58,9 +59,16 @@ extern char **environ;
 static volatile sig_atomic_t interrupted;
 
 const char *const rollout_result_names[] = {
-    [RESULT_NOT_STARTED] = "not started", [RESULT_OK] = "ok",
-    [RESULT_FAILED] = "failed",           [RESULT_REFUSED] = "refused",
-    [RESULT_STOPPED] = "stopped",         [RESULT_INTERRUPTED] = "interrupted",
+    [RESULT_NOT_STARTED] = "not started",
+    [RESULT_OK] = "ok",
+    [RESULT_FAILED] = "failed",
+    [RESULT_REFUSED] = "refused",
+    [RESULT_STOPPED] = "stopped",
+    [RESULT_INTERRUPTED] = "interrupted",
+    [RESULT_VERDICT_FAIL] = "verdict fail",
+    [RESULT_INCONCLUSIVE] = "inconclusive",
+    [RESULT_ROLLED_BACK] = "rolled back",
+    [RESULT_ROLLBACK_FAILED] = "rollback failed",
 };
 
 static void
@@ -125,6 +133,52 @@ parse_warmups(const struct cli *cli, struct error *err)
 	return 0;
 }
 
+/* --canary, --bake, --verify, the thresholds, --on-inconclusive,
+ * --rollback and --rollback-all (PRODUCT §10, "A rollout judges what it
+ * deploys"). */
+static int
+parse_verdict_options(struct cli *cli, struct rollout *r, struct error *err)
+{
+	long canary = 0;
+	int rc;
+
+	if ((rc = parse_count("canary", cli->canary, 1, BATCH_MAX, &canary, err)) != 0 ||
+	    (rc = wait_parse_duration("bake", cli->bake, cli->canary != NULL ? JUDGE_DEFAULT_MS : 0,
+	                              86400 * 1000LL, &r->bake_ms, err)) != 0 ||
+	    (rc = wait_parse_duration("verify", cli->verify, 0, 86400 * 1000LL, &r->verify_ms,
+	                              err)) != 0 ||
+	    (rc = judge_config_from_cli(cli, &r->verdict, err)) != 0 ||
+	    (rc = judge_prometheus_from_cli(cli, err)) != 0)
+		return rc;
+	r->canary = (int)canary;
+	if (cli->bake != NULL && cli->canary == NULL)
+		return cli_usage_error(err, "--bake needs --canary N (the nodes baked)");
+	if (cli->canary != NULL && r->bake_ms < 1000)
+		return cli_usage_error(err, "--bake must be at least 1s");
+	if (cli->verify != NULL && r->verify_ms < 1000)
+		return cli_usage_error(err, "--verify must be at least 1s");
+	if (cli->on_inconclusive != NULL && strcmp(cli->on_inconclusive, "halt") != 0 &&
+	    strcmp(cli->on_inconclusive, "continue") != 0)
+		return cli_usage_error(err, "bad --on-inconclusive '%s': give halt or continue",
+		                       cli->on_inconclusive);
+	r->is_inconclusive_halt =
+	    cli->on_inconclusive == NULL || strcmp(cli->on_inconclusive, "halt") == 0;
+	if (cli->rollback != NULL && cli->rollback[0] == '\0')
+		return cli_usage_error(err, "--rollback needs a COMMAND");
+	r->rollback = cli->rollback;
+	r->is_rollback_all = cli->given[OPT_ROLLBACK_ALL] != 0;
+	r->is_force = cli->given[OPT_FORCE] != 0;
+	if (r->is_rollback_all && r->rollback == NULL)
+		return cli_usage_error(err, "--rollback-all needs --rollback 'COMMAND'");
+	if ((r->rollback != NULL || cli->on_inconclusive != NULL || cli->max_error_ratio != NULL ||
+	     cli->prometheus != NULL || cli->max_latency_ratio != NULL ||
+	     cli->min_requests != NULL) &&
+	    r->canary == 0 && r->verify_ms == 0)
+		return cli_usage_error(err, "the verdict's options need --canary N --bake D or "
+		                            "--verify D: nothing is judged without them");
+	return 0;
+}
+
 static int
 parse_options(struct cli *cli, struct rollout *r, struct error *err)
 {
@@ -159,7 +213,7 @@ parse_options(struct cli *cli, struct rollout *r, struct error *err)
 	                              err)) != 0)
 		return rc;
 	r->ttl_s = (ttl_ms + 999) / 1000;
-	return 0;
+	return parse_verdict_options(cli, r, err);
 }
 
 /* --- the steps ------------------------------------------------------------------ */
@@ -204,7 +258,7 @@ struct wait_ctx {
 /* "app1: drained by 2 probers in 1.2s (hap1: agent answered 'maint' at
  * +0.21s; v1: 2 failing answers at +0.43s); in flight: hap1: 0". */
 static void
-on_wait_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
+on_wait_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {
 	struct wait_ctx *c = ctx;
 	int64_t took = wait_monotonic_ms() - c->since;
@@ -237,7 +291,7 @@ static int
 wait_batch(struct rollout *r, struct rollout_node *b, int nb, int is_drain, int64_t since,
            struct error *err)
 {
-	struct wait_node w[BATCH_MAX];
+	struct drain_node w[BATCH_MAX];
 	struct wait_ctx ctx = {r, b, nb, since, is_drain};
 	int i;
 
@@ -398,6 +452,7 @@ do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step, struc
 	char ttl[32];
 	int i, rc = CLI_OK;
 
+	rollout_report(r, step_names[step], b[0].name, NULL);
 	switch (step) {
 	case STEP_OFFLINE:
 		rc = set_status(r, b, nb, "offline", r->reason, r->ttl_s, r->min_online, err);
@@ -511,6 +566,287 @@ run_batch(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
 	return rc;
 }
 
+/* --- the verdict ---------------------------------------------------------------- */
+
+/* The nodes that still run the old build: online in the cluster's list
+ * at the start, and not touched by this rollout. */
+static int
+collect_peers(const struct rollout *r, const char **peers)
+{
+	const json_t *node;
+	size_t i;
+	int n = 0, k, is_touched;
+
+	json_array_foreach(json_object_get(r->list.json, "nodes"), i, node)
+	{
+		const char *name = output_field(node, "name"),
+		           *status = output_field(node, "status");
+		if (name == NULL || status == NULL || strcmp(status, "online") != 0)
+			continue;
+		for (k = 0, is_touched = 0; k < r->n; k++)
+			is_touched |= strcmp(r->nodes[k].name, name) == 0 &&
+			              r->nodes[k].result != RESULT_NOT_STARTED;
+		if (!is_touched && n < JUDGE_PEERS_MAX)
+			peers[n++] = name;
+	}
+	return n;
+}
+
+struct tick_ctx {
+	struct rollout *r;
+	int64_t duration_ms, last_ms;
+};
+
+/* Every 10 s, where the judgement stands. */
+static void
+on_judge_tick(void *ctx, const struct judge *j)
+{
+	struct tick_ctx *t = ctx;
+	char evidence[2048];
+	int k;
+
+	if (j->took_ms - t->last_ms < 10000)
+		return;
+	t->last_ms = j->took_ms;
+	for (k = 0; k < j->n_nodes; k++) {
+		judge_format_evidence(j, k, evidence, sizeof(evidence));
+		progress(t->r, "%s: judged %.0fs of %.0fs so far:\n%s", j->nodes[k].name,
+		         seconds(j->took_ms), seconds(t->duration_ms), evidence);
+	}
+}
+
+/* Judges b[0..nb) for duration_ms against the nodes not yet deployed and
+ * records each node's verdict. Returns the worst outcome; *rc is CLI_OK,
+ * or the error (err filled) when judging could not start. */
+static enum analysis_outcome
+judge_nodes(struct rollout *r, struct rollout_node *b, int nb, int64_t duration_ms, int *rc,
+            struct error *err)
+{
+	const char *names[JUDGE_NODES_MAX], *peers[JUDGE_PEERS_MAX];
+	struct tick_ctx tick = {r, duration_ms, 0};
+	enum analysis_outcome worst;
+	struct judge j;
+	int i, n_peers;
+
+	n_peers = collect_peers(r, peers);
+	for (i = 0; i < nb; i++)
+		names[i] = b[i].name;
+	j.prometheus_url = r->cli->prometheus;
+	j.query = r->cli->analysis_query;
+	*rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, names, nb, peers,
+	                 n_peers, err);
+	if (*rc != CLI_OK) {
+		judge_close(&j);
+		return ANALYSIS_INCONCLUSIVE;
+	}
+	progress(r, "%s%s: judging for %.0fs against %d peer%s%s through %zu load balancer%s...",
+	         b[0].name, nb > 1 ? " and its batch" : "", seconds(duration_ms), n_peers,
+	         n_peers == 1 ? "" : "s",
+	         n_peers == 0 ? " (none left: against the ceilings alone)" : "", j.n_usable,
+	         j.n_usable == 1 ? "" : "s");
+	rollout_report(r, "judging", b[0].name, NULL);
+	worst = judge_run(&j, duration_ms, &interrupted, on_judge_tick, &tick);
+	for (i = 0; i < nb; i++) {
+		struct rollout_node *n = &b[i];
+		n->verdict = analysis_outcome_name(j.nodes[i].outcome);
+		rollout_copy_text(n->verdict_reason, sizeof(n->verdict_reason), j.nodes[i].reason);
+		judge_format_evidence(&j, i, n->evidence, sizeof(n->evidence));
+		json_decref(n->evidence_json);
+		n->evidence_json = judge_evidence_json(&j, i);
+		n->judged_ms = j.took_ms;
+		n->verdict_ms = j.nodes[i].decided_ms;
+		rollout_report(r, NULL, n->name, n->verdict);
+		progress(r, "%s: verdict %s at %.1fs: %s\n%s", n->name, n->verdict,
+		         seconds(n->verdict_ms), n->verdict_reason, n->evidence);
+	}
+	judge_close(&j);
+	return worst;
+}
+
+/* A failing node, already offline without TTL and drained: --rollback
+ * runs on it, it is warmed up, put back and judged again; it stays in
+ * service only if it passes. */
+static void
+roll_back_failed(struct rollout *r, struct rollout_node *f, struct error *err)
+{
+	char *deployed = f->command, verdict_reason[512], evidence[2048];
+	const char *verdict = f->verdict;
+	json_t *evidence_json = f->evidence_json;
+	int64_t verdict_ms = f->verdict_ms, judged_ms = f->judged_ms;
+	enum analysis_outcome again;
+	struct error step_err;
+	int step, rc = CLI_OK;
+
+	error_clear(&step_err);
+	memcpy(verdict_reason, f->verdict_reason, sizeof(verdict_reason));
+	memcpy(evidence, f->evidence, sizeof(evidence));
+	f->evidence_json = NULL;
+	f->command = f->rollback_command;
+	f->is_rolled_back = 1;
+	progress(r, "%s: rolling back", f->name);
+	for (step = STEP_COMMAND; step <= STEP_SERVING && rc == CLI_OK; step++)
+		if (step != STEP_WARMUP || r->cli->n_warmup > 0)
+			rc = do_step(r, f, 1, (enum step)step, &step_err);
+	f->command = deployed;
+	again = ANALYSIS_FAIL;
+	if (rc == CLI_OK)
+		again = judge_nodes(r, f, 1, r->verify_ms > 0 ? r->verify_ms : r->bake_ms, &rc,
+		                    &step_err);
+	if (rc == CLI_OK && again == ANALYSIS_PASS) {
+		f->result = RESULT_ROLLED_BACK;
+		progress(r, "%s: rolled back and passes again: back in service", f->name);
+	} else {
+		f->result = RESULT_ROLLBACK_FAILED;
+		progress(r, "%s: the rollback %s: left offline", f->name,
+		         rc != CLI_OK ? "failed" : "did not pass its verdict");
+		if (set_status(r, f, 1, "offline", "rollback did not pass", 0, -1, &step_err) !=
+		    CLI_OK)
+			progress(r, "%s: could not set it offline: %s", f->name, step_err.what);
+	}
+	snprintf(f->error, sizeof(f->error), "verdict fail; rollback %s",
+	         f->result == RESULT_ROLLED_BACK ? "passed" : "did not pass");
+	/* the evidence shown is the deploy's verdict; the rollback's is in the progress */
+	f->verdict = verdict;
+	memcpy(f->verdict_reason, verdict_reason, sizeof(verdict_reason));
+	memcpy(f->evidence, evidence, sizeof(evidence));
+	json_decref(f->evidence_json);
+	f->evidence_json = evidence_json;
+	f->verdict_ms = verdict_ms;
+	f->judged_ms = judged_ms;
+	(void)err;
+}
+
+/* A fail verdict in b[0..nb): each failing node out at once (offline
+ * without TTL), drained, rolled back with --rollback; with --rollback-all
+ * the nodes deployed before too. Returns CLI_VERDICT_FAIL with err. */
+static int
+halt_on_fail(struct rollout *r, struct rollout_node *b, int nb, struct error *err)
+{
+	char reason[REASON_MAX + 1], first[600] = "";
+	struct error step_err;
+	int64_t verdict_at;
+	int i, k, n_failed = 0;
+
+	for (i = 0; i < nb; i++) {
+		struct rollout_node *f = &b[i];
+		if (f->verdict == NULL || strcmp(f->verdict, "fail") != 0)
+			continue;
+		n_failed++;
+		if (first[0] == '\0')
+			snprintf(first, sizeof(first), "%s: %s", f->name, f->verdict_reason);
+		verdict_at = wait_monotonic_ms();
+		f->result = RESULT_VERDICT_FAIL;
+		snprintf(f->error, sizeof(f->error), "verdict fail: %.480s", f->verdict_reason);
+		snprintf(reason, sizeof(reason), "rollout %s verdict fail: %.200s", r->id,
+		         f->verdict_reason);
+		rollout_clean_reason(reason);
+		error_clear(&step_err);
+		if (set_status(r, f, 1, "offline", reason, 0, -1, &step_err) != CLI_OK) {
+			progress(r, "%s: could not take it offline: %s", f->name, step_err.what);
+			continue;
+		}
+		progress(r, "%s: offline at once, without TTL: its verdict is fail", f->name);
+		f->started = verdict_at;
+		if (do_step(r, f, 1, STEP_DRAIN, &step_err) == CLI_OK) {
+			f->out_ms = wait_monotonic_ms() - verdict_at;
+			progress(r, "%s: out of every load balancer %.1fs after the verdict",
+			         f->name, seconds(f->out_ms));
+		} else {
+			progress(r, "%s: %s", f->name, step_err.what);
+			continue; /* not drained: no command runs on it */
+		}
+		if (r->rollback != NULL)
+			roll_back_failed(r, f, err);
+	}
+	if (r->is_rollback_all)
+		for (k = 0; k < r->n && !interrupted; k++) {
+			struct rollout_node *d = &r->nodes[k];
+			char *deployed = d->command;
+			if (d->result != RESULT_OK)
+				continue;
+			progress(r, "%s: rolling back (--rollback-all)", d->name);
+			d->command = d->rollback_command;
+			error_clear(&step_err);
+			if (run_batch(r, d, 1, &step_err) == CLI_OK)
+				d->result = RESULT_ROLLED_BACK;
+			else
+				progress(r, "%s: its rollback failed: %s", d->name, step_err.what);
+			d->command = deployed;
+			d->is_rolled_back = 1;
+		}
+	error_set(err, 0, "verdict fail: %d node%s worse than %s peers: %.400s", n_failed,
+	          n_failed == 1 ? " is" : "s are", n_failed == 1 ? "its" : "their", first);
+	return CLI_VERDICT_FAIL;
+}
+
+/* After batch b[0..nb) (starting at index first) is back in service: the
+ * canary's bake, or --verify, when due. */
+static int
+judge_after_batch(struct rollout *r, int first, int nb, struct error *err)
+{
+	struct rollout_node *b;
+	enum analysis_outcome outcome;
+	int64_t duration;
+	int i, count, rc = CLI_OK;
+
+	if (r->canary > 0 && first + nb == r->canary) {
+		b = &r->nodes[0];
+		count = r->canary;
+		duration = r->bake_ms;
+	} else if (first >= r->canary && r->verify_ms > 0) {
+		b = &r->nodes[first];
+		count = nb;
+		duration = r->verify_ms;
+	} else
+		return CLI_OK;
+	outcome = judge_nodes(r, b, count, duration, &rc, err);
+	if (rc != CLI_OK)
+		return rc;
+	if (outcome == ANALYSIS_FAIL)
+		return halt_on_fail(r, b, count, err);
+	if (interrupted) {
+		error_set(err, 0, "interrupted during the verdict of %s", b[0].name);
+		return CLI_REFUSED;
+	}
+	if (outcome == ANALYSIS_PASS)
+		return CLI_OK;
+	for (i = 0; i < count; i++)
+		if (b[i].verdict != NULL && strcmp(b[i].verdict, "inconclusive") == 0 &&
+		    r->is_inconclusive_halt)
+			b[i].result = RESULT_INCONCLUSIVE;
+	if (!r->is_inconclusive_halt) {
+		progress(r, "%s: inconclusive, and --on-inconclusive continue: going on",
+		         b[0].name);
+		return CLI_OK;
+	}
+	error_set(err, 0,
+	          "verdict inconclusive for %s: %.300s; the node%s stay%s in service (nothing "
+	          "shows %s bad); more traffic, a longer --bake/--verify, or --on-inconclusive "
+	          "continue",
+	          b[0].name, b[0].verdict_reason, count == 1 ? "" : "s", count == 1 ? "s" : "",
+	          count == 1 ? "it" : "them");
+	return CLI_VERDICT_INCONCLUSIVE;
+}
+
+/* Refuses, before any change, a verdict no load balancer can give. */
+static int
+check_judgeable(struct rollout *r, struct error *err)
+{
+	const char *name = r->nodes[0].name;
+	struct judge j;
+	int rc;
+
+	if (r->canary == 0 && r->verify_ms == 0)
+		return CLI_OK;
+	if (r->canary > r->n)
+		r->canary = r->n;
+	j.prometheus_url = r->cli->prometheus;
+	j.query = r->cli->analysis_query;
+	rc = judge_open(&j, &r->verdict, r->cli->cluster, r->lbs, r->n_lbs, &name, 1, NULL, 0, err);
+	judge_close(&j);
+	return rc;
+}
+
 /* --- the summary ---------------------------------------------------------------- */
 
 static void
@@ -549,6 +885,18 @@ print_summary(const struct rollout *r, int rc, int64_t took)
 			        r->nodes[i].drained_by[0] != '\0' ? r->nodes[i].drained_by
 			                                          : "(no probers)",
 			        r->nodes[i].in_flight);
+	for (i = 0; i < r->n; i++) {
+		const struct rollout_node *n = &r->nodes[i];
+		if (n->verdict == NULL)
+			continue;
+		fprintf(r->progress, "%s: verdict %s at %.1fs of %.1fs judged: %s\n%s\n", n->name,
+		        n->verdict, seconds(n->verdict_ms), seconds(n->judged_ms),
+		        n->verdict_reason, n->evidence);
+		if (n->out_ms >= 0)
+			fprintf(r->progress,
+			        "%s: out of every load balancer %.1fs after the verdict\n", n->name,
+			        seconds(n->out_ms));
+	}
 	if (rc == CLI_OK)
 		fprintf(r->progress, "rollout %s: %d node%s done in %.1fs\n", r->id, r->n,
 		        r->n == 1 ? "" : "s", seconds(took));
@@ -580,12 +928,25 @@ print_summary_json(const struct rollout *r, int rc, int64_t took, const struct e
 		              "command_ms", ms_or_null(n->command_ms), "warmup_ms",
 		              ms_or_null(n->warmup_ms), "ready_ms", ms_or_null(n->ready_ms),
 		              "total_ms", ms_or_null(n->total_ms)));
+		if (n->verdict != NULL) {
+			json_t *o = json_array_get(nodes, json_array_size(nodes) - 1);
+			json_object_set_new(o, "verdict", json_string(n->verdict));
+			json_object_set_new(o, "verdict_reason", json_string(n->verdict_reason));
+			json_object_set_new(o, "verdict_ms", ms_or_null(n->verdict_ms));
+			json_object_set_new(o, "judged_ms", ms_or_null(n->judged_ms));
+			json_object_set_new(o, "out_ms", ms_or_null(n->out_ms));
+			json_object_set_new(o, "rolled_back", json_boolean(n->is_rolled_back));
+			json_object_set(o, "evidence",
+			                n->evidence_json != NULL ? n->evidence_json : json_null());
+		}
 	}
 	doc = json_pack("{s:s, s:s, s:s, s:s?, s:o, s:o}", "rollout", r->id, "cluster",
 	                r->cli->cluster, "result",
-	                rc == CLI_OK  ? "ok"
-	                : interrupted ? "interrupted"
-	                              : "failed",
+	                rc == CLI_OK                     ? "ok"
+	                : interrupted                    ? "interrupted"
+	                : rc == CLI_VERDICT_FAIL         ? "verdict fail"
+	                : rc == CLI_VERDICT_INCONCLUSIVE ? "inconclusive"
+	                                                 : "failed",
 	                "error", rc == CLI_OK ? NULL : err->what, "total_ms", ms_or_null(took),
 	                "nodes", nodes);
 	if (doc != NULL && (text = json_dumps(doc, JSON_SORT_KEYS)) != NULL) {
@@ -619,7 +980,11 @@ run_rollout(struct rollout *r, struct error *err)
 	         names, r->batch);
 	for (i = 0; i < r->n && rc == CLI_OK; i += nb) {
 		nb = r->n - i < r->batch ? r->n - i : r->batch;
+		if (r->canary > 0 && i < r->canary && i + nb > r->canary)
+			nb = r->canary - i; /* the canary ends a batch */
 		rc = run_batch(r, &r->nodes[i], nb, err);
+		if (rc == CLI_OK)
+			rc = judge_after_batch(r, i, nb, err);
 	}
 	for (i = 0, nb = 0; rc != CLI_OK && i < r->n; i++)
 		nb += r->nodes[i].result == RESULT_NOT_STARTED;
@@ -640,6 +1005,8 @@ free_rollout(struct rollout *r)
 
 	for (i = 0; r->nodes != NULL && i < r->n; i++) {
 		free(r->nodes[i].command);
+		free(r->nodes[i].rollback_command);
+		json_decref(r->nodes[i].evidence_json);
 		rollout_free_env(r->nodes[i].env);
 	}
 	free(r->nodes);
@@ -663,7 +1030,10 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	         cli,
 	         CLI_OPTIONS(OPT_NODES, OPT_EXEC, OPT_WARMUP, OPT_BATCH, OPT_MIN_ONLINE, OPT_FALL,
 	                     OPT_DRAIN_TIMEOUT, OPT_READY_TIMEOUT, OPT_DRY_RUN, OPT_TTL, OPT_WINDOW,
-	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE),
+	                     OPT_NO_PROBERS_DELAY, OPT_REQUIRE_PROBERS, OPT_DRAIN_GRACE, OPT_CANARY,
+	                     OPT_BAKE, OPT_VERIFY, OPT_MAX_ERROR_RATIO, OPT_MAX_LATENCY_RATIO,
+	                     OPT_MIN_REQUESTS, OPT_ON_INCONCLUSIVE, OPT_ROLLBACK, OPT_ROLLBACK_ALL,
+	                     OPT_FORCE, OPT_PROMETHEUS, OPT_ANALYSIS_QUERY),
 	         "rollout", err)) != 0 ||
 	    (rc = cli_check_args(nargs, 0, 0,
 	                         "rollout [--nodes a,b,c|all] --exec 'COMMAND' [OPTIONS]; see "
@@ -673,7 +1043,8 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 		return rc;
 	rollout_make_id(r.id, sizeof(r.id));
 	rollout_make_reason(&r);
-	if ((rc = rollout_load_plan(&r, err)) != CLI_OK)
+	if ((rc = rollout_load_plan(&r, err)) != CLI_OK ||
+	    (rc = check_judgeable(&r, err)) != CLI_OK)
 		goto done;
 	if (r.is_dry_run) {
 		if (cli->is_json)
@@ -682,9 +1053,18 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 			rollout_print_plan(&r);
 		goto done;
 	}
+	if ((rc = rollout_register(&r, err)) != CLI_OK)
+		goto done;
 	r.start = wait_monotonic_ms();
 	rc = run_rollout(&r, err);
 	took = wait_monotonic_ms() - r.start;
+	rollout_unregister(&r,
+	                   rc == CLI_OK                     ? "done"
+	                   : interrupted                    ? "interrupted"
+	                   : rc == CLI_VERDICT_FAIL         ? "verdict fail"
+	                   : rc == CLI_VERDICT_INCONCLUSIVE ? "inconclusive"
+	                                                    : "failed",
+	                   rc == CLI_OK ? "" : err->what);
 	if (cli->is_json)
 		print_summary_json(&r, rc, took, err);
 	else

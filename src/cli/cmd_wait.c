@@ -31,7 +31,7 @@ parse_args(const struct cli *cli, struct wait_args *a, struct error *err)
 /* "node1: drained by 2 load balancers (hap1: agent answered 'maint';
  * v1: 2 failing answers); in flight: hap1: 0 in flight". */
 static void
-print_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
+print_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {
 	const struct cli *cli = ctx;
 
@@ -51,7 +51,7 @@ print_done(void *ctx, const struct wait_node *w, const struct wait_args *a)
 }
 
 static void
-print_json(const struct wait_node *nodes, int n)
+print_json(const struct drain_node *nodes, int n)
 {
 	json_t *doc = json_object(), *list = json_object();
 	char *text;
@@ -76,10 +76,8 @@ cmd_wait(struct cli *cli, int nargs, char **args, struct error *err)
 	static const char usage[] = "wait NAME... --drained|--serving [--fall K] [--timeout D] "
 	                            "[--window D] [--no-probers-delay D | --require-probers] "
 	                            "[--drain-grace D]";
-	struct wait_lb lbs[WAIT_LBS_MAX];
 	struct wait_args a;
-	struct wait_node *nodes;
-	size_t n_lbs;
+	struct drain_node *nodes;
 	int i, rc;
 
 	if ((rc = cli_only_options(cli,
@@ -90,12 +88,12 @@ cmd_wait(struct cli *cli, int nargs, char **args, struct error *err)
 	    (rc = cli_check_args(nargs, 1, -1, usage, err)) != 0 ||
 	    (rc = parse_args(cli, &a, err)) != 0)
 		return rc;
-	if ((rc = wait_load_lbs(cli, lbs, &n_lbs, err)) != CLI_OK)
-		return rc;
 	nodes = xcalloc((size_t)nargs, sizeof(*nodes));
 	for (i = 0; i < nargs; i++)
 		nodes[i].name = args[i];
-	rc = wait_for_nodes(cli, nodes, nargs, lbs, n_lbs, &a, print_done, cli, err);
+	/* the daemon judges; the load balancers are read only for one that
+	 * does not (wait_for_nodes) */
+	rc = wait_for_nodes(cli, nodes, nargs, NULL, 0, &a, print_done, cli, err);
 	if (cli->is_json && (rc == CLI_OK || rc == CLI_TIMEOUT))
 		print_json(nodes, nargs);
 	free(nodes);

@@ -5,9 +5,11 @@
 #ifndef CM_CLI_ROLLOUT_H
 #define CM_CLI_ROLLOUT_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#include "analysis/verdict.h"
 #include "cli_internal.h"
 #include "core/limits.h"
 #include "wait.h"
@@ -21,6 +23,10 @@ enum rollout_result {
 	RESULT_REFUSED,
 	RESULT_STOPPED,
 	RESULT_INTERRUPTED,
+	RESULT_VERDICT_FAIL,    /* deployed, judged worse than its peers, taken out */
+	RESULT_INCONCLUSIVE,    /* deployed, too little traffic for a verdict */
+	RESULT_ROLLED_BACK,     /* failed its verdict, rolled back, passed again: online */
+	RESULT_ROLLBACK_FAILED, /* failed its verdict, and its rollback did not pass: offline */
 };
 
 extern const char *const rollout_result_names[];
@@ -35,6 +41,29 @@ struct rollout_node {
 	enum rollout_result result;
 	char error[512];                      /* why it failed, "" otherwise */
 	char drained_by[768], in_flight[384]; /* the evidence of its drain */
+	/* the verdict (--canary/--verify); verdict NULL: not judged */
+	char *rollback_command;        /* --rollback substituted; NULL without */
+	const char *verdict;           /* "pass", "fail", "inconclusive" */
+	char verdict_reason[512];      /* the deciding sentence */
+	char evidence[2048];           /* per load balancer, one line each */
+	json_t *evidence_json;         /* the same for --json (owned) */
+	int64_t judged_ms, verdict_ms; /* how long it was judged; when decided (-1) */
+	int64_t out_ms;                /* after a fail: verdict to drained everywhere (-1) */
+	int is_rolled_back;            /* the rollback command ran on it */
+};
+
+/* The rollout as the daemon's registry shows it (rollout_register.c):
+ * what the heartbeat thread sends, under lock. */
+struct rollout_registration {
+	int is_active;               /* registered, heartbeat thread running */
+	const struct client *client; /* borrowed from struct cli */
+	char cluster[65], id[16];
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	int is_dirty, is_stopping;
+	char phase[64], current[65], state[32], message[512];
+	json_t *verdicts; /* {node: verdict} */
 };
 
 struct rollout {
@@ -45,7 +74,7 @@ struct rollout {
 	json_int_t min_online; /* -1: not given */
 	int64_t ttl_s, drain_timeout_ms, ready_timeout_ms;
 	struct wait_args drained, serving;
-	struct wait_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
+	struct drain_lb lbs[WAIT_LBS_MAX]; /* the cluster's named load balancers */
 	size_t n_lbs;
 	int is_dry_run;
 	struct client_reply list; /* the node list, which owns the names */
@@ -54,6 +83,15 @@ struct rollout {
 	FILE *progress; /* stdout, or stderr with --json */
 	int64_t start;
 	char reason[REASON_MAX + 1];
+	/* the verdict: with canary 0 and verify_ms 0 nothing is judged */
+	int canary;                     /* --canary N */
+	int64_t bake_ms, verify_ms;     /* --bake, --verify */
+	struct analysis_config verdict; /* thresholds */
+	int is_inconclusive_halt;       /* --on-inconclusive halt (default) */
+	const char *rollback;           /* --rollback COMMAND, or NULL */
+	int is_rollback_all;            /* --rollback-all */
+	int is_force;                   /* --force: even while another rollout is registered */
+	struct rollout_registration registration;
 };
 
 /* rollout_plan.c; each is described above its definition. */
@@ -65,6 +103,19 @@ int rollout_load_plan(struct rollout *r, struct error *err);
 void rollout_format_duration(int64_t ms, char *buf, size_t size);
 void rollout_print_plan(const struct rollout *r);
 void rollout_print_plan_json(const struct rollout *r);
+void rollout_print_verdict_plan(const struct rollout *r);
 void rollout_clean_reason(char *s);
+
+/* rollout_register.c: the daemon's registry of rollouts in progress.
+ * rollout_register POSTs the rollout (refused with CLI_REFUSED while
+ * another is registered on the cluster, unless r->is_force; a daemon
+ * without the registry only warns) and starts the heartbeat;
+ * rollout_report changes the phase, the current node and (with verdict)
+ * that node's verdict, any may be NULL; rollout_unregister sends how it
+ * ended and stops the heartbeat. The last two do nothing when not
+ * registered. */
+int rollout_register(struct rollout *r, struct error *err);
+void rollout_report(struct rollout *r, const char *phase, const char *node, const char *verdict);
+void rollout_unregister(struct rollout *r, const char *state, const char *message);
 
 #endif

@@ -221,7 +221,8 @@ bad_list:
 static int
 prepare_nodes(struct rollout *r, struct error *err)
 {
-	int needs_address = r->cli->n_warmup > 0 || strstr(r->exec, "{address}") != NULL;
+	int needs_address = r->cli->n_warmup > 0 || strstr(r->exec, "{address}") != NULL ||
+	                    (r->rollback != NULL && strstr(r->rollback, "{address}") != NULL);
 	int i;
 
 	for (i = 0; i < r->n; i++) {
@@ -245,6 +246,9 @@ prepare_nodes(struct rollout *r, struct error *err)
 			                 rn->name),
 			       CLI_REFUSED;
 		rn->command = substitute(r->exec, rn->name, rn->address);
+		rn->verdict_ms = rn->out_ms = rn->judged_ms = -1;
+		if (r->rollback != NULL)
+			rn->rollback_command = substitute(r->rollback, rn->name, rn->address);
 		if (!r->is_dry_run)
 			rn->env = make_env(r, rn);
 	}
@@ -274,7 +278,8 @@ rollout_format_duration(int64_t ms, char *buf, size_t size)
 	if (ms < 0)
 		snprintf(buf, size, "-");
 	else if (ms < 60 * 1000)
-		snprintf(buf, size, "%.1fs", (double)ms / 1000.0); /* commands' timings: tenths count */
+		snprintf(buf, size, "%.1fs",
+		         (double)ms / 1000.0); /* commands' timings: tenths count */
 	else
 		duration_format(ms, buf, size);
 }
@@ -311,6 +316,33 @@ rollout_print_plan(const struct rollout *r)
 	for (w = 0; w < r->cli->n_warmup; w++)
 		printf("%s%s", w == 0 ? ", warm up GET " : " ", r->cli->warmup[w]);
 	printf(", online, wait until served (up to %s)\n", ready);
+	rollout_print_verdict_plan(r);
+}
+
+/* The verdict's part of the plan: who is judged, how long, what on fail. */
+void
+rollout_print_verdict_plan(const struct rollout *r)
+{
+	char bake[32], verify[32];
+
+	if (r->canary == 0 && r->verify_ms == 0)
+		return;
+	rollout_format_duration(r->bake_ms, bake, sizeof(bake));
+	rollout_format_duration(r->verify_ms, verify, sizeof(verify));
+	if (r->canary > 0)
+		printf("canary: the first %d node%s, judged together for %s against the nodes not "
+		       "yet deployed\n",
+		       r->canary, r->canary == 1 ? "" : "s", bake);
+	printf("later batches: %s%s\n", r->verify_ms > 0 ? "judged for " : "not judged",
+	       r->verify_ms > 0 ? verify : "");
+	printf("verdict: fail above the peers' error ratio + %g or %gx their mean response time; "
+	       "pass after %llu responses; inconclusive: %s\n",
+	       r->verdict.max_error_ratio, r->verdict.max_latency_ratio,
+	       (unsigned long long)r->verdict.min_requests,
+	       r->is_inconclusive_halt ? "halt" : "continue");
+	printf("on fail: offline at once without TTL, %s%s\n",
+	       r->rollback != NULL ? "then roll back with: " : "no rollback (no --rollback)",
+	       r->rollback != NULL ? r->rollback : "");
 }
 
 void
@@ -330,6 +362,16 @@ rollout_print_plan_json(const struct rollout *r)
 	doc = json_pack("{s:b, s:s, s:s, s:s, s:I, s:i, s:o, s:o}", "dry_run", 1, "rollout", r->id,
 	                "cluster", r->cli->cluster, "reason", r->reason, "ttl",
 	                (json_int_t)r->ttl_s, "batch", r->batch, "warmup", warmup, "nodes", nodes);
+	if (doc != NULL && (r->canary > 0 || r->verify_ms > 0))
+		json_object_set_new(
+		    doc, "verdict",
+		    json_pack(
+		        "{s:i, s:I, s:I, s:f, s:f, s:I, s:s, s:s?}", "canary", r->canary, "bake_ms",
+		        (json_int_t)r->bake_ms, "verify_ms", (json_int_t)r->verify_ms,
+		        "max_error_ratio", r->verdict.max_error_ratio, "max_latency_ratio",
+		        r->verdict.max_latency_ratio, "min_requests",
+		        (json_int_t)r->verdict.min_requests, "on_inconclusive",
+		        r->is_inconclusive_halt ? "halt" : "continue", "rollback", r->rollback));
 	if (doc != NULL && (text = json_dumps(doc, JSON_SORT_KEYS)) != NULL) {
 		puts(text);
 		free(text);

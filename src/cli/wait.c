@@ -1,7 +1,12 @@
 /*
- * wait.c - follow the daemon's observed probes until every load balancer
- * has acted on a node's state, then (draining) until the requests in
- * flight are over; see wait.h for the rules.
+ * wait.c - wait until every load balancer has acted on a node's state,
+ * then (draining) until the requests in flight are over; see wait.h.
+ *
+ * The daemon judges (GET .../nodes/{n}/drained or /serving, held until
+ * the verdict or the timeout): one request per node, in turn, reading
+ * only that node's observations. A daemon without those endpoints (an
+ * older one) is followed here instead, with the same judgement
+ * (drain/drain.h), as below.
  *
  * The loop: one long poll on the observations of every node not done yet
  * (the daemon answers as soon as one of them is probed, or after
@@ -20,15 +25,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "lbruntime.h"
 #include "util/timefmt.h"
 #include "wait.h"
 
 #define LONG_POLL_S 1 /* bounds how long SIGINT or a deadline goes unseen */
-#define IN_FLIGHT_POLL_MS 20
-#define RUNTIME_TIMEOUT_MS 1000
-#define STALE_INTERVALS 3 /* a load balancer silent this many intervals... */
-#define STALE_MIN_MS 1000 /* ...and at least this long is reported */
+#define IN_FLIGHT_POLL_MS DRAIN_IN_FLIGHT_POLL_MS
 
 int64_t
 wait_monotonic_ms(void)
@@ -126,6 +127,12 @@ wait_args_from_cli(const struct cli *cli, struct wait_args *a, struct error *err
 
 /* --- the cluster's load balancers -------------------------------------------- */
 
+static long long
+int_field(const json_t *obj, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(obj, key));
+}
+
 static const char *
 string_field(const json_t *obj, const char *key)
 {
@@ -134,14 +141,8 @@ string_field(const json_t *obj, const char *key)
 	return s != NULL ? s : "";
 }
 
-static long long
-int_field(const json_t *obj, const char *key)
-{
-	return (long long)json_integer_value(json_object_get(obj, key));
-}
-
 int
-wait_load_lbs(struct cli *cli, struct wait_lb *lbs, size_t *n, struct error *err)
+wait_load_lbs(struct cli *cli, struct drain_lb *lbs, size_t *n, struct error *err)
 {
 	struct client_reply reply;
 	const json_t *lb;
@@ -159,7 +160,7 @@ wait_load_lbs(struct cli *cli, struct wait_lb *lbs, size_t *n, struct error *err
 		return rc;
 	json_array_foreach(json_object_get(reply.json, "lbs"), i, lb)
 	{
-		struct wait_lb *l;
+		struct drain_lb *l;
 		if (*n == WAIT_LBS_MAX)
 			break;
 		l = &lbs[(*n)++];
@@ -173,441 +174,12 @@ wait_load_lbs(struct cli *cli, struct wait_lb *lbs, size_t *n, struct error *err
 	return CLI_OK;
 }
 
-/* --- judging one node's probes ----------------------------------------- */
-
-static int
-is_agent(const json_t *p)
-{
-	return strcmp(string_field(p, "protocol"), "agent") == 0;
-}
-
-/* Has prober p had the wanted answer often enough since the change? An
- * agent-check's answer is applied at once; HTTP probes need `fall`. */
-static int
-prober_is_done(const json_t *p, const struct wait_args *a)
-{
-	return json_is_true(json_object_get(p, "serving")) == a->want_serving &&
-	       int_field(p, "since_change") >= (is_agent(p) ? 1 : a->fall);
-}
-
-/* Draining: has the load balancer received the deciding answer? The
- * daemon counts an answer when it sends it; the load balancer acts when
- * it reads it, which through a front server can be tens of ms later, and
- * meanwhile it still sends requests. Load balancers probe one at a time
- * (Varnish, HAProxy's checks and agent), so a later probe from it means
- * it has read the answer; and once a whole interval has passed it has
- * either read it or timed out (a failure too: its timeout is below its
- * interval). Serving needs no such care: a late start is not a fault. */
-static int
-prober_is_received(const json_t *p, const struct wait_args *a)
-{
-	long long interval = int_field(p, "interval_ms");
-
-	if (a->want_serving || int_field(p, "since_change") > (is_agent(p) ? 1 : a->fall))
-		return 1;
-	return int_field(p, "age_ms") >= (interval > 0 ? interval : 1000);
-}
-
-/* "127.0.0.2 (curl/8.0)", "127.0.0.2 (agent-check)". */
-static void
-prober_name(const json_t *p, char *buf, size_t size)
-{
-	const char *ua = json_string_value(json_object_get(p, "user_agent"));
-
-	if (is_agent(p))
-		snprintf(buf, size, "%s (agent-check)", string_field(p, "address"));
-	else if (ua != NULL)
-		snprintf(buf, size, "%s (%.80s)", string_field(p, "address"), ua);
-	else
-		snprintf(buf, size, "%s (no User-Agent)", string_field(p, "address"));
-}
-
-/* "agent answered maint", "2 failing answers". */
-static void
-prober_signal(const json_t *p, char *buf, size_t size)
-{
-	if (is_agent(p))
-		snprintf(buf, size, "agent answered '%s'", string_field(p, "last_answer"));
-	else
-		snprintf(buf, size, "%lld %s answers", int_field(p, "since_change"),
-		         json_is_true(json_object_get(p, "serving")) ? "serving" : "failing");
-}
-
-/* "has had 1 of 3 failing answers since the change (last: 200 OK)". */
-static void
-prober_progress(const json_t *p, const struct wait_args *a, char *buf, size_t size)
-{
-	snprintf(buf, size, "has had %lld of %ld %s answers since the change (last: %s)",
-	         json_is_true(json_object_get(p, "serving")) == a->want_serving
-	             ? int_field(p, "since_change")
-	             : 0LL,
-	         is_agent(p) ? 1 : a->fall, a->want_serving ? "serving" : "failing",
-	         string_field(p, "last_answer"));
-}
-
-/* For draining, an unnamed HTTP prober at the address of an unnamed
- * agent-check that was answered maint or drain, when it is that HAProxy's
- * own check: it says so (lbconfig's User-Agent "HAProxy-check"), or it
- * went silent as HAProxy's checks do in MAINT (another load balancer at
- * the same address, such as Varnish, keeps probing a node it took out,
- * so it must show its own failing answers). */
-static int
-unnamed_check_is_covered(const json_t *p, const json_t *probes, const struct wait_args *a)
-{
-	const char *ua = json_string_value(json_object_get(p, "user_agent"));
-	long long interval = int_field(p, "interval_ms"), age = int_field(p, "age_ms");
-	int is_silent = age > STALE_INTERVALS * interval && age > STALE_MIN_MS;
-	const json_t *q;
-	size_t i;
-
-	if (a->want_serving || is_agent(p) ||
-	    !((ua != NULL && strncmp(ua, "HAProxy", 7) == 0) || is_silent))
-		return 0;
-	json_array_foreach(probes, i, q)
-	{
-		if (is_agent(q) && json_is_null(json_object_get(q, "lb")) &&
-		    strcmp(string_field(q, "address"), string_field(p, "address")) == 0 &&
-		    prober_is_done(q, a) && prober_is_received(q, a))
-			return 1;
-	}
-	return 0;
-}
-
-/* Runtime access: the load balancer's own word on the node. Returns 1
- * when it says it acted (signal filled), 0 when not or unknown. */
-static int
-runtime_says(const struct wait_lb *lb, const char *cluster, const char *node,
-             const struct wait_args *a, struct lb_server_state *st, char *signal, size_t size)
-{
-	char backend[160], why[300];
-
-	if (lb->runtime[0] == '\0' || strcmp(lb->kind, "haproxy") != 0)
-		return 0;
-	if (lb->backend[0] != '\0')
-		snprintf(backend, sizeof(backend), "%s", lb->backend);
-	else
-		snprintf(backend, sizeof(backend), "be_%s", cluster);
-	if (lbruntime_haproxy(lb->runtime, backend, node, RUNTIME_TIMEOUT_MS, st, why,
-	                      sizeof(why)) != 0)
-		return 0;
-	if (a->want_serving ? !lbruntime_haproxy_is_in(st->status)
-	                    : !lbruntime_haproxy_is_out(st->status))
-		return 0;
-	snprintf(signal, size, "HAProxy says %s", st->status);
-	return 1;
-}
-
-/* Varnish with runtime access: have its own last `fall` probes of the
- * node failed? Then it has read the deciding answers and marked the
- * backend sick, without waiting for the next probe or an interval. */
-static int
-varnish_marked_sick(const struct wait_lb *lb, const char *node, const struct wait_args *a)
-{
-	unsigned long long bits, mask = (a->fall >= 64 ? ~0ULL : (1ULL << a->fall) - 1);
-	char backend[160], why[300];
-
-	if (a->want_serving || lb->runtime[0] == '\0' || strcmp(lb->kind, "varnish") != 0)
-		return 0;
-	lbruntime_varnish_backend(node, backend, sizeof(backend));
-	return lbruntime_varnish_happy(lb->runtime, backend, RUNTIME_TIMEOUT_MS, &bits, why,
-	                               sizeof(why)) == 0 &&
-	       (bits & mask) == 0;
-}
-
-/* Judges one named load balancer from its probers in probes. Returns 1
- * when it has acted (signal says how), else 0 with why filled. */
-static int
-judge_named(struct wait_lb *lb, const char *cluster, const char *node, const json_t *probes,
-            const struct wait_args *a, int64_t waited, char *signal, size_t ssize, char *why,
-            size_t wsize, int *is_in_transit)
-{
-	struct lb_server_state st;
-	const json_t *p;
-	long long newest_age = -1, interval = 0;
-	int n = 0, all_done = 1, any_done = 0;
-	size_t i;
-
-	signal[0] = why[0] = '\0';
-	if (strcmp(lb->kind, "nginx") == 0) { /* it sends no probes */
-		if (waited >= a->no_probers_delay_ms) {
-			snprintf(signal, ssize, "no probes (nginx): waited %.1fs",
-			         (double)a->no_probers_delay_ms / 1000.0);
-			return 1;
-		}
-		snprintf(why, wsize, "nginx sends no probes: waiting %.1fs",
-		         (double)a->no_probers_delay_ms / 1000.0);
-		return 0;
-	}
-	if (lb->kind[0] != '\0' && runtime_says(lb, cluster, node, a, &st, signal, ssize))
-		return 1;
-	json_array_foreach(probes, i, p)
-	{
-		if (strcmp(string_field(p, "lb"), lb->name) != 0)
-			continue;
-		n++;
-		if (newest_age < 0 || int_field(p, "age_ms") < newest_age) {
-			newest_age = int_field(p, "age_ms");
-			interval = int_field(p, "interval_ms");
-		}
-		if (prober_is_done(p, a) && !prober_is_received(p, a) &&
-		    !varnish_marked_sick(lb, node, a)) {
-			all_done = 0;
-			*is_in_transit = 1;
-			snprintf(why, wsize, "was told, and has not read it yet");
-		} else if (prober_is_done(p, a)) {
-			any_done = 1;
-			/* Draining: one signal suffices (the agent's maint, or `fall`
-			 * failing checks). Serving: all of them must agree. */
-			if (!a->want_serving || signal[0] == '\0')
-				prober_signal(p, signal, ssize);
-		} else {
-			all_done = 0;
-			prober_progress(p, a, why, wsize);
-		}
-	}
-	if (n > 0 && (a->want_serving ? all_done : any_done))
-		return 1;
-	signal[0] = '\0';
-	if (n == 0)
-		snprintf(why, wsize, "has not probed it in the last %llds",
-		         (long long)a->window_ms / 1000);
-	else if (newest_age > STALE_INTERVALS * interval && newest_age > STALE_MIN_MS &&
-	         interval > 0)
-		snprintf(why, wsize, "has not probed it for %.1fs (it probed every %lldms)",
-		         (double)newest_age / 1000.0, interval);
-	else if (newest_age > STALE_MIN_MS && interval == 0)
-		snprintf(why, wsize, "has not probed it for %.1fs", (double)newest_age / 1000.0);
-	return 0;
-}
-
-/* Notes on stderr, once per wait, a named load balancer that does not
- * probe. */
-static void
-report_silent(struct wait_lb *lb, const char *node, const char *why)
-{
-	if (lb->is_reported || strstr(why, "has not probed") == NULL)
-		return;
-	lb->is_reported = 1;
-	fprintf(stderr,
-	        "clustermgmt: load balancer %s %s (%s); is it running, configured with "
-	        "`lbconfig --lb %s`?\n",
-	        lb->name, why, node, lb->name);
-	fflush(stderr);
-}
-
-/* The partial-view rule: answers went to probers the daemon could not
- * track (those that count: named ones, or any when none is named).
- * Returns how many, in the window. */
-static long long
-untracked(const json_t *node, size_t n_lbs)
-{
-	return int_field(node, "probes_untracked_lbs") +
-	       (n_lbs == 0 ? int_field(node, "probes_untracked") : 0);
-}
-
-/* Judges the named load balancers lbs[0..n_lbs); probers that are not
- * one of them are counted in the evidence and ignored. Returns whether
- * every one has acted. */
-static int
-judge_named_lbs(struct wait_node *w, const json_t *probes, struct wait_lb *lbs, size_t n_lbs,
-                const char *cluster, const struct wait_args *a, int64_t waited)
-{
-	char signal[200], why[300];
-	const json_t *p;
-	size_t i, k, ignored = 0;
-	int is_done = 1;
-
-	for (i = 0; i < n_lbs; i++) {
-		w->n_probers++;
-		if (judge_named(&lbs[i], cluster, w->name, probes, a, waited, signal,
-		                sizeof(signal), why, sizeof(why), &w->is_in_transit)) {
-			if (w->lb_at[i] == 0)
-				w->lb_at[i] = waited > 0 ? waited : 1;
-			append(w->evidence, sizeof(w->evidence), "%s%s: %s at +%.2fs",
-			       w->evidence[0] != '\0' ? "; " : "", lbs[i].name, signal,
-			       (double)w->lb_at[i] / 1000.0);
-			continue;
-		}
-		is_done = 0;
-		report_silent(&lbs[i], w->name, why);
-		append(w->pending, sizeof(w->pending), "%s%s %s", w->pending[0] != '\0' ? "; " : "",
-		       lbs[i].name, why);
-	}
-	json_array_foreach(probes, i, p)
-	{
-		for (k = 0; k < n_lbs; k++)
-			if (strcmp(string_field(p, "lb"), lbs[k].name) == 0)
-				break;
-		ignored += k == n_lbs;
-	}
-	if (ignored > 0)
-		append(w->evidence, sizeof(w->evidence),
-		       "; %zu prober%s not a named load balancer (ignored)", ignored,
-		       ignored == 1 ? "" : "s");
-	return is_done;
-}
-
-/* Has prober p (no load balancer named) acted? When it has, signal says
- * how; *is_in_transit is set when it was told but has not read it yet. */
-static int
-prober_has_acted(const json_t *p, const json_t *probes, const struct wait_args *a, char *signal,
-                 size_t size, int *is_in_transit)
-{
-	const char *lb = json_string_value(json_object_get(p, "lb"));
-	const json_t *q;
-	size_t k;
-
-	if (prober_is_done(p, a) && !prober_is_received(p, a)) {
-		*is_in_transit = 1;
-		return 0;
-	}
-	if (prober_is_done(p, a)) {
-		prober_signal(p, signal, size);
-		return 1;
-	}
-	if (lb != NULL && !a->want_serving && !is_agent(p)) {
-		/* a named HAProxy whose agent took it out */
-		json_array_foreach(probes, k, q)
-		{
-			if (is_agent(q) && strcmp(string_field(q, "lb"), lb) == 0 &&
-			    prober_is_done(q, a) && prober_is_received(q, a)) {
-				snprintf(signal, size, "covered by its agent-check");
-				return 1;
-			}
-		}
-		return 0;
-	}
-	if (unnamed_check_is_covered(p, probes, a)) {
-		snprintf(signal, size, "covered by the agent-check at %s",
-		         string_field(p, "address"));
-		return 1;
-	}
-	return 0;
-}
-
-/* Judges every prober seen (no load balancer is named). Returns whether
- * every one has acted. */
-static int
-judge_all_probers(struct wait_node *w, const json_t *probes, const struct wait_args *a)
-{
-	char who[200], signal[200], why[300];
-	const json_t *p;
-	int is_done = 1;
-	size_t i;
-
-	json_array_foreach(probes, i, p)
-	{
-		const char *lb = json_string_value(json_object_get(p, "lb"));
-
-		w->n_probers++;
-		if (lb != NULL)
-			snprintf(who, sizeof(who), "%s%s", lb, is_agent(p) ? " (agent-check)" : "");
-		else
-			prober_name(p, who, sizeof(who));
-		if (prober_has_acted(p, probes, a, signal, sizeof(signal), &w->is_in_transit)) {
-			append(w->evidence, sizeof(w->evidence), "%s%s: %s",
-			       w->evidence[0] != '\0' ? "; " : "", who, signal);
-			continue;
-		}
-		is_done = 0;
-		if (prober_is_done(p, a))
-			snprintf(why, sizeof(why), "was told, and has not read it yet");
-		else
-			prober_progress(p, a, why, sizeof(why));
-		append(w->pending, sizeof(w->pending), "%s%s %s", w->pending[0] != '\0' ? "; " : "",
-		       who, why);
-	}
-	return is_done;
-}
-
-void
-wait_judge(struct wait_node *w, const json_t *node, struct wait_lb *lbs, size_t n_lbs,
-           const char *cluster, const struct wait_args *a, int64_t now, int64_t waited)
-{
-	const json_t *probes = json_object_get(node, "probes");
-	long long lost = untracked(node, n_lbs);
-	int is_done;
-
-	w->pending[0] = w->evidence[0] = '\0';
-	w->n_probers = 0;
-	w->is_in_transit = 0;
-	if (n_lbs > 0)
-		is_done = judge_named_lbs(w, probes, lbs, n_lbs, cluster, a, waited);
-	else
-		is_done = judge_all_probers(w, probes, a);
-	if (lost > 0) {
-		is_done = 0;
-		append(w->pending, sizeof(w->pending),
-		       "%sthe daemon could not track every prober of %s (%lld answers to untracked "
-		       "clients in the window): a partial view is never reported as success",
-		       w->pending[0] != '\0' ? "; " : "", w->name, lost);
-		if (!w->is_noted) {
-			fprintf(stderr, "clustermgmt: %s: %s\n", w->name, w->pending);
-			fflush(stderr);
-			w->is_noted = 1;
-		}
-	}
-	if (w->n_probers > 0 && is_done) {
-		w->state = a->want_serving ? WAIT_DONE : WAIT_IN_FLIGHT;
-		w->out_at = now;
-	}
-}
-
-/* --- requests in flight ------------------------------------------------------- */
-
-int
-wait_check_in_flight(struct wait_node *w, const struct wait_lb *lbs, size_t n_lbs,
-                     const char *cluster, const struct wait_args *a, int64_t now)
-{
-	struct lb_server_state st;
-	char why[300], backend[160];
-	int needs_grace = n_lbs == 0, is_clear = 1;
-	size_t i;
-
-	w->in_flight[0] = '\0';
-	for (i = 0; i < n_lbs; i++) {
-		const struct wait_lb *lb = &lbs[i];
-		int rc = -1;
-		if (lb->runtime[0] != '\0' && strcmp(lb->kind, "haproxy") == 0) {
-			if (lb->backend[0] != '\0')
-				snprintf(backend, sizeof(backend), "%s", lb->backend);
-			else
-				snprintf(backend, sizeof(backend), "be_%s", cluster);
-			rc = lbruntime_haproxy(lb->runtime, backend, w->name, RUNTIME_TIMEOUT_MS,
-			                       &st, why, sizeof(why));
-		} else if (lb->runtime[0] != '\0' && strcmp(lb->kind, "varnish") == 0) {
-			lbruntime_varnish_backend(w->name, backend, sizeof(backend));
-			rc = lbruntime_varnish(lb->runtime, backend, RUNTIME_TIMEOUT_MS, &st, why,
-			                       sizeof(why));
-		}
-		if (rc == 0) {
-			append(w->in_flight, sizeof(w->in_flight), "%s%s: %ld in flight",
-			       w->in_flight[0] != '\0' ? "; " : "", lb->name, st.in_flight);
-			is_clear &= st.in_flight == 0;
-		} else {
-			needs_grace = 1;
-			if (lb->runtime[0] != '\0')
-				append(w->in_flight, sizeof(w->in_flight), "%s%s: unknown (%s)",
-				       w->in_flight[0] != '\0' ? "; " : "", lb->name, why);
-		}
-	}
-	if (needs_grace) {
-		if (w->grace_until == 0)
-			w->grace_until = w->out_at + a->drain_grace_ms;
-		append(w->in_flight, sizeof(w->in_flight), "%sgrace %.1fs%s",
-		       w->in_flight[0] != '\0' ? "; " : "", (double)a->drain_grace_ms / 1000.0,
-		       n_lbs == 0 ? " (no named load balancer with runtime access)" : "");
-		is_clear &= now >= w->grace_until;
-	}
-	return is_clear;
-}
-
 /* --- the loop ------------------------------------------------------------ */
 
 /* The observations of the nodes waiting for their load balancers
  * ("a,b"), with a long poll when may_block and *digest is known (>= 0). */
 static int
-fetch_observations(struct cli *cli, struct wait_node *nodes, int n, const struct wait_args *a,
+fetch_observations(struct cli *cli, struct drain_node *nodes, int n, const struct wait_args *a,
                    int may_block, long long *digest, struct client_reply *reply, struct error *err)
 {
 	char *path = client_path("v1", "clusters", cli->cluster, "observations", NULL);
@@ -615,7 +187,7 @@ fetch_observations(struct cli *cli, struct wait_node *nodes, int n, const struct
 	int i, rc;
 
 	for (i = 0; i < n; i++)
-		if (nodes[i].state == WAIT_PROBES)
+		if (nodes[i].state == DRAIN_PROBES)
 			append(list, sizeof(list), "%s%s", list[0] != '\0' ? "," : "",
 			       nodes[i].name);
 	if (*digest >= 0 && may_block)
@@ -633,47 +205,48 @@ fetch_observations(struct cli *cli, struct wait_node *nodes, int n, const struct
 	return CLI_OK;
 }
 
-/* A node nobody probed within the window: note it once, and count it
- * done once the delay has passed. */
-static int
-no_probers(struct wait_node *w, const struct wait_args *a, int64_t elapsed, int64_t now,
-           struct error *err)
+/* The judgement's arguments from the command's. */
+static void
+judge_args(const struct wait_args *a, struct drain_args *out)
 {
-	snprintf(w->pending, sizeof(w->pending), "nothing probes it");
-	if (a->require_probers) {
+	drain_args_default(out, a->want_serving);
+	out->fall = a->fall;
+	out->window_ms = a->window_ms;
+	out->no_probers_delay_ms = a->no_probers_delay_ms;
+	out->drain_grace_ms = a->drain_grace_ms;
+	out->require_probers = a->require_probers;
+}
+
+/* A node nobody probed within the window: noted once, done once the
+ * delay has passed. */
+static int
+no_probers(struct drain_node *w, const struct wait_args *a, const struct drain_access *acc,
+           int64_t elapsed, int64_t now, struct error *err)
+{
+	struct drain_args da;
+
+	judge_args(a, &da);
+	if (drain_no_probers(w, &da, acc, elapsed, now) != 0) {
 		error_set(err, 0,
 		          "nothing probed %s in the last %llds: cannot tell whether the load "
 		          "balancers saw it (--require-probers)",
 		          w->name, (long long)a->window_ms / 1000);
 		return CLI_REFUSED;
 	}
-	if (!w->is_noted) {
-		fprintf(stderr,
-		        "clustermgmt: nothing probed %s in the last %llds; waiting %llds instead\n",
-		        w->name, (long long)a->window_ms / 1000,
-		        (long long)a->no_probers_delay_ms / 1000);
-		fflush(stderr);
-		w->is_noted = 1;
-	}
-	if (elapsed >= a->no_probers_delay_ms) {
-		w->had_no_probers = 1;
-		w->state = a->want_serving ? WAIT_DONE : WAIT_IN_FLIGHT;
-		w->out_at = now;
-	}
 	return CLI_OK;
 }
 
 static void
-mark_done(struct wait_node *w, const struct wait_args *a, wait_done_fn on_done, void *ctx)
+mark_done(struct drain_node *w, const struct wait_args *a, wait_done_fn on_done, void *ctx)
 {
-	w->state = WAIT_DONE;
+	w->state = DRAIN_DONE;
 	w->is_done = 1;
 	if (on_done != NULL)
 		on_done(ctx, w, a);
 }
 
 static int
-count_in(const struct wait_node *nodes, int n, enum wait_state state)
+count_in(const struct drain_node *nodes, int n, enum drain_state state)
 {
 	int i, k = 0;
 
@@ -686,13 +259,12 @@ count_in(const struct wait_node *nodes, int n, enum wait_state state)
  * flight, or an answer on its way to a load balancer? Then the loop looks
  * at its own pace instead of waiting for the next probe. */
 static int
-must_poll(const struct wait_node *nodes, int n)
+must_poll(const struct drain_node *nodes, int n)
 {
 	int i;
 
 	for (i = 0; i < n; i++)
-		if (nodes[i].state == WAIT_IN_FLIGHT ||
-		    (nodes[i].state == WAIT_PROBES && nodes[i].is_in_transit))
+		if (drain_must_poll(&nodes[i]))
 			return 1;
 	return 0;
 }
@@ -700,10 +272,12 @@ must_poll(const struct wait_node *nodes, int n)
 /* One look at the observations of every node still waiting for its load
  * balancers. */
 static int
-look(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *lbs, size_t n_lbs,
+look(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb *lbs, size_t n_lbs,
      const struct wait_args *a, int64_t start, long long *digest, struct error *err)
 {
 	struct client_reply reply;
+	struct drain_access acc;
+	struct drain_args da;
 	const json_t *node;
 	int64_t now;
 	size_t k;
@@ -713,17 +287,19 @@ look(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *lbs, size_
 	                             err)) != CLI_OK)
 		return rc;
 	now = wait_monotonic_ms();
+	drain_access_direct(&acc);
+	judge_args(a, &da);
 	json_array_foreach(json_object_get(reply.json, "nodes"), k, node)
 	{
 		for (i = 0; i < n; i++)
-			if (nodes[i].state == WAIT_PROBES &&
+			if (nodes[i].state == DRAIN_PROBES &&
 			    strcmp(nodes[i].name, string_field(node, "name")) == 0)
 				break;
 		if (i == n)
 			continue;
-		wait_judge(&nodes[i], node, lbs, n_lbs, cli->cluster, a, now, now - start);
-		if (n_lbs == 0 && nodes[i].state == WAIT_PROBES && nodes[i].n_probers == 0 &&
-		    (rc = no_probers(&nodes[i], a, now - start, now, err)) != CLI_OK)
+		drain_judge(&nodes[i], node, lbs, n_lbs, cli->cluster, &da, &acc, now, now - start);
+		if (n_lbs == 0 && nodes[i].state == DRAIN_PROBES && nodes[i].n_probers == 0 &&
+		    (rc = no_probers(&nodes[i], a, &acc, now - start, now, err)) != CLI_OK)
 			break;
 	}
 	client_reply_free(&reply);
@@ -731,7 +307,7 @@ look(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *lbs, size_
 }
 
 static int
-timed_out(const struct wait_node *nodes, int n, const struct wait_args *a, struct error *err)
+timed_out(const struct drain_node *nodes, int n, const struct wait_args *a, struct error *err)
 {
 	int i;
 
@@ -742,44 +318,209 @@ timed_out(const struct wait_node *nodes, int n, const struct wait_args *a, struc
 		snprintf(err->what, sizeof(err->what),
 		         "timed out after %.1fs: ", (double)a->timeout_ms / 1000.0);
 	for (i = 0; i < n; i++) {
-		const struct wait_node *w = &nodes[i];
-		if (w->state == WAIT_PROBES)
+		const struct drain_node *w = &nodes[i];
+		if (w->state == DRAIN_PROBES)
 			append(err->what, sizeof(err->what),
 			       "%s%s: not every load balancer has seen it %s: %s",
-			       i > 0 && nodes[i - 1].state != WAIT_DONE ? "; " : "", w->name,
+			       i > 0 && nodes[i - 1].state != DRAIN_DONE ? "; " : "", w->name,
 			       a->want_serving ? "in" : "out", w->pending);
-		else if (w->state == WAIT_IN_FLIGHT)
+		else if (w->state == DRAIN_IN_FLIGHT)
 			append(err->what, sizeof(err->what),
 			       "%s%s: the load balancers stopped sending it requests, but requests "
 			       "were still in flight: %s",
-			       i > 0 && nodes[i - 1].state != WAIT_DONE ? "; " : "", w->name,
+			       i > 0 && nodes[i - 1].state != DRAIN_DONE ? "; " : "", w->name,
 			       w->in_flight);
 	}
 	err->status = 0;
 	return CLI_TIMEOUT;
 }
 
+/* --- the daemon's judgement ------------------------------------------------ */
+
+#define DAEMON_WAIT_MAX_MS (900 * 1000LL) /* the daemon's largest ?wait= */
+#define DAEMON_DELAY_MAX_MS (3600 * 1000LL)
+#define NO_ENDPOINT 100 /* the daemon has no .../drained: judge here */
+
+/* GET .../nodes/{n}/drained|serving with the wait's arguments. */
+static char *
+verdict_path(const char *cluster, const char *node, const struct wait_args *a, int64_t wait_ms)
+{
+	char *path = client_path("v1", "clusters", cluster, "nodes", node,
+	                         a->want_serving ? "serving" : "drained", NULL);
+	int64_t delay = a->no_probers_delay_ms > DAEMON_DELAY_MAX_MS ? DAEMON_DELAY_MAX_MS
+	                                                             : a->no_probers_delay_ms;
+	char *query;
+
+	if (asprintf(&query,
+	             "%s?wait=%lldms&fall=%ld&window=%lldms&no_probers_delay=%lldms"
+	             "&drain_grace=%lldms&require_probers=%s",
+	             path, (long long)wait_ms, a->fall, (long long)a->window_ms, (long long)delay,
+	             (long long)a->drain_grace_ms, a->require_probers ? "true" : "false") < 0)
+		abort(); /* out of memory */
+	free(path);
+	return query;
+}
+
+/* A done node from the daemon's verdict; its notes go to stderr. */
+static void
+take_verdict(struct drain_node *w, const json_t *v)
+{
+	const json_t *note;
+	size_t i;
+
+	snprintf(w->evidence, sizeof(w->evidence), "%s", string_field(v, "evidence"));
+	snprintf(w->in_flight, sizeof(w->in_flight), "%s", string_field(v, "in_flight"));
+	w->n_probers = (size_t)int_field(v, "probers");
+	w->had_no_probers = json_is_true(json_object_get(v, "no_probers"));
+	json_array_foreach(json_object_get(v, "notes"), i, note)
+	{
+		fprintf(stderr, "clustermgmt: %s\n", json_string_value(note));
+		fflush(stderr);
+	}
+	w->state = DRAIN_DONE;
+}
+
+/* The node's part of a "not drained after D: NODE: ..." refusal. */
+static const char *
+refusal_part(const char *sentence)
+{
+	const char *after = strstr(sentence, " after ");
+	const char *colon = after != NULL ? strstr(after, ": ") : NULL;
+
+	return colon != NULL ? colon + 2 : sentence;
+}
+
+/* Asks the daemon for node w's verdict, held at most wait_ms. Returns
+ * CLI_OK (w done), CLI_TIMEOUT (w->pending holds the daemon's words),
+ * CLI_REFUSED for require_probers (err filled as `wait` words it),
+ * NO_ENDPOINT, or the call's error. */
+static int
+ask_daemon(struct cli *cli, struct drain_node *w, const struct wait_args *a, int64_t wait_ms,
+           struct error *err)
+{
+	struct client_reply reply;
+	long saved = cli->client.timeout_s;
+	int rc;
+
+	cli->client.timeout_s = (long)(wait_ms / 1000) + 30;
+	cli->client.stop = a->stop;
+	rc = cli_call(cli, "GET", verdict_path(cli->cluster, w->name, a, wait_ms), NULL, &reply,
+	              err);
+	cli->client.timeout_s = saved;
+	cli->client.stop = NULL;
+	if (rc == CLI_OK) {
+		take_verdict(w, reply.json);
+		client_reply_free(&reply);
+		return CLI_OK;
+	}
+	if (rc == CLI_REFUSED && err->status == 404 && strncmp(err->what, "node '", 6) != 0 &&
+	    strncmp(err->what, "cluster '", 9) != 0)
+		return NO_ENDPOINT;
+	if (rc == CLI_REFUSED && err->status == 409 &&
+	    strncmp(err->what, "nothing probed ", 15) == 0) {
+		error_set(err, 0,
+		          "nothing probed %s in the last %llds: cannot tell whether the load "
+		          "balancers saw it (--require-probers)",
+		          w->name, (long long)a->window_ms / 1000);
+		return CLI_REFUSED;
+	}
+	if (rc == CLI_REFUSED && err->status == 409) {
+		snprintf(w->pending, sizeof(w->pending), "%s", refusal_part(err->what));
+		return CLI_TIMEOUT;
+	}
+	return rc;
+}
+
+/* The whole wait through the daemon: one held request per node, in
+ * turn, each for what is left of the timeout (a node already done
+ * answers at once). */
+static int
+wait_on_daemon(struct cli *cli, struct drain_node *nodes, int n, const struct wait_args *a,
+               wait_done_fn on_done, void *ctx, struct error *err)
+{
+	int64_t start = wait_monotonic_ms(), left;
+	int i, k, rc = CLI_OK, is_first = 1;
+
+	for (i = 0; i < n; i++) {
+		if (a->stop != NULL && *a->stop)
+			break;
+		left = a->timeout_ms - (wait_monotonic_ms() - start);
+		if (left < 0)
+			left = 0;
+		rc = ask_daemon(cli, &nodes[i], a,
+		                left > DAEMON_WAIT_MAX_MS ? DAEMON_WAIT_MAX_MS : left, err);
+		if (rc == NO_ENDPOINT && i == 0)
+			return NO_ENDPOINT;
+		if (rc == CLI_TIMEOUT || (a->stop != NULL && *a->stop))
+			break;
+		if (rc != CLI_OK)
+			return rc;
+		mark_done(&nodes[i], a, on_done, ctx);
+	}
+	if (a->stop != NULL && *a->stop) {
+		error_set(err, 0, "interrupted while waiting for the load balancers");
+		return CLI_TIMEOUT;
+	}
+	if (rc != CLI_TIMEOUT)
+		return CLI_OK;
+	/* timed out: every node not done says what it lacks */
+	if (a->timeout_ms % 1000 == 0)
+		snprintf(err->what, sizeof(err->what),
+		         "timed out after %llds: ", (long long)a->timeout_ms / 1000);
+	else
+		snprintf(err->what, sizeof(err->what),
+		         "timed out after %.1fs: ", (double)a->timeout_ms / 1000.0);
+	for (k = i; k < n; k++) {
+		struct error e;
+		if (k > i && ask_daemon(cli, &nodes[k], a, 0, &e) == CLI_OK) {
+			mark_done(&nodes[k], a, on_done, ctx);
+			continue;
+		}
+		append(err->what, sizeof(err->what), "%s%s", is_first ? "" : "; ",
+		       nodes[k].pending);
+		is_first = 0;
+	}
+	err->status = 0;
+	return CLI_TIMEOUT;
+}
+
 int
-wait_for_nodes(struct cli *cli, struct wait_node *nodes, int n, struct wait_lb *lbs, size_t n_lbs,
+wait_for_nodes(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb *lbs, size_t n_lbs,
                const struct wait_args *a, wait_done_fn on_done, void *ctx, struct error *err)
 {
 	int64_t start = wait_monotonic_ms(), now;
 	long long digest = -1;
+	struct drain_lb own[WAIT_LBS_MAX];
+	struct drain_access acc;
+	struct drain_args da;
 	int i, rc;
 
+	rc = wait_on_daemon(cli, nodes, n, a, on_done, ctx, err);
+	if (rc != NO_ENDPOINT)
+		return rc;
+	/* a daemon without the drain endpoints: judge here, as before */
+	error_clear(err);
+	if (lbs == NULL) {
+		if ((rc = wait_load_lbs(cli, own, &n_lbs, err)) != CLI_OK)
+			return rc;
+		lbs = own;
+	}
+	drain_access_direct(&acc);
+	judge_args(a, &da);
 	while (1) {
-		if (count_in(nodes, n, WAIT_PROBES) > 0 &&
+		if (count_in(nodes, n, DRAIN_PROBES) > 0 &&
 		    (rc = look(cli, nodes, n, lbs, n_lbs, a, start, &digest, err)) != CLI_OK)
 			return rc;
 		now = wait_monotonic_ms();
 		for (i = 0; i < n; i++) {
-			if (nodes[i].state == WAIT_DONE && !nodes[i].is_done)
+			if (nodes[i].state == DRAIN_DONE && !nodes[i].is_done)
 				mark_done(&nodes[i], a, on_done, ctx);
-			else if (nodes[i].state == WAIT_IN_FLIGHT &&
-			         wait_check_in_flight(&nodes[i], lbs, n_lbs, cli->cluster, a, now))
+			else if (nodes[i].state == DRAIN_IN_FLIGHT &&
+			         drain_check_in_flight(&nodes[i], lbs, n_lbs, cli->cluster, &da,
+			                               &acc, now))
 				mark_done(&nodes[i], a, on_done, ctx);
 		}
-		if (count_in(nodes, n, WAIT_DONE) == n)
+		if (count_in(nodes, n, DRAIN_DONE) == n)
 			return CLI_OK;
 		if (wait_monotonic_ms() - start >= a->timeout_ms)
 			return timed_out(nodes, n, a, err);

@@ -962,6 +962,15 @@ check_bearer(struct request *r, const char *token, size_t len)
 	grant(r, t->role, who);
 }
 
+void
+auth_require_token(struct request *r, enum role min_role, const char *token, size_t len,
+                   void (*then)(struct request *r))
+{
+	r->auth_min_role = min_role;
+	r->auth_then = then;
+	check_bearer(r, token, len);
+}
+
 /* --- Basic ----------------------------------------------------------------- */
 
 static void

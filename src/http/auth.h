@@ -25,6 +25,13 @@ struct auth_state;
 void auth_require(struct request *r, enum role min_role, int allow_session,
                   void (*then)(struct request *r));
 
+/* The same for a token that arrived other than in an Authorization
+ * header (Consul's clients send X-Consul-Token or ?token=): token[0..len)
+ * is checked as a Bearer token would be, and then(r) runs when its role
+ * is at least min_role; otherwise the reply is 401 or 403. Synchronous. */
+void auth_require_token(struct request *r, enum role min_role, const char *token, size_t len,
+                        void (*then)(struct request *r));
+
 /* --- the password check -------------------------------------------------- */
 
 /* The outcome of auth_check_password. */

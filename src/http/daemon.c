@@ -99,6 +99,8 @@ static const char usage[] =
     "  --log-file F               log to F instead of stderr (re-opened on SIGHUP)\n"
     "  --metrics-listen ADDR:PORT serve GET /metrics there, without credentials\n"
     "                             (and nothing else)\n"
+    "  --consul-listen ADDR:PORT  serve a read-only subset of Consul's catalog and\n"
+    "                             health API there (public on loopback, else a token)\n"
     "  --check-config             check the options, TLS files and store, then exit\n"
     "                             (0: the daemon would start)\n"
     "  --help                     this text\n"
@@ -238,6 +240,7 @@ static const struct serve_option {
     SO("log-level", required_argument, SO_OTHER, log_level),
     SO("log-file", required_argument, SO_TEXT, log_file),
     SO("metrics-listen", required_argument, SO_OTHER, metrics_listen),
+    SO("consul-listen", required_argument, SO_OTHER, consul_listen),
     SO("check-config", no_argument, SO_FLAG, is_check_config),
     SO("help", no_argument, SO_OTHER, db),
     SO("version", no_argument, SO_OTHER, db),
@@ -286,6 +289,13 @@ parse_other_option(struct server_options *o, const char *name, const char *value
 			                 "127.0.0.1:9150 or [::1]:9150",
 			                 value);
 		snprintf(o->metrics_listen.text, sizeof(o->metrics_listen.text), "%s", value);
+	} else if (strcmp(name, "consul-listen") == 0) {
+		if (split_host_port(value, host, sizeof(host), port, sizeof(port)) != 0)
+			return error_set(err, 400,
+			                 "--consul-listen %s: expected ADDR:PORT, e.g. "
+			                 "127.0.0.1:8500 or [::1]:8500",
+			                 value);
+		snprintf(o->consul_listen.text, sizeof(o->consul_listen.text), "%s", value);
 	} else if (strcmp(name, "help") == 0) {
 		return error_set(err, 0, "help");
 	} else {
@@ -687,7 +697,8 @@ check_config(struct server *s, struct error *err)
 		if (check_address(&s->opts.listens[i], "listen", err) != 0)
 			return -1;
 	if (check_address(&s->opts.agent_listen, "agent-listen", err) != 0 ||
-	    check_address(&s->opts.metrics_listen, "metrics-listen", err) != 0)
+	    check_address(&s->opts.metrics_listen, "metrics-listen", err) != 0 ||
+	    check_address(&s->opts.consul_listen, "consul-listen", err) != 0)
 		return -1;
 	if (check_password_file(s, err) != 0)
 		return -1;
@@ -771,6 +782,14 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	if (s->opts.metrics_listen.text[0] != '\0')
 		log_kv(LOG_INFO, "metrics listening", "listen", s->opts.metrics_listen.text, "path",
 		       "/metrics", NULL);
+	if (s->opts.consul_listen.text[0] != '\0' && s->opts.consul_listen.is_loopback)
+		log_kv(LOG_INFO, "consul API listening", "listen", s->opts.consul_listen.text,
+		       "access", "public (loopback)", NULL);
+	else if (s->opts.consul_listen.text[0] != '\0')
+		log_kv(LOG_WARN,
+		       "consul API listening on plain HTTP: its tokens travel unencrypted; "
+		       "keep it on a trusted network",
+		       "listen", s->opts.consul_listen.text, "access", "token", NULL);
 	log_kv(LOG_INFO, "clustermgmt started", "version", CM_VERSION, "listen", listens, "scheme",
 	       s->ssl_ctx != NULL ? "https" : "http", "store", store, "threads", threads, "nofile",
 	       fds, NULL);
@@ -847,6 +866,9 @@ start(struct server *s, struct error *err)
 	if (s->opts.metrics_listen.text[0] != '\0' &&
 	    listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
+	if (s->opts.consul_listen.text[0] != '\0' &&
+	    listen_bind(&s->opts.consul_listen, "consul-listen", err) != 0)
+		return -1;
 	if (check_password_file(s, err) != 0) /* before the store is created */
 		return -1;
 	if ((s->engine = engine_open(s->opts.db, s->opts.state_dir, store_text, sizeof(store_text),
@@ -893,6 +915,8 @@ shutdown_all(struct server *s)
 		close(s->opts.agent_listen.fd);
 	if (s->opts.metrics_listen.fd > 0)
 		close(s->opts.metrics_listen.fd);
+	if (s->opts.consul_listen.fd > 0)
+		close(s->opts.consul_listen.fd);
 	if (s->ssl_ctx != NULL)
 		SSL_CTX_free(s->ssl_ctx); /* the workers' references went in server_free */
 	auth_state_free(s->auth);
@@ -935,7 +959,9 @@ serve_main(int argc, char **argv)
 			fputs(usage, stdout);
 			return 0;
 		}
-		fprintf(stderr, "clustermgmt serve: %s\n%s", err.what, usage);
+		/* One line, no usage text after it: under systemd the reason
+		 * must be among the journal lines `systemctl status` shows. */
+		fprintf(stderr, "clustermgmt serve: %s; see clustermgmt serve --help\n", err.what);
 		return EXIT_USAGE;
 	}
 	log_set_format(s.opts.log_format);

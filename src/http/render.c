@@ -170,3 +170,15 @@ render_reply_shared(struct request *r, const struct cluster *c, render_build_fn 
 		n = 0;
 	h2o_send(req, bufs, n, H2O_SEND_STATE_FINAL);
 }
+
+void
+render_cache_clear(void)
+{
+	size_t i;
+
+	for (i = 0; i < RENDER_CACHE_SLOTS; i++) {
+		if (cache[i].text != NULL)
+			h2o_mem_release_shared(cache[i].text);
+		memset(&cache[i], 0, sizeof(cache[i]));
+	}
+}

@@ -33,4 +33,8 @@ typedef json_t *(*render_build_fn)(const struct cluster *c);
 void render_reply_shared(struct request *r, const struct cluster *c, render_build_fn build,
                          const char *suffix);
 
+/* Drops this thread's renderings (a response still being written keeps
+ * its own reference). The worker calls it when its loop has ended. */
+void render_cache_clear(void);
+
 #endif

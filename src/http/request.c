@@ -33,6 +33,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -63,6 +64,7 @@ struct pending_wait {
 	char *observed;          /* nodes "a,b" whose observations are waited
 	                            for (malloc'd), NULL for other waits */
 	uint64_t observed_after; /* ... until their digest is not this */
+	request_due_fn is_due;   /* request_wait_until's condition, or NULL */
 	int64_t deadline;        /* ms */
 	request_handler then;
 };
@@ -368,6 +370,8 @@ wait_is_satisfied(const struct model *m, const struct pending_wait *pd)
 {
 	const struct cluster *c;
 
+	if (pd->is_due != NULL)
+		return pd->is_due(pd->r);
 	if (pd->observed != NULL)
 		return observation_digest(pd->worker->server->observe, m, pd->cluster,
 		                          pd->observed) != pd->observed_after;
@@ -412,6 +416,36 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
 	/* a probe may have been answered between the check and the watch */
 	if (observation_digest(o, request_snapshot(r), cluster, nodes) != after)
 		request_waiters_check(r->worker);
+}
+
+int
+request_client_is_gone(const struct request *r)
+{
+	h2o_socket_t *sock;
+	struct pollfd p;
+
+	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
+	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
+		return 0;
+	p = (struct pollfd){.fd = h2o_socket_get_fd(sock), .events = POLLRDHUP};
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+int
+request_is_stopping(const struct request *r)
+{
+	return atomic_load(&r->server->is_stopping);
+}
+
+void
+request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms, request_handler then)
+{
+	if (wait_ms <= 0 || atomic_load(&r->server->is_stopping) || is_due(r)) {
+		then(r);
+		return;
+	}
+	wait_add(r, "", 0, wait_ms, then);
+	r->wait->is_due = is_due;
 }
 
 void

@@ -64,8 +64,12 @@ struct request {
 	int is_gone;                     /* the client went away: nothing will be sent */
 	struct pending_job *job;         /* an engine job under way, if any */
 	struct pending_wait *wait;       /* a long poll or delay under way, if any */
+	void *surface_data;              /* the surface's own state across continuations
+	                                    (in h2o's request pool), or NULL */
 	const char *server_default_node; /* serve --node, or NULL */
 	struct route route;              /* filled by the router before any handler */
+	void *data;                      /* the surface's own, for its continuations
+	                                    (allocated in h2o's request pool) */
 	/* auth.c's own, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
@@ -148,6 +152,27 @@ struct request_worker_counts {
 };
 void request_worker_counts(const struct request *r, struct request_worker_counts *probe_worker,
                            struct request_worker_counts *general);
+
+/* Has r's HTTP/1 client closed its connection? h2o stops reading an
+ * HTTP/1 connection while a request is under way and finds out only
+ * when it writes; the kernel knows at once (POLLRDHUP). A surface that
+ * holds a request looks now and then and answers (nobody reads it) so
+ * that h2o lets the request go. HTTP/2 cancels a stream by itself. */
+int request_client_is_gone(const struct request *r);
+
+/* Is the daemon stopping? A wait then fires at once; a surface that
+ * waits again in its continuation must answer instead. */
+int request_is_stopping(const struct request *r);
+/* A condition a wait is over on: reads r's snapshot or store state
+ * (request_snapshot, request_store_state); no side effects. */
+typedef int (*request_due_fn)(struct request *r);
+/* Calls then(r) as soon as is_due(r) holds (checked at once, then at
+ * every change of the model on r's worker), or after wait_ms, or at
+ * shutdown, whichever comes first. Holds no thread: a waiter on r's
+ * worker, like request_wait_for_change; not counted as an event long
+ * poll. */
+void request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms,
+                        request_handler then);
 
 /* Calls then(r) after delay_ms (or at shutdown). */
 void request_after(struct request *r, int64_t delay_ms, request_handler then);

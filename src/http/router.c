@@ -22,11 +22,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_drain.h"
 #include "api_v1.h"
 #include "compat.h"
+#include "consul.h"
 #include "probe.h"
+#include "rollouts.h"
 #include "router.h"
 #include "scrape.h"
+#include "sd.h"
 #include "http.h"
 #include "server_internal.h"
 #include "ui.h"
@@ -62,6 +66,10 @@ static const struct route_entry table[] = {
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_node_get, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_put, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}",  ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_node_delete, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/drained", ROUTE_GET, ROUTE_OR_SESSION,    ROLE_VIEWER,    api_drain_drained_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/serving", ROUTE_GET, ROUTE_OR_SESSION,    ROLE_VIEWER,    api_drain_serving_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/drain", ROUTE_POST, ROUTE_CREDENTIALS,   ROLE_OPERATOR,  api_drain_drain_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/nodes/{node}/offline", ROUTE_POST, ROUTE_CREDENTIALS, ROLE_OPERATOR,  api_drain_offline_post, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/status",        ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  api_v1_status_post, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/events",        ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_events_get, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/observations",  ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_observations_get, NULL},
@@ -69,12 +77,16 @@ static const struct route_entry table[] = {
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_PUT,     ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_put, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/lbs/{lb}",      ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_lb_delete, NULL},
     {SURFACE_API_V1,   "/v1/clusters/{cluster}/audit",         ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    api_v1_audit_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/rollouts",      ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    rollouts_get, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/rollouts",      ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_OPERATOR,  rollouts_post, NULL},
+    {SURFACE_API_V1,   "/v1/clusters/{cluster}/rollouts/{rollout}", ROUTE_PUT, ROUTE_CREDENTIALS,          ROLE_OPERATOR,  rollout_put, NULL},
     {SURFACE_API_V1,   "/v1/users",                            ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_users_get, NULL},
     {SURFACE_API_V1,   "/v1/users",                            ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_users_post, NULL},
     {SURFACE_API_V1,   "/v1/users/{user}",                     ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_user_delete, NULL},
     {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_ADMIN,     api_v1_tokens_get, NULL},
     {SURFACE_API_V1,   "/v1/tokens",                           ROUTE_POST,    ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_tokens_post, NULL},
     {SURFACE_API_V1,   "/v1/tokens/{token}",                   ROUTE_DELETE,  ROUTE_CREDENTIALS,           ROLE_ADMIN,     api_v1_token_delete, NULL},
+    {SURFACE_API_V1,   "/v1/sd/prometheus",                    ROUTE_GET,     ROUTE_OR_SESSION,            ROLE_VIEWER,    sd_prometheus_get, NULL},
 
     {SURFACE_UI,       "/",                                    GET_HEAD,      ROUTE_PAGE,                  ROLE_VIEWER,    ui_root_page, NULL},
     {SURFACE_UI,       "/clusters",                            ROUTE_POST,    ROUTE_FORM,                  ROLE_ADMIN,     ui_clusters_post, NULL},
@@ -86,6 +98,10 @@ static const struct route_entry table[] = {
     {SURFACE_ASSETS,   "/static/{asset}",                      GET_HEAD,      ROUTE_PUBLIC,                ROLE_NONE,      ui_asset_get, NULL},
 
     {SURFACE_METRICS,  "/metrics",                             GET_HEAD,      ROUTE_LOCAL_OR_CREDENTIALS,  ROLE_VIEWER,    scrape_handle, NULL},
+
+    {SURFACE_CONSUL,   "/v1/catalog/services",                 ROUTE_GET,     ROUTE_CONSUL_TOKEN,          ROLE_VIEWER,    consul_catalog_services, NULL},
+    {SURFACE_CONSUL,   "/v1/catalog/service/{cluster}",        ROUTE_GET,     ROUTE_CONSUL_TOKEN,          ROLE_VIEWER,    consul_catalog_service, NULL},
+    {SURFACE_CONSUL,   "/v1/health/service/{cluster}",         ROUTE_GET,     ROUTE_CONSUL_TOKEN,          ROLE_VIEWER,    consul_health_service, NULL},
 };
 /* clang-format on */
 
@@ -345,6 +361,9 @@ refuse(struct request *r, enum route_surface surface, int status, const char *al
 			reply_text(r, status, "not found");
 		}
 		break;
+	case SURFACE_CONSUL:
+		consul_refuse(r, status, allow, err->what);
+		break;
 	}
 }
 
@@ -413,6 +432,9 @@ route_gate(struct request *r)
 		else
 			auth_require(r, e->role, 0, route_run);
 		break;
+	case ROUTE_CONSUL_TOKEN:
+		consul_authenticate(r, e->role, route_run);
+		break;
 	}
 }
 
@@ -437,6 +459,23 @@ router_dispatch(struct request *stack_r)
 			refuse(r, surface, status, allow, &err);
 		else
 			reply_text(r, 404, "not found");
+		return;
+	}
+	if (stack_r->worker->is_consul || (status != 404 && surface == SURFACE_CONSUL)) {
+		/* Consul's lines are served on the --consul-listen worker, and
+		 * only they: its paths are Consul's, ours are unknown there */
+		r = request_keep(stack_r);
+		if (!stack_r->worker->is_consul) {
+			error_set(&err, 404, "no such API path: %.*s",
+			          (int)(r->path.len > 200 ? 200 : r->path.len), r->path.base);
+			reply_from_error(r, &err);
+		} else if (status == 404 || surface != SURFACE_CONSUL) {
+			consul_refuse(r, 404, NULL, "");
+		} else if (status != 0) {
+			refuse(r, surface, status, allow, &err);
+		} else {
+			route_gate(r);
+		}
 		return;
 	}
 	if (status == 404 && surface != SURFACE_API_V1 &&
@@ -472,8 +511,8 @@ router_dispatch(struct request *stack_r)
 static int
 pattern_check(const struct route_entry *e, struct error *err)
 {
-	static const char *const kinds[] = {"{cluster}", "{node}", "{user}",
-	                                    "{token}",   "{lb}",   "{asset}"};
+	static const char *const kinds[] = {"{cluster}", "{node}",  "{user}",   "{token}",
+	                                    "{lb}",      "{asset}", "{rollout}"};
 	const char *p = e->pattern;
 	int n_cluster = 0, n_name = 0;
 	size_t k;

@@ -62,6 +62,9 @@ enum route_gate {
 	ROUTE_LOCAL_OR_CREDENTIALS, /* anyone on a connection made to a loopback
 	                               address (request_is_local), else as
 	                               ROUTE_CREDENTIALS */
+	ROUTE_CONSUL_TOKEN,         /* Consul's lines: anyone on a connection made to
+	                               a loopback address, else a token as Consul's
+	                               clients send it (consul_authenticate) */
 };
 
 /* Whose answers a line gives, which decides how a refusal is worded. */
@@ -72,6 +75,8 @@ enum route_surface {
 	SURFACE_UI,      /* ui.h: the web page */
 	SURFACE_ASSETS,  /* ui.h: the page's embedded CSS, JS and icon */
 	SURFACE_METRICS, /* scrape.h: Prometheus' /metrics */
+	SURFACE_CONSUL,  /* consul.h: Consul's API, on the --consul-listen
+	                    listener only (and only it is served there) */
 };
 
 /* A handler: r is authenticated as the line's gate demands; rt is

@@ -40,6 +40,7 @@
 #include "../util/xalloc.h"
 #include "router.h"
 #include "http.h"
+#include "render.h"
 #include "server_internal.h"
 
 #define TICK_MS 250
@@ -50,15 +51,17 @@
 #define LOOP_MAX_WAIT_MS 1000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
-#define ACCEPT_PAUSE_MS 100    /* listeners unpolled after running out of fds */
-#define ACCEPT_EVICT_MAX 16    /* idle connections closed per accept event */
-#define FD_WARN_EVERY_MS 10000 /* one warning per worker at most this often */
-#define FIRST_LINE_MAX 2048    /* a request line longer than this is no probe */
+#define ACCEPT_PAUSE_MS 100         /* listeners unpolled after running out of fds */
+#define ACCEPT_EVICT_MAX 16         /* idle connections closed per accept event */
+#define FD_WARN_EVERY_MS 10000      /* one warning per worker at most this often */
+#define FIRST_LINE_MAX 2048         /* a request line longer than this is no probe */
 #define FIRST_LINE_TIMEOUT_MS 10000 /* as h2o's http1 request timeout */
 /* The nice value of every thread but the probe worker's (0 stays 0 for
- * it): CFS then lets the probe worker preempt any of them as soon as it
- * wakes, and gives it about ten times their share when both want a CPU. */
-#define OTHER_NICE 10
+ * it): the scheduler then lets the probe worker preempt any of them as
+ * soon as it wakes, and gives it about three times their share when both
+ * want a CPU; not more, so that on a host busy with other work the API,
+ * the page and password checks are slowed, not starved. */
+#define OTHER_NICE 5
 
 /* A connection the probe worker accepted whose request line has not
  * arrived yet (on w->first_lines). */
@@ -180,6 +183,24 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
+/* The --consul-listen worker's handler: every path goes to the router,
+ * which admits Consul's lines alone there (consul.c). */
+static int
+on_consul_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct worker *w = current_worker;
+	struct request r = {.req = req, .worker = w, .server = w->server};
+
+	(void)self;
+	r.path = req->path_normalized;
+	if (req->query_at != SIZE_MAX)
+		r.query = h2o_iovec_init(req->path.base + req->query_at + 1,
+		                         req->path.len - req->query_at - 1);
+	peer_address(req, r.address, sizeof(r.address));
+	router_dispatch(&r);
+	return 0;
+}
+
 /* --- workers ---------------------------------------------------------- */
 
 /* Running out of descriptors. accept() fails with EMFILE while the
@@ -242,6 +263,36 @@ close_oldest_idle(void *arg)
 	h2o_timeout_unlink(entry);
 	entry->cb(entry);
 	return 1;
+}
+
+/* General worker: the probe worker, out of descriptors, has nothing idle
+ * of its own; the idle keep-alive connections it handed over are here. */
+static void
+on_make_room(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, make_room_receiver, receiver);
+	int n = 0;
+
+	while (!h2o_linklist_is_empty(messages))
+		h2o_linklist_unlink(messages->next);
+	atomic_store(&w->is_make_room_pending, 0);
+	while (n < ACCEPT_EVICT_MAX && close_oldest_idle(w))
+		n++;
+}
+
+/* Probe worker: asks every general worker to close idle connections; the
+ * probe worker's accept, paused meanwhile, finds the descriptors free. */
+static void
+make_room_elsewhere(struct worker *pw)
+{
+	struct server *s = pw->server;
+	int i;
+
+	for (i = 1; i <= s->opts.threads; i++) {
+		struct worker *w = &s->workers[i];
+		if (atomic_exchange(&w->is_make_room_pending, 1) == 0)
+			h2o_multithread_send_message(&w->make_room_receiver, &w->make_room_message);
+	}
 }
 
 static void
@@ -386,7 +437,7 @@ on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
-/* The request line in buf: a probe's? "" when it cannot be one. */
+/* Is the request line buf..eol a probe's (GET or HEAD of a mount path)? */
 static int
 first_line_is_probe(struct server *s, const char *buf, const char *eol)
 {
@@ -398,8 +449,9 @@ first_line_is_probe(struct server *s, const char *buf, const char *eol)
 	if ((end = memchr(target, ' ', (size_t)(eol - target))) == NULL)
 		return 0;
 	query = memchr(target, '?', (size_t)(end - target));
-	return server_is_probe(s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
-	                       h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
+	return server_is_probe(
+	    s, h2o_iovec_init(buf, (size_t)(sp1 - buf)),
+	    h2o_iovec_init(target, (size_t)((query != NULL ? query : end) - target)));
 }
 
 static void
@@ -456,6 +508,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 			return; /* EAGAIN (another worker took it), ECONNABORTED, ... */
 		fd_exhaustion_warn(w, error);
 		if (n_closed == ACCEPT_EVICT_MAX || !close_oldest_idle(w)) {
+			if (w->is_probe && n_closed == 0)
+				make_room_elsewhere(w);
 			accept_pause(w);
 			return;
 		}
@@ -465,7 +519,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 		first_line_wait(w, sock);
 		return;
 	}
-	if (!w->is_metrics && atomic_load(&w->server->ssl_generation) != w->ssl_generation)
+	if (!w->is_metrics && !w->is_consul &&
+	    atomic_load(&w->server->ssl_generation) != w->ssl_generation)
 		worker_take_ssl_ctx(w);
 	h2o_accept(&w->accept_ctx, sock);
 }
@@ -485,8 +540,8 @@ listeners_close(struct worker *w)
 		w->listeners[i] = NULL;
 	}
 	while (!h2o_linklist_is_empty(&w->first_line_timeout._entries)) {
-		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link,
-		                                                w->first_line_timeout._entries.next);
+		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(
+		    h2o_timeout_entry_t, _link, w->first_line_timeout._entries.next);
 		h2o_timeout_unlink(e);
 		e->cb(e);
 	}
@@ -499,7 +554,7 @@ listeners_close(struct worker *w)
 static int
 worker_is_accepting(const struct server *s, const struct worker *w)
 {
-	if (w->is_metrics)
+	if (w->is_metrics || w->is_consul)
 		return 1;
 	if (s->ssl_ctx == NULL)
 		return w->is_probe;
@@ -517,10 +572,15 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	size_t i;
 
 	w->tid = (pid_t)syscall(SYS_gettid);
+	if (w->is_consul) {
+		config = &s->consul_config;
+		listens = &s->opts.consul_listen;
+	}
+
 	h2o_context_init(&w->ctx, h2o_evloop_create(), config);
 	w->accept_ctx.ctx = &w->ctx;
 	w->accept_ctx.hosts = config->hosts;
-	if (!w->is_metrics)
+	if (!w->is_metrics && !w->is_consul)
 		worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
@@ -530,11 +590,14 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
 	                                  request_change_message);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->handoff_receiver, on_handoff);
+	h2o_multithread_register_receiver(w->ctx.queue, &w->make_room_receiver, on_make_room);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
-	w->n_listeners = !worker_is_accepting(s, w) ? 0 : w->is_metrics ? 1 : s->opts.n_listens;
+	w->n_listeners = !worker_is_accepting(s, w)        ? 0
+	                 : w->is_metrics || w->is_consul ? 1
+	                                                 : s->opts.n_listens;
 	w->listeners = xcalloc(w->n_listeners + 1, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
 		int fd = dup(listens[i].fd);
@@ -578,8 +641,9 @@ threads_lower_priority(const struct server *s)
 		errno = 0;
 		if (getpriority(PRIO_PROCESS, (id_t)tid) < OTHER_NICE && errno == 0 &&
 		    setpriority(PRIO_PROCESS, (id_t)tid, OTHER_NICE) != 0 && errno != ESRCH)
-			log_kv(LOG_WARN, "cannot lower a thread's priority below the probe worker's",
-			       "error", strerror(errno), NULL);
+			log_kv(LOG_WARN,
+			       "cannot lower a thread's priority below the probe worker's", "error",
+			       strerror(errno), NULL);
 	}
 	closedir(d);
 }
@@ -615,6 +679,7 @@ worker_main(void *arg)
 		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
 			break;
 	}
+	render_cache_clear();
 	engine_reader_unregister(s->engine, w->reader_id);
 	return NULL;
 }
@@ -653,6 +718,17 @@ server_start(struct server *s, struct error *err)
 		s->n_workers++; /* the last worker */
 	}
 	s->n_workers++; /* the probe worker, workers[0] */
+	if (s->opts.consul_listen.text[0] != '\0') {
+		h2o_config_init(&s->consul_config);
+		s->consul_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
+		s->consul_config.http1.req_timeout = 10000;
+		host = h2o_config_register_host(&s->consul_config,
+		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
+		path = h2o_config_register_path(host, "/", 0);
+		handler = h2o_create_handler(path, sizeof(*handler));
+		handler->on_req = on_consul_req;
+		s->n_workers++; /* the last worker */
+	}
 
 	s->workers = xcalloc((size_t)s->n_workers, sizeof(*s->workers));
 	observe_set_notify(s->observe, request_observed, s);
@@ -661,7 +737,9 @@ server_start(struct server *s, struct error *err)
 		s->workers[i].id = i;
 		s->workers[i].server = s;
 		s->workers[i].is_probe = i == 0;
-		s->workers[i].is_metrics = i == s->opts.threads + 1;
+		s->workers[i].is_consul =
+		    s->opts.consul_listen.text[0] != '\0' && i == s->n_workers - 1;
+		s->workers[i].is_metrics = i == s->opts.threads + 1 && !s->workers[i].is_consul;
 		if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
 			abort(); /* the barrier would wait forever */
 	}

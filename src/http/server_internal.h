@@ -47,15 +47,21 @@ struct worker {
 	int is_probe;   /* the probe worker: probes and agent checks only */
 	/* connections the probe worker hands over (server.c, worker_handoff) */
 	h2o_multithread_receiver_t handoff_receiver;
-	unsigned next_handoff; /* probe worker: the general worker to hand to next */
+	unsigned next_handoff;            /* probe worker: the general worker to hand to next */
 	h2o_timeout_t first_line_timeout; /* probe worker: connections whose
 	                                     request line has not arrived */
 	pid_t tid;                        /* the worker thread's (gettid) */
+	/* general workers: the probe worker ran out of descriptors and has
+	 * nothing idle of its own to close (server.c, on_make_room) */
+	h2o_multithread_receiver_t make_room_receiver;
+	h2o_multithread_message_t make_room_message; /* at most one in flight */
+	_Atomic int is_make_room_pending;
 	/* what this worker answered (relaxed atomics: read by /v1/health) */
 	_Atomic uint64_t n_probes;     /* probe requests (router's PROBE line) */
 	_Atomic uint64_t n_others;     /* every other request */
 	_Atomic uint64_t n_handed_off; /* probe worker: connections passed on */
 	_Atomic uint64_t n_renders;    /* node lists serialised (render.c) */
+	int is_consul;  /* the --consul-listen worker: consul.c's paths only, plain HTTP */
 };
 
 struct listen_addr {
@@ -85,6 +91,7 @@ struct server_options {
 	enum log_level log_level;
 	const char *log_file;              /* NULL: stderr */
 	struct listen_addr metrics_listen; /* text "" when not given */
+	struct listen_addr consul_listen;  /* text "" when not given */
 	int is_check_config;
 };
 
@@ -113,6 +120,9 @@ struct server {
 	/* --metrics-listen: its worker (the last of workers[], counted in
 	 * n_workers) serves this configuration, /metrics alone */
 	h2o_globalconf_t metrics_config;
+	/* --consul-listen: its worker (the last of workers[], counted in
+	 * n_workers) serves this configuration, Consul's paths alone */
+	h2o_globalconf_t consul_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
 };
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.once
 
 VERSION = re.search(r"version : '([^']+)'", (REPO / "meson.build").read_text()).group(1)
 COMMANDS = ["status", "offline", "online", "drain", "nodes", "cluster", "user", "token",
-            "lbconfig", "lb", "wait", "rollout", "daemons", "store"]
+            "lbconfig", "lb", "wait", "rollout", "verify", "daemons", "store"]
 OPTION = re.compile(r"(?<![\w-])--([a-z][a-z-]*[a-z])")
 MAN_OPTION = re.compile(r"\bFl -([a-z][a-z-]*[a-z])")
 

@@ -1,5 +1,5 @@
 /*
- * test_wait.c - the judging of src/cli/wait.h, from observation
+ * test_drain.c - the drain proof's judgement (src/drain/drain.h), from observation
  * documents as the daemon sends them: who must have acted, what counts
  * as having acted, what never counts, and the requests in flight.
  */
@@ -12,9 +12,26 @@
 
 #include <cmocka.h>
 
-#include "../../src/cli/wait.h"
+#include "../../src/drain/drain.h"
 
 #define NOW 100000
+
+/* The load balancers' runtime access as a client process has it. */
+static const struct drain_access *
+direct(void)
+{
+	static struct drain_access acc;
+
+	drain_access_direct(&acc);
+	return &acc;
+}
+
+static void
+wait_judge_direct(struct drain_node *w, const json_t *node, struct drain_lb *lbs, size_t n_lbs,
+                  const struct drain_args *a, int64_t waited)
+{
+	drain_judge(w, node, lbs, n_lbs, "www", a, direct(), NOW, waited);
+}
 
 /* One observed prober, as GET .../observations gives it. lb NULL: a
  * prober that did not name its load balancer. */
@@ -41,10 +58,10 @@ node_doc(json_t *probes, long untracked, long untracked_lbs)
 	                 "probes_untracked", untracked, "probes_untracked_lbs", untracked_lbs);
 }
 
-static struct wait_lb
+static struct drain_lb
 lb(const char *name, const char *kind)
 {
-	struct wait_lb l;
+	struct drain_lb l;
 
 	memset(&l, 0, sizeof(l));
 	snprintf(l.name, sizeof(l.name), "%s", name);
@@ -53,18 +70,18 @@ lb(const char *name, const char *kind)
 }
 
 /* Judges node (consumed) once; returns the node's state. */
-static enum wait_state
-judge_once(struct wait_node *w, json_t *node, struct wait_lb *lbs, size_t n_lbs,
-           const struct wait_args *a, int64_t waited)
+static enum drain_state
+judge_once(struct drain_node *w, json_t *node, struct drain_lb *lbs, size_t n_lbs,
+           const struct drain_args *a, int64_t waited)
 {
-	wait_judge(w, node, lbs, n_lbs, "www", a, NOW, waited);
+	wait_judge_direct(w, node, lbs, n_lbs, a, waited);
 	json_decref(node);
 	return w->state;
 }
 
 /* Judges the probers given (consumed, NULL-terminated), none untracked. */
-static enum wait_state
-look_at(struct wait_node *w, struct wait_lb *lbs, size_t n_lbs, const struct wait_args *a,
+static enum drain_state
+look_at(struct drain_node *w, struct drain_lb *lbs, size_t n_lbs, const struct drain_args *a,
         int64_t waited, ...)
 {
 	json_t *probes = json_array(), *p;
@@ -91,10 +108,10 @@ http(const char *lb, const char *address, const char *user_agent, int serving, l
 	return prober(lb, "http", address, user_agent, serving, since, age, interval);
 }
 
-static struct wait_node
+static struct drain_node
 fresh(void)
 {
-	struct wait_node w;
+	struct drain_node w;
 
 	memset(&w, 0, sizeof(w));
 	w.name = "web1";
@@ -104,15 +121,15 @@ fresh(void)
 static void
 agent_maint_read_by_haproxy_drains_it(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(
 	    look_at(&w, lbs, 1, &a, 300, agent("ha1", "10.0.0.5", 0, 1, 250, 200), NULL),
-	    WAIT_IN_FLIGHT);
+	    DRAIN_IN_FLIGHT);
 	assert_int_equal(w.out_at, NOW);
 	assert_int_equal(w.n_probers, 1);
 	assert_non_null(strstr(w.evidence, "ha1: agent answered 'maint' at +0.30s"));
@@ -124,46 +141,46 @@ agent_maint_read_by_haproxy_drains_it(void **state)
 static void
 answer_in_transit_is_not_yet_drained(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(look_at(&w, lbs, 1, &a, 50, agent("ha1", "10.0.0.5", 0, 1, 40, 200), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_true(w.is_in_transit);
 	assert_non_null(strstr(w.pending, "ha1 was told, and has not read it yet"));
 	/* It probed again since: it has read the first answer. */
 	assert_int_equal(
 	    look_at(&w, lbs, 1, &a, 230, agent("ha1", "10.0.0.5", 0, 2, 10, 200), NULL),
-	    WAIT_IN_FLIGHT);
+	    DRAIN_IN_FLIGHT);
 	assert_false(w.is_in_transit);
 }
 
 static void
 http_checks_need_fall_failing_answers(void **state)
 {
-	struct wait_lb lbs[] = {lb("vn1", "varnish")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("vn1", "varnish")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(a.fall, 3);
 	assert_int_equal(look_at(&w, lbs, 1, &a, 2000,
 	                         http("vn1", "10.0.0.6", "Varnish", 0, 2, 100, 1000), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "vn1 has had 2 of 3 failing answers since the change"));
 	/* The third, just sent: not read yet. */
 	assert_int_equal(look_at(&w, lbs, 1, &a, 3000,
 	                         http("vn1", "10.0.0.6", "Varnish", 0, 3, 100, 1000), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_true(w.is_in_transit);
 	/* A whole interval later it has read it (or timed out: a failure too). */
 	assert_int_equal(look_at(&w, lbs, 1, &a, 3900,
 	                         http("vn1", "10.0.0.6", "Varnish", 0, 3, 1000, 1000), NULL),
-	                 WAIT_IN_FLIGHT);
+	                 DRAIN_IN_FLIGHT);
 	assert_non_null(strstr(w.evidence, "vn1: 3 failing answers"));
 }
 
@@ -172,25 +189,25 @@ http_checks_need_fall_failing_answers(void **state)
 static void
 unnamed_probers_never_stand_in_for_a_named_one(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(look_at(&w, lbs, 1, &a, 10000, agent(NULL, "127.0.0.9", 0, 20, 2000, 200),
 	                         http(NULL, "127.0.0.9", "curl/8", 0, 20, 2000, 200),
 	                         http(NULL, "127.0.0.9", "HAProxy-check", 0, 20, 2000, 200),
 	                         agent("fake", "127.0.0.9", 0, 20, 2000, 200), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "ha1 has not probed it in the last 30s"));
 	assert_non_null(strstr(w.evidence, "4 probers not a named load balancer (ignored)"));
 	/* Nor when waiting for it to serve: nothing from ha1 is no agreement. */
-	wait_args_default(&a, 1);
+	drain_args_default(&a, 1);
 	w = fresh();
 	assert_int_equal(look_at(&w, lbs, 1, &a, 10000,
 	                         http(NULL, "127.0.0.9", "curl/8", 1, 20, 100, 200), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "ha1 has not probed it"));
 }
 
@@ -198,15 +215,15 @@ unnamed_probers_never_stand_in_for_a_named_one(void **state)
 static void
 one_load_balancer_never_counts_for_another(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy"), lb("vn1", "varnish")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy"), lb("vn1", "varnish")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(look_at(&w, lbs, 2, &a, 900, agent("ha1", "10.0.0.5", 0, 4, 100, 200),
 	                         http("vn1", "10.0.0.5", "Varnish", 1, 0, 100, 1000), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_int_equal(w.n_probers, 2);
 	assert_non_null(strstr(w.evidence, "ha1: agent answered 'maint'"));
 	assert_non_null(strstr(w.pending, "vn1 has had 0 of 3 failing answers"));
@@ -218,15 +235,15 @@ one_load_balancer_never_counts_for_another(void **state)
 static void
 a_named_load_balancer_gone_silent_is_named(void **state)
 {
-	struct wait_lb lbs[] = {lb("vn1", "varnish")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("vn1", "varnish")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(look_at(&w, lbs, 1, &a, 5000,
 	                         http("vn1", "10.0.0.6", "Varnish", 1, 0, 5000, 1000), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_non_null(
 	    strstr(w.pending, "vn1 has not probed it for 5.0s (it probed every 1000ms)"));
 	assert_int_equal(lbs[0].is_reported, 1); /* said on stderr, once */
@@ -239,19 +256,19 @@ a_named_load_balancer_gone_silent_is_named(void **state)
 static void
 varnish_beside_haproxy_is_not_covered_by_its_agent(void **state)
 {
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(look_at(&w, NULL, 0, &a, 500, agent(NULL, "10.0.0.5", 0, 2, 100, 200),
 	                         http(NULL, "10.0.0.5", "Varnish", 1, 0, 300, 1000), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "10.0.0.5 (Varnish) has had 0 of 3 failing answers"));
 	w = fresh();
 	assert_int_equal(look_at(&w, NULL, 0, &a, 500, agent(NULL, "10.0.0.5", 0, 2, 100, 200),
 	                         http(NULL, "10.0.0.5", "HAProxy-check", 1, 0, 300, 200), NULL),
-	                 WAIT_IN_FLIGHT);
+	                 DRAIN_IN_FLIGHT);
 	assert_non_null(strstr(w.evidence, "covered by the agent-check at 10.0.0.5"));
 }
 
@@ -259,17 +276,17 @@ varnish_beside_haproxy_is_not_covered_by_its_agent(void **state)
 static void
 untracked_probers_block_success(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(
 	    judge_once(&w,
 	               node_doc(json_pack("[o]", agent(NULL, "10.0.0.5", 0, 5, 100, 200)), 3, 0),
 	               NULL, 0, &a, 500),
-	    WAIT_PROBES);
+	    DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "partial view is never reported as success"));
 	/* With named load balancers only their own lost answers count. */
 	w = fresh();
@@ -277,13 +294,13 @@ untracked_probers_block_success(void **state)
 	    judge_once(&w,
 	               node_doc(json_pack("[o]", agent("ha1", "10.0.0.5", 0, 5, 100, 200)), 3, 0),
 	               lbs, 1, &a, 500),
-	    WAIT_IN_FLIGHT);
+	    DRAIN_IN_FLIGHT);
 	w = fresh();
 	assert_int_equal(
 	    judge_once(&w,
 	               node_doc(json_pack("[o]", agent("ha1", "10.0.0.5", 0, 5, 100, 200)), 0, 1),
 	               lbs, 1, &a, 500),
-	    WAIT_PROBES);
+	    DRAIN_PROBES);
 }
 
 /* Serving: every prober of the load balancer must agree (its agent says
@@ -291,34 +308,34 @@ untracked_probers_block_success(void **state)
 static void
 serving_needs_every_prober_of_the_load_balancer(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 1);
+	drain_args_default(&a, 1);
 	assert_int_equal(look_at(&w, lbs, 1, &a, 500, agent("ha1", "10.0.0.5", 1, 1, 10, 200),
 	                         http("ha1", "10.0.0.5", "HAProxy-check", 1, 2, 10, 200), NULL),
-	                 WAIT_PROBES);
+	                 DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "ha1 has had 2 of 3 serving answers"));
 	assert_int_equal(look_at(&w, lbs, 1, &a, 700, agent("ha1", "10.0.0.5", 1, 2, 10, 200),
 	                         http("ha1", "10.0.0.5", "HAProxy-check", 1, 3, 10, 200), NULL),
-	                 WAIT_DONE);
+	                 DRAIN_DONE);
 }
 
 /* nginx sends no probes: its evidence is the no-probers delay. */
 static void
 nginx_waits_the_no_probers_delay(void **state)
 {
-	struct wait_lb lbs[] = {lb("ng1", "nginx")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ng1", "nginx")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
-	assert_int_equal(look_at(&w, lbs, 1, &a, 4999, NULL), WAIT_PROBES);
+	drain_args_default(&a, 0);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 4999, NULL), DRAIN_PROBES);
 	assert_non_null(strstr(w.pending, "ng1 nginx sends no probes: waiting 5.0s"));
-	assert_int_equal(look_at(&w, lbs, 1, &a, 5000, NULL), WAIT_IN_FLIGHT);
+	assert_int_equal(look_at(&w, lbs, 1, &a, 5000, NULL), DRAIN_IN_FLIGHT);
 	assert_non_null(strstr(w.evidence, "ng1: no probes (nginx): waited 5.0s"));
 }
 
@@ -327,24 +344,24 @@ nginx_waits_the_no_probers_delay(void **state)
 static void
 in_flight_without_runtime_access_waits_the_grace(void **state)
 {
-	struct wait_lb lbs[] = {lb("vn1", "varnish")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("vn1", "varnish")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	a.drain_grace_ms = 2000;
-	w.state = WAIT_IN_FLIGHT;
+	w.state = DRAIN_IN_FLIGHT;
 	w.out_at = NOW;
-	assert_int_equal(wait_check_in_flight(&w, lbs, 1, "www", &a, NOW + 1999), 0);
+	assert_int_equal(drain_check_in_flight(&w, lbs, 1, "www", &a, direct(), NOW + 1999), 0);
 	assert_non_null(strstr(w.in_flight, "grace 2.0s"));
-	assert_int_equal(wait_check_in_flight(&w, lbs, 1, "www", &a, NOW + 2000), 1);
+	assert_int_equal(drain_check_in_flight(&w, lbs, 1, "www", &a, direct(), NOW + 2000), 1);
 
 	a.drain_grace_ms = 0;
 	w = fresh();
-	w.state = WAIT_IN_FLIGHT;
+	w.state = DRAIN_IN_FLIGHT;
 	w.out_at = NOW;
-	assert_int_equal(wait_check_in_flight(&w, NULL, 0, "www", &a, NOW), 1);
+	assert_int_equal(drain_check_in_flight(&w, NULL, 0, "www", &a, direct(), NOW), 1);
 	assert_non_null(strstr(w.in_flight, "no named load balancer with runtime access"));
 }
 
@@ -353,22 +370,22 @@ in_flight_without_runtime_access_waits_the_grace(void **state)
 static void
 unreachable_runtime_access_falls_back(void **state)
 {
-	struct wait_lb lbs[] = {lb("ha1", "haproxy")};
-	struct wait_node w = fresh();
-	struct wait_args a;
+	struct drain_lb lbs[] = {lb("ha1", "haproxy")};
+	struct drain_node w = fresh();
+	struct drain_args a;
 
 	(void)state;
 	snprintf(lbs[0].runtime, sizeof(lbs[0].runtime), "/nonexistent/haproxy.sock");
-	wait_args_default(&a, 0);
+	drain_args_default(&a, 0);
 	assert_int_equal(look_at(&w, lbs, 1, &a, 100,
 	                         http("ha1", "10.0.0.5", "HAProxy-check", 1, 0, 10, 200), NULL),
-	                 WAIT_PROBES);
-	w.state = WAIT_IN_FLIGHT;
+	                 DRAIN_PROBES);
+	w.state = DRAIN_IN_FLIGHT;
 	w.out_at = NOW;
 	a.drain_grace_ms = 1000;
-	assert_int_equal(wait_check_in_flight(&w, lbs, 1, "www", &a, NOW), 0);
+	assert_int_equal(drain_check_in_flight(&w, lbs, 1, "www", &a, direct(), NOW), 0);
 	assert_non_null(strstr(w.in_flight, "ha1: unknown ("));
-	assert_int_equal(wait_check_in_flight(&w, lbs, 1, "www", &a, NOW + 1000), 1);
+	assert_int_equal(drain_check_in_flight(&w, lbs, 1, "www", &a, direct(), NOW + 1000), 1);
 }
 
 int

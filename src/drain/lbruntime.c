@@ -78,7 +78,9 @@ bad:
 	return NULL;
 }
 
-/* A connected socket to "/unix/path" or "host:port", or -1 with why. */
+/* A connected socket to "/unix/path" or "host:port", also written the
+ * way HAProxy's own `stats socket` line writes them ("unix@/path",
+ * "ipv4@host:port", "ipv6@[addr]:port"), or -1 with why. */
 static int
 connect_to(const char *addr, long long deadline, char *why, size_t why_size)
 {
@@ -87,6 +89,15 @@ connect_to(const char *addr, long long deadline, char *why, size_t why_size)
 	const char *colon;
 	int fd = -1, rc;
 
+	if (strncmp(addr, "unix@", 5) == 0)
+		addr += 5;
+	else if (strncmp(addr, "ipv4@", 5) == 0) {
+		hints.ai_family = AF_INET;
+		addr += 5;
+	} else if (strncmp(addr, "ipv6@", 5) == 0) {
+		hints.ai_family = AF_INET6;
+		addr += 5;
+	}
 	if (addr[0] == '/') {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 		if (strlen(addr) >= sizeof(sun.sun_path)) {

@@ -28,7 +28,8 @@ struct lb_server_state {
 	long in_flight;                    /* requests being served there now */
 };
 
-/* HAProxy at addr ("/unix/path" or "host:port"): the state of server in
+/* HAProxy at addr ("/unix/path" or "host:port", or as HAProxy writes
+ * them: "unix@/path", "ipv4@host:port", "ipv6@[addr]:port"): the state of server in
  * backend. Returns 0 and fills *out; or -1 with why filled (no answer,
  * no such backend/server). */
 int lbruntime_haproxy(const char *addr, const char *backend, const char *server, int timeout_ms,
