@@ -392,8 +392,14 @@ watch_thread(void *arg)
 			continue;
 		if (time_now_ms() >= next_check) {
 			if (watch_read_version(db, &version) != 0) {
+				/* A connection that broke under the check (a terminated
+				 * backend) is replaced at once, as a lost one; a check
+				 * without answer in time is an outage. */
+				int is_broken = PQstatus(db->listen_conn) != CONNECTION_OK;
+
 				watch_disconnect(db);
-				watch_went_down(db, "the periodic version check failed");
+				if (!is_broken)
+					watch_went_down(db, "the periodic version check failed");
 				continue;
 			}
 			if (!atomic_load(&db->is_up)) {
