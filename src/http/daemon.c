@@ -1018,7 +1018,7 @@ shutdown_all(struct server *s)
 	if (s->workers != NULL)
 		server_stop(s);
 	oidc_stop(s->oidc); /* what still waits for the provider is refused */
-	share_stop(s->share);     /* submits engine jobs: before the engine */
+	share_stop(s->share);     /* uses the engine's store: before the engine */
 	checker_stop(s->checker); /* an engine reader: before the engine */
 	if (s->engine != NULL)
 		engine_stop(s->engine);

@@ -6,9 +6,11 @@
  * A thread of its own, every SHARE_INTERVAL_MS: it collects the reports
  * due in observe.c (a change of answer at once, the first answers after
  * a status change, otherwise a refresh every few seconds: never one write
- * per probe), hands them to the store through the engine, and, every
- * SHARE_READ_MS, reads back what the other daemons reported into observe
- * (observe_set_remote). When the store is away the reports are kept for
+ * per probe), hands them to the engine's store (engine_share_probes: on
+ * this thread, through the store's own connection for it, never the
+ * engine thread), and, every SHARE_READ_MS, reads back what the other
+ * daemons reported into observe (observe_set_remote), unless the store
+ * says it is unchanged. When the store is away the reports are kept for
  * later (observe_report_again) and the other daemons' last reports stay
  * as they were. Only started for a shared store.
  *

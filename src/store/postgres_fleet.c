@@ -29,7 +29,8 @@
 
 #define REMOTE_PROBES_PAGE 16384
 #define PG_PROBES_FULL_READ_MS 60000
-#define PG_PROBES_FORGET_EVERY_MS 10000 /* this daemon's old reports deleted */
+#define PG_SESSIONS_EXPIRE_EVERY_MS 10000 /* expired sessions deleted */
+#define PG_PROBES_FORGET_EVERY_MS 10000   /* this daemon's old reports deleted */
 
 static void
 copy_text(char *dst, size_t size, const char *src)
@@ -341,24 +342,38 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	const char *q[1] = {now};
 	PGresult *res = NULL;
 	size_t i, n, n_ok = 0;
+	int is_expiry_due;
 
 	pg_i64_text(job->now, now, sizeof(now));
+	is_expiry_due = job->now - db->sessions_expired_at >= PG_SESSIONS_EXPIRE_EVERY_MS;
+	if (job->n_added == 0 && job->n_ended == 0 && !is_expiry_due) {
+		/* The usual round: nothing to write, one statement. */
+		if (pg_side_exec(db, "SELECT id_hash, name, tag, expires_at FROM sessions", 0, NULL,
+		                 &res, "read the sessions", err) != 0)
+			return -1;
+		goto read;
+	}
 	if (pg_side_exec(db, "BEGIN", 0, NULL, NULL, "start sharing sessions", err) != 0)
 		return -1;
 	if (put_sessions(db, pg_share_put_sessions_sql, job->added, job->n_added, 0,
 	                 "share the sessions started", err) != 0 ||
 	    put_sessions(db, pg_share_end_sessions_sql, job->ended, job->n_ended, 1, "end sessions",
 	                 err) != 0 ||
-	    pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q, NULL,
-	                 "forget expired sessions", err) != 0 ||
+	    (is_expiry_due && pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q,
+	                                   NULL, "forget expired sessions", err) != 0) ||
 	    pg_side_exec(db, "SELECT id_hash, name, tag, expires_at FROM sessions", 0, NULL, &res,
 	                 "read the sessions", err) != 0 ||
 	    pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the sessions", err) != 0)
 		goto bad;
+	if (is_expiry_due)
+		db->sessions_expired_at = job->now;
+read:
 	n = (size_t)PQntuples(res);
 	job->all = xcalloc(n > 0 ? n : 1, sizeof(*job->all));
 	for (i = 0; i < n; i++) {
 		struct session_record *r = &job->all[n_ok];
+		if (pg_value_i64(res, (int)i, 3) <= job->now)
+			continue; /* expired, not deleted yet */
 		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
 		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0)
 			continue; /* not ours to trust */

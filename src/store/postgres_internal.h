@@ -82,7 +82,8 @@ struct pg_store {
 	 * daemons' reports, and when that read was (monotonic ms; 0: never). */
 	int64_t probes_seen_version;
 	int64_t probes_read_at;
-	int64_t probes_forgot_at; /* this daemon's old reports last deleted */
+	int64_t probes_forgot_at;    /* this daemon's old reports last deleted */
+	int64_t sessions_expired_at; /* expired sessions last deleted (ms) */
 };
 
 /* postgres.c */

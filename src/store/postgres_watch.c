@@ -282,8 +282,10 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
              const char *doing, struct error *err)
 {
 	PGresult *res;
+	PGnotify *note;
 	const char *state;
 	char why[300];
+	int64_t version;
 	int is_late;
 
 	if (db->listen_conn == NULL)
@@ -316,6 +318,14 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 		*out = res;
 	else
 		PQclear(res);
+	/* Notifications that arrived with the answer are handed on now, not
+	 * after the whole job: a long read of the other daemons' reports
+	 * must not delay a change's propagation. */
+	while ((note = PQnotifies(db->listen_conn)) != NULL) {
+		if (note->extra != NULL && pg_parse_i64(note->extra, &version) == 0)
+			db->watcher.on_version(db->watcher.arg, version);
+		PQfreemem(note);
+	}
 	return 0;
 }
 
@@ -382,8 +392,14 @@ watch_thread(void *arg)
 			continue;
 		if (time_now_ms() >= next_check) {
 			if (watch_read_version(db, &version) != 0) {
+				/* A connection that broke under the check (a terminated
+				 * backend) is replaced at once, as a lost one; a check
+				 * without answer in time is an outage. */
+				int is_broken = PQstatus(db->listen_conn) != CONNECTION_OK;
+
 				watch_disconnect(db);
-				watch_went_down(db, "the periodic version check failed");
+				if (!is_broken)
+					watch_went_down(db, "the periodic version check failed");
 				continue;
 			}
 			if (!atomic_load(&db->is_up)) {

@@ -1,0 +1,105 @@
+/*
+ * test_pg_share.c - the array literals of the fleet's batch statements
+ * (src/store/pg_share.c): every element quoted, backslash and double
+ * quote escaped, so that any user agent or user name survives; the
+ * session hashes as 64 hex digits. What PostgreSQL makes of them is the
+ * e2e suites' (test_pg_fleet.py, test_postgres.py).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../src/store/pg_share.h"
+
+static void
+test_probe_arrays_quote_every_element_and_escape_quotes_and_backslashes(void **state)
+{
+	struct probe_report r[2];
+	char *p[PG_SHARE_PROBE_COLUMNS];
+
+	(void)state;
+	memset(r, 0, sizeof(r));
+	snprintf(r[0].daemon, sizeof(r[0].daemon), "h:1");
+	snprintf(r[0].user_agent, sizeof(r[0].user_agent), "a\"b\\c,{d}");
+	r[0].last_at = 42;
+	snprintf(r[1].daemon, sizeof(r[1].daemon), "h:2");
+	r[1].last_at = -1;
+	pg_share_probe_arrays(r, 2, p);
+	assert_string_equal(p[0], "{\"h:1\",\"h:2\"}");
+	assert_string_equal(p[6], "{\"a\\\"b\\\\c,{d}\",\"\"}");
+	assert_string_equal(p[9], "{\"42\",\"-1\"}");
+	pg_share_free_arrays(p);
+	assert_null(p[0]);
+}
+
+static void
+test_probe_arrays_of_no_report_are_empty_arrays(void **state)
+{
+	char *p[PG_SHARE_PROBE_COLUMNS];
+	int c;
+
+	(void)state;
+	pg_share_probe_arrays(NULL, 0, p);
+	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++)
+		assert_string_equal(p[c], "{}");
+	pg_share_free_arrays(p);
+}
+
+static void
+test_session_arrays_carry_hex_hashes_names_and_expiry(void **state)
+{
+	struct session_record s[1];
+	char *p[PG_SHARE_SESSION_COLUMNS];
+	char want[80];
+
+	(void)state;
+	memset(s, 0, sizeof(s));
+	memset(s[0].id_hash, 0xab, sizeof(s[0].id_hash));
+	memset(s[0].tag, 0x01, sizeof(s[0].tag));
+	snprintf(s[0].user, sizeof(s[0].user), "o\"hara");
+	s[0].expires_at = 1700000000000;
+	pg_share_session_arrays(s, 1, 0, p);
+	snprintf(want, sizeof(want), "{\"%s\"}",
+	         "abababababababababababababababababababababababababababababababab");
+	assert_string_equal(p[0], want);
+	assert_string_equal(p[1], "{\"o\\\"hara\"}");
+	snprintf(want, sizeof(want), "{\"%s\"}",
+	         "0101010101010101010101010101010101010101010101010101010101010101");
+	assert_string_equal(p[2], want);
+	assert_string_equal(p[3], "{\"1700000000000\"}");
+	pg_share_free_session_arrays(p);
+}
+
+static void
+test_session_id_arrays_hold_the_hashes_alone(void **state)
+{
+	struct session_record s[2];
+	char *p[PG_SHARE_SESSION_COLUMNS];
+
+	(void)state;
+	memset(s, 0, sizeof(s));
+	pg_share_session_arrays(s, 2, 1, p);
+	assert_non_null(p[0]);
+	assert_int_equal(strlen(p[0]), 2 + 2 * 66 + 1); /* {"64 digits","64 digits"} */
+	assert_null(p[1]);
+	assert_null(p[3]);
+	pg_share_free_session_arrays(p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(
+	        test_probe_arrays_quote_every_element_and_escape_quotes_and_backslashes),
+	    cmocka_unit_test(test_probe_arrays_of_no_report_are_empty_arrays),
+	    cmocka_unit_test(test_session_arrays_carry_hex_hashes_names_and_expiry),
+	    cmocka_unit_test(test_session_id_arrays_hold_the_hashes_alone),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
