@@ -33,8 +33,6 @@ TEST_PKGS += python3-consul
 TEST_PKGS += systemd-container debootstrap
 # docs/INTEGRATIONS.md's Ansible play, run by tests/e2e/test_integrations.py
 TEST_PKGS += ansible-core
-# The OpenID Connect provider the sign-in tests run (tests/e2e/oidc, npm ci).
-TEST_PKGS += nodejs npm
 BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest python3-requests iproute2 \
 	postgresql
 
@@ -88,7 +86,10 @@ test: deps-test oidc-provider
 
 # The OpenID Connect provider the sign-in tests start (tests/e2e/test_oidc.py):
 # oidc-provider from the npm registry, at the versions package-lock.json pins.
+# Node.js and npm come from Debian unless the machine has them already
+# (NodeSource's nodejs bundles npm and conflicts with Debian's npm).
 oidc-provider:
+	command -v npm >/dev/null 2>&1 || sh tools/install-packages.sh nodejs npm
 	cd tests/e2e/oidc && npm ci --no-audit --no-fund
 
 # Benchmarks measure an optimised build of their own. BENCH_REFERENCE: a

@@ -448,7 +448,8 @@ instances(struct request *r, const struct consul_query *q, entry_fn make_entry)
 	size_t i;
 	int port;
 
-	if (c == NULL || q->has_tag)
+	/* a service r may not see is empty, as Consul's ACLs filter it */
+	if (c == NULL || q->has_tag || auth_role_on(r, c->name) < ROLE_VIEWER)
 		return list;
 	for (i = 0; i < c->n_nodes; i++) {
 		const struct node *n = &c->nodes[i];
@@ -470,7 +471,8 @@ answer_services(struct request *r)
 	size_t i;
 
 	for (i = 0; i < m->n_clusters; i++)
-		if (cluster_has_instances(&m->clusters[i]))
+		if (cluster_has_instances(&m->clusters[i]) &&
+		    auth_role_on(r, m->clusters[i].name) >= ROLE_VIEWER) /* only what r may see */
 			json_object_set_new(doc, m->clusters[i].name, json_array());
 	reply_consul(r, index, doc);
 }

@@ -70,10 +70,17 @@ sd_prometheus_get(struct request *r, const struct route *rt)
 			reply_error(r, 404, NULL, "no such cluster: %s", name);
 			return;
 		}
+		if (auth_role_on(r, c->name) < ROLE_VIEWER) { /* a role on other clusters only */
+			json_decref(groups);
+			auth_log_refusal(r, ROLE_VIEWER);
+			reply_error(r, 403, NULL, "no role on cluster %s", name);
+			return;
+		}
 		cluster_groups(groups, c);
 	} else {
 		for (i = 0; i < m->n_clusters; i++)
-			cluster_groups(groups, &m->clusters[i]);
+			if (auth_role_on(r, m->clusters[i].name) >= ROLE_VIEWER) /* only what r may see */
+				cluster_groups(groups, &m->clusters[i]);
 	}
 	reply_json(r, 200, groups);
 }

@@ -608,3 +608,19 @@ def test_empty_roles_file_starts_with_no_mapping(tmp_path, cm_bin):
     r = subprocess.run([cm_bin, "serve", "--roles", str(roles), "--check-config", "--db",
                         str(tmp_path / "cm.db")], capture_output=True, text=True, timeout=20)
     assert r.returncode == 0, r.stderr
+
+
+def test_discovery_surfaces_show_only_the_clusters_a_user_may_see(oidc_site):
+    d = oidc_site
+    for name in ("shop", "other"):
+        r = d.put("/v1/clusters/%s/nodes/web1" % name, auth=d.as_admin,
+                  json={"address": "10.0.0.1:8080"})
+        assert r.status_code == 200, r.text
+    s = signed_in_session(d, "alice")  # team-shop: operator on shop only
+    groups = s.get(d.url + "/v1/sd/prometheus", timeout=TIMEOUT).json()
+    assert [g["labels"]["__meta_clustermgmt_cluster"] for g in groups] == ["shop"], groups
+    r = s.get(d.url + "/v1/sd/prometheus?cluster=other", timeout=TIMEOUT)
+    assert r.status_code == 403, r.text
+    everything = d.get("/v1/sd/prometheus", auth=d.as_admin).json()
+    assert sorted(g["labels"]["__meta_clustermgmt_cluster"] for g in everything) == [
+        "other", "shop"]
