@@ -46,6 +46,8 @@ PRIVATE = {
     "http/server_internal.h": {"http/daemon.c", "http/server.c", "http/request.c", "http/router.c",
                                "http/auth.c", "http/scrape.c"},
     "http/router.h": {"http/server.c", "http/router.c"},
+    "http/api_v1_internal.h": {"http/api_v1.c", "http/api_v1_observe.c", "http/api_v1_lbs.c",
+                               "http/api_v1_admin.c"},
 }
 
 # Inside http: rooms, from the bottom up. A file may include the http
@@ -60,6 +62,7 @@ HTTP_ROOMS = [
                           "roles.h", "roles.c", "oidc.h", "oidc.c", "reply.c", "render.h",
                           "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
+                  "api_v1_internal.h", "api_v1_observe.c", "api_v1_lbs.c", "api_v1_admin.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
                   "ui_nodes.c", "ui_admin.c", "ui_assets.h", "ui_assets.c",
                   "api_drain.h", "api_drain.c", "sd.h", "sd.c", "consul.h", "consul.c",

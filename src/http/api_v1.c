@@ -1,5 +1,11 @@
 /*
- * api_v1.c - the v1 JSON API: everything under /v1 (docs/API.md).
+ * api_v1.c - the v1 JSON API (docs/API.md): what its files share, and the
+ * health, daemons, clusters, nodes and status endpoints.
+ *
+ * The other files of the API: api_v1_observe.c (a node's observed probes,
+ * the /events and /observations long polls), api_v1_lbs.c (named load
+ * balancers), api_v1_admin.c (users, tokens, the audit log); what they
+ * share with this file is in api_v1_internal.h.
  *
  * Map of this file:
  *
@@ -12,14 +18,12 @@
  *   documents   api_node_json, api_node_list_json and the other shapes,
  *               built from a snapshot.
  *   bodies      request bodies: unknown fields, types, required fields.
- *   reads       GET handlers answer from request_snapshot() at once; the
- *               audit log is read by the engine (engine_job_read_audit).
+ *   reads       GET handlers answer from request_snapshot() at once.
  *   writes      one command per mutation (core/command.h): the worker
  *               turns the body into a struct command owned by the job, so
  *               nothing leaks when the client goes away; the engine
  *               applies it; the continuation answers from job->result and
  *               request_snapshot(), which already holds the change.
- *   long poll   /events waits with request_wait_for_change.
  *
  * r->path is h2o's normalised path, already percent-decoded, so a name in
  * the path is only validated (by the router), never decoded a second time.
@@ -28,24 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../observe/observe.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
-#include "api_v1.h"
+#include "api_v1_internal.h"
 #include "render.h"
-
-#define AUDIT_LIMIT_DEFAULT 50
-#define AUDIT_LIMIT_MAX 1000
-#define WAIT_DEFAULT_S 30
-#define WAIT_MAX_S 60
-#define TOKEN_ID_SIZE 64
-#define TOKEN_SIZE 256
-#define TOKEN_HASH_SIZE 65 /* hex of 32 bytes */
 
 /* --- documents ------------------------------------------------------- */
 
 /* RFC 3339 UTC, or null for 0 ("never"). */
-static json_t *
+json_t *
 time_json(int64_t ms)
 {
 	char buf[40];
@@ -56,13 +51,13 @@ time_json(int64_t ms)
 }
 
 /* A string, or null when s is absent (NULL or ""). */
-static json_t *
+json_t *
 optional_string_json(const char *s)
 {
 	return s == NULL || s[0] == '\0' ? json_null() : json_string(s);
 }
 
-static json_t *
+json_t *
 api_node_json(const struct node *n)
 {
 	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "name", n->name, "status",
@@ -72,7 +67,7 @@ api_node_json(const struct node *n)
 	                 "check", optional_string_json(n->check));
 }
 
-static json_t *
+json_t *
 api_node_list_json(const struct cluster *c)
 {
 	json_t *nodes = json_array();
@@ -100,61 +95,8 @@ cluster_summary_json(const struct cluster *c)
 	                 (json_int_t)cluster_count_online(c));
 }
 
-static json_t *
-user_json(const char *name, enum role role, int64_t created_at)
-{
-	return json_pack("{s:s, s:s, s:o}", "name", name, "role", role_name(role), "created_at",
-	                 time_json(created_at));
-}
-
-/* A token's clusters: the list of names, or null for every cluster. */
-static json_t *
-clusters_json(const char *clusters)
-{
-	json_t *list;
-	const char *p = clusters;
-
-	if (p == NULL || *p == '\0')
-		return json_null();
-	list = json_array();
-	while (*p != '\0') {
-		size_t len = strcspn(p, ",");
-		json_array_append_new(list, json_stringn(p, len));
-		p += len + (p[len] == ',');
-	}
-	return list;
-}
-
-static json_t *
-token_json(const struct token *t)
-{
-	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o}", "id", t->id, "role", role_name(t->role),
-	                 "description", t->description, "created_by", t->created_by, "created_at",
-	                 time_json(t->created_at), "clusters", clusters_json(t->clusters));
-}
-
-static json_t *
-audit_entry_json(const struct audit_entry *e)
-{
-	json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:s, s:o, s:s, s:o, s:o, s:s}", "id",
-	                      (json_int_t)e->id, "at", time_json(e->at), "cluster",
-	                      optional_string_json(e->cluster), "node", optional_string_json(e->node),
-	                      "actor", e->actor, "address", optional_string_json(e->address),
-	                      "action", e->action, "old_status", optional_string_json(e->old_status),
-	                      "new_status", optional_string_json(e->new_status), "reason", e->reason);
-	json_t *context = e->context != NULL && e->context[0] != '\0'
-	                      ? json_loads(e->context, 0, NULL)
-	                      : NULL;
-
-	/* who the actor was: how they signed in, role and scope, peer... */
-	json_object_set_new(o, "context", json_is_object(context) ? context : json_null());
-	if (context != NULL && !json_is_object(context))
-		json_decref(context);
-	return o;
-}
-
 /* The cluster of the snapshot, or NULL after replying 404. */
-static const struct cluster *
+const struct cluster *
 find_cluster_or_reply(struct request *r, const char *name)
 {
 	const struct cluster *c = model_find_cluster(request_snapshot(r), name);
@@ -224,14 +166,14 @@ bad:
 	return NULL;
 }
 
-static json_t *
+json_t *
 read_body(struct request *r, const char *const allowed[], int is_optional)
 {
 	return read_body_max(r, allowed, is_optional, BODY_MAX);
 }
 
 /* Field key as a C string in *out; NULL when absent and optional. */
-static int
+int
 body_string(const json_t *body, const char *key, int is_required, const char **out,
             struct error *err)
 {
@@ -263,18 +205,6 @@ body_count(const json_t *body, const char *key, int64_t *out, struct error *err)
 	return 0;
 }
 
-static int
-body_role(const json_t *body, enum role *out, struct error *err)
-{
-	const char *s;
-
-	if (body_string(body, "role", 1, &s, err) != 0)
-		return -1;
-	if (role_from_string(s, out) != 0)
-		return error_set(err, 400, "role must be viewer, operator or admin");
-	return 0;
-}
-
 /* Decimal integer 0..max, nothing else. */
 static int
 parse_count(const char *s, int64_t max, int64_t *out)
@@ -295,7 +225,7 @@ parse_count(const char *s, int64_t max, int64_t *out)
 
 /* Query parameter name as an integer 0..max: 1 present, 0 absent, -1
  * invalid (err filled). */
-static int
+int
 query_count(struct request *r, const char *name, int64_t max, int64_t *out, struct error *err)
 {
 	char buf[32];
@@ -413,77 +343,6 @@ api_v1_nodes_get(struct request *r, const struct route *rt)
 	reply_node_list(r, rt->cluster);
 }
 
-/* The clients that probed a node, as docs/API.md describes them; daemon
- * is the daemon that saw each (this one's id for its own). */
-static json_t *
-probes_json(const struct observe_node_view *v, int64_t now, const char *me)
-{
-	json_t *list = json_array();
-	size_t i;
-
-	for (i = 0; i < v->n_clients; i++) {
-		const struct observe_client_view *p = &v->clients[i];
-		json_t *one = (json_pack(
-		    "{s:s, s:o, s:s, s:o, s:o, s:o, s:I, s:s, s:b, s:I, s:I, s:o}", "protocol",
-		    observe_protocol_name(p->protocol), "lb",
-		    p->lb[0] != '\0' ? json_string(p->lb) : json_null(), "address", p->address,
-		    "user_agent", p->has_user_agent ? json_string(p->user_agent) : json_null(),
-		    "first_at", time_json(p->first_at), "last_at", time_json(p->last_at), "age_ms",
-		    (json_int_t)(now > p->last_at ? now - p->last_at : 0), "last_answer",
-		    observe_answer_text(p->protocol, p->last_answer), "serving",
-		    observe_answer_is_serving(p->last_answer), "consecutive",
-		    (json_int_t)p->consecutive, "since_change", (json_int_t)p->since_change,
-		    "interval_ms",
-		    p->interval_ms > 0 ? json_integer((json_int_t)p->interval_ms) : json_null()));
-		json_object_set_new(one, "daemon",
-		                    json_string(p->daemon[0] != '\0' ? p->daemon : me));
-		json_array_append_new(list, one);
-	}
-	return list;
-}
-
-/* How many answers went to clients beyond the per-node cap (in the
- * window when one is given). */
-static json_t *
-untracked_json(uint64_t n, int64_t at, int64_t now, int64_t window_s)
-{
-	if (window_s > 0 && at < now - window_s * 1000)
-		return json_integer(0);
-	return json_integer((json_int_t)n);
-}
-
-static json_t *
-api_check_state_json(const struct observe_check *s)
-{
-	return json_pack("{s:b, s:o, s:o, s:I}", "up", s->is_up, "last_at", time_json(s->last_at),
-	                 "last_error", optional_string_json(s->last_error), "consecutive",
-	                 (json_int_t)s->consecutive);
-}
-
-/* Node n's document with what was observed of it (window_s: only probers
- * seen in the last window_s seconds; 0 for all). */
-static json_t *
-observed_node_json(struct request *r, const struct cluster *c, const struct node *n,
-                   int64_t window_s)
-{
-	struct observe_node_view view;
-	int64_t now = time_now_ms();
-	json_t *node;
-
-	observe_node_view(request_observe(r), c->name, n->name, n->changed_at,
-	                  window_s > 0 ? now - window_s * 1000 : 0, &view);
-	node = api_node_json(n);
-	json_object_set_new(node, "probes", probes_json(&view, now, request_daemon_id(r)));
-	json_object_set_new(node, "probes_untracked",
-	                    untracked_json(view.n_untracked, view.untracked_at, now, window_s));
-	json_object_set_new(
-	    node, "probes_untracked_lbs",
-	    untracked_json(view.n_untracked_lbs, view.untracked_lbs_at, now, window_s));
-	json_object_set_new(node, "check_state",
-	                    view.has_check ? api_check_state_json(&view.check) : json_null());
-	return node;
-}
-
 void
 api_v1_node_get(struct request *r, const struct route *rt)
 {
@@ -507,235 +366,12 @@ api_v1_node_get(struct request *r, const struct route *rt)
 	reply_json(r, 200, node_document_json(c, observed_node_json(r, c, n, window_s)));
 }
 
-void
-api_v1_users_get(struct request *r, const struct route *rt)
-{
-	const struct model *m = request_snapshot(r);
-	json_t *list = json_array();
-	size_t i;
-
-	(void)rt;
-	for (i = 0; i < m->n_users; i++) {
-		const struct user *u = &m->users[i];
-		json_array_append_new(list, user_json(u->name, u->role, u->created_at));
-	}
-	reply_json(r, 200, json_pack("{s:o}", "users", list));
-}
-
-void
-api_v1_tokens_get(struct request *r, const struct route *rt)
-{
-	const struct model *m = request_snapshot(r);
-	json_t *list = json_array();
-	size_t i;
-
-	(void)rt;
-	for (i = 0; i < m->n_tokens; i++)
-		json_array_append_new(list, token_json(&m->tokens[i]));
-	reply_json(r, 200, json_pack("{s:o}", "tokens", list));
-}
-
-/* The audit log lives in the store only: the engine reads it into the
- * job (engine_job_read_audit), which releases it also when the client
- * went away. */
-static void
-audit_done(struct request *r, struct engine_job *job)
-{
-	json_t *entries;
-	size_t i;
-
-	if (job->rc != 0) {
-		reply_from_error(r, &job->err);
-		return;
-	}
-	entries = json_array();
-	for (i = 0; i < job->audit.n; i++)
-		json_array_append_new(entries, audit_entry_json(&job->audit.entries[i]));
-	reply_json(r, 200, json_pack("{s:o}", "entries", entries));
-}
-
-void
-api_v1_audit_get(struct request *r, const struct route *rt)
-{
-	struct engine_job *job;
-	struct error err;
-	int64_t limit = AUDIT_LIMIT_DEFAULT;
-	int has_limit = query_count(r, "limit", INT64_MAX, &limit, &err);
-
-	if (has_limit < 0 || (has_limit > 0 && limit == 0)) {
-		reply_error(r, 400, NULL, "limit must be a positive integer");
-		return;
-	}
-	if (find_cluster_or_reply(r, rt->cluster) == NULL)
-		return;
-	job = request_job_new(r, NULL, 0);
-	engine_job_read_audit(job, rt->cluster, limit > AUDIT_LIMIT_MAX ? AUDIT_LIMIT_MAX : limit);
-	request_job_submit(r, job, audit_done);
-}
-
-/* --- long poll ------------------------------------------------------- */
-
-/* The wait's continuation gets only r. When the client gave no "after",
- * the version at arrival is written into r->query, so that the
- * continuation reads the same value it was waiting on. */
-static void
-query_append_after(struct request *r, int64_t after)
-{
-	char buf[48];
-	int len = snprintf(buf, sizeof(buf), "%safter=%lld", r->query.len > 0 ? "&" : "",
-	                   (long long)after);
-
-	r->query = h2o_concat(&r->req->pool, r->query, h2o_iovec_init(buf, (size_t)len));
-}
-
-static void
-events_ready(struct request *r)
-{
-	struct error err;
-	const struct cluster *c;
-	int64_t after = 0;
-
-	if (query_count(r, "after", INT64_MAX, &after, &err) < 0) {
-		reply_from_error(r, &err);
-		return;
-	}
-	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
-		return;
-	/* the node list every reader of this version shares, + "changed" */
-	render_reply_shared(r, c, api_node_list_json,
-	                    c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
-}
-
-void
-api_v1_events_get(struct request *r, const struct route *rt)
-{
-	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
-	struct error err;
-	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
-	int has_after;
-
-	if (c == NULL)
-		return;
-	if ((has_after = query_count(r, "after", INT64_MAX, &after, &err)) < 0 ||
-	    query_count(r, "wait", WAIT_MAX_S, &wait_s, &err) < 0) {
-		reply_from_error(r, &err);
-		return;
-	}
-	if (!has_after) {
-		after = c->version;
-		query_append_after(r, after);
-	}
-	request_wait_for_change(r, rt->cluster, after, wait_s * 1000, events_ready);
-}
-
-/* GET /v1/clusters/{c}/observations?nodes=a,b&window=S[&after=D&wait=S]:
- * the observed probes of several nodes and their digest; with after, a
- * long poll that answers once the digest is not after (a probe of one of
- * them was answered, or the cluster changed). This is what `wait` reads. */
-#define OBSERVED_NODES_MAX 64
-
-/* The nodes= list, checked: names of existing nodes, comma separated. */
-static int
-observed_nodes(struct request *r, const struct cluster *c, char *buf, size_t size,
-               struct error *err)
-{
-	char *p, *comma;
-	int found = request_query_param(r, "nodes", buf, size), n = 0;
-
-	if (found <= 0 || buf[0] == '\0')
-		return error_set(err, 400, "give nodes=NAME[,NAME...] (at most %d)",
-		                 OBSERVED_NODES_MAX);
-	for (p = buf; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
-		size_t len;
-		comma = strchr(p, ',');
-		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
-		if (!node_name_is_valid(p, len) || ++n > OBSERVED_NODES_MAX)
-			return error_set(err, 400, "give nodes=NAME[,NAME...] (at most %d)",
-			                 OBSERVED_NODES_MAX);
-		if (cluster_find_node(c, p, len) == NULL)
-			return error_set_entry(err, 404, "",
-			                       "node '%.*s' not found in cluster '%s'", (int)len, p,
-			                       c->name);
-	}
-	return 0;
-}
-
-static void
-observations_ready(struct request *r)
-{
-	char nodes[OBSERVED_NODES_MAX * (NODE_NAME_MAX + 2)];
-	const struct cluster *c;
-	struct error err;
-	int64_t window_s = 0, after = -1;
-	json_t *list = json_array();
-	char *p, *comma;
-
-	if (query_count(r, "window", OBSERVE_FORGET_MS / 1000, &window_s, &err) < 0 ||
-	    query_count(r, "after", INT64_MAX, &after, &err) < 0) {
-		json_decref(list);
-		reply_from_error(r, &err);
-		return;
-	}
-	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL) {
-		json_decref(list);
-		return;
-	}
-	if (observed_nodes(r, c, nodes, sizeof(nodes), &err) != 0) {
-		json_decref(list);
-		reply_from_error(r, &err);
-		return;
-	}
-	for (p = nodes; p != NULL; p = comma != NULL ? comma + 1 : NULL) {
-		comma = strchr(p, ',');
-		json_array_append_new(
-		    list,
-		    observed_node_json(
-		        r, c,
-		        cluster_find_node(c, p, comma != NULL ? (size_t)(comma - p) : strlen(p)),
-		        window_s));
-	}
-	{
-		uint64_t digest =
-		    observation_digest(request_observe(r), request_snapshot(r), c->name, nodes);
-		reply_json(r, 200,
-		           json_pack("{s:s, s:I, s:b, s:o}", "cluster", c->name, "digest",
-		                     (json_int_t)(digest & INT64_MAX), "changed",
-		                     after < 0 || (uint64_t)after != (digest & INT64_MAX), "nodes",
-		                     list));
-	}
-}
-
-void
-api_v1_observations_get(struct request *r, const struct route *rt)
-{
-	char nodes[OBSERVED_NODES_MAX * (NODE_NAME_MAX + 2)];
-	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
-	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
-	struct error err;
-	int has_after;
-
-	if (c == NULL)
-		return;
-	if (observed_nodes(r, c, nodes, sizeof(nodes), &err) != 0 ||
-	    (has_after = query_count(r, "after", INT64_MAX, &after, &err)) < 0 ||
-	    query_count(r, "wait", WAIT_MAX_S, &wait_s, &err) < 0) {
-		reply_from_error(r, &err);
-		return;
-	}
-	if (!has_after) {
-		observations_ready(r);
-		return;
-	}
-	request_wait_for_observation(r, c->name, nodes, (uint64_t)after, wait_s * 1000,
-	                             observations_ready);
-}
-
 /* --- writes ---------------------------------------------------------- */
 
 /* Each write is one command (core/command.h), built here from the body
  * and applied by the engine; the continuation answers from job->result
  * and request_snapshot(), which already holds the committed change. */
-static struct command *
+struct command *
 command_new(struct request *r, enum command_kind kind, struct engine_job **job)
 {
 	struct command *cmd;
@@ -900,7 +536,7 @@ node_put_done(struct request *r, struct engine_job *job)
 }
 
 /* Optional "address"/"check": a string; "" or null clears the field. */
-static int
+int
 body_node_field(const json_t *body, const char *key, const char **out, struct error *err)
 {
 	if (json_is_null(json_object_get(body, key))) {
@@ -937,7 +573,7 @@ api_v1_node_put(struct request *r, const struct route *rt)
 	request_job_submit(r, job, node_put_done);
 }
 
-static void
+void
 node_remove_done(struct request *r, struct engine_job *job)
 {
 	if (job->rc != 0)
@@ -954,140 +590,6 @@ api_v1_node_delete(struct request *r, const struct route *rt)
 {
 	struct engine_job *job;
 	struct command *cmd = command_new(r, COMMAND_REMOVE_NODE, &job);
-
-	cmd->cluster = xstrdup(rt->cluster);
-	cmd->name = xstrdup(rt->name);
-	request_job_submit(r, job, node_remove_done);
-}
-
-/* --- named load balancers ------------------------------------------ */
-
-/* What a load balancer last saw of a node: its newest probe (HTTP or
- * agent) of it in view v, or null. */
-static json_t *
-lb_seen_json(const struct observe_node_view *v, const char *lb, int64_t now)
-{
-	const struct observe_client_view *newest = NULL;
-	size_t i;
-
-	for (i = 0; i < v->n_clients; i++)
-		if (strcmp(v->clients[i].lb, lb) == 0 &&
-		    (newest == NULL || v->clients[i].last_at > newest->last_at))
-			newest = &v->clients[i];
-	if (newest == NULL)
-		return json_null();
-	return json_pack("{s:s, s:s, s:o, s:I, s:s, s:b, s:I}", "protocol",
-	                 observe_protocol_name(newest->protocol), "address", newest->address,
-	                 "last_at", time_json(newest->last_at), "age_ms",
-	                 (json_int_t)(now > newest->last_at ? now - newest->last_at : 0),
-	                 "last_answer", observe_answer_text(newest->protocol, newest->last_answer),
-	                 "serving", observe_answer_is_serving(newest->last_answer), "since_change",
-	                 (json_int_t)newest->since_change);
-}
-
-static json_t *
-lb_json(const struct lb *l)
-{
-	return json_pack("{s:s, s:s, s:o, s:o}", "name", l->name, "kind", l->kind, "runtime",
-	                 optional_string_json(l->runtime), "backend",
-	                 optional_string_json(l->backend));
-}
-
-/* Each node's observations are copied out once, for every load balancer. */
-void
-api_v1_lbs_get(struct request *r, const struct route *rt)
-{
-	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
-	struct observe_node_view *view;
-	int64_t now = time_now_ms();
-	json_t *list, **seen;
-	size_t i, k;
-
-	if (c == NULL)
-		return;
-	list = json_array();
-	seen = xcalloc(c->n_lbs + 1, sizeof(*seen));
-	for (k = 0; k < c->n_lbs; k++)
-		seen[k] = json_object();
-	view = xmalloc(sizeof(*view));
-	for (i = 0; i < c->n_nodes && c->n_lbs > 0; i++) {
-		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
-		                  c->nodes[i].changed_at, 0, view);
-		for (k = 0; k < c->n_lbs; k++)
-			json_object_set_new(seen[k], c->nodes[i].name,
-			                    lb_seen_json(view, c->lbs[k].name, now));
-	}
-	free(view);
-	for (k = 0; k < c->n_lbs; k++) {
-		json_t *doc = lb_json(&c->lbs[k]);
-		json_object_set_new(doc, "seen", seen[k]);
-		json_array_append_new(list, doc);
-	}
-	free(seen);
-	reply_json(r, 200,
-	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
-	                     (json_int_t)c->version, "lbs", list));
-}
-
-static void
-lb_put_done(struct request *r, struct engine_job *job)
-{
-	const struct command *cmd = &job->command;
-	const struct cluster *c;
-	const struct lb *l;
-
-	if (job->rc != 0) {
-		reply_from_error(r, &job->err);
-		return;
-	}
-	if ((c = find_cluster_or_reply(r, cmd->cluster)) == NULL)
-		return;
-	if ((l = cluster_find_lb(c, cmd->name)) == NULL) {
-		reply_error(r, 404, json_pack("{s:s}", "entry", cmd->name),
-		            "load balancer '%s' was removed meanwhile", cmd->name);
-		return;
-	}
-	reply_json(r, job->result.is_created ? 201 : 200,
-	           json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version",
-	                     (json_int_t)c->version, "lb", lb_json(l)));
-}
-
-/* {"kind", "runtime"?, "backend"?}: runtime and backend null or "" for
- * none; the command checks the values. */
-void
-api_v1_lb_put(struct request *r, const struct route *rt)
-{
-	static const char *const fields[] = {"kind", "runtime", "backend", NULL};
-	json_t *body = read_body(r, fields, 0);
-	const char *kind, *runtime, *backend;
-	struct engine_job *job;
-	struct command *cmd;
-	struct error err;
-
-	if (body == NULL)
-		return;
-	if (body_string(body, "kind", 1, &kind, &err) != 0 ||
-	    body_node_field(body, "runtime", &runtime, &err) != 0 ||
-	    body_node_field(body, "backend", &backend, &err) != 0) {
-		json_decref(body);
-		reply_from_error(r, &err);
-		return;
-	}
-	cmd = command_new(r, COMMAND_PUT_LB, &job);
-	cmd->cluster = xstrdup(rt->cluster);
-	cmd->name = xstrdup(rt->name);
-	cmd->lb_kind = xstrdup(kind);
-	cmd->runtime = runtime != NULL ? xstrdup(runtime) : NULL;
-	cmd->backend = backend != NULL ? xstrdup(backend) : NULL;
-	json_decref(body);
-	request_job_submit(r, job, lb_put_done);
-}
-
-void
-api_v1_lb_delete(struct request *r, const struct route *rt)
-{
-	struct engine_job *job;
-	struct command *cmd = command_new(r, COMMAND_REMOVE_LB, &job);
 
 	cmd->cluster = xstrdup(rt->cluster);
 	cmd->name = xstrdup(rt->name);
@@ -1172,191 +674,4 @@ api_v1_status_post(struct request *r, const struct route *rt)
 	}
 	json_decref(body);
 	request_job_submit(r, job, is_list ? node_list_changed : changed_nodes_done);
-}
-
-/* --- writes: users --------------------------------------------------- */
-
-static void
-user_added(struct request *r, struct engine_job *job)
-{
-	const struct command *c = &job->command;
-
-	if (job->rc != 0)
-		reply_from_error(r, &job->err);
-	else
-		reply_json(r, 201, user_json(c->name, c->role, job->result.created_at));
-}
-
-static int
-user_check_body(const json_t *body, const char **name, const char **password, enum role *role,
-                struct error *err)
-{
-	if (body_string(body, "name", 1, name, err) != 0 ||
-	    body_string(body, "password", 1, password, err) != 0 || body_role(body, role, err) != 0)
-		return -1;
-	if (!node_name_is_valid(*name, strlen(*name)))
-		return error_set_entry(err, 400, *name,
-		                       "user '%.100s': invalid name (" NODE_NAME_RULE ")", *name);
-	return 0; /* the password's length: command_prepare */
-}
-
-/* The password is hashed by the command, on the engine's side thread. */
-void
-api_v1_users_post(struct request *r, const struct route *rt)
-{
-	static const char *const fields[] = {"name", "password", "role", NULL};
-	json_t *body = read_body(r, fields, 0);
-	const char *name, *password;
-	struct engine_job *job;
-	struct command *cmd;
-	struct error err;
-	enum role role;
-
-	(void)rt;
-	if (body == NULL)
-		return;
-	if (user_check_body(body, &name, &password, &role, &err) != 0) {
-		json_decref(body);
-		reply_from_error(r, &err);
-		return;
-	}
-	if (model_find_user(request_snapshot(r), name) != NULL) {
-		/* Spares the slow hash; the command checks again. */
-		reply_error(r, 409, json_pack("{s:s}", "entry", name), "user '%s' already exists",
-		            name);
-		json_decref(body);
-		return;
-	}
-	cmd = command_new(r, COMMAND_PUT_USER, &job);
-	cmd->name = xstrdup(name);
-	cmd->role = role;
-	cmd->is_new_only = 1;
-	cmd->password = xstrdup(password);
-	json_decref(body);
-	request_job_submit(r, job, user_added);
-}
-
-/* A user removed or a token revoked: {"deleted": NAME}. */
-static void
-name_deleted(struct request *r, struct engine_job *job)
-{
-	if (job->rc != 0)
-		reply_from_error(r, &job->err);
-	else
-		reply_json(r, 200, json_pack("{s:s}", "deleted", job->command.name));
-}
-
-/* Removing oneself is allowed; the model refuses to remove the last
- * admin, since nobody could manage users any more. */
-void
-api_v1_user_delete(struct request *r, const struct route *rt)
-{
-	struct engine_job *job;
-
-	command_new(r, COMMAND_REMOVE_USER, &job)->name = xstrdup(rt->name);
-	request_job_submit(r, job, name_deleted);
-}
-
-/* --- writes: tokens -------------------------------------------------- */
-
-/* The secret, made here and shown once: the command carries only its
- * hash. Wiped when the job is released. */
-struct token_secret {
-	char token[TOKEN_SIZE];
-};
-
-static void
-token_secret_wipe(void *data)
-{
-	explicit_bzero(data, sizeof(struct token_secret));
-}
-
-static void
-token_created(struct request *r, struct engine_job *job)
-{
-	const struct command *c = &job->command;
-	struct token_secret *s = job->data;
-
-	if (job->rc != 0) {
-		reply_from_error(r, &job->err);
-		return;
-	}
-	reply_json(r, 201,
-	           json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", c->name, "token", s->token, "role",
-	                     role_name(c->role), "description", c->description, "clusters",
-	                     clusters_json(c->clusters)));
-}
-
-/* The body's "clusters" (absent, or a list of names) as "a,b" (malloc'd;
- * NULL for every cluster). Returns 0, or -1 with err. */
-static int
-body_clusters(json_t *body, char **out, struct error *err)
-{
-	json_t *list = json_object_get(body, "clusters"), *v;
-	size_t i, len = 0;
-
-	*out = NULL;
-	if (list == NULL || json_is_null(list))
-		return 0;
-	if (!json_is_array(list) || json_array_size(list) > TOKEN_CLUSTERS_MAX)
-		return error_set(err, 400, "\"clusters\" must be a list of at most %d cluster names",
-		                 TOKEN_CLUSTERS_MAX);
-	*out = xcalloc(1, json_array_size(list) * (NODE_NAME_MAX + 1) + 1);
-	json_array_foreach(list, i, v)
-	{
-		const char *name = json_string_value(v);
-		if (name == NULL || !node_name_is_valid(name, strlen(name))) {
-			free(*out);
-			*out = NULL;
-			return error_set(err, 400, "\"clusters\"[%zu] is not a cluster name (" NODE_NAME_RULE ")", i);
-		}
-		len += (size_t)sprintf(*out + len, "%s%s", i > 0 ? "," : "", name);
-	}
-	return 0;
-}
-
-void
-api_v1_tokens_post(struct request *r, const struct route *rt)
-{
-	static const char *const fields[] = {"role", "description", "clusters", NULL};
-	json_t *body = read_body(r, fields, 0);
-	char id[TOKEN_ID_SIZE], hash[TOKEN_HASH_SIZE], *clusters = NULL;
-	const char *description;
-	struct token_secret *s;
-	struct engine_job *job;
-	struct command *cmd;
-	struct error err;
-	enum role role;
-
-	(void)rt;
-	if (body == NULL)
-		return;
-	if (body_role(body, &role, &err) != 0 ||
-	    body_string(body, "description", 0, &description, &err) != 0 ||
-	    body_clusters(body, &clusters, &err) != 0) {
-		json_decref(body);
-		reply_from_error(r, &err);
-		return;
-	}
-	job = request_job_new(r, NULL, sizeof(*s));
-	job->free_data = token_secret_wipe;
-	s = job->data;
-	auth_new_token(id, sizeof(id), s->token, sizeof(s->token), hash, sizeof(hash));
-	cmd = engine_job_command(job, COMMAND_ADD_TOKEN);
-	cmd->name = xstrdup(id);
-	cmd->role = role;
-	cmd->description = xstrdup(description != NULL ? description : "");
-	cmd->token_hash = xstrdup(hash);
-	cmd->clusters = clusters; /* the command owns it */
-	json_decref(body);
-	request_job_submit(r, job, token_created);
-}
-
-void
-api_v1_token_delete(struct request *r, const struct route *rt)
-{
-	struct engine_job *job;
-
-	command_new(r, COMMAND_REMOVE_TOKEN, &job)->name = xstrdup(rt->name);
-	request_job_submit(r, job, name_deleted);
 }
