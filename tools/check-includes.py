@@ -43,11 +43,13 @@ ALLOWED = {
 # the server's runtime state nor the path table, which belong to the
 # server, the router and authentication.
 PRIVATE = {
-    "http/server_internal.h": {"http/daemon.c", "http/server.c", "http/request.c", "http/router.c",
+    "http/server_internal.h": {"http/daemon.c", "http/daemon_options.c", "http/daemon_tls.c",
+                               "http/server.c", "http/request.c", "http/router.c",
                                "http/auth.c", "http/scrape.c"},
     "http/router.h": {"http/server.c", "http/router.c"},
     "http/api_v1_internal.h": {"http/api_v1.c", "http/api_v1_observe.c", "http/api_v1_lbs.c",
                                "http/api_v1_admin.c"},
+    "http/daemon_internal.h": {"http/daemon.c", "http/daemon_options.c", "http/daemon_tls.c"},
 }
 
 # Inside http: rooms, from the bottom up. A file may include the http
@@ -69,7 +71,8 @@ HTTP_ROOMS = [
                   "rollouts.h", "rollouts.c"}),
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
-    ("daemon", {"daemon.h", "daemon.c", "journal.h", "journal.c"}),
+    ("daemon", {"daemon.h", "daemon.c", "daemon_internal.h", "daemon_options.c",
+                "daemon_tls.c", "journal.h", "journal.c"}),
 ]
 
 

@@ -1,6 +1,6 @@
 /*
  * server_internal.h - the daemon's runtime state (the server, its
- * workers), shared by daemon.c, server.c, request.c, router.c, auth.c and
+ * workers), shared by daemon*.c, server.c, request.c, router.c, auth.c and
  * scrape.c only. The surfaces see struct request alone.
  */
 #ifndef CM_SERVER_INTERNAL_H
