@@ -44,7 +44,8 @@ ALLOWED = {
 # server, the router and authentication.
 PRIVATE = {
     "http/server_internal.h": {"http/daemon.c", "http/server.c", "http/request.c", "http/router.c",
-                               "http/auth.c", "http/scrape.c"},
+                               "http/auth.c", "http/auth_queue.c", "http/scrape.c"},
+    "http/auth_internal.h": {"http/auth.c", "http/auth_queue.c"},
     "http/router.h": {"http/server.c", "http/router.c"},
 }
 
@@ -56,7 +57,8 @@ PRIVATE = {
 # to the router and being the API every surface calls back.)
 HTTP_ROOMS = [
     ("request", {"request.h", "request.c", "server_internal.h"}),
-    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "auth_principal.c",
+    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_internal.h",
+                          "auth_queue.c", "auth_basic.c", "auth_principal.c",
                           "roles.h", "roles.c", "oidc.h", "oidc.c", "reply.c", "render.h",
                           "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",

@@ -71,7 +71,7 @@ struct request {
 	struct route route;              /* filled by the router before any handler */
 	void *data;                      /* the surface's own, for its continuations
 	                                    (allocated in h2o's request pool) */
-	/* auth.c's own, while authentication is in progress */
+	/* auth.c's and auth_queue.c's, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
 	struct auth_attempt *auth_attempt; /* a password check under way */
