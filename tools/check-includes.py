@@ -45,7 +45,9 @@ ALLOWED = {
 PRIVATE = {
     "http/server_internal.h": {"http/daemon.c", "http/daemon_options.c", "http/daemon_tls.c",
                                "http/server.c", "http/request.c", "http/router.c",
-                               "http/auth.c", "http/scrape.c"},
+                               "http/auth.c", "http/auth_queue.c", "http/scrape.c"},
+    "http/auth_internal.h": {"http/auth.c", "http/auth_queue.c"},
+    "http/oidc_internal.h": {"http/oidc.c", "http/oidc_provider.c"},
     "http/router.h": {"http/server.c", "http/router.c"},
     "http/api_v1_internal.h": {"http/api_v1.c", "http/api_v1_observe.c", "http/api_v1_lbs.c",
                                "http/api_v1_admin.c"},
@@ -60,8 +62,10 @@ PRIVATE = {
 # to the router and being the API every surface calls back.)
 HTTP_ROOMS = [
     ("request", {"request.h", "request.c", "server_internal.h"}),
-    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_basic.c", "auth_principal.c",
-                          "roles.h", "roles.c", "oidc.h", "oidc.c", "reply.c", "render.h",
+    ("auth and replies", {"http.h", "auth.h", "auth.c", "auth_internal.h",
+                          "auth_queue.c", "auth_basic.c", "auth_principal.c",
+                          "roles.h", "roles.c", "oidc.h", "oidc.c", "oidc_internal.h",
+                          "oidc_provider.c", "reply.c", "render.h",
                           "render.c", "form.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "api_v1_internal.h", "api_v1_observe.c", "api_v1_lbs.c", "api_v1_admin.c",

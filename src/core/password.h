@@ -4,7 +4,7 @@
  * The one place a password is hashed: the put-user command (command.c)
  * calls it on the engine's side thread, because argon2id takes a tenth of
  * a second on purpose and must not hold up queued writes. Checking a
- * password against a stored hash is the http layer's (auth.c).
+ * password against a stored hash is the http layer's (auth_queue.c).
  */
 #ifndef CM_PASSWORD_H
 #define CM_PASSWORD_H

@@ -1,7 +1,8 @@
 /*
  * auth.h - who is asking (auth.c, auth_basic.c): Basic and Bearer
- * credentials, the one password check every surface uses, the slow-down
- * of guessing, and the hook the web page's sessions plug into.
+ * credentials, the hook the web page's sessions plug into, and the one
+ * password check every surface uses with its slow-down of guessing
+ * (auth_queue.c).
  *
  * Every function here runs on the worker thread that owns the request,
  * unless it says otherwise. http.h includes this header.

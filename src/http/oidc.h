@@ -1,7 +1,8 @@
 /*
- * oidc.h - OpenID Connect sign-in (oidc.c): the authorization code flow
- * with PKCE (S256) against one identity provider, ending with an
- * identity the page turns into its own session (ui_session.c).
+ * oidc.h - OpenID Connect sign-in (oidc.c; the provider's client in
+ * oidc_provider.c): the authorization code flow with PKCE (S256) against
+ * one identity provider, ending with an identity the page turns into its
+ * own session (ui_session.c).
  *
  * What the browser carries: the provider's redirect with state, and a
  * short-lived cookie (OIDC_BINDING_COOKIE) whose value must match the one

@@ -71,7 +71,7 @@ struct request {
 	struct route route;              /* filled by the router before any handler */
 	void *data;                      /* the surface's own, for its continuations
 	                                    (allocated in h2o's request pool) */
-	/* auth.c's own, while authentication is in progress */
+	/* auth.c's and auth_queue.c's, while authentication is in progress */
 	enum role auth_min_role;
 	request_handler auth_then;
 	struct auth_attempt *auth_attempt; /* a password check under way */
@@ -132,8 +132,9 @@ struct engine_job *request_job_new(struct request *r, engine_job_fn fn, size_t d
 void request_job_submit(struct request *r, struct engine_job *job, request_job_handler then);
 /* Like request_job_submit, but the job goes to submit(ctx, job) instead
  * of the engine: a thread of the caller's (the identity provider's
- * calls, oidc.c), which must call job->done(job) exactly once, from any
- * thread, when the job is over (also when it refuses or drops it). */
+ * calls, oidc_provider.c), which must call job->done(job) exactly once,
+ * from any thread, when the job is over (also when it refuses or drops
+ * it). */
 void request_job_submit_to(struct request *r, struct engine_job *job, request_job_handler then,
                            void (*submit)(void *ctx, struct engine_job *job), void *ctx);
 

@@ -1,7 +1,7 @@
 /*
  * server_internal.h - the daemon's runtime state (the server, its
- * workers), shared by daemon*.c, server.c, request.c, router.c, auth.c and
- * scrape.c only. The surfaces see struct request alone.
+ * workers), shared by daemon*.c, server.c, request.c, router.c, auth.c,
+ * auth_queue.c and scrape.c only. The surfaces see struct request alone.
  */
 #ifndef CM_SERVER_INTERNAL_H
 #define CM_SERVER_INTERNAL_H
@@ -162,7 +162,7 @@ void server_set_ssl_ctx(struct server *s, SSL_CTX *ctx);
  * every continuation gets this copy. */
 struct request *request_keep(const struct request *on_stack);
 
-/* auth.c */
+/* auth_queue.c */
 struct auth_state *auth_state_new(void);
 void auth_state_free(struct auth_state *a);
 

@@ -25,7 +25,7 @@
  * now, and a removed user, a re-created one or a changed password ends
  * the session at once.
  *
- * Signing in checks the password through auth_check_password (auth.c),
+ * Signing in checks the password through auth_check_password (auth_queue.c),
  * the same check as HTTP Basic: the same queue, bounds, failure counting
  * and slow-down. The page plugs its sessions into authentication with
  * auth_set_session_source (see daemon.c), so auth.c knows nothing of it.
@@ -656,7 +656,7 @@ ui_login_page(struct request *r, const struct route *rt)
 	login_render(r, 200, next, NULL, NULL);
 }
 
-/* The verdict of the one password check (auth.c). */
+/* The verdict of the one password check (auth_queue.c). */
 static void
 login_checked(struct request *r, const struct auth_verdict *v)
 {
