@@ -4,9 +4,9 @@
 docs/ARCHITECTURE.md draws the layers; this is the same table, enforced.
 A layer is a folder of src/; each may include its own headers and those
 of the layers listed for it, nothing else, directly or through what those
-headers include in turn. Every header has an include guard of its own. The rule is about quoted
-includes of the project's own headers; system and library headers
-(<...>) are free.
+headers include in turn. Every header has an include guard of its own.
+The rule is about quoted includes of the project's own headers; system
+and library headers (<...>) are free.
 
 Usage: tools/check-includes.py [SRC_DIR]   (default: src next to tools/)
 Prints one line per offending #include and exits 1, or exits 0 silently.

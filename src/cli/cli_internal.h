@@ -46,9 +46,9 @@ enum cli_option {
 	OPT_LISTEN,           /* lbconfig: the load balancer's front address */
 	OPT_DRAINED,          /* wait: until every prober saw the node out */
 	OPT_SERVING,          /* wait: until every prober saw it in again */
-	OPT_WINDOW,           /* wait: probers seen this recently count */
-	OPT_NO_PROBERS_DELAY, /* wait: how long to wait when nobody probes */
-	OPT_REQUIRE_PROBERS,  /* wait: fail when nobody probes */
+	OPT_WINDOW,           /* wait, rollout: probers seen this recently count */
+	OPT_NO_PROBERS_DELAY, /* wait, rollout: how long to wait when nobody probes */
+	OPT_REQUIRE_PROBERS,  /* wait, rollout: fail when nobody probes */
 	OPT_NODES,            /* rollout: which nodes, in order */
 	OPT_EXEC,             /* rollout: the command run on each node */
 	OPT_WARMUP,           /* rollout: a path to GET before online (repeatable) */

@@ -1,9 +1,9 @@
 /*
  * client.c - blocking JSON-over-HTTP calls with libcurl; see client.h.
  *
- * A fresh easy handle per call: the CLI makes one or two calls per run,
- * so connection reuse buys nothing and a fresh handle carries no state
- * from one call into the next.
+ * A fresh easy handle per call: most commands make one or two calls, and
+ * wait and rollout call at the pace of long polls, so connection reuse
+ * buys little, and a fresh handle carries no state into the next call.
  */
 #include <stdarg.h>
 #include <stdlib.h>

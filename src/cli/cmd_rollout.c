@@ -213,7 +213,7 @@ struct wait_ctx {
 };
 
 /* "app1: drained by 2 probers in 1.2s (hap1: agent answered 'maint' at
- * +0.21s; v1: 2 failing answers at +0.43s); in flight: hap1: 0". */
+ * +0.21s; v1: 2 failing answers at +0.43s); in flight: hap1: 0 in flight". */
 static void
 on_wait_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {

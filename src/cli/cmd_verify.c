@@ -2,7 +2,7 @@
  * cmd_verify.c - `verify NODE... [--against PEER,...] [--for D]`: the
  * verdict of `rollout --canary` on its own (judge.h), for a deploy done by
  * another tool. It only reads: the node list, the named load balancers,
- * and the load balancers' counters.
+ * the load balancers' counters and, with --prometheus, the query.
  *
  * Peers by default are every other node of the cluster that is online: the
  * nodes a deploy tool has not touched yet serve the same traffic.

@@ -28,8 +28,8 @@ parse_args(const struct cli *cli, struct wait_args *a, struct error *err)
 	return 0;
 }
 
-/* "node1: drained by 2 load balancers (hap1: agent answered 'maint';
- * v1: 2 failing answers); in flight: hap1: 0 in flight". */
+/* "node1: drained by 2 probers (hap1: agent answered 'maint' at +0.21s;
+ * v1: 2 failing answers at +0.43s); in flight: hap1: 0 in flight". */
 static void
 print_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {

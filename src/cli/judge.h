@@ -9,8 +9,9 @@
  * differences (a counter that went backwards, a reload, skips that second
  * at that load balancer: the next second is measured from the new
  * counters) and feeds them to one sequential test per node and load
- * balancer (src/analysis/verdict.h), each at alpha / (number of load
- * balancers) so that a node's false-alarm bound stays alpha.
+ * balancer (src/analysis/verdict.h), each at alpha / (number of usable
+ * load balancers, Prometheus included) so that a node's false-alarm bound
+ * stays alpha.
  *
  * A node fails as soon as one load balancer's test fails (and the loop
  * ends then, so that the caller takes it out at once); HAProxy marking it
@@ -73,7 +74,7 @@ struct judge {
 	struct analysis_config cfg;
 	const char *cluster;
 	struct judge_lb lbs[WAIT_LBS_MAX + 1]; /* the named ones, then Prometheus */
-	struct drain_lb prometheus;             /* the pseudo load balancer of the query */
+	struct drain_lb prometheus;            /* the pseudo load balancer of the query */
 	const char *prometheus_url, *query;    /* borrowed; NULL: none */
 	size_t n_lbs, n_usable;
 	struct judge_node nodes[JUDGE_NODES_MAX];

@@ -1,6 +1,7 @@
 /*
  * rollout.h - what the files of `rollout` share (cmd_rollout.c runs it,
- * rollout_plan.c makes and prints its plan); private to them.
+ * rollout_plan.c makes and prints its plan, rollout_verdict.c judges,
+ * rollout_register.c registers it with the daemon); private to them.
  */
 #ifndef CM_CLI_ROLLOUT_H
 #define CM_CLI_ROLLOUT_H
@@ -99,7 +100,8 @@ struct rollout {
 /* The steps of one batch, in order (cmd_rollout.c). */
 enum step { STEP_OFFLINE, STEP_DRAIN, STEP_COMMAND, STEP_WARMUP, STEP_ONLINE, STEP_SERVING };
 
-/* cmd_rollout.c: the steps, for the verdict's rollback. */
+/* cmd_rollout.c: progress, option numbers and the steps, for the
+ * verdict's options and rollback. */
 void rollout_progress(const struct rollout *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 double rollout_seconds(int64_t ms);

@@ -253,8 +253,8 @@ int model_remove_cluster(struct model *m, const char *name, const struct actor *
 
 /* Replaces the node list: duplicates collapse, removed nodes are forgotten,
  * new nodes start online, kept nodes keep their status. Any invalid name
- * rejects the whole list (err->entry names it), so do more than
- * CLUSTER_NODES_MAX distinct names (400). */
+ * rejects the whole list (err->entry names it) (400), as do more than
+ * CLUSTER_NODES_MAX distinct names. */
 int cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
                           const struct actor *who, int64_t now, struct audit_log *audit,
                           struct error *err);

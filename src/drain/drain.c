@@ -15,8 +15,8 @@
 
 #include "drain.h"
 
-#define STALE_INTERVALS 3 /* a load balancer silent this many intervals... */
-#define STALE_MIN_MS 1000 /* ...and at least this long is reported */
+#define STALE_INTERVALS 3 /* a prober quiet this many intervals... */
+#define STALE_MIN_MS 1000 /* ...and at least this long has gone silent */
 
 int64_t
 drain_monotonic_ms(void)
@@ -180,7 +180,7 @@ prober_name(const json_t *p, char *buf, size_t size)
 		snprintf(buf, size, "%s (no User-Agent)", string_field(p, "address"));
 }
 
-/* "agent answered maint", "2 failing answers". */
+/* "agent answered 'maint'", "2 failing answers". */
 static void
 prober_signal(const json_t *p, char *buf, size_t size)
 {

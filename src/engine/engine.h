@@ -11,7 +11,8 @@
  * needs the database, to the engine thread as a job. The engine runs jobs
  * one at a time, in order:
  *
- *   copy current model -> command_apply -> store_save -> publish copy
+ *   store_write (copy the model -> command_apply -> save -> commit)
+ *   -> publish the copy
  *   -> job->done(job)  (still on the engine thread: the owner must hand
  *                       the job back to its own thread, e.g. through
  *                       h2o_multithread_send_message)
@@ -55,7 +56,7 @@
 #include "../core/model.h"
 #include "../core/peer.h"
 
-struct store; /* store/store.h: only the engine and its tests hold one */
+struct store; /* store/store.h: the HTTP side never holds one */
 #include "../util/histogram.h"
 
 struct engine;
@@ -99,14 +100,14 @@ struct engine_job {
 	char who_name[96]; /* actor */
 	char who_address[64];
 	char who_context[AUDIT_CONTEXT_MAX + 1]; /* struct actor's context, "" for none */
-	void (*done)(struct engine_job *job); /* called on an engine thread */
-	void *done_arg;                       /* the submitter's, for done */
-	void *data;                           /* the submitter's */
-	void (*free_data)(void *data);        /* if set, engine_job_release calls it */
+	void (*done)(struct engine_job *job);    /* called on an engine thread */
+	void *done_arg;                          /* the submitter's, for done */
+	void *data;                              /* the submitter's */
+	void (*free_data)(void *data);           /* if set, engine_job_release calls it */
 
-	int is_command;                         /* set by engine_job_command */
-	struct command command;                 /* a command job's; the job owns it */
-	int is_audit_read;                      /* set by engine_job_read_audit */
+	int is_command;         /* set by engine_job_command */
+	struct command command; /* a command job's; the job owns it */
+	int is_audit_read;      /* set by engine_job_read_audit */
 	char audit_cluster[NODE_NAME_MAX + 1];
 	int64_t audit_limit;
 

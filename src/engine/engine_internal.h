@@ -62,8 +62,8 @@ struct engine {
 	int is_resync_due;     /* under lock: reload whatever the version */
 	struct store_watcher watcher;
 
-	/* slow read-only work (password hashing) has a thread of its own so
-	 * that it never holds up a durable write */
+	/* slow work (argon2id: checking and hashing passwords) has a thread
+	 * of its own so that it never holds up a durable write */
 	pthread_t side_thread;
 	pthread_cond_t side_wake;
 	struct engine_job *side_head, *side_tail;

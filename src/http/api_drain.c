@@ -401,8 +401,9 @@ reply_not_yet(struct request *r, const struct held *h, const char *cluster, cons
 
 /* --- the wait ------------------------------------------------------------------ */
 
-/* One look: judge the node now; answer, or wait for its next probe (or
- * the load balancers' pace). r->surface_data is the struct held. */
+/* One look: judge the node now; answer, or look again after
+ * LOOK_EVERY_MS (DRAIN_IN_FLIGHT_POLL_MS while in flight). r->surface_data
+ * is the struct held. */
 static void
 look(struct request *r)
 {

@@ -535,7 +535,8 @@ node_put_done(struct request *r, struct engine_job *job)
 	reply_json(r, job->result.is_created ? 201 : 200, node_document_json(c, api_node_json(n)));
 }
 
-/* Optional "address"/"check": a string; "" or null clears the field. */
+/* An optional string field that clears (address, check, runtime,
+ * backend): null reads as "". */
 int
 body_node_field(const json_t *body, const char *key, const char **out, struct error *err)
 {

@@ -1,5 +1,5 @@
 /*
- * api_v1.h - the v1 JSON API (api_v1.c, docs/API.md): one handler per
+ * api_v1.h - the v1 JSON API (api_v1*.c, docs/API.md): one handler per
  * endpoint of the router's table (router.c), which has matched the path,
  * checked the names it captured (rt->cluster, rt->name) and authenticated
  * the request with the role the endpoint needs.

@@ -32,8 +32,8 @@ json_t *read_body(struct request *r, const char *const allowed[], int is_optiona
 /* Field key as a C string in *out; NULL when absent and optional. */
 int body_string(const json_t *body, const char *key, int is_required, const char **out,
                 struct error *err);
-/* Optional "address"/"check" (or any such field): a string; "" or null
- * clears the field. */
+/* An optional string field that clears (address, check, runtime,
+ * backend): null reads as "". */
 int body_node_field(const json_t *body, const char *key, const char **out, struct error *err);
 /* Query parameter name as an integer 0..max: 1 present, 0 absent, -1
  * invalid (err filled). */

@@ -60,8 +60,9 @@ put_header(json_t *o, const char *key, const struct request *r, const char *name
 }
 
 /* What every audit entry of r's writes carries besides actor and address
- * (docs/API.md, "Audit"): a JSON object of at most AUDIT_CONTEXT_MAX
- * bytes, in r's pool; the request id is also sent as X-Request-Id. */
+ * (docs/API.md, "Audit context"): a JSON object of at most
+ * AUDIT_CONTEXT_MAX bytes, in r's pool; the request id is also sent as
+ * X-Request-Id. */
 static void
 audit_context_set(struct request *r, const char *issuer, const char *subject)
 {

@@ -651,9 +651,9 @@ attempt_drop(struct auth_attempt *t)
 }
 
 /* A worker's timer: drops its attempts whose HTTP/1 clients have gone.
- * A delaying one is only marked (its timer belongs to server.c) and
- * dropped when the delay ends; a hashing one is hashed only if the side
- * thread has not started it yet. */
+ * A delaying one is only marked (its timer is request_after's, in
+ * request.c) and dropped when the delay ends; a hashing one is hashed
+ * only if the side thread has not started it yet. */
 static void
 on_sweep(h2o_timeout_entry_t *entry)
 {

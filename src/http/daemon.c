@@ -3,14 +3,17 @@
  * options and --check-config are daemon_options.c's, the TLS context
  * daemon_tls.c's.
  *
- * Start-up order: open the store, start the engine (which loads the model,
- * creates the default cluster and applies TTLs that ran out while we were
- * down), create the first admin if there is no user, bind every listening
- * address (so a port in use fails before anything is served), then start
- * the workers. SIGTERM/SIGINT: stop accepting, answer what is in flight,
- * stop the engine (which closes the store), exit 0. SIGHUP: re-open the
- * log file and load the TLS certificate and key again, for new
- * connections (daemon_tls_reload).
+ * Start-up order (start): the TLS context and identity setup, bind every
+ * listening address (so a port in use fails before the store is touched),
+ * open the store and start the engine (which loads the model, creates the
+ * default cluster and applies TTLs that ran out while we were down),
+ * create the first admin if there is no user, start the application
+ * checks and, with a shared store, the share thread, then the workers.
+ *
+ * SIGTERM/SIGINT: stop accepting, answer what is in flight, stop the
+ * engine (which closes the store), exit 0. SIGHUP: re-open the log file,
+ * load the TLS certificate and key again for new connections
+ * (daemon_tls_reload) and read the roles file again.
  *
  * Under systemd (Type=notify, $NOTIFY_SOCKET set) the daemon says READY=1
  * once it listens and the store is open, RELOADING=1 / READY=1 around a
@@ -205,7 +208,7 @@ notify_status(const char *state, const char *status)
 		sd_notifyf(0, "STATUS=%s", status);
 }
 
-/* SIGHUP: the log file after rotation, then the TLS certificate. */
+/* SIGHUP: the log file after rotation, the TLS certificate, the roles file. */
 static void
 reload(struct server *s)
 {

@@ -5,7 +5,8 @@
 #define CM_DAEMON_H
 
 /* Parses the serve options (argv[0] is "serve"), starts the daemon and
- * runs it until SIGTERM/SIGINT (SIGHUP reloads the TLS certificate).
+ * runs it until SIGTERM/SIGINT (SIGHUP re-opens the log file and reloads
+ * the TLS certificate and the roles file).
  * Returns the exit code. */
 int serve_main(int argc, char **argv);
 

@@ -3,7 +3,8 @@
  * share, and nothing else includes: the option parser, the identity
  * setup, --check-config and the TLS context. Each function fills err
  * with a sentence on failure; status 400 is a configuration error (exit
- * 78, see daemon.c), 0 with what "help" or "version" from the parser.
+ * 78, see daemon.c). daemon_parse_options also fails with status 0 and
+ * what "help" or "version" for those options.
  */
 #ifndef CM_DAEMON_INTERNAL_H
 #define CM_DAEMON_INTERNAL_H

@@ -6,8 +6,9 @@
  * --check-config.
  *
  * --check-config goes through the same steps as a start up to opening the
- * store (options, TLS files, listening addresses resolved but not bound,
- * the admin password file, the store opened, loaded and closed) and exits.
+ * store (options, TLS files, the roles file and identity provider,
+ * listening addresses resolved but not bound, the admin password file,
+ * the store opened, loaded and closed) and exits.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -482,8 +483,8 @@ check_address(const struct listen_addr *l, const char *what, struct error *err)
 }
 
 /* What start() would find wrong, short of binding (a running daemon may
- * hold the addresses): the TLS certificate and key, every address, the
- * admin password file, and the store, opened (created when absent, as a
+ * hold the addresses): the TLS certificate and key, the identity setup,
+ * every address, the admin password file, and the store, opened (created when absent, as a
  * start would), loaded and closed. The store's lock is taken for that
  * moment, so a daemon running on the same file is reported by name. */
 int

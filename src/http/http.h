@@ -1,10 +1,10 @@
 /*
- * http.h - what every HTTP surface (probe.c, compat.c, api_v1.c, ui*.c,
- * scrape.c) includes: the request and its waits (request.h, request.c),
- * who is asking (auth.h, auth.c), replies (reply.c) and form bodies
- * (form.c). Each surface has its own header for what only the router
- * calls (probe.h, compat.h, api_v1.h, ui.h, scrape.h); the path table is
- * router.h's.
+ * http.h - what every HTTP surface (the "surfaces" room of
+ * tools/check-includes.py) includes: the request and its waits
+ * (request.h, request.c), who is asking (auth.h, auth.c), replies
+ * (reply.c) and form bodies (form.c). Each surface has its own header
+ * for what only the router calls (probe.h, api_v1.h, ...); the path
+ * table is router.h's.
  *
  * Threading: every function here runs on the worker thread that owns the
  * request.

@@ -51,7 +51,8 @@ field(struct fields *f, const char *key, const char *value)
 	f->n++;
 }
 
-/* The context's member key as CLUSTERMGMT_NAME. */
+/* The context's member key as the journal field name (a boolean as
+ * "yes"/"no"); no field when it is absent or of another type. */
 static void
 context_field(struct fields *f, json_t *context, const char *key, const char *name)
 {

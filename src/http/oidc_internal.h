@@ -21,7 +21,7 @@
 #define KEYS_MAX 32
 #define URL_MAX 2048
 
-/* --- the provider's metadata and keys (the thread's, but for meta) ---- */
+/* --- the state both halves share ----------------------------------------- */
 
 struct key {
 	char *kid; /* "" when the key has none */

@@ -49,7 +49,7 @@ struct route {
 	 * the cluster up again by name). */
 	const struct cluster *mounted;
 	char cluster[NODE_NAME_MAX + 1]; /* {cluster}, or the kept {mount}'s name */
-	char name[NODE_NAME_MAX + 1];    /* {node}, {user}, {token}, {lb} or {asset} */
+	char name[NODE_NAME_MAX + 1];    /* {node}, {user}, {token}, {lb}, {rollout} or {asset} */
 };
 
 struct request {

@@ -14,8 +14,8 @@
  *
  * An email line matches a provider's user whose ID token has that email
  * with email_verified true. A bare name is a group (as the provider's
- * groups claim names it); the
- * name is everything before the last ':', so a group may contain ':'.
+ * groups claim names it); the name is everything before the last ':', so
+ * a group may contain ':'.
  * Grants only add up: a principal's role on a cluster is the highest
  * that any of its mappings gives on that cluster or on '*'.
  *

@@ -10,8 +10,8 @@
  *
  * A rollout is "running" until its client says how it ended; one that has
  * not beaten for ROLLOUT_STALE_MS is shown as "client gone" (it may be
- * dead, or only cut off: it still blocks a second rollout, which --force
- * overrides, so that an operator decides).
+ * dead, or only cut off: it still blocks a second rollout, which "force"
+ * (rollout --force) overrides, so that an operator decides).
  */
 #include <pthread.h>
 #include <stdio.h>

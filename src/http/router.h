@@ -7,11 +7,11 @@
  *   {mount}     first in a pattern only: the mount path of a cluster of
  *               the current snapshot (one or more segments, "/health")
  *   {cluster}   one segment, a cluster name          -> route.cluster
- *   {node} {user} {token} {lb}   one segment, a name -> route.name
+ *   {node} {user} {token} {lb} {rollout}   one segment, a name -> route.name
  *   {asset}     one segment, not checked as a name   -> route.name
  *
- * A capture never matches an empty segment. Names captured by {cluster},
- * {node}, {user}, {token} and {lb} must be valid names (node_name_is_valid).
+ * A capture never matches an empty segment. Names captured by every
+ * capture but {asset} must be valid names (node_name_is_valid).
  *
  * The router decides every refusal of a path in one place
  * (router_match), in this order:

@@ -715,7 +715,7 @@ server_start(struct server *s, struct error *err)
 		path = h2o_config_register_path(host, "/metrics", 0);
 		handler = h2o_create_handler(path, sizeof(*handler));
 		handler->on_req = on_metrics_req;
-		s->n_workers++; /* the last worker */
+		s->n_workers++; /* after the general workers */
 	}
 	s->n_workers++; /* the probe worker, workers[0] */
 	if (s->opts.consul_listen.text[0] != '\0') {

@@ -45,7 +45,7 @@ struct worker {
 	struct error init_err;
 	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
 	int is_probe;   /* the probe worker: probes and agent checks only */
-	/* connections the probe worker hands over (server.c, worker_handoff) */
+	/* connections the probe worker hands over (server.c, handoff_send) */
 	h2o_multithread_receiver_t handoff_receiver;
 	unsigned next_handoff;            /* probe worker: the general worker to hand to next */
 	h2o_timeout_t first_line_timeout; /* probe worker: connections whose
@@ -114,7 +114,8 @@ struct server {
 	pthread_mutex_t ssl_lock;
 	_Atomic unsigned ssl_generation;
 	/* workers[0] is the probe worker (is_probe), then the --threads
-	 * general workers, then the --metrics-listen worker (is_metrics) */
+	 * general workers, then, when given, the --metrics-listen worker
+	 * (is_metrics) and the --consul-listen worker (is_consul), last */
 	struct worker *workers;
 	int n_workers;
 	_Atomic int is_stopping;
@@ -125,7 +126,7 @@ struct server {
 	struct share *share;               /* observed probes shared with other daemons, or NULL */
 	char daemon_id[DAEMON_ID_MAX + 1]; /* "host:listen" */
 	struct daemon_record me;           /* this daemon in the fleet */
-	/* --metrics-listen: its worker (the last of workers[], counted in
+	/* --metrics-listen: its worker (workers[opts.threads + 1], counted in
 	 * n_workers) serves this configuration, /metrics alone */
 	h2o_globalconf_t metrics_config;
 	/* --consul-listen: its worker (the last of workers[], counted in

@@ -6,9 +6,9 @@
  * through the hook daemon.c plugs ui_session_identify into
  * (auth_set_session_source, auth.h).
  *
- *   ui.c          the page's 405, {mount}/manage_main, the sign-in gate for pages,
- *                 the page frame (header, navigation, footer), message
- *                 pages (403, 404, 405), reading form fields, and the
+ *   ui.c          the page's 405, {mount}/manage_main, the gates for
+ *                 pages and forms, the page frame (header, navigation,
+ *                 footer), message pages, reading form fields, and the
  *                 cluster list "/" with its admin forms.
  *   ui_html.c     an HTML buffer that escapes every string it is given
  *                 unless told the string is markup, and the HTML reply
@@ -85,14 +85,17 @@ void ui_reply_message(struct request *r, int status, const char *title, const ch
                       const char *link, const char *link_text);
 
 /* Runs then(r) once r is authenticated for a page (session cookie, HTTP
- * Basic or Bearer) with at least the viewer role. Without credentials a
- * GET is redirected (303) to /login?next=...; bad credentials get 401. */
+ * Basic or Bearer) with at least the viewer role. A session without it
+ * gets a 403 page. The trusted proxy's user gets a session and a 303 back
+ * to the same URL. Without credentials: a 303 to /login?next=...; bad
+ * credentials get 401. */
 void ui_page_auth(struct request *r, request_handler then);
 
 /* For a form POST: r must carry a live session of at least min_role, a
  * valid CSRF token (field "csrf") and, when the browser sent Origin or
  * Referer, the same origin. Returns 0 when the POST may proceed; else it
- * has replied (a 403 page that says why; nothing changed) and returns -1. */
+ * has replied (a 403 page that says why, 413 for a body over BODY_MAX;
+ * nothing changed) and returns -1. */
 int ui_post_guard(struct request *r, enum role min_role);
 
 /* The decoded value of form field name (malloc'd; the caller frees), or

@@ -1,8 +1,8 @@
 /*
  * lbconfig.c - the Varnish, HAProxy and nginx configuration generators.
  *
- * Each generator checks everything it is given first (check_input) and
- * then writes the configuration into a memory stream, so a generator
+ * Everything given is checked first (check_options, check_nodes), then
+ * the configuration is written into a memory stream, so a generator
  * either returns a whole configuration or an error, never half of one.
  *
  * Names: a node name becomes a HAProxy server name unchanged (the node

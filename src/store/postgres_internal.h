@@ -19,7 +19,7 @@
  *   postgres_fleet.c   the fleet's shared tables: observed probes,
  *                      heartbeats, web sessions, one statement per batch
  *
- * pg_share.c encodes the probe batches' array parameters.
+ * pg_share.c encodes the probe and session batches' array parameters.
  */
 #ifndef CM_POSTGRES_INTERNAL_H
 #define CM_POSTGRES_INTERNAL_H

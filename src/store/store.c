@@ -2,8 +2,9 @@
  * store.c - the store's public side: picks the backend named by the spec,
  * and turns "persist this change" into the few row writes that differ.
  *
- * Why a difference and not a rewrite: the engine changes a private copy of
- * the model and hands store_save the model before and after. Rewriting
+ * Why a difference and not a rewrite: a write changes a private copy of
+ * the model (store_write) and saves the difference between before and
+ * after. Rewriting
  * everything would make each status change cost writes (and fsynced WAL
  * pages) proportional to the whole store; comparing the two models in
  * memory costs O(n) - every array is sorted in strcmp order, so one merge

@@ -1,11 +1,13 @@
 /*
  * store.h - durable storage of the model behind one interface.
  *
- * The engine thread is the only user of a store (no locking inside). The
- * store never decides anything about the model: it loads it whole at start,
- * and afterwards persists the difference between the model before and after
- * one change, together with that change's audit entries, in a single
- * transaction that is durable (fsynced) when store_save returns 0.
+ * One thread writes a store (the engine's; no locking inside); only the
+ * fleet's exchanges (store_share_probes and the two after it) and
+ * store_health may run on another. The store never decides anything about
+ * the model: it loads it whole at start, and afterwards persists the
+ * difference between the model before and after one change, together with
+ * that change's audit entries, in a single transaction that is durable
+ * (fsynced) when store_save or store_write returns 0.
  *
  * Backends: SQLite (a file path; WAL, synchronous=FULL; one daemon per
  * file) and PostgreSQL (a postgres:// URL or a libpq keyword string; any

@@ -5,9 +5,9 @@
  * from several threads never interleave. Overlong lines are cut, never
  * split. The log file's descriptor is an atomic int: log_reopen opens the
  * new file, swaps it in and closes the old one, so a thread writing at
- * that moment writes to one of the two (close(2) may race a write(2) on
- * the old descriptor; a line then lands in the old file or is lost, which
- * is what logrotate's copy-less rotation accepts everywhere).
+ * that moment writes to one of the two. close(2) may race a write(2) that
+ * loaded the old descriptor: that line is then lost (EBADF), or lands
+ * wherever a descriptor opened meanwhile got the same number.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -2,9 +2,9 @@
  * merge.h - walking two arrays sorted by a string key side by side.
  *
  * The store saves a snapshot as the difference from the one before
- * (clusters, nodes, users, tokens), and replacing a node list merges the
- * old nodes with the new names: each is one walk over two sorted arrays,
- * so the walk is written once, here.
+ * (clusters, nodes, load balancers, users, tokens), and replacing a node
+ * list merges the old nodes with the new names: each is one walk over two
+ * sorted arrays, so the walk is written once, here.
  */
 #ifndef CM_MERGE_H
 #define CM_MERGE_H

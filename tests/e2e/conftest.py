@@ -51,9 +51,9 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
   make_daemon                 fixture: factory make_daemon(extra_args=None, **kw)
                               -> a started Daemon in its own directory
   free_port()                 a free loopback port below the kernel's
-                              ephemeral range, never handed out twice by
-                              one test process (still: bind it with a
-                              retry, another process may take it)
+                              ephemeral range, not among the last 1,000
+                              this test process handed out (still: bind it
+                              with a retry, another process may take it)
   session_from(ip)            a requests.Session whose connections come from
                               the local address ip (e.g. "127.0.0.7"), so
                               that failed logins in one test do not slow down
@@ -126,7 +126,8 @@ def _port_slice():
 
 
 def free_port(host="127.0.0.1"):
-    """A port nothing listens on now, not handed out before by this process."""
+    """A port nothing listens on now, not among the last 1,000 this process
+    handed out."""
     low, high = _port_slice()
     for _ in range(500):
         port = _rng.randrange(low, high)

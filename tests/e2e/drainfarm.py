@@ -1,6 +1,7 @@
 """
-A load-balanced cluster whose drains can be checked, for test_drain.py and
-bench/rollout (issue 9, point 6).
+A load-balanced cluster whose drains can be checked, for the drain tests
+(test_drain*.py), test_integrations.py, test_systemd_dropin.py and
+bench/rollout.
 
 Layouts (Farm(layout=...)):
 
@@ -18,9 +19,11 @@ Parts, all real processes started here and stopped by process id:
 
   Network      the namespaces (`ip netns add`), a bridge and veth pairs, on
                a random 10.x.y.0/24; close() deletes them all.
-  App          slowapp.py: fast (/) and slow (/slow, 1.2 s) requests, the
-               probe path passed through to the daemon, a log of each
-               request's start and end (wall clock) and who sent it.
+  App          slowapp.py on 127.0.0.1 in the node's namespace: fast (/)
+               and slow (/slow, 1.2 s) requests, a log of each request's
+               start and end (wall clock) and who sent it; behind its
+               Front, nginx at the node's address, which passes the probe
+               path to the daemon and the rest to slowapp.py.
   HAProxy      lbconfig haproxy --lb hap1 with agent-check, plus a runtime
                socket `stats socket PATH level admin`.
   Varnish      lbconfig varnish --lb varnish1.

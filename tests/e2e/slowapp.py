@@ -12,11 +12,11 @@ process (in its own network namespace or on a loopback address):
                 itself, as in production)
 
 Every request other than the probe is logged to LOG as two lines, written
-and flushed as they happen: "S ID T PATH SENDER" when it starts (SENDER: X-Forwarded-For, else the
-peer) and "E ID T" when
-its answer is written, T being time.time() (the wall clock, which the
-rollout's command can write too with `date +%s.%N`). A
-request cut by a kill has an S line and no E line.
+and flushed as they happen: "S ID T PATH SENDER" when it starts (SENDER:
+X-Forwarded-For, else the peer) and "E ID T" when its answer is written,
+T being time.time() (the wall clock, which the rollout's command can
+write too with `date +%s.%N`). A request cut by a kill has an S line and
+no E line.
 
 HTTP/1.1 with keep-alive, a thread per connection. It stops on SIGTERM
 (or dies on SIGKILL, which is what the tests do to it).

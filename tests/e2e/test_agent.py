@@ -1,5 +1,5 @@
 """
-HAProxy agent-check (PRODUCT.md §8): `serve --agent-listen ADDR:PORT`;
+HAProxy agent-check (docs/API.md, "HAProxy agent-check"): `serve --agent-listen ADDR:PORT`;
 HAProxy connects, optionally sends `NAME` or `CLUSTER/NAME` (its
 agent-send line), and reads one line back: online -> ready/up,
 drain -> drain, offline -> maint, check failing -> down.

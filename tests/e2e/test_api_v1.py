@@ -1,5 +1,5 @@
 """
-The v1 JSON API (PRODUCT.md §5, API.md "v1"): success shapes, clusters,
+The v1 JSON API (docs/API.md, "v1 (JSON)"): success shapes, clusters,
 nodes, atomic status changes with if_version / min_online, audit, users,
 tokens and the events long poll (which must never block the event loop).
 """

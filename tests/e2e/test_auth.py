@@ -1,5 +1,5 @@
 """
-Authentication (PRODUCT.md §6): 401 with the Basic challenge, Basic and
+Authentication (docs/API.md, "Authentication"): 401 with the Basic challenge, Basic and
 Bearer credentials, throttling of repeated failures per address, the first
 admin's password, HTTPS, and the warning for credentials over plain HTTP on
 a non-loopback address.

@@ -1,5 +1,5 @@
 """
-Bad input of every kind (PRODUCT.md §2, §5; API.md status codes): for each,
+Bad input of every kind (docs/API.md status codes): for each,
 a JSON error `{"error": ..., "detail": ...}` with the fitting 4xx, nothing
 changed (nodes, clusters, users, tokens compared before/after), and the
 daemon still alive. Plus hostile clients: oversized bodies and headers, and

@@ -1,5 +1,5 @@
 """
-Application checks (PRODUCT.md §2-§3): a node's `check` is an http URL
+Application checks (docs/API.md, "Application checks"): a node's `check` is an http URL
 that tells whether the application itself is alive. While it fails, the
 probe answers 503 `node is down` even for an online node; when it passes
 again, 200 `OK`. A check never changes the administrative status.

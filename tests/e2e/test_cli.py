@@ -1,5 +1,5 @@
 """
-Black-box tests of the `clustermgmt` client commands (PRODUCT §9).
+Black-box tests of the `clustermgmt` client commands (docs/CLI.md).
 
 Three kinds, in this order:
 

@@ -51,7 +51,7 @@ class Load:
         self.lock = threading.Lock()
         self.counts = {}
         # Admin calls use a token: a Basic login costs an argon2 run on the
-        # engine thread, and the writes should not queue behind those.
+        # side thread, and the writes should not queue behind those.
         _, token = daemon.make_token("admin", "stress")
         self.admin = {"Authorization": "Bearer " + token}
 

@@ -191,9 +191,9 @@ def test_rollout_with_haproxy_and_varnish_on_one_host(netns, tmp_path_factory, c
     """Both on one load balancer host, named in the cluster with runtime
     access (HAProxy's stats socket, Varnish's working directory): no grace
     period at all, the requests in flight are counted by the load
-    balancers themselves. Not marked `once`: it is the only test that
-    reaches the CLI's reading of Varnish's counters, so it runs under
-    ASan+UBSan too."""
+    balancers themselves. Not marked `once`: no other test outside the
+    `once` ones reaches the CLI's reading of Varnish's counters, so it runs
+    under ASan+UBSan too."""
     f = make_farm(tmp_path_factory, cm_bin, "shared", register_lbs=True)
     try:
         f.start()

@@ -1,5 +1,5 @@
 """
-Durability and lifecycle (PRODUCT.md §2, ARCHITECTURE.md "a write is
+Durability and lifecycle (docs/ARCHITECTURE.md, "a write is
 answered only after its commit"): restarts keep everything, kill -9 after
 an acknowledged write loses nothing, SIGTERM is a clean exit, TTLs expire
 by themselves, also across a restart.
@@ -243,7 +243,7 @@ def test_new_status_without_ttl_cancels_ttl(daemon):
     assert d.probe("zope1").status_code == 503
 
 
-# --- the probe never waits on the database (PRODUCT.md §3) ----------------------
+# --- the probe never waits on the database --------------------------------------
 
 
 def lock_database(path):

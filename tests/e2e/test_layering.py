@@ -1,5 +1,6 @@
-"""The layers' include direction (docs/ARCHITECTURE.md) holds, and the
-check that enforces it really catches a wrong-way include."""
+"""The layers' include direction and the http rooms (docs/ARCHITECTURE.md)
+hold, and the check that enforces them catches a wrong-way include, a
+duplicate include guard and an http file in no room."""
 
 import shutil
 import subprocess

@@ -1,5 +1,5 @@
 """
-Real load balancers, end to end (PRODUCT.md §8, issue 4 points 5 and 6).
+Real load balancers, end to end (docs/LOADBALANCERS.md, issue 4 points 5 and 6).
 
 The configurations come from `clustermgmt lbconfig`; first they are
 checked by the servers' own config checkers (varnishd -C, haproxy -c,

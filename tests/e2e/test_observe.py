@@ -1,5 +1,5 @@
 """
-Observed probes (PRODUCT.md §8, docs/API.md "probes"): per node, the
+Observed probes (docs/API.md, "Observed probes"): per node, the
 daemon remembers each probing client (protocol, address, User-Agent),
 when it last asked, what it was answered and how many times in a row, and
 shows it in GET /v1/clusters/{c}/nodes/{n}. Memory stays bounded.

@@ -1,5 +1,5 @@
 """
-The role matrix (PRODUCT.md §6, API.md): every endpoint x every kind of
+The role matrix (docs/API.md, "Authentication"): every endpoint x every kind of
 caller. Anonymous or bad credentials -> 401 with
 `WWW-Authenticate: Basic realm="clustermgmt"` (except the public probe and
 /v1/health); a role below the endpoint's -> 403; enough role -> 2xx.

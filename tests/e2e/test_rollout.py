@@ -1,5 +1,5 @@
 """
-`clustermgmt rollout` (PRODUCT.md §10, docs/CLI.md "rollout"): for each
+`clustermgmt rollout` (docs/CLI.md, "rollout"): for each
 node in order, offline with a TTL -> wait until drained -> COMMAND -> warm-up
 GETs -> online -> wait until served; any failure stops with the failing node
 left offline (without TTL) and the later nodes untouched.

@@ -1,6 +1,6 @@
 """
 The original (Zope) product's scenarios, byte for byte where the seed was
-(PRODUCT.md §3-§4, API.md "Probe" and "Seed-compatible REST").
+(docs/API.md, "Probe" and "Seed-compatible REST").
 """
 
 import json

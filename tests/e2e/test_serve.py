@@ -1,7 +1,7 @@
 """
 `clustermgmt serve` itself: listening on several addresses (IPv4 and IPv6),
 worker threads, the default node, start-up errors, and graceful shutdown
-with requests in flight (PRODUCT §9, issue 2 point 2).
+with requests in flight (issue 2 point 2).
 """
 
 import json
@@ -65,7 +65,8 @@ def test_change_on_one_thread_is_seen_by_probes_on_all(make_daemon):
     d = make_daemon(extra_args=["--threads", "4"])
     d.set_nodes(["web1"])
     d.set_status({"web1": {"status": "offline"}})
-    # New connections are spread over the workers; every one must see it.
+    # The write went through a general worker; the probes, each on a new
+    # connection, are answered by the probe worker, and must all see it.
     for _ in range(40):
         r = requests.get(d.url + "/health?node=web1", timeout=5,
                          headers={"Connection": "close"})

@@ -1,5 +1,5 @@
 """
-The management web page (PRODUCT §7, issue 3), black-box: over plain HTTP
+The management web page (docs/UI.md, issue 3), black-box: over plain HTTP
 (requests) for what the server must enforce whatever a browser does, and
 in headless Chromium (selenium) for what an operator sees and does.
 

@@ -1,5 +1,5 @@
 """
-`clustermgmt wait NAME... --drained|--serving` (PRODUCT.md §9, issue 4):
+`clustermgmt wait NAME... --drained|--serving` (docs/CLI.md, "wait"; issue 4):
 returns 0 once every client that probed the node within the window has
 been answered K times in a row with failure (--drained) or success
 (--serving) since the node's last status change; exit 4 on timeout naming

@@ -8,8 +8,8 @@
  *  - a rejected set is empty (nothing to free) and the error is a 400
  *    with a sentence;
  *  - an accepted set is sorted, unique, validly named, within the limits;
- *  - the set survives the round trip the v1 API makes (dumped compact on
- *    the worker, loaded again without flags on the engine thread);
+ *  - an accepted set, dumped as compact JSON and loaded again without
+ *    flags, gives the same set with no error;
  *  - a failed apply leaves the cluster exactly as it was and writes no
  *    audit entry; a successful one bumps the version once and writes one
  *    entry per change.
@@ -76,8 +76,7 @@ sets_equal(const struct change_set *a, const struct change_set *b)
 	return 1;
 }
 
-/* The v1 API checks the set on the worker, sends it to the engine thread
- * as compact JSON text and parses it there again: same set, no error. */
+/* Dumped as compact JSON and parsed again: same set, no error. */
 static void
 check_round_trip(const json_t *doc, const struct change_set *cs)
 {

@@ -3,11 +3,12 @@
  * what they quote from a connection string (a password, perhaps).
  *
  * Byte 0 of the input picks the buffer size (1-64), the rest is the
- * message (inputs with a NUL inside are skipped). Properties, besides "no crash,
- * no UB": the output ends within the buffer (a canary after it stays),
- * and no byte that stood between the first and the last '"' of the
- * message, nor after a lone '"', is copied: the output holds at most one
- * '"'-bounded marker and otherwise only bytes from outside the quotes.
+ * message (inputs with a NUL inside are skipped). Properties, besides
+ * "no crash, no UB": the output ends within the buffer (a canary after
+ * it stays), and no byte that stood between the first and the last '"'
+ * of the message, nor after a lone '"', is copied: the output holds at
+ * most one '"'-bounded marker and otherwise only bytes from outside the
+ * quotes.
  */
 #include "fuzz_util.h"
 

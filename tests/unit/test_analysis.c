@@ -6,7 +6,7 @@
  *
  * The simulations draw every request as a Bernoulli trial from a seeded
  * generator, so they are repeatable; each clean window is a whole bake
- * (30 s, and a long one of 300 s: the bound must hold however long the
+ * (30 s, and a long one of 600 s: the bound must hold however long the
  * test watches).
  */
 #include <math.h>
