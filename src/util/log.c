@@ -4,10 +4,13 @@
  * A line is built in a fixed buffer and written with one write(2) so lines
  * from several threads never interleave. Overlong lines are cut, never
  * split. The log file's descriptor is an atomic int: log_reopen opens the
- * new file, swaps it in and closes the old one, so a thread writing at
- * that moment writes to one of the two. close(2) may race a write(2) that
- * loaded the old descriptor: that line is then lost (EBADF), or lands
- * wherever a descriptor opened meanwhile got the same number.
+ * new file and swaps it in, so a thread writing at that moment writes to
+ * one of the two. The old descriptor is closed only at the next reopen:
+ * closing it at once could race a write(2) that had just loaded it, and
+ * the line would then be lost, or land wherever a descriptor opened
+ * meanwhile got the same number. A writer that loaded a descriptor two
+ * SIGHUPs ago is the one case left, which a line's few microseconds
+ * between load and write do not reach.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,7 @@ static const char *level_names[] = {"debug", "info", "warn", "error"};
 static enum log_format format = LOG_FORMAT_LOGFMT;
 static _Atomic int log_fd = STDERR_FILENO;
 static char *log_path; /* NULL: stderr */
+static int retired_fd = -1; /* the file before the last reopen (log_reopen) */
 
 struct line {
 	char buf[4096];
@@ -259,8 +263,9 @@ log_open_file(const char *path)
 		return -1;
 	}
 	fd = atomic_exchange(&log_fd, fd);
-	if (fd != STDERR_FILENO)
-		close(fd);
+	if (retired_fd != -1)
+		close(retired_fd);
+	retired_fd = fd != STDERR_FILENO ? fd : -1;
 	return 0;
 }
 

@@ -34,9 +34,10 @@ void log_set_format(enum log_format f);
  * threads. */
 int log_open_file(const char *path);
 /* Re-opens the log file (after logrotate moved it; SIGHUP). Lines logged
- * meanwhile go to the old or the new file, or, racing the close, are lost
- * (see log.c). Returns 0 (also when logging to stderr), or -1 with errno
- * set (the old file stays in use). */
+ * meanwhile go to the old or the new file, never elsewhere: the old file
+ * is closed at the next reopen (see log.c). Call it from one thread.
+ * Returns 0 (also when logging to stderr), or -1 with errno set (the old
+ * file stays in use). */
 int log_reopen(void);
 
 /* Logs msg with key/value pairs: a NULL-terminated list of
