@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/strbuf.h"
 #include "util/timefmt.h"
 #include "wait.h"
 
@@ -48,23 +49,6 @@ wait_sleep_ms(int64_t ms, volatile sig_atomic_t *stop)
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		if (stop != NULL && *stop)
 			return;
-}
-
-/* Appends a formatted piece to buf (size bytes), cut when full. */
-static void append(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-append(char *buf, size_t size, const char *fmt, ...)
-{
-	size_t used = strnlen(buf, size);
-	va_list ap;
-
-	if (used + 1 >= size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf + used, size - used, fmt, ap);
-	va_end(ap);
 }
 
 /* --- options ------------------------------------------------------------ */
@@ -188,8 +172,8 @@ fetch_observations(struct cli *cli, struct drain_node *nodes, int n, const struc
 
 	for (i = 0; i < n; i++)
 		if (nodes[i].state == DRAIN_PROBES)
-			append(list, sizeof(list), "%s%s", list[0] != '\0' ? "," : "",
-			       nodes[i].name);
+			strbuf_appendf(list, sizeof(list), "%s%s", list[0] != '\0' ? "," : "",
+			               nodes[i].name);
 	if (*digest >= 0 && may_block)
 		rc = asprintf(&query, "%s?nodes=%s&window=%lld&after=%lld&wait=%d", path, list,
 		              (long long)(a->window_ms + 999) / 1000, *digest, LONG_POLL_S);
@@ -320,16 +304,17 @@ timed_out(const struct drain_node *nodes, int n, const struct wait_args *a, stru
 	for (i = 0; i < n; i++) {
 		const struct drain_node *w = &nodes[i];
 		if (w->state == DRAIN_PROBES)
-			append(err->what, sizeof(err->what),
-			       "%s%s: not every load balancer has seen it %s: %s",
-			       i > 0 && nodes[i - 1].state != DRAIN_DONE ? "; " : "", w->name,
-			       a->want_serving ? "in" : "out", w->pending);
+			strbuf_appendf(err->what, sizeof(err->what),
+			               "%s%s: not every load balancer has seen it %s: %s",
+			               i > 0 && nodes[i - 1].state != DRAIN_DONE ? "; " : "",
+			               w->name, a->want_serving ? "in" : "out", w->pending);
 		else if (w->state == DRAIN_IN_FLIGHT)
-			append(err->what, sizeof(err->what),
-			       "%s%s: the load balancers stopped sending it requests, but requests "
-			       "were still in flight: %s",
-			       i > 0 && nodes[i - 1].state != DRAIN_DONE ? "; " : "", w->name,
-			       w->in_flight);
+			strbuf_appendf(
+			    err->what, sizeof(err->what),
+			    "%s%s: the load balancers stopped sending it requests, but requests "
+			    "were still in flight: %s",
+			    i > 0 && nodes[i - 1].state != DRAIN_DONE ? "; " : "", w->name,
+			    w->in_flight);
 	}
 	err->status = 0;
 	return CLI_TIMEOUT;
@@ -476,8 +461,8 @@ wait_on_daemon(struct cli *cli, struct drain_node *nodes, int n, const struct wa
 			mark_done(&nodes[k], a, on_done, ctx);
 			continue;
 		}
-		append(err->what, sizeof(err->what), "%s%s", is_first ? "" : "; ",
-		       nodes[k].pending);
+		strbuf_appendf(err->what, sizeof(err->what), "%s%s", is_first ? "" : "; ",
+		               nodes[k].pending);
 		is_first = 0;
 	}
 	err->status = 0;

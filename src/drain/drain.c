@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "drain.h"
+#include "util/strbuf.h"
 
 #define STALE_INTERVALS 3 /* a prober quiet this many intervals... */
 #define STALE_MIN_MS 1000 /* ...and at least this long has gone silent */
@@ -98,23 +99,6 @@ drain_lb_backend(const struct drain_lb *lb, const char *cluster, char *buf, size
 		snprintf(buf, size, "%s", lb->backend);
 	else
 		snprintf(buf, size, "be_%s", cluster);
-}
-
-/* Appends a formatted piece to buf (size bytes), cut when full. */
-static void append(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-append(char *buf, size_t size, const char *fmt, ...)
-{
-	size_t used = strnlen(buf, size);
-	va_list ap;
-
-	if (used + 1 >= size)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf + used, size - used, fmt, ap);
-	va_end(ap);
 }
 
 static const char *
@@ -388,16 +372,16 @@ judge_named_lbs(struct drain_node *w, const json_t *probes, struct drain_lb *lbs
 			v->has_acted = 1;
 			snprintf(v->signal, sizeof(v->signal), "%s at +%.2fs", signal,
 			         (double)w->lb_at[i] / 1000.0);
-			append(w->evidence, sizeof(w->evidence), "%s%s: %s at +%.2fs",
-			       w->evidence[0] != '\0' ? "; " : "", lbs[i].name, signal,
-			       (double)w->lb_at[i] / 1000.0);
+			strbuf_appendf(w->evidence, sizeof(w->evidence), "%s%s: %s at +%.2fs",
+			               w->evidence[0] != '\0' ? "; " : "", lbs[i].name, signal,
+			               (double)w->lb_at[i] / 1000.0);
 			continue;
 		}
 		is_done = 0;
 		snprintf(v->lacks, sizeof(v->lacks), "%s", why);
 		report_silent(&lbs[i], w->name, why, acc);
-		append(w->pending, sizeof(w->pending), "%s%s %s", w->pending[0] != '\0' ? "; " : "",
-		       lbs[i].name, why);
+		strbuf_appendf(w->pending, sizeof(w->pending), "%s%s %s",
+		               w->pending[0] != '\0' ? "; " : "", lbs[i].name, why);
 	}
 	json_array_foreach(probes, i, p)
 	{
@@ -407,9 +391,9 @@ judge_named_lbs(struct drain_node *w, const json_t *probes, struct drain_lb *lbs
 		ignored += k == n_lbs;
 	}
 	if (ignored > 0)
-		append(w->evidence, sizeof(w->evidence),
-		       "; %zu prober%s not a named load balancer (ignored)", ignored,
-		       ignored == 1 ? "" : "s");
+		strbuf_appendf(w->evidence, sizeof(w->evidence),
+		               "; %zu prober%s not a named load balancer (ignored)", ignored,
+		               ignored == 1 ? "" : "s");
 	return is_done;
 }
 
@@ -471,8 +455,8 @@ judge_all_probers(struct drain_node *w, const json_t *probes, const struct drain
 		else
 			prober_name(p, who, sizeof(who));
 		if (prober_has_acted(p, probes, a, signal, sizeof(signal), &w->is_in_transit)) {
-			append(w->evidence, sizeof(w->evidence), "%s%s: %s",
-			       w->evidence[0] != '\0' ? "; " : "", who, signal);
+			strbuf_appendf(w->evidence, sizeof(w->evidence), "%s%s: %s",
+			               w->evidence[0] != '\0' ? "; " : "", who, signal);
 			continue;
 		}
 		is_done = 0;
@@ -480,8 +464,8 @@ judge_all_probers(struct drain_node *w, const json_t *probes, const struct drain
 			snprintf(why, sizeof(why), "was told, and has not read it yet");
 		else
 			prober_progress(p, a, why, sizeof(why));
-		append(w->pending, sizeof(w->pending), "%s%s %s", w->pending[0] != '\0' ? "; " : "",
-		       who, why);
+		strbuf_appendf(w->pending, sizeof(w->pending), "%s%s %s",
+		               w->pending[0] != '\0' ? "; " : "", who, why);
 	}
 	return is_done;
 }
@@ -504,10 +488,11 @@ drain_judge(struct drain_node *w, const json_t *node, struct drain_lb *lbs, size
 		is_done = judge_all_probers(w, probes, a);
 	if (lost > 0) {
 		is_done = 0;
-		append(w->pending, sizeof(w->pending),
-		       "%sthe daemon could not track every prober of %s (%lld answers to untracked "
-		       "clients in the window): a partial view is never reported as success",
-		       w->pending[0] != '\0' ? "; " : "", w->name, lost);
+		strbuf_appendf(
+		    w->pending, sizeof(w->pending),
+		    "%sthe daemon could not track every prober of %s (%lld answers to untracked "
+		    "clients in the window): a partial view is never reported as success",
+		    w->pending[0] != '\0' ? "; " : "", w->name, lost);
 		if (!w->is_noted) {
 			char text[900];
 			snprintf(text, sizeof(text), "%s: %s", w->name, w->pending);
@@ -550,22 +535,24 @@ drain_check_in_flight(struct drain_node *w, const struct drain_lb *lbs, size_t n
 		}
 		w->lb[i].in_flight = rc == 0 ? st.in_flight : -1;
 		if (rc == 0) {
-			append(w->in_flight, sizeof(w->in_flight), "%s%s: %ld in flight",
-			       w->in_flight[0] != '\0' ? "; " : "", lb->name, st.in_flight);
+			strbuf_appendf(w->in_flight, sizeof(w->in_flight), "%s%s: %ld in flight",
+			               w->in_flight[0] != '\0' ? "; " : "", lb->name, st.in_flight);
 			is_clear &= st.in_flight == 0;
 		} else {
 			needs_grace = 1;
 			if (lb->runtime[0] != '\0')
-				append(w->in_flight, sizeof(w->in_flight), "%s%s: unknown (%s)",
-				       w->in_flight[0] != '\0' ? "; " : "", lb->name, why);
+				strbuf_appendf(w->in_flight, sizeof(w->in_flight),
+				               "%s%s: unknown (%s)",
+				               w->in_flight[0] != '\0' ? "; " : "", lb->name, why);
 		}
 	}
 	if (needs_grace) {
 		if (w->grace_until == 0)
 			w->grace_until = w->out_at + a->drain_grace_ms;
-		append(w->in_flight, sizeof(w->in_flight), "%sgrace %.1fs%s",
-		       w->in_flight[0] != '\0' ? "; " : "", (double)a->drain_grace_ms / 1000.0,
-		       n_lbs == 0 ? " (no named load balancer with runtime access)" : "");
+		strbuf_appendf(w->in_flight, sizeof(w->in_flight), "%sgrace %.1fs%s",
+		               w->in_flight[0] != '\0' ? "; " : "",
+		               (double)a->drain_grace_ms / 1000.0,
+		               n_lbs == 0 ? " (no named load balancer with runtime access)" : "");
 		is_clear &= now >= w->grace_until;
 	}
 	return is_clear;
