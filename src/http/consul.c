@@ -438,6 +438,15 @@ health_entry(const struct cluster *c, const struct node *n, const char *host, in
 typedef json_t *(*entry_fn)(const struct cluster *c, const struct node *n, const char *host,
                             int port);
 
+/* May r see cluster? A connection to a loopback address sees everything
+ * (consul_authenticate lets it in without credentials); anyone else what
+ * their role covers (roles per cluster). */
+static int
+may_see(struct request *r, const char *cluster)
+{
+	return request_is_local(r) || auth_role_on(r, cluster) >= ROLE_VIEWER;
+}
+
 /* The instances of r's service, as make_entry shapes them. */
 static json_t *
 instances(struct request *r, const struct consul_query *q, entry_fn make_entry)
@@ -449,7 +458,7 @@ instances(struct request *r, const struct consul_query *q, entry_fn make_entry)
 	int port;
 
 	/* a service r may not see is empty, as Consul's ACLs filter it */
-	if (c == NULL || q->has_tag || auth_role_on(r, c->name) < ROLE_VIEWER)
+	if (c == NULL || q->has_tag || !may_see(r, c->name))
 		return list;
 	for (i = 0; i < c->n_nodes; i++) {
 		const struct node *n = &c->nodes[i];
@@ -471,8 +480,7 @@ answer_services(struct request *r)
 	size_t i;
 
 	for (i = 0; i < m->n_clusters; i++)
-		if (cluster_has_instances(&m->clusters[i]) &&
-		    auth_role_on(r, m->clusters[i].name) >= ROLE_VIEWER) /* only what r may see */
+		if (cluster_has_instances(&m->clusters[i]) && may_see(r, m->clusters[i].name))
 			json_object_set_new(doc, m->clusters[i].name, json_array());
 	reply_consul(r, index, doc);
 }
