@@ -262,12 +262,15 @@ def test_blackholed_store_writes_answer_503_within_deadline_and_none_lands(fleet
 
 @pytest.fixture
 def relay(pg_server):
+    """Tests ask for it before `fleet`, so that their daemons stop while it
+    still relays: a daemon stopping in the middle of a statement through a
+    relay that went silent waits for that statement's deadline."""
     r = Relay("127.0.0.1", pg_server.port)
     yield r
     r.close()
 
 
-def test_slow_store_health_says_slow_with_round_trip(fleet, pg_server, relay):  # noqa: F811
+def test_slow_store_health_says_slow_with_round_trip(relay, fleet, pg_server):  # noqa: F811
     db = pg_server.create_database()
     (d,) = fleet(pg_server.url(db, hosts="127.0.0.1:%d" % relay.port),
                  extra=["--store-timeout", "2s"])
@@ -281,7 +284,7 @@ def test_slow_store_health_says_slow_with_round_trip(fleet, pg_server, relay):  
 
 
 def test_slow_store_write_within_deadline_succeeds_past_it_503_never_applied(
-        fleet, pg_server, relay):  # noqa: F811
+        relay, fleet, pg_server):  # noqa: F811
     db = pg_server.create_database()
     url = pg_server.url(db, hosts="127.0.0.1:%d" % relay.port)
     (patient,) = fleet(url, extra=["--store-timeout", "30s"])
