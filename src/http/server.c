@@ -142,6 +142,18 @@ peer_address(h2o_req_t *req, char *buf, size_t size)
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, size);
 }
 
+/* What every handler takes from h2o's request before the router: the
+ * path, the query and the peer's address. */
+static void
+request_begin(struct request *r, h2o_req_t *req)
+{
+	r->path = req->path_normalized;
+	if (req->query_at != SIZE_MAX)
+		r->query = h2o_iovec_init(req->path.base + req->query_at + 1,
+		                          req->path.len - req->query_at - 1);
+	peer_address(req, r->address, sizeof(r->address));
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -149,12 +161,8 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 	struct request r = {.req = req, .worker = w, .server = w->server};
 
 	(void)self;
-	r.path = req->path_normalized;
-	if (req->query_at != SIZE_MAX)
-		r.query = h2o_iovec_init(req->path.base + req->query_at + 1,
-		                         req->path.len - req->query_at - 1);
+	request_begin(&r, req);
 	r.server_default_node = w->server->opts.default_node;
-	peer_address(req, r.address, sizeof(r.address));
 	if (server_is_probe(w->server, req->method, r.path)) {
 		atomic_fetch_add_explicit(&w->n_probes, 1, memory_order_relaxed);
 	} else {
@@ -175,8 +183,7 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	struct request r = {.req = req, .worker = w, .server = w->server};
 
 	(void)self;
-	r.path = req->path_normalized;
-	peer_address(req, r.address, sizeof(r.address));
+	request_begin(&r, req);
 	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
 		return -1;   /* /metrics/x: not ours */
 	router_dispatch(&r); /* which knows the worker serves /metrics alone */
@@ -192,11 +199,7 @@ on_consul_req(h2o_handler_t *self, h2o_req_t *req)
 	struct request r = {.req = req, .worker = w, .server = w->server};
 
 	(void)self;
-	r.path = req->path_normalized;
-	if (req->query_at != SIZE_MAX)
-		r.query = h2o_iovec_init(req->path.base + req->query_at + 1,
-		                         req->path.len - req->query_at - 1);
-	peer_address(req, r.address, sizeof(r.address));
+	request_begin(&r, req);
 	router_dispatch(&r);
 	return 0;
 }
@@ -595,7 +598,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	w->tick.cb = on_tick;
 	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
 	w->reader_id = engine_reader_register(s->engine);
-	w->n_listeners = !worker_is_accepting(s, w)        ? 0
+	w->n_listeners = !worker_is_accepting(s, w)      ? 0
 	                 : w->is_metrics || w->is_consul ? 1
 	                                                 : s->opts.n_listens;
 	w->listeners = xcalloc(w->n_listeners + 1, sizeof(*w->listeners));
