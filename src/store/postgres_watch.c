@@ -122,11 +122,14 @@ watch_disconnect(struct pg_store *db)
 }
 
 /* Connects, LISTENs, reads the version: the order matters, so that a
- * change committed between the two is either notified or read. */
+ * change committed between the two is either notified or read. -1: no
+ * connection; -2: the server took the connection, which then broke (its
+ * backend terminated while being set up): the database answers. */
 static int
 watch_connect_and_listen(struct pg_store *db, int64_t *version)
 {
 	char why[300], settings[160];
+	int is_broken;
 
 	db->listen_conn = pg_connect_within(db, db->listen_values, db->wake_fd, why, sizeof(why));
 	if (db->listen_conn == NULL) {
@@ -137,11 +140,12 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 	pg_session_settings(settings, sizeof(settings), 0);
 	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANNEL) != 0 ||
 	    watch_read_version(db, version) != 0) {
+		is_broken = PQstatus(db->listen_conn) != CONNECTION_OK;
 		pg_one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
 		log_kv(LOG_DEBUG, "PostgreSQL listen failed", "store", db->description, "error",
 		       why, NULL);
 		watch_disconnect(db);
-		return -1;
+		return is_broken ? -2 : -1;
 	}
 	return 0;
 }
@@ -349,7 +353,16 @@ watch_thread(void *arg)
 			/* A connection just lost (a terminated backend, a restart)
 			 * is replaced at once; the outage is declared only when
 			 * that fails, so that a write meanwhile is not refused. */
-			if (watch_connect_and_listen(db, &version) != 0) {
+			int rc = watch_connect_and_listen(db, &version);
+
+			if (rc == -2 && attempt == 0) {
+				/* The replacement was cut too (backends terminated
+				 * twice in a row): the server answered, so once more
+				 * at once before anything is declared. */
+				attempt++;
+				continue;
+			}
+			if (rc != 0) {
 				int delay = backoff_ms(attempt++);
 				char n[24], ms[24];
 

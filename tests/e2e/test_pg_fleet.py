@@ -111,3 +111,41 @@ def test_write_right_after_backends_terminated_is_not_refused(fleet, pg_server):
                    json={"changes": {"web1": {"status": "drain" if i % 2 == 0 else "online"}}})
         assert r.status_code == 200, (i, r.status_code, r.text)
     assert "PostgreSQL unreachable" not in a.log_text()
+
+
+
+# Terminates the daemon's backends, then watches (1 ms apart, each look a
+# fresh statistics snapshot) for the listening connection that replaces the
+# old one and terminates it as soon as it shows: while it is being set up.
+CUT_TWICE = """DO $$
+DECLARE
+    cut timestamptz := clock_timestamp();
+    n int := 0;
+BEGIN
+    PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
+     WHERE application_name LIKE 'clustermgmt%%' AND datname = '%(db)s';
+    WHILE n = 0 AND clock_timestamp() < cut + interval '3 s' LOOP
+        PERFORM pg_stat_clear_snapshot();
+        SELECT count(pg_terminate_backend(pid)) INTO n FROM pg_stat_activity
+         WHERE application_name = 'clustermgmt-listen' AND datname = '%(db)s'
+           AND backend_start > cut;
+        PERFORM pg_sleep(0.001);
+    END LOOP;
+    IF n = 0 THEN RAISE EXCEPTION 'no new listening connection within 3 s'; END IF;
+END$$"""
+
+
+def test_replacement_connection_cut_too_is_not_an_outage(fleet, pg_server):  # noqa: F811
+    """The daemon's backends terminated, then its new listening connection
+    terminated as soon as it shows (while it is being set up): the
+    database answered both times, so no outage is declared and the write
+    that follows succeeds."""
+    db = pg_server.create_database()
+    (a,) = fleet(pg_server.url(db))
+    a.set_nodes(["web1"])
+    for i in range(8):
+        pg_server.psql(CUT_TWICE % {"db": db}, db)
+        r = a.post("/v1/clusters/default/status", auth=a.as_admin, timeout=10,
+                   json={"changes": {"web1": {"status": "drain" if i % 2 == 0 else "online"}}})
+        assert r.status_code == 200, (i, r.status_code, r.text)
+    assert "PostgreSQL unreachable" not in a.log_text()
