@@ -188,6 +188,21 @@ node_own_strings(struct node *n)
 	text_release(t);
 }
 
+const struct node_text *
+node_text_hold(const struct node *n)
+{
+	if (n->text == NULL)
+		return NULL;
+	atomic_fetch_add_explicit(&n->text->refs, 1, memory_order_relaxed);
+	return n->text;
+}
+
+void
+node_text_drop(const struct node_text *t)
+{
+	text_release((struct node_text *)t);
+}
+
 void
 model_node_clear(struct node *n)
 {

@@ -224,6 +224,14 @@ void node_own_strings(struct node *n);
 const struct user *model_find_user(const struct model *m, const char *name);
 const struct token *model_find_token(const struct model *m, const char *id);
 
+/* n's shared string block with one more reference, or NULL when n's
+ * strings are its own. A block never changes: while it is held, a node
+ * with this block has these very strings, which lets a cache key a
+ * node's strings by the block's address (render.c). Any thread may hold
+ * and drop (the count is atomic). */
+const struct node_text *node_text_hold(const struct node *n);
+void node_text_drop(const struct node_text *t);
+
 /* Number of nodes with status online. */
 size_t cluster_count_online(const struct cluster *c);
 

@@ -15,8 +15,8 @@
  *               of the endpoint and calls its api_v1_* handler with the
  *               names the path holds (rt->cluster, rt->name, also kept in
  *               r->route for continuations).
- *   documents   api_node_json, api_node_list_json and the other shapes,
- *               built from a snapshot.
+ *   documents   api_node_json (render.c makes node lists of it) and the
+ *               other shapes, built from a snapshot.
  *   bodies      request bodies: unknown fields, types, required fields.
  *   reads       GET handlers answer from request_snapshot() at once.
  *   writes      one command per mutation (core/command.h): the worker
@@ -67,18 +67,6 @@ api_node_json(const struct node *n)
 	                 "check", optional_string_json(n->check));
 }
 
-json_t *
-api_node_list_json(const struct cluster *c)
-{
-	json_t *nodes = json_array();
-	size_t i;
-
-	for (i = 0; i < c->n_nodes; i++)
-		json_array_append_new(nodes, api_node_json(&c->nodes[i]));
-	return json_pack("{s:s, s:I, s:o}", "cluster", c->name, "version", (json_int_t)c->version,
-	                 "nodes", nodes);
-}
-
 /* {"cluster", "version", "node"}: what the single-node endpoints answer. */
 static json_t *
 node_document_json(const struct cluster *c, json_t *node)
@@ -114,7 +102,7 @@ reply_node_list(struct request *r, const char *cluster)
 	const struct cluster *c = find_cluster_or_reply(r, cluster);
 
 	if (c != NULL)
-		render_reply_shared(r, c, api_node_list_json, NULL);
+		render_reply_node_list(r, c, api_node_json, NULL);
 }
 
 /* What the probe worker and the general workers answered since start

@@ -16,7 +16,6 @@ json_t *time_json(int64_t ms);
 /* A string, or null when s is absent (NULL or ""). */
 json_t *optional_string_json(const char *s);
 json_t *api_node_json(const struct node *n);
-json_t *api_node_list_json(const struct cluster *c);
 /* Node n's document with what was observed of it (window_s: only probers
  * seen in the last window_s seconds; 0 for all). */
 json_t *observed_node_json(struct request *r, const struct cluster *c, const struct node *n,

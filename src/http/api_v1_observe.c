@@ -118,7 +118,7 @@ events_ready(struct request *r)
 	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
 		return;
 	/* the node list every reader of this version shares, + "changed" */
-	render_reply_shared(r, c, api_node_list_json,
+	render_reply_node_list(r, c, api_node_json,
 	                    c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
 }
 

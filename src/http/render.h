@@ -33,6 +33,18 @@ typedef json_t *(*render_build_fn)(const struct cluster *c);
 void render_reply_shared(struct request *r, const struct cluster *c, render_build_fn build,
                          const char *suffix);
 
+/* One node's document (api_node_json's shape). */
+typedef json_t *(*render_node_fn)(const struct node *n);
+
+/* As render_reply_shared for {"cluster","version","nodes":[node(n), ...]}
+ * (what json_dumps of that document gives, byte for byte), where rendering a new
+ * version of a cluster re-renders only the nodes that changed since this
+ * thread last rendered it: every other node's text is kept, so a
+ * single-node change to a 10,000-node cluster costs one node's
+ * rendering and a copy of the text, not 10,000 renderings. */
+void render_reply_node_list(struct request *r, const struct cluster *c, render_node_fn node,
+                            const char *suffix);
+
 /* Drops this thread's renderings (a response still being written keeps
  * its own reference). The worker calls it when its loop has ended. */
 void render_cache_clear(void);

@@ -1,0 +1,107 @@
+"""
+The node list as the daemon renders it (src/http/render.c): a new version
+re-renders only the nodes that changed and keeps every other node's text.
+Whatever happened to the cluster, every answer that carries the list
+(GET .../nodes, the events long poll, a write's answer) must be exactly
+the list of the current state: these tests run a history of changes of
+every kind and compare, after each, the bytes of the list with the state
+read node by node and with the other answers of the same version.
+"""
+
+import json
+
+NODE_KEYS = ("name", "status", "reason", "changed_by", "changed_at", "expires_at",
+             "address", "check")
+
+
+def compact(doc):
+    """The text the daemon gives for doc: compact, keys in order, UTF-8."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def list_bytes(d, cluster="default"):
+    r = d.get("/v1/clusters/%s/nodes" % cluster, auth=d.as_admin)
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def node_one_by_one(d, name, cluster="default"):
+    r = d.get("/v1/clusters/%s/nodes/%s" % (cluster, name), auth=d.as_admin)
+    assert r.status_code == 200, r.text
+    node = r.json()["node"]
+    return {k: node[k] for k in NODE_KEYS}
+
+
+def check_list(d, names, cluster="default"):
+    """The list's bytes are the compact text of the nodes read one by one,
+    in the list's order, and the events answer of the same version carries
+    the same bytes."""
+    raw = list_bytes(d, cluster)
+    doc = json.loads(raw)
+    assert [n["name"] for n in doc["nodes"]] == sorted(names) or \
+        sorted(n["name"] for n in doc["nodes"]) == sorted(names), doc
+    expected = {"cluster": cluster, "version": doc["version"],
+                "nodes": [node_one_by_one(d, n["name"], cluster) for n in doc["nodes"]]}
+    assert raw == compact(expected)
+    r = d.get("/v1/clusters/%s/events?after=0" % cluster, auth=d.as_admin)
+    assert r.status_code == 200
+    assert r.content == raw[:-1] + b',"changed":true}'
+    return doc
+
+
+def test_every_kind_of_change_gives_the_exact_list(daemon):
+    names = ["n%02d" % i for i in range(40)]
+    daemon.set_nodes(names)
+    check_list(daemon, names)
+    steps = [
+        ("status", {"n05": {"status": "drain", "reason": 'quote " backslash \\ ünï ✓'}}),
+        ("status", {"n05": {"status": "online"}, "n06": {"status": "offline", "reason": "x"}}),
+        ("status", {"n07": {"status": "drain", "ttl": 3600, "reason": "ttl"}}),
+        ("address", ("n08", {"address": "10.0.0.8:8080", "check": "http://10.0.0.8/ok"})),
+        ("address", ("n08", {"address": "10.0.0.9:8080"})),
+        ("delete", "n09"),
+        ("add", ("n99", {"address": "10.0.0.99:80"})),
+        ("status", {"n07": {"status": "online"}}),
+        ("status", {"n00": {"status": "drain", "reason": "first"},
+                    "n39": {"status": "drain", "reason": "last"}}),
+        ("status", {"n00": {"status": "drain", "reason": "first again"}}),
+    ]
+    live = set(names)
+    for kind, what in steps:
+        if kind == "status":
+            answer = daemon.post("/v1/clusters/default/status", auth=daemon.as_admin,
+                                 json={"changes": what})
+            assert answer.status_code == 200, answer.text
+            doc = check_list(daemon, live)
+            assert answer.content == list_bytes(daemon), "the write's answer is the list"
+            assert json.loads(answer.content)["version"] == doc["version"]
+            continue
+        if kind in ("address", "add"):
+            name, body = what
+            r = daemon.put("/v1/clusters/default/nodes/%s" % name, auth=daemon.as_admin,
+                           json=body)
+            assert r.status_code in (200, 201), r.text
+            live.add(name)
+        elif kind == "delete":
+            r = daemon.delete("/v1/clusters/default/nodes/%s" % what, auth=daemon.as_admin)
+            assert r.status_code == 200, r.text
+            live.discard(what)
+        check_list(daemon, live)
+
+
+def test_the_list_of_one_cluster_is_not_mixed_with_another(daemon):
+    """Two clusters with nodes of the same names and different states,
+    changed in turns: each list is its own."""
+    r = daemon.post("/v1/clusters", auth=daemon.as_admin,
+                    json={"name": "other", "path": "/other"})
+    assert r.status_code == 201, r.text
+    names = ["a", "b", "c"]
+    daemon.set_nodes(names)
+    daemon.set_nodes(names, cluster="other")
+    for i in range(6):
+        cluster = "default" if i % 2 == 0 else "other"
+        daemon.set_status({"b": {"status": "drain", "reason": "turn %d" % i}}, cluster=cluster)
+        check_list(daemon, names, "default")
+        check_list(daemon, names, "other")
+    assert daemon.nodes("default")["nodes"][1]["reason"] == "turn 4"
+    assert daemon.nodes("other")["nodes"][1]["reason"] == "turn 5"
