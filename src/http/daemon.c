@@ -278,6 +278,9 @@ log_listening(const struct server *s, const char *store, unsigned long long nofi
 	if (s->opts.agent_listen.text[0] != '\0')
 		log_kv(LOG_INFO, "agent-check listening", "listen", s->opts.agent_listen.text,
 		       NULL);
+	if (s->opts.probe_listen.text[0] != '\0')
+		log_kv(LOG_INFO, "probes listening", "listen", s->opts.probe_listen.text, "scheme",
+		       "http", NULL);
 	if (s->opts.metrics_listen.text[0] != '\0')
 		log_kv(LOG_INFO, "metrics listening", "listen", s->opts.metrics_listen.text, "path",
 		       "/metrics", NULL);
@@ -362,6 +365,9 @@ start(struct server *s, struct error *err)
 	if (s->opts.agent_listen.text[0] != '\0' &&
 	    daemon_listen_bind(&s->opts.agent_listen, "agent-listen", err) != 0)
 		return -1;
+	if (s->opts.probe_listen.text[0] != '\0' &&
+	    daemon_listen_bind(&s->opts.probe_listen, "probe-listen", err) != 0)
+		return -1;
 	if (s->opts.metrics_listen.text[0] != '\0' &&
 	    daemon_listen_bind(&s->opts.metrics_listen, "metrics-listen", err) != 0)
 		return -1;
@@ -415,6 +421,8 @@ shutdown_all(struct server *s)
 			close(s->opts.listens[i].fd);
 	if (s->opts.agent_listen.fd > 0)
 		close(s->opts.agent_listen.fd);
+	if (s->opts.probe_listen.fd > 0)
+		close(s->opts.probe_listen.fd);
 	if (s->opts.metrics_listen.fd > 0)
 		close(s->opts.metrics_listen.fd);
 	if (s->opts.consul_listen.fd > 0)

@@ -58,6 +58,8 @@ const char daemon_usage[] =
     "  --node NAME                answer probes without ?node= for this node\n"
     "                             (and agent-checks that send no node name)\n"
     "  --agent-listen ADDR:PORT   answer HAProxy agent-checks there\n"
+    "  --probe-listen ADDR:PORT   answer probes there alone, over plain HTTP, on\n"
+    "                             the probe worker also with --tls-cert\n"
     "  --check-interval D         application checks: time between rounds\n"
     "                             (default 2s; D like 500ms, 2s, 1m)\n"
     "  --check-timeout D          ... time a check may take (default 1s)\n"
@@ -220,6 +222,7 @@ static const struct serve_option {
     SO("listen-db", required_argument, SO_TEXT, listen_db),
     SO("node", required_argument, SO_TEXT, default_node),
     SO("agent-listen", required_argument, SO_OTHER, agent_listen),
+    SO("probe-listen", required_argument, SO_OTHER, probe_listen),
     SO("admin-password-file", required_argument, SO_TEXT, admin_password_file),
     SO("tls-cert", required_argument, SO_TEXT, tls_cert),
     SO("tls-key", required_argument, SO_TEXT, tls_key),
@@ -291,6 +294,10 @@ parse_other_option(struct server_options *o, const char *name, const char *value
 		if (value[0] == '\0')
 			return error_set(err, 400, "--agent-listen needs ADDR:PORT");
 		snprintf(o->agent_listen.text, sizeof(o->agent_listen.text), "%s", value);
+	} else if (strcmp(name, "probe-listen") == 0) {
+		if (value[0] == '\0')
+			return error_set(err, 400, "--probe-listen needs ADDR:PORT");
+		snprintf(o->probe_listen.text, sizeof(o->probe_listen.text), "%s", value);
 	} else if (strcmp(name, "threads") == 0) {
 		o->threads = (int)strtol(value, &end, 10);
 		if (*end != '\0' || o->threads < 1 || o->threads > MAX_THREADS)
@@ -506,6 +513,7 @@ daemon_check_config(struct server *s, struct error *err)
 		if (check_address(&s->opts.listens[i], "listen", err) != 0)
 			return -1;
 	if (check_address(&s->opts.agent_listen, "agent-listen", err) != 0 ||
+	    check_address(&s->opts.probe_listen, "probe-listen", err) != 0 ||
 	    check_address(&s->opts.metrics_listen, "metrics-listen", err) != 0 ||
 	    check_address(&s->opts.consul_listen, "consul-listen", err) != 0)
 		return -1;

@@ -101,16 +101,15 @@ cluster_fingerprint(const struct cluster *c)
 
 /* The slot holding c's rendering by build or node, or NULL. */
 static struct render_slot *
-slot_find(const struct cluster *c, render_build_fn build, render_node_fn node,
-          uint64_t fingerprint)
+slot_find(const struct cluster *c, render_build_fn build, render_node_fn node, uint64_t fingerprint)
 {
 	size_t i;
 
 	for (i = 0; i < RENDER_CACHE_SLOTS; i++) {
 		struct render_slot *s = &cache[i];
 		if (s->text != NULL && s->build == build && s->node == node &&
-		    s->version == c->version &&
-		    s->fingerprint == fingerprint && strcmp(s->cluster, c->name) == 0)
+		    s->version == c->version && s->fingerprint == fingerprint &&
+		    strcmp(s->cluster, c->name) == 0)
 			return s;
 	}
 	return NULL;
@@ -261,8 +260,8 @@ node_list_render(const struct cluster *c, render_node_fn node, int *rendered)
 	json_t *head;
 	char *text;
 
-	head = json_pack("{s:s, s:I, s:[]}", "cluster", c->name, "version",
-	                 (json_int_t)c->version, "nodes");
+	head = json_pack("{s:s, s:I, s:[]}", "cluster", c->name, "version", (json_int_t)c->version,
+	                 "nodes");
 	text = head != NULL ? json_dumps(head, DUMP_FLAGS) : NULL;
 	json_decref(head);
 	if (text == NULL)
@@ -332,8 +331,7 @@ render_now(const struct cluster *c, render_build_fn build, render_node_fn node, 
 /* c's rendering, from the cache or made now (counted for the worker when
  * anything was rendered); NULL when the document cannot be encoded. */
 static struct rendered *
-rendering(struct request *r, const struct cluster *c, render_build_fn build,
-          render_node_fn node)
+rendering(struct request *r, const struct cluster *c, render_build_fn build, render_node_fn node)
 {
 	uint64_t fingerprint = cluster_fingerprint(c);
 	struct render_slot *s = slot_find(c, build, node, fingerprint);

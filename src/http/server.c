@@ -204,6 +204,32 @@ on_consul_req(h2o_handler_t *self, h2o_req_t *req)
 	return 0;
 }
 
+/* The --probe-listen handler (on the probe worker, plain HTTP): probes
+ * alone. Anything else is refused there, so that this listener, which
+ * has no TLS, never carries credentials or a page. */
+static int
+on_probe_listener_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct worker *w = current_worker;
+	struct request r = {.req = req, .worker = w, .server = w->server};
+
+	(void)self;
+	request_begin(&r, req);
+	r.server_default_node = w->server->opts.default_node;
+	if (!server_is_probe(w->server, req->method, r.path)) {
+		atomic_fetch_add_explicit(&w->n_others, 1, memory_order_relaxed);
+		req->http1_is_persistent = 0;
+		h2o_send_error_404(req, "Not Found",
+		                   "only probes (GET or HEAD of a mount path) are answered on "
+		                   "--probe-listen\n",
+		                   0);
+		return 0;
+	}
+	atomic_fetch_add_explicit(&w->n_probes, 1, memory_order_relaxed);
+	router_dispatch(&r);
+	return 0;
+}
+
 /* --- workers ---------------------------------------------------------- */
 
 /* Running out of descriptors. accept() fails with EMFILE while the
@@ -518,6 +544,10 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		n_closed++;
 	}
+	if (listener == w->probe_listener) {
+		h2o_accept(&w->probe_accept_ctx, sock);
+		return;
+	}
 	if (w->is_probe) {
 		first_line_wait(w, sock);
 		return;
@@ -542,6 +572,7 @@ listeners_close(struct worker *w)
 		h2o_socket_close(w->listeners[i]);
 		w->listeners[i] = NULL;
 	}
+	w->probe_listener = NULL;
 	while (!h2o_linklist_is_empty(&w->first_line_timeout._entries)) {
 		h2o_timeout_entry_t *e = H2O_STRUCT_FROM_MEMBER(
 		    h2o_timeout_entry_t, _link, w->first_line_timeout._entries.next);
@@ -601,7 +632,8 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	w->n_listeners = !worker_is_accepting(s, w)      ? 0
 	                 : w->is_metrics || w->is_consul ? 1
 	                                                 : s->opts.n_listens;
-	w->listeners = xcalloc(w->n_listeners + 1, sizeof(*w->listeners));
+	/* one more: the probe worker's --probe-listen */
+	w->listeners = xcalloc(w->n_listeners + 2, sizeof(*w->listeners));
 	for (i = 0; i < w->n_listeners; i++) {
 		int fd = dup(listens[i].fd);
 		if (fd == -1)
@@ -611,6 +643,19 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 		    h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
 		w->listeners[i]->data = w;
 		h2o_socket_read_start(w->listeners[i], on_accept);
+	}
+	if (w->is_probe && s->opts.probe_listen.text[0] != '\0') {
+		int fd = dup(s->opts.probe_listen.fd);
+		if (fd == -1)
+			return error_set(err, 500, "cannot share the probe socket: %s",
+			                 strerror(errno));
+		w->probe_accept_ctx.ctx = &w->ctx;
+		w->probe_accept_ctx.hosts = s->probe_config.hosts;
+		w->probe_listener =
+		    h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+		w->probe_listener->data = w;
+		w->listeners[w->n_listeners++] = w->probe_listener;
+		h2o_socket_read_start(w->probe_listener, on_accept);
 	}
 	if (w->is_probe && s->opts.agent_listen.text[0] != '\0') {
 		int fd = dup(s->opts.agent_listen.fd);
@@ -721,6 +766,16 @@ server_start(struct server *s, struct error *err)
 		s->n_workers++; /* after the general workers */
 	}
 	s->n_workers++; /* the probe worker, workers[0] */
+	if (s->opts.probe_listen.text[0] != '\0') {
+		h2o_config_init(&s->probe_config);
+		s->probe_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
+		s->probe_config.http1.req_timeout = 10000;
+		host = h2o_config_register_host(&s->probe_config,
+		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
+		path = h2o_config_register_path(host, "/", 0);
+		handler = h2o_create_handler(path, sizeof(*handler));
+		handler->on_req = on_probe_listener_req;
+	}
 	if (s->opts.consul_listen.text[0] != '\0') {
 		h2o_config_init(&s->consul_config);
 		s->consul_config.server_name = h2o_iovec_init(H2O_STRLIT(""));

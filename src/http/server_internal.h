@@ -28,6 +28,10 @@ struct worker {
 	unsigned ssl_generation;     /* of the context in accept_ctx */
 	h2o_socket_t **listeners;
 	size_t n_listeners;
+	/* probe worker, with --probe-listen: the last of listeners[], whose
+	 * connections are served with probe_accept_ctx (probes alone) */
+	h2o_socket_t *probe_listener;
+	h2o_accept_ctx_t probe_accept_ctx;
 	h2o_multithread_receiver_t done_receiver;   /* finished engine jobs */
 	h2o_multithread_receiver_t change_receiver; /* the model changed */
 	h2o_multithread_message_t change_message;   /* at most one in flight */
@@ -61,7 +65,7 @@ struct worker {
 	_Atomic uint64_t n_others;     /* every other request */
 	_Atomic uint64_t n_handed_off; /* probe worker: connections passed on */
 	_Atomic uint64_t n_renders;    /* node lists serialised (render.c) */
-	int is_consul;  /* the --consul-listen worker: consul.c's paths only, plain HTTP */
+	int is_consul; /* the --consul-listen worker: consul.c's paths only, plain HTTP */
 };
 
 struct listen_addr {
@@ -78,6 +82,7 @@ struct server_options {
 	int64_t stale_after_ms; /* a daemon without heartbeat for this long is stale */
 	const char *default_node;
 	struct listen_addr agent_listen; /* text "" when not given */
+	struct listen_addr probe_listen; /* text "" when not given */
 	int64_t check_interval_ms, check_timeout_ms;
 	int64_t store_timeout_ms; /* --store-timeout */
 	const char *listen_db;    /* --listen-db, or NULL */
@@ -132,6 +137,8 @@ struct server {
 	/* --consul-listen: its worker (the last of workers[], counted in
 	 * n_workers) serves this configuration, Consul's paths alone */
 	h2o_globalconf_t consul_config;
+	/* --probe-listen: plain HTTP on the probe worker, probes alone */
+	h2o_globalconf_t probe_config;
 	_Atomic long n_long_polls; /* held event long polls, all workers */
 	struct oidc *oidc;         /* --oidc-issuer's provider, or NULL */
 };

@@ -15,7 +15,9 @@ None of these tests measures a time. They check what can be proven:
   * a request other than a probe on a probe's connection is answered and
     the connection closed after it;
   * the general workers and the other threads run at a lower priority
-    than the probe worker.
+    than the probe worker;
+  * with TLS, the plain --probe-listen is served by the probe worker
+    (answered with every general worker frozen), and answers probes alone.
 """
 
 import ctypes
@@ -27,6 +29,8 @@ import time
 
 import pytest
 import requests
+
+from conftest import cert, free_port  # noqa: F401  (cert is a fixture)
 
 PTRACE_ATTACH = 16
 PTRACE_DETACH = 17
@@ -137,6 +141,80 @@ def test_probe_and_agent_answered_while_every_general_worker_is_frozen(agent_dae
             libc.ptrace(PTRACE_DETACH, tid, None, None)
     reader.join(30)
     assert held.get("status") == 200, held
+
+
+def frozen_general_workers(pid):
+    """Stops every general worker thread (cm-worker) with ptrace; returns
+    a function that lets them go."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    general = [tid for tid, name in threads(pid).items() if name == "cm-worker"]
+    assert general, "no general worker thread (cm-worker) found"
+    frozen = []
+
+    def release():
+        for tid in frozen:
+            libc.ptrace(PTRACE_DETACH, tid, None, None)
+
+    for tid in general:
+        if libc.ptrace(PTRACE_ATTACH, tid, None, None) != 0:
+            release()
+            pytest.skip("cannot ptrace the daemon's threads: errno %d" % ctypes.get_errno())
+        os.waitpid(tid, WALL)
+        frozen.append(tid)
+    return release
+
+
+@pytest.fixture
+def tls_daemon_with_probe_listener(make_daemon, cert):  # noqa: F811
+    probe_port = free_port()
+    d = make_daemon(tls=cert, extra_args=["--probe-listen", "127.0.0.1:%d" % probe_port])
+    d.probe_port = probe_port
+    d.set_nodes(["web%03d" % i for i in range(20)])
+    d.set_status({"web001": {"status": "offline"}})
+    return d
+
+
+def test_with_tls_the_probe_listener_is_served_while_every_general_worker_is_frozen(
+        tls_daemon_with_probe_listener):
+    d = tls_daemon_with_probe_listener
+    release = frozen_general_workers(d.proc.pid)
+    try:
+        for _ in range(20):
+            assert http_probe(d.probe_port, "web000").startswith(b"HTTP/1.1 200")
+            assert b"node is offline" in http_probe(d.probe_port, "web001")
+    finally:
+        release()
+    # and the HTTPS listener still serves everything, probes included
+    assert d.get("/health?node=web000").status_code == 200
+    assert d.get("/v1/clusters/default/nodes", auth=d.as_admin).status_code == 200
+
+
+def test_the_probe_listener_refuses_everything_but_probes(tls_daemon_with_probe_listener):
+    d = tls_daemon_with_probe_listener
+    url = "http://127.0.0.1:%d" % d.probe_port
+    for path in ("/v1/health", "/v1/clusters/default/nodes", "/managenodes", "/login",
+                 "/metrics", "/health/++rest++getstatus"):
+        r = requests.get(url + path, auth=d.as_admin, timeout=5)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert "only probes" in r.text
+    r = requests.post(url + "/v1/clusters/default/status", auth=d.as_admin, timeout=5,
+                      json={"changes": {"web000": {"status": "offline"}}})
+    assert r.status_code == 404
+    assert d.nodes()["nodes"][0]["status"] == "online"  # nothing changed
+    # a probe, then another request on the same connection: refused and closed
+    with socket.create_connection(("127.0.0.1", d.probe_port), timeout=5) as s:
+        s.sendall(b"GET /health?node=web000 HTTP/1.1\r\nHost: lb\r\n\r\n"
+                  b"GET /v1/health HTTP/1.1\r\nHost: lb\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    assert b"HTTP/1.1 404" in data and b"only probes" in data
+    assert requests.head(url + "/health?node=web000", timeout=5).status_code == 200
 
 
 def test_probe_worker_answers_probes_only_and_renders_nothing(agent_daemon):
