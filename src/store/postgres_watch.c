@@ -181,11 +181,16 @@ watch_consume(struct pg_store *db)
 	return PQstatus(db->listen_conn) == CONNECTION_OK ? 0 : -1;
 }
 
+/* Declares the outage, unless the daemon is stopping: the stop cuts the
+ * connection attempt or the check under way, which says nothing of the
+ * database. */
 static void
 watch_went_down(struct pg_store *db, const char *why)
 {
 	int was_up = atomic_load(&db->is_up);
 
+	if (atomic_load(&db->is_stopping))
+		return;
 	pg_mark_down(db, why);
 	if (was_up)
 		db->watcher.on_state(db->watcher.arg, 0);

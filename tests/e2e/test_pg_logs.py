@@ -84,3 +84,20 @@ def test_terminated_backend_fatal_is_an_error_line(fleet, pg_own_server):  # noq
     kv = parse_line(line, "logfmt")
     assert kv["level"] == "error", line
     assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
+
+
+def test_a_clean_stop_declares_no_outage(fleet, pg_server):  # noqa: F811
+    """Stopping the daemon cuts its connections and any connection attempt
+    under way: that is no outage, and the log must not say the database
+    is unreachable (an operator reading the log after a restart would
+    look for a database problem that never was). Stopped 4 times, two of
+    them right after its backends were terminated (the watch thread is
+    then reconnecting)."""
+    for i in range(4):
+        db = pg_server.create_database()
+        (d,) = fleet(pg_server.url(db))
+        d.set_nodes(["web1"])
+        if i % 2 == 1:
+            terminate_daemon_backends(pg_server, db)
+        d.stop()
+        assert "unreachable" not in d.log_text(), d.log_text()
