@@ -43,6 +43,9 @@ call_free(void *data)
 
 	free(c->code);
 	free(c->id.groups);
+	if (c->id.id_token != NULL)
+		sodium_memzero(c->id.id_token, strlen(c->id.id_token));
+	free(c->id.id_token);
 	sodium_memzero(c->verifier, sizeof(c->verifier));
 }
 
@@ -295,8 +298,8 @@ oidc_exchange(struct oidc *o, struct oidc_call *c)
 		oidc_fail(c, 401, "the identity provider refused the sign-in: %.80s%s%.160s%s",
 		          error ? error : "no ID token in its answer", description ? " (" : "",
 		          description ? description : "", description ? ")" : "");
-	else
-		rc = verify_id_token(o, c, token);
+	else if ((rc = verify_id_token(o, c, token)) == 0)
+		c->id.id_token = xstrdup(token);
 	json_decref(answer);
 	return rc;
 }
@@ -510,24 +513,29 @@ oidc_finish(struct oidc *o, struct request *r, const char *state, const char *bi
 }
 
 char *
-oidc_end_session_url(struct oidc *o, const char *after)
+oidc_end_session_url(struct oidc *o, const char *after, const char *id_token)
 {
-	char *url = NULL, *e_client, *e_after;
+	char *url = NULL, *e_client, *e_after, *e_hint;
 	size_t size;
 
 	e_client = curl_easy_escape(NULL, o->client_id, 0);
 	e_after = curl_easy_escape(NULL, after, 0);
+	e_hint = curl_easy_escape(NULL, id_token != NULL ? id_token : "", 0);
+	if (e_client == NULL || e_after == NULL || e_hint == NULL)
+		abort();
 	pthread_mutex_lock(&o->meta_lock);
 	if (o->end_session_endpoint != NULL) {
-		size = strlen(o->end_session_endpoint) + strlen(e_client) + strlen(e_after) + 64;
+		size = strlen(o->end_session_endpoint) + strlen(e_client) + strlen(e_after) +
+		       strlen(e_hint) + 80;
 		url = xmalloc(size);
-		snprintf(url, size, "%s%sclient_id=%s&post_logout_redirect_uri=%s",
+		snprintf(url, size, "%s%sclient_id=%s&post_logout_redirect_uri=%s%s%s",
 		         o->end_session_endpoint, strchr(o->end_session_endpoint, '?') ? "&" : "?",
-		         e_client, e_after);
+		         e_client, e_after, e_hint[0] != '\0' ? "&id_token_hint=" : "", e_hint);
 	}
 	pthread_mutex_unlock(&o->meta_lock);
 	curl_free(e_client);
 	curl_free(e_after);
+	curl_free(e_hint);
 	return url;
 }
 

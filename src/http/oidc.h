@@ -55,6 +55,7 @@ struct oidc_identity {
 	char name[NODE_NAME_MAX + 1]; /* preferred_username, else email, else sub (cut) */
 	char *groups;                 /* malloc'd, "\n"-joined, "" for none */
 	char email[256];              /* the email claim when email_verified is true, else "" */
+	char *id_token;               /* malloc'd: the ID token as received and verified */
 };
 
 /* Checks the options and reads the client secret; starts the provider's
@@ -88,7 +89,7 @@ void oidc_begin(struct oidc *o, struct request *r, const char *next, oidc_begun_
  * and bound to binding (the cookie); then the code is exchanged and the
  * ID token verified. then(r, status, identity, next, problem): 200 with
  * the identity (valid during the call; the callee may take
- * identity->groups and set it to NULL), else 400/401/503 with a sentence. */
+ * identity->groups and identity->id_token and set them to NULL), else 400/401/503 with a sentence. */
 typedef void (*oidc_done_fn)(struct request *r, int status, struct oidc_identity *id,
                              const char *next, const char *problem);
 void oidc_finish(struct oidc *o, struct request *r, const char *state, const char *binding,
@@ -97,7 +98,9 @@ void oidc_finish(struct oidc *o, struct request *r, const char *state, const cha
 /* Where to send the browser to end the provider's session too (malloc'd,
  * the caller frees it), or NULL when the provider advertises no
  * end_session_endpoint or was never reached. after is where the provider
- * should send the browser back. */
-char *oidc_end_session_url(struct oidc *o, const char *after);
+ * should send the browser back (post_logout_redirect_uri); id_token, when
+ * not NULL, the session's ID token (id_token_hint), with which the
+ * provider ends its session without asking the user to confirm. */
+char *oidc_end_session_url(struct oidc *o, const char *after, const char *id_token);
 
 #endif
