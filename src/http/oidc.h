@@ -7,8 +7,12 @@
  * What the browser carries: the provider's redirect with state, and a
  * short-lived cookie (OIDC_BINDING_COOKIE) whose value must match the one
  * bound to that state, so a state that was tampered with, replayed, or
- * sent by another browser is refused. The ID token never reaches the
- * browser.
+ * sent by another browser is refused. The cookie's value is the sign-in
+ * itself (state, PKCE verifier, nonce, where to go, redirect URI, expiry)
+ * sealed (XSalsa20-Poly1305) with a key every daemon of a site derives
+ * from the same secret: when the provider's redirect lands on another
+ * daemon than the one that started the sign-in, that daemon opens the
+ * cookie and finishes it. The ID token never reaches the browser.
  *
  * Calls to the provider (discovery, keys, the token exchange) run on a
  * thread of this module's, never on an HTTP worker; at most
@@ -34,6 +38,7 @@
 #define OIDC_LEEWAY_S 60    /* clock skew allowed on exp and iat */
 #define OIDC_GROUPS_MAX 256 /* groups kept from one ID token */
 #define OIDC_NEXT_MAX 512
+#define OIDC_BINDING_MAX 3000 /* the sign-in cookie's value, bytes */
 
 struct oidc;
 
@@ -45,6 +50,8 @@ struct oidc_options {
 	const char *groups_claim;       /* --oidc-groups-claim, default "groups" */
 	const char *redirect_url;       /* --oidc-redirect-url, or NULL: from the request */
 	const char *ca_file;            /* --oidc-ca-file, or NULL: the system's */
+	const char *state_key_file;     /* --oidc-state-key-file, or NULL: from the client
+	                                   secret, else a key of this process alone */
 	int is_pkce_off;                /* --oidc-no-pkce */
 	int is_only;                    /* --oidc-only: no password form */
 };
@@ -85,8 +92,9 @@ typedef void (*oidc_begun_fn)(struct request *r, int status, const char *url, co
 void oidc_begin(struct oidc *o, struct request *r, const char *next, oidc_begun_fn then);
 
 /* Finishes a sign-in from the provider's redirect: the state must be one
- * this daemon started less than OIDC_PENDING_TTL_MS ago, not used yet,
- * and bound to binding (the cookie); then the code is exchanged and the
+ * this daemon (or, through the sealed cookie, another daemon with the
+ * same key) started less than OIDC_PENDING_TTL_MS ago, not used yet
+ * here, and bound to binding (the cookie); then the code is exchanged and the
  * ID token verified. then(r, status, identity, next, problem): 200 with
  * the identity (valid during the call; the callee may take
  * identity->groups and identity->id_token and set them to NULL), else 400/401/503 with a sentence. */

@@ -39,12 +39,17 @@ struct pending {
 	char redirect_uri[URL_MAX];
 	char address[64];
 	int64_t expires_at; /* 0: free */
+	int is_used;        /* finished here: only its state_hash is kept, so that
+	                       the state is refused when it comes back */
 };
 
 struct oidc {
 	/* options, fixed after oidc_new */
 	char *issuer, *client_id, *client_secret, *scopes, *groups_claim, *redirect_url, *ca_file;
 	int is_pkce, is_only, is_loopback_issuer;
+	/* seals the sign-in cookie (oidc.c): shared by the daemons that were
+	 * given the same --oidc-state-key-file or client secret */
+	unsigned char state_key[32];
 	char label[300];
 
 	/* what discovery found; workers read it under meta_lock */

@@ -967,7 +967,7 @@ cookie_text(struct request *r, const char *name, char *out, size_t size)
 static void
 binding_cookie(struct request *r, const char *value, int max_age)
 {
-	char cookie[200];
+	char cookie[OIDC_BINDING_MAX + 200];
 
 	/* SameSite=Lax: it must come back on the provider's redirect, a
 	 * top-level navigation from another site */
@@ -1047,7 +1047,7 @@ oidc_done(struct request *r, int status, struct oidc_identity *identity, const c
 void
 ui_login_oidc_callback(struct request *r, const struct route *rt)
 {
-	char state[256], code[4097], binding[256], error[128], iss[512];
+	char state[256], code[4097], binding[OIDC_BINDING_MAX + 1], error[128], iss[512];
 
 	(void)rt;
 	if (auth_oidc() == NULL) {
