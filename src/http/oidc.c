@@ -49,6 +49,10 @@ call_free(void *data)
 	struct oidc_call *c = data;
 
 	free(c->code);
+	free(c->after);
+	if (c->id_token != NULL)
+		sodium_memzero(c->id_token, strlen(c->id_token));
+	free(c->id_token);
 	free(c->id.groups);
 	if (c->id.id_token != NULL)
 		sodium_memzero(c->id.id_token, strlen(c->id.id_token));
@@ -640,6 +644,44 @@ oidc_end_session_url(struct oidc *o, const char *after, const char *id_token)
 	curl_free(e_after);
 	curl_free(e_hint);
 	return url;
+}
+
+static void
+end_after_discovery(struct request *r, struct engine_job *job)
+{
+	struct oidc_call *c = job->data;
+	char *url = c->status == 200 ? oidc_end_session_url(c->o, c->after, c->id_token) : NULL;
+
+	c->ended(r, url);
+	free(url);
+}
+
+void
+oidc_end_session(struct oidc *o, struct request *r, const char *after, const char *id_token,
+                 oidc_ended_fn then)
+{
+	struct engine_job *job;
+	struct oidc_call *c;
+	char *url;
+	int is_discovered;
+
+	pthread_mutex_lock(&o->meta_lock);
+	is_discovered = o->is_discovered;
+	pthread_mutex_unlock(&o->meta_lock);
+	if (is_discovered) {
+		url = oidc_end_session_url(o, after, id_token);
+		then(r, url);
+		free(url);
+		return;
+	}
+	job = request_job_new(r, NULL, sizeof(*c));
+	c = job->data;
+	c->o = o;
+	c->ended = then;
+	c->after = xstrdup(after);
+	c->id_token = id_token != NULL ? xstrdup(id_token) : NULL;
+	job->free_data = call_free;
+	request_job_submit_to(r, job, end_after_discovery, oidc_submit, o);
 }
 
 const char *

@@ -111,4 +111,12 @@ void oidc_finish(struct oidc *o, struct request *r, const char *state, const cha
  * provider ends its session without asking the user to confirm. */
 char *oidc_end_session_url(struct oidc *o, const char *after, const char *id_token);
 
+/* The same, once the provider is discovered (a daemon that signed nobody
+ * in yet has not asked it): then(r, url) with the URL (valid during the
+ * call), or NULL when there is none or the provider cannot be reached.
+ * May finish later. */
+typedef void (*oidc_ended_fn)(struct request *r, const char *url);
+void oidc_end_session(struct oidc *o, struct request *r, const char *after, const char *id_token,
+                      oidc_ended_fn then);
+
 #endif

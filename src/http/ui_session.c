@@ -897,13 +897,25 @@ session_id_token(const unsigned char id[SESSION_ID_BYTES])
 	return token;
 }
 
+/* Signed out here: on to the provider's end_session_url, when there is
+ * one, to end its session too. */
+static void
+logout_done(struct request *r, const char *end_url)
+{
+	cookie_clear(r);
+	if (end_url != NULL)
+		moving_on_page(r, "Signed out here; now at the identity provider", end_url);
+	else
+		reply_redirect(r, 303, "/login");
+}
+
 void
 ui_logout_post(struct request *r, const struct route *rt)
 {
 	unsigned char id[SESSION_ID_BYTES];
 	char after[300];
-	char *end_url = NULL, *id_token = NULL;
-	int has_id = 0;
+	char *id_token = NULL;
+	int has_id, is_oidc;
 
 	(void)rt;
 
@@ -911,26 +923,24 @@ ui_logout_post(struct request *r, const struct route *rt)
 	if (ui_session_identify(r) && ui_post_guard(r, ROLE_NONE) != 0)
 		return;
 	has_id = cookie_session_id(r, id) == 0;
-	if (ui_session_is_oidc(r) && r->req->authority.len < 256) {
-		snprintf(after, sizeof(after), "%s://%.*s/login",
-		         request_is_https(r) ? "https" : "http", (int)r->req->authority.len,
-		         r->req->authority.base);
-		if (has_id)
-			id_token = session_id_token(id);
-		end_url = oidc_end_session_url(auth_oidc(), after, id_token);
-		if (id_token != NULL)
-			sodium_memzero(id_token, strlen(id_token));
-		free(id_token);
-	}
+	is_oidc = ui_session_is_oidc(r) && r->req->authority.len < 256;
+	if (is_oidc && has_id)
+		id_token = session_id_token(id);
 	if (has_id)
 		session_drop(id);
 	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
-	cookie_clear(r);
-	if (end_url != NULL)
-		moving_on_page(r, "Signed out here; now at the identity provider", end_url);
-	else
-		reply_redirect(r, 303, "/login");
-	free(end_url);
+	if (is_oidc) {
+		snprintf(after, sizeof(after), "%s://%.*s/login",
+		         request_is_https(r) ? "https" : "http", (int)r->req->authority.len,
+		         r->req->authority.base);
+		oidc_end_session(auth_oidc(), r, after, id_token, logout_done);
+	} else {
+		logout_done(r, NULL);
+	}
+	if (id_token != NULL)
+		sodium_memzero(id_token, strlen(id_token));
+	free(id_token);
+	sodium_memzero(id, sizeof(id));
 }
 
 /* --- the identity provider --------------------------------------------- */
