@@ -10,7 +10,9 @@
  * a session started on one daemon is added to the store and taken in by
  * the others, and one that ends (sign-out, the per-user cap) is removed
  * from the store and so from every daemon, within about a second. The
- * store holds only a hash of each id, never the id. A session is a
+ * store holds only a hash of each id, never the id. Sessions of all three
+ * kinds travel (password, the identity provider, the proxy), with what
+ * another daemon needs to give them their roles (peer.h). A session is a
  * 256-bit random id (libsodium randombytes) sent as the cookie cm_session
  * (HttpOnly, SameSite=Strict, Secure under HTTPS) and lives
  * SESSION_TTL_MS from sign-in, not extended by use.
@@ -19,11 +21,15 @@
  * user's: when every slot is live, signing in is refused (503) until
  * sessions expire or end.
  *
- * A session remembers only the user name and a tag of the user record
- * (BLAKE2b of the password hash and the creation time). Every request
- * checks it against the current snapshot: the role is the user's role
- * now, and a removed user, a re-created one or a changed password ends
- * the session at once.
+ * A password session remembers only the user name and a tag of the user
+ * record (BLAKE2b of the password hash and the creation time). Every
+ * request checks it against the current snapshot: the role is the user's
+ * role now, and a removed user, a re-created one or a changed password
+ * ends the session at once. An identity provider's session remembers the
+ * issuer, subject, email and groups (the roles file maps them at each
+ * request) and the ID token for signing out (id_token_hint), sealed with
+ * a key derived from the session id, so that neither the store's copy
+ * nor this table's is of use without the browser's cookie.
  *
  * Signing in checks the password through auth_check_password (auth_queue.c),
  * the same check as HTTP Basic: the same queue, bounds, failure counting
