@@ -611,18 +611,23 @@ ui_session_identify(struct request *r)
 	pthread_mutex_unlock(&sessions_lock);
 	if (s == NULL)
 		return 0;
+	/* A session that is over ends (here and, when shared, everywhere); one
+	 * this daemon cannot vouch for (a provider or a proxy it is not set
+	 * up with, a request that did not come through the proxy) is only
+	 * not honoured here: another daemon of the store may be right to. */
+	is_valid = 1;
 	if (kind == SESSION_PASSWORD) {
 		u = model_find_user(request_snapshot(r), user);
 		if (u != NULL)
 			user_tag(u, now_tag);
 		is_valid = u != NULL && sodium_memcmp(tag, now_tag, 32) == 0;
-	} else if (kind == SESSION_PROXY) {
+	} else if (kind == SESSION_PROXY && auth_proxy_user(r, proxied, sizeof(proxied))) {
 		/* only while the proxy still names the same user */
-		is_valid = auth_proxy_user(r, proxied, sizeof(proxied)) &&
-		           strcmp(proxied, name) == 0;
-	} else {
-		/* vouched for by the provider this daemon trusts */
-		is_valid = auth_oidc() != NULL && strcmp(issuer, oidc_issuer(auth_oidc())) == 0;
+		is_valid = strcmp(proxied, name) == 0;
+	} else if (kind == SESSION_PROXY ||
+	           auth_oidc() == NULL || strcmp(issuer, oidc_issuer(auth_oidc())) != 0) {
+		free(groups);
+		return 0;
 	}
 	if (!is_valid || expires_at <= time_now_ms()) {
 		session_drop(id);
