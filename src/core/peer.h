@@ -71,8 +71,8 @@ struct session_record {
 	unsigned char id_hash[32];
 	char user[NODE_NAME_MAX + 1]; /* password: the user; else "oidc:NAME", "proxy:NAME" */
 	unsigned char tag[32];
-	int64_t expires_at; /* ms */
-	int kind;           /* enum session_record_kind */
+	int64_t expires_at;                 /* ms */
+	int kind;                           /* enum session_record_kind */
 	char name[NODE_NAME_MAX + 1];       /* OIDC, proxy: the name the roles file maps */
 	char issuer[SESSION_CLAIM_MAX + 1]; /* OIDC */
 	char subject[SESSION_CLAIM_MAX + 1];

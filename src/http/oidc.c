@@ -87,9 +87,9 @@ static int
 pending_seal(const struct oidc *o, const struct pending *p, const char *state,
              char out[OIDC_BINDING_MAX + 1])
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "s", state, "v", p->verifier, "n",
-	                      p->nonce, "x", p->next, "r", p->redirect_uri, "e",
-	                      (json_int_t)p->expires_at);
+	json_t *j =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "s", state, "v", p->verifier, "n", p->nonce,
+	              "x", p->next, "r", p->redirect_uri, "e", (json_int_t)p->expires_at);
 	char *plain = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 	unsigned char *sealed;
 	size_t len, sealed_len;

@@ -97,7 +97,8 @@ void oidc_begin(struct oidc *o, struct request *r, const char *next, oidc_begun_
  * here, and bound to binding (the cookie); then the code is exchanged and the
  * ID token verified. then(r, status, identity, next, problem): 200 with
  * the identity (valid during the call; the callee may take
- * identity->groups and identity->id_token and set them to NULL), else 400/401/503 with a sentence. */
+ * identity->groups and identity->id_token and set them to NULL), else 400/401/503 with a sentence.
+ */
 typedef void (*oidc_done_fn)(struct request *r, int status, struct oidc_identity *id,
                              const char *next, const char *problem);
 void oidc_finish(struct oidc *o, struct request *r, const char *state, const char *binding,

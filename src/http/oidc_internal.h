@@ -78,9 +78,9 @@ struct oidc {
 /* One call to the provider, from a worker to the thread and back. */
 struct oidc_call {
 	struct oidc *o;
-	oidc_begun_fn begun; /* a discovery for oidc_begin */
-	oidc_done_fn done;   /* an exchange for oidc_finish */
-	oidc_ended_fn ended; /* a discovery for oidc_end_session */
+	oidc_begun_fn begun;    /* a discovery for oidc_begin */
+	oidc_done_fn done;      /* an exchange for oidc_finish */
+	oidc_ended_fn ended;    /* a discovery for oidc_end_session */
 	char *after, *id_token; /* oidc_end_session's, malloc'd */
 	char next[OIDC_NEXT_MAX + 1];
 	char verifier[RANDOM_TEXT];

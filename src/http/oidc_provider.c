@@ -495,8 +495,8 @@ oidc_new(const struct oidc_options *opts, struct error *err)
 		goto bad;
 	}
 	if (opts->client_secret_file != NULL &&
-	    (o->client_secret = read_secret("oidc-client-secret-file", opts->client_secret_file, 0,
-	                                    err)) == NULL)
+	    (o->client_secret =
+	         read_secret("oidc-client-secret-file", opts->client_secret_file, 0, err)) == NULL)
 		goto bad;
 	if (state_key_setup(o, opts->state_key_file, err) != 0)
 		goto bad;

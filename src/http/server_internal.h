@@ -61,7 +61,7 @@ struct worker {
 	_Atomic uint64_t n_others;     /* every other request */
 	_Atomic uint64_t n_handed_off; /* probe worker: connections passed on */
 	_Atomic uint64_t n_renders;    /* node lists serialised (render.c) */
-	int is_consul;  /* the --consul-listen worker: consul.c's paths only, plain HTTP */
+	int is_consul; /* the --consul-listen worker: consul.c's paths only, plain HTTP */
 };
 
 struct listen_addr {

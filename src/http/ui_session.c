@@ -582,9 +582,9 @@ int
 ui_session_identify(struct request *r)
 {
 	unsigned char id[SESSION_ID_BYTES], hash[32], tag[32], now_tag[32];
-	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1],
-	    proxied[NODE_NAME_MAX + 1], issuer[SESSION_CLAIM_MAX + 1],
-	    subject[SESSION_CLAIM_MAX + 1], email[SESSION_CLAIM_MAX + 1];
+	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1], proxied[NODE_NAME_MAX + 1],
+	    issuer[SESSION_CLAIM_MAX + 1], subject[SESSION_CLAIM_MAX + 1],
+	    email[SESSION_CLAIM_MAX + 1];
 	char *groups = NULL;
 	enum session_kind kind = SESSION_PASSWORD;
 	const struct session *s;
@@ -624,8 +624,8 @@ ui_session_identify(struct request *r)
 	} else if (kind == SESSION_PROXY && auth_proxy_user(r, proxied, sizeof(proxied))) {
 		/* only while the proxy still names the same user */
 		is_valid = strcmp(proxied, name) == 0;
-	} else if (kind == SESSION_PROXY ||
-	           auth_oidc() == NULL || strcmp(issuer, oidc_issuer(auth_oidc())) != 0) {
+	} else if (kind == SESSION_PROXY || auth_oidc() == NULL ||
+	           strcmp(issuer, oidc_issuer(auth_oidc())) != 0) {
 		free(groups);
 		return 0;
 	}
@@ -817,8 +817,8 @@ login_checked(struct request *r, const struct auth_verdict *v)
 		goto done;
 	}
 	user_tag(v->user, tag);
-	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, NULL, id) !=
-	    0) {
+	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, NULL,
+	                   id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
 		       v->user->name, "from", r->address, NULL);
 		login_render(r, 503, next, user,

@@ -345,7 +345,8 @@ sessions_read(struct sessions_job *job, PGresult *res)
 	char *room;
 
 	for (i = 0; i < n; i++)
-		room_size += strlen(PQgetvalue(res, (int)i, 9)) + strlen(PQgetvalue(res, (int)i, 10)) + 2;
+		room_size +=
+		    strlen(PQgetvalue(res, (int)i, 9)) + strlen(PQgetvalue(res, (int)i, 10)) + 2;
 	job->all = xcalloc(1, (n > 0 ? n : 1) * sizeof(*job->all) + room_size);
 	room = (char *)(job->all + (n > 0 ? n : 1));
 	for (i = 0; i < n; i++) {
@@ -354,8 +355,8 @@ sessions_read(struct sessions_job *job, PGresult *res)
 		if (pg_value_i64(res, (int)i, 3) <= job->now)
 			continue; /* expired, not deleted yet */
 		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
-		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0 || kind < SESSION_RECORD_PASSWORD ||
-		    kind > SESSION_RECORD_PROXY) {
+		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0 ||
+		    kind < SESSION_RECORD_PASSWORD || kind > SESSION_RECORD_PROXY) {
 			memset(r, 0, sizeof(*r));
 			continue; /* not ours to trust */
 		}
@@ -403,8 +404,8 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	is_expiry_due = job->now - db->sessions_expired_at >= PG_SESSIONS_EXPIRE_EVERY_MS;
 	if (job->n_added == 0 && job->n_ended == 0 && !is_expiry_due) {
 		/* The usual round: nothing to write, one statement. */
-		if (pg_side_exec(db, sessions_read_sql, 0, NULL,
-		                 &res, "read the sessions", err) != 0)
+		if (pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) !=
+		    0)
 			return -1;
 		goto read;
 	}
@@ -416,8 +417,7 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	                 err) != 0 ||
 	    (is_expiry_due && pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q,
 	                                   NULL, "forget expired sessions", err) != 0) ||
-	    pg_side_exec(db, sessions_read_sql, 0, NULL, &res,
-	                 "read the sessions", err) != 0 ||
+	    pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) != 0 ||
 	    pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the sessions", err) != 0)
 		goto bad;
 	if (is_expiry_due)
