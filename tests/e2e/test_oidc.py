@@ -299,20 +299,25 @@ def test_key_rotation_is_followed_by_kid(oidc_site):
     assert len(fetched) == 2, fetched
 
 
-def test_group_role_holds_on_its_cluster_only(oidc_site):
-    d = oidc_site
-    s = signed_in_session(d, "alice")  # team-shop: operator on shop
+def page_operates_shop_only(s, d):
+    """alice's session s (operator on shop) on d's page: the offline form
+    changes shop; the same form on other is refused and changes nothing."""
     html = s.get(d.url + "/shop/managenodes", timeout=TIMEOUT).text
     fields = {"form": "status", "csrf": page_csrf(html), "off": "web1",
               "shown": re.search(r'name="shown" id="shown" value="([^"]*)"', html).group(1)}
     r = s.post(d.url + "/shop/managenodes", data=fields, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 303, r.text[:400]
     assert d.node_states("shop")["web1"][0] == "offline"
-    # the same form on the other cluster: refused, nothing changed
     r = s.post(d.url + "/other/managenodes", data=fields, allow_redirects=False,
                timeout=TIMEOUT)
     assert r.status_code == 403
     assert d.node_states("other")["web1"][0] == "online"
+
+
+def test_group_role_holds_on_its_cluster_only(oidc_site):
+    d = oidc_site
+    s = signed_in_session(d, "alice")  # team-shop: operator on shop
+    page_operates_shop_only(s, d)
     assert s.get(d.url + "/other/managenodes", timeout=TIMEOUT).status_code == 403
     # the API with the same session
     assert s.get(d.url + "/v1/clusters/shop/nodes", timeout=TIMEOUT).status_code == 200
@@ -402,6 +407,25 @@ def browser_sign_in(b, d, user, next_path):
                "back at %s (now %s)" % (next_path, b.driver.current_url))
 
 
+def browser_operates_shop_only(b, d):
+    """alice (operator on shop) on d's pages: the offline form changes
+    shop, and other refuses; then signs out there, where the provider asks
+    no confirmation (the ID token is the id_token_hint: a confirmation
+    page would stay and the wait for /login would fail)."""
+    b.get(d.url + "/shop/managenodes")
+    b.find("#off-web2").click()
+    b.find("#offline-form button.primary").click()
+    wait_until(lambda: d.node_states("shop")["web2"][0] == "offline", what="web2 offline")
+    b.get(d.url + "/other/managenodes")
+    wait_until(lambda: "nothing on this cluster" in b.driver.page_source,
+               what="the refusal page")
+    assert not b.find_all("#offline-form")
+    b.get(d.url + "/shop/managenodes")
+    b.find("form[action='/logout'] button").click()
+    b.wait_for(lambda: b.driver.current_url.startswith(d.url + "/login"), WAIT,
+               "back at /login (now %s)" % b.driver.current_url)
+
+
 @pytest.mark.once  # the flow's checks run over HTTP above, also under ASan
 def test_browser_signs_in_changes_its_cluster_and_signs_out(oidc_site, browser):
     d, b = oidc_site, browser
@@ -411,22 +435,9 @@ def test_browser_signs_in_changes_its_cluster_and_signs_out(oidc_site, browser):
     names = [c["name"] for c in b.driver.get_cookies()]
     assert "cm_session" in names
     assert not any(c["value"].startswith("eyJ") for c in b.driver.get_cookies())
-    # an operator on shop: the offline form works there
-    b.find("#off-web2").click()
-    b.find("#offline-form button.primary").click()
-    wait_until(lambda: d.node_states("shop")["web2"][0] == "offline", what="web2 offline")
-    # refused on the other cluster
-    b.get(d.url + "/other/managenodes")
-    wait_until(lambda: "nothing on this cluster" in b.driver.page_source,
-               what="the refusal page")
-    assert not b.find_all("#offline-form")
-    # sign out: the local session and the provider's
-    b.get(d.url + "/shop/managenodes")
-    # (with the ID token as id_token_hint the provider asks no confirmation:
-    # a confirmation page would stay and this wait would fail)
-    b.find("form[action='/logout'] button").click()
-    b.wait_for(lambda: urlsplit(b.driver.current_url).path == "/login", WAIT,
-               "back at /login (now %s)" % b.driver.current_url)
+    # an operator on shop, nothing on other; sign out: the local session
+    # and the provider's
+    browser_operates_shop_only(b, d)
     b.get(d.url + "/shop/managenodes")
     b.wait_url("/login?next=")
     # the provider's session is over too: it asks for a login again

@@ -24,10 +24,11 @@ import requests
 
 from conftest import free_port
 from test_oidc import (CLIENT_ID, CLIENT_SECRET, NODE, OIDC_DIR, ROLES, TIMEOUT, Provider,
-                       _clusters, browser, browser_sign_in, follow_callback,  # noqa: F401
+                       _clusters, browser, browser_operates_shop_only,  # noqa: F401
+                       browser_sign_in, follow_callback, page_operates_shop_only,
                        walk_to_callback)
 from test_postgres import fleet  # noqa: F401  (the daemons on one database)
-from ui_helpers import WAIT, page_csrf, wait_until
+from ui_helpers import page_csrf, wait_until
 
 SHARE_TIMEOUT = 10  # s: sessions travel every 0.5 s
 
@@ -82,19 +83,8 @@ def test_sign_in_on_a_holds_on_b_with_the_same_roles_per_cluster(site):
     assert r.status_code == 200 and "Signed in" in r.text, r.text[:400]
     wait_until(lambda: is_signed_in(s, b, "oidc:alice"), what="b to know a's session",
                timeout=SHARE_TIMEOUT)
-    # b's page: the form of shop changes shop
-    html = page_of(s, b, "/shop/managenodes").text
-    fields = {"form": "status", "csrf": page_csrf(html), "off": "web1",
-              "shown": re.search(r'name="shown" id="shown" value="([^"]*)"', html).group(1)}
-    r = s.post(b.url + "/shop/managenodes", data=fields, allow_redirects=False,
-               timeout=TIMEOUT)
-    assert r.status_code == 303, r.text[:400]
-    assert b.node_states("shop")["web1"][0] == "offline"
-    # and is refused on other, on b as on a
-    r = s.post(b.url + "/other/managenodes", data=fields, allow_redirects=False,
-               timeout=TIMEOUT)
-    assert r.status_code == 403
-    assert b.node_states("other")["web1"][0] == "online"
+    # b's page: the form of shop changes shop, the one of other is refused
+    page_operates_shop_only(s, b)
     # b's API with the same cookie: shop yes, other no
     assert s.get(b.url + "/v1/clusters/shop/nodes", timeout=TIMEOUT).status_code == 200
     r = s.get(b.url + "/v1/clusters/other/nodes", timeout=TIMEOUT)
@@ -182,23 +172,12 @@ def test_browser_signs_in_on_a_works_on_b_and_signs_out_on_b(site, browser):  # 
     br = browser
     browser_sign_in(br, a, "alice", "/shop/managenodes")
     assert "oidc:alice" in br.text(".who")
-    # b: the same session and roles, through its page
-    br.get(b.url + "/shop/managenodes")
+    # b: the same session and roles, through its page; sign out on b,
+    # with no confirmation at the provider
     wait_until(lambda: (br.get(b.url + "/shop/managenodes") or True)
                and "oidc:alice" in br.driver.page_source,
                what="b's page to know the session", timeout=SHARE_TIMEOUT)
-    br.find("#off-web2").click()
-    br.find("#offline-form button.primary").click()
-    wait_until(lambda: b.node_states("shop")["web2"][0] == "offline", what="web2 offline")
-    br.get(b.url + "/other/managenodes")
-    wait_until(lambda: "nothing on this cluster" in br.driver.page_source,
-               what="b's refusal page")
-    assert not br.find_all("#offline-form")
-    # sign out on b: no confirmation at the provider (the ID token is the hint)
-    br.get(b.url + "/shop/managenodes")
-    br.find("form[action='/logout'] button").click()
-    br.wait_for(lambda: br.driver.current_url.startswith(b.url + "/login"), WAIT,
-                "back at b's /login (now %s)" % br.driver.current_url)
+    browser_operates_shop_only(br, b)
     # a ends it too
     wait_until(lambda: (br.get(a.url + "/shop/managenodes") or True)
                and urlsplit(br.driver.current_url).path == "/login",
