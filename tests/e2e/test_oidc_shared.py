@@ -17,6 +17,7 @@ Every process a test starts is stopped by its pid; every wait is bounded.
 import base64
 import json
 import re
+import subprocess
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -37,10 +38,10 @@ pytestmark = pytest.mark.skipif(
     reason="needs node and `npm ci` in tests/e2e/oidc")
 
 
-@pytest.fixture
-def site(fleet, pg_url, tmp_path):  # noqa: F811
+def start_site(fleet, pg_url, tmp_path, extra_a=(), extra_b=()):  # noqa: F811
     """Daemons a and b on one database, both signing in through one
-    provider with the same client and roles file; clusters shop and other."""
+    provider with the same client and roles file (and extra_a, extra_b);
+    clusters shop and other. Returns a, b and the provider (started)."""
     pport = free_port()
     roles = tmp_path / "roles"
     roles.write_text(ROLES)
@@ -49,13 +50,19 @@ def site(fleet, pg_url, tmp_path):  # noqa: F811
     extra = ["--oidc-issuer", "http://localhost:%d" % pport, "--oidc-client-id", CLIENT_ID,
              "--oidc-client-secret-file", str(secret),
              "--oidc-scopes", "openid profile email groups", "--roles", str(roles)]
-    a, b = fleet(pg_url, n=2, extra=extra)
+    a, = fleet(pg_url, extra=extra + list(extra_a))
+    b, = fleet(pg_url, extra=extra + list(extra_b))
     _clusters(a)
     wait_until(lambda: b.get("/v1/clusters/other/nodes", auth=b.as_admin).status_code == 200,
                what="b to see a's clusters", timeout=SHARE_TIMEOUT)
     p = Provider(tmp_path, pport, [a.url, b.url])
-    p.start()
     a.provider = b.provider = p
+    return a, b, p.start()
+
+
+@pytest.fixture
+def site(fleet, pg_url, tmp_path):  # noqa: F811
+    a, b, p = start_site(fleet, pg_url, tmp_path)
     try:
         yield a, b
     finally:
@@ -135,6 +142,41 @@ def test_callback_with_a_forged_cookie_is_refused_on_the_other_daemon(site):
     other.cookies.set("cm_oidc", binding)
     r = follow_callback(other, b.url + callback[len(a.url):])
     assert r.status_code == 200 and "cm_session=" in r.headers.get("set-cookie", "")
+
+
+def test_state_key_file_decides_which_daemons_finish_a_sign_in(fleet, pg_url,  # noqa: F811
+                                                                 tmp_path):
+    keys = {name: tmp_path / ("state-key-" + name) for name in ("one", "other")}
+    keys["one"].write_text("k" * 40 + "\n")
+    keys["other"].write_text("o" * 40 + "\n")
+    a, b, p = start_site(fleet, pg_url, tmp_path,
+                         extra_a=["--oidc-state-key-file", str(keys["one"])],
+                         extra_b=["--oidc-state-key-file", str(keys["other"])])
+    try:
+        # another key on b: the sealed cookie does not open there
+        s = requests.Session()
+        callback = walk_to_callback(s, a, "alice")
+        binding = s.cookies.get("cm_oidc")
+        r = follow_callback(s, b.url + callback[len(a.url):])
+        assert r.status_code == 400 and "cm_session=" not in r.headers.get("set-cookie", "")
+        # a, which started it, still finishes it (b's answer cleared the
+        # cookie in this jar: the browser's copy comes back)
+        s = requests.Session()
+        s.cookies.set("cm_oidc", binding)
+        r = follow_callback(s, callback)
+        assert r.status_code == 200 and "cm_session=" in r.headers.get("set-cookie", "")
+    finally:
+        p.stop()
+
+
+def test_short_state_key_file_is_refused_at_start(tmp_path, cm_bin):
+    key = tmp_path / "state-key"
+    key.write_text("too short\n")
+    r = subprocess.run([cm_bin, "serve", "--oidc-issuer", "http://localhost:1",
+                        "--oidc-client-id", "x", "--oidc-state-key-file", str(key),
+                        "--check-config", "--db", str(tmp_path / "cm.db")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 78 and "32 to 1022 bytes" in r.stderr, r.stderr
 
 
 def test_sign_out_on_b_ends_the_session_on_a_with_the_id_token_as_hint(site):
