@@ -49,14 +49,36 @@ struct daemon_record {
 	int64_t started_at, heartbeat_at;   /* ms */
 };
 
+/* How a shared session's principal signed in. */
+enum session_record_kind {
+	SESSION_RECORD_PASSWORD = 0, /* a local user: user and tag */
+	SESSION_RECORD_OIDC = 1,     /* the identity provider: issuer, subject, groups */
+	SESSION_RECORD_PROXY = 2,    /* the trusted proxy's header: name */
+};
+
+#define SESSION_CLAIM_MAX 255
+
 /* A web page session, as the daemon that signed the user in shares it:
  * never the session id itself (only the cookie holds it), its BLAKE2b
- * hash; and the tag of the user record it was made for. */
+ * hash; for a local user, the tag of the user record it was made for;
+ * for the identity provider's users, what a daemon needs to give them
+ * their roles (issuer, subject, the groups claim) and the ID token that
+ * ends the provider's session at sign-out, sealed with a key derived
+ * from the session id (so the store alone cannot open it).
+ * groups and id_token point into memory owned by whoever filled the
+ * record (store_share_sessions' *all: the same block as the array). */
 struct session_record {
 	unsigned char id_hash[32];
-	char user[NODE_NAME_MAX + 1];
+	char user[NODE_NAME_MAX + 1]; /* password: the user; else "oidc:NAME", "proxy:NAME" */
 	unsigned char tag[32];
-	int64_t expires_at; /* ms */
+	int64_t expires_at;                 /* ms */
+	int kind;                           /* enum session_record_kind */
+	char name[NODE_NAME_MAX + 1];       /* OIDC, proxy: the name the roles file maps */
+	char issuer[SESSION_CLAIM_MAX + 1]; /* OIDC */
+	char subject[SESSION_CLAIM_MAX + 1];
+	char email[SESSION_CLAIM_MAX + 1]; /* OIDC: the verified email, or "" */
+	const char *groups;                /* OIDC: "\n"-joined, or NULL */
+	const char *id_token;              /* OIDC: sealed, base64url, or NULL */
 };
 
 #endif

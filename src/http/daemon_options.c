@@ -90,6 +90,9 @@ const char daemon_usage[] =
     "  --oidc-redirect-url URL    ... the callback URL registered with the provider\n"
     "                             (default: from the request, /login/oidc/callback)\n"
     "  --oidc-ca-file F           ... CA certificates to trust for the provider\n"
+    "  --oidc-state-key-file F    ... a secret (32 bytes or more) every daemon behind\n"
+    "                             one load balancer shares, sealing the sign-in's\n"
+    "                             cookie (default: derived from the client secret)\n"
     "  --oidc-no-pkce             ... do not send a PKCE challenge (S256 by default)\n"
     "  --oidc-only                ... no password form on the page\n"
     "  --auth-proxy-header H      believe header H as the signed-in user name, from\n"
@@ -245,6 +248,7 @@ static const struct serve_option {
     SO("oidc-groups-claim", required_argument, SO_NONEMPTY, oidc_groups_claim),
     SO("oidc-redirect-url", required_argument, SO_TEXT, oidc_redirect_url),
     SO("oidc-ca-file", required_argument, SO_TEXT, oidc_ca_file),
+    SO("oidc-state-key-file", required_argument, SO_TEXT, oidc_state_key_file),
     SO("oidc-no-pkce", no_argument, SO_FLAG, is_oidc_no_pkce),
     SO("oidc-only", no_argument, SO_FLAG, is_oidc_only),
     SO("auth-proxy-header", required_argument, SO_TEXT, auth_proxy_header),
@@ -447,6 +451,7 @@ daemon_identity_setup(struct server *s, struct error *err)
 	    .groups_claim = s->opts.oidc_groups_claim,
 	    .redirect_url = s->opts.oidc_redirect_url,
 	    .ca_file = s->opts.oidc_ca_file,
+	    .state_key_file = s->opts.oidc_state_key_file,
 	    .is_pkce_off = s->opts.is_oidc_no_pkce,
 	    .is_only = s->opts.is_oidc_only,
 	};

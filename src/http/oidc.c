@@ -6,7 +6,14 @@
  *   pending      sign-ins started: state -> (binding cookie, PKCE
  *                verifier, nonce, next, redirect URI), each used once,
  *                OIDC_PENDING_TTL_MS at most, OIDC_PENDING_MAX in all and
- *                OIDC_PENDING_PER_ADDRESS per client address.
+ *                OIDC_PENDING_PER_ADDRESS per client address; a used
+ *                state stays (its hash alone) until it would have expired.
+ *   the cookie   the binding cookie's value is the pending sign-in sealed
+ *                with the site's key (oidc.h), so that a daemon that did
+ *                not start a sign-in finishes it when the provider's
+ *                redirect lands there; it then remembers the state as
+ *                used. A replay on a third daemon gets past the state but
+ *                not the provider, which takes a code only once.
  *   exchange     on the provider's thread: the code for an ID token.
  *   verification cjose verifies the signature (RS*, PS*, ES* only: "none"
  *                and the HMAC algorithms are refused whatever the header
@@ -42,7 +49,14 @@ call_free(void *data)
 	struct oidc_call *c = data;
 
 	free(c->code);
+	free(c->after);
+	if (c->id_token != NULL)
+		sodium_memzero(c->id_token, strlen(c->id_token));
+	free(c->id_token);
 	free(c->id.groups);
+	if (c->id.id_token != NULL)
+		sodium_memzero(c->id.id_token, strlen(c->id.id_token));
+	free(c->id.id_token);
 	sodium_memzero(c->verifier, sizeof(c->verifier));
 }
 
@@ -63,6 +77,85 @@ static void
 hash_text(const char *text, unsigned char out[32])
 {
 	crypto_generichash(out, 32, (const unsigned char *)text, strlen(text), NULL, 0);
+}
+
+/* --- the sealed sign-in cookie ---------------------------------------------- */
+
+/* p sealed with the site's key: base64url of nonce and box, into out
+ * (OIDC_BINDING_MAX + 1 bytes); -1 when it would be longer. */
+static int
+pending_seal(const struct oidc *o, const struct pending *p, const char *state,
+             char out[OIDC_BINDING_MAX + 1])
+{
+	json_t *j =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "s", state, "v", p->verifier, "n", p->nonce,
+	              "x", p->next, "r", p->redirect_uri, "e", (json_int_t)p->expires_at);
+	char *plain = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	unsigned char *sealed;
+	size_t len, sealed_len;
+	int rc = -1;
+
+	json_decref(j);
+	if (plain == NULL)
+		return -1;
+	len = strlen(plain);
+	sealed_len = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + len;
+	if (sodium_base64_ENCODED_LEN(sealed_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING) <=
+	    OIDC_BINDING_MAX + 1) {
+		sealed = xmalloc(sealed_len);
+		randombytes_buf(sealed, crypto_secretbox_NONCEBYTES);
+		crypto_secretbox_easy(sealed + crypto_secretbox_NONCEBYTES,
+		                      (const unsigned char *)plain, len, sealed, o->state_key);
+		sodium_bin2base64(out, OIDC_BINDING_MAX + 1, sealed, sealed_len,
+		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		free(sealed);
+		rc = 0;
+	}
+	sodium_memzero(plain, len);
+	free(plain);
+	return rc;
+}
+
+/* Opens a cookie pending_seal made for state (on any daemon with the same
+ * key) into c; -1 when it does not open, names another state, or has
+ * expired. */
+static int
+pending_open(const struct oidc *o, const char *binding, const char *state, int64_t now,
+             struct oidc_call *c)
+{
+	unsigned char sealed[OIDC_BINDING_MAX], plain[OIDC_BINDING_MAX];
+	size_t sealed_len = 0, plain_len;
+	const char *s, *v, *n, *x, *r;
+	json_t *j = NULL, *e;
+	int rc = -1;
+
+	if (sodium_base642bin(sealed, sizeof(sealed), binding, strlen(binding), NULL, &sealed_len,
+	                      NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    sealed_len <= crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+		return -1;
+	plain_len = sealed_len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
+	if (crypto_secretbox_open_easy(plain, sealed + crypto_secretbox_NONCEBYTES,
+	                               sealed_len - crypto_secretbox_NONCEBYTES, sealed,
+	                               o->state_key) != 0 ||
+	    (j = json_loadb((const char *)plain, plain_len, 0, NULL)) == NULL)
+		goto done;
+	s = oidc_json_text(j, "s"), v = oidc_json_text(j, "v"), n = oidc_json_text(j, "n");
+	x = oidc_json_text(j, "x"), r = oidc_json_text(j, "r"), e = json_object_get(j, "e");
+	if (s == NULL || v == NULL || n == NULL || x == NULL || r == NULL || !json_is_integer(e) ||
+	    strlen(s) != strlen(state) || sodium_memcmp(s, state, strlen(state)) != 0 ||
+	    json_integer_value(e) <= now || strlen(v) >= sizeof(c->verifier) ||
+	    strlen(n) >= sizeof(c->nonce) || strlen(x) >= sizeof(c->next) ||
+	    strlen(r) >= sizeof(c->redirect_uri))
+		goto done;
+	snprintf(c->verifier, sizeof(c->verifier), "%s", v);
+	snprintf(c->nonce, sizeof(c->nonce), "%s", n);
+	snprintf(c->next, sizeof(c->next), "%s", x);
+	snprintf(c->redirect_uri, sizeof(c->redirect_uri), "%s", r);
+	rc = 0;
+done:
+	json_decref(j);
+	sodium_memzero(plain, sizeof(plain));
+	return rc;
 }
 
 /* --- verification (the thread) --------------------------------------------- */
@@ -295,8 +388,8 @@ oidc_exchange(struct oidc *o, struct oidc_call *c)
 		oidc_fail(c, 401, "the identity provider refused the sign-in: %.80s%s%.160s%s",
 		          error ? error : "no ID token in its answer", description ? " (" : "",
 		          description ? description : "", description ? ")" : "");
-	else
-		rc = verify_id_token(o, c, token);
+	else if ((rc = verify_id_token(o, c, token)) == 0)
+		c->id.id_token = xstrdup(token);
 	json_decref(answer);
 	return rc;
 }
@@ -318,7 +411,7 @@ pending_take(struct oidc *o, const char *address, int64_t now)
 		if (p->expires_at <= now) {
 			if (free_slot == NULL)
 				free_slot = p;
-		} else if (strcmp(p->address, address) == 0) {
+		} else if (!p->is_used && strcmp(p->address, address) == 0) {
 			n++;
 		}
 	}
@@ -344,7 +437,8 @@ redirect_uri_of(struct oidc *o, struct request *r, char *out, size_t size)
 static void
 begin_discovered(struct oidc *o, struct request *r, const char *next, oidc_begun_fn then)
 {
-	char state[RANDOM_TEXT], binding[RANDOM_TEXT], challenge[RANDOM_TEXT], redirect[URL_MAX];
+	char state[RANDOM_TEXT], binding[OIDC_BINDING_MAX + 1], challenge[RANDOM_TEXT],
+	    redirect[URL_MAX];
 	unsigned char digest[crypto_hash_sha256_BYTES];
 	char *url = NULL, *e_client, *e_redirect, *e_scope;
 	struct pending *p;
@@ -356,18 +450,19 @@ begin_discovered(struct oidc *o, struct request *r, const char *next, oidc_begun
 		return;
 	}
 	random_text(state);
-	random_text(binding);
 	pthread_mutex_lock(&o->pending_lock);
 	if ((p = pending_take(o, r->address, now)) != NULL) {
 		memset(p, 0, sizeof(*p));
 		hash_text(state, p->state_hash);
-		hash_text(binding, p->binding_hash);
 		random_text(p->verifier);
 		random_text(p->nonce);
 		snprintf(p->next, sizeof(p->next), "%s", next);
 		snprintf(p->redirect_uri, sizeof(p->redirect_uri), "%s", redirect);
 		snprintf(p->address, sizeof(p->address), "%s", r->address);
 		p->expires_at = now + OIDC_PENDING_TTL_MS;
+		if (pending_seal(o, p, state, binding) != 0)
+			random_text(binding); /* too long to carry: finished here only */
+		hash_text(binding, p->binding_hash);
 		crypto_hash_sha256(digest, (const unsigned char *)p->verifier, strlen(p->verifier));
 		sodium_bin2base64(challenge, sizeof(challenge), digest, sizeof(digest),
 		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -465,7 +560,8 @@ oidc_finish(struct oidc *o, struct request *r, const char *state, const char *bi
 	int64_t now = time_now_ms();
 	size_t i;
 
-	if (state == NULL || binding == NULL || strlen(state) > 200 || strlen(binding) > 200) {
+	if (state == NULL || binding == NULL || strlen(state) > 200 ||
+	    strlen(binding) > OIDC_BINDING_MAX) {
 		then(r, 400, NULL, "/",
 		     "This sign-in was not started here, or in another browser.");
 		return;
@@ -480,16 +576,30 @@ oidc_finish(struct oidc *o, struct request *r, const char *state, const char *bi
 		if (o->pending[i].expires_at > now &&
 		    sodium_memcmp(o->pending[i].state_hash, state_hash, 32) == 0)
 			p = &o->pending[i];
-	if (p != NULL && sodium_memcmp(p->binding_hash, binding_hash, 32) == 0) {
+	if (p != NULL && !p->is_used && sodium_memcmp(p->binding_hash, binding_hash, 32) == 0) {
 		snprintf(c->verifier, sizeof(c->verifier), "%s", p->verifier);
 		snprintf(c->nonce, sizeof(c->nonce), "%s", p->nonce);
 		snprintf(c->next, sizeof(c->next), "%s", p->next);
 		snprintf(c->redirect_uri, sizeof(c->redirect_uri), "%s", p->redirect_uri);
+	} else if (p == NULL && pending_open(o, binding, state, now, c) == 0 &&
+	           (p = pending_take(o, "", now)) != NULL) {
+		/* started on another daemon: remembered here as used (a full
+		 * table refuses it rather than forget that) */
+		memset(p, 0, sizeof(*p));
+		memcpy(p->state_hash, state_hash, 32);
+		p->expires_at = now + OIDC_PENDING_TTL_MS;
 	} else {
 		p = NULL;
 	}
-	if (p != NULL) /* used once, whatever comes of it */
+	if (p != NULL) { /* used once, whatever comes of it */
+		unsigned char kept[32];
+		int64_t expires_at = p->expires_at;
+		memcpy(kept, p->state_hash, 32);
 		sodium_memzero(p, sizeof(*p));
+		memcpy(p->state_hash, kept, 32);
+		p->expires_at = expires_at;
+		p->is_used = 1;
+	}
 	pthread_mutex_unlock(&o->pending_lock);
 	if (p == NULL || code == NULL || code[0] == '\0' || strlen(code) > 4096) {
 		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
@@ -510,25 +620,68 @@ oidc_finish(struct oidc *o, struct request *r, const char *state, const char *bi
 }
 
 char *
-oidc_end_session_url(struct oidc *o, const char *after)
+oidc_end_session_url(struct oidc *o, const char *after, const char *id_token)
 {
-	char *url = NULL, *e_client, *e_after;
+	char *url = NULL, *e_client, *e_after, *e_hint;
 	size_t size;
 
 	e_client = curl_easy_escape(NULL, o->client_id, 0);
 	e_after = curl_easy_escape(NULL, after, 0);
+	e_hint = curl_easy_escape(NULL, id_token != NULL ? id_token : "", 0);
+	if (e_client == NULL || e_after == NULL || e_hint == NULL)
+		abort();
 	pthread_mutex_lock(&o->meta_lock);
 	if (o->end_session_endpoint != NULL) {
-		size = strlen(o->end_session_endpoint) + strlen(e_client) + strlen(e_after) + 64;
+		size = strlen(o->end_session_endpoint) + strlen(e_client) + strlen(e_after) +
+		       strlen(e_hint) + 80;
 		url = xmalloc(size);
-		snprintf(url, size, "%s%sclient_id=%s&post_logout_redirect_uri=%s",
+		snprintf(url, size, "%s%sclient_id=%s&post_logout_redirect_uri=%s%s%s",
 		         o->end_session_endpoint, strchr(o->end_session_endpoint, '?') ? "&" : "?",
-		         e_client, e_after);
+		         e_client, e_after, e_hint[0] != '\0' ? "&id_token_hint=" : "", e_hint);
 	}
 	pthread_mutex_unlock(&o->meta_lock);
 	curl_free(e_client);
 	curl_free(e_after);
+	curl_free(e_hint);
 	return url;
+}
+
+static void
+end_after_discovery(struct request *r, struct engine_job *job)
+{
+	struct oidc_call *c = job->data;
+	char *url = c->status == 200 ? oidc_end_session_url(c->o, c->after, c->id_token) : NULL;
+
+	c->ended(r, url);
+	free(url);
+}
+
+void
+oidc_end_session(struct oidc *o, struct request *r, const char *after, const char *id_token,
+                 oidc_ended_fn then)
+{
+	struct engine_job *job;
+	struct oidc_call *c;
+	char *url;
+	int is_discovered;
+
+	pthread_mutex_lock(&o->meta_lock);
+	is_discovered = o->is_discovered;
+	pthread_mutex_unlock(&o->meta_lock);
+	if (is_discovered) {
+		url = oidc_end_session_url(o, after, id_token);
+		then(r, url);
+		free(url);
+		return;
+	}
+	job = request_job_new(r, NULL, sizeof(*c));
+	c = job->data;
+	c->o = o;
+	c->ended = then;
+	c->after = xstrdup(after);
+	c->id_token = id_token != NULL ? xstrdup(id_token) : NULL;
+	job->free_data = call_free;
+	request_job_submit_to(r, job, end_after_discovery, oidc_submit, o);
 }
 
 const char *

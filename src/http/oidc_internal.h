@@ -39,12 +39,17 @@ struct pending {
 	char redirect_uri[URL_MAX];
 	char address[64];
 	int64_t expires_at; /* 0: free */
+	int is_used;        /* finished here: only its state_hash is kept, so that
+	                       the state is refused when it comes back */
 };
 
 struct oidc {
 	/* options, fixed after oidc_new */
 	char *issuer, *client_id, *client_secret, *scopes, *groups_claim, *redirect_url, *ca_file;
 	int is_pkce, is_only, is_loopback_issuer;
+	/* seals the sign-in cookie (oidc.c): shared by the daemons that were
+	 * given the same --oidc-state-key-file or client secret */
+	unsigned char state_key[32];
 	char label[300];
 
 	/* what discovery found; workers read it under meta_lock */
@@ -73,8 +78,10 @@ struct oidc {
 /* One call to the provider, from a worker to the thread and back. */
 struct oidc_call {
 	struct oidc *o;
-	oidc_begun_fn begun; /* a discovery for oidc_begin */
-	oidc_done_fn done;   /* an exchange for oidc_finish */
+	oidc_begun_fn begun;    /* a discovery for oidc_begin */
+	oidc_done_fn done;      /* an exchange for oidc_finish */
+	oidc_ended_fn ended;    /* a discovery for oidc_end_session */
+	char *after, *id_token; /* oidc_end_session's, malloc'd */
 	char next[OIDC_NEXT_MAX + 1];
 	char verifier[RANDOM_TEXT];
 	char nonce[RANDOM_TEXT];

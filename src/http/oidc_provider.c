@@ -397,27 +397,57 @@ oidc_submit(void *ctx, struct engine_job *job)
 
 /* --- life ---------------------------------------------------------------- */
 
+/* The first line of the file given to option (1 to 1022 bytes; at least
+ * min_len), malloc'd, or NULL with err. */
 static char *
-read_secret(const char *path, struct error *err)
+read_secret(const char *option, const char *path, size_t min_len, struct error *err)
 {
 	FILE *f = fopen(path, "r");
 	char buf[1024];
 
 	if (f == NULL) {
-		error_set(err, 400, "cannot read --oidc-client-secret-file %s: %m", path);
+		error_set(err, 400, "cannot read --%s %s: %m", option, path);
 		return NULL;
 	}
 	if (fgets(buf, sizeof(buf), f) == NULL)
 		buf[0] = '\0';
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0' || strlen(buf) >= sizeof(buf) - 1) {
+	if (buf[0] == '\0' || strlen(buf) >= sizeof(buf) - 1 || strlen(buf) < min_len) {
 		sodium_memzero(buf, sizeof(buf));
-		error_set(err, 400, "the client secret in %s is empty or longer than 1022 bytes",
-		          path);
+		error_set(err, 400, "the secret in %s (--%s) must be %zu to 1022 bytes on one line",
+		          path, option, min_len > 0 ? min_len : 1);
 		return NULL;
 	}
 	return xstrdup(buf);
+}
+
+/* The key that seals the sign-in cookie: from the state key file, else
+ * from the client secret (both the same on every daemon of a site), else
+ * random (a sign-in then finishes only on the daemon that started it). */
+static int
+state_key_setup(struct oidc *o, const char *path, struct error *err)
+{
+	static const unsigned char domain[crypto_generichash_KEYBYTES] =
+	    "clustermgmt OIDC sign-in seal v1";
+	char *secret = NULL;
+	const char *from = o->client_secret;
+
+	if (path != NULL) {
+		if ((secret = read_secret("oidc-state-key-file", path, 32, err)) == NULL)
+			return -1;
+		from = secret;
+	}
+	if (from != NULL)
+		crypto_generichash(o->state_key, sizeof(o->state_key), (const unsigned char *)from,
+		                   strlen(from), domain, sizeof(domain));
+	else
+		randombytes_buf(o->state_key, sizeof(o->state_key));
+	if (secret != NULL) {
+		sodium_memzero(secret, strlen(secret));
+		free(secret);
+	}
+	return 0;
 }
 
 struct oidc *
@@ -465,7 +495,10 @@ oidc_new(const struct oidc_options *opts, struct error *err)
 		goto bad;
 	}
 	if (opts->client_secret_file != NULL &&
-	    (o->client_secret = read_secret(opts->client_secret_file, err)) == NULL)
+	    (o->client_secret =
+	         read_secret("oidc-client-secret-file", opts->client_secret_file, 0, err)) == NULL)
+		goto bad;
+	if (state_key_setup(o, opts->state_key_file, err) != 0)
 		goto bad;
 	u = curl_url();
 	if (curl_url_set(u, CURLUPART_URL, o->issuer, 0) == CURLUE_OK &&
@@ -524,5 +557,6 @@ oidc_free(struct oidc *o)
 	pthread_cond_destroy(&o->queue_cond);
 	pthread_mutex_destroy(&o->pending_lock);
 	sodium_memzero(o->pending, sizeof(o->pending));
+	sodium_memzero(o->state_key, sizeof(o->state_key));
 	free(o);
 }

@@ -100,7 +100,7 @@ struct server_options {
 	int is_check_config;
 	/* signing in (oidc.h, auth_principal.c, roles.h) */
 	const char *oidc_issuer, *oidc_client_id, *oidc_client_secret_file, *oidc_scopes,
-	    *oidc_groups_claim, *oidc_redirect_url, *oidc_ca_file;
+	    *oidc_groups_claim, *oidc_redirect_url, *oidc_ca_file, *oidc_state_key_file;
 	int is_oidc_no_pkce, is_oidc_only;
 	const char *auth_proxy_header;
 	char auth_proxy_from[32][64];

@@ -10,7 +10,9 @@
  * a session started on one daemon is added to the store and taken in by
  * the others, and one that ends (sign-out, the per-user cap) is removed
  * from the store and so from every daemon, within about a second. The
- * store holds only a hash of each id, never the id. A session is a
+ * store holds only a hash of each id, never the id. Sessions of all three
+ * kinds travel (password, the identity provider, the proxy), with what
+ * another daemon needs to give them their roles (peer.h). A session is a
  * 256-bit random id (libsodium randombytes) sent as the cookie cm_session
  * (HttpOnly, SameSite=Strict, Secure under HTTPS) and lives
  * SESSION_TTL_MS from sign-in, not extended by use.
@@ -19,11 +21,15 @@
  * user's: when every slot is live, signing in is refused (503) until
  * sessions expire or end.
  *
- * A session remembers only the user name and a tag of the user record
- * (BLAKE2b of the password hash and the creation time). Every request
- * checks it against the current snapshot: the role is the user's role
- * now, and a removed user, a re-created one or a changed password ends
- * the session at once.
+ * A password session remembers only the user name and a tag of the user
+ * record (BLAKE2b of the password hash and the creation time). Every
+ * request checks it against the current snapshot: the role is the user's
+ * role now, and a removed user, a re-created one or a changed password
+ * ends the session at once. An identity provider's session remembers the
+ * issuer, subject, email and groups (the roles file maps them at each
+ * request) and the ID token for signing out (id_token_hint), sealed with
+ * a key derived from the session id, so that neither the store's copy
+ * nor this table's is of use without the browser's cookie.
  *
  * Signing in checks the password through auth_check_password (auth_queue.c),
  * the same check as HTTP Basic: the same queue, bounds, failure counting
@@ -62,17 +68,14 @@ enum share_state {
 	SHARE_TO_SEND = 0, /* started here, not in the store yet */
 	SHARE_SENDING = 1, /* collected for the exchange under way */
 	SHARE_SHARED = 2,  /* in the store: ends here when it leaves it */
-	SHARE_LOCAL = 3,   /* never shared: signed in through the identity
-	                      provider or the proxy (the store's session
-	                      record holds a local user only) */
 };
 
-/* How the session's principal signed in. */
+/* How the session's principal signed in (as the store records it). */
 enum session_kind {
-	SESSION_PASSWORD = 0, /* a local user: user and tag */
-	SESSION_OIDC = 1,     /* the identity provider: who and groups */
-	SESSION_PROXY = 2,    /* the trusted proxy's header: who; the header
-	                         must keep naming the same user */
+	SESSION_PASSWORD = SESSION_RECORD_PASSWORD, /* a local user: user and tag */
+	SESSION_OIDC = SESSION_RECORD_OIDC,         /* the identity provider: who and groups */
+	SESSION_PROXY = SESSION_RECORD_PROXY,       /* the trusted proxy's header: who; the
+	                                               header must keep naming the same user */
 };
 
 struct session {
@@ -85,8 +88,11 @@ struct session {
 	char who[96];  /* OIDC and proxy: "oidc:NAME", "proxy:NAME" */
 	char *groups;  /* OIDC: the groups claim ("\n"-joined), malloc'd */
 	char name[NODE_NAME_MAX + 1]; /* OIDC and proxy: the name the roles file maps */
-	char subject[256];            /* OIDC: the provider's sub */
-	char email[256];              /* OIDC: the verified email, or "" */
+	char issuer[SESSION_CLAIM_MAX + 1];  /* OIDC: the provider that vouched */
+	char subject[SESSION_CLAIM_MAX + 1]; /* OIDC: the provider's sub */
+	char email[SESSION_CLAIM_MAX + 1];   /* OIDC: the verified email, or "" */
+	char *id_token; /* OIDC: the ID token sealed with the session id (id_token_seal),
+	                   malloc'd, or NULL */
 };
 
 static struct {
@@ -95,6 +101,10 @@ static struct {
 	 * next exchange (a full queue leaves the rest to expire) */
 	struct session_record ended[SHARE_SESSIONS_MAX];
 	size_t n_ended;
+	/* the groups and ID tokens of the sessions collected for the
+	 * exchange under way: freed at the next collect */
+	char *in_flight[2 * SHARE_SESSIONS_MAX];
+	size_t n_in_flight;
 } sessions;
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -104,10 +114,82 @@ static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
  * session. */
 static const unsigned char csrf_key[crypto_generichash_KEYBYTES] = "clustermgmt CSRF token, v1";
 
+/* What the key that seals a session's ID token is derived with: the key is
+ * a BLAKE2b of the session id under this (fixed) key, so only a request
+ * carrying the session's cookie can open the token, on any daemon, and
+ * the store's copy alone is of no use. */
+static const unsigned char id_token_key_key[crypto_generichash_KEYBYTES] =
+    "clustermgmt ID token seal, v1";
+#define ID_TOKEN_MAX 16384 /* a longer ID token is not kept (no id_token_hint) */
+
 static void
 id_hash(const unsigned char id[SESSION_ID_BYTES], unsigned char hash[32])
 {
 	crypto_generichash(hash, 32, id, SESSION_ID_BYTES, NULL, 0);
+}
+
+static void
+id_token_key(const unsigned char id[SESSION_ID_BYTES], unsigned char key[crypto_secretbox_KEYBYTES])
+{
+	crypto_generichash(key, crypto_secretbox_KEYBYTES, id, SESSION_ID_BYTES, id_token_key_key,
+	                   sizeof(id_token_key_key));
+}
+
+/* The ID token sealed for the session id: base64url of nonce and box
+ * (malloc'd), or NULL when there is none or it is too long to keep. */
+static char *
+id_token_seal(const unsigned char id[SESSION_ID_BYTES], const char *token)
+{
+	unsigned char key[crypto_secretbox_KEYBYTES], *sealed;
+	size_t len, sealed_len, text_size;
+	char *text;
+
+	if (token == NULL || (len = strlen(token)) == 0 || len > ID_TOKEN_MAX)
+		return NULL;
+	sealed_len = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + len;
+	sealed = xmalloc(sealed_len);
+	randombytes_buf(sealed, crypto_secretbox_NONCEBYTES);
+	id_token_key(id, key);
+	crypto_secretbox_easy(sealed + crypto_secretbox_NONCEBYTES, (const unsigned char *)token,
+	                      len, sealed, key);
+	sodium_memzero(key, sizeof(key));
+	text_size = sodium_base64_ENCODED_LEN(sealed_len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	text = xmalloc(text_size);
+	sodium_bin2base64(text, text_size, sealed, sealed_len,
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	free(sealed);
+	return text;
+}
+
+/* The ID token id_token_seal sealed for the session id (malloc'd), or
+ * NULL when sealed is NULL or does not open with that id. */
+static char *
+id_token_open(const unsigned char id[SESSION_ID_BYTES], const char *sealed)
+{
+	unsigned char key[crypto_secretbox_KEYBYTES], *bin;
+	size_t text_len, bin_len = 0;
+	char *token = NULL;
+
+	if (sealed == NULL || (text_len = strlen(sealed)) > 2 * ID_TOKEN_MAX)
+		return NULL;
+	bin = xmalloc(text_len + 1);
+	if (sodium_base642bin(bin, text_len + 1, sealed, text_len, NULL, &bin_len, NULL,
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    bin_len <= crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES)
+		goto done;
+	id_token_key(id, key);
+	token = xmalloc(bin_len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES + 1);
+	if (crypto_secretbox_open_easy((unsigned char *)token, bin + crypto_secretbox_NONCEBYTES,
+	                               bin_len - crypto_secretbox_NONCEBYTES, bin, key) != 0) {
+		free(token);
+		token = NULL;
+	} else {
+		token[bin_len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES] = '\0';
+	}
+	sodium_memzero(key, sizeof(key));
+done:
+	free(bin);
+	return token;
 }
 
 /* What ties a session to one incarnation of a user. */
@@ -131,6 +213,7 @@ static void
 slot_clear(struct session *s)
 {
 	free(s->groups);
+	free(s->id_token);
 	sodium_memzero(s, sizeof(*s));
 }
 
@@ -154,8 +237,7 @@ slot_find(const unsigned char hash[32])
 static void
 slot_end(struct session *s)
 {
-	if (s->share != SHARE_TO_SEND && s->share != SHARE_LOCAL &&
-	    sessions.n_ended < SHARE_SESSIONS_MAX) {
+	if (s->share != SHARE_TO_SEND && sessions.n_ended < SHARE_SESSIONS_MAX) {
 		struct session_record *r = &sessions.ended[sessions.n_ended++];
 		memset(r, 0, sizeof(*r));
 		memcpy(r->id_hash, s->id_hash, 32);
@@ -197,19 +279,21 @@ slot_take(const char *user, int64_t now)
 }
 
 /* A new session of a local user (tag) or, when kind is not
- * SESSION_PASSWORD, of who (groups taken over, may be NULL). Returns 0
- * with id filled, or -1 when the table is full. */
+ * SESSION_PASSWORD, of who (groups taken over, may be NULL; the
+ * identity provider's id_token kept sealed). Returns 0 with id filled,
+ * or -1 when the table is full. */
 static int
 session_create(enum session_kind kind, const char *user, const unsigned char *tag, const char *who,
-               const char *subject, const char *email, char **groups,
+               const char *subject, const char *email, char **groups, const char *id_token,
                unsigned char id[SESSION_ID_BYTES])
 {
 	struct session *s;
 	int64_t now = time_now_ms();
-	char key[NODE_NAME_MAX + 1];
+	char key[NODE_NAME_MAX + 1], *sealed;
 
 	snprintf(key, sizeof(key), "%s", kind == SESSION_PASSWORD ? user : who);
 	randombytes_buf(id, SESSION_ID_BYTES);
+	sealed = id_token_seal(id, id_token);
 	pthread_mutex_lock(&sessions_lock);
 	s = slot_take(key, now);
 	if (s != NULL) {
@@ -219,19 +303,24 @@ session_create(enum session_kind kind, const char *user, const unsigned char *ta
 			memcpy(s->tag, tag, 32);
 		s->expires_at = now + SESSION_TTL_MS;
 		s->kind = kind;
-		s->share = kind == SESSION_PASSWORD ? SHARE_TO_SEND : SHARE_LOCAL;
+		s->share = SHARE_TO_SEND;
 		if (kind != SESSION_PASSWORD) {
 			snprintf(s->who, sizeof(s->who), "%s", who);
 			snprintf(s->name, sizeof(s->name), "%s", user);
 			snprintf(s->subject, sizeof(s->subject), "%s", subject ? subject : "");
 			snprintf(s->email, sizeof(s->email), "%s", email ? email : "");
 		}
+		if (kind == SESSION_OIDC)
+			snprintf(s->issuer, sizeof(s->issuer), "%s", oidc_issuer(auth_oidc()));
 		if (groups != NULL) {
 			s->groups = *groups;
 			*groups = NULL;
 		}
+		s->id_token = sealed;
+		sealed = NULL;
 	}
 	pthread_mutex_unlock(&sessions_lock);
+	free(sealed);
 	return s != NULL ? 0 : -1;
 }
 
@@ -263,6 +352,61 @@ ui_session_drop_user(const char *name)
 
 /* --- shared with the other daemons of a store --------------------------- */
 
+/* The copy of one string of a session for the exchange under way. Caller
+ * holds the lock. */
+static const char *
+in_flight_copy(const char *text)
+{
+	char *copy;
+
+	if (text == NULL)
+		return NULL;
+	copy = xstrdup(text);
+	sessions.in_flight[sessions.n_in_flight++] = copy;
+	return copy;
+}
+
+/* The store's record of s. Caller holds the lock. */
+static void
+record_of(const struct session *s, struct session_record *r)
+{
+	memset(r, 0, sizeof(*r));
+	memcpy(r->id_hash, s->id_hash, 32);
+	memcpy(r->user, s->user, sizeof(s->user));
+	memcpy(r->tag, s->tag, 32);
+	r->expires_at = s->expires_at;
+	r->kind = (int)s->kind;
+	memcpy(r->name, s->name, sizeof(r->name));
+	memcpy(r->issuer, s->issuer, sizeof(r->issuer));
+	memcpy(r->subject, s->subject, sizeof(r->subject));
+	memcpy(r->email, s->email, sizeof(r->email));
+	r->groups = in_flight_copy(s->groups);
+	r->id_token = in_flight_copy(s->id_token);
+}
+
+/* A session started on another daemon, from its record. Caller holds the
+ * lock; s is empty. */
+static void
+session_of(struct session *s, const struct session_record *r)
+{
+	memcpy(s->id_hash, r->id_hash, 32);
+	snprintf(s->user, sizeof(s->user), "%s", r->user);
+	memcpy(s->tag, r->tag, 32);
+	s->expires_at = r->expires_at;
+	s->share = SHARE_SHARED;
+	s->kind = (enum session_kind)r->kind;
+	if (s->kind == SESSION_PASSWORD)
+		return;
+	snprintf(s->name, sizeof(s->name), "%s", r->name);
+	snprintf(s->who, sizeof(s->who), "%s:%s", s->kind == SESSION_OIDC ? "oidc" : "proxy",
+	         r->name);
+	snprintf(s->issuer, sizeof(s->issuer), "%s", r->issuer);
+	snprintf(s->subject, sizeof(s->subject), "%s", r->subject);
+	snprintf(s->email, sizeof(s->email), "%s", r->email);
+	s->groups = r->groups != NULL ? xstrdup(r->groups) : NULL;
+	s->id_token = r->id_token != NULL ? xstrdup(r->id_token) : NULL;
+}
+
 static void
 share_collect(void *arg, struct session_record *added, size_t *n_added,
               struct session_record *ended, size_t *n_ended)
@@ -273,6 +417,9 @@ share_collect(void *arg, struct session_record *added, size_t *n_added,
 	(void)arg;
 	*n_added = 0;
 	pthread_mutex_lock(&sessions_lock);
+	for (i = 0; i < sessions.n_in_flight; i++)
+		free(sessions.in_flight[i]);
+	sessions.n_in_flight = 0;
 	for (i = 0; i < SESSION_SLOTS; i++) {
 		struct session *s = &sessions.slots[i];
 		if (s->share == SHARE_SENDING) /* the last exchange failed */
@@ -280,11 +427,7 @@ share_collect(void *arg, struct session_record *added, size_t *n_added,
 		if (s->expires_at <= now || s->share != SHARE_TO_SEND ||
 		    *n_added == SHARE_SESSIONS_MAX)
 			continue;
-		memcpy(added[*n_added].id_hash, s->id_hash, 32);
-		memcpy(added[*n_added].user, s->user, sizeof(s->user));
-		memcpy(added[*n_added].tag, s->tag, 32);
-		added[*n_added].expires_at = s->expires_at;
-		(*n_added)++;
+		record_of(s, &added[(*n_added)++]);
 		s->share = SHARE_SENDING;
 	}
 	memcpy(ended, sessions.ended, sessions.n_ended * sizeof(*ended));
@@ -358,11 +501,7 @@ share_apply(void *arg, size_t n_added, size_t n_ended, const struct session_reco
 		if (s == NULL)
 			break; /* full: those sign in here again */
 		slot_clear(s);
-		memcpy(s->id_hash, sorted[i].id_hash, 32);
-		snprintf(s->user, sizeof(s->user), "%s", sorted[i].user);
-		memcpy(s->tag, sorted[i].tag, 32);
-		s->expires_at = sorted[i].expires_at;
-		s->share = SHARE_SHARED;
+		session_of(s, &sorted[i]);
 	}
 	pthread_mutex_unlock(&sessions_lock);
 	sodium_memzero(sorted, n_all * sizeof(*sorted));
@@ -443,8 +582,9 @@ int
 ui_session_identify(struct request *r)
 {
 	unsigned char id[SESSION_ID_BYTES], hash[32], tag[32], now_tag[32];
-	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1],
-	    proxied[NODE_NAME_MAX + 1], subject[256], email[256];
+	char user[NODE_NAME_MAX + 1], who[96], name[NODE_NAME_MAX + 1], proxied[NODE_NAME_MAX + 1],
+	    issuer[SESSION_CLAIM_MAX + 1], subject[SESSION_CLAIM_MAX + 1],
+	    email[SESSION_CLAIM_MAX + 1];
 	char *groups = NULL;
 	enum session_kind kind = SESSION_PASSWORD;
 	const struct session *s;
@@ -461,6 +601,7 @@ ui_session_identify(struct request *r)
 		memcpy(tag, s->tag, sizeof(tag));
 		memcpy(who, s->who, sizeof(who));
 		memcpy(name, s->name, sizeof(name));
+		memcpy(issuer, s->issuer, sizeof(issuer));
 		memcpy(subject, s->subject, sizeof(subject));
 		memcpy(email, s->email, sizeof(email));
 		kind = s->kind;
@@ -470,17 +611,23 @@ ui_session_identify(struct request *r)
 	pthread_mutex_unlock(&sessions_lock);
 	if (s == NULL)
 		return 0;
+	/* A session that is over ends (here and, when shared, everywhere); one
+	 * this daemon cannot vouch for (a provider or a proxy it is not set
+	 * up with, a request that did not come through the proxy) is only
+	 * not honoured here: another daemon of the store may be right to. */
+	is_valid = 1;
 	if (kind == SESSION_PASSWORD) {
 		u = model_find_user(request_snapshot(r), user);
 		if (u != NULL)
 			user_tag(u, now_tag);
 		is_valid = u != NULL && sodium_memcmp(tag, now_tag, 32) == 0;
-	} else if (kind == SESSION_PROXY) {
+	} else if (kind == SESSION_PROXY && auth_proxy_user(r, proxied, sizeof(proxied))) {
 		/* only while the proxy still names the same user */
-		is_valid = auth_proxy_user(r, proxied, sizeof(proxied)) &&
-		           strcmp(proxied, name) == 0;
-	} else {
-		is_valid = auth_oidc() != NULL;
+		is_valid = strcmp(proxied, name) == 0;
+	} else if (kind == SESSION_PROXY || auth_oidc() == NULL ||
+	           strcmp(issuer, oidc_issuer(auth_oidc())) != 0) {
+		free(groups);
+		return 0;
 	}
 	if (!is_valid || expires_at <= time_now_ms()) {
 		session_drop(id);
@@ -516,7 +663,7 @@ ui_session_proxy_start(struct request *r)
 	if (!auth_proxy_user(r, user, sizeof(user)))
 		return 0;
 	snprintf(who, sizeof(who), "proxy:%s", user);
-	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, NULL, id) != 0)
+	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, NULL, NULL, id) != 0)
 		return 0;
 	log_kv(LOG_INFO, "signed in", "user", who, "method", "proxy", "from", r->address, NULL);
 	cookie_set(r, id);
@@ -670,7 +817,8 @@ login_checked(struct request *r, const struct auth_verdict *v)
 		goto done;
 	}
 	user_tag(v->user, tag);
-	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, id) != 0) {
+	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, NULL,
+	                   id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
 		       v->user->name, "from", r->address, NULL);
 		login_render(r, 503, next, user,
@@ -742,33 +890,68 @@ moving_on_page(struct request *r, const char *title, const char *url)
 	ui_reply_html(r, 200, &b);
 }
 
+/* The ID token of the session id (malloc'd), or NULL. */
+static char *
+session_id_token(const unsigned char id[SESSION_ID_BYTES])
+{
+	unsigned char hash[32];
+	struct session *s;
+	char *sealed = NULL, *token;
+
+	id_hash(id, hash);
+	pthread_mutex_lock(&sessions_lock);
+	if ((s = slot_find(hash)) != NULL && s->id_token != NULL)
+		sealed = xstrdup(s->id_token);
+	pthread_mutex_unlock(&sessions_lock);
+	token = id_token_open(id, sealed);
+	free(sealed);
+	return token;
+}
+
+/* Signed out here: on to the provider's end_session_url, when there is
+ * one, to end its session too. */
+static void
+logout_done(struct request *r, const char *end_url)
+{
+	cookie_clear(r);
+	if (end_url != NULL)
+		moving_on_page(r, "Signed out here; now at the identity provider", end_url);
+	else
+		reply_redirect(r, 303, "/login");
+}
+
 void
 ui_logout_post(struct request *r, const struct route *rt)
 {
 	unsigned char id[SESSION_ID_BYTES];
 	char after[300];
-	char *end_url = NULL;
+	char *id_token = NULL;
+	int has_id, is_oidc;
 
 	(void)rt;
 
 	/* Signing out needs no role, but the same proof as any form. */
 	if (ui_session_identify(r) && ui_post_guard(r, ROLE_NONE) != 0)
 		return;
-	if (ui_session_is_oidc(r) && r->req->authority.len < 256) {
+	has_id = cookie_session_id(r, id) == 0;
+	is_oidc = ui_session_is_oidc(r) && r->req->authority.len < 256;
+	if (is_oidc && has_id)
+		id_token = session_id_token(id);
+	if (has_id)
+		session_drop(id);
+	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
+	if (is_oidc) {
 		snprintf(after, sizeof(after), "%s://%.*s/login",
 		         request_is_https(r) ? "https" : "http", (int)r->req->authority.len,
 		         r->req->authority.base);
-		end_url = oidc_end_session_url(auth_oidc(), after);
+		oidc_end_session(auth_oidc(), r, after, id_token, logout_done);
+	} else {
+		logout_done(r, NULL);
 	}
-	if (cookie_session_id(r, id) == 0)
-		session_drop(id);
-	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
-	cookie_clear(r);
-	if (end_url != NULL)
-		moving_on_page(r, "Signed out here; now at the identity provider", end_url);
-	else
-		reply_redirect(r, 303, "/login");
-	free(end_url);
+	if (id_token != NULL)
+		sodium_memzero(id_token, strlen(id_token));
+	free(id_token);
+	sodium_memzero(id, sizeof(id));
 }
 
 /* --- the identity provider --------------------------------------------- */
@@ -805,7 +988,7 @@ cookie_text(struct request *r, const char *name, char *out, size_t size)
 static void
 binding_cookie(struct request *r, const char *value, int max_age)
 {
-	char cookie[200];
+	char cookie[OIDC_BINDING_MAX + 200];
 
 	/* SameSite=Lax: it must come back on the provider's redirect, a
 	 * top-level navigation from another site */
@@ -853,7 +1036,7 @@ oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *ne
 
 	snprintf(who, sizeof(who), "oidc:%s", identity->name);
 	if (session_create(SESSION_OIDC, identity->name, NULL, who, identity->subject,
-	                   identity->email, &identity->groups, id) != 0) {
+	                   identity->email, &identity->groups, identity->id_token, id) != 0) {
 		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user", who,
 		       "from", r->address, NULL);
 		login_render(r, 503, to, NULL,
@@ -885,7 +1068,7 @@ oidc_done(struct request *r, int status, struct oidc_identity *identity, const c
 void
 ui_login_oidc_callback(struct request *r, const struct route *rt)
 {
-	char state[256], code[4097], binding[256], error[128], iss[512];
+	char state[256], code[4097], binding[OIDC_BINDING_MAX + 1], error[128], iss[512];
 
 	(void)rt;
 	if (auth_oidc() == NULL) {

@@ -30,8 +30,10 @@ const char pg_share_put_probes_sql[] =
     "since_change = excluded.since_change, interval_ms = excluded.interval_ms";
 
 const char pg_share_put_sessions_sql[] =
-    "INSERT INTO sessions (id_hash, name, tag, expires_at) SELECT * FROM "
-    "unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ON CONFLICT (id_hash) DO NOTHING";
+    "INSERT INTO sessions (id_hash, name, tag, expires_at, kind, login, issuer, subject, "
+    "email, group_names, id_token) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
+    "$4::bigint[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
+    "$11::text[]) ON CONFLICT (id_hash) DO NOTHING";
 
 const char pg_share_end_sessions_sql[] = "DELETE FROM sessions WHERE id_hash = ANY($1::text[])";
 
@@ -155,6 +157,13 @@ pg_share_session_arrays(const struct session_record *r, size_t n, int is_ids_onl
 		array_add(&a[1], r[i].user);
 		array_add_hex32(&a[2], r[i].tag);
 		array_add_i64(&a[3], r[i].expires_at);
+		array_add_i64(&a[4], r[i].kind);
+		array_add(&a[5], r[i].name);
+		array_add(&a[6], r[i].issuer);
+		array_add(&a[7], r[i].subject);
+		array_add(&a[8], r[i].email);
+		array_add(&a[9], r[i].groups != NULL ? r[i].groups : "");
+		array_add(&a[10], r[i].id_token != NULL ? r[i].id_token : "");
 	}
 	for (c = 0; c < PG_SHARE_SESSION_COLUMNS; c++)
 		params[c] = c < n_columns ? array_close(&a[c]) : NULL;

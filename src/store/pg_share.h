@@ -33,10 +33,11 @@ void pg_share_probe_arrays(const struct probe_report *r, size_t n,
 
 void pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS]);
 
-#define PG_SHARE_SESSION_COLUMNS 4
+#define PG_SHARE_SESSION_COLUMNS 11
 
-/* The insert of a batch of sessions started ($1..$4: id hashes, users,
- * tags, expiry times), and the delete of a batch ended ($1: id hashes). */
+/* The insert of a batch of sessions started ($1..$11: id hashes, users,
+ * tags, expiry times, kinds, names, issuers, subjects, emails, groups,
+ * sealed ID tokens), and the delete of a batch ended ($1: id hashes). */
 extern const char pg_share_put_sessions_sql[];
 extern const char pg_share_end_sessions_sql[];
 

@@ -317,6 +317,63 @@ unhex32(const char *in, unsigned char out[32])
 	return 0;
 }
 
+static const char sessions_read_sql[] =
+    "SELECT id_hash, name, tag, expires_at, kind, login, issuer, subject, email, group_names, "
+    "id_token FROM sessions";
+
+/* A column of the read that a record points to (NULL when empty). */
+static const char *
+sessions_text(PGresult *res, int row, int column, char **room)
+{
+	const char *v = PQgetvalue(res, row, column);
+	size_t len = strlen(v);
+	char *at = *room;
+
+	if (len == 0)
+		return NULL;
+	memcpy(at, v, len + 1);
+	*room += len + 1;
+	return at;
+}
+
+/* The live sessions of res as one malloc'd block: the records, then the
+ * groups and ID tokens they point to, so that one free releases all. */
+static void
+sessions_read(struct sessions_job *job, PGresult *res)
+{
+	size_t i, n = (size_t)PQntuples(res), n_ok = 0, room_size = 0;
+	char *room;
+
+	for (i = 0; i < n; i++)
+		room_size +=
+		    strlen(PQgetvalue(res, (int)i, 9)) + strlen(PQgetvalue(res, (int)i, 10)) + 2;
+	job->all = xcalloc(1, (n > 0 ? n : 1) * sizeof(*job->all) + room_size);
+	room = (char *)(job->all + (n > 0 ? n : 1));
+	for (i = 0; i < n; i++) {
+		struct session_record *r = &job->all[n_ok];
+		int64_t kind = pg_value_i64(res, (int)i, 4);
+		if (pg_value_i64(res, (int)i, 3) <= job->now)
+			continue; /* expired, not deleted yet */
+		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
+		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0 ||
+		    kind < SESSION_RECORD_PASSWORD || kind > SESSION_RECORD_PROXY) {
+			memset(r, 0, sizeof(*r));
+			continue; /* not ours to trust */
+		}
+		copy_text(r->user, sizeof(r->user), PQgetvalue(res, (int)i, 1));
+		r->expires_at = pg_value_i64(res, (int)i, 3);
+		r->kind = (int)kind;
+		copy_text(r->name, sizeof(r->name), PQgetvalue(res, (int)i, 5));
+		copy_text(r->issuer, sizeof(r->issuer), PQgetvalue(res, (int)i, 6));
+		copy_text(r->subject, sizeof(r->subject), PQgetvalue(res, (int)i, 7));
+		copy_text(r->email, sizeof(r->email), PQgetvalue(res, (int)i, 8));
+		r->groups = sessions_text(res, (int)i, 9, &room);
+		r->id_token = sessions_text(res, (int)i, 10, &room);
+		n_ok++;
+	}
+	job->n_all = n_ok;
+}
+
 /* Runs the batch statement sql on the n sessions. */
 static int
 put_sessions(struct pg_store *db, const char *sql, const struct session_record *r, size_t n,
@@ -341,15 +398,14 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	char now[24];
 	const char *q[1] = {now};
 	PGresult *res = NULL;
-	size_t i, n, n_ok = 0;
 	int is_expiry_due;
 
 	pg_i64_text(job->now, now, sizeof(now));
 	is_expiry_due = job->now - db->sessions_expired_at >= PG_SESSIONS_EXPIRE_EVERY_MS;
 	if (job->n_added == 0 && job->n_ended == 0 && !is_expiry_due) {
 		/* The usual round: nothing to write, one statement. */
-		if (pg_side_exec(db, "SELECT id_hash, name, tag, expires_at FROM sessions", 0, NULL,
-		                 &res, "read the sessions", err) != 0)
+		if (pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) !=
+		    0)
 			return -1;
 		goto read;
 	}
@@ -361,27 +417,13 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	                 err) != 0 ||
 	    (is_expiry_due && pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q,
 	                                   NULL, "forget expired sessions", err) != 0) ||
-	    pg_side_exec(db, "SELECT id_hash, name, tag, expires_at FROM sessions", 0, NULL, &res,
-	                 "read the sessions", err) != 0 ||
+	    pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) != 0 ||
 	    pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the sessions", err) != 0)
 		goto bad;
 	if (is_expiry_due)
 		db->sessions_expired_at = job->now;
 read:
-	n = (size_t)PQntuples(res);
-	job->all = xcalloc(n > 0 ? n : 1, sizeof(*job->all));
-	for (i = 0; i < n; i++) {
-		struct session_record *r = &job->all[n_ok];
-		if (pg_value_i64(res, (int)i, 3) <= job->now)
-			continue; /* expired, not deleted yet */
-		if (unhex32(PQgetvalue(res, (int)i, 0), r->id_hash) != 0 ||
-		    unhex32(PQgetvalue(res, (int)i, 2), r->tag) != 0)
-			continue; /* not ours to trust */
-		copy_text(r->user, sizeof(r->user), PQgetvalue(res, (int)i, 1));
-		r->expires_at = pg_value_i64(res, (int)i, 3);
-		n_ok++;
-	}
-	job->n_all = n_ok;
+	sessions_read(job, res);
 	PQclear(res);
 	return 0;
 bad:

@@ -140,6 +140,19 @@ static const char step10_audit_context[] =
 static const char step11_token_clusters[] =
     "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
 
+/* Sessions of the identity provider's and the proxy's users shared too:
+ * how they signed in, the name the roles file maps, issuer, subject,
+ * verified email, the groups claim, and the ID token sealed with a key
+ * derived from the session id (peer.h). */
+static const char step12_session_identity[] =
+    "ALTER TABLE sessions ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE sessions ADD COLUMN login TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN issuer TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN subject TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN email TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN group_names TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE sessions ADD COLUMN id_token TEXT NOT NULL DEFAULT '';";
+
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -154,6 +167,7 @@ static const struct migration migrations[] = {
     {"count the observed probes' changes", step9_probes_version},
     {"record who changed what, and how they signed in", step10_audit_context},
     {"scope tokens to clusters", step11_token_clusters},
+    {"share who signed in through the identity provider or the proxy", step12_session_identity},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -55,10 +55,13 @@ pytestmark = pytest.mark.skipif(
 
 
 class Provider:
-    """oidc-provider on 127.0.0.1:port, issuer http://localhost:port."""
+    """oidc-provider on 127.0.0.1:port, issuer http://localhost:port, with
+    one client whose redirect URIs are those of daemon_url (one URL, or a
+    list of the daemons behind one site)."""
 
     def __init__(self, tmp, port, daemon_url, kid="key-1"):
         self.tmp, self.port, self.daemon_url, self.kid = Path(tmp), port, daemon_url, kid
+        self.daemon_urls = daemon_url if isinstance(daemon_url, list) else [daemon_url]
         self.issuer = "http://localhost:%d" % port
         self.proc = None
 
@@ -71,8 +74,8 @@ class Provider:
             "OIDC_USERS": json.dumps(USERS), "OIDC_EMAILS": json.dumps(EMAILS),
             "OIDC_CLIENTS": json.dumps([{
                 "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                "redirect_uris": [self.daemon_url + "/login/oidc/callback"],
-                "post_logout_redirect_uris": [self.daemon_url + "/login"]}]),
+                "redirect_uris": [u + "/login/oidc/callback" for u in self.daemon_urls],
+                "post_logout_redirect_uris": [u + "/login" for u in self.daemon_urls]}]),
         })
         self.log = open(self.tmp / ("provider-%s.log" % self.kid), "ab")
         self.proc = subprocess.Popen([NODE, str(OIDC_DIR / "provider.mjs")], env=env,
@@ -296,20 +299,25 @@ def test_key_rotation_is_followed_by_kid(oidc_site):
     assert len(fetched) == 2, fetched
 
 
-def test_group_role_holds_on_its_cluster_only(oidc_site):
-    d = oidc_site
-    s = signed_in_session(d, "alice")  # team-shop: operator on shop
+def page_operates_shop_only(s, d):
+    """alice's session s (operator on shop) on d's page: the offline form
+    changes shop; the same form on other is refused and changes nothing."""
     html = s.get(d.url + "/shop/managenodes", timeout=TIMEOUT).text
     fields = {"form": "status", "csrf": page_csrf(html), "off": "web1",
               "shown": re.search(r'name="shown" id="shown" value="([^"]*)"', html).group(1)}
     r = s.post(d.url + "/shop/managenodes", data=fields, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 303, r.text[:400]
     assert d.node_states("shop")["web1"][0] == "offline"
-    # the same form on the other cluster: refused, nothing changed
     r = s.post(d.url + "/other/managenodes", data=fields, allow_redirects=False,
                timeout=TIMEOUT)
     assert r.status_code == 403
     assert d.node_states("other")["web1"][0] == "online"
+
+
+def test_group_role_holds_on_its_cluster_only(oidc_site):
+    d = oidc_site
+    s = signed_in_session(d, "alice")  # team-shop: operator on shop
+    page_operates_shop_only(s, d)
     assert s.get(d.url + "/other/managenodes", timeout=TIMEOUT).status_code == 403
     # the API with the same session
     assert s.get(d.url + "/v1/clusters/shop/nodes", timeout=TIMEOUT).status_code == 200
@@ -399,6 +407,25 @@ def browser_sign_in(b, d, user, next_path):
                "back at %s (now %s)" % (next_path, b.driver.current_url))
 
 
+def browser_operates_shop_only(b, d):
+    """alice (operator on shop) on d's pages: the offline form changes
+    shop, and other refuses; then signs out there, where the provider asks
+    no confirmation (the ID token is the id_token_hint: a confirmation
+    page would stay and the wait for /login would fail)."""
+    b.get(d.url + "/shop/managenodes")
+    b.find("#off-web2").click()
+    b.find("#offline-form button.primary").click()
+    wait_until(lambda: d.node_states("shop")["web2"][0] == "offline", what="web2 offline")
+    b.get(d.url + "/other/managenodes")
+    wait_until(lambda: "nothing on this cluster" in b.driver.page_source,
+               what="the refusal page")
+    assert not b.find_all("#offline-form")
+    b.get(d.url + "/shop/managenodes")
+    b.find("form[action='/logout'] button").click()
+    b.wait_for(lambda: b.driver.current_url.startswith(d.url + "/login"), WAIT,
+               "back at /login (now %s)" % b.driver.current_url)
+
+
 @pytest.mark.once  # the flow's checks run over HTTP above, also under ASan
 def test_browser_signs_in_changes_its_cluster_and_signs_out(oidc_site, browser):
     d, b = oidc_site, browser
@@ -408,22 +435,9 @@ def test_browser_signs_in_changes_its_cluster_and_signs_out(oidc_site, browser):
     names = [c["name"] for c in b.driver.get_cookies()]
     assert "cm_session" in names
     assert not any(c["value"].startswith("eyJ") for c in b.driver.get_cookies())
-    # an operator on shop: the offline form works there
-    b.find("#off-web2").click()
-    b.find("#offline-form button.primary").click()
-    wait_until(lambda: d.node_states("shop")["web2"][0] == "offline", what="web2 offline")
-    # refused on the other cluster
-    b.get(d.url + "/other/managenodes")
-    wait_until(lambda: "nothing on this cluster" in b.driver.page_source,
-               what="the refusal page")
-    assert not b.find_all("#offline-form")
-    # sign out: the local session and the provider's
-    b.get(d.url + "/shop/managenodes")
-    b.find("form[action='/logout'] button").click()
-    b.wait_url("localhost:%d/session/end" % d.provider.port)
-    b.find("button[name=logout][value=yes]").click()
-    b.wait_for(lambda: urlsplit(b.driver.current_url).path == "/login", WAIT,
-               "back at /login (now %s)" % b.driver.current_url)
+    # an operator on shop, nothing on other; sign out: the local session
+    # and the provider's
+    browser_operates_shop_only(b, d)
     b.get(d.url + "/shop/managenodes")
     b.wait_url("/login?next=")
     # the provider's session is over too: it asks for a login again

@@ -76,6 +76,33 @@ test_session_arrays_carry_hex_hashes_names_and_expiry(void **state)
 }
 
 static void
+test_session_arrays_carry_the_identity_providers_user(void **state)
+{
+	struct session_record s[2];
+	char *p[PG_SHARE_SESSION_COLUMNS];
+
+	(void)state;
+	memset(s, 0, sizeof(s));
+	s[0].kind = SESSION_RECORD_OIDC;
+	snprintf(s[0].name, sizeof(s[0].name), "alice");
+	snprintf(s[0].issuer, sizeof(s[0].issuer), "https://sso.example.com");
+	snprintf(s[0].subject, sizeof(s[0].subject), "sub-1");
+	snprintf(s[0].email, sizeof(s[0].email), "alice@example.com");
+	s[0].groups = "team-shop\nstaff";
+	s[0].id_token = "sealed";
+	s[1].kind = SESSION_RECORD_PASSWORD; /* no groups, no token: empty texts */
+	pg_share_session_arrays(s, 2, 0, p);
+	assert_string_equal(p[4], "{\"1\",\"0\"}");
+	assert_string_equal(p[5], "{\"alice\",\"\"}");
+	assert_string_equal(p[6], "{\"https://sso.example.com\",\"\"}");
+	assert_string_equal(p[7], "{\"sub-1\",\"\"}");
+	assert_string_equal(p[8], "{\"alice@example.com\",\"\"}");
+	assert_string_equal(p[9], "{\"team-shop\nstaff\",\"\"}");
+	assert_string_equal(p[10], "{\"sealed\",\"\"}");
+	pg_share_free_session_arrays(p);
+}
+
+static void
 test_session_id_arrays_hold_the_hashes_alone(void **state)
 {
 	struct session_record s[2];
@@ -99,6 +126,7 @@ main(void)
 	        test_probe_arrays_quote_every_element_and_escape_quotes_and_backslashes),
 	    cmocka_unit_test(test_probe_arrays_of_no_report_are_empty_arrays),
 	    cmocka_unit_test(test_session_arrays_carry_hex_hashes_names_and_expiry),
+	    cmocka_unit_test(test_session_arrays_carry_the_identity_providers_user),
 	    cmocka_unit_test(test_session_id_arrays_hold_the_hashes_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,11 @@
 // returns carry those claims, signed again with the provider's own key
 // (or not signed at all for "none", with the client secret for HS256);
 // {} restores normal answers.
+//
+// Sign-out (RP-initiated logout) asks the user to confirm unless the
+// request carries an id_token_hint that the provider has verified (an ID
+// token it issued to that client): then it ends its session at once, as
+// Keycloak does.
 import crypto from 'node:crypto';
 import Provider from 'oidc-provider';
 import * as jose from 'jose';
@@ -34,6 +39,20 @@ const jwk = { ...privateKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: '
 
 let mischief = {};
 
+// oidc-provider has verified the id_token_hint before it gets here (an
+// invalid one is an error page): with one, the form submits itself.
+async function logoutSource(ctx, form) {
+  const confirmed = ctx.oidc.params.id_token_hint
+    ? '<script>const f = document.getElementById("op.logoutForm");'
+      + ' const i = document.createElement("input"); i.type = "hidden"; i.name = "logout";'
+      + ' i.value = "yes"; f.appendChild(i); f.submit();</script>'
+    : '';
+  ctx.body = `<!DOCTYPE html><html><head><meta charset="utf-8"><title>Sign out</title></head>
+    <body><h1>Do you want to sign out from ${ctx.host}?</h1>${form}
+    <button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+    <button type="submit" form="op.logoutForm">No, stay signed in</button>${confirmed}</body></html>`;
+}
+
 const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [jwk] },
@@ -43,7 +62,10 @@ const provider = new Provider(issuer, {
   },
   conformIdTokenClaims: false,
   pkce: { required: () => true, methods: ['S256'] },
-  features: { devInteractions: { enabled: true }, rpInitiatedLogout: { enabled: true } },
+  features: {
+    devInteractions: { enabled: true },
+    rpInitiatedLogout: { enabled: true, logoutSource },
+  },
   async findAccount(ctx, id) {
     return {
       accountId: id,
