@@ -219,6 +219,7 @@ ui_admin_page(struct request *r, const struct route *rt)
 
 	(void)rt;
 	if (r->role < ROLE_ADMIN) {
+		auth_log_refusal(r, ROLE_ADMIN);
 		ui_reply_message(r, 403, "Not allowed", "Only admins manage users and tokens.", "/",
 		                 "Go to the clusters");
 		return;
