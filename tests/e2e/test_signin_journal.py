@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from conftest import parse_logfmt, session_from
+from conftest import free_port, parse_logfmt
 from journal_double import JournalDouble, needs_journal_double
 from ui_helpers import form_post, login_session, page_csrf
 
@@ -148,6 +148,50 @@ def test_proxy_header_sign_in_names_the_proxy_user_and_trusts_its_chain(make_dae
     assert e["CLUSTERMGMT_PRINCIPAL"] == "proxy:carol" and e["CLUSTERMGMT_METHOD"] == "proxy"
     assert e["CLUSTERMGMT_FORWARDED"] == "198.51.100.7, 10.0.0.1"
     assert e["CLUSTERMGMT_FORWARDED_TRUSTED"] == "yes"  # the peer is the listed proxy
+
+
+@needs_journal_double
+def test_oidc_sign_in_and_a_refused_id_token_are_entries(make_daemon, journal, tmp_path):
+    test_oidc = pytest.importorskip("test_oidc")
+    if test_oidc.NODE is None or not (test_oidc.OIDC_DIR / "node_modules" /
+                                      "oidc-provider").exists():
+        pytest.skip("needs node and `npm ci` in tests/e2e/oidc")
+    pport = free_port()
+    secret = tmp_path / "client-secret"
+    secret.write_text(test_oidc.CLIENT_SECRET + "\n")
+    d = make_daemon(["--oidc-issuer", "http://localhost:%d" % pport, "--oidc-client-id",
+                     test_oidc.CLIENT_ID, "--oidc-client-secret-file", str(secret),
+                     "--oidc-scopes", "openid profile email groups"], bin_path=journal.bin)
+    d.provider = test_oidc.Provider(tmp_path, pport, d.url).start()
+    try:
+        s = requests.Session()
+        s.headers.update(HEADERS)
+        r = test_oidc.follow_callback(s, test_oidc.walk_to_callback(s, d, "alice"))
+        assert r.status_code == 200, r.text[:300]
+        e = journal.wait_for(of_kind(SIGNED_IN))
+        assert e["CLUSTERMGMT_PRINCIPAL"] == "oidc:alice" and e["CLUSTERMGMT_METHOD"] == "oidc"
+        assert e["CLUSTERMGMT_ISSUER"] == d.provider.issuer
+        assert e["CLUSTERMGMT_SUBJECT"] == "alice" and e["PRIORITY"] == "6"
+        assert_request_fields(e, r, "/login/oidc/callback")
+        # an ID token for another audience
+        d.provider.mischief(aud="someone-else")
+        s = requests.Session()
+        s.headers.update(HEADERS)
+        r = test_oidc.follow_callback(s, test_oidc.walk_to_callback(s, d, "alice"))
+        assert r.status_code == 401
+        e = journal.wait_for(of_kind(SIGNIN_FAILED, method="oidc"))
+        assert "not meant for this client" in e["CLUSTERMGMT_PROBLEM"], e
+        assert e["CLUSTERMGMT_ISSUER"] == d.provider.issuer and e["PRIORITY"] == "4"
+        assert_request_fields(e, r, "/login/oidc/callback")
+        # a tampered state: refused before the provider is asked
+        r = s.get(d.url + "/login/oidc/callback?state=forged&code=x", headers=HEADERS,
+                  timeout=TIMEOUT)
+        assert r.status_code == 400
+        e = journal.wait_for(lambda e: of_kind(SIGNIN_FAILED, method="oidc")(e) and
+                             e["CLUSTERMGMT_REQUEST_ID"] == r.headers["x-request-id"])
+        assert "CLUSTERMGMT_PRINCIPAL" not in e and e["CLUSTERMGMT_PROBLEM"]
+    finally:
+        d.provider.stop()
 
 
 # --- refusals --------------------------------------------------------------------
