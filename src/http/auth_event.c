@@ -203,7 +203,7 @@ auth_event(struct request *r, const char *address, const struct auth_event *ev)
 	PAIR("peer", address);
 	if (r != NULL) {
 		if (header_text(r, "x-forwarded-for", forwarded, sizeof(forwarded))[0] != '\0') {
-			PAIR("forwarded", forwarded); /* believed only from a listed proxy */
+			PAIR("forwarded", forwarded); /* as sent: trusted or not, said next */
 			PAIR("forwarded_trusted", auth_proxy_is_trusted(address) ? "yes" : "no");
 		}
 		PAIR("user_agent", header_text(r, "user-agent", agent, sizeof(agent)));
