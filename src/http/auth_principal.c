@@ -23,7 +23,6 @@
 #include <strings.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
