@@ -181,6 +181,8 @@ auth_event(struct request *r, const char *address, const struct auth_event *ev)
 	size_t n = 0;
 
 #define PAIR(k, v) pair_add(pairs, &n, (k), (v))
+	if (r != NULL) /* the answer names it, written or left out */
+		auth_event_request_id(r, id);
 	if ((ev->kind == AUTH_EVENT_SIGNIN_FAILED || is_refusal) &&
 	    !limit_pass(address, &n_suppressed))
 		return;
@@ -207,7 +209,6 @@ auth_event(struct request *r, const char *address, const struct auth_event *ev)
 			PAIR("forwarded_trusted", auth_proxy_is_trusted(address) ? "yes" : "no");
 		}
 		PAIR("user_agent", header_text(r, "user-agent", agent, sizeof(agent)));
-		auth_event_request_id(r, id);
 		PAIR("request_id", id);
 		snprintf(path, sizeof(path), "%.*s", (int)(r->path.len > 200 ? 200 : r->path.len),
 		         r->path.base);

@@ -249,6 +249,8 @@ def bad_token_from(d, source):
     finally:
         s.close()
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    # recorded or left out, the answer has the id an entry would name
+    assert re.search(rb"\r\nx-request-id: [0-9a-f]{16}\r\n", answer, re.I), answer[:400]
 
 
 @needs_journal_double
