@@ -3,16 +3,21 @@ Sign-ins, failed sign-ins, sign-outs and refusals for lack of role as
 security events (issue 16 point 4; docs/API.md "Sign-in events"): under
 systemd one journal entry each, with a MESSAGE_ID per kind, PRIORITY and
 CLUSTERMGMT_* fields, checked field by field as real libsystemd sends
-them to a journald socket double (journal_double.py); without the
-journal, log lines (logfmt or JSON) with the same fields. Failed
-sign-ins and refusals are limited per peer address and overall.
+them to a journald socket double (journal_double.py), and once through
+systemd-journald itself, run in a mount namespace of its own and read
+back with `journalctl MESSAGE_ID=...`; without the journal, log lines
+(logfmt or JSON) with the same fields. Failed sign-ins and refusals are
+limited per peer address and overall.
 
 Every process a test starts is stopped by its pid; every wait is bounded.
 """
 
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -292,6 +297,109 @@ def test_a_flood_from_many_peers_is_cut_overall(jdaemon):
     # over all peers plus what its rate let through meanwhile
     assert len(got) <= ALL_BURST + 1 + int(elapsed * ALL_PER_S), (len(got), elapsed)
     assert len(got) < sent, "nothing was cut: the flood was too slow to tell (%.1f s)" % elapsed
+
+
+# --- a real journald -------------------------------------------------------------
+
+REAL_JOURNAL_HELPER = r'''
+import json, os, subprocess, sys, time
+import requests
+
+DIR, BIN, PORT = os.environ["DIR"], os.environ["BIN"], os.environ["PORT"]
+URL, ADMIN = "http://127.0.0.1:" + PORT, ("admin", os.environ["PW"])
+# /run of this mount namespace only: journald's sockets and its volatile
+# journal (/run/log/journal) live and die with it
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", "/run"], check=True)
+os.makedirs("/run/systemd/journal")
+out, procs = {}, []
+try:
+    procs.append(subprocess.Popen(["/lib/systemd/systemd-journald"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    deadline = time.monotonic() + 20
+    while not os.path.exists("/run/systemd/journal/socket"):
+        assert time.monotonic() < deadline, "journald did not start"
+        time.sleep(0.05)
+    log = open(DIR + "/daemon.log", "w")
+    procs.append(subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:" + PORT, "--db",
+                                   DIR + "/cm.db", "--admin-password-file", DIR + "/pw"],
+                                  stdout=log, stderr=log,
+                                  env=dict(os.environ, JOURNAL_STREAM="8:1")))
+    while True:
+        try:
+            if requests.get(URL + "/v1/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline + 20, "the daemon did not start"
+        time.sleep(0.1)
+    h = {"User-Agent": "real-journal/1.0"}
+    s = requests.Session()
+    r = s.post(URL + "/login", data={"user": "admin", "password": ADMIN[1]}, headers=h,
+               allow_redirects=False, timeout=10)
+    out["signed in request id"] = r.headers.get("x-request-id")
+    r = requests.get(URL + "/v1/clusters", auth=("admin", "wrong-password"), headers=h,
+                     timeout=10)
+    out["failed request id"] = r.headers.get("x-request-id")
+    token = requests.post(URL + "/v1/tokens", auth=ADMIN, timeout=10,
+                          json={"role": "viewer"}).json()["token"]
+    r = requests.post(URL + "/v1/clusters/default/status", headers=dict(
+        h, Authorization="Bearer " + token), json={"changes": {}}, timeout=10)
+    out["refused status"] = r.status_code
+    deadline = time.monotonic() + 10
+    for name, mid in (("signed in", "96328ebd1c7744cf821bbe2b6a0fa876"),
+                      ("failed", "6f4646621487466499ae387f203dd933"),
+                      ("refused", "f0a5b4ec7d9141febabea431b12f4b52")):
+        while True:  # the documented line, with a field match
+            q = subprocess.run(["journalctl", "--no-pager", "-o", "json",
+                                "MESSAGE_ID=" + mid, "CLUSTERMGMT_PEER=127.0.0.1"],
+                               capture_output=True, text=True, timeout=20)
+            entries = [json.loads(l) for l in q.stdout.splitlines() if l.strip()]
+            if entries or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        out[name] = entries
+finally:
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+    out["exit"] = procs[1].returncode if len(procs) > 1 else None
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None or
+                    not os.path.exists("/lib/systemd/systemd-journald") or
+                    shutil.which("journalctl") is None,
+                    reason="needs root, unshare, systemd-journald and journalctl")
+def test_a_real_journald_finds_each_event_by_its_message_id(cm_bin, tmp_path):
+    """systemd-journald itself, in a mount namespace of its own (its
+    sockets and volatile journal on a tmpfs /run there), receiving what
+    the daemon sends; `journalctl MESSAGE_ID=... CLUSTERMGMT_PEER=...`
+    finds each kind."""
+    (tmp_path / "pw").write_text("admin-password-1")
+    (tmp_path / "helper.py").write_text(REAL_JOURNAL_HELPER)
+    out = subprocess.run(["unshare", "-m", "/usr/bin/python3", str(tmp_path / "helper.py")],
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, BIN=cm_bin, DIR=str(tmp_path),
+                                  PW="admin-password-1", PORT=str(free_port())))
+    log = (tmp_path / "daemon.log").read_text() if (tmp_path / "daemon.log").exists() else ""
+    assert out.returncode == 0, out.stdout + out.stderr + log
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["exit"] == 0 and seen["refused status"] == 403, seen
+    (signed_in,), (failed,), (refused,) = seen["signed in"], seen["failed"], seen["refused"]
+    assert signed_in["_TRANSPORT"] == "journal" and signed_in["PRIORITY"] == "6"
+    assert signed_in["CLUSTERMGMT_PRINCIPAL"] == "admin"
+    assert signed_in["CLUSTERMGMT_REQUEST_ID"] == seen["signed in request id"]
+    assert failed["PRIORITY"] == "4" and failed["CLUSTERMGMT_PRINCIPAL"] == "admin"
+    assert failed["CLUSTERMGMT_REQUEST_ID"] == seen["failed request id"]
+    assert failed["CLUSTERMGMT_USER_AGENT"] == "real-journal/1.0"
+    assert refused["PRIORITY"] == "5" and refused["CLUSTERMGMT_ROLE_NEEDED"] == "operator"
+    assert all(e["SYSLOG_IDENTIFIER"] == "clustermgmt" for e in (signed_in, failed, refused))
+    assert "signed in" not in log and "sign-in failed" not in log
 
 
 # --- without the journal: log lines with the same fields -------------------------
