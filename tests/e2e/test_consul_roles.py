@@ -18,36 +18,28 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 NETNS_HELPER = r'''
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys
 import consul, requests
+sys.path.insert(0, os.environ["E2E"])
+from ns_helper import start_daemon, stop
 
 DIR, BIN = os.environ["DIR"], os.environ["BIN"]
 API, OFF, ON = "http://127.0.0.1:8080", "10.99.0.1", "127.0.0.1"
 ADMIN = ("admin", os.environ["PW"])
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 subprocess.run(["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"], check=True)
-log = open(DIR + "/daemon.log", "w")
-daemon = subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:8080", "--consul-listen",
-                           "0.0.0.0:8500", "--db", DIR + "/cm.db", "--admin-password-file",
-                           DIR + "/pw", "--roles", DIR + "/roles", "--auth-proxy-header",
-                           "X-Forwarded-User", "--auth-proxy-from", "10.99.0.1/32"],
-                          stdout=log, stderr=log)
+daemon = start_daemon([BIN, "serve", "--listen", "127.0.0.1:8080", "--consul-listen",
+                       "0.0.0.0:8500", "--db", DIR + "/cm.db", "--admin-password-file",
+                       DIR + "/pw", "--roles", DIR + "/roles", "--auth-proxy-header",
+                       "X-Forwarded-User", "--auth-proxy-from", "10.99.0.1/32"],
+                      DIR + "/daemon.log", API + "/v1/health")
 out = {}
 try:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(API + "/v1/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, "the daemon did not start"
-        time.sleep(0.1)
-
     def ok(r):
         assert r.status_code in (200, 201), (r.request.url, r.status_code, r.text)
         return r.json() if r.content else None
@@ -105,13 +97,7 @@ try:
     out["loopback services"] = services(ON)
     out["loopback other"] = health(ON, "other")
 finally:
-    daemon.terminate()
-    try:
-        daemon.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait(timeout=10)
-    out["exit"] = daemon.returncode
+    out["exit"] = stop(daemon)
 print(json.dumps(out))
 '''
 
@@ -133,7 +119,8 @@ def seen(cm_bin, tmp_path_factory):
     (tmp / "helper.py").write_text(NETNS_HELPER)
     out = subprocess.run(["unshare", "--net", "/usr/bin/python3", str(tmp / "helper.py")],
                          capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, BIN=cm_bin, DIR=str(tmp), PW="admin-password-1"))
+                         env=dict(os.environ, BIN=cm_bin, DIR=str(tmp), PW="admin-password-1",
+                                  E2E=str(Path(__file__).parent)))
     log = (tmp / "daemon.log").read_text() if (tmp / "daemon.log").exists() else ""
     assert out.returncode == 0, out.stdout + out.stderr + log
     result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -304,6 +305,8 @@ def test_a_flood_from_many_peers_is_cut_overall(jdaemon):
 REAL_JOURNAL_HELPER = r'''
 import json, os, subprocess, sys, time
 import requests
+sys.path.insert(0, os.environ["E2E"])
+from ns_helper import start_daemon, stop
 
 DIR, BIN, PORT = os.environ["DIR"], os.environ["BIN"], os.environ["PORT"]
 URL, ADMIN = "http://127.0.0.1:" + PORT, ("admin", os.environ["PW"])
@@ -319,19 +322,10 @@ try:
     while not os.path.exists("/run/systemd/journal/socket"):
         assert time.monotonic() < deadline, "journald did not start"
         time.sleep(0.05)
-    log = open(DIR + "/daemon.log", "w")
-    procs.append(subprocess.Popen([BIN, "serve", "--listen", "127.0.0.1:" + PORT, "--db",
-                                   DIR + "/cm.db", "--admin-password-file", DIR + "/pw"],
-                                  stdout=log, stderr=log,
-                                  env=dict(os.environ, JOURNAL_STREAM="8:1")))
-    while True:
-        try:
-            if requests.get(URL + "/v1/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline + 20, "the daemon did not start"
-        time.sleep(0.1)
+    procs.append(start_daemon([BIN, "serve", "--listen", "127.0.0.1:" + PORT, "--db",
+                               DIR + "/cm.db", "--admin-password-file", DIR + "/pw"],
+                              DIR + "/daemon.log", URL + "/v1/health",
+                              env=dict(os.environ, JOURNAL_STREAM="8:1")))
     h = {"User-Agent": "real-journal/1.0"}
     s = requests.Session()
     r = s.post(URL + "/login", data={"user": "admin", "password": ADMIN[1]}, headers=h,
@@ -359,14 +353,8 @@ try:
             time.sleep(0.1)
         out[name] = entries
 finally:
-    for p in reversed(procs):
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
-    out["exit"] = procs[1].returncode if len(procs) > 1 else None
+    exits = [stop(p) for p in reversed(procs)]
+    out["exit"] = exits[0] if len(procs) > 1 else None
 print(json.dumps(out))
 '''
 
@@ -385,7 +373,8 @@ def test_a_real_journald_finds_each_event_by_its_message_id(cm_bin, tmp_path):
     out = subprocess.run(["unshare", "-m", "/usr/bin/python3", str(tmp_path / "helper.py")],
                          capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, BIN=cm_bin, DIR=str(tmp_path),
-                                  PW="admin-password-1", PORT=str(free_port())))
+                                  PW="admin-password-1", PORT=str(free_port()),
+                                  E2E=str(Path(__file__).parent)))
     log = (tmp_path / "daemon.log").read_text() if (tmp_path / "daemon.log").exists() else ""
     assert out.returncode == 0, out.stdout + out.stderr + log
     seen = json.loads(out.stdout.strip().splitlines()[-1])
