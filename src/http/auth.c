@@ -13,9 +13,9 @@
 
 #include <sodium.h>
 
+#include "auth_event.h"
 #include "auth_internal.h"
 #include "http.h"
-#include "auth_event.h"
 #include "server_internal.h"
 
 #define RETRY_AFTER "5"

@@ -26,8 +26,8 @@
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
-#include "http.h"
 #include "auth_event.h"
+#include "http.h"
 
 #define PROXY_CIDRS_MAX 32
 #define PROXY_LOG_EVERY_MS 10000

@@ -65,9 +65,9 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "auth_event.h"
 #include "auth_internal.h"
 #include "http.h"
-#include "auth_event.h"
 #include "server_internal.h"
 
 #define CACHE_SLOTS 256
