@@ -66,7 +66,8 @@ HTTP_ROOMS = [
                           "auth_queue.c", "auth_basic.c", "auth_principal.c",
                           "roles.h", "roles.c", "oidc.h", "oidc.c", "oidc_internal.h",
                           "oidc_provider.c", "reply.c", "render.h",
-                          "render.c", "form.c"}),
+                          "render.c", "form.c", "auth_event.h", "auth_event.c",
+                          "journal.h", "journal.c"}),
     ("surfaces", {"probe.h", "probe.c", "compat.h", "compat.c", "api_v1.h", "api_v1.c",
                   "api_v1_internal.h", "api_v1_observe.c", "api_v1_lbs.c", "api_v1_admin.c",
                   "scrape.h", "scrape.c", "ui.h", "ui.c", "ui_html.c", "ui_session.c",
@@ -76,7 +77,7 @@ HTTP_ROOMS = [
     ("router", {"router.h", "router.c"}),
     ("server", {"server.c"}),
     ("daemon", {"daemon.h", "daemon.c", "daemon_internal.h", "daemon_options.c",
-                "daemon_tls.c", "journal.h", "journal.c"}),
+                "daemon_tls.c"}),
 ]
 
 

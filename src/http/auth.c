@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "../util/log.h"
+#include "auth_event.h"
 #include "auth_internal.h"
 #include "http.h"
 #include "server_internal.h"
@@ -55,11 +55,16 @@ grant(struct request *r)
 	r->auth_then(r);
 }
 
-/* Credentials that are wrong without a password check. */
+/* Credentials that are wrong without a password check: a failed sign-in
+ * by method (who the name tried, or NULL) for problem. */
 static void
-deny(struct request *r)
+deny(struct request *r, const char *method, const char *who, const char *problem)
 {
-	log_kv(LOG_WARN, "authentication failed", "from", r->address, NULL);
+	auth_event(r, r->address,
+	           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+	                                .principal = who,
+	                                .method = method,
+	                                .problem = problem});
 	auth_queue_count_failure(r->server->auth, r->address);
 	reply_unauthorized(r);
 }
@@ -76,7 +81,7 @@ check_bearer(struct request *r, const char *token, size_t len)
 
 	/* cmt_<16 hex id>_<secret> */
 	if (len < 22 || memcmp(token, "cmt_", 4) != 0 || token[20] != '_') {
-		deny(r);
+		deny(r, "token", NULL, "not a token");
 		return;
 	}
 	memcpy(id, token + 4, 16);
@@ -84,13 +89,15 @@ check_bearer(struct request *r, const char *token, size_t len)
 	crypto_generichash(hash, sizeof(hash), (const unsigned char *)token, len, NULL, 0);
 	sodium_bin2hex(hash_hex, sizeof(hash_hex), hash, sizeof(hash));
 	t = model_find_token(m, id);
+	snprintf(who, sizeof(who), "token:%s", id);
 	if (t == NULL || strlen(t->hash) != 64 || sodium_memcmp(t->hash, hash_hex, 64) != 0) {
-		deny(r);
+		/* named only when the token exists: an id sent is anything */
+		deny(r, "token", t != NULL ? who : NULL,
+		     t != NULL ? "wrong secret" : "no such token");
 		return;
 	}
 	/* no reset of the address's failures: a token proves nothing about
 	 * the passwords tried from there */
-	snprintf(who, sizeof(who), "token:%s", id);
 	auth_set_token(r, who, id, t->role, t->clusters);
 	grant(r);
 }
@@ -130,7 +137,7 @@ check_basic(struct request *r, h2o_iovec_t h)
 	if (auth_basic_decode(h.base + 6, h.len - 6, user, sizeof(user), password,
 	                      sizeof(password)) != 0) {
 		sodium_memzero(password, sizeof(password));
-		deny(r);
+		deny(r, "password", NULL, "malformed Basic credentials");
 		return;
 	}
 	auth_check_password(r, user, password, basic_checked);
@@ -178,5 +185,5 @@ auth_require(struct request *r, enum role min_role, int allow_session,
 	else if (h.len > 6 && strncasecmp(h.base, "Basic ", 6) == 0)
 		check_basic(r, h);
 	else
-		deny(r);
+		deny(r, NULL, NULL, "unknown authorization scheme");
 }

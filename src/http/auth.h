@@ -124,9 +124,9 @@ void auth_set_oidc_subject(struct request *r, const char *issuer, const char *su
 /* The role r's principal has on cluster (which need not be the route's):
  * for lists that show only what the principal may see. */
 enum role auth_role_on(const struct request *r, const char *cluster);
-/* Logs a refusal for lack of role (who, their role, what was needed,
- * the cluster). */
-void auth_log_refusal(const struct request *r, enum role needed);
+/* Logs a refusal for lack of role (who, their role and scope, what was
+ * needed, the cluster) as a journal event (journal.h; rate-limited). */
+void auth_log_refusal(struct request *r, enum role needed);
 
 /* serve --auth-proxy-header H --auth-proxy-from CIDR,...: header's value
  * is believed as the user name only from those addresses. Main thread,

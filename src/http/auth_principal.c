@@ -23,10 +23,10 @@
 #include <strings.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
+#include "auth_event.h"
 #include "http.h"
 
 #define PROXY_CIDRS_MAX 32
@@ -66,20 +66,10 @@ put_header(json_t *o, const char *key, const struct request *r, const char *name
 static void
 audit_context_set(struct request *r, const char *issuer, const char *subject)
 {
-	unsigned char id_bytes[8];
 	char id[17], scope[256], *text;
 	json_t *o = json_object();
 
-	ssize_t at = h2o_find_header_by_str(&r->req->res.headers, H2O_STRLIT("x-request-id"), -1);
-
-	/* one id per request, however often who it is is set */
-	if (at != -1 && r->req->res.headers.entries[at].value.len == 16) {
-		memcpy(id, r->req->res.headers.entries[at].value.base, 16);
-		id[16] = '\0';
-	} else {
-		randombytes_buf(id_bytes, sizeof(id_bytes));
-		sodium_bin2hex(id, sizeof(id), id_bytes, sizeof(id_bytes));
-	}
+	auth_event_request_id(r, id); /* one id per request, however often who it is is set */
 	json_object_set_new(o, "principal", json_string(r->who));
 	json_object_set_new(o, "method", json_string(r->auth_method ? r->auth_method : ""));
 	json_object_set_new(o, "session", json_boolean(r->is_session));
@@ -109,10 +99,6 @@ audit_context_set(struct request *r, const char *issuer, const char *subject)
 		r->audit_context = copy;
 	}
 	free(text);
-	if (at == -1)
-		h2o_add_header_by_str(&r->req->pool, &r->req->res.headers,
-		                      H2O_STRLIT("x-request-id"), 0, NULL,
-		                      h2o_strdup(&r->req->pool, id, 16).base, 16);
 }
 
 void
@@ -200,17 +186,13 @@ auth_role_on(const struct request *r, const char *cluster)
 }
 
 void
-auth_log_refusal(const struct request *r, enum role needed)
+auth_log_refusal(struct request *r, enum role needed)
 {
-	char scope[512], path[256];
-
-	snprintf(path, sizeof(path), "%.*s", (int)(r->path.len > 200 ? 200 : r->path.len),
-	         r->path.base);
-	log_kv(LOG_WARN, "refused: role too low", "who", r->who, "method",
-	       r->auth_method ? r->auth_method : "", "role", role_name(r->role), "needs",
-	       role_name(needed), "cluster", r->route.cluster[0] ? r->route.cluster : "*", "grants",
-	       r->grants ? grants_describe(r->grants, scope, sizeof(scope)) : "-", "from",
-	       r->address, "path", path, NULL);
+	auth_event(r, r->address,
+	           &(struct auth_event){.kind = AUTH_EVENT_REFUSED,
+	                                .principal = r->who,
+	                                .method = r->auth_method,
+	                                .needed = needed});
 }
 
 /* --- the trusted proxy ----------------------------------------------------- */

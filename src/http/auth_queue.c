@@ -65,6 +65,7 @@
 #include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "auth_event.h"
 #include "auth_internal.h"
 #include "http.h"
 #include "server_internal.h"
@@ -428,8 +429,11 @@ attempt_free(struct auth_attempt *t)
 static void
 log_failure(const struct auth_attempt *t)
 {
-	log_kv(LOG_WARN, "authentication failed", "from", t->address->address, "user", t->user,
-	       NULL);
+	auth_event(t->r, t->address->address,
+	           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+	                                .principal = t->user,
+	                                .method = "password",
+	                                .problem = "wrong user name or password"});
 }
 
 /* On t's worker: the verdict, the counters, and the reply (when the
@@ -739,7 +743,9 @@ refuse(struct request *r, int status, const char *problem, auth_checked_fn then)
 	pthread_mutex_lock(&a->lock);
 	a->n_refused++;
 	pthread_mutex_unlock(&a->lock);
-	log_kv(LOG_WARN, "password check refused", "from", r->address, "reason", problem, NULL);
+	auth_event(r, r->address,
+	           &(struct auth_event){
+	               .kind = AUTH_EVENT_SIGNIN_FAILED, .method = "password", .problem = problem});
 	then(r, &v);
 }
 

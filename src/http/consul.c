@@ -28,6 +28,11 @@
  *                 address and in all, given back when the request's
  *                 memory goes (answered, or the client left).
  *   access        consul_authenticate: the router's gate for these lines.
+ *                 As Consul's ACLs do, a principal's answers leave out
+ *                 the services of clusters it has no role on (and say so
+ *                 in X-Consul-Results-Filtered-By-ACLs) rather than
+ *                 refuse them; the door checks its role outside any one
+ *                 cluster (none at all: 403).
  *
  * The index. Consul's X-Consul-Index is its Raft index: one counter for
  * the whole store that only grows. Ours is the store's version (every
@@ -123,7 +128,7 @@ store_index(struct request *r)
  * gives the slot back. */
 struct consul_hold {
 	uint64_t after;          /* the client's index */
-	int64_t cluster_version; /* of r->route.cluster when held; -1: absent */
+	int64_t cluster_version; /* of the service's cluster when held; -1: absent */
 	int slot;                /* in holders[] */
 };
 
@@ -208,6 +213,14 @@ client_has_left(struct request *r)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* The service r's line names ({cluster}), "" for the catalog's list:
+ * consul_authenticate moved it from route.cluster to route.name. */
+static const char *
+service_of(const struct request *r)
+{
+	return r->route.name;
+}
+
 /* request_wait_until's condition: the index moved past the client's and,
  * for a service, the service changed; or the client left (the answer
  * then goes nowhere, and the request's memory, with its slot, goes). */
@@ -220,8 +233,8 @@ hold_is_due(struct request *r)
 		return 1;
 	if (store_index(r) <= h->after)
 		return 0;
-	return r->route.cluster[0] == '\0' ||
-	       cluster_version(request_snapshot(r), r->route.cluster) != h->cluster_version;
+	return service_of(r)[0] == '\0' ||
+	       cluster_version(request_snapshot(r), service_of(r)) != h->cluster_version;
 }
 
 /* --- parameters ----------------------------------------------------------- */
@@ -451,13 +464,15 @@ may_see(struct request *r, const char *cluster)
 static json_t *
 instances(struct request *r, const struct consul_query *q, entry_fn make_entry)
 {
-	const struct cluster *c = model_find_cluster(request_snapshot(r), r->route.cluster);
+	const struct cluster *c = model_find_cluster(request_snapshot(r), service_of(r));
 	json_t *list = json_array();
 	char host[256];
 	size_t i;
 	int port;
 
 	/* a service r may not see is empty, as Consul's ACLs filter it */
+	if (c != NULL && !may_see(r, c->name))
+		header(r, "X-Consul-Results-Filtered-By-ACLs", "true");
 	if (c == NULL || q->has_tag || !may_see(r, c->name))
 		return list;
 	for (i = 0; i < c->n_nodes; i++) {
@@ -477,11 +492,19 @@ answer_services(struct request *r)
 	uint64_t index = store_index(r); /* first: the snapshot is at least as new */
 	const struct model *m = request_snapshot(r);
 	json_t *doc = json_object();
+	int is_filtered = 0;
 	size_t i;
 
-	for (i = 0; i < m->n_clusters; i++)
-		if (cluster_has_instances(&m->clusters[i]) && may_see(r, m->clusters[i].name))
+	for (i = 0; i < m->n_clusters; i++) {
+		if (!cluster_has_instances(&m->clusters[i]))
+			continue;
+		if (may_see(r, m->clusters[i].name))
 			json_object_set_new(doc, m->clusters[i].name, json_array());
+		else
+			is_filtered = 1;
+	}
+	if (is_filtered)
+		header(r, "X-Consul-Results-Filtered-By-ACLs", "true");
 	reply_consul(r, index, doc);
 }
 
@@ -536,8 +559,7 @@ answer_or_hold(struct request *r, int is_service, request_handler answer)
 	h = h2o_mem_alloc_shared(&r->req->pool, sizeof(*h), hold_release);
 	h->after = q.index;
 	h->slot = slot;
-	h->cluster_version =
-	    is_service ? cluster_version(request_snapshot(r), r->route.cluster) : -1;
+	h->cluster_version = is_service ? cluster_version(request_snapshot(r), service_of(r)) : -1;
 	r->data = h;
 	/* Consul adds up to wait/16 so that clients woken together do not
 	 * all come back at once */
@@ -576,6 +598,11 @@ consul_authenticate(struct request *r, enum role min_role, void (*then)(struct r
 	char token[256];
 	int found;
 
+	/* auth.c checks the role on the route's cluster: with none, the role
+	 * outside any one cluster (viewer for a principal with a role on
+	 * some cluster), and instances() filters per cluster (the map) */
+	snprintf(r->route.name, sizeof(r->route.name), "%s", r->route.cluster);
+	r->route.cluster[0] = '\0';
 	if (request_is_local(r)) {
 		then(r);
 		return;

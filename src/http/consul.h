@@ -20,7 +20,9 @@ void consul_health_service(struct request *r, const struct route *rt);
 /* The gate of the Consul lines: anyone on a connection made to a loopback
  * address; elsewhere a token, sent as Consul's clients send one (the
  * X-Consul-Token header, ?token=, or Authorization: Bearer), or Basic
- * credentials, of at least min_role. Calls then(r), or replies 401/403. */
+ * credentials, whose role outside any one cluster is at least min_role
+ * (the answers then leave out the clusters it has no role on). Moves the
+ * line's {cluster} to r->route.name. Calls then(r), or replies 401/403. */
 void consul_authenticate(struct request *r, enum role min_role, void (*then)(struct request *r));
 
 /* A refusal the router decided, in Consul's words (plain text): 404 with

@@ -7,8 +7,10 @@
  * part of the record, CLUSTERMGMT_*), which journalctl can select by
  * field. The store's audit log stays the record of truth (written in
  * the change's own transaction, before the answer); the journal entry
- * follows the commit.
+ * follows the commit. Sign-in events (auth_event.c) are sent the same
+ * way through journal_send.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,4 +111,29 @@ journal_audit_sink(const struct audit_entry *e)
 	for (i = 0; i < f.n; i++)
 		free(f.text[i]);
 	return rc == 0;
+}
+
+int
+journal_send(const char *message_id, const char *priority, const char *message,
+             const char *const *pairs, size_t n_pairs)
+{
+	struct fields f = {0};
+	char name[64];
+	size_t i, j;
+	int rc;
+
+	field(&f, "MESSAGE_ID", message_id);
+	field(&f, "PRIORITY", priority);
+	field(&f, "MESSAGE", message);
+	field(&f, "SYSLOG_IDENTIFIER", "clustermgmt");
+	for (i = 0; i < n_pairs; i++) {
+		snprintf(name, sizeof(name), "CLUSTERMGMT_%s", pairs[2 * i]);
+		for (j = 0; name[j] != '\0'; j++)
+			name[j] = (char)toupper((unsigned char)name[j]);
+		field(&f, name, pairs[2 * i + 1]);
+	}
+	rc = sd_journal_sendv(f.iov, (int)f.n);
+	for (i = 0; i < f.n; i++)
+		free(f.text[i]);
+	return rc == 0 ? 0 : -1;
 }

@@ -36,9 +36,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "auth_event.h"
 #include "oidc_internal.h"
 
 #define IAT_MAX_AGE_S 600 /* an ID token just issued, not an old one */
@@ -469,8 +469,10 @@ begin_discovered(struct oidc *o, struct request *r, const char *next, oidc_begun
 	}
 	if (p == NULL) {
 		pthread_mutex_unlock(&o->pending_lock);
-		log_kv(LOG_WARN, "sign-in refused: too many started and not finished", "method",
-		       "oidc", "from", r->address, NULL);
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+		                                .method = "oidc",
+		                                .problem = "too many started and not finished"});
 		then(r, 503, NULL, NULL,
 		     "Too many sign-ins were started from here and not finished; try again in a "
 		     "few minutes.");
@@ -602,10 +604,6 @@ oidc_finish(struct oidc *o, struct request *r, const char *state, const char *bi
 	}
 	pthread_mutex_unlock(&o->pending_lock);
 	if (p == NULL || code == NULL || code[0] == '\0' || strlen(code) > 4096) {
-		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
-		       p == NULL ? "unknown, used or expired state, or another browser's"
-		                 : "no code",
-		       NULL);
 		engine_job_release(job);
 		free(job);
 		then(r, 400, NULL, "/",

@@ -327,7 +327,7 @@ call_run(struct oidc *o, struct engine_job *job)
 	if (discover(o, c) != 0)
 		return;
 	if (c->done != NULL && oidc_exchange(o, c) != 0)
-		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "issuer", o->issuer, "from",
+		log_kv(LOG_WARN, "identity provider exchange failed", "issuer", o->issuer, "from",
 		       job->who_address, "problem", c->problem, NULL);
 }
 

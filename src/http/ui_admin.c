@@ -3,15 +3,19 @@
  *
  * Map of this file:
  *
- *   page    the users (name, role, created) and tokens (id, role,
- *           description, created by, created) with a form to add each and
- *           a button to remove each; a token just created is shown once,
- *           on the page that answers its creation, and never again.
+ *   page    the users (name, role, created) and tokens (id, role, the
+ *           clusters it holds on, description, created by, created) with a
+ *           form to add each and a button to remove each; a token just
+ *           created is shown once, on the page that answers its creation,
+ *           and never again.
  *   posts   one form field "form" says what to do: user-add, user-remove,
  *           token-create, token-revoke (the admin_forms table). Each
  *           becomes one command (core/command.h); a new user's password is
  *           hashed by it on the engine's side thread (argon2id is slow on
  *           purpose) and wiped once hashed.
+ *   scope   a token may be scoped to clusters (the form's multi-select,
+ *           as `token create --cluster`): each must exist when the form
+ *           arrives, else nothing is created and the page says which.
  *
  * Removing a user ends their sessions at once (ui_session_drop_user, and
  * in any case every request checks the session against the snapshot) and
@@ -27,13 +31,15 @@
 #include "ui.h"
 
 #define TOKEN_SIZE 256
+/* A token's clusters as the form sends them: "a,b", each a cluster name. */
+#define SCOPE_SIZE (TOKEN_CLUSTERS_MAX * (NODE_NAME_MAX + 1) + 1)
 
 /* What the page shows besides the snapshot; borrowed strings. */
 struct admin_state {
 	int status;
 	const char *notice;
 	const char *user_error, *user_name, *user_role;
-	const char *token_error, *token_description;
+	const char *token_error, *token_description, *token_clusters;
 	const char *new_token_id, *new_token;
 };
 
@@ -115,6 +121,41 @@ users_section(struct request *r, struct ui_buf *b, const struct model *m,
 	ui_raw(b, "</section>");
 }
 
+/* Is name among list ("a,b")? */
+static int
+scope_has(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+	const char *p;
+
+	for (p = list; p != NULL && *p != '\0'; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ','))
+		if (strcspn(p, ",") == len && strncmp(p, name, len) == 0)
+			return 1;
+	return 0;
+}
+
+/* The token form's clusters: a multi-select of the clusters there are,
+ * selected those of selected ("a,b"); none chosen is every cluster. */
+static void
+scope_select(struct ui_buf *b, const struct model *m, const char *selected)
+{
+	size_t i;
+
+	if (m->n_clusters == 0)
+		return;
+	ui_printf(b,
+	          "<div class=\"field\"><label for=\"t-clusters\">Clusters</label><select "
+	          "id=\"t-clusters\" name=\"clusters\" multiple size=\"%d\" "
+	          "aria-describedby=\"t-clusters-hint\">",
+	          m->n_clusters < 5 ? (int)m->n_clusters : 5);
+	for (i = 0; i < m->n_clusters; i++)
+		ui_printf(b, "<option value=\"%s\"%r>%s</option>", m->clusters[i].name,
+		          scope_has(selected, m->clusters[i].name) ? " selected" : "",
+		          m->clusters[i].name);
+	ui_raw(b, "</select><p class=\"hint\" id=\"t-clusters-hint\">None chosen: every "
+	          "cluster.</p></div>");
+}
+
 static void
 tokens_section(struct request *r, struct ui_buf *b, const struct model *m,
                const struct admin_state *st)
@@ -133,16 +174,20 @@ tokens_section(struct request *r, struct ui_buf *b, const struct model *m,
 		    "value=\"%s\"></div>",
 		    st->new_token_id, st->new_token);
 	ui_raw(b, "<div class=\"table-wrap\"><table class=\"list\"><thead><tr><th scope=\"col\">Id"
-	          "</th><th scope=\"col\">Role</th><th scope=\"col\">Description</th><th "
+	          "</th><th scope=\"col\">Role</th><th scope=\"col\">Clusters</th><th "
+	          "scope=\"col\">Description</th><th "
 	          "scope=\"col\">Created by</th><th scope=\"col\">Created</th><th "
 	          "scope=\"col\"><span class=\"vh\">Actions</span></th></tr></thead><tbody>");
 	for (i = 0; i < m->n_tokens; i++) {
 		const struct token *t = &m->tokens[i];
+		int is_scoped = t->clusters != NULL && t->clusters[0] != '\0';
 		ui_printf(b,
 		          "<tr><th scope=\"row\"><code>%s</code></th><td data-label=\"Role\"><span "
-		          "class=\"role\">%s</span></td><td data-label=\"Description\">%s</td><td "
+		          "class=\"role\">%s</span></td><td data-label=\"Clusters\" "
+		          "class=\"token-scope\">%s</td><td data-label=\"Description\">%s</td><td "
 		          "data-label=\"Created by\">%s</td><td data-label=\"Created\">%s</td><td>",
-		          t->id, role_name(t->role), t->description, t->created_by,
+		          t->id, role_name(t->role), is_scoped ? t->clusters : "all clusters",
+		          t->description, t->created_by,
 		          ui_time(t->created_at, created, sizeof(created)));
 		snprintf(confirm_text, sizeof(confirm_text), "Revoke token %s?", t->id);
 		if (r->is_session)
@@ -163,8 +208,10 @@ tokens_section(struct request *r, struct ui_buf *b, const struct model *m,
 	ui_raw(b, "<div class=\"field\"><label for=\"t-role\">Role</label><select id=\"t-role\" "
 	          "name=\"role\">");
 	role_options(b, "operator");
+	ui_raw(b, "</select></div>");
+	scope_select(b, m, st->token_clusters);
 	ui_printf(b,
-	          "</select></div><div class=\"field grow\"><label for=\"t-description\">"
+	          "<div class=\"field grow\"><label for=\"t-description\">"
 	          "Description</label><input id=\"t-description\" name=\"description\" "
 	          "maxlength=\"" UI_LIMIT(
 	              DESCRIPTION_MAX) "\" value=\"%s\" placeholder=\"e.g. deploy pipeline\"></div>"
@@ -219,6 +266,7 @@ ui_admin_page(struct request *r, const struct route *rt)
 
 	(void)rt;
 	if (r->role < ROLE_ADMIN) {
+		auth_log_refusal(r, ROLE_ADMIN);
 		ui_reply_message(r, 403, "Not allowed", "Only admins manage users and tokens.", "/",
 		                 "Go to the clusters");
 		return;
@@ -285,6 +333,7 @@ admin_error(struct request *r, const struct admin_form *f, const struct command 
 	} else {
 		st.token_error = what;
 		st.token_description = c->description;
+		st.token_clusters = c->clusters;
 	}
 	admin_render(r, &st);
 }
@@ -312,6 +361,58 @@ admin_job_done(struct request *r, struct engine_job *job)
 	admin_render(r, &st);
 }
 
+/* The token form's clusters being read: "a,b" so far, or the first
+ * problem. */
+struct scope_read {
+	const struct model *m;
+	char list[SCOPE_SIZE];
+	size_t len, n;
+	char problem[200];
+};
+
+/* One "clusters" field: a name, or names separated by commas (for those
+ * who post the form without the page). */
+static void
+scope_add(void *arg, const char *value)
+{
+	struct scope_read *s = arg;
+	const char *p = value;
+	size_t len;
+
+	if (value[0] == '\0') /* an empty field chooses nothing */
+		return;
+	for (; s->problem[0] == '\0'; p += len + 1) {
+		char name[NODE_NAME_MAX + 1];
+
+		len = strcspn(p, ",");
+		if (len == 0 || len > NODE_NAME_MAX || !node_name_is_valid(p, len)) {
+			snprintf(s->problem, sizeof(s->problem),
+			         "A token's clusters must be cluster names (" NODE_NAME_RULE ").");
+			return;
+		}
+		memcpy(name, p, len);
+		name[len] = '\0';
+		if (model_find_cluster(s->m, name) == NULL)
+			snprintf(
+			    s->problem, sizeof(s->problem),
+			    "There is no cluster named %s; choose among the clusters listed. No "
+			    "token was created.",
+			    name);
+		else if (scope_has(s->list, name))
+			snprintf(s->problem, sizeof(s->problem), "Cluster %s is chosen twice.",
+			         name);
+		else if (s->n == TOKEN_CLUSTERS_MAX)
+			snprintf(s->problem, sizeof(s->problem),
+			         "A token may be scoped to at most %d clusters.",
+			         TOKEN_CLUSTERS_MAX);
+		else
+			s->len += (size_t)snprintf(s->list + s->len, sizeof(s->list) - s->len,
+			                           "%s%s", s->n++ > 0 ? "," : "", name);
+		if (p[len] == '\0')
+			break;
+	}
+}
+
 /* Checks the fields and fills the command (the password hashed by it,
  * later, on the engine's side thread); returns -1 with why filled. */
 static int
@@ -321,7 +422,12 @@ admin_command_fill(struct request *r, const struct admin_form *f, struct command
 	char *name = ui_field(r, "name"), *password = ui_field(r, "password");
 	char *role = ui_field(r, "role"), *description = ui_field(r, "description");
 	int is_user_add = f->kind == COMMAND_PUT_USER, rc = -1, is_description_ok = 1;
+	struct scope_read *scope = xcalloc(1, sizeof(*scope));
 	struct error err;
+
+	scope->m = request_snapshot(r);
+	if (f->kind == COMMAND_ADD_TOKEN && ui_field_each(r, "clusters", scope_add, scope) != 0)
+		snprintf(scope->problem, sizeof(scope->problem), "The clusters could not be read.");
 
 	if (role != NULL && role_from_string(role, &c->role) != 0)
 		snprintf(why, size, "Choose a role: viewer, operator or admin.");
@@ -333,6 +439,8 @@ admin_command_fill(struct request *r, const struct admin_form *f, struct command
 	else if (is_user_add && password_check_length(password ? password : "", &err) != 0)
 		snprintf(why, size, "The password must be %d to %d bytes.", PASSWORD_MIN,
 		         PASSWORD_MAX);
+	else if (scope->problem[0] != '\0')
+		snprintf(why, size, "%s", scope->problem);
 	else
 		rc = 0;
 	if (description != NULL &&
@@ -345,6 +453,8 @@ admin_command_fill(struct request *r, const struct admin_form *f, struct command
 	if (f->kind != COMMAND_ADD_TOKEN)
 		c->name = xstrdup(name != NULL && strlen(name) <= NODE_NAME_MAX ? name : "");
 	c->description = xstrdup(description != NULL && is_description_ok ? description : "");
+	if (f->kind == COMMAND_ADD_TOKEN && scope->n > 0)
+		c->clusters = xstrdup(scope->list); /* kept to show again after a refusal */
 	if (rc == 0 && is_user_add) {
 		c->is_new_only = 1;
 		c->password = xstrdup(password);
@@ -355,6 +465,7 @@ admin_command_fill(struct request *r, const struct admin_form *f, struct command
 	free(password);
 	free(role);
 	free(description);
+	free(scope);
 	return rc;
 }
 

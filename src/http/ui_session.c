@@ -49,9 +49,9 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
-#include "../util/log.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "auth_event.h"
 #include "oidc.h"
 #include "ui.h"
 
@@ -665,7 +665,9 @@ ui_session_proxy_start(struct request *r)
 	snprintf(who, sizeof(who), "proxy:%s", user);
 	if (session_create(SESSION_PROXY, user, NULL, who, NULL, NULL, NULL, NULL, id) != 0)
 		return 0;
-	log_kv(LOG_INFO, "signed in", "user", who, "method", "proxy", "from", r->address, NULL);
+	auth_event(r, r->address,
+	           &(struct auth_event){
+	               .kind = AUTH_EVENT_SIGNED_IN, .principal = who, .method = "proxy"});
 	cookie_set(r, id);
 	sodium_memzero(id, sizeof(id));
 	return 1;
@@ -819,14 +821,20 @@ login_checked(struct request *r, const struct auth_verdict *v)
 	user_tag(v->user, tag);
 	if (session_create(SESSION_PASSWORD, v->user->name, tag, NULL, NULL, NULL, NULL, NULL,
 	                   id) != 0) {
-		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user",
-		       v->user->name, "from", r->address, NULL);
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+		                                .principal = v->user->name,
+		                                .method = "password",
+		                                .problem = "the session table is full"});
 		login_render(r, 503, next, user,
 		             "Too many people are signed in right now; try again later, "
 		             "or use the API with a token.");
 		goto done;
 	}
-	log_kv(LOG_INFO, "signed in", "user", v->user->name, "from", r->address, NULL);
+	auth_event(r, r->address,
+	           &(struct auth_event){.kind = AUTH_EVENT_SIGNED_IN,
+	                                .principal = v->user->name,
+	                                .method = "password"});
 	cookie_set(r, id);
 	sodium_memzero(id, sizeof(id));
 	reply_redirect(r, 303, next_is_safe(next) ? next : "/");
@@ -939,7 +947,11 @@ ui_logout_post(struct request *r, const struct route *rt)
 		id_token = session_id_token(id);
 	if (has_id)
 		session_drop(id);
-	log_kv(LOG_INFO, "signed out", "user", r->who, "from", r->address, NULL);
+	if (r->who[0] != '\0') /* a sign-out without a session is no event */
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNED_OUT,
+		                                .principal = r->who,
+		                                .method = r->auth_method});
 	if (is_oidc) {
 		snprintf(after, sizeof(after), "%s://%.*s/login",
 		         request_is_https(r) ? "https" : "http", (int)r->req->authority.len,
@@ -1037,14 +1049,21 @@ oidc_signed_in(struct request *r, struct oidc_identity *identity, const char *ne
 	snprintf(who, sizeof(who), "oidc:%s", identity->name);
 	if (session_create(SESSION_OIDC, identity->name, NULL, who, identity->subject,
 	                   identity->email, &identity->groups, identity->id_token, id) != 0) {
-		log_kv(LOG_WARN, "sign-in refused: the session table is full", "user", who,
-		       "from", r->address, NULL);
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+		                                .principal = who,
+		                                .method = "oidc",
+		                                .problem = "the session table is full"});
 		login_render(r, 503, to, NULL,
 		             "Too many people are signed in right now; try again later.");
 		return;
 	}
-	log_kv(LOG_INFO, "signed in", "user", who, "method", "oidc", "subject",
-	       identity->subject, "from", r->address, NULL);
+	auth_event(r, r->address,
+	           &(struct auth_event){.kind = AUTH_EVENT_SIGNED_IN,
+	                                .principal = who,
+	                                .method = "oidc",
+	                                .issuer = oidc_issuer(auth_oidc()),
+	                                .subject = identity->subject});
 	cookie_set(r, id);
 	sodium_memzero(id, sizeof(id));
 	binding_cookie(r, "", 0);
@@ -1059,6 +1078,11 @@ oidc_done(struct request *r, int status, struct oidc_identity *identity, const c
 		oidc_signed_in(r, identity, next);
 		return;
 	}
+	auth_event(r, r->address,
+	           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+	                                .method = "oidc",
+	                                .issuer = oidc_issuer(auth_oidc()),
+	                                .problem = problem});
 	binding_cookie(r, "", 0);
 	if (status == 503)
 		ui_header(r, "retry-after", "5");
@@ -1076,8 +1100,10 @@ ui_login_oidc_callback(struct request *r, const struct route *rt)
 		return;
 	}
 	if (request_query_param(r, "error", error, sizeof(error)) == 1) {
-		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
-		       error, NULL);
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+		                                .method = "oidc",
+		                                .problem = error});
 		binding_cookie(r, "", 0);
 		login_render(r, 401, "/", NULL,
 		             "The identity provider did not sign you in. Try again, or ask an "
@@ -1089,8 +1115,10 @@ ui_login_oidc_callback(struct request *r, const struct route *rt)
 	if (request_query_param(r, "iss", iss, sizeof(iss)) != 0 &&
 	    (request_query_param(r, "iss", iss, sizeof(iss)) != 1 ||
 	     strcmp(iss, oidc_issuer(auth_oidc())) != 0)) {
-		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
-		       "the callback names another issuer", NULL);
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+		                                .method = "oidc",
+		                                .problem = "the callback names another issuer"});
 		binding_cookie(r, "", 0);
 		login_render(r, 400, "/", NULL,
 		             "The answer came from another identity provider than this daemon's. "
@@ -1100,8 +1128,10 @@ ui_login_oidc_callback(struct request *r, const struct route *rt)
 	if (request_query_param(r, "state", state, sizeof(state)) != 1 ||
 	    request_query_param(r, "code", code, sizeof(code)) != 1 ||
 	    cookie_text(r, OIDC_BINDING_COOKIE, binding, sizeof(binding)) != 0) {
-		log_kv(LOG_WARN, "sign-in failed", "method", "oidc", "from", r->address, "problem",
-		       "no state, code or binding cookie", NULL);
+		auth_event(r, r->address,
+		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
+		                                .method = "oidc",
+		                                .problem = "no state, code or binding cookie"});
 		login_render(r, 400, "/", NULL,
 		             "This sign-in was not started in this browser, or took too long. Start "
 		             "again.");

@@ -180,30 +180,59 @@ line_put_pair(struct line *l, int is_first, const char *key, const char *value)
 		line_put_value(l, value);
 }
 
+/* The line's beginning (ts, level, msg) into l. */
+static void
+line_begin(struct line *l, enum log_level level, const char *msg)
+{
+	char ts[32];
+
+	time_format_rfc3339(time_now_ms(), ts, sizeof(ts));
+	if (format == LOG_FORMAT_JSON)
+		line_put(l, "{", 1);
+	line_put_pair(l, 1, "ts", ts);
+	line_put_pair(l, 0, "level", level_names[level]);
+	line_put_pair(l, 0, "msg", msg);
+}
+
+/* Ends l and writes it. */
+static void
+line_write(struct line *l)
+{
+	if (format == LOG_FORMAT_JSON)
+		l->buf[l->len++] = '}'; /* line_put kept room for it */
+	l->buf[l->len++] = '\n';
+	(void)!write(atomic_load(&log_fd), l->buf, l->len);
+}
+
 void
 log_kv(enum log_level level, const char *msg, ...)
 {
 	struct line l = {.len = 0};
-	char ts[32];
 	const char *key;
 	va_list ap;
 
 	if (level < min_level)
 		return;
-	time_format_rfc3339(time_now_ms(), ts, sizeof(ts));
-	if (format == LOG_FORMAT_JSON)
-		line_put(&l, "{", 1);
-	line_put_pair(&l, 1, "ts", ts);
-	line_put_pair(&l, 0, "level", level_names[level]);
-	line_put_pair(&l, 0, "msg", msg);
+	line_begin(&l, level, msg);
 	va_start(ap, msg);
 	while ((key = va_arg(ap, const char *)) != NULL)
 		line_put_pair(&l, 0, key, va_arg(ap, const char *));
 	va_end(ap);
-	if (format == LOG_FORMAT_JSON)
-		l.buf[l.len++] = '}'; /* line_put kept room for it */
-	l.buf[l.len++] = '\n';
-	(void)!write(atomic_load(&log_fd), l.buf, l.len);
+	line_write(&l);
+}
+
+void
+log_kvv(enum log_level level, const char *msg, const char *const *pairs, size_t n_pairs)
+{
+	struct line l = {.len = 0};
+	size_t i;
+
+	if (level < min_level)
+		return;
+	line_begin(&l, level, msg);
+	for (i = 0; i < n_pairs; i++)
+		line_put_pair(&l, 0, pairs[2 * i], pairs[2 * i + 1]);
+	line_write(&l);
 }
 
 int

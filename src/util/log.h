@@ -12,6 +12,8 @@
 #ifndef CM_LOG_H
 #define CM_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 enum log_format { LOG_FORMAT_LOGFMT = 0, LOG_FORMAT_JSON = 1 };
@@ -43,5 +45,8 @@ int log_reopen(void);
 /* Logs msg with key/value pairs: a NULL-terminated list of
  * const char *key, const char *value. A NULL value is logged as "". */
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
+/* The same with the pairs in an array: pairs[2i] the key, pairs[2i+1]
+ * its value (NULL logged as ""), n_pairs pairs. */
+void log_kvv(enum log_level level, const char *msg, const char *const *pairs, size_t n_pairs);
 
 #endif

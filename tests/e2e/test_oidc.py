@@ -31,6 +31,7 @@ import pytest
 import requests
 
 from conftest import REPO, free_port, session_from
+from journal_double import JOURNAL_WRAPPER, needs_journal_double, parse_journal_datagram
 from ui_helpers import WAIT, have_browser, make_browser, page_csrf, wait_until
 
 OIDC_DIR = REPO / "tests" / "e2e" / "oidc"
@@ -507,37 +508,7 @@ def test_audit_record_names_principal_method_scope_and_request(oidc_site):
     assert c["method"] == "token" and c["scope"] == "admin on *" and c["session"] is False
 
 
-JOURNAL_WRAPPER = """#!/bin/sh
-# Runs clustermgmt in a mount namespace of its own whose
-# /run/systemd/journal/socket is the test's datagram socket: what
-# libsystemd's sd_journal_send sends there is what journald would get.
-exec unshare -m /bin/sh -c 'mount -t tmpfs -o size=1m tmpfs /run/systemd &&
-  mkdir /run/systemd/journal &&
-  ln -s "$CM_TEST_JOURNAL_SOCKET" /run/systemd/journal/socket &&
-  exec "$0" "$@"' %s "$@"
-"""
-
-
-def parse_journal_datagram(data):
-    """journald's native protocol: KEY=VALUE lines, or KEY, a 64-bit
-    little-endian length, the value and a newline."""
-    fields, i = {}, 0
-    while i < len(data):
-        nl = data.index(b"\n", i)
-        line = data[i:nl]
-        if b"=" in line:
-            k, v = line.split(b"=", 1)
-            fields[k.decode()] = v.decode()
-            i = nl + 1
-        else:
-            n = int.from_bytes(data[nl + 1:nl + 9], "little")
-            fields[line.decode()] = data[nl + 9:nl + 9 + n].decode()
-            i = nl + 9 + n + 1
-    return fields
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="needs root and unshare for a mount namespace")
+@needs_journal_double
 def test_changes_reach_the_journal_with_their_fields(make_daemon, tmp_path, cm_bin,
                                                      monkeypatch):
     import socket as socketmod
