@@ -119,7 +119,7 @@ events_ready(struct request *r)
 		return;
 	/* the node list every reader of this version shares, + "changed" */
 	render_reply_node_list(r, c, api_node_json,
-	                    c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
+	                       c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
 }
 
 void

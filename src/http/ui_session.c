@@ -85,9 +85,9 @@ struct session {
 	int64_t expires_at;    /* 0: free slot */
 	enum share_state share;
 	enum session_kind kind;
-	char who[96];  /* OIDC and proxy: "oidc:NAME", "proxy:NAME" */
-	char *groups;  /* OIDC: the groups claim ("\n"-joined), malloc'd */
-	char name[NODE_NAME_MAX + 1]; /* OIDC and proxy: the name the roles file maps */
+	char who[96];                        /* OIDC and proxy: "oidc:NAME", "proxy:NAME" */
+	char *groups;                        /* OIDC: the groups claim ("\n"-joined), malloc'd */
+	char name[NODE_NAME_MAX + 1];        /* OIDC and proxy: the name the roles file maps */
 	char issuer[SESSION_CLAIM_MAX + 1];  /* OIDC: the provider that vouched */
 	char subject[SESSION_CLAIM_MAX + 1]; /* OIDC: the provider's sub */
 	char email[SESSION_CLAIM_MAX + 1];   /* OIDC: the verified email, or "" */
@@ -344,7 +344,8 @@ ui_session_drop_user(const char *name)
 
 	pthread_mutex_lock(&sessions_lock);
 	for (i = 0; i < SESSION_SLOTS; i++)
-		if (sessions.slots[i].expires_at != 0 && sessions.slots[i].kind == SESSION_PASSWORD &&
+		if (sessions.slots[i].expires_at != 0 &&
+		    sessions.slots[i].kind == SESSION_PASSWORD &&
 		    strcmp(sessions.slots[i].user, name) == 0)
 			slot_end(&sessions.slots[i]);
 	pthread_mutex_unlock(&sessions_lock);
@@ -776,17 +777,18 @@ login_render(struct request *r, int status, const char *next, const char *user, 
 		curl_free(escaped);
 	}
 	if (o == NULL || !oidc_is_only(o))
-		ui_printf(&b,
-		          "<form method=\"post\" action=\"/login\" class=\"stack\">"
-		          "<input type=\"hidden\" name=\"next\" value=\"%s\">"
-		          "<label for=\"login-user\">User name</label>"
-		          "<input id=\"login-user\" name=\"user\" autocomplete=\"username\" required "
-		          "autofocus value=\"%s\" maxlength=\"64\">"
-		          "<label for=\"login-password\">Password</label>"
-		          "<input id=\"login-password\" name=\"password\" type=\"password\" "
-		          "autocomplete=\"current-password\" required>"
-		          "<button type=\"submit\" class=\"primary\">Sign in</button></form>",
-		          safe_next, user ? user : "");
+		ui_printf(
+		    &b,
+		    "<form method=\"post\" action=\"/login\" class=\"stack\">"
+		    "<input type=\"hidden\" name=\"next\" value=\"%s\">"
+		    "<label for=\"login-user\">User name</label>"
+		    "<input id=\"login-user\" name=\"user\" autocomplete=\"username\" required "
+		    "autofocus value=\"%s\" maxlength=\"64\">"
+		    "<label for=\"login-password\">Password</label>"
+		    "<input id=\"login-password\" name=\"password\" type=\"password\" "
+		    "autocomplete=\"current-password\" required>"
+		    "<button type=\"submit\" class=\"primary\">Sign in</button></form>",
+		    safe_next, user ? user : "");
 	ui_raw(&b, "<p class=\"hint\">A session lasts 12 hours, or until you sign out.</p>"
 	           "</section>");
 	ui_page_end(&b);
@@ -979,7 +981,8 @@ cookie_text(struct request *r, const char *name, char *out, size_t size)
 		h2o_iovec_t v = r->req->headers.entries[i].value;
 		const char *p = v.base, *end = v.base + v.len;
 		while (p < end) {
-			const char *semi = memchr(p, ';', (size_t)(end - p)), *stop = semi ? semi : end;
+			const char *semi = memchr(p, ';', (size_t)(end - p)),
+			           *stop = semi ? semi : end;
 			while (p < stop && *p == ' ')
 				p++;
 			if ((size_t)(stop - p) > name_len && memcmp(p, name, name_len) == 0 &&
@@ -1004,14 +1007,14 @@ binding_cookie(struct request *r, const char *value, int max_age)
 
 	/* SameSite=Lax: it must come back on the provider's redirect, a
 	 * top-level navigation from another site */
-	snprintf(cookie, sizeof(cookie), "%s=%s; Path=/login/oidc; Max-Age=%d; HttpOnly; SameSite=Lax%s",
+	snprintf(cookie, sizeof(cookie),
+	         "%s=%s; Path=/login/oidc; Max-Age=%d; HttpOnly; SameSite=Lax%s",
 	         OIDC_BINDING_COOKIE, value, max_age, request_is_https(r) ? "; Secure" : "");
 	ui_header(r, "set-cookie", cookie);
 }
 
 static void
-oidc_begun(struct request *r, int status, const char *url, const char *binding,
-           const char *problem)
+oidc_begun(struct request *r, int status, const char *url, const char *binding, const char *problem)
 {
 	if (url == NULL) {
 		ui_header(r, "retry-after", "5");
@@ -1132,9 +1135,10 @@ ui_login_oidc_callback(struct request *r, const struct route *rt)
 		           &(struct auth_event){.kind = AUTH_EVENT_SIGNIN_FAILED,
 		                                .method = "oidc",
 		                                .problem = "no state, code or binding cookie"});
-		login_render(r, 400, "/", NULL,
-		             "This sign-in was not started in this browser, or took too long. Start "
-		             "again.");
+		login_render(
+		    r, 400, "/", NULL,
+		    "This sign-in was not started in this browser, or took too long. Start "
+		    "again.");
 		return;
 	}
 	oidc_finish(auth_oidc(), r, state, binding, code, oidc_done);

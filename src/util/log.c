@@ -30,7 +30,7 @@ static const char *level_names[] = {"debug", "info", "warn", "error"};
 
 static enum log_format format = LOG_FORMAT_LOGFMT;
 static _Atomic int log_fd = STDERR_FILENO;
-static char *log_path; /* NULL: stderr */
+static char *log_path;      /* NULL: stderr */
 static int retired_fd = -1; /* the file before the last reopen (log_reopen) */
 
 struct line {
