@@ -140,6 +140,25 @@ static const char step10_audit_context[] =
 static const char step11_token_clusters[] =
     "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
 
+/* The rollouts in progress, registered through any daemon and seen
+ * through every one (postgres_rollouts.c); heartbeats update their row,
+ * never the store version. */
+static const char step12_rollouts[] = "CREATE TABLE rollouts ("
+                                      " cluster TEXT NOT NULL,"
+                                      " id TEXT NOT NULL,"
+                                      " started_by TEXT NOT NULL,"
+                                      " from_address TEXT NOT NULL,"
+                                      " started_at BIGINT NOT NULL,"
+                                      " beat_at BIGINT NOT NULL,"
+                                      " state TEXT NOT NULL,"
+                                      " phase TEXT,"
+                                      " current_node TEXT,"
+                                      " command TEXT,"
+                                      " message TEXT,"
+                                      " nodes TEXT NOT NULL,"
+                                      " verdicts TEXT NOT NULL,"
+                                      " PRIMARY KEY (cluster, id));";
+
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -154,6 +173,7 @@ static const struct migration migrations[] = {
     {"count the observed probes' changes", step9_probes_version},
     {"record who changed what, and how they signed in", step10_audit_context},
     {"scope tokens to clusters", step11_token_clusters},
+    {"register the rollouts in progress", step12_rollouts},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -156,6 +156,25 @@ static const char step10_audit_context[] =
 static const char step11_token_clusters[] =
     "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
 
+/* PostgreSQL's registry of the rollouts in progress (postgres_schema.c);
+ * unused here (the one daemon of an SQLite store keeps its rollouts in
+ * memory), kept so that both count the same steps. */
+static const char step12_rollouts[] = "CREATE TABLE rollouts ("
+                                      " cluster TEXT NOT NULL,"
+                                      " id TEXT NOT NULL,"
+                                      " started_by TEXT NOT NULL,"
+                                      " from_address TEXT NOT NULL,"
+                                      " started_at INTEGER NOT NULL,"
+                                      " beat_at INTEGER NOT NULL,"
+                                      " state TEXT NOT NULL,"
+                                      " phase TEXT,"
+                                      " current_node TEXT,"
+                                      " command TEXT,"
+                                      " message TEXT,"
+                                      " nodes TEXT NOT NULL,"
+                                      " verdicts TEXT NOT NULL,"
+                                      " PRIMARY KEY (cluster, id));";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres_schema.c). */
@@ -171,6 +190,7 @@ static const struct migration migrations[] = {
     {"count the observed probes' changes", step9_probes_version},
     {"record who changed what, and how they signed in", step10_audit_context},
     {"scope tokens to clusters", step11_token_clusters},
+    {"register the rollouts in progress", step12_rollouts},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
