@@ -495,9 +495,9 @@ static void
 reply_unregistered(struct request *r, const struct error *err)
 {
 	reply_error(r, 503, NULL,
-	            "cannot register the rollout: the store is unreachable (%s); it is not "
-	            "started, as other operators would not see it nor be stopped by it "
-	            "(rollout --force starts it unregistered)",
+	            "cannot register the rollout while the store is unreachable: other "
+	            "operators would not see it; nothing was changed (rollout --force starts it "
+	            "unregistered). The store: %s",
 	            err->what);
 }
 
