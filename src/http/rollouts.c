@@ -386,6 +386,8 @@ struct list_read {
 	size_t n;
 };
 
+/* Also when the job never ran (the daemon stopping) or its client went
+ * away: the next GET may read again. */
 static void
 list_read_free(void *data)
 {
@@ -395,32 +397,33 @@ list_read_free(void *data)
 	for (i = 0; i < l->n; i++)
 		engine_rollouts_free(&l->all[i]);
 	free(l->all);
+	pthread_mutex_lock(&lock);
+	is_reading = 0;
+	pthread_mutex_unlock(&lock);
 }
 
+/* On the side thread: the store's list becomes the table. */
 static int
 list_read_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 {
 	struct list_read *l = job->data;
+	size_t i;
 
-	return engine_rollouts_list(tx->engine, &l->all, &l->n, err);
+	if (engine_rollouts_list(tx->engine, &l->all, &l->n, err) != 0)
+		return -1;
+	pthread_mutex_lock(&lock);
+	for (i = 0; i < ROLLOUTS_MAX; i++)
+		record_clear(&table[i]);
+	for (i = 0; i < l->n && i < ROLLOUTS_MAX; i++)
+		record_copy(&table[i], &l->all[i]);
+	read_at = time_now_ms();
+	pthread_mutex_unlock(&lock);
+	return 0;
 }
 
 static void
 list_read_done(struct request *r, struct engine_job *job)
 {
-	struct list_read *l = job->data;
-	size_t i;
-
-	pthread_mutex_lock(&lock);
-	is_reading = 0;
-	if (job->rc == 0) {
-		for (i = 0; i < ROLLOUTS_MAX; i++)
-			record_clear(&table[i]);
-		for (i = 0; i < l->n && i < ROLLOUTS_MAX; i++)
-			record_copy(&table[i], &l->all[i]);
-		read_at = time_now_ms();
-	}
-	pthread_mutex_unlock(&lock);
 	/* a failed read: the last list, marked as such */
 	reply_list(r, r->route.cluster, 1, job->rc == 0);
 }
