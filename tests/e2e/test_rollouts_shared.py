@@ -14,11 +14,9 @@ import os
 import subprocess
 import time
 
-import pytest
-
 from conftest import assert_json_error
 from test_postgres import fleet, health, wait_until  # noqa: F401  (fixtures)
-from ui_helpers import have_browser, make_browser
+from test_ui import browser, chromium  # noqa: F401  (headless Chromium, one per module)
 
 PATH = "/v1/clusters/default/rollouts"
 SEEN_TIMEOUT = 10.0  # s: a daemon reads the store's list at most every second
@@ -42,17 +40,6 @@ def register(d, rid, **extra):
 
 def beat(d, rid, **fields):
     return d.put(PATH + "/" + rid, auth=d.as_admin, json=fields, timeout=10)
-
-
-@pytest.fixture
-def browser():
-    if not have_browser():
-        pytest.skip("needs chromium, chromium-driver, python3-selenium")
-    b = make_browser()
-    try:
-        yield b
-    finally:
-        b.quit()
 
 
 def page_rollout(browser, rid, css):
@@ -179,7 +166,7 @@ def test_the_page_follows_a_rollout_live_and_escapes_its_strings(fleet, pg_url, 
 
 
 def test_store_down_serves_the_last_list_and_refuses_registration(fleet, pg_own_server,
-                                                                  tmp_path):
+                                                                  tmp_path, browser):
     pg = pg_own_server
     a, b = fleet(pg.url(pg.create_database()), n=2)
     a.set_nodes(["web1", "web2"])
@@ -187,6 +174,9 @@ def test_store_down_serves_the_last_list_and_refuses_registration(fleet, pg_own_
     assert beat(a, "kept1", phase="judging").status_code == 200
     wait_until(lambda: (shown(b, "kept1") or {}).get("phase") == "judging", SEEN_TIMEOUT,
                "b to see the rollout")
+    browser.login(b, "admin", b.password)
+    browser.wait_for(lambda: page_rollout(browser, "kept1", ".r-phase") == "judging",
+                     SEEN_TIMEOUT, "b's page to show the rollout")
     pg.stop("immediate")
     try:
         for d in (a, b):
@@ -216,6 +206,10 @@ def test_store_down_serves_the_last_list_and_refuses_registration(fleet, pg_own_
         assert p.returncode == 1, p.stdout + p.stderr
         assert "store is unreachable" in p.stderr and "--force" in p.stderr, p.stderr
         assert not marker.exists()
+        browser.wait_for(lambda: browser.find(".rollouts-note").is_displayed(), SEEN_TIMEOUT,
+                         "the page to say the store does not answer")
+        assert "store does not answer" in browser.text(".rollouts-note")
+        assert page_rollout(browser, "kept1", ".r-state") == "running"
     finally:
         pg.start()
     wait_until(lambda: rollouts(b)["store_unreachable"] is False, 30,
