@@ -504,12 +504,20 @@ reply_unregistered(struct request *r, const struct error *err)
 	            err->what);
 }
 
+/* A 503 of the store's own, not a full registry nor a stopping daemon. */
+static int
+is_store_outage(const struct error *err)
+{
+	return err->status == 503 && strstr(err->what, "no room") == NULL &&
+	       strstr(err->what, "stopping") == NULL;
+}
+
 static void
 registration_reply(struct request *r, struct registration *g, int rc, const struct error *err)
 {
 	int64_t now = time_now_ms();
 
-	if (rc != 0 && err->status == 503 && strstr(err->what, "no room") == NULL) {
+	if (rc != 0 && is_store_outage(err)) {
 		reply_unregistered(r, err);
 		return;
 	}
