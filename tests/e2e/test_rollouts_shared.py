@@ -196,16 +196,18 @@ def test_store_down_serves_the_last_list_and_refuses_registration(fleet, pg_own_
         assert shown(a, "kept1")["phase"] == "still going"  # kept here
         # the CLI says why and what --force does; nothing runs
         marker = tmp_path / "ran"
-        env = dict(os.environ, CLUSTERMGMT_URL=b.url, CLUSTERMGMT_USER="admin",
-                   CLUSTERMGMT_PASSWORD=b.password)
-        for k in ("CLUSTERMGMT_TOKEN", "NETRC"):
-            env.pop(k, None)
+        env = cli_env(b)
         p = subprocess.run([b.bin, "rollout", "--nodes", "web1", "--exec",
                             "touch %s" % marker], env=env, capture_output=True, text=True,
                            timeout=60, stdin=subprocess.DEVNULL)
         assert p.returncode == 1, p.stdout + p.stderr
         assert "store is unreachable" in p.stderr and "--force" in p.stderr, p.stderr
         assert not marker.exists()
+        p = subprocess.run([b.bin, "rollout", "--force", "--nodes", "web1", "--exec",
+                            "touch %s" % marker], env=env, capture_output=True, text=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        assert "--force: going on unregistered" in p.stderr, p.stderr
+        assert p.returncode != 0 and not marker.exists()  # nothing can go offline
         browser.wait_for(lambda: browser.find(".rollouts-note").is_displayed(), SEEN_TIMEOUT,
                          "the page to say the store does not answer")
         assert "store does not answer" in browser.text(".rollouts-note")
@@ -215,3 +217,42 @@ def test_store_down_serves_the_last_list_and_refuses_registration(fleet, pg_own_
     wait_until(lambda: rollouts(b)["store_unreachable"] is False, 30,
                "b to read the store again")
     assert shown(b, "kept1")["phase"] == "judging"  # the store's, not a's local beat
+
+
+def cli_env(d):
+    env = dict(os.environ, CLUSTERMGMT_URL=d.url, CLUSTERMGMT_USER="admin",
+               CLUSTERMGMT_PASSWORD=d.password)
+    for k in ("CLUSTERMGMT_TOKEN", "NETRC"):
+        env.pop(k, None)
+    return env
+
+
+def test_a_cli_rollout_through_one_daemon_refuses_one_through_another(fleet, pg_url, tmp_path):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1", "web2"])
+    gate = tmp_path / "gate"
+    first = subprocess.Popen(
+        [a.bin, "rollout", "--nodes", "web1", "--exec",
+         "i=0; while [ ! -e %s ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done" % gate],
+        env=cli_env(a), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        x = wait_until(lambda: next((x for x in rollouts(b)["rollouts"]
+                                     if x["current"] == "web1"), None), 30,
+                       "b to show a's rollout on web1")
+        assert x["state"] == "running" and x["nodes"] == ["web1"], x
+        second = subprocess.run([b.bin, "rollout", "--nodes", "web2", "--exec", "true"],
+                                env=cli_env(b), capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "in progress" in second.stderr and x["id"] in second.stderr, second.stderr
+        gate.write_text("go\n")
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, out + err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=10)
+    x = wait_until(lambda: (shown(b, x["id"]) or {}).get("state") == "done" and
+                   shown(b, x["id"]), SEEN_TIMEOUT, "b to show the rollout done")
+    assert b.node_states()["web2"][0] == "online"  # the refused one changed nothing
