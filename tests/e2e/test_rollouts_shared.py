@@ -2,7 +2,7 @@
 The registry of rollouts in progress when several daemons share one
 PostgreSQL (docs/API.md, "Rollouts"): a rollout registered through one
 daemon is seen through every other, on the API and on the cluster's page,
-and blocks a second one there; heartbeats are no change of the store; a
+and blocks a second one there (through the API and a real `rollout`); heartbeats are no change of the store; a
 silent client is shown gone everywhere; while the store is away the last
 list is served and a registration is refused.
 
