@@ -166,13 +166,13 @@ struct engine_probe_share {
  * loop. */
 int engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err);
 
-/* The registry of rollouts in progress of a shared store
- * (store_rollouts_register, _beat, _list and _free in store.h, the same
- * contracts), on the caller's thread like engine_share_probes: they go
- * through the store's connection for the fleet, never the engine
- * thread's, and block up to the store's deadline, so run them in a side
- * job (engine_tx.engine), never on an event loop. 405 for a store only
- * this daemon writes. */
+/* The registry of rollouts in progress (store_rollouts_register, _beat,
+ * _list and _free in store.h, the same contracts), on the caller's
+ * thread, through engine_tx.engine: with a shared store in a side job
+ * (like engine_share_probes, they go through the store's connection for
+ * the fleet, never the engine thread's, and block up to the store's
+ * deadline), with an unshared one in a read job on the engine thread,
+ * the only one that may touch that store. Never on an event loop. */
 int engine_rollouts_register(struct engine *e, const struct rollout_record *rec, int is_force,
                              int max, int64_t evict_before, int *is_conflict,
                              struct rollout_record *conflict, struct error *err);

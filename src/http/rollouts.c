@@ -1,22 +1,18 @@
 /*
  * rollouts.c - the registry of rollouts in progress (see rollouts.h).
  *
- * Where the registry lives depends on the store:
+ * The registry lives in the store (engine_rollouts_*), so that a daemon
+ * restart keeps it and, with PostgreSQL, every daemon behind the load
+ * balancer sees the same rollouts and refuses a second one. The table
+ * below is the last list read, with what this daemon registered or
+ * heard since: it answers between reads and while a shared store does
+ * not answer.
  *
- *   unshared (SQLite, one daemon)   in the table below: this daemon is
- *                                   the only one a rollout can talk to.
- *   shared (PostgreSQL)             in the store (engine_rollouts_*), so
- *                                   that every daemon behind the load
- *                                   balancer sees the same rollouts and
- *                                   refuses a second one; the table below
- *                                   is then the last list read, served
- *                                   while the store does not answer.
- *
- * The store's calls block up to its deadline, so they run as side jobs
- * (engine.h), never on the event loop. A list is read at most every
+ * A shared store's calls block up to its deadline, so they run as side
+ * jobs (engine.h), never on the event loop; SQLite's run on the engine
+ * thread, as everything on that store does. A list is read at most every
  * ROLLOUTS_READ_MS and one read at a time: however many pages poll, the
- * store sees a bounded number of reads; in between, and while a read is
- * under way, the table answers.
+ * store sees a bounded number of reads.
  *
  * The table is guarded by one mutex, held only to copy records in or
  * out. A record keeps what the client sent, checked here (strings of
@@ -277,47 +273,6 @@ remember(const struct rollout_record *rec, int64_t evict_before)
 	record_copy(&table[slot], rec);
 }
 
-/* The registration in the table (an unshared store): the running
- * rollout in the way into *conflict, or a full table (503), or rec
- * added. Called with the lock held. */
-static int
-register_here(const struct rollout_record *rec, int is_force, int *is_conflict,
-              struct rollout_record *conflict, struct error *err)
-{
-	char message[64];
-	int i, slot;
-
-	for (i = 0; i < ROLLOUTS_MAX; i++) {
-		struct rollout_record *e = &table[i];
-		if (e->id[0] == '\0' || strcmp(e->cluster, rec->cluster) != 0 || is_finished(e))
-			continue;
-		if (strcmp(e->id, rec->id) == 0 || !is_force) {
-			record_copy(conflict, e);
-			*is_conflict = 1;
-			return 0;
-		}
-	}
-	slot = find(rec->cluster, rec->id);
-	if (slot < 0)
-		slot = slot_for_new(rec->beat_at - ROLLOUT_EVICT_MS);
-	if (slot < 0)
-		return error_set(err, 503, "%d rollouts are in progress: no room for another",
-		                 ROLLOUTS_MAX);
-	for (i = 0; is_force && i < ROLLOUTS_MAX; i++) {
-		struct rollout_record *e = &table[i];
-		if (e->id[0] == '\0' || strcmp(e->cluster, rec->cluster) != 0 || is_finished(e))
-			continue;
-		/* --force: the other one is shown as overridden */
-		snprintf(e->state, sizeof(e->state), "interrupted");
-		snprintf(message, sizeof(message), "overridden by rollout %s (--force)", rec->id);
-		free(e->message);
-		e->message = xstrdup(message);
-	}
-	record_clear(&table[slot]);
-	record_copy(&table[slot], rec);
-	return 0;
-}
-
 /* Merges a heartbeat into e. */
 static void
 apply_beat(struct rollout_record *e, const struct rollout_record *beat)
@@ -424,8 +379,10 @@ list_read_run(struct engine_tx *tx, struct engine_job *job, struct error *err)
 static void
 list_read_done(struct request *r, struct engine_job *job)
 {
+	int is_up;
+
 	/* a failed read: the last list, marked as such */
-	reply_list(r, r->route.cluster, 1, job->rc == 0);
+	reply_list(r, r->route.cluster, store_is_shared(r, &is_up), job->rc == 0);
 }
 
 void
@@ -437,7 +394,7 @@ rollouts_get(struct request *r, const struct route *rt)
 	if (!cluster_exists_or_reply(r, rt->cluster))
 		return;
 	pthread_mutex_lock(&lock);
-	is_due = is_shared && is_up && !is_reading && time_now_ms() - read_at >= ROLLOUTS_READ_MS;
+	is_due = is_up && !is_reading && time_now_ms() - read_at >= ROLLOUTS_READ_MS;
 	if (is_due)
 		is_reading = 1;
 	pthread_mutex_unlock(&lock);
@@ -446,7 +403,7 @@ rollouts_get(struct request *r, const struct route *rt)
 		return;
 	}
 	job = request_job_new(r, list_read_run, sizeof(struct list_read));
-	job->is_side = 1;
+	job->is_side = is_shared;
 	job->free_data = list_read_free;
 	request_job_submit(r, job, list_read_done);
 }
@@ -553,7 +510,7 @@ rollouts_post(struct request *r, const struct route *rt)
 	struct registration *g, local;
 	struct engine_job *job;
 	json_t *body;
-	int is_up, is_shared = store_is_shared(r, &is_up), rc;
+	int is_up, is_shared = store_is_shared(r, &is_up);
 	int64_t now = time_now_ms();
 
 	if (!cluster_exists_or_reply(r, rt->cluster))
@@ -578,23 +535,16 @@ rollouts_post(struct request *r, const struct route *rt)
 	g->rec.verdicts = xstrdup("{}");
 	g->is_force = json_is_true(json_object_get(body, "force"));
 	json_decref(body);
-	if (is_shared && is_up) {
+	if (is_up) {
 		job = request_job_new(r, registration_run, sizeof(local));
 		memcpy(job->data, &local, sizeof(local)); /* the job owns the strings now */
-		job->is_side = 1;
+		job->is_side = is_shared;
 		job->free_data = registration_free;
 		request_job_submit(r, job, registration_done);
 		return;
 	}
-	error_clear(&err);
-	if (is_shared) {
-		rc = error_set(&err, 503, "the daemon's last check found it down");
-	} else {
-		pthread_mutex_lock(&lock);
-		rc = register_here(&g->rec, g->is_force, &g->is_conflict, &g->conflict, &err);
-		pthread_mutex_unlock(&lock);
-	}
-	registration_reply(r, g, rc, &err);
+	error_set(&err, 503, "the daemon's last check found it down");
+	registration_reply(r, g, -1, &err);
 	registration_free(g);
 }
 
@@ -684,7 +634,7 @@ rollout_put(struct request *r, const struct route *rt)
 	struct error err;
 	struct engine_job *job;
 	struct beat *b, local;
-	json_t *body, *doc, *v;
+	json_t *body, *v;
 	int is_up, is_shared = store_is_shared(r, &is_up);
 
 	if ((body = request_json_body(r, &err)) == NULL || check_fields(body, 0, &err) != 0) {
@@ -709,24 +659,15 @@ rollout_put(struct request *r, const struct route *rt)
 	if ((v = json_object_get(body, "verdicts")) != NULL)
 		b->in.verdicts = json_dumps(v, JSON_COMPACT);
 	json_decref(body);
-	if (is_shared && is_up) {
+	if (is_up) {
 		job = request_job_new(r, beat_run, sizeof(local));
 		memcpy(job->data, &local, sizeof(local)); /* the job owns the strings now */
-		job->is_side = 1;
+		job->is_side = is_shared;
 		job->free_data = beat_free;
 		request_job_submit(r, job, beat_done);
 		return;
 	}
-	doc = beat_here(&b->in);
+	json_decref(beat_here(&b->in));
 	beat_free(b);
-	if (is_shared) {
-		json_decref(doc);
-		reply_store_down_beat(r);
-		return;
-	}
-	if (doc == NULL) {
-		reply_unknown(r, rt);
-		return;
-	}
-	reply_json(r, 200, json_pack("{s:o}", "rollout", doc));
+	reply_store_down_beat(r);
 }

@@ -6,17 +6,17 @@
  * the same cluster is refused (409) while one is registered and not
  * finished, unless it asks with "force".
  *
- * With a store several daemons share (PostgreSQL) the registry is in the
- * store: a rollout registered through one daemon is seen, and blocks a
- * second one, through every daemon. Heartbeats update its row, never the
- * store version. While the store does not answer, GET serves the last
- * list read (marked "store_unreachable"), a registration is refused (503:
- * the CLI's --force starts the rollout unregistered), and a heartbeat is
- * kept by the daemon that took it. With an unshared store (SQLite, one
- * daemon) it is this daemon's memory, and a restart forgets it (the
- * nodes a rollout holds out are protected by their TTL as before).
+ * The registry is in the store: a daemon restart keeps it, and with a
+ * store several daemons share (PostgreSQL) a rollout registered through
+ * one daemon is seen, and blocks a second one, through every daemon.
+ * Heartbeats update its row, never the store version. While a shared
+ * store does not answer, GET serves the last list read (marked
+ * "store_unreachable"), a registration is refused (503: the CLI's
+ * --force starts the rollout unregistered), and a heartbeat is kept by
+ * the daemon that took it. The nodes a rollout holds out are protected
+ * by their TTL as before.
  *
- * It is bounded either way: ROLLOUTS_MAX entries over every cluster; the
+ * It is bounded: ROLLOUTS_MAX entries over every cluster; the
  * oldest finished one, or silent for ROLLOUT_EVICT_MS, makes room, else
  * 503.
  */

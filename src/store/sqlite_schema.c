@@ -156,9 +156,8 @@ static const char step10_audit_context[] =
 static const char step11_token_clusters[] =
     "ALTER TABLE tokens ADD COLUMN clusters TEXT NOT NULL DEFAULT '';";
 
-/* PostgreSQL's registry of the rollouts in progress (postgres_schema.c);
- * unused here (the one daemon of an SQLite store keeps its rollouts in
- * memory), kept so that both count the same steps. */
+/* The rollouts in progress (sqlite_rollouts.c): a daemon restart keeps
+ * them; heartbeats update their row, never the store version. */
 static const char step12_rollouts[] = "CREATE TABLE rollouts ("
                                       " cluster TEXT NOT NULL,"
                                       " id TEXT NOT NULL,"

@@ -817,11 +817,11 @@ bad:
 	return -1;
 }
 
-/* An unshared store has one daemon, which keeps its rollouts in memory. */
+/* A backend without the registry (none today). */
 static int
-no_shared_rollouts(struct error *err)
+no_rollouts(struct error *err)
 {
-	return error_set(err, 405, "this store is not shared: its daemon keeps the rollouts");
+	return error_set(err, 405, "this store keeps no rollouts");
 }
 
 int
@@ -832,7 +832,7 @@ store_rollouts_register(struct store *s, const struct rollout_record *rec, int i
 	*is_conflict = 0;
 	memset(conflict, 0, sizeof(*conflict));
 	if (s->backend->rollouts_register == NULL)
-		return no_shared_rollouts(err);
+		return no_rollouts(err);
 	return s->backend->rollouts_register(s->db, rec, is_force, max, evict_before, is_conflict,
 	                                     conflict, err);
 }
@@ -843,7 +843,7 @@ store_rollouts_beat(struct store *s, const struct rollout_record *beat, struct r
 {
 	memset(out, 0, sizeof(*out));
 	if (s->backend->rollouts_beat == NULL)
-		return no_shared_rollouts(err);
+		return no_rollouts(err);
 	return s->backend->rollouts_beat(s->db, beat, out, err);
 }
 
@@ -853,7 +853,7 @@ store_rollouts_list(struct store *s, struct rollout_record **all, size_t *n_all,
 	*all = NULL;
 	*n_all = 0;
 	if (s->backend->rollouts_list == NULL)
-		return no_shared_rollouts(err);
+		return no_rollouts(err);
 	return s->backend->rollouts_list(s->db, all, n_all, err);
 }
 

@@ -203,14 +203,14 @@ int store_share_sessions(struct store *s, const struct session_record *added, si
                          const struct session_record *ended, size_t n_ended, int64_t now,
                          struct session_record **all, size_t *n_all, struct error *err);
 
-/* --- rollouts in progress (shared stores) ----------------------------- */
+/* --- rollouts in progress ---------------------------------------------- */
 
-/* The registry of rollouts in progress that every daemon of a shared
- * store sees (http/rollouts.c). Like the fleet's exchanges, these run on
- * the store's connection for the fleet (PostgreSQL: the watch thread's),
- * from any one thread at a time, never under the write lock, and they
- * are not changes: no store version, no notification. An unshared store
- * has none (405: its one daemon keeps the registry in memory).
+/* The registry of rollouts in progress (http/rollouts.c), which every
+ * daemon of a shared store sees. They are not changes of the model: no
+ * store version, no notification, never under the write lock. A shared
+ * store runs them on its connection for the fleet (PostgreSQL: the watch
+ * thread's), from any thread, like the fleet's exchanges; an unshared
+ * one (SQLite) on the thread that writes it, like everything else.
  *
  * store_rollouts_register inserts rec unless a rollout of the same
  * cluster is running (state "running") with the same id, or with any id

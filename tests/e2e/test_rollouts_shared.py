@@ -4,7 +4,8 @@ PostgreSQL (docs/API.md, "Rollouts"): a rollout registered through one
 daemon is seen through every other, on the API and on the cluster's page,
 and blocks a second one there (through the API and a real `rollout`); heartbeats are no change of the store; a
 silent client is shown gone everywhere; while the store is away the last
-list is served and a registration is refused.
+list is served and a registration is refused. And, with one daemon on
+SQLite, that a restart keeps the registry.
 
 Every test starts a real PostgreSQL (tests/e2e/pgcluster.py) and real
 daemons, and headless Chromium for the page; every wait is bounded.
@@ -256,3 +257,16 @@ def test_a_cli_rollout_through_one_daemon_refuses_one_through_another(fleet, pg_
     x = wait_until(lambda: (shown(b, x["id"]) or {}).get("state") == "done" and
                    shown(b, x["id"]), SEEN_TIMEOUT, "b to show the rollout done")
     assert b.node_states()["web2"][0] == "online"  # the refused one changed nothing
+
+
+def test_a_daemon_restart_keeps_the_registry_on_sqlite(daemon):
+    assert register(daemon, "kept2").status_code == 201
+    assert beat(daemon, "kept2", phase="judging", verdicts={"web1": "pass"}).status_code == 200
+    daemon.stop()
+    daemon.start()
+    x = shown(daemon, "kept2")
+    assert x is not None and x["state"] == "running" and x["phase"] == "judging", x
+    assert x["verdicts"] == {"web1": "pass"} and "store_unreachable" not in rollouts(daemon)
+    assert_json_error(register(daemon, "other2"), 409)  # it still blocks a second one
+    r = beat(daemon, "kept2", state="done")
+    assert r.status_code == 200 and r.json()["rollout"]["state"] == "done", r.text
