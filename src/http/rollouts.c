@@ -42,8 +42,8 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rollout_record table[ROLLOUTS_MAX]; /* id[0] == '\0': free */
-static int64_t read_at;                           /* shared: the last list read (ms) */
-static int is_reading;                            /* shared: a read is under way */
+static int64_t read_at; /* the last list read (ms); 0: read at the next GET */
+static int is_reading;  /* a read is under way */
 
 static const char *const states[] = {"running",      "done",        "failed", "verdict fail",
                                      "inconclusive", "interrupted", NULL};
