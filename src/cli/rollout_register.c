@@ -12,7 +12,10 @@
  *
  * A daemon without the endpoint (404/405) gets a warning and the rollout
  * goes on unregistered; a registered rollout on the cluster (409) refuses
- * this one unless --force.
+ * this one unless --force. A daemon whose store is unreachable cannot
+ * register it (503): the rollout is refused, as a second operator could
+ * not see it, unless --force, which starts it unregistered with a
+ * warning.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -108,6 +111,17 @@ rollout_register(struct rollout *r, struct error *err)
 		    stderr,
 		    "clustermgmt: warning: the daemon does not keep a registry of rollouts; this "
 		    "one is not shown to others\n");
+		error_clear(err);
+		return CLI_OK;
+	}
+	if (rc == CLI_REFUSED && err->status == 503 && strstr(err->what, "store") != NULL) {
+		if (!r->is_force)
+			return rc; /* the daemon's sentence says why, and what --force does */
+		fprintf(stderr,
+		        "clustermgmt: warning: %s; --force: going on unregistered, other "
+		        "operators will neither see this rollout nor be refused a second "
+		        "one\n",
+		        err->what);
 		error_clear(err);
 		return CLI_OK;
 	}

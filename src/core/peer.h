@@ -1,7 +1,8 @@
 /*
  * peer.h - what the daemons of one shared store tell each other through
  * it, besides the model: what they observed of the load balancers, that
- * they are alive (the fleet), and the web page's sessions.
+ * they are alive (the fleet), the web page's sessions and the rollouts in
+ * progress.
  *
  * struct probe_report: one load balancer's probing of one node, as a
  * daemon reports it to the others.
@@ -79,6 +80,27 @@ struct session_record {
 	char email[SESSION_CLAIM_MAX + 1]; /* OIDC: the verified email, or "" */
 	const char *groups;                /* OIDC: "\n"-joined, or NULL */
 	const char *id_token;              /* OIDC: sealed, base64url, or NULL */
+};
+
+/* A rollout in progress (http/rollouts.c), as the daemons of one shared
+ * store keep it in the store: registered through one daemon, seen and
+ * refused against through every other. The strings are the registering
+ * client's, checked by the daemon that took them (bounded lengths); the
+ * store only keeps them. phase, current, command and message are NULL
+ * when not set; nodes is a JSON array and verdicts a JSON object, as
+ * text. Every pointer is malloc'd and owned by the record
+ * (store_rollouts_free). */
+#define ROLLOUT_ID_MAX 16
+#define ROLLOUT_STATE_MAX 32
+struct rollout_record {
+	char cluster[NODE_NAME_MAX + 1];
+	char id[ROLLOUT_ID_MAX + 1];
+	char started_by[96];
+	char from[64];
+	int64_t started_at, beat_at;       /* ms, wall clock of the daemon that took it */
+	char state[ROLLOUT_STATE_MAX + 1]; /* "running", or how it ended */
+	char *phase, *current, *command, *message;
+	char *nodes, *verdicts;
 };
 
 #endif

@@ -164,7 +164,7 @@ static void
 run_job(struct engine *e, struct engine_job *job)
 {
 	struct actor who = {job->who_name, job->who_address};
-	struct engine_tx tx = {.model = atomic_load(&e->current), .who = &who};
+	struct engine_tx tx = {.model = atomic_load(&e->current), .who = &who, .engine = e};
 
 	error_clear(&job->err);
 	if (job->is_command) {
@@ -390,8 +390,10 @@ side_thread(void *arg)
 		} else {
 			engine_reader_online(e, reader_id);
 			who = (struct actor){job->who_name, job->who_address};
-			tx = (struct engine_tx){
-			    .model = atomic_load(&e->current), .who = &who, .now = time_now_ms()};
+			tx = (struct engine_tx){.model = atomic_load(&e->current),
+			                        .who = &who,
+			                        .now = time_now_ms(),
+			                        .engine = e};
 			job->rc = job->run(&tx, job, &job->err);
 		}
 		if (job->is_command && job->rc == 0)
@@ -676,6 +678,35 @@ engine_share_probes(struct engine *e, struct engine_probe_share *p, struct error
 		                          p->sessions_ended, p->n_sessions_ended, time_now_ms(),
 		                          &p->sessions, &p->n_sessions, err);
 	return rc;
+}
+
+int
+engine_rollouts_register(struct engine *e, const struct rollout_record *rec, int is_force, int max,
+                         int64_t evict_before, int *is_conflict, struct rollout_record *conflict,
+                         struct error *err)
+{
+	return store_rollouts_register(e->store, rec, is_force, max, evict_before, is_conflict,
+	                               conflict, err);
+}
+
+int
+engine_rollouts_beat(struct engine *e, const struct rollout_record *beat,
+                     struct rollout_record *out, struct error *err)
+{
+	return store_rollouts_beat(e->store, beat, out, err);
+}
+
+int
+engine_rollouts_list(struct engine *e, struct rollout_record **all, size_t *n_all,
+                     struct error *err)
+{
+	return store_rollouts_list(e->store, all, n_all, err);
+}
+
+void
+engine_rollouts_free(struct rollout_record *r)
+{
+	store_rollouts_free(r);
 }
 
 void

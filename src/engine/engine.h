@@ -65,7 +65,8 @@ struct engine;
 struct engine_tx {
 	const struct model *model; /* the current snapshot; never mutate it */
 	const struct actor *who;
-	int64_t now; /* ms */
+	int64_t now;           /* ms */
+	struct engine *engine; /* for a side job's engine_rollouts_* calls */
 };
 
 struct engine_job;
@@ -164,6 +165,22 @@ struct engine_probe_share {
  * deadline: for a thread of its own (observe/share.c), never an event
  * loop. */
 int engine_share_probes(struct engine *e, struct engine_probe_share *share, struct error *err);
+
+/* The registry of rollouts in progress (store_rollouts_register, _beat,
+ * _list and _free in store.h, the same contracts), on the caller's
+ * thread, through engine_tx.engine: with a shared store in a side job
+ * (like engine_share_probes, they go through the store's connection for
+ * the fleet, never the engine thread's, and block up to the store's
+ * deadline), with an unshared one in a read job on the engine thread,
+ * the only one that may touch that store. Never on an event loop. */
+int engine_rollouts_register(struct engine *e, const struct rollout_record *rec, int is_force,
+                             int max, int64_t evict_before, int *is_conflict,
+                             struct rollout_record *conflict, struct error *err);
+int engine_rollouts_beat(struct engine *e, const struct rollout_record *beat,
+                         struct rollout_record *out, struct error *err);
+int engine_rollouts_list(struct engine *e, struct rollout_record **all, size_t *n_all,
+                         struct error *err);
+void engine_rollouts_free(struct rollout_record *r);
 
 /* Frees what the job holds (its command, the audit entries read, and
  * free_data(data)); not the job itself. */

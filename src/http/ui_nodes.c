@@ -7,7 +7,8 @@
  *              "Offline Nodes" form: a checkbox per node, checked = out of
  *              service, a Drain button per node, a reason and a TTL for
  *              the nodes being taken out), the "List of Nodes" form and
- *              the last 50 audit entries. The audit log lives in the
+ *              the last 50 audit entries, and above them the rollouts
+ *              in progress (filled by the script). The audit log lives in the
  *              store, so every render goes through a read job; what the
  *              page must show besides the snapshot (a notice, an error
  *              next to a form, what was typed) travels in the job's data.
@@ -502,6 +503,21 @@ audit_section(struct ui_buf *b, const struct engine_job *job, const struct audit
 	ui_raw(b, "</section>");
 }
 
+/* The rollouts in progress on the cluster and the last ones that ended
+ * (GET /v1/clusters/{c}/rollouts): the script fills and refreshes it
+ * every few seconds, and shows it only when there is one; without the
+ * script the API has them. */
+static void
+rollouts_section(struct ui_buf *b, const struct cluster *c)
+{
+	ui_printf(b,
+	          "<section id=\"rollouts\" class=\"card\" aria-labelledby=\"h-rollouts\" "
+	          "data-cluster=\"%s\" hidden><h2 id=\"h-rollouts\">Rollouts</h2>"
+	          "<p class=\"rollouts-note\" role=\"status\" hidden></p>"
+	          "<div class=\"rollouts-list\" aria-live=\"polite\"></div></section>",
+	          c->name);
+}
+
 static void
 page_render(struct request *r, struct engine_job *job)
 {
@@ -531,6 +547,7 @@ page_render(struct request *r, struct engine_job *job)
 	ui_raw(&b, "<p id=\"live\" class=\"live\" hidden></p>");
 	if (a->st.notice != NULL)
 		ui_printf(&b, "<p class=\"flash ok\" role=\"status\">%s</p>", a->st.notice);
+	rollouts_section(&b, c);
 	status_section(r, &b, c, &a->st);
 	lbs_section(r, &b, c);
 	node_list_section(r, &b, c, &a->st);

@@ -725,5 +725,8 @@ const struct store_backend store_postgres_backend = {
     .share_probes = pg_share_probes,
     .heartbeat = pg_heartbeat,
     .share_sessions = pg_share_sessions,
+    .rollouts_register = pg_rollouts_register,
+    .rollouts_beat = pg_rollouts_beat,
+    .rollouts_list = pg_rollouts_list,
     .health = pg_health,
 };

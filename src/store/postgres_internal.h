@@ -2,7 +2,7 @@
  * postgres_internal.h - what the files of the PostgreSQL backend share.
  *
  * Internal to src/store/. The backend is one struct pg_store and two
- * connections, in six files, one job each:
+ * connections, in seven files, one job each:
  *
  *   postgres.c         the main connection: open and close, the up/down
  *                      state, statements within the write's deadline,
@@ -18,6 +18,7 @@
  *                      and the fleet's telemetry run on it (pg_side_call)
  *   postgres_fleet.c   the fleet's shared tables: observed probes,
  *                      heartbeats, web sessions, one statement per batch
+ *   postgres_rollouts.c  the rollouts in progress, on the same connection
  *
  * pg_share.c encodes the probe and session batches' array parameters.
  */
@@ -35,6 +36,7 @@
 #define LOCK_CLASS 0x636d /* "cm": the first key of our advisory locks */
 #define LOCK_MIGRATE 1
 #define LOCK_WRITE 2
+#define LOCK_ROLLOUTS 3 /* registering a rollout (postgres_rollouts.c) */
 #define CHANNEL "clustermgmt"
 
 struct pg_side_job;
@@ -180,5 +182,12 @@ int pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_rec
 int pg_share_sessions(void *handle, const struct session_record *added, size_t n_added,
                       const struct session_record *ended, size_t n_ended, int64_t now,
                       struct session_record **all, size_t *n_all, struct error *err);
+
+int pg_rollouts_register(void *handle, const struct rollout_record *rec, int is_force, int max,
+                         int64_t evict_before, int *is_conflict, struct rollout_record *conflict,
+                         struct error *err);
+int pg_rollouts_beat(void *handle, const struct rollout_record *beat, struct rollout_record *out,
+                     struct error *err);
+int pg_rollouts_list(void *handle, struct rollout_record **all, size_t *n_all, struct error *err);
 
 #endif

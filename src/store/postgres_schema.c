@@ -152,6 +152,24 @@ static const char step12_session_identity[] =
     "ALTER TABLE sessions ADD COLUMN email TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN group_names TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN id_token TEXT NOT NULL DEFAULT '';";
+/* The rollouts in progress, registered through any daemon and seen
+ * through every one (postgres_rollouts.c); heartbeats update their row,
+ * never the store version. */
+static const char step13_rollouts[] = "CREATE TABLE rollouts ("
+                                      " cluster TEXT NOT NULL,"
+                                      " id TEXT NOT NULL,"
+                                      " started_by TEXT NOT NULL,"
+                                      " from_address TEXT NOT NULL,"
+                                      " started_at BIGINT NOT NULL,"
+                                      " beat_at BIGINT NOT NULL,"
+                                      " state TEXT NOT NULL,"
+                                      " phase TEXT,"
+                                      " current_node TEXT,"
+                                      " command TEXT,"
+                                      " message TEXT,"
+                                      " nodes TEXT NOT NULL,"
+                                      " verdicts TEXT NOT NULL,"
+                                      " PRIMARY KEY (cluster, id));";
 
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
@@ -168,6 +186,7 @@ static const struct migration migrations[] = {
     {"record who changed what, and how they signed in", step10_audit_context},
     {"scope tokens to clusters", step11_token_clusters},
     {"share who signed in through the identity provider or the proxy", step12_session_identity},
+    {"register the rollouts in progress", step13_rollouts},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -389,4 +389,7 @@ const struct store_backend store_sqlite_backend = {
     .remember_key = sqlite_remember_key,
     .load = sqlite_load,
     .read_audit = sqlite_read_audit,
+    .rollouts_register = sqlite_rollouts_register,
+    .rollouts_beat = sqlite_rollouts_beat,
+    .rollouts_list = sqlite_rollouts_list,
 };

@@ -104,4 +104,13 @@ int sqlite_load(void *handle, struct model *m, int64_t *version, struct error *e
 int sqlite_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log *out,
                       struct error *err);
 
+/* sqlite_rollouts.c: the rollouts in progress (store_backend.h). */
+int sqlite_rollouts_register(void *handle, const struct rollout_record *rec, int is_force, int max,
+                             int64_t evict_before, int *is_conflict,
+                             struct rollout_record *conflict, struct error *err);
+int sqlite_rollouts_beat(void *handle, const struct rollout_record *beat,
+                         struct rollout_record *out, struct error *err);
+int sqlite_rollouts_list(void *handle, struct rollout_record **all, size_t *n_all,
+                         struct error *err);
+
 #endif

@@ -168,6 +168,23 @@ static const char step12_session_identity[] =
     "ALTER TABLE sessions ADD COLUMN email TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN group_names TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE sessions ADD COLUMN id_token TEXT NOT NULL DEFAULT '';";
+/* The rollouts in progress (sqlite_rollouts.c): a daemon restart keeps
+ * them; heartbeats update their row, never the store version. */
+static const char step13_rollouts[] = "CREATE TABLE rollouts ("
+                                      " cluster TEXT NOT NULL,"
+                                      " id TEXT NOT NULL,"
+                                      " started_by TEXT NOT NULL,"
+                                      " from_address TEXT NOT NULL,"
+                                      " started_at INTEGER NOT NULL,"
+                                      " beat_at INTEGER NOT NULL,"
+                                      " state TEXT NOT NULL,"
+                                      " phase TEXT,"
+                                      " current_node TEXT,"
+                                      " command TEXT,"
+                                      " message TEXT,"
+                                      " nodes TEXT NOT NULL,"
+                                      " verdicts TEXT NOT NULL,"
+                                      " PRIMARY KEY (cluster, id));";
 
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
@@ -185,6 +202,7 @@ static const struct migration migrations[] = {
     {"record who changed what, and how they signed in", step10_audit_context},
     {"scope tokens to clusters", step11_token_clusters},
     {"share who signed in through the identity provider or the proxy", step12_session_identity},
+    {"register the rollouts in progress", step13_rollouts},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

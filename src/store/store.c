@@ -816,3 +816,55 @@ bad:
 		audit_entry_free(&out->entries[--out->n]);
 	return -1;
 }
+
+/* A backend without the registry (none today). */
+static int
+no_rollouts(struct error *err)
+{
+	return error_set(err, 405, "this store keeps no rollouts");
+}
+
+int
+store_rollouts_register(struct store *s, const struct rollout_record *rec, int is_force, int max,
+                        int64_t evict_before, int *is_conflict, struct rollout_record *conflict,
+                        struct error *err)
+{
+	*is_conflict = 0;
+	memset(conflict, 0, sizeof(*conflict));
+	if (s->backend->rollouts_register == NULL)
+		return no_rollouts(err);
+	return s->backend->rollouts_register(s->db, rec, is_force, max, evict_before, is_conflict,
+	                                     conflict, err);
+}
+
+int
+store_rollouts_beat(struct store *s, const struct rollout_record *beat, struct rollout_record *out,
+                    struct error *err)
+{
+	memset(out, 0, sizeof(*out));
+	if (s->backend->rollouts_beat == NULL)
+		return no_rollouts(err);
+	return s->backend->rollouts_beat(s->db, beat, out, err);
+}
+
+int
+store_rollouts_list(struct store *s, struct rollout_record **all, size_t *n_all, struct error *err)
+{
+	*all = NULL;
+	*n_all = 0;
+	if (s->backend->rollouts_list == NULL)
+		return no_rollouts(err);
+	return s->backend->rollouts_list(s->db, all, n_all, err);
+}
+
+void
+store_rollouts_free(struct rollout_record *r)
+{
+	free(r->phase);
+	free(r->current);
+	free(r->command);
+	free(r->message);
+	free(r->nodes);
+	free(r->verdicts);
+	r->phase = r->current = r->command = r->message = r->nodes = r->verdicts = NULL;
+}

@@ -203,4 +203,39 @@ int store_share_sessions(struct store *s, const struct session_record *added, si
                          const struct session_record *ended, size_t n_ended, int64_t now,
                          struct session_record **all, size_t *n_all, struct error *err);
 
+/* --- rollouts in progress ---------------------------------------------- */
+
+/* The registry of rollouts in progress (http/rollouts.c), which every
+ * daemon of a shared store sees. They are not changes of the model: no
+ * store version, no notification, never under the write lock. A shared
+ * store runs them on its connection for the fleet (PostgreSQL: the watch
+ * thread's), from any thread, like the fleet's exchanges; an unshared
+ * one (SQLite) on the thread that writes it, like everything else.
+ *
+ * store_rollouts_register inserts rec unless a rollout of the same
+ * cluster is running (state "running") with the same id, or with any id
+ * when !is_force: then *conflict gets the newest such one (the caller
+ * frees it with store_rollouts_free) and nothing changes. With is_force
+ * the running ones are marked "interrupted", "overridden by rollout ID
+ * (--force)". At most max rows are kept over every cluster: the oldest
+ * finished one, or silent since before evict_before (ms), makes room;
+ * when none can, 503 and nothing changes. Returns 0 (registered, or
+ * *is_conflict set) or -1 with err. */
+int store_rollouts_register(struct store *s, const struct rollout_record *rec, int is_force,
+                            int max, int64_t evict_before, int *is_conflict,
+                            struct rollout_record *conflict, struct error *err);
+/* A heartbeat of rollout (cluster, id): sets beat_at, and each of
+ * phase, current, message and state that is not NULL; merges verdicts (a
+ * JSON object as text, NULL: none) into the stored ones. *out gets the
+ * row as it is now (store_rollouts_free); 404 when there is no such
+ * rollout. */
+int store_rollouts_beat(struct store *s, const struct rollout_record *beat,
+                        struct rollout_record *out, struct error *err);
+/* Every registered rollout of every cluster, newest first (a malloc'd
+ * *all of *n_all records; store_rollouts_free each, then free *all). */
+int store_rollouts_list(struct store *s, struct rollout_record **all, size_t *n_all,
+                        struct error *err);
+/* Frees what the record's pointers hold (not the record itself). */
+void store_rollouts_free(struct rollout_record *r);
+
 #endif

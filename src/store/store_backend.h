@@ -106,6 +106,14 @@ struct store_backend {
 	int (*share_sessions)(void *db, const struct session_record *added, size_t n_added,
 	                      const struct session_record *ended, size_t n_ended, int64_t now,
 	                      struct session_record **all, size_t *n_all, struct error *err);
+	/* Optional: the rollouts in progress (store_rollouts_* in store.h). */
+	int (*rollouts_register)(void *db, const struct rollout_record *rec, int is_force, int max,
+	                         int64_t evict_before, int *is_conflict,
+	                         struct rollout_record *conflict, struct error *err);
+	int (*rollouts_beat)(void *db, const struct rollout_record *beat,
+	                     struct rollout_record *out, struct error *err);
+	int (*rollouts_list)(void *db, struct rollout_record **all, size_t *n_all,
+	                     struct error *err);
 	/* Optional: the state of the connection (store_health in store.h). */
 	void (*health)(void *db, struct store_health *out);
 };

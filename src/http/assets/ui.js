@@ -239,3 +239,126 @@
 	setInterval(tickExpiry, 1000);
 	poll();
 })();
+
+/*
+ * The rollouts card: the rollouts in progress on this cluster and the
+ * last ones that ended, from GET /v1/clusters/{c}/rollouts every
+ * ROLLOUTS_POLL_MS (a rollout's heartbeat is no change of the cluster,
+ * so the events long poll does not carry it). Who started it, its
+ * nodes with their verdicts and the current one marked, its phase, how
+ * and why it ended, and "client gone" when its client has not been heard
+ * from. Every string comes from the registering client: written with
+ * textContent only.
+ */
+(function () {
+	'use strict';
+
+	var ROLLOUTS_POLL_MS = 3000, ENDED_SHOWN = 3;
+	var card = document.getElementById('rollouts');
+	if (!card || !window.fetch) return;
+	var list = card.querySelector('.rollouts-list'), note = card.querySelector('.rollouts-note');
+	var cluster = card.dataset.cluster;
+
+	function el(tag, cls, text) {
+		var e = document.createElement(tag);
+		if (cls) e.className = cls;
+		if (text !== undefined && text !== null) e.textContent = String(text);
+		return e;
+	}
+	function when(iso) {
+		return iso ? iso.replace('T', ' ').replace('Z', ' UTC') : '';
+	}
+	function seconds(ms) {
+		return Math.max(0, Math.round(ms / 1000)) + ' s';
+	}
+	function row(dl, term, cls, value) {
+		dl.appendChild(el('dt', null, term));
+		var dd = dl.appendChild(el('dd', cls));
+		if (value instanceof Node) dd.appendChild(value);
+		else dd.textContent = value === null || value === undefined ? '' : String(value);
+		return dd;
+	}
+
+	function nodesOf(x) {
+		var ul = el('ul', 'r-nodes');
+		(x.nodes || []).forEach(function (name) {
+			var li = ul.appendChild(el('li', 'r-node', name));
+			li.dataset.node = name;
+			var v = x.verdicts && x.verdicts[name];
+			if (typeof v === 'string') {
+				li.appendChild(document.createTextNode(' '));
+				li.appendChild(el('span', 'verdict verdict-' +
+					(/^(pass|fail|inconclusive)$/.test(v) ? v : 'other'), v));
+			}
+			if (x.state === 'running' || x.client_gone) {
+				if (name === x.current) {
+					li.classList.add('r-current');
+					li.appendChild(el('span', 'r-here', ' \u2190 now'));
+				}
+			}
+		});
+		return ul;
+	}
+
+	function rolloutOf(x) {
+		var state = x.client_gone ? 'client gone' : x.state;
+		var art = el('article', 'rollout rollout-' + String(state).replace(/[^a-z]+/g, '-'));
+		art.dataset.id = x.id;
+		var h = art.appendChild(el('h3', null, 'Rollout ' + x.id + ' '));
+		h.appendChild(el('span', 'r-state', state));
+		var dl = art.appendChild(el('dl', 'r-facts'));
+		row(dl, 'Started by', 'r-by', x.started_by + (x.from ? ' from ' + x.from : '') +
+			', ' + when(x.started_at));
+		if (x.command) row(dl, 'Command', 'r-command', el('code', null, x.command));
+		row(dl, 'Phase', 'r-phase', x.phase || '');
+		row(dl, 'Nodes', null, nodesOf(x));
+		if (x.message) row(dl, x.state === 'running' ? 'Note' : 'Why it stopped', 'r-message',
+			x.message);
+		if (x.client_gone)
+			row(dl, 'Client', 'r-gone', 'gone: no heartbeat for ' +
+				seconds(x.heartbeat_age_ms) + ' (it may be dead or cut off). Its nodes ' +
+				'come back when their TTL expires; `rollout --force` starts another.');
+		else if (x.state === 'running')
+			row(dl, 'Heartbeat', 'r-beat', seconds(x.heartbeat_age_ms) + ' ago');
+		else
+			row(dl, 'Ended', 'r-beat', when(x.heartbeat_at));
+		return art;
+	}
+
+	function show(doc) {
+		var running = [], ended = [];
+		(doc.rollouts || []).forEach(function (x) {
+			(x.state === 'running' || x.client_gone ? running : ended).push(x);
+		});
+		ended = ended.slice(0, ENDED_SHOWN);
+		while (list.firstChild) list.removeChild(list.firstChild);
+		running.concat(ended).forEach(function (x) { list.appendChild(rolloutOf(x)); });
+		note.hidden = !doc.store_unreachable;
+		note.textContent = doc.store_unreachable ? 'The store does not answer: this is ' +
+			'the list as of ' + (when(doc.as_of) || 'this daemon\u2019s start') +
+			'; heartbeats sent to other daemons are not seen.' : '';
+		card.hidden = running.length + ended.length === 0 && !doc.store_unreachable;
+	}
+
+	function poll() {
+		fetch('/v1/clusters/' + encodeURIComponent(cluster) + '/rollouts',
+			{credentials: 'same-origin', cache: 'no-store',
+				headers: {'Accept': 'application/json'}})
+			.then(function (r) {
+				if (r.status === 401 || r.status === 403 || r.status === 404)
+					throw {stop: true};
+				if (!r.ok) throw {};
+				return r.json();
+			})
+			.then(function (doc) {
+				show(doc);
+				setTimeout(poll, ROLLOUTS_POLL_MS);
+			})
+			.catch(function (err) {
+				if (err && err.stop) return;
+				setTimeout(poll, ROLLOUTS_POLL_MS);
+			});
+	}
+
+	poll();
+})();
