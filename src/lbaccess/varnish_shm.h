@@ -28,10 +28,12 @@
  * node_app1); a reading fills the rest. */
 struct varnish_shm_backend {
 	char name[VARNISH_SHM_NAME_MAX];
-	int n_vcls;                          /* loaded VCLs that have it; 0: not found */
-	uint64_t req, fail, busy, unhealthy; /* summed over those VCLs */
-	uint64_t conn;                       /* connections in use now (in flight), summed */
-	int n_happy;                         /* of those, the ones that keep a record of probes */
+	int n_vcls;                    /* loaded VCLs that have it; 0: not found */
+	uint64_t req, busy, unhealthy; /* summed over those VCLs */
+	uint64_t fail;                 /* connections that failed (see varnish_shm.c), summed */
+	uint64_t helddown;             /* connections not tried after a failure, summed */
+	uint64_t conn;                 /* connections in use now (in flight), summed */
+	int n_happy;                   /* of those, the ones that keep a record of probes */
 	uint64_t happy; /* its last probes, bit 0 the newest; meaningful when n_happy is 1 */
 };
 

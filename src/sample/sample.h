@@ -12,7 +12,9 @@
  *             the server's last 512 requests, a moving average: see
  *             sample_delta) and the status.
  *   Varnish   its shared memory (varnishd -n DIR), through libvarnishapi:
- *             VSC counters VBE.*.BACKEND.req, .fail, .busy, .unhealthy
+ *             VSC counters VBE.*.BACKEND.req, .fail (or its fail_* parts)
+ *             and .helddown (connections failed or not tried: econ),
+ *             .busy, .unhealthy
  *             summed over the loaded VCLs, and the VSL log for the status
  *             of each backend response (BerespStatus) and its time
  *             (Timestamp Beresp, since the fetch began) per backend. A

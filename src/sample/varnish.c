@@ -239,7 +239,7 @@ read_counters(struct sample_varnish *v, struct sample_server *servers, size_t n,
 	for (i = 0; rc == VARNISH_SHM_READ && i < n; i++) {
 		servers[i].is_found = b[i].n_vcls > 0;
 		servers[i].requests = b[i].req;
-		servers[i].econ = b[i].fail;
+		servers[i].econ = b[i].fail + b[i].helddown; /* both answered 503 */
 		servers[i].busy = b[i].busy;
 		servers[i].unhealthy = b[i].unhealthy;
 	}
