@@ -15,7 +15,11 @@
  *             flight); the runtime address is varnishd's -n working
  *             directory, as for `varnishstat -n DIR`.
  *
- * Every call is bounded by its timeout and leaves nothing behind.
+ * Every call is bounded by its timeout. A HAProxy call leaves nothing
+ * behind; the Varnish calls keep their attachment to each working
+ * directory (at most 16, each closed after a minute unused or once
+ * varnishd is gone), so that a reading does not map Varnish's statistics
+ * anew every time. Thread-safe.
  */
 #ifndef CM_LBRUNTIME_H
 #define CM_LBRUNTIME_H
@@ -45,7 +49,8 @@ int lbruntime_haproxy_is_in(const char *status);
 /* Varnish with working directory dir (varnishd -n): the requests in
  * flight to the backend named backend (its VCL name, e.g. node_app1),
  * summed over loaded VCLs. Returns 0, or -1 with why filled (not
- * running, restarting, no such backend). */
+ * running; restarted since the last call, whose counters are not read
+ * that time; no such backend). */
 int lbruntime_varnish(const char *dir, const char *backend, int timeout_ms,
                       struct lb_server_state *out, char *why, size_t why_size);
 

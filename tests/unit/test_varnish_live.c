@@ -428,6 +428,36 @@ test_a_new_varnishd_on_the_same_directory_is_found_and_the_old_counters_never(vo
 }
 
 static void
+test_the_drain_proof_reads_nothing_across_a_restart_then_the_new_worker(void **state)
+{
+	struct lb_server_state st;
+	long long deadline;
+	char why[200];
+	pid_t worker;
+	int rc, n_restarted = 0;
+
+	(void)state;
+	if (V.pid == 0)
+		skip();
+	/* the attachment kept since an earlier test saw the restarts of the
+	 * tests before: a reading or two without an answer first */
+	deadline = now_ms() + START_TIMEOUT_MS;
+	while (lbruntime_varnish(V.workdir, BACKEND_A, 2000, &st, why, sizeof(why)) != 0)
+		assert_true(now_ms() < deadline);
+	assert_true((worker = worker_pid()) > 0);
+	assert_int_equal(kill(worker, SIGKILL), 0);
+	wait_worker_replaced(worker);
+	while ((rc = lbruntime_varnish(V.workdir, BACKEND_A, 2000, &st, why, sizeof(why))) != 0) {
+		n_restarted += strstr(why, "restarted") != NULL;
+		assert_true(now_ms() < deadline);
+		sleep_ms(20);
+	}
+	/* its kept attachment saw the restart, and reads the new worker */
+	assert_true(n_restarted >= 1);
+	assert_int_equal(st.in_flight, 0);
+}
+
+static void
 test_the_verdict_never_takes_a_difference_across_a_restart(void **state)
 {
 	struct sample_server s[2], previous[2];
@@ -497,6 +527,8 @@ main(void)
 	    cmocka_unit_test(
 	        test_a_new_varnishd_on_the_same_directory_is_found_and_the_old_counters_never),
 	    cmocka_unit_test(test_the_verdict_never_takes_a_difference_across_a_restart),
+	    cmocka_unit_test(
+	        test_the_drain_proof_reads_nothing_across_a_restart_then_the_new_worker),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
