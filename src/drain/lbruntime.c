@@ -22,9 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lbaccess/haproxy_socket.h"
+#include "lbaccess/monotonic.h"
 #include "lbaccess/varnish_shm.h"
 #include "lbruntime.h"
 
@@ -156,15 +156,6 @@ struct attached {
 static pthread_mutex_t attached_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct attached attached[ATTACHED_MAX];
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 detach(struct attached *a)
 {
@@ -190,7 +181,7 @@ static struct attached *
 attachment(const char *dir, int timeout_ms, char *why, size_t why_size)
 {
 	struct attached *a, *slot = NULL;
-	long long now = now_ms();
+	long long now = monotonic_ms();
 
 	for (a = attached; a < attached + ATTACHED_MAX; a++) {
 		if (a->shm != NULL && strcmp(a->dir, dir) == 0)
@@ -229,7 +220,7 @@ read_varnish(const char *dir, const char *backend, int timeout_ms, struct varnis
 	memcpy(b->name, backend, strlen(backend) + 1);
 	pthread_mutex_lock(&attached_lock);
 	if ((a = attachment(dir, timeout_ms, why, why_size)) != NULL) {
-		a->used_at = now_ms();
+		a->used_at = monotonic_ms();
 		rc = varnish_shm_read(a->shm, b, 1, why, why_size);
 		if (rc == VARNISH_SHM_FAILED) /* gone: attach again next time */
 			detach(a);

@@ -14,21 +14,12 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "haproxy_socket.h"
+#include "monotonic.h"
 
 #define HOST_MAX 256
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Waits until fd is ready for events, by deadline. Returns 1, or 0 with
  * why filled. */
@@ -40,7 +31,7 @@ wait_ready(int fd, short events, long long deadline, char *why, size_t why_size)
 	int rc;
 
 	do {
-		left = deadline - now_ms();
+		left = deadline - monotonic_ms();
 		if (left <= 0) {
 			snprintf(why, why_size, "no complete answer in time");
 			return 0;
@@ -220,7 +211,7 @@ char *
 haproxy_socket_ask(const char *addr, const char *question, int timeout_ms, size_t answer_max,
                    char *why, size_t why_size)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = monotonic_ms() + timeout_ms;
 	char *answer = NULL;
 	int fd;
 

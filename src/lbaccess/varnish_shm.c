@@ -31,6 +31,7 @@
 #include <vapi/vsc.h>
 #include <vapi/vsm.h>
 
+#include "monotonic.h"
 #include "varnish_shm.h"
 
 struct varnish_shm {
@@ -39,15 +40,6 @@ struct varnish_shm {
 	uint64_t child_start; /* MGT.child_start at the last reading */
 	int has_child_start;
 };
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct reading {
 	struct varnish_shm_backend *backends;
@@ -179,7 +171,7 @@ varnish_shm_open(const char *dir, int timeout_ms, char *why, size_t why_size)
 {
 	struct varnish_shm *v = calloc(1, sizeof(*v));
 	struct timespec pause = {0, 50 * 1000 * 1000};
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = monotonic_ms() + timeout_ms;
 	char patience[32];
 
 	if (v == NULL) {
@@ -205,7 +197,7 @@ varnish_shm_open(const char *dir, int timeout_ms, char *why, size_t why_size)
 	 * worker's segments and its child_start, so that the caller's first
 	 * reading is a reading, not "restarted" */
 	while (varnish_shm_read(v, NULL, 0, why, why_size) != VARNISH_SHM_READ) {
-		if (now_ms() >= deadline) {
+		if (monotonic_ms() >= deadline) {
 			snprintf(why, why_size,
 			         "cannot attach to Varnish at %s: its worker is not running", dir);
 			goto bad;

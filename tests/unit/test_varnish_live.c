@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "../../src/drain/lbruntime.h"
+#include "../../src/lbaccess/monotonic.h"
 #include "../../src/lbaccess/varnish_shm.h"
 #include "../../src/sample/sample.h"
 
@@ -59,15 +60,6 @@ struct varnish {
 };
 
 static struct varnish V;
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 sleep_ms(int ms)
@@ -129,14 +121,14 @@ start_varnishd(void)
 static void
 stop_varnishd(void)
 {
-	long long deadline = now_ms() + 10000;
+	long long deadline = monotonic_ms() + 10000;
 	int status;
 
 	if (V.pid <= 0)
 		return;
 	kill(V.pid, SIGTERM);
 	while (waitpid(V.pid, &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
+		if (monotonic_ms() > deadline) {
 			kill(V.pid, SIGKILL);
 			waitpid(V.pid, &status, 0);
 			break;
@@ -157,7 +149,7 @@ request(const char *path)
 	                          .sin_port = htons((uint16_t)V.port),
 	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timeval tv = {5, 0};
-	long long deadline = now_ms() + START_TIMEOUT_MS;
+	long long deadline = monotonic_ms() + START_TIMEOUT_MS;
 	char buf[4096];
 	int fd, n;
 
@@ -167,7 +159,7 @@ request(const char *path)
 			break;
 		assert_int_equal(errno, ECONNREFUSED);
 		close(fd);
-		assert_true(now_ms() < deadline);
+		assert_true(monotonic_ms() < deadline);
 		sleep_ms(20);
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -335,7 +327,7 @@ test_the_drain_proof_reads_varnish_without_varnishstat(void **state)
 static int
 read_until_found(struct varnish_shm *v, struct varnish_shm_backend *b, int *n_restarted)
 {
-	long long deadline = now_ms() + START_TIMEOUT_MS;
+	long long deadline = monotonic_ms() + START_TIMEOUT_MS;
 	char why[200];
 	int rc;
 
@@ -346,7 +338,7 @@ read_until_found(struct varnish_shm *v, struct varnish_shm_backend *b, int *n_re
 			(*n_restarted)++;
 		if (rc != VARNISH_SHM_READ)
 			assert_int_equal(b->n_vcls, 0);
-		if (now_ms() > deadline)
+		if (monotonic_ms() > deadline)
 			return -1;
 		sleep_ms(20);
 	}
@@ -359,13 +351,28 @@ read_until_found(struct varnish_shm *v, struct varnish_shm_backend *b, int *n_re
 static void
 wait_worker_replaced(pid_t old)
 {
-	long long deadline = now_ms() + START_TIMEOUT_MS;
+	long long deadline = monotonic_ms() + START_TIMEOUT_MS;
 	pid_t now;
 
 	while ((now = worker_pid()) == old || now == 0) {
-		assert_true(now_ms() < deadline);
+		assert_true(monotonic_ms() < deadline);
 		sleep_ms(20);
 	}
+}
+
+/* Attaches, sends two requests that fail through backend b and reads
+ * them back. */
+static struct varnish_shm *
+attach_after_two_failures(struct varnish_shm_backend *b)
+{
+	struct varnish_shm *v = attach();
+	int n_restarted;
+
+	request("/a");
+	request("/a");
+	assert_int_equal(read_until_found(v, b, &n_restarted), 0);
+	assert_true(b->fail >= 2);
+	return v;
 }
 
 static void
@@ -380,11 +387,7 @@ test_a_worker_restart_is_said_and_then_the_new_counters_come(void **state)
 	(void)state;
 	if (V.pid == 0)
 		skip();
-	v = attach();
-	request("/a");
-	request("/a");
-	assert_int_equal(read_until_found(v, &b, &n_restarted), 0);
-	assert_true(b.fail >= 2); /* the old worker's count */
+	v = attach_after_two_failures(&b); /* the old worker's count */
 	assert_true((worker = worker_pid()) > 0);
 	assert_int_equal(kill(worker, SIGKILL), 0); /* the manager starts another */
 	wait_worker_replaced(worker);
@@ -410,11 +413,7 @@ test_a_new_varnishd_on_the_same_directory_is_found_and_the_old_counters_never(vo
 	(void)state;
 	if (V.pid == 0)
 		skip();
-	v = attach();
-	request("/a");
-	request("/a");
-	assert_int_equal(read_until_found(v, &b, &n_restarted), 0);
-	assert_true(b.fail >= 2);
+	v = attach_after_two_failures(&b);
 	stop_varnishd();
 	assert_int_equal(varnish_shm_read(v, &b, 1, why, sizeof(why)), VARNISH_SHM_FAILED);
 	assert_non_null(strstr(why, "not running"));
@@ -441,15 +440,15 @@ test_the_drain_proof_reads_nothing_across_a_restart_then_the_new_worker(void **s
 		skip();
 	/* the attachment kept since an earlier test saw the restarts of the
 	 * tests before: a reading or two without an answer first */
-	deadline = now_ms() + START_TIMEOUT_MS;
+	deadline = monotonic_ms() + START_TIMEOUT_MS;
 	while (lbruntime_varnish(V.workdir, BACKEND_A, 2000, &st, why, sizeof(why)) != 0)
-		assert_true(now_ms() < deadline);
+		assert_true(monotonic_ms() < deadline);
 	assert_true((worker = worker_pid()) > 0);
 	assert_int_equal(kill(worker, SIGKILL), 0);
 	wait_worker_replaced(worker);
 	while ((rc = lbruntime_varnish(V.workdir, BACKEND_A, 2000, &st, why, sizeof(why))) != 0) {
 		n_restarted += strstr(why, "restarted") != NULL;
-		assert_true(now_ms() < deadline);
+		assert_true(monotonic_ms() < deadline);
 		sleep_ms(20);
 	}
 	/* its kept attachment saw the restart, and reads the new worker */
@@ -477,10 +476,10 @@ test_the_verdict_never_takes_a_difference_across_a_restart(void **state)
 	assert_non_null(v = sample_varnish_open(V.workdir, why, sizeof(why)));
 	request("/a");
 	request("/a");
-	deadline = now_ms() + START_TIMEOUT_MS;
+	deadline = monotonic_ms() + START_TIMEOUT_MS;
 	while (sample_varnish(v, s, 2, why, sizeof(why)) != 0 || !s[0].is_found ||
 	       s[0].is_discontinuous)
-		assert_true(now_ms() < deadline);
+		assert_true(monotonic_ms() < deadline);
 	assert_true(s[0].econ >= 2);
 	memcpy(previous, s, sizeof(s));
 	assert_true((worker = worker_pid()) > 0);
@@ -494,7 +493,7 @@ test_the_verdict_never_takes_a_difference_across_a_restart(void **state)
 	 * difference between two readings may count the old worker's
 	 * counters against the new one's */
 	while (1) {
-		assert_true(now_ms() < deadline + START_TIMEOUT_MS);
+		assert_true(monotonic_ms() < deadline + START_TIMEOUT_MS);
 		sleep_ms(20);
 		if (sample_varnish(v, s, 2, why, sizeof(why)) != 0)
 			continue;
