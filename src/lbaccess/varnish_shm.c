@@ -7,14 +7,17 @@
  * whether varnishd restarted; VSC_Iter then visits the counters of the
  * segments that are still valid. Only the VBE counters and the manager's
  * MGT.child_start are selected, so a reading maps what the backends need
- * and not the rest of varnishd's statistics.
+ * and not the rest of varnishd's statistics. A counter's name is found
+ * from its end: a VCL's name may hold dots, a backend's may not.
  *
  * A restart is also told by MGT.child_start, the number of workers the
  * manager started: VSM_Status tells it from the worker's index, which the
  * new worker writes while it starts, so a reading taken then can see the
  * new worker running before the index says it restarted. A reading in
- * which child_start moved gives no counters, whatever VSM_Status said. A counter's name is found
- * from its end: a VCL's name may hold dots, a backend's may not.
+ * which child_start moved gives no counters, whatever VSM_Status said.
+ * Between a worker's death and the manager's cleanup a reading still
+ * finds the dead worker's last counters: the last values, never counted
+ * twice, and gone once the new worker runs.
  *
  * A failed connection: Varnish 7.1 counts a refused connection in
  * fail_econnrefused and leaves fail itself at 0, where the documentation

@@ -263,12 +263,14 @@ sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n
 	}
 	if ((rc = read_counters(v, servers, n, why, why_size)) < 0)
 		return -1;
-	if (rc == VARNISH_SHM_RESTARTED) /* the log restarted too: read it from its tail */
-		v->is_overrun = 1;
 	why[0] = '\0';
 	v->asked = servers;
 	v->n_asked = n;
 	if (rc == VARNISH_SHM_RESTARTED || v->vslq == NULL) {
+		/* the log restarted too, or was lost: read it again from its
+		 * tail; what it held meanwhile is not counted, so this reading
+		 * cannot be compared with the last */
+		v->is_overrun = 1;
 		if (start_log(v, why, why_size) != 0)
 			v->vslq = NULL;
 	} else
