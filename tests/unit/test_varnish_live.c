@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -103,6 +104,8 @@ start_varnishd(void)
 	snprintf(log, sizeof(log), "%s/varnishd.log", V.root);
 	if ((pid = fork()) == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		/* a test killed before its teardown takes varnishd with it */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
