@@ -109,6 +109,7 @@ bench: deps-bench
 	$(PYTHON) bench/canary build-release/clustermgmt
 	$(PYTHON) bench/drain_held build-release/clustermgmt
 	$(PYTHON) bench/drain_decision build-release/clustermgmt
+	$(PYTHON) bench/varnish_counters build-release/clustermgmt
 	sh bench/isolation build-release/clustermgmt
 
 # Coverage-guided fuzzing (libFuzzer, clang) of the code that parses

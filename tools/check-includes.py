@@ -23,13 +23,16 @@ ALLOWED = {
     "engine": {"store", "core", "util"},
     "observe": {"engine", "core", "util"},
     "lb": {"core", "util"},
+    # the load balancers' runtime access both readers share (HAProxy's
+    # socket, Varnish's shared memory): I/O, includes nothing of ours
+    "lbaccess": set(),
     # the drain proof's judgement and the load balancers' runtime access
-    "drain": {"util"},
+    "drain": {"lbaccess", "util"},
     # the statistics of a rollout's verdict: pure arithmetic, includes nothing
     "analysis": set(),
     # what the load balancers counted per server (HAProxy's socket,
     # Varnish's shared memory): I/O, but nothing of the product's model
-    "sample": set(),
+    "sample": {"lbaccess"},
     "agent": {"observe", "engine", "core", "util"},
     "http": {"agent", "observe", "engine", "lb", "drain", "core", "util"},
     "cli": {"lb", "drain", "analysis", "sample", "core", "util"},

@@ -10,11 +10,16 @@
  *             server's status (UP, DOWN, DRAIN, MAINT, ...) and its
  *             current sessions (scur): the requests it is serving.
  *   Varnish   the shared memory of varnishd on this host, read with
- *             `varnishstat -n DIR`: VBE.*.BACKEND.conn is the number of
- *             backend connections in use (requests in flight); the
- *             runtime address is varnishd's -n working directory.
+ *             libvarnishapi (lbaccess/varnish_shm.h): VBE.*.BACKEND.conn
+ *             is the number of backend connections in use (requests in
+ *             flight); the runtime address is varnishd's -n working
+ *             directory, as for `varnishstat -n DIR`.
  *
- * Every call is bounded by its timeout and leaves nothing behind.
+ * Every call is bounded by its timeout. A HAProxy call leaves nothing
+ * behind; the Varnish calls keep their attachment to each working
+ * directory (at most 16, each closed after a minute unused or once
+ * varnishd is gone), so that a reading does not map Varnish's statistics
+ * anew every time. Thread-safe.
  */
 #ifndef CM_LBRUNTIME_H
 #define CM_LBRUNTIME_H
@@ -28,10 +33,10 @@ struct lb_server_state {
 	long in_flight;                    /* requests being served there now */
 };
 
-/* HAProxy at addr ("/unix/path" or "host:port", or as HAProxy writes
- * them: "unix@/path", "ipv4@host:port", "ipv6@[addr]:port"): the state of server in
- * backend. Returns 0 and fills *out; or -1 with why filled (no answer,
- * no such backend/server). */
+/* HAProxy at addr (any form of lbaccess/haproxy_socket.h: "/unix/path",
+ * "host:port", or as HAProxy writes them, "unix@/path", "ipv4@host:port",
+ * "ipv6@[addr]:port"): the state of server in backend. Returns 0 and fills *out; or -1 with why
+ * filled (no answer, no such backend/server). */
 int lbruntime_haproxy(const char *addr, const char *backend, const char *server, int timeout_ms,
                       struct lb_server_state *out, char *why, size_t why_size);
 
@@ -43,7 +48,9 @@ int lbruntime_haproxy_is_in(const char *status);
 
 /* Varnish with working directory dir (varnishd -n): the requests in
  * flight to the backend named backend (its VCL name, e.g. node_app1),
- * summed over loaded VCLs. Returns 0, or -1 with why filled. */
+ * summed over loaded VCLs. Returns 0, or -1 with why filled (not
+ * running; restarted since the last call, whose counters are not read
+ * that time; no such backend). */
 int lbruntime_varnish(const char *dir, const char *backend, int timeout_ms,
                       struct lb_server_state *out, char *why, size_t why_size);
 

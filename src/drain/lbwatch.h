@@ -4,7 +4,7 @@
  * (load balancer, server) that a judgement asked about within the last
  * LBWATCH_KEEP_MS, so that the daemon's workers read the latest answer
  * from memory and never block on a load balancer (an HAProxy socket that
- * stalls, varnishstat that takes tens of ms to start).
+ * stalls, a varnishd restarting that is waited for up to the timeout).
  *
  * A judgement asks through lbwatch_access: a reading counts only when it
  * was taken at or after the time given (so a state read before the node

@@ -15,179 +15,19 @@
  * The fields are found by name, never by position, so a HAProxy that adds
  * fields changes nothing. The lines of one server follow each other and
  * its svname comes before its counters; a server is the pair (proxy id,
- * server id).
+ * server id). The socket itself is lbaccess/haproxy_socket.c's, shared
+ * with the drain proof.
  */
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "lbaccess/haproxy_socket.h"
 #include "sample.h"
 
 #define ANSWER_MAX (4 * 1024 * 1024)
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits until fd is ready for events, by deadline. Returns 1, or 0 with
- * why filled. */
-static int
-wait_ready(int fd, short events, long long deadline, char *why, size_t why_size)
-{
-	struct pollfd p = {.fd = fd, .events = events};
-	long long left;
-	int rc;
-
-	do {
-		left = deadline - now_ms();
-		if (left <= 0) {
-			snprintf(why, why_size, "no complete answer in time");
-			return 0;
-		}
-		rc = poll(&p, 1, (int)left);
-	} while (rc < 0 && errno == EINTR);
-	if (rc <= 0) {
-		snprintf(why, why_size, rc == 0 ? "no complete answer in time" : "poll: %s",
-		         strerror(errno));
-		return 0;
-	}
-	return 1;
-}
-
-/* A non-blocking socket connected to "/unix/path" or "host:port", or -1
- * with why filled. */
-static int
-connect_to(const char *addr, long long deadline, char *why, size_t why_size)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char host[256];
-	const char *colon;
-	int fd = -1, rc, soerr = 0;
-	socklen_t len = sizeof(soerr);
-
-	if (addr[0] == '/') {
-		if (strlen(addr) >= sizeof(sun.sun_path)) {
-			snprintf(why, why_size, "socket path too long");
-			return -1;
-		}
-		memcpy(sun.sun_path, addr, strlen(addr) + 1);
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-			goto bad_errno;
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 && errno != EINPROGRESS)
-			goto bad_errno;
-		return fd;
-	}
-	if ((colon = strrchr(addr, ':')) == NULL || (size_t)(colon - addr) >= sizeof(host)) {
-		snprintf(why, why_size, "'%s' is neither a socket path nor HOST:PORT", addr);
-		return -1;
-	}
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	if ((rc = getaddrinfo(host, colon + 1, &hints, &res)) != 0) {
-		snprintf(why, why_size, "%s: %s", addr, gai_strerror(rc));
-		return -1;
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || (connect(fd, res->ai_addr, res->ai_addrlen) < 0 && errno != EINPROGRESS)) {
-		freeaddrinfo(res);
-		goto bad_errno;
-	}
-	freeaddrinfo(res);
-	if (!wait_ready(fd, POLLOUT, deadline, why, why_size))
-		goto bad;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 || soerr != 0) {
-		errno = soerr != 0 ? soerr : errno;
-		goto bad_errno;
-	}
-	return fd;
-bad_errno:
-	snprintf(why, why_size, "cannot connect to %s: %s", addr, strerror(errno));
-bad:
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-/* Sends question and reads the whole answer (HAProxy closes after one
- * command) into a malloc'd string, or NULL with why filled. */
-static char *
-ask(const char *addr, const char *question, int timeout_ms, char *why, size_t why_size)
-{
-	long long deadline = now_ms() + timeout_ms;
-	size_t used = 0, cap = 65536, sent = 0, qlen = strlen(question);
-	char *buf = NULL, *grown;
-	ssize_t n;
-	int fd;
-
-	if ((fd = connect_to(addr, deadline, why, why_size)) < 0)
-		return NULL;
-	while (sent < qlen) {
-		if (!wait_ready(fd, POLLOUT, deadline, why, why_size))
-			goto bad;
-		n = send(fd, question + sent, qlen - sent, MSG_NOSIGNAL);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0) {
-			snprintf(why, why_size, "send to %s: %s", addr, strerror(errno));
-			goto bad;
-		}
-		sent += (size_t)n;
-	}
-	if ((buf = malloc(cap)) == NULL) {
-		snprintf(why, why_size, "out of memory");
-		goto bad;
-	}
-	while (1) {
-		if (used + 1 >= cap) {
-			if (cap >= ANSWER_MAX) {
-				snprintf(why, why_size, "answer longer than %d bytes", ANSWER_MAX);
-				goto bad;
-			}
-			if ((grown = realloc(buf, cap * 2)) == NULL) {
-				snprintf(why, why_size, "out of memory");
-				goto bad;
-			}
-			buf = grown;
-			cap *= 2;
-		}
-		if (!wait_ready(fd, POLLIN, deadline, why, why_size))
-			goto bad;
-		n = recv(fd, buf + used, cap - used - 1, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0) {
-			snprintf(why, why_size, "read from %s: %s", addr, strerror(errno));
-			goto bad;
-		}
-		if (n == 0)
-			break;
-		used += (size_t)n;
-	}
-	buf[used] = '\0';
-	close(fd);
-	return buf;
-bad:
-	free(buf);
-	close(fd);
-	return NULL;
-}
 
 static uint64_t
 parse_u64(const char *s)
@@ -255,7 +95,8 @@ sample_haproxy(const char *addr, const char *backend, struct sample_server *serv
 	for (i = 0; i < n; i++)
 		clear_counters(&servers[i]);
 	snprintf(question, sizeof(question), "show stat %s 4 -1 typed\n", backend);
-	if ((answer = ask(addr, question, timeout_ms, why, why_size)) == NULL)
+	answer = haproxy_socket_ask(addr, question, timeout_ms, ANSWER_MAX, why, why_size);
+	if (answer == NULL)
 		return -1;
 	for (line = answer; line != NULL && *line != '\0'; line = next) {
 		unsigned type_id = 0, proxy_id = 0, server_id = 0, pos = 0;

@@ -12,7 +12,9 @@
  *             the server's last 512 requests, a moving average: see
  *             sample_delta) and the status.
  *   Varnish   its shared memory (varnishd -n DIR), through libvarnishapi:
- *             VSC counters VBE.*.BACKEND.req, .fail, .busy, .unhealthy
+ *             VSC counters VBE.*.BACKEND.req, .fail (or its fail_* parts)
+ *             and .helddown (connections failed or not tried: econ),
+ *             .busy, .unhealthy
  *             summed over the loaded VCLs, and the VSL log for the status
  *             of each backend response (BerespStatus) and its time
  *             (Timestamp Beresp, since the fetch began) per backend. A
@@ -64,7 +66,8 @@ struct sample_change {
 /* The number of requests HAProxy's rtime averages over (TIME_STATS_SAMPLES). */
 #define SAMPLE_HAPROXY_RTIME_SAMPLES 512
 
-/* HAProxy at addr ("/unix/path" or "host:port"): reads backend's servers
+/* HAProxy at addr (any form of lbaccess/haproxy_socket.h: "/unix/path",
+ * "unix@/path", "host:port", "ipv4@host:port", "ipv6@[addr]:port"): reads backend's servers
  * servers[0..n) (name set by the caller) in one question. A server the
  * backend does not have is left with is_found 0. Returns 0, or -1 with why
  * filled (no answer, no such backend). */
@@ -94,7 +97,10 @@ struct sample_varnish *sample_varnish_open(const char *dir, char *why, size_t wh
 
 /* Reads the counters of the backends servers[0..n) (VCL names), with the
  * response statuses logged since the previous reading added to the
- * cumulated counts. Returns 0, or -1 with why filled (varnishd gone). */
+ * cumulated counts. Returns 0, or -1 with why filled (varnishd gone).
+ * The first reading after varnishd restarted (the worker, or all of it)
+ * has no counters and every server is_discontinuous: no data this time,
+ * never a mix of the old counters with the new. */
 int sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n, char *why,
                    size_t why_size);
 

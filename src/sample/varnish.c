@@ -16,6 +16,10 @@
  * the reader starts again at the tail. One reading dispatches at most
  * DISPATCH_MAX transactions so that it stays bounded; the rest waits for
  * the next reading.
+ *
+ * The attachment and the counters are lbaccess/varnish_shm.c's, shared
+ * with the drain proof. A varnishd that restarted makes one reading with
+ * no data (is_discontinuous) and a log read again from its new tail.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -24,15 +28,15 @@
 
 #include <vdef.h>
 
-#include <vapi/vsc.h>
 #include <vapi/vsl.h>
 #include <vapi/vsl_int.h>
-#include <vapi/vsm.h>
 
+#include "lbaccess/varnish_shm.h"
 #include "sample.h"
 
 #define DISPATCH_MAX 200000
 #define BACKENDS_MAX 300 /* a judgement asks about at most 32 nodes and 256 peers */
+#define ATTACH_TIMEOUT_MS 2000
 
 /* What the log said about one backend since open. */
 struct logged {
@@ -43,8 +47,7 @@ struct logged {
 };
 
 struct sample_varnish {
-	struct vsm *vsm;
-	struct vsc *vsc;
+	struct varnish_shm *shm;
 	struct VSL_data *vsl;
 	struct VSLQ *vslq;
 	struct logged backends[BACKENDS_MAX]; /* the backends asked about; a bound */
@@ -62,7 +65,8 @@ start_log(struct sample_varnish *v, char *why, size_t why_size)
 	if (v->vslq != NULL)
 		VSLQ_Delete(&v->vslq);
 	VSL_ResetError(v->vsl);
-	if ((c = VSL_CursorVSM(v->vsl, v->vsm, VSL_COPT_TAIL | VSL_COPT_BATCH)) == NULL) {
+	c = VSL_CursorVSM(v->vsl, varnish_shm_vsm(v->shm), VSL_COPT_TAIL | VSL_COPT_BATCH);
+	if (c == NULL) {
 		snprintf(why, why_size, "cannot read Varnish's log: %s", VSL_Error(v->vsl));
 		return -1;
 	}
@@ -83,21 +87,12 @@ sample_varnish_open(const char *dir, char *why, size_t why_size)
 		snprintf(why, why_size, "out of memory");
 		return NULL;
 	}
-	if ((v->vsm = VSM_New()) == NULL || (v->vsc = VSC_New()) == NULL ||
-	    (v->vsl = VSL_New()) == NULL) {
+	if ((v->vsl = VSL_New()) == NULL) {
 		snprintf(why, why_size, "out of memory");
 		goto bad;
 	}
-	if (VSM_Arg(v->vsm, 'n', dir) <= 0 || VSM_Arg(v->vsm, 't', "2") <= 0 ||
-	    VSM_Attach(v->vsm, -1) != 0) {
-		snprintf(why, why_size, "cannot attach to Varnish at %s: %s", dir,
-		         VSM_Error(v->vsm));
+	if ((v->shm = varnish_shm_open(dir, ATTACH_TIMEOUT_MS, why, why_size)) == NULL)
 		goto bad;
-	}
-	if (VSC_Arg(v->vsc, 'I', "VBE.*") <= 0) {
-		snprintf(why, why_size, "cannot select Varnish's counters: %s", VSM_Error(v->vsm));
-		goto bad;
-	}
 	if (start_log(v, why, why_size) != 0)
 		goto bad;
 	return v;
@@ -115,10 +110,7 @@ sample_varnish_close(struct sample_varnish *v)
 		VSLQ_Delete(&v->vslq);
 	if (v->vsl != NULL)
 		VSL_Delete(v->vsl);
-	if (v->vsc != NULL)
-		VSC_Destroy(&v->vsc, v->vsm);
-	if (v->vsm != NULL)
-		VSM_Destroy(&v->vsm);
+	varnish_shm_close(v->shm);
 	free(v);
 }
 
@@ -227,49 +219,40 @@ read_log(struct sample_varnish *v, char *why, size_t why_size)
 	}
 }
 
-struct reading {
-	struct sample_server *servers;
-	size_t n;
-};
-
-/* "VBE.boot.node_app1.req": the backend and the counter, found from the
- * end (a VCL name may hold dots). */
+/* The counters of servers[0..n) into them, or -1 (why filled) when
+ * varnishd is not running, 1 when it restarted since the last reading. */
 static int
-on_counter(void *priv, const struct VSC_point *pt)
+read_counters(struct sample_varnish *v, struct sample_server *servers, size_t n, char *why,
+              size_t why_size)
 {
-	struct reading *r = priv;
-	const char *name = pt->name, *counter, *backend;
-	size_t i, len;
+	struct varnish_shm_backend *b = calloc(n > 0 ? n : 1, sizeof(*b));
+	size_t i;
+	int rc;
 
-	if (strncmp(name, "VBE.", 4) != 0 || (counter = strrchr(name, '.')) == NULL ||
-	    counter <= name + 4)
-		return 0;
-	for (backend = counter - 1; backend > name + 4 && backend[-1] != '.'; backend--)
-		;
-	len = (size_t)(counter - backend);
-	for (i = 0; i < r->n; i++) {
-		struct sample_server *s = &r->servers[i];
-		if (strlen(s->name) != len || memcmp(s->name, backend, len) != 0)
-			continue;
-		s->is_found = 1;
-		if (strcmp(counter, ".req") == 0)
-			s->requests += *pt->ptr;
-		else if (strcmp(counter, ".fail") == 0)
-			s->econ += *pt->ptr;
-		else if (strcmp(counter, ".busy") == 0)
-			s->busy += *pt->ptr;
-		else if (strcmp(counter, ".unhealthy") == 0)
-			s->unhealthy += *pt->ptr;
+	if (b == NULL) {
+		snprintf(why, why_size, "out of memory");
+		return -1;
 	}
-	return 0;
+	for (i = 0; i < n; i++)
+		snprintf(b[i].name, sizeof(b[i].name), "%s", servers[i].name);
+	rc = varnish_shm_read(v->shm, b, n, why, why_size);
+	for (i = 0; rc == VARNISH_SHM_READ && i < n; i++) {
+		servers[i].is_found = b[i].n_vcls > 0;
+		servers[i].requests = b[i].req;
+		servers[i].econ = b[i].fail + b[i].helddown; /* both answered 503 */
+		servers[i].busy = b[i].busy;
+		servers[i].unhealthy = b[i].unhealthy;
+	}
+	free(b);
+	return rc;
 }
 
 int
 sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n, char *why,
                size_t why_size)
 {
-	struct reading r = {servers, n};
 	size_t i, j;
+	int rc;
 
 	for (i = 0; i < n; i++) {
 		char name[SAMPLE_NAME_MAX];
@@ -278,15 +261,19 @@ sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n
 		memcpy(servers[i].name, name, sizeof(name));
 		servers[i].rtime_ms = -1;
 	}
-	if (!(VSM_Status(v->vsm) & VSM_WRK_RUNNING)) {
-		snprintf(why, why_size, "Varnish's worker process is not running");
+	if ((rc = read_counters(v, servers, n, why, why_size)) < 0)
 		return -1;
-	}
-	VSC_Iter(v->vsc, v->vsm, on_counter, &r);
 	why[0] = '\0';
 	v->asked = servers;
 	v->n_asked = n;
-	if (v->vslq != NULL)
+	if (rc == VARNISH_SHM_RESTARTED || v->vslq == NULL) {
+		/* the log restarted too, or was lost: read it again from its
+		 * tail; what it held meanwhile is not counted, so this reading
+		 * cannot be compared with the last */
+		v->is_overrun = 1;
+		if (start_log(v, why, why_size) != 0)
+			v->vslq = NULL;
+	} else
 		read_log(v, why, why_size);
 	v->asked = NULL;
 	v->n_asked = 0;
@@ -298,7 +285,7 @@ sample_varnish(struct sample_varnish *v, struct sample_server *servers, size_t n
 				servers[i].latency_ms_total = v->backends[j].latency_ms_total;
 				servers[i].timed_total = v->backends[j].timed;
 			}
-	if (v->is_overrun) { /* the log lost records: this reading cannot be compared */
+	if (v->is_overrun) { /* records or counters lost: this reading cannot be compared */
 		v->is_overrun = 0;
 		for (i = 0; i < n; i++)
 			servers[i].is_discontinuous = 1;
