@@ -154,14 +154,24 @@ request_begin(struct request *r, h2o_req_t *req)
 	peer_address(req, r->address, sizeof(r->address));
 }
 
+/* A request of this thread's worker, begun (every handler's first step). */
+static struct worker *
+worker_request_begin(struct request *r, h2o_req_t *req)
+{
+	struct worker *w = current_worker;
+
+	*r = (struct request){.req = req, .worker = w, .server = w->server};
+	request_begin(r, req);
+	return w;
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
-	struct worker *w = current_worker;
-	struct request r = {.req = req, .worker = w, .server = w->server};
+	struct request r;
+	struct worker *w = worker_request_begin(&r, req);
 
 	(void)self;
-	request_begin(&r, req);
 	r.server_default_node = w->server->opts.default_node;
 	if (server_is_probe(w->server, req->method, r.path)) {
 		atomic_fetch_add_explicit(&w->n_probes, 1, memory_order_relaxed);
@@ -179,11 +189,10 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 static int
 on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 {
-	struct worker *w = current_worker;
-	struct request r = {.req = req, .worker = w, .server = w->server};
+	struct request r;
 
 	(void)self;
-	request_begin(&r, req);
+	worker_request_begin(&r, req);
 	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
 		return -1;   /* /metrics/x: not ours */
 	router_dispatch(&r); /* which knows the worker serves /metrics alone */
@@ -195,11 +204,10 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 static int
 on_consul_req(h2o_handler_t *self, h2o_req_t *req)
 {
-	struct worker *w = current_worker;
-	struct request r = {.req = req, .worker = w, .server = w->server};
+	struct request r;
 
 	(void)self;
-	request_begin(&r, req);
+	worker_request_begin(&r, req);
 	router_dispatch(&r);
 	return 0;
 }
@@ -210,11 +218,10 @@ on_consul_req(h2o_handler_t *self, h2o_req_t *req)
 static int
 on_probe_listener_req(h2o_handler_t *self, h2o_req_t *req)
 {
-	struct worker *w = current_worker;
-	struct request r = {.req = req, .worker = w, .server = w->server};
+	struct request r;
+	struct worker *w = worker_request_begin(&r, req);
 
 	(void)self;
-	request_begin(&r, req);
 	r.server_default_node = w->server->opts.default_node;
 	if (!server_is_probe(w->server, req->method, r.path)) {
 		atomic_fetch_add_explicit(&w->n_others, 1, memory_order_relaxed);

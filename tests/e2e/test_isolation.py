@@ -52,18 +52,24 @@ def nice_of(pid, tid):
     return int(fields[16])  # field 19 of stat(5), counted after "pid (comm)"
 
 
-def http_probe(port, node, timeout=5.0):
-    """One probe on a new connection, as HAProxy and Varnish send it."""
+def exchange(port, request, timeout=5.0):
+    """Sends request on a new connection; what came back until the daemon
+    closed it."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(("GET /health?node=%s HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n"
-                   % node).encode())
+        s.sendall(request)
         data = b""
         while True:
-            chunk = s.recv(4096)
+            chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
     return data
+
+
+def http_probe(port, node, timeout=5.0):
+    """One probe on a new connection, as HAProxy and Varnish send it."""
+    return exchange(port, ("GET /health?node=%s HTTP/1.1\r\nHost: lb\r\nConnection: close"
+                           "\r\n\r\n" % node).encode(), timeout)
 
 
 def agent_check(port, line, timeout=5.0):
@@ -203,15 +209,8 @@ def test_the_probe_listener_refuses_everything_but_probes(tls_daemon_with_probe_
     assert r.status_code == 404
     assert d.nodes()["nodes"][0]["status"] == "online"  # nothing changed
     # a probe, then another request on the same connection: refused and closed
-    with socket.create_connection(("127.0.0.1", d.probe_port), timeout=5) as s:
-        s.sendall(b"GET /health?node=web000 HTTP/1.1\r\nHost: lb\r\n\r\n"
-                  b"GET /v1/health HTTP/1.1\r\nHost: lb\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+    data = exchange(d.probe_port, b"GET /health?node=web000 HTTP/1.1\r\nHost: lb\r\n\r\n"
+                    b"GET /v1/health HTTP/1.1\r\nHost: lb\r\n\r\n")
     assert data.startswith(b"HTTP/1.1 200")
     assert b"HTTP/1.1 404" in data and b"only probes" in data
     assert requests.head(url + "/health?node=web000", timeout=5).status_code == 200
