@@ -302,7 +302,7 @@ pg_ensure_connected(struct pg_store *db, struct error *err)
 	if (db->conn != NULL)
 		PQfinish(db->conn);
 	db->is_schema_checked = 0;
-	db->conn = pg_connect_within(db, db->values, -1, why, sizeof(why));
+	db->conn = pg_connect_within(db, db->values, -1, why, sizeof(why), NULL);
 	if (db->conn == NULL) {
 		pg_mark_down(db, why);
 		return error_set(
@@ -375,7 +375,8 @@ check_notifications(struct pg_store *db, struct error *err)
 		return 0;
 	snprintf(channel, sizeof(channel), "clustermgmt_check_%ld_%" PRId64, (long)getpid(),
 	         pg_monotonic_ms());
-	if ((listener = pg_connect_within(db, db->listen_values, -1, why, sizeof(why))) == NULL) {
+	if ((listener = pg_connect_within(db, db->listen_values, -1, why, sizeof(why), NULL)) ==
+	    NULL) {
 		log_kv(LOG_WARN, "cannot check that notifications arrive: no connection to LISTEN",
 		       "error", why, NULL);
 		return 0; /* the watch thread retries, as in any outage */

@@ -142,12 +142,13 @@ pg_monotonic_ms(void)
  * notices, or NULL with why filled. */
 PGconn *
 pg_connect_within(struct pg_store *db, const char *const *values, int wake_fd, char *why,
-                  size_t why_size)
+                  size_t why_size, int *is_reached)
 {
 	PGconn *conn = PQconnectStartParams(db->keys, values, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t deadline = pg_monotonic_ms() + pg_timeout_ms();
 	struct pollfd p[2];
+	int is_past_sending = 0;
 
 	snprintf(why, why_size, "no answer within %d ms", pg_timeout_ms());
 	if (conn == NULL) {
@@ -169,7 +170,15 @@ pg_connect_within(struct pg_store *db, const char *const *values, int wake_fd, c
 			break;
 		if (p[0].revents != 0)
 			st = PQconnectPoll(conn);
+		if (PQstatus(conn) != CONNECTION_STARTED && PQstatus(conn) != CONNECTION_MADE &&
+		    PQstatus(conn) != CONNECTION_BAD)
+			is_past_sending = 1;
 	}
+	/* Past the start-up packet and then refused or cut (not silent until
+	 * the deadline): the server answered. */
+	if (is_reached != NULL)
+		*is_reached = is_past_sending &&
+		              (st == PGRES_POLLING_FAILED || PQstatus(conn) == CONNECTION_BAD);
 	if (st != PGRES_POLLING_OK || PQstatus(conn) != CONNECTION_OK) {
 		if (st == PGRES_POLLING_FAILED || PQstatus(conn) == CONNECTION_BAD)
 			pg_one_line(PQerrorMessage(conn), why, why_size);

@@ -113,8 +113,10 @@ int pg_is_transient_state(const char *sqlstate);
 /* libpq's message, on one line. */
 void pg_one_line(const char *in, char *out, size_t size);
 int64_t pg_monotonic_ms(void);
+/* is_reached (NULL: not wanted): set to 1 when the server answered,
+ * even if the attempt then failed (a backend terminated during start-up). */
 PGconn *pg_connect_within(struct pg_store *db, const char *const *values, int wake_fd, char *why,
-                          size_t why_size);
+                          size_t why_size, int *is_reached);
 /* Waits until conn's answer can be read without blocking, flushing what
  * is still to be sent. 0: ready; -1: the connection broke; -2: the
  * deadline passed or wake_fd (-1: none) woke us. */

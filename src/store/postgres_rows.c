@@ -165,15 +165,15 @@ pg_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct e
 	struct pg_store *db = handle;
 	char at[24];
 	const char *p[10] = {at,
-	                    text_or_empty(e->cluster),
-	                    text_or_empty(e->node),
-	                    text_or_empty(e->actor),
-	                    text_or_empty(e->address),
-	                    text_or_empty(e->action),
-	                    text_or_empty(e->old_status),
-	                    text_or_empty(e->new_status),
-	                    text_or_empty(e->reason),
-	                    text_or_empty(e->context)};
+	                     text_or_empty(e->cluster),
+	                     text_or_empty(e->node),
+	                     text_or_empty(e->actor),
+	                     text_or_empty(e->address),
+	                     text_or_empty(e->action),
+	                     text_or_empty(e->old_status),
+	                     text_or_empty(e->new_status),
+	                     text_or_empty(e->reason),
+	                     text_or_empty(e->context)};
 	PGresult *res = NULL;
 	int rc = -1;
 

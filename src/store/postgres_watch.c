@@ -42,6 +42,7 @@
 #define WATCH_CHECK_MS 2000 /* the periodic version check */
 #define BACKOFF_MIN_MS 100  /* first reconnection delay */
 #define BACKOFF_MAX_MS 5000 /* cap of the reconnection delay */
+#define WATCH_CUTS_MAX 3    /* answered-then-cut attempts before an outage */
 
 /* --- the watch thread ------------------------------------------------ */
 
@@ -123,29 +124,30 @@ watch_disconnect(struct pg_store *db)
 
 /* Connects, LISTENs, reads the version: the order matters, so that a
  * change committed between the two is either notified or read. -1: no
- * connection; -2: the server took the connection, which then broke (its
- * backend terminated while being set up): the database answers. */
+ * connection; -2: the server answered, and the connection then broke (its
+ * backend terminated while starting or being set up): the database is
+ * there. */
 static int
 watch_connect_and_listen(struct pg_store *db, int64_t *version)
 {
 	char why[300], settings[160];
-	int is_broken;
+	int is_reached = 0;
 
-	db->listen_conn = pg_connect_within(db, db->listen_values, db->wake_fd, why, sizeof(why));
+	db->listen_conn =
+	    pg_connect_within(db, db->listen_values, db->wake_fd, why, sizeof(why), &is_reached);
 	if (db->listen_conn == NULL) {
 		log_kv(LOG_DEBUG, "PostgreSQL connection attempt failed", "store", db->description,
 		       "error", why, NULL);
-		return -1;
+		return is_reached ? -2 : -1;
 	}
 	pg_session_settings(settings, sizeof(settings), 0);
 	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANNEL) != 0 ||
 	    watch_read_version(db, version) != 0) {
-		is_broken = PQstatus(db->listen_conn) != CONNECTION_OK;
 		pg_one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
 		log_kv(LOG_DEBUG, "PostgreSQL listen failed", "store", db->description, "error",
 		       why, NULL);
 		watch_disconnect(db);
-		return is_broken ? -2 : -1;
+		return -2; /* connected: the server answered */
 	}
 	return 0;
 }
@@ -371,7 +373,13 @@ watch_thread(void *arg)
 				int delay = backoff_ms(attempt++);
 				char n[24], ms[24];
 
-				watch_went_down(db, "cannot connect");
+				/* A server that answers is declared gone only when
+				 * every attempt of a few in a row was cut: one that
+				 * refuses us for good (too many clients, starting
+				 * up) is an outage, a few terminated backends are
+				 * not. */
+				if (rc == -1 || attempt > WATCH_CUTS_MAX)
+					watch_went_down(db, "cannot connect");
 				snprintf(n, sizeof(n), "%d", attempt);
 				snprintf(ms, sizeof(ms), "%d", delay);
 				log_kv(LOG_DEBUG, "PostgreSQL reconnection attempt failed", "store",
@@ -413,7 +421,8 @@ watch_thread(void *arg)
 				/* A connection that broke under the check (a terminated
 				 * backend) is replaced at once, as a lost one; a check
 				 * without answer in time is an outage. */
-				int is_broken = PQstatus(db->listen_conn) != CONNECTION_OK;
+				int is_broken = !PQconsumeInput(db->listen_conn) ||
+				                PQstatus(db->listen_conn) != CONNECTION_OK;
 
 				watch_disconnect(db);
 				if (!is_broken)
