@@ -739,6 +739,23 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/* The configuration of a listener of its own (metrics, probes, Consul):
+ * no Server header, h2o's request timeout, one handler at path. */
+static void
+listener_config_init(h2o_globalconf_t *config, const char *path,
+                     int (*on_req_fn)(h2o_handler_t *, h2o_req_t *))
+{
+	h2o_hostconf_t *host;
+	h2o_handler_t *handler;
+
+	h2o_config_init(config);
+	config->server_name = h2o_iovec_init(H2O_STRLIT(""));
+	config->http1.req_timeout = 10000;
+	host = h2o_config_register_host(config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	handler = h2o_create_handler(h2o_config_register_path(host, path, 0), sizeof(*handler));
+	handler->on_req = on_req_fn;
+}
+
 int
 server_start(struct server *s, struct error *err)
 {
@@ -762,36 +779,14 @@ server_start(struct server *s, struct error *err)
 	handler = h2o_create_handler(path, sizeof(*handler));
 	handler->on_req = on_req;
 	if (s->opts.metrics_listen.text[0] != '\0') {
-		h2o_config_init(&s->metrics_config);
-		s->metrics_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
-		s->metrics_config.http1.req_timeout = 10000;
-		host = h2o_config_register_host(&s->metrics_config,
-		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
-		path = h2o_config_register_path(host, "/metrics", 0);
-		handler = h2o_create_handler(path, sizeof(*handler));
-		handler->on_req = on_metrics_req;
+		listener_config_init(&s->metrics_config, "/metrics", on_metrics_req);
 		s->n_workers++; /* after the general workers */
 	}
 	s->n_workers++; /* the probe worker, workers[0] */
-	if (s->opts.probe_listen.text[0] != '\0') {
-		h2o_config_init(&s->probe_config);
-		s->probe_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
-		s->probe_config.http1.req_timeout = 10000;
-		host = h2o_config_register_host(&s->probe_config,
-		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
-		path = h2o_config_register_path(host, "/", 0);
-		handler = h2o_create_handler(path, sizeof(*handler));
-		handler->on_req = on_probe_listener_req;
-	}
+	if (s->opts.probe_listen.text[0] != '\0')
+		listener_config_init(&s->probe_config, "/", on_probe_listener_req);
 	if (s->opts.consul_listen.text[0] != '\0') {
-		h2o_config_init(&s->consul_config);
-		s->consul_config.server_name = h2o_iovec_init(H2O_STRLIT(""));
-		s->consul_config.http1.req_timeout = 10000;
-		host = h2o_config_register_host(&s->consul_config,
-		                                h2o_iovec_init(H2O_STRLIT("default")), 65535);
-		path = h2o_config_register_path(host, "/", 0);
-		handler = h2o_create_handler(path, sizeof(*handler));
-		handler->on_req = on_consul_req;
+		listener_config_init(&s->consul_config, "/", on_consul_req);
 		s->n_workers++; /* the last worker */
 	}
 
