@@ -18,8 +18,9 @@
  * the probe worker runs at a lower scheduling priority (OTHER_NICE), so
  * that on a busy machine the kernel runs the probe worker first. With TLS
  * the request line is only readable after the handshake: the general
- * workers accept and serve everything, probes included, and only the
- * agent checks keep a worker of their own.
+ * workers accept and serve everything of --listen, probes included; the
+ * probe worker keeps the agent checks and --probe-listen, a plain-HTTP
+ * listener whose handler answers probes alone.
  */
 #include <arpa/inet.h>
 #include <errno.h>
