@@ -358,8 +358,10 @@ watch_thread(void *arg)
 		}
 		if (db->listen_conn == NULL) {
 			/* A connection just lost (a terminated backend, a restart)
-			 * is replaced at once; the outage is declared only when
-			 * that fails, so that a write meanwhile is not refused. */
+			 * is replaced at once; the outage is declared only when no
+			 * connection can be made, or after WATCH_CUTS_MAX attempts
+			 * the server answered and cut, so that a write meanwhile
+			 * is not refused. */
 			int rc = watch_connect_and_listen(db, &version);
 
 			if (rc == -2 && attempt == 0) {
