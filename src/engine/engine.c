@@ -666,8 +666,9 @@ engine_share_probes(struct engine *e, struct engine_probe_share *p, struct error
 	 * queues ahead of operators' writes. */
 	if (err == NULL)
 		err = &ignored;
-	rc = store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
-	                        p->want_others, &p->others, &p->n_others, err);
+	rc =
+	    store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
+	                       p->want_others, &p->others, &p->n_others, &p->others_are_delta, err);
 	if (rc == 0 && p->me != NULL) {
 		p->me->version = atomic_load(&e->version);
 		rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet, &p->store_version,

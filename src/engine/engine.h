@@ -146,6 +146,7 @@ struct engine_probe_share {
 	int want_others;
 	struct probe_report *others; /* out: malloc'd, the caller frees */
 	size_t n_others;
+	int others_are_delta; /* out: others are to merge (store_share_probes) */
 	/* when set, also the heartbeat (store_heartbeat); the engine fills
 	 * me->version with the store version it has applied */
 	struct daemon_record *me;

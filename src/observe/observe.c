@@ -499,12 +499,28 @@ remote_key_cmp(const struct probe_report *r, const char *cluster, const char *no
 	return d != 0 ? d : strcmp(r->node, node);
 }
 
+/* The order of the remote table: by node, then by the store's key of a
+ * report within it (daemon and client), so that a merge finds a
+ * report's earlier version. */
 static int
 remote_cmp(const void *a, const void *b)
 {
-	const struct probe_report *y = b;
+	const struct probe_report *x = a, *y = b;
+	int d;
 
-	return remote_key_cmp(a, y->cluster, y->node);
+	if ((d = remote_key_cmp(x, y->cluster, y->node)) != 0)
+		return d;
+	if ((d = strcmp(x->daemon, y->daemon)) != 0)
+		return d;
+	if (x->protocol != y->protocol)
+		return x->protocol - y->protocol;
+	if ((d = strcmp(x->lb, y->lb)) != 0)
+		return d;
+	if ((d = strcmp(x->address, y->address)) != 0)
+		return d;
+	if (x->has_user_agent != y->has_user_agent)
+		return x->has_user_agent - y->has_user_agent;
+	return strcmp(x->user_agent, y->user_agent);
 }
 
 /* Appends the other daemons' reports of the node seen at or after since. */
@@ -551,18 +567,51 @@ add_remote(struct observe *o, const char *cluster, const char *node, int64_t cha
 	pthread_mutex_unlock(&o->remote_lock);
 }
 
-void
-observe_set_remote(struct observe *o, struct probe_report *rows, size_t n)
+/* Swaps in the sorted rows as the remote table. */
+static void
+remote_replace(struct observe *o, struct probe_report *rows, size_t n)
 {
 	struct probe_report *old;
 
-	qsort(rows, n, sizeof(*rows), remote_cmp);
 	pthread_mutex_lock(&o->remote_lock);
 	old = o->remote;
 	o->remote = rows;
 	o->n_remote = n;
 	pthread_mutex_unlock(&o->remote_lock);
 	free(old);
+}
+
+void
+observe_set_remote(struct observe *o, struct probe_report *rows, size_t n)
+{
+	qsort(rows, n, sizeof(*rows), remote_cmp);
+	remote_replace(o, rows, n);
+}
+
+void
+observe_merge_remote(struct observe *o, struct probe_report *rows, size_t n, int64_t forget_before)
+{
+	struct probe_report *old = o->remote, *merged;
+	size_t n_old = o->n_remote, i = 0, j = 0, k = 0;
+
+	/* o->remote is only ever replaced by this function and
+	 * observe_set_remote, which their one caller runs on one thread: it
+	 * can be read here without the lock. */
+	qsort(rows, n, sizeof(*rows), remote_cmp);
+	merged = xreallocarray(NULL, n_old + n > 0 ? n_old + n : 1, sizeof(*merged));
+	while (i < n_old || j < n) {
+		int d = i == n_old ? 1 : j == n ? -1 : remote_cmp(&old[i], &rows[j]);
+		const struct probe_report *r = d < 0 ? &old[i] : &rows[j];
+		if (d >= 0) /* a newer version of a report replaces the older one */
+			while (++j < n && remote_cmp(&rows[j - 1], &rows[j]) == 0)
+				r = &rows[j];
+		if (d <= 0)
+			i++;
+		if (r->last_at >= forget_before)
+			merged[k++] = *r;
+	}
+	free(rows);
+	remote_replace(o, merged, k);
 }
 
 /* Is c due to be reported (caller holds its lock)? */

@@ -227,6 +227,13 @@ void observe_report_again(struct observe *o);
  * takes the malloc'd array, which it sorts). observe_node_view merges
  * them with this daemon's clients. */
 void observe_set_remote(struct observe *o, struct probe_report *rows, size_t n);
+/* Merges reports written since the last read into what other daemons
+ * reported (observe takes and frees the malloc'd array): a report
+ * replaces its earlier version (same daemon, node and client), and
+ * reports last seen before forget_before are dropped, as their owner
+ * forgets them too. Call it, and observe_set_remote, from one thread. */
+void observe_merge_remote(struct observe *o, struct probe_report *rows, size_t n,
+                          int64_t forget_before);
 
 /* Does the answer tell a load balancer to send new traffic? */
 int observe_answer_is_serving(enum observe_answer a);

@@ -108,7 +108,10 @@ share_thread(void *arg)
 			next_beat = now + SHARE_HEARTBEAT_MS;
 		}
 		if (p.want_others) {
-			if (p.others != NULL) /* NULL: unchanged since the last read */
+			if (p.others != NULL && p.others_are_delta)
+				observe_merge_remote(s->observe, p.others, p.n_others,
+				                     p.forget_before);
+			else if (p.others != NULL) /* NULL: unchanged since the last read */
 				observe_set_remote(s->observe, p.others, p.n_others);
 			next_read = now + SHARE_READ_MS;
 		} else {

@@ -9,8 +9,10 @@
  * per probe), hands them to the engine's store (engine_share_probes: on
  * this thread, through the store's own connection for it, never the
  * engine thread), and, every SHARE_READ_MS, reads back what the other
- * daemons reported into observe (observe_set_remote), unless the store
- * says it is unchanged. When the store is away the reports are kept for
+ * daemons reported into observe, unless the store says it is unchanged:
+ * the reports written since the last read, merged in
+ * (observe_merge_remote), and now and then every one
+ * (observe_set_remote). When the store is away the reports are kept for
  * later (observe_report_again) and the other daemons' last reports stay
  * as they were. Only started for a shared store.
  *

@@ -20,14 +20,15 @@
 const char pg_share_put_probes_sql[] =
     "INSERT INTO probes (daemon, cluster, node, protocol, lb, address, user_agent, "
     "has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
-    "since_change, interval_ms) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], "
-    "$4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[], "
-    "$10::bigint[], $11::bigint[], $12::int[], $13::bigint[], $14::bigint[], "
-    "$15::bigint[]) ON CONFLICT (daemon, cluster, node, protocol, lb, "
+    "since_change, interval_ms, xid) SELECT u.*, pg_current_xact_id() FROM unnest($1::text[], "
+    "$2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], "
+    "$9::bigint[], $10::bigint[], $11::bigint[], $12::int[], $13::bigint[], $14::bigint[], "
+    "$15::bigint[]) u ON CONFLICT (daemon, cluster, node, protocol, lb, "
     "address, user_agent, has_user_agent) DO UPDATE SET first_at = excluded.first_at, "
     "last_at = excluded.last_at, changed_at = excluded.changed_at, "
     "last_answer = excluded.last_answer, consecutive = excluded.consecutive, "
-    "since_change = excluded.since_change, interval_ms = excluded.interval_ms";
+    "since_change = excluded.since_change, interval_ms = excluded.interval_ms, "
+    "xid = excluded.xid";
 
 const char pg_share_put_sessions_sql[] =
     "INSERT INTO sessions (id_hash, name, tag, expires_at, kind, login, issuer, subject, "

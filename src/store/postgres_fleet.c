@@ -9,12 +9,18 @@
  * arrives, the other daemons' probes through a cursor a page at a time,
  * so that no single result holds more than a page.
  *
- * Reading the other daemons' reports costs as much as they are many
- * (daemons x nodes x probers), so it happens only when the table
+ * Reading the other daemons' reports happens only when the table
  * changed: every exchange that wrote or forgot a report bumps
  * probes_version in the same transaction, and a daemon whose last read
- * saw the current version is told "unchanged" (*others NULL). A full
- * read still happens every PG_PROBES_FULL_READ_MS, as a safety net.
+ * saw the current version is told "unchanged" (*others NULL). A read
+ * then asks only for the reports written since the last one: each row
+ * carries the id of the transaction that wrote it (xid, step 14), and a
+ * transaction the last read could not see has an id at or above the
+ * xmin of that read's snapshot, taken before it. Some rows are read
+ * twice (transactions that were running then), none is missed; the
+ * caller merges them (*is_delta) and ages out what the owner forgot by
+ * the same rule (last_at before forget_before). Everything is read again
+ * every PG_PROBES_FULL_READ_MS, and the first time.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,6 +65,8 @@ struct probes_job {
 	int want_others;
 	struct probe_report *others; /* out */
 	size_t n_others;
+	int is_delta;  /* out: others are the reports written since the last read */
+	char xmin[24]; /* out: this read's snapshot's xmin */
 };
 
 /* Appends the rows of one page to *all (*n used, *cap allocated). */
@@ -93,21 +101,33 @@ append_reports(PGresult *res, struct probe_report **all, size_t *n, size_t *cap)
 	*n += rows;
 }
 
-/* Reads every other daemon's live report, in the open transaction. */
+/* Reads the other daemons' live reports, in the open transaction: every
+ * one, or (job->is_delta) those written by transactions at or after
+ * db->probes_seen_xmin. job->xmin gets the xmin of a snapshot taken
+ * before the cursor's, for the next read. */
 static int
-read_others(struct pg_store *db, const char *const *p, struct probes_job *job, struct error *err)
+read_others(struct pg_store *db, const char *daemon, const char *forget_before,
+            struct probes_job *job, struct error *err)
 {
+	static const char columns[] =
+	    "DECLARE others NO SCROLL CURSOR FOR SELECT daemon, cluster, node, protocol, address, "
+	    "user_agent, has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
+	    "since_change, lb, interval_ms FROM probes WHERE daemon <> $1 AND last_at >= $2";
+	const char *p[3] = {daemon, forget_before, db->probes_seen_xmin};
 	PGresult *res = NULL;
 	size_t cap = 0, rows;
-	char fetch[48];
+	char fetch[48], declare[sizeof(columns) + 32];
 
+	if (pg_side_exec(db, "SELECT pg_snapshot_xmin(pg_current_snapshot())", 0, NULL, &res,
+	                 "read the other daemons' observed probes", err) != 0)
+		return -1;
+	copy_text(job->xmin, sizeof(job->xmin), PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "0");
+	PQclear(res);
+	snprintf(declare, sizeof(declare), "%s%s", columns,
+	         job->is_delta ? " AND xid >= $3::xid8" : "");
 	snprintf(fetch, sizeof(fetch), "FETCH %d FROM others", REMOTE_PROBES_PAGE);
-	if (pg_side_exec(db,
-	                 "DECLARE others NO SCROLL CURSOR FOR SELECT daemon, cluster, node, "
-	                 "protocol, address, user_agent, has_user_agent, first_at, last_at, "
-	                 "changed_at, last_answer, consecutive, since_change, lb, interval_ms "
-	                 "FROM probes WHERE daemon <> $1 AND last_at >= $2",
-	                 2, p, NULL, "read the other daemons' observed probes", err) != 0)
+	if (pg_side_exec(db, declare, job->is_delta ? 3 : 2, p, NULL,
+	                 "read the other daemons' observed probes", err) != 0)
 		return -1;
 	do {
 		if (pg_side_exec(db, fetch, 0, NULL, &res,
@@ -155,8 +175,9 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	if (job->want_others) {
 		if (read_probes_version(db, &version, err) != 0)
 			return -1;
-		is_read_due = db->probes_read_at == 0 || version != db->probes_seen_version ||
-		              now - db->probes_read_at >= PG_PROBES_FULL_READ_MS;
+		job->is_delta = db->probes_full_read_at != 0 &&
+		                now - db->probes_full_read_at < PG_PROBES_FULL_READ_MS;
+		is_read_due = !job->is_delta || version != db->probes_seen_version;
 	}
 	is_forget_due = now - db->probes_forgot_at >= PG_PROBES_FORGET_EVERY_MS;
 	if (job->n_mine == 0 && !is_read_due && !is_forget_due)
@@ -181,7 +202,7 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		is_changed |= strcmp(PQcmdTuples(res), "0") != 0;
 		PQclear(res);
 	}
-	if (is_read_due && read_others(db, p, job, err) != 0)
+	if (is_read_due && read_others(db, job->daemon, before, job, err) != 0)
 		goto bad;
 	/* Last: the counter's row lock is held until COMMIT, and every
 	 * daemon's exchange takes it. */
@@ -196,6 +217,9 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	if (is_read_due) {
 		db->probes_seen_version = version;
 		db->probes_read_at = now;
+		if (!job->is_delta)
+			db->probes_full_read_at = now;
+		copy_text(db->probes_seen_xmin, sizeof(db->probes_seen_xmin), job->xmin);
 		if (job->others == NULL)
 			job->others = xcalloc(1, sizeof(*job->others));
 	}
@@ -208,9 +232,9 @@ bad:
 int
 pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
                 int64_t forget_before, int want_others, struct probe_report **others,
-                size_t *n_others, struct error *err)
+                size_t *n_others, int *is_delta, struct error *err)
 {
-	struct probes_job job = {daemon, mine, n_mine, forget_before, want_others, NULL, 0};
+	struct probes_job job = {daemon, mine, n_mine, forget_before, want_others, NULL, 0, 0, ""};
 
 	if (pg_side_call(handle, share_probes_job, &job, err) != 0) {
 		free(job.others);
@@ -218,6 +242,7 @@ pg_share_probes(void *handle, const char *daemon, const struct probe_report *min
 	}
 	*others = job.others; /* NULL: unchanged since the last read */
 	*n_others = job.n_others;
+	*is_delta = job.is_delta;
 	return 0;
 }
 

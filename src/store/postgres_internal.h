@@ -81,9 +81,13 @@ struct pg_store {
 	int64_t side_deadline;        /* monotonic ms: the job's end, at the latest */
 	int is_side_late;             /* the watch thread's: a job's answer was late */
 	/* The side jobs': the probes_version of the last read of the other
-	 * daemons' reports, and when that read was (monotonic ms; 0: never). */
+	 * daemons' reports, when that read was and the last full one
+	 * (monotonic ms; 0: never), and the xmin of the last read's snapshot
+	 * (the next read asks for reports written by xid >= it). */
 	int64_t probes_seen_version;
 	int64_t probes_read_at;
+	int64_t probes_full_read_at;
+	char probes_seen_xmin[24];
 	int64_t probes_forgot_at;    /* this daemon's old reports last deleted */
 	int64_t sessions_expired_at; /* expired sessions last deleted (ms) */
 };
@@ -178,7 +182,8 @@ int pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit
 
 int pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine,
                     size_t n_mine, int64_t forget_before, int want_others,
-                    struct probe_report **others, size_t *n_others, struct error *err);
+                    struct probe_report **others, size_t *n_others, int *is_delta,
+                    struct error *err);
 int pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record **all,
                  size_t *n_all, int64_t *store_version, int64_t *changed_at, struct error *err);
 int pg_share_sessions(void *handle, const struct session_record *added, size_t n_added,

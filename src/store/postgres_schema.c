@@ -171,6 +171,14 @@ static const char step13_rollouts[] = "CREATE TABLE rollouts ("
                                       " verdicts TEXT NOT NULL,"
                                       " PRIMARY KEY (cluster, id));";
 
+/* Each report stamped with the transaction that wrote it, so that a
+ * daemon reads only the reports written since its last read: every
+ * transaction its last read could not see has an id at or above that
+ * read's snapshot's xmin (postgres_fleet.c). */
+static const char step14_probes_xid[] =
+    "ALTER TABLE probes ADD COLUMN xid xid8 NOT NULL DEFAULT '0';"
+    "CREATE INDEX probes_by_xid ON probes (xid);";
+
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -187,6 +195,7 @@ static const struct migration migrations[] = {
     {"scope tokens to clusters", step11_token_clusters},
     {"share who signed in through the identity provider or the proxy", step12_session_identity},
     {"register the rollouts in progress", step13_rollouts},
+    {"stamp the observed probes with their transaction", step14_probes_xid},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -186,6 +186,11 @@ static const char step13_rollouts[] = "CREATE TABLE rollouts ("
                                       " verdicts TEXT NOT NULL,"
                                       " PRIMARY KEY (cluster, id));";
 
+/* The transaction that wrote each shared report (postgres_schema.c's
+ * step 14); one daemon's store shares nothing, so it stays 0 here. */
+static const char step14_probes_xid[] =
+    "ALTER TABLE probes ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres_schema.c). */
@@ -203,6 +208,7 @@ static const struct migration migrations[] = {
     {"scope tokens to clusters", step11_token_clusters},
     {"share who signed in through the identity provider or the proxy", step12_session_identity},
     {"register the rollouts in progress", step13_rollouts},
+    {"stamp the observed probes with their transaction", step14_probes_xid},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

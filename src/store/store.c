@@ -727,14 +727,15 @@ bad:
 int
 store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
                    size_t n_mine, int64_t forget_before, int want_others,
-                   struct probe_report **others, size_t *n_others, struct error *err)
+                   struct probe_report **others, size_t *n_others, int *is_delta, struct error *err)
 {
 	*others = NULL;
 	*n_others = 0;
+	*is_delta = 0;
 	if (s->backend->share_probes == NULL)
 		return 0;
 	return s->backend->share_probes(s->db, daemon, mine, n_mine, forget_before, want_others,
-	                                others, n_others, err);
+	                                others, n_others, is_delta, err);
 }
 
 int

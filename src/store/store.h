@@ -173,10 +173,13 @@ void store_unwatch(struct store *s);
 
 /* Writes this daemon's probe reports (mine, all with daemon == daemon),
  * forgets its own reports last seen before forget_before, and, when
- * want_others, reads every other daemon's report seen since then into a
- * malloc'd *others (the caller frees it; every one, no cap), or leaves
- * *others NULL when they are unchanged since this daemon's last read
- * (the caller keeps what it has). Not under
+ * want_others, reads the other daemons' reports seen since then into a
+ * malloc'd *others (the caller frees it; no cap): every one (*is_delta
+ * 0), or (*is_delta 1) those written since this daemon's last read, to
+ * merge into what it has (some may be the same as before; the caller
+ * ages out the ones last seen before forget_before); or leaves *others
+ * NULL when they are unchanged since that read (the caller keeps what it
+ * has). Not under
  * the write lock and not a change: no version, no notification. A no-op
  * for an unshared store.
  *
@@ -186,7 +189,8 @@ void store_unwatch(struct store *s);
  * never delay a write. Each exchange is one statement per batch. */
 int store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
                        size_t n_mine, int64_t forget_before, int want_others,
-                       struct probe_report **others, size_t *n_others, struct error *err);
+                       struct probe_report **others, size_t *n_others, int *is_delta,
+                       struct error *err);
 
 /* Registers this daemon (me) or refreshes its heartbeat, and reads every
  * registered daemon (sorted by id; a malloc'd *all the

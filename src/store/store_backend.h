@@ -97,7 +97,8 @@ struct store_backend {
 	/* Optional: store_share_probes (store.h). */
 	int (*share_probes)(void *db, const char *daemon, const struct probe_report *mine,
 	                    size_t n_mine, int64_t forget_before, int want_others,
-	                    struct probe_report **others, size_t *n_others, struct error *err);
+	                    struct probe_report **others, size_t *n_others, int *is_delta,
+	                    struct error *err);
 	/* Optional: store_heartbeat (store.h). */
 	int (*heartbeat)(void *db, const struct daemon_record *me, struct daemon_record **all,
 	                 size_t *n_all, int64_t *store_version, int64_t *changed_at,

@@ -96,6 +96,36 @@ def test_probes_shared_while_a_write_waits_for_the_write_lock(fleet, pg_server):
     assert seen_after < 5.0
 
 
+def probes_of(d, node, user_agent):
+    r = d.get("/v1/clusters/default/nodes/%s?window=30" % node, auth=d.admin, timeout=30)
+    assert r.status_code == 200, r.text
+    return [p for p in r.json()["node"].get("probes", []) if p["user_agent"] == user_agent]
+
+
+def test_a_report_changed_after_the_first_read_replaces_its_earlier_version(
+        fleet, pg_server):  # noqa: F811
+    """After its first (full) read a daemon reads only the reports written
+    since: a prober's new answer reaches b within seconds (a full read
+    comes only every minute), as one prober, not two."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1", "web2"])
+    wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
+    probe_as(a, "web1", "lb-x")
+    wait_until(lambda: [p["last_answer"] for p in probes_of(b, "web1", "lb-x")] == ["200 OK"],
+               PROPAGATION_TIMEOUT, "lb-x serving on b")
+    probe_as(a, "web2", "lb-y")  # a second read, with web1's report unchanged
+    wait_until(lambda: len(probes_of(b, "web2", "lb-y")) == 1, PROPAGATION_TIMEOUT, "lb-y on b")
+    a.set_status({"web1": {"status": "drain"}})
+    wait_until(lambda: probe_code(a, "web1") != 200, PROPAGATION_TIMEOUT, "web1 drains on a")
+    probe_as(a, "web1", "lb-x")
+    t0 = time.monotonic()
+    wait_until(lambda: [p["last_answer"] != "200 OK" for p in probes_of(b, "web1", "lb-x")] ==
+               [True], 5.0, "lb-x's new answer on b")
+    assert time.monotonic() - t0 < 5.0
+    assert len(probes_of(b, "web2", "lb-y")) == 1  # kept, though not read again
+
+
 def test_write_right_after_backends_terminated_is_not_refused(fleet, pg_server):  # noqa: F811
     """pg_terminate_backend on every connection of the daemon, then a
     write at once, ten times: the daemon reconnects once and the write

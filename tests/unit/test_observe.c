@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -472,6 +473,87 @@ test_seq_grows_and_watchers_are_notified(void **state)
 	observe_free(o);
 }
 
+/* A malloc'd array of n reports by daemon d of node "a" from the
+ * addresses 10.0.0.1, 10.0.0.2, ..., last seen at last_at. */
+static struct probe_report *
+reports(const char *d, size_t n, int64_t last_at, int answer)
+{
+	struct probe_report *r = calloc(n > 0 ? n : 1, sizeof(*r));
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(r[i].daemon, sizeof(r[i].daemon), "%s", d);
+		strcpy(r[i].cluster, "default");
+		strcpy(r[i].node, "a");
+		snprintf(r[i].address, sizeof(r[i].address), "10.0.0.%zu", i + 1);
+		r[i].first_at = T0;
+		r[i].last_at = last_at;
+		r[i].changed_at = T0;
+		r[i].last_answer = answer;
+	}
+	return r;
+}
+
+static const struct observe_client_view *
+remote_client(const struct observe_node_view *v, const char *daemon, const char *address)
+{
+	size_t i;
+
+	for (i = 0; i < v->n_clients; i++)
+		if (strcmp(v->clients[i].daemon, daemon) == 0 &&
+		    strcmp(v->clients[i].address, address) == 0)
+			return &v->clients[i];
+	return NULL;
+}
+
+static void
+test_merged_reports_replace_their_earlier_versions(void **state)
+{
+	struct observe *o = observe_new();
+	struct probe_report *all = reports("d2", 3, T0 + 10, OBSERVE_SERVING);
+	struct probe_report *delta = reports("d2", 2, T0 + 20, OBSERVE_DRAIN);
+	struct observe_node_view v;
+
+	(void)state;
+	observe_set_remote(o, all, 3);
+	strcpy(delta[1].daemon, "d3"); /* d3's first report: added */
+	observe_merge_remote(o, delta, 2, T0);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 4);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.1")->last_answer, OBSERVE_DRAIN);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.1")->last_at, T0 + 20);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.2")->last_answer, OBSERVE_SERVING);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.3")->last_at, T0 + 10);
+	assert_int_equal(remote_client(&v, "d3", "10.0.0.2")->last_answer, OBSERVE_DRAIN);
+	observe_free(o);
+}
+
+static void
+test_merge_ages_out_what_the_owner_forgot(void **state)
+{
+	struct observe *o = observe_new();
+	struct probe_report *all = reports("d2", 3, T0 + 10, OBSERVE_SERVING);
+	struct probe_report *delta = reports("d2", 1, T0 + 500, OBSERVE_SERVING);
+	struct observe_node_view v;
+
+	(void)state;
+	all[2].last_at = T0 + 400;
+	observe_set_remote(o, all, 3);
+	/* nothing new but 10.0.0.1: 10.0.0.2 is older than forget_before */
+	observe_merge_remote(o, delta, 1, T0 + 100);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 2);
+	assert_non_null(remote_client(&v, "d2", "10.0.0.1"));
+	assert_null(remote_client(&v, "d2", "10.0.0.2"));
+	assert_non_null(remote_client(&v, "d2", "10.0.0.3"));
+	/* an empty read ages out too */
+	observe_merge_remote(o, reports("d2", 0, T0, 0), 0, T0 + 450);
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 1);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.1")->last_at, T0 + 500);
+	observe_free(o);
+}
+
 int
 main(void)
 {
@@ -496,6 +578,8 @@ main(void)
 	    cmocka_unit_test(test_unnamed_clients_never_push_out_a_named_one),
 	    cmocka_unit_test(test_named_clients_beyond_their_cap_are_counted_apart),
 	    cmocka_unit_test(test_seq_grows_and_watchers_are_notified),
+	    cmocka_unit_test(test_merged_reports_replace_their_earlier_versions),
+	    cmocka_unit_test(test_merge_ages_out_what_the_owner_forgot),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
