@@ -123,6 +123,13 @@ def status_text(machine):
     return machine.run("systemctl status --no-pager --full clustermgmt", check=False).stdout
 
 
+def unit_journal(machine):
+    """Every line of the unit's journal since boot, systemd's and the
+    daemon's, with times to the microsecond."""
+    return machine.run("journalctl -u clustermgmt --no-pager -o short-precise",
+                       check=False).stdout[-8000:]
+
+
 def configure(machine, opts_line):
     machine.run("printf '%%s' %s > /etc/default/clustermgmt" % nspawn.quote(opts_line))
 
@@ -145,6 +152,15 @@ def generated_password(machine):
     return m.group(1)
 
 
+def assert_running_steadily(machine):
+    """The unit is active and was never restarted by systemd since the
+    last manual start: a failure a test leaves behind is named as such,
+    not counted against the next test's broken start."""
+    state = wait_for_state(machine, ("active",), timeout=30)
+    assert state[3] == "0", "the running daemon was restarted %s times:\n%s\n%s" % (
+        state[3], status_text(machine), unit_journal(machine))
+
+
 def assert_failed_with_reason(machine, exit_status, reason):
     """The unit ends in failed (not auto-restart), is not restarted, and
     `systemctl status` names the exit status and shows the reason."""
@@ -152,7 +168,8 @@ def assert_failed_with_reason(machine, exit_status, reason):
     time.sleep(RESTART_WINDOW_S)
     state = unit_state(machine)
     assert state[0] == "failed", (state, status_text(machine))
-    assert state[3] == "0", "restarted %s times:\n%s" % (state[3], status_text(machine))
+    assert state[3] == "0", "restarted %s times:\n%s\nthe unit's journal:\n%s" % (
+        state[3], status_text(machine), unit_journal(machine))
     assert state[4] == str(exit_status), (state, status_text(machine))
     status = status_text(machine)
     assert "Active: failed" in status, status
@@ -184,6 +201,7 @@ def test_broken_option_ends_in_failed_with_the_reason(machine, cm_bin):
                            timeout=10)
     assert local.returncode == 2, local.stderr
     reason = local.stderr.splitlines()[0]
+    assert_running_steadily(machine)
     configure(machine, 'CLUSTERMGMT_OPTS="%s"\n' % bad)
     try:
         out = restart(machine)
@@ -198,6 +216,7 @@ def test_broken_certificate_ends_in_failed_with_the_reason(machine):
     machine.run("mkdir -p /etc/clustermgmt && printf 'not a certificate\\n' > "
                 "/etc/clustermgmt/cert.pem && cp /etc/clustermgmt/cert.pem /etc/clustermgmt/key.pem"
                 " && chmod 644 /etc/clustermgmt/*.pem")
+    assert_running_steadily(machine)
     configure(machine, 'CLUSTERMGMT_OPTS="--listen 127.0.0.1:8080 --tls-cert '
                        '/etc/clustermgmt/cert.pem --tls-key /etc/clustermgmt/key.pem"\n')
     try:
