@@ -4,7 +4,8 @@
  *
  * posix_spawn rather than fork: the CLI links libcurl, which may have
  * started resolver threads, and after fork() in a threaded process only
- * async-signal-safe calls are allowed. The parent polls every open pipe
+ * async-signal-safe calls are allowed. A command gets stdin from
+ * /dev/null, its two pipes, and no other descriptor. The parent polls every open pipe
  * and reaps children with WNOHANG on a short tick, so a background
  * process that inherited a pipe cannot keep a finished command "running".
  */
@@ -43,6 +44,10 @@ spawn_one(struct shellcmd *c, struct error *err)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+	/* Nothing else: the CLI's sockets (the daemon, HAProxy's admin
+	 * socket) and the files libvarnishapi opens without close-on-exec
+	 * are not the command's. */
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
 	sigemptyset(&reset);

@@ -532,8 +532,16 @@ class Restarter:
         self.thread.start()
 
     def command(self):
-        return "echo {node} $(date +%%s.%%N) >> %s; curl -fsS -X POST %s/restart/{node}" % (
-            self.started_log, self.url)
+        """The command also lists its shell's open descriptors (ls -l
+        /proc/$$/fd) in open-fds-{node}, for open_descriptors."""
+        return ("echo {node} $(date +%%s.%%N) >> %s; (ls -l /proc/$$/fd) > %s/open-fds-{node}; "
+                "curl -fsS -X POST %s/restart/{node}" % (self.started_log, self.farm.root,
+                                                         self.url))
+
+    def open_descriptors(self, node):
+        """{fd: what it is} of the shell that ran node's command."""
+        text = (Path(self.farm.root) / ("open-fds-%s" % node)).read_text()
+        return dict(m.groups() for m in re.finditer(r" (\d+) -> (.*)$", text, re.M))
 
     def drain_ended(self):
         """{node: wall-clock time its command started}."""

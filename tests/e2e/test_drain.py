@@ -150,6 +150,9 @@ def run_rollout_and_check(farm, *extra):
         t1 = time.time()
         assert r.returncode == 0, r.stdout + r.stderr
         assert [c[0] for c in restarter.calls] == list(NODES)
+        for node in NODES:  # nothing of the CLI's (Varnish's files, sockets) leaks into it
+            fds = restarter.open_descriptors(node)
+            assert set(fds) == {"0", "1", "2"}, (node, fds)
         time.sleep(SLOW_TAIL)  # the requests in flight at the end
         farm.assert_no_failures(t0)
         late = requests_after_drain(farm, restarter)
