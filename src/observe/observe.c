@@ -611,6 +611,8 @@ observe_merge_remote(struct observe *o, struct probe_report *rows, size_t n, int
 			merged[k++] = *r;
 	}
 	free(rows);
+	if (k < n_old + n) /* what was dropped or replaced, given back */
+		merged = xreallocarray(merged, k > 0 ? k : 1, sizeof(*merged));
 	remote_replace(o, merged, k);
 }
 
