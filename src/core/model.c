@@ -272,8 +272,8 @@ node_copy(struct node *dst, const struct node *src)
 	*dst = *src;
 }
 
-static void
-cluster_copy(struct cluster *dst, const struct cluster *src)
+void
+model_cluster_copy(struct cluster *dst, const struct cluster *src)
 {
 	size_t i;
 
@@ -328,7 +328,7 @@ model_copy(const struct model *m)
 	copy->n_clusters = m->n_clusters;
 	copy->clusters = xcalloc(m->n_clusters, sizeof *copy->clusters);
 	for (i = 0; i < m->n_clusters; i++)
-		cluster_copy(&copy->clusters[i], &m->clusters[i]);
+		model_cluster_copy(&copy->clusters[i], &m->clusters[i]);
 	copy->n_users = m->n_users;
 	copy->users = xcalloc(m->n_users, sizeof *copy->users);
 	for (i = 0; i < m->n_users; i++)

@@ -200,6 +200,8 @@ struct model *model_new(void);
  * 10,000 nodes copies no string. Any thread may copy or free models that
  * share blocks: the counts are atomic. */
 struct model *model_copy(const struct model *m);
+/* dst becomes a copy of src (nodes share src's text blocks). */
+void model_cluster_copy(struct cluster *dst, const struct cluster *src);
 void model_free(struct model *m);
 
 const struct cluster *model_find_cluster(const struct model *m, const char *name);

@@ -245,7 +245,12 @@ refresh(struct engine *e, int is_forced)
 	    atomic_load(&e->seen_version) <= atomic_load(&e->version))
 		return;
 	atomic_fetch_add(&e->reloads, 1);
-	if (store_load_at(e->store, &m, &version, &err) != 0) {
+	/* A forced refresh (the store came back, perhaps another server)
+	 * reads everything; a notified one only the clusters written since
+	 * the last load, the others copied from the model published. */
+	if ((is_forced || !atomic_load(&e->has_state)
+	         ? store_load_at(e->store, &m, &version, &err)
+	         : store_reload(e->store, atomic_load(&e->current), &m, &version, &err)) != 0) {
 		if (err.status == 503 || e->is_reload_failing)
 			log_kv(LOG_DEBUG, "reload from the store failed", "error", err.what, NULL);
 		else

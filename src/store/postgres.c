@@ -302,6 +302,7 @@ pg_ensure_connected(struct pg_store *db, struct error *err)
 	if (db->conn != NULL)
 		PQfinish(db->conn);
 	db->is_schema_checked = 0;
+	db->model_xmin[0] = '\0'; /* perhaps another server: the next load reads all */
 	db->conn = pg_connect_within(db, db->values, -1, why, sizeof(why), NULL);
 	if (db->conn == NULL) {
 		pg_mark_down(db, why);
@@ -720,6 +721,7 @@ const struct store_backend store_postgres_backend = {
     .find_key = pg_find_key,
     .remember_key = pg_remember_key,
     .load = pg_load,
+    .reload = pg_reload,
     .read_audit = pg_read_audit,
     .watch_start = pg_watch_start,
     .watch_stop = pg_watch_stop,

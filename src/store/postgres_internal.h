@@ -87,6 +87,9 @@ struct pg_store {
 	int64_t probes_seen_version;
 	int64_t probes_read_at;
 	int64_t probes_full_read_at;
+	/* The xmin of the last own load's snapshot: a reload reads again the
+	 * clusters written by transactions at or after it; "" before one. */
+	char model_xmin[24];
 	char probes_seen_xmin[24];
 	int64_t probes_forgot_at;    /* this daemon's old reports last deleted */
 	int64_t sessions_expired_at; /* expired sessions last deleted (ms) */
@@ -177,6 +180,8 @@ int pg_find_key(void *handle, const char *key, int *is_found, struct error *err)
 int pg_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id,
                     struct error *err);
 int pg_load(void *handle, struct model *m, int64_t *version, struct error *err);
+int pg_reload(void *handle, const struct model *have, struct model *m, int64_t *version,
+              struct error *err);
 int pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log *out,
                   struct error *err);
 

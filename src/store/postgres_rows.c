@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/strbuf.h"
 #include "../util/xalloc.h"
 #include "postgres_internal.h"
 
@@ -28,9 +29,10 @@ pg_upsert_cluster(void *handle, const struct cluster *c, struct error *err)
 
 	pg_i64_text(c->version, version, sizeof(version));
 	return pg_run(handle,
-	              "INSERT INTO clusters (name, path, version) VALUES ($1, $2, $3) "
+	              "INSERT INTO clusters (name, path, version, xid) "
+	              "VALUES ($1, $2, $3, pg_current_xact_id()) "
 	              "ON CONFLICT (name) DO UPDATE SET path = excluded.path, "
-	              "version = excluded.version",
+	              "version = excluded.version, xid = excluded.xid",
 	              3, p, NULL, "save a cluster", err);
 }
 
@@ -256,9 +258,24 @@ corrupt(struct pg_store *db, const char *what, const char *value, struct error *
 	                 what, value);
 }
 
+/* --- loads ----------------------------------------------------------- */
+
+/* What a load fills, step by step (one step per statement's result). */
+struct load {
+	struct model *m;
+	int64_t *version;
+	char xmin[24];            /* the xmin of the load's snapshot (own loads) */
+	const struct model *have; /* a reload: unchanged clusters come from it */
+	const char *since;        /* a reload: clusters written by xid >= it changed */
+	struct strbuf changed;    /* a reload: the changed ones, as SQL literals */
+};
+
+typedef int (*load_step)(struct pg_store *db, struct load *l, PGresult *res, struct error *err);
+
 static int
-load_clusters(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
+load_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
+	struct model *m = l->m;
 	int i, n = PQntuples(res);
 
 	(void)db;
@@ -277,8 +294,9 @@ load_clusters(struct pg_store *db, struct model *m, PGresult *res, struct error 
  * hands each node to its cluster, and each cluster's nodes are counted
  * first so that its array is allocated once. */
 static int
-load_nodes(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
+load_nodes(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
+	struct model *m = l->m;
 	struct cluster *c;
 	size_t ci = 0;
 	int i, j, n = PQntuples(res);
@@ -313,8 +331,9 @@ load_nodes(struct pg_store *db, struct model *m, PGresult *res, struct error *er
 
 /* Ordered by cluster, then name, like the nodes. */
 static int
-load_lbs(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
+load_lbs(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
+	struct model *m = l->m;
 	size_t ci = 0;
 	int i, j, n = PQntuples(res);
 
@@ -345,8 +364,9 @@ load_lbs(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
 }
 
 static int
-load_users(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
+load_users(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
+	struct model *m = l->m;
 	enum role role;
 	int i, n = PQntuples(res);
 
@@ -364,8 +384,9 @@ load_users(struct pg_store *db, struct model *m, PGresult *res, struct error *er
 }
 
 static int
-load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *err)
+load_tokens(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
+	struct model *m = l->m;
 	enum role role;
 	int i, n = PQntuples(res);
 
@@ -388,54 +409,55 @@ load_tokens(struct pg_store *db, struct model *m, PGresult *res, struct error *e
 /* What a load reads, in this order (clusters before what belongs to
  * them), and the function that takes each SELECT's rows; the store
  * version comes last. */
-#define LOAD_SELECTS                                                                               \
-	"SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\";"                    \
+#define SELECT_CLUSTERS "SELECT name, path, version FROM clusters ORDER BY name COLLATE \"C\";"
+#define SELECT_NODES(where)                                                                        \
 	"SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, address, "      \
-	"check_url FROM nodes ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"                 \
-	"SELECT cluster, name, kind, runtime, backend FROM lbs "                                   \
-	"ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"                                      \
+	"check_url FROM nodes " where " ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"
+#define SELECT_LBS(where)                                                                          \
+	"SELECT cluster, name, kind, runtime, backend FROM lbs " where                             \
+	" ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";"
+#define SELECT_ACCOUNTS_AND_VERSION                                                                \
 	"SELECT name, role, password_hash, created_at FROM users ORDER BY name COLLATE \"C\";"     \
 	"SELECT id, role, description, hash, created_by, created_at, clusters FROM tokens "        \
 	"ORDER BY id COLLATE \"C\";"                                                               \
 	"SELECT version FROM store_version WHERE id = 1"
-static int (*const load_steps[])(struct pg_store *db, struct model *m, PGresult *res,
-                                 struct error *err) = {load_clusters, load_nodes, load_lbs,
-                                                       load_users, load_tokens};
-#define N_LOAD_STEPS ((int)(sizeof(load_steps) / sizeof(load_steps[0])))
+#define LOAD_SELECTS SELECT_CLUSTERS SELECT_NODES("") SELECT_LBS("") SELECT_ACCOUNTS_AND_VERSION
+/* Own loads begin with their snapshot's xmin (the next reload's since). */
+#define SELECT_XMIN "SELECT pg_snapshot_xmin(pg_current_snapshot());"
+#define BEGIN_READ "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;"
 
 /* The store version, the last result of a load. */
 static int
-take_version(struct pg_store *db, PGresult *res, int64_t *version, struct error *err)
+take_version(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
-	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0)
+	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), l->version) == 0)
 		return 0;
 	return error_set(err, 500, "the PostgreSQL store %s has no store version", db->description);
 }
 
-/* The whole model in one round trip: the statements go as one simple
- * query and their results come back in order. Outside a write
- * transaction it is wrapped in one REPEATABLE READ transaction (one
- * moment); inside one, the writer lock keeps everything still. A failed
- * statement ends the query: the results after it never come. */
-int
-pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
+static int
+take_xmin(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
-	struct pg_store *db = handle;
-	int is_own = !db->in_tx, rc = 0, step = is_own ? -1 : 0, last = N_LOAD_STEPS;
+	const char *v = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
+
+	if (v[0] == '\0' || strlen(v) >= sizeof(l->xmin) || strspn(v, "0123456789") != strlen(v))
+		return corrupt(db, "snapshot xmin", v, err);
+	snprintf(l->xmin, sizeof(l->xmin), "%s", v);
+	return 0;
+}
+
+/* Sends sql (statements as one simple query: one round trip) and hands
+ * the result of statement i to steps[i] (NULL: only checked). A failed
+ * statement ends the query: the results after it never come. */
+static int
+run_reads(struct pg_store *db, const char *sql, const load_step *steps, int n_steps, struct load *l,
+          struct error *err)
+{
+	int rc = 0, step = 0;
 	PGresult *res;
 
-	if (is_own)
-		db->tx_deadline = pg_monotonic_ms() + pg_timeout_ms();
-	if (is_own && pg_ensure_connected(db, err) != 0)
-		return -1;
-	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
+	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK || !PQsendQuery(db->conn, sql))
 		return pg_fail(db, NULL, "load the store", err);
-	if (!PQsendQuery(db->conn,
-	                 is_own ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;" LOAD_SELECTS
-	                          ";COMMIT"
-	                        : LOAD_SELECTS))
-		return pg_fail(db, NULL, "load the store", err);
-	db->in_tx = 1;
 	for (;; step++) {
 		int ready = pg_await_ready(db->conn, db->tx_deadline, -1);
 		if (ready == -2) {
@@ -453,20 +475,146 @@ pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 		ExecStatusType st = PQresultStatus(res);
 		if (rc == 0 && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
 			rc = pg_fail(db, res, "load the store", err);
-		else if (rc == 0 && step >= 0 && step < last)
-			rc = load_steps[step](db, m, res, err);
-		else if (rc == 0 && step == last)
-			rc = take_version(db, res, version, err);
+		else if (rc == 0 && step < n_steps && steps[step] != NULL)
+			rc = steps[step](db, l, res, err);
 		PQclear(res);
 	}
-	if (rc == 0 && (db->conn == NULL || step < last + 1 + is_own))
+	if (rc == 0 && (db->conn == NULL || step < n_steps))
 		rc = pg_fail(db, NULL, "load the store", err); /* the connection went */
-	if (is_own) {
-		if (rc != 0 && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
-			pg_rollback(db);
-		db->in_tx = 0;
-	}
 	return rc;
+}
+
+/* Starts an own load: the deadline, the connection. */
+static int
+begin_own_load(struct pg_store *db, struct error *err)
+{
+	db->tx_deadline = pg_monotonic_ms() + pg_timeout_ms();
+	if (pg_ensure_connected(db, err) != 0)
+		return -1;
+	db->in_tx = 1;
+	return 0;
+}
+
+/* Ends an own load (rolled back after a failure). */
+static int
+end_own_load(struct pg_store *db, int rc)
+{
+	if (rc != 0 && db->conn != NULL && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
+		pg_rollback(db);
+	db->in_tx = 0;
+	return rc;
+}
+
+/* The whole model in one round trip. Outside a write transaction it is
+ * wrapped in one REPEATABLE READ transaction (one moment), whose xmin
+ * the next reload starts from; inside one, the writer lock keeps
+ * everything still. */
+static int
+load_all_own(struct pg_store *db, struct load *l, struct error *err)
+{
+	static const load_step own[] = {NULL,        take_xmin,    load_clusters,
+	                                load_nodes,  load_lbs,     load_users,
+	                                load_tokens, take_version, NULL};
+
+	return run_reads(db, BEGIN_READ SELECT_XMIN LOAD_SELECTS ";COMMIT", own, 9, l, err);
+}
+
+int
+pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
+{
+	static const load_step inside[] = {load_clusters, load_nodes,  load_lbs,
+	                                   load_users,    load_tokens, take_version};
+	struct pg_store *db = handle;
+	struct load l = {.m = m, .version = version};
+	int rc;
+
+	if (db->in_tx)
+		return run_reads(db, LOAD_SELECTS, inside, 6, &l, err);
+	if (begin_own_load(db, err) != 0)
+		return -1;
+	rc = load_all_own(db, &l, err);
+	if (rc == 0)
+		snprintf(db->model_xmin, sizeof(db->model_xmin), "%s", l.xmin);
+	return end_own_load(db, rc);
+}
+
+/* A reload's clusters (name, path, version, written since): the
+ * unchanged ones copied from l->have, the others left empty and named
+ * in l->changed for the next statements. */
+static int
+reload_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
+{
+	struct model *m = l->m;
+	int i, n = PQntuples(res);
+
+	m->clusters = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->clusters));
+	for (i = 0; i < n; i++) {
+		const struct cluster *had = model_find_cluster(l->have, PQgetvalue(res, i, 0));
+		struct cluster *c = &m->clusters[m->n_clusters++];
+		int64_t version = pg_value_i64(res, i, 2);
+		char *literal;
+		if (had != NULL && strcmp(PQgetvalue(res, i, 3), "f") == 0 &&
+		    had->version == version && strcmp(had->path, PQgetvalue(res, i, 1)) == 0) {
+			model_cluster_copy(c, had);
+			continue;
+		}
+		c->name = value_dup(res, i, 0);
+		c->path = value_dup(res, i, 1);
+		c->version = version;
+		if ((literal = PQescapeLiteral(db->conn, c->name, strlen(c->name))) == NULL)
+			return pg_fail(db, NULL, "load the store", err);
+		strbuf_addf(&l->changed, "%s%s", l->changed.len > 0 ? ", " : "", literal);
+		PQfreemem(literal);
+	}
+	return 0;
+}
+
+int
+pg_reload(void *handle, const struct model *have, struct model *m, int64_t *version,
+          struct error *err)
+{
+	static const load_step first[] = {NULL,       take_xmin,   reload_clusters,
+	                                  load_users, load_tokens, take_version};
+	static const load_step rest[] = {load_nodes, load_lbs, NULL};
+	struct pg_store *db = handle;
+	struct load l = {.m = m, .version = version, .have = have};
+	struct strbuf sql = {0};
+	int rc;
+
+	if (db->in_tx)
+		return pg_load(handle, m, version, err);
+	if (begin_own_load(db, err) != 0)
+		return -1;
+	if (db->model_xmin[0] == '\0') { /* the first load on this connection */
+		rc = load_all_own(db, &l, err);
+		goto done;
+	}
+	strbuf_addf(&sql,
+	            BEGIN_READ SELECT_XMIN
+	            "SELECT name, path, version, xid >= '%s'::xid8 FROM "
+	            "clusters ORDER BY name COLLATE \"C\";" SELECT_ACCOUNTS_AND_VERSION,
+	            db->model_xmin);
+	rc = run_reads(db, sql.buf, first, 6, &l, err);
+	sql.len = 0;
+	if (rc == 0 && l.changed.len == 0)
+		rc = run_reads(db, "COMMIT", rest + 2, 1, &l, err);
+	else if (rc == 0) {
+		strbuf_addf(
+		    &sql,
+		    "SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, "
+		    "address, check_url FROM nodes WHERE cluster IN (%s) ORDER BY cluster "
+		    "COLLATE \"C\", name COLLATE \"C\";SELECT cluster, name, kind, runtime, "
+		    "backend FROM lbs WHERE cluster IN (%s) ORDER BY cluster COLLATE \"C\", "
+		    "name COLLATE \"C\";COMMIT",
+		    l.changed.buf, l.changed.buf);
+		rc = run_reads(db, sql.buf, rest, 3, &l, err);
+	}
+done:
+	if (rc == 0)
+		snprintf(db->model_xmin, sizeof(db->model_xmin), "%s", l.xmin);
+	free(sql.buf);
+	free(l.changed.buf);
+	return end_own_load(db, rc);
 }
 
 int

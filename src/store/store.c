@@ -157,6 +157,24 @@ bad:
 }
 
 int
+store_reload(struct store *s, const struct model *have, struct model **out, int64_t *version,
+             struct error *err)
+{
+	struct model *m;
+
+	if (s->backend->reload == NULL)
+		return store_load_at(s, out, version, err);
+	m = model_new();
+	if (s->backend->reload(s->db, have, m, version, err) != 0) {
+		model_free(m);
+		*out = NULL;
+		return -1;
+	}
+	*out = m;
+	return 0;
+}
+
+int
 store_load(struct store *s, struct model **out, struct error *err)
 {
 	int64_t version;

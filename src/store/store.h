@@ -84,6 +84,12 @@ int store_read_audit(struct store *s, const char *cluster, int64_t limit, struct
 
 /* Like store_load, and *version is the store version of that model. */
 int store_load_at(struct store *s, struct model **out, int64_t *version, struct error *err);
+/* Like store_load_at, for a daemon that has published have, a model
+ * read from this store (or written to it) since its last load: a shared
+ * store reads again only the clusters written since that load and copies
+ * the others from have (the nodes share their text). */
+int store_reload(struct store *s, const struct model *have, struct model **out, int64_t *version,
+                 struct error *err);
 
 /* One change, decided against the stored state under the store's write
  * lock: store_write begins a write transaction (every other writer of

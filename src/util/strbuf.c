@@ -31,3 +31,19 @@ strbuf_appendf(char *buf, size_t size, const char *fmt, ...)
 	vsnprintf(buf + used, size - used, fmt, ap);
 	va_end(ap);
 }
+
+void
+strbuf_addf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	strbuf_reserve(b, (size_t)(n > 0 ? n : 0), 256);
+	va_start(ap, fmt);
+	vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)(n > 0 ? n : 0);
+}

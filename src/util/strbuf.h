@@ -17,6 +17,9 @@ struct strbuf {
  * first_cap and doubles. Aborts when out of memory, like xalloc. */
 void strbuf_reserve(struct strbuf *b, size_t more, size_t first_cap);
 
+/* Appends formatted text to b, growing it (b->buf stays NUL-terminated). */
+void strbuf_addf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Appends a formatted piece to the NUL-terminated text in buf (size
  * bytes), cut when full: for fixed-size messages built piece by piece. */
 void strbuf_appendf(char *buf, size_t size, const char *fmt, ...)

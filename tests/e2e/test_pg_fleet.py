@@ -141,3 +141,47 @@ def test_write_right_after_backends_terminated_is_not_refused(fleet, pg_server):
                    json={"changes": {"web1": {"status": "drain" if i % 2 == 0 else "online"}}})
         assert r.status_code == 200, (i, r.status_code, r.text)
     assert "PostgreSQL unreachable" not in a.log_text()
+
+
+def test_a_change_reloads_only_the_clusters_it_wrote(fleet, pg_server):  # noqa: F811
+    """A daemon told of a change reads again only the clusters written
+    since its last load and keeps the others as it has them: a row edited
+    by hand in a cluster nobody wrote stays unseen on b until a change to
+    that cluster, which rereads it whole."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1", "web2"])
+    r = a.post("/v1/clusters", auth=a.as_admin, json={"name": "small", "path": "/small"})
+    assert r.status_code == 201, r.text
+    a.set_nodes(["s1"], cluster="small")
+    wait_until(lambda: b.node_states("small") == {"s1": ("online", "")}, PROPAGATION_TIMEOUT,
+               "small on b")
+    pg_server.psql("UPDATE nodes SET reason = 'by hand' WHERE cluster = 'default' "
+                   "AND name = 'web2'", db)
+    a.set_status({"s1": {"status": "drain"}}, cluster="small")
+    wait_until(lambda: b.node_states("small")["s1"][0] == "drain", PROPAGATION_TIMEOUT,
+               "small's change on b")
+    assert b.node_states()["web2"] == ("online", "")  # default was not read again
+    a.set_status({"web1": {"status": "drain"}})
+    wait_until(lambda: b.node_states()["web1"][0] == "drain", PROPAGATION_TIMEOUT,
+               "default's change on b")
+    assert b.node_states()["web2"] == ("online", "by hand")  # the whole cluster reread
+
+
+def test_a_cluster_removed_and_made_again_is_read_anew(fleet, pg_server):  # noqa: F811
+    """The same name, a new cluster (its version starts again at 1): b
+    reads its new nodes and load balancers, not what it had."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    for nodes in (["old1", "old2"], ["new1"]):
+        r = a.post("/v1/clusters", auth=a.as_admin, json={"name": "shop", "path": "/shop"})
+        assert r.status_code == 201, r.text
+        a.set_nodes(nodes, cluster="shop")
+        wait_until(lambda: set(b.node_states("shop")) == set(nodes), PROPAGATION_TIMEOUT,
+                   "shop's nodes on b")
+        if nodes[0] == "old1":
+            r = a.delete("/v1/clusters/shop", auth=a.as_admin)
+            assert r.status_code in (200, 204), r.text
+            wait_until(lambda: b.get("/v1/clusters/shop/nodes", auth=b.as_admin).status_code
+                       == 404, PROPAGATION_TIMEOUT, "shop gone on b")
+    assert b.nodes("shop")["version"] == a.nodes("shop")["version"]

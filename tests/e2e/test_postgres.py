@@ -157,7 +157,7 @@ def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
         for d in ds:
             d.wait_ready()
         db = url.rsplit("/", 1)[1]
-        assert pg_server.psql("SELECT version FROM schema_version", db) == "14"
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "15"
         assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
         assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
                               db) == "1"
