@@ -261,8 +261,8 @@ model_token_clear(struct token *t)
 
 /* Shares src's block (a node read from a store has none yet: the copy
  * gets one, and copies of the copy share it). */
-static void
-node_copy(struct node *dst, const struct node *src)
+void
+model_node_copy(struct node *dst, const struct node *src)
 {
 	if (src->text == NULL) {
 		node_pack(dst, src);
@@ -282,7 +282,7 @@ model_cluster_copy(struct cluster *dst, const struct cluster *src)
 	dst->path = xstrdup(src->path);
 	dst->nodes = xmalloc((src->n_nodes > 0 ? src->n_nodes : 1) * sizeof *dst->nodes);
 	for (i = 0; i < src->n_nodes; i++)
-		node_copy(&dst->nodes[i], &src->nodes[i]);
+		model_node_copy(&dst->nodes[i], &src->nodes[i]);
 	dst->lbs = xcalloc(src->n_lbs, sizeof *dst->lbs);
 	for (i = 0; i < src->n_lbs; i++) {
 		dst->lbs[i].name = xstrdup(src->lbs[i].name);
@@ -343,10 +343,17 @@ model_copy(const struct model *m)
 void
 model_free(struct model *m)
 {
-	size_t i;
-
 	if (m == NULL)
 		return;
+	model_clear(m);
+	free(m);
+}
+
+void
+model_clear(struct model *m)
+{
+	size_t i;
+
 	for (i = 0; i < m->n_clusters; i++)
 		model_cluster_clear(&m->clusters[i]);
 	for (i = 0; i < m->n_users; i++)
@@ -357,7 +364,7 @@ model_free(struct model *m)
 	free(m->by_path);
 	free(m->users);
 	free(m->tokens);
-	free(m);
+	memset(m, 0, sizeof(*m));
 }
 
 /* --- lookups ---------------------------------------------------------- */

@@ -202,7 +202,10 @@ struct model *model_new(void);
 struct model *model_copy(const struct model *m);
 /* dst becomes a copy of src (nodes share src's text blocks). */
 void model_cluster_copy(struct cluster *dst, const struct cluster *src);
+void model_node_copy(struct node *dst, const struct node *src);
 void model_free(struct model *m);
+/* Frees what m holds and leaves it empty (model_new's). */
+void model_clear(struct model *m);
 
 const struct cluster *model_find_cluster(const struct model *m, const char *name);
 struct cluster *model_find_cluster_mut(struct model *m, const char *name);

@@ -61,14 +61,17 @@ pg_upsert_node(void *handle, const char *cluster, const struct node *n, struct e
 
 	pg_i64_text(n->changed_at, changed_at, sizeof(changed_at));
 	pg_i64_text(n->expires_at, expires_at, sizeof(expires_at));
-	return pg_run(handle,
-	              "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
-	              "expires_at, address, check_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-	              "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
-	              "reason = excluded.reason, changed_by = excluded.changed_by, "
-	              "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
-	              "address = excluded.address, check_url = excluded.check_url",
-	              9, p, NULL, "save a node", err);
+	return pg_run(
+	    handle,
+	    "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
+	    "expires_at, address, check_url, xid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+	    "$9, pg_current_xact_id()) "
+	    "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
+	    "reason = excluded.reason, changed_by = excluded.changed_by, "
+	    "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
+	    "address = excluded.address, check_url = excluded.check_url, "
+	    "xid = excluded.xid",
+	    9, p, NULL, "save a node", err);
 }
 
 int
@@ -260,14 +263,26 @@ corrupt(struct pg_store *db, const char *what, const char *value, struct error *
 
 /* --- loads ----------------------------------------------------------- */
 
+/* What a reload does with each cluster of the model it builds. */
+enum reload_how {
+	RELOAD_KEPT,  /* unchanged since the last load: copied from have */
+	RELOAD_ALL,   /* new here: every node read */
+	RELOAD_DELTA, /* changed: have's nodes, with those written since read */
+};
+
 /* What a load fills, step by step (one step per statement's result). */
 struct load {
 	struct model *m;
 	int64_t *version;
 	char xmin[24];            /* the xmin of the load's snapshot (own loads) */
 	const struct model *have; /* a reload: unchanged clusters come from it */
-	const char *since;        /* a reload: clusters written by xid >= it changed */
-	struct strbuf changed;    /* a reload: the changed ones, as SQL literals */
+	/* a reload, per cluster of m: what to do, and for RELOAD_DELTA how
+	 * many nodes the store holds (a merge with fewer or more means
+	 * nodes were removed: the reload gives way to a full load) */
+	unsigned char *how;
+	int64_t *counted;
+	struct strbuf all, delta; /* SQL literals of the RELOAD_ALL and _DELTA names */
+	int is_mismatch;
 };
 
 typedef int (*load_step)(struct pg_store *db, struct load *l, PGresult *res, struct error *err);
@@ -287,6 +302,22 @@ load_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error *
 		c->path = value_dup(res, i, 1);
 		c->version = pg_value_i64(res, i, 2);
 	}
+	return 0;
+}
+
+/* Fills *nd from row i of a nodes SELECT. */
+static int
+node_from_row(struct pg_store *db, PGresult *res, int i, struct node *nd, struct error *err)
+{
+	if (node_status_from_string(PQgetvalue(res, i, 2), &nd->status) != 0)
+		return corrupt(db, "unknown node status", PQgetvalue(res, i, 2), err);
+	nd->name = value_dup(res, i, 1);
+	nd->reason = value_dup(res, i, 3);
+	nd->changed_by = value_dup(res, i, 4);
+	nd->changed_at = pg_value_i64(res, i, 5);
+	nd->expires_at = pg_value_i64(res, i, 6);
+	nd->address = value_dup_or_null(res, i, 7);
+	nd->check = value_dup_or_null(res, i, 8);
 	return 0;
 }
 
@@ -311,20 +342,9 @@ load_nodes(struct pg_store *db, struct load *l, PGresult *res, struct error *err
 		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
 			;
 		c->nodes = xcalloc((size_t)(j - i), sizeof(*c->nodes));
-		for (; i < j; i++) {
-			struct node *nd = &c->nodes[c->n_nodes];
-			if (node_status_from_string(PQgetvalue(res, i, 2), &nd->status) != 0)
-				return corrupt(db, "unknown node status", PQgetvalue(res, i, 2),
-				               err);
-			nd->name = value_dup(res, i, 1);
-			nd->reason = value_dup(res, i, 3);
-			nd->changed_by = value_dup(res, i, 4);
-			nd->changed_at = pg_value_i64(res, i, 5);
-			nd->expires_at = pg_value_i64(res, i, 6);
-			nd->address = value_dup_or_null(res, i, 7);
-			nd->check = value_dup_or_null(res, i, 8);
-			c->n_nodes++;
-		}
+		for (; i < j; i++)
+			if (node_from_row(db, res, i, &c->nodes[c->n_nodes++], err) != 0)
+				return -1;
 	}
 	return 0;
 }
@@ -538,9 +558,9 @@ pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 	return end_own_load(db, rc);
 }
 
-/* A reload's clusters (name, path, version, written since): the
- * unchanged ones copied from l->have, the others left empty and named
- * in l->changed for the next statements. */
+/* A reload's clusters (name, path, version, written since, nodes held
+ * when written since): the unchanged ones copied from l->have, the others
+ * left without nodes and listed for the next statements. */
 static int
 reload_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
@@ -548,34 +568,109 @@ reload_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error
 	int i, n = PQntuples(res);
 
 	m->clusters = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*m->clusters));
+	l->how = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*l->how));
+	l->counted = xcalloc(n > 0 ? (size_t)n : 1, sizeof(*l->counted));
 	for (i = 0; i < n; i++) {
 		const struct cluster *had = model_find_cluster(l->have, PQgetvalue(res, i, 0));
 		struct cluster *c = &m->clusters[m->n_clusters++];
 		int64_t version = pg_value_i64(res, i, 2);
+		int is_written = strcmp(PQgetvalue(res, i, 3), "t") == 0;
+		struct strbuf *list;
 		char *literal;
-		if (had != NULL && strcmp(PQgetvalue(res, i, 3), "f") == 0 &&
-		    had->version == version && strcmp(had->path, PQgetvalue(res, i, 1)) == 0) {
+		if (had != NULL && !is_written && had->version == version &&
+		    strcmp(had->path, PQgetvalue(res, i, 1)) == 0) {
 			model_cluster_copy(c, had);
 			continue;
 		}
 		c->name = value_dup(res, i, 0);
 		c->path = value_dup(res, i, 1);
 		c->version = version;
+		l->how[i] = had != NULL && is_written ? RELOAD_DELTA : RELOAD_ALL;
+		l->counted[i] = pg_value_i64(res, i, 4);
+		list = l->how[i] == RELOAD_DELTA ? &l->delta : &l->all;
 		if ((literal = PQescapeLiteral(db->conn, c->name, strlen(c->name))) == NULL)
 			return pg_fail(db, NULL, "load the store", err);
-		strbuf_addf(&l->changed, "%s%s", l->changed.len > 0 ? ", " : "", literal);
+		strbuf_addf(list, "%s%s", list->len > 0 ? ", " : "", literal);
 		PQfreemem(literal);
 	}
 	return 0;
 }
 
+/* c's nodes: had's, each replaced by the row of the same name among rows
+ * [i, j) of res (both sorted by name), and the rows of new names. */
+static int
+merge_nodes(struct pg_store *db, struct cluster *c, const struct cluster *had, PGresult *res, int i,
+            int j, struct error *err)
+{
+	size_t k = 0;
+
+	c->nodes = xcalloc(had->n_nodes + (size_t)(j - i) + 1, sizeof(*c->nodes));
+	while (k < had->n_nodes || i < j) {
+		int d = k == had->n_nodes ? 1
+		        : i == j          ? -1
+		                          : strcmp(had->nodes[k].name, PQgetvalue(res, i, 1));
+		if (d < 0) {
+			model_node_copy(&c->nodes[c->n_nodes++], &had->nodes[k++]);
+			continue;
+		}
+		if (d == 0)
+			k++;
+		if (node_from_row(db, res, i++, &c->nodes[c->n_nodes++], err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A reload's nodes (ordered by cluster, then name): every node of the
+ * RELOAD_ALL clusters, the nodes written since of the RELOAD_DELTA ones. */
+static int
+reload_nodes(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
+{
+	struct model *m = l->m;
+	int i = 0, j, n = PQntuples(res);
+	size_t ci;
+
+	for (ci = 0; ci < m->n_clusters; ci++) {
+		struct cluster *c = &m->clusters[ci];
+		if (i < n && strcmp(PQgetvalue(res, i, 0), c->name) < 0)
+			return corrupt(db, "node of an unknown cluster", PQgetvalue(res, i, 0),
+			               err);
+		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), c->name) == 0; j++)
+			;
+		if (l->how[ci] == RELOAD_DELTA) {
+			if (merge_nodes(db, c, model_find_cluster(l->have, c->name), res, i, j,
+			                err) != 0)
+				return -1;
+			l->is_mismatch |= (int64_t)c->n_nodes != l->counted[ci];
+		} else if (l->how[ci] == RELOAD_ALL) {
+			c->nodes = xcalloc((size_t)(j - i) + 1, sizeof(*c->nodes));
+			for (; i < j; i++)
+				if (node_from_row(db, res, i, &c->nodes[c->n_nodes++], err) != 0)
+					return -1;
+		}
+		i = j;
+	}
+	if (i < n)
+		return corrupt(db, "node of an unknown cluster", PQgetvalue(res, i, 0), err);
+	return 0;
+}
+
+/* A model read again where it changed since this connection's last own
+ * load (db->model_xmin): in one REPEATABLE READ transaction, the
+ * clusters with whether a transaction that load could not see wrote them
+ * (every transaction it could not see has an id at or above its xmin),
+ * users, tokens and the version, then the nodes and load balancers of
+ * the clusters written since. A changed cluster's nodes are have's with
+ * the rows written since merged in; when that does not give as many
+ * nodes as the store holds, some were removed, and the model is read
+ * whole instead. */
 int
 pg_reload(void *handle, const struct model *have, struct model *m, int64_t *version,
           struct error *err)
 {
 	static const load_step first[] = {NULL,       take_xmin,   reload_clusters,
 	                                  load_users, load_tokens, take_version};
-	static const load_step rest[] = {load_nodes, load_lbs, NULL};
+	static const load_step rest[] = {reload_nodes, load_lbs, NULL};
 	struct pg_store *db = handle;
 	struct load l = {.m = m, .version = version, .have = have};
 	struct strbuf sql = {0};
@@ -589,31 +684,46 @@ pg_reload(void *handle, const struct model *have, struct model *m, int64_t *vers
 		rc = load_all_own(db, &l, err);
 		goto done;
 	}
-	strbuf_addf(&sql,
-	            BEGIN_READ SELECT_XMIN
-	            "SELECT name, path, version, xid >= '%s'::xid8 FROM "
-	            "clusters ORDER BY name COLLATE \"C\";" SELECT_ACCOUNTS_AND_VERSION,
-	            db->model_xmin);
+	strbuf_addf(
+	    &sql,
+	    BEGIN_READ SELECT_XMIN
+	    "SELECT c.name, c.path, c.version, c.xid >= '%s'::xid8, CASE WHEN c.xid >= "
+	    "'%s'::xid8 THEN (SELECT count(*) FROM nodes n WHERE n.cluster = c.name) ELSE "
+	    "-1 END FROM clusters c ORDER BY c.name COLLATE \"C\";" SELECT_ACCOUNTS_AND_VERSION,
+	    db->model_xmin, db->model_xmin);
 	rc = run_reads(db, sql.buf, first, 6, &l, err);
 	sql.len = 0;
-	if (rc == 0 && l.changed.len == 0)
+	if (rc == 0 && l.all.len == 0 && l.delta.len == 0)
 		rc = run_reads(db, "COMMIT", rest + 2, 1, &l, err);
 	else if (rc == 0) {
+		const char *all = l.all.len > 0 ? l.all.buf : "",
+		           *delta = l.delta.len > 0 ? l.delta.buf : "";
 		strbuf_addf(
 		    &sql,
 		    "SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, "
-		    "address, check_url FROM nodes WHERE cluster IN (%s) ORDER BY cluster "
-		    "COLLATE \"C\", name COLLATE \"C\";SELECT cluster, name, kind, runtime, "
-		    "backend FROM lbs WHERE cluster IN (%s) ORDER BY cluster COLLATE \"C\", "
-		    "name COLLATE \"C\";COMMIT",
-		    l.changed.buf, l.changed.buf);
+		    "address, check_url FROM nodes WHERE cluster = ANY(ARRAY[%s]::text[]) OR "
+		    "(cluster = ANY(ARRAY[%s]::text[]) AND xid >= '%s'::xid8) ORDER BY "
+		    "cluster COLLATE \"C\", name COLLATE \"C\";SELECT cluster, name, kind, "
+		    "runtime, backend FROM lbs WHERE cluster = ANY(ARRAY[%s%s%s]::text[]) "
+		    "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";COMMIT",
+		    all, delta, db->model_xmin, all, l.all.len > 0 && l.delta.len > 0 ? ", " : "",
+		    delta);
 		rc = run_reads(db, sql.buf, rest, 3, &l, err);
+	}
+	if (rc == 0 && l.is_mismatch) { /* nodes were removed: read it all */
+		struct load w = {.m = m, .version = version};
+		model_clear(m);
+		rc = load_all_own(db, &w, err);
+		memcpy(l.xmin, w.xmin, sizeof(l.xmin));
 	}
 done:
 	if (rc == 0)
 		snprintf(db->model_xmin, sizeof(db->model_xmin), "%s", l.xmin);
 	free(sql.buf);
-	free(l.changed.buf);
+	free(l.all.buf);
+	free(l.delta.buf);
+	free(l.how);
+	free(l.counted);
 	return end_own_load(db, rc);
 }
 

@@ -179,12 +179,15 @@ static const char step14_probes_xid[] =
     "ALTER TABLE probes ADD COLUMN xid xid8 NOT NULL DEFAULT '0';"
     "CREATE INDEX probes_by_xid ON probes (xid);";
 
-/* Each cluster row stamped with the transaction that last wrote it (every
- * change to a cluster's nodes or load balancers rewrites its row, with
- * its new version), so that a daemon reloads only the clusters changed
- * since its last load (postgres_rows.c, pg_reload). */
+/* Each cluster and node row stamped with the transaction that last wrote
+ * it (every change to a cluster's nodes or load balancers rewrites its
+ * row, with its new version), so that a daemon reloads only the clusters
+ * changed since its last load, and of those only the nodes changed
+ * (postgres_rows.c, pg_reload). */
 static const char step15_clusters_xid[] =
-    "ALTER TABLE clusters ADD COLUMN xid xid8 NOT NULL DEFAULT '0';";
+    "ALTER TABLE clusters ADD COLUMN xid xid8 NOT NULL DEFAULT '0';"
+    "ALTER TABLE nodes ADD COLUMN xid xid8 NOT NULL DEFAULT '0';"
+    "CREATE INDEX nodes_by_xid ON nodes (cluster, xid);";
 
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
@@ -203,7 +206,7 @@ static const struct migration migrations[] = {
     {"share who signed in through the identity provider or the proxy", step12_session_identity},
     {"register the rollouts in progress", step13_rollouts},
     {"stamp the observed probes with their transaction", step14_probes_xid},
-    {"stamp the clusters with their transaction", step15_clusters_xid},
+    {"stamp the clusters and nodes with their transaction", step15_clusters_xid},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -191,10 +191,12 @@ static const char step13_rollouts[] = "CREATE TABLE rollouts ("
 static const char step14_probes_xid[] =
     "ALTER TABLE probes ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;";
 
-/* The transaction that last wrote each cluster (postgres_schema.c's step
- * 15); one daemon's store reloads nothing, so it stays 0 here. */
+/* The transaction that last wrote each cluster and node
+ * (postgres_schema.c's step 15); one daemon's store reloads nothing, so
+ * they stay 0 here. */
 static const char step15_clusters_xid[] =
-    "ALTER TABLE clusters ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;";
+    "ALTER TABLE clusters ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE nodes ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;";
 
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
@@ -214,7 +216,7 @@ static const struct migration migrations[] = {
     {"share who signed in through the identity provider or the proxy", step12_session_identity},
     {"register the rollouts in progress", step13_rollouts},
     {"stamp the observed probes with their transaction", step14_probes_xid},
-    {"stamp the clusters with their transaction", step15_clusters_xid},
+    {"stamp the clusters and nodes with their transaction", step15_clusters_xid},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
