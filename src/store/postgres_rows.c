@@ -539,6 +539,11 @@ load_all_own(struct pg_store *db, struct load *l, struct error *err)
 	return run_reads(db, BEGIN_READ SELECT_XMIN LOAD_SELECTS ";COMMIT", own, 9, l, err);
 }
 
+/* A whole load inside a write, with the xmin of its first statement's
+ * snapshot (the writer lock keeps the rest still). */
+static const load_step load_inside_xmin[] = {take_xmin,  load_clusters, load_nodes,  load_lbs,
+                                             load_users, load_tokens,   take_version};
+
 int
 pg_load(void *handle, struct model *m, int64_t *version, struct error *err)
 {
@@ -674,28 +679,32 @@ pg_reload(void *handle, const struct model *have, struct model *m, int64_t *vers
 	struct pg_store *db = handle;
 	struct load l = {.m = m, .version = version, .have = have};
 	struct strbuf sql = {0};
-	int rc;
+	int is_own = !db->in_tx, rc;
+	/* inside a write, the writer lock keeps everything still: no
+	 * transaction of its own */
+	const char *begin = is_own ? BEGIN_READ : "", *commit = is_own ? ";COMMIT" : "";
 
-	if (db->in_tx)
+	if (db->model_xmin[0] == '\0') /* the first load on this connection */
 		return pg_load(handle, m, version, err);
-	if (begin_own_load(db, err) != 0)
+	if (is_own && begin_own_load(db, err) != 0)
 		return -1;
-	if (db->model_xmin[0] == '\0') { /* the first load on this connection */
+	if (db->model_xmin[0] == '\0') { /* it connected again just now */
 		rc = load_all_own(db, &l, err);
 		goto done;
 	}
 	strbuf_addf(
 	    &sql,
-	    BEGIN_READ SELECT_XMIN
+	    "%s" SELECT_XMIN
 	    "SELECT c.name, c.path, c.version, c.xid >= '%s'::xid8, CASE WHEN c.xid >= "
 	    "'%s'::xid8 THEN (SELECT count(*) FROM nodes n WHERE n.cluster = c.name) ELSE "
 	    "-1 END FROM clusters c ORDER BY c.name COLLATE \"C\";" SELECT_ACCOUNTS_AND_VERSION,
-	    db->model_xmin, db->model_xmin);
-	rc = run_reads(db, sql.buf, first, 6, &l, err);
+	    begin, db->model_xmin, db->model_xmin);
+	rc = run_reads(db, sql.buf, first + !is_own, 6 - !is_own, &l, err);
 	sql.len = 0;
-	if (rc == 0 && l.all.len == 0 && l.delta.len == 0)
-		rc = run_reads(db, "COMMIT", rest + 2, 1, &l, err);
-	else if (rc == 0) {
+	if (rc == 0 && l.all.len == 0 && l.delta.len == 0) {
+		if (is_own)
+			rc = run_reads(db, "COMMIT", rest + 2, 1, &l, err);
+	} else if (rc == 0) {
 		const char *all = l.all.len > 0 ? l.all.buf : "",
 		           *delta = l.delta.len > 0 ? l.delta.buf : "";
 		strbuf_addf(
@@ -705,15 +714,18 @@ pg_reload(void *handle, const struct model *have, struct model *m, int64_t *vers
 		    "(cluster = ANY(ARRAY[%s]::text[]) AND xid >= '%s'::xid8) ORDER BY "
 		    "cluster COLLATE \"C\", name COLLATE \"C\";SELECT cluster, name, kind, "
 		    "runtime, backend FROM lbs WHERE cluster = ANY(ARRAY[%s%s%s]::text[]) "
-		    "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\";COMMIT",
+		    "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"%s",
 		    all, delta, db->model_xmin, all, l.all.len > 0 && l.delta.len > 0 ? ", " : "",
-		    delta);
-		rc = run_reads(db, sql.buf, rest, 3, &l, err);
+		    delta, commit);
+		rc = run_reads(db, sql.buf, rest, 2 + is_own, &l, err);
 	}
 	if (rc == 0 && l.is_mismatch) { /* nodes were removed: read it all */
 		struct load w = {.m = m, .version = version};
 		model_clear(m);
-		rc = load_all_own(db, &w, err);
+		if (is_own)
+			rc = load_all_own(db, &w, err);
+		else
+			rc = run_reads(db, SELECT_XMIN LOAD_SELECTS, load_inside_xmin, 7, &w, err);
 		memcpy(l.xmin, w.xmin, sizeof(l.xmin));
 	}
 done:
@@ -724,7 +736,7 @@ done:
 	free(l.delta.buf);
 	free(l.how);
 	free(l.counted);
-	return end_own_load(db, rc);
+	return is_own ? end_own_load(db, rc) : rc;
 }
 
 int

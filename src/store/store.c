@@ -643,7 +643,9 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 		/* Another daemon wrote since our model: decide on what is
 		 * stored now, read under the lock, so nobody writes between. */
 		fresh = model_new();
-		if (s->backend->load(s->db, fresh, &stored, err) != 0)
+		if ((s->backend->reload != NULL
+		         ? s->backend->reload(s->db, w->known, fresh, &stored, err)
+		         : s->backend->load(s->db, fresh, &stored, err)) != 0)
 			goto bad;
 		base = fresh;
 		w->model = fresh;

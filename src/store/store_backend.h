@@ -84,9 +84,9 @@ struct store_backend {
 	 * one moment (inside a write transaction: as the transaction sees
 	 * them). On error m may be partly filled (model_free it). */
 	int (*load)(void *db, struct model *m, int64_t *version, struct error *err);
-	/* Optional: load, outside a write, where the clusters unchanged
-	 * since the backend's last load may be copied from have, a model at
-	 * least as new as that load (the one last published). */
+	/* Optional: load, where what is unchanged since the backend's last
+	 * load may be copied from have, a model at least as new as that load
+	 * (the one last published). Inside a write too. */
 	int (*reload)(void *db, const struct model *have, struct model *m, int64_t *version,
 	              struct error *err);
 	/* Appends to out the newest entries first: at most limit (a negative
