@@ -588,16 +588,58 @@ observe_set_remote(struct observe *o, struct probe_report *rows, size_t n)
 	remote_replace(o, rows, n);
 }
 
+/* The usual merge while load balancers probe: every row a newer version
+ * of a report held, none held to forget. Then each is replaced where it
+ * is, under the lock, and 1 returned; else 0 and nothing changed. (A new
+ * array for every read, tens of MB for a large fleet, cost more in page
+ * faults than the merge itself.) rows are sorted. */
+static int
+remote_merge_in_place(struct observe *o, const struct probe_report *rows, size_t n,
+                      int64_t forget_before)
+{
+	size_t i, *at;
+
+	for (i = 0; i < o->n_remote; i++)
+		if (o->remote[i].last_at < forget_before)
+			return 0;
+	at = xreallocarray(NULL, n > 0 ? n : 1, sizeof(*at));
+	for (i = 0; i < n; i++) {
+		size_t lo = 0, hi = o->n_remote;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (remote_cmp(&o->remote[mid], &rows[i]) < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == o->n_remote || remote_cmp(&o->remote[lo], &rows[i]) != 0) {
+			free(at);
+			return 0;
+		}
+		at[i] = lo;
+	}
+	pthread_mutex_lock(&o->remote_lock);
+	for (i = 0; i < n; i++)
+		o->remote[at[i]] = rows[i];
+	pthread_mutex_unlock(&o->remote_lock);
+	free(at);
+	return 1;
+}
+
 void
 observe_merge_remote(struct observe *o, struct probe_report *rows, size_t n, int64_t forget_before)
 {
 	struct probe_report *old = o->remote, *merged;
 	size_t n_old = o->n_remote, i = 0, j = 0, k = 0;
 
-	/* o->remote is only ever replaced by this function and
+	/* o->remote is only ever replaced or changed by this function and
 	 * observe_set_remote, which their one caller runs on one thread: it
 	 * can be read here without the lock. */
 	qsort(rows, n, sizeof(*rows), remote_cmp);
+	if (remote_merge_in_place(o, rows, n, forget_before)) {
+		free(rows);
+		return;
+	}
 	merged = xreallocarray(NULL, n_old + n > 0 ? n_old + n : 1, sizeof(*merged));
 	while (i < n_old || j < n) {
 		int d = i == n_old ? 1 : j == n ? -1 : remote_cmp(&old[i], &rows[j]);

@@ -529,6 +529,29 @@ test_merged_reports_replace_their_earlier_versions(void **state)
 }
 
 static void
+test_refreshes_of_reports_held_are_merged_in_place(void **state)
+{
+	struct observe *o = observe_new();
+	struct probe_report *all = reports("d2", 3, T0 + 10, OBSERVE_SERVING);
+	struct probe_report *delta = reports("d2", 3, T0 + 30, OBSERVE_OFFLINE);
+	struct observe_node_view v;
+
+	(void)state;
+	observe_set_remote(o, all, 3);
+	memmove(&delta[0], &delta[2], sizeof(*delta)); /* 10.0.0.3 ... */
+	strcpy(delta[0].address, "10.0.0.3");
+	delta[0].last_at = T0 + 40;
+	observe_merge_remote(o, delta, 2, T0); /* ... and 10.0.0.2, out of order */
+	v = view_of(o, "a", T0, 0);
+	assert_int_equal(v.n_clients, 3);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.1")->last_at, T0 + 10);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.2")->last_answer, OBSERVE_OFFLINE);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.2")->last_at, T0 + 30);
+	assert_int_equal(remote_client(&v, "d2", "10.0.0.3")->last_at, T0 + 40);
+	observe_free(o);
+}
+
+static void
 test_merge_ages_out_what_the_owner_forgot(void **state)
 {
 	struct observe *o = observe_new();
@@ -579,6 +602,7 @@ main(void)
 	    cmocka_unit_test(test_named_clients_beyond_their_cap_are_counted_apart),
 	    cmocka_unit_test(test_seq_grows_and_watchers_are_notified),
 	    cmocka_unit_test(test_merged_reports_replace_their_earlier_versions),
+	    cmocka_unit_test(test_refreshes_of_reports_held_are_merged_in_place),
 	    cmocka_unit_test(test_merge_ages_out_what_the_owner_forgot),
 	};
 
