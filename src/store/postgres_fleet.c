@@ -20,7 +20,9 @@
  * twice (transactions that were running then), none is missed; the
  * caller merges them (*is_delta) and ages out what the owner forgot by
  * the same rule (last_at before forget_before). Everything is read again
- * every PG_PROBES_FULL_READ_MS, and the first time.
+ * the first time on a connection (perhaps to another server after a
+ * failover, whose transaction ids are not the last one's) and every
+ * PG_PROBES_FULL_READ_MS, a safety net.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -34,7 +36,7 @@
 #include "postgres_internal.h"
 
 #define REMOTE_PROBES_PAGE 16384
-#define PG_PROBES_FULL_READ_MS 60000
+#define PG_PROBES_FULL_READ_MS 300000
 #define PG_SESSIONS_EXPIRE_EVERY_MS 10000 /* expired sessions deleted */
 #define PG_PROBES_FORGET_EVERY_MS 10000   /* this daemon's old reports deleted */
 

@@ -149,6 +149,10 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 		watch_disconnect(db);
 		return -2; /* connected: the server answered */
 	}
+	/* Perhaps another server now (a failover): the next read of the
+	 * other daemons' reports is a whole one, not one since an xmin of
+	 * the server before. */
+	db->probes_full_read_at = 0;
 	return 0;
 }
 
