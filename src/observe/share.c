@@ -94,7 +94,7 @@ share_thread(void *arg)
 			free(p.sessions);
 			continue;
 		}
-		if (p.with_sessions)
+		if (p.with_sessions && p.sessions != NULL) /* NULL: unchanged */
 			s->sessions.apply(s->sessions.arg, p.n_sessions_added, p.n_sessions_ended,
 			                  p.sessions, p.n_sessions);
 		free(p.sessions);

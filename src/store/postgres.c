@@ -444,6 +444,7 @@ pg_open(const char *spec, int *schema_version, struct error *err)
 		return NULL;
 	}
 	db = xcalloc(1, sizeof(*db));
+	db->sessions_seen_version = -1;
 	db->spec = xstrdup(spec);
 	db->description = describe_spec(opts);
 	PQconninfoFree(opts);

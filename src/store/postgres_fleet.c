@@ -177,6 +177,7 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	if (job->want_others) {
 		if (read_probes_version(db, &version, err) != 0)
 			return -1;
+		db->fleet_version = version;
 		job->is_delta = db->probes_full_read_at != 0 &&
 		                now - db->probes_full_read_at < PG_PROBES_FULL_READ_MS;
 		is_read_due = !job->is_delta || version != db->probes_seen_version;
@@ -425,15 +426,21 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	char now[24];
 	const char *q[1] = {now};
 	PGresult *res = NULL;
-	int is_expiry_due;
+	int is_expiry_due, is_changed;
 
 	pg_i64_text(job->now, now, sizeof(now));
 	is_expiry_due = job->now - db->sessions_expired_at >= PG_SESSIONS_EXPIRE_EVERY_MS;
 	if (job->n_added == 0 && job->n_ended == 0 && !is_expiry_due) {
-		/* The usual round: nothing to write, one statement. */
+		/* The usual round: nothing to write, and nothing to read unless
+		 * the version moved (no statement), else one statement. */
+		if (db->sessions_seen_version == db->fleet_version)
+			return 0;
+		db->sessions_seen_version = db->fleet_version;
 		if (pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) !=
-		    0)
+		    0) {
+			db->sessions_seen_version = -1;
 			return -1;
+		}
 		goto read;
 	}
 	if (pg_side_exec(db, "BEGIN", 0, NULL, NULL, "start sharing sessions", err) != 0)
@@ -441,20 +448,36 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	if (put_sessions(db, pg_share_put_sessions_sql, job->added, job->n_added, 0,
 	                 "share the sessions started", err) != 0 ||
 	    put_sessions(db, pg_share_end_sessions_sql, job->ended, job->n_ended, 1, "end sessions",
-	                 err) != 0 ||
-	    (is_expiry_due && pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q,
-	                                   NULL, "forget expired sessions", err) != 0) ||
+	                 err) != 0)
+		goto bad;
+	is_changed = job->n_added > 0 || job->n_ended > 0;
+	if (is_expiry_due) {
+		if (pg_side_exec(db, "DELETE FROM sessions WHERE expires_at <= $1", 1, q, &res,
+		                 "forget expired sessions", err) != 0)
+			goto bad;
+		is_changed |= strcmp(PQcmdTuples(res), "0") != 0;
+		PQclear(res);
+		res = NULL;
+	}
+	/* Last, like the probes' exchange: the counter's row lock is held
+	 * until COMMIT. */
+	if ((is_changed &&
+	     pg_side_exec(db, "UPDATE probes_version SET version = version + 1 WHERE id = 1", 0,
+	                  NULL, NULL, "count the sessions' change", err) != 0) ||
 	    pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) != 0 ||
 	    pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the sessions", err) != 0)
 		goto bad;
 	if (is_expiry_due)
 		db->sessions_expired_at = job->now;
+	/* what was read is as of this version, or later (our own bump) */
+	db->sessions_seen_version = db->fleet_version;
 read:
 	sessions_read(job, res);
 	PQclear(res);
 	return 0;
 bad:
 	PQclear(res);
+	db->sessions_seen_version = -1;
 	side_rollback(db);
 	return -1;
 }

@@ -93,6 +93,11 @@ struct pg_store {
 	char probes_seen_xmin[24];
 	int64_t probes_forgot_at;    /* this daemon's old reports last deleted */
 	int64_t sessions_expired_at; /* expired sessions last deleted (ms) */
+	/* probes_version as the last probes exchange read it, and as it was
+	 * before the last read of the sessions (-1: none yet): every write
+	 * to the sessions bumps it too, so an idle round reads no sessions */
+	int64_t fleet_version;
+	int64_t sessions_seen_version;
 };
 
 /* postgres.c */

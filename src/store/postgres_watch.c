@@ -153,6 +153,7 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 	 * other daemons' reports is a whole one, not one since an xmin of
 	 * the server before. */
 	db->probes_full_read_at = 0;
+	db->sessions_seen_version = -1;
 	return 0;
 }
 

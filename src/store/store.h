@@ -207,8 +207,11 @@ int store_heartbeat(struct store *s, const struct daemon_record *me, struct daem
 
 /* Adds the sessions this daemon started, removes those it ended (by
  * id_hash) and those expired at now, and reads every live session of the
- * store (all of them; a malloc'd *all the caller frees). An unshared
- * store shares nothing: *all is empty and *n_all 0. */
+ * store (all of them; a malloc'd *all the caller frees), or leaves *all
+ * NULL when nothing was written and the store says they are unchanged
+ * since the last read (store_share_probes's version, read just before,
+ * counts the sessions' changes too). An unshared store shares nothing:
+ * *all is NULL and *n_all 0. */
 int store_share_sessions(struct store *s, const struct session_record *added, size_t n_added,
                          const struct session_record *ended, size_t n_ended, int64_t now,
                          struct session_record **all, size_t *n_all, struct error *err);
