@@ -57,7 +57,7 @@ share_thread(void *arg)
 	struct share *s = arg;
 	struct engine_probe_share p;
 	struct error err;
-	int64_t now, next_read = 0, next_beat = 0;
+	int64_t now, next_read = 0, next_beat = 0, read_every = SHARE_READ_MS;
 	int was_failing = 0;
 
 	while (!share_sleep(s, SHARE_INTERVAL_MS)) {
@@ -68,6 +68,8 @@ share_thread(void *arg)
 		p.n_mine =
 		    observe_collect_reports(s->observe, s->daemon, now, s->batch, SHARE_BATCH_MAX);
 		p.forget_before = now - OBSERVE_FORGET_MS;
+		if (p.n_mine > 0 && next_read > now + SHARE_READ_MS) /* busy again */
+			next_read = now + SHARE_READ_MS;
 		p.want_others = now >= next_read;
 		if (p.want_others && s->has_sessions) {
 			p.with_sessions = 1;
@@ -115,7 +117,17 @@ share_thread(void *arg)
 				                     p.forget_before);
 			else if (p.others != NULL) /* NULL: unchanged since the last read */
 				observe_set_remote(s->observe, p.others, p.n_others);
-			next_read = now + SHARE_READ_MS;
+			/* A quiet fleet is asked less and less often, up to
+			 * SHARE_IDLE_READ_MS; anything read or written here
+			 * brings it back to SHARE_READ_MS. */
+			if (p.others != NULL || p.sessions != NULL || p.n_mine > 0 ||
+			    p.n_sessions_added > 0 || p.n_sessions_ended > 0)
+				read_every = SHARE_READ_MS;
+			else if (read_every < SHARE_IDLE_READ_MS)
+				read_every = read_every * 2 < SHARE_IDLE_READ_MS
+				                 ? read_every * 2
+				                 : SHARE_IDLE_READ_MS;
+			next_read = now + read_every;
 		} else {
 			free(p.others);
 		}

@@ -8,8 +8,10 @@
  * a status change, otherwise a refresh every few seconds: never one write
  * per probe), hands them to the engine's store (engine_share_probes: on
  * this thread, through the store's own connection for it, never the
- * engine thread), and, every SHARE_READ_MS, reads back what the other
- * daemons reported into observe, unless the store says it is unchanged:
+ * engine thread), and, every SHARE_READ_MS (up to SHARE_IDLE_READ_MS
+ * while the fleet is quiet; at once when it has reports of its own to
+ * write), reads back what the other daemons reported into observe,
+ * unless the store says it is unchanged:
  * the reports written since the last read, merged in
  * (observe_merge_remote), and now and then every one
  * (observe_set_remote). When the store is away the reports are kept for
@@ -30,6 +32,7 @@
 
 #define SHARE_INTERVAL_MS 200
 #define SHARE_READ_MS 500
+#define SHARE_IDLE_READ_MS 2000 /* when nothing changed for a few reads */
 #define SHARE_HEARTBEAT_MS 2000
 
 struct share;
