@@ -29,10 +29,9 @@ pg_upsert_cluster(void *handle, const struct cluster *c, struct error *err)
 
 	pg_i64_text(c->version, version, sizeof(version));
 	return pg_run(handle,
-	              "INSERT INTO clusters (name, path, version, xid) "
-	              "VALUES ($1, $2, $3, pg_current_xact_id()) "
+	              "INSERT INTO clusters (name, path, version) VALUES ($1, $2, $3) "
 	              "ON CONFLICT (name) DO UPDATE SET path = excluded.path, "
-	              "version = excluded.version, xid = excluded.xid",
+	              "version = excluded.version",
 	              3, p, NULL, "save a cluster", err);
 }
 
@@ -61,17 +60,14 @@ pg_upsert_node(void *handle, const char *cluster, const struct node *n, struct e
 
 	pg_i64_text(n->changed_at, changed_at, sizeof(changed_at));
 	pg_i64_text(n->expires_at, expires_at, sizeof(expires_at));
-	return pg_run(
-	    handle,
-	    "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
-	    "expires_at, address, check_url, xid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-	    "$9, pg_current_xact_id()) "
-	    "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
-	    "reason = excluded.reason, changed_by = excluded.changed_by, "
-	    "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
-	    "address = excluded.address, check_url = excluded.check_url, "
-	    "xid = excluded.xid",
-	    9, p, NULL, "save a node", err);
+	return pg_run(handle,
+	              "INSERT INTO nodes (cluster, name, status, reason, changed_by, changed_at, "
+	              "expires_at, address, check_url) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+	              "ON CONFLICT (cluster, name) DO UPDATE SET status = excluded.status, "
+	              "reason = excluded.reason, changed_by = excluded.changed_by, "
+	              "changed_at = excluded.changed_at, expires_at = excluded.expires_at, "
+	              "address = excluded.address, check_url = excluded.check_url",
+	              9, p, NULL, "save a node", err);
 }
 
 int

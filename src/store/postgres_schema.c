@@ -183,11 +183,19 @@ static const char step14_probes_xid[] =
  * it (every change to a cluster's nodes or load balancers rewrites its
  * row, with its new version), so that a daemon reloads only the clusters
  * changed since its last load, and of those only the nodes changed
- * (postgres_rows.c, pg_reload). */
+ * (postgres_rows.c, pg_reload). A trigger stamps them, whoever writes:
+ * a daemon of an older version still connected during an upgrade, or
+ * someone by hand. */
 static const char step15_clusters_xid[] =
     "ALTER TABLE clusters ADD COLUMN xid xid8 NOT NULL DEFAULT '0';"
     "ALTER TABLE nodes ADD COLUMN xid xid8 NOT NULL DEFAULT '0';"
-    "CREATE INDEX nodes_by_xid ON nodes (cluster, xid);";
+    "CREATE INDEX nodes_by_xid ON nodes (cluster, xid);"
+    "CREATE FUNCTION clustermgmt_stamp_xid() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.xid := pg_current_xact_id(); RETURN NEW; END$$;"
+    "CREATE TRIGGER clusters_stamp_xid BEFORE INSERT OR UPDATE ON clusters "
+    "FOR EACH ROW EXECUTE FUNCTION clustermgmt_stamp_xid();"
+    "CREATE TRIGGER nodes_stamp_xid BEFORE INSERT OR UPDATE ON nodes "
+    "FOR EACH ROW EXECUTE FUNCTION clustermgmt_stamp_xid();";
 
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */

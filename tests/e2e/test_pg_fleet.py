@@ -143,11 +143,20 @@ def test_write_right_after_backends_terminated_is_not_refused(fleet, pg_server):
     assert "PostgreSQL unreachable" not in a.log_text()
 
 
+def names_on(d, cluster):
+    """The cluster's node names on d; None while d does not have it."""
+    r = d.get("/v1/clusters/%s/nodes" % cluster, auth=d.as_admin)
+    if r.status_code == 404:
+        return None
+    assert r.status_code == 200, r.text
+    return {n["name"] for n in r.json()["nodes"]}
+
+
 def test_a_change_reloads_only_what_it_wrote(fleet, pg_server):  # noqa: F811
     """A daemon told of a change reads again only the clusters written
     since its last load, and of those only the nodes written since, and
-    keeps the rest as it has it: a row edited by hand that no write
-    touched stays unseen on b, until nodes are removed from its cluster
+    keeps the rest as it has it: a row changed with the stamping trigger
+    off stays unseen on b, until nodes are removed from its cluster
     (then b's merge comes out with more nodes than the store holds, and b
     reads everything)."""
     db = pg_server.create_database()
@@ -156,10 +165,12 @@ def test_a_change_reloads_only_what_it_wrote(fleet, pg_server):  # noqa: F811
     r = a.post("/v1/clusters", auth=a.as_admin, json={"name": "small", "path": "/small"})
     assert r.status_code == 201, r.text
     a.set_nodes(["s1"], cluster="small")
-    wait_until(lambda: b.node_states("small") == {"s1": ("online", "")}, PROPAGATION_TIMEOUT,
+    wait_until(lambda: names_on(b, "small") == {"s1"} and
+               b.node_states("small") == {"s1": ("online", "")}, PROPAGATION_TIMEOUT,
                "small on b")
-    pg_server.psql("UPDATE nodes SET reason = 'by hand' WHERE cluster = 'default' "
-                   "AND name = 'web2'", db)
+    pg_server.psql("ALTER TABLE nodes DISABLE TRIGGER nodes_stamp_xid; "
+                   "UPDATE nodes SET reason = 'by hand' WHERE cluster = 'default' "
+                   "AND name = 'web2'; ALTER TABLE nodes ENABLE TRIGGER nodes_stamp_xid", db)
     a.set_status({"s1": {"status": "drain"}}, cluster="small")
     wait_until(lambda: b.node_states("small")["s1"][0] == "drain", PROPAGATION_TIMEOUT,
                "small's change on b")
@@ -173,6 +184,24 @@ def test_a_change_reloads_only_what_it_wrote(fleet, pg_server):  # noqa: F811
     assert b.node_states() == {"web1": ("drain", "deploy"), "web2": ("online", "by hand")}
 
 
+def test_a_row_written_without_its_stamp_is_read_with_the_next_change(
+        fleet, pg_server):  # noqa: F811
+    """A node row written by a statement that does not stamp it (a daemon
+    of an older version still connected during an upgrade, or a hand):
+    the store's trigger stamps it, so the next change to its cluster,
+    which makes b read the nodes written since, brings it too."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1", "web2"])
+    wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
+    pg_server.psql("UPDATE nodes SET status = 'drain', reason = 'unstamped' "
+                   "WHERE name = 'web2'", db)
+    a.set_status({"web1": {"status": "drain", "reason": "deploy"}})
+    wait_until(lambda: b.node_states()["web1"] == ("drain", "deploy"), PROPAGATION_TIMEOUT,
+               "a's change on b")
+    assert b.node_states()["web2"] == ("drain", "unstamped")
+
+
 def test_a_cluster_removed_and_made_again_is_read_anew(fleet, pg_server):  # noqa: F811
     """The same name, a new cluster (its version starts again at 1): b
     reads its new nodes and load balancers, not what it had."""
@@ -182,7 +211,7 @@ def test_a_cluster_removed_and_made_again_is_read_anew(fleet, pg_server):  # noq
         r = a.post("/v1/clusters", auth=a.as_admin, json={"name": "shop", "path": "/shop"})
         assert r.status_code == 201, r.text
         a.set_nodes(nodes, cluster="shop")
-        wait_until(lambda: set(b.node_states("shop")) == set(nodes), PROPAGATION_TIMEOUT,
+        wait_until(lambda: names_on(b, "shop") == set(nodes), PROPAGATION_TIMEOUT,
                    "shop's nodes on b")
         if nodes[0] == "old1":
             r = a.delete("/v1/clusters/shop", auth=a.as_admin)

@@ -226,11 +226,10 @@ def test_state_damaged_by_hand_keeps_the_last_one_and_says_so(fleet, pg_server):
     a, b = fleet(pg_server.url(db), n=2)
     a.set_nodes(["web1", "web2"])
     wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
-    # stamped as a daemon's write is (xid): b reads again only rows
-    # written since its last load
+    # stamped by the store's trigger like any write (xid): b reads it
+    # with a's next change to the cluster
     pg_server.psql("ALTER TABLE nodes DROP CONSTRAINT nodes_status_check; "
-                   "UPDATE nodes SET status = 'bogus', xid = pg_current_xact_id() "
-                   "WHERE name = 'web2'", db)
+                   "UPDATE nodes SET status = 'bogus' WHERE name = 'web2'", db)
     a.set_status({"web1": {"status": "offline"}})  # b is told, and cannot read it
     line = "cannot read the store's new state: answering from the last one"
     wait_until(lambda: line in b.log_text(), PROPAGATION_TIMEOUT, "b to say so")
