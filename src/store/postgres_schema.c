@@ -154,9 +154,9 @@ static const char step12_session_identity[] =
     "ALTER TABLE sessions ADD COLUMN id_token TEXT NOT NULL DEFAULT '';";
 /* The rollouts in progress, registered through any daemon and seen
  * through every one (postgres_rollouts.c); heartbeats update their row,
- * never the store version. */
+ * never the store version. A cluster's removal removes its rollouts. */
 static const char step13_rollouts[] = "CREATE TABLE rollouts ("
-                                      " cluster TEXT NOT NULL,"
+                                      " cluster TEXT NOT NULL REFERENCES clusters(name) ON DELETE CASCADE,"
                                       " id TEXT NOT NULL,"
                                       " started_by TEXT NOT NULL,"
                                       " from_address TEXT NOT NULL,"

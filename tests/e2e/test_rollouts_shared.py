@@ -270,3 +270,30 @@ def test_a_daemon_restart_keeps_the_registry_on_sqlite(daemon):
     assert_json_error(register(daemon, "other2"), 409)  # it still blocks a second one
     r = beat(daemon, "kept2", state="done")
     assert r.status_code == 200 and r.json()["rollout"]["state"] == "done", r.text
+
+
+def assert_a_removed_clusters_rollout_goes_with_it(d):
+    """Registered on shop, shop removed and made again: no rollout left to
+    show or to refuse a new one."""
+    shop = "/v1/clusters/shop/rollouts"
+    for _ in range(2):
+        r = d.post("/v1/clusters", auth=d.as_admin, json={"name": "shop", "path": "/shop"})
+        assert r.status_code == 201, r.text
+        d.set_nodes(["web1", "web2"], cluster="shop")
+        r = d.post(shop, auth=d.as_admin, json={"id": "shop1", "nodes": ["web1"]}, timeout=10)
+        assert r.status_code == 201, r.text  # the second time: nothing of the first blocks it
+        r = d.delete("/v1/clusters/shop", auth=d.as_admin)
+        assert r.status_code in (200, 204), r.text
+    r = d.post("/v1/clusters", auth=d.as_admin, json={"name": "shop", "path": "/shop"})
+    assert r.status_code == 201, r.text
+    r = d.get(shop, auth=d.as_admin, timeout=10)
+    assert r.status_code == 200 and r.json()["rollouts"] == [], r.text
+
+
+def test_a_removed_clusters_rollouts_go_with_it_on_sqlite(daemon):
+    assert_a_removed_clusters_rollout_goes_with_it(daemon)
+
+
+def test_a_removed_clusters_rollouts_go_with_it_on_postgres(fleet, pg_url):  # noqa: F811
+    a, = fleet(pg_url, n=1)
+    assert_a_removed_clusters_rollout_goes_with_it(a)
