@@ -678,7 +678,7 @@ pg_reload(void *handle, const struct model *have, struct model *m, int64_t *vers
 	int is_own = !db->in_tx, rc;
 	/* inside a write, the writer lock keeps everything still: no
 	 * transaction of its own */
-	const char *begin = is_own ? BEGIN_READ : "", *commit = is_own ? ";COMMIT" : "";
+	const char *begin = is_own ? BEGIN_READ : "", *commit = is_own ? "COMMIT" : "";
 
 	if (db->model_xmin[0] == '\0') /* the first load on this connection */
 		return pg_load(handle, m, version, err);
@@ -703,16 +703,12 @@ pg_reload(void *handle, const struct model *have, struct model *m, int64_t *vers
 	} else if (rc == 0) {
 		const char *all = l.all.len > 0 ? l.all.buf : "",
 		           *delta = l.delta.len > 0 ? l.delta.buf : "";
-		strbuf_addf(
-		    &sql,
-		    "SELECT cluster, name, status, reason, changed_by, changed_at, expires_at, "
-		    "address, check_url FROM nodes WHERE cluster = ANY(ARRAY[%s]::text[]) OR "
-		    "(cluster = ANY(ARRAY[%s]::text[]) AND xid >= '%s'::xid8) ORDER BY "
-		    "cluster COLLATE \"C\", name COLLATE \"C\";SELECT cluster, name, kind, "
-		    "runtime, backend FROM lbs WHERE cluster = ANY(ARRAY[%s%s%s]::text[]) "
-		    "ORDER BY cluster COLLATE \"C\", name COLLATE \"C\"%s",
-		    all, delta, db->model_xmin, all, l.all.len > 0 && l.delta.len > 0 ? ", " : "",
-		    delta, commit);
+		strbuf_addf(&sql,
+		            SELECT_NODES("WHERE cluster = ANY(ARRAY[%s]::text[]) OR (cluster = "
+		                         "ANY(ARRAY[%s]::text[]) AND xid >= '%s'::xid8)")
+		                SELECT_LBS("WHERE cluster = ANY(ARRAY[%s%s%s]::text[])") "%s",
+		            all, delta, db->model_xmin, all,
+		            l.all.len > 0 && l.delta.len > 0 ? ", " : "", delta, commit);
 		rc = run_reads(db, sql.buf, rest, 2 + is_own, &l, err);
 	}
 	if (rc == 0 && l.is_mismatch) { /* nodes were removed: read it all */

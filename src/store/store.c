@@ -642,10 +642,7 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 	if (stored != w->known_version) {
 		/* Another daemon wrote since our model: decide on what is
 		 * stored now, read under the lock, so nobody writes between. */
-		fresh = model_new();
-		if ((s->backend->reload != NULL
-		         ? s->backend->reload(s->db, w->known, fresh, &stored, err)
-		         : s->backend->load(s->db, fresh, &stored, err)) != 0)
+		if (store_reload(s, w->known, &fresh, &stored, err) != 0)
 			goto bad;
 		base = fresh;
 		w->model = fresh;
