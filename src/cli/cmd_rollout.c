@@ -183,6 +183,7 @@ rollout_set_status(struct rollout *r, struct rollout_node *b, int nb, const char
 {
 	struct client_reply reply;
 	json_t *body = json_object(), *changes = json_object();
+	char *path = client_path("v1", "clusters", r->cli->cluster, "status", NULL), *query;
 	int i, rc;
 
 	for (i = 0; i < nb; i++) {
@@ -196,9 +197,12 @@ rollout_set_status(struct rollout *r, struct rollout_node *b, int nb, const char
 	json_object_set_new(body, "changes", changes);
 	if (min_online >= 0)
 		json_object_set_new(body, "min_online", json_integer(min_online));
-	rc =
-	    cli_call(r->cli, "POST", client_path("v1", "clusters", r->cli->cluster, "status", NULL),
-	             body, &reply, err);
+	/* The answer is not read: only the changed nodes, whatever the
+	 * cluster's size (a daemon older than ?answer= ignores it). */
+	if (asprintf(&query, "%s?answer=changed", path) < 0)
+		abort(); /* out of memory */
+	free(path);
+	rc = cli_call(r->cli, "POST", query, body, &reply, err);
 	if (rc == CLI_OK)
 		client_reply_free(&reply);
 	return rc;
