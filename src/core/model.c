@@ -400,6 +400,83 @@ model_index_paths(struct model *m)
 	qsort(m->by_path, m->n_clusters, sizeof *m->by_path, compare_path_index);
 }
 
+/* --- what changed, for the events' delta form ----------------------------- */
+
+static int
+same_string(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Are two namesakes' documents the same? Nodes copied from one another
+ * share their string block; a changed one has strings of its own. */
+static int
+node_same(const struct node *a, const struct node *b)
+{
+	if (a->status != b->status || a->changed_at != b->changed_at ||
+	    a->expires_at != b->expires_at)
+		return 0;
+	if (a->text != NULL && a->text == b->text)
+		return 1;
+	return same_string(a->reason, b->reason) && same_string(a->changed_by, b->changed_by) &&
+	       same_string(a->address, b->address) && same_string(a->check, b->check);
+}
+
+/* c's nodes against prev's namesake p (both sorted by name). */
+static void
+cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
+{
+	size_t i = 0, j = 0;
+	int is_same_members = c->n_nodes == p->n_nodes;
+
+	while (i < c->n_nodes) {
+		int order = j < p->n_nodes ? strcmp(c->nodes[i].name, p->nodes[j].name) : -1;
+
+		if (order > 0) { /* removed since */
+			is_same_members = 0;
+			j++;
+			continue;
+		}
+		if (order < 0) /* added since */
+			is_same_members = 0;
+		c->nodes[i].stamp =
+		    order == 0 && node_same(&c->nodes[i], &p->nodes[j]) && p->nodes[j].stamp != 0
+		        ? p->nodes[j].stamp
+		        : stamp;
+		i++;
+		if (order == 0)
+			j++;
+	}
+	c->members_stamp = is_same_members && p->members_stamp != 0 ? p->members_stamp : stamp;
+}
+
+void
+model_stamp_changes(struct model *next, const struct model *prev, int64_t stamp)
+{
+	size_t i, k;
+
+	next->stamp = stamp;
+	for (i = 0; i < next->n_clusters; i++) {
+		struct cluster *c = &next->clusters[i];
+		const struct cluster *p = prev != NULL ? model_find_cluster(prev, c->name) : NULL;
+
+		if (p == NULL || p->version > c->version) { /* new, or removed and made again */
+			for (k = 0; k < c->n_nodes; k++)
+				c->nodes[k].stamp = stamp;
+			c->members_stamp = stamp;
+		} else if (p->version != c->version) {
+			cluster_stamp_changes(c, p, stamp);
+		} else if (c->members_stamp == 0 || (c->n_nodes > 0 && c->nodes[0].stamp == 0)) {
+			/* read afresh, unchanged: not known since when */
+			for (k = 0; k < c->n_nodes; k++)
+				if (c->nodes[k].stamp == 0)
+					c->nodes[k].stamp = stamp;
+			if (c->members_stamp == 0)
+				c->members_stamp = stamp;
+		}
+	}
+}
+
 /* strcmp of path[0..len) (no NUL inside) against a NUL-terminated s. */
 static int
 compare_slice(const char *path, size_t len, const char *s)

@@ -55,6 +55,10 @@ struct node {
 	 * copied from or to (model_copy), freed by the last of them; call
 	 * node_own_strings before replacing a string of such a node. */
 	struct node_text *text;
+	/* The store version at which this daemon saw the node's document
+	 * change last (model_stamp_changes), what the events' delta form
+	 * compares with; 0 when not known yet. */
+	int64_t stamp;
 };
 
 /* A named load balancer of a cluster: the name its probes carry
@@ -75,6 +79,9 @@ struct cluster {
 	struct node *nodes; /* sorted by name */
 	size_t n_lbs;
 	struct lb *lbs; /* sorted by name, at most CLUSTER_LBS_MAX */
+	/* The store version at which this daemon saw a node added or
+	 * removed last, or the cluster appear (model_stamp_changes). */
+	int64_t members_stamp;
 };
 
 struct user {
@@ -110,6 +117,7 @@ struct model {
 	struct user *users; /* sorted by name */
 	size_t n_tokens;
 	struct token *tokens; /* sorted by id */
+	int64_t stamp;        /* the store version it reflects, once published */
 };
 
 /* Who makes a change, for changed_by and the audit log. Borrowed strings. */
@@ -219,6 +227,15 @@ const struct cluster *model_find_mount(const struct model *m, const char *path, 
                                        size_t *mount_len);
 /* (Re)builds m->by_path; call it once m will change no more. */
 void model_index_paths(struct model *m);
+
+/* Stamps a model about to be published, whose store version is stamp,
+ * against the one it replaces (prev, NULL for the first): a node whose
+ * document differs from its namesake's in prev, or that prev's cluster
+ * lacks, gets stamp; an unchanged one keeps prev's. A cluster whose
+ * node names differ from prev's, or that prev lacks, gets
+ * members_stamp = stamp. Only clusters whose version moved are
+ * compared; nodes read afresh with a cluster (stamp 0) get stamp. */
+void model_stamp_changes(struct model *next, const struct model *prev, int64_t stamp);
 const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
 /* The node, or NULL; its strings are its own (node_own_strings), so that
  * the caller may replace them. */

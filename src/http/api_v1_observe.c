@@ -5,6 +5,7 @@
  * version passes ?after=, request_wait_for_change) and /observations
  * (until the observations' digest moves, request_wait_for_observation).
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,19 +105,82 @@ query_append_after(struct request *r, int64_t after)
 	r->query = h2o_concat(&r->req->pool, r->query, h2o_iovec_init(buf, (size_t)len));
 }
 
+/* ?answer=changed[&since=S]: 1 for the delta form, 0 for the whole node
+ * list (absent or "list"), -1 after replying 400. */
+static int
+events_answer_is_delta(struct request *r, int64_t *since, int *has_since)
+{
+	char buf[16];
+	int found = request_query_param(r, "answer", buf, sizeof(buf));
+	struct error err;
+
+	*has_since = 0;
+	if (found == 0 || (found > 0 && strcmp(buf, "list") == 0))
+		return 0;
+	if (found < 0 || strcmp(buf, "changed") != 0) {
+		reply_error(r, 400, NULL, "answer must be \"list\" or \"changed\"");
+		return -1;
+	}
+	if ((*has_since = query_count(r, "since", INT64_MAX, since, &err)) < 0) {
+		reply_from_error(r, &err);
+		return -1;
+	}
+	return 1;
+}
+
+/* The delta form: the nodes whose document changed after the store
+ * version since, or, when this daemon cannot tell (no since, a node
+ * added or removed after it, a since this daemon has not reached), the
+ * whole list with "whole": true. Either way "stamp" is what to send as
+ * the next since. */
+static void
+events_reply_delta(struct request *r, const struct cluster *c, int64_t after, int64_t since,
+                   int has_since)
+{
+	int64_t stamp = request_snapshot(r)->stamp;
+	int is_changed = c->version > after;
+	json_t *nodes;
+	size_t i;
+	char suffix[96];
+
+	if (!has_since || since < c->members_stamp || since > stamp) {
+		snprintf(suffix, sizeof(suffix), ",\"changed\":%s,\"stamp\":%lld,\"whole\":true}",
+		         is_changed ? "true" : "false", (long long)stamp);
+		/* in the request's pool: h2o may write it after this returns */
+		render_reply_node_list(r, c, api_node_json,
+		                       h2o_strdup(&r->req->pool, suffix, SIZE_MAX).base);
+		return;
+	}
+	nodes = json_array();
+	for (i = 0; i < c->n_nodes; i++)
+		if (c->nodes[i].stamp > since || c->nodes[i].stamp == 0)
+			json_array_append_new(nodes, api_node_json(&c->nodes[i]));
+	reply_json(r, 200,
+	           json_pack("{s:s, s:I, s:o, s:b, s:I, s:b}", "cluster", c->name, "version",
+	                     (json_int_t)c->version, "nodes", nodes, "changed", is_changed, "stamp",
+	                     (json_int_t)stamp, "whole", 0));
+}
+
 static void
 events_ready(struct request *r)
 {
 	struct error err;
 	const struct cluster *c;
-	int64_t after = 0;
+	int64_t after = 0, since = 0;
+	int is_delta, has_since;
 
 	if (query_count(r, "after", INT64_MAX, &after, &err) < 0) {
 		reply_from_error(r, &err);
 		return;
 	}
+	if ((is_delta = events_answer_is_delta(r, &since, &has_since)) < 0)
+		return;
 	if ((c = find_cluster_or_reply(r, r->route.cluster)) == NULL)
 		return;
+	if (is_delta) {
+		events_reply_delta(r, c, after, since, has_since);
+		return;
+	}
 	/* the node list every reader of this version shares, + "changed" */
 	render_reply_node_list(r, c, api_node_json,
 	                       c->version > after ? ",\"changed\":true}" : ",\"changed\":false}");
@@ -127,8 +191,8 @@ api_v1_events_get(struct request *r, const struct route *rt)
 {
 	const struct cluster *c = find_cluster_or_reply(r, rt->cluster);
 	struct error err;
-	int64_t after = 0, wait_s = WAIT_DEFAULT_S;
-	int has_after;
+	int64_t after = 0, wait_s = WAIT_DEFAULT_S, since;
+	int has_after, has_since;
 
 	if (c == NULL)
 		return;
@@ -137,6 +201,8 @@ api_v1_events_get(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
+	if (events_answer_is_delta(r, &since, &has_since) < 0)
+		return;
 	if (!has_after) {
 		after = c->version;
 		query_append_after(r, after);

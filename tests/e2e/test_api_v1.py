@@ -564,6 +564,71 @@ def test_events_returns_promptly_on_change(seeded):
     assert node_by_name(body, "zope2")["status"] == "offline"
 
 
+def delta(d, after, since=None, wait=0):
+    q = "/v1/clusters/default/events?after=%d&wait=%d&answer=changed" % (after, wait)
+    r = d.get(q + ("&since=%d" % since if since is not None else ""), auth=d.as_admin)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_events_delta_carries_only_the_nodes_changed_since_the_last_answer(seeded):
+    """?answer=changed: the first answer is the whole list with a stamp;
+    given that stamp back as since, the next carries only what changed."""
+    v = seeded.nodes()["version"]
+    first = delta(seeded, v - 1)
+    assert first["whole"] is True and first["changed"] is True
+    assert [n["name"] for n in first["nodes"]] == ["zope1", "zope2", "zope3"]
+    assert first["nodes"] == seeded.nodes()["nodes"]  # the same documents
+    seeded.set_status({"zope2": {"status": "drain", "reason": "deploy"}})
+    second = delta(seeded, first["version"], first["stamp"])
+    assert second["whole"] is False and second["changed"] is True
+    assert second["version"] == v + 1 and second["stamp"] > first["stamp"]
+    assert second["nodes"] == [node_by_name(seeded.nodes(), "zope2")]
+    # two changes between answers: both nodes, once each
+    seeded.set_status({"zope1": {"status": "offline"}})
+    seeded.set_status({"zope3": {"status": "offline"}, "zope1": {"status": "online"}})
+    third = delta(seeded, second["version"], second["stamp"])
+    assert [n["name"] for n in third["nodes"]] == ["zope1", "zope3"], third
+    assert third["nodes"] == [node_by_name(seeded.nodes(), "zope1"),
+                              node_by_name(seeded.nodes(), "zope3")]
+    # a node's address is part of its document
+    r = seeded.put("/v1/clusters/default/nodes/zope2", auth=seeded.as_admin,
+                   json={"address": "10.0.0.2:8080"})
+    assert r.status_code == 200, r.text
+    fourth = delta(seeded, third["version"], third["stamp"])
+    assert [n["name"] for n in fourth["nodes"]] == ["zope2"], fourth
+    assert fourth["nodes"][0]["address"] == "10.0.0.2:8080"
+    # nothing since: held until the wait ends, then changed false, no node
+    fifth = delta(seeded, fourth["version"], fourth["stamp"], wait=1)
+    assert fifth == dict(fourth, changed=False, nodes=[]), fifth
+
+
+def test_events_delta_is_the_whole_list_when_nodes_came_or_went(seeded):
+    v = seeded.nodes()["version"]
+    first = delta(seeded, v - 1)
+    seeded.set_nodes(["zope1", "zope2", "zope4"])
+    after_replace = delta(seeded, first["version"], first["stamp"])
+    assert after_replace["whole"] is True
+    assert [n["name"] for n in after_replace["nodes"]] == ["zope1", "zope2", "zope4"]
+    r = seeded.delete("/v1/clusters/default/nodes/zope1", auth=seeded.as_admin)
+    assert r.status_code == 200, r.text
+    after_delete = delta(seeded, after_replace["version"], after_replace["stamp"])
+    assert after_delete["whole"] is True
+    assert [n["name"] for n in after_delete["nodes"]] == ["zope2", "zope4"]
+    # a stamp this daemon has not reached (another daemon's, a made-up
+    # one): the whole list rather than a guess
+    ahead = delta(seeded, after_delete["version"] - 1, after_delete["stamp"] + 1000)
+    assert ahead["whole"] is True and len(ahead["nodes"]) == 2
+
+
+@pytest.mark.parametrize("query", ["answer=nodes", "answer=changed&since=-1",
+                                   "answer=changed&since=x", "answer=changed&since=1e3"])
+def test_events_delta_bad_query_is_400(seeded, query):
+    r = seeded.get("/v1/clusters/default/events?after=0&wait=0&" + query, auth=seeded.as_admin)
+    body = assert_json_error(r, 400)
+    assert "answer" in body["error"] or "since" in body["error"], body
+
+
 def test_events_held_polls_do_not_block_other_requests(seeded):
     v = seeded.nodes()["version"]
     n = 20

@@ -208,6 +208,33 @@ def test_events_long_poll_on_b_wakes_for_a_change_on_a(fleet, pg_url):
     assert json.dumps(out["r"].json()).find("drain") >= 0
 
 
+def test_events_delta_stamp_from_one_daemon_holds_on_another(fleet, pg_url):
+    """The delta form's stamp is the store's version, the same on every
+    daemon: a page whose poll goes to a, then to b (a balancer between
+    them), is given every node changed since, by either."""
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1", "web2", "web3"])
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b at a's version")
+
+    def delta(d, after, since):
+        r = d.get("/v1/clusters/default/events?after=%d&wait=0&answer=changed&since=%d"
+                  % (after, since), auth=d.admin, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    first = delta(a, 0, 0)
+    assert first["whole"] is True
+    a.set_status({"web2": {"status": "offline", "reason": "via a"}})
+    b.set_status({"web3": {"status": "drain", "reason": "via b"}})
+    wait_until(lambda: version_of(b) == version_of(a) == first["version"] + 2,
+               PROPAGATION_TIMEOUT, "both daemons at both changes")
+    for d in (a, b):
+        got = delta(d, first["version"], first["stamp"])
+        assert got["whole"] is False, got
+        assert {n["name"]: (n["status"], n["reason"]) for n in got["nodes"]} == \
+            {"web2": ("offline", "via a"), "web3": ("drain", "via b")}, got
+
+
 def test_terminated_listen_connection_still_picks_up_a_change(fleet, pg_server):
     db = pg_server.create_database()
     a, b = fleet(pg_server.url(db), n=2)

@@ -713,6 +713,31 @@ def test_browser_live_view_follows_a_cli_change_keeping_typed_text(site, browser
 
 
 @needs_browser
+def test_browser_live_view_applies_changes_one_after_another(site, browser):
+    """After its first answer the page asks only for the nodes changed
+    since (?answer=changed): later changes update their rows and the
+    count, the others stay; nodes added elsewhere bring the whole list."""
+    browser.login(site, *site.viewer)
+    site.set_status({"web1": {"status": "offline", "reason": "first"}})
+    browser.wait_for(lambda: browser.row_status("web1") == "offline", timeout=LIVE_WAIT,
+                     what="web1 offline")
+    site.set_status({"web2": {"status": "drain", "reason": "second"}})
+    browser.wait_for(lambda: browser.row_status("web2") == "drain", timeout=LIVE_WAIT,
+                     what="web2 draining")
+    site.set_status({"web1": {"status": "online"}})
+    browser.wait_for(lambda: browser.row_status("web1") == "online", timeout=LIVE_WAIT,
+                     what="web1 back online")
+    assert browser.row_status("web2") == "drain"
+    assert browser.text("tr[data-node='web2'] .c-reason") == "second"
+    assert "2 of 3 nodes online" in browser.text("#summary")
+    site.set_nodes(["web1", "web2", "web3", "web4"])
+    browser.wait_for(lambda: browser.find_all("tr[data-node='web4']"), timeout=LIVE_WAIT,
+                     what="web4's row")
+    assert "Nodes were added elsewhere" in browser.text("main")
+    assert "3 of 4 nodes online" in browser.text("#summary")
+
+
+@needs_browser
 def test_browser_readable_at_375px(site, browser):
     site.set_status({"web2": {"status": "offline", "reason": "a rather long reason " * 4}})
     site.probe("web1", source="127.0.0.23", headers={"User-Agent": "Long-Agent/" + "x" * 110})

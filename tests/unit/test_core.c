@@ -401,6 +401,68 @@ test_copy_outlives_the_model_it_shares_with(void **state)
 	model_free(second);
 }
 
+/* Publishing stamps what changed: the events' delta form carries the
+ * nodes stamped after the client's last answer. */
+static void
+test_stamps_mark_only_the_nodes_that_changed(void **state)
+{
+	static const char *const abd[] = {"a", "b", "d"};
+	struct model *m = model_with_abc(), *first = model_copy(m), *second, *third;
+	struct error err;
+
+	(void)state;
+	model_stamp_changes(first, NULL, 10);
+	assert_int_equal(first->stamp, 10);
+	assert_int_equal(default_cluster(first)->members_stamp, 10);
+	assert_int_equal(node_named(first, "c")->stamp, 10);
+	second = model_copy(first);
+	assert_int_equal(
+	    apply_json(second, "{\"b\": {\"status\": \"drain\"}}", T0 + 5, -1, -1, NULL, &err), 0);
+	model_stamp_changes(second, first, 11);
+	assert_int_equal(node_named(second, "a")->stamp, 10);
+	assert_int_equal(node_named(second, "b")->stamp, 11);
+	assert_int_equal(node_named(second, "c")->stamp, 10);
+	assert_int_equal(default_cluster(second)->members_stamp, 10);
+	third = model_copy(second);
+	assert_int_equal(
+	    cluster_set_node_list(default_cluster(third), abd, 3, &alice, T0 + 6, NULL, &err), 0);
+	model_stamp_changes(third, second, 12);
+	assert_int_equal(node_named(third, "a")->stamp, 10);
+	assert_int_equal(node_named(third, "b")->stamp, 11);
+	assert_int_equal(node_named(third, "d")->stamp, 12);
+	assert_int_equal(default_cluster(third)->members_stamp, 12);
+	model_free(third);
+	model_free(second);
+	model_free(first);
+	model_free(m);
+}
+
+/* A cluster read afresh at the same version (a reload) has no stamps: it
+ * gets the new one, never 0; one removed and made again (its version
+ * below the old one's) is new throughout. */
+static void
+test_stamps_of_clusters_read_afresh_or_made_again(void **state)
+{
+	struct model *first = model_with_abc(), *fresh = model_with_abc(), *again;
+	struct error err;
+
+	(void)state;
+	model_stamp_changes(first, NULL, 10);
+	model_stamp_changes(fresh, first, 11);
+	assert_int_equal(node_named(fresh, "a")->stamp, 11);
+	assert_int_equal(default_cluster(fresh)->members_stamp, 11);
+	assert_int_equal(
+	    apply_json(first, "{\"b\": {\"status\": \"drain\"}}", T0 + 5, -1, -1, NULL, &err), 0);
+	again = model_with_abc(); /* version 2, below first's 3 */
+	model_stamp_changes(again, first, 12);
+	assert_int_equal(node_named(again, "a")->stamp, 12);
+	assert_int_equal(node_named(again, "c")->stamp, 12);
+	assert_int_equal(default_cluster(again)->members_stamp, 12);
+	model_free(again);
+	model_free(fresh);
+	model_free(first);
+}
+
 static void
 test_status_change_on_a_shared_node_leaves_the_other_model(void **state)
 {
@@ -1604,6 +1666,8 @@ main(void)
 	    cmocka_unit_test(test_copy_of_a_copy_shares_node_strings),
 	    cmocka_unit_test(test_copy_outlives_the_model_it_shares_with),
 	    cmocka_unit_test(test_status_change_on_a_shared_node_leaves_the_other_model),
+	    cmocka_unit_test(test_stamps_mark_only_the_nodes_that_changed),
+	    cmocka_unit_test(test_stamps_of_clusters_read_afresh_or_made_again),
 	    cmocka_unit_test(test_ttl_expiry_on_a_shared_node_leaves_the_other_model),
 	    cmocka_unit_test(test_address_set_on_a_shared_node_leaves_the_other_model),
 	    cmocka_unit_test(test_node_list_replaced_on_a_copy_keeps_both_models_whole),

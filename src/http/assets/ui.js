@@ -3,7 +3,8 @@
  *  - the status table follows changes made elsewhere (CLI, API, another
  *    browser) through the events long poll, updating cells in place and
  *    never touching what the user is typing or has ticked; at most one
- *    answer with a change a second (PACE_MS);
+ *    answer with a change a second (PACE_MS); after the first, each
+ *    answer carries only the nodes that changed (?answer=changed);
  *  - the "Offline Nodes" form asks before taking the last online node out,
  *    and forms with data-confirm ask before removing things;
  *  - "Expires in" counts down.
@@ -96,6 +97,9 @@
 	/* --- the live table ------------------------------------------------- */
 
 	var version = Number(table.dataset.version), cluster = table.dataset.cluster;
+	/* The events' delta form (?answer=changed): the daemon's "stamp" of
+	 * the last answer; null until the first, which is the whole list. */
+	var stamp = null;
 	var live = document.getElementById('live');
 
 	function say(text) {
@@ -174,8 +178,40 @@
 		return tr;
 	}
 
+	/* Only the nodes that changed since the last answer's stamp: each
+	 * updates its row; the others stay as they are. */
+	function applyDelta(doc) {
+		var byName = {};
+		doc.nodes.forEach(function (n) { byName[n.name] = n; });
+		rows().forEach(function (tr) {
+			var n = byName[tr.dataset.node];
+			if (n) updateRow(tr, n);
+		});
+		var online = 0, total = 0;
+		rows().forEach(function (tr) {
+			var st = statusOf(tr);
+			if (st === 'removed') return;
+			total++;
+			online += st === 'online' ? 1 : 0;
+		});
+		showCount(online, total);
+		updateShown();
+		tickExpiry();
+		return false;
+	}
+
+	function showCount(online, total) {
+		var count = document.querySelector('#summary .count');
+		if (count) {
+			count.textContent = online + ' of ' + total + ' nodes online';
+			count.className = 'count count-' + (total === 0 ? 'none' :
+				online === total ? 'online' : online === 0 ? 'offline' : 'partial');
+		}
+	}
+
 	function apply(doc) {
 		var byName = {}, added = false, online = 0;
+		if (doc.whole === false) return applyDelta(doc);
 		doc.nodes.forEach(function (n) { byName[n.name] = n; });
 		rows().forEach(function (tr) {
 			var n = byName[tr.dataset.node];
@@ -197,12 +233,7 @@
 			added = true;
 		});
 		doc.nodes.forEach(function (n) { online += n.status === 'online' ? 1 : 0; });
-		var count = document.querySelector('#summary .count');
-		if (count) {
-			count.textContent = online + ' of ' + doc.nodes.length + ' nodes online';
-			count.className = 'count count-' + (doc.nodes.length === 0 ? 'none' :
-				online === doc.nodes.length ? 'online' : online === 0 ? 'offline' : 'partial');
-		}
+		showCount(online, doc.nodes.length);
 		updateShown();
 		tickExpiry();
 		return added;
@@ -210,7 +241,7 @@
 
 	function poll() {
 		var url = '/v1/clusters/' + encodeURIComponent(cluster) + '/events?after=' + version +
-			'&wait=' + WAIT_S;
+			'&wait=' + WAIT_S + '&answer=changed' + (stamp !== null ? '&since=' + stamp : '');
 		fetch(url, {credentials: 'same-origin', cache: 'no-store',
 			headers: {'Accept': 'application/json'}})
 			.then(function (r) {
@@ -222,6 +253,7 @@
 			.then(function (doc) {
 				var added = apply(doc);
 				version = doc.version;
+				stamp = doc.stamp;
 				say(added ? 'Nodes were added elsewhere; reload the page to change them.' : '');
 				setTimeout(poll, doc.changed ? PACE_MS : 0);
 			})
