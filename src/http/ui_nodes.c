@@ -303,12 +303,13 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 	ui_printf(
 	    b,
 	    "<div class=\"table-wrap\"><table id=\"nodes\" class=\"nodes\" data-cluster=\"%s\" "
-	    "data-version=\"%L\" data-edit=\"%r\"><thead><tr>%r<th scope=\"col\">Node</th>"
+	    "data-version=\"%L\" data-stamp=\"%L\" data-edit=\"%r\"><thead><tr>%r"
+	    "<th scope=\"col\">Node</th>"
 	    "<th scope=\"col\">Status</th><th scope=\"col\">Reason</th><th scope=\"col\">"
 	    "Changed by</th><th scope=\"col\">Since</th><th scope=\"col\">Expires in</th>"
 	    "<th scope=\"col\">Probed by</th>%r"
 	    "</tr></thead><tbody>",
-	    c->name, c->version, can_change ? "1" : "0",
+	    c->name, c->version, request_snapshot(r)->stamp, can_change ? "1" : "0",
 	    can_change ? "<th scope=\"col\">Offline</th>" : "",
 	    can_change ? "<th scope=\"col\"><span class=\"vh\">Actions</span></th>" : "");
 	for (i = 0; i < c->n_nodes; i++) {

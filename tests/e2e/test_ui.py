@@ -714,9 +714,10 @@ def test_browser_live_view_follows_a_cli_change_keeping_typed_text(site, browser
 
 @needs_browser
 def test_browser_live_view_applies_changes_one_after_another(site, browser):
-    """After its first answer the page asks only for the nodes changed
-    since (?answer=changed): later changes update their rows and the
-    count, the others stay; nodes added elsewhere bring the whole list."""
+    """The page asks only for the nodes changed since the state it shows
+    (?answer=changed, from the page's data-stamp, then each answer's):
+    each change updates its row and the count, the others stay; nodes
+    added elsewhere bring the whole list."""
     browser.login(site, *site.viewer)
     site.set_status({"web1": {"status": "offline", "reason": "first"}})
     browser.wait_for(lambda: browser.row_status("web1") == "offline", timeout=LIVE_WAIT,

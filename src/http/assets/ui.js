@@ -97,9 +97,9 @@
 	/* --- the live table ------------------------------------------------- */
 
 	var version = Number(table.dataset.version), cluster = table.dataset.cluster;
-	/* The events' delta form (?answer=changed): the daemon's "stamp" of
-	 * the last answer; null until the first, which is the whole list. */
-	var stamp = null;
+	/* The events' delta form (?answer=changed): the daemon's stamp of
+	 * the state shown, from the page, then from each answer. */
+	var stamp = table.dataset.stamp ? Number(table.dataset.stamp) : null;
 	var live = document.getElementById('live');
 
 	function say(text) {
