@@ -453,10 +453,16 @@ handoff_send(struct worker *pw, h2o_socket_t *sock)
 
 	h2o_socket_export(sock, &h->info); /* closes sock, keeps the descriptor */
 	atomic_fetch_add_explicit(&pw->n_handed_off, 1, memory_order_relaxed);
+	atomic_fetch_add(&to->n_handoffs_due, 1);
 	h2o_multithread_send_message(&to->handoff_receiver, &h->message);
 }
 
-/* General worker: connections handed over by the probe worker. */
+/* General worker: connections handed over by the probe worker, served
+ * even once a stop has begun: their request arrived before it (the probe
+ * worker read its first line), and a stop answers what arrived before it.
+ * h2o serves what was read at once, so a write among them is a pending
+ * job before the worker looks at n_pending again; the worker ends only
+ * when none is due (worker_main). */
 static void
 on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
@@ -466,10 +472,8 @@ on_handoff(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 		struct handoff *h =
 		    H2O_STRUCT_FROM_MEMBER(struct handoff, message.link, messages->next);
 		h2o_linklist_unlink(&h->message.link);
-		if (atomic_load(&w->server->is_stopping))
-			h2o_socket_dispose_export(&h->info);
-		else
-			h2o_accept(&w->accept_ctx, h2o_socket_import(w->ctx.loop, &h->info));
+		h2o_accept(&w->accept_ctx, h2o_socket_import(w->ctx.loop, &h->info));
+		atomic_fetch_sub(&w->n_handoffs_due, 1);
 		free(h);
 	}
 }
@@ -732,7 +736,8 @@ worker_main(void *arg)
 			listeners_close(w);
 			request_waiters_check(w);
 		}
-		if (w->n_pending == 0 || time_now_ms() > stop_deadline)
+		if ((w->n_pending == 0 && atomic_load(&w->n_handoffs_due) == 0) ||
+		    time_now_ms() > stop_deadline)
 			break;
 	}
 	render_cache_clear();

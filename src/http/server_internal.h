@@ -51,6 +51,7 @@ struct worker {
 	int is_probe;   /* the probe worker: probes and agent checks only */
 	/* connections the probe worker hands over (server.c, handoff_send) */
 	h2o_multithread_receiver_t handoff_receiver;
+	_Atomic int n_handoffs_due;       /* sent to this worker, not taken over yet */
 	unsigned next_handoff;            /* probe worker: the general worker to hand to next */
 	h2o_timeout_t first_line_timeout; /* probe worker: connections whose
 	                                     request line has not arrived */

@@ -23,6 +23,7 @@ None of these tests measures a time. They check what can be proven:
 import ctypes
 import os
 import shlex
+import signal
 import socket
 import threading
 import time
@@ -358,3 +359,47 @@ def test_probe_at_the_descriptor_limit_when_the_idle_connections_are_on_general_
         for s in idle:
             s.close()
         _close_all([d])
+
+
+def test_a_write_handed_over_before_sigterm_is_answered_after_it(daemon):
+    """The probe worker read a write's request line and handed its
+    connection to a general worker before SIGTERM; the general worker
+    takes it over only after the stop began (frozen until then): the
+    write is still answered and kept, as every request that reached the
+    daemon before the signal is."""
+    from test_serve import unread_bytes
+
+    d = daemon
+    d.set_nodes(["web1"])
+    body = b'{"changes": {"web1": {"status": "offline"}}}'
+    request = ("POST /v1/clusters/default/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+               "Content-Length: %d\r\nConnection: close\r\n\r\n"
+               % (d.admin_token[1], len(body))).encode() + body
+    release = frozen_general_workers(d.proc.pid)
+    try:
+        with socket.create_connection(("127.0.0.1", d.port), timeout=20) as s:
+            s.sendall(request)
+            client_port = s.getsockname()[1]
+            deadline = time.monotonic() + 10
+            while unread_bytes(d.port, client_port) != 0:
+                assert time.monotonic() < deadline, "the probe worker never read the write"
+                time.sleep(0.001)
+            d._expected_exit = True
+            d.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the stop begins while the general workers are frozen
+            release()
+            release = None
+            answer = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    finally:
+        if release is not None:
+            release()
+    assert d.proc.wait(timeout=30) == 0, d.log_text()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    d.start()
+    assert d.node_states()["web1"][0] == "offline"
