@@ -288,8 +288,7 @@ static __thread unsigned held_here; /* held waits on this worker: the cache
                                        goes with the last one */
 
 /* One held wait fewer on this worker; with none left, the cached
- * document goes (nothing is kept for a worker that holds no wait, nor at
- * exit). */
+ * document goes (nothing is kept for a worker that holds no wait). */
 static void
 observations_release(void)
 {
@@ -297,6 +296,27 @@ observations_release(void)
 		json_decref(cached.doc);
 		cached.doc = NULL;
 	}
+}
+
+/* At a worker's exit the cached document goes too: a stop ends the
+ * worker once every wait is answered, before h2o has disposed of every
+ * answered request (the last release). */
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void
+observations_at_exit(void *unused)
+{
+	(void)unused;
+	json_decref(cached.doc);
+	cached.doc = NULL;
+}
+
+static void
+cache_key_make(void)
+{
+	if (pthread_key_create(&cache_key, observations_at_exit) != 0)
+		abort(); /* out of keys: a programming error */
 }
 
 /* A reference to node n's observations (the caller decrefs). */
@@ -311,6 +331,8 @@ observations_shared(struct request *r, const struct cluster *c, const struct nod
 	    strcmp(cached.cluster, c->name) == 0 && strcmp(cached.node, n->name) == 0)
 		return json_incref(cached.doc);
 	json_decref(cached.doc);
+	pthread_once(&cache_key_once, cache_key_make);
+	pthread_setspecific(cache_key, &cached); /* non-NULL: the destructor runs */
 	cached.doc = observations_json(r, c, n, window_ms);
 	snprintf(cached.cluster, sizeof(cached.cluster), "%s", c->name);
 	snprintf(cached.node, sizeof(cached.node), "%s", n->name);
