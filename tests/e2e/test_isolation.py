@@ -367,35 +367,21 @@ def test_a_write_handed_over_before_sigterm_is_answered_after_it(daemon):
     takes it over only after the stop began (frozen until then): the
     write is still answered and kept, as every request that reached the
     daemon before the signal is."""
-    from test_serve import unread_bytes
+    from test_serve import offline_write, read_to_end, wait_until_read
 
     d = daemon
     d.set_nodes(["web1"])
-    body = b'{"changes": {"web1": {"status": "offline"}}}'
-    request = ("POST /v1/clusters/default/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
-               "Content-Length: %d\r\nConnection: close\r\n\r\n"
-               % (d.admin_token[1], len(body))).encode() + body
     release = frozen_general_workers(d.proc.pid)
     try:
         with socket.create_connection(("127.0.0.1", d.port), timeout=20) as s:
-            s.sendall(request)
-            client_port = s.getsockname()[1]
-            deadline = time.monotonic() + 10
-            while unread_bytes(d.port, client_port) != 0:
-                assert time.monotonic() < deadline, "the probe worker never read the write"
-                time.sleep(0.001)
+            s.sendall(offline_write(d, "web1"))
+            wait_until_read(d, s)  # by the probe worker, which hands it over
             d._expected_exit = True
             d.proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)  # the stop begins while the general workers are frozen
             release()
             release = None
-            answer = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
+            answer = read_to_end(s)
     finally:
         if release is not None:
             release()

@@ -214,30 +214,42 @@ def unread_bytes(server_port, client_port):
     return None
 
 
+def offline_write(d, node):
+    """A status write taking node offline, as raw HTTP/1.1 (Connection: close)."""
+    body = json.dumps({"changes": {node: {"status": "offline"}}}).encode()
+    return ("POST /v1/clusters/default/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\nConnection: close\r\n\r\n"
+            % (d.admin_token[1], len(body))).encode() + body
+
+
+def wait_until_read(d, s):
+    """Until the daemon has read everything sent on s (a fixed sleep could
+    be outlasted by a stall of the sender)."""
+    client_port = s.getsockname()[1]
+    deadline = time.monotonic() + 10
+    while unread_bytes(d.port, client_port) != 0:
+        assert time.monotonic() < deadline, "the daemon never read the request"
+        time.sleep(0.001)
+
+
+def read_to_end(s):
+    answer = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return answer
+        answer += chunk
+
+
 def test_sigterm_answers_write_in_flight(daemon):
     """A write that reached the daemon before SIGTERM is answered and kept."""
     daemon.set_nodes(["web1"])
-    body = json.dumps({"changes": {"web1": {"status": "offline"}}}).encode()
-    request = ("POST /v1/clusters/default/status HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
-               "Content-Length: %d\r\nConnection: close\r\n\r\n"
-               % (daemon.admin_token[1], len(body))).encode() + body
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as s:
-        s.sendall(request)
-        # SIGTERM once the daemon has read the request (not after a fixed
-        # 50 ms, which a stall of the sender could outlast)
-        client_port = s.getsockname()[1]
-        deadline = time.monotonic() + 10
-        while unread_bytes(daemon.port, client_port) != 0:
-            assert time.monotonic() < deadline, "the daemon never read the write"
-            time.sleep(0.001)
+        s.sendall(offline_write(daemon, "web1"))
+        wait_until_read(daemon, s)  # SIGTERM once the daemon has read it
         daemon.stop()
-        answer = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = read_to_end(s)
     daemon.start()
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert daemon.node_states()["web1"][0] == "offline"
