@@ -615,10 +615,8 @@ changed_nodes_done(struct request *r, struct engine_job *job)
 	                     (json_int_t)c->version, "nodes", nodes));
 }
 
-/* The answer a status write asked for: 1 the whole node list (absent or
- * "list"), 0 only the changed nodes ("changed"), -1 after replying 400. */
-static int
-status_answer_is_list(struct request *r)
+int
+query_answer_is_list(struct request *r)
 {
 	char buf[16];
 	int found = request_query_param(r, "answer", buf, sizeof(buf));
@@ -635,7 +633,7 @@ void
 api_v1_status_post(struct request *r, const struct route *rt)
 {
 	static const char *const fields[] = {"changes", "if_version", "min_online", NULL};
-	int is_list = status_answer_is_list(r);
+	int is_list = query_answer_is_list(r);
 	json_t *body, *changes;
 	struct engine_job *job;
 	struct command *cmd;

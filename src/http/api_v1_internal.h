@@ -37,6 +37,10 @@ int body_node_field(const json_t *body, const char *key, const char **out, struc
 /* Query parameter name as an integer 0..max: 1 present, 0 absent, -1
  * invalid (err filled). */
 int query_count(struct request *r, const char *name, int64_t max, int64_t *out, struct error *err);
+/* The answer a status write or an events poll asked for (?answer=): 1
+ * the whole node list (absent or "list"), 0 only the changed nodes
+ * ("changed"), -1 after replying 400. */
+int query_answer_is_list(struct request *r);
 
 /* A new job carrying a command of kind (its idempotency key from the
  * request); the caller fills the command and submits the job. */

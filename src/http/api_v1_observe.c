@@ -110,17 +110,12 @@ query_append_after(struct request *r, int64_t after)
 static int
 events_answer_is_delta(struct request *r, int64_t *since, int *has_since)
 {
-	char buf[16];
-	int found = request_query_param(r, "answer", buf, sizeof(buf));
+	int is_list = query_answer_is_list(r);
 	struct error err;
 
 	*has_since = 0;
-	if (found == 0 || (found > 0 && strcmp(buf, "list") == 0))
-		return 0;
-	if (found < 0 || strcmp(buf, "changed") != 0) {
-		reply_error(r, 400, NULL, "answer must be \"list\" or \"changed\"");
-		return -1;
-	}
+	if (is_list != 0)
+		return is_list > 0 ? 0 : -1;
 	if ((*has_since = query_count(r, "since", INT64_MAX, since, &err)) < 0) {
 		reply_from_error(r, &err);
 		return -1;

@@ -3,8 +3,8 @@
  *  - the status table follows changes made elsewhere (CLI, API, another
  *    browser) through the events long poll, updating cells in place and
  *    never touching what the user is typing or has ticked; at most one
- *    answer with a change a second (PACE_MS); after the first, each
- *    answer carries only the nodes that changed (?answer=changed);
+ *    answer with a change a second (PACE_MS); each answer carries only
+ *    the nodes that changed since the state shown (?answer=changed);
  *  - the "Offline Nodes" form asks before taking the last online node out,
  *    and forms with data-confirm ask before removing things;
  *  - "Expires in" counts down.
