@@ -341,6 +341,7 @@ wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_add(&r->server->n_long_polls, 1);
 	h2o_linklist_insert(&r->worker->waiters, &pd->link);
+	server_tick_arm(r->worker);
 }
 
 static void

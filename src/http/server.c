@@ -44,12 +44,13 @@
 #include "render.h"
 #include "server_internal.h"
 
+/* The tick drives held waits' deadlines and conditions: armed only while
+ * a worker holds one, or stops, so that an idle worker sleeps. */
 #define TICK_MS 250
-/* The longest one loop wait may last; the tick (TICK_MS, always armed)
- * wakes a worker sooner, and server_stop wakes every worker at once.
- * Snapshot reclamation needs no wake-up: workers wait offline
- * (worker_main). */
-#define LOOP_MAX_WAIT_MS 1000
+/* The longest one loop wait may last: every timer and message wakes a
+ * worker sooner, and server_stop wakes every worker at once. Snapshot
+ * reclamation needs no wake-up: workers wait offline (worker_main). */
+#define LOOP_MAX_WAIT_MS 10000
 #define STOP_GRACE_MS 10000
 #define SWEEP_EVERY_MS 10000
 #define ACCEPT_PAUSE_MS 100         /* listeners unpolled after running out of fds */
@@ -88,11 +89,24 @@ on_tick(h2o_timeout_entry_t *entry)
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
 
 	request_waiters_check(w);
-	if (w->id == 1 && time_now_ms() >= w->next_sweep_at) {
-		observe_sweep(w->server->observe, time_now_ms());
-		w->next_sweep_at = time_now_ms() + SWEEP_EVERY_MS;
-	}
-	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
+	if (!h2o_linklist_is_empty(&w->waiters) || atomic_load(&w->server->is_stopping))
+		server_tick_arm(w);
+}
+
+void
+server_tick_arm(struct worker *w)
+{
+	if (!h2o_timeout_is_linked(&w->tick))
+		h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
+}
+
+static void
+on_sweep(h2o_timeout_entry_t *entry)
+{
+	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, sweep, entry);
+
+	observe_sweep(w->server->observe, time_now_ms());
+	h2o_timeout_link(w->ctx.loop, &w->sweep_timeout, &w->sweep);
 }
 
 /* --- requests ---------------------------------------------------------- */
@@ -639,7 +653,10 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_multithread_register_receiver(w->ctx.queue, &w->make_room_receiver, on_make_room);
 	h2o_timeout_init(w->ctx.loop, &w->tick_timeout, TICK_MS);
 	w->tick.cb = on_tick;
-	h2o_timeout_link(w->ctx.loop, &w->tick_timeout, &w->tick);
+	h2o_timeout_init(w->ctx.loop, &w->sweep_timeout, SWEEP_EVERY_MS);
+	w->sweep.cb = on_sweep;
+	if (w->id == 1)
+		h2o_timeout_link(w->ctx.loop, &w->sweep_timeout, &w->sweep);
 	w->reader_id = engine_reader_register(s->engine);
 	w->n_listeners = !worker_is_accepting(s, w)      ? 0
 	                 : w->is_metrics || w->is_consul ? 1
@@ -735,6 +752,7 @@ worker_main(void *arg)
 			stop_deadline = time_now_ms() + STOP_GRACE_MS;
 			listeners_close(w);
 			request_waiters_check(w);
+			server_tick_arm(w); /* the grace's deadline is checked at each tick */
 		}
 		if ((w->n_pending == 0 && atomic_load(&w->n_handoffs_due) == 0) ||
 		    time_now_ms() > stop_deadline)

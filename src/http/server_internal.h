@@ -37,14 +37,15 @@ struct worker {
 	h2o_multithread_message_t change_message;   /* at most one in flight */
 	_Atomic int is_change_pending;
 	h2o_linklist_t waiters;     /* long polls and delays */
-	h2o_timeout_t tick_timeout; /* drives waiter deadlines */
+	h2o_timeout_t tick_timeout; /* drives waiter deadlines (server_tick_arm) */
 	h2o_timeout_entry_t tick;
+	h2o_timeout_t sweep_timeout; /* worker 1: observed probes forgotten */
+	h2o_timeout_entry_t sweep;
 	h2o_timeout_t accept_pause_timeout; /* out of descriptors: listeners */
 	h2o_timeout_entry_t accept_resume;  /* stop polling for a while */
 	int64_t fd_warned_at;               /* ms of the last such warning */
 	size_t n_pending;                   /* jobs and waits not answered yet */
 	struct agent *agent;                /* worker 0 only, with --agent-listen */
-	int64_t next_sweep_at;              /* worker 0: when to sweep observed probes */
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
 	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
@@ -180,6 +181,9 @@ void auth_state_free(struct auth_state *a);
 /* Fires w's waiters that are due: changed clusters, deadlines, or all of
  * them when the daemon stops (w's loop: on a change message and its tick). */
 void request_waiters_check(struct worker *w);
+/* Arms w's tick unless it is: while w holds waits (on_tick arms it again
+ * while any is left) or stops. */
+void server_tick_arm(struct worker *w);
 /* w->done_receiver's handler: jobs the engine finished, answered. */
 void request_jobs_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 /* w->change_receiver's handler: the model changed. */

@@ -105,6 +105,9 @@ static struct {
 	 * exchange under way: freed at the next collect */
 	char *in_flight[2 * SHARE_SESSIONS_MAX];
 	size_t n_in_flight;
+	/* a slot may be SHARE_TO_SEND or SHARE_SENDING: until a collect
+	 * finds none, each one walks the slots */
+	int may_send;
 } sessions;
 static pthread_mutex_t sessions_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -304,6 +307,7 @@ session_create(enum session_kind kind, const char *user, const unsigned char *ta
 		s->expires_at = now + SESSION_TTL_MS;
 		s->kind = kind;
 		s->share = SHARE_TO_SEND;
+		sessions.may_send = 1;
 		if (kind != SESSION_PASSWORD) {
 			snprintf(s->who, sizeof(s->who), "%s", who);
 			snprintf(s->name, sizeof(s->name), "%s", user);
@@ -421,7 +425,7 @@ share_collect(void *arg, struct session_record *added, size_t *n_added,
 	for (i = 0; i < sessions.n_in_flight; i++)
 		free(sessions.in_flight[i]);
 	sessions.n_in_flight = 0;
-	for (i = 0; i < SESSION_SLOTS; i++) {
+	for (i = 0; i < SESSION_SLOTS && sessions.may_send; i++) {
 		struct session *s = &sessions.slots[i];
 		if (s->share == SHARE_SENDING) /* the last exchange failed */
 			s->share = SHARE_TO_SEND;
@@ -431,6 +435,9 @@ share_collect(void *arg, struct session_record *added, size_t *n_added,
 		record_of(s, &added[(*n_added)++]);
 		s->share = SHARE_SENDING;
 	}
+	/* those collected now are walked again at the next collect: sent,
+	 * or back to be sent if this exchange fails */
+	sessions.may_send = *n_added > 0;
 	memcpy(ended, sessions.ended, sessions.n_ended * sizeof(*ended));
 	*n_ended = sessions.n_ended;
 	pthread_mutex_unlock(&sessions_lock);

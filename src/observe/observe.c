@@ -86,6 +86,15 @@ struct observe {
 	struct answer_counts counted[OBSERVE_CLUSTERS_MAX];
 	_Atomic uint64_t n_uncounted;
 	_Atomic uint64_t report_gen; /* bumped to report every client again */
+	/* Answers recorded for clients: a report falls due only with one
+	 * (or with report_gen), so a collect that finds both as the last
+	 * complete one left them has nothing to walk for. Those two are the
+	 * collecting thread's own. */
+	_Atomic uint64_t n_recorded;
+	uint64_t collected_recorded, collected_gen;
+	_Atomic int is_collect_armed; /* call collect_wake at the next answer */
+	void (*collect_wake)(void *arg);
+	void *collect_wake_arg;
 	pthread_mutex_t remote_lock; /* guards the two below */
 	struct probe_report *remote; /* sorted by cluster, node */
 	size_t n_remote;
@@ -423,7 +432,7 @@ observe_answer_probe(struct observe *o, const char *cluster, const struct node *
 	pthread_mutex_t *lock = lock_for(o, hash);
 	enum observe_answer a;
 	struct entry *e;
-	struct client *c;
+	struct client *c = NULL;
 	char ua[OBSERVE_USER_AGENT_MAX + 1];
 
 	/* Outside the lock: what is stored and compared is the User-Agent as
@@ -435,10 +444,12 @@ observe_answer_probe(struct observe *o, const char *cluster, const struct node *
 	e = entry_get(o, hash, cluster, n->name, len);
 	a = answer_for(n, e != NULL && e->has_check && !e->check.is_up);
 	if (e != NULL &&
-	    (c = client_slot(e, client, client->user_agent != NULL ? ua : NULL, now)) != NULL)
+	    (c = client_slot(e, client, client->user_agent != NULL ? ua : NULL, now)) != NULL) {
 		client_record(c, client, client->user_agent != NULL ? ua : NULL, a, n->changed_at,
 		              now);
-	else if (e != NULL && client->lb != NULL) {
+		atomic_fetch_add(&o->n_recorded,
+		                 1); /* under the lock: see observe_collect_reports */
+	} else if (e != NULL && client->lb != NULL) {
 		e->n_untracked_lbs++;
 		e->untracked_lbs_at = now;
 	} else if (e != NULL) {
@@ -448,6 +459,9 @@ observe_answer_probe(struct observe *o, const char *cluster, const struct node *
 	if (e != NULL)
 		e->seq++;
 	pthread_mutex_unlock(lock);
+	if (c != NULL && atomic_load(&o->is_collect_armed) &&
+	    atomic_exchange(&o->is_collect_armed, 0))
+		o->collect_wake(o->collect_wake_arg);
 	answer_count(o, cluster, a);
 	if (atomic_load_explicit(&o->watchers, memory_order_relaxed) > 0 && o->notify != NULL)
 		o->notify(o->notify_arg);
@@ -676,9 +690,14 @@ size_t
 observe_collect_reports(struct observe *o, const char *daemon, int64_t now,
                         struct probe_report *out, size_t max)
 {
-	uint64_t gen = atomic_load(&o->report_gen);
+	uint64_t gen = atomic_load(&o->report_gen), recorded = atomic_load(&o->n_recorded);
 	size_t b, i, n = 0;
 
+	/* An answer recorded after the load above is counted after it too,
+	 * so the next collect walks; one counted before it was recorded
+	 * under its bucket's lock, which this walk takes after. */
+	if (recorded == o->collected_recorded && gen == o->collected_gen)
+		return 0;
 	for (b = 0; b < BUCKETS && n < max; b++) {
 		pthread_mutex_t *lock = &o->locks[b % STRIPES];
 		struct entry *e;
@@ -715,6 +734,10 @@ observe_collect_reports(struct observe *o, const char *daemon, int64_t now,
 		}
 		pthread_mutex_unlock(lock);
 	}
+	if (n < max) { /* complete: everything due until now is in out */
+		o->collected_recorded = recorded;
+		o->collected_gen = gen;
+	}
 	return n;
 }
 
@@ -722,6 +745,29 @@ void
 observe_report_again(struct observe *o)
 {
 	atomic_fetch_add(&o->report_gen, 1);
+}
+
+int
+observe_collect_arm(struct observe *o)
+{
+	if (o->collect_wake == NULL)
+		return 0;
+	/* Armed before the counts are read: an answer counted after the
+	 * read finds it armed (both sequentially consistent). */
+	atomic_store(&o->is_collect_armed, 1);
+	if (atomic_load(&o->n_recorded) != o->collected_recorded ||
+	    atomic_load(&o->report_gen) != o->collected_gen) {
+		atomic_store(&o->is_collect_armed, 0);
+		return 0;
+	}
+	return 1;
+}
+
+void
+observe_set_collect_wake(struct observe *o, void (*fn)(void *arg), void *arg)
+{
+	o->collect_wake = fn;
+	o->collect_wake_arg = arg;
 }
 
 int

@@ -223,6 +223,14 @@ size_t observe_collect_reports(struct observe *o, const char *daemon, int64_t no
                                struct probe_report *out, size_t max);
 /* The last reports could not be delivered: report every client again. */
 void observe_report_again(struct observe *o);
+/* The collector may sleep until there is something to collect. Returns 0
+ * when there may be already (answers recorded since the last complete
+ * collect, or observe_report_again), else 1 and arms the function set
+ * with observe_set_collect_wake: called once, from the thread of the
+ * next answer recorded, no lock held. Set the function once, before
+ * probes; call both from the collecting thread. */
+int observe_collect_arm(struct observe *o);
+void observe_set_collect_wake(struct observe *o, void (*fn)(void *arg), void *arg);
 /* Replaces what other daemons reported (rows from the store; observe
  * takes the malloc'd array, which it sorts). observe_node_view merges
  * them with this daemon's clients. */

@@ -27,13 +27,15 @@ struct share {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int is_stopping; /* under lock */
+	int is_woken;    /* under lock: an answer was recorded (share_wake) */
 	struct probe_report batch[SHARE_BATCH_MAX];
 	struct share_session_hooks sessions;
 	int has_sessions;
 	struct session_record added[SHARE_SESSIONS_MAX], ended[SHARE_SESSIONS_MAX];
 };
 
-/* Waits ms or until stopped; 1 when stopping. */
+/* Waits ms, or until an answer is recorded (when armed, share_nap) or
+ * the thread is stopped; 1 when stopping. */
 static int
 share_sleep(struct share *s, int64_t ms)
 {
@@ -44,11 +46,40 @@ share_sleep(struct share *s, int64_t ms)
 	ts.tv_sec = until / 1000;
 	ts.tv_nsec = (until % 1000) * 1000000;
 	pthread_mutex_lock(&s->lock);
-	if (!s->is_stopping)
-		pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+	while (!s->is_stopping && !s->is_woken &&
+	       pthread_cond_timedwait(&s->wake, &s->lock, &ts) == 0)
+		;
+	s->is_woken = 0;
 	is_stopping = s->is_stopping;
 	pthread_mutex_unlock(&s->lock);
 	return is_stopping;
+}
+
+/* From a probe's thread: the first answer recorded while the share
+ * thread naps. */
+static void
+share_wake(void *arg)
+{
+	struct share *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	s->is_woken = 1;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* How long to sleep before the next round: SHARE_INTERVAL_MS while
+ * answers come in (or reports wait), else until the next read or
+ * heartbeat is due, woken by the next answer recorded: a quiet daemon
+ * wakes once per read, not every SHARE_INTERVAL_MS. */
+static int64_t
+share_nap(struct share *s, int64_t next_read, int64_t next_beat)
+{
+	int64_t due = next_read < next_beat ? next_read : next_beat, left = due - time_now_ms();
+
+	if (left <= SHARE_INTERVAL_MS || !observe_collect_arm(s->observe))
+		return SHARE_INTERVAL_MS;
+	return left;
 }
 
 static void *
@@ -60,7 +91,7 @@ share_thread(void *arg)
 	int64_t now, next_read = 0, next_beat = 0, read_every = SHARE_READ_MS;
 	int was_failing = 0;
 
-	while (!share_sleep(s, SHARE_INTERVAL_MS)) {
+	while (!share_sleep(s, share_nap(s, next_read, next_beat))) {
 		now = time_now_ms();
 		memset(&p, 0, sizeof(p));
 		p.daemon = s->daemon;
@@ -152,6 +183,7 @@ share_start(struct engine *e, struct observe *o, const struct daemon_record *me,
 	pthread_mutex_init(&s->fleet_lock, NULL);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->wake, NULL);
+	observe_set_collect_wake(o, share_wake, s);
 	if (pthread_create(&s->thread, NULL, share_thread, s) != 0) {
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->wake);

@@ -3,7 +3,9 @@
  * PostgreSQL store, so that `wait` and `rollout` see every load balancer
  * of a node whichever daemon they ask.
  *
- * A thread of its own, every SHARE_INTERVAL_MS: it collects the reports
+ * A thread of its own, every SHARE_INTERVAL_MS while answers come in
+ * (a quiet daemon's sleeps until its next read or heartbeat, woken by
+ * the next answer recorded, from the probe's thread): it collects the reports
  * due in observe.c (a change of answer at once, the first answers after
  * a status change, otherwise a refresh every few seconds: never one write
  * per probe), hands them to the engine's store (engine_share_probes: on
@@ -69,7 +71,8 @@ struct share_fleet {
 };
 /* Copies the last fleet read into *f (the caller frees f->daemons). */
 void share_fleet(struct share *s, struct share_fleet *f);
-/* Stops the thread (within one interval) and frees it. NULL is allowed. */
+/* Stops the thread (at once) and frees it. NULL is allowed. No probe may
+ * be answered through o from then on (stop the server first). */
 void share_stop(struct share *s);
 
 #endif

@@ -5,6 +5,7 @@ with requests in flight (issue 2 point 2).
 """
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -253,3 +254,30 @@ def test_sigterm_answers_write_in_flight(daemon):
     daemon.start()
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     assert daemon.node_states()["web1"][0] == "offline"
+
+
+def thread_wakeups(pid):
+    """The voluntary context switches of every thread of pid, summed:
+    how often its threads went to sleep, so how often they woke."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                total += next(int(line.split()[1]) for line in f
+                              if line.startswith("voluntary_ctxt_switches:"))
+        except (OSError, StopIteration):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def test_an_idle_daemon_sleeps(daemon):
+    """Nothing to do, nothing done: no worker wakes on a timer of its own
+    (the tick runs only while a worker holds a wait), so a fleet of idle
+    daemons costs what their stores' round trips cost, not their
+    threads' ticks (4 a second per worker before)."""
+    daemon.set_nodes(["web1"])
+    time.sleep(1)
+    before = thread_wakeups(daemon.proc.pid)
+    time.sleep(5)
+    woken = thread_wakeups(daemon.proc.pid) - before
+    assert woken <= 12, "an idle daemon's threads woke %d times in 5 s" % woken

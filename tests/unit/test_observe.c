@@ -577,6 +577,94 @@ test_merge_ages_out_what_the_owner_forgot(void **state)
 	observe_free(o);
 }
 
+/* What observe_collect_reports hands to the other daemons, in a
+ * buffer of max reports. */
+static size_t
+collect(struct observe *o, int64_t now, struct probe_report *out, size_t max)
+{
+	return observe_collect_reports(o, "d1", now, out, max);
+}
+
+static void
+test_collect_reports_an_answer_once_and_a_refresh_after_three_seconds(void **state)
+{
+	struct observe *o = observe_new();
+	struct node n = node_with("a", NODE_ONLINE, T0);
+	struct observe_client lb = http_client("10.0.0.1", "lb/1");
+	struct probe_report out[4];
+	int i;
+
+	(void)state;
+	assert_int_equal(collect(o, T0, out, 4), 0);
+	observe_answer_probe(o, "default", &n, &lb, T0 + 1000);
+	assert_int_equal(collect(o, T0 + 1000, out, 4), 1);
+	assert_string_equal(out[0].daemon, "d1");
+	assert_string_equal(out[0].node, "a");
+	assert_int_equal(out[0].last_at, T0 + 1000);
+	assert_int_equal(collect(o, T0 + 1100, out, 4), 0); /* nothing new */
+	/* the first OBSERVE_EAGER_ANSWERS answers after a change: each one */
+	for (i = 2; i <= OBSERVE_EAGER_ANSWERS; i++) {
+		observe_answer_probe(o, "default", &n, &lb, T0 + 1000 + i);
+		assert_int_equal(collect(o, T0 + 1000 + i, out, 4), 1);
+		assert_int_equal(out[0].since_change, i);
+	}
+	/* then a refresh only every OBSERVE_REFRESH_MS */
+	observe_answer_probe(o, "default", &n, &lb, T0 + 2000);
+	assert_int_equal(collect(o, T0 + 2000, out, 4), 0);
+	observe_answer_probe(o, "default", &n, &lb, T0 + 1008 + OBSERVE_REFRESH_MS);
+	assert_int_equal(collect(o, T0 + 1008 + OBSERVE_REFRESH_MS, out, 4), 1);
+	assert_int_equal(out[0].last_at, T0 + 1008 + OBSERVE_REFRESH_MS);
+	/* a changed answer at once */
+	n.status = NODE_DRAIN;
+	n.changed_at = T0 + 5000;
+	observe_answer_probe(o, "default", &n, &lb, T0 + 5001);
+	assert_int_equal(collect(o, T0 + 5001, out, 4), 1);
+	assert_int_equal(out[0].last_answer, OBSERVE_DRAIN);
+	observe_free(o);
+}
+
+static void
+test_collect_leaves_what_does_not_fit_for_the_next_one(void **state)
+{
+	struct observe *o = observe_new();
+	struct observe_client lb = http_client("10.0.0.1", "lb/1");
+	struct probe_report out[4];
+	char name[8];
+	int i;
+
+	(void)state;
+	for (i = 0; i < 6; i++) {
+		struct node n;
+		snprintf(name, sizeof(name), "n%d", i);
+		n = node_with(name, NODE_ONLINE, T0);
+		observe_answer_probe(o, "default", &n, &lb, T0 + 1000);
+	}
+	assert_int_equal(collect(o, T0 + 1000, out, 4), 4);
+	/* no answer recorded since: the rest is still collected */
+	assert_int_equal(collect(o, T0 + 1100, out, 4), 2);
+	assert_int_equal(collect(o, T0 + 1200, out, 4), 0);
+	observe_free(o);
+}
+
+static void
+test_collect_after_report_again_hands_every_client_again(void **state)
+{
+	struct observe *o = observe_new();
+	struct node a = node_with("a", NODE_ONLINE, T0), b = node_with("b", NODE_ONLINE, T0);
+	struct observe_client lb = http_client("10.0.0.1", "lb/1");
+	struct probe_report out[4];
+
+	(void)state;
+	observe_answer_probe(o, "default", &a, &lb, T0 + 1000);
+	observe_answer_probe(o, "default", &b, &lb, T0 + 1000);
+	assert_int_equal(collect(o, T0 + 1000, out, 4), 2);
+	assert_int_equal(collect(o, T0 + 1100, out, 4), 0);
+	observe_report_again(o); /* the exchange failed: nothing reached the store */
+	assert_int_equal(collect(o, T0 + 1200, out, 4), 2);
+	assert_int_equal(collect(o, T0 + 1300, out, 4), 0);
+	observe_free(o);
+}
+
 int
 main(void)
 {
@@ -604,6 +692,9 @@ main(void)
 	    cmocka_unit_test(test_merged_reports_replace_their_earlier_versions),
 	    cmocka_unit_test(test_refreshes_of_reports_held_are_merged_in_place),
 	    cmocka_unit_test(test_merge_ages_out_what_the_owner_forgot),
+	    cmocka_unit_test(test_collect_reports_an_answer_once_and_a_refresh_after_three_seconds),
+	    cmocka_unit_test(test_collect_leaves_what_does_not_fit_for_the_next_one),
+	    cmocka_unit_test(test_collect_after_report_again_hands_every_client_again),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
