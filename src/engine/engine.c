@@ -671,14 +671,18 @@ engine_share_probes(struct engine *e, struct engine_probe_share *p, struct error
 	 * queues ahead of operators' writes. */
 	if (err == NULL)
 		err = &ignored;
-	rc =
-	    store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
-	                       p->want_others, &p->others, &p->n_others, &p->others_are_delta, err);
-	if (rc == 0 && p->me != NULL) {
+	/* The heartbeat first: on PostgreSQL it reads the probes' version
+	 * that the exchange then needs (postgres_fleet.c). */
+	rc = 0;
+	if (p->me != NULL) {
 		p->me->version = atomic_load(&e->version);
 		rc = store_heartbeat(e->store, p->me, &p->fleet, &p->n_fleet, &p->store_version,
 		                     &p->changed_at, err);
 	}
+	if (rc == 0)
+		rc = store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
+		                        p->want_others, &p->others, &p->n_others,
+		                        &p->others_are_delta, err);
 	if (rc == 0 && p->with_sessions)
 		rc = store_share_sessions(e->store, p->sessions_added, p->n_sessions_added,
 		                          p->sessions_ended, p->n_sessions_ended, time_now_ms(),

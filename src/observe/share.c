@@ -89,7 +89,7 @@ share_thread(void *arg)
 	struct engine_probe_share p;
 	struct error err;
 	int64_t now, next_read = 0, next_beat = 0, read_every = SHARE_READ_MS;
-	int was_failing = 0;
+	int was_failing = 0, is_beat_due;
 
 	while (!share_sleep(s, share_nap(s, next_read, next_beat))) {
 		now = time_now_ms();
@@ -102,6 +102,15 @@ share_thread(void *arg)
 		if (p.n_mine > 0 && next_read > now + SHARE_READ_MS) /* busy again */
 			next_read = now + SHARE_READ_MS;
 		p.want_others = now >= next_read;
+		is_beat_due = now >= next_beat;
+		/* A quiet daemon's read and heartbeat share their rounds (on
+		 * PostgreSQL one statement for both): each is taken early when
+		 * the other is due and it would be within half its interval. */
+		if (is_beat_due && now >= next_read - read_every / 2)
+			p.want_others = 1;
+		if (p.want_others && read_every >= SHARE_IDLE_READ_MS &&
+		    now >= next_beat - SHARE_HEARTBEAT_MS / 2)
+			is_beat_due = 1;
 		if (p.want_others && s->has_sessions) {
 			p.with_sessions = 1;
 			s->sessions.collect(s->sessions.arg, s->added, &p.n_sessions_added,
@@ -109,7 +118,7 @@ share_thread(void *arg)
 			p.sessions_added = s->added;
 			p.sessions_ended = s->ended;
 		}
-		if (now >= next_beat) {
+		if (is_beat_due) {
 			s->me.heartbeat_at = now;
 			p.me = &s->me;
 		}

@@ -37,8 +37,12 @@
 
 #define REMOTE_PROBES_PAGE 16384
 #define PG_PROBES_FULL_READ_MS 300000
-#define PG_SESSIONS_EXPIRE_EVERY_MS 10000 /* expired sessions deleted */
-#define PG_PROBES_FORGET_EVERY_MS 10000   /* this daemon's old reports deleted */
+/* Expired sessions (12 h) and this daemon's reports older than
+ * OBSERVE_FORGET_MS (10 min) are deleted once a minute: a reader ages
+ * them out by the same rules meanwhile, so a quiet daemon spares the
+ * statements. */
+#define PG_SESSIONS_EXPIRE_EVERY_MS 60000
+#define PG_PROBES_FORGET_EVERY_MS 60000
 
 static void
 copy_text(char *dst, size_t size, const char *src)
@@ -174,9 +178,14 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	int is_changed = job->n_mine > 0, is_read_due = 0, is_forget_due;
 
 	pg_i64_text(job->forget_before, before, sizeof(before));
+	if (job->want_others && db->has_beat_probes_version) {
+		version = db->beat_probes_version; /* read by this round's heartbeat */
+	} else if (job->want_others && read_probes_version(db, &version, err) != 0) {
+		db->has_beat_probes_version = 0;
+		return -1;
+	}
+	db->has_beat_probes_version = 0;
 	if (job->want_others) {
-		if (read_probes_version(db, &version, err) != 0)
-			return -1;
 		db->fleet_version = version;
 		job->is_delta = db->probes_full_read_at != 0 &&
 		                now - db->probes_full_read_at < PG_PROBES_FULL_READ_MS;
@@ -184,7 +193,7 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	}
 	is_forget_due = now - db->probes_forgot_at >= PG_PROBES_FORGET_EVERY_MS;
 	if (job->n_mine == 0 && !is_read_due && !is_forget_due)
-		return 0; /* the usual idle round: one statement */
+		return 0; /* the usual idle round: no statement (the heartbeat read the version) */
 	if (pg_side_exec(db, "BEGIN", 0, NULL, NULL, "start sharing observed probes", err) != 0)
 		return -1;
 	if (job->n_mine > 0) {
@@ -259,8 +268,11 @@ struct heartbeat_job {
 };
 
 /* One statement: this daemon's row is upserted and every row read back
- * with the store version (the upserted row from RETURNING, as the same
- * statement's snapshot does not see it). */
+ * with the store version and probes_version (the upserted row from
+ * RETURNING, as the same statement's snapshot does not see it). It is
+ * the watch thread's version check too (pg_watch_version_read), and the
+ * probes exchange of the same round takes probes_version from it: a
+ * quiet daemon makes one statement every 2 s. */
 static const char heartbeat_sql[] =
     "WITH me AS (INSERT INTO daemons (id, host, listen, version, started_at, heartbeat_at) "
     "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET "
@@ -268,9 +280,11 @@ static const char heartbeat_sql[] =
     "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at "
     "RETURNING id, host, listen, version, started_at, heartbeat_at) "
     "SELECT d.id, d.host, d.listen, d.version, d.started_at, d.heartbeat_at, "
-    "v.version, v.changed_at FROM (SELECT id, host, listen, version, started_at, heartbeat_at "
+    "v.version, v.changed_at, pv.version FROM (SELECT id, host, listen, version, started_at, "
+    "heartbeat_at "
     "FROM daemons WHERE id <> $1 UNION ALL SELECT * FROM me) d "
-    "LEFT JOIN store_version v ON v.id = 1 ORDER BY d.id COLLATE \"C\"";
+    "LEFT JOIN store_version v ON v.id = 1 LEFT JOIN probes_version pv ON pv.id = 1 "
+    "ORDER BY d.id COLLATE \"C\"";
 
 static int
 heartbeat_job(struct pg_store *db, void *arg, struct error *err)
@@ -281,11 +295,16 @@ heartbeat_job(struct pg_store *db, void *arg, struct error *err)
 	const char *p[6] = {me->id, me->host, me->listen, version, started, beat};
 	PGresult *res = NULL;
 	size_t i, n;
+	int64_t sent = pg_monotonic_ms();
+	int rc;
 
 	pg_i64_text(me->version, version, sizeof(version));
 	pg_i64_text(me->started_at, started, sizeof(started));
 	pg_i64_text(me->heartbeat_at, beat, sizeof(beat));
-	if (pg_side_exec(db, heartbeat_sql, 6, p, &res, "register this daemon", err) != 0)
+	atomic_store(&db->check_started, sent); /* as the watch's check: health sees it */
+	rc = pg_side_exec(db, heartbeat_sql, 6, p, &res, "register this daemon", err);
+	atomic_store(&db->check_started, 0);
+	if (rc != 0)
 		return -1;
 	n = (size_t)PQntuples(res);
 	job->all = xcalloc(n > 0 ? n : 1, sizeof(*job->all));
@@ -301,6 +320,12 @@ heartbeat_job(struct pg_store *db, void *arg, struct error *err)
 	job->n_all = n;
 	job->store_version = n > 0 ? pg_value_i64(res, 0, 6) : 0;
 	job->changed_at = n > 0 ? pg_value_i64(res, 0, 7) : 0;
+	/* n is at least 1 (this daemon's row) when the store is whole */
+	if (n > 0 && !PQgetisnull(res, 0, 6) && !PQgetisnull(res, 0, 8)) {
+		db->beat_probes_version = pg_value_i64(res, 0, 8);
+		db->has_beat_probes_version = 1;
+		pg_watch_version_read(db, sent, job->store_version);
+	}
 	PQclear(res);
 	return 0;
 }

@@ -98,6 +98,14 @@ struct pg_store {
 	 * to the sessions bumps it too, so an idle round reads no sessions */
 	int64_t fleet_version;
 	int64_t sessions_seen_version;
+	/* The heartbeat reads probes_version too: the probes exchange that
+	 * follows it in the same round (engine_share_probes) takes it from
+	 * there instead of a statement of its own. */
+	int has_beat_probes_version;
+	int64_t beat_probes_version;
+	/* monotonic ms the store's version was last read on the listening
+	 * connection (its periodic check, or a heartbeat) */
+	int64_t version_read_at;
 };
 
 /* postgres.c */
@@ -118,6 +126,12 @@ void pg_rollback_quietly(struct pg_store *db);
 int pg_ensure_connected(struct pg_store *db, struct error *err);
 int pg_parse_i64(const char *s, int64_t *out);
 void pg_i64_text(int64_t v, char *buf, size_t size);
+
+/* postgres_watch.c: on the watch thread, the store's version was read
+ * on the listening connection (started: monotonic ms the statement was
+ * sent): the database answers, its round trip is measured, the engine
+ * applies a newer version, and the periodic check waits. */
+void pg_watch_version_read(struct pg_store *db, int64_t started, int64_t version);
 
 /* postgres_conn.c */
 void pg_session_settings(char *out, size_t size, int is_local);

@@ -39,7 +39,10 @@
 #include "../util/timefmt.h"
 #include "postgres_internal.h"
 
-#define WATCH_CHECK_MS 2000 /* the periodic version check */
+/* The periodic version check, when nothing else on the connection read
+ * the version for that long: a share thread's heartbeat (every 2 s)
+ * reads it too, so a daemon's check rarely needs a statement of its own. */
+#define WATCH_CHECK_MS 3000
 #define BACKOFF_MIN_MS 100  /* first reconnection delay */
 #define BACKOFF_MAX_MS 5000 /* cap of the reconnection delay */
 #define WATCH_CUTS_MAX 3    /* answered-then-cut attempts before an outage */
@@ -108,10 +111,32 @@ watch_read_version(struct pg_store *db, int64_t *version)
 	if (res != NULL && PQntuples(res) == 1 &&
 	    pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0) {
 		atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
+		db->version_read_at = pg_monotonic_ms();
 		rc = 0;
 	}
 	PQclear(res);
 	return rc;
+}
+
+/* The version was read: the database answers, and the engine applies a
+ * newer version. */
+static void
+watch_version_seen(struct pg_store *db, int64_t version)
+{
+	if (!atomic_load(&db->is_up)) {
+		/* The main connection failed, yet the database answers. */
+		pg_mark_up(db);
+		db->watcher.on_state(db->watcher.arg, 1);
+	}
+	db->watcher.on_version(db->watcher.arg, version);
+}
+
+void
+pg_watch_version_read(struct pg_store *db, int64_t started, int64_t version)
+{
+	atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
+	db->version_read_at = pg_monotonic_ms();
+	watch_version_seen(db, version);
 }
 
 static void
@@ -352,7 +377,7 @@ watch_thread(void *arg)
 {
 	struct pg_store *db = arg;
 	struct pollfd p[3];
-	int64_t version, next_check = 0, left;
+	int64_t version, left;
 	int attempt = 0;
 
 	while (!atomic_load(&db->is_stopping)) {
@@ -402,12 +427,11 @@ watch_thread(void *arg)
 				db->watcher.on_state(db->watcher.arg, 1);
 			}
 			db->watcher.on_version(db->watcher.arg, version);
-			next_check = time_now_ms() + WATCH_CHECK_MS;
 		}
 		p[0] = (struct pollfd){.fd = PQsocket(db->listen_conn), .events = POLLIN};
 		p[1] = (struct pollfd){.fd = db->wake_fd, .events = POLLIN};
 		p[2] = (struct pollfd){.fd = db->side_fd, .events = POLLIN};
-		left = next_check - time_now_ms();
+		left = db->version_read_at + WATCH_CHECK_MS - pg_monotonic_ms();
 		if (poll(p, 3, left > 0 ? (int)left : 0) < 0 && errno != EINTR)
 			continue;
 		if (p[1].revents != 0)
@@ -423,7 +447,7 @@ watch_thread(void *arg)
 			side_serve(db);
 		if (db->listen_conn == NULL)
 			continue;
-		if (time_now_ms() >= next_check) {
+		if (pg_monotonic_ms() >= db->version_read_at + WATCH_CHECK_MS) {
 			if (watch_read_version(db, &version) != 0) {
 				/* A connection that broke under the check (a terminated
 				 * backend) is replaced at once, as a lost one; a check
@@ -436,15 +460,9 @@ watch_thread(void *arg)
 					watch_went_down(db, "the periodic version check failed");
 				continue;
 			}
-			if (!atomic_load(&db->is_up)) {
-				/* The main connection failed, yet the database answers. */
-				pg_mark_up(db);
-				db->watcher.on_state(db->watcher.arg, 1);
-			}
-			db->watcher.on_version(db->watcher.arg, version);
+			watch_version_seen(db, version);
 			if (watch_consume(db) != 0)
 				watch_disconnect(db);
-			next_check = time_now_ms() + WATCH_CHECK_MS;
 		}
 	}
 	side_close(db);

@@ -9,6 +9,7 @@ daemons; every wait is bounded.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -892,3 +893,26 @@ def test_daemons_creating_the_first_admin_together_show_only_the_stored_password
         for d in ds:
             d.close()
 
+
+
+def test_a_quiet_daemon_on_postgres_sleeps_between_its_rounds(fleet, pg_server, pg_url):
+    """A quiet daemon on PostgreSQL makes one statement every 2 s, its
+    heartbeat: it carries the watch thread's version check and the
+    probes' version (three statements before), and no thread wakes on a
+    timer of its own in between (about 110 wake-ups in 5 s before the
+    ticks went, 50 before the heartbeat carried the rest, 30 now)."""
+    from test_serve import thread_wakeups
+
+    db = pg_url.split("?")[0].rsplit("/", 1)[1]
+    pg_server.psql("ALTER DATABASE \"%s\" SET log_statement = 'all'" % db)
+    (a,) = fleet(pg_url)
+    a.set_nodes(["web1"])
+    time.sleep(5)  # the fleet's reads slow down to their idle pace
+    mark, before = os.path.getsize(pg_server.logfile), thread_wakeups(a.proc.pid)
+    time.sleep(6)
+    woken = thread_wakeups(a.proc.pid) - before
+    statements = re.findall(r"LOG:  (?:statement|execute [^:]*): (.{0,60})",
+                            pg_server._log(mark))
+    assert len(statements) <= 4, "a quiet daemon's statements in 6 s: %s" % statements
+    assert all(s.startswith("WITH me AS") for s in statements), statements
+    assert woken <= 60, "a quiet daemon's threads woke %d times in 6 s" % woken
