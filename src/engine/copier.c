@@ -10,10 +10,18 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../store/store.h"
 #include "../util/log.h"
+#include "../util/timefmt.h"
 #include "engine_internal.h"
+
+/* At most one save every COPY_EVERY_MS: the changes meanwhile, a
+ * burst or the fleet's, become one save (and one fsync). A stop saves
+ * what is due at once; a crash loses at most this much of the copy,
+ * which PostgreSQL holds anyway. */
+#define COPY_EVERY_MS 500
 
 /* The local state copy is written by a thread of its own (the copier),
  * so that neither an acknowledged write nor a change from another daemon
@@ -21,9 +29,9 @@
  * reader, saves the difference between what it wrote last and the
  * current snapshot, with its version; a burst of changes becomes one
  * save. A copy that failed once is reloaded first, so the difference is
- * taken from what it really holds. */
+ * taken from what it really holds. Takes now: it becomes *written. */
 static void
-save_copy(struct engine *e, struct model **written, const struct model *now, int64_t version)
+save_copy(struct engine *e, struct model **written, struct model *now, int64_t version)
 {
 	struct model *held = NULL;
 	const struct model *before = *written;
@@ -39,13 +47,27 @@ save_copy(struct engine *e, struct model **written, const struct model *now, int
 	e->is_copy_stale = 0;
 	model_free(held);
 	model_free(*written);
-	*written = model_copy(now);
+	*written = now;
 	return;
 bad:
 	if (!e->is_copy_stale)
 		log_kv(LOG_ERROR, "cannot update the local state copy", "error", err.what, NULL);
 	e->is_copy_stale = 1;
 	model_free(held);
+	model_free(now);
+}
+
+/* Waits COPY_EVERY_MS after a save, or until the engine stops. */
+static void
+copier_pace(struct engine *e)
+{
+	int64_t until = time_now_ms() + COPY_EVERY_MS;
+	struct timespec ts = {until / 1000, (until % 1000) * 1000000};
+
+	pthread_mutex_lock(&e->lock);
+	while (!e->is_copier_stopping && pthread_cond_timedwait(&e->copy_wake, &e->lock, &ts) == 0)
+		;
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* The current snapshot copied with its version, as one pair: publish
@@ -90,7 +112,7 @@ engine_copier_main(void *arg)
 		now = copy_current(e, &version);
 		engine_reader_offline(e, reader_id);
 		save_copy(e, &written, now, version);
-		model_free(now);
+		copier_pace(e);
 	}
 	model_free(written);
 	engine_reader_unregister(e, reader_id);

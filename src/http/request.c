@@ -209,6 +209,7 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 static void
 wait_forget(struct pending_wait *pd)
 {
+	atomic_fetch_sub(&pd->worker->n_waiters, 1);
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
 }
@@ -341,6 +342,10 @@ wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_add(&r->server->n_long_polls, 1);
 	h2o_linklist_insert(&r->worker->waiters, &pd->link);
+	/* Counted before the caller checks the current model again: a
+	 * change published meanwhile either finds the count (its broadcast
+	 * wakes this worker) or is seen by that check. */
+	atomic_fetch_add(&r->worker->n_waiters, 1);
 	server_tick_arm(r->worker);
 }
 
@@ -413,6 +418,9 @@ request_wait_for_change(struct request *r, const char *cluster, int64_t after, i
 		return;
 	}
 	wait_add(r, cluster, after, wait_ms, then);
+	c = model_find_cluster(engine_snapshot(r->server->engine), cluster);
+	if (c == NULL || c->version > after) /* published since the check */
+		request_waiters_check(r->worker);
 }
 
 void
@@ -466,6 +474,8 @@ request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms, re
 	}
 	wait_add(r, "", 0, wait_ms, then);
 	r->wait->is_due = is_due;
+	if (is_due(r)) /* published since the check */
+		request_waiters_check(r->worker);
 }
 
 void
@@ -523,6 +533,10 @@ request_broadcast_change(void *arg, const struct model *m)
 	(void)m;
 	for (i = 0; i < s->n_workers; i++) {
 		struct worker *w = &s->workers[i];
+		/* A worker without waits has nothing to do with the change
+		 * (a probe reads the current model anyway): left asleep. */
+		if (atomic_load(&w->n_waiters) == 0 && !atomic_load(&s->is_stopping))
+			continue;
 		if (atomic_exchange(&w->is_change_pending, 1) == 0)
 			h2o_multithread_send_message(&w->change_receiver, &w->change_message);
 	}

@@ -36,6 +36,7 @@ struct worker {
 	h2o_multithread_receiver_t change_receiver; /* the model changed */
 	h2o_multithread_message_t change_message;   /* at most one in flight */
 	_Atomic int is_change_pending;
+	_Atomic int n_waiters;      /* on waiters: a change wakes only a worker with one */
 	h2o_linklist_t waiters;     /* long polls and delays */
 	h2o_timeout_t tick_timeout; /* drives waiter deadlines (server_tick_arm) */
 	h2o_timeout_entry_t tick;
