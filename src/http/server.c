@@ -180,6 +180,32 @@ worker_request_begin(struct request *r, h2o_req_t *req)
 	return w;
 }
 
+/* The pool's destructor of a counted response (response_count). */
+static void
+response_done(void *p)
+{
+	struct worker *w = *(struct worker **)p;
+
+	w->n_responding--;
+}
+
+/* A response of a general worker is counted until h2o disposes of its
+ * request, once the last byte is written (or the client went), so that
+ * a stopping worker ends only when what it answered is out: an answer
+ * larger than the socket's buffer is still being written after its
+ * handler returned. The probe worker's answers fit in any buffer. */
+static void
+response_count(struct worker *w, h2o_req_t *req)
+{
+	struct worker **slot;
+
+	if (w->is_probe)
+		return;
+	slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), response_done);
+	*slot = w;
+	w->n_responding++;
+}
+
 static int
 on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -187,6 +213,7 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 	struct worker *w = worker_request_begin(&r, req);
 
 	(void)self;
+	response_count(w, req);
 	r.server_default_node = w->server->opts.default_node;
 	if (server_is_probe(w->server, req->method, r.path)) {
 		atomic_fetch_add_explicit(&w->n_probes, 1, memory_order_relaxed);
@@ -207,7 +234,7 @@ on_metrics_req(h2o_handler_t *self, h2o_req_t *req)
 	struct request r;
 
 	(void)self;
-	worker_request_begin(&r, req);
+	response_count(worker_request_begin(&r, req), req);
 	if (!h2o_memis(r.path.base, r.path.len, H2O_STRLIT("/metrics")))
 		return -1;   /* /metrics/x: not ours */
 	router_dispatch(&r); /* which knows the worker serves /metrics alone */
@@ -222,7 +249,7 @@ on_consul_req(h2o_handler_t *self, h2o_req_t *req)
 	struct request r;
 
 	(void)self;
-	worker_request_begin(&r, req);
+	response_count(worker_request_begin(&r, req), req);
 	router_dispatch(&r);
 	return 0;
 }
@@ -754,7 +781,8 @@ worker_main(void *arg)
 			request_waiters_check(w);
 			server_tick_arm(w); /* the grace's deadline is checked at each tick */
 		}
-		if ((w->n_pending == 0 && atomic_load(&w->n_handoffs_due) == 0) ||
+		if ((w->n_pending == 0 && atomic_load(&w->n_handoffs_due) == 0 &&
+		     w->n_responding == 0) ||
 		    time_now_ms() > stop_deadline)
 			break;
 	}

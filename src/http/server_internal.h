@@ -46,6 +46,7 @@ struct worker {
 	h2o_timeout_entry_t accept_resume;  /* stop polling for a while */
 	int64_t fd_warned_at;               /* ms of the last such warning */
 	size_t n_pending;                   /* jobs and waits not answered yet */
+	size_t n_responding;                /* answers not written out yet (server.c) */
 	struct agent *agent;                /* worker 0 only, with --agent-listen */
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;

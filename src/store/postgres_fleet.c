@@ -36,6 +36,7 @@
 #include "postgres_internal.h"
 
 #define REMOTE_PROBES_PAGE 16384
+#define BEAT_VERSION_FRESH_MS 1000 /* the heartbeat's probes_version, for the same round */
 #define PG_PROBES_FULL_READ_MS 300000
 /* Expired sessions (12 h) and this daemon's reports older than
  * OBSERVE_FORGET_MS (10 min) are deleted once a minute: a reader ages
@@ -178,8 +179,11 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	int is_changed = job->n_mine > 0, is_read_due = 0, is_forget_due;
 
 	pg_i64_text(job->forget_before, before, sizeof(before));
-	if (job->want_others && db->has_beat_probes_version) {
-		version = db->beat_probes_version; /* read by this round's heartbeat */
+	/* Read by this round's heartbeat: not one of a round whose exchange
+	 * never ran (its call failed), which would be stale by now. */
+	if (job->want_others && db->has_beat_probes_version &&
+	    now - db->beat_probes_version_at < BEAT_VERSION_FRESH_MS) {
+		version = db->beat_probes_version;
 	} else if (job->want_others && read_probes_version(db, &version, err) != 0) {
 		db->has_beat_probes_version = 0;
 		return -1;
@@ -323,6 +327,7 @@ heartbeat_job(struct pg_store *db, void *arg, struct error *err)
 	/* n is at least 1 (this daemon's row) when the store is whole */
 	if (n > 0 && !PQgetisnull(res, 0, 6) && !PQgetisnull(res, 0, 8)) {
 		db->beat_probes_version = pg_value_i64(res, 0, 8);
+		db->beat_probes_version_at = pg_monotonic_ms();
 		db->has_beat_probes_version = 1;
 		pg_watch_version_read(db, sent, job->store_version);
 	}

@@ -103,6 +103,7 @@ struct pg_store {
 	 * there instead of a statement of its own. */
 	int has_beat_probes_version;
 	int64_t beat_probes_version;
+	int64_t beat_probes_version_at; /* monotonic ms */
 	/* monotonic ms the store's version was last read on the listening
 	 * connection (its periodic check, or a heartbeat) */
 	int64_t version_read_at;

@@ -6,6 +6,8 @@ with requests in flight (issue 2 point 2).
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import threading
@@ -281,3 +283,37 @@ def test_an_idle_daemon_sleeps(daemon):
     time.sleep(5)
     woken = thread_wakeups(daemon.proc.pid) - before
     assert woken <= 12, "an idle daemon's threads woke %d times in 5 s" % woken
+
+
+def test_sigterm_lets_a_large_answer_be_read_to_its_end(daemon):
+    """An answer larger than the socket's buffers, still being written
+    when SIGTERM arrives, is written out to its last byte before the
+    daemon exits: here the client reads it only after the signal. (The
+    worker used to end once its handlers were done, cutting it.)"""
+    names = ["web%05d-%s" % (i, "x" * 40) for i in range(3000)]
+    daemon.set_nodes(names)
+    s = socket.socket()
+    # a small segment size and receive buffer: most of the answer waits
+    # in the daemon, not in the kernel
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    with s:
+        s.connect(("127.0.0.1", daemon.port))
+        s.sendall(("GET /v1/clusters/default/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Authorization: Bearer %s\r\nConnection: close\r\n\r\n"
+                   % daemon.admin_token[1]).encode())
+        wait_until_read(daemon, s)
+        time.sleep(0.5)  # rendered, and what fits is in the socket
+        daemon._expected_exit = True
+        daemon.proc.send_signal(signal.SIGTERM)
+        time.sleep(1)  # a worker that ends at once has ended by now
+        answer = read_to_end(s)
+    assert daemon.proc.wait(timeout=15) == 0
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length is not None, head
+    assert len(body) == int(length.group(1)), "%d of %s bytes" % (len(body), length.group(1))
+    assert [n["name"] for n in json.loads(body)["nodes"]] == names
+    daemon.start()
