@@ -94,6 +94,15 @@ watch_run(struct pg_store *db, const char *sql)
 	return res != NULL ? 0 : -1;
 }
 
+/* The version was read by a statement sent at started: its round trip
+ * (health's "slow"), and the periodic check waits from now. */
+static void
+version_read_at(struct pg_store *db, int64_t started)
+{
+	atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
+	db->version_read_at = pg_monotonic_ms();
+}
+
 /* Reads the stored version on the listen connection and measures the
  * round trip (health's "slow"); -1 on error or past the deadline. The
  * start of the check is published meanwhile, so that health sees a check
@@ -110,8 +119,7 @@ watch_read_version(struct pg_store *db, int64_t *version)
 	atomic_store(&db->check_started, 0);
 	if (res != NULL && PQntuples(res) == 1 &&
 	    pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0) {
-		atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
-		db->version_read_at = pg_monotonic_ms();
+		version_read_at(db, started);
 		rc = 0;
 	}
 	PQclear(res);
@@ -124,7 +132,8 @@ static void
 watch_version_seen(struct pg_store *db, int64_t version)
 {
 	if (!atomic_load(&db->is_up)) {
-		/* The main connection failed, yet the database answers. */
+		/* It was marked down (the main connection failed, or this one): it answers again.
+		 */
 		pg_mark_up(db);
 		db->watcher.on_state(db->watcher.arg, 1);
 	}
@@ -134,8 +143,7 @@ watch_version_seen(struct pg_store *db, int64_t version)
 void
 pg_watch_version_read(struct pg_store *db, int64_t started, int64_t version)
 {
-	atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
-	db->version_read_at = pg_monotonic_ms();
+	version_read_at(db, started);
 	watch_version_seen(db, version);
 }
 
@@ -422,11 +430,7 @@ watch_thread(void *arg)
 				continue;
 			}
 			attempt = 0;
-			if (!atomic_load(&db->is_up)) {
-				pg_mark_up(db);
-				db->watcher.on_state(db->watcher.arg, 1);
-			}
-			db->watcher.on_version(db->watcher.arg, version);
+			watch_version_seen(db, version);
 		}
 		p[0] = (struct pollfd){.fd = PQsocket(db->listen_conn), .events = POLLIN};
 		p[1] = (struct pollfd){.fd = db->wake_fd, .events = POLLIN};
