@@ -118,7 +118,8 @@ decide(void *arg, struct model *m, struct audit_log *audit, struct error *err)
  * clients' commands, the TTL clock and start-up alike. */
 static int
 apply_command(struct engine *e, const struct command *c, const struct actor *who,
-              const char *context, int64_t now, struct command_result *res, struct error *err)
+              const char *context, int64_t now, int64_t deadline, struct command_result *res,
+              struct error *err)
 {
 	struct command_result ignored;
 	struct decision d = {c, who, context, now, res != NULL ? res : &ignored};
@@ -128,7 +129,8 @@ apply_command(struct engine *e, const struct command *c, const struct actor *who
 	                        .decide = decide,
 	                        .arg = &d,
 	                        .audit = &audit,
-	                        .idempotency_key = c->idempotency_key};
+	                        .idempotency_key = c->idempotency_key,
+	                        .deadline = deadline};
 	int rc;
 
 	memset(d.result, 0, sizeof(*d.result));
@@ -169,7 +171,7 @@ run_job(struct engine *e, struct engine_job *job)
 	error_clear(&job->err);
 	if (job->is_command) {
 		job->rc = apply_command(e, &job->command, &who, job->who_context, time_now_ms(),
-		                        &job->result, &job->err);
+		                        job->store_deadline, &job->result, &job->err);
 		count_write(e, job->rc, job->result.is_changed, &job->err);
 		if (job->rc == 0 && job->result.is_changed)
 			histogram_observe(&e->write_latency, monotonic_us() - job->queued_at);
@@ -213,7 +215,7 @@ expire_due(struct engine *e, int64_t now)
 	if (due == 0 || due > now)
 		return;
 	command_init(&expire, COMMAND_EXPIRE);
-	rc = apply_command(e, &expire, &ttl, NULL, now, &res, &err);
+	rc = apply_command(e, &expire, &ttl, NULL, now, 0, &res, &err);
 	count_write(e, rc, res.is_changed, &err);
 	if (rc == 0) {
 		e->expiry_retry_at = 0;
@@ -350,12 +352,18 @@ engine_thread(void *arg)
 			break;
 		}
 		pthread_mutex_unlock(&e->lock);
-		if (is_refresh_due || is_resync_due)
-			refresh(e, is_resync_due);
+		/* A queued write goes before a notified reload: it reads what the
+		 * others wrote under the lock anyway (store_write), and its
+		 * deadline runs from when it was queued. After the store came
+		 * back (perhaps another server), everything is read first. */
+		if (is_resync_due)
+			refresh(e, 1);
 		if (job != NULL) {
 			run_job(e, job);
 			job->done(job);
 		}
+		if (is_refresh_due && !is_resync_due)
+			refresh(e, 0);
 		expire_due(e, time_now_ms());
 		engine_reclaim(e);
 		pthread_mutex_lock(&e->lock);
@@ -432,10 +440,10 @@ prepare_store(struct engine *e, struct error *err)
 	/* Adding a cluster that exists (another daemon was first) is a 409
 	 * decided on the stored state: nothing to do. */
 	if (atomic_load(&e->current)->n_clusters == 0 &&
-	    apply_command(e, &add, &daemon, NULL, now, NULL, err) != 0 && err->status != 409)
+	    apply_command(e, &add, &daemon, NULL, now, 0, NULL, err) != 0 && err->status != 409)
 		rc = -1;
 	if (rc == 0)
-		rc = apply_command(e, &expire, &daemon, NULL, now, NULL, err);
+		rc = apply_command(e, &expire, &daemon, NULL, now, 0, NULL, err);
 	command_free(&add);
 	return rc;
 }
@@ -604,6 +612,8 @@ enqueue(struct engine *e, struct engine_job *job)
 	struct engine_job **tail = is_side ? &e->side_tail : &e->tail;
 
 	job->next = NULL;
+	if (!is_side)
+		job->store_deadline = monotonic_us() / 1000 + store_timeout();
 	pthread_mutex_lock(&e->lock);
 	if (*tail != NULL)
 		(*tail)->next = job;

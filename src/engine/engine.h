@@ -121,6 +121,10 @@ struct engine_job {
 	/* engine-private: the queue link */
 	struct engine_job *next;
 	int64_t queued_at; /* monotonic µs, set by engine_submit */
+	/* monotonic ms by which a shared store gives up on the job's write:
+	 * --store-timeout from when it joined the engine thread's queue, so
+	 * that the time spent behind a reload or other writes counts */
+	int64_t store_deadline;
 };
 
 /* Where every committed change's audit entry goes besides the store: the

@@ -208,17 +208,15 @@ pg_main_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 
 	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
 		return pg_fail(db, NULL, doing, err);
-	/* A transaction's statements share one deadline, set at begin: the
-	 * deadline is the write's, not each round trip's. Each statement the
-	 * store has answered adds TX_ROW_ALLOWANCE_MS to it: a write's
-	 * statements are its rows, so a write of a few rows keeps (almost) the
-	 * bare deadline while replacing 10,000 nodes gets 10 s more, as long as
-	 * the store keeps answering. */
-	res = pg_exec_within(db->conn, sql, n, params, is_simple,
-	                     db->in_tx ? db->tx_deadline : pg_monotonic_ms() + pg_timeout_ms(), -1,
-	                     &is_late);
+	/* An operation's statements share one deadline, set when it starts:
+	 * the deadline is the write's, not each round trip's. Each statement
+	 * of a transaction the store has answered adds TX_ROW_ALLOWANCE_MS to
+	 * it: a write's statements are its rows, so a write of a few rows
+	 * keeps (almost) the bare deadline while replacing 10,000 nodes gets
+	 * 10 s more, as long as the store keeps answering. */
+	res = pg_exec_within(db->conn, sql, n, params, is_simple, pg_deadline(db), -1, &is_late);
 	if (res != NULL && db->in_tx)
-		db->tx_deadline += TX_ROW_ALLOWANCE_MS;
+		db->op_deadline += TX_ROW_ALLOWANCE_MS;
 	if (res == NULL && is_late) {
 		pg_abandon(db->conn);
 		db->conn = NULL;
@@ -303,7 +301,7 @@ pg_ensure_connected(struct pg_store *db, struct error *err)
 		PQfinish(db->conn);
 	db->is_schema_checked = 0;
 	db->model_xmin[0] = '\0'; /* perhaps another server: the next load reads all */
-	db->conn = pg_connect_within(db, db->values, -1, why, sizeof(why), NULL);
+	db->conn = pg_connect_within(db, db->values, pg_deadline(db), -1, why, sizeof(why), NULL);
 	if (db->conn == NULL) {
 		pg_mark_down(db, why);
 		return error_set(
@@ -376,7 +374,7 @@ check_notifications(struct pg_store *db, struct error *err)
 		return 0;
 	snprintf(channel, sizeof(channel), "clustermgmt_check_%ld_%" PRId64, (long)getpid(),
 	         pg_monotonic_ms());
-	if ((listener = pg_connect_within(db, db->listen_values, -1, why, sizeof(why), NULL)) ==
+	if ((listener = pg_connect_within(db, db->listen_values, 0, -1, why, sizeof(why), NULL)) ==
 	    NULL) {
 		log_kv(LOG_WARN, "cannot check that notifications arrive: no connection to LISTEN",
 		       "error", why, NULL);
@@ -540,27 +538,42 @@ begin_once(struct pg_store *db, struct error *err)
 /* A connection that died while idle (the server restarted, the backend
  * was terminated) is noticed only when BEGIN fails; nothing of the change
  * was sent yet, so while the store is thought up, one reconnection and a
- * second try are safe, and the outage is declared only if that fails. */
+ * second try are safe, and the outage is declared only if that fails.
+ * Everything, connecting included, ends by the write's deadline: the
+ * bare one from now, or the caller's when that is earlier (the write
+ * waited behind others). A deadline already past touches nothing. */
 int
-pg_begin(void *handle, struct error *err)
+pg_begin(void *handle, int64_t deadline, struct error *err)
 {
 	struct pg_store *db = handle;
+	int64_t now = pg_monotonic_ms();
 	int rc;
 
-	db->tx_deadline = pg_monotonic_ms() + pg_timeout_ms();
+	if (deadline != 0 && deadline <= now)
+		return error_set(err, 503,
+		                 "the write waited %" PRId64 " ms for the store, past the %d ms of "
+		                 "--store-timeout, behind the operations before it; nothing was "
+		                 "changed",
+		                 now - deadline + pg_timeout_ms(), pg_timeout_ms());
+	db->op_deadline = now + pg_timeout_ms();
+	if (deadline != 0 && deadline < db->op_deadline)
+		db->op_deadline = deadline;
 	db->first_audit_id = 0;
-	if (pg_ensure_connected(db, err) != 0)
-		return -1;
+	if ((rc = pg_ensure_connected(db, err)) != 0)
+		goto out;
 	db->is_loss_quiet = atomic_load(&db->is_up);
 	rc = begin_once(db, err);
 	db->is_loss_quiet = 0;
 	if (rc == 0 || PQstatus(db->conn) == CONNECTION_OK || !atomic_load(&db->is_up))
-		return rc;
+		goto out;
 	PQfinish(db->conn);
 	db->conn = NULL;
-	if (pg_ensure_connected(db, err) != 0)
-		return -1;
-	return begin_once(db, err);
+	if ((rc = pg_ensure_connected(db, err)) == 0)
+		rc = begin_once(db, err);
+out:
+	if (rc != 0)
+		db->op_deadline = 0;
+	return rc;
 }
 
 /* A COMMIT that got no answer may have been applied or not. The
@@ -574,6 +587,7 @@ pg_commit(void *handle, struct error *err)
 	int rc = pg_run(db, "COMMIT", 0, NULL, NULL, "commit", err);
 
 	db->in_tx = 0;
+	db->op_deadline = 0;
 	if (rc != 0 && (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)) {
 		db->unsure_audit_id = db->first_audit_id;
 		error_set(err, 503,
@@ -630,6 +644,7 @@ pg_rollback(void *handle)
 	if (db->in_tx && db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
 		pg_rollback_quietly(db);
 	db->in_tx = 0;
+	db->op_deadline = 0;
 }
 
 int

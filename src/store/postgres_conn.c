@@ -135,18 +135,26 @@ pg_monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* One connection attempt, bounded by the store's deadline, that stop can
- * interrupt (wake_fd; -1: none): PQconnectStart and PQconnectPoll on the
- * socket, never connect_timeout alone, which counts per host and per
- * address. Returns the connection, non-blocking and logging its
- * notices, or NULL with why filled. */
+int64_t
+pg_deadline(const struct pg_store *db)
+{
+	return db->op_deadline != 0 ? db->op_deadline : pg_monotonic_ms() + pg_timeout_ms();
+}
+
+/* One connection attempt, bounded by deadline, that stop can interrupt
+ * (wake_fd; -1: none): PQconnectStart and PQconnectPoll on the socket,
+ * never connect_timeout alone, which counts per host and per address.
+ * Returns the connection, non-blocking and logging its notices, or NULL
+ * with why filled. */
 PGconn *
-pg_connect_within(struct pg_store *db, const char *const *values, int wake_fd, char *why,
-                  size_t why_size, int *is_reached)
+pg_connect_within(struct pg_store *db, const char *const *values, int64_t deadline, int wake_fd,
+                  char *why, size_t why_size, int *is_reached)
 {
 	PGconn *conn = PQconnectStartParams(db->keys, values, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t deadline = pg_monotonic_ms() + pg_timeout_ms();
+
+	if (deadline == 0)
+		deadline = pg_monotonic_ms() + pg_timeout_ms();
 	struct pollfd p[2];
 	int is_past_sending = 0;
 

@@ -50,7 +50,11 @@ struct pg_store {
 	PGconn *conn;               /* the engine thread's */
 	int64_t unsure_audit_id;    /* of a COMMIT without answer: decided at reconnection */
 	int64_t first_audit_id;     /* of the transaction under way; 0: none yet */
-	int64_t tx_deadline;        /* monotonic ms: the transaction's end, at the latest */
+	/* monotonic ms: the end of the operation under way (a write from
+	 * BEGIN to COMMIT, a load, a read), connecting included, at the
+	 * latest; 0 between operations (a statement then gets the bare
+	 * deadline from when it is sent) */
+	int64_t op_deadline;
 	int in_tx;
 	int is_loss_quiet;     /* a lost connection is not an outage yet (pg_begin) */
 	int is_schema_checked; /* on the current main connection */
@@ -140,10 +144,14 @@ int pg_is_transient_state(const char *sqlstate);
 /* libpq's message, on one line. */
 void pg_one_line(const char *in, char *out, size_t size);
 int64_t pg_monotonic_ms(void);
-/* is_reached (NULL: not wanted): set to 1 when the server answered,
- * even if the attempt then failed (a backend terminated during start-up). */
-PGconn *pg_connect_within(struct pg_store *db, const char *const *values, int wake_fd, char *why,
-                          size_t why_size, int *is_reached);
+/* The deadline of a step of the operation under way, or of a lone one
+ * (monotonic ms). */
+int64_t pg_deadline(const struct pg_store *db);
+/* deadline: monotonic ms, 0 for the bare deadline from now. is_reached
+ * (NULL: not wanted): set to 1 when the server answered, even if the
+ * attempt then failed (a backend terminated during start-up). */
+PGconn *pg_connect_within(struct pg_store *db, const char *const *values, int64_t deadline,
+                          int wake_fd, char *why, size_t why_size, int *is_reached);
 /* Waits until conn's answer can be read without blocking, flushing what
  * is still to be sent. 0: ready; -1: the connection broke; -2: the
  * deadline passed or wake_fd (-1: none) woke us. */
@@ -177,7 +185,7 @@ int pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const 
                  PGresult **out, const char *doing, struct error *err);
 
 /* The backend's operations (store_backend.h), by file. */
-int pg_begin(void *handle, struct error *err);
+int pg_begin(void *handle, int64_t deadline, struct error *err);
 int pg_commit(void *handle, struct error *err);
 void pg_rollback(void *handle);
 int pg_read_version(void *handle, int64_t *version, struct error *err);

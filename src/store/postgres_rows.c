@@ -475,7 +475,7 @@ run_reads(struct pg_store *db, const char *sql, const load_step *steps, int n_st
 	if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK || !PQsendQuery(db->conn, sql))
 		return pg_fail(db, NULL, "load the store", err);
 	for (;; step++) {
-		int ready = pg_await_ready(db->conn, db->tx_deadline, -1);
+		int ready = pg_await_ready(db->conn, pg_deadline(db), -1);
 		if (ready == -2) {
 			pg_abandon(db->conn);
 			db->conn = NULL;
@@ -504,9 +504,11 @@ run_reads(struct pg_store *db, const char *sql, const load_step *steps, int n_st
 static int
 begin_own_load(struct pg_store *db, struct error *err)
 {
-	db->tx_deadline = pg_monotonic_ms() + pg_timeout_ms();
-	if (pg_ensure_connected(db, err) != 0)
+	db->op_deadline = pg_monotonic_ms() + pg_timeout_ms();
+	if (pg_ensure_connected(db, err) != 0) {
+		db->op_deadline = 0;
 		return -1;
+	}
 	db->in_tx = 1;
 	return 0;
 }
@@ -518,6 +520,7 @@ end_own_load(struct pg_store *db, int rc)
 	if (rc != 0 && db->conn != NULL && PQtransactionStatus(db->conn) != PQTRANS_IDLE)
 		pg_rollback(db);
 	db->in_tx = 0;
+	db->op_deadline = 0;
 	return rc;
 }
 
@@ -731,11 +734,10 @@ done:
 	return is_own ? end_own_load(db, rc) : rc;
 }
 
-int
-pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log *out,
-              struct error *err)
+static int
+read_audit(struct pg_store *db, const char *cluster, int64_t limit, struct audit_log *out,
+           struct error *err)
 {
-	struct pg_store *db = handle;
 	char limit_text[24];
 	const char *p[2] = {limit_text, cluster};
 	PGresult *res = NULL;
@@ -766,4 +768,21 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	}
 	PQclear(res);
 	return 0;
+}
+
+/* A read of its own, connecting included, ends within one deadline;
+ * inside a transaction (a copy between stores) it is one of its steps. */
+int
+pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log *out,
+              struct error *err)
+{
+	struct pg_store *db = handle;
+	int is_own = !db->in_tx, rc;
+
+	if (is_own)
+		db->op_deadline = pg_monotonic_ms() + pg_timeout_ms();
+	rc = read_audit(db, cluster, limit, out, err);
+	if (is_own)
+		db->op_deadline = 0;
+	return rc;
 }

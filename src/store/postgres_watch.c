@@ -167,7 +167,7 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 	int is_reached = 0;
 
 	db->listen_conn =
-	    pg_connect_within(db, db->listen_values, db->wake_fd, why, sizeof(why), &is_reached);
+	    pg_connect_within(db, db->listen_values, 0, db->wake_fd, why, sizeof(why), &is_reached);
 	if (db->listen_conn == NULL) {
 		log_kv(LOG_DEBUG, "PostgreSQL connection attempt failed", "store", db->description,
 		       "error", why, NULL);

@@ -337,10 +337,11 @@ bad:
 /* --- transactions ---------------------------------------------------- */
 
 int
-sqlite_begin(void *handle, struct error *err)
+sqlite_begin(void *handle, int64_t deadline, struct error *err)
 {
 	struct sqlite_store *db = handle;
 
+	(void)deadline; /* a local file: SQLite's busy timeout bounds the wait */
 	if (check_file(db, err) != 0)
 		return -1;
 	return sqlite_run(db, db->statements[ST_BEGIN_WRITE], "start a transaction", err);

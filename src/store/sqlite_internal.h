@@ -71,7 +71,7 @@ int sqlite_query_int(struct sqlite_store *db, const char *sql, int *out, const c
                      struct error *err);
 
 /* sqlite.c: transactions (store_backend.h). */
-int sqlite_begin(void *handle, struct error *err);
+int sqlite_begin(void *handle, int64_t deadline, struct error *err);
 int sqlite_commit(void *handle, struct error *err);
 void sqlite_rollback(void *handle);
 

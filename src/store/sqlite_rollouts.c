@@ -171,7 +171,7 @@ sqlite_rollouts_register(void *handle, const struct rollout_record *rec, int is_
 
 	snprintf(started_at, sizeof(started_at), "%lld", (long long)rec->started_at);
 	snprintf(beat_at, sizeof(beat_at), "%lld", (long long)rec->beat_at);
-	if (sqlite_begin(db, err) != 0)
+	if (sqlite_begin(db, 0, err) != 0)
 		return -1;
 	if (read_rows(db,
 	              "SELECT " COLUMNS " FROM rollouts WHERE cluster = ?1 AND state = 'running' "

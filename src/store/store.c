@@ -66,13 +66,19 @@ describe(const struct store_backend *backend, const char *spec)
 	return s;
 }
 
-static _Atomic int store_timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
+static _Atomic int timeout_ms = STORE_TIMEOUT_DEFAULT_MS;
 
 void
 store_set_timeout(int ms)
 {
-	atomic_store(&store_timeout_ms, ms);
+	atomic_store(&timeout_ms, ms);
 	store_postgres_set_timeout(ms);
+}
+
+int
+store_timeout(void)
+{
+	return atomic_load(&timeout_ms);
 }
 
 void
@@ -84,7 +90,7 @@ store_set_listen_db(const char *spec)
 int
 store_slow_ms(void)
 {
-	return atomic_load(&store_timeout_ms) / 10;
+	return atomic_load(&timeout_ms) / 10;
 }
 
 struct store *
@@ -591,7 +597,7 @@ int
 store_save(struct store *s, const struct model *before, const struct model *after,
            struct audit_log *audit, struct error *err)
 {
-	if (s->backend->begin(s->db, err) != 0)
+	if (s->backend->begin(s->db, 0, err) != 0)
 		return -1;
 	return save_and_commit(s, before, after, audit, -1, NULL, err);
 }
@@ -600,7 +606,7 @@ int
 store_save_at(struct store *s, const struct model *before, const struct model *after,
               int64_t version, struct error *err)
 {
-	if (s->backend->begin(s->db, err) != 0)
+	if (s->backend->begin(s->db, 0, err) != 0)
 		return -1;
 	return save_and_commit(s, before, after, NULL, version, NULL, err);
 }
@@ -625,7 +631,7 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 		    "Idempotency-Key must be 1 to %d printable ASCII characters without "
 		    "spaces",
 		    STORE_KEY_MAX);
-	if (s->backend->begin(s->db, err) != 0)
+	if (s->backend->begin(s->db, w->deadline, err) != 0)
 		return -1;
 	/* Under the write lock: a retry on another daemon waits for the
 	 * first attempt to commit or roll back, then finds its key or not. */
@@ -702,7 +708,7 @@ store_copy(struct store *from, struct store *to, int force, size_t *n_nodes, siz
 	if (store_load_at(from, &src, &src_version, err) != 0 ||
 	    store_read_audit(from, NULL, -1, &src_audit, err) != 0)
 		goto bad;
-	if (to->backend->begin(to->db, err) != 0)
+	if (to->backend->begin(to->db, 0, err) != 0)
 		goto bad;
 	if (to->backend->load(to->db, dst, &dst_version, err) != 0 ||
 	    to->backend->read_audit(to->db, NULL, 1, &dst_audit, err) != 0)

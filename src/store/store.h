@@ -39,6 +39,7 @@ struct store;
  * applies to every store of the process). */
 #define STORE_TIMEOUT_DEFAULT_MS 3000
 void store_set_timeout(int ms);
+int store_timeout(void); /* ms */
 /* The round trip above which a store that answers is "slow" in health:
  * a tenth of the deadline, as a write takes about ten round trips. */
 int store_slow_ms(void);
@@ -111,6 +112,11 @@ struct store_write {
 	 * ASCII characters at most, else 400): a write whose key the store
 	 * remembers is not decided again (is_replayed) */
 	const char *idempotency_key;
+	/* monotonic ms (CLOCK_MONOTONIC) by which a shared store gives up,
+	 * when earlier than its --store-timeout from BEGIN: the deadline
+	 * counted from when the client asked, so that a write queued behind
+	 * others is answered within it too; 0: from BEGIN */
+	int64_t deadline;
 	/* out, also on error: the model as stored now, newer than known (the
 	 * caller owns it and should publish it), or NULL when known is still
 	 * what is stored */

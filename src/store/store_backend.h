@@ -44,8 +44,10 @@ struct store_backend {
 	/* One write transaction; it excludes every other writer of the
 	 * database (other daemons included) until commit or rollback.
 	 * Rollback is also safe after a failed commit and when no
-	 * transaction is open. */
-	int (*begin)(void *db, struct error *err);
+	 * transaction is open. deadline: monotonic ms (CLOCK_MONOTONIC) by
+	 * which a shared backend gives up, when earlier than its own
+	 * --store-timeout from now; 0: its own. */
+	int (*begin)(void *db, int64_t deadline, struct error *err);
 	/* The store's change counter, inside a write transaction. */
 	int (*read_version)(void *db, int64_t *version, struct error *err);
 	/* Sets the change counter inside a write transaction; a shared
