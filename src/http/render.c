@@ -16,13 +16,19 @@
  * the key lives) and its status and times, which are all a node's
  * document is made of. Rendering a new version copies the text of every
  * node whose key is unchanged and renders only the others: a node just
- * changed has strings of its own (no block) and is always rendered.
+ * changed has strings of its own (no block) and is always rendered. The
+ * table's text is the answer itself (no cache slot, no second copy), and
+ * a new version is written into the buffer of the version before the
+ * last once no response holds it any more, with the table of pieces
+ * swapped likewise: a write to a 10,000-node cluster then allocates
+ * nothing and faults in no fresh pages to answer with its list.
  *
- * The text is an h2o shared allocation: the cache holds one reference,
- * each response one more (h2o_mem_link_shared, released when the
- * request's pool is cleared), so replacing a slot never frees a text a
- * response is still writing. Both live on one thread, so the counts need
- * no atomics.
+ * A text is an h2o shared allocation: the cache or table holds one
+ * reference, each response one more (h2o_mem_link_shared, released when
+ * the request's pool is cleared), so replacing a slot never frees a text
+ * a response is still writing, and a buffer is filled again only when
+ * its count says the table alone holds it. Both live on one thread, so
+ * the counts need no atomics.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,13 +42,13 @@
 #define HSTS_VALUE "max-age=31536000" /* as reply.c sends it */
 
 struct rendered {
-	size_t len;
-	char text[]; /* len bytes, no NUL */
+	size_t len;  /* of the text, no NUL */
+	size_t size; /* room for it */
+	char text[];
 };
 
 struct render_slot {
-	render_build_fn build; /* one of build and node; both NULL: empty */
-	render_node_fn node;
+	render_build_fn build; /* NULL: empty */
 	char cluster[NODE_NAME_MAX + 1];
 	int64_t version;
 	uint64_t fingerprint;
@@ -50,7 +56,7 @@ struct render_slot {
 	struct rendered *text;
 };
 
-/* One node's text in a fragment table's arena, and what it was made of. */
+/* One node's text in a fragment table's text, and what it was made of. */
 struct fragment {
 	const struct node_text *text; /* held; NULL: an empty place */
 	int64_t changed_at;
@@ -61,21 +67,37 @@ struct fragment {
 };
 
 /* A cluster's last node list, in pieces: an open-addressing table of
- * the fragments of its nodes with a block, and the whole text they lie
- * in (arena). */
+ * the fragments of its nodes with a block, and the text they lie in,
+ * with the places and the text of an earlier version kept to be filled
+ * again. */
 struct fragment_table {
 	render_node_fn node; /* NULL: unused */
 	char cluster[NODE_NAME_MAX + 1];
+	int64_t version;
+	uint64_t fingerprint;
 	uint64_t used;
 	struct fragment *places;
-	size_t mask; /* the number of places - 1 */
-	char *arena;
-	size_t arena_len, arena_size;
+	size_t mask;                   /* the number of places - 1 */
+	struct rendered *text;         /* one reference */
+	struct fragment *spare_places; /* every place empty; NULL: none */
+	size_t spare_mask;
+	struct rendered *spare; /* one reference; NULL: none */
+};
+
+/* Where a node's text comes from while a new version is put together:
+ * the earlier text (was) or a rendering of its own (owned). */
+struct piece {
+	const char *p;
+	size_t len;
+	struct fragment *was;
+	char *owned;
 };
 
 static __thread struct render_slot cache[RENDER_CACHE_SLOTS];
 static __thread struct fragment_table tables[FRAGMENT_TABLES];
 static __thread uint64_t use_clock;
+static __thread struct piece *pieces; /* scratch, grown to the largest list */
+static __thread size_t pieces_size;
 
 static uint64_t
 mix(uint64_t h, uint64_t v)
@@ -99,17 +121,16 @@ cluster_fingerprint(const struct cluster *c)
 	return h;
 }
 
-/* The slot holding c's rendering by build or node, or NULL. */
+/* The slot holding c's rendering by build, or NULL. */
 static struct render_slot *
-slot_find(const struct cluster *c, render_build_fn build, render_node_fn node, uint64_t fingerprint)
+slot_find(const struct cluster *c, render_build_fn build, uint64_t fingerprint)
 {
 	size_t i;
 
 	for (i = 0; i < RENDER_CACHE_SLOTS; i++) {
 		struct render_slot *s = &cache[i];
-		if (s->text != NULL && s->build == build && s->node == node &&
-		    s->version == c->version && s->fingerprint == fingerprint &&
-		    strcmp(s->cluster, c->name) == 0)
+		if (s->text != NULL && s->build == build && s->version == c->version &&
+		    s->fingerprint == fingerprint && strcmp(s->cluster, c->name) == 0)
 			return s;
 	}
 	return NULL;
@@ -130,50 +151,87 @@ slot_victim(void)
 	return victim;
 }
 
-/* --- node lists in pieces ------------------------------------------ */
+/* --- texts ----------------------------------------------------------- */
 
-static void
-arena_append(struct fragment_table *t, const char *text, size_t len)
+static struct rendered *
+rendered_new(size_t size)
 {
-	if (t->arena_len + len > t->arena_size) {
-		while (t->arena_len + len > t->arena_size)
-			t->arena_size = t->arena_size != 0 ? t->arena_size * 2 : 4096;
-		t->arena = xreallocarray(t->arena, t->arena_size, 1);
-	}
-	memcpy(t->arena + t->arena_len, text, len);
-	t->arena_len += len;
+	struct rendered *t = h2o_mem_alloc_shared(NULL, sizeof(*t) + size, NULL);
+
+	t->len = 0;
+	t->size = size;
+	return t;
 }
 
+static struct rendered *
+rendered_copy(const char *text, size_t len)
+{
+	struct rendered *t = rendered_new(len);
+
+	t->len = len;
+	memcpy(t->text, text, len);
+	return t;
+}
+
+static void
+rendered_add(struct rendered *t, const char *text, size_t len)
+{
+	memcpy(t->text + t->len, text, len);
+	t->len += len;
+}
+
+/* Does the holder of one reference hold t alone (no response writes it)? */
+static int
+rendered_is_idle(struct rendered *t)
+{
+	return H2O_STRUCT_FROM_MEMBER(struct st_h2o_mem_pool_shared_entry_t, bytes, t)->refcnt == 1;
+}
+
+/* --- node lists in pieces ------------------------------------------ */
+
 static size_t
-place_of(const struct fragment_table *t, const struct node_text *text)
+place_of(size_t mask, const struct node_text *text)
 {
 	uint64_t h = (uint64_t)(uintptr_t)text * 0x9e3779b97f4a7c15ULL;
 
-	return (size_t)(h >> 32) & t->mask;
+	return (size_t)(h >> 32) & mask;
 }
 
-/* The fragment of a node with this block in t, or the empty place where
- * it would go. */
+/* The fragment of a node with this block among places, or the empty
+ * place where it would go. */
 static struct fragment *
-fragment_find(struct fragment_table *t, const struct node_text *text)
+fragment_find(struct fragment *places, size_t mask, const struct node_text *text)
 {
-	size_t i = place_of(t, text);
+	size_t i = place_of(mask, text);
 
-	while (t->places[i].text != NULL && t->places[i].text != text)
-		i = (i + 1) & t->mask;
-	return &t->places[i];
+	while (places[i].text != NULL && places[i].text != text)
+		i = (i + 1) & mask;
+	return &places[i];
+}
+
+/* Drops the blocks that places still hold and empties every place. */
+static void
+places_empty(struct fragment *places, size_t mask)
+{
+	size_t i;
+
+	for (i = 0; places != NULL && i <= mask; i++) {
+		if (places[i].text != NULL && !places[i].is_kept)
+			node_text_drop(places[i].text);
+		memset(&places[i], 0, sizeof(places[i]));
+	}
 }
 
 static void
 table_clear(struct fragment_table *t)
 {
-	size_t i;
-
-	for (i = 0; t->places != NULL && i <= t->mask; i++)
-		if (t->places[i].text != NULL && !t->places[i].is_kept)
-			node_text_drop(t->places[i].text);
+	places_empty(t->places, t->mask);
 	free(t->places);
-	free(t->arena);
+	free(t->spare_places);
+	if (t->text != NULL)
+		h2o_mem_release_shared(t->text);
+	if (t->spare != NULL)
+		h2o_mem_release_shared(t->spare);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -203,154 +261,191 @@ table_victim(void)
 	return victim;
 }
 
-/* Appends n's text to fresh, from old when n is unchanged since, else
- * rendered by node; remembers it in fresh when n has a block. -1 when the
- * node's document cannot be encoded. */
+/* Where n's text comes from: t's text when n is unchanged since, else a
+ * rendering by node. -1 when the node's document cannot be encoded. */
 static int
-fragment_put(struct fragment_table *fresh, struct fragment_table *old, const struct node *n,
-             render_node_fn node, int *rendered)
+piece_of(struct fragment_table *t, const struct node *n, render_node_fn node, struct piece *out,
+         int *rendered)
 {
-	const struct node_text *text = n->text;
-	struct fragment *was = NULL, *f;
-	size_t off = fresh->arena_len;
-	char *dumped;
+	struct fragment *was = NULL;
 	json_t *doc;
 
-	if (text != NULL && old != NULL && old->places != NULL) {
-		was = fragment_find(old, text);
-		if (was->text == NULL || was->is_kept || was->status != n->status ||
+	if (n->text != NULL && t->places != NULL) {
+		was = fragment_find(t->places, t->mask, n->text);
+		if (was->text == NULL || was->status != n->status ||
 		    was->changed_at != n->changed_at || was->expires_at != n->expires_at)
 			was = NULL;
 	}
+	*out = (struct piece){.was = was};
 	if (was != NULL) {
-		arena_append(fresh, old->arena + was->off, was->len);
-	} else {
-		doc = node(n);
-		dumped = doc != NULL ? json_dumps(doc, DUMP_FLAGS) : NULL;
-		json_decref(doc);
-		if (dumped == NULL)
-			return -1;
-		arena_append(fresh, dumped, strlen(dumped));
-		free(dumped);
-		(*rendered)++;
-	}
-	if (text == NULL)
+		out->p = t->text->text + was->off;
+		out->len = was->len;
 		return 0;
-	f = fragment_find(fresh, text);
-	if (f->text != NULL)
-		return 0; /* a block is one node's: not reached */
-	*f = (struct fragment){.text = was != NULL ? text : node_text_hold(n),
-	                       .changed_at = n->changed_at,
-	                       .expires_at = n->expires_at,
-	                       .status = n->status,
-	                       .off = off,
-	                       .len = fresh->arena_len - off};
-	if (was != NULL)
-		was->is_kept = 1; /* its reference moved to fresh */
+	}
+	doc = node(n);
+	out->owned = doc != NULL ? json_dumps(doc, DUMP_FLAGS) : NULL;
+	json_decref(doc);
+	if (out->owned == NULL)
+		return -1;
+	out->p = out->owned;
+	out->len = strlen(out->owned);
+	(*rendered)++;
 	return 0;
 }
 
-/* c's node list text, built in this thread's fragment table for c (which
- * replaces the previous one); NULL when it cannot be encoded. */
-static struct fragment_table *
-node_list_render(const struct cluster *c, render_node_fn node, int *rendered)
+/* The empty places and the buffer (of at least size bytes) for t's next
+ * version: the spare ones when they fit and no response holds the
+ * buffer, else new ones. */
+static struct rendered *
+table_take_spares(struct fragment_table *t, size_t n_places, size_t size, struct fragment **places)
 {
-	struct fragment_table *old = table_find(c, node), fresh = {0};
-	size_t i, places = 16;
+	struct rendered *buf = t->spare;
+
+	if (t->spare_places != NULL && t->spare_mask + 1 == n_places) {
+		*places = t->spare_places;
+	} else {
+		free(t->spare_places);
+		*places = xcalloc(n_places, sizeof(**places));
+	}
+	t->spare_places = NULL;
+	t->spare = NULL;
+	if (buf == NULL || buf->size < size || !rendered_is_idle(buf)) {
+		if (buf != NULL)
+			h2o_mem_release_shared(buf);
+		buf = rendered_new(size + size / 8); /* room for the list to grow */
+	}
+	buf->len = 0;
+	return buf;
+}
+
+/* c's node list text at this version, from this thread's table for c or
+ * made now, re-rendering only the nodes that changed; NULL when it
+ * cannot be encoded. */
+static struct rendered *
+node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerprint, int *rendered)
+{
+	struct fragment_table *t = table_find(c, node);
+	struct fragment *places;
+	struct rendered *buf;
+	size_t i, n_places = 16, size, head_len;
 	json_t *head;
 	char *text;
+	int rc = 0;
 
+	if (t != NULL && t->version == c->version && t->fingerprint == fingerprint) {
+		t->used = ++use_clock;
+		return t->text;
+	}
+	if (t == NULL) {
+		t = table_victim();
+		table_clear(t);
+	}
 	head = json_pack("{s:s, s:I, s:[]}", "cluster", c->name, "version", (json_int_t)c->version,
 	                 "nodes");
 	text = head != NULL ? json_dumps(head, DUMP_FLAGS) : NULL;
 	json_decref(head);
 	if (text == NULL)
 		return NULL;
-	while (places < 2 * c->n_nodes)
-		places *= 2;
-	fresh.places = xcalloc(places, sizeof(*fresh.places));
-	fresh.mask = places - 1;
-	arena_append(&fresh, text, strlen(text) - 2); /* up to '[' */
+	head_len = strlen(text) - 2; /* up to '[' */
+	if (pieces_size < c->n_nodes) {
+		pieces_size = c->n_nodes;
+		pieces = xreallocarray(pieces, pieces_size, sizeof(*pieces));
+	}
+	size = head_len + 2 + c->n_nodes; /* "]}" and the commas */
+	for (i = 0; i < c->n_nodes && rc == 0; i++) {
+		rc = piece_of(t, &c->nodes[i], node, &pieces[i], rendered);
+		size += pieces[i].len;
+	}
+	if (rc != 0) {
+		while (i-- > 0)
+			free(pieces[i].owned);
+		free(text);
+		return NULL;
+	}
+	while (n_places < 2 * c->n_nodes)
+		n_places *= 2;
+	buf = table_take_spares(t, n_places, size, &places);
+	rendered_add(buf, text, head_len);
 	free(text);
 	for (i = 0; i < c->n_nodes; i++) {
+		const struct node *n = &c->nodes[i];
+		struct piece *p = &pieces[i];
+		struct fragment *f;
+		size_t off;
+
 		if (i > 0)
-			arena_append(&fresh, ",", 1);
-		if (fragment_put(&fresh, old, &c->nodes[i], node, rendered) != 0) {
-			table_clear(&fresh);
-			return NULL;
-		}
+			rendered_add(buf, ",", 1);
+		off = buf->len;
+		rendered_add(buf, p->p, p->len);
+		free(p->owned);
+		if (n->text == NULL ||
+		    (f = fragment_find(places, n_places - 1, n->text))->text != NULL)
+			continue; /* no block, or a block is one node's: not reached */
+		*f = (struct fragment){.text = p->was != NULL ? n->text : node_text_hold(n),
+		                       .changed_at = n->changed_at,
+		                       .expires_at = n->expires_at,
+		                       .status = n->status,
+		                       .off = off,
+		                       .len = p->len};
+		if (p->was != NULL)
+			p->was->is_kept = 1; /* its reference moved to places */
 	}
-	arena_append(&fresh, "]}", 2);
-	if (old == NULL)
-		old = table_victim();
-	table_clear(old);
-	*old = fresh;
-	old->node = node;
-	snprintf(old->cluster, sizeof(old->cluster), "%s", c->name);
-	old->used = ++use_clock;
-	return old;
+	rendered_add(buf, "]}", 2);
+	/* The version before becomes the spare: its places emptied, its text
+	 * kept with the table's reference until it is filled again. */
+	places_empty(t->places, t->mask);
+	free(t->spare_places);
+	t->spare_places = t->places;
+	t->spare_mask = t->mask;
+	t->spare = t->text;
+	t->places = places;
+	t->mask = n_places - 1;
+	t->text = buf;
+	t->node = node;
+	snprintf(t->cluster, sizeof(t->cluster), "%s", c->name);
+	t->version = c->version;
+	t->fingerprint = fingerprint;
+	t->used = ++use_clock;
+	return buf;
 }
 
 /* --- the cache of whole answers ------------------------------------- */
 
+/* c's rendering by build (or, for a node list, node), from the cache (the
+ * table) or made now (counted for the worker when anything was
+ * rendered); NULL when the document cannot be encoded. */
 static struct rendered *
-rendered_copy(const char *text, size_t len)
+rendering(struct request *r, const struct cluster *c, render_build_fn build, render_node_fn node)
 {
-	struct rendered *t = h2o_mem_alloc_shared(NULL, sizeof(*t) + len, NULL);
-
-	t->len = len;
-	memcpy(t->text, text, len);
-	return t;
-}
-
-/* c's rendering by build (or, for a node list, node), made now; NULL
- * when the document cannot be encoded. */
-static struct rendered *
-render_now(const struct cluster *c, render_build_fn build, render_node_fn node, int *rendered)
-{
-	struct fragment_table *table;
+	uint64_t fingerprint = cluster_fingerprint(c);
+	struct render_slot *s;
 	struct rendered *t;
 	json_t *doc;
 	char *text;
+	int rendered = 0;
 
 	if (node != NULL) {
-		table = node_list_render(c, node, rendered);
-		return table != NULL ? rendered_copy(table->arena, table->arena_len) : NULL;
+		t = node_list_render(c, node, fingerprint, &rendered);
+		if (rendered > 0)
+			request_count_render(r);
+		return t;
+	}
+	if ((s = slot_find(c, build, fingerprint)) != NULL) {
+		s->used = ++use_clock;
+		return s->text;
 	}
 	doc = build(c);
 	text = json_dumps(doc, DUMP_FLAGS);
 	json_decref(doc);
 	if (text == NULL)
 		return NULL;
-	*rendered = 1;
+	request_count_render(r);
 	t = rendered_copy(text, strlen(text));
 	free(text);
-	return t;
-}
-
-/* c's rendering, from the cache or made now (counted for the worker when
- * anything was rendered); NULL when the document cannot be encoded. */
-static struct rendered *
-rendering(struct request *r, const struct cluster *c, render_build_fn build, render_node_fn node)
-{
-	uint64_t fingerprint = cluster_fingerprint(c);
-	struct render_slot *s = slot_find(c, build, node, fingerprint);
-	struct rendered *t;
-	int rendered = 0;
-
-	if (s != NULL) {
-		s->used = ++use_clock;
-		return s->text;
-	}
-	if ((t = render_now(c, build, node, &rendered)) == NULL)
-		return NULL;
-	if (rendered > 0)
-		request_count_render(r);
 	s = slot_victim();
 	if (s->text != NULL)
 		h2o_mem_release_shared(s->text);
 	s->build = build;
-	s->node = node;
 	snprintf(s->cluster, sizeof(s->cluster), "%s", c->name);
 	s->version = c->version;
 	s->fingerprint = fingerprint;
@@ -424,4 +519,7 @@ render_cache_clear(void)
 	}
 	for (i = 0; i < FRAGMENT_TABLES; i++)
 		table_clear(&tables[i]);
+	free(pieces);
+	pieces = NULL;
+	pieces_size = 0;
 }

@@ -9,6 +9,11 @@ read node by node and with the other answers of the same version.
 """
 
 import json
+import re
+import select
+import socket
+
+from test_serve import read_to_end
 
 NODE_KEYS = ("name", "status", "reason", "changed_by", "changed_at", "expires_at",
              "address", "check")
@@ -105,3 +110,40 @@ def test_the_list_of_one_cluster_is_not_mixed_with_another(daemon):
         check_list(daemon, names, "other")
     assert daemon.nodes("default")["nodes"][1]["reason"] == "turn 4"
     assert daemon.nodes("other")["nodes"][1]["reason"] == "turn 5"
+
+
+def test_an_answer_still_being_written_keeps_its_text_while_later_versions_render(daemon):
+    """A version's text is written again for a later version only once no
+    response holds it: a large list requested and read only after three
+    writes (each answered with the list, rendered on the same worker)
+    arrives whole and as it was."""
+    names = ["web%05d-%s" % (i, "x" * 40) for i in range(3000)]
+    daemon.set_nodes(names)
+    s = socket.socket()
+    # a small segment size and receive buffer: most of the answer waits
+    # in the daemon, not in the kernel
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    with s:
+        s.connect(("127.0.0.1", daemon.port))
+        s.sendall(("GET /v1/clusters/default/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   "Authorization: Bearer %s\r\nConnection: close\r\n\r\n"
+                   % daemon.admin_token[1]).encode())
+        assert select.select([s], [], [], 10)[0], "no answer began"  # rendered
+        for i in range(3):
+            r = daemon.post("/v1/clusters/default/status", auth=daemon.as_admin,
+                            json={"changes": {names[i]: {"status": "drain",
+                                                         "reason": "r" * 40}}})
+            assert r.status_code == 200, r.text
+            assert json.loads(r.content)["nodes"][i]["status"] == "drain"
+        answer = read_to_end(s)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head[:200]
+    length = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert length is not None and len(body) == int(length.group(1)), head
+    doc = json.loads(body)
+    assert [n["name"] for n in doc["nodes"]] == names
+    assert all(n["status"] == "online" for n in doc["nodes"]), "a later version's text"
+    assert doc["version"] == json.loads(r.content)["version"] - 3
+    check_list(daemon, names)
