@@ -56,32 +56,37 @@ struct render_slot {
 	struct rendered *text;
 };
 
-/* One node's text in a fragment table's text, and what it was made of. */
+/* One node's text in a version's text, and what it was made of. */
 struct fragment {
-	const struct node_text *text; /* held; NULL: an empty place */
+	const struct node_text *text; /* held; NULL: none (always rendered) */
 	int64_t changed_at;
 	int64_t expires_at;
 	enum node_status status;
-	int is_kept; /* carried over to the next table */
+	int is_kept; /* its hold moved to the next version */
 	size_t off, len;
 };
 
-/* A cluster's last node list, in pieces: an open-addressing table of
- * the fragments of its nodes with a block, and the text they lie in,
- * with the places and the text of an earlier version kept to be filled
- * again. */
+/* One version of a cluster's node list: each node's fragment in the
+ * list's order, found by position first (a list keeps its order from
+ * one version to the next: a sequential walk), else through places, an
+ * open-addressing table of positions + 1 keyed by the node's block. */
+struct list_version {
+	struct fragment *frags; /* the i-th node's at i */
+	size_t n_frags, frags_size;
+	uint32_t *places; /* mask + 1 of them; 0: empty */
+	size_t mask;
+	struct rendered *text; /* one reference; NULL: none */
+};
+
+/* A cluster's last node list, in pieces, and an earlier version emptied
+ * and kept to be filled again. */
 struct fragment_table {
 	render_node_fn node; /* NULL: unused */
 	char cluster[NODE_NAME_MAX + 1];
 	int64_t version;
 	uint64_t fingerprint;
 	uint64_t used;
-	struct fragment *places;
-	size_t mask;                   /* the number of places - 1 */
-	struct rendered *text;         /* one reference */
-	struct fragment *spare_places; /* every place empty; NULL: none */
-	size_t spare_mask;
-	struct rendered *spare; /* one reference; NULL: none */
+	struct list_version cur, spare;
 };
 
 /* Where a node's text comes from while a new version is put together:
@@ -197,41 +202,94 @@ place_of(size_t mask, const struct node_text *text)
 	return (size_t)(h >> 32) & mask;
 }
 
-/* The fragment of a node with this block among places, or the empty
- * place where it would go. */
+/* The fragment of the node at position i with this block in v, or NULL. */
 static struct fragment *
-fragment_find(struct fragment *places, size_t mask, const struct node_text *text)
+version_find(struct list_version *v, size_t i, const struct node_text *text)
 {
-	size_t i = place_of(mask, text);
+	size_t j;
 
-	while (places[i].text != NULL && places[i].text != text)
-		i = (i + 1) & mask;
-	return &places[i];
+	if (text == NULL || v->places == NULL)
+		return NULL;
+	if (i < v->n_frags && v->frags[i].text == text)
+		return &v->frags[i];
+	for (j = place_of(v->mask, text); v->places[j] != 0; j = (j + 1) & v->mask)
+		if (v->frags[v->places[j] - 1].text == text)
+			return &v->frags[v->places[j] - 1];
+	return NULL;
 }
 
-/* Drops the blocks that places still hold and empties every place. */
+/* Files the fragment at position i under its block; 0 when another
+ * fragment has that block (a block is one node's: not reached). */
+static int
+version_file(struct list_version *v, size_t i)
+{
+	size_t j;
+
+	for (j = place_of(v->mask, v->frags[i].text); v->places[j] != 0; j = (j + 1) & v->mask)
+		if (v->frags[v->places[j] - 1].text == v->frags[i].text)
+			return 0;
+	v->places[j] = (uint32_t)i + 1;
+	return 1;
+}
+
+/* Drops the blocks v still holds and empties its places; its text and
+ * its arrays are kept. */
 static void
-places_empty(struct fragment *places, size_t mask)
+version_empty(struct list_version *v)
 {
 	size_t i;
 
-	for (i = 0; places != NULL && i <= mask; i++) {
-		if (places[i].text != NULL && !places[i].is_kept)
-			node_text_drop(places[i].text);
-		memset(&places[i], 0, sizeof(places[i]));
+	for (i = 0; i < v->n_frags; i++)
+		if (v->frags[i].text != NULL && !v->frags[i].is_kept)
+			node_text_drop(v->frags[i].text);
+	v->n_frags = 0;
+	if (v->places != NULL)
+		memset(v->places, 0, (v->mask + 1) * sizeof(*v->places));
+}
+
+static void
+version_free(struct list_version *v)
+{
+	version_empty(v);
+	free(v->frags);
+	free(v->places);
+	if (v->text != NULL)
+		h2o_mem_release_shared(v->text);
+	memset(v, 0, sizeof(*v));
+}
+
+/* Makes the emptied v ready for n nodes and a text of size bytes: its
+ * arrays grown when too small, its buffer kept when it fits and no
+ * response holds it, else a new one. */
+static void
+version_prepare(struct list_version *v, size_t n, size_t size)
+{
+	size_t n_places = 16;
+
+	while (n_places < 2 * n)
+		n_places *= 2;
+	if (v->frags_size < n) {
+		v->frags_size = n;
+		v->frags = xreallocarray(v->frags, n, sizeof(*v->frags));
 	}
+	if (v->places == NULL || v->mask + 1 != n_places) {
+		free(v->places);
+		v->places = xcalloc(n_places, sizeof(*v->places));
+		v->mask = n_places - 1;
+	}
+	if (v->text == NULL || v->text->size < size || !rendered_is_idle(v->text)) {
+		if (v->text != NULL)
+			h2o_mem_release_shared(v->text);
+		v->text = rendered_new(size + size / 8); /* room for the list to grow */
+	}
+	v->text->len = 0;
 }
 
 static void
 table_clear(struct fragment_table *t)
 {
-	places_empty(t->places, t->mask);
-	free(t->places);
-	free(t->spare_places);
-	if (t->text != NULL)
-		h2o_mem_release_shared(t->text);
-	if (t->spare != NULL)
-		h2o_mem_release_shared(t->spare);
+	version_free(&t->cur);
+	version_free(&t->spare);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -261,24 +319,22 @@ table_victim(void)
 	return victim;
 }
 
-/* Where n's text comes from: t's text when n is unchanged since, else a
- * rendering by node. -1 when the node's document cannot be encoded. */
+/* Where the text of n, at position i, comes from: t's current text when
+ * n is unchanged since, else a rendering by node. -1 when the node's
+ * document cannot be encoded. */
 static int
-piece_of(struct fragment_table *t, const struct node *n, render_node_fn node, struct piece *out,
-         int *rendered)
+piece_of(struct fragment_table *t, size_t i, const struct node *n, render_node_fn node,
+         struct piece *out, int *rendered)
 {
-	struct fragment *was = NULL;
+	struct fragment *was = version_find(&t->cur, i, n->text);
 	json_t *doc;
 
-	if (n->text != NULL && t->places != NULL) {
-		was = fragment_find(t->places, t->mask, n->text);
-		if (was->text == NULL || was->status != n->status ||
-		    was->changed_at != n->changed_at || was->expires_at != n->expires_at)
-			was = NULL;
-	}
+	if (was != NULL && (was->status != n->status || was->changed_at != n->changed_at ||
+	                    was->expires_at != n->expires_at))
+		was = NULL;
 	*out = (struct piece){.was = was};
 	if (was != NULL) {
-		out->p = t->text->text + was->off;
+		out->p = t->cur.text->text + was->off;
 		out->len = was->len;
 		return 0;
 	}
@@ -293,48 +349,23 @@ piece_of(struct fragment_table *t, const struct node *n, render_node_fn node, st
 	return 0;
 }
 
-/* The empty places and the buffer (of at least size bytes) for t's next
- * version: the spare ones when they fit and no response holds the
- * buffer, else new ones. */
-static struct rendered *
-table_take_spares(struct fragment_table *t, size_t n_places, size_t size, struct fragment **places)
-{
-	struct rendered *buf = t->spare;
-
-	if (t->spare_places != NULL && t->spare_mask + 1 == n_places) {
-		*places = t->spare_places;
-	} else {
-		free(t->spare_places);
-		*places = xcalloc(n_places, sizeof(**places));
-	}
-	t->spare_places = NULL;
-	t->spare = NULL;
-	if (buf == NULL || buf->size < size || !rendered_is_idle(buf)) {
-		if (buf != NULL)
-			h2o_mem_release_shared(buf);
-		buf = rendered_new(size + size / 8); /* room for the list to grow */
-	}
-	buf->len = 0;
-	return buf;
-}
-
 /* c's node list text at this version, from this thread's table for c or
  * made now, re-rendering only the nodes that changed; NULL when it
- * cannot be encoded. */
+ * cannot be encoded. The new version is put together in the spare one,
+ * and the current one becomes the spare. */
 static struct rendered *
 node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerprint, int *rendered)
 {
 	struct fragment_table *t = table_find(c, node);
-	struct fragment *places;
-	struct rendered *buf;
-	size_t i, n_places = 16, size, head_len;
+	struct list_version fresh;
+	size_t i, size, head_len;
 	json_t *head;
 	char *text;
 	int rc = 0;
 
 	if (t != NULL && t->version == c->version && t->fingerprint == fingerprint) {
 		t->used = ++use_clock;
-		return t->text;
+		return t->cur.text;
 	}
 	if (t == NULL) {
 		t = table_victim();
@@ -353,7 +384,7 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 	}
 	size = head_len + 2 + c->n_nodes; /* "]}" and the commas */
 	for (i = 0; i < c->n_nodes && rc == 0; i++) {
-		rc = piece_of(t, &c->nodes[i], node, &pieces[i], rendered);
+		rc = piece_of(t, i, &c->nodes[i], node, &pieces[i], rendered);
 		size += pieces[i].len;
 	}
 	if (rc != 0) {
@@ -362,51 +393,47 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 		free(text);
 		return NULL;
 	}
-	while (n_places < 2 * c->n_nodes)
-		n_places *= 2;
-	buf = table_take_spares(t, n_places, size, &places);
-	rendered_add(buf, text, head_len);
+	fresh = t->spare;
+	memset(&t->spare, 0, sizeof(t->spare));
+	version_prepare(&fresh, c->n_nodes, size);
+	rendered_add(fresh.text, text, head_len);
 	free(text);
 	for (i = 0; i < c->n_nodes; i++) {
 		const struct node *n = &c->nodes[i];
 		struct piece *p = &pieces[i];
-		struct fragment *f;
-		size_t off;
+		struct fragment *f = &fresh.frags[i];
 
 		if (i > 0)
-			rendered_add(buf, ",", 1);
-		off = buf->len;
-		rendered_add(buf, p->p, p->len);
-		free(p->owned);
-		if (n->text == NULL ||
-		    (f = fragment_find(places, n_places - 1, n->text))->text != NULL)
-			continue; /* no block, or a block is one node's: not reached */
-		*f = (struct fragment){.text = p->was != NULL ? n->text : node_text_hold(n),
+			rendered_add(fresh.text, ",", 1);
+		*f = (struct fragment){.text = n->text,
 		                       .changed_at = n->changed_at,
 		                       .expires_at = n->expires_at,
 		                       .status = n->status,
-		                       .off = off,
+		                       .off = fresh.text->len,
 		                       .len = p->len};
-		if (p->was != NULL)
-			p->was->is_kept = 1; /* its reference moved to places */
+		rendered_add(fresh.text, p->p, p->len);
+		free(p->owned);
+		fresh.n_frags = i + 1;
+		if (n->text == NULL || !version_file(&fresh, i)) {
+			f->text = NULL;
+		} else if (p->was != NULL) {
+			p->was->is_kept = 1; /* its hold moves to fresh */
+		} else {
+			node_text_hold(n);
+		}
 	}
-	rendered_add(buf, "]}", 2);
-	/* The version before becomes the spare: its places emptied, its text
-	 * kept with the table's reference until it is filled again. */
-	places_empty(t->places, t->mask);
-	free(t->spare_places);
-	t->spare_places = t->places;
-	t->spare_mask = t->mask;
-	t->spare = t->text;
-	t->places = places;
-	t->mask = n_places - 1;
-	t->text = buf;
+	rendered_add(fresh.text, "]}", 2);
+	/* The current version becomes the spare: its blocks dropped, its
+	 * text kept with the table's reference until it is filled again. */
+	version_empty(&t->cur);
+	t->spare = t->cur;
+	t->cur = fresh;
 	t->node = node;
 	snprintf(t->cluster, sizeof(t->cluster), "%s", c->name);
 	t->version = c->version;
 	t->fingerprint = fingerprint;
 	t->used = ++use_clock;
-	return buf;
+	return t->cur.text;
 }
 
 /* --- the cache of whole answers ------------------------------------- */
