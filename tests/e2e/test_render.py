@@ -11,9 +11,8 @@ read node by node and with the other answers of the same version.
 import json
 import re
 import select
-import socket
 
-from test_serve import read_to_end
+from test_serve import held_list_request, read_to_end
 
 NODE_KEYS = ("name", "status", "reason", "changed_by", "changed_at", "expires_at",
              "address", "check")
@@ -119,17 +118,7 @@ def test_an_answer_still_being_written_keeps_its_text_while_later_versions_rende
     arrives whole and as it was."""
     names = ["web%05d-%s" % (i, "x" * 40) for i in range(3000)]
     daemon.set_nodes(names)
-    s = socket.socket()
-    # a small segment size and receive buffer: most of the answer waits
-    # in the daemon, not in the kernel
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(10)
-    with s:
-        s.connect(("127.0.0.1", daemon.port))
-        s.sendall(("GET /v1/clusters/default/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   "Authorization: Bearer %s\r\nConnection: close\r\n\r\n"
-                   % daemon.admin_token[1]).encode())
+    with held_list_request(daemon) as s:
         assert select.select([s], [], [], 10)[0], "no answer began"  # rendered
         for i in range(3):
             r = daemon.post("/v1/clusters/default/status", auth=daemon.as_admin,

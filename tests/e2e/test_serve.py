@@ -285,6 +285,21 @@ def test_an_idle_daemon_sleeps(daemon):
     assert woken <= 12, "an idle daemon's threads woke %d times in 5 s" % woken
 
 
+def held_list_request(d):
+    """A socket that asked d for the default cluster's node list, with a
+    small segment size and receive buffer: most of a large answer waits
+    in the daemon, not in the kernel, until the socket is read."""
+    s = socket.socket()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", d.port))
+    s.sendall(("GET /v1/clusters/default/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               "Authorization: Bearer %s\r\nConnection: close\r\n\r\n"
+               % d.admin_token[1]).encode())
+    return s
+
+
 def test_sigterm_lets_a_large_answer_be_read_to_its_end(daemon):
     """An answer larger than the socket's buffers, still being written
     when SIGTERM arrives, is written out to its last byte before the
@@ -292,17 +307,7 @@ def test_sigterm_lets_a_large_answer_be_read_to_its_end(daemon):
     worker used to end once its handlers were done, cutting it.)"""
     names = ["web%05d-%s" % (i, "x" * 40) for i in range(3000)]
     daemon.set_nodes(names)
-    s = socket.socket()
-    # a small segment size and receive buffer: most of the answer waits
-    # in the daemon, not in the kernel
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.settimeout(10)
-    with s:
-        s.connect(("127.0.0.1", daemon.port))
-        s.sendall(("GET /v1/clusters/default/nodes HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   "Authorization: Bearer %s\r\nConnection: close\r\n\r\n"
-                   % daemon.admin_token[1]).encode())
+    with held_list_request(daemon) as s:
         wait_until_read(daemon, s)
         time.sleep(0.5)  # rendered, and what fits is in the socket
         daemon._expected_exit = True
