@@ -124,6 +124,8 @@ struct node_text {
 	char data[];
 };
 
+static _Atomic uint64_t last_text_id;
+
 /* Appends s (NULL: nothing) at *at, returns where it went. */
 static char *
 text_put(char **at, const char *s)
@@ -157,6 +159,7 @@ node_pack(struct node *dst, const struct node *n)
 
 	atomic_init(&t->refs, 1);
 	*dst = *n;
+	dst->text_id = atomic_fetch_add_explicit(&last_text_id, 1, memory_order_relaxed) + 1;
 	dst->name = text_put(&at, n->name);
 	dst->reason = text_put(&at, n->reason);
 	dst->changed_by = text_put(&at, n->changed_by);
@@ -185,22 +188,14 @@ node_own_strings(struct node *n)
 	n->address = copy_optional(n->address);
 	n->check = copy_optional(n->check);
 	n->text = NULL;
+	n->text_id = 0;
 	text_release(t);
 }
 
-const struct node_text *
-node_text_hold(const struct node *n)
+uint64_t
+node_text_id(const struct node *n)
 {
-	if (n->text == NULL)
-		return NULL;
-	atomic_fetch_add_explicit(&n->text->refs, 1, memory_order_relaxed);
-	return n->text;
-}
-
-void
-node_text_drop(const struct node_text *t)
-{
-	text_release((struct node_text *)t);
+	return n->text_id;
 }
 
 void
@@ -209,6 +204,7 @@ model_node_clear(struct node *n)
 	if (n->text != NULL) {
 		text_release(n->text);
 		n->text = NULL;
+		n->text_id = 0;
 		return;
 	}
 	free(n->name);

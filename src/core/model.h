@@ -55,6 +55,10 @@ struct node {
 	 * copied from or to (model_copy), freed by the last of them; call
 	 * node_own_strings before replacing a string of such a node. */
 	struct node_text *text;
+	/* The identity of text: the same for nodes sharing one block, never
+	 * given to another block in the process's lifetime; 0 without one
+	 * (node_text_id). */
+	uint64_t text_id;
 	/* The store version at which this daemon saw the node's document
 	 * change last (model_stamp_changes), what the events' delta form
 	 * compares with; 0 when not known yet. */
@@ -246,13 +250,13 @@ void node_own_strings(struct node *n);
 const struct user *model_find_user(const struct model *m, const char *name);
 const struct token *model_find_token(const struct model *m, const char *id);
 
-/* n's shared string block with one more reference, or NULL when n's
- * strings are its own. A block never changes: while it is held, a node
- * with this block has these very strings, which lets a cache key a
- * node's strings by the block's address (render.c). Any thread may hold
- * and drop (the count is atomic). */
-const struct node_text *node_text_hold(const struct node *n);
-void node_text_drop(const struct node_text *t);
+/* An identity of n's strings, 0 when they are its own: nodes with the
+ * same non-zero identity share one string block, which never changes,
+ * and an identity is never given to another block while the process
+ * lives. It lets a cache key a node's strings without holding the block
+ * (render.c): reading it touches the node, not the block, whose count
+ * the engine's copies change. */
+uint64_t node_text_id(const struct node *n);
 
 /* Number of nodes with status online. */
 size_t cluster_count_online(const struct cluster *c);

@@ -133,6 +133,7 @@ node_init(struct node *n, const char *name, const struct actor *who, int64_t now
 	n->address = NULL;
 	n->check = NULL;
 	n->text = NULL;
+	n->text_id = 0;
 }
 
 /* The names sorted, without duplicates; *n_unique is their number. The

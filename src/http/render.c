@@ -11,9 +11,10 @@
  * cluster with another history.
  *
  * A node list is also kept in pieces, per cluster (FRAGMENT_TABLES per
- * thread): each node's text, keyed by the node's shared string block
- * (held, so that its address cannot be reused for other strings while
- * the key lives) and its status and times, which are all a node's
+ * thread): each node's text, keyed by the identity of the node's shared
+ * string block (node_text_id: never reused, so the block need not be
+ * held, and its count, which the engine's copies change, is never
+ * touched from here) and its status and times, which are all a node's
  * document is made of. Rendering a new version copies the text of every
  * node whose key is unchanged and renders only the others: a node just
  * changed has strings of its own (no block) and is always rendered. The
@@ -58,11 +59,10 @@ struct render_slot {
 
 /* One node's text in a version's text, and what it was made of. */
 struct fragment {
-	const struct node_text *text; /* held; NULL: none (always rendered) */
+	uint64_t id; /* node_text_id; 0: none (always rendered) */
 	int64_t changed_at;
 	int64_t expires_at;
 	enum node_status status;
-	int is_kept; /* its hold moved to the next version */
 	size_t off, len;
 };
 
@@ -90,11 +90,10 @@ struct fragment_table {
 };
 
 /* Where a node's text comes from while a new version is put together:
- * the earlier text (was) or a rendering of its own (owned). */
+ * the earlier text, or a rendering of its own (owned). */
 struct piece {
 	const char *p;
 	size_t len;
-	struct fragment *was;
 	char *owned;
 };
 
@@ -195,25 +194,23 @@ rendered_is_idle(struct rendered *t)
 /* --- node lists in pieces ------------------------------------------ */
 
 static size_t
-place_of(size_t mask, const struct node_text *text)
+place_of(size_t mask, uint64_t id)
 {
-	uint64_t h = (uint64_t)(uintptr_t)text * 0x9e3779b97f4a7c15ULL;
-
-	return (size_t)(h >> 32) & mask;
+	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
 }
 
 /* The fragment of the node at position i with this block in v, or NULL. */
 static struct fragment *
-version_find(struct list_version *v, size_t i, const struct node_text *text)
+version_find(struct list_version *v, size_t i, uint64_t id)
 {
 	size_t j;
 
-	if (text == NULL || v->places == NULL)
+	if (id == 0 || v->places == NULL)
 		return NULL;
-	if (i < v->n_frags && v->frags[i].text == text)
+	if (i < v->n_frags && v->frags[i].id == id)
 		return &v->frags[i];
-	for (j = place_of(v->mask, text); v->places[j] != 0; j = (j + 1) & v->mask)
-		if (v->frags[v->places[j] - 1].text == text)
+	for (j = place_of(v->mask, id); v->places[j] != 0; j = (j + 1) & v->mask)
+		if (v->frags[v->places[j] - 1].id == id)
 			return &v->frags[v->places[j] - 1];
 	return NULL;
 }
@@ -225,23 +222,17 @@ version_file(struct list_version *v, size_t i)
 {
 	size_t j;
 
-	for (j = place_of(v->mask, v->frags[i].text); v->places[j] != 0; j = (j + 1) & v->mask)
-		if (v->frags[v->places[j] - 1].text == v->frags[i].text)
+	for (j = place_of(v->mask, v->frags[i].id); v->places[j] != 0; j = (j + 1) & v->mask)
+		if (v->frags[v->places[j] - 1].id == v->frags[i].id)
 			return 0;
 	v->places[j] = (uint32_t)i + 1;
 	return 1;
 }
 
-/* Drops the blocks v still holds and empties its places; its text and
- * its arrays are kept. */
+/* Empties v's places; its text and its arrays are kept. */
 static void
 version_empty(struct list_version *v)
 {
-	size_t i;
-
-	for (i = 0; i < v->n_frags; i++)
-		if (v->frags[i].text != NULL && !v->frags[i].is_kept)
-			node_text_drop(v->frags[i].text);
 	v->n_frags = 0;
 	if (v->places != NULL)
 		memset(v->places, 0, (v->mask + 1) * sizeof(*v->places));
@@ -326,13 +317,13 @@ static int
 piece_of(struct fragment_table *t, size_t i, const struct node *n, render_node_fn node,
          struct piece *out, int *rendered)
 {
-	struct fragment *was = version_find(&t->cur, i, n->text);
+	struct fragment *was = version_find(&t->cur, i, node_text_id(n));
 	json_t *doc;
 
 	if (was != NULL && (was->status != n->status || was->changed_at != n->changed_at ||
 	                    was->expires_at != n->expires_at))
 		was = NULL;
-	*out = (struct piece){.was = was};
+	*out = (struct piece){0};
 	if (was != NULL) {
 		out->p = t->cur.text->text + was->off;
 		out->len = was->len;
@@ -405,7 +396,7 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 
 		if (i > 0)
 			rendered_add(fresh.text, ",", 1);
-		*f = (struct fragment){.text = n->text,
+		*f = (struct fragment){.id = node_text_id(n),
 		                       .changed_at = n->changed_at,
 		                       .expires_at = n->expires_at,
 		                       .status = n->status,
@@ -414,16 +405,11 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 		rendered_add(fresh.text, p->p, p->len);
 		free(p->owned);
 		fresh.n_frags = i + 1;
-		if (n->text == NULL || !version_file(&fresh, i)) {
-			f->text = NULL;
-		} else if (p->was != NULL) {
-			p->was->is_kept = 1; /* its hold moves to fresh */
-		} else {
-			node_text_hold(n);
-		}
+		if (f->id != 0 && !version_file(&fresh, i))
+			f->id = 0;
 	}
 	rendered_add(fresh.text, "]}", 2);
-	/* The current version becomes the spare: its blocks dropped, its
+	/* The current version becomes the spare: its places emptied, its
 	 * text kept with the table's reference until it is filled again. */
 	version_empty(&t->cur);
 	t->spare = t->cur;
