@@ -400,6 +400,9 @@ write_haproxy(FILE *f, const struct lb_options *o, const struct lb_node *nodes, 
 	        "    # a request whose connection fails is retried on another server\n"
 	        "    retries 3\n"
 	        "    option redispatch 1\n"
+	        "    # and so is a GET or HEAD that a node stopping cut before it answered\n"
+	        "    retry-on conn-failure empty-response\n"
+	        "    http-request disable-l7-retry unless METH_GET || METH_HEAD\n"
 	        "    timeout check %s\n",
 	        o->cluster, timeout);
 	write_haproxy_check(f, o);

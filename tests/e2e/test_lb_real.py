@@ -20,7 +20,9 @@ wait, status changes) the other tests do under ASan too; the lbconfig
 checks above run in both passes.
 """
 
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -105,6 +107,71 @@ def test_lbconfig_haproxy_passes_haproxy_check(cm_bin, addressed, tmp_path, extr
                        timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[WARNING]" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+class Hangup(threading.Thread):
+    """An application node that dies with a request in flight: it accepts,
+    reads the request and closes the connection without an answer."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.methods = []
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(2)
+                try:
+                    self.methods.append(c.recv(65536).split(b" ", 1)[0].decode())
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.once
+def test_haproxy_sends_a_get_a_node_cut_to_another_node_and_never_a_post(cm_bin, daemon,
+                                                                        tmp_path):
+    """A node whose application stops with a request in flight closes the
+    connection without answering: HAProxy, as lbconfig configures it,
+    sends a GET or HEAD on to another node, and never sends anything
+    else twice (the client gets HAProxy's 502)."""
+    good = start_on_free_port(lambda port: AppNode("good", tmp_path / "good", port, daemon.port))
+    bad = Hangup()
+    haproxy = None
+    try:
+        for name, address in (("good", good.address), ("bad", bad.address)):
+            r = daemon.put("/v1/clusters/default/nodes/" + name, auth=daemon.as_admin,
+                           json={"address": address})
+            assert r.status_code in (200, 201), r.text
+        haproxy = start_on_free_port(lambda port: HAProxy(tmp_path / "haproxy", lbconfig(
+            cm_bin, daemon, "haproxy", "--listen", "127.0.0.1:%d" % port, "--probe-via",
+            "daemon", "--agent", "none", *LB_OPTIONS), port))
+        wait_until(lambda: haproxy.server_status() == {"good": "UP", "bad": "UP"}, 10,
+                   interval=0.1, what="HAProxy to see both nodes UP")
+        for method in ("GET", "HEAD") * 4:
+            r = requests.request(method, haproxy.url + "/", timeout=10)
+            assert r.status_code == 200, (method, r.status_code, r.text[:200])
+        assert {"GET", "HEAD"} <= set(bad.methods), bad.methods  # each was cut once
+        posts = [requests.post(haproxy.url + "/", data="x", timeout=10).status_code
+                 for _ in range(4)]
+        assert "POST" in bad.methods and 502 in posts, (posts, bad.methods)
+        assert bad.methods.count("POST") == posts.count(502), (posts, bad.methods)
+    finally:
+        if haproxy is not None:
+            haproxy.stop()
+        bad.close()
+        good.stop()
 
 
 def test_lbconfig_nginx_passes_nginx_check(cm_bin, addressed, tmp_path):

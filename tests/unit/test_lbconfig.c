@@ -239,6 +239,8 @@ test_haproxy_retries_with_redispatch(void **state)
 	(void)state;
 	assert_contains(t, "    retries 3\n");
 	assert_contains(t, "    option redispatch");
+	assert_contains(t, "    retry-on conn-failure empty-response\n");
+	assert_contains(t, "    http-request disable-l7-retry unless METH_GET || METH_HEAD\n");
 	free(t);
 }
 
