@@ -16,6 +16,7 @@
  * severity maps to, so that the log stays logfmt or JSON lines.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -152,13 +153,13 @@ pg_connect_within(struct pg_store *db, const char *const *values, int64_t deadli
 {
 	PGconn *conn = PQconnectStartParams(db->keys, values, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-
-	if (deadline == 0)
-		deadline = pg_monotonic_ms() + pg_timeout_ms();
+	int64_t start = pg_monotonic_ms();
 	struct pollfd p[2];
 	int is_past_sending = 0;
 
-	snprintf(why, why_size, "no answer within %d ms", pg_timeout_ms());
+	if (deadline == 0)
+		deadline = start + pg_timeout_ms();
+	snprintf(why, why_size, "no answer within %" PRId64 " ms", deadline - start);
 	if (conn == NULL) {
 		snprintf(why, why_size, "out of memory");
 		return NULL;
