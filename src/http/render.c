@@ -2,9 +2,10 @@
  * render.c - heavy answers rendered once per cluster version and shared
  * by every reader (render.h).
  *
- * Each worker thread keeps RENDER_CACHE_SLOTS renderings, each keyed by
- * the builder, the cluster's name, its version and a fingerprint of its
- * nodes. The version alone is not enough: a cluster removed and added
+ * Each worker thread keeps RENDER_CACHE_SLOTS renderings of documents
+ * made by a builder, each keyed by the builder, the cluster's name, its
+ * version and a fingerprint of its nodes; a node list's table (below)
+ * is keyed the same way. The version alone is not enough: a cluster removed and added
  * again starts at version 1 with other nodes. The fingerprint mixes every
  * node's status and times (no strings: 10,000 nodes cost about ten
  * microseconds, against milliseconds for the text), which differ for a
@@ -69,7 +70,7 @@ struct fragment {
 /* One version of a cluster's node list: each node's fragment in the
  * list's order, found by position first (a list keeps its order from
  * one version to the next: a sequential walk), else through places, an
- * open-addressing table of positions + 1 keyed by the node's block. */
+ * open-addressing table of positions + 1 keyed by the block's identity. */
 struct list_version {
 	struct fragment *frags; /* the i-th node's at i */
 	size_t n_frags, frags_size;
