@@ -38,6 +38,15 @@ struct probe_report {
 	uint32_t consecutive, since_change;
 };
 
+/* A node, or every node of a cluster (node ""), whose reports by the
+ * other daemons a daemon reads (observe/interest.h). */
+struct probe_interest {
+	uint64_t id; /* the entry's, never reused */
+	char cluster[NODE_NAME_MAX + 1];
+	char node[NODE_NAME_MAX + 1]; /* "": every node of the cluster */
+	int is_new;                   /* never read: read whole, not what changed */
+};
+
 #define DAEMON_HOST_MAX 63
 #define DAEMON_LISTEN_MAX 255
 

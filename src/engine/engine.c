@@ -691,8 +691,8 @@ engine_share_probes(struct engine *e, struct engine_probe_share *p, struct error
 	}
 	if (rc == 0)
 		rc = store_share_probes(e->store, p->daemon, p->mine, p->n_mine, p->forget_before,
-		                        p->want_others, &p->others, &p->n_others,
-		                        &p->others_are_delta, err);
+		                        p->want_others, p->interest, p->n_interest, &p->others,
+		                        &p->n_others, &p->others_are_delta, err);
 	if (rc == 0 && p->with_sessions)
 		rc = store_share_sessions(e->store, p->sessions_added, p->n_sessions_added,
 		                          p->sessions_ended, p->n_sessions_ended, time_now_ms(),

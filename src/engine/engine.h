@@ -148,6 +148,8 @@ struct engine_probe_share {
 	size_t n_mine;
 	int64_t forget_before;
 	int want_others;
+	const struct probe_interest *interest; /* whose reports to read */
+	size_t n_interest;
 	struct probe_report *others; /* out: malloc'd, the caller frees */
 	size_t n_others;
 	int others_are_delta; /* out: others are to merge (store_share_probes) */

@@ -449,6 +449,24 @@ look(struct request *r)
 		            "node '%s' is no longer in cluster '%s'", h->node, r->route.cluster);
 		return;
 	}
+	if (h->w.state == DRAIN_PROBES &&
+	    !observe_remote_ready(request_observe(r), c->name, h->node, time_now_ms())) {
+		/* judged only on every daemon's observations: a partial view
+		 * could say drained while a load balancer seen by another
+		 * daemon still sends requests (even a short wait gets up to
+		 * REQUEST_REMOTE_WAIT_MS for the first read) */
+		if ((now >= h->deadline && now >= h->start + REQUEST_REMOTE_WAIT_MS) ||
+		    request_is_stopping(r)) {
+			reply_error(
+			    r, 503, verdict_json(h, c->name, n, now),
+			    "not %s: %s: the other daemons' observations of it could not be "
+			    "read from the store",
+			    h->a.want_serving ? "serving" : "drained", h->node);
+			return;
+		}
+		request_after(r, LOOK_EVERY_MS, look);
+		return;
+	}
 	if (h->w.state == DRAIN_PROBES) {
 		lbwatch_access(watch, h->start, &view, &acc);
 		view.note = held_note;

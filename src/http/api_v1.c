@@ -331,6 +331,12 @@ api_v1_nodes_get(struct request *r, const struct route *rt)
 	reply_node_list(r, rt->cluster);
 }
 
+static void
+node_get_again(struct request *r)
+{
+	api_v1_node_get(r, &r->route);
+}
+
 void
 api_v1_node_get(struct request *r, const struct route *rt)
 {
@@ -351,6 +357,8 @@ api_v1_node_get(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
+	if (!request_remote_ready(r, c->name, n->name, node_get_again))
+		return; /* again once the other daemons' reports of it are read */
 	reply_json(r, 200, node_document_json(c, observed_node_json(r, c, n, window_s)));
 }
 

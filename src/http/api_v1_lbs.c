@@ -44,6 +44,12 @@ lb_json(const struct lb *l)
 }
 
 /* Each node's observations are copied out once, for every load balancer. */
+static void
+lbs_get_again(struct request *r)
+{
+	api_v1_lbs_get(r, &r->route);
+}
+
 void
 api_v1_lbs_get(struct request *r, const struct route *rt)
 {
@@ -55,6 +61,8 @@ api_v1_lbs_get(struct request *r, const struct route *rt)
 
 	if (c == NULL)
 		return;
+	if (!request_remote_ready(r, c->name, NULL, lbs_get_again))
+		return; /* again once the other daemons' reports of it are read */
 	list = json_array();
 	seen = xcalloc(c->n_lbs + 1, sizeof(*seen));
 	for (k = 0; k < c->n_lbs; k++)

@@ -282,6 +282,12 @@ observations_ready(struct request *r)
 	}
 }
 
+static void
+observations_again(struct request *r)
+{
+	api_v1_observations_get(r, &r->route);
+}
+
 void
 api_v1_observations_get(struct request *r, const struct route *rt)
 {
@@ -299,6 +305,8 @@ api_v1_observations_get(struct request *r, const struct route *rt)
 		reply_from_error(r, &err);
 		return;
 	}
+	if (!request_remote_ready_nodes(r, c->name, nodes, observations_again))
+		return; /* again once the other daemons' reports of them are read */
 	if (!has_after) {
 		observations_ready(r);
 		return;

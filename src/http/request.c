@@ -478,6 +478,73 @@ request_wait_until(struct request *r, request_due_fn is_due, int64_t wait_ms, re
 		request_waiters_check(r->worker);
 }
 
+/* A read of the other daemons' reports was done since r began waiting. */
+static int
+remote_read_is_done(struct request *r)
+{
+	return observe_remote_reads(r->server->observe) != r->remote_reads;
+}
+
+/* After asking (is_ready: the answer), waits for the next read or goes
+ * on (request_remote_ready). */
+static int
+remote_wait(struct request *r, int is_ready, int64_t now, request_handler again)
+{
+	if (is_ready || r->remote_wait_until < 0) /* < 0: gave up before */
+		return 1;
+	if (r->remote_wait_until == 0)
+		r->remote_wait_until = now + REQUEST_REMOTE_WAIT_MS;
+	if (now >= r->remote_wait_until || atomic_load(&r->server->is_stopping)) {
+		r->remote_wait_until = -1;
+		return 1;
+	}
+	request_wait_until(r, remote_read_is_done, r->remote_wait_until - now, again);
+	return 0;
+}
+
+int
+request_remote_ready(struct request *r, const char *cluster, const char *node,
+                     request_handler again)
+{
+	int64_t now = time_now_ms();
+
+	/* reads counted first: a read done after the ask below wakes r */
+	r->remote_reads = observe_remote_reads(r->server->observe);
+	return remote_wait(r, observe_remote_ready(r->server->observe, cluster, node, now), now,
+	                   again);
+}
+
+int
+request_remote_ready_nodes(struct request *r, const char *cluster, const char *nodes,
+                           request_handler again)
+{
+	char name[NODE_NAME_MAX + 1];
+	const char *p = nodes, *comma;
+	int64_t now = time_now_ms();
+	int is_ready = 1;
+	size_t len;
+
+	r->remote_reads = observe_remote_reads(r->server->observe);
+	for (; *p != '\0'; p = comma + 1) { /* every one asked: one read for all */
+		comma = strchr(p, ',');
+		len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		if (len <= NODE_NAME_MAX) {
+			memcpy(name, p, len);
+			name[len] = '\0';
+			is_ready &= observe_remote_ready(r->server->observe, cluster, name, now);
+		}
+		if (comma == NULL)
+			break;
+	}
+	return remote_wait(r, is_ready, now, again);
+}
+
+int
+request_remote_is_late(const struct request *r)
+{
+	return r->remote_wait_until < 0;
+}
+
 void
 request_after(struct request *r, int64_t delay_ms, request_handler then)
 {

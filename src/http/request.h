@@ -82,6 +82,10 @@ struct request {
 	const char *auth_method;     /* "password", "token", "oidc", "proxy" */
 	const char *audit_context;   /* the JSON object audit entries carry
 	                                (struct actor's context), in the pool */
+	/* request_remote_ready's, while it waits for the other daemons'
+	 * reports to be read */
+	int64_t remote_wait_until; /* ms; 0 before the first wait, -1 given up */
+	uint64_t remote_reads;     /* observe_remote_reads when it began */
 };
 
 typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
@@ -175,6 +179,21 @@ void request_worker_counts(const struct request *r, struct request_worker_counts
  * that h2o lets the request go. HTTP/2 cancels a stream by itself. */
 int request_client_is_gone(const struct request *r);
 
+/* Are the other daemons' reports of node (NULL: every node) of cluster
+ * read (observe_remote_ready)? 1: go on. 0: r waits for the share
+ * thread's next read (woken by it), then again(r) runs, which asks
+ * again; in all at most REQUEST_REMOTE_WAIT_MS, after which the answer
+ * is 1 and the view has what was read before (a store that does not
+ * answer; request_remote_is_late says so). */
+#define REQUEST_REMOTE_WAIT_MS 2000
+int request_remote_ready(struct request *r, const char *cluster, const char *node,
+                         request_handler again);
+/* The same for the nodes of a comma-separated list (asked together: one
+ * read brings them all). */
+int request_remote_ready_nodes(struct request *r, const char *cluster, const char *nodes,
+                               request_handler again);
+/* Did r give up waiting for the other daemons' reports? */
+int request_remote_is_late(const struct request *r);
 /* Is the daemon stopping? A wait then fires at once; a surface that
  * waits again in its continuation must answer instead. */
 int request_is_stopping(const struct request *r);

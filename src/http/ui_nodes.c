@@ -588,6 +588,12 @@ done_notice(struct request *r)
 	return NULL;
 }
 
+static void
+page_again(struct request *r)
+{
+	ui_nodes_page(r, &r->route);
+}
+
 void
 ui_nodes_page(struct request *r, const struct route *rt)
 {
@@ -599,6 +605,8 @@ ui_nodes_page(struct request *r, const struct route *rt)
 		                 "Go to the clusters");
 		return;
 	}
+	if (!request_remote_ready(r, c->name, NULL, page_again))
+		return; /* again once the other daemons' reports of it are read */
 	st.notice = done_notice(r);
 	page_show(r, c, &st);
 }

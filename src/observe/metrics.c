@@ -417,6 +417,13 @@ render_clusters(struct strbuf *o, const struct model *m, struct observe *obs)
 	           "Answers not counted by cluster (more clusters than the counter table holds).");
 	out_printf(o, "clustermgmt_probe_answers_uncounted_total %" PRIu64 "\n",
 	           observe_answer_untracked(obs));
+	out_family(o, "clustermgmt_peer_probe_interest", "gauge",
+	           "Nodes (or whole clusters) whose probes seen by the other daemons this daemon "
+	           "reads: those it was asked about in the last minute.");
+	out_printf(o, "clustermgmt_peer_probe_interest %zu\n", observe_interest_count(obs));
+	out_family(o, "clustermgmt_peer_probe_reports", "gauge",
+	           "Reports of the other daemons' probes held, of those nodes.");
+	out_printf(o, "clustermgmt_peer_probe_reports %zu\n", observe_remote_count(obs));
 }
 
 static void

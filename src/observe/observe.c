@@ -27,6 +27,7 @@
 #include "../util/hash.h"
 #include "../util/utf8.h"
 #include "../util/xalloc.h"
+#include "interest.h"
 #include "observe.h"
 
 #define BUCKETS 4096
@@ -98,6 +99,8 @@ struct observe {
 	pthread_mutex_t remote_lock; /* guards the two below */
 	struct probe_report *remote; /* sorted by cluster, node */
 	size_t n_remote;
+	struct interest *interest;     /* the nodes whose remote reports are read */
+	_Atomic uint64_t remote_reads; /* reads of them done (observe_interest_read) */
 };
 
 /* --- answers --------------------------------------------------------- */
@@ -173,6 +176,7 @@ observe_new(void)
 	pthread_mutex_init(&o->counted_lock, NULL);
 	pthread_mutex_init(&o->remote_lock, NULL);
 	atomic_store(&o->report_gen, 1);
+	o->interest = interest_new();
 	return o;
 }
 
@@ -203,6 +207,7 @@ observe_free(struct observe *o)
 	pthread_mutex_destroy(&o->counted_lock);
 	pthread_mutex_destroy(&o->remote_lock);
 	free(o->remote);
+	interest_free(o->interest);
 	free(o);
 }
 
@@ -670,6 +675,76 @@ observe_merge_remote(struct observe *o, struct probe_report *rows, size_t n, int
 	if (k < n_old + n) /* what was dropped or replaced, given back */
 		merged = xreallocarray(merged, k > 0 ? k : 1, sizeof(*merged));
 	remote_replace(o, merged, k);
+}
+
+int
+observe_remote_ready(struct observe *o, const char *cluster, const char *node, int64_t now)
+{
+	int is_added;
+
+	if (o->collect_wake == NULL) /* no other daemon to read */
+		return 1;
+	if (interest_ask(o->interest, cluster, node, now, &is_added))
+		return 1;
+	if (is_added) /* the share thread reads it in its next round, now */
+		o->collect_wake(o->collect_wake_arg);
+	return 0;
+}
+
+uint64_t
+observe_remote_reads(struct observe *o)
+{
+	return atomic_load(&o->remote_reads);
+}
+
+size_t
+observe_remote_count(struct observe *o)
+{
+	size_t n;
+
+	pthread_mutex_lock(&o->remote_lock);
+	n = o->n_remote;
+	pthread_mutex_unlock(&o->remote_lock);
+	return n;
+}
+
+size_t
+observe_interest_count(struct observe *o)
+{
+	return interest_count(o->interest);
+}
+
+size_t
+observe_interest_take(struct observe *o, int64_t now, struct probe_interest **out)
+{
+	int is_forgotten;
+	size_t n = interest_take(o->interest, now, out, &is_forgotten), i, k = 0;
+	struct probe_report *kept;
+
+	if (!is_forgotten)
+		return n;
+	/* Reports of nodes nobody asks about any more go: o->remote changes
+	 * only on this thread (see observe_merge_remote). */
+	kept = xreallocarray(NULL, o->n_remote > 0 ? o->n_remote : 1, sizeof(*kept));
+	for (i = 0; i < o->n_remote; i++)
+		if (interest_covers(*out, n, o->remote[i].cluster, o->remote[i].node))
+			kept[k++] = o->remote[i];
+	remote_replace(o, kept, k);
+	return n;
+}
+
+void
+observe_interest_read(struct observe *o, const struct probe_interest *read, size_t n)
+{
+	size_t i;
+	int has_new = 0;
+
+	interest_read(o->interest, read, n);
+	atomic_fetch_add(&o->remote_reads, 1);
+	for (i = 0; i < n; i++)
+		has_new |= read[i].is_new;
+	if (has_new && o->notify != NULL) /* readers wait for it */
+		o->notify(o->notify_arg);
 }
 
 /* Is c due to be reported (caller holds its lock)? */

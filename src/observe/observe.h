@@ -243,6 +243,27 @@ void observe_set_remote(struct observe *o, struct probe_report *rows, size_t n);
 void observe_merge_remote(struct observe *o, struct probe_report *rows, size_t n,
                           int64_t forget_before);
 
+/* Reading only what is asked for (observe/interest.h): is what the
+ * other daemons reported of node of cluster (NULL: every node of it)
+ * read? 1 when it was read since first asked for, or when no other
+ * daemon shares (no collector set); else 0, and the collector is woken
+ * to read it (a reader waits for observe_remote_reads to move, then asks
+ * again). Every call counts as asked at now: what nobody asks for in
+ * OBSERVE_INTEREST_MS is no longer read, and its reports go. */
+int observe_remote_ready(struct observe *o, const char *cluster, const char *node, int64_t now);
+/* How many reads of the other daemons' reports were done. */
+uint64_t observe_remote_reads(struct observe *o);
+/* How many of their reports are held, and how many entries are read. */
+size_t observe_remote_count(struct observe *o);
+size_t observe_interest_count(struct observe *o);
+/* For the collector: what to read (a malloc'd *out the caller frees,
+ * NULL when nothing; see interest_take), dropping the reports of what
+ * is no longer asked for; then, after reading and merging,
+ * observe_interest_read with the same list, which wakes the readers
+ * (the notify function) when it read something new. */
+size_t observe_interest_take(struct observe *o, int64_t now, struct probe_interest **out);
+void observe_interest_read(struct observe *o, const struct probe_interest *read, size_t n);
+
 /* Does the answer tell a load balancer to send new traffic? */
 int observe_answer_is_serving(enum observe_answer a);
 /* How each protocol words an answer: the probe's status code and body,

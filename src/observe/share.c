@@ -87,9 +87,11 @@ share_thread(void *arg)
 {
 	struct share *s = arg;
 	struct engine_probe_share p;
+	struct probe_interest *interest;
 	struct error err;
 	int64_t now, next_read = 0, next_beat = 0, read_every = SHARE_READ_MS;
 	int was_failing = 0, is_beat_due;
+	size_t i;
 
 	while (!share_sleep(s, share_nap(s, next_read, next_beat))) {
 		now = time_now_ms();
@@ -102,6 +104,10 @@ share_thread(void *arg)
 		if (p.n_mine > 0 && next_read > now + SHARE_READ_MS) /* busy again */
 			next_read = now + SHARE_READ_MS;
 		p.want_others = now >= next_read;
+		p.n_interest = observe_interest_take(s->observe, now, &interest);
+		p.interest = interest;
+		for (i = 0; i < p.n_interest; i++)
+			p.want_others |= interest[i].is_new; /* a reader waits for it */
 		is_beat_due = now >= next_beat;
 		/* A quiet daemon's read and heartbeat share their rounds (on
 		 * PostgreSQL one statement for both): each is taken early when
@@ -122,8 +128,10 @@ share_thread(void *arg)
 			s->me.heartbeat_at = now;
 			p.me = &s->me;
 		}
-		if (p.n_mine == 0 && !p.want_others && p.me == NULL)
+		if (p.n_mine == 0 && !p.want_others && p.me == NULL) {
+			free(interest);
 			continue;
+		}
 		if (engine_share_probes(s->engine, &p, &err) != 0) {
 			observe_report_again(s->observe); /* nothing reached the store */
 			/* An outage (503) is the store's to log, once; anything else
@@ -136,6 +144,7 @@ share_thread(void *arg)
 			free(p.others);
 			free(p.fleet);
 			free(p.sessions);
+			free(interest);
 			continue;
 		}
 		if (p.with_sessions && p.sessions != NULL) /* NULL: unchanged */
@@ -157,6 +166,7 @@ share_thread(void *arg)
 				                     p.forget_before);
 			else if (p.others != NULL) /* NULL: unchanged since the last read */
 				observe_set_remote(s->observe, p.others, p.n_others);
+			observe_interest_read(s->observe, interest, p.n_interest);
 			/* A quiet fleet is asked less and less often, up to
 			 * SHARE_IDLE_READ_MS; anything read or written here
 			 * brings it back to SHARE_READ_MS. */
@@ -171,6 +181,7 @@ share_thread(void *arg)
 		} else {
 			free(p.others);
 		}
+		free(interest);
 	}
 	return NULL;
 }

@@ -142,6 +142,41 @@ pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS])
 }
 
 void
+pg_share_interest_arrays(const struct probe_interest *in, size_t n,
+                         char *params[PG_SHARE_INTEREST_COLUMNS])
+{
+	struct strbuf a[PG_SHARE_INTEREST_COLUMNS];
+	size_t i;
+	int c;
+
+	for (c = 0; c < PG_SHARE_INTEREST_COLUMNS; c++)
+		array_open(&a[c]);
+	for (i = 0; i < n; i++) {
+		if (in[i].node[0] != '\0') {
+			array_add(&a[0], in[i].cluster);
+			array_add(&a[1], in[i].node);
+			array_add(&a[2], in[i].is_new ? "t" : "f");
+		} else {
+			array_add(&a[3], in[i].cluster);
+			array_add(&a[4], in[i].is_new ? "t" : "f");
+		}
+	}
+	for (c = 0; c < PG_SHARE_INTEREST_COLUMNS; c++)
+		params[c] = array_close(&a[c]);
+}
+
+void
+pg_share_free_interest_arrays(char *params[PG_SHARE_INTEREST_COLUMNS])
+{
+	int c;
+
+	for (c = 0; c < PG_SHARE_INTEREST_COLUMNS; c++) {
+		free(params[c]);
+		params[c] = NULL;
+	}
+}
+
+void
 pg_share_session_arrays(const struct session_record *r, size_t n, int is_ids_only,
                         char *params[PG_SHARE_SESSION_COLUMNS])
 {

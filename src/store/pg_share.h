@@ -33,6 +33,16 @@ void pg_share_probe_arrays(const struct probe_report *r, size_t n,
 
 void pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS]);
 
+#define PG_SHARE_INTEREST_COLUMNS 5
+
+/* The nodes whose reports a read asks for, as array literals: [0] the
+ * clusters of the node entries, [1] their nodes, [2] whether each is new
+ * (t or f), [3] the clusters read whole, [4] whether each is new. Freed
+ * with pg_share_free_interest_arrays. */
+void pg_share_interest_arrays(const struct probe_interest *in, size_t n,
+                              char *params[PG_SHARE_INTEREST_COLUMNS]);
+void pg_share_free_interest_arrays(char *params[PG_SHARE_INTEREST_COLUMNS]);
+
 #define PG_SHARE_SESSION_COLUMNS 11
 
 /* The insert of a batch of sessions started ($1..$11: id hashes, users,

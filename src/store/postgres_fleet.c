@@ -70,6 +70,8 @@ struct probes_job {
 	size_t n_mine;
 	int64_t forget_before;
 	int want_others;
+	const struct probe_interest *interest;
+	size_t n_interest;
 	struct probe_report *others; /* out */
 	size_t n_others;
 	int is_delta;  /* out: others are the reports written since the last read */
@@ -108,33 +110,54 @@ append_reports(PGresult *res, struct probe_report **all, size_t *n, size_t *cap)
 	*n += rows;
 }
 
-/* Reads the other daemons' live reports, in the open transaction: every
- * one, or (job->is_delta) those written by transactions at or after
- * db->probes_seen_xmin. job->xmin gets the xmin of a snapshot taken
- * before the cursor's, for the next read. */
+/* Reads the other daemons' live reports of the nodes of interest, in the
+ * open transaction: every one, or (job->is_delta) those written by
+ * transactions at or after db->probes_seen_xmin and every one of the new
+ * entries. Node entries and whole clusters are two halves of one cursor,
+ * each found through the index by node (step 16); an entry is never both
+ * (interest.c). job->xmin gets the xmin of a snapshot taken before the
+ * cursor's, for the next read. */
 static int
 read_others(struct pg_store *db, const char *daemon, const char *forget_before,
             struct probes_job *job, struct error *err)
 {
 	static const char columns[] =
-	    "DECLARE others NO SCROLL CURSOR FOR SELECT daemon, cluster, node, protocol, address, "
-	    "user_agent, has_user_agent, first_at, last_at, changed_at, last_answer, consecutive, "
-	    "since_change, lb, interval_ms FROM probes WHERE daemon <> $1 AND last_at >= $2";
-	const char *p[3] = {daemon, forget_before, db->probes_seen_xmin};
+	    "SELECT p.daemon, p.cluster, p.node, p.protocol, p.address, p.user_agent, "
+	    "p.has_user_agent, p.first_at, p.last_at, p.changed_at, p.last_answer, p.consecutive, "
+	    "p.since_change, p.lb, p.interval_ms FROM ";
+	static const char by_node[] =
+	    "unnest($3::text[], $4::text[], $5::bool[]) AS w(c, n, is_new) JOIN probes p "
+	    "ON p.cluster = w.c AND p.node = w.n";
+	static const char by_cluster[] =
+	    "unnest($6::text[], $7::bool[]) AS w(c, is_new) JOIN probes p ON p.cluster = w.c";
+	static const char where[] = " WHERE p.daemon <> $1 AND p.last_at >= $2";
+	static const char changed[] = " AND (w.is_new OR p.xid >= $8::xid8)";
+	char *arrays[PG_SHARE_INTEREST_COLUMNS];
+	const char *p[8] = {daemon, forget_before};
 	PGresult *res = NULL;
 	size_t cap = 0, rows;
-	char fetch[48], declare[sizeof(columns) + 32];
+	char fetch[48], declare[2 * (sizeof(columns) + sizeof(where) + sizeof(changed)) +
+	                        sizeof(by_node) + sizeof(by_cluster) + 64];
+	int rc, c;
 
 	if (pg_side_exec(db, "SELECT pg_snapshot_xmin(pg_current_snapshot())", 0, NULL, &res,
 	                 "read the other daemons' observed probes", err) != 0)
 		return -1;
 	copy_text(job->xmin, sizeof(job->xmin), PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "0");
 	PQclear(res);
-	snprintf(declare, sizeof(declare), "%s%s", columns,
-	         job->is_delta ? " AND xid >= $3::xid8" : "");
+	snprintf(declare, sizeof(declare),
+	         "DECLARE others NO SCROLL CURSOR FOR %s%s%s%s UNION ALL %s%s%s%s", columns,
+	         by_node, where, job->is_delta ? changed : "", columns, by_cluster, where,
+	         job->is_delta ? changed : "");
 	snprintf(fetch, sizeof(fetch), "FETCH %d FROM others", REMOTE_PROBES_PAGE);
-	if (pg_side_exec(db, declare, job->is_delta ? 3 : 2, p, NULL,
-	                 "read the other daemons' observed probes", err) != 0)
+	pg_share_interest_arrays(job->interest, job->n_interest, arrays);
+	for (c = 0; c < PG_SHARE_INTEREST_COLUMNS; c++)
+		p[2 + c] = arrays[c];
+	p[7] = db->probes_seen_xmin;
+	rc = pg_side_exec(db, declare, job->is_delta ? 8 : 7, p, NULL,
+	                  "read the other daemons' observed probes", err);
+	pg_share_free_interest_arrays(arrays);
+	if (rc != 0)
 		return -1;
 	do {
 		if (pg_side_exec(db, fetch, 0, NULL, &res,
@@ -168,6 +191,18 @@ read_probes_version(struct pg_store *db, int64_t *version, struct error *err)
 	return rc;
 }
 
+/* Is an entry never read? Then it is read whatever the version says. */
+static int
+interest_has_new(const struct probe_interest *in, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (in[i].is_new)
+			return 1;
+	return 0;
+}
+
 static int
 share_probes_job(struct pg_store *db, void *arg, struct error *err)
 {
@@ -193,7 +228,9 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		db->fleet_version = version;
 		job->is_delta = db->probes_full_read_at != 0 &&
 		                now - db->probes_full_read_at < PG_PROBES_FULL_READ_MS;
-		is_read_due = !job->is_delta || version != db->probes_seen_version;
+		is_read_due =
+		    job->n_interest > 0 && (!job->is_delta || version != db->probes_seen_version ||
+		                            interest_has_new(job->interest, job->n_interest));
 	}
 	is_forget_due = now - db->probes_forgot_at >= PG_PROBES_FORGET_EVERY_MS;
 	if (job->n_mine == 0 && !is_read_due && !is_forget_due)
@@ -247,10 +284,12 @@ bad:
 
 int
 pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine, size_t n_mine,
-                int64_t forget_before, int want_others, struct probe_report **others,
-                size_t *n_others, int *is_delta, struct error *err)
+                int64_t forget_before, int want_others, const struct probe_interest *interest,
+                size_t n_interest, struct probe_report **others, size_t *n_others, int *is_delta,
+                struct error *err)
 {
-	struct probes_job job = {daemon, mine, n_mine, forget_before, want_others, NULL, 0, 0, ""};
+	struct probes_job job = {
+	    daemon, mine, n_mine, forget_before, want_others, interest, n_interest, NULL, 0, 0, ""};
 
 	if (pg_side_call(handle, share_probes_job, &job, err) != 0) {
 		free(job.others);

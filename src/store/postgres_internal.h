@@ -215,6 +215,7 @@ int pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit
 
 int pg_share_probes(void *handle, const char *daemon, const struct probe_report *mine,
                     size_t n_mine, int64_t forget_before, int want_others,
+                    const struct probe_interest *interest, size_t n_interest,
                     struct probe_report **others, size_t *n_others, int *is_delta,
                     struct error *err);
 int pg_heartbeat(void *handle, const struct daemon_record *me, struct daemon_record **all,

@@ -197,6 +197,10 @@ static const char step15_clusters_xid[] =
     "CREATE TRIGGER nodes_stamp_xid BEFORE INSERT OR UPDATE ON nodes "
     "FOR EACH ROW EXECUTE FUNCTION clustermgmt_stamp_xid();";
 
+/* The reports of one node, or of one cluster, read without the others':
+ * a daemon reads only the nodes it is asked about (observe/interest.h). */
+static const char step16_probes_by_node[] = "CREATE INDEX probes_by_node ON probes (cluster, node);";
+
 /* The same steps as sqlite_schema.c's, in the same order; schema_version.version
  * counts the steps done. Append only. */
 static const struct migration migrations[] = {
@@ -215,6 +219,7 @@ static const struct migration migrations[] = {
     {"register the rollouts in progress", step13_rollouts},
     {"stamp the observed probes with their transaction", step14_probes_xid},
     {"stamp the clusters and nodes with their transaction", step15_clusters_xid},
+    {"index the observed probes by node", step16_probes_by_node},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -199,6 +199,10 @@ static const char step15_clusters_xid[] =
     "ALTER TABLE clusters ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE nodes ADD COLUMN xid INTEGER NOT NULL DEFAULT 0;";
 
+/* The reports of one node, or of one cluster, read without the others':
+ * a daemon reads only the nodes it is asked about (observe/interest.h). */
+static const char step16_probes_by_node[] = "CREATE INDEX probes_by_node ON probes (cluster, node);";
+
 /* Applied in order; PRAGMA user_version counts the steps done. Append
  * only: a released step is never edited, a change is a new step. The
  * PostgreSQL backend has the same steps (postgres_schema.c). */
@@ -218,6 +222,7 @@ static const struct migration migrations[] = {
     {"register the rollouts in progress", step13_rollouts},
     {"stamp the observed probes with their transaction", step14_probes_xid},
     {"stamp the clusters and nodes with their transaction", step15_clusters_xid},
+    {"index the observed probes by node", step16_probes_by_node},
 };
 
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -750,6 +750,7 @@ bad:
 int
 store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
                    size_t n_mine, int64_t forget_before, int want_others,
+                   const struct probe_interest *interest, size_t n_interest,
                    struct probe_report **others, size_t *n_others, int *is_delta, struct error *err)
 {
 	*others = NULL;
@@ -758,7 +759,7 @@ store_share_probes(struct store *s, const char *daemon, const struct probe_repor
 	if (s->backend->share_probes == NULL)
 		return 0;
 	return s->backend->share_probes(s->db, daemon, mine, n_mine, forget_before, want_others,
-	                                others, n_others, is_delta, err);
+	                                interest, n_interest, others, n_others, is_delta, err);
 }
 
 int

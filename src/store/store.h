@@ -185,13 +185,15 @@ void store_unwatch(struct store *s);
 
 /* Writes this daemon's probe reports (mine, all with daemon == daemon),
  * forgets its own reports last seen before forget_before, and, when
- * want_others, reads the other daemons' reports seen since then into a
+ * want_others, reads the other daemons' reports seen since then of the
+ * nodes in interest (n_interest; none: nothing is read) into a
  * malloc'd *others (the caller frees it; no cap): every one (*is_delta
- * 0), or (*is_delta 1) those written since this daemon's last read, to
- * merge into what it has (some may be the same as before; the caller
- * ages out the ones last seen before forget_before); or leaves *others
- * NULL when they are unchanged since that read (the caller keeps what it
- * has). Not under
+ * 0), or (*is_delta 1) those written since this daemon's last read and
+ * every one of the entries that are new, to merge into what it has
+ * (some may be the same as before; the caller ages out the ones last
+ * seen before forget_before); or leaves *others NULL when they are
+ * unchanged since that read and no entry is new (the caller keeps what
+ * it has). Not under
  * the write lock and not a change: no version, no notification. A no-op
  * for an unshared store.
  *
@@ -201,6 +203,7 @@ void store_unwatch(struct store *s);
  * never delay a write. Each exchange is one statement per batch. */
 int store_share_probes(struct store *s, const char *daemon, const struct probe_report *mine,
                        size_t n_mine, int64_t forget_before, int want_others,
+                       const struct probe_interest *interest, size_t n_interest,
                        struct probe_report **others, size_t *n_others, int *is_delta,
                        struct error *err);
 

@@ -104,6 +104,7 @@ struct store_backend {
 	/* Optional: store_share_probes (store.h). */
 	int (*share_probes)(void *db, const char *daemon, const struct probe_report *mine,
 	                    size_t n_mine, int64_t forget_before, int want_others,
+	                    const struct probe_interest *interest, size_t n_interest,
 	                    struct probe_report **others, size_t *n_others, int *is_delta,
 	                    struct error *err);
 	/* Optional: store_heartbeat (store.h). */

@@ -158,7 +158,7 @@ def test_two_daemons_starting_together_migrate_once(pg_server, tmp_path):
         for d in ds:
             d.wait_ready()
         db = url.rsplit("/", 1)[1]
-        assert pg_server.psql("SELECT version FROM schema_version", db) == "15"
+        assert pg_server.psql("SELECT version FROM schema_version", db) == "16"
         assert pg_server.psql("SELECT count(*) FROM clusters", db) == "1"
         assert pg_server.psql("SELECT count(*) FROM audit WHERE action = 'cluster-add'",
                               db) == "1"
@@ -847,6 +847,59 @@ def test_probes_of_more_nodes_than_one_batch_seen_by_each_daemon_visible_from_ev
         for n in ("web0", "web311", "web599"):
             wait_until(lambda: sorted(ua for ua, _ in probers_of(d, n)) == sorted(agents),
                        PROPAGATION_TIMEOUT, "three probers of %s on %s" % (n, d.url))
+
+
+def peer_metric(d, name):
+    r = d.get("/metrics")
+    assert r.status_code == 200, r.text
+    m = re.search(r"^%s (\d+)$" % name, r.text, re.M)
+    assert m, r.text
+    return int(m.group(1))
+
+
+def test_a_daemon_reads_only_the_probes_of_what_it_is_asked_about(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    names = ["web%d" % i for i in range(50)]
+    a.set_nodes(names)
+    wait_until(lambda: "web49" in b.node_states(), PROPAGATION_TIMEOUT, "nodes on b")
+    s = requests.Session()
+    for n in names:
+        assert s.get(a.url + "/health?node=" + n, headers={"User-Agent": "lb-a"},
+                     timeout=5).status_code == 200
+    stored = "SELECT count(*) FROM probes WHERE user_agent = 'lb-a'"
+    wait_until(lambda: subprocess.run(["psql", pg_url, "-Atc", stored], check=True,
+                                      capture_output=True, text=True,
+                                      timeout=30).stdout.strip() == "50",
+               PROPAGATION_TIMEOUT, "a's 50 reports in the store")
+    # Nobody asked b about any node: it read none of a's reports.
+    assert peer_metric(b, "clustermgmt_peer_probe_interest") == 0
+    assert peer_metric(b, "clustermgmt_peer_probe_reports") == 0
+    # The first question about a node is answered with every daemon's
+    # prober of it: b reads that node's reports before it answers.
+    seen = probers_of(b, "web7")
+    assert [ua for ua, _ in seen] == ["lb-a"], seen
+    assert [dm for _, dm in seen][0].endswith(":127.0.0.1:%d" % a.port), seen
+    assert peer_metric(b, "clustermgmt_peer_probe_interest") == 1
+    assert peer_metric(b, "clustermgmt_peer_probe_reports") == 1
+    # The same for several nodes at once, and for a drain judgement.
+    r = b.get("/v1/clusters/default/observations?nodes=web8,web9&window=30", auth=b.admin)
+    assert r.status_code == 200, r.text
+    assert [[p["user_agent"] for p in n["probes"]] for n in r.json()["nodes"]] == [["lb-a"]] * 2
+    r = b.get("/v1/clusters/default/nodes/web10/serving?wait=0&fall=1", auth=b.admin)
+    assert r.status_code == 200, r.text
+    assert peer_metric(b, "clustermgmt_peer_probe_reports") == 4
+    # A whole cluster's view (its load balancers', the page) reads all of it.
+    r = b.get("/v1/clusters/default/lbs", auth=b.admin)
+    assert r.status_code == 200, r.text
+    assert peer_metric(b, "clustermgmt_peer_probe_interest") == 1
+    assert peer_metric(b, "clustermgmt_peer_probe_reports") == 50
+    # What a reads later reaches b while it keeps asking.
+    a.set_status({"web7": {"status": "offline", "reason": "deploy"}})
+    wait_until(lambda: b.node_states()["web7"][0] == "offline", PROPAGATION_TIMEOUT, "b has it")
+    assert s.get(a.url + "/health?node=web7", headers={"User-Agent": "lb-a"},
+                 timeout=5).status_code == 503
+    wait_until(lambda: [p["last_answer"] for p in probers_of(b, "web7").values()] ==
+               ["503 node is offline"], PROPAGATION_TIMEOUT, "a's new answer on b")
 
 
 def test_notification_older_than_the_applied_version_causes_no_reload(fleet, pg_url):

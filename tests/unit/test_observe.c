@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "../../src/observe/interest.h"
 #include "../../src/observe/observe.h"
 
 #define T0 1700000000000LL
@@ -551,6 +552,115 @@ test_refreshes_of_reports_held_are_merged_in_place(void **state)
 	observe_free(o);
 }
 
+static int wakes;
+
+static void
+count_wake(void *arg)
+{
+	(void)arg;
+	wakes++;
+}
+
+/* Without another daemon (no collector) everything is read; with one, a
+ * node is read from its first ask until nobody asked for a minute. */
+static void
+test_a_node_is_read_from_its_first_ask_until_nobody_asks(void **state)
+{
+	struct observe *o = observe_new();
+	struct probe_interest *in;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(observe_remote_ready(o, "default", "a", T0), 1);
+	observe_set_collect_wake(o, count_wake, NULL);
+	wakes = 0;
+	assert_int_equal(observe_remote_ready(o, "default", "a", T0), 0);
+	assert_int_equal(wakes, 1); /* the collector reads it now */
+	assert_int_equal(observe_remote_ready(o, "default", "a", T0 + 10), 0);
+	assert_int_equal(wakes, 1); /* asked again: still waiting, no second wake */
+	n = observe_interest_take(o, T0 + 20, &in);
+	assert_int_equal(n, 1);
+	assert_string_equal(in[0].node, "a");
+	assert_int_equal(in[0].is_new, 1);
+	observe_set_remote(o, reports("d2", 2, T0 + 10, OBSERVE_SERVING), 2);
+	observe_interest_read(o, in, n);
+	free(in);
+	assert_int_equal(observe_remote_reads(o), 1);
+	assert_int_equal(observe_remote_ready(o, "default", "a", T0 + 30), 1);
+	assert_int_equal(observe_remote_count(o), 2);
+	n = observe_interest_take(o, T0 + 30 + OBSERVE_INTEREST_MS - 1, &in);
+	assert_int_equal(n, 1);
+	assert_int_equal(in[0].is_new, 0); /* read: only what changed next */
+	free(in);
+	/* nobody asked for a minute: no longer read, its reports go */
+	n = observe_interest_take(o, T0 + 31 + OBSERVE_INTEREST_MS, &in);
+	assert_int_equal(n, 0);
+	assert_null(in);
+	assert_int_equal(observe_remote_count(o), 0);
+	assert_int_equal(observe_remote_ready(o, "default", "a", T0 + 40 + OBSERVE_INTEREST_MS), 0);
+	observe_free(o);
+}
+
+/* A whole cluster covers its nodes and replaces their entries; only
+ * what the remaining entries cover is kept. */
+static void
+test_a_whole_cluster_covers_its_nodes(void **state)
+{
+	struct interest *in = interest_new();
+	struct probe_interest *list;
+	int is_added;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(interest_ask(in, "default", "a", T0, &is_added), 0);
+	assert_int_equal(is_added, 1);
+	assert_int_equal(interest_ask(in, "other", "b", T0, &is_added), 0);
+	assert_int_equal(interest_ask(in, "default", NULL, T0, &is_added), 0);
+	assert_int_equal(is_added, 1);
+	assert_int_equal(interest_count(in), 2); /* default whole, other/b */
+	n = interest_take(in, T0, &list, &is_added);
+	assert_int_equal(is_added, 1); /* default/a went */
+	interest_read(in, list, n);
+	assert_int_equal(interest_ask(in, "default", "z", T0, &is_added), 1);
+	assert_int_equal(is_added, 0);
+	assert_int_equal(interest_covers(list, n, "default", "z"), 1);
+	assert_int_equal(interest_covers(list, n, "other", "b"), 1);
+	assert_int_equal(interest_covers(list, n, "other", "c"), 0);
+	free(list);
+	interest_free(in);
+}
+
+/* Bounded: past OBSERVE_INTEREST_MAX entries a node's cluster is read
+ * whole, and past that the entry asked least recently goes. */
+static void
+test_interest_is_bounded(void **state)
+{
+	struct interest *in = interest_new();
+	struct probe_interest *list;
+	char name[32];
+	int is_added, i;
+	size_t n;
+
+	(void)state;
+	for (i = 0; i < OBSERVE_INTEREST_MAX; i++) {
+		snprintf(name, sizeof(name), "n%d", i);
+		interest_ask(in, "default", name, T0 + i, &is_added);
+	}
+	assert_int_equal(interest_count(in), OBSERVE_INTEREST_MAX);
+	interest_ask(in, "default", "one-more", T0 + 5000, &is_added);
+	assert_int_equal(interest_count(in), 1); /* the cluster whole */
+	for (i = 0; i < OBSERVE_INTEREST_MAX + 5; i++) {
+		snprintf(name, sizeof(name), "c%d", i);
+		interest_ask(in, name, NULL, T0 + 6000 + i, &is_added);
+	}
+	assert_int_equal(interest_count(in), OBSERVE_INTEREST_MAX);
+	n = interest_take(in, T0 + 7000, &list, &is_added);
+	assert_int_equal(interest_covers(list, n, "default", "n1"), 0); /* the oldest went */
+	assert_int_equal(interest_covers(list, n, "c1028", "x"), 1);
+	free(list);
+	interest_free(in);
+}
+
 static void
 test_merge_ages_out_what_the_owner_forgot(void **state)
 {
@@ -692,6 +802,9 @@ main(void)
 	    cmocka_unit_test(test_merged_reports_replace_their_earlier_versions),
 	    cmocka_unit_test(test_refreshes_of_reports_held_are_merged_in_place),
 	    cmocka_unit_test(test_merge_ages_out_what_the_owner_forgot),
+	    cmocka_unit_test(test_a_node_is_read_from_its_first_ask_until_nobody_asks),
+	    cmocka_unit_test(test_a_whole_cluster_covers_its_nodes),
+	    cmocka_unit_test(test_interest_is_bounded),
 	    cmocka_unit_test(test_collect_reports_an_answer_once_and_a_refresh_after_three_seconds),
 	    cmocka_unit_test(test_collect_leaves_what_does_not_fit_for_the_next_one),
 	    cmocka_unit_test(test_collect_after_report_again_hands_every_client_again),

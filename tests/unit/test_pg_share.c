@@ -50,6 +50,31 @@ test_probe_arrays_of_no_report_are_empty_arrays(void **state)
 	pg_share_free_arrays(p);
 }
 
+/* Node entries and whole clusters go to arrays of their own. */
+static void
+test_interest_arrays_split_nodes_from_whole_clusters(void **state)
+{
+	struct probe_interest in[3];
+	char *p[PG_SHARE_INTEREST_COLUMNS];
+
+	(void)state;
+	memset(in, 0, sizeof(in));
+	snprintf(in[0].cluster, sizeof(in[0].cluster), "default");
+	snprintf(in[0].node, sizeof(in[0].node), "web\"1");
+	in[0].is_new = 1;
+	snprintf(in[1].cluster, sizeof(in[1].cluster), "shop");
+	snprintf(in[2].cluster, sizeof(in[2].cluster), "default");
+	snprintf(in[2].node, sizeof(in[2].node), "web2");
+	pg_share_interest_arrays(in, 3, p);
+	assert_string_equal(p[0], "{\"default\",\"default\"}");
+	assert_string_equal(p[1], "{\"web\\\"1\",\"web2\"}");
+	assert_string_equal(p[2], "{\"t\",\"f\"}");
+	assert_string_equal(p[3], "{\"shop\"}");
+	assert_string_equal(p[4], "{\"f\"}");
+	pg_share_free_interest_arrays(p);
+	assert_null(p[0]);
+}
+
 static void
 test_session_arrays_carry_hex_hashes_names_and_expiry(void **state)
 {
@@ -125,6 +150,7 @@ main(void)
 	    cmocka_unit_test(
 	        test_probe_arrays_quote_every_element_and_escape_quotes_and_backslashes),
 	    cmocka_unit_test(test_probe_arrays_of_no_report_are_empty_arrays),
+	    cmocka_unit_test(test_interest_arrays_split_nodes_from_whole_clusters),
 	    cmocka_unit_test(test_session_arrays_carry_hex_hashes_names_and_expiry),
 	    cmocka_unit_test(test_session_arrays_carry_the_identity_providers_user),
 	    cmocka_unit_test(test_session_id_arrays_hold_the_hashes_alone),

@@ -23,7 +23,7 @@
 #include "../../src/store/store.h"
 #include "../../src/store/store_backend.h"
 
-#define CURRENT_SCHEMA_VERSION 15
+#define CURRENT_SCHEMA_VERSION 16
 
 /* The schema as version 1 shipped it, frozen here to test the migration. */
 static const char schema_v1[] =
