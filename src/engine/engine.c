@@ -229,6 +229,49 @@ expire_due(struct engine *e, int64_t now)
 
 static int prepare_store(struct engine *e, struct error *err);
 
+/* Engine thread: applies the changes other daemons' notifications
+ * carried, in order, each to the model at the version it starts from.
+ * One that does not start where this daemon is (one before it was
+ * missed) is skipped: the version notified after it makes the store
+ * read. One that starts there and does not fit the model (it names what
+ * the model lacks) ends it: the model is not what the store held, and
+ * the store is read instead. */
+static void
+apply_changes(struct engine *e)
+{
+	struct store_change *ch[ENGINE_CHANGES_MAX];
+	size_t n, i;
+	int is_stuck = 0;
+
+	pthread_mutex_lock(&e->lock);
+	n = e->n_changes;
+	memcpy(ch, e->changes, n * sizeof(*ch));
+	e->n_changes = 0;
+	pthread_mutex_unlock(&e->lock);
+	for (i = 0; i < n; i++) {
+		int64_t have = atomic_load(&e->version);
+		struct model *m;
+
+		if (is_stuck || store_change_version(ch[i]) <= have) {
+			store_change_free(ch[i]);
+			continue;
+		}
+		if (store_change_from(ch[i]) != have || !atomic_load(&e->has_state)) {
+			store_change_free(ch[i]);
+			continue;
+		}
+		m = model_copy(atomic_load(&e->current));
+		if (store_change_apply(ch[i], m) != 0) {
+			model_free(m);
+			is_stuck = 1;
+		} else {
+			engine_publish(e, m, store_change_version(ch[i]));
+			atomic_fetch_add(&e->changes_applied, 1);
+		}
+		store_change_free(ch[i]);
+	}
+}
+
 /* Engine thread: the store reported a version other than ours, or came
  * back: load what it holds now and publish it. A failure is left to the
  * next report (the watch thread reports every few seconds). An outage is
@@ -243,6 +286,8 @@ refresh(struct engine *e, int is_forced)
 	struct error err;
 	int had_state;
 
+	if (!is_forced)
+		apply_changes(e);
 	if (!is_forced && atomic_load(&e->has_state) &&
 	    atomic_load(&e->seen_version) <= atomic_load(&e->version))
 		return;
@@ -297,6 +342,25 @@ on_store_version(void *arg, int64_t version)
 	e->is_refresh_due = 1;
 	pthread_cond_signal(&e->wake);
 	pthread_mutex_unlock(&e->lock);
+}
+
+/* A change notified (store/change.h): kept for the engine thread, which
+ * its version's notification, just after, wakes. */
+static void
+on_store_change(void *arg, const char *payload)
+{
+	struct engine *e = arg;
+	struct store_change *ch = store_change_decode(payload);
+
+	if (ch == NULL)
+		return; /* not one this release knows: the store is read */
+	pthread_mutex_lock(&e->lock);
+	if (e->n_changes < ENGINE_CHANGES_MAX) {
+		e->changes[e->n_changes++] = ch;
+		ch = NULL;
+	}
+	pthread_mutex_unlock(&e->lock);
+	store_change_free(ch);
 }
 
 static void
@@ -551,7 +615,7 @@ engine_start_with_copy(struct store *store, struct store *copy, struct error *er
 		e->has_copier = 1;
 		engine_copy_due(e);
 	}
-	e->watcher = (struct store_watcher){on_store_version, on_store_state, e};
+	e->watcher = (struct store_watcher){on_store_version, on_store_change, on_store_state, e};
 	if (store_watch(store, &e->watcher, err) != 0)
 		goto bad;
 	if (pthread_create(&e->thread, NULL, engine_thread, e) != 0 ||
@@ -593,6 +657,8 @@ engine_stop(struct engine *e)
 		pthread_join(e->copier, NULL);
 	}
 	pthread_cond_destroy(&e->copy_wake);
+	while (e->n_changes > 0)
+		store_change_free(e->changes[--e->n_changes]);
 	engine_free_retired(e);
 	model_free(atomic_load(&e->current));
 	store_close(e->store);
@@ -780,6 +846,7 @@ engine_store_state(struct engine *e, struct engine_store_state *out)
 	out->version_at = atomic_load(&e->version_at);
 	out->has_state = atomic_load(&e->has_state);
 	out->reloads = atomic_load(&e->reloads);
+	out->changes_applied = atomic_load(&e->changes_applied);
 }
 
 int

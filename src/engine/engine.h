@@ -227,15 +227,16 @@ struct engine *engine_start_with_copy(struct store *store, struct store *copy, s
 
 /* What /v1/health tells about the store. Any thread. */
 struct engine_store_state {
-	int is_shared;         /* other daemons may write the store */
-	int is_up;             /* the store answered the last time it was tried */
-	int64_t down_since;    /* ms, when !is_up */
-	int64_t round_trip_ms; /* of the store's last check (shared stores) */
-	int is_slow;           /* up, but slower than store_slow_ms() */
-	int64_t version;       /* the store version of the published model */
-	int64_t version_at;    /* ms, when this daemon published it; 0: at start */
-	int has_state;         /* 0: nothing to answer from yet */
-	int64_t reloads;       /* times the model was read back from the store */
+	int is_shared;           /* other daemons may write the store */
+	int is_up;               /* the store answered the last time it was tried */
+	int64_t down_since;      /* ms, when !is_up */
+	int64_t round_trip_ms;   /* of the store's last check (shared stores) */
+	int is_slow;             /* up, but slower than store_slow_ms() */
+	int64_t version;         /* the store version of the published model */
+	int64_t version_at;      /* ms, when this daemon published it; 0: at start */
+	int has_state;           /* 0: nothing to answer from yet */
+	int64_t reloads;         /* times the model was read back from the store */
+	int64_t changes_applied; /* other daemons' writes applied as notified, unread */
 };
 void engine_store_state(struct engine *e, struct engine_store_state *out);
 /* 0 while the daemon has no state to answer from (engine_start_with_copy). */

@@ -10,10 +10,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "../store/change.h"
 #include "../store/store.h"
 #include "engine.h"
 
 #define MAX_READERS 64
+/* Changes notified and not applied yet; beyond, a change is dropped and
+ * the store read instead (its version notification follows it). */
+#define ENGINE_CHANGES_MAX 64
 
 struct reader {
 	_Atomic uint64_t seen; /* 0: offline; else the gp it last saw */
@@ -61,6 +65,11 @@ struct engine {
 	int is_reload_failing; /* engine thread: the store answers, its state cannot be read */
 	int is_resync_due;     /* under lock: reload whatever the version */
 	struct store_watcher watcher;
+	/* other daemons' changes as their notifications carried them
+	 * (store/change.h), in order, to apply before reading the store */
+	struct store_change *changes[ENGINE_CHANGES_MAX]; /* under lock */
+	size_t n_changes;                                 /* under lock */
+	_Atomic int64_t changes_applied;                  /* without reading the store */
 
 	/* slow work (argon2id: checking and hashing passwords) has a thread
 	 * of its own so that it never holds up a durable write */

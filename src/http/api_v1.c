@@ -246,12 +246,13 @@ api_v1_health_get(struct request *r, const struct route *rt)
 
 	(void)rt;
 	request_store_state(r, &st);
-	store = json_pack("{s:s, s:b, s:b, s:I}", "state",
-	                  !st.is_up    ? "unreachable"
-	                  : st.is_slow ? "slow"
-	                               : "ok",
-	                  "shared", st.is_shared, "has_state", st.has_state, "reloads",
-	                  (json_int_t)st.reloads);
+	store =
+	    json_pack("{s:s, s:b, s:b, s:I, s:I}", "state",
+	              !st.is_up    ? "unreachable"
+	              : st.is_slow ? "slow"
+	                           : "ok",
+	              "shared", st.is_shared, "has_state", st.has_state, "reloads",
+	              (json_int_t)st.reloads, "changes_applied", (json_int_t)st.changes_applied);
 	if (st.is_shared && st.is_up)
 		json_object_set_new(store, "round_trip_ms", json_integer(st.round_trip_ms));
 	if (!st.is_up)

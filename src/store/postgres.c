@@ -667,16 +667,22 @@ pg_read_version(void *handle, int64_t *version, struct error *err)
 }
 
 int
-pg_write_version(void *handle, int64_t version, struct error *err)
+pg_write_version(void *handle, int64_t version, const char *change, struct error *err)
 {
 	struct pg_store *db = handle;
 	char text[24], now[24];
-	const char *params[2] = {text, now};
+	const char *params[3] = {text, now, change};
 
 	pg_i64_text(version, text, sizeof(text));
 	pg_i64_text(time_now_ms(), now, sizeof(now));
 	if (pg_run(db, "UPDATE store_version SET version = $1, changed_at = $2 WHERE id = 1", 2,
 	           params, NULL, "write the store version", err) != 0)
+		return -1;
+	/* The change first, then the version (delivered in this order at
+	 * COMMIT): a daemon applies the change and finds the version it
+	 * has; one of an earlier release reads the version alone. */
+	if (change != NULL && pg_run(db, "SELECT pg_notify('" CHANGE_CHANNEL "', $1)", 1,
+	                             params + 2, NULL, "notify the other daemons", err) != 0)
 		return -1;
 	return pg_run(db, "SELECT pg_notify('" CHANNEL "', $1)", 1, params, NULL,
 	              "notify the other daemons", err);

@@ -38,6 +38,7 @@
 #define LOCK_WRITE 2
 #define LOCK_ROLLOUTS 3 /* registering a rollout (postgres_rollouts.c) */
 #define CHANNEL "clustermgmt"
+#define CHANGE_CHANNEL "clustermgmt_change" /* what a write changed (change.h) */
 
 struct pg_side_job;
 
@@ -189,7 +190,7 @@ int pg_begin(void *handle, int64_t deadline, struct error *err);
 int pg_commit(void *handle, struct error *err);
 void pg_rollback(void *handle);
 int pg_read_version(void *handle, int64_t *version, struct error *err);
-int pg_write_version(void *handle, int64_t version, struct error *err);
+int pg_write_version(void *handle, int64_t version, const char *change, struct error *err);
 void pg_health(void *handle, struct store_health *out);
 
 int pg_upsert_cluster(void *handle, const struct cluster *c, struct error *err);

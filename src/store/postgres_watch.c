@@ -174,8 +174,8 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 		return is_reached ? -2 : -1;
 	}
 	pg_session_settings(settings, sizeof(settings), 0);
-	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANNEL) != 0 ||
-	    watch_read_version(db, version) != 0) {
+	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANGE_CHANNEL) != 0 ||
+	    watch_run(db, "LISTEN " CHANNEL) != 0 || watch_read_version(db, version) != 0) {
 		pg_one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
 		log_kv(LOG_DEBUG, "PostgreSQL listen failed", "store", db->description, "error",
 		       why, NULL);
@@ -204,20 +204,32 @@ backoff_ms(int attempt)
 	return (int)(cap / 2 + randombytes_uniform((uint32_t)(cap / 2 + 1)));
 }
 
-/* Handles what arrived on the listen connection; -1 when it broke. */
-static int
-watch_consume(struct pg_store *db)
+/* Hands on the notifications that arrived: a write's change (change.h)
+ * and then its version, in the order they were sent. */
+static void
+watch_hand_on(struct pg_store *db)
 {
 	PGnotify *n;
 	int64_t version;
 
-	if (!PQconsumeInput(db->listen_conn))
-		return -1;
 	while ((n = PQnotifies(db->listen_conn)) != NULL) {
-		if (n->extra != NULL && pg_parse_i64(n->extra, &version) == 0)
+		if (n->extra == NULL)
+			;
+		else if (strcmp(n->relname, CHANGE_CHANNEL) == 0)
+			db->watcher.on_change(db->watcher.arg, n->extra);
+		else if (pg_parse_i64(n->extra, &version) == 0)
 			db->watcher.on_version(db->watcher.arg, version);
 		PQfreemem(n);
 	}
+}
+
+/* Handles what arrived on the listen connection; -1 when it broke. */
+static int
+watch_consume(struct pg_store *db)
+{
+	if (!PQconsumeInput(db->listen_conn))
+		return -1;
+	watch_hand_on(db);
 	return PQstatus(db->listen_conn) == CONNECTION_OK ? 0 : -1;
 }
 
@@ -331,10 +343,8 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
              const char *doing, struct error *err)
 {
 	PGresult *res;
-	PGnotify *note;
 	const char *state;
 	char why[300];
-	int64_t version;
 	int is_late;
 
 	if (db->listen_conn == NULL)
@@ -370,11 +380,7 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 	/* Notifications that arrived with the answer are handed on now, not
 	 * after the whole job: a long read of the other daemons' reports
 	 * must not delay a change's propagation. */
-	while ((note = PQnotifies(db->listen_conn)) != NULL) {
-		if (note->extra != NULL && pg_parse_i64(note->extra, &version) == 0)
-			db->watcher.on_version(db->watcher.arg, version);
-		PQfreemem(note);
-	}
+	watch_hand_on(db);
 	return 0;
 }
 

@@ -96,7 +96,7 @@ int sqlite_delete_token(void *handle, const char *id, struct error *err);
 int sqlite_clear_audit(void *handle, struct error *err);
 int sqlite_insert_audit(void *handle, const struct audit_entry *e, int64_t *id, struct error *err);
 int sqlite_read_version(void *handle, int64_t *version, struct error *err);
-int sqlite_write_version(void *handle, int64_t version, struct error *err);
+int sqlite_write_version(void *handle, int64_t version, const char *change, struct error *err);
 int sqlite_find_key(void *handle, const char *key, int *is_found, struct error *err);
 int sqlite_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id,
                         struct error *err);

@@ -507,9 +507,11 @@ sqlite_remember_key(void *handle, const char *key, int64_t now, int64_t audit_id
 }
 
 int
-sqlite_write_version(void *handle, int64_t version, struct error *err)
+sqlite_write_version(void *handle, int64_t version, const char *change, struct error *err)
 {
 	struct sqlite_store *db = handle;
+
+	(void)change; /* one daemon: nobody to tell */
 	sqlite3_stmt *st = db->statements[ST_WRITE_VERSION];
 	int rc;
 

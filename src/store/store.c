@@ -25,6 +25,7 @@
 #include "../util/merge.h"
 #include "../util/timefmt.h"
 #include "../util/xalloc.h"
+#include "change.h"
 #include "store.h"
 #include "store_backend.h"
 
@@ -563,10 +564,12 @@ store_key_is_valid(const char *key)
 
 /* Inside a write transaction: the difference, the audit entries, the
  * idempotency key (NULL: none) and the new version (version < 0: one
- * more than stored), then commit. */
+ * more than stored) with what changed for the other daemons (change:
+ * NULL, they read the store), then commit. */
 static int
 save_and_commit(struct store *s, const struct model *before, const struct model *after,
-                struct audit_log *audit, int64_t version, const char *key, struct error *err)
+                struct audit_log *audit, int64_t version, const char *key, const char *change,
+                struct error *err)
 {
 	int64_t stored;
 
@@ -581,7 +584,7 @@ save_and_commit(struct store *s, const struct model *before, const struct model 
 	}
 	if (save_difference(s, before, after, err) != 0 || save_audit(s, audit, err) != 0 ||
 	    (key != NULL && remember_key(s, key, audit, err) != 0) ||
-	    s->backend->write_version(s->db, version, err) != 0 ||
+	    s->backend->write_version(s->db, version, change, err) != 0 ||
 	    s->backend->commit(s->db, err) != 0)
 		goto bad;
 	return 0;
@@ -599,7 +602,7 @@ store_save(struct store *s, const struct model *before, const struct model *afte
 {
 	if (s->backend->begin(s->db, 0, err) != 0)
 		return -1;
-	return save_and_commit(s, before, after, audit, -1, NULL, err);
+	return save_and_commit(s, before, after, audit, -1, NULL, NULL, err);
 }
 
 int
@@ -608,7 +611,7 @@ store_save_at(struct store *s, const struct model *before, const struct model *a
 {
 	if (s->backend->begin(s->db, 0, err) != 0)
 		return -1;
-	return save_and_commit(s, before, after, NULL, version, NULL, err);
+	return save_and_commit(s, before, after, NULL, version, NULL, NULL, err);
 }
 
 int
@@ -617,9 +620,8 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 	const struct model *base = w->known;
 	struct model *fresh = NULL, *after = NULL;
 	int64_t stored;
-	int rc;
-
-	int is_found = 0;
+	char *change;
+	int rc, is_found = 0;
 
 	w->model = NULL;
 	w->version = w->known_version;
@@ -661,7 +663,13 @@ store_write(struct store *s, struct store_write *w, struct error *err)
 		s->backend->rollback(s->db);
 		return rc;
 	}
-	if (save_and_commit(s, base, after, w->audit, stored + 1, w->idempotency_key, err) != 0) {
+	/* base is the store at stored (read again under the lock when
+	 * another daemon wrote): the other daemons at stored apply the
+	 * change as notified */
+	change = store_is_shared(s) ? store_change_encode(base, after, stored, stored + 1) : NULL;
+	rc = save_and_commit(s, base, after, w->audit, stored + 1, w->idempotency_key, change, err);
+	free(change);
+	if (rc != 0) {
 		model_free(after);
 		return -1;
 	}
@@ -723,7 +731,7 @@ store_copy(struct store *from, struct store *to, int force, size_t *n_nodes, siz
 	version = (src_version > dst_version ? src_version : dst_version) + 1;
 	if (save_difference(to, dst, src, err) != 0 || to->backend->clear_audit(to->db, err) != 0 ||
 	    append_audit_oldest_first(to, &src_audit, err) != 0 ||
-	    to->backend->write_version(to->db, version, err) != 0 ||
+	    to->backend->write_version(to->db, version, NULL, err) != 0 ||
 	    to->backend->commit(to->db, err) != 0)
 		goto bad_tx;
 	for (i = 0; i < src->n_clusters; i++)

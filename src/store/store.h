@@ -173,6 +173,9 @@ struct store_watcher {
 	/* The stored version is version: after a change committed by any
 	 * daemon, after each (re)connection, and every few seconds. */
 	void (*on_version)(void *arg, int64_t version);
+	/* What a write changed (store/change.h: a payload to decode), just
+	 * before its version. */
+	void (*on_change)(void *arg, const char *payload);
 	/* The database became reachable (1) or unreachable (0). */
 	void (*on_state)(void *arg, int is_up);
 	void *arg;

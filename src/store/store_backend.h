@@ -52,7 +52,9 @@ struct store_backend {
 	int (*read_version)(void *db, int64_t *version, struct error *err);
 	/* Sets the change counter inside a write transaction; a shared
 	 * backend also tells the other daemons at commit. */
-	int (*write_version)(void *db, int64_t version, struct error *err);
+	/* change: what the write changed (store/change.h), for the other
+	 * daemons; NULL when it is to be read from the store */
+	int (*write_version)(void *db, int64_t version, const char *change, struct error *err);
 	int (*commit)(void *db, struct error *err);
 	void (*rollback)(void *db);
 

@@ -255,18 +255,20 @@ def test_state_damaged_by_hand_keeps_the_last_one_and_says_so(fleet, pg_server):
     a.set_nodes(["web1", "web2"])
     wait_until(lambda: probe_code(b, "web1") == 200, PROPAGATION_TIMEOUT, "web1 on b")
     # stamped by the store's trigger like any write (xid): b reads it
-    # with a's next change to the cluster
+    # with a's next change to the cluster that it reads (a node added:
+    # a status change would travel whole in its notification)
     pg_server.psql("ALTER TABLE nodes DROP CONSTRAINT nodes_status_check; "
                    "UPDATE nodes SET status = 'bogus' WHERE name = 'web2'", db)
-    a.set_status({"web1": {"status": "offline"}})  # b is told, and cannot read it
+    a.set_nodes(["web1", "web2", "web3"])  # b is told, and cannot read it
     line = "cannot read the store's new state: answering from the last one"
     wait_until(lambda: line in b.log_text(), PROPAGATION_TIMEOUT, "b to say so")
     assert 'damaged: unknown node status \\"bogus\\"' in b.log_text()  # logfmt quotes
     assert probe_code(b, "web1") == 200 and probe_code(b, "web2") == 200  # the last state
+    assert "web3" not in b.node_states()
     time.sleep(2.5)  # a version check or two later: still failing, said once
     assert b.log_text().count(line) == 1
     pg_server.psql("UPDATE nodes SET status = 'online' WHERE name = 'web2'", db)
-    wait_until(lambda: probe_code(b, "web1") == 503, PROPAGATION_TIMEOUT,
+    wait_until(lambda: "web3" in b.node_states(), PROPAGATION_TIMEOUT,
                "b to read the repaired state at its next version check")
     assert "the store's state is readable again" in b.log_text()
 
@@ -914,7 +916,65 @@ def test_notification_older_than_the_applied_version_causes_no_reload(fleet, pg_
     # had the stale one too.
     a.set_status({"web1": {"status": "offline", "reason": "deploy"}})
     wait_until(lambda: b.node_states()["web1"][0] == "offline", PROPAGATION_TIMEOUT, "b has it")
-    assert health(b)["reloads"] == before + 1
+    # and that one travelled whole in its notification: no read at all
+    assert health(b)["reloads"] == before
+
+
+def test_a_status_change_travels_in_its_notification_and_anything_else_is_read(fleet, pg_url):
+    a, b = fleet(pg_url, n=2)
+    a.set_nodes(["web1", "web2"])
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b at a's version")
+    reloads, applied = health(b)["reloads"], health(b)["changes_applied"]
+    # A status change: b applies what the notification carried.
+    a.set_status({"web1": {"status": "offline", "reason": "deploy \"v2\" é"}})
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has it")
+    assert health(b)["reloads"] == reloads
+    assert health(b)["changes_applied"] == applied + 1
+    assert b.nodes()["nodes"] == a.nodes()["nodes"]  # every field, as stored
+    # A node list change is read from the store.
+    a.set_nodes(["web1", "web2", "web3"])
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has web3")
+    assert health(b)["reloads"] == reloads + 1
+    assert health(b)["changes_applied"] == applied + 1
+    # b writes on what it applied; a applies b's change the same way.
+    a_applied = health(a)["changes_applied"]
+    b.set_status({"web2": {"status": "drain", "ttl": 600}})
+    wait_until(lambda: version_of(a) == version_of(b), PROPAGATION_TIMEOUT, "a has it")
+    assert health(a)["changes_applied"] == a_applied + 1
+    assert a.nodes()["nodes"] == b.nodes()["nodes"]
+    # What a daemon cannot apply is skipped: what is not a change, a
+    # change that does not start at its version.
+    reloads = health(b)["reloads"]
+    v = health(b)["version"]
+    for payload in ('{', '{"from":1}', '"x"', json.dumps({
+            "from": v - 5, "version": v + 1, "cluster": "default", "cluster_version": 99,
+            "nodes": []})):
+        notify_change(pg_url, payload)
+    a.set_status({"web3": {"status": "offline"}})
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has web3 off")
+    assert b.nodes()["nodes"] == a.nodes()["nodes"]
+    assert health(b)["reloads"] == reloads
+    # One that starts at its version and names what it lacks says its
+    # model is not the store's: it reads the store.
+    v = health(b)["version"]
+    notify_change(pg_url, json.dumps({
+        "from": v, "version": v + 1, "cluster": "default", "cluster_version": 99,
+        "nodes": [{"name": "ghost", "status": "offline", "reason": "", "changed_by": "x",
+                   "changed_at": 1, "expires_at": 0, "address": None, "check": None}]}))
+    a.set_status({"web3": {"status": "online"}})
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has web3 on")
+    assert b.nodes()["nodes"] == a.nodes()["nodes"]
+    assert health(b)["reloads"] == reloads + 1
+
+
+def notify_change(pg_url, payload):
+    subprocess.run(["psql", pg_url, "-qc",
+                    "SELECT pg_notify('clustermgmt_change', %s)" % sql_literal(payload)],
+                   check=True, capture_output=True, timeout=30)
+
+
+def sql_literal(text):
+    return "'" + text.replace("'", "''") + "'"
 
 
 def test_daemons_creating_the_first_admin_together_show_only_the_stored_password(pg_url,

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "../../src/core/model.h"
+#include "../../src/store/change.h"
 #include "../../src/store/store.h"
 #include "../../src/store/store_backend.h"
 
@@ -1185,6 +1186,134 @@ test_write_refused_once_file_is_replaced(void **state)
 	model_free(m);
 }
 
+/* --- a write's change as its notification carries it (change.h) --- */
+
+/* The node documents of two models' namesakes are the same. */
+static void
+assert_same_nodes(const struct model *a, const struct model *b)
+{
+	size_t i, k;
+
+	assert_int_equal(a->n_clusters, b->n_clusters);
+	for (i = 0; i < a->n_clusters; i++) {
+		const struct cluster *x = &a->clusters[i], *y = &b->clusters[i];
+		assert_string_equal(x->name, y->name);
+		assert_int_equal(x->version, y->version);
+		assert_int_equal(x->n_nodes, y->n_nodes);
+		for (k = 0; k < x->n_nodes; k++) {
+			const struct node *p = &x->nodes[k], *q = &y->nodes[k];
+			assert_string_equal(p->name, q->name);
+			assert_int_equal(p->status, q->status);
+			assert_string_equal(p->reason, q->reason);
+			assert_string_equal(p->changed_by, q->changed_by);
+			assert_int_equal(p->changed_at, q->changed_at);
+			assert_int_equal(p->expires_at, q->expires_at);
+			assert_true((p->address == NULL) == (q->address == NULL));
+			if (p->address != NULL)
+				assert_string_equal(p->address, q->address);
+			assert_true((p->check == NULL) == (q->check == NULL));
+			if (p->check != NULL)
+				assert_string_equal(p->check, q->check);
+		}
+	}
+}
+
+/* A status change of nodes of one cluster travels whole, and applied to
+ * the model it started from gives the model it made. */
+static void
+test_a_status_change_travels_and_applies_to_what_it_started_from(void **state)
+{
+	struct model *before = sample_model(), *after = model_copy(before), *applied;
+	struct store_change *ch;
+	char *payload;
+
+	(void)state;
+	set_status(node(after, "default", "zope1"), NODE_DRAIN, "deploy \"v2\" \xc3\xa9",
+	           1700009000000);
+	set_status(node(after, "default", "zope2"), NODE_ONLINE, "", 0);
+	cluster(after, "default")->version++;
+	payload = store_change_encode(before, after, 41, 42);
+	assert_non_null(payload);
+	assert_true(strlen(payload) <= STORE_CHANGE_PAYLOAD_MAX);
+	ch = store_change_decode(payload);
+	assert_non_null(ch);
+	assert_int_equal(store_change_from(ch), 41);
+	assert_int_equal(store_change_version(ch), 42);
+	applied = model_copy(before);
+	assert_int_equal(store_change_apply(ch, applied), 0);
+	assert_same_nodes(applied, after);
+	/* a model that lacks the node: not applied */
+	model_free(applied);
+	applied = model_copy(before);
+	{
+		struct audit_log audit = {0};
+		struct error err = {0};
+		assert_int_equal(model_remove_cluster(applied, "default", &tester, 1, &audit, &err),
+		                 0);
+		audit_log_free(&audit);
+	}
+	assert_int_equal(store_change_apply(ch, applied), -1);
+	store_change_free(ch);
+	free(payload);
+	model_free(applied);
+	model_free(before);
+	model_free(after);
+}
+
+/* Anything else is read from the store: no payload. */
+static void
+test_other_writes_do_not_travel(void **state)
+{
+	struct model *before = sample_model(), *after;
+	struct audit_log audit = {0};
+	struct error err = {0};
+	char name[32];
+	int i;
+
+	(void)state;
+	after = model_copy(before); /* a node added */
+	assert_int_equal(cluster_put_node(cluster(after, "default"), "zope3", NULL, NULL, &tester,
+	                                  1, &audit, &err),
+	                 0);
+	assert_null(store_change_encode(before, after, 1, 2));
+	model_free(after);
+	after = model_copy(before); /* two clusters */
+	set_status(node(after, "default", "zope1"), NODE_OFFLINE, "", 0);
+	set_status(node(after, "web", "w1"), NODE_OFFLINE, "", 0);
+	cluster(after, "default")->version++;
+	cluster(after, "web")->version++;
+	assert_null(store_change_encode(before, after, 1, 2));
+	model_free(after);
+	after = model_copy(before); /* a user */
+	assert_int_equal(
+	    model_put_user(after, "ops", ROLE_VIEWER, "$argon2id$ops", &tester, 1, &audit, &err),
+	    0);
+	assert_null(store_change_encode(before, after, 1, 2));
+	model_free(after);
+	model_free(before);
+	/* more nodes than a notification carries */
+	before = model_new();
+	assert_int_equal(model_add_cluster(before, "big", "/big", &tester, 1, &audit, &err), 0);
+	for (i = 0; i <= STORE_CHANGE_NODES_MAX; i++) {
+		snprintf(name, sizeof(name), "n%03d", i);
+		assert_int_equal(cluster_put_node(cluster(before, "big"), name, NULL, NULL, &tester,
+		                                  1, &audit, &err),
+		                 0);
+	}
+	after = model_copy(before);
+	for (i = 0; i <= STORE_CHANGE_NODES_MAX; i++) {
+		snprintf(name, sizeof(name), "n%03d", i);
+		set_status(node(after, "big", name), NODE_OFFLINE, "", 0);
+	}
+	cluster(after, "big")->version++;
+	assert_null(store_change_encode(before, after, 1, 2));
+	audit_log_free(&audit);
+	model_free(after);
+	model_free(before);
+	assert_null(store_change_decode("{"));
+	assert_null(store_change_decode("{\"from\":1}"));
+}
+
 #define STORE_TEST(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
@@ -1226,6 +1355,8 @@ main(void)
 	    STORE_TEST(test_lock_survives_other_connections_closing),
 	    STORE_TEST(test_write_refused_once_file_is_removed),
 	    STORE_TEST(test_write_refused_once_file_is_replaced),
+	    cmocka_unit_test(test_a_status_change_travels_and_applies_to_what_it_started_from),
+	    cmocka_unit_test(test_other_writes_do_not_travel),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
