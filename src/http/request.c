@@ -539,12 +539,6 @@ request_remote_ready_nodes(struct request *r, const char *cluster, const char *n
 	return remote_wait(r, is_ready, now, again);
 }
 
-int
-request_remote_is_late(const struct request *r)
-{
-	return r->remote_wait_until < 0;
-}
-
 void
 request_after(struct request *r, int64_t delay_ms, request_handler then)
 {

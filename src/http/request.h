@@ -184,7 +184,7 @@ int request_client_is_gone(const struct request *r);
  * thread's next read (woken by it), then again(r) runs, which asks
  * again; in all at most REQUEST_REMOTE_WAIT_MS, after which the answer
  * is 1 and the view has what was read before (a store that does not
- * answer; request_remote_is_late says so). */
+ * answer). */
 #define REQUEST_REMOTE_WAIT_MS 2000
 int request_remote_ready(struct request *r, const char *cluster, const char *node,
                          request_handler again);
@@ -192,8 +192,6 @@ int request_remote_ready(struct request *r, const char *cluster, const char *nod
  * read brings them all). */
 int request_remote_ready_nodes(struct request *r, const char *cluster, const char *nodes,
                                request_handler again);
-/* Did r give up waiting for the other daemons' reports? */
-int request_remote_is_late(const struct request *r);
 /* Is the daemon stopping? A wait then fires at once; a surface that
  * waits again in its continuation must answer instead. */
 int request_is_stopping(const struct request *r);

@@ -101,6 +101,17 @@ array_add_hex32(struct strbuf *a, const unsigned char in[32])
 }
 
 void
+pg_share_free_params(char **params, int n)
+{
+	int c;
+
+	for (c = 0; c < n; c++) {
+		free(params[c]);
+		params[c] = NULL;
+	}
+}
+
+void
 pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SHARE_PROBE_COLUMNS])
 {
 	struct strbuf a[PG_SHARE_PROBE_COLUMNS];
@@ -131,17 +142,6 @@ pg_share_probe_arrays(const struct probe_report *r, size_t n, char *params[PG_SH
 }
 
 void
-pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS])
-{
-	int c;
-
-	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++) {
-		free(params[c]);
-		params[c] = NULL;
-	}
-}
-
-void
 pg_share_interest_arrays(const struct probe_interest *in, size_t n,
                          char *params[PG_SHARE_INTEREST_COLUMNS])
 {
@@ -163,17 +163,6 @@ pg_share_interest_arrays(const struct probe_interest *in, size_t n,
 	}
 	for (c = 0; c < PG_SHARE_INTEREST_COLUMNS; c++)
 		params[c] = array_close(&a[c]);
-}
-
-void
-pg_share_free_interest_arrays(char *params[PG_SHARE_INTEREST_COLUMNS])
-{
-	int c;
-
-	for (c = 0; c < PG_SHARE_INTEREST_COLUMNS; c++) {
-		free(params[c]);
-		params[c] = NULL;
-	}
 }
 
 void
@@ -203,15 +192,4 @@ pg_share_session_arrays(const struct session_record *r, size_t n, int is_ids_onl
 	}
 	for (c = 0; c < PG_SHARE_SESSION_COLUMNS; c++)
 		params[c] = c < n_columns ? array_close(&a[c]) : NULL;
-}
-
-void
-pg_share_free_session_arrays(char *params[PG_SHARE_SESSION_COLUMNS])
-{
-	int c;
-
-	for (c = 0; c < PG_SHARE_SESSION_COLUMNS; c++) {
-		free(params[c]);
-		params[c] = NULL;
-	}
 }

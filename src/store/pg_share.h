@@ -26,22 +26,22 @@ extern const char pg_share_put_probes_sql[];
 
 /* Fills params[0..PG_SHARE_PROBE_COLUMNS-1] with the array literals of
  * the n reports (column by column). The strings are allocated; the
- * caller frees them with pg_share_free_arrays. The reports' keys must be
+ * caller frees them with pg_share_free_params. The reports' keys must be
  * distinct (an upsert cannot touch one row twice in one statement). */
 void pg_share_probe_arrays(const struct probe_report *r, size_t n,
                            char *params[PG_SHARE_PROBE_COLUMNS]);
 
-void pg_share_free_arrays(char *params[PG_SHARE_PROBE_COLUMNS]);
+/* Frees the n array literals of params (and sets each NULL). */
+void pg_share_free_params(char **params, int n);
 
 #define PG_SHARE_INTEREST_COLUMNS 5
 
 /* The nodes whose reports a read asks for, as array literals: [0] the
  * clusters of the node entries, [1] their nodes, [2] whether each is new
  * (t or f), [3] the clusters read whole, [4] whether each is new. Freed
- * with pg_share_free_interest_arrays. */
+ * with pg_share_free_params. */
 void pg_share_interest_arrays(const struct probe_interest *in, size_t n,
                               char *params[PG_SHARE_INTEREST_COLUMNS]);
-void pg_share_free_interest_arrays(char *params[PG_SHARE_INTEREST_COLUMNS]);
 
 #define PG_SHARE_SESSION_COLUMNS 11
 
@@ -53,9 +53,8 @@ extern const char pg_share_end_sessions_sql[];
 
 /* Fills params[0..PG_SHARE_SESSION_COLUMNS-1] with the array literals of
  * the n sessions (hashes and tags as 64 hex digits); with is_ids_only,
- * params[0] alone. Freed with pg_share_free_session_arrays. */
+ * params[0] alone. Freed with pg_share_free_params. */
 void pg_share_session_arrays(const struct session_record *r, size_t n, int is_ids_only,
                              char *params[PG_SHARE_SESSION_COLUMNS]);
-void pg_share_free_session_arrays(char *params[PG_SHARE_SESSION_COLUMNS]);
 
 #endif

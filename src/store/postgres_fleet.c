@@ -156,7 +156,7 @@ read_others(struct pg_store *db, const char *daemon, const char *forget_before,
 	p[7] = db->probes_seen_xmin;
 	rc = pg_side_exec(db, declare, job->is_delta ? 8 : 7, p, NULL,
 	                  "read the other daemons' observed probes", err);
-	pg_share_free_interest_arrays(arrays);
+	pg_share_free_params(arrays, PG_SHARE_INTEREST_COLUMNS);
 	if (rc != 0)
 		return -1;
 	do {
@@ -244,7 +244,7 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		pg_share_probe_arrays(job->mine, job->n_mine, arrays);
 		rc = pg_side_exec(db, pg_share_put_probes_sql, PG_SHARE_PROBE_COLUMNS,
 		                  (const char *const *)arrays, NULL, "share observed probes", err);
-		pg_share_free_arrays(arrays);
+		pg_share_free_params(arrays, PG_SHARE_PROBE_COLUMNS);
 		if (rc != 0)
 			goto bad;
 	}
@@ -484,7 +484,7 @@ put_sessions(struct pg_store *db, const char *sql, const struct session_record *
 	pg_share_session_arrays(r, n, is_ids_only, arrays);
 	rc = pg_side_exec(db, sql, is_ids_only ? 1 : PG_SHARE_SESSION_COLUMNS,
 	                  (const char *const *)arrays, NULL, doing, err);
-	pg_share_free_session_arrays(arrays);
+	pg_share_free_params(arrays, PG_SHARE_SESSION_COLUMNS);
 	return rc;
 }
 

@@ -33,7 +33,7 @@ test_probe_arrays_quote_every_element_and_escape_quotes_and_backslashes(void **s
 	assert_string_equal(p[0], "{\"h:1\",\"h:2\"}");
 	assert_string_equal(p[6], "{\"a\\\"b\\\\c,{d}\",\"\"}");
 	assert_string_equal(p[9], "{\"42\",\"-1\"}");
-	pg_share_free_arrays(p);
+	pg_share_free_params(p, PG_SHARE_PROBE_COLUMNS);
 	assert_null(p[0]);
 }
 
@@ -47,7 +47,7 @@ test_probe_arrays_of_no_report_are_empty_arrays(void **state)
 	pg_share_probe_arrays(NULL, 0, p);
 	for (c = 0; c < PG_SHARE_PROBE_COLUMNS; c++)
 		assert_string_equal(p[c], "{}");
-	pg_share_free_arrays(p);
+	pg_share_free_params(p, PG_SHARE_PROBE_COLUMNS);
 }
 
 /* Node entries and whole clusters go to arrays of their own. */
@@ -71,7 +71,7 @@ test_interest_arrays_split_nodes_from_whole_clusters(void **state)
 	assert_string_equal(p[2], "{\"t\",\"f\"}");
 	assert_string_equal(p[3], "{\"shop\"}");
 	assert_string_equal(p[4], "{\"f\"}");
-	pg_share_free_interest_arrays(p);
+	pg_share_free_params(p, PG_SHARE_INTEREST_COLUMNS);
 	assert_null(p[0]);
 }
 
@@ -97,7 +97,7 @@ test_session_arrays_carry_hex_hashes_names_and_expiry(void **state)
 	         "0101010101010101010101010101010101010101010101010101010101010101");
 	assert_string_equal(p[2], want);
 	assert_string_equal(p[3], "{\"1700000000000\"}");
-	pg_share_free_session_arrays(p);
+	pg_share_free_params(p, PG_SHARE_SESSION_COLUMNS);
 }
 
 static void
@@ -124,7 +124,7 @@ test_session_arrays_carry_the_identity_providers_user(void **state)
 	assert_string_equal(p[8], "{\"alice@example.com\",\"\"}");
 	assert_string_equal(p[9], "{\"team-shop\nstaff\",\"\"}");
 	assert_string_equal(p[10], "{\"sealed\",\"\"}");
-	pg_share_free_session_arrays(p);
+	pg_share_free_params(p, PG_SHARE_SESSION_COLUMNS);
 }
 
 static void
@@ -140,7 +140,7 @@ test_session_id_arrays_hold_the_hashes_alone(void **state)
 	assert_int_equal(strlen(p[0]), 2 + 2 * 66 + 1); /* {"64 digits","64 digits"} */
 	assert_null(p[1]);
 	assert_null(p[3]);
-	pg_share_free_session_arrays(p);
+	pg_share_free_params(p, PG_SHARE_SESSION_COLUMNS);
 }
 
 int
