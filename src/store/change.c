@@ -30,6 +30,8 @@ node_same(const struct node *a, const struct node *b)
 	       same_string(a->check, b->check);
 }
 
+/* Are the users and tokens of a and b the same, every stored field? A
+ * change to them never travels in a notification. */
 static int
 accounts_same(const struct model *a, const struct model *b)
 {
@@ -40,11 +42,15 @@ accounts_same(const struct model *a, const struct model *b)
 	for (i = 0; i < a->n_users; i++)
 		if (strcmp(a->users[i].name, b->users[i].name) != 0 ||
 		    a->users[i].role != b->users[i].role ||
+		    a->users[i].created_at != b->users[i].created_at ||
 		    !same_string(a->users[i].password_hash, b->users[i].password_hash))
 			return 0;
 	for (i = 0; i < a->n_tokens; i++)
 		if (strcmp(a->tokens[i].id, b->tokens[i].id) != 0 ||
 		    a->tokens[i].role != b->tokens[i].role ||
+		    a->tokens[i].created_at != b->tokens[i].created_at ||
+		    !same_string(a->tokens[i].hash, b->tokens[i].hash) ||
+		    !same_string(a->tokens[i].created_by, b->tokens[i].created_by) ||
 		    !same_string(a->tokens[i].clusters, b->tokens[i].clusters) ||
 		    !same_string(a->tokens[i].description, b->tokens[i].description))
 			return 0;
