@@ -404,9 +404,9 @@ same_string(const char *a, const char *b)
 	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-/* Are two namesakes' documents the same? Nodes copied from one another
- * share their string block; a changed one has strings of its own. */
-static int
+/* Nodes copied from one another share their string block; a changed one
+ * has strings of its own. */
+int
 node_same(const struct node *a, const struct node *b)
 {
 	if (a->status != b->status || a->changed_at != b->changed_at ||

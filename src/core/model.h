@@ -240,6 +240,9 @@ void model_index_paths(struct model *m);
  * members_stamp = stamp. Only clusters whose version moved are
  * compared; nodes read afresh with a cluster (stamp 0) get stamp. */
 void model_stamp_changes(struct model *next, const struct model *prev, int64_t stamp);
+/* Are the documents of two nodes (their stored fields but the name)
+ * the same? */
+int node_same(const struct node *a, const struct node *b);
 const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
 /* The node, or NULL; its strings are its own (node_own_strings), so that
  * the caller may replace them. */

@@ -21,15 +21,6 @@ same_string(const char *a, const char *b)
 	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static int
-node_same(const struct node *a, const struct node *b)
-{
-	return a->status == b->status && a->changed_at == b->changed_at &&
-	       a->expires_at == b->expires_at && same_string(a->reason, b->reason) &&
-	       same_string(a->changed_by, b->changed_by) && same_string(a->address, b->address) &&
-	       same_string(a->check, b->check);
-}
-
 /* Are the users and tokens of a and b the same, every stored field? A
  * change to them never travels in a notification. */
 static int

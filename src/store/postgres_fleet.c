@@ -9,12 +9,12 @@
  * arrives, the other daemons' probes through a cursor a page at a time,
  * so that no single result holds more than a page.
  *
- * Reading the other daemons' reports happens only when the table
- * changed: every exchange that wrote or forgot a report bumps
- * probes_version in the same transaction, and a daemon whose last read
- * saw the current version is told "unchanged" (*others NULL). A read
- * then asks only for the reports written since the last one: each row
- * carries the id of the transaction that wrote it (xid, step 14), and a
+ * Only the reports of the nodes this daemon is asked about are read
+ * (their list comes with each exchange: observe/interest.h), new ones
+ * whole, and the others only when the table changed: every exchange that wrote or forgot a report
+ * bumps probes_version in the same transaction, and a daemon whose last read saw the current
+ * version is told "unchanged" (*others NULL). A read then asks only for the reports written since
+ * the last one: each row carries the id of the transaction that wrote it (xid, step 14), and a
  * transaction the last read could not see has an id at or above the
  * xmin of that read's snapshot, taken before it. Some rows are read
  * twice (transactions that were running then), none is missed; the
