@@ -12,11 +12,12 @@
  * this thread, through the store's own connection for it, never the
  * engine thread), and, every SHARE_READ_MS (up to SHARE_IDLE_READ_MS
  * while the fleet is quiet; at once when it has reports of its own to
- * write), reads back what the other daemons reported into observe,
- * unless the store says it is unchanged:
- * the reports written since the last read, merged in
- * (observe_merge_remote), and now and then every one
- * (observe_set_remote). When the store is away the reports are kept for
+ * write), reads back what the other daemons reported of the nodes this
+ * daemon is asked about (observe_interest_take; a node asked the first
+ * time at once, whole), unless the store says it is unchanged: the
+ * reports written since the last read, merged in (observe_merge_remote),
+ * and now and then every one (observe_set_remote); with nobody asking,
+ * nothing is read. When the store is away the reports are kept for
  * later (observe_report_again) and the other daemons' last reports stay
  * as they were. Only started for a shared store.
  *
