@@ -236,24 +236,17 @@ pg_is_ok(const PGresult *res)
 	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-/* Runs sql (several statements when is_simple) on a non-blocking
- * connection, waiting on its socket until deadline (monotonic ms): never
- * on TCP's timeouts. Returns the first
- * failed result, else the last one; NULL when no answer came: *is_late
- * then says whether the deadline passed (or stop woke us) rather than
- * the connection breaking. */
-PGresult *
-pg_exec_within(PGconn *conn, const char *sql, int n, const char *const *params, int is_simple,
-               int64_t deadline, int wake_fd, int *is_late)
+/* Collects the answer of what was sent on conn, waiting on its socket
+ * until deadline (monotonic ms): never on TCP's timeouts. Returns the
+ * first failed result, else the last one; NULL when no answer came:
+ * *is_late then says whether the deadline passed (or stop woke us)
+ * rather than the connection breaking. */
+static PGresult *
+collect_within(PGconn *conn, int64_t deadline, int wake_fd, int *is_late)
 {
 	PGresult *res, *kept = NULL;
-	int rc, is_sent;
+	int rc;
 
-	*is_late = 0;
-	is_sent = is_simple ? PQsendQuery(conn, sql)
-	                    : PQsendQueryParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-	if (!is_sent)
-		return NULL;
 	for (;;) {
 		if ((rc = pg_await_ready(conn, deadline, wake_fd)) != 0) {
 			PQclear(kept);
@@ -273,6 +266,42 @@ pg_exec_within(PGconn *conn, const char *sql, int n, const char *const *params, 
 		}
 	}
 	return kept;
+}
+
+/* Runs sql (several statements when is_simple) on a non-blocking
+ * connection within deadline; the answer as collect_within's. */
+PGresult *
+pg_exec_within(PGconn *conn, const char *sql, int n, const char *const *params, int is_simple,
+               int64_t deadline, int wake_fd, int *is_late)
+{
+	int is_sent;
+
+	*is_late = 0;
+	is_sent = is_simple ? PQsendQuery(conn, sql)
+	                    : PQsendQueryParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (!is_sent)
+		return NULL;
+	return collect_within(conn, deadline, wake_fd, is_late);
+}
+
+PGresult *
+pg_prepare_within(PGconn *conn, const char *name, const char *sql, int n, int64_t deadline,
+                  int wake_fd, int *is_late)
+{
+	*is_late = 0;
+	if (!PQsendPrepare(conn, name, sql, n, NULL))
+		return NULL;
+	return collect_within(conn, deadline, wake_fd, is_late);
+}
+
+PGresult *
+pg_exec_prepared_within(PGconn *conn, const char *name, int n, const char *const *params,
+                        int64_t deadline, int wake_fd, int *is_late)
+{
+	*is_late = 0;
+	if (!PQsendQueryPrepared(conn, name, n, params, NULL, NULL, 0))
+		return NULL;
+	return collect_within(conn, deadline, wake_fd, is_late);
 }
 
 static _Atomic int n_cancels;

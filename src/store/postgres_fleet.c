@@ -170,6 +170,13 @@ read_others(struct pg_store *db, const char *daemon, const char *forget_before,
 	return 0;
 }
 
+/* The statements of every round, prepared once per connection
+ * (pg_side_exec_kept). */
+static const char probes_version_sql[] = "SELECT version FROM probes_version WHERE id = 1";
+static const char count_probes_sql[] =
+    "UPDATE probes_version SET version = version + 1 WHERE id = 1";
+static const char forget_probes_sql[] = "DELETE FROM probes WHERE daemon = $1 AND last_at < $2";
+
 /* The probes_version (step 9); -1 on error. Read before the reports (and
  * outside their transaction), so that a change committed in between
  * makes the next round read again rather than be missed. */
@@ -179,8 +186,8 @@ read_probes_version(struct pg_store *db, int64_t *version, struct error *err)
 	PGresult *res = NULL;
 	int rc = -1;
 
-	if (pg_side_exec(db, "SELECT version FROM probes_version WHERE id = 1", 0, NULL, &res,
-	                 "read the observed probes' version", err) != 0)
+	if (pg_side_exec_kept(db, probes_version_sql, 0, NULL, &res,
+	                      "read the observed probes' version", err) != 0)
 		return -1;
 	if (PQntuples(res) == 1 && pg_parse_i64(PQgetvalue(res, 0, 0), version) == 0)
 		rc = 0;
@@ -242,15 +249,16 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		int rc;
 
 		pg_share_probe_arrays(job->mine, job->n_mine, arrays);
-		rc = pg_side_exec(db, pg_share_put_probes_sql, PG_SHARE_PROBE_COLUMNS,
-		                  (const char *const *)arrays, NULL, "share observed probes", err);
+		rc = pg_side_exec_kept(db, pg_share_put_probes_sql, PG_SHARE_PROBE_COLUMNS,
+		                       (const char *const *)arrays, NULL, "share observed probes",
+		                       err);
 		pg_share_free_params(arrays, PG_SHARE_PROBE_COLUMNS);
 		if (rc != 0)
 			goto bad;
 	}
 	if (is_forget_due) {
-		if (pg_side_exec(db, "DELETE FROM probes WHERE daemon = $1 AND last_at < $2", 2, p,
-		                 &res, "forget old observed probes", err) != 0)
+		if (pg_side_exec_kept(db, forget_probes_sql, 2, p, &res,
+		                      "forget old observed probes", err) != 0)
 			goto bad;
 		is_changed |= strcmp(PQcmdTuples(res), "0") != 0;
 		PQclear(res);
@@ -259,9 +267,8 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 		goto bad;
 	/* Last: the counter's row lock is held until COMMIT, and every
 	 * daemon's exchange takes it. */
-	if (is_changed &&
-	    pg_side_exec(db, "UPDATE probes_version SET version = version + 1 WHERE id = 1", 0,
-	                 NULL, NULL, "count the observed probes' change", err) != 0)
+	if (is_changed && pg_side_exec_kept(db, count_probes_sql, 0, NULL, NULL,
+	                                    "count the observed probes' change", err) != 0)
 		goto bad;
 	if (pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the observed probes", err) != 0)
 		goto bad;
@@ -345,7 +352,7 @@ heartbeat_job(struct pg_store *db, void *arg, struct error *err)
 	pg_i64_text(me->started_at, started, sizeof(started));
 	pg_i64_text(me->heartbeat_at, beat, sizeof(beat));
 	atomic_store(&db->check_started, sent); /* as the watch's check: health sees it */
-	rc = pg_side_exec(db, heartbeat_sql, 6, p, &res, "register this daemon", err);
+	rc = pg_side_exec_kept(db, heartbeat_sql, 6, p, &res, "register this daemon", err);
 	atomic_store(&db->check_started, 0);
 	if (rc != 0)
 		return -1;
@@ -530,9 +537,8 @@ share_sessions_job(struct pg_store *db, void *arg, struct error *err)
 	}
 	/* Last, like the probes' exchange: the counter's row lock is held
 	 * until COMMIT. */
-	if ((is_changed &&
-	     pg_side_exec(db, "UPDATE probes_version SET version = version + 1 WHERE id = 1", 0,
-	                  NULL, NULL, "count the sessions' change", err) != 0) ||
+	if ((is_changed && pg_side_exec_kept(db, count_probes_sql, 0, NULL, NULL,
+	                                     "count the sessions' change", err) != 0) ||
 	    pg_side_exec(db, sessions_read_sql, 0, NULL, &res, "read the sessions", err) != 0 ||
 	    pg_side_exec(db, "COMMIT", 0, NULL, NULL, "commit the sessions", err) != 0)
 		goto bad;

@@ -39,6 +39,7 @@
 #define LOCK_ROLLOUTS 3 /* registering a rollout (postgres_rollouts.c) */
 #define CHANNEL "clustermgmt"
 #define CHANGE_CHANNEL "clustermgmt_change" /* what a write changed (change.h) */
+#define PG_SIDE_KEPT_MAX 8                  /* statements prepared on the listen connection */
 
 struct pg_side_job;
 
@@ -85,6 +86,11 @@ struct pg_store {
 	int side_fd;                  /* eventfd: a job is waiting */
 	int64_t side_deadline;        /* monotonic ms: the job's end, at the latest */
 	int is_side_late;             /* the watch thread's: a job's answer was late */
+	/* The statements prepared on the current listen connection
+	 * (pg_side_exec_kept), by the address of their text: the one at
+	 * index i is named "kept<i>". */
+	const char *side_kept[PG_SIDE_KEPT_MAX];
+	int n_side_kept;
 	/* The side jobs': the probes_version of the last read of the other
 	 * daemons' reports, when that read was and the last full one
 	 * (monotonic ms; 0: never), and the xmin of the last read's snapshot
@@ -160,6 +166,12 @@ int pg_await_ready(PGconn *conn, int64_t deadline, int wake_fd);
 int pg_is_ok(const PGresult *res);
 PGresult *pg_exec_within(PGconn *conn, const char *sql, int n, const char *const *params,
                          int is_simple, int64_t deadline, int wake_fd, int *is_late);
+/* The same in two steps: a statement prepared once under name, then run
+ * by name with its parameters (parsed and planned once per connection). */
+PGresult *pg_prepare_within(PGconn *conn, const char *name, const char *sql, int n,
+                            int64_t deadline, int wake_fd, int *is_late);
+PGresult *pg_exec_prepared_within(PGconn *conn, const char *name, int n, const char *const *params,
+                                  int64_t deadline, int wake_fd, int *is_late);
 void pg_abandon(PGconn *conn);
 
 /* postgres_schema.c: checks the schema and brings it up to date on the
@@ -184,6 +196,11 @@ int pg_side_call(struct pg_store *db, int (*run)(struct pg_store *db, void *arg,
  * (the watch thread reconnects). */
 int pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *params,
                  PGresult **out, const char *doing, struct error *err);
+/* The same for a statement the fleet runs every round (sql: a string
+ * constant, known by its address): prepared on the connection at its
+ * first use, then run by name. At most PG_SIDE_KEPT_MAX of them. */
+int pg_side_exec_kept(struct pg_store *db, const char *sql, int n, const char *const *params,
+                      PGresult **out, const char *doing, struct error *err);
 
 /* The backend's operations (store_backend.h), by file. */
 int pg_begin(void *handle, int64_t deadline, struct error *err);

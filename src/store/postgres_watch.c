@@ -153,6 +153,7 @@ watch_disconnect(struct pg_store *db)
 	if (db->listen_conn != NULL)
 		pg_abandon(db->listen_conn);
 	db->listen_conn = NULL;
+	db->n_side_kept = 0; /* prepared statements go with their connection */
 }
 
 /* Connects, LISTENs, reads the version: the order matters, so that a
@@ -166,6 +167,7 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 	char why[300], settings[160];
 	int is_reached = 0;
 
+	db->n_side_kept = 0;
 	db->listen_conn =
 	    pg_connect_within(db, db->listen_values, 0, db->wake_fd, why, sizeof(why), &is_reached);
 	if (db->listen_conn == NULL) {
@@ -338,9 +340,39 @@ pg_side_call(struct pg_store *db, int (*run)(struct pg_store *db, void *arg, str
 	return job.rc;
 }
 
-int
-pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
-             const char *doing, struct error *err)
+/* Runs sql on the listen connection: by name when kept (prepared first
+ * when this connection has not prepared it yet), else as text. */
+static PGresult *
+side_run(struct pg_store *db, const char *sql, int n, const char *const *params, int is_kept,
+         int *is_late)
+{
+	PGresult *res;
+	char name[16];
+	int i;
+
+	if (!is_kept)
+		return pg_exec_within(db->listen_conn, sql, n, params, 0, db->side_deadline,
+		                      db->wake_fd, is_late);
+	for (i = 0; i < db->n_side_kept && db->side_kept[i] != sql; i++)
+		;
+	if (i == PG_SIDE_KEPT_MAX) /* more kept statements than room: as text */
+		return side_run(db, sql, n, params, 0, is_late);
+	snprintf(name, sizeof(name), "kept%d", i);
+	if (i == db->n_side_kept) {
+		res = pg_prepare_within(db->listen_conn, name, sql, n, db->side_deadline,
+		                        db->wake_fd, is_late);
+		if (res == NULL || !pg_is_ok(res))
+			return res;
+		PQclear(res);
+		db->side_kept[db->n_side_kept++] = sql;
+	}
+	return pg_exec_prepared_within(db->listen_conn, name, n, params, db->side_deadline,
+	                               db->wake_fd, is_late);
+}
+
+static int
+side_exec(struct pg_store *db, const char *sql, int n, const char *const *params, int is_kept,
+          PGresult **out, const char *doing, struct error *err)
 {
 	PGresult *res;
 	const char *state;
@@ -350,8 +382,7 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 	if (db->listen_conn == NULL)
 		return error_set(err, 503, "cannot %s in the PostgreSQL store %s: not connected",
 		                 doing, db->description);
-	res = pg_exec_within(db->listen_conn, sql, n, params, 0, db->side_deadline, db->wake_fd,
-	                     &is_late);
+	res = side_run(db, sql, n, params, is_kept, &is_late);
 	if (res == NULL) {
 		if (is_late)
 			snprintf(why, sizeof(why), "no answer within %d ms (--store-timeout)",
@@ -382,6 +413,20 @@ pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 	 * must not delay a change's propagation. */
 	watch_hand_on(db);
 	return 0;
+}
+
+int
+pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const *params, PGresult **out,
+             const char *doing, struct error *err)
+{
+	return side_exec(db, sql, n, params, 0, out, doing, err);
+}
+
+int
+pg_side_exec_kept(struct pg_store *db, const char *sql, int n, const char *const *params,
+                  PGresult **out, const char *doing, struct error *err)
+{
+	return side_exec(db, sql, n, params, 1, out, doing, err);
 }
 
 /* --- the thread ---------------------------------------------------- */
