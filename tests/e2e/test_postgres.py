@@ -722,6 +722,39 @@ def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
         lb2.close()
 
 
+def test_the_fleets_statements_are_prepared_again_on_a_new_connection(fleet, pg_server):
+    """The heartbeat and the probes exchange run as statements prepared once
+    per listening connection (pg_side_exec_kept): on a new connection they
+    are prepared again, so heartbeats and shared probes go on after every
+    listening connection is ended."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1"])
+    wait_until(lambda: "web1" in b.node_states(), PROPAGATION_TIMEOUT, "b in sync")
+    lb1 = Prober(b, "web1", "lb1")
+    lb2 = None
+    try:
+        wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1"},
+                   PROPAGATION_TIMEOUT, "lb1 (through b) seen on a")
+        for _ in range(2):  # the second time, on connections that prepared again
+            beat = wait_until(lambda: fleet_of(a)[0].get(str(b.port)), PROPAGATION_TIMEOUT,
+                              "b listed on a")["heartbeat_at"]
+            pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'clustermgmt-listen'", db)
+            wait_until(lambda: fleet_of(a)[0].get(str(b.port), {}).get("heartbeat_at") not in
+                       (None, beat),
+                       PROPAGATION_TIMEOUT, "b's heartbeats again, seen on a")
+        lb2 = Prober(b, "web1", "lb2")  # reported on b's new connection
+        wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1", "lb2"},
+                   PROPAGATION_TIMEOUT, "lb2, first seen after the cut, on a")
+        for d in (a, b):
+            assert "cannot share" not in d.log_text(), d.log_text()[-2000:]
+    finally:
+        lb1.close()
+        if lb2 is not None:
+            lb2.close()
+
+
 # --- the fleet -------------------------------------------------------------------------
 
 
