@@ -426,7 +426,11 @@ cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
 	int is_same_members = c->n_nodes == p->n_nodes;
 
 	while (i < c->n_nodes) {
-		int order = j < p->n_nodes ? strcmp(c->nodes[i].name, p->nodes[j].name) : -1;
+		/* names shared with prev (model_copy) compare by pointer */
+		int order = j >= p->n_nodes ? -1
+		            : c->nodes[i].name == p->nodes[j].name
+		                ? 0
+		                : strcmp(c->nodes[i].name, p->nodes[j].name);
 
 		if (order > 0) { /* removed since */
 			is_same_members = 0;
