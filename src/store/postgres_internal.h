@@ -91,6 +91,7 @@ struct pg_store {
 	 * index i is named "kept<i>". */
 	const char *side_kept[PG_SIDE_KEPT_MAX];
 	int n_side_kept;
+	int is_side_kept_stale; /* a kept one failed: drop them all first */
 	/* The side jobs': the probes_version of the last read of the other
 	 * daemons' reports, when that read was and the last full one
 	 * (monotonic ms; 0: never), and the xmin of the last read's snapshot

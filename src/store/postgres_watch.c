@@ -154,6 +154,7 @@ watch_disconnect(struct pg_store *db)
 		pg_abandon(db->listen_conn);
 	db->listen_conn = NULL;
 	db->n_side_kept = 0; /* prepared statements go with their connection */
+	db->is_side_kept_stale = 0;
 }
 
 /* Connects, LISTENs, reads the version: the order matters, so that a
@@ -168,6 +169,7 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 	int is_reached = 0;
 
 	db->n_side_kept = 0;
+	db->is_side_kept_stale = 0;
 	db->listen_conn =
 	    pg_connect_within(db, db->listen_values, 0, db->wake_fd, why, sizeof(why), &is_reached);
 	if (db->listen_conn == NULL) {
@@ -341,7 +343,11 @@ pg_side_call(struct pg_store *db, int (*run)(struct pg_store *db, void *arg, str
 }
 
 /* Runs sql on the listen connection: by name when kept (prepared first
- * when this connection has not prepared it yet), else as text. */
+ * when this connection has not prepared it yet), else as text. After a
+ * kept statement failed, every prepared one is dropped first and
+ * prepared again: a plan the server can no longer use (a newer daemon
+ * changed the schema under it: "cached plan must not change result
+ * type") would otherwise fail every round until the connection ends. */
 static PGresult *
 side_run(struct pg_store *db, const char *sql, int n, const char *const *params, int is_kept,
          int *is_late)
@@ -353,6 +359,15 @@ side_run(struct pg_store *db, const char *sql, int n, const char *const *params,
 	if (!is_kept)
 		return pg_exec_within(db->listen_conn, sql, n, params, 0, db->side_deadline,
 		                      db->wake_fd, is_late);
+	if (db->is_side_kept_stale) {
+		res = pg_exec_within(db->listen_conn, "DEALLOCATE ALL", 0, NULL, 1,
+		                     db->side_deadline, db->wake_fd, is_late);
+		if (res == NULL || !pg_is_ok(res))
+			return res;
+		PQclear(res);
+		db->n_side_kept = 0;
+		db->is_side_kept_stale = 0;
+	}
 	for (i = 0; i < db->n_side_kept && db->side_kept[i] != sql; i++)
 		;
 	if (i == PG_SIDE_KEPT_MAX) /* more kept statements than room: as text */
@@ -398,6 +413,7 @@ side_exec(struct pg_store *db, const char *sql, int n, const char *const *params
 		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		pg_one_line(PQresultErrorMessage(res), why, sizeof(why));
 		PQclear(res);
+		db->is_side_kept_stale |= is_kept;
 		if (PQstatus(db->listen_conn) != CONNECTION_OK)
 			watch_disconnect(db);
 		return error_set(err, pg_is_transient_state(state) ? 503 : 500,

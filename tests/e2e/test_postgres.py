@@ -755,6 +755,36 @@ def test_the_fleets_statements_are_prepared_again_on_a_new_connection(fleet, pg_
             lb2.close()
 
 
+def test_prepared_statements_a_schema_change_broke_are_prepared_again(fleet, pg_server):
+    """A newer daemon may change the schema under the prepared statements
+    of the running ones (a rolling upgrade): PostgreSQL then refuses them
+    ("cached plan must not change result type"). The daemon drops them and
+    prepares them again, so its heartbeats and shared probes go on."""
+    db = pg_server.create_database()
+    a, b = fleet(pg_server.url(db), n=2)
+    a.set_nodes(["web1"])
+    wait_until(lambda: "web1" in b.node_states(), PROPAGATION_TIMEOUT, "b in sync")
+    lb1 = Prober(b, "web1", "lb1")
+    lb2 = None
+    try:
+        wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1"},
+                   PROPAGATION_TIMEOUT, "lb1 (through b) seen on a")
+        beat = wait_until(lambda: fleet_of(a)[0].get(str(b.port)), PROPAGATION_TIMEOUT,
+                          "b listed on a")["heartbeat_at"]
+        # Read by the heartbeat and the probes exchange, both prepared by now.
+        pg_server.psql("ALTER TABLE probes_version ALTER COLUMN version TYPE numeric", db)
+        wait_until(lambda: fleet_of(a)[0].get(str(b.port), {}).get("heartbeat_at") not in
+                   (None, beat), PROPAGATION_TIMEOUT, "b's heartbeats again, seen on a")
+        lb2 = Prober(b, "web1", "lb2")
+        wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1", "lb2"},
+                   PROPAGATION_TIMEOUT, "lb2, first seen after the change, on a")
+        assert "must not change result type" in b.log_text()  # what it recovered from
+    finally:
+        lb1.close()
+        if lb2 is not None:
+            lb2.close()
+
+
 # --- the fleet -------------------------------------------------------------------------
 
 
