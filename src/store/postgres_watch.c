@@ -390,9 +390,8 @@ side_exec(struct pg_store *db, const char *sql, int n, const char *const *params
           PGresult **out, const char *doing, struct error *err)
 {
 	PGresult *res;
-	const char *state;
 	char why[300];
-	int is_late;
+	int is_late, is_transient;
 
 	if (db->listen_conn == NULL)
 		return error_set(err, 503, "cannot %s in the PostgreSQL store %s: not connected",
@@ -410,13 +409,14 @@ side_exec(struct pg_store *db, const char *sql, int n, const char *const *params
 		                 db->description, why);
 	}
 	if (!pg_is_ok(res)) {
-		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		/* the state lies in res: judged before res is cleared */
+		is_transient = pg_is_transient_state(PQresultErrorField(res, PG_DIAG_SQLSTATE));
 		pg_one_line(PQresultErrorMessage(res), why, sizeof(why));
 		PQclear(res);
 		db->is_side_kept_stale |= is_kept;
 		if (PQstatus(db->listen_conn) != CONNECTION_OK)
 			watch_disconnect(db);
-		return error_set(err, pg_is_transient_state(state) ? 503 : 500,
+		return error_set(err, is_transient ? 503 : 500,
 		                 "cannot %s in the PostgreSQL store %s: %s", doing, db->description,
 		                 why);
 	}
