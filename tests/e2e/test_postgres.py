@@ -722,67 +722,64 @@ def test_wait_drained_sees_probers_of_every_daemon(fleet, pg_url, cm_bin):
         lb2.close()
 
 
-def test_the_fleets_statements_are_prepared_again_on_a_new_connection(fleet, pg_server):
-    """The heartbeat and the probes exchange run as statements prepared once
-    per listening connection (pg_side_exec_kept): on a new connection they
-    are prepared again, so heartbeats and shared probes go on after every
-    listening connection is ended."""
+def heartbeat_seen(a, b):
+    """b's last heartbeat as a shows it (None before a lists b)."""
+    return fleet_of(a)[0].get(str(b.port), {}).get("heartbeat_at")
+
+
+def shared_statements_outlive(fleet, pg_server, breaks, what):
+    """Two daemons whose heartbeats and probes exchange run as prepared
+    statements (pg_side_exec_kept), b probed for web1 and a seeing it; each
+    of breaks(db) then breaks them on the server in its own way, and b's
+    heartbeats must resume after each, and a prober first reported after
+    the last must be seen on a. Returns (a, b)."""
     db = pg_server.create_database()
     a, b = fleet(pg_server.url(db), n=2)
     a.set_nodes(["web1"])
     wait_until(lambda: "web1" in b.node_states(), PROPAGATION_TIMEOUT, "b in sync")
-    lb1 = Prober(b, "web1", "lb1")
-    lb2 = None
+    lb1, lb2 = Prober(b, "web1", "lb1"), None
     try:
         wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1"},
                    PROPAGATION_TIMEOUT, "lb1 (through b) seen on a")
-        for _ in range(2):  # the second time, on connections that prepared again
-            beat = wait_until(lambda: fleet_of(a)[0].get(str(b.port)), PROPAGATION_TIMEOUT,
-                              "b listed on a")["heartbeat_at"]
-            pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'clustermgmt-listen'", db)
-            wait_until(lambda: fleet_of(a)[0].get(str(b.port), {}).get("heartbeat_at") not in
-                       (None, beat),
-                       PROPAGATION_TIMEOUT, "b's heartbeats again, seen on a")
-        lb2 = Prober(b, "web1", "lb2")  # reported on b's new connection
+        for brk in breaks:
+            beat = wait_until(lambda: heartbeat_seen(a, b), PROPAGATION_TIMEOUT,
+                              "b listed on a")
+            brk(db)
+            wait_until(lambda: heartbeat_seen(a, b) not in (None, beat), PROPAGATION_TIMEOUT,
+                       "b's heartbeats again after %s, seen on a" % what)
+        lb2 = Prober(b, "web1", "lb2")
         wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1", "lb2"},
-                   PROPAGATION_TIMEOUT, "lb2, first seen after the cut, on a")
-        for d in (a, b):
-            assert "cannot share" not in d.log_text(), d.log_text()[-2000:]
+                   PROPAGATION_TIMEOUT, "lb2, first seen after %s, on a" % what)
     finally:
         lb1.close()
         if lb2 is not None:
             lb2.close()
+    return a, b
+
+
+def test_the_fleets_statements_are_prepared_again_on_a_new_connection(fleet, pg_server):
+    """On a new listening connection the statements are prepared again:
+    every listening connection ended twice (the second time, connections
+    that prepared again), and nothing fails to share."""
+    def cut(db):
+        pg_server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = 'clustermgmt-listen'", db)
+
+    a, b = shared_statements_outlive(fleet, pg_server, [cut, cut], "the cut")
+    for d in (a, b):
+        assert "cannot share" not in d.log_text(), d.log_text()[-2000:]
 
 
 def test_prepared_statements_a_schema_change_broke_are_prepared_again(fleet, pg_server):
     """A newer daemon may change the schema under the prepared statements
     of the running ones (a rolling upgrade): PostgreSQL then refuses them
     ("cached plan must not change result type"). The daemon drops them and
-    prepares them again, so its heartbeats and shared probes go on."""
-    db = pg_server.create_database()
-    a, b = fleet(pg_server.url(db), n=2)
-    a.set_nodes(["web1"])
-    wait_until(lambda: "web1" in b.node_states(), PROPAGATION_TIMEOUT, "b in sync")
-    lb1 = Prober(b, "web1", "lb1")
-    lb2 = None
-    try:
-        wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1"},
-                   PROPAGATION_TIMEOUT, "lb1 (through b) seen on a")
-        beat = wait_until(lambda: fleet_of(a)[0].get(str(b.port)), PROPAGATION_TIMEOUT,
-                          "b listed on a")["heartbeat_at"]
-        # Read by the heartbeat and the probes exchange, both prepared by now.
+    prepares them again."""
+    def retype(db):  # read by the heartbeat and the probes exchange
         pg_server.psql("ALTER TABLE probes_version ALTER COLUMN version TYPE numeric", db)
-        wait_until(lambda: fleet_of(a)[0].get(str(b.port), {}).get("heartbeat_at") not in
-                   (None, beat), PROPAGATION_TIMEOUT, "b's heartbeats again, seen on a")
-        lb2 = Prober(b, "web1", "lb2")
-        wait_until(lambda: {ua for ua, _ in probers_of(a, "web1")} == {"lb1", "lb2"},
-                   PROPAGATION_TIMEOUT, "lb2, first seen after the change, on a")
-        assert "must not change result type" in b.log_text()  # what it recovered from
-    finally:
-        lb1.close()
-        if lb2 is not None:
-            lb2.close()
+
+    _, b = shared_statements_outlive(fleet, pg_server, [retype], "the change")
+    assert "must not change result type" in b.log_text()  # what it recovered from
 
 
 # --- the fleet -------------------------------------------------------------------------
