@@ -199,7 +199,8 @@ int pg_side_exec(struct pg_store *db, const char *sql, int n, const char *const 
                  PGresult **out, const char *doing, struct error *err);
 /* The same for a statement the fleet runs every round (sql: a string
  * constant, known by its address): prepared on the connection at its
- * first use, then run by name. At most PG_SIDE_KEPT_MAX of them. */
+ * first use, then run by name; past PG_SIDE_KEPT_MAX such statements,
+ * the others are sent as text. */
 int pg_side_exec_kept(struct pg_store *db, const char *sql, int n, const char *const *params,
                       PGresult **out, const char *doing, struct error *err);
 

@@ -153,8 +153,6 @@ watch_disconnect(struct pg_store *db)
 	if (db->listen_conn != NULL)
 		pg_abandon(db->listen_conn);
 	db->listen_conn = NULL;
-	db->n_side_kept = 0; /* prepared statements go with their connection */
-	db->is_side_kept_stale = 0;
 }
 
 /* Connects, LISTENs, reads the version: the order matters, so that a
@@ -168,7 +166,7 @@ watch_connect_and_listen(struct pg_store *db, int64_t *version)
 	char why[300], settings[160];
 	int is_reached = 0;
 
-	db->n_side_kept = 0;
+	db->n_side_kept = 0; /* prepared statements go with their connection */
 	db->is_side_kept_stale = 0;
 	db->listen_conn =
 	    pg_connect_within(db, db->listen_values, 0, db->wake_fd, why, sizeof(why), &is_reached);
