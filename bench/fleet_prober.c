@@ -3,11 +3,17 @@
  * each probing every node of that daemon once per pass over one kept-alive
  * HTTP/1.1 connection, with its own User-Agent (lb-<i>).
  *
- * usage: fleet_prober NODES INTERVAL_MS PORT...
+ * usage: fleet_prober [--burst] NODES INTERVAL_MS PORT...
  *
  * Requests go out PIPELINE at a time (GET /health?node=web<k>), so that
  * the prober costs little beside the daemons it loads. A pass starts every
- * INTERVAL_MS, or at once when the last one took longer. Prints
+ * INTERVAL_MS, or at once when the last one took longer. Within a pass
+ * the probes are spread evenly over the interval, as HAProxy spreads its
+ * servers' checks (start_checks: the first check of the k-th of n servers
+ * after k x inter / n, then every inter): node k is probed about
+ * k x INTERVAL_MS / NODES after the pass starts. --burst sends each pass
+ * as fast as the daemon answers instead, the worst case: every load
+ * balancer started at the same instant with no spreading. Prints
  * "first-pass SECONDS" on stdout once every thread has finished a pass.
  * SIGUSR1 pauses the probing, SIGUSR2 resumes it, SIGTERM (or SIGINT)
  * ends it; at the end it prints to stdout "passes N requests N errors N
@@ -32,7 +38,7 @@
 #define PIPELINE 32
 #define BUF_SIZE 65536
 
-static int n_nodes, interval_ms;
+static int n_nodes, interval_ms, is_burst;
 static volatile sig_atomic_t is_stopping, is_paused;
 static _Atomic long n_passes, n_requests, n_errors, slowest_pass_ms;
 static _Atomic int n_first_pass_left;
@@ -129,11 +135,34 @@ probe_batch(struct prober *p, int from, int to)
 	return 0;
 }
 
+/* Moves t later by ms. */
+static void
+timespec_add_ms(struct timespec *t, long ms)
+{
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (ms % 1000) * 1000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
+
+/* Spread passes: waits until node k is due, k x interval / nodes after
+ * the pass started at t0 (returns at once when behind). */
+static void
+await_due(const struct timespec *t0, int k)
+{
+	long due = (long)((long long)k * interval_ms / n_nodes), left;
+
+	while (!is_burst && !is_stopping && !is_paused && (left = due - ms_since(t0)) > 0)
+		usleep((useconds_t)(left > 20 ? 20000 : left * 1000));
+}
+
 static void *
 prober_thread(void *arg)
 {
 	struct prober *p = arg;
-	struct timespec t0;
+	struct timespec t0, paused_at;
 	int k, is_first = 1;
 	long took, slowest;
 
@@ -141,8 +170,13 @@ prober_thread(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		for (k = 0; k < n_nodes && !is_stopping;) {
 			int to = k + PIPELINE < n_nodes ? k + PIPELINE : n_nodes;
-			while (is_paused && !is_stopping)
-				usleep(20000);
+			if (is_paused) { /* the pause does not count: no catching up after it */
+				clock_gettime(CLOCK_MONOTONIC, &paused_at);
+				while (is_paused && !is_stopping)
+					usleep(20000);
+				timespec_add_ms(&t0, ms_since(&paused_at));
+			}
+			await_due(&t0, k);
 			if (p->fd < 0 && (p->fd = connect_to(p->port)) < 0) {
 				atomic_fetch_add(&n_errors, 1);
 				usleep(100000);
@@ -197,8 +231,13 @@ main(int argc, char **argv)
 	sigset_t all, old;
 	int i, n;
 
+	if (argc > 1 && strcmp(argv[1], "--burst") == 0) {
+		is_burst = 1;
+		argv++;
+		argc--;
+	}
 	if (argc < 4) {
-		fprintf(stderr, "usage: fleet_prober NODES INTERVAL_MS PORT...\n");
+		fprintf(stderr, "usage: fleet_prober [--burst] NODES INTERVAL_MS PORT...\n");
 		return 2;
 	}
 	n_nodes = atoi(argv[1]);
