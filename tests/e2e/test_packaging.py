@@ -229,9 +229,14 @@ INSTALLED = {
 
 
 def make_install(tmp_path, cm_bin, *args):
+    """`make install` of the binary under test. `-o all`: install's
+    prerequisite `all` (ninja) is not run, so that a source touched
+    since the build does not relink the binary that the other workers'
+    tests are running meanwhile (they then fail with EACCES)."""
     dest = tmp_path / "dest"
-    out = run(["make", "-C", str(REPO), "install", "BUILD=" + str(Path(cm_bin).parent),
-               "DESTDIR=" + str(dest)] + list(args), timeout=600)
+    out = run(["make", "-C", str(REPO), "-o", "all", "install",
+               "BUILD=" + str(Path(cm_bin).parent), "DESTDIR=" + str(dest)] + list(args),
+              timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     return dest
 
