@@ -177,6 +177,8 @@ prober_thread(void *arg)
 				timespec_add_ms(&t0, ms_since(&paused_at));
 			}
 			await_due(&t0, k);
+			if (is_paused)
+				continue; /* paused while waiting: nothing goes out until resumed */
 			if (p->fd < 0 && (p->fd = connect_to(p->port)) < 0) {
 				atomic_fetch_add(&n_errors, 1);
 				usleep(100000);
