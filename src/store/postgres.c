@@ -273,6 +273,24 @@ pg_rollback_quietly(struct pg_store *db)
 
 static void decide_unsure_commit(struct pg_store *db);
 
+/* Reads, without blocking, what an idle connection was sent meanwhile.
+ * A backend terminated while the connection was idle has said so (its
+ * FATAL, then the end of the stream): libpq reads the message on one
+ * call and sees the end only on the next, so this reads for as long as
+ * the socket has something (a few times at most: an idle connection is
+ * sent nothing else). */
+static void
+read_idle_input(PGconn *conn)
+{
+	struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
+	int i;
+
+	for (i = 0; i < 4 && PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 1;
+	     i++)
+		if (!PQconsumeInput(conn))
+			break;
+}
+
 /* The main connection, connected, set up and with the schema checked.
  * While the database is known to be down this fails at once (503). */
 int
@@ -280,12 +298,11 @@ pg_ensure_connected(struct pg_store *db, struct error *err)
 {
 	char why[300], since[40], settings[160];
 
-	/* A backend terminated while the connection was idle has said so
-	 * already (its FATAL and the end of the stream wait in the socket):
-	 * read it now, without blocking, so that the connection is replaced
-	 * here instead of failing the first statement of the operation. */
+	/* A connection whose backend ended while it was idle is replaced
+	 * here, not found broken by the operation's first statement (which
+	 * would mark a store down that answers again). */
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && !db->in_tx)
-		PQconsumeInput(db->conn);
+		read_idle_input(db->conn);
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && db->is_schema_checked)
 		return 0;
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)

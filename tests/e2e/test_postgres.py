@@ -449,6 +449,35 @@ def test_postgres_stopped_under_probe_load_then_back(fleet, pg_own_server):
                "a to see b's change after the outage")
 
 
+def test_a_quiet_daemon_back_from_an_outage_does_not_fail_on_its_old_connection(
+        fleet, pg_own_server):
+    """PostgreSQL restarted while nothing was written: the engine's
+    connection ended during the outage without being used. Once the
+    daemon says the store is back, it stays back: the first use of that
+    connection finds it ended and replaces it, instead of failing (a
+    second "unreachable", and a write answered 503 although the store
+    answers)."""
+    pg = pg_own_server
+    url = pg.url(pg.create_database())
+    (a,) = fleet(url)
+    a.set_nodes(["web1"])
+    mark = a.log_mark()
+    pg.stop("immediate")
+    wait_until(lambda: health(a)["state"] == "unreachable", RESYNC_TIMEOUT,
+               "the daemon to notice the outage")
+    pg.start()
+    wait_until(lambda: health(a)["state"] == "ok", RESYNC_TIMEOUT, "the store back")
+    r = a.post("/v1/clusters/default/status", auth=a.as_admin,
+               json={"changes": {"web1": {"status": "drain"}}})
+    assert r.status_code == 200, r.text
+    assert a.wait_log("PostgreSQL reachable again", since=mark, timeout=10)
+    time.sleep(1.0)  # the reload the reconnection asked for, and the next check
+    log = a.log_text(mark)
+    assert log.count("PostgreSQL unreachable") == 1, log
+    assert log.count("PostgreSQL reachable again") == 1, log
+    assert health(a)["state"] == "ok"
+
+
 def test_restart_during_outage_serves_local_copy(fleet, pg_own_server):
     pg = pg_own_server
     url = pg.url(pg.create_database())
