@@ -278,7 +278,8 @@ static void decide_unsure_commit(struct pg_store *db);
  * FATAL, then the end of the stream): libpq reads the message on one
  * call and sees the end only on the next, so this reads for as long as
  * the socket has something (a few times at most: an idle connection is
- * sent nothing else). */
+ * sent nothing else). PQisBusy parses what was read, so that the FATAL
+ * reaches the log (the notice processor) before the connection goes. */
 static void
 read_idle_input(PGconn *conn)
 {
@@ -286,9 +287,13 @@ read_idle_input(PGconn *conn)
 	int i;
 
 	for (i = 0; i < 4 && PQstatus(conn) == CONNECTION_OK && p.fd >= 0 && poll(&p, 1, 0) == 1;
-	     i++)
-		if (!PQconsumeInput(conn))
+	     i++) {
+		int is_read = PQconsumeInput(conn);
+
+		(void)PQisBusy(conn);
+		if (!is_read)
 			break;
+	}
 }
 
 /* The main connection, connected, set up and with the schema checked.

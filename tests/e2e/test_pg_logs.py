@@ -86,6 +86,28 @@ def test_terminated_backend_fatal_is_an_error_line(fleet, pg_own_server):  # noq
     assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
 
 
+def test_main_connection_ended_while_idle_is_logged_and_replaced(fleet, pg_own_server):  # noqa: F811
+    """Only the main connection's backend terminated (the listening one
+    stays): the next write finds it ended before its first statement,
+    logs the backend's FATAL as an error line, connects again and is
+    applied; the store never counts as down."""
+    pg = pg_own_server
+    db = pg.create_database()
+    (d,) = fleet(pg.url(db))
+    d.set_nodes(["web1"])
+    mark = d.log_mark()
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'clustermgmt' AND datname = '%s'" % db)
+    time.sleep(0.5)  # the FATAL and the end of the stream reach the idle socket
+    assert write_code(d, "drain") == 200
+    line = d.wait_log(r"terminating connection due to administrator command", since=mark,
+                      timeout=10)
+    assert line, d.log_text(mark)
+    kv = parse_line(line, "logfmt")
+    assert kv["level"] == "error" and kv.get("severity") == "FATAL", line
+    assert "unreachable" not in d.log_text(mark), d.log_text(mark)
+
+
 def test_a_clean_stop_declares_no_outage(fleet, pg_server):  # noqa: F811
     """Stopping the daemon cuts its connections and any connection attempt
     under way: that is no outage, and the log must not say the database
