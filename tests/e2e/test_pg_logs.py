@@ -33,9 +33,11 @@ def parse_line(line, fmt):
     return kv
 
 
-def terminate_daemon_backends(pg, db):
+def terminate_daemon_backends(pg, db, application_name="clustermgmt%"):
+    """Terminates the daemons' backends on db: by default both of each
+    daemon's connections ('clustermgmt', 'clustermgmt-listen')."""
     pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name LIKE 'clustermgmt%%' AND datname = '%s'" % db)
+            "WHERE application_name LIKE '%s' AND datname = '%s'" % (application_name, db))
 
 
 def write_code(d, status):
@@ -96,8 +98,7 @@ def test_main_connection_ended_while_idle_is_logged_and_replaced(fleet, pg_own_s
     (d,) = fleet(pg.url(db))
     d.set_nodes(["web1"])
     mark = d.log_mark()
-    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'clustermgmt' AND datname = '%s'" % db)
+    terminate_daemon_backends(pg, db, "clustermgmt")  # the main connection alone
     time.sleep(0.5)  # the FATAL and the end of the stream reach the idle socket
     assert write_code(d, "drain") == 200
     line = d.wait_log(r"terminating connection due to administrator command", since=mark,
