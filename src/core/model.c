@@ -4,12 +4,12 @@
  * sorted-array helpers every model file uses (model_internal.h).
  *
  * The model is a value (see model.h): a few sorted arrays of structs that
- * own their strings, except that a node's strings may sit in one block
- * shared with other copies of the model (struct node_text below). Lookups
- * are binary searches; an insertion or a removal moves the tail of one
- * array, which is O(n) in the nodes of one cluster (at most
- * CLUSTER_NODES_MAX, 10,000); a write copies the model's arrays first
- * anyway (store.c, store_write), which costs about as much as the move.
+ * own their strings, except that a cluster's nodes lie in chunks shared
+ * with other copies of the model (model_nodes.c), and a node's strings in
+ * one block shared with the copies of the node (struct node_text below).
+ * Lookups are binary searches; an insertion or a removal of a user or a
+ * token moves the tail of one array; a node's rebuilds the chunks after
+ * it (model_nodes.c).
  *
  * The mutations live beside it, one file per kind of thing changed:
  * model_cluster.c (clusters, node lists, nodes, load balancers),
@@ -113,11 +113,11 @@ copy_optional(const char *s)
 /*
  * A node's strings in one block: name, reason, changed_by and the
  * optional address and check, each NUL-terminated, one after the other.
- * model_copy shares the block between the copy and the original instead
- * of copying five strings per node, which made a write's copy of a
- * 10,000-node cluster its largest cost. The count is atomic because
- * models sharing a block are freed by different threads (the engine's
- * retired snapshots, the copier's copies).
+ * A copy of the node (a chunk copied to be changed, a node list merged)
+ * shares the block instead of copying five strings, and model_seal gives
+ * every node changed a block. The count is atomic because models sharing
+ * a block are freed by different threads (the engine's retired
+ * snapshots, the copier's copies).
  */
 struct node_text {
 	_Atomic size_t refs;
@@ -192,6 +192,18 @@ node_own_strings(struct node *n)
 	text_release(t);
 }
 
+void
+node_share_strings(struct node *n)
+{
+	struct node packed;
+
+	if (n->text != NULL)
+		return;
+	node_pack(&packed, n);
+	model_node_clear(n);
+	*n = packed;
+}
+
 uint64_t
 node_text_id(const struct node *n)
 {
@@ -228,9 +240,7 @@ model_cluster_clear(struct cluster *c)
 {
 	size_t i;
 
-	for (i = 0; i < c->n_nodes; i++)
-		model_node_clear(&c->nodes[i]);
-	free(c->nodes);
+	model_nodes_clear(c);
 	for (i = 0; i < c->n_lbs; i++)
 		model_lb_clear(&c->lbs[i]);
 	free(c->lbs);
@@ -276,9 +286,7 @@ model_cluster_copy(struct cluster *dst, const struct cluster *src)
 	*dst = *src;
 	dst->name = xstrdup(src->name);
 	dst->path = xstrdup(src->path);
-	dst->nodes = xmalloc((src->n_nodes > 0 ? src->n_nodes : 1) * sizeof *dst->nodes);
-	for (i = 0; i < src->n_nodes; i++)
-		model_node_copy(&dst->nodes[i], &src->nodes[i]);
+	cluster_share_nodes(dst, src);
 	dst->lbs = xcalloc(src->n_lbs, sizeof *dst->lbs);
 	for (i = 0; i < src->n_lbs; i++) {
 		dst->lbs[i].name = xstrdup(src->lbs[i].name);
@@ -385,10 +393,12 @@ compare_path_index(const void *a, const void *b)
 }
 
 void
-model_index_paths(struct model *m)
+model_seal(struct model *m)
 {
 	size_t i;
 
+	for (i = 0; i < m->n_clusters; i++)
+		model_nodes_seal(&m->clusters[i]);
 	free(m->by_path);
 	m->by_path = xcalloc(m->n_clusters ? m->n_clusters : 1, sizeof *m->by_path);
 	for (i = 0; i < m->n_clusters; i++)
@@ -418,7 +428,18 @@ node_same(const struct node *a, const struct node *b)
 	       same_string(a->address, b->address) && same_string(a->check, b->check);
 }
 
-/* c's nodes against prev's namesake p (both sorted by name). */
+/* Sets node i's stamp, touching (and so copying) its chunk only when
+ * the stamp changes. */
+static void
+node_stamp(struct cluster *c, size_t i, int64_t stamp)
+{
+	if (cluster_node(c, i)->stamp != stamp)
+		cluster_node_mut(c, i)->stamp = stamp;
+}
+
+/* c's nodes against prev's namesake p (both sorted by name). A chunk c
+ * shares with p at the same place holds the same nodes, stamped
+ * already, and is skipped whole. */
 static void
 cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
 {
@@ -426,12 +447,19 @@ cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
 	int is_same_members = c->n_nodes == p->n_nodes;
 
 	while (i < c->n_nodes) {
-		/* names shared with prev (model_copy) compare by pointer */
-		int order = j >= p->n_nodes ? -1
-		            : c->nodes[i].name == p->nodes[j].name
-		                ? 0
-		                : strcmp(c->nodes[i].name, p->nodes[j].name);
+		const struct node *a, *b;
+		int order;
 
+		if (i == j && i % NODE_CHUNK == 0 && j < p->n_nodes &&
+		    c->chunks[i / NODE_CHUNK] == p->chunks[j / NODE_CHUNK]) {
+			i += c->chunks[i / NODE_CHUNK]->n;
+			j = i;
+			continue;
+		}
+		a = cluster_node(c, i);
+		b = j < p->n_nodes ? cluster_node(p, j) : NULL;
+		/* names shared with prev (model_copy) compare by pointer */
+		order = b == NULL ? -1 : a->name == b->name ? 0 : strcmp(a->name, b->name);
 		if (order > 0) { /* removed since */
 			is_same_members = 0;
 			j++;
@@ -439,10 +467,7 @@ cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
 		}
 		if (order < 0) /* added since */
 			is_same_members = 0;
-		c->nodes[i].stamp =
-		    order == 0 && node_same(&c->nodes[i], &p->nodes[j]) && p->nodes[j].stamp != 0
-		        ? p->nodes[j].stamp
-		        : stamp;
+		node_stamp(c, i, order == 0 && node_same(a, b) && b->stamp != 0 ? b->stamp : stamp);
 		i++;
 		if (order == 0)
 			j++;
@@ -462,15 +487,16 @@ model_stamp_changes(struct model *next, const struct model *prev, int64_t stamp)
 
 		if (p == NULL || p->version > c->version) { /* new, or removed and made again */
 			for (k = 0; k < c->n_nodes; k++)
-				c->nodes[k].stamp = stamp;
+				node_stamp(c, k, stamp);
 			c->members_stamp = stamp;
 		} else if (p->version != c->version) {
 			cluster_stamp_changes(c, p, stamp);
-		} else if (c->members_stamp == 0 || (c->n_nodes > 0 && c->nodes[0].stamp == 0)) {
+		} else if (c->members_stamp == 0 ||
+		           (c->n_nodes > 0 && cluster_node(c, 0)->stamp == 0)) {
 			/* read afresh, unchanged: not known since when */
 			for (k = 0; k < c->n_nodes; k++)
-				if (c->nodes[k].stamp == 0)
-					c->nodes[k].stamp = stamp;
+				if (cluster_node(c, k)->stamp == 0)
+					node_stamp(c, k, stamp);
 			if (c->members_stamp == 0)
 				c->members_stamp = stamp;
 		}
@@ -538,46 +564,6 @@ model_find_mount(const struct model *m, const char *path, size_t len, size_t *mo
 	return NULL;
 }
 
-/* A name given as a slice of a longer string, for the probe. */
-struct name_slice {
-	const char *s;
-	size_t len;
-};
-
-static int
-compare_slice_to_elem(const void *key, const void *elem)
-{
-	const struct name_slice *slice = key;
-	const char *name = key_of(elem);
-	int cmp = strncmp(slice->s, name, slice->len);
-
-	if (cmp != 0)
-		return cmp;
-	/* The slice holds no NUL (it is a valid name), so name has at least
-	 * len characters here and name[len] is in bounds. */
-	return name[slice->len] == '\0' ? 0 : -1;
-}
-
-const struct node *
-cluster_find_node(const struct cluster *c, const char *name, size_t len)
-{
-	struct name_slice slice = {name, len};
-
-	if (c->n_nodes == 0 || !node_name_is_valid(name, len))
-		return NULL;
-	return bsearch(&slice, c->nodes, c->n_nodes, sizeof *c->nodes, compare_slice_to_elem);
-}
-
-struct node *
-cluster_find_node_mut(struct cluster *c, const char *name)
-{
-	struct node *n = model_sorted_find(c->nodes, c->n_nodes, sizeof *c->nodes, name);
-
-	if (n != NULL)
-		node_own_strings(n);
-	return n;
-}
-
 const struct user *
 model_find_user(const struct model *m, const char *name)
 {
@@ -588,31 +574,4 @@ const struct token *
 model_find_token(const struct model *m, const char *id)
 {
 	return model_sorted_find(m->tokens, m->n_tokens, sizeof *m->tokens, id);
-}
-
-size_t
-cluster_count_online(const struct cluster *c)
-{
-	size_t i, online = 0;
-
-	for (i = 0; i < c->n_nodes; i++)
-		if (c->nodes[i].status == NODE_ONLINE)
-			online++;
-	return online;
-}
-
-int64_t
-model_next_expiry(const struct model *m)
-{
-	int64_t next = 0, at;
-	size_t i, j;
-
-	for (i = 0; i < m->n_clusters; i++) {
-		for (j = 0; j < m->clusters[i].n_nodes; j++) {
-			at = m->clusters[i].nodes[j].expires_at;
-			if (at != 0 && (next == 0 || at < next))
-				next = at;
-		}
-	}
-	return next;
 }

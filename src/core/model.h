@@ -4,9 +4,10 @@
  *
  * Pure C, no I/O. A struct model is a value: the engine keeps one
  * current model, and to change it copies it (model_copy: arrays copied,
- * node strings shared), applies a mutation to the copy, persists the
- * difference and publishes the copy as the new immutable snapshot. Readers (the probe, GET
- * handlers) only ever see complete, immutable models, so they need no locks.
+ * node chunks shared), applies a mutation to the copy, persists the
+ * difference and publishes the copy as the new immutable snapshot.
+ * Readers (the probe, GET handlers) only ever see complete, immutable
+ * models, so they need no locks.
  *
  * All arrays are kept sorted by name (id for tokens) with strcmp order, so
  * lookups are binary searches. All strings are owned by the model and freed
@@ -15,6 +16,7 @@
 #ifndef CM_MODEL_H
 #define CM_MODEL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,9 +53,9 @@ struct node {
 	char *address;      /* "host:port" or NULL */
 	char *check;        /* http URL or NULL */
 	/* NULL: each string above is an allocation of its own. Else they
-	 * all lie in this one block, shared with the models this node was
-	 * copied from or to (model_copy), freed by the last of them; call
-	 * node_own_strings before replacing a string of such a node. */
+	 * all lie in this one block, shared with the nodes this one was
+	 * copied from or to (model_node_copy), freed by the last of them;
+	 * call node_own_strings before replacing a string of such a node. */
 	struct node_text *text;
 	/* The identity of text: the same for nodes sharing one block, never
 	 * given to another block in the process's lifetime; 0 without one
@@ -75,12 +77,34 @@ struct lb {
 	char *backend; /* NULL: lbconfig's be_CLUSTER (HAProxy) */
 };
 
+/*
+ * A cluster's nodes lie in chunks of NODE_CHUNK nodes, every chunk full
+ * but the last, so that copies of a model share them: copying a cluster
+ * of 10,000 nodes copies 157 chunk pointers, and a change copies only the
+ * chunk of the node it changes (cluster_node_mut). A chunk held by more
+ * than one model never changes; one held by a single model changes in
+ * place. Read a node with cluster_node.
+ */
+#define NODE_CHUNK 64
+
+struct node_chunk {
+	_Atomic size_t refs; /* the models holding it */
+	size_t n;            /* nodes held: NODE_CHUNK, but in the last chunk */
+	/* What readers ask of many nodes at once, summed up when a model is
+	 * sealed (model_seal) and valid while is_summed: a change through
+	 * cluster_node_mut clears it. */
+	int is_summed;
+	size_t online;       /* nodes with status online */
+	int64_t next_expiry; /* earliest expires_at, 0 when none */
+	struct node nodes[];
+};
+
 struct cluster {
 	char *name;
 	char *path;      /* mount path: starts with '/', no trailing '/' */
 	int64_t version; /* incremented by every change to the cluster */
 	size_t n_nodes;
-	struct node *nodes; /* sorted by name */
+	struct node_chunk **chunks; /* sorted by name across chunks */
 	size_t n_lbs;
 	struct lb *lbs; /* sorted by name, at most CLUSTER_LBS_MAX */
 	/* The store version at which this daemon saw a node added or
@@ -114,8 +138,8 @@ struct model {
 	struct cluster *clusters; /* sorted by name */
 	/* The clusters sorted by path, so that a request finds its
 	 * mount in O(log n) whatever the number of clusters; built by
-	 * model_index_paths on a model about to be published (published
-	 * models are never changed), NULL otherwise (lookups then scan). */
+	 * model_seal on a model about to be published (published models
+	 * are never changed), NULL otherwise (lookups then scan). */
 	const struct cluster **by_path;
 	size_t n_users;
 	struct user *users; /* sorted by name */
@@ -206,14 +230,15 @@ int role_from_string(const char *s, enum role *out); /* NONE is not accepted */
 /* A new empty model (no clusters). Never NULL (aborts on OOM). */
 struct model *model_new(void);
 /* A copy the caller owns, to change and free as its own. The arrays are
- * copied; a node's strings are shared with m (one block per node with a
- * count of the models holding it; a node of m whose strings are separate
- * allocations gets a block in the copy), so that copying a cluster of
- * 10,000 nodes copies no string. Any thread may copy or free models that
- * share blocks: the counts are atomic. */
+ * copied; the node chunks are shared with m (each with a count of the
+ * models holding it), so that copying a cluster of 10,000 nodes copies
+ * neither a node nor a string. Any thread may copy or free models that
+ * share chunks: the counts are atomic. */
 struct model *model_copy(const struct model *m);
-/* dst becomes a copy of src (nodes share src's text blocks). */
+/* dst becomes a copy of src (sharing src's node chunks). */
 void model_cluster_copy(struct cluster *dst, const struct cluster *src);
+/* dst becomes a copy of src, sharing its string block (a node whose
+ * strings are its own gives dst a block of copies). */
 void model_node_copy(struct node *dst, const struct node *src);
 void model_free(struct model *m);
 /* Frees what m holds and leaves it empty (model_new's). */
@@ -229,8 +254,11 @@ const struct cluster *model_find_cluster_by_path(const struct model *m, const ch
  * path's length in *mount_len. O(log n) on an indexed model. */
 const struct cluster *model_find_mount(const struct model *m, const char *path, size_t len,
                                        size_t *mount_len);
-/* (Re)builds m->by_path; call it once m will change no more. */
-void model_index_paths(struct model *m);
+/* Prepares m, which will change no more, for its readers: (re)builds
+ * m->by_path, sums up the chunks changed since it was copied, and gives
+ * each node changed since a string block of its own (so that render.c
+ * can key it). Call it last, after model_stamp_changes. */
+void model_seal(struct model *m);
 
 /* Stamps a model about to be published, whose store version is stamp,
  * against the one it replaces (prev, NULL for the first): a node whose
@@ -243,10 +271,30 @@ void model_stamp_changes(struct model *next, const struct model *prev, int64_t s
 /* Are the documents of two nodes (their stored fields but the name)
  * the same? */
 int node_same(const struct node *a, const struct node *b);
+/* The i-th node of c (i < c->n_nodes), by name order. */
+static inline const struct node *
+cluster_node(const struct cluster *c, size_t i)
+{
+	return &c->chunks[i / NODE_CHUNK]->nodes[i % NODE_CHUNK];
+}
+/* The i-th node of c, to change: its chunk is first copied when another
+ * model holds it too, so that only c sees the change. */
+struct node *cluster_node_mut(struct cluster *c, size_t i);
+/* Where the node named name[0..len) is in c, or where it would go;
+ * *found says which. */
+size_t cluster_node_position(const struct cluster *c, const char *name, size_t len, int *found);
 const struct node *cluster_find_node(const struct cluster *c, const char *name, size_t len);
 /* The node, or NULL; its strings are its own (node_own_strings), so that
  * the caller may replace them. */
 struct node *cluster_find_node_mut(struct cluster *c, const char *name);
+/* c's nodes, which must be none, become nodes[0..n) (sorted by name,
+ * names unique): the nodes move into c's chunks and the array is freed. */
+void cluster_take_nodes(struct cluster *c, struct node *nodes, size_t n);
+/* dst, which holds no nodes, gets src's, sharing their chunks. */
+void cluster_share_nodes(struct cluster *dst, const struct cluster *src);
+/* Puts n, a node read from a store, into c in name order, in place of
+ * its namesake when c has one: n's contents move into c. */
+void cluster_store_node(struct cluster *c, struct node *n);
 /* Gives n strings of its own in place of a shared block (no-op when it
  * has them already): each may then be freed and replaced. */
 void node_own_strings(struct node *n);

@@ -162,14 +162,14 @@ node_list_is(const struct cluster *c, const char **sorted, size_t n)
 	if (c->n_nodes != n)
 		return 0;
 	for (i = 0; i < n; i++)
-		if (strcmp(c->nodes[i].name, sorted[i]) != 0)
+		if (strcmp(cluster_node(c, i)->name, sorted[i]) != 0)
 			return 0;
 	return 1;
 }
 
 /* A merge of the current nodes with the new sorted names (util/merge.h):
- * kept nodes move over as they are, new ones are created, the rest are
- * freed. */
+ * kept nodes are copied over as they are (sharing their strings), new
+ * ones are created, the rest are left behind. */
 struct node_list_merge {
 	struct cluster *c;
 	struct node *nodes; /* the new list, filled up to k */
@@ -182,7 +182,7 @@ struct node_list_merge {
 static const char *
 node_name_key(const void *e)
 {
-	return ((const struct node *)e)->name;
+	return (*(const struct node *const *)e)->name;
 }
 
 static const char *
@@ -195,10 +195,9 @@ static int
 node_dropped(void *arg, const void *old)
 {
 	struct node_list_merge *g = arg;
-	struct node *n = (struct node *)old; /* one of g->c->nodes */
+	const struct node *n = *(const struct node *const *)old;
 
 	audit_log_add(g->audit, g->now, g->c->name, n->name, g->who, "node-remove", "", "", "");
-	model_node_clear(n);
 	return 0;
 }
 
@@ -218,7 +217,7 @@ node_moved(void *arg, const void *old, const void *name)
 	struct node_list_merge *g = arg;
 
 	(void)name;
-	g->nodes[g->k++] = *(const struct node *)old;
+	model_node_copy(&g->nodes[g->k++], *(const struct node *const *)old);
 	return 0;
 }
 
@@ -227,11 +226,16 @@ merge_node_list(struct cluster *c, const char **sorted, size_t n, const struct a
                 int64_t now, struct audit_log *audit)
 {
 	static const struct merge_calls calls = {node_dropped, node_created, node_moved};
-	struct merge_side old = {c->nodes, c->n_nodes, sizeof(*c->nodes), node_name_key};
+	const struct node **was = xcalloc(c->n_nodes + 1, sizeof(*was));
+	struct merge_side old = {was, c->n_nodes, sizeof(*was), node_name_key};
 	struct merge_side new = {sorted, n, sizeof(*sorted), name_key};
-	struct node_list_merge g = {c, xcalloc(n, sizeof(struct node)), 0, who, now, audit};
+	struct node_list_merge g = {c, xcalloc(n + 1, sizeof(struct node)), 0, who, now, audit};
+	size_t i;
 
+	for (i = 0; i < c->n_nodes; i++)
+		was[i] = cluster_node(c, i);
 	merge_walk(&old, &new, &calls, &g);
+	free(was);
 	return g.nodes;
 }
 
@@ -255,9 +259,8 @@ cluster_set_node_list(struct cluster *c, const char *const *names, size_t n,
 	}
 	if (!node_list_is(c, sorted, n_unique)) {
 		nodes = merge_node_list(c, sorted, n_unique, who, now, audit);
-		free(c->nodes);
-		c->nodes = nodes;
-		c->n_nodes = n_unique;
+		model_nodes_clear(c);
+		cluster_take_nodes(c, nodes, n_unique);
 		c->version++;
 	}
 	free(sorted);
@@ -306,12 +309,12 @@ cluster_insert_node(struct cluster *c, const char *name, const struct actor *who
 {
 	size_t at;
 	int found;
+	struct node *n;
 
-	at = model_sorted_index(c->nodes, c->n_nodes, sizeof *c->nodes, name, &found);
-	c->nodes = model_array_open_slot(c->nodes, c->n_nodes, sizeof *c->nodes, at);
-	c->n_nodes++;
-	node_init(&c->nodes[at], name, who, now);
-	return &c->nodes[at];
+	at = cluster_node_position(c, name, strlen(name), &found);
+	n = model_nodes_insert(c, at);
+	node_init(n, name, who, now);
+	return n;
 }
 
 int
@@ -351,13 +354,11 @@ cluster_remove_node(struct cluster *c, const char *name, const struct actor *who
 
 	if (!model_name_is_valid(name))
 		return model_invalid_node_name(err, name);
-	at = model_sorted_index(c->nodes, c->n_nodes, sizeof *c->nodes, name, &found);
+	at = cluster_node_position(c, name, strlen(name), &found);
 	if (!found)
 		return model_node_not_found(err, c, name);
 	audit_log_add(audit, now, c->name, name, who, "node-remove", "", "", "");
-	model_node_clear(&c->nodes[at]);
-	model_array_close_slot(c->nodes, c->n_nodes, sizeof *c->nodes, at);
-	c->n_nodes--;
+	model_nodes_remove(c, at);
 	c->version++;
 	return 0;
 }

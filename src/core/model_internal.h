@@ -20,6 +20,21 @@ void *model_array_open_slot(void *base, size_t n, size_t size, size_t at);
 void model_array_close_slot(void *base, size_t n, size_t size, size_t at);
 int model_compare_strings(const void *a, const void *b);
 void model_node_clear(struct node *n);
+/* Gives n, whose strings are its own, a block holding them instead
+ * (no-op when it has one): node_own_strings' reverse. */
+void node_share_strings(struct node *n);
+
+/* A cluster's node chunks (model_nodes.c). */
+/* Drops c's hold on its chunks: c holds no nodes afterwards. */
+void model_nodes_clear(struct cluster *c);
+/* Opens a zeroed node at index at (0..n_nodes), returned to be filled. */
+struct node *model_nodes_insert(struct cluster *c, size_t at);
+/* Leaves the node at index at out of c. */
+void model_nodes_remove(struct cluster *c, size_t at);
+/* model_seal's part for one cluster. */
+void model_nodes_seal(struct cluster *c);
+/* The earliest expires_at of the chunk's nodes, 0 when none. */
+int64_t model_chunk_next_expiry(const struct node_chunk *ch);
 void model_lb_clear(struct lb *l);
 void model_cluster_clear(struct cluster *c);
 void model_user_clear(struct user *u);

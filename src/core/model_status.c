@@ -140,11 +140,18 @@ cluster_expire(struct cluster *c, int64_t now, struct audit_log *audit)
 	static const struct actor ttl = {"ttl", ""};
 	struct node *n;
 	size_t i, expired = 0;
+	int64_t due;
 
 	for (i = 0; i < c->n_nodes; i++) {
-		n = &c->nodes[i];
-		if (n->expires_at == 0 || n->expires_at > now)
+		if (i % NODE_CHUNK == 0 &&
+		    ((due = model_chunk_next_expiry(c->chunks[i / NODE_CHUNK])) == 0 ||
+		     due > now)) {
+			i += c->chunks[i / NODE_CHUNK]->n - 1; /* none due in this chunk */
 			continue;
+		}
+		if (cluster_node(c, i)->expires_at == 0 || cluster_node(c, i)->expires_at > now)
+			continue;
+		n = cluster_node_mut(c, i);
 		audit_log_add(audit, now, c->name, n->name, &ttl, "status",
 		              node_status_name(n->status), "online", "ttl expired");
 		node_own_strings(n);

@@ -523,7 +523,7 @@ load_first(struct engine *e, struct error *err)
 	struct error why;
 
 	if (store_load_at(e->store, &m, &version, err) == 0) {
-		model_index_paths(m);
+		model_seal(m);
 		atomic_store(&e->current, m);
 		atomic_store(&e->version, version);
 		atomic_store(&e->has_state, 1);
@@ -539,7 +539,7 @@ load_first(struct engine *e, struct error *err)
 	if (m != NULL) {
 		log_kv(LOG_WARN, "the store is unreachable: serving the local state copy", "error",
 		       err->what, NULL);
-		model_index_paths(m);
+		model_seal(m);
 		atomic_store(&e->current, m);
 		atomic_store(&e->version, version);
 		atomic_store(&e->has_state, 1);

@@ -104,8 +104,8 @@ engine_publish(struct engine *e, struct model *next, int64_t version)
 {
 	struct retired *r = xcalloc(1, sizeof(*r));
 
-	model_index_paths(next);
 	model_stamp_changes(next, atomic_load(&e->current), version);
+	model_seal(next);
 	r->model = atomic_exchange(&e->current, next);
 	atomic_store(&e->version, version);
 	atomic_store(&e->version_at, time_now_ms());

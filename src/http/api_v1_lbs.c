@@ -69,10 +69,10 @@ api_v1_lbs_get(struct request *r, const struct route *rt)
 		seen[k] = json_object();
 	view = xmalloc(sizeof(*view));
 	for (i = 0; i < c->n_nodes && c->n_lbs > 0; i++) {
-		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
-		                  c->nodes[i].changed_at, 0, view);
+		observe_node_view(request_observe(r), c->name, cluster_node(c, i)->name,
+		                  cluster_node(c, i)->changed_at, 0, view);
 		for (k = 0; k < c->n_lbs; k++)
-			json_object_set_new(seen[k], c->nodes[i].name,
+			json_object_set_new(seen[k], cluster_node(c, i)->name,
 			                    lb_seen_json(view, c->lbs[k].name, now));
 	}
 	free(view);

@@ -148,8 +148,8 @@ events_reply_delta(struct request *r, const struct cluster *c, int64_t after, in
 	}
 	nodes = json_array();
 	for (i = 0; i < c->n_nodes; i++)
-		if (c->nodes[i].stamp > since || c->nodes[i].stamp == 0)
-			json_array_append_new(nodes, api_node_json(&c->nodes[i]));
+		if (cluster_node(c, i)->stamp > since || cluster_node(c, i)->stamp == 0)
+			json_array_append_new(nodes, api_node_json(cluster_node(c, i)));
 	reply_json(r, 200,
 	           json_pack("{s:s, s:I, s:o, s:b, s:I, s:b}", "cluster", c->name, "version",
 	                     (json_int_t)c->version, "nodes", nodes, "changed", is_changed, "stamp",

@@ -27,8 +27,8 @@ reply_nodestatus(struct request *r, const struct cluster *c)
 
 	for (i = 0; i < c->n_nodes; i++)
 		json_object_set_new(
-		    doc, c->nodes[i].name,
-		    json_pack("{s:s}", "status", node_status_name(c->nodes[i].status)));
+		    doc, cluster_node(c, i)->name,
+		    json_pack("{s:s}", "status", node_status_name(cluster_node(c, i)->status)));
 	text = json_dumps(doc, JSON_SORT_KEYS);
 	json_decref(doc);
 	if (text == NULL) {

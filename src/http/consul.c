@@ -106,7 +106,7 @@ cluster_has_instances(const struct cluster *c)
 	size_t i;
 
 	for (i = 0; i < c->n_nodes; i++)
-		if (node_address(&c->nodes[i], host, sizeof(host), &port) == 0)
+		if (node_address(cluster_node(c, i), host, sizeof(host), &port) == 0)
 			return 1;
 	return 0;
 }
@@ -476,7 +476,7 @@ instances(struct request *r, const struct consul_query *q, entry_fn make_entry)
 	if (c == NULL || q->has_tag || !may_see(r, c->name))
 		return list;
 	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = &c->nodes[i];
+		const struct node *n = cluster_node(c, i);
 		if (node_address(n, host, sizeof(host), &port) != 0)
 			continue;
 		if (q->is_passing && n->status != NODE_ONLINE)

@@ -118,7 +118,7 @@ cluster_fingerprint(const struct cluster *c)
 	size_t i;
 
 	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = &c->nodes[i];
+		const struct node *n = cluster_node(c, i);
 		h = mix(h, (uint64_t)n->changed_at);
 		h = mix(h, (uint64_t)n->expires_at);
 		h = mix(h, (uint64_t)n->status);
@@ -376,7 +376,7 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 	}
 	size = head_len + 2 + c->n_nodes; /* "]}" and the commas */
 	for (i = 0; i < c->n_nodes && rc == 0; i++) {
-		rc = piece_of(t, i, &c->nodes[i], node, &pieces[i], rendered);
+		rc = piece_of(t, i, cluster_node(c, i), node, &pieces[i], rendered);
 		size += pieces[i].len;
 	}
 	if (rc != 0) {
@@ -391,7 +391,7 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 	rendered_add(fresh.text, text, head_len);
 	free(text);
 	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = &c->nodes[i];
+		const struct node *n = cluster_node(c, i);
 		struct piece *p = &pieces[i];
 		struct fragment *f = &fresh.frags[i];
 

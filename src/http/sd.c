@@ -43,8 +43,8 @@ cluster_groups(json_t *groups, const struct cluster *c)
 	size_t i;
 
 	for (i = 0; i < c->n_nodes; i++)
-		if (c->nodes[i].address != NULL && c->nodes[i].address[0] != '\0')
-			json_array_append_new(groups, target_group(c, &c->nodes[i]));
+		if (cluster_node(c, i)->address != NULL && cluster_node(c, i)->address[0] != '\0')
+			json_array_append_new(groups, target_group(c, cluster_node(c, i)));
 }
 
 void
@@ -79,7 +79,8 @@ sd_prometheus_get(struct request *r, const struct route *rt)
 		cluster_groups(groups, c);
 	} else {
 		for (i = 0; i < m->n_clusters; i++)
-			if (auth_role_on(r, m->clusters[i].name) >= ROLE_VIEWER) /* only what r may see */
+			if (auth_role_on(r, m->clusters[i].name) >=
+			    ROLE_VIEWER) /* only what r may see */
 				cluster_groups(groups, &m->clusters[i]);
 	}
 	reply_json(r, 200, groups);

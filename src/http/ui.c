@@ -125,8 +125,7 @@ ui_page_auth(struct request *r, request_handler then)
 		n = snprintf(path, sizeof(path), "%.*s%s%.*s", (int)r->path.len, r->path.base,
 		             r->query.len ? "?" : "", (int)r->query.len, r->query.base);
 		reply_redirect(r, 303, n > 0 && (size_t)n < sizeof(path) ? path : "/");
-	}
-	else if (request_header(r, H2O_TOKEN_AUTHORIZATION).base != NULL)
+	} else if (request_header(r, H2O_TOKEN_AUTHORIZATION).base != NULL)
 		auth_require(r, ROLE_VIEWER, 0, then);
 	else
 		redirect_to_login(r);

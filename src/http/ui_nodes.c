@@ -265,11 +265,11 @@ shown_value(struct ui_buf *b, const struct cluster *c)
 	int is_first = 1;
 
 	for (i = 0; i < c->n_nodes; i++) {
-		if (c->nodes[i].status == NODE_ONLINE)
+		if (cluster_node(c, i)->status == NODE_ONLINE)
 			continue;
 		if (!is_first)
 			ui_raw(b, " ");
-		ui_esc(b, c->nodes[i].name);
+		ui_esc(b, cluster_node(c, i)->name);
 		is_first = 0;
 	}
 }
@@ -313,9 +313,9 @@ status_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 	    can_change ? "<th scope=\"col\">Offline</th>" : "",
 	    can_change ? "<th scope=\"col\"><span class=\"vh\">Actions</span></th>" : "");
 	for (i = 0; i < c->n_nodes; i++) {
-		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
-		                  c->nodes[i].changed_at, 0, view);
-		node_row(b, &c->nodes[i], view, can_change, now);
+		observe_node_view(request_observe(r), c->name, cluster_node(c, i)->name,
+		                  cluster_node(c, i)->changed_at, 0, view);
+		node_row(b, cluster_node(c, i), view, can_change, now);
 	}
 	free(view);
 	ui_raw(b, "</tbody></table></div>");
@@ -371,8 +371,8 @@ lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
 	view = xmalloc(sizeof(*view));
 	saw = xcalloc(c->n_lbs * c->n_nodes + 1, sizeof(*saw));
 	for (i = 0; i < c->n_nodes; i++) {
-		observe_node_view(request_observe(r), c->name, c->nodes[i].name,
-		                  c->nodes[i].changed_at, 0, view);
+		observe_node_view(request_observe(r), c->name, cluster_node(c, i)->name,
+		                  cluster_node(c, i)->changed_at, 0, view);
 		for (j = 0; j < view->n_clients; j++)
 			for (k = 0; k < c->n_lbs; k++) {
 				struct lb_saw *s = &saw[k * c->n_nodes + i];
@@ -405,12 +405,12 @@ lbs_section(struct request *r, struct ui_buf *b, const struct cluster *c)
 			if (!s->has)
 				ui_printf(b,
 				          "<li>%s: <span class=\"none\">no probe yet</span></li>",
-				          c->nodes[i].name);
+				          cluster_node(c, i)->name);
 			else
 				ui_printf(
 				    b,
 				    "<li>%s: <span class=\"ans ans-%r\">%s</span> · %s · %s</li>",
-				    c->nodes[i].name,
+				    cluster_node(c, i)->name,
 				    observe_answer_is_serving(s->answer) ? "serving" : "not",
 				    observe_answer_text(s->protocol, s->answer),
 				    s->protocol == OBSERVE_AGENT ? "agent" : "HTTP",
@@ -448,7 +448,7 @@ node_list_section(struct request *r, struct ui_buf *b, const struct cluster *c,
 		ui_esc(b, st->nodes_text);
 	else
 		for (i = 0; i < c->n_nodes; i++)
-			ui_printf(b, "%s\n", c->nodes[i].name);
+			ui_printf(b, "%s\n", cluster_node(c, i)->name);
 	ui_raw(b, "</textarea>");
 	if (st->nodes_error != NULL)
 		ui_printf(b, "<p id=\"nodes-error\" class=\"field-error\" role=\"alert\">%s</p>",
@@ -647,9 +647,13 @@ struct status_form {
 static ptrdiff_t
 node_index(const struct cluster *c, const char *name)
 {
-	const struct node *n = cluster_find_node(c, name, strlen(name));
+	int found;
+	size_t at;
 
-	return n == NULL ? -1 : n - c->nodes;
+	if (!node_name_is_valid(name, strlen(name)))
+		return -1;
+	at = cluster_node_position(c, name, strlen(name), &found);
+	return found ? (ptrdiff_t)at : -1;
 }
 
 static void
@@ -717,7 +721,7 @@ status_changes(struct request *r, const struct cluster *c, const char *reason, i
 	}
 	*online_after = 0;
 	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = &c->nodes[i];
+		const struct node *n = cluster_node(c, i);
 		int is_drain = drain != NULL && strcmp(drain, n->name) == 0;
 		const char *to = is_drain                              ? "drain"
 		                 : f.is_wanted_out[i] && !f.was_out[i] ? "offline"

@@ -105,7 +105,7 @@ checks_sync(struct checker *c)
 	for (i = 0; i < m->n_clusters; i++) {
 		const struct cluster *cl = &m->clusters[i];
 		for (j = 0; j < cl->n_nodes; j++) {
-			const struct node *n = &cl->nodes[j];
+			const struct node *n = cluster_node(cl, j);
 			struct check *k;
 			if (n->check == NULL || n->check[0] == '\0')
 				continue;

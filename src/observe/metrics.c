@@ -215,7 +215,7 @@ read_summaries(const struct model *m, struct observe *o, int64_t now)
 	for (i = 0; i < m->n_clusters; i++) {
 		const struct cluster *c = &m->clusters[i];
 		for (j = 0; j < c->n_nodes; j++)
-			observe_node_summary(o, c->name, c->nodes[j].name,
+			observe_node_summary(o, c->name, cluster_node(c, j)->name,
 			                     now - METRICS_PROBERS_WINDOW_MS, &sums[k++]);
 	}
 	return sums;
@@ -329,7 +329,7 @@ render_node_family(struct strbuf *o, const struct model *m, const struct observe
 		const struct cluster *c = &m->clusters[i];
 		cl_len = strlen(label(c->name, cl, sizeof(cl)));
 		for (j = 0; j < c->n_nodes; j++, k++) {
-			const struct node *n = &c->nodes[j];
+			const struct node *n = cluster_node(c, j);
 			const struct observe_node_summary *sum = &sums[k];
 			switch (f) {
 			case FAMILY_STATUS:

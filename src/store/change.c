@@ -84,9 +84,13 @@ only_changed_cluster(const struct model *before, const struct model *after,
 			continue;
 		if (changed != NULL || a->n_nodes != b->n_nodes || !lbs_same(a, b))
 			return NULL;
-		for (k = 0; k < a->n_nodes; k++)
-			if (strcmp(a->nodes[k].name, b->nodes[k].name) != 0)
+		for (k = 0; k < a->n_nodes; k++) {
+			if (k % NODE_CHUNK == 0 &&
+			    a->chunks[k / NODE_CHUNK] == b->chunks[k / NODE_CHUNK])
+				k += a->chunks[k / NODE_CHUNK]->n - 1; /* shared: the same nodes */
+			else if (strcmp(cluster_node(a, k)->name, cluster_node(b, k)->name) != 0)
 				return NULL;
+		}
 		changed = a;
 		*before_c = b;
 	}
@@ -113,9 +117,13 @@ store_change_encode(const struct model *before, const struct model *after, int64
 		return NULL;
 	nodes = json_array();
 	for (k = 0; k < a->n_nodes; k++) {
-		const struct node *n = &a->nodes[k];
+		const struct node *n = cluster_node(a, k);
 		json_t *one;
-		if (node_same(n, &b->nodes[k]))
+		if (k % NODE_CHUNK == 0 && a->chunks[k / NODE_CHUNK] == b->chunks[k / NODE_CHUNK]) {
+			k += a->chunks[k / NODE_CHUNK]->n - 1;
+			continue;
+		}
+		if (node_same(n, cluster_node(b, k)))
 			continue;
 		/* every changed node, or none: a node left out would make the
 		 * other daemons' models differ from the store */

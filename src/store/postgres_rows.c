@@ -317,14 +317,28 @@ node_from_row(struct pg_store *db, PGresult *res, int i, struct node *nd, struct
 	return 0;
 }
 
+/* c's nodes, which are none yet, become those of rows [i, j) of res. */
+static int
+nodes_from_rows(struct pg_store *db, struct cluster *c, PGresult *res, int i, int j,
+                struct error *err)
+{
+	struct node *nodes = xcalloc((size_t)(j - i) + 1, sizeof(*nodes));
+	size_t n = 0;
+	int rc = 0;
+
+	for (; i < j && rc == 0; i++)
+		if ((rc = node_from_row(db, res, i, &nodes[n], err)) == 0)
+			n++;
+	cluster_take_nodes(c, nodes, n); /* freed with the model on an error */
+	return rc;
+}
+
 /* Nodes come ordered by cluster, then name, as the clusters are: one walk
- * hands each node to its cluster, and each cluster's nodes are counted
- * first so that its array is allocated once. */
+ * hands each cluster its rows. */
 static int
 load_nodes(struct pg_store *db, struct load *l, PGresult *res, struct error *err)
 {
 	struct model *m = l->m;
-	struct cluster *c;
 	size_t ci = 0;
 	int i, j, n = PQntuples(res);
 
@@ -334,13 +348,10 @@ load_nodes(struct pg_store *db, struct load *l, PGresult *res, struct error *err
 			ci++;
 		if (ci == m->n_clusters || strcmp(m->clusters[ci].name, cluster) != 0)
 			return corrupt(db, "node of an unknown cluster", cluster, err);
-		c = &m->clusters[ci];
 		for (j = i; j < n && strcmp(PQgetvalue(res, j, 0), cluster) == 0; j++)
 			;
-		c->nodes = xcalloc((size_t)(j - i), sizeof(*c->nodes));
-		for (; i < j; i++)
-			if (node_from_row(db, res, i, &c->nodes[c->n_nodes++], err) != 0)
-				return -1;
+		if (nodes_from_rows(db, &m->clusters[ci], res, i, j, err) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -601,26 +612,20 @@ reload_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error
 }
 
 /* c's nodes: had's, each replaced by the row of the same name among rows
- * [i, j) of res (both sorted by name), and the rows of new names. */
+ * [i, j) of res, and the rows of new names. c shares had's chunks but
+ * those a row changes. */
 static int
 merge_nodes(struct pg_store *db, struct cluster *c, const struct cluster *had, PGresult *res, int i,
             int j, struct error *err)
 {
-	size_t k = 0;
+	struct node row;
 
-	c->nodes = xcalloc(had->n_nodes + (size_t)(j - i) + 1, sizeof(*c->nodes));
-	while (k < had->n_nodes || i < j) {
-		int d = k == had->n_nodes ? 1
-		        : i == j          ? -1
-		                          : strcmp(had->nodes[k].name, PQgetvalue(res, i, 1));
-		if (d < 0) {
-			model_node_copy(&c->nodes[c->n_nodes++], &had->nodes[k++]);
-			continue;
-		}
-		if (d == 0)
-			k++;
-		if (node_from_row(db, res, i++, &c->nodes[c->n_nodes++], err) != 0)
+	cluster_share_nodes(c, had);
+	for (; i < j; i++) {
+		memset(&row, 0, sizeof(row));
+		if (node_from_row(db, res, i, &row, err) != 0)
 			return -1;
+		cluster_store_node(c, &row);
 	}
 	return 0;
 }
@@ -647,10 +652,8 @@ reload_nodes(struct pg_store *db, struct load *l, PGresult *res, struct error *e
 				return -1;
 			l->is_mismatch |= (int64_t)c->n_nodes != l->counted[ci];
 		} else if (l->how[ci] == RELOAD_ALL) {
-			c->nodes = xcalloc((size_t)(j - i) + 1, sizeof(*c->nodes));
-			for (; i < j; i++)
-				if (node_from_row(db, res, i, &c->nodes[c->n_nodes++], err) != 0)
-					return -1;
+			if (nodes_from_rows(db, c, res, i, j, err) != 0)
+				return -1;
 		}
 		i = j;
 	}

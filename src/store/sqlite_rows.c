@@ -340,13 +340,15 @@ read_node(struct sqlite_store *db, sqlite3_stmt *st, struct node *n, struct erro
 }
 
 /* Nodes come ordered by cluster, then name, and the clusters are sorted
- * the same way: one walk hands each node to its cluster. */
+ * the same way: one walk gathers each cluster's nodes and hands them over
+ * when the next cluster's begin. */
 static int
 load_nodes(struct sqlite_store *db, struct model *m, struct error *err)
 {
 	sqlite3_stmt *st = db->statements[ST_LOAD_NODES];
 	struct cluster *c = NULL;
-	size_t ci = 0, cap = 0;
+	struct node *nodes = NULL;
+	size_t ci = 0, cap = 0, n = 0;
 	int rc;
 
 	while ((rc = next_row(db, st, "load the nodes", err)) == 1) {
@@ -356,13 +358,18 @@ load_nodes(struct sqlite_store *db, struct model *m, struct error *err)
 			rc = corrupt(db, "node of an unknown cluster", column_text(st, 0), err);
 			break;
 		}
-		if (c != &m->clusters[ci])
-			c = &m->clusters[ci], cap = 0;
-		c->nodes = grow(c->nodes, c->n_nodes, &cap, sizeof(*c->nodes));
-		if ((rc = read_node(db, st, &c->nodes[c->n_nodes], err)) != 0)
+		if (c != &m->clusters[ci]) {
+			if (c != NULL)
+				cluster_take_nodes(c, nodes, n);
+			c = &m->clusters[ci], nodes = NULL, cap = 0, n = 0;
+		}
+		nodes = grow(nodes, n, &cap, sizeof(*nodes));
+		if ((rc = read_node(db, st, &nodes[n], err)) != 0)
 			break;
-		c->n_nodes++;
+		n++;
 	}
+	if (c != NULL)
+		cluster_take_nodes(c, nodes, n); /* freed with the model on an error */
 	sqlite_finish(st);
 	return rc;
 }

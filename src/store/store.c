@@ -198,10 +198,12 @@ cluster_key(const void *e)
 	return ((const struct cluster *)e)->name;
 }
 
+/* The node merge walks over arrays of pointers to the nodes, which lie
+ * in chunks (model.h). */
 static const char *
 node_key(const void *e)
 {
-	return ((const struct node *)e)->name;
+	return (*(const struct node *const *)e)->name;
 }
 
 static const char *
@@ -270,42 +272,97 @@ node_removed(void *arg, const void *old)
 }
 
 static int
+node_saved(struct save *v, const struct node *n)
+{
+	return v->s->backend->upsert_node(v->s->db, v->cluster, n, v->err);
+}
+
+static int
 node_added(void *arg, const void *new)
 {
-	struct save *v = arg;
-
-	return v->s->backend->upsert_node(v->s->db, v->cluster, new, v->err);
+	return node_saved(arg, *(const struct node *const *)new);
 }
 
 static int
 node_kept(void *arg, const void *old, const void *new)
 {
-	return node_equal(old, new) ? 0 : node_added(arg, new);
+	const struct node *a = *(const struct node *const *)old,
+	                  *b = *(const struct node *const *)new;
+
+	return node_equal(a, b) ? 0 : node_saved(arg, b);
 }
 
-/* The nodes of one cluster; old is empty for a cluster just added. When
- * both lists hold the same names in the same places (a status change, an
- * address set: the common write), they are compared pairwise, names by
- * pointer where the strings are shared; else merged by name. */
-static int
-save_nodes(struct store *s, const char *cluster, const struct node *old, size_t n_old,
-           const struct node *new, size_t n_new, struct error *err)
+/* The nodes of c in an array, for a merge walk. */
+static const struct node **
+node_pointers(const struct cluster *c)
 {
-	static const struct merge_calls calls = {node_removed, node_added, node_kept};
-	struct merge_side before = {old, n_old, sizeof(*old), node_key};
-	struct merge_side after = {new, n_new, sizeof(*new), node_key};
-	struct save v = {s, cluster, err};
+	const struct node **all = xcalloc(c != NULL ? c->n_nodes + 1 : 1, sizeof(*all));
 	size_t i;
 
-	for (i = 0; n_old == n_new && i < n_new; i++)
-		if (old[i].name != new[i].name && strcmp(old[i].name, new[i].name) != 0)
-			break;
-	if (n_old != n_new || i < n_new)
-		return merge_walk(&before, &after, &calls, &v);
-	for (i = 0; i < n_new; i++)
-		if (node_kept(&v, &old[i], &new[i]) != 0)
-			return -1;
-	return 0;
+	for (i = 0; c != NULL && i < c->n_nodes; i++)
+		all[i] = cluster_node(c, i);
+	return all;
+}
+
+/* Do old and new hold the same names in the same places? A chunk they
+ * share holds the same nodes. */
+static int
+same_names(const struct cluster *old, const struct cluster *new)
+{
+	size_t i;
+
+	if (old->n_nodes != new->n_nodes)
+		return 0;
+	for (i = 0; i < new->n_nodes; i++) {
+		const struct node *a = cluster_node(old, i), *b = cluster_node(new, i);
+
+		if (i % NODE_CHUNK == 0 &&
+		    old->chunks[i / NODE_CHUNK] == new->chunks[i / NODE_CHUNK])
+			i += new->chunks[i / NODE_CHUNK]->n - 1;
+		else if (a->name != b->name && strcmp(a->name, b->name) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* The nodes of one cluster; old is NULL for a cluster just added. When
+ * both lists hold the same names in the same places (a status change, an
+ * address set: the common write), they are compared pairwise, skipping
+ * the chunks they share and comparing names by pointer where the strings
+ * are shared; else merged by name. */
+static int
+save_nodes(struct store *s, const struct cluster *old, const struct cluster *new, struct error *err)
+{
+	static const struct merge_calls calls = {node_removed, node_added, node_kept};
+	struct save v = {s, new->name, err};
+	const struct node **before, **after;
+	size_t i;
+	int rc;
+
+	if (old != NULL && same_names(old, new)) {
+		for (i = 0; i < new->n_nodes; i++) {
+			const struct node *a = cluster_node(old, i), *b = cluster_node(new, i);
+
+			if (i % NODE_CHUNK == 0 &&
+			    old->chunks[i / NODE_CHUNK] == new->chunks[i / NODE_CHUNK])
+				i += new->chunks[i / NODE_CHUNK]->n - 1;
+			else if (!node_equal(a, b) && node_saved(&v, b) != 0)
+				return -1;
+		}
+		return 0;
+	}
+	before = node_pointers(old);
+	after = node_pointers(new);
+	{
+		struct merge_side left = {before, old != NULL ? old->n_nodes : 0, sizeof(*before),
+		                          node_key};
+		struct merge_side right = {after, new->n_nodes, sizeof(*after), node_key};
+
+		rc = merge_walk(&left, &right, &calls, &v);
+	}
+	free(before);
+	free(after);
+	return rc;
 }
 
 static int
@@ -386,16 +443,11 @@ save_cluster(struct store *s, const struct cluster *old, const struct cluster *n
 		if (s->backend->upsert_cluster(s->db, new, err) != 0)
 			return -1;
 	}
+	if (save_nodes(s, old, new, err) != 0)
+		return -1;
 	if (old == NULL)
-		return save_nodes(s, new->name, NULL, 0, new->nodes, new->n_nodes, err) != 0 ||
-		               save_lbs(s, new->name, NULL, 0, new->lbs, new->n_lbs, err) != 0
-		           ? -1
-		           : 0;
-	return save_nodes(s, new->name, old->nodes, old->n_nodes, new->nodes, new->n_nodes, err) !=
-	                   0 ||
-	               save_lbs(s, new->name, old->lbs, old->n_lbs, new->lbs, new->n_lbs, err) != 0
-	           ? -1
-	           : 0;
+		return save_lbs(s, new->name, NULL, 0, new->lbs, new->n_lbs, err);
+	return save_lbs(s, new->name, old->lbs, old->n_lbs, new->lbs, new->n_lbs, err);
 }
 
 static int

@@ -73,7 +73,7 @@ fuzz_cluster_equal(const struct cluster *a, const struct cluster *b)
 	    a->version != b->version || a->n_nodes != b->n_nodes)
 		return 0;
 	for (i = 0; i < a->n_nodes; i++) {
-		const struct node *x = &a->nodes[i], *y = &b->nodes[i];
+		const struct node *x = cluster_node(a, i), *y = cluster_node(b, i);
 
 		if (!fuzz_str_equal(x->name, y->name) || x->status != y->status ||
 		    !fuzz_str_equal(x->reason, y->reason) ||
@@ -92,12 +92,12 @@ fuzz_cluster_is_sound(const struct cluster *c)
 	size_t i;
 
 	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = &c->nodes[i];
+		const struct node *n = cluster_node(c, i);
 
 		if (!node_name_is_valid(n->name, strlen(n->name)) || n->reason == NULL ||
 		    n->changed_by == NULL)
 			return 0;
-		if (i > 0 && strcmp(c->nodes[i - 1].name, n->name) >= 0)
+		if (i > 0 && strcmp(cluster_node(c, i - 1)->name, n->name) >= 0)
 			return 0;
 	}
 	return 1;

@@ -53,7 +53,7 @@ model_text(const struct model *m)
 		len += (size_t)snprintf(out + len, size - len, "C %s %s %lld\n", c->name, c->path,
 		                        (long long)c->version);
 		for (j = 0; j < c->n_nodes; j++) {
-			const struct node *n = &c->nodes[j];
+			const struct node *n = cluster_node(c, j);
 			len += (size_t)snprintf(
 			    out + len, size - len, " N %s %d %s %s %lld %s %s\n", n->name,
 			    (int)n->status, n->reason, n->changed_by, (long long)n->expires_at,

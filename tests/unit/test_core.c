@@ -113,7 +113,7 @@ models_equal(const struct model *a, const struct model *b)
 		    x->version != y->version || x->n_nodes != y->n_nodes)
 			return 0;
 		for (j = 0; j < x->n_nodes; j++)
-			if (!nodes_equal(&x->nodes[j], &y->nodes[j]))
+			if (!nodes_equal(cluster_node(x, j), cluster_node(y, j)))
 				return 0;
 	}
 	for (i = 0; i < a->n_users; i++)
@@ -378,10 +378,142 @@ test_copy_of_a_copy_shares_node_strings(void **state)
 
 	(void)state;
 	assert_true(models_equal(first, second));
-	assert_ptr_equal(second->clusters[0].nodes[1].name, first->clusters[0].nodes[1].name);
-	assert_ptr_equal(second->clusters[0].nodes[1].reason, first->clusters[0].nodes[1].reason);
+	assert_ptr_equal(cluster_node(&second->clusters[0], 1)->name,
+	                 cluster_node(&first->clusters[0], 1)->name);
+	assert_ptr_equal(cluster_node(&second->clusters[0], 1)->reason,
+	                 cluster_node(&first->clusters[0], 1)->reason);
 	model_free(second);
 	model_free(first);
+	model_free(m);
+}
+
+/* "default" at /health with n nodes n000, n001, ... (online). */
+static struct model *
+model_with_nodes(size_t n)
+{
+	char names[300][24];
+	const char *list[300];
+	struct model *m = model_new();
+	struct error err;
+	size_t i;
+
+	assert_true(n <= 300);
+	for (i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]), "n%03zu", i);
+		list[i] = names[i];
+	}
+	assert_int_equal(model_add_cluster(m, "default", "/health", &alice, T0, NULL, &err), 0);
+	assert_int_equal(cluster_set_node_list(default_cluster(m), list, n, &alice, T0, NULL, &err),
+	                 0);
+	return m;
+}
+
+static void
+assert_names_in_order(const struct cluster *c, size_t n)
+{
+	size_t i;
+
+	assert_int_equal(c->n_nodes, n);
+	for (i = 1; i < n; i++)
+		assert_true(strcmp(cluster_node(c, i - 1)->name, cluster_node(c, i)->name) < 0);
+}
+
+/* A copy shares the node chunks; a change copies the one chunk it
+ * touches, and the model copied from does not see it. */
+static void
+test_a_change_copies_only_the_chunk_of_its_node(void **state)
+{
+	struct model *m = model_with_nodes(200), *copy;
+	const struct cluster *was, *now;
+	struct error err;
+	size_t k;
+
+	(void)state;
+	model_seal(m); /* as published: each node's strings in a shared block */
+	copy = model_copy(m);
+	was = default_cluster(m);
+	now = default_cluster(copy);
+	for (k = 0; k < 4; k++)
+		assert_ptr_equal(now->chunks[k], was->chunks[k]);
+	assert_int_equal(
+	    apply_json(copy, "{\"n100\": {\"status\": \"offline\"}}", T0, -1, -1, NULL, &err), 0);
+	assert_ptr_equal(now->chunks[0], was->chunks[0]);
+	assert_ptr_not_equal(now->chunks[1], was->chunks[1]);
+	assert_ptr_equal(now->chunks[2], was->chunks[2]);
+	assert_ptr_equal(now->chunks[3], was->chunks[3]);
+	assert_int_equal(cluster_find_node(now, "n100", 4)->status, NODE_OFFLINE);
+	assert_int_equal(cluster_find_node(was, "n100", 4)->status, NODE_ONLINE);
+	assert_string_equal(cluster_node(now, 99)->name, "n099");
+	assert_ptr_equal(cluster_node(now, 99)->name, cluster_node(was, 99)->name);
+	model_free(copy);
+	model_free(m);
+}
+
+/* Nodes added and removed at the ends and at chunk boundaries keep the
+ * list in name order, in the copy only. */
+static void
+test_nodes_added_and_removed_across_chunks_keep_name_order(void **state)
+{
+	static const char *const added[] = {"a", "n063x", "n127x", "z"};
+	static const char *const removed[] = {"n000", "n064", "n128", "n129"};
+	struct model *m = model_with_nodes(130), *copy = model_copy(m);
+	struct cluster *c = default_cluster(copy);
+	struct error err;
+	size_t k;
+
+	(void)state;
+	for (k = 0; k < 4; k++)
+		assert_int_equal(
+		    cluster_put_node(c, added[k], "10.0.0.1:80", NULL, &alice, T0, NULL, &err), 0);
+	assert_names_in_order(c, 134);
+	assert_string_equal(cluster_node(c, 0)->name, "a");
+	assert_string_equal(cluster_node(c, 65)->name, "n063x");
+	assert_string_equal(cluster_find_node(c, "n127x", 5)->address, "10.0.0.1:80");
+	assert_string_equal(cluster_node(c, 133)->name, "z");
+	for (k = 0; k < 4; k++)
+		assert_int_equal(cluster_remove_node(c, removed[k], &alice, T0, NULL, &err), 0);
+	assert_names_in_order(c, 130);
+	for (k = 0; k < 4; k++)
+		assert_null(cluster_find_node(c, removed[k], strlen(removed[k])));
+	assert_non_null(cluster_find_node(c, "n063", 4));
+	assert_names_in_order(default_cluster(m), 130);
+	assert_null(cluster_find_node(default_cluster(m), "n063x", 5));
+	assert_string_equal(cluster_node(default_cluster(m), 128)->name, "n128");
+	model_free(copy);
+	model_free(m);
+}
+
+/* What readers count over all nodes (online, the next expiry) is right
+ * before a model is sealed, after, and in the model copied from. */
+static void
+test_counts_over_chunks_follow_changes_and_seal(void **state)
+{
+	struct model *m = model_with_nodes(150), *copy;
+	struct error err;
+
+	(void)state;
+	model_seal(m);
+	copy = model_copy(m);
+	assert_int_equal(cluster_count_online(default_cluster(copy)), 150);
+	assert_int_equal(apply_json(copy,
+	                            "{\"n001\": {\"status\": \"drain\", \"ttl\": 60},"
+	                            " \"n070\": {\"status\": \"offline\", \"ttl\": 30},"
+	                            " \"n149\": {\"status\": \"offline\"}}",
+	                            T0, -1, -1, NULL, &err),
+	                 0);
+	assert_int_equal(cluster_count_online(default_cluster(copy)), 147);
+	assert_int_equal(model_next_expiry(copy), T0 + 30000);
+	model_seal(copy);
+	assert_int_equal(cluster_count_online(default_cluster(copy)), 147);
+	assert_int_equal(model_next_expiry(copy), T0 + 30000);
+	assert_int_equal(cluster_count_online(default_cluster(m)), 150);
+	assert_int_equal(model_next_expiry(m), 0);
+	assert_int_equal(model_expire(copy, T0 + 30000, NULL), 1);
+	assert_int_equal(cluster_find_node(default_cluster(copy), "n070", 4)->status, NODE_ONLINE);
+	assert_int_equal(cluster_find_node(default_cluster(copy), "n001", 4)->status, NODE_DRAIN);
+	assert_int_equal(cluster_count_online(default_cluster(copy)), 148);
+	assert_int_equal(model_next_expiry(copy), T0 + 60000);
+	model_free(copy);
 	model_free(m);
 }
 
@@ -396,8 +528,8 @@ test_copy_outlives_the_model_it_shares_with(void **state)
 	(void)state;
 	model_free(first);
 	model_free(m);
-	assert_string_equal(second->clusters[0].nodes[2].name, "c");
-	assert_string_equal(second->clusters[0].nodes[2].changed_by, "alice");
+	assert_string_equal(cluster_node(&second->clusters[0], 2)->name, "c");
+	assert_string_equal(cluster_node(&second->clusters[0], 2)->changed_by, "alice");
 	model_free(second);
 }
 
@@ -599,7 +731,7 @@ test_find_mount_on_indexed_model_is_segment_prefix(void **state)
 		snprintf(path, sizeof path, "/m%03d/x", 299 - i);
 		assert_int_equal(model_add_cluster(m, name, path, &alice, T0, NULL, NULL), 0);
 	}
-	model_index_paths(m);
+	model_seal(m);
 	assert_string_equal(model_find_mount(m, "/m007/x", 7, &len)->name, "c292");
 	assert_int_equal(len, 7);
 	assert_string_equal(model_find_mount(m, "/m007/x/managenodes", 19, &len)->name, "c292");
@@ -801,9 +933,9 @@ test_set_node_list_collapses_duplicates(void **state)
 	c = default_cluster(m);
 	assert_int_equal(cluster_set_node_list(c, names, 5, &alice, T0, NULL, &err), 0);
 	assert_int_equal(c->n_nodes, 3);
-	assert_string_equal(c->nodes[0].name, "a");
-	assert_string_equal(c->nodes[1].name, "b");
-	assert_string_equal(c->nodes[2].name, "c");
+	assert_string_equal(cluster_node(c, 0)->name, "a");
+	assert_string_equal(cluster_node(c, 1)->name, "b");
+	assert_string_equal(cluster_node(c, 2)->name, "c");
 	model_free(m);
 }
 
@@ -1665,6 +1797,9 @@ main(void)
 	    cmocka_unit_test(test_copy_changes_apart_from_its_original),
 	    cmocka_unit_test(test_copy_of_a_copy_shares_node_strings),
 	    cmocka_unit_test(test_copy_outlives_the_model_it_shares_with),
+	    cmocka_unit_test(test_a_change_copies_only_the_chunk_of_its_node),
+	    cmocka_unit_test(test_nodes_added_and_removed_across_chunks_keep_name_order),
+	    cmocka_unit_test(test_counts_over_chunks_follow_changes_and_seal),
 	    cmocka_unit_test(test_status_change_on_a_shared_node_leaves_the_other_model),
 	    cmocka_unit_test(test_stamps_mark_only_the_nodes_that_changed),
 	    cmocka_unit_test(test_stamps_of_clusters_read_afresh_or_made_again),

@@ -295,7 +295,7 @@ assert_clusters_equal(const struct cluster *a, const struct cluster *b)
 	assert_int_equal(a->version, b->version);
 	assert_int_equal(a->n_nodes, b->n_nodes);
 	for (i = 0; i < a->n_nodes; i++)
-		assert_nodes_equal(&a->nodes[i], &b->nodes[i]);
+		assert_nodes_equal(cluster_node(a, i), cluster_node(b, i));
 }
 
 static void
@@ -414,8 +414,8 @@ test_migration_from_v1(void **state)
 	assert_int_equal(m->n_clusters, 1);
 	assert_int_equal(m->clusters[0].version, 7);
 	assert_int_equal(m->clusters[0].n_nodes, 1);
-	assert_int_equal(m->clusters[0].nodes[0].status, NODE_OFFLINE);
-	assert_string_equal(m->clusters[0].nodes[0].reason, "old");
+	assert_int_equal(cluster_node(&m->clusters[0], 0)->status, NODE_OFFLINE);
+	assert_string_equal(cluster_node(&m->clusters[0], 0)->reason, "old");
 	model_free(m);
 
 	raw = raw_open(f->path);
@@ -730,8 +730,8 @@ test_load_returns_arrays_in_strcmp_order(void **state)
 	save(open_store(f), NULL, m, NULL);
 	loaded = load(f->store);
 	for (i = 1; i < loaded->clusters[1].n_nodes; i++)
-		assert_true(strcmp(loaded->clusters[1].nodes[i - 1].name,
-		                   loaded->clusters[1].nodes[i].name) < 0);
+		assert_true(strcmp(cluster_node(&loaded->clusters[1], i - 1)->name,
+		                   cluster_node(&loaded->clusters[1], i)->name) < 0);
 	assert_models_equal(loaded, m);
 	model_free(loaded);
 	model_free(m);
@@ -1201,7 +1201,7 @@ assert_same_nodes(const struct model *a, const struct model *b)
 		assert_int_equal(x->version, y->version);
 		assert_int_equal(x->n_nodes, y->n_nodes);
 		for (k = 0; k < x->n_nodes; k++) {
-			const struct node *p = &x->nodes[k], *q = &y->nodes[k];
+			const struct node *p = cluster_node(x, k), *q = cluster_node(y, k);
 			assert_string_equal(p->name, q->name);
 			assert_int_equal(p->status, q->status);
 			assert_string_equal(p->reason, q->reason);
