@@ -18,7 +18,7 @@
  * touched from here) and its status and times, which are all a node's
  * document is made of. Rendering a new version copies the text of every
  * node whose key is unchanged and renders only the others: a node just
- * changed has strings of its own (no block) and is always rendered. The
+ * changed has a new block (model_seal) and is rendered. The
  * table's text is the answer itself (no cache slot, no second copy), and
  * a new version is written into the buffer of the version before the
  * last once no response holds it any more, with the table of pieces
@@ -69,12 +69,18 @@ struct fragment {
 
 /* One version of a cluster's node list: each node's fragment in the
  * list's order, found by position first (a list keeps its order from
- * one version to the next: a sequential walk), else through places, an
- * open-addressing table of positions + 1 keyed by the block's identity. */
+ * one version to the next: a sequential walk). Only when nodes were added
+ * or removed since (the cluster's members_stamp moved) can a node's
+ * fragment lie elsewhere; it is then found through places, an
+ * open-addressing table of positions + 1 keyed by the block's identity,
+ * filed on that first need, so that the common write (a status change)
+ * fills no table of 10,000 scattered places. */
 struct list_version {
 	struct fragment *frags; /* the i-th node's at i */
 	size_t n_frags, frags_size;
-	uint32_t *places; /* mask + 1 of them; 0: empty */
+	int64_t members_stamp; /* the cluster's, 0: not known */
+	int is_filed;          /* places hold every fragment */
+	uint32_t *places;      /* mask + 1 of them; 0: empty */
 	size_t mask;
 	struct rendered *text; /* one reference; NULL: none */
 };
@@ -200,22 +206,6 @@ place_of(size_t mask, uint64_t id)
 	return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
 }
 
-/* The fragment of the node at position i with this block in v, or NULL. */
-static struct fragment *
-version_find(struct list_version *v, size_t i, uint64_t id)
-{
-	size_t j;
-
-	if (id == 0 || v->places == NULL)
-		return NULL;
-	if (i < v->n_frags && v->frags[i].id == id)
-		return &v->frags[i];
-	for (j = place_of(v->mask, id); v->places[j] != 0; j = (j + 1) & v->mask)
-		if (v->frags[v->places[j] - 1].id == id)
-			return &v->frags[v->places[j] - 1];
-	return NULL;
-}
-
 /* Files the fragment at position i under its block; 0 when another
  * fragment has that block (a block is one node's: not reached). */
 static int
@@ -230,13 +220,54 @@ version_file(struct list_version *v, size_t i)
 	return 1;
 }
 
-/* Empties v's places; its text and its arrays are kept. */
+/* Files every fragment of v (places sized for them, emptied first). */
+static void
+version_file_all(struct list_version *v)
+{
+	size_t i, n_places = 16;
+
+	while (n_places < 2 * v->n_frags)
+		n_places *= 2;
+	if (v->places == NULL || v->mask + 1 != n_places) {
+		free(v->places);
+		v->places = xcalloc(n_places, sizeof(*v->places));
+		v->mask = n_places - 1;
+	} else {
+		memset(v->places, 0, n_places * sizeof(*v->places));
+	}
+	for (i = 0; i < v->n_frags; i++)
+		if (v->frags[i].id != 0 && !version_file(v, i))
+			v->frags[i].id = 0;
+	v->is_filed = 1;
+}
+
+/* The fragment of the node at position i with this block in v, or NULL;
+ * members_stamp is the node's cluster's now. */
+static struct fragment *
+version_find(struct list_version *v, size_t i, uint64_t id, int64_t members_stamp)
+{
+	size_t j;
+
+	if (id == 0 || v->text == NULL)
+		return NULL;
+	if (i < v->n_frags && v->frags[i].id == id)
+		return &v->frags[i];
+	if (members_stamp != 0 && members_stamp == v->members_stamp)
+		return NULL; /* the same nodes in the same places: this one changed */
+	if (!v->is_filed)
+		version_file_all(v);
+	for (j = place_of(v->mask, id); v->places[j] != 0; j = (j + 1) & v->mask)
+		if (v->frags[v->places[j] - 1].id == id)
+			return &v->frags[v->places[j] - 1];
+	return NULL;
+}
+
+/* Empties v; its text and its arrays are kept. */
 static void
 version_empty(struct list_version *v)
 {
 	v->n_frags = 0;
-	if (v->places != NULL)
-		memset(v->places, 0, (v->mask + 1) * sizeof(*v->places));
+	v->is_filed = 0;
 }
 
 static void
@@ -256,18 +287,9 @@ version_free(struct list_version *v)
 static void
 version_prepare(struct list_version *v, size_t n, size_t size)
 {
-	size_t n_places = 16;
-
-	while (n_places < 2 * n)
-		n_places *= 2;
 	if (v->frags_size < n) {
 		v->frags_size = n;
 		v->frags = xreallocarray(v->frags, n, sizeof(*v->frags));
-	}
-	if (v->places == NULL || v->mask + 1 != n_places) {
-		free(v->places);
-		v->places = xcalloc(n_places, sizeof(*v->places));
-		v->mask = n_places - 1;
 	}
 	if (v->text == NULL || v->text->size < size || !rendered_is_idle(v->text)) {
 		if (v->text != NULL)
@@ -311,14 +333,15 @@ table_victim(void)
 	return victim;
 }
 
-/* Where the text of n, at position i, comes from: t's current text when
+/* Where the text of c's node at position i comes from: t's current text when
  * n is unchanged since, else a rendering by node. -1 when the node's
  * document cannot be encoded. */
 static int
-piece_of(struct fragment_table *t, size_t i, const struct node *n, render_node_fn node,
+piece_of(struct fragment_table *t, const struct cluster *c, size_t i, render_node_fn node,
          struct piece *out, int *rendered)
 {
-	struct fragment *was = version_find(&t->cur, i, node_text_id(n));
+	const struct node *n = cluster_node(c, i);
+	struct fragment *was = version_find(&t->cur, i, node_text_id(n), c->members_stamp);
 	json_t *doc;
 
 	if (was != NULL && (was->status != n->status || was->changed_at != n->changed_at ||
@@ -376,7 +399,7 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 	}
 	size = head_len + 2 + c->n_nodes; /* "]}" and the commas */
 	for (i = 0; i < c->n_nodes && rc == 0; i++) {
-		rc = piece_of(t, i, cluster_node(c, i), node, &pieces[i], rendered);
+		rc = piece_of(t, c, i, node, &pieces[i], rendered);
 		size += pieces[i].len;
 	}
 	if (rc != 0) {
@@ -406,9 +429,8 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 		rendered_add(fresh.text, p->p, p->len);
 		free(p->owned);
 		fresh.n_frags = i + 1;
-		if (f->id != 0 && !version_file(&fresh, i))
-			f->id = 0;
 	}
+	fresh.members_stamp = c->members_stamp;
 	rendered_add(fresh.text, "]}", 2);
 	/* The current version becomes the spare: its places emptied, its
 	 * text kept with the table's reference until it is filled again. */

@@ -54,7 +54,9 @@ def check_list(d, names, cluster="default"):
 
 
 def test_every_kind_of_change_gives_the_exact_list(daemon):
-    names = ["n%02d" % i for i in range(40)]
+    # 150 nodes: three chunks of the model (model_nodes.c), so that a
+    # removal or an addition in the first moves the nodes of the others
+    names = ["n%02d" % i for i in range(40)] + ["p%03d" % i for i in range(110)]
     daemon.set_nodes(names)
     check_list(daemon, names)
     steps = [
