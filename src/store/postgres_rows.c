@@ -611,15 +611,53 @@ reload_clusters(struct pg_store *db, struct load *l, PGresult *res, struct error
 	return 0;
 }
 
+/* merge_nodes' walk when rows add nodes: both lists in one pass into a
+ * new list. */
+static int
+merge_node_lists(struct pg_store *db, struct cluster *c, const struct cluster *had, PGresult *res,
+                 int i, int j, struct error *err)
+{
+	struct node *nodes = xcalloc(had->n_nodes + (size_t)(j - i) + 1, sizeof(*nodes));
+	size_t k = 0, n = 0;
+	int rc = 0;
+
+	while ((k < had->n_nodes || i < j) && rc == 0) {
+		int d = k == had->n_nodes ? 1
+		        : i == j          ? -1
+		                 : strcmp(cluster_node(had, k)->name, PQgetvalue(res, i, 1));
+		if (d < 0) {
+			model_node_copy(&nodes[n++], cluster_node(had, k++));
+			continue;
+		}
+		if (d == 0)
+			k++;
+		if ((rc = node_from_row(db, res, i++, &nodes[n], err)) == 0)
+			n++;
+	}
+	cluster_take_nodes(c, nodes, n); /* freed with the model on an error */
+	return rc;
+}
+
 /* c's nodes: had's, each replaced by the row of the same name among rows
- * [i, j) of res, and the rows of new names. c shares had's chunks but
- * those a row changes. */
+ * [i, j) of res (both sorted by name), and the rows of new names. When
+ * every row names a node had has (status changes: the common reload), c
+ * shares had's chunks but those the rows change; else the two lists are
+ * merged in one walk, since adding the nodes one by one would rebuild
+ * the chunks after each. */
 static int
 merge_nodes(struct pg_store *db, struct cluster *c, const struct cluster *had, PGresult *res, int i,
             int j, struct error *err)
 {
 	struct node row;
+	int k, found;
 
+	for (k = i; k < j; k++) {
+		const char *name = PQgetvalue(res, k, 1);
+
+		cluster_node_position(had, name, strlen(name), &found);
+		if (!found)
+			return merge_node_lists(db, c, had, res, i, j, err);
+	}
 	cluster_share_nodes(c, had);
 	for (; i < j; i++) {
 		memset(&row, 0, sizeof(row));

@@ -1056,6 +1056,30 @@ def test_a_status_change_travels_in_its_notification_and_anything_else_is_read(f
     assert health(b)["reloads"] == reloads + 1
 
 
+def test_a_reload_merges_added_and_changed_nodes_across_chunks(fleet, pg_url):
+    """A reload reads only the nodes written since and merges them into
+    the daemon's list, which lies in chunks of 64 (model_nodes.c): nodes
+    added between others, and a node changed in place, must come out as
+    stored."""
+    a, b = fleet(pg_url, n=2)
+    names = ["n%03d" % i for i in range(0, 300, 2)]
+    a.set_nodes(names)
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has 150 nodes")
+    reloads = health(b)["reloads"]
+    a.set_nodes(names + ["n%03d" % i for i in range(1, 300, 6)])
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has 200 nodes")
+    assert health(b)["reloads"] == reloads + 1
+    assert b.nodes()["nodes"] == a.nodes()["nodes"]
+    # more changed nodes than a notification carries (64): read, and
+    # only known names, merged in place
+    changed = {"n%03d" % i: {"status": "drain", "reason": "r%d" % i} for i in range(0, 300, 4)}
+    a.set_status(changed)
+    wait_until(lambda: version_of(b) == version_of(a), PROPAGATION_TIMEOUT, "b has the drains")
+    assert health(b)["reloads"] == reloads + 2
+    assert b.nodes()["nodes"] == a.nodes()["nodes"]
+    assert sum(n["status"] == "drain" for n in b.nodes()["nodes"]) == len(changed)
+
+
 def notify_change(pg_url, payload):
     subprocess.run(["psql", pg_url, "-qc",
                     "SELECT pg_notify('clustermgmt_change', %s)" % sql_literal(payload)],
