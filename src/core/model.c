@@ -503,9 +503,8 @@ model_stamp_changes(struct model *next, const struct model *prev, int64_t stamp)
 	}
 }
 
-/* strcmp of path[0..len) (no NUL inside) against a NUL-terminated s. */
-static int
-compare_slice(const char *path, size_t len, const char *s)
+int
+model_compare_slice(const char *path, size_t len, const char *s)
 {
 	int cmp = strncmp(path, s, len);
 
@@ -533,7 +532,7 @@ model_find_cluster_by_path(const struct model *m, const char *path, size_t len)
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct cluster *c = m->by_path[mid];
-		int cmp = compare_slice(path, len, c->path);
+		int cmp = model_compare_slice(path, len, c->path);
 
 		if (cmp == 0)
 			return c;

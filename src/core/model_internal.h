@@ -19,6 +19,8 @@ void *model_array_open_slot(void *base, size_t n, size_t size, size_t at);
  * the caller has freed). The caller decrements its count. */
 void model_array_close_slot(void *base, size_t n, size_t size, size_t at);
 int model_compare_strings(const void *a, const void *b);
+/* strcmp of s1[0..len) (no NUL inside) against a NUL-terminated s2. */
+int model_compare_slice(const char *s1, size_t len, const char *s2);
 void model_node_clear(struct node *n);
 /* Gives n, whose strings are its own, a block holding them instead
  * (no-op when it has one): node_own_strings' reverse. */

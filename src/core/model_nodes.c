@@ -174,17 +174,6 @@ cluster_store_node(struct cluster *c, struct node *n)
 	memset(n, 0, sizeof(*n));
 }
 
-/* strcmp of name[0..len) (no NUL inside) against a NUL-terminated s. */
-static int
-compare_slice(const char *name, size_t len, const char *s)
-{
-	int cmp = strncmp(name, s, len);
-
-	if (cmp != 0)
-		return cmp;
-	return s[len] == '\0' ? 0 : -1;
-}
-
 size_t
 cluster_node_position(const struct cluster *c, const char *name, size_t len, int *found)
 {
@@ -192,12 +181,12 @@ cluster_node_position(const struct cluster *c, const char *name, size_t len, int
 
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
-		if (compare_slice(name, len, cluster_node(c, mid)->name) > 0)
+		if (model_compare_slice(name, len, cluster_node(c, mid)->name) > 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	*found = lo < c->n_nodes && compare_slice(name, len, cluster_node(c, lo)->name) == 0;
+	*found = lo < c->n_nodes && model_compare_slice(name, len, cluster_node(c, lo)->name) == 0;
 	return lo;
 }
 
