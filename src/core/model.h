@@ -90,6 +90,11 @@ struct lb {
 struct node_chunk {
 	_Atomic size_t refs; /* the models holding it */
 	size_t n;            /* nodes held: NODE_CHUNK, but in the last chunk */
+	/* The identity of what the chunk holds: given anew when it is made
+	 * and whenever a node of it changes in place, never given twice in
+	 * the process's lifetime. A reader may key what it made of the
+	 * chunk's nodes by it without holding the chunk (render.c). */
+	uint64_t id;
 	/* What readers ask of many nodes at once, summed up when a model is
 	 * sealed (model_seal) and valid while is_summed: a change through
 	 * cluster_node_mut clears it. */
@@ -271,6 +276,12 @@ void model_stamp_changes(struct model *next, const struct model *prev, int64_t s
 /* Are the documents of two nodes (their stored fields but the name)
  * the same? */
 int node_same(const struct node *a, const struct node *b);
+/* The number of c's chunks. */
+static inline size_t
+cluster_n_chunks(const struct cluster *c)
+{
+	return (c->n_nodes + NODE_CHUNK - 1) / NODE_CHUNK;
+}
 /* The i-th node of c (i < c->n_nodes), by name order. */
 static inline const struct node *
 cluster_node(const struct cluster *c, size_t i)

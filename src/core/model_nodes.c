@@ -27,6 +27,14 @@ chunks_for(size_t n)
 	return (n + NODE_CHUNK - 1) / NODE_CHUNK;
 }
 
+static _Atomic uint64_t last_chunk_id;
+
+static uint64_t
+chunk_id_new(void)
+{
+	return atomic_fetch_add_explicit(&last_chunk_id, 1, memory_order_relaxed) + 1;
+}
+
 static struct node_chunk *
 chunk_new(size_t n)
 {
@@ -34,6 +42,7 @@ chunk_new(size_t n)
 
 	atomic_init(&ch->refs, 1);
 	ch->n = n;
+	ch->id = chunk_id_new();
 	return ch;
 }
 
@@ -55,7 +64,7 @@ model_nodes_clear(struct cluster *c)
 {
 	size_t i;
 
-	for (i = 0; i < chunks_for(c->n_nodes); i++)
+	for (i = 0; i < cluster_n_chunks(c); i++)
 		chunk_release(c->chunks[i]);
 	free(c->chunks);
 	c->chunks = NULL;
@@ -65,7 +74,7 @@ model_nodes_clear(struct cluster *c)
 void
 cluster_share_nodes(struct cluster *dst, const struct cluster *src)
 {
-	size_t i, k = chunks_for(src->n_nodes);
+	size_t i, k = cluster_n_chunks(src);
 
 	dst->n_nodes = src->n_nodes;
 	dst->chunks = xcalloc(k > 0 ? k : 1, sizeof(*dst->chunks));
@@ -99,6 +108,8 @@ cluster_node_mut(struct cluster *c, size_t i)
 	size_t k;
 
 	if (atomic_load_explicit(&was->refs, memory_order_acquire) == 1) {
+		/* readers of an earlier model may have keyed its nodes by id */
+		was->id = chunk_id_new();
 		was->is_summed = 0;
 		return &was->nodes[i % NODE_CHUNK];
 	}
@@ -260,7 +271,7 @@ model_nodes_seal(struct cluster *c)
 {
 	size_t i, k;
 
-	for (i = 0; i < chunks_for(c->n_nodes); i++) {
+	for (i = 0; i < cluster_n_chunks(c); i++) {
 		struct node_chunk *ch = c->chunks[i];
 
 		if (ch->is_summed || atomic_load_explicit(&ch->refs, memory_order_acquire) != 1)
@@ -278,7 +289,7 @@ cluster_count_online(const struct cluster *c)
 	size_t i, online = 0, chunk_online;
 	int64_t next;
 
-	for (i = 0; i < chunks_for(c->n_nodes); i++) {
+	for (i = 0; i < cluster_n_chunks(c); i++) {
 		const struct node_chunk *ch = c->chunks[i];
 
 		if (ch->is_summed) {
@@ -298,7 +309,7 @@ model_next_expiry(const struct model *m)
 	size_t i, k;
 
 	for (i = 0; i < m->n_clusters; i++)
-		for (k = 0; k < chunks_for(m->clusters[i].n_nodes); k++)
+		for (k = 0; k < cluster_n_chunks(&m->clusters[i]); k++)
 			next =
 			    earlier_expiry(next, model_chunk_next_expiry(m->clusters[i].chunks[k]));
 	return next;

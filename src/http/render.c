@@ -5,11 +5,11 @@
  * Each worker thread keeps RENDER_CACHE_SLOTS renderings of documents
  * made by a builder, each keyed by the builder, the cluster's name, its
  * version and a fingerprint of its nodes; a node list's table (below)
- * is keyed the same way. The version alone is not enough: a cluster removed and added
- * again starts at version 1 with other nodes. The fingerprint mixes every
- * node's status and times (no strings: 10,000 nodes cost about ten
- * microseconds, against milliseconds for the text), which differ for a
- * cluster with another history.
+ * is keyed the same way. The version alone is not enough: a cluster
+ * removed and added again starts at version 1 with other nodes. The
+ * fingerprint mixes the ids of the cluster's node chunks (model.h), which
+ * change with any node and are never reused: 157 numbers at 10,000
+ * nodes.
  *
  * A node list is also kept in pieces, per cluster (FRAGMENT_TABLES per
  * thread): each node's text, keyed by the identity of the node's shared
@@ -18,7 +18,9 @@
  * touched from here) and its status and times, which are all a node's
  * document is made of. Rendering a new version copies the text of every
  * node whose key is unchanged and renders only the others: a node just
- * changed has a new block (model_seal) and is rendered. The
+ * changed has a new block (model_seal) and is rendered. A chunk of nodes
+ * whose id is the one at the same place in the last version takes its
+ * pieces whole, without reading a node. The
  * table's text is the answer itself (no cache slot, no second copy), and
  * a new version is written into the buffer of the version before the
  * last once no response holds it any more, with the table of pieces
@@ -78,6 +80,11 @@ struct fragment {
 struct list_version {
 	struct fragment *frags; /* the i-th node's at i */
 	size_t n_frags, frags_size;
+	/* The ids of the cluster's node chunks it was made of (model.h): a
+	 * chunk of the same id at the same place holds the same nodes, whose
+	 * fragments are taken whole without reading a node. */
+	uint64_t *chunk_ids;
+	size_t n_chunks, chunk_ids_size;
 	int64_t members_stamp; /* the cluster's, 0: not known */
 	int is_filed;          /* places hold every fragment */
 	uint32_t *places;      /* mask + 1 of them; 0: empty */
@@ -97,11 +104,13 @@ struct fragment_table {
 };
 
 /* Where a node's text comes from while a new version is put together:
- * the earlier text, or a rendering of its own (owned). */
+ * the earlier text (was: its fragment there), or a rendering of its own
+ * (owned). */
 struct piece {
 	const char *p;
 	size_t len;
 	char *owned;
+	const struct fragment *was;
 };
 
 static __thread struct render_slot cache[RENDER_CACHE_SLOTS];
@@ -117,18 +126,15 @@ mix(uint64_t h, uint64_t v)
 	return h;
 }
 
+/* The ids of c's node chunks identify what they hold (model.h). */
 static uint64_t
 cluster_fingerprint(const struct cluster *c)
 {
 	uint64_t h = mix((uint64_t)c->version, c->n_nodes);
-	size_t i;
+	size_t q;
 
-	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = cluster_node(c, i);
-		h = mix(h, (uint64_t)n->changed_at);
-		h = mix(h, (uint64_t)n->expires_at);
-		h = mix(h, (uint64_t)n->status);
-	}
+	for (q = 0; q < cluster_n_chunks(c); q++)
+		h = mix(h, c->chunks[q]->id);
 	return h;
 }
 
@@ -275,6 +281,7 @@ version_free(struct list_version *v)
 {
 	version_empty(v);
 	free(v->frags);
+	free(v->chunk_ids);
 	free(v->places);
 	if (v->text != NULL)
 		h2o_mem_release_shared(v->text);
@@ -285,11 +292,15 @@ version_free(struct list_version *v)
  * arrays grown when too small, its buffer kept when it fits and no
  * response holds it, else a new one. */
 static void
-version_prepare(struct list_version *v, size_t n, size_t size)
+version_prepare(struct list_version *v, size_t n, size_t n_chunks, size_t size)
 {
 	if (v->frags_size < n) {
 		v->frags_size = n;
 		v->frags = xreallocarray(v->frags, n, sizeof(*v->frags));
+	}
+	if (v->chunk_ids_size < n_chunks) {
+		v->chunk_ids_size = n_chunks;
+		v->chunk_ids = xreallocarray(v->chunk_ids, n_chunks, sizeof(*v->chunk_ids));
 	}
 	if (v->text == NULL || v->text->size < size || !rendered_is_idle(v->text)) {
 		if (v->text != NULL)
@@ -351,6 +362,7 @@ piece_of(struct fragment_table *t, const struct cluster *c, size_t i, render_nod
 	if (was != NULL) {
 		out->p = t->cur.text->text + was->off;
 		out->len = was->len;
+		out->was = was;
 		return 0;
 	}
 	doc = node(n);
@@ -362,6 +374,71 @@ piece_of(struct fragment_table *t, const struct cluster *c, size_t i, render_nod
 	out->len = strlen(out->owned);
 	(*rendered)++;
 	return 0;
+}
+
+/* How many nodes from position i on (a chunk's first) v holds as they
+ * are: the whole chunk when v was made of a chunk of the same id at the
+ * same place, else 0. */
+static size_t
+chunk_kept(const struct list_version *v, const struct cluster *c, size_t i)
+{
+	size_t q = i / NODE_CHUNK;
+	const struct node_chunk *ch;
+
+	if (i % NODE_CHUNK != 0 || v->text == NULL || q >= v->n_chunks || q >= cluster_n_chunks(c))
+		return 0;
+	ch = c->chunks[q];
+	return v->chunk_ids[q] == ch->id && i + ch->n <= v->n_frags ? ch->n : 0;
+}
+
+/* Writes the pieces of c's nodes into v, after its head: each node's
+ * fragment, and the text, where a run of pieces that lay one after the
+ * other in the earlier text (with their commas) is copied at once. */
+static void
+version_fill(struct list_version *v, const struct cluster *c, struct piece *pieces)
+{
+	const char *run = NULL;
+	size_t i, run_len = 0, at = v->text->len;
+
+	for (i = 0; i < c->n_nodes; i++) {
+		struct piece *p = &pieces[i];
+		struct fragment *f = &v->frags[i];
+
+		at += i > 0; /* its comma */
+		if (p->was != NULL) {
+			*f = *p->was;
+		} else {
+			const struct node *n = cluster_node(c, i);
+			*f = (struct fragment){.id = node_text_id(n),
+			                       .changed_at = n->changed_at,
+			                       .expires_at = n->expires_at,
+			                       .status = n->status};
+		}
+		f->off = at;
+		f->len = p->len;
+		at += p->len;
+		if (run != NULL && p->owned == NULL && p->p == run + run_len + 1) {
+			run_len += 1 + p->len; /* the comma between them too */
+			continue;
+		}
+		if (run != NULL)
+			rendered_add(v->text, run, run_len);
+		if (i > 0)
+			rendered_add(v->text, ",", 1);
+		run = p->p;
+		run_len = p->len;
+		if (p->owned != NULL) {
+			rendered_add(v->text, run, run_len);
+			free(p->owned);
+			run = NULL;
+		}
+	}
+	if (run != NULL)
+		rendered_add(v->text, run, run_len);
+	v->n_frags = c->n_nodes;
+	v->n_chunks = cluster_n_chunks(c);
+	for (i = 0; i < v->n_chunks; i++)
+		v->chunk_ids[i] = c->chunks[i]->id;
 }
 
 /* c's node list text at this version, from this thread's table for c or
@@ -398,9 +475,19 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 		pieces = xreallocarray(pieces, pieces_size, sizeof(*pieces));
 	}
 	size = head_len + 2 + c->n_nodes; /* "]}" and the commas */
-	for (i = 0; i < c->n_nodes && rc == 0; i++) {
-		rc = piece_of(t, c, i, node, &pieces[i], rendered);
-		size += pieces[i].len;
+	for (i = 0; i < c->n_nodes && rc == 0;) {
+		size_t k, m = chunk_kept(&t->cur, c, i);
+
+		for (k = 0; k < m; k++, i++) { /* an unchanged chunk: no node read */
+			const struct fragment *was = &t->cur.frags[i];
+			pieces[i] =
+			    (struct piece){t->cur.text->text + was->off, was->len, NULL, was};
+			size += was->len;
+		}
+		if (m == 0 && i < c->n_nodes) {
+			rc = piece_of(t, c, i, node, &pieces[i], rendered);
+			size += pieces[i++].len;
+		}
 	}
 	if (rc != 0) {
 		while (i-- > 0)
@@ -410,26 +497,10 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 	}
 	fresh = t->spare;
 	memset(&t->spare, 0, sizeof(t->spare));
-	version_prepare(&fresh, c->n_nodes, size);
+	version_prepare(&fresh, c->n_nodes, cluster_n_chunks(c), size);
 	rendered_add(fresh.text, text, head_len);
 	free(text);
-	for (i = 0; i < c->n_nodes; i++) {
-		const struct node *n = cluster_node(c, i);
-		struct piece *p = &pieces[i];
-		struct fragment *f = &fresh.frags[i];
-
-		if (i > 0)
-			rendered_add(fresh.text, ",", 1);
-		*f = (struct fragment){.id = node_text_id(n),
-		                       .changed_at = n->changed_at,
-		                       .expires_at = n->expires_at,
-		                       .status = n->status,
-		                       .off = fresh.text->len,
-		                       .len = p->len};
-		rendered_add(fresh.text, p->p, p->len);
-		free(p->owned);
-		fresh.n_frags = i + 1;
-	}
+	version_fill(&fresh, c, pieces);
 	fresh.members_stamp = c->members_stamp;
 	rendered_add(fresh.text, "]}", 2);
 	/* The current version becomes the spare: its places emptied, its
