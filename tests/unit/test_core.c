@@ -483,6 +483,40 @@ test_nodes_added_and_removed_across_chunks_keep_name_order(void **state)
 	model_free(m);
 }
 
+/* A node read from a store replaces its namesake in the chunk it lies
+ * in, or is added in name order; the model shared with stays as it was. */
+static void
+test_store_node_replaces_or_adds_in_name_order(void **state)
+{
+	struct model *m = model_with_nodes(100), *other;
+	struct cluster *c;
+	struct node row = {0};
+
+	(void)state;
+	model_seal(m);
+	other = model_copy(m);
+	c = default_cluster(other);
+	row.name = strdup("n070");
+	row.reason = strdup("read");
+	row.changed_by = strdup("other");
+	row.status = NODE_DRAIN;
+	cluster_store_node(c, &row);
+	assert_null(row.name); /* moved into the cluster */
+	assert_int_equal(cluster_find_node(c, "n070", 4)->status, NODE_DRAIN);
+	assert_int_equal(cluster_find_node(default_cluster(m), "n070", 4)->status, NODE_ONLINE);
+	assert_ptr_equal(c->chunks[0], default_cluster(m)->chunks[0]);
+	row.name = strdup("n0635");
+	row.reason = strdup("");
+	row.changed_by = strdup("");
+	cluster_store_node(c, &row);
+	assert_names_in_order(c, 101);
+	assert_string_equal(cluster_node(c, 64)->name, "n0635");
+	assert_int_equal(cluster_count_online(c), 100);
+	assert_int_equal(default_cluster(m)->n_nodes, 100);
+	model_free(other);
+	model_free(m);
+}
+
 /* What readers count over all nodes (online, the next expiry) is right
  * before a model is sealed, after, and in the model copied from. */
 static void
@@ -1800,6 +1834,7 @@ main(void)
 	    cmocka_unit_test(test_a_change_copies_only_the_chunk_of_its_node),
 	    cmocka_unit_test(test_nodes_added_and_removed_across_chunks_keep_name_order),
 	    cmocka_unit_test(test_counts_over_chunks_follow_changes_and_seal),
+	    cmocka_unit_test(test_store_node_replaces_or_adds_in_name_order),
 	    cmocka_unit_test(test_status_change_on_a_shared_node_leaves_the_other_model),
 	    cmocka_unit_test(test_stamps_mark_only_the_nodes_that_changed),
 	    cmocka_unit_test(test_stamps_of_clusters_read_afresh_or_made_again),
