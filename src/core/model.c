@@ -244,8 +244,38 @@ model_cluster_clear(struct cluster *c)
 	for (i = 0; i < c->n_lbs; i++)
 		model_lb_clear(&c->lbs[i]);
 	free(c->lbs);
+	if (c->text != NULL) {
+		text_release(c->text);
+		c->text = NULL;
+		return;
+	}
 	free(c->name);
 	free(c->path);
+}
+
+void
+model_cluster_own_names(struct cluster *c)
+{
+	struct node_text *t = c->text;
+
+	if (t == NULL)
+		return;
+	c->name = xstrdup(c->name);
+	c->path = xstrdup(c->path);
+	c->text = NULL;
+	text_release(t);
+}
+
+void
+model_cluster_set_names(struct cluster *c, const char *name, const char *path)
+{
+	struct node_text *t = xmalloc(sizeof(*t) + text_size(name) + text_size(path));
+	char *at = t->data;
+
+	atomic_init(&t->refs, 1);
+	c->name = text_put(&at, name);
+	c->path = text_put(&at, path);
+	c->text = t;
 }
 
 void
@@ -284,10 +314,12 @@ model_cluster_copy(struct cluster *dst, const struct cluster *src)
 	size_t i;
 
 	*dst = *src;
-	dst->name = xstrdup(src->name);
-	dst->path = xstrdup(src->path);
+	if (src->text != NULL)
+		atomic_fetch_add_explicit(&src->text->refs, 1, memory_order_relaxed);
+	else
+		model_cluster_set_names(dst, src->name, src->path);
 	cluster_share_nodes(dst, src);
-	dst->lbs = xcalloc(src->n_lbs, sizeof *dst->lbs);
+	dst->lbs = src->n_lbs > 0 ? xcalloc(src->n_lbs, sizeof *dst->lbs) : NULL;
 	for (i = 0; i < src->n_lbs; i++) {
 		dst->lbs[i].name = xstrdup(src->lbs[i].name);
 		dst->lbs[i].kind = xstrdup(src->lbs[i].kind);
@@ -333,6 +365,11 @@ model_copy(const struct model *m)
 	copy->clusters = xcalloc(m->n_clusters, sizeof *copy->clusters);
 	for (i = 0; i < m->n_clusters; i++)
 		model_cluster_copy(&copy->clusters[i], &m->clusters[i]);
+	if (m->by_path != NULL) { /* the same order, into the copy's array */
+		copy->by_path = xcalloc(m->n_clusters ? m->n_clusters : 1, sizeof *copy->by_path);
+		for (i = 0; i < m->n_clusters; i++)
+			copy->by_path[i] = &copy->clusters[m->by_path[i] - m->clusters];
+	}
 	copy->n_users = m->n_users;
 	copy->users = xcalloc(m->n_users, sizeof *copy->users);
 	for (i = 0; i < m->n_users; i++)
@@ -393,13 +430,21 @@ compare_path_index(const void *a, const void *b)
 }
 
 void
+model_forget_paths(struct model *m)
+{
+	free(m->by_path);
+	m->by_path = NULL;
+}
+
+void
 model_seal(struct model *m)
 {
 	size_t i;
 
 	for (i = 0; i < m->n_clusters; i++)
 		model_nodes_seal(&m->clusters[i]);
-	free(m->by_path);
+	if (m->by_path != NULL)
+		return; /* copied with the model, whose clusters are the same */
 	m->by_path = xcalloc(m->n_clusters ? m->n_clusters : 1, sizeof *m->by_path);
 	for (i = 0; i < m->n_clusters; i++)
 		m->by_path[i] = &m->clusters[i];
@@ -475,15 +520,34 @@ cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
 	c->members_stamp = is_same_members && p->members_stamp != 0 ? p->members_stamp : stamp;
 }
 
+/* prev's cluster named name, looked for from *j on, or NULL; both models'
+ * clusters are sorted by name, so that walking next's clusters in order
+ * moves *j along prev's once. Names shared by copies compare by pointer. */
+static const struct cluster *
+namesake_from(const struct model *prev, size_t *j, const char *name)
+{
+	while (prev != NULL && *j < prev->n_clusters) {
+		const char *was = prev->clusters[*j].name;
+		int cmp = was == name ? 0 : strcmp(was, name);
+
+		if (cmp > 0)
+			return NULL;
+		if (cmp == 0)
+			return &prev->clusters[*j];
+		(*j)++;
+	}
+	return NULL;
+}
+
 void
 model_stamp_changes(struct model *next, const struct model *prev, int64_t stamp)
 {
-	size_t i, k;
+	size_t i, j = 0, k;
 
 	next->stamp = stamp;
 	for (i = 0; i < next->n_clusters; i++) {
 		struct cluster *c = &next->clusters[i];
-		const struct cluster *p = prev != NULL ? model_find_cluster(prev, c->name) : NULL;
+		const struct cluster *p = namesake_from(prev, &j, c->name);
 
 		if (p == NULL || p->version > c->version) { /* new, or removed and made again */
 			for (k = 0; k < c->n_nodes; k++)

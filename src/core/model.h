@@ -106,7 +106,12 @@ struct node_chunk {
 
 struct cluster {
 	char *name;
-	char *path;      /* mount path: starts with '/', no trailing '/' */
+	char *path; /* mount path: starts with '/', no trailing '/' */
+	/* NULL: name and path are allocations of their own. Else both lie
+	 * in this block, shared with the cluster's copies (they never
+	 * change), so that a copy of the model allocates neither and
+	 * comparing a cluster with its copy compares pointers. */
+	struct node_text *text;
 	int64_t version; /* incremented by every change to the cluster */
 	size_t n_nodes;
 	struct node_chunk **chunks; /* sorted by name across chunks */
@@ -144,7 +149,8 @@ struct model {
 	/* The clusters sorted by path, so that a request finds its
 	 * mount in O(log n) whatever the number of clusters; built by
 	 * model_seal on a model about to be published (published models
-	 * are never changed), NULL otherwise (lookups then scan). */
+	 * are never changed), copied with the model, dropped when a
+	 * cluster is added or removed; NULL then (lookups scan). */
 	const struct cluster **by_path;
 	size_t n_users;
 	struct user *users; /* sorted by name */
@@ -259,8 +265,8 @@ const struct cluster *model_find_cluster_by_path(const struct model *m, const ch
  * path's length in *mount_len. O(log n) on an indexed model. */
 const struct cluster *model_find_mount(const struct model *m, const char *path, size_t len,
                                        size_t *mount_len);
-/* Prepares m, which will change no more, for its readers: (re)builds
- * m->by_path, sums up the chunks changed since it was copied, and gives
+/* Prepares m, which will change no more, for its readers: builds
+ * m->by_path when it has none, sums up the chunks changed since it was copied, and gives
  * each node changed since a string block of its own (so that render.c
  * can key it). Call it last, after model_stamp_changes. */
 void model_seal(struct model *m);

@@ -77,9 +77,9 @@ model_add_cluster(struct model *m, const char *name, const char *path, const str
 	at = model_sorted_index(m->clusters, m->n_clusters, sizeof *m->clusters, name, &found);
 	m->clusters = model_array_open_slot(m->clusters, m->n_clusters, sizeof *m->clusters, at);
 	m->n_clusters++;
+	model_forget_paths(m);
 	c = &m->clusters[at];
-	c->name = xstrdup(name);
-	c->path = xstrdup(path);
+	model_cluster_set_names(c, name, path);
 	c->version = 1;
 	audit_log_add(audit, now, name, "", who, "cluster-add", "", "", "");
 	return 0;
@@ -101,6 +101,7 @@ model_remove_cluster(struct model *m, const char *name, const struct actor *who,
 	model_cluster_clear(&m->clusters[at]);
 	model_array_close_slot(m->clusters, m->n_clusters, sizeof *m->clusters, at);
 	m->n_clusters--;
+	model_forget_paths(m);
 	return 0;
 }
 

@@ -39,6 +39,15 @@ void model_nodes_seal(struct cluster *c);
 int64_t model_chunk_next_expiry(const struct node_chunk *ch);
 void model_lb_clear(struct lb *l);
 void model_cluster_clear(struct cluster *c);
+/* Drops m->by_path, which a change to m's clusters leaves pointing
+ * elsewhere: model_seal makes it again. */
+void model_forget_paths(struct model *m);
+/* Gives c a name and a path of its own in place of the block its copies
+ * share (no-op when it has them): each may then be replaced. */
+void model_cluster_own_names(struct cluster *c);
+/* c's name and path become copies of these, in one block its copies
+ * share. */
+void model_cluster_set_names(struct cluster *c, const char *name, const char *path);
 void model_user_clear(struct user *u);
 void model_token_clear(struct token *t);
 int model_is_name_char(unsigned char ch);

@@ -78,7 +78,7 @@ only_changed_cluster(const struct model *before, const struct model *after,
 		return NULL;
 	for (i = 0; i < after->n_clusters; i++) {
 		const struct cluster *a = &after->clusters[i], *b = &before->clusters[i];
-		if (strcmp(a->name, b->name) != 0 || strcmp(a->path, b->path) != 0)
+		if (!same_string(a->name, b->name) || !same_string(a->path, b->path))
 			return NULL;
 		if (a->version == b->version)
 			continue;

@@ -229,7 +229,7 @@ struct save {
 static int
 text_equal(const char *a, const char *b)
 {
-	if (a == NULL || b == NULL)
+	if (a == b || a == NULL || b == NULL)
 		return a == b;
 	return strcmp(a, b) == 0;
 }

@@ -11,6 +11,13 @@ element(const struct merge_side *side, size_t i)
 	return (const char *)side->base + i * side->size;
 }
 
+/* Keys shared between copies of a model are the same string. */
+static int
+keys_compare(const char *a, const char *b)
+{
+	return a == b ? 0 : strcmp(a, b);
+}
+
 int
 merge_walk(const struct merge_side *left, const struct merge_side *right,
            const struct merge_calls *calls, void *arg)
@@ -24,7 +31,8 @@ merge_walk(const struct merge_side *left, const struct merge_side *right,
 		else if (j == right->n)
 			cmp = -1;
 		else
-			cmp = strcmp(left->key(element(left, i)), right->key(element(right, j)));
+			cmp = keys_compare(left->key(element(left, i)),
+			                   right->key(element(right, j)));
 		if (cmp < 0) {
 			if (calls->only_left != NULL)
 				rc = calls->only_left(arg, element(left, i));

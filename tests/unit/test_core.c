@@ -778,6 +778,42 @@ test_find_mount_on_indexed_model_is_segment_prefix(void **state)
 	model_free(m);
 }
 
+/* A copy of a sealed model shares its clusters' names and paths and its
+ * index of mounts; a cluster added to or removed from the copy is found,
+ * or not, there once sealed again, and the model copied from is as it
+ * was. */
+static void
+test_copy_keeps_the_index_of_mounts_until_its_clusters_change(void **state)
+{
+	struct model *m = model_new(), *copy;
+	char name[16], path[32];
+	size_t len = 0;
+	int i;
+
+	(void)state;
+	for (i = 0; i < 50; i++) {
+		snprintf(name, sizeof name, "c%03d", i);
+		snprintf(path, sizeof path, "/m%03d", 49 - i);
+		assert_int_equal(model_add_cluster(m, name, path, &alice, T0, NULL, NULL), 0);
+	}
+	model_seal(m);
+	copy = model_copy(m);
+	assert_ptr_equal(copy->clusters[7].name, m->clusters[7].name);
+	assert_ptr_equal(copy->clusters[7].path, m->clusters[7].path);
+	assert_ptr_equal(model_find_mount(copy, "/m007/x", 7, &len), &copy->clusters[42]);
+	assert_int_equal(model_add_cluster(copy, "b", "/m007b", &alice, T0, NULL, NULL), 0);
+	assert_int_equal(model_remove_cluster(copy, "c042", &alice, T0, NULL, NULL), 0);
+	model_seal(copy);
+	assert_null(model_find_mount(copy, "/m007", 5, &len));
+	assert_string_equal(model_find_mount(copy, "/m007b", 6, &len)->name, "b");
+	assert_string_equal(model_find_mount(copy, "/m049", 5, &len)->name, "c000");
+	assert_string_equal(model_find_mount(m, "/m007", 5, &len)->name, "c042");
+	assert_null(model_find_mount(m, "/m007b", 6, &len));
+	model_free(m);
+	assert_string_equal(model_find_mount(copy, "/m000", 5, &len)->name, "c049");
+	model_free(copy);
+}
+
 static void
 test_find_cluster_by_path_is_exact(void **state)
 {
@@ -1843,6 +1879,7 @@ main(void)
 	    cmocka_unit_test(test_node_list_replaced_on_a_copy_keeps_both_models_whole),
 	    cmocka_unit_test(test_find_node_mut_gives_the_node_strings_of_its_own),
 	    cmocka_unit_test(test_find_node_takes_unterminated_slice),
+	    cmocka_unit_test(test_copy_keeps_the_index_of_mounts_until_its_clusters_change),
 	    cmocka_unit_test(test_find_cluster_by_path_is_exact),
 	    cmocka_unit_test(test_find_mount_on_indexed_model_is_segment_prefix),
 	    cmocka_unit_test(test_next_expiry_is_earliest_ttl),

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "../../src/core/model.h"
+#include "../../src/core/model_internal.h" /* a path the model never allows, forced */
 #include "../../src/store/change.h"
 #include "../../src/store/store.h"
 #include "../../src/store/store_backend.h"
@@ -915,6 +916,7 @@ test_failed_save_changes_nothing(void **state)
 	 * path (which the model never allows) that the database refuses. */
 	set_status(node(after, "default", "zope1"), NODE_OFFLINE, "deploy", 0);
 	cluster(after, "default")->version++;
+	model_cluster_own_names(cluster(after, "web"));
 	set_text(&cluster(after, "web")->path, "/health");
 	assert_int_equal(
 	    model_put_user(after, "viewer", ROLE_VIEWER, "$argon2id$v", &tester, 2, &audit, &err),
@@ -945,6 +947,7 @@ test_store_usable_after_failed_save(void **state)
 
 	save(open_store(f), NULL, before, NULL);
 	bad = model_copy(before);
+	model_cluster_own_names(cluster(bad, "web"));
 	set_text(&cluster(bad, "web")->path, "/health");
 	assert_int_equal(store_save(f->store, before, bad, NULL, &err), -1);
 
