@@ -749,22 +749,32 @@ test_find_node_takes_unterminated_slice(void **state)
 	model_free(m);
 }
 
+/* n clusters c000, c001, ..., the i-th mounted at /m{n - 1 - i}{suffix}
+ * (so that name and path orders differ). */
+static struct model *
+model_with_clusters(int n, const char *suffix)
+{
+	struct model *m = model_new();
+	char name[16], path[32];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof name, "c%03d", i);
+		snprintf(path, sizeof path, "/m%03d%s", n - 1 - i, suffix);
+		assert_int_equal(model_add_cluster(m, name, path, &alice, T0, NULL, NULL), 0);
+	}
+	return m;
+}
+
 /* Many clusters, indexed as the engine publishes them: the mount is found
  * by the path or a segment-wise prefix of it, and only so. */
 static void
 test_find_mount_on_indexed_model_is_segment_prefix(void **state)
 {
-	struct model *m = model_new();
-	char name[16], path[32];
+	struct model *m = model_with_clusters(300, "/x");
 	size_t len = 0;
-	int i;
 
 	(void)state;
-	for (i = 0; i < 300; i++) {
-		snprintf(name, sizeof name, "c%03d", i);
-		snprintf(path, sizeof path, "/m%03d/x", 299 - i);
-		assert_int_equal(model_add_cluster(m, name, path, &alice, T0, NULL, NULL), 0);
-	}
 	model_seal(m);
 	assert_string_equal(model_find_mount(m, "/m007/x", 7, &len)->name, "c292");
 	assert_int_equal(len, 7);
@@ -785,17 +795,10 @@ test_find_mount_on_indexed_model_is_segment_prefix(void **state)
 static void
 test_copy_keeps_the_index_of_mounts_until_its_clusters_change(void **state)
 {
-	struct model *m = model_new(), *copy;
-	char name[16], path[32];
+	struct model *m = model_with_clusters(50, ""), *copy;
 	size_t len = 0;
-	int i;
 
 	(void)state;
-	for (i = 0; i < 50; i++) {
-		snprintf(name, sizeof name, "c%03d", i);
-		snprintf(path, sizeof path, "/m%03d", 49 - i);
-		assert_int_equal(model_add_cluster(m, name, path, &alice, T0, NULL, NULL), 0);
-	}
 	model_seal(m);
 	copy = model_copy(m);
 	assert_ptr_equal(copy->clusters[7].name, m->clusters[7].name);
