@@ -517,6 +517,115 @@ test_store_node_replaces_or_adds_in_name_order(void **state)
 	model_free(m);
 }
 
+/* A plain sorted list of names and statuses, to check a cluster against. */
+struct plain_list {
+	size_t n;
+	char names[300][8];
+	enum node_status status[300];
+};
+
+static size_t
+plain_find(const struct plain_list *l, const char *name, int *found)
+{
+	size_t i = 0;
+
+	while (i < l->n && strcmp(l->names[i], name) < 0)
+		i++;
+	*found = i < l->n && strcmp(l->names[i], name) == 0;
+	return i;
+}
+
+static void
+assert_cluster_is(const struct cluster *c, const struct plain_list *l)
+{
+	size_t i, online = 0;
+
+	assert_int_equal(c->n_nodes, l->n);
+	for (i = 0; i < l->n; i++) {
+		assert_string_equal(cluster_node(c, i)->name, l->names[i]);
+		assert_int_equal(cluster_node(c, i)->status, l->status[i]);
+		online += l->status[i] == NODE_ONLINE;
+	}
+	assert_int_equal(cluster_count_online(c), online);
+}
+
+/* Random additions, removals and status changes over a list of up to 300
+ * nodes (five chunks), with a copy kept every 250 steps: the cluster
+ * always equals a plain sorted list kept beside it, and no copy sees a
+ * later change. */
+static void
+test_random_changes_across_chunks_match_a_plain_list(void **state)
+{
+	static struct plain_list want, kept[8];
+	struct model *m = model_with_nodes(200), *copies[8];
+	uint32_t seed = 12345;
+	size_t n_copies = 0, i, at;
+	int step, found;
+
+	(void)state;
+	want.n = 200;
+	for (i = 0; i < 200; i++) {
+		snprintf(want.names[i], sizeof(want.names[i]), "n%03zu", i);
+		want.status[i] = NODE_ONLINE;
+	}
+	for (step = 1; step <= 2000; step++) {
+		struct cluster *c = default_cluster(m);
+		char name[8];
+		struct error err;
+		int op;
+
+		seed = seed * 1103515245u + 12345u;
+		op = (int)(seed >> 16) % 3;
+		snprintf(name, sizeof(name), "n%03u", (seed >> 4) % 300);
+		at = plain_find(&want, name, &found);
+		if (op == 0) {
+			assert_int_equal(
+			    cluster_put_node(c, name, NULL, NULL, &alice, T0, NULL, &err), 0);
+			if (!found) {
+				memmove(&want.names[at + 1], &want.names[at], (want.n - at) * 8);
+				memmove(&want.status[at + 1], &want.status[at],
+				        (want.n - at) * sizeof(want.status[0]));
+				snprintf(want.names[at], 8, "%s", name);
+				want.status[at] = NODE_ONLINE;
+				want.n++;
+			}
+		} else if (op == 1) {
+			assert_int_equal(cluster_remove_node(c, name, &alice, T0, NULL, &err),
+			                 found ? 0 : -1);
+			if (found) {
+				memmove(&want.names[at], &want.names[at + 1],
+				        (want.n - at - 1) * 8);
+				memmove(&want.status[at], &want.status[at + 1],
+				        (want.n - at - 1) * sizeof(want.status[0]));
+				want.n--;
+			}
+		} else {
+			struct status_change ch = {name, (enum node_status)((seed >> 8) % 3), "r",
+			                           0};
+			struct change_set cs = {1, &ch};
+
+			assert_int_equal(
+			    cluster_apply_changes(c, &cs, &alice, T0, -1, -1, NULL, &err),
+			    found ? 0 : -1);
+			if (found)
+				want.status[at] = ch.status;
+		}
+		if (step % 100 == 0)
+			assert_cluster_is(default_cluster(m), &want);
+		if (step % 250 == 0) {
+			model_seal(m);
+			copies[n_copies] = model_copy(m);
+			kept[n_copies++] = want;
+		}
+	}
+	assert_cluster_is(default_cluster(m), &want);
+	for (i = 0; i < n_copies; i++) {
+		assert_cluster_is(default_cluster(copies[i]), &kept[i]);
+		model_free(copies[i]);
+	}
+	model_free(m);
+}
+
 /* What readers count over all nodes (online, the next expiry) is right
  * before a model is sealed, after, and in the model copied from. */
 static void
@@ -1874,6 +1983,7 @@ main(void)
 	    cmocka_unit_test(test_nodes_added_and_removed_across_chunks_keep_name_order),
 	    cmocka_unit_test(test_counts_over_chunks_follow_changes_and_seal),
 	    cmocka_unit_test(test_store_node_replaces_or_adds_in_name_order),
+	    cmocka_unit_test(test_random_changes_across_chunks_match_a_plain_list),
 	    cmocka_unit_test(test_status_change_on_a_shared_node_leaves_the_other_model),
 	    cmocka_unit_test(test_stamps_mark_only_the_nodes_that_changed),
 	    cmocka_unit_test(test_stamps_of_clusters_read_afresh_or_made_again),
