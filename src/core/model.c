@@ -488,17 +488,15 @@ node_stamp(struct cluster *c, size_t i, int64_t stamp)
 static void
 cluster_stamp_changes(struct cluster *c, const struct cluster *p, int64_t stamp)
 {
-	size_t i = 0, j = 0;
+	size_t i = 0, j = 0, shared;
 	int is_same_members = c->n_nodes == p->n_nodes;
 
 	while (i < c->n_nodes) {
 		const struct node *a, *b;
 		int order;
 
-		if (i == j && i % NODE_CHUNK == 0 && j < p->n_nodes &&
-		    c->chunks[i / NODE_CHUNK] == p->chunks[j / NODE_CHUNK]) {
-			i += c->chunks[i / NODE_CHUNK]->n;
-			j = i;
+		if (i == j && (shared = clusters_share_from(c, p, i)) > 0) {
+			i = j = i + shared;
 			continue;
 		}
 		a = cluster_node(c, i);

@@ -282,11 +282,30 @@ void model_stamp_changes(struct model *next, const struct model *prev, int64_t s
 /* Are the documents of two nodes (their stored fields but the name)
  * the same? */
 int node_same(const struct node *a, const struct node *b);
+/* The number of chunks n nodes take. */
+static inline size_t
+node_chunks_for(size_t n)
+{
+	return (n + NODE_CHUNK - 1) / NODE_CHUNK;
+}
 /* The number of c's chunks. */
 static inline size_t
 cluster_n_chunks(const struct cluster *c)
 {
-	return (c->n_nodes + NODE_CHUNK - 1) / NODE_CHUNK;
+	return node_chunks_for(c->n_nodes);
+}
+/* How many nodes from index i on a and b hold in one chunk they share at
+ * the same place (the same nodes, unchanged): a whole chunk when i
+ * starts one, else 0. What compares a model with its copy skips them. */
+static inline size_t
+clusters_share_from(const struct cluster *a, const struct cluster *b, size_t i)
+{
+	size_t q = i / NODE_CHUNK;
+
+	return i % NODE_CHUNK == 0 && i < a->n_nodes && i < b->n_nodes &&
+	               a->chunks[q] == b->chunks[q]
+	           ? a->chunks[q]->n
+	           : 0;
 }
 /* The i-th node of c (i < c->n_nodes), by name order. */
 static inline const struct node *

@@ -21,12 +21,6 @@
 #include "../util/xalloc.h"
 #include "model_internal.h"
 
-static size_t
-chunks_for(size_t n)
-{
-	return (n + NODE_CHUNK - 1) / NODE_CHUNK;
-}
-
 static _Atomic uint64_t last_chunk_id;
 
 static uint64_t
@@ -87,7 +81,7 @@ cluster_share_nodes(struct cluster *dst, const struct cluster *src)
 void
 cluster_take_nodes(struct cluster *c, struct node *nodes, size_t n)
 {
-	size_t i, k = chunks_for(n);
+	size_t i, k = node_chunks_for(n);
 
 	c->chunks = xcalloc(k > 0 ? k : 1, sizeof(*c->chunks));
 	for (i = 0; i < k; i++) {
@@ -142,13 +136,13 @@ nodes_splice(struct cluster *c, size_t at, int is_insert)
 			k++; /* the opened slot, zeroed */
 		model_node_copy(&nodes[k++], cluster_node(c, i));
 	}
-	for (i = kept; i < chunks_for(n); i++)
+	for (i = kept; i < node_chunks_for(n); i++)
 		chunk_release(c->chunks[i]);
 	cluster_take_nodes(&rest, nodes, tail);
 	n = first + tail;
-	c->chunks =
-	    xreallocarray(c->chunks, chunks_for(n) > 0 ? chunks_for(n) : 1, sizeof(*c->chunks));
-	for (i = 0; i < chunks_for(tail); i++)
+	c->chunks = xreallocarray(c->chunks, node_chunks_for(n) > 0 ? node_chunks_for(n) : 1,
+	                          sizeof(*c->chunks));
+	for (i = 0; i < node_chunks_for(tail); i++)
 		c->chunks[kept + i] = rest.chunks[i];
 	free(rest.chunks);
 	c->n_nodes = n;

@@ -72,7 +72,7 @@ only_changed_cluster(const struct model *before, const struct model *after,
                      const struct cluster **before_c)
 {
 	const struct cluster *changed = NULL;
-	size_t i, k;
+	size_t i, k, shared = 0;
 
 	if (before->n_clusters != after->n_clusters || !accounts_same(before, after))
 		return NULL;
@@ -84,13 +84,10 @@ only_changed_cluster(const struct model *before, const struct model *after,
 			continue;
 		if (changed != NULL || a->n_nodes != b->n_nodes || !lbs_same(a, b))
 			return NULL;
-		for (k = 0; k < a->n_nodes; k++) {
-			if (k % NODE_CHUNK == 0 &&
-			    a->chunks[k / NODE_CHUNK] == b->chunks[k / NODE_CHUNK])
-				k += a->chunks[k / NODE_CHUNK]->n - 1; /* shared: the same nodes */
-			else if (strcmp(cluster_node(a, k)->name, cluster_node(b, k)->name) != 0)
+		for (k = 0; k<a->n_nodes; k += shared> 0 ? shared : 1)
+			if ((shared = clusters_share_from(a, b, k)) == 0 &&
+			    strcmp(cluster_node(a, k)->name, cluster_node(b, k)->name) != 0)
 				return NULL;
-		}
 		changed = a;
 		*before_c = b;
 	}
@@ -110,20 +107,16 @@ store_change_encode(const struct model *before, const struct model *after, int64
 	const struct cluster *b = NULL, *a;
 	json_t *nodes, *doc;
 	char *text;
-	size_t k;
+	size_t k, shared = 0;
 
 	if (before == NULL || after == NULL ||
 	    (a = only_changed_cluster(before, after, &b)) == NULL)
 		return NULL;
 	nodes = json_array();
-	for (k = 0; k < a->n_nodes; k++) {
+	for (k = 0; k<a->n_nodes; k += shared> 0 ? shared : 1) {
 		const struct node *n = cluster_node(a, k);
 		json_t *one;
-		if (k % NODE_CHUNK == 0 && a->chunks[k / NODE_CHUNK] == b->chunks[k / NODE_CHUNK]) {
-			k += a->chunks[k / NODE_CHUNK]->n - 1;
-			continue;
-		}
-		if (node_same(n, cluster_node(b, k)))
+		if ((shared = clusters_share_from(a, b, k)) > 0 || node_same(n, cluster_node(b, k)))
 			continue;
 		/* every changed node, or none: a node left out would make the
 		 * other daemons' models differ from the store */

@@ -309,17 +309,18 @@ node_pointers(const struct cluster *c)
 static int
 same_names(const struct cluster *old, const struct cluster *new)
 {
-	size_t i;
+	size_t i, shared = 0;
 
 	if (old->n_nodes != new->n_nodes)
 		return 0;
-	for (i = 0; i < new->n_nodes; i++) {
-		const struct node *a = cluster_node(old, i), *b = cluster_node(new, i);
+	for (i = 0; i<new->n_nodes; i += shared> 0 ? shared : 1) {
+		const struct node *a, *b;
 
-		if (i % NODE_CHUNK == 0 &&
-		    old->chunks[i / NODE_CHUNK] == new->chunks[i / NODE_CHUNK])
-			i += new->chunks[i / NODE_CHUNK]->n - 1;
-		else if (a->name != b->name && strcmp(a->name, b->name) != 0)
+		if ((shared = clusters_share_from(old, new, i)) > 0)
+			continue;
+		a = cluster_node(old, i);
+		b = cluster_node(new, i);
+		if (a->name != b->name && strcmp(a->name, b->name) != 0)
 			return 0;
 	}
 	return 1;
@@ -336,17 +337,15 @@ save_nodes(struct store *s, const struct cluster *old, const struct cluster *new
 	static const struct merge_calls calls = {node_removed, node_added, node_kept};
 	struct save v = {s, new->name, err};
 	const struct node **before, **after;
-	size_t i;
+	size_t i, shared = 0;
 	int rc;
 
 	if (old != NULL && same_names(old, new)) {
-		for (i = 0; i < new->n_nodes; i++) {
-			const struct node *a = cluster_node(old, i), *b = cluster_node(new, i);
-
-			if (i % NODE_CHUNK == 0 &&
-			    old->chunks[i / NODE_CHUNK] == new->chunks[i / NODE_CHUNK])
-				i += new->chunks[i / NODE_CHUNK]->n - 1;
-			else if (!node_equal(a, b) && node_saved(&v, b) != 0)
+		for (i = 0; i<new->n_nodes; i += shared> 0 ? shared : 1) {
+			if ((shared = clusters_share_from(old, new, i)) > 0)
+				continue;
+			if (!node_equal(cluster_node(old, i), cluster_node(new, i)) &&
+			    node_saved(&v, cluster_node(new, i)) != 0)
 				return -1;
 		}
 		return 0;
