@@ -79,12 +79,15 @@ run: deps-build
 	$(MAKE) all
 	sh tools/run-demo.sh $(BUILD)/clustermgmt
 
+# When make started: the summary of `make test` ends with the time it took.
+TEST_STARTED := $(shell date +%s)
+
 test: deps-test oidc-provider
 	$(MAKE) all
 	$(MAKE) asan
 	$(MAKE) fuzz-build
 	$(MAKE) lsan-check-build
-	sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) $(LSAN_CHECK)
+	CM_TEST_STARTED=$(TEST_STARTED) sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) $(LSAN_CHECK)
 
 # The OpenID Connect provider the sign-in tests start (tests/e2e/test_oidc.py):
 # oidc-provider from the npm registry, at the versions package-lock.json pins.

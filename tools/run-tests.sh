@@ -16,6 +16,8 @@
 # took 286 s). At most 8:
 # conftest.py gives each worker its own slice of ports. The summary ends
 # with each end-to-end pass's 15 slowest tests.
+# Each suite's line in the summary ends with its time; with
+# CM_TEST_STARTED (date +%s, set by make test) a last line gives the whole.
 # Usage: tools/run-tests.sh BUILD_DIR ASAN_DIR PYTHON [LSAN_CHECK_DIR]
 # Exits non-zero when any suite failed; every suite runs regardless.
 BUILD=${1:-build}
@@ -29,9 +31,15 @@ status=0
 summary=""
 slowest=""
 
+# Seconds since $1 (date +%s), for the summary.
+since() {
+	echo "$(($(date +%s) - $1)) s"
+}
+
 unit() {
 	dir=$1
 	label=$2
+	started=$(date +%s)
 	for t in "$dir"/tests/unit/test_*; do
 		[ -f "$t" ] && [ -x "$t" ] || continue
 		name=$(basename "$t")
@@ -45,6 +53,8 @@ unit() {
 		summary="$summary
 unit ($label) $name: $(grep -E '^\[  (PASSED|FAILED)  \]' "$LOGDIR/unit-$label-$name.log" | tr '\n' ' ')"
 	done
+	summary="$summary
+unit ($label): all in $(since "$started")"
 }
 
 e2e() {
@@ -52,6 +62,7 @@ e2e() {
 	label=$2
 	shift 2
 	echo "== end-to-end ($label): $bin $*"
+	started=$(date +%s)
 	(
 		CLUSTERMGMT_BIN=$bin "$PYTHON" -m pytest -q -p no:cacheprovider $PARALLEL \
 			--durations=15 --durations-min=0 "$@" "$ROOT/tests/e2e"
@@ -59,7 +70,7 @@ e2e() {
 	) 2>&1 | tee "$LOGDIR/e2e-$label.log"
 	[ "$(cat "$LOGDIR/e2e-$label.rc")" = 0 ] || status=1
 	summary="$summary
-e2e ($label): $(tail -n 1 "$LOGDIR/e2e-$label.log")"
+e2e ($label): $(tail -n 1 "$LOGDIR/e2e-$label.log") [$(since "$started") with the start]"
 	slowest="$slowest
 == slowest end-to-end tests ($label)
 $(sed -n '/slowest 15 durations/,/^$/p' "$LOGDIR/e2e-$label.log" | grep -E '^[0-9.]+s ')"
@@ -82,6 +93,7 @@ PARALLEL=${HAS_XDIST:+-n 4}
 CLUSTERMGMT_SANITIZED=1 e2e "$ROOT/$ASAN/clustermgmt" asan -m "not once"
 
 echo "== fuzz corpus"
+started=$(date +%s)
 if make -s -C "$ROOT" fuzz-regress >"$LOGDIR/fuzz-regress.log" 2>&1; then
 	fuzz_result="$(grep -c '^== fuzz_' "$LOGDIR/fuzz-regress.log") passed, 0 failed"
 else
@@ -90,10 +102,11 @@ else
 	status=1
 fi
 summary="$summary
-fuzz: $fuzz_result"
+fuzz: $fuzz_result [$(since "$started") with the build]"
 
 if [ -n "$LSAN_CHECK" ]; then
 	echo "== lsan-check"
+	started=$(date +%s)
 	if sh "$ROOT/tools/lsan-check.sh" "$ROOT/$LSAN_CHECK/clustermgmt" "$PYTHON" \
 		>"$LOGDIR/lsan-check.log" 2>&1; then
 		lsan_result="passed (a leak in a request handler is reported)"
@@ -103,7 +116,7 @@ if [ -n "$LSAN_CHECK" ]; then
 		status=1
 	fi
 	summary="$summary
-lsan-check: $lsan_result"
+lsan-check: $lsan_result [$(since "$started")]"
 fi
 
 echo
@@ -111,4 +124,6 @@ echo "$slowest" | sed '/^$/d'
 echo
 echo "== summary"
 echo "$summary" | sed '/^$/d'
+[ -n "${CM_TEST_STARTED:-}" ] &&
+	echo "make test: $(since "$CM_TEST_STARTED") in all (packages, builds, every suite)"
 exit $status
