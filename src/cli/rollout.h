@@ -56,8 +56,10 @@ struct rollout_node {
 /* The rollout as the daemon's registry shows it (rollout_register.c):
  * what the heartbeat thread sends, under lock. */
 struct rollout_registration {
-	int is_active;               /* registered, heartbeat thread running */
-	const struct client *client; /* borrowed from struct cli */
+	int is_active; /* registered, heartbeat thread running */
+	/* a copy of struct cli's: the main thread changes its own (a long
+	 * poll's timeout, SIGINT's stop flag) while this thread calls */
+	struct client client;
 	char cluster[65], id[16];
 	pthread_t thread;
 	pthread_mutex_t lock;

@@ -8,7 +8,10 @@
  * Why a thread: the rollout's own thread blocks for minutes in a deploy
  * command or a wait, and the heartbeat is what tells a second operator
  * that the client is still alive. The thread only reads a copy of the
- * state under a mutex and sends it; it never touches the rollout.
+ * state under a mutex and sends it, through a copy of the CLI's client
+ * settings made at registration (the rollout's thread changes its own
+ * during a wait: a long poll's timeout, SIGINT's stop flag); it never
+ * touches the rollout.
  *
  * A daemon without the endpoint (404/405) gets a warning and the rollout
  * goes on unregistered; a registered rollout on the cluster (409) refuses
@@ -61,7 +64,7 @@ send_state(struct rollout_registration *g)
 	pthread_mutex_unlock(&g->lock);
 	path = client_path("v1", "clusters", g->cluster, "rollouts", g->id, NULL);
 	error_clear(&err);
-	if (client_call(g->client, "PUT", path, body, &reply, &err) == CLI_OK)
+	if (client_call(&g->client, "PUT", path, body, &reply, &err) == CLI_OK)
 		client_reply_free(&reply);
 	free(path);
 	json_decref(body);
@@ -128,7 +131,8 @@ rollout_register(struct rollout *r, struct error *err)
 	if (rc != CLI_OK)
 		return rc;
 	client_reply_free(&reply);
-	g->client = &r->cli->client;
+	g->client = r->cli->client;
+	g->client.stop = NULL; /* SIGINT stops the rollout, whose end is still told */
 	copy_text(g->cluster, sizeof(g->cluster), r->cli->cluster);
 	copy_text(g->id, sizeof(g->id), r->id);
 	copy_text(g->phase, sizeof(g->phase), "starting");
@@ -141,7 +145,6 @@ rollout_register(struct rollout *r, struct error *err)
 		pthread_mutex_destroy(&g->lock);
 		fprintf(stderr, "clustermgmt: warning: no heartbeat thread: the registry will show "
 		                "this rollout's client as gone\n");
-		g->client = NULL;
 		return CLI_OK;
 	}
 	g->is_active = 1;
