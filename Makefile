@@ -8,6 +8,7 @@
 BUILD     ?= build
 ASAN      ?= build-asan
 LSAN_CHECK ?= build-lsan-check
+TSAN      ?= build-tsan
 PYTHON    ?= /usr/bin/python3
 MESONFLAGS = -Dwerror=true
 
@@ -37,7 +38,7 @@ BENCH_PKGS = $(BUILD_PKGS) wrk nginx-light curl haproxy varnish python3-pytest p
 	postgresql
 
 .PHONY: all run test bench oidc-provider deps-build deps-test deps-bench asan clean format fuzz \
-	fuzz-build fuzz-regress lsan-check lsan-check-build
+	fuzz-build fuzz-regress lsan-check lsan-check-build tsan
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -61,6 +62,16 @@ asan: $(ASAN)/build.ninja
 # that leak reported. A few seconds once built; part of `make test`.
 $(LSAN_CHECK)/build.ninja:
 	meson setup $(LSAN_CHECK) $(MESONFLAGS) $(ASAN_OPT) -Dc_args=-DCM_LEAK_CANARY
+
+# The daemon and the CLI under ThreadSanitizer, for the end-to-end tests
+# whose subject is threads (tools/run-tests.sh runs them beside the ASan
+# pass).
+$(TSAN)/build.ninja:
+	meson setup $(TSAN) $(MESONFLAGS) -Db_sanitize=thread -Db_lundef=false \
+	-Doptimization=1 -Ddebug=true
+
+tsan: $(TSAN)/build.ninja
+	ninja -C $(TSAN) clustermgmt
 
 lsan-check-build: $(LSAN_CHECK)/build.ninja
 	ninja -C $(LSAN_CHECK) clustermgmt
@@ -87,7 +98,9 @@ test: deps-test oidc-provider
 	$(MAKE) asan
 	$(MAKE) fuzz-build
 	$(MAKE) lsan-check-build
-	CM_TEST_STARTED=$(TEST_STARTED) sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) $(LSAN_CHECK)
+	$(MAKE) tsan
+	CM_TEST_STARTED=$(TEST_STARTED) sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) \
+	$(LSAN_CHECK) $(TSAN)
 
 # The OpenID Connect provider the sign-in tests start (tests/e2e/test_oidc.py):
 # oidc-provider from the npm registry, at the versions package-lock.json pins.
@@ -228,4 +241,4 @@ format:
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/fuzz/*.[ch]')
 
 clean:
-	rm -rf $(BUILD) $(ASAN) $(LSAN_CHECK) $(DEB)
+	rm -rf $(BUILD) $(ASAN) $(LSAN_CHECK) $(TSAN) $(DEB)

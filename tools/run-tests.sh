@@ -9,6 +9,12 @@
 #   4. the fuzz targets over their committed corpus (make fuzz-regress)
 #   5. tools/lsan-check.sh: LeakSanitizer still reports a leak in a request
 #      handler with tools/lsan.supp in force (when LSAN_CHECK_DIR is given)
+#   6. under ThreadSanitizer (when TSAN_DIR is given), the end-to-end tests
+#      whose subject is threads ($TSAN_TESTS), the daemon with 4 workers:
+#      run beside step 3's end-to-end pass, as they mostly wait (about 40 s
+#      of CPU in 70 s), on ports of their own
+#      (CLUSTERMGMT_TEST_PORT_SLICE); a race makes a daemon exit 66 or
+#      a CLI command print TSan's report, and its test fail
 # End-to-end tests run on pytest-xdist workers when xdist is there: 6 for
 # the release pass, which spends most of its time waiting on daemons (on
 # two cores 4 workers took 373 s, 6 took 285 s), 4 for the ASan pass,
@@ -18,12 +24,14 @@
 # with each end-to-end pass's 15 slowest tests.
 # Each suite's line in the summary ends with its time; with
 # CM_TEST_STARTED (date +%s, set by make test) a last line gives the whole.
-# Usage: tools/run-tests.sh BUILD_DIR ASAN_DIR PYTHON [LSAN_CHECK_DIR]
+# Usage: tools/run-tests.sh BUILD_DIR ASAN_DIR PYTHON [LSAN_CHECK_DIR [TSAN_DIR]]
 # Exits non-zero when any suite failed; every suite runs regardless.
 BUILD=${1:-build}
 ASAN=${2:-build-asan}
 PYTHON=${3:-/usr/bin/python3}
 LSAN_CHECK=${4:-}
+TSAN=${5:-}
+TSAN_TESTS="test_concurrency.py test_rollout.py test_rollouts_shared.py"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LOGDIR=$ROOT/artifacts
 mkdir -p "$LOGDIR"
@@ -89,8 +97,32 @@ unit "$ROOT/$BUILD" release
 PARALLEL=${HAS_XDIST:+-n 6}
 e2e "$ROOT/$BUILD/clustermgmt" release
 unit "$ROOT/$ASAN" asan
+if [ -n "$TSAN" ]; then
+	echo "== end-to-end (tsan, beside the next pass): $TSAN_TESTS"
+	tsan_started=$(date +%s)
+	(
+		cd "$ROOT/tests/e2e" &&
+			TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1} \
+				CLUSTERMGMT_SANITIZED=1 CLUSTERMGMT_TEST_SERVE_ARGS="--threads 4" \
+				CLUSTERMGMT_TEST_PORT_SLICE=4 CLUSTERMGMT_BIN="$ROOT/$TSAN/clustermgmt" \
+				"$PYTHON" -m pytest -q -p no:cacheprovider ${HAS_XDIST:+-n 2} -m "not once" \
+				$TSAN_TESTS
+		echo $? >"$LOGDIR/e2e-tsan.rc"
+	) >"$LOGDIR/e2e-tsan.log" 2>&1 &
+	tsan_pid=$!
+fi
 PARALLEL=${HAS_XDIST:+-n 4}
 CLUSTERMGMT_SANITIZED=1 e2e "$ROOT/$ASAN/clustermgmt" asan -m "not once"
+if [ -n "$TSAN" ]; then
+	wait "$tsan_pid"
+	echo "== end-to-end (tsan): $(tail -n 1 "$LOGDIR/e2e-tsan.log")"
+	if [ "$(cat "$LOGDIR/e2e-tsan.rc")" != 0 ]; then
+		cat "$LOGDIR/e2e-tsan.log"
+		status=1
+	fi
+	summary="$summary
+e2e (tsan, $TSAN_TESTS): $(tail -n 1 "$LOGDIR/e2e-tsan.log") [$(since "$tsan_started"), beside the ASan pass]"
+fi
 
 echo "== fuzz corpus"
 started=$(date +%s)

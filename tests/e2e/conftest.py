@@ -14,6 +14,10 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
                               every daemon, before the test's own extra_args,
                               e.g. "--threads 4" to run the suite with
                               several workers (under ThreadSanitizer)
+  CLUSTERMGMT_TEST_PORT_SLICE env: the first of the 8 slices of ports the
+                              xdist workers draw from (worker n takes
+                              slice (first + n) mod 8), for two runs side
+                              by side
   Daemon(tmp_path, extra_args=None, agent=False, template=True, ipv6=False, ...)
                               starts `cm_bin serve --listen 127.0.0.1:PORT
                               --db TMP/cm.db --admin-password-file TMP/pw`
@@ -110,9 +114,12 @@ def cm_bin():
 # Linux): there the client side of every connection the tests and daemons
 # open cannot take a port between its pick and its bind. Each xdist worker
 # draws from its own slice, so workers of one run do not collide either;
-# another run on the machine still might, hence the retries on bind.
+# another run on the machine still might, hence the retries on bind. A run
+# beside another (make test's TSan pass beside its ASan pass) starts its
+# workers' slices at CLUSTERMGMT_TEST_PORT_SLICE.
 PORT_LOW, PORT_HIGH = 20000, 32000
 _PORT_SLICES = 8
+_FIRST_SLICE = int(os.environ.get("CLUSTERMGMT_TEST_PORT_SLICE", "0"))
 _rng = random.SystemRandom()
 _handed_out = collections.deque(maxlen=1000)
 
@@ -121,7 +128,7 @@ def _port_slice():
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     n = int(worker[2:]) if worker[2:].isdigit() else 0
     size = (PORT_HIGH - PORT_LOW) // _PORT_SLICES
-    low = PORT_LOW + (n % _PORT_SLICES) * size
+    low = PORT_LOW + ((_FIRST_SLICE + n) % _PORT_SLICES) * size
     return low, low + size
 
 
