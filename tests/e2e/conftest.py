@@ -10,6 +10,8 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
 
   cm_bin                      fixture: path of the binary (env CLUSTERMGMT_BIN,
                               else <repo>/build/clustermgmt)
+  sanitizer_of(path=None)     "asan", "tsan" or None: the runtime in the binary
+  not_under_tsan              mark: skipped against a ThreadSanitizer build
   CLUSTERMGMT_TEST_SERVE_ARGS env: extra `serve` arguments (shell words) for
                               every daemon, before the test's own extra_args,
                               e.g. "--threads 4" to run the suite with
@@ -69,6 +71,7 @@ Every wait in this file is bounded.
 
 import atexit
 import collections
+import functools
 import os
 import random
 import re
@@ -108,6 +111,29 @@ def binary_path():
 @pytest.fixture(scope="session")
 def cm_bin():
     return binary_path()
+
+
+@functools.lru_cache(maxsize=None)
+def sanitizer_of(path=None):
+    """The sanitizer runtime linked into the binary at path (default: the
+    one under test): "asan", "tsan" or None."""
+    try:
+        with open(path or binary_path(), "rb") as f:
+            image = f.read()
+    except OSError:
+        return None  # not built: the tests say so on their own
+    if b"__tsan_init" in image:
+        return "tsan"
+    if b"__asan_init" in image:
+        return "asan"
+    return None
+
+
+# ThreadSanitizer's own thread wakes about ten times a second, and its
+# shadow memory grows the resident set: what counts a daemon's wake-ups or
+# watches its memory measures TSan, not the daemon.
+not_under_tsan = pytest.mark.skipif(
+    sanitizer_of() == "tsan", reason="counts wake-ups or memory, which TSan changes")
 
 
 # Ports are picked below the kernel's ephemeral range (32768-60999 on

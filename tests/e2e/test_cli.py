@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, sanitizer_of
 
 RUN_TIMEOUT = 60
 
@@ -283,9 +283,7 @@ void *realloc(void *p, size_t n) { return n > limit() ? NULL : __libc_realloc(p,
 def test_out_of_memory_aborts_and_is_not_called_unreachable(cm, cm_bin, fake, tmp_path):
     # One out-of-memory policy (util/xalloc.h): the CLI aborts, as the
     # daemon does; it used to report the failed allocation as exit 3.
-    with open(cm_bin, "rb") as f:
-        image = f.read()
-    if b"__asan_init" in image or b"__tsan_init" in image:
+    if sanitizer_of(cm_bin) is not None:
         pytest.skip("an allocation shim cannot be preloaded before a sanitizer's runtime")
     shim = tmp_path / "failbig.so"
     (tmp_path / "failbig.c").write_text(FAIL_BIG_ALLOC_C)

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 import pgcluster
-from conftest import Daemon, assert_json_error, free_port, parse_logfmt
+from conftest import Daemon, assert_json_error, free_port, not_under_tsan, parse_logfmt
 
 PROPAGATION_TIMEOUT = 10.0  # s: the periodic check alone would do it in ~2 s
 RESYNC_TIMEOUT = 30.0  # s: reconnection backoff is capped at 5 s
@@ -1121,6 +1121,7 @@ def test_daemons_creating_the_first_admin_together_show_only_the_stored_password
 
 
 
+@not_under_tsan
 def test_a_quiet_daemon_on_postgres_sleeps_between_its_rounds(fleet, pg_server, pg_url):
     """A quiet daemon on PostgreSQL makes one statement every 2 s, its
     heartbeat: it carries the watch thread's version check and the

@@ -16,6 +16,8 @@ import time
 import pytest
 import requests
 
+from conftest import not_under_tsan
+
 
 def ipv6_loopback_available():
     try:
@@ -272,6 +274,7 @@ def thread_wakeups(pid):
     return total
 
 
+@not_under_tsan
 def test_an_idle_daemon_sleeps(daemon):
     """Nothing to do, nothing done: no worker wakes on a timer of its own
     (the tick runs only while a worker holds a wait), so a fleet of idle
