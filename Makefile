@@ -1,7 +1,8 @@
 # clustermgmt front door. `make` builds build/clustermgmt; `make run`
 # installs what is missing, builds and starts a demo daemon; `make test`
 # installs what the tests need, builds and runs every test suite (also
-# once under ASan+UBSan) and `make lsan-check`; `make bench` runs the
+# once under ASan+UBSan, the tests about threads under TSan) and `make
+# lsan-check`; `make bench` runs the
 # benchmarks; `make fuzz` fuzzes the parsers of untrusted input
 # (tests/fuzz/README.md).
 
