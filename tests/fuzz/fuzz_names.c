@@ -33,6 +33,9 @@ reference_name_is_valid(const char *s, size_t len)
 
 	if (len < 1 || len > NODE_NAME_MAX)
 		return 0;
+	/* "." and "..": a path segment's own names, never a node's */
+	if (strncmp(s, ".", len) == 0 || strncmp(s, "..", len) == 0)
+		return 0;
 	for (i = 0; i < len; i++)
 		if (!is_name_char((unsigned char)s[i]))
 			return 0;
@@ -48,6 +51,8 @@ reference_mount_path_is_valid(const char *s)
 	if (len < 2 || len > 128 || s[0] != '/' || s[len - 1] == '/')
 		return 0;
 	if (strncmp(s, "/v1", 3) == 0 && (s[3] == '\0' || s[3] == '/'))
+		return 0;
+	if (strcmp(s, "/metrics") == 0) /* Prometheus's */
 		return 0;
 	for (i = 1, seg = 1; i <= len; i++) {
 		if (s[i] == '/' || s[i] == '\0') {
