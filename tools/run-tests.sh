@@ -11,8 +11,8 @@
 #      handler with tools/lsan.supp in force (when LSAN_CHECK_DIR is given)
 #   6. under ThreadSanitizer (when TSAN_DIR is given), the end-to-end tests
 #      whose subject is threads ($TSAN_TESTS), the daemon with 4 workers:
-#      run beside step 3's end-to-end pass, as they mostly wait (about 40 s
-#      of CPU in 70 s), on ports of their own
+#      run beside step 3's end-to-end pass, as they mostly wait (on 2
+#      workers, 35 s of CPU in 91 s alone), on ports of their own
 #      (CLUSTERMGMT_TEST_PORT_SLICE); a race makes a daemon exit 66 or
 #      a CLI command print TSan's report, and its test fail
 # End-to-end tests run on pytest-xdist workers when xdist is there: 6 for
