@@ -215,6 +215,14 @@ pg_main_exec(struct pg_store *db, const char *sql, int n, const char *const *par
 	 * keeps (almost) the bare deadline while replacing 10,000 nodes gets
 	 * 10 s more, as long as the store keeps answering. */
 	res = pg_exec_within(db->conn, sql, n, params, is_simple, pg_deadline(db), -1, &is_late);
+	if (res != NULL && !pg_is_ok(res))
+		pg_log_if_ended(db->description, res);
+	if (res != NULL && PQstatus(db->conn) == CONNECTION_BAD) {
+		/* The server's last word before it ended the connection: said
+		 * (logged), then handled as any broken connection. */
+		PQclear(res);
+		res = NULL;
+	}
 	if (res != NULL && db->in_tx)
 		db->op_deadline += TX_ROW_ALLOWANCE_MS;
 	if (res == NULL && is_late) {

@@ -94,14 +94,10 @@ severity_level(const char *severity)
 	return LOG_INFO; /* NOTICE, INFO, LOG */
 }
 
-/* libpq's notice receiver: what the server (or libpq itself) says
- * outside a query's answer, such as the FATAL of a terminated backend
- * or a standby's WARNING, would otherwise be printed raw on stderr. It
- * becomes one log line with the fields kept apart. */
+/* What the server said, as one log line with the fields kept apart. */
 static void
-log_notice(void *arg, const PGresult *res)
+log_said(const char *description, const PGresult *res)
 {
-	const char *description = arg;
 	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	char message[600], detail[600], hint[600];
@@ -116,6 +112,24 @@ log_notice(void *arg, const PGresult *res)
 	       severity != NULL ? severity : "", "sqlstate",
 	       PQresultErrorField(res, PG_DIAG_SQLSTATE), "message", message, "detail", detail,
 	       "hint", hint, NULL);
+}
+
+/* libpq's notice receiver: what the server (or libpq itself) says
+ * outside a query's answer, such as the FATAL of a terminated backend
+ * or a standby's WARNING, would otherwise be printed raw on stderr. */
+static void
+log_notice(void *arg, const PGresult *res)
+{
+	log_said(arg, res);
+}
+
+void
+pg_log_if_ended(const char *description, const PGresult *res)
+{
+	const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+	if (severity != NULL && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+		log_said(description, res);
 }
 
 /* Every connection of this backend goes through here (connect_within),
@@ -240,7 +254,10 @@ pg_is_ok(const PGresult *res)
  * until deadline (monotonic ms): never on TCP's timeouts. Returns the
  * first failed result, else the last one; NULL when no answer came:
  * *is_late then says whether the deadline passed (or stop woke us)
- * rather than the connection breaking. */
+ * rather than the connection breaking. A server that ends the
+ * connection in a query's middle (a terminated backend) first answers
+ * with its FATAL: that answer is returned, with the connection then
+ * CONNECTION_BAD, for it says why. */
 static PGresult *
 collect_within(PGconn *conn, int64_t deadline, int wake_fd, int *is_late)
 {
@@ -249,6 +266,10 @@ collect_within(PGconn *conn, int64_t deadline, int wake_fd, int *is_late)
 
 	for (;;) {
 		if ((rc = pg_await_ready(conn, deadline, wake_fd)) != 0) {
+			if (rc == -1 && kept != NULL && !pg_is_ok(kept)) {
+				*is_late = 0;
+				return kept;
+			}
 			PQclear(kept);
 			*is_late = rc == -2;
 			return NULL;

@@ -149,6 +149,11 @@ void pg_watch_version_read(struct pg_store *db, int64_t started, int64_t version
 /* postgres_conn.c */
 void pg_session_settings(char *out, size_t size, int is_local);
 int pg_is_transient_state(const char *sqlstate);
+/* A query's answer that ended the connection (the server's FATAL or
+ * PANIC: a terminated backend, a shutdown) is logged as the same message
+ * would have been had it reached the connection while idle (the notice
+ * receiver); any other answer is left to the caller. */
+void pg_log_if_ended(const char *description, const PGresult *res);
 /* libpq's message, on one line. */
 void pg_one_line(const char *in, char *out, size_t size);
 int64_t pg_monotonic_ms(void);

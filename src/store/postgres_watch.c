@@ -79,6 +79,7 @@ watch_exec(struct pg_store *db, const char *sql)
 	                               pg_monotonic_ms() + pg_timeout_ms(), db->wake_fd, &is_late);
 
 	if (res != NULL && !pg_is_ok(res)) {
+		pg_log_if_ended(db->description, res);
 		PQclear(res);
 		return NULL;
 	}
@@ -409,6 +410,7 @@ side_exec(struct pg_store *db, const char *sql, int n, const char *const *params
 	if (!pg_is_ok(res)) {
 		/* the state lies in res: judged before res is cleared */
 		is_transient = pg_is_transient_state(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+		pg_log_if_ended(db->description, res);
 		pg_one_line(PQresultErrorMessage(res), why, sizeof(why));
 		PQclear(res);
 		db->is_side_kept_stale |= is_kept;

@@ -9,12 +9,15 @@ wait is bounded.
 """
 
 import json
+import os
 import re
+import subprocess
 import time
 
 import pytest
 
 from conftest import parse_logfmt
+from pgcluster import PG_USER
 from test_postgres import fleet, health, pg_daemon, wait_until  # noqa: F401
 
 LOGFMT_LINE = re.compile(r'^[^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*)( [^\s="]+=("(?:[^"\\]|\\.)*"|[^\s"]*))*$')
@@ -38,6 +41,19 @@ def terminate_daemon_backends(pg, db, application_name="clustermgmt%"):
     daemon's connections ('clustermgmt', 'clustermgmt-listen')."""
     pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name LIKE '%s' AND datname = '%s'" % (application_name, db))
+
+
+def backends(pg, db, where=""):
+    return int(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' "
+                       "AND application_name LIKE 'clustermgmt%%' %s" % (db, where)))
+
+
+def wait_for_both_connections(pg, db):
+    """The listening connection is made by its own thread after the daemon
+    starts: a test that terminates it must see it first."""
+    wait_until(lambda: backends(pg, db, "AND application_name = 'clustermgmt'") == 1 and
+               backends(pg, db, "AND application_name = 'clustermgmt-listen'") == 1,
+               RESYNC_TIMEOUT, "the daemon's two connections")
 
 
 def write_code(d, status):
@@ -78,6 +94,7 @@ def test_terminated_backend_fatal_is_an_error_line(fleet, pg_own_server):  # noq
     db = pg.create_database()
     (d,) = fleet(pg.url(db))
     d.set_nodes(["web1"])
+    wait_for_both_connections(pg, db)
     mark = d.log_mark()
     terminate_daemon_backends(pg, db)
     line = d.wait_log(r"terminating connection due to administrator command", since=mark,
@@ -86,6 +103,41 @@ def test_terminated_backend_fatal_is_an_error_line(fleet, pg_own_server):  # noq
     kv = parse_line(line, "logfmt")
     assert kv["level"] == "error", line
     assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
+
+
+def test_listening_backend_ended_in_a_query_is_an_error_line(fleet, pg_own_server):  # noqa: F811
+    """The listening connection's backend terminated while that connection
+    waits for a query's answer (its periodic version check, held behind a
+    lock): the FATAL then comes as the query's answer, not as a notice,
+    and is logged all the same."""
+    pg = pg_own_server
+    db = pg.create_database()
+    (d,) = fleet(pg.url(db), extra=["--store-timeout", "20s"])
+    d.set_nodes(["web1"])
+    wait_for_both_connections(pg, db)
+    # Holds the lock for at most 15 s by itself; ended sooner below.
+    locker = subprocess.Popen(
+        ["runuser", "-u", PG_USER, "--", pg._bin("psql"), "-X", "-q", "-h", pg.sockdir,
+         "-p", str(pg.port), "-d", db, "-c",
+         "BEGIN; LOCK TABLE store_version IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(15); COMMIT"],
+        env=dict(os.environ, PGAPPNAME="lock-holder"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: backends(pg, db, "AND application_name = 'clustermgmt-listen' "
+                                    "AND wait_event_type = 'Lock'") == 1,
+                   10, "the version check waiting behind the lock")
+        mark = d.log_mark()
+        terminate_daemon_backends(pg, db, "clustermgmt-listen")
+        line = d.wait_log(r"terminating connection due to administrator command", since=mark,
+                          timeout=10)
+        assert line, d.log_text(mark)
+        kv = parse_line(line, "logfmt")
+        assert kv["level"] == "error", line
+        assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
+    finally:
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'lock-holder'")
+        locker.wait(timeout=30)
 
 
 def test_main_connection_ended_while_idle_is_logged_and_replaced(fleet, pg_own_server):  # noqa: F811
