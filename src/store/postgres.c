@@ -414,9 +414,12 @@ check_notifications(struct pg_store *db, struct error *err)
 	deadline = pg_monotonic_ms() + pg_timeout_ms();
 	res = pg_exec_within(listener, sql, 0, NULL, 1, deadline, -1, &is_late);
 	if (res == NULL || !pg_is_ok(res)) {
+		pg_one_line(res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(listener), why,
+		            sizeof(why));
 		PQclear(res);
 		pg_abandon(listener);
-		log_kv(LOG_WARN, "cannot check that notifications arrive: LISTEN failed", NULL);
+		log_kv(LOG_WARN, "cannot check that notifications arrive: LISTEN failed", "error",
+		       is_late ? "no answer within the store timeout" : why, NULL);
 		return 0;
 	}
 	PQclear(res);

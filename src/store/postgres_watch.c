@@ -162,26 +162,32 @@ watch_disconnect(struct pg_store *db)
  * backend terminated while starting or being set up): the database is
  * there. */
 static int
-watch_connect_and_listen(struct pg_store *db, int64_t *version)
+watch_connect_and_listen(struct pg_store *db, int64_t *version, char *why, size_t why_size)
 {
-	char why[300], settings[160];
+	char settings[160], said[256];
 	int is_reached = 0;
 
 	db->n_side_kept = 0; /* prepared statements go with their connection */
 	db->is_side_kept_stale = 0;
-	db->listen_conn =
-	    pg_connect_within(db, db->listen_values, 0, db->wake_fd, why, sizeof(why), &is_reached);
+	db->listen_conn = pg_connect_within(db, db->listen_values, 0, db->wake_fd, said,
+	                                    sizeof(said), &is_reached);
 	if (db->listen_conn == NULL) {
+		snprintf(why, why_size, "cannot connect%s%s", said[0] != '\0' ? ": " : "", said);
 		log_kv(LOG_DEBUG, "PostgreSQL connection attempt failed", "store", db->description,
-		       "error", why, NULL);
+		       "error", said, NULL);
 		return is_reached ? -2 : -1;
 	}
 	pg_session_settings(settings, sizeof(settings), 0);
 	if (watch_run(db, settings) != 0 || watch_run(db, "LISTEN " CHANGE_CHANNEL) != 0 ||
 	    watch_run(db, "LISTEN " CHANNEL) != 0 || watch_read_version(db, version) != 0) {
-		pg_one_line(PQerrorMessage(db->listen_conn), why, sizeof(why));
+		/* A server that answers but refuses to LISTEN (a standby:
+		 * "cannot execute LISTEN during recovery") is said as such,
+		 * not as a connection that cannot be made. */
+		pg_one_line(PQerrorMessage(db->listen_conn), said, sizeof(said));
+		snprintf(why, why_size, "connected, then LISTEN or the version check failed: %s",
+		         said);
 		log_kv(LOG_DEBUG, "PostgreSQL listen failed", "store", db->description, "error",
-		       why, NULL);
+		       said, NULL);
 		watch_disconnect(db);
 		return -2; /* connected: the server answered */
 	}
@@ -467,7 +473,8 @@ watch_thread(void *arg)
 			 * connection can be made, or after WATCH_CUTS_MAX attempts
 			 * the server answered and cut, so that a write meanwhile
 			 * is not refused. */
-			int rc = watch_connect_and_listen(db, &version);
+			char why[400];
+			int rc = watch_connect_and_listen(db, &version, why, sizeof(why));
 
 			if (rc == -2 && attempt == 0) {
 				/* The replacement was cut too (backends terminated
@@ -486,7 +493,7 @@ watch_thread(void *arg)
 				 * up) is an outage, a few terminated backends are
 				 * not. */
 				if (rc == -1 || attempt > WATCH_CUTS_MAX)
-					watch_went_down(db, "cannot connect");
+					watch_went_down(db, why);
 				snprintf(n, sizeof(n), "%d", attempt);
 				snprintf(ms, sizeof(ms), "%d", delay);
 				log_kv(LOG_DEBUG, "PostgreSQL reconnection attempt failed", "store",

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import parse_logfmt
+import pgcluster
 from pgcluster import PG_USER
 from test_postgres import fleet, health, pg_daemon, wait_until  # noqa: F401
 
@@ -176,3 +177,24 @@ def test_a_clean_stop_declares_no_outage(fleet, pg_server):  # noqa: F811
             terminate_daemon_backends(pg_server, db)
         d.stop()
         assert "unreachable" not in d.log_text(), d.log_text()
+
+
+def test_listening_on_a_standby_says_why(fleet, pg_own_server):  # noqa: F811
+    """--listen-db on a standby: the server answers but refuses LISTEN
+    during recovery. The daemon starts (fail-static) and, when it declares
+    the store unreachable, the log says the server's reason rather than
+    that no connection could be made."""
+    primary = pg_own_server
+    db = primary.create_database()
+    standby = pgcluster.make_standby(primary)
+    try:
+        (d,) = fleet(primary.url(db), extra=["--listen-db", standby.url(db)])
+        line = d.wait_log(r"cannot check that notifications arrive", timeout=10)
+        assert line and "cannot execute LISTEN during recovery" in line, d.log_text()
+        line = d.wait_log(r"PostgreSQL unreachable", timeout=RESYNC_TIMEOUT)
+        assert line, d.log_text()
+        kv = parse_line(line, "logfmt")
+        assert "cannot execute LISTEN during recovery" in kv["error"], line
+        assert "cannot connect" not in kv["error"], line
+    finally:
+        standby.cleanup()
