@@ -222,7 +222,7 @@ static void
 on_wait_done(void *ctx, const struct drain_node *w, const struct wait_args *a)
 {
 	struct wait_ctx *c = ctx;
-	int64_t took = wait_monotonic_ms() - c->since;
+	int64_t took = time_monotonic_ms() - c->since;
 	int i;
 
 	(void)a;
@@ -334,7 +334,7 @@ get_once(const char *url, int64_t timeout_ms, char *why, size_t size)
 static int
 warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 {
-	int64_t start = wait_monotonic_ms(), deadline = start + r->ready_timeout_ms, left;
+	int64_t start = time_monotonic_ms(), deadline = start + r->ready_timeout_ms, left;
 	char url[1024], why[CURL_ERROR_SIZE + 32];
 	long status;
 	int i;
@@ -342,7 +342,7 @@ warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 	for (i = 0; i < r->cli->n_warmup; i++) {
 		snprintf(url, sizeof(url), "http://%s%s", node->address, r->cli->warmup[i]);
 		while (1) {
-			left = deadline - wait_monotonic_ms();
+			left = deadline - time_monotonic_ms();
 			status = get_once(url,
 			                  left < WARMUP_ATTEMPT_MAX_MS ? (left > 1 ? left : 1)
 			                                               : WARMUP_ATTEMPT_MAX_MS,
@@ -353,7 +353,7 @@ warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 				error_set(err, 0, "%s: interrupted during warm-up", node->name);
 				return CLI_REFUSED;
 			}
-			if (wait_monotonic_ms() + WARMUP_RETRY_MS > deadline) {
+			if (time_monotonic_ms() + WARMUP_RETRY_MS > deadline) {
 				snprintf(
 				    node->error, sizeof(node->error),
 				    "warm-up GET %.200s did not answer 2xx or 3xx within %.0fs "
@@ -366,7 +366,7 @@ warm_up(struct rollout *r, struct rollout_node *node, struct error *err)
 			wait_sleep_ms(WARMUP_RETRY_MS, &rollout_interrupted);
 		}
 	}
-	node->warmup_ms = wait_monotonic_ms() - start;
+	node->warmup_ms = time_monotonic_ms() - start;
 	rollout_progress(r, "%s: warmed up in %.1fs (%d path%s)", node->name,
 	                 rollout_seconds(node->warmup_ms), r->cli->n_warmup,
 	                 r->cli->n_warmup == 1 ? "" : "s");
@@ -410,7 +410,7 @@ int
 rollout_do_step(struct rollout *r, struct rollout_node *b, int nb, enum step step,
                 struct error *err)
 {
-	int64_t t0 = wait_monotonic_ms();
+	int64_t t0 = time_monotonic_ms();
 	char ttl[32];
 	int i, rc = CLI_OK;
 
@@ -475,7 +475,7 @@ rollout_run_batch(struct rollout *r, struct rollout_node *b, int nb, struct erro
 	int64_t now;
 
 	for (i = 0; i < nb; i++)
-		b[i].started = wait_monotonic_ms();
+		b[i].started = time_monotonic_ms();
 	for (step = STEP_OFFLINE; step <= STEP_SERVING; step++) {
 		if (rollout_interrupted && step > STEP_OFFLINE) {
 			error_set(err, 0, "interrupted before %s of %s", step_names[step],
@@ -503,7 +503,7 @@ rollout_run_batch(struct rollout *r, struct rollout_node *b, int nb, struct erro
 		         err->what);
 		break;
 	}
-	now = wait_monotonic_ms();
+	now = time_monotonic_ms();
 	for (i = 0; i < nb; i++)
 		b[i].total_ms = now - b[i].started;
 	if (rc == CLI_OK) {
@@ -739,9 +739,9 @@ cmd_rollout(struct cli *cli, int nargs, char **args, struct error *err)
 	}
 	if ((rc = rollout_register(&r, err)) != CLI_OK)
 		goto done;
-	r.start = wait_monotonic_ms();
+	r.start = time_monotonic_ms();
 	rc = run_rollout(&r, err);
-	took = wait_monotonic_ms() - r.start;
+	took = time_monotonic_ms() - r.start;
 	rollout_unregister(&r,
 	                   rc == CLI_OK                     ? "done"
 	                   : rollout_interrupted            ? "interrupted"

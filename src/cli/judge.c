@@ -18,6 +18,7 @@
 
 #include "judge.h"
 #include "drain/lbruntime.h"
+#include "util/timefmt.h"
 
 #define READ_TIMEOUT_MS 800
 #define TICK_MS 1000
@@ -250,7 +251,7 @@ note_fail(struct judge *j, int k, const char *lb, const char *why)
 	if (node->outcome == ANALYSIS_FAIL)
 		return;
 	node->outcome = ANALYSIS_FAIL;
-	node->decided_ms = wait_monotonic_ms() - j->started;
+	node->decided_ms = time_monotonic_ms() - j->started;
 	snprintf(node->reason, sizeof(node->reason), "%s: %s", lb, why);
 }
 
@@ -393,7 +394,7 @@ judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop, jud
 	int64_t next, now;
 	size_t i;
 
-	j->started = wait_monotonic_ms();
+	j->started = time_monotonic_ms();
 	next = j->started;
 	while (1) {
 		for (i = 0; i < j->n_lbs; i++)
@@ -401,7 +402,7 @@ judge_run(struct judge *j, int64_t duration_ms, volatile sig_atomic_t *stop, jud
 				step_prometheus(j, &j->lbs[i]);
 			else if (j->lbs[i].is_usable)
 				step_lb(j, &j->lbs[i]);
-		now = wait_monotonic_ms();
+		now = time_monotonic_ms();
 		j->took_ms = now - j->started;
 		if (on_tick != NULL)
 			on_tick(ctx, j);

@@ -36,7 +36,7 @@ rollout_make_id(char *buf, size_t size)
 	unsigned char b[3] = {0};
 
 	if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
-		unsigned v = (unsigned)getpid() ^ (unsigned)wait_monotonic_ms();
+		unsigned v = (unsigned)getpid() ^ (unsigned)time_monotonic_ms();
 		memcpy(b, &v, sizeof(b));
 	}
 	snprintf(buf, size, "%02x%02x%02x", b[0], b[1], b[2]);

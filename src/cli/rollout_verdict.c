@@ -244,7 +244,7 @@ halt_on_fail(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 		n_failed++;
 		if (first[0] == '\0')
 			snprintf(first, sizeof(first), "%s: %s", f->name, f->verdict_reason);
-		verdict_at = wait_monotonic_ms();
+		verdict_at = time_monotonic_ms();
 		f->result = RESULT_VERDICT_FAIL;
 		snprintf(f->error, sizeof(f->error), "verdict fail: %.480s", f->verdict_reason);
 		snprintf(reason, sizeof(reason), "rollout %s verdict fail: %.200s", r->id,
@@ -260,7 +260,7 @@ halt_on_fail(struct rollout *r, struct rollout_node *b, int nb, struct error *er
 		                 f->name);
 		f->started = verdict_at;
 		if (rollout_do_step(r, f, 1, STEP_DRAIN, &step_err) == CLI_OK) {
-			f->out_ms = wait_monotonic_ms() - verdict_at;
+			f->out_ms = time_monotonic_ms() - verdict_at;
 			rollout_progress(r,
 			                 "%s: out of every load balancer %.1fs after the verdict",
 			                 f->name, rollout_seconds(f->out_ms));

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "shellcmd.h"
+#include "util/timefmt.h"
 #include "util/xalloc.h"
 #include "wait.h"
 
@@ -139,7 +140,7 @@ reap(struct shellcmd *c, int64_t start)
 	if (c->pid <= 0 || waitpid(c->pid, &status, WNOHANG) != c->pid)
 		return;
 	c->pid = 0;
-	c->exited_at = wait_monotonic_ms();
+	c->exited_at = time_monotonic_ms();
 	c->elapsed_ms = c->exited_at - start;
 	c->killed_by = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
 	c->exit_code = c->killed_by ? 128 + c->killed_by : WEXITSTATUS(status);
@@ -175,7 +176,7 @@ tick(struct shellcmd *cmds, int n, FILE *tos[2], int64_t start)
 		reap(c, start);
 		for (s = 0; s < 2; s++)
 			if (c->pid == 0 && c->fds[s] >= 0 &&
-			    wait_monotonic_ms() - c->exited_at >= GRACE_MS)
+			    time_monotonic_ms() - c->exited_at >= GRACE_MS)
 				close_stream(c, s, tos[s]);
 		busy += c->pid > 0 || c->fds[0] >= 0 || c->fds[1] >= 0;
 	}
@@ -186,7 +187,7 @@ int
 shellcmd_run_all(struct shellcmd *cmds, int n, FILE *out, FILE *errout, struct error *err)
 {
 	FILE *tos[2] = {out, errout};
-	int64_t start = wait_monotonic_ms();
+	int64_t start = time_monotonic_ms();
 	int i, rc = 0;
 
 	if (n > 32)

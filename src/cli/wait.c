@@ -32,15 +32,6 @@
 #define LONG_POLL_S 1 /* bounds how long SIGINT or a deadline goes unseen */
 #define IN_FLIGHT_POLL_MS DRAIN_IN_FLIGHT_POLL_MS
 
-int64_t
-wait_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 wait_sleep_ms(int64_t ms, volatile sig_atomic_t *stop)
 {
@@ -270,7 +261,7 @@ look(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb *lbs, siz
 	if ((rc = fetch_observations(cli, nodes, n, a, !must_poll(nodes, n), digest, &reply,
 	                             err)) != CLI_OK)
 		return rc;
-	now = wait_monotonic_ms();
+	now = time_monotonic_ms();
 	drain_access_direct(&acc);
 	judge_args(a, &da);
 	json_array_foreach(json_object_get(reply.json, "nodes"), k, node)
@@ -423,13 +414,13 @@ static int
 wait_on_daemon(struct cli *cli, struct drain_node *nodes, int n, const struct wait_args *a,
                wait_done_fn on_done, void *ctx, struct error *err)
 {
-	int64_t start = wait_monotonic_ms(), left;
+	int64_t start = time_monotonic_ms(), left;
 	int i, k, rc = CLI_OK, is_first = 1;
 
 	for (i = 0; i < n; i++) {
 		if (a->stop != NULL && *a->stop)
 			break;
-		left = a->timeout_ms - (wait_monotonic_ms() - start);
+		left = a->timeout_ms - (time_monotonic_ms() - start);
 		if (left < 0)
 			left = 0;
 		rc = ask_daemon(cli, &nodes[i], a,
@@ -473,7 +464,7 @@ int
 wait_for_nodes(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb *lbs, size_t n_lbs,
                const struct wait_args *a, wait_done_fn on_done, void *ctx, struct error *err)
 {
-	int64_t start = wait_monotonic_ms(), now;
+	int64_t start = time_monotonic_ms(), now;
 	long long digest = -1;
 	struct drain_lb own[WAIT_LBS_MAX];
 	struct drain_access acc;
@@ -496,7 +487,7 @@ wait_for_nodes(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb
 		if (count_in(nodes, n, DRAIN_PROBES) > 0 &&
 		    (rc = look(cli, nodes, n, lbs, n_lbs, a, start, &digest, err)) != CLI_OK)
 			return rc;
-		now = wait_monotonic_ms();
+		now = time_monotonic_ms();
 		for (i = 0; i < n; i++) {
 			if (nodes[i].state == DRAIN_DONE && !nodes[i].is_done)
 				mark_done(&nodes[i], a, on_done, ctx);
@@ -507,7 +498,7 @@ wait_for_nodes(struct cli *cli, struct drain_node *nodes, int n, struct drain_lb
 		}
 		if (count_in(nodes, n, DRAIN_DONE) == n)
 			return CLI_OK;
-		if (wait_monotonic_ms() - start >= a->timeout_ms)
+		if (time_monotonic_ms() - start >= a->timeout_ms)
 			return timed_out(nodes, n, a, err);
 		if (a->stop != NULL && *a->stop) {
 			error_set(err, 0, "interrupted while waiting for the load balancers");

@@ -84,9 +84,7 @@ int wait_for_nodes(struct cli *cli, struct drain_node *nodes, int n, struct drai
                    size_t n_lbs, const struct wait_args *a, wait_done_fn on_done, void *ctx,
                    struct error *err);
 
-/* Milliseconds of a monotonic clock, and a sleep that resumes after
- * signals unless *stop (may be NULL) is set. */
-int64_t wait_monotonic_ms(void);
+/* A sleep that resumes after signals unless *stop (may be NULL) is set. */
 void wait_sleep_ms(int64_t ms, volatile sig_atomic_t *stop);
 
 #endif

@@ -19,15 +19,6 @@
 #define STALE_INTERVALS 3 /* a prober quiet this many intervals... */
 #define STALE_MIN_MS 1000 /* ...and at least this long has gone silent */
 
-int64_t
-drain_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 drain_args_default(struct drain_args *a, int want_serving)
 {

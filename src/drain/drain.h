@@ -173,7 +173,4 @@ int drain_no_probers(struct drain_node *w, const struct drain_args *a,
  * every DRAIN_IN_FLIGHT_POLL_MS rather than at the next probe. */
 int drain_must_poll(const struct drain_node *w);
 
-/* Milliseconds of a monotonic clock. */
-int64_t drain_monotonic_ms(void);
-
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lbwatch.h"
+#include "util/timefmt.h"
 #include "util/xalloc.h"
 
 enum entry_kind {
@@ -65,7 +66,7 @@ find(struct lbwatch *w, enum entry_kind kind, const char *addr, const char *back
 static void
 ask(struct entry *e)
 {
-	e->taken_at = drain_monotonic_ms();
+	e->taken_at = time_monotonic_ms();
 	switch (e->kind) {
 	case ENTRY_HAPROXY:
 		e->rc = lbruntime_haproxy(e->addr, e->backend, e->server, DRAIN_RUNTIME_TIMEOUT_MS,
@@ -91,7 +92,7 @@ round_once(struct lbwatch *w)
 	size_t i;
 
 	for (i = 0;; i++) {
-		int64_t now = drain_monotonic_ms();
+		int64_t now = time_monotonic_ms();
 		struct entry *e;
 		pthread_mutex_lock(&w->lock);
 		while (i < w->n && now - w->entries[i].asked_at > LBWATCH_KEEP_MS)
@@ -216,7 +217,7 @@ lookup(struct lbwatch_view *v, enum entry_kind kind, const char *addr, const cha
 		snprintf(e->server, sizeof(e->server), "%s", server);
 		pthread_cond_signal(&w->wake);
 	}
-	e->asked_at = drain_monotonic_ms();
+	e->asked_at = time_monotonic_ms();
 	if (e->taken_at == 0 || e->taken_at < v->since_ms) {
 		snprintf(why, why_size, "not read yet");
 		v->n_unread++;

@@ -37,7 +37,7 @@ struct lbwatch *lbwatch_new(void);
 void lbwatch_free(struct lbwatch *w);
 
 /* The view a judgement asks through: readings of w taken at or after
- * since_ms (drain_monotonic_ms). Filled by lbwatch_access. */
+ * since_ms (time_monotonic_ms). Filled by lbwatch_access. */
 struct lbwatch_view {
 	struct lbwatch *watch;
 	int64_t since_ms;

@@ -435,7 +435,7 @@ look(struct request *r)
 	const struct node *n = c != NULL ? cluster_find_node(c, h->node, strlen(h->node)) : NULL;
 	struct drain_access acc;
 	struct lbwatch_view view;
-	int64_t now = drain_monotonic_ms(), next;
+	int64_t now = time_monotonic_ms(), next;
 	json_t *obs;
 
 	h->is_unread = 0;
@@ -581,7 +581,7 @@ held_new(struct request *r, const struct route *rt, int want_serving)
 static void
 held_start(struct request *r, struct held *h)
 {
-	h->start = drain_monotonic_ms();
+	h->start = time_monotonic_ms();
 	h->deadline = h->start + h->wait_ms;
 	look(r);
 }

@@ -26,6 +26,7 @@
 #include <sodium.h>
 
 #include "../util/log.h"
+#include "../util/timefmt.h"
 #include "auth_event.h"
 #include "http.h"
 #include "journal.h"
@@ -59,15 +60,6 @@ static const struct {
                             LOG_WARN},
 };
 
-static int64_t
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Does one more entry fit a burst of burst entries, then one per
  * interval_ms? Moves *tat_ms when it does. */
 static int
@@ -87,7 +79,7 @@ static int
 limit_pass(const char *address, int64_t *suppressed)
 {
 	struct rate_slot *slot;
-	int64_t now = monotonic_ms(), peer_tat, all_tat;
+	int64_t now = time_monotonic_ms(), peer_tat, all_tat;
 	uint32_t h = 2166136261u; /* FNV-1a */
 	const char *p;
 	int is_passing;

@@ -403,7 +403,7 @@ check_notifications(struct pg_store *db, struct error *err)
 	if (db->conn == NULL || !atomic_load(&db->is_up))
 		return 0;
 	snprintf(channel, sizeof(channel), "clustermgmt_check_%ld_%" PRId64, (long)getpid(),
-	         pg_monotonic_ms());
+	         time_monotonic_ms());
 	if ((listener = pg_connect_within(db, db->listen_values, 0, -1, why, sizeof(why), NULL)) ==
 	    NULL) {
 		log_kv(LOG_WARN, "cannot check that notifications arrive: no connection to LISTEN",
@@ -411,7 +411,7 @@ check_notifications(struct pg_store *db, struct error *err)
 		return 0; /* the watch thread retries, as in any outage */
 	}
 	snprintf(sql, sizeof(sql), "LISTEN %s", channel);
-	deadline = pg_monotonic_ms() + pg_timeout_ms();
+	deadline = time_monotonic_ms() + pg_timeout_ms();
 	res = pg_exec_within(listener, sql, 0, NULL, 1, deadline, -1, &is_late);
 	if (res == NULL || !pg_is_ok(res)) {
 		pg_one_line(res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(listener), why,
@@ -428,9 +428,9 @@ check_notifications(struct pg_store *db, struct error *err)
 		pg_abandon(listener);
 		return -1;
 	}
-	while (!is_heard && pg_monotonic_ms() < deadline) {
+	while (!is_heard && time_monotonic_ms() < deadline) {
 		pfd = (struct pollfd){.fd = PQsocket(listener), .events = POLLIN};
-		poll(&pfd, 1, (int)(deadline - pg_monotonic_ms()));
+		poll(&pfd, 1, (int)(deadline - time_monotonic_ms()));
 		if (!PQconsumeInput(listener))
 			break;
 		while ((n = PQnotifies(listener)) != NULL) {
@@ -579,7 +579,7 @@ int
 pg_begin(void *handle, int64_t deadline, struct error *err)
 {
 	struct pg_store *db = handle;
-	int64_t now = pg_monotonic_ms();
+	int64_t now = time_monotonic_ms();
 	int rc;
 
 	if (deadline != 0 && deadline <= now)
@@ -733,8 +733,8 @@ pg_health(void *handle, struct store_health *out)
 	out->down_since = atomic_load(&db->down_since);
 	/* A check still waiting counts for as long as it has waited, so that
 	 * a database that stopped answering looks slow at once. */
-	if (started != 0 && pg_monotonic_ms() - started > round_trip)
-		round_trip = pg_monotonic_ms() - started;
+	if (started != 0 && time_monotonic_ms() - started > round_trip)
+		round_trip = time_monotonic_ms() - started;
 	out->round_trip_ms = round_trip;
 	out->is_slow = out->is_up && round_trip > store_slow_ms();
 }

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "../util/log.h"
+#include "../util/timefmt.h"
 #include "postgres_internal.h"
 
 #define MAX_CANCELS 4 /* cancel requests in flight at once (see send_cancel) */
@@ -142,18 +143,9 @@ log_notices(struct pg_store *db, PGconn *conn)
 }
 
 int64_t
-pg_monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
 pg_deadline(const struct pg_store *db)
 {
-	return db->op_deadline != 0 ? db->op_deadline : pg_monotonic_ms() + pg_timeout_ms();
+	return db->op_deadline != 0 ? db->op_deadline : time_monotonic_ms() + pg_timeout_ms();
 }
 
 /* One connection attempt, bounded by deadline, that stop can interrupt
@@ -167,7 +159,7 @@ pg_connect_within(struct pg_store *db, const char *const *values, int64_t deadli
 {
 	PGconn *conn = PQconnectStartParams(db->keys, values, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	int64_t start = pg_monotonic_ms();
+	int64_t start = time_monotonic_ms();
 	struct pollfd p[2];
 	int is_past_sending = 0;
 
@@ -181,7 +173,7 @@ pg_connect_within(struct pg_store *db, const char *const *values, int64_t deadli
 	log_notices(db, conn);
 	while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
 	       st != PGRES_POLLING_FAILED) {
-		int64_t left = deadline - pg_monotonic_ms();
+		int64_t left = deadline - time_monotonic_ms();
 		if (left <= 0 || (wake_fd >= 0 && atomic_load(&db->is_stopping)))
 			break;
 		p[0] = (struct pollfd){.fd = PQsocket(conn),
@@ -229,7 +221,7 @@ pg_await_ready(PGconn *conn, int64_t deadline, int wake_fd)
 			return -1;
 		if (!pending && !PQisBusy(conn))
 			return 0;
-		int64_t left = deadline - pg_monotonic_ms();
+		int64_t left = deadline - time_monotonic_ms();
 		if (left <= 0)
 			return -2;
 		p[0] = (struct pollfd){.fd = PQsocket(conn),

@@ -31,6 +31,7 @@
 
 #include <sodium.h>
 
+#include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "pg_share.h"
 #include "postgres_internal.h"
@@ -217,7 +218,7 @@ share_probes_job(struct pg_store *db, void *arg, struct error *err)
 	char before[24];
 	const char *p[2] = {job->daemon, before};
 	PGresult *res = NULL;
-	int64_t version = 0, now = pg_monotonic_ms();
+	int64_t version = 0, now = time_monotonic_ms();
 	int is_changed = job->n_mine > 0, is_read_due = 0, is_forget_due;
 
 	pg_i64_text(job->forget_before, before, sizeof(before));
@@ -345,7 +346,7 @@ heartbeat_job(struct pg_store *db, void *arg, struct error *err)
 	const char *p[6] = {me->id, me->host, me->listen, version, started, beat};
 	PGresult *res = NULL;
 	size_t i, n;
-	int64_t sent = pg_monotonic_ms();
+	int64_t sent = time_monotonic_ms();
 	int rc;
 
 	pg_i64_text(me->version, version, sizeof(version));
@@ -373,7 +374,7 @@ heartbeat_job(struct pg_store *db, void *arg, struct error *err)
 	/* n is at least 1 (this daemon's row) when the store is whole */
 	if (n > 0 && !PQgetisnull(res, 0, 6) && !PQgetisnull(res, 0, 8)) {
 		db->beat_probes_version = pg_value_i64(res, 0, 8);
-		db->beat_probes_version_at = pg_monotonic_ms();
+		db->beat_probes_version_at = time_monotonic_ms();
 		db->has_beat_probes_version = 1;
 		pg_watch_version_read(db, sent, job->store_version);
 	}

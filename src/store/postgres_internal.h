@@ -156,7 +156,6 @@ int pg_is_transient_state(const char *sqlstate);
 void pg_log_if_ended(const char *description, const PGresult *res);
 /* libpq's message, on one line. */
 void pg_one_line(const char *in, char *out, size_t size);
-int64_t pg_monotonic_ms(void);
 /* The deadline of a step of the operation under way, or of a lone one
  * (monotonic ms). */
 int64_t pg_deadline(const struct pg_store *db);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../util/strbuf.h"
+#include "../util/timefmt.h"
 #include "../util/xalloc.h"
 #include "postgres_internal.h"
 
@@ -515,7 +516,7 @@ run_reads(struct pg_store *db, const char *sql, const load_step *steps, int n_st
 static int
 begin_own_load(struct pg_store *db, struct error *err)
 {
-	db->op_deadline = pg_monotonic_ms() + pg_timeout_ms();
+	db->op_deadline = time_monotonic_ms() + pg_timeout_ms();
 	if (pg_ensure_connected(db, err) != 0) {
 		db->op_deadline = 0;
 		return -1;
@@ -821,7 +822,7 @@ pg_read_audit(void *handle, const char *cluster, int64_t limit, struct audit_log
 	int is_own = !db->in_tx, rc;
 
 	if (is_own)
-		db->op_deadline = pg_monotonic_ms() + pg_timeout_ms();
+		db->op_deadline = time_monotonic_ms() + pg_timeout_ms();
 	rc = read_audit(db, cluster, limit, out, err);
 	if (is_own)
 		db->op_deadline = 0;

@@ -58,9 +58,9 @@ watch_sleep(struct pg_store *db, int ms)
 {
 	struct pollfd p[2] = {{.fd = db->wake_fd, .events = POLLIN},
 	                      {.fd = db->side_fd, .events = POLLIN}};
-	int64_t until = pg_monotonic_ms() + ms, left;
+	int64_t until = time_monotonic_ms() + ms, left;
 
-	while (!atomic_load(&db->is_stopping) && (left = until - pg_monotonic_ms()) > 0) {
+	while (!atomic_load(&db->is_stopping) && (left = until - time_monotonic_ms()) > 0) {
 		if (poll(p, 2, (int)left) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents != 0)
@@ -75,8 +75,9 @@ static PGresult *
 watch_exec(struct pg_store *db, const char *sql)
 {
 	int is_late;
-	PGresult *res = pg_exec_within(db->listen_conn, sql, 0, NULL, 1,
-	                               pg_monotonic_ms() + pg_timeout_ms(), db->wake_fd, &is_late);
+	PGresult *res =
+	    pg_exec_within(db->listen_conn, sql, 0, NULL, 1, time_monotonic_ms() + pg_timeout_ms(),
+	                   db->wake_fd, &is_late);
 
 	if (res != NULL && !pg_is_ok(res)) {
 		pg_log_if_ended(db->description, res);
@@ -100,8 +101,8 @@ watch_run(struct pg_store *db, const char *sql)
 static void
 version_read_at(struct pg_store *db, int64_t started)
 {
-	atomic_store(&db->round_trip_ms, pg_monotonic_ms() - started);
-	db->version_read_at = pg_monotonic_ms();
+	atomic_store(&db->round_trip_ms, time_monotonic_ms() - started);
+	db->version_read_at = time_monotonic_ms();
 }
 
 /* Reads the stored version on the listen connection and measures the
@@ -112,7 +113,7 @@ static int
 watch_read_version(struct pg_store *db, int64_t *version)
 {
 	PGresult *res;
-	int64_t started = pg_monotonic_ms();
+	int64_t started = time_monotonic_ms();
 	int rc = -1;
 
 	atomic_store(&db->check_started, started);
@@ -290,7 +291,7 @@ side_serve(struct pg_store *db)
 		                    "by itself",
 		                    db->description);
 	} else {
-		db->side_deadline = pg_monotonic_ms() + pg_timeout_ms();
+		db->side_deadline = time_monotonic_ms() + pg_timeout_ms();
 		job->rc = job->run(db, job->arg, &job->err);
 		if (db->listen_conn != NULL && watch_consume(db) != 0)
 			watch_disconnect(db);
@@ -509,7 +510,7 @@ watch_thread(void *arg)
 		p[0] = (struct pollfd){.fd = PQsocket(db->listen_conn), .events = POLLIN};
 		p[1] = (struct pollfd){.fd = db->wake_fd, .events = POLLIN};
 		p[2] = (struct pollfd){.fd = db->side_fd, .events = POLLIN};
-		left = db->version_read_at + WATCH_CHECK_MS - pg_monotonic_ms();
+		left = db->version_read_at + WATCH_CHECK_MS - time_monotonic_ms();
 		if (poll(p, 3, left > 0 ? (int)left : 0) < 0 && errno != EINTR)
 			continue;
 		if (p[1].revents != 0)
@@ -525,7 +526,7 @@ watch_thread(void *arg)
 			side_serve(db);
 		if (db->listen_conn == NULL)
 			continue;
-		if (pg_monotonic_ms() >= db->version_read_at + WATCH_CHECK_MS) {
+		if (time_monotonic_ms() >= db->version_read_at + WATCH_CHECK_MS) {
 			if (watch_read_version(db, &version) != 0) {
 				/* A connection that broke under the check (a terminated
 				 * backend) is replaced at once, as a lost one; a check

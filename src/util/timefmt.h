@@ -10,6 +10,10 @@
 /* Wall-clock time, milliseconds since the Unix epoch. */
 int64_t time_now_ms(void);
 
+/* Milliseconds of CLOCK_MONOTONIC, which a change of the wall clock does
+ * not move: the one clock of deadlines, timeouts and intervals. */
+int64_t time_monotonic_ms(void);
+
 /* Writes ms as RFC 3339 UTC with second precision ("2026-11-24T21:10:54Z")
  * into buf (at least 32 bytes). Returns buf. */
 char *time_format_rfc3339(int64_t ms, char *buf, size_t size);
