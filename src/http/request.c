@@ -268,20 +268,16 @@ job_done(struct engine_job *job)
 	h2o_multithread_send_message(&pj->worker->done_receiver, &pj->message);
 }
 
+static void
+submit_to_engine(void *engine, struct engine_job *job)
+{
+	engine_submit(engine, job);
+}
+
 void
 request_job_submit(struct request *r, struct engine_job *job, request_job_handler then)
 {
-	struct pending_job *pj = xcalloc(1, sizeof(*pj));
-
-	pj->r = r;
-	pj->worker = r->worker;
-	pj->job = job;
-	pj->then = then;
-	r->job = pj;
-	r->worker->n_pending++;
-	job->done = job_done;
-	job->done_arg = pj;
-	engine_submit(r->server->engine, job);
+	request_job_submit_to(r, job, then, submit_to_engine, r->server->engine);
 }
 
 void
