@@ -57,6 +57,17 @@ def wait_for_both_connections(pg, db):
                RESYNC_TIMEOUT, "the daemon's two connections")
 
 
+def assert_terminated_line(d, mark):
+    """Since mark, d's log has the terminated backend's FATAL as one error
+    line, with PostgreSQL's severity and SQLSTATE as fields of their own."""
+    line = d.wait_log(r"terminating connection due to administrator command", since=mark,
+                      timeout=10)
+    assert line, d.log_text(mark)
+    kv = parse_line(line, "logfmt")
+    assert kv["level"] == "error", line
+    assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
+
+
 def write_code(d, status):
     r = d.post("/v1/clusters/default/status", auth=d.as_admin,
                json={"changes": {"web1": {"status": status}}}, timeout=10)
@@ -98,12 +109,7 @@ def test_terminated_backend_fatal_is_an_error_line(fleet, pg_own_server):  # noq
     wait_for_both_connections(pg, db)
     mark = d.log_mark()
     terminate_daemon_backends(pg, db)
-    line = d.wait_log(r"terminating connection due to administrator command", since=mark,
-                      timeout=10)
-    assert line, d.log_text(mark)
-    kv = parse_line(line, "logfmt")
-    assert kv["level"] == "error", line
-    assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
+    assert_terminated_line(d, mark)
 
 
 def test_listening_backend_ended_in_a_query_is_an_error_line(fleet, pg_own_server):  # noqa: F811
@@ -129,12 +135,7 @@ def test_listening_backend_ended_in_a_query_is_an_error_line(fleet, pg_own_serve
                    10, "the version check waiting behind the lock")
         mark = d.log_mark()
         terminate_daemon_backends(pg, db, "clustermgmt-listen")
-        line = d.wait_log(r"terminating connection due to administrator command", since=mark,
-                          timeout=10)
-        assert line, d.log_text(mark)
-        kv = parse_line(line, "logfmt")
-        assert kv["level"] == "error", line
-        assert kv.get("severity") == "FATAL" and kv.get("sqlstate") == "57P01", line
+        assert_terminated_line(d, mark)
     finally:
         pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = 'lock-holder'")
@@ -154,11 +155,7 @@ def test_main_connection_ended_while_idle_is_logged_and_replaced(fleet, pg_own_s
     terminate_daemon_backends(pg, db, "clustermgmt")  # the main connection alone
     time.sleep(0.5)  # the FATAL and the end of the stream reach the idle socket
     assert write_code(d, "drain") == 200
-    line = d.wait_log(r"terminating connection due to administrator command", since=mark,
-                      timeout=10)
-    assert line, d.log_text(mark)
-    kv = parse_line(line, "logfmt")
-    assert kv["level"] == "error" and kv.get("severity") == "FATAL", line
+    assert_terminated_line(d, mark)
     assert "unreachable" not in d.log_text(mark), d.log_text(mark)
 
 
