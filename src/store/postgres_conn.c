@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "../util/log.h"
 #include "../util/timefmt.h"
