@@ -15,7 +15,7 @@ OUT=$ROOT/artifacts/lsan-check
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
-export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=10
+export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1:malloc_context_size=10
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$ROOT/tools/lsan.supp:print_suppressions=0
 

@@ -884,6 +884,10 @@ server_stop(struct server *s)
 	pthread_barrier_destroy(&s->ready);
 }
 
+/* The workers' array stays: each worker holds its h2o context, which h2o
+ * 2.2.5 cannot dispose (its internal timers stay linked), so the context
+ * and what h2o allocated for it live until the process exits, reachable
+ * from the server (serve_main keeps it). */
 void
 server_free(struct server *s)
 {
@@ -891,9 +895,9 @@ server_free(struct server *s)
 
 	for (i = 0; i < s->n_workers; i++) {
 		free(s->workers[i].listeners);
+		s->workers[i].listeners = NULL;
 		if (s->workers[i].accept_ctx.ssl_ctx != NULL)
 			SSL_CTX_free(s->workers[i].accept_ctx.ssl_ctx);
+		s->workers[i].accept_ctx.ssl_ctx = NULL;
 	}
-	free(s->workers);
-	s->workers = NULL;
 }
