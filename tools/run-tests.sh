@@ -17,9 +17,10 @@
 #      a CLI command print TSan's report, and its test fail
 # End-to-end tests run on pytest-xdist workers when xdist is there: 6 for
 # the release pass, which spends most of its time waiting on daemons (on
-# two cores 4 workers took 373 s, 6 took 285 s), 4 for the ASan pass,
-# which is bound by the CPU (its build at -O1: 6 workers took 313 s, 4
-# took 286 s). At most 8:
+# two cores 4 workers took 373 s, 6 took 285 s), 6 for the ASan pass too
+# since its allocation stacks come from the fast unwinder (alone on two
+# cores: 4 workers took 303 s, 6 took 241 s; with the full unwinder it was
+# bound by the CPU, and 4 were faster than 6). At most 8:
 # conftest.py gives each worker its own slice of ports. The summary ends
 # with each end-to-end pass's 15 slowest tests.
 # Each suite's line in the summary ends with its time; with
@@ -118,7 +119,7 @@ if [ -n "$TSAN" ]; then
 	) >"$LOGDIR/e2e-tsan.log" 2>&1 &
 	tsan_pid=$!
 fi
-PARALLEL=${HAS_XDIST:+-n 4}
+PARALLEL=${HAS_XDIST:+-n 6}
 CLUSTERMGMT_SANITIZED=1 e2e "$ROOT/$ASAN/clustermgmt" asan -m "not once"
 if [ -n "$TSAN" ]; then
 	wait "$tsan_pid"
