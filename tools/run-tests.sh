@@ -13,7 +13,7 @@
 #      whose subject is threads ($TSAN_TESTS), the daemon with 4 workers:
 #      run beside step 3's end-to-end pass, as they mostly wait (on 2
 #      workers, 35 s of CPU in 91 s alone), on ports of their own
-#      (CLUSTERMGMT_TEST_PORT_SLICE); a race makes a daemon exit 66 or
+#      (CLUSTERMGMT_TEST_PORT_SLICE=6: slices 6 and 7, the ASan pass's 6 workers taking 0-5); a race makes a daemon exit 66 or
 #      a CLI command print TSan's report, and its test fail
 # End-to-end tests run on pytest-xdist workers when xdist is there: 6 for
 # the release pass, which spends most of its time waiting on daemons (on
@@ -111,7 +111,7 @@ if [ -n "$TSAN" ]; then
 		cd "$ROOT/tests/e2e" &&
 			TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0:second_deadlock_stack=1} \
 				CLUSTERMGMT_SANITIZED=1 CLUSTERMGMT_TEST_SERVE_ARGS="--threads 4" \
-				CLUSTERMGMT_TEST_PORT_SLICE=4 CLUSTERMGMT_BIN="$ROOT/$TSAN/clustermgmt" \
+				CLUSTERMGMT_TEST_PORT_SLICE=6 CLUSTERMGMT_BIN="$ROOT/$TSAN/clustermgmt" \
 				$NO_ASLR "$PYTHON" -m pytest -q -p no:cacheprovider ${HAS_XDIST:+-n 2} -m "not once" \
 				$TSAN_TESTS
 		echo $? >"$LOGDIR/e2e-tsan.rc"
