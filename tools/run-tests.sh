@@ -13,8 +13,9 @@
 #      whose subject is threads ($TSAN_TESTS), the daemon with 4 workers:
 #      run beside step 3's end-to-end pass, as they mostly wait (on 2
 #      workers, 35 s of CPU in 91 s alone), on ports of their own
-#      (CLUSTERMGMT_TEST_PORT_SLICE=6: slices 6 and 7, the ASan pass's 6 workers taking 0-5); a race makes a daemon exit 66 or
-#      a CLI command print TSan's report, and its test fail
+#      (CLUSTERMGMT_TEST_PORT_SLICE=6: slices 6 and 7, the ASan pass's
+#      six workers taking 0-5); a race makes a daemon exit 66 or a CLI
+#      command print TSan's report, and its test fail
 # End-to-end tests run on pytest-xdist workers when xdist is there: 6 for
 # the release pass, which spends most of its time waiting on daemons (on
 # two cores 4 workers took 373 s, 6 took 285 s), 6 for the ASan pass too
