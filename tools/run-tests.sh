@@ -96,8 +96,8 @@ export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tools/lsan.supp:print_sup
 HAS_XDIST=""
 "$PYTHON" -c "import xdist" 2>/dev/null && HAS_XDIST=1
 
+PARALLEL=${HAS_XDIST:+-n 6} # both passes
 unit "$ROOT/$BUILD" release
-PARALLEL=${HAS_XDIST:+-n 6}
 e2e "$ROOT/$BUILD/clustermgmt" release
 unit "$ROOT/$ASAN" asan
 if [ -n "$TSAN" ]; then
@@ -120,7 +120,6 @@ if [ -n "$TSAN" ]; then
 	) >"$LOGDIR/e2e-tsan.log" 2>&1 &
 	tsan_pid=$!
 fi
-PARALLEL=${HAS_XDIST:+-n 6}
 CLUSTERMGMT_SANITIZED=1 e2e "$ROOT/$ASAN/clustermgmt" asan -m "not once"
 if [ -n "$TSAN" ]; then
 	wait "$tsan_pid"
