@@ -160,9 +160,10 @@ int server_start(struct server *s, struct error *err);
 /* Stops accepting, answers pending long polls, waits (bounded) for the
  * requests in flight, and joins the workers. Jobs the workers stopped
  * waiting for may still be queued: the engine hands them back to the
- * workers' (now idle) queues, so the workers stay allocated until
- * server_free, which must come after engine_stop. */
+ * workers' (now idle) queues, so server_free must come after engine_stop. */
 void server_stop(struct server *s);
+/* Frees the workers' listener arrays and TLS contexts; the workers' array
+ * and their h2o contexts, which h2o 2.2.5 cannot dispose, stay until exit. */
 void server_free(struct server *s);
 /* Makes ctx (whose reference the server takes over) the TLS context of
  * connections accepted from now on and drops the server's reference to
