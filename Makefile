@@ -97,14 +97,13 @@ run: deps-build
 # When make started: the summary of `make test` ends with the time it took.
 TEST_STARTED := $(shell date +%s)
 
+# The sanitizer and fuzz builds run beside the release suites
+# (tools/run-tests.sh, CM_TEST_BUILDS).
 test: deps-test oidc-provider
 	$(MAKE) all
-	$(MAKE) asan
-	$(MAKE) fuzz-build
-	$(MAKE) lsan-check-build
-	$(MAKE) tsan
-	CM_TEST_STARTED=$(TEST_STARTED) sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) \
-	$(LSAN_CHECK) $(TSAN)
+	CM_TEST_STARTED=$(TEST_STARTED) \
+	CM_TEST_BUILDS="$(MAKE) asan fuzz-build lsan-check-build tsan" \
+	sh tools/run-tests.sh $(BUILD) $(ASAN) $(PYTHON) $(LSAN_CHECK) $(TSAN)
 
 # The OpenID Connect provider the sign-in tests start (tests/e2e/test_oidc.py):
 # oidc-provider from the npm registry, at the versions package-lock.json pins.
