@@ -11,6 +11,7 @@ suite were agreed ("New, TLSv1.2, Cipher is ...", "(NONE)" when refused).
 """
 
 import http.client
+import json
 import re
 import shutil
 import signal
@@ -179,6 +180,28 @@ def curl_version(d, *args):
 
 def test_https_offers_http2_by_alpn(https):
     assert curl_version(https, "--http2") == ["2", "200"]
+
+
+def test_a_large_list_arrives_whole_over_http2_and_http11(https, tmp_path):
+    """A node list of 2.2 MB, sent in pieces (reply.c), is the same bytes
+    over HTTP/2 and HTTP/1.1 with TLS, of its Content-Length."""
+    names = ["web%05d-%s" % (i, "x" * 50) for i in range(10000)]
+    https.set_nodes(names)
+    got = {}
+    for version in ("--http2", "--http1.1"):
+        out = tmp_path / ("list" + version)
+        r = subprocess.run(["curl", "-sS", "-o", str(out), "-w", "%{http_version} %{http_code} "
+                            "%{size_download}", "--cacert", str(https.verify), version,
+                            "-H", "Authorization: Bearer %s" % https.admin_token[1],
+                            "https://127.0.0.1:%d/v1/clusters/default/nodes" % https.port],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        http_version, code, size = r.stdout.split()
+        assert (http_version, code) == (version[6:], "200"), r.stdout
+        got[version] = out.read_bytes()
+        assert len(got[version]) == int(size) > 2_000_000
+    assert got["--http2"] == got["--http1.1"]
+    assert [n["name"] for n in json.loads(got["--http2"])["nodes"]] == names
 
 
 def test_https_still_serves_http11_clients(https):
