@@ -25,7 +25,7 @@ BUILD_PKGS += libcjose-dev
 OPS_PKGS   = debhelper dpkg-dev fakeroot lintian mandoc systemd bash-completion \
 	prometheus
 TEST_PKGS  = $(BUILD_PKGS) libcmocka-dev python3-pytest python3-requests \
-	python3-pytest-xdist openssl curl haproxy varnish nginx-light iproute2 iptables pgbouncer strace chromium \
+	python3-pytest-xdist openssl curl haproxy varnish nginx-light iproute2 iptables pgbouncer chromium \
 	chromium-driver python3-selenium fonts-dejavu-core clang libclang-rt-14-dev \
 	postgresql
 TEST_PKGS += $(OPS_PKGS)

@@ -36,18 +36,6 @@ struct route_entry;
 
 /* --- reply.c -------------------------------------------------------- */
 
-/* A body larger than REPLY_PIECE bytes is written in pieces of that
- * size, each written to the socket before the next is handed to h2o:
- * one system call then moves at most a piece (a 1.6 MB node list
- * otherwise went to the kernel in one writev), and the worker's loop
- * turns between pieces. REPLY_MAX_BUFS: the most buffers one body may
- * come in to be sent in pieces (more are sent whole). */
-#define REPLY_PIECE (128 * 1024)
-#define REPLY_MAX_BUFS 2
-/* Starts the response (status and headers set) and sends its body,
- * bufs[0..n), which must live as long as the request (the request's
- * pool, or a shared buffer linked to it); none for HEAD. */
-void reply_send(struct request *r, const h2o_iovec_t *bufs, size_t n);
 /* Every reply carries Cache-Control: no-store. Bodies are copied. */
 void reply_text(struct request *r, int status, const char *body);
 void reply_bytes(struct request *r, int status, const char *content_type, const char *body,

@@ -565,6 +565,7 @@ static void
 reply_rendered(struct request *r, const struct cluster *c, render_build_fn build,
                render_node_fn node, const char *suffix)
 {
+	static h2o_generator_t generator = {NULL, NULL};
 	struct rendered *t;
 	h2o_req_t *req = r->req;
 	h2o_iovec_t bufs[2];
@@ -593,7 +594,10 @@ reply_rendered(struct request *r, const struct cluster *c, render_build_fn build
 	if (request_is_https(r))
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_STRICT_TRANSPORT_SECURITY,
 		               NULL, H2O_STRLIT(HSTS_VALUE));
-	reply_send(r, bufs, n);
+	h2o_start_response(req, &generator);
+	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+		n = 0;
+	h2o_send(req, bufs, n, H2O_SEND_STATE_FINAL);
 }
 
 void

@@ -62,70 +62,10 @@ status_reason(int status)
 	}
 }
 
-/* A body sent in pieces: what is left of bufs, from bufs[i] + at. */
-struct pieces {
-	h2o_generator_t super;
-	h2o_iovec_t bufs[REPLY_MAX_BUFS];
-	size_t n, i, at;
-};
-
-/* Sends the next piece of at most REPLY_PIECE bytes, FINAL with the last. */
-static void
-pieces_send_next(struct pieces *p, h2o_req_t *req)
-{
-	h2o_iovec_t out[REPLY_MAX_BUFS];
-	size_t k = 0, room = REPLY_PIECE;
-
-	while (p->i < p->n && room > 0) {
-		size_t take = p->bufs[p->i].len - p->at;
-
-		if (take > room)
-			take = room;
-		out[k++] = h2o_iovec_init(p->bufs[p->i].base + p->at, take);
-		room -= take;
-		p->at += take;
-		if (p->at == p->bufs[p->i].len) {
-			p->i++;
-			p->at = 0;
-		}
-	}
-	h2o_send(req, out, k, p->i == p->n ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
-}
-
-/* h2o asks for more once the last piece is written to the socket. */
-static void
-pieces_proceed(h2o_generator_t *g, h2o_req_t *req)
-{
-	pieces_send_next((struct pieces *)g, req);
-}
-
-void
-reply_send(struct request *r, const h2o_iovec_t *bufs, size_t n)
-{
-	static h2o_generator_t whole = {NULL, NULL};
-	h2o_req_t *req = r->req;
-	struct pieces *p;
-	size_t i, len = 0;
-
-	for (i = 0; i < n; i++)
-		len += bufs[i].len;
-	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-		n = len = 0;
-	if (len <= REPLY_PIECE || n > REPLY_MAX_BUFS) {
-		h2o_start_response(req, &whole);
-		h2o_send(req, (h2o_iovec_t *)bufs, n, H2O_SEND_STATE_FINAL);
-		return;
-	}
-	p = h2o_mem_alloc_pool(&req->pool, sizeof(*p));
-	*p = (struct pieces){.super = {pieces_proceed, NULL}, .n = n};
-	memcpy(p->bufs, bufs, n * sizeof(*bufs));
-	h2o_start_response(req, &p->super);
-	pieces_send_next(p, req);
-}
-
 void
 reply_bytes(struct request *r, int status, const char *content_type, const char *body, size_t len)
 {
+	static h2o_generator_t generator = {NULL, NULL};
 	h2o_req_t *req = r->req;
 	h2o_iovec_t buf;
 
@@ -141,8 +81,13 @@ reply_bytes(struct request *r, int status, const char *content_type, const char 
 	if (request_is_https(r))
 		h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_STRICT_TRANSPORT_SECURITY,
 		               NULL, H2O_STRLIT(HSTS_VALUE));
+	h2o_start_response(req, &generator);
+	if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+		return;
+	}
 	buf = h2o_strdup(&req->pool, body, len);
-	reply_send(r, &buf, 1);
+	h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
 void

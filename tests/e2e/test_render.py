@@ -9,20 +9,10 @@ read node by node and with the other answers of the same version.
 """
 
 import json
-import os
 import re
 import select
-import subprocess
-import time
-
-import requests
 
 from test_serve import held_list_request, read_to_end
-
-# src/http/http.h REPLY_PIECE: the most one system call of the daemon's
-# may move of an answer's body (the first also carries the head)
-PIECE = 128 * 1024
-HEAD_ROOM = 1024
 
 NODE_KEYS = ("name", "status", "reason", "changed_by", "changed_at", "expires_at",
              "address", "check")
@@ -148,82 +138,3 @@ def test_an_answer_still_being_written_keeps_its_text_while_later_versions_rende
     assert all(n["status"] == "online" for n in doc["nodes"]), "a later version's text"
     assert doc["version"] == json.loads(r.content)["version"] - 3
     check_list(daemon, names)
-
-
-def traced_writes(pid, out_path):
-    """strace following every thread of pid, writing its socket writes to
-    out_path; returned once every thread is traced."""
-    tracer = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=write,writev,sendmsg,sendto",
-                               "-e", "signal=none", "-o", out_path, "-p", str(pid)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        tasks = os.listdir("/proc/%d/task" % pid)
-        traced = 0
-        for t in tasks:
-            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
-                traced += "TracerPid:\t0\n" not in f.read()
-        if traced == len(tasks):
-            return tracer
-        assert time.monotonic() < deadline and tracer.poll() is None, "strace did not attach"
-        time.sleep(0.05)
-
-
-def written_sizes(out_path):
-    """What each traced write, writev, sendmsg or sendto returned."""
-    sizes = []
-    with open(out_path) as f:
-        for line in f:
-            m = re.search(r"(?:write|writev|sendmsg|sendto)(?:\(| resumed>).*= (\d+)$", line)
-            if m:
-                sizes.append(int(m.group(1)))
-    return sizes
-
-
-def test_a_large_answer_goes_to_the_kernel_in_pieces(daemon, tmp_path):
-    """A node list of 2.2 MB is written to its socket in pieces of at most
-    128 KiB (reply.c), on a kept-alive connection whose send buffer the
-    kernel has grown to megabytes, so that no system call of a general
-    worker's moves the whole answer at once (bench/isolation: the probes
-    of a loaded daemon against its idle twin). Each answer still arrives
-    whole, with its Content-Length."""
-    names = ["web%05d-%s" % (i, "x" * 50) for i in range(10000)]
-    daemon.set_nodes(names)
-    out_path = str(tmp_path / "strace.out")
-    tracer = traced_writes(daemon.proc.pid, out_path)
-    try:
-        with requests.Session() as session:
-            bodies = []
-            for _ in range(4):
-                r = session.get(daemon.url + "/v1/clusters/default/nodes",
-                                headers={"Authorization": "Bearer %s" % daemon.admin_token[1]},
-                                timeout=30)
-                assert r.status_code == 200, r.text[:200]
-                assert int(r.headers["Content-Length"]) == len(r.content)
-                assert "Transfer-Encoding" not in r.headers
-                bodies.append(r.content)
-    finally:
-        tracer.terminate()
-        tracer.wait(timeout=10)
-    assert len(bodies[0]) > 1_500_000
-    assert all(b == bodies[0] for b in bodies)
-    assert [n["name"] for n in json.loads(bodies[0])["nodes"]] == names
-    sizes = written_sizes(out_path)
-    assert sum(sizes) >= 4 * len(bodies[0]), "the answers' writes were not traced"
-    assert max(sizes) <= PIECE + HEAD_ROOM, sorted(sizes)[-5:]
-
-
-def test_a_client_gone_in_the_middle_of_the_pieces_costs_nothing_else(daemon):
-    """Clients that close their connection after the first bytes of a
-    large answer leave the daemon answering, the list whole for others
-    (under ASan: the pieces left are never sent from freed memory)."""
-    names = ["web%05d-%s" % (i, "x" * 50) for i in range(10000)]
-    daemon.set_nodes(names)
-    whole = list_bytes(daemon)
-    for _ in range(20):
-        with held_list_request(daemon) as s:
-            assert select.select([s], [], [], 10)[0], "no answer began"
-            assert s.recv(65536)
-    r = daemon.get("/health?node=web00001-" + "x" * 50)
-    assert r.status_code == 200
-    assert list_bytes(daemon) == whole

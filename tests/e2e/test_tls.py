@@ -183,8 +183,9 @@ def test_https_offers_http2_by_alpn(https):
 
 
 def test_a_large_list_arrives_whole_over_http2_and_http11(https, tmp_path):
-    """A node list of 2.2 MB, sent in pieces (reply.c), is the same bytes
-    over HTTP/2 and HTTP/1.1 with TLS, of its Content-Length."""
+    """A node list of 2.2 MB, larger than any TLS record or HTTP/2 frame
+    and window, is the same bytes over HTTP/2 and HTTP/1.1 with TLS, of
+    its Content-Length."""
     names = ["web%05d-%s" % (i, "x" * 50) for i in range(10000)]
     https.set_nodes(names)
     got = {}
