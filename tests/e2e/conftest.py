@@ -356,8 +356,14 @@ class Daemon:
         for attempt in range(PORT_ATTEMPTS):
             with open(self.log_path, "ab") as err, open(self.out_path, "ab") as out:
                 self._start_mark = self.log_mark()
+                # A session of its own: a daemon a test stops (SIGSTOP)
+                # stays stopped when the runner's process group becomes
+                # orphaned (the shell that started it exiting), on which
+                # the kernel sends that group's stopped members SIGHUP
+                # and SIGCONT.
                 self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                             stdout=out, stderr=err, cwd=str(self.tmp))
+                                             stdout=out, stderr=err, cwd=str(self.tmp),
+                                             start_new_session=True)
             self._expected_exit = False
             if not wait:
                 return self
