@@ -8,9 +8,20 @@ who has not seen it; with nothing probing, it says so and waits
 
 The load balancers are fake: threads that probe on an interval from their
 own loopback address.
+
+Each behaviour is tested twice (the `nodes` fixture's two params): with
+the daemon judging (GET .../nodes/{n}/drained or /serving), and with
+`wait` judging itself, as it does against a daemon without those
+endpoints (an older one): the CLI then talks to the daemon through
+OlderDaemon, a proxy that answers those two paths 404 as the daemon
+answers a path it does not know and passes everything else on.
 """
 
+import http.client
+import http.server
+import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -66,23 +77,111 @@ class Prober:
                 if at >= t and (sent_before is None or sent < sent_before)]
 
 
+VERDICT_PATH = re.compile(r"^/v1/clusters/[^/]+/nodes/[^/]+/(drained|serving)$")
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+              "proxy-connection", "host", "content-length"}
+
+
+class _OlderHandler(http.server.BaseHTTPRequestHandler):
+    """OlderDaemon's requests; self.server.older is the OlderDaemon."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        older = self.server.older
+        path = self.path.split("?", 1)[0]
+        if VERDICT_PATH.match(path):
+            older.hidden += 1
+            self.answer(404, [("content-type", "application/json")],
+                        json.dumps({"error": "no such API path: " + path,
+                                    "detail": None}).encode())
+            return
+        if path.endswith("/observations"):
+            older.observed += 1
+        self.pass_on()
+
+    def pass_on(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        c = http.client.HTTPConnection("127.0.0.1", self.server.older.d.port, timeout=120)
+        try:
+            c.request(self.command, self.path, body=body, headers=headers)
+            r = c.getresponse()
+            data = r.read()
+            self.answer(r.status, [(k, v) for k, v in r.getheaders()
+                                   if k.lower() not in HOP_BY_HOP], data)
+        finally:
+            c.close()
+
+    do_POST = do_PUT = do_DELETE = do_HEAD = pass_on
+
+    def answer(self, status, headers, body):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class OlderDaemon:
+    """A daemon as one without the verdict endpoints answers: a proxy in
+    front of d that answers GET .../nodes/{n}/drained and /serving 404
+    with the daemon's words for a path it does not know, and passes every
+    other request on. .hidden counts the verdicts it refused, .observed
+    the observation reads it passed on."""
+
+    def __init__(self, d):
+        self.d = d
+        self.hidden = self.observed = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OlderHandler)
+        self.server.daemon_threads = True
+        self.server.older = self
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
 def run_wait(d, *args, timeout=CLI_TIMEOUT):
+    older = getattr(d, "older", None)
     env = dict(os.environ)
     for k in ("CLUSTERMGMT_TOKEN", "CLUSTERMGMT_USER", "CLUSTERMGMT_PASSWORD"):
         env.pop(k, None)
-    env["CLUSTERMGMT_URL"] = d.url
+    env["CLUSTERMGMT_URL"] = older.url if older else d.url
     if d.admin_token:  # not about passwords: no argon2id in the timed waits
         env["CLUSTERMGMT_TOKEN"] = d.admin_token[1]
     else:
         env.update({"CLUSTERMGMT_USER": "admin", "CLUSTERMGMT_PASSWORD": d.password})
-    return subprocess.run([d.bin, "wait"] + list(args), env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    hidden = older.hidden if older else 0
+    r = subprocess.run([d.bin, "wait"] + list(args), env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    if older and r.returncode != 2:  # not a usage error: the daemon was asked
+        assert older.hidden > hidden, "wait did not ask the daemon for a verdict first"
+        assert older.observed > 0, "wait did not judge from the observations"
+    return r
 
 
-@pytest.fixture
-def nodes(daemon):
+@pytest.fixture(params=["daemon-judges", "older-daemon"])
+def nodes(daemon, request):
+    """The daemon with nodes zope1 and zope2; with "older-daemon", `wait`
+    reaches it through OlderDaemon (daemon.older) and judges itself."""
     daemon.set_nodes(["zope1", "zope2"])
-    return daemon
+    daemon.older = None
+    if request.param == "older-daemon":
+        daemon.older = OlderDaemon(daemon)
+    yield daemon
+    if daemon.older:
+        daemon.older.close()
 
 
 def test_drained_returns_after_every_prober_saw_k_failures(nodes):
@@ -98,7 +197,7 @@ def test_drained_returns_after_every_prober_saw_k_failures(nodes):
     assert r.returncode == 0, r.stderr
     for p in (a, b):
         assert len([c for c in p.answers_after(changed, returned) if c == 503]) >= 3
-    assert "zope1" in r.stdout and "drained" in r.stdout
+    assert "zope1: drained by 2 probers" in r.stdout, r.stdout
 
 
 def test_drained_does_not_return_before_the_slow_prober_saw_it(nodes):
@@ -110,6 +209,7 @@ def test_drained_does_not_return_before_the_slow_prober_saw_it(nodes):
         r = run_wait(nodes, "zope1", "--drained", "--fall", "2", "--timeout", "20")
         returned = time.monotonic()
     assert r.returncode == 0, r.stderr
+    assert "zope1: drained by 2 probers" in r.stdout, r.stdout
     assert len([c for c in slow.answers_after(t0, returned) if c == 503]) >= 2
     assert returned - t0 >= 1.0, returned - t0
 
@@ -123,6 +223,7 @@ def test_serving_returns_after_k_successes(nodes):
         r = run_wait(nodes, "zope1", "--serving", "--fall", "3", "--timeout", "20")
         returned = time.monotonic()
     assert r.returncode == 0, r.stderr
+    assert "zope1: served by 1 prober" in r.stdout, r.stdout
     assert len([c for c in p.answers_after(changed, returned) if c == 200]) >= 3
 
 
@@ -131,7 +232,8 @@ def test_several_nodes_all_must_be_done(nodes):
         nodes.set_status({"zope1": {"status": "offline"}, "zope2": {"status": "offline"}})
         r = run_wait(nodes, "zope1", "zope2", "--drained", "--timeout", "20")
         assert r.returncode == 0, r.stderr
-        assert "zope1" in r.stdout and "zope2" in r.stdout
+        assert "zope1: drained by 1 prober" in r.stdout, r.stdout
+        assert "zope2: drained by 1 prober" in r.stdout, r.stdout
 
 
 def test_timeout_exits_4_and_names_the_prober(nodes):
@@ -199,7 +301,6 @@ def test_json_output(nodes):
         nodes.set_status({"zope1": {"status": "offline"}})
         r = run_wait(nodes, "zope1", "--drained", "--json", "--timeout", "20")
     assert r.returncode == 0, r.stderr
-    import json
     doc = json.loads(r.stdout)
     assert doc["nodes"]["zope1"]["done"] is True
     assert doc["nodes"]["zope1"]["probers"] >= 1
