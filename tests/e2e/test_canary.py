@@ -215,6 +215,29 @@ def test_three_hundred_ms_slower_is_stopped_at_the_canary(farm):
     assert "response time" in app1["verdict_reason"], app1
 
 
+def test_rollback_all_also_rolls_back_the_nodes_that_passed(farm):
+    """app1 passes the canary with v2; app2's build (err50) fails --verify
+    against app3, not deployed yet: app2 is rolled back, and with
+    --rollback-all app1 too, as a rollout step of its own; app3 never
+    runs anything."""
+    deploy = ("if [ {node} = app2 ]; then echo err50; else echo v2; fi > %s/{node}/build"
+              % farm.root)
+    r = farm.rollout("--exec", deploy, "--canary", "1", "--bake", "8s", "--verify", "6s",
+                     "--rollback", farm.deploy_command("good"), "--rollback-all")
+    doc = summary(r)
+    assert r.returncode == 5, r.stderr
+    assert doc["result"] == "verdict fail", doc
+    app1, app2, app3 = doc["nodes"]
+    assert app1["verdict"] == "pass", app1
+    assert app1["rolled_back"] is True and app1["result"] == "rolled back", app1
+    assert app2["verdict"] == "fail" and "error ratio" in app2["verdict_reason"], app2
+    assert app2["rolled_back"] is True and app2["result"] == "rolled back", app2
+    assert app3["result"] == "not started", app3
+    assert "app1: rolling back (--rollback-all)" in r.stderr, r.stderr
+    assert farm.builds() == {n: "good" for n in NODES}
+    assert statuses(farm) == {n: "online" for n in NODES}
+
+
 def test_a_build_that_dies_after_the_warmup_is_stopped(farm):
     r = farm.rollout("--exec", farm.deploy_command("die4"), "--warmup", "/", "--canary", "1",
                      "--bake", "40s")
