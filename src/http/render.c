@@ -2,17 +2,13 @@
  * render.c - heavy answers rendered once per cluster version and shared
  * by every reader (render.h).
  *
- * Each worker thread keeps RENDER_CACHE_SLOTS renderings of documents
- * made by a builder, each keyed by the builder, the cluster's name, its
- * version and a fingerprint of its nodes; a node list's table (below)
- * is keyed the same way. The version alone is not enough: a cluster
+ A node list is kept in pieces, per cluster (FRAGMENT_TABLES per
+ * thread), each table keyed by the cluster's name, its version and a
+ * fingerprint of its nodes. The version alone is not enough: a cluster
  * removed and added again starts at version 1 with other nodes. The
  * fingerprint mixes the ids of the cluster's node chunks (model.h), which
  * change with any node and are never reused: 157 numbers at 10,000
- * nodes.
- *
- * A node list is also kept in pieces, per cluster (FRAGMENT_TABLES per
- * thread): each node's text, keyed by the identity of the node's shared
+ * nodes. A table holds each node's text, keyed by the identity of the node's shared
  * string block (node_text_id: never reused, so the block need not be
  * held, and its count, which the engine's copies change, is never
  * touched from here) and its status and times, which are all a node's
@@ -27,9 +23,9 @@
  * swapped likewise: a write to a 10,000-node cluster then allocates
  * nothing and faults in no fresh pages to answer with its list.
  *
- * A text is an h2o shared allocation: the cache or table holds one
- * reference, each response one more (h2o_mem_link_shared, released when
- * the request's pool is cleared), so replacing a slot never frees a text
+ * A text is an h2o shared allocation: the table holds one reference,
+ * each response one more (h2o_mem_link_shared, released when the
+ * request's pool is cleared), so replacing a version never frees a text
  * a response is still writing, and a buffer is filled again only when
  * its count says the table alone holds it. Both live on one thread, so
  * the counts need no atomics.
@@ -40,7 +36,6 @@
 #include "render.h"
 #include "../util/xalloc.h"
 
-#define RENDER_CACHE_SLOTS 8
 #define FRAGMENT_TABLES 4
 #define DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER)
 #define HSTS_VALUE "max-age=31536000" /* as reply.c sends it */
@@ -49,15 +44,6 @@ struct rendered {
 	size_t len;  /* of the text, no NUL */
 	size_t size; /* room for it */
 	char text[];
-};
-
-struct render_slot {
-	render_build_fn build; /* NULL: empty */
-	char cluster[NODE_NAME_MAX + 1];
-	int64_t version;
-	uint64_t fingerprint;
-	uint64_t used; /* for replacing the least recently used */
-	struct rendered *text;
 };
 
 /* One node's text in a version's text, and what it was made of. */
@@ -113,7 +99,6 @@ struct piece {
 	const struct fragment *was;
 };
 
-static __thread struct render_slot cache[RENDER_CACHE_SLOTS];
 static __thread struct fragment_table tables[FRAGMENT_TABLES];
 static __thread uint64_t use_clock;
 static __thread struct piece *pieces; /* scratch, grown to the largest list */
@@ -138,36 +123,6 @@ cluster_fingerprint(const struct cluster *c)
 	return h;
 }
 
-/* The slot holding c's rendering by build, or NULL. */
-static struct render_slot *
-slot_find(const struct cluster *c, render_build_fn build, uint64_t fingerprint)
-{
-	size_t i;
-
-	for (i = 0; i < RENDER_CACHE_SLOTS; i++) {
-		struct render_slot *s = &cache[i];
-		if (s->text != NULL && s->build == build && s->version == c->version &&
-		    s->fingerprint == fingerprint && strcmp(s->cluster, c->name) == 0)
-			return s;
-	}
-	return NULL;
-}
-
-static struct render_slot *
-slot_victim(void)
-{
-	struct render_slot *victim = &cache[0];
-	size_t i;
-
-	for (i = 0; i < RENDER_CACHE_SLOTS; i++) {
-		if (cache[i].text == NULL)
-			return &cache[i];
-		if (cache[i].used < victim->used)
-			victim = &cache[i];
-	}
-	return victim;
-}
-
 /* --- texts ----------------------------------------------------------- */
 
 static struct rendered *
@@ -177,16 +132,6 @@ rendered_new(size_t size)
 
 	t->len = 0;
 	t->size = size;
-	return t;
-}
-
-static struct rendered *
-rendered_copy(const char *text, size_t len)
-{
-	struct rendered *t = rendered_new(len);
-
-	t->len = len;
-	memcpy(t->text, text, len);
 	return t;
 }
 
@@ -516,64 +461,25 @@ node_list_render(const struct cluster *c, render_node_fn node, uint64_t fingerpr
 	return t->cur.text;
 }
 
-/* --- the cache of whole answers ------------------------------------- */
+/* --- the answer -------------------------------------------------------- */
 
-/* c's rendering by build (or, for a node list, node), from the cache (the
- * table) or made now (counted for the worker when anything was
- * rendered); NULL when the document cannot be encoded. */
-static struct rendered *
-rendering(struct request *r, const struct cluster *c, render_build_fn build, render_node_fn node)
-{
-	uint64_t fingerprint = cluster_fingerprint(c);
-	struct render_slot *s;
-	struct rendered *t;
-	json_t *doc;
-	char *text;
-	int rendered = 0;
-
-	if (node != NULL) {
-		t = node_list_render(c, node, fingerprint, &rendered);
-		if (rendered > 0)
-			request_count_render(r);
-		return t;
-	}
-	if ((s = slot_find(c, build, fingerprint)) != NULL) {
-		s->used = ++use_clock;
-		return s->text;
-	}
-	doc = build(c);
-	text = json_dumps(doc, DUMP_FLAGS);
-	json_decref(doc);
-	if (text == NULL)
-		return NULL;
-	request_count_render(r);
-	t = rendered_copy(text, strlen(text));
-	free(text);
-	s = slot_victim();
-	if (s->text != NULL)
-		h2o_mem_release_shared(s->text);
-	s->build = build;
-	snprintf(s->cluster, sizeof(s->cluster), "%s", c->name);
-	s->version = c->version;
-	s->fingerprint = fingerprint;
-	s->used = ++use_clock;
-	s->text = t;
-	return t;
-}
-
-static void
-reply_rendered(struct request *r, const struct cluster *c, render_build_fn build,
-               render_node_fn node, const char *suffix)
+void
+render_reply_node_list(struct request *r, const struct cluster *c, render_node_fn node,
+                       const char *suffix)
 {
 	static h2o_generator_t generator = {NULL, NULL};
 	struct rendered *t;
 	h2o_req_t *req = r->req;
 	h2o_iovec_t bufs[2];
 	size_t n = 1;
+	int rendered = 0;
 
 	if (r->is_gone)
 		return;
-	if ((t = rendering(r, c, build, node)) == NULL || t->len == 0) {
+	t = node_list_render(c, node, cluster_fingerprint(c), &rendered);
+	if (rendered > 0)
+		request_count_render(r);
+	if (t == NULL || t->len == 0) {
 		reply_text(r, 500, "cannot encode the response");
 		return;
 	}
@@ -601,29 +507,10 @@ reply_rendered(struct request *r, const struct cluster *c, render_build_fn build
 }
 
 void
-render_reply_shared(struct request *r, const struct cluster *c, render_build_fn build,
-                    const char *suffix)
-{
-	reply_rendered(r, c, build, NULL, suffix);
-}
-
-void
-render_reply_node_list(struct request *r, const struct cluster *c, render_node_fn node,
-                       const char *suffix)
-{
-	reply_rendered(r, c, NULL, node, suffix);
-}
-
-void
 render_cache_clear(void)
 {
 	size_t i;
 
-	for (i = 0; i < RENDER_CACHE_SLOTS; i++) {
-		if (cache[i].text != NULL)
-			h2o_mem_release_shared(cache[i].text);
-		memset(&cache[i], 0, sizeof(cache[i]));
-	}
 	for (i = 0; i < FRAGMENT_TABLES; i++)
 		table_clear(&tables[i]);
 	free(pieces);

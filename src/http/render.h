@@ -20,28 +20,20 @@
 
 #include "http.h"
 
-/* Builds the document to share for c (the caller's shape; the same
- * function for every call with the same kind of document). */
-typedef json_t *(*render_build_fn)(const struct cluster *c);
-
-/* Replies 200 application/json with build(c) serialised compactly, keys
- * in insertion order (byte for byte what reply_json sends), rendered
- * only when this thread has no rendering of this cluster at this version
- * yet. With suffix (NULL for none) the document's closing '}' is replaced
- * by suffix, which must itself close the object (",\"changed\":true}"):
- * a field appended to the shared document without copying it. */
-void render_reply_shared(struct request *r, const struct cluster *c, render_build_fn build,
-                         const char *suffix);
-
 /* One node's document (api_node_json's shape). */
 typedef json_t *(*render_node_fn)(const struct node *n);
 
-/* As render_reply_shared for {"cluster","version","nodes":[node(n), ...]}
- * (what json_dumps of that document gives, byte for byte), where rendering a new
- * version of a cluster re-renders only the nodes that changed since this
- * thread last rendered it: every other node's text is kept, so a
- * single-node change to a 10,000-node cluster costs one node's
- * rendering and a copy of the text, not 10,000 renderings. */
+/* Replies 200 application/json with {"cluster","version","nodes":
+ * [node(n), ...]} (what json_dumps of that document gives compactly, keys
+ * in insertion order: byte for byte what reply_json sends), rendered only
+ * when this thread has no rendering of this cluster at this version yet,
+ * and then re-rendering only the nodes that changed since this thread
+ * last rendered it: every other node's text is kept, so a single-node
+ * change to a 10,000-node cluster costs one node's rendering and a copy
+ * of the text, not 10,000 renderings. With suffix (NULL for none) the
+ * document's closing '}' is replaced by suffix, which must itself close
+ * the object (",\"changed\":true}"): a field appended to the shared
+ * document without copying it. */
 void render_reply_node_list(struct request *r, const struct cluster *c, render_node_fn node,
                             const char *suffix);
 
