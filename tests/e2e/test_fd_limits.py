@@ -3,7 +3,7 @@ Running out of file descriptors (issue 8, point 2): the daemon raises its
 soft RLIMIT_NOFILE to the hard limit and says so at start; when idle
 connections hold every descriptor it neither spins nor stops answering
 probes: it closes the longest-idle connections first and pauses accepting
-briefly when nothing idle is left.
+briefly when nothing idle is left, on the agent listener too.
 
 The daemon runs under `prlimit`, which sets the limits and then execs it,
 so the process id is the daemon's.
@@ -19,6 +19,7 @@ import requests
 from conftest import Daemon, _close_all, free_port, parse_logfmt
 
 IDLE_CONNECTIONS = 100  # well above what 64 descriptors allow
+HELD_S = 10  # how long the long polls of the agent-listener test hold
 
 
 class LimitedDaemon(Daemon):
@@ -202,3 +203,46 @@ def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
     finally:
         for s in idle:
             s.close()
+
+
+def test_agent_listener_pauses_with_nothing_to_close_and_answers_once_freed(limited_daemon):
+    """Every descriptor held by long polls (nothing idle to close): an
+    agent check waits in the kernel's backlog while the agent listener is
+    not polled for a while (no spin), and is answered once the polls have
+    ended (their wait is HELD_S) and left connections that can be closed."""
+    port = free_port()
+    d = limited_daemon("64:64", ["--agent-listen", "127.0.0.1:%d" % port])
+    d.set_nodes(["n1"])
+    _, token = d.make_token("viewer")
+    version = d.get("/v1/clusters/default/events?after=0", auth=("bearer", token)).json()["version"]
+    request = ("GET /v1/clusters/default/events?after=%d&wait=%d HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (version, HELD_S, token)).encode()
+    held = []
+    agent = None
+    try:
+        held_at = time.monotonic()
+        for _ in range(IDLE_CONNECTIONS):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(request)
+            held.append(s)
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        agent = socket.create_connection(("127.0.0.1", port), timeout=5)
+        agent.sendall(b"n1\n")
+        runnable, _ = quietest_window(d.proc.pid)
+        assert time.monotonic() - held_at < HELD_S - 1, "too slow to test while polls held"
+        assert runnable < 0.5, "daemon runnable %.2f s of the quietest 2 s with an agent " \
+            "check it cannot accept" % runnable
+        agent.settimeout(HELD_S + 15)
+        data = b""
+        while b"\n" not in data:
+            b = agent.recv(1024)  # bounded by the socket's timeout
+            if not b:
+                break
+            data += b
+        assert data == b"up ready\n", data
+        assert time.monotonic() - held_at >= HELD_S - 1, "answered while every descriptor was held"
+    finally:
+        for s in held:
+            s.close()
+        if agent is not None:
+            agent.close()
