@@ -41,7 +41,6 @@ struct lbwatch {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	pthread_t thread;
-	int is_stopping;
 	size_t n;
 	struct entry entries[LBWATCH_MAX];
 };
@@ -97,7 +96,7 @@ round_once(struct lbwatch *w)
 		pthread_mutex_lock(&w->lock);
 		while (i < w->n && now - w->entries[i].asked_at > LBWATCH_KEEP_MS)
 			w->entries[i] = w->entries[--w->n];
-		if (i >= w->n || w->is_stopping) {
+		if (i >= w->n) {
 			pthread_mutex_unlock(&w->lock);
 			return;
 		}
@@ -125,7 +124,7 @@ watch_main(void *arg)
 	struct timespec until;
 
 	pthread_mutex_lock(&w->lock);
-	while (!w->is_stopping) {
+	while (1) { /* for the daemon's life */
 		if (w->n == 0) {
 			pthread_cond_wait(&w->wake, &w->lock);
 			continue;
@@ -139,10 +138,8 @@ watch_main(void *arg)
 			until.tv_nsec -= 1000000000L;
 		}
 		pthread_mutex_lock(&w->lock);
-		if (!w->is_stopping)
-			pthread_cond_timedwait(&w->wake, &w->lock, &until);
+		pthread_cond_timedwait(&w->wake, &w->lock, &until);
 	}
-	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
@@ -156,32 +153,6 @@ lbwatch_new(void)
 	if (pthread_create(&w->thread, NULL, watch_main, w) != 0)
 		abort(); /* no thread: like out of memory */
 	return w;
-}
-
-void
-lbwatch_free(struct lbwatch *w)
-{
-	if (w == NULL)
-		return;
-	pthread_mutex_lock(&w->lock);
-	w->is_stopping = 1;
-	pthread_cond_signal(&w->wake);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->wake);
-	pthread_mutex_destroy(&w->lock);
-	free(w);
-}
-
-unsigned
-lbwatch_count(struct lbwatch *w)
-{
-	unsigned n;
-
-	pthread_mutex_lock(&w->lock);
-	n = (unsigned)w->n;
-	pthread_mutex_unlock(&w->lock);
-	return n;
 }
 
 /* The latest reading of the question taken at or after since; registers

@@ -32,9 +32,6 @@ struct lbwatch;
 /* Starts the watching thread; never NULL (aborts when out of memory or
  * when the thread cannot start). */
 struct lbwatch *lbwatch_new(void);
-/* Stops the thread (waits for a load balancer being asked, at most its
- * timeout) and frees everything. NULL is a no-op. */
-void lbwatch_free(struct lbwatch *w);
 
 /* The view a judgement asks through: readings of w taken at or after
  * since_ms (time_monotonic_ms). Filled by lbwatch_access. */
@@ -52,8 +49,5 @@ struct lbwatch_view {
  * use. */
 void lbwatch_access(struct lbwatch *w, int64_t since_ms, struct lbwatch_view *view,
                     struct drain_access *acc);
-
-/* How many entries are watched now (for tests and metrics). */
-unsigned lbwatch_count(struct lbwatch *w);
 
 #endif

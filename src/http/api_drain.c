@@ -141,17 +141,6 @@ held_dispose(void *p)
 	}
 }
 
-unsigned
-api_drain_held(void)
-{
-	unsigned n;
-
-	pthread_mutex_lock(&clients_lock);
-	n = n_held;
-	pthread_mutex_unlock(&clients_lock);
-	return n;
-}
-
 /* --- the runtime access thread, started at the first use ----------------- */
 
 static pthread_once_t watch_once = PTHREAD_ONCE_INIT;

@@ -16,7 +16,4 @@ void api_drain_serving_get(struct request *r, const struct route *rt);
 void api_drain_drain_post(struct request *r, const struct route *rt);
 void api_drain_offline_post(struct request *r, const struct route *rt);
 
-/* How many requests are held now (all workers). */
-unsigned api_drain_held(void);
-
 #endif

@@ -140,12 +140,6 @@ request_snapshot(struct request *r)
 	return engine_snapshot(r->server->engine);
 }
 
-int
-request_method_is(const struct request *r, const char *method)
-{
-	return h2o_memis(r->req->method.base, r->req->method.len, method, strlen(method));
-}
-
 h2o_iovec_t
 request_header(const struct request *r, const h2o_token_t *token)
 {

@@ -95,7 +95,6 @@ typedef void (*request_job_handler)(struct request *r, struct engine_job *job);
 /* The current snapshot (see the lifetime rule above). */
 const struct model *request_snapshot(struct request *r);
 
-int request_method_is(const struct request *r, const char *method);
 /* The first value of the header, or {NULL, 0}. */
 h2o_iovec_t request_header(const struct request *r, const h2o_token_t *token);
 /* The first value of a header by lowercase name (e.g. "cookie"). */

@@ -340,17 +340,6 @@ roles_check_text(const char *text, size_t len, struct error *err)
 }
 
 int
-roles_are_loaded(void)
-{
-	int is_loaded;
-
-	pthread_rwlock_rdlock(&current_lock);
-	is_loaded = current != NULL;
-	pthread_rwlock_unlock(&current_lock);
-	return is_loaded;
-}
-
-int
 roles_grant(enum roles_kind kind, const char *name, struct grants *g)
 {
 	struct roles_entry key = {.kind = kind, .name = (char *)name}, *e = NULL;

@@ -65,8 +65,6 @@ int roles_load(const char *path, struct error *err);
 /* Parses text[0..len) as a roles file without putting it in force: 0, or
  * -1 with err (for tests and the fuzzer). */
 int roles_check_text(const char *text, size_t len, struct error *err);
-/* Is a roles file in force? Any thread. */
-int roles_are_loaded(void);
 /* Adds to g what the mapping of (kind, name) grants. Returns 1 when the
  * file names it, else 0 (g unchanged). Any thread. */
 int roles_grant(enum roles_kind kind, const char *name, struct grants *g);
