@@ -68,6 +68,15 @@ def test_clusters_list_counts_nodes_and_online(seeded):
     assert c["version"] == seeded.nodes()["version"]
 
 
+def test_one_cluster_is_its_entry_of_the_list(seeded):
+    seeded.set_status({"zope1": {"status": "offline"}})
+    listed = seeded.get("/v1/clusters", auth=seeded.as_admin).json()["clusters"][0]
+    r = seeded.get("/v1/clusters/default", auth=seeded.as_admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == listed
+    assert_json_error(seeded.get("/v1/clusters/nosuch", auth=seeded.as_admin), 404)
+
+
 def test_cluster_add_shape(daemon):
     r = daemon.post("/v1/clusters", auth=daemon.as_admin, json={"name": "shop", "path": "/shophealth"})
     assert r.status_code == 201, r.text

@@ -76,6 +76,10 @@ def ep_clusters_get(d):
     return "/v1/clusters", {}
 
 
+def ep_cluster_get(d):
+    return "/v1/clusters/default", {}
+
+
 def ep_clusters_post(d):
     name = uniq("rc")
     return "/v1/clusters", {"json": {"name": name, "path": "/" + name}}
@@ -159,6 +163,7 @@ ENDPOINTS = [
     ("setstatus", "POST", "operator", ep_setstatus),
     ("managenodes-page", "GET", "page", ep_page),
     ("clusters-GET", "GET", "viewer", ep_clusters_get),
+    ("cluster-GET", "GET", "viewer", ep_cluster_get),
     ("clusters-POST", "POST", "admin", ep_clusters_post),
     ("cluster-DELETE", "DELETE", "admin", ep_cluster_delete),
     ("nodes-GET", "GET", "viewer", ep_nodes_get),
