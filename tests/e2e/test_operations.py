@@ -43,6 +43,18 @@ def test_version_everywhere(cm_bin, args):
     assert out.stderr == ""
 
 
+def test_demo_seeds_only_an_empty_default_cluster(make_daemon):
+    """`serve --demo` (what `make run` starts): node1..node3 into an
+    empty default cluster, and nothing once it has nodes."""
+    d = make_daemon(["--demo"])
+    assert sorted(d.node_states()) == ["node1", "node2", "node3"]
+    assert d.probe("node1").status_code == 200
+    d.set_nodes(["app1"])
+    d.stop()
+    d.start()
+    assert sorted(d.node_states()) == ["app1"]
+
+
 def test_log_format_json_lines_are_objects(make_daemon):
     d = make_daemon(["--log-format", "json"])
     d.set_nodes(["zope1"])
