@@ -115,8 +115,11 @@ def test_viewer_reads_and_only_admin_changes(nodes):
 def test_kept_across_a_restart(nodes):
     nodes.put(LBS + "/hap1", auth=nodes.admin,
               json={"kind": "haproxy", "runtime": "10.0.0.5:9999"})
+    nodes.put(LBS + "/varnish1", auth=nodes.admin, json={"kind": "varnish"})
+    assert nodes.delete(LBS + "/varnish1", auth=nodes.admin).status_code == 200
     nodes.stop()
     nodes.start()
+    assert set(lbs(nodes)) == {"hap1"}  # the removal was stored too
     assert lbs(nodes)["hap1"]["runtime"] == "10.0.0.5:9999"
 
 
