@@ -573,6 +573,26 @@ def test_events_returns_promptly_on_change(seeded):
     assert node_by_name(body, "zope2")["status"] == "offline"
 
 
+def test_events_without_after_wait_for_the_next_change(seeded):
+    """No `after`: the version at arrival is the one waited past."""
+    v = seeded.nodes()["version"]
+    result = {}
+
+    def poll():
+        result["r"] = seeded.get("/v1/clusters/default/events?wait=20", auth=seeded.as_admin,
+                                 timeout=30)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    time.sleep(0.5)
+    assert th.is_alive(), "answered before any change"
+    seeded.set_status({"zope2": {"status": "offline"}})
+    th.join(timeout=15)
+    assert not th.is_alive(), "long poll did not return within 15 s of a change"
+    body = result["r"].json()
+    assert body["changed"] is True and body["version"] == v + 1, body
+
+
 def delta(d, after, since=None, wait=0):
     q = "/v1/clusters/default/events?after=%d&wait=%d&answer=changed" % (after, wait)
     r = d.get(q + ("&since=%d" % since if since is not None else ""), auth=d.as_admin)
