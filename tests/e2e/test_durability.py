@@ -5,6 +5,7 @@ an acknowledged write loses nothing, SIGTERM is a clean exit, TTLs expire
 by themselves, also across a restart.
 """
 
+import sqlite3
 import time
 
 import pytest
@@ -317,3 +318,34 @@ def test_write_on_locked_database_is_not_acknowledged_unless_durable(daemon):
     else:
         assert r.status_code in (500, 503), r.text
         assert state[0] == "online"
+
+
+def dump(path):
+    """The store's content as SQL (the file's bytes move with a WAL
+    checkpoint, which changes nothing in it)."""
+    with sqlite3.connect(path) as db:
+        return list(db.iterdump())
+
+
+@pytest.mark.parametrize("damage,what", [
+    ("PRAGMA ignore_check_constraints=ON; UPDATE nodes SET status = 'bogus' WHERE name = 'web2'",
+     'unknown node status "bogus"'),
+    ("PRAGMA ignore_check_constraints=ON; UPDATE users SET role = 'root' WHERE name = 'admin'",
+     'unknown role "root"'),
+])
+def test_a_store_damaged_by_hand_is_refused_at_start_and_left_as_it_is(daemon, damage, what):
+    daemon.set_nodes(["web1", "web2"])
+    daemon.stop()
+    with sqlite3.connect(daemon.db) as db:
+        db.executescript(damage)
+    before = dump(daemon.db)
+    mark = daemon.log_mark()
+    daemon.start(wait=False)
+    try:
+        rc = daemon.proc.wait(timeout=10)
+    finally:
+        daemon._expected_exit = True  # the exit is what is tested
+    assert rc == 1, daemon.log_text(mark)
+    assert "cannot start" in daemon.log_text(mark), daemon.log_text(mark)
+    assert "is damaged: %s" % what in daemon.log_text(mark).replace('\\"', '"')
+    assert dump(daemon.db) == before
