@@ -95,6 +95,18 @@ def open_idle(d, n):
     return out
 
 
+def read_line(s):
+    """What s gives up to its first newline or its end (bounded by the
+    socket's timeout)."""
+    data = b""
+    while b"\n" not in data:
+        b = s.recv(1024)
+        if not b:
+            break
+        data += b
+    return data
+
+
 def wait_descriptors_in_use(pid, at_least, timeout=10.0):
     """Waits (bounded) until the process holds at least that many
     descriptors; returns how many it holds."""
@@ -193,13 +205,7 @@ def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
         # after 10 s (http1 request timeout) and free descriptors anyway
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"n1\n")
-            data = b""
-            while b"\n" not in data:
-                b = s.recv(1024)  # bounded by the socket's timeout
-                if not b:
-                    break
-                data += b
-        assert data == b"up ready\n", data
+            assert read_line(s) == b"up ready\n"
     finally:
         for s in idle:
             s.close()
@@ -233,13 +239,7 @@ def test_agent_listener_pauses_with_nothing_to_close_and_answers_once_freed(limi
         assert runnable < 0.5, "daemon runnable %.2f s of the quietest 2 s with an agent " \
             "check it cannot accept" % runnable
         agent.settimeout(HELD_S + 15)
-        data = b""
-        while b"\n" not in data:
-            b = agent.recv(1024)  # bounded by the socket's timeout
-            if not b:
-                break
-            data += b
-        assert data == b"up ready\n", data
+        assert read_line(agent) == b"up ready\n"
         assert time.monotonic() - held_at >= HELD_S - 1, "answered while every descriptor was held"
     finally:
         for s in held:
