@@ -346,7 +346,7 @@ roles_grant(enum roles_kind kind, const char *name, struct grants *g)
 	size_t i;
 
 	pthread_rwlock_rdlock(&current_lock);
-	if (current != NULL)
+	if (current != NULL && current->n > 0) /* bsearch may not be given NULL either */
 		e = bsearch(&key, current->entries, current->n, sizeof(key), entry_cmp);
 	if (e != NULL) {
 		if (e->grants.all > g->all)
