@@ -60,6 +60,8 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
                               ephemeral range, not among the last 1,000
                               this test process handed out (still: bind it
                               with a retry, another process may take it)
+  recv_until(sock, marker)    bytes from a raw socket up to marker or its end
+                              (bounded by the socket's timeout)
   session_from(ip)            a requests.Session whose connections come from
                               the local address ip (e.g. "127.0.0.7"), so
                               that failed logins in one test do not slow down
@@ -192,6 +194,18 @@ class SourceAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kw):
         kw["source_address"] = self._source
         return super().init_poolmanager(*args, **kw)
+
+
+def recv_until(sock, marker):
+    """What sock gives up to and including the first marker (bytes), or
+    up to its end; bounded by the socket's timeout."""
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def session_from(ip):

@@ -24,7 +24,7 @@ import time
 import requests
 
 from conftest import (BEARER, SourceAdapter, assert_json_error, fresh_source_ip,
-                      parse_logfmt, sanitizer_of)
+                      parse_logfmt, recv_until, sanitizer_of)
 from ui_helpers import login_session
 
 FLOOD_ADDRESSES = 5
@@ -52,12 +52,7 @@ def raw_send(d, source, authorization, path="/v1/clusters"):
 
 def raw_status(s):
     """The status code of the answer on s (bounded by the socket timeout)."""
-    data = b""
-    while b"\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_until(s, b"\r\n")
     return int(data.split(b" ")[1]) if data else None
 
 

@@ -28,7 +28,7 @@ import time
 
 import requests
 
-from conftest import BEARER, free_port, fresh_source_ip, session_from
+from conftest import BEARER, free_port, fresh_source_ip, recv_until, session_from
 
 STRESS_SECONDS = 5.0
 JOIN_TIMEOUT = 30.0
@@ -70,12 +70,7 @@ class Load:
 def agent_ask(port, line):
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
         s.sendall(line.encode() + b"\n")
-        data = b""
-        while b"\n" not in data:
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until(s, b"\n")
     return data.split(b"\n", 1)[0].decode()
 
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from conftest import Daemon, _close_all, free_port, parse_logfmt
+from conftest import Daemon, _close_all, free_port, parse_logfmt, recv_until
 
 IDLE_CONNECTIONS = 100  # well above what 64 descriptors allow
 HELD_S = 10  # how long the long polls of the agent-listener test hold
@@ -86,6 +86,18 @@ def quietest_window(pid, windows=2, seconds=2.0):
     return min(out)
 
 
+def wait_quiet(pid, quiet=0.5, timeout=10.0):
+    """Waits (bounded) until the process has been on a CPU less than 10 ms
+    in a `quiet` stretch: nothing it accepted is left unread."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = runnable_seconds(pid)
+        time.sleep(quiet)
+        if runnable_seconds(pid) - before < 0.01:
+            return True
+    return False
+
+
 def open_idle(d, n):
     """n connections that send nothing (the kernel completes them in the
     listen backlog whether or not the daemon can accept them)."""
@@ -93,18 +105,6 @@ def open_idle(d, n):
     for _ in range(n):
         out.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
     return out
-
-
-def read_line(s):
-    """What s gives up to its first newline or its end (bounded by the
-    socket's timeout)."""
-    data = b""
-    while b"\n" not in data:
-        b = s.recv(1024)
-        if not b:
-            break
-        data += b
-    return data
 
 
 def wait_descriptors_in_use(pid, at_least, timeout=10.0):
@@ -205,7 +205,7 @@ def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
         # after 10 s (http1 request timeout) and free descriptors anyway
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"n1\n")
-            assert read_line(s) == b"up ready\n"
+            assert recv_until(s, b"\n") == b"up ready\n"
     finally:
         for s in idle:
             s.close()
@@ -232,6 +232,9 @@ def test_agent_listener_pauses_with_nothing_to_close_and_answers_once_freed(limi
             s.sendall(request)
             held.append(s)
         assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        # Every connection it accepted holds its poll (none idle to close
+        # for the agent) once it has read them all and gone quiet.
+        assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
         agent = socket.create_connection(("127.0.0.1", port), timeout=5)
         agent.sendall(b"n1\n")
         runnable, _ = quietest_window(d.proc.pid)
@@ -239,7 +242,7 @@ def test_agent_listener_pauses_with_nothing_to_close_and_answers_once_freed(limi
         assert runnable < 0.5, "daemon runnable %.2f s of the quietest 2 s with an agent " \
             "check it cannot accept" % runnable
         agent.settimeout(HELD_S + 15)
-        assert read_line(agent) == b"up ready\n"
+        assert recv_until(agent, b"\n") == b"up ready\n"
         assert time.monotonic() - held_at >= HELD_S - 1, "answered while every descriptor was held"
     finally:
         for s in held:

@@ -31,7 +31,7 @@ import time
 import pytest
 import requests
 
-from conftest import cert, free_port  # noqa: F401  (cert is a fixture)
+from conftest import cert, free_port, recv_until  # noqa: F401  (cert is a fixture)
 
 PTRACE_ATTACH = 16
 PTRACE_DETACH = 17
@@ -76,12 +76,7 @@ def http_probe(port, node, timeout=5.0):
 def agent_check(port, line, timeout=5.0):
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(line.encode() + b"\n")
-        data = b""
-        while b"\n" not in data:
-            chunk = s.recv(1024)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_until(s, b"\n")
     return data.split(b"\n", 1)[0].decode()
 
 
