@@ -2,22 +2,22 @@
  * render.c - heavy answers rendered once per cluster version and shared
  * by every reader (render.h).
  *
- A node list is kept in pieces, per cluster (FRAGMENT_TABLES per
+ * A node list is kept in pieces, per cluster (FRAGMENT_TABLES per
  * thread), each table keyed by the cluster's name, its version and a
  * fingerprint of its nodes. The version alone is not enough: a cluster
  * removed and added again starts at version 1 with other nodes. The
  * fingerprint mixes the ids of the cluster's node chunks (model.h), which
  * change with any node and are never reused: 157 numbers at 10,000
- * nodes. A table holds each node's text, keyed by the identity of the node's shared
- * string block (node_text_id: never reused, so the block need not be
- * held, and its count, which the engine's copies change, is never
- * touched from here) and its status and times, which are all a node's
- * document is made of. Rendering a new version copies the text of every
- * node whose key is unchanged and renders only the others: a node just
- * changed has a new block (model_seal) and is rendered. A chunk of nodes
- * whose id is the one at the same place in the last version takes its
- * pieces whole, without reading a node. The
- * table's text is the answer itself (no cache slot, no second copy), and
+ * nodes. A table holds each node's text, keyed by the identity of the
+ * node's shared string block (node_text_id: never reused, so the block
+ * need not be held, and its count, which the engine's copies change, is
+ * never touched from here) and its status and times, which are all a
+ * node's document is made of. Rendering a new version copies the text of
+ * every node whose key is unchanged and renders only the others: a node
+ * just changed has a new block (model_seal) and is rendered. A chunk of
+ * nodes whose id is the one at the same place in the last version takes
+ * its pieces whole, without reading a node. The table's text is the
+ * answer itself (no second copy), and
  * a new version is written into the buffer of the version before the
  * last once no response holds it any more, with the table of pieces
  * swapped likewise: a write to a 10,000-node cluster then allocates
