@@ -10,6 +10,11 @@ HAProxy's runtime access is registered over TCP, as HAProxy writes it
 namespace: another host, for the daemon); Varnish's is its working
 directory (the daemon runs beside it).
 
+`clustermgmt wait` against a daemon without the verdict endpoints
+(OlderDaemon, olderdaemon.py) judges by itself and reads both load
+balancers' runtime access from where it runs: the same proof, through
+the CLI's own access (src/drain/drain.c, "direct access").
+
 A pre-stop hook is one curl line:
 
     curl -fsS -X POST -u USER:PW "$CM/v1/clusters/default/nodes/NODE/drain?wait=120s"
@@ -22,6 +27,7 @@ Every process is stopped by its pid, every wait bounded.
 """
 
 import json
+import os
 import subprocess
 import time
 
@@ -30,6 +36,7 @@ import pytest
 import drainfarm
 from drainfarm import SLOW_S, START_CHECK, Farm, netns_available
 from lbharness import wait_until
+from olderdaemon import OlderDaemon
 
 CURL_TIMEOUT = 150
 TCP_STATS_PORT = 9999  # in HAProxy's own namespace
@@ -161,6 +168,63 @@ def test_with_no_grace_the_load_balancers_own_count_decides(farm):
         assert answer["in_flight"] == "hap1: 0 in flight; varnish1: 0 in flight", answer
         assert [lb["in_flight"] for lb in answer["lbs"]] == [0, 0], answer
     finally:
+        farm.daemon.set_status({node: {"status": "online"}})
+        rc, _, answer = curl(farm, "GET", "serving", node, wait="60s")
+        assert rc == 0, answer
+
+
+def wait_judging_by_itself(farm, older, *args):
+    """`clustermgmt wait ARGS --json` as admin through older: the CLI
+    judges; (CompletedProcess, wall time it returned)."""
+    env = dict(os.environ)
+    for k in ("CLUSTERMGMT_TOKEN", "NETRC"):
+        env.pop(k, None)
+    env.update(CLUSTERMGMT_URL=older.url, CLUSTERMGMT_USER="admin",
+               CLUSTERMGMT_PASSWORD=farm.daemon.password)
+    hidden = older.hidden
+    r = subprocess.run([farm.cm_bin, "wait", *args, "--json"], env=env,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=CURL_TIMEOUT)
+    returned = time.time()
+    assert older.hidden > hidden, "wait did not ask the daemon for a verdict first"
+    return r, returned
+
+
+@pytest.mark.once
+def test_wait_judging_by_itself_reads_both_load_balancers_runtime_access(farm):
+    node = "app2"
+    app = farm.apps[node]
+    older = OlderDaemon(farm.daemon)
+    t0 = time.time()
+    try:
+        farm.daemon.set_status({node: {"status": "drain"}})
+        # no grace: only the load balancers' own count of requests in
+        # flight, read by the CLI, can end the wait
+        r, returned = wait_judging_by_itself(farm, older, node, "--drained",
+                                             "--drain-grace", "0", "--timeout", "60")
+        assert r.returncode == 0, r.stderr
+        assert older.observed > 0, "wait did not judge from the observations"
+        verdict = json.loads(r.stdout)["nodes"][node]
+        assert verdict["done"] is True, verdict
+        assert verdict["in_flight"] == "hap1: 0 in flight; varnish1: 0 in flight", verdict
+        assert "hap1" in verdict["evidence"] and "varnish1" in verdict["evidence"], verdict
+        time.sleep(SLOW_S + 0.5)  # traffic goes on to the other nodes
+        farm.assert_no_failures(t0)
+        reqs = [q for q in app.requests() if q[2] != START_CHECK and q[0] >= t0]
+        late = [q for q in reqs if q[0] > returned]
+        assert not late, "requests reached %s after wait returned: %s" % (node, late)
+        unfinished = [q for q in reqs if q[1] is None or q[1] > returned]
+        assert not unfinished, "requests were in flight when wait returned: %s" % unfinished
+
+        farm.daemon.set_status({node: {"status": "online"}})
+        r, returned = wait_judging_by_itself(farm, older, node, "--serving", "--timeout", "60")
+        assert r.returncode == 0, r.stderr
+        verdict = json.loads(r.stdout)["nodes"][node]
+        assert verdict["done"] is True, verdict
+        wait_until(lambda: all(node in t.nodes_seen(returned) for t in farm.traffic), 10,
+                   interval=0.2, what="traffic through both load balancers to reach " + node)
+    finally:
+        older.close()
         farm.daemon.set_status({node: {"status": "online"}})
         rc, _, answer = curl(farm, "GET", "serving", node, wait="60s")
         assert rc == 0, answer
