@@ -49,15 +49,12 @@
  * through a receiver of that worker's h2o queue (one per worker, set up
  * by the worker itself on its first attempt).
  */
-#include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include <sodium.h>
 
@@ -619,26 +616,6 @@ on_attempts_home(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 	}
 }
 
-/* Has r's HTTP/1 client closed its connection? h2o stops reading an
- * HTTP/1 connection while a request is under way, so it only finds out
- * when it writes the answer; the kernel knows now. POLLRDHUP is the
- * peer's FIN even behind unread data, such as a TLS client's
- * close_notify, which a peek of the first byte would take for a request.
- * (HTTP/2 keeps reading: a cancelled stream disposes of its request at
- * once.) */
-static int
-client_is_gone(struct request *r)
-{
-	h2o_socket_t *sock;
-	struct pollfd p;
-
-	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
-	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
-		return 0;
-	p = (struct pollfd){.fd = h2o_socket_get_fd(sock), .events = POLLRDHUP};
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-}
-
 /* Answers an attempt whose client has gone, unhashed (a 401 nobody reads,
  * so that h2o finishes the request and closes the connection). */
 static void
@@ -671,7 +648,7 @@ on_sweep(h2o_timeout_entry_t *entry)
 		int is_waiting;
 
 		next = node->next;
-		if (t->r == NULL || t->is_dropped || !client_is_gone(t->r))
+		if (t->r == NULL || t->is_dropped || !request_client_is_gone(t->r))
 			continue;
 		atomic_store(&t->is_wanted, 0);
 		pthread_mutex_lock(&t->auth->lock);
@@ -702,7 +679,7 @@ attempt_go_on(struct request *r)
 	const struct user *u = cache_lookup(r, t->key, t->user);
 
 	r->auth_attempt = NULL;
-	if (t->is_dropped || client_is_gone(r)) {
+	if (t->is_dropped || request_client_is_gone(r)) {
 		attempt_drop(t);
 		return;
 	}

@@ -45,12 +45,10 @@
  * also waits for its cluster to change (its version, or whether it
  * exists), and otherwise answers at the end of its wait, as Consul may.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <sodium.h>
 
@@ -192,27 +190,6 @@ cluster_version(const struct model *m, const char *name)
 	return c != NULL ? c->version : -1;
 }
 
-/* Has the client closed its connection? h2o does not read an HTTP/1
- * connection while its request is answered, so it would learn of it only
- * when the answer is written, at the end of the wait: peek instead (a
- * held query is checked every tick of its worker, 250 ms). */
-static int
-client_has_left(struct request *r)
-{
-	h2o_conn_t *conn = r->req->conn;
-	h2o_socket_t *sock;
-	ssize_t n;
-	char c;
-	int fd;
-
-	if (conn->callbacks->get_socket == NULL ||
-	    (sock = conn->callbacks->get_socket(conn)) == NULL ||
-	    (fd = h2o_socket_get_fd(sock)) < 0)
-		return 0;
-	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
 /* The service r's line names ({cluster}), "" for the catalog's list:
  * consul_authenticate moved it from route.cluster to route.name. */
 static const char *
@@ -229,7 +206,7 @@ hold_is_due(struct request *r)
 {
 	struct consul_hold *h = r->data;
 
-	if (client_has_left(r))
+	if (request_client_is_gone(r))
 		return 1;
 	if (store_index(r) <= h->after)
 		return 0;

@@ -45,6 +45,12 @@
 #include "request.h"
 #include "server_internal.h"
 
+/* How often a held long poll looks whether its client is still there:
+ * h2o does not read an HTTP/1 connection while its request is answered,
+ * so a client that closed it would otherwise hold its descriptor and its
+ * place until the wait ends (up to a minute). */
+#define GONE_CHECK_MS 1000
+
 /* An engine job under way for a request. */
 struct pending_job {
 	struct request *r; /* NULL once the client went away */
@@ -66,6 +72,7 @@ struct pending_wait {
 	uint64_t observed_after; /* ... until their digest is not this */
 	request_due_fn is_due;   /* request_wait_until's condition, or NULL */
 	int64_t deadline;        /* ms */
+	int64_t gone_check_at;   /* ms: when to look for its client again */
 	request_handler then;
 };
 
@@ -328,6 +335,7 @@ wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
 	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
 	pd->after = after;
 	pd->deadline = time_now_ms() + wait_ms;
+	pd->gone_check_at = time_now_ms() + GONE_CHECK_MS;
 	pd->then = then;
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_add(&r->server->n_long_polls, 1);
@@ -562,6 +570,30 @@ request_waiters_check(struct worker *w)
 	}
 	while (!h2o_linklist_is_empty(&due))
 		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, due.next));
+}
+
+void
+request_waiters_drop_gone(struct worker *w)
+{
+	int64_t now = time_now_ms();
+	h2o_linklist_t gone, *node, *next;
+
+	h2o_linklist_init_anchor(&gone);
+	for (node = w->waiters.next; node != &w->waiters; node = next) {
+		struct pending_wait *pd = H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, node);
+		next = node->next;
+		if (pd->cluster[0] == '\0' || now < pd->gone_check_at)
+			continue;
+		pd->gone_check_at = now + GONE_CHECK_MS;
+		if (request_client_is_gone(pd->r)) {
+			h2o_linklist_unlink(node);
+			h2o_linklist_insert(&gone, node);
+		}
+	}
+	/* Answered as when their waits end (nobody reads it): h2o then ends
+	 * each request and closes its connection. */
+	while (!h2o_linklist_is_empty(&gone))
+		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, gone.next));
 }
 
 void

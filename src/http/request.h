@@ -173,7 +173,9 @@ void request_worker_counts(const struct request *r, struct request_worker_counts
 
 /* Has r's HTTP/1 client closed its connection? h2o stops reading an
  * HTTP/1 connection while a request is under way and finds out only
- * when it writes; the kernel knows at once (POLLRDHUP). A surface that
+ * when it writes; the kernel knows at once (POLLRDHUP: the peer's FIN
+ * even behind unread data, such as a TLS client's close_notify, which a
+ * peek at the first byte would take for a request). A surface that
  * holds a request looks now and then and answers (nobody reads it) so
  * that h2o lets the request go. HTTP/2 cancels a stream by itself. */
 int request_client_is_gone(const struct request *r);

@@ -88,6 +88,7 @@ on_tick(h2o_timeout_entry_t *entry)
 {
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
 
+	request_waiters_drop_gone(w);
 	request_waiters_check(w);
 	if (!h2o_linklist_is_empty(&w->waiters) || atomic_load(&w->server->is_stopping))
 		server_tick_arm(w);

@@ -184,6 +184,11 @@ void auth_state_free(struct auth_state *a);
 /* Fires w's waiters that are due: changed clusters, deadlines, or all of
  * them when the daemon stops (w's loop: on a change message and its tick). */
 void request_waiters_check(struct worker *w);
+/* Each tick: ends the long polls whose HTTP/1 clients have closed their
+ * connections (each looked at once a second), answered as at the end of
+ * their waits, so that h2o closes them now rather than up to a minute
+ * later. */
+void request_waiters_drop_gone(struct worker *w);
 /* Arms w's tick unless it is: while w holds waits (on_tick arms it again
  * while any is left) or stops. */
 void server_tick_arm(struct worker *w);

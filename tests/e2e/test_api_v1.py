@@ -5,7 +5,9 @@ tokens and the events long poll (which must never block the event loop).
 """
 
 import json
+import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -713,6 +715,44 @@ def test_events_many_held_polls_all_wake_on_change(seeded):
     for t, changed in results:
         assert changed is True
         assert t - changed_at < 5.0  # woken by the change, not by the end of the 20 s wait
+
+
+def open_descriptors(d):
+    return len(os.listdir("/proc/%d/fd" % d.proc.pid))
+
+
+@pytest.mark.parametrize("poll", ["events", "observations"])
+def test_a_held_poll_whose_client_left_is_ended_within_seconds(seeded, poll):
+    """h2o reads nothing from an HTTP/1 connection while its request is
+    answered: a client that closed its long poll would hold its
+    descriptor and its place until the wait ended (a minute). The
+    daemon looks every second (docs/API.md)."""
+    if poll == "events":
+        path = "events?after=%d&wait=60" % seeded.nodes()["version"]
+    else:
+        now = seeded.get("/v1/clusters/default/observations?nodes=zope1",
+                         auth=seeded.as_admin).json()["digest"]
+        path = "observations?nodes=zope1&after=%d&wait=60" % now
+    request = ("GET /v1/clusters/default/%s HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (path, seeded.admin_token[1]))
+    before = open_descriptors(seeded)
+    clients = [socket.create_connection(("127.0.0.1", seeded.port), timeout=5)
+               for _ in range(20)]
+    for c in clients:
+        c.sendall(request.encode())
+    deadline = time.monotonic() + 10
+    while long_polls_held(seeded) != 20:
+        assert time.monotonic() < deadline, "the 20 polls were never all held"
+        time.sleep(0.05)
+    time.sleep(1.5)  # more than one look: a client still there keeps its poll
+    assert long_polls_held(seeded) == 20
+    for c in clients:
+        c.close()
+    closed = time.monotonic()
+    while long_polls_held(seeded) != 0 or open_descriptors(seeded) > before:
+        assert time.monotonic() - closed < 5, "%d polls and %d descriptors still held" % (
+            long_polls_held(seeded), open_descriptors(seeded) - before)
+        time.sleep(0.05)
 
 
 # --- several HTTP workers (serve --threads N) ------------------------------------
