@@ -129,6 +129,7 @@ bench: deps-bench
 	$(PYTHON) bench/consul build-release/clustermgmt
 	$(PYTHON) bench/canary build-release/clustermgmt
 	$(PYTHON) bench/drain_held build-release/clustermgmt
+	$(PYTHON) bench/long_polls build-release/clustermgmt $(BENCH_REFERENCE)
 	$(PYTHON) bench/drain_decision build-release/clustermgmt
 	$(PYTHON) bench/varnish_counters build-release/clustermgmt
 	sh bench/isolation build-release/clustermgmt

@@ -32,10 +32,12 @@
  *                       or not it ran.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "../observe/observe.h"
@@ -44,12 +46,6 @@
 #include "../util/xalloc.h"
 #include "request.h"
 #include "server_internal.h"
-
-/* How often a held long poll looks whether its client is still there:
- * h2o does not read an HTTP/1 connection while its request is answered,
- * so a client that closed it would otherwise hold its descriptor and its
- * place until the wait ends (up to a minute). */
-#define GONE_CHECK_MS 1000
 
 /* An engine job under way for a request. */
 struct pending_job {
@@ -72,7 +68,8 @@ struct pending_wait {
 	uint64_t observed_after; /* ... until their digest is not this */
 	request_due_fn is_due;   /* request_wait_until's condition, or NULL */
 	int64_t deadline;        /* ms */
-	int64_t gone_check_at;   /* ms: when to look for its client again */
+	int gone_fd;             /* its HTTP/1 client's descriptor on the
+	                            worker's gone_epfd, or -1 */
 	request_handler then;
 };
 
@@ -205,11 +202,70 @@ request_query_param(const struct request *r, const char *name, char *buf, size_t
 
 /* --- pending work ---------------------------------------------------- */
 
+/* r's descriptor when its client speaks HTTP/1 to us, else -1 (HTTP/2
+ * cancels a stream by itself). */
+static int
+http1_fd(const struct request *r)
+{
+	h2o_socket_t *sock;
+
+	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
+	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
+		return -1;
+	return h2o_socket_get_fd(sock);
+}
+
+/* A long poll's client is watched for its leaving on the worker's
+ * gone_epfd (request_clients_gone): h2o reads nothing from an HTTP/1
+ * connection while its request is answered, so a client that closed it
+ * would hold its descriptor and its place until the wait ends. A
+ * connection is added once, edge-triggered, and stays in the set until
+ * it is closed (which takes it out); its slot says which wait, if any,
+ * it holds now. No system call per poll but the first on a connection. */
+static void
+wait_watch_client(struct pending_wait *pd)
+{
+	struct worker *w = pd->worker;
+	uint64_t conn_id = pd->r->req->conn->id;
+	int fd = http1_fd(pd->r);
+	struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLET, .data.fd = fd};
+	struct gone_slot *slot;
+
+	pd->gone_fd = -1;
+	if (pd->cluster[0] == '\0' || w->gone_epfd < 0 || fd < 0)
+		return;
+	if ((size_t)fd >= w->n_gone_slots) {
+		size_t n = (size_t)fd * 2 + 64;
+		w->gone_slots = xreallocarray(w->gone_slots, n, sizeof(*w->gone_slots));
+		memset(w->gone_slots + w->n_gone_slots, 0,
+		       (n - w->n_gone_slots) * sizeof(*w->gone_slots));
+		w->n_gone_slots = n;
+	}
+	slot = &w->gone_slots[fd];
+	if (slot->conn_id != conn_id) { /* a connection new to this descriptor */
+		if (epoll_ctl(w->gone_epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
+		    (errno != EEXIST || epoll_ctl(w->gone_epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
+			return;
+		slot->conn_id = conn_id;
+	}
+	slot->pd = pd;
+	pd->gone_fd = fd;
+}
+
+static void
+wait_unwatch_client(struct pending_wait *pd)
+{
+	if (pd->gone_fd >= 0)
+		pd->worker->gone_slots[pd->gone_fd].pd = NULL;
+	pd->gone_fd = -1;
+}
+
 /* A wait is over (answered, or its client went): one long poll fewer
  * when it was one (a plain delay has no cluster). */
 static void
 wait_forget(struct pending_wait *pd)
 {
+	wait_unwatch_client(pd);
 	atomic_fetch_sub(&pd->worker->n_waiters, 1);
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_sub(&pd->worker->server->n_long_polls, 1);
@@ -335,10 +391,10 @@ wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
 	snprintf(pd->cluster, sizeof(pd->cluster), "%s", cluster);
 	pd->after = after;
 	pd->deadline = time_now_ms() + wait_ms;
-	pd->gone_check_at = time_now_ms() + GONE_CHECK_MS;
 	pd->then = then;
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_add(&r->server->n_long_polls, 1);
+	wait_watch_client(pd);
 	h2o_linklist_insert(&r->worker->waiters, &pd->link);
 	/* Counted before the caller checks the current model again: a
 	 * change published meanwhile either finds the count (its broadcast
@@ -447,14 +503,10 @@ request_wait_for_observation(struct request *r, const char *cluster, const char 
 int
 request_client_is_gone(const struct request *r)
 {
-	h2o_socket_t *sock;
-	struct pollfd p;
+	struct pollfd p = {.fd = http1_fd(r), .events = POLLRDHUP};
 
-	if (r->req->version >= 0x200 || r->req->conn->callbacks->get_socket == NULL ||
-	    (sock = r->req->conn->callbacks->get_socket(r->req->conn)) == NULL)
-		return 0;
-	p = (struct pollfd){.fd = h2o_socket_get_fd(sock), .events = POLLRDHUP};
-	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+	return p.fd >= 0 && poll(&p, 1, 0) == 1 &&
+	       (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 int
@@ -573,25 +625,33 @@ request_waiters_check(struct worker *w)
 }
 
 void
-request_waiters_drop_gone(struct worker *w)
+request_clients_gone(h2o_socket_t *watch, const char *err)
 {
-	int64_t now = time_now_ms();
-	h2o_linklist_t gone, *node, *next;
+	struct worker *w = watch->data;
+	struct epoll_event events[64];
+	h2o_linklist_t gone;
+	int i, n;
 
+	(void)err;
 	h2o_linklist_init_anchor(&gone);
-	for (node = w->waiters.next; node != &w->waiters; node = next) {
-		struct pending_wait *pd = H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, node);
-		next = node->next;
-		if (pd->cluster[0] == '\0' || now < pd->gone_check_at)
-			continue;
-		pd->gone_check_at = now + GONE_CHECK_MS;
-		if (request_client_is_gone(pd->r)) {
-			h2o_linklist_unlink(node);
-			h2o_linklist_insert(&gone, node);
+	/* Taken off the waiters first, fired after: firing one may dispose
+	 * of another's request, which unlinks its wait from whatever list
+	 * holds it. */
+	do {
+		n = epoll_wait(w->gone_epfd, events, 64, 0);
+		for (i = 0; i < n; i++) {
+			/* a connection between two polls, or on another request,
+			 * is h2o's to close */
+			struct pending_wait *pd = w->gone_slots[events[i].data.fd].pd;
+			if (pd == NULL)
+				continue;
+			wait_unwatch_client(pd);
+			h2o_linklist_unlink(&pd->link);
+			h2o_linklist_insert(&gone, &pd->link);
 		}
-	}
-	/* Answered as when their waits end (nobody reads it): h2o then ends
-	 * each request and closes its connection. */
+	} while (n == 64);
+	/* answered as at the end of their waits (nobody reads it): h2o then
+	 * ends each request and closes its connection */
 	while (!h2o_linklist_is_empty(&gone))
 		wait_fire(H2O_STRUCT_FROM_MEMBER(struct pending_wait, link, gone.next));
 }

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -88,7 +89,6 @@ on_tick(h2o_timeout_entry_t *entry)
 {
 	struct worker *w = H2O_STRUCT_FROM_MEMBER(struct worker, tick, entry);
 
-	request_waiters_drop_gone(w);
 	request_waiters_check(w);
 	if (!h2o_linklist_is_empty(&w->waiters) || atomic_load(&w->server->is_stopping))
 		server_tick_arm(w);
@@ -671,6 +671,14 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	if (!w->is_metrics && !w->is_consul)
 		worker_take_ssl_ctx(w);
 	h2o_linklist_init_anchor(&w->waiters);
+	/* without it (no descriptor left), a client that left a long poll
+	 * is seen when the wait ends */
+	if ((w->gone_epfd = epoll_create1(EPOLL_CLOEXEC)) >= 0) {
+		w->gone_watch =
+		    h2o_evloop_socket_create(w->ctx.loop, w->gone_epfd, H2O_SOCKET_FLAG_DONT_READ);
+		w->gone_watch->data = w;
+		h2o_socket_read_start(w->gone_watch, request_clients_gone);
+	}
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
 	h2o_timeout_init(w->ctx.loop, &w->first_line_timeout, FIRST_LINE_TIMEOUT_MS);
 	w->accept_resume.cb = on_accept_resume;
@@ -897,6 +905,8 @@ server_free(struct server *s)
 	for (i = 0; i < s->n_workers; i++) {
 		free(s->workers[i].listeners);
 		s->workers[i].listeners = NULL;
+		free(s->workers[i].gone_slots);
+		s->workers[i].gone_slots = NULL;
 		if (s->workers[i].accept_ctx.ssl_ctx != NULL)
 			SSL_CTX_free(s->workers[i].accept_ctx.ssl_ctx);
 		s->workers[i].accept_ctx.ssl_ctx = NULL;

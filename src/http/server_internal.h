@@ -18,6 +18,14 @@ struct agent;
 struct checker;
 struct observe;
 
+/* A descriptor in a worker's gone_epfd (request.c): the connection added
+ * (h2o's connection id, unique; 0 for none) and the long poll it holds
+ * now, or NULL. */
+struct gone_slot {
+	uint64_t conn_id;
+	struct pending_wait *pd;
+};
+
 struct worker {
 	int id;
 	int reader_id; /* engine reader registration */
@@ -36,8 +44,12 @@ struct worker {
 	h2o_multithread_receiver_t change_receiver; /* the model changed */
 	h2o_multithread_message_t change_message;   /* at most one in flight */
 	_Atomic int is_change_pending;
-	_Atomic int n_waiters;      /* on waiters: a change wakes only a worker with one */
-	h2o_linklist_t waiters;     /* long polls and delays */
+	_Atomic int n_waiters;        /* on waiters: a change wakes only a worker with one */
+	h2o_linklist_t waiters;       /* long polls and delays */
+	int gone_epfd;                /* long polls' HTTP/1 clients, for EPOLLRDHUP (-1: none) */
+	h2o_socket_t *gone_watch;     /* gone_epfd on the loop (request_clients_gone) */
+	struct gone_slot *gone_slots; /* by descriptor: the connection in gone_epfd... */
+	size_t n_gone_slots;
 	h2o_timeout_t tick_timeout; /* drives waiter deadlines (server_tick_arm) */
 	h2o_timeout_entry_t tick;
 	h2o_timeout_t sweep_timeout; /* worker 1: observed probes forgotten */
@@ -184,11 +196,10 @@ void auth_state_free(struct auth_state *a);
 /* Fires w's waiters that are due: changed clusters, deadlines, or all of
  * them when the daemon stops (w's loop: on a change message and its tick). */
 void request_waiters_check(struct worker *w);
-/* Each tick: ends the long polls whose HTTP/1 clients have closed their
- * connections (each looked at once a second), answered as at the end of
- * their waits, so that h2o closes them now rather than up to a minute
- * later. */
-void request_waiters_drop_gone(struct worker *w);
+/* w->gone_watch's handler: ends the long polls whose HTTP/1 clients
+ * closed their connections, answered as at the end of their waits, so
+ * that h2o closes them now rather than up to a minute later. */
+void request_clients_gone(h2o_socket_t *watch, const char *err);
 /* Arms w's tick unless it is: while w holds waits (on_tick arms it again
  * while any is left) or stops. */
 void server_tick_arm(struct worker *w);

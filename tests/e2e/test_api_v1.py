@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import BEARER, RFC3339_UTC, assert_401, assert_json_error
+from conftest import BEARER, RFC3339_UTC, assert_401, assert_json_error, recv_until
 
 NODE_KEYS = {"name", "status", "reason", "changed_by", "changed_at", "expires_at",
              "address", "check"}
@@ -721,33 +721,58 @@ def open_descriptors(d):
     return len(os.listdir("/proc/%d/fd" % d.proc.pid))
 
 
-@pytest.mark.parametrize("poll", ["events", "observations"])
-def test_a_held_poll_whose_client_left_is_ended_within_seconds(seeded, poll):
-    """h2o reads nothing from an HTTP/1 connection while its request is
-    answered: a client that closed its long poll would hold its
-    descriptor and its place until the wait ended (a minute). The
-    daemon looks every second (docs/API.md)."""
-    if poll == "events":
-        path = "events?after=%d&wait=60" % seeded.nodes()["version"]
-    else:
-        now = seeded.get("/v1/clusters/default/observations?nodes=zope1",
-                         auth=seeded.as_admin).json()["digest"]
-        path = "observations?nodes=zope1&after=%d&wait=60" % now
+def read_answer(sock):
+    """One HTTP/1.1 answer with a Content-Length from sock: its JSON body."""
+    data = recv_until(sock, b"\r\n\r\n")
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed in the middle of an answer"
+        body += chunk
+    return json.loads(body[:length])
+
+
+def hold_polls(d, clients, path):
     request = ("GET /v1/clusters/default/%s HTTP/1.1\r\nHost: x\r\n"
-               "Authorization: Bearer %s\r\n\r\n" % (path, seeded.admin_token[1]))
-    before = open_descriptors(seeded)
-    clients = [socket.create_connection(("127.0.0.1", seeded.port), timeout=5)
-               for _ in range(20)]
+               "Authorization: Bearer %s\r\n\r\n" % (path, d.admin_token[1]))
     for c in clients:
         c.sendall(request.encode())
     deadline = time.monotonic() + 10
-    while long_polls_held(seeded) != 20:
-        assert time.monotonic() < deadline, "the 20 polls were never all held"
+    while long_polls_held(d) != len(clients):
+        assert time.monotonic() < deadline, "the %d polls were never all held" % len(clients)
         time.sleep(0.05)
-    time.sleep(1.5)  # more than one look: a client still there keeps its poll
-    assert long_polls_held(seeded) == 20
-    for c in clients:
-        c.close()
+
+
+@pytest.mark.parametrize("poll", ["events", "observations"])
+def test_a_held_poll_whose_client_left_is_ended_at_once(seeded, poll):
+    """h2o reads nothing from an HTTP/1 connection while its request is
+    answered: a client that closed its long poll would hold its
+    descriptor and its place until the wait ended (a minute). The
+    daemon watches for the client's leaving (docs/API.md). Each client
+    first has a held poll answered on the same connection, then holds
+    another and leaves."""
+    def path():
+        if poll == "events":
+            return "events?after=%d&wait=60" % seeded.nodes()["version"]
+        now = seeded.get("/v1/clusters/default/observations?nodes=zope1",
+                         auth=seeded.as_admin).json()["digest"]
+        return "observations?nodes=zope1&after=%d&wait=60" % now
+
+    before = open_descriptors(seeded)
+    clients = [socket.create_connection(("127.0.0.1", seeded.port), timeout=10)
+               for _ in range(20)]
+    try:
+        hold_polls(seeded, clients, path())
+        seeded.set_status({"zope2": {"status": "offline"}})
+        for c in clients:
+            assert read_answer(c)["changed"] is True
+        hold_polls(seeded, clients, path())
+        time.sleep(1.5)  # a client still there keeps its poll
+        assert long_polls_held(seeded) == 20
+    finally:
+        for c in clients:
+            c.close()
     closed = time.monotonic()
     while long_polls_held(seeded) != 0 or open_descriptors(seeded) > before:
         assert time.monotonic() - closed < 5, "%d polls and %d descriptors still held" % (
