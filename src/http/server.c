@@ -24,6 +24,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -71,6 +72,7 @@
 struct first_line {
 	struct worker *worker;
 	h2o_socket_t *sock;
+	int is_from_reserve;         /* accepted on a descriptor of the reserve */
 	h2o_timeout_entry_t timeout; /* on w->first_line_timeout */
 };
 
@@ -299,9 +301,19 @@ on_probe_listener_req(h2o_handler_t *self, h2o_req_t *req)
  *     request is being answered. A connection that became idle in this
  *     very turn of the loop is spared: it may be one just accepted whose
  *     request is waiting, unread, in the kernel;
+ *   - the probe worker then gives up one of the RESERVE_FDS descriptors it
+ *     holds open on /dev/null for this (reserve_release): a connection
+ *     accepted on it is served if its request line is a probe's and
+ *     answered 503 if not, so that the reserve goes to probes, and an
+ *     agent check is always a probe. The reserve is taken again as soon
+ *     as the process has descriptors free (reserve_refill, at each
+ *     accept event). So the load balancers' probes are answered even
+ *     when long polls or other requests under way hold every other
+ *     descriptor;
  *   - when nothing idle is left (or after ACCEPT_EVICT_MAX closes, since
  *     TLS and HTTP/2 connections give their descriptor back only after a
- *     last write), the listeners are not polled for ACCEPT_PAUSE_MS.
+ *     last write) and the reserve is spent, the listeners are not polled
+ *     for ACCEPT_PAUSE_MS.
  */
 static h2o_timeout_t *
 oldest_idle_list(struct worker *w)
@@ -342,6 +354,47 @@ close_oldest_idle(void *arg)
 	h2o_timeout_unlink(entry);
 	entry->cb(entry);
 	return 1;
+}
+
+/* Probe worker: fills the reserve up (at start, at each accept event,
+ * and every ACCEPT_PAUSE_MS while it is not full: one open() that fails
+ * while the process has no descriptor free). */
+static void
+reserve_refill(struct worker *w)
+{
+	int fd;
+
+	while (w->n_reserve < RESERVE_FDS && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		w->reserve_fds[w->n_reserve++] = fd;
+	if (w->n_reserve < RESERVE_FDS && !h2o_timeout_is_linked(&w->reserve_refill))
+		h2o_timeout_link(w->ctx.loop, &w->accept_pause_timeout, &w->reserve_refill);
+}
+
+static void
+on_reserve_refill(h2o_timeout_entry_t *entry)
+{
+	reserve_refill(H2O_STRUCT_FROM_MEMBER(struct worker, reserve_refill, entry));
+}
+
+/* Probe worker: one descriptor of the reserve given up for the next
+ * accept; 0 when the reserve is spent. */
+static int
+reserve_release(struct worker *w)
+{
+	if (w->n_reserve == 0)
+		return 0;
+	close(w->reserve_fds[--w->n_reserve]);
+	if (!h2o_timeout_is_linked(&w->reserve_refill))
+		h2o_timeout_link(w->ctx.loop, &w->accept_pause_timeout, &w->reserve_refill);
+	return 1;
+}
+
+/* The agent listener's way to make room (agent.h): an idle connection
+ * closed, else a descriptor of the reserve (an agent check is a probe). */
+static int
+make_room_for_agent(void *arg)
+{
+	return close_oldest_idle(arg) || reserve_release(arg);
 }
 
 /* General worker: the probe worker, out of descriptors, has nothing idle
@@ -538,13 +591,44 @@ first_line_is_probe(struct server *s, const char *buf, const char *eol)
 }
 
 static void
+on_refusal_written(h2o_socket_t *sock, const char *err)
+{
+	(void)err;
+	h2o_socket_close(sock);
+}
+
+/* A request other than a probe on a descriptor of the reserve: answered
+ * 503 (the error document of every surface) and closed. */
+static void
+refuse_out_of_descriptors(h2o_socket_t *sock)
+{
+#define REFUSAL_BODY                                                                               \
+	"{\"error\": \"out of file descriptors: only probes are answered now; try again "          \
+	"shortly\", \"detail\": null}"
+	static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
+	                             "Content-Type: application/json\r\n"
+	                             "Cache-Control: no-store\r\n"
+	                             "Retry-After: 1\r\n"
+	                             "Connection: close\r\n"
+	                             "Content-Length: %zu\r\n\r\n" REFUSAL_BODY;
+	static char text[sizeof(answer) + 16];
+	static h2o_iovec_t buf;
+
+	if (buf.len == 0)
+		buf = h2o_iovec_init(
+		    text, (size_t)snprintf(text, sizeof(text), answer, sizeof(REFUSAL_BODY) - 1));
+#undef REFUSAL_BODY
+	h2o_socket_write(sock, &buf, 1, on_refusal_written);
+}
+
+static void
 on_first_bytes(h2o_socket_t *sock, const char *err)
 {
 	struct first_line *fl = sock->data;
 	struct worker *w = fl->worker;
 	size_t len = sock->input->size < FIRST_LINE_MAX ? sock->input->size : FIRST_LINE_MAX;
 	const char *eol = memchr(sock->input->bytes, '\n', len);
-	int is_probe;
+	int is_probe, is_from_reserve;
 
 	if (err != NULL) {
 		first_line_free(fl);
@@ -554,22 +638,26 @@ on_first_bytes(h2o_socket_t *sock, const char *err)
 	if (eol == NULL && sock->input->size < FIRST_LINE_MAX)
 		return; /* more to come */
 	is_probe = eol != NULL && first_line_is_probe(w->server, sock->input->bytes, eol);
+	is_from_reserve = fl->is_from_reserve;
 	first_line_free(fl);
 	h2o_socket_read_stop(sock);
 	if (is_probe)
 		h2o_accept(&w->accept_ctx, sock); /* h2o reads what is already in */
+	else if (is_from_reserve)
+		refuse_out_of_descriptors(sock);
 	else
 		handoff_send(w, sock);
 }
 
 /* Probe worker: waits for the connection's request line. */
 static void
-first_line_wait(struct worker *w, h2o_socket_t *sock)
+first_line_wait(struct worker *w, h2o_socket_t *sock, int is_from_reserve)
 {
 	struct first_line *fl = xcalloc(1, sizeof(*fl));
 
 	fl->worker = w;
 	fl->sock = sock;
+	fl->is_from_reserve = is_from_reserve;
 	fl->timeout.cb = on_first_line_timeout;
 	sock->data = fl;
 	h2o_timeout_link(w->ctx.loop, &w->first_line_timeout, &fl->timeout);
@@ -581,29 +669,39 @@ on_accept(h2o_socket_t *listener, const char *err)
 {
 	struct worker *w = listener->data;
 	h2o_socket_t *sock;
-	int n_closed = 0;
+	int n_closed = 0, is_released = 0;
 
 	if (err != NULL)
 		return;
+	/* A descriptor freed since the last accept goes back to the reserve
+	 * first; while the reserve cannot be filled, the process is at its
+	 * limit, and what is accepted is taken as from the reserve. */
+	if (w->is_probe)
+		reserve_refill(w);
 	while ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
 		int error = errno; /* h2o returns accept4's failure as is */
 		if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM)
 			return; /* EAGAIN (another worker took it), ECONNABORTED, ... */
 		fd_exhaustion_warn(w, error);
-		if (n_closed == ACCEPT_EVICT_MAX || !close_oldest_idle(w)) {
-			if (w->is_probe && n_closed == 0)
-				make_room_elsewhere(w);
-			accept_pause(w);
-			return;
+		if (n_closed < ACCEPT_EVICT_MAX && close_oldest_idle(w)) {
+			n_closed++;
+			continue;
 		}
-		n_closed++;
+		if (w->is_probe && n_closed == 0)
+			make_room_elsewhere(w);
+		if (w->is_probe && !is_released && reserve_release(w)) {
+			is_released = 1; /* once: another thread may take it first */
+			continue;
+		}
+		accept_pause(w);
+		return;
 	}
 	if (listener == w->probe_listener) {
 		h2o_accept(&w->probe_accept_ctx, sock);
 		return;
 	}
 	if (w->is_probe) {
-		first_line_wait(w, sock);
+		first_line_wait(w, sock, w->n_reserve < RESERVE_FDS);
 		return;
 	}
 	if (!w->is_metrics && !w->is_consul &&
@@ -682,6 +780,9 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_timeout_init(w->ctx.loop, &w->accept_pause_timeout, ACCEPT_PAUSE_MS);
 	h2o_timeout_init(w->ctx.loop, &w->first_line_timeout, FIRST_LINE_TIMEOUT_MS);
 	w->accept_resume.cb = on_accept_resume;
+	w->reserve_refill.cb = on_reserve_refill;
+	if (w->is_probe)
+		reserve_refill(w);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, request_jobs_done);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
 	                                  request_change_message);
@@ -728,7 +829,7 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 			return error_set(err, 500, "cannot share the agent socket: %s",
 			                 strerror(errno));
 		w->agent = agent_start(w->ctx.loop, fd, s->engine, s->observe, s->opts.default_node,
-		                       close_oldest_idle, w);
+		                       make_room_for_agent, w);
 	}
 	return 0;
 }

@@ -26,6 +26,8 @@ struct gone_slot {
 	struct pending_wait *pd;
 };
 
+#define RESERVE_FDS 8 /* the probe worker's descriptors kept for probes */
+
 struct worker {
 	int id;
 	int reader_id; /* engine reader registration */
@@ -62,8 +64,11 @@ struct worker {
 	struct agent *agent;                /* worker 0 only, with --agent-listen */
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
-	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
-	int is_probe;   /* the probe worker: probes and agent checks only */
+	int is_metrics;               /* the --metrics-listen worker: /metrics only, plain HTTP */
+	int is_probe;                 /* the probe worker: probes and agent checks only */
+	int reserve_fds[RESERVE_FDS]; /* probe worker: descriptors kept for probes (server.c) */
+	int n_reserve;
+	h2o_timeout_entry_t reserve_refill; /* on accept_pause_timeout while not full */
 	/* connections the probe worker hands over (server.c, handoff_send) */
 	h2o_multithread_receiver_t handoff_receiver;
 	_Atomic int n_handoffs_due;       /* sent to this worker, not taken over yet */
