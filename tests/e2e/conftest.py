@@ -62,6 +62,9 @@ Public interface (other test files, e.g. test_cli.py, rely on these names):
                               with a retry, another process may take it)
   recv_until(sock, marker)    bytes from a raw socket up to marker or its end
                               (bounded by the socket's timeout)
+  read_to_end(sock)           bytes from a raw socket until the peer closes it
+  exchange(port, request)     request sent on a new loopback connection; the
+                              bytes that came back until the daemon closed it
   session_from(ip)            a requests.Session whose connections come from
                               the local address ip (e.g. "127.0.0.7"), so
                               that failed logins in one test do not slow down
@@ -206,6 +209,25 @@ def recv_until(sock, marker):
             break
         data += chunk
     return data
+
+
+def read_to_end(sock):
+    """What sock gives until the peer closes it (bounded by the socket's
+    timeout per read)."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def exchange(port, request, timeout=5.0):
+    """Sends request on a new loopback connection; what came back until
+    the daemon closed it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        return read_to_end(s)
 
 
 def session_from(ip):

@@ -20,7 +20,7 @@ import time
 import pytest
 import requests
 
-from conftest import Daemon, _close_all, free_port, parse_logfmt, recv_until
+from conftest import Daemon, _close_all, exchange, free_port, parse_logfmt, recv_until
 
 IDLE_CONNECTIONS = 100  # well above what 64 descriptors allow
 HELD_S = 10  # how long the long polls of the agent-listener test hold
@@ -230,19 +230,6 @@ def hold_long_polls(d, n, wait_s):
     return held
 
 
-def one_request(port, request, timeout=5):
-    """request on a connection of its own, closed by the daemon after the
-    answer (Connection: close); the answer's bytes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-
-
 def test_probes_are_answered_while_long_polls_hold_every_descriptor(limited_daemon):
     """Nothing idle to close (every connection holds a long poll): the
     probe worker's reserve of descriptors takes the probes, one after
@@ -257,10 +244,10 @@ def test_probes_are_answered_while_long_polls_hold_every_descriptor(limited_daem
         assert len(os.listdir("/proc/%d/fd" % d.proc.pid)) == 64
         probe = b"GET /health?node=n1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         for _ in range(20):
-            answer = one_request(d.port, probe)
+            answer = exchange(d.port, probe)
             assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nOK"), answer
         other = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        answer = one_request(d.port, other)
+        answer = exchange(d.port, other)
         head, body = answer.split(b"\r\n\r\n", 1)
         assert head.startswith(b"HTTP/1.1 503 "), answer
         assert b"retry-after: 1" in head.lower(), head

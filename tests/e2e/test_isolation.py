@@ -31,7 +31,7 @@ import time
 import pytest
 import requests
 
-from conftest import cert, free_port, recv_until  # noqa: F401  (cert is a fixture)
+from conftest import cert, exchange, free_port, read_to_end, recv_until  # noqa: F401  (cert is a fixture)
 
 PTRACE_ATTACH = 16
 PTRACE_DETACH = 17
@@ -51,20 +51,6 @@ def nice_of(pid, tid):
     with open("/proc/%d/task/%d/stat" % (pid, tid)) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[16])  # field 19 of stat(5), counted after "pid (comm)"
-
-
-def exchange(port, request, timeout=5.0):
-    """Sends request on a new connection; what came back until the daemon
-    closed it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data
 
 
 def http_probe(port, node, timeout=5.0):
@@ -362,7 +348,7 @@ def test_a_write_handed_over_before_sigterm_is_answered_after_it(daemon):
     takes it over only after the stop began (frozen until then): the
     write is still answered and kept, as every request that reached the
     daemon before the signal is."""
-    from test_serve import offline_write, read_to_end, wait_until_read
+    from test_serve import offline_write, wait_until_read
 
     d = daemon
     d.set_nodes(["web1"])

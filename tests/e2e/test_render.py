@@ -12,7 +12,8 @@ import json
 import re
 import select
 
-from test_serve import held_list_request, read_to_end
+from conftest import read_to_end
+from test_serve import held_list_request
 
 NODE_KEYS = ("name", "status", "reason", "changed_by", "changed_at", "expires_at",
              "address", "check")

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from conftest import not_under_tsan
+from conftest import not_under_tsan, read_to_end
 
 
 def ipv6_loopback_available():
@@ -236,15 +236,6 @@ def wait_until_read(d, s):
     while unread_bytes(d.port, client_port) != 0:
         assert time.monotonic() < deadline, "the daemon never read the request"
         time.sleep(0.001)
-
-
-def read_to_end(s):
-    answer = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            return answer
-        answer += chunk
 
 
 def test_sigterm_answers_write_in_flight(daemon):
