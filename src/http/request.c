@@ -221,7 +221,9 @@ http1_fd(const struct request *r)
  * would hold its descriptor and its place until the wait ends. A
  * connection is added once, edge-triggered, and stays in the set until
  * it is closed (which takes it out); its slot says which wait, if any,
- * it holds now. No system call per poll but the first on a connection. */
+ * it holds now. No system call per poll but the first on a connection.
+ * (So a client that sends a later poll and shuts its side down at once,
+ * before the poll is held here, is seen only when that wait ends.) */
 static void
 wait_watch_client(struct pending_wait *pd)
 {
