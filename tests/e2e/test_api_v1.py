@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 import requests
 
-from conftest import BEARER, RFC3339_UTC, assert_401, assert_json_error, recv_until
+from conftest import BEARER, RFC3339_UTC, assert_401, assert_json_error, cert, recv_until  # noqa: F401 (cert is a fixture)
 
 NODE_KEYS = {"name", "status", "reason", "changed_by", "changed_at", "expires_at",
              "address", "check"}
@@ -744,6 +745,35 @@ def hold_polls(d, clients, path):
         time.sleep(0.05)
 
 
+def polls_left_behind(d, path, connect):
+    """20 clients (connect() -> a socket) each have a held poll answered
+    on their connection, then hold another and leave: asserts that every
+    poll and descriptor is gone within 5 s (path() -> the poll's path,
+    for the current state)."""
+    before = open_descriptors(d)
+    clients = [connect() for _ in range(20)]
+    try:
+        hold_polls(d, clients, path())
+        d.set_status({"zope2": {"status": "offline"}})
+        for c in clients:
+            assert read_answer(c)["changed"] is True
+        hold_polls(d, clients, path())
+        time.sleep(1.5)  # a client still there keeps its poll
+        assert long_polls_held(d) == 20
+    finally:
+        for c in clients:
+            c.close()
+    closed = time.monotonic()
+    while long_polls_held(d) != 0 or open_descriptors(d) > before:
+        assert time.monotonic() - closed < 5, "%d polls and %d descriptors still held" % (
+            long_polls_held(d), open_descriptors(d) - before)
+        time.sleep(0.05)
+
+
+def events_path(d):
+    return "events?after=%d&wait=60" % d.nodes()["version"]
+
+
 @pytest.mark.parametrize("poll", ["events", "observations"])
 def test_a_held_poll_whose_client_left_is_ended_at_once(seeded, poll):
     """h2o reads nothing from an HTTP/1 connection while its request is
@@ -752,32 +782,28 @@ def test_a_held_poll_whose_client_left_is_ended_at_once(seeded, poll):
     daemon watches for the client's leaving (docs/API.md). Each client
     first has a held poll answered on the same connection, then holds
     another and leaves."""
-    def path():
-        if poll == "events":
-            return "events?after=%d&wait=60" % seeded.nodes()["version"]
+    def observations_path():
         now = seeded.get("/v1/clusters/default/observations?nodes=zope1",
                          auth=seeded.as_admin).json()["digest"]
         return "observations?nodes=zope1&after=%d&wait=60" % now
 
-    before = open_descriptors(seeded)
-    clients = [socket.create_connection(("127.0.0.1", seeded.port), timeout=10)
-               for _ in range(20)]
-    try:
-        hold_polls(seeded, clients, path())
-        seeded.set_status({"zope2": {"status": "offline"}})
-        for c in clients:
-            assert read_answer(c)["changed"] is True
-        hold_polls(seeded, clients, path())
-        time.sleep(1.5)  # a client still there keeps its poll
-        assert long_polls_held(seeded) == 20
-    finally:
-        for c in clients:
-            c.close()
-    closed = time.monotonic()
-    while long_polls_held(seeded) != 0 or open_descriptors(seeded) > before:
-        assert time.monotonic() - closed < 5, "%d polls and %d descriptors still held" % (
-            long_polls_held(seeded), open_descriptors(seeded) - before)
-        time.sleep(0.05)
+    polls_left_behind(seeded, (lambda: events_path(seeded)) if poll == "events"
+                      else observations_path,
+                      lambda: socket.create_connection(("127.0.0.1", seeded.port), timeout=10))
+
+
+def test_a_held_poll_whose_tls_client_left_is_ended_at_once(make_daemon, cert):
+    """The same over HTTP/1.1 with TLS: the client's close_notify and FIN."""
+    d = make_daemon(tls=cert)
+    d.set_nodes(["zope1", "zope2", "zope3"])
+    context = ssl.create_default_context(cafile=str(cert[0]))
+    context.set_alpn_protocols(["http/1.1"])
+
+    def connect():
+        raw = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+    polls_left_behind(d, lambda: events_path(d), connect)
 
 
 # --- several HTTP workers (serve --threads N) ------------------------------------
