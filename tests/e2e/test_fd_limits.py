@@ -162,20 +162,27 @@ def test_idle_flood_at_the_descriptor_limit_neither_spins_nor_blocks_probes(limi
             s.close()
 
 
+def hold_long_polls(d, n, wait_s):
+    """n connections that each hold an events long poll of wait_s (those
+    the daemon cannot hold are refused or wait in the backlog)."""
+    _, token = d.make_token("viewer")
+    version = d.get("/v1/clusters/default/events?after=0", auth=("bearer", token)).json()["version"]
+    request = ("GET /v1/clusters/default/events?after=%d&wait=%d HTTP/1.1\r\nHost: x\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (version, wait_s, token)).encode()
+    held = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        s.sendall(request)
+        held.append(s)
+    return held
+
+
 def test_no_spin_when_every_connection_is_busy(limited_daemon):
     """Nothing idle to close (every connection holds a long poll): the
     listener is not polled for a while instead of being retried at once."""
     d = limited_daemon("64:64")
-    _, token = d.make_token("viewer")
-    version = d.get("/v1/clusters/default/events?after=0", auth=("bearer", token)).json()["version"]
-    request = ("GET /v1/clusters/default/events?after=%d&wait=30 HTTP/1.1\r\nHost: x\r\n"
-               "Authorization: Bearer %s\r\n\r\n" % (version, token)).encode()
-    held = []
+    held = hold_long_polls(d, IDLE_CONNECTIONS, 30)
     try:
-        for _ in range(IDLE_CONNECTIONS):
-            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
-            s.sendall(request)
-            held.append(s)
         assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
         assert d.wait_log("out of file descriptors", timeout=10), d.log_text()
         runnable, _ = quietest_window(d.proc.pid)
@@ -198,6 +205,13 @@ def test_longest_idle_connections_are_closed_first(limited_daemon):
             s.close()
 
 
+def agent_check(port, node):
+    """One HAProxy agent check on a connection of its own: the answer line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(node.encode() + b"\n")
+        return recv_until(s, b"\n")
+
+
 def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
     port = free_port()
     d = limited_daemon("64:64", ["--agent-listen", "127.0.0.1:%d" % port])
@@ -207,27 +221,10 @@ def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
         assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
         # within 5 s: the idle connections would time out by themselves
         # after 10 s (http1 request timeout) and free descriptors anyway
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"n1\n")
-            assert recv_until(s, b"\n") == b"up ready\n"
+        assert agent_check(port, "n1") == b"up ready\n"
     finally:
         for s in idle:
             s.close()
-
-
-def hold_long_polls(d, n, wait_s):
-    """n connections that each hold an events long poll of wait_s (those
-    the daemon cannot hold are refused or wait in the backlog)."""
-    _, token = d.make_token("viewer")
-    version = d.get("/v1/clusters/default/events?after=0", auth=("bearer", token)).json()["version"]
-    request = ("GET /v1/clusters/default/events?after=%d&wait=%d HTTP/1.1\r\nHost: x\r\n"
-               "Authorization: Bearer %s\r\n\r\n" % (version, wait_s, token)).encode()
-    held = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
-        s.sendall(request)
-        held.append(s)
-    return held
 
 
 def test_probes_are_answered_while_long_polls_hold_every_descriptor(limited_daemon):
@@ -269,9 +266,7 @@ def test_agent_check_is_answered_while_long_polls_hold_every_descriptor(limited_
         assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
         assert len(os.listdir("/proc/%d/fd" % d.proc.pid)) == 64
         for _ in range(10):
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as agent:
-                agent.sendall(b"n1\n")
-                assert recv_until(agent, b"\n") == b"up ready\n"
+            assert agent_check(port, "n1") == b"up ready\n"
     finally:
         for s in held:
             s.close()

@@ -7,7 +7,7 @@ shows it in GET /v1/clusters/{c}/nodes/{n}. Memory stays bounded.
 
 import pytest
 
-from conftest import RFC3339_UTC, session_from
+from conftest import RFC3339_UTC, read_to_end, session_from
 
 
 def node_doc(d, name, window=None, cluster="default"):
@@ -107,13 +107,7 @@ def raw_probe(d, source_ip, node, user_agent_bytes):
                                   source_address=(source_ip, 0)) as s:
         s.sendall(b"GET /health?node=" + node.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                   b"User-Agent: " + user_agent_bytes + b"\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            b = s.recv(4096)
-            if not b:
-                break
-            data += b
-    return data
+        return read_to_end(s)
 
 
 def test_user_agent_with_invalid_utf8_is_listed_with_replacement(nodes):
