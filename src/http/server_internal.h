@@ -50,7 +50,7 @@ struct worker {
 	h2o_linklist_t waiters;       /* long polls and delays */
 	int gone_epfd;                /* long polls' HTTP/1 clients, for EPOLLRDHUP (-1: none) */
 	h2o_socket_t *gone_watch;     /* gone_epfd on the loop (request_clients_gone) */
-	struct gone_slot *gone_slots; /* by descriptor: the connection in gone_epfd... */
+	struct gone_slot *gone_slots; /* indexed by descriptor, n_gone_slots of them */
 	size_t n_gone_slots;
 	h2o_timeout_t tick_timeout; /* drives waiter deadlines (server_tick_arm) */
 	h2o_timeout_entry_t tick;
