@@ -290,27 +290,48 @@ class Traffic(threading.Thread):
 
     records: (started, ended, node or None, failure or None), times from
     time.monotonic(). A failure is anything but a 200 carrying a node name.
+
+    workers: requests under way at once, each worker sending rate/workers a
+    second. One worker sends its next request only after the last one's
+    answer, so it cannot keep a rate whose period is shorter than a
+    request's latency on a loaded machine; tests whose verdicts need the
+    volume ask for more.
     """
 
-    def __init__(self, name, url, rate=20.0, timeout=5.0):
+    def __init__(self, name, url, rate=20.0, timeout=5.0, workers=1):
         super().__init__(name="traffic-" + name, daemon=True)
         self.lb = name
         self.url = url
-        self.period = 1.0 / rate
+        self.period = workers / rate
+        self.workers = workers
         self.timeout = timeout
         self.records = []
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._n = 0
+        self._others = []
 
     def run(self):
-        next_at = time.monotonic()
+        self._others = [threading.Thread(target=self._send, args=(k,), daemon=True,
+                                         name="%s-%d" % (self.name, k))
+                        for k in range(1, self.workers)]
+        for t in self._others:
+            t.start()
+        self._send(0)
+        for t in self._others:
+            t.join()
+
+    def _send(self, k):
+        next_at = time.monotonic() + self.period * k / self.workers
+        self._halt.wait(max(0.0, next_at - time.monotonic()))
         while not self._halt.is_set():
-            self._n += 1
+            with self._lock:
+                self._n += 1
+                n = self._n
             started = time.monotonic()
             node = failure = None
             try:
-                r = requests.get("%s/?r=%d" % (self.url, self._n), timeout=self.timeout,
+                r = requests.get("%s/?r=%d" % (self.url, n), timeout=self.timeout,
                                  headers={"Connection": "close"})
                 body = r.text.strip()
                 if r.status_code == 200 and body.startswith("app"):

@@ -91,7 +91,9 @@ class Farm:
             self.lbs.append(self.varnish)
             self.cli("lb", "add", "varnish1", "--kind", "varnish", "--runtime",
                      str(self.varnish.workdir), check=True)
-        self.traffic = [Traffic(lb.name, lb.url, rate=rate) for lb in self.lbs]
+        # Three requests under way at once: one alone falls behind 60 a second on
+        # a loaded machine (about 15 ms each), and the verdicts need the volume.
+        self.traffic = [Traffic(lb.name, lb.url, rate=rate, workers=3) for lb in self.lbs]
         for t in self.traffic:
             t.start()
         wait_until(lambda: all(t.nodes_seen(time.monotonic() - 1.0) == set(NODES)
