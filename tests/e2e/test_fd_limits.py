@@ -270,3 +270,32 @@ def test_agent_check_is_answered_while_long_polls_hold_every_descriptor(limited_
     finally:
         for s in held:
             s.close()
+
+
+def test_agent_listener_pauses_once_agent_checks_spend_the_reserve(limited_daemon):
+    """Long polls hold every descriptor and silent agent connections wait
+    in the listen backlog: each is taken on a descriptor of the reserve
+    and closed after the agent's read timeout (300 ms), so the reserve is
+    spent most of the time. Meanwhile the agent listener is not polled,
+    instead of accept() being retried at once, and an agent check queued
+    behind the silent connections is still answered."""
+    port = free_port()
+    d = limited_daemon("64:64", ["--agent-listen", "127.0.0.1:%d" % port])
+    d.set_nodes(["n1"])
+    held = hold_long_polls(d, IDLE_CONNECTIONS, HELD_S * 3)
+    silent = []
+    try:
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
+        for _ in range(150):  # about 8 taken every 300-400 ms: 6 s of a spent reserve
+            silent.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        check = socket.create_connection(("127.0.0.1", port), timeout=20)
+        check.sendall(b"n1\n")
+        runnable, _ = quietest_window(d.proc.pid, seconds=1.0)
+        assert runnable < 0.5, "daemon runnable %.2f s of the quietest 1 s with the " \
+            "reserve spent by agent connections" % runnable
+        assert recv_until(check, b"\n") == b"up ready\n"
+        check.close()
+    finally:
+        for s in silent + held:
+            s.close()
