@@ -222,9 +222,11 @@ http1_fd(const struct request *r)
  * connection is added once, edge-triggered, and stays in the set until
  * it is closed (which takes it out); its slot says which wait, if any,
  * it holds now. No system call per poll but the first on a connection.
- * (So a client that sends a later poll and shuts its side down at once,
- * before the poll is held here, is seen only when that wait ends.) */
-static void
+ * An edge that comes while the connection holds no poll (a client that
+ * sends its next poll and shuts its side down at once, seen before the
+ * poll is held) marks the slot: that connection's next poll is over at
+ * once. Returns 1 when the client has left already. */
+static int
 wait_watch_client(struct pending_wait *pd)
 {
 	struct worker *w = pd->worker;
@@ -235,7 +237,7 @@ wait_watch_client(struct pending_wait *pd)
 
 	pd->gone_fd = -1;
 	if (pd->cluster[0] == '\0' || w->gone_epfd < 0 || fd < 0)
-		return;
+		return 0;
 	if ((size_t)fd >= w->n_gone_slots) {
 		size_t n = (size_t)fd * 2 + 64;
 		w->gone_slots = xreallocarray(w->gone_slots, n, sizeof(*w->gone_slots));
@@ -247,11 +249,15 @@ wait_watch_client(struct pending_wait *pd)
 	if (slot->conn_id != conn_id) { /* a connection new to this descriptor */
 		if (epoll_ctl(w->gone_epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&
 		    (errno != EEXIST || epoll_ctl(w->gone_epfd, EPOLL_CTL_MOD, fd, &ev) != 0))
-			return;
+			return 0;
 		slot->conn_id = conn_id;
+		slot->has_left = 0;
 	}
+	if (slot->has_left)
+		return 1;
 	slot->pd = pd;
 	pd->gone_fd = fd;
+	return 0;
 }
 
 static void
@@ -396,7 +402,8 @@ wait_add(struct request *r, const char *cluster, int64_t after, int64_t wait_ms,
 	pd->then = then;
 	if (pd->cluster[0] != '\0')
 		atomic_fetch_add(&r->server->n_long_polls, 1);
-	wait_watch_client(pd);
+	if (wait_watch_client(pd))
+		pd->deadline = time_now_ms(); /* its client has left: over at the next tick */
 	h2o_linklist_insert(&r->worker->waiters, &pd->link);
 	/* Counted before the caller checks the current model again: a
 	 * change published meanwhile either finds the count (its broadcast
@@ -643,10 +650,13 @@ request_clients_gone(h2o_socket_t *watch, const char *err)
 		n = epoll_wait(w->gone_epfd, events, 64, 0);
 		for (i = 0; i < n; i++) {
 			/* a connection between two polls, or on another request,
-			 * is h2o's to close */
-			struct pending_wait *pd = w->gone_slots[events[i].data.fd].pd;
-			if (pd == NULL)
+			 * is h2o's to close; its next poll is over at once */
+			struct gone_slot *slot = &w->gone_slots[events[i].data.fd];
+			struct pending_wait *pd = slot->pd;
+			if (pd == NULL) {
+				slot->has_left = 1;
 				continue;
+			}
 			wait_unwatch_client(pd);
 			h2o_linklist_unlink(&pd->link);
 			h2o_linklist_insert(&gone, &pd->link);

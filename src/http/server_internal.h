@@ -24,6 +24,8 @@ struct observe;
 struct gone_slot {
 	uint64_t conn_id;
 	struct pending_wait *pd;
+	int has_left; /* the client hung up, or shut its side down, while the
+	                 connection held no poll (request.c) */
 };
 
 #define RESERVE_FDS 8 /* the probe worker's descriptors kept for probes */

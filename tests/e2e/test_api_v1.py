@@ -792,6 +792,34 @@ def test_a_held_poll_whose_client_left_is_ended_at_once(seeded, poll):
                       lambda: socket.create_connection(("127.0.0.1", seeded.port), timeout=10))
 
 
+def test_a_poll_whose_client_left_as_it_sent_it_is_ended_at_once(seeded):
+    """A client that sends its next poll on a connection and shuts its
+    sending side down at once: the daemon may see the end of the stream
+    before it holds the poll (the poll waiting for its token's check, or
+    read in a later turn of the loop). It is answered at once all the
+    same, as at the end of its wait."""
+    clients = [socket.create_connection(("127.0.0.1", seeded.port), timeout=10)
+               for _ in range(20)]
+    try:
+        hold_polls(seeded, clients, events_path(seeded))
+        seeded.set_status({"zope2": {"status": "offline"}})
+        for c in clients:
+            assert read_answer(c)["changed"] is True
+        request = ("GET /v1/clusters/default/%s HTTP/1.1\r\nHost: x\r\n"
+                   "Authorization: Bearer %s\r\n\r\n" % (events_path(seeded),
+                                                           seeded.admin_token[1])).encode()
+        sent = time.monotonic()
+        for c in clients:
+            c.sendall(request)
+            c.shutdown(socket.SHUT_WR)
+        for c in clients:
+            assert read_answer(c)["changed"] is False
+        assert time.monotonic() - sent < 5, "answered after %.1f s" % (time.monotonic() - sent)
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_a_held_poll_whose_tls_client_left_is_ended_at_once(make_daemon, cert):
     """The same over HTTP/1.1 with TLS: the client's close_notify and FIN."""
     d = make_daemon(tls=cert)
