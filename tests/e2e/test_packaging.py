@@ -207,7 +207,8 @@ def test_alert_rules_are_valid():
 
 def test_alert_rules_fire_when_they_should():
     out = run(["promtool", "test", "rules",
-               str(REPO / "tests" / "prometheus" / "clustermgmt.rules.test.yml")], timeout=60)
+               str(REPO / "tests" / "prometheus" / "clustermgmt.rules.test.yml"),
+               str(REPO / "tests" / "prometheus" / "clustermgmt.rules.day.test.yml")], timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
