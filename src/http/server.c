@@ -192,6 +192,58 @@ response_done(void *p)
 	w->n_responding--;
 }
 
+/* With TLS: is the connection on descriptor fd one accepted while the
+ * reserve was not full? The request line comes only after the handshake,
+ * so the mark is read by on_req, which serves such a connection's probes
+ * and refuses the rest (a connection new to the descriptor clears it). */
+static void
+mark_on_reserve(struct worker *w, int fd, int on_reserve)
+{
+	if (fd < 0)
+		return;
+	if ((size_t)fd >= w->n_on_reserve) {
+		size_t n = (size_t)fd * 2 + 64;
+		w->on_reserve = xreallocarray(w->on_reserve, n, 1);
+		memset(w->on_reserve + w->n_on_reserve, 0, n - w->n_on_reserve);
+		w->n_on_reserve = n;
+	}
+	w->on_reserve[fd] = (unsigned char)on_reserve;
+}
+
+static int
+is_on_reserve(const struct worker *w, h2o_req_t *req)
+{
+	h2o_socket_t *sock;
+	int fd;
+
+	if (w->n_on_reserve == 0 || req->conn->callbacks->get_socket == NULL ||
+	    (sock = req->conn->callbacks->get_socket(req->conn)) == NULL)
+		return 0;
+	fd = h2o_socket_get_fd(sock);
+	return fd >= 0 && (size_t)fd < w->n_on_reserve && w->on_reserve[fd];
+}
+
+/* Running out of descriptors, a request other than a probe on a
+ * connection taken on the reserve gets this (with TLS from on_req; over
+ * plain HTTP written straight to the socket, refuse_out_of_descriptors). */
+#define OUT_OF_FDS_BODY                                                                            \
+	"{\"error\": \"out of file descriptors: only probes are answered now; try again "          \
+	"shortly\", \"detail\": null}"
+
+static void
+refuse_request_out_of_descriptors(h2o_req_t *req)
+{
+	req->res.status = 503;
+	req->res.reason = "Service Unavailable";
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+	               H2O_STRLIT("application/json"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+	               H2O_STRLIT("no-store"));
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+	req->http1_is_persistent = 0;
+	h2o_send_inline(req, H2O_STRLIT(OUT_OF_FDS_BODY));
+}
+
 /* A response of a general worker is counted until h2o disposes of its
  * request, once the last byte is written (or the client went), so that
  * a stopping worker ends only when what it answered is out: an answer
@@ -224,6 +276,10 @@ on_req(h2o_handler_t *self, h2o_req_t *req)
 		atomic_fetch_add_explicit(&w->n_others, 1, memory_order_relaxed);
 		if (w->is_probe)
 			req->http1_is_persistent = 0; /* its next request is classified anew */
+		else if (is_on_reserve(w, req)) {
+			refuse_request_out_of_descriptors(req);
+			return 0;
+		}
 	}
 	router_dispatch(&r);
 	return 0;
@@ -309,7 +365,10 @@ on_probe_listener_req(h2o_handler_t *self, h2o_req_t *req)
  *     as the process has descriptors free (reserve_refill, at each
  *     accept event). So the load balancers' probes are answered even
  *     when long polls or other requests under way hold every other
- *     descriptor;
+ *     descriptor. With TLS the general workers, which accept on the
+ *     main listener then, keep a reserve each in the same way, and
+ *     on_req refuses what is not a probe on a connection taken on it
+ *     (mark_on_reserve);
  *   - when nothing idle is left (or after ACCEPT_EVICT_MAX closes, since
  *     TLS and HTTP/2 connections give their descriptor back only after a
  *     last write) and the reserve is spent, the listeners are not polled
@@ -356,7 +415,7 @@ close_oldest_idle(void *arg)
 	return 1;
 }
 
-/* Probe worker: fills the reserve up (at start, at each accept event,
+/* Fills the worker's reserve up (at start, at each accept event,
  * and every ACCEPT_PAUSE_MS while it is not full: one open() that fails
  * while the process has no descriptor free). */
 static void
@@ -376,8 +435,8 @@ on_reserve_refill(h2o_timeout_entry_t *entry)
 	reserve_refill(H2O_STRUCT_FROM_MEMBER(struct worker, reserve_refill, entry));
 }
 
-/* Probe worker: one descriptor of the reserve given up for the next
- * accept; 0 when the reserve is spent. */
+/* One descriptor of the worker's reserve given up for the next accept;
+ * 0 when the reserve is spent. */
 static int
 reserve_release(struct worker *w)
 {
@@ -602,22 +661,18 @@ on_refusal_written(h2o_socket_t *sock, const char *err)
 static void
 refuse_out_of_descriptors(h2o_socket_t *sock)
 {
-#define REFUSAL_BODY                                                                               \
-	"{\"error\": \"out of file descriptors: only probes are answered now; try again "          \
-	"shortly\", \"detail\": null}"
 	static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
 	                             "Content-Type: application/json\r\n"
 	                             "Cache-Control: no-store\r\n"
 	                             "Retry-After: 1\r\n"
 	                             "Connection: close\r\n"
-	                             "Content-Length: %zu\r\n\r\n" REFUSAL_BODY;
+	                             "Content-Length: %zu\r\n\r\n" OUT_OF_FDS_BODY;
 	static char text[sizeof(answer) + 16];
 	static h2o_iovec_t buf;
 
 	if (buf.len == 0)
-		buf = h2o_iovec_init(
-		    text, (size_t)snprintf(text, sizeof(text), answer, sizeof(REFUSAL_BODY) - 1));
-#undef REFUSAL_BODY
+		buf = h2o_iovec_init(text, (size_t)snprintf(text, sizeof(text), answer,
+		                                            sizeof(OUT_OF_FDS_BODY) - 1));
 	h2o_socket_write(sock, &buf, 1, on_refusal_written);
 }
 
@@ -676,7 +731,7 @@ on_accept(h2o_socket_t *listener, const char *err)
 	/* A descriptor freed since the last accept goes back to the reserve
 	 * first; while the reserve cannot be filled, the process is at its
 	 * limit, and what is accepted is taken as from the reserve. */
-	if (w->is_probe)
+	if (w->has_reserve)
 		reserve_refill(w);
 	while ((sock = h2o_evloop_socket_accept(listener)) == NULL) {
 		int error = errno; /* h2o returns accept4's failure as is */
@@ -689,7 +744,7 @@ on_accept(h2o_socket_t *listener, const char *err)
 		}
 		if (w->is_probe && n_closed == 0)
 			make_room_elsewhere(w);
-		if (w->is_probe && !is_released && reserve_release(w)) {
+		if (w->has_reserve && !is_released && reserve_release(w)) {
 			is_released = 1; /* once: another thread may take it first */
 			continue;
 		}
@@ -707,6 +762,8 @@ on_accept(h2o_socket_t *listener, const char *err)
 	if (!w->is_metrics && !w->is_consul &&
 	    atomic_load(&w->server->ssl_generation) != w->ssl_generation)
 		worker_take_ssl_ctx(w);
+	if (w->has_reserve)
+		mark_on_reserve(w, h2o_socket_get_fd(sock), w->n_reserve < RESERVE_FDS);
 	h2o_accept(&w->accept_ctx, sock);
 }
 
@@ -781,7 +838,9 @@ worker_init(struct server *s, struct worker *w, struct error *err)
 	h2o_timeout_init(w->ctx.loop, &w->first_line_timeout, FIRST_LINE_TIMEOUT_MS);
 	w->accept_resume.cb = on_accept_resume;
 	w->reserve_refill.cb = on_reserve_refill;
-	if (w->is_probe)
+	/* with TLS the general workers accept on --listen, probes included */
+	w->has_reserve = w->is_probe || (s->ssl_ctx != NULL && !w->is_metrics && !w->is_consul);
+	if (w->has_reserve)
 		reserve_refill(w);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->done_receiver, request_jobs_done);
 	h2o_multithread_register_receiver(w->ctx.queue, &w->change_receiver,
@@ -1007,7 +1066,10 @@ server_free(struct server *s)
 		free(s->workers[i].listeners);
 		s->workers[i].listeners = NULL;
 		free(s->workers[i].gone_slots);
+		free(s->workers[i].on_reserve);
 		s->workers[i].gone_slots = NULL;
+		s->workers[i].on_reserve = NULL;
+		s->workers[i].n_on_reserve = 0;
 		if (s->workers[i].accept_ctx.ssl_ctx != NULL)
 			SSL_CTX_free(s->workers[i].accept_ctx.ssl_ctx);
 		s->workers[i].accept_ctx.ssl_ctx = NULL;

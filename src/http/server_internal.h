@@ -66,10 +66,17 @@ struct worker {
 	struct agent *agent;                /* worker 0 only, with --agent-listen */
 	int init_rc;                        /* worker_init's result, read after the barrier */
 	struct error init_err;
-	int is_metrics;               /* the --metrics-listen worker: /metrics only, plain HTTP */
-	int is_probe;                 /* the probe worker: probes and agent checks only */
-	int reserve_fds[RESERVE_FDS]; /* probe worker: descriptors kept for probes (server.c) */
+	int is_metrics; /* the --metrics-listen worker: /metrics only, plain HTTP */
+	int is_probe;   /* the probe worker: probes and agent checks only */
+	/* the probe worker, and with TLS the general workers (which accept
+	 * on --listen then): descriptors kept for probes (server.c) */
+	int has_reserve;
+	int reserve_fds[RESERVE_FDS];
 	int n_reserve;
+	/* with TLS, by descriptor: 1 when its connection was accepted while
+	 * the reserve was not full (only its probes are served) */
+	unsigned char *on_reserve;
+	size_t n_on_reserve;
 	h2o_timeout_entry_t reserve_refill; /* on accept_pause_timeout while not full */
 	/* connections the probe worker hands over (server.c, handoff_send) */
 	h2o_multithread_receiver_t handoff_receiver;

@@ -15,6 +15,8 @@ so the process id is the daemon's.
 import json
 import os
 import socket
+import ssl
+import threading
 import time
 
 import pytest
@@ -39,9 +41,9 @@ class LimitedDaemon(Daemon):
 def limited_daemon(tmp_path, cm_bin):
     made = []
 
-    def factory(nofile, extra_args=None):
+    def factory(nofile, extra_args=None, tls=None):
         d = LimitedDaemon(tmp_path / ("d%d" % len(made)), nofile, bin_path=cm_bin,
-                          extra_args=extra_args, start=False)
+                          extra_args=extra_args, start=False, tls=tls)
         made.append(d)
         d.start()
         return d
@@ -298,4 +300,77 @@ def test_agent_listener_pauses_once_agent_checks_spend_the_reserve(limited_daemo
         check.close()
     finally:
         for s in silent + held:
+            s.close()
+
+
+def test_https_probes_are_answered_while_long_polls_hold_every_descriptor(limited_daemon, cert):
+    """With TLS the general workers accept on --listen, probes included
+    (the request line comes after the handshake): they keep a reserve of
+    their own. A connection taken on it has its probes served and any
+    other request answered 503."""
+    d = limited_daemon("64:64", tls=cert)
+    d.set_nodes(["n1"])
+    _, token = d.make_token("viewer")
+    version = d.get("/v1/clusters/default/events?after=0", auth=("bearer", token)).json()["version"]
+    poll = ("GET /v1/clusters/default/events?after=%d&wait=%d HTTP/1.1\r\nHost: x\r\n"
+            "Authorization: Bearer %s\r\n\r\n" % (version, HELD_S * 3, token)).encode()
+    context = ssl.create_default_context(cafile=str(cert[0]))
+    context.set_alpn_protocols(["http/1.1"])
+
+    def tls_connect(timeout):
+        raw = socket.create_connection(("127.0.0.1", d.port), timeout=timeout)
+        try:
+            return context.wrap_socket(raw, server_hostname="127.0.0.1")
+        except BaseException:
+            raw.close()
+            raise
+
+    held, lock = [], threading.Lock()
+
+    def hold_one():
+        # those the daemon cannot hold wait in the backlog, and are then
+        # taken on the reserve and refused
+        try:
+            s = tls_connect(30)
+            s.sendall(poll)
+        except OSError:
+            return
+        with lock:
+            held.append(s)
+
+    threads = [threading.Thread(target=hold_one, daemon=True) for _ in range(IDLE_CONNECTIONS)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join(timeout=40)
+        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
+        assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
+        assert len(os.listdir("/proc/%d/fd" % d.proc.pid)) == 64
+
+        def ask(request):
+            data = b""
+            with tls_connect(5) as s:
+                s.sendall(request)
+                try:
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                except ssl.SSLEOFError:  # closed without close_notify
+                    pass
+            return data
+
+        probe = b"GET /health?node=n1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        for _ in range(20):
+            answer = ask(probe)
+            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nOK"), answer
+        answer = ask(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 503 "), answer
+        assert b"retry-after: 1" in head.lower(), head
+        assert json.loads(body)["error"].startswith("out of file descriptors"), body
+    finally:
+        for s in held:
             s.close()
