@@ -344,9 +344,10 @@ def test_https_probes_are_answered_while_long_polls_hold_every_descriptor(limite
     try:
         for t in threads:
             t.join(timeout=40)
-        assert wait_descriptors_in_use(d.proc.pid, 62) >= 62
         assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
-        assert len(os.listdir("/proc/%d/fd" % d.proc.pid)) == 64
+        # a refused TLS connection gives its descriptor back after its last
+        # write, and the reserve takes it at the next refill (100 ms)
+        assert wait_descriptors_in_use(d.proc.pid, 64) == 64
 
         def ask(request):
             data = b""
