@@ -229,6 +229,21 @@ def test_agent_check_is_answered_at_the_descriptor_limit(limited_daemon):
             s.close()
 
 
+def probes_served_others_refused(ask):
+    """With every descriptor in use: 20 probes in a row, each on a new
+    connection (ask(request) -> what came back), are answered 200, and a
+    request that is not a probe 503 with the JSON error."""
+    probe = b"GET /health?node=n1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for _ in range(20):
+        answer = ask(probe)
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nOK"), answer
+    answer = ask(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 503 "), answer
+    assert b"retry-after: 1" in head.lower(), head
+    assert json.loads(body)["error"].startswith("out of file descriptors"), body
+
+
 def test_probes_are_answered_while_long_polls_hold_every_descriptor(limited_daemon):
     """Nothing idle to close (every connection holds a long poll): the
     probe worker's reserve of descriptors takes the probes, one after
@@ -241,16 +256,7 @@ def test_probes_are_answered_while_long_polls_hold_every_descriptor(limited_daem
         assert d.wait_log("out of file descriptors", timeout=10), d.log_text()
         assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
         assert len(os.listdir("/proc/%d/fd" % d.proc.pid)) == 64
-        probe = b"GET /health?node=n1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        for _ in range(20):
-            answer = exchange(d.port, probe)
-            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nOK"), answer
-        other = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        answer = exchange(d.port, other)
-        head, body = answer.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 503 "), answer
-        assert b"retry-after: 1" in head.lower(), head
-        assert json.loads(body)["error"].startswith("out of file descriptors"), body
+        probes_served_others_refused(lambda request: exchange(d.port, request))
     finally:
         for s in held:
             s.close()
@@ -363,15 +369,7 @@ def test_https_probes_are_answered_while_long_polls_hold_every_descriptor(limite
                     pass
             return data
 
-        probe = b"GET /health?node=n1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        for _ in range(20):
-            answer = ask(probe)
-            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"\r\n\r\nOK"), answer
-        answer = ask(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        head, body = answer.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 503 "), answer
-        assert b"retry-after: 1" in head.lower(), head
-        assert json.loads(body)["error"].startswith("out of file descriptors"), body
+        probes_served_others_refused(ask)
     finally:
         for s in held:
             s.close()
