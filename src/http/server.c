@@ -195,7 +195,8 @@ response_done(void *p)
 /* With TLS: is the connection on descriptor fd one accepted while the
  * reserve was not full? The request line comes only after the handshake,
  * so the mark is read by on_req, which serves such a connection's probes
- * and refuses the rest (a connection new to the descriptor clears it). */
+ * and refuses the rest while the reserve is not full again (a connection
+ * new to the descriptor clears it). */
 static void
 mark_on_reserve(struct worker *w, int fd, int on_reserve)
 {
@@ -220,7 +221,15 @@ is_on_reserve(const struct worker *w, h2o_req_t *req)
 	    (sock = req->conn->callbacks->get_socket(req->conn)) == NULL)
 		return 0;
 	fd = h2o_socket_get_fd(sock);
-	return fd >= 0 && (size_t)fd < w->n_on_reserve && w->on_reserve[fd];
+	if (fd < 0 || (size_t)fd >= w->n_on_reserve || !w->on_reserve[fd])
+		return 0;
+	/* the reserve full again: descriptors are free, and a connection that
+	 * stays open (HTTP/2) is served as any other from now on */
+	if (w->n_reserve == RESERVE_FDS) {
+		w->on_reserve[fd] = 0;
+		return 0;
+	}
+	return 1;
 }
 
 /* Running out of descriptors, a request other than a probe on a

@@ -370,6 +370,18 @@ def test_https_probes_are_answered_while_long_polls_hold_every_descriptor(limite
             return data
 
         probes_served_others_refused(ask)
+        # a connection taken on the reserve that stays open (keep-alive
+        # here, HTTP/2 alike) is served as any other once it is full again
+        kept = tls_connect(5)
+        kept.sendall(b"GET /health?node=n1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert recv_until(kept, b"\r\n\r\nOK").startswith(b"HTTP/1.1 200 ")
+        for s in held:
+            s.close()
+        assert wait_quiet(d.proc.pid), "the daemon did not go quiet"
+        kept.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = recv_until(kept, b"\r\n\r\n")
+        kept.close()
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
     finally:
         for s in held:
             s.close()
