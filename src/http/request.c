@@ -238,13 +238,7 @@ wait_watch_client(struct pending_wait *pd)
 	pd->gone_fd = -1;
 	if (pd->cluster[0] == '\0' || w->gone_epfd < 0 || fd < 0)
 		return 0;
-	if ((size_t)fd >= w->n_gone_slots) {
-		size_t n = (size_t)fd * 2 + 64;
-		w->gone_slots = xreallocarray(w->gone_slots, n, sizeof(*w->gone_slots));
-		memset(w->gone_slots + w->n_gone_slots, 0,
-		       (n - w->n_gone_slots) * sizeof(*w->gone_slots));
-		w->n_gone_slots = n;
-	}
+	worker_fd_slots_grow((void **)&w->gone_slots, &w->n_gone_slots, sizeof(*w->gone_slots), fd);
 	slot = &w->gone_slots[fd];
 	if (slot->conn_id != conn_id) { /* a connection new to this descriptor */
 		if (epoll_ctl(w->gone_epfd, EPOLL_CTL_ADD, fd, &ev) != 0 &&

@@ -192,6 +192,18 @@ response_done(void *p)
 	w->n_responding--;
 }
 
+void
+worker_fd_slots_grow(void **slots, size_t *n, size_t size, int fd)
+{
+	size_t want = (size_t)fd * 2 + 64;
+
+	if ((size_t)fd < *n)
+		return;
+	*slots = xreallocarray(*slots, want, size);
+	memset((char *)*slots + *n * size, 0, (want - *n) * size);
+	*n = want;
+}
+
 /* With TLS: is the connection on descriptor fd one accepted while the
  * reserve was not full? The request line comes only after the handshake,
  * so the mark is read by on_req, which serves such a connection's probes
@@ -202,12 +214,7 @@ mark_on_reserve(struct worker *w, int fd, int on_reserve)
 {
 	if (fd < 0)
 		return;
-	if ((size_t)fd >= w->n_on_reserve) {
-		size_t n = (size_t)fd * 2 + 64;
-		w->on_reserve = xreallocarray(w->on_reserve, n, 1);
-		memset(w->on_reserve + w->n_on_reserve, 0, n - w->n_on_reserve);
-		w->n_on_reserve = n;
-	}
+	worker_fd_slots_grow((void **)&w->on_reserve, &w->n_on_reserve, 1, fd);
 	w->on_reserve[fd] = (unsigned char)on_reserve;
 }
 

@@ -28,7 +28,7 @@ struct gone_slot {
 	                 connection held no poll (request.c) */
 };
 
-#define RESERVE_FDS 8 /* the probe worker's descriptors kept for probes */
+#define RESERVE_FDS 8 /* descriptors a worker that has a reserve keeps for probes */
 
 struct worker {
 	int id;
@@ -195,6 +195,9 @@ void server_free(struct server *s);
  * connections accepted from now on and drops the server's reference to
  * the old one. Any thread; s->ssl_lock must have been initialised. */
 void server_set_ssl_ctx(struct server *s, SSL_CTX *ctx);
+/* A worker's array indexed by descriptor (*slots, *n of size bytes each)
+ * grown, zero-filled, to hold fd (>= 0). */
+void worker_fd_slots_grow(void **slots, size_t *n, size_t size, int fd);
 
 /* Copies a request that lives on the worker's stack into its h2o pool,
  * where it lives until the request is answered or the client goes away;
